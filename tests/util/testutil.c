@@ -1,0 +1,71 @@
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void *tu_read_file(const char *path, size_t *size) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    fail_msg("cannot open %s", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  void *buf = malloc(n > 0 ? (size_t)n : 1);
+  if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
+    fail_msg("cannot read %s", path);
+  fclose(f);
+  *size = (size_t)n;
+  return buf;
+}
+
+void tu_golden_path(char *buf, size_t len, const char *format_name) {
+  snprintf(buf, len, "%s/%s.decode.f32", LOWP_GOLDEN_DIR, format_name);
+}
+
+int tu_same_float(float a, float b) {
+  if (a != a || b != b)
+    return a != a && b != b;
+  uint32_t ua, ub;
+  memcpy(&ua, &a, 4);
+  memcpy(&ub, &b, 4);
+  return ua == ub;
+}
+
+int tu_run(const char *cmd, char *out, size_t out_len) {
+  char full[8192];
+  snprintf(full, sizeof full, "%s 2>&1", cmd);
+  FILE *p = popen(full, "r");
+  if (!p)
+    return -1;
+  size_t used = 0;
+  char tmp[4096];
+  size_t got;
+  while ((got = fread(tmp, 1, sizeof tmp, p)) > 0) {
+    if (out && used + 1 < out_len) {
+      size_t take = got < out_len - 1 - used ? got : out_len - 1 - used;
+      memcpy(out + used, tmp, take);
+      used += take;
+    }
+  }
+  if (out && out_len)
+    out[used] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void tu_tmpdir(char *buf, size_t len) {
+  const char *base = getenv("TMPDIR");
+  snprintf(buf, len, "%s/lowp-test-XXXXXX", base && *base ? base : "/tmp");
+  if (!mkdtemp(buf))
+    fail_msg("mkdtemp failed");
+}
+
+void tu_write_file(const char *path, const void *data, size_t size) {
+  FILE *f = fopen(path, "wb");
+  if (!f || fwrite(data, 1, size, f) != size)
+    fail_msg("cannot write %s", path);
+  fclose(f);
+}
