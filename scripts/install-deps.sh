@@ -3,7 +3,10 @@
 # with sudo). Idempotent: packages already present are left alone.
 set -euo pipefail
 pkgs=(cmake make gcc clang clang-format clang-tidy cppcheck valgrind libcmocka-dev libomp-14-dev
-      libclang-rt-14-dev nodejs npm python3)
+      libclang-rt-14-dev python3)
+# node and npm (for the default corpus) usually come with the machine's own Node.js; Debian's
+# npm conflicts with that, so install Debian's only when there is no npm at all.
+command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
