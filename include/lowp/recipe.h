@@ -1,0 +1,116 @@
+/* lowp: training recipes as data.
+ *
+ * A recipe says, for each linear layer's three GEMMs
+ *   fprop  Y  = X  W^T   operands x, w
+ *   dgrad  dX = dY W     operands dy, w
+ *   wgrad  dW = dY^T X   operands dy, x
+ * how each operand is quantized (a quantization scheme by name, its rounding and an optional
+ * Hadamard rotation along the GEMM's reduction dimension); which layers stay in high precision;
+ * the master-weight, gradient and optimizer-state formats; and the loss-scaling policy.
+ * Named presets (DESIGN.md section 4) are rows of a table; users compose their own from a small
+ * text file (lowp_recipe_parse). Each operand is always quantized along the reduction dimension
+ * of its GEMM, so block scales never straddle the sum. */
+#ifndef LOWP_RECIPE_H
+#define LOWP_RECIPE_H
+
+#include <stddef.h>
+
+#include "lowp/format.h"
+#include "lowp/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Operand slots of the three GEMMs (pinned values). */
+typedef enum {
+  LOWP_OP_FPROP_X = 0,
+  LOWP_OP_FPROP_W = 1,
+  LOWP_OP_DGRAD_DY = 2,
+  LOWP_OP_DGRAD_W = 3,
+  LOWP_OP_WGRAD_DY = 4,
+  LOWP_OP_WGRAD_X = 5,
+  LOWP_OP_COUNT
+} lowp_operand;
+
+#define LOWP_SCHEME_NAME_MAX 32
+
+/* How one GEMM operand is quantized. scheme "none" keeps fp32; "bf16"/"fp16" are plain element
+ * casts; any other name is a quantization scheme of the quantization library ("fp8-tensor",
+ * "fp8-delayed", "mxfp8", "nvfp4", ...). */
+typedef enum { LOWP_MX_FLOOR = 0, LOWP_MX_CEIL = 1, LOWP_MX_RCEIL = 2 } lowp_mx_rule;
+
+typedef struct {
+  char scheme[LOWP_SCHEME_NAME_MAX];
+  lowp_round round;     /* LOWP_ROUND_RNE or LOWP_ROUND_SR */
+  int hadamard;         /* 0, 16, 32 or 128: random Hadamard along the reduction dimension */
+  lowp_mx_rule mx_rule; /* e8m0 scale rule of MX schemes */
+  int clip_mask_ste;    /* Quartet: pass gradients only where the forward value was not clipped */
+} lowp_operand_spec;
+
+typedef enum {
+  LOWP_LOSS_SCALE_NONE = 0,
+  LOWP_LOSS_SCALE_DYNAMIC = 1, /* PyTorch GradScaler */
+  LOWP_LOSS_SCALE_STATIC = 2
+} lowp_loss_scale_mode;
+
+typedef enum {
+  LOWP_OPTIM_STATE_FP32 = 0,
+  LOWP_OPTIM_STATE_BF16 = 1,
+  LOWP_OPTIM_STATE_8BIT = 2 /* bitsandbytes blockwise dynamic-map states */
+} lowp_optim_state;
+
+typedef struct {
+  char name[LOWP_SCHEME_NAME_MAX];
+  lowp_operand_spec op[LOWP_OP_COUNT];
+  /* High-precision layers: embeddings, head, norms, softmax and attention always are; in
+   * addition the first and last N transformer blocks keep their linears unquantized. */
+  int keep_first_blocks, keep_last_blocks;
+  lowp_format master;     /* LOWP_FP32, or LOWP_BF16 (updated with stochastic rounding) */
+  lowp_format grad;       /* gradient accumulation buffer: LOWP_FP32 or LOWP_BF16 */
+  lowp_optim_state optim; /* optimizer moments */
+  lowp_loss_scale_mode loss_scale;
+  double loss_scale_init;  /* dynamic: initial scale (2^16); static: the scale */
+  int loss_scale_interval; /* dynamic: growth interval (2000) */
+  /* Delayed scaling (schemes ending in "-delayed"): history length, algorithm, margin. */
+  int amax_history_len;      /* 1024 */
+  int amax_algo_most_recent; /* 0: max over the history, 1: most recent */
+  int margin;
+} lowp_recipe;
+
+/* Presets: "fp32", "bf16", "fp16", "fp8-delayed", "fp8-current", "fp8-block", "mxfp8", "nvfp4",
+ * "mxfp4-quartet", "int8". */
+size_t lowp_recipe_preset_count(void);
+const char *lowp_recipe_preset_name(size_t i);
+lowp_status lowp_recipe_preset(const char *name, lowp_recipe *out);
+
+/* A recipe from text: one "key = value" per line, '#' comments. Keys:
+ *   base = <preset>                       (start from a preset; must come first if given)
+ *   name = <text>
+ *   fprop.x | fprop.w | dgrad.dy | dgrad.w | wgrad.dy | wgrad.x = <scheme> [rne|sr]
+ *                              [hadamard=16|32|128] [mx=floor|ceil|rceil] [clip-mask]
+ *   fprop | dgrad | wgrad | forward | backward | all = ... (several slots at once)
+ *   keep_first = N, keep_last = N
+ *   master = fp32|bf16, grad = fp32|bf16, optimizer_state = fp32|bf16|8bit
+ *   loss_scale = none|dynamic|<number>, loss_scale_init = <number>, loss_scale_interval = N
+ *   amax_history = N, amax_algo = max|most_recent, margin = N
+ * Errors name the line and the problem. */
+lowp_status lowp_recipe_parse(const char *text, lowp_recipe *out);
+lowp_status lowp_recipe_load(const char *path, lowp_recipe *out);
+
+/* A preset name or a path to a recipe file. */
+lowp_status lowp_recipe_resolve(const char *name_or_path, lowp_recipe *out);
+
+/* Write the recipe in the text form lowp_recipe_parse reads (full, no "base"). */
+lowp_status lowp_recipe_format(const lowp_recipe *r, char *buf, size_t len);
+
+/* 1 when every operand is "none" (the fp32 recipe). */
+int lowp_recipe_is_fp32(const lowp_recipe *r);
+
+/* Name of an operand slot ("fprop.x"). */
+const char *lowp_operand_name(lowp_operand op);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
