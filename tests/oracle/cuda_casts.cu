@@ -204,8 +204,8 @@ int main(int argc, char **argv) {
         if (shown++ < 5) {
           uint32_t b;
           memcpy(&b, &x[i], 4);
-          printf("  MISMATCH %s %s: input 0x%08x (%a): device 0x%x host 0x%x\n", ci.fmt,
-                 ci.mode, b, x[i], dev[i], host[i]);
+          printf("  MISMATCH %s %s: input 0x%08x (%a): device 0x%x host 0x%x\n", ci.fmt, ci.mode, b,
+                 x[i], dev[i], host[i]);
         }
       }
     }

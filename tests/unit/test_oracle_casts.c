@@ -109,8 +109,8 @@ static int check_file(const oracle_file *of) {
     uint32_t xb;
     memcpy(&xb, &x[i], sizeof xb);
     if (bad++ < 8)
-      print_message("  %s.%s: input 0x%08x (%a): lowp 0x%x, oracle 0x%x\n", of->fmt, of->oracle,
-                    xb, (double)x[i], got, want);
+      print_message("  %s.%s: input 0x%08x (%a): lowp 0x%x, oracle 0x%x\n", of->fmt, of->oracle, xb,
+                    (double)x[i], got, want);
   }
   if (nan_sign || nan_other)
     print_message("  %s.%s: NaN inputs whose NaN code differs: %d in the sign bit only, %d "

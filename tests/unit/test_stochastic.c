@@ -57,8 +57,8 @@ static void encode_array(const lowp_format_info *fi, float x, const lowp_cast_op
     memcpy(&c, raw + (size_t)i * fi->storage_bytes, (size_t)fi->storage_bytes); /* LE host */
     uint32_t one = lowp_encode1(fi->id, x, o, (uint64_t)i);
     if (c != one)
-      fail_msg("%s: x=%a index %d: lowp_encode 0x%x, lowp_encode1 0x%x", fi->name, (double)x, i,
-               c, one);
+      fail_msg("%s: x=%a index %d: lowp_encode 0x%x, lowp_encode1 0x%x", fi->name, (double)x, i, c,
+               one);
     codes[i] = c;
   }
 }
@@ -75,8 +75,8 @@ static void check_between(const lowp_format_info *fi, double a, double b, float 
   for (int i = 0; i < N; i++) {
     double d = lowp_decode1(fi->id, codes[i]);
     if (d != a && d != b)
-      fail_msg("%s: x=%a (between %a and %a) became %a (code 0x%x)", fi->name, (double)x, a, b,
-               d, codes[i]);
+      fail_msg("%s: x=%a (between %a and %a) became %a (code 0x%x)", fi->name, (double)x, a, b, d,
+               codes[i]);
     ups += d == b;
     sum += d;
   }
@@ -189,8 +189,8 @@ static void test_reproducible_streams(void **state) {
     }
     /* p = 1/2: two independent streams differ in about half the draws */
     if (diff_seed < 128 || diff_offset < 128)
-      fail_msg("%s: another seed changed %d of 512 draws, another offset %d", fi->name,
-               diff_seed, diff_offset);
+      fail_msg("%s: another seed changed %d of 512 draws, another offset %d", fi->name, diff_seed,
+               diff_offset);
   }
 }
 
