@@ -74,7 +74,9 @@ typedef enum {
 
 /* NATIVE: the format's own rule, as ml_dtypes casts (Inf where it has Inf, NaN where it has
  * NaN only, +-max where it has neither). SATURATE: clamp to +-max finite, as CUDA's
- * __NV_SATFINITE; NaN stays NaN. */
+ * __NV_SATFINITE; a NaN becomes CUDA's canonical NaN (positive all-ones magnitude, 0x80 for
+ * FNUZ; +max where the format has no NaN), and e8m0 encodes |x| as __nv_cvt_float_to_e8m0
+ * does. Both are checked against ml_dtypes/CUDA vectors (tests/data/oracle). */
 typedef enum { LOWP_OVERFLOW_NATIVE = 0, LOWP_OVERFLOW_SATURATE = 1 } lowp_overflow;
 
 typedef struct {

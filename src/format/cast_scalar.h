@@ -71,13 +71,20 @@ LOWPI_HD uint32_t lowpi_with_sign(lowpi_fmt f, uint32_t mag, uint32_t neg) {
 
 /* NaN input. Native (ml_dtypes): the quiet NaN with the input's sign; FNUZ and e8m0 have one
  * NaN code; formats without NaN give ml_dtypes' quiet_NaN() = the sign-only code (-0), negated
- * for a negative input. Saturating (CUDA): formats without NaN give +max. */
+ * for a negative input. Saturating (CUDA, checked against its intrinsics in
+ * tests/data/oracle): CUDA's canonical NaN whatever the input's sign, i.e. the positive
+ * all-ones magnitude (e4m3 0x7F, e5m2 0x7F, bf16/fp16 0x7FFF), 0x80 for FNUZ, and +max for
+ * formats without NaN. */
 LOWPI_HD uint32_t lowpi_encode_nan(lowpi_fmt f, uint32_t neg, lowp_overflow ovf) {
-  if (f.special == LOWP_SPECIAL_NONE) {
-    if (ovf == LOWP_OVERFLOW_SATURATE)
+  if (ovf == LOWP_OVERFLOW_SATURATE && f.bits < 32) {
+    if (f.special == LOWP_SPECIAL_NONE)
       return lowpi_max_mag(f);
-    return neg ? 0u : lowpi_sign_bit(f);
+    if (f.special == LOWP_SPECIAL_FNUZ)
+      return f.nan_code;
+    return (1u << (f.exp_bits + f.man_bits)) - 1u;
   }
+  if (f.special == LOWP_SPECIAL_NONE)
+    return neg ? 0u : lowpi_sign_bit(f);
   if (f.special == LOWP_SPECIAL_FNUZ || !f.is_signed)
     return f.nan_code;
   return lowpi_with_sign(f, f.nan_code, neg);
@@ -132,16 +139,20 @@ LOWPI_HD uint32_t lowpi_encode_float(lowpi_fmt f, float x, lowp_round r, lowp_ov
   uint32_t abs_bits = bits & 0x7FFFFFFFu;
   if (abs_bits > 0x7F800000u)
     return lowpi_encode_nan(f, neg, ovf);
+  if (!f.is_signed && ovf == LOWP_OVERFLOW_SATURATE) {
+    /* CUDA's __nv_cvt_float_to_e8m0 ignores the sign: a saturating e8m0 cast encodes |x|. */
+    neg = 0;
+  }
   if (abs_bits == 0x7F800000u) {
-    if (!f.is_signed && neg) /* -Inf into an unsigned format */
-      return ovf == LOWP_OVERFLOW_SATURATE ? 0u : f.nan_code;
+    if (!f.is_signed && neg) /* -Inf into an unsigned format, natively */
+      return f.nan_code;
     return lowpi_encode_overflow(f, neg, ovf, r, 1);
   }
   if (f.exp_bits == 8 && f.man_bits == 23)
     return bits; /* fp32 itself */
   if (!f.is_signed && (neg || abs_bits == 0)) {
-    /* e8m0 has neither sign nor zero: ml_dtypes gives NaN, saturation the smallest code
-     * (a zero input keeps the saturated smallest code even when it is -0). */
+    /* e8m0 has neither sign nor zero: ml_dtypes gives NaN for zero and negatives; saturation
+     * (which took |x| above) gives the smallest code for +-0, as CUDA does. */
     return ovf == LOWP_OVERFLOW_SATURATE ? 0u : f.nan_code;
   }
   if (abs_bits == 0)

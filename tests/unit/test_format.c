@@ -291,10 +291,13 @@ static void test_e8m0(void **state) {
   assert_int_equal(lowp_encode1(LOWP_E8M0, 1.5f, NULL, 0), 128);
   assert_int_equal(lowp_encode1(LOWP_E8M0, 3.0f, NULL, 0), 129);
   assert_int_equal(lowp_encode1(LOWP_E8M0, nextafterf(1.5f, 0), NULL, 0), 127);
-  /* no zero, no negatives: NaN natively, the smallest code when saturating */
+  /* no zero, no negatives: NaN natively; saturating, +-0 is the smallest code */
   assert_int_equal(lowp_encode1(LOWP_E8M0, 0.0f, NULL, 0), 0xFF);
   assert_int_equal(lowp_encode1(LOWP_E8M0, -2.0f, NULL, 0), 0xFF);
-  assert_int_equal(lowp_encode1(LOWP_E8M0, -2.0f, &RNE_SAT, 0), 0);
+  assert_int_equal(lowp_encode1(LOWP_E8M0, 0.0f, &RNE_SAT, 0), 0);
+  /* saturating (CUDA __nv_cvt_float_to_e8m0): the sign is ignored */
+  assert_int_equal(lowp_encode1(LOWP_E8M0, -2.0f, &RNE_SAT, 0), 128);
+  assert_int_equal(lowp_encode1(LOWP_E8M0, -INFINITY, &RNE_SAT, 0), 254);
   /* toward +inf: the ceil rule of MX scales */
   lowp_cast_opts ru = {LOWP_ROUND_RU, LOWP_OVERFLOW_SATURATE, 0, 0};
   assert_int_equal(lowp_encode1(LOWP_E8M0, nextafterf(2.0f, 3.0f), &ru, 0), 129);
