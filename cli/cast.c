@@ -126,7 +126,7 @@ static int check_code_range(const cast_args *a, const unsigned char *codes, size
   for (size_t i = 0; i < n; i++)
     if (codes[i] >> a->fi->bits)
       return cli_runtime_error("cast", "code 0x%02X at element %llu does not fit in %d bits (%s)",
-                               codes[i], (unsigned long long)(base + i), a->fi->bits, a->fi->name);
+                               codes[i], (unsigned long long)base + i, a->fi->bits, a->fi->name);
   return 0;
 }
 
@@ -250,6 +250,8 @@ int cli_cast(int argc, char **argv) {
     printf(HELP, cli_format_names());
     return 0;
   }
+  if (!a.fi) /* parse_args returned 0 without help, so a format was set */
+    return CLI_EXIT_USAGE;
   FILE *in = cli_open_input("cast", a.in_path);
   if (!in)
     return CLI_EXIT_RUNTIME;

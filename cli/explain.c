@@ -126,14 +126,19 @@ static void flags_text(const explained *e, char *buf, size_t len) {
            e->subnormal ? " subnormal" : "");
 }
 
+/* A value for printing: NaN without its sign ("-nan" only confuses). */
+static double shown(float v) {
+  return isnan(v) ? fabs((double)v) : (double)v;
+}
+
 static void print_text(const explained *e, float x) {
   char bits[64], flags[128];
   bits_text(e, bits, sizeof bits);
   flags_text(e, flags, sizeof flags);
   int digits = (e->fi->bits + 3) / 4;
-  double err = fabs((double)e->value - (double)x);
+  double err = e->exact ? 0 : fabs((double)e->value - (double)x); /* inf - inf is nan */
   printf("%-9s bits  %-14s (%s)\n", e->fi->name, bits, layout_text(e->fi));
-  printf("          code  0x%0*X  value %.9g\n", digits, e->code, (double)e->value);
+  printf("          code  0x%0*X  value %.9g\n", digits, e->code, shown(e->value));
   printf("          below ");
   if (e->has_below)
     printf("%.9g", (double)e->below);
@@ -153,7 +158,7 @@ static void print_text(const explained *e, float x) {
 static void print_json_one(const explained *e, float x) {
   char bits[64];
   bits_text(e, bits, sizeof bits);
-  double err = fabs((double)e->value - (double)x);
+  double err = e->exact ? 0 : fabs((double)e->value - (double)x); /* inf - inf is nan */
   printf(
       "    {\"format\": \"%s\", \"code\": %u, \"hex\": \"0x%0*X\", \"bits\": \"%s\", \"value\": ",
       e->fi->name, e->code, (e->fi->bits + 3) / 4, e->code, bits);
