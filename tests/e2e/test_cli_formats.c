@@ -125,6 +125,10 @@ static void test_explain(void **state) {
   assert_int_equal(cli("explain 0.5"), 0);
   assert_int_equal(count_substr(out_buf, "flags"), LOWP_FORMAT_COUNT);
   assert_non_null(strstr(out_buf, "float32 holds it exactly"));
+  assert_int_equal(cli("explain 0.5 --json"), 0);
+  assert_int_equal(count_substr(out_buf, "{\"format\": "), LOWP_FORMAT_COUNT);
+  /* 0.5 = 1.0 * 2^-1: exponent field -1 + 7 = 6, mantissa 0 -> 0 0110 000 */
+  assert_non_null(strstr(out_buf, "{\"format\": \"e4m3\", \"code\": 48, \"hex\": \"0x30\""));
 
   /* Overflow: native e4m3 has no Inf, so 1000 goes to NaN; --saturate gives 448. */
   assert_int_equal(cli("explain 1000 --format e4m3"), 0);
@@ -316,6 +320,8 @@ static void test_bad_input(void **state) {
   BAD(1, "multiple of the 4-byte", "cast --from fp32 %s %s/out", odd, dir);
   BAD(1, "does not fit", "cast --from e2m1 %s %s/out", codes4, dir);
   BAD(1, "--count", "cast --from e2m1 --packed --count 9 %s %s/out", codes4, dir);
+  BAD(2, "--count", "cast --from e2m1 --count 3 %s %s/out", codes4, dir);
+  BAD(2, "--count", "cast --to e2m1 --packed --count 3 %s %s/out", in, dir);
   BAD(2, "not both", "cast --to e4m3 --from e4m3 %s %s/out", in, dir);
   BAD(2, "missing --to", "cast %s %s/out", in, dir);
   BAD(2, "--packed", "cast --to e4m3 --packed %s %s/out", in, dir);
