@@ -33,7 +33,9 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
     if (!strcmp(argv[1], verbs[i].name))
       return verbs[i].run(argc - 1, argv + 1);
-  fprintf(stderr, "lowp: unknown command '%s'\n\n", argv[1]);
-  usage(stderr);
+  fprintf(stderr, "lowp: unknown command '%s' (commands:", argv[1]);
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+    fprintf(stderr, " %s", verbs[i].name);
+  fprintf(stderr, "; try 'lowp --help')\n");
   return 2;
 }
