@@ -127,11 +127,12 @@ static lowp_status parse_entry(lowp_st_file *f, const lowpi_json_member *m, size
     return lowpi_fail(LOWP_ERR_FORMAT, "%s: tensor \"%s\": shape size overflows", L, name);
   }
   if ((uint64_t)(e - b) != nbytes)
-    return lowpi_fail(LOWP_ERR_FORMAT,
-                      "%s: tensor \"%s\": data_offsets [%lld, %lld] span %llu bytes but %s x "
-                      "shape needs %llu",
-                      L, name, (long long)b, (long long)e, (unsigned long long)(e - b), dt->str,
-                      (unsigned long long)nbytes);
+    return lowpi_fail(
+        LOWP_ERR_FORMAT,
+        "%s: tensor \"%s\": data_offsets [%lld, %lld] span %llu bytes but %s with this "
+        "shape needs %llu",
+        L, name, (long long)b, (long long)e, (unsigned long long)(e - b), dt->str,
+        (unsigned long long)nbytes);
   lowp_st_tensor *t = &f->entries[i].t;
   t->name = name;
   t->dtype = dtype;
