@@ -2,6 +2,7 @@
 #ifndef LOWP_LOWP_H
 #define LOWP_LOWP_H
 
+#include "lowp/data.h"
 #include "lowp/format.h"
 #include "lowp/safetensors.h"
 #include "lowp/status.h"

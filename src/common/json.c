@@ -69,7 +69,8 @@ static void skip_ws(parser *p) {
 
 /* Length of the valid UTF-8 sequence at s[0, n) (1..4), or 0 if invalid: no overlong forms,
  * no surrogates, nothing above U+10FFFF (RFC 3629). */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
+size_t lowpi_utf8_len(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
   unsigned c = s[0];
   size_t len;
   unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
@@ -101,9 +102,8 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
 }
 
 int lowpi_utf8_valid(const char *s, size_t n) {
-  const unsigned char *u = (const unsigned char *)s;
   for (size_t i = 0; i < n;) {
-    size_t k = utf8_seq(u + i, n - i);
+    size_t k = lowpi_utf8_len(s + i, n - i);
     if (k == 0)
       return 0;
     i += k;
@@ -174,7 +174,7 @@ static lowp_status parse_string(parser *p, char **out, size_t *out_len) {
       return fail_at(p, p->pos, "control character in string (must be escaped)");
     }
     if (c >= 0x80) {
-      size_t k = utf8_seq((const unsigned char *)p->text + p->pos, end - p->pos);
+      size_t k = lowpi_utf8_len(p->text + p->pos, end - p->pos);
       if (k == 0) {
         free(s);
         return fail_at(p, p->pos, "invalid UTF-8 in string");

@@ -56,6 +56,8 @@ void lowpi_json_free(lowpi_json *value);
 const lowpi_json *lowpi_json_get(const lowpi_json *object, const char *key);
 const lowpi_json *lowpi_json_at(const lowpi_json *array, size_t index);
 
+/* Length (1..4) of the valid UTF-8 sequence at s[0, n), n >= 1, or 0 if it is not one. */
+size_t lowpi_utf8_len(const char *s, size_t n);
 /* 1 if s[0, n) is valid UTF-8 (RFC 3629: no overlongs, surrogates or values above U+10FFFF). */
 int lowpi_utf8_valid(const char *s, size_t n);
 
