@@ -2,7 +2,9 @@
 #ifndef LOWP_LOWP_H
 #define LOWP_LOWP_H
 
+#include "lowp/data.h"
 #include "lowp/format.h"
+#include "lowp/safetensors.h"
 #include "lowp/status.h"
 
 #define LOWP_VERSION_MAJOR 0
