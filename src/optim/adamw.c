@@ -1,0 +1,289 @@
+/* AdamW with fp32, bf16 or 8-bit blockwise (bitsandbytes) states. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "format/cast_scalar.h"
+#include "lowp/optim.h"
+
+#define BLOCK 256     /* 8-bit states: elements per absmax block */
+#define MIN_8BIT 4096 /* smaller tensors keep fp32 states (bitsandbytes' min_8bit_size) */
+
+typedef struct {
+  size_t offset, numel;
+  int decay, kind; /* kind: the lowp_opt_state this tensor actually uses */
+  size_t m, v;     /* byte offsets of the states in the blob */
+  size_t am, av;   /* 8-bit: byte offsets of the absmax arrays (float, one per block) */
+} opt_tensor;
+
+struct lowp_adamw {
+  lowp_adamw_config cfg;
+  opt_tensor *t;
+  size_t nt;
+  unsigned char *blob;
+  size_t bytes;
+  long steps;
+  float code_s[256], code_u[256];
+  unsigned char zero_s, zero_u; /* the codes of 0.0 */
+};
+
+void lowp_adamw_config_default(lowp_adamw_config *c) {
+  memset(c, 0, sizeof(*c));
+  c->beta1 = 0.9f;
+  c->beta2 = 0.95f;
+  c->eps = 1e-8f;
+  c->weight_decay = 0.1f;
+  c->state = LOWP_OPT_STATE_FP32;
+  c->state_round = LOWP_ROUND_RNE;
+}
+
+static size_t align8(size_t x) {
+  return (x + 7) & ~(size_t)7;
+}
+
+static unsigned char code_index(const float code[256], float x) {
+  for (int i = 0; i < 256; i++)
+    if (code[i] == x)
+      return (unsigned char)i;
+  return 0;
+}
+
+lowp_status lowp_adamw_create(lowp_adamw **out, const lowp_adamw_config *cfg,
+                              const lowp_opt_tensor *tensors, size_t ntensors, size_t nparams) {
+  *out = NULL;
+  if (!cfg || (ntensors && !tensors))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "adamw: no config or tensors");
+  if (cfg->state != LOWP_OPT_STATE_FP32 && cfg->state != LOWP_OPT_STATE_BF16 &&
+      cfg->state != LOWP_OPT_STATE_8BIT)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "adamw: unknown state kind %d", (int)cfg->state);
+  if (cfg->state == LOWP_OPT_STATE_BF16 && cfg->state_round != LOWP_ROUND_RNE &&
+      cfg->state_round != LOWP_ROUND_SR)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "adamw: bf16 states round with RNE or SR only");
+  if (!(cfg->beta1 >= 0.0f && cfg->beta1 < 1.0f && cfg->beta2 >= 0.0f && cfg->beta2 < 1.0f &&
+        cfg->eps >= 0.0f && cfg->weight_decay >= 0.0f))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "adamw: need 0 <= betas < 1, eps >= 0, wd >= 0");
+  lowp_adamw *o = calloc(1, sizeof(*o));
+  if (!o)
+    return lowpi_fail(LOWP_ERR_NOMEM, "adamw: out of memory");
+  o->cfg = *cfg;
+  o->nt = ntensors;
+  o->t = calloc(ntensors ? ntensors : 1, sizeof(opt_tensor));
+  if (!o->t) {
+    free(o);
+    return lowpi_fail(LOWP_ERR_NOMEM, "adamw: out of memory");
+  }
+  size_t bytes = 0;
+  for (size_t i = 0; i < ntensors; i++) {
+    opt_tensor *t = &o->t[i];
+    if (tensors[i].offset > nparams || tensors[i].numel > nparams - tensors[i].offset) {
+      lowp_adamw_free(o);
+      return lowpi_fail(LOWP_ERR_INVALID_ARG, "adamw: tensor %zu [%zu, +%zu) outside %zu params", i,
+                        tensors[i].offset, tensors[i].numel, nparams);
+    }
+    t->offset = tensors[i].offset;
+    t->numel = tensors[i].numel;
+    t->decay = tensors[i].decay;
+    t->kind = cfg->state;
+    if (t->kind == LOWP_OPT_STATE_8BIT && t->numel < MIN_8BIT)
+      t->kind = LOWP_OPT_STATE_FP32;
+    size_t esize = t->kind == LOWP_OPT_STATE_FP32 ? 4 : t->kind == LOWP_OPT_STATE_BF16 ? 2 : 1;
+    t->m = bytes;
+    bytes = align8(bytes + esize * t->numel);
+    t->v = bytes;
+    bytes = align8(bytes + esize * t->numel);
+    if (t->kind == LOWP_OPT_STATE_8BIT) {
+      size_t nb = (t->numel + BLOCK - 1) / BLOCK;
+      t->am = bytes;
+      bytes = align8(bytes + 4 * nb);
+      t->av = bytes;
+      bytes = align8(bytes + 4 * nb);
+    }
+  }
+  o->bytes = bytes;
+  o->blob = calloc(bytes ? bytes : 1, 1); /* all-zero: fp32/bf16 zeros, absmax 0 */
+  if (!o->blob) {
+    lowp_adamw_free(o);
+    return lowpi_fail(LOWP_ERR_NOMEM, "adamw: out of memory for %zu bytes of state", bytes);
+  }
+  lowp_dynamic_map(o->code_s, 1);
+  lowp_dynamic_map(o->code_u, 0);
+  o->zero_s = code_index(o->code_s, 0.0f);
+  o->zero_u = code_index(o->code_u, 0.0f);
+  for (size_t i = 0; i < ntensors; i++)
+    if (o->t[i].kind == LOWP_OPT_STATE_8BIT) {
+      memset(o->blob + o->t[i].m, o->zero_s, o->t[i].numel);
+      memset(o->blob + o->t[i].v, o->zero_u, o->t[i].numel);
+    }
+  *out = o;
+  return LOWP_OK;
+}
+
+lowp_status lowp_adamw_create_for_model(lowp_adamw **out, const lowp_adamw_config *cfg,
+                                        lowp_model *model) {
+  size_t nt = lowp_model_num_tensors(model);
+  lowp_opt_tensor *t = calloc(nt ? nt : 1, sizeof(*t));
+  if (!t)
+    return lowpi_fail(LOWP_ERR_NOMEM, "adamw: out of memory");
+  for (size_t i = 0; i < nt; i++) {
+    lowp_tensor_info info;
+    lowp_model_tensor(model, i, &info);
+    t[i].offset = info.offset;
+    t[i].numel = info.numel;
+    t[i].decay = info.weight_decay;
+  }
+  lowp_status s = lowp_adamw_create(out, cfg, t, nt, lowp_model_num_params(model));
+  free(t);
+  if (s == LOWP_OK && cfg->master_bf16) {
+    float *p = lowp_model_params(model);
+    lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
+    size_t n = lowp_model_num_params(model);
+    for (size_t i = 0; i < n; i++)
+      p[i] =
+          lowpi_decode(bf, lowpi_encode(bf, p[i], LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0, i));
+  }
+  return s;
+}
+
+void lowp_adamw_free(lowp_adamw *o) {
+  if (!o)
+    return;
+  free(o->t);
+  free(o->blob);
+  free(o);
+}
+
+long lowp_adamw_num_steps(const lowp_adamw *o) {
+  return o->steps;
+}
+void lowp_adamw_set_num_steps(lowp_adamw *o, long steps) {
+  o->steps = steps;
+}
+
+void *lowp_adamw_state(lowp_adamw *o, size_t *bytes) {
+  *bytes = o->bytes;
+  return o->blob;
+}
+
+/* Nearest code of a sorted table (ties to the lower code), x in [-1, 1] or [0, 1]. */
+static unsigned char nearest_code(const float code[256], float x) {
+  int lo = 0, hi = 255;
+  while (hi - lo > 1) { /* code[lo] <= x <= code[hi] */
+    int mid = (lo + hi) / 2;
+    if (code[mid] <= x)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  if (x <= code[lo])
+    return (unsigned char)lo;
+  if (x >= code[hi])
+    return (unsigned char)hi;
+  return (unsigned char)(x - code[lo] <= code[hi] - x ? lo : hi);
+}
+
+/* Per-step constants, in double as PyTorch computes its Python scalars. */
+typedef struct {
+  float decay_mul, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqrt, eps;
+} step_consts;
+
+/* The update of one element given its new m, v (fp32). */
+static inline float update_param(float p, float m, float v, int decay, const step_consts *k) {
+  if (decay)
+    p = p * k->decay_mul;
+  float denom = sqrtf(v) / k->bc2_sqrt + k->eps;
+  return p - k->step_size * (m / denom);
+}
+
+static inline float store_master(float p, const lowp_adamw *o, uint64_t index) {
+  if (!o->cfg.master_bf16)
+    return p;
+  lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
+  uint64_t offset = ((uint64_t)o->steps << 2) | 2u;
+  return lowpi_decode(
+      bf, lowpi_encode(bf, p, LOWP_ROUND_SR, LOWP_OVERFLOW_NATIVE, o->cfg.seed, offset, index));
+}
+
+static void step_dense(lowp_adamw *o, const opt_tensor *t, float *p, const float *g,
+                       const step_consts *k) {
+  lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
+  int bf16 = t->kind == LOWP_OPT_STATE_BF16;
+  float *m32 = (float *)(o->blob + t->m), *v32 = (float *)(o->blob + t->v);
+  uint16_t *m16 = (uint16_t *)(o->blob + t->m), *v16 = (uint16_t *)(o->blob + t->v);
+  uint64_t off_m = ((uint64_t)o->steps << 2) | 0u, off_v = ((uint64_t)o->steps << 2) | 1u;
+#pragma omp parallel for
+  for (size_t i = 0; i < t->numel; i++) {
+    uint64_t index = t->offset + i; /* the element's global index: SR streams */
+    float m = bf16 ? lowpi_decode(bf, m16[i]) : m32[i];
+    float v = bf16 ? lowpi_decode(bf, v16[i]) : v32[i];
+    float gi = g[i];
+    m = m + k->one_minus_b1 * (gi - m); /* torch: exp_avg.lerp_(grad, 1 - beta1) */
+    v = v * k->b2 + k->one_minus_b2 * (gi * gi);
+    p[i] = store_master(update_param(p[i], m, v, t->decay, k), o, index);
+    if (bf16) {
+      m16[i] = (uint16_t)lowpi_encode(bf, m, o->cfg.state_round, LOWP_OVERFLOW_NATIVE, o->cfg.seed,
+                                      off_m, index);
+      v16[i] = (uint16_t)lowpi_encode(bf, v, o->cfg.state_round, LOWP_OVERFLOW_NATIVE, o->cfg.seed,
+                                      off_v, index);
+    } else {
+      m32[i] = m;
+      v32[i] = v;
+    }
+  }
+}
+
+static void step_8bit(lowp_adamw *o, const opt_tensor *t, float *p, const float *g,
+                      const step_consts *k) {
+  unsigned char *qm = o->blob + t->m, *qv = o->blob + t->v;
+  float *am = (float *)(o->blob + t->am), *av = (float *)(o->blob + t->av);
+  size_t nb = (t->numel + BLOCK - 1) / BLOCK;
+#pragma omp parallel for
+  for (size_t b = 0; b < nb; b++) {
+    size_t lo = b * BLOCK, n = t->numel - lo < BLOCK ? t->numel - lo : BLOCK;
+    float mb[BLOCK], vb[BLOCK], mmax = 0.0f, vmax = 0.0f;
+    for (size_t j = 0; j < n; j++) {
+      size_t i = lo + j;
+      float m = o->code_s[qm[i]] * am[b], v = o->code_u[qv[i]] * av[b], gi = g[i];
+      m = m + k->one_minus_b1 * (gi - m);
+      v = v * k->b2 + k->one_minus_b2 * (gi * gi);
+      p[i] = store_master(update_param(p[i], m, v, t->decay, k), o, t->offset + i);
+      mb[j] = m;
+      vb[j] = v;
+      mmax = fmaxf(mmax, fabsf(m));
+      vmax = fmaxf(vmax, v);
+    }
+    am[b] = mmax;
+    av[b] = vmax;
+    for (size_t j = 0; j < n; j++) {
+      qm[lo + j] = mmax > 0.0f ? nearest_code(o->code_s, mb[j] / mmax) : o->zero_s;
+      qv[lo + j] = vmax > 0.0f ? nearest_code(o->code_u, vb[j] / vmax) : o->zero_u;
+    }
+  }
+}
+
+lowp_status lowp_adamw_step(lowp_adamw *o, float *params, const float *grads, float lr) {
+  if (!params || !grads)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "adamw: step needs params and grads");
+  long t = o->steps + 1;
+  double b1 = o->cfg.beta1, b2 = o->cfg.beta2;
+  double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
+  step_consts k;
+  k.decay_mul = (float)(1.0 - (double)lr * (double)o->cfg.weight_decay);
+  k.one_minus_b1 = (float)(1.0 - b1);
+  k.b2 = (float)b2;
+  k.one_minus_b2 = (float)(1.0 - b2);
+  k.step_size = (float)((double)lr / bc1);
+  k.bc2_sqrt = (float)sqrt(bc2);
+  k.eps = o->cfg.eps;
+  for (size_t i = 0; i < o->nt; i++) {
+    const opt_tensor *tt = &o->t[i];
+    float *p = params + tt->offset;
+    const float *g = grads + tt->offset;
+    if (tt->kind == LOWP_OPT_STATE_8BIT)
+      step_8bit(o, tt, p, g, &k);
+    else
+      step_dense(o, tt, p, g, &k);
+  }
+  o->steps = t;
+  return LOWP_OK;
+}
