@@ -4,7 +4,7 @@
 
 #include "common/error.h"
 #include "format/philox.h"
-#include "lowp/quant.h"
+#include "quant/quant_internal.h"
 
 lowp_status lowp_hadamard_signs(float *d, int n, uint64_t seed) {
   if (!d)
@@ -40,7 +40,7 @@ lowp_status lowp_hadamard(float *y, const float *x, size_t rows, size_t cols, in
                       "Hadamard size %d must divide the row length (cols = %zu)", n, cols);
   const float norm = (float)(1.0 / sqrt((double)n));
   const size_t groups = rows * (cols / (size_t)n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= LOWPI_PAR_MIN)
   for (size_t g = 0; g < groups; g++) {
     float v[128];
     const float *src = x + g * (size_t)n;

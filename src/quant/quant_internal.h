@@ -7,6 +7,10 @@
 
 #include "lowp/quant.h"
 
+/* Parallel loops run threaded only above this many elements: thread start-up costs more than
+ * quantizing a small tensor. */
+#define LOWPI_PAR_MIN 32768
+
 /* bitsandbytes double quantization: absmax values per second-level block. */
 #define LOWPI_DQ_BLOCK 256
 

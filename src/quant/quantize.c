@@ -51,7 +51,7 @@ static lowp_status compute_scales(const float *x, lowp_qdata *d, const lowp_qcon
     free(bamax);
     return lowpi_fail(LOWP_ERR_NOMEM, "quantize: out of memory for the block amaxes");
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (R * C >= LOWPI_PAR_MIN)
   for (size_t i = 0; i < R; i++) {
     const float *row = x + i * C;
     for (size_t bj = 0; bj < SC; bj++) {
@@ -64,7 +64,7 @@ static lowp_status compute_scales(const float *x, lowp_qdata *d, const lowp_qcon
       part[i * SC + bj] = m;
     }
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (R * C >= LOWPI_PAR_MIN)
   for (size_t b = 0; b < nb; b++) {
     size_t bi = b / SC, bj = b % SC;
     size_t i1 = (bi + 1) * br < R ? (bi + 1) * br : R;
@@ -97,7 +97,7 @@ static lowp_status compute_scales(const float *x, lowp_qdata *d, const lowp_qcon
     }
   }
   const int emax = c->mode == LOWP_SCALING_MX ? fmt_emax(c->format) : 0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (R * C >= LOWPI_PAR_MIN)
   for (size_t b = 0; b < nb; b++) {
     float a = bamax[b] > 0x7F800000u ? lowpi_bits_f32(0x7FC00000u) : lowpi_bits_f32(bamax[b]);
     lowpi_block_scale s;
@@ -158,7 +158,7 @@ static size_t encode_elements(const float *x, lowp_qdata *d, const lowp_qconfig 
   const lowp_round rnd = c->round;
   const uint64_t seed = c->seed;
   size_t saturated = 0;
-#pragma omp parallel for schedule(static) reduction(+ : saturated)
+#pragma omp parallel for schedule(static) if (R * C >= LOWPI_PAR_MIN) reduction(+ : saturated)
   for (size_t i = 0; i < R; i++) {
     const float *row = x + i * C;
     const float *row_enc = enc + (i / br) * SC;
@@ -191,7 +191,7 @@ static lowp_status quantize_one(const float *x, lowp_qdata *d, const lowp_qconfi
 /* (cols, rows) = transpose of (rows, cols), blocked for the cache. */
 static void transpose(float *t, const float *x, size_t rows, size_t cols) {
   const size_t T = 32;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= LOWPI_PAR_MIN)
   for (size_t i0 = 0; i0 < rows; i0 += T)
     for (size_t j0 = 0; j0 < cols; j0 += T)
       for (size_t i = i0; i < i0 + T && i < rows; i++)
@@ -250,7 +250,7 @@ static lowp_status dequantize_one(const lowp_qtensor *q, const lowp_qdata *d, fl
     dec[b] = nvfp4 ? lowpi_decode(lowpi_fmt_of(LOWP_E4M3), ((const uint8_t *)d->scales)[b])
                    : lowp_qtensor_block_scale(q, d, b);
   const float s_enc = d->tensor_scale;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (R * C >= LOWPI_PAR_MIN)
   for (size_t i = 0; i < R; i++) {
     const float *row_dec = dec + (i / br) * SC;
     for (size_t j = 0; j < C; j++) {

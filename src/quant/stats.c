@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "lowp/quant.h"
+#include "quant/quant_internal.h"
 
 lowp_status lowp_quant_stats(lowp_qstats *s, const float *x, const float *y, size_t n,
                              const lowp_qtensor *q) {
@@ -14,7 +14,7 @@ lowp_status lowp_quant_stats(lowp_qstats *s, const float *x, const float *y, siz
   s->n = n;
   double sig = 0.0, err = 0.0, amax = 0.0;
   size_t nonzero = 0, underflow = 0, nan_in = 0, inf_in = 0, nan_out = 0, inf_out = 0;
-#pragma omp parallel for schedule(static) reduction(+ : sig, err, nonzero, underflow, nan_in,    \
+#pragma omp parallel for schedule(static) if (n >= LOWPI_PAR_MIN) reduction(+ : sig, err, nonzero, underflow, nan_in,    \
                                                         inf_in, nan_out, inf_out)              \
     reduction(max : amax)
   for (size_t i = 0; i < n; i++) {

@@ -42,7 +42,7 @@ static const double ref_nf4_vals[16] = {-1.0,
                                         0.7229568362236023,
                                         1.0};
 
-static ref_fmt ref_fmt_make(lowp_format f) {
+static inline ref_fmt ref_fmt_make(lowp_format f) {
   ref_fmt r;
   memset(&r, 0, sizeof r);
   switch (f) {
@@ -90,7 +90,7 @@ static ref_fmt ref_fmt_make(lowp_format f) {
 
 /* Saturating RNE cast of a float value v. Returns the code; *val the decoded value; *defined
  * is 0 where the code is a NaN encoding the reference does not pin down (NaN into e4m3/e5m2). */
-static uint32_t ref_cast(const ref_fmt *f, double v, double *val, int *defined) {
+static inline uint32_t ref_cast(const ref_fmt *f, double v, double *val, int *defined) {
   *defined = 1;
   if (f->kind == 1) { /* symmetric integer */
     double q = isnan(v) ? 0.0 : nearbyint(v);
@@ -149,31 +149,32 @@ typedef struct {
   size_t saturated;
 } ref_q;
 
-static float ref_f(double v) {
+static inline float ref_f(double v) {
   return (float)v;
 }
 
 /* 2^floor(log2(s)) of a positive finite s, via frexp. */
-static double ref_pow2_floor(double s) {
+static inline double ref_pow2_floor(double s) {
   int e;
   double m = frexp(s, &e); /* s = m 2^e, m in [0.5, 1) */
   (void)m;
   return ldexp(1.0, e - 1);
 }
 
-static int ref_floor_log2(double a) {
+static inline int ref_floor_log2(double a) {
   int e;
   frexp(a, &e);
   return e - 1;
 }
 
-static int ref_ceil_log2(double a) {
+static inline int ref_ceil_log2(double a) {
   int e;
   double m = frexp(a, &e);
   return m == 0.5 ? e - 1 : e;
 }
 
-static void ref_quantize(ref_q *r, const lowp_qconfig *c, const float *x, size_t R, size_t C) {
+static inline void ref_quantize(ref_q *r, const lowp_qconfig *c, const float *x, size_t R,
+                                size_t C) {
   ref_fmt f = ref_fmt_make(c->format);
   size_t br = 1, bc = C;
   int block = c->block;
@@ -343,7 +344,7 @@ static void ref_quantize(ref_q *r, const lowp_qconfig *c, const float *x, size_t
   free(dec);
 }
 
-static void ref_free(ref_q *r) {
+static inline void ref_free(ref_q *r) {
   free(r->codes);
   free(r->code_defined);
   free(r->y);
