@@ -4,7 +4,13 @@
 
 #include "lowp/data.h"
 #include "lowp/format.h"
+#include "lowp/memory.h"
+#include "lowp/model.h"
+#include "lowp/optim.h"
+#include "lowp/quant.h"
+#include "lowp/recipe.h"
 #include "lowp/safetensors.h"
+#include "lowp/scaler.h"
 #include "lowp/status.h"
 
 #define LOWP_VERSION_MAJOR 0

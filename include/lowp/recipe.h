@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "lowp/format.h"
+#include "lowp/quant.h"
 #include "lowp/status.h"
 
 #ifdef __cplusplus
@@ -38,8 +39,6 @@ typedef enum {
 /* How one GEMM operand is quantized. scheme "none" keeps fp32; "bf16"/"fp16" are plain element
  * casts; any other name is a quantization scheme of the quantization library ("fp8-tensor",
  * "fp8-delayed", "mxfp8", "nvfp4", ...). */
-typedef enum { LOWP_MX_FLOOR = 0, LOWP_MX_CEIL = 1, LOWP_MX_RCEIL = 2 } lowp_mx_rule;
-
 typedef struct {
   char scheme[LOWP_SCHEME_NAME_MAX];
   lowp_round round;     /* LOWP_ROUND_RNE or LOWP_ROUND_SR */
