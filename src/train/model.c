@@ -68,6 +68,7 @@ struct lowp_model {
   int have_targets, have_forward;
   acts a;
   const lowpi_linear_ctx **lin_ctx; /* (4 L + 1) */
+  float loss_scale;                 /* multiplies the loss gradient (dynamic loss scaling) */
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -242,6 +243,7 @@ lowp_status lowp_model_create(lowp_model **out, const lowp_model_config *cfg_in,
   m->p.layers = calloc((size_t)cfg.n_layer, sizeof(layer_ptrs));
   m->g.layers = calloc((size_t)cfg.n_layer, sizeof(layer_ptrs));
   m->lin_ctx = calloc((size_t)(4 * cfg.n_layer + 1), sizeof(*m->lin_ctx));
+  m->loss_scale = 1.0f;
   if (m->tensors && m->p.layers && m->g.layers && m->lin_ctx) {
     b.count_only = 0;
     build_table(&b);
@@ -325,6 +327,8 @@ long lowp_model_find_tensor(const lowp_model *m, const char *name) {
 int lowpi_model_num_linears(const lowp_model *m) {
   return 4 * m->cfg.n_layer + 1;
 }
+
+void lowpi_model_set_loss_scale(lowp_model *m, float scale) { m->loss_scale = scale; }
 
 lowp_status lowpi_model_set_linear_ctx(lowp_model *m, int index, const lowpi_linear_ctx *ctx) {
   if (index < 0 || index >= lowpi_model_num_linears(m))
@@ -502,7 +506,8 @@ lowp_status lowp_model_backward(lowp_model *m) {
   size_t N = (size_t)B * T, NC = N * (size_t)C;
   memset(m->grads, 0, m->nparams * sizeof(float));
 
-  lowpi_crossentropy_backward(a->dlogits, a->probs, a->targets, (int)N, V, 1.0f / (float)N);
+  lowpi_crossentropy_backward(a->dlogits, a->probs, a->targets, (int)N, V,
+                              m->loss_scale / (float)N);
   LOWPI_TRY(lowpi_linear_backward(a->da, m->g.head, NULL, a->dlogits, a->lnf, m->p.head, (int)N, C,
                                   V, m->lin_ctx[4 * L]));
   float *xl = a->res + (size_t)L * NC;

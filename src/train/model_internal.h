@@ -13,4 +13,7 @@ int lowpi_model_num_linears(const lowp_model *model);
 /* Set the GEMM hook of linear layer `index` (NULL: plain fp32). The ctx must outlive its use. */
 lowp_status lowpi_model_set_linear_ctx(lowp_model *model, int index, const lowpi_linear_ctx *ctx);
 
+/* The backward pass differentiates loss * scale (GradScaler's scaled loss); 1 by default. */
+void lowpi_model_set_loss_scale(lowp_model *model, float scale);
+
 #endif

@@ -1,0 +1,271 @@
+/* Recipe execution: the operand hook of every quantized linear layer. */
+#include "train/recipe_exec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "format/cast_scalar.h"
+#include "train/model_internal.h"
+
+typedef enum { OP_NONE, OP_CAST, OP_QUANT } op_kind;
+
+typedef struct {
+  op_kind kind;
+  lowp_operand_spec spec;
+  lowp_format cast_format;       /* OP_CAST */
+  lowp_qconfig cfg;              /* OP_QUANT */
+  lowp_delayed_scaling *delayed; /* OP_QUANT with delayed scaling (owned by the exec) */
+  lowp_qtensor q;                /* cached for the last shape */
+  int have_q;
+  size_t q_rows, q_cols;
+} op_state;
+
+typedef struct {
+  lowpi_recipe_exec *ex;
+  int linear;
+  op_state op[LOWP_OP_COUNT];
+  lowpi_linear_ctx ctx;
+} linear_state;
+
+struct lowpi_recipe_exec {
+  lowp_model *model;
+  uint64_t seed, step;
+  int nlin;
+  linear_state *lin; /* one per linear layer of the model (the head stays unused) */
+  lowp_delayed_scaling **delayed;
+  size_t ndelayed;
+  size_t n_quantized, n_saturated;
+};
+
+/* The operand slot of (gemm, which): see nn/linear.h for the order of the operands. */
+static lowp_operand slot_of(lowpi_gemm gemm, lowpi_operand which) {
+  static const lowp_operand slots[3][2] = {{LOWP_OP_FPROP_X, LOWP_OP_FPROP_W},
+                                           {LOWP_OP_DGRAD_DY, LOWP_OP_DGRAD_W},
+                                           {LOWP_OP_WGRAD_DY, LOWP_OP_WGRAD_X}};
+  return slots[gemm][which];
+}
+
+static void transpose(float *out, const float *in, size_t rows, size_t cols) {
+  // out (cols, rows), in (rows, cols)
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+  for (long r = 0; r < (long)rows; r++)
+    for (size_t c = 0; c < cols; c++)
+      out[c * rows + (size_t)r] = in[(size_t)r * cols + c];
+}
+
+/* Quantize then dequantize x (rows, K) with blocks along its rows (K is the reduction). */
+static lowp_status fake_quant_rows(lowpi_recipe_exec *ex, linear_state *ls, lowp_operand slot,
+                                   float *y, const float *x, size_t rows, size_t K) {
+  op_state *o = &ls->op[slot];
+  /* A separate random stream per step, linear layer and operand. */
+  uint64_t offset = (ex->step << 16) ^ ((uint64_t)ls->linear << 3) ^ (uint64_t)slot;
+  const float *src = x;
+  float *rot = NULL;
+  if (o->spec.hadamard) {
+    if (K % (size_t)o->spec.hadamard)
+      return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                        "recipe: %s of linear %d has a reduction dimension of %zu, not a multiple "
+                        "of its Hadamard size %d",
+                        lowp_operand_name(slot), ls->linear, K, o->spec.hadamard);
+    rot = malloc(rows * K * sizeof(float));
+    if (!rot)
+      return lowpi_fail(LOWP_ERR_NOMEM, "recipe: no memory for a Hadamard rotation");
+    /* One sign vector per GEMM, so both operands of a GEMM rotate alike. */
+    lowp_status st = lowp_hadamard(rot, x, rows, K, o->spec.hadamard, ex->seed ^ 0x4AD4u, 0);
+    if (st != LOWP_OK) {
+      free(rot);
+      return st;
+    }
+    src = rot;
+  }
+  lowp_status st = LOWP_OK;
+  if (o->kind == OP_CAST) {
+    lowpi_fmt f = lowpi_fmt_of(o->cast_format);
+    /* Native overflow: an fp16 product that overflows is Inf, which the loss scaler sees. */
+#pragma omp parallel for schedule(static) if (rows * K > 65536)
+    for (long i = 0; i < (long)(rows * K); i++)
+      y[i] = lowpi_decode(f, lowpi_encode(f, src[i], o->spec.round, LOWP_OVERFLOW_NATIVE, ex->seed,
+                                          offset, (uint64_t)i));
+  } else {
+    if (!o->have_q || o->q_rows != rows || o->q_cols != K) {
+      if (o->have_q)
+        lowp_qtensor_free(&o->q);
+      o->have_q = 0;
+      st = lowp_qtensor_init(&o->q, &o->cfg, rows, K);
+      o->have_q = st == LOWP_OK;
+      o->q_rows = rows, o->q_cols = K;
+    }
+    if (st == LOWP_OK) {
+      o->q.cfg.offset = offset;
+      st = lowp_quantize(src, &o->q);
+    }
+    if (st == LOWP_OK)
+      st = lowp_dequantize(&o->q, y);
+    if (st == LOWP_OK) {
+#pragma omp atomic
+      ex->n_saturated += o->q.rowwise.n_saturated;
+#pragma omp atomic
+      ex->n_quantized += rows * K;
+    }
+  }
+  if (st == LOWP_OK && rot) /* back to the original basis: the product is unchanged */
+    st = lowp_hadamard(y, y, rows, K, o->spec.hadamard, ex->seed ^ 0x4AD4u, 1);
+  free(rot);
+  return st;
+}
+
+static lowp_status operand_hook(void *user, lowpi_gemm gemm, lowpi_operand which, float *out,
+                                const float *inp, size_t rows, size_t cols, int k_along_cols) {
+  linear_state *ls = user;
+  lowp_operand slot = slot_of(gemm, which);
+  if (ls->op[slot].kind == OP_NONE) {
+    memcpy(out, inp, rows * cols * sizeof(float));
+    return LOWP_OK;
+  }
+  if (k_along_cols)
+    return fake_quant_rows(ls->ex, ls, slot, out, inp, rows, cols);
+  /* The reduction runs down the columns: quantize the transpose (TE's column-wise copy). */
+  float *t = malloc(2 * rows * cols * sizeof(float));
+  if (!t)
+    return lowpi_fail(LOWP_ERR_NOMEM, "recipe: no memory for a %zux%zu transpose", rows, cols);
+  transpose(t, inp, rows, cols);
+  lowp_status st = fake_quant_rows(ls->ex, ls, slot, t + rows * cols, t, cols, rows);
+  if (st == LOWP_OK)
+    transpose(out, t + rows * cols, cols, rows);
+  free(t);
+  return st;
+}
+
+/* Resolve one operand of the recipe into its executable state. */
+static lowp_status op_init(lowpi_recipe_exec *ex, const lowp_recipe *r, lowp_operand slot,
+                           op_state *o) {
+  memset(o, 0, sizeof *o);
+  o->spec = r->op[slot];
+  const char *s = o->spec.scheme;
+  if (!strcmp(s, "none")) {
+    o->kind = OP_NONE;
+    return LOWP_OK;
+  }
+  if (!strcmp(s, "bf16") || !strcmp(s, "fp16")) {
+    o->kind = OP_CAST;
+    o->cast_format = s[0] == 'b' ? LOWP_BF16 : LOWP_FP16;
+    return LOWP_OK;
+  }
+  o->kind = OP_QUANT;
+  int delayed = 0;
+  char base[LOWP_SCHEME_NAME_MAX + 8];
+  size_t n = strlen(s);
+  if (n > 8 && !strcmp(s + n - 8, "-delayed")) { /* fp8-delayed -> fp8-tensor, delayed */
+    snprintf(base, sizeof base, "%.*s-tensor", (int)(n - 8), s);
+    delayed = 1;
+  } else {
+    snprintf(base, sizeof base, "%s", s);
+  }
+  LOWPI_TRY(lowp_scheme_config(base, &o->cfg));
+  o->cfg.round = o->spec.round;
+  o->cfg.seed = ex->seed;
+  o->cfg.columnwise = 0;
+  if (o->cfg.mode == LOWP_SCALING_MX)
+    o->cfg.mx_rule = o->spec.mx_rule;
+  if (delayed) {
+    o->delayed = calloc(1, sizeof *o->delayed);
+    if (!o->delayed)
+      return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
+    LOWPI_TRY(lowp_delayed_init(o->delayed, o->cfg.format, (size_t)r->amax_history_len,
+                                r->amax_algo_most_recent ? LOWP_AMAX_MOST_RECENT : LOWP_AMAX_MAX,
+                                r->margin));
+    o->cfg.mode = LOWP_SCALING_DELAYED;
+    o->cfg.delayed = o->delayed;
+    lowp_delayed_scaling **grown = realloc(ex->delayed, (ex->ndelayed + 1) * sizeof *ex->delayed);
+    if (!grown)
+      return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
+    ex->delayed = grown;
+    ex->delayed[ex->ndelayed++] = o->delayed;
+  }
+  return LOWP_OK;
+}
+
+lowp_status lowpi_recipe_exec_create(lowpi_recipe_exec **out, const lowp_recipe *r,
+                                     lowp_model *model, uint64_t seed) {
+  *out = NULL;
+  lowpi_recipe_exec *ex = calloc(1, sizeof *ex);
+  if (!ex)
+    return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
+  ex->model = model;
+  ex->seed = seed;
+  ex->nlin = lowpi_model_num_linears(model);
+  ex->lin = calloc((size_t)ex->nlin, sizeof *ex->lin);
+  if (!ex->lin) {
+    free(ex);
+    return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
+  }
+  int L = lowp_model_get_config(model)->n_layer;
+  lowp_status st = LOWP_OK;
+  for (int i = 0; i < ex->nlin && st == LOWP_OK; i++) {
+    int layer = i / 4;
+    linear_state *ls = &ex->lin[i];
+    ls->ex = ex;
+    ls->linear = i;
+    int high_precision = layer >= L /* the LM head */ || layer < r->keep_first_blocks ||
+                         layer >= L - r->keep_last_blocks || lowp_recipe_is_fp32(r);
+    if (high_precision)
+      continue;
+    for (int op = 0; op < LOWP_OP_COUNT && st == LOWP_OK; op++)
+      st = op_init(ex, r, (lowp_operand)op, &ls->op[op]);
+    ls->ctx.operand = operand_hook;
+    ls->ctx.user = ls;
+    if (st == LOWP_OK)
+      st = lowpi_model_set_linear_ctx(model, i, &ls->ctx);
+  }
+  if (st != LOWP_OK) {
+    lowpi_recipe_exec_free(ex);
+    return st;
+  }
+  *out = ex;
+  return LOWP_OK;
+}
+
+void lowpi_recipe_exec_free(lowpi_recipe_exec *ex) {
+  if (!ex)
+    return;
+  for (int i = 0; i < ex->nlin; i++) {
+    lowpi_model_set_linear_ctx(ex->model, i, NULL);
+    for (int op = 0; op < LOWP_OP_COUNT; op++) {
+      op_state *o = &ex->lin[i].op[op];
+      if (o->have_q)
+        lowp_qtensor_free(&o->q);
+      if (o->delayed) {
+        lowp_delayed_free(o->delayed);
+        free(o->delayed);
+      }
+    }
+  }
+  free(ex->delayed);
+  free(ex->lin);
+  free(ex);
+}
+
+void lowpi_recipe_exec_set_step(lowpi_recipe_exec *ex, uint64_t step) {
+  ex->step = step;
+}
+
+void lowpi_recipe_exec_end_step(lowpi_recipe_exec *ex) {
+  for (size_t i = 0; i < ex->ndelayed; i++)
+    lowp_delayed_update(ex->delayed[i]);
+}
+
+size_t lowpi_recipe_exec_num_delayed(const lowpi_recipe_exec *ex) {
+  return ex->ndelayed;
+}
+
+lowp_delayed_scaling *lowpi_recipe_exec_delayed(lowpi_recipe_exec *ex, size_t i) {
+  return i < ex->ndelayed ? ex->delayed[i] : NULL;
+}
+
+double lowpi_recipe_exec_take_saturation(lowpi_recipe_exec *ex) {
+  double f = ex->n_quantized ? (double)ex->n_saturated / (double)ex->n_quantized : 0.0;
+  ex->n_saturated = ex->n_quantized = 0;
+  return f;
+}

@@ -1,0 +1,35 @@
+/* Executing a recipe on the reference model: each linear layer's GEMM operands are quantized
+ * as the recipe says and dequantized (exact emulation: the GEMM then multiplies the values the
+ * low-precision hardware would see, with fp32 accumulation). */
+#ifndef LOWPI_RECIPE_EXEC_H
+#define LOWPI_RECIPE_EXEC_H
+
+#include <stdint.h>
+
+#include "lowp/model.h"
+#include "lowp/quant.h"
+#include "lowp/recipe.h"
+
+typedef struct lowpi_recipe_exec lowpi_recipe_exec;
+
+/* Attach the recipe to every quantized linear layer of the model (the LM head and the
+ * keep_first / keep_last blocks stay fp32). `seed` keys stochastic rounding and Hadamard signs. */
+lowp_status lowpi_recipe_exec_create(lowpi_recipe_exec **ex, const lowp_recipe *recipe,
+                                     lowp_model *model, uint64_t seed);
+void lowpi_recipe_exec_free(lowpi_recipe_exec *ex);
+
+/* The step whose random streams the next GEMMs draw from (stochastic rounding offsets). */
+void lowpi_recipe_exec_set_step(lowpi_recipe_exec *ex, uint64_t step);
+
+/* End of a training step: delayed-scaling histories roll and their scales update. */
+void lowpi_recipe_exec_end_step(lowpi_recipe_exec *ex);
+
+/* Delayed-scaling states, for checkpoints: count and the i-th one (NULL past the end). */
+size_t lowpi_recipe_exec_num_delayed(const lowpi_recipe_exec *ex);
+lowp_delayed_scaling *lowpi_recipe_exec_delayed(lowpi_recipe_exec *ex, size_t i);
+
+/* Fraction of quantized elements that saturated (clipped at the format's max) since the last
+ * call, over all operands; resets the counters. */
+double lowpi_recipe_exec_take_saturation(lowpi_recipe_exec *ex);
+
+#endif
