@@ -12,6 +12,7 @@
 #include "lowp/safetensors.h"
 #include "lowp/scaler.h"
 #include "lowp/status.h"
+#include "lowp/train.h"
 
 #define LOWP_VERSION_MAJOR 0
 #define LOWP_VERSION_MINOR 1

@@ -330,6 +330,8 @@ int lowpi_model_num_linears(const lowp_model *m) {
 
 void lowpi_model_set_loss_scale(lowp_model *m, float scale) { m->loss_scale = scale; }
 
+size_t lowpi_model_activation_bytes(const lowp_model *m) { return m->act_floats * sizeof(float); }
+
 lowp_status lowpi_model_set_linear_ctx(lowp_model *m, int index, const lowpi_linear_ctx *ctx) {
   if (index < 0 || index >= lowpi_model_num_linears(m))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "model: linear layer %d of %d", index,

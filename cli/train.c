@@ -1,0 +1,104 @@
+/* lowp train: train a transformer under a precision recipe. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "cli.h"
+#include "train_opts.h"
+
+static const char *const HELP_HEAD =
+    "usage: lowp train [options]\n"
+    "\n"
+    "Trains a decoder-only transformer on text with a precision recipe: progress on the\n"
+    "terminal, metrics as JSON lines (--log), validation loss every --eval-every steps,\n"
+    "checkpoints (--out), and a summary with the measured memory.\n"
+    "\n";
+
+typedef struct {
+  int tty;
+  long last_printed;
+} progress;
+
+static void on_event(void *user, const lowp_train_event *e) {
+  progress *p = user;
+  char val[48] = "";
+  if (!isnan(e->val_loss))
+    snprintf(val, sizeof val, "  val %.4f", e->val_loss);
+  char gn[24];
+  if (isnan(e->grad_norm))
+    snprintf(gn, sizeof gn, "skipped");
+  else
+    snprintf(gn, sizeof gn, "%.3f", e->grad_norm);
+  if (p->tty) {
+    int width = 24, done = (int)(width * e->step / (e->total_steps ? e->total_steps : 1));
+    char bar[32];
+    for (int i = 0; i < width; i++)
+      bar[i] = i < done ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r[%s] %ld/%ld loss %.4f lr %.2e |g| %s scale %g %.0f tok/s%s\033[K", bar,
+            e->step, e->total_steps, e->loss, e->lr, gn, e->loss_scale, e->tokens_per_s, val);
+    if (!isnan(e->val_loss) || e->step == e->total_steps)
+      fputc('\n', stderr);
+    fflush(stderr);
+    return;
+  }
+  /* Not a terminal: plain lines, every 10th step, skipped steps and validation steps. */
+  if (e->step % 10 == 0 || e->step == 1 || e->skipped || !isnan(e->val_loss) ||
+      e->step == e->total_steps) {
+    printf("step %5ld/%ld  loss %.4f  lr %.3e  grad_norm %s  loss_scale %g  %.0f tok/s%s%s\n",
+           e->step, e->total_steps, e->loss, e->lr, gn, e->loss_scale, e->tokens_per_s, val,
+           e->skipped ? "  (step skipped: non-finite gradients)" : "");
+    fflush(stdout);
+  }
+  p->last_printed = e->step;
+}
+
+static void print_summary(const lowp_train_config *cfg, const lowp_train_summary *s) {
+  const double mb = 1024.0 * 1024.0;
+  printf("\nsummary: %ld steps (%ld skipped) of recipe %s in %.1f s, %.0f tokens/s\n",
+         s->steps_done, s->skipped_steps, cfg->recipe, s->elapsed_s, s->tokens_per_s);
+  printf("  final train loss %.4f, validation loss %.4f\n", s->final_loss, s->final_val_loss);
+  printf("  parameters %zu\n", s->num_params);
+  printf("  memory (measured):  weights %.2f MiB  gradients %.2f MiB  optimizer states %.2f MiB"
+         "  activations %.2f MiB  (process peak RSS %.1f MiB)\n",
+         s->bytes_weights / mb, s->bytes_grads / mb, s->bytes_optim / mb, s->bytes_activations / mb,
+         s->bytes_peak_rss / mb);
+  if (cfg->out_dir)
+    printf("  checkpoint: %s (model.safetensors + config.json load in transformers)\n",
+           cfg->out_dir);
+}
+
+int cli_train(int argc, char **argv) {
+  lowp_train_config cfg;
+  lowp_train_config_default(&cfg);
+  for (int i = 1; i < argc; i++) {
+    if (cli_is_help(argv[i])) {
+      printf("%s%s", HELP_HEAD, CLI_TRAIN_OPTIONS_HELP);
+      return CLI_EXIT_OK;
+    }
+    if (!strcmp(argv[i], "--list-models")) {
+      for (int k = 0; k < lowp_model_preset_count(); k++)
+        printf("%s\n", lowp_model_preset_name(k));
+      return CLI_EXIT_OK;
+    }
+    int m = cli_train_option("train", argc, argv, &i, &cfg);
+    if (m < 0)
+      return CLI_EXIT_USAGE;
+    if (m == 0)
+      return cli_usage_error("train", "unknown option '%s' (see lowp train --help)", argv[i]);
+  }
+  if (cli_train_finish("train", &cfg) < 0)
+    return CLI_EXIT_USAGE;
+  progress p = {isatty(fileno(stderr)), 0};
+  lowp_train_summary s;
+  lowp_status st = lowp_train(&cfg, on_event, &p, &s);
+  if (st != LOWP_OK) {
+    if (p.tty)
+      fputc('\n', stderr);
+    return cli_runtime_error("train", "%s", lowp_last_error());
+  }
+  print_summary(&cfg, &s);
+  return CLI_EXIT_OK;
+}

@@ -1,0 +1,206 @@
+/* Options shared by the verbs that train. */
+#include "train_opts.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "args.h"
+
+const char *const CLI_TRAIN_OPTIONS_HELP =
+    "model:\n"
+    "  --model NAME       preset: tiny, small (default), gpt2-124m, gpt2-350m, gpt2-774m,\n"
+    "                     llama-tiny, llama-small, ... ('lowp train --list-models')\n"
+    "  --arch gpt2|llama  --layers N --heads N --dim N --ctx N --vocab N --ffn N\n"
+    "data:\n"
+    "  --data FILE        UTF-8 text (byte-level tokens) or an llm.c shard (*.bin);\n"
+    "                     default " CLI_DEFAULT_DATA " (scripts/fetch-corpus.sh makes it)\n"
+    "  --val-data FILE    validation shard (with a *.bin --data)\n"
+    "  --val-fraction F   text: the last F of the file is validation (0.1)\n"
+    "training:\n"
+    "  --recipe R         fp32 (default), bf16, fp16, fp8-delayed, fp8-current, fp8-block,\n"
+    "                     mxfp8, nvfp4, mxfp4-quartet, int8, or a recipe file\n"
+    "  --steps N (500)  --batch B (8)  --seq T (the model's ctx)  --seed S (1337)\n"
+    "  --lr X (1e-3)  --min-lr-frac X (0.1)  --warmup N (steps/10, at most 100)\n"
+    "  --weight-decay X (0.1)  --clip X (1.0, 0 = off)\n"
+    "  --eval-every N (100)  --eval-batches N (16)\n"
+    "output:\n"
+    "  --log FILE         JSON lines, one object per step\n"
+    "  --out DIR          checkpoint: model.safetensors + config.json (transformers loads\n"
+    "                     them) + trainer_state.safetensors\n"
+    "  --save-every N     also checkpoint every N steps\n"
+    "  --resume DIR       continue the run saved in DIR, bit-exactly\n"
+    "  --init DIR         start from the weights in DIR (fresh optimizer)\n";
+
+static int int_value(const char *verb, const char *name, const char *text, long lo, long hi,
+                     long *out) {
+  uint64_t v;
+  if (cli_parse_u64(verb, name, text, &v) != 0)
+    return 0;
+  if ((long)v < lo || (long)v > hi || v > (uint64_t)hi) {
+    cli_usage_error(verb, "%s must be between %ld and %ld, not %s", name, lo, hi, text);
+    return 0;
+  }
+  *out = (long)v;
+  return 1;
+}
+
+static int float_value(const char *verb, const char *name, const char *text, double lo, double hi,
+                       float *out) {
+  double v;
+  if (cli_parse_double(verb, name, text, &v) != 0)
+    return 0;
+  if (!(v >= lo && v <= hi)) {
+    cli_usage_error(verb, "%s must be between %g and %g, not %s", name, lo, hi, text);
+    return 0;
+  }
+  *out = (float)v;
+  return 1;
+}
+
+int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train_config *cfg) {
+  static const char *const ints[] = {"--layers",     "--heads",  "--dim",        "--ctx",
+                                     "--vocab",      "--ffn",    "--steps",      "--batch",
+                                     "--seq",        "--warmup", "--eval-every", "--eval-batches",
+                                     "--save-every", "--seed"};
+  static const char *const floats[] = {"--lr", "--min-lr-frac", "--weight-decay", "--clip",
+                                       "--val-fraction"};
+  static const char *const strings[] = {"--model", "--arch", "--data",   "--val-data", "--recipe",
+                                        "--log",   "--out",  "--resume", "--init"};
+  const char *arg = argv[*i], *v = NULL;
+  for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++) {
+    size_t n = strlen(strings[k]);
+    if (strncmp(arg, strings[k], n) != 0 || (arg[n] != '\0' && arg[n] != '='))
+      continue;
+    if (cli_option_value(verb, argc, argv, i, strings[k], &v) < 0)
+      return -1;
+    const char *name = strings[k];
+    if (!strcmp(name, "--model")) {
+      int vocab = cfg->model.vocab;
+      if (lowp_model_preset(&cfg->model, v) != LOWP_OK) {
+        cli_usage_error(verb, "%s", lowp_last_error());
+        return -1;
+      }
+      cfg->model.vocab = vocab ? vocab : 0; /* from the data unless --vocab says */
+    } else if (!strcmp(name, "--arch")) {
+      if (strcmp(v, "gpt2") != 0 && strcmp(v, "llama") != 0) {
+        cli_usage_error(verb, "--arch is gpt2 or llama, not '%s'", v);
+        return -1;
+      }
+      lowp_model_config keep = cfg->model;
+      lowp_model_config_default(&cfg->model, v[0] == 'g' ? LOWP_ARCH_GPT2 : LOWP_ARCH_LLAMA);
+      cfg->model.n_layer = keep.n_layer, cfg->model.n_head = keep.n_head;
+      cfg->model.n_embd = keep.n_embd, cfg->model.ctx = keep.ctx, cfg->model.vocab = keep.vocab;
+    } else if (!strcmp(name, "--data")) {
+      cfg->data = v;
+    } else if (!strcmp(name, "--val-data")) {
+      cfg->val_data = v;
+    } else if (!strcmp(name, "--recipe")) {
+      cfg->recipe = v;
+    } else if (!strcmp(name, "--log")) {
+      cfg->log_path = v;
+    } else if (!strcmp(name, "--out")) {
+      cfg->out_dir = v;
+    } else if (!strcmp(name, "--resume")) {
+      cfg->resume_dir = v;
+    } else {
+      cfg->init_dir = v;
+    }
+    return 1;
+  }
+  for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+    size_t n = strlen(ints[k]);
+    if (strncmp(arg, ints[k], n) != 0 || (arg[n] != '\0' && arg[n] != '='))
+      continue;
+    if (cli_option_value(verb, argc, argv, i, ints[k], &v) < 0)
+      return -1;
+    long x;
+    long lo = !strcmp(ints[k], "--warmup") || !strcmp(ints[k], "--eval-every") ||
+                      !strcmp(ints[k], "--save-every") || !strcmp(ints[k], "--seed")
+                  ? 0
+                  : 1;
+    if (!int_value(verb, ints[k], v, lo, !strcmp(ints[k], "--seed") ? 0x7FFFFFFFL : 1L << 30, &x))
+      return -1;
+    const char *name = ints[k] + 2;
+    if (!strcmp(name, "layers"))
+      cfg->model.n_layer = (int)x;
+    else if (!strcmp(name, "heads"))
+      cfg->model.n_head = (int)x;
+    else if (!strcmp(name, "dim"))
+      cfg->model.n_embd = (int)x;
+    else if (!strcmp(name, "ctx"))
+      cfg->model.ctx = (int)x;
+    else if (!strcmp(name, "vocab"))
+      cfg->model.vocab = (int)x;
+    else if (!strcmp(name, "ffn"))
+      cfg->model.ffn_hidden = (int)x;
+    else if (!strcmp(name, "steps"))
+      cfg->steps = x;
+    else if (!strcmp(name, "batch"))
+      cfg->batch = (int)x;
+    else if (!strcmp(name, "seq"))
+      cfg->seq = (int)x;
+    else if (!strcmp(name, "warmup"))
+      cfg->warmup = (int)x;
+    else if (!strcmp(name, "eval-every"))
+      cfg->eval_every = (int)x;
+    else if (!strcmp(name, "eval-batches"))
+      cfg->eval_batches = (int)x;
+    else if (!strcmp(name, "save-every"))
+      cfg->save_every = (int)x;
+    else
+      cfg->seed = (uint64_t)x;
+    return 1;
+  }
+  for (size_t k = 0; k < sizeof floats / sizeof floats[0]; k++) {
+    size_t n = strlen(floats[k]);
+    if (strncmp(arg, floats[k], n) != 0 || (arg[n] != '\0' && arg[n] != '='))
+      continue;
+    if (cli_option_value(verb, argc, argv, i, floats[k], &v) < 0)
+      return -1;
+    float x;
+    int frac = !strcmp(floats[k], "--min-lr-frac") || !strcmp(floats[k], "--val-fraction");
+    if (!float_value(verb, floats[k], v, 0.0, frac ? 1.0 : 1e3, &x))
+      return -1;
+    if (!strcmp(floats[k], "--lr"))
+      cfg->lr = x;
+    else if (!strcmp(floats[k], "--min-lr-frac"))
+      cfg->min_lr_frac = x;
+    else if (!strcmp(floats[k], "--weight-decay"))
+      cfg->weight_decay = x;
+    else if (!strcmp(floats[k], "--clip"))
+      cfg->grad_clip = x;
+    else
+      cfg->val_fraction = x;
+    return 1;
+  }
+  return 0;
+}
+
+int cli_train_finish(const char *verb, lowp_train_config *cfg) {
+  if (!cfg->data) {
+    cfg->data = CLI_DEFAULT_DATA;
+    if (access(cfg->data, R_OK) != 0) {
+      cli_usage_error(verb,
+                      "no --data given and the default corpus %s is missing: run "
+                      "scripts/fetch-corpus.sh (or pass --data FILE)",
+                      CLI_DEFAULT_DATA);
+      return -1;
+    }
+  }
+  if (lowp_model_config_check(
+          &(lowp_model_config){.arch = cfg->model.arch,
+                               .n_layer = cfg->model.n_layer,
+                               .n_head = cfg->model.n_head,
+                               .n_embd = cfg->model.n_embd,
+                               .ctx = cfg->model.ctx,
+                               .vocab = cfg->model.vocab ? cfg->model.vocab : 256,
+                               .ffn_hidden = cfg->model.ffn_hidden,
+                               .norm_eps = cfg->model.norm_eps,
+                               .rope_theta = cfg->model.rope_theta,
+                               .tied_embeddings = cfg->model.tied_embeddings}) != LOWP_OK) {
+    cli_usage_error(verb, "%s", lowp_last_error());
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,81 @@
+/* lowp: training a transformer under a precision recipe (the main job).
+ *
+ * lowp_train() trains the reference model on a text file (byte-level tokens) or an llm.c token
+ * shard with AdamW, a warmup + cosine schedule, gradient clipping and the recipe's loss scaling;
+ * reports every step to a callback (the CLI draws its progress bar from it); appends one JSON
+ * object per step to a metrics file; evaluates on the validation split; and writes checkpoints
+ * that Hugging Face transformers loads (model.safetensors + config.json) plus the trainer state
+ * (trainer_state.safetensors) from which a run resumes bit-exactly. */
+#ifndef LOWP_TRAIN_H
+#define LOWP_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lowp/model.h"
+#include "lowp/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  lowp_model_config model; /* vocab 0: from the data (256 for text); ignored when resuming */
+  const char *recipe;      /* preset name or recipe file ("fp32" if NULL) */
+  const char *data;        /* UTF-8 text, or an llm.c shard (*.bin) */
+  const char *val_data;    /* optional validation shard; text splits off val_fraction */
+  double val_fraction;     /* 0.1 */
+  int batch, seq;          /* B, T (T <= model ctx) */
+  long steps;              /* total optimizer steps (skipped ones included) */
+  float lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2, adam_eps;
+  int warmup;
+  uint64_t seed;
+  int eval_every, eval_batches; /* validation every N steps (and at the end), over M batches */
+  const char *log_path;         /* JSON-lines metrics, or NULL */
+  const char *out_dir;          /* checkpoints, or NULL */
+  const char *resume_dir;       /* continue the run saved there, or NULL */
+  const char *init_dir;         /* start from these weights (fresh optimizer), or NULL */
+  int save_every;               /* also checkpoint every N steps (0: only at the end) */
+} lowp_train_config;
+
+/* Sensible defaults: small model, fp32 recipe, B 8, T = ctx, lr 1e-3, warmup 1/10 of the steps
+ * (at most 100), min lr 10%, weight decay 0.1, clip 1.0, betas (0.9, 0.95), eps 1e-8. */
+void lowp_train_config_default(lowp_train_config *cfg);
+
+typedef struct {
+  long step, total_steps; /* the step just finished (1-based) */
+  float loss;             /* training loss of the step */
+  float lr;
+  double grad_norm; /* before clipping (NaN when the step was skipped) */
+  float loss_scale; /* 1 without loss scaling */
+  int skipped;      /* the optimizer step was skipped (non-finite gradients) */
+  double tokens_per_s;
+  double saturation; /* fraction of quantized operand values clipped at the format's max */
+  double val_loss;   /* NaN unless the validation ran after this step */
+  double elapsed_s;
+} lowp_train_event;
+
+typedef void (*lowp_train_callback)(void *user, const lowp_train_event *event);
+
+typedef struct {
+  long steps_done, skipped_steps;
+  double final_loss, final_val_loss;
+  double tokens_per_s; /* over the whole run */
+  double elapsed_s;
+  size_t num_params;
+  /* Measured memory: the bytes of each buffer, and the process's peak resident set. */
+  size_t bytes_weights, bytes_grads, bytes_optim, bytes_activations, bytes_peak_rss;
+} lowp_train_summary;
+
+lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callback, void *user,
+                       lowp_train_summary *summary);
+
+/* Evaluate a checkpoint directory (model.safetensors + config.json, full precision) on a data
+ * file: mean validation loss over up to max_batches batches of B x T. */
+lowp_status lowp_eval_checkpoint(const char *dir, const char *data, double val_fraction, int B,
+                                 int T, int max_batches, double *loss);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,328 @@
+/* Checkpoints: the model in Hugging Face's form (safetensors + config.json). */
+#include "train/checkpoint.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "lowp/safetensors.h"
+
+uint64_t lowpi_fnv1a64(const void *bytes, size_t n, uint64_t h) {
+  const unsigned char *p = bytes;
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+lowp_status lowpi_path_join(char *buf, size_t len, const char *dir, const char *name) {
+  int n = snprintf(buf, len, "%s/%s", dir, name);
+  if (n < 0 || (size_t)n >= len)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "path too long: %s/%s", dir, name);
+  return LOWP_OK;
+}
+
+static lowp_status file_checksum(const char *path, uint64_t *out) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return lowpi_fail(LOWP_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+  uint64_t h = LOWPI_FNV_INIT;
+  unsigned char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    h = lowpi_fnv1a64(buf, n, h);
+  int err = ferror(f);
+  fclose(f);
+  if (err)
+    return lowpi_fail(LOWP_ERR_IO, "error reading %s", path);
+  *out = h;
+  return LOWP_OK;
+}
+
+static lowp_status write_config_json(const char *dir, const lowp_model_config *c) {
+  lowpi_buf b = {0};
+  if (c->arch == LOWP_ARCH_GPT2) {
+    lowpi_buf_printf(&b,
+                     "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
+                     "  \"vocab_size\": %d,\n  \"n_positions\": %d,\n  \"n_embd\": %d,\n"
+                     "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_inner\": %d,\n"
+                     "  \"activation_function\": \"gelu_new\",\n  \"layer_norm_epsilon\": ",
+                     c->vocab, c->ctx, c->n_embd, c->n_layer, c->n_head, c->ffn_hidden);
+    lowpi_json_put_double(&b, c->norm_eps);
+    lowpi_buf_puts(&b,
+                   ",\n  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n"
+                   "  \"tie_word_embeddings\": true,\n  \"scale_attn_weights\": true,\n"
+                   "  \"torch_dtype\": \"float32\"\n}\n");
+  } else {
+    lowpi_buf_printf(
+        &b,
+        "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+        "  \"vocab_size\": %d,\n  \"max_position_embeddings\": %d,\n"
+        "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n"
+        "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
+        "  \"num_key_value_heads\": %d,\n  \"hidden_act\": \"silu\",\n"
+        "  \"rms_norm_eps\": ",
+        c->vocab, c->ctx, c->n_embd, c->ffn_hidden, c->n_layer, c->n_head, c->n_head);
+    lowpi_json_put_double(&b, c->norm_eps);
+    lowpi_buf_puts(&b, ",\n  \"rope_theta\": ");
+    lowpi_json_put_double(&b, c->rope_theta);
+    lowpi_buf_printf(&b,
+                     ",\n  \"tie_word_embeddings\": %s,\n  \"attention_bias\": false,\n"
+                     "  \"mlp_bias\": false,\n  \"torch_dtype\": \"float32\"\n}\n",
+                     c->tied_embeddings ? "true" : "false");
+  }
+  if (b.failed) {
+    lowpi_buf_free(&b);
+    return lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+  }
+  char path[4096];
+  lowp_status st = lowpi_path_join(path, sizeof path, dir, "config.json");
+  lowpi_atomic_file af;
+  if (st == LOWP_OK)
+    st = lowpi_atomic_open(&af, path);
+  if (st == LOWP_OK)
+    st = lowpi_atomic_write(&af, b.data, b.len);
+  if (st == LOWP_OK)
+    st = lowpi_atomic_commit(&af);
+  lowpi_buf_free(&b);
+  return st;
+}
+
+lowp_status lowpi_ckpt_save_model(const char *dir, lowp_model *model, uint64_t *checksum) {
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    return lowpi_fail(LOWP_ERR_IO, "cannot create checkpoint directory %s: %s", dir,
+                      strerror(errno));
+  size_t nt = lowp_model_num_tensors(model);
+  lowp_st_tensor *ts = calloc(nt, sizeof *ts);
+  int64_t(*shapes)[2] = calloc(nt, sizeof *shapes);
+  float **bufs = calloc(nt, sizeof *bufs);
+  lowp_status st =
+      ts && shapes && bufs ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+  for (size_t i = 0; i < nt && st == LOWP_OK; i++) {
+    lowp_tensor_info ti;
+    st = lowp_model_tensor(model, i, &ti);
+    if (st != LOWP_OK)
+      break;
+    shapes[i][0] = ti.hf_shape[0];
+    shapes[i][1] = ti.hf_shape[1];
+    const float *src = ti.data;
+    if (ti.hf_transpose) { /* GPT-2 Conv1D weights are stored (in, out) */
+      bufs[i] = malloc(ti.numel * sizeof(float));
+      if (!bufs[i]) {
+        st = lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+        break;
+      }
+      size_t R = (size_t)ti.shape[0], C = (size_t)ti.shape[1];
+      for (size_t r = 0; r < R; r++)
+        for (size_t c = 0; c < C; c++)
+          bufs[i][c * R + r] = ti.data[r * C + c];
+      src = bufs[i];
+    }
+    ts[i] = (lowp_st_tensor){
+        .name = ti.hf_name, .dtype = LOWP_ST_F32, .rank = ti.ndim, .shape = shapes[i], .data = src};
+  }
+  char path[4096];
+  if (st == LOWP_OK)
+    st = lowpi_path_join(path, sizeof path, dir, "model.safetensors");
+  const lowp_st_kv meta[] = {{"format", "pt"}};
+  if (st == LOWP_OK)
+    st = lowp_st_write(path, ts, nt, meta, 1);
+  if (st == LOWP_OK)
+    st = write_config_json(dir, lowp_model_get_config(model));
+  if (st == LOWP_OK && checksum)
+    st = file_checksum(path, checksum);
+  for (size_t i = 0; bufs && i < nt; i++)
+    free(bufs[i]);
+  free(bufs);
+  free(shapes);
+  free(ts);
+  return st;
+}
+
+static lowp_status read_small_file(const char *path, char **text, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return lowpi_fail(LOWP_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  enum { MAX = 1 << 20 };
+  char *buf = malloc(MAX + 1);
+  size_t n = buf ? fread(buf, 1, MAX + 1, f) : 0;
+  fclose(f);
+  if (!buf)
+    return lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+  if (n > MAX) {
+    free(buf);
+    return lowpi_fail(LOWP_ERR_FORMAT, "%s is larger than 1 MiB: not a config file", path);
+  }
+  buf[n] = '\0';
+  *text = buf;
+  *len = n;
+  return LOWP_OK;
+}
+
+/* An integer member of a JSON object, or the default when absent (null counts as absent). */
+static lowp_status json_int(const lowpi_json *o, const char *key, int deflt, int *out,
+                            const char *path) {
+  const lowpi_json *v = lowpi_json_get(o, key);
+  if (!v || v->type == LOWPI_JSON_NULL) {
+    if (deflt < 0)
+      return lowpi_fail(LOWP_ERR_FORMAT, "%s: missing \"%s\"", path, key);
+    *out = deflt;
+    return LOWP_OK;
+  }
+  if (v->type != LOWPI_JSON_NUMBER || !v->is_int || v->integer < 0 || v->integer > 1 << 30)
+    return lowpi_fail(LOWP_ERR_FORMAT, "%s: \"%s\" must be a non-negative integer", path, key);
+  *out = (int)v->integer;
+  return LOWP_OK;
+}
+
+static lowp_status json_float(const lowpi_json *o, const char *key, float deflt, float *out,
+                              const char *path) {
+  const lowpi_json *v = lowpi_json_get(o, key);
+  if (!v || v->type == LOWPI_JSON_NULL) {
+    *out = deflt;
+    return LOWP_OK;
+  }
+  if (v->type != LOWPI_JSON_NUMBER || !(v->number > 0))
+    return lowpi_fail(LOWP_ERR_FORMAT, "%s: \"%s\" must be a positive number", path, key);
+  *out = (float)v->number;
+  return LOWP_OK;
+}
+
+lowp_status lowpi_ckpt_read_config(const char *dir, lowp_model_config *cfg) {
+  char path[4096];
+  LOWPI_TRY(lowpi_path_join(path, sizeof path, dir, "config.json"));
+  char *text = NULL;
+  size_t len = 0;
+  LOWPI_TRY(read_small_file(path, &text, &len));
+  lowpi_json *root = NULL;
+  lowp_status st = lowpi_json_parse(text, len, &root);
+  free(text);
+  if (st != LOWP_OK)
+    return lowpi_fail(LOWP_ERR_FORMAT, "%s: %s", path, lowp_last_error());
+  const lowpi_json *mt = lowpi_json_get(root, "model_type");
+  if (root->type != LOWPI_JSON_OBJECT || !mt || mt->type != LOWPI_JSON_STRING ||
+      (strcmp(mt->str, "gpt2") != 0 && strcmp(mt->str, "llama") != 0)) {
+    lowpi_json_free(root);
+    return lowpi_fail(LOWP_ERR_FORMAT, "%s: not a GPT-2 or Llama config (model_type)", path);
+  }
+  lowp_model_config c;
+  int gpt2 = !strcmp(mt->str, "gpt2");
+  lowp_model_config_default(&c, gpt2 ? LOWP_ARCH_GPT2 : LOWP_ARCH_LLAMA);
+  if (gpt2) {
+    st = json_int(root, "n_layer", -1, &c.n_layer, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "n_head", -1, &c.n_head, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "n_embd", -1, &c.n_embd, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "n_positions", -1, &c.ctx, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "vocab_size", -1, &c.vocab, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "n_inner", 0, &c.ffn_hidden, path);
+    if (st == LOWP_OK)
+      st = json_float(root, "layer_norm_epsilon", c.norm_eps, &c.norm_eps, path);
+  } else {
+    int kv = 0, tied = 0;
+    st = json_int(root, "num_hidden_layers", -1, &c.n_layer, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "num_attention_heads", -1, &c.n_head, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "num_key_value_heads", c.n_head, &kv, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "hidden_size", -1, &c.n_embd, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "max_position_embeddings", -1, &c.ctx, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "vocab_size", -1, &c.vocab, path);
+    if (st == LOWP_OK)
+      st = json_int(root, "intermediate_size", -1, &c.ffn_hidden, path);
+    if (st == LOWP_OK)
+      st = json_float(root, "rms_norm_eps", c.norm_eps, &c.norm_eps, path);
+    if (st == LOWP_OK)
+      st = json_float(root, "rope_theta", c.rope_theta, &c.rope_theta, path);
+    const lowpi_json *t = lowpi_json_get(root, "tie_word_embeddings");
+    if (t && t->type == LOWPI_JSON_BOOL)
+      tied = t->boolean;
+    if (st == LOWP_OK && (kv != c.n_head || tied))
+      st = lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "%s: grouped-query attention and tied Llama embeddings are not supported",
+                      path);
+  }
+  lowpi_json_free(root);
+  LOWPI_TRY(st);
+  if (lowp_model_config_check(&c) != LOWP_OK)
+    return lowpi_fail(LOWP_ERR_FORMAT, "%s: %s", path, lowp_last_error());
+  *cfg = c;
+  return LOWP_OK;
+}
+
+lowp_status lowpi_ckpt_load_model(const char *dir, lowp_model **out, uint64_t *checksum) {
+  *out = NULL;
+  lowp_model_config cfg;
+  LOWPI_TRY(lowpi_ckpt_read_config(dir, &cfg));
+  char path[4096];
+  LOWPI_TRY(lowpi_path_join(path, sizeof path, dir, "model.safetensors"));
+  lowp_st_file *f = NULL;
+  LOWPI_TRY(lowp_st_open(path, &f));
+  lowp_model *m = NULL;
+  lowp_status st = lowp_model_create(&m, &cfg, 0);
+  size_t nt = st == LOWP_OK ? lowp_model_num_tensors(m) : 0;
+  float *tmp = NULL;
+  if (st == LOWP_OK && lowp_st_count(f) != nt)
+    st = lowpi_fail(LOWP_ERR_MISMATCH, "%s holds %zu tensors; the config in %s needs %zu", path,
+                    lowp_st_count(f), dir, nt);
+  for (size_t i = 0; i < nt && st == LOWP_OK; i++) {
+    lowp_tensor_info ti;
+    st = lowp_model_tensor(m, i, &ti);
+    const lowp_st_tensor *t = NULL;
+    if (st == LOWP_OK)
+      st = lowp_st_get(f, ti.hf_name, &t);
+    if (st != LOWP_OK)
+      break;
+    int shape_ok = t->rank == ti.ndim && t->shape[0] == ti.hf_shape[0] &&
+                   (ti.ndim == 1 || t->shape[1] == ti.hf_shape[1]);
+    if (!shape_ok) {
+      st = lowpi_fail(LOWP_ERR_MISMATCH, "%s: tensor %s has another shape than config.json says",
+                      path, ti.hf_name);
+      break;
+    }
+    if (!ti.hf_transpose) {
+      st = lowp_st_read_f32(t, ti.data);
+      continue;
+    }
+    tmp = realloc(tmp, ti.numel * sizeof(float));
+    if (!tmp) {
+      st = lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+      break;
+    }
+    st = lowp_st_read_f32(t, tmp);
+    size_t R = (size_t)ti.shape[0], C = (size_t)ti.shape[1]; /* tmp is (C, R) */
+    for (size_t r = 0; r < R && st == LOWP_OK; r++)
+      for (size_t c = 0; c < C; c++)
+        ti.data[r * C + c] = tmp[c * R + r];
+  }
+  free(tmp);
+  lowp_st_close(f);
+  if (st == LOWP_OK) {
+    const float *p = lowp_model_params(m);
+    for (size_t i = 0; i < lowp_model_num_params(m); i++)
+      if (!(p[i] - p[i] == 0.0f)) { /* NaN or Inf */
+        st = lowpi_fail(LOWP_ERR_NUMERIC, "%s: the weights contain NaN or Inf", path);
+        break;
+      }
+  }
+  if (st == LOWP_OK && checksum)
+    st = file_checksum(path, checksum);
+  if (st != LOWP_OK) {
+    lowp_model_free(m);
+    return st;
+  }
+  *out = m;
+  return LOWP_OK;
+}

@@ -1,0 +1,582 @@
+/* The training loop: data, model, recipe, optimizer, loss scaling, metrics and checkpoints. */
+#include "lowp/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "common/error.h"
+#include "common/json.h"
+#include "format/cast_scalar.h"
+#include "lowp/data.h"
+#include "lowp/optim.h"
+#include "lowp/recipe.h"
+#include "lowp/safetensors.h"
+#include "lowp/scaler.h"
+#include "train/checkpoint.h"
+#include "train/model_internal.h"
+#include "train/recipe_exec.h"
+
+void lowp_train_config_default(lowp_train_config *c) {
+  memset(c, 0, sizeof *c);
+  lowp_model_preset(&c->model, "small");
+  c->model.vocab = 0;
+  c->recipe = "fp32";
+  c->val_fraction = LOWP_DEFAULT_VAL_FRACTION;
+  c->batch = 8;
+  c->steps = 500;
+  c->lr = 1e-3f;
+  c->min_lr_frac = 0.1f;
+  c->weight_decay = 0.1f;
+  c->grad_clip = 1.0f;
+  c->beta1 = 0.9f;
+  c->beta2 = 0.95f;
+  c->adam_eps = 1e-8f;
+  c->warmup = -1; /* derived from the steps */
+  c->seed = 1337;
+  c->eval_every = 100;
+  c->eval_batches = 16;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The run's state */
+
+typedef struct {
+  lowp_train_config cfg;
+  lowp_recipe recipe;
+  lowp_tokens train, val;
+  lowp_loader loader;
+  lowp_model *model;
+  lowpi_recipe_exec *exec;
+  lowp_adamw *opt;
+  lowp_loss_scaler scaler;
+  lowp_lr_schedule sched;
+  long step; /* steps done */
+  FILE *log;
+  int32_t *inputs, *targets;
+} run;
+
+static void run_free(run *r) {
+  lowpi_recipe_exec_free(r->exec);
+  lowp_adamw_free(r->opt);
+  lowp_model_free(r->model);
+  lowp_tokens_free(&r->train);
+  lowp_tokens_free(&r->val);
+  free(r->inputs);
+  free(r->targets);
+  if (r->log)
+    fclose(r->log);
+}
+
+static lowp_status load_data(run *r) {
+  const lowp_train_config *c = &r->cfg;
+  if (!c->data)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "no training data given");
+  if (ends_with(c->data, ".bin")) {
+    LOWPI_TRY(lowp_shard_tokens(c->data, &r->train));
+    if (!c->val_data)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "a token shard needs a validation shard too (--val-data)");
+    LOWPI_TRY(lowp_shard_tokens(c->val_data, &r->val));
+  } else {
+    LOWPI_TRY(lowp_text_tokens(c->data, c->val_fraction, &r->train, &r->val));
+  }
+  return LOWP_OK;
+}
+
+/* Recipe -> optimizer settings. */
+static void adamw_config(const run *r, lowp_adamw_config *a) {
+  lowp_adamw_config_default(a);
+  a->beta1 = r->cfg.beta1;
+  a->beta2 = r->cfg.beta2;
+  a->eps = r->cfg.adam_eps;
+  a->weight_decay = r->cfg.weight_decay;
+  a->state = r->recipe.optim == LOWP_OPTIM_STATE_8BIT   ? LOWP_OPT_STATE_8BIT
+             : r->recipe.optim == LOWP_OPTIM_STATE_BF16 ? LOWP_OPT_STATE_BF16
+                                                        : LOWP_OPT_STATE_FP32;
+  a->master_bf16 = r->recipe.master == LOWP_BF16;
+  a->seed = r->cfg.seed;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Trainer state (trainer_state.safetensors): tensors for the optimizer blob and the delayed-
+ * scaling histories; metadata for every scalar, as text that round-trips exactly. */
+
+static lowp_status save_state(run *r, const char *dir, uint64_t model_checksum) {
+  size_t nd = lowpi_recipe_exec_num_delayed(r->exec);
+  size_t ntensors = 2 + nd;
+  lowp_st_tensor *ts = calloc(ntensors, sizeof *ts);
+  int64_t *shapes = calloc(ntensors, sizeof *shapes);
+  char(*names)[48] = calloc(ntensors, sizeof *names);
+  float *scales = calloc(2 * (nd ? nd : 1), sizeof(float));
+  if (!ts || !shapes || !names || !scales) {
+    free(ts), free(shapes), free(names), free(scales);
+    return lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+  }
+  size_t opt_bytes;
+  void *blob = lowp_adamw_state(r->opt, &opt_bytes);
+  shapes[0] = (int64_t)opt_bytes;
+  ts[0] = (lowp_st_tensor){
+      .name = "optimizer", .dtype = LOWP_ST_U8, .rank = 1, .shape = &shapes[0], .data = blob};
+  shapes[1] = (int64_t)(2 * nd);
+  for (size_t i = 0; i < nd; i++) {
+    lowp_delayed_scaling *d = lowpi_recipe_exec_delayed(r->exec, i);
+    scales[2 * i] = d->scale;
+    scales[2 * i + 1] = d->scale_inv;
+    snprintf(names[2 + i], sizeof names[0], "delayed.%zu.history", i);
+    shapes[2 + i] = (int64_t)d->history_len;
+    ts[2 + i] = (lowp_st_tensor){.name = names[2 + i],
+                                 .dtype = LOWP_ST_F32,
+                                 .rank = 1,
+                                 .shape = &shapes[2 + i],
+                                 .data = d->history};
+  }
+  ts[1] = (lowp_st_tensor){.name = "delayed.scales",
+                           .dtype = LOWP_ST_F32,
+                           .rank = 1,
+                           .shape = &shapes[1],
+                           .data = scales};
+  char recipe_text[4096];
+  lowp_status st = lowp_recipe_format(&r->recipe, recipe_text, sizeof recipe_text);
+  char v[16][64];
+  snprintf(v[0], 64, "%ld", r->step);
+  snprintf(v[1], 64, "%llu", (unsigned long long)r->loader.position);
+  snprintf(v[2], 64, "%llu", (unsigned long long)r->cfg.seed);
+  snprintf(v[3], 64, "%a", (double)r->scaler.scale);
+  snprintf(v[4], 64, "%d", (int)r->scaler.growth_tracker);
+  snprintf(v[5], 64, "%llu", (unsigned long long)r->scaler.skipped_steps);
+  snprintf(v[6], 64, "%ld", lowp_adamw_num_steps(r->opt));
+  snprintf(v[7], 64, "%016llx", (unsigned long long)model_checksum);
+  snprintf(v[8], 64, "%d", r->cfg.batch);
+  snprintf(v[9], 64, "%d", r->cfg.seq);
+  snprintf(v[10], 64, "%ld", r->cfg.steps);
+  snprintf(v[11], 64, "%a %a %a %a %d", (double)r->cfg.lr, (double)r->cfg.min_lr_frac,
+           (double)r->cfg.weight_decay, (double)r->cfg.grad_clip, r->sched.warmup_steps);
+  snprintf(v[12], 64, "%llu", (unsigned long long)r->train.count);
+  uint64_t steps_done = 0;
+  for (size_t i = 0; i < nd; i++)
+    steps_done += lowpi_recipe_exec_delayed(r->exec, i)->steps;
+  snprintf(v[13], 64, "%llu", (unsigned long long)steps_done);
+  const lowp_st_kv meta[] = {
+      {"lowp.step", v[0]},
+      {"lowp.data_position", v[1]},
+      {"lowp.seed", v[2]},
+      {"lowp.scaler.scale", v[3]},
+      {"lowp.scaler.tracker", v[4]},
+      {"lowp.scaler.skipped", v[5]},
+      {"lowp.optimizer.steps", v[6]},
+      {"lowp.model_checksum", v[7]},
+      {"lowp.batch", v[8]},
+      {"lowp.seq", v[9]},
+      {"lowp.total_steps", v[10]},
+      {"lowp.schedule", v[11]},
+      {"lowp.train_tokens", v[12]},
+      {"lowp.delayed_updates", v[13]},
+      {"lowp.recipe", recipe_text},
+  };
+  char path[4096];
+  if (st == LOWP_OK)
+    st = lowpi_path_join(path, sizeof path, dir, "trainer_state.safetensors");
+  if (st == LOWP_OK)
+    st = lowp_st_write(path, ts, ntensors, meta, sizeof meta / sizeof meta[0]);
+  free(ts), free(shapes), free(names), free(scales);
+  return st;
+}
+
+static lowp_status save_checkpoint(run *r) {
+  if (!r->cfg.out_dir)
+    return LOWP_OK;
+  uint64_t checksum = 0;
+  LOWPI_TRY(lowpi_ckpt_save_model(r->cfg.out_dir, r->model, &checksum));
+  return save_state(r, r->cfg.out_dir, checksum);
+}
+
+static lowp_status meta_u64(const lowp_st_file *f, const char *key, unsigned long long *out,
+                            const char *path) {
+  const char *s = lowp_st_metadata_get(f, key);
+  char *end;
+  errno = 0;
+  if (s)
+    *out = strtoull(s, &end, 10);
+  if (!s || errno || end == s || *end)
+    return lowpi_fail(LOWP_ERR_FORMAT, "%s: missing or bad \"%s\"", path, key);
+  return LOWP_OK;
+}
+
+/* Restore everything but the model (loaded before) from DIR/trainer_state.safetensors. */
+static lowp_status load_state(run *r, const char *dir, uint64_t model_checksum) {
+  char path[4096];
+  LOWPI_TRY(lowpi_path_join(path, sizeof path, dir, "trainer_state.safetensors"));
+  lowp_st_file *f = NULL;
+  LOWPI_TRY(lowp_st_open(path, &f));
+  lowp_status st = LOWP_OK;
+  unsigned long long step = 0, pos = 0, seed = 0, tracker = 0, skipped = 0, osteps = 0;
+  unsigned long long batch = 0, seq = 0, ntok = 0;
+  const char *sum = lowp_st_metadata_get(f, "lowp.model_checksum");
+  char want[24];
+  snprintf(want, sizeof want, "%016llx", (unsigned long long)model_checksum);
+  if (!sum || strcmp(sum, want) != 0)
+    st = lowpi_fail(LOWP_ERR_FORMAT,
+                    "%s does not belong to the model.safetensors beside it (checksum %s, the "
+                    "file's is %s): the checkpoint is corrupt or mixed from two saves",
+                    path, sum ? sum : "missing", want);
+  if (st == LOWP_OK)
+    st = meta_u64(f, "lowp.step", &step, path);
+  if (st == LOWP_OK)
+    st = meta_u64(f, "lowp.data_position", &pos, path);
+  if (st == LOWP_OK)
+    st = meta_u64(f, "lowp.seed", &seed, path);
+  if (st == LOWP_OK)
+    st = meta_u64(f, "lowp.scaler.tracker", &tracker, path);
+  if (st == LOWP_OK)
+    st = meta_u64(f, "lowp.scaler.skipped", &skipped, path);
+  if (st == LOWP_OK)
+    st = meta_u64(f, "lowp.optimizer.steps", &osteps, path);
+  if (st == LOWP_OK)
+    st = meta_u64(f, "lowp.batch", &batch, path);
+  if (st == LOWP_OK)
+    st = meta_u64(f, "lowp.seq", &seq, path);
+  if (st == LOWP_OK)
+    st = meta_u64(f, "lowp.train_tokens", &ntok, path);
+  const char *scale = lowp_st_metadata_get(f, "lowp.scaler.scale");
+  const char *recipe_text = lowp_st_metadata_get(f, "lowp.recipe");
+  if (st == LOWP_OK && (!scale || !recipe_text))
+    st = lowpi_fail(LOWP_ERR_FORMAT, "%s: missing scaler or recipe", path);
+  /* The run must go on as it was: same recipe, seed, batch shape and data. */
+  if (st == LOWP_OK) {
+    lowp_recipe saved;
+    st = lowp_recipe_parse(recipe_text, &saved);
+    if (st == LOWP_OK && memcmp(&saved.op, &r->recipe.op, sizeof saved.op) != 0)
+      st = lowpi_fail(LOWP_ERR_MISMATCH, "%s was trained with recipe '%s', not '%s'", dir,
+                      saved.name, r->recipe.name);
+  }
+  if (st == LOWP_OK && (batch != (unsigned)r->cfg.batch || seq != (unsigned)r->cfg.seq))
+    st = lowpi_fail(LOWP_ERR_MISMATCH, "%s was trained with batch %llu x %llu, not %d x %d", dir,
+                    batch, seq, r->cfg.batch, r->cfg.seq);
+  if (st == LOWP_OK && ntok != r->train.count)
+    st = lowpi_fail(LOWP_ERR_MISMATCH, "%s was trained on %llu tokens; this data has %zu", dir,
+                    ntok, r->train.count);
+  if (st == LOWP_OK && seed != r->cfg.seed)
+    st = lowpi_fail(LOWP_ERR_MISMATCH, "%s was trained with seed %llu, not %llu", dir, seed,
+                    (unsigned long long)r->cfg.seed);
+  const lowp_st_tensor *t = NULL;
+  size_t opt_bytes = 0;
+  void *blob = lowp_adamw_state(r->opt, &opt_bytes);
+  if (st == LOWP_OK)
+    st = lowp_st_get(f, "optimizer", &t);
+  if (st == LOWP_OK && t->nbytes != opt_bytes)
+    st = lowpi_fail(LOWP_ERR_MISMATCH, "%s: optimizer state of %zu bytes, expected %zu", path,
+                    t->nbytes, opt_bytes);
+  if (st == LOWP_OK)
+    memcpy(blob, t->data, opt_bytes);
+  size_t nd = lowpi_recipe_exec_num_delayed(r->exec);
+  const lowp_st_tensor *sc = NULL;
+  if (st == LOWP_OK)
+    st = lowp_st_get(f, "delayed.scales", &sc);
+  if (st == LOWP_OK && sc->numel != 2 * nd)
+    st = lowpi_fail(LOWP_ERR_MISMATCH, "%s: %zu delayed-scaling states, expected %zu", path,
+                    sc->numel / 2, nd);
+  for (size_t i = 0; i < nd && st == LOWP_OK; i++) {
+    lowp_delayed_scaling *d = lowpi_recipe_exec_delayed(r->exec, i);
+    char name[48];
+    snprintf(name, sizeof name, "delayed.%zu.history", i);
+    const lowp_st_tensor *h = NULL;
+    st = lowp_st_get(f, name, &h);
+    if (st == LOWP_OK && h->numel != d->history_len)
+      st = lowpi_fail(LOWP_ERR_MISMATCH, "%s: %s has %zu values, expected %zu", path, name,
+                      h->numel, d->history_len);
+    if (st == LOWP_OK)
+      st = lowp_st_read_f32(h, d->history);
+    if (st == LOWP_OK) { /* the data may be unaligned inside the file buffer */
+      memcpy(&d->scale, (const unsigned char *)sc->data + 8 * i, sizeof(float));
+      memcpy(&d->scale_inv, (const unsigned char *)sc->data + 8 * i + 4, sizeof(float));
+      d->steps = (uint64_t)step;
+    }
+  }
+  if (st == LOWP_OK) {
+    r->step = (long)step;
+    r->scaler.scale = strtof(scale, NULL);
+    r->scaler.growth_tracker = (int32_t)tracker;
+    r->scaler.skipped_steps = skipped;
+    lowp_adamw_set_num_steps(r->opt, (long)osteps);
+    st = lowp_loader_init(&r->loader, &r->train, r->cfg.batch, r->cfg.seq, pos);
+  }
+  lowp_st_close(f);
+  return st;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Steps */
+
+static int all_finite(const float *x, size_t n) {
+  int ok = 1;
+#pragma omp parallel for reduction(&& : ok) schedule(static)
+  for (long i = 0; i < (long)n; i++)
+    ok = ok && (x[i] - x[i] == 0.0f);
+  return ok;
+}
+
+static lowp_status validate(run *r, double *loss) {
+  lowp_loader vl;
+  LOWPI_TRY(lowp_loader_init(&vl, &r->val, r->cfg.batch, r->cfg.seq, 0));
+  size_t n = lowp_loader_epoch_batches(&vl);
+  if (r->cfg.eval_batches > 0 && n > (size_t)r->cfg.eval_batches)
+    n = (size_t)r->cfg.eval_batches;
+  double sum = 0;
+  for (size_t i = 0; i < n; i++) {
+    float l;
+    LOWPI_TRY(lowp_loader_next(&vl, r->inputs, r->targets));
+    LOWPI_TRY(lowp_model_forward(r->model, r->inputs, r->targets, r->cfg.batch, r->cfg.seq, &l));
+    sum += l;
+  }
+  *loss = sum / (double)n;
+  return LOWP_OK;
+}
+
+static void log_event(run *r, const lowp_train_event *e) {
+  if (!r->log)
+    return;
+  lowpi_buf b = {0};
+  lowpi_buf_printf(&b, "{\"step\": %ld, \"loss\": ", e->step);
+  lowpi_json_put_double(&b, e->loss);
+  lowpi_buf_puts(&b, ", \"lr\": ");
+  lowpi_json_put_double(&b, e->lr);
+  lowpi_buf_puts(&b, ", \"grad_norm\": ");
+  if (isfinite(e->grad_norm))
+    lowpi_json_put_double(&b, e->grad_norm);
+  else
+    lowpi_buf_puts(&b, "null");
+  lowpi_buf_puts(&b, ", \"loss_scale\": ");
+  lowpi_json_put_double(&b, e->loss_scale);
+  lowpi_buf_printf(&b, ", \"skipped\": %s, \"tokens_per_s\": ", e->skipped ? "true" : "false");
+  lowpi_json_put_double(&b, e->tokens_per_s);
+  lowpi_buf_puts(&b, ", \"saturation\": ");
+  lowpi_json_put_double(&b, e->saturation);
+  if (!isnan(e->val_loss)) {
+    lowpi_buf_puts(&b, ", \"val_loss\": ");
+    lowpi_json_put_double(&b, e->val_loss);
+  }
+  lowpi_buf_puts(&b, "}\n");
+  if (!b.failed) {
+    fwrite(b.data, 1, b.len, r->log);
+    fflush(r->log);
+  }
+  lowpi_buf_free(&b);
+}
+
+/* One optimizer step. *stop is set with a message when the run cannot go on. */
+static lowp_status train_step(run *r, lowp_train_event *e) {
+  const lowp_train_config *c = &r->cfg;
+  size_t np = lowp_model_num_params(r->model);
+  float *grads = lowp_model_grads(r->model);
+  double t0 = now_s();
+  lowpi_recipe_exec_set_step(r->exec, (uint64_t)r->step);
+  LOWPI_TRY(lowp_loader_next(&r->loader, r->inputs, r->targets));
+  float loss;
+  LOWPI_TRY(lowp_model_forward(r->model, r->inputs, r->targets, c->batch, c->seq, &loss));
+  e->lr = lowp_lr_at(&r->sched, (int)r->step);
+  e->loss = loss;
+  e->loss_scale = r->scaler.scale;
+  e->grad_norm = NAN;
+  int found_inf = !isfinite(loss);
+  if (found_inf && !r->scaler.enabled)
+    return lowpi_fail(LOWP_ERR_NUMERIC,
+                      "the loss is %s at step %ld: training diverged (try a lower --lr, or a "
+                      "recipe with loss scaling); the last checkpoint is intact",
+                      isnan(loss) ? "NaN" : "infinite", r->step + 1);
+  if (!found_inf) {
+    lowpi_model_set_loss_scale(r->model, r->scaler.scale);
+    LOWPI_TRY(lowp_model_backward(r->model));
+    if (r->recipe.grad == LOWP_BF16) { /* the gradient buffer holds bf16 values */
+      lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
+#pragma omp parallel for schedule(static)
+      for (long i = 0; i < (long)np; i++)
+        grads[i] = lowpi_decode(
+            bf, lowpi_encode(bf, grads[i], LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0, 0));
+    }
+    if (r->scaler.enabled) { /* unscale before clipping, as GradScaler */
+      float inv = lowp_loss_scaler_inv_scale(&r->scaler);
+#pragma omp parallel for schedule(static)
+      for (long i = 0; i < (long)np; i++)
+        grads[i] *= inv;
+    }
+    found_inf = !all_finite(grads, np);
+  }
+  e->skipped = lowp_loss_scaler_update(&r->scaler, found_inf);
+  if (!e->skipped) {
+    e->grad_norm = lowp_grad_norm(grads, np);
+    if (c->grad_clip > 0)
+      lowp_clip_grads(grads, np, e->grad_norm, c->grad_clip);
+    LOWPI_TRY(lowp_adamw_step(r->opt, lowp_model_params(r->model), grads, e->lr));
+  } else if (!r->scaler.enabled && !found_inf) {
+    return lowpi_fail(LOWP_ERR_INTERNAL, "step skipped without a non-finite gradient");
+  }
+  lowpi_recipe_exec_end_step(r->exec);
+  r->step++;
+  e->step = r->step;
+  e->total_steps = c->steps;
+  e->saturation = lowpi_recipe_exec_take_saturation(r->exec);
+  double dt = now_s() - t0;
+  e->tokens_per_s = dt > 0 ? (double)c->batch * c->seq / dt : 0;
+  e->val_loss = NAN;
+  return LOWP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Setup */
+
+static lowp_status setup(run *r) {
+  lowp_train_config *c = &r->cfg;
+  LOWPI_TRY(lowp_recipe_resolve(c->recipe ? c->recipe : "fp32", &r->recipe));
+  LOWPI_TRY(load_data(r));
+  uint64_t checksum = 0;
+  if (c->resume_dir || c->init_dir) {
+    const char *dir = c->resume_dir ? c->resume_dir : c->init_dir;
+    LOWPI_TRY(lowpi_ckpt_load_model(dir, &r->model, &checksum));
+  } else {
+    lowp_model_config mc = c->model;
+    if (mc.vocab == 0)
+      mc.vocab = r->train.vocab_size;
+    LOWPI_TRY(lowp_model_create(&r->model, &mc, c->seed));
+  }
+  const lowp_model_config *mc = lowp_model_get_config(r->model);
+  if (mc->vocab < r->train.vocab_size || mc->vocab < r->val.vocab_size)
+    return lowpi_fail(LOWP_ERR_MISMATCH,
+                      "the model's vocabulary (%d) is smaller than the data's "
+                      "(%d)",
+                      mc->vocab, r->train.vocab_size);
+  if (c->seq <= 0)
+    c->seq = mc->ctx;
+  if (c->seq > mc->ctx)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "sequence length %d exceeds the model's context %d",
+                      c->seq, mc->ctx);
+  if (c->batch < 1 || c->steps < 1)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "need batch >= 1 and steps >= 1");
+  if (r->val.count < (size_t)c->seq + 1)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "the validation split has %zu tokens, fewer than one sequence of %d",
+                      r->val.count, c->seq);
+  size_t bt = (size_t)c->batch * (size_t)c->seq;
+  r->inputs = malloc(bt * sizeof(int32_t));
+  r->targets = malloc(bt * sizeof(int32_t));
+  if (!r->inputs || !r->targets)
+    return lowpi_fail(LOWP_ERR_NOMEM, "out of memory for a batch");
+  LOWPI_TRY(lowpi_recipe_exec_create(&r->exec, &r->recipe, r->model, c->seed));
+  lowp_adamw_config ac;
+  adamw_config(r, &ac);
+  LOWPI_TRY(lowp_adamw_create_for_model(&r->opt, &ac, r->model));
+  lowp_loss_scaler_init(
+      &r->scaler,
+      r->recipe.loss_scale == LOWP_LOSS_SCALE_NONE ? 0.0f : (float)r->recipe.loss_scale_init,
+      r->recipe.loss_scale == LOWP_LOSS_SCALE_STATIC ? 0x7FFFFFFF : r->recipe.loss_scale_interval);
+  if (r->recipe.loss_scale == LOWP_LOSS_SCALE_STATIC)
+    r->scaler.backoff_factor = 1.0f; /* a static scale never moves */
+  r->sched.lr_max = c->lr;
+  r->sched.warmup_steps =
+      c->warmup >= 0 ? c->warmup : (int)(c->steps / 10 < 100 ? c->steps / 10 : 100);
+  r->sched.total_steps = (int)c->steps;
+  r->sched.min_lr_frac = c->min_lr_frac;
+  LOWPI_TRY(lowp_loader_init(&r->loader, &r->train, c->batch, c->seq, 0));
+  if (c->resume_dir)
+    LOWPI_TRY(load_state(r, c->resume_dir, checksum));
+  if (c->log_path) {
+    r->log = fopen(c->log_path, c->resume_dir ? "a" : "w");
+    if (!r->log)
+      return lowpi_fail(LOWP_ERR_IO, "cannot write the metrics log %s: %s", c->log_path,
+                        strerror(errno));
+  }
+  return LOWP_OK;
+}
+
+lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callback, void *user,
+                       lowp_train_summary *summary) {
+  if (!cfg)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_train: no config");
+  run r;
+  memset(&r, 0, sizeof r);
+  r.cfg = *cfg;
+  lowp_status st = setup(&r);
+  double t_start = now_s(), tokens = 0;
+  lowp_train_event e;
+  memset(&e, 0, sizeof e);
+  e.loss = NAN;
+  e.val_loss = NAN;
+  double last_val = NAN;
+  while (st == LOWP_OK && r.step < r.cfg.steps) {
+    st = train_step(&r, &e);
+    if (st != LOWP_OK)
+      break;
+    tokens += (double)r.cfg.batch * r.cfg.seq;
+    int last = r.step == r.cfg.steps;
+    if ((r.cfg.eval_every > 0 && r.step % r.cfg.eval_every == 0) || last) {
+      st = validate(&r, &e.val_loss);
+      last_val = e.val_loss;
+    }
+    e.elapsed_s = now_s() - t_start;
+    if (st == LOWP_OK) {
+      log_event(&r, &e);
+      if (callback)
+        callback(user, &e);
+    }
+    if (st == LOWP_OK && (last || (r.cfg.save_every > 0 && r.step % r.cfg.save_every == 0)))
+      st = save_checkpoint(&r);
+  }
+  if (summary) {
+    memset(summary, 0, sizeof *summary);
+    summary->steps_done = r.step;
+    summary->skipped_steps = (long)r.scaler.skipped_steps;
+    summary->final_loss = e.loss;
+    summary->final_val_loss = last_val;
+    summary->elapsed_s = now_s() - t_start;
+    summary->tokens_per_s = summary->elapsed_s > 0 ? tokens / summary->elapsed_s : 0;
+    if (r.model) {
+      summary->num_params = lowp_model_num_params(r.model);
+      summary->bytes_weights = summary->num_params * sizeof(float);
+      summary->bytes_grads = summary->num_params * sizeof(float);
+      summary->bytes_activations = lowpi_model_activation_bytes(r.model);
+    }
+    if (r.opt)
+      lowp_adamw_state(r.opt, &summary->bytes_optim);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+      summary->bytes_peak_rss = (size_t)ru.ru_maxrss * 1024u;
+  }
+  run_free(&r);
+  return st;
+}
+
+lowp_status lowp_eval_checkpoint(const char *dir, const char *data, double val_fraction, int B,
+                                 int T, int max_batches, double *loss) {
+  run r;
+  memset(&r, 0, sizeof r);
+  r.cfg.data = data;
+  r.cfg.val_fraction = val_fraction;
+  r.cfg.batch = B;
+  r.cfg.eval_batches = max_batches;
+  lowp_status st = load_data(&r);
+  if (st == LOWP_OK)
+    st = lowpi_ckpt_load_model(dir, &r.model, NULL);
+  if (st == LOWP_OK) {
+    r.cfg.seq = T > 0 ? T : lowp_model_get_config(r.model)->ctx;
+    r.inputs = malloc((size_t)B * r.cfg.seq * sizeof(int32_t));
+    r.targets = malloc((size_t)B * r.cfg.seq * sizeof(int32_t));
+    st = r.inputs && r.targets ? validate(&r, loss) : lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+  }
+  run_free(&r);
+  return st;
+}
