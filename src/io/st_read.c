@@ -95,9 +95,6 @@ static lowp_status parse_entry(lowp_st_file *f, const lowpi_json_member *m, size
   if (!shape || shape->type != LOWPI_JSON_ARRAY)
     return lowpi_fail(LOWP_ERR_FORMAT, "%s: tensor \"%s\": \"shape\" %s", L, name,
                       shape ? "is not an array" : "is missing");
-  if (shape->count > 64)
-    return lowpi_fail(LOWP_ERR_FORMAT, "%s: tensor \"%s\": %zu dimensions (at most 64)", L, name,
-                      shape->count);
   int64_t *d = *dims;
   for (size_t k = 0; k < shape->count; k++)
     if (!get_count(&shape->elems[k], &d[k]))

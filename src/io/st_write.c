@@ -43,7 +43,7 @@ static lowp_status check_tensor(const lowp_st_tensor *t, size_t i) {
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "safetensors: tensor \"%s\": unknown dtype %d", t->name,
                       (int)t->dtype);
   size_t nbytes;
-  if (t->rank < 0 || t->rank > 64 || (t->rank > 0 && !t->shape))
+  if (t->rank < 0 || (t->rank > 0 && !t->shape))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "safetensors: tensor \"%s\": bad rank %d or shape",
                       t->name, t->rank);
   if (lowp_st_nbytes(t->dtype, t->rank, t->shape, &nbytes) != LOWP_OK) {
