@@ -14,6 +14,11 @@ typedef struct {
   uint64_t begin; /* data offset */
 } entry;
 
+/* A wrapper, so that arrays of references are arrays of structs, not of bare pointers. */
+typedef struct {
+  const entry *e;
+} entry_ref;
+
 struct lowp_st_file {
   char *label;
   lowpi_json *header;  /* owns the name and metadata strings */
@@ -21,8 +26,8 @@ struct lowp_st_file {
   size_t data_size;
   entry *entries; /* sorted by data offset */
   size_t count;
-  const entry **by_name; /* sorted by name, for lookups */
-  int64_t *dims;         /* every tensor's shape, concatenated */
+  entry_ref *by_name; /* sorted by name, for lookups */
+  int64_t *dims;      /* every tensor's shape, concatenated */
   lowp_st_kv *meta;
   size_t n_meta;
 };
@@ -58,7 +63,7 @@ static int by_offset(const void *a, const void *b) {
 }
 
 static int by_name(const void *a, const void *b) {
-  return strcmp((*(const entry *const *)a)->t.name, (*(const entry *const *)b)->t.name);
+  return strcmp(((const entry_ref *)a)->e->t.name, ((const entry_ref *)b)->e->t.name);
 }
 
 static int has_nul(const char *s, size_t len) {
@@ -70,18 +75,14 @@ static lowp_status parse_entry(lowp_st_file *f, const lowpi_json_member *m, size
                                int64_t **dims) {
   const char *L = f->label, *name = m->key;
   const lowpi_json *v = &m->value;
-  if (m->key_len == 0)
-    return lowpi_fail(LOWP_ERR_FORMAT, "%s: a tensor has an empty name", L);
+  /* The one deliberate difference from the reference: a name holding U+0000 cannot be a C
+   * string, so it is refused (the reference accepts it). */
   if (has_nul(m->key, m->key_len))
     return lowpi_fail(LOWP_ERR_FORMAT, "%s: tensor name \"%s...\" contains a NUL character", L,
                       name);
   if (v->type != LOWPI_JSON_OBJECT)
     return lowpi_fail(LOWP_ERR_FORMAT, "%s: tensor \"%s\": entry is not an object", L, name);
-  for (size_t k = 0; k < v->count; k++) {
-    const char *key = v->members[k].key;
-    if (strcmp(key, "dtype") != 0 && strcmp(key, "shape") != 0 && strcmp(key, "data_offsets") != 0)
-      return lowpi_fail(LOWP_ERR_FORMAT, "%s: tensor \"%s\": unknown field \"%s\"", L, name, key);
-  }
+  /* Other fields are ignored, as the reference does. */
   const lowpi_json *dt = lowpi_json_get(v, "dtype"), *shape = lowpi_json_get(v, "shape"),
                    *offs = lowpi_json_get(v, "data_offsets");
   if (!dt || dt->type != LOWPI_JSON_STRING)
@@ -94,9 +95,6 @@ static lowp_status parse_entry(lowp_st_file *f, const lowpi_json_member *m, size
   if (!shape || shape->type != LOWPI_JSON_ARRAY)
     return lowpi_fail(LOWP_ERR_FORMAT, "%s: tensor \"%s\": \"shape\" %s", L, name,
                       shape ? "is not an array" : "is missing");
-  if (shape->count > 64)
-    return lowpi_fail(LOWP_ERR_FORMAT, "%s: tensor \"%s\": %zu dimensions (at most 64)", L, name,
-                      shape->count);
   int64_t *d = *dims;
   for (size_t k = 0; k < shape->count; k++)
     if (!get_count(&shape->elems[k], &d[k]))
@@ -217,22 +215,22 @@ static lowp_status parse_header(lowp_st_file *f, const char *text, size_t n, uin
                       end > data_size ? "offsets beyond the end of the file"
                                       : "trailing bytes after the last tensor");
   for (size_t i = 0; i < f->count; i++)
-    f->by_name[i] = &f->entries[i];
+    f->by_name[i].e = &f->entries[i];
   qsort(f->by_name, f->count, sizeof *f->by_name, by_name);
   return LOWP_OK;
 }
 
-static lowp_status new_file(const char *label, lowp_st_file **out) {
+/* An empty file object, or NULL when out of memory. */
+static lowp_st_file *new_file(const char *label) {
   lowp_st_file *f = calloc(1, sizeof *f);
   if (f)
     f->label = malloc(strlen(label) + 1);
   if (!f || !f->label) {
     free(f);
-    return lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+    return NULL;
   }
   strcpy(f->label, label);
-  *out = f;
-  return LOWP_OK;
+  return f;
 }
 
 static uint64_t le64(const unsigned char *p) {
@@ -270,8 +268,9 @@ lowp_status lowp_st_open_memory(const void *bytes, size_t size, const char *labe
                       label, size);
   uint64_t n = le64(b);
   LOWPI_TRY(check_length(label, n, size));
-  lowp_st_file *f = NULL;
-  LOWPI_TRY(new_file(label, &f));
+  lowp_st_file *f = new_file(label);
+  if (!f)
+    return lowpi_fail(LOWP_ERR_NOMEM, "%s: out of memory", label);
   lowp_status st = parse_header(f, (const char *)b + 8, (size_t)n, size - 8 - n);
   if (st == LOWP_OK) {
     f->data_size = size - 8 - (size_t)n;
@@ -335,9 +334,12 @@ lowp_status lowp_st_open(const char *path, lowp_st_file **file) {
                     (unsigned long long)n);
     goto done;
   }
-  if ((st = read_exact(fp, hdr, (size_t)n, path)) != LOWP_OK ||
-      (st = new_file(path, &f)) != LOWP_OK)
+  if ((st = read_exact(fp, hdr, (size_t)n, path)) != LOWP_OK)
     goto done;
+  if (!(f = new_file(path))) {
+    st = lowpi_fail(LOWP_ERR_NOMEM, "%s: out of memory", path);
+    goto done;
+  }
   if ((st = parse_header(f, hdr, (size_t)n, size - 8 - n)) != LOWP_OK)
     goto done;
   /* Only now, with every offset checked against the file size, allocate the data. */
@@ -376,9 +378,9 @@ const lowp_st_tensor *lowp_st_find(const lowp_st_file *file, const char *name) {
   size_t lo = 0, hi = file->count;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(file->by_name[mid]->t.name, name);
+    int c = strcmp(file->by_name[mid].e->t.name, name);
     if (c == 0)
-      return &file->by_name[mid]->t;
+      return &file->by_name[mid].e->t;
     if (c < 0)
       lo = mid + 1;
     else

@@ -7,10 +7,17 @@
 #include "common/json.h"
 #include "io/st_internal.h"
 
+/* Wrappers, so that arrays of references are arrays of structs, not of bare pointers. */
+typedef struct {
+  const lowp_st_tensor *t;
+} tensor_ref;
+typedef struct {
+  const lowp_st_kv *kv;
+} kv_ref;
+
 /* The reference writer's order: descending dtype rank, then name (bytewise). */
 static int by_layout(const void *a, const void *b) {
-  const lowp_st_tensor *x = *(const lowp_st_tensor *const *)a;
-  const lowp_st_tensor *y = *(const lowp_st_tensor *const *)b;
+  const lowp_st_tensor *x = ((const tensor_ref *)a)->t, *y = ((const tensor_ref *)b)->t;
   int rx = lowpi_st_dtype_rank(x->dtype), ry = lowpi_st_dtype_rank(y->dtype);
   if (rx != ry)
     return rx > ry ? -1 : 1;
@@ -18,12 +25,11 @@ static int by_layout(const void *a, const void *b) {
 }
 
 static int by_tname(const void *a, const void *b) {
-  return strcmp((*(const lowp_st_tensor *const *)a)->name,
-                (*(const lowp_st_tensor *const *)b)->name);
+  return strcmp(((const tensor_ref *)a)->t->name, ((const tensor_ref *)b)->t->name);
 }
 
 static int by_key(const void *a, const void *b) {
-  return strcmp((*(const lowp_st_kv *const *)a)->key, (*(const lowp_st_kv *const *)b)->key);
+  return strcmp(((const kv_ref *)a)->kv->key, ((const kv_ref *)b)->kv->key);
 }
 
 static lowp_status check_tensor(const lowp_st_tensor *t, size_t i) {
@@ -37,7 +43,7 @@ static lowp_status check_tensor(const lowp_st_tensor *t, size_t i) {
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "safetensors: tensor \"%s\": unknown dtype %d", t->name,
                       (int)t->dtype);
   size_t nbytes;
-  if (t->rank < 0 || t->rank > 64 || (t->rank > 0 && !t->shape))
+  if (t->rank < 0 || (t->rank > 0 && !t->shape))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "safetensors: tensor \"%s\": bad rank %d or shape",
                       t->name, t->rank);
   if (lowp_st_nbytes(t->dtype, t->rank, t->shape, &nbytes) != LOWP_OK) {
@@ -51,23 +57,23 @@ static lowp_status check_tensor(const lowp_st_tensor *t, size_t i) {
 }
 
 /* The header JSON, compact as serde_json writes it, padded with spaces to a multiple of 8. */
-static lowp_status build_header(lowpi_buf *h, const lowp_st_tensor *const *order, size_t count,
-                                const lowp_st_kv *const *meta, size_t n_meta) {
+static lowp_status build_header(lowpi_buf *h, const tensor_ref *order, size_t count,
+                                const kv_ref *meta, size_t n_meta) {
   lowpi_buf_puts(h, "{");
   if (n_meta) {
     lowpi_buf_puts(h, "\"__metadata__\":{");
     for (size_t i = 0; i < n_meta; i++) {
       if (i)
         lowpi_buf_puts(h, ",");
-      lowpi_json_put_string(h, meta[i]->key);
+      lowpi_json_put_string(h, meta[i].kv->key);
       lowpi_buf_puts(h, ":");
-      lowpi_json_put_string(h, meta[i]->value);
+      lowpi_json_put_string(h, meta[i].kv->value);
     }
     lowpi_buf_puts(h, "}");
   }
   uint64_t offset = 0;
   for (size_t i = 0; i < count; i++) {
-    const lowp_st_tensor *t = order[i];
+    const lowp_st_tensor *t = order[i].t;
     size_t nbytes;
     LOWPI_TRY(lowp_st_nbytes(t->dtype, t->rank, t->shape, &nbytes));
     if (i || n_meta)
@@ -76,9 +82,10 @@ static lowp_status build_header(lowpi_buf *h, const lowp_st_tensor *const *order
     lowpi_buf_printf(h, ":{\"dtype\":\"%s\",\"shape\":[", lowp_st_dtype_name(t->dtype));
     for (int d = 0; d < t->rank; d++)
       lowpi_buf_printf(h, d ? ",%lld" : "%lld", (long long)t->shape[d]);
+    uint64_t end = offset + (uint64_t)nbytes;
     lowpi_buf_printf(h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
-                     (unsigned long long)(offset + nbytes));
-    offset += nbytes;
+                     (unsigned long long)end);
+    offset = end;
   }
   lowpi_buf_puts(h, "}");
   while (h->len % 8)
@@ -91,8 +98,8 @@ static lowp_status build_header(lowpi_buf *h, const lowp_st_tensor *const *order
   return LOWP_OK;
 }
 
-static lowp_status write_file(const char *path, const lowpi_buf *h,
-                              const lowp_st_tensor *const *order, size_t count) {
+static lowp_status write_file(const char *path, const lowpi_buf *h, const tensor_ref *order,
+                              size_t count) {
   lowpi_atomic_file af;
   LOWPI_TRY(lowpi_atomic_open(&af, path));
   unsigned char len8[8];
@@ -102,12 +109,13 @@ static lowp_status write_file(const char *path, const lowpi_buf *h,
   LOWPI_TRY(lowpi_atomic_write(&af, h->data, h->len));
   for (size_t i = 0; i < count; i++) {
     size_t nbytes;
-    lowp_status st = lowp_st_nbytes(order[i]->dtype, order[i]->rank, order[i]->shape, &nbytes);
+    lowp_status st =
+        lowp_st_nbytes(order[i].t->dtype, order[i].t->rank, order[i].t->shape, &nbytes);
     if (st != LOWP_OK) {
       lowpi_atomic_abort(&af);
       return st;
     }
-    LOWPI_TRY(lowpi_atomic_write(&af, order[i]->data, nbytes));
+    LOWPI_TRY(lowpi_atomic_write(&af, order[i].t->data, nbytes));
   }
   return lowpi_atomic_commit(&af);
 }
@@ -125,8 +133,8 @@ lowp_status lowp_st_write(const char *path, const lowp_st_tensor *tensors, size_
       return lowpi_fail(LOWP_ERR_INVALID_ARG,
                         "safetensors: metadata entry %zu: NULL or not valid UTF-8", i);
   }
-  const lowp_st_tensor **order = malloc((count ? count : 1) * sizeof *order);
-  const lowp_st_kv **meta = malloc((n_meta ? n_meta : 1) * sizeof *meta);
+  tensor_ref *order = malloc((count ? count : 1) * sizeof *order);
+  kv_ref *meta = malloc((n_meta ? n_meta : 1) * sizeof *meta);
   lowpi_buf h = {0};
   lowp_status st = LOWP_OK;
   if (!order || !meta) {
@@ -134,19 +142,19 @@ lowp_status lowp_st_write(const char *path, const lowp_st_tensor *tensors, size_
     goto done;
   }
   for (size_t i = 0; i < count; i++)
-    order[i] = &tensors[i];
+    order[i].t = &tensors[i];
   for (size_t i = 0; i < n_meta; i++)
-    meta[i] = &metadata[i];
+    meta[i].kv = &metadata[i];
   qsort(order, count, sizeof *order, by_layout);
   qsort(meta, n_meta, sizeof *meta, by_key);
   for (size_t i = 1; i < n_meta; i++)
-    if (strcmp(meta[i - 1]->key, meta[i]->key) == 0) {
+    if (strcmp(meta[i - 1].kv->key, meta[i].kv->key) == 0) {
       st = lowpi_fail(LOWP_ERR_INVALID_ARG, "safetensors: duplicate metadata key \"%s\"",
-                      meta[i]->key);
+                      meta[i].kv->key);
       goto done;
     }
   {
-    const lowp_st_tensor **names = malloc((count ? count : 1) * sizeof *names);
+    tensor_ref *names = malloc((count ? count : 1) * sizeof *names);
     if (!names) {
       st = lowpi_fail(LOWP_ERR_NOMEM, "safetensors: out of memory");
       goto done;
@@ -155,9 +163,9 @@ lowp_status lowp_st_write(const char *path, const lowp_st_tensor *tensors, size_
     memcpy(names, order, count * sizeof *names);
     qsort(names, count, sizeof *names, by_tname);
     for (size_t i = 1; i < count && st == LOWP_OK; i++)
-      if (strcmp(names[i - 1]->name, names[i]->name) == 0)
+      if (strcmp(names[i - 1].t->name, names[i].t->name) == 0)
         st = lowpi_fail(LOWP_ERR_INVALID_ARG, "safetensors: duplicate tensor name \"%s\"",
-                        names[i]->name);
+                        names[i].t->name);
     free(names);
     if (st != LOWP_OK)
       goto done;

@@ -127,8 +127,8 @@ lowp_status lowp_text_tokens(const char *path, double val_fraction, lowp_tokens 
                              lowp_tokens *val) {
   if (!path)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_text_tokens: NULL path");
-  unsigned char *b;
-  size_t n;
+  unsigned char *b = NULL;
+  size_t n = 0;
   LOWPI_TRY(read_file(path, &b, &n));
   lowp_status st = lowp_text_tokens_memory(b, n, path, val_fraction, train, val);
   free(b);
@@ -192,8 +192,8 @@ lowp_status lowp_shard_tokens_memory(const void *bytes, size_t size, const char 
 lowp_status lowp_shard_tokens(const char *path, lowp_tokens *out) {
   if (!path)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_shard_tokens: NULL path");
-  unsigned char *b;
-  size_t n;
+  unsigned char *b = NULL;
+  size_t n = 0;
   LOWPI_TRY(read_file(path, &b, &n));
   lowp_status st = lowp_shard_tokens_memory(b, n, path, out);
   free(b);
