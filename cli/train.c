@@ -58,7 +58,7 @@ static void on_event(void *user, const lowp_train_event *e) {
 static void print_summary(const lowp_train_config *cfg, const lowp_train_summary *s) {
   const double mb = 1024.0 * 1024.0;
   printf("\nsummary: %ld steps (%ld skipped) of recipe %s in %.1f s, %.0f tokens/s\n",
-         s->steps_done, s->skipped_steps, cfg->recipe, s->elapsed_s, s->tokens_per_s);
+         s->steps_done, s->skipped_steps, s->recipe, s->elapsed_s, s->tokens_per_s);
   printf("  final train loss %.4f, validation loss %.4f\n", s->final_loss, s->final_val_loss);
   printf("  parameters %zu\n", s->num_params);
   printf("  memory (measured):  weights %.2f MiB  gradients %.2f MiB  optimizer states %.2f MiB"

@@ -29,6 +29,7 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "  --out DIR          checkpoint: model.safetensors + config.json (transformers loads\n"
     "                     them) + trainer_state.safetensors\n"
     "  --save-every N     also checkpoint every N steps\n"
+    "  --stop-after N     stop this invocation after N steps (checkpointed), as if interrupted\n"
     "  --resume DIR       continue the run saved in DIR, bit-exactly\n"
     "  --init DIR         start from the weights in DIR (fresh optimizer)\n";
 
@@ -62,7 +63,7 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
   static const char *const ints[] = {"--layers",     "--heads",  "--dim",        "--ctx",
                                      "--vocab",      "--ffn",    "--steps",      "--batch",
                                      "--seq",        "--warmup", "--eval-every", "--eval-batches",
-                                     "--save-every", "--seed"};
+                                     "--save-every", "--seed",   "--stop-after"};
   static const char *const floats[] = {"--lr", "--min-lr-frac", "--weight-decay", "--clip",
                                        "--val-fraction"};
   static const char *const strings[] = {"--model", "--arch", "--data",   "--val-data", "--recipe",
@@ -116,7 +117,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       return -1;
     long x;
     long lo = !strcmp(ints[k], "--warmup") || !strcmp(ints[k], "--eval-every") ||
-                      !strcmp(ints[k], "--save-every") || !strcmp(ints[k], "--seed")
+                      !strcmp(ints[k], "--save-every") || !strcmp(ints[k], "--seed") ||
+                      !strcmp(ints[k], "--stop-after")
                   ? 0
                   : 1;
     if (!int_value(verb, ints[k], v, lo, !strcmp(ints[k], "--seed") ? 0x7FFFFFFFL : 1L << 30, &x))
@@ -148,6 +150,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       cfg->eval_batches = (int)x;
     else if (!strcmp(name, "save-every"))
       cfg->save_every = (int)x;
+    else if (!strcmp(name, "stop-after"))
+      cfg->stop_after = x;
     else
       cfg->seed = (uint64_t)x;
     return 1;

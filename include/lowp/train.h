@@ -21,11 +21,11 @@ extern "C" {
 
 typedef struct {
   lowp_model_config model; /* vocab 0: from the data (256 for text); ignored when resuming */
-  const char *recipe;      /* preset name or recipe file ("fp32" if NULL) */
+  const char *recipe;      /* preset name or recipe file (NULL: fp32, or the resumed run's) */
   const char *data;        /* UTF-8 text, or an llm.c shard (*.bin) */
   const char *val_data;    /* optional validation shard; text splits off val_fraction */
   double val_fraction;     /* 0.1 */
-  int batch, seq;          /* B, T (T <= model ctx) */
+  int batch, seq;          /* B, T (0: 8 and the model's ctx, or the resumed run's) */
   long steps;              /* total optimizer steps (skipped ones included) */
   float lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2, adam_eps;
   int warmup;
@@ -36,6 +36,7 @@ typedef struct {
   const char *resume_dir;       /* continue the run saved there, or NULL */
   const char *init_dir;         /* start from these weights (fresh optimizer), or NULL */
   int save_every;               /* also checkpoint every N steps (0: only at the end) */
+  long stop_after; /* end this invocation after N steps, checkpointed, as if interrupted (0: no) */
 } lowp_train_config;
 
 /* Sensible defaults: small model, fp32 recipe, B 8, T = ctx, lr 1e-3, warmup 1/10 of the steps
@@ -58,6 +59,7 @@ typedef struct {
 typedef void (*lowp_train_callback)(void *user, const lowp_train_event *event);
 
 typedef struct {
+  char recipe[32]; /* the recipe's name */
   long steps_done, skipped_steps;
   double final_loss, final_val_loss;
   double tokens_per_s; /* over the whole run */

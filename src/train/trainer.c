@@ -25,9 +25,9 @@ void lowp_train_config_default(lowp_train_config *c) {
   memset(c, 0, sizeof *c);
   lowp_model_preset(&c->model, "small");
   c->model.vocab = 0;
-  c->recipe = "fp32";
+  c->recipe = NULL; /* fp32, or the saved run's recipe when resuming */
   c->val_fraction = LOWP_DEFAULT_VAL_FRACTION;
-  c->batch = 8;
+  c->batch = 0; /* 8, or the saved run's when resuming */
   c->steps = 500;
   c->lr = 1e-3f;
   c->min_lr_frac = 0.1f;
@@ -440,9 +440,32 @@ static lowp_status train_step(run *r, lowp_train_event *e) {
 /* ------------------------------------------------------------------------------------------
  * Setup */
 
+/* Resuming without a recipe or batch shape: take the saved run's. */
+static lowp_status resume_defaults(run *r) {
+  lowp_train_config *c = &r->cfg;
+  char path[4096];
+  LOWPI_TRY(lowpi_path_join(path, sizeof path, c->resume_dir, "trainer_state.safetensors"));
+  lowp_st_file *f = NULL;
+  LOWPI_TRY(lowp_st_open(path, &f));
+  const char *text = lowp_st_metadata_get(f, "lowp.recipe");
+  lowp_status st = text ? LOWP_OK : lowpi_fail(LOWP_ERR_FORMAT, "%s: no recipe", path);
+  if (st == LOWP_OK && !c->recipe)
+    st = lowp_recipe_parse(text, &r->recipe);
+  unsigned long long v = 0;
+  if (st == LOWP_OK && c->batch <= 0 && (st = meta_u64(f, "lowp.batch", &v, path)) == LOWP_OK)
+    c->batch = (int)v;
+  if (st == LOWP_OK && c->seq <= 0 && (st = meta_u64(f, "lowp.seq", &v, path)) == LOWP_OK)
+    c->seq = (int)v;
+  lowp_st_close(f);
+  return st;
+}
+
 static lowp_status setup(run *r) {
   lowp_train_config *c = &r->cfg;
-  LOWPI_TRY(lowp_recipe_resolve(c->recipe ? c->recipe : "fp32", &r->recipe));
+  if (c->resume_dir)
+    LOWPI_TRY(resume_defaults(r));
+  if (c->recipe || !c->resume_dir)
+    LOWPI_TRY(lowp_recipe_resolve(c->recipe ? c->recipe : "fp32", &r->recipe));
   LOWPI_TRY(load_data(r));
   uint64_t checksum = 0;
   if (c->resume_dir || c->init_dir) {
@@ -465,6 +488,8 @@ static lowp_status setup(run *r) {
   if (c->seq > mc->ctx)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "sequence length %d exceeds the model's context %d",
                       c->seq, mc->ctx);
+  if (c->batch <= 0)
+    c->batch = 8;
   if (c->batch < 1 || c->steps < 1)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "need batch >= 1 and steps >= 1");
   if (r->val.count < (size_t)c->seq + 1)
@@ -517,6 +542,7 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
   e.loss = NAN;
   e.val_loss = NAN;
   double last_val = NAN;
+  long first_step = r.step;
   while (st == LOWP_OK && r.step < r.cfg.steps) {
     st = train_step(&r, &e);
     if (st != LOWP_OK)
@@ -533,11 +559,15 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
       if (callback)
         callback(user, &e);
     }
-    if (st == LOWP_OK && (last || (r.cfg.save_every > 0 && r.step % r.cfg.save_every == 0)))
+    int stop = r.cfg.stop_after > 0 && r.step - first_step >= r.cfg.stop_after;
+    if (st == LOWP_OK && (last || stop || (r.cfg.save_every > 0 && r.step % r.cfg.save_every == 0)))
       st = save_checkpoint(&r);
+    if (stop)
+      break;
   }
   if (summary) {
     memset(summary, 0, sizeof *summary);
+    snprintf(summary->recipe, sizeof summary->recipe, "%s", r.recipe.name);
     summary->steps_done = r.step;
     summary->skipped_steps = (long)r.scaler.skipped_steps;
     summary->final_loss = e.loss;
