@@ -39,20 +39,20 @@ typedef struct {
 /* Write `npanels` (1..8) charts side by side into one SVG file (e.g. train loss | val loss).
  * width, height: of the whole image, 0 = 800 * npanels by 500. A panel whose series hold no
  * plottable point is drawn with empty axes over [0, 1] (log: [1, 10]) and a "no data" note. */
-lowp_status lowp_plot_lines(const char *path, const lowp_line_chart *panels, int npanels,
-                            int width, int height);
+lowp_status lowp_plot_lines(const char *path, const lowp_line_chart *panels, int npanels, int width,
+                            int height);
 
 /* A bar chart: one bar per label in the given order, or a pair of bars when values2 != NULL.
  * Bars grow from zero (negative values the other way); each bar carries its value as text
  * ("%.4g"). A non-finite value draws no bar, only its text ("nan", "inf"). */
 typedef struct {
-  const char *title, *value_label;     /* value_label: the value axis title; may be NULL */
-  const char *const *labels;           /* n category labels */
-  const double *values, *values2;      /* n values; values2 optional (NULL) */
-  const char *name1, *name2;           /* legend when values2 != NULL */
-  size_t n;                            /* >= 1 */
-  int horizontal;                      /* 1: bars run left to right, labels on the left */
-  int width, height;                   /* 0 = automatic from n */
+  const char *title, *value_label; /* value_label: the value axis title; may be NULL */
+  const char *const *labels;       /* n category labels */
+  const double *values, *values2;  /* n values; values2 optional (NULL) */
+  const char *name1, *name2;       /* legend when values2 != NULL */
+  size_t n;                        /* >= 1 */
+  int horizontal;                  /* 1: bars run left to right, labels on the left */
+  int width, height;               /* 0 = automatic from n */
 } lowp_bar_chart;
 
 lowp_status lowp_plot_bars(const char *path, const lowp_bar_chart *chart);

@@ -80,9 +80,10 @@ static lowp_status build(lowpi_sbuf *b, const char *const *hdr, size_t ncols,
 
 lowp_status lowp_md_table(char *buf, size_t cap, size_t *len, const char *const *headers,
                           size_t ncols, const char *const *cells, size_t nrows) {
+  if (!len)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_md_table: len is NULL");
   lowpi_sbuf b = {0};
-  lowp_status st = len ? build(&b, headers, ncols, cells, nrows)
-                       : lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_md_table: len is NULL");
+  lowp_status st = build(&b, headers, ncols, cells, nrows);
   if (st == LOWP_OK) {
     *len = b.len;
     if (!buf || cap < b.len + 1)
@@ -97,9 +98,10 @@ lowp_status lowp_md_table(char *buf, size_t cap, size_t *len, const char *const 
 
 lowp_status lowp_md_table_write(FILE *f, const char *const *headers, size_t ncols,
                                 const char *const *cells, size_t nrows) {
+  if (!f)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_md_table_write: FILE is NULL");
   lowpi_sbuf b = {0};
-  lowp_status st = f ? build(&b, headers, ncols, cells, nrows)
-                     : lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_md_table_write: FILE is NULL");
+  lowp_status st = build(&b, headers, ncols, cells, nrows);
   if (st == LOWP_OK && fwrite(b.p, 1, b.len, f) != b.len)
     st = lowpi_fail(LOWP_ERR_IO, "lowp_md_table_write: write failed");
   lowpi_sb_free(&b);

@@ -9,9 +9,8 @@
 /* Okabe-Ito (minus its yellow, too faint on white) plus three of Paul Tol's: all distinguishable
  * under the common colour-vision deficiencies. Past ten series the colours repeat with dashes. */
 #define NPAL 10
-static const char *const PALETTE[NPAL] = {"#0072B2", "#D55E00", "#009E73", "#E69F00",
-                                          "#CC79A7", "#56B4E9", "#882255", "#999933",
-                                          "#332288", "#000000"};
+static const char *const PALETTE[NPAL] = {"#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7",
+                                          "#56B4E9", "#882255", "#999933", "#332288", "#000000"};
 static const char *const DASHES[4] = {"", "7 4", "2 3", "9 3 2 3"};
 
 /* Margins around a line chart's plot area, in pixels. */
@@ -106,8 +105,8 @@ static void frame(lowpi_sbuf *b, const axis *ax, const axis *ay, double x0, doub
                   x0, y0, x1 - x0, y1 - y0);
   for (int i = 0, n = ax ? axis_ticks(ax, t, lab) : 0; i < n; i++) {
     double x = px(ax, t[i], x0, x1);
-    lowpi_sb_printf(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\"/>\n",
-                    x, y0, x, y1, t[i] == 0 && !ax->log ? "#888" : "#e4e4e4");
+    lowpi_sb_printf(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\"/>\n", x,
+                    y0, x, y1, t[i] == 0 && !ax->log ? "#888" : "#e4e4e4");
     text(b, x, y1 + 16, "middle", " class=\"tick\"", lab[i]);
   }
   for (int i = 0, n = ay ? axis_ticks(ay, t, lab) : 0; i < n; i++) {
@@ -214,25 +213,27 @@ static void line_panel(lowpi_sbuf *b, const lowp_line_chart *c, double ox, doubl
   lowpi_sb_printf(b, "</g>\n");
 }
 
-lowp_status lowp_plot_lines(const char *path, const lowp_line_chart *panels, int npanels,
-                            int width, int height) {
+lowp_status lowp_plot_lines(const char *path, const lowp_line_chart *panels, int npanels, int width,
+                            int height) {
   if (!path || !panels || npanels < 1 || npanels > 8 || width < 0 || height < 0)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_plot_lines: need a path and 1..8 panels, got "
-                                            "%d panels (width/height >= 0)",
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowp_plot_lines: need a path and 1..8 panels, got "
+                      "%d panels (width/height >= 0)",
                       npanels);
   for (int p = 0; p < npanels; p++) {
     if (!panels[p].series || panels[p].nseries == 0)
       return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_plot_lines: panel %d has no series", p);
     for (size_t s = 0; s < panels[p].nseries; s++)
       if (panels[p].series[s].n && (!panels[p].series[s].x || !panels[p].series[s].y))
-        return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_plot_lines: series %zu of panel %d has %zu "
-                                                "points but no x or y array",
+        return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                          "lowp_plot_lines: series %zu of panel %d has %zu "
+                          "points but no x or y array",
                           s, p, panels[p].series[s].n);
   }
   int w = width ? width : 800 * npanels, h = height ? height : 500;
   if (w / npanels < M_LEFT + M_RIGHT + 40 || h < M_TOP + M_BOTTOM + 40)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_plot_lines: %dx%d is too small for %d panels",
-                      w, h, npanels);
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_plot_lines: %dx%d is too small for %d panels", w,
+                      h, npanels);
   lowpi_sbuf b = {0};
   svg_open(&b, w, h);
   for (int p = 0; p < npanels; p++)
@@ -250,13 +251,18 @@ static void bar(lowpi_sbuf *b, const lowp_bar_chart *c, const axis *av, double u
   double z = px(av, 0, u0, u1), e = isfinite(v) ? px(av, v, u0, u1) : z, mid = (c0 + c1) / 2;
   double lo = fmin(z, e), len = fabs(e - z);
   if (c->horizontal) {
-    lowpi_sb_printf(b, "<rect class=\"bar\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
-                    lo, c0, len, c1 - c0, colour);
-    text(b, e + (v < 0 ? -4 : 4), mid + 4, v < 0 ? "end" : "start", " class=\"value\"", val);
+    lowpi_sb_printf(
+        b,
+        "<rect class=\"bar\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
+        lo, c0, len, c1 - c0, colour);
+    text(b, e + (v < 0 ? -4 : 4), mid + 4, v < 0 ? "end" : "start",
+         " class=\"value\" font-size=\"10\"", val);
   } else {
-    lowpi_sb_printf(b, "<rect class=\"bar\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
-                    c0, lo, c1 - c0, len, colour);
-    text(b, mid, v < 0 ? e + 13 : e - 4, "middle", " class=\"value\"", val);
+    lowpi_sb_printf(
+        b,
+        "<rect class=\"bar\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
+        c0, lo, c1 - c0, len, colour);
+    text(b, mid, v < 0 ? e + 13 : e - 4, "middle", " class=\"value\" font-size=\"10\"", val);
   }
 }
 
@@ -277,9 +283,9 @@ lowp_status lowp_plot_bars(const char *path, const lowp_bar_chart *c) {
     }
   }
   axis av = nice_axis(vmin, vmax == vmin ? vmin + 1 : vmax); /* all zero: [0, 1] */
-  double per = pair ? 30 : 20; /* pixels per category on the automatic size */
-  int w = c->width ? c->width : c->horizontal ? 800 : (int)fmax(500, 120 + c->n * per * 1.6);
-  int h = c->height ? c->height : c->horizontal ? (int)fmax(250, 110 + c->n * per) : 500;
+  double per = (pair ? 2 : 1) * (c->horizontal ? 18 : 40);   /* pixels a category, automatic size */
+  int w = c->width ? c->width : c->horizontal ? 800 : (int)fmax(500, 120 + (double)c->n * per);
+  int h = c->height ? c->height : c->horizontal ? (int)fmax(250, 110 + (double)c->n * per) : 500;
   /* Room for the category labels (about 7 px a character), and 60 px for the value texts. */
   double lab = fmin(fmax(7.0 * (double)longest + 16, 50), (c->horizontal ? w : h) * 0.4);
   double x0 = c->horizontal ? lab : 70, x1 = w - (c->horizontal ? 60 : 20);
@@ -296,8 +302,7 @@ lowp_status lowp_plot_bars(const char *path, const lowp_bar_chart *c) {
     text(&b, (x0 + x1) / 2, h - 12, "middle", " class=\"xlabel\"", c->value_label);
   } else {
     char rot[96];
-    snprintf(rot, sizeof rot, " class=\"ylabel\" transform=\"rotate(-90 16 %.1f)\"",
-             (y0 + y1) / 2);
+    snprintf(rot, sizeof rot, " class=\"ylabel\" transform=\"rotate(-90 16 %.1f)\"", (y0 + y1) / 2);
     text(&b, 16, (y0 + y1) / 2, "middle", rot, c->value_label);
   }
   double c0 = c->horizontal ? y0 : x0, band = ((c->horizontal ? y1 : x1) - c0) / (double)c->n;

@@ -43,12 +43,23 @@ void lowpi_sb_xml(lowpi_sbuf *b, const char *s) {
   for (; s && *s; s++) {
     unsigned char c = (unsigned char)*s;
     switch (c) {
-    case '&': lowpi_sb_printf(b, "&amp;"); break;
-    case '<': lowpi_sb_printf(b, "&lt;"); break;
-    case '>': lowpi_sb_printf(b, "&gt;"); break;
-    case '"': lowpi_sb_printf(b, "&quot;"); break;
-    case '\'': lowpi_sb_printf(b, "&apos;"); break;
-    default: lowpi_sb_printf(b, "%c", c < 0x20 && c != '\t' && c != '\n' ? '?' : c);
+    case '&':
+      lowpi_sb_printf(b, "&amp;");
+      break;
+    case '<':
+      lowpi_sb_printf(b, "&lt;");
+      break;
+    case '>':
+      lowpi_sb_printf(b, "&gt;");
+      break;
+    case '"':
+      lowpi_sb_printf(b, "&quot;");
+      break;
+    case '\'':
+      lowpi_sb_printf(b, "&apos;");
+      break;
+    default:
+      lowpi_sb_printf(b, "%c", c < 0x20 && c != '\t' && c != '\n' ? '?' : c);
     }
   }
 }

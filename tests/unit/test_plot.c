@@ -182,7 +182,8 @@ static box plot_area(const char *s, int i) {
     p++;
   }
   box b;
-  assert_int_equal(sscanf(p - 1, "class=\"plot-area\" x=\"%lf\" y=\"%lf\" width=\"%lf\" height=\"%lf\"",
+  assert_int_equal(sscanf(p - 1,
+                          "class=\"plot-area\" x=\"%lf\" y=\"%lf\" width=\"%lf\" height=\"%lf\"",
                           &b.x, &b.y, &b.w, &b.h),
                    4);
   return b;
@@ -216,8 +217,8 @@ static void test_line_chart(void **state) {
   box a = plot_area(svg, 0);
   char *d = path_d(svg, 0);
   double px[5], py[5];
-  assert_int_equal(sscanf(d, "M%lf %lf L%lf %lf L%lf %lf L%lf %lf L%lf %lf", &px[0], &py[0],
-                          &px[1], &py[1], &px[2], &py[2], &px[3], &py[3], &px[4], &py[4]),
+  assert_int_equal(sscanf(d, "M%lf %lf L%lf %lf L%lf %lf L%lf %lf L%lf %lf", &px[0], &py[0], &px[1],
+                          &py[1], &px[2], &py[2], &px[3], &py[3], &px[4], &py[4]),
                    10);
   assert_true(fabs(px[2] - (a.x + 0.5 * a.w)) < 0.01);
   assert_true(fabs(py[2] - (a.y + a.h - 1.1 / 5 * a.h)) < 0.01);
@@ -229,8 +230,8 @@ static void test_line_chart(void **state) {
 /* Awkward ranges: negative, tiny, large. */
 static void test_ticks_1_2_5(void **state) {
   (void)state;
-  const double ranges[][2] = {{-0.013, 0.052}, {1, 1000}, {0.3, 4.7}, {-7, -3}, {3, 3},
-                              {2.0, 2.2},      {1e-5, 3e-5}};
+  const double ranges[][2] = {{-0.013, 0.052}, {1, 1000},  {0.3, 4.7},  {-7, -3},
+                              {3, 3},          {2.0, 2.2}, {1e-5, 3e-5}};
   for (int r = 0; r < 7; r++) {
     double x[2] = {0, 1}, y[2] = {ranges[r][0], ranges[r][1]}, got[64], want[64];
     lowp_plot_series s = {"s", x, y, 2, 0};
@@ -334,7 +335,8 @@ static void test_edge_cases(void **state) {
     many[i] = (lowp_plot_series){"s", xs[i], xs[i] + 1, i == 0 ? 1 : 2, 0};
   }
   many[0] = (lowp_plot_series){"single", &one, &one, 1, 0};
-  lowp_line_chart two[2] = {{"train", "step", "loss", many, 12, 0}, {"val", NULL, NULL, many, 1, 0}};
+  lowp_line_chart two[2] = {{"train", "step", "loss", many, 12, 0},
+                            {"val", NULL, NULL, many, 1, 0}};
   TU_ASSERT_OK(lowp_plot_lines(out("panels.svg"), two, 2, 0, 0));
   svg = slurp("panels.svg");
   assert_xml(svg);
@@ -371,8 +373,8 @@ static void test_bar_chart(void **state) {
   const char *labels[4] = {"layer.0 <attn>", "layer.1", "lm_head", "nan"};
   double v[4] = {3, -2.5, 0, NAN}, v2[4] = {1, 1, 1, 1};
   for (int horizontal = 0; horizontal <= 1; horizontal++) {
-    lowp_bar_chart c = {"sens & co", "delta loss", labels, v, NULL, NULL, NULL, 4, horizontal,
-                        0,           0};
+    lowp_bar_chart c = {"sens & co", "delta loss", labels, v, NULL, NULL, NULL,
+                        4,           horizontal,   0,      0};
     TU_ASSERT_OK(lowp_plot_bars(out("bars.svg"), &c));
     char *svg = slurp("bars.svg");
     assert_xml(svg);
@@ -385,8 +387,9 @@ static void test_bar_chart(void **state) {
     const char *p = svg;
     for (int i = 0; i < 4; i++) {
       p = strstr(p, "<rect class=\"bar\"") + 1;
-      assert_int_equal(sscanf(p - 1, "<rect class=\"bar\" x=\"%lf\" y=\"%lf\" width=\"%lf\" "
-                                     "height=\"%lf\"",
+      assert_int_equal(sscanf(p - 1,
+                              "<rect class=\"bar\" x=\"%lf\" y=\"%lf\" width=\"%lf\" "
+                              "height=\"%lf\"",
                               &bx[i], &by[i], &bw[i], &bh[i]),
                        4);
     }
@@ -432,8 +435,8 @@ static void test_markdown(void **state) {
   assert_non_null(xml_error("<svg/><svg/>"));
   assert_null(xml_error("<svg x1=\"&amp;\"><g/>&lt;</svg>"));
   const char *hdr[3] = {"recipe", "loss", "note"};
-  const char *cells[9] = {"fp8-delayed", "2.5", "a|b", "bf16", "10.25%", NULL,
-                          "μx", "-1e-3", "two\nlines"};
+  const char *cells[9] = {"fp8-delayed", "2.5", "a|b",   "bf16",      "10.25%",
+                          NULL,          "μx",  "-1e-3", "two\nlines"};
   const char *want = "| recipe      |   loss | note      |\n"
                      "| ----------- | -----: | --------- |\n"
                      "| fp8-delayed |    2.5 | a\\|b      |\n"
@@ -466,9 +469,9 @@ static int setup(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_line_chart),   cmocka_unit_test(test_ticks_1_2_5),
-      cmocka_unit_test(test_log_axis),     cmocka_unit_test(test_non_finite_points),
-      cmocka_unit_test(test_edge_cases),   cmocka_unit_test(test_bar_chart),
+      cmocka_unit_test(test_line_chart), cmocka_unit_test(test_ticks_1_2_5),
+      cmocka_unit_test(test_log_axis),   cmocka_unit_test(test_non_finite_points),
+      cmocka_unit_test(test_edge_cases), cmocka_unit_test(test_bar_chart),
       cmocka_unit_test(test_markdown),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
