@@ -28,7 +28,10 @@ typedef struct {
   int dashed; /* 1: dashed line (series past the 10-colour palette are dashed anyway) */
 } lowp_plot_series;
 
-/* One panel: axes with 1-2-5 "nice" ticks, gridlines, legend (top right, inside the plot). */
+/* One panel: gridlines, legend (top right, inside the plot), and "nice" axes: the tick step is
+ * the smallest {1, 2, 5} * 10^k giving at most 5 intervals over the data, and the axis runs from
+ * the last multiple of it <= min to the first >= max. A flat range is first padded by 10 % of
+ * its value (+-1 at zero). */
 typedef struct {
   const char *title, *xlabel, *ylabel; /* each may be NULL */
   const lowp_plot_series *series;
@@ -38,13 +41,15 @@ typedef struct {
 
 /* Write `npanels` (1..8) charts side by side into one SVG file (e.g. train loss | val loss).
  * width, height: of the whole image, 0 = 800 * npanels by 500. A panel whose series hold no
- * plottable point is drawn with empty axes over [0, 1] (log: [1, 10]) and a "no data" note. */
+ * plottable point is drawn with empty axes over [0, 1] (log: [1, 10]) and a "no data" note.
+ * Finite data beyond +-1e300 fails with LOWP_ERR_NUMERIC (the axis bounds would overflow). */
 lowp_status lowp_plot_lines(const char *path, const lowp_line_chart *panels, int npanels, int width,
                             int height);
 
 /* A bar chart: one bar per label in the given order, or a pair of bars when values2 != NULL.
  * Bars grow from zero (negative values the other way); each bar carries its value as text
- * ("%.4g"). A non-finite value draws no bar, only its text ("nan", "inf"). */
+ * ("%.4g"). A non-finite value draws no bar, only its text ("nan", "inf"). Values beyond +-1e300:
+ * LOWP_ERR_NUMERIC. */
 typedef struct {
   const char *title, *value_label; /* value_label: the value axis title; may be NULL */
   const char *const *labels;       /* n category labels */

@@ -35,6 +35,11 @@ static axis nice_axis(double lo, double hi) {
   return (axis){floor(lo / step + 1e-9) * step, ceil(hi / step - 1e-9) * step, step, 0};
 }
 
+/* Beyond 1e300 the rounded-out axis bounds could overflow to infinity. */
+static int too_wide(double lo, double hi) {
+  return !(fabs(lo) <= 1e300 && fabs(hi) <= 1e300);
+}
+
 /* Log axis over whole decades [10^lo, 10^hi], at most ~10 labelled decades. */
 static axis log_axis(double lo, double hi) {
   double a = floor(log10(lo) + 1e-9), b = ceil(log10(hi) - 1e-9);
@@ -131,7 +136,8 @@ static int plottable(const lowp_plot_series *s, size_t i, int log_y) {
 }
 
 /* One line chart in the box [ox, ox + w] x [0, h]. */
-static void line_panel(lowpi_sbuf *b, const lowp_line_chart *c, double ox, double w, double h) {
+static lowp_status line_panel(lowpi_sbuf *b, const lowp_line_chart *c, double ox, double w,
+                              double h) {
   double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
   size_t named = 0, longest = 0;
   for (size_t s = 0; s < c->nseries; s++) {
@@ -152,6 +158,8 @@ static void line_panel(lowpi_sbuf *b, const lowp_line_chart *c, double ox, doubl
     xmin = 0, xmax = 1;
     ymin = c->log_y ? 1 : 0, ymax = c->log_y ? 10 : 1;
   }
+  if (too_wide(xmin, xmax) || too_wide(ymin, ymax))
+    return lowpi_fail(LOWP_ERR_NUMERIC, "lowp_plot_lines: data range too wide to plot");
   axis ax = nice_axis(xmin, xmax), ay = c->log_y ? log_axis(ymin, ymax) : nice_axis(ymin, ymax);
   double x0 = ox + M_LEFT, x1 = ox + w - M_RIGHT, y0 = M_TOP, y1 = h - M_BOTTOM;
   frame(b, &ax, &ay, x0, x1, y0, y1);
@@ -170,16 +178,16 @@ static void line_panel(lowpi_sbuf *b, const lowp_line_chart *c, double ox, doubl
     lowpi_sb_printf(b, "<path class=\"series\"");
     stroke_style(b, s, se->dashed);
     lowpi_sb_printf(b, " stroke-linejoin=\"round\" d=\"");
-    int pen = 0; /* 0: the next point starts a segment ("M") */
+    int pen = 0, any = 0; /* pen 0: the next point starts a segment ("M") */
     for (size_t i = 0; i < se->n; i++) {
       if (!plottable(se, i, c->log_y)) {
         pen = 0;
         continue;
       }
       double yv = c->log_y ? log10(se->y[i]) : se->y[i];
-      lowpi_sb_printf(b, "%s%.2f %.2f", pen ? " L" : (i ? " M" : "M"), px(&ax, se->x[i], x0, x1),
-                      px(&ay, yv, y1, y0));
-      pen = 1;
+      lowpi_sb_printf(b, "%s%s%.2f %.2f", any ? " " : "", pen ? "L" : "M",
+                      px(&ax, se->x[i], x0, x1), px(&ay, yv, y1, y0));
+      pen = any = 1;
     }
     lowpi_sb_printf(b, "\"/>\n");
     for (size_t i = 0; i < se->n; i++) { /* isolated points: a dot, since "M x y" draws nothing */
@@ -193,7 +201,7 @@ static void line_panel(lowpi_sbuf *b, const lowp_line_chart *c, double ox, doubl
   }
 
   if (!named)
-    return;
+    return LOWP_OK;
   double lw = 40 + 7.0 * (double)longest, lx = x1 - lw - 8, ly = y0 + 8;
   lowpi_sb_printf(b,
                   "<g class=\"legend\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%zu\" "
@@ -211,6 +219,7 @@ static void line_panel(lowpi_sbuf *b, const lowp_line_chart *c, double ox, doubl
     y += 18;
   }
   lowpi_sb_printf(b, "</g>\n");
+  return LOWP_OK;
 }
 
 lowp_status lowp_plot_lines(const char *path, const lowp_line_chart *panels, int npanels, int width,
@@ -236,8 +245,13 @@ lowp_status lowp_plot_lines(const char *path, const lowp_line_chart *panels, int
                       h, npanels);
   lowpi_sbuf b = {0};
   svg_open(&b, w, h);
-  for (int p = 0; p < npanels; p++)
-    line_panel(&b, &panels[p], (double)w * p / npanels, (double)w / npanels, h);
+  for (int p = 0; p < npanels; p++) {
+    lowp_status st = line_panel(&b, &panels[p], (double)w * p / npanels, (double)w / npanels, h);
+    if (st != LOWP_OK) {
+      lowpi_sb_free(&b);
+      return st;
+    }
+  }
   lowpi_sb_printf(&b, "</svg>\n");
   return lowpi_sb_to_file(&b, path);
 }
@@ -282,6 +296,8 @@ lowp_status lowp_plot_bars(const char *path, const lowp_bar_chart *c) {
         vmin = fmin(vmin, v), vmax = fmax(vmax, v);
     }
   }
+  if (too_wide(vmin, vmax))
+    return lowpi_fail(LOWP_ERR_NUMERIC, "lowp_plot_bars: value range too wide to plot");
   axis av = nice_axis(vmin, vmax == vmin ? vmin + 1 : vmax); /* all zero: [0, 1] */
   double per = (pair ? 2 : 1) * (c->horizontal ? 18 : 40);   /* pixels a category, automatic size */
   int w = c->width ? c->width : c->horizontal ? 800 : (int)fmax(500, 120 + (double)c->n * per);

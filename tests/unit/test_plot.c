@@ -309,6 +309,22 @@ static void test_non_finite_points(void **state) {
   free(d);
   assert_int_equal(count(svg, "<circle"), 3); /* x=6 of a, both points of b */
   free(svg);
+
+  double xw[3] = {NAN, 0, 1.7e308}, yw[3] = {1, 2, 3}; /* a leading gap; then a value past 1e300 */
+  s[0] = (lowp_plot_series){"w", xw, yw, 2, 0};
+  c.nseries = 1;
+  TU_ASSERT_OK(lowp_plot_lines(out("lead.svg"), &c, 1, 0, 0));
+  svg = slurp("lead.svg");
+  d = path_d(svg, 0);
+  assert_string_not_equal(d, "");
+  assert_int_equal(d[0], 'M');
+  free(d);
+  free(svg);
+  s[0].n = 3;
+  assert_int_equal(lowp_plot_lines(out("wide.svg"), &c, 1, 0, 0), LOWP_ERR_NUMERIC);
+  const char *lab[2] = {"a", "b"};
+  lowp_bar_chart bc = {NULL, NULL, lab, xw + 1, NULL, NULL, NULL, 2, 0, 0, 0};
+  assert_int_equal(lowp_plot_bars(out("wide.svg"), &bc), LOWP_ERR_NUMERIC);
 }
 
 /* Empty inputs: no series is an error; series without points give empty axes; one point is a
