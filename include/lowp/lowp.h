@@ -7,6 +7,7 @@
 #include "lowp/memory.h"
 #include "lowp/model.h"
 #include "lowp/optim.h"
+#include "lowp/plot.h"
 #include "lowp/quant.h"
 #include "lowp/recipe.h"
 #include "lowp/safetensors.h"
