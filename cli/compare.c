@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <omp.h>
 
 #include "args.h"
 #include "cli.h"
@@ -19,6 +23,7 @@ static const char *const HELP_HEAD =
     "reference recipe in %, tokens/s, memory), DIR/loss.svg (train loss, smoothed; validation\n"
     "loss; validation gap to the reference) and DIR/<recipe>.jsonl (every step's metrics).\n"
     "The reference is --reference, else bf16 if compared, else the first recipe.\n"
+    "--jobs N trains N recipes at once in separate processes (the cores are shared out).\n"
     "\n";
 
 enum { MAX_RECIPES = 16 };
@@ -67,6 +72,60 @@ static void on_event(void *user, const lowp_train_event *e) {
   if (e->step % 50 == 0 || e->step == e->total_steps)
     fprintf(stderr, "  %-14s step %ld/%ld loss %.4f%s\n", r->name, e->step, e->total_steps, e->loss,
             isnan(e->val_loss) ? "" : " (val)");
+}
+
+/* With --jobs > 1 each recipe trains in a child process that streams its events, then one end
+ * record (status, summary, error), into a file; the parent replays them. Same binary on both
+ * sides, so the structs are written as they are. */
+enum { REC_EVENT = 1, REC_END = 2 };
+
+static void child_event(void *user, const lowp_train_event *e) {
+  FILE *f = user;
+  fputc(REC_EVENT, f);
+  fwrite(e, sizeof *e, 1, f);
+  fflush(f);
+}
+
+static int run_child(const lowp_train_config *c, const char *events, int threads) {
+  FILE *f = fopen(events, "wb");
+  if (!f)
+    return 1;
+  omp_set_num_threads(threads);
+  lowp_train_summary s;
+  memset(&s, 0, sizeof s);
+  int st = (int)lowp_train(c, child_event, f, &s);
+  char err[512];
+  snprintf(err, sizeof err, "%s", st ? lowp_last_error() : "");
+  fputc(REC_END, f);
+  fwrite(&st, sizeof st, 1, f);
+  fwrite(&s, sizeof s, 1, f);
+  fwrite(err, sizeof err, 1, f);
+  return fclose(f) != 0;
+}
+
+/* Read a child's records into its result; 0 if the file ends without an end record. */
+static int replay(const char *events, result *r) {
+  FILE *f = fopen(events, "rb");
+  if (!f)
+    return 0;
+  int tag, done = 0;
+  lowp_train_event e;
+  while (!done && (tag = fgetc(f)) != EOF) {
+    if (tag == REC_EVENT && fread(&e, sizeof e, 1, f) == 1) {
+      on_event(r, &e);
+    } else if (tag == REC_END) {
+      int st = 0;
+      done = fread(&st, sizeof st, 1, f) == 1 && fread(&r->summary, sizeof r->summary, 1, f) == 1 &&
+             fread(r->error, sizeof r->error, 1, f) == 1;
+      r->error[sizeof r->error - 1] = '\0';
+      r->failed = st != 0;
+    } else {
+      break;
+    }
+  }
+  fclose(f);
+  remove(events);
+  return done;
 }
 
 static int split_recipes(char *list, const char **names) {
@@ -194,6 +253,7 @@ int cli_compare(int argc, char **argv) {
   lowp_train_config cfg;
   lowp_train_config_default(&cfg);
   const char *recipes = NULL, *report = NULL, *reference = NULL, *v;
+  uint64_t jobs = 1;
   for (int i = 1; i < argc; i++) {
     int m;
     if (cli_is_help(argv[i])) {
@@ -212,6 +272,11 @@ int cli_compare(int argc, char **argv) {
       if (m < 0)
         return CLI_EXIT_USAGE;
       reference = v;
+    } else if ((m = cli_option_value("compare", argc, argv, &i, "--jobs", &v)) != 0) {
+      if (m < 0 || cli_parse_u64("compare", "--jobs", v, &jobs))
+        return CLI_EXIT_USAGE;
+      if (jobs < 1 || jobs > 64)
+        return cli_usage_error("compare", "--jobs must be between 1 and 64");
     } else if ((m = cli_train_option("compare", argc, argv, &i, &cfg)) != 0) {
       if (m < 0)
         return CLI_EXIT_USAGE;
@@ -250,20 +315,55 @@ int cli_compare(int argc, char **argv) {
   result res[MAX_RECIPES];
   memset(res, 0, sizeof res);
   int status = CLI_EXIT_OK, ok = 0;
+  lowp_train_config c[MAX_RECIPES];
+  char logs[MAX_RECIPES][1024], events[MAX_RECIPES][1024];
   for (int i = 0; i < n; i++) {
-    char log[4096];
-    snprintf(log, sizeof log, "%s/%s.jsonl", report, names[i]);
-    for (char *p = log + strlen(report) + 1; *p; p++)
+    snprintf(logs[i], sizeof logs[i], "%s/%s.jsonl", report, names[i]);
+    for (char *p = logs[i] + strlen(report) + 1; *p; p++)
       if (*p == '/')
         *p = '_'; /* a recipe file path becomes a flat name */
-    lowp_train_config c = cfg;
-    c.recipe = names[i];
-    c.log_path = log;
+    snprintf(events[i], sizeof events[i], "%s.events", logs[i]);
+    c[i] = cfg;
+    c[i].recipe = names[i];
+    c[i].log_path = logs[i];
     res[i].name = names[i];
-    fprintf(stderr, "[%d/%d] %s\n", i + 1, n, names[i]);
-    if (lowp_train(&c, on_event, &res[i], &res[i].summary) != LOWP_OK) {
-      res[i].failed = 1;
-      snprintf(res[i].error, sizeof res[i].error, "%s", lowp_last_error());
+  }
+  if (jobs == 1) {
+    for (int i = 0; i < n; i++) {
+      fprintf(stderr, "[%d/%d] %s\n", i + 1, n, names[i]);
+      if (lowp_train(&c[i], on_event, &res[i], &res[i].summary) != LOWP_OK) {
+        res[i].failed = 1;
+        snprintf(res[i].error, sizeof res[i].error, "%s", lowp_last_error());
+      }
+    }
+  } else {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = (int)(ncpu / (long)jobs) > 0 ? (int)(ncpu / (long)jobs) : 1;
+    int running = 0, next = 0;
+    fflush(NULL);
+    while (next < n || running > 0) {
+      if (next < n && running < (int)jobs) {
+        fprintf(stderr, "[%d/%d] %s (%d threads)\n", next + 1, n, names[next], threads);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0)
+          _exit(run_child(&c[next], events[next], threads));
+        if (pid < 0)
+          return cli_runtime_error("compare", "fork failed: %s", strerror(errno));
+        running++, next++;
+        continue;
+      }
+      if (wait(NULL) > 0)
+        running--;
+    }
+    for (int i = 0; i < n; i++)
+      if (!replay(events[i], &res[i])) {
+        res[i].failed = 1;
+        snprintf(res[i].error, sizeof res[i].error, "the training process died");
+      }
+  }
+  for (int i = 0; i < n; i++) {
+    if (res[i].failed) {
       fprintf(stderr, "lowp compare: %s failed: %s\n", names[i], res[i].error);
       status = CLI_EXIT_RUNTIME;
     } else {
