@@ -88,6 +88,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
         cli_usage_error(verb, "--arch is gpt2 or llama, not '%s'", v);
         return -1;
       }
+      if (cfg->model.n_layer == 0)
+        lowp_model_preset(&cfg->model, "small"), cfg->model.vocab = 0;
       lowp_model_config keep = cfg->model;
       lowp_model_config_default(&cfg->model, v[0] == 'g' ? LOWP_ARCH_GPT2 : LOWP_ARCH_LLAMA);
       cfg->model.n_layer = keep.n_layer, cfg->model.n_head = keep.n_head;
@@ -124,6 +126,10 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
     if (!int_value(verb, ints[k], v, lo, !strcmp(ints[k], "--seed") ? 0x7FFFFFFFL : 1L << 30, &x))
       return -1;
     const char *name = ints[k] + 2;
+    int model_size = !strcmp(name, "layers") || !strcmp(name, "heads") || !strcmp(name, "dim") ||
+                     !strcmp(name, "ctx") || !strcmp(name, "vocab") || !strcmp(name, "ffn");
+    if (model_size && cfg->model.n_layer == 0) /* sizes refine the default preset */
+      lowp_model_preset(&cfg->model, "small"), cfg->model.vocab = 0;
     if (!strcmp(name, "layers"))
       cfg->model.n_layer = (int)x;
     else if (!strcmp(name, "heads"))
@@ -182,6 +188,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
 }
 
 int cli_train_finish(const char *verb, lowp_train_config *cfg) {
+  if (cfg->model.n_layer == 0 && !cfg->resume_dir && !cfg->init_dir)
+    lowp_model_preset(&cfg->model, "small"), cfg->model.vocab = 0;
   if (!cfg->data) {
     cfg->data = CLI_DEFAULT_DATA;
     if (access(cfg->data, R_OK) != 0) {
@@ -192,17 +200,17 @@ int cli_train_finish(const char *verb, lowp_train_config *cfg) {
       return -1;
     }
   }
-  if (lowp_model_config_check(
-          &(lowp_model_config){.arch = cfg->model.arch,
-                               .n_layer = cfg->model.n_layer,
-                               .n_head = cfg->model.n_head,
-                               .n_embd = cfg->model.n_embd,
-                               .ctx = cfg->model.ctx,
-                               .vocab = cfg->model.vocab ? cfg->model.vocab : 256,
-                               .ffn_hidden = cfg->model.ffn_hidden,
-                               .norm_eps = cfg->model.norm_eps,
-                               .rope_theta = cfg->model.rope_theta,
-                               .tied_embeddings = cfg->model.tied_embeddings}) != LOWP_OK) {
+  if (cfg->model.n_layer && lowp_model_config_check(&(lowp_model_config){
+                                .arch = cfg->model.arch,
+                                .n_layer = cfg->model.n_layer,
+                                .n_head = cfg->model.n_head,
+                                .n_embd = cfg->model.n_embd,
+                                .ctx = cfg->model.ctx,
+                                .vocab = cfg->model.vocab ? cfg->model.vocab : 256,
+                                .ffn_hidden = cfg->model.ffn_hidden,
+                                .norm_eps = cfg->model.norm_eps,
+                                .rope_theta = cfg->model.rope_theta,
+                                .tied_embeddings = cfg->model.tied_embeddings}) != LOWP_OK) {
     cli_usage_error(verb, "%s", lowp_last_error());
     return -1;
   }

@@ -22,10 +22,8 @@
 #include "train/recipe_exec.h"
 
 void lowp_train_config_default(lowp_train_config *c) {
-  memset(c, 0, sizeof *c);
-  lowp_model_preset(&c->model, "small");
-  c->model.vocab = 0;
-  c->recipe = NULL; /* fp32, or the saved run's recipe when resuming */
+  memset(c, 0, sizeof *c); /* model.n_layer 0: the "small" preset, or the checkpoint's */
+  c->recipe = NULL;        /* fp32, or the saved run's recipe when resuming */
   c->val_fraction = LOWP_DEFAULT_VAL_FRACTION;
   c->batch = 0; /* 8, or the saved run's when resuming */
   c->steps = 500;
@@ -471,8 +469,21 @@ static lowp_status setup(run *r) {
   if (c->resume_dir || c->init_dir) {
     const char *dir = c->resume_dir ? c->resume_dir : c->init_dir;
     LOWPI_TRY(lowpi_ckpt_load_model(dir, &r->model, &checksum));
+    const lowp_model_config *have = lowp_model_get_config(r->model), *want = &c->model;
+    if (want->n_layer && (want->arch != have->arch || want->n_layer != have->n_layer ||
+                          want->n_head != have->n_head || want->n_embd != have->n_embd ||
+                          want->ctx != have->ctx || (want->vocab && want->vocab != have->vocab)))
+      return lowpi_fail(LOWP_ERR_MISMATCH,
+                        "the checkpoint in %s is a %s model of %d layers, %d heads, dim %d, ctx "
+                        "%d, vocab %d: not the model asked for (%d layers, %d heads, dim %d, ctx "
+                        "%d); leave out the model options to use the checkpoint's",
+                        dir, have->arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama", have->n_layer,
+                        have->n_head, have->n_embd, have->ctx, have->vocab, want->n_layer,
+                        want->n_head, want->n_embd, want->ctx);
   } else {
     lowp_model_config mc = c->model;
+    if (mc.n_layer == 0)
+      LOWPI_TRY(lowp_model_preset(&mc, "small"));
     if (mc.vocab == 0)
       mc.vocab = r->train.vocab_size;
     LOWPI_TRY(lowp_model_create(&r->model, &mc, c->seed));
