@@ -3,6 +3,8 @@
 #define LOWP_LOWP_H
 
 #include "lowp/format.h"
+#include "lowp/model.h"
+#include "lowp/optim.h"
 #include "lowp/status.h"
 
 #define LOWP_VERSION_MAJOR 0
