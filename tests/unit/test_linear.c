@@ -18,11 +18,12 @@ static float *rnd(size_t n, unsigned seed) {
   return x;
 }
 
-/* |got - exact| <= K * 2^-22 * sum |a||b|: a loose fp32 error bound of a length-K sum. */
+/* The linear forward (transpose + blocked kernel) and the naive fprop against float64:
+ * |got - exact| <= (K + 2) 2^-23 sum |a||b|, the fp32 error bound of a length-K sum. */
 static void check_nt(int M, int N, int K, int bias) {
   float *a = rnd((size_t)M * K, 1), *b = rnd((size_t)N * K, 2), *bs = bias ? rnd(N, 3) : NULL;
   float *got = malloc((size_t)M * N * 4 + 4), *naive = malloc((size_t)M * N * 4 + 4);
-  lowpi_matmul_nt(got, a, b, bs, M, N, K);
+  TU_ASSERT_OK(lowpi_linear_forward(got, a, b, bs, M, K, N, NULL)); /* blocked, via W^T */
   lowpi_matmul_nt_naive(naive, a, b, bs, M, N, K);
   for (int m = 0; m < M; m++)
     for (int n = 0; n < N; n++) {
@@ -83,7 +84,7 @@ static void test_thread_independent(void **state) {
   float *out = malloc((size_t)M * N * 4);
   for (int th = 1; th <= 3; th++) {
     omp_set_num_threads(th);
-    lowpi_matmul_nt(th == 1 ? ref : out, a, b, NULL, M, N, K);
+    TU_ASSERT_OK(lowpi_linear_forward(th == 1 ? ref : out, a, b, NULL, M, K, N, NULL));
     if (th > 1)
       assert_memory_equal(ref, out, (size_t)M * N * 4);
   }
