@@ -34,8 +34,13 @@ static void bench_gemm(int M, int N, int K) {
 
 int main(int argc, char **argv) {
   const char *preset = argc > 1 ? argv[1] : "small";
-  int B = argc > 2 ? atoi(argv[2]) : 8, T = argc > 3 ? atoi(argv[3]) : 128;
-  int steps = argc > 4 ? atoi(argv[4]) : 5;
+  int B = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 8;
+  int T = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 128;
+  int steps = argc > 4 ? (int)strtol(argv[4], NULL, 10) : 5;
+  if (B < 1 || T < 1 || steps < 1) {
+    fprintf(stderr, "usage: bench_model [preset] [B >= 1] [T >= 1] [steps >= 1]\n");
+    return 2;
+  }
   lowp_model_config cfg;
   lowp_model *m;
   lowp_adamw *opt;

@@ -208,8 +208,9 @@ static void step_dense(lowp_adamw *o, const opt_tensor *t, float *p, const float
                        const step_consts *k) {
   lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
   int bf16 = t->kind == LOWP_OPT_STATE_BF16;
-  float *m32 = (float *)(o->blob + t->m), *v32 = (float *)(o->blob + t->v);
-  uint16_t *m16 = (uint16_t *)(o->blob + t->m), *v16 = (uint16_t *)(o->blob + t->v);
+  float *m32 = (float *)(void *)(o->blob + t->m), *v32 = (float *)(void *)(o->blob + t->v);
+  uint16_t *m16 = (uint16_t *)(void *)(o->blob + t->m);
+  uint16_t *v16 = (uint16_t *)(void *)(o->blob + t->v);
   uint64_t off_m = ((uint64_t)o->steps << 2) | 0u, off_v = ((uint64_t)o->steps << 2) | 1u;
 #pragma omp parallel for
   for (size_t i = 0; i < t->numel; i++) {
@@ -235,7 +236,7 @@ static void step_dense(lowp_adamw *o, const opt_tensor *t, float *p, const float
 static void step_8bit(lowp_adamw *o, const opt_tensor *t, float *p, const float *g,
                       const step_consts *k) {
   unsigned char *qm = o->blob + t->m, *qv = o->blob + t->v;
-  float *am = (float *)(o->blob + t->am), *av = (float *)(o->blob + t->av);
+  float *am = (float *)(void *)(o->blob + t->am), *av = (float *)(void *)(o->blob + t->av);
   size_t nb = (t->numel + BLOCK - 1) / BLOCK;
 #pragma omp parallel for
   for (size_t b = 0; b < nb; b++) {

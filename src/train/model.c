@@ -62,6 +62,7 @@ struct lowp_model {
   float *params, *grads;
   param_ptrs p, g;
   float *actmem;
+  int32_t *tokens; /* inputs and targets (2, N) */
   size_t act_floats;
   int cap_B, cap_T; /* the activations' allocation */
   int B, T;         /* the last forward */
@@ -241,14 +242,16 @@ lowp_status lowp_model_create(lowp_model **out, const lowp_model_config *cfg_in,
   m->tensors = calloc(nt, sizeof(tensor_entry));
   m->p.layers = calloc((size_t)cfg.n_layer, sizeof(layer_ptrs));
   m->g.layers = calloc((size_t)cfg.n_layer, sizeof(layer_ptrs));
-  m->lin_ctx = calloc((size_t)(4 * cfg.n_layer + 1), sizeof(*m->lin_ctx));
-  if (m->tensors && m->p.layers && m->g.layers && m->lin_ctx) {
-    b.count_only = 0;
-    build_table(&b);
-    m->nparams = b.offset;
-    m->params = malloc(m->nparams * sizeof(float));
-    m->grads = calloc(m->nparams, sizeof(float));
+  m->lin_ctx = calloc((size_t)4 * (size_t)cfg.n_layer + 1, sizeof(lowpi_linear_ctx *));
+  if (!m->tensors || !m->p.layers || !m->g.layers || !m->lin_ctx) {
+    lowp_model_free(m);
+    return lowpi_fail(LOWP_ERR_NOMEM, "model: out of memory");
   }
+  b.count_only = 0;
+  build_table(&b);
+  m->nparams = b.offset;
+  m->params = malloc(m->nparams * sizeof(float));
+  m->grads = calloc(m->nparams, sizeof(float));
   if (!m->params || !m->grads) {
     size_t np = m->nparams;
     lowp_model_free(m);
@@ -273,6 +276,7 @@ void lowp_model_free(lowp_model *m) {
   free(m->params);
   free(m->grads);
   free(m->actmem);
+  free(m->tokens);
   free(m);
 }
 
@@ -392,9 +396,16 @@ static lowp_status ensure_acts(lowp_model *m, int B, int T) {
     *ptrs[i] = q;
     q += sizes[i];
   }
-  m->a.inputs = (int32_t *)q; /* int32 and float have the same size and alignment here */
-  q += sizes[np];
-  m->a.targets = (int32_t *)q;
+  free(m->tokens);
+  m->tokens = malloc(2 * N * sizeof(int32_t));
+  if (!m->tokens) {
+    free(m->actmem);
+    m->actmem = NULL;
+    m->cap_B = m->cap_T = 0;
+    return lowpi_fail(LOWP_ERR_NOMEM, "model: out of memory for activations");
+  }
+  m->a.inputs = m->tokens;
+  m->a.targets = m->tokens + N;
   m->act_floats = total;
   m->cap_B = B;
   m->cap_T = T;

@@ -151,11 +151,12 @@ static void check_arch(const char *arch) {
       if ((int64_t)r->dims[d] != t.hf_shape[d])
         fail_msg("%s: HF shape dim %d is %d, lowp says %d", t.hf_name, d, (int)r->dims[d],
                  (int)t.hf_shape[d]);
-    const float *src = (const float *)r->data;
+    float *src = floats(r); /* records are not aligned in the file */
     for (int64_t a = 0; a < t.shape[0]; a++)
       for (int64_t b = 0; b < t.shape[1]; b++)
         t.data[a * t.shape[1] + b] =
             t.hf_transpose ? src[b * t.shape[0] + a] : src[a * t.shape[1] + b];
+    free(src);
   }
 
   const record *ri = find(&f, "inputs"), *rt = find(&f, "targets");
