@@ -299,6 +299,11 @@ size_t lowp_model_num_tensors(const lowp_model *m) {
   return m->ntensors;
 }
 
+size_t lowp_model_activation_bytes(const lowp_model *m) {
+  size_t n = m->actmem ? (size_t)m->cap_B * (size_t)m->cap_T : 0;
+  return m->act_floats * sizeof(float) + 2 * n * sizeof(int32_t);
+}
+
 lowp_status lowp_model_tensor(const lowp_model *m, size_t i, lowp_tensor_info *info) {
   if (i >= m->ntensors)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "model: tensor %zu of %zu", i, m->ntensors);
@@ -382,6 +387,7 @@ static lowp_status ensure_acts(lowp_model *m, int B, int T) {
   m->actmem = malloc(total * sizeof(float));
   if (!m->actmem) {
     m->cap_B = m->cap_T = 0;
+    m->act_floats = 0;
     return lowpi_fail(LOWP_ERR_NOMEM, "model: out of memory for activations (B %d, T %d: %.1f MB)",
                       B, T, (double)total * 4.0 / 1e6);
   }

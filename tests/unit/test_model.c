@@ -292,7 +292,10 @@ static void test_presets_and_bad_input(void **state) {
   /* a smaller batch after a larger one reuses the activations */
   int32_t in2[18] = {0};
   TU_ASSERT_OK(lowp_model_forward(m, in2, in2, 2, 9, &loss));
+  size_t bytes = lowp_model_activation_bytes(m);
+  assert_true(bytes > 2 * 9 * (size_t)(c.n_layer * 10 * c.n_embd) * 4);
   TU_ASSERT_OK(lowp_model_forward(m, in, tg, 1, 4, &loss));
+  assert_int_equal(lowp_model_activation_bytes(m), bytes);
   TU_ASSERT_OK(lowp_model_backward(m));
   lowp_model_free(m);
   lowp_model_free(NULL);
