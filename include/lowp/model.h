@@ -66,6 +66,9 @@ lowp_status lowp_model_forward(lowp_model *model, const int32_t *inputs, const i
                                int B, int T, float *loss);
 /* Logits (B, T, vocab) of the last forward (NULL before any). */
 const float *lowp_model_logits(const lowp_model *model);
+/* Bytes held for activations (and the backward's scratch) at the current allocation: 0 before
+ * the first forward. Weights and gradients are 4 * lowp_model_num_params bytes each. */
+size_t lowp_model_activation_bytes(const lowp_model *model);
 /* Zero the gradients and backpropagate the mean loss of the last forward (which needs
  * targets). */
 lowp_status lowp_model_backward(lowp_model *model);

@@ -24,8 +24,10 @@ typedef enum {
   LOWP_OPT_STATE_8BIT = 2  /* bitsandbytes blockwise: see lowp_adamw_step */
 } lowp_opt_state;
 
+/* Hyperparameters are doubles, as PyTorch's Python floats: the per-step coefficients
+ * (1 - beta1, lr / (1 - beta1^t), ...) are computed in float64 and rounded to fp32 once. */
 typedef struct {
-  float beta1, beta2, eps, weight_decay;
+  double beta1, beta2, eps, weight_decay;
   lowp_opt_state state;
   lowp_round state_round; /* bf16 states: LOWP_ROUND_RNE or LOWP_ROUND_SR */
   int master_bf16; /* 1: master weights are bf16: each update is computed in fp32 from the bf16
@@ -60,7 +62,7 @@ void lowp_adamw_free(lowp_adamw *opt);
  * v with the unsigned one, in blocks of 256 elements with an fp32 absmax each; a step dequantizes
  * a block, updates m, v and p in fp32, then requantizes m / absmax and v / absmax to the nearest
  * code with the new absmax. Tensors under 4096 elements keep fp32 states. */
-lowp_status lowp_adamw_step(lowp_adamw *opt, float *params, const float *grads, float lr);
+lowp_status lowp_adamw_step(lowp_adamw *opt, float *params, const float *grads, double lr);
 long lowp_adamw_num_steps(const lowp_adamw *opt);
 /* The optimizer state as one byte blob (for checkpoints) and the step counter. */
 void *lowp_adamw_state(lowp_adamw *opt, size_t *bytes);
@@ -77,11 +79,11 @@ float lowp_clip_grads(float *grads, size_t n, double norm, float max_norm);
  * step < warmup, then cosine from lr_max down to lr_max * min_lr_frac at total_steps (and that
  * minimum afterwards). */
 typedef struct {
-  float lr_max;
+  double lr_max;
   int warmup_steps, total_steps;
-  float min_lr_frac;
+  double min_lr_frac;
 } lowp_lr_schedule;
-float lowp_lr_at(const lowp_lr_schedule *s, int step);
+double lowp_lr_at(const lowp_lr_schedule *s, int step);
 
 /* bitsandbytes' create_dynamic_map(signed, max_exponent_bits=7, total_bits=8): 256 sorted
  * values in [-1, 1] (signed) or [0, 1] (unsigned). */

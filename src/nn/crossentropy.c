@@ -14,8 +14,9 @@ void lowpi_crossentropy_forward(float *losses, float *probs, const float *logits
     for (int v = 0; v < V; v++)
       if (z[v] > maxv)
         maxv = z[v];
-    float sum = 0.0f;
-    for (int v = 0; v < V; v++) {
+    p[0] = expf(z[0] - maxv);
+    float sum = p[0]; /* >= 1: the maximum contributes exp(0) */
+    for (int v = 1; v < V; v++) {
       p[v] = expf(z[v] - maxv);
       sum += p[v];
     }

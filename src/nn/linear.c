@@ -34,8 +34,21 @@ lowp_status lowpi_linear_forward(float *out, const float *inp, const float *weig
   float *xo, *wo;
   LOWPI_TRY(operand(&x, &xo, ctx, LOWPI_GEMM_FPROP, LOWPI_OPERAND_A, inp, N, C, 1));
   lowp_status s = operand(&w, &wo, ctx, LOWPI_GEMM_FPROP, LOWPI_OPERAND_B, weight, OC, C, 1);
-  if (s == LOWP_OK)
-    lowpi_matmul_nt(out, x, w, bias, N, OC, C);
+  /* the kernel wants W^T (C, OC) row-major: one transposed copy, small next to the GEMM */
+  float *wt = s == LOWP_OK ? malloc((size_t)C * OC * sizeof(float) + 1) : NULL;
+  if (s == LOWP_OK && !wt)
+    s = lowpi_fail(LOWP_ERR_NOMEM, "linear: no memory for a %dx%d weight", OC, C);
+  if (s == LOWP_OK) {
+    lowpi_transpose(wt, w, OC, C);
+    lowpi_matmul_nn(out, x, (size_t)C, 1, wt, N, OC, C, 0);
+    if (bias) {
+#pragma omp parallel for
+      for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++)
+          out[(size_t)n * OC + o] += bias[o];
+    }
+  }
+  free(wt);
   free(xo);
   free(wo);
   return s;

@@ -46,15 +46,16 @@ lowp_status lowpi_linear_backward(float *dinp, float *dweight, float *dbias, con
                                   const float *inp, const float *weight, int N, int C, int OC,
                                   const lowpi_linear_ctx *ctx);
 
-/* The GEMM kernels (exposed for the tests and benchmarks).
- * matmul_nt: out (M, N) = a (M, K) . b (N, K)^T + bias (N, may be NULL)
- * matmul_nn: out (M, N) = [out +] A (M, K) . b (K, N), where A(m, k) = a[m * sam + k * sak]
- *            (so A may be a transposed view); accumulate 0 overwrites out. */
-void lowpi_matmul_nt(float *out, const float *a, const float *b, const float *bias, int M, int N,
-                     int K);
+/* The GEMM kernel (exposed for the tests and benchmarks): out (M, N) = [out +] A (M, K) . b (K, N)
+ * where A(m, k) = a[m * sam + k * sak] (so A may be a transposed view); accumulate 0 overwrites
+ * out. Blocked and OpenMP-parallel over rows of out; every element is the sum over k = 0..K-1
+ * in order (then added to out), so the bits do not depend on the thread count. The fprop
+ * transposes W once (lowpi_transpose) to use it. */
 void lowpi_matmul_nn(float *out, const float *a, size_t sam, size_t sak, const float *b, int M,
                      int N, int K, int accumulate);
-/* The naive references of the same two kernels (plain loops, fp32, sequential k). */
+void lowpi_transpose(float *out, const float *inp, int R, int C); // out (C, R), inp (R, C)
+/* Naive references (plain loops, fp32, sequential k): matmul_nt is out (M, N) = a (M, K) .
+ * b (N, K)^T + bias (N, may be NULL), the fprop as written; matmul_nn as above. */
 void lowpi_matmul_nt_naive(float *out, const float *a, const float *b, const float *bias, int M,
                            int N, int K);
 void lowpi_matmul_nn_naive(float *out, const float *a, size_t sam, size_t sak, const float *b,

@@ -1,4 +1,4 @@
-/* fp32 GEMM kernels for the linear layer: a naive reference and a blocked OpenMP version.
+/* fp32 GEMM kernels for the linear layer: naive references and a blocked OpenMP version.
  *
  * Determinism: every output element is summed in one fixed order (independent of the thread
  * count and of the tiling): threads only split the output rows. No FMA contraction
@@ -35,71 +35,6 @@ void lowpi_matmul_nn_naive(float *out, const float *a, size_t sam, size_t sak, c
       for (int k = 0; k < K; k++)
         sum += a[m * sam + k * sak] * b[(size_t)k * N + n];
       out[(size_t)m * N + n] = accumulate ? out[(size_t)m * N + n] + sum : sum;
-    }
-  }
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* blocked NT: dot products with LANES explicit partial sums (lane l sums k = l mod LANES over
- * the first K - K % LANES terms), combined by a fixed pairwise tree, then the tail in order,
- * then the bias. A tile of RM x RN outputs shares the loads of a and b. */
-
-#define LANES 8
-#define RM 2
-#define RN 4
-
-static inline float lanes_sum(const float *s) {
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-
-/* One output element exactly as a tile computes it (for edges). */
-static float dot_lanes(const float *x, const float *y, int K) {
-  float s[LANES] = {0};
-  int K8 = K - K % LANES;
-  for (int k = 0; k < K8; k += LANES)
-    for (int l = 0; l < LANES; l++)
-      s[l] += x[k + l] * y[k + l];
-  float sum = lanes_sum(s);
-  for (int k = K8; k < K; k++)
-    sum += x[k] * y[k];
-  return sum;
-}
-
-void lowpi_matmul_nt(float *out, const float *a, const float *b, const float *bias, int M, int N,
-                     int K) {
-  // out (M, N), a (M, K), b (N, K)
-  int K8 = K - K % LANES;
-  int Mt = M - M % RM, Nt = N - N % RN;
-#pragma omp parallel for schedule(static)
-  for (int m0 = 0; m0 < M; m0 += RM) {
-    for (int n0 = 0; n0 < N; n0 += RN) {
-      if (m0 >= Mt || n0 >= Nt) { /* edge tile: element by element, same order */
-        for (int m = m0; m < m0 + RM && m < M; m++)
-          for (int n = n0; n < n0 + RN && n < N; n++) {
-            float v = dot_lanes(a + (size_t)m * K, b + (size_t)n * K, K);
-            out[(size_t)m * N + n] = bias ? v + bias[n] : v;
-          }
-        continue;
-      }
-      float s[RM][RN][LANES];
-      memset(s, 0, sizeof(s));
-      const float *ap[RM], *bp[RN];
-      for (int i = 0; i < RM; i++)
-        ap[i] = a + (size_t)(m0 + i) * K;
-      for (int j = 0; j < RN; j++)
-        bp[j] = b + (size_t)(n0 + j) * K;
-      for (int k = 0; k < K8; k += LANES)
-        for (int i = 0; i < RM; i++)
-          for (int j = 0; j < RN; j++)
-            for (int l = 0; l < LANES; l++)
-              s[i][j][l] += ap[i][k + l] * bp[j][k + l];
-      for (int i = 0; i < RM; i++)
-        for (int j = 0; j < RN; j++) {
-          float v = lanes_sum(s[i][j]);
-          for (int k = K8; k < K; k++)
-            v += ap[i][k] * bp[j][k];
-          out[(size_t)(m0 + i) * N + n0 + j] = bias ? v + bias[n0 + j] : v;
-        }
     }
   }
 }
@@ -143,4 +78,16 @@ void lowpi_matmul_nn(float *out, const float *a, size_t sam, size_t sak, const f
       }
     }
   }
+}
+
+void lowpi_transpose(float *out, const float *inp, int R, int C) {
+  // out (C, R), inp (R, C)
+  enum { TB = 32 };
+  int rblocks = (R + TB - 1) / TB;
+#pragma omp parallel for schedule(static)
+  for (int rb = 0; rb < rblocks; rb++)
+    for (int c0 = 0; c0 < C; c0 += TB)
+      for (int r = rb * TB; r < R && r < rb * TB + TB; r++)
+        for (int c = c0; c < C && c < c0 + TB; c++)
+          out[(size_t)c * R + r] = inp[(size_t)r * C + c];
 }

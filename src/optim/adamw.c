@@ -30,10 +30,10 @@ struct lowp_adamw {
 
 void lowp_adamw_config_default(lowp_adamw_config *c) {
   memset(c, 0, sizeof(*c));
-  c->beta1 = 0.9f;
-  c->beta2 = 0.95f;
-  c->eps = 1e-8f;
-  c->weight_decay = 0.1f;
+  c->beta1 = 0.9;
+  c->beta2 = 0.95;
+  c->eps = 1e-8;
+  c->weight_decay = 0.1;
   c->state = LOWP_OPT_STATE_FP32;
   c->state_round = LOWP_ROUND_RNE;
 }
@@ -60,8 +60,8 @@ lowp_status lowp_adamw_create(lowp_adamw **out, const lowp_adamw_config *cfg,
   if (cfg->state == LOWP_OPT_STATE_BF16 && cfg->state_round != LOWP_ROUND_RNE &&
       cfg->state_round != LOWP_ROUND_SR)
     return lowpi_fail(LOWP_ERR_UNSUPPORTED, "adamw: bf16 states round with RNE or SR only");
-  if (!(cfg->beta1 >= 0.0f && cfg->beta1 < 1.0f && cfg->beta2 >= 0.0f && cfg->beta2 < 1.0f &&
-        cfg->eps >= 0.0f && cfg->weight_decay >= 0.0f))
+  if (!(cfg->beta1 >= 0.0 && cfg->beta1 < 1.0 && cfg->beta2 >= 0.0 && cfg->beta2 < 1.0 &&
+        cfg->eps >= 0.0 && cfg->weight_decay >= 0.0))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "adamw: need 0 <= betas < 1, eps >= 0, wd >= 0");
   lowp_adamw *o = calloc(1, sizeof(*o));
   if (!o)
@@ -208,8 +208,9 @@ static void step_dense(lowp_adamw *o, const opt_tensor *t, float *p, const float
                        const step_consts *k) {
   lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
   int bf16 = t->kind == LOWP_OPT_STATE_BF16;
-  float *m32 = (float *)(o->blob + t->m), *v32 = (float *)(o->blob + t->v);
-  uint16_t *m16 = (uint16_t *)(o->blob + t->m), *v16 = (uint16_t *)(o->blob + t->v);
+  float *m32 = (float *)(void *)(o->blob + t->m), *v32 = (float *)(void *)(o->blob + t->v);
+  uint16_t *m16 = (uint16_t *)(void *)(o->blob + t->m);
+  uint16_t *v16 = (uint16_t *)(void *)(o->blob + t->v);
   uint64_t off_m = ((uint64_t)o->steps << 2) | 0u, off_v = ((uint64_t)o->steps << 2) | 1u;
 #pragma omp parallel for
   for (size_t i = 0; i < t->numel; i++) {
@@ -235,7 +236,7 @@ static void step_dense(lowp_adamw *o, const opt_tensor *t, float *p, const float
 static void step_8bit(lowp_adamw *o, const opt_tensor *t, float *p, const float *g,
                       const step_consts *k) {
   unsigned char *qm = o->blob + t->m, *qv = o->blob + t->v;
-  float *am = (float *)(o->blob + t->am), *av = (float *)(o->blob + t->av);
+  float *am = (float *)(void *)(o->blob + t->am), *av = (float *)(void *)(o->blob + t->av);
   size_t nb = (t->numel + BLOCK - 1) / BLOCK;
 #pragma omp parallel for
   for (size_t b = 0; b < nb; b++) {
@@ -261,20 +262,20 @@ static void step_8bit(lowp_adamw *o, const opt_tensor *t, float *p, const float 
   }
 }
 
-lowp_status lowp_adamw_step(lowp_adamw *o, float *params, const float *grads, float lr) {
+lowp_status lowp_adamw_step(lowp_adamw *o, float *params, const float *grads, double lr) {
   if (!params || !grads)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "adamw: step needs params and grads");
   long t = o->steps + 1;
   double b1 = o->cfg.beta1, b2 = o->cfg.beta2;
   double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
   step_consts k;
-  k.decay_mul = (float)(1.0 - (double)lr * (double)o->cfg.weight_decay);
+  k.decay_mul = (float)(1.0 - lr * o->cfg.weight_decay);
   k.one_minus_b1 = (float)(1.0 - b1);
   k.b2 = (float)b2;
   k.one_minus_b2 = (float)(1.0 - b2);
-  k.step_size = (float)((double)lr / bc1);
+  k.step_size = (float)(lr / bc1);
   k.bc2_sqrt = (float)sqrt(bc2);
-  k.eps = o->cfg.eps;
+  k.eps = (float)o->cfg.eps;
   for (size_t i = 0; i < o->nt; i++) {
     const opt_tensor *tt = &o->t[i];
     float *p = params + tt->offset;

@@ -3,9 +3,12 @@
  * torch.linspace(0.1, 1, n + 1) with n = 2^i (signed: each with both signs) or 2^(i + 1)
  * (unsigned); then 0 and 1 are added and the 256 values sorted.
  * torch computes in float32: linspace(start, end, steps)[j] = start + step * j for
- * j < steps / 2 and end - step * (steps - 1 - j) after, step = (end - start) / (steps - 1);
- * midpoints (b[j] + b[j + 1]) / 2; then scale * midpoint, scale rounded to float32.
+ * j < steps / 2 and end - step * (steps - 1 - j) after, step = (end - start) / (steps - 1), where
+ * its build contracts start + step * j into one fused multiply-add (one rounding: we call fmaf,
+ * which rounds once whatever -ffp-contract says); midpoints (b[j] + b[j + 1]) / 2; then
+ * scale * midpoint, with the scale rounded to float32.
  * tests/data/dynamic_map.txt holds the tables torch 2.11 produced (the test's oracle). */
+#include <math.h>
 #include <stdlib.h>
 
 #include "lowp/optim.h"
@@ -17,7 +20,7 @@ static int cmp_float(const void *a, const void *b) {
 
 static float linspace_at(float start, float end, int steps, int j) {
   float step = (end - start) / (float)(steps - 1);
-  return j < steps / 2 ? start + step * (float)j : end - step * (float)(steps - 1 - j);
+  return j < steps / 2 ? fmaf(step, (float)j, start) : fmaf(-step, (float)(steps - 1 - j), end);
 }
 
 void lowp_dynamic_map(float code[256], int is_signed) {

@@ -38,13 +38,13 @@ float lowp_clip_grads(float *grads, size_t n, double norm, float max_norm) {
   return (float)coef;
 }
 
-float lowp_lr_at(const lowp_lr_schedule *s, int step) {
+double lowp_lr_at(const lowp_lr_schedule *s, int step) {
   if (step < s->warmup_steps)
-    return s->lr_max * (float)(step + 1) / (float)s->warmup_steps;
-  double min_lr = (double)s->lr_max * (double)s->min_lr_frac;
+    return s->lr_max * (double)(step + 1) / (double)s->warmup_steps;
+  double min_lr = s->lr_max * s->min_lr_frac;
   if (step >= s->total_steps || s->total_steps <= s->warmup_steps)
-    return (float)min_lr;
+    return min_lr;
   double ratio = (double)(step - s->warmup_steps) / (double)(s->total_steps - s->warmup_steps);
   double coeff = 0.5 * (1.0 + cos(3.141592653589793 * ratio));
-  return (float)(min_lr + coeff * ((double)s->lr_max - min_lr));
+  return min_lr + coeff * (s->lr_max - min_lr);
 }

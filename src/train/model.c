@@ -62,6 +62,7 @@ struct lowp_model {
   float *params, *grads;
   param_ptrs p, g;
   float *actmem;
+  int32_t *tokens; /* inputs and targets (2, N) */
   size_t act_floats;
   int cap_B, cap_T; /* the activations' allocation */
   int B, T;         /* the last forward */
@@ -242,15 +243,17 @@ lowp_status lowp_model_create(lowp_model **out, const lowp_model_config *cfg_in,
   m->tensors = calloc(nt, sizeof(tensor_entry));
   m->p.layers = calloc((size_t)cfg.n_layer, sizeof(layer_ptrs));
   m->g.layers = calloc((size_t)cfg.n_layer, sizeof(layer_ptrs));
-  m->lin_ctx = calloc((size_t)(4 * cfg.n_layer + 1), sizeof(*m->lin_ctx));
+  m->lin_ctx = calloc((size_t)4 * (size_t)cfg.n_layer + 1, sizeof(lowpi_linear_ctx *));
   m->loss_scale = 1.0f;
-  if (m->tensors && m->p.layers && m->g.layers && m->lin_ctx) {
-    b.count_only = 0;
-    build_table(&b);
-    m->nparams = b.offset;
-    m->params = malloc(m->nparams * sizeof(float));
-    m->grads = calloc(m->nparams, sizeof(float));
+  if (!m->tensors || !m->p.layers || !m->g.layers || !m->lin_ctx) {
+    lowp_model_free(m);
+    return lowpi_fail(LOWP_ERR_NOMEM, "model: out of memory");
   }
+  b.count_only = 0;
+  build_table(&b);
+  m->nparams = b.offset;
+  m->params = malloc(m->nparams * sizeof(float));
+  m->grads = calloc(m->nparams, sizeof(float));
   if (!m->params || !m->grads) {
     size_t np = m->nparams;
     lowp_model_free(m);
@@ -275,6 +278,7 @@ void lowp_model_free(lowp_model *m) {
   free(m->params);
   free(m->grads);
   free(m->actmem);
+  free(m->tokens);
   free(m);
 }
 
@@ -295,6 +299,11 @@ const float *lowp_model_logits(const lowp_model *m) {
 }
 size_t lowp_model_num_tensors(const lowp_model *m) {
   return m->ntensors;
+}
+
+size_t lowp_model_activation_bytes(const lowp_model *m) {
+  size_t n = m->actmem ? (size_t)m->cap_B * (size_t)m->cap_T : 0;
+  return m->act_floats * sizeof(float) + 2 * n * sizeof(int32_t);
 }
 
 lowp_status lowp_model_tensor(const lowp_model *m, size_t i, lowp_tensor_info *info) {
@@ -328,9 +337,9 @@ int lowpi_model_num_linears(const lowp_model *m) {
   return 4 * m->cfg.n_layer + 1;
 }
 
-void lowpi_model_set_loss_scale(lowp_model *m, float scale) { m->loss_scale = scale; }
-
-size_t lowpi_model_activation_bytes(const lowp_model *m) { return m->act_floats * sizeof(float); }
+void lowpi_model_set_loss_scale(lowp_model *m, float scale) {
+  m->loss_scale = scale;
+}
 
 lowp_status lowpi_model_set_linear_ctx(lowp_model *m, int index, const lowpi_linear_ctx *ctx) {
   if (index < 0 || index >= lowpi_model_num_linears(m))
@@ -384,6 +393,7 @@ static lowp_status ensure_acts(lowp_model *m, int B, int T) {
   m->actmem = malloc(total * sizeof(float));
   if (!m->actmem) {
     m->cap_B = m->cap_T = 0;
+    m->act_floats = 0;
     return lowpi_fail(LOWP_ERR_NOMEM, "model: out of memory for activations (B %d, T %d: %.1f MB)",
                       B, T, (double)total * 4.0 / 1e6);
   }
@@ -398,9 +408,16 @@ static lowp_status ensure_acts(lowp_model *m, int B, int T) {
     *ptrs[i] = q;
     q += sizes[i];
   }
-  m->a.inputs = (int32_t *)q; /* int32 and float have the same size and alignment here */
-  q += sizes[np];
-  m->a.targets = (int32_t *)q;
+  free(m->tokens);
+  m->tokens = malloc(2 * N * sizeof(int32_t));
+  if (!m->tokens) {
+    free(m->actmem);
+    m->actmem = NULL;
+    m->cap_B = m->cap_T = 0;
+    return lowpi_fail(LOWP_ERR_NOMEM, "model: out of memory for activations");
+  }
+  m->a.inputs = m->tokens;
+  m->a.targets = m->tokens + N;
   m->act_floats = total;
   m->cap_B = B;
   m->cap_T = T;

@@ -16,7 +16,5 @@ lowp_status lowpi_model_set_linear_ctx(lowp_model *model, int index, const lowpi
 /* The backward pass differentiates loss * scale (GradScaler's scaled loss); 1 by default. */
 void lowpi_model_set_loss_scale(lowp_model *model, float scale);
 
-/* Bytes of the activation buffer (for the memory report). */
-size_t lowpi_model_activation_bytes(const lowp_model *model);
 
 #endif

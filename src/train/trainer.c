@@ -589,7 +589,7 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
       summary->num_params = lowp_model_num_params(r.model);
       summary->bytes_weights = summary->num_params * sizeof(float);
       summary->bytes_grads = summary->num_params * sizeof(float);
-      summary->bytes_activations = lowpi_model_activation_bytes(r.model);
+      summary->bytes_activations = lowp_model_activation_bytes(r.model);
     }
     if (r.opt)
       lowp_adamw_state(r.opt, &summary->bytes_optim);

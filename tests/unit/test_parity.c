@@ -151,11 +151,12 @@ static void check_arch(const char *arch) {
       if ((int64_t)r->dims[d] != t.hf_shape[d])
         fail_msg("%s: HF shape dim %d is %d, lowp says %d", t.hf_name, d, (int)r->dims[d],
                  (int)t.hf_shape[d]);
-    const float *src = (const float *)r->data;
+    float *src = floats(r); /* records are not aligned in the file */
     for (int64_t a = 0; a < t.shape[0]; a++)
       for (int64_t b = 0; b < t.shape[1]; b++)
         t.data[a * t.shape[1] + b] =
             t.hf_transpose ? src[b * t.shape[0] + a] : src[a * t.shape[1] + b];
+    free(src);
   }
 
   const record *ri = find(&f, "inputs"), *rt = find(&f, "targets");
@@ -194,10 +195,10 @@ static void check_arch(const char *arch) {
   /* 10 steps of clip + AdamW on the same batch */
   lowp_adamw_config oc;
   lowp_adamw_config_default(&oc);
-  oc.beta1 = (float)h[3];
-  oc.beta2 = (float)h[4];
-  oc.eps = (float)h[5];
-  oc.weight_decay = (float)h[6];
+  oc.beta1 = h[3];
+  oc.beta2 = h[4];
+  oc.eps = h[5];
+  oc.weight_decay = h[6];
   lowp_adamw *opt;
   TU_ASSERT_OK(lowp_adamw_create_for_model(&opt, &oc, m));
   float *want_losses = floats(find(&f, "step_losses"));
@@ -208,7 +209,7 @@ static void check_arch(const char *arch) {
     TU_ASSERT_OK(lowp_model_backward(m));
     double norm = lowp_grad_norm(lowp_model_grads(m), lowp_model_num_params(m));
     lowp_clip_grads(lowp_model_grads(m), lowp_model_num_params(m), norm, (float)h[7]);
-    TU_ASSERT_OK(lowp_adamw_step(opt, lowp_model_params(m), lowp_model_grads(m), (float)h[2]));
+    TU_ASSERT_OK(lowp_adamw_step(opt, lowp_model_params(m), lowp_model_grads(m), h[2]));
     double el = fabs((double)loss - want_losses[s]) / fabs(want_losses[s]);
     double en = fabs(norm - want_norms[s]) / fabs(want_norms[s]);
     printf("%s: step %d loss %.7f torch %.7f rel %.2e | grad norm %.6f torch %.6f rel %.2e\n", arch,
