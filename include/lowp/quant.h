@@ -21,9 +21,11 @@
  * - Codes are unpacked: one byte per code for formats of 8 bits or fewer (4- and 6-bit codes in
  *   the low bits), 2 or 4 bytes (little-endian) otherwise (lowp_format_info.storage_bytes).
  *   Pack them with lowp_pack() when needed.
- * - Element casts saturate (clamp to +-max finite, as TE and __NV_SATFINITE); NaN stays NaN in
- *   formats that have NaN and becomes +max in formats without (e2m1/e2m3/e3m2, as PTX cvt
- *   .satfinite does). Integers: symmetric, RNE (or SR), clamped to +-127 / +-7, NaN -> 0.
+ * - Element casts saturate (clamp to +-max finite, as TE and __NV_SATFINITE); a NaN (whatever
+ *   its sign bit) becomes the positive quiet NaN code in formats that have NaN (0x7F e4m3, 0x7E
+ *   e5m2) and +max in formats without (e2m1/e2m3/e3m2, as PTX cvt .satfinite does), so CPU and
+ *   GPU agree bit for bit. Integers: symmetric, RNE (or SR), clamped to +-127 / +-7, NaN -> 0.
+ *   NF4: NaN -> the zero code.
  * - Rounding is RNE or stochastic (LOWP_ROUND_SR) per tensor. SR draws its random bits from
  *   lowpi_random64(seed, offset, index) with index = the element's row-major index in the
  *   tensor (i * cols + j); the column-wise copy uses its own row-major index in the transpose

@@ -178,7 +178,7 @@ static size_t encode_elements(const float *x, lowp_qdata *d, const lowp_qconfig 
 static lowp_status quantize_one(const float *x, lowp_qdata *d, const lowp_qconfig *c,
                                 uint64_t offset) {
   size_t nb = d->scale_rows * d->scale_cols;
-  float *enc = malloc(nb * sizeof *enc);
+  float *enc = calloc(nb, sizeof *enc);
   if (!enc)
     return lowpi_fail(LOWP_ERR_NOMEM, "quantize: out of memory for the block scales");
   lowp_status s = compute_scales(x, d, c, enc);
