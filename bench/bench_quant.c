@@ -44,7 +44,7 @@ static rate best_gbps(lowp_qtensor *q, const float *x, size_t n, int reps) {
 int main(int argc, char **argv) {
   size_t rows = argc > 1 ? strtoul(argv[1], NULL, 10) : 2048;
   size_t cols = argc > 2 ? strtoul(argv[2], NULL, 10) : 2048;
-  int reps = argc > 3 ? atoi(argv[3]) : 5;
+  int reps = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 5;
   if (rows == 0 || cols == 0 || reps <= 0) {
     fprintf(stderr, "usage: bench_quant [rows] [cols] [reps]\n");
     return 2;
@@ -75,6 +75,7 @@ int main(int argc, char **argv) {
     lowp_qtensor q;
     if (lowp_qtensor_init(&q, &cfg, rows, cols) != LOWP_OK) {
       fprintf(stderr, "%s: %s\n", schemes[k].name, lowp_last_error());
+      free(x);
       return 1;
     }
     char desc[128];

@@ -247,7 +247,7 @@ static lowp_status dequantize_one(const lowp_qtensor *q, const lowp_qdata *d, fl
   const lowpi_fmt f = lowpi_fmt_of(fmt);
   const int bytes = lowp_format_get(fmt)->storage_bytes;
   const int nvfp4 = q->cfg.mode == LOWP_SCALING_NVFP4;
-  float *dec = malloc(nb * sizeof *dec);
+  float *dec = calloc(nb, sizeof *dec);
   if (!dec)
     return lowpi_fail(LOWP_ERR_NOMEM, "dequantize: out of memory");
   for (size_t b = 0; b < nb; b++) /* NVFP4: s_dec_b itself; the division by s_enc comes last */
