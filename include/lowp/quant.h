@@ -21,9 +21,11 @@
  * - Codes are unpacked: one byte per code for formats of 8 bits or fewer (4- and 6-bit codes in
  *   the low bits), 2 or 4 bytes (little-endian) otherwise (lowp_format_info.storage_bytes).
  *   Pack them with lowp_pack() when needed.
- * - Element casts saturate (clamp to +-max finite, as TE and __NV_SATFINITE); NaN stays NaN in
- *   formats that have NaN and becomes +max in formats without (e2m1/e2m3/e3m2, as PTX cvt
- *   .satfinite does). Integers: symmetric, RNE (or SR), clamped to +-127 / +-7, NaN -> 0.
+ * - Element casts saturate (clamp to +-max finite, as TE and __NV_SATFINITE); a NaN (whatever
+ *   its sign bit) becomes the positive quiet NaN code in formats that have NaN (0x7F e4m3, 0x7E
+ *   e5m2) and +max in formats without (e2m1/e2m3/e3m2, as PTX cvt .satfinite does), so CPU and
+ *   GPU agree bit for bit. Integers: symmetric, RNE (or SR), clamped to +-127 / +-7, NaN -> 0.
+ *   NF4: NaN -> the zero code.
  * - Rounding is RNE or stochastic (LOWP_ROUND_SR) per tensor. SR draws its random bits from
  *   lowpi_random64(seed, offset, index) with index = the element's row-major index in the
  *   tensor (i * cols + j); the column-wise copy uses its own row-major index in the transpose
@@ -71,24 +73,29 @@
  *             FLT_MAX if the quotient is Inf; a NaN/Inf global amax gives a NaN/0 s_enc, so the
  *             whole tensor decodes to NaN); per 1x16 block (cfg.block2d = 1: 16x16 block)
  *             s_dec_b = e4m3_satfinite_rne((block_amax / 6) * s_enc) evaluated left to right in
- *             fp32; element = e2m1_satfinite(x * (s_enc / s_dec_b)): the quotient s_enc / s_dec_b
- *             is one fp32 division, then one fp32 product with x (TE's block_scale_inverse);
- *             when s_dec_b is 0 (an all-zero block, or one too small for e4m3) the multiplier
- *             is 0 and every element gets the zero code. value = (e2m1 * s_dec_b) / s_enc in fp32
- *             (the product is exact). tensor_scale holds s_enc. Element format must be e2m1.
- *   NF4       bitsandbytes 4-bit NormalFloat: per 1 x N block (N = cfg.block, 64 by default) an
- *             fp32 absmax; element = nearest NF4 code of x * (1 / absmax) (bnb multiplies by
- *             the fp32 reciprocal; FLT_MAX if that overflows); absmax 0 -> multiplier 0 (zero
- * codes). value = nf4 * absmax. cfg.double_quant = 1 also quantizes the absmax values (bnb
- *             compress_statistics): offset = mean(absmax) (summed in float64, rounded to fp32),
- *             (absmax - offset) quantized to 8-bit codes of bnb's signed dynamic map in blocks
- *             of 256 absmax values with an fp32 absmax each; dequantize then uses absmax' =
- *             dyn[code] * absmax2 + offset. Elements are quantized with the exact absmax, as in
- *             bnb. Partial blocks run along each row, unlike bnb which blocks the flat tensor.
+ *             fp32 (a NaN gets code 0x7F); element = e2m1_satfinite(x * (s_enc / s_dec_b)):
+ *             the quotient s_enc / s_dec_b is one fp32 division, then one fp32 product with x.
+ *             (TE's kernels use 1 / (s_dec_b * (1 / s_enc)), which can differ in the last bit;
+ *             DESIGN.md's x * s_enc / s_dec_b with a single rounded quotient is followed here.)
+ *             When s_dec_b is 0 (an all-zero block, or one too small for e4m3) the multiplier
+ *             is 0 and every element gets the zero code. value = (e2m1 * s_dec_b) / s_enc in
+ *             fp32 (the product is exact). tensor_scale holds s_enc. Elements must be e2m1.
+ *   NF4       bitsandbytes 4-bit NormalFloat: per 1 x N block (N = cfg.block, 64 by default)
+ *             an fp32 absmax; element = nearest NF4 code (a tie to the smaller value) of
+ *             x * (1 / absmax) (bnb multiplies by the fp32 reciprocal; FLT_MAX if it
+ *             overflows; 0 when absmax is 0, giving zero codes). value = nf4 * absmax.
+ *             cfg.double_quant = 1 also quantizes the absmax values (bnb compress_statistics):
+ *             offset = mean(absmax) (summed in float64, rounded to fp32), (absmax - offset)
+ *             quantized to the nearest 8-bit code (ties to the lower code) of bnb's signed
+ *             dynamic map in blocks of 256 absmax values with an fp32 absmax each; dequantize
+ *             then uses absmax' = dyn[code] * absmax2 + offset. Elements are quantized with the
+ *             exact absmax, as in bnb. Blocks run along each row, unlike bnb which blocks the
+ *             flattened tensor (identical when cols is a multiple of the block).
  *   Integer element formats (int8, int4) with TENSOR/ROW/COLUMN/BLOCK_1D/BLOCK_2D use the
  *   symmetric rule of torchao/bitsandbytes instead: scale = amax / qmax in fp32 (qmax 127 or
  *   7; amax 0, Inf or NaN -> 1; the stored decode multiplier), element = round(x * (1 / scale))
- *   clamped to [-qmax, qmax]. POW2 is not supported for integers.
+ *   clamped to [-qmax, qmax] (the reciprocal is FLT_MAX if it overflows). POW2 is not supported
+ *   for integers.
  */
 #ifndef LOWP_QUANT_H
 #define LOWP_QUANT_H
@@ -263,6 +270,16 @@ typedef struct {
 /* Compare x and y (n values each). q (may be NULL) supplies saturation and scale range. */
 lowp_status lowp_quant_stats(lowp_qstats *s, const float *x, const float *y, size_t n,
                              const lowp_qtensor *q);
+
+/* ---- one-call quantize-dequantize (what `lowp quant` does) ----
+ * y = dequantize(quantize(x)) for a (rows, cols) tensor with cfg, the column-wise copy
+ * ignored. hadamard_n = 16, 32 or 128 rotates every row first and rotates back after:
+ * y = H^-1 dequantize(quantize(H x)) with lowp_hadamard(.., hadamard_seed); 0 means no rotation.
+ * stats (may be NULL) compares x with y in the original basis; its saturation and scale figures
+ * are those of the quantized (rotated) tensor. y may not alias x. */
+lowp_status lowp_quant_roundtrip(float *y, const float *x, size_t rows, size_t cols,
+                                 const lowp_qconfig *cfg, int hadamard_n, uint64_t hadamard_seed,
+                                 lowp_qstats *stats);
 
 #ifdef __cplusplus
 }

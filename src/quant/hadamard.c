@@ -33,7 +33,7 @@ lowp_status lowp_hadamard(float *y, const float *x, size_t rows, size_t cols, in
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_hadamard: NULL argument");
   if (rows == 0 || cols == 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_hadamard: empty shape %zux%zu", rows, cols);
-  float d[128];
+  float d[128] = {0};
   LOWPI_TRY(lowp_hadamard_signs(d, n, seed));
   if (cols % (size_t)n != 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,

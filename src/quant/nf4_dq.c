@@ -17,9 +17,10 @@ static int cmp_float(const void *a, const void *b) {
 
 /* create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), in float32 as torch
  * computes it: for i = 0..6, linspace(0.1, 1, 2^i + 1) (torch's float linspace: start + step*k
- * for the first half, end - step*(steps-1-k) for the second), midpoints (a + b) / 2, times
- * (float)10^(i-6), with both signs; then 0 and 1. Reconstructed from the bitsandbytes source;
- * not compared against a table produced by bitsandbytes itself. */
+ * for the first half, end - step*(steps-1-k) for the second, each a fused multiply-add in
+ * torch's x86 build), midpoints (a + b) / 2, times (float)10^(i-6), with both signs; then 0
+ * and 1. Checked against the map torch 2.11 computes from bitsandbytes' create_dynamic_map
+ * (tests/data/quant/dynamic_map_signed.f32). */
 static void build_dynamic_map(void) {
   int n = 0;
   for (int i = 0; i < 7; i++) {
@@ -28,7 +29,7 @@ static void build_dynamic_map(void) {
     const float start = 0.1f, end = 1.0f;
     const float step = (end - start) / (float)(steps - 1);
     for (int k = 0; k < steps; k++)
-      b[k] = k < steps / 2 ? start + step * (float)k : end - step * (float)(steps - 1 - k);
+      b[k] = k < steps / 2 ? fmaf(step, (float)k, start) : fmaf(-step, (float)(steps - 1 - k), end);
     const float mul = (float)pow(10.0, i - 6);
     for (int k = 0; k + 1 < steps; k++) {
       float mean = (b[k] + b[k + 1]) / 2.0f;

@@ -163,6 +163,8 @@ static void free_data(lowp_qdata *d) {
   free(d->codes);
   free(d->scales);
   free(d->dq_scales);
+  d->codes = d->scales = NULL;
+  d->dq_scales = NULL;
   memset(d, 0, sizeof *d);
 }
 

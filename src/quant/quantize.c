@@ -162,14 +162,18 @@ static size_t encode_elements(const float *x, lowp_qdata *d, const lowp_qconfig 
   for (size_t i = 0; i < R; i++) {
     const float *row = x + i * C;
     const float *row_enc = enc + (i / br) * SC;
-    for (size_t j = 0; j < C; j++) {
-      float y = row[j] * row_enc[j / bc];
-      if (lowpi_abs_bits(y) > 0x7F800000u) /* one NaN whatever its sign bit: CPU and GPU agree */
-        y = lowpi_bits_f32(0x7FC00000u);
-      /* Scaled magnitude beyond the largest finite value: the cast clips it (NaN is not). */
-      saturated += lowpi_abs_bits(y) > lowpi_f32_bits(fmax) && lowpi_abs_bits(y) <= 0x7F800000u;
-      uint32_t code = lowpi_encode(f, y, rnd, LOWP_OVERFLOW_SATURATE, seed, offset, i * C + j);
-      store_code(d->codes, bytes, i * C + j, code);
+    for (size_t j0 = 0; j0 < C; j0 += bc) { /* block by block: no division per element */
+      const float e = row_enc[j0 / bc];
+      const size_t j1 = j0 + bc < C ? j0 + bc : C;
+      for (size_t j = j0; j < j1; j++) {
+        float y = row[j] * e;
+        if (lowpi_abs_bits(y) > 0x7F800000u) /* one NaN whatever its sign bit: CPU and GPU agree */
+          y = lowpi_bits_f32(0x7FC00000u);
+        /* Scaled magnitude beyond the largest finite value: the cast clips it (NaN is not). */
+        saturated += lowpi_abs_bits(y) > lowpi_f32_bits(fmax) && lowpi_abs_bits(y) <= 0x7F800000u;
+        uint32_t code = lowpi_encode(f, y, rnd, LOWP_OVERFLOW_SATURATE, seed, offset, i * C + j);
+        store_code(d->codes, bytes, i * C + j, code);
+      }
     }
   }
   return saturated;
@@ -178,7 +182,7 @@ static size_t encode_elements(const float *x, lowp_qdata *d, const lowp_qconfig 
 static lowp_status quantize_one(const float *x, lowp_qdata *d, const lowp_qconfig *c,
                                 uint64_t offset) {
   size_t nb = d->scale_rows * d->scale_cols;
-  float *enc = malloc(nb * sizeof *enc);
+  float *enc = calloc(nb, sizeof *enc);
   if (!enc)
     return lowpi_fail(LOWP_ERR_NOMEM, "quantize: out of memory for the block scales");
   lowp_status s = compute_scales(x, d, c, enc);
@@ -243,7 +247,7 @@ static lowp_status dequantize_one(const lowp_qtensor *q, const lowp_qdata *d, fl
   const lowpi_fmt f = lowpi_fmt_of(fmt);
   const int bytes = lowp_format_get(fmt)->storage_bytes;
   const int nvfp4 = q->cfg.mode == LOWP_SCALING_NVFP4;
-  float *dec = malloc(nb * sizeof *dec);
+  float *dec = calloc(nb, sizeof *dec);
   if (!dec)
     return lowpi_fail(LOWP_ERR_NOMEM, "dequantize: out of memory");
   for (size_t b = 0; b < nb; b++) /* NVFP4: s_dec_b itself; the division by s_enc comes last */
@@ -253,9 +257,13 @@ static lowp_status dequantize_one(const lowp_qtensor *q, const lowp_qdata *d, fl
 #pragma omp parallel for schedule(static) if (R * C >= LOWPI_PAR_MIN)
   for (size_t i = 0; i < R; i++) {
     const float *row_dec = dec + (i / br) * SC;
-    for (size_t j = 0; j < C; j++) {
-      float v = lowpi_decode(f, load_code(d->codes, bytes, i * C + j)) * row_dec[j / bc];
-      y[i * C + j] = nvfp4 ? v / s_enc : v;
+    for (size_t j0 = 0; j0 < C; j0 += bc) {
+      const float s = row_dec[j0 / bc];
+      const size_t j1 = j0 + bc < C ? j0 + bc : C;
+      for (size_t j = j0; j < j1; j++) {
+        float v = lowpi_decode(f, load_code(d->codes, bytes, i * C + j)) * s;
+        y[i * C + j] = nvfp4 ? v / s_enc : v;
+      }
     }
   }
   free(dec);

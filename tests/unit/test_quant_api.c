@@ -133,11 +133,47 @@ static void test_stats(void **state) {
   lowp_qtensor_free(&q);
 }
 
+/* The one-call round trip equals the composition of the parts. */
+static void test_roundtrip(void **state) {
+  (void)state;
+  const size_t R = 3, C = 64, N = R * C;
+  float x[192], y[192], r[192], z[192];
+  for (size_t i = 0; i < N; i++)
+    x[i] = (float)((double)(i % 13) - 6.0) * (i == 77 ? 30.0f : 0.3f);
+  lowp_qconfig c;
+  TU_ASSERT_OK(lowp_scheme_config("mxfp4", &c));
+  lowp_qstats s;
+  TU_ASSERT_OK(lowp_quant_roundtrip(y, x, R, C, &c, 0, 0, &s));
+  lowp_qtensor q;
+  TU_ASSERT_OK(lowp_qtensor_init(&q, &c, R, C));
+  TU_ASSERT_OK(lowp_quantize(x, &q));
+  TU_ASSERT_OK(lowp_dequantize(&q, z));
+  assert_memory_equal(y, z, sizeof y);
+  lowp_qstats s2;
+  TU_ASSERT_OK(lowp_quant_stats(&s2, x, z, N, &q));
+  assert_true(s.sqnr_db == s2.sqnr_db && s.saturated_pct == s2.saturated_pct);
+  /* With a 32-point rotation: H^-1 Q(H x). */
+  TU_ASSERT_OK(lowp_quant_roundtrip(y, x, R, C, &c, 32, 5, &s));
+  TU_ASSERT_OK(lowp_hadamard(r, x, R, C, 32, 5, 0));
+  TU_ASSERT_OK(lowp_quantize(r, &q));
+  TU_ASSERT_OK(lowp_dequantize(&q, z));
+  TU_ASSERT_OK(lowp_hadamard(z, z, R, C, 32, 5, 1));
+  assert_memory_equal(y, z, sizeof y);
+  assert_true(s.sqnr_db > 5.0 && s.sqnr_db < 40.0);
+  lowp_qtensor_free(&q);
+  /* Errors: a rotation that does not divide the row, aliasing, NULL. */
+  assert_int_equal(lowp_quant_roundtrip(y, x, 4, 48, &c, 32, 0, NULL), LOWP_ERR_INVALID_ARG);
+  assert_non_null(strstr(lowp_last_error(), "divide"));
+  assert_int_equal(lowp_quant_roundtrip(x, x, R, C, &c, 0, 0, NULL), LOWP_ERR_INVALID_ARG);
+  assert_int_equal(lowp_quant_roundtrip(y, x, R, C, NULL, 0, 0, NULL), LOWP_ERR_INVALID_ARG);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_configs),
       cmocka_unit_test(test_null_arguments),
       cmocka_unit_test(test_stats),
+      cmocka_unit_test(test_roundtrip),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

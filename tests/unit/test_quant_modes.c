@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/quant_internal.h"
 #include "quant_ref.h"
 #include "testutil.h"
 
@@ -339,6 +340,16 @@ static void test_scheme_table(void **state) {
  * the dequantized absmax values (bounded by half the largest gap of the map). */
 static void test_nf4_double_quant(void **state) {
   (void)state;
+  /* The dynamic map equals bitsandbytes' create_dynamic_map(signed=True) run with torch 2.11 (its
+   * logic transcribed into tests/data/quant/gen_dynamic_map.py; torch computes the linspace). */
+  size_t size;
+  float *want = tu_read_file(LOWP_TESTDATA_DIR "/quant/dynamic_map_signed.f32", &size);
+  assert_int_equal(size, 256 * sizeof(float));
+  const float *map = lowpi_dynamic_map_signed();
+  for (int i = 0; i < 256; i++)
+    if (!tu_same_float(map[i], want[i]))
+      fail_msg("dynamic map[%d] = %a, bitsandbytes (torch) %a", i, (double)map[i], (double)want[i]);
+  free(want);
   const size_t R = 5, C = 64 * 130; /* 650 blocks: 3 second-level blocks, the last partial */
   float *x = malloc(R * C * sizeof *x);
   fill(x, R, C);
