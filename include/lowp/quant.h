@@ -22,7 +22,7 @@
  *   the low bits), 2 or 4 bytes (little-endian) otherwise (lowp_format_info.storage_bytes).
  *   Pack them with lowp_pack() when needed.
  * - Element casts saturate (clamp to +-max finite, as TE and __NV_SATFINITE); a NaN (whatever
- *   its sign bit) becomes the positive quiet NaN code in formats that have NaN (0x7F e4m3, 0x7E
+ *   its sign bit) becomes CUDA's satfinite NaN code in formats that have NaN (0x7F for e4m3 and
  *   e5m2) and +max in formats without (e2m1/e2m3/e3m2, as PTX cvt .satfinite does), so CPU and
  *   GPU agree bit for bit. Integers: symmetric, RNE (or SR), clamped to +-127 / +-7, NaN -> 0.
  *   NF4: NaN -> the zero code.

@@ -113,9 +113,9 @@ static inline uint32_t ref_cast(const ref_fmt *f, double v, double *val, int *de
   }
   uint32_t sign = 1u << (f->bits - 1);
   if (isnan(v)) {
-    if (f->ebits + f->mbits + 1 == 8) { /* e4m3/e5m2 keep NaN: the positive quiet NaN */
+    if (f->ebits + f->mbits + 1 == 8) { /* e4m3/e5m2 keep NaN: CUDA's satfinite NaN, 0x7F */
       *val = NAN;
-      return f->ebits == 4 ? 0x7Fu : 0x7Eu;
+      return 0x7Fu;
     }
     *val = f->max; /* formats without NaN: satfinite gives +max */
     return f->maxcode;
