@@ -151,8 +151,11 @@ static int write_report(const char *dir, result *res, int n, int ref, const lowp
   double *gap[MAX_RECIPES] = {0};
   for (int i = 0; i < n; i++) {
     gap[i] = calloc(res[i].nv ? res[i].nv : 1, sizeof(double));
-    if (!gap[i])
+    if (!gap[i]) {
+      for (int k = 0; k < i; k++)
+        free(gap[k]);
       return cli_runtime_error("compare", "out of memory");
+    }
     for (size_t k = 0; k < res[i].nv; k++) {
       gap[i][k] = NAN;
       for (size_t j = 0; j < res[ref].nv; j++)

@@ -101,8 +101,11 @@ lowp_status lowpi_ckpt_save_model(const char *dir, lowp_model *model, uint64_t *
   lowp_st_tensor *ts = calloc(nt, sizeof *ts);
   int64_t(*shapes)[2] = calloc(nt, sizeof *shapes);
   float **bufs = calloc(nt, sizeof *bufs);
-  lowp_status st =
-      ts && shapes && bufs ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+  if (!ts || !shapes || !bufs) {
+    free(ts), free(shapes), free(bufs);
+    return lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+  }
+  lowp_status st = LOWP_OK;
   for (size_t i = 0; i < nt && st == LOWP_OK; i++) {
     lowp_tensor_info ti;
     st = lowp_model_tensor(model, i, &ti);
@@ -136,7 +139,7 @@ lowp_status lowpi_ckpt_save_model(const char *dir, lowp_model *model, uint64_t *
     st = write_config_json(dir, lowp_model_get_config(model));
   if (st == LOWP_OK && checksum)
     st = file_checksum(path, checksum);
-  for (size_t i = 0; bufs && i < nt; i++)
+  for (size_t i = 0; i < nt; i++)
     free(bufs[i]);
   free(bufs);
   free(shapes);
@@ -296,11 +299,12 @@ lowp_status lowpi_ckpt_load_model(const char *dir, lowp_model **out, uint64_t *c
       st = lowp_st_read_f32(t, ti.data);
       continue;
     }
-    tmp = realloc(tmp, ti.numel * sizeof(float));
-    if (!tmp) {
+    float *grown = realloc(tmp, ti.numel * sizeof(float));
+    if (!grown) {
       st = lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
       break;
     }
+    tmp = grown;
     st = lowp_st_read_f32(t, tmp);
     size_t R = (size_t)ti.shape[0], C = (size_t)ti.shape[1]; /* tmp is (C, R) */
     for (size_t r = 0; r < R && st == LOWP_OK; r++)

@@ -16,5 +16,4 @@ lowp_status lowpi_model_set_linear_ctx(lowp_model *model, int index, const lowpi
 /* The backward pass differentiates loss * scale (GradScaler's scaled loss); 1 by default. */
 void lowpi_model_set_loss_scale(lowp_model *model, float scale);
 
-
 #endif
