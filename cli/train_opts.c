@@ -23,6 +23,7 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "  --steps N (500)  --batch B (8)  --seq T (the model's ctx)  --seed S (1337)\n"
     "  --lr X (1e-3)  --min-lr-frac X (0.1)  --warmup N (steps/10, at most 100)\n"
     "  --weight-decay X (0.1)  --clip X (1.0, 0 = off)\n"
+    "  --loss-weight X    optimize X * loss (1): a small X makes every gradient tiny\n"
     "  --eval-every N (100)  --eval-batches N (16)\n"
     "output:\n"
     "  --log FILE         JSON lines, one object per step\n"
@@ -64,8 +65,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
                                      "--vocab",      "--ffn",    "--steps",      "--batch",
                                      "--seq",        "--warmup", "--eval-every", "--eval-batches",
                                      "--save-every", "--seed",   "--stop-after"};
-  static const char *const floats[] = {"--lr", "--min-lr-frac", "--weight-decay", "--clip",
-                                       "--val-fraction"};
+  static const char *const floats[] = {"--lr",   "--min-lr-frac",  "--weight-decay",
+                                       "--clip", "--val-fraction", "--loss-weight"};
   static const char *const strings[] = {"--model", "--arch", "--data",   "--val-data", "--recipe",
                                         "--log",   "--out",  "--resume", "--init"};
   const char *arg = argv[*i], *v = NULL;
@@ -180,6 +181,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       cfg->weight_decay = x;
     else if (!strcmp(floats[k], "--clip"))
       cfg->grad_clip = x;
+    else if (!strcmp(floats[k], "--loss-weight"))
+      cfg->loss_weight = x;
     else
       cfg->val_fraction = x;
     return 1;

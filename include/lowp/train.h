@@ -29,6 +29,8 @@ typedef struct {
   long steps;              /* total optimizer steps (skipped ones included) */
   float lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2, adam_eps;
   int warmup;
+  float loss_weight; /* the objective is loss_weight * loss (0 means 1): a small weight makes
+                        every gradient tiny, the setting where fp16 needs loss scaling */
   uint64_t seed;
   int eval_every, eval_batches; /* validation every N steps (and at the end), over M batches */
   const char *log_path;         /* JSON-lines metrics, or NULL */

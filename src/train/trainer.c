@@ -398,7 +398,8 @@ static lowp_status train_step(run *r, lowp_train_event *e) {
                       "recipe with loss scaling); the last checkpoint is intact",
                       isnan(loss) ? "NaN" : "infinite", r->step + 1);
   if (!found_inf) {
-    lowpi_model_set_loss_scale(r->model, r->scaler.scale);
+    float weight = c->loss_weight > 0 ? c->loss_weight : 1.0f;
+    lowpi_model_set_loss_scale(r->model, r->scaler.scale * weight);
     LOWPI_TRY(lowp_model_backward(r->model));
     if (r->recipe.grad == LOWP_BF16) { /* the gradient buffer holds bf16 values */
       lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
