@@ -185,8 +185,7 @@ static void print_header(const inspect_args *a) {
     return;
   }
   printf("%-*s  %-12s  %-16s  %10s  %8s  %9s  %9s  %9s  %s\n", (int)a->name_width, "tensor",
-         "shape", "scheme", "amax", "SQNR dB", "rel err", "underfl %", "satur %",
-         "NaN/Inf in>out");
+         "shape", "scheme", "amax", "SQNR dB", "rel err", "underfl %", "satur %", "NaN/Inf in>out");
 }
 
 static void print_row(inspect_args *a, const tensor_view *v, const char *scheme,
@@ -209,9 +208,9 @@ static void print_row(inspect_args *a, const tensor_view *v, const char *scheme,
     printf("%s%lld", d ? ", " : "", (long long)v->dims[d]);
   printf("], \"rows\": %zu, \"cols\": %zu, \"scheme\": ", v->rows, v->cols);
   cli_json_string(stdout, scheme);
-  const char *keys[] = {"amax",          "sqnr_db",        "rel_error", "underflow_pct",
-                        "saturation_pct", "scale_min",     "scale_max"};
-  double vals[] = {s->amax,          s->sqnr_db,  s->rel_err, s->underflow_pct,
+  const char *keys[] = {"amax",           "sqnr_db",   "rel_error", "underflow_pct",
+                        "saturation_pct", "scale_min", "scale_max"};
+  double vals[] = {s->amax,          s->sqnr_db,   s->rel_err,  s->underflow_pct,
                    s->saturated_pct, s->scale_min, s->scale_max};
   for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
     printf(", \"%s\": ", keys[k]);

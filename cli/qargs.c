@@ -70,8 +70,8 @@ int cli_read_f32_matrix(const char *verb, const char *label, const char *path, s
   }
   if ((uint64_t)st.st_size != (uint64_t)need) {
     fclose(f);
-    return cli_runtime_error(verb, "%s has %llu bytes, --shape %zux%zu needs %zu (float32): %s", label,
-                             (unsigned long long)st.st_size, rows, cols, need, path);
+    return cli_runtime_error(verb, "%s has %llu bytes, --shape %zux%zu needs %zu (float32): %s",
+                             label, (unsigned long long)st.st_size, rows, cols, need, path);
   }
   float *v = malloc(need);
   if (!v) {

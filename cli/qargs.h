@@ -18,7 +18,8 @@ int cli_parse_scheme(const char *verb, const char *text, lowp_qconfig *cfg);
 const char *cli_scheme_names(void);
 
 /* Read a raw little-endian float32 file of exactly rows x cols values into a new buffer
- * (*values, to free); label ("IN", "FILE") names the operand in messages. Runtime error when it cannot be read or has another size. */
+ * (*values, to free); label ("IN", "FILE") names the operand in messages. Runtime error when it
+ * cannot be read or has another size. */
 int cli_read_f32_matrix(const char *verb, const char *label, const char *path, size_t rows,
                         size_t cols, float **values);
 

@@ -81,10 +81,9 @@ static int apply_scale_options(quant_args *a, int pow2, const char *mx_scale) {
   }
   if (pow2) {
     if (c->mode == LOWP_SCALING_MX || c->mode == LOWP_SCALING_NVFP4)
-      return cli_usage_error("quant",
-                             "--pow2 does not apply to %s: its scales are %s, not fp32", a->scheme,
-                             c->mode == LOWP_SCALING_MX ? "e8m0 (already powers of two)"
-                                                        : "e4m3 block scales");
+      return cli_usage_error(
+          "quant", "--pow2 does not apply to %s: its scales are %s, not fp32", a->scheme,
+          c->mode == LOWP_SCALING_MX ? "e8m0 (already powers of two)" : "e4m3 block scales");
     const lowp_format_info *fi = lowp_format_get(c->format);
     if (c->mode == LOWP_SCALING_NF4 || fi->kind != LOWP_KIND_FLOAT)
       return cli_usage_error("quant", "--pow2 is not supported for %s (%s scales stay fp32)",
