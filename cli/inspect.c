@@ -58,20 +58,21 @@ static int add_schemes(inspect_args *a, const char *text) {
       return cli_usage_error("inspect", "--scheme: bad list '%s'", text);
     memcpy(name, p, len);
     name[len] = '\0';
-    lowp_qconfig cfg;
-    int rc = cli_parse_scheme("inspect", name, &cfg);
-    if (rc)
-      return rc;
-    const char *stable = NULL; /* the table's own string outlives argv parsing */
+    const lowp_scheme *found = NULL;
     for (size_t i = 0; i < n; i++)
-      if (!strcmp(table[i].name, name))
-        stable = table[i].name;
+      if (strcmp(table[i].name, name) == 0)
+        found = &table[i];
+    if (!found) { /* the library's message lists the known names */
+      lowp_qconfig cfg;
+      int rc = cli_parse_scheme("inspect", name, &cfg);
+      return rc ? rc : CLI_EXIT_USAGE;
+    }
     int dup = 0;
     for (int k = 0; k < a->n_schemes; k++)
       dup |= !strcmp(a->names[k], name);
     if (!dup && a->n_schemes < MAX_SCHEMES) {
-      a->names[a->n_schemes] = stable;
-      a->cfgs[a->n_schemes++] = cfg;
+      a->names[a->n_schemes] = found->name;
+      a->cfgs[a->n_schemes++] = found->cfg;
     }
     p += len + (p[len] == ',');
   }
@@ -99,7 +100,7 @@ static int parse_args(int argc, char **argv, inspect_args *a, int *help) {
       return 0;
     }
     if ((m = cli_option_value("inspect", argc, argv, &i, "--scheme", &v)) != 0) {
-      if (m < 0 || (rc = add_schemes(a, v)) != 0)
+      if (m < 0 || add_schemes(a, v) != 0)
         return CLI_EXIT_USAGE;
     } else if ((m = cli_option_value("inspect", argc, argv, &i, "--tensor", &v)) != 0) {
       if (m < 0)
@@ -229,6 +230,8 @@ static void print_footer(const inspect_args *a) {
 /* Every scheme on one tensor x (rows, cols). */
 static int inspect_matrix(inspect_args *a, const tensor_view *v, const float *x) {
   size_t n = v->rows * v->cols;
+  if (n == 0) /* empty tensors are skipped before: never taken */
+    return 0;
   float *y = malloc(n * sizeof *y); // (rows, cols) dequantized
   if (!y)
     return cli_runtime_error("inspect", "out of memory for tensor '%s'", v->name);

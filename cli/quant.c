@@ -131,10 +131,14 @@ static int parse_args(int argc, char **argv, quant_args *a, int *help) {
     } else if ((m = cli_option_value("quant", argc, argv, &i, "--hadamard", &v)) != 0) {
       if (m < 0)
         return CLI_EXIT_USAGE;
-      if (strcmp(v, "16") && strcmp(v, "32") && strcmp(v, "128"))
+      static const char *const names[] = {"16", "32", "128"};
+      static const int sizes[] = {16, 32, 128};
+      for (int k = 0; k < 3; k++)
+        if (strcmp(v, names[k]) == 0)
+          a->hadamard = sizes[k];
+      if (!a->hadamard)
         return cli_usage_error("quant", "--hadamard: '%s' is not a supported size (16, 32, 128)",
                                v);
-      a->hadamard = atoi(v);
     } else if (!strcmp(argv[i], "--pow2")) {
       pow2 = 1;
     } else if (!strcmp(argv[i], "--stats")) {
@@ -217,19 +221,23 @@ int cli_quant(int argc, char **argv) {
     print_help();
     return 0;
   }
+  size_t n = a.rows * a.cols;
+  if (n == 0) /* cli_parse_shape rejects zero dimensions: never taken */
+    return CLI_EXIT_USAGE;
   float *x = NULL;
   if ((rc = cli_read_f32_matrix("quant", "IN", a.in_path, a.rows, a.cols, &x)) != 0)
     return rc;
-  float *y = malloc(a.rows * a.cols * sizeof *y); // (rows, cols) dequantized
+  float *y = malloc(n * sizeof *y); // (rows, cols) dequantized
   cli_output out;
   lowp_qstats st;
+  memset(&st, 0, sizeof st);
   if (!y) {
     rc = cli_runtime_error("quant", "out of memory");
   } else if ((rc = cli_output_open("quant", a.out_path, &out)) == 0) {
     if (lowp_quant_roundtrip(y, x, a.rows, a.cols, &a.cfg, a.hadamard, a.seed, &st) != LOWP_OK)
       rc = cli_runtime_error("quant", "%s", lowp_last_error());
     else
-      rc = cli_output_write("quant", &out, y, a.rows * a.cols * sizeof *y);
+      rc = cli_output_write("quant", &out, y, n * sizeof *y);
     if (rc)
       cli_output_abort(&out);
     else
