@@ -17,13 +17,14 @@
  *   bf16, whose bias 127 makes the first formula exact for them too).
  * - Overflow is decided after rounding (mag > max_mag); Inf inputs also exceed max_mag and
  *   take the same code, which for RNE is what lowpi_encode_overflow gives both.
- * - No floating-point arithmetic in the encode, so the FP environment (rounding mode, FTZ,
- *   DAZ) cannot change a result. */
+ * - No floating-point arithmetic at all (decodes included), so the FP environment (rounding
+ *   mode, FTZ, DAZ) cannot change a result. This is also why no conversion instruction is
+ *   used: VCVTNEPS2BF16 flushes float32 subnormal inputs to zero and keeps NaN payloads,
+ *   where the reference rounds subnormals and returns the canonical quiet NaN. */
 #ifndef LOWPI_CAST_LANES_H
 #define LOWPI_CAST_LANES_H
 
 #include <stdint.h>
-#include <string.h>
 
 #include "lowp/format.h"
 
@@ -69,6 +70,23 @@ static inline uint32_t lowpi_lane_encode(uint32_t u, int bits, int E, int M, int
   return a > 0x7F800000u ? nan : code;
 }
 
+/* All ones if c, else 0; and c ? a : b through masks. The decode uses these because GCC
+ * threads jumps over several plain selects on the same value into branches, which blocks
+ * vectorizing the loop. */
+static inline uint32_t lowpi_lane_mask(int c) {
+  return 0u - (uint32_t)c;
+}
+static inline uint32_t lowpi_lane_select(int c, uint32_t a, uint32_t b) {
+  return (a & lowpi_lane_mask(c)) | (b & ~lowpi_lane_mask(c));
+}
+
+/* One step of the leading-one search: shift by `step` if the top `step` bits are clear. */
+static inline void lowpi_lane_norm_step(uint32_t *xs, uint32_t *e, uint32_t step) {
+  int low = *xs < (1u << (24 - step));
+  *xs = lowpi_lane_select(low, *xs << step, *xs);
+  *e -= lowpi_lane_mask(low) & step;
+}
+
 /* Code -> fp32 bits. Exact: every code is a float32 value; NaN codes give the canonical
  * quiet NaN 0x7FC00000 with the code's sign, as lowpi_decode does. */
 static inline uint32_t lowpi_lane_decode(uint32_t c, int bits, int E, int M, int B, int special) {
@@ -81,18 +99,27 @@ static inline uint32_t lowpi_lane_decode(uint32_t c, int bits, int E, int M, int
     r = mag << (23 - M); /* bf16: the same exponent, subnormals included */
   } else {
     uint32_t normal = (mag << (23 - M)) + ((uint32_t)(127 - B) << 23);
-    /* Subnormal code: man * 2^(1 - B - M), a normal float32 for these formats. Converting
-     * an integer below 2^24 and scaling by a power of two is exact, whatever the FP
-     * environment, since neither the operands nor the result is subnormal. */
-    float sub = (float)(int32_t)mag * (1.0f / (float)(1u << (B + M - 1)));
-    uint32_t sub_bits;
-    memcpy(&sub_bits, &sub, sizeof sub_bits);
-    r = mag < (1u << M) ? sub_bits : normal;
+    /* Subnormal code: man * 2^(1 - B - M), a normal float32 for these formats. Normalize in
+     * integers (a branch-free binary search for the leading one; no FP, so no dependence on
+     * the FP environment): start with man's top possible bit at bit 23, where the biased
+     * exponent is 127 - B, and shift left while the leading one is lower. */
+    uint32_t xs = mag << (24 - M);
+    uint32_t e = (uint32_t)(127 - B);
+    if (M > 8)
+      lowpi_lane_norm_step(&xs, &e, 8);
+    if (M > 4)
+      lowpi_lane_norm_step(&xs, &e, 4);
+    if (M > 2)
+      lowpi_lane_norm_step(&xs, &e, 2);
+    if (M > 1)
+      lowpi_lane_norm_step(&xs, &e, 1);
+    uint32_t sub = ((e << 23) | (xs & 0x7FFFFFu)) & lowpi_lane_mask(mag != 0);
+    r = lowpi_lane_select(mag < (1u << M), sub, normal);
   }
   if (special == LOWP_SPECIAL_IEEE)
-    r = mag >= inf_mag ? (mag == inf_mag ? 0x7F800000u : 0x7FC00000u) : r;
+    r = lowpi_lane_select(mag >= inf_mag, 0x7F800000u | (uint32_t)(mag != inf_mag) << 22, r);
   else if (special == LOWP_SPECIAL_FN)
-    r = mag == all_ones ? 0x7FC00000u : r;
+    r = lowpi_lane_select(mag == all_ones, 0x7FC00000u, r);
   return r | sign;
 }
 
