@@ -47,7 +47,7 @@ static double time_cast(lowpi_cpu level, int enc, lowp_format f, const lowp_cast
 }
 
 int main(int argc, char **argv) {
-  int reps = argc > 1 ? atoi(argv[1]) : 7;
+  int reps = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 7;
   if (reps < 1 || reps > MAX_REPS) {
     fprintf(stderr, "usage: bench_cast [reps 1..%d]\n", MAX_REPS);
     return 2;
@@ -56,8 +56,12 @@ int main(int argc, char **argv) {
   size_t n = (64u << 20) / sizeof(float);
   float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
   void *codes = malloc(n * 2);
-  if (!x || !y || !codes)
+  if (!x || !y || !codes) {
+    free(x);
+    free(y);
+    free(codes);
     return 1;
+  }
   uint64_t s = 0x853C49E6748FEA9Bull;
   for (size_t i = 0; i < n; i += 2) { /* Box-Muller on a fixed-seed LCG */
     double u[2];

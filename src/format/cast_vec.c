@@ -98,37 +98,46 @@ static const kernel_row *find_row(lowp_format format) {
   return NULL;
 }
 
-void lowpi_encode_fast(lowp_format format, const float *x, size_t n, void *codes,
-                       const lowp_cast_opts *opts) {
+void lowpi_encode_at(lowpi_cpu level, lowp_format format, const float *x, size_t n, void *codes,
+                     const lowp_cast_opts *opts, size_t first_index) {
   const kernel_row *row = find_row(format);
   encode_kernel k = NULL;
-  if (row && opts->round == LOWP_ROUND_RNE)
-    k = row->enc[lowpi_cpu_get()][opts->overflow == LOWP_OVERFLOW_SATURATE];
+  if (row && opts->round == LOWP_ROUND_RNE && (unsigned)level < LOWPI_CPU_COUNT)
+    k = row->enc[level][opts->overflow == LOWP_OVERFLOW_SATURATE];
+  if (k)
+    k(x, n, codes);
+  else
+    lowpi_encode_scalar(format, x, n, codes, opts, first_index);
+}
+
+void lowpi_decode_at(lowpi_cpu level, lowp_format format, const void *codes, size_t n, float *x) {
+  const kernel_row *row = find_row(format);
+  decode_kernel k = row && (unsigned)level < LOWPI_CPU_COUNT ? row->dec[level] : NULL;
+  if (k)
+    k(codes, n, x);
+  else
+    lowpi_decode_scalar(format, codes, n, x);
+}
+
+void lowpi_encode_fast(lowp_format format, const float *x, size_t n, void *codes,
+                       const lowp_cast_opts *opts) {
+  lowpi_cpu level = lowpi_cpu_get();
   int bytes = lowp_format_get(format)->storage_bytes;
   long nchunks = (long)((n + CHUNK - 1) / CHUNK);
 #pragma omp parallel for schedule(static) if (nchunks > 1)
   for (long c = 0; c < nchunks; c++) {
     size_t lo = (size_t)c * CHUNK, len = n - lo < CHUNK ? n - lo : CHUNK;
-    uint8_t *out = (uint8_t *)codes + lo * (size_t)bytes;
-    if (k)
-      k(x + lo, len, out);
-    else
-      lowpi_encode_scalar(format, x + lo, len, out, opts, lo);
+    lowpi_encode_at(level, format, x + lo, len, (uint8_t *)codes + lo * (size_t)bytes, opts, lo);
   }
 }
 
 void lowpi_decode_fast(lowp_format format, const void *codes, size_t n, float *x) {
-  const kernel_row *row = find_row(format);
-  decode_kernel k = row ? row->dec[lowpi_cpu_get()] : NULL;
+  lowpi_cpu level = lowpi_cpu_get();
   int bytes = lowp_format_get(format)->storage_bytes;
   long nchunks = (long)((n + CHUNK - 1) / CHUNK);
 #pragma omp parallel for schedule(static) if (nchunks > 1)
   for (long c = 0; c < nchunks; c++) {
     size_t lo = (size_t)c * CHUNK, len = n - lo < CHUNK ? n - lo : CHUNK;
-    const uint8_t *in = (const uint8_t *)codes + lo * (size_t)bytes;
-    if (k)
-      k(in, len, x + lo);
-    else
-      lowpi_decode_scalar(format, in, len, x + lo);
+    lowpi_decode_at(level, format, (const uint8_t *)codes + lo * (size_t)bytes, len, x + lo);
   }
 }

@@ -39,4 +39,10 @@ int lowpi_cpu_supported(lowpi_cpu level);
 int lowpi_cpu_set(lowpi_cpu level);
 const char *lowpi_cpu_name(lowpi_cpu level);
 
+/* One thread, at the given level (which the caller has checked is supported): the kernel of
+ * that level for the hot casts, else the scalar loop. lowpi_*_fast chunk these over OpenMP. */
+void lowpi_encode_at(lowpi_cpu level, lowp_format format, const float *x, size_t n, void *codes,
+                     const lowp_cast_opts *opts, size_t first_index);
+void lowpi_decode_at(lowpi_cpu level, lowp_format format, const void *codes, size_t n, float *x);
+
 #endif

@@ -3,7 +3,7 @@
  * patterns (every sign and exponent with rounding-boundary, carry and random mantissas; every
  * mantissa of the exponents where each format's subnormal, normal and overflow ranges meet),
  * 10M random patterns, every code of the decodes, lengths 0..67 at misaligned addresses.
- * LOWP_TEST_EXHAUSTIVE=1 adds all 2^32 float32 patterns for every hot encode (minutes). */
+ * All 2^32 float32 patterns take minutes: bench/exhaustive_cast.c does that (not a ctest). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,25 +190,6 @@ static void test_random(void **state) {
   free(bits);
 }
 
-/* All 2^32 float32 patterns, in blocks (only with LOWP_TEST_EXHAUSTIVE=1: minutes). */
-static void test_exhaustive(void **state) {
-  (void)state;
-  const char *env = getenv("LOWP_TEST_EXHAUSTIVE");
-  if (!env || strcmp(env, "1") != 0) {
-    print_message("skipped: set LOWP_TEST_EXHAUSTIVE=1 for all 2^32 inputs\n");
-    return;
-  }
-  size_t block = 1u << 24;
-  uint32_t *bits = malloc(block * sizeof *bits);
-  assert_non_null(bits);
-  for (uint64_t start = 0; start < (1ull << 32); start += block) {
-    for (size_t i = 0; i < block; i++)
-      bits[i] = (uint32_t)(start + i);
-    check_all_hot(bits, block);
-  }
-  free(bits);
-}
-
 /* Every code (every byte value for the 4-bit e2m1: the high nibble must be ignored). */
 static void test_decode_all_codes(void **state) {
   (void)state;
@@ -300,7 +281,6 @@ int main(void) {
       cmocka_unit_test(test_env_override),     cmocka_unit_test(test_decode_all_codes),
       cmocka_unit_test(test_tails_misaligned), cmocka_unit_test(test_stratified),
       cmocka_unit_test(test_boundary_binades), cmocka_unit_test(test_random),
-      cmocka_unit_test(test_exhaustive),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
