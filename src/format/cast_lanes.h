@@ -48,7 +48,7 @@ static inline uint32_t lowpi_lane_encode(uint32_t u, int bits, int E, int M, int
     uint32_t m = (a & 0x7FFFFFu) | ((uint32_t)(ef != 0) << 23);
     uint32_t ef1 = ef ? ef : 1u;
     uint32_t sh = S + (uint32_t)(128 - B) - ef1; /* S + d; only used when ef1 < 128 - B */
-    sh = sh < 25u ? sh : 25u;
+    sh = sh - 1u < 24u ? sh : 25u; /* 1..24, else 25 (also keeps 1u << (sh - 1) defined) */
     uint32_t sub = (m + (1u << (sh - 1u)) - 1u + ((m >> sh) & 1u)) >> sh;
     mag = a < ((uint32_t)(128 - B) << 23) ? sub : mag;
   }
