@@ -60,8 +60,7 @@ HOT_FORMATS(PORTABLE_KERNELS)
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define LOWPI_X86_LEVELS 1
 #define ATTR_AVX2 __attribute__((target("avx2")))
-#define ATTR_AVX512                                                                                \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512")))
+#define ATTR_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #define AVX2_KERNELS(...) DEFINE_KERNELS(avx2, ATTR_AVX2, __VA_ARGS__)
 #define AVX512_KERNELS(...) DEFINE_KERNELS(avx512, ATTR_AVX512, __VA_ARGS__)
 HOT_FORMATS(AVX2_KERNELS)
