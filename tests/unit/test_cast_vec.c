@@ -1,7 +1,8 @@
 /* The fast array casts (cast_vec.c) against the scalar reference lowpi_encode/lowpi_decode,
  * bit for bit, at every instruction-set level this CPU can run: dense stratified float32
- * patterns (every sign and exponent with rounding-boundary, carry and random mantissas; every
- * mantissa of the exponents where each format's subnormal, normal and overflow ranges meet),
+ * patterns (every sign and exponent with rounding-boundary, carry and random mantissas; all
+ * low-20-bit mantissas of the exponents where each format's subnormal, normal and overflow
+ * ranges meet),
  * 10M random patterns, every code of the decodes, lengths 0..67 at misaligned addresses.
  * All 2^32 float32 patterns take minutes: bench/exhaustive_cast.c does that (not a ctest). */
 #include <stdio.h>
