@@ -82,12 +82,23 @@ static lowp_status fake_quant_rows(lowpi_recipe_exec *ex, linear_state *ls, lowp
   }
   lowp_status st = LOWP_OK;
   if (o->kind == OP_CAST) {
-    lowpi_fmt f = lowpi_fmt_of(o->cast_format);
     /* Native overflow: an fp16 product that overflows is Inf, which the loss scaler sees. */
-#pragma omp parallel for schedule(static) if (rows * K > 65536)
-    for (long i = 0; i < (long)(rows * K); i++)
-      y[i] = lowpi_decode(f, lowpi_encode(f, src[i], o->spec.round, LOWP_OVERFLOW_NATIVE, ex->seed,
-                                          offset, (uint64_t)i));
+    size_t n = rows * K;
+    if (o->spec.round == LOWP_ROUND_RNE) { /* the vectorized array casts, bit-identical */
+      uint16_t *codes = malloc(n * sizeof(uint16_t));
+      lowp_cast_opts opts = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+      st = codes ? lowp_encode(o->cast_format, src, n, codes, &opts)
+                 : lowpi_fail(LOWP_ERR_NOMEM, "recipe: no memory for %zu codes", n);
+      if (st == LOWP_OK)
+        st = lowp_decode(o->cast_format, codes, n, y);
+      free(codes);
+    } else {
+      lowpi_fmt f = lowpi_fmt_of(o->cast_format);
+#pragma omp parallel for schedule(static) if (n > 65536)
+      for (long i = 0; i < (long)n; i++)
+        y[i] = lowpi_decode(f, lowpi_encode(f, src[i], o->spec.round, LOWP_OVERFLOW_NATIVE,
+                                            ex->seed, offset, (uint64_t)i));
+    }
   } else {
     if (!o->have_q || o->q_rows != rows || o->q_cols != K) {
       if (o->have_q)
