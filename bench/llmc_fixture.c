@@ -76,8 +76,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: llmc_fixture DIR L NH C maxT [train_tokens] [val_tokens]\n");
     return 2;
   }
-  int L = atoi(argv[2]), NH = atoi(argv[3]), C = atoi(argv[4]), maxT = atoi(argv[5]);
-  long ntrain = argc > 6 ? atol(argv[6]) : 1L << 20, nval = argc > 7 ? atol(argv[7]) : 1L << 16;
+  int L = (int)strtol(argv[2], NULL, 10), NH = (int)strtol(argv[3], NULL, 10);
+  int C = (int)strtol(argv[4], NULL, 10), maxT = (int)strtol(argv[5], NULL, 10);
+  long ntrain = argc > 6 ? strtol(argv[6], NULL, 10) : 1L << 20;
+  long nval = argc > 7 ? strtol(argv[7], NULL, 10) : 1L << 16;
   if (L < 1 || NH < 1 || C < 1 || C % NH != 0 || maxT < 1 || ntrain < 2 || nval < 2) {
     fprintf(stderr, "llmc_fixture: need L, NH, C, maxT >= 1, C divisible by NH, >= 2 tokens\n");
     return 2;

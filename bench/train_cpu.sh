@@ -26,10 +26,10 @@ L=4 NH=4 C=256 CTX=256 B=4 T=64
 RECIPES="fp32 bf16 fp16 fp8-delayed fp8-current fp8-block mxfp8 nvfp4 mxfp4-quartet int8"
 export OMP_NUM_THREADS=${THREADS:-2} OMP_WAIT_POLICY=passive
 LOWP=$BUILD/lowp
-[ -x "$LOWP" ] && [ -x "$BUILD/llmc_fixture" ] || {
+if [ ! -x "$LOWP" ] || [ ! -x "$BUILD/llmc_fixture" ]; then
   echo "build lowp first (cmake -B $BUILD && cmake --build $BUILD)" >&2
   exit 1
-}
+fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -53,7 +53,7 @@ if [ -n "$LLMC_SRC" ] && [ -f "$LLMC_SRC/train_gpt2.c" ]; then
   progs="llmc_o3 llmc_ofast lowp"
 fi
 echo "load before part 1: $(load)"
-for r in $(seq "$ROUNDS"); do
+for _ in $(seq "$ROUNDS"); do
   for p in $progs; do
     if [ "$p" = lowp ]; then
       "$LOWP" train --arch gpt2 --layers $L --heads $NH --dim $C --ctx $CTX --vocab 50257 \
@@ -72,7 +72,7 @@ echo
 echo "GPT-2 shape L=$L, NH=$NH, C=$C, V=50257 (llm.c pads its logits to 50304), B=$B, T=$T;" \
   "$ROUNDS rounds x $STEPS steps, first $WARM of each run left out."
 echo
-echo "| program | build | steps timed | median ms/step | tokens/s | vs lowp fp32 |"
+echo "| program | build | steps timed | median ms/step | tokens/s | tokens/s relative to lowp fp32 |"
 echo "|---|---|---:|---:|---:|---:|"
 lowp_med=$(median <"$TMP/ms_lowp")
 for p in $progs; do
@@ -89,7 +89,7 @@ done
 # --- 2. recipes on the small preset --------------------------------------------------------
 echo
 echo "load before part 2: $(load)"
-for r in $(seq "$RROUNDS"); do
+for _ in $(seq "$RROUNDS"); do
   for rc in $RECIPES; do
     "$LOWP" train --model small --batch 8 --seq 128 --steps "$RSTEPS" --eval-every 0 \
       --eval-batches 1 --recipe "$rc" --log "$TMP/r.jsonl" >/dev/null

@@ -183,7 +183,8 @@ static lowp_status op_init(lowpi_recipe_exec *ex, const lowp_recipe *r, lowp_ope
                                 r->margin));
     o->cfg.mode = LOWP_SCALING_DELAYED;
     o->cfg.delayed = o->delayed;
-    lowp_delayed_scaling **grown = realloc(ex->delayed, (ex->ndelayed + 1) * sizeof *ex->delayed);
+    lowp_delayed_scaling **grown =
+        realloc(ex->delayed, (ex->ndelayed + 1) * sizeof(lowp_delayed_scaling *));
     if (!grown)
       return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
     ex->delayed = grown;
