@@ -47,12 +47,17 @@ static lowp_operand slot_of(lowpi_gemm gemm, lowpi_operand which) {
   return slots[gemm][which];
 }
 
+/* Blocked for the cache: a 16x16 tile is read and written while it is resident (the plain
+ * row-by-row loop wrote with a stride of `rows` floats and was ~10% of an fp8 step). */
 static void transpose(float *out, const float *in, size_t rows, size_t cols) {
   // out (cols, rows), in (rows, cols)
+  enum { TB = 16 }; /* 32 rows of a power-of-two stride alias in L1 (4K aliasing): 16 is faster */
 #pragma omp parallel for schedule(static) if (rows * cols > 65536)
-  for (long r = 0; r < (long)rows; r++)
-    for (size_t c = 0; c < cols; c++)
-      out[c * rows + (size_t)r] = in[(size_t)r * cols + c];
+  for (long r0 = 0; r0 < (long)rows; r0 += TB)
+    for (size_t c0 = 0; c0 < cols; c0 += TB)
+      for (size_t r = (size_t)r0; r < (size_t)r0 + TB && r < rows; r++)
+        for (size_t c = c0; c < c0 + TB && c < cols; c++)
+          out[c * rows + r] = in[r * cols + c];
 }
 
 /* Quantize then dequantize x (rows, K) with blocks along its rows (K is the reduction). */
