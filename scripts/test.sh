@@ -18,7 +18,7 @@ echo "== static checks"
 scripts/lint.sh
 
 echo "== ASan + UBSan"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLOWP_SANITIZE=ON -DLOWP_WERROR=ON \
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOWP_SANITIZE=ON -DLOWP_WERROR=ON \
   -DLOWP_CUDA=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
