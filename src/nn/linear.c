@@ -90,5 +90,7 @@ lowp_status lowpi_linear_backward(float *dinp, float *dweight, float *dbias, con
       dbias[o] += sum;
     }
   }
+  if (ctx && ctx->grad)
+    return ctx->grad(ctx->user, dinp, dweight, (size_t)N, (size_t)C, (size_t)OC);
   return LOWP_OK;
 }

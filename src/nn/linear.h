@@ -29,9 +29,18 @@ typedef lowp_status (*lowpi_operand_fn)(void *user, lowpi_gemm gemm, lowpi_opera
                                         float *out, const float *inp, size_t rows, size_t cols,
                                         int k_along_cols);
 
+/* Gradient hook, called at the end of the backward pass of a linear layer with the input
+ * gradient dinp (N, C) (NULL when not computed) and the weight gradient dweight (OC, C) after
+ * this call's accumulation. A weight serves one linear layer once per step and its gradient is
+ * zeroed before the backward pass, so changing dweight here changes exactly this call's part.
+ * Quantization-aware recipes use it for straight-through estimators with a clipping mask. */
+typedef lowp_status (*lowpi_grad_fn)(void *user, float *dinp, float *dweight, size_t N, size_t C,
+                                     size_t OC);
+
 typedef struct {
   lowpi_operand_fn operand; /* NULL: use the fp32 operands as they are */
   void *user;
+  lowpi_grad_fn grad; /* NULL: gradients as computed */
 } lowpi_linear_ctx;
 
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL). */

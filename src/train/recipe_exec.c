@@ -1,6 +1,7 @@
 /* Recipe execution: the operand hook of every quantized linear layer. */
 #include "train/recipe_exec.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,11 @@ typedef struct {
   int linear;
   op_state op[LOWP_OP_COUNT];
   lowpi_linear_ctx ctx;
+  /* Clipping masks of the forward operands X (N, C) and W (OC, C) for the straight-through
+   * estimator (Quartet): 1 where the value fit the format, 0 where it was clipped; kept in the
+   * basis the quantizer saw (after the Hadamard rotation, if any). */
+  unsigned char *mask[2];
+  size_t mask_n[2];
 } linear_state;
 
 struct lowpi_recipe_exec {
@@ -58,6 +64,30 @@ static void transpose(float *out, const float *in, size_t rows, size_t cols) {
       for (size_t r = (size_t)r0; r < (size_t)r0 + TB && r < rows; r++)
         for (size_t c = c0; c < c0 + TB && c < cols; c++)
           out[c * rows + r] = in[r * cols + c];
+}
+
+/* Record which values of x (rows, K) the quantizer clipped: |x| beyond the format's max times
+ * the block's decode multiplier. */
+static lowp_status record_clip_mask(linear_state *ls, int which, const lowp_qtensor *q,
+                                    const float *x, size_t rows, size_t K) {
+  size_t n = rows * K;
+  if (ls->mask_n[which] != n) {
+    unsigned char *m = realloc(ls->mask[which], n);
+    if (!m)
+      return lowpi_fail(LOWP_ERR_NOMEM, "recipe: no memory for a clipping mask");
+    ls->mask[which] = m;
+    ls->mask_n[which] = n;
+  }
+  const lowp_qdata *d = &q->rowwise;
+  double fmax = lowp_format_get(q->cfg.format)->max;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (long r = 0; r < (long)rows; r++)
+    for (size_t k = 0; k < K; k++) {
+      size_t b = ((size_t)r / d->block_rows) * d->scale_cols + k / d->block_cols;
+      double limit = fmax * (double)lowp_qtensor_block_scale(q, d, b);
+      ls->mask[which][(size_t)r * K + k] = fabs((double)x[(size_t)r * K + k]) <= limit;
+    }
+  return LOWP_OK;
 }
 
 /* Quantize then dequantize x (rows, K) with blocks along its rows (K is the reduction). */
@@ -119,6 +149,9 @@ static lowp_status fake_quant_rows(lowpi_recipe_exec *ex, linear_state *ls, lowp
     }
     if (st == LOWP_OK)
       st = lowp_dequantize(&o->q, y);
+    if (st == LOWP_OK && o->spec.clip_mask_ste &&
+        (slot == LOWP_OP_FPROP_X || slot == LOWP_OP_FPROP_W))
+      st = record_clip_mask(ls, slot == LOWP_OP_FPROP_W, &o->q, src, rows, K);
     if (st == LOWP_OK) {
 #pragma omp atomic
       ex->n_saturated += o->q.rowwise.n_saturated;
@@ -152,6 +185,32 @@ static lowp_status operand_hook(void *user, lowpi_gemm gemm, lowpi_operand which
     transpose(out, t + rows * cols, cols, rows);
   free(t);
   return st;
+}
+
+/* Straight-through estimator with a clipping mask: the gradient of a clipped forward value is
+ * zero. g (rows, K) is masked in the basis the quantizer saw: rotate, mask, rotate back. */
+static lowp_status mask_gradient(linear_state *ls, int which, float *g, size_t rows, size_t K) {
+  const op_state *o = &ls->op[which ? LOWP_OP_FPROP_W : LOWP_OP_FPROP_X];
+  if (!g || !o->spec.clip_mask_ste || ls->mask_n[which] != rows * K)
+    return LOWP_OK;
+  uint64_t seed = ls->ex->seed ^ 0x4AD4u;
+  if (o->spec.hadamard)
+    LOWPI_TRY(lowp_hadamard(g, g, rows, K, o->spec.hadamard, seed, 0));
+  const unsigned char *m = ls->mask[which];
+#pragma omp parallel for schedule(static) if (rows * K > 65536)
+  for (long i = 0; i < (long)(rows * K); i++)
+    if (!m[i])
+      g[i] = 0.0f;
+  if (o->spec.hadamard)
+    LOWPI_TRY(lowp_hadamard(g, g, rows, K, o->spec.hadamard, seed, 1));
+  return LOWP_OK;
+}
+
+static lowp_status grad_hook(void *user, float *dinp, float *dweight, size_t N, size_t C,
+                             size_t OC) {
+  linear_state *ls = user;
+  LOWPI_TRY(mask_gradient(ls, 0, dinp, N, C));
+  return mask_gradient(ls, 1, dweight, OC, C);
 }
 
 /* Resolve one operand of the recipe into its executable state. */
@@ -232,6 +291,7 @@ lowp_status lowpi_recipe_exec_create(lowpi_recipe_exec **out, const lowp_recipe 
     for (int op = 0; op < LOWP_OP_COUNT && st == LOWP_OK; op++)
       st = op_init(ex, r, (lowp_operand)op, &ls->op[op]);
     ls->ctx.operand = operand_hook;
+    ls->ctx.grad = grad_hook;
     ls->ctx.user = ls;
     if (st == LOWP_OK)
       st = lowpi_model_set_linear_ctx(model, i, &ls->ctx);
@@ -249,6 +309,8 @@ void lowpi_recipe_exec_free(lowpi_recipe_exec *ex) {
     return;
   for (int i = 0; i < ex->nlin; i++) {
     lowpi_model_set_linear_ctx(ex->model, i, NULL);
+    free(ex->lin[i].mask[0]);
+    free(ex->lin[i].mask[1]);
     for (int op = 0; op < LOWP_OP_COUNT; op++) {
       op_state *o = &ex->lin[i].op[op];
       if (o->have_q)

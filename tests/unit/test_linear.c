@@ -132,7 +132,7 @@ static void test_hook(void **state) {
   /* scaling every operand by 2 scales each GEMM by exactly 4 (powers of two are exact) */
   hook_log h = {0};
   h.scale = 2.0f;
-  lowpi_linear_ctx ctx = {hook, &h};
+  lowpi_linear_ctx ctx = {hook, &h, NULL};
   TU_ASSERT_OK(lowpi_linear_forward(y1, x, w, bias, N, C, OC, &ctx));
   TU_ASSERT_OK(lowpi_linear_backward(dx1, dw1, db1, dy, x, w, N, C, OC, &ctx));
   assert_int_equal(h.calls, 6);
@@ -147,7 +147,7 @@ static void test_hook(void **state) {
     assert_true(dw1[i] == 4.0f * dw0[i]);
   for (int i = 0; i < OC; i++)
     assert_true(db1[i] == db0[i]); /* the bias gradient is not a GEMM */
-  lowpi_linear_ctx bad = {failing_hook, NULL};
+  lowpi_linear_ctx bad = {failing_hook, NULL, NULL};
   assert_int_equal(lowpi_linear_forward(y1, x, w, bias, N, C, OC, &bad), LOWP_ERR_UNSUPPORTED);
   assert_int_equal(lowpi_linear_backward(dx1, dw1, db1, dy, x, w, N, C, OC, &bad),
                    LOWP_ERR_UNSUPPORTED);
