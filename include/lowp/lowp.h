@@ -3,6 +3,7 @@
 #define LOWP_LOWP_H
 
 #include "lowp/format.h"
+#include "lowp/cuda.h"
 #include "lowp/status.h"
 
 #define LOWP_VERSION_MAJOR 0
