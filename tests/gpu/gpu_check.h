@@ -28,7 +28,7 @@ static long gc_passed, gc_failed;
 
 /* A call that must succeed; on failure count it, print the library's message and give 0. */
 #define GC_OK(expr) gc_ok_((expr), #expr, __FILE__, __LINE__)
-static int gc_ok_(lowp_status st, const char *expr, const char *file, int line) {
+static inline int gc_ok_(lowp_status st, const char *expr, const char *file, int line) {
   if (st == LOWP_OK) {
     gc_passed++;
     return 1;
@@ -49,7 +49,7 @@ static int gc_ok_(lowp_status st, const char *expr, const char *file, int line) 
   } while (0)
 
 /* 0 if a device is there (and says which), else prints why and returns 77. */
-static int gc_need_gpu(const char *test) {
+static inline int gc_need_gpu(const char *test) {
   int count = 0;
   lowp_status st = lowp_cuda_available(&count);
   if (st != LOWP_OK || count == 0) {
@@ -62,26 +62,26 @@ static int gc_need_gpu(const char *test) {
   return 0;
 }
 
-static int gc_finish(const char *test) {
+static inline int gc_finish(const char *test) {
   printf("%s: %ld passed, %ld failed\n", test, gc_passed, gc_failed);
   return gc_failed ? 1 : 0;
 }
 
 /* Deterministic test data (splitmix64). */
 static unsigned long long gc_rng_state = 0x243F6A8885A308D3ull;
-static unsigned long long gc_rand64(void) {
+static inline unsigned long long gc_rand64(void) {
   unsigned long long z = (gc_rng_state += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
 /* Uniform in [0, 1). */
-static double gc_uniform(void) {
+static inline double gc_uniform(void) {
   return (double)(gc_rand64() >> 11) * 0x1p-53;
 }
 
 /* Sanitizer runs (compute-sanitizer is slow) set LOWP_GPU_TEST_SMALL=1 for smaller sizes. */
-static int gc_small(void) {
+static inline int gc_small(void) {
   const char *s = getenv("LOWP_GPU_TEST_SMALL");
   return s && s[0] == '1';
 }
