@@ -7,6 +7,7 @@
  * transb = N: the "TN" layout that Hopper's fp8 tensor cores require. */
 #include <mutex>
 #include <stdint.h>
+#include <string.h>
 
 #include "cuda/cuda_common.h"
 #include "lowp/cuda.h"
@@ -86,6 +87,53 @@ cudaDataType_t cuda_type(lowp_format f) {
 const char *fmt_name(lowp_format f) {
   const lowp_format_info *i = lowp_format_get(f);
   return i ? i->name : "?";
+}
+
+/* The alignment cuBLASLt may assume for a matrix: the largest power of two (up to 256, its
+ * default assumption) dividing both the pointer and the leading dimension in bytes. Promising
+ * more than the truth would let it pick a kernel with wider loads than the data allows. */
+uint32_t alignment_of(const void *p, uint64_t ld_bytes) {
+  uint64_t v = (uint64_t)(uintptr_t)p | ld_bytes | 256u;
+  return (uint32_t)(v & (~v + 1u)); /* lowest set bit */
+}
+
+/* The heuristic query costs tens of microseconds: its answer is cached per problem. */
+struct algo_key {
+  int device, a_format, b_format, c_format, trans_a, trans_b, m, n, k, fast, scaled;
+  uint32_t align[3];
+};
+struct algo_entry {
+  algo_key key;
+  cublasLtMatmulAlgo_t algo;
+  bool used;
+};
+constexpr int kAlgoCache = 256;
+algo_entry g_algos[kAlgoCache];
+int g_algo_next;
+std::mutex g_algo_mutex;
+
+bool same_key(const algo_key &x, const algo_key &y) {
+  return memcmp(&x, &y, sizeof x) == 0;
+}
+
+bool cached_algo(const algo_key &key, cublasLtMatmulAlgo_t *algo) {
+  std::lock_guard<std::mutex> lock(g_algo_mutex);
+  for (int i = 0; i < kAlgoCache; i++) {
+    if (g_algos[i].used && same_key(g_algos[i].key, key)) {
+      *algo = g_algos[i].algo;
+      return true;
+    }
+  }
+  return false;
+}
+
+void remember_algo(const algo_key &key, const cublasLtMatmulAlgo_t &algo) {
+  std::lock_guard<std::mutex> lock(g_algo_mutex);
+  algo_entry &e = g_algos[g_algo_next];
+  g_algo_next = (g_algo_next + 1) % kAlgoCache; /* oldest entry out when full */
+  e.key = key;
+  e.algo = algo;
+  e.used = true;
 }
 
 /* The supported type combinations (see include/lowp/cuda.h). */
@@ -186,21 +234,52 @@ lowp_status lowp_cuda_gemm(void *c, const void *a, const void *b, int m, int n, 
       cublasLtMatrixLayoutCreate(&call.b, ta, lt_b_rows, lt_b_cols, (int64_t)lt_b_rows));
   LOWPI_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&call.c, tc, (uint64_t)n, (uint64_t)m, n));
 
-  LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&call.pref));
-  const uint64_t ws = kWorkspaceBytes;
-  LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
-      call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-  cublasLtMatmulHeuristicResult_t heur;
-  int found = 0;
-  LOWPI_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(s->handle, call.op, call.a, call.b, call.c,
-                                                  call.c, call.pref, 1, &heur, &found));
-  if (found == 0)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "lowp_cuda_gemm: cuBLASLt has no algorithm for %s x %s -> %s, "
-                      "%d x %d x %d (trans_a %d, trans_b %d)",
-                      fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format), m, n, k,
-                      o->trans_a, o->trans_b);
+  /* cuBLASLt's A is our B, its B our A; C and D are our C. */
+  const int eb_a = lowp_format_get(o->a_format)->storage_bytes;
+  const int eb_b = lowp_format_get(o->b_format)->storage_bytes;
+  const int eb_c = lowp_format_get(o->c_format)->storage_bytes;
+  algo_key key;
+  memset(&key, 0, sizeof key); /* compared bytewise: no stray padding */
+  LOWPI_CUDA_TRY(cudaGetDevice(&key.device));
+  key.a_format = o->a_format;
+  key.b_format = o->b_format;
+  key.c_format = o->c_format;
+  key.trans_a = o->trans_a;
+  key.trans_b = o->trans_b;
+  key.m = m;
+  key.n = n;
+  key.k = k;
+  key.fast = o->fp8_fast_accum ? 1 : 0;
+  key.scaled = (o->a_scale ? 1 : 0) | (o->b_scale ? 2 : 0);
+  key.align[0] = alignment_of(b, lt_a_rows * (uint64_t)eb_b);
+  key.align[1] = alignment_of(a, lt_b_rows * (uint64_t)eb_a);
+  key.align[2] = alignment_of(c, (uint64_t)n * (uint64_t)eb_c);
+  cublasLtMatmulAlgo_t algo;
+  if (!cached_algo(key, &algo)) {
+    LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&call.pref));
+    const uint64_t ws = kWorkspaceBytes;
+    LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+        call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++)
+      LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+          call.pref, align_attr[i], &key.align[i < 2 ? i : 2], sizeof(uint32_t)));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    LOWPI_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(s->handle, call.op, call.a, call.b, call.c,
+                                                    call.c, call.pref, 1, &heur, &found));
+    if (found == 0)
+      return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                        "lowp_cuda_gemm: cuBLASLt has no algorithm for %s x %s -> %s, "
+                        "%d x %d x %d (trans_a %d, trans_b %d)",
+                        fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format), m, n,
+                        k, o->trans_a, o->trans_b);
+    algo = heur.algo;
+    remember_algo(key, algo);
+  }
   LOWPI_CUBLAS_TRY(cublasLtMatmul(s->handle, call.op, &o->alpha, b, call.a, a, call.b, &o->beta, c,
-                                  call.c, c, call.c, &heur.algo, s->workspace, kWorkspaceBytes, 0));
+                                  call.c, c, call.c, &algo, s->workspace, kWorkspaceBytes, 0));
   return LOWP_OK;
 }
