@@ -2,7 +2,8 @@
 # The GPU test run, on the GPU machine, from the repository root:
 #     OUT=/some/dir bash tests/gpu/run_on_gpu.sh
 # Builds build-gpu/ (sm_90), runs the GPU tests (ctest -L gpu), each GPU test binary again
-# under compute-sanitizer memcheck (smaller sizes: it is slow), then the cast benchmark.
+# under compute-sanitizer memcheck (smaller sizes: it is slow), then the cast and GEMM
+# benchmarks.
 # Everything is printed and, when $OUT is set, also written to $OUT/gpu.log.
 # Exit code 0 only if every step passed. Takes a few minutes; steps that would push the whole
 # run past ~7 minutes are skipped (and reported as failures).
@@ -71,12 +72,14 @@ main() {
     fail "compute-sanitizer not found"
   fi
 
-  step "bench_cuda_cast"
-  if [ -x build-gpu/bench_cuda_cast ]; then
-    timeout 90 build-gpu/bench_cuda_cast || fail "bench_cuda_cast"
-  else
-    fail "bench_cuda_cast not built"
-  fi
+  for b in bench_cuda_cast bench_cuda_gemm; do
+    step "$b"
+    if [ -x "build-gpu/$b" ]; then
+      timeout 90 "build-gpu/$b" || fail "$b"
+    else
+      fail "$b not built"
+    fi
+  done
 
   step "done"
   if [ $status -eq 0 ]; then
