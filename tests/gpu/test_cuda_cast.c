@@ -16,7 +16,8 @@ enum { GUARD = 64 }; /* poisoned bytes checked after the last code */
 
 static const char *const round_names[] = {"rne", "rz", "ru", "sr"};
 static const char *const path_names[] = {"auto", "generic", "vec", "hw"};
-static long path_runs[4];
+static long path_runs[4], path_fails[4];
+static long format_fails[LOWP_FORMAT_COUNT]; /* failed encode runs, to summarise failures */
 
 static float bits_f32(uint32_t u) {
   float f;
@@ -138,6 +139,10 @@ static void check_encode(lowp_format f, const lowp_cast_opts *o, const cast_case
       GC_REQUIRE(lowp_cuda_memcpy(got, dc, total, LOWP_CUDA_D2H));
       size_t bad = 0;
       int ok = compare_bytes(got, ref, lead, len, poisons[p], bytes, &bad);
+      if (!ok) {
+        path_fails[path]++;
+        format_fails[f]++;
+      }
       if (ok || bad >= cc->n) {
         GC_CHECK(ok, "encode %s %s %s path %s n=%zu off %zu/%zu: poison overwritten (%s)",
                  info->name, round_names[o->round], o->overflow ? "sat" : "native",
@@ -319,6 +324,13 @@ int main(void) {
   printf("encode runs per variant: auto %ld, generic %ld, vec %ld, hw %ld\n",
          path_runs[LOWPI_CUDA_CAST_AUTO], path_runs[LOWPI_CUDA_CAST_GENERIC],
          path_runs[LOWPI_CUDA_CAST_VEC], path_runs[LOWPI_CUDA_CAST_HW]);
+  printf("failed encode runs per variant: auto %ld, generic %ld, vec %ld, hw %ld\n",
+         path_fails[LOWPI_CUDA_CAST_AUTO], path_fails[LOWPI_CUDA_CAST_GENERIC],
+         path_fails[LOWPI_CUDA_CAST_VEC], path_fails[LOWPI_CUDA_CAST_HW]);
+  for (int f = 0; f < LOWP_FORMAT_COUNT; f++)
+    if (format_fails[f])
+      printf("  %s: %ld failed encode runs\n", lowp_format_get((lowp_format)f)->name,
+             format_fails[f]);
   GC_CHECK(path_runs[LOWPI_CUDA_CAST_VEC] > 0 && path_runs[LOWPI_CUDA_CAST_HW] > 0,
            "the vec and hw variants were not exercised");
   GC_OK(lowp_cuda_synchronize());
