@@ -6,7 +6,8 @@
  * differ only in how they move memory and in what the compiler can fold:
  *   generic  one element per thread per step, the format passed at run time (any input);
  *   vec      format, rounding and overflow are template arguments (the format's branches fold
- *            away), 16-byte loads and stores, a scalar tail;
+ *            away; bf16/fp16 RNE take the shortcuts of cast_fast.cuh), 16-byte loads and
+ *            stores, a scalar tail;
  *   hw       fp8 RNE saturating through Hopper's cvt.rn.satfinite instruction, whose NaN
  *            result (always +0x7F) differs from ours (the input's sign, 0x7E for e5m2), so NaN
  *            inputs are patched with the scalar rule. */
@@ -14,6 +15,7 @@
 #include <stdint.h>
 
 #include "cuda/cast_cuda.h"
+#include "cuda/cast_fast.cuh"
 #include "cuda/cuda_common.h"
 #include "format/cast_scalar.h"
 #include "lowp/cuda.h"
@@ -62,6 +64,19 @@ __global__ void decode_generic(lowpi_fmt f, const void *__restrict__ codes, size
 
 /* ---- vec: 16 bytes of codes per thread and step ------------------------------------------- */
 
+/* One code, with the format, rounding and overflow known at compile time: the shortcuts of
+ * cast_fast.cuh where they exist, else the scalar rule (whose format branches then fold). */
+template <lowp_format F, lowp_round R, lowp_overflow O>
+__device__ __forceinline__ uint32_t encode_one(lowpi_fmt f, float x, uint64_t seed, uint64_t offset,
+                                               uint64_t index) {
+  if constexpr (F == LOWP_BF16 && R == LOWP_ROUND_RNE)
+    return lowpi_bf16_rne<O>(x);
+  else if constexpr (F == LOWP_FP16 && R == LOWP_ROUND_RNE)
+    return lowpi_fp16_rne<O>(x);
+  else
+    return lowpi_encode(f, x, R, O, seed, offset, index);
+}
+
 /* VEC codes of BYTES each packed little-endian into four 32-bit words (one uint4). */
 template <lowp_format F, lowp_round R, lowp_overflow O>
 __global__ void encode_vec(const float *__restrict__ x, size_t n, void *__restrict__ codes,
@@ -86,14 +101,14 @@ __global__ void encode_vec(const float *__restrict__ x, size_t n, void *__restri
     uint32_t w[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int j = 0; j < VEC; j++) {
-      uint32_t c = lowpi_encode(f, in[j], R, O, seed, offset, v * VEC + (size_t)j);
+      uint32_t c = encode_one<F, R, O>(f, in[j], seed, offset, v * VEC + (size_t)j);
       w[j / PER_WORD] |= c << (8 * BYTES * (j % PER_WORD));
     }
     ((uint4 *)codes)[v] = make_uint4(w[0], w[1], w[2], w[3]);
   }
   C *out = (C *)codes;
   for (size_t i = nvec * VEC + global_tid(); i < n; i += grid_stride())
-    out[i] = (C)lowpi_encode(f, x[i], R, O, seed, offset, i);
+    out[i] = (C)encode_one<F, R, O>(f, x[i], seed, offset, i);
 }
 
 template <lowp_format F>
