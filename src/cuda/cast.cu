@@ -307,7 +307,8 @@ lowp_status lowpi_cuda_encode_path(lowp_format format, const float *x, size_t n,
   const bool fp8_sat_rne = (format == LOWP_E4M3 || format == LOWP_E5M2) &&
                            opts->round == LOWP_ROUND_RNE &&
                            opts->overflow == LOWP_OVERFLOW_SATURATE;
-  if (path == LOWPI_CUDA_CAST_HW) {
+  /* fp8 RNE saturating (what training uses) goes to the hardware conversion. */
+  if (path == LOWPI_CUDA_CAST_HW || (path == LOWPI_CUDA_CAST_AUTO && aligned && fp8_sat_rne)) {
     if (!aligned || !fp8_sat_rne)
       return lowpi_fail(LOWP_ERR_UNSUPPORTED, "hw cast: only aligned e4m3/e5m2 RNE saturating");
     unsigned blocks = lowpi_cuda_blocks(n / 16 ? n / 16 : n, kThreads);
