@@ -1,4 +1,4 @@
-/* Element casts and amax on the GPU.
+/* Element casts on the GPU.
  *
  * Every kernel computes codes with the scalar rules of src/format/cast_scalar.h (the same
  * header the CPU uses, compiled for the device), so the results are the CPU's bit for bit,
@@ -22,8 +22,6 @@
 
 namespace {
 
-constexpr unsigned kThreads = 256;
-
 template <int BYTES> struct code_of;
 template <> struct code_of<1> { typedef uint8_t type; };
 template <> struct code_of<2> { typedef uint16_t type; };
@@ -31,14 +29,6 @@ template <> struct code_of<4> { typedef uint32_t type; };
 
 __host__ __device__ constexpr int storage_bytes(lowp_format f) {
   return f == LOWP_FP32 ? 4 : (f == LOWP_BF16 || f == LOWP_FP16) ? 2 : 1;
-}
-
-__device__ __forceinline__ size_t global_tid() {
-  return (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-}
-
-__device__ __forceinline__ size_t grid_stride() {
-  return (size_t)gridDim.x * blockDim.x;
 }
 
 /* ---- generic ------------------------------------------------------------------------------ */
@@ -49,7 +39,7 @@ __global__ void encode_generic(lowpi_fmt f, const float *__restrict__ x, size_t 
                                uint64_t seed, uint64_t offset) {
   typedef typename code_of<BYTES>::type C;
   C *out = (C *)codes;
-  for (size_t i = global_tid(); i < n; i += grid_stride())
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
     out[i] = (C)lowpi_encode(f, x[i], r, o, seed, offset, i);
 }
 
@@ -58,7 +48,7 @@ __global__ void decode_generic(lowpi_fmt f, const void *__restrict__ codes, size
                                float *__restrict__ x) {
   typedef typename code_of<BYTES>::type C;
   const C *in = (const C *)codes;
-  for (size_t i = global_tid(); i < n; i += grid_stride())
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
     x[i] = lowpi_decode(f, in[i]);
 }
 
@@ -87,7 +77,7 @@ __global__ void encode_vec(const float *__restrict__ x, size_t n, void *__restri
   typedef typename code_of<BYTES>::type C;
   const lowpi_fmt f = lowpi_fmt_of(F);
   const size_t nvec = n / VEC;
-  for (size_t v = global_tid(); v < nvec; v += grid_stride()) {
+  for (size_t v = lowpi_global_tid(); v < nvec; v += lowpi_grid_stride()) {
     const float4 *src = (const float4 *)(x + v * VEC);
     float in[VEC];
 #pragma unroll
@@ -107,7 +97,7 @@ __global__ void encode_vec(const float *__restrict__ x, size_t n, void *__restri
     ((uint4 *)codes)[v] = make_uint4(w[0], w[1], w[2], w[3]);
   }
   C *out = (C *)codes;
-  for (size_t i = nvec * VEC + global_tid(); i < n; i += grid_stride())
+  for (size_t i = nvec * VEC + lowpi_global_tid(); i < n; i += lowpi_grid_stride())
     out[i] = (C)encode_one<F, R, O>(f, x[i], seed, offset, i);
 }
 
@@ -119,7 +109,7 @@ __global__ void decode_vec(const void *__restrict__ codes, size_t n, float *__re
   typedef typename code_of<BYTES>::type C;
   const lowpi_fmt f = lowpi_fmt_of(F);
   const size_t nvec = n / VEC;
-  for (size_t v = global_tid(); v < nvec; v += grid_stride()) {
+  for (size_t v = lowpi_global_tid(); v < nvec; v += lowpi_grid_stride()) {
     uint4 u = ((const uint4 *)codes)[v];
     uint32_t w[4] = {u.x, u.y, u.z, u.w};
     float4 *dst = (float4 *)(x + v * VEC);
@@ -136,7 +126,7 @@ __global__ void decode_vec(const void *__restrict__ codes, size_t n, float *__re
     }
   }
   const C *in = (const C *)codes;
-  for (size_t i = nvec * VEC + global_tid(); i < n; i += grid_stride())
+  for (size_t i = nvec * VEC + lowpi_global_tid(); i < n; i += lowpi_grid_stride())
     x[i] = lowpi_decode(f, in[i]);
 }
 
@@ -158,7 +148,7 @@ template <lowp_format F> __device__ __forceinline__ uint32_t fp8_hw_pair(float a
 template <lowp_format F>
 __global__ void encode_fp8_hw(const float *__restrict__ x, size_t n, uint8_t *__restrict__ codes) {
   const size_t nvec = n / 16;
-  for (size_t v = global_tid(); v < nvec; v += grid_stride()) {
+  for (size_t v = lowpi_global_tid(); v < nvec; v += lowpi_grid_stride()) {
     const float4 *src = (const float4 *)(x + v * 16);
     uint32_t w[4];
 #pragma unroll
@@ -168,45 +158,8 @@ __global__ void encode_fp8_hw(const float *__restrict__ x, size_t n, uint8_t *__
     }
     ((uint4 *)codes)[v] = make_uint4(w[0], w[1], w[2], w[3]);
   }
-  for (size_t i = nvec * 16 + global_tid(); i < n; i += grid_stride())
+  for (size_t i = nvec * 16 + lowpi_global_tid(); i < n; i += lowpi_grid_stride())
     codes[i] = (uint8_t)fp8_hw_pair<F>(x[i], 0.0f);
-}
-
-/* ---- amax ---------------------------------------------------------------------------------- */
-
-/* |x| as bits, NaN as the canonical quiet NaN: for non-negative floats the unsigned order of
- * the bits is the numeric order, and 0x7FC00000 exceeds every finite value and Inf, so an
- * unsigned max is the exact amax, NaN-propagating, and independent of the order. */
-__device__ __forceinline__ uint32_t abs_key(float v) {
-  uint32_t a = lowpi_f32_bits(v) & 0x7FFFFFFFu;
-  return a > 0x7F800000u ? 0x7FC00000u : a;
-}
-
-__global__ void amax_kernel(const float *__restrict__ x, size_t n, int aligned,
-                            unsigned *__restrict__ out) {
-  uint32_t m = 0;
-  size_t done = 0;
-  if (aligned) {
-    const size_t nvec = n / 4;
-    for (size_t v = global_tid(); v < nvec; v += grid_stride()) {
-      float4 t = ((const float4 *)x)[v];
-      m = max(max(m, abs_key(t.x)), max(abs_key(t.y), max(abs_key(t.z), abs_key(t.w))));
-    }
-    done = nvec * 4;
-  }
-  for (size_t i = done + global_tid(); i < n; i += grid_stride())
-    m = max(m, abs_key(x[i]));
-  m = __reduce_max_sync(0xFFFFFFFFu, m);
-  __shared__ uint32_t warp_max[kThreads / 32];
-  if (threadIdx.x % 32 == 0)
-    warp_max[threadIdx.x / 32] = m;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    m = threadIdx.x < blockDim.x / 32 ? warp_max[threadIdx.x] : 0u;
-    m = __reduce_max_sync(0xFFFFFFFFu, m);
-    if (threadIdx.x == 0)
-      atomicMax(out, m);
-  }
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -219,10 +172,10 @@ bool aligned16(const void *p) {
 template <lowp_format F>
 bool launch_encode_vec(const float *x, size_t n, void *codes, const lowp_cast_opts *o) {
   constexpr int VEC = 16 / storage_bytes(F);
-  unsigned blocks = lowpi_cuda_blocks(n / VEC ? n / VEC : n, kThreads);
+  unsigned blocks = lowpi_cuda_blocks(n / VEC ? n / VEC : n, lowpi_kThreads);
 #define LOWPI_VEC_CASE(R, O)                                                                       \
   if (o->round == R && o->overflow == O) {                                                         \
-    encode_vec<F, R, O><<<blocks, kThreads>>>(x, n, codes, o->seed, o->offset);                    \
+    encode_vec<F, R, O><<<blocks, lowpi_kThreads>>>(x, n, codes, o->seed, o->offset);              \
     return true;                                                                                   \
   }
   LOWPI_VEC_CASE(LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE)
@@ -254,19 +207,19 @@ bool decode_vec_any(lowp_format format, const void *codes, size_t n, float *x) {
   switch (format) {
   case LOWP_BF16:
   case LOWP_FP16:
-    blocks = lowpi_cuda_blocks(n / 8 ? n / 8 : n, kThreads);
+    blocks = lowpi_cuda_blocks(n / 8 ? n / 8 : n, lowpi_kThreads);
     if (format == LOWP_BF16)
-      decode_vec<LOWP_BF16><<<blocks, kThreads>>>(codes, n, x);
+      decode_vec<LOWP_BF16><<<blocks, lowpi_kThreads>>>(codes, n, x);
     else
-      decode_vec<LOWP_FP16><<<blocks, kThreads>>>(codes, n, x);
+      decode_vec<LOWP_FP16><<<blocks, lowpi_kThreads>>>(codes, n, x);
     return true;
   case LOWP_E4M3:
   case LOWP_E5M2:
-    blocks = lowpi_cuda_blocks(n / 16 ? n / 16 : n, kThreads);
+    blocks = lowpi_cuda_blocks(n / 16 ? n / 16 : n, lowpi_kThreads);
     if (format == LOWP_E4M3)
-      decode_vec<LOWP_E4M3><<<blocks, kThreads>>>(codes, n, x);
+      decode_vec<LOWP_E4M3><<<blocks, lowpi_kThreads>>>(codes, n, x);
     else
-      decode_vec<LOWP_E5M2><<<blocks, kThreads>>>(codes, n, x);
+      decode_vec<LOWP_E5M2><<<blocks, lowpi_kThreads>>>(codes, n, x);
     return true;
   default:
     return false;
@@ -311,11 +264,11 @@ lowp_status lowpi_cuda_encode_path(lowp_format format, const float *x, size_t n,
   if (path == LOWPI_CUDA_CAST_HW || (path == LOWPI_CUDA_CAST_AUTO && aligned && fp8_sat_rne)) {
     if (!aligned || !fp8_sat_rne)
       return lowpi_fail(LOWP_ERR_UNSUPPORTED, "hw cast: only aligned e4m3/e5m2 RNE saturating");
-    unsigned blocks = lowpi_cuda_blocks(n / 16 ? n / 16 : n, kThreads);
+    unsigned blocks = lowpi_cuda_blocks(n / 16 ? n / 16 : n, lowpi_kThreads);
     if (format == LOWP_E4M3)
-      encode_fp8_hw<LOWP_E4M3><<<blocks, kThreads>>>(x, n, (uint8_t *)codes);
+      encode_fp8_hw<LOWP_E4M3><<<blocks, lowpi_kThreads>>>(x, n, (uint8_t *)codes);
     else
-      encode_fp8_hw<LOWP_E5M2><<<blocks, kThreads>>>(x, n, (uint8_t *)codes);
+      encode_fp8_hw<LOWP_E5M2><<<blocks, lowpi_kThreads>>>(x, n, (uint8_t *)codes);
     LOWPI_CUDA_CHECK_LAUNCH();
     return LOWP_OK;
   }
@@ -331,19 +284,19 @@ lowp_status lowpi_cuda_encode_path(lowp_format format, const float *x, size_t n,
   if (path != LOWPI_CUDA_CAST_AUTO && path != LOWPI_CUDA_CAST_GENERIC)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "unknown cast path %d", (int)path);
   const lowpi_fmt f = lowpi_fmt_of(format);
-  const unsigned blocks = lowpi_cuda_blocks(n, kThreads);
+  const unsigned blocks = lowpi_cuda_blocks(n, lowpi_kThreads);
   switch (lowp_format_get(format)->storage_bytes) {
   case 4:
-    encode_generic<4><<<blocks, kThreads>>>(f, x, n, codes, opts->round, opts->overflow, opts->seed,
-                                            opts->offset);
+    encode_generic<4><<<blocks, lowpi_kThreads>>>(f, x, n, codes, opts->round, opts->overflow,
+                                                  opts->seed, opts->offset);
     break;
   case 2:
-    encode_generic<2><<<blocks, kThreads>>>(f, x, n, codes, opts->round, opts->overflow, opts->seed,
-                                            opts->offset);
+    encode_generic<2><<<blocks, lowpi_kThreads>>>(f, x, n, codes, opts->round, opts->overflow,
+                                                  opts->seed, opts->offset);
     break;
   default:
-    encode_generic<1><<<blocks, kThreads>>>(f, x, n, codes, opts->round, opts->overflow, opts->seed,
-                                            opts->offset);
+    encode_generic<1><<<blocks, lowpi_kThreads>>>(f, x, n, codes, opts->round, opts->overflow,
+                                                  opts->seed, opts->offset);
     break;
   }
   LOWPI_CUDA_CHECK_LAUNCH();
@@ -368,16 +321,16 @@ lowp_status lowpi_cuda_decode_path(lowp_format format, const void *codes, size_t
   if (path != LOWPI_CUDA_CAST_AUTO && path != LOWPI_CUDA_CAST_GENERIC)
     return lowpi_fail(LOWP_ERR_UNSUPPORTED, "decode path %d does not exist", (int)path);
   const lowpi_fmt f = lowpi_fmt_of(format);
-  const unsigned blocks = lowpi_cuda_blocks(n, kThreads);
+  const unsigned blocks = lowpi_cuda_blocks(n, lowpi_kThreads);
   switch (lowp_format_get(format)->storage_bytes) {
   case 4:
-    decode_generic<4><<<blocks, kThreads>>>(f, codes, n, x);
+    decode_generic<4><<<blocks, lowpi_kThreads>>>(f, codes, n, x);
     break;
   case 2:
-    decode_generic<2><<<blocks, kThreads>>>(f, codes, n, x);
+    decode_generic<2><<<blocks, lowpi_kThreads>>>(f, codes, n, x);
     break;
   default:
-    decode_generic<1><<<blocks, kThreads>>>(f, codes, n, x);
+    decode_generic<1><<<blocks, lowpi_kThreads>>>(f, codes, n, x);
     break;
   }
   LOWPI_CUDA_CHECK_LAUNCH();
@@ -391,19 +344,4 @@ lowp_status lowp_cuda_encode(lowp_format format, const float *x, size_t n, void 
 
 lowp_status lowp_cuda_decode(lowp_format format, const void *codes, size_t n, float *x) {
   return lowpi_cuda_decode_path(format, codes, n, x, LOWPI_CUDA_CAST_AUTO);
-}
-
-lowp_status lowp_cuda_amax(const float *x, size_t n, float *amax) {
-  if (!amax || (n && !x))
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_amax: NULL buffer");
-  if (((uintptr_t)x & 3u) || ((uintptr_t)amax & 3u))
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_amax: misaligned float buffer");
-  LOWPI_CUDA_TRY(cudaMemsetAsync(amax, 0, sizeof(float), 0));
-  if (n == 0)
-    return LOWP_OK;
-  const int aligned = aligned16(x);
-  const unsigned blocks = lowpi_cuda_blocks(aligned ? (n + 3) / 4 : n, kThreads);
-  amax_kernel<<<blocks, kThreads>>>(x, n, aligned, (unsigned *)amax);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
 }

@@ -36,6 +36,17 @@ lowp_status lowpi_cublas_fail(cublasStatus_t st, const char *expr, const char *f
  * the kernel runs by the next synchronising call. */
 #define LOWPI_CUDA_CHECK_LAUNCH() LOWPI_CUDA_TRY(cudaGetLastError())
 
+/* Threads per block of the elementwise kernels. */
+constexpr unsigned lowpi_kThreads = 256;
+
+/* Index of this thread in the grid, and the grid's size, for grid-stride loops. */
+__device__ __forceinline__ size_t lowpi_global_tid() {
+  return (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ size_t lowpi_grid_stride() {
+  return (size_t)gridDim.x * blockDim.x;
+}
+
 /* Blocks for a grid-stride loop over `work` items with `threads` per block: enough to fill
  * the device (a few waves) but never more than the work needs. At least 1. */
 unsigned lowpi_cuda_blocks(size_t work, unsigned threads);
