@@ -4,6 +4,7 @@
 
 #include "lowp/data.h"
 #include "lowp/format.h"
+#include "lowp/cuda.h"
 #include "lowp/memory.h"
 #include "lowp/model.h"
 #include "lowp/optim.h"

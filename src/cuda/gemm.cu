@@ -1,0 +1,285 @@
+/* GEMM through cuBLASLt with fp32 accumulation: fp32, bf16 and per-tensor-scaled fp8.
+ *
+ * lowp is row-major; cuBLASLt is column-major. A row-major (R, C) matrix is a column-major
+ * (C, R) one, so the row-major product C (M, N) = op(A) op(B)^T is, read column-major,
+ * C^T (N, M) = op(B) op(A)^T: cuBLASLt's A is our B and its B is our A, with m = N, n = M.
+ * Our default layout (A stored (M, K), B stored (N, K), both K-major) becomes transa = T,
+ * transb = N: the "TN" layout that Hopper's fp8 tensor cores require. */
+#include <mutex>
+#include <stdint.h>
+#include <string.h>
+
+#include "cuda/cuda_common.h"
+#include "lowp/cuda.h"
+
+namespace {
+
+constexpr size_t kWorkspaceBytes = 32u << 20; /* what cuBLAS recommends for Hopper */
+
+/* One handle and workspace per device, created on first use and kept for the process. */
+struct lt_state {
+  cublasLtHandle_t handle;
+  void *workspace;
+};
+constexpr int kMaxDevices = 64;
+lt_state g_state[kMaxDevices];
+std::mutex g_state_mutex;
+
+lowp_status get_state(lt_state **out) {
+  int dev = 0;
+  LOWPI_CUDA_TRY(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= kMaxDevices)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "lowp_cuda_gemm: device %d beyond %d", dev,
+                      kMaxDevices);
+  std::lock_guard<std::mutex> lock(g_state_mutex);
+  lt_state *s = &g_state[dev];
+  if (!s->handle) {
+    cublasLtHandle_t h = NULL;
+    LOWPI_CUBLAS_TRY(cublasLtCreate(&h));
+    lowp_status st = lowp_cuda_malloc(&s->workspace, kWorkspaceBytes);
+    if (st != LOWP_OK) {
+      cublasLtDestroy(h);
+      return st;
+    }
+    s->handle = h;
+  }
+  *out = s;
+  return LOWP_OK;
+}
+
+/* The descriptors of one call, destroyed on every return path. */
+struct lt_call {
+  cublasLtMatmulDesc_t op = NULL;
+  cublasLtMatrixLayout_t a = NULL, b = NULL, c = NULL;
+  cublasLtMatmulPreference_t pref = NULL;
+  ~lt_call() {
+    if (pref)
+      cublasLtMatmulPreferenceDestroy(pref);
+    if (c)
+      cublasLtMatrixLayoutDestroy(c);
+    if (b)
+      cublasLtMatrixLayoutDestroy(b);
+    if (a)
+      cublasLtMatrixLayoutDestroy(a);
+    if (op)
+      cublasLtMatmulDescDestroy(op);
+  }
+};
+
+bool is_fp8(lowp_format f) {
+  return f == LOWP_E4M3 || f == LOWP_E5M2;
+}
+
+/* The cuBLASLt type of a format that check_types accepted. */
+cudaDataType_t cuda_type(lowp_format f) {
+  switch (f) {
+  case LOWP_BF16:
+    return CUDA_R_16BF;
+  case LOWP_E4M3:
+    return CUDA_R_8F_E4M3;
+  case LOWP_E5M2:
+    return CUDA_R_8F_E5M2;
+  default:
+    return CUDA_R_32F;
+  }
+}
+
+const char *fmt_name(lowp_format f) {
+  const lowp_format_info *i = lowp_format_get(f);
+  return i ? i->name : "?";
+}
+
+/* The alignment cuBLASLt may assume for a matrix: the largest power of two (up to 256, its
+ * default assumption) dividing both the pointer and the leading dimension in bytes. Promising
+ * more than the truth would let it pick a kernel with wider loads than the data allows. */
+uint32_t alignment_of(const void *p, uint64_t ld_bytes) {
+  uint64_t v = (uint64_t)(uintptr_t)p | ld_bytes | 256u;
+  return (uint32_t)(v & (~v + 1u)); /* lowest set bit */
+}
+
+/* The heuristic query costs tens of microseconds: its answer is cached per problem. */
+struct algo_key {
+  int device, a_format, b_format, c_format, trans_a, trans_b, m, n, k, fast, scaled;
+  uint32_t align[3];
+};
+struct algo_entry {
+  algo_key key;
+  cublasLtMatmulAlgo_t algo;
+  bool used;
+};
+constexpr int kAlgoCache = 256;
+algo_entry g_algos[kAlgoCache];
+int g_algo_next;
+std::mutex g_algo_mutex;
+
+bool same_key(const algo_key &x, const algo_key &y) {
+  return memcmp(&x, &y, sizeof x) == 0;
+}
+
+bool cached_algo(const algo_key &key, cublasLtMatmulAlgo_t *algo) {
+  std::lock_guard<std::mutex> lock(g_algo_mutex);
+  for (int i = 0; i < kAlgoCache; i++) {
+    if (g_algos[i].used && same_key(g_algos[i].key, key)) {
+      *algo = g_algos[i].algo;
+      return true;
+    }
+  }
+  return false;
+}
+
+void remember_algo(const algo_key &key, const cublasLtMatmulAlgo_t &algo) {
+  std::lock_guard<std::mutex> lock(g_algo_mutex);
+  algo_entry &e = g_algos[g_algo_next];
+  g_algo_next = (g_algo_next + 1) % kAlgoCache; /* oldest entry out when full */
+  e.key = key;
+  e.algo = algo;
+  e.used = true;
+}
+
+/* The supported type combinations (see include/lowp/cuda.h). */
+lowp_status check_types(const lowp_cuda_gemm_opts *o, int m, int n, int k, const void *a,
+                        const void *b, const void *c) {
+  const lowp_format fa = o->a_format, fb = o->b_format, fc = o->c_format;
+  const bool fp32 = fa == LOWP_FP32 && fb == LOWP_FP32 && fc == LOWP_FP32;
+  const bool bf16 = fa == LOWP_BF16 && fb == LOWP_BF16 && (fc == LOWP_FP32 || fc == LOWP_BF16);
+  const bool fp8 = is_fp8(fa) && is_fp8(fb) && !(fa == LOWP_E5M2 && fb == LOWP_E5M2) &&
+                   (fc == LOWP_FP32 || fc == LOWP_BF16);
+  if (!fp32 && !bf16 && !fp8)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowp_cuda_gemm: %s x %s -> %s is not supported (fp32 x fp32 -> fp32, "
+                      "bf16 x bf16 -> fp32/bf16, e4m3/e5m2 x e4m3, e4m3 x e5m2 -> fp32/bf16)",
+                      fmt_name(fa), fmt_name(fb), fmt_name(fc));
+  if (!fp8 && (o->a_scale || o->b_scale))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowp_cuda_gemm: scale pointers are for fp8 operands only (%s x %s)",
+                      fmt_name(fa), fmt_name(fb));
+  if (fp8) {
+    if (o->trans_a || o->trans_b)
+      return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                        "lowp_cuda_gemm: fp8 needs both operands K-major (A (M, K), B (N, K), "
+                        "no trans); transpose the operand when quantizing it");
+    if (m % 16 || n % 16 || k % 16)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "lowp_cuda_gemm: fp8 needs M, N, K multiples of 16, got %d x %d x %d; "
+                        "pad the tensors",
+                        m, n, k);
+    if (((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) & 15u)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "lowp_cuda_gemm: fp8 needs 16-byte-aligned A, B and C");
+  }
+  return LOWP_OK;
+}
+
+} // namespace
+
+lowp_cuda_gemm_opts lowp_cuda_gemm_defaults(lowp_format a_format, lowp_format b_format,
+                                            lowp_format c_format) {
+  lowp_cuda_gemm_opts o;
+  o.a_format = a_format;
+  o.b_format = b_format;
+  o.c_format = c_format;
+  o.trans_a = 0;
+  o.trans_b = 0;
+  o.alpha = 1.0f;
+  o.beta = 0.0f;
+  o.a_scale = NULL;
+  o.b_scale = NULL;
+  o.fp8_fast_accum = 0;
+  return o;
+}
+
+lowp_status lowp_cuda_gemm(void *c, const void *a, const void *b, int m, int n, int k,
+                           const lowp_cuda_gemm_opts *o) {
+  if (!o || !a || !b || !c)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_gemm: NULL argument");
+  if (m <= 0 || n <= 0 || k <= 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_gemm: bad shape %d x %d x %d", m, n, k);
+  LOWPI_TRY(check_types(o, m, n, k, a, b, c));
+  const cudaDataType_t ta = cuda_type(o->a_format), tb = cuda_type(o->b_format);
+  const cudaDataType_t tc = cuda_type(o->c_format);
+
+  lt_state *s = NULL;
+  LOWPI_TRY(get_state(&s));
+
+  /* cuBLASLt's A = our B: stored (N, K) row-major = (K, N) column-major, used transposed;
+   * with trans_b it is stored (K, N) row-major = (N, K) column-major, used as is. */
+  lt_call call;
+  const cublasOperation_t op_lt_a = o->trans_b ? CUBLAS_OP_N : CUBLAS_OP_T;
+  const cublasOperation_t op_lt_b = o->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const uint64_t lt_a_rows = o->trans_b ? (uint64_t)n : (uint64_t)k;
+  const uint64_t lt_a_cols = o->trans_b ? (uint64_t)k : (uint64_t)n;
+  /* cuBLASLt's B = our A: stored (M, K) row-major = (K, M) column-major, used as is. */
+  const uint64_t lt_b_rows = o->trans_a ? (uint64_t)m : (uint64_t)k;
+  const uint64_t lt_b_cols = o->trans_a ? (uint64_t)k : (uint64_t)m;
+
+  LOWPI_CUBLAS_TRY(cublasLtMatmulDescCreate(&call.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_lt_a,
+                                                  sizeof op_lt_a));
+  LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_lt_b,
+                                                  sizeof op_lt_b));
+  if (is_fp8(o->a_format)) {
+    /* Dequantization scales: D = alpha * scale_A * scale_B * (A B) + beta * C. */
+    const void *lt_a_scale = o->b_scale, *lt_b_scale = o->a_scale;
+    const int8_t fast = o->fp8_fast_accum ? 1 : 0;
+    LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                    &lt_a_scale, sizeof lt_a_scale));
+    LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                    &lt_b_scale, sizeof lt_b_scale));
+    LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
+                                                    sizeof fast));
+  }
+  LOWPI_CUBLAS_TRY(
+      cublasLtMatrixLayoutCreate(&call.a, tb, lt_a_rows, lt_a_cols, (int64_t)lt_a_rows));
+  LOWPI_CUBLAS_TRY(
+      cublasLtMatrixLayoutCreate(&call.b, ta, lt_b_rows, lt_b_cols, (int64_t)lt_b_rows));
+  LOWPI_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&call.c, tc, (uint64_t)n, (uint64_t)m, n));
+
+  /* cuBLASLt's A is our B, its B our A; C and D are our C. */
+  const int eb_a = lowp_format_get(o->a_format)->storage_bytes;
+  const int eb_b = lowp_format_get(o->b_format)->storage_bytes;
+  const int eb_c = lowp_format_get(o->c_format)->storage_bytes;
+  algo_key key;
+  memset(&key, 0, sizeof key); /* compared bytewise: no stray padding */
+  LOWPI_CUDA_TRY(cudaGetDevice(&key.device));
+  key.a_format = o->a_format;
+  key.b_format = o->b_format;
+  key.c_format = o->c_format;
+  key.trans_a = o->trans_a;
+  key.trans_b = o->trans_b;
+  key.m = m;
+  key.n = n;
+  key.k = k;
+  key.fast = o->fp8_fast_accum ? 1 : 0;
+  key.scaled = (o->a_scale ? 1 : 0) | (o->b_scale ? 2 : 0);
+  key.align[0] = alignment_of(b, lt_a_rows * (uint64_t)eb_b);
+  key.align[1] = alignment_of(a, lt_b_rows * (uint64_t)eb_a);
+  key.align[2] = alignment_of(c, (uint64_t)n * (uint64_t)eb_c);
+  cublasLtMatmulAlgo_t algo;
+  if (!cached_algo(key, &algo)) {
+    LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&call.pref));
+    const uint64_t ws = kWorkspaceBytes;
+    LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+        call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++)
+      LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+          call.pref, align_attr[i], &key.align[i < 2 ? i : 2], sizeof(uint32_t)));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    LOWPI_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(s->handle, call.op, call.a, call.b, call.c,
+                                                    call.c, call.pref, 1, &heur, &found));
+    if (found == 0)
+      return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                        "lowp_cuda_gemm: cuBLASLt has no algorithm for %s x %s -> %s, "
+                        "%d x %d x %d (trans_a %d, trans_b %d)",
+                        fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format), m, n,
+                        k, o->trans_a, o->trans_b);
+    algo = heur.algo;
+    remember_algo(key, algo);
+  }
+  LOWPI_CUBLAS_TRY(cublasLtMatmul(s->handle, call.op, &o->alpha, b, call.a, a, call.b, &o->beta, c,
+                                  call.c, c, call.c, &algo, s->workspace, kWorkspaceBytes, 0));
+  return LOWP_OK;
+}

@@ -1,0 +1,89 @@
+/* A tiny test harness for the GPU tests: plain C, no cmocka (the GPU machine has none).
+ * Checks count passes and failures; a test prints "N passed, N failed" and its exit code is
+ * the verdict (0 pass, 1 fail, 77 skipped: no CUDA device or a library built without CUDA). */
+#ifndef LOWP_GPU_CHECK_H
+#define LOWP_GPU_CHECK_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lowp/lowp.h"
+
+static long gc_passed, gc_failed;
+
+/* Count a check; print the first failures (more would flood the log). */
+#define GC_CHECK(cond, ...)                                                                        \
+  do {                                                                                             \
+    if (cond) {                                                                                    \
+      gc_passed++;                                                                                 \
+    } else {                                                                                       \
+      if (gc_failed++ < 50) {                                                                      \
+        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                       \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+      }                                                                                            \
+    }                                                                                              \
+  } while (0)
+
+/* A call that must succeed; on failure count it, print the library's message and give 0. */
+#define GC_OK(expr) gc_ok_((expr), #expr, __FILE__, __LINE__)
+static inline int gc_ok_(lowp_status st, const char *expr, const char *file, int line) {
+  if (st == LOWP_OK) {
+    gc_passed++;
+    return 1;
+  }
+  gc_failed++;
+  fprintf(stderr, "FAIL %s:%d: %s -> %s: %s\n", file, line, expr, lowp_status_str(st),
+          lowp_last_error());
+  return 0;
+}
+
+/* A call that must succeed for the test to go on (allocation, copies). */
+#define GC_REQUIRE(expr)                                                                           \
+  do {                                                                                             \
+    if (!GC_OK(expr)) {                                                                            \
+      fprintf(stderr, "cannot go on\n");                                                           \
+      exit(1);                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+/* 0 if a device is there (and says which), else prints why and returns 77. */
+static inline int gc_need_gpu(const char *test) {
+  int count = 0;
+  lowp_status st = lowp_cuda_available(&count);
+  if (st != LOWP_OK || count == 0) {
+    printf("%s: skipped: no CUDA device (%s)\n", test, lowp_last_error());
+    return 77;
+  }
+  char desc[256];
+  if (lowp_cuda_describe(desc, sizeof desc) == LOWP_OK)
+    printf("%s: %d device(s), using %s\n", test, count, desc);
+  return 0;
+}
+
+static inline int gc_finish(const char *test) {
+  printf("%s: %ld passed, %ld failed\n", test, gc_passed, gc_failed);
+  return gc_failed ? 1 : 0;
+}
+
+/* Deterministic test data (splitmix64). */
+static unsigned long long gc_rng_state = 0x243F6A8885A308D3ull;
+static inline unsigned long long gc_rand64(void) {
+  unsigned long long z = (gc_rng_state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+/* Uniform in [0, 1). */
+static inline double gc_uniform(void) {
+  return (double)(gc_rand64() >> 11) * 0x1p-53;
+}
+
+/* Sanitizer runs (compute-sanitizer is slow) set LOWP_GPU_TEST_SMALL=1 for smaller sizes. */
+static inline int gc_small(void) {
+  const char *s = getenv("LOWP_GPU_TEST_SMALL");
+  return s && s[0] == '1';
+}
+
+#endif

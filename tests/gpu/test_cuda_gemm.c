@@ -1,0 +1,297 @@
+/* cuBLASLt GEMMs (fp32, bf16, per-tensor-scaled fp8) against a float64 CPU GEMM.
+ *
+ * Oracle: C_ref = alpha * a_scale * b_scale * sum_k A(i,k) B(j,k) + beta * C0 in float64, from
+ * the operands' decoded values (decoded on the CPU by lowp_decode). The operands are exactly
+ * representable in their formats and the products of two fp8/bf16 values are exact in fp32,
+ * so the only error left is fp32 accumulation (and the output's rounding):
+ *   - elementwise, |C - C_ref| <= K * 2^-23 * sum_k |terms| (the standard bound gamma_K for a
+ *     sum of K terms in fp32, doubled for the scale multiplications), or 2^-10 * sum |terms| for
+ *     fp8, whose tensor cores accumulate with fewer bits between promotions to fp32 (the
+ *     DeepSeek-V3 report measures ~14 bits), plus the output's rounding: 2^-23 |C_ref| for
+ *     fp32, 2^-8 |C_ref| for bf16 (the unit roundoff of its 8-bit significand);
+ *     a TF32 kernel (10-bit products) would break the fp32 bound, so this also checks tf32 off;
+ *   - normwise, ||C - C_ref|| / ||C_ref|| < 1e-3 (fp32 output) or 2^-8 (bf16 output: its own
+ *     rounding is up to 2^-8 relative per element, about 2^-8 / sqrt(3) on average).
+ * Any NaN or Inf fails. The fp8 GEMM is also compared with the emulated path: decode on the GPU,
+ * then an fp32 GEMM. C is poisoned before each run, with a guard after it. */
+#include <math.h>
+#include <stdint.h>
+
+#include "gpu_check.h"
+
+enum { GUARD = 64 };
+
+typedef struct {
+  lowp_format fa, fb, fc;
+  int m, n, k, trans_a, trans_b;
+  float alpha, beta, sa, sb; /* sa/sb: fp8 dequantization scales (1 for the others) */
+  int off;                   /* A, B and C start `off` elements into their buffers */
+} gemm_case;
+
+static float range_of(lowp_format f) {
+  return f == LOWP_E4M3 || f == LOWP_E5M2 ? 8.0f : 2.0f;
+}
+
+/* Random values, rounded to the format (saturating RNE) on the CPU: codes for the GPU, the
+ * decoded values for the reference. */
+static void make_operand(lowp_format f, size_t count, void *codes, float *vals) {
+  lowp_cast_opts sat = {LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0, 0};
+  for (size_t i = 0; i < count; i++)
+    vals[i] = (float)((2 * gc_uniform() - 1) * range_of(f));
+  GC_REQUIRE(lowp_encode(f, vals, count, codes, &sat));
+  GC_REQUIRE(lowp_decode(f, codes, count, vals));
+}
+
+static double at(const float *x, int trans, int rows, int cols, int r, int c) {
+  /* element (r, c) of the (rows, cols) operand, stored transposed when trans */
+  return trans ? x[(size_t)c * rows + r] : x[(size_t)r * cols + c];
+}
+
+/* Runs one case against the float64 reference. */
+static void run_case(const gemm_case *g) {
+  const int m = g->m, n = g->n, k = g->k;
+  const size_t na = (size_t)m * k, nb = (size_t)n * k, nc = (size_t)m * n;
+  const int ba = lowp_format_get(g->fa)->storage_bytes, bb = lowp_format_get(g->fb)->storage_bytes;
+  const int bc = lowp_format_get(g->fc)->storage_bytes;
+  const int fp8 = ba == 1;
+  void *ha = malloc(na * ba), *hb = malloc(nb * bb), *hc = malloc((nc + 4) * bc + GUARD);
+  float *va = malloc(na * 4), *vb = malloc(nb * 4), *c0 = malloc(nc * 4), *got = malloc(nc * 4);
+  if (!ha || !hb || !hc || !va || !vb || !c0 || !got)
+    exit(1);
+  make_operand(g->fa, na, ha, va);
+  make_operand(g->fb, nb, hb, vb);
+  void *c0_codes = malloc(nc * bc);
+  if (!c0_codes)
+    exit(1);
+  make_operand(g->fc, nc, c0_codes, c0);
+
+  void *da = NULL, *db = NULL, *dc = NULL;
+  float *dscale = NULL;
+  const size_t off = (size_t)g->off, lead = off * bc;
+  GC_REQUIRE(lowp_cuda_malloc(&da, (na + off) * ba));
+  GC_REQUIRE(lowp_cuda_malloc(&db, (nb + off) * bb));
+  GC_REQUIRE(lowp_cuda_malloc(&dc, lead + nc * bc + GUARD));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dscale, 2 * sizeof(float)));
+  void *pa = (uint8_t *)da + off * ba, *pb = (uint8_t *)db + off * bb;
+  void *pc = (uint8_t *)dc + lead;
+  GC_REQUIRE(lowp_cuda_memcpy(pa, ha, na * ba, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(pb, hb, nb * bb, LOWP_CUDA_H2D));
+  const float scales[2] = {g->sa, g->sb};
+  GC_REQUIRE(lowp_cuda_memcpy(dscale, scales, sizeof scales, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memset(dc, 0xAB, lead + nc * bc + GUARD));
+  if (g->beta != 0.0f)
+    GC_REQUIRE(lowp_cuda_memcpy(pc, c0_codes, nc * bc, LOWP_CUDA_H2D));
+
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(g->fa, g->fb, g->fc);
+  o.trans_a = g->trans_a;
+  o.trans_b = g->trans_b;
+  o.alpha = g->alpha;
+  o.beta = g->beta;
+  if (fp8) {
+    o.a_scale = dscale;
+    o.b_scale = dscale + 1;
+  }
+  char what[160];
+  snprintf(what, sizeof what, "%s x %s -> %s, %d x %d x %d, trans %d%d, alpha %g beta %g%s",
+           lowp_format_get(g->fa)->name, lowp_format_get(g->fb)->name, lowp_format_get(g->fc)->name,
+           m, n, k, g->trans_a, g->trans_b, (double)g->alpha, (double)g->beta,
+           off ? ", offset" : "");
+  lowp_status st = lowp_cuda_gemm(pc, pa, pb, m, n, k, &o);
+  GC_CHECK(st == LOWP_OK, "%s: %s", what, lowp_last_error());
+  if (st == LOWP_OK) {
+    GC_REQUIRE(lowp_cuda_memcpy(hc, dc, lead + nc * bc + GUARD, LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_decode(g->fc, (uint8_t *)hc + lead, nc, got));
+    int guard_ok = 1;
+    for (size_t i = 0; i < GUARD; i++)
+      guard_ok &= ((uint8_t *)hc)[lead + nc * bc + i] == 0xAB;
+    for (size_t i = 0; i < lead; i++)
+      guard_ok &= ((uint8_t *)hc)[i] == 0xAB;
+    GC_CHECK(guard_ok, "%s: wrote outside C", what);
+
+    const double scale = (double)g->alpha * g->sa * g->sb;
+    const double eps_acc = fp8 ? 0x1p-10 : k * 0x1p-23;
+    const double eps_out = bc == 2 ? 0x1p-8 : 0x1p-23;
+    double err2 = 0, ref2 = 0, worst = 0;
+    long bad = 0, nonfinite = 0;
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < n; j++) {
+        double sum = 0, abs_sum = 0;
+        for (int p = 0; p < k; p++) {
+          double t = at(va, g->trans_a, m, k, i, p) * at(vb, g->trans_b, n, k, j, p);
+          sum += t;
+          abs_sum += fabs(t);
+        }
+        double ref = scale * sum + (double)g->beta * c0[(size_t)i * n + j];
+        /* the output's rounding acts on the accumulated value: ref + accumulation error */
+        double bound = eps_acc * fabs(scale) * abs_sum * (1 + eps_out) + eps_out * fabs(ref) +
+                       0x1p-23 * fabs((double)g->beta * c0[(size_t)i * n + j]) + 1e-30;
+        double c = got[(size_t)i * n + j];
+        if (!isfinite(c)) {
+          nonfinite++;
+          continue;
+        }
+        double e = fabs(c - ref);
+        err2 += e * e;
+        ref2 += ref * ref;
+        if (e > bound) {
+          if (bad++ < 3)
+            fprintf(stderr, "  %s: C[%d][%d] = %.9g, reference %.9g, bound %.3g\n", what, i, j, c,
+                    ref, bound);
+        }
+        if (e / (bound) > worst)
+          worst = e / bound;
+      }
+    }
+    double rel = ref2 > 0 ? sqrt(err2 / ref2) : sqrt(err2);
+    double tol = bc == 2 ? 0x1p-8 : 1e-3;
+    printf("  %-62s rel %.3g, worst error/bound %.3g\n", what, rel, worst);
+    GC_CHECK(nonfinite == 0, "%s: %ld NaN/Inf outputs", what, nonfinite);
+    GC_CHECK(bad == 0, "%s: %ld elements beyond the elementwise bound", what, bad);
+    GC_CHECK(rel < tol, "%s: relative error %.3g >= %.3g", what, rel, tol);
+  }
+  lowp_cuda_free(da);
+  lowp_cuda_free(db);
+  lowp_cuda_free(dc);
+  lowp_cuda_free(dscale);
+  free(ha);
+  free(hb);
+  free(hc);
+  free(va);
+  free(vb);
+  free(c0);
+  free(c0_codes);
+  free(got);
+}
+
+/* fp8 GEMM vs the emulated path (GPU decode -> fp32 GEMM with alpha = a_scale * b_scale). */
+static void check_emulation(lowp_format fa, lowp_format fb, int m, int n, int k) {
+  const size_t na = (size_t)m * k, nb = (size_t)n * k, nc = (size_t)m * n;
+  const float sa = 0.37f, sb = 1.7f;
+  uint8_t *ha = malloc(na), *hb = malloc(nb);
+  float *va = malloc(na * 4), *vb = malloc(nb * 4), *c8 = malloc(nc * 4), *c32 = malloc(nc * 4);
+  if (!ha || !hb || !va || !vb || !c8 || !c32)
+    exit(1);
+  make_operand(fa, na, ha, va);
+  make_operand(fb, nb, hb, vb);
+  void *da = NULL, *db = NULL, *dc = NULL;
+  float *dfa = NULL, *dfb = NULL, *dscale = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&da, na));
+  GC_REQUIRE(lowp_cuda_malloc(&db, nb));
+  GC_REQUIRE(lowp_cuda_malloc(&dc, nc * 4));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dfa, na * 4));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dfb, nb * 4));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dscale, 8));
+  const float scales[2] = {sa, sb};
+  GC_REQUIRE(lowp_cuda_memcpy(dscale, scales, 8, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(da, ha, na, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(db, hb, nb, LOWP_CUDA_H2D));
+  lowp_cuda_gemm_opts o8 = lowp_cuda_gemm_defaults(fa, fb, LOWP_FP32);
+  o8.a_scale = dscale;
+  o8.b_scale = dscale + 1;
+  lowp_cuda_gemm_opts o32 = lowp_cuda_gemm_defaults(LOWP_FP32, LOWP_FP32, LOWP_FP32);
+  o32.alpha = sa * sb;
+  if (GC_OK(lowp_cuda_gemm(dc, da, db, m, n, k, &o8)) &&
+      GC_OK(lowp_cuda_memcpy(c8, dc, nc * 4, LOWP_CUDA_D2H)) &&
+      GC_OK(lowp_cuda_decode(fa, da, na, dfa)) && GC_OK(lowp_cuda_decode(fb, db, nb, dfb)) &&
+      GC_OK(lowp_cuda_gemm(dc, dfa, dfb, m, n, k, &o32)) &&
+      GC_OK(lowp_cuda_memcpy(c32, dc, nc * 4, LOWP_CUDA_D2H))) {
+    double e2 = 0, r2 = 0;
+    int finite = 1;
+    for (size_t i = 0; i < nc; i++) {
+      finite &= isfinite(c8[i]) && isfinite(c32[i]);
+      e2 += ((double)c8[i] - c32[i]) * ((double)c8[i] - c32[i]);
+      r2 += (double)c32[i] * c32[i];
+    }
+    double rel = sqrt(e2 / r2);
+    printf("  fp8 %s x %s vs emulated (decode + fp32 GEMM), %d x %d x %d: rel %.3g\n",
+           lowp_format_get(fa)->name, lowp_format_get(fb)->name, m, n, k, rel);
+    GC_CHECK(finite && rel < 1e-3, "fp8 vs emulated: rel %.3g (finite %d)", rel, finite);
+  }
+  lowp_cuda_free(da);
+  lowp_cuda_free(db);
+  lowp_cuda_free(dc);
+  lowp_cuda_free(dfa);
+  lowp_cuda_free(dfb);
+  lowp_cuda_free(dscale);
+  free(ha);
+  free(hb);
+  free(va);
+  free(vb);
+  free(c8);
+  free(c32);
+}
+
+static void test_bad_args(void) {
+  void *d = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&d, 1 << 20));
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_E4M3, LOWP_E4M3, LOWP_FP32);
+  GC_CHECK(lowp_cuda_gemm(d, d, d, 17, 16, 16, &o) == LOWP_ERR_INVALID_ARG &&
+               strstr(lowp_last_error(), "multiples of 16"),
+           "fp8 M = 17 accepted: %s", lowp_last_error());
+  o.trans_a = 1;
+  GC_CHECK(lowp_cuda_gemm(d, d, d, 16, 16, 16, &o) == LOWP_ERR_UNSUPPORTED,
+           "fp8 with trans_a accepted");
+  o = lowp_cuda_gemm_defaults(LOWP_E5M2, LOWP_E5M2, LOWP_FP32);
+  GC_CHECK(lowp_cuda_gemm(d, d, d, 16, 16, 16, &o) == LOWP_ERR_UNSUPPORTED, "e5m2 x e5m2 accepted");
+  o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_FP32);
+  o.a_scale = (const float *)d;
+  GC_CHECK(lowp_cuda_gemm(d, d, d, 16, 16, 16, &o) == LOWP_ERR_INVALID_ARG,
+           "bf16 with a scale accepted");
+  o.a_scale = NULL;
+  GC_CHECK(lowp_cuda_gemm(d, d, d, 0, 16, 16, &o) == LOWP_ERR_INVALID_ARG, "M = 0 accepted");
+  o = lowp_cuda_gemm_defaults(LOWP_E2M1, LOWP_E2M1, LOWP_FP32);
+  GC_CHECK(lowp_cuda_gemm(d, d, d, 16, 16, 16, &o) == LOWP_ERR_UNSUPPORTED, "fp4 accepted");
+  lowp_cuda_free(d);
+}
+
+int main(void) {
+  int skip = gc_need_gpu("test_cuda_gemm");
+  if (skip)
+    return skip;
+  const int big = gc_small() ? 0 : 1;
+  /* fp32 and bf16: awkward shapes, every transpose combination, beta. */
+  for (int t = 0; t < 4; t++) {
+    gemm_case f32 = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 17, 33, 65, t & 1, t >> 1, 1, 0, 1, 1, 0};
+    run_case(&f32);
+    gemm_case b32 = {LOWP_BF16, LOWP_BF16, LOWP_FP32, 17, 33, 65, t & 1, t >> 1, 1, 0, 1, 1, 0};
+    run_case(&b32);
+    gemm_case b16 = {LOWP_BF16, LOWP_BF16, LOWP_BF16, 31, 9, 130, t & 1, t >> 1, 0.5f, 1, 1, 1, 0};
+    run_case(&b16);
+  }
+  /* Misaligned operands and output (2- or 4-byte aligned only): cuBLASLt must be told. */
+  for (int t = 0; t < 4; t++) {
+    gemm_case b32 = {LOWP_BF16, LOWP_BF16, LOWP_FP32, 24, 40, 72, t & 1, t >> 1, 1, 0, 1, 1, 1};
+    run_case(&b32);
+    gemm_case f32 = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 24, 40, 72, t & 1, t >> 1, 1, 1, 1, 1, 3};
+    run_case(&f32);
+  }
+  gemm_case one = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0};
+  run_case(&one);
+  gemm_case f32big = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 64, 48, 1024, 0, 0, 1, 0, 1, 1, 0};
+  run_case(&f32big);
+  gemm_case bbig = {LOWP_BF16, LOWP_BF16, LOWP_BF16, 256, 192, 1024, 0, 0, 1, 0, 1, 1, 0};
+  run_case(&bbig);
+
+  /* fp8: the three Hopper combinations, both outputs, scales, alpha/beta. */
+  const lowp_format pairs[3][2] = {
+      {LOWP_E4M3, LOWP_E4M3}, {LOWP_E5M2, LOWP_E4M3}, {LOWP_E4M3, LOWP_E5M2}};
+  const int shapes[3][3] = {{16, 16, 16}, {48, 80, 144}, {256, 512, 1024}};
+  for (int p = 0; p < 3; p++)
+    for (int oc = 0; oc < 2; oc++)
+      for (int s = 0; s < 2 + big; s++) {
+        const lowp_format out = oc ? LOWP_BF16 : LOWP_FP32;
+        gemm_case g = {pairs[p][0], pairs[p][1], out, 0, 0, 0, 0, 0, 1, 0, 0.37f, 1.7f, 0};
+        g.m = shapes[s][0];
+        g.n = shapes[s][1];
+        g.k = shapes[s][2];
+        run_case(&g);
+      }
+  gemm_case beta = {LOWP_E4M3, LOWP_E4M3, LOWP_FP32, 48, 80, 144, 0, 0, 0.5f, 1.5f, 0.25f, 3.0f, 0};
+  run_case(&beta);
+  check_emulation(LOWP_E4M3, LOWP_E4M3, 128, 256, 512);
+  check_emulation(LOWP_E5M2, LOWP_E4M3, 128, 256, 512);
+
+  test_bad_args();
+  GC_OK(lowp_cuda_synchronize());
+  return gc_finish("test_cuda_gemm");
+}
