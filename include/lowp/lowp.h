@@ -2,9 +2,9 @@
 #ifndef LOWP_LOWP_H
 #define LOWP_LOWP_H
 
+#include "lowp/cuda.h"
 #include "lowp/data.h"
 #include "lowp/format.h"
-#include "lowp/cuda.h"
 #include "lowp/memory.h"
 #include "lowp/model.h"
 #include "lowp/optim.h"
