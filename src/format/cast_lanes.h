@@ -58,10 +58,13 @@ static inline uint32_t lowpi_lane_encode(uint32_t u, int bits, int E, int M, int
   mag = mag > max_mag ? ovf_mag : mag;
   uint32_t code = mag | (neg ? sign_bit : 0u);
 
-  /* NaN (lowpi_encode_nan): the quiet NaN with the input's sign; formats without NaN give
-   * ml_dtypes' sign-only code negated (native) or +max (saturating). */
+  /* NaN (lowpi_encode_nan): natively the quiet NaN with the input's sign (formats without NaN:
+   * ml_dtypes' sign-only code, negated); saturating, CUDA's positive all-ones NaN (formats
+   * without NaN: +max). */
   uint32_t nan;
-  if (special != LOWP_SPECIAL_NONE) {
+  if (special != LOWP_SPECIAL_NONE && sat) {
+    nan = all_ones;
+  } else if (special != LOWP_SPECIAL_NONE) {
     uint32_t nan_mag = special == LOWP_SPECIAL_IEEE ? inf_mag | (1u << (M - 1)) : all_ones;
     nan = nan_mag | (neg ? sign_bit : 0u);
   } else {
