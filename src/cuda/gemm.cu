@@ -154,6 +154,11 @@ lowp_status check_types(const lowp_cuda_gemm_opts *o, int m, int n, int k, const
                       "lowp_cuda_gemm: scale pointers are for fp8 operands only (%s x %s)",
                       fmt_name(fa), fmt_name(fb));
   if (fp8) {
+    /* cuBLASLt refuses (NOT_SUPPORTED) scale pointers that are not 16-byte aligned. */
+    if (((uintptr_t)o->a_scale | (uintptr_t)o->b_scale) & 15u)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "lowp_cuda_gemm: fp8 scale pointers must be 16-byte aligned (a separate "
+                        "allocation each, or offsets of 4 floats)");
     if (o->trans_a || o->trans_b)
       return lowpi_fail(LOWP_ERR_UNSUPPORTED,
                         "lowp_cuda_gemm: fp8 needs both operands K-major (A (M, K), B (N, K), "

@@ -71,12 +71,12 @@ static void run_case(const gemm_case *g) {
   GC_REQUIRE(lowp_cuda_malloc(&da, (na + off) * ba));
   GC_REQUIRE(lowp_cuda_malloc(&db, (nb + off) * bb));
   GC_REQUIRE(lowp_cuda_malloc(&dc, lead + nc * bc + GUARD));
-  GC_REQUIRE(lowp_cuda_malloc((void **)&dscale, 2 * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dscale, 8 * sizeof(float))); /* scales 16 bytes apart */
   void *pa = (uint8_t *)da + off * ba, *pb = (uint8_t *)db + off * bb;
   void *pc = (uint8_t *)dc + lead;
   GC_REQUIRE(lowp_cuda_memcpy(pa, ha, na * ba, LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memcpy(pb, hb, nb * bb, LOWP_CUDA_H2D));
-  const float scales[2] = {g->sa, g->sb};
+  const float scales[8] = {g->sa, 0, 0, 0, g->sb, 0, 0, 0};
   GC_REQUIRE(lowp_cuda_memcpy(dscale, scales, sizeof scales, LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memset(dc, 0xAB, lead + nc * bc + GUARD));
   if (g->beta != 0.0f)
@@ -89,7 +89,7 @@ static void run_case(const gemm_case *g) {
   o.beta = g->beta;
   if (fp8) {
     o.a_scale = dscale;
-    o.b_scale = dscale + 1;
+    o.b_scale = dscale + 4;
   }
   char what[160];
   snprintf(what, sizeof what, "%s x %s -> %s, %d x %d x %d, trans %d%d, alpha %g beta %g%s",
@@ -180,14 +180,14 @@ static void check_emulation(lowp_format fa, lowp_format fb, int m, int n, int k)
   GC_REQUIRE(lowp_cuda_malloc(&dc, nc * 4));
   GC_REQUIRE(lowp_cuda_malloc((void **)&dfa, na * 4));
   GC_REQUIRE(lowp_cuda_malloc((void **)&dfb, nb * 4));
-  GC_REQUIRE(lowp_cuda_malloc((void **)&dscale, 8));
-  const float scales[2] = {sa, sb};
-  GC_REQUIRE(lowp_cuda_memcpy(dscale, scales, 8, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dscale, 32));
+  const float scales[8] = {sa, 0, 0, 0, sb, 0, 0, 0};
+  GC_REQUIRE(lowp_cuda_memcpy(dscale, scales, 32, LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memcpy(da, ha, na, LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memcpy(db, hb, nb, LOWP_CUDA_H2D));
   lowp_cuda_gemm_opts o8 = lowp_cuda_gemm_defaults(fa, fb, LOWP_FP32);
   o8.a_scale = dscale;
-  o8.b_scale = dscale + 1;
+  o8.b_scale = dscale + 4;
   lowp_cuda_gemm_opts o32 = lowp_cuda_gemm_defaults(LOWP_FP32, LOWP_FP32, LOWP_FP32);
   o32.alpha = sa * sb;
   if (GC_OK(lowp_cuda_gemm(dc, da, db, m, n, k, &o8)) &&
