@@ -96,7 +96,7 @@ int cli_train(int argc, char **argv) {
     if (m < 0)
       return CLI_EXIT_USAGE;
     if (m == 0)
-      return cli_usage_error("train", "unknown option '%s' (see lowp train --help)", argv[i]);
+      return cli_usage_error("train", "unknown option '%s'", argv[i]);
   }
   if (cli_train_finish("train", &cfg) < 0)
     return CLI_EXIT_USAGE;
