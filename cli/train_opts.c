@@ -72,8 +72,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
                                      "--save-every", "--seed",   "--stop-after", "--max-nonfinite"};
   static const char *const floats[] = {"--lr", "--min-lr-frac", "--weight-decay", "--clip",
                                        "--val-fraction"};
-  static const char *const strings[] = {"--model",  "--arch",   "--data",  "--val-data",
-                                        "--recipe", "--log",    "--out",   "--resume",
+  static const char *const strings[] = {"--model",  "--arch",   "--data",        "--val-data",
+                                        "--recipe", "--log",    "--out",         "--resume",
                                         "--init",   "--inject", "--on-nonfinite"};
   const char *arg = argv[*i], *v = NULL;
   for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++) {

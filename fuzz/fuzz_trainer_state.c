@@ -1,11 +1,11 @@
 /* libFuzzer target: the trainer-state reader (resume). On the first call a micro run (gpt2, 1
- * layer, dim 8, 40 KB of text, fp8-delayed with an amax history of 4) is trained for 2 steps and checkpointed into a private
- * temporary directory; each input then replaces its trainer_state.safetensors and lowp_train
- * resumes from it for at most one step (no output written). The batch shape is given, so the
- * state's batch and sequence fields are compared, never used to size a buffer.
- * The state carries a digest of its content, which random mutations break; the seed corpus
- * therefore also holds the state without the digest (as files written before it existed,
- * which are still read) so that the fuzzer reaches the fields behind it.
+ * layer, dim 8, 40 KB of text, fp8-delayed with an amax history of 4) is trained for 2 steps and
+ * checkpointed into a private temporary directory; each input then replaces its
+ * trainer_state.safetensors and lowp_train resumes from it for at most one step (no output
+ * written). The batch shape is given, so the state's batch and sequence fields are compared, never
+ * used to size a buffer. The state carries a digest of its content, which random mutations break;
+ * the seed corpus therefore also holds the state without the digest (as files written before it
+ * existed, which are still read) so that the fuzzer reaches the fields behind it.
  * LOWP_FUZZ_WRITE_SEEDS=DIR: write both seeds into DIR and exit. */
 #include <stdint.h>
 #include <stdio.h>

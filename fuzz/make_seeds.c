@@ -41,17 +41,18 @@ static unsigned char *slurp(const char *path, size_t *n) {
   return b;
 }
 
-static void st_seed(const char *name, lowp_st_dtype dt, int rank, const int64_t *shape,
-                    int meta) {
+static void st_seed(const char *name, lowp_st_dtype dt, int rank, const int64_t *shape, int meta) {
   unsigned char data[256];
   for (int i = 0; i < 256; i++)
     data[i] = (unsigned char)(i * 37 + 11);
   lowp_st_tensor t[2] = {{.name = "a", .dtype = dt, .rank = rank, .shape = shape, .data = data},
-                         {.name = "b.weight", .dtype = LOWP_ST_F32, .rank = 1,
-                          .shape = (const int64_t[]){3}, .data = data}};
+                         {.name = "b.weight",
+                          .dtype = LOWP_ST_F32,
+                          .rank = 1,
+                          .shape = (const int64_t[]){3},
+                          .data = data}};
   lowp_st_kv kv[] = {{"format", "pt"}};
-  if (lowp_st_write("/tmp/lowp_seed.safetensors", t, 2, meta ? kv : NULL, meta ? 1 : 0) !=
-      LOWP_OK)
+  if (lowp_st_write("/tmp/lowp_seed.safetensors", t, 2, meta ? kv : NULL, meta ? 1 : 0) != LOWP_OK)
     exit(1);
   size_t n;
   unsigned char *b = slurp("/tmp/lowp_seed.safetensors", &n);

@@ -104,8 +104,11 @@ lowp_status lowpi_ckpt_save_model(const char *dir, lowp_model *model, uint64_t *
   lowp_st_tensor *ts = calloc(nt, sizeof *ts);
   int64_t(*shapes)[2] = calloc(nt, sizeof *shapes);
   float **bufs = calloc(nt, sizeof *bufs);
-  lowp_status st =
-      ts && shapes && bufs ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+  if (!ts || !shapes || !bufs) {
+    free(ts), free(shapes), free(bufs);
+    return lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+  }
+  lowp_status st = LOWP_OK;
   for (size_t i = 0; i < nt && st == LOWP_OK; i++) {
     lowp_tensor_info ti;
     st = lowp_model_tensor(model, i, &ti);
@@ -139,7 +142,7 @@ lowp_status lowpi_ckpt_save_model(const char *dir, lowp_model *model, uint64_t *
     st = write_config_json(dir, lowp_model_get_config(model));
   if (st == LOWP_OK && checksum)
     st = lowpi_ckpt_file_checksum(path, checksum);
-  for (size_t i = 0; bufs && i < nt; i++)
+  for (size_t i = 0; i < nt; i++)
     free(bufs[i]);
   free(bufs);
   free(shapes);
@@ -269,8 +272,7 @@ lowp_status lowpi_ckpt_read_config(const char *dir, lowp_model_config *cfg) {
 static double config_params(const lowp_model_config *c) {
   double V = c->vocab, C = c->n_embd, F = c->ffn_hidden, L = c->n_layer, T = c->ctx;
   if (c->arch == LOWP_ARCH_GPT2) /* wte, wpe; per block 2 norms, qkv, proj, fc, fcproj; lnf */
-    return V * C + T * C + L * (4 * C + 3 * C * C + 3 * C + C * C + C + 2 * F * C + F + C) +
-           2 * C;
+    return V * C + T * C + L * (4 * C + 3 * C * C + 3 * C + C * C + C + 2 * F * C + F + C) + 2 * C;
   return V * C + L * (2 * C + 4 * C * C + 3 * F * C) + C + (c->tied_embeddings ? 0 : V * C);
 }
 
@@ -282,6 +284,7 @@ lowp_status lowpi_ckpt_load_model_file(const char *dir, const char *file, lowp_m
                                        uint64_t *checksum) {
   *out = NULL;
   lowp_model_config cfg;
+  memset(&cfg, 0, sizeof cfg);
   LOWPI_TRY(lowpi_ckpt_read_config(dir, &cfg));
   char path[4096];
   LOWPI_TRY(lowpi_path_join(path, sizeof path, dir, file));
@@ -324,11 +327,12 @@ lowp_status lowpi_ckpt_load_model_file(const char *dir, const char *file, lowp_m
       st = lowp_st_read_f32(t, ti.data);
       continue;
     }
-    tmp = realloc(tmp, ti.numel * sizeof(float));
-    if (!tmp) {
+    float *grown = realloc(tmp, ti.numel * sizeof(float));
+    if (!grown) {
       st = lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
       break;
     }
+    tmp = grown;
     st = lowp_st_read_f32(t, tmp);
     size_t R = (size_t)ti.shape[0], C = (size_t)ti.shape[1]; /* tmp is (C, R) */
     for (size_t r = 0; r < R && st == LOWP_OK; r++)

@@ -13,7 +13,12 @@
 
 #include "lowp/status.h"
 
-typedef enum { LOWPI_FAULT_NAN_GRAD, LOWPI_FAULT_INF_GRAD, LOWPI_FAULT_NAN_LOSS, LOWPI_FAULT_SPIKE } lowpi_fault_kind;
+typedef enum {
+  LOWPI_FAULT_NAN_GRAD,
+  LOWPI_FAULT_INF_GRAD,
+  LOWPI_FAULT_NAN_LOSS,
+  LOWPI_FAULT_SPIKE
+} lowpi_fault_kind;
 
 #define LOWPI_MAX_FAULTS 64
 

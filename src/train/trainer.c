@@ -71,10 +71,10 @@ typedef struct {
   FILE *log;
   int32_t *inputs, *targets;
   lowpi_faults faults;
-  int nonfinite_run;           /* consecutive non-finite steps so far */
-  const char *resume_file;     /* the weights file of resume_dir that the state belongs to */
-  int disk_known;              /* out_dir's state on disk has been looked at */
-  int disk_pair_ok;            /* out_dir's model.safetensors belongs to its trainer state */
+  int nonfinite_run;       /* consecutive non-finite steps so far */
+  const char *resume_file; /* the weights file of resume_dir that the state belongs to */
+  int disk_known;          /* out_dir's state on disk has been looked at */
+  int disk_pair_ok;        /* out_dir's model.safetensors belongs to its trainer state */
 } run;
 
 static void run_free(run *r) {
@@ -129,26 +129,26 @@ static void adamw_config(const run *r, lowp_adamw_config *a) {
 #define STATE_DIGEST_KEY "lowp.state_checksum"
 
 static int cmp_kv(const void *a, const void *b) {
-  return strcmp((*(const lowp_st_kv *const *)a)->key, (*(const lowp_st_kv *const *)b)->key);
+  return strcmp(((const lowp_st_kv *)a)->key, ((const lowp_st_kv *)b)->key);
 }
 static int cmp_tensor(const void *a, const void *b) {
-  return strcmp((*(const lowp_st_tensor *const *)a)->name,
-                (*(const lowp_st_tensor *const *)b)->name);
+  return strcmp(((const lowp_st_tensor *)a)->name, ((const lowp_st_tensor *)b)->name);
 }
 
-static lowp_status state_digest(const lowp_st_kv **kv, size_t nkv, const lowp_st_tensor **ts,
-                                size_t nt, uint64_t *out) {
+/* kv and ts are scratch copies: they get sorted. */
+static lowp_status state_digest(lowp_st_kv *kv, size_t nkv, lowp_st_tensor *ts, size_t nt,
+                                uint64_t *out) {
   qsort(kv, nkv, sizeof *kv, cmp_kv);
   qsort(ts, nt, sizeof *ts, cmp_tensor);
   uint64_t h = LOWPI_FNV_INIT;
   for (size_t i = 0; i < nkv; i++) {
-    if (!strcmp(kv[i]->key, STATE_DIGEST_KEY))
+    if (!strcmp(kv[i].key, STATE_DIGEST_KEY))
       continue;
-    h = lowpi_fnv1a64(kv[i]->key, strlen(kv[i]->key) + 1, h);
-    h = lowpi_fnv1a64(kv[i]->value, strlen(kv[i]->value) + 1, h);
+    h = lowpi_fnv1a64(kv[i].key, strlen(kv[i].key) + 1, h);
+    h = lowpi_fnv1a64(kv[i].value, strlen(kv[i].value) + 1, h);
   }
   for (size_t i = 0; i < nt; i++) {
-    const lowp_st_tensor *t = ts[i];
+    const lowp_st_tensor *t = &ts[i];
     size_t nbytes;
     LOWPI_TRY(lowp_st_nbytes(t->dtype, t->rank, t->shape, &nbytes));
     unsigned char head[16] = {(unsigned char)t->dtype, (unsigned char)t->rank};
@@ -241,23 +241,23 @@ static lowp_status save_state(run *r, const char *dir, uint64_t model_checksum) 
       {STATE_DIGEST_KEY, v[15]},
   };
   enum { NMETA = sizeof meta / sizeof meta[0] };
-  const lowp_st_kv *kvp[NMETA];
-  for (size_t i = 0; i < NMETA; i++)
-    kvp[i] = &meta[i];
-  const lowp_st_tensor **tp = calloc(ntensors, sizeof *tp);
-  for (size_t i = 0; tp && i < ntensors; i++)
-    tp[i] = &ts[i];
+  lowp_st_kv kvs[NMETA];
+  memcpy(kvs, meta, sizeof meta);
+  lowp_st_tensor *tcopy = malloc(ntensors * sizeof *tcopy);
+  if (tcopy)
+    memcpy(tcopy, ts, ntensors * sizeof *tcopy);
   uint64_t digest = 0;
   if (st == LOWP_OK)
-    st = tp ? state_digest(kvp, NMETA, tp, ntensors, &digest)
-            : lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+    st = tcopy ? state_digest(kvs, NMETA, tcopy, ntensors, &digest)
+               : lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+  free(tcopy);
   snprintf(v[15], 64, "%016" PRIx64, digest);
   char path[4096];
   if (st == LOWP_OK)
     st = lowpi_path_join(path, sizeof path, dir, LOWPI_CKPT_STATE);
   if (st == LOWP_OK)
     st = lowp_st_write(path, ts, ntensors, meta, NMETA);
-  free(tp), free(ts), free(shapes), free(names), free(scales);
+  free(ts), free(shapes), free(names), free(scales);
   return st;
 }
 
@@ -268,16 +268,19 @@ static lowp_status open_state(const char *dir, lowp_st_file **out) {
   lowp_st_file *f = NULL;
   LOWPI_TRY(lowp_st_open(path, &f));
   size_t nkv = lowp_st_metadata_count(f), nt = lowp_st_count(f);
-  const lowp_st_kv **kv = calloc(nkv ? nkv : 1, sizeof *kv);
-  const lowp_st_tensor **ts = calloc(nt ? nt : 1, sizeof *ts);
-  lowp_status st = kv && ts ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
-  for (size_t i = 0; st == LOWP_OK && i < nkv; i++)
-    kv[i] = lowp_st_metadata_at(f, i);
-  for (size_t i = 0; st == LOWP_OK && i < nt; i++)
-    ts[i] = lowp_st_at(f, i);
+  lowp_st_kv *kv = calloc(nkv ? nkv : 1, sizeof *kv);
+  lowp_st_tensor *ts = calloc(nt ? nt : 1, sizeof *ts);
+  lowp_status st = LOWP_OK;
   uint64_t digest = 0;
-  if (st == LOWP_OK)
+  if (kv && ts) {
+    for (size_t i = 0; i < nkv; i++)
+      kv[i] = *lowp_st_metadata_at(f, i);
+    for (size_t i = 0; i < nt; i++)
+      ts[i] = *lowp_st_at(f, i);
     st = state_digest(kv, nkv, ts, nt, &digest);
+  } else {
+    st = lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+  }
   free(kv), free(ts);
   const char *want = lowp_st_metadata_get(f, STATE_DIGEST_KEY);
   char have[24];
@@ -559,8 +562,8 @@ static lowp_status train_step(run *r, lowp_train_event *e) {
     found_inf = !all_finite(grads, np);
   }
   if (found_inf) {
-    const char *what = bad_loss ? (isnan(loss) ? "loss is NaN" : "loss is infinite")
-                                : "gradients are not finite";
+    const char *what =
+        bad_loss ? (isnan(loss) ? "loss is NaN" : "loss is infinite") : "gradients are not finite";
     int max = c->max_nonfinite > 0 ? c->max_nonfinite : 20;
     r->nonfinite_run++;
     if (!r->scaler.enabled && c->on_nonfinite == LOWP_NONFINITE_STOP)
@@ -655,10 +658,11 @@ static lowp_status trim_log(const char *path, long step) {
   char line[4096];
   int changed = 0;
   while (fgets(line, sizeof line, f)) {
+    static const char key[] = "{\"step\": ";
     size_t n = strlen(line);
-    long s = 0;
-    int keep = n > 0 && line[n - 1] == '\n' &&
-               !(sscanf(line, "{\"step\": %ld", &s) == 1 && s > step);
+    int has_step = !strncmp(line, key, sizeof key - 1);
+    long s = has_step ? strtol(line + sizeof key - 1, NULL, 10) : 0;
+    int keep = n > 0 && line[n - 1] == '\n' && !(has_step && s > step);
     if (keep)
       lowpi_buf_puts(&b, line);
     else

@@ -21,8 +21,8 @@ static int cli(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(args, sizeof args, fmt, ap);
   va_end(ap);
-  snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s train %s --data %s/data.txt %s", LOWP_CLI,
-           MICRO, dir, args);
+  snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s train %s --data %s/data.txt %s", LOWP_CLI, MICRO,
+           dir, args);
   return tu_run(cmd, out_buf, sizeof out_buf);
 }
 
@@ -80,8 +80,8 @@ static void test_fp16_skips_and_recovers(void **state) {
     int s = faults[k];
     assert_true(l.skipped[s]);
     assert_true(isfinite(l.loss[s + 1]));
-    assert_true(l.scale[s + 1] == l.scale[s] / 2);  /* backoff */
-    assert_true(l.scale[s + 5] == l.scale[s]);      /* 4 good steps later: regrown */
+    assert_true(l.scale[s + 1] == l.scale[s] / 2); /* backoff */
+    assert_true(l.scale[s + 5] == l.scale[s]);     /* 4 good steps later: regrown */
   }
   assert_non_null(strstr(out_buf, "warning: step 12 skipped"));
   assert_non_null(strstr(out_buf, "(3 skipped so far)"));
