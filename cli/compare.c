@@ -319,7 +319,7 @@ int cli_compare(int argc, char **argv) {
   memset(res, 0, sizeof res);
   int status = CLI_EXIT_OK, ok = 0;
   lowp_train_config c[MAX_RECIPES];
-  char logs[MAX_RECIPES][1024], events[MAX_RECIPES][1024 + 8];
+  char logs[MAX_RECIPES][1024], events[MAX_RECIPES][1024 + 8]; /* room for ".events" */
   for (int i = 0; i < n; i++) {
     snprintf(logs[i], sizeof logs[i], "%s/%s.jsonl", report, names[i]);
     for (char *p = logs[i] + strlen(report) + 1; *p; p++)

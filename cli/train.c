@@ -19,10 +19,19 @@ static const char *const HELP_HEAD =
 typedef struct {
   int tty;
   long last_printed;
+  long skipped; /* steps skipped so far in this invocation */
 } progress;
 
 static void on_event(void *user, const lowp_train_event *e) {
   progress *p = user;
+  if (e->skipped) { /* a counted warning, also on a terminal */
+    p->skipped++;
+    if (p->tty)
+      fputc('\n', stderr);
+    fprintf(stderr,
+            "warning: step %ld skipped: non-finite loss or gradients (%ld skipped so far)\n",
+            e->step, p->skipped);
+  }
   char val[48] = "";
   if (!isnan(e->val_loss))
     snprintf(val, sizeof val, "  val %.4f", e->val_loss);
@@ -87,11 +96,11 @@ int cli_train(int argc, char **argv) {
     if (m < 0)
       return CLI_EXIT_USAGE;
     if (m == 0)
-      return cli_usage_error("train", "unknown option '%s' (see lowp train --help)", argv[i]);
+      return cli_usage_error("train", "unknown option '%s'", argv[i]);
   }
   if (cli_train_finish("train", &cfg) < 0)
     return CLI_EXIT_USAGE;
-  progress p = {isatty(fileno(stderr)), 0};
+  progress p = {isatty(fileno(stderr)), 0, 0};
   lowp_train_summary s;
   lowp_status st = lowp_train(&cfg, on_event, &p, &s);
   if (st != LOWP_OK) {

@@ -32,7 +32,13 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "  --save-every N     also checkpoint every N steps\n"
     "  --stop-after N     stop this invocation after N steps (checkpointed), as if interrupted\n"
     "  --resume DIR       continue the run saved in DIR, bit-exactly\n"
-    "  --init DIR         start from the weights in DIR (fresh optimizer)\n";
+    "  --init DIR         start from the weights in DIR (fresh optimizer)\n"
+    "faults:\n"
+    "  --on-nonfinite skip|stop  a step with a NaN/Inf loss or gradient is skipped (counted,\n"
+    "                     default) or stops the run; loss-scaled recipes always skip\n"
+    "  --max-nonfinite N  stop after N non-finite steps in a row (20)\n"
+    "  --inject SPEC      plant faults to test recovery: nan-grad@S, inf-grad@S, nan-loss@S,\n"
+    "                     spike@S[:F] (loss x F, 65536, for the backward), comma-separated\n";
 
 static int int_value(const char *verb, const char *name, const char *text, long lo, long hi,
                      long *out) {
@@ -64,11 +70,12 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
   static const char *const ints[] = {"--layers",     "--heads",  "--dim",        "--ctx",
                                      "--vocab",      "--ffn",    "--steps",      "--batch",
                                      "--seq",        "--warmup", "--eval-every", "--eval-batches",
-                                     "--save-every", "--seed",   "--stop-after"};
+                                     "--save-every", "--seed",   "--stop-after", "--max-nonfinite"};
   static const char *const floats[] = {"--lr",   "--min-lr-frac",  "--weight-decay",
                                        "--clip", "--val-fraction", "--loss-weight"};
-  static const char *const strings[] = {"--model", "--arch", "--data",   "--val-data", "--recipe",
-                                        "--log",   "--out",  "--resume", "--init"};
+  static const char *const strings[] = {"--model",  "--arch",   "--data",        "--val-data",
+                                        "--recipe", "--log",    "--out",         "--resume",
+                                        "--init",   "--inject", "--on-nonfinite"};
   const char *arg = argv[*i], *v = NULL;
   for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++) {
     size_t n = strlen(strings[k]);
@@ -107,6 +114,14 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       cfg->out_dir = v;
     } else if (!strcmp(name, "--resume")) {
       cfg->resume_dir = v;
+    } else if (!strcmp(name, "--inject")) {
+      cfg->inject = v;
+    } else if (!strcmp(name, "--on-nonfinite")) {
+      if (strcmp(v, "skip") != 0 && strcmp(v, "stop") != 0) {
+        cli_usage_error(verb, "--on-nonfinite is skip or stop, not '%s'", v);
+        return -1;
+      }
+      cfg->on_nonfinite = v[1] == 't' ? LOWP_NONFINITE_STOP : LOWP_NONFINITE_SKIP;
     } else {
       cfg->init_dir = v;
     }
@@ -159,6 +174,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       cfg->save_every = (int)x;
     else if (!strcmp(name, "stop-after"))
       cfg->stop_after = x;
+    else if (!strcmp(name, "max-nonfinite"))
+      cfg->max_nonfinite = (int)x;
     else
       cfg->seed = (uint64_t)x;
     return 1;

@@ -19,6 +19,8 @@
 extern "C" {
 #endif
 
+typedef enum { LOWP_NONFINITE_SKIP = 0, LOWP_NONFINITE_STOP = 1 } lowp_nonfinite_policy;
+
 typedef struct {
   lowp_model_config model; /* vocab 0: from the data (256 for text); ignored when resuming */
   const char *recipe;      /* preset name or recipe file (NULL: fp32, or the resumed run's) */
@@ -39,6 +41,17 @@ typedef struct {
   const char *init_dir;         /* start from these weights (fresh optimizer), or NULL */
   int save_every;               /* also checkpoint every N steps (0: only at the end) */
   long stop_after; /* end this invocation after N steps, checkpointed, as if interrupted (0: no) */
+  /* Non-finite steps (a NaN/Inf loss or gradient): skipped, counted in skipped_steps and
+   * flagged in the event (the default), or the run stops at the first one. Recipes with loss
+   * scaling always skip (the scaler backs off: that is how it finds its scale). Either way
+   * the run stops after max_nonfinite consecutive non-finite steps (0: 20). A stopped run
+   * returns LOWP_ERR_NUMERIC and leaves the last checkpoint as it was. */
+  lowp_nonfinite_policy on_nonfinite;
+  int max_nonfinite;
+  /* Fault injection for testing recovery, or NULL: "nan-grad@S", "inf-grad@S", "nan-loss@S",
+   * "spike@S[:F]" (loss times F, 65536, for the backward pass; gradients divided by F after),
+   * comma-separated, S the 1-based step. */
+  const char *inject;
 } lowp_train_config;
 
 /* Sensible defaults: small model, fp32 recipe, B 8, T = ctx, lr 1e-3, warmup 1/10 of the steps

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 /* A thread-local buffer keeps messages of concurrent callers apart. */
 static _Thread_local char last_error[1024];
@@ -27,9 +28,13 @@ void lowp_clear_error(void) {
 }
 
 lowp_status lowpi_fail(lowp_status status, const char *fmt, ...) {
+  /* Format into a copy first: callers may pass lowp_last_error() itself as an argument
+   * ("%s: %s", path, lowp_last_error()), which must not be overwritten while it is read. */
+  char buf[sizeof last_error];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(last_error, sizeof last_error, fmt, ap);
+  vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  memcpy(last_error, buf, sizeof buf);
   return status;
 }

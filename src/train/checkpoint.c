@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -27,7 +30,7 @@ lowp_status lowpi_path_join(char *buf, size_t len, const char *dir, const char *
   return LOWP_OK;
 }
 
-static lowp_status file_checksum(const char *path, uint64_t *out) {
+lowp_status lowpi_ckpt_file_checksum(const char *path, uint64_t *out) {
   FILE *f = fopen(path, "rb");
   if (!f)
     return lowpi_fail(LOWP_ERR_IO, "cannot read %s: %s", path, strerror(errno));
@@ -138,7 +141,7 @@ lowp_status lowpi_ckpt_save_model(const char *dir, lowp_model *model, uint64_t *
   if (st == LOWP_OK)
     st = write_config_json(dir, lowp_model_get_config(model));
   if (st == LOWP_OK && checksum)
-    st = file_checksum(path, checksum);
+    st = lowpi_ckpt_file_checksum(path, checksum);
   for (size_t i = 0; i < nt; i++)
     free(bufs[i]);
   free(bufs);
@@ -265,16 +268,41 @@ lowp_status lowpi_ckpt_read_config(const char *dir, lowp_model_config *cfg) {
   return LOWP_OK;
 }
 
+/* Parameters of a model of this config, in double (no overflow for absurd configs). */
+static double config_params(const lowp_model_config *c) {
+  double V = c->vocab, C = c->n_embd, F = c->ffn_hidden, L = c->n_layer, T = c->ctx;
+  if (c->arch == LOWP_ARCH_GPT2) /* wte, wpe; per block 2 norms, qkv, proj, fc, fcproj; lnf */
+    return V * C + T * C + L * (4 * C + 3 * C * C + 3 * C + C * C + C + 2 * F * C + F + C) + 2 * C;
+  return V * C + L * (2 * C + 4 * C * C + 3 * F * C) + C + (c->tied_embeddings ? 0 : V * C);
+}
+
 lowp_status lowpi_ckpt_load_model(const char *dir, lowp_model **out, uint64_t *checksum) {
+  return lowpi_ckpt_load_model_file(dir, "model.safetensors", out, checksum);
+}
+
+lowp_status lowpi_ckpt_load_model_file(const char *dir, const char *file, lowp_model **out,
+                                       uint64_t *checksum) {
   *out = NULL;
   lowp_model_config cfg;
+  memset(&cfg, 0, sizeof cfg);
   LOWPI_TRY(lowpi_ckpt_read_config(dir, &cfg));
   char path[4096];
-  LOWPI_TRY(lowpi_path_join(path, sizeof path, dir, "model.safetensors"));
+  LOWPI_TRY(lowpi_path_join(path, sizeof path, dir, file));
   lowp_st_file *f = NULL;
   LOWPI_TRY(lowp_st_open(path, &f));
+  /* The file's element count bounds what config.json may claim: a config asking for more
+   * parameters than the file holds is rejected before the model is allocated. */
+  double have = 0;
+  for (size_t i = 0; i < lowp_st_count(f); i++)
+    have += (double)lowp_st_at(f, i)->numel;
   lowp_model *m = NULL;
-  lowp_status st = lowp_model_create(&m, &cfg, 0);
+  lowp_status st = LOWP_OK;
+  if (config_params(&cfg) != have)
+    st = lowpi_fail(LOWP_ERR_MISMATCH,
+                    "%s holds %.0f parameters; the config in %s describes a model of %.0f", path,
+                    have, dir, config_params(&cfg));
+  if (st == LOWP_OK)
+    st = lowp_model_create(&m, &cfg, 0);
   size_t nt = st == LOWP_OK ? lowp_model_num_tensors(m) : 0;
   float *tmp = NULL;
   if (st == LOWP_OK && lowp_st_count(f) != nt)
@@ -322,11 +350,52 @@ lowp_status lowpi_ckpt_load_model(const char *dir, lowp_model **out, uint64_t *c
       }
   }
   if (st == LOWP_OK && checksum)
-    st = file_checksum(path, checksum);
+    st = lowpi_ckpt_file_checksum(path, checksum);
   if (st != LOWP_OK) {
     lowp_model_free(m);
     return st;
   }
   *out = m;
   return LOWP_OK;
+}
+
+lowp_status lowpi_ckpt_keep_previous(const char *dir) {
+  char cur[4096], prev[4096], tmp[4096];
+  LOWPI_TRY(lowpi_path_join(cur, sizeof cur, dir, LOWPI_CKPT_MODEL));
+  LOWPI_TRY(lowpi_path_join(prev, sizeof prev, dir, LOWPI_CKPT_MODEL_PREV));
+  LOWPI_TRY(lowpi_path_join(tmp, sizeof tmp, dir, LOWPI_CKPT_MODEL_PREV ".tmp"));
+  /* A second name for the same inode, then renamed over the old .prev: at every moment .prev
+   * is either the older generation or this one, both complete. */
+  unlink(tmp);
+  if (link(cur, tmp) != 0)
+    return lowpi_fail(LOWP_ERR_IO, "cannot link %s to %s: %s", cur, tmp, strerror(errno));
+  if (rename(tmp, prev) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return lowpi_fail(LOWP_ERR_IO, "cannot rename %s to %s: %s", tmp, prev, strerror(e));
+  }
+  int fd = open(dir, O_RDONLY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+  return LOWP_OK;
+}
+
+void lowpi_ckpt_clean_temps(const char *dir) {
+  static const char *const stems[] = {LOWPI_CKPT_MODEL ".tmp.", LOWPI_CKPT_STATE ".tmp.",
+                                      "config.json.tmp.", LOWPI_CKPT_MODEL_PREV ".tmp"};
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    for (size_t i = 0; i < sizeof stems / sizeof stems[0]; i++)
+      if (!strncmp(e->d_name, stems[i], strlen(stems[i]))) {
+        char path[4096];
+        if (lowpi_path_join(path, sizeof path, dir, e->d_name) == LOWP_OK)
+          unlink(path);
+        break;
+      }
+  closedir(d);
 }

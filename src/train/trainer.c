@@ -2,6 +2,7 @@
 #include "lowp/train.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/json.h"
 #include "format/cast_scalar.h"
@@ -18,6 +20,7 @@
 #include "lowp/safetensors.h"
 #include "lowp/scaler.h"
 #include "train/checkpoint.h"
+#include "train/inject.h"
 #include "train/model_internal.h"
 #include "train/recipe_exec.h"
 
@@ -67,6 +70,11 @@ typedef struct {
   long step; /* steps done */
   FILE *log;
   int32_t *inputs, *targets;
+  lowpi_faults faults;
+  int nonfinite_run;       /* consecutive non-finite steps so far */
+  const char *resume_file; /* the weights file of resume_dir that the state belongs to */
+  int disk_known;          /* out_dir's state on disk has been looked at */
+  int disk_pair_ok;        /* out_dir's model.safetensors belongs to its trainer state */
 } run;
 
 static void run_free(run *r) {
@@ -115,6 +123,48 @@ static void adamw_config(const run *r, lowp_adamw_config *a) {
  * Trainer state (trainer_state.safetensors): tensors for the optimizer blob and the delayed-
  * scaling histories; metadata for every scalar, as text that round-trips exactly. */
 
+/* FNV-1a over the state's content: the metadata sorted by key (without the digest itself) and
+ * the tensors sorted by name (name, dtype, shape, bytes). The writer stores it as
+ * lowp.state_checksum, the reader recomputes it: any flipped byte of the file shows. */
+#define STATE_DIGEST_KEY "lowp.state_checksum"
+
+static int cmp_kv(const void *a, const void *b) {
+  return strcmp(((const lowp_st_kv *)a)->key, ((const lowp_st_kv *)b)->key);
+}
+static int cmp_tensor(const void *a, const void *b) {
+  return strcmp(((const lowp_st_tensor *)a)->name, ((const lowp_st_tensor *)b)->name);
+}
+
+/* kv and ts are scratch copies: they get sorted. */
+static lowp_status state_digest(lowp_st_kv *kv, size_t nkv, lowp_st_tensor *ts, size_t nt,
+                                uint64_t *out) {
+  qsort(kv, nkv, sizeof *kv, cmp_kv);
+  qsort(ts, nt, sizeof *ts, cmp_tensor);
+  uint64_t h = LOWPI_FNV_INIT;
+  for (size_t i = 0; i < nkv; i++) {
+    if (!strcmp(kv[i].key, STATE_DIGEST_KEY))
+      continue;
+    h = lowpi_fnv1a64(kv[i].key, strlen(kv[i].key) + 1, h);
+    h = lowpi_fnv1a64(kv[i].value, strlen(kv[i].value) + 1, h);
+  }
+  for (size_t i = 0; i < nt; i++) {
+    const lowp_st_tensor *t = &ts[i];
+    size_t nbytes;
+    LOWPI_TRY(lowp_st_nbytes(t->dtype, t->rank, t->shape, &nbytes));
+    unsigned char head[16] = {(unsigned char)t->dtype, (unsigned char)t->rank};
+    h = lowpi_fnv1a64(t->name, strlen(t->name) + 1, h);
+    h = lowpi_fnv1a64(head, 2, h);
+    for (int d = 0; d < t->rank; d++) {
+      for (int k = 0; k < 8; k++)
+        head[k] = (unsigned char)((uint64_t)t->shape[d] >> (8 * k));
+      h = lowpi_fnv1a64(head, 8, h);
+    }
+    h = lowpi_fnv1a64(t->data, nbytes, h);
+  }
+  *out = h;
+  return LOWP_OK;
+}
+
 static lowp_status save_state(run *r, const char *dir, uint64_t model_checksum) {
   size_t nd = lowpi_recipe_exec_num_delayed(r->exec);
   size_t ntensors = 2 + nd;
@@ -151,7 +201,7 @@ static lowp_status save_state(run *r, const char *dir, uint64_t model_checksum) 
                            .data = scales};
   char recipe_text[4096];
   lowp_status st = lowp_recipe_format(&r->recipe, recipe_text, sizeof recipe_text);
-  char v[16][64];
+  char v[18][64];
   snprintf(v[0], 64, "%ld", r->step);
   snprintf(v[1], 64, "%llu", (unsigned long long)r->loader.position);
   snprintf(v[2], 64, "%llu", (unsigned long long)r->cfg.seed);
@@ -170,7 +220,8 @@ static lowp_status save_state(run *r, const char *dir, uint64_t model_checksum) 
   for (size_t i = 0; i < nd; i++)
     steps_done += lowpi_recipe_exec_delayed(r->exec, i)->steps;
   snprintf(v[13], 64, "%llu", (unsigned long long)steps_done);
-  const lowp_st_kv meta[] = {
+  snprintf(v[14], 64, "%d", r->nonfinite_run);
+  lowp_st_kv meta[] = {
       {"lowp.step", v[0]},
       {"lowp.data_position", v[1]},
       {"lowp.seed", v[2]},
@@ -185,23 +236,108 @@ static lowp_status save_state(run *r, const char *dir, uint64_t model_checksum) 
       {"lowp.schedule", v[11]},
       {"lowp.train_tokens", v[12]},
       {"lowp.delayed_updates", v[13]},
+      {"lowp.nonfinite_run", v[14]},
       {"lowp.recipe", recipe_text},
+      {STATE_DIGEST_KEY, v[15]},
   };
+  enum { NMETA = sizeof meta / sizeof meta[0] };
+  lowp_st_kv kvs[NMETA];
+  memcpy(kvs, meta, sizeof meta);
+  lowp_st_tensor *tcopy = malloc(ntensors * sizeof *tcopy);
+  if (tcopy)
+    memcpy(tcopy, ts, ntensors * sizeof *tcopy);
+  uint64_t digest = 0;
+  if (st == LOWP_OK)
+    st = tcopy ? state_digest(kvs, NMETA, tcopy, ntensors, &digest)
+               : lowpi_fail(LOWP_ERR_NOMEM, "checkpoint: out of memory");
+  free(tcopy);
+  snprintf(v[15], 64, "%016" PRIx64, digest);
   char path[4096];
   if (st == LOWP_OK)
-    st = lowpi_path_join(path, sizeof path, dir, "trainer_state.safetensors");
+    st = lowpi_path_join(path, sizeof path, dir, LOWPI_CKPT_STATE);
   if (st == LOWP_OK)
-    st = lowp_st_write(path, ts, ntensors, meta, sizeof meta / sizeof meta[0]);
+    st = lowp_st_write(path, ts, ntensors, meta, NMETA);
   free(ts), free(shapes), free(names), free(scales);
   return st;
 }
 
+/* Open DIR/trainer_state.safetensors and check its digest (absent in files older than it). */
+static lowp_status open_state(const char *dir, lowp_st_file **out) {
+  char path[4096];
+  LOWPI_TRY(lowpi_path_join(path, sizeof path, dir, LOWPI_CKPT_STATE));
+  lowp_st_file *f = NULL;
+  LOWPI_TRY(lowp_st_open(path, &f));
+  size_t nkv = lowp_st_metadata_count(f), nt = lowp_st_count(f);
+  lowp_st_kv *kv = calloc(nkv ? nkv : 1, sizeof *kv);
+  lowp_st_tensor *ts = calloc(nt ? nt : 1, sizeof *ts);
+  lowp_status st = LOWP_OK;
+  uint64_t digest = 0;
+  if (kv && ts) {
+    for (size_t i = 0; i < nkv; i++)
+      kv[i] = *lowp_st_metadata_at(f, i);
+    for (size_t i = 0; i < nt; i++)
+      ts[i] = *lowp_st_at(f, i);
+    st = state_digest(kv, nkv, ts, nt, &digest);
+  } else {
+    st = lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+  }
+  free(kv), free(ts);
+  const char *want = lowp_st_metadata_get(f, STATE_DIGEST_KEY);
+  char have[24];
+  snprintf(have, sizeof have, "%016" PRIx64, digest);
+  if (st == LOWP_OK && want && strcmp(want, have) != 0)
+    st = lowpi_fail(LOWP_ERR_FORMAT,
+                    "%s is corrupt: its content checksum is %s, the file says %s (a changed "
+                    "byte); this checkpoint cannot be resumed",
+                    path, have, want);
+  if (st != LOWP_OK) {
+    lowp_st_close(f);
+    return st;
+  }
+  *out = f;
+  return LOWP_OK;
+}
+
+/* The model checksum recorded in a state file (0 when unreadable). */
+static int state_model_checksum(const lowp_st_file *f, uint64_t *out) {
+  const char *s = lowp_st_metadata_get(f, "lowp.model_checksum");
+  char *end;
+  if (!s)
+    return 0;
+  errno = 0;
+  *out = strtoull(s, &end, 16);
+  return !errno && end != s && !*end;
+}
+
+/* Crash-consistent save of the pair: (1) if DIR/model.safetensors belongs to the state on disk,
+ * keep it as model.safetensors.prev; (2) write model.safetensors + config.json; (3) write the
+ * state, which names the new model's checksum. A crash after (1) or (2) leaves the old state
+ * with its model in .prev (or still in place); after (3) the new pair. Each write is atomic,
+ * so model.safetensors is always a complete file that transformers can load. */
 static lowp_status save_checkpoint(run *r) {
-  if (!r->cfg.out_dir)
+  const char *dir = r->cfg.out_dir;
+  if (!dir)
     return LOWP_OK;
+  if (!r->disk_known) {
+    r->disk_known = 1;
+    lowp_st_file *f = NULL;
+    uint64_t want = 0, have = 0;
+    char path[4096];
+    LOWPI_TRY(lowpi_path_join(path, sizeof path, dir, LOWPI_CKPT_MODEL));
+    if (open_state(dir, &f) == LOWP_OK) {
+      r->disk_pair_ok = state_model_checksum(f, &want) &&
+                        lowpi_ckpt_file_checksum(path, &have) == LOWP_OK && have == want;
+      lowp_st_close(f);
+    }
+  }
+  if (r->disk_pair_ok)
+    LOWPI_TRY(lowpi_ckpt_keep_previous(dir));
+  r->disk_pair_ok = 0;
   uint64_t checksum = 0;
-  LOWPI_TRY(lowpi_ckpt_save_model(r->cfg.out_dir, r->model, &checksum));
-  return save_state(r, r->cfg.out_dir, checksum);
+  LOWPI_TRY(lowpi_ckpt_save_model(dir, r->model, &checksum));
+  LOWPI_TRY(save_state(r, dir, checksum));
+  r->disk_pair_ok = 1;
+  return LOWP_OK;
 }
 
 static lowp_status meta_u64(const lowp_st_file *f, const char *key, unsigned long long *out,
@@ -219,20 +355,21 @@ static lowp_status meta_u64(const lowp_st_file *f, const char *key, unsigned lon
 /* Restore everything but the model (loaded before) from DIR/trainer_state.safetensors. */
 static lowp_status load_state(run *r, const char *dir, uint64_t model_checksum) {
   char path[4096];
-  LOWPI_TRY(lowpi_path_join(path, sizeof path, dir, "trainer_state.safetensors"));
+  LOWPI_TRY(lowpi_path_join(path, sizeof path, dir, LOWPI_CKPT_STATE));
   lowp_st_file *f = NULL;
-  LOWPI_TRY(lowp_st_open(path, &f));
+  LOWPI_TRY(open_state(dir, &f));
   lowp_status st = LOWP_OK;
   unsigned long long step = 0, pos = 0, seed = 0, tracker = 0, skipped = 0, osteps = 0;
+  unsigned long long nonfinite = 0;
   unsigned long long batch = 0, seq = 0, ntok = 0;
   const char *sum = lowp_st_metadata_get(f, "lowp.model_checksum");
   char want[24];
   snprintf(want, sizeof want, "%016llx", (unsigned long long)model_checksum);
   if (!sum || strcmp(sum, want) != 0)
     st = lowpi_fail(LOWP_ERR_FORMAT,
-                    "%s does not belong to the model.safetensors beside it (checksum %s, the "
+                    "%s does not belong to the %s beside it (checksum %s, the "
                     "file's is %s): the checkpoint is corrupt or mixed from two saves",
-                    path, sum ? sum : "missing", want);
+                    path, r->resume_file, sum ? sum : "missing", want);
   if (st == LOWP_OK)
     st = meta_u64(f, "lowp.step", &step, path);
   if (st == LOWP_OK)
@@ -251,6 +388,8 @@ static lowp_status load_state(run *r, const char *dir, uint64_t model_checksum) 
     st = meta_u64(f, "lowp.seq", &seq, path);
   if (st == LOWP_OK)
     st = meta_u64(f, "lowp.train_tokens", &ntok, path);
+  if (st == LOWP_OK && lowp_st_metadata_get(f, "lowp.nonfinite_run"))
+    st = meta_u64(f, "lowp.nonfinite_run", &nonfinite, path);
   const char *scale = lowp_st_metadata_get(f, "lowp.scaler.scale");
   const char *recipe_text = lowp_st_metadata_get(f, "lowp.recipe");
   if (st == LOWP_OK && (!scale || !recipe_text))
@@ -311,6 +450,7 @@ static lowp_status load_state(run *r, const char *dir, uint64_t model_checksum) 
     r->scaler.scale = strtof(scale, NULL);
     r->scaler.growth_tracker = (int32_t)tracker;
     r->scaler.skipped_steps = skipped;
+    r->nonfinite_run = (int)(nonfinite < 1000000 ? nonfinite : 1000000);
     lowp_adamw_set_num_steps(r->opt, (long)osteps);
     st = lowp_loader_init(&r->loader, &r->train, r->cfg.batch, r->cfg.seq, pos);
   }
@@ -382,25 +522,31 @@ static lowp_status train_step(run *r, lowp_train_event *e) {
   const lowp_train_config *c = &r->cfg;
   size_t np = lowp_model_num_params(r->model);
   float *grads = lowp_model_grads(r->model);
+  const long s1 = r->step + 1; /* this step's number in the log */
   double t0 = now_s();
   lowpi_recipe_exec_set_step(r->exec, (uint64_t)r->step);
   LOWPI_TRY(lowp_loader_next(&r->loader, r->inputs, r->targets));
   float loss;
   LOWPI_TRY(lowp_model_forward(r->model, r->inputs, r->targets, c->batch, c->seq, &loss));
+  if (lowpi_faults_at(&r->faults, LOWPI_FAULT_NAN_LOSS, s1, NULL))
+    loss = NAN;
   e->lr = lowp_lr_at(&r->sched, (int)r->step);
   e->loss = loss;
   e->loss_scale = r->scaler.scale;
   e->grad_norm = NAN;
-  int found_inf = !isfinite(loss);
-  if (found_inf && !r->scaler.enabled)
-    return lowpi_fail(LOWP_ERR_NUMERIC,
-                      "the loss is %s at step %ld: training diverged (try a lower --lr, or a "
-                      "recipe with loss scaling); the last checkpoint is intact",
-                      isnan(loss) ? "NaN" : "infinite", r->step + 1);
+  int bad_loss = !isfinite(loss), found_inf = bad_loss;
   if (!found_inf) {
+    /* An injected spike scales the loss (so every dy) by F, the gradients back by 1/F. */
+    float spike = 1.0f;
+    lowpi_faults_at(&r->faults, LOWPI_FAULT_SPIKE, s1, &spike);
     float weight = c->loss_weight > 0 ? c->loss_weight : 1.0f;
-    lowpi_model_set_loss_scale(r->model, r->scaler.scale * weight);
+    const float scale = r->scaler.scale * spike * weight;
+    lowpi_model_set_loss_scale(r->model, scale);
     LOWPI_TRY(lowp_model_backward(r->model));
+    if (lowpi_faults_at(&r->faults, LOWPI_FAULT_NAN_GRAD, s1, NULL))
+      grads[np / 2] = NAN;
+    if (lowpi_faults_at(&r->faults, LOWPI_FAULT_INF_GRAD, s1, NULL))
+      grads[np / 2] = INFINITY;
     if (r->recipe.grad == LOWP_BF16) { /* the gradient buffer holds bf16 values */
       lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
 #pragma omp parallel for schedule(static)
@@ -408,13 +554,31 @@ static lowp_status train_step(run *r, lowp_train_event *e) {
         grads[i] = lowpi_decode(
             bf, lowpi_encode(bf, grads[i], LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0, 0));
     }
-    if (r->scaler.enabled) { /* unscale before clipping, as GradScaler */
-      float inv = lowp_loss_scaler_inv_scale(&r->scaler);
+    if (r->scaler.enabled || spike != 1.0f) { /* unscale before clipping, as GradScaler */
+      float inv = (float)(1.0 / (double)scale);
 #pragma omp parallel for schedule(static)
       for (long i = 0; i < (long)np; i++)
         grads[i] *= inv;
     }
     found_inf = !all_finite(grads, np);
+  }
+  if (found_inf) {
+    const char *what =
+        bad_loss ? (isnan(loss) ? "loss is NaN" : "loss is infinite") : "gradients are not finite";
+    int max = c->max_nonfinite > 0 ? c->max_nonfinite : 20;
+    r->nonfinite_run++;
+    if (!r->scaler.enabled && c->on_nonfinite == LOWP_NONFINITE_STOP)
+      return lowpi_fail(LOWP_ERR_NUMERIC,
+                        "step %ld: the %s; stopping (on-nonfinite stop); the last checkpoint is "
+                        "intact",
+                        s1, what);
+    if (r->nonfinite_run >= max)
+      return lowpi_fail(LOWP_ERR_NUMERIC,
+                        "step %ld: the %s, %d steps in a row: training diverged (try a lower "
+                        "--lr, or a recipe with loss scaling); the last checkpoint is intact",
+                        s1, what, r->nonfinite_run);
+  } else {
+    r->nonfinite_run = 0;
   }
   e->skipped = lowp_loss_scaler_update(&r->scaler, found_inf);
   if (!e->skipped) {
@@ -440,14 +604,39 @@ static lowp_status train_step(run *r, lowp_train_event *e) {
  * Setup */
 
 /* Resuming without a recipe or batch shape: take the saved run's. */
+/* Which weights file of DIR the state belongs to: model.safetensors, or the generation before
+ * when a crash came between writing the model and the state. */
+static lowp_status pick_resume_file(run *r, const lowp_st_file *f, const char *path) {
+  const char *dir = r->cfg.resume_dir;
+  uint64_t want = 0, have = 0;
+  if (!state_model_checksum(f, &want))
+    return lowpi_fail(LOWP_ERR_FORMAT, "%s: missing or bad \"lowp.model_checksum\"", path);
+  const char *files[] = {LOWPI_CKPT_MODEL, LOWPI_CKPT_MODEL_PREV};
+  for (int i = 0; i < 2; i++) {
+    char mp[4096];
+    LOWPI_TRY(lowpi_path_join(mp, sizeof mp, dir, files[i]));
+    if (lowpi_ckpt_file_checksum(mp, &have) == LOWP_OK && have == want) {
+      r->resume_file = files[i];
+      return LOWP_OK;
+    }
+  }
+  return lowpi_fail(LOWP_ERR_FORMAT,
+                    "%s/%s does not belong to the trainer state beside it (the state names a "
+                    "model with checksum %016" PRIx64 ", the file's is %016" PRIx64
+                    ", and no %s has it): the checkpoint is corrupt (a changed or truncated file)",
+                    dir, LOWPI_CKPT_MODEL, want, have, LOWPI_CKPT_MODEL_PREV);
+}
+
 static lowp_status resume_defaults(run *r) {
   lowp_train_config *c = &r->cfg;
   char path[4096];
-  LOWPI_TRY(lowpi_path_join(path, sizeof path, c->resume_dir, "trainer_state.safetensors"));
+  LOWPI_TRY(lowpi_path_join(path, sizeof path, c->resume_dir, LOWPI_CKPT_STATE));
   lowp_st_file *f = NULL;
-  LOWPI_TRY(lowp_st_open(path, &f));
+  LOWPI_TRY(open_state(c->resume_dir, &f));
   const char *text = lowp_st_metadata_get(f, "lowp.recipe");
   lowp_status st = text ? LOWP_OK : lowpi_fail(LOWP_ERR_FORMAT, "%s: no recipe", path);
+  if (st == LOWP_OK)
+    st = pick_resume_file(r, f, path);
   if (st == LOWP_OK && !c->recipe)
     st = lowp_recipe_parse(text, &r->recipe);
   unsigned long long v = 0;
@@ -459,8 +648,51 @@ static lowp_status resume_defaults(run *r) {
   return st;
 }
 
+/* Resuming a run whose metrics log went further than its checkpoint (it was killed after
+ * logging steps it had not saved): drop the log's lines past the resumed step, and a torn last
+ * line, so the log reads as one uninterrupted run. */
+static lowp_status trim_log(const char *path, long step) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return LOWP_OK; /* no log yet */
+  lowpi_buf b = {0};
+  char line[4096];
+  int changed = 0;
+  while (fgets(line, sizeof line, f)) {
+    static const char key[] = "{\"step\": ";
+    size_t n = strlen(line);
+    int has_step = !strncmp(line, key, sizeof key - 1);
+    long s = has_step ? strtol(line + sizeof key - 1, NULL, 10) : 0;
+    int keep = n > 0 && line[n - 1] == '\n' && !(has_step && s > step);
+    if (keep)
+      lowpi_buf_puts(&b, line);
+    else
+      changed = 1;
+  }
+  fclose(f);
+  lowp_status st = b.failed ? lowpi_fail(LOWP_ERR_NOMEM, "out of memory") : LOWP_OK;
+  if (st == LOWP_OK && changed) {
+    lowpi_atomic_file af;
+    st = lowpi_atomic_open(&af, path);
+    if (st == LOWP_OK)
+      st = lowpi_atomic_write(&af, b.data ? b.data : "", b.len);
+    if (st == LOWP_OK)
+      st = lowpi_atomic_commit(&af);
+  }
+  lowpi_buf_free(&b);
+  return st;
+}
+
 static lowp_status setup(run *r) {
   lowp_train_config *c = &r->cfg;
+  LOWPI_TRY(lowpi_faults_parse(c->inject, &r->faults));
+  if (c->on_nonfinite != LOWP_NONFINITE_SKIP && c->on_nonfinite != LOWP_NONFINITE_STOP)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "on_nonfinite is skip (0) or stop (1), not %d",
+                      (int)c->on_nonfinite);
+  if (c->max_nonfinite < 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "max_nonfinite %d < 0", c->max_nonfinite);
+  if (c->out_dir)
+    lowpi_ckpt_clean_temps(c->out_dir);
   if (c->resume_dir)
     LOWPI_TRY(resume_defaults(r));
   if (c->recipe || !c->resume_dir)
@@ -469,7 +701,8 @@ static lowp_status setup(run *r) {
   uint64_t checksum = 0;
   if (c->resume_dir || c->init_dir) {
     const char *dir = c->resume_dir ? c->resume_dir : c->init_dir;
-    LOWPI_TRY(lowpi_ckpt_load_model(dir, &r->model, &checksum));
+    LOWPI_TRY(lowpi_ckpt_load_model_file(dir, c->resume_dir ? r->resume_file : LOWPI_CKPT_MODEL,
+                                         &r->model, &checksum));
     const lowp_model_config *have = lowp_model_get_config(r->model), *want = &c->model;
     if (want->n_layer && (want->arch != have->arch || want->n_layer != have->n_layer ||
                           want->n_head != have->n_head || want->n_embd != have->n_embd ||
@@ -531,6 +764,8 @@ static lowp_status setup(run *r) {
   LOWPI_TRY(lowp_loader_init(&r->loader, &r->train, c->batch, c->seq, 0));
   if (c->resume_dir)
     LOWPI_TRY(load_state(r, c->resume_dir, checksum));
+  if (c->log_path && c->resume_dir)
+    LOWPI_TRY(trim_log(c->log_path, r->step));
   if (c->log_path) {
     r->log = fopen(c->log_path, c->resume_dir ? "a" : "w");
     if (!r->log)
