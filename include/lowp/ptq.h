@@ -174,7 +174,7 @@ lowp_status lowp_sensitivity(lowp_qmodel *qm, const lowp_sens_config *cfg, doubl
 
 /* Choose one option per layer minimizing the summed delta subject to
  * sum(bits * numel) <= budget_bits * sum(numel) (a knapsack DP over bit-parameters in units of
- * 1/4096 of the total, rounding every cost up, so the plan never exceeds the budget).
+ * 1/65536 of the 16-bit total, rounding every cost up, so the plan never exceeds the budget).
  * choice[i] receives 0..2; *avg_bits and *predicted the plan's figures. LOWP_ERR_INVALID_ARG
  * when even the cheapest plan exceeds the budget. */
 lowp_status lowp_plan_budget(const lowp_sens_layer *layers, size_t count, double budget_bits,

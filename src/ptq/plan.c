@@ -79,7 +79,9 @@ lowp_status lowp_plan_parse(const char *text, lowp_plan *plan) {
     ent.line = line;
     const lowp_ptq_scheme *s;
     if (lowp_ptq_scheme_find(ent.scheme, &s) != LOWP_OK) {
-      st = lowpi_fail(LOWP_ERR_FORMAT, "plan line %d: %s", line, lowp_last_error());
+    char why[512];
+    snprintf(why, sizeof why, "%s", lowp_last_error());
+      st = lowpi_fail(LOWP_ERR_FORMAT, "plan line %d: %s", line, why);
       break;
     }
     for (size_t i = 0; i < plan->count; i++)
@@ -137,12 +139,15 @@ lowp_status lowp_plan_load(const char *path, lowp_plan *plan) {
   }
   lowp_status st = lowp_plan_parse(text, plan);
   free(text);
-  if (st != LOWP_OK)
-    return lowpi_fail(st, "%s: %s", path, lowp_last_error());
+  if (st != LOWP_OK) {
+    char why[512];
+    snprintf(why, sizeof why, "%s", lowp_last_error());
+    return lowpi_fail(st, "%s: %s", path, why);
+  }
   return LOWP_OK;
 }
 
-#define PLAN_UNITS 4096
+#define PLAN_UNITS 65536
 
 lowp_status lowp_plan_budget(const lowp_sens_layer *layers, size_t count, double budget_bits,
                              int *choice, double *avg_bits, double *predicted) {

@@ -354,7 +354,9 @@ static lowp_status load_quantized(const char *dir, const char *path, lowp_st_fil
     const lowp_ptq_scheme *s;
     st = lowp_ptq_scheme_find(sn, &s);
     if (st != LOWP_OK) {
-      st = lowpi_fail(LOWP_ERR_FORMAT, "%s: metadata for %s: %s", path, q->name, lowp_last_error());
+    char why[512];
+    snprintf(why, sizeof why, "%s", lowp_last_error());
+      st = lowpi_fail(LOWP_ERR_FORMAT, "%s: metadata for %s: %s", path, q->name, why);
       break;
     }
     st = load_linear(qm, q, f, path, s, s->weight_scheme[0] == 'b' ? 0 : hadamard, &used);

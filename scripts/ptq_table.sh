@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Reproduce the PTQ / QAT / mixed-precision tables of docs/ptq.md.
+#   scripts/ptq_table.sh BASE_CKPT [OUT_DIR]
+# BASE_CKPT: a model trained by `lowp train --model small --steps 600 --out BASE_CKPT` on the
+# default corpus (data/brown.txt). Writes OUT_DIR/ptq_table.md (and the checkpoints it made).
+# Environment: LOWP (the CLI, default build/lowp), DATA, BATCHES (eval batches, 16),
+# CALIB (calibration tokens, 4096), QAT_STEPS (60), QAT_SCHEMES ("int4-g128 nvfp4"),
+# BUDGET (4.5), PARTS ("table qat plan").
+set -euo pipefail
+BASE=${1:?usage: scripts/ptq_table.sh BASE_CKPT [OUT_DIR]}
+OUT=${2:-/tmp/lowp-ptq-table}
+LOWP=${LOWP:-build/lowp}
+DATA=${DATA:-data/brown.txt}
+BATCHES=${BATCHES:-16}
+CALIB=${CALIB:-4096}
+QAT_STEPS=${QAT_STEPS:-60}
+QAT_SCHEMES=${QAT_SCHEMES:-"int4-g128 nvfp4"}
+BUDGET=${BUDGET:-4.5}
+PARTS=${PARTS:-"table qat plan"}
+export OMP_WAIT_POLICY=passive
+mkdir -p "$OUT"
+MD="$OUT/ptq_table.md"
+: >"$MD"
+
+evalp() { # checkpoint -> "loss ppl"
+  "$LOWP" eval --ckpt "$1" --data "$DATA" --batches "$BATCHES" |
+    awk '/^val_loss/ {l=$2} /^perplexity/ {p=$2} END {printf "%.4f %.3f", l, p}'
+}
+ptq() { # out scheme [args...] -> "loss ppl"
+  local out=$1 scheme=$2
+  shift 2
+  "$LOWP" ptq --ckpt "$BASE" --scheme "$scheme" --calib "$DATA" --calib-tokens "$CALIB" \
+    --out "$out" "$@" >/dev/null
+  evalp "$out"
+}
+
+read -r L0 P0 <<<"$(evalp "$BASE")"
+echo "fp32 baseline: loss $L0 ppl $P0"
+if [[ " $PARTS " == *" table "* ]]; then
+  {
+    echo "| scheme | calibration | Hadamard | val loss | perplexity |"
+    echo "|---|---|---|---:|---:|"
+    echo "| fp32 (baseline) | - | - | $L0 | $P0 |"
+    read -r l p <<<"$(ptq "$OUT/bf16" bf16)"
+    echo "| bf16 weights | - | - | $l | $p |"
+  } >>"$MD"
+  for s in fp8-w8a8 int8-w8a8 int4-g128 nf4 nvfp4 mxfp4; do
+    for m in max percentile mse; do
+      for h in 0 128; do
+        read -r l p <<<"$(ptq "$OUT/$s-$m-h$h" "$s" --method "$m" --hadamard "$h")"
+        hs=$([ "$h" = 0 ] && echo no || echo "$h")
+        echo "| $s | $m | $hs | $l | $p |" | tee -a "$MD"
+      done
+    done
+  done
+  # SmoothQuant on the W8A8 schemes (alpha 0.5), MSE calibration.
+  for s in fp8-w8a8 int8-w8a8; do
+    read -r l p <<<"$(ptq "$OUT/$s-sq" "$s" --method mse --smoothquant 0.5)"
+    echo "| $s + SmoothQuant 0.5 | mse | no | $l | $p |" | tee -a "$MD"
+  done
+fi
+if [[ " $PARTS " == *" qat "* ]]; then
+  {
+    echo
+    echo "QAT ($QAT_STEPS steps, lr 3e-4, from the baseline) versus fine-tune-then-quantize:"
+    echo
+    echo "| scheme | PTQ of base | fp32 fine-tune, then PTQ | QAT, then PTQ | fp32 fine-tune itself |"
+    echo "|---|---:|---:|---:|---:|"
+  } >>"$MD"
+  "$LOWP" train --init "$BASE" --steps "$QAT_STEPS" --lr 3e-4 --warmup 5 --out "$OUT/ft-fp32" \
+    --data "$DATA" >/dev/null
+  read -r lf pf <<<"$(evalp "$OUT/ft-fp32")"
+  for s in $QAT_SCHEMES; do
+    "$LOWP" train --init "$BASE" --qat "$s" --steps "$QAT_STEPS" --lr 3e-4 --warmup 5 \
+      --out "$OUT/qat-$s" --data "$DATA" >/dev/null
+    read -r l1 p1 <<<"$(ptq "$OUT/q-base-$s" "$s")"
+    "$LOWP" ptq --ckpt "$OUT/ft-fp32" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
+      --out "$OUT/q-ft-$s" >/dev/null
+    read -r l2 p2 <<<"$(evalp "$OUT/q-ft-$s")"
+    "$LOWP" ptq --ckpt "$OUT/qat-$s" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
+      --out "$OUT/q-qat-$s" >/dev/null
+    read -r l3 p3 <<<"$(evalp "$OUT/q-qat-$s")"
+    echo "| $s | $l1 ($p1) | $l2 ($p2) | $l3 ($p3) | $lf ($pf) |" | tee -a "$MD"
+  done
+fi
+if [[ " $PARTS " == *" plan "* ]]; then
+  "$LOWP" sensitivity --ckpt "$BASE" --scheme int4-g128 --scheme8 int8 --data "$DATA" \
+    --budget-bits "$BUDGET" --plan-out "$OUT/plan.txt" --svg "$OUT/sensitivity.svg" \
+    >"$OUT/sensitivity.txt"
+  read -r lp pp <<<"$(
+    "$LOWP" ptq --ckpt "$BASE" --plan "$OUT/plan.txt" --out "$OUT/q-plan" >/dev/null
+    evalp "$OUT/q-plan"
+  )"
+  bp=$("$LOWP" ptq --ckpt "$BASE" --plan "$OUT/plan.txt" --out "$OUT/q-plan" | sed 's/.*, \([0-9.]*\) bits.*/\1/')
+  {
+    echo
+    echo "Mixed precision (menu bf16 / int8 / int4-g128, budget $BUDGET bits) vs uniform:"
+    echo
+    echo "| quantization | bits per weight | val loss | perplexity |"
+    echo "|---|---:|---:|---:|"
+    echo "| plan (budget $BUDGET) | $bp | $lp | $pp |"
+  } >>"$MD"
+  for s in int4-g128 nf4 nvfp4-w4a16 mxfp4-w4a16; do
+    b=$("$LOWP" ptq --ckpt "$BASE" --scheme "$s" --out "$OUT/u-$s" | sed 's/.*, \([0-9.]*\) bits.*/\1/')
+    read -r l p <<<"$(evalp "$OUT/u-$s")"
+    echo "| uniform $s | $b | $l | $p |" | tee -a "$MD"
+  done
+fi
+cat "$MD"
