@@ -37,8 +37,8 @@ int cli_eval(int argc, char **argv) {
   if (lowp_qmodel_load(o.ckpt, &qm) != LOWP_OK)
     return cli_runtime_error(verb, "%s", lowp_last_error());
   double loss = 0;
-  lowp_status st = lowp_qmodel_eval(qm, o.data, LOWP_DEFAULT_VAL_FRACTION, o.batch, o.seq,
-                                    o.batches, &loss);
+  lowp_status st =
+      lowp_qmodel_eval(qm, o.data, LOWP_DEFAULT_VAL_FRACTION, o.batch, o.seq, o.batches, &loss);
   int quant = lowp_qmodel_is_quantized(qm);
   lowp_qmodel_free(qm);
   if (st != LOWP_OK)

@@ -27,10 +27,10 @@ static int int_opt(const char *verb, const char *name, const char *v, long lo, l
 }
 
 int cli_ptq_option(const char *verb, int argc, char **argv, int *i, cli_ptq_opts *o) {
-  static const char *const names[] = {
-      "--ckpt",   "--data",        "--scheme",       "--plan",   "--out",
-      "--batch",  "--seq",         "--batches",      "--calib",  "--calib-tokens",
-      "--method", "--percentile",  "--hadamard",     "--smoothquant"};
+  static const char *const names[] = {"--ckpt",     "--data",         "--scheme", "--plan",
+                                      "--out",      "--batch",        "--seq",    "--batches",
+                                      "--calib",    "--calib-tokens", "--method", "--percentile",
+                                      "--hadamard", "--smoothquant"};
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
     const char *v;
     int r = cli_option_value(verb, argc, argv, i, names[k], &v);

@@ -115,8 +115,8 @@ int cli_sensitivity(int argc, char **argv) {
     order[i] = (int)i;
   g_layers = L;
   qsort(order, n, sizeof(int), by_delta);
-  printf("base val_loss %.6f (fp32, %d batches); scheme %s, 8-bit option %s\n\n", base,
-         o.batches, o.scheme, scheme8);
+  printf("base val_loss %.6f (fp32, %d batches); scheme %s, 8-bit option %s\n\n", base, o.batches,
+         o.scheme, scheme8);
   printf("| rank | layer | params | d_loss %s | d_loss %s | d_loss bf16 | fisher %s |\n", o.scheme,
          scheme8, o.scheme);
   printf("|---:|---|---:|---:|---:|---:|---:|\n");
@@ -156,8 +156,9 @@ int cli_sensitivity(int argc, char **argv) {
       if (plan_out && !f)
         ret = cli_runtime_error(verb, "cannot write %s", plan_out);
       if (f)
-        fprintf(f, "# lowp sensitivity plan: budget %.3f bits, average %.3f bits, predicted loss "
-                   "increase %.5f\n",
+        fprintf(f,
+                "# lowp sensitivity plan: budget %.3f bits, average %.3f bits, predicted loss "
+                "increase %.5f\n",
                 budget, avg, pred);
       for (size_t i = 0; i < n; i++) {
         printf("%s = %s\n", L[i].name, names[choice[i]]);

@@ -105,16 +105,16 @@ void lowp_plan_free(lowp_plan *plan);
 
 /* ---- quantized models ---- */
 typedef struct {
-  const char *scheme;        /* every linear layer (not the LM head); NULL with a plan */
-  const lowp_plan *plan;     /* per-layer schemes (a layer the plan leaves out stays fp32 unless
-                                `scheme` is given), or NULL */
-  lowp_calib_method method;  /* activations; and weight clipping (MSE, integer weights) */
-  double percentile;         /* 99.99 */
-  int hadamard;              /* 0, 16, 32 or 128 */
-  double smoothquant;        /* alpha in [0, 1], or < 0 for none */
-  const char *calib;         /* calibration text (its training split) or shard */
-  long calib_tokens;         /* 4096 */
-  int batch, seq;            /* calibration batch shape (8, the model's ctx) */
+  const char *scheme;       /* every linear layer (not the LM head); NULL with a plan */
+  const lowp_plan *plan;    /* per-layer schemes (a layer the plan leaves out stays fp32 unless
+                               `scheme` is given), or NULL */
+  lowp_calib_method method; /* activations; and weight clipping (MSE, integer weights) */
+  double percentile;        /* 99.99 */
+  int hadamard;             /* 0, 16, 32 or 128 */
+  double smoothquant;       /* alpha in [0, 1], or < 0 for none */
+  const char *calib;        /* calibration text (its training split) or shard */
+  long calib_tokens;        /* 4096 */
+  int batch, seq;           /* calibration batch shape (8, the model's ctx) */
 } lowp_ptq_config;
 
 void lowp_ptq_config_default(lowp_ptq_config *cfg);

@@ -76,8 +76,8 @@ lowp_status lowp_static_qdq(float *y, const float *x, size_t n, lowp_format fmt,
   float enc = fmax / clip, dec = clip / fmax;
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (long i = 0; i < (long)n; i++)
-    y[i] = lowpi_decode(f, lowpi_encode(f, x[i] * enc, LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0,
-                                        0, 0)) *
+    y[i] = lowpi_decode(
+               f, lowpi_encode(f, x[i] * enc, LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0, 0, 0)) *
            dec;
   return LOWP_OK;
 }
@@ -85,7 +85,7 @@ lowp_status lowp_static_qdq(float *y, const float *x, size_t n, lowp_format fmt,
 double lowp_static_qdq_mse(const float *x, size_t n, lowp_format fmt, float clip) {
   if (n == 0)
     return 0;
-  float buf[1024];
+  float buf[1024] = {0};
   double sum = 0;
   for (size_t i = 0; i < n; i += 1024) {
     size_t m = n - i < 1024 ? n - i : 1024;

@@ -79,8 +79,8 @@ lowp_status lowp_plan_parse(const char *text, lowp_plan *plan) {
     ent.line = line;
     const lowp_ptq_scheme *s;
     if (lowp_ptq_scheme_find(ent.scheme, &s) != LOWP_OK) {
-    char why[512];
-    snprintf(why, sizeof why, "%s", lowp_last_error());
+      char why[512];
+      snprintf(why, sizeof why, "%s", lowp_last_error());
       st = lowpi_fail(LOWP_ERR_FORMAT, "plan line %d: %s", line, why);
       break;
     }

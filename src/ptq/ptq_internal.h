@@ -13,9 +13,9 @@ typedef struct lowpi_qlinear {
   struct lowp_qmodel *qm;
   int index;
   char name[112];
-  size_t oc, c, offset; /* weight (oc, c) at params + offset */
+  size_t oc, c, offset;          /* weight (oc, c) at params + offset */
   const lowp_ptq_scheme *scheme; /* NULL: fp32 */
-  lowp_qtensor wq; /* the weight codes (not for bf16) */
+  lowp_qtensor wq;               /* the weight codes (not for bf16) */
   int have_wq;
   uint16_t *wbf16; /* bf16: the codes */
   float *w_eff;    /* (oc, c) dequantized, in the transformed basis */

@@ -98,7 +98,8 @@ static lowp_status save_linear(tlist *l, const lowpi_qlinear *q) {
     snprintf(nm, sizeof nm, "%s.smooth", p);
     LOWPI_TRY(tl_add(l, nm, LOWP_ST_F32, 1, c, 0, q->smooth, NULL));
   }
-  if (q->scheme->act == LOWP_ACT_STATIC || (q->scheme->act == LOWP_ACT_DYNAMIC && q->act_clip > 0)) {
+  if (q->scheme->act == LOWP_ACT_STATIC ||
+      (q->scheme->act == LOWP_ACT_DYNAMIC && q->act_clip > 0)) {
     float *v = malloc(sizeof(float));
     if (!v)
       return lowpi_fail(LOWP_ERR_NOMEM, "ptq: out of memory");
@@ -157,10 +158,10 @@ lowp_status lowp_qmodel_save(const lowp_qmodel *qm, const char *dir) {
   lowp_st_kv *meta = calloc(nm, sizeof *meta);
   char(*keys)[128] = calloc(nm, sizeof *keys);
   char(*vals)[64] = calloc(nm, sizeof *vals);
-  if (st == LOWP_OK && (!meta || !keys || !vals))
+  if (!meta || !keys || !vals)
     st = lowpi_fail(LOWP_ERR_NOMEM, "ptq: out of memory");
   size_t k = 0;
-  if (st == LOWP_OK) {
+  if (st == LOWP_OK && meta && keys && vals) {
     const lowp_ptq_config *c = &qm->cfg;
 #define KV(key, ...)                                                                               \
   do {                                                                                             \
@@ -201,9 +202,8 @@ lowp_status lowp_qmodel_save(const lowp_qmodel *qm, const char *dir) {
 
 /* ---- reading ---- */
 
-static lowp_status want(const lowp_st_file *f, const char *path, const char *name,
-                        lowp_st_dtype dt, int rank, int64_t d0, int64_t d1,
-                        const lowp_st_tensor **t) {
+static lowp_status want(const lowp_st_file *f, const char *path, const char *name, lowp_st_dtype dt,
+                        int rank, int64_t d0, int64_t d1, const lowp_st_tensor **t) {
   *t = lowp_st_find(f, name);
   if (!*t)
     return lowpi_fail(LOWP_ERR_FORMAT, "%s: quantized checkpoint lacks tensor %s", path, name);
@@ -212,13 +212,13 @@ static lowp_status want(const lowp_st_file *f, const char *path, const char *nam
     return lowpi_fail(LOWP_ERR_FORMAT,
                       "%s: tensor %s should be %s with shape (%lld%s%lld%s), found %s rank %d",
                       path, name, lowp_st_dtype_name(dt), (long long)d0, rank == 2 ? ", " : "",
-                      rank == 2 ? (long long)d1 : 0LL, rank == 2 ? "" : ")", lowp_st_dtype_name(x->dtype),
-                      x->rank);
+                      rank == 2 ? (long long)d1 : 0LL, rank == 2 ? "" : ")",
+                      lowp_st_dtype_name(x->dtype), x->rank);
   return LOWP_OK;
 }
 
-static lowp_status read_scalar(const lowp_st_file *f, const char *path, const char *name,
-                               float *v, size_t *used) {
+static lowp_status read_scalar(const lowp_st_file *f, const char *path, const char *name, float *v,
+                               size_t *used) {
   const lowp_st_tensor *t;
   LOWPI_TRY(want(f, path, name, LOWP_ST_F32, 1, 1, 0, &t));
   (*used)++;
@@ -354,8 +354,8 @@ static lowp_status load_quantized(const char *dir, const char *path, lowp_st_fil
     const lowp_ptq_scheme *s;
     st = lowp_ptq_scheme_find(sn, &s);
     if (st != LOWP_OK) {
-    char why[512];
-    snprintf(why, sizeof why, "%s", lowp_last_error());
+      char why[512];
+      snprintf(why, sizeof why, "%s", lowp_last_error());
       st = lowpi_fail(LOWP_ERR_FORMAT, "%s: metadata for %s: %s", path, q->name, why);
       break;
     }

@@ -121,8 +121,7 @@ static lowp_status qmodel_wrap(lowp_model *m, lowp_qmodel **out) {
   lowp_ptq_config_default(&qm->cfg);
   int gpt2 = c->arch == LOWP_ARCH_GPT2;
   size_t C = (size_t)c->n_embd, F = (size_t)c->ffn_hidden;
-  static const char *const gpt2_names[4] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
-                                            "mlp.c_proj"};
+  static const char *const gpt2_names[4] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
   /* Llama's fused linears (q|k|v and gate|up) are named after their first HF tensor. */
   static const char *const llama_first[4] = {"self_attn.q_proj", "self_attn.o_proj",
                                              "mlp.gate_proj", "mlp.down_proj"};
@@ -228,8 +227,8 @@ lowp_status lowpi_ptq_tokens(const char *data, double val_fraction, lowp_tokens 
 static lowp_status check_vocab(lowp_qmodel *qm, const lowp_tokens *t, const char *data) {
   int V = lowp_model_get_config(qm->m)->vocab;
   if (t->vocab_size > V)
-    return lowpi_fail(LOWP_ERR_MISMATCH, "%s has a vocabulary of %d tokens; the model has %d",
-                      data, t->vocab_size, V);
+    return lowpi_fail(LOWP_ERR_MISMATCH, "%s has a vocabulary of %d tokens; the model has %d", data,
+                      t->vocab_size, V);
   return LOWP_OK;
 }
 
@@ -310,7 +309,10 @@ static lowp_status dynamic_mse_clip(lowpi_qlinear *q, const float *x, size_t row
   float amax = 0;
   for (size_t i = 0; i < len; i++)
     amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-  float *t = malloc(2 * len * sizeof(float));
+  float *t = len ? calloc(2 * len, sizeof(float)) : NULL;
+  *clip = 0;
+  if (len == 0)
+    return LOWP_OK;
   if (!t)
     return lowpi_fail(LOWP_ERR_NOMEM, "calibration: out of memory");
   double best = INFINITY;
@@ -411,7 +413,7 @@ lowp_status lowpi_qmodel_set_linear(lowp_qmodel *qm, int i, const lowp_ptq_schem
   memcpy(work, w, n * sizeof(float));
   if (cfg->smoothquant >= 0 && s->act != LOWP_ACT_NONE) {
     st = smooth_scales(q, w, cfg->smoothquant);
-    for (size_t r = 0; r < q->oc && st == LOWP_OK; r++)
+    for (size_t r = 0; r < q->oc && st == LOWP_OK && q->smooth; r++)
       for (size_t j = 0; j < q->c; j++)
         work[r * q->c + j] *= q->smooth[j];
   }
@@ -425,6 +427,7 @@ lowp_status lowpi_qmodel_set_linear(lowp_qmodel *qm, int i, const lowp_ptq_schem
     q->hadamard = cfg->hadamard;
   }
   lowp_qconfig wc;
+  memset(&wc, 0, sizeof wc);
   if (st == LOWP_OK)
     st = lowp_scheme_config(s->weight_scheme, &wc);
   if (st == LOWP_OK && cfg->method == LOWP_CALIB_MSE &&
@@ -464,8 +467,7 @@ lowp_status lowp_qmodel_quantize(lowp_qmodel *qm, const lowp_ptq_config *cfg) {
   if (!cfg->scheme && !cfg->plan)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "ptq: give a scheme or a plan");
   if (cfg->hadamard && cfg->hadamard != 16 && cfg->hadamard != 32 && cfg->hadamard != 128)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "ptq: Hadamard size %d (16, 32 or 128)",
-                      cfg->hadamard);
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "ptq: Hadamard size %d (16, 32 or 128)", cfg->hadamard);
   if (cfg->smoothquant > 1)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "ptq: SmoothQuant alpha %g is not in [0, 1]",
                       cfg->smoothquant);

@@ -64,9 +64,8 @@ lowp_status lowp_ptq_scheme_bits(const lowp_ptq_scheme *s, size_t rows, size_t c
   lowp_qtensor q;
   LOWPI_TRY(lowp_qtensor_init(&q, &cfg, rows, cols));
   const lowp_format_info *fi = lowp_format_get(cfg.format);
-  int scale_bits = q.cfg.scale_format == LOWP_SCALE_E8M0 || q.cfg.scale_format == LOWP_SCALE_E4M3
-                       ? 8
-                       : 32;
+  int scale_bits =
+      q.cfg.scale_format == LOWP_SCALE_E8M0 || q.cfg.scale_format == LOWP_SCALE_E4M3 ? 8 : 32;
   double total = (double)rows * (double)cols * fi->bits +
                  (double)(q.rowwise.scale_rows * q.rowwise.scale_cols) * scale_bits + 32.0;
   lowp_qtensor_free(&q);

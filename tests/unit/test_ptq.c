@@ -310,8 +310,8 @@ static void corrupt(const char *src, int mode, const char *needle) {
     ts = realloc(ts, (k + 1) * sizeof *ts);
     static const float one = 1;
     static const int64_t shape[1] = {1};
-    ts[k++] = (lowp_st_tensor){.name = "stray", .dtype = LOWP_ST_F32, .rank = 1, .shape = shape,
-                               .data = &one};
+    ts[k++] = (lowp_st_tensor){
+        .name = "stray", .dtype = LOWP_ST_F32, .rank = 1, .shape = shape, .data = &one};
   }
   TU_ASSERT_OK(lowp_st_write(dpath, ts, k, kv, nm));
   lowp_st_close(f);
