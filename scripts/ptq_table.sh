@@ -5,7 +5,7 @@
 # default corpus (data/brown.txt). Writes OUT_DIR/ptq_table.md (and the checkpoints it made).
 # Environment: LOWP (the CLI, default build/lowp), DATA, BATCHES (eval batches, 16),
 # CALIB (calibration tokens, 4096), QAT_STEPS (60), QAT_SCHEMES ("int4-g128 nvfp4"),
-# BUDGET (4.5), PARTS ("table qat plan").
+# BUDGET (4.5), QAT_LR (1e-4), ALPHA (100), PARTS ("table qat plan outliers").
 set -euo pipefail
 BASE=${1:?usage: scripts/ptq_table.sh BASE_CKPT [OUT_DIR]}
 OUT=${2:-/tmp/lowp-ptq-table}
@@ -16,7 +16,10 @@ CALIB=${CALIB:-4096}
 QAT_STEPS=${QAT_STEPS:-60}
 QAT_SCHEMES=${QAT_SCHEMES:-"int4-g128 nvfp4"}
 BUDGET=${BUDGET:-4.5}
-PARTS=${PARTS:-"table qat plan"}
+QAT_LR=${QAT_LR:-1e-4}
+ALPHA=${ALPHA:-100}
+OUTLIERS=${OUTLIERS:-build/ptq_outliers}
+PARTS=${PARTS:-"table qat plan outliers"}
 export OMP_WAIT_POLICY=passive
 mkdir -p "$OUT"
 MD="$OUT/ptq_table.md"
@@ -62,16 +65,16 @@ fi
 if [[ " $PARTS " == *" qat "* ]]; then
   {
     echo
-    echo "QAT ($QAT_STEPS steps, lr 3e-4, from the baseline) versus fine-tune-then-quantize:"
+    echo "QAT ($QAT_STEPS steps, lr $QAT_LR, from the baseline) versus fine-tune-then-quantize:"
     echo
     echo "| scheme | PTQ of base | fp32 fine-tune, then PTQ | QAT, then PTQ | fp32 fine-tune itself |"
     echo "|---|---:|---:|---:|---:|"
   } >>"$MD"
-  "$LOWP" train --init "$BASE" --steps "$QAT_STEPS" --lr 3e-4 --warmup 5 --out "$OUT/ft-fp32" \
+  "$LOWP" train --init "$BASE" --steps "$QAT_STEPS" --lr "$QAT_LR" --warmup 5 --out "$OUT/ft-fp32" \
     --data "$DATA" >/dev/null
   read -r lf pf <<<"$(evalp "$OUT/ft-fp32")"
   for s in $QAT_SCHEMES; do
-    "$LOWP" train --init "$BASE" --qat "$s" --steps "$QAT_STEPS" --lr 3e-4 --warmup 5 \
+    "$LOWP" train --init "$BASE" --qat "$s" --steps "$QAT_STEPS" --lr "$QAT_LR" --warmup 5 \
       --out "$OUT/qat-$s" --data "$DATA" >/dev/null
     read -r l1 p1 <<<"$(ptq "$OUT/q-base-$s" "$s")"
     "$LOWP" ptq --ckpt "$OUT/ft-fp32" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
@@ -104,6 +107,34 @@ if [[ " $PARTS " == *" plan "* ]]; then
     b=$("$LOWP" ptq --ckpt "$BASE" --scheme "$s" --out "$OUT/u-$s" | sed 's/.*, \([0-9.]*\) bits.*/\1/')
     read -r l p <<<"$(evalp "$OUT/u-$s")"
     echo "| uniform $s | $b | $l | $p |" | tee -a "$MD"
+  done
+fi
+if [[ " $PARTS " == *" outliers "* ]]; then
+  # The same model with function-preserving outlier channels (bench/ptq_outliers.c): x ALPHA on
+  # 2 input channels of c_attn and c_fc per block, folded back into their weights.
+  "$OUTLIERS" "$BASE" "$OUT/outliers" "$ALPHA" 2 >/dev/null
+  read -r lo po <<<"$(evalp "$OUT/outliers")"
+  {
+    echo
+    echo "Outlier-channel model (x$ALPHA channels, same function; fp32 loss $lo, ppl $po):"
+    echo
+    echo "| scheme | calibration | transform | val loss | perplexity |"
+    echo "|---|---|---|---:|---:|"
+  } >>"$MD"
+  for s in int8-w8a8 fp8-w8a8 nvfp4 mxfp4; do
+    for m in max percentile mse; do
+      for tr in none hadamard smoothquant; do
+        case $tr in
+        none) args=() ;;
+        hadamard) args=(--hadamard 128) ;;
+        smoothquant) args=(--smoothquant 0.5) ;;
+        esac
+        "$LOWP" ptq --ckpt "$OUT/outliers" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
+          --method "$m" "${args[@]}" --out "$OUT/o-$s-$m-$tr" >/dev/null
+        read -r l p <<<"$(evalp "$OUT/o-$s-$m-$tr")"
+        echo "| $s | $m | $tr | $l | $p |" | tee -a "$MD"
+      done
+    done
   done
 fi
 cat "$MD"
