@@ -5,7 +5,7 @@ set -euo pipefail
 LOWP=$1
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-export OMP_NUM_THREADS=2
+export OMP_NUM_THREADS=1
 # A small text corpus (ASCII words), deterministic.
 awk 'BEGIN { srand(3); for (i = 0; i < 6000; i++) { w = ""; n = 2 + int(rand() * 6);
   for (j = 0; j < n; j++) w = w sprintf("%c", 97 + int(rand() * 26)); printf "%s ", w } }' >"$T/t.txt"
