@@ -17,6 +17,7 @@ QAT_STEPS=${QAT_STEPS:-60}
 QAT_SCHEMES=${QAT_SCHEMES:-"int4-g128 nvfp4"}
 BUDGET=${BUDGET:-4.5}
 QAT_LR=${QAT_LR:-1e-4}
+QAT_BASE=${QAT_BASE:-$BASE} # e.g. OUT/outliers (made by the outliers part)
 ALPHA=${ALPHA:-100}
 OUTLIERS=${OUTLIERS:-build/ptq_outliers}
 PARTS=${PARTS:-"table qat plan outliers"}
@@ -60,30 +61,6 @@ if [[ " $PARTS " == *" table "* ]]; then
   for s in fp8-w8a8 int8-w8a8; do
     read -r l p <<<"$(ptq "$OUT/$s-sq" "$s" --method mse --smoothquant 0.5)"
     echo "| $s + SmoothQuant 0.5 | mse | no | $l | $p |" | tee -a "$MD"
-  done
-fi
-if [[ " $PARTS " == *" qat "* ]]; then
-  {
-    echo
-    echo "QAT ($QAT_STEPS steps, lr $QAT_LR, from the baseline) versus fine-tune-then-quantize:"
-    echo
-    echo "| scheme | PTQ of base | fp32 fine-tune, then PTQ | QAT, then PTQ | fp32 fine-tune itself |"
-    echo "|---|---:|---:|---:|---:|"
-  } >>"$MD"
-  "$LOWP" train --init "$BASE" --steps "$QAT_STEPS" --lr "$QAT_LR" --warmup 5 --out "$OUT/ft-fp32" \
-    --data "$DATA" >/dev/null
-  read -r lf pf <<<"$(evalp "$OUT/ft-fp32")"
-  for s in $QAT_SCHEMES; do
-    "$LOWP" train --init "$BASE" --qat "$s" --steps "$QAT_STEPS" --lr "$QAT_LR" --warmup 5 \
-      --out "$OUT/qat-$s" --data "$DATA" >/dev/null
-    read -r l1 p1 <<<"$(ptq "$OUT/q-base-$s" "$s")"
-    "$LOWP" ptq --ckpt "$OUT/ft-fp32" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
-      --out "$OUT/q-ft-$s" >/dev/null
-    read -r l2 p2 <<<"$(evalp "$OUT/q-ft-$s")"
-    "$LOWP" ptq --ckpt "$OUT/qat-$s" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
-      --out "$OUT/q-qat-$s" >/dev/null
-    read -r l3 p3 <<<"$(evalp "$OUT/q-qat-$s")"
-    echo "| $s | $l1 ($p1) | $l2 ($p2) | $l3 ($p3) | $lf ($pf) |" | tee -a "$MD"
   done
 fi
 if [[ " $PARTS " == *" plan "* ]]; then
@@ -137,4 +114,31 @@ if [[ " $PARTS " == *" outliers "* ]]; then
     done
   done
 fi
+if [[ " $PARTS " == *" qat "* ]]; then
+  {
+    echo
+    echo "QAT ($QAT_STEPS steps, lr $QAT_LR, from $QAT_BASE) versus fine-tune-then-quantize:"
+    echo
+    echo "| scheme | PTQ of base | fp32 fine-tune, then PTQ | QAT, then PTQ | fp32 fine-tune itself |"
+    echo "|---|---:|---:|---:|---:|"
+  } >>"$MD"
+  "$LOWP" train --init "$QAT_BASE" --steps "$QAT_STEPS" --lr "$QAT_LR" --warmup 5 --out "$OUT/ft-fp32" \
+    --data "$DATA" >/dev/null
+  read -r lf pf <<<"$(evalp "$OUT/ft-fp32")"
+  for s in $QAT_SCHEMES; do
+    "$LOWP" train --init "$QAT_BASE" --qat "$s" --steps "$QAT_STEPS" --lr "$QAT_LR" --warmup 5 \
+      --out "$OUT/qat-$s" --data "$DATA" >/dev/null
+    "$LOWP" ptq --ckpt "$QAT_BASE" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
+      --out "$OUT/q-base-$s" >/dev/null
+    read -r l1 p1 <<<"$(evalp "$OUT/q-base-$s")"
+    "$LOWP" ptq --ckpt "$OUT/ft-fp32" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
+      --out "$OUT/q-ft-$s" >/dev/null
+    read -r l2 p2 <<<"$(evalp "$OUT/q-ft-$s")"
+    "$LOWP" ptq --ckpt "$OUT/qat-$s" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
+      --out "$OUT/q-qat-$s" >/dev/null
+    read -r l3 p3 <<<"$(evalp "$OUT/q-qat-$s")"
+    echo "| $s | $l1 ($p1) | $l2 ($p2) | $l3 ($p3) | $lf ($pf) |" | tee -a "$MD"
+  done
+fi
+
 cat "$MD"
