@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   float alpha = argc > 3 ? strtof(argv[3], NULL) : 30.0f;
-  int nch = argc > 4 ? atoi(argv[4]) : 2;
+  int nch = argc > 4 ? (int)strtol(argv[4], NULL, 10) : 2;
   lowp_qmodel *qm;
   if (lowp_qmodel_load(argv[1], &qm) != LOWP_OK || lowp_qmodel_is_quantized(qm)) {
     fprintf(stderr, "ptq_outliers: %s\n", lowp_last_error());
