@@ -5,7 +5,7 @@
 # default corpus (data/brown.txt). Writes OUT_DIR/ptq_table.md (and the checkpoints it made).
 # Environment: LOWP (the CLI, default build/lowp), DATA, BATCHES (eval batches, 16),
 # CALIB (calibration tokens, 4096), QAT_STEPS (60), QAT_SCHEMES ("int4-g128 nvfp4"),
-# BUDGET (4.5), QAT_LR (1e-4), ALPHA (100), PARTS ("table qat plan outliers").
+# BUDGET (4.5), PLAN_BASE, PLAN_SCHEME (int4-g128), PLAN_SCHEME8 (int8), PLAN_UNIFORM, QAT_LR (1e-4), ALPHA (100), PARTS ("table qat plan outliers").
 set -euo pipefail
 BASE=${1:?usage: scripts/ptq_table.sh BASE_CKPT [OUT_DIR]}
 OUT=${2:-/tmp/lowp-ptq-table}
@@ -16,6 +16,10 @@ CALIB=${CALIB:-4096}
 QAT_STEPS=${QAT_STEPS:-60}
 QAT_SCHEMES=${QAT_SCHEMES:-"int4-g128 nvfp4"}
 BUDGET=${BUDGET:-4.5}
+PLAN_BASE=${PLAN_BASE:-$BASE}
+PLAN_SCHEME=${PLAN_SCHEME:-int4-g128}
+PLAN_SCHEME8=${PLAN_SCHEME8:-int8}
+PLAN_UNIFORM=${PLAN_UNIFORM:-"int4-g128 nf4 nvfp4-w4a16 mxfp4-w4a16"}
 QAT_LR=${QAT_LR:-1e-4}
 QAT_BASE=${QAT_BASE:-$BASE} # e.g. OUT/outliers (made by the outliers part)
 ALPHA=${ALPHA:-100}
@@ -64,24 +68,24 @@ if [[ " $PARTS " == *" table "* ]]; then
   done
 fi
 if [[ " $PARTS " == *" plan "* ]]; then
-  "$LOWP" sensitivity --ckpt "$BASE" --scheme int4-g128 --scheme8 int8 --data "$DATA" \
-    --budget-bits "$BUDGET" --plan-out "$OUT/plan.txt" --svg "$OUT/sensitivity.svg" \
-    >"$OUT/sensitivity.txt"
-  read -r lp pp <<<"$(
-    "$LOWP" ptq --ckpt "$BASE" --plan "$OUT/plan.txt" --out "$OUT/q-plan" >/dev/null
-    evalp "$OUT/q-plan"
-  )"
-  bp=$("$LOWP" ptq --ckpt "$BASE" --plan "$OUT/plan.txt" --out "$OUT/q-plan" | sed 's/.*, \([0-9.]*\) bits.*/\1/')
+  "$LOWP" sensitivity --ckpt "$PLAN_BASE" --scheme "$PLAN_SCHEME" --scheme8 "$PLAN_SCHEME8" \
+    --data "$DATA" --calib-tokens "$CALIB" --budget-bits "$BUDGET" --plan-out "$OUT/plan.txt" \
+    --svg "$OUT/sensitivity.svg" >"$OUT/sensitivity.txt"
+  bp=$("$LOWP" ptq --ckpt "$PLAN_BASE" --plan "$OUT/plan.txt" --calib "$DATA" \
+    --calib-tokens "$CALIB" --out "$OUT/q-plan" | sed 's/.*, \([0-9.]*\) bits.*/\1/')
+  read -r lp pp <<<"$(evalp "$OUT/q-plan")"
   {
     echo
-    echo "Mixed precision (menu bf16 / int8 / int4-g128, budget $BUDGET bits) vs uniform:"
+    echo "Mixed precision on $PLAN_BASE (menu bf16 / $PLAN_SCHEME8 / $PLAN_SCHEME, budget" \
+      "$BUDGET bits) vs uniform:"
     echo
     echo "| quantization | bits per weight | val loss | perplexity |"
     echo "|---|---:|---:|---:|"
     echo "| plan (budget $BUDGET) | $bp | $lp | $pp |"
   } >>"$MD"
-  for s in int4-g128 nf4 nvfp4-w4a16 mxfp4-w4a16; do
-    b=$("$LOWP" ptq --ckpt "$BASE" --scheme "$s" --out "$OUT/u-$s" | sed 's/.*, \([0-9.]*\) bits.*/\1/')
+  for s in $PLAN_UNIFORM; do
+    b=$("$LOWP" ptq --ckpt "$PLAN_BASE" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
+      --out "$OUT/u-$s" | sed 's/.*, \([0-9.]*\) bits.*/\1/')
     read -r l p <<<"$(evalp "$OUT/u-$s")"
     echo "| uniform $s | $b | $l | $p |" | tee -a "$MD"
   done
