@@ -154,7 +154,7 @@ lowp_status lowp_qmodel_save(const lowp_qmodel *qm, const char *dir) {
     l.t[i].shape = l.shapes[i];
   }
   /* metadata */
-  size_t nm = 8 + nlin_q;
+  size_t nm = 9 + nlin_q;
   lowp_st_kv *meta = calloc(nm, sizeof *meta);
   char(*keys)[128] = calloc(nm, sizeof *keys);
   char(*vals)[64] = calloc(nm, sizeof *vals);
@@ -172,6 +172,7 @@ lowp_status lowp_qmodel_save(const lowp_qmodel *qm, const char *dir) {
     KV("format", "pt");
     KV("lowp_ptq", "1");
     KV("lowp_version", "%d.%d.%d", LOWP_VERSION_MAJOR, LOWP_VERSION_MINOR, LOWP_VERSION_PATCH);
+    KV("scheme", "%s", c->scheme ? c->scheme : "(plan)");
     KV("method", "%s", lowp_calib_method_name(c->method));
     KV("percentile", "%.17g", c->percentile);
     KV("hadamard", "%d", c->hadamard);
