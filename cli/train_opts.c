@@ -1,6 +1,7 @@
 /* Options shared by the verbs that train. */
 #include "train_opts.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,7 +39,10 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "                     default) or stops the run; loss-scaled recipes always skip\n"
     "  --max-nonfinite N  stop after N non-finite steps in a row (20)\n"
     "  --inject SPEC      plant faults to test recovery: nan-grad@S, inf-grad@S, nan-loss@S,\n"
-    "                     spike@S[:F] (loss x F, 65536, for the backward), comma-separated\n";
+    "                     spike@S[:F] (loss x F, 65536, for the backward), comma-separated\n"
+    "quantization-aware training:\n"
+    "  --qat S            quantization-aware training: fake-quantize the forward as the PTQ\n"
+    "                     scheme S does (lowp ptq --help), fp32 backward (straight-through)\n";
 
 static int int_value(const char *verb, const char *name, const char *text, long lo, long hi,
                      long *out) {
@@ -66,6 +70,28 @@ static int float_value(const char *verb, const char *name, const char *text, dou
   return 1;
 }
 
+/* --qat S: the recipe text for S goes to a temporary file that the trainer reads as --recipe. */
+static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_train_config *cfg) {
+  const char *v;
+  if (cli_option_value(verb, argc, argv, i, "--qat", &v) < 0)
+    return -1;
+  char text[512];
+  if (lowp_ptq_qat_recipe(v, text, sizeof text) != LOWP_OK) {
+    cli_usage_error(verb, "--qat: %s", lowp_last_error());
+    return -1;
+  }
+  static char path[64];
+  snprintf(path, sizeof path, "/tmp/lowp-qat-XXXXXX");
+  int fd = mkstemp(path);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+    cli_usage_error(verb, "--qat: cannot write a recipe file in /tmp");
+    return -1;
+  }
+  cfg->recipe = path;
+  return 1;
+}
+
 int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train_config *cfg) {
   static const char *const ints[] = {"--layers",     "--heads",  "--dim",        "--ctx",
                                      "--vocab",      "--ffn",    "--steps",      "--batch",
@@ -77,6 +103,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
                                         "--recipe", "--log",    "--out",         "--resume",
                                         "--init",   "--inject", "--on-nonfinite"};
   const char *arg = argv[*i], *v = NULL;
+  if ((strncmp(arg, "--qat", 5) == 0 && (arg[5] == '\0' || arg[5] == '=')))
+    return qat_option(verb, argc, argv, i, cfg);
   for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++) {
     size_t n = strlen(strings[k]);
     if (strncmp(arg, strings[k], n) != 0 || (arg[n] != '\0' && arg[n] != '='))

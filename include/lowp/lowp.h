@@ -9,6 +9,7 @@
 #include "lowp/model.h"
 #include "lowp/optim.h"
 #include "lowp/plot.h"
+#include "lowp/ptq.h"
 #include "lowp/quant.h"
 #include "lowp/recipe.h"
 #include "lowp/safetensors.h"

@@ -1,0 +1,85 @@
+/* The PTQ schemes: which weight quantization, which activation quantization. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "lowp/ptq.h"
+#include "lowp/quant.h"
+
+static const lowp_ptq_scheme SCHEMES[] = {
+    {"bf16", "weights cast to bf16, activations fp32", "bf16", LOWP_ACT_NONE, LOWP_FP32, NULL,
+     "fprop.w = bf16"},
+    {"int8", "W8A16: int8 weights, one fp32 scale per output channel", "int8-row", LOWP_ACT_NONE,
+     LOWP_FP32, NULL, "fprop.w = int8-row"},
+    {"fp8", "W8A16: e4m3 weights, one fp32 scale per tensor", "fp8-tensor", LOWP_ACT_NONE,
+     LOWP_FP32, NULL, "fprop.w = fp8-tensor"},
+    {"int4-g128", "W4A16: int4 weights, groups of 128 along K, fp32 scales", "int4-g128",
+     LOWP_ACT_NONE, LOWP_FP32, NULL, "fprop.w = int4-g128"},
+    {"nf4", "W4A16: bitsandbytes NF4 weights, blocks of 64, fp32 absmax", "nf4", LOWP_ACT_NONE,
+     LOWP_FP32, NULL, "fprop.w = nf4"},
+    {"nvfp4-w4a16", "W4A16: NVFP4 weights (1x16 e4m3 scales + fp32 tensor scale)", "nvfp4",
+     LOWP_ACT_NONE, LOWP_FP32, NULL, "fprop.w = nvfp4"},
+    {"mxfp4-w4a16", "W4A16: MXFP4 weights (1x32 e8m0 scales)", "mxfp4", LOWP_ACT_NONE, LOWP_FP32,
+     NULL, "fprop.w = mxfp4"},
+    {"fp8-w8a8", "W8A8: e4m3 weights per tensor, e4m3 activations with a static per-tensor scale",
+     "fp8-tensor", LOWP_ACT_STATIC, LOWP_E4M3, NULL, "fprop.w = fp8-tensor\nfprop.x = fp8-tensor"},
+    {"int8-w8a8", "W8A8: int8 weights per channel, int8 activations with a static per-tensor scale",
+     "int8-row", LOWP_ACT_STATIC, LOWP_INT8, NULL, "fprop.w = int8-row\nfprop.x = int8-row"},
+    {"nvfp4", "W4A4: NVFP4 weights and activations (dynamic 1x16 block scales)", "nvfp4",
+     LOWP_ACT_DYNAMIC, LOWP_FP32, "nvfp4", "fprop.w = nvfp4\nfprop.x = nvfp4"},
+    {"mxfp4", "W4A4: MXFP4 weights and activations (dynamic 1x32 block scales)", "mxfp4",
+     LOWP_ACT_DYNAMIC, LOWP_FP32, "mxfp4", "fprop.w = mxfp4\nfprop.x = mxfp4"},
+};
+
+const lowp_ptq_scheme *lowp_ptq_schemes(size_t *count) {
+  *count = sizeof SCHEMES / sizeof SCHEMES[0];
+  return SCHEMES;
+}
+
+lowp_status lowp_ptq_scheme_find(const char *name, const lowp_ptq_scheme **scheme) {
+  size_t n;
+  const lowp_ptq_scheme *s = lowp_ptq_schemes(&n);
+  for (size_t i = 0; i < n; i++)
+    if (name && !strcmp(s[i].name, name)) {
+      *scheme = &s[i];
+      return LOWP_OK;
+    }
+  char list[512] = "";
+  for (size_t i = 0; i < n; i++) {
+    strncat(list, s[i].name, sizeof list - strlen(list) - 1);
+    if (i + 1 < n)
+      strncat(list, ", ", sizeof list - strlen(list) - 1);
+  }
+  return lowpi_fail(LOWP_ERR_INVALID_ARG, "unknown PTQ scheme '%s' (known: %s)",
+                    name ? name : "(null)", list);
+}
+
+lowp_status lowp_ptq_scheme_bits(const lowp_ptq_scheme *s, size_t rows, size_t cols, double *bits) {
+  if (!strcmp(s->weight_scheme, "bf16")) {
+    *bits = 16;
+    return LOWP_OK;
+  }
+  lowp_qconfig cfg;
+  LOWPI_TRY(lowp_scheme_config(s->weight_scheme, &cfg));
+  lowp_qtensor q;
+  LOWPI_TRY(lowp_qtensor_init(&q, &cfg, rows, cols));
+  const lowp_format_info *fi = lowp_format_get(cfg.format);
+  int scale_bits =
+      q.cfg.scale_format == LOWP_SCALE_E8M0 || q.cfg.scale_format == LOWP_SCALE_E4M3 ? 8 : 32;
+  double total = (double)rows * (double)cols * fi->bits +
+                 (double)(q.rowwise.scale_rows * q.rowwise.scale_cols) * scale_bits + 32.0;
+  lowp_qtensor_free(&q);
+  *bits = total / ((double)rows * (double)cols);
+  return LOWP_OK;
+}
+
+lowp_status lowp_ptq_qat_recipe(const char *scheme, char *buf, size_t len) {
+  const lowp_ptq_scheme *s;
+  LOWPI_TRY(lowp_ptq_scheme_find(scheme, &s));
+  /* No base: every other operand is "none", so the backward runs in fp32 on the dequantized
+   * values, which is the straight-through estimator. */
+  int n = snprintf(buf, len, "name = qat-%s\n%s\n", s->name, s->qat_forward);
+  if (n < 0 || (size_t)n >= len)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "QAT recipe: buffer too small");
+  return LOWP_OK;
+}
