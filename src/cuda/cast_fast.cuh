@@ -4,7 +4,9 @@
  *   bf16 RNE: the classic integer rounding (add 0x7FFF + lsb, keep the top half), whose carry
  *             flows into the exponent exactly like the scalar rule's; NaN and saturation apart;
  *   fp16 RNE: the hardware conversion (cvt.rn.f16.f32), whose NaN (always 0x7FFF) is replaced
- *             by ours (the input's sign, 0x7E00), and Inf clamped when saturating.
+ *             by ours, and Inf clamped when saturating.
+ * NaN: natively the quiet NaN with the input's sign (0x7FC0 / 0x7E00, as ml_dtypes); saturating,
+ * CUDA's positive all-ones code 0x7FFF.
  * __host__ __device__ so that the host can check them. */
 #ifndef LOWPI_CAST_FAST_CUH
 #define LOWPI_CAST_FAST_CUH
@@ -20,7 +22,7 @@ template <lowp_overflow O> __host__ __device__ __forceinline__ uint32_t lowpi_bf
   memcpy(&u, &x, sizeof u);
   const uint32_t sign = (u >> 16) & 0x8000u;
   if ((u & 0x7FFFFFFFu) > 0x7F800000u)
-    return sign | 0x7FC0u;
+    return O == LOWP_OVERFLOW_SATURATE ? 0x7FFFu : sign | 0x7FC0u;
   uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16; /* no wrap: |u| <= 0x7F800000 */
   if (O == LOWP_OVERFLOW_SATURATE && (r & 0x7FFFu) == 0x7F80u)
     r = sign | 0x7F7Fu;
@@ -32,7 +34,7 @@ template <lowp_overflow O> __host__ __device__ __forceinline__ uint32_t lowpi_fp
   memcpy(&u, &x, sizeof u);
   const uint32_t sign = (u >> 16) & 0x8000u;
   if ((u & 0x7FFFFFFFu) > 0x7F800000u)
-    return sign | 0x7E00u;
+    return O == LOWP_OVERFLOW_SATURATE ? 0x7FFFu : sign | 0x7E00u;
   uint32_t h = __half_as_ushort(__float2half_rn(x));
   if (O == LOWP_OVERFLOW_SATURATE && (h & 0x7FFFu) == 0x7C00u)
     h = sign | 0x7BFFu;
