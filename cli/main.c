@@ -1,8 +1,6 @@
 /* lowp: the command-line tool. One file per verb; this file only dispatches. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -20,11 +18,6 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
-  /* OpenMP threads that spin while waiting steal the cores of a shared machine (a 2-core box
-   * with another job ran 5x slower). The runtime reads OMP_WAIT_POLICY before main, so when the
-   * user has not chosen, restart once with the passive policy. */
-  if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "passive", 1) == 0)
-    execv("/proc/self/exe", argv); /* on failure, carry on as we are */
   if (argc < 2) {
     usage(stderr);
     return 2;

@@ -4,6 +4,8 @@
 # GPU tests skip (exit 77) where there is no GPU. Exit code: 0 only if everything passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Spinning OpenMP threads steal the cores of a shared machine; waiting threads should sleep.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 scripts/install-deps.sh
 jobs=$(nproc)
 

@@ -4,6 +4,8 @@
 # e.g. scripts/train.sh --recipe fp8-delayed --steps 1000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Spinning OpenMP threads steal the cores of a shared machine; waiting threads should sleep.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 scripts/install-deps.sh
 cmake -S . -B build >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null

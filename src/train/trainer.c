@@ -539,9 +539,10 @@ static lowp_status train_step(run *r, lowp_train_event *e) {
     /* An injected spike scales the loss (so every dy) by F, the gradients back by 1/F. */
     float spike = 1.0f;
     lowpi_faults_at(&r->faults, LOWPI_FAULT_SPIKE, s1, &spike);
+    /* The loss weight is part of the objective: unscaling removes the scale and spike only. */
     float weight = c->loss_weight > 0 ? c->loss_weight : 1.0f;
-    const float scale = r->scaler.scale * spike * weight;
-    lowpi_model_set_loss_scale(r->model, scale);
+    const float scale = r->scaler.scale * spike;
+    lowpi_model_set_loss_scale(r->model, scale * weight);
     LOWPI_TRY(lowp_model_backward(r->model));
     if (lowpi_faults_at(&r->faults, LOWPI_FAULT_NAN_GRAD, s1, NULL))
       grads[np / 2] = NAN;
