@@ -12,75 +12,31 @@
 
 #include "testutil.h"
 
-static char out_buf[1 << 16];
-
-/* Run "LOWP_CLI <args>", output (stdout+stderr) into out_buf; returns the exit status. */
-static int cli(const char *fmt, ...) {
-  char args[4096], cmd[8192];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "%s %s", LOWP_CLI, args);
-  return tu_run(cmd, out_buf, sizeof out_buf);
-}
-
-static size_t count_substr(const char *s, const char *sub) {
-  size_t n = 0;
-  for (const char *p = strstr(s, sub); p; p = strstr(p + 1, sub))
-    n++;
-  return n;
-}
-
-static int file_exists(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f)
-    fclose(f);
-  return f != NULL;
-}
-
-/* Number of entries of dir (besides . and ..): temporary files must not be left behind. */
-static int dir_entries(const char *dir) {
-  DIR *d = opendir(dir);
-  int n = 0;
-  assert_non_null(d);
-  for (struct dirent *e = readdir(d); e; e = readdir(d))
-    n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-  closedir(d);
-  return n;
-}
-
-static void rm_dir(const char *dir) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  assert_int_equal(tu_run(cmd, NULL, 0), 0);
-}
-
 static void test_formats(void **state) {
   (void)state;
-  assert_int_equal(cli("formats"), 0);
+  assert_int_equal(tu_cli("formats"), 0);
   for (int f = 0; f < LOWP_FORMAT_COUNT; f++)
-    assert_non_null(strstr(out_buf, lowp_format_get((lowp_format)f)->name));
-  const char *e4m3 = strstr(out_buf, "\ne4m3 ");
+    assert_non_null(strstr(tu_out, lowp_format_get((lowp_format)f)->name));
+  const char *e4m3 = strstr(tu_out, "\ne4m3 ");
   assert_non_null(e4m3);
   assert_non_null(strstr(e4m3, "448"));
 
-  assert_int_equal(cli("formats --json"), 0);
-  assert_int_equal(out_buf[0], '[');
-  assert_non_null(strstr(out_buf, "]\n"));
-  assert_int_equal(count_substr(out_buf, "{\"name\": "), 15);
-  assert_int_equal(count_substr(out_buf, "{"), 15);
-  assert_int_equal(count_substr(out_buf, "}"), 15);
-  assert_non_null(strstr(out_buf, "{\"name\": \"e4m3\", \"bits\": 8, \"exponent_bits\": 4, "
-                                  "\"mantissa_bits\": 3, \"bias\": 7, \"max\": 448,"));
+  assert_int_equal(tu_cli("formats --json"), 0);
+  assert_int_equal(tu_out[0], '[');
+  assert_non_null(strstr(tu_out, "]\n"));
+  assert_int_equal(tu_count_substr(tu_out, "{\"name\": "), 15);
+  assert_int_equal(tu_count_substr(tu_out, "{"), 15);
+  assert_int_equal(tu_count_substr(tu_out, "}"), 15);
+  assert_non_null(strstr(tu_out, "{\"name\": \"e4m3\", \"bits\": 8, \"exponent_bits\": 4, "
+                                 "\"mantissa_bits\": 3, \"bias\": 7, \"max\": 448,"));
   /* Exact numbers: FLT_MAX and the smallest fp32 subnormal to 17 digits. */
   char num[64];
   snprintf(num, sizeof num, "\"max\": %.17g,", (double)FLT_MAX);
-  assert_non_null(strstr(out_buf, num));
+  assert_non_null(strstr(tu_out, num));
   snprintf(num, sizeof num, "\"min_subnormal\": %.17g,", ldexp(1, -149));
-  assert_non_null(strstr(out_buf, num));
-  assert_int_equal(cli("formats --bogus"), 2);
-  assert_non_null(strstr(out_buf, "unknown option"));
+  assert_non_null(strstr(tu_out, num));
+  assert_int_equal(tu_cli("formats --bogus"), 2);
+  assert_non_null(strstr(tu_out, "unknown option"));
 }
 
 /* e4m3 by its rule: code = s.eeee.mmm, bias 7, subnormals at e = 0, 0x7F the NaN. */
@@ -106,42 +62,42 @@ static void test_explain(void **state) {
   }
   assert_true(below == 0.09375 && above == 0.1015625 && best == 0x1D); /* the rule's answer */
 
-  assert_int_equal(cli("explain 0.1 --format e4m3"), 0);
+  assert_int_equal(tu_cli("explain 0.1 --format e4m3"), 0);
   char want[128];
   snprintf(want, sizeof want, "code  0x%02X  value %.9g", best, e4m3_rule(best));
-  assert_non_null(strstr(out_buf, want));
+  assert_non_null(strstr(tu_out, want));
   snprintf(want, sizeof want, "below %.9g  above %.9g", below, above);
-  assert_non_null(strstr(out_buf, want));
-  assert_non_null(strstr(out_buf, "0|0011|101"));
-  assert_non_null(strstr(out_buf, "rounded to float32")); /* 0.1 is not a float32 */
-  assert_non_null(strstr(out_buf, "inexact"));
+  assert_non_null(strstr(tu_out, want));
+  assert_non_null(strstr(tu_out, "0|0011|101"));
+  assert_non_null(strstr(tu_out, "rounded to float32")); /* 0.1 is not a float32 */
+  assert_non_null(strstr(tu_out, "inexact"));
 
-  assert_int_equal(cli("explain 0.1 --format e4m3 --json"), 0);
+  assert_int_equal(tu_cli("explain 0.1 --format e4m3 --json"), 0);
   snprintf(want, sizeof want, "\"code\": %u, \"hex\": \"0x%02X\"", best, best);
-  assert_non_null(strstr(out_buf, want));
-  assert_non_null(strstr(out_buf, "\"float32_changed\": true"));
+  assert_non_null(strstr(tu_out, want));
+  assert_non_null(strstr(tu_out, "\"float32_changed\": true"));
 
   /* Default: every format; 0.5 is exact in float32 and every float format but int/e8m0. */
-  assert_int_equal(cli("explain 0.5"), 0);
-  assert_int_equal(count_substr(out_buf, "flags"), LOWP_FORMAT_COUNT);
-  assert_non_null(strstr(out_buf, "float32 holds it exactly"));
-  assert_int_equal(cli("explain 0.5 --json"), 0);
-  assert_int_equal(count_substr(out_buf, "{\"format\": "), LOWP_FORMAT_COUNT);
+  assert_int_equal(tu_cli("explain 0.5"), 0);
+  assert_int_equal(tu_count_substr(tu_out, "flags"), LOWP_FORMAT_COUNT);
+  assert_non_null(strstr(tu_out, "float32 holds it exactly"));
+  assert_int_equal(tu_cli("explain 0.5 --json"), 0);
+  assert_int_equal(tu_count_substr(tu_out, "{\"format\": "), LOWP_FORMAT_COUNT);
   /* 0.5 = 1.0 * 2^-1: exponent field -1 + 7 = 6, mantissa 0 -> 0 0110 000 */
-  assert_non_null(strstr(out_buf, "{\"format\": \"e4m3\", \"code\": 48, \"hex\": \"0x30\""));
+  assert_non_null(strstr(tu_out, "{\"format\": \"e4m3\", \"code\": 48, \"hex\": \"0x30\""));
 
   /* Overflow: native e4m3 has no Inf, so 1000 goes to NaN; --saturate gives 448. */
-  assert_int_equal(cli("explain 1000 --format e4m3"), 0);
-  assert_non_null(strstr(out_buf, "overflow->nan"));
-  assert_int_equal(cli("explain 1000 --format e4m3 --saturate"), 0);
-  assert_non_null(strstr(out_buf, "value 448"));
-  assert_non_null(strstr(out_buf, "saturated"));
-  assert_int_equal(cli("explain 1e-5 --format e4m3"), 0);
-  assert_non_null(strstr(out_buf, "underflow"));
-  assert_int_equal(cli("explain 0.005 --format e4m3"), 0);
-  assert_non_null(strstr(out_buf, "subnormal"));
-  assert_int_equal(cli("explain -0.3 --format int4,nf4 --round sr --seed 3"), 0);
-  assert_non_null(strstr(out_buf, "two's complement"));
+  assert_int_equal(tu_cli("explain 1000 --format e4m3"), 0);
+  assert_non_null(strstr(tu_out, "overflow->nan"));
+  assert_int_equal(tu_cli("explain 1000 --format e4m3 --saturate"), 0);
+  assert_non_null(strstr(tu_out, "value 448"));
+  assert_non_null(strstr(tu_out, "saturated"));
+  assert_int_equal(tu_cli("explain 1e-5 --format e4m3"), 0);
+  assert_non_null(strstr(tu_out, "underflow"));
+  assert_int_equal(tu_cli("explain 0.005 --format e4m3"), 0);
+  assert_non_null(strstr(tu_out, "subnormal"));
+  assert_int_equal(tu_cli("explain -0.3 --format int4,nf4 --round sr --seed 3"), 0);
+  assert_non_null(strstr(tu_out, "two's complement"));
 }
 
 /* Awkward inputs: specials, both signs, subnormals, values past every max, then noise. */
@@ -189,9 +145,9 @@ static void check_round_trip(const char *dir, lowp_format f, const float *x, siz
   snprintf(back, sizeof back, "%s/back.f32", dir);
   tu_write_file(in, x, n * sizeof *x);
   int rc =
-      cli("cast --to %s %s %s %s %s", fi->name, flags, packed ? "--packed" : "", in, codes_path);
+      tu_cli("cast --to %s %s %s %s %s", fi->name, flags, packed ? "--packed" : "", in, codes_path);
   if (rc != 0)
-    fail_msg("cast --to %s %s: rc %d: %s", fi->name, flags, rc, out_buf);
+    fail_msg("cast --to %s %s: rc %d: %s", fi->name, flags, rc, tu_out);
 
   size_t size;
   uint8_t *codes = tu_read_file(codes_path, &size);
@@ -207,9 +163,9 @@ static void check_round_trip(const char *dir, lowp_format f, const float *x, siz
   }
 
   /* Decode; packed files without --count hold floor(bytes*8/bits) codes (padding is code 0). */
-  rc = cli("cast --from %s %s %s %s", fi->name, packed ? "--packed" : "", codes_path, back);
+  rc = tu_cli("cast --from %s %s %s %s", fi->name, packed ? "--packed" : "", codes_path, back);
   if (rc != 0)
-    fail_msg("cast --from %s: rc %d: %s", fi->name, rc, out_buf);
+    fail_msg("cast --from %s: rc %d: %s", fi->name, rc, tu_out);
   size_t back_size;
   float *y = tu_read_file(back, &back_size);
   size_t m = packed ? size * 8 / (size_t)fi->bits : n;
@@ -224,7 +180,7 @@ static void check_round_trip(const char *dir, lowp_format f, const float *x, siz
   }
   free(y);
   if (packed) { /* --count n gives exactly n values */
-    rc = cli("cast --from %s --packed --count %zu %s %s", fi->name, n, codes_path, back);
+    rc = tu_cli("cast --from %s --packed --count %zu %s %s", fi->name, n, codes_path, back);
     assert_int_equal(rc, 0);
     y = tu_read_file(back, &back_size);
     assert_int_equal(back_size, n * sizeof(float));
@@ -263,7 +219,7 @@ static void test_cast_round_trip(void **state) {
   check_round_trip(dir, LOWP_E3M2, x, big, "--round sr --seed=12345", &sr, 1);
   check_round_trip(dir, LOWP_E2M1, x, big, "", &rne, 1);
   free(x);
-  rm_dir(dir);
+  tu_rm_dir(dir);
 }
 
 static void test_cast_packed_odd(void **state) {
@@ -278,22 +234,22 @@ static void test_cast_packed_odd(void **state) {
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++)
       check_round_trip(dir, fmts[k], x + 5, counts[c], "", &rne, 1);
   free(x);
-  rm_dir(dir);
+  tu_rm_dir(dir);
 }
 
 /* One bad invocation: exit status, a useful word in the one-line message, no OUT. */
 static void expect_failure(const char *dir, int want_rc, const char *word, const char *args) {
   char out[512];
   snprintf(out, sizeof out, "%s/out", dir);
-  int before = dir_entries(dir);
-  int rc = cli("%s", args);
-  if (rc != want_rc || !strstr(out_buf, word))
-    fail_msg("'lowp %s': rc %d (want %d), message '%s' (want '%s')", args, rc, want_rc, out_buf,
+  int before = tu_dir_entries(dir);
+  int rc = tu_cli("%s", args);
+  if (rc != want_rc || !strstr(tu_out, word))
+    fail_msg("'lowp %s': rc %d (want %d), message '%s' (want '%s')", args, rc, want_rc, tu_out,
              word);
-  if (count_substr(out_buf, "\n") != 1)
-    fail_msg("'lowp %s': message is not one line: '%s'", args, out_buf);
-  assert_false(file_exists(out));
-  assert_int_equal(dir_entries(dir), before); /* no temporary left behind */
+  if (tu_count_substr(tu_out, "\n") != 1)
+    fail_msg("'lowp %s': message is not one line: '%s'", args, tu_out);
+  assert_false(tu_file_exists(out));
+  assert_int_equal(tu_dir_entries(dir), before); /* no temporary left behind */
 }
 
 static void test_bad_input(void **state) {
@@ -351,9 +307,9 @@ static void test_bad_input(void **state) {
 #undef BAD
 
   /* --round sr without --seed is fine (seed 0); a failure keeps an existing OUT intact. */
-  assert_int_equal(cli("cast --to e4m3 --round sr %s %s/out", in, dir), 0);
+  assert_int_equal(tu_cli("cast --to e4m3 --round sr %s %s/out", in, dir), 0);
   tu_write_file(odd, vals, 6);
-  assert_int_equal(cli("cast --to e4m3 %s %s/out", odd, dir), 1);
+  assert_int_equal(tu_cli("cast --to e4m3 %s %s/out", odd, dir), 1);
   size_t size;
   char out[512];
   snprintf(out, sizeof out, "%s/out", dir);
@@ -363,12 +319,12 @@ static void test_bad_input(void **state) {
 
   const char *verbs[] = {"formats", "explain", "cast"};
   for (int v = 0; v < 3; v++) {
-    assert_int_equal(cli("%s --help", verbs[v]), 0);
-    assert_non_null(strstr(out_buf, "usage: lowp"));
+    assert_int_equal(tu_cli("%s --help", verbs[v]), 0);
+    assert_non_null(strstr(tu_out, "usage: lowp"));
   }
-  assert_int_equal(cli("--help"), 0);
-  assert_non_null(strstr(out_buf, "explain"));
-  rm_dir(dir);
+  assert_int_equal(tu_cli("--help"), 0);
+  assert_non_null(strstr(tu_out, "explain"));
+  tu_rm_dir(dir);
 }
 
 int main(void) {

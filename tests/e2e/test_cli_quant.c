@@ -13,49 +13,6 @@
 
 #include "testutil.h"
 
-static char out_buf[1 << 17];
-
-/* Run "LOWP_CLI <args>", output (stdout+stderr) into out_buf; returns the exit status. */
-static int cli(const char *fmt, ...) {
-  char args[4096], cmd[8192];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "%s %s", LOWP_CLI, args);
-  return tu_run(cmd, out_buf, sizeof out_buf);
-}
-
-static size_t count_substr(const char *s, const char *sub) {
-  size_t n = 0;
-  for (const char *p = strstr(s, sub); p; p = strstr(p + 1, sub))
-    n++;
-  return n;
-}
-
-static int file_exists(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f)
-    fclose(f);
-  return f != NULL;
-}
-
-static int dir_entries(const char *dir) {
-  DIR *d = opendir(dir);
-  int n = 0;
-  assert_non_null(d);
-  for (struct dirent *e = readdir(d); e; e = readdir(d))
-    n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-  closedir(d);
-  return n;
-}
-
-static void rm_dir(const char *dir) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  assert_int_equal(tu_run(cmd, NULL, 0), 0);
-}
-
 /* ---- a minimal JSON parser (validation, and number lookup by key) ---- */
 
 static const char *json_ws(const char *p) {
@@ -204,9 +161,9 @@ static void check_quant(const char *dir, const float *x, size_t rows, size_t col
   snprintf(out, sizeof out, "%s/out.f32", dir);
   size_t n = rows * cols;
   tu_write_file(in, x, n * sizeof *x);
-  int rc = cli("quant %s --shape %zux%zu %s %s", flags, rows, cols, in, out);
+  int rc = tu_cli("quant %s --shape %zux%zu %s %s", flags, rows, cols, in, out);
   if (rc != 0)
-    fail_msg("'quant %s' (%zux%zu): rc %d: %s", flags, rows, cols, rc, out_buf);
+    fail_msg("'quant %s' (%zux%zu): rc %d: %s", flags, rows, cols, rc, tu_out);
   size_t size;
   float *y = tu_read_file(out, &size);
   assert_int_equal(size, n * sizeof(float));
@@ -276,8 +233,8 @@ static void test_quant_every_scheme(void **state) {
   snprintf(a, sizeof a, "%s/a.f32", dir);
   snprintf(b, sizeof b, "%s/b.f32", dir);
   tu_write_file(in, x, 3 * 130 * sizeof(float));
-  assert_int_equal(cli("quant --scheme fp8-tensor --shape 3x130 %s %s", in, a), 0);
-  assert_int_equal(cli("quant --scheme fp8-tensor --pow2 --shape 3x130 %s %s", in, b), 0);
+  assert_int_equal(tu_cli("quant --scheme fp8-tensor --shape 3x130 %s %s", in, a), 0);
+  assert_int_equal(tu_cli("quant --scheme fp8-tensor --pow2 --shape 3x130 %s %s", in, b), 0);
   size_t sa, sb;
   void *da = tu_read_file(a, &sa), *db = tu_read_file(b, &sb);
   assert_int_equal(sa, sb);
@@ -285,7 +242,7 @@ static void test_quant_every_scheme(void **state) {
   free(da);
   free(db);
   free(x);
-  rm_dir(dir);
+  tu_rm_dir(dir);
 }
 
 static void test_quant_stats(void **state) {
@@ -303,35 +260,35 @@ static void test_quant_stats(void **state) {
                         "underflow_pct", "saturation_pct", "nan_in",   "inf_in",  "nan_out",
                         "inf_out",       "scale_min",      "scale_max"};
   for (size_t s = 0; s < n_schemes; s++) {
-    int rc = cli("quant --scheme %s --shape 3x130 --stats %s %s", schemes[s].name, in, out);
+    int rc = tu_cli("quant --scheme %s --shape 3x130 --stats %s %s", schemes[s].name, in, out);
     if (rc != 0)
-      fail_msg("%s: rc %d: %s", schemes[s].name, rc, out_buf);
-    assert_json(out_buf);
-    assert_int_equal(out_buf[0], '{');
-    assert_int_equal(count_substr(out_buf, "\n"), 1); /* ONE object, one line */
+      fail_msg("%s: rc %d: %s", schemes[s].name, rc, tu_out);
+    assert_json(tu_out);
+    assert_int_equal(tu_out[0], '{');
+    assert_int_equal(tu_count_substr(tu_out, "\n"), 1); /* ONE object, one line */
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
       char pat[64];
       snprintf(pat, sizeof pat, "\"%s\": ", keys[k]);
-      if (!strstr(out_buf, pat))
-        fail_msg("%s: key %s missing in %s", schemes[s].name, keys[k], out_buf);
+      if (!strstr(tu_out, pat))
+        fail_msg("%s: key %s missing in %s", schemes[s].name, keys[k], tu_out);
     }
     char name[64];
     snprintf(name, sizeof name, "\"scheme\": \"%s\"", schemes[s].name);
-    assert_non_null(strstr(out_buf, name));
+    assert_non_null(strstr(tu_out, name));
 
     size_t size;
     float *y = tu_read_file(out, &size);
     assert_int_equal(size, n * sizeof(float));
     double sqnr, rel, amax;
     error_stats(x, y, n, &sqnr, &rel, &amax);
-    double got = json_num(out_buf, "sqnr_db");
+    double got = json_num(tu_out, "sqnr_db");
     if (!(isfinite(got) && got > 0))
       fail_msg("%s: sqnr_db %g is not finite and positive", schemes[s].name, got);
     assert_close(got, sqnr, 1e-9, "sqnr_db");
-    assert_close(json_num(out_buf, "rel_error"), rel, 1e-9, "rel_error");
-    assert_true(json_num(out_buf, "amax") == amax);
-    assert_true(json_num(out_buf, "nan_in") == 0 && json_num(out_buf, "inf_out") == 0);
-    double under = json_num(out_buf, "underflow_pct"), sat = json_num(out_buf, "saturation_pct");
+    assert_close(json_num(tu_out, "rel_error"), rel, 1e-9, "rel_error");
+    assert_true(json_num(tu_out, "amax") == amax);
+    assert_true(json_num(tu_out, "nan_in") == 0 && json_num(tu_out, "inf_out") == 0);
+    double under = json_num(tu_out, "underflow_pct"), sat = json_num(tu_out, "saturation_pct");
     assert_true(under >= 0 && under <= 100 && sat >= 0 && sat <= 100);
     /* Underflow: the % of non-zero inputs that came back as 0, counted here. */
     size_t nonzero = 0, zeroed = 0;
@@ -341,7 +298,7 @@ static void test_quant_stats(void **state) {
         zeroed += y[i] == 0.0f;
       }
     assert_close(under, 100.0 * (double)zeroed / (double)nonzero, 1e-12, "underflow_pct");
-    double smin = json_num(out_buf, "scale_min"), smax = json_num(out_buf, "scale_max");
+    double smin = json_num(tu_out, "scale_min"), smax = json_num(tu_out, "scale_max");
     assert_true(smin > 0 && smin <= smax && isfinite(smax));
     free(y);
   }
@@ -349,11 +306,11 @@ static void test_quant_stats(void **state) {
   x[3] = NAN;
   x[200] = INFINITY;
   tu_write_file(in, x, n * sizeof *x);
-  assert_int_equal(cli("quant --scheme fp8-row --shape 3x130 --stats %s %s", in, out), 0);
-  assert_json(out_buf);
-  assert_true(json_num(out_buf, "nan_in") == 1 && json_num(out_buf, "inf_in") == 1);
+  assert_int_equal(tu_cli("quant --scheme fp8-row --shape 3x130 --stats %s %s", in, out), 0);
+  assert_json(tu_out);
+  assert_true(json_num(tu_out, "nan_in") == 1 && json_num(tu_out, "inf_in") == 1);
   free(x);
-  rm_dir(dir);
+  tu_rm_dir(dir);
 }
 
 static void test_quant_hadamard(void **state) {
@@ -377,7 +334,7 @@ static void test_quant_hadamard(void **state) {
   snprintf(in, sizeof in, "%s/in.f32", dir);
   snprintf(out, sizeof out, "%s/out.f32", dir);
   tu_write_file(in, x, n * sizeof *x);
-  assert_int_equal(cli("quant --scheme fp8-row --hadamard 32 --shape 5x256 %s %s", in, out), 0);
+  assert_int_equal(tu_cli("quant --scheme fp8-row --hadamard 32 --shape 5x256 %s %s", in, out), 0);
   size_t size;
   float *y = tu_read_file(out, &size);
   double sqnr, rel, amax;
@@ -386,7 +343,7 @@ static void test_quant_hadamard(void **state) {
     fail_msg("hadamard round trip: SQNR %.2f dB", sqnr);
   free(y);
   free(x);
-  rm_dir(dir);
+  tu_rm_dir(dir);
 }
 
 static void test_quant_sr_seed(void **state) {
@@ -402,11 +359,14 @@ static void test_quant_sr_seed(void **state) {
   const char *schemes[] = {"nvfp4", "mxfp8", "int8-row", "nf4"};
   for (int s = 0; s < 4; s++) {
     assert_int_equal(
-        cli("quant --scheme %s --round sr --seed 11 --shape 7x130 %s %s", schemes[s], in, p[0]), 0);
+        tu_cli("quant --scheme %s --round sr --seed 11 --shape 7x130 %s %s", schemes[s], in, p[0]),
+        0);
     assert_int_equal(
-        cli("quant --scheme %s --round sr --seed 11 --shape 7x130 %s %s", schemes[s], in, p[1]), 0);
+        tu_cli("quant --scheme %s --round sr --seed 11 --shape 7x130 %s %s", schemes[s], in, p[1]),
+        0);
     assert_int_equal(
-        cli("quant --scheme %s --round sr --seed 12 --shape 7x130 %s %s", schemes[s], in, p[2]), 0);
+        tu_cli("quant --scheme %s --round sr --seed 12 --shape 7x130 %s %s", schemes[s], in, p[2]),
+        0);
     size_t s0, s1, s2;
     void *y0 = tu_read_file(p[0], &s0), *y1 = tu_read_file(p[1], &s1),
          *y2 = tu_read_file(p[2], &s2);
@@ -418,7 +378,7 @@ static void test_quant_sr_seed(void **state) {
     free(y2);
   }
   free(x);
-  rm_dir(dir);
+  tu_rm_dir(dir);
 }
 
 /* One bad invocation: exit status, a word of the one-line message, OUT not created or left as
@@ -426,15 +386,15 @@ static void test_quant_sr_seed(void **state) {
 static void expect_failure(const char *dir, int want_rc, const char *word, const char *args) {
   char out[512];
   snprintf(out, sizeof out, "%s/out.f32", dir);
-  int before = dir_entries(dir);
-  int rc = cli("%s", args);
-  if (rc != want_rc || !strstr(out_buf, word))
-    fail_msg("'lowp %s': rc %d (want %d), message '%s' (want '%s')", args, rc, want_rc, out_buf,
+  int before = tu_dir_entries(dir);
+  int rc = tu_cli("%s", args);
+  if (rc != want_rc || !strstr(tu_out, word))
+    fail_msg("'lowp %s': rc %d (want %d), message '%s' (want '%s')", args, rc, want_rc, tu_out,
              word);
-  if (count_substr(out_buf, "\n") != 1)
-    fail_msg("'lowp %s': message is not one line: '%s'", args, out_buf);
-  assert_false(file_exists(out));
-  assert_int_equal(dir_entries(dir), before);
+  if (tu_count_substr(tu_out, "\n") != 1)
+    fail_msg("'lowp %s': message is not one line: '%s'", args, tu_out);
+  assert_false(tu_file_exists(out));
+  assert_int_equal(tu_dir_entries(dir), before);
 }
 
 static void test_quant_bad_input(void **state) {
@@ -490,19 +450,19 @@ static void test_quant_bad_input(void **state) {
 #undef BAD
   /* A failed run leaves an existing OUT as it was. */
   tu_write_file(out, "keep", 4);
-  assert_int_equal(cli("quant --scheme mxfp8 --shape 3x5 %s %s", in, out), 1);
+  assert_int_equal(tu_cli("quant --scheme mxfp8 --shape 3x5 %s %s", in, out), 1);
   size_t size;
   char *kept = tu_read_file(out, &size);
   assert_true(size == 4 && !memcmp(kept, "keep", 4));
   free(kept);
   /* Help lists every scheme and says partial blocks are fine. */
-  assert_int_equal(cli("quant --help"), 0);
+  assert_int_equal(tu_cli("quant --help"), 0);
   size_t n_schemes;
   const lowp_scheme *schemes = lowp_schemes(&n_schemes);
   for (size_t s = 0; s < n_schemes; s++)
-    assert_non_null(strstr(out_buf, schemes[s].name));
-  assert_non_null(strstr(out_buf, "partial"));
-  rm_dir(dir);
+    assert_non_null(strstr(tu_out, schemes[s].name));
+  assert_non_null(strstr(tu_out, "partial"));
+  tu_rm_dir(dir);
 }
 
 /* ---- inspect ---- */
@@ -538,11 +498,11 @@ static double max_abs(const float *x, size_t n) {
   return m;
 }
 
-/* The JSON object of (tensor, scheme) in out_buf, or fail. */
+/* The JSON object of (tensor, scheme) in tu_out, or fail. */
 static const char *find_object(const char *tensor, const char *scheme) {
   char pat[128];
   snprintf(pat, sizeof pat, "{\"tensor\": \"%s\", ", tensor);
-  for (const char *p = strstr(out_buf, pat); p; p = strstr(p + 1, pat)) {
+  for (const char *p = strstr(tu_out, pat); p; p = strstr(p + 1, pat)) {
     const char *end = strchr(p, '}');
     char s[96];
     snprintf(s, sizeof s, "\"scheme\": \"%s\"", scheme);
@@ -550,7 +510,7 @@ static const char *find_object(const char *tensor, const char *scheme) {
     if (q && q < end)
       return p;
   }
-  fail_msg("no object for %s / %s in %s", tensor, scheme, out_buf);
+  fail_msg("no object for %s / %s in %s", tensor, scheme, tu_out);
   return NULL;
 }
 
@@ -564,9 +524,10 @@ static void test_inspect(void **state) {
 
   /* JSON: one object per (tensor, scheme), amax and SQNR recomputed here. */
   assert_int_equal(
-      cli("inspect %s --json --scheme mxfp8,nf4 --scheme int8-row --tensor w --tensor b", path), 0);
-  assert_json(out_buf);
-  assert_int_equal(count_substr(out_buf, "{\"tensor\": "), 6);
+      tu_cli("inspect %s --json --scheme mxfp8,nf4 --scheme int8-row --tensor w --tensor b", path),
+      0);
+  assert_json(tu_out);
+  assert_int_equal(tu_count_substr(tu_out, "{\"tensor\": "), 6);
   const char *schemes[] = {"mxfp8", "nf4", "int8-row"};
   for (int s = 0; s < 3; s++) {
     lowp_qconfig cfg;
@@ -585,37 +546,37 @@ static void test_inspect(void **state) {
     assert_non_null(strstr(o, "\"dtype\": \"BF16\", \"shape\": [17], \"rows\": 1, \"cols\": 17"));
     assert_true(json_num(o, "amax") == max_abs(x_b, 17));
   }
-  assert_null(strstr(out_buf, "\"ids\""));
+  assert_null(strstr(tu_out, "\"ids\""));
 
   /* Table: header, 2 tensors x 8 default schemes, a note for the skipped integer tensor. */
-  assert_int_equal(cli("inspect %s", path), 0);
-  assert_non_null(strstr(out_buf, "SQNR dB"));
-  assert_non_null(strstr(out_buf, "skipping 'ids'"));
-  assert_int_equal(count_substr(out_buf, "\n"), 1 + 1 + 16);
+  assert_int_equal(tu_cli("inspect %s", path), 0);
+  assert_non_null(strstr(tu_out, "SQNR dB"));
+  assert_non_null(strstr(tu_out, "skipping 'ids'"));
+  assert_int_equal(tu_count_substr(tu_out, "\n"), 1 + 1 + 16);
   const char *defaults[] = {"fp8-tensor", "fp8-block128", "mxfp8",     "mxfp4",
                             "nvfp4",      "int8-row",     "int4-g128", "nf4"};
   for (int s = 0; s < 8; s++)
-    assert_non_null(strstr(out_buf, defaults[s]));
+    assert_non_null(strstr(tu_out, defaults[s]));
   char amax_text[64];
   snprintf(amax_text, sizeof amax_text, " %.4g ", max_abs(x_w, 6 * 65));
-  assert_int_equal(count_substr(out_buf, amax_text), 8);
-  assert_non_null(strstr(out_buf, "3x2x65"));
+  assert_int_equal(tu_count_substr(tu_out, amax_text), 8);
+  assert_non_null(strstr(tu_out, "3x2x65"));
 
   /* --tensor selects; --all gives every scheme. */
-  assert_int_equal(cli("inspect %s --tensor b --all", path), 0);
+  assert_int_equal(tu_cli("inspect %s --tensor b --all", path), 0);
   size_t n_schemes;
   lowp_schemes(&n_schemes);
-  assert_int_equal(count_substr(out_buf, "\n"), 1 + n_schemes);
-  assert_int_equal(count_substr(out_buf, "\nb "), n_schemes);
+  assert_int_equal(tu_count_substr(tu_out, "\n"), 1 + n_schemes);
+  assert_int_equal(tu_count_substr(tu_out, "\nb "), n_schemes);
 
   /* Raw float32 with --shape. */
   snprintf(raw, sizeof raw, "%s/acts.f32", dir);
   tu_write_file(raw, x_w, sizeof x_w);
-  assert_int_equal(cli("inspect %s --shape 13x30 --scheme fp8-row --json", raw), 0);
-  assert_json(out_buf);
-  assert_int_equal(count_substr(out_buf, "{\"tensor\": "), 1);
-  assert_true(json_num(out_buf, "amax") == max_abs(x_w, 6 * 65));
-  assert_non_null(strstr(out_buf, "\"rows\": 13, \"cols\": 30"));
+  assert_int_equal(tu_cli("inspect %s --shape 13x30 --scheme fp8-row --json", raw), 0);
+  assert_json(tu_out);
+  assert_int_equal(tu_count_substr(tu_out, "{\"tensor\": "), 1);
+  assert_true(json_num(tu_out, "amax") == max_abs(x_w, 6 * 65));
+  assert_non_null(strstr(tu_out, "\"rows\": 13, \"cols\": 30"));
 
   /* Errors: one line, exit 1 for bad files, 2 for bad usage. */
   struct {
@@ -628,13 +589,13 @@ static void test_inspect(void **state) {
       {2, "unknown option", "--fast"},
   };
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
-    int rc = cli("inspect %s %s", path, bad[k].args);
-    if (rc != bad[k].rc || !strstr(out_buf, bad[k].word) || count_substr(out_buf, "\n") != 1)
-      fail_msg("inspect %s: rc %d, '%s'", bad[k].args, rc, out_buf);
+    int rc = tu_cli("inspect %s %s", path, bad[k].args);
+    if (rc != bad[k].rc || !strstr(tu_out, bad[k].word) || tu_count_substr(tu_out, "\n") != 1)
+      fail_msg("inspect %s: rc %d, '%s'", bad[k].args, rc, tu_out);
   }
-  assert_int_equal(cli("inspect"), 2);
-  assert_int_equal(cli("inspect %s --shape 13x31", raw), 1);
-  assert_non_null(strstr(out_buf, "FILE has 1560 bytes, --shape 13x31 needs 1612"));
+  assert_int_equal(tu_cli("inspect"), 2);
+  assert_int_equal(tu_cli("inspect %s --shape 13x31", raw), 1);
+  assert_non_null(strstr(tu_out, "FILE has 1560 bytes, --shape 13x31 needs 1612"));
 
   /* Corrupted safetensors: truncated, bad header, huge header length, empty, missing. */
   size_t size;
@@ -644,32 +605,32 @@ static void test_inspect(void **state) {
   const size_t cuts[] = {size - 1, size / 2, 20, 7, 0};
   for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
     tu_write_file(bad_path, bytes, cuts[k]);
-    int rc = cli("inspect %s", bad_path);
-    if (rc != 1 || !strstr(out_buf, "lowp inspect: ") || count_substr(out_buf, "\n") != 1)
-      fail_msg("truncated to %zu bytes: rc %d, '%s'", cuts[k], rc, out_buf);
+    int rc = tu_cli("inspect %s", bad_path);
+    if (rc != 1 || !strstr(tu_out, "lowp inspect: ") || tu_count_substr(tu_out, "\n") != 1)
+      fail_msg("truncated to %zu bytes: rc %d, '%s'", cuts[k], rc, tu_out);
   }
   unsigned char *copy = malloc(size);
   assert_non_null(copy);
   memcpy(copy, bytes, size);
   copy[8] = 'X'; /* the header's opening brace */
   tu_write_file(bad_path, copy, size);
-  assert_int_equal(cli("inspect %s", bad_path), 1);
-  assert_non_null(strstr(out_buf, "lowp inspect: "));
+  assert_int_equal(tu_cli("inspect %s", bad_path), 1);
+  assert_non_null(strstr(tu_out, "lowp inspect: "));
   memcpy(copy, bytes, size);
   copy[5] = 0x7F; /* header length ~ 2^46 */
   tu_write_file(bad_path, copy, size);
-  assert_int_equal(cli("inspect %s", bad_path), 1);
+  assert_int_equal(tu_cli("inspect %s", bad_path), 1);
   memcpy(copy, bytes, size);
   char *f32 = strstr((char *)copy + 8, "\"F32\"");
   assert_non_null(f32);
   memcpy(f32, "\"F33\"", 5); /* unknown dtype */
   tu_write_file(bad_path, copy, size);
-  assert_int_equal(cli("inspect %s", bad_path), 1);
-  assert_non_null(strstr(out_buf, "F33"));
-  assert_int_equal(cli("inspect %s/missing.safetensors", dir), 1);
+  assert_int_equal(tu_cli("inspect %s", bad_path), 1);
+  assert_non_null(strstr(tu_out, "F33"));
+  assert_int_equal(tu_cli("inspect %s/missing.safetensors", dir), 1);
   free(copy);
   free(bytes);
-  rm_dir(dir);
+  tu_rm_dir(dir);
 }
 
 int main(void) {

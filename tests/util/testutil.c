@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,4 +69,46 @@ void tu_write_file(const char *path, const void *data, size_t size) {
   if (!f || fwrite(data, 1, size, f) != size)
     fail_msg("cannot write %s", path);
   fclose(f);
+}
+
+char tu_out[1 << 17];
+
+int tu_cli(const char *fmt, ...) {
+  char args[4096], cmd[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  snprintf(cmd, sizeof cmd, "%s %s", LOWP_CLI, args);
+  return tu_run(cmd, tu_out, sizeof tu_out);
+}
+
+size_t tu_count_substr(const char *s, const char *sub) {
+  size_t n = 0;
+  for (const char *p = strstr(s, sub); p; p = strstr(p + 1, sub))
+    n++;
+  return n;
+}
+
+int tu_file_exists(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (f)
+    fclose(f);
+  return f != NULL;
+}
+
+int tu_dir_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  assert_non_null(d);
+  for (struct dirent *e = readdir(d); e; e = readdir(d))
+    n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+  closedir(d);
+  return n;
+}
+
+void tu_rm_dir(const char *dir) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(tu_run(cmd, NULL, 0), 0);
 }

@@ -29,6 +29,21 @@ void tu_tmpdir(char *buf, size_t len);
 /* Write bytes to a file; fails the test on error. */
 void tu_write_file(const char *path, const void *data, size_t size);
 
+/* Run "LOWP_CLI <printf-formatted args>"; stdout+stderr land in tu_out. Returns the exit code. */
+extern char tu_out[1 << 17];
+int tu_cli(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* Occurrences of sub in s; whether a file exists; entries of a directory (. and .. aside);
+ * remove a directory tree (fails the test on error). */
+size_t tu_count_substr(const char *s, const char *sub);
+int tu_file_exists(const char *path);
+int tu_dir_entries(const char *dir);
+void tu_rm_dir(const char *dir);
+
 #define TU_ASSERT_OK(expr)                                                                         \
   do {                                                                                             \
     lowp_status tu_s_ = (expr);                                                                    \
