@@ -70,25 +70,18 @@ static int float_value(const char *verb, const char *name, const char *text, dou
   return 1;
 }
 
-/* --qat S: the recipe text for S goes to a temporary file that the trainer reads as --recipe. */
+/* --qat S: the recipe is text (fake-quantized forward, straight-through backward), which
+ * --recipe accepts as it accepts a preset name or a file. */
 static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_train_config *cfg) {
   const char *v;
   if (cli_option_value(verb, argc, argv, i, "--qat", &v) < 0)
     return -1;
-  char text[512];
+  static char text[512];
   if (lowp_ptq_qat_recipe(v, text, sizeof text) != LOWP_OK) {
     cli_usage_error(verb, "--qat: %s", lowp_last_error());
     return -1;
   }
-  static char path[64];
-  snprintf(path, sizeof path, "/tmp/lowp-qat-XXXXXX");
-  int fd = mkstemp(path);
-  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-  if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-    cli_usage_error(verb, "--qat: cannot write a recipe file in /tmp");
-    return -1;
-  }
-  cfg->recipe = path;
+  cfg->recipe = text;
   return 1;
 }
 

@@ -97,7 +97,7 @@ lowp_status lowp_recipe_preset(const char *name, lowp_recipe *out);
 lowp_status lowp_recipe_parse(const char *text, lowp_recipe *out);
 lowp_status lowp_recipe_load(const char *path, lowp_recipe *out);
 
-/* A preset name or a path to a recipe file. */
+/* A preset name, recipe text (it holds '=' or a newline) or a path to a recipe file. */
 lowp_status lowp_recipe_resolve(const char *name_or_path, lowp_recipe *out);
 
 /* Write the recipe in the text form lowp_recipe_parse reads (full, no "base"). */

@@ -344,6 +344,8 @@ lowp_status lowp_recipe_resolve(const char *name_or_path, lowp_recipe *out) {
   for (size_t i = 0; i < lowp_recipe_preset_count(); i++)
     if (!strcmp(presets[i].name, name_or_path))
       return lowp_recipe_preset(name_or_path, out);
+  if (strchr(name_or_path, '\n') || strchr(name_or_path, '='))
+    return lowp_recipe_parse(name_or_path, out); /* recipe text itself */
   if (strchr(name_or_path, '/') || strchr(name_or_path, '.'))
     return lowp_recipe_load(name_or_path, out);
   return lowp_recipe_preset(name_or_path, out); /* reports the unknown name and the presets */

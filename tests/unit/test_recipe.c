@@ -109,6 +109,9 @@ static void test_custom_and_errors(void **state) {
   tu_write_file(path, "base = bf16\nmaster = bf16\n", 26);
   TU_ASSERT_OK(lowp_recipe_resolve(path, &r));
   assert_int_equal(r.master, LOWP_BF16);
+  TU_ASSERT_OK(lowp_recipe_resolve("base = fp16\nmaster = bf16", &r)); /* text itself */
+  assert_int_equal(r.master, LOWP_BF16);
+  assert_int_equal(r.loss_scale, LOWP_LOSS_SCALE_DYNAMIC);
   tu_write_file(path, "a\0b", 3);
   assert_int_equal(lowp_recipe_load(path, &r), LOWP_ERR_FORMAT);
   snprintf(path, sizeof path, "%s/missing.recipe", dir);
