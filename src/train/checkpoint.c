@@ -12,6 +12,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "lowp/safetensors.h"
 
 uint64_t lowpi_fnv1a64(const void *bytes, size_t n, uint64_t h) {
@@ -150,24 +151,12 @@ lowp_status lowpi_ckpt_save_model(const char *dir, lowp_model *model, uint64_t *
   return st;
 }
 
+/* A config file of at most 1 MiB. */
 static lowp_status read_small_file(const char *path, char **text, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return lowpi_fail(LOWP_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-  enum { MAX = 1 << 20 };
-  char *buf = malloc(MAX + 1);
-  size_t n = buf ? fread(buf, 1, MAX + 1, f) : 0;
-  fclose(f);
-  if (!buf)
-    return lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
-  if (n > MAX) {
-    free(buf);
+  lowp_status st = lowpi_read_file(path, 1u << 20, text, len);
+  if (st == LOWP_ERR_FORMAT)
     return lowpi_fail(LOWP_ERR_FORMAT, "%s is larger than 1 MiB: not a config file", path);
-  }
-  buf[n] = '\0';
-  *text = buf;
-  *len = n;
-  return LOWP_OK;
+  return st;
 }
 
 /* An integer member of a JSON object, or the default when absent (null counts as absent). */

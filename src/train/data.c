@@ -8,6 +8,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/json.h"
 #include "lowp/data.h"
 
@@ -16,37 +17,6 @@ void lowp_tokens_free(lowp_tokens *t) {
     return;
   free(t->tokens);
   memset(t, 0, sizeof *t);
-}
-
-/* A whole regular file into memory (size checked before allocating). */
-static lowp_status read_file(const char *path, unsigned char **bytes, size_t *size) {
-  FILE *fp = fopen(path, "rb");
-  if (!fp)
-    return lowpi_fail(LOWP_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(fp);
-    return lowpi_fail(LOWP_ERR_IO, "%s: not a regular file", path);
-  }
-  if ((uint64_t)sb.st_size > (uint64_t)SIZE_MAX / 2) {
-    fclose(fp);
-    return lowpi_fail(LOWP_ERR_NOMEM, "%s: too large for this machine", path);
-  }
-  size_t n = (size_t)sb.st_size;
-  unsigned char *b = malloc(n ? n : 1);
-  if (!b) {
-    fclose(fp);
-    return lowpi_fail(LOWP_ERR_NOMEM, "%s: out of memory for %zu bytes", path, n);
-  }
-  if (n && fread(b, 1, n, fp) != n) {
-    fclose(fp);
-    free(b);
-    return lowpi_fail(LOWP_ERR_IO, "%s: read failed", path);
-  }
-  fclose(fp);
-  *bytes = b;
-  *size = n;
-  return LOWP_OK;
 }
 
 static lowp_status alloc_tokens(lowp_tokens *t, size_t count, int vocab, const char *label) {
@@ -127,9 +97,9 @@ lowp_status lowp_text_tokens(const char *path, double val_fraction, lowp_tokens 
                              lowp_tokens *val) {
   if (!path)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_text_tokens: NULL path");
-  unsigned char *b = NULL;
+  char *b = NULL;
   size_t n = 0;
-  LOWPI_TRY(read_file(path, &b, &n));
+  LOWPI_TRY(lowpi_read_file(path, SIZE_MAX / 2, &b, &n));
   lowp_status st = lowp_text_tokens_memory(b, n, path, val_fraction, train, val);
   free(b);
   return st;
@@ -192,9 +162,9 @@ lowp_status lowp_shard_tokens_memory(const void *bytes, size_t size, const char 
 lowp_status lowp_shard_tokens(const char *path, lowp_tokens *out) {
   if (!path)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_shard_tokens: NULL path");
-  unsigned char *b = NULL;
+  char *b = NULL;
   size_t n = 0;
-  LOWPI_TRY(read_file(path, &b, &n));
+  LOWPI_TRY(lowpi_read_file(path, SIZE_MAX / 2, &b, &n));
   lowp_status st = lowp_shard_tokens_memory(b, n, path, out);
   free(b);
   return st;

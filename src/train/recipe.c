@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/file.h"
 
 static const char *const operand_names[LOWP_OP_COUNT] = {"fprop.x", "fprop.w",  "dgrad.dy",
                                                          "dgrad.w", "wgrad.dy", "wgrad.x"};
@@ -317,23 +318,15 @@ lowp_status lowp_recipe_parse(const char *text, lowp_recipe *out) {
 }
 
 lowp_status lowp_recipe_load(const char *path, lowp_recipe *out) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return lowpi_fail(LOWP_ERR_IO, "cannot open recipe file '%s': %s", path, strerror(errno));
-  enum { MAX_RECIPE = 1 << 16 };
-  char *buf = malloc(MAX_RECIPE + 1);
-  if (!buf) {
-    fclose(f);
-    return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
-  }
-  size_t n = fread(buf, 1, MAX_RECIPE + 1, f);
-  fclose(f);
-  if (n > MAX_RECIPE || memchr(buf, '\0', n)) {
-    free(buf);
-    return lowpi_fail(LOWP_ERR_FORMAT, "'%s' is not a recipe file (binary or over 64 KiB)", path);
-  }
-  buf[n] = '\0';
-  lowp_status st = lowp_recipe_parse(buf, out);
+  char *buf = NULL;
+  size_t n = 0;
+  lowp_status st = lowpi_read_file(path, 1u << 16, &buf, &n);
+  if (st == LOWP_OK && memchr(buf, '\0', n))
+    st = LOWP_ERR_FORMAT;
+  if (st == LOWP_ERR_FORMAT)
+    st = lowpi_fail(LOWP_ERR_FORMAT, "'%s' is not a recipe file (binary or over 64 KiB)", path);
+  if (st == LOWP_OK)
+    st = lowp_recipe_parse(buf, out);
   free(buf);
   return st;
 }
