@@ -1,0 +1,105 @@
+/* The transformer layers on the GPU: the operations of nn/nn.h with the same names (prefix
+ * lowpi_cuda_), the same arguments and the same semantics, on device pointers, queued on the
+ * default stream. Activations are fp32, as in the CPU reference; the reference is the test
+ * oracle (tests/gpu/test_cuda_nn.c).
+ *
+ * Determinism: every kernel gives the same bits on every run (no atomics on floats). Sums
+ * across rows (parameter gradients) run in two stages with a fixed split: partial sums over
+ * fixed chunks of rows, then the partials in order. Results differ from the CPU's only by the
+ * order of the fp32 sums (and, with a bf16 attention, the bf16 rounding of its GEMM operands).
+ *
+ * Scratch: functions that need temporary memory take a workspace pointer and size; the
+ * *_workspace() functions say how many bytes to give. Every function returns a lowp_status
+ * (launch errors are checked; errors during a kernel surface at the next synchronising call). */
+#ifndef LOWPI_NN_CUDA_H
+#define LOWPI_NN_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lowp/format.h"
+#include "lowp/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* out (B, T, C) = wte[inp] + wpe[t] (wpe NULL: no positions). */
+lowp_status lowpi_cuda_embedding_forward(float *out, const int32_t *inp, const float *wte,
+                                         const float *wpe, int B, int T, int C);
+/* dwte += scatter of dout by token, dwpe += sum over b (dwpe may be NULL). Deterministic: the
+ * positions of each token are summed in increasing order. inp is on the device; the workspace
+ * holds the bucketing of positions by token. */
+size_t lowpi_cuda_embedding_backward_workspace(int B, int T, int V);
+lowp_status lowpi_cuda_embedding_backward(float *dwte, float *dwpe, const float *dout,
+                                          const int32_t *inp, int B, int T, int C, int V,
+                                          void *workspace, size_t workspace_bytes);
+
+/* LayerNorm / RMSNorm as nn/nn.h (mean, rstd saved). Backward: dinp written, dweight and dbias
+ * accumulated (+=). */
+size_t lowpi_cuda_norm_backward_workspace(int N, int C);
+lowp_status lowpi_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                         const float *weight, const float *bias, int N, int C,
+                                         float eps);
+lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
+                                          const float *dout, const float *inp,
+                                          const float *weight, const float *mean,
+                                          const float *rstd, int N, int C, void *workspace,
+                                          size_t workspace_bytes);
+lowp_status lowpi_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
+                                       const float *weight, int N, int C, float eps);
+lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
+                                        const float *inp, const float *weight, const float *rstd,
+                                        int N, int C, void *workspace, size_t workspace_bytes);
+
+/* GELU (tanh) and SwiGLU. */
+lowp_status lowpi_cuda_gelu_forward(float *out, const float *inp, size_t n);
+lowp_status lowpi_cuda_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+lowp_status lowpi_cuda_swiglu_forward(float *out, const float *inp, int N, int H);
+lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,
+                                       int H);
+
+/* RoPE on qkv (B, T, 3C) (out may equal inp; dinp may equal dout). */
+lowp_status lowpi_cuda_rope_forward(float *out, const float *inp, int B, int T, int C, int NH,
+                                    float theta);
+lowp_status lowpi_cuda_rope_backward(float *dinp, const float *dout, int B, int T, int C, int NH,
+                                     float theta);
+
+/* out = inp1 + inp2; dresidual += dbranch. */
+lowp_status lowpi_cuda_residual_forward(float *out, const float *inp1, const float *inp2,
+                                        size_t n);
+lowp_status lowpi_cuda_residual_backward(float *dresidual, const float *dbranch, size_t n);
+
+/* dbias (OC) += column sums of dout (N, OC) (the linear layer's bias gradient). */
+size_t lowpi_cuda_bias_backward_workspace(int N, int OC);
+lowp_status lowpi_cuda_bias_backward(float *dbias, const float *dout, int N, int OC,
+                                     void *workspace, size_t workspace_bytes);
+
+/* Causal self-attention on qkv (B, T, 3C) -> out (B, T, C), as nn/nn.h, computed with batched
+ * GEMMs (Q K^T, softmax in fp32, P V). `compute` is LOWP_FP32 (fp32 GEMMs, no TF32) or
+ * LOWP_BF16 (q, k, v, the probabilities and the gradients rounded to bf16 for the GEMMs, fp32
+ * accumulation: what PyTorch's bf16 autocast does). att (B, NH, T, T) keeps the probabilities
+ * (fp32) for the backward. The workspace holds the permuted q, k, v and the GEMM operands. */
+size_t lowpi_cuda_attention_workspace(int B, int T, int C, int NH, lowp_format compute);
+lowp_status lowpi_cuda_attention_forward(float *out, float *att, const float *inp, int B, int T,
+                                         int C, int NH, lowp_format compute, void *workspace,
+                                         size_t workspace_bytes);
+/* dinp (B, T, 3C) written; att is the forward's (it may be overwritten with dpreatt). */
+lowp_status lowpi_cuda_attention_backward(float *dinp, const float *dout, const float *inp,
+                                          float *att, int B, int T, int C, int NH,
+                                          lowp_format compute, void *workspace,
+                                          size_t workspace_bytes);
+
+/* Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target] and, when dlogits is
+ * not NULL, dlogits = (softmax - onehot) * dloss (dlogits may equal logits: in place). Without
+ * the probability buffer of the CPU version (the backward recomputes the softmax). */
+lowp_status lowpi_cuda_crossentropy(float *losses, float *dlogits, const float *logits,
+                                    const int32_t *targets, int N, int V, float dloss);
+
+/* *mean (device, one float) = sum of x (n) / n, in a fixed order (the mean training loss). */
+lowp_status lowpi_cuda_mean(float *mean, const float *x, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
