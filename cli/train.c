@@ -74,6 +74,8 @@ static void print_summary(const lowp_train_config *cfg, const lowp_train_summary
          "  activations %.2f MiB  (process peak RSS %.1f MiB)\n",
          s->bytes_weights / mb, s->bytes_grads / mb, s->bytes_optim / mb, s->bytes_activations / mb,
          s->bytes_peak_rss / mb);
+  if (s->bytes_peak_device)
+    printf("  GPU memory in use at its peak: %.1f MiB\n", s->bytes_peak_device / mb);
   if (cfg->out_dir)
     printf("  checkpoint: %s (model.safetensors + config.json load in transformers)\n",
            cfg->out_dir);

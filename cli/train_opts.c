@@ -26,6 +26,8 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "  --weight-decay X (0.1)  --clip X (1.0, 0 = off)\n"
     "  --loss-weight X    optimize X * loss (1): a small X makes every gradient tiny\n"
     "  --eval-every N (100)  --eval-batches N (16)\n"
+    "  --device cpu|cuda  where the steps run (cpu): cuda trains on the first GPU with the\n"
+    "                     same model, recipe semantics and checkpoints\n"
     "output:\n"
     "  --log FILE         JSON lines, one object per step\n"
     "  --out DIR          checkpoint: model.safetensors + config.json (transformers loads\n"
@@ -94,7 +96,7 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
                                        "--clip", "--val-fraction", "--loss-weight"};
   static const char *const strings[] = {"--model",  "--arch",   "--data",        "--val-data",
                                         "--recipe", "--log",    "--out",         "--resume",
-                                        "--init",   "--inject", "--on-nonfinite"};
+                                        "--init",   "--inject", "--on-nonfinite", "--device"};
   const char *arg = argv[*i], *v = NULL;
   if ((strncmp(arg, "--qat", 5) == 0 && (arg[5] == '\0' || arg[5] == '=')))
     return qat_option(verb, argc, argv, i, cfg);
@@ -137,6 +139,12 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       cfg->resume_dir = v;
     } else if (!strcmp(name, "--inject")) {
       cfg->inject = v;
+    } else if (!strcmp(name, "--device")) {
+      if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0) {
+        cli_usage_error(verb, "--device is cpu or cuda, not '%s'", v);
+        return -1;
+      }
+      cfg->device = v[1] == 'u' ? LOWP_DEVICE_CUDA : LOWP_DEVICE_CPU;
     } else if (!strcmp(name, "--on-nonfinite")) {
       if (strcmp(v, "skip") != 0 && strcmp(v, "stop") != 0) {
         cli_usage_error(verb, "--on-nonfinite is skip or stop, not '%s'", v);

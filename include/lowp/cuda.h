@@ -41,6 +41,11 @@ typedef enum {
   LOWP_CUDA_D2D = 2  /* device to device */
 } lowp_cuda_copy;
 
+/* Bytes that lowp_cuda_malloc has handed out and not yet freed, and their peak since the start
+ * or the last reset (the analogue of torch.cuda.max_memory_allocated). */
+void lowp_cuda_memory_stats(size_t *in_use, size_t *peak);
+void lowp_cuda_memory_reset_peak(void);
+
 lowp_status lowp_cuda_memcpy(void *dst, const void *src, size_t bytes, lowp_cuda_copy kind);
 lowp_status lowp_cuda_memset(void *ptr, int byte, size_t bytes);
 
@@ -79,6 +84,7 @@ lowp_status lowp_cuda_amax(const float *x, size_t n, float *amax);
  * Types (a_format, b_format -> c_format):
  *   FP32 x FP32 -> FP32            full fp32 (no TF32), e.g. for exact emulation
  *   BF16 x BF16 -> FP32 or BF16
+ *   FP16 x FP16 -> FP32 or FP16
  *   E4M3 x E4M3, E5M2 x E4M3, E4M3 x E5M2 -> FP32 or BF16  (Hopper fp8 tensor cores)
  * fp8 needs the default layout (no trans), M, N, K multiples of 16 and 16-byte-aligned
  * pointers; pad the tensors otherwise. a_scale and b_scale are device pointers to one float

@@ -21,6 +21,11 @@ extern "C" {
 
 typedef enum { LOWP_NONFINITE_SKIP = 0, LOWP_NONFINITE_STOP = 1 } lowp_nonfinite_policy;
 
+/* Where the training steps run. CUDA: forward, backward, gradient clipping and the optimizer on
+ * the current GPU (one sync per step, to read the loss); the host keeps the parameters for
+ * checkpoints, which are the same files either way (a GPU run resumes on the CPU and back). */
+typedef enum { LOWP_DEVICE_CPU = 0, LOWP_DEVICE_CUDA = 1 } lowp_device;
+
 typedef struct {
   lowp_model_config model; /* vocab 0: from the data (256 for text); ignored when resuming */
   const char *recipe;      /* preset name or recipe file (NULL: fp32, or the resumed run's) */
@@ -52,6 +57,7 @@ typedef struct {
    * "spike@S[:F]" (loss times F, 65536, for the backward pass; gradients divided by F after),
    * comma-separated, S the 1-based step. */
   const char *inject;
+  lowp_device device; /* LOWP_DEVICE_CPU (default) or LOWP_DEVICE_CUDA */
 } lowp_train_config;
 
 /* Sensible defaults: small model, fp32 recipe, B 8, T = ctx, lr 1e-3, warmup 1/10 of the steps
@@ -82,6 +88,7 @@ typedef struct {
   size_t num_params;
   /* Measured memory: the bytes of each buffer, and the process's peak resident set. */
   size_t bytes_weights, bytes_grads, bytes_optim, bytes_activations, bytes_peak_rss;
+  size_t bytes_peak_device; /* --device cuda: the GPU memory in use at its peak (else 0) */
 } lowp_train_summary;
 
 lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callback, void *user,

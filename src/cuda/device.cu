@@ -1,5 +1,7 @@
 /* Devices, memory, events and error reporting of the CUDA backend. */
+#include <mutex>
 #include <stdint.h>
+#include <unordered_map>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -97,6 +99,27 @@ lowp_status lowp_cuda_describe(char *buf, size_t len) {
   return LOWP_OK;
 }
 
+namespace {
+/* What lowp_cuda_malloc handed out: live bytes and their peak (PyTorch's
+ * max_memory_allocated, for the benchmarks), sizes by pointer for the frees. */
+std::mutex g_mem_mutex;
+std::unordered_map<void *, size_t> g_mem_sizes;
+size_t g_mem_in_use, g_mem_peak;
+} // namespace
+
+void lowp_cuda_memory_stats(size_t *in_use, size_t *peak) {
+  std::lock_guard<std::mutex> lock(g_mem_mutex);
+  if (in_use)
+    *in_use = g_mem_in_use;
+  if (peak)
+    *peak = g_mem_peak;
+}
+
+void lowp_cuda_memory_reset_peak(void) {
+  std::lock_guard<std::mutex> lock(g_mem_mutex);
+  g_mem_peak = g_mem_in_use;
+}
+
 lowp_status lowp_cuda_malloc(void **ptr, size_t bytes) {
   if (!ptr)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_malloc: NULL ptr");
@@ -120,12 +143,24 @@ lowp_status lowp_cuda_malloc(void **ptr, size_t bytes) {
     *ptr = NULL;
     return lowpi_cuda_fail(err, "cudaMalloc(ptr, bytes)", __FILE__, __LINE__);
   }
+  std::lock_guard<std::mutex> lock(g_mem_mutex);
+  g_mem_sizes[*ptr] = bytes;
+  g_mem_in_use += bytes;
+  if (g_mem_in_use > g_mem_peak)
+    g_mem_peak = g_mem_in_use;
   return LOWP_OK;
 }
 
 lowp_status lowp_cuda_free(void *ptr) {
-  if (ptr)
-    LOWPI_CUDA_TRY(cudaFree(ptr));
+  if (!ptr)
+    return LOWP_OK;
+  LOWPI_CUDA_TRY(cudaFree(ptr));
+  std::lock_guard<std::mutex> lock(g_mem_mutex);
+  auto it = g_mem_sizes.find(ptr);
+  if (it != g_mem_sizes.end()) { /* memory from plain cudaMalloc is not counted */
+    g_mem_in_use -= it->second;
+    g_mem_sizes.erase(it);
+  }
   return LOWP_OK;
 }
 

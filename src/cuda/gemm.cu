@@ -75,6 +75,8 @@ cudaDataType_t cuda_type(lowp_format f) {
   switch (f) {
   case LOWP_BF16:
     return CUDA_R_16BF;
+  case LOWP_FP16:
+    return CUDA_R_16F;
   case LOWP_E4M3:
     return CUDA_R_8F_E4M3;
   case LOWP_E5M2:
@@ -142,12 +144,14 @@ lowp_status check_types(const lowp_cuda_gemm_opts *o, int m, int n, int k, const
   const lowp_format fa = o->a_format, fb = o->b_format, fc = o->c_format;
   const bool fp32 = fa == LOWP_FP32 && fb == LOWP_FP32 && fc == LOWP_FP32;
   const bool bf16 = fa == LOWP_BF16 && fb == LOWP_BF16 && (fc == LOWP_FP32 || fc == LOWP_BF16);
+  const bool fp16 = fa == LOWP_FP16 && fb == LOWP_FP16 && (fc == LOWP_FP32 || fc == LOWP_FP16);
   const bool fp8 = is_fp8(fa) && is_fp8(fb) && !(fa == LOWP_E5M2 && fb == LOWP_E5M2) &&
                    (fc == LOWP_FP32 || fc == LOWP_BF16);
-  if (!fp32 && !bf16 && !fp8)
+  if (!fp32 && !bf16 && !fp16 && !fp8)
     return lowpi_fail(LOWP_ERR_UNSUPPORTED,
                       "lowp_cuda_gemm: %s x %s -> %s is not supported (fp32 x fp32 -> fp32, "
-                      "bf16 x bf16 -> fp32/bf16, e4m3/e5m2 x e4m3, e4m3 x e5m2 -> fp32/bf16)",
+                      "bf16 x bf16 -> fp32/bf16, fp16 x fp16 -> fp32/fp16, e4m3/e5m2 x e4m3, "
+                      "e4m3 x e5m2 -> fp32/bf16)",
                       fmt_name(fa), fmt_name(fb), fmt_name(fc));
   if (!fp8 && (o->a_scale || o->b_scale))
     return lowpi_fail(LOWP_ERR_INVALID_ARG,

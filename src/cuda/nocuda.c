@@ -28,6 +28,15 @@ lowp_status lowp_cuda_malloc(void **ptr, size_t bytes) {
   return no_cuda("lowp_cuda_malloc");
 }
 
+void lowp_cuda_memory_stats(size_t *in_use, size_t *peak) {
+  if (in_use)
+    *in_use = 0;
+  if (peak)
+    *peak = 0;
+}
+
+void lowp_cuda_memory_reset_peak(void) {}
+
 lowp_status lowp_cuda_free(void *ptr) {
   return ptr ? no_cuda("lowp_cuda_free") : LOWP_OK;
 }

@@ -20,18 +20,6 @@ typedef struct {
   float std;
 } tensor_entry;
 
-/* Pointers of one layer's tensors (into the parameter or the gradient buffer). Llama's q, k, v
- * are adjacent, so qkvw is one (3C, C) matrix; so are gate and up: fcw is (2H, C). */
-typedef struct {
-  float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw,
-      *fcprojb;
-} layer_ptrs;
-
-typedef struct {
-  float *wte, *wpe, *lnfw, *lnfb, *head;
-  layer_ptrs *layers;
-} param_ptrs;
-
 /* Activations saved by the forward for the backward, sized for (B, T). */
 typedef struct {
   float *res;             // (L + 1, N, C) residual stream at each layer's input, and the output
@@ -60,7 +48,7 @@ struct lowp_model {
   tensor_entry *tensors;
   size_t ntensors, nparams;
   float *params, *grads;
-  param_ptrs p, g;
+  lowpi_param_ptrs p, g;
   float *actmem;
   int32_t *tokens; /* inputs and targets (2, N) */
   size_t act_floats;
@@ -163,8 +151,8 @@ static void build_table(builder *b) {
     add(b, "lm_head.weight", V, C, 0, INIT_NORMAL, std);
 }
 
-/* Point p at the tensors of buffer `base` (the table order is fixed by build_table). */
-static void set_ptrs(param_ptrs *p, const lowp_model *m, float *base) {
+/* The table order is fixed by build_table. */
+void lowpi_model_param_ptrs(const lowp_model *m, float *base, lowpi_param_ptrs *p) {
   const lowp_model_config *c = &m->cfg;
   size_t i = 0;
 #define NEXT (base + m->tensors[i++].offset)
@@ -172,7 +160,7 @@ static void set_ptrs(param_ptrs *p, const lowp_model *m, float *base) {
     p->wte = NEXT;
     p->wpe = NEXT;
     for (int l = 0; l < c->n_layer; l++) {
-      layer_ptrs *y = &p->layers[l];
+      lowpi_layer_ptrs *y = &p->layers[l];
       y->ln1w = NEXT;
       y->ln1b = NEXT;
       y->qkvw = NEXT;
@@ -192,7 +180,7 @@ static void set_ptrs(param_ptrs *p, const lowp_model *m, float *base) {
     p->wte = NEXT;
     p->wpe = NULL;
     for (int l = 0; l < c->n_layer; l++) {
-      layer_ptrs *y = &p->layers[l];
+      lowpi_layer_ptrs *y = &p->layers[l];
       memset(y, 0, sizeof(*y));
       y->ln1w = NEXT;
       y->qkvw = NEXT; /* q, then k and v right after it */
@@ -241,8 +229,8 @@ lowp_status lowp_model_create(lowp_model **out, const lowp_model_config *cfg_in,
   build_table(&b);
   size_t nt = m->ntensors;
   m->tensors = calloc(nt, sizeof(tensor_entry));
-  m->p.layers = calloc((size_t)cfg.n_layer, sizeof(layer_ptrs));
-  m->g.layers = calloc((size_t)cfg.n_layer, sizeof(layer_ptrs));
+  m->p.layers = calloc((size_t)cfg.n_layer, sizeof(lowpi_layer_ptrs));
+  m->g.layers = calloc((size_t)cfg.n_layer, sizeof(lowpi_layer_ptrs));
   m->lin_ctx = calloc((size_t)4 * (size_t)cfg.n_layer + 1, sizeof(lowpi_linear_ctx *));
   m->loss_scale = 1.0f;
   if (!m->tensors || !m->p.layers || !m->g.layers || !m->lin_ctx) {
@@ -260,8 +248,8 @@ lowp_status lowp_model_create(lowp_model **out, const lowp_model_config *cfg_in,
     return lowpi_fail(LOWP_ERR_NOMEM, "model: out of memory for %zu parameters (%.1f MB x 2)", np,
                       (double)np * 4.0 / 1e6);
   }
-  set_ptrs(&m->p, m, m->params);
-  set_ptrs(&m->g, m, m->grads);
+  lowpi_model_param_ptrs(m, m->params, &m->p);
+  lowpi_model_param_ptrs(m, m->grads, &m->g);
   for (size_t i = 0; i < nt; i++)
     init_tensor(m->params + m->tensors[i].offset, &m->tensors[i], seed, i);
   *out = m;
@@ -460,7 +448,7 @@ lowp_status lowp_model_forward(lowp_model *m, const int32_t *inputs, const int32
 
   lowpi_embedding_forward(a->res, inputs, m->p.wte, m->p.wpe, B, T, C); // (B, T, C)
   for (int l = 0; l < L; l++) {
-    const layer_ptrs *w = &m->p.layers[l];
+    const lowpi_layer_ptrs *w = &m->p.layers[l];
     const lowpi_linear_ctx **lc = m->lin_ctx + 4 * l;
     float *x = a->res + l * NC, *xout = a->res + (l + 1) * NC;
     float *ln1 = a->ln1 + l * NC, *st1 = a->ln1_stats + l * 2 * N;
@@ -537,7 +525,7 @@ lowp_status lowp_model_backward(lowp_model *m) {
     lowpi_rmsnorm_backward(a->dres, m->g.lnfw, a->da, xl, m->p.lnfw, a->lnf_stats + N, (int)N, C);
 
   for (int l = L - 1; l >= 0; l--) {
-    const layer_ptrs *w = &m->p.layers[l], *g = &m->g.layers[l];
+    const lowpi_layer_ptrs *w = &m->p.layers[l], *g = &m->g.layers[l];
     const lowpi_linear_ctx **lc = m->lin_ctx + 4 * l;
     float *x = a->res + l * NC, *st1 = a->ln1_stats + l * 2 * N, *st2 = a->ln2_stats + l * 2 * N;
     float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * NC * 3;

@@ -13,6 +13,23 @@ int lowpi_model_num_linears(const lowp_model *model);
 /* Set the GEMM hook of linear layer `index` (NULL: plain fp32). The ctx must outlive its use. */
 lowp_status lowpi_model_set_linear_ctx(lowp_model *model, int index, const lowpi_linear_ctx *ctx);
 
+/* Pointers of one layer's tensors (into the parameter or the gradient buffer). Llama's q, k, v
+ * are adjacent, so qkvw is one (3C, C) matrix; so are gate and up: fcw is (2H, C). Absent
+ * tensors (llama's biases, LayerNorm biases) are NULL. */
+typedef struct {
+  float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw,
+      *fcprojb;
+} lowpi_layer_ptrs;
+
+typedef struct {
+  float *wte, *wpe, *lnfw, *lnfb, *head;
+  lowpi_layer_ptrs *layers; /* n_layer entries, allocated by the caller */
+} lowpi_param_ptrs;
+
+/* Point p at the tensors of a buffer laid out as the model's parameters (base may be a device
+ * buffer: only addresses are computed). */
+void lowpi_model_param_ptrs(const lowp_model *model, float *base, lowpi_param_ptrs *p);
+
 /* The backward pass differentiates loss * scale (GradScaler's scaled loss); 1 by default. */
 void lowpi_model_set_loss_scale(lowp_model *model, float scale);
 

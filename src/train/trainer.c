@@ -22,6 +22,7 @@
 #include "train/checkpoint.h"
 #include "train/inject.h"
 #include "train/model_internal.h"
+#include "cuda/gpu_trainer.h"
 #include "train/recipe_exec.h"
 
 void lowp_train_config_default(lowp_train_config *c) {
@@ -65,6 +66,7 @@ typedef struct {
   lowp_model *model;
   lowpi_recipe_exec *exec;
   lowp_adamw *opt;
+  lowpi_gpu_trainer *gpu; /* --device cuda: the steps run there */
   lowp_loss_scaler scaler;
   lowp_lr_schedule sched;
   long step; /* steps done */
@@ -78,6 +80,7 @@ typedef struct {
 } run;
 
 static void run_free(run *r) {
+  lowpi_gpu_trainer_free(r->gpu);
   lowpi_recipe_exec_free(r->exec);
   lowp_adamw_free(r->opt);
   lowp_model_free(r->model);
@@ -333,6 +336,8 @@ static lowp_status save_checkpoint(run *r) {
   if (r->disk_pair_ok)
     LOWPI_TRY(lowpi_ckpt_keep_previous(dir));
   r->disk_pair_ok = 0;
+  if (r->gpu) /* the device holds the run: bring parameters and states to the host */
+    LOWPI_TRY(lowpi_gpu_trainer_download(r->gpu));
   uint64_t checksum = 0;
   LOWPI_TRY(lowpi_ckpt_save_model(dir, r->model, &checksum));
   LOWPI_TRY(save_state(r, dir, checksum));
@@ -479,7 +484,11 @@ static lowp_status validate(run *r, double *loss) {
   for (size_t i = 0; i < n; i++) {
     float l;
     LOWPI_TRY(lowp_loader_next(&vl, r->inputs, r->targets));
-    LOWPI_TRY(lowp_model_forward(r->model, r->inputs, r->targets, r->cfg.batch, r->cfg.seq, &l));
+    if (r->gpu)
+      LOWPI_TRY(lowpi_gpu_trainer_eval(r->gpu, r->inputs, r->targets, &l));
+    else
+      LOWPI_TRY(
+          lowp_model_forward(r->model, r->inputs, r->targets, r->cfg.batch, r->cfg.seq, &l));
     sum += l;
   }
   *loss = sum / (double)n;
@@ -517,52 +526,94 @@ static void log_event(run *r, const lowp_train_event *e) {
   lowpi_buf_free(&b);
 }
 
-/* One optimizer step. *stop is set with a message when the run cannot go on. */
-static lowp_status train_step(run *r, lowp_train_event *e) {
+/* The forward and backward of one step on the CPU: the loss, the unscaled gradients in the
+ * model's buffer and whether anything is not finite. */
+static lowp_status cpu_forward_backward(run *r, float scale, float spike, float *loss,
+                                        int *found_inf) {
   const lowp_train_config *c = &r->cfg;
+  const long s1 = r->step + 1;
   size_t np = lowp_model_num_params(r->model);
   float *grads = lowp_model_grads(r->model);
+  lowpi_recipe_exec_set_step(r->exec, (uint64_t)r->step);
+  LOWPI_TRY(lowp_model_forward(r->model, r->inputs, r->targets, c->batch, c->seq, loss));
+  if (lowpi_faults_at(&r->faults, LOWPI_FAULT_NAN_LOSS, s1, NULL))
+    *loss = NAN;
+  *found_inf = !isfinite(*loss);
+  if (*found_inf)
+    return LOWP_OK;
+  float weight = c->loss_weight > 0 ? c->loss_weight : 1.0f;
+  lowpi_model_set_loss_scale(r->model, scale * weight);
+  LOWPI_TRY(lowp_model_backward(r->model));
+  if (lowpi_faults_at(&r->faults, LOWPI_FAULT_NAN_GRAD, s1, NULL))
+    grads[np / 2] = NAN;
+  if (lowpi_faults_at(&r->faults, LOWPI_FAULT_INF_GRAD, s1, NULL))
+    grads[np / 2] = INFINITY;
+  if (r->recipe.grad == LOWP_BF16) { /* the gradient buffer holds bf16 values */
+    lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < (long)np; i++)
+      grads[i] = lowpi_decode(
+          bf, lowpi_encode(bf, grads[i], LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0, 0));
+  }
+  if (r->scaler.enabled || spike != 1.0f) { /* unscale before clipping, as GradScaler */
+    float inv = (float)(1.0 / (double)scale);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < (long)np; i++)
+      grads[i] *= inv;
+  }
+  *found_inf = !all_finite(grads, np);
+  return LOWP_OK;
+}
+
+/* The whole step on the GPU: the optimizer update is already done (or skipped on the device
+ * when a gradient was not finite) when this returns. */
+static lowp_status gpu_step(run *r, float scale, float spike, float *loss, int *found_inf,
+                            double *norm, double lr) {
+  const lowp_train_config *c = &r->cfg;
+  const long s1 = r->step + 1;
+  lowpi_gpu_step_args a;
+  memset(&a, 0, sizeof a);
+  a.step = (uint64_t)r->step;
+  a.loss_scale = scale * (c->loss_weight > 0 ? c->loss_weight : 1.0f);
+  a.unscale = r->scaler.enabled || spike != 1.0f ? (float)(1.0 / (double)scale) : 1.0f;
+  a.round_grads_bf16 = r->recipe.grad == LOWP_BF16;
+  a.grad_clip = c->grad_clip;
+  a.lr = lr;
+  a.poison = lowpi_faults_at(&r->faults, LOWPI_FAULT_NAN_LOSS, s1, NULL)   ? 3
+             : lowpi_faults_at(&r->faults, LOWPI_FAULT_NAN_GRAD, s1, NULL) ? 1
+             : lowpi_faults_at(&r->faults, LOWPI_FAULT_INF_GRAD, s1, NULL) ? 2
+                                                                           : 0;
+  lowpi_gpu_step_result res;
+  LOWPI_TRY(lowpi_gpu_trainer_step(r->gpu, r->inputs, r->targets, &a, &res));
+  *loss = res.loss;
+  *found_inf = res.found_inf || !isfinite(res.loss);
+  *norm = res.grad_norm;
+  return LOWP_OK;
+}
+
+/* One optimizer step. */
+static lowp_status train_step(run *r, lowp_train_event *e) {
+  const lowp_train_config *c = &r->cfg;
   const long s1 = r->step + 1; /* this step's number in the log */
   double t0 = now_s();
-  lowpi_recipe_exec_set_step(r->exec, (uint64_t)r->step);
   LOWPI_TRY(lowp_loader_next(&r->loader, r->inputs, r->targets));
-  float loss;
-  LOWPI_TRY(lowp_model_forward(r->model, r->inputs, r->targets, c->batch, c->seq, &loss));
-  if (lowpi_faults_at(&r->faults, LOWPI_FAULT_NAN_LOSS, s1, NULL))
-    loss = NAN;
   e->lr = lowp_lr_at(&r->sched, (int)r->step);
-  e->loss = loss;
   e->loss_scale = r->scaler.scale;
   e->grad_norm = NAN;
-  int bad_loss = !isfinite(loss), found_inf = bad_loss;
-  if (!found_inf) {
-    /* An injected spike scales the loss (so every dy) by F, the gradients back by 1/F. */
-    float spike = 1.0f;
-    lowpi_faults_at(&r->faults, LOWPI_FAULT_SPIKE, s1, &spike);
-    /* The loss weight is part of the objective: unscaling removes the scale and spike only. */
-    float weight = c->loss_weight > 0 ? c->loss_weight : 1.0f;
-    const float scale = r->scaler.scale * spike;
-    lowpi_model_set_loss_scale(r->model, scale * weight);
-    LOWPI_TRY(lowp_model_backward(r->model));
-    if (lowpi_faults_at(&r->faults, LOWPI_FAULT_NAN_GRAD, s1, NULL))
-      grads[np / 2] = NAN;
-    if (lowpi_faults_at(&r->faults, LOWPI_FAULT_INF_GRAD, s1, NULL))
-      grads[np / 2] = INFINITY;
-    if (r->recipe.grad == LOWP_BF16) { /* the gradient buffer holds bf16 values */
-      lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
-#pragma omp parallel for schedule(static)
-      for (long i = 0; i < (long)np; i++)
-        grads[i] = lowpi_decode(
-            bf, lowpi_encode(bf, grads[i], LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0, 0));
-    }
-    if (r->scaler.enabled || spike != 1.0f) { /* unscale before clipping, as GradScaler */
-      float inv = (float)(1.0 / (double)scale);
-#pragma omp parallel for schedule(static)
-      for (long i = 0; i < (long)np; i++)
-        grads[i] *= inv;
-    }
-    found_inf = !all_finite(grads, np);
-  }
+  /* An injected spike scales the loss (so every dy) by F, the gradients back by 1/F. The loss
+   * weight is part of the objective: unscaling removes the scale and spike only. */
+  float spike = 1.0f;
+  lowpi_faults_at(&r->faults, LOWPI_FAULT_SPIKE, s1, &spike);
+  const float scale = r->scaler.scale * spike;
+  float loss;
+  int found_inf;
+  double gpu_norm = NAN;
+  if (r->gpu)
+    LOWPI_TRY(gpu_step(r, scale, spike, &loss, &found_inf, &gpu_norm, e->lr));
+  else
+    LOWPI_TRY(cpu_forward_backward(r, scale, spike, &loss, &found_inf));
+  e->loss = loss;
+  int bad_loss = !isfinite(loss);
   if (found_inf) {
     const char *what =
         bad_loss ? (isnan(loss) ? "loss is NaN" : "loss is infinite") : "gradients are not finite";
@@ -582,7 +633,11 @@ static lowp_status train_step(run *r, lowp_train_event *e) {
     r->nonfinite_run = 0;
   }
   e->skipped = lowp_loss_scaler_update(&r->scaler, found_inf);
-  if (!e->skipped) {
+  if (!e->skipped && r->gpu) {
+    e->grad_norm = gpu_norm; /* the device already applied the update */
+  } else if (!e->skipped) {
+    size_t np = lowp_model_num_params(r->model);
+    float *grads = lowp_model_grads(r->model);
     e->grad_norm = lowp_grad_norm(grads, np);
     if (c->grad_clip > 0)
       lowp_clip_grads(grads, np, e->grad_norm, c->grad_clip);
@@ -590,11 +645,12 @@ static lowp_status train_step(run *r, lowp_train_event *e) {
   } else if (!r->scaler.enabled && !found_inf) {
     return lowpi_fail(LOWP_ERR_INTERNAL, "step skipped without a non-finite gradient");
   }
-  lowpi_recipe_exec_end_step(r->exec);
+  if (!r->gpu)
+    lowpi_recipe_exec_end_step(r->exec);
   r->step++;
   e->step = r->step;
   e->total_steps = c->steps;
-  e->saturation = lowpi_recipe_exec_take_saturation(r->exec);
+  e->saturation = r->gpu ? NAN : lowpi_recipe_exec_take_saturation(r->exec);
   double dt = now_s() - t0;
   e->tokens_per_s = dt > 0 ? (double)c->batch * c->seq / dt : 0;
   e->val_loss = NAN;
@@ -765,6 +821,12 @@ static lowp_status setup(run *r) {
   LOWPI_TRY(lowp_loader_init(&r->loader, &r->train, c->batch, c->seq, 0));
   if (c->resume_dir)
     LOWPI_TRY(load_state(r, c->resume_dir, checksum));
+  if (c->device == LOWP_DEVICE_CUDA)
+    LOWPI_TRY(lowpi_gpu_trainer_create(&r->gpu, r->model, &r->recipe, r->opt, r->exec, c->seed,
+                                       c->batch, c->seq));
+  else if (c->device != LOWP_DEVICE_CPU)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "device %d is neither cpu (0) nor cuda (1)",
+                      (int)c->device);
   if (c->log_path && c->resume_dir)
     LOWPI_TRY(trim_log(c->log_path, r->step));
   if (c->log_path) {
@@ -830,6 +892,10 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
     }
     if (r.opt)
       lowp_adamw_state(r.opt, &summary->bytes_optim);
+    if (r.gpu)
+      lowpi_gpu_trainer_bytes(r.gpu, &summary->bytes_weights, &summary->bytes_grads,
+                              &summary->bytes_optim, &summary->bytes_activations,
+                              &summary->bytes_peak_device);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
       summary->bytes_peak_rss = (size_t)ru.ru_maxrss * 1024u;

@@ -1,0 +1,417 @@
+/* The linear layers of the GPU training step under a precision recipe (see gpu_linear.h). */
+#ifdef LOWP_HAVE_CUDA
+
+#include "cuda/gpu_linear.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "cuda/nn_cuda.h"
+#include "cuda/tensor_ops.h"
+#include "lowp/cuda.h"
+#include "lowp/cuda_quant.h"
+#include "train/model_internal.h"
+
+typedef enum { OP_NONE, OP_CAST, OP_QUANT } op_kind;
+
+typedef struct {
+  op_kind kind;
+  lowp_operand_spec spec;
+  lowp_format cast_format; /* OP_CAST */
+  lowp_qconfig cfg;        /* OP_QUANT (cfg.delayed unused: the device state is below) */
+  int delayed;             /* OP_QUANT with delayed scaling: dstate is live */
+  lowp_cuda_delayed dstate;
+  lowp_cuda_qtensor q; /* codes and scales of the last quantization (and fake-quant's scratch) */
+  int have_q;
+  size_t q_rows, q_cols;
+} op_state;
+
+/* How a GEMM runs: the type both operands are brought to. */
+typedef enum { RUN_FP32, RUN_BF16, RUN_FP16, RUN_FP8 } gemm_run;
+
+typedef struct {
+  op_state op[LOWP_OP_COUNT];
+  int index;
+} lin_state;
+
+/* A device scratch buffer that grows on demand (the step's shapes are fixed, so it settles
+ * after the first step). */
+typedef struct {
+  void *ptr;
+  size_t bytes;
+} scratch;
+
+struct lowpi_gpu_linears {
+  int nlin;
+  lin_state *lin;
+  uint64_t seed, step;
+  lowp_format compute;
+  lowp_cuda_delayed **delayed; /* every delayed state (in lin), in the CPU executor's order */
+  size_t ndelayed;
+  scratch tmp[4]; /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes */
+};
+
+/* The operand slot of (gemm, which), as recipe_exec.c. */
+static lowp_operand slot_of(lowpi_gemm gemm, lowpi_operand which) {
+  static const lowp_operand slots[3][2] = {{LOWP_OP_FPROP_X, LOWP_OP_FPROP_W},
+                                           {LOWP_OP_DGRAD_DY, LOWP_OP_DGRAD_W},
+                                           {LOWP_OP_WGRAD_DY, LOWP_OP_WGRAD_X}};
+  return slots[gemm][which];
+}
+
+static lowp_status scratch_get(scratch *s, size_t bytes, void **out) {
+  if (bytes > s->bytes) {
+    LOWPI_TRY(lowp_cuda_free(s->ptr));
+    s->ptr = NULL;
+    s->bytes = 0;
+    LOWPI_TRY(lowp_cuda_malloc(&s->ptr, bytes));
+    s->bytes = bytes;
+  }
+  *out = s->ptr;
+  return LOWP_OK;
+}
+
+/* A per-tensor fp8 operand that Hopper's tensor cores take as it is. */
+static int is_native_fp8(const op_state *o) {
+  return o->kind == OP_QUANT && (o->cfg.mode == LOWP_SCALING_TENSOR || o->delayed) &&
+         (o->cfg.format == LOWP_E4M3 || o->cfg.format == LOWP_E5M2) && !o->spec.hadamard &&
+         o->cfg.scale_format == LOWP_SCALE_FP32;
+}
+
+static gemm_run run_of(const op_state *a, const op_state *b, int m, int n, int k) {
+  if (a->kind == OP_NONE && b->kind == OP_NONE)
+    return RUN_FP32;
+  if (a->kind == OP_CAST && b->kind == OP_CAST && a->cast_format == b->cast_format)
+    return a->cast_format == LOWP_BF16 ? RUN_BF16 : RUN_FP16;
+  if (is_native_fp8(a) && is_native_fp8(b) &&
+      !(a->cfg.format == LOWP_E5M2 && b->cfg.format == LOWP_E5M2) && m % 16 == 0 &&
+      n % 16 == 0 && k % 16 == 0)
+    return RUN_FP8;
+  return RUN_FP32; /* exact emulation */
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Setup: the recipe's operands, resolved as recipe_exec.c's op_init does. */
+
+static lowp_status op_init(lowpi_gpu_linears *g, const lowp_recipe *r, lowp_operand slot,
+                           op_state *o) {
+  memset(o, 0, sizeof *o);
+  o->spec = r->op[slot];
+  const char *s = o->spec.scheme;
+  if (!strcmp(s, "none")) {
+    o->kind = OP_NONE;
+    return LOWP_OK;
+  }
+  if (!strcmp(s, "bf16") || !strcmp(s, "fp16")) {
+    o->kind = OP_CAST;
+    o->cast_format = s[0] == 'b' ? LOWP_BF16 : LOWP_FP16;
+    return LOWP_OK;
+  }
+  if (o->spec.clip_mask_ste)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "recipe %s: the clipping-mask straight-through estimator (%s clip-mask) "
+                      "runs on the CPU only for now (--device cpu)",
+                      r->name, lowp_operand_name(slot));
+  o->kind = OP_QUANT;
+  char base[LOWP_SCHEME_NAME_MAX + 8];
+  size_t n = strlen(s);
+  if (n > 8 && !strcmp(s + n - 8, "-delayed")) {
+    snprintf(base, sizeof base, "%.*s-tensor", (int)(n - 8), s);
+    o->delayed = 1;
+  } else {
+    snprintf(base, sizeof base, "%s", s);
+  }
+  LOWPI_TRY(lowp_scheme_config(base, &o->cfg));
+  o->cfg.round = o->spec.round;
+  o->cfg.seed = g->seed;
+  o->cfg.columnwise = 0;
+  if (o->cfg.mode == LOWP_SCALING_MX)
+    o->cfg.mx_rule = o->spec.mx_rule;
+  if (o->delayed) {
+    LOWPI_TRY(lowp_cuda_delayed_init(&o->dstate, o->cfg.format, (size_t)r->amax_history_len,
+                                     r->amax_algo_most_recent ? LOWP_AMAX_MOST_RECENT
+                                                              : LOWP_AMAX_MAX,
+                                     r->margin));
+    o->cfg.mode = LOWP_SCALING_DELAYED;
+    lowp_cuda_delayed **grown = realloc(g->delayed, (g->ndelayed + 1) * sizeof *grown);
+    if (!grown)
+      return lowpi_fail(LOWP_ERR_NOMEM, "gpu recipe: out of memory");
+    g->delayed = grown;
+    g->delayed[g->ndelayed++] = &o->dstate;
+  }
+  return LOWP_OK;
+}
+
+/* A layer kept in high precision: every operand a plain cast to the compute format. */
+static void op_high_precision(op_state *o, lowp_format compute) {
+  memset(o, 0, sizeof *o);
+  snprintf(o->spec.scheme, sizeof o->spec.scheme, "%s", compute == LOWP_FP32 ? "none" : "cast");
+  o->spec.round = LOWP_ROUND_RNE;
+  o->kind = compute == LOWP_FP32 ? OP_NONE : OP_CAST;
+  o->cast_format = compute;
+}
+
+/* fp32 for the fp32 recipe, fp16 when the recipe's operands are fp16 casts, else bf16. */
+static lowp_format compute_of(const lowp_recipe *r) {
+  if (lowp_recipe_is_fp32(r))
+    return LOWP_FP32;
+  for (int i = 0; i < LOWP_OP_COUNT; i++)
+    if (!strcmp(r->op[i].scheme, "fp16"))
+      return LOWP_FP16;
+  return LOWP_BF16;
+}
+
+lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe *r, int n_layer,
+                                     uint64_t seed) {
+  *out = NULL;
+  lowpi_gpu_linears *g = calloc(1, sizeof *g);
+  if (!g)
+    return lowpi_fail(LOWP_ERR_NOMEM, "gpu recipe: out of memory");
+  g->nlin = 4 * n_layer + 1;
+  g->seed = seed;
+  g->compute = compute_of(r);
+  g->lin = calloc((size_t)g->nlin, sizeof *g->lin);
+  if (!g->lin) {
+    free(g);
+    return lowpi_fail(LOWP_ERR_NOMEM, "gpu recipe: out of memory");
+  }
+  lowp_status st = LOWP_OK;
+  for (int i = 0; i < g->nlin && st == LOWP_OK; i++) {
+    int layer = i / 4;
+    lin_state *ls = &g->lin[i];
+    ls->index = i;
+    int high_precision = layer >= n_layer || layer < r->keep_first_blocks ||
+                         layer >= n_layer - r->keep_last_blocks || lowp_recipe_is_fp32(r);
+    for (int op = 0; op < LOWP_OP_COUNT && st == LOWP_OK; op++) {
+      if (high_precision)
+        op_high_precision(&ls->op[op], g->compute);
+      else
+        st = op_init(g, r, (lowp_operand)op, &ls->op[op]);
+    }
+  }
+  if (st != LOWP_OK) {
+    lowpi_gpu_linears_free(g);
+    return st;
+  }
+  *out = g;
+  return LOWP_OK;
+}
+
+void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
+  if (!g)
+    return;
+  for (int i = 0; i < g->nlin; i++)
+    for (int op = 0; op < LOWP_OP_COUNT; op++) {
+      op_state *o = &g->lin[i].op[op];
+      if (o->have_q)
+        lowp_cuda_qtensor_free(&o->q);
+      if (o->delayed)
+        lowp_cuda_delayed_free(&o->dstate);
+    }
+  for (int i = 0; i < 4; i++)
+    lowp_cuda_free(g->tmp[i].ptr);
+  free(g->delayed);
+  free(g->lin);
+  free(g);
+}
+
+lowp_format lowpi_gpu_linears_compute(const lowpi_gpu_linears *g) {
+  return g->compute;
+}
+
+void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step) {
+  g->step = step;
+}
+
+lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
+  for (size_t i = 0; i < g->ndelayed; i++)
+    LOWPI_TRY(lowp_cuda_delayed_update(g->delayed[i]));
+  return LOWP_OK;
+}
+
+size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
+  size_t b = 0;
+  for (int i = 0; i < 4; i++)
+    b += g->tmp[i].bytes;
+  return b;
+}
+
+lowp_status lowpi_gpu_linears_download_delayed(lowpi_gpu_linears *g, lowpi_recipe_exec *host) {
+  if (lowpi_recipe_exec_num_delayed(host) != g->ndelayed)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: %zu delayed states, the CPU's has %zu",
+                      g->ndelayed, lowpi_recipe_exec_num_delayed(host));
+  for (size_t i = 0; i < g->ndelayed; i++)
+    LOWPI_TRY(lowp_cuda_delayed_to_host(g->delayed[i], lowpi_recipe_exec_delayed(host, i)));
+  return LOWP_OK;
+}
+
+lowp_status lowpi_gpu_linears_upload_delayed(lowpi_gpu_linears *g, lowpi_recipe_exec *host) {
+  if (lowpi_recipe_exec_num_delayed(host) != g->ndelayed)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: %zu delayed states, the CPU's has %zu",
+                      g->ndelayed, lowpi_recipe_exec_num_delayed(host));
+  for (size_t i = 0; i < g->ndelayed; i++)
+  {
+    lowp_cuda_delayed *d = g->delayed[i];
+    lowp_cuda_delayed_free(d);
+    LOWPI_TRY(lowp_cuda_delayed_from_host(d, lowpi_recipe_exec_delayed(host, i)));
+  }
+  return LOWP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Operands */
+
+/* One GEMM operand as the GEMM takes it. */
+typedef struct {
+  const void *ptr;
+  lowp_format format;
+  const float *scale; /* fp8: the decode multiplier on the device */
+  int trans;          /* stored with the reduction down the columns */
+} operand;
+
+/* Bring x (rows, cols) to what GEMM `run` multiplies, as the CPU's operand hook would (the
+ * same values; SR, quantization and Hadamard along the reduction dimension, which runs along
+ * the columns when k_along_cols, else down them). `which` picks the scratch buffers. */
+static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm gemm,
+                                lowpi_operand which, gemm_run run, const float *x, size_t rows,
+                                size_t cols, int k_along_cols, operand *out) {
+  lowp_operand slot = slot_of(gemm, which);
+  op_state *o = &ls->op[slot];
+  const size_t n = rows * cols;
+  const uint64_t offset = (g->step << 16) ^ ((uint64_t)ls->index << 3) ^ (uint64_t)slot;
+  out->scale = NULL;
+  out->trans = !k_along_cols;
+  /* An element cast with RNE does not care about the layout; everything else draws random
+   * numbers or forms blocks along the reduction dimension: bring x to (R, K), K-major. */
+  const int layout_free = o->kind == OP_NONE ||
+                          (o->kind == OP_CAST && o->spec.round == LOWP_ROUND_RNE);
+  const float *src = x;
+  size_t R = rows, K = cols;
+  if (!k_along_cols && !layout_free) {
+    void *t;
+    LOWPI_TRY(scratch_get(&g->tmp[which], n * sizeof(float), &t));
+    LOWPI_TRY(lowpi_cuda_transpose((float *)t, x, (int)rows, (int)cols));
+    src = (const float *)t;
+    R = cols;
+    K = rows;
+    out->trans = 0;
+  }
+  if (o->kind == OP_NONE && run == RUN_FP32) {
+    out->ptr = src;
+    out->format = LOWP_FP32;
+    return LOWP_OK;
+  }
+  if (o->kind == OP_CAST) {
+    void *codes;
+    LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
+    lowp_cast_opts opts = {o->spec.round, LOWP_OVERFLOW_NATIVE, g->seed, offset};
+    LOWPI_TRY(lowp_cuda_encode(o->cast_format, src, n, codes, &opts));
+    if (run != RUN_FP32) {
+      out->ptr = codes;
+      out->format = o->cast_format;
+      return LOWP_OK;
+    }
+    /* emulated next to an operand of another kind: the cast's values in fp32 */
+    void *vals;
+    if (src == x) {
+      LOWPI_TRY(scratch_get(&g->tmp[which], n * sizeof(float), &vals));
+    } else {
+      vals = (void *)src; /* the transpose is no longer needed */
+    }
+    LOWPI_TRY(lowp_cuda_decode(o->cast_format, codes, n, (float *)vals));
+    out->ptr = vals;
+    out->format = LOWP_FP32;
+    return LOWP_OK;
+  }
+  if (o->kind == OP_NONE)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: an fp32 operand in a %d GEMM", (int)run);
+  /* OP_QUANT: the tensor (R, K) that src holds (or, untransposed, the transpose of x) */
+  if (!o->have_q || o->q_rows != R || o->q_cols != K) {
+    if (o->have_q)
+      lowp_cuda_qtensor_free(&o->q);
+    o->have_q = 0;
+    LOWPI_TRY(lowp_cuda_qtensor_init(&o->q, &o->cfg, R, K));
+    o->have_q = 1;
+    o->q_rows = R;
+    o->q_cols = K;
+  }
+  o->q.cfg.offset = offset;
+  o->q.delayed = o->delayed ? &o->dstate : NULL;
+  if (run == RUN_FP8) { /* codes and the decode scale straight to the tensor cores */
+    LOWPI_TRY(lowp_cuda_quantize(src, &o->q, 0));
+    out->ptr = o->q.rowwise.codes;
+    out->format = o->cfg.format;
+    out->scale = (const float *)o->q.rowwise.scales;
+    return LOWP_OK;
+  }
+  /* exact emulation: the dequantized values (fake-quant may not work in place) */
+  void *vals;
+  LOWPI_TRY(scratch_get(&g->tmp[src == x ? which : 2 + which], n * sizeof(float), &vals));
+  LOWPI_TRY(lowp_cuda_fake_quant((float *)vals, src, &o->q, o->spec.hadamard, g->seed ^ 0x4AD4u));
+  out->ptr = vals;
+  out->format = LOWP_FP32;
+  return LOWP_OK;
+}
+
+/* c (M, N) [+]= A B^T with A (M, K), B (N, K) as the operands say. */
+static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int N, int K,
+                        float beta) {
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(a->format, b->format, LOWP_FP32);
+  o.trans_a = a->trans;
+  o.trans_b = b->trans;
+  o.a_scale = a->scale;
+  o.b_scale = b->scale;
+  o.beta = beta;
+  return lowp_cuda_gemm(c, a->ptr, b->ptr, M, N, K, &o);
+}
+
+lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, const float *inp,
+                                     const float *weight, const float *bias, int N, int C,
+                                     int OC) {
+  // out (N, OC), inp (N, C), weight (OC, C), bias (OC)
+  lin_state *ls = &g->lin[lin];
+  gemm_run run =
+      run_of(&ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
+  operand a, b;
+  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_A, run, inp, (size_t)N,
+                         (size_t)C, 1, &a));
+  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_B, run, weight, (size_t)OC,
+                         (size_t)C, 1, &b));
+  LOWPI_TRY(gemm(out, &a, &b, N, OC, C, 0.0f));
+  return bias ? lowpi_cuda_add_bias(out, bias, N, OC) : LOWP_OK;
+}
+
+lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
+                                      float *dbias, const float *dout, const float *inp,
+                                      const float *weight, int N, int C, int OC) {
+  // dinp (N, C), dweight (OC, C), dbias (OC), dout (N, OC), inp (N, C), weight (OC, C)
+  lin_state *ls = &g->lin[lin];
+  operand a, b;
+  if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W */
+    gemm_run run = run_of(&ls->op[LOWP_OP_DGRAD_DY], &ls->op[LOWP_OP_DGRAD_W], N, C, OC);
+    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_DGRAD, LOWPI_OPERAND_A, run, dout, (size_t)N,
+                           (size_t)OC, 1, &a));
+    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_DGRAD, LOWPI_OPERAND_B, run, weight, (size_t)OC,
+                           (size_t)C, 0, &b));
+    LOWPI_TRY(gemm(dinp, &a, &b, N, C, OC, 0.0f));
+  }
+  { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns */
+    gemm_run run = run_of(&ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);
+    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_WGRAD, LOWPI_OPERAND_A, run, dout, (size_t)N,
+                           (size_t)OC, 0, &a));
+    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_WGRAD, LOWPI_OPERAND_B, run, inp, (size_t)N,
+                           (size_t)C, 0, &b));
+    LOWPI_TRY(gemm(dweight, &a, &b, OC, C, N, 1.0f));
+  }
+  if (dbias) {
+    void *ws;
+    size_t bytes = lowpi_cuda_bias_backward_workspace(N, OC);
+    LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
+    LOWPI_TRY(lowpi_cuda_bias_backward(dbias, dout, N, OC, ws, bytes));
+  }
+  return LOWP_OK;
+}
+
+#endif /* LOWP_HAVE_CUDA */

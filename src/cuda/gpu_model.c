@@ -1,0 +1,348 @@
+/* The reference transformer on the GPU (see gpu_model.h): model.c's forward and backward with
+ * device kernels. */
+#ifdef LOWP_HAVE_CUDA
+
+#include "cuda/gpu_model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "cuda/nn_cuda.h"
+#include "lowp/cuda.h"
+#include "train/model_internal.h"
+
+/* Device activations, laid out as model.c's (B, T fixed at creation). */
+typedef struct {
+  float *res;             // (L + 1, N, C)
+  float *ln1, *ln1_stats; // (L, N, C), (L, 2, N)
+  float *qkv;             // (L, N, 3C)
+  float *att;             // (L, B, NH, T, T)
+  float *atty, *mid;      // (L, N, C)
+  float *ln2, *ln2_stats; // (L, N, C), (L, 2, N)
+  float *fch, *fch_act;   // (L, N, FC), (L, N, H)
+  float *lnf, *lnf_stats; // (N, C), (2, N)
+  float *logits;          // (N, V), the backward overwrites it with dlogits
+  float *losses, *loss;   // (N), (1)
+  float *dres, *da, *db;  // (N, C), (N, W), (N, W)
+  int32_t *inputs, *targets;
+  void *work; /* the layer kernels' workspace */
+  size_t work_bytes;
+} gpu_acts;
+
+struct lowpi_gpu_model {
+  lowp_model *host;
+  lowp_model_config cfg;
+  size_t nparams;
+  float *params, *grads;
+  lowpi_param_ptrs p, g;
+  gpu_acts a;
+  size_t act_bytes;
+  int cap_B, cap_T, B, T, have_forward, have_targets;
+  lowpi_gpu_linears *lin;
+  lowp_format compute;
+};
+
+static int fc_cols(const lowp_model_config *c) {
+  return c->arch == LOWP_ARCH_GPT2 ? c->ffn_hidden : 2 * c->ffn_hidden;
+}
+
+static size_t max3(size_t a, size_t b, size_t c) {
+  size_t m = a > b ? a : b;
+  return m > c ? m : c;
+}
+
+static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
+  const lowp_model_config *c = &g->cfg;
+  size_t L = (size_t)c->n_layer, N = (size_t)B * T, C = (size_t)c->n_embd, V = (size_t)c->vocab;
+  size_t NH = (size_t)c->n_head, FC = (size_t)fc_cols(c), H = (size_t)c->ffn_hidden;
+  size_t W = max3(FC, 3 * C, C);
+  gpu_acts *a = &g->a;
+  a->work_bytes =
+      max3(lowpi_cuda_embedding_backward_workspace(B, T, (int)V),
+           lowpi_cuda_norm_backward_workspace((int)N, (int)C),
+           lowpi_cuda_attention_workspace(B, T, (int)C, (int)NH, g->compute));
+  struct {
+    void **ptr;
+    size_t bytes;
+  } bufs[] = {
+      {(void **)&a->res, (L + 1) * N * C * 4},
+      {(void **)&a->ln1, L * N * C * 4},
+      {(void **)&a->ln1_stats, L * 2 * N * 4},
+      {(void **)&a->qkv, L * N * 3 * C * 4},
+      {(void **)&a->att, L * B * NH * T * T * 4},
+      {(void **)&a->atty, L * N * C * 4},
+      {(void **)&a->mid, L * N * C * 4},
+      {(void **)&a->ln2, L * N * C * 4},
+      {(void **)&a->ln2_stats, L * 2 * N * 4},
+      {(void **)&a->fch, L * N * FC * 4},
+      {(void **)&a->fch_act, L * N * H * 4},
+      {(void **)&a->lnf, N * C * 4},
+      {(void **)&a->lnf_stats, 2 * N * 4},
+      {(void **)&a->logits, N * V * 4},
+      {(void **)&a->losses, N * 4},
+      {(void **)&a->loss, 16},
+      {(void **)&a->dres, N * C * 4},
+      {(void **)&a->da, N * W * 4},
+      {(void **)&a->db, N * W * 4},
+      {(void **)&a->inputs, N * 4},
+      {(void **)&a->targets, N * 4},
+      {&a->work, a->work_bytes},
+  };
+  g->act_bytes = 0;
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+    LOWPI_TRY(lowp_cuda_malloc(bufs[i].ptr, bufs[i].bytes));
+    g->act_bytes += bufs[i].bytes;
+  }
+  g->cap_B = B;
+  g->cap_T = T;
+  return LOWP_OK;
+}
+
+static void free_acts(gpu_acts *a) {
+  void *ptrs[] = {a->res,     a->ln1,   a->ln1_stats, a->qkv,    a->att,    a->atty,
+                  a->mid,     a->ln2,   a->ln2_stats, a->fch,    a->fch_act, a->lnf,
+                  a->lnf_stats, a->logits, a->losses, a->loss,   a->dres,   a->da,
+                  a->db,      a->inputs, a->targets,  a->work};
+  for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
+    lowp_cuda_free(ptrs[i]);
+  memset(a, 0, sizeof *a);
+}
+
+void lowpi_gpu_model_free(lowpi_gpu_model *g) {
+  if (!g)
+    return;
+  free_acts(&g->a);
+  lowp_cuda_free(g->params);
+  lowp_cuda_free(g->grads);
+  free(g->p.layers);
+  free(g->g.layers);
+  lowpi_gpu_linears_free(g->lin);
+  free(g);
+}
+
+lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
+                                   const lowp_recipe *recipe, uint64_t seed, int B, int T) {
+  *out = NULL;
+  const lowp_model_config *c = lowp_model_get_config(host);
+  if (B < 1 || T < 1 || T > c->ctx)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu model: need B >= 1 and 1 <= T <= %d (B %d, T %d)",
+                      c->ctx, B, T);
+  lowpi_gpu_model *g = calloc(1, sizeof *g);
+  if (!g)
+    return lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
+  g->host = host;
+  g->cfg = *c;
+  g->nparams = lowp_model_num_params(host);
+  g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
+  g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
+  lowp_status st = g->p.layers && g->g.layers
+                       ? LOWP_OK
+                       : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
+  if (st == LOWP_OK)
+    st = lowpi_gpu_linears_create(&g->lin, recipe, c->n_layer, seed);
+  if (st == LOWP_OK) {
+    g->compute = lowpi_gpu_linears_compute(g->lin);
+    st = lowp_cuda_malloc((void **)&g->params, g->nparams * sizeof(float));
+  }
+  if (st == LOWP_OK)
+    st = lowp_cuda_malloc((void **)&g->grads, g->nparams * sizeof(float));
+  if (st == LOWP_OK)
+    st = alloc_acts(g, B, T);
+  if (st == LOWP_OK)
+    st = lowpi_gpu_model_upload(g);
+  if (st != LOWP_OK) {
+    lowpi_gpu_model_free(g);
+    return st;
+  }
+  lowpi_model_param_ptrs(host, g->params, &g->p);
+  lowpi_model_param_ptrs(host, g->grads, &g->g);
+  *out = g;
+  return LOWP_OK;
+}
+
+lowp_status lowpi_gpu_model_upload(lowpi_gpu_model *g) {
+  return lowp_cuda_memcpy(g->params, lowp_model_params(g->host), g->nparams * sizeof(float),
+                          LOWP_CUDA_H2D);
+}
+
+lowp_status lowpi_gpu_model_download(lowpi_gpu_model *g) {
+  return lowp_cuda_memcpy(lowp_model_params(g->host), g->params, g->nparams * sizeof(float),
+                          LOWP_CUDA_D2H);
+}
+
+const float *lowpi_gpu_model_loss(const lowpi_gpu_model *g) {
+  return g->a.loss;
+}
+const float *lowpi_gpu_model_logits(const lowpi_gpu_model *g) {
+  return g->a.logits;
+}
+float *lowpi_gpu_model_params(lowpi_gpu_model *g) {
+  return g->params;
+}
+float *lowpi_gpu_model_grads(lowpi_gpu_model *g) {
+  return g->grads;
+}
+size_t lowpi_gpu_model_num_params(const lowpi_gpu_model *g) {
+  return g->nparams;
+}
+lowpi_gpu_linears *lowpi_gpu_model_linears(lowpi_gpu_model *g) {
+  return g->lin;
+}
+
+void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *grads,
+                           size_t *activations) {
+  *params = g->nparams * sizeof(float);
+  *grads = g->nparams * sizeof(float);
+  *activations = g->act_bytes + lowpi_gpu_linears_scratch_bytes(g->lin);
+}
+
+static lowp_status check_tokens(const int32_t *tok, size_t n, int V, const char *what) {
+  for (size_t i = 0; i < n; i++)
+    if (tok[i] < 0 || tok[i] >= V)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "model: %s[%zu] = %d is outside the vocabulary [0, %d)", what, i,
+                        (int)tok[i], V);
+  return LOWP_OK;
+}
+
+static lowp_status norm_forward(const lowpi_gpu_model *g, float *out, float *stats,
+                                const float *inp, const float *w, const float *b, int N) {
+  const lowp_model_config *c = &g->cfg;
+  if (c->arch == LOWP_ARCH_GPT2)
+    return lowpi_cuda_layernorm_forward(out, stats, stats + N, inp, w, b, N, c->n_embd,
+                                        c->norm_eps);
+  return lowpi_cuda_rmsnorm_forward(out, stats + N, inp, w, N, c->n_embd, c->norm_eps);
+}
+
+static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, float *db,
+                                 const float *dout, const float *inp, const float *w,
+                                 const float *stats, int N) {
+  const lowp_model_config *c = &g->cfg;
+  if (c->arch == LOWP_ARCH_GPT2)
+    return lowpi_cuda_layernorm_backward(dinp, dw, db, dout, inp, w, stats, stats + N, N,
+                                         c->n_embd, g->a.work, g->a.work_bytes);
+  return lowpi_cuda_rmsnorm_backward(dinp, dw, dout, inp, w, stats + N, N, c->n_embd, g->a.work,
+                                     g->a.work_bytes);
+}
+
+lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
+                                    const int32_t *targets, int B, int T) {
+  const lowp_model_config *c = &g->cfg;
+  if (!inputs || B < 1 || T < 1 || B > g->cap_B || T > g->cap_T || (size_t)B * T >
+      (size_t)g->cap_B * g->cap_T)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "gpu model: forward needs inputs and B <= %d, T <= %d (got B %d, T %d)",
+                      g->cap_B, g->cap_T, B, T);
+  size_t N = (size_t)B * T;
+  LOWPI_TRY(check_tokens(inputs, N, c->vocab, "inputs"));
+  if (targets)
+    LOWPI_TRY(check_tokens(targets, N, c->vocab, "targets"));
+  gpu_acts *a = &g->a;
+  g->B = B;
+  g->T = T;
+  g->have_forward = g->have_targets = 0;
+  LOWPI_TRY(lowp_cuda_memcpy(a->inputs, inputs, N * sizeof(int32_t), LOWP_CUDA_H2D));
+  if (targets)
+    LOWPI_TRY(lowp_cuda_memcpy(a->targets, targets, N * sizeof(int32_t), LOWP_CUDA_H2D));
+  int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab, F = c->ffn_hidden;
+  int FC = fc_cols(c), gpt2 = c->arch == LOWP_ARCH_GPT2, n = (int)N;
+  size_t NC = N * (size_t)C;
+  lowpi_gpu_linears *lin = g->lin;
+
+  LOWPI_TRY(lowpi_cuda_embedding_forward(a->res, a->inputs, g->p.wte, g->p.wpe, B, T, C));
+  for (int l = 0; l < L; l++) {
+    const lowpi_layer_ptrs *w = &g->p.layers[l];
+    float *x = a->res + l * NC, *xout = a->res + (l + 1) * NC;
+    float *ln1 = a->ln1 + l * NC, *st1 = a->ln1_stats + l * 2 * N;
+    float *qkv = a->qkv + l * NC * 3, *att = a->att + (size_t)l * B * NH * T * T;
+    float *atty = a->atty + l * NC, *mid = a->mid + l * NC;
+    float *ln2 = a->ln2 + l * NC, *st2 = a->ln2_stats + l * 2 * N;
+    float *fch = a->fch + l * N * FC, *fch_act = a->fch_act + l * N * F;
+    float *tmp = a->dres; /* branch outputs before the residual add (free in the forward) */
+    LOWPI_TRY(norm_forward(g, ln1, st1, x, w->ln1w, w->ln1b, n));
+    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l, qkv, ln1, w->qkvw, w->qkvb, n, C, 3 * C));
+    if (!gpt2)
+      LOWPI_TRY(lowpi_cuda_rope_forward(qkv, qkv, B, T, C, NH, c->rope_theta));
+    LOWPI_TRY(lowpi_cuda_attention_forward(atty, att, qkv, B, T, C, NH, g->compute, a->work,
+                                           a->work_bytes));
+    LOWPI_TRY(
+        lowpi_gpu_linear_forward(lin, 4 * l + 1, tmp, atty, w->attprojw, w->attprojb, n, C, C));
+    LOWPI_TRY(lowpi_cuda_residual_forward(mid, x, tmp, NC));
+    LOWPI_TRY(norm_forward(g, ln2, st2, mid, w->ln2w, w->ln2b, n));
+    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 2, fch, ln2, w->fcw, w->fcb, n, C, FC));
+    if (gpt2)
+      LOWPI_TRY(lowpi_cuda_gelu_forward(fch_act, fch, N * (size_t)F));
+    else
+      LOWPI_TRY(lowpi_cuda_swiglu_forward(fch_act, fch, n, F));
+    LOWPI_TRY(
+        lowpi_gpu_linear_forward(lin, 4 * l + 3, tmp, fch_act, w->fcprojw, w->fcprojb, n, F, C));
+    LOWPI_TRY(lowpi_cuda_residual_forward(xout, mid, tmp, NC));
+  }
+  LOWPI_TRY(norm_forward(g, a->lnf, a->lnf_stats, a->res + (size_t)L * NC, g->p.lnfw, g->p.lnfb,
+                         n));
+  LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, a->lnf, g->p.head, NULL, n, C, V));
+  g->have_forward = 1;
+  if (targets) {
+    LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, NULL, a->logits, a->targets, n, V, 0.0f));
+    LOWPI_TRY(lowpi_cuda_mean(a->loss, a->losses, N));
+    g->have_targets = 1;
+  }
+  return LOWP_OK;
+}
+
+lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
+  if (!g->have_forward || !g->have_targets)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "gpu model: backward needs a forward with targets first");
+  const lowp_model_config *c = &g->cfg;
+  gpu_acts *a = &g->a;
+  int B = g->B, T = g->T, L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab;
+  int F = c->ffn_hidden, FC = fc_cols(c), gpt2 = c->arch == LOWP_ARCH_GPT2;
+  size_t N = (size_t)B * T, NC = N * (size_t)C;
+  int n = (int)N;
+  lowpi_gpu_linears *lin = g->lin;
+  LOWPI_TRY(lowp_cuda_memset(g->grads, 0, g->nparams * sizeof(float)));
+
+  /* dlogits in place of the logits (which the backward no longer needs) */
+  LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, a->logits, a->logits, a->targets, n, V,
+                                    loss_scale / (float)N));
+  LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, a->logits, a->lnf,
+                                      g->p.head, n, C, V));
+  LOWPI_TRY(norm_backward(g, a->dres, g->g.lnfw, g->g.lnfb, a->da, a->res + (size_t)L * NC,
+                          g->p.lnfw, a->lnf_stats, n));
+  for (int l = L - 1; l >= 0; l--) {
+    const lowpi_layer_ptrs *w = &g->p.layers[l], *gr = &g->g.layers[l];
+    float *x = a->res + l * NC, *st1 = a->ln1_stats + l * 2 * N, *st2 = a->ln2_stats + l * 2 * N;
+    float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * NC * 3;
+    float *att = a->att + (size_t)l * B * NH * T * T, *atty = a->atty + l * NC;
+    float *mid = a->mid + l * NC, *ln2 = a->ln2 + l * NC;
+    float *fch = a->fch + l * N * FC, *fch_act = a->fch_act + l * N * F;
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb, a->dres,
+                                        fch_act, w->fcprojw, n, F, C)); // da (N, F)
+    if (gpt2)
+      LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, fch, N * (size_t)F));
+    else
+      LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, a->db, ln2,
+                                        w->fcw, n, C, FC)); // da (N, C)
+    LOWPI_TRY(norm_backward(g, a->db, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n));
+    LOWPI_TRY(lowpi_cuda_residual_backward(a->dres, a->db, NC)); // dres = d(mid)
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
+                                        a->dres, atty, w->attprojw, n, C, C)); // da = d(atty)
+    LOWPI_TRY(lowpi_cuda_attention_backward(a->db, a->da, qkv, att, B, T, C, NH, g->compute,
+                                            a->work, a->work_bytes)); // db (N, 3C)
+    if (!gpt2)
+      LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, a->db, ln1,
+                                        w->qkvw, n, C, 3 * C)); // da = d(ln1)
+    LOWPI_TRY(norm_backward(g, a->db, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n));
+    LOWPI_TRY(lowpi_cuda_residual_backward(a->dres, a->db, NC)); // dres = d(x)
+  }
+  LOWPI_TRY(lowpi_cuda_embedding_backward(g->g.wte, g->g.wpe, a->dres, a->inputs, B, T, C, V,
+                                          a->work, a->work_bytes));
+  g->have_forward = 0; /* the logits were overwritten */
+  return LOWP_OK;
+}
+
+#endif /* LOWP_HAVE_CUDA */

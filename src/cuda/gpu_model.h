@@ -1,0 +1,45 @@
+/* The reference transformer on the GPU: the same parameters (one fp32 buffer, the host model's
+ * layout), the same forward and backward as train/model.c, layer by layer, with the kernels of
+ * nn_cuda.h and the recipe's GEMMs of gpu_linear.h. The host lowp_model stays the master copy
+ * for checkpoints: download() copies the device parameters into it, upload() the other way. */
+#ifndef LOWPI_GPU_MODEL_H
+#define LOWPI_GPU_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda/gpu_linear.h"
+#include "lowp/model.h"
+#include "lowp/recipe.h"
+
+typedef struct lowpi_gpu_model lowpi_gpu_model;
+
+/* Device buffers for `host`'s parameters (copied), gradients and the activations of a (B, T)
+ * batch. Out of device memory: LOWP_ERR_NOMEM with what was asked and what to change. */
+lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
+                                   const lowp_recipe *recipe, uint64_t seed, int B, int T);
+void lowpi_gpu_model_free(lowpi_gpu_model *g);
+
+lowp_status lowpi_gpu_model_upload(lowpi_gpu_model *g);   /* host parameters -> device */
+lowp_status lowpi_gpu_model_download(lowpi_gpu_model *g); /* device parameters -> host */
+
+/* Forward on host token arrays (B, T) (checked against the vocabulary, then copied); with
+ * targets the mean loss is left on the device (lowpi_gpu_model_loss). B, T at most the
+ * creation's. */
+lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
+                                    const int32_t *targets, int B, int T);
+/* Zero the gradients and backpropagate loss * loss_scale of the last forward (targets needed). */
+lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale);
+
+const float *lowpi_gpu_model_loss(const lowpi_gpu_model *g); /* device: one float */
+const float *lowpi_gpu_model_logits(const lowpi_gpu_model *g); /* device (B, T, V) */
+float *lowpi_gpu_model_params(lowpi_gpu_model *g);             /* device */
+float *lowpi_gpu_model_grads(lowpi_gpu_model *g);              /* device */
+size_t lowpi_gpu_model_num_params(const lowpi_gpu_model *g);
+lowpi_gpu_linears *lowpi_gpu_model_linears(lowpi_gpu_model *g);
+
+/* Device bytes: parameters, gradients, activations (with scratch). */
+void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *grads,
+                           size_t *activations);
+
+#endif

@@ -1,0 +1,59 @@
+/* The training step on the GPU, as the trainer sees it.
+ *
+ * One step = forward, backward, gradient unscale / bf16 rounding, global norm, non-finite check,
+ * clipping and the AdamW update, all queued on the device; the optimizer kernel itself skips the
+ * update when a gradient is not finite, so nothing waits on the host inside the step. The host
+ * reads {loss, norm, found_inf} once at the end (the loss is logged every step) and mirrors the
+ * loss scaler and the optimizer's step count from it. The host objects (model parameters,
+ * optimizer state, delayed-scaling histories) are the checkpoint's: download() refreshes them
+ * from the device before a save; create() uploads them (after a resume). Builds without CUDA
+ * get stubs that return LOWP_ERR_UNSUPPORTED. */
+#ifndef LOWPI_GPU_TRAINER_H
+#define LOWPI_GPU_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lowp/model.h"
+#include "lowp/optim.h"
+#include "lowp/recipe.h"
+#include "train/recipe_exec.h"
+
+typedef struct lowpi_gpu_trainer lowpi_gpu_trainer;
+
+typedef struct {
+  uint64_t step;       /* 0-based: keys the stochastic-rounding streams */
+  float loss_scale;    /* the backward differentiates loss * loss_scale */
+  float unscale;       /* gradients are multiplied by this afterwards (1: no unscaling) */
+  int round_grads_bf16; /* the recipe's gradient buffer is bf16 (rounded before unscaling) */
+  float grad_clip;     /* max global norm (0: no clipping) */
+  double lr;
+  int poison; /* fault injection: 1 plants a NaN in the gradients, 2 an Inf, 3 a NaN loss */
+} lowpi_gpu_step_args;
+
+typedef struct {
+  float loss;
+  double grad_norm; /* after unscaling, before clipping */
+  int found_inf;    /* a gradient was not finite: the update was skipped */
+} lowpi_gpu_step_result;
+
+lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
+                                     const lowp_recipe *recipe, lowp_adamw *opt,
+                                     lowpi_recipe_exec *exec, uint64_t seed, int B, int T);
+void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t);
+
+lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
+                                   const int32_t *targets, const lowpi_gpu_step_args *args,
+                                   lowpi_gpu_step_result *result);
+/* Mean loss of one batch (forward only). */
+lowp_status lowpi_gpu_trainer_eval(lowpi_gpu_trainer *t, const int32_t *inputs,
+                                   const int32_t *targets, float *loss);
+/* Device -> host: parameters, optimizer state and step count, delayed-scaling states. */
+lowp_status lowpi_gpu_trainer_download(lowpi_gpu_trainer *t);
+
+/* Device memory held: weights, gradients, optimizer state, activations (with scratch), and the
+ * device's peak use seen so far (cudaMemGetInfo). */
+void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t *grads,
+                             size_t *optim, size_t *activations, size_t *peak);
+
+#endif

@@ -1,0 +1,122 @@
+/* The whole model on the GPU against the CPU reference: one forward and backward of a small
+ * gpt2 and llama under each recipe, from the same parameters and tokens.
+ *
+ * Oracle: train/model.c with the recipe executor (fp32 emulation of every quantized GEMM).
+ * Tolerances, on the loss (relative) and on the gradient buffer (||g_gpu - g_cpu|| / ||g_cpu||):
+ *   fp32: 1e-5 / 1e-4. Both compute in fp32; only the order of the sums differs (cuBLASLt's
+ *         split of K, the two-stage reductions), which moves results by a few ulps per sum
+ *         (K <= 384 terms: ~K * 2^-24 relative ~ 2e-5 worst case per element, far less normwise).
+ *   other recipes: 2e-2 / 1e-1. The GPU keeps the high-precision parts in bf16 (the LM head and
+ *         attention GEMMs: unit roundoff 2^-8 = 4e-3 per operand) where the CPU uses fp32, and a
+ *         GEMM result that differs in its last bits moves later quantization decisions (a value
+ *         on an fp8 rounding boundary flips by one code, 2^-3 relative for e4m3): the gradients
+ *         agree to about 1e-2 normwise, the loss to about 1e-3; the bounds leave a margin of 10.
+ * Also: the GPU gives the same bits when run twice (determinism) and every value is finite. */
+#include <math.h>
+#include <stdint.h>
+
+#include "cuda/gpu_model.h"
+#include "gpu_check.h"
+#include "train/model_internal.h"
+#include "train/recipe_exec.h"
+
+static double rel_diff(const float *got, const float *want, size_t n, int *finite) {
+  double d = 0, w = 0;
+  *finite = 1;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(got[i]) || !isfinite(want[i]))
+      *finite = 0;
+    double e = (double)got[i] - (double)want[i];
+    d += e * e;
+    w += (double)want[i] * want[i];
+  }
+  return w > 0 ? sqrt(d / w) : sqrt(d);
+}
+
+static void run_case(lowp_arch arch, const char *recipe_name) {
+  lowp_model_config cfg;
+  lowp_model_config_default(&cfg, arch);
+  cfg.n_layer = 2;
+  cfg.n_head = 4;
+  cfg.n_embd = 64;
+  cfg.ctx = 32;
+  cfg.vocab = 96;
+  const int B = 2, T = 32;
+  const size_t N = (size_t)B * T;
+  lowp_recipe recipe;
+  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)))
+    return;
+  lowp_model *m = NULL;
+  GC_REQUIRE(lowp_model_create(&m, &cfg, 42));
+  int32_t *in = malloc(N * sizeof(int32_t)), *tg = malloc(N * sizeof(int32_t));
+  for (size_t i = 0; i < N; i++) {
+    in[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
+    tg[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
+  }
+  size_t np = lowp_model_num_params(m);
+  float *g_gpu = malloc(np * sizeof(float)), *g_again = malloc(np * sizeof(float));
+
+  /* the GPU first (it copies the parameters), then the CPU on the same model */
+  lowpi_gpu_model *gm = NULL;
+  float loss_gpu = NAN, loss_cpu = NAN;
+  if (GC_OK(lowpi_gpu_model_create(&gm, m, &recipe, 7, B, T))) {
+    for (int rep = 0; rep < 2; rep++) {
+      GC_REQUIRE(lowpi_gpu_model_forward(gm, in, tg, B, T));
+      GC_REQUIRE(lowpi_gpu_model_backward(gm, 1.0f));
+      GC_REQUIRE(lowp_cuda_memcpy(rep ? g_again : g_gpu, lowpi_gpu_model_grads(gm),
+                                  np * sizeof(float), LOWP_CUDA_D2H));
+      GC_REQUIRE(lowp_cuda_memcpy(&loss_gpu, lowpi_gpu_model_loss(gm), sizeof(float),
+                                  LOWP_CUDA_D2H));
+    }
+    GC_CHECK(memcmp(g_gpu, g_again, np * sizeof(float)) == 0,
+             "%s %s: two GPU runs gave different gradients", arch ? "llama" : "gpt2",
+             recipe_name);
+  }
+  lowpi_gpu_model_free(gm);
+
+  lowpi_recipe_exec *ex = NULL;
+  GC_REQUIRE(lowpi_recipe_exec_create(&ex, &recipe, m, 7));
+  lowpi_recipe_exec_set_step(ex, 0);
+  GC_REQUIRE(lowp_model_forward(m, in, tg, B, T, &loss_cpu));
+  GC_REQUIRE(lowp_model_backward(m));
+  const float *g_cpu = lowp_model_grads(m);
+
+  int fp32 = !strcmp(recipe_name, "fp32");
+  double tol_loss = fp32 ? 1e-5 : 2e-2, tol_grad = fp32 ? 1e-4 : 1e-1;
+  double dl = fabs((double)loss_gpu - loss_cpu) / fabs((double)loss_cpu);
+  int finite;
+  double dg = rel_diff(g_gpu, g_cpu, np, &finite);
+  printf("%-6s %-12s loss cpu %.6f gpu %.6f (rel %.2e)  grads rel %.2e\n",
+         arch ? "llama" : "gpt2", recipe_name, loss_cpu, loss_gpu, dl, dg);
+  GC_CHECK(isfinite(loss_gpu) && dl <= tol_loss, "%s %s: loss %.7g vs CPU %.7g (rel %.2e > %.0e)",
+           arch ? "llama" : "gpt2", recipe_name, loss_gpu, loss_cpu, dl, tol_loss);
+  GC_CHECK(finite && dg <= tol_grad, "%s %s: gradients differ by %.2e (> %.0e), finite %d",
+           arch ? "llama" : "gpt2", recipe_name, dg, tol_grad, finite);
+  /* per tensor, to say where a failure comes from */
+  for (size_t t = 0; t < lowp_model_num_tensors(m) && (dg > tol_grad || !finite); t++) {
+    lowp_tensor_info info;
+    lowp_model_tensor(m, t, &info);
+    int f;
+    double d = rel_diff(g_gpu + info.offset, g_cpu + info.offset, info.numel, &f);
+    if (d > tol_grad || !f)
+      fprintf(stderr, "  %s: rel %.2e finite %d\n", info.name, d, f);
+  }
+  lowpi_recipe_exec_free(ex);
+  lowp_model_free(m);
+  free(in);
+  free(tg);
+  free(g_gpu);
+  free(g_again);
+}
+
+int main(void) {
+  int skip = gc_need_gpu("test_cuda_model");
+  if (skip)
+    return skip;
+  static const char *const recipes[] = {"fp32",  "bf16",  "fp16", "fp8-current", "fp8-delayed",
+                                        "fp8-block", "mxfp8", "nvfp4", "int8"};
+  for (int arch = 0; arch < 2; arch++)
+    for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)
+      run_case(arch ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[r]);
+  return gc_finish("test_cuda_model");
+}
