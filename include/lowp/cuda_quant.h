@@ -67,15 +67,15 @@ lowp_status lowp_cuda_delayed_update(lowp_cuda_delayed *d);
 
 /* One orientation (the mirror of lowp_qdata). Every pointer is device memory. */
 typedef struct {
-  size_t rows, cols;             /* of this orientation: the column-wise copy has them swapped */
-  void *codes;                   /* rows * cols unpacked codes, row-major (storage_bytes each) */
-  void *scales;                  /* scale_rows * scale_cols scales (float, or uint8 for MX and
-                                    NVFP4); per-tensor modes: one float, the decode multiplier
-                                    (scale_inv), 16-byte aligned: a lowp_cuda_gemm scale */
-  size_t scale_rows, scale_cols; /* the block grid */
-  size_t block_rows, block_cols; /* the block shape */
-  float *amax;                   /* one float: max |x| (NaN if any NaN) */
-  float *tensor_scale;           /* one float: TENSOR/DELAYED encode scale; NVFP4 s_enc; else 1 */
+  size_t rows, cols;               /* of this orientation: the column-wise copy has them swapped */
+  void *codes;                     /* rows * cols unpacked codes, row-major (storage_bytes each) */
+  void *scales;                    /* scale_rows * scale_cols scales (float, or uint8 for MX and
+                                      NVFP4); per-tensor modes: one float, the decode multiplier
+                                      (scale_inv), 16-byte aligned: a lowp_cuda_gemm scale */
+  size_t scale_rows, scale_cols;   /* the block grid */
+  size_t block_rows, block_cols;   /* the block shape */
+  float *amax;                     /* one float: max |x| (NaN if any NaN) */
+  float *tensor_scale;             /* one float: TENSOR/DELAYED encode scale; NVFP4 s_enc; else 1 */
   unsigned long long *n_saturated; /* one counter: elements whose scaled magnitude was clipped */
   void *work;                      /* internal scratch: block amaxes and encode multipliers */
 } lowp_cuda_qdata;

@@ -109,8 +109,8 @@ lowp_status lowp_cuda_delayed_to_host(const lowp_cuda_delayed *d, lowp_delayed_s
                       h->history_len, (int)h->format, d->history_len, (int)d->format);
   float vals[8];
   LOWPI_TRY(lowp_cuda_memcpy(vals, d->scale, sizeof vals, LOWP_CUDA_D2H));
-  LOWPI_TRY(lowp_cuda_memcpy(h->history, d->history, d->history_len * sizeof(float),
-                             LOWP_CUDA_D2H));
+  LOWPI_TRY(
+      lowp_cuda_memcpy(h->history, d->history, d->history_len * sizeof(float), LOWP_CUDA_D2H));
   h->scale = vals[0];
   h->scale_inv = vals[4];
   h->algo = d->algo;
@@ -132,8 +132,8 @@ lowp_status lowp_cuda_delayed_update(lowp_cuda_delayed *d) {
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_delayed_update: uninitialized state");
   /* scaled_max = fmt_max * 2^-margin, exact, as the CPU's ldexpf. */
   const float scaled_max = ldexpf((float)lowp_format_get(d->format)->max, -d->margin);
-  update_kernel<<<1, 1>>>(d->history, d->history_len, d->algo == LOWP_AMAX_MOST_RECENT,
-                          scaled_max, d->scale, d->scale_inv);
+  update_kernel<<<1, 1>>>(d->history, d->history_len, d->algo == LOWP_AMAX_MOST_RECENT, scaled_max,
+                          d->scale, d->scale_inv);
   LOWPI_CUDA_CHECK_LAUNCH();
   d->steps++;
   return LOWP_OK;

@@ -77,8 +77,7 @@ lowp_status lowp_cuda_hadamard(float *y, const float *x, size_t rows, size_t col
   if (!y || !x)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_hadamard: NULL argument");
   if (rows == 0 || cols == 0)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_hadamard: empty shape %zux%zu", rows,
-                      cols);
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_hadamard: empty shape %zux%zu", rows, cols);
   float d[128];
   LOWPI_TRY(lowp_hadamard_signs(d, n, seed));
   if (cols % (size_t)n != 0)

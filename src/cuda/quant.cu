@@ -213,9 +213,8 @@ constexpr int kStripRows = 16; /* rows per warp in block_amax_2d */
  * 32-column strip, keeping a running max per lane while the block row is the same, and at
  * each block-row end combines the lanes of each block (consecutive lanes: a segmented max by
  * shuffles) into one atomicMax. */
-__global__ void block_amax_2d(const float *__restrict__ x, size_t R, size_t C, size_t br,
-                              size_t bc, size_t SC, uint32_t *__restrict__ bamax,
-                              float *__restrict__ tamax) {
+__global__ void block_amax_2d(const float *__restrict__ x, size_t R, size_t C, size_t br, size_t bc,
+                              size_t SC, uint32_t *__restrict__ bamax, float *__restrict__ tamax) {
   const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const size_t strips_c = (C + 31) / 32, strips_r = (R + kStripRows - 1) / kStripRows;
   uint32_t tmax = 0;
@@ -264,9 +263,8 @@ __global__ void encode_2d(const float *__restrict__ x, size_t R, size_t C, size_
          j += (size_t)gridDim.x * blockDim.x) {
       float y = x[i * C + j] * row_enc[j / bc];
       sat += lowpi_saturates(y, fmax_bits);
-      lowpi_store_code(
-          codes, bytes, i * C + j,
-          lowpi_qencode<lowpi_kAny, lowpi_kAny>(f, y, rnd, seed, offset, i * C + j));
+      lowpi_store_code(codes, bytes, i * C + j,
+                       lowpi_qencode<lowpi_kAny, lowpi_kAny>(f, y, rnd, seed, offset, i * C + j));
     }
   }
   sat = lowpi_block_sum(sat);
@@ -393,8 +391,8 @@ lowp_status launch_flat(const float *x, size_t n, const lowp_cuda_qdata *d, cons
   const int vec = aligned16(x);
   const unsigned blocks = lowpi_cuda_blocks((n + 15) / 16, lowpi_kThreads);
 #define LOWPI_FLAT(FF, RR)                                                                         \
-  encode_flat<FF, RR><<<blocks, lowpi_kThreads>>>(x, n, d->codes, bytes, f, c->round, c->seed,    \
-                                                  offset, enc_of(d), p.fmax_bits, vec,            \
+  encode_flat<FF, RR><<<blocks, lowpi_kThreads>>>(x, n, d->codes, bytes, f, c->round, c->seed,     \
+                                                  offset, enc_of(d), p.fmax_bits, vec,             \
                                                   d->n_saturated)
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
     LOWPI_FLAT(LOWP_E4M3, LOWP_ROUND_RNE);
@@ -467,10 +465,10 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
   scales_kernel<<<lowpi_cuda_blocks(nb, lowpi_kThreads), lowpi_kThreads>>>(
       p, bamax_of(d), nb, d->amax, d->scales, enc_of(d), d->tensor_scale, record);
   LOWPI_CUDA_CHECK_LAUNCH();
-  encode_2d<<<grid_2d(R, C), lowpi_kThreads>>>(
-      x, R, C, d->block_rows, d->block_cols, d->scale_cols, d->codes,
-      lowp_format_get(c->format)->storage_bytes, lowpi_fmt_of(c->format), c->round, c->seed,
-      offset, enc_of(d), p.fmax_bits, d->n_saturated);
+  encode_2d<<<grid_2d(R, C), lowpi_kThreads>>>(x, R, C, d->block_rows, d->block_cols, d->scale_cols,
+                                               d->codes, lowp_format_get(c->format)->storage_bytes,
+                                               lowpi_fmt_of(c->format), c->round, c->seed, offset,
+                                               enc_of(d), p.fmax_bits, d->n_saturated);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -496,8 +494,8 @@ lowp_status dequantize_one(const lowp_cuda_qtensor *q, const lowp_cuda_qdata *d,
   const lowp_format fmt = q->cfg.format;
   dequant_2d<<<grid_2d(d->rows, d->cols), lowpi_kThreads>>>(
       d->codes, lowp_format_get(fmt)->storage_bytes, lowpi_fmt_of(fmt), d->rows, d->cols,
-      d->block_rows, d->block_cols, d->scale_cols, d->scales, (int)q->cfg.mode, d->tensor_scale,
-      y, out == LOWP_BF16);
+      d->block_rows, d->block_cols, d->scale_cols, d->scales, (int)q->cfg.mode, d->tensor_scale, y,
+      out == LOWP_BF16);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
