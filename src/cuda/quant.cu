@@ -1,17 +1,18 @@
 /* lowp_cuda_quantize / lowp_cuda_dequantize: the quantization engine of src/quant/quantize.c
  * on the GPU, bit for bit.
  *
- * Three paths, by the block shape of the mode:
- *   per-tensor (NONE, TENSOR, DELAYED): the vectorized amax reduction (lowp_cuda_amax), one
- *     thread computes the scale, then a flat 16-codes-per-thread cast (Hopper's cvt for fp8
- *     RNE);
- *   1 x N row blocks (BLOCK_1D, MX, NVFP4 1x16, NF4): one fused pass, each group of N/16
- *     threads owns a block: 16 values per thread, the block amax by shuffles, the scale
- *     computed by every thread of the group, the codes written at once (NVFP4 needs the
- *     global amax first: one amax pass before);
+ * Paths, by the mode's block shape (every cast kernel owns 16 consecutive values of a row per
+ * thread, loaded as four float4 when aligned, codes stored as one uint4):
+ *   TENSOR: the vectorized amax reduction (lowp_cuda_amax), one thread computes the scale,
+ *     then a flat cast (Hopper's cvt for fp8 RNE): the input is read twice;
+ *   NONE, DELAYED: the scale is known before, so the cast's pass also takes the amax (one
+ *     read), which DELAYED then records into the device state;
+ *   1 x N row blocks (BLOCK_1D, MX, NVFP4 1x16, NF4): one fused pass, a block's N/16 threads
+ *     are consecutive lanes: the block amax by shuffles, the scale computed by each of them,
+ *     the codes written at once (NVFP4 needs the global amax first: one amax pass before);
  *   anything else (ROW, COLUMN, BLOCK_2D, NVFP4 16x16): block amaxes by warps walking 32-column
  *     strips (segmented shuffle max + atomicMax on the bits), one thread per block for the
- *     scales, then a 2D cast kernel.
+ *     scales, then the chunked cast.
  * amax values are combined as bits (lowpi_abs_key): exact, so the order of reduction never
  * matters. The column-wise copy and x_transposed go through a tiled transpose into scratch. */
 #include <stdint.h>
@@ -48,12 +49,11 @@ uint32_t *bamax_of(const lowp_cuda_qdata *d) {
 
 /* ---- per-tensor ---------------------------------------------------------------------------- */
 
-/* Scales of nb blocks from their amax bits (bamax), as compute_scales. Thread 0 also writes
- * tensor_scale and, for DELAYED, records the amax into the state's history (row-wise only). */
+/* Scales of nb blocks from their amax bits (bamax), as compute_scales; thread 0 also writes
+ * tensor_scale. */
 __global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bamax, size_t nb,
                               const float *__restrict__ tamax, void *__restrict__ scales,
-                              float *__restrict__ enc, float *__restrict__ tensor_scale,
-                              float *__restrict__ history) {
+                              float *__restrict__ enc, float *__restrict__ tensor_scale) {
   const float s_enc = p.mode == LOWP_SCALING_NVFP4 ? lowpi_nvfp4_s_enc(*tamax) : 1.0f;
   for (size_t b = lowpi_global_tid(); b < nb; b += lowpi_grid_stride()) {
     lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(bamax[b]), s_enc);
@@ -66,23 +66,20 @@ __global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bama
       else if (p.mode == LOWP_SCALING_TENSOR || p.mode == LOWP_SCALING_DELAYED)
         ts = s.enc;
       *tensor_scale = ts;
-      if (history) { /* lowp_delayed_record: max with the slot, a NaN kept */
-        float a = *tamax, old = history[0];
-        if (a != a || (old == old && a > old))
-          history[0] = a;
-      }
     }
   }
 }
 
-/* codes[i] = cast(x[i] * enc[0]) for the whole tensor, 16 values per thread. */
+/* codes[i] = cast(x[i] * enc[0]) for the whole tensor, 16 values per thread; amax (if not
+ * NULL) gets the tensor's amax in the same pass (NONE and DELAYED know their scale before). */
 template <int FF, int RR>
 __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restrict__ codes,
                             int bytes, lowpi_fmt f, lowp_round rnd, uint64_t seed, uint64_t offset,
                             const float *__restrict__ enc, uint32_t fmax_bits, int vec,
-                            unsigned long long *__restrict__ nsat) {
+                            unsigned long long *__restrict__ nsat, float *__restrict__ amax) {
   const float e = *enc;
   unsigned long long sat = 0;
+  uint32_t m = 0;
   const size_t nchunks = (n + 15) / 16;
   for (size_t c = lowpi_global_tid(); c < nchunks; c += lowpi_grid_stride()) {
     const size_t i0 = c * 16;
@@ -105,6 +102,8 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
     }
 #pragma unroll
     for (int k = 0; k < 16; k++) {
+      if (amax)
+        m = max(m, lowpi_abs_key(y[k]));
       y[k] = y[k] * e;
       sat += lowpi_saturates(y[k], fmax_bits);
     }
@@ -121,6 +120,11 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
   sat = lowpi_block_sum(sat);
   if (threadIdx.x == 0 && sat)
     atomicAdd(nsat, sat);
+  if (amax) {
+    m = lowpi_block_max(m);
+    if (threadIdx.x == 0 && m)
+      atomicMax((unsigned *)amax, m);
+  }
 }
 
 /* ---- 1 x N row blocks, fused --------------------------------------------------------------- */
@@ -250,21 +254,57 @@ __global__ void block_amax_2d(const float *__restrict__ x, size_t R, size_t C, s
     atomicMax((unsigned *)tamax, tmax);
 }
 
-/* codes = cast(x * enc[block]) element by element; rows over blockIdx.y. */
-__global__ void encode_2d(const float *__restrict__ x, size_t R, size_t C, size_t br, size_t bc,
-                          size_t SC, void *__restrict__ codes, int bytes, lowpi_fmt f,
-                          lowp_round rnd, uint64_t seed, uint64_t offset,
-                          const float *__restrict__ enc, uint32_t fmax_bits,
-                          unsigned long long *__restrict__ nsat) {
+/* codes = cast(x * enc[block]) for any block shape: thread t owns 16 consecutive values of a
+ * row (chunk t % cpr of row t / cpr). When blocks are multiples of 16 wide, or one block spans
+ * the row, the chunk shares one multiplier; else (COLUMN) each value looks its own up. */
+template <int FF, int RR>
+__global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, size_t br,
+                              size_t bc, size_t SC, void *__restrict__ codes, int bytes,
+                              lowpi_fmt f, lowp_round rnd, uint64_t seed, uint64_t offset,
+                              const float *__restrict__ enc, uint32_t fmax_bits, int vec,
+                              unsigned long long *__restrict__ nsat) {
+  const size_t cpr = (C + 15) / 16;
+  const bool uniform = bc % 16 == 0 || bc >= C;
   unsigned long long sat = 0;
-  for (size_t i = blockIdx.y; i < R; i += gridDim.y) {
+  for (size_t t = lowpi_global_tid(); t < R * cpr; t += lowpi_grid_stride()) {
+    const size_t i = t / cpr, j0 = (t % cpr) * 16, idx0 = i * C + j0;
     const float *row_enc = enc + (i / br) * SC;
-    for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < C;
-         j += (size_t)gridDim.x * blockDim.x) {
-      float y = x[i * C + j] * row_enc[j / bc];
-      sat += lowpi_saturates(y, fmax_bits);
-      lowpi_store_code(codes, bytes, i * C + j,
-                       lowpi_qencode<lowpi_kAny, lowpi_kAny>(f, y, rnd, seed, offset, i * C + j));
+    float y[16];
+    if (vec) { /* C % 16 == 0 and x aligned */
+#pragma unroll
+      for (int q = 0; q < 4; q++) {
+        float4 v = ((const float4 *)(x + idx0))[q];
+        y[4 * q] = v.x;
+        y[4 * q + 1] = v.y;
+        y[4 * q + 2] = v.z;
+        y[4 * q + 3] = v.w;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        y[k] = j0 + k < C ? x[idx0 + k] : 0.0f;
+    }
+    if (uniform) {
+      const float e = row_enc[j0 / bc];
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        y[k] = y[k] * e;
+    } else {
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        y[k] = y[k] * (j0 + k < C ? row_enc[(j0 + k) / bc] : 0.0f);
+    }
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      sat += j0 + k < C ? lowpi_saturates(y[k], fmax_bits) : 0u;
+    if (vec && bytes == 1) {
+      uint32_t w[4];
+      lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, idx0);
+      *(uint4 *)((uint8_t *)codes + idx0) = make_uint4(w[0], w[1], w[2], w[3]);
+    } else {
+      for (int k = 0; k < 16 && j0 + k < C; k++)
+        lowpi_store_code(codes, bytes, idx0 + k,
+                         lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, idx0 + k));
     }
   }
   sat = lowpi_block_sum(sat);
@@ -293,46 +333,79 @@ __global__ void transpose_kernel(float *__restrict__ t, const float *__restrict_
   }
 }
 
-/* y = decode(code) * block scale (NVFP4: (decode * s_dec) / s_enc), as fp32 or bf16. */
-__global__ void dequant_2d(const void *__restrict__ codes, int bytes, lowpi_fmt f, size_t R,
-                           size_t C, size_t br, size_t bc, size_t SC,
-                           const void *__restrict__ scales, int mode,
-                           const float *__restrict__ tensor_scale, void *__restrict__ y,
-                           int out_bf16) {
-  const lowpi_fmt e8m0 = lowpi_fmt_of(LOWP_E8M0), e4m3 = lowpi_fmt_of(LOWP_E4M3);
+/* y = decode(code) * block scale (NVFP4: (decode * s_dec) / s_enc), as fp32 or bf16, 16
+ * values of a row per thread (as encode_chunks). Codes of one byte and the scale codes decode
+ * through 256-entry tables in shared memory, filled with the scalar rule. */
+__global__ void dequant_chunks(const void *__restrict__ codes, int bytes, lowpi_fmt f, size_t R,
+                               size_t C, size_t br, size_t bc, size_t SC,
+                               const void *__restrict__ scales, int mode,
+                               const float *__restrict__ tensor_scale, void *__restrict__ y,
+                               int out_bf16, int vec) {
+  __shared__ float lut[256], slut[256];
+  const bool byte_scales = mode == LOWP_SCALING_MX || mode == LOWP_SCALING_NVFP4;
+  const lowpi_fmt sf = lowpi_fmt_of(mode == LOWP_SCALING_MX ? LOWP_E8M0 : LOWP_E4M3);
+  for (unsigned c = threadIdx.x; c < 256; c += blockDim.x) {
+    lut[c] = bytes == 1 ? lowpi_decode(f, c) : 0.0f;
+    slut[c] = byte_scales ? lowpi_decode(sf, c) : 0.0f;
+  }
+  __syncthreads();
+  const bool nvfp4 = mode == LOWP_SCALING_NVFP4;
   const float s_enc = *tensor_scale;
-  for (size_t i = blockIdx.y; i < R; i += gridDim.y) {
+  const size_t cpr = (C + 15) / 16;
+  const bool uniform = bc % 16 == 0 || bc >= C;
+  for (size_t t = lowpi_global_tid(); t < R * cpr; t += lowpi_grid_stride()) {
+    const size_t i = t / cpr, j0 = (t % cpr) * 16, idx0 = i * C + j0;
     const size_t row_b = (i / br) * SC;
-    for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < C;
-         j += (size_t)gridDim.x * blockDim.x) {
-      const size_t b = row_b + j / bc;
-      float s;
-      if (mode == LOWP_SCALING_MX)
-        s = lowpi_decode(e8m0, ((const uint8_t *)scales)[b]);
-      else if (mode == LOWP_SCALING_NVFP4)
-        s = lowpi_decode(e4m3, ((const uint8_t *)scales)[b]);
-      else
-        s = ((const float *)scales)[b];
-      float v = lowpi_decode(f, lowpi_load_code(codes, bytes, i * C + j)) * s;
-      if (mode == LOWP_SCALING_NVFP4)
-        v = v / s_enc;
-      if (out_bf16)
-        ((uint16_t *)y)[i * C + j] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v);
-      else
-        ((float *)y)[i * C + j] = v;
+    uint32_t code[16];
+    if (vec && bytes == 1) { /* C % 16 == 0: 16 aligned codes */
+      const uint4 u = *(const uint4 *)((const uint8_t *)codes + idx0);
+      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        code[k] = (w[k / 4] >> (8 * (k % 4))) & 0xFFu;
+    } else {
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        code[k] = j0 + k < C ? lowpi_load_code(codes, bytes, idx0 + k) : 0u;
+    }
+    float v[16];
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+      const size_t b = row_b + (uniform ? j0 : j0 + k < C ? j0 + k : j0) / bc;
+      const float s = byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
+      v[k] = (bytes == 1 ? lut[code[k]] : lowpi_decode(f, code[k])) * s;
+      if (nvfp4)
+        v[k] = v[k] / s_enc;
+    }
+    if (out_bf16) {
+      uint16_t *o = (uint16_t *)y + idx0;
+      if (vec) {
+        uint32_t w[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+          w[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k]) |
+                 lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k + 1]) << 16;
+        ((uint4 *)o)[0] = make_uint4(w[0], w[1], w[2], w[3]);
+        ((uint4 *)o)[1] = make_uint4(w[4], w[5], w[6], w[7]);
+      } else {
+        for (int k = 0; k < 16 && j0 + k < C; k++)
+          o[k] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[k]);
+      }
+    } else {
+      float *o = (float *)y + idx0;
+      if (vec) {
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+          ((float4 *)o)[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+      } else {
+        for (int k = 0; k < 16 && j0 + k < C; k++)
+          o[k] = v[k];
+      }
     }
   }
 }
 
 /* ---- host side ----------------------------------------------------------------------------- */
-
-dim3 grid_2d(size_t R, size_t C) {
-  size_t gx = (C + lowpi_kThreads - 1) / lowpi_kThreads;
-  if (gx > 64)
-    gx = 64;
-  size_t gy = R < 65535 ? R : 65535;
-  return dim3((unsigned)gx, (unsigned)gy, 1);
-}
 
 lowp_status alloc_qdata(lowp_cuda_qdata *d, const lowp_qconfig *c, size_t rows, size_t cols) {
   memset(d, 0, sizeof *d);
@@ -384,8 +457,22 @@ bool aligned16(const void *p) {
   return ((uintptr_t)p & 15u) == 0;
 }
 
+/* The cast kernels are instantiated for the hot (format, rounding) pairs, where the compiler
+ * folds the format's rule (or Hopper's conversion replaces it), and once for everything else. */
+#define LOWPI_DISPATCH(LAUNCH)                                                                     \
+  do {                                                                                             \
+    if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)                                      \
+      LAUNCH(LOWP_E4M3, LOWP_ROUND_RNE);                                                           \
+    else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)                                 \
+      LAUNCH(LOWP_E5M2, LOWP_ROUND_RNE);                                                           \
+    else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E2M1)                                 \
+      LAUNCH(LOWP_E2M1, LOWP_ROUND_RNE);                                                           \
+    else                                                                                           \
+      LAUNCH(lowpi_kAny, lowpi_kAny);                                                              \
+  } while (0)
+
 lowp_status launch_flat(const float *x, size_t n, const lowp_cuda_qdata *d, const lowp_qconfig *c,
-                        const lowpi_qparams &p, uint64_t offset) {
+                        const lowpi_qparams &p, uint64_t offset, float *amax) {
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const int vec = aligned16(x);
@@ -393,13 +480,8 @@ lowp_status launch_flat(const float *x, size_t n, const lowp_cuda_qdata *d, cons
 #define LOWPI_FLAT(FF, RR)                                                                         \
   encode_flat<FF, RR><<<blocks, lowpi_kThreads>>>(x, n, d->codes, bytes, f, c->round, c->seed,     \
                                                   offset, enc_of(d), p.fmax_bits, vec,             \
-                                                  d->n_saturated)
-  if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
-    LOWPI_FLAT(LOWP_E4M3, LOWP_ROUND_RNE);
-  else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)
-    LOWPI_FLAT(LOWP_E5M2, LOWP_ROUND_RNE);
-  else
-    LOWPI_FLAT(lowpi_kAny, lowpi_kAny);
+                                                  d->n_saturated, amax)
+  LOWPI_DISPATCH(LOWPI_FLAT);
 #undef LOWPI_FLAT
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
@@ -417,37 +499,54 @@ lowp_status launch_rowblock(const float *x, const lowp_cuda_qdata *d, const lowp
   rowblock_kernel<FF, RR><<<blocks, lowpi_kThreads>>>(x, R, C, bc, SC, d->codes, bytes, d->scales, \
                                                       p, f, c->round, c->seed, offset, vec,        \
                                                       d->amax, d->tensor_scale, d->n_saturated)
-  if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
-    LOWPI_RB(LOWP_E4M3, LOWP_ROUND_RNE);
-  else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)
-    LOWPI_RB(LOWP_E5M2, LOWP_ROUND_RNE);
-  else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E2M1)
-    LOWPI_RB(LOWP_E2M1, LOWP_ROUND_RNE);
-  else
-    LOWPI_RB(lowpi_kAny, lowpi_kAny);
+  LOWPI_DISPATCH(LOWPI_RB);
 #undef LOWPI_RB
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
 
-/* Quantize one orientation from x (d->rows, d->cols). record: the DELAYED state's history
- * (row-wise copy only) or NULL. */
+lowp_status launch_chunks(const float *x, const lowp_cuda_qdata *d, const lowp_qconfig *c,
+                          const lowpi_qparams &p, uint64_t offset) {
+  const lowpi_fmt f = lowpi_fmt_of(c->format);
+  const int bytes = lowp_format_get(c->format)->storage_bytes;
+  const size_t R = d->rows, C = d->cols;
+  const int vec = aligned16(x) && C % 16 == 0;
+  const unsigned blocks = lowpi_cuda_blocks(R * ((C + 15) / 16), lowpi_kThreads);
+#define LOWPI_CH(FF, RR)                                                                           \
+  encode_chunks<FF, RR><<<blocks, lowpi_kThreads>>>(                                               \
+      x, R, C, d->block_rows, d->block_cols, d->scale_cols, d->codes, bytes, f, c->round, c->seed, \
+      offset, enc_of(d), p.fmax_bits, vec, d->n_saturated)
+  LOWPI_DISPATCH(LOWPI_CH);
+#undef LOWPI_CH
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+/* Quantize one orientation from x (d->rows, d->cols). record: the row-wise copy of a DELAYED
+ * tensor, whose amax goes into the state's history. */
 lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig *c,
-                         const lowp_cuda_delayed *dl, uint64_t offset, float *record) {
+                         lowp_cuda_delayed *dl, uint64_t offset, bool record) {
   const size_t R = d->rows, C = d->cols, nb = d->scale_rows * d->scale_cols;
   const lowpi_qparams p = params_of(c, dl);
   LOWPI_CUDA_TRY(cudaMemsetAsync(d->n_saturated, 0, sizeof(unsigned long long), 0));
-  const bool per_tensor = c->mode == LOWP_SCALING_NONE || c->mode == LOWP_SCALING_TENSOR ||
-                          c->mode == LOWP_SCALING_DELAYED;
   const bool rowblock = d->block_rows == 1 && d->block_cols % 16 == 0 && d->block_cols <= 256 &&
                         (c->mode == LOWP_SCALING_BLOCK_1D || c->mode == LOWP_SCALING_MX ||
                          c->mode == LOWP_SCALING_NVFP4 || c->mode == LOWP_SCALING_NF4);
-  if (per_tensor) {
+  if (c->mode == LOWP_SCALING_NONE || c->mode == LOWP_SCALING_DELAYED) {
+    /* The scale is known before: the amax comes out of the cast's own pass. */
+    LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(float), 0));
+    scales_kernel<<<1, 32>>>(p, (const uint32_t *)d->amax, 1, d->amax, d->scales, enc_of(d),
+                             d->tensor_scale);
+    LOWPI_CUDA_CHECK_LAUNCH();
+    LOWPI_TRY(launch_flat(x, R * C, d, c, p, offset, d->amax));
+    return record ? lowp_cuda_delayed_record(dl, d->amax) : LOWP_OK;
+  }
+  if (c->mode == LOWP_SCALING_TENSOR) { /* current scaling: amax, scale, then the cast */
     LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax));
     scales_kernel<<<1, 32>>>(p, (const uint32_t *)d->amax, 1, d->amax, d->scales, enc_of(d),
-                             d->tensor_scale, record);
+                             d->tensor_scale);
     LOWPI_CUDA_CHECK_LAUNCH();
-    return launch_flat(x, R * C, d, c, p, offset);
+    return launch_flat(x, R * C, d, c, p, offset, NULL);
   }
   if (rowblock) {
     if (c->mode == LOWP_SCALING_NVFP4)
@@ -463,14 +562,9 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
       x, R, C, d->block_rows, d->block_cols, d->scale_cols, bamax_of(d), d->amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   scales_kernel<<<lowpi_cuda_blocks(nb, lowpi_kThreads), lowpi_kThreads>>>(
-      p, bamax_of(d), nb, d->amax, d->scales, enc_of(d), d->tensor_scale, record);
+      p, bamax_of(d), nb, d->amax, d->scales, enc_of(d), d->tensor_scale);
   LOWPI_CUDA_CHECK_LAUNCH();
-  encode_2d<<<grid_2d(R, C), lowpi_kThreads>>>(x, R, C, d->block_rows, d->block_cols, d->scale_cols,
-                                               d->codes, lowp_format_get(c->format)->storage_bytes,
-                                               lowpi_fmt_of(c->format), c->round, c->seed, offset,
-                                               enc_of(d), p.fmax_bits, d->n_saturated);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
+  return launch_chunks(x, d, c, p, offset);
 }
 
 lowp_status transpose(float *t, const float *x, size_t R, size_t C) {
@@ -492,10 +586,12 @@ lowp_status dequantize_one(const lowp_cuda_qtensor *q, const lowp_cuda_qdata *d,
   if ((uintptr_t)y & (out == LOWP_FP32 ? 3u : 1u))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_dequantize: misaligned output");
   const lowp_format fmt = q->cfg.format;
-  dequant_2d<<<grid_2d(d->rows, d->cols), lowpi_kThreads>>>(
+  const int vec = d->cols % 16 == 0 && aligned16(y);
+  const size_t chunks = d->rows * ((d->cols + 15) / 16);
+  dequant_chunks<<<lowpi_cuda_blocks(chunks, lowpi_kThreads), lowpi_kThreads>>>(
       d->codes, lowp_format_get(fmt)->storage_bytes, lowpi_fmt_of(fmt), d->rows, d->cols,
-      d->block_rows, d->block_cols, d->scale_cols, d->scales, (int)q->cfg.mode, d->tensor_scale, y,
-      out == LOWP_BF16);
+      d->block_rows, d->block_cols, d->scale_cols, d->scales, (int)q->cfg.mode, d->tensor_scale,
+      y, out == LOWP_BF16, vec);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -570,7 +666,7 @@ lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_trans
   if ((uintptr_t)x & 3u)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_quantize: misaligned float buffer");
   const lowp_qconfig *c = &q->cfg;
-  const lowp_cuda_delayed *dl = NULL;
+  lowp_cuda_delayed *dl = NULL;
   if (c->mode == LOWP_SCALING_DELAYED) {
     dl = q->delayed;
     if (!dl || !dl->history)
@@ -592,15 +688,14 @@ lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_trans
     LOWPI_TRY(transpose(q->transposed, x, C, R));
     rows_x = q->transposed;
   }
-  float *record = dl ? dl->history : NULL;
-  LOWPI_TRY(quantize_one(rows_x, &q->rowwise, c, dl, c->offset, record));
+  LOWPI_TRY(quantize_one(rows_x, &q->rowwise, c, dl, c->offset, dl != NULL));
   if (!c->columnwise)
     return LOWP_OK;
   if (!x_transposed) {
     LOWPI_TRY(transpose(q->transposed, x, R, C));
     cols_x = q->transposed;
   }
-  return quantize_one(cols_x, &q->colwise, c, dl, c->offset ^ (1ull << 63), NULL);
+  return quantize_one(cols_x, &q->colwise, c, dl, c->offset ^ (1ull << 63), false);
 }
 
 lowp_status lowp_cuda_dequantize(const lowp_cuda_qtensor *q, void *y, lowp_format out_format) {

@@ -33,6 +33,23 @@ __device__ __forceinline__ uint32_t lowpi_abs_key(float v) {
   return a > 0x7F800000u ? 0x7FC00000u : a;
 }
 
+/* lowpi_scale_nvfp4 with the e4m3 cast and decode done by Hopper's conversions (equal to the
+ * scalar rule on every non-NaN input; the NaN case is decided before, as there). */
+__device__ __forceinline__ lowpi_block_scale lowpi_scale_nvfp4_dev(float block_amax, float s_enc) {
+  lowpi_block_scale r;
+  const float sd = (block_amax / 6.0f) * s_enc;
+  if ((lowpi_f32_bits(sd) & 0x7FFFFFFFu) > 0x7F800000u) {
+    r.code = 0x7Fu;
+  } else {
+    const __nv_fp8x2_storage_t c =
+        __nv_cvt_float2_to_fp8x2(make_float2(sd, 0.0f), __NV_SATFINITE, __NV_E4M3);
+    r.code = (uint8_t)(c & 0xFFu);
+  }
+  r.dec = __half2float(__half(__nv_cvt_fp8_to_halfraw(r.code, __NV_E4M3)));
+  r.enc = r.dec == 0.0f ? 0.0f : s_enc / r.dec;
+  return r;
+}
+
 /* The scales of one block whose amax is a (a canonical NaN if any NaN), as compute_scales. */
 __device__ __forceinline__ lowpi_block_scale lowpi_qblock_scale(const lowpi_qparams &p, float a,
                                                                 float s_enc) {
@@ -49,7 +66,7 @@ __device__ __forceinline__ lowpi_block_scale lowpi_qblock_scale(const lowpi_qpar
   case LOWP_SCALING_MX:
     return lowpi_scale_mx(a, p.fmax, p.emax, (lowp_mx_rule)p.mx_rule);
   case LOWP_SCALING_NVFP4:
-    return lowpi_scale_nvfp4(a, s_enc);
+    return lowpi_scale_nvfp4_dev(a, s_enc);
   case LOWP_SCALING_NF4:
     return lowpi_scale_nf4(a);
   default:
@@ -72,19 +89,21 @@ __device__ __forceinline__ unsigned lowpi_saturates(float y, uint32_t fmax_bits)
   return a > fmax_bits && a <= 0x7F800000u;
 }
 
-/* e2m1 RNE saturating by comparisons against the midpoints (ties go to the even code: the
- * inclusive bounds), NaN to +max as the scalar rule; equal to lowpi_encode on all 2^32 floats
- * (checked exhaustively on the host). */
+/* e2m1 RNE saturating, equal to lowpi_encode on all 2^32 floats (checked exhaustively on the
+ * host): from 1.0 up, the float's bits rounded to one mantissa bit by the integer RNE trick
+ * (the carry flows into the exponent) and rebased to e2m1's exponent, clamped at 6; below 1.0
+ * (e2m1's subnormals 0 and 0.5) comparisons with the midpoints, ties to the even code. NaN
+ * gives +max (+7), as the scalar saturating rule. */
 __device__ __forceinline__ uint32_t lowpi_e2m1_rne_sat(float y) {
-  uint32_t u = lowpi_f32_bits(y);
-  uint32_t ab = u & 0x7FFFFFFFu;
-  if (ab > 0x7F800000u)
-    return 7u;
-  float a = lowpi_bits_f32(ab);
-  uint32_t m = (uint32_t)(a > 0.25f) + (uint32_t)(a >= 0.75f) + (uint32_t)(a > 1.25f) +
-               (uint32_t)(a >= 1.75f) + (uint32_t)(a > 2.5f) + (uint32_t)(a >= 3.5f) +
-               (uint32_t)(a > 5.0f);
-  return m | ((u >> 31) << 3);
+  const uint32_t u = lowpi_f32_bits(y);
+  const uint32_t ab = u & 0x7FFFFFFFu;
+  const uint32_t r = (ab + 0x1FFFFFu + ((ab >> 22) & 1u)) >> 22; /* (exponent, 1 mantissa bit) */
+  const uint32_t norm = r >= 259u ? 7u : r - 252u; /* 259 = 6.0 rounded: the clamp */
+  const float a = lowpi_bits_f32(ab);
+  const uint32_t sub = (uint32_t)(a > 0.25f) + (uint32_t)(a >= 0.75f);
+  const uint32_t mag = ab >= 0x3F800000u ? norm : sub;
+  const uint32_t neg = (u >> 31) & (uint32_t)(ab <= 0x7F800000u); /* NaN: positive */
+  return mag | (neg << 3);
 }
 
 template <int FF> __device__ __forceinline__ uint32_t lowpi_fp8_pair(float a, float b) {
