@@ -528,13 +528,13 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
                          lowp_cuda_delayed *dl, uint64_t offset, bool record) {
   const size_t R = d->rows, C = d->cols, nb = d->scale_rows * d->scale_cols;
   const lowpi_qparams p = params_of(c, dl);
-  LOWPI_CUDA_TRY(cudaMemsetAsync(d->n_saturated, 0, sizeof(unsigned long long), 0));
+  /* amax, tensor_scale (rewritten below) and n_saturated: one launch (d->amax starts it) */
+  LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(stats_block), 0));
   const bool rowblock = d->block_rows == 1 && d->block_cols % 16 == 0 && d->block_cols <= 256 &&
                         (c->mode == LOWP_SCALING_BLOCK_1D || c->mode == LOWP_SCALING_MX ||
                          c->mode == LOWP_SCALING_NVFP4 || c->mode == LOWP_SCALING_NF4);
   if (c->mode == LOWP_SCALING_NONE || c->mode == LOWP_SCALING_DELAYED) {
     /* The scale is known before: the amax comes out of the cast's own pass. */
-    LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(float), 0));
     scales_kernel<<<1, 32>>>(p, (const uint32_t *)d->amax, 1, d->amax, d->scales, enc_of(d),
                              d->tensor_scale);
     LOWPI_CUDA_CHECK_LAUNCH();
@@ -551,11 +551,8 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
   if (rowblock) {
     if (c->mode == LOWP_SCALING_NVFP4)
       LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax)); /* s_enc needs the global amax first */
-    else
-      LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(float), 0));
     return launch_rowblock(x, d, c, p, offset);
   }
-  LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(float), 0));
   LOWPI_CUDA_TRY(cudaMemsetAsync(bamax_of(d), 0, nb * sizeof(uint32_t), 0));
   const size_t strips = ((C + 31) / 32) * ((R + kStripRows - 1) / kStripRows);
   block_amax_2d<<<lowpi_cuda_blocks(strips * 32, lowpi_kThreads), lowpi_kThreads>>>(
