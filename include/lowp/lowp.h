@@ -3,6 +3,7 @@
 #define LOWP_LOWP_H
 
 #include "lowp/cuda.h"
+#include "lowp/cuda_quant.h"
 #include "lowp/data.h"
 #include "lowp/format.h"
 #include "lowp/memory.h"

@@ -1,9 +1,12 @@
 /* The CUDA API of a library built without CUDA: every call says so. */
 #ifndef LOWP_HAVE_CUDA
 
+#include <string.h>
+
 #include "common/error.h"
 #include "cuda/cast_cuda.h"
 #include "lowp/cuda.h"
+#include "lowp/cuda_quant.h"
 
 static lowp_status no_cuda(const char *fn) {
   return lowpi_fail(LOWP_ERR_UNSUPPORTED,
@@ -101,6 +104,69 @@ lowp_status lowp_cuda_event_record(lowp_cuda_event *event) {
 
 lowp_status lowp_cuda_event_elapsed_ms(lowp_cuda_event *start, lowp_cuda_event *stop, float *ms) {
   return no_cuda("lowp_cuda_event_elapsed_ms");
+}
+
+lowp_status lowp_cuda_delayed_init(lowp_cuda_delayed *d, lowp_format format, size_t history_len,
+                                   lowp_amax_algo algo, int margin) {
+  if (d)
+    memset(d, 0, sizeof *d);
+  return no_cuda("lowp_cuda_delayed_init");
+}
+
+void lowp_cuda_delayed_free(lowp_cuda_delayed *d) {}
+
+lowp_status lowp_cuda_delayed_from_host(lowp_cuda_delayed *d, const lowp_delayed_scaling *h) {
+  if (d)
+    memset(d, 0, sizeof *d);
+  return no_cuda("lowp_cuda_delayed_from_host");
+}
+
+lowp_status lowp_cuda_delayed_to_host(const lowp_cuda_delayed *d, lowp_delayed_scaling *h) {
+  return no_cuda("lowp_cuda_delayed_to_host");
+}
+
+lowp_status lowp_cuda_delayed_record(lowp_cuda_delayed *d, const float *amax_device) {
+  return no_cuda("lowp_cuda_delayed_record");
+}
+
+lowp_status lowp_cuda_delayed_update(lowp_cuda_delayed *d) {
+  return no_cuda("lowp_cuda_delayed_update");
+}
+
+lowp_status lowp_cuda_qtensor_init(lowp_cuda_qtensor *q, const lowp_qconfig *cfg, size_t rows,
+                                   size_t cols) {
+  if (q)
+    memset(q, 0, sizeof *q);
+  return no_cuda("lowp_cuda_qtensor_init");
+}
+
+void lowp_cuda_qtensor_free(lowp_cuda_qtensor *q) {}
+
+lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_transposed) {
+  return no_cuda("lowp_cuda_quantize");
+}
+
+lowp_status lowp_cuda_dequantize(const lowp_cuda_qtensor *q, void *y, lowp_format out_format) {
+  return no_cuda("lowp_cuda_dequantize");
+}
+
+lowp_status lowp_cuda_dequantize_colwise(const lowp_cuda_qtensor *q, void *y,
+                                         lowp_format out_format) {
+  return no_cuda("lowp_cuda_dequantize_colwise");
+}
+
+lowp_status lowp_cuda_qtensor_to_host(const lowp_cuda_qtensor *q, lowp_qtensor *h) {
+  return no_cuda("lowp_cuda_qtensor_to_host");
+}
+
+lowp_status lowp_cuda_fake_quant(float *y, const float *x, lowp_cuda_qtensor *q, int hadamard_n,
+                                 uint64_t hadamard_seed) {
+  return no_cuda("lowp_cuda_fake_quant");
+}
+
+lowp_status lowp_cuda_hadamard(float *y, const float *x, size_t rows, size_t cols, int n,
+                               uint64_t seed, int inverse) {
+  return no_cuda("lowp_cuda_hadamard");
 }
 
 #else

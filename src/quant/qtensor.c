@@ -18,8 +18,9 @@ static int one_of(int v, const int *allowed, int n) {
   return 0;
 }
 
-/* Check cfg and fill in the defaults. */
-static lowp_status complete_config(lowp_qconfig *c) {
+/* Check cfg and fill in the defaults. need_state = 0 skips the check of the host delayed-scaling
+ * state (the GPU quantizer keeps its own, on the device). */
+static lowp_status complete_config(lowp_qconfig *c, int need_state) {
   const lowp_format_info *fi = lowp_format_get(c->format);
   if (!fi)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "quantize: unknown element format %d", (int)c->format);
@@ -70,7 +71,7 @@ static lowp_status complete_config(lowp_qconfig *c) {
         return lowpi_fail(LOWP_ERR_INVALID_ARG,
                           "quantize: NxN block size must be 16 or 128 (got %d)", c->block);
     }
-    if (c->mode == LOWP_SCALING_DELAYED) {
+    if (c->mode == LOWP_SCALING_DELAYED && need_state) {
       if (!c->delayed || !c->delayed->history)
         return lowpi_fail(LOWP_ERR_INVALID_ARG,
                           "quantize: delayed scaling needs an initialized lowp_delayed_scaling");
@@ -82,6 +83,9 @@ static lowp_status complete_config(lowp_qconfig *c) {
                           "quantize: the delayed-scaling state targets format %d, the tensor is %s",
                           (int)c->delayed->format, fi->name);
     }
+    if (c->mode == LOWP_SCALING_DELAYED && !is_float)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "quantize: delayed scaling needs a float element format");
     break;
   case LOWP_SCALING_MX:
     if (!is_mx_element(c->format))
@@ -127,6 +131,12 @@ static lowp_status complete_config(lowp_qconfig *c) {
   if (c->mode != LOWP_SCALING_NVFP4)
     c->block2d = 0;
   return LOWP_OK;
+}
+
+lowp_status lowpi_qconfig_complete(lowp_qconfig *c, int need_state) {
+  if (!c)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "quantize: NULL config");
+  return complete_config(c, need_state);
 }
 
 void lowpi_block_shape(const lowp_qconfig *c, size_t rows, size_t cols, size_t *br, size_t *bc) {
@@ -205,7 +215,7 @@ lowp_status lowp_qtensor_init(lowp_qtensor *q, const lowp_qconfig *cfg, size_t r
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_qtensor_init: shape %zux%zu is too large", rows,
                       cols);
   lowp_qconfig c = *cfg;
-  LOWPI_TRY(complete_config(&c));
+  LOWPI_TRY(complete_config(&c, 1));
   q->cfg = c;
   q->rows = rows;
   q->cols = cols;

@@ -14,6 +14,10 @@
 /* bitsandbytes double quantization: absmax values per second-level block. */
 #define LOWPI_DQ_BLOCK 256
 
+/* Validate a configuration and fill in its defaults, as lowp_qtensor_init does. need_state = 0
+ * accepts DELAYED without a host lowp_delayed_scaling (the GPU keeps the state on the device). */
+lowp_status lowpi_qconfig_complete(lowp_qconfig *c, int need_state);
+
 /* The scaling block of mode c on a rows x cols orientation (whole tensor for per-tensor). */
 void lowpi_block_shape(const lowp_qconfig *c, size_t rows, size_t cols, size_t *br, size_t *bc);
 

@@ -1,0 +1,726 @@
+/* lowp_cuda_quantize / lowp_cuda_dequantize: the quantization engine of src/quant/quantize.c
+ * on the GPU, bit for bit.
+ *
+ * Paths, by the mode's block shape (every cast kernel owns 16 consecutive values of a row per
+ * thread, loaded as four float4 when aligned, codes stored as one uint4):
+ *   TENSOR: the vectorized amax reduction (lowp_cuda_amax), one thread computes the scale,
+ *     then a flat cast (Hopper's cvt for fp8 RNE): the input is read twice;
+ *   NONE, DELAYED: the scale is known before, so the cast's pass also takes the amax (one
+ *     read), which DELAYED then records into the device state;
+ *   1 x N row blocks (BLOCK_1D, MX, NVFP4 1x16, NF4): one fused pass, a block's N/16 threads
+ *     are consecutive lanes: the block amax by shuffles, the scale computed by each of them,
+ *     the codes written at once (NVFP4 needs the global amax first: one amax pass before);
+ *   anything else (ROW, COLUMN, BLOCK_2D, NVFP4 16x16): block amaxes by warps walking 32-column
+ *     strips (segmented shuffle max + atomicMax on the bits), one thread per block for the
+ *     scales, then the chunked cast.
+ * amax values are combined as bits (lowpi_abs_key): exact, so the order of reduction never
+ * matters. The column-wise copy and x_transposed go through a tiled transpose into scratch. */
+#include <stdint.h>
+#include <string.h>
+
+#include "cuda/cast_fast.cuh"
+#include "cuda/cuda_common.h"
+#include "cuda/quant_kernels.cuh"
+#include "lowp/cuda.h"
+#include "lowp/cuda_quant.h"
+
+extern "C" {
+#include "quant/quant_internal.h"
+}
+
+namespace {
+
+constexpr unsigned FULL = 0xFFFFFFFFu;
+
+/* Device scalars of one orientation, in one small allocation: 16-byte aligned each. */
+struct stats_block {
+  float amax, pad0[3];
+  float tensor_scale, pad1[3];
+  unsigned long long n_saturated, pad2;
+};
+
+/* Scratch of one orientation: enc[nb] floats, then bamax[nb] amax bits. */
+float *enc_of(const lowp_cuda_qdata *d) {
+  return (float *)d->work;
+}
+uint32_t *bamax_of(const lowp_cuda_qdata *d) {
+  return (uint32_t *)d->work + d->scale_rows * d->scale_cols;
+}
+
+/* ---- per-tensor ---------------------------------------------------------------------------- */
+
+/* Scales of nb blocks from their amax bits (bamax), as compute_scales; thread 0 also writes
+ * tensor_scale. */
+__global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bamax, size_t nb,
+                              const float *__restrict__ tamax, void *__restrict__ scales,
+                              float *__restrict__ enc, float *__restrict__ tensor_scale) {
+  const float s_enc = p.mode == LOWP_SCALING_NVFP4 ? lowpi_nvfp4_s_enc(*tamax) : 1.0f;
+  for (size_t b = lowpi_global_tid(); b < nb; b += lowpi_grid_stride()) {
+    lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(bamax[b]), s_enc);
+    lowpi_store_scale(p, scales, b, s);
+    enc[b] = s.enc;
+    if (b == 0) {
+      float ts = 1.0f;
+      if (p.mode == LOWP_SCALING_NVFP4)
+        ts = s_enc;
+      else if (p.mode == LOWP_SCALING_TENSOR || p.mode == LOWP_SCALING_DELAYED)
+        ts = s.enc;
+      *tensor_scale = ts;
+    }
+  }
+}
+
+/* codes[i] = cast(x[i] * enc[0]) for the whole tensor, 16 values per thread; amax (if not
+ * NULL) gets the tensor's amax in the same pass (NONE and DELAYED know their scale before). */
+template <int FF, int RR>
+__global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restrict__ codes,
+                            int bytes, lowpi_fmt f, lowp_round rnd, uint64_t seed, uint64_t offset,
+                            const float *__restrict__ enc, uint32_t fmax_bits, int vec,
+                            unsigned long long *__restrict__ nsat, float *__restrict__ amax) {
+  const float e = *enc;
+  unsigned long long sat = 0;
+  uint32_t m = 0;
+  const size_t nchunks = (n + 15) / 16;
+  for (size_t c = lowpi_global_tid(); c < nchunks; c += lowpi_grid_stride()) {
+    const size_t i0 = c * 16;
+    const bool full = i0 + 16 <= n;
+    float y[16];
+    if (vec && full) {
+      const float4 *src = (const float4 *)(x + i0);
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        float4 t = src[j];
+        y[4 * j] = t.x;
+        y[4 * j + 1] = t.y;
+        y[4 * j + 2] = t.z;
+        y[4 * j + 3] = t.w;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        y[k] = i0 + k < n ? x[i0 + k] : 0.0f;
+    }
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+      if (amax)
+        m = max(m, lowpi_abs_key(y[k]));
+      y[k] = y[k] * e;
+      sat += lowpi_saturates(y[k], fmax_bits);
+    }
+    if (bytes == 1 && vec && full) {
+      uint32_t w[4];
+      lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, i0);
+      ((uint4 *)codes)[c] = make_uint4(w[0], w[1], w[2], w[3]);
+    } else {
+      for (int k = 0; k < 16 && i0 + k < n; k++)
+        lowpi_store_code(codes, bytes, i0 + k,
+                         lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, i0 + k));
+    }
+  }
+  sat = lowpi_block_sum(sat);
+  if (threadIdx.x == 0 && sat)
+    atomicAdd(nsat, sat);
+  if (amax) {
+    m = lowpi_block_max(m);
+    if (threadIdx.x == 0 && m)
+      atomicMax((unsigned *)amax, m);
+  }
+}
+
+/* ---- 1 x N row blocks, fused --------------------------------------------------------------- */
+
+/* Thread t owns 16 values: row i, block bj, part sub (of g = bc / 16) of that block; rows are
+ * padded to SC * g threads so that a block's threads are g consecutive lanes. */
+template <int FF, int RR>
+__global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C, int bc, size_t SC,
+                                void *__restrict__ codes, int bytes, void *__restrict__ scales,
+                                lowpi_qparams p, lowpi_fmt f, lowp_round rnd, uint64_t seed,
+                                uint64_t offset, int vec, float *__restrict__ amax,
+                                float *__restrict__ tensor_scale,
+                                unsigned long long *__restrict__ nsat) {
+  const int g = bc / 16;
+  const size_t per_row = SC * (size_t)g;
+  const size_t total = R * per_row;
+  const bool nvfp4 = p.mode == LOWP_SCALING_NVFP4;
+  const float s_enc = nvfp4 ? lowpi_nvfp4_s_enc(*amax) : 1.0f; /* amax: from the pass before */
+  if (lowpi_global_tid() == 0)
+    *tensor_scale = s_enc;
+  const unsigned lane = threadIdx.x % 32;
+  uint32_t tmax = 0;
+  unsigned long long sat = 0;
+  /* Warp-uniform loop: every lane takes part in the shuffles. */
+  for (size_t t0 = lowpi_global_tid() - lane; t0 < total; t0 += lowpi_grid_stride()) {
+    const size_t t = t0 + lane;
+    const bool active = t < total;
+    const size_t i = active ? t / per_row : 0, r = active ? t % per_row : 0;
+    const size_t bj = r / (size_t)g, j0 = bj * (size_t)bc + (r % (size_t)g) * 16;
+    const bool has = active && j0 < C; /* a part past the row's end holds nothing */
+    const float *src = x + i * C + j0;
+    float v[16];
+    if (has && vec) { /* C % 16 == 0 and x aligned: the 16 values are there and aligned */
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        float4 q = ((const float4 *)src)[j];
+        v[4 * j] = q.x;
+        v[4 * j + 1] = q.y;
+        v[4 * j + 2] = q.z;
+        v[4 * j + 3] = q.w;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        v[k] = has && j0 + k < C ? src[k] : 0.0f; /* zero padding: the CPU's partial rule */
+    }
+    uint32_t m = 0;
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      m = max(m, lowpi_abs_key(v[k]));
+    for (int o = 1; o < g; o *= 2)
+      m = max(m, __shfl_xor_sync(FULL, m, o));
+    tmax = max(tmax, m);
+    if (!has)
+      continue;
+    const lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(m), s_enc);
+    if (j0 % (size_t)bc == 0)
+      lowpi_store_scale(p, scales, i * SC + bj, s);
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+      v[k] = v[k] * s.enc;
+      sat += j0 + k < C ? lowpi_saturates(v[k], p.fmax_bits) : 0u;
+    }
+    const size_t idx0 = i * C + j0;
+    if (vec && bytes == 1) {
+      uint32_t w[4];
+      lowpi_qencode16<FF, RR>(v, w, f, rnd, seed, offset, idx0);
+      *(uint4 *)((uint8_t *)codes + idx0) = make_uint4(w[0], w[1], w[2], w[3]);
+    } else {
+      for (int k = 0; k < 16 && j0 + k < C; k++)
+        lowpi_store_code(codes, bytes, idx0 + k,
+                         lowpi_qencode<FF, RR>(f, v[k], rnd, seed, offset, idx0 + k));
+    }
+  }
+  tmax = lowpi_block_max(tmax);
+  sat = lowpi_block_sum(sat);
+  if (threadIdx.x == 0) {
+    if (!nvfp4 && tmax)
+      atomicMax((unsigned *)amax, tmax);
+    if (sat)
+      atomicAdd(nsat, sat);
+  }
+}
+
+/* ---- generic 2D blocks --------------------------------------------------------------------- */
+
+constexpr int kStripRows = 16; /* rows per warp in block_amax_2d */
+
+/* bamax[b] = amax bits of block b; *tamax = of the tensor. A warp walks kStripRows rows of a
+ * 32-column strip, keeping a running max per lane while the block row is the same, and at
+ * each block-row end combines the lanes of each block (consecutive lanes: a segmented max by
+ * shuffles) into one atomicMax. */
+__global__ void block_amax_2d(const float *__restrict__ x, size_t R, size_t C, size_t br, size_t bc,
+                              size_t SC, uint32_t *__restrict__ bamax, float *__restrict__ tamax) {
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const size_t strips_c = (C + 31) / 32, strips_r = (R + kStripRows - 1) / kStripRows;
+  uint32_t tmax = 0;
+  for (size_t s = (size_t)blockIdx.x * warps + warp; s < strips_c * strips_r;
+       s += (size_t)gridDim.x * warps) {
+    const size_t j = (s % strips_c) * 32 + lane;
+    const size_t i0 = (s / strips_c) * kStripRows;
+    const size_t i1 = i0 + kStripRows < R ? i0 + kStripRows : R;
+    const unsigned key = j < C ? (unsigned)(j / bc) : 0xFFFFFFFFu;
+    uint32_t m = 0;
+    for (size_t i = i0; i < i1; i++) { /* i is the same in every lane: uniform branches */
+      if (j < C)
+        m = max(m, lowpi_abs_key(x[i * C + j]));
+      if (i + 1 < i1 && (i + 1) / br == i / br)
+        continue;
+      /* segmented max: keys grow with the lane, so a block's lanes are contiguous */
+      uint32_t acc = m;
+      for (int o = 1; o < 32; o *= 2) {
+        uint32_t other = __shfl_down_sync(FULL, acc, o);
+        unsigned okey = __shfl_down_sync(FULL, key, o);
+        if (lane + o < 32 && okey == key)
+          acc = max(acc, other);
+      }
+      const unsigned prev = __shfl_up_sync(FULL, key, 1);
+      if (j < C && (lane == 0 || prev != key) && acc)
+        atomicMax(&bamax[(i / br) * SC + key], acc);
+      tmax = max(tmax, m);
+      m = 0;
+    }
+  }
+  tmax = lowpi_block_max(tmax);
+  if (threadIdx.x == 0 && tmax)
+    atomicMax((unsigned *)tamax, tmax);
+}
+
+/* codes = cast(x * enc[block]) for any block shape: thread t owns 16 consecutive values of a
+ * row (chunk t % cpr of row t / cpr). When blocks are multiples of 16 wide, or one block spans
+ * the row, the chunk shares one multiplier; else (COLUMN) each value looks its own up. */
+template <int FF, int RR>
+__global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, size_t br,
+                              size_t bc, size_t SC, void *__restrict__ codes, int bytes,
+                              lowpi_fmt f, lowp_round rnd, uint64_t seed, uint64_t offset,
+                              const float *__restrict__ enc, uint32_t fmax_bits, int vec,
+                              unsigned long long *__restrict__ nsat) {
+  const size_t cpr = (C + 15) / 16;
+  const bool uniform = bc % 16 == 0 || bc >= C;
+  unsigned long long sat = 0;
+  for (size_t t = lowpi_global_tid(); t < R * cpr; t += lowpi_grid_stride()) {
+    const size_t i = t / cpr, j0 = (t % cpr) * 16, idx0 = i * C + j0;
+    const float *row_enc = enc + (i / br) * SC;
+    float y[16];
+    if (vec) { /* C % 16 == 0 and x aligned */
+#pragma unroll
+      for (int q = 0; q < 4; q++) {
+        float4 v = ((const float4 *)(x + idx0))[q];
+        y[4 * q] = v.x;
+        y[4 * q + 1] = v.y;
+        y[4 * q + 2] = v.z;
+        y[4 * q + 3] = v.w;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        y[k] = j0 + k < C ? x[idx0 + k] : 0.0f;
+    }
+    if (uniform) {
+      const float e = row_enc[j0 / bc];
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        y[k] = y[k] * e;
+    } else {
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        y[k] = y[k] * (j0 + k < C ? row_enc[(j0 + k) / bc] : 0.0f);
+    }
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      sat += j0 + k < C ? lowpi_saturates(y[k], fmax_bits) : 0u;
+    if (vec && bytes == 1) {
+      uint32_t w[4];
+      lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, idx0);
+      *(uint4 *)((uint8_t *)codes + idx0) = make_uint4(w[0], w[1], w[2], w[3]);
+    } else {
+      for (int k = 0; k < 16 && j0 + k < C; k++)
+        lowpi_store_code(codes, bytes, idx0 + k,
+                         lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, idx0 + k));
+    }
+  }
+  sat = lowpi_block_sum(sat);
+  if (threadIdx.x == 0 && sat)
+    atomicAdd(nsat, sat);
+}
+
+/* ---- transpose and dequantize -------------------------------------------------------------- */
+
+/* t (C, R) = transpose of x (R, C), through 32 x 32 shared tiles. */
+__global__ void transpose_kernel(float *__restrict__ t, const float *__restrict__ x, size_t R,
+                                 size_t C) {
+  __shared__ float tile[32][33];
+  const size_t tiles_c = (C + 31) / 32, tiles = tiles_c * ((R + 31) / 32);
+  const unsigned tx = threadIdx.x % 32, ty = threadIdx.x / 32; /* 32 x 8 threads */
+  for (size_t b = blockIdx.x; b < tiles; b += gridDim.x) {
+    const size_t r0 = (b / tiles_c) * 32, c0 = (b % tiles_c) * 32;
+    __syncthreads();
+    for (unsigned k = ty; k < 32; k += 8)
+      if (r0 + k < R && c0 + tx < C)
+        tile[k][tx] = x[(r0 + k) * C + c0 + tx];
+    __syncthreads();
+    for (unsigned k = ty; k < 32; k += 8)
+      if (c0 + k < C && r0 + tx < R)
+        t[(c0 + k) * R + r0 + tx] = tile[tx][k];
+  }
+}
+
+/* y = decode(code) * block scale (NVFP4: (decode * s_dec) / s_enc), as fp32 or bf16, 16
+ * values of a row per thread (as encode_chunks). Codes of one byte and the scale codes decode
+ * through 256-entry tables in shared memory, filled with the scalar rule. */
+__global__ void dequant_chunks(const void *__restrict__ codes, int bytes, lowpi_fmt f, size_t R,
+                               size_t C, size_t br, size_t bc, size_t SC,
+                               const void *__restrict__ scales, int mode,
+                               const float *__restrict__ tensor_scale, void *__restrict__ y,
+                               int out_bf16, int vec) {
+  __shared__ float lut[256], slut[256];
+  const bool byte_scales = mode == LOWP_SCALING_MX || mode == LOWP_SCALING_NVFP4;
+  const lowpi_fmt sf = lowpi_fmt_of(mode == LOWP_SCALING_MX ? LOWP_E8M0 : LOWP_E4M3);
+  for (unsigned c = threadIdx.x; c < 256; c += blockDim.x) {
+    lut[c] = bytes == 1 ? lowpi_decode(f, c) : 0.0f;
+    slut[c] = byte_scales ? lowpi_decode(sf, c) : 0.0f;
+  }
+  __syncthreads();
+  const bool nvfp4 = mode == LOWP_SCALING_NVFP4;
+  const float s_enc = *tensor_scale;
+  const size_t cpr = (C + 15) / 16;
+  const bool uniform = bc % 16 == 0 || bc >= C;
+  for (size_t t = lowpi_global_tid(); t < R * cpr; t += lowpi_grid_stride()) {
+    const size_t i = t / cpr, j0 = (t % cpr) * 16, idx0 = i * C + j0;
+    const size_t row_b = (i / br) * SC;
+    uint32_t code[16];
+    if (vec && bytes == 1) { /* C % 16 == 0: 16 aligned codes */
+      const uint4 u = *(const uint4 *)((const uint8_t *)codes + idx0);
+      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        code[k] = (w[k / 4] >> (8 * (k % 4))) & 0xFFu;
+    } else {
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        code[k] = j0 + k < C ? lowpi_load_code(codes, bytes, idx0 + k) : 0u;
+    }
+    float v[16];
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+      const size_t b = row_b + (uniform ? j0 : j0 + k < C ? j0 + k : j0) / bc;
+      const float s = byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
+      v[k] = (bytes == 1 ? lut[code[k]] : lowpi_decode(f, code[k])) * s;
+      if (nvfp4)
+        v[k] = v[k] / s_enc;
+    }
+    if (out_bf16) {
+      uint16_t *o = (uint16_t *)y + idx0;
+      if (vec) {
+        uint32_t w[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+          w[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k]) |
+                 lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k + 1]) << 16;
+        ((uint4 *)o)[0] = make_uint4(w[0], w[1], w[2], w[3]);
+        ((uint4 *)o)[1] = make_uint4(w[4], w[5], w[6], w[7]);
+      } else {
+        for (int k = 0; k < 16 && j0 + k < C; k++)
+          o[k] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[k]);
+      }
+    } else {
+      float *o = (float *)y + idx0;
+      if (vec) {
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+          ((float4 *)o)[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+      } else {
+        for (int k = 0; k < 16 && j0 + k < C; k++)
+          o[k] = v[k];
+      }
+    }
+  }
+}
+
+/* ---- host side ----------------------------------------------------------------------------- */
+
+lowp_status alloc_qdata(lowp_cuda_qdata *d, const lowp_qconfig *c, size_t rows, size_t cols) {
+  memset(d, 0, sizeof *d);
+  d->rows = rows;
+  d->cols = cols;
+  lowpi_block_shape(c, rows, cols, &d->block_rows, &d->block_cols);
+  d->scale_rows = (rows + d->block_rows - 1) / d->block_rows;
+  d->scale_cols = (cols + d->block_cols - 1) / d->block_cols;
+  const size_t nb = d->scale_rows * d->scale_cols;
+  const size_t code_bytes = (size_t)lowp_format_get(c->format)->storage_bytes;
+  const int byte_scales = c->scale_format == LOWP_SCALE_E8M0 || c->scale_format == LOWP_SCALE_E4M3;
+  void *stats = NULL;
+  LOWPI_TRY(lowp_cuda_malloc(&d->codes, rows * cols * code_bytes));
+  LOWPI_TRY(lowp_cuda_malloc(&d->scales, nb * (byte_scales ? 1 : sizeof(float))));
+  LOWPI_TRY(lowp_cuda_malloc(&d->work, nb * 2 * sizeof(float)));
+  LOWPI_TRY(lowp_cuda_malloc(&stats, sizeof(stats_block)));
+  stats_block *sb = (stats_block *)stats;
+  d->amax = &sb->amax;
+  d->tensor_scale = &sb->tensor_scale;
+  d->n_saturated = &sb->n_saturated;
+  const stats_block init = {0.0f, {0, 0, 0}, 1.0f, {0, 0, 0}, 0, 0};
+  return lowp_cuda_memcpy(stats, &init, sizeof init, LOWP_CUDA_H2D);
+}
+
+void free_qdata(lowp_cuda_qdata *d) {
+  lowp_cuda_free(d->codes);
+  lowp_cuda_free(d->scales);
+  lowp_cuda_free(d->work);
+  lowp_cuda_free(d->amax); /* the stats block starts with amax */
+  memset(d, 0, sizeof *d);
+}
+
+lowpi_qparams params_of(const lowp_qconfig *c, const lowp_cuda_delayed *dl) {
+  const lowp_format_info *fi = lowp_format_get(c->format);
+  lowpi_qparams p;
+  p.mode = (int)c->mode;
+  p.is_int = fi->kind == LOWP_KIND_INT;
+  p.pow2 = c->scale_format == LOWP_SCALE_FP32_POW2;
+  p.fmax = (float)fi->max;
+  p.fmax_bits = lowpi_f32_bits(p.fmax);
+  p.emax = c->mode == LOWP_SCALING_MX ? lowpi_floor_log2f(p.fmax) : 0;
+  p.mx_rule = (int)c->mx_rule;
+  p.d_scale = dl ? dl->scale : NULL;
+  p.d_scale_inv = dl ? dl->scale_inv : NULL;
+  return p;
+}
+
+bool aligned16(const void *p) {
+  return ((uintptr_t)p & 15u) == 0;
+}
+
+/* The cast kernels are instantiated for the hot (format, rounding) pairs, where the compiler
+ * folds the format's rule (or Hopper's conversion replaces it), and once for everything else. */
+#define LOWPI_DISPATCH(LAUNCH)                                                                     \
+  do {                                                                                             \
+    if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)                                      \
+      LAUNCH(LOWP_E4M3, LOWP_ROUND_RNE);                                                           \
+    else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)                                 \
+      LAUNCH(LOWP_E5M2, LOWP_ROUND_RNE);                                                           \
+    else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E2M1)                                 \
+      LAUNCH(LOWP_E2M1, LOWP_ROUND_RNE);                                                           \
+    else                                                                                           \
+      LAUNCH(lowpi_kAny, lowpi_kAny);                                                              \
+  } while (0)
+
+lowp_status launch_flat(const float *x, size_t n, const lowp_cuda_qdata *d, const lowp_qconfig *c,
+                        const lowpi_qparams &p, uint64_t offset, float *amax) {
+  const lowpi_fmt f = lowpi_fmt_of(c->format);
+  const int bytes = lowp_format_get(c->format)->storage_bytes;
+  const int vec = aligned16(x);
+  const unsigned blocks = lowpi_cuda_blocks((n + 15) / 16, lowpi_kThreads);
+#define LOWPI_FLAT(FF, RR)                                                                         \
+  encode_flat<FF, RR><<<blocks, lowpi_kThreads>>>(x, n, d->codes, bytes, f, c->round, c->seed,     \
+                                                  offset, enc_of(d), p.fmax_bits, vec,             \
+                                                  d->n_saturated, amax)
+  LOWPI_DISPATCH(LOWPI_FLAT);
+#undef LOWPI_FLAT
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status launch_rowblock(const float *x, const lowp_cuda_qdata *d, const lowp_qconfig *c,
+                            const lowpi_qparams &p, uint64_t offset) {
+  const lowpi_fmt f = lowpi_fmt_of(c->format);
+  const int bytes = lowp_format_get(c->format)->storage_bytes;
+  const size_t R = d->rows, C = d->cols, SC = d->scale_cols;
+  const int bc = (int)d->block_cols;
+  const int vec = aligned16(x) && C % 16 == 0;
+  const unsigned blocks = lowpi_cuda_blocks(R * SC * (size_t)(bc / 16), lowpi_kThreads);
+#define LOWPI_RB(FF, RR)                                                                           \
+  rowblock_kernel<FF, RR><<<blocks, lowpi_kThreads>>>(x, R, C, bc, SC, d->codes, bytes, d->scales, \
+                                                      p, f, c->round, c->seed, offset, vec,        \
+                                                      d->amax, d->tensor_scale, d->n_saturated)
+  LOWPI_DISPATCH(LOWPI_RB);
+#undef LOWPI_RB
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status launch_chunks(const float *x, const lowp_cuda_qdata *d, const lowp_qconfig *c,
+                          const lowpi_qparams &p, uint64_t offset) {
+  const lowpi_fmt f = lowpi_fmt_of(c->format);
+  const int bytes = lowp_format_get(c->format)->storage_bytes;
+  const size_t R = d->rows, C = d->cols;
+  const int vec = aligned16(x) && C % 16 == 0;
+  const unsigned blocks = lowpi_cuda_blocks(R * ((C + 15) / 16), lowpi_kThreads);
+#define LOWPI_CH(FF, RR)                                                                           \
+  encode_chunks<FF, RR><<<blocks, lowpi_kThreads>>>(                                               \
+      x, R, C, d->block_rows, d->block_cols, d->scale_cols, d->codes, bytes, f, c->round, c->seed, \
+      offset, enc_of(d), p.fmax_bits, vec, d->n_saturated)
+  LOWPI_DISPATCH(LOWPI_CH);
+#undef LOWPI_CH
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+/* Quantize one orientation from x (d->rows, d->cols). record: the row-wise copy of a DELAYED
+ * tensor, whose amax goes into the state's history. */
+lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig *c,
+                         lowp_cuda_delayed *dl, uint64_t offset, bool record) {
+  const size_t R = d->rows, C = d->cols, nb = d->scale_rows * d->scale_cols;
+  const lowpi_qparams p = params_of(c, dl);
+  /* amax, tensor_scale (rewritten below) and n_saturated: one launch (d->amax starts it) */
+  LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(stats_block), 0));
+  const bool rowblock = d->block_rows == 1 && d->block_cols % 16 == 0 && d->block_cols <= 256 &&
+                        (c->mode == LOWP_SCALING_BLOCK_1D || c->mode == LOWP_SCALING_MX ||
+                         c->mode == LOWP_SCALING_NVFP4 || c->mode == LOWP_SCALING_NF4);
+  if (c->mode == LOWP_SCALING_NONE || c->mode == LOWP_SCALING_DELAYED) {
+    /* The scale is known before: the amax comes out of the cast's own pass. */
+    scales_kernel<<<1, 32>>>(p, (const uint32_t *)d->amax, 1, d->amax, d->scales, enc_of(d),
+                             d->tensor_scale);
+    LOWPI_CUDA_CHECK_LAUNCH();
+    LOWPI_TRY(launch_flat(x, R * C, d, c, p, offset, d->amax));
+    return record ? lowp_cuda_delayed_record(dl, d->amax) : LOWP_OK;
+  }
+  if (c->mode == LOWP_SCALING_TENSOR) { /* current scaling: amax, scale, then the cast */
+    LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax));
+    scales_kernel<<<1, 32>>>(p, (const uint32_t *)d->amax, 1, d->amax, d->scales, enc_of(d),
+                             d->tensor_scale);
+    LOWPI_CUDA_CHECK_LAUNCH();
+    return launch_flat(x, R * C, d, c, p, offset, NULL);
+  }
+  if (rowblock) {
+    if (c->mode == LOWP_SCALING_NVFP4)
+      LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax)); /* s_enc needs the global amax first */
+    return launch_rowblock(x, d, c, p, offset);
+  }
+  LOWPI_CUDA_TRY(cudaMemsetAsync(bamax_of(d), 0, nb * sizeof(uint32_t), 0));
+  const size_t strips = ((C + 31) / 32) * ((R + kStripRows - 1) / kStripRows);
+  block_amax_2d<<<lowpi_cuda_blocks(strips * 32, lowpi_kThreads), lowpi_kThreads>>>(
+      x, R, C, d->block_rows, d->block_cols, d->scale_cols, bamax_of(d), d->amax);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  scales_kernel<<<lowpi_cuda_blocks(nb, lowpi_kThreads), lowpi_kThreads>>>(
+      p, bamax_of(d), nb, d->amax, d->scales, enc_of(d), d->tensor_scale);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return launch_chunks(x, d, c, p, offset);
+}
+
+lowp_status transpose(float *t, const float *x, size_t R, size_t C) {
+  const size_t tiles = ((R + 31) / 32) * ((C + 31) / 32);
+  const unsigned blocks = tiles < 65535 ? (unsigned)tiles : 65535u;
+  transpose_kernel<<<blocks, 256>>>(t, x, R, C);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status dequantize_one(const lowp_cuda_qtensor *q, const lowp_cuda_qdata *d, void *y,
+                           lowp_format out) {
+  if (!y || !d->codes)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_dequantize: NULL or uninitialized");
+  if (out != LOWP_FP32 && out != LOWP_BF16)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowp_cuda_dequantize: output format must be fp32 or bf16 (got %d)",
+                      (int)out);
+  if ((uintptr_t)y & (out == LOWP_FP32 ? 3u : 1u))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_dequantize: misaligned output");
+  const lowp_format fmt = q->cfg.format;
+  const int vec = d->cols % 16 == 0 && aligned16(y);
+  const size_t chunks = d->rows * ((d->cols + 15) / 16);
+  dequant_chunks<<<lowpi_cuda_blocks(chunks, lowpi_kThreads), lowpi_kThreads>>>(
+      d->codes, lowp_format_get(fmt)->storage_bytes, lowpi_fmt_of(fmt), d->rows, d->cols,
+      d->block_rows, d->block_cols, d->scale_cols, d->scales, (int)q->cfg.mode, d->tensor_scale,
+      y, out == LOWP_BF16, vec);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status copy_qdata_to_host(const lowp_cuda_qdata *d, lowp_qdata *h, const lowp_qconfig *c) {
+  if (h->rows != d->rows || h->cols != d->cols || h->scale_rows != d->scale_rows ||
+      h->scale_cols != d->scale_cols || !h->codes)
+    return lowpi_fail(LOWP_ERR_MISMATCH,
+                      "lowp_cuda_qtensor_to_host: the host tensor has another shape or block grid");
+  const size_t nb = d->scale_rows * d->scale_cols;
+  const int byte_scales = c->scale_format == LOWP_SCALE_E8M0 || c->scale_format == LOWP_SCALE_E4M3;
+  LOWPI_TRY(lowp_cuda_memcpy(h->codes, d->codes,
+                             d->rows * d->cols * lowp_format_get(c->format)->storage_bytes,
+                             LOWP_CUDA_D2H));
+  LOWPI_TRY(lowp_cuda_memcpy(h->scales, d->scales, nb * (byte_scales ? 1 : sizeof(float)),
+                             LOWP_CUDA_D2H));
+  stats_block sb;
+  LOWPI_TRY(lowp_cuda_memcpy(&sb, d->amax, sizeof sb, LOWP_CUDA_D2H));
+  h->amax = sb.amax;
+  h->tensor_scale = sb.tensor_scale;
+  h->n_saturated = (size_t)sb.n_saturated;
+  return LOWP_OK;
+}
+
+} // namespace
+
+lowp_status lowp_cuda_qtensor_init(lowp_cuda_qtensor *q, const lowp_qconfig *cfg, size_t rows,
+                                   size_t cols) {
+  if (!q)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_qtensor_init: NULL tensor");
+  memset(q, 0, sizeof *q);
+  if (!cfg)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_qtensor_init: NULL config");
+  if (rows == 0 || cols == 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_qtensor_init: empty shape %zux%zu", rows,
+                      cols);
+  if (cols > SIZE_MAX / 4 / rows)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_qtensor_init: shape %zux%zu is too large",
+                      rows, cols);
+  lowp_qconfig c = *cfg;
+  LOWPI_TRY(lowpi_qconfig_complete(&c, 0));
+  if (c.double_quant)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowp_cuda_qtensor_init: NF4 double quantization is not implemented on "
+                      "the GPU (quantize on the CPU, or set double_quant = 0)");
+  c.delayed = NULL;
+  q->cfg = c;
+  q->rows = rows;
+  q->cols = cols;
+  lowp_status s = alloc_qdata(&q->rowwise, &c, rows, cols);
+  if (s == LOWP_OK && c.columnwise)
+    s = alloc_qdata(&q->colwise, &c, cols, rows);
+  if (s != LOWP_OK)
+    lowp_cuda_qtensor_free(q);
+  return s;
+}
+
+void lowp_cuda_qtensor_free(lowp_cuda_qtensor *q) {
+  if (!q)
+    return;
+  free_qdata(&q->rowwise);
+  free_qdata(&q->colwise);
+  lowp_cuda_free(q->transposed);
+  memset(q, 0, sizeof *q);
+}
+
+lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_transposed) {
+  if (!x || !q)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_quantize: NULL argument");
+  if (!q->rowwise.codes)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_quantize: tensor not initialized");
+  if ((uintptr_t)x & 3u)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_quantize: misaligned float buffer");
+  const lowp_qconfig *c = &q->cfg;
+  lowp_cuda_delayed *dl = NULL;
+  if (c->mode == LOWP_SCALING_DELAYED) {
+    dl = q->delayed;
+    if (!dl || !dl->history)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "lowp_cuda_quantize: delayed scaling needs lowp_cuda_qtensor.delayed (an "
+                        "initialized lowp_cuda_delayed)");
+    if (dl->format != c->format)
+      return lowpi_fail(LOWP_ERR_MISMATCH,
+                        "lowp_cuda_quantize: the delayed-scaling state targets format %d, the "
+                        "tensor is %s",
+                        (int)dl->format, lowp_format_get(c->format)->name);
+  }
+  const size_t R = q->rows, C = q->cols;
+  if ((x_transposed || c->columnwise) && !q->transposed)
+    LOWPI_TRY(lowp_cuda_malloc((void **)&q->transposed, R * C * sizeof(float)));
+  /* x_transposed: x is (C, R); the row-wise data needs (R, C), the column-wise copy x itself. */
+  const float *rows_x = x, *cols_x = x;
+  if (x_transposed) {
+    LOWPI_TRY(transpose(q->transposed, x, C, R));
+    rows_x = q->transposed;
+  }
+  LOWPI_TRY(quantize_one(rows_x, &q->rowwise, c, dl, c->offset, dl != NULL));
+  if (!c->columnwise)
+    return LOWP_OK;
+  if (!x_transposed) {
+    LOWPI_TRY(transpose(q->transposed, x, R, C));
+    cols_x = q->transposed;
+  }
+  return quantize_one(cols_x, &q->colwise, c, dl, c->offset ^ (1ull << 63), false);
+}
+
+lowp_status lowp_cuda_dequantize(const lowp_cuda_qtensor *q, void *y, lowp_format out_format) {
+  if (!q)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_dequantize: NULL tensor");
+  return dequantize_one(q, &q->rowwise, y, out_format);
+}
+
+lowp_status lowp_cuda_dequantize_colwise(const lowp_cuda_qtensor *q, void *y,
+                                         lowp_format out_format) {
+  if (!q)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_dequantize_colwise: NULL tensor");
+  if (!q->cfg.columnwise)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowp_cuda_dequantize_colwise: the tensor has no column-wise copy");
+  return dequantize_one(q, &q->colwise, y, out_format);
+}
+
+lowp_status lowp_cuda_qtensor_to_host(const lowp_cuda_qtensor *q, lowp_qtensor *h) {
+  if (!q || !h || !q->rowwise.codes)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_qtensor_to_host: NULL or uninitialized");
+  if (h->rows != q->rows || h->cols != q->cols || h->cfg.format != q->cfg.format ||
+      h->cfg.mode != q->cfg.mode || h->cfg.columnwise != q->cfg.columnwise ||
+      h->cfg.scale_format != q->cfg.scale_format || h->cfg.double_quant)
+    return lowpi_fail(LOWP_ERR_MISMATCH,
+                      "lowp_cuda_qtensor_to_host: the host tensor has another shape or config");
+  LOWPI_TRY(copy_qdata_to_host(&q->rowwise, &h->rowwise, &q->cfg));
+  if (q->cfg.columnwise)
+    LOWPI_TRY(copy_qdata_to_host(&q->colwise, &h->colwise, &q->cfg));
+  return LOWP_OK;
+}

@@ -1,0 +1,213 @@
+/* Device pieces of the GPU quantizer (src/cuda/quant.cu): the per-block scale rule, the
+ * element encoders and a block-wide reduction. Each is the CPU rule of src/quant/quantize.c
+ * and scale_math.h, operation for operation, so codes and scales match bit for bit. */
+#ifndef LOWPI_QUANT_KERNELS_CUH
+#define LOWPI_QUANT_KERNELS_CUH
+
+#include <cuda_fp8.h>
+#include <stdint.h>
+
+#include "cuda/cuda_common.h"
+#include "format/cast_scalar.h"
+#include "quant/scale_math.h"
+
+/* Template argument for "known only at run time" (format or rounding). */
+constexpr int lowpi_kAny = -1;
+
+/* What the scale rule of a mode needs, by value. */
+struct lowpi_qparams {
+  int mode;   /* lowp_scaling_mode */
+  int is_int; /* symmetric integer rule */
+  int pow2;   /* FP32_POW2 scales */
+  int emax;   /* MX: floor(log2(fmt_max)) */
+  int mx_rule;
+  float fmax;
+  uint32_t fmax_bits;
+  const float *d_scale, *d_scale_inv; /* DELAYED: the device state's scale and scale_inv */
+};
+
+/* |x| as bits with every NaN mapped to the canonical 0x7FC00000: their unsigned max is the
+ * exact, order-independent, NaN-propagating amax (see amax.cu). */
+__device__ __forceinline__ uint32_t lowpi_abs_key(float v) {
+  uint32_t a = lowpi_f32_bits(v) & 0x7FFFFFFFu;
+  return a > 0x7F800000u ? 0x7FC00000u : a;
+}
+
+/* lowpi_scale_nvfp4 with the e4m3 cast and decode done by Hopper's conversions (equal to the
+ * scalar rule on every non-NaN input; the NaN case is decided before, as there). */
+__device__ __forceinline__ lowpi_block_scale lowpi_scale_nvfp4_dev(float block_amax, float s_enc) {
+  lowpi_block_scale r;
+  const float sd = (block_amax / 6.0f) * s_enc;
+  if ((lowpi_f32_bits(sd) & 0x7FFFFFFFu) > 0x7F800000u) {
+    r.code = 0x7Fu;
+  } else {
+    const __nv_fp8x2_storage_t c =
+        __nv_cvt_float2_to_fp8x2(make_float2(sd, 0.0f), __NV_SATFINITE, __NV_E4M3);
+    r.code = (uint8_t)(c & 0xFFu);
+  }
+  r.dec = __half2float(__half(__nv_cvt_fp8_to_halfraw(r.code, __NV_E4M3)));
+  r.enc = r.dec == 0.0f ? 0.0f : s_enc / r.dec;
+  return r;
+}
+
+/* The scales of one block whose amax is a (a canonical NaN if any NaN), as compute_scales. */
+__device__ __forceinline__ lowpi_block_scale lowpi_qblock_scale(const lowpi_qparams &p, float a,
+                                                                float s_enc) {
+  lowpi_block_scale s;
+  s.code = 0;
+  switch (p.mode) {
+  case LOWP_SCALING_NONE:
+    s.enc = s.dec = 1.0f;
+    return s;
+  case LOWP_SCALING_DELAYED:
+    s.enc = *p.d_scale;
+    s.dec = *p.d_scale_inv;
+    return s;
+  case LOWP_SCALING_MX:
+    return lowpi_scale_mx(a, p.fmax, p.emax, (lowp_mx_rule)p.mx_rule);
+  case LOWP_SCALING_NVFP4:
+    return lowpi_scale_nvfp4_dev(a, s_enc);
+  case LOWP_SCALING_NF4:
+    return lowpi_scale_nf4(a);
+  default:
+    return p.is_int ? lowpi_scale_int(a, p.fmax) : lowpi_scale_float(a, p.fmax, p.pow2);
+  }
+}
+
+/* The stored form: e8m0 / e4m3 codes for MX / NVFP4, else the fp32 decode multiplier. */
+__device__ __forceinline__ void lowpi_store_scale(const lowpi_qparams &p, void *scales, size_t b,
+                                                  const lowpi_block_scale &s) {
+  if (p.mode == LOWP_SCALING_MX || p.mode == LOWP_SCALING_NVFP4)
+    ((uint8_t *)scales)[b] = s.code;
+  else
+    ((float *)scales)[b] = s.dec;
+}
+
+/* Clipped by the saturating cast: scaled magnitude beyond fmt_max (NaN is not counted). */
+__device__ __forceinline__ unsigned lowpi_saturates(float y, uint32_t fmax_bits) {
+  uint32_t a = lowpi_f32_bits(y) & 0x7FFFFFFFu;
+  return a > fmax_bits && a <= 0x7F800000u;
+}
+
+/* e2m1 RNE saturating, equal to lowpi_encode on all 2^32 floats (checked exhaustively on the
+ * host): from 1.0 up, the float's bits rounded to one mantissa bit by the integer RNE trick
+ * (the carry flows into the exponent) and rebased to e2m1's exponent, clamped at 6; below 1.0
+ * (e2m1's subnormals 0 and 0.5) comparisons with the midpoints, ties to the even code. NaN
+ * gives +max (+7), as the scalar saturating rule. */
+__device__ __forceinline__ uint32_t lowpi_e2m1_rne_sat(float y) {
+  const uint32_t u = lowpi_f32_bits(y);
+  const uint32_t ab = u & 0x7FFFFFFFu;
+  const uint32_t r = (ab + 0x1FFFFFu + ((ab >> 22) & 1u)) >> 22; /* (exponent, 1 mantissa bit) */
+  const uint32_t norm = r >= 259u ? 7u : r - 252u; /* 259 = 6.0 rounded: the clamp */
+  const float a = lowpi_bits_f32(ab);
+  const uint32_t sub = (uint32_t)(a > 0.25f) + (uint32_t)(a >= 0.75f);
+  const uint32_t mag = ab >= 0x3F800000u ? norm : sub;
+  const uint32_t neg = (u >> 31) & (uint32_t)(ab <= 0x7F800000u); /* NaN: positive */
+  return mag | (neg << 3);
+}
+
+template <int FF> __device__ __forceinline__ uint32_t lowpi_fp8_pair(float a, float b) {
+  /* cvt.rn.satfinite: equal to the scalar rule, NaN included (+0x7F is also the saturating
+   * scalar NaN of e4m3 and e5m2). */
+  constexpr __nv_fp8_interpretation_t kind = FF == LOWP_E4M3 ? __NV_E4M3 : __NV_E5M2;
+  return __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, kind);
+}
+
+template <int FF, int RR> __host__ __device__ constexpr bool lowpi_is_hw_fp8() {
+  return (FF == LOWP_E4M3 || FF == LOWP_E5M2) && RR == LOWP_ROUND_RNE;
+}
+
+/* One element code of the scaled value y = x * enc: the saturating cast of quantize.c's
+ * encode_elements (NaN made canonical first). FF / RR: format / rounding known at compile
+ * time (lowpi_kAny: use f / rnd). */
+template <int FF, int RR>
+__device__ __forceinline__ uint32_t lowpi_qencode(const lowpi_fmt &f, float y, lowp_round rnd,
+                                                  uint64_t seed, uint64_t offset, uint64_t index) {
+  if constexpr (lowpi_is_hw_fp8<FF, RR>()) {
+    return lowpi_fp8_pair<FF>(y, 0.0f) & 0xFFu;
+  } else if constexpr (FF == LOWP_E2M1 && RR == LOWP_ROUND_RNE) {
+    return lowpi_e2m1_rne_sat(y);
+  } else {
+    if ((lowpi_f32_bits(y) & 0x7FFFFFFFu) > 0x7F800000u)
+      y = lowpi_bits_f32(0x7FC00000u);
+    const lowpi_fmt ff = FF == lowpi_kAny ? f : lowpi_fmt_of((lowp_format)FF);
+    const lowp_round r = RR == lowpi_kAny ? rnd : (lowp_round)RR;
+    return lowpi_encode(ff, y, r, LOWP_OVERFLOW_SATURATE, seed, offset, index);
+  }
+}
+
+/* 16 one-byte codes of y[0..16) (consecutive elements from index0) packed into w[4]. */
+template <int FF, int RR>
+__device__ __forceinline__ void lowpi_qencode16(const float *y, uint32_t *w, const lowpi_fmt &f,
+                                                lowp_round rnd, uint64_t seed, uint64_t offset,
+                                                uint64_t index0) {
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    if constexpr (lowpi_is_hw_fp8<FF, RR>()) {
+      w[j] = lowpi_fp8_pair<FF>(y[4 * j], y[4 * j + 1]) |
+             lowpi_fp8_pair<FF>(y[4 * j + 2], y[4 * j + 3]) << 16;
+    } else {
+      uint32_t v = 0;
+#pragma unroll
+      for (int k = 0; k < 4; k++)
+        v |= lowpi_qencode<FF, RR>(f, y[4 * j + k], rnd, seed, offset, index0 + 4 * j + k)
+             << (8 * k);
+      w[j] = v;
+    }
+  }
+}
+
+__device__ __forceinline__ void lowpi_store_code(void *codes, int bytes, size_t i, uint32_t c) {
+  if (bytes == 1)
+    ((uint8_t *)codes)[i] = (uint8_t)c;
+  else if (bytes == 2)
+    ((uint16_t *)codes)[i] = (uint16_t)c;
+  else
+    ((uint32_t *)codes)[i] = c;
+}
+
+__device__ __forceinline__ uint32_t lowpi_load_code(const void *codes, int bytes, size_t i) {
+  if (bytes == 1)
+    return ((const uint8_t *)codes)[i];
+  if (bytes == 2)
+    return ((const uint16_t *)codes)[i];
+  return ((const uint32_t *)codes)[i];
+}
+
+/* Block-wide max of a uint32 (blockDim.x a multiple of 32, at most 1024); thread 0 gets it. */
+__device__ __forceinline__ uint32_t lowpi_block_max(uint32_t v) {
+  __shared__ uint32_t part[32];
+  v = __reduce_max_sync(0xFFFFFFFFu, v);
+  __syncthreads(); /* part may still be read by a previous call */
+  if (threadIdx.x % 32 == 0)
+    part[threadIdx.x / 32] = v;
+  __syncthreads();
+  v = 0;
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0u;
+    v = __reduce_max_sync(0xFFFFFFFFu, v);
+  }
+  return v;
+}
+
+/* Block-wide sum; thread 0 gets it. */
+__device__ __forceinline__ unsigned long long lowpi_block_sum(unsigned long long v) {
+  __shared__ unsigned long long part[32];
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2)
+    v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+  __syncthreads();
+  if (threadIdx.x % 32 == 0)
+    part[threadIdx.x / 32] = v;
+  __syncthreads();
+  v = 0;
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0ull;
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2)
+      v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+  }
+  return v;
+}
+
+#endif
