@@ -3,6 +3,7 @@
 
 #include "common/error.h"
 #include "cuda/cast_cuda.h"
+#include "cuda/optim_cuda.h"
 #include "lowp/cuda.h"
 
 static lowp_status no_cuda(const char *fn) {
@@ -92,6 +93,44 @@ lowp_status lowp_cuda_event_record(lowp_cuda_event *event) {
 
 lowp_status lowp_cuda_event_elapsed_ms(lowp_cuda_event *start, lowp_cuda_event *stop, float *ms) {
   return no_cuda("lowp_cuda_event_elapsed_ms");
+}
+
+/* The internal GPU optimizer (cuda/optim_cuda.h): its tests link these. */
+lowp_status lowpi_cuda_grad_prepare(lowpi_cuda_grad_work *work, float *grads, size_t n,
+                                    int round_bf16, float inv_scale, float max_norm) {
+  return no_cuda("lowpi_cuda_grad_prepare");
+}
+
+lowp_status lowpi_cuda_grad_stats_read(lowpi_cuda_grad_stats *stats,
+                                       const lowpi_cuda_grad_work *work) {
+  return no_cuda("lowpi_cuda_grad_stats_read");
+}
+
+lowp_status lowpi_cuda_adamw_create(lowpi_cuda_adamw **opt, const lowp_adamw *host) {
+  if (opt)
+    *opt = NULL;
+  return no_cuda("lowpi_cuda_adamw_create");
+}
+
+void lowpi_cuda_adamw_free(lowpi_cuda_adamw *opt) {}
+
+lowp_status lowpi_cuda_adamw_upload(lowpi_cuda_adamw *opt, const lowp_adamw *host) {
+  return no_cuda("lowpi_cuda_adamw_upload");
+}
+
+lowp_status lowpi_cuda_adamw_download(const lowpi_cuda_adamw *opt, lowp_adamw *host) {
+  return no_cuda("lowpi_cuda_adamw_download");
+}
+
+lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *opt, float *params, const float *grads,
+                                  double lr, long t, const lowpi_cuda_grad_work *work) {
+  return no_cuda("lowpi_cuda_adamw_step");
+}
+
+void lowpi_cuda_adamw_commit(lowpi_cuda_adamw *opt, int skipped) {}
+
+long lowpi_cuda_adamw_num_steps(const lowpi_cuda_adamw *opt) {
+  return 0;
 }
 
 #else
