@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "cuda/cast_cuda.h"
+#include "cuda/optim_cuda.h"
 #include "lowp/cuda.h"
 #include "lowp/cuda_quant.h"
 
@@ -167,6 +168,42 @@ lowp_status lowp_cuda_fake_quant(float *y, const float *x, lowp_cuda_qtensor *q,
 lowp_status lowp_cuda_hadamard(float *y, const float *x, size_t rows, size_t cols, int n,
                                uint64_t seed, int inverse) {
   return no_cuda("lowp_cuda_hadamard");
+/* The internal GPU optimizer (cuda/optim_cuda.h): its tests link these. */
+lowp_status lowpi_cuda_grad_prepare(lowpi_cuda_grad_work *work, float *grads, size_t n,
+                                    int round_bf16, float inv_scale, float max_norm) {
+  return no_cuda("lowpi_cuda_grad_prepare");
+}
+
+lowp_status lowpi_cuda_grad_stats_read(lowpi_cuda_grad_stats *stats,
+                                       const lowpi_cuda_grad_work *work) {
+  return no_cuda("lowpi_cuda_grad_stats_read");
+}
+
+lowp_status lowpi_cuda_adamw_create(lowpi_cuda_adamw **opt, const lowp_adamw *host) {
+  if (opt)
+    *opt = NULL;
+  return no_cuda("lowpi_cuda_adamw_create");
+}
+
+void lowpi_cuda_adamw_free(lowpi_cuda_adamw *opt) {}
+
+lowp_status lowpi_cuda_adamw_upload(lowpi_cuda_adamw *opt, const lowp_adamw *host) {
+  return no_cuda("lowpi_cuda_adamw_upload");
+}
+
+lowp_status lowpi_cuda_adamw_download(const lowpi_cuda_adamw *opt, lowp_adamw *host) {
+  return no_cuda("lowpi_cuda_adamw_download");
+}
+
+lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *opt, float *params, const float *grads,
+                                  double lr, long t, const lowpi_cuda_grad_work *work) {
+  return no_cuda("lowpi_cuda_adamw_step");
+}
+
+void lowpi_cuda_adamw_commit(lowpi_cuda_adamw *opt, int skipped) {}
+
+long lowpi_cuda_adamw_num_steps(const lowpi_cuda_adamw *opt) {
+  return 0;
 }
 
 #else

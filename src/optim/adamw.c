@@ -6,27 +6,12 @@
 #include "common/error.h"
 #include "format/cast_scalar.h"
 #include "lowp/optim.h"
+#include "optim/adamw_internal.h"
 
-#define BLOCK 256     /* 8-bit states: elements per absmax block */
-#define MIN_8BIT 4096 /* smaller tensors keep fp32 states (bitsandbytes' min_8bit_size) */
+#define BLOCK LOWPI_ADAMW_BLOCK
+#define MIN_8BIT LOWPI_ADAMW_MIN_8BIT
 
-typedef struct {
-  size_t offset, numel;
-  int decay, kind; /* kind: the lowp_opt_state this tensor actually uses */
-  size_t m, v;     /* byte offsets of the states in the blob */
-  size_t am, av;   /* 8-bit: byte offsets of the absmax arrays (float, one per block) */
-} opt_tensor;
-
-struct lowp_adamw {
-  lowp_adamw_config cfg;
-  opt_tensor *t;
-  size_t nt;
-  unsigned char *blob;
-  size_t bytes;
-  long steps;
-  float code_s[256], code_u[256];
-  unsigned char zero_s, zero_u; /* the codes of 0.0 */
-};
+typedef lowpi_opt_tensor opt_tensor;
 
 void lowp_adamw_config_default(lowp_adamw_config *c) {
   memset(c, 0, sizeof(*c));
@@ -165,62 +150,40 @@ void *lowp_adamw_state(lowp_adamw *o, size_t *bytes) {
   return o->blob;
 }
 
-/* Nearest code of a sorted table (ties to the lower code), x in [-1, 1] or [0, 1]. */
-static unsigned char nearest_code(const float code[256], float x) {
-  int lo = 0, hi = 255;
-  while (hi - lo > 1) { /* code[lo] <= x <= code[hi] */
-    int mid = (lo + hi) / 2;
-    if (code[mid] <= x)
-      lo = mid;
-    else
-      hi = mid;
-  }
-  if (x <= code[lo])
-    return (unsigned char)lo;
-  if (x >= code[hi])
-    return (unsigned char)hi;
-  return (unsigned char)(x - code[lo] <= code[hi] - x ? lo : hi);
-}
-
-/* Per-step constants, in double as PyTorch computes its Python scalars. */
-typedef struct {
-  float decay_mul, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqrt, eps;
-} step_consts;
-
-/* The update of one element given its new m, v (fp32). */
-static inline float update_param(float p, float m, float v, int decay, const step_consts *k) {
-  if (decay)
-    p = p * k->decay_mul;
-  float denom = sqrtf(v) / k->bc2_sqrt + k->eps;
-  return p - k->step_size * (m / denom);
+lowpi_adamw_consts lowpi_adamw_consts_at(const lowp_adamw_config *cfg, long t, double lr) {
+  double b1 = cfg->beta1, b2 = cfg->beta2;
+  double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
+  lowpi_adamw_consts k;
+  k.decay_mul = (float)(1.0 - lr * cfg->weight_decay);
+  k.one_minus_b1 = (float)(1.0 - b1);
+  k.b2 = (float)b2;
+  k.one_minus_b2 = (float)(1.0 - b2);
+  k.step_size = (float)(lr / bc1);
+  k.bc2_sqrt = (float)sqrt(bc2);
+  k.eps = (float)cfg->eps;
+  return k;
 }
 
 static inline float store_master(float p, const lowp_adamw *o, uint64_t index) {
-  if (!o->cfg.master_bf16)
-    return p;
-  lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
-  uint64_t offset = ((uint64_t)o->steps << 2) | 2u;
-  return lowpi_decode(
-      bf, lowpi_encode(bf, p, LOWP_ROUND_SR, LOWP_OVERFLOW_NATIVE, o->cfg.seed, offset, index));
+  return lowpi_adamw_store_master(p, o->cfg.master_bf16, o->cfg.seed, (uint64_t)o->steps, index);
 }
 
 static void step_dense(lowp_adamw *o, const opt_tensor *t, float *p, const float *g,
-                       const step_consts *k) {
+                       const lowpi_adamw_consts *k) {
   lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
   int bf16 = t->kind == LOWP_OPT_STATE_BF16;
   float *m32 = (float *)(void *)(o->blob + t->m), *v32 = (float *)(void *)(o->blob + t->v);
   uint16_t *m16 = (uint16_t *)(void *)(o->blob + t->m);
   uint16_t *v16 = (uint16_t *)(void *)(o->blob + t->v);
-  uint64_t off_m = ((uint64_t)o->steps << 2) | 0u, off_v = ((uint64_t)o->steps << 2) | 1u;
+  uint64_t off_m = lowpi_adamw_sr_offset((uint64_t)o->steps, LOWPI_ADAMW_SR_M);
+  uint64_t off_v = lowpi_adamw_sr_offset((uint64_t)o->steps, LOWPI_ADAMW_SR_V);
 #pragma omp parallel for
   for (size_t i = 0; i < t->numel; i++) {
     uint64_t index = t->offset + i; /* the element's global index: SR streams */
     float m = bf16 ? lowpi_decode(bf, m16[i]) : m32[i];
     float v = bf16 ? lowpi_decode(bf, v16[i]) : v32[i];
-    float gi = g[i];
-    m = m + k->one_minus_b1 * (gi - m); /* torch: exp_avg.lerp_(grad, 1 - beta1) */
-    v = v * k->b2 + k->one_minus_b2 * (gi * gi);
-    p[i] = store_master(update_param(p[i], m, v, t->decay, k), o, index);
+    lowpi_adamw_moments(&m, &v, g[i], k);
+    p[i] = store_master(lowpi_adamw_param(p[i], m, v, t->decay, k), o, index);
     if (bf16) {
       m16[i] = (uint16_t)lowpi_encode(bf, m, o->cfg.state_round, LOWP_OVERFLOW_NATIVE, o->cfg.seed,
                                       off_m, index);
@@ -234,7 +197,7 @@ static void step_dense(lowp_adamw *o, const opt_tensor *t, float *p, const float
 }
 
 static void step_8bit(lowp_adamw *o, const opt_tensor *t, float *p, const float *g,
-                      const step_consts *k) {
+                      const lowpi_adamw_consts *k) {
   unsigned char *qm = o->blob + t->m, *qv = o->blob + t->v;
   float *am = (float *)(void *)(o->blob + t->am), *av = (float *)(void *)(o->blob + t->av);
   size_t nb = (t->numel + BLOCK - 1) / BLOCK;
@@ -244,10 +207,9 @@ static void step_8bit(lowp_adamw *o, const opt_tensor *t, float *p, const float 
     float mb[BLOCK], vb[BLOCK], mmax = 0.0f, vmax = 0.0f;
     for (size_t j = 0; j < n; j++) {
       size_t i = lo + j;
-      float m = o->code_s[qm[i]] * am[b], v = o->code_u[qv[i]] * av[b], gi = g[i];
-      m = m + k->one_minus_b1 * (gi - m);
-      v = v * k->b2 + k->one_minus_b2 * (gi * gi);
-      p[i] = store_master(update_param(p[i], m, v, t->decay, k), o, t->offset + i);
+      float m = o->code_s[qm[i]] * am[b], v = o->code_u[qv[i]] * av[b];
+      lowpi_adamw_moments(&m, &v, g[i], k);
+      p[i] = store_master(lowpi_adamw_param(p[i], m, v, t->decay, k), o, t->offset + i);
       mb[j] = m;
       vb[j] = v;
       mmax = fmaxf(mmax, fabsf(m));
@@ -256,8 +218,8 @@ static void step_8bit(lowp_adamw *o, const opt_tensor *t, float *p, const float 
     am[b] = mmax;
     av[b] = vmax;
     for (size_t j = 0; j < n; j++) {
-      qm[lo + j] = mmax > 0.0f ? nearest_code(o->code_s, mb[j] / mmax) : o->zero_s;
-      qv[lo + j] = vmax > 0.0f ? nearest_code(o->code_u, vb[j] / vmax) : o->zero_u;
+      qm[lo + j] = mmax > 0.0f ? lowpi_adamw_nearest_code(o->code_s, mb[j] / mmax) : o->zero_s;
+      qv[lo + j] = vmax > 0.0f ? lowpi_adamw_nearest_code(o->code_u, vb[j] / vmax) : o->zero_u;
     }
   }
 }
@@ -266,16 +228,7 @@ lowp_status lowp_adamw_step(lowp_adamw *o, float *params, const float *grads, do
   if (!params || !grads)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "adamw: step needs params and grads");
   long t = o->steps + 1;
-  double b1 = o->cfg.beta1, b2 = o->cfg.beta2;
-  double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-  step_consts k;
-  k.decay_mul = (float)(1.0 - lr * o->cfg.weight_decay);
-  k.one_minus_b1 = (float)(1.0 - b1);
-  k.b2 = (float)b2;
-  k.one_minus_b2 = (float)(1.0 - b2);
-  k.step_size = (float)(lr / bc1);
-  k.bc2_sqrt = (float)sqrt(bc2);
-  k.eps = (float)o->cfg.eps;
+  lowpi_adamw_consts k = lowpi_adamw_consts_at(&o->cfg, t, lr);
   for (size_t i = 0; i < o->nt; i++) {
     const opt_tensor *tt = &o->t[i];
     float *p = params + tt->offset;

@@ -1,0 +1,334 @@
+/* AdamW on the GPU: the update of src/optim/adamw.c bit for bit (the per-element math is the
+ * same code, src/optim/adamw_internal.h), one launch over every tensor, skipped on the device
+ * when the step's gradients are not finite.
+ *
+ * Work split: each tensor is cut into chunks, 1024 elements for fp32/bf16 states (4 per
+ * thread, coalesced) and one absmax block of 256 for 8-bit states (one element per thread, the
+ * block's absmax a block-wide max). A small device table holds every tensor with its first
+ * chunk number; a CUDA block finds the tensor of its chunk by binary search. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cuda_common.h"
+#include "cuda/optim_cuda.h"
+#include "optim/adamw_internal.h"
+
+namespace {
+
+constexpr unsigned kThreads = 256;
+constexpr unsigned kDensePerThread = 4;
+constexpr size_t kDenseChunk = (size_t)kThreads * kDensePerThread;
+static_assert(LOWPI_ADAMW_BLOCK == kThreads, "an 8-bit block is one CUDA block");
+
+struct dev_tensor {
+  size_t offset, numel;
+  size_t m, v, am, av; /* byte offsets in the blob */
+  size_t chunk0;       /* the first chunk of this tensor */
+  int decay, kind;
+};
+
+struct step_args {
+  float *params;
+  const float *grads;
+  unsigned char *blob;
+  const dev_tensor *t;
+  unsigned nt;
+  size_t nchunks;
+  const float *codes; /* 256 signed then 256 unsigned dynamic-map values */
+  lowpi_adamw_consts k;
+  uint64_t seed, steps_before;
+  int master_bf16;
+  lowp_round state_round;
+  unsigned zero_s, zero_u;
+  const lowpi_cuda_grad_stats *stats; /* NULL: no skip, no clip */
+};
+
+size_t chunk_size(int kind) {
+  return kind == LOWP_OPT_STATE_8BIT ? (size_t)LOWPI_ADAMW_BLOCK : kDenseChunk;
+}
+
+/* The last tensor whose first chunk is <= c (tensors without elements own no chunk). */
+__device__ __forceinline__ unsigned find_tensor(const dev_tensor *t, unsigned nt, size_t c) {
+  unsigned lo = 0, hi = nt; /* t[lo].chunk0 <= c < t[hi].chunk0 */
+  while (hi - lo > 1) {
+    unsigned mid = (lo + hi) / 2;
+    if (t[mid].chunk0 <= c)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* lowp_clip_grads' product: in double with the double coefficient, rounded to fp32. */
+__device__ __forceinline__ float clipped(float g, double coef) {
+  return coef < 1.0 ? (float)((double)g * coef) : g;
+}
+
+__device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chunk, double coef) {
+  const lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
+  const int bf16 = t.kind == LOWP_OPT_STATE_BF16;
+  float *p = a.params + t.offset;
+  const float *g = a.grads + t.offset;
+  float *m32 = (float *)(void *)(a.blob + t.m), *v32 = (float *)(void *)(a.blob + t.v);
+  uint16_t *m16 = (uint16_t *)(void *)(a.blob + t.m), *v16 = (uint16_t *)(void *)(a.blob + t.v);
+  const uint64_t off_m = lowpi_adamw_sr_offset(a.steps_before, LOWPI_ADAMW_SR_M);
+  const uint64_t off_v = lowpi_adamw_sr_offset(a.steps_before, LOWPI_ADAMW_SR_V);
+  const size_t lo = chunk * kDenseChunk;
+#pragma unroll
+  for (unsigned r = 0; r < kDensePerThread; r++) {
+    const size_t i = lo + (size_t)r * kThreads + threadIdx.x;
+    if (i >= t.numel)
+      break;
+    const uint64_t index = t.offset + i; /* the element's global index: SR streams */
+    float m = bf16 ? lowpi_decode(bf, m16[i]) : m32[i];
+    float v = bf16 ? lowpi_decode(bf, v16[i]) : v32[i];
+    lowpi_adamw_moments(&m, &v, clipped(g[i], coef), &a.k);
+    p[i] = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k), a.master_bf16,
+                                    a.seed, a.steps_before, index);
+    if (bf16) {
+      m16[i] = (uint16_t)lowpi_encode(bf, m, a.state_round, LOWP_OVERFLOW_NATIVE, a.seed, off_m,
+                                      index);
+      v16[i] = (uint16_t)lowpi_encode(bf, v, a.state_round, LOWP_OVERFLOW_NATIVE, a.seed, off_v,
+                                      index);
+    } else {
+      m32[i] = m;
+      v32[i] = v;
+    }
+  }
+}
+
+/* One 8-bit block of 256 elements, one per thread. */
+__device__ void block_8bit(const step_args &a, const dev_tensor &t, size_t b, double coef,
+                           const float *code_s, const float *code_u, float (*scratch)[2]) {
+  unsigned char *qm = a.blob + t.m, *qv = a.blob + t.v;
+  float *am = (float *)(void *)(a.blob + t.am), *av = (float *)(void *)(a.blob + t.av);
+  const size_t lo = b * LOWPI_ADAMW_BLOCK, i = lo + threadIdx.x;
+  const int active = i < t.numel;
+  float m = 0.0f, v = 0.0f;
+  if (active) {
+    m = code_s[qm[i]] * am[b];
+    v = code_u[qv[i]] * av[b];
+    lowpi_adamw_moments(&m, &v, clipped(a.grads[t.offset + i], coef), &a.k);
+    float *p = a.params + t.offset;
+    p[i] = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k), a.master_bf16,
+                                    a.seed, a.steps_before, t.offset + i);
+  }
+  /* The CPU's running fmaxf from 0 ignores NaN; fmaxf with 0 first makes every value a
+   * non-negative number, whose max is the same in any order. */
+  float mmax = active ? fmaxf(0.0f, fabsf(m)) : 0.0f;
+  float vmax = active ? fmaxf(0.0f, v) : 0.0f;
+  for (int o = 16; o > 0; o >>= 1) {
+    mmax = fmaxf(mmax, __shfl_xor_sync(0xFFFFFFFFu, mmax, o));
+    vmax = fmaxf(vmax, __shfl_xor_sync(0xFFFFFFFFu, vmax, o));
+  }
+  if (threadIdx.x % 32 == 0) {
+    scratch[threadIdx.x / 32][0] = mmax;
+    scratch[threadIdx.x / 32][1] = vmax;
+  }
+  __syncthreads(); /* every thread has read am[b], av[b] and written its scratch */
+  for (unsigned w = 0; w < kThreads / 32; w++) {
+    mmax = fmaxf(mmax, scratch[w][0]);
+    vmax = fmaxf(vmax, scratch[w][1]);
+  }
+  __syncthreads(); /* scratch is free for the next block */
+  if (threadIdx.x == 0) {
+    am[b] = mmax;
+    av[b] = vmax;
+  }
+  if (active) {
+    qm[i] = mmax > 0.0f ? lowpi_adamw_nearest_code(code_s, m / mmax) : (unsigned char)a.zero_s;
+    qv[i] = vmax > 0.0f ? lowpi_adamw_nearest_code(code_u, v / vmax) : (unsigned char)a.zero_u;
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) adamw_kernel(const step_args a) {
+  /* The skip is decided here, on the device: the whole grid sees the same flag. */
+  if (a.stats && a.stats->found_inf)
+    return;
+  const double coef = a.stats ? a.stats->clip_coef : 1.0;
+  __shared__ float code_s[256], code_u[256];
+  __shared__ float scratch[kThreads / 32][2];
+  code_s[threadIdx.x] = a.codes[threadIdx.x];
+  code_u[threadIdx.x] = a.codes[256 + threadIdx.x];
+  __syncthreads();
+  for (size_t c = blockIdx.x; c < a.nchunks; c += gridDim.x) {
+    const dev_tensor t = a.t[find_tensor(a.t, a.nt, c)];
+    if (t.kind == LOWP_OPT_STATE_8BIT)
+      block_8bit(a, t, c - t.chunk0, coef, code_s, code_u, scratch);
+    else
+      dense_chunk(a, t, c - t.chunk0, coef);
+  }
+}
+
+} // namespace
+
+struct lowpi_cuda_adamw {
+  lowp_adamw_config cfg;
+  size_t nt, bytes, nchunks;
+  lowpi_opt_tensor *layout; /* host copy, to check uploads and downloads */
+  dev_tensor *d_t;
+  unsigned char *d_blob;
+  float *d_codes;
+  unsigned zero_s, zero_u;
+  long steps;
+};
+
+static int same_layout(const lowpi_cuda_adamw *o, const lowp_adamw *h) {
+  if (o->nt != h->nt || o->bytes != h->bytes)
+    return 0;
+  for (size_t i = 0; i < o->nt; i++) {
+    const lowpi_opt_tensor *a = &o->layout[i], *b = &h->t[i];
+    if (a->offset != b->offset || a->numel != b->numel || a->decay != b->decay ||
+        a->kind != b->kind || a->m != b->m || a->v != b->v || a->am != b->am || a->av != b->av)
+      return 0;
+  }
+  return 1;
+}
+
+/* Allocate and fill the device side of o from h (o->layout already holds h's tensors). */
+static lowp_status setup(lowpi_cuda_adamw *o, const lowp_adamw *h) {
+  dev_tensor *t = (dev_tensor *)calloc(o->nt ? o->nt : 1, sizeof(dev_tensor));
+  if (!t)
+    return lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
+  size_t chunks = 0;
+  for (size_t i = 0; i < o->nt; i++) {
+    const lowpi_opt_tensor *s = &h->t[i];
+    t[i].offset = s->offset;
+    t[i].numel = s->numel;
+    t[i].m = s->m;
+    t[i].v = s->v;
+    t[i].am = s->am;
+    t[i].av = s->av;
+    t[i].decay = s->decay;
+    t[i].kind = s->kind;
+    t[i].chunk0 = chunks;
+    size_t cs = chunk_size(s->kind);
+    chunks += (s->numel + cs - 1) / cs;
+  }
+  o->nchunks = chunks;
+  cudaError_t e = cudaMalloc((void **)&o->d_t, (o->nt ? o->nt : 1) * sizeof(dev_tensor));
+  if (e == cudaSuccess)
+    e = cudaMemcpy(o->d_t, t, o->nt * sizeof(dev_tensor), cudaMemcpyHostToDevice);
+  free(t);
+  if (e != cudaSuccess)
+    return lowpi_cuda_fail(e, "cudaMalloc/cudaMemcpy of the tensor table", __FILE__, __LINE__);
+  float codes[512];
+  memcpy(codes, h->code_s, sizeof h->code_s);
+  memcpy(codes + 256, h->code_u, sizeof h->code_u);
+  LOWPI_CUDA_TRY(cudaMalloc((void **)&o->d_codes, sizeof codes));
+  LOWPI_CUDA_TRY(cudaMemcpy(o->d_codes, codes, sizeof codes, cudaMemcpyHostToDevice));
+  LOWPI_CUDA_TRY(cudaMalloc((void **)&o->d_blob, o->bytes ? o->bytes : 8));
+  LOWPI_CUDA_TRY(cudaMemcpy(o->d_blob, h->blob, o->bytes, cudaMemcpyHostToDevice));
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_adamw_create(lowpi_cuda_adamw **out, const lowp_adamw *h) {
+  if (!out || !h)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_create: NULL pointer");
+  *out = NULL;
+  if (h->nt >= (1u << 31))
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "cuda adamw: %zu tensors is too many", h->nt);
+  lowpi_cuda_adamw *o = (lowpi_cuda_adamw *)calloc(1, sizeof *o);
+  if (!o)
+    return lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
+  o->cfg = h->cfg;
+  o->nt = h->nt;
+  o->bytes = h->bytes;
+  o->steps = h->steps;
+  o->zero_s = h->zero_s;
+  o->zero_u = h->zero_u;
+  o->layout = (lowpi_opt_tensor *)malloc((h->nt ? h->nt : 1) * sizeof(lowpi_opt_tensor));
+  lowp_status st = o->layout ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
+  if (st == LOWP_OK) {
+    memcpy(o->layout, h->t, h->nt * sizeof(lowpi_opt_tensor));
+    st = setup(o, h);
+  }
+  if (st != LOWP_OK) {
+    lowpi_cuda_adamw_free(o);
+    return st;
+  }
+  *out = o;
+  return LOWP_OK;
+}
+
+void lowpi_cuda_adamw_free(lowpi_cuda_adamw *o) {
+  if (!o)
+    return;
+  /* Errors freeing are ignored: nothing useful can be done with them here. */
+  (void)cudaFree(o->d_t);
+  (void)cudaFree(o->d_codes);
+  (void)cudaFree(o->d_blob);
+  free(o->layout);
+  free(o);
+}
+
+lowp_status lowpi_cuda_adamw_upload(lowpi_cuda_adamw *o, const lowp_adamw *h) {
+  if (!o || !h)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_upload: NULL pointer");
+  if (!same_layout(o, h))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_adamw_upload: the host optimizer's tensors or state layout "
+                      "differ from the device's (%zu tensors, %zu bytes here, %zu, %zu there)",
+                      o->nt, o->bytes, h->nt, h->bytes);
+  LOWPI_CUDA_TRY(cudaMemcpy(o->d_blob, h->blob, o->bytes, cudaMemcpyHostToDevice));
+  o->cfg = h->cfg;
+  o->steps = h->steps;
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_adamw_download(const lowpi_cuda_adamw *o, lowp_adamw *h) {
+  if (!o || !h)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_download: NULL pointer");
+  if (!same_layout(o, h))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_adamw_download: the host optimizer's tensors or state layout "
+                      "differ from the device's (%zu tensors, %zu bytes here, %zu, %zu there)",
+                      o->nt, o->bytes, h->nt, h->bytes);
+  LOWPI_CUDA_TRY(cudaMemcpy(h->blob, o->d_blob, o->bytes, cudaMemcpyDeviceToHost));
+  h->steps = o->steps;
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const float *grads,
+                                  double lr, long t, const lowpi_cuda_grad_work *work) {
+  if (!o || !params || !grads)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_step: NULL pointer");
+  if (t < 1)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_step: step number %ld < 1", t);
+  if (((uintptr_t)params & 3u) || ((uintptr_t)grads & 3u))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_step: misaligned float buffer");
+  if (o->nchunks == 0)
+    return LOWP_OK;
+  step_args a;
+  memset(&a, 0, sizeof a);
+  a.params = params;
+  a.grads = grads;
+  a.blob = o->d_blob;
+  a.t = o->d_t;
+  a.nt = (unsigned)o->nt;
+  a.nchunks = o->nchunks;
+  a.codes = o->d_codes;
+  a.k = lowpi_adamw_consts_at(&o->cfg, t, lr); /* the host's float64 math, as the CPU */
+  a.seed = o->cfg.seed;
+  a.steps_before = (uint64_t)(t - 1);
+  a.master_bf16 = o->cfg.master_bf16;
+  a.state_round = o->cfg.state_round;
+  a.zero_s = o->zero_s;
+  a.zero_u = o->zero_u;
+  a.stats = work ? &work->stats : NULL;
+  const unsigned blocks = lowpi_cuda_blocks(o->nchunks * kThreads, kThreads);
+  adamw_kernel<<<blocks, kThreads>>>(a);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+void lowpi_cuda_adamw_commit(lowpi_cuda_adamw *o, int skipped) {
+  if (o && !skipped)
+    o->steps++;
+}
+
+long lowpi_cuda_adamw_num_steps(const lowpi_cuda_adamw *o) {
+  return o ? o->steps : 0;
+}
