@@ -4,12 +4,15 @@
  * (C, R) one, so the row-major product C (M, N) = op(A) op(B)^T is, read column-major,
  * C^T (N, M) = op(B) op(A)^T: cuBLASLt's A is our B and its B is our A, with m = N, n = M.
  * Our default layout (A stored (M, K), B stored (N, K), both K-major) becomes transa = T,
- * transb = N: the "TN" layout that Hopper's fp8 tensor cores require. */
+ * transb = N: the "TN" layout that Hopper's fp8 tensor cores require.
+ * lowpi_cuda_gemm_strided_batched (cuda/gemm_cuda.h) runs the same product over a batch of
+ * matrices at fixed strides; lowp_cuda_gemm is its batch of one. */
 #include <mutex>
 #include <stdint.h>
 #include <string.h>
 
 #include "cuda/cuda_common.h"
+#include "cuda/gemm_cuda.h"
 #include "lowp/cuda.h"
 
 namespace {
@@ -101,7 +104,8 @@ uint32_t alignment_of(const void *p, uint64_t ld_bytes) {
 
 /* The heuristic query costs tens of microseconds: its answer is cached per problem. */
 struct algo_key {
-  int device, a_format, b_format, c_format, trans_a, trans_b, m, n, k, fast, scaled;
+  int device, a_format, b_format, c_format, trans_a, trans_b, m, n, k, fast, scaled, batch;
+  int64_t stride[3];
   uint32_t align[3];
 };
 struct algo_entry {
@@ -199,10 +203,20 @@ lowp_cuda_gemm_opts lowp_cuda_gemm_defaults(lowp_format a_format, lowp_format b_
 
 lowp_status lowp_cuda_gemm(void *c, const void *a, const void *b, int m, int n, int k,
                            const lowp_cuda_gemm_opts *o) {
+  return lowpi_cuda_gemm_strided_batched(c, a, b, m, n, k, o, 1, 0, 0, 0);
+}
+
+lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *b, int m, int n,
+                                            int k, const lowp_cuda_gemm_opts *o, int batch,
+                                            int64_t stride_a, int64_t stride_b, int64_t stride_c) {
   if (!o || !a || !b || !c)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_gemm: NULL argument");
   if (m <= 0 || n <= 0 || k <= 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_gemm: bad shape %d x %d x %d", m, n, k);
+  if (batch <= 0 || stride_a < 0 || stride_b < 0 || stride_c < 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowp_cuda_gemm: bad batch %d (strides %lld, %lld, %lld)", batch,
+                      (long long)stride_a, (long long)stride_b, (long long)stride_c);
   LOWPI_TRY(check_types(o, m, n, k, a, b, c));
   const cudaDataType_t ta = cuda_type(o->a_format), tb = cuda_type(o->b_format);
   const cudaDataType_t tc = cuda_type(o->c_format);
@@ -242,6 +256,17 @@ lowp_status lowp_cuda_gemm(void *c, const void *a, const void *b, int m, int n, 
   LOWPI_CUBLAS_TRY(
       cublasLtMatrixLayoutCreate(&call.b, ta, lt_b_rows, lt_b_cols, (int64_t)lt_b_rows));
   LOWPI_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&call.c, tc, (uint64_t)n, (uint64_t)m, n));
+  if (batch > 1) {
+    /* cuBLASLt's A is our B, its B our A: their strides swap like the operands. */
+    const cublasLtMatrixLayout_t layouts[3] = {call.a, call.b, call.c};
+    const int64_t strides[3] = {stride_b, stride_a, stride_c};
+    for (int i = 0; i < 3; i++) {
+      LOWPI_CUBLAS_TRY(cublasLtMatrixLayoutSetAttribute(
+          layouts[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof batch));
+      LOWPI_CUBLAS_TRY(cublasLtMatrixLayoutSetAttribute(
+          layouts[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &strides[i], sizeof strides[i]));
+    }
+  }
 
   /* cuBLASLt's A is our B, its B our A; C and D are our C. */
   const int eb_a = lowp_format_get(o->a_format)->storage_bytes;
@@ -260,9 +285,16 @@ lowp_status lowp_cuda_gemm(void *c, const void *a, const void *b, int m, int n, 
   key.k = k;
   key.fast = o->fp8_fast_accum ? 1 : 0;
   key.scaled = (o->a_scale ? 1 : 0) | (o->b_scale ? 2 : 0);
-  key.align[0] = alignment_of(b, lt_a_rows * (uint64_t)eb_b);
-  key.align[1] = alignment_of(a, lt_b_rows * (uint64_t)eb_a);
-  key.align[2] = alignment_of(c, (uint64_t)n * (uint64_t)eb_c);
+  key.batch = batch;
+  if (batch > 1) {
+    key.stride[0] = stride_a;
+    key.stride[1] = stride_b;
+    key.stride[2] = stride_c;
+  }
+  /* Every matrix of a batch starts a stride further: the stride is part of the alignment. */
+  key.align[0] = alignment_of(b, (lt_a_rows | (uint64_t)key.stride[1]) * (uint64_t)eb_b);
+  key.align[1] = alignment_of(a, (lt_b_rows | (uint64_t)key.stride[0]) * (uint64_t)eb_a);
+  key.align[2] = alignment_of(c, ((uint64_t)n | (uint64_t)key.stride[2]) * (uint64_t)eb_c);
   cublasLtMatmulAlgo_t algo;
   if (!cached_algo(key, &algo)) {
     LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&call.pref));

@@ -42,10 +42,9 @@ lowp_status lowpi_cuda_layernorm_forward(float *out, float *mean, float *rstd, c
                                          const float *weight, const float *bias, int N, int C,
                                          float eps);
 lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
-                                          const float *dout, const float *inp,
-                                          const float *weight, const float *mean,
-                                          const float *rstd, int N, int C, void *workspace,
-                                          size_t workspace_bytes);
+                                          const float *dout, const float *inp, const float *weight,
+                                          const float *mean, const float *rstd, int N, int C,
+                                          void *workspace, size_t workspace_bytes);
 lowp_status lowpi_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
                                        const float *weight, int N, int C, float eps);
 lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
@@ -66,8 +65,7 @@ lowp_status lowpi_cuda_rope_backward(float *dinp, const float *dout, int B, int 
                                      float theta);
 
 /* out = inp1 + inp2; dresidual += dbranch. */
-lowp_status lowpi_cuda_residual_forward(float *out, const float *inp1, const float *inp2,
-                                        size_t n);
+lowp_status lowpi_cuda_residual_forward(float *out, const float *inp1, const float *inp2, size_t n);
 lowp_status lowpi_cuda_residual_backward(float *dresidual, const float *dbranch, size_t n);
 
 /* dbias (OC) += column sums of dout (N, OC) (the linear layer's bias gradient). */

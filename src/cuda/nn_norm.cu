@@ -1,0 +1,202 @@
+/* LayerNorm (GPT-2) and RMSNorm (Llama) on the GPU (nn/norm.c): one warp per row, fp32, the
+ * CPU's formulas operation by operation; the row sums run over the lanes (then a butterfly)
+ * instead of in sequence. The parameter gradients are column sums over rows in two fixed
+ * stages (nn_reduce.cuh). */
+#include "cuda/nn_cuda.h"
+#include "cuda/nn_reduce.cuh"
+
+namespace {
+
+constexpr unsigned kRows = lowpi_kThreads / 32; /* rows per block: one per warp */
+
+unsigned row_blocks(int N) {
+  return (unsigned)(((size_t)N + kRows - 1) / kRows);
+}
+
+/* out may equal inp (each element is read, then written, by one lane). */
+__global__ void layernorm_forward_kernel(float *out, float *__restrict__ mean,
+                                         float *__restrict__ rstd, const float *inp,
+                                         const float *__restrict__ weight,
+                                         const float *__restrict__ bias, int N, int C, float eps) {
+  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
+  const int lane = (int)(threadIdx.x % 32);
+  if (n >= N)
+    return; /* the whole warp */
+  const float *x = inp + (size_t)n * C;
+  float m = 0.0f;
+  for (int c = lane; c < C; c += 32)
+    m += x[c];
+  m = lowpi_warp_sum(m) / (float)C;
+  float v = 0.0f;
+  for (int c = lane; c < C; c += 32) {
+    float d = x[c] - m;
+    v += d * d;
+  }
+  v = lowpi_warp_sum(v) / (float)C;
+  const float s = 1.0f / sqrtf(v + eps);
+  float *o = out + (size_t)n * C;
+  for (int c = lane; c < C; c += 32)
+    o[c] = (s * (x[c] - m)) * weight[c] + bias[c];
+  if (lane == 0) {
+    mean[n] = m;
+    rstd[n] = s;
+  }
+}
+
+/* dinp may equal dout (each element is read, then written, by one lane; the parameter
+ * gradients, which read dout, run before). */
+__global__ void layernorm_backward_kernel(float *dinp, const float *dout,
+                                          const float *__restrict__ inp,
+                                          const float *__restrict__ weight,
+                                          const float *__restrict__ mean,
+                                          const float *__restrict__ rstd, int N, int C) {
+  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
+  const int lane = (int)(threadIdx.x % 32);
+  if (n >= N)
+    return;
+  const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+  const float m = mean[n], s = rstd[n];
+  /* dnorm = g * w; dx = s * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) */
+  float dmean = 0.0f, dnn = 0.0f;
+  for (int c = lane; c < C; c += 32) {
+    float norm = (x[c] - m) * s, dnorm = weight[c] * g[c];
+    dmean += dnorm;
+    dnn += dnorm * norm;
+  }
+  dmean = lowpi_warp_sum(dmean) / (float)C;
+  dnn = lowpi_warp_sum(dnn) / (float)C;
+  float *dx = dinp + (size_t)n * C;
+  for (int c = lane; c < C; c += 32) {
+    float norm = (x[c] - m) * s, dnorm = weight[c] * g[c];
+    dx[c] = s * ((dnorm - dmean) - norm * dnn);
+  }
+}
+
+/* The terms of dweight and dbias. */
+struct layernorm_terms {
+  const float *dout, *inp, *mean, *rstd;
+  int C;
+  __device__ void operator()(int n, int c, float *t) const {
+    const size_t i = (size_t)n * C + c;
+    const float g = dout[i];
+    t[0] = g * ((inp[i] - mean[n]) * rstd[n]);
+    t[1] = g;
+  }
+};
+
+__global__ void rmsnorm_forward_kernel(float *out, float *__restrict__ rstd, const float *inp,
+                                       const float *__restrict__ weight, int N, int C, float eps) {
+  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
+  const int lane = (int)(threadIdx.x % 32);
+  if (n >= N)
+    return;
+  const float *x = inp + (size_t)n * C;
+  float ss = 0.0f;
+  for (int c = lane; c < C; c += 32)
+    ss += x[c] * x[c];
+  ss = lowpi_warp_sum(ss);
+  const float s = 1.0f / sqrtf(ss / (float)C + eps);
+  float *o = out + (size_t)n * C;
+  for (int c = lane; c < C; c += 32)
+    o[c] = weight[c] * (x[c] * s);
+  if (lane == 0)
+    rstd[n] = s;
+}
+
+__global__ void rmsnorm_backward_kernel(float *dinp, const float *dout,
+                                        const float *__restrict__ inp,
+                                        const float *__restrict__ weight,
+                                        const float *__restrict__ rstd, int N, int C) {
+  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
+  const int lane = (int)(threadIdx.x % 32);
+  if (n >= N)
+    return;
+  const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+  const float s = rstd[n];
+  /* y = w * x * s: dx = s * (w g - x s^2 mean(w g x)) */
+  float dot = 0.0f;
+  for (int c = lane; c < C; c += 32)
+    dot += weight[c] * g[c] * x[c];
+  dot = lowpi_warp_sum(dot) / (float)C;
+  float *dx = dinp + (size_t)n * C;
+  for (int c = lane; c < C; c += 32)
+    dx[c] = s * (weight[c] * g[c] - x[c] * (s * s * dot));
+}
+
+struct rmsnorm_terms {
+  const float *dout, *inp, *rstd;
+  int C;
+  __device__ void operator()(int n, int c, float *t) const {
+    const size_t i = (size_t)n * C + c;
+    t[0] = dout[i] * (inp[i] * rstd[n]);
+  }
+};
+
+} // namespace
+
+size_t lowpi_cuda_norm_backward_workspace(int N, int C) {
+  return N > 0 && C > 0 ? lowpi_colsum_workspace(2, N, C) : 0;
+}
+
+lowp_status lowpi_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                         const float *weight, const float *bias, int N, int C,
+                                         float eps) {
+  // out (N, C), mean (N), rstd (N), inp (N, C), weight (C), bias (C)
+  LOWPI_NN_REQUIRE(out && mean && rstd && inp && weight && bias, "lowpi_cuda_layernorm_forward",
+                   "NULL buffer");
+  LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_layernorm_forward", "bad shape N %d C %d", N, C);
+  if (N == 0)
+    return LOWP_OK;
+  layernorm_forward_kernel<<<row_blocks(N), lowpi_kThreads>>>(out, mean, rstd, inp, weight, bias, N,
+                                                              C, eps);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
+                                          const float *dout, const float *inp, const float *weight,
+                                          const float *mean, const float *rstd, int N, int C,
+                                          void *workspace, size_t workspace_bytes) {
+  // dinp (N, C), dweight (C), dbias (C), dout (N, C), inp (N, C), mean (N), rstd (N)
+  LOWPI_NN_REQUIRE(dinp && dweight && dbias && dout && inp && weight && mean && rstd,
+                   "lowpi_cuda_layernorm_backward", "NULL buffer");
+  LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_layernorm_backward", "bad shape N %d C %d", N, C);
+  if (N == 0)
+    return LOWP_OK;
+  const layernorm_terms terms = {dout, inp, mean, rstd, C};
+  LOWPI_TRY(lowpi_colsum<2>(dweight, dbias, N, C, terms, workspace, workspace_bytes,
+                            "lowpi_cuda_layernorm_backward"));
+  layernorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dout, inp, weight, mean, rstd,
+                                                               N, C);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
+                                       const float *weight, int N, int C, float eps) {
+  // out (N, C), rstd (N), inp (N, C), weight (C)
+  LOWPI_NN_REQUIRE(out && rstd && inp && weight, "lowpi_cuda_rmsnorm_forward", "NULL buffer");
+  LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_rmsnorm_forward", "bad shape N %d C %d", N, C);
+  if (N == 0)
+    return LOWP_OK;
+  rmsnorm_forward_kernel<<<row_blocks(N), lowpi_kThreads>>>(out, rstd, inp, weight, N, C, eps);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
+                                        const float *inp, const float *weight, const float *rstd,
+                                        int N, int C, void *workspace, size_t workspace_bytes) {
+  // dinp (N, C), dweight (C), dout (N, C), inp (N, C), rstd (N)
+  LOWPI_NN_REQUIRE(dinp && dweight && dout && inp && weight && rstd, "lowpi_cuda_rmsnorm_backward",
+                   "NULL buffer");
+  LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_rmsnorm_backward", "bad shape N %d C %d", N, C);
+  if (N == 0)
+    return LOWP_OK;
+  const rmsnorm_terms terms = {dout, inp, rstd, C};
+  LOWPI_TRY(lowpi_colsum<1>(dweight, nullptr, N, C, terms, workspace, workspace_bytes,
+                            "lowpi_cuda_rmsnorm_backward"));
+  rmsnorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dout, inp, weight, rstd, N, C);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}

@@ -1,0 +1,227 @@
+/* Elementwise layers on the GPU (nn/activation.c, nn/rope.c, nn/residual.c) and the linear
+ * layer's bias gradient. Each kernel writes the CPU's expression in the CPU's order (the build
+ * uses -fmad=false: no FMA contraction), so the results are the CPU's bits wherever the math
+ * functions agree: residual exactly; GELU and SwiGLU up to CUDA's tanhf / expf, which differ
+ * from glibc's by an ulp or two at some inputs; RoPE computes its powf / cosf / sinf in double
+ * and rounds once, i.e. correctly rounded, which is what glibc returns but in rare hard cases. */
+#include "cuda/nn_cuda.h"
+#include "cuda/nn_reduce.cuh"
+
+namespace {
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi), as nn/activation.c */
+
+__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
+    float x = inp[i];
+    float cube = 0.044715f * x * x * x;
+    out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+  }
+}
+
+__global__ void gelu_backward_kernel(float *dinp, const float *dout, const float *inp, size_t n) {
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
+    float x = inp[i];
+    float cube = 0.044715f * x * x * x;
+    float th = tanhf(GELU_SCALE * (x + cube));
+    float sech2 = 1.0f - th * th;
+    float local =
+        0.5f * (1.0f + th) + x * 0.5f * sech2 * (GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x));
+    dinp[i] = local * dout[i];
+  }
+}
+
+__global__ void swiglu_forward_kernel(float *__restrict__ out, const float *__restrict__ inp, int H,
+                                      size_t n) {
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
+    const size_t row = i / (size_t)H, h = i % (size_t)H;
+    const float *gate = inp + row * 2 * H, *up = gate + H;
+    float sig = 1.0f / (1.0f + expf(-gate[h]));
+    out[i] = (gate[h] * sig) * up[h];
+  }
+}
+
+__global__ void swiglu_backward_kernel(float *__restrict__ dinp, const float *__restrict__ dout,
+                                       const float *__restrict__ inp, int H, size_t n) {
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
+    const size_t row = i / (size_t)H, h = i % (size_t)H;
+    const float *gate = inp + row * 2 * H, *up = gate + H;
+    float *dgate = dinp + row * 2 * H, *dup = dgate + H;
+    const float g = dout[i];
+    float x = gate[h], sig = 1.0f / (1.0f + expf(-x));
+    float silu = x * sig;
+    dup[h] = g * silu;
+    /* d silu / dx = sig * (1 + x (1 - sig)) */
+    dgate[h] = g * up[h] * (sig * (1.0f + x * (1.0f - sig)));
+  }
+}
+
+/* One thread per (row, i < hs/2): the angle once, then the q and k pairs of every head. Each
+ * pair is read, then written, by one thread, so out may equal inp. */
+__global__ void rope_kernel(float *out, const float *inp, int T, int C, int NH, float theta,
+                            float sign, size_t n) {
+  const int hs = C / NH, half = hs / 2;
+  for (size_t idx = lowpi_global_tid(); idx < n; idx += lowpi_grid_stride()) {
+    const size_t bt = idx / (size_t)half;
+    const int i = (int)(idx % (size_t)half), t = (int)(bt % (size_t)T);
+    /* the CPU's powf, cosf, sinf, correctly rounded (double, rounded once) */
+    float inv = 1.0f / (float)pow((double)theta, (double)((float)(2 * i) / (float)hs));
+    float ang = (float)t * inv;
+    float cs = (float)cos((double)ang), sn = sign * (float)sin((double)ang);
+    const float *x = inp + bt * 3 * C;
+    float *o = out + bt * 3 * C;
+    for (int part = 0; part < 2; part++) /* q, then k */
+      for (int h = 0; h < NH; h++) {
+        size_t j = (size_t)part * C + (size_t)h * hs + i;
+        float x1 = x[j], x2 = x[j + half];
+        o[j] = x1 * cs - x2 * sn;
+        o[j + half] = x2 * cs + x1 * sn;
+      }
+  }
+}
+
+/* The v part of each row, copied (out != inp). */
+__global__ void rope_copy_v_kernel(float *__restrict__ out, const float *__restrict__ inp, int C,
+                                   size_t n) {
+  for (size_t idx = lowpi_global_tid(); idx < n; idx += lowpi_grid_stride()) {
+    const size_t j = (idx / (size_t)C) * 3 * C + 2 * (size_t)C + idx % (size_t)C;
+    out[j] = inp[j];
+  }
+}
+
+__global__ void residual_forward_kernel(float *out, const float *inp1, const float *inp2,
+                                        size_t n) {
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
+    out[i] = inp1[i] + inp2[i];
+}
+
+__global__ void residual_backward_kernel(float *dresidual, const float *dbranch, size_t n) {
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
+    dresidual[i] += dbranch[i];
+}
+
+struct bias_terms {
+  const float *dout;
+  int OC;
+  __device__ void operator()(int n, int c, float *t) const {
+    t[0] = dout[(size_t)n * OC + c];
+  }
+};
+
+unsigned blocks_for(size_t n) {
+  return lowpi_cuda_blocks(n, lowpi_kThreads);
+}
+
+lowp_status rope(const char *fn, float *out, const float *inp, int B, int T, int C, int NH,
+                 float theta, float sign) {
+  if (!out || !inp)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  if (B < 0 || T < 0 || C <= 0 || NH <= 0 || C % NH != 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: bad shape B %d T %d C %d NH %d", fn, B, T, C, NH);
+  const size_t rows = (size_t)B * T, pairs = rows * (size_t)(C / NH / 2);
+  if (pairs) {
+    rope_kernel<<<blocks_for(pairs), lowpi_kThreads>>>(out, inp, T, C, NH, theta, sign, pairs);
+    LOWPI_CUDA_CHECK_LAUNCH();
+  }
+  if (out != inp && rows) {
+    rope_copy_v_kernel<<<blocks_for(rows * C), lowpi_kThreads>>>(out, inp, C, rows * C);
+    LOWPI_CUDA_CHECK_LAUNCH();
+  }
+  return LOWP_OK;
+}
+
+} // namespace
+
+lowp_status lowpi_cuda_gelu_forward(float *out, const float *inp, size_t n) {
+  // out (n), inp (n)
+  LOWPI_NN_REQUIRE(n == 0 || (out && inp), "lowpi_cuda_gelu_forward", "NULL buffer");
+  if (n == 0)
+    return LOWP_OK;
+  gelu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, inp, n);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+  // dinp (n), dout (n), inp (n)
+  LOWPI_NN_REQUIRE(n == 0 || (dinp && dout && inp), "lowpi_cuda_gelu_backward", "NULL buffer");
+  if (n == 0)
+    return LOWP_OK;
+  gelu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, n);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_swiglu_forward(float *out, const float *inp, int N, int H) {
+  // out (N, H), inp (N, 2H) = [gate | up]
+  LOWPI_NN_REQUIRE(out && inp, "lowpi_cuda_swiglu_forward", "NULL buffer");
+  LOWPI_NN_REQUIRE(N >= 0 && H >= 0, "lowpi_cuda_swiglu_forward", "bad shape N %d H %d", N, H);
+  const size_t n = (size_t)N * H;
+  if (n == 0)
+    return LOWP_OK;
+  swiglu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, inp, H, n);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,
+                                       int H) {
+  // dinp (N, 2H), dout (N, H), inp (N, 2H)
+  LOWPI_NN_REQUIRE(dinp && dout && inp, "lowpi_cuda_swiglu_backward", "NULL buffer");
+  LOWPI_NN_REQUIRE(N >= 0 && H >= 0, "lowpi_cuda_swiglu_backward", "bad shape N %d H %d", N, H);
+  const size_t n = (size_t)N * H;
+  if (n == 0)
+    return LOWP_OK;
+  swiglu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, H, n);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_rope_forward(float *out, const float *inp, int B, int T, int C, int NH,
+                                    float theta) {
+  // out (B, T, 3C), inp (B, T, 3C)
+  return rope("lowpi_cuda_rope_forward", out, inp, B, T, C, NH, theta, 1.0f);
+}
+
+lowp_status lowpi_cuda_rope_backward(float *dinp, const float *dout, int B, int T, int C, int NH,
+                                     float theta) {
+  // dinp (B, T, 3C), dout (B, T, 3C): the transpose of a rotation is the rotation by -angle
+  return rope("lowpi_cuda_rope_backward", dinp, dout, B, T, C, NH, theta, -1.0f);
+}
+
+lowp_status lowpi_cuda_residual_forward(float *out, const float *inp1, const float *inp2,
+                                        size_t n) {
+  // out (N, C), inp1 (N, C), inp2 (N, C)
+  LOWPI_NN_REQUIRE(n == 0 || (out && inp1 && inp2), "lowpi_cuda_residual_forward", "NULL buffer");
+  if (n == 0)
+    return LOWP_OK;
+  residual_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, inp1, inp2, n);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_residual_backward(float *dresidual, const float *dbranch, size_t n) {
+  // dresidual (N, C), dbranch (N, C)
+  LOWPI_NN_REQUIRE(n == 0 || (dresidual && dbranch), "lowpi_cuda_residual_backward", "NULL buffer");
+  if (n == 0)
+    return LOWP_OK;
+  residual_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dresidual, dbranch, n);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+size_t lowpi_cuda_bias_backward_workspace(int N, int OC) {
+  return N > 0 && OC > 0 ? lowpi_colsum_workspace(1, N, OC) : 0;
+}
+
+lowp_status lowpi_cuda_bias_backward(float *dbias, const float *dout, int N, int OC,
+                                     void *workspace, size_t workspace_bytes) {
+  // dbias (OC), dout (N, OC)
+  LOWPI_NN_REQUIRE(dbias && dout, "lowpi_cuda_bias_backward", "NULL buffer");
+  LOWPI_NN_REQUIRE(N >= 0 && OC >= 0, "lowpi_cuda_bias_backward", "bad shape N %d OC %d", N, OC);
+  if (N == 0 || OC == 0)
+    return LOWP_OK;
+  const bias_terms terms = {dout, OC};
+  return lowpi_colsum<1>(dbias, nullptr, N, OC, terms, workspace, workspace_bytes,
+                         "lowpi_cuda_bias_backward");
+}

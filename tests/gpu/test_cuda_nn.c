@@ -1,0 +1,786 @@
+/* The GPU transformer layers (src/cuda/nn_cuda.h) against the CPU reference (src/nn, nn/nn.h).
+ *
+ * Oracle: the CPU layer functions, run on the same inputs (the mean uses a float64 sum). What
+ * must agree, and how closely (u = 2^-24, the fp32 unit roundoff):
+ *   - bit for bit: embedding forward and backward (dwte: each token's positions are added in
+ *     increasing order, as the CPU; dwpe: the same sum over b), residual, the v part of RoPE,
+ *     the masked triangle of the attention probabilities (exactly 0), and every determinism
+ *     check (two runs, same bits; in-place against out-of-place);
+ *   - elementwise with a derived bound, because the math functions differ: CUDA's tanhf and
+ *     expf are within 2 ulp, glibc's within 1-2 ulp, so GELU / SwiGLU differ by a few ulp where
+ *     they disagree; RoPE's GPU angles are correctly rounded and glibc's sinf/cosf/powf are not
+ *     always (about 1% of cos/sin values differ by an ulp: checked on glibc 2.36), so a pair
+ *     may differ by an ulp of its sine or cosine, or of its angle;
+ *   - column sums (dweight, dbias): the terms are computed identically (same inputs, same
+ *     operations, no FMA), only the order of the sum differs: |got - want| <=
+ *     2 (N + 2) u (sum |terms| + |initial|), twice Higham's bound gamma_{N+1} for a sum of
+ *     N + 1 terms in any order (one for each side);
+ *   - row reductions (norms, softmax, cross-entropy): a per-row tolerance relative to the row's
+ *     scale (max |want| of the row): 1e-5 for fp32 sums of <= 256 terms (typical error
+ *     sqrt(C) u ~ 1e-6; an indexing bug is O(1)); attention fp32 2e-5 forward, 5e-5 backward
+ *     (GEMMs of K <= 128 in another order, then the softmax's exp); attention bf16 1e-2
+ *     forward, 2e-2 backward (bf16 operands: 2^-9 relative rounding per factor, ~4 sigma).
+ * Non-finite values always fail. Outputs are poisoned (NaN) before each GPU run, so an element
+ * not written fails. The first mismatches are printed (index, got, want, bound). */
+#include <math.h>
+#include <stdint.h>
+
+#include "gpu_check.h"
+
+#ifdef LOWP_HAVE_CUDA
+#include "cuda/nn_cuda.h"
+#include "nn/nn.h"
+
+static const double U = 0x1p-24;
+
+/* ---------------------------------------------------------------------------------------------
+ * Buffers */
+
+static float *hbuf(size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof(float));
+  if (!p) {
+    fprintf(stderr, "out of host memory\n");
+    exit(1);
+  }
+  return p;
+}
+
+static void fill(float *x, size_t n, double lo, double hi) {
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)(lo + (hi - lo) * gc_uniform());
+}
+
+static float *dcopy(const float *h, size_t n) {
+  void *d = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&d, (n ? n : 1) * sizeof(float)));
+  if (h && n)
+    GC_REQUIRE(lowp_cuda_memcpy(d, h, n * sizeof(float), LOWP_CUDA_H2D));
+  return d;
+}
+
+/* A device buffer full of NaN (0xFF bytes). */
+static float *dpoison(size_t n) {
+  float *d = dcopy(NULL, n);
+  GC_REQUIRE(lowp_cuda_memset(d, 0xFF, (n ? n : 1) * sizeof(float)));
+  return d;
+}
+
+static void poison(float *d, size_t n) {
+  GC_REQUIRE(lowp_cuda_memset(d, 0xFF, n * sizeof(float)));
+}
+
+static void upload(float *d, const float *h, size_t n) {
+  GC_REQUIRE(lowp_cuda_memcpy(d, h, n * sizeof(float), LOWP_CUDA_H2D));
+}
+
+static void download(float *h, const float *d, size_t n) {
+  GC_REQUIRE(lowp_cuda_memcpy(h, d, n * sizeof(float), LOWP_CUDA_D2H));
+}
+
+static int32_t *dtokens(const int32_t *h, size_t n) {
+  void *d = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&d, n * sizeof(int32_t)));
+  GC_REQUIRE(lowp_cuda_memcpy(d, h, n * sizeof(int32_t), LOWP_CUDA_H2D));
+  return d;
+}
+
+static void *dbytes(size_t bytes) {
+  void *d = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&d, bytes ? bytes : 1));
+  return d;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Comparisons */
+
+static uint32_t bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+typedef struct {
+  char what[128];
+  size_t n, exact;
+  long bad, nonfinite;
+  double worst; /* max |got - want| / bound */
+} cmp;
+
+static void cmp_begin(cmp *c, const char *what) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->what, sizeof c->what, "%s", what);
+}
+
+/* bound < 0: the bits must match. */
+static void cmp_one(cmp *c, size_t i, float got, float want, double bound) {
+  c->n++;
+  if (bits(got) == bits(want) && isfinite(got)) {
+    c->exact++;
+    return;
+  }
+  if (!isfinite(got) || !isfinite(want)) {
+    if (c->nonfinite++ < 5)
+      fprintf(stderr, "  %s[%zu] = %.9g, want %.9g (not finite)\n", c->what, i, got, want);
+    return;
+  }
+  const double e = fabs((double)got - (double)want);
+  if (bound < 0 || e > bound) {
+    if (c->bad++ < 5)
+      fprintf(stderr, "  %s[%zu] = %.9g, want %.9g, |diff| %.3g, bound %.3g%s\n", c->what, i, got,
+              want, e, bound, bound < 0 ? " (bit-exact expected)" : "");
+  }
+  if (bound > 0 && e / bound > c->worst)
+    c->worst = e / bound;
+}
+
+static void cmp_end(cmp *c) {
+  printf("    %-44s %8zu values, %5.1f%% bit-exact, worst error/bound %.3g\n", c->what, c->n,
+         c->n ? 100.0 * (double)c->exact / (double)c->n : 0.0, c->worst);
+  GC_CHECK(c->bad == 0 && c->nonfinite == 0, "%s: %ld beyond the bound, %ld not finite", c->what,
+           c->bad, c->nonfinite);
+}
+
+/* Every value bit for bit. */
+static void check_exact(const char *what, const float *got, const float *want, size_t n) {
+  cmp c;
+  cmp_begin(&c, what);
+  for (size_t i = 0; i < n; i++)
+    cmp_one(&c, i, got[i], want[i], -1.0);
+  cmp_end(&c);
+}
+
+/* Rows of `len` values: bound = rtol * max |want| of the row (plus a tiny floor). */
+static void check_rows(const char *what, const float *got, const float *want, size_t rows,
+                       size_t len, double rtol) {
+  cmp c;
+  cmp_begin(&c, what);
+  for (size_t r = 0; r < rows; r++) {
+    double scale = 0;
+    for (size_t j = 0; j < len; j++)
+      scale = fmax(scale, fabs((double)want[r * len + j]));
+    for (size_t j = 0; j < len; j++)
+      cmp_one(&c, r * len + j, got[r * len + j], want[r * len + j], rtol * scale + 1e-30);
+  }
+  cmp_end(&c);
+}
+
+/* Column sums dst[c] = initial[c] + sum of N terms: twice gamma_{N+1} of the absolute sum. */
+static void check_colsum(const char *what, const float *got, const float *want,
+                         const double *abs_sum, int N, int C) {
+  cmp c;
+  cmp_begin(&c, what);
+  for (int j = 0; j < C; j++)
+    cmp_one(&c, (size_t)j, got[j], want[j], 2.0 * (N + 2) * U * abs_sum[j] + 1e-30);
+  cmp_end(&c);
+}
+
+/* Two GPU results (device buffers) must have the same bits. */
+static void check_same(const char *what, const float *d1, const float *d2, size_t n) {
+  float *a = hbuf(n), *b = hbuf(n);
+  download(a, d1, n);
+  download(b, d2, n);
+  check_exact(what, a, b, n);
+  free(a);
+  free(b);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The layers. Shapes: B, T, C, NH (C % NH == 0, even head size), V. */
+
+typedef struct {
+  int B, T, C, NH, V;
+} shape;
+
+static void test_embedding(shape s) {
+  const int B = s.B, T = s.T, C = s.C, V = s.V, N = B * T;
+  printf("  embedding B %d T %d C %d V %d\n", B, T, C, V);
+  int32_t *inp = malloc((size_t)N * sizeof(int32_t));
+  if (!inp)
+    exit(1);
+  /* half the positions share token 3 (runs longer than a 128-position tile), the rest random */
+  for (int i = 0; i < N; i++)
+    inp[i] = gc_uniform() < 0.5 ? 3 % V : (int32_t)(gc_uniform() * V);
+  const size_t NC = (size_t)N * C, VC = (size_t)V * C, TC = (size_t)T * C;
+  float *wte = hbuf(VC), *wpe = hbuf(TC), *out = hbuf(NC), *got = hbuf(NC);
+  float *dout = hbuf(NC), *dwte = hbuf(VC), *dwpe = hbuf(TC), *gwte = hbuf(VC), *gwpe = hbuf(TC);
+  fill(wte, VC, -1, 1);
+  fill(wpe, TC, -1, 1);
+  fill(dout, NC, -1, 1);
+  fill(dwte, VC, -1, 1);
+  fill(dwpe, TC, -1, 1);
+  int32_t *d_inp = dtokens(inp, (size_t)N);
+  float *d_wte = dcopy(wte, VC), *d_wpe = dcopy(wpe, TC), *d_out = dpoison(NC);
+  float *d_dout = dcopy(dout, NC), *d_dwte = dcopy(dwte, VC), *d_dwpe = dcopy(dwpe, TC);
+
+  for (int pos = 0; pos < 2; pos++) {
+    lowpi_embedding_forward(out, inp, wte, pos ? wpe : NULL, B, T, C);
+    poison(d_out, NC);
+    if (GC_OK(lowpi_cuda_embedding_forward(d_out, d_inp, d_wte, pos ? d_wpe : NULL, B, T, C))) {
+      download(got, d_out, NC);
+      check_exact(pos ? "embedding forward (wte + wpe)" : "embedding forward (wte)", got, out, NC);
+    }
+  }
+
+  const size_t ws_bytes = lowpi_cuda_embedding_backward_workspace(B, T, V);
+  GC_CHECK(ws_bytes > 0, "embedding workspace size 0");
+  void *ws = dbytes(ws_bytes);
+  GC_CHECK(lowpi_cuda_embedding_backward(d_dwte, d_dwpe, d_dout, d_inp, B, T, C, V, ws,
+                                         ws_bytes - 1) == LOWP_ERR_INVALID_ARG,
+           "embedding backward accepted a small workspace");
+  float *want_wte = hbuf(VC), *want_wpe = hbuf(TC);
+  memcpy(want_wte, dwte, VC * sizeof(float));
+  memcpy(want_wpe, dwpe, TC * sizeof(float));
+  lowpi_embedding_backward(want_wte, want_wpe, dout, inp, B, T, C);
+  float *d_dwte2 = dcopy(dwte, VC), *d_dwpe2 = dcopy(dwpe, TC);
+  if (GC_OK(
+          lowpi_cuda_embedding_backward(d_dwte, d_dwpe, d_dout, d_inp, B, T, C, V, ws, ws_bytes)) &&
+      GC_OK(lowpi_cuda_embedding_backward(d_dwte2, d_dwpe2, d_dout, d_inp, B, T, C, V, ws,
+                                          ws_bytes))) {
+    download(gwte, d_dwte, VC);
+    download(gwpe, d_dwpe, TC);
+    check_exact("embedding dwte (+=)", gwte, want_wte, VC);
+    check_exact("embedding dwpe (+=)", gwpe, want_wpe, TC);
+    check_same("embedding dwte, two runs", d_dwte, d_dwte2, VC);
+  }
+  /* without positions: dwpe NULL */
+  memcpy(want_wte, dwte, VC * sizeof(float));
+  lowpi_embedding_backward(want_wte, NULL, dout, inp, B, T, C);
+  upload(d_dwte, dwte, VC);
+  if (GC_OK(lowpi_cuda_embedding_backward(d_dwte, NULL, d_dout, d_inp, B, T, C, V, ws, ws_bytes))) {
+    download(gwte, d_dwte, VC);
+    check_exact("embedding dwte (no wpe)", gwte, want_wte, VC);
+  }
+  lowp_cuda_free(ws);
+  lowp_cuda_free(d_inp);
+  lowp_cuda_free(d_wte);
+  lowp_cuda_free(d_wpe);
+  lowp_cuda_free(d_out);
+  lowp_cuda_free(d_dout);
+  lowp_cuda_free(d_dwte);
+  lowp_cuda_free(d_dwpe);
+  lowp_cuda_free(d_dwte2);
+  lowp_cuda_free(d_dwpe2);
+  free(inp);
+  free(wte);
+  free(wpe);
+  free(out);
+  free(got);
+  free(dout);
+  free(dwte);
+  free(dwpe);
+  free(gwte);
+  free(gwpe);
+  free(want_wte);
+  free(want_wpe);
+}
+
+/* LayerNorm (rms = 0) or RMSNorm (rms = 1) on N = B * T rows of C. */
+static void test_norm(shape s, int rms) {
+  const int N = s.B * s.T, C = s.C;
+  const size_t NC = (size_t)N * C;
+  const float eps = 1e-5f;
+  printf("  %s N %d C %d\n", rms ? "rmsnorm" : "layernorm", N, C);
+  float *x = hbuf(NC), *w = hbuf(C), *b = hbuf(C), *out = hbuf(NC), *mean = hbuf(N);
+  float *rstd = hbuf(N), *g = hbuf(NC), *dx = hbuf(NC), *dw = hbuf(C), *db = hbuf(C);
+  float *dw0 = hbuf(C), *db0 = hbuf(C), *got = hbuf(NC);
+  fill(x, NC, -2, 3);                         /* an offset, so that the mean matters */
+  memset(mean, 0, (size_t)N * sizeof(float)); /* RMSNorm has none */
+  fill(w, C, 0.5, 1.5);
+  fill(b, C, -0.5, 0.5);
+  fill(g, NC, -1, 1);
+  fill(dw0, C, -1, 1);
+  fill(db0, C, -1, 1);
+  memcpy(dw, dw0, C * sizeof(float));
+  memcpy(db, db0, C * sizeof(float));
+  if (rms) {
+    lowpi_rmsnorm_forward(out, rstd, x, w, N, C, eps);
+    lowpi_rmsnorm_backward(dx, dw, g, x, w, rstd, N, C);
+  } else {
+    lowpi_layernorm_forward(out, mean, rstd, x, w, b, N, C, eps);
+    lowpi_layernorm_backward(dx, dw, db, g, x, w, mean, rstd, N, C);
+  }
+  float *d_x = dcopy(x, NC), *d_w = dcopy(w, C), *d_b = dcopy(b, C), *d_out = dpoison(NC);
+  float *d_mean = dpoison(N), *d_rstd = dpoison(N), *d_g = dcopy(g, NC), *d_dx = dpoison(NC);
+  float *d_dw = dcopy(dw0, C), *d_db = dcopy(db0, C), *d_dw2 = dcopy(dw0, C);
+  float *d_db2 = dcopy(db0, C), *d_out2 = dpoison(NC), *d_dx2 = dpoison(NC);
+
+  /* forward */
+  lowp_status st =
+      rms ? lowpi_cuda_rmsnorm_forward(d_out, d_rstd, d_x, d_w, N, C, eps)
+          : lowpi_cuda_layernorm_forward(d_out, d_mean, d_rstd, d_x, d_w, d_b, N, C, eps);
+  lowp_status st2 =
+      rms ? lowpi_cuda_rmsnorm_forward(d_out2, d_rstd, d_x, d_w, N, C, eps)
+          : lowpi_cuda_layernorm_forward(d_out2, d_mean, d_rstd, d_x, d_w, d_b, N, C, eps);
+  if (GC_OK(st) && GC_OK(st2)) {
+    download(got, d_out, NC);
+    check_rows(rms ? "rmsnorm out" : "layernorm out", got, out, (size_t)N, (size_t)C, 1e-5);
+    download(got, d_rstd, (size_t)N);
+    check_rows("rstd (relative)", got, rstd, (size_t)N, 1, 1e-5);
+    if (!rms) {
+      /* mean: relative to the row's max |x| (its sum's scale) */
+      cmp c;
+      cmp_begin(&c, "layernorm mean");
+      download(got, d_mean, (size_t)N);
+      for (int n = 0; n < N; n++) {
+        double scale = 0;
+        for (int j = 0; j < C; j++)
+          scale = fmax(scale, fabs((double)x[(size_t)n * C + j]));
+        cmp_one(&c, (size_t)n, got[n], mean[n], 1e-5 * scale);
+      }
+      cmp_end(&c);
+    }
+    check_same("norm forward, two runs", d_out, d_out2, NC);
+  }
+
+  /* backward from the CPU's mean and rstd (the parameter terms are then computed identically) */
+  upload(d_mean, mean, (size_t)N);
+  upload(d_rstd, rstd, (size_t)N);
+  const size_t ws_bytes = lowpi_cuda_norm_backward_workspace(N, C);
+  void *ws = dbytes(ws_bytes);
+  st = rms ? lowpi_cuda_rmsnorm_backward(d_dx, d_dw, d_g, d_x, d_w, d_rstd, N, C, ws, ws_bytes)
+           : lowpi_cuda_layernorm_backward(d_dx, d_dw, d_db, d_g, d_x, d_w, d_mean, d_rstd, N, C,
+                                           ws, ws_bytes);
+  st2 = rms ? lowpi_cuda_rmsnorm_backward(d_dx2, d_dw2, d_g, d_x, d_w, d_rstd, N, C, ws, ws_bytes)
+            : lowpi_cuda_layernorm_backward(d_dx2, d_dw2, d_db2, d_g, d_x, d_w, d_mean, d_rstd, N,
+                                            C, ws, ws_bytes);
+  if (GC_OK(st) && GC_OK(st2)) {
+    download(got, d_dx, NC);
+    check_rows(rms ? "rmsnorm dinp" : "layernorm dinp", got, dx, (size_t)N, (size_t)C, 1e-5);
+    double *aw = calloc((size_t)C, sizeof(double)), *ab = calloc((size_t)C, sizeof(double));
+    if (!aw || !ab)
+      exit(1);
+    for (int j = 0; j < C; j++) {
+      aw[j] = fabs(dw0[j]);
+      ab[j] = fabs(db0[j]);
+    }
+    for (int n = 0; n < N; n++)
+      for (int j = 0; j < C; j++) {
+        const size_t i = (size_t)n * C + j;
+        const double xn = rms ? x[i] * rstd[n] : (x[i] - mean[n]) * rstd[n];
+        aw[j] += fabs(g[i] * xn);
+        ab[j] += fabs(g[i]);
+      }
+    download(got, d_dw, (size_t)C);
+    check_colsum("dweight (+=)", got, dw, aw, N, C);
+    check_same("dweight, two runs", d_dw, d_dw2, (size_t)C);
+    if (!rms) {
+      download(got, d_db, (size_t)C);
+      check_colsum("dbias (+=)", got, db, ab, N, C);
+      check_same("dbias, two runs", d_db, d_db2, (size_t)C);
+    }
+    check_same("dinp, two runs", d_dx, d_dx2, NC);
+    free(aw);
+    free(ab);
+  }
+  GC_CHECK(
+      (rms ? lowpi_cuda_rmsnorm_backward(d_dx, d_dw, d_g, d_x, d_w, d_rstd, N, C, ws, ws_bytes - 4)
+           : lowpi_cuda_layernorm_backward(d_dx, d_dw, d_db, d_g, d_x, d_w, d_mean, d_rstd, N, C,
+                                           ws, ws_bytes - 4)) == LOWP_ERR_INVALID_ARG,
+      "norm backward accepted a small workspace");
+  lowp_cuda_free(ws);
+  float *dev[] = {d_x,  d_w,  d_b,  d_out, d_mean, d_rstd, d_g,
+                  d_dx, d_dw, d_db, d_dw2, d_db2,  d_out2, d_dx2};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  float *host[] = {x, w, b, out, mean, rstd, g, dx, dw, db, dw0, db0, got};
+  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+    free(host[i]);
+}
+
+/* GELU on n values; SwiGLU on (N, 2H) -> (N, H); residual; bias gradient. */
+static void test_pointwise(shape s) {
+  const int N = s.B * s.T, H = s.C;
+  /* x serves as GELU's input, SwiGLU's (N, 2H) and the bias gradient's dout (N, 3H) */
+  const size_t n = (size_t)N * H * 4, NH2 = (size_t)N * 2 * H, NH = (size_t)N * H;
+  printf("  gelu n %zu, swiglu N %d H %d, residual, bias N %d OC %d\n", n, N, H, N, 3 * H);
+  float *x = hbuf(n), *g = hbuf(n), *want = hbuf(n), *want2 = hbuf(n), *got = hbuf(n);
+  float *got2 = hbuf(n);
+  fill(x, n, -5, 5);
+  fill(g, n, -1, 1);
+  x[0] = 0.0f; /* a few specials */
+  if (n > 3) {
+    x[1] = -10.0f;
+    x[2] = 10.0f;
+    x[3] = 1e-20f;
+  }
+  float *d_x = dcopy(x, n), *d_g = dcopy(g, n), *d_y = dpoison(n), *d_y2 = dpoison(n);
+
+  /* GELU: tanhf differs by <= ~2 ulp on each side: th by <= 2^-21, (1 + th) by 2^-21 + u. */
+  lowpi_gelu_forward(want, x, n);
+  if (GC_OK(lowpi_cuda_gelu_forward(d_y, d_x, n)) && GC_OK(lowpi_cuda_gelu_forward(d_y2, d_x, n))) {
+    download(got, d_y, n);
+    cmp c;
+    cmp_begin(&c, "gelu forward");
+    for (size_t i = 0; i < n; i++)
+      cmp_one(&c, i, got[i], want[i], 0x1p-20 * fabs(x[i]) + 0x1p-22 * fabs(want[i]));
+    cmp_end(&c);
+    check_same("gelu forward, two runs", d_y, d_y2, n);
+  }
+  /* backward: sech2 = 1 - th^2 differs by <= 2^-20, scaled by |x| * 0.5 * sqrt(2/pi) (1 +
+   * 0.134 x^2) <= |x| (1 + x^2) / 2 */
+  lowpi_gelu_backward(want, g, x, n);
+  poison(d_y, n);
+  if (GC_OK(lowpi_cuda_gelu_backward(d_y, d_g, d_x, n))) {
+    download(got, d_y, n);
+    cmp c;
+    cmp_begin(&c, "gelu backward");
+    for (size_t i = 0; i < n; i++) {
+      const double ax = fabs(x[i]);
+      cmp_one(&c, i, got[i], want[i],
+              fabs(g[i]) * 0x1p-20 * (1 + ax * (1 + ax * ax)) + 0x1p-21 * fabs(want[i]));
+    }
+    cmp_end(&c);
+  }
+
+  /* SwiGLU: expf differs by <= ~2.5 ulp: sigmoid by <= 2^-22 + 2u relative, the product by
+   * <= 2^-21 relative; d silu has 1 - sig, whose error is absolute: scaled by (1 + |x|). */
+  lowpi_swiglu_forward(want, x, N, H);
+  poison(d_y, NH);
+  if (GC_OK(lowpi_cuda_swiglu_forward(d_y, d_x, N, H))) {
+    download(got, d_y, NH);
+    cmp c;
+    cmp_begin(&c, "swiglu forward");
+    for (size_t i = 0; i < NH; i++)
+      cmp_one(&c, i, got[i], want[i], 0x1p-20 * fabs(want[i]));
+    cmp_end(&c);
+  }
+  lowpi_swiglu_backward(want, g, x, N, H);
+  poison(d_y, NH2);
+  if (GC_OK(lowpi_cuda_swiglu_backward(d_y, d_g, d_x, N, H))) {
+    download(got, d_y, NH2);
+    cmp c;
+    cmp_begin(&c, "swiglu backward");
+    for (int r = 0; r < N; r++)
+      for (int h = 0; h < 2 * H; h++) {
+        const size_t i = (size_t)r * 2 * H + h;
+        const size_t gate = (size_t)r * 2 * H + (h < H ? h : h - H);
+        double bound = 0x1p-20 * fabs(want[i]);
+        if (h < H) /* dgate */
+          bound += fabs(g[(size_t)r * H + h] * x[gate + H]) * 0x1p-20 * (1 + fabs(x[gate]));
+        cmp_one(&c, i, got[i], want[i], bound);
+      }
+    cmp_end(&c);
+  }
+
+  /* residual: the same single addition */
+  lowpi_residual_forward(want, x, g, n);
+  poison(d_y, n);
+  if (GC_OK(lowpi_cuda_residual_forward(d_y, d_x, d_g, n))) {
+    download(got, d_y, n);
+    check_exact("residual forward", got, want, n);
+  }
+  memcpy(want, g, n * sizeof(float));
+  lowpi_residual_backward(want, x, n);
+  if (GC_OK(lowpi_cuda_residual_backward(d_g, d_x, n))) {
+    download(got, d_g, n);
+    check_exact("residual backward (+=)", got, want, n);
+  }
+
+  /* bias gradient: dout (N, 3H), column sums */
+  const int OC = 3 * H;
+  fill(want2, (size_t)OC, -1, 1);
+  float *d_db = dcopy(want2, (size_t)OC), *d_db2 = dcopy(want2, (size_t)OC);
+  double *abs_sum = calloc((size_t)OC, sizeof(double));
+  if (!abs_sum)
+    exit(1);
+  for (int j = 0; j < OC; j++)
+    abs_sum[j] = fabs(want2[j]);
+  for (int r = 0; r < N; r++)
+    for (int j = 0; j < OC; j++) {
+      want2[j] += x[(size_t)r * OC + j]; /* the CPU linear layer's order: rows in sequence */
+      abs_sum[j] += fabs(x[(size_t)r * OC + j]);
+    }
+  const size_t ws_bytes = lowpi_cuda_bias_backward_workspace(N, OC);
+  void *ws = dbytes(ws_bytes);
+  GC_CHECK(lowpi_cuda_bias_backward(d_db, d_x, N, OC, ws, ws_bytes - 4) == LOWP_ERR_INVALID_ARG,
+           "bias backward accepted a small workspace");
+  if (GC_OK(lowpi_cuda_bias_backward(d_db, d_x, N, OC, ws, ws_bytes)) &&
+      GC_OK(lowpi_cuda_bias_backward(d_db2, d_x, N, OC, ws, ws_bytes))) {
+    download(got2, d_db, (size_t)OC);
+    check_colsum("bias dbias (+=)", got2, want2, abs_sum, N, OC);
+    check_same("bias dbias, two runs", d_db, d_db2, (size_t)OC);
+  }
+  free(abs_sum);
+  lowp_cuda_free(ws);
+  lowp_cuda_free(d_db);
+  lowp_cuda_free(d_db2);
+  lowp_cuda_free(d_x);
+  lowp_cuda_free(d_g);
+  lowp_cuda_free(d_y);
+  lowp_cuda_free(d_y2);
+  free(x);
+  free(g);
+  free(want);
+  free(want2);
+  free(got);
+  free(got2);
+}
+
+/* RoPE forward and backward, out of place and in place. A q/k pair may differ by an ulp of
+ * cos/sin (2^-24 absolute each) or of the angle (its ulp, 2^-23 |ang| at most, also absolute
+ * in cos/sin), plus the rounding of the products and the sum. */
+static void test_rope(shape s) {
+  const int B = s.B, T = s.T, C = s.C, NH = s.NH, hs = C / NH, half = hs / 2;
+  const size_t n = (size_t)B * T * 3 * C;
+  const float theta = 10000.0f;
+  printf("  rope B %d T %d C %d NH %d\n", B, T, C, NH);
+  float *x = hbuf(n), *want = hbuf(n), *got = hbuf(n);
+  fill(x, n, -2, 2);
+  float *d_x = dcopy(x, n), *d_y = dpoison(n), *d_in = dcopy(x, n);
+  for (int dir = 0; dir < 2; dir++) {
+    if (dir)
+      lowpi_rope_backward(want, x, B, T, C, NH, theta);
+    else
+      lowpi_rope_forward(want, x, B, T, C, NH, theta);
+    poison(d_y, n);
+    upload(d_in, x, n);
+    lowp_status st = dir ? lowpi_cuda_rope_backward(d_y, d_x, B, T, C, NH, theta)
+                         : lowpi_cuda_rope_forward(d_y, d_x, B, T, C, NH, theta);
+    lowp_status st2 = dir ? lowpi_cuda_rope_backward(d_in, d_in, B, T, C, NH, theta)
+                          : lowpi_cuda_rope_forward(d_in, d_in, B, T, C, NH, theta);
+    if (!GC_OK(st) || !GC_OK(st2))
+      continue;
+    download(got, d_y, n);
+    cmp c;
+    cmp_begin(&c, dir ? "rope backward" : "rope forward");
+    for (int bt = 0; bt < B * T; bt++) {
+      const float *xr = x + (size_t)bt * 3 * C;
+      const size_t row = (size_t)bt * 3 * C;
+      for (int j = 2 * C; j < 3 * C; j++) /* v: copied */
+        cmp_one(&c, row + j, got[row + j], want[row + j], -1.0);
+      for (int i = 0; i < half; i++) {
+        const float ang = (float)(bt % T) * (1.0f / powf(theta, (float)(2 * i) / (float)hs));
+        for (int part = 0; part < 2; part++)
+          for (int h = 0; h < NH; h++) {
+            const size_t j = (size_t)part * C + (size_t)h * hs + i;
+            const double bound =
+                (fabs(xr[j]) + fabs(xr[j + half])) * (0x1p-22 + 0x1p-23 * fabs(ang)) * 2;
+            cmp_one(&c, row + j, got[row + j], want[row + j], bound);
+            cmp_one(&c, row + j + half, got[row + j + half], want[row + j + half], bound);
+          }
+      }
+    }
+    cmp_end(&c);
+    check_same(dir ? "rope backward in place" : "rope forward in place", d_in, d_y, n);
+  }
+  lowp_cuda_free(d_x);
+  lowp_cuda_free(d_y);
+  lowp_cuda_free(d_in);
+  free(x);
+  free(want);
+  free(got);
+}
+
+static void test_attention(shape s, lowp_format compute) {
+  const int B = s.B, T = s.T, C = s.C, NH = s.NH, hs = C / NH;
+  const int bf16 = compute == LOWP_BF16;
+  const size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C;
+  const size_t na = (size_t)B * NH * T * T;
+  printf("  attention %s B %d T %d C %d NH %d\n", bf16 ? "bf16" : "fp32", B, T, C, NH);
+  float *x = hbuf(n3), *dy = hbuf(n1), *out = hbuf(n1), *att = hbuf(na), *dx = hbuf(n3);
+  float *scratch = hbuf((size_t)B * NH * T), *got = hbuf(na > n3 ? na : n3);
+  fill(x, n3, -1, 1);
+  fill(dy, n1, -1, 1);
+  lowpi_attention_forward(out, att, x, B, T, C, NH);
+  lowpi_attention_backward(dx, scratch, dy, x, att, B, T, C, NH);
+
+  const size_t ws_bytes = lowpi_cuda_attention_workspace(B, T, C, NH, compute);
+  void *ws = dbytes(ws_bytes);
+  float *d_x = dcopy(x, n3), *d_dy = dcopy(dy, n1), *d_out = dpoison(n1), *d_att = dpoison(na);
+  float *d_out2 = dpoison(n1), *d_att2 = dpoison(na), *d_dx = dpoison(n3), *d_dx2 = dpoison(n3);
+  const double rf = bf16 ? 1e-2 : 2e-5, rb = bf16 ? 2e-2 : 5e-5;
+
+  GC_CHECK(lowpi_cuda_attention_forward(d_out, d_att, d_x, B, T, C, NH, compute, ws,
+                                        ws_bytes - 1) == LOWP_ERR_INVALID_ARG,
+           "attention accepted a small workspace");
+  if (GC_OK(lowpi_cuda_attention_forward(d_out, d_att, d_x, B, T, C, NH, compute, ws, ws_bytes)) &&
+      GC_OK(
+          lowpi_cuda_attention_forward(d_out2, d_att2, d_x, B, T, C, NH, compute, ws, ws_bytes))) {
+    download(got, d_out, n1);
+    check_rows("attention out", got, out, n1 / hs, (size_t)hs, rf);
+    download(got, d_att, na);
+    cmp c;
+    cmp_begin(&c, "attention probabilities (masked: exactly 0)");
+    for (size_t r = 0; r < (size_t)B * NH * T; r++) {
+      const int t = (int)(r % (size_t)T);
+      double scale = 0;
+      for (int t2 = 0; t2 <= t; t2++)
+        scale = fmax(scale, att[r * T + t2]);
+      for (int t2 = 0; t2 < T; t2++)
+        cmp_one(&c, r * T + t2, got[r * T + t2], att[r * T + t2], t2 <= t ? rf * scale : -1.0);
+    }
+    cmp_end(&c);
+    check_same("attention out, two runs", d_out, d_out2, n1);
+    check_same("attention att, two runs", d_att, d_att2, na);
+  }
+
+  /* backward from the CPU's probabilities (the GPU overwrites them with dpreatt) */
+  upload(d_att, att, na);
+  upload(d_att2, att, na);
+  if (GC_OK(lowpi_cuda_attention_backward(d_dx, d_dy, d_x, d_att, B, T, C, NH, compute, ws,
+                                          ws_bytes)) &&
+      GC_OK(lowpi_cuda_attention_backward(d_dx2, d_dy, d_x, d_att2, B, T, C, NH, compute, ws,
+                                          ws_bytes))) {
+    download(got, d_dx, n3);
+    check_rows("attention dinp (rows of hs)", got, dx, n3 / hs, (size_t)hs, rb);
+    check_same("attention dinp, two runs", d_dx, d_dx2, n3);
+  }
+  lowp_cuda_free(ws);
+  float *dev[] = {d_x, d_dy, d_out, d_att, d_out2, d_att2, d_dx, d_dx2};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  float *host[] = {x, dy, out, att, dx, scratch, got};
+  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+    free(host[i]);
+}
+
+/* Cross-entropy: loss = log(sum) - (z_t - max). The sum's terms differ by expf's ulps (<= 2^-22
+ * relative together) and its order (<= 2 V u relative): log(sum) by that much absolutely,
+ * plus logf's and the subtraction's rounding. The gradient p - onehot: p relative to the
+ * same, plus the rounding of the difference. */
+static void test_crossentropy(shape s) {
+  const int N = s.B * s.T, V = s.V;
+  const size_t NV = (size_t)N * V;
+  const float dloss = 1.0f / (float)N;
+  printf("  crossentropy N %d V %d\n", N, V);
+  float *z = hbuf(NV), *probs = hbuf(NV), *loss = hbuf(N), *dz = hbuf(NV), *got = hbuf(NV);
+  int32_t *tg = malloc((size_t)N * sizeof(int32_t));
+  if (!tg)
+    exit(1);
+  fill(z, NV, -4, 4);
+  z[V / 2] = 80.0f; /* row 0: a huge logit (exp without the max would overflow) */
+  for (int i = 0; i < N; i++)
+    tg[i] = (int32_t)(gc_uniform() * V);
+  lowpi_crossentropy_forward(loss, probs, z, tg, N, V);
+  lowpi_crossentropy_backward(dz, probs, tg, N, V, dloss);
+
+  float *d_z = dcopy(z, NV), *d_loss = dpoison(N), *d_dz = dpoison(NV), *d_loss2 = dpoison(N);
+  float *d_inplace = dcopy(z, NV), *d_loss3 = dpoison(N);
+  int32_t *d_tg = dtokens(tg, (size_t)N);
+  const double rel = 0x1p-22 + (2.0 * V + 8) * U;
+  if (GC_OK(lowpi_cuda_crossentropy(d_loss, d_dz, d_z, d_tg, N, V, dloss))) {
+    download(got, d_loss, (size_t)N);
+    cmp c;
+    cmp_begin(&c, "crossentropy loss");
+    for (int i = 0; i < N; i++) {
+      float maxv = -INFINITY;
+      for (int v = 0; v < V; v++)
+        maxv = fmaxf(maxv, z[(size_t)i * V + v]);
+      const double zt = fabs((double)z[(size_t)i * V + tg[i]] - maxv);
+      cmp_one(&c, (size_t)i, got[i], loss[i], rel + 0x1p-21 * (2 * fabs(loss[i]) + zt));
+    }
+    cmp_end(&c);
+    download(got, d_dz, NV);
+    cmp_begin(&c, "crossentropy dlogits");
+    for (size_t i = 0; i < NV; i++)
+      cmp_one(&c, i, got[i], dz[i], fabs(dloss) * (probs[i] * rel + 0x1p-23) + 1e-30);
+    cmp_end(&c);
+  }
+  /* the same bits without the gradient, and in place */
+  if (GC_OK(lowpi_cuda_crossentropy(d_loss2, NULL, d_z, d_tg, N, V, dloss)) &&
+      GC_OK(lowpi_cuda_crossentropy(d_loss3, d_inplace, d_inplace, d_tg, N, V, dloss))) {
+    check_same("crossentropy loss without dlogits", d_loss, d_loss2, (size_t)N);
+    check_same("crossentropy loss in place", d_loss, d_loss3, (size_t)N);
+    check_same("crossentropy dlogits in place", d_dz, d_inplace, NV);
+  }
+  /* a target outside [0, V): a NaN loss, nothing else disturbed */
+  const int32_t bad = V;
+  GC_REQUIRE(lowp_cuda_memcpy(d_tg, &bad, sizeof bad, LOWP_CUDA_H2D));
+  if (GC_OK(lowpi_cuda_crossentropy(d_loss2, NULL, d_z, d_tg, N, V, dloss))) {
+    download(got, d_loss2, (size_t)N);
+    GC_CHECK(isnan(got[0]), "crossentropy: target V gave loss %g, not NaN", got[0]);
+  }
+
+  /* the mean of the losses, against a float64 sum: the GPU's fixed order (1024 strided
+   * partial sums, then 10 butterfly levels) errs by <= (n / 1024 + 11) u sum |x| */
+  const size_t sizes[3] = {1, (size_t)N, 70001};
+  for (int k = 0; k < 3; k++) {
+    const size_t m = sizes[k];
+    float *xs = hbuf(m);
+    fill(xs, m, 0, 10);
+    double sum = 0, abs_sum = 0;
+    for (size_t i = 0; i < m; i++) {
+      sum += xs[i];
+      abs_sum += fabs(xs[i]);
+    }
+    float *d_xs = dcopy(xs, m), *d_m = dpoison(2);
+    if (GC_OK(lowpi_cuda_mean(d_m, d_xs, m)) && GC_OK(lowpi_cuda_mean(d_m + 1, d_xs, m))) {
+      float mv[2];
+      download(mv, d_m, 2);
+      const double want = sum / (double)m;
+      const double bound = ((double)m / 1024 + 11) * U * abs_sum / (double)m + U * fabs(want);
+      char what[64];
+      snprintf(what, sizeof what, "mean of %zu", m);
+      cmp c;
+      cmp_begin(&c, what);
+      cmp_one(&c, 0, mv[0], (float)want, bound + 0x1p-24 * fabs(want)); /* + want's rounding */
+      cmp_one(&c, 1, mv[1], mv[0], -1.0);                               /* two runs */
+      cmp_end(&c);
+    }
+    lowp_cuda_free(d_xs);
+    lowp_cuda_free(d_m);
+    free(xs);
+  }
+  GC_CHECK(lowpi_cuda_mean(d_loss, d_z, 0) == LOWP_ERR_INVALID_ARG, "mean of 0 values accepted");
+  lowp_cuda_free(d_z);
+  lowp_cuda_free(d_loss);
+  lowp_cuda_free(d_dz);
+  lowp_cuda_free(d_loss2);
+  lowp_cuda_free(d_inplace);
+  lowp_cuda_free(d_loss3);
+  lowp_cuda_free(d_tg);
+  free(z);
+  free(probs);
+  free(loss);
+  free(dz);
+  free(got);
+  free(tg);
+}
+
+static void test_bad_args(void) {
+  void *d = dbytes(1 << 16);
+  GC_CHECK(lowpi_cuda_attention_forward(d, d, d, 1, 4, 8, 2, LOWP_E4M3, d, 1 << 16) ==
+               LOWP_ERR_UNSUPPORTED,
+           "attention in e4m3 accepted");
+  GC_CHECK(lowpi_cuda_attention_forward(d, d, d, 1, 4, 9, 2, LOWP_FP32, d, 1 << 16) ==
+               LOWP_ERR_INVALID_ARG,
+           "attention with C %% NH != 0 accepted");
+  GC_CHECK(lowpi_cuda_layernorm_forward(NULL, d, d, d, d, d, 4, 4, 1e-5f) == LOWP_ERR_INVALID_ARG,
+           "layernorm with a NULL output accepted");
+  lowp_cuda_free(d);
+}
+
+static void run_shape(shape s) {
+  printf("B %d T %d C %d NH %d V %d\n", s.B, s.T, s.C, s.NH, s.V);
+  test_embedding(s);
+  test_norm(s, 0);
+  test_norm(s, 1);
+  test_pointwise(s);
+  test_rope(s);
+  test_attention(s, LOWP_FP32);
+  test_attention(s, LOWP_BF16);
+  test_crossentropy(s);
+}
+#endif /* LOWP_HAVE_CUDA */
+
+int main(void) {
+  int skip = gc_need_gpu("test_cuda_nn");
+  if (skip)
+    return skip;
+#ifndef LOWP_HAVE_CUDA
+  return 77;
+#else
+  const shape shapes[] = {
+      {3, 1, 32, 2, 5},       /* T = 1: one-element softmax */
+      {2, 17, 48, 3, 67},     /* hs 16, nothing a multiple of a block */
+      {2, 33, 64, 4, 67},     /* 66 rows: three chunks, the last partial */
+      {4, 128, 256, 4, 1000}, /* hs 64, 512 rows, runs of one token over several tiles */
+  };
+  const int count = gc_small() ? 3 : 4;
+  for (int i = 0; i < count; i++)
+    run_shape(shapes[i]);
+  test_bad_args();
+  GC_OK(lowp_cuda_synchronize());
+  return gc_finish("test_cuda_nn");
+#endif
+}
