@@ -15,7 +15,7 @@ export OMP_NUM_THREADS=1 # one thread: libgomp's thread pool is not torn down at
 awk 'BEGIN { srand(3); for (i = 0; i < 300; i++) { l = ""; for (j = 0; j < 50; j++)
   l = l sprintf("%c", 97 + int(rand() * 26)); print l } }' >"$T/data.txt"
 printf '\x00\x00\x80\x3f\xcd\xcc\xcc\x3d\x00\x00\x00\xc0' >"$T/in.f32" # 1, 0.1, -2
-VG=(valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible
+VG=(valgrind -q --error-exitcode=99 --suppressions="$(dirname "$0")/valgrind.supp" --leak-check=full --show-leak-kinds=definite,indirect,possible
     --errors-for-leak-kinds=definite,indirect,possible)
 MICRO=(--model tiny --layers 1 --dim 16 --ctx 8 --batch 2 --eval-every 0 --eval-batches 1
        --data "$T/data.txt")
