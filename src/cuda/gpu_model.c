@@ -40,7 +40,7 @@ struct lowpi_gpu_model {
   size_t act_bytes;
   int cap_B, cap_T, B, T, have_forward, have_targets;
   lowpi_gpu_linears *lin;
-  lowp_format compute;
+  lowp_format compute; /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
 };
 
 static int fc_cols(const lowp_model_config *c) {
@@ -142,7 +142,7 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
   if (st == LOWP_OK)
     st = lowpi_gpu_linears_create(&g->lin, recipe, c->n_layer, seed);
   if (st == LOWP_OK) {
-    g->compute = lowpi_gpu_linears_compute(g->lin);
+    g->compute = lowpi_gpu_linears_compute(g->lin) == LOWP_BF16 ? LOWP_BF16 : LOWP_FP32;
     st = lowp_cuda_malloc((void **)&g->params, g->nparams * sizeof(float));
   }
   if (st == LOWP_OK)
