@@ -125,7 +125,8 @@ static int bench_one(const char *model_name, const char *recipe_name, const benc
            recipe_name, model_name, o->batch, o->seq, o->vocab, n_params, fpt, tps,
            1e3 * dt / o->steps, fpt * tps / 989e12, (double)peak / 1073741824.0, loss_first,
            loss_last, nan ? "true" : "false", o->steps);
-    fprintf(stderr, "lowp %-10s %-12s B %d: %.0f tokens/s, MFU %.1f%%, peak %.2f GiB, loss %.3f -> %.3f\n",
+    fprintf(stderr,
+            "lowp %-10s %-12s B %d: %.0f tokens/s, MFU %.1f%%, peak %.2f GiB, loss %.3f -> %.3f\n",
             model_name, recipe_name, o->batch, tps, 100 * fpt * tps / 989e12,
             (double)peak / 1073741824.0, loss_first, loss_last);
     fflush(stdout);
@@ -139,6 +140,12 @@ static int bench_one(const char *model_name, const char *recipe_name, const benc
   return st != LOWP_OK || nan;
 }
 
+static int int_arg(const char *v) {
+  char *end = NULL;
+  long x = strtol(v, &end, 10);
+  return end && *end == '\0' && x > 0 && x < (1L << 30) ? (int)x : -1;
+}
+
 int main(int argc, char **argv) {
   const char *models = "gpt2-124m", *recipes = "bf16,fp8-current,fp8-delayed";
   bench_opts o = {16, 1024, 50304, 20, 3};
@@ -149,22 +156,23 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--recipes"))
       recipes = v;
     else if (!strcmp(k, "--batch"))
-      o.batch = atoi(v);
+      o.batch = int_arg(v);
     else if (!strcmp(k, "--seq"))
-      o.seq = atoi(v);
+      o.seq = int_arg(v);
     else if (!strcmp(k, "--vocab"))
-      o.vocab = atoi(v);
+      o.vocab = int_arg(v);
     else if (!strcmp(k, "--steps"))
-      o.steps = atoi(v);
+      o.steps = int_arg(v);
     else if (!strcmp(k, "--warmup"))
-      o.warmup = atoi(v);
+      o.warmup = int_arg(v);
     else {
       fprintf(stderr, "bench_gpu_train: unknown option %s\n", k);
       return 2;
     }
   }
   if (o.batch < 1 || o.seq < 1 || o.vocab < 2 || o.steps < 1 || o.warmup < 0) {
-    fprintf(stderr, "bench_gpu_train: need --batch, --seq, --steps >= 1, --vocab >= 2\n");
+    fprintf(stderr, "bench_gpu_train: --batch, --seq, --steps, --warmup need positive integers, "
+                    "--vocab >= 2\n");
     return 2;
   }
   int count = 0;

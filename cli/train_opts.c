@@ -94,8 +94,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
                                      "--save-every", "--seed",   "--stop-after", "--max-nonfinite"};
   static const char *const floats[] = {"--lr",   "--min-lr-frac",  "--weight-decay",
                                        "--clip", "--val-fraction", "--loss-weight"};
-  static const char *const strings[] = {"--model",  "--arch",   "--data",        "--val-data",
-                                        "--recipe", "--log",    "--out",         "--resume",
+  static const char *const strings[] = {"--model",  "--arch",   "--data",         "--val-data",
+                                        "--recipe", "--log",    "--out",          "--resume",
                                         "--init",   "--inject", "--on-nonfinite", "--device"};
   const char *arg = argv[*i], *v = NULL;
   if ((strncmp(arg, "--qat", 5) == 0 && (arg[5] == '\0' || arg[5] == '=')))

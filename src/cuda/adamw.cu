@@ -88,10 +88,10 @@ __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chun
     p[i] = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k), a.master_bf16,
                                     a.seed, a.steps_before, index);
     if (bf16) {
-      m16[i] = (uint16_t)lowpi_encode(bf, m, a.state_round, LOWP_OVERFLOW_NATIVE, a.seed, off_m,
-                                      index);
-      v16[i] = (uint16_t)lowpi_encode(bf, v, a.state_round, LOWP_OVERFLOW_NATIVE, a.seed, off_v,
-                                      index);
+      m16[i] =
+          (uint16_t)lowpi_encode(bf, m, a.state_round, LOWP_OVERFLOW_NATIVE, a.seed, off_m, index);
+      v16[i] =
+          (uint16_t)lowpi_encode(bf, v, a.state_round, LOWP_OVERFLOW_NATIVE, a.seed, off_v, index);
     } else {
       m32[i] = m;
       v32[i] = v;
@@ -291,8 +291,8 @@ lowp_status lowpi_cuda_adamw_download(const lowpi_cuda_adamw *o, lowp_adamw *h) 
   return LOWP_OK;
 }
 
-lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const float *grads,
-                                  double lr, long t, const lowpi_cuda_grad_work *work) {
+lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const float *grads, double lr,
+                                  long t, const lowpi_cuda_grad_work *work) {
   if (!o || !params || !grads)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_step: NULL pointer");
   if (t < 1)

@@ -86,8 +86,8 @@ static gemm_run run_of(const op_state *a, const op_state *b, int m, int n, int k
   if (a->kind == OP_CAST && b->kind == OP_CAST && a->cast_format == b->cast_format)
     return a->cast_format == LOWP_BF16 ? RUN_BF16 : RUN_FP16;
   if (is_native_fp8(a) && is_native_fp8(b) &&
-      !(a->cfg.format == LOWP_E5M2 && b->cfg.format == LOWP_E5M2) && m % 16 == 0 &&
-      n % 16 == 0 && k % 16 == 0)
+      !(a->cfg.format == LOWP_E5M2 && b->cfg.format == LOWP_E5M2) && m % 16 == 0 && n % 16 == 0 &&
+      k % 16 == 0)
     return RUN_FP8;
   return RUN_FP32; /* exact emulation */
 }
@@ -130,12 +130,12 @@ static lowp_status op_init(lowpi_gpu_linears *g, const lowp_recipe *r, lowp_oper
   if (o->cfg.mode == LOWP_SCALING_MX)
     o->cfg.mx_rule = o->spec.mx_rule;
   if (o->delayed) {
-    LOWPI_TRY(lowp_cuda_delayed_init(&o->dstate, o->cfg.format, (size_t)r->amax_history_len,
-                                     r->amax_algo_most_recent ? LOWP_AMAX_MOST_RECENT
-                                                              : LOWP_AMAX_MAX,
-                                     r->margin));
+    LOWPI_TRY(lowp_cuda_delayed_init(
+        &o->dstate, o->cfg.format, (size_t)r->amax_history_len,
+        r->amax_algo_most_recent ? LOWP_AMAX_MOST_RECENT : LOWP_AMAX_MAX, r->margin));
     o->cfg.mode = LOWP_SCALING_DELAYED;
-    lowp_cuda_delayed **grown = realloc(g->delayed, (g->ndelayed + 1) * sizeof *grown);
+    lowp_cuda_delayed **grown =
+        realloc(g->delayed, (g->ndelayed + 1) * sizeof(lowp_cuda_delayed *));
     if (!grown)
       return lowpi_fail(LOWP_ERR_NOMEM, "gpu recipe: out of memory");
     g->delayed = grown;
@@ -251,8 +251,7 @@ lowp_status lowpi_gpu_linears_upload_delayed(lowpi_gpu_linears *g, lowpi_recipe_
   if (lowpi_recipe_exec_num_delayed(host) != g->ndelayed)
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: %zu delayed states, the CPU's has %zu",
                       g->ndelayed, lowpi_recipe_exec_num_delayed(host));
-  for (size_t i = 0; i < g->ndelayed; i++)
-  {
+  for (size_t i = 0; i < g->ndelayed; i++) {
     lowp_cuda_delayed *d = g->delayed[i];
     lowp_cuda_delayed_free(d);
     LOWPI_TRY(lowp_cuda_delayed_from_host(d, lowpi_recipe_exec_delayed(host, i)));
@@ -285,8 +284,8 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   out->trans = !k_along_cols;
   /* An element cast with RNE does not care about the layout; everything else draws random
    * numbers or forms blocks along the reduction dimension: bring x to (R, K), K-major. */
-  const int layout_free = o->kind == OP_NONE ||
-                          (o->kind == OP_CAST && o->spec.round == LOWP_ROUND_RNE);
+  const int layout_free =
+      o->kind == OP_NONE || (o->kind == OP_CAST && o->spec.round == LOWP_ROUND_RNE);
   const float *src = x;
   size_t R = rows, K = cols;
   if (!k_along_cols && !layout_free) {
@@ -368,15 +367,13 @@ static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int
 }
 
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, const float *inp,
-                                     const float *weight, const float *bias, int N, int C,
-                                     int OC) {
+                                     const float *weight, const float *bias, int N, int C, int OC) {
   // out (N, OC), inp (N, C), weight (OC, C), bias (OC)
   lin_state *ls = &g->lin[lin];
-  gemm_run run =
-      run_of(&ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
+  gemm_run run = run_of(&ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
   operand a, b;
-  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_A, run, inp, (size_t)N,
-                         (size_t)C, 1, &a));
+  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_A, run, inp, (size_t)N, (size_t)C,
+                         1, &a));
   LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_B, run, weight, (size_t)OC,
                          (size_t)C, 1, &b));
   LOWPI_TRY(gemm(out, &a, &b, N, OC, C, 0.0f));
@@ -401,8 +398,8 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
     gemm_run run = run_of(&ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);
     LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_WGRAD, LOWPI_OPERAND_A, run, dout, (size_t)N,
                            (size_t)OC, 0, &a));
-    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_WGRAD, LOWPI_OPERAND_B, run, inp, (size_t)N,
-                           (size_t)C, 0, &b));
+    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_WGRAD, LOWPI_OPERAND_B, run, inp, (size_t)N, (size_t)C,
+                           0, &b));
     LOWPI_TRY(gemm(dweight, &a, &b, OC, C, N, 1.0f));
   }
   if (dbias) {

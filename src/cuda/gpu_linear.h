@@ -40,8 +40,7 @@ lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g);
 
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, const float *inp,
-                                     const float *weight, const float *bias, int N, int C,
-                                     int OC);
+                                     const float *weight, const float *bias, int N, int C, int OC);
 /* dinp (N, C) written (may be NULL), dweight (OC, C) and dbias (OC, may be NULL) accumulated. */
 lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
                                       float *dbias, const float *dout, const float *inp,

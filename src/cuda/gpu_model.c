@@ -58,10 +58,9 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
   size_t NH = (size_t)c->n_head, FC = (size_t)fc_cols(c), H = (size_t)c->ffn_hidden;
   size_t W = max3(FC, 3 * C, C);
   gpu_acts *a = &g->a;
-  a->work_bytes =
-      max3(lowpi_cuda_embedding_backward_workspace(B, T, (int)V),
-           lowpi_cuda_norm_backward_workspace((int)N, (int)C),
-           lowpi_cuda_attention_workspace(B, T, (int)C, (int)NH, g->compute));
+  a->work_bytes = max3(lowpi_cuda_embedding_backward_workspace(B, T, (int)V),
+                       lowpi_cuda_norm_backward_workspace((int)N, (int)C),
+                       lowpi_cuda_attention_workspace(B, T, (int)C, (int)NH, g->compute));
   struct {
     void **ptr;
     size_t bytes;
@@ -100,10 +99,10 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
 }
 
 static void free_acts(gpu_acts *a) {
-  void *ptrs[] = {a->res,     a->ln1,   a->ln1_stats, a->qkv,    a->att,    a->atty,
-                  a->mid,     a->ln2,   a->ln2_stats, a->fch,    a->fch_act, a->lnf,
-                  a->lnf_stats, a->logits, a->losses, a->loss,   a->dres,   a->da,
-                  a->db,      a->inputs, a->targets,  a->work};
+  void *ptrs[] = {a->res,       a->ln1,    a->ln1_stats, a->qkv,  a->att,     a->atty,
+                  a->mid,       a->ln2,    a->ln2_stats, a->fch,  a->fch_act, a->lnf,
+                  a->lnf_stats, a->logits, a->losses,    a->loss, a->dres,    a->da,
+                  a->db,        a->inputs, a->targets,   a->work};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
   memset(a, 0, sizeof *a);
@@ -136,9 +135,8 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
   g->nparams = lowp_model_num_params(host);
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
-  lowp_status st = g->p.layers && g->g.layers
-                       ? LOWP_OK
-                       : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
+  lowp_status st =
+      g->p.layers && g->g.layers ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
   if (st == LOWP_OK)
     st = lowpi_gpu_linears_create(&g->lin, recipe, c->n_layer, seed);
   if (st == LOWP_OK) {
@@ -220,8 +218,8 @@ static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, flo
                                  const float *stats, int N) {
   const lowp_model_config *c = &g->cfg;
   if (c->arch == LOWP_ARCH_GPT2)
-    return lowpi_cuda_layernorm_backward(dinp, dw, db, dout, inp, w, stats, stats + N, N,
-                                         c->n_embd, g->a.work, g->a.work_bytes);
+    return lowpi_cuda_layernorm_backward(dinp, dw, db, dout, inp, w, stats, stats + N, N, c->n_embd,
+                                         g->a.work, g->a.work_bytes);
   return lowpi_cuda_rmsnorm_backward(dinp, dw, dout, inp, w, stats + N, N, c->n_embd, g->a.work,
                                      g->a.work_bytes);
 }
@@ -229,8 +227,8 @@ static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, flo
 lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
                                     const int32_t *targets, int B, int T) {
   const lowp_model_config *c = &g->cfg;
-  if (!inputs || B < 1 || T < 1 || B > g->cap_B || T > g->cap_T || (size_t)B * T >
-      (size_t)g->cap_B * g->cap_T)
+  if (!inputs || B < 1 || T < 1 || B > g->cap_B || T > g->cap_T ||
+      (size_t)B * T > (size_t)g->cap_B * g->cap_T)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "gpu model: forward needs inputs and B <= %d, T <= %d (got B %d, T %d)",
                       g->cap_B, g->cap_T, B, T);
@@ -279,8 +277,8 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
         lowpi_gpu_linear_forward(lin, 4 * l + 3, tmp, fch_act, w->fcprojw, w->fcprojb, n, F, C));
     LOWPI_TRY(lowpi_cuda_residual_forward(xout, mid, tmp, NC));
   }
-  LOWPI_TRY(norm_forward(g, a->lnf, a->lnf_stats, a->res + (size_t)L * NC, g->p.lnfw, g->p.lnfb,
-                         n));
+  LOWPI_TRY(
+      norm_forward(g, a->lnf, a->lnf_stats, a->res + (size_t)L * NC, g->p.lnfw, g->p.lnfb, n));
   LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, a->lnf, g->p.head, NULL, n, C, V));
   g->have_forward = 1;
   if (targets) {
@@ -324,18 +322,18 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
       LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, fch, N * (size_t)F));
     else
       LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, a->db, ln2,
-                                        w->fcw, n, C, FC)); // da (N, C)
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, a->db, ln2, w->fcw,
+                                        n, C, FC)); // da (N, C)
     LOWPI_TRY(norm_backward(g, a->db, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n));
     LOWPI_TRY(lowpi_cuda_residual_backward(a->dres, a->db, NC)); // dres = d(mid)
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
-                                        a->dres, atty, w->attprojw, n, C, C)); // da = d(atty)
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb, a->dres,
+                                        atty, w->attprojw, n, C, C)); // da = d(atty)
     LOWPI_TRY(lowpi_cuda_attention_backward(a->db, a->da, qkv, att, B, T, C, NH, g->compute,
                                             a->work, a->work_bytes)); // db (N, 3C)
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, a->db, ln1,
-                                        w->qkvw, n, C, 3 * C)); // da = d(ln1)
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, a->db, ln1, w->qkvw,
+                                        n, C, 3 * C)); // da = d(ln1)
     LOWPI_TRY(norm_backward(g, a->db, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n));
     LOWPI_TRY(lowpi_cuda_residual_backward(a->dres, a->db, NC)); // dres = d(x)
   }

@@ -77,16 +77,16 @@ lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
   LOWPI_TRY(lowpi_gpu_model_backward(t->gm, a->loss_scale));
   if (a->poison)
     LOWPI_TRY(lowpi_cuda_poke(grads, np / 2, a->poison == 2 ? INFINITY : NAN));
-  LOWPI_TRY(lowpi_cuda_grad_prepare(t->work, grads, np, a->round_grads_bf16, a->unscale,
-                                    a->grad_clip));
+  LOWPI_TRY(
+      lowpi_cuda_grad_prepare(t->work, grads, np, a->round_grads_bf16, a->unscale, a->grad_clip));
   long step = lowpi_cuda_adamw_num_steps(t->opt) + 1;
-  LOWPI_TRY(lowpi_cuda_adamw_step(t->opt, lowpi_gpu_model_params(t->gm), grads, a->lr, step,
-                                  t->work));
+  LOWPI_TRY(
+      lowpi_cuda_adamw_step(t->opt, lowpi_gpu_model_params(t->gm), grads, a->lr, step, t->work));
   LOWPI_TRY(lowpi_gpu_linears_end_step(lin));
   /* The one synchronisation of the step. */
   lowpi_cuda_grad_stats stats;
-  LOWPI_TRY(lowp_cuda_memcpy(&res->loss, lowpi_gpu_model_loss(t->gm), sizeof(float),
-                             LOWP_CUDA_D2H));
+  LOWPI_TRY(
+      lowp_cuda_memcpy(&res->loss, lowpi_gpu_model_loss(t->gm), sizeof(float), LOWP_CUDA_D2H));
   LOWPI_TRY(lowpi_cuda_grad_stats_read(&stats, t->work));
   if (a->poison == 3)
     res->loss = NAN;

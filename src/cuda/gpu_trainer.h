@@ -22,11 +22,11 @@
 typedef struct lowpi_gpu_trainer lowpi_gpu_trainer;
 
 typedef struct {
-  uint64_t step;       /* 0-based: keys the stochastic-rounding streams */
-  float loss_scale;    /* the backward differentiates loss * loss_scale */
-  float unscale;       /* gradients are multiplied by this afterwards (1: no unscaling) */
+  uint64_t step;        /* 0-based: keys the stochastic-rounding streams */
+  float loss_scale;     /* the backward differentiates loss * loss_scale */
+  float unscale;        /* gradients are multiplied by this afterwards (1: no unscaling) */
   int round_grads_bf16; /* the recipe's gradient buffer is bf16 (rounded before unscaling) */
-  float grad_clip;     /* max global norm (0: no clipping) */
+  float grad_clip;      /* max global norm (0: no clipping) */
   double lr;
   int poison; /* fault injection: 1 plants a NaN in the gradients, 2 an Inf, 3 a NaN loss */
 } lowpi_gpu_step_args;

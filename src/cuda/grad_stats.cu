@@ -123,8 +123,8 @@ lowp_status lowpi_cuda_grad_prepare(lowpi_cuda_grad_work *work, float *grads, si
   if (nb > 0) {
     const int aligned = ((uintptr_t)grads & 15u) == 0;
     const int modify = round_bf16 || inv_scale != 1.0f;
-    norm_stage1<<<nb, kThreads>>>(grads, n, aligned, modify, round_bf16, inv_scale,
-                                  work->partial, work->bad);
+    norm_stage1<<<nb, kThreads>>>(grads, n, aligned, modify, round_bf16, inv_scale, work->partial,
+                                  work->bad);
     LOWPI_CUDA_CHECK_LAUNCH();
   }
   norm_stage2<<<1, kThreads>>>(work, nb, max_norm);

@@ -168,6 +168,8 @@ lowp_status lowp_cuda_fake_quant(float *y, const float *x, lowp_cuda_qtensor *q,
 lowp_status lowp_cuda_hadamard(float *y, const float *x, size_t rows, size_t cols, int n,
                                uint64_t seed, int inverse) {
   return no_cuda("lowp_cuda_hadamard");
+}
+
 /* The internal GPU optimizer (cuda/optim_cuda.h): its tests link these. */
 lowp_status lowpi_cuda_grad_prepare(lowpi_cuda_grad_work *work, float *grads, size_t n,
                                     int round_bf16, float inv_scale, float max_norm) {

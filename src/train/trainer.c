@@ -487,8 +487,7 @@ static lowp_status validate(run *r, double *loss) {
     if (r->gpu)
       LOWPI_TRY(lowpi_gpu_trainer_eval(r->gpu, r->inputs, r->targets, &l));
     else
-      LOWPI_TRY(
-          lowp_model_forward(r->model, r->inputs, r->targets, r->cfg.batch, r->cfg.seq, &l));
+      LOWPI_TRY(lowp_model_forward(r->model, r->inputs, r->targets, r->cfg.batch, r->cfg.seq, &l));
     sum += l;
   }
   *loss = sum / (double)n;
