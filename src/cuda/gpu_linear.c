@@ -80,11 +80,27 @@ static int is_native_fp8(const op_state *o) {
          o->cfg.scale_format == LOWP_SCALE_FP32;
 }
 
+/* An operand whose dequantized values bf16 holds exactly: a bf16 cast, or a quantization with
+ * power-of-two scales (MX's e8m0, pow2 fp32 block scales) and elements of at most 8
+ * significant bits (every fp8/fp6/fp4 format), so that code * scale only moves the exponent.
+ * (Below bf16's smallest subnormal, 2^-133, values would round: blocks whose amax is under
+ * 2^-118. The Hadamard back-rotation makes arbitrary values: not exact.) */
+static int bf16_exact(const op_state *o) {
+  if (o->kind == OP_CAST)
+    return o->cast_format == LOWP_BF16;
+  const lowp_format_info *f = lowp_format_get(o->cfg.format);
+  if (o->kind != OP_QUANT || o->spec.hadamard || f->kind != LOWP_KIND_FLOAT || f->man_bits > 7)
+    return 0;
+  return o->cfg.mode == LOWP_SCALING_MX || o->cfg.scale_format == LOWP_SCALE_FP32_POW2;
+}
+
 static gemm_run run_of(const op_state *a, const op_state *b, int m, int n, int k) {
   if (a->kind == OP_NONE && b->kind == OP_NONE)
     return RUN_FP32;
   if (a->kind == OP_CAST && b->kind == OP_CAST && a->cast_format == b->cast_format)
     return a->cast_format == LOWP_BF16 ? RUN_BF16 : RUN_FP16;
+  if (bf16_exact(a) && bf16_exact(b)) /* exact emulation at bf16 tensor-core speed */
+    return RUN_BF16;
   if (is_native_fp8(a) && is_native_fp8(b) &&
       !(a->cfg.format == LOWP_E5M2 && b->cfg.format == LOWP_E5M2) && m % 16 == 0 && n % 16 == 0 &&
       k % 16 == 0)
@@ -345,7 +361,16 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
     out->scale = (const float *)o->q.rowwise.scales;
     return LOWP_OK;
   }
-  /* exact emulation: the dequantized values (fake-quant may not work in place) */
+  if (run == RUN_BF16) { /* the dequantized values, exact in bf16 (bf16_exact) */
+    void *codes;
+    LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
+    LOWPI_TRY(lowp_cuda_quantize(src, &o->q, 0));
+    LOWPI_TRY(lowp_cuda_dequantize(&o->q, codes, LOWP_BF16));
+    out->ptr = codes;
+    out->format = LOWP_BF16;
+    return LOWP_OK;
+  }
+  /* exact emulation in fp32: the dequantized values (fake-quant may not work in place) */
   void *vals;
   LOWPI_TRY(scratch_get(&g->tmp[src == x ? which : 2 + which], n * sizeof(float), &vals));
   LOWPI_TRY(lowp_cuda_fake_quant((float *)vals, src, &o->q, o->spec.hadamard, g->seed ^ 0x4AD4u));
