@@ -258,9 +258,9 @@ __global__ void block_amax_2d(const float *__restrict__ x, size_t R, size_t C, s
  * row (chunk t % cpr of row t / cpr). When blocks are multiples of 16 wide, or one block spans
  * the row, the chunk shares one multiplier; else (COLUMN) each value looks its own up. */
 template <int FF, int RR>
-__global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, size_t br,
-                              size_t bc, size_t SC, void *__restrict__ codes, int bytes,
-                              lowpi_fmt f, lowp_round rnd, uint64_t seed, uint64_t offset,
+__global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, size_t br, size_t bc,
+                              size_t SC, void *__restrict__ codes, int bytes, lowpi_fmt f,
+                              lowp_round rnd, uint64_t seed, uint64_t offset,
                               const float *__restrict__ enc, uint32_t fmax_bits, int vec,
                               unsigned long long *__restrict__ nsat) {
   const size_t cpr = (C + 15) / 16;
@@ -587,8 +587,8 @@ lowp_status dequantize_one(const lowp_cuda_qtensor *q, const lowp_cuda_qdata *d,
   const size_t chunks = d->rows * ((d->cols + 15) / 16);
   dequant_chunks<<<lowpi_cuda_blocks(chunks, lowpi_kThreads), lowpi_kThreads>>>(
       d->codes, lowp_format_get(fmt)->storage_bytes, lowpi_fmt_of(fmt), d->rows, d->cols,
-      d->block_rows, d->block_cols, d->scale_cols, d->scales, (int)q->cfg.mode, d->tensor_scale,
-      y, out == LOWP_BF16, vec);
+      d->block_rows, d->block_cols, d->scale_cols, d->scales, (int)q->cfg.mode, d->tensor_scale, y,
+      out == LOWP_BF16, vec);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
