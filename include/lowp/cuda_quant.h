@@ -99,7 +99,8 @@ void lowp_cuda_qtensor_free(lowp_cuda_qtensor *q);
  * transpose (stochastic rounding still indexes the logical tensor row-major). x must be 4-byte
  * aligned; 16-byte alignment (and rows of a multiple of 16) take the vectorized paths. The
  * column-wise copy and x_transposed cost a transpose through rows * cols floats of temporary
- * device memory (cudaMallocAsync, stream-ordered). */
+ * device memory (cudaMallocAsync from the device's default pool, stream-ordered; the pool's
+ * release threshold is raised so that it keeps that memory cached between calls). */
 lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_transposed);
 
 /* Dequantize the row-wise data into y (rows, cols), as LOWP_FP32 (lowp_dequantize's values)

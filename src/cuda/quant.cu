@@ -679,8 +679,16 @@ lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_trans
   const size_t R = q->rows, C = q->cols;
   if (!x_transposed && !c->columnwise)
     return quantize_one(x, &q->rowwise, c, dl, c->offset, dl != NULL);
-  /* One orientation needs the transpose of x: stream-ordered scratch, freed in stream order
-   * (the pool keeps it for the next call, and no memory stays with the tensor). */
+  /* One orientation needs the transpose of x: stream-ordered scratch from the device's default
+   * pool, freed in stream order, so no memory stays with the tensor. The pool is told to keep
+   * what it has (else every synchronisation hands the pages back and the next call maps them
+   * again, which doubles the time of a large transpose). */
+  int dev = 0;
+  cudaMemPool_t pool;
+  uint64_t keep = UINT64_MAX;
+  LOWPI_CUDA_TRY(cudaGetDevice(&dev));
+  LOWPI_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, dev));
+  LOWPI_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
   float *t = NULL;
   LOWPI_CUDA_TRY(cudaMallocAsync((void **)&t, R * C * sizeof(float), 0));
   lowp_status s;
