@@ -86,7 +86,6 @@ typedef struct {
   lowp_cuda_qdata rowwise;    /* blocks along rows */
   lowp_cuda_qdata colwise;    /* valid when cfg.columnwise: the transpose's row blocks */
   lowp_cuda_delayed *delayed; /* DELAYED: the device state to use (not owned; set by caller) */
-  float *transposed;          /* internal: rows * cols fp32 scratch for transposes, on demand */
 } lowp_cuda_qtensor;
 
 /* Validate cfg (as lowp_qtensor_init; DELAYED needs no host state) and allocate the device
@@ -98,7 +97,10 @@ void lowp_cuda_qtensor_free(lowp_cuda_qtensor *q);
 /* Quantize the (rows, cols) tensor x (device fp32) into q, and its column-wise copy if the
  * config asks. x_transposed = 1: x is stored (cols, rows) and the logical tensor is its
  * transpose (stochastic rounding still indexes the logical tensor row-major). x must be 4-byte
- * aligned; 16-byte alignment takes the vectorized paths. */
+ * aligned; 16-byte alignment (and rows of a multiple of 16) take the vectorized paths. The
+ * column-wise copy and x_transposed cost a transpose through rows * cols floats of temporary
+ * device memory (cudaMallocAsync from the device's default pool, stream-ordered; the pool's
+ * release threshold is raised so that it keeps that memory cached between calls). */
 lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_transposed);
 
 /* Dequantize the row-wise data into y (rows, cols), as LOWP_FP32 (lowp_dequantize's values)

@@ -14,7 +14,8 @@
  *     strips (segmented shuffle max + atomicMax on the bits), one thread per block for the
  *     scales, then the chunked cast.
  * amax values are combined as bits (lowpi_abs_key): exact, so the order of reduction never
- * matters. The column-wise copy and x_transposed go through a tiled transpose into scratch. */
+ * matters. The column-wise copy and x_transposed go through a tiled transpose into stream-ordered
+ * scratch (cudaMallocAsync). */
 #include <stdint.h>
 #include <string.h>
 
@@ -651,7 +652,6 @@ void lowp_cuda_qtensor_free(lowp_cuda_qtensor *q) {
     return;
   free_qdata(&q->rowwise);
   free_qdata(&q->colwise);
-  lowp_cuda_free(q->transposed);
   memset(q, 0, sizeof *q);
 }
 
@@ -677,22 +677,36 @@ lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_trans
                         (int)dl->format, lowp_format_get(c->format)->name);
   }
   const size_t R = q->rows, C = q->cols;
-  if ((x_transposed || c->columnwise) && !q->transposed)
-    LOWPI_TRY(lowp_cuda_malloc((void **)&q->transposed, R * C * sizeof(float)));
-  /* x_transposed: x is (C, R); the row-wise data needs (R, C), the column-wise copy x itself. */
-  const float *rows_x = x, *cols_x = x;
-  if (x_transposed) {
-    LOWPI_TRY(transpose(q->transposed, x, C, R));
-    rows_x = q->transposed;
+  if (!x_transposed && !c->columnwise)
+    return quantize_one(x, &q->rowwise, c, dl, c->offset, dl != NULL);
+  /* One orientation needs the transpose of x: stream-ordered scratch from the device's default
+   * pool, freed in stream order, so no memory stays with the tensor. The pool is told to keep
+   * what it has (else every synchronisation hands the pages back and the next call maps them
+   * again, which doubles the time of a large transpose). */
+  int dev = 0;
+  cudaMemPool_t pool;
+  uint64_t keep = UINT64_MAX;
+  LOWPI_CUDA_TRY(cudaGetDevice(&dev));
+  LOWPI_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, dev));
+  LOWPI_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  float *t = NULL;
+  LOWPI_CUDA_TRY(cudaMallocAsync((void **)&t, R * C * sizeof(float), 0));
+  lowp_status s;
+  if (x_transposed) { /* x is (C, R): the row-wise data needs its transpose, the copy x */
+    s = transpose(t, x, C, R);
+    if (s == LOWP_OK)
+      s = quantize_one(t, &q->rowwise, c, dl, c->offset, dl != NULL);
+    if (s == LOWP_OK && c->columnwise)
+      s = quantize_one(x, &q->colwise, c, dl, c->offset ^ (1ull << 63), false);
+  } else {
+    s = quantize_one(x, &q->rowwise, c, dl, c->offset, dl != NULL);
+    if (s == LOWP_OK)
+      s = transpose(t, x, R, C);
+    if (s == LOWP_OK)
+      s = quantize_one(t, &q->colwise, c, dl, c->offset ^ (1ull << 63), false);
   }
-  LOWPI_TRY(quantize_one(rows_x, &q->rowwise, c, dl, c->offset, dl != NULL));
-  if (!c->columnwise)
-    return LOWP_OK;
-  if (!x_transposed) {
-    LOWPI_TRY(transpose(q->transposed, x, R, C));
-    cols_x = q->transposed;
-  }
-  return quantize_one(cols_x, &q->colwise, c, dl, c->offset ^ (1ull << 63), false);
+  LOWPI_CUDA_TRY(cudaFreeAsync(t, 0));
+  return s;
 }
 
 lowp_status lowp_cuda_dequantize(const lowp_cuda_qtensor *q, void *y, lowp_format out_format) {

@@ -98,7 +98,7 @@ __device__ __forceinline__ uint32_t lowpi_e2m1_rne_sat(float y) {
   const uint32_t u = lowpi_f32_bits(y);
   const uint32_t ab = u & 0x7FFFFFFFu;
   const uint32_t r = (ab + 0x1FFFFFu + ((ab >> 22) & 1u)) >> 22; /* (exponent, 1 mantissa bit) */
-  const uint32_t norm = r >= 259u ? 7u : r - 252u; /* 259 = 6.0 rounded: the clamp */
+  const uint32_t norm = r >= 259u ? 7u : r - 252u;               /* 259 = 6.0 rounded: the clamp */
   const float a = lowpi_bits_f32(ab);
   const uint32_t sub = (uint32_t)(a > 0.25f) + (uint32_t)(a >= 0.75f);
   const uint32_t mag = ab >= 0x3F800000u ? norm : sub;

@@ -72,7 +72,7 @@ main() {
     fail "compute-sanitizer not found"
   fi
 
-  for b in bench_cuda_cast bench_cuda_gemm; do
+  for b in bench_cuda_cast bench_cuda_gemm bench_cuda_quant; do
     step "$b"
     if [ -x "build-gpu/$b" ]; then
       timeout 90 "build-gpu/$b" || fail "$b"
