@@ -26,7 +26,7 @@ enum { WARMUP = 3, REPS = 20, MAXT = 160 };
     }                                                                                              \
   } while (0)
 
-typedef enum { OP_COPY, OP_PREPARE, OP_PREPARE_UNSCALE, OP_ADAMW } op_kind;
+typedef enum { OP_COPY, OP_PREPARE, OP_PREPARE_UNSCALE, OP_PREPARE_BF16, OP_ADAMW } op_kind;
 
 static lowp_cuda_event *ev_start, *ev_stop;
 static float *d_p, *d_g, *d_copy;
@@ -47,6 +47,8 @@ static lowp_status run_once(op_kind op) {
     return lowpi_cuda_grad_prepare(d_work, d_g, np, 0, 1.0f, 1.0f);
   case OP_PREPARE_UNSCALE: /* x 1 as the unscale: the values stay the same run after run */
     return lowpi_cuda_grad_prepare(d_work, d_g, np, 0, 1.0f - 0x1p-24f, 1.0f);
+  case OP_PREPARE_BF16: /* the values are bf16 after the first run */
+    return lowpi_cuda_grad_prepare(d_work, d_g, np, 1, 1.0f, 1.0f);
   default: /* work: found_inf clear, clip_coef from the last prepare */
     return lowpi_cuda_adamw_step(gpu_opt, d_p, d_g, 1e-4, 10, d_work);
   }
@@ -116,6 +118,9 @@ int main(void) {
   ms = time_op(OP_PREPARE_UNSCALE);
   gbs = 8.0 * (double)np / ms / 1e6;
   printf("%-28s %8.3f %9.1f %7.0f%%\n", "grad_prepare (unscale)", ms, gbs, 100 * gbs / copy_gbs);
+  ms = time_op(OP_PREPARE_BF16);
+  gbs = 8.0 * (double)np / ms / 1e6;
+  printf("%-28s %8.3f %9.1f %7.0f%%\n", "grad_prepare (bf16)", ms, gbs, 100 * gbs / copy_gbs);
 
   static const struct {
     lowp_opt_state state;
