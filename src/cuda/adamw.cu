@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda/cast_fast.cuh"
 #include "cuda/cuda_common.h"
 #include "cuda/optim_cuda.h"
 #include "optim/adamw_internal.h"
@@ -23,8 +24,8 @@ static_assert(LOWPI_ADAMW_BLOCK == kThreads, "an 8-bit block is one CUDA block")
 
 struct dev_tensor {
   size_t offset, numel;
-  size_t m, v, am, av; /* byte offsets in the blob */
-  size_t chunk0;       /* the first chunk of this tensor */
+  size_t m, v, am, av;      /* byte offsets in the blob */
+  size_t chunk0, chunk_end; /* this tensor's chunks: [chunk0, chunk_end) */
   int decay, kind;
 };
 
@@ -61,13 +62,31 @@ __device__ __forceinline__ unsigned find_tensor(const dev_tensor *t, unsigned nt
   return lo;
 }
 
+/* bf16 -> fp32 as lowpi_decode: the code is the top half of the float32, except that a NaN
+ * becomes the quiet NaN with the code's sign. */
+__device__ __forceinline__ float bf16_decode(uint32_t code) {
+  uint32_t u = code << 16;
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u)
+    u = (u & 0x80000000u) | 0x7FC00000u;
+  return lowpi_bits_f32(u);
+}
+
+/* fp32 -> bf16 as lowpi_encode with the state rounding: RNE by the integer shortcut of
+ * cast_fast.cuh (equal to the scalar rule on all 2^32 inputs), SR by the scalar rule. */
+__device__ __forceinline__ uint16_t bf16_encode(float x, lowp_round r, uint64_t seed,
+                                                uint64_t offset, uint64_t index) {
+  if (r == LOWP_ROUND_RNE)
+    return (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(x);
+  return (uint16_t)lowpi_encode(lowpi_fmt_of(LOWP_BF16), x, r, LOWP_OVERFLOW_NATIVE, seed, offset,
+                                index);
+}
+
 /* lowp_clip_grads' product: in double with the double coefficient, rounded to fp32. */
 __device__ __forceinline__ float clipped(float g, double coef) {
   return coef < 1.0 ? (float)((double)g * coef) : g;
 }
 
 __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chunk, double coef) {
-  const lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
   const int bf16 = t.kind == LOWP_OPT_STATE_BF16;
   float *p = a.params + t.offset;
   const float *g = a.grads + t.offset;
@@ -82,16 +101,14 @@ __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chun
     if (i >= t.numel)
       break;
     const uint64_t index = t.offset + i; /* the element's global index: SR streams */
-    float m = bf16 ? lowpi_decode(bf, m16[i]) : m32[i];
-    float v = bf16 ? lowpi_decode(bf, v16[i]) : v32[i];
+    float m = bf16 ? bf16_decode(m16[i]) : m32[i];
+    float v = bf16 ? bf16_decode(v16[i]) : v32[i];
     lowpi_adamw_moments(&m, &v, clipped(g[i], coef), &a.k);
     p[i] = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k), a.master_bf16,
                                     a.seed, a.steps_before, index);
     if (bf16) {
-      m16[i] =
-          (uint16_t)lowpi_encode(bf, m, a.state_round, LOWP_OVERFLOW_NATIVE, a.seed, off_m, index);
-      v16[i] =
-          (uint16_t)lowpi_encode(bf, v, a.state_round, LOWP_OVERFLOW_NATIVE, a.seed, off_v, index);
+      m16[i] = bf16_encode(m, a.state_round, a.seed, off_m, index);
+      v16[i] = bf16_encode(v, a.state_round, a.seed, off_v, index);
     } else {
       m32[i] = m;
       v32[i] = v;
@@ -153,8 +170,11 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const step_args a) {
   code_s[threadIdx.x] = a.codes[threadIdx.x];
   code_u[threadIdx.x] = a.codes[256 + threadIdx.x];
   __syncthreads();
+  dev_tensor t;
+  t.chunk0 = t.chunk_end = 0; /* no tensor yet */
   for (size_t c = blockIdx.x; c < a.nchunks; c += gridDim.x) {
-    const dev_tensor t = a.t[find_tensor(a.t, a.nt, c)];
+    if (c < t.chunk0 || c >= t.chunk_end) /* big tensors: often the same as the last chunk's */
+      t = a.t[find_tensor(a.t, a.nt, c)];
     if (t.kind == LOWP_OPT_STATE_8BIT)
       block_8bit(a, t, c - t.chunk0, coef, code_s, code_u, scratch);
     else
@@ -206,6 +226,7 @@ static lowp_status setup(lowpi_cuda_adamw *o, const lowp_adamw *h) {
     t[i].chunk0 = chunks;
     size_t cs = chunk_size(s->kind);
     chunks += (s->numel + cs - 1) / cs;
+    t[i].chunk_end = chunks;
   }
   o->nchunks = chunks;
   cudaError_t e = cudaMalloc((void **)&o->d_t, (o->nt ? o->nt : 1) * sizeof(dev_tensor));

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cuda/cast_fast.cuh"
 #include "cuda/cuda_common.h"
 #include "cuda/optim_cuda.h"
 #include "format/cast_scalar.h"
@@ -14,12 +15,12 @@ constexpr unsigned kThreads = 256;
 constexpr size_t kMinPerThread = 4; /* small n: fewer blocks, each thread a few elements */
 
 /* The trainer's order: round to bf16 first (the gradient buffer holds bf16 values), then
- * unscale in fp32. */
+ * unscale in fp32. The rounding is lowpi_encode's RNE by cast_fast.cuh's shortcut (equal on all
+ * 2^32 inputs); its codes decode by a shift (a NaN code is already the quiet NaN with its sign,
+ * what lowpi_decode gives). */
 __device__ __forceinline__ float prepare(float g, int round_bf16, float inv_scale) {
-  if (round_bf16) {
-    lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
-    g = lowpi_decode(bf, lowpi_encode(bf, g, LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0, 0));
-  }
+  if (round_bf16)
+    g = lowpi_bits_f32(lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(g) << 16);
   if (inv_scale != 1.0f)
     g = g * inv_scale;
   return g;
