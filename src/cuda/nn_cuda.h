@@ -28,8 +28,10 @@ extern "C" {
 lowp_status lowpi_cuda_embedding_forward(float *out, const int32_t *inp, const float *wte,
                                          const float *wpe, int B, int T, int C);
 /* dwte += scatter of dout by token, dwpe += sum over b (dwpe may be NULL). Deterministic: the
- * positions of each token are summed in increasing order. inp is on the device; the workspace
- * holds the bucketing of positions by token. */
+ * positions of each token are summed in increasing order, onto dwte's value, as the CPU does
+ * (the same bits). inp is on the device; tokens outside [0, V) are skipped. The workspace holds
+ * the bucketing of positions by token (a stable radix sort); its size comes from the device
+ * (0 when there is none: the backward then reports the CUDA error). */
 size_t lowpi_cuda_embedding_backward_workspace(int B, int T, int V);
 lowp_status lowpi_cuda_embedding_backward(float *dwte, float *dwpe, const float *dout,
                                           const int32_t *inp, int B, int T, int C, int V,
@@ -82,7 +84,8 @@ size_t lowpi_cuda_attention_workspace(int B, int T, int C, int NH, lowp_format c
 lowp_status lowpi_cuda_attention_forward(float *out, float *att, const float *inp, int B, int T,
                                          int C, int NH, lowp_format compute, void *workspace,
                                          size_t workspace_bytes);
-/* dinp (B, T, 3C) written; att is the forward's (it may be overwritten with dpreatt). */
+/* dinp (B, T, 3C) written; att is the forward's, and is overwritten with dpreatt (the
+ * gradient of the scaled scores, as the CPU's: att * (datt - sum(att * datt)) / sqrt(hs)). */
 lowp_status lowpi_cuda_attention_backward(float *dinp, const float *dout, const float *inp,
                                           float *att, int B, int T, int C, int NH,
                                           lowp_format compute, void *workspace,
@@ -90,11 +93,13 @@ lowp_status lowpi_cuda_attention_backward(float *dinp, const float *dout, const 
 
 /* Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target] and, when dlogits is
  * not NULL, dlogits = (softmax - onehot) * dloss (dlogits may equal logits: in place). Without
- * the probability buffer of the CPU version (the backward recomputes the softmax). */
+ * the probability buffer of the CPU version (the backward recomputes the softmax). A target
+ * outside [0, V) gives a NaN loss (and no onehot). */
 lowp_status lowpi_cuda_crossentropy(float *losses, float *dlogits, const float *logits,
                                     const int32_t *targets, int N, int V, float dloss);
 
-/* *mean (device, one float) = sum of x (n) / n, in a fixed order (the mean training loss). */
+/* *mean (device, one float) = sum of x (n) / n, in a fixed order (the mean training loss);
+ * n > 0. */
 lowp_status lowpi_cuda_mean(float *mean, const float *x, size_t n);
 
 #ifdef __cplusplus

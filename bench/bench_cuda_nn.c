@@ -1,0 +1,200 @@
+/* Time of the GPU transformer layers (src/cuda/nn_cuda.h) at GPT-2 small training sizes.
+ *
+ *     build/bench_cuda_nn [B]        (default B 8, T 1024, C 768, NH 12, V 50304)
+ *
+ * Each figure is the median of 10 timed runs (CUDA events around each) after 2 warm-up runs.
+ * The embedding backward gets text-like tokens: one token at 5% of the positions, a few at
+ * 1%, the rest uniform (its longest per-token run sets its time). Inputs are random; only
+ * the times mean anything. Exit code 77 without a CUDA device. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lowp/lowp.h"
+
+#ifdef LOWP_HAVE_CUDA
+#include "cuda/nn_cuda.h"
+
+enum { WARMUP = 2, REPS = 10 };
+
+#define CHECK(expr)                                                                                \
+  do {                                                                                             \
+    lowp_status st_ = (expr);                                                                      \
+    if (st_ != LOWP_OK) {                                                                          \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lowp_last_error());            \
+      exit(1);                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+static int B = 8, T = 1024, C = 768, NH = 12, V = 50304;
+static float *act, *act2, *act3, *dact, *wte, *dwte, *att, *w, *dw, *db, *stat1, *stat2, *loss;
+static int32_t *tok;
+static void *ws;
+static size_t ws_bytes;
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+typedef lowp_status (*op_fn)(void);
+
+static void bench(const char *name, op_fn op) {
+  lowp_cuda_event *e0, *e1;
+  CHECK(lowp_cuda_event_create(&e0));
+  CHECK(lowp_cuda_event_create(&e1));
+  float t[REPS];
+  for (int i = 0; i < WARMUP; i++)
+    CHECK(op());
+  for (int i = 0; i < REPS; i++) {
+    CHECK(lowp_cuda_event_record(e0));
+    CHECK(op());
+    CHECK(lowp_cuda_event_record(e1));
+    CHECK(lowp_cuda_event_elapsed_ms(e0, e1, &t[i]));
+  }
+  qsort(t, REPS, sizeof t[0], cmp_float);
+  printf("  %-36s %9.3f ms\n", name, (double)t[REPS / 2]);
+  lowp_cuda_event_destroy(e0);
+  lowp_cuda_event_destroy(e1);
+}
+
+static lowp_status emb_fwd(void) {
+  return lowpi_cuda_embedding_forward(act, tok, wte, w, B, T, C);
+}
+static lowp_status emb_bwd(void) {
+  return lowpi_cuda_embedding_backward(dwte, dw, act, tok, B, T, C, V, ws, ws_bytes);
+}
+static lowp_status ln_fwd(void) {
+  return lowpi_cuda_layernorm_forward(act2, stat1, stat2, act, w, db, B * T, C, 1e-5f);
+}
+static lowp_status ln_bwd(void) {
+  return lowpi_cuda_layernorm_backward(act3, dw, db, act2, act, w, stat1, stat2, B * T, C, ws,
+                                       ws_bytes);
+}
+static lowp_status gelu_fwd(void) {
+  return lowpi_cuda_gelu_forward(act2, act, (size_t)B * T * 4 * C);
+}
+static lowp_status gelu_bwd(void) {
+  return lowpi_cuda_gelu_backward(act3, act2, act, (size_t)B * T * 4 * C);
+}
+static lowp_status bias_bwd(void) {
+  return lowpi_cuda_bias_backward(db, act, B * T, 4 * C, ws, ws_bytes);
+}
+static lowp_status rope_fwd(void) {
+  return lowpi_cuda_rope_forward(act2, act, B, T, C, NH, 10000.0f);
+}
+static lowp_status att_fwd32(void) {
+  return lowpi_cuda_attention_forward(act2, att, act, B, T, C, NH, LOWP_FP32, ws, ws_bytes);
+}
+static lowp_status att_bwd32(void) {
+  return lowpi_cuda_attention_backward(act3, act2, act, att, B, T, C, NH, LOWP_FP32, ws, ws_bytes);
+}
+static lowp_status att_fwd16(void) {
+  return lowpi_cuda_attention_forward(act2, att, act, B, T, C, NH, LOWP_BF16, ws, ws_bytes);
+}
+static lowp_status att_bwd16(void) {
+  return lowpi_cuda_attention_backward(act3, act2, act, att, B, T, C, NH, LOWP_BF16, ws, ws_bytes);
+}
+static lowp_status ce(void) {
+  return lowpi_cuda_crossentropy(loss, dact, dact, tok, B * T, V, 1.0f / (float)(B * T));
+}
+static lowp_status mean(void) {
+  return lowpi_cuda_mean(stat1, loss, (size_t)B * T);
+}
+
+static float *dalloc(size_t n, unsigned seed) {
+  float *h = malloc(n * sizeof(float));
+  void *d = NULL;
+  if (!h)
+    exit(1);
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    h[i] = (float)(seed >> 8) * 0x1p-24f - 0.5f;
+  }
+  CHECK(lowp_cuda_malloc(&d, n * sizeof(float)));
+  CHECK(lowp_cuda_memcpy(d, h, n * sizeof(float), LOWP_CUDA_H2D));
+  free(h);
+  return d;
+}
+#endif
+
+int main(int argc, char **argv) {
+  int count = 0;
+  if (lowp_cuda_available(&count) != LOWP_OK || count == 0) {
+    printf("bench_cuda_nn: no CUDA device\n");
+    return 77;
+  }
+#ifndef LOWP_HAVE_CUDA
+  (void)argc;
+  (void)argv;
+  return 77;
+#else
+  if (argc > 1) {
+    char *end = NULL;
+    long b = strtol(argv[1], &end, 10);
+    if (*end || b < 1 || b > 64) {
+      fprintf(stderr, "usage: bench_cuda_nn [B in 1..64]\n");
+      return 2;
+    }
+    B = (int)b;
+  }
+  const int N = B * T;
+  char desc[256] = "";
+  CHECK(lowp_cuda_describe(desc, sizeof desc));
+  printf("bench_cuda_nn: %s; B %d T %d C %d NH %d V %d\n", desc, B, T, C, NH, V);
+  const size_t n4 = (size_t)N * 4 * C, natt = (size_t)B * NH * T * T;
+  act = dalloc(n4, 1);
+  act2 = dalloc(n4, 2);
+  act3 = dalloc(n4, 3);
+  dact = dalloc((size_t)N * V, 4);
+  wte = dalloc((size_t)V * C, 5);
+  dwte = dalloc((size_t)V * C, 6);
+  att = dalloc(natt, 7);
+  w = dalloc((size_t)T * C, 8);
+  dw = dalloc((size_t)T * C, 9);
+  db = dalloc((size_t)4 * C, 10);
+  stat1 = dalloc((size_t)N, 11);
+  stat2 = dalloc((size_t)N, 12);
+  loss = dalloc((size_t)N, 13);
+  int32_t *h = malloc((size_t)N * sizeof(int32_t));
+  if (!h)
+    exit(1);
+  unsigned s = 12345;
+  for (int i = 0; i < N; i++) {
+    s = s * 1664525u + 1013904223u;
+    const unsigned r = (s >> 8) % 1000;
+    h[i] = r < 50 ? 13 : r < 90 ? (int32_t)(r % 4) + 100 : (int32_t)((s >> 4) % (unsigned)V);
+  }
+  void *d = NULL;
+  CHECK(lowp_cuda_malloc(&d, (size_t)N * sizeof(int32_t)));
+  CHECK(lowp_cuda_memcpy(d, h, (size_t)N * sizeof(int32_t), LOWP_CUDA_H2D));
+  tok = d;
+  free(h);
+  ws_bytes = lowpi_cuda_attention_workspace(B, T, C, NH, LOWP_FP32);
+  size_t more[4] = {lowpi_cuda_attention_workspace(B, T, C, NH, LOWP_BF16),
+                    lowpi_cuda_embedding_backward_workspace(B, T, V),
+                    lowpi_cuda_norm_backward_workspace(N, C),
+                    lowpi_cuda_bias_backward_workspace(N, 4 * C)};
+  for (int i = 0; i < 4; i++)
+    ws_bytes = more[i] > ws_bytes ? more[i] : ws_bytes;
+  CHECK(lowp_cuda_malloc(&ws, ws_bytes));
+
+  bench("embedding forward", emb_fwd);
+  bench("embedding backward (dwte, dwpe)", emb_bwd);
+  bench("layernorm forward", ln_fwd);
+  bench("layernorm backward", ln_bwd);
+  bench("gelu forward (N, 4C)", gelu_fwd);
+  bench("gelu backward (N, 4C)", gelu_bwd);
+  bench("bias backward (N, 4C)", bias_bwd);
+  bench("rope forward", rope_fwd);
+  bench("attention forward fp32", att_fwd32);
+  bench("attention backward fp32", att_bwd32);
+  bench("attention forward bf16", att_fwd16);
+  bench("attention backward bf16", att_bwd16);
+  bench("crossentropy + dlogits (in place)", ce);
+  bench("mean of the losses", mean);
+  CHECK(lowp_cuda_synchronize());
+  return 0;
+#endif
+}
