@@ -23,10 +23,17 @@ typedef struct {
   lowp_qconfig cfg;        /* OP_QUANT (cfg.delayed unused: the device state is below) */
   int delayed;             /* OP_QUANT with delayed scaling: dstate is live */
   lowp_cuda_delayed dstate;
-  lowp_cuda_qtensor q; /* codes and scales of the last quantization (and fake-quant's scratch) */
-  int have_q;
-  size_t q_rows, q_cols;
 } op_state;
+
+/* Quantized-tensor buffers, shared by every linear layer: a GEMM consumes its operands before
+ * the next one is quantized (one stream), so one buffer per (operand slot, shape) is enough,
+ * and fp8 recipes hold no more memory than a few activations' worth. */
+typedef struct {
+  lowp_operand slot;
+  size_t rows, cols;
+  lowp_cuda_qtensor q;
+} qbuf;
+enum { MAX_QBUFS = 64 };
 
 /* How a GEMM runs: the type both operands are brought to. */
 typedef enum { RUN_FP32, RUN_BF16, RUN_FP16, RUN_FP8 } gemm_run;
@@ -51,6 +58,8 @@ struct lowpi_gpu_linears {
   lowp_cuda_delayed **delayed; /* every delayed state (in lin), in the CPU executor's order */
   size_t ndelayed;
   scratch tmp[4]; /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes */
+  qbuf qbufs[MAX_QBUFS];
+  int nqbufs;
 };
 
 /* The operand slot of (gemm, which), as recipe_exec.c. */
@@ -219,13 +228,11 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
   if (!g)
     return;
   for (int i = 0; i < g->nlin; i++)
-    for (int op = 0; op < LOWP_OP_COUNT; op++) {
-      op_state *o = &g->lin[i].op[op];
-      if (o->have_q)
-        lowp_cuda_qtensor_free(&o->q);
-      if (o->delayed)
-        lowp_cuda_delayed_free(&o->dstate);
-    }
+    for (int op = 0; op < LOWP_OP_COUNT; op++)
+      if (g->lin[i].op[op].delayed)
+        lowp_cuda_delayed_free(&g->lin[i].op[op].dstate);
+  for (int i = 0; i < g->nqbufs; i++)
+    lowp_cuda_qtensor_free(&g->qbufs[i].q);
   for (int i = 0; i < 4; i++)
     lowp_cuda_free(g->tmp[i].ptr);
   free(g->delayed);
@@ -277,6 +284,29 @@ lowp_status lowpi_gpu_linears_upload_delayed(lowpi_gpu_linears *g, lowpi_recipe_
 
 /* ------------------------------------------------------------------------------------------
  * Operands */
+
+/* The shared buffers for slot's (rows, cols) tensors (every quantized linear layer has the
+ * same configuration per slot: the recipe's). */
+static lowp_status qbuf_get(lowpi_gpu_linears *g, lowp_operand slot, const lowp_qconfig *cfg,
+                            size_t rows, size_t cols, lowp_cuda_qtensor **out) {
+  for (int i = 0; i < g->nqbufs; i++) {
+    qbuf *b = &g->qbufs[i];
+    if (b->slot == slot && b->rows == rows && b->cols == cols) {
+      *out = &b->q;
+      return LOWP_OK;
+    }
+  }
+  if (g->nqbufs == MAX_QBUFS)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: more than %d operand shapes", MAX_QBUFS);
+  qbuf *b = &g->qbufs[g->nqbufs];
+  LOWPI_TRY(lowp_cuda_qtensor_init(&b->q, cfg, rows, cols));
+  b->slot = slot;
+  b->rows = rows;
+  b->cols = cols;
+  g->nqbufs++;
+  *out = &b->q;
+  return LOWP_OK;
+}
 
 /* One GEMM operand as the GEMM takes it. */
 typedef struct {
@@ -343,29 +373,22 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   if (o->kind == OP_NONE)
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: an fp32 operand in a %d GEMM", (int)run);
   /* OP_QUANT: the tensor (R, K) that src holds (or, untransposed, the transpose of x) */
-  if (!o->have_q || o->q_rows != R || o->q_cols != K) {
-    if (o->have_q)
-      lowp_cuda_qtensor_free(&o->q);
-    o->have_q = 0;
-    LOWPI_TRY(lowp_cuda_qtensor_init(&o->q, &o->cfg, R, K));
-    o->have_q = 1;
-    o->q_rows = R;
-    o->q_cols = K;
-  }
-  o->q.cfg.offset = offset;
-  o->q.delayed = o->delayed ? &o->dstate : NULL;
+  lowp_cuda_qtensor *q = NULL;
+  LOWPI_TRY(qbuf_get(g, slot, &o->cfg, R, K, &q));
+  q->cfg.offset = offset;
+  q->delayed = o->delayed ? &o->dstate : NULL;
   if (run == RUN_FP8) { /* codes and the decode scale straight to the tensor cores */
-    LOWPI_TRY(lowp_cuda_quantize(src, &o->q, 0));
-    out->ptr = o->q.rowwise.codes;
+    LOWPI_TRY(lowp_cuda_quantize(src, q, 0));
+    out->ptr = q->rowwise.codes;
     out->format = o->cfg.format;
-    out->scale = (const float *)o->q.rowwise.scales;
+    out->scale = (const float *)q->rowwise.scales;
     return LOWP_OK;
   }
   if (run == RUN_BF16) { /* the dequantized values, exact in bf16 (bf16_exact) */
     void *codes;
     LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
-    LOWPI_TRY(lowp_cuda_quantize(src, &o->q, 0));
-    LOWPI_TRY(lowp_cuda_dequantize(&o->q, codes, LOWP_BF16));
+    LOWPI_TRY(lowp_cuda_quantize(src, q, 0));
+    LOWPI_TRY(lowp_cuda_dequantize(q, codes, LOWP_BF16));
     out->ptr = codes;
     out->format = LOWP_BF16;
     return LOWP_OK;
@@ -373,7 +396,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   /* exact emulation in fp32: the dequantized values (fake-quant may not work in place) */
   void *vals;
   LOWPI_TRY(scratch_get(&g->tmp[src == x ? which : 2 + which], n * sizeof(float), &vals));
-  LOWPI_TRY(lowp_cuda_fake_quant((float *)vals, src, &o->q, o->spec.hadamard, g->seed ^ 0x4AD4u));
+  LOWPI_TRY(lowp_cuda_fake_quant((float *)vals, src, q, o->spec.hadamard, g->seed ^ 0x4AD4u));
   out->ptr = vals;
   out->format = LOWP_FP32;
   return LOWP_OK;
