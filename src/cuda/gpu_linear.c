@@ -41,6 +41,10 @@ typedef enum { RUN_FP32, RUN_BF16, RUN_FP16, RUN_FP8 } gemm_run;
 typedef struct {
   op_state op[LOWP_OP_COUNT];
   int index;
+  /* Clipping masks of the forward operands X (N, C) and W (OC, C) for the straight-through
+   * estimator, in the basis the quantizer saw (device, one byte per value). */
+  unsigned char *mask[2];
+  size_t mask_n[2];
 } lin_state;
 
 /* A device scratch buffer that grows on demand (the step's shapes are fixed, so it settles
@@ -58,6 +62,7 @@ struct lowpi_gpu_linears {
   lowp_cuda_delayed **delayed; /* every delayed state (in lin), in the CPU executor's order */
   size_t ndelayed;
   scratch tmp[4]; /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes */
+  scratch rot;    /* a Hadamard-rotated copy for the clipping masks */
   qbuf qbufs[MAX_QBUFS];
   int nqbufs;
 };
@@ -134,11 +139,6 @@ static lowp_status op_init(lowpi_gpu_linears *g, const lowp_recipe *r, lowp_oper
     o->cast_format = s[0] == 'b' ? LOWP_BF16 : LOWP_FP16;
     return LOWP_OK;
   }
-  if (o->spec.clip_mask_ste)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "recipe %s: the clipping-mask straight-through estimator (%s clip-mask) "
-                      "runs on the CPU only for now (--device cpu)",
-                      r->name, lowp_operand_name(slot));
   o->kind = OP_QUANT;
   char base[LOWP_SCHEME_NAME_MAX + 8];
   size_t n = strlen(s);
@@ -149,6 +149,11 @@ static lowp_status op_init(lowpi_gpu_linears *g, const lowp_recipe *r, lowp_oper
     snprintf(base, sizeof base, "%s", s);
   }
   LOWPI_TRY(lowp_scheme_config(base, &o->cfg));
+  if (o->spec.clip_mask_ste && o->cfg.mode != LOWP_SCALING_MX)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "recipe %s: on the GPU the clipping-mask straight-through estimator (%s "
+                      "clip-mask) works with MX schemes; %s needs --device cpu",
+                      r->name, lowp_operand_name(slot), s);
   o->cfg.round = o->spec.round;
   o->cfg.seed = g->seed;
   o->cfg.columnwise = 0;
@@ -233,6 +238,11 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
         lowp_cuda_delayed_free(&g->lin[i].op[op].dstate);
   for (int i = 0; i < g->nqbufs; i++)
     lowp_cuda_qtensor_free(&g->qbufs[i].q);
+  for (int i = 0; i < g->nlin; i++) {
+    lowp_cuda_free(g->lin[i].mask[0]);
+    lowp_cuda_free(g->lin[i].mask[1]);
+  }
+  lowp_cuda_free(g->rot.ptr);
   for (int i = 0; i < 4; i++)
     lowp_cuda_free(g->tmp[i].ptr);
   free(g->delayed);
@@ -305,6 +315,50 @@ static lowp_status qbuf_get(lowpi_gpu_linears *g, lowp_operand slot, const lowp_
   b->cols = cols;
   g->nqbufs++;
   *out = &b->q;
+  return LOWP_OK;
+}
+
+/* Record which values of the forward operand x (R, K) the quantizer q clipped (recipe_exec.c's
+ * record_clip_mask), for the straight-through estimator of the backward. */
+static lowp_status record_clip_mask(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot,
+                                    const op_state *o, const lowp_cuda_qtensor *q, const float *x,
+                                    size_t R, size_t K) {
+  if (!o->spec.clip_mask_ste || (slot != LOWP_OP_FPROP_X && slot != LOWP_OP_FPROP_W))
+    return LOWP_OK;
+  int which = slot == LOWP_OP_FPROP_W;
+  size_t n = R * K;
+  if (ls->mask_n[which] != n) {
+    LOWPI_TRY(lowp_cuda_free(ls->mask[which]));
+    ls->mask[which] = NULL;
+    ls->mask_n[which] = 0;
+    LOWPI_TRY(lowp_cuda_malloc((void **)&ls->mask[which], n));
+    ls->mask_n[which] = n;
+  }
+  const float *xr = x;
+  if (o->spec.hadamard) { /* the mask lives in the rotated basis the quantizer saw */
+    void *rot;
+    LOWPI_TRY(scratch_get(&g->rot, n * sizeof(float), &rot));
+    LOWPI_TRY(lowp_cuda_hadamard((float *)rot, x, R, K, o->spec.hadamard, g->seed ^ 0x4AD4u, 0));
+    xr = (const float *)rot;
+  }
+  return lowpi_cuda_mx_clip_mask(ls->mask[which], xr, (const unsigned char *)q->rowwise.scales, R,
+                                 K, (int)q->rowwise.block_cols, q->rowwise.scale_cols,
+                                 lowp_format_get(q->cfg.format)->max);
+}
+
+/* Zero the gradient g (rows, K) where the forward value was clipped (recipe_exec.c's
+ * mask_gradient): rotate, mask, rotate back. */
+static lowp_status mask_gradient(lowpi_gpu_linears *g, lin_state *ls, int which, float *grad,
+                                 size_t rows, size_t K) {
+  const op_state *o = &ls->op[which ? LOWP_OP_FPROP_W : LOWP_OP_FPROP_X];
+  if (!grad || !o->spec.clip_mask_ste || ls->mask_n[which] != rows * K)
+    return LOWP_OK;
+  uint64_t seed = g->seed ^ 0x4AD4u;
+  if (o->spec.hadamard)
+    LOWPI_TRY(lowp_cuda_hadamard(grad, grad, rows, K, o->spec.hadamard, seed, 0));
+  LOWPI_TRY(lowpi_cuda_apply_mask(grad, ls->mask[which], rows * K));
+  if (o->spec.hadamard)
+    LOWPI_TRY(lowp_cuda_hadamard(grad, grad, rows, K, o->spec.hadamard, seed, 1));
   return LOWP_OK;
 }
 
@@ -389,6 +443,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
     LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
     LOWPI_TRY(lowp_cuda_quantize(src, q, 0));
     LOWPI_TRY(lowp_cuda_dequantize(q, codes, LOWP_BF16));
+    LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
     out->ptr = codes;
     out->format = LOWP_BF16;
     return LOWP_OK;
@@ -397,6 +452,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   void *vals;
   LOWPI_TRY(scratch_get(&g->tmp[src == x ? which : 2 + which], n * sizeof(float), &vals));
   LOWPI_TRY(lowp_cuda_fake_quant((float *)vals, src, q, o->spec.hadamard, g->seed ^ 0x4AD4u));
+  LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
   out->ptr = vals;
   out->format = LOWP_FP32;
   return LOWP_OK;
@@ -456,7 +512,9 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
     LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
     LOWPI_TRY(lowpi_cuda_bias_backward(dbias, dout, N, OC, ws, bytes));
   }
-  return LOWP_OK;
+  /* the straight-through estimator's clipping masks (Quartet), as the CPU's grad hook */
+  LOWPI_TRY(mask_gradient(g, ls, 0, dinp, (size_t)N, (size_t)C));
+  return mask_gradient(g, ls, 1, dweight, (size_t)OC, (size_t)C);
 }
 
 #endif /* LOWP_HAVE_CUDA */

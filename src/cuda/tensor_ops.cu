@@ -34,7 +34,45 @@ __global__ void fill_kernel(float *x, float value, size_t n) {
     x[i] = value;
 }
 
+__global__ void mx_clip_mask_kernel(unsigned char *mask, const float *x,
+                                    const unsigned char *scales, size_t rows, size_t K, int block,
+                                    size_t scale_cols, double fmax) {
+  const size_t n = rows * K;
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
+    size_t r = i / K, k = i % K;
+    unsigned code = scales[r * scale_cols + k / (size_t)block];
+    double limit = code == 0xFFu ? nan("") : fmax * ldexp(1.0, (int)code - 127);
+    mask[i] = fabs((double)x[i]) <= limit;
+  }
+}
+
+__global__ void apply_mask_kernel(float *g, const unsigned char *mask, size_t n) {
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
+    if (!mask[i])
+      g[i] = 0.0f;
+}
+
 } // namespace
+
+lowp_status lowpi_cuda_mx_clip_mask(unsigned char *mask, const float *x,
+                                    const unsigned char *scales, size_t rows, size_t K, int block,
+                                    size_t scale_cols, double fmax) {
+  size_t n = rows * K;
+  if (n == 0)
+    return LOWP_OK;
+  mx_clip_mask_kernel<<<lowpi_cuda_blocks(n, lowpi_kThreads), lowpi_kThreads>>>(
+      mask, x, scales, rows, K, block, scale_cols, fmax);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_apply_mask(float *g, const unsigned char *mask, size_t n) {
+  if (n == 0)
+    return LOWP_OK;
+  apply_mask_kernel<<<lowpi_cuda_blocks(n, lowpi_kThreads), lowpi_kThreads>>>(g, mask, n);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
 
 lowp_status lowpi_cuda_transpose(float *out, const float *inp, int R, int C) {
   if (R <= 0 || C <= 0)

@@ -23,6 +23,16 @@ lowp_status lowpi_cuda_fill(float *x, float value, size_t n);
 /* x[i] = NaN at index i (device), for fault injection. */
 lowp_status lowpi_cuda_poke(float *x, size_t i, float value);
 
+/* The clipping mask of an MX-quantized tensor (Quartet's straight-through estimator, as
+ * recipe_exec.c's record_clip_mask): mask[i] = |x[i]| <= fmax * X_b, X_b = 2^(e8m0 code - 127)
+ * the scale of x[i]'s block (1 x block along the rows of x (rows, K)); a NaN scale gives 0. */
+lowp_status lowpi_cuda_mx_clip_mask(unsigned char *mask, const float *x,
+                                    const unsigned char *scales, size_t rows, size_t K, int block,
+                                    size_t scale_cols, double fmax);
+
+/* g[i] = 0 where mask[i] is 0 (n values). */
+lowp_status lowpi_cuda_apply_mask(float *g, const unsigned char *mask, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

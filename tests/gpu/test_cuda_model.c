@@ -120,8 +120,9 @@ int main(void) {
   int skip = gc_need_gpu("test_cuda_model");
   if (skip)
     return skip;
-  static const char *const recipes[] = {"fp32",      "bf16",  "fp16",  "fp8-current", "fp8-delayed",
-                                        "fp8-block", "mxfp8", "nvfp4", "int8"};
+  static const char *const recipes[] = {"fp32",        "bf16",         "fp16",  "fp8-current",
+                                        "fp8-delayed", "fp8-block",    "mxfp8", "nvfp4",
+                                        "int8",        "mxfp4-quartet"};
   for (int arch = 0; arch < 2; arch++)
     for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)
       run_case(arch ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[r]);

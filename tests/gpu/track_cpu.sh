@@ -8,7 +8,7 @@
 set -uo pipefail
 build=$1
 data=$2
-recipes=${3:-fp32 bf16 fp16 fp8-delayed fp8-current fp8-block mxfp8 nvfp4 int8}
+recipes=${3:-fp32 bf16 fp16 fp8-delayed fp8-current fp8-block mxfp8 nvfp4 mxfp4-quartet int8}
 out=${OUT:-/tmp}/track
 mkdir -p "$out"
 common=(--model tiny --steps 200 --batch 8 --seq 64 --data "$data" --eval-every 0 --seed 5)
