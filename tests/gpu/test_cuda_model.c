@@ -11,6 +11,9 @@
  *         GEMM result that differs in its last bits moves later quantization decisions (a value
  *         on an fp8 rounding boundary flips by one code, 2^-3 relative for e4m3): the gradients
  *         agree to about 1e-2 normwise, the loss to about 1e-3; the bounds leave a margin of 10.
+ *   4-bit recipes (nvfp4, mxfp4-quartet): 2e-2 / 2.5e-1. e2m1 has one mantissa bit: a code
+ *         that flips moves its element by a third to a half, so the same flips cost ~10x more;
+ *         measured on an H100: 6e-2 (nvfp4), 1.1e-1 / 1.4e-1 (quartet, gpt2 / llama).
  * Also: the GPU gives the same bits when run twice (determinism) and every value is finite. */
 #include <math.h>
 #include <stdint.h>
@@ -83,7 +86,8 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
   const float *g_cpu = lowp_model_grads(m);
 
   int fp32 = !strcmp(recipe_name, "fp32");
-  double tol_loss = fp32 ? 1e-5 : 2e-2, tol_grad = fp32 ? 1e-4 : 1e-1;
+  int fp4 = !strcmp(recipe_name, "nvfp4") || !strcmp(recipe_name, "mxfp4-quartet");
+  double tol_loss = fp32 ? 1e-5 : 2e-2, tol_grad = fp32 ? 1e-4 : fp4 ? 2.5e-1 : 1e-1;
   double dl = fabs((double)loss_gpu - loss_cpu) / fabs((double)loss_cpu);
   int finite;
   double dg = rel_diff(g_gpu, g_cpu, np, &finite);
