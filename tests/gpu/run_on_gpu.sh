@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU test run, on the GPU machine, from the repository root:
 #     OUT=/some/dir bash tests/gpu/run_on_gpu.sh
-# Builds build-gpu/ (sm_90), runs the GPU tests (ctest -L gpu), each GPU test binary again
+# Builds build-gpu/ (sm_90), runs the GPU tests (ctest -L gpu; tests/gpu/track_cpu.sh is the
+# separate 200-step CPU-vs-GPU training check), each GPU test binary again
 # under compute-sanitizer memcheck (smaller sizes: it is slow), then the cast and GEMM
 # benchmarks.
 # Everything is printed and, when $OUT is set, also written to $OUT/gpu.log.
@@ -72,7 +73,7 @@ main() {
     fail "compute-sanitizer not found"
   fi
 
-  for b in bench_cuda_cast bench_cuda_gemm bench_cuda_quant; do
+  for b in bench_cuda_cast bench_cuda_gemm bench_cuda_quant bench_cuda_nn bench_cuda_optim; do
     step "$b"
     if [ -x "build-gpu/$b" ]; then
       timeout 90 "build-gpu/$b" || fail "$b"
