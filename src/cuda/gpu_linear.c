@@ -14,14 +14,12 @@
 #include "lowp/cuda_quant.h"
 #include "train/model_internal.h"
 
-typedef enum { OP_NONE, OP_CAST, OP_QUANT } op_kind;
-
 typedef struct {
-  op_kind kind;
+  lowpi_operand_kind kind;
   lowp_operand_spec spec;
-  lowp_format cast_format; /* OP_CAST */
-  lowp_qconfig cfg;        /* OP_QUANT (cfg.delayed unused: the device state is below) */
-  int delayed;             /* OP_QUANT with delayed scaling: dstate is live */
+  lowp_format cast_format; /* LOWPI_OPERAND_CAST */
+  lowp_qconfig cfg;        /* LOWPI_OPERAND_QUANT (cfg.delayed unused: the device state is below) */
+  int delayed;             /* LOWPI_OPERAND_QUANT with delayed scaling: dstate is live */
   lowp_cuda_delayed dstate;
 } op_state;
 
@@ -89,7 +87,7 @@ static lowp_status scratch_get(scratch *s, size_t bytes, void **out) {
 
 /* A per-tensor fp8 operand that Hopper's tensor cores take as it is. */
 static int is_native_fp8(const op_state *o) {
-  return o->kind == OP_QUANT && (o->cfg.mode == LOWP_SCALING_TENSOR || o->delayed) &&
+  return o->kind == LOWPI_OPERAND_QUANT && (o->cfg.mode == LOWP_SCALING_TENSOR || o->delayed) &&
          (o->cfg.format == LOWP_E4M3 || o->cfg.format == LOWP_E5M2) && !o->spec.hadamard &&
          o->cfg.scale_format == LOWP_SCALE_FP32;
 }
@@ -100,18 +98,20 @@ static int is_native_fp8(const op_state *o) {
  * (Below bf16's smallest subnormal, 2^-133, values would round: blocks whose amax is under
  * 2^-118. The Hadamard back-rotation makes arbitrary values: not exact.) */
 static int bf16_exact(const op_state *o) {
-  if (o->kind == OP_CAST)
+  if (o->kind == LOWPI_OPERAND_CAST)
     return o->cast_format == LOWP_BF16;
   const lowp_format_info *f = lowp_format_get(o->cfg.format);
-  if (o->kind != OP_QUANT || o->spec.hadamard || f->kind != LOWP_KIND_FLOAT || f->man_bits > 7)
+  if (o->kind != LOWPI_OPERAND_QUANT || o->spec.hadamard || f->kind != LOWP_KIND_FLOAT ||
+      f->man_bits > 7)
     return 0;
   return o->cfg.mode == LOWP_SCALING_MX || o->cfg.scale_format == LOWP_SCALE_FP32_POW2;
 }
 
 static gemm_run run_of(const op_state *a, const op_state *b, int m, int n, int k) {
-  if (a->kind == OP_NONE && b->kind == OP_NONE)
+  if (a->kind == LOWPI_OPERAND_NONE && b->kind == LOWPI_OPERAND_NONE)
     return RUN_FP32;
-  if (a->kind == OP_CAST && b->kind == OP_CAST && a->cast_format == b->cast_format)
+  if (a->kind == LOWPI_OPERAND_CAST && b->kind == LOWPI_OPERAND_CAST &&
+      a->cast_format == b->cast_format)
     return a->cast_format == LOWP_BF16 ? RUN_BF16 : RUN_FP16;
   if (bf16_exact(a) && bf16_exact(b)) /* exact emulation at bf16 tensor-core speed */
     return RUN_BF16;
@@ -123,54 +123,33 @@ static gemm_run run_of(const op_state *a, const op_state *b, int m, int n, int k
 }
 
 /* ------------------------------------------------------------------------------------------
- * Setup: the recipe's operands, resolved as recipe_exec.c's op_init does. */
+ * Setup: the recipe's operands (lowpi_operand_plan_of, shared with the CPU executor). */
 
 static lowp_status op_init(lowpi_gpu_linears *g, const lowp_recipe *r, lowp_operand slot,
                            op_state *o) {
   memset(o, 0, sizeof *o);
-  o->spec = r->op[slot];
-  const char *s = o->spec.scheme;
-  if (!strcmp(s, "none")) {
-    o->kind = OP_NONE;
-    return LOWP_OK;
-  }
-  if (!strcmp(s, "bf16") || !strcmp(s, "fp16")) {
-    o->kind = OP_CAST;
-    o->cast_format = s[0] == 'b' ? LOWP_BF16 : LOWP_FP16;
-    return LOWP_OK;
-  }
-  o->kind = OP_QUANT;
-  char base[LOWP_SCHEME_NAME_MAX + 8];
-  size_t n = strlen(s);
-  if (n > 8 && !strcmp(s + n - 8, "-delayed")) {
-    snprintf(base, sizeof base, "%.*s-tensor", (int)(n - 8), s);
-    o->delayed = 1;
-  } else {
-    snprintf(base, sizeof base, "%s", s);
-  }
-  LOWPI_TRY(lowp_scheme_config(base, &o->cfg));
-  if (o->spec.clip_mask_ste && o->cfg.mode != LOWP_SCALING_MX)
+  lowpi_operand_plan p;
+  LOWPI_TRY(lowpi_operand_plan_of(r, slot, g->seed, &p));
+  o->kind = p.kind;
+  o->spec = p.spec;
+  o->cast_format = p.cast_format;
+  o->cfg = p.cfg;
+  if (o->kind == LOWPI_OPERAND_QUANT && o->spec.clip_mask_ste && o->cfg.mode != LOWP_SCALING_MX)
     return lowpi_fail(LOWP_ERR_UNSUPPORTED,
                       "recipe %s: on the GPU the clipping-mask straight-through estimator (%s "
                       "clip-mask) works with MX schemes; %s needs --device cpu",
-                      r->name, lowp_operand_name(slot), s);
-  o->cfg.round = o->spec.round;
-  o->cfg.seed = g->seed;
-  o->cfg.columnwise = 0;
-  if (o->cfg.mode == LOWP_SCALING_MX)
-    o->cfg.mx_rule = o->spec.mx_rule;
-  if (o->delayed) {
-    LOWPI_TRY(lowp_cuda_delayed_init(
-        &o->dstate, o->cfg.format, (size_t)r->amax_history_len,
-        r->amax_algo_most_recent ? LOWP_AMAX_MOST_RECENT : LOWP_AMAX_MAX, r->margin));
-    o->cfg.mode = LOWP_SCALING_DELAYED;
-    lowp_cuda_delayed **grown =
-        realloc(g->delayed, (g->ndelayed + 1) * sizeof(lowp_cuda_delayed *));
-    if (!grown)
-      return lowpi_fail(LOWP_ERR_NOMEM, "gpu recipe: out of memory");
-    g->delayed = grown;
-    g->delayed[g->ndelayed++] = &o->dstate;
-  }
+                      r->name, lowp_operand_name(slot), o->spec.scheme);
+  if (!p.delayed)
+    return LOWP_OK;
+  LOWPI_TRY(lowp_cuda_delayed_init(&o->dstate, o->cfg.format, (size_t)r->amax_history_len,
+                                   r->amax_algo_most_recent ? LOWP_AMAX_MOST_RECENT : LOWP_AMAX_MAX,
+                                   r->margin));
+  o->delayed = 1;
+  lowp_cuda_delayed **grown = realloc(g->delayed, (g->ndelayed + 1) * sizeof(lowp_cuda_delayed *));
+  if (!grown)
+    return lowpi_fail(LOWP_ERR_NOMEM, "gpu recipe: out of memory");
+  g->delayed = grown;
+  g->delayed[g->ndelayed++] = &o->dstate;
   return LOWP_OK;
 }
 
@@ -179,7 +158,7 @@ static void op_high_precision(op_state *o, lowp_format compute) {
   memset(o, 0, sizeof *o);
   snprintf(o->spec.scheme, sizeof o->spec.scheme, "%s", compute == LOWP_FP32 ? "none" : "cast");
   o->spec.round = LOWP_ROUND_RNE;
-  o->kind = compute == LOWP_FP32 ? OP_NONE : OP_CAST;
+  o->kind = compute == LOWP_FP32 ? LOWPI_OPERAND_NONE : LOWPI_OPERAND_CAST;
   o->cast_format = compute;
 }
 
@@ -384,8 +363,8 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   out->trans = !k_along_cols;
   /* An element cast with RNE does not care about the layout; everything else draws random
    * numbers or forms blocks along the reduction dimension: bring x to (R, K), K-major. */
-  const int layout_free =
-      o->kind == OP_NONE || (o->kind == OP_CAST && o->spec.round == LOWP_ROUND_RNE);
+  const int layout_free = o->kind == LOWPI_OPERAND_NONE ||
+                          (o->kind == LOWPI_OPERAND_CAST && o->spec.round == LOWP_ROUND_RNE);
   const float *src = x;
   size_t R = rows, K = cols;
   if (!k_along_cols && !layout_free) {
@@ -397,12 +376,12 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
     K = rows;
     out->trans = 0;
   }
-  if (o->kind == OP_NONE && run == RUN_FP32) {
+  if (o->kind == LOWPI_OPERAND_NONE && run == RUN_FP32) {
     out->ptr = src;
     out->format = LOWP_FP32;
     return LOWP_OK;
   }
-  if (o->kind == OP_CAST) {
+  if (o->kind == LOWPI_OPERAND_CAST) {
     void *codes;
     LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
     lowp_cast_opts opts = {o->spec.round, LOWP_OVERFLOW_NATIVE, g->seed, offset};
@@ -424,9 +403,9 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
     out->format = LOWP_FP32;
     return LOWP_OK;
   }
-  if (o->kind == OP_NONE)
+  if (o->kind == LOWPI_OPERAND_NONE)
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: an fp32 operand in a %d GEMM", (int)run);
-  /* OP_QUANT: the tensor (R, K) that src holds (or, untransposed, the transpose of x) */
+  /* LOWPI_OPERAND_QUANT: the tensor (R, K) that src holds (or, untransposed, the transpose of x) */
   lowp_cuda_qtensor *q = NULL;
   LOWPI_TRY(qbuf_get(g, slot, &o->cfg, R, K, &q));
   q->cfg.offset = offset;

@@ -10,14 +10,12 @@
 #include "format/cast_scalar.h"
 #include "train/model_internal.h"
 
-typedef enum { OP_NONE, OP_CAST, OP_QUANT } op_kind;
-
 typedef struct {
-  op_kind kind;
+  lowpi_operand_kind kind;
   lowp_operand_spec spec;
-  lowp_format cast_format;       /* OP_CAST */
-  lowp_qconfig cfg;              /* OP_QUANT */
-  lowp_delayed_scaling *delayed; /* OP_QUANT with delayed scaling (owned by the exec) */
+  lowp_format cast_format;       /* LOWPI_OPERAND_CAST */
+  lowp_qconfig cfg;              /* LOWPI_OPERAND_QUANT */
+  lowp_delayed_scaling *delayed; /* LOWPI_OPERAND_QUANT with delayed scaling (owned by the exec) */
   lowp_qtensor q;                /* cached for the last shape */
   int have_q;
   size_t q_rows, q_cols;
@@ -116,7 +114,7 @@ static lowp_status fake_quant_rows(lowpi_recipe_exec *ex, linear_state *ls, lowp
     src = rot;
   }
   lowp_status st = LOWP_OK;
-  if (o->kind == OP_CAST) {
+  if (o->kind == LOWPI_OPERAND_CAST) {
     /* Native overflow: an fp16 product that overflows is Inf, which the loss scaler sees. */
     size_t n = rows * K;
     if (o->spec.round == LOWP_ROUND_RNE) { /* the vectorized array casts, bit-identical */
@@ -169,7 +167,7 @@ static lowp_status operand_hook(void *user, lowpi_gemm gemm, lowpi_operand which
                                 const float *inp, size_t rows, size_t cols, int k_along_cols) {
   linear_state *ls = user;
   lowp_operand slot = slot_of(gemm, which);
-  if (ls->op[slot].kind == OP_NONE) {
+  if (ls->op[slot].kind == LOWPI_OPERAND_NONE) {
     memcpy(out, inp, rows * cols * sizeof(float));
     return LOWP_OK;
   }
@@ -213,53 +211,65 @@ static lowp_status grad_hook(void *user, float *dinp, float *dweight, size_t N, 
   return mask_gradient(ls, 1, dweight, OC, C);
 }
 
-/* Resolve one operand of the recipe into its executable state. */
-static lowp_status op_init(lowpi_recipe_exec *ex, const lowp_recipe *r, lowp_operand slot,
-                           op_state *o) {
-  memset(o, 0, sizeof *o);
-  o->spec = r->op[slot];
-  const char *s = o->spec.scheme;
+lowp_status lowpi_operand_plan_of(const lowp_recipe *r, lowp_operand slot, uint64_t seed,
+                                  lowpi_operand_plan *p) {
+  memset(p, 0, sizeof *p);
+  p->spec = r->op[slot];
+  const char *s = p->spec.scheme;
   if (!strcmp(s, "none")) {
-    o->kind = OP_NONE;
+    p->kind = LOWPI_OPERAND_NONE;
     return LOWP_OK;
   }
   if (!strcmp(s, "bf16") || !strcmp(s, "fp16")) {
-    o->kind = OP_CAST;
-    o->cast_format = s[0] == 'b' ? LOWP_BF16 : LOWP_FP16;
+    p->kind = LOWPI_OPERAND_CAST;
+    p->cast_format = s[0] == 'b' ? LOWP_BF16 : LOWP_FP16;
     return LOWP_OK;
   }
-  o->kind = OP_QUANT;
-  int delayed = 0;
+  p->kind = LOWPI_OPERAND_QUANT;
   char base[LOWP_SCHEME_NAME_MAX + 8];
   size_t n = strlen(s);
   if (n > 8 && !strcmp(s + n - 8, "-delayed")) { /* fp8-delayed -> fp8-tensor, delayed */
     snprintf(base, sizeof base, "%.*s-tensor", (int)(n - 8), s);
-    delayed = 1;
+    p->delayed = 1;
   } else {
     snprintf(base, sizeof base, "%s", s);
   }
-  LOWPI_TRY(lowp_scheme_config(base, &o->cfg));
-  o->cfg.round = o->spec.round;
-  o->cfg.seed = ex->seed;
-  o->cfg.columnwise = 0;
-  if (o->cfg.mode == LOWP_SCALING_MX)
-    o->cfg.mx_rule = o->spec.mx_rule;
-  if (delayed) {
-    o->delayed = calloc(1, sizeof *o->delayed);
-    if (!o->delayed)
-      return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
-    LOWPI_TRY(lowp_delayed_init(o->delayed, o->cfg.format, (size_t)r->amax_history_len,
-                                r->amax_algo_most_recent ? LOWP_AMAX_MOST_RECENT : LOWP_AMAX_MAX,
-                                r->margin));
-    o->cfg.mode = LOWP_SCALING_DELAYED;
-    o->cfg.delayed = o->delayed;
-    lowp_delayed_scaling **grown =
-        realloc(ex->delayed, (ex->ndelayed + 1) * sizeof(lowp_delayed_scaling *));
-    if (!grown)
-      return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
-    ex->delayed = grown;
-    ex->delayed[ex->ndelayed++] = o->delayed;
-  }
+  LOWPI_TRY(lowp_scheme_config(base, &p->cfg));
+  p->cfg.round = p->spec.round;
+  p->cfg.seed = seed;
+  p->cfg.columnwise = 0;
+  if (p->cfg.mode == LOWP_SCALING_MX)
+    p->cfg.mx_rule = p->spec.mx_rule;
+  if (p->delayed)
+    p->cfg.mode = LOWP_SCALING_DELAYED;
+  return LOWP_OK;
+}
+
+/* Resolve one operand of the recipe into its executable state. */
+static lowp_status op_init(lowpi_recipe_exec *ex, const lowp_recipe *r, lowp_operand slot,
+                           op_state *o) {
+  memset(o, 0, sizeof *o);
+  lowpi_operand_plan p;
+  LOWPI_TRY(lowpi_operand_plan_of(r, slot, ex->seed, &p));
+  o->kind = p.kind;
+  o->spec = p.spec;
+  o->cast_format = p.cast_format;
+  o->cfg = p.cfg;
+  if (!p.delayed)
+    return LOWP_OK;
+  o->delayed = calloc(1, sizeof *o->delayed);
+  if (!o->delayed)
+    return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
+  LOWPI_TRY(lowp_delayed_init(o->delayed, o->cfg.format, (size_t)r->amax_history_len,
+                              r->amax_algo_most_recent ? LOWP_AMAX_MOST_RECENT : LOWP_AMAX_MAX,
+                              r->margin));
+  o->cfg.delayed = o->delayed;
+  lowp_delayed_scaling **grown =
+      realloc(ex->delayed, (ex->ndelayed + 1) * sizeof(lowp_delayed_scaling *));
+  if (!grown)
+    return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
+  ex->delayed = grown;
+  ex->delayed[ex->ndelayed++] = o->delayed;
   return LOWP_OK;
 }
 

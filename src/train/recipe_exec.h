@@ -12,6 +12,21 @@
 
 typedef struct lowpi_recipe_exec lowpi_recipe_exec;
 
+/* How one operand slot of a recipe executes, resolved from its scheme name (the CPU executor and
+ * the GPU's, cuda/gpu_linear.c, share it): "none" keeps fp32, "bf16"/"fp16" are element casts,
+ * anything else quantizes with the named scheme; "<x>-delayed" is "<x>-tensor" with delayed
+ * scaling (cfg.mode DELAYED; the caller attaches the state). */
+typedef enum { LOWPI_OPERAND_NONE, LOWPI_OPERAND_CAST, LOWPI_OPERAND_QUANT } lowpi_operand_kind;
+typedef struct {
+  lowpi_operand_kind kind;
+  lowp_operand_spec spec;
+  lowp_format cast_format; /* CAST */
+  lowp_qconfig cfg;        /* QUANT: the spec's rounding and MX rule, seed, no column-wise copy */
+  int delayed;             /* QUANT with delayed scaling */
+} lowpi_operand_plan;
+lowp_status lowpi_operand_plan_of(const lowp_recipe *recipe, lowp_operand slot, uint64_t seed,
+                                  lowpi_operand_plan *plan);
+
 /* Attach the recipe to every quantized linear layer of the model (the LM head and the
  * keep_first / keep_last blocks stay fp32). `seed` keys stochastic rounding and Hadamard signs. */
 lowp_status lowpi_recipe_exec_create(lowpi_recipe_exec **ex, const lowp_recipe *recipe,
