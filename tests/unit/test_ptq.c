@@ -204,7 +204,7 @@ static void test_plan_budget(void **state) {
 
 /* ---- checkpoints ---- */
 
-static char g_dir[512], g_text[600], g_fp[600];
+static char g_dir[512], g_text[600], g_fp[600], g_fp_llama[600];
 
 static void make_fixture(void) {
   tu_tmpdir(g_dir, sizeof g_dir);
@@ -216,23 +216,31 @@ static void make_fixture(void) {
     t[i] = (i % 7 == 6) ? ' ' : (char)('a' + (int)(urand(&seed) * 26));
   tu_write_file(g_text, t, n);
   free(t);
-  lowp_model_config cfg;
-  TU_ASSERT_OK(lowp_model_preset(&cfg, "tiny"));
-  cfg.vocab = 256;
-  lowp_model *m;
-  TU_ASSERT_OK(lowp_model_create(&m, &cfg, 42));
-  /* Outlier channels in the weights so that quantization does something visible. */
-  float *p = lowp_model_params(m);
-  for (size_t i = 0; i < lowp_model_num_params(m); i += 997)
-    p[i] *= 8;
-  snprintf(g_fp, sizeof g_fp, "%s/fp", g_dir);
-  TU_ASSERT_OK(lowpi_ckpt_save_model(g_fp, m, NULL));
-  lowp_model_free(m);
+  /* a gpt2 and a llama checkpoint, with outlier channels in the weights so that quantization
+   * does something visible */
+  static const char *const presets[2] = {"tiny", "llama-tiny"};
+  char *dirs[2] = {g_fp, g_fp_llama};
+  for (int k = 0; k < 2; k++) {
+    lowp_model_config cfg;
+    TU_ASSERT_OK(lowp_model_preset(&cfg, presets[k]));
+    cfg.vocab = 256;
+    lowp_model *m;
+    TU_ASSERT_OK(lowp_model_create(&m, &cfg, 42));
+    float *p = lowp_model_params(m);
+    for (size_t i = 0; i < lowp_model_num_params(m); i += 997)
+      p[i] *= 8;
+    snprintf(dirs[k], sizeof g_fp, "%s/fp-%s", g_dir, presets[k]);
+    TU_ASSERT_OK(lowpi_ckpt_save_model(dirs[k], m, NULL));
+    lowp_model_free(m);
+  }
 }
 
-static void roundtrip(const char *scheme, lowp_calib_method method, int hadamard, double sq) {
+/* PTQ of the checkpoint in `fp`: the quantized model evaluates the same from memory and from
+ * its saved checkpoint, and differs from the full-precision one. */
+static void roundtrip_of(const char *fp, const char *scheme, lowp_calib_method method, int hadamard,
+                         double sq) {
   lowp_qmodel *qm;
-  TU_ASSERT_OK(lowp_qmodel_load(g_fp, &qm));
+  TU_ASSERT_OK(lowp_qmodel_load(fp, &qm));
   double l_fp, l_mem, l_disk;
   TU_ASSERT_OK(lowp_qmodel_eval(qm, g_text, 0.1, 2, 32, 3, &l_fp));
   lowp_ptq_config c;
@@ -248,7 +256,8 @@ static void roundtrip(const char *scheme, lowp_calib_method method, int hadamard
   TU_ASSERT_OK(lowp_qmodel_quantize(qm, &c));
   TU_ASSERT_OK(lowp_qmodel_eval(qm, g_text, 0.1, 2, 32, 3, &l_mem));
   char out[700];
-  snprintf(out, sizeof out, "%s/q-%s-%d-%d", g_dir, scheme, (int)method, hadamard);
+  snprintf(out, sizeof out, "%s/q-%s-%d-%d%s", g_dir, scheme, (int)method, hadamard,
+           fp == g_fp ? "" : "-llama");
   TU_ASSERT_OK(lowp_qmodel_save(qm, out));
   lowp_qmodel_free(qm);
   TU_ASSERT_OK(lowp_qmodel_load(out, &qm));
@@ -261,6 +270,20 @@ static void roundtrip(const char *scheme, lowp_calib_method method, int hadamard
   }
   if (strcmp(scheme, "bf16") != 0)
     assert_true(l_mem != l_fp); /* quantization did change something */
+}
+
+static void roundtrip(const char *scheme, lowp_calib_method method, int hadamard, double sq) {
+  roundtrip_of(g_fp, scheme, method, hadamard, sq);
+}
+
+/* The same for a Llama checkpoint (RMSNorm, fused q|k|v and gate|up, untied head). */
+static void test_llama_roundtrip(void **state) {
+  (void)state;
+  roundtrip_of(g_fp_llama, "int8-w8a8", LOWP_CALIB_MSE, 0, 0.5);
+  roundtrip_of(g_fp_llama, "fp8-w8a8", LOWP_CALIB_PERCENTILE, 32, -1);
+  roundtrip_of(g_fp_llama, "int4-g128", LOWP_CALIB_MAX, 0, -1);
+  roundtrip_of(g_fp_llama, "nvfp4", LOWP_CALIB_MSE, 16, -1);
+  roundtrip_of(g_fp_llama, "nf4", LOWP_CALIB_MAX, 0, -1);
 }
 
 static void test_checkpoint_roundtrip(void **state) {
@@ -357,13 +380,10 @@ int main(void) {
   omp_set_num_threads(1); /* tiny tensors: threads would only wait on each other */
   make_fixture();
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_percentile),
-      cmocka_unit_test(test_mse_clip),
-      cmocka_unit_test(test_outliers),
-      cmocka_unit_test(test_plan_parse),
-      cmocka_unit_test(test_plan_budget),
-      cmocka_unit_test(test_checkpoint_roundtrip),
-      cmocka_unit_test(test_malformed_checkpoints),
+      cmocka_unit_test(test_percentile),      cmocka_unit_test(test_mse_clip),
+      cmocka_unit_test(test_outliers),        cmocka_unit_test(test_plan_parse),
+      cmocka_unit_test(test_plan_budget),     cmocka_unit_test(test_checkpoint_roundtrip),
+      cmocka_unit_test(test_llama_roundtrip), cmocka_unit_test(test_malformed_checkpoints),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
