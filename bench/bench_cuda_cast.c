@@ -11,18 +11,10 @@
 #include <string.h>
 
 #include "cuda/cast_cuda.h"
+#include "bench_cuda.h"
 #include "lowp/lowp.h"
 
 enum { WARMUP = 3, REPS = 20 };
-
-#define CHECK(expr)                                                                                \
-  do {                                                                                             \
-    lowp_status st_ = (expr);                                                                      \
-    if (st_ != LOWP_OK) {                                                                          \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lowp_last_error());            \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 typedef enum { OP_COPY, OP_ENCODE, OP_DECODE, OP_AMAX } op_kind;
 
@@ -37,11 +29,6 @@ typedef struct {
 static lowp_cuda_event *ev_start, *ev_stop;
 static void *d_in, *d_out;
 static size_t n_elems;
-
-static int cmp_float(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
 
 static lowp_status run_once(const bench_case *c) {
   lowp_cast_opts o = {c->round, c->overflow, 42, 0};
@@ -72,8 +59,7 @@ static float time_case(const bench_case *c) {
     CHECK(lowp_cuda_event_record(ev_stop));
     CHECK(lowp_cuda_event_elapsed_ms(ev_start, ev_stop, &ms[i]));
   }
-  qsort(ms, REPS, sizeof ms[0], cmp_float);
-  return (ms[REPS / 2 - 1] + ms[REPS / 2]) / 2;
+  return bc_median(ms, REPS);
 }
 
 static double bytes_moved(const bench_case *c) {
@@ -91,11 +77,8 @@ static double bytes_moved(const bench_case *c) {
 }
 
 int main(int argc, char **argv) {
-  int count = 0;
-  if (lowp_cuda_available(&count) != LOWP_OK || count == 0) {
-    printf("bench_cuda_cast: skipped: no CUDA device (%s)\n", lowp_last_error());
+  if (!bc_have_gpu("bench_cuda_cast"))
     return 77;
-  }
   size_t mib = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 256;
   if (mib == 0)
     mib = 256;

@@ -9,23 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_cuda.h"
 #include "lowp/lowp.h"
 
 enum { WARMUP = 3, REPS = 20 };
-
-#define CHECK(expr)                                                                                \
-  do {                                                                                             \
-    lowp_status st_ = (expr);                                                                      \
-    if (st_ != LOWP_OK) {                                                                          \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lowp_last_error());            \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-
-static int cmp_float(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
 
 static void *d_a, *d_b, *d_c;
 static float *d_scale;
@@ -42,16 +29,12 @@ static float time_gemm(const lowp_cuda_gemm_opts *o, int m, int n, int k) {
     CHECK(lowp_cuda_event_record(ev1));
     CHECK(lowp_cuda_event_elapsed_ms(ev0, ev1, &ms[i]));
   }
-  qsort(ms, REPS, sizeof ms[0], cmp_float);
-  return (ms[REPS / 2 - 1] + ms[REPS / 2]) / 2;
+  return bc_median(ms, REPS);
 }
 
 int main(void) {
-  int count = 0;
-  if (lowp_cuda_available(&count) != LOWP_OK || count == 0) {
-    printf("bench_cuda_gemm: skipped: no CUDA device (%s)\n", lowp_last_error());
+  if (!bc_have_gpu("bench_cuda_gemm"))
     return 77;
-  }
   char desc[256];
   CHECK(lowp_cuda_describe(desc, sizeof desc));
   printf("bench_cuda_gemm: %s\nmedian of %d runs; TFLOP/s = 2 M N K / time\n", desc, REPS);

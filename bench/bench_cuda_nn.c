@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_cuda.h"
 #include "lowp/lowp.h"
 
 #ifdef LOWP_HAVE_CUDA
@@ -18,25 +19,11 @@
 
 enum { WARMUP = 2, REPS = 10 };
 
-#define CHECK(expr)                                                                                \
-  do {                                                                                             \
-    lowp_status st_ = (expr);                                                                      \
-    if (st_ != LOWP_OK) {                                                                          \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lowp_last_error());            \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-
 static int B = 8, T = 1024, C = 768, NH = 12, V = 50304;
 static float *act, *act2, *act3, *dact, *wte, *dwte, *att, *w, *dw, *db, *stat1, *stat2, *loss;
 static int32_t *tok;
 static void *ws;
 static size_t ws_bytes;
-
-static int cmp_float(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
 
 typedef lowp_status (*op_fn)(void);
 
@@ -53,8 +40,7 @@ static void bench(const char *name, op_fn op) {
     CHECK(lowp_cuda_event_record(e1));
     CHECK(lowp_cuda_event_elapsed_ms(e0, e1, &t[i]));
   }
-  qsort(t, REPS, sizeof t[0], cmp_float);
-  printf("  %-36s %9.3f ms\n", name, (double)t[REPS / 2]);
+  printf("  %-36s %9.3f ms\n", name, (double)bc_median(t, REPS));
   lowp_cuda_event_destroy(e0);
   lowp_cuda_event_destroy(e1);
 }
@@ -120,11 +106,8 @@ static float *dalloc(size_t n, unsigned seed) {
 #endif
 
 int main(int argc, char **argv) {
-  int count = 0;
-  if (lowp_cuda_available(&count) != LOWP_OK || count == 0) {
-    printf("bench_cuda_nn: no CUDA device\n");
+  if (!bc_have_gpu("bench_cuda_nn"))
     return 77;
-  }
 #ifndef LOWP_HAVE_CUDA
   (void)argc;
   (void)argv;

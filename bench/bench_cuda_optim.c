@@ -13,18 +13,10 @@
 #include <string.h>
 
 #include "cuda/optim_cuda.h"
+#include "bench_cuda.h"
 #include "lowp/lowp.h"
 
 enum { WARMUP = 3, REPS = 20, MAXT = 160 };
-
-#define CHECK(expr)                                                                                \
-  do {                                                                                             \
-    lowp_status st_ = (expr);                                                                      \
-    if (st_ != LOWP_OK) {                                                                          \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lowp_last_error());            \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 typedef enum { OP_COPY, OP_PREPARE, OP_PREPARE_UNSCALE, OP_PREPARE_BF16, OP_ADAMW } op_kind;
 
@@ -33,11 +25,6 @@ static float *d_p, *d_g, *d_copy;
 static lowpi_cuda_grad_work *d_work;
 static lowpi_cuda_adamw *gpu_opt;
 static size_t np;
-
-static int cmp_float(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
 
 static lowp_status run_once(op_kind op) {
   switch (op) {
@@ -64,16 +51,12 @@ static float time_op(op_kind op) {
     CHECK(lowp_cuda_event_record(ev_stop));
     CHECK(lowp_cuda_event_elapsed_ms(ev_start, ev_stop, &ms[i]));
   }
-  qsort(ms, REPS, sizeof ms[0], cmp_float);
-  return (ms[REPS / 2 - 1] + ms[REPS / 2]) / 2;
+  return bc_median(ms, REPS);
 }
 
 int main(void) {
-  int count = 0;
-  if (lowp_cuda_available(&count) != LOWP_OK || count == 0) {
-    printf("bench_cuda_optim: skipped: no CUDA device (%s)\n", lowp_last_error());
+  if (!bc_have_gpu("bench_cuda_optim"))
     return 77;
-  }
   /* GPT-2 124M: wte, wpe, then per layer ln1 w/b, qkv w/b, proj w/b, ln2 w/b, fc w/b,
    * fcproj w/b; ln_f w/b. */
   const size_t C = 768, V = 50257, T = 1024;

@@ -13,18 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_cuda.h"
 #include "lowp/lowp.h"
 
 enum { WARMUP = 3, REPS = 20 };
-
-#define CHECK(expr)                                                                                \
-  do {                                                                                             \
-    lowp_status st_ = (expr);                                                                      \
-    if (st_ != LOWP_OK) {                                                                          \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lowp_last_error());            \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 typedef enum { OP_COPY, OP_QUANT, OP_QUANT_T, OP_DEQUANT_BF16, OP_FAKE } op_kind;
 
@@ -38,11 +30,6 @@ static lowp_cuda_event *ev_start, *ev_stop;
 static float *d_in, *d_out;
 static size_t rows, cols;
 static lowp_cuda_delayed delayed;
-
-static int cmp_float(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
 
 static void run_once(const bench_case *c, lowp_cuda_qtensor *q) {
   switch (c->op) {
@@ -74,8 +61,7 @@ static float time_case(const bench_case *c, lowp_cuda_qtensor *q) {
     CHECK(lowp_cuda_event_record(ev_stop));
     CHECK(lowp_cuda_event_elapsed_ms(ev_start, ev_stop, &ms[i]));
   }
-  qsort(ms, REPS, sizeof ms[0], cmp_float);
-  return (ms[REPS / 2 - 1] + ms[REPS / 2]) / 2;
+  return bc_median(ms, REPS);
 }
 
 static double bytes_moved(const bench_case *c, const lowp_cuda_qtensor *q) {
@@ -111,11 +97,8 @@ static lowp_qconfig mk(lowp_format f, lowp_scaling_mode m, int block, lowp_scale
 }
 
 int main(void) {
-  int count = 0;
-  if (lowp_cuda_available(&count) != LOWP_OK || count == 0) {
-    printf("bench_cuda_quant: skipped: no CUDA device (%s)\n", lowp_last_error());
+  if (!bc_have_gpu("bench_cuda_quant"))
     return 0;
-  }
   char desc[256];
   CHECK(lowp_cuda_describe(desc, sizeof desc));
   printf("bench_cuda_quant: %s\nmedian of %d runs; GB/s = (fp32 read + codes and scales "

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_cuda.h"
 #include "cuda/gpu_trainer.h"
 #include "lowp/lowp.h"
 
@@ -70,10 +71,7 @@ static int bench_one(const char *model_name, const char *recipe_name, const benc
   lowpi_gpu_trainer *t = NULL;
   lowp_adamw_config ac;
   lowp_adamw_config_default(&ac);
-  ac.state = recipe.optim == LOWP_OPTIM_STATE_8BIT   ? LOWP_OPT_STATE_8BIT
-             : recipe.optim == LOWP_OPTIM_STATE_BF16 ? LOWP_OPT_STATE_BF16
-                                                     : LOWP_OPT_STATE_FP32;
-  ac.master_bf16 = recipe.master == LOWP_BF16;
+  lowpi_recipe_adamw(&recipe, &ac);
   size_t N = (size_t)o->batch * o->seq;
   int32_t *in = malloc(N * sizeof(int32_t)), *tg = malloc(N * sizeof(int32_t));
   lowp_cuda_memory_reset_peak();
@@ -175,11 +173,8 @@ int main(int argc, char **argv) {
                     "--vocab >= 2\n");
     return 2;
   }
-  int count = 0;
-  if (lowp_cuda_available(&count) != LOWP_OK || count == 0) {
-    printf("bench_gpu_train: no CUDA device (%s): nothing measured\n", lowp_last_error());
+  if (!bc_have_gpu("bench_gpu_train"))
     return 0;
-  }
   int failed = 0;
   char ml[512], rl[512];
   snprintf(ml, sizeof ml, "%s", models);

@@ -191,8 +191,7 @@ lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe 
     int layer = i / 4;
     lin_state *ls = &g->lin[i];
     ls->index = i;
-    int high_precision = layer >= n_layer || layer < r->keep_first_blocks ||
-                         layer >= n_layer - r->keep_last_blocks || lowp_recipe_is_fp32(r);
+    int high_precision = lowpi_recipe_keeps_layer(r, layer, n_layer);
     for (int op = 0; op < LOWP_OP_COUNT && st == LOWP_OK; op++) {
       if (high_precision)
         op_high_precision(&ls->op[op], g->compute);

@@ -43,10 +43,6 @@ struct lowpi_gpu_model {
   lowp_format compute; /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
 };
 
-static int fc_cols(const lowp_model_config *c) {
-  return c->arch == LOWP_ARCH_GPT2 ? c->ffn_hidden : 2 * c->ffn_hidden;
-}
-
 static size_t max3(size_t a, size_t b, size_t c) {
   size_t m = a > b ? a : b;
   return m > c ? m : c;
@@ -55,7 +51,7 @@ static size_t max3(size_t a, size_t b, size_t c) {
 static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
   const lowp_model_config *c = &g->cfg;
   size_t L = (size_t)c->n_layer, N = (size_t)B * T, C = (size_t)c->n_embd, V = (size_t)c->vocab;
-  size_t NH = (size_t)c->n_head, FC = (size_t)fc_cols(c), H = (size_t)c->ffn_hidden;
+  size_t NH = (size_t)c->n_head, FC = (size_t)lowpi_model_fc_cols(c), H = (size_t)c->ffn_hidden;
   size_t W = max3(FC, 3 * C, C);
   gpu_acts *a = &g->a;
   a->work_bytes = max3(lowpi_cuda_embedding_backward_workspace(B, T, (int)V),
@@ -195,15 +191,6 @@ void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *gra
   *activations = g->act_bytes + lowpi_gpu_linears_scratch_bytes(g->lin);
 }
 
-static lowp_status check_tokens(const int32_t *tok, size_t n, int V, const char *what) {
-  for (size_t i = 0; i < n; i++)
-    if (tok[i] < 0 || tok[i] >= V)
-      return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                        "model: %s[%zu] = %d is outside the vocabulary [0, %d)", what, i,
-                        (int)tok[i], V);
-  return LOWP_OK;
-}
-
 static lowp_status norm_forward(const lowpi_gpu_model *g, float *out, float *stats,
                                 const float *inp, const float *w, const float *b, int N) {
   const lowp_model_config *c = &g->cfg;
@@ -233,9 +220,9 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
                       "gpu model: forward needs inputs and B <= %d, T <= %d (got B %d, T %d)",
                       g->cap_B, g->cap_T, B, T);
   size_t N = (size_t)B * T;
-  LOWPI_TRY(check_tokens(inputs, N, c->vocab, "inputs"));
+  LOWPI_TRY(lowpi_model_check_tokens(inputs, N, c->vocab, "inputs"));
   if (targets)
-    LOWPI_TRY(check_tokens(targets, N, c->vocab, "targets"));
+    LOWPI_TRY(lowpi_model_check_tokens(targets, N, c->vocab, "targets"));
   gpu_acts *a = &g->a;
   g->B = B;
   g->T = T;
@@ -244,7 +231,7 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
   if (targets)
     LOWPI_TRY(lowp_cuda_memcpy(a->targets, targets, N * sizeof(int32_t), LOWP_CUDA_H2D));
   int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab, F = c->ffn_hidden;
-  int FC = fc_cols(c), gpt2 = c->arch == LOWP_ARCH_GPT2, n = (int)N;
+  int FC = lowpi_model_fc_cols(c), gpt2 = c->arch == LOWP_ARCH_GPT2, n = (int)N;
   size_t NC = N * (size_t)C;
   lowpi_gpu_linears *lin = g->lin;
 
@@ -296,7 +283,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
   const lowp_model_config *c = &g->cfg;
   gpu_acts *a = &g->a;
   int B = g->B, T = g->T, L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab;
-  int F = c->ffn_hidden, FC = fc_cols(c), gpt2 = c->arch == LOWP_ARCH_GPT2;
+  int F = c->ffn_hidden, FC = lowpi_model_fc_cols(c), gpt2 = c->arch == LOWP_ARCH_GPT2;
   size_t N = (size_t)B * T, NC = N * (size_t)C;
   int n = (int)N;
   lowpi_gpu_linears *lin = g->lin;

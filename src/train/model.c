@@ -340,7 +340,7 @@ lowp_status lowpi_model_set_linear_ctx(lowp_model *m, int index, const lowpi_lin
 /* ---------------------------------------------------------------------------------------- */
 /* activations */
 
-static int fc_cols(const lowp_model_config *c) {
+int lowpi_model_fc_cols(const lowp_model_config *c) {
   return c->arch == LOWP_ARCH_GPT2 ? c->ffn_hidden : 2 * c->ffn_hidden;
 }
 
@@ -349,7 +349,7 @@ static lowp_status ensure_acts(lowp_model *m, int B, int T) {
     return LOWP_OK;
   const lowp_model_config *c = &m->cfg;
   size_t L = (size_t)c->n_layer, N = (size_t)B * T, C = (size_t)c->n_embd, V = (size_t)c->vocab;
-  size_t NH = (size_t)c->n_head, FC = (size_t)fc_cols(c), H = (size_t)c->ffn_hidden;
+  size_t NH = (size_t)c->n_head, FC = (size_t)lowpi_model_fc_cols(c), H = (size_t)c->ffn_hidden;
   size_t W = FC > 3 * C ? FC : 3 * C;
   size_t sizes[] = {(L + 1) * N * C,
                     L * N * C,
@@ -415,7 +415,7 @@ static lowp_status ensure_acts(lowp_model *m, int B, int T) {
 /* ---------------------------------------------------------------------------------------- */
 /* forward / backward */
 
-static lowp_status check_tokens(const int32_t *tok, size_t n, int V, const char *what) {
+lowp_status lowpi_model_check_tokens(const int32_t *tok, size_t n, int V, const char *what) {
   for (size_t i = 0; i < n; i++)
     if (tok[i] < 0 || tok[i] >= V)
       return lowpi_fail(LOWP_ERR_INVALID_ARG,
@@ -432,9 +432,9 @@ lowp_status lowp_model_forward(lowp_model *m, const int32_t *inputs, const int32
                       "model: forward needs inputs and 1 <= T <= ctx %d (B %d, T %d)", c->ctx, B,
                       T);
   size_t N = (size_t)B * T;
-  LOWPI_TRY(check_tokens(inputs, N, c->vocab, "inputs"));
+  LOWPI_TRY(lowpi_model_check_tokens(inputs, N, c->vocab, "inputs"));
   if (targets)
-    LOWPI_TRY(check_tokens(targets, N, c->vocab, "targets"));
+    LOWPI_TRY(lowpi_model_check_tokens(targets, N, c->vocab, "targets"));
   LOWPI_TRY(ensure_acts(m, B, T));
   m->B = B;
   m->T = T;
@@ -443,7 +443,7 @@ lowp_status lowp_model_forward(lowp_model *m, const int32_t *inputs, const int32
   acts *a = &m->a;
   memcpy(a->inputs, inputs, N * sizeof(int32_t));
   int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab, F = c->ffn_hidden;
-  int FC = fc_cols(c), gpt2 = c->arch == LOWP_ARCH_GPT2;
+  int FC = lowpi_model_fc_cols(c), gpt2 = c->arch == LOWP_ARCH_GPT2;
   size_t NC = N * (size_t)C;
 
   lowpi_embedding_forward(a->res, inputs, m->p.wte, m->p.wpe, B, T, C); // (B, T, C)
@@ -509,7 +509,7 @@ lowp_status lowp_model_backward(lowp_model *m) {
   const lowp_model_config *c = &m->cfg;
   acts *a = &m->a;
   int B = m->B, T = m->T, L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab;
-  int F = c->ffn_hidden, FC = fc_cols(c), gpt2 = c->arch == LOWP_ARCH_GPT2;
+  int F = c->ffn_hidden, FC = lowpi_model_fc_cols(c), gpt2 = c->arch == LOWP_ARCH_GPT2;
   size_t N = (size_t)B * T, NC = N * (size_t)C;
   memset(m->grads, 0, m->nparams * sizeof(float));
 

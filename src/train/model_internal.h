@@ -30,6 +30,12 @@ typedef struct {
  * buffer: only addresses are computed). */
 void lowpi_model_param_ptrs(const lowp_model *model, float *base, lowpi_param_ptrs *p);
 
+/* Columns of the MLP's first linear layer: gpt2 ffn_hidden, llama 2 ffn_hidden (gate | up). */
+int lowpi_model_fc_cols(const lowp_model_config *cfg);
+
+/* LOWP_ERR_INVALID_ARG naming the first token of tok (n) outside [0, V); `what` names the array. */
+lowp_status lowpi_model_check_tokens(const int32_t *tok, size_t n, int V, const char *what);
+
 /* The backward pass differentiates loss * scale (GradScaler's scaled loss); 1 by default. */
 void lowpi_model_set_loss_scale(lowp_model *model, float scale);
 

@@ -211,6 +211,18 @@ static lowp_status grad_hook(void *user, float *dinp, float *dweight, size_t N, 
   return mask_gradient(ls, 1, dweight, OC, C);
 }
 
+int lowpi_recipe_keeps_layer(const lowp_recipe *r, int layer, int n_layer) {
+  return layer >= n_layer || layer < r->keep_first_blocks ||
+         layer >= n_layer - r->keep_last_blocks || lowp_recipe_is_fp32(r);
+}
+
+void lowpi_recipe_adamw(const lowp_recipe *r, lowp_adamw_config *a) {
+  a->state = r->optim == LOWP_OPTIM_STATE_8BIT   ? LOWP_OPT_STATE_8BIT
+             : r->optim == LOWP_OPTIM_STATE_BF16 ? LOWP_OPT_STATE_BF16
+                                                 : LOWP_OPT_STATE_FP32;
+  a->master_bf16 = r->master == LOWP_BF16;
+}
+
 lowp_status lowpi_operand_plan_of(const lowp_recipe *r, lowp_operand slot, uint64_t seed,
                                   lowpi_operand_plan *p) {
   memset(p, 0, sizeof *p);
@@ -294,9 +306,7 @@ lowp_status lowpi_recipe_exec_create(lowpi_recipe_exec **out, const lowp_recipe 
     linear_state *ls = &ex->lin[i];
     ls->ex = ex;
     ls->linear = i;
-    int high_precision = layer >= L /* the LM head */ || layer < r->keep_first_blocks ||
-                         layer >= L - r->keep_last_blocks || lowp_recipe_is_fp32(r);
-    if (high_precision)
+    if (lowpi_recipe_keeps_layer(r, layer, L))
       continue;
     for (int op = 0; op < LOWP_OP_COUNT && st == LOWP_OK; op++)
       st = op_init(ex, r, (lowp_operand)op, &ls->op[op]);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "lowp/model.h"
+#include "lowp/optim.h"
 #include "lowp/quant.h"
 #include "lowp/recipe.h"
 
@@ -24,6 +25,13 @@ typedef struct {
   lowp_qconfig cfg;        /* QUANT: the spec's rounding and MX rule, seed, no column-wise copy */
   int delayed;             /* QUANT with delayed scaling */
 } lowpi_operand_plan;
+/* 1 when linear layer `layer` (0..n_layer-1 the blocks, n_layer the LM head) stays in high
+ * precision under the recipe: the head, keep_first / keep_last blocks, everything for fp32. */
+int lowpi_recipe_keeps_layer(const lowp_recipe *recipe, int layer, int n_layer);
+
+/* The recipe's optimizer settings: state format and master-weight format. */
+void lowpi_recipe_adamw(const lowp_recipe *recipe, lowp_adamw_config *cfg);
+
 lowp_status lowpi_operand_plan_of(const lowp_recipe *recipe, lowp_operand slot, uint64_t seed,
                                   lowpi_operand_plan *plan);
 

@@ -115,10 +115,7 @@ static void adamw_config(const run *r, lowp_adamw_config *a) {
   a->beta2 = r->cfg.beta2;
   a->eps = r->cfg.adam_eps;
   a->weight_decay = r->cfg.weight_decay;
-  a->state = r->recipe.optim == LOWP_OPTIM_STATE_8BIT   ? LOWP_OPT_STATE_8BIT
-             : r->recipe.optim == LOWP_OPTIM_STATE_BF16 ? LOWP_OPT_STATE_BF16
-                                                        : LOWP_OPT_STATE_FP32;
-  a->master_bf16 = r->recipe.master == LOWP_BF16;
+  lowpi_recipe_adamw(&r->recipe, a);
   a->seed = r->cfg.seed;
 }
 

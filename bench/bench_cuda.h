@@ -1,0 +1,41 @@
+/* What every GPU benchmark needs: a checked call, the median of timings, and the device. */
+#ifndef LOWP_BENCH_CUDA_H
+#define LOWP_BENCH_CUDA_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "lowp/lowp.h"
+
+/* A call that must succeed: else print where and why, and exit 1. */
+#define CHECK(expr)                                                                                \
+  do {                                                                                             \
+    lowp_status st_ = (expr);                                                                      \
+    if (st_ != LOWP_OK) {                                                                          \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lowp_last_error());            \
+      exit(1);                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+static int bc_cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* The median of n >= 1 timings (sorts them): the middle one, or the mean of the two middle. */
+static inline float bc_median(float *ms, int n) {
+  qsort(ms, (size_t)n, sizeof ms[0], bc_cmp_float);
+  return n % 2 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2;
+}
+
+/* 1 if a CUDA device is there; else say so (naming the benchmark) and return 0. */
+static inline int bc_have_gpu(const char *bench) {
+  int count = 0;
+  if (lowp_cuda_available(&count) != LOWP_OK || count == 0) {
+    printf("%s: skipped: no CUDA device (%s)\n", bench, lowp_last_error());
+    return 0;
+  }
+  return 1;
+}
+
+#endif
