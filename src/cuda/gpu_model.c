@@ -168,9 +168,6 @@ lowp_status lowpi_gpu_model_download(lowpi_gpu_model *g) {
 const float *lowpi_gpu_model_loss(const lowpi_gpu_model *g) {
   return g->a.loss;
 }
-const float *lowpi_gpu_model_logits(const lowpi_gpu_model *g) {
-  return g->a.logits;
-}
 float *lowpi_gpu_model_params(lowpi_gpu_model *g) {
   return g->params;
 }

@@ -31,10 +31,9 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
 /* Zero the gradients and backpropagate loss * loss_scale of the last forward (targets needed). */
 lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale);
 
-const float *lowpi_gpu_model_loss(const lowpi_gpu_model *g);   /* device: one float */
-const float *lowpi_gpu_model_logits(const lowpi_gpu_model *g); /* device (B, T, V) */
-float *lowpi_gpu_model_params(lowpi_gpu_model *g);             /* device */
-float *lowpi_gpu_model_grads(lowpi_gpu_model *g);              /* device */
+const float *lowpi_gpu_model_loss(const lowpi_gpu_model *g); /* device: one float */
+float *lowpi_gpu_model_params(lowpi_gpu_model *g);           /* device */
+float *lowpi_gpu_model_grads(lowpi_gpu_model *g);            /* device */
 size_t lowpi_gpu_model_num_params(const lowpi_gpu_model *g);
 lowpi_gpu_linears *lowpi_gpu_model_linears(lowpi_gpu_model *g);
 

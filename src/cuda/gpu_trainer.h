@@ -51,9 +51,9 @@ lowp_status lowpi_gpu_trainer_eval(lowpi_gpu_trainer *t, const int32_t *inputs,
 /* Device -> host: parameters, optimizer state and step count, delayed-scaling states. */
 lowp_status lowpi_gpu_trainer_download(lowpi_gpu_trainer *t);
 
-/* Device memory held: weights, gradients, optimizer state, activations (with scratch), and the
- * device's peak use seen so far (cudaMemGetInfo). */
+/* Device memory held: weights, gradients, activations (with scratch), and the peak of all that
+ * lowp_cuda_malloc held (the optimizer state is the host optimizer's size). */
 void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t *grads,
-                             size_t *optim, size_t *activations, size_t *peak);
+                             size_t *activations, size_t *peak);
 
 #endif

@@ -29,11 +29,6 @@ __global__ void add_bias_kernel(float *out, const float *bias, size_t n, int OC)
     out[i] += bias[i % (size_t)OC];
 }
 
-__global__ void fill_kernel(float *x, float value, size_t n) {
-  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
-    x[i] = value;
-}
-
 __global__ void mx_clip_mask_kernel(unsigned char *mask, const float *x,
                                     const unsigned char *scales, size_t rows, size_t K, int block,
                                     size_t scale_cols, double fmax) {
@@ -90,16 +85,4 @@ lowp_status lowpi_cuda_add_bias(float *out, const float *bias, int N, int OC) {
   add_bias_kernel<<<lowpi_cuda_blocks(n, lowpi_kThreads), lowpi_kThreads>>>(out, bias, n, OC);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
-}
-
-lowp_status lowpi_cuda_fill(float *x, float value, size_t n) {
-  if (n == 0)
-    return LOWP_OK;
-  fill_kernel<<<lowpi_cuda_blocks(n, lowpi_kThreads), lowpi_kThreads>>>(x, value, n);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
-}
-
-lowp_status lowpi_cuda_poke(float *x, size_t i, float value) {
-  return lowpi_cuda_fill(x + i, value, 1);
 }

@@ -17,12 +17,6 @@ lowp_status lowpi_cuda_transpose(float *out, const float *inp, int R, int C);
 /* out (N, OC) += bias (OC) on every row: the same fp32 addition as the CPU's. */
 lowp_status lowpi_cuda_add_bias(float *out, const float *bias, int N, int OC);
 
-/* x[i] = value for n floats. */
-lowp_status lowpi_cuda_fill(float *x, float value, size_t n);
-
-/* x[i] = NaN at index i (device), for fault injection. */
-lowp_status lowpi_cuda_poke(float *x, size_t i, float value);
-
 /* The clipping mask of an MX-quantized tensor (Quartet's straight-through estimator, as
  * recipe_exec.c's record_clip_mask): mask[i] = |x[i]| <= fmax * X_b, X_b = 2^(e8m0 code - 127)
  * the scale of x[i]'s block (1 x block along the rows of x (rows, K)); a NaN scale gives 0. */

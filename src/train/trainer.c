@@ -890,8 +890,7 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
       lowp_adamw_state(r.opt, &summary->bytes_optim);
     if (r.gpu)
       lowpi_gpu_trainer_bytes(r.gpu, &summary->bytes_weights, &summary->bytes_grads,
-                              &summary->bytes_optim, &summary->bytes_activations,
-                              &summary->bytes_peak_device);
+                              &summary->bytes_activations, &summary->bytes_peak_device);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
       summary->bytes_peak_rss = (size_t)ru.ru_maxrss * 1024u;

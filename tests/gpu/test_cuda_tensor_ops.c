@@ -1,0 +1,130 @@
+/* The small device operations of the GPU training step (src/cuda/tensor_ops.h) against plain
+ * CPU loops: transpose and bias addition bit for bit (a copy, and the same single fp32
+ * addition), the MX clipping mask against the CPU quantizer's own block scales
+ * (lowp_quantize + lowp_qtensor_block_scale, the rule recipe_exec.c's record_clip_mask uses),
+ * with a NaN block whose mask must be all zero, and the masking of a gradient. */
+#include <math.h>
+#include <stdint.h>
+
+#include "gpu_check.h"
+
+#ifdef LOWP_HAVE_CUDA /* internal kernels: not even stubs without CUDA */
+#include "cuda/tensor_ops.h"
+
+static void *to_device(const void *host, size_t bytes) {
+  void *d = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&d, bytes));
+  GC_REQUIRE(lowp_cuda_memcpy(d, host, bytes, LOWP_CUDA_H2D));
+  return d;
+}
+
+static void test_transpose_and_bias(void) {
+  const int R = 37, C = 70;
+  const size_t n = (size_t)R * C;
+  float *x = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
+  float *got = malloc(n * sizeof(float)), *bias = malloc((size_t)C * sizeof(float));
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)(2 * gc_uniform() - 1);
+  for (int c = 0; c < C; c++)
+    bias[c] = (float)(2 * gc_uniform() - 1);
+  float *dx = to_device(x, n * sizeof(float)), *dy = NULL;
+  float *db = to_device(bias, (size_t)C * sizeof(float));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dy, n * sizeof(float)));
+
+  GC_OK(lowpi_cuda_transpose(dy, dx, R, C));
+  GC_REQUIRE(lowp_cuda_memcpy(got, dy, n * sizeof(float), LOWP_CUDA_D2H));
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < C; c++)
+      want[(size_t)c * R + r] = x[(size_t)r * C + c];
+  GC_CHECK(memcmp(got, want, n * sizeof(float)) == 0, "transpose %dx%d differs", R, C);
+
+  GC_OK(lowpi_cuda_add_bias(dx, db, R, C));
+  GC_REQUIRE(lowp_cuda_memcpy(got, dx, n * sizeof(float), LOWP_CUDA_D2H));
+  for (size_t i = 0; i < n; i++)
+    want[i] = x[i] + bias[i % (size_t)C];
+  GC_CHECK(memcmp(got, want, n * sizeof(float)) == 0, "add_bias %dx%d differs", R, C);
+
+  lowp_cuda_free(dx);
+  lowp_cuda_free(dy);
+  lowp_cuda_free(db);
+  free(x);
+  free(want);
+  free(got);
+  free(bias);
+}
+
+static void test_clip_mask(void) {
+  const size_t R = 17, K = 96; /* 3 MX blocks of 32 per row */
+  const size_t n = R * K;
+  float *x = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
+  float *g_got = malloc(n * sizeof(float));
+  unsigned char *want = malloc(n), *got = malloc(n);
+  for (size_t i = 0; i < n; i++) {
+    x[i] = (float)((2 * gc_uniform() - 1) * (gc_rand64() % 9 == 0 ? 40.0 : 1.0));
+    g[i] = (float)(2 * gc_uniform() - 1);
+  }
+  x[5 * K + 40] = NAN; /* block (5, 1) gets the NaN scale 0xFF: all of it masked */
+  lowp_qconfig cfg;
+  GC_REQUIRE(lowp_scheme_config("mxfp4", &cfg));
+  lowp_qtensor q;
+  GC_REQUIRE(lowp_qtensor_init(&q, &cfg, R, K));
+  GC_REQUIRE(lowp_quantize(x, &q));
+  const double fmax = lowp_format_get(cfg.format)->max;
+  size_t zeros = 0;
+  for (size_t r = 0; r < R; r++)
+    for (size_t k = 0; k < K; k++) {
+      size_t b = (r / q.rowwise.block_rows) * q.rowwise.scale_cols + k / q.rowwise.block_cols;
+      double limit = fmax * (double)lowp_qtensor_block_scale(&q, &q.rowwise, b);
+      want[r * K + k] = fabs((double)x[r * K + k]) <= limit;
+      zeros += !want[r * K + k];
+    }
+  /* the oracle itself: some values clip (floor rule), the NaN block is all zero */
+  GC_CHECK(zeros > 32 && zeros < n / 2, "oracle: %zu of %zu masked", zeros, n);
+  for (size_t k = 32; k < 64; k++)
+    GC_CHECK(!want[5 * K + k], "oracle: NaN block not masked at %zu", k);
+
+  size_t nscales = q.rowwise.scale_rows * q.rowwise.scale_cols;
+  float *dx = to_device(x, n * sizeof(float)), *dg = to_device(g, n * sizeof(float));
+  unsigned char *ds = to_device(q.rowwise.scales, nscales), *dm = NULL;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dm, n));
+  GC_OK(lowpi_cuda_mx_clip_mask(dm, dx, ds, R, K, (int)q.rowwise.block_cols, q.rowwise.scale_cols,
+                                fmax));
+  GC_REQUIRE(lowp_cuda_memcpy(got, dm, n, LOWP_CUDA_D2H));
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++)
+    if (got[i] != want[i] && bad++ < 5)
+      fprintf(stderr, "  mask[%zu] (x %.9g): got %d, want %d\n", i, (double)x[i], got[i], want[i]);
+  GC_CHECK(bad == 0, "clip mask: %zu of %zu differ", bad, n);
+
+  GC_OK(lowpi_cuda_apply_mask(dg, dm, n));
+  GC_REQUIRE(lowp_cuda_memcpy(g_got, dg, n * sizeof(float), LOWP_CUDA_D2H));
+  for (size_t i = 0; i < n; i++)
+    g[i] = want[i] ? g[i] : 0.0f;
+  GC_CHECK(memcmp(g_got, g, n * sizeof(float)) == 0, "apply_mask differs");
+
+  lowp_qtensor_free(&q);
+  lowp_cuda_free(dx);
+  lowp_cuda_free(dg);
+  lowp_cuda_free(ds);
+  lowp_cuda_free(dm);
+  free(x);
+  free(g);
+  free(g_got);
+  free(want);
+  free(got);
+}
+#endif
+
+int main(void) {
+#ifndef LOWP_HAVE_CUDA
+  printf("test_cuda_tensor_ops: skipped: lowp was built without CUDA\n");
+  return 77;
+#else
+  int skip = gc_need_gpu("test_cuda_tensor_ops");
+  if (skip)
+    return skip;
+  test_transpose_and_bias();
+  test_clip_mask();
+  return gc_finish("test_cuda_tensor_ops");
+#endif
+}
