@@ -363,6 +363,10 @@ lowp_status lowpi_ckpt_keep_previous(const char *dir) {
     unlink(tmp);
     return lowpi_fail(LOWP_ERR_IO, "cannot rename %s to %s: %s", tmp, prev, strerror(e));
   }
+  /* When .prev already is this generation (a run killed after this step and before the new
+   * model replaced it), tmp and .prev are links to one inode and POSIX rename() does nothing,
+   * leaving tmp behind: remove it (a no-op after a real rename). */
+  unlink(tmp);
   int fd = open(dir, O_RDONLY);
   if (fd >= 0) {
     fsync(fd);
