@@ -10,9 +10,11 @@
  *   1 x N row blocks (BLOCK_1D, MX, NVFP4 1x16, NF4): one fused pass, a block's N/16 threads
  *     are consecutive lanes: the block amax by shuffles, the scale computed by each of them,
  *     the codes written at once (NVFP4 needs the global amax first: one amax pass before);
- *   anything else (ROW, COLUMN, BLOCK_2D, NVFP4 16x16): block amaxes by warps walking 32-column
- *     strips (segmented shuffle max + atomicMax on the bits), one thread per block for the
- *     scales, then the chunked cast.
+ *   blocks of 256 values or more (ROW, BLOCK_2D 128x128, NVFP4 16x16): one warp per block,
+ *     amax then codes, the second read served by the caches: one read from memory;
+ *   anything else (COLUMN, small blocks): block amaxes by warps walking 32-column strips
+ *     (segmented shuffle max + atomicMax on the bits), one thread per block for the scales,
+ *     then the chunked cast.
  * amax values are combined as bits (lowpi_abs_key): exact, so the order of reduction never
  * matters. The column-wise copy and x_transposed go through a tiled transpose into stream-ordered
  * scratch (cudaMallocAsync). */
@@ -313,6 +315,97 @@ __global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, s
     atomicAdd(nsat, sat);
 }
 
+/* ---- large 2D blocks, one warp each --------------------------------------------------------- */
+
+/* One warp per scale block (a row of ROW, a 128 x 128 tile, an NVFP4 16 x 16 tile): the block's
+ * amax (pass 1), its scale, then its codes (pass 2, which finds the block in L1/L2: the tensor
+ * is read once from memory, where block_amax_2d + encode_chunks read it twice). Lane l owns
+ * chunks l, l + 32, ... of 16 consecutive values of a block row. Blocks are 16-aligned
+ * (bc % 16 == 0) or span the row (bc >= C). */
+template <int FF, int RR>
+__global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, size_t br, size_t bc,
+                            size_t SC, size_t nb, void *__restrict__ codes, int bytes,
+                            void *__restrict__ scales, lowpi_qparams p, lowpi_fmt f, lowp_round rnd,
+                            uint64_t seed, uint64_t offset, int vec, float *__restrict__ amax,
+                            float *__restrict__ tensor_scale,
+                            unsigned long long *__restrict__ nsat) {
+  const bool nvfp4 = p.mode == LOWP_SCALING_NVFP4;
+  const float s_enc = nvfp4 ? lowpi_nvfp4_s_enc(*amax) : 1.0f; /* amax: from the pass before */
+  if (lowpi_global_tid() == 0)
+    *tensor_scale = s_enc;
+  const unsigned lane = threadIdx.x % 32;
+  const size_t warps = (size_t)gridDim.x * (blockDim.x / 32);
+  uint32_t tmax = 0;
+  unsigned long long sat = 0;
+  for (size_t b = lowpi_global_tid() / 32; b < nb; b += warps) { /* warp-uniform */
+    const size_t r0 = (b / SC) * br, c0 = (b % SC) * bc;
+    const size_t r1 = r0 + br < R ? r0 + br : R, c1 = c0 + bc < C ? c0 + bc : C;
+    const size_t cpr = (c1 - c0 + 15) / 16, nch = (r1 - r0) * cpr;
+    uint32_t m = 0;
+#pragma unroll 4
+    for (size_t ch = lane; ch < nch; ch += 32) {
+      const size_t j0 = c0 + (ch % cpr) * 16;
+      const float *src = x + (r0 + ch / cpr) * C + j0;
+      if (vec) { /* C % 16 == 0, bc % 16 == 0, x aligned: 16 aligned values */
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+          const float4 v = ((const float4 *)src)[q];
+          m = max(max(m, lowpi_abs_key(v.x)), lowpi_abs_key(v.y));
+          m = max(max(m, lowpi_abs_key(v.z)), lowpi_abs_key(v.w));
+        }
+      } else {
+        for (size_t k = 0; k < 16 && j0 + k < c1; k++)
+          m = max(m, lowpi_abs_key(src[k]));
+      }
+    }
+    m = __reduce_max_sync(FULL, m);
+    tmax = max(tmax, m);
+    const lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(m), s_enc);
+    if (lane == 0)
+      lowpi_store_scale(p, scales, b, s);
+    for (size_t ch = lane; ch < nch; ch += 32) {
+      const size_t j0 = c0 + (ch % cpr) * 16, idx0 = (r0 + ch / cpr) * C + j0;
+      float y[16];
+      if (vec) {
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+          const float4 v = ((const float4 *)(x + idx0))[q];
+          y[4 * q] = v.x;
+          y[4 * q + 1] = v.y;
+          y[4 * q + 2] = v.z;
+          y[4 * q + 3] = v.w;
+        }
+      } else {
+#pragma unroll
+        for (int k = 0; k < 16; k++)
+          y[k] = j0 + k < c1 ? x[idx0 + k] : 0.0f;
+      }
+#pragma unroll
+      for (int k = 0; k < 16; k++) {
+        y[k] = y[k] * s.enc;
+        sat += j0 + k < c1 ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
+      }
+      if (vec && bytes == 1) {
+        uint32_t w[4];
+        lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, idx0);
+        *(uint4 *)((uint8_t *)codes + idx0) = make_uint4(w[0], w[1], w[2], w[3]);
+      } else {
+        for (size_t k = 0; k < 16 && j0 + k < c1; k++)
+          lowpi_store_code(codes, bytes, idx0 + k,
+                           lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, idx0 + k));
+      }
+    }
+  }
+  tmax = lowpi_block_max(tmax);
+  sat = lowpi_block_sum(sat);
+  if (threadIdx.x == 0) {
+    if (!nvfp4 && tmax)
+      atomicMax((unsigned *)amax, tmax);
+    if (sat)
+      atomicAdd(nsat, sat);
+  }
+}
+
 /* ---- transpose and dequantize -------------------------------------------------------------- */
 
 /* t (C, R) = transpose of x (R, C), through 32 x 32 shared tiles. */
@@ -523,6 +616,23 @@ lowp_status launch_chunks(const float *x, const lowp_cuda_qdata *d, const lowp_q
   return LOWP_OK;
 }
 
+lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qconfig *c,
+                         const lowpi_qparams &p, uint64_t offset) {
+  const lowpi_fmt f = lowpi_fmt_of(c->format);
+  const int bytes = lowp_format_get(c->format)->storage_bytes;
+  const size_t nb = d->scale_rows * d->scale_cols;
+  const int vec = aligned16(x) && d->cols % 16 == 0 && d->block_cols % 16 == 0;
+  const unsigned blocks = lowpi_cuda_blocks(nb * 32, lowpi_kThreads);
+#define LOWPI_TL(FF, RR)                                                                           \
+  tile_kernel<FF, RR><<<blocks, lowpi_kThreads>>>(                                                 \
+      x, d->rows, d->cols, d->block_rows, d->block_cols, d->scale_cols, nb, d->codes, bytes,       \
+      d->scales, p, f, c->round, c->seed, offset, vec, d->amax, d->tensor_scale, d->n_saturated)
+  LOWPI_DISPATCH(LOWPI_TL);
+#undef LOWPI_TL
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
 /* Quantize one orientation from x (d->rows, d->cols). record: the row-wise copy of a DELAYED
  * tensor, whose amax goes into the state's history. */
 lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig *c,
@@ -549,10 +659,13 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
     LOWPI_CUDA_CHECK_LAUNCH();
     return launch_flat(x, R * C, d, c, p, offset, NULL);
   }
-  if (rowblock) {
+  /* Blocks of 256 values or more, 16-aligned or spanning the row: one warp per block. */
+  const bool tiles = !rowblock && d->block_rows * d->block_cols >= 256 &&
+                     (d->block_cols % 16 == 0 || d->block_cols >= C);
+  if (rowblock || tiles) {
     if (c->mode == LOWP_SCALING_NVFP4)
       LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax)); /* s_enc needs the global amax first */
-    return launch_rowblock(x, d, c, p, offset);
+    return rowblock ? launch_rowblock(x, d, c, p, offset) : launch_tiles(x, d, c, p, offset);
   }
   LOWPI_CUDA_TRY(cudaMemsetAsync(bamax_of(d), 0, nb * sizeof(uint32_t), 0));
   const size_t strips = ((C + 31) / 32) * ((R + kStripRows - 1) / kStripRows);
