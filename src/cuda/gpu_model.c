@@ -17,7 +17,8 @@ typedef struct {
   float *res;             // (L + 1, N, C)
   float *ln1, *ln1_stats; // (L, N, C), (L, 2, N)
   float *qkv;             // (L, N, 3C)
-  float *att;             // (L, B, NH, T, T)
+  float *att;             // (L, B, NH, T, T), unless flash
+  float *lse;             // (L, B, NH, T), flash only
   float *atty, *mid;      // (L, N, C)
   float *ln2, *ln2_stats; // (L, N, C), (L, 2, N)
   float *fch, *fch_act;   // (L, N, FC), (L, N, H)
@@ -41,6 +42,7 @@ struct lowpi_gpu_model {
   int cap_B, cap_T, B, T, have_forward, have_targets;
   lowpi_gpu_linears *lin;
   lowp_format compute; /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
+  int flash; /* bf16 attention with a supported head size: the fused kernels, no (T, T) buffer */
 };
 
 static size_t max3(size_t a, size_t b, size_t c) {
@@ -54,9 +56,11 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
   size_t NH = (size_t)c->n_head, FC = (size_t)lowpi_model_fc_cols(c), H = (size_t)c->ffn_hidden;
   size_t W = max3(FC, 3 * C, C);
   gpu_acts *a = &g->a;
+  const size_t att_work = g->flash
+                              ? lowpi_cuda_flash_attention_workspace(B, T, (int)C, (int)NH)
+                              : lowpi_cuda_attention_workspace(B, T, (int)C, (int)NH, g->compute);
   a->work_bytes = max3(lowpi_cuda_embedding_backward_workspace(B, T, (int)V),
-                       lowpi_cuda_norm_backward_workspace((int)N, (int)C),
-                       lowpi_cuda_attention_workspace(B, T, (int)C, (int)NH, g->compute));
+                       lowpi_cuda_norm_backward_workspace((int)N, (int)C), att_work);
   struct {
     void **ptr;
     size_t bytes;
@@ -65,7 +69,9 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->ln1, L * N * C * 4},
       {(void **)&a->ln1_stats, L * 2 * N * 4},
       {(void **)&a->qkv, L * N * 3 * C * 4},
-      {(void **)&a->att, L * B * NH * T * T * 4},
+      /* the probabilities (batched-GEMM path) or the log-sum-exp per row (flash) */
+      {(void **)&a->att, g->flash ? 0 : L * B * NH * T * T * 4},
+      {(void **)&a->lse, g->flash ? L * B * NH * T * 4 : 0},
       {(void **)&a->atty, L * N * C * 4},
       {(void **)&a->mid, L * N * C * 4},
       {(void **)&a->ln2, L * N * C * 4},
@@ -95,10 +101,10 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
 }
 
 static void free_acts(gpu_acts *a) {
-  void *ptrs[] = {a->res,       a->ln1,    a->ln1_stats, a->qkv,  a->att,     a->atty,
-                  a->mid,       a->ln2,    a->ln2_stats, a->fch,  a->fch_act, a->lnf,
-                  a->lnf_stats, a->logits, a->losses,    a->loss, a->dres,    a->da,
-                  a->db,        a->inputs, a->targets,   a->work};
+  void *ptrs[] = {a->res,  a->ln1,       a->ln1_stats, a->qkv,       a->att,  a->lse,
+                  a->atty, a->mid,       a->ln2,       a->ln2_stats, a->fch,  a->fch_act,
+                  a->lnf,  a->lnf_stats, a->logits,    a->losses,    a->loss, a->dres,
+                  a->da,   a->db,        a->inputs,    a->targets,   a->work};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
   memset(a, 0, sizeof *a);
@@ -137,6 +143,8 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
     st = lowpi_gpu_linears_create(&g->lin, recipe, c->n_layer, seed);
   if (st == LOWP_OK) {
     g->compute = lowpi_gpu_linears_compute(g->lin) == LOWP_BF16 ? LOWP_BF16 : LOWP_FP32;
+    g->flash =
+        g->compute == LOWP_BF16 && lowpi_cuda_flash_attention_supported(c->n_embd, c->n_head);
     st = lowp_cuda_malloc((void **)&g->params, g->nparams * sizeof(float));
   }
   if (st == LOWP_OK)
@@ -208,6 +216,29 @@ static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, flo
                                      g->a.work_bytes);
 }
 
+/* Layer l's attention: the fused kernels (saving lse) or the batched GEMMs (saving att). */
+static lowp_status attention_forward(lowpi_gpu_model *g, int l, float *out, const float *qkv, int B,
+                                     int T) {
+  const int C = g->cfg.n_embd, NH = g->cfg.n_head;
+  gpu_acts *a = &g->a;
+  if (g->flash)
+    return lowpi_cuda_flash_attention_forward(out, a->lse + (size_t)l * B * NH * T, qkv, B, T, C,
+                                              NH, a->work, a->work_bytes);
+  return lowpi_cuda_attention_forward(out, a->att + (size_t)l * B * NH * T * T, qkv, B, T, C, NH,
+                                      g->compute, a->work, a->work_bytes);
+}
+
+static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, const float *dout,
+                                      const float *qkv, const float *out, int B, int T) {
+  const int C = g->cfg.n_embd, NH = g->cfg.n_head;
+  gpu_acts *a = &g->a;
+  if (g->flash)
+    return lowpi_cuda_flash_attention_backward(
+        dinp, dout, qkv, out, a->lse + (size_t)l * B * NH * T, B, T, C, NH, a->work, a->work_bytes);
+  return lowpi_cuda_attention_backward(dinp, dout, qkv, a->att + (size_t)l * B * NH * T * T, B, T,
+                                       C, NH, g->compute, a->work, a->work_bytes);
+}
+
 lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
                                     const int32_t *targets, int B, int T) {
   const lowp_model_config *c = &g->cfg;
@@ -237,8 +268,7 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     const lowpi_layer_ptrs *w = &g->p.layers[l];
     float *x = a->res + l * NC, *xout = a->res + (l + 1) * NC;
     float *ln1 = a->ln1 + l * NC, *st1 = a->ln1_stats + l * 2 * N;
-    float *qkv = a->qkv + l * NC * 3, *att = a->att + (size_t)l * B * NH * T * T;
-    float *atty = a->atty + l * NC, *mid = a->mid + l * NC;
+    float *qkv = a->qkv + l * NC * 3, *atty = a->atty + l * NC, *mid = a->mid + l * NC;
     float *ln2 = a->ln2 + l * NC, *st2 = a->ln2_stats + l * 2 * N;
     float *fch = a->fch + l * N * FC, *fch_act = a->fch_act + l * N * F;
     float *tmp = a->dres; /* branch outputs before the residual add (free in the forward) */
@@ -246,8 +276,7 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l, qkv, ln1, w->qkvw, w->qkvb, n, C, 3 * C));
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_forward(qkv, qkv, B, T, C, NH, c->rope_theta));
-    LOWPI_TRY(lowpi_cuda_attention_forward(atty, att, qkv, B, T, C, NH, g->compute, a->work,
-                                           a->work_bytes));
+    LOWPI_TRY(attention_forward(g, l, atty, qkv, B, T));
     LOWPI_TRY(
         lowpi_gpu_linear_forward(lin, 4 * l + 1, tmp, atty, w->attprojw, w->attprojb, n, C, C));
     LOWPI_TRY(lowpi_cuda_residual_forward(mid, x, tmp, NC));
@@ -297,7 +326,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
     const lowpi_layer_ptrs *w = &g->p.layers[l], *gr = &g->g.layers[l];
     float *x = a->res + l * NC, *st1 = a->ln1_stats + l * 2 * N, *st2 = a->ln2_stats + l * 2 * N;
     float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * NC * 3;
-    float *att = a->att + (size_t)l * B * NH * T * T, *atty = a->atty + l * NC;
+    float *atty = a->atty + l * NC;
     float *mid = a->mid + l * NC, *ln2 = a->ln2 + l * NC;
     float *fch = a->fch + l * N * FC, *fch_act = a->fch_act + l * N * F;
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb, a->dres,
@@ -311,9 +340,8 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
     LOWPI_TRY(norm_backward(g, a->db, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n));
     LOWPI_TRY(lowpi_cuda_residual_backward(a->dres, a->db, NC)); // dres = d(mid)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb, a->dres,
-                                        atty, w->attprojw, n, C, C)); // da = d(atty)
-    LOWPI_TRY(lowpi_cuda_attention_backward(a->db, a->da, qkv, att, B, T, C, NH, g->compute,
-                                            a->work, a->work_bytes)); // db (N, 3C)
+                                        atty, w->attprojw, n, C, C));   // da = d(atty)
+    LOWPI_TRY(attention_backward(g, l, a->db, a->da, qkv, atty, B, T)); // db (N, 3C)
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, a->db, ln1, w->qkvw,

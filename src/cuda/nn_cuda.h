@@ -91,6 +91,25 @@ lowp_status lowpi_cuda_attention_backward(float *dinp, const float *dout, const 
                                           lowp_format compute, void *workspace,
                                           size_t workspace_bytes);
 
+/* The same attention with compute bf16, fused (nn_flash_attention.cu, FlashAttention-2 style):
+ * no (T, T) buffer; the forward saves lse (B, NH, T), the log-sum-exp of each row's scaled
+ * scores, and the backward recomputes the probabilities from it. The numerics of the bf16
+ * path above (q, k, v, P, dout and dpreatt rounded to bf16 for the products, fp32
+ * accumulation and softmax), up to the order of the fp32 sums and P rounded before its
+ * normalisation. Head sizes C / NH in {16, 32, 64, 128} (else LOWP_ERR_UNSUPPORTED: use the
+ * path above); inp and dout 16-byte aligned. The workspace holds bf16 head-major copies of q,
+ * k, v, dout and the row dots D = rowsum(dout * out). The backward reads out (the forward's
+ * output) and lse; deterministic (each gradient row is written by one block, no atomics). */
+int lowpi_cuda_flash_attention_supported(int C, int NH);
+size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH);
+lowp_status lowpi_cuda_flash_attention_forward(float *out, float *lse, const float *inp, int B,
+                                               int T, int C, int NH, void *workspace,
+                                               size_t workspace_bytes);
+lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, const float *inp,
+                                                const float *out, const float *lse, int B, int T,
+                                                int C, int NH, void *workspace,
+                                                size_t workspace_bytes);
+
 /* Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target] and, when dlogits is
  * not NULL, dlogits = (softmax - onehot) * dloss (dlogits may equal logits: in place). Without
  * the probability buffer of the CPU version (the backward recomputes the softmax). A target

@@ -1,0 +1,171 @@
+/* Causal attention on the GPU: the fused bf16 kernels (lowpi_cuda_flash_attention_*) against
+ * the batched-GEMM path (lowpi_cuda_attention_*, compute bf16 and fp32), in the same run.
+ *
+ *     build/bench_cuda_attention
+ *
+ * Shapes of GPT-2 training: 124M (B 16, T 1024, C 768, NH 12) and 774M (B 8, T 1024, C 1280,
+ * NH 20), one layer. Each figure is the median of 10 timed runs (CUDA events) after 2
+ * warm-up runs. TFLOP/s count the causal work only: forward 2 * 2 * B * NH * T * T * hs / 2
+ * (Q K^T and P V over the lower triangle), backward 2.5 times that (five products, recomputing
+ * Q K^T once: FlashAttention-2's count), whatever the path computes. One JSON line per result
+ * after the table. Inputs are random; only the times mean anything. Exit code 77 without a
+ * CUDA device. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bench_cuda.h"
+#include "lowp/lowp.h"
+
+#ifdef LOWP_HAVE_CUDA
+#include "cuda/nn_cuda.h"
+
+enum { WARMUP = 2, REPS = 10 };
+
+typedef struct {
+  const char *name;
+  int B, T, C, NH;
+} config;
+
+static config cfg;
+static float *qkv, *dout, *out, *lse, *dinp, *att;
+static void *ws;
+static size_t ws_bytes;
+
+typedef lowp_status (*op_fn)(void);
+
+static float time_op(op_fn op) {
+  lowp_cuda_event *e0, *e1;
+  CHECK(lowp_cuda_event_create(&e0));
+  CHECK(lowp_cuda_event_create(&e1));
+  float t[REPS];
+  for (int i = 0; i < WARMUP; i++)
+    CHECK(op());
+  for (int i = 0; i < REPS; i++) {
+    CHECK(lowp_cuda_event_record(e0));
+    CHECK(op());
+    CHECK(lowp_cuda_event_record(e1));
+    CHECK(lowp_cuda_event_elapsed_ms(e0, e1, &t[i]));
+  }
+  lowp_cuda_event_destroy(e0);
+  lowp_cuda_event_destroy(e1);
+  return bc_median(t, REPS);
+}
+
+static lowp_status flash_fwd(void) {
+  return lowpi_cuda_flash_attention_forward(out, lse, qkv, cfg.B, cfg.T, cfg.C, cfg.NH, ws,
+                                            ws_bytes);
+}
+static lowp_status flash_bwd(void) {
+  return lowpi_cuda_flash_attention_backward(dinp, dout, qkv, out, lse, cfg.B, cfg.T, cfg.C, cfg.NH,
+                                             ws, ws_bytes);
+}
+static lowp_status gemm_fwd16(void) {
+  return lowpi_cuda_attention_forward(out, att, qkv, cfg.B, cfg.T, cfg.C, cfg.NH, LOWP_BF16, ws,
+                                      ws_bytes);
+}
+/* (the backward overwrites att with dpreatt: later runs start from other values, the same
+ * work) */
+static lowp_status gemm_bwd16(void) {
+  return lowpi_cuda_attention_backward(dinp, dout, qkv, att, cfg.B, cfg.T, cfg.C, cfg.NH, LOWP_BF16,
+                                       ws, ws_bytes);
+}
+static lowp_status gemm_fwd32(void) {
+  return lowpi_cuda_attention_forward(out, att, qkv, cfg.B, cfg.T, cfg.C, cfg.NH, LOWP_FP32, ws,
+                                      ws_bytes);
+}
+static lowp_status gemm_bwd32(void) {
+  return lowpi_cuda_attention_backward(dinp, dout, qkv, att, cfg.B, cfg.T, cfg.C, cfg.NH, LOWP_FP32,
+                                       ws, ws_bytes);
+}
+
+static float *dalloc(size_t n, unsigned seed) {
+  float *h = malloc(n * sizeof(float));
+  void *d = NULL;
+  if (!h)
+    exit(1);
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    h[i] = (float)(seed >> 8) * 0x1p-23f - 1.0f;
+  }
+  CHECK(lowp_cuda_malloc(&d, n * sizeof(float)));
+  CHECK(lowp_cuda_memcpy(d, h, n * sizeof(float), LOWP_CUDA_H2D));
+  free(h);
+  return d;
+}
+
+static size_t max_size(size_t a, size_t b) {
+  return a > b ? a : b;
+}
+
+static void run_config(config c) {
+  cfg = c;
+  const int B = c.B, T = c.T, C = c.C, NH = c.NH, hs = C / NH;
+  const size_t n1 = (size_t)B * T * C;
+  qkv = dalloc(3 * n1, 1);
+  dout = dalloc(n1, 2);
+  out = dalloc(n1, 3);
+  dinp = dalloc(3 * n1, 4);
+  lse = dalloc((size_t)B * NH * T, 5);
+  att = dalloc((size_t)B * NH * T * T, 6);
+  ws_bytes = max_size(lowpi_cuda_flash_attention_workspace(B, T, C, NH),
+                      max_size(lowpi_cuda_attention_workspace(B, T, C, NH, LOWP_BF16),
+                               lowpi_cuda_attention_workspace(B, T, C, NH, LOWP_FP32)));
+  CHECK(lowp_cuda_malloc(&ws, ws_bytes));
+
+  const double fwd_flop = 2.0 * B * NH * (double)T * T * hs; /* 2 * 2 * B NH T T hs / 2 */
+  struct {
+    const char *path, *dir;
+    op_fn op;
+    double flop;
+    float ms;
+  } rows[] = {
+      {"flash bf16", "forward", flash_fwd, fwd_flop, 0},
+      {"flash bf16", "backward", flash_bwd, 2.5 * fwd_flop, 0},
+      {"gemm bf16", "forward", gemm_fwd16, fwd_flop, 0},
+      {"gemm bf16", "backward", gemm_bwd16, 2.5 * fwd_flop, 0},
+      {"gemm fp32", "forward", gemm_fwd32, fwd_flop, 0},
+      {"gemm fp32", "backward", gemm_bwd32, 2.5 * fwd_flop, 0},
+  };
+  const int nrows = (int)(sizeof rows / sizeof rows[0]);
+  /* memory the attention keeps for the backward: lse or att (one layer) */
+  const double flash_mib = (double)B * NH * T * 4 / (1 << 20);
+  const double gemm_mib = (double)B * NH * T * T * 4 / (1 << 20);
+  printf("\n%s: B %d T %d C %d NH %d (hs %d); saved for the backward per layer: flash %.2f MiB "
+         "(lse), gemm %.1f MiB (att)\n",
+         c.name, B, T, C, NH, hs, flash_mib, gemm_mib);
+  printf("  %-11s %-9s %10s %10s\n", "path", "direction", "ms", "TFLOP/s");
+  for (int i = 0; i < nrows; i++) {
+    rows[i].ms = time_op(rows[i].op);
+    printf("  %-11s %-9s %10.3f %10.1f\n", rows[i].path, rows[i].dir, (double)rows[i].ms,
+           rows[i].flop / ((double)rows[i].ms * 1e-3) / 1e12);
+  }
+  for (int i = 0; i < nrows; i++)
+    printf("{\"bench\": \"attention\", \"model\": \"%s\", \"B\": %d, \"T\": %d, \"C\": %d, "
+           "\"NH\": %d, \"path\": \"%s\", \"direction\": \"%s\", \"ms\": %.4f, \"tflops\": %.2f}\n",
+           c.name, B, T, C, NH, rows[i].path, rows[i].dir, (double)rows[i].ms,
+           rows[i].flop / ((double)rows[i].ms * 1e-3) / 1e12);
+  printf("  flash speed-up (bf16 gemm / flash): forward %.2fx, backward %.2fx\n",
+         (double)(rows[2].ms / rows[0].ms), (double)(rows[3].ms / rows[1].ms));
+  void *bufs[] = {qkv, dout, out, dinp, lse, att, ws};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    lowp_cuda_free(bufs[i]);
+}
+#endif
+
+int main(void) {
+  if (!bc_have_gpu("bench_cuda_attention"))
+    return 77;
+#ifndef LOWP_HAVE_CUDA
+  return 77;
+#else
+  char desc[256] = "";
+  CHECK(lowp_cuda_describe(desc, sizeof desc));
+  printf("bench_cuda_attention: %s\n", desc);
+  const config configs[] = {{"gpt2-124M", 16, 1024, 768, 12}, {"gpt2-774M", 8, 1024, 1280, 20}};
+  for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
+    run_config(configs[i]);
+  CHECK(lowp_cuda_synchronize());
+  return 0;
+#endif
+}

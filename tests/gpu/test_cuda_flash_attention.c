@@ -1,0 +1,331 @@
+/* The fused bf16 attention (lowpi_cuda_flash_attention_*, src/cuda/nn_flash_attention.cu)
+ * against two oracles:
+ *   (a) a float64 CPU reference written here from the rule: q, k, v and dout rounded to bf16
+ *       (the library's RNE encode), s = q.k / sqrt(hs), causal softmax, P rounded to bf16
+ *       before P V, lse = max + log(sum); backward dP = dO V^T, D = sum_j P dP, dS = P (dP - D)
+ *       / sqrt(hs) rounded to bf16, dq = dS k, dk = dS^T q, dv = bf16(P)^T dO;
+ *   (b) the batched-GEMM GPU path with compute bf16 (lowpi_cuda_attention_forward/backward).
+ * Tolerances. The kernel accumulates in fp32 (order of the sums: ~sqrt(K) 2^-24, negligible)
+ * and rounds P to bf16 before its normalisation by 1 / l (the online softmax cannot know l
+ * yet), where the oracles round the normalised P: the two roundings differ by up to 2^-8 of
+ * each term, and a tie can flip. Its D comes from the fp32 out (whose P was rounded), the
+ * reference's from the exact P. So each output element may be off by about 2^-8 of the sum of
+ * its terms' magnitudes, at random signs: normwise (||got - want|| / ||want|| per tensor:
+ * out, dq, dk, dv) 5e-3 for out and 1e-2 for the gradients, about 2-4 times the 2^-9 to 2^-8
+ * expected, and per element |got - want| <= 2e-2 (out) / 5e-2 (gradients) of the tensor's
+ * max |want| (a wrong index or a missed tile is O(1) of it). lse has no bf16 rounding after
+ * the scores: |got - want| <= 1e-4 (1 + |want|). dq and dk vanish at T = 1 (up to the fp32
+ * order), so each tensor's scale gets a floor of 1e-3 of the largest of the four.
+ * Non-finite values always fail (outputs are poisoned with NaN first, so an element never
+ * written fails). Determinism: two runs give the same bits. The first mismatches are printed
+ * (tensor, index, got, want). */
+#include <math.h>
+#include <stdint.h>
+
+#include "gpu_check.h"
+
+#ifdef LOWP_HAVE_CUDA
+#include "cuda/nn_cuda.h"
+
+typedef struct {
+  int B, T, NH, hs;
+} shape;
+
+static void *hmem(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  if (!p) {
+    fprintf(stderr, "out of host memory\n");
+    exit(1);
+  }
+  return p;
+}
+
+static void *dmem(size_t bytes) {
+  void *d = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&d, bytes ? bytes : 1));
+  return d;
+}
+
+/* x <- bf16(x), RNE, with the library's encode. */
+static void round_bf16(float *x, size_t n) {
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  uint16_t *codes = hmem(n * sizeof(uint16_t));
+  GC_REQUIRE(lowp_encode(LOWP_BF16, x, n, codes, &rne));
+  GC_REQUIRE(lowp_decode(LOWP_BF16, codes, n, x));
+  free(codes);
+}
+
+/* The float64 reference on bf16-rounded inputs xr (B, T, 3C) and dyr (B, T, C): out (B, T, C),
+ * lse (B, NH, T), dx (B, T, 3C). P and dS are rounded to bf16 through float (double -> float
+ * -> bf16: a double rounding, off only on exact float ties, far below the tolerances). */
+static void reference(double *out, double *lse, double *dx, const float *xr, const float *dyr,
+                      shape s) {
+  const int B = s.B, T = s.T, NH = s.NH, hs = s.hs, C = NH * hs;
+  const double scale = 1.0 / sqrt((double)hs);
+  memset(out, 0, (size_t)B * T * C * sizeof(double));
+  memset(dx, 0, (size_t)B * T * 3 * C * sizeof(double));
+  double *p = hmem((size_t)T * sizeof(double)), *dp = hmem((size_t)T * sizeof(double));
+  float *pr = hmem((size_t)T * sizeof(float)), *ds = hmem((size_t)T * sizeof(float));
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int t = 0; t < T; t++) {
+        const float *q = xr + ((size_t)b * T + t) * 3 * C + h * hs;
+        const float *dy = dyr + ((size_t)b * T + t) * C + h * hs;
+        double m = -INFINITY, sum = 0, D = 0;
+        for (int j = 0; j <= t; j++) {
+          const float *k = xr + ((size_t)b * T + j) * 3 * C + C + h * hs;
+          double dot = 0;
+          for (int c = 0; c < hs; c++)
+            dot += (double)q[c] * k[c];
+          p[j] = dot * scale;
+          m = p[j] > m ? p[j] : m;
+        }
+        for (int j = 0; j <= t; j++) {
+          p[j] = exp(p[j] - m);
+          sum += p[j];
+        }
+        lse[((size_t)b * NH + h) * T + t] = m + log(sum);
+        for (int j = 0; j <= t; j++) {
+          p[j] /= sum;
+          pr[j] = (float)p[j];
+          const float *v = xr + ((size_t)b * T + j) * 3 * C + 2 * C + h * hs;
+          double d = 0;
+          for (int c = 0; c < hs; c++)
+            d += (double)dy[c] * v[c];
+          dp[j] = d;
+          D += p[j] * d;
+        }
+        round_bf16(pr, (size_t)t + 1);
+        for (int j = 0; j <= t; j++)
+          ds[j] = (float)(p[j] * (dp[j] - D) * scale);
+        round_bf16(ds, (size_t)t + 1);
+        double *o = out + ((size_t)b * T + t) * C + h * hs;
+        double *dq = dx + ((size_t)b * T + t) * 3 * C + h * hs;
+        for (int j = 0; j <= t; j++) {
+          const float *k = xr + ((size_t)b * T + j) * 3 * C + C + h * hs, *v = k + C;
+          double *dk = dx + ((size_t)b * T + j) * 3 * C + C + h * hs, *dv = dk + C;
+          for (int c = 0; c < hs; c++) {
+            o[c] += (double)pr[j] * v[c];
+            dq[c] += (double)ds[j] * k[c];
+            dk[c] += (double)ds[j] * q[c];
+            dv[c] += (double)pr[j] * dy[c];
+          }
+        }
+      }
+  free(p);
+  free(dp);
+  free(pr);
+  free(ds);
+}
+
+/* A tensor inside a buffer: rows of `cols` elements, `ld` apart, from `off`. */
+typedef struct {
+  const char *name;
+  size_t rows, cols, ld, off;
+} view;
+
+static size_t at(view v, size_t i) {
+  return i / v.cols * v.ld + v.off + i % v.cols;
+}
+
+static double view_max(view v, const double *want) {
+  double mx = 0;
+  for (size_t i = 0; i < v.rows * v.cols; i++)
+    mx = fmax(mx, fabs(want[at(v, i)]));
+  return mx;
+}
+
+static double view_norm(view v, const double *want) {
+  double s = 0;
+  for (size_t i = 0; i < v.rows * v.cols; i++)
+    s += want[at(v, i)] * want[at(v, i)];
+  return sqrt(s);
+}
+
+/* got against want over a view: normwise error <= tol_norm (||want|| + floor_norm), each
+ * element within tol_max (max |want| + floor_max), every value finite. */
+static void compare(const char *oracle, view v, const float *got, const double *want,
+                    double tol_norm, double floor_norm, double tol_max, double floor_max) {
+  const size_t n = v.rows * v.cols;
+  const double bound = tol_max * (view_max(v, want) + floor_max);
+  double err2 = 0;
+  long bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    const size_t k = at(v, i);
+    const double d = fabs((double)got[k] - want[k]);
+    err2 += d * d;
+    if (!isfinite(got[k]) || !(d <= bound)) {
+      if (bad++ < 8)
+        fprintf(stderr,
+                "  %s vs %s: index %zu (row %zu col %zu): got %.9g want %.9g (bound %.3g)\n",
+                v.name, oracle, i, i / v.cols, i % v.cols, (double)got[k], want[k], bound);
+    }
+  }
+  const double rel = sqrt(err2) / (view_norm(v, want) + floor_norm);
+  GC_CHECK(bad == 0, "%s vs %s: %ld of %zu elements off (bound %.3g)", v.name, oracle, bad, n,
+           bound);
+  GC_CHECK(rel <= tol_norm, "%s vs %s: normwise error %.3g > %.3g", v.name, oracle, rel, tol_norm);
+}
+
+/* The four tensors (out; dq, dk, dv in dinp) against an oracle. */
+static void compare_all(const char *oracle, shape s, const float *out, const double *out_want,
+                        const float *dx, const double *dx_want) {
+  const size_t BT = (size_t)s.B * s.T, C = (size_t)s.NH * s.hs;
+  const view vo = {"out", BT, C, C, 0};
+  const view vg[3] = {
+      {"dq", BT, C, 3 * C, 0}, {"dk", BT, C, 3 * C, C}, {"dv", BT, C, 3 * C, 2 * C}};
+  compare(oracle, vo, out, out_want, 5e-3, 0, 2e-2, 0);
+  double gmax = 0, gnorm = 0;
+  for (int i = 0; i < 3; i++) {
+    gmax = fmax(gmax, view_max(vg[i], dx_want));
+    gnorm = fmax(gnorm, view_norm(vg[i], dx_want));
+  }
+  for (int i = 0; i < 3; i++)
+    compare(oracle, vg[i], dx, dx_want, 1e-2, 1e-3 * gnorm, 5e-2, 1e-3 * gmax);
+}
+
+static void to_double(double *d, const float *f, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    d[i] = f[i];
+}
+
+static void same_bits(const char *what, const void *d1, const void *d2, size_t bytes) {
+  unsigned char *a = hmem(bytes), *b = hmem(bytes);
+  GC_REQUIRE(lowp_cuda_memcpy(a, d1, bytes, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(b, d2, bytes, LOWP_CUDA_D2H));
+  GC_CHECK(memcmp(a, b, bytes) == 0, "%s: two runs differ", what);
+  free(a);
+  free(b);
+}
+
+static void test_shape(shape s) {
+  const int B = s.B, T = s.T, NH = s.NH, C = NH * s.hs;
+  const size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
+  printf("  flash attention B %d T %d NH %d hs %d\n", B, T, NH, s.hs);
+  float *x = hmem(n3 * 4), *dy = hmem(n1 * 4), *xr = hmem(n3 * 4), *dyr = hmem(n1 * 4);
+  for (size_t i = 0; i < n3; i++) /* scores up to ~hs / 3 / sqrt(hs): peaked rows too */
+    x[i] = (float)(4 * gc_uniform() - 2);
+  for (size_t i = 0; i < n1; i++)
+    dy[i] = (float)(2 * gc_uniform() - 1);
+  memcpy(xr, x, n3 * 4);
+  memcpy(dyr, dy, n1 * 4);
+  round_bf16(xr, n3);
+  round_bf16(dyr, n1);
+  double *out_want = hmem(n1 * 8), *lse_want = hmem(nl * 8), *dx_want = hmem(n3 * 8);
+  reference(out_want, lse_want, dx_want, xr, dyr, s);
+
+  const size_t ws_bytes = lowpi_cuda_flash_attention_workspace(B, T, C, NH);
+  void *ws = dmem(ws_bytes);
+  float *d_x = dmem(n3 * 4), *d_dy = dmem(n1 * 4);
+  float *d_out = dmem(n1 * 4), *d_out2 = dmem(n1 * 4), *d_lse = dmem(nl * 4),
+        *d_lse2 = dmem(nl * 4);
+  float *d_dx = dmem(n3 * 4), *d_dx2 = dmem(n3 * 4);
+  GC_REQUIRE(lowp_cuda_memcpy(d_x, x, n3 * 4, LOWP_CUDA_H2D)); /* unrounded: the kernel rounds */
+  GC_REQUIRE(lowp_cuda_memcpy(d_dy, dy, n1 * 4, LOWP_CUDA_H2D));
+  float *bufs[] = {d_out, d_out2, d_lse, d_lse2, d_dx, d_dx2};
+  size_t sizes[] = {n1, n1, nl, nl, n3, n3};
+  for (int i = 0; i < 6; i++)
+    GC_REQUIRE(lowp_cuda_memset(bufs[i], 0xFF, sizes[i] * 4)); /* NaN */
+
+  GC_CHECK(lowpi_cuda_flash_attention_forward(d_out, d_lse, d_x, B, T, C, NH, ws, ws_bytes - 1) ==
+               LOWP_ERR_INVALID_ARG,
+           "flash attention accepted a small workspace");
+  float *out = hmem(n1 * 4), *lse = hmem(nl * 4), *dx = hmem(n3 * 4);
+  if (GC_OK(lowpi_cuda_flash_attention_forward(d_out, d_lse, d_x, B, T, C, NH, ws, ws_bytes)) &&
+      GC_OK(lowpi_cuda_flash_attention_forward(d_out2, d_lse2, d_x, B, T, C, NH, ws, ws_bytes)) &&
+      GC_OK(lowpi_cuda_flash_attention_backward(d_dx, d_dy, d_x, d_out, d_lse, B, T, C, NH, ws,
+                                                ws_bytes)) &&
+      GC_OK(lowpi_cuda_flash_attention_backward(d_dx2, d_dy, d_x, d_out, d_lse, B, T, C, NH, ws,
+                                                ws_bytes))) {
+    GC_REQUIRE(lowp_cuda_memcpy(out, d_out, n1 * 4, LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_cuda_memcpy(lse, d_lse, nl * 4, LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_cuda_memcpy(dx, d_dx, n3 * 4, LOWP_CUDA_D2H));
+    compare_all("float64 reference", s, out, out_want, dx, dx_want);
+    long bad = 0;
+    for (size_t i = 0; i < nl; i++) {
+      const double d = fabs((double)lse[i] - lse_want[i]);
+      if (!(d <= 1e-4 * (1 + fabs(lse_want[i]))) && bad++ < 8)
+        fprintf(stderr, "  lse: index %zu: got %.9g want %.9g\n", i, (double)lse[i], lse_want[i]);
+    }
+    GC_CHECK(bad == 0, "lse: %ld of %zu rows off", bad, nl);
+    same_bits("flash out", d_out, d_out2, n1 * 4);
+    same_bits("flash lse", d_lse, d_lse2, nl * 4);
+    same_bits("flash dinp", d_dx, d_dx2, n3 * 4);
+  }
+
+  /* (b) the batched-GEMM bf16 path on the same device inputs */
+  const size_t na = (size_t)B * NH * T * T;
+  const size_t ws2_bytes = lowpi_cuda_attention_workspace(B, T, C, NH, LOWP_BF16);
+  void *ws2 = dmem(ws2_bytes);
+  float *d_att = dmem(na * 4), *d_gout = dmem(n1 * 4), *d_gdx = dmem(n3 * 4);
+  if (GC_OK(lowpi_cuda_attention_forward(d_gout, d_att, d_x, B, T, C, NH, LOWP_BF16, ws2,
+                                         ws2_bytes)) &&
+      GC_OK(lowpi_cuda_attention_backward(d_gdx, d_dy, d_x, d_att, B, T, C, NH, LOWP_BF16, ws2,
+                                          ws2_bytes))) {
+    float *gout = hmem(n1 * 4), *gdx = hmem(n3 * 4);
+    double *gout_d = hmem(n1 * 8), *gdx_d = hmem(n3 * 8);
+    GC_REQUIRE(lowp_cuda_memcpy(gout, d_gout, n1 * 4, LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_cuda_memcpy(gdx, d_gdx, n3 * 4, LOWP_CUDA_D2H));
+    to_double(gout_d, gout, n1);
+    to_double(gdx_d, gdx, n3);
+    compare_all("batched-GEMM bf16 path", s, out, gout_d, dx, gdx_d);
+    free(gout);
+    free(gdx);
+    free(gout_d);
+    free(gdx_d);
+  }
+  void *dev[] = {ws,   d_x,   d_dy, d_out, d_out2, d_lse, d_lse2,
+                 d_dx, d_dx2, ws2,  d_att, d_gout, d_gdx};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  void *host[] = {x, dy, xr, dyr, out_want, lse_want, dx_want, out, lse, dx};
+  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+    free(host[i]);
+}
+
+static void test_bad_args(void) {
+  void *d = dmem(1 << 20);
+  float *f = d;
+  /* head size 48: unsupported (the model falls back to the batched GEMMs) */
+  GC_CHECK(!lowpi_cuda_flash_attention_supported(48, 1), "head size 48 claimed supported");
+  GC_CHECK(lowpi_cuda_flash_attention_supported(768, 12), "GPT-2's head size 64 unsupported");
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, f, f, 1, 4, 48, 1, d, 1 << 20) ==
+               LOWP_ERR_UNSUPPORTED,
+           "flash attention with head size 48 accepted");
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, f, f, 1, 4, 33, 2, d, 1 << 20) ==
+               LOWP_ERR_INVALID_ARG,
+           "flash attention with C %% NH != 0 accepted");
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, f, f + 1, 1, 4, 32, 1, d, 1 << 20) ==
+               LOWP_ERR_INVALID_ARG,
+           "flash attention with a misaligned inp accepted");
+  GC_CHECK(lowpi_cuda_flash_attention_backward(f, f, f, NULL, f, 1, 4, 32, 1, d, 1 << 20) ==
+               LOWP_ERR_INVALID_ARG,
+           "flash attention backward with a NULL out accepted");
+  lowp_cuda_free(d);
+}
+#endif /* LOWP_HAVE_CUDA */
+
+int main(void) {
+  int skip = gc_need_gpu("test_cuda_flash_attention");
+  if (skip)
+    return skip;
+#ifndef LOWP_HAVE_CUDA
+  return 77;
+#else
+  /* every head size with every T (1: one key; 17, 100, 257: partial tiles; 64: one exact
+   * tile), B and NH cycling through 1..3 and {1, 3} */
+  const int hss[] = {16, 32, 64, 128}, Ts[] = {1, 17, 64, 100, 257};
+  const int small = gc_small();
+  int idx = 0;
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 5; j++, idx++) {
+      if (small && (Ts[j] == 257 || (j + i) % 2)) /* sanitizer runs: about half, no T 257 */
+        continue;
+      const shape s = {1 + idx % 3, Ts[j], idx % 2 ? 3 : 1, hss[i]};
+      test_shape(s);
+    }
+  test_bad_args();
+  GC_OK(lowp_cuda_synchronize());
+  return gc_finish("test_cuda_flash_attention");
+#endif
+}
