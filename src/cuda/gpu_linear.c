@@ -39,7 +39,7 @@ enum { MAX_QBUFS = 64 };
 typedef enum { RUN_FP32, RUN_BF16, RUN_FP16, RUN_FP8, RUN_FP8_BLOCK, RUN_COUNT } gemm_run;
 _Static_assert(RUN_COUNT ==
                        sizeof(((lowpi_gpu_gemm_counts *)0)->runs) / sizeof(unsigned long long) &&
-                   RUN_FP8_BLOCK == LOWPI_GEMM_RUN_FP8_BLOCK,
+                   (int)RUN_FP8_BLOCK == (int)LOWPI_GEMM_RUN_FP8_BLOCK,
                "lowpi_gpu_gemm_counts.runs follows gemm_run");
 
 typedef struct {
