@@ -434,13 +434,16 @@ int32_t scale_mode_of(lowpi_fp8_block_kind kind) {
                                        : (int32_t)CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
 }
 
-/* A cuBLAS call whose NOT_SUPPORTED means "this cuBLASLt or device has no such kernel". */
+/* A cuBLASLt refusal of the block-scaled setup: NOT_SUPPORTED, or INVALID_VALUE (what an
+ * older cuBLASLt answers for a scale mode it does not know, and a heuristic for a layout it
+ * does not take) mean "no such kernel here": LOWP_ERR_UNSUPPORTED, so that the caller can fall
+ * back to the emulation (nothing has been written to c). */
 lowp_status refused(cublasStatus_t st, const char *what, int m, int n, int k) {
-  if (st == CUBLAS_STATUS_NOT_SUPPORTED)
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)
     return lowpi_fail(LOWP_ERR_UNSUPPORTED,
                       "lowpi_cuda_gemm_fp8_block: cuBLASLt has no block-scaled fp8 kernel for %d "
-                      "x %d x %d (%s)",
-                      m, n, k, what);
+                      "x %d x %d (%s: %s)",
+                      m, n, k, what, cublasLtGetStatusName(st));
   return lowpi_cublas_fail(st, what, __FILE__, __LINE__);
 }
 
@@ -489,9 +492,8 @@ lowp_status lowpi_cuda_gemm_fp8_block(void *c, lowp_format c_format,
   if (st == CUBLAS_STATUS_SUCCESS)
     st = cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode_b,
                                         sizeof mode_b);
-  if (st != CUBLAS_STATUS_SUCCESS) /* an older cuBLASLt that does not know the modes */
-    return refused(st == CUBLAS_STATUS_INVALID_VALUE ? CUBLAS_STATUS_NOT_SUPPORTED : st,
-                   "scale modes", m, n, k);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return refused(st, "the scale modes", m, n, k);
   LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
                                                   &lt_a_scale, sizeof lt_a_scale));
   LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,

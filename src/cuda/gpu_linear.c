@@ -65,7 +65,8 @@ struct lowpi_gpu_linears {
   lowp_format compute;
   lowp_cuda_delayed **delayed; /* every delayed state (in lin), in the CPU executor's order */
   size_t ndelayed;
-  scratch tmp[4]; /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes */
+  scratch tmp[4]; /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes (or the
+                     transposes of the native fp8 paths) */
   scratch rot;    /* a Hadamard-rotated copy for the clipping masks */
   qbuf qbufs[MAX_QBUFS];
   int nqbufs;
@@ -408,8 +409,12 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   const float *src = x;
   size_t R = rows, K = cols;
   if (!k_along_cols && !layout_free) {
+    /* The native fp8 paths quantize the transpose into their own buffer and leave the codes
+     * scratch unused: the transpose goes there, which the bf16 LM head (every recipe's) has
+     * grown already, rather than growing a second fp32 buffer that bf16 training never has. */
+    const int fp8 = run == RUN_FP8 || run == RUN_FP8_BLOCK;
     void *t;
-    LOWPI_TRY(scratch_get(&g->tmp[which], n * sizeof(float), &t));
+    LOWPI_TRY(scratch_get(&g->tmp[fp8 ? 2 + which : which], n * sizeof(float), &t));
     LOWPI_TRY(lowpi_cuda_transpose((float *)t, x, (int)rows, (int)cols));
     src = (const float *)t;
     R = cols;
