@@ -123,10 +123,14 @@ static int bench_one(const char *model_name, const char *recipe_name, const benc
            recipe_name, model_name, o->batch, o->seq, o->vocab, n_params, fpt, tps,
            1e3 * dt / o->steps, fpt * tps / 989e12, (double)peak / 1073741824.0, loss_first,
            loss_last, nan ? "true" : "false", o->steps);
+    lowpi_gpu_gemm_counts gc;
+    lowpi_gpu_trainer_gemm_counts(t, &gc);
     fprintf(stderr,
-            "lowp %-10s %-12s B %d: %.0f tokens/s, MFU %.1f%%, peak %.2f GiB, loss %.3f -> %.3f\n",
+            "lowp %-10s %-12s B %d: %.0f tokens/s, MFU %.1f%%, peak %.2f GiB, loss %.3f -> %.3f; "
+            "GEMMs: %llu fp8-block native (%llu refused), %llu dY reused\n",
             model_name, recipe_name, o->batch, tps, 100 * fpt * tps / 989e12,
-            (double)peak / 1073741824.0, loss_first, loss_last);
+            (double)peak / 1073741824.0, loss_first, loss_last, gc.runs[LOWPI_GEMM_RUN_FP8_BLOCK],
+            gc.block_refused, gc.dy_reused);
     fflush(stdout);
   }
   lowpi_gpu_trainer_free(t);

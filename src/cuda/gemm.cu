@@ -23,6 +23,8 @@ constexpr size_t kWorkspaceBytes = 32u << 20; /* what cuBLAS recommends for Hopp
 struct lt_state {
   cublasLtHandle_t handle;
   void *workspace;
+  float *block_scales[2]; /* the block GEMM's scales in cuBLASLt's layout (grown on demand) */
+  size_t block_scales_n[2];
 };
 constexpr int kMaxDevices = 64;
 lt_state g_state[kMaxDevices];
@@ -105,6 +107,7 @@ uint32_t alignment_of(const void *p, uint64_t ld_bytes) {
 /* The heuristic query costs tens of microseconds: its answer is cached per problem. */
 struct algo_key {
   int device, a_format, b_format, c_format, trans_a, trans_b, m, n, k, fast, scaled, batch;
+  int block_a, block_b; /* lowpi_fp8_block_kind of each operand; 0 for the other GEMMs */
   int64_t stride[3];
   uint32_t align[3];
 };
@@ -322,5 +325,228 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
   }
   LOWPI_CUBLAS_TRY(cublasLtMatmul(s->handle, call.op, &o->alpha, b, call.a, a, call.b, &o->beta, c,
                                   call.c, c, call.c, &algo, s->workspace, kWorkspaceBytes, 0));
+  return LOWP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * fp8 with DeepSeek-V3 block scales: cuBLASLt's CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F (one
+ * fp32 scale per 1x128 block along K) and CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F (one per
+ * 128x128 block), set per operand with CUBLASLT_MATMUL_DESC_A/B_SCALE_MODE.
+ *
+ * What this relies on (cuBLAS 12.9+ "scaling modes" / cublasLt.h's cublasLtMatmulMatrixScale_t,
+ * and the two public users of these modes, read for the details the header leaves out):
+ * - Hopper only (sm_90); both modes are fp32 decode multipliers, D = sum_blocks s_a s_b (A B)_blk:
+ *   Transformer Engine passes its scale_inv (value = fp8 * scale_inv) as the scale pointer
+ *   (transformer_engine/common/gemm/cublaslt_gemm.cu, FP8 block scaling branch).
+ * - Combinations: 1x128 by 1x128, 1x128 by 128x128 and 128x128 by 1x128; never 128x128 by
+ *   128x128 (TE: "Only 1D by 1D, 1D by 2D, and 2D by 1D block scaling supported"). e4m3 and e5m2
+ *   operands, except e5m2 by e5m2 (as every Hopper fp8 GEMM). No fast accumulation (PyTorch's
+ *   _scaled_mm refuses use_fast_accum with 1x128 / 128x128 scaling). Output fp32 or bf16 with
+ *   beta (TE's tests accumulate into both).
+ * - The TN layout (both operands K-major), as every Hopper fp8 GEMM; TE's tests find K % 16 and
+ *   N % 8 required (tests/pytorch/test_float8_blockwise_gemm_exact.py); lowp asks m, n, k % 16.
+ * - Scale layouts, for an operand stored (rows, K) K-major (TE's CuBLASScaleMunger in
+ *   tests/pytorch/references/blockwise_quantizer_reference.py, and PyTorch's
+ *   is_blockwise_1x128_scaling / is_blockwise_128x128_scaling in ScaledBlas.cpp):
+ *     1x128:   ceil(K/128) columns of `rows` scales: scale(r, kb) at [kb * rows + r] (rows
+ *              contiguous; TE pads rows to a multiple of 4, which m, n % 16 makes moot);
+ *     128x128: row-major (ceil(rows/128), ld) with ld = ceil(K/128) rounded up to a multiple of
+ *              4: scale(rb, kb) at [rb * ld + kb] (the padding is never read for real blocks).
+ *   lowp's quantizer writes both row-major over the block grid, so the 1x128 scales are
+ *   transposed and the 128x128 rows padded here (relayout_kernel). */
+namespace {
+
+/* dst in cuBLASLt's layout from src (grid_rows, grid_cols) row-major: the transpose for 1x128
+ * blocks, rows padded to `ld` (zeros) for 128x128 blocks. Writes are coalesced; the arrays are
+ * a few hundred KiB at most. */
+__global__ void relayout_kernel(float *dst, const float *src, size_t grid_rows, size_t grid_cols,
+                                int transpose, size_t ld) {
+  const size_t n = transpose ? grid_rows * grid_cols : grid_rows * ld;
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
+    if (transpose) {
+      size_t kb = i / grid_rows, r = i % grid_rows;
+      dst[i] = src[r * grid_cols + kb];
+    } else {
+      size_t rb = i / ld, kb = i % ld;
+      dst[i] = kb < grid_cols ? src[rb * grid_cols + kb] : 0.0f;
+    }
+  }
+}
+
+/* Bring one operand's scales into s->block_scales[slot]. */
+lowp_status relayout_scales(lt_state *s, int slot, const lowpi_fp8_block_operand *op, int rows,
+                            int k, const float **out) {
+  const size_t kb = ((size_t)k + 127) / 128;
+  const int transpose = op->kind == LOWPI_FP8_BLOCK_1X128;
+  const size_t grid_rows = transpose ? (size_t)rows : ((size_t)rows + 127) / 128;
+  const size_t ld = (kb + 3) / 4 * 4;
+  const size_t n = transpose ? grid_rows * kb : grid_rows * ld;
+  if (n > s->block_scales_n[slot]) {
+    /* cudaFree waits for the GPU: a GEMM still reading the old buffer is done first */
+    LOWPI_TRY(lowp_cuda_free(s->block_scales[slot]));
+    s->block_scales[slot] = NULL;
+    s->block_scales_n[slot] = 0;
+    LOWPI_TRY(lowp_cuda_malloc((void **)&s->block_scales[slot], n * sizeof(float)));
+    s->block_scales_n[slot] = n;
+  }
+  relayout_kernel<<<lowpi_cuda_blocks(n, lowpi_kThreads), lowpi_kThreads>>>(
+      s->block_scales[slot], op->scales, grid_rows, kb, transpose, ld);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  *out = s->block_scales[slot];
+  return LOWP_OK;
+}
+
+/* cuBLASLt's rules for block-scaled fp8, checked before anything runs. */
+lowp_status check_block(void *c, lowp_format c_format, const lowpi_fp8_block_operand *a,
+                        const lowpi_fp8_block_operand *b, int m, int n, int k) {
+  if (!c || !a || !b || !a->codes || !b->codes || !a->scales || !b->scales)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_fp8_block: NULL argument");
+  const lowpi_fp8_block_operand *ops[2] = {a, b};
+  for (int i = 0; i < 2; i++)
+    if (!is_fp8(ops[i]->format) ||
+        (ops[i]->kind != LOWPI_FP8_BLOCK_1X128 && ops[i]->kind != LOWPI_FP8_BLOCK_128X128))
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "lowpi_cuda_gemm_fp8_block: operand %c must be e4m3/e5m2 with 1x128 or "
+                        "128x128 blocks (got %s, kind %d)",
+                        "ab"[i], fmt_name(ops[i]->format), (int)ops[i] -> kind);
+  if (a->format == LOWP_E5M2 && b->format == LOWP_E5M2)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_fp8_block: e5m2 x e5m2");
+  if (a->kind == LOWPI_FP8_BLOCK_128X128 && b->kind == LOWPI_FP8_BLOCK_128X128)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_gemm_fp8_block: 128x128 by 128x128 blocks (cuBLASLt takes "
+                      "1x128 by 1x128, 1x128 by 128x128, 128x128 by 1x128)");
+  if (c_format != LOWP_FP32 && c_format != LOWP_BF16)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_fp8_block: output %s (fp32 or bf16)",
+                      fmt_name(c_format));
+  if (m <= 0 || n <= 0 || k <= 0 || m % 16 || n % 16 || k % 16)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_gemm_fp8_block: needs m, n, k positive multiples of 16, got %d x "
+                      "%d x %d",
+                      m, n, k);
+  if (((uintptr_t)a->codes | (uintptr_t)b->codes | (uintptr_t)c) & 15u)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_gemm_fp8_block: needs 16-byte-aligned A, B and C");
+  return LOWP_OK;
+}
+
+int32_t scale_mode_of(lowpi_fp8_block_kind kind) {
+  return kind == LOWPI_FP8_BLOCK_1X128 ? (int32_t)CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F
+                                       : (int32_t)CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+}
+
+/* A cuBLASLt refusal of the block-scaled setup: NOT_SUPPORTED, or INVALID_VALUE (what an
+ * older cuBLASLt answers for a scale mode it does not know, and a heuristic for a layout it
+ * does not take) mean "no such kernel here": LOWP_ERR_UNSUPPORTED, so that the caller can fall
+ * back to the emulation (nothing has been written to c). */
+lowp_status refused(cublasStatus_t st, const char *what, int m, int n, int k) {
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_gemm_fp8_block: cuBLASLt has no block-scaled fp8 kernel for %d "
+                      "x %d x %d (%s: %s)",
+                      m, n, k, what, cublasLtGetStatusName(st));
+  return lowpi_cublas_fail(st, what, __FILE__, __LINE__);
+}
+
+} // namespace
+
+int lowpi_cuda_fp8_block_supported(void) {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+    return 0;
+  return major == 9 && minor == 0 && cublasLtGetVersion() >= 120900;
+}
+
+lowp_status lowpi_cuda_gemm_fp8_block(void *c, lowp_format c_format,
+                                      const lowpi_fp8_block_operand *a,
+                                      const lowpi_fp8_block_operand *b, int m, int n, int k,
+                                      float beta) {
+  LOWPI_TRY(check_block(c, c_format, a, b, m, n, k));
+  if (!lowpi_cuda_fp8_block_supported())
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_gemm_fp8_block: needs an sm_90 device and cuBLASLt >= 12.9 "
+                      "(cuBLASLt %zu)",
+                      cublasLtGetVersion());
+  lt_state *s = NULL;
+  LOWPI_TRY(get_state(&s));
+  /* As lowp_cuda_gemm: cuBLASLt's A is our B (stored (n, k), used transposed), its B our A. */
+  const float *lt_a_scale = NULL, *lt_b_scale = NULL;
+  LOWPI_TRY(relayout_scales(s, 0, b, n, k, &lt_a_scale));
+  LOWPI_TRY(relayout_scales(s, 1, a, m, k, &lt_b_scale));
+  const int32_t mode_a = scale_mode_of(b->kind), mode_b = scale_mode_of(a->kind);
+  const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+  const int8_t fast = 0;
+  const cudaDataType_t tc = cuda_type(c_format);
+
+  lt_call call;
+  LOWPI_CUBLAS_TRY(cublasLtMatmulDescCreate(&call.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  LOWPI_CUBLAS_TRY(
+      cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
+  LOWPI_CUBLAS_TRY(
+      cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
+  LOWPI_CUBLAS_TRY(
+      cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast));
+  cublasStatus_t st = cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE,
+                                                     &mode_a, sizeof mode_a);
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode_b,
+                                        sizeof mode_b);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return refused(st, "the scale modes", m, n, k);
+  LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                  &lt_a_scale, sizeof lt_a_scale));
+  LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                  &lt_b_scale, sizeof lt_b_scale));
+  LOWPI_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&call.a, cuda_type(b->format), (uint64_t)k,
+                                              (uint64_t)n, (int64_t)k));
+  LOWPI_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&call.b, cuda_type(a->format), (uint64_t)k,
+                                              (uint64_t)m, (int64_t)k));
+  LOWPI_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&call.c, tc, (uint64_t)n, (uint64_t)m, n));
+
+  algo_key key;
+  memset(&key, 0, sizeof key); /* compared bytewise: no stray padding */
+  LOWPI_CUDA_TRY(cudaGetDevice(&key.device));
+  key.a_format = a->format;
+  key.b_format = b->format;
+  key.c_format = c_format;
+  key.m = m;
+  key.n = n;
+  key.k = k;
+  key.scaled = 3;
+  key.batch = 1;
+  key.block_a = a->kind;
+  key.block_b = b->kind;
+  key.align[0] = alignment_of(b->codes, (uint64_t)k);
+  key.align[1] = alignment_of(a->codes, (uint64_t)k);
+  key.align[2] = alignment_of(c, (uint64_t)n * (uint64_t)lowp_format_get(c_format)->storage_bytes);
+  cublasLtMatmulAlgo_t algo;
+  if (!cached_algo(key, &algo)) {
+    LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&call.pref));
+    const uint64_t ws = kWorkspaceBytes;
+    LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+        call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++)
+      LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+          call.pref, align_attr[i], &key.align[i < 2 ? i : 2], sizeof(uint32_t)));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    st = cublasLtMatmulAlgoGetHeuristic(s->handle, call.op, call.a, call.b, call.c, call.c,
+                                        call.pref, 1, &heur, &found);
+    if (st == CUBLAS_STATUS_SUCCESS && found == 0)
+      st = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (st != CUBLAS_STATUS_SUCCESS)
+      return refused(st, "cublasLtMatmulAlgoGetHeuristic", m, n, k);
+    algo = heur.algo;
+    remember_algo(key, algo);
+  }
+  const float alpha = 1.0f;
+  st = cublasLtMatmul(s->handle, call.op, &alpha, b->codes, call.a, a->codes, call.b, &beta, c,
+                      call.c, c, call.c, &algo, s->workspace, kWorkspaceBytes, 0);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return refused(st, "cublasLtMatmul", m, n, k);
   return LOWP_OK;
 }

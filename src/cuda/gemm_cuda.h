@@ -1,5 +1,5 @@
-/* Internal entry point of the cuBLASLt GEMM (src/cuda/gemm.cu): lowp_cuda_gemm over a batch of
- * matrices at fixed strides (cuBLASLt's strided batch), for attention's per-head products. */
+/* Internal entry points of the cuBLASLt GEMM (src/cuda/gemm.cu): lowp_cuda_gemm over a batch of
+ * matrices at fixed strides (attention's per-head products), and fp8 with block scales. */
 #ifndef LOWPI_GEMM_CUDA_H
 #define LOWPI_GEMM_CUDA_H
 
@@ -17,6 +17,37 @@ extern "C" {
 lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *b, int m, int n,
                                             int k, const lowp_cuda_gemm_opts *opts, int batch,
                                             int64_t stride_a, int64_t stride_b, int64_t stride_c);
+
+/* ---- fp8 with DeepSeek-V3 block scales (Hopper, cuBLASLt >= 12.9) ----
+ *
+ * One operand of lowpi_cuda_gemm_fp8_block: (rows, K) fp8 codes, row-major (K-major), and the
+ * decode multipliers of its blocks (value = decode(code) * scale, lowp_cuda_qdata's `scales`)
+ * in lowp's layout: row-major over the block grid, (rows, ceil(K / 128)) for 1x128 blocks along
+ * K, (ceil(rows / 128), ceil(K / 128)) for 128x128 blocks. The GEMM rearranges the scales into
+ * cuBLASLt's layout itself (a copy of a few KiB). */
+typedef enum { LOWPI_FP8_BLOCK_1X128 = 1, LOWPI_FP8_BLOCK_128X128 = 2 } lowpi_fp8_block_kind;
+
+typedef struct {
+  const void *codes;         /* (rows, K) e4m3 or e5m2 codes; 16-byte aligned */
+  lowp_format format;        /* LOWP_E4M3 or LOWP_E5M2 */
+  const float *scales;       /* device, lowp's block-grid layout (above) */
+  lowpi_fp8_block_kind kind; /* 1x128 or 128x128 blocks */
+} lowpi_fp8_block_operand;
+
+/* 1 if the current device runs lowpi_cuda_gemm_fp8_block natively: compute capability 9.0
+ * (cuBLASLt's block-scaled fp8 kernels are Hopper's; Blackwell has MX instead) and a cuBLASLt
+ * of 12.9 or later. */
+int lowpi_cuda_fp8_block_supported(void);
+
+/* c (m, n) = a (m, k) . b (n, k)^T + beta * c, fp32 accumulation with the block scales applied
+ * to each 128-long partial sum, c fp32 or bf16 (c_format). Needs m, n, k multiples of 16, not
+ * both operands 128x128, not both e5m2 (cuBLASLt's rules, see gemm.cu). LOWP_ERR_UNSUPPORTED
+ * when the device or cuBLASLt cannot run it (nothing was written: fall back to an emulation),
+ * LOWP_ERR_INVALID_ARG for arguments that break the rules above. */
+lowp_status lowpi_cuda_gemm_fp8_block(void *c, lowp_format c_format,
+                                      const lowpi_fp8_block_operand *a,
+                                      const lowpi_fp8_block_operand *b, int m, int n, int k,
+                                      float beta);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "cuda/gemm_cuda.h"
 #include "cuda/nn_cuda.h"
 #include "cuda/tensor_ops.h"
 #include "lowp/cuda.h"
@@ -33,8 +34,13 @@ typedef struct {
 } qbuf;
 enum { MAX_QBUFS = 64 };
 
-/* How a GEMM runs: the type both operands are brought to. */
-typedef enum { RUN_FP32, RUN_BF16, RUN_FP16, RUN_FP8 } gemm_run;
+/* How a GEMM runs: the type both operands are brought to (RUN_FP8: per-tensor scales,
+ * RUN_FP8_BLOCK: DeepSeek-V3 block scales). */
+typedef enum { RUN_FP32, RUN_BF16, RUN_FP16, RUN_FP8, RUN_FP8_BLOCK, RUN_COUNT } gemm_run;
+_Static_assert(RUN_COUNT ==
+                       sizeof(((lowpi_gpu_gemm_counts *)0)->runs) / sizeof(unsigned long long) &&
+                   (int)RUN_FP8_BLOCK == (int)LOWPI_GEMM_RUN_FP8_BLOCK,
+               "lowpi_gpu_gemm_counts.runs follows gemm_run");
 
 typedef struct {
   op_state op[LOWP_OP_COUNT];
@@ -59,10 +65,13 @@ struct lowpi_gpu_linears {
   lowp_format compute;
   lowp_cuda_delayed **delayed; /* every delayed state (in lin), in the CPU executor's order */
   size_t ndelayed;
-  scratch tmp[4]; /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes */
+  scratch tmp[4]; /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes (or the
+                     transposes of the native fp8 paths) */
   scratch rot;    /* a Hadamard-rotated copy for the clipping masks */
   qbuf qbufs[MAX_QBUFS];
   int nqbufs;
+  int block_native; /* block-scaled fp8 GEMMs run natively (sm_90, and cuBLASLt took them) */
+  lowpi_gpu_gemm_counts counts;
 };
 
 /* The operand slot of (gemm, which), as recipe_exec.c. */
@@ -107,12 +116,33 @@ static int bf16_exact(const op_state *o) {
   return o->cfg.mode == LOWP_SCALING_MX || o->cfg.scale_format == LOWP_SCALE_FP32_POW2;
 }
 
-static gemm_run run_of(const op_state *a, const op_state *b, int m, int n, int k) {
+/* The DeepSeek-V3 blocks of an fp8 operand that cuBLASLt takes with its scales (1x128 along
+ * the reduction dimension, or 128x128), else 0. */
+static lowpi_fp8_block_kind block_kind(const op_state *o) {
+  if (o->kind != LOWPI_OPERAND_QUANT || o->spec.hadamard ||
+      (o->cfg.format != LOWP_E4M3 && o->cfg.format != LOWP_E5M2) ||
+      (o->cfg.scale_format != LOWP_SCALE_FP32 && o->cfg.scale_format != LOWP_SCALE_FP32_POW2) ||
+      (o->cfg.block != 128 && o->cfg.block != 0)) /* 0: the mode's default, 128 */
+    return (lowpi_fp8_block_kind)0;
+  if (o->cfg.mode == LOWP_SCALING_BLOCK_1D)
+    return LOWPI_FP8_BLOCK_1X128;
+  return o->cfg.mode == LOWP_SCALING_BLOCK_2D ? LOWPI_FP8_BLOCK_128X128 : (lowpi_fp8_block_kind)0;
+}
+
+static gemm_run run_of(const lowpi_gpu_linears *g, const op_state *a, const op_state *b, int m,
+                       int n, int k) {
   if (a->kind == LOWPI_OPERAND_NONE && b->kind == LOWPI_OPERAND_NONE)
     return RUN_FP32;
   if (a->kind == LOWPI_OPERAND_CAST && b->kind == LOWPI_OPERAND_CAST &&
       a->cast_format == b->cast_format)
     return a->cast_format == LOWP_BF16 ? RUN_BF16 : RUN_FP16;
+  /* cuBLASLt's block-scaled fp8 (gemm_cuda.h): not 128x128 by 128x128, not e5m2 by e5m2 */
+  const lowpi_fp8_block_kind ka = block_kind(a), kb = block_kind(b);
+  if (g->block_native && ka && kb &&
+      !(ka == LOWPI_FP8_BLOCK_128X128 && kb == LOWPI_FP8_BLOCK_128X128) &&
+      !(a->cfg.format == LOWP_E5M2 && b->cfg.format == LOWP_E5M2) && m % 16 == 0 && n % 16 == 0 &&
+      k % 16 == 0)
+    return RUN_FP8_BLOCK;
   if (bf16_exact(a) && bf16_exact(b)) /* exact emulation at bf16 tensor-core speed */
     return RUN_BF16;
   if (is_native_fp8(a) && is_native_fp8(b) &&
@@ -180,6 +210,7 @@ lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe 
     return lowpi_fail(LOWP_ERR_NOMEM, "gpu recipe: out of memory");
   g->nlin = 4 * n_layer + 1;
   g->seed = seed;
+  g->block_native = lowpi_cuda_fp8_block_supported();
   g->compute = compute_of(r);
   g->lin = calloc((size_t)g->nlin, sizeof *g->lin);
   if (!g->lin) {
@@ -240,6 +271,14 @@ lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
   for (size_t i = 0; i < g->ndelayed; i++)
     LOWPI_TRY(lowp_cuda_delayed_update(g->delayed[i]));
   return LOWP_OK;
+}
+
+void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out) {
+  *out = g->counts;
+}
+
+int lowpi_gpu_linears_block_native(const lowpi_gpu_linears *g) {
+  return g->block_native;
 }
 
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
@@ -344,8 +383,10 @@ static lowp_status mask_gradient(lowpi_gpu_linears *g, lin_state *ls, int which,
 typedef struct {
   const void *ptr;
   lowp_format format;
-  const float *scale; /* fp8: the decode multiplier on the device */
-  int trans;          /* stored with the reduction down the columns */
+  const float *scale;         /* fp8: the decode multiplier on the device; RUN_FP8_BLOCK: the block
+                                 scales (lowp's layout) */
+  lowpi_fp8_block_kind block; /* RUN_FP8_BLOCK: the blocks; else 0 */
+  int trans;                  /* stored with the reduction down the columns */
 } operand;
 
 /* Bring x (rows, cols) to what GEMM `run` multiplies, as the CPU's operand hook would (the
@@ -359,6 +400,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   const size_t n = rows * cols;
   const uint64_t offset = (g->step << 16) ^ ((uint64_t)ls->index << 3) ^ (uint64_t)slot;
   out->scale = NULL;
+  out->block = (lowpi_fp8_block_kind)0;
   out->trans = !k_along_cols;
   /* An element cast with RNE does not care about the layout; everything else draws random
    * numbers or forms blocks along the reduction dimension: bring x to (R, K), K-major. */
@@ -367,8 +409,12 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   const float *src = x;
   size_t R = rows, K = cols;
   if (!k_along_cols && !layout_free) {
+    /* The native fp8 paths quantize the transpose into their own buffer and leave the codes
+     * scratch unused: the transpose goes there, which the bf16 LM head (every recipe's) has
+     * grown already, rather than growing a second fp32 buffer that bf16 training never has. */
+    const int fp8 = run == RUN_FP8 || run == RUN_FP8_BLOCK;
     void *t;
-    LOWPI_TRY(scratch_get(&g->tmp[which], n * sizeof(float), &t));
+    LOWPI_TRY(scratch_get(&g->tmp[fp8 ? 2 + which : which], n * sizeof(float), &t));
     LOWPI_TRY(lowpi_cuda_transpose((float *)t, x, (int)rows, (int)cols));
     src = (const float *)t;
     R = cols;
@@ -409,11 +455,12 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   LOWPI_TRY(qbuf_get(g, slot, &o->cfg, R, K, &q));
   q->cfg.offset = offset;
   q->delayed = o->delayed ? &o->dstate : NULL;
-  if (run == RUN_FP8) { /* codes and the decode scale straight to the tensor cores */
+  if (run == RUN_FP8 || run == RUN_FP8_BLOCK) { /* codes and decode scales to the tensor cores */
     LOWPI_TRY(lowp_cuda_quantize(src, q, 0));
     out->ptr = q->rowwise.codes;
     out->format = o->cfg.format;
     out->scale = (const float *)q->rowwise.scales;
+    out->block = run == RUN_FP8_BLOCK ? block_kind(o) : (lowpi_fp8_block_kind)0;
     return LOWP_OK;
   }
   if (run == RUN_BF16) { /* the dequantized values, exact in bf16 (bf16_exact) */
@@ -439,6 +486,11 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
 /* c (M, N) [+]= A B^T with A (M, K), B (N, K) as the operands say. */
 static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int N, int K,
                         float beta) {
+  if (a->block) { /* both K-major (make_operand transposed them before quantizing) */
+    const lowpi_fp8_block_operand ba = {a->ptr, a->format, a->scale, a->block};
+    const lowpi_fp8_block_operand bb = {b->ptr, b->format, b->scale, b->block};
+    return lowpi_cuda_gemm_fp8_block(c, LOWP_FP32, &ba, &bb, M, N, K, beta);
+  }
   lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(a->format, b->format, LOWP_FP32);
   o.trans_a = a->trans;
   o.trans_b = b->trans;
@@ -448,18 +500,105 @@ static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int
   return lowp_cuda_gemm(c, a->ptr, b->ptr, M, N, K, &o);
 }
 
+/* One GEMM input: x (rows, cols), its reduction dimension along the columns (k_along_cols) or
+ * down them. */
+typedef struct {
+  const float *x;
+  size_t rows, cols;
+  int k_along_cols;
+} gemm_input;
+
+/* One of a linear layer's GEMMs: c (M, N) [+]= A B^T, the operands made from ia and ib as the
+ * recipe says (or A given ready in *given). A block-scaled fp8 GEMM that cuBLASLt refuses at
+ * run time (LOWP_ERR_UNSUPPORTED: nothing was written) runs again as the emulation, and the
+ * block GEMMs stay emulated from then on (counts.block_refused says so); the operands are made
+ * anew, which gives the same values (the quantization is a function of the step, the layer
+ * and the slot). *run_out: how it ran; *a_out: the A operand it used (may be NULL). */
+static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm which, float *c,
+                               const gemm_input *ia, const gemm_input *ib, const operand *given,
+                               int M, int N, int K, float beta, gemm_run *run_out, operand *a_out) {
+  const op_state *oa = &ls->op[slot_of(which, LOWPI_OPERAND_A)];
+  const op_state *ob = &ls->op[slot_of(which, LOWPI_OPERAND_B)];
+  for (;;) {
+    gemm_run run = run_of(g, oa, ob, M, N, K);
+    operand a, b;
+    if (given)
+      a = *given;
+    else
+      LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_A, run, ia->x, ia->rows, ia->cols,
+                             ia->k_along_cols, &a));
+    LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_B, run, ib->x, ib->rows, ib->cols,
+                           ib->k_along_cols, &b));
+    lowp_status st = gemm(c, &a, &b, M, N, K, beta);
+    if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given) {
+      g->block_native = 0;
+      g->counts.block_refused++;
+      continue;
+    }
+    LOWPI_TRY(st);
+    g->counts.runs[run]++;
+    if (run_out)
+      *run_out = run;
+    if (a_out)
+      *a_out = a;
+    return LOWP_OK;
+  }
+}
+
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, const float *inp,
                                      const float *weight, const float *bias, int N, int C, int OC) {
   // out (N, OC), inp (N, C), weight (OC, C), bias (OC)
   lin_state *ls = &g->lin[lin];
-  gemm_run run = run_of(&ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
-  operand a, b;
-  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_A, run, inp, (size_t)N, (size_t)C,
-                         1, &a));
-  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_B, run, weight, (size_t)OC,
-                         (size_t)C, 1, &b));
-  LOWPI_TRY(gemm(out, &a, &b, N, OC, C, 0.0f));
+  const gemm_input x = {inp, (size_t)N, (size_t)C, 1}, w = {weight, (size_t)OC, (size_t)C, 1};
+  LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, N, OC, C, 0.0f, NULL, NULL));
   return bias ? lowpi_cuda_add_bias(out, bias, N, OC) : LOWP_OK;
+}
+
+/* The wgrad's dY operand taken from the dgrad's (d, made from the same dout (N, OC) K-major
+ * for a GEMM run as run_d), when quantizing dY again for the wgrad (run as run_w) would give
+ * the same values; else *ok = 0. Bit-identical to quantizing again because:
+ * - element casts with RNE (bf16, fp16: every recipe's LM head, the bf16 recipe) neither look
+ *   at neighbours nor draw random numbers (the stream offsets differ per slot, but RNE ignores
+ *   them), so the wgrad would encode the same dout into the same codes, and it would hand them
+ *   to cuBLASLt transposed (trans) in place as well: only the encode is saved;
+ * - per-tensor current scaling with RNE (fp8-current's e5m2) has one scale from the amax of
+ *   the whole tensor, which its transpose shares, so the wgrad's codes are the transpose of the
+ *   dgrad's: Hopper's fp8 needs them K-major, so the codes (1 byte each) are transposed instead
+ *   of transposing and quantizing the fp32 dout (8 + 5 bytes each). Delayed scaling is left
+ *   out: each slot has its own history, and quantizing records this step's amax into it.
+ * Blocks along the reduction dimension (DeepSeek's 1x128, MX, NVFP4) differ between the two
+ * GEMMs (along OC for the dgrad, along N for the wgrad) and stochastic rounding draws per slot:
+ * those quantize again. (The forward's quantized X could serve the wgrad's X likewise, but it
+ * would have to live from the forward to the backward of every layer: more memory than bf16
+ * training holds, so it is quantized again.) */
+static lowp_status reuse_dy(lowpi_gpu_linears *g, lin_state *ls, const operand *d, gemm_run run_d,
+                            gemm_run run_w, size_t N, size_t OC, operand *out, int *ok) {
+  const op_state *od = &ls->op[LOWP_OP_DGRAD_DY], *ow = &ls->op[LOWP_OP_WGRAD_DY];
+  *ok = 0;
+  if (od->kind == LOWPI_OPERAND_CAST && ow->kind == LOWPI_OPERAND_CAST &&
+      od->cast_format == ow->cast_format && od->spec.round == LOWP_ROUND_RNE &&
+      ow->spec.round == LOWP_ROUND_RNE && (run_d == RUN_FP32) == (run_w == RUN_FP32)) {
+    *out = *d; /* dout's codes (or their fp32 values), stored (N, OC): N runs down the columns */
+    out->trans = 1;
+    *ok = 1;
+    return LOWP_OK;
+  }
+  if (run_d == RUN_FP8 && run_w == RUN_FP8 && od->kind == LOWPI_OPERAND_QUANT &&
+      ow->kind == LOWPI_OPERAND_QUANT && !od->delayed && !ow->delayed &&
+      od->cfg.mode == LOWP_SCALING_TENSOR && ow->cfg.mode == LOWP_SCALING_TENSOR &&
+      od->cfg.format == ow->cfg.format && od->cfg.scale_format == ow->cfg.scale_format &&
+      od->cfg.round == LOWP_ROUND_RNE && ow->cfg.round == LOWP_ROUND_RNE && !od->spec.hadamard &&
+      !ow->spec.hadamard) {
+    lowp_cuda_qtensor *q = NULL; /* the buffer the wgrad would have quantized into */
+    LOWPI_TRY(qbuf_get(g, LOWP_OP_WGRAD_DY, &ow->cfg, OC, N, &q));
+    LOWPI_TRY(lowpi_cuda_transpose_u8((unsigned char *)q->rowwise.codes,
+                                      (const unsigned char *)d->ptr, (int)N, (int)OC));
+    *out = *d; /* the same format and decode scale (the dgrad's buffer, untouched until then) */
+    out->ptr = q->rowwise.codes;
+    out->trans = 0;
+    *ok = 1;
+  }
+  return LOWP_OK;
 }
 
 lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
@@ -467,22 +606,28 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
                                       const float *weight, int N, int C, int OC) {
   // dinp (N, C), dweight (OC, C), dbias (OC), dout (N, OC), inp (N, C), weight (OC, C)
   lin_state *ls = &g->lin[lin];
-  operand a, b;
+  operand dy;
+  gemm_run run_d = RUN_FP32;
   if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W */
-    gemm_run run = run_of(&ls->op[LOWP_OP_DGRAD_DY], &ls->op[LOWP_OP_DGRAD_W], N, C, OC);
-    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_DGRAD, LOWPI_OPERAND_A, run, dout, (size_t)N,
-                           (size_t)OC, 1, &a));
-    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_DGRAD, LOWPI_OPERAND_B, run, weight, (size_t)OC,
-                           (size_t)C, 0, &b));
-    LOWPI_TRY(gemm(dinp, &a, &b, N, C, OC, 0.0f));
+    const gemm_input a = {dout, (size_t)N, (size_t)OC, 1}, b = {weight, (size_t)OC, (size_t)C, 0};
+    LOWPI_TRY(
+        linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, N, C, OC, 0.0f, &run_d, &dy));
   }
-  { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns */
-    gemm_run run = run_of(&ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);
-    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_WGRAD, LOWPI_OPERAND_A, run, dout, (size_t)N,
-                           (size_t)OC, 0, &a));
-    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_WGRAD, LOWPI_OPERAND_B, run, inp, (size_t)N, (size_t)C,
-                           0, &b));
-    LOWPI_TRY(gemm(dweight, &a, &b, OC, C, N, 1.0f));
+  { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns. dY's operand
+     * comes from the dgrad's where that gives the same values (reuse_dy). Nothing between
+     * the two GEMMs touches the dgrad's A buffers (scratch 0 and 2, the DGRAD_DY qbuf): the
+     * dgrad's and wgrad's B operands use scratch 1 and 3 and their own slots' qbufs. */
+    const gemm_input a = {dout, (size_t)N, (size_t)OC, 0}, b = {inp, (size_t)N, (size_t)C, 0};
+    operand given;
+    int reused = 0;
+    if (dinp) {
+      const gemm_run run_w =
+          run_of(g, &ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);
+      LOWPI_TRY(reuse_dy(g, ls, &dy, run_d, run_w, (size_t)N, (size_t)OC, &given, &reused));
+    }
+    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_WGRAD, dweight, &a, &b, reused ? &given : NULL, OC, C,
+                          N, 1.0f, NULL, NULL));
+    g->counts.dy_reused += (unsigned long long)reused;
   }
   if (dbias) {
     void *ws;

@@ -8,13 +8,29 @@
  *   both operands bf16 (or fp16) casts            -> bf16 (fp16) cuBLASLt GEMM
  *   both operands fp8 per-tensor (current/delayed) -> fp8 cuBLASLt GEMM with the scales
  *                                                     (M, N, K multiples of 16)
+ *   both operands fp8 (e4m3, or one e5m2) with DeepSeek-V3 blocks along the reduction
+ *   dimension, 1x128 by 1x128 or 1x128 by 128x128 (either order; the fp8-block recipe's three
+ *   GEMMs), no Hadamard                            -> fp8 cuBLASLt GEMM with the block scales
+ *                                                     (cuda/gemm_cuda.h: sm_90, cuBLASLt 12.9+,
+ *                                                     M, N, K multiples of 16)
+ *   both operands power-of-two-scaled fp8/fp6/fp4 (MX, pow2 blocks that cannot go natively)
+ *                                                  -> exact emulation on bf16 tensor cores (bf16
+ *                                                     holds their dequantized values exactly)
  *   both operands "none" (the fp32 recipe)         -> fp32 GEMM (no TF32)
- *   anything else (MX, NVFP4, blocks, int8, mixes) -> exact emulation: the quantize-dequantize
+ *   anything else (NVFP4, int8, Hadamard, mixes)   -> exact emulation: the quantize-dequantize
  *                                                     values in fp32, fp32 GEMM
- * All accumulate in fp32. Layers the recipe keeps in high precision (the LM head, keep_first /
- * keep_last blocks) run in the recipe's compute format: fp32 for the fp32 recipe, fp16 for
- * recipes whose operands are fp16, else bf16 (the CPU reference keeps them fp32: the one
- * intended difference, which is what bf16 autocast and Transformer Engine do). */
+ * All accumulate in fp32 (the block-scaled GEMM applies the scales to each 128-long partial
+ * sum in fp32: it agrees with the emulation to fp32 accumulation error, not bit for bit). If
+ * cuBLASLt refuses a block-scaled GEMM at run time, that GEMM and every later one runs as the
+ * emulation, and lowpi_gpu_linears_counts says so. Layers the recipe keeps in high precision
+ * (the LM head, keep_first / keep_last blocks) run in the recipe's compute format: fp32 for the
+ * fp32 recipe, fp16 for recipes whose operands are fp16, else bf16 (the CPU reference keeps
+ * them fp32: the one intended difference, which is what bf16 autocast and Transformer Engine
+ * do).
+ *
+ * The backward quantizes dY once where the wgrad's quantization would give the same values as
+ * the dgrad's (RNE element casts such as the LM head's bf16, per-tensor current scaling with
+ * RNE): see reuse_dy in gpu_linear.c. */
 #ifndef LOWPI_GPU_LINEAR_H
 #define LOWPI_GPU_LINEAR_H
 
@@ -50,6 +66,19 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
  * it): copy the GPU's states into the host executor's, or the host's onto the GPU. */
 lowp_status lowpi_gpu_linears_download_delayed(lowpi_gpu_linears *g, lowpi_recipe_exec *host);
 lowp_status lowpi_gpu_linears_upload_delayed(lowpi_gpu_linears *g, lowpi_recipe_exec *host);
+
+/* How the GEMMs ran since creation (a GEMM counts once per call). */
+typedef struct {
+  unsigned long long runs[5];       /* by operand type: fp32 (incl. the fp32 emulation), bf16 (incl.
+                                       the exact bf16 emulation), fp16, fp8 per-tensor, fp8 blocks */
+  unsigned long long block_refused; /* block-scaled GEMMs cuBLASLt refused (run emulated) */
+  unsigned long long dy_reused;     /* wgrads that took dY's operand from the dgrad */
+} lowpi_gpu_gemm_counts;
+enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
+void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);
+/* 1 while block-scaled fp8 GEMMs run natively: an sm_90 device (lowpi_cuda_fp8_block_supported)
+ * and no refusal by cuBLASLt so far. */
+int lowpi_gpu_linears_block_native(const lowpi_gpu_linears *g);
 
 /* Bytes of device scratch held for operands. */
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g);

@@ -1,6 +1,8 @@
 /* The training step on the GPU (see gpu_trainer.h). */
 #include "cuda/gpu_trainer.h"
 
+#include <string.h>
+
 #include "common/error.h"
 
 #ifdef LOWP_HAVE_CUDA
@@ -115,6 +117,10 @@ void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t
   lowp_cuda_memory_stats(NULL, peak);
 }
 
+void lowpi_gpu_trainer_gemm_counts(const lowpi_gpu_trainer *t, lowpi_gpu_gemm_counts *out) {
+  lowpi_gpu_linears_counts(lowpi_gpu_model_linears(t->gm), out);
+}
+
 #else /* builds without CUDA */
 
 static lowp_status no_cuda(void) {
@@ -157,6 +163,11 @@ void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t
                              size_t *activations, size_t *peak) {
   (void)t;
   *weights = *grads = *activations = *peak = 0;
+}
+
+void lowpi_gpu_trainer_gemm_counts(const lowpi_gpu_trainer *t, lowpi_gpu_gemm_counts *out) {
+  (void)t;
+  memset(out, 0, sizeof *out);
 }
 
 #endif

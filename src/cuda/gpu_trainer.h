@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cuda/gpu_linear.h"
 #include "lowp/model.h"
 #include "lowp/optim.h"
 #include "lowp/recipe.h"
@@ -55,5 +56,8 @@ lowp_status lowpi_gpu_trainer_download(lowpi_gpu_trainer *t);
  * lowp_cuda_malloc held (the optimizer state is the host optimizer's size). */
 void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t *grads,
                              size_t *activations, size_t *peak);
+
+/* How the linear layers' GEMMs ran so far (lowpi_gpu_linears_counts; zeros without CUDA). */
+void lowpi_gpu_trainer_gemm_counts(const lowpi_gpu_trainer *t, lowpi_gpu_gemm_counts *out);
 
 #endif

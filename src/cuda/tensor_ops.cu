@@ -8,8 +8,8 @@ constexpr int kTile = 32, kRowsPerPass = 8;
 
 /* A 32x32 tile through shared memory (one padding column against bank conflicts): reads and
  * writes are both coalesced. */
-__global__ void transpose_kernel(float *out, const float *inp, int R, int C) {
-  __shared__ float tile[kTile][kTile + 1];
+template <typename T> __global__ void transpose_kernel(T *out, const T *inp, int R, int C) {
+  __shared__ T tile[kTile][kTile + 1];
   const int c0 = blockIdx.x * kTile, r0 = blockIdx.y * kTile;
   for (int i = threadIdx.y; i < kTile; i += kRowsPerPass) {
     int r = r0 + i, c = c0 + threadIdx.x;
@@ -69,13 +69,25 @@ lowp_status lowpi_cuda_apply_mask(float *g, const unsigned char *mask, size_t n)
   return LOWP_OK;
 }
 
-lowp_status lowpi_cuda_transpose(float *out, const float *inp, int R, int C) {
+namespace {
+
+template <typename T> lowp_status transpose(T *out, const T *inp, int R, int C) {
   if (R <= 0 || C <= 0)
     return LOWP_OK;
   dim3 grid((unsigned)((C + kTile - 1) / kTile), (unsigned)((R + kTile - 1) / kTile));
-  transpose_kernel<<<grid, dim3(kTile, kRowsPerPass)>>>(out, inp, R, C);
+  transpose_kernel<T><<<grid, dim3(kTile, kRowsPerPass)>>>(out, inp, R, C);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
+}
+
+} // namespace
+
+lowp_status lowpi_cuda_transpose(float *out, const float *inp, int R, int C) {
+  return transpose(out, inp, R, C);
+}
+
+lowp_status lowpi_cuda_transpose_u8(unsigned char *out, const unsigned char *inp, int R, int C) {
+  return transpose(out, inp, R, C);
 }
 
 lowp_status lowpi_cuda_add_bias(float *out, const float *bias, int N, int OC) {

@@ -13,6 +13,8 @@ extern "C" {
 
 /* out (C, R) = transpose of inp (R, C), fp32 (tiled through shared memory). */
 lowp_status lowpi_cuda_transpose(float *out, const float *inp, int R, int C);
+/* The same for bytes (fp8 codes). */
+lowp_status lowpi_cuda_transpose_u8(unsigned char *out, const unsigned char *inp, int R, int C);
 
 /* out (N, OC) += bias (OC) on every row: the same fp32 addition as the CPU's. */
 lowp_status lowpi_cuda_add_bias(float *out, const float *bias, int N, int OC);

@@ -18,6 +18,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cuda/gemm_cuda.h"
+#include "cuda/gpu_linear.h"
 #include "cuda/gpu_model.h"
 #include "gpu_check.h"
 #include "train/model_internal.h"
@@ -75,6 +77,21 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
     }
     GC_CHECK(memcmp(g_gpu, g_again, np * sizeof(float)) == 0,
              "%s %s: two GPU runs gave different gradients", arch ? "llama" : "gpt2", recipe_name);
+    /* which paths ran: fp8-block natively on Hopper; dY quantized once for the LM head */
+    lowpi_gpu_gemm_counts cn;
+    lowpi_gpu_linears_counts(lowpi_gpu_model_linears(gm), &cn);
+    printf("  %s %s: GEMMs fp32 %llu, bf16 %llu, fp16 %llu, fp8 %llu, fp8 blocks %llu (refused "
+           "%llu); dY reused %llu\n",
+           arch ? "llama" : "gpt2", recipe_name, cn.runs[0], cn.runs[1], cn.runs[2], cn.runs[3],
+           cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK], cn.block_refused, cn.dy_reused);
+    if (!strcmp(recipe_name, "fp8-block") && lowpi_cuda_fp8_block_supported())
+      GC_CHECK(cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK] > 0 && cn.block_refused == 0,
+               "%s fp8-block: an sm_90 device, but %llu native block GEMMs (%llu refused: %s)",
+               arch ? "llama" : "gpt2", cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK], cn.block_refused,
+               lowp_last_error());
+    if (strcmp(recipe_name, "fp32"))
+      GC_CHECK(cn.dy_reused > 0, "%s %s: the LM head's dY was quantized twice",
+               arch ? "llama" : "gpt2", recipe_name);
   }
   lowpi_gpu_model_free(gm);
 

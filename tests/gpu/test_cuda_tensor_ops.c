@@ -1,8 +1,8 @@
 /* The small device operations of the GPU training step (src/cuda/tensor_ops.h) against plain
- * CPU loops: transpose and bias addition bit for bit (a copy, and the same single fp32
- * addition), the MX clipping mask against the CPU quantizer's own block scales
- * (lowp_quantize + lowp_qtensor_block_scale, the rule recipe_exec.c's record_clip_mask uses),
- * with a NaN block whose mask must be all zero, and the masking of a gradient. */
+ * CPU loops: transpose (fp32, and bytes for fp8 codes) and bias addition bit for bit (a copy,
+ * and the same single fp32 addition), the MX clipping mask against the CPU quantizer's own block
+ * scales (lowp_quantize + lowp_qtensor_block_scale, the rule recipe_exec.c's record_clip_mask
+ * uses), with a NaN block whose mask must be all zero, and the masking of a gradient. */
 #include <math.h>
 #include <stdint.h>
 
@@ -51,6 +51,39 @@ static void test_transpose_and_bias(void) {
   free(want);
   free(got);
   free(bias);
+}
+
+/* The byte transpose (fp8 codes, the wgrad's reuse of the dgrad's dY) on awkward shapes:
+ * partial 32x32 tiles, a single row and a single column. */
+static void test_transpose_u8(void) {
+  static const int shapes[4][2] = {{37, 70}, {1, 45}, {33, 1}, {64, 96}};
+  for (int s = 0; s < 4; s++) {
+    const int R = shapes[s][0], C = shapes[s][1];
+    const size_t n = (size_t)R * C;
+    unsigned char *x = malloc(n), *want = malloc(n), *got = malloc(n);
+    if (!x || !want || !got)
+      exit(1);
+    for (size_t i = 0; i < n; i++)
+      x[i] = (unsigned char)(gc_rand64() & 0xFF);
+    unsigned char *dx = to_device(x, n), *dy = NULL;
+    GC_REQUIRE(lowp_cuda_malloc((void **)&dy, n));
+    GC_OK(lowpi_cuda_transpose_u8(dy, dx, R, C));
+    GC_REQUIRE(lowp_cuda_memcpy(got, dy, n, LOWP_CUDA_D2H));
+    for (int r = 0; r < R; r++)
+      for (int c = 0; c < C; c++)
+        want[(size_t)c * R + r] = x[(size_t)r * C + c];
+    size_t first = n;
+    for (size_t i = 0; i < n && first == n; i++)
+      if (got[i] != want[i])
+        first = i;
+    GC_CHECK(first == n, "transpose_u8 %dx%d: [%zu] = %u, want %u", R, C, first,
+             first < n ? got[first] : 0u, first < n ? want[first] : 0u);
+    lowp_cuda_free(dx);
+    lowp_cuda_free(dy);
+    free(x);
+    free(want);
+    free(got);
+  }
 }
 
 static void test_clip_mask(void) {
@@ -124,6 +157,7 @@ int main(void) {
   if (skip)
     return skip;
   test_transpose_and_bias();
+  test_transpose_u8();
   test_clip_mask();
   return gc_finish("test_cuda_tensor_ops");
 #endif
