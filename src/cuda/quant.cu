@@ -10,8 +10,8 @@
  *   1 x N row blocks (BLOCK_1D, MX, NVFP4 1x16, NF4): one fused pass, a block's N/16 threads
  *     are consecutive lanes: the block amax by shuffles, the scale computed by each of them,
  *     the codes written at once (NVFP4 needs the global amax first: one amax pass before);
- *   blocks of 256 values or more (ROW, BLOCK_2D 128x128, NVFP4 16x16): one warp per block,
- *     amax then codes, the second read served by the caches: one read from memory;
+ *   blocks of 256 values or more (ROW, BLOCK_2D 128x128, NVFP4 16x16): one CUDA block per
+ *     block, amax then codes, the second read served by the caches: one read from memory;
  *   anything else (COLUMN, small blocks): block amaxes by warps walking 32-column strips
  *     (segmented shuffle max + atomicMax on the bits), one thread per block for the scales,
  *     then the chunked cast.
@@ -315,13 +315,13 @@ __global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, s
     atomicAdd(nsat, sat);
 }
 
-/* ---- large 2D blocks, one warp each --------------------------------------------------------- */
+/* ---- large 2D blocks, one CUDA block each ------------------------------------------------- */
 
-/* One warp per scale block (a row of ROW, a 128 x 128 tile, an NVFP4 16 x 16 tile): the block's
- * amax (pass 1), its scale, then its codes (pass 2, which finds the block in L1/L2: the tensor
- * is read once from memory, where block_amax_2d + encode_chunks read it twice). Lane l owns
- * chunks l, l + 32, ... of 16 consecutive values of a block row. Blocks are 16-aligned
- * (bc % 16 == 0) or span the row (bc >= C). */
+/* One CUDA block per scale block (a row of ROW, a 128 x 128 tile, an NVFP4 16 x 16 tile), its
+ * size fitted to the block (32 to 256 threads): the block's amax (pass 1), its scale, then its
+ * codes (pass 2, which finds the values in L1/L2: the tensor is read once from memory, where
+ * block_amax_2d + encode_chunks read it twice). Thread t owns chunks t, t + blockDim.x, ... of
+ * 16 consecutive values of a block row. Blocks are 16-aligned (bc % 16 == 0) or span the row. */
 template <int FF, int RR>
 __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, size_t br, size_t bc,
                             size_t SC, size_t nb, void *__restrict__ codes, int bytes,
@@ -329,21 +329,20 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
                             uint64_t seed, uint64_t offset, int vec, float *__restrict__ amax,
                             float *__restrict__ tensor_scale,
                             unsigned long long *__restrict__ nsat) {
+  __shared__ uint32_t block_amax;
   const bool nvfp4 = p.mode == LOWP_SCALING_NVFP4;
   const float s_enc = nvfp4 ? lowpi_nvfp4_s_enc(*amax) : 1.0f; /* amax: from the pass before */
   if (lowpi_global_tid() == 0)
     *tensor_scale = s_enc;
-  const unsigned lane = threadIdx.x % 32;
-  const size_t warps = (size_t)gridDim.x * (blockDim.x / 32);
   uint32_t tmax = 0;
   unsigned long long sat = 0;
-  for (size_t b = lowpi_global_tid() / 32; b < nb; b += warps) { /* warp-uniform */
+  for (size_t b = blockIdx.x; b < nb; b += gridDim.x) { /* block-uniform */
     const size_t r0 = (b / SC) * br, c0 = (b % SC) * bc;
     const size_t r1 = r0 + br < R ? r0 + br : R, c1 = c0 + bc < C ? c0 + bc : C;
     const size_t cpr = (c1 - c0 + 15) / 16, nch = (r1 - r0) * cpr;
     uint32_t m = 0;
 #pragma unroll 4
-    for (size_t ch = lane; ch < nch; ch += 32) {
+    for (size_t ch = threadIdx.x; ch < nch; ch += blockDim.x) {
       const size_t j0 = c0 + (ch % cpr) * 16;
       const float *src = x + (r0 + ch / cpr) * C + j0;
       if (vec) { /* C % 16 == 0, bc % 16 == 0, x aligned: 16 aligned values */
@@ -358,12 +357,16 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
           m = max(m, lowpi_abs_key(src[k]));
       }
     }
-    m = __reduce_max_sync(FULL, m);
-    tmax = max(tmax, m);
-    const lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(m), s_enc);
-    if (lane == 0)
+    m = lowpi_block_max(m); /* thread 0 has it; its barriers also order block_amax's reuse */
+    if (threadIdx.x == 0) {
+      block_amax = m;
+      tmax = max(tmax, m);
+    }
+    __syncthreads();
+    const lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(block_amax), s_enc);
+    if (threadIdx.x == 0)
       lowpi_store_scale(p, scales, b, s);
-    for (size_t ch = lane; ch < nch; ch += 32) {
+    for (size_t ch = threadIdx.x; ch < nch; ch += blockDim.x) {
       const size_t j0 = c0 + (ch % cpr) * 16, idx0 = (r0 + ch / cpr) * C + j0;
       float y[16];
       if (vec) {
@@ -396,7 +399,6 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
       }
     }
   }
-  tmax = lowpi_block_max(tmax);
   sat = lowpi_block_sum(sat);
   if (threadIdx.x == 0) {
     if (!nvfp4 && tmax)
@@ -561,6 +563,8 @@ bool aligned16(const void *p) {
       LAUNCH(LOWP_E5M2, LOWP_ROUND_RNE);                                                           \
     else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E2M1)                                 \
       LAUNCH(LOWP_E2M1, LOWP_ROUND_RNE);                                                           \
+    else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_INT8)                                 \
+      LAUNCH(LOWP_INT8, LOWP_ROUND_RNE);                                                           \
     else                                                                                           \
       LAUNCH(lowpi_kAny, lowpi_kAny);                                                              \
   } while (0)
@@ -622,9 +626,16 @@ lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qc
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const size_t nb = d->scale_rows * d->scale_cols;
   const int vec = aligned16(x) && d->cols % 16 == 0 && d->block_cols % 16 == 0;
-  const unsigned blocks = lowpi_cuda_blocks(nb * 32, lowpi_kThreads);
+  /* threads fitted to a full block's chunks: 32 for 16 x 16, 256 for 128 x 128 or long rows */
+  const size_t width = d->block_cols < d->cols ? d->block_cols : d->cols;
+  const size_t chunks = d->block_rows * ((width + 15) / 16);
+  const unsigned threads = chunks >= 256 ? 256u : (unsigned)((chunks + 31) / 32 * 32);
+  /* enough blocks to fill the SMs (at most 32 resident blocks each), at most one per block */
+  const size_t per_sm = 2048 / threads < 32 ? 2048 / threads : 32;
+  const size_t cap = (size_t)lowpi_cuda_sm_count() * per_sm;
+  const unsigned blocks = nb == 0 ? 1u : (unsigned)(nb < cap ? nb : cap);
 #define LOWPI_TL(FF, RR)                                                                           \
-  tile_kernel<FF, RR><<<blocks, lowpi_kThreads>>>(                                                 \
+  tile_kernel<FF, RR><<<blocks, threads>>>(                                                        \
       x, d->rows, d->cols, d->block_rows, d->block_cols, d->scale_cols, nb, d->codes, bytes,       \
       d->scales, p, f, c->round, c->seed, offset, vec, d->amax, d->tensor_scale, d->n_saturated)
   LOWPI_DISPATCH(LOWPI_TL);
