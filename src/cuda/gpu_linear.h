@@ -51,6 +51,11 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
 lowp_status lowpi_gpu_linears_download_delayed(lowpi_gpu_linears *g, lowpi_recipe_exec *host);
 lowp_status lowpi_gpu_linears_upload_delayed(lowpi_gpu_linears *g, lowpi_recipe_exec *host);
 
+/* Several GPUs: the delayed-scaling states' amax of this step (history[0], device floats) to
+ * all-reduce with max before end_step(), so that every rank keeps the same scales. */
+size_t lowpi_gpu_linears_num_delayed(const lowpi_gpu_linears *g);
+float *lowpi_gpu_linears_delayed_amax(lowpi_gpu_linears *g, size_t i);
+
 /* Bytes of device scratch held for operands. */
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g);
 
