@@ -81,7 +81,7 @@ static int bench_one(const char *model_name, const char *recipe_name, const benc
   if (st == LOWP_OK)
     st = lowpi_recipe_exec_create(&ex, &recipe, m, 1337);
   if (st == LOWP_OK)
-    st = lowpi_gpu_trainer_create(&t, m, &recipe, opt, ex, 1337, o->batch, o->seq);
+    st = lowpi_gpu_trainer_create(&t, m, &recipe, opt, ex, 1337, o->batch, o->seq, NULL);
   double dt = 0, loss_first = NAN, loss_last = NAN;
   int nan = 0;
   for (int s = 0; st == LOWP_OK && s < o->warmup + o->steps; s++) {

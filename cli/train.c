@@ -102,6 +102,15 @@ int cli_train(int argc, char **argv) {
   }
   if (cli_train_finish("train", &cfg) < 0)
     return CLI_EXIT_USAGE;
+  if (cfg.gpus > 1 && !lowp_dist_is_worker()) { /* the launcher: one worker per GPU */
+    int code = 1;
+    if (lowp_dist_launch(cfg.gpus, argc, argv, &code) != LOWP_OK) {
+      fprintf(stderr, "lowp train: %s\n", lowp_last_error());
+      return code ? code : CLI_EXIT_RUNTIME;
+    }
+    return CLI_EXIT_OK;
+  }
+  const int rank = lowp_dist_rank(); /* several ranks: rank 0 alone reports */
   progress p = {isatty(fileno(stderr)), 0, 0};
   lowp_train_summary s;
   lowp_status st = lowp_train(&cfg, on_event, &p, &s);
@@ -110,6 +119,7 @@ int cli_train(int argc, char **argv) {
       fputc('\n', stderr);
     return cli_runtime_error("train", "%s", lowp_last_error());
   }
-  print_summary(&cfg, &s);
+  if (rank == 0)
+    print_summary(&cfg, &s);
   return CLI_EXIT_OK;
 }

@@ -28,6 +28,11 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "  --eval-every N (100)  --eval-batches N (16)\n"
     "  --device cpu|cuda  where the steps run (cpu): cuda trains on the first GPU with the\n"
     "                     same model, recipe semantics and checkpoints\n"
+    "several GPUs (docs/multi-gpu.md; needs NCCL):\n"
+    "  --gpus N           data parallel on N GPUs of this host, one process each; --batch\n"
+    "                     is the global batch (a multiple of N); torchrun: leave it out\n"
+    "  --zero 0           ZeRO stage (0: every GPU keeps the full optimizer state)\n"
+    "  --grad-comm fp32|bf16  format of the gradient all-reduce (fp32)\n"
     "output:\n"
     "  --log FILE         JSON lines, one object per step\n"
     "  --out DIR          checkpoint: model.safetensors + config.json (transformers loads\n"
@@ -91,12 +96,13 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
   static const char *const ints[] = {"--layers",     "--heads",  "--dim",        "--ctx",
                                      "--vocab",      "--ffn",    "--steps",      "--batch",
                                      "--seq",        "--warmup", "--eval-every", "--eval-batches",
-                                     "--save-every", "--seed",   "--stop-after", "--max-nonfinite"};
+                                     "--save-every", "--seed",   "--stop-after", "--max-nonfinite",
+                                     "--gpus",       "--zero"};
   static const char *const floats[] = {"--lr",   "--min-lr-frac",  "--weight-decay",
                                        "--clip", "--val-fraction", "--loss-weight"};
-  static const char *const strings[] = {"--model",  "--arch",   "--data",         "--val-data",
-                                        "--recipe", "--log",    "--out",          "--resume",
-                                        "--init",   "--inject", "--on-nonfinite", "--device"};
+  static const char *const strings[] = {
+      "--model",  "--arch", "--data",   "--val-data",     "--recipe", "--log",      "--out",
+      "--resume", "--init", "--inject", "--on-nonfinite", "--device", "--grad-comm"};
   const char *arg = argv[*i], *v = NULL;
   if ((strncmp(arg, "--qat", 5) == 0 && (arg[5] == '\0' || arg[5] == '=')))
     return qat_option(verb, argc, argv, i, cfg);
@@ -145,6 +151,12 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
         return -1;
       }
       cfg->device = v[1] == 'u' ? LOWP_DEVICE_CUDA : LOWP_DEVICE_CPU;
+    } else if (!strcmp(name, "--grad-comm")) {
+      if (strcmp(v, "fp32") != 0 && strcmp(v, "bf16") != 0) {
+        cli_usage_error(verb, "--grad-comm is fp32 or bf16, not '%s'", v);
+        return -1;
+      }
+      cfg->grad_comm = v[0] == 'b' ? LOWP_BF16 : LOWP_FP32;
     } else if (!strcmp(name, "--on-nonfinite")) {
       if (strcmp(v, "skip") != 0 && strcmp(v, "stop") != 0) {
         cli_usage_error(verb, "--on-nonfinite is skip or stop, not '%s'", v);
@@ -165,10 +177,14 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
     long x;
     long lo = !strcmp(ints[k], "--warmup") || !strcmp(ints[k], "--eval-every") ||
                       !strcmp(ints[k], "--save-every") || !strcmp(ints[k], "--seed") ||
-                      !strcmp(ints[k], "--stop-after")
+                      !strcmp(ints[k], "--stop-after") || !strcmp(ints[k], "--zero")
                   ? 0
                   : 1;
-    if (!int_value(verb, ints[k], v, lo, !strcmp(ints[k], "--seed") ? 0x7FFFFFFFL : 1L << 30, &x))
+    long hi = !strcmp(ints[k], "--seed")   ? 0x7FFFFFFFL
+              : !strcmp(ints[k], "--gpus") ? 4096
+              : !strcmp(ints[k], "--zero") ? 0
+                                           : 1L << 30;
+    if (!int_value(verb, ints[k], v, lo, hi, &x))
       return -1;
     const char *name = ints[k] + 2;
     int model_size = !strcmp(name, "layers") || !strcmp(name, "heads") || !strcmp(name, "dim") ||
@@ -205,6 +221,10 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       cfg->stop_after = x;
     else if (!strcmp(name, "max-nonfinite"))
       cfg->max_nonfinite = (int)x;
+    else if (!strcmp(name, "gpus"))
+      cfg->gpus = (int)x;
+    else if (!strcmp(name, "zero"))
+      cfg->zero = (int)x;
     else
       cfg->seed = (uint64_t)x;
     return 1;
@@ -237,6 +257,10 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
 }
 
 int cli_train_finish(const char *verb, lowp_train_config *cfg) {
+  if (cfg->gpus > 1 && cfg->device != LOWP_DEVICE_CUDA) {
+    cli_usage_error(verb, "--gpus %d needs --device cuda", cfg->gpus);
+    return -1;
+  }
   if (cfg->model.n_layer == 0 && !cfg->resume_dir && !cfg->init_dir)
     lowp_model_preset(&cfg->model, "small"), cfg->model.vocab = 0;
   if (!cfg->data) {

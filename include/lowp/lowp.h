@@ -5,6 +5,7 @@
 #include "lowp/cuda.h"
 #include "lowp/cuda_quant.h"
 #include "lowp/data.h"
+#include "lowp/dist.h"
 #include "lowp/format.h"
 #include "lowp/memory.h"
 #include "lowp/model.h"

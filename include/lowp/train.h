@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lowp/format.h"
 #include "lowp/model.h"
 #include "lowp/status.h"
 
@@ -58,6 +59,13 @@ typedef struct {
    * comma-separated, S the 1-based step. */
   const char *inject;
   lowp_device device; /* LOWP_DEVICE_CPU (default) or LOWP_DEVICE_CUDA */
+  /* Several GPUs (docs/multi-gpu.md). This process is one rank of a multi-process run when
+   * RANK and WORLD_SIZE are set in its environment (lowp_dist_launch sets them, or torchrun);
+   * then batch is the global batch, split evenly over the ranks; rank 0 alone calls the
+   * callback, writes the metrics log and the checkpoints. */
+  int gpus;              /* --gpus: 0 (not given) or the WORLD_SIZE this run expects */
+  int zero;              /* ZeRO stage: 0 (plain data parallel) */
+  lowp_format grad_comm; /* gradient all-reduce format: LOWP_FP32 (default) or LOWP_BF16 */
 } lowp_train_config;
 
 /* Sensible defaults: small model, fp32 recipe, B 8, T = ctx, lr 1e-3, warmup 1/10 of the steps

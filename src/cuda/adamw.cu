@@ -21,6 +21,7 @@ constexpr unsigned kThreads = 256;
 constexpr unsigned kDensePerThread = 4;
 constexpr size_t kDenseChunk = (size_t)kThreads * kDensePerThread;
 static_assert(LOWPI_ADAMW_BLOCK == kThreads, "an 8-bit block is one CUDA block");
+static_assert(LOWPI_ADAMW_DENSE_CHUNK == kDenseChunk, "the chunks ZeRO shards are made of");
 
 struct dev_tensor {
   size_t offset, numel;

@@ -288,6 +288,14 @@ size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
   return b;
 }
 
+size_t lowpi_gpu_linears_num_delayed(const lowpi_gpu_linears *g) {
+  return g->ndelayed;
+}
+
+float *lowpi_gpu_linears_delayed_amax(lowpi_gpu_linears *g, size_t i) {
+  return g->delayed[i]->history;
+}
+
 lowp_status lowpi_gpu_linears_download_delayed(lowpi_gpu_linears *g, lowpi_recipe_exec *host) {
   if (lowpi_recipe_exec_num_delayed(host) != g->ndelayed)
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: %zu delayed states, the CPU's has %zu",

@@ -79,6 +79,10 @@ void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts 
 /* 1 while block-scaled fp8 GEMMs run natively: an sm_90 device (lowpi_cuda_fp8_block_supported)
  * and no refusal by cuBLASLt so far. */
 int lowpi_gpu_linears_block_native(const lowpi_gpu_linears *g);
+/* Several GPUs: the delayed-scaling states' amax of this step (history[0], device floats) to
+ * all-reduce with max before end_step(), so that every rank keeps the same scales. */
+size_t lowpi_gpu_linears_num_delayed(const lowpi_gpu_linears *g);
+float *lowpi_gpu_linears_delayed_amax(lowpi_gpu_linears *g, size_t i);
 
 /* Bytes of device scratch held for operands. */
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g);

@@ -43,6 +43,8 @@ struct lowpi_gpu_model {
   lowpi_gpu_linears *lin;
   lowp_format compute; /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
   int flash; /* bf16 attention with a supported head size: the fused kernels, no (T, T) buffer */
+  lowpi_gpu_grads_ready_fn grads_ready;
+  void *grads_ready_user;
 };
 
 static size_t max3(size_t a, size_t b, size_t c) {
@@ -187,6 +189,21 @@ size_t lowpi_gpu_model_num_params(const lowpi_gpu_model *g) {
 }
 lowpi_gpu_linears *lowpi_gpu_model_linears(lowpi_gpu_model *g) {
   return g->lin;
+}
+
+void lowpi_gpu_model_on_grads_ready(lowpi_gpu_model *g, lowpi_gpu_grads_ready_fn fn, void *user) {
+  g->grads_ready = fn;
+  g->grads_ready_user = user;
+}
+
+void lowpi_gpu_model_block_range(const lowpi_gpu_model *g, int l, size_t *off, size_t *count) {
+  const float *end = l + 1 < g->cfg.n_layer ? g->g.layers[l + 1].ln1w : g->g.lnfw;
+  *off = (size_t)(g->g.layers[l].ln1w - g->grads);
+  *count = (size_t)(end - g->g.layers[l].ln1w);
+}
+
+int lowpi_gpu_model_num_blocks(const lowpi_gpu_model *g) {
+  return g->cfg.n_layer;
 }
 
 void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *grads,
@@ -348,6 +365,8 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
                                         n, C, 3 * C)); // da = d(ln1)
     LOWPI_TRY(norm_backward(g, a->db, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n));
     LOWPI_TRY(lowpi_cuda_residual_backward(a->dres, a->db, NC)); // dres = d(x)
+    if (g->grads_ready) /* block l's gradients are final: start their all-reduce */
+      LOWPI_TRY(g->grads_ready(g->grads_ready_user, l));
   }
   LOWPI_TRY(lowpi_cuda_embedding_backward(g->g.wte, g->g.wpe, a->dres, a->inputs, B, T, C, V,
                                           a->work, a->work_bytes));

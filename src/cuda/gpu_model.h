@@ -37,6 +37,16 @@ float *lowpi_gpu_model_grads(lowpi_gpu_model *g);            /* device */
 size_t lowpi_gpu_model_num_params(const lowpi_gpu_model *g);
 lowpi_gpu_linears *lowpi_gpu_model_linears(lowpi_gpu_model *g);
 
+/* Several GPUs: called during the backward as soon as block l's gradients are final (l from
+ * n_layer - 1 down to 0), to start their all-reduce while the backward goes on. NULL: none. */
+typedef lowp_status (*lowpi_gpu_grads_ready_fn)(void *user, int layer);
+void lowpi_gpu_model_on_grads_ready(lowpi_gpu_model *g, lowpi_gpu_grads_ready_fn fn, void *user);
+/* Block l's parameters (and gradients) in the flat buffer: [*off, *off + *count). The blocks
+ * are adjacent, in order; the rest (embeddings, final norm, head) lies before block 0 and
+ * after the last block. */
+void lowpi_gpu_model_block_range(const lowpi_gpu_model *g, int l, size_t *off, size_t *count);
+int lowpi_gpu_model_num_blocks(const lowpi_gpu_model *g);
+
 /* Device bytes: parameters, gradients, activations (with scratch). */
 void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *grads,
                            size_t *activations);

@@ -15,12 +15,24 @@
 #include <stdint.h>
 
 #include "cuda/gpu_linear.h"
+#include "dist/comm.h"
 #include "lowp/model.h"
 #include "lowp/optim.h"
 #include "lowp/recipe.h"
 #include "train/recipe_exec.h"
 
 typedef struct lowpi_gpu_trainer lowpi_gpu_trainer;
+
+/* Several GPUs (docs/multi-gpu.md): this process is one rank of d. Each rank runs rows
+ * [rank * B / N, (rank + 1) * B / N) of the global batch; the gradients are averaged bucket by
+ * bucket during the backward (dist/grad_sync.h), the loss over the ranks, the delayed-scaling
+ * amaxes with max; the gradient preparation and the optimizer then run identically on every
+ * rank (zero 0). */
+typedef struct {
+  lowpi_dist *dist;      /* NULL: one GPU, none of the above */
+  int zero;              /* ZeRO stage: 0 */
+  lowp_format grad_comm; /* LOWP_FP32 or LOWP_BF16 (--grad-comm) */
+} lowpi_gpu_parallel;
 
 typedef struct {
   uint64_t step;        /* 0-based: keys the stochastic-rounding streams */
@@ -40,13 +52,14 @@ typedef struct {
 
 lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
                                      const lowp_recipe *recipe, lowp_adamw *opt,
-                                     lowpi_recipe_exec *exec, uint64_t seed, int B, int T);
+                                     lowpi_recipe_exec *exec, uint64_t seed, int B, int T,
+                                     const lowpi_gpu_parallel *par);
 void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t);
 
 lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
                                    const int32_t *targets, const lowpi_gpu_step_args *args,
                                    lowpi_gpu_step_result *result);
-/* Mean loss of one batch (forward only). */
+/* Mean loss of one batch (forward only; of the whole batch with several GPUs). */
 lowp_status lowpi_gpu_trainer_eval(lowpi_gpu_trainer *t, const int32_t *inputs,
                                    const int32_t *targets, float *loss);
 /* Device -> host: parameters, optimizer state and step count, delayed-scaling states. */

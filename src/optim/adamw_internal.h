@@ -14,6 +14,11 @@
 
 #define LOWPI_ADAMW_BLOCK 256     /* 8-bit states: elements per absmax block */
 #define LOWPI_ADAMW_MIN_8BIT 4096 /* smaller tensors keep fp32 states (bnb's min_8bit_size) */
+/* The device AdamW's unit of work ("chunk"): an absmax block for 8-bit states, 1024 elements
+ * for the others (src/cuda/adamw.cu). ZeRO shards are whole chunks (src/dist/shard.h). */
+#define LOWPI_ADAMW_DENSE_CHUNK 1024
+#define LOWPI_ADAMW_CHUNK(kind)                                                                    \
+  ((kind) == LOWP_OPT_STATE_8BIT ? LOWPI_ADAMW_BLOCK : LOWPI_ADAMW_DENSE_CHUNK)
 
 /* One tensor of the flat parameter buffer and where its states lie in the blob. */
 typedef struct {

@@ -67,6 +67,9 @@ typedef struct {
   lowpi_recipe_exec *exec;
   lowp_adamw *opt;
   lowpi_gpu_trainer *gpu; /* --device cuda: the steps run there */
+  lowpi_dist *dist;       /* several GPUs: this rank's communicator (NULL: one process) */
+  int rank;               /* 0 unless one of several ranks */
+  const char *ckpt_dir;   /* cfg.out_dir on every rank (rank 0 alone writes it) */
   lowp_loss_scaler scaler;
   lowp_lr_schedule sched;
   long step; /* steps done */
@@ -81,6 +84,7 @@ typedef struct {
 
 static void run_free(run *r) {
   lowpi_gpu_trainer_free(r->gpu);
+  lowpi_dist_free(r->dist);
   lowpi_recipe_exec_free(r->exec);
   lowp_adamw_free(r->opt);
   lowp_model_free(r->model);
@@ -315,8 +319,12 @@ static int state_model_checksum(const lowp_st_file *f, uint64_t *out) {
  * with its model in .prev (or still in place); after (3) the new pair. Each write is atomic,
  * so model.safetensors is always a complete file that transformers can load. */
 static lowp_status save_checkpoint(run *r) {
+  if (!r->ckpt_dir)
+    return LOWP_OK;
   const char *dir = r->cfg.out_dir;
-  if (!dir)
+  if (r->gpu && dir) /* the device holds the run: bring parameters and states to the host */
+    LOWPI_TRY(lowpi_gpu_trainer_download(r->gpu));
+  if (!dir) /* another rank writes it */
     return LOWP_OK;
   if (!r->disk_known) {
     r->disk_known = 1;
@@ -333,8 +341,6 @@ static lowp_status save_checkpoint(run *r) {
   if (r->disk_pair_ok)
     LOWPI_TRY(lowpi_ckpt_keep_previous(dir));
   r->disk_pair_ok = 0;
-  if (r->gpu) /* the device holds the run: bring parameters and states to the host */
-    LOWPI_TRY(lowpi_gpu_trainer_download(r->gpu));
   uint64_t checksum = 0;
   LOWPI_TRY(lowpi_ckpt_save_model(dir, r->model, &checksum));
   LOWPI_TRY(save_state(r, dir, checksum));
@@ -736,8 +742,53 @@ static lowp_status trim_log(const char *path, long step) {
   return st;
 }
 
+static const char *env_get(const char *name) {
+  return getenv(name);
+}
+
+/* Several GPUs: join the run the environment describes (before any other CUDA work: it picks
+ * this rank's GPU); the other ranks than 0 write nothing. */
+static lowp_status setup_dist(run *r) {
+  lowp_train_config *c = &r->cfg;
+  lowpi_dist_env env;
+  if (c->zero != 0)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "--zero %d: only 0 (plain data parallel) so far",
+                      c->zero);
+  if (c->grad_comm != LOWP_FP32 && c->grad_comm != LOWP_BF16)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "--grad-comm is fp32 or bf16");
+  LOWPI_TRY(lowpi_dist_env_parse(env_get, &env));
+  if (c->gpus < 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "--gpus %d: need at least 1", c->gpus);
+  if (c->gpus > 1 && env.world_size == 1)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "--gpus %d: this process is not one of several ranks (no RANK and "
+                      "WORLD_SIZE in its environment): start it with 'lowp train --gpus %d' "
+                      "(which launches the ranks) or through torchrun",
+                      c->gpus, c->gpus);
+  if (c->gpus > 0 && env.world_size > 1 && c->gpus != env.world_size)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "--gpus %d but WORLD_SIZE=%d: leave --gpus out under torchrun (the world "
+                      "comes from WORLD_SIZE)",
+                      c->gpus, env.world_size);
+  if (env.world_size == 1)
+    return LOWP_OK;
+  if (c->device != LOWP_DEVICE_CUDA)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "WORLD_SIZE=%d: several ranks train on GPUs only (--device cuda)",
+                      env.world_size);
+  LOWPI_TRY(lowpi_dist_create(&r->dist, &env));
+  r->rank = env.rank;
+  if (r->rank != 0) { /* rank 0 alone writes the log and the checkpoints */
+    c->log_path = NULL;
+    c->out_dir = NULL;
+  }
+  return LOWP_OK;
+}
+
 static lowp_status setup(run *r) {
   lowp_train_config *c = &r->cfg;
+  r->ckpt_dir = c->out_dir;
+  LOWPI_TRY(setup_dist(r));
   LOWPI_TRY(lowpi_faults_parse(c->inject, &r->faults));
   if (c->on_nonfinite != LOWP_NONFINITE_SKIP && c->on_nonfinite != LOWP_NONFINITE_STOP)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "on_nonfinite is skip (0) or stop (1), not %d",
@@ -817,10 +868,11 @@ static lowp_status setup(run *r) {
   LOWPI_TRY(lowp_loader_init(&r->loader, &r->train, c->batch, c->seq, 0));
   if (c->resume_dir)
     LOWPI_TRY(load_state(r, c->resume_dir, checksum));
-  if (c->device == LOWP_DEVICE_CUDA)
+  if (c->device == LOWP_DEVICE_CUDA) {
+    lowpi_gpu_parallel par = {r->dist, c->zero, c->grad_comm};
     LOWPI_TRY(lowpi_gpu_trainer_create(&r->gpu, r->model, &r->recipe, r->opt, r->exec, c->seed,
-                                       c->batch, c->seq));
-  else if (c->device != LOWP_DEVICE_CPU)
+                                       c->batch, c->seq, &par));
+  } else if (c->device != LOWP_DEVICE_CPU)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "device %d is neither cpu (0) nor cuda (1)",
                       (int)c->device);
   if (c->log_path && c->resume_dir)
@@ -862,7 +914,7 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
     e.elapsed_s = now_s() - t_start;
     if (st == LOWP_OK) {
       log_event(&r, &e);
-      if (callback)
+      if (callback && r.rank == 0)
         callback(user, &e);
     }
     int stop = r.cfg.stop_after > 0 && r.step - first_step >= r.cfg.stop_after;

@@ -1,0 +1,184 @@
+/* The worker's environment, the id's hex form and the launcher's argv/env (see dist_env.h). */
+#include "dist/dist_env.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+
+/* A whole decimal number in [lo, hi], nothing else (no sign, no spaces, no suffix). */
+static lowp_status parse_int(const char *name, const char *text, long lo, long hi, int *out) {
+  const char *p = text;
+  long v = 0;
+  if (!*p)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s is empty: it must be a whole number", name);
+  for (; *p; p++) {
+    if (*p < '0' || *p > '9' || v > hi)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s='%s' is not a whole number between %ld and %ld",
+                        name, text, lo, hi);
+    v = v * 10 + (*p - '0');
+  }
+  if (v < lo || v > hi)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s=%s is out of range: it must be between %ld and %ld",
+                      name, text, lo, hi);
+  *out = (int)v;
+  return LOWP_OK;
+}
+
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+void lowpi_dist_id_encode(const lowpi_nccl_id *id, char *hex) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < LOWPI_NCCL_ID_BYTES; i++) {
+    unsigned char b = (unsigned char)id->internal[i];
+    hex[2 * i] = digits[b >> 4];
+    hex[2 * i + 1] = digits[b & 15];
+  }
+  hex[LOWPI_DIST_ID_HEX] = '\0';
+}
+
+lowp_status lowpi_dist_id_decode(const char *hex, lowpi_nccl_id *id) {
+  size_t n = strlen(hex);
+  if (n != LOWPI_DIST_ID_HEX)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "LOWP_NCCL_ID has %zu characters: it must be %d hex digits (NCCL's "
+                      "%d-byte unique id)",
+                      n, LOWPI_DIST_ID_HEX, LOWPI_NCCL_ID_BYTES);
+  for (size_t i = 0; i < LOWPI_NCCL_ID_BYTES; i++) {
+    int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "LOWP_NCCL_ID: character %zu ('%c') is not a hex digit",
+                        hi < 0 ? 2 * i : 2 * i + 1, hi < 0 ? hex[2 * i] : hex[2 * i + 1]);
+    id->internal[i] = (char)(unsigned char)(hi * 16 + lo);
+  }
+  return LOWP_OK;
+}
+
+static lowp_status parse_timeout(const char *text, double *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (end == text || *end != '\0' || errno != 0 || !(v > 0.0 && v <= 1e7))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "LOWP_DIST_TIMEOUT='%s' must be a number of seconds > 0 (at most 1e7)", text);
+  *out = v;
+  return LOWP_OK;
+}
+
+lowp_status lowpi_dist_env_parse(lowpi_getenv_fn get, lowpi_dist_env *e) {
+  memset(e, 0, sizeof *e);
+  e->world_size = 1;
+  e->timeout_s = LOWPI_DIST_TIMEOUT_DEFAULT;
+  const char *rank = get("RANK"), *world = get("WORLD_SIZE"), *local = get("LOCAL_RANK");
+  const char *id = get("LOWP_NCCL_ID"), *addr = get("MASTER_ADDR"), *port = get("MASTER_PORT");
+  const char *timeout = get("LOWP_DIST_TIMEOUT");
+  if (timeout && timeout[0])
+    LOWPI_TRY(parse_timeout(timeout, &e->timeout_s));
+  if (!rank && !world)
+    return LOWP_OK; /* one process */
+  if (!rank || !world)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "%s is set but %s is not: set both (or neither, for one process)",
+                      rank ? "RANK" : "WORLD_SIZE", rank ? "WORLD_SIZE" : "RANK");
+  LOWPI_TRY(parse_int("WORLD_SIZE", world, 1, LOWPI_DIST_MAX_WORLD, &e->world_size));
+  LOWPI_TRY(parse_int("RANK", rank, 0, e->world_size - 1, &e->rank));
+  if (e->world_size == 1)
+    return LOWP_OK;
+  if (!local)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "LOCAL_RANK is not set (RANK and WORLD_SIZE are): set it to this "
+                      "process's GPU on its host");
+  LOWPI_TRY(parse_int("LOCAL_RANK", local, 0, LOWPI_DIST_MAX_WORLD - 1, &e->local_rank));
+  if (id) {
+    LOWPI_TRY(lowpi_dist_id_decode(id, &e->id));
+    e->have_id = 1;
+    return LOWP_OK;
+  }
+  if (!addr || !addr[0] || !port)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "WORLD_SIZE=%d but neither LOWP_NCCL_ID nor MASTER_ADDR and MASTER_PORT "
+                      "are set: launch with 'lowp train --gpus N' on one host, or set "
+                      "MASTER_ADDR/MASTER_PORT (rank 0's host and a free port) on every host",
+                      e->world_size);
+  if (strlen(addr) >= sizeof e->master_addr)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "MASTER_ADDR is too long (%zu characters)",
+                      strlen(addr));
+  strcpy(e->master_addr, addr);
+  return parse_int("MASTER_PORT", port, 1, 65535, &e->master_port);
+}
+
+lowp_status lowpi_dist_check_gpus(int gpus, int device_count) {
+  if (gpus < 1)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "--gpus %d: need at least 1", gpus);
+  if (gpus > device_count)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "--gpus %d: this host has %d GPU%s (CUDA_VISIBLE_DEVICES counts)", gpus,
+                      device_count, device_count == 1 ? "" : "s");
+  return LOWP_OK;
+}
+
+char **lowpi_dist_child_argv(const char *exe, int argc, char *const *argv) {
+  char **out = malloc(((size_t)argc + 2) * sizeof *out);
+  if (!out)
+    return NULL;
+  out[0] = (char *)(uintptr_t)exe; /* execve's prototype takes char *const []: not written */
+  for (int i = 0; i < argc; i++)
+    out[i + 1] = argv[i];
+  out[argc + 1] = NULL;
+  return out;
+}
+
+static int is_dist_var(const char *s) {
+  static const char *const names[] = {
+      "RANK",         "WORLD_SIZE",  "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+      "LOWP_NCCL_ID", "MASTER_ADDR", "MASTER_PORT"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    size_t n = strlen(names[i]);
+    if (!strncmp(s, names[i], n) && s[n] == '=')
+      return 1;
+  }
+  return 0;
+}
+
+char **lowpi_dist_child_env(char *const *env, int rank, int world, const char *id_hex) {
+  if (strlen(id_hex) > LOWPI_DIST_ID_HEX)
+    return NULL;
+  size_t n = 0;
+  while (env && env[n])
+    n++;
+  enum { NEW = 5, TEXT = 5 * 32 + LOWPI_DIST_ID_HEX + 32 };
+  /* One block: the pointer array, then the new variables' text. */
+  char **out = malloc((n + NEW + 1) * sizeof *out + TEXT);
+  if (!out)
+    return NULL;
+  char *text = (char *)(out + n + NEW + 1);
+  size_t k = 0, used = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!is_dist_var(env[i]))
+      out[k++] = env[i];
+  const char *fmt[NEW] = {"RANK=%d", "WORLD_SIZE=%d", "LOCAL_RANK=%d", "LOCAL_WORLD_SIZE=%d",
+                          "LOWP_NCCL_ID=%s"};
+  for (int j = 0; j < NEW; j++) {
+    out[k++] = text + used;
+    int w;
+    if (j == 4)
+      w = snprintf(text + used, TEXT - used, fmt[j], id_hex);
+    else
+      w = snprintf(text + used, TEXT - used, fmt[j], j == 1 || j == 3 ? world : rank);
+    used += (size_t)w + 1;
+  }
+  out[k] = NULL;
+  return out;
+}

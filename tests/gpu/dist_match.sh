@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Several GPUs against one (run on a machine with 2 GPUs and NCCL, from the repository root):
+#     bash tests/gpu/dist_match.sh BUILD_DIR DATA_FILE
+# 1. Losses: the tiny GPT-2 for 100 steps, same seed and global batch (8 x 64), on one GPU and
+#    with --gpus 2 for each recipe (bf16, fp8-current, fp8-delayed) and ZeRO stage; the per-step
+#    losses must agree within reordering noise: mean relative difference < 1e-3 (bf16) or 5e-3
+#    (fp8: each rank's current-scaling amax sees half the batch), max < 2e-2. --grad-comm bf16 is
+#    run too and reported (a looser bound: 1e-2 mean).
+# 2. Resume: a 2-GPU run stopped after 50 steps resumes on 1 GPU and on the CPU; steps 51-100
+#    must follow the uninterrupted 2-GPU run (mean rel diff < 1e-3 on the GPU, < 1e-2 on the CPU).
+# 3. A rank that dies: (a) under the launcher, SIGKILL rank 1: the run must exit non-zero within
+#    30 s saying "rank 1 exited with status 137"; (b) torchrun-style (RANK/WORLD_SIZE/MASTER_ADDR,
+#    no launcher), SIGKILL rank 1: rank 0 must exit non-zero within LOWP_DIST_TIMEOUT (15 s) + 30 s
+#    with a clear message (an NCCL remote error or "no progress for 15 s").
+# Env: RECIPES, ZEROS (default "0"), OUT (default /tmp/dist_match). Exit 0 only if all passed.
+set -uo pipefail
+build=$1
+data=$2
+recipes=${RECIPES:-bf16 fp8-current fp8-delayed}
+zeros=${ZEROS:-0}
+out=${OUT:-/tmp}/dist_match
+rm -rf "$out"
+mkdir -p "$out"
+lowp="$build/lowp"
+common=(--model tiny --steps 100 --batch 8 --seq 64 --data "$data" --eval-every 50 --seed 5
+  --device cuda)
+status=0
+fail() {
+  echo "FAILED: $*"
+  status=1
+}
+nvidia-smi -L || true
+ls -l /usr/lib/x86_64-linux-gnu/libnccl.so* 2>/dev/null || true
+
+run() { # name, then lowp train arguments
+  local name=$1
+  shift
+  local t0=$(($(date +%s%N) / 1000000))
+  if ! "$lowp" train "$@" --log "$out/$name.jsonl" >"$out/$name.txt" 2>&1; then
+    fail "$name: lowp train exited non-zero; its output:"
+    cat "$out/$name.txt"
+    return 1
+  fi
+  local ms=$(($(date +%s%N) / 1000000 - t0))
+  printf '%-28s %4d.%01d s  %s\n' "$name" $((ms / 1000)) $((ms % 1000 / 100)) \
+    "$(grep -E '^summary|optimizer states' "$out/$name.txt" | tr -s ' ' | tr '\n' ' ')"
+}
+
+compare() { # reference log, candidate log, mean bound, max bound, first step (1-based)
+  python3 - "$@" <<'PY'
+import json, sys
+ref, cand, mean_b, max_b, first = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+def losses(path):
+    try:
+        return {j["step"]: j["loss"] for j in map(json.loads, filter(str.strip, open(path)))}
+    except (OSError, ValueError, KeyError) as e:
+        print(f"  cannot read {path}: {e}"); return {}
+a, b = losses(ref), losses(cand)
+steps = [s for s in sorted(a) if s >= first]
+if not steps or any(s not in b for s in steps):
+    print(f"  FAIL {cand}: {len(b)} steps logged, {len(steps)} wanted"); sys.exit(1)
+rel = [abs(a[s] - b[s]) / abs(a[s]) for s in steps]
+bad = [x for x in rel if not x == x]  # NaN never passes
+mean, mx = sum(rel) / len(rel), max(rel)
+ok = not bad and mean < mean_b and mx < max_b
+worst = max(steps, key=lambda s: abs(a[s] - b[s]) / abs(a[s]))
+print(f"  {'ok  ' if ok else 'FAIL'} {cand.split('/')[-1]:32s} steps {steps[0]}-{steps[-1]}: "
+      f"mean rel diff {mean:.2e} (< {mean_b:g}), max {mx:.2e} (< {max_b:g}) at step {worst} "
+      f"({a[worst]:.6f} vs {b[worst]:.6f}); last loss {a[steps[-1]]:.4f} vs {b[steps[-1]]:.4f}")
+sys.exit(0 if ok else 1)
+PY
+}
+
+echo "== 1. losses: 1 GPU against 2 GPUs"
+for r in $recipes; do
+  run "$r.1gpu" "${common[@]}" --recipe "$r" || continue
+  mean=1e-3
+  [ "$r" != bf16 ] && mean=5e-3
+  for z in $zeros; do
+    run "$r.2gpu.zero$z" "${common[@]}" --recipe "$r" --gpus 2 --zero "$z" &&
+      { compare "$out/$r.1gpu.jsonl" "$out/$r.2gpu.zero$z.jsonl" $mean 2e-2 1 || fail "$r zero $z"; }
+  done
+  if [ "$r" = bf16 ]; then
+    run "$r.2gpu.bf16comm" "${common[@]}" --recipe "$r" --gpus 2 --grad-comm bf16 &&
+      { compare "$out/$r.1gpu.jsonl" "$out/$r.2gpu.bf16comm.jsonl" 1e-2 5e-2 1 || fail "$r bf16 comm"; }
+  fi
+done
+
+echo "== 2. resume: 2 GPUs -> 1 GPU, 2 GPUs -> CPU"
+for z in $zeros; do
+  run "resume.full.zero$z" "${common[@]}" --recipe bf16 --gpus 2 --zero "$z" || continue
+  run "resume.first.zero$z" "${common[@]}" --recipe bf16 --gpus 2 --zero "$z" --stop-after 50 \
+    --out "$out/ckpt$z" || continue
+  cp -r "$out/ckpt$z" "$out/ckpt$z.cpu"
+  cp "$out/resume.first.zero$z.jsonl" "$out/resume.gpu1.zero$z.jsonl"
+  cp "$out/resume.first.zero$z.jsonl" "$out/resume.cpu.zero$z.jsonl"
+  "$lowp" train --resume "$out/ckpt$z" --data "$data" --steps 100 --eval-every 50 --seed 5 \
+    --device cuda --log "$out/resume.gpu1.zero$z.jsonl" >"$out/resume.gpu1.zero$z.txt" 2>&1 ||
+    { fail "resume on 1 GPU"; cat "$out/resume.gpu1.zero$z.txt"; }
+  "$lowp" train --resume "$out/ckpt$z.cpu" --data "$data" --steps 100 --eval-every 50 --seed 5 \
+    --device cpu --log "$out/resume.cpu.zero$z.jsonl" >"$out/resume.cpu.zero$z.txt" 2>&1 ||
+    { fail "resume on the CPU"; cat "$out/resume.cpu.zero$z.txt"; }
+  compare "$out/resume.full.zero$z.jsonl" "$out/resume.gpu1.zero$z.jsonl" 1e-3 2e-2 51 ||
+    fail "resume on 1 GPU (zero $z)"
+  compare "$out/resume.full.zero$z.jsonl" "$out/resume.cpu.zero$z.jsonl" 1e-2 5e-2 51 ||
+    fail "resume on the CPU (zero $z)"
+done
+
+echo "== 3a. rank death under the launcher"
+long=(--model tiny --steps 100000 --batch 8 --seq 64 --data "$data" --eval-every 0 --seed 5
+  --device cuda --recipe bf16)
+LOWP_DIST_TIMEOUT=20 "$lowp" train "${long[@]}" --gpus 2 --log "$out/death.jsonl" >"$out/death.txt" 2>&1 &
+launcher=$!
+for _ in $(seq 600); do [ "$(wc -l <"$out/death.jsonl" 2>/dev/null || echo 0)" -ge 20 ] && break; sleep 0.1; done
+victim=""
+for p in $(pgrep -P $launcher); do
+  tr '\0' '\n' <"/proc/$p/environ" | grep -qx 'RANK=1' && victim=$p
+done
+if [ -z "$victim" ]; then
+  fail "rank death: no rank 1 worker found under the launcher ($launcher)"
+  kill $launcher 2>/dev/null
+else
+  t0=$(date +%s)
+  kill -9 "$victim"
+  for _ in $(seq 300); do kill -0 $launcher 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $launcher 2>/dev/null; then
+    fail "rank death: the launcher still runs 30 s after rank 1 was killed"
+    kill -9 $launcher
+  fi
+  wait $launcher
+  rc=$?
+  echo "  launcher exit status $rc after $(($(date +%s) - t0)) s; its last lines:"
+  tail -4 "$out/death.txt" | sed 's/^/    /'
+  [ $rc -ne 0 ] || fail "rank death: the launcher exited 0"
+  grep -q "rank 1 exited with status 137 (killed by signal 9); stopping the other ranks" \
+    "$out/death.txt" || fail "rank death: no 'rank 1 exited with status 137' message"
+fi
+pgrep -f "$out/death.jsonl" && fail "rank death: workers left running"
+
+echo "== 3b. rank death without the launcher (torchrun variables, TCP bootstrap, watchdog)"
+port=$((20000 + RANDOM % 20000))
+pids=()
+for rank in 0 1; do
+  RANK=$rank WORLD_SIZE=2 LOCAL_RANK=$rank MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    LOWP_DIST_TIMEOUT=15 "$lowp" train "${long[@]}" --log "$out/watchdog$rank.jsonl" \
+    >"$out/watchdog$rank.txt" 2>&1 &
+  pids+=($!)
+done
+pid0=${pids[0]}
+pid1=${pids[1]}
+for _ in $(seq 600); do [ "$(wc -l <"$out/watchdog0.jsonl" 2>/dev/null || echo 0)" -ge 20 ] && break; sleep 0.1; done
+t0=$(date +%s)
+kill -9 "$pid1"
+for _ in $(seq 450); do kill -0 "$pid0" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid0" 2>/dev/null; then
+  fail "watchdog: rank 0 still runs 45 s after rank 1 was killed"
+  kill -9 "$pid0"
+fi
+wait "$pid0"
+rc=$?
+echo "  rank 0 exit status $rc after $(($(date +%s) - t0)) s; its last lines:"
+tail -3 "$out/watchdog0.txt" | sed 's/^/    /'
+[ $rc -ne 0 ] || fail "watchdog: rank 0 exited 0"
+grep -qE "rank 0 of 2: .*(peer rank|NCCL reports)" "$out/watchdog0.txt" ||
+  fail "watchdog: no clear message from rank 0"
+wait 2>/dev/null
+
+echo
+[ $status -eq 0 ] && echo "dist_match: ALL PASSED" || echo "dist_match: SOME CHECKS FAILED"
+exit $status
