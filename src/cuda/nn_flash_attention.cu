@@ -73,8 +73,8 @@ template <int HS> struct smem_layout {
   static constexpr size_t h_tile = (size_t)kTile * ldh * 2;    /* (64, hs) bf16 */
   static constexpr size_t p_tile = (size_t)kTile * kLdP * 2;   /* (64, 64) bf16 */
   static constexpr size_t rows = (size_t)kTile * 4;            /* 64 floats */
-  /* forward: s, o, q, k, v, p, row stats (1 / l) */
-  static constexpr size_t fwd = f32_tile + o_tile + 3 * h_tile + p_tile + rows;
+  /* forward: s, o (P V of a tile, then out), q, k, v, p */
+  static constexpr size_t fwd = f32_tile + o_tile + 3 * h_tile + p_tile;
   /* backward (both kernels): s, dp, four bf16 tiles, p, ds, lse, D */
   static constexpr size_t bwd = 2 * f32_tile + 4 * h_tile + 2 * p_tile + 2 * rows;
   static_assert(f32_tile % 32 == 0 && o_tile % 32 == 0 && h_tile % 32 == 0 && p_tile % 32 == 0,
@@ -212,7 +212,6 @@ __global__ void __launch_bounds__(kThreads)
   bf16 *s_q = reinterpret_cast<bf16 *>(smem + L::f32_tile + L::o_tile);
   bf16 *s_k = s_q + kTile * ldh, *s_v = s_k + kTile * ldh;
   bf16 *s_p = s_v + kTile * ldh;
-  float *s_inv = reinterpret_cast<float *>(s_p + kTile * kLdP);
 
   const int bh = (int)blockIdx.x, C = NH * HS;
   const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first: better tail */
@@ -224,9 +223,11 @@ __global__ void __launch_bounds__(kThreads)
   const int qi = q0 + row;
 
   load_tile<HS>(s_q, q16 + head, q0, T);
-  for (int c = half; c < HS; c += 2)
-    s_o[row * ldo + c] = 0.0f;
   float m = -INFINITY, l = 0.0f; /* running max and sum of the lane's row */
+  float o[HS / 2];               /* O of the lane's row, columns half + 2 i */
+#pragma unroll
+  for (int i = 0; i < HS / 2; i++)
+    o[i] = 0.0f;
 
   for (int kt = 0; kt <= qt; kt++) { /* causal: key tiles after the query tile are all masked */
     const int k0 = kt * kTile;
@@ -261,34 +262,38 @@ __global__ void __launch_bounds__(kThreads)
     sum += __shfl_xor_sync(kFull, sum, 1);
     l = l * alpha + sum; /* the fp32 probabilities, as the CPU's normaliser */
     m = m_new;
-    for (int c = half; c < HS; c += 2)
-      s_o[row * ldo + c] *= alpha;
     __syncwarp();
 
-    /* O (16, HS) += P (16, 64) V (64, HS), accumulated in place in shared memory */
-    frag_acc o[HS / 16];
+    /* PV (16, HS) = P (16, 64) V (64, HS) through the warp's rows of s_o (the accumulator
+     * layout of WMMA is opaque), then O = alpha O + PV in the lanes' registers */
+    frag_acc pv[HS / 16];
 #pragma unroll
     for (int n = 0; n < HS / 16; n++)
-      wmma::load_matrix_sync(o[n], s_o + wr * ldo + n * 16, ldo, wmma::mem_row_major);
-    rows_times_tile<HS>(o, s_p + wr * kLdP, s_v, ldh);
+      wmma::fill_fragment(pv[n], 0.0f);
+    rows_times_tile<HS>(pv, s_p + wr * kLdP, s_v, ldh);
 #pragma unroll
     for (int n = 0; n < HS / 16; n++)
-      wmma::store_matrix_sync(s_o + wr * ldo + n * 16, o[n], ldo, wmma::mem_row_major);
+      wmma::store_matrix_sync(s_o + wr * ldo + n * 16, pv[n], ldo, wmma::mem_row_major);
     __syncwarp();
+#pragma unroll
+    for (int i = 0; i < HS / 2; i++)
+      o[i] = o[i] * alpha + s_o[row * ldo + half + 2 * i];
+    __syncwarp(); /* the rows of s_o are rewritten on the next tile */
   }
 
-  if (half == 0) {
-    s_inv[row] = 1.0f / l;
-    if (qi < T)
-      lse[(size_t)bh * T + qi] = m + logf(l);
-  }
+  /* out = O / l: into s_o, then one row at a time by the whole warp (coalesced) */
+  const float inv = 1.0f / l;
+#pragma unroll
+  for (int i = 0; i < HS / 2; i++)
+    s_o[row * ldo + half + 2 * i] = o[i] * inv;
+  if (half == 0 && qi < T)
+    lse[(size_t)bh * T + qi] = m + logf(l);
   __syncwarp();
-  /* out = O / l, one row at a time by the whole warp (coalesced) */
   const int b = bh / NH, h = bh % NH;
   for (int r = wr; r < wr + 16 && q0 + r < T; r++) {
     float *orow = out + ((size_t)b * T + q0 + r) * C + (size_t)h * HS;
     for (int c = lane; c < HS; c += 32)
-      orow[c] = s_o[r * ldo + c] * s_inv[r];
+      orow[c] = s_o[r * ldo + c];
   }
 }
 
