@@ -408,7 +408,7 @@ lowp_status check_block(void *c, lowp_format c_format, const lowpi_fp8_block_ope
       return lowpi_fail(LOWP_ERR_INVALID_ARG,
                         "lowpi_cuda_gemm_fp8_block: operand %c must be e4m3/e5m2 with 1x128 or "
                         "128x128 blocks (got %s, kind %d)",
-                        "ab"[i], fmt_name(ops[i]->format), (int)ops[i] -> kind);
+                        "ab"[i], fmt_name(ops[i]->format), (int)(ops[i]->kind));
   if (a->format == LOWP_E5M2 && b->format == LOWP_E5M2)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_fp8_block: e5m2 x e5m2");
   if (a->kind == LOWPI_FP8_BLOCK_128X128 && b->kind == LOWPI_FP8_BLOCK_128X128)

@@ -277,10 +277,6 @@ void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts 
   *out = g->counts;
 }
 
-int lowpi_gpu_linears_block_native(const lowpi_gpu_linears *g) {
-  return g->block_native;
-}
-
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
   size_t b = 0;
   for (int i = 0; i < 4; i++)

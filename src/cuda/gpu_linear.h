@@ -71,14 +71,12 @@ lowp_status lowpi_gpu_linears_upload_delayed(lowpi_gpu_linears *g, lowpi_recipe_
 typedef struct {
   unsigned long long runs[5];       /* by operand type: fp32 (incl. the fp32 emulation), bf16 (incl.
                                        the exact bf16 emulation), fp16, fp8 per-tensor, fp8 blocks */
-  unsigned long long block_refused; /* block-scaled GEMMs cuBLASLt refused (run emulated) */
+  unsigned long long block_refused; /* refusals of a block-scaled GEMM by cuBLASLt (at most 1:
+                                       from then on every block GEMM runs emulated) */
   unsigned long long dy_reused;     /* wgrads that took dY's operand from the dgrad */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);
-/* 1 while block-scaled fp8 GEMMs run natively: an sm_90 device (lowpi_cuda_fp8_block_supported)
- * and no refusal by cuBLASLt so far. */
-int lowpi_gpu_linears_block_native(const lowpi_gpu_linears *g);
 /* Several GPUs: the delayed-scaling states' amax of this step (history[0], device floats) to
  * all-reduce with max before end_step(), so that every rank keeps the same scales. */
 size_t lowpi_gpu_linears_num_delayed(const lowpi_gpu_linears *g);
