@@ -97,6 +97,9 @@ typedef struct {
   const float *a_scale; /* device pointer or NULL */
   const float *b_scale; /* device pointer or NULL */
   int fp8_fast_accum;   /* 1: Hopper's faster, less exact fp8 accumulation (TE's fprop) */
+  const float *bias;    /* device (N) fp32 or NULL: C[i][j] += bias[j] in the GEMM's epilogue
+                           (a linear layer's bias, one pass less); non-fp8 operands, 16-byte
+                           aligned, no batch */
 } lowp_cuda_gemm_opts;
 
 /* Defaults: given formats, no transposes, alpha 1, beta 0, no scales, exact accumulation. */

@@ -108,6 +108,7 @@ uint32_t alignment_of(const void *p, uint64_t ld_bytes) {
 struct algo_key {
   int device, a_format, b_format, c_format, trans_a, trans_b, m, n, k, fast, scaled, batch;
   int block_a, block_b; /* lowpi_fp8_block_kind of each operand; 0 for the other GEMMs */
+  int bias;             /* the bias epilogue */
   int64_t stride[3];
   uint32_t align[3];
 };
@@ -160,6 +161,10 @@ lowp_status check_types(const lowp_cuda_gemm_opts *o, int m, int n, int k, const
                       "bf16 x bf16 -> fp32/bf16, fp16 x fp16 -> fp32/fp16, e4m3/e5m2 x e4m3, "
                       "e4m3 x e5m2 -> fp32/bf16)",
                       fmt_name(fa), fmt_name(fb), fmt_name(fc));
+  if (o->bias && (fp8 || ((uintptr_t)o->bias & 15u)))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowp_cuda_gemm: the bias epilogue takes non-fp8 operands and a 16-byte "
+                      "aligned bias (add it separately otherwise)");
   if (!fp8 && (o->a_scale || o->b_scale))
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowp_cuda_gemm: scale pointers are for fp8 operands only (%s x %s)",
@@ -201,6 +206,7 @@ lowp_cuda_gemm_opts lowp_cuda_gemm_defaults(lowp_format a_format, lowp_format b_
   o.a_scale = NULL;
   o.b_scale = NULL;
   o.fp8_fast_accum = 0;
+  o.bias = NULL;
   return o;
 }
 
@@ -221,6 +227,8 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
                       "lowp_cuda_gemm: bad batch %d (strides %lld, %lld, %lld)", batch,
                       (long long)stride_a, (long long)stride_b, (long long)stride_c);
   LOWPI_TRY(check_types(o, m, n, k, a, b, c));
+  if (o->bias && batch > 1)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_gemm: no bias with a batch");
   const cudaDataType_t ta = cuda_type(o->a_format), tb = cuda_type(o->b_format);
   const cudaDataType_t tc = cuda_type(o->c_format);
 
@@ -253,6 +261,17 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
                                                     &lt_b_scale, sizeof lt_b_scale));
     LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
                                                     sizeof fast));
+  }
+  if (o->bias) {
+    /* cuBLASLt adds a vector along the rows of its column-major D (n, m): our columns. */
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const cudaDataType_t bias_type = CUDA_R_32F;
+    LOWPI_CUBLAS_TRY(
+        cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &o->bias, sizeof o->bias));
+    LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                    &bias_type, sizeof bias_type));
   }
   LOWPI_CUBLAS_TRY(
       cublasLtMatrixLayoutCreate(&call.a, tb, lt_a_rows, lt_a_cols, (int64_t)lt_a_rows));
@@ -289,6 +308,7 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
   key.fast = o->fp8_fast_accum ? 1 : 0;
   key.scaled = (o->a_scale ? 1 : 0) | (o->b_scale ? 2 : 0);
   key.batch = batch;
+  key.bias = o->bias ? 1 : 0;
   if (batch > 1) {
     key.stride[0] = stride_a;
     key.stride[1] = stride_b;

@@ -487,9 +487,17 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   return LOWP_OK;
 }
 
-/* c (M, N) [+]= A B^T with A (M, K), B (N, K) as the operands say. */
+/* c (M, N) [+]= A B^T (+ bias (N), may be NULL) with A (M, K), B (N, K) as the operands say.
+ * The bias goes into the GEMM's epilogue where cuBLASLt takes it (bf16/fp16/fp32 operands, an
+ * aligned bias: the same fp32 addition, one pass over c less), else a separate pass adds it. */
 static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int N, int K,
-                        float beta) {
+                        float beta, const float *bias) {
+  const int epilogue_bias = bias && !a->block && !a->scale && !b->scale && a->format != LOWP_E4M3 &&
+                            a->format != LOWP_E5M2 && ((uintptr_t)bias & 15u) == 0;
+  if (bias && !epilogue_bias) {
+    LOWPI_TRY(gemm(c, a, b, M, N, K, beta, NULL));
+    return lowpi_cuda_add_bias(c, bias, M, N);
+  }
   if (a->block) { /* both K-major (make_operand transposed them before quantizing) */
     const lowpi_fp8_block_operand ba = {a->ptr, a->format, a->scale, a->block};
     const lowpi_fp8_block_operand bb = {b->ptr, b->format, b->scale, b->block};
@@ -501,6 +509,7 @@ static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int
   o.a_scale = a->scale;
   o.b_scale = b->scale;
   o.beta = beta;
+  o.bias = epilogue_bias ? bias : NULL;
   return lowp_cuda_gemm(c, a->ptr, b->ptr, M, N, K, &o);
 }
 
@@ -520,7 +529,8 @@ typedef struct {
  * and the slot). *run_out: how it ran; *a_out: the A operand it used (may be NULL). */
 static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm which, float *c,
                                const gemm_input *ia, const gemm_input *ib, const operand *given,
-                               int M, int N, int K, float beta, gemm_run *run_out, operand *a_out) {
+                               int M, int N, int K, float beta, const float *bias,
+                               gemm_run *run_out, operand *a_out) {
   const op_state *oa = &ls->op[slot_of(which, LOWPI_OPERAND_A)];
   const op_state *ob = &ls->op[slot_of(which, LOWPI_OPERAND_B)];
   for (;;) {
@@ -533,7 +543,7 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
                              ia->k_along_cols, &a));
     LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_B, run, ib->x, ib->rows, ib->cols,
                            ib->k_along_cols, &b));
-    lowp_status st = gemm(c, &a, &b, M, N, K, beta);
+    lowp_status st = gemm(c, &a, &b, M, N, K, beta, bias);
     if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given) {
       g->block_native = 0;
       g->counts.block_refused++;
@@ -554,8 +564,7 @@ lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, 
   // out (N, OC), inp (N, C), weight (OC, C), bias (OC)
   lin_state *ls = &g->lin[lin];
   const gemm_input x = {inp, (size_t)N, (size_t)C, 1}, w = {weight, (size_t)OC, (size_t)C, 1};
-  LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, N, OC, C, 0.0f, NULL, NULL));
-  return bias ? lowpi_cuda_add_bias(out, bias, N, OC) : LOWP_OK;
+  return linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, N, OC, C, 0.0f, bias, NULL, NULL);
 }
 
 /* The wgrad's dY operand taken from the dgrad's (d, made from the same dout (N, OC) K-major
@@ -614,8 +623,8 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
   gemm_run run_d = RUN_FP32;
   if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W */
     const gemm_input a = {dout, (size_t)N, (size_t)OC, 1}, b = {weight, (size_t)OC, (size_t)C, 0};
-    LOWPI_TRY(
-        linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, N, C, OC, 0.0f, &run_d, &dy));
+    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, N, C, OC, 0.0f, NULL, &run_d,
+                          &dy));
   }
   { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns. dY's operand
      * comes from the dgrad's where that gives the same values (reuse_dy). Nothing between
@@ -630,7 +639,7 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
       LOWPI_TRY(reuse_dy(g, ls, &dy, run_d, run_w, (size_t)N, (size_t)OC, &given, &reused));
     }
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_WGRAD, dweight, &a, &b, reused ? &given : NULL, OC, C,
-                          N, 1.0f, NULL, NULL));
+                          N, 1.0f, NULL, NULL, NULL));
     g->counts.dy_reused += (unsigned long long)reused;
   }
   if (dbias) {

@@ -26,6 +26,7 @@ typedef struct {
   int m, n, k, trans_a, trans_b;
   float alpha, beta, sa, sb; /* sa/sb: fp8 dequantization scales (1 for the others) */
   int off;                   /* A, B and C start `off` elements into their buffers */
+  int bias;                  /* a random bias (N) through the epilogue */
 } gemm_case;
 
 static float range_of(lowp_format f) {
@@ -82,7 +83,15 @@ static void run_case(const gemm_case *g) {
   if (g->beta != 0.0f)
     GC_REQUIRE(lowp_cuda_memcpy(pc, c0_codes, nc * bc, LOWP_CUDA_H2D));
 
+  float *hbias = calloc((size_t)n, sizeof(float)), *dbias = NULL;
+  if (!hbias)
+    exit(1);
+  for (int j = 0; g->bias && j < n; j++)
+    hbias[j] = (float)(4 * gc_uniform() - 2);
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dbias, (size_t)n * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_memcpy(dbias, hbias, (size_t)n * sizeof(float), LOWP_CUDA_H2D));
   lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(g->fa, g->fb, g->fc);
+  o.bias = g->bias ? dbias : NULL;
   o.trans_a = g->trans_a;
   o.trans_b = g->trans_b;
   o.alpha = g->alpha;
@@ -92,10 +101,10 @@ static void run_case(const gemm_case *g) {
     o.b_scale = dscale + 4;
   }
   char what[160];
-  snprintf(what, sizeof what, "%s x %s -> %s, %d x %d x %d, trans %d%d, alpha %g beta %g%s",
+  snprintf(what, sizeof what, "%s x %s -> %s, %d x %d x %d, trans %d%d, alpha %g beta %g%s%s",
            lowp_format_get(g->fa)->name, lowp_format_get(g->fb)->name, lowp_format_get(g->fc)->name,
            m, n, k, g->trans_a, g->trans_b, (double)g->alpha, (double)g->beta,
-           off ? ", offset" : "");
+           off ? ", offset" : "", g->bias ? ", bias" : "");
   lowp_status st = lowp_cuda_gemm(pc, pa, pb, m, n, k, &o);
   GC_CHECK(st == LOWP_OK, "%s: %s", what, lowp_last_error());
   if (st == LOWP_OK) {
@@ -121,10 +130,11 @@ static void run_case(const gemm_case *g) {
           sum += t;
           abs_sum += fabs(t);
         }
-        double ref = scale * sum + (double)g->beta * c0[(size_t)i * n + j];
+        double ref = scale * sum + (double)g->beta * c0[(size_t)i * n + j] + hbias[j];
         /* the output's rounding acts on the accumulated value: ref + accumulation error */
         double bound = eps_acc * fabs(scale) * abs_sum * (1 + eps_out) + eps_out * fabs(ref) +
-                       0x1p-23 * fabs((double)g->beta * c0[(size_t)i * n + j]) + 1e-30;
+                       0x1p-23 * fabs((double)g->beta * c0[(size_t)i * n + j]) +
+                       0x1p-23 * fabs((double)hbias[j]) + 1e-30;
         double c = got[(size_t)i * n + j];
         if (!isfinite(c)) {
           nonfinite++;
@@ -153,6 +163,8 @@ static void run_case(const gemm_case *g) {
   lowp_cuda_free(db);
   lowp_cuda_free(dc);
   lowp_cuda_free(dscale);
+  lowp_cuda_free(dbias);
+  free(hbias);
   free(ha);
   free(hb);
   free(hc);
@@ -239,6 +251,13 @@ static void test_bad_args(void) {
            "bf16 with a scale accepted");
   o.a_scale = NULL;
   GC_CHECK(lowp_cuda_gemm(d, d, d, 0, 16, 16, &o) == LOWP_ERR_INVALID_ARG, "M = 0 accepted");
+  o = lowp_cuda_gemm_defaults(LOWP_E4M3, LOWP_E4M3, LOWP_FP32);
+  o.bias = (const float *)d;
+  GC_CHECK(lowp_cuda_gemm(d, d, d, 16, 16, 16, &o) == LOWP_ERR_INVALID_ARG, "fp8 bias accepted");
+  o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_FP32);
+  o.bias = (const float *)d + 1;
+  GC_CHECK(lowp_cuda_gemm(d, d, d, 16, 16, 16, &o) == LOWP_ERR_INVALID_ARG,
+           "misaligned bias accepted");
   o = lowp_cuda_gemm_defaults(LOWP_E2M1, LOWP_E2M1, LOWP_FP32);
   GC_CHECK(lowp_cuda_gemm(d, d, d, 16, 16, 16, &o) == LOWP_ERR_UNSUPPORTED, "fp4 accepted");
   lowp_cuda_free(d);
@@ -251,25 +270,34 @@ int main(void) {
   const int big = gc_small() ? 0 : 1;
   /* fp32 and bf16: awkward shapes, every transpose combination, beta. */
   for (int t = 0; t < 4; t++) {
-    gemm_case f32 = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 17, 33, 65, t & 1, t >> 1, 1, 0, 1, 1, 0};
+    gemm_case f32 = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 17, 33, 65, t & 1, t >> 1, 1, 0, 1, 1, 0, 0};
     run_case(&f32);
-    gemm_case b32 = {LOWP_BF16, LOWP_BF16, LOWP_FP32, 17, 33, 65, t & 1, t >> 1, 1, 0, 1, 1, 0};
+    gemm_case b32 = {LOWP_BF16, LOWP_BF16, LOWP_FP32, 17, 33, 65, t & 1, t >> 1, 1, 0, 1, 1, 0, 0};
     run_case(&b32);
-    gemm_case b16 = {LOWP_BF16, LOWP_BF16, LOWP_BF16, 31, 9, 130, t & 1, t >> 1, 0.5f, 1, 1, 1, 0};
+    gemm_case b16 = {LOWP_BF16, LOWP_BF16, LOWP_BF16, 31, 9, 130, t & 1,
+                     t >> 1,    0.5f,      1,         1,  1, 0,   0};
     run_case(&b16);
   }
   /* Misaligned operands and output (2- or 4-byte aligned only): cuBLASLt must be told. */
   for (int t = 0; t < 4; t++) {
-    gemm_case b32 = {LOWP_BF16, LOWP_BF16, LOWP_FP32, 24, 40, 72, t & 1, t >> 1, 1, 0, 1, 1, 1};
+    gemm_case b32 = {LOWP_BF16, LOWP_BF16, LOWP_FP32, 24, 40, 72, t & 1, t >> 1, 1, 0, 1, 1, 1, 0};
     run_case(&b32);
-    gemm_case f32 = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 24, 40, 72, t & 1, t >> 1, 1, 1, 1, 1, 3};
+    gemm_case f32 = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 24, 40, 72, t & 1, t >> 1, 1, 1, 1, 1, 3, 0};
     run_case(&f32);
   }
-  gemm_case one = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0};
+  /* The bias epilogue: fp32, bf16 and fp16 operands, fp32 output (the linear layer's forward). */
+  const lowp_format bias_fmts[3] = {LOWP_FP32, LOWP_BF16, LOWP_FP16};
+  for (int f = 0; f < 3; f++) {
+    gemm_case bc = {bias_fmts[f], bias_fmts[f], LOWP_FP32, 37, 48, 80, 0, 0, 1, 0, 1, 1, 0, 1};
+    run_case(&bc);
+    gemm_case bb = {bias_fmts[f], bias_fmts[f], LOWP_FP32, 256, 96, 512, 0, 0, 1, 0, 1, 1, 0, 1};
+    run_case(&bb);
+  }
+  gemm_case one = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 0};
   run_case(&one);
-  gemm_case f32big = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 64, 48, 1024, 0, 0, 1, 0, 1, 1, 0};
+  gemm_case f32big = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 64, 48, 1024, 0, 0, 1, 0, 1, 1, 0, 0};
   run_case(&f32big);
-  gemm_case bbig = {LOWP_BF16, LOWP_BF16, LOWP_BF16, 256, 192, 1024, 0, 0, 1, 0, 1, 1, 0};
+  gemm_case bbig = {LOWP_BF16, LOWP_BF16, LOWP_BF16, 256, 192, 1024, 0, 0, 1, 0, 1, 1, 0, 0};
   run_case(&bbig);
 
   /* fp8: the three Hopper combinations, both outputs, scales, alpha/beta. */
@@ -280,13 +308,14 @@ int main(void) {
     for (int oc = 0; oc < 2; oc++)
       for (int s = 0; s < 2 + big; s++) {
         const lowp_format out = oc ? LOWP_BF16 : LOWP_FP32;
-        gemm_case g = {pairs[p][0], pairs[p][1], out, 0, 0, 0, 0, 0, 1, 0, 0.37f, 1.7f, 0};
+        gemm_case g = {pairs[p][0], pairs[p][1], out, 0, 0, 0, 0, 0, 1, 0, 0.37f, 1.7f, 0, 0};
         g.m = shapes[s][0];
         g.n = shapes[s][1];
         g.k = shapes[s][2];
         run_case(&g);
       }
-  gemm_case beta = {LOWP_E4M3, LOWP_E4M3, LOWP_FP32, 48, 80, 144, 0, 0, 0.5f, 1.5f, 0.25f, 3.0f, 0};
+  gemm_case beta = {LOWP_E4M3, LOWP_E4M3, LOWP_FP32, 48,    80,   144, 0,
+                    0,         0.5f,      1.5f,      0.25f, 3.0f, 0,   0};
   run_case(&beta);
   check_emulation(LOWP_E4M3, LOWP_E4M3, 128, 256, 512);
   check_emulation(LOWP_E5M2, LOWP_E4M3, 128, 256, 512);
