@@ -1,5 +1,5 @@
 /* Fused causal self-attention with bf16 tensor cores (FlashAttention-2's schedule): the T x T
- * scores and probabilities never leave shared memory.
+ * scores and probabilities never leave the registers.
  *
  *   prep:     q, k, v (and, backward, dout) rounded to bf16 (RNE) into head-major copies
  *             (B, NH, T, hs) in the workspace: the tiles are then 16-byte loads.
@@ -19,20 +19,30 @@
  * sums and in P being rounded to bf16 before its normalisation by 1 / l (the online softmax
  * cannot know l yet): both are within the bf16 rounding of P (2^-9 relative per term).
  *
- * Tiles: 4 warps per block, each owning 16 rows of the tile, so the softmax and the rescaling
- * of a row need only its warp (__syncwarp); the block synchronises only around the shared
- * K / V (or Q / dO) tiles. Matrix products with WMMA 16x16x16 (bf16 in, fp32 accumulate); the
- * score tiles go through shared memory in fp32, where two lanes own each row. */
+ * Tiles: 4 warps per block, each owning 16 rows of a 64-row tile (query rows in the forward
+ * and the dQ kernel, key rows in the dK / dV kernel). The products are mma.sync m16n8k16 (bf16
+ * in, fp32 accumulate) on register fragments; a warp's 16 x 64 scores stay in the accumulator
+ * fragments, where each row lives in the 4 lanes of a quad, so the row max and sum need two
+ * shuffles. The accumulator layout of one m16n8k16 matches the A-operand layout of the next
+ * (FlashAttention-2's trick): P and dS become bf16 A fragments without leaving the registers.
+ * Fragment layouts: PTX ISA, "Warp-level Matrix Fragment for mma.m16n8k16 with floating point
+ * type" (section 9.7.14.5.8 in PTX ISA 8.x): with g = lane / 4 and t = lane % 4,
+ *   A (16 x 16, row): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..);
+ *   B (16 x 8, col):  b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g);
+ *   C (16 x 8, f32):  c0 c1 (g, 2t..2t+1), c2 c3 (g+8, 2t..2t+1);
+ * each .b32 register holds two bf16, the lower column (or k) in its low half. The shared tiles
+ * are read with ldmatrix (.trans for the operands stored k-major: V, dO, Q, K as B of the
+ * second products); their rows are padded by 16 bytes, so the 8 rows of an 8 x 8 matrix land
+ * on distinct banks. K / V (or Q / dO) tiles are double-buffered: cp.async (16 bytes, zero
+ * fill past T) fetches the next tile while the current one is multiplied. */
 #include <cuda_bf16.h>
-#include <mma.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cuda/cast_fast.cuh"
 #include "cuda/cuda_common.h"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
-
-using namespace nvcuda;
 
 namespace {
 
@@ -41,21 +51,16 @@ typedef __nv_bfloat16 bf16;
 constexpr int kTile = 64;               /* query rows and keys per tile */
 constexpr int kWarps = 4;               /* each owns 16 rows of a tile */
 constexpr int kThreads = kWarps * 32;   /* threads per block */
-constexpr int kPadH = 8;                /* bf16 row padding: rows land on other banks */
-constexpr int kPadF = 4;                /* fp32 row padding, the same reason */
-constexpr int kLdS = kTile + kPadF;     /* fp32 score rows (68) */
-constexpr int kLdP = kTile + kPadH;     /* bf16 probability rows (72) */
+constexpr int kPadH = 8;                /* bf16 row padding (16 bytes): conflict-free ldmatrix */
+constexpr int kN = kTile / 8;           /* 8-column accumulator tiles across a 64-wide tile */
 constexpr size_t kAlign = 256;          /* workspace buffers start 256-byte aligned */
 constexpr unsigned kFull = 0xFFFFFFFFu; /* all lanes of a warp */
+static_assert(kWarps * 16 == kTile, "each warp owns 16 rows of a tile");
+static_assert(kTile % 16 == 0, "tiles are whole 16-key chunks");
 
 size_t align_up(size_t x) {
   return (x + kAlign - 1) / kAlign * kAlign;
 }
-
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> frag_a;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> frag_b_row;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> frag_b_col;
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_acc;
 
 /* The library's bf16 rounding (RNE, NaN kept), as a CUDA bf16. */
 __device__ __forceinline__ bf16 round_bf16(float x) {
@@ -64,93 +69,179 @@ __device__ __forceinline__ bf16 round_bf16(float x) {
   return bf16(r);
 }
 
-/* Shared memory of the kernels (byte offsets; every buffer 32-byte aligned, as WMMA needs).
- * ldh / ldo: row strides of the (rows, hs) bf16 and fp32 tiles. */
+/* Two floats rounded to bf16 (RNE: cvt.rn.bf16x2.f32, the same bits as lowpi_bf16_rne for
+ * every non-NaN value) in one register: lo in the low half (the lower column). */
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  uint32_t u;
+  memcpy(&u, &v, sizeof u);
+  return u;
+}
+
+/* Shared memory of the kernels: (64, HS) bf16 tiles with rows of HS + kPadH elements. */
 template <int HS> struct smem_layout {
-  static constexpr int ldh = HS + kPadH, ldo = HS + kPadF;
-  static constexpr size_t f32_tile = (size_t)kTile * kLdS * 4; /* (64, 64) fp32 scores */
-  static constexpr size_t o_tile = (size_t)kTile * ldo * 4;    /* (64, hs) fp32 */
-  static constexpr size_t h_tile = (size_t)kTile * ldh * 2;    /* (64, hs) bf16 */
-  static constexpr size_t p_tile = (size_t)kTile * kLdP * 2;   /* (64, 64) bf16 */
-  static constexpr size_t rows = (size_t)kTile * 4;            /* 64 floats */
-  /* forward: s, o (P V of a tile, then out), q, k, v, p */
-  static constexpr size_t fwd = f32_tile + o_tile + 3 * h_tile + p_tile;
-  /* backward (both kernels): s, dp, four bf16 tiles, p, ds, lse, D */
-  static constexpr size_t bwd = 2 * f32_tile + 4 * h_tile + 2 * p_tile + 2 * rows;
-  static_assert(f32_tile % 32 == 0 && o_tile % 32 == 0 && h_tile % 32 == 0 && p_tile % 32 == 0,
-                "WMMA tiles need 32-byte alignment");
+  static constexpr int ld = HS + kPadH;                   /* row stride (elements) */
+  static constexpr size_t tile = (size_t)kTile * ld * 2;  /* one bf16 tile (bytes) */
+  static constexpr size_t fwd = 5 * tile;                 /* q, k[2], v[2] */
+  static constexpr size_t bwd = 6 * tile + 4 * kTile * 4; /* 2 fixed, 2 x 2 streamed; stats */
+  static_assert(HS % 16 == 0, "head size is whole 16-wide k chunks");
+  static_assert(ld * 2 % 16 == 0, "ldmatrix / cp.async rows must be 16-byte aligned");
+  static_assert(tile % 16 == 0, "tiles start 16-byte aligned");
+  static_assert(fwd <= 227 * 1024 && bwd <= 227 * 1024, "shared memory per block");
 };
 
-/* Rows [t0, t0 + 64) of a head-major (T, HS) bf16 matrix into a shared tile with rows of
- * HS + kPadH; rows at or past T are zeros (the masked tail). 16-byte copies, whole block. */
-template <int HS>
-__device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *__restrict__ src, int t0, int T) {
-  constexpr int kChunks = HS / 8; /* 16-byte pieces per row */
-  for (int idx = (int)threadIdx.x; idx < kTile * kChunks; idx += kThreads) {
-    const int r = idx / kChunks, c = (idx % kChunks) * 8;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (t0 + r < T)
-      v = *reinterpret_cast<const uint4 *>(src + (size_t)(t0 + r) * HS + c);
-    *reinterpret_cast<uint4 *>(dst + r * (HS + kPadH) + c) = v;
-  }
+__device__ __forceinline__ uint32_t smem_addr(const void *p) {
+  return (uint32_t)__cvta_generic_to_shared(p);
 }
 
-/* acc[n] (16, 16) for n < 4: the warp's 16 rows of A (row-major, lda) times the 64 rows of B
- * (row-major, ldb) transposed, over the HS columns: rows x 64 of A B^T. */
+/* 16 bytes global -> shared, asynchronous; src_bytes 0 writes zeros (rows past T). */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(src_bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+/* Wait until at most N of this thread's committed groups are still in flight. */
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+/* Four 8 x 8 bf16 matrices from shared memory; lanes 8i..8i+7 give the row addresses of
+ * matrix i, and register i receives matrix i (row lane / 4, columns 2 (lane % 4) and + 1, or
+ * with .trans the transposed). */
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16 *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16 *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+/* d (16 x 8, fp32) += a (16 x 16, bf16) b (16 x 8, bf16). */
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+               "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* The A fragment of rows [r0, r0 + 16), columns [c0, c0 + 16) of a row-major shared tile:
+ * matrices (rows 0-7, cols 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15) = a0..a3. */
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf16 *tile, int ld, int r0, int c0,
+                                       int lane) {
+  ldsm_x4(a, tile + (r0 + lane % 16) * ld + c0 + lane / 16 * 8);
+}
+
+/* B fragments of two 8-column tiles n0 and n0 + 8, k in [c0, c0 + 16), where B (k, n) =
+ * tile[n][k] (B^T stored row-major: K for Q K^T): b[0], b[1] for n0, b[2], b[3] for n0 + 8. */
+__device__ __forceinline__ void load_b(uint32_t (&b)[4], const bf16 *tile, int ld, int n0, int c0,
+                                       int lane) {
+  ldsm_x4(b, tile + (n0 + lane % 8 + lane / 16 * 8) * ld + c0 + lane / 8 % 2 * 8);
+}
+
+/* The same where B (k, n) = tile[k][n] (B stored row-major: V for P V): rows k0..k0 + 15. */
+__device__ __forceinline__ void load_b_trans(uint32_t (&b)[4], const bf16 *tile, int ld, int k0,
+                                             int n0, int lane) {
+  ldsm_x4_trans(b, tile + (k0 + lane % 8 + lane / 8 % 2 * 8) * ld + n0 + lane / 16 * 8);
+}
+
+/* acc (16 x 64) = rows [r0, r0 + 16) of a (row-major, HS columns) times b^T, b the (64, HS)
+ * row-major tile: the warp's scores against a whole tile. */
 template <int HS>
-__device__ __forceinline__ void rows_times_tile_t(frag_acc (&acc)[4], const bf16 *a, int lda,
-                                                  const bf16 *b, int ldb) {
+__device__ __forceinline__ void rows_times_tile_t(float (&acc)[kN][4], const bf16 *a, int r0,
+                                                  const bf16 *b, int lane) {
+  constexpr int ld = smem_layout<HS>::ld;
 #pragma unroll
-  for (int n = 0; n < 4; n++)
-    wmma::fill_fragment(acc[n], 0.0f);
+  for (int n = 0; n < kN; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      acc[n][e] = 0.0f;
 #pragma unroll
   for (int kk = 0; kk < HS; kk += 16) {
-    frag_a fa;
-    wmma::load_matrix_sync(fa, a + kk, lda);
+    uint32_t fa[4];
+    load_a(fa, a, ld, r0, kk, lane);
 #pragma unroll
-    for (int n = 0; n < 4; n++) {
-      frag_b_col fb; /* B^T (k, n) = B[n][k]: column-major from B's rows */
-      wmma::load_matrix_sync(fb, b + n * 16 * ldb + kk, ldb);
-      wmma::mma_sync(acc[n], fa, fb, acc[n]);
+    for (int n = 0; n < kN; n += 2) {
+      uint32_t fb[4];
+      load_b(fb, b, ld, n * 8, kk, lane);
+      mma_bf16(acc[n], fa, fb[0], fb[1]);
+      mma_bf16(acc[n + 1], fa, fb[2], fb[3]);
     }
   }
 }
 
-/* acc[n] (16, 16) for n < HS / 16 += the warp's (16, 64) bf16 rows of P (ld kLdP) times the
- * (64, HS) bf16 tile V (row-major, ldv). */
+/* acc (16 x HS) += p (16 x 64, the accumulator fragments of rows_times_tile_t, rounded to
+ * bf16 here) times the (64, HS) row-major tile b. */
 template <int HS>
-__device__ __forceinline__ void rows_times_tile(frag_acc (&acc)[HS / 16], const bf16 *p,
-                                                const bf16 *v, int ldv) {
+__device__ __forceinline__ void frags_times_tile(float (&acc)[HS / 8][4], const float (&p)[kN][4],
+                                                 const bf16 *b, int lane) {
+  constexpr int ld = smem_layout<HS>::ld;
 #pragma unroll
-  for (int kk = 0; kk < kTile; kk += 16) {
-    frag_a fa;
-    wmma::load_matrix_sync(fa, p + kk, kLdP);
+  for (int kc = 0; kc < kTile / 16; kc++) {
+    /* C fragments of columns [16 kc, 16 kc + 8) and [16 kc + 8, 16 kc + 16) = a0 a1, a2 a3 */
+    const uint32_t fa[4] = {pack_bf16(p[2 * kc][0], p[2 * kc][1]),
+                            pack_bf16(p[2 * kc][2], p[2 * kc][3]),
+                            pack_bf16(p[2 * kc + 1][0], p[2 * kc + 1][1]),
+                            pack_bf16(p[2 * kc + 1][2], p[2 * kc + 1][3])};
 #pragma unroll
-    for (int n = 0; n < HS / 16; n++) {
-      frag_b_row fb;
-      wmma::load_matrix_sync(fb, v + kk * ldv + n * 16, ldv);
-      wmma::mma_sync(acc[n], fa, fb, acc[n]);
+    for (int n = 0; n < HS / 8; n += 2) {
+      uint32_t fb[4];
+      load_b_trans(fb, b, ld, kc * 16, n * 8, lane);
+      mma_bf16(acc[n], fa, fb[0], fb[1]);
+      mma_bf16(acc[n + 1], fa, fb[2], fb[3]);
     }
   }
 }
 
-/* Write a warp's accumulators (16, HS) to rows [t0, t0 + 16) of dst (rows of ld floats, t < T
- * only), through `scratch` (16 x 16 floats of the warp's own shared memory, ld kLdS). */
+/* Rows [t0, t0 + 64) of a head-major (T, HS) bf16 matrix into a shared tile (rows of ld),
+ * asynchronously (the caller commits and waits); rows at or past T are zeros. */
 template <int HS>
-__device__ __forceinline__ void store_rows(float *dst, size_t ld, int t0, int T,
-                                           const frag_acc (&acc)[HS / 16], float *scratch) {
-  const int lane = (int)(threadIdx.x % 32);
-#pragma unroll
-  for (int n = 0; n < HS / 16; n++) {
-    wmma::store_matrix_sync(scratch, acc[n], kLdS, wmma::mem_row_major);
-    __syncwarp();
-    for (int e = lane; e < 256; e += 32) {
-      const int r = e / 16, c = e % 16;
-      if (t0 + r < T)
-        dst[(size_t)(t0 + r) * ld + n * 16 + c] = scratch[r * kLdS + c];
-    }
-    __syncwarp(); /* scratch is overwritten by the next fragment */
+__device__ __forceinline__ void load_tile_async(bf16 *dst, const bf16 *__restrict__ src, int t0,
+                                                int T) {
+  constexpr int kChunks = HS / 8, ld = smem_layout<HS>::ld; /* 16-byte pieces per row */
+  for (int idx = (int)threadIdx.x; idx < kTile * kChunks; idx += kThreads) {
+    const int r = idx / kChunks, c = idx % kChunks * 8;
+    const bool in = t0 + r < T;
+    /* a row past T reads nothing (src_bytes 0) but still names a valid address: row 0 */
+    cp_async16(dst + r * ld + c, src + (size_t)(in ? t0 + r : 0) * HS + c, in ? 16 : 0);
   }
+}
+
+/* Write a warp's accumulators (16 x HS; rows r0 + g and r0 + g + 8) to rows of dst (ld
+ * floats apart, t < T only). */
+template <int HS>
+__device__ __forceinline__ void store_frags(float *dst, size_t ld, int t0, int T,
+                                            const float (&acc)[HS / 8][4], int lane) {
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const int r = t0 + g + 8 * i;
+    if (r >= T)
+      continue;
+    float *row = dst + (size_t)r * ld + 2 * t;
+#pragma unroll
+    for (int n = 0; n < HS / 8; n++) {
+      row[n * 8] = acc[n][2 * i];
+      row[n * 8 + 1] = acc[n][2 * i + 1];
+    }
+  }
+}
+
+template <int HS> __device__ __forceinline__ void zero(float (&acc)[HS / 8][4]) {
+#pragma unroll
+  for (int n = 0; n < HS / 8; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      acc[n][e] = 0.0f;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -197,128 +288,182 @@ __global__ void rowdot_kernel(float *__restrict__ D, const float *__restrict__ d
     D[row] = sum;
 }
 
+/* One step of the online softmax on a warp's 16 x 64 scores s (the accumulator fragments of Q
+ * K^T; lane (g, t) holds rows g (i = 0) and g + 8 (i = 1), elements 2 i and 2 i + 1): a = dot
+ * * scale (the CPU's order), the running max m and sum l of each row updated, O rescaled by
+ * exp(m_old - m_new), and s replaced by P = exp(a - m_new) (fp32; rounded to bf16 by the P V
+ * product). A row's 64 values are in the 4 lanes of its quad: xor-shuffles 1 and 2. kMask
+ * (the diagonal tile only): the keys after the row's query are masked; diag = k0 - (the
+ * query of the lane's row i = 0), so key - query = diag + 8 n + 2 t + e - 8 i. Every row has an
+ * unmasked key in every tile (k0 <= q0 <= qi), so m_new is finite; alpha = 0 on the first tile
+ * (m = -inf). */
+template <int HS, bool kMask>
+__device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS / 8][4],
+                                               float (&m)[2], float (&l)[2], int diag, float scale,
+                                               int t) {
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    float tmax = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < kN; n++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const float a = s[n][2 * i + e] * scale;
+        s[n][2 * i + e] = a;
+        if (!kMask || diag + n * 8 + 2 * t + e - 8 * i <= 0)
+          tmax = fmaxf(tmax, a);
+      }
+    tmax = fmaxf(tmax, __shfl_xor_sync(kFull, tmax, 1));
+    tmax = fmaxf(tmax, __shfl_xor_sync(kFull, tmax, 2));
+    const float m_new = fmaxf(m[i], tmax);
+    const float alpha = expf(m[i] - m_new);
+    float sum = 0.0f;
+#pragma unroll
+    for (int n = 0; n < kN; n++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const bool keep = !kMask || diag + n * 8 + 2 * t + e - 8 * i <= 0;
+        const float p = keep ? expf(s[n][2 * i + e] - m_new) : 0.0f;
+        s[n][2 * i + e] = p;
+        sum += p;
+      }
+    sum += __shfl_xor_sync(kFull, sum, 1);
+    sum += __shfl_xor_sync(kFull, sum, 2);
+    l[i] = l[i] * alpha + sum; /* the fp32 probabilities, as the CPU's normaliser */
+    m[i] = m_new;
+#pragma unroll
+    for (int n = 0; n < HS / 8; n++) {
+      o[n][2 * i] *= alpha;
+      o[n][2 * i + 1] *= alpha;
+    }
+  }
+}
+
 /* Forward: block (b * NH + h, query tile), see the top of the file. out (B, T, C), lse
- * (B, NH, T); q16, k16, v16 (B, NH, T, HS). */
+ * (B, NH, T); q16, k16, v16 (B, NH, T, HS). Lane (g, t) of warp w holds rows q0 + 16 w + g
+ * (i = 0) and + 8 (i = 1) of S, P and O: accumulator elements 2 i and 2 i + 1. */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(float *__restrict__ out, float *__restrict__ lse,
                          const bf16 *__restrict__ q16, const bf16 *__restrict__ k16,
                          const bf16 *__restrict__ v16, int T, int NH, float scale) {
-  typedef smem_layout<HS> L;
-  constexpr int ldh = L::ldh, ldo = L::ldo;
+  constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
-  float *s_s = reinterpret_cast<float *>(smem);
-  float *s_o = reinterpret_cast<float *>(smem + L::f32_tile);
-  bf16 *s_q = reinterpret_cast<bf16 *>(smem + L::f32_tile + L::o_tile);
-  bf16 *s_k = s_q + kTile * ldh, *s_v = s_k + kTile * ldh;
-  bf16 *s_p = s_v + kTile * ldh;
+  bf16 *s_q = reinterpret_cast<bf16 *>(smem);
+  bf16 *s_k = s_q + kTile * ld; /* two buffers */
+  bf16 *s_v = s_k + 2 * kTile * ld;
 
   const int bh = (int)blockIdx.x, C = NH * HS;
   const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first: better tail */
   const int q0 = qt * kTile;
   const size_t head = (size_t)bh * T * HS;
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
-  const int wr = warp * 16;                       /* the warp's first row in the tile */
-  const int row = wr + lane / 2, half = lane % 2; /* the lane's row; columns half, half + 2, .. */
-  const int qi = q0 + row;
+  const int wr = warp * 16, g = lane / 4, t = lane % 4;
 
-  load_tile<HS>(s_q, q16 + head, q0, T);
-  float m = -INFINITY, l = 0.0f; /* running max and sum of the lane's row */
-  float o[HS / 2];               /* O of the lane's row, columns half + 2 i */
+  load_tile_async<HS>(s_q, q16 + head, q0, T);
+  cp_async_commit();
+  load_tile_async<HS>(s_k, k16 + head, 0, T);
+  load_tile_async<HS>(s_v, v16 + head, 0, T);
+  cp_async_commit();
+  cp_async_wait<1>(); /* Q */
+  __syncthreads();
+  uint32_t qf[HS / 16][4]; /* the warp's 16 rows of Q as A fragments, kept */
 #pragma unroll
-  for (int i = 0; i < HS / 2; i++)
-    o[i] = 0.0f;
+  for (int kk = 0; kk < HS / 16; kk++)
+    load_a(qf[kk], s_q, ld, wr, kk * 16, lane);
+
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* running row max and sum */
+  float o[HS / 8][4];
+  zero<HS>(o);
 
   for (int kt = 0; kt <= qt; kt++) { /* causal: key tiles after the query tile are all masked */
-    const int k0 = kt * kTile;
-    __syncthreads(); /* the previous K, V are no longer read */
-    load_tile<HS>(s_k, k16 + head, k0, T);
-    load_tile<HS>(s_v, v16 + head, k0, T);
-    __syncthreads();
-
-    frag_acc acc[4];
-    rows_times_tile_t<HS>(acc, s_q + wr * ldh, ldh, s_k, ldh); /* S = Q K^T */
-#pragma unroll
-    for (int n = 0; n < 4; n++)
-      wmma::store_matrix_sync(s_s + wr * kLdS + n * 16, acc[n], kLdS, wmma::mem_row_major);
-    __syncwarp();
-
-    /* Online softmax of the lane's row: the CPU's a = dot * scale; keys after qi masked. Every
-     * processed tile has an unmasked key in every row (k0 <= q0 <= qi), so m_new is finite. */
-    const float *srow = s_s + row * kLdS;
-    float tmax = -INFINITY;
-    for (int c = half; c < kTile; c += 2)
-      if (k0 + c <= qi)
-        tmax = fmaxf(tmax, srow[c] * scale);
-    tmax = fmaxf(tmax, __shfl_xor_sync(kFull, tmax, 1));
-    const float m_new = fmaxf(m, tmax);
-    const float alpha = expf(m - m_new); /* 0 on the first tile (m = -inf) */
-    float sum = 0.0f;
-    for (int c = half; c < kTile; c += 2) {
-      const float p = k0 + c <= qi ? expf(srow[c] * scale - m_new) : 0.0f;
-      sum += p;
-      s_p[row * kLdP + c] = round_bf16(p);
+    const int k0 = kt * kTile, buf = kt & 1;
+    if (kt < qt) { /* prefetch the next K, V into the other buffer (free since the last sync) */
+      load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16 + head, k0 + kTile, T);
+      load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16 + head, k0 + kTile, T);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
     }
-    sum += __shfl_xor_sync(kFull, sum, 1);
-    l = l * alpha + sum; /* the fp32 probabilities, as the CPU's normaliser */
-    m = m_new;
-    __syncwarp();
+    __syncthreads();
+    const bf16 *sk = s_k + buf * kTile * ld, *sv = s_v + buf * kTile * ld;
 
-    /* PV (16, HS) = P (16, 64) V (64, HS) through the warp's rows of s_o (the accumulator
-     * layout of WMMA is opaque), then O = alpha O + PV in the lanes' registers */
-    frag_acc pv[HS / 16];
+    /* S = Q K^T (16 x 64 per warp) */
+    float s[kN][4];
 #pragma unroll
-    for (int n = 0; n < HS / 16; n++)
-      wmma::fill_fragment(pv[n], 0.0f);
-    rows_times_tile<HS>(pv, s_p + wr * kLdP, s_v, ldh);
+    for (int n = 0; n < kN; n++)
 #pragma unroll
-    for (int n = 0; n < HS / 16; n++)
-      wmma::store_matrix_sync(s_o + wr * ldo + n * 16, pv[n], ldo, wmma::mem_row_major);
-    __syncwarp();
+      for (int e = 0; e < 4; e++)
+        s[n][e] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < HS / 2; i++)
-      o[i] = o[i] * alpha + s_o[row * ldo + half + 2 * i];
-    __syncwarp(); /* the rows of s_o are rewritten on the next tile */
+    for (int kk = 0; kk < HS / 16; kk++)
+#pragma unroll
+      for (int n = 0; n < kN; n += 2) {
+        uint32_t fb[4];
+        load_b(fb, sk, ld, n * 8, kk * 16, lane);
+        mma_bf16(s[n], qf[kk], fb[0], fb[1]);
+        mma_bf16(s[n + 1], qf[kk], fb[2], fb[3]);
+      }
+
+    if (kt == qt) /* the diagonal tile: keys after the row's query masked */
+      online_softmax<HS, true>(s, o, m, l, k0 - (q0 + wr + g), scale, t);
+    else
+      online_softmax<HS, false>(s, o, m, l, 0, scale, t);
+
+    frags_times_tile<HS>(o, s, sv, lane); /* O += bf16(P) V */
+    __syncthreads(); /* every warp is done with buf: the next prefetch overwrites it */
   }
 
-  /* out = O / l: into s_o, then one row at a time by the whole warp (coalesced) */
-  const float inv = 1.0f / l;
-#pragma unroll
-  for (int i = 0; i < HS / 2; i++)
-    s_o[row * ldo + half + 2 * i] = o[i] * inv;
-  if (half == 0 && qi < T)
-    lse[(size_t)bh * T + qi] = m + logf(l);
-  __syncwarp();
+  /* out = O / l, lse = m + log(l) */
   const int b = bh / NH, h = bh % NH;
-  for (int r = wr; r < wr + 16 && q0 + r < T; r++) {
-    float *orow = out + ((size_t)b * T + q0 + r) * C + (size_t)h * HS;
-    for (int c = lane; c < HS; c += 32)
-      orow[c] = s_o[r * ldo + c];
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const float inv = 1.0f / l[i];
+#pragma unroll
+    for (int n = 0; n < HS / 8; n++) {
+      o[n][2 * i] *= inv;
+      o[n][2 * i + 1] *= inv;
+    }
+    const int qi = q0 + wr + g + 8 * i;
+    if (t == 0 && qi < T)
+      lse[(size_t)bh * T + qi] = m[i] + logf(l[i]);
   }
+  store_frags<HS>(out + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o, lane);
 }
 
-/* The recomputed probabilities and their gradient for one lane's row of a warp's (16, 64)
- * tile (the lane's columns half, half + 2, ..): P = exp(s - lse) on the causal part, 0
- * elsewhere; dS = P (dP - D) * scale (the CPU's order: att * (datt - dsum), then * scale).
- * `ps` and `dps` hold the row's S and dP (fp32); bf16(P) goes to pb (unless NULL), bf16(dS)
- * to dsb. `key_major`: the row is a key and the columns queries (the dK / dV kernel), else
- * the row is a query and the columns keys. */
-__device__ __forceinline__ void probs_and_grads(const float *ps, const float *dps, bf16 *pb,
-                                                bf16 *dsb, int row_t, int col_t0, bool key_major,
-                                                int T, float scale, const float *s_lse,
-                                                const float *s_d, int row, int half) {
-  for (int c = half; c < kTile; c += 2) {
-    const int qi = key_major ? col_t0 + c : row_t, kj = key_major ? row_t : col_t0 + c;
-    const int qr = key_major ? c : row; /* the query's row in the lse / D tile */
-    float p = 0.0f, ds = 0.0f;
-    if (kj <= qi && qi < T) {
-      p = expf(ps[c] * scale - s_lse[qr]);
-      ds = p * (dps[c] - s_d[qr]) * scale;
+/* The recomputed probabilities and their gradient in a warp's score fragments: P = exp(s -
+ * lse) on the causal part, 0 elsewhere; dS = P (dP - D) * scale (the CPU's order: att * (datt
+ * - dsum), then * scale). s holds S on entry and P on return, dp holds dP on entry and dS on
+ * return. Lane (g, t) holds rows r0 + g + 8 i, columns c0 + 8 n + 2 t + e. `key_major`: the
+ * rows are keys and the columns queries (the dK / dV kernel: lse and D per column from
+ * c_lse / c_d, indexed by the column in the tile), else the rows are queries (lse and D per
+ * row in r_lse / r_d). */
+template <bool key_major, bool kMask>
+__device__ __forceinline__ void probs_and_grads(float (&s)[kN][4], float (&dp)[kN][4], int r0,
+                                                int c0, int T, float scale, const float *c_lse,
+                                                const float *c_d, const float (&r_lse)[2],
+                                                const float (&r_d)[2], int lane) {
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int n = 0; n < kN; n++)
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+      const int col = n * 8 + 2 * t + e;
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int row_t = r0 + g + 8 * i, col_t = c0 + col;
+        const int qi = key_major ? col_t : row_t, kj = key_major ? row_t : col_t;
+        const float lq = key_major ? c_lse[col] : r_lse[i], dq = key_major ? c_d[col] : r_d[i];
+        float p = 0.0f, ds = 0.0f;
+        if (!kMask || (kj <= qi && qi < T)) {
+          p = expf(s[n][2 * i + e] * scale - lq);
+          ds = p * (dp[n][2 * i + e] - dq) * scale;
+        }
+        s[n][2 * i + e] = p;
+        dp[n][2 * i + e] = ds;
+      }
     }
-    if (pb)
-      pb[c] = round_bf16(p);
-    dsb[c] = round_bf16(ds);
-  }
 }
 
 /* lse and D of query rows [q0, q0 + 64) into shared memory (0 past T). */
@@ -330,132 +475,137 @@ __device__ __forceinline__ void load_row_stats(float *s_lse, float *s_d, const f
   }
 }
 
-/* dK, dV: block (b * NH + h, key tile). dinp (B, T, 3C): dk at columns C + h*HS, dv at 2C +
- * h*HS. lse, D (B, NH, T); q16, k16, v16, do16 (B, NH, T, HS). */
+/* dK, dV: block (b * NH + h, key tile); warp w owns keys k0 + 16 w .. + 15. dinp (B, T, 3C):
+ * dk at columns C + h*HS, dv at 2C + h*HS. lse, D (B, NH, T); q16, k16, v16, do16 (B, NH, T,
+ * HS). */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_kv_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
                              const float *__restrict__ D, const bf16 *__restrict__ q16,
                              const bf16 *__restrict__ k16, const bf16 *__restrict__ v16,
                              const bf16 *__restrict__ do16, int T, int NH, float scale) {
-  typedef smem_layout<HS> L;
-  constexpr int ldh = L::ldh;
+  constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
-  float *s_s = reinterpret_cast<float *>(smem), *s_dp = s_s + kTile * kLdS;
-  bf16 *s_k = reinterpret_cast<bf16 *>(s_dp + kTile * kLdS), *s_v = s_k + kTile * ldh;
-  bf16 *s_q = s_v + kTile * ldh, *s_do = s_q + kTile * ldh, *s_p = s_do + kTile * ldh;
-  bf16 *s_ds = s_p + kTile * kLdP;
-  float *s_lse = reinterpret_cast<float *>(s_ds + kTile * kLdP), *s_d = s_lse + kTile;
+  bf16 *s_k = reinterpret_cast<bf16 *>(smem), *s_v = s_k + kTile * ld;
+  bf16 *s_q = s_v + kTile * ld, *s_do = s_q + 2 * kTile * ld; /* two buffers each */
+  float *s_lse = reinterpret_cast<float *>(s_do + 2 * kTile * ld), *s_d = s_lse + 2 * kTile;
 
   const int bh = (int)blockIdx.x, C = NH * HS, nt = (T + kTile - 1) / kTile;
   const int kt = (int)blockIdx.y; /* the first key tiles see the most query tiles: first */
   const int k0 = kt * kTile;
   const size_t head = (size_t)bh * T * HS;
+  const float *lse_h = lse + (size_t)bh * T, *D_h = D + (size_t)bh * T;
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
-  const int wr = warp * 16, row = wr + lane / 2, half = lane % 2;
+  const int wr = warp * 16;
+  const float no_stats[2] = {0.0f, 0.0f}; /* (the row statistics are per column here) */
 
-  load_tile<HS>(s_k, k16 + head, k0, T);
-  load_tile<HS>(s_v, v16 + head, k0, T);
-  frag_acc dk[HS / 16], dv[HS / 16];
-#pragma unroll
-  for (int n = 0; n < HS / 16; n++) {
-    wmma::fill_fragment(dk[n], 0.0f);
-    wmma::fill_fragment(dv[n], 0.0f);
-  }
+  load_tile_async<HS>(s_k, k16 + head, k0, T);
+  load_tile_async<HS>(s_v, v16 + head, k0, T);
+  load_tile_async<HS>(s_q, q16 + head, k0, T); /* the first query tile: qt = kt */
+  load_tile_async<HS>(s_do, do16 + head, k0, T);
+  cp_async_commit();
+  load_row_stats(s_lse, s_d, lse_h, D_h, k0, T);
+  float dk[HS / 8][4], dv[HS / 8][4];
+  zero<HS>(dk);
+  zero<HS>(dv);
 
   for (int qt = kt; qt < nt; qt++) { /* causal: earlier query tiles see none of these keys */
-    const int q0 = qt * kTile;
-    __syncthreads(); /* the previous Q, dO, lse, D are no longer read */
-    load_tile<HS>(s_q, q16 + head, q0, T);
-    load_tile<HS>(s_do, do16 + head, q0, T);
-    load_row_stats(s_lse, s_d, lse + (size_t)bh * T, D + (size_t)bh * T, q0, T);
+    const int q0 = qt * kTile, buf = (qt - kt) & 1;
+    if (qt + 1 < nt) { /* prefetch the next Q, dO, lse, D into the other buffer */
+      load_tile_async<HS>(s_q + (buf ^ 1) * kTile * ld, q16 + head, q0 + kTile, T);
+      load_tile_async<HS>(s_do + (buf ^ 1) * kTile * ld, do16 + head, q0 + kTile, T);
+      cp_async_commit();
+      load_row_stats(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h, q0 + kTile, T);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
+    const bf16 *sq = s_q + buf * kTile * ld, *sdo = s_do + buf * kTile * ld;
 
-    frag_acc acc[4];
-    rows_times_tile_t<HS>(acc, s_k + wr * ldh, ldh, s_q, ldh); /* S^T = K Q^T */
-#pragma unroll
-    for (int n = 0; n < 4; n++)
-      wmma::store_matrix_sync(s_s + wr * kLdS + n * 16, acc[n], kLdS, wmma::mem_row_major);
-    rows_times_tile_t<HS>(acc, s_v + wr * ldh, ldh, s_do, ldh); /* dP^T = V dO^T */
-#pragma unroll
-    for (int n = 0; n < 4; n++)
-      wmma::store_matrix_sync(s_dp + wr * kLdS + n * 16, acc[n], kLdS, wmma::mem_row_major);
-    __syncwarp();
-
-    /* P^T (bf16) into s_p for dV, dS^T (bf16) into s_ds for dK */
-    probs_and_grads(s_s + row * kLdS, s_dp + row * kLdS, s_p + row * kLdP, s_ds + row * kLdP,
-                    k0 + row, q0, true, T, scale, s_lse, s_d, row, half);
-    __syncwarp();
-    rows_times_tile<HS>(dv, s_p + wr * kLdP, s_do, ldh); /* dV += P^T dO */
-    rows_times_tile<HS>(dk, s_ds + wr * kLdP, s_q, ldh); /* dK += dS^T Q */
-    __syncwarp();
+    float st[kN][4], dpt[kN][4];
+    rows_times_tile_t<HS>(st, s_k, wr, sq, lane);   /* S^T = K Q^T */
+    rows_times_tile_t<HS>(dpt, s_v, wr, sdo, lane); /* dP^T = V dO^T */
+    const float *c_lse = s_lse + buf * kTile, *c_d = s_d + buf * kTile;
+    if (qt == kt || qt == nt - 1) /* the diagonal, or queries past T */
+      probs_and_grads<true, true>(st, dpt, k0 + wr, q0, T, scale, c_lse, c_d, no_stats, no_stats,
+                                  lane);
+    else
+      probs_and_grads<true, false>(st, dpt, k0 + wr, q0, T, scale, c_lse, c_d, no_stats, no_stats,
+                                   lane);
+    frags_times_tile<HS>(dv, st, sdo, lane); /* dV += bf16(P)^T dO */
+    frags_times_tile<HS>(dk, dpt, sq, lane); /* dK += bf16(dS)^T Q */
+    __syncthreads(); /* every warp is done with buf: the next prefetch overwrites it */
   }
 
-  /* write dK, dV, through the warp's rows of s_dp as scratch */
   const int b = bh / NH, h = bh % NH;
   float *base = dinp + (size_t)b * T * 3 * C + (size_t)h * HS;
-  store_rows<HS>(base + C, 3 * (size_t)C, k0 + wr, T, dk, s_dp + wr * kLdS);
-  store_rows<HS>(base + 2 * C, 3 * (size_t)C, k0 + wr, T, dv, s_dp + wr * kLdS);
+  store_frags<HS>(base + C, 3 * (size_t)C, k0 + wr, T, dk, lane);
+  store_frags<HS>(base + 2 * C, 3 * (size_t)C, k0 + wr, T, dv, lane);
 }
 
-/* dQ: block (b * NH + h, query tile). dinp's dq at columns h*HS. */
+/* dQ: block (b * NH + h, query tile); warp w owns queries q0 + 16 w .. + 15. dinp's dq at
+ * columns h*HS. */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_q_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
                             const float *__restrict__ D, const bf16 *__restrict__ q16,
                             const bf16 *__restrict__ k16, const bf16 *__restrict__ v16,
                             const bf16 *__restrict__ do16, int T, int NH, float scale) {
-  typedef smem_layout<HS> L;
-  constexpr int ldh = L::ldh;
+  constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
-  float *s_s = reinterpret_cast<float *>(smem), *s_dp = s_s + kTile * kLdS;
-  bf16 *s_k = reinterpret_cast<bf16 *>(s_dp + kTile * kLdS), *s_v = s_k + kTile * ldh;
-  bf16 *s_q = s_v + kTile * ldh, *s_do = s_q + kTile * ldh, *s_p = s_do + kTile * ldh;
-  bf16 *s_ds = s_p + kTile * kLdP;
-  float *s_lse = reinterpret_cast<float *>(s_ds + kTile * kLdP), *s_d = s_lse + kTile;
+  bf16 *s_q = reinterpret_cast<bf16 *>(smem), *s_do = s_q + kTile * ld;
+  bf16 *s_k = s_do + kTile * ld, *s_v = s_k + 2 * kTile * ld; /* two buffers each */
 
   const int bh = (int)blockIdx.x, C = NH * HS;
   const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first */
   const int q0 = qt * kTile;
   const size_t head = (size_t)bh * T * HS;
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
-  const int wr = warp * 16, row = wr + lane / 2, half = lane % 2;
+  const int wr = warp * 16, g = lane / 4;
 
-  load_tile<HS>(s_q, q16 + head, q0, T);
-  load_tile<HS>(s_do, do16 + head, q0, T);
-  load_row_stats(s_lse, s_d, lse + (size_t)bh * T, D + (size_t)bh * T, q0, T);
-  frag_acc dq[HS / 16];
+  load_tile_async<HS>(s_q, q16 + head, q0, T);
+  load_tile_async<HS>(s_do, do16 + head, q0, T);
+  load_tile_async<HS>(s_k, k16 + head, 0, T);
+  load_tile_async<HS>(s_v, v16 + head, 0, T);
+  cp_async_commit();
+  float r_lse[2], r_d[2]; /* the lane's two query rows */
 #pragma unroll
-  for (int n = 0; n < HS / 16; n++)
-    wmma::fill_fragment(dq[n], 0.0f);
+  for (int i = 0; i < 2; i++) {
+    const int qi = q0 + wr + g + 8 * i;
+    r_lse[i] = qi < T ? lse[(size_t)bh * T + qi] : 0.0f;
+    r_d[i] = qi < T ? D[(size_t)bh * T + qi] : 0.0f;
+  }
+  float dq[HS / 8][4];
+  zero<HS>(dq);
 
   for (int kt = 0; kt <= qt; kt++) {
-    const int k0 = kt * kTile;
-    __syncthreads(); /* the previous K, V are no longer read (and Q, dO, stats are loaded) */
-    load_tile<HS>(s_k, k16 + head, k0, T);
-    load_tile<HS>(s_v, v16 + head, k0, T);
+    const int k0 = kt * kTile, buf = kt & 1;
+    if (kt < qt) { /* prefetch the next K, V into the other buffer */
+      load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16 + head, k0 + kTile, T);
+      load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16 + head, k0 + kTile, T);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
+    const bf16 *sk = s_k + buf * kTile * ld, *sv = s_v + buf * kTile * ld;
 
-    frag_acc acc[4];
-    rows_times_tile_t<HS>(acc, s_q + wr * ldh, ldh, s_k, ldh); /* S = Q K^T */
-#pragma unroll
-    for (int n = 0; n < 4; n++)
-      wmma::store_matrix_sync(s_s + wr * kLdS + n * 16, acc[n], kLdS, wmma::mem_row_major);
-    rows_times_tile_t<HS>(acc, s_do + wr * ldh, ldh, s_v, ldh); /* dP = dO V^T */
-#pragma unroll
-    for (int n = 0; n < 4; n++)
-      wmma::store_matrix_sync(s_dp + wr * kLdS + n * 16, acc[n], kLdS, wmma::mem_row_major);
-    __syncwarp();
-    probs_and_grads(s_s + row * kLdS, s_dp + row * kLdS, NULL, s_ds + row * kLdP, q0 + row, k0,
-                    false, T, scale, s_lse, s_d, row, half);
-    __syncwarp();
-    rows_times_tile<HS>(dq, s_ds + wr * kLdP, s_k, ldh); /* dQ += dS K */
-    __syncwarp();
+    float s[kN][4], dp[kN][4];
+    rows_times_tile_t<HS>(s, s_q, wr, sk, lane);   /* S = Q K^T */
+    rows_times_tile_t<HS>(dp, s_do, wr, sv, lane); /* dP = dO V^T */
+    if (kt == qt) /* the diagonal tile, also the only one with keys past T */
+      probs_and_grads<false, true>(s, dp, q0 + wr, k0, T, scale, NULL, NULL, r_lse, r_d, lane);
+    else
+      probs_and_grads<false, false>(s, dp, q0 + wr, k0, T, scale, NULL, NULL, r_lse, r_d, lane);
+    frags_times_tile<HS>(dq, dp, sk, lane); /* dQ += bf16(dS) K */
+    __syncthreads(); /* every warp is done with buf: the next prefetch overwrites it */
   }
 
   const int b = bh / NH, h = bh % NH;
-  float *base = dinp + (size_t)b * T * 3 * C + (size_t)h * HS;
-  store_rows<HS>(base, 3 * (size_t)C, q0 + wr, T, dq, s_s + wr * kLdS);
+  store_frags<HS>(dinp + (size_t)b * T * 3 * C + (size_t)h * HS, 3 * (size_t)C, q0 + wr, T, dq,
+                  lane);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -324,6 +324,10 @@ int main(void) {
       const shape s = {1 + idx % 3, Ts[j], idx % 2 ? 3 : 1, hss[i]};
       test_shape(s);
     }
+  if (!small) { /* GPT-2's head size over a long sequence: 16 tiles, the double buffers cycle */
+    const shape s = {1, 1024, 2, 64};
+    test_shape(s);
+  }
   test_bad_args();
   GC_OK(lowp_cuda_synchronize());
   return gc_finish("test_cuda_flash_attention");
