@@ -45,8 +45,8 @@ __global__ void clip_mask_kernel(unsigned char *mask, const float *x, const void
     if (kind == 1)
       dec = lowpi_decode(lowpi_fmt_of(LOWP_E8M0), ((const unsigned char *)scales)[b]);
     else if (kind == 2)
-      dec = lowpi_decode(lowpi_fmt_of(LOWP_E4M3), ((const unsigned char *)scales)[b]) /
-            *tensor_scale;
+      dec =
+          lowpi_decode(lowpi_fmt_of(LOWP_E4M3), ((const unsigned char *)scales)[b]) / *tensor_scale;
     else
       dec = ((const float *)scales)[b];
     mask[i] = (unsigned char)lowpi_clip_pass(x[i], fmax, dec);

@@ -8,7 +8,8 @@
 
 lowp_status lowp_qtensor_clip_mask(const lowp_qtensor *q, const float *x, unsigned char *mask) {
   if (!q || !x || !mask || !q->rowwise.scales)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_qtensor_clip_mask: NULL or uninitialized argument");
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowp_qtensor_clip_mask: NULL or uninitialized argument");
   const lowp_qdata *d = &q->rowwise;
   const size_t R = d->rows, K = d->cols, nb = d->scale_rows * d->scale_cols;
   float *dec = malloc((nb ? nb : 1) * sizeof *dec);

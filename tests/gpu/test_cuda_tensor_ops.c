@@ -98,8 +98,8 @@ static void test_clip_mask(const char *scheme) {
   size_t bad = 0;
   for (size_t i = 0; i < n; i++)
     if (got[i] != want[i] && bad++ < 5)
-      fprintf(stderr, "  %s mask[%zu] (x %.9g): got %d, want %d\n", scheme, i, (double)x[i],
-              got[i], want[i]);
+      fprintf(stderr, "  %s mask[%zu] (x %.9g): got %d, want %d\n", scheme, i, (double)x[i], got[i],
+              want[i]);
   GC_CHECK(bad == 0, "%s clip mask: %zu of %zu differ", scheme, bad, n);
 
   GC_OK(lowpi_cuda_apply_mask(dg, dm, n));
@@ -131,8 +131,8 @@ int main(void) {
   if (skip)
     return skip;
   test_transpose_and_bias();
-  static const char *const schemes[] = {"mxfp4", "nvfp4", "int8-row", "int4-g128", "fp8-tensor",
-                                        "nf4"};
+  static const char *const schemes[] = {"mxfp4",     "nvfp4",      "int8-row",
+                                        "int4-g128", "fp8-tensor", "nf4"};
   for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
     test_clip_mask(schemes[i]);
   return gc_finish("test_cuda_tensor_ops");
