@@ -61,7 +61,7 @@ static float search_block(const float *x, size_t n, float amax, const lowp_qconf
   double best = INFINITY;
   float best_c = amax;
   for (int k = 100; k >= 50; k--) {
-    float cl = amax * (float)k / 100.0f;
+    float cl = k == 100 ? amax : amax * (float)k / 100.0f; /* k = 100: exactly the amax */
     double e = block_err(x, n, cl, c, s_enc);
     if (e < best)
       best = e, best_c = cl;
@@ -93,14 +93,15 @@ lowp_status lowpi_ptq_weight_clip(float *w, size_t rows, size_t cols, const lowp
                       (int)c->mode);
   }
   if (c->double_quant)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "ptq: MSE weight clipping with NF4 double quantization");
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "ptq: MSE weight clipping with NF4 double quantization");
   const size_t n = rows * cols;
   float tamax = 0;
   for (size_t i = 0; i < n; i++)
     tamax = fabsf(w[i]) > tamax ? fabsf(w[i]) : tamax; /* NaN skipped */
   if (!isfinite(tamax) && (g == 0 || c->mode == LOWP_SCALING_NVFP4))
     return LOWP_OK; /* an Inf sets every scale: nothing to search */
-  if (g == 0) { /* one block: the whole tensor */
+  if (g == 0) {     /* one block: the whole tensor */
     if (tamax > 0) {
       float cl = search_block(w, n, tamax, c, 1.0f);
       for (size_t i = 0; i < n; i++)
