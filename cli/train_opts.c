@@ -87,7 +87,7 @@ static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_trai
   if (m < 0)
     return -1;
   if (m == 1) {
-    if (strcmp(v, "plain") && strcmp(v, "clipped")) {
+    if (strcmp(v, "plain") != 0 && strcmp(v, "clipped") != 0) {
       cli_usage_error(verb, "--qat-ste must be plain or clipped, not '%s'", v);
       return -1;
     }

@@ -79,7 +79,7 @@ lowp_status lowp_ptq_qat_recipe(const char *scheme, int clipped_ste, char *buf, 
   /* No base: every other operand is "none", so the backward runs in fp32 on the dequantized
    * values, which is the straight-through estimator; clip-mask zeroes the gradient of the
    * values the forward quantizer clipped (lowp_qtensor_clip_mask). A bf16 cast clips nothing. */
-  const char *opt = clipped_ste && strcmp(s->weight_scheme, "bf16") ? " clip-mask" : "";
+  const char *opt = clipped_ste && strcmp(s->weight_scheme, "bf16") != 0 ? " clip-mask" : "";
   int n = snprintf(buf, len, "name = qat-%s%s\n", s->name, clipped_ste ? "" : "-plain");
   size_t used = n < 0 ? len : (size_t)n;
   for (const char *line = s->qat_forward; *line && used < len;) {

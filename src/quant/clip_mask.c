@@ -12,7 +12,7 @@ lowp_status lowp_qtensor_clip_mask(const lowp_qtensor *q, const float *x, unsign
                       "lowp_qtensor_clip_mask: NULL or uninitialized argument");
   const lowp_qdata *d = &q->rowwise;
   const size_t R = d->rows, K = d->cols, nb = d->scale_rows * d->scale_cols;
-  float *dec = malloc((nb ? nb : 1) * sizeof *dec);
+  float *dec = calloc(nb ? nb : 1, sizeof *dec);
   if (!dec)
     return lowpi_fail(LOWP_ERR_NOMEM, "clip mask: out of memory for %zu block scales", nb);
   for (size_t b = 0; b < nb; b++)
