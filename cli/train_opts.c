@@ -49,7 +49,9 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "                     spike@S[:F] (loss x F, 65536, for the backward), comma-separated\n"
     "quantization-aware training:\n"
     "  --qat S            quantization-aware training: fake-quantize the forward as the PTQ\n"
-    "                     scheme S does (lowp ptq --help), fp32 backward (straight-through)\n";
+    "                     scheme S does (lowp ptq --help), fp32 backward (straight-through)\n"
+    "  --qat-ste plain|clipped  the straight-through estimator of --qat: clipped (default)\n"
+    "                     zeroes the gradient of values the forward quantizer clipped\n";
 
 static int int_value(const char *verb, const char *name, const char *text, long lo, long hi,
                      long *out) {
@@ -77,19 +79,53 @@ static int float_value(const char *verb, const char *name, const char *text, dou
   return 1;
 }
 
-/* --qat S: the recipe is text (fake-quantized forward, straight-through backward), which
- * --recipe accepts as it accepts a preset name or a file. */
+/* --qat S [--qat-ste plain|clipped]: the recipe is text (fake-quantized forward, straight-through
+ * backward), which --recipe accepts as it accepts a preset name or a file. Built once both are
+ * known (cli_train_finish); --qat checks the scheme at once. */
+static const char *qat_scheme;
+static int qat_ste = -1; /* -1: not given (clipped) */
+static char qat_text[512];
+
 static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_train_config *cfg) {
   const char *v;
-  if (cli_option_value(verb, argc, argv, i, "--qat", &v) < 0)
+  int m = cli_option_value(verb, argc, argv, i, "--qat-ste", &v);
+  if (m < 0)
     return -1;
-  static char text[512];
-  if (lowp_ptq_qat_recipe(v, text, sizeof text) != LOWP_OK) {
+  if (m == 1) {
+    if (strcmp(v, "plain") != 0 && strcmp(v, "clipped") != 0) {
+      cli_usage_error(verb, "--qat-ste must be plain or clipped, not '%s'", v);
+      return -1;
+    }
+    qat_ste = !strcmp(v, "clipped");
+    return 1;
+  }
+  m = cli_option_value(verb, argc, argv, i, "--qat", &v);
+  if (m <= 0)
+    return m;
+  if (lowp_ptq_qat_recipe(v, 1, qat_text, sizeof qat_text) != LOWP_OK) {
     cli_usage_error(verb, "--qat: %s", lowp_last_error());
     return -1;
   }
-  cfg->recipe = text;
+  qat_scheme = v;
+  cfg->recipe = qat_text;
   return 1;
+}
+
+/* After parsing: the QAT recipe with the chosen straight-through estimator. */
+static int qat_finish(const char *verb, lowp_train_config *cfg) {
+  if (qat_ste >= 0 && !qat_scheme) {
+    cli_usage_error(verb, "--qat-ste needs --qat S");
+    return -1;
+  }
+  if (qat_scheme && cfg->recipe != qat_text) {
+    cli_usage_error(verb, "--qat and --recipe exclude each other");
+    return -1;
+  }
+  if (qat_scheme && lowp_ptq_qat_recipe(qat_scheme, qat_ste != 0, qat_text, sizeof qat_text)) {
+    cli_usage_error(verb, "--qat: %s", lowp_last_error());
+    return -1;
+  }
+  return 0;
 }
 
 int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train_config *cfg) {
@@ -104,8 +140,9 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       "--model",  "--arch", "--data",   "--val-data",     "--recipe", "--log",      "--out",
       "--resume", "--init", "--inject", "--on-nonfinite", "--device", "--grad-comm"};
   const char *arg = argv[*i], *v = NULL;
-  if ((strncmp(arg, "--qat", 5) == 0 && (arg[5] == '\0' || arg[5] == '=')))
-    return qat_option(verb, argc, argv, i, cfg);
+  int qat = qat_option(verb, argc, argv, i, cfg);
+  if (qat)
+    return qat;
   for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++) {
     size_t n = strlen(strings[k]);
     if (strncmp(arg, strings[k], n) != 0 || (arg[n] != '\0' && arg[n] != '='))
@@ -261,6 +298,8 @@ int cli_train_finish(const char *verb, lowp_train_config *cfg) {
     cli_usage_error(verb, "--gpus %d needs --device cuda", cfg->gpus);
     return -1;
   }
+  if (qat_finish(verb, cfg) < 0)
+    return -1;
   if (cfg->model.n_layer == 0 && !cfg->resume_dir && !cfg->init_dir)
     lowp_model_preset(&cfg->model, "small"), cfg->model.vocab = 0;
   if (!cfg->data) {

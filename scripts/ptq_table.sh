@@ -4,7 +4,8 @@
 # BASE_CKPT: a model trained by `lowp train --model small --steps 600 --out BASE_CKPT` on the
 # default corpus (data/brown.txt). Writes OUT_DIR/ptq_table.md (and the checkpoints it made).
 # Environment: LOWP (the CLI, default build/lowp), DATA, BATCHES (eval batches, 16),
-# CALIB (calibration tokens, 4096), QAT_STEPS (60), QAT_SCHEMES ("int4-g128 nvfp4"),
+# CALIB (calibration tokens, 4096), QAT_STEPS (60), QAT_SCHEMES ("int4-g128 nvfp4"), QAT_STE
+# ("plain clipped"),
 # BUDGET (4.5), PLAN_BASE, PLAN_SCHEME (int4-g128), PLAN_SCHEME8 (int8), PLAN_UNIFORM, QAT_LR (1e-4), ALPHA (100), PARTS ("table qat plan outliers").
 set -euo pipefail
 BASE=${1:?usage: scripts/ptq_table.sh BASE_CKPT [OUT_DIR]}
@@ -21,6 +22,7 @@ PLAN_SCHEME=${PLAN_SCHEME:-int4-g128}
 PLAN_SCHEME8=${PLAN_SCHEME8:-int8}
 PLAN_UNIFORM=${PLAN_UNIFORM:-"int4-g128 nf4 nvfp4-w4a16 mxfp4-w4a16"}
 QAT_LR=${QAT_LR:-1e-4}
+QAT_STE=${QAT_STE:-"plain clipped"} # --qat-ste of the QAT arms (one column each)
 QAT_BASE=${QAT_BASE:-$BASE} # e.g. OUT/outliers (made by the outliers part)
 ALPHA=${ALPHA:-100}
 OUTLIERS=${OUTLIERS:-build/ptq_outliers}
@@ -119,29 +121,39 @@ if [[ " $PARTS " == *" outliers "* ]]; then
   done
 fi
 if [[ " $PARTS " == *" qat "* ]]; then
+  hdr="| scheme | PTQ of base | fp32 fine-tune, then PTQ |"
+  sep="|---|---:|---:|"
+  for e in $QAT_STE; do
+    hdr="$hdr QAT ($e STE), then PTQ |"
+    sep="$sep---:|"
+  done
   {
     echo
     echo "QAT ($QAT_STEPS steps, lr $QAT_LR, from $QAT_BASE) versus fine-tune-then-quantize:"
     echo
-    echo "| scheme | PTQ of base | fp32 fine-tune, then PTQ | QAT, then PTQ | fp32 fine-tune itself |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "$hdr fp32 fine-tune itself |"
+    echo "$sep---:|"
   } >>"$MD"
   "$LOWP" train --init "$QAT_BASE" --steps "$QAT_STEPS" --lr "$QAT_LR" --warmup 5 --out "$OUT/ft-fp32" \
     --data "$DATA" >/dev/null
   read -r lf pf <<<"$(evalp "$OUT/ft-fp32")"
   for s in $QAT_SCHEMES; do
-    "$LOWP" train --init "$QAT_BASE" --qat "$s" --steps "$QAT_STEPS" --lr "$QAT_LR" --warmup 5 \
-      --out "$OUT/qat-$s" --data "$DATA" >/dev/null
     "$LOWP" ptq --ckpt "$QAT_BASE" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
       --out "$OUT/q-base-$s" >/dev/null
     read -r l1 p1 <<<"$(evalp "$OUT/q-base-$s")"
     "$LOWP" ptq --ckpt "$OUT/ft-fp32" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
       --out "$OUT/q-ft-$s" >/dev/null
     read -r l2 p2 <<<"$(evalp "$OUT/q-ft-$s")"
-    "$LOWP" ptq --ckpt "$OUT/qat-$s" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
-      --out "$OUT/q-qat-$s" >/dev/null
-    read -r l3 p3 <<<"$(evalp "$OUT/q-qat-$s")"
-    echo "| $s | $l1 ($p1) | $l2 ($p2) | $l3 ($p3) | $lf ($pf) |" | tee -a "$MD"
+    row="| $s | $l1 ($p1) | $l2 ($p2) |"
+    for e in $QAT_STE; do
+      "$LOWP" train --init "$QAT_BASE" --qat "$s" --qat-ste "$e" --steps "$QAT_STEPS" \
+        --lr "$QAT_LR" --warmup 5 --out "$OUT/qat-$e-$s" --data "$DATA" >/dev/null
+      "$LOWP" ptq --ckpt "$OUT/qat-$e-$s" --scheme "$s" --calib "$DATA" --calib-tokens "$CALIB" \
+        --out "$OUT/q-qat-$e-$s" >/dev/null
+      read -r l3 p3 <<<"$(evalp "$OUT/q-qat-$e-$s")"
+      row="$row $l3 ($p3) |"
+    done
+    echo "$row $lf ($pf) |" | tee -a "$MD"
   done
 fi
 

@@ -81,8 +81,11 @@ lowp_status lowp_ptq_scheme_find(const char *name, const lowp_ptq_scheme **schem
  * (codes' bits + block scales' bits + 32 for a tensor scale, divided by rows * cols). */
 lowp_status lowp_ptq_scheme_bits(const lowp_ptq_scheme *s, size_t rows, size_t cols, double *bits);
 /* The text of a QAT recipe (lowp_recipe_parse) that fake-quantizes the forward operands as the
- * scheme does, with plain fp32 backward (straight-through estimator). */
-lowp_status lowp_ptq_qat_recipe(const char *scheme, char *buf, size_t len);
+ * scheme does, with an fp32 backward through the dequantized values (straight-through
+ * estimator). clipped_ste: the clipped STE, each quantized operand with the recipe option
+ * clip-mask (the gradient of a value the quantizer clipped is 0: lowp_qtensor_clip_mask); 0: the
+ * plain STE (every gradient passes). */
+lowp_status lowp_ptq_qat_recipe(const char *scheme, int clipped_ste, char *buf, size_t len);
 
 /* ---- mixed-precision plans: "hf_name = scheme" per line ---- */
 typedef struct {

@@ -226,6 +226,14 @@ lowp_status lowp_dequantize_colwise(const lowp_qtensor *q, float *y);
  * scale, the e8m0 value, s_dec_b / s_enc for NVFP4, the (double-dequantized) absmax for NF4. */
 float lowp_qtensor_block_scale(const lowp_qtensor *q, const lowp_qdata *d, size_t b);
 
+/* The clipping mask of the clipped straight-through estimator (Quartet), for x (rows, cols),
+ * the tensor last quantized into q (row-wise data): mask[i] = 1 where x[i] lay inside the
+ * representable range of its block, |x| <= fmt_max * dec_b * (1 + 2^-22) in float64, dec_b =
+ * lowp_qtensor_block_scale (the 2^-22 absorbs the fp32 rounding of an absmax-derived scale, so
+ * the largest value of an absmax-scaled block is never "clipped"); 0 where it was clipped, and
+ * for a NaN x or a NaN scale. The backward zeroes the gradient where the mask is 0. */
+lowp_status lowp_qtensor_clip_mask(const lowp_qtensor *q, const float *x, unsigned char *mask);
+
 /* ---- named schemes (the CLI's --scheme) ---- */
 typedef struct {
   const char *name;        /* "mxfp8" */

@@ -164,11 +164,6 @@ static lowp_status op_init(lowpi_gpu_linears *g, const lowp_recipe *r, lowp_oper
   o->spec = p.spec;
   o->cast_format = p.cast_format;
   o->cfg = p.cfg;
-  if (o->kind == LOWPI_OPERAND_QUANT && o->spec.clip_mask_ste && o->cfg.mode != LOWP_SCALING_MX)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "recipe %s: on the GPU the clipping-mask straight-through estimator (%s "
-                      "clip-mask) works with MX schemes; %s needs --device cpu",
-                      r->name, lowp_operand_name(slot), o->spec.scheme);
   if (!p.delayed)
     return LOWP_OK;
   LOWPI_TRY(lowp_cuda_delayed_init(&o->dstate, o->cfg.format, (size_t)r->amax_history_len,
@@ -362,9 +357,7 @@ static lowp_status record_clip_mask(lowpi_gpu_linears *g, lin_state *ls, lowp_op
     LOWPI_TRY(lowp_cuda_hadamard((float *)rot, x, R, K, o->spec.hadamard, g->seed ^ 0x4AD4u, 0));
     xr = (const float *)rot;
   }
-  return lowpi_cuda_mx_clip_mask(ls->mask[which], xr, (const unsigned char *)q->rowwise.scales, R,
-                                 K, (int)q->rowwise.block_cols, q->rowwise.scale_cols,
-                                 lowp_format_get(q->cfg.format)->max);
+  return lowpi_cuda_clip_mask(ls->mask[which], xr, &q->rowwise, q->cfg.mode, q->cfg.format);
 }
 
 /* Zero the gradient g (rows, K) where the forward value was clipped (recipe_exec.c's
@@ -461,6 +454,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   q->delayed = o->delayed ? &o->dstate : NULL;
   if (run == RUN_FP8 || run == RUN_FP8_BLOCK) { /* codes and decode scales to the tensor cores */
     LOWPI_TRY(lowp_cuda_quantize(src, q, 0));
+    LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
     out->ptr = q->rowwise.codes;
     out->format = o->cfg.format;
     out->scale = (const float *)q->rowwise.scales;

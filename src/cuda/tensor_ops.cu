@@ -1,6 +1,8 @@
 /* Small device operations of the GPU training step. */
 #include "cuda/cuda_common.h"
 #include "cuda/tensor_ops.h"
+#include "format/cast_scalar.h"
+#include "quant/scale_math.h"
 
 namespace {
 
@@ -29,15 +31,25 @@ __global__ void add_bias_kernel(float *out, const float *bias, size_t n, int OC)
     out[i] += bias[i % (size_t)OC];
 }
 
-__global__ void mx_clip_mask_kernel(unsigned char *mask, const float *x,
-                                    const unsigned char *scales, size_t rows, size_t K, int block,
-                                    size_t scale_cols, double fmax) {
+/* lowpi_clip_pass (the CPU's rule) with the block's decode multiplier read as
+ * lowp_qtensor_block_scale reads it: kind 0 fp32 scales, 1 e8m0 codes, 2 e4m3 codes / s_enc. */
+__global__ void clip_mask_kernel(unsigned char *mask, const float *x, const void *scales,
+                                 const float *tensor_scale, int kind, size_t rows, size_t K,
+                                 size_t block_rows, size_t block_cols, size_t scale_cols,
+                                 double fmax) {
   const size_t n = rows * K;
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
     size_t r = i / K, k = i % K;
-    unsigned code = scales[r * scale_cols + k / (size_t)block];
-    double limit = code == 0xFFu ? nan("") : fmax * ldexp(1.0, (int)code - 127);
-    mask[i] = fabs((double)x[i]) <= limit;
+    size_t b = (r / block_rows) * scale_cols + k / block_cols;
+    float dec;
+    if (kind == 1)
+      dec = lowpi_decode(lowpi_fmt_of(LOWP_E8M0), ((const unsigned char *)scales)[b]);
+    else if (kind == 2)
+      dec =
+          lowpi_decode(lowpi_fmt_of(LOWP_E4M3), ((const unsigned char *)scales)[b]) / *tensor_scale;
+    else
+      dec = ((const float *)scales)[b];
+    mask[i] = (unsigned char)lowpi_clip_pass(x[i], fmax, dec);
   }
 }
 
@@ -49,14 +61,15 @@ __global__ void apply_mask_kernel(float *g, const unsigned char *mask, size_t n)
 
 } // namespace
 
-lowp_status lowpi_cuda_mx_clip_mask(unsigned char *mask, const float *x,
-                                    const unsigned char *scales, size_t rows, size_t K, int block,
-                                    size_t scale_cols, double fmax) {
-  size_t n = rows * K;
+lowp_status lowpi_cuda_clip_mask(unsigned char *mask, const float *x, const lowp_cuda_qdata *d,
+                                 lowp_scaling_mode mode, lowp_format format) {
+  size_t n = d->rows * d->cols;
   if (n == 0)
     return LOWP_OK;
-  mx_clip_mask_kernel<<<lowpi_cuda_blocks(n, lowpi_kThreads), lowpi_kThreads>>>(
-      mask, x, scales, rows, K, block, scale_cols, fmax);
+  int kind = mode == LOWP_SCALING_MX ? 1 : mode == LOWP_SCALING_NVFP4 ? 2 : 0;
+  clip_mask_kernel<<<lowpi_cuda_blocks(n, lowpi_kThreads), lowpi_kThreads>>>(
+      mask, x, d->scales, d->tensor_scale, kind, d->rows, d->cols, d->block_rows, d->block_cols,
+      d->scale_cols, lowp_format_get(format)->max);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "lowp/cuda_quant.h"
 #include "lowp/status.h"
 
 #ifdef __cplusplus
@@ -19,12 +20,13 @@ lowp_status lowpi_cuda_transpose_u8(unsigned char *out, const unsigned char *inp
 /* out (N, OC) += bias (OC) on every row: the same fp32 addition as the CPU's. */
 lowp_status lowpi_cuda_add_bias(float *out, const float *bias, int N, int OC);
 
-/* The clipping mask of an MX-quantized tensor (Quartet's straight-through estimator, as
- * recipe_exec.c's record_clip_mask): mask[i] = |x[i]| <= fmax * X_b, X_b = 2^(e8m0 code - 127)
- * the scale of x[i]'s block (1 x block along the rows of x (rows, K)); a NaN scale gives 0. */
-lowp_status lowpi_cuda_mx_clip_mask(unsigned char *mask, const float *x,
-                                    const unsigned char *scales, size_t rows, size_t K, int block,
-                                    size_t scale_cols, double fmax);
+/* The clipping mask of the clipped straight-through estimator for x (rows, cols) (device), the
+ * tensor last quantized into d (the row-wise data of a tensor with that scaling mode and element
+ * format): lowp_qtensor_clip_mask's rule (lowpi_clip_pass in quant/scale_math.h), each block's
+ * decode multiplier read as lowp_qtensor_block_scale reads it (fp32 scales, e8m0 codes, or
+ * NVFP4 e4m3 codes / s_enc); a NaN scale gives 0. */
+lowp_status lowpi_cuda_clip_mask(unsigned char *mask, const float *x, const lowp_cuda_qdata *d,
+                                 lowp_scaling_mode mode, lowp_format format);
 
 /* g[i] = 0 where mask[i] is 0 (n values). */
 lowp_status lowpi_cuda_apply_mask(float *g, const unsigned char *mask, size_t n);

@@ -49,6 +49,13 @@ lowp_status lowpi_qmodel_calibrate(lowp_qmodel *qm, const lowp_ptq_config *cfg);
 lowp_status lowpi_ptq_tokens(const char *data, double val_fraction, lowp_tokens *train,
                              lowp_tokens *val);
 
+/* MSE weight clipping (--method mse) of the (rows, cols) weight w before it is quantized with c
+ * (blocks along the rows, or per tensor): each scale block is clamped to the clip minimizing its
+ * squared error, found with the quantizer's own scale rule: the clip ratio in 1.00, 0.99, ...,
+ * 0.50 of the block's amax (a tie keeps the larger), NVFP4 with s_enc fixed by the tensor amax
+ * (whose block stays unclamped); MX: one binade down where that strictly lowers the error. */
+lowp_status lowpi_ptq_weight_clip(float *w, size_t rows, size_t cols, const lowp_qconfig *c);
+
 /* Wrap a model (the qmodel owns it; freed on failure too) and attach the hooks. */
 lowp_status lowpi_qmodel_from_model(lowp_model *m, lowp_qmodel **qm);
 

@@ -267,40 +267,6 @@ lowp_status lowpi_qmodel_calibrate(lowp_qmodel *qm, const lowp_ptq_config *cfg) 
 
 /* ---- weights ---- */
 
-/* Per block of g values along each row: clamp to the clip ratio in {1.00, 0.99, ..., 0.50} of
- * the block's amax that minimizes the block's squared error under the symmetric integer rule
- * (the clamped block then has that amax, so the quantizer's scale is the chosen clip). */
-static void int_weight_clip(float *w, size_t rows, size_t cols, size_t g, float qmax) {
-#pragma omp parallel for schedule(static)
-  for (long r = 0; r < (long)rows; r++)
-    for (size_t b0 = 0; b0 < cols; b0 += g) {
-      float *x = w + (size_t)r * cols + b0;
-      size_t n = cols - b0 < g ? cols - b0 : g;
-      float amax = 0;
-      for (size_t j = 0; j < n; j++)
-        amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-      if (!(amax > 0) || !isfinite(amax))
-        continue;
-      double best = INFINITY;
-      float best_c = amax;
-      for (int k = 100; k >= 50; k--) {
-        float c = amax * (float)k / 100.0f;
-        float s = c / qmax, inv = 1.0f / s;
-        double e = 0;
-        for (size_t j = 0; j < n; j++) {
-          float q = rintf(x[j] * inv);
-          q = q > qmax ? qmax : q < -qmax ? -qmax : q;
-          double d = (double)x[j] - (double)(q * s);
-          e += d * d;
-        }
-        if (e < best)
-          best = e, best_c = c;
-      }
-      for (size_t j = 0; j < n; j++)
-        x[j] = x[j] > best_c ? best_c : x[j] < -best_c ? -best_c : x[j];
-    }
-}
-
 /* Dynamic activations: the clamp ratio in {1.00, 0.95, ..., 0.50} of amax minimizing the
  * roundtrip MSE on (up to 256 rows of) the transformed calibration inputs. */
 static lowp_status dynamic_mse_clip(lowpi_qlinear *q, const float *x, size_t rows, float *clip) {
@@ -430,11 +396,8 @@ lowp_status lowpi_qmodel_set_linear(lowp_qmodel *qm, int i, const lowp_ptq_schem
   memset(&wc, 0, sizeof wc);
   if (st == LOWP_OK)
     st = lowp_scheme_config(s->weight_scheme, &wc);
-  if (st == LOWP_OK && cfg->method == LOWP_CALIB_MSE &&
-      (wc.format == LOWP_INT8 || wc.format == LOWP_INT4) &&
-      (wc.mode == LOWP_SCALING_ROW || wc.mode == LOWP_SCALING_BLOCK_1D))
-    int_weight_clip(work, q->oc, q->c, wc.mode == LOWP_SCALING_ROW ? q->c : (size_t)wc.block,
-                    (float)lowp_format_get(wc.format)->max);
+  if (st == LOWP_OK && cfg->method == LOWP_CALIB_MSE)
+    st = lowpi_ptq_weight_clip(work, q->oc, q->c, &wc);
   if (st == LOWP_OK)
     st = lowp_qtensor_init(&q->wq, &wc, q->oc, q->c);
   q->have_wq = st == LOWP_OK;

@@ -73,13 +73,22 @@ lowp_status lowp_ptq_scheme_bits(const lowp_ptq_scheme *s, size_t rows, size_t c
   return LOWP_OK;
 }
 
-lowp_status lowp_ptq_qat_recipe(const char *scheme, char *buf, size_t len) {
+lowp_status lowp_ptq_qat_recipe(const char *scheme, int clipped_ste, char *buf, size_t len) {
   const lowp_ptq_scheme *s;
   LOWPI_TRY(lowp_ptq_scheme_find(scheme, &s));
   /* No base: every other operand is "none", so the backward runs in fp32 on the dequantized
-   * values, which is the straight-through estimator. */
-  int n = snprintf(buf, len, "name = qat-%s\n%s\n", s->name, s->qat_forward);
-  if (n < 0 || (size_t)n >= len)
+   * values, which is the straight-through estimator; clip-mask zeroes the gradient of the
+   * values the forward quantizer clipped (lowp_qtensor_clip_mask). A bf16 cast clips nothing. */
+  const char *opt = clipped_ste && strcmp(s->weight_scheme, "bf16") != 0 ? " clip-mask" : "";
+  int n = snprintf(buf, len, "name = qat-%s%s\n", s->name, clipped_ste ? "" : "-plain");
+  size_t used = n < 0 ? len : (size_t)n;
+  for (const char *line = s->qat_forward; *line && used < len;) {
+    size_t k = strcspn(line, "\n");
+    n = snprintf(buf + used, len - used, "%.*s%s\n", (int)k, line, opt);
+    used = n < 0 ? len : used + (size_t)n;
+    line += k + (line[k] == '\n');
+  }
+  if (used >= len)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "QAT recipe: buffer too small");
   return LOWP_OK;
 }

@@ -152,6 +152,19 @@ LOWPI_HD lowpi_block_scale lowpi_scale_nvfp4(float block_amax, float s_enc) {
   return r;
 }
 
+/* The clipped straight-through estimator (Quartet's clip mask), one rule for the CPU and the GPU:
+ * a value x of a block whose decode multiplier is dec (lowp_qtensor_block_scale) passed through
+ * the quantizer unclipped iff |x| <= fmax * dec * (1 + 2^-22), in float64. The 2^-22 (4 fp32
+ * ulps) absorbs the fp32 rounding of the scale itself: the largest value of an absmax-scaled
+ * block (int, fp8 per tensor or channel, NF4) maps to fmax up to that rounding and is never
+ * clipped, while a real clip (MX floor rule, an NVFP4 e4m3 block scale rounded down, a delayed or
+ * static scale) passes the limit. A NaN x or a NaN limit (an MX NaN block) counts as clipped. */
+#define LOWPI_CLIP_TOL 0x1p-22
+LOWPI_HD int lowpi_clip_pass(float x, double fmax, float dec) {
+  double ax = (double)lowpi_bits_f32(lowpi_abs_bits(x));
+  return ax <= fmax * (double)dec * (1.0 + LOWPI_CLIP_TOL);
+}
+
 /* NF4 (bitsandbytes): dec = absmax, enc = 1 / absmax (0 when absmax is 0, FLT_MAX if Inf). */
 LOWPI_HD lowpi_block_scale lowpi_scale_nf4(float absmax) {
   lowpi_block_scale r;

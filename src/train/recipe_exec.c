@@ -64,8 +64,7 @@ static void transpose(float *out, const float *in, size_t rows, size_t cols) {
           out[c * rows + r] = in[r * cols + c];
 }
 
-/* Record which values of x (rows, K) the quantizer clipped: |x| beyond the format's max times
- * the block's decode multiplier. */
+/* Record which values of x (rows, K) the quantizer clipped (lowp_qtensor_clip_mask). */
 static lowp_status record_clip_mask(linear_state *ls, int which, const lowp_qtensor *q,
                                     const float *x, size_t rows, size_t K) {
   size_t n = rows * K;
@@ -76,16 +75,7 @@ static lowp_status record_clip_mask(linear_state *ls, int which, const lowp_qten
     ls->mask[which] = m;
     ls->mask_n[which] = n;
   }
-  const lowp_qdata *d = &q->rowwise;
-  double fmax = lowp_format_get(q->cfg.format)->max;
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (long r = 0; r < (long)rows; r++)
-    for (size_t k = 0; k < K; k++) {
-      size_t b = ((size_t)r / d->block_rows) * d->scale_cols + k / d->block_cols;
-      double limit = fmax * (double)lowp_qtensor_block_scale(q, d, b);
-      ls->mask[which][(size_t)r * K + k] = fabs((double)x[(size_t)r * K + k]) <= limit;
-    }
-  return LOWP_OK;
+  return lowp_qtensor_clip_mask(q, x, ls->mask[which]);
 }
 
 /* Quantize then dequantize x (rows, K) with blocks along its rows (K is the reduction). */

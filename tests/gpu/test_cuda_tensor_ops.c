@@ -1,8 +1,8 @@
 /* The small device operations of the GPU training step (src/cuda/tensor_ops.h) against plain
  * CPU loops: transpose (fp32, and bytes for fp8 codes) and bias addition bit for bit (a copy,
- * and the same single fp32 addition), the MX clipping mask against the CPU quantizer's own block
- * scales (lowp_quantize + lowp_qtensor_block_scale, the rule recipe_exec.c's record_clip_mask
- * uses), with a NaN block whose mask must be all zero, and the masking of a gradient. */
+ * and the same single fp32 addition), the clipping mask of every scaling mode against the CPU's
+ * lowp_qtensor_clip_mask on the CPU quantizer's own block scales (MX: with a NaN block whose mask
+ * must be all zero), and the masking of a gradient. */
 #include <math.h>
 #include <stdint.h>
 
@@ -86,7 +86,9 @@ static void test_transpose_u8(void) {
   }
 }
 
-static void test_clip_mask(void) {
+/* The clipping mask of each scheme against the CPU's lowp_qtensor_clip_mask on the CPU
+ * quantizer's own scales (uploaded), and, for MXFP4, against the floor rule written out. */
+static void test_clip_mask(const char *scheme) {
   const size_t R = 17, K = 96; /* 3 MX blocks of 32 per row */
   const size_t n = R * K;
   float *x = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
@@ -96,49 +98,54 @@ static void test_clip_mask(void) {
     x[i] = (float)((2 * gc_uniform() - 1) * (gc_rand64() % 9 == 0 ? 40.0 : 1.0));
     g[i] = (float)(2 * gc_uniform() - 1);
   }
-  x[5 * K + 40] = NAN; /* block (5, 1) gets the NaN scale 0xFF: all of it masked */
+  x[5 * K + 40] = NAN; /* MX: block (5, 1) gets the NaN scale 0xFF: all of it masked */
   lowp_qconfig cfg;
-  GC_REQUIRE(lowp_scheme_config("mxfp4", &cfg));
+  GC_REQUIRE(lowp_scheme_config(scheme, &cfg));
   lowp_qtensor q;
   GC_REQUIRE(lowp_qtensor_init(&q, &cfg, R, K));
   GC_REQUIRE(lowp_quantize(x, &q));
-  const double fmax = lowp_format_get(cfg.format)->max;
+  GC_REQUIRE(lowp_qtensor_clip_mask(&q, x, want));
   size_t zeros = 0;
-  for (size_t r = 0; r < R; r++)
-    for (size_t k = 0; k < K; k++) {
-      size_t b = (r / q.rowwise.block_rows) * q.rowwise.scale_cols + k / q.rowwise.block_cols;
-      double limit = fmax * (double)lowp_qtensor_block_scale(&q, &q.rowwise, b);
-      want[r * K + k] = fabs((double)x[r * K + k]) <= limit;
-      zeros += !want[r * K + k];
-    }
-  /* the oracle itself: some values clip (floor rule), the NaN block is all zero */
-  GC_CHECK(zeros > 32 && zeros < n / 2, "oracle: %zu of %zu masked", zeros, n);
-  for (size_t k = 32; k < 64; k++)
-    GC_CHECK(!want[5 * K + k], "oracle: NaN block not masked at %zu", k);
+  for (size_t i = 0; i < n; i++)
+    zeros += !want[i];
+  GC_CHECK(!want[5 * K + 40], "%s oracle: the NaN is not masked", scheme);
+  if (cfg.mode == LOWP_SCALING_MX) { /* some values clip (floor rule), the NaN block is all 0 */
+    GC_CHECK(zeros > 32 && zeros < n / 2, "oracle: %zu of %zu masked", zeros, n);
+    for (size_t k = 32; k < 64; k++)
+      GC_CHECK(!want[5 * K + k], "oracle: NaN block not masked at %zu", k);
+  }
 
-  size_t nscales = q.rowwise.scale_rows * q.rowwise.scale_cols;
+  const int byte_scales = cfg.mode == LOWP_SCALING_MX || cfg.mode == LOWP_SCALING_NVFP4;
+  size_t sbytes = q.rowwise.scale_rows * q.rowwise.scale_cols * (byte_scales ? 1 : 4);
+  lowp_cuda_qdata d = {0};
+  d.rows = R, d.cols = K;
+  d.scale_rows = q.rowwise.scale_rows, d.scale_cols = q.rowwise.scale_cols;
+  d.block_rows = q.rowwise.block_rows, d.block_cols = q.rowwise.block_cols;
+  d.scales = to_device(q.rowwise.scales, sbytes);
+  d.tensor_scale = to_device(&q.rowwise.tensor_scale, sizeof(float));
   float *dx = to_device(x, n * sizeof(float)), *dg = to_device(g, n * sizeof(float));
-  unsigned char *ds = to_device(q.rowwise.scales, nscales), *dm = NULL;
+  unsigned char *dm = NULL;
   GC_REQUIRE(lowp_cuda_malloc((void **)&dm, n));
-  GC_OK(lowpi_cuda_mx_clip_mask(dm, dx, ds, R, K, (int)q.rowwise.block_cols, q.rowwise.scale_cols,
-                                fmax));
+  GC_OK(lowpi_cuda_clip_mask(dm, dx, &d, cfg.mode, cfg.format));
   GC_REQUIRE(lowp_cuda_memcpy(got, dm, n, LOWP_CUDA_D2H));
   size_t bad = 0;
   for (size_t i = 0; i < n; i++)
     if (got[i] != want[i] && bad++ < 5)
-      fprintf(stderr, "  mask[%zu] (x %.9g): got %d, want %d\n", i, (double)x[i], got[i], want[i]);
-  GC_CHECK(bad == 0, "clip mask: %zu of %zu differ", bad, n);
+      fprintf(stderr, "  %s mask[%zu] (x %.9g): got %d, want %d\n", scheme, i, (double)x[i], got[i],
+              want[i]);
+  GC_CHECK(bad == 0, "%s clip mask: %zu of %zu differ", scheme, bad, n);
 
   GC_OK(lowpi_cuda_apply_mask(dg, dm, n));
   GC_REQUIRE(lowp_cuda_memcpy(g_got, dg, n * sizeof(float), LOWP_CUDA_D2H));
   for (size_t i = 0; i < n; i++)
     g[i] = want[i] ? g[i] : 0.0f;
-  GC_CHECK(memcmp(g_got, g, n * sizeof(float)) == 0, "apply_mask differs");
+  GC_CHECK(memcmp(g_got, g, n * sizeof(float)) == 0, "%s apply_mask differs", scheme);
 
   lowp_qtensor_free(&q);
   lowp_cuda_free(dx);
   lowp_cuda_free(dg);
-  lowp_cuda_free(ds);
+  lowp_cuda_free(d.scales);
+  lowp_cuda_free(d.tensor_scale);
   lowp_cuda_free(dm);
   free(x);
   free(g);
@@ -158,7 +165,10 @@ int main(void) {
     return skip;
   test_transpose_and_bias();
   test_transpose_u8();
-  test_clip_mask();
+  static const char *const schemes[] = {"mxfp4",     "nvfp4",      "int8-row",
+                                        "int4-g128", "fp8-tensor", "nf4"};
+  for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+    test_clip_mask(schemes[i]);
   return gc_finish("test_cuda_tensor_ops");
 #endif
 }
