@@ -1,8 +1,9 @@
 /* Fused causal self-attention with bf16 tensor cores (FlashAttention-2's schedule): the T x T
  * scores and probabilities never leave the registers.
  *
- *   prep:     q, k, v (and, backward, dout) rounded to bf16 (RNE) into head-major copies
- *             (B, NH, T, hs) in the workspace: the tiles are then 16-byte loads.
+ *   prep:     k, v (backward: q, k, v and dout) rounded to bf16 (RNE) into head-major copies
+ *             (B, NH, T, hs) in the workspace: the tiles are then 16-byte cp.async loads (the
+ *             forward reads each block's q tile once, so it rounds it while staging).
  *   forward:  one block per (b, h, 64 query rows); for each 64-key tile at or below the
  *             diagonal: S = Q K^T (fp32), s = S / sqrt(hs), online softmax in fp32 (running row
  *             max m and sum l; the output is rescaled by exp(m_old - m_new)), P = exp(s - m)
@@ -125,13 +126,15 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16 *p) {
                : "r"(smem_addr(p)));
 }
 
-/* d (16 x 8, fp32) += a (16 x 16, bf16) b (16 x 8, bf16). */
+/* d (16 x 8, fp32) += a (16 x 16, bf16) b (16 x 8, bf16). Not volatile: a pure function of
+ * registers, free to be scheduled (the ldmatrix and cp.async asm are volatile: they touch
+ * shared memory). */
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                          uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-               "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 /* The A fragment of rows [r0, r0 + 16), columns [c0, c0 + 16) of a row-major shared tile:
@@ -213,6 +216,31 @@ __device__ __forceinline__ void load_tile_async(bf16 *dst, const bf16 *__restric
     const bool in = t0 + r < T;
     /* a row past T reads nothing (src_bytes 0) but still names a valid address: row 0 */
     cp_async16(dst + r * ld + c, src + (size_t)(in ? t0 + r : 0) * HS + c, in ? 16 : 0);
+  }
+}
+
+/* Rows [t0, t0 + 64) of an fp32 (T, HS) matrix (rows ld floats apart, 16-byte aligned) rounded
+ * to bf16 (the library's RNE, as the prep kernel) into a shared tile (rows of ld); rows at or
+ * past T are zeros. Synchronous loads, whole block (the caller synchronises). */
+template <int HS>
+__device__ __forceinline__ void load_tile_f32(bf16 *dst, const float *__restrict__ src, size_t ld,
+                                              int t0, int T) {
+  constexpr int kChunks = HS / 8, lds = smem_layout<HS>::ld; /* 8 floats -> 16 bytes */
+  for (int idx = (int)threadIdx.x; idx < kTile * kChunks; idx += kThreads) {
+    const int r = idx / kChunks, c = idx % kChunks * 8;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (t0 + r < T) {
+      const float4 *s = reinterpret_cast<const float4 *>(src + (size_t)(t0 + r) * ld + c);
+      const float4 x = s[0], y = s[1];
+      const float f[8] = {x.x, x.y, x.z, x.w, y.x, y.y, y.z, y.w};
+      uint32_t u[4];
+#pragma unroll
+      for (int i = 0; i < 4; i++) /* the lower column in the low half */
+        u[i] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(f[2 * i]) |
+               lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(f[2 * i + 1]) << 16;
+      v = make_uint4(u[0], u[1], u[2], u[3]);
+    }
+    *reinterpret_cast<uint4 *>(dst + r * lds + c) = v;
   }
 }
 
@@ -340,12 +368,13 @@ __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS 
 }
 
 /* Forward: block (b * NH + h, query tile), see the top of the file. out (B, T, C), lse
- * (B, NH, T); q16, k16, v16 (B, NH, T, HS). Lane (g, t) of warp w holds rows q0 + 16 w + g
- * (i = 0) and + 8 (i = 1) of S, P and O: accumulator elements 2 i and 2 i + 1. */
+ * (B, NH, T); inp (B, T, 3C) (q read from it: once per block), k16, v16 (B, NH, T, HS). Lane (g, t)
+ * of warp w holds rows q0 + 16 w + g (i = 0) and + 8 (i = 1) of S, P and O: accumulator elements 2
+ * i and 2 i + 1. */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(float *__restrict__ out, float *__restrict__ lse,
-                         const bf16 *__restrict__ q16, const bf16 *__restrict__ k16,
+                         const float *__restrict__ inp, const bf16 *__restrict__ k16,
                          const bf16 *__restrict__ v16, int T, int NH, float scale) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -360,12 +389,11 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16, g = lane / 4, t = lane % 4;
 
-  load_tile_async<HS>(s_q, q16 + head, q0, T);
-  cp_async_commit();
+  const int b = bh / NH, h = bh % NH;
   load_tile_async<HS>(s_k, k16 + head, 0, T);
   load_tile_async<HS>(s_v, v16 + head, 0, T);
   cp_async_commit();
-  cp_async_wait<1>(); /* Q */
+  load_tile_f32<HS>(s_q, inp + (size_t)b * T * 3 * C + (size_t)h * HS, 3 * (size_t)C, q0, T);
   __syncthreads();
   uint32_t qf[HS / 16][4]; /* the warp's 16 rows of Q as A fragments, kept */
 #pragma unroll
@@ -416,7 +444,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   /* out = O / l, lse = m + log(l) */
-  const int b = bh / NH, h = bh % NH;
 #pragma unroll
   for (int i = 0; i < 2; i++) {
     const float inv = 1.0f / l[i];
@@ -673,14 +700,14 @@ dim3 tile_grid(int B, int T, int NH) {
 }
 
 template <int HS>
-lowp_status forward_hs(float *out, float *lse, const bf16 *q16, const bf16 *k16, const bf16 *v16,
+lowp_status forward_hs(float *out, float *lse, const float *inp, const bf16 *k16, const bf16 *v16,
                        int B, int T, int NH) {
   const size_t smem = smem_layout<HS>::fwd;
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_forward_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   const float scale = 1.0f / sqrtf((float)HS);
   flash_forward_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(out, lse, q16, k16, v16, T, NH, scale);
+      <<<tile_grid(B, T, NH), kThreads, smem>>>(out, lse, inp, k16, v16, T, NH, scale);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -726,17 +753,18 @@ lowp_status lowpi_cuda_flash_attention_forward(float *out, float *lse, const flo
   LOWPI_TRY(check_args(fn, B, T, C, NH, workspace, workspace_bytes, &ws));
   LOWPI_TRY(check_aligned(fn, "inp", inp));
   const flash_layout L = layout_of(B, T, C, NH);
-  bf16 *q = (bf16 *)(ws + L.q), *k = (bf16 *)(ws + L.k), *v = (bf16 *)(ws + L.v);
-  LOWPI_TRY(to_heads_bf16(q, inp, 3 * C, 3, B, T, C, NH));
+  bf16 *k = (bf16 *)(ws + L.k), *v = (bf16 *)(ws + L.v);
+  /* k and v only (2 parts from column C: k at L.k, v right after it); the kernel reads q */
+  LOWPI_TRY(to_heads_bf16(k, inp + C, 3 * C, 2, B, T, C, NH));
   switch (C / NH) {
   case 16:
-    return forward_hs<16>(out, lse, q, k, v, B, T, NH);
+    return forward_hs<16>(out, lse, inp, k, v, B, T, NH);
   case 32:
-    return forward_hs<32>(out, lse, q, k, v, B, T, NH);
+    return forward_hs<32>(out, lse, inp, k, v, B, T, NH);
   case 64:
-    return forward_hs<64>(out, lse, q, k, v, B, T, NH);
+    return forward_hs<64>(out, lse, inp, k, v, B, T, NH);
   default:
-    return forward_hs<128>(out, lse, q, k, v, B, T, NH);
+    return forward_hs<128>(out, lse, inp, k, v, B, T, NH);
   }
 }
 
