@@ -233,6 +233,22 @@ extern "C" lowp_status lowpi_dist_group(lowpi_dist *d, int begin) {
   return nccl_done(d, d->nccl->group_end(), "ncclGroupEnd");
 }
 
+extern "C" lowp_status lowpi_dist_send(lowpi_dist *d, const void *buf, size_t bytes, int peer) {
+  LOWPI_TRY(check_usable(d, "ncclSend"));
+  if (bytes == 0)
+    return LOWP_OK;
+  return nccl_done(d, d->nccl->send(buf, bytes, LOWPI_NCCL_UINT8, peer, d->comm, d->stream),
+                   "ncclSend");
+}
+
+extern "C" lowp_status lowpi_dist_recv(lowpi_dist *d, void *buf, size_t bytes, int peer) {
+  LOWPI_TRY(check_usable(d, "ncclRecv"));
+  if (bytes == 0)
+    return LOWP_OK;
+  return nccl_done(d, d->nccl->recv(buf, bytes, LOWPI_NCCL_UINT8, peer, d->comm, d->stream),
+                   "ncclRecv");
+}
+
 extern "C" lowp_status lowpi_dist_sync(lowpi_dist *d, const char *what) {
   LOWPI_TRY(check_usable(d, what));
   LOWPI_CUDA_TRY(cudaEventRecord(d->sync, cudaStreamLegacy));

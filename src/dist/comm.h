@@ -48,6 +48,9 @@ lowp_status lowpi_dist_reduce(lowpi_dist *d, const void *send, void *recv, size_
 lowp_status lowpi_dist_broadcast(lowpi_dist *d, const void *send, void *recv, size_t count,
                                  int dtype, int root);
 lowp_status lowpi_dist_group(lowpi_dist *d, int begin);
+/* Point to point (ncclSend / ncclRecv of bytes) with peer. */
+lowp_status lowpi_dist_send(lowpi_dist *d, const void *buf, size_t bytes, int peer);
+lowp_status lowpi_dist_recv(lowpi_dist *d, void *buf, size_t bytes, int peer);
 
 /* Wait until the compute stream has run everything queued on it so far, with the timeout and
  * the communicator's error watched; `what` names the wait in the error ("step 12"). */

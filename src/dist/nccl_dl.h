@@ -88,6 +88,9 @@ typedef struct {
                    lowpi_nccl_comm comm, void *stream);
   int (*reduce)(const void *send, void *recv, size_t count, int dtype, int op, int root,
                 lowpi_nccl_comm comm, void *stream);
+  int (*send)(const void *send, size_t count, int dtype, int peer, lowpi_nccl_comm comm,
+              void *stream);
+  int (*recv)(void *recv, size_t count, int dtype, int peer, lowpi_nccl_comm comm, void *stream);
   int (*group_start)(void);
   int (*group_end)(void);
   const char *(*get_error_string)(int result);

@@ -12,12 +12,12 @@
 #    30 s saying "rank 1 exited with status 137"; (b) torchrun-style (RANK/WORLD_SIZE/MASTER_ADDR,
 #    no launcher), SIGKILL rank 1: rank 0 must exit non-zero within LOWP_DIST_TIMEOUT (15 s) + 30 s
 #    with a clear message (an NCCL remote error or "no progress for 15 s").
-# Env: RECIPES, ZEROS (default "0"), OUT (default /tmp/dist_match). Exit 0 only if all passed.
+# Env: RECIPES, ZEROS (default "0 1"), OUT (default /tmp/dist_match). Exit 0 only if all passed.
 set -uo pipefail
 build=$1
 data=$2
 recipes=${RECIPES:-bf16 fp8-current fp8-delayed}
-zeros=${ZEROS:-0}
+zeros=${ZEROS:-0 1}
 out=${OUT:-/tmp}/dist_match
 rm -rf "$out"
 mkdir -p "$out"
@@ -85,6 +85,23 @@ for r in $recipes; do
       { compare "$out/$r.1gpu.jsonl" "$out/$r.2gpu.bf16comm.jsonl" 1e-2 5e-2 1 || fail "$r bf16 comm"; }
   fi
 done
+
+echo "== optimizer memory per GPU: ZeRO-1 against ZeRO-0 (bf16, 2 GPUs)"
+if [ -f "$out/bf16.2gpu.zero0.txt" ] && [ -f "$out/bf16.2gpu.zero1.txt" ]; then
+  python3 - "$out/bf16.2gpu.zero0.txt" "$out/bf16.2gpu.zero1.txt" <<'PY' || fail "ZeRO-1 memory"
+import re, sys
+def mib(path):
+    m = re.search(r"optimizer states on each GPU ([0-9.]+) MiB \(rank 0's\) of ([0-9.]+) MiB", open(path).read())
+    return (float(m.group(1)), float(m.group(2))) if m else (None, None)
+(z0, t0), (z1, t1) = mib(sys.argv[1]), mib(sys.argv[2])
+if z0 is None or z1 is None:
+    print("  FAIL: no optimizer memory line in the summaries"); sys.exit(1)
+ok = z1 <= 0.6 * z0 and abs(z0 - t0) < 1e-6
+print(f"  {'ok  ' if ok else 'FAIL'} optimizer states on rank 0's GPU: ZeRO-0 {z0:.3f} MiB, "
+      f"ZeRO-1 {z1:.3f} MiB ({z1 / z0:.2f}x; want about 0.5, at most 0.6) of {t1:.3f} MiB")
+sys.exit(0 if ok else 1)
+PY
+fi
 
 echo "== 2. resume: 2 GPUs -> 1 GPU, 2 GPUs -> CPU"
 for z in $zeros; do
