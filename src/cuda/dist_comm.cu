@@ -73,14 +73,15 @@ static lowp_status nccl_done(lowpi_dist *d, int r, const char *what) {
     return give_up(d, what, why);
   }
   double deadline = now_s() + d->timeout_s;
-  for (;;) {
+  for (long nap = 0;; nap = nap < 200 ? nap + 5 : 200) {
     int busy = 0;
     LOWPI_TRY(async_error(d, what, &busy));
     if (!busy)
       return LOWP_OK;
     if (now_s() > deadline)
       return timed_out(d, what);
-    pause_us(100);
+    if (nap > 0) /* an enqueue takes microseconds: spin first, then nap up to 0.2 ms */
+      pause_us(nap);
   }
 }
 
@@ -264,10 +265,10 @@ extern "C" lowp_status lowpi_dist_sync(lowpi_dist *d, const char *what) {
     LOWPI_TRY(async_error(d, what, &busy));
     if (now_s() - start > d->timeout_s)
       return timed_out(d, what);
-    /* Spin briefly (a step's tail is usually microseconds away), then nap up to 1 ms. */
+    /* Spin briefly (a step's tail is often microseconds away), then nap up to 0.2 ms. */
     if (nap > 0)
       pause_us(nap);
-    nap = nap < 1000 ? nap + 20 : 1000;
+    nap = nap < 200 ? nap + 10 : 200;
   }
 }
 
