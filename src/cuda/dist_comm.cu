@@ -148,6 +148,13 @@ extern "C" lowp_status lowpi_dist_create(lowpi_dist **out, const lowpi_dist_env 
   return LOWP_OK;
 }
 
+extern "C" void lowpi_dist_abort(lowpi_dist *d) {
+  if (d && d->comm && !d->broken) {
+    d->nccl->comm_abort(d->comm);
+    d->broken = 1;
+  }
+}
+
 extern "C" void lowpi_dist_free(lowpi_dist *d) {
   if (!d)
     return;

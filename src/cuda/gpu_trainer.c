@@ -364,24 +364,6 @@ void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
   (void)t;
 }
 
-/* After the backward (the blocks' buckets are queued): the rest of the gradients (embeddings,
- * final norm, head), the loss (mean over ranks) and the delayed-scaling amaxes (max), then the
- * compute stream waits for all of it. */
-static lowp_status finish_reductions(lowpi_gpu_trainer *t) {
-  size_t np = lowpi_gpu_model_num_params(t->gm), lo, n0, hi, nl;
-  int L = lowpi_gpu_model_num_blocks(t->gm);
-  lowpi_gpu_model_block_range(t->gm, 0, &lo, &n0);
-  lowpi_gpu_model_block_range(t->gm, L - 1, &hi, &nl);
-  hi += nl;
-  LOWPI_TRY(lowpi_grad_sync_bucket(t->grads, 0, lo));
-  LOWPI_TRY(lowpi_grad_sync_bucket(t->grads, hi, np - hi));
-  float *loss = (float *)lowpi_gpu_model_loss(t->gm); /* the model's own device float */
-  LOWPI_TRY(lowpi_dist_comm_after_compute(t->dist));
-  LOWPI_TRY(lowpi_dist_all_reduce(t->dist, loss, loss, 1, LOWPI_NCCL_FLOAT32, LOWPI_NCCL_AVG));
-  LOWPI_TRY(lowpi_amax_sync_reduce(t->amax));
-  return lowpi_dist_compute_after_comm(t->dist);
-}
-
 lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
                                    const int32_t *targets, const lowpi_gpu_step_args *args,
                                    lowpi_gpu_step_result *result) {

@@ -30,7 +30,11 @@ typedef struct lowpi_dist lowpi_dist;
  * against the device count), NCCL's unique id (LOWP_NCCL_ID, or rank 0 serves it over TCP at
  * MASTER_PORT), the communicator (waited for with the timeout), the stream and events. */
 lowp_status lowpi_dist_create(lowpi_dist **out, const lowpi_dist_env *env);
+/* After a run that went well: ncclCommDestroy. */
 void lowpi_dist_free(lowpi_dist *d);
+/* After a failure on this rank (its peers may be waiting on it, or gone): ncclCommAbort, which
+ * never waits for them; free() then only releases the rest. */
+void lowpi_dist_abort(lowpi_dist *d);
 
 int lowpi_dist_rank(const lowpi_dist *d);
 int lowpi_dist_world(const lowpi_dist *d);

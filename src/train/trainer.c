@@ -955,6 +955,8 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
     if (getrusage(RUSAGE_SELF, &ru) == 0)
       summary->bytes_peak_rss = (size_t)ru.ru_maxrss * 1024u;
   }
+  if (st != LOWP_OK) /* the other ranks may wait on this one: never wait for them */
+    lowpi_dist_abort(r.dist);
   run_free(&r);
   return st;
 }
