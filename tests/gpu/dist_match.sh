@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Several GPUs against one (run on a machine with 2 GPUs and NCCL, from the repository root):
-#     bash tests/gpu/dist_match.sh BUILD_DIR DATA_FILE
+#     bash tests/gpu/dist_match.sh BUILD_DIR [DATA_FILE]
+# (DATA_FILE: a text file, e.g. data/brown.txt; without it a 1 MB text of pseudo-random words is
+# made here.)
 # 1. Losses: the tiny GPT-2 for 100 steps, same seed and global batch (8 x 64), on one GPU and
 #    with --gpus 2 for each recipe (bf16, fp8-current, fp8-delayed) and ZeRO stage; the per-step
 #    losses must agree within reordering noise: mean relative difference < 1e-3 (bf16) or 5e-3
@@ -15,13 +17,19 @@
 # Env: RECIPES, ZEROS (default "0 1"), OUT (default /tmp/dist_match). Exit 0 only if all passed.
 set -uo pipefail
 build=$1
-data=$2
+data=${2:-}
 recipes=${RECIPES:-bf16 fp8-current fp8-delayed}
 zeros=${ZEROS:-0 1}
 out=${OUT:-/tmp}/dist_match
 rm -rf "$out"
 mkdir -p "$out"
 lowp="$build/lowp"
+if [ -z "$data" ]; then
+  data="$out/words.txt"
+  awk 'BEGIN { srand(7); split("the of and to a in is it that was for on with he as at by this had not", w, " ");
+    for (i = 0; i < 20000; i++) { l = ""; for (j = 0; j < 9; j++) l = l w[1 + int(rand() * 20)] " ";
+    print l } }' >"$data"
+fi
 common=(--model tiny --steps 100 --batch 8 --seq 64 --data "$data" --eval-every 50 --seed 5
   --device cuda)
 status=0
@@ -52,7 +60,8 @@ import json, sys
 ref, cand, mean_b, max_b, first = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 def losses(path):
     try:
-        return {j["step"]: j["loss"] for j in map(json.loads, filter(str.strip, open(path)))}
+        return {j["step"]: float("nan") if j["loss"] is None else j["loss"]  # null: not finite
+                for j in map(json.loads, filter(str.strip, open(path)))}
     except (OSError, ValueError, KeyError) as e:
         print(f"  cannot read {path}: {e}"); return {}
 a, b = losses(ref), losses(cand)
