@@ -64,7 +64,7 @@ typedef struct {
    * then batch is the global batch, split evenly over the ranks; rank 0 alone calls the
    * callback, writes the metrics log and the checkpoints. */
   int gpus;              /* --gpus: 0 (not given) or the WORLD_SIZE this run expects */
-  int zero;              /* ZeRO stage: 0 (plain data parallel) */
+  int zero;              /* ZeRO stage: 0 (plain data parallel) or 1 (optimizer states sharded) */
   lowp_format grad_comm; /* gradient all-reduce format: LOWP_FP32 (default) or LOWP_BF16 */
 } lowp_train_config;
 
@@ -97,6 +97,10 @@ typedef struct {
   /* Measured memory: the bytes of each buffer, and the process's peak resident set. */
   size_t bytes_weights, bytes_grads, bytes_optim, bytes_activations, bytes_peak_rss;
   size_t bytes_peak_device; /* --device cuda: the GPU memory in use at its peak (else 0) */
+  /* Several GPUs: bytes_* are this rank's (its GPU's); bytes_optim_total the whole optimizer
+   * state, which ZeRO-1 shards (bytes_optim about bytes_optim_total / world_size). */
+  int world_size, zero;
+  size_t bytes_optim_total;
 } lowp_train_summary;
 
 lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callback, void *user,

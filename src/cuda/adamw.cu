@@ -33,7 +33,9 @@ struct dev_tensor {
 struct step_args {
   float *params;
   const float *grads;
-  unsigned char *blob;
+  unsigned char *blob; /* the state bytes [blob_off, ...) of the host layout (a ZeRO window) */
+  size_t blob_off;
+  size_t chunk_lo;     /* the chunks to update: [chunk_lo, nchunks) */
   const dev_tensor *t;
   unsigned nt;
   size_t nchunks;
@@ -91,8 +93,9 @@ __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chun
   const int bf16 = t.kind == LOWP_OPT_STATE_BF16;
   float *p = a.params + t.offset;
   const float *g = a.grads + t.offset;
-  float *m32 = (float *)(void *)(a.blob + t.m), *v32 = (float *)(void *)(a.blob + t.v);
-  uint16_t *m16 = (uint16_t *)(void *)(a.blob + t.m), *v16 = (uint16_t *)(void *)(a.blob + t.v);
+  unsigned char *mb = a.blob + (t.m - a.blob_off), *vb = a.blob + (t.v - a.blob_off);
+  float *m32 = (float *)(void *)mb, *v32 = (float *)(void *)vb;
+  uint16_t *m16 = (uint16_t *)(void *)mb, *v16 = (uint16_t *)(void *)vb;
   const uint64_t off_m = lowpi_adamw_sr_offset(a.steps_before, LOWPI_ADAMW_SR_M);
   const uint64_t off_v = lowpi_adamw_sr_offset(a.steps_before, LOWPI_ADAMW_SR_V);
   const size_t lo = chunk * kDenseChunk;
@@ -120,8 +123,9 @@ __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chun
 /* One 8-bit block of 256 elements, one per thread. */
 __device__ void block_8bit(const step_args &a, const dev_tensor &t, size_t b, double coef,
                            const float *code_s, const float *code_u, float (*scratch)[2]) {
-  unsigned char *qm = a.blob + t.m, *qv = a.blob + t.v;
-  float *am = (float *)(void *)(a.blob + t.am), *av = (float *)(void *)(a.blob + t.av);
+  unsigned char *qm = a.blob + (t.m - a.blob_off), *qv = a.blob + (t.v - a.blob_off);
+  float *am = (float *)(void *)(a.blob + (t.am - a.blob_off));
+  float *av = (float *)(void *)(a.blob + (t.av - a.blob_off));
   const size_t lo = b * LOWPI_ADAMW_BLOCK, i = lo + threadIdx.x;
   const int active = i < t.numel;
   float m = 0.0f, v = 0.0f;
@@ -173,7 +177,7 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const step_args a) {
   __syncthreads();
   dev_tensor t;
   t.chunk0 = t.chunk_end = 0; /* no tensor yet */
-  for (size_t c = blockIdx.x; c < a.nchunks; c += gridDim.x) {
+  for (size_t c = a.chunk_lo + blockIdx.x; c < a.nchunks; c += gridDim.x) {
     if (c < t.chunk0 || c >= t.chunk_end) /* big tensors: often the same as the last chunk's */
       t = a.t[find_tensor(a.t, a.nt, c)];
     if (t.kind == LOWP_OPT_STATE_8BIT)
@@ -188,6 +192,8 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const step_args a) {
 struct lowpi_cuda_adamw {
   lowp_adamw_config cfg;
   size_t nt, bytes, nchunks;
+  size_t chunk_lo, chunk_hi; /* the chunks this copy updates (all of them, or a ZeRO shard's) */
+  size_t win_lo, win_hi;     /* the state bytes it holds: d_blob[i] is the host blob[win_lo + i] */
   lowpi_opt_tensor *layout; /* host copy, to check uploads and downloads */
   dev_tensor *d_t;
   unsigned char *d_blob;
@@ -230,6 +236,15 @@ static lowp_status setup(lowpi_cuda_adamw *o, const lowp_adamw *h) {
     t[i].chunk_end = chunks;
   }
   o->nchunks = chunks;
+  if (o->chunk_hi == (size_t)-1) /* the whole optimizer */
+    o->chunk_hi = chunks, o->win_hi = o->bytes;
+  if (o->chunk_lo > o->chunk_hi || o->chunk_hi > chunks || o->win_lo > o->win_hi ||
+      o->win_hi > o->bytes) {
+    free(t);
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "cuda adamw: shard chunks [%zu, %zu) of %zu, state bytes [%zu, %zu) of %zu",
+                      o->chunk_lo, o->chunk_hi, chunks, o->win_lo, o->win_hi, o->bytes);
+  }
   cudaError_t e = cudaMalloc((void **)&o->d_t, (o->nt ? o->nt : 1) * sizeof(dev_tensor));
   if (e == cudaSuccess)
     e = cudaMemcpy(o->d_t, t, o->nt * sizeof(dev_tensor), cudaMemcpyHostToDevice);
@@ -241,12 +256,19 @@ static lowp_status setup(lowpi_cuda_adamw *o, const lowp_adamw *h) {
   memcpy(codes + 256, h->code_u, sizeof h->code_u);
   LOWPI_CUDA_TRY(cudaMalloc((void **)&o->d_codes, sizeof codes));
   LOWPI_CUDA_TRY(cudaMemcpy(o->d_codes, codes, sizeof codes, cudaMemcpyHostToDevice));
-  LOWPI_CUDA_TRY(cudaMalloc((void **)&o->d_blob, o->bytes ? o->bytes : 8));
-  LOWPI_CUDA_TRY(cudaMemcpy(o->d_blob, h->blob, o->bytes, cudaMemcpyHostToDevice));
+  const size_t w = o->win_hi - o->win_lo;
+  LOWPI_CUDA_TRY(cudaMalloc((void **)&o->d_blob, w ? w : 8));
+  LOWPI_CUDA_TRY(cudaMemcpy(o->d_blob, h->blob + o->win_lo, w, cudaMemcpyHostToDevice));
   return LOWP_OK;
 }
 
 lowp_status lowpi_cuda_adamw_create(lowpi_cuda_adamw **out, const lowp_adamw *h) {
+  return lowpi_cuda_adamw_create_shard(out, h, 0, (size_t)-1, 0, 0);
+}
+
+lowp_status lowpi_cuda_adamw_create_shard(lowpi_cuda_adamw **out, const lowp_adamw *h,
+                                          size_t chunk_lo, size_t chunk_hi, size_t byte_lo,
+                                          size_t byte_hi) {
   if (!out || !h)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_create: NULL pointer");
   *out = NULL;
@@ -261,6 +283,10 @@ lowp_status lowpi_cuda_adamw_create(lowpi_cuda_adamw **out, const lowp_adamw *h)
   o->steps = h->steps;
   o->zero_s = h->zero_s;
   o->zero_u = h->zero_u;
+  o->chunk_lo = chunk_lo;
+  o->chunk_hi = chunk_hi;
+  o->win_lo = byte_lo;
+  o->win_hi = byte_hi;
   o->layout = (lowpi_opt_tensor *)malloc((h->nt ? h->nt : 1) * sizeof(lowpi_opt_tensor));
   lowp_status st = o->layout ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
   if (st == LOWP_OK) {
@@ -294,7 +320,8 @@ lowp_status lowpi_cuda_adamw_upload(lowpi_cuda_adamw *o, const lowp_adamw *h) {
                       "lowpi_cuda_adamw_upload: the host optimizer's tensors or state layout "
                       "differ from the device's (%zu tensors, %zu bytes here, %zu, %zu there)",
                       o->nt, o->bytes, h->nt, h->bytes);
-  LOWPI_CUDA_TRY(cudaMemcpy(o->d_blob, h->blob, o->bytes, cudaMemcpyHostToDevice));
+  LOWPI_CUDA_TRY(
+      cudaMemcpy(o->d_blob, h->blob + o->win_lo, o->win_hi - o->win_lo, cudaMemcpyHostToDevice));
   o->cfg = h->cfg;
   o->steps = h->steps;
   return LOWP_OK;
@@ -308,7 +335,8 @@ lowp_status lowpi_cuda_adamw_download(const lowpi_cuda_adamw *o, lowp_adamw *h) 
                       "lowpi_cuda_adamw_download: the host optimizer's tensors or state layout "
                       "differ from the device's (%zu tensors, %zu bytes here, %zu, %zu there)",
                       o->nt, o->bytes, h->nt, h->bytes);
-  LOWPI_CUDA_TRY(cudaMemcpy(h->blob, o->d_blob, o->bytes, cudaMemcpyDeviceToHost));
+  LOWPI_CUDA_TRY(
+      cudaMemcpy(h->blob + o->win_lo, o->d_blob, o->win_hi - o->win_lo, cudaMemcpyDeviceToHost));
   h->steps = o->steps;
   return LOWP_OK;
 }
@@ -321,16 +349,18 @@ lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const floa
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_step: step number %ld < 1", t);
   if (((uintptr_t)params & 3u) || ((uintptr_t)grads & 3u))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_step: misaligned float buffer");
-  if (o->nchunks == 0)
+  if (o->chunk_lo == o->chunk_hi)
     return LOWP_OK;
   step_args a;
   memset(&a, 0, sizeof a);
   a.params = params;
   a.grads = grads;
   a.blob = o->d_blob;
+  a.blob_off = o->win_lo;
+  a.chunk_lo = o->chunk_lo;
   a.t = o->d_t;
   a.nt = (unsigned)o->nt;
-  a.nchunks = o->nchunks;
+  a.nchunks = o->chunk_hi;
   a.codes = o->d_codes;
   a.k = lowpi_adamw_consts_at(&o->cfg, t, lr); /* the host's float64 math, as the CPU */
   a.seed = o->cfg.seed;
@@ -340,7 +370,7 @@ lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const floa
   a.zero_s = o->zero_s;
   a.zero_u = o->zero_u;
   a.stats = work ? &work->stats : NULL;
-  const unsigned blocks = lowpi_cuda_blocks(o->nchunks * kThreads, kThreads);
+  const unsigned blocks = lowpi_cuda_blocks((o->chunk_hi - o->chunk_lo) * kThreads, kThreads);
   adamw_kernel<<<blocks, kThreads>>>(a);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
@@ -353,4 +383,10 @@ void lowpi_cuda_adamw_commit(lowpi_cuda_adamw *o, int skipped) {
 
 long lowpi_cuda_adamw_num_steps(const lowpi_cuda_adamw *o) {
   return o ? o->steps : 0;
+}
+
+unsigned char *lowpi_cuda_adamw_state(lowpi_cuda_adamw *o, size_t *byte_lo, size_t *byte_hi) {
+  *byte_lo = o->win_lo;
+  *byte_hi = o->win_hi;
+  return o->d_blob;
 }

@@ -73,14 +73,15 @@ static lowp_status nccl_done(lowpi_dist *d, int r, const char *what) {
     return give_up(d, what, why);
   }
   double deadline = now_s() + d->timeout_s;
-  for (;;) {
+  for (long nap = 0;; nap = nap < 200 ? nap + 5 : 200) {
     int busy = 0;
     LOWPI_TRY(async_error(d, what, &busy));
     if (!busy)
       return LOWP_OK;
     if (now_s() > deadline)
       return timed_out(d, what);
-    pause_us(100);
+    if (nap > 0) /* an enqueue takes microseconds: spin first, then nap up to 0.2 ms */
+      pause_us(nap);
   }
 }
 
@@ -145,6 +146,13 @@ extern "C" lowp_status lowpi_dist_create(lowpi_dist **out, const lowpi_dist_env 
   }
   *out = d;
   return LOWP_OK;
+}
+
+extern "C" void lowpi_dist_abort(lowpi_dist *d) {
+  if (d && d->comm && !d->broken) {
+    d->nccl->comm_abort(d->comm);
+    d->broken = 1;
+  }
 }
 
 extern "C" void lowpi_dist_free(lowpi_dist *d) {
@@ -233,6 +241,22 @@ extern "C" lowp_status lowpi_dist_group(lowpi_dist *d, int begin) {
   return nccl_done(d, d->nccl->group_end(), "ncclGroupEnd");
 }
 
+extern "C" lowp_status lowpi_dist_send(lowpi_dist *d, const void *buf, size_t bytes, int peer) {
+  LOWPI_TRY(check_usable(d, "ncclSend"));
+  if (bytes == 0)
+    return LOWP_OK;
+  return nccl_done(d, d->nccl->send(buf, bytes, LOWPI_NCCL_UINT8, peer, d->comm, d->stream),
+                   "ncclSend");
+}
+
+extern "C" lowp_status lowpi_dist_recv(lowpi_dist *d, void *buf, size_t bytes, int peer) {
+  LOWPI_TRY(check_usable(d, "ncclRecv"));
+  if (bytes == 0)
+    return LOWP_OK;
+  return nccl_done(d, d->nccl->recv(buf, bytes, LOWPI_NCCL_UINT8, peer, d->comm, d->stream),
+                   "ncclRecv");
+}
+
 extern "C" lowp_status lowpi_dist_sync(lowpi_dist *d, const char *what) {
   LOWPI_TRY(check_usable(d, what));
   LOWPI_CUDA_TRY(cudaEventRecord(d->sync, cudaStreamLegacy));
@@ -248,10 +272,10 @@ extern "C" lowp_status lowpi_dist_sync(lowpi_dist *d, const char *what) {
     LOWPI_TRY(async_error(d, what, &busy));
     if (now_s() - start > d->timeout_s)
       return timed_out(d, what);
-    /* Spin briefly (a step's tail is usually microseconds away), then nap up to 1 ms. */
+    /* Spin briefly (a step's tail is often microseconds away), then nap up to 0.2 ms. */
     if (nap > 0)
       pause_us(nap);
-    nap = nap < 1000 ? nap + 20 : 1000;
+    nap = nap < 200 ? nap + 10 : 200;
   }
 }
 

@@ -10,12 +10,15 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda/gpu_model.h"
 #include "cuda/optim_cuda.h"
 #include "dist/amax_sync.h"
 #include "dist/grad_sync.h"
+#include "dist/shard.h"
 #include "lowp/cuda.h"
+#include "optim/adamw_internal.h"
 
 struct lowpi_gpu_trainer {
   lowp_model *model;
@@ -27,9 +30,11 @@ struct lowpi_gpu_trainer {
   int B, T;                   /* this rank's rows of the batch (all of it on one GPU), T */
   /* Several GPUs (NULL dist: one) */
   lowpi_dist *dist;
+  int rank, world;
   size_t row0; /* this rank's first row of the global batch */
   lowpi_grad_sync *grads;
   lowpi_amax_sync *amax;
+  lowpi_shard *shards; /* ZeRO-1: every rank's shard (NULL: data parallel, no sharding) */
 };
 
 void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
@@ -40,6 +45,7 @@ void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
   lowpi_gpu_model_free(t->gm);
   lowpi_cuda_adamw_free(t->opt);
   lowp_cuda_free(t->work);
+  free(t->shards);
   free(t);
 }
 
@@ -51,14 +57,38 @@ static lowp_status block_ready(void *user, int l) {
   return lowpi_grad_sync_bucket(t->grads, off, count);
 }
 
+/* Several GPUs: the gradient buckets (to every rank, or to the shards' owners), the amax
+ * reduction, the backward's hook; ZeRO-1: the shard plan. Before the optimizer is made. */
 static lowp_status setup_parallel(lowpi_gpu_trainer *t, const lowpi_gpu_parallel *par) {
   lowpi_dist *d = par->dist;
-  if (par->zero != 0)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "--zero %d is not supported yet", par->zero);
+  if (par->zero != 0 && par->zero != 1)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "--zero %d: only ZeRO-1 (--zero 1: sharded optimizer states) is "
+                      "implemented",
+                      par->zero);
   t->dist = d;
   float *grads = lowpi_gpu_model_grads(t->gm);
   size_t np = lowpi_gpu_model_num_params(t->gm);
-  LOWPI_TRY(lowpi_grad_sync_create(&t->grads, d, grads, np, par->grad_comm, NULL));
+  size_t *owners = NULL;
+  if (par->zero == 1) {
+    const lowp_adamw *h = t->host_opt;
+    t->shards = calloc((size_t)t->world, sizeof *t->shards);
+    owners = malloc(((size_t)t->world + 1) * sizeof *owners);
+    if (!t->shards || !owners) {
+      free(owners);
+      return lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+    }
+    lowp_status st = lowpi_shard_plan(t->shards, t->world, h->t, h->nt, np, h->bytes);
+    for (int r = 0; r < t->world; r++)
+      owners[r] = t->shards[r].elem_lo;
+    owners[t->world] = np;
+    if (st == LOWP_OK)
+      st = lowpi_grad_sync_create(&t->grads, d, grads, np, par->grad_comm, owners);
+    free(owners);
+    LOWPI_TRY(st);
+  } else {
+    LOWPI_TRY(lowpi_grad_sync_create(&t->grads, d, grads, np, par->grad_comm, NULL));
+  }
   lowpi_gpu_linears *lin = lowpi_gpu_model_linears(t->gm);
   size_t na = lowpi_gpu_linears_num_delayed(lin);
   float **amax = malloc((na ? na : 1) * sizeof *amax);
@@ -97,17 +127,25 @@ lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
   t->host_exec = exec;
   t->B = B / world;
   t->T = T;
-  if (world > 1)
-    t->row0 = (size_t)lowpi_dist_rank(par->dist) * (size_t)t->B;
+  t->world = world;
+  if (world > 1) {
+    t->rank = lowpi_dist_rank(par->dist);
+    t->row0 = (size_t)t->rank * (size_t)t->B;
+  }
   st = lowpi_gpu_model_create(&t->gm, model, recipe, seed, t->B, T);
-  if (st == LOWP_OK)
-    st = lowpi_cuda_adamw_create(&t->opt, opt);
   if (st == LOWP_OK)
     st = lowp_cuda_malloc((void **)&t->work, sizeof(lowpi_cuda_grad_work));
   if (st == LOWP_OK) /* a resumed run's delayed-scaling histories */
     st = lowpi_gpu_linears_upload_delayed(lowpi_gpu_model_linears(t->gm), exec);
   if (st == LOWP_OK && world > 1)
     st = setup_parallel(t, par);
+  if (st == LOWP_OK && t->shards) { /* ZeRO-1: this rank's chunks and state window only */
+    const lowpi_shard *sh = &t->shards[t->rank];
+    st = lowpi_cuda_adamw_create_shard(&t->opt, opt, sh->chunk_lo, sh->chunk_hi, sh->byte_lo,
+                                       sh->byte_hi);
+  } else if (st == LOWP_OK) {
+    st = lowpi_cuda_adamw_create(&t->opt, opt);
+  }
   if (st != LOWP_OK) {
     lowpi_gpu_trainer_free(t);
     return st;
@@ -134,6 +172,42 @@ static lowp_status finish_reductions(lowpi_gpu_trainer *t) {
   return lowpi_dist_compute_after_comm(t->dist);
 }
 
+/* ZeRO-1, after the gradients reached their owners: prepare this rank's shard of them, combine
+ * the shards' sums of squares and non-finite flags into the global norm and found_inf (the
+ * same on every rank), update this rank's shard, then every rank broadcasts its updated
+ * parameters to the others (an all-gather of uneven parts). */
+static lowp_status zero_update(lowpi_gpu_trainer *t, const lowpi_gpu_step_args *a, long step) {
+  const lowpi_shard *me = &t->shards[t->rank];
+  float *grads = lowpi_gpu_model_grads(t->gm), *params = lowpi_gpu_model_params(t->gm);
+  LOWPI_TRY(lowpi_cuda_grad_prepare(t->work, grads + me->elem_lo, me->elem_hi - me->elem_lo,
+                                    a->round_grads_bf16, a->unscale, a->grad_clip));
+  lowpi_dist *d = t->dist;
+  LOWPI_TRY(lowpi_dist_comm_after_compute(d));
+  LOWPI_TRY(lowpi_dist_group(d, 1));
+  lowp_status st = lowpi_dist_all_reduce(d, &t->work->stats.sumsq, &t->work->stats.sumsq, 1,
+                                         LOWPI_NCCL_FLOAT64, LOWPI_NCCL_SUM);
+  if (st == LOWP_OK)
+    st = lowpi_dist_all_reduce(d, &t->work->stats.found_inf, &t->work->stats.found_inf, 1,
+                               LOWPI_NCCL_INT32, LOWPI_NCCL_MAX);
+  lowp_status end = lowpi_dist_group(d, 0);
+  LOWPI_TRY(st);
+  LOWPI_TRY(end);
+  LOWPI_TRY(lowpi_dist_compute_after_comm(d));
+  LOWPI_TRY(lowpi_cuda_grad_stats_finish(t->work, a->grad_clip));
+  LOWPI_TRY(lowpi_cuda_adamw_step(t->opt, params, grads, a->lr, step, t->work));
+  LOWPI_TRY(lowpi_dist_comm_after_compute(d));
+  LOWPI_TRY(lowpi_dist_group(d, 1));
+  for (int r = 0; r < t->world && st == LOWP_OK; r++) {
+    const lowpi_shard *s = &t->shards[r];
+    st = lowpi_dist_broadcast(d, params + s->elem_lo, params + s->elem_lo, s->elem_hi - s->elem_lo,
+                              LOWPI_NCCL_FLOAT32, r);
+  }
+  end = lowpi_dist_group(d, 0);
+  LOWPI_TRY(st);
+  LOWPI_TRY(end);
+  return lowpi_dist_compute_after_comm(d);
+}
+
 lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
                                    const int32_t *targets, const lowpi_gpu_step_args *a,
                                    lowpi_gpu_step_result *res) {
@@ -155,11 +229,15 @@ lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
     const float bad = a->poison == 2 ? INFINITY : NAN;
     LOWPI_TRY(lowp_cuda_memcpy(grads + np / 2, &bad, sizeof bad, LOWP_CUDA_H2D));
   }
-  LOWPI_TRY(
-      lowpi_cuda_grad_prepare(t->work, grads, np, a->round_grads_bf16, a->unscale, a->grad_clip));
   long step = lowpi_cuda_adamw_num_steps(t->opt) + 1;
-  LOWPI_TRY(
-      lowpi_cuda_adamw_step(t->opt, lowpi_gpu_model_params(t->gm), grads, a->lr, step, t->work));
+  if (t->shards) {
+    LOWPI_TRY(zero_update(t, a, step));
+  } else {
+    LOWPI_TRY(
+        lowpi_cuda_grad_prepare(t->work, grads, np, a->round_grads_bf16, a->unscale, a->grad_clip));
+    LOWPI_TRY(
+        lowpi_cuda_adamw_step(t->opt, lowpi_gpu_model_params(t->gm), grads, a->lr, step, t->work));
+  }
   LOWPI_TRY(lowpi_gpu_linears_end_step(lin));
   if (t->dist) { /* a lost peer: an error within the timeout, not a copy that never returns */
     char what[48];
@@ -193,15 +271,77 @@ lowp_status lowpi_gpu_trainer_eval(lowpi_gpu_trainer *t, const int32_t *inputs,
   return lowp_cuda_memcpy(loss, lowpi_gpu_model_loss(t->gm), sizeof(float), LOWP_CUDA_D2H);
 }
 
+typedef struct {
+  unsigned char *dst;       /* the host blob */
+  const unsigned char *src; /* a rank's window, on the host */
+  size_t src_lo;            /* the window's first byte in the blob */
+} owned_copy;
+
+static void copy_owned(void *user, size_t off, size_t len) {
+  owned_copy *c = user;
+  memcpy(c->dst + off, c->src + (off - c->src_lo), len);
+}
+
+/* ZeRO-1 checkpoint: every rank's owned state bytes into rank 0's host optimizer. Rank 0
+ * first takes its own window whole, then each other rank sends its window (ncclSend) and rank
+ * 0 copies the bytes that rank owns. Collective: every rank calls it. */
+static lowp_status gather_state(lowpi_gpu_trainer *t) {
+  lowpi_dist *d = t->dist;
+  if (t->rank != 0) {
+    size_t lo, hi;
+    unsigned char *mine = lowpi_cuda_adamw_state(t->opt, &lo, &hi);
+    LOWPI_TRY(lowpi_dist_comm_after_compute(d));
+    LOWPI_TRY(lowpi_dist_send(d, mine, hi - lo, 0));
+    LOWPI_TRY(lowpi_dist_compute_after_comm(d));
+    return lowpi_dist_sync(d, "sending the optimizer shard to rank 0");
+  }
+  LOWPI_TRY(lowpi_cuda_adamw_download(t->opt, t->host_opt)); /* own window, and the steps */
+  size_t most = 0;
+  for (int r = 1; r < t->world; r++)
+    if (t->shards[r].byte_hi - t->shards[r].byte_lo > most)
+      most = t->shards[r].byte_hi - t->shards[r].byte_lo;
+  unsigned char *dev = NULL, *host = malloc(most ? most : 1);
+  lowp_status st = host ? lowp_cuda_malloc((void **)&dev, most)
+                        : lowpi_fail(LOWP_ERR_NOMEM, "out of memory for an optimizer shard");
+  for (int r = 1; r < t->world && st == LOWP_OK; r++) {
+    const lowpi_shard *s = &t->shards[r];
+    const size_t bytes = s->byte_hi - s->byte_lo;
+    st = lowpi_dist_comm_after_compute(d);
+    if (st == LOWP_OK)
+      st = lowpi_dist_recv(d, dev, bytes, r);
+    if (st == LOWP_OK)
+      st = lowpi_dist_compute_after_comm(d);
+    if (st == LOWP_OK)
+      st = lowpi_dist_sync(d, "gathering the optimizer shards");
+    if (st == LOWP_OK)
+      st = lowp_cuda_memcpy(host, dev, bytes, LOWP_CUDA_D2H);
+    if (st == LOWP_OK) {
+      owned_copy c = {t->host_opt->blob, host, s->byte_lo};
+      lowpi_shard_owned_bytes(s, t->host_opt->t, t->host_opt->nt, copy_owned, &c);
+    }
+  }
+  lowp_cuda_free(dev);
+  free(host);
+  return st;
+}
+
 lowp_status lowpi_gpu_trainer_download(lowpi_gpu_trainer *t) {
   LOWPI_TRY(lowpi_gpu_model_download(t->gm));
-  LOWPI_TRY(lowpi_cuda_adamw_download(t->opt, t->host_opt));
+  if (t->shards)
+    LOWPI_TRY(gather_state(t));
+  else
+    LOWPI_TRY(lowpi_cuda_adamw_download(t->opt, t->host_opt));
   return lowpi_gpu_linears_download_delayed(lowpi_gpu_model_linears(t->gm), t->host_exec);
 }
 
 void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t *grads,
-                             size_t *activations, size_t *peak) {
+                             size_t *activations, size_t *optim, size_t *peak) {
   lowpi_gpu_model_bytes(t->gm, weights, grads, activations);
+  size_t lo, hi;
+  lowpi_cuda_adamw_state(t->opt, &lo, &hi);
+  *optim = hi - lo;
+  if (t->grads) /* the bf16 mirror of --grad-comm bf16 */
+    *grads += lowpi_grad_sync_bytes(t->grads);
   lowp_cuda_memory_stats(NULL, peak);
 }
 
@@ -230,24 +370,6 @@ void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
   (void)t;
 }
 
-/* After the backward (the blocks' buckets are queued): the rest of the gradients (embeddings,
- * final norm, head), the loss (mean over ranks) and the delayed-scaling amaxes (max), then the
- * compute stream waits for all of it. */
-static lowp_status finish_reductions(lowpi_gpu_trainer *t) {
-  size_t np = lowpi_gpu_model_num_params(t->gm), lo, n0, hi, nl;
-  int L = lowpi_gpu_model_num_blocks(t->gm);
-  lowpi_gpu_model_block_range(t->gm, 0, &lo, &n0);
-  lowpi_gpu_model_block_range(t->gm, L - 1, &hi, &nl);
-  hi += nl;
-  LOWPI_TRY(lowpi_grad_sync_bucket(t->grads, 0, lo));
-  LOWPI_TRY(lowpi_grad_sync_bucket(t->grads, hi, np - hi));
-  float *loss = (float *)lowpi_gpu_model_loss(t->gm); /* the model's own device float */
-  LOWPI_TRY(lowpi_dist_comm_after_compute(t->dist));
-  LOWPI_TRY(lowpi_dist_all_reduce(t->dist, loss, loss, 1, LOWPI_NCCL_FLOAT32, LOWPI_NCCL_AVG));
-  LOWPI_TRY(lowpi_amax_sync_reduce(t->amax));
-  return lowpi_dist_compute_after_comm(t->dist);
-}
-
 lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
                                    const int32_t *targets, const lowpi_gpu_step_args *args,
                                    lowpi_gpu_step_result *result) {
@@ -267,9 +389,9 @@ lowp_status lowpi_gpu_trainer_download(lowpi_gpu_trainer *t) {
 }
 
 void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t *grads,
-                             size_t *activations, size_t *peak) {
+                             size_t *activations, size_t *optim, size_t *peak) {
   (void)t;
-  *weights = *grads = *activations = *peak = 0;
+  *weights = *grads = *activations = *optim = *peak = 0;
 }
 
 void lowpi_gpu_trainer_gemm_counts(const lowpi_gpu_trainer *t, lowpi_gpu_gemm_counts *out) {

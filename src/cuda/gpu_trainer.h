@@ -27,10 +27,11 @@ typedef struct lowpi_gpu_trainer lowpi_gpu_trainer;
  * [rank * B / N, (rank + 1) * B / N) of the global batch; the gradients are averaged bucket by
  * bucket during the backward (dist/grad_sync.h), the loss over the ranks, the delayed-scaling
  * amaxes with max; the gradient preparation and the optimizer then run identically on every
- * rank (zero 0). */
+ * rank (zero 0), or each rank prepares and updates its shard and broadcasts its parameters
+ * (zero 1: optimizer state sharded, dist/shard.h). */
 typedef struct {
   lowpi_dist *dist;      /* NULL: one GPU, none of the above */
-  int zero;              /* ZeRO stage: 0 */
+  int zero;              /* ZeRO stage: 0 or 1 */
   lowp_format grad_comm; /* LOWP_FP32 or LOWP_BF16 (--grad-comm) */
 } lowpi_gpu_parallel;
 
@@ -62,13 +63,15 @@ lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
 /* Mean loss of one batch (forward only; of the whole batch with several GPUs). */
 lowp_status lowpi_gpu_trainer_eval(lowpi_gpu_trainer *t, const int32_t *inputs,
                                    const int32_t *targets, float *loss);
-/* Device -> host: parameters, optimizer state and step count, delayed-scaling states. */
+/* Device -> host: parameters, optimizer state and step count, delayed-scaling states. Under
+ * ZeRO-1 a collective (every rank calls it) that gathers the full state on rank 0's host. */
 lowp_status lowpi_gpu_trainer_download(lowpi_gpu_trainer *t);
 
-/* Device memory held: weights, gradients, activations (with scratch), and the peak of all that
- * lowp_cuda_malloc held (the optimizer state is the host optimizer's size). */
+/* Device memory held: weights, gradients (with --grad-comm bf16's mirror), activations (with
+ * scratch), optimizer state (this rank's shard under ZeRO-1), and the peak of all that
+ * lowp_cuda_malloc held. */
 void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t *grads,
-                             size_t *activations, size_t *peak);
+                             size_t *activations, size_t *optim, size_t *peak);
 
 /* How the linear layers' GEMMs ran so far (lowpi_gpu_linears_counts; zeros without CUDA). */
 void lowpi_gpu_trainer_gemm_counts(const lowpi_gpu_trainer *t, lowpi_gpu_gemm_counts *out);

@@ -85,6 +85,16 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/* norm and clip coefficient from the sum of squares and found_inf. */
+__device__ void finish(lowpi_cuda_grad_stats *st, float max_norm) {
+  double norm = sqrt(st->sumsq);
+  /* lowp_clip_grads: coef = max_norm / (norm + 1e-6), applied only when < 1 (and the
+   * trainer clips only with max_norm > 0). */
+  double coef = (double)max_norm / (norm + 1e-6);
+  st->norm = norm;
+  st->clip_coef = !st->found_inf && max_norm > 0.0f && coef < 1.0 ? coef : 1.0;
+}
+
 /* Stage 2, one block: the partial sums in a fixed order, then norm, found_inf, clip coef. */
 __global__ void __launch_bounds__(kThreads)
     norm_stage2(lowpi_cuda_grad_work *__restrict__ w, unsigned nb, float max_norm) {
@@ -99,15 +109,15 @@ __global__ void __launch_bounds__(kThreads)
   nf = __syncthreads_or(nf);
   tree_sum(sh);
   if (threadIdx.x == 0) {
-    double norm = sqrt(sh[0]);
-    /* lowp_clip_grads: coef = max_norm / (norm + 1e-6), applied only when < 1 (and the
-     * trainer clips only with max_norm > 0). */
-    double coef = (double)max_norm / (norm + 1e-6);
-    w->stats.norm = norm;
-    w->stats.clip_coef = !nf && max_norm > 0.0f && coef < 1.0 ? coef : 1.0;
+    w->stats.sumsq = sh[0];
     w->stats.found_inf = nf != 0;
     w->stats.pad_ = 0;
+    finish(&w->stats, max_norm);
   }
+}
+
+__global__ void stats_finish(lowpi_cuda_grad_stats *st, float max_norm) {
+  finish(st, max_norm);
 }
 
 } // namespace
@@ -129,6 +139,14 @@ lowp_status lowpi_cuda_grad_prepare(lowpi_cuda_grad_work *work, float *grads, si
     LOWPI_CUDA_CHECK_LAUNCH();
   }
   norm_stage2<<<1, kThreads>>>(work, nb, max_norm);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_grad_stats_finish(lowpi_cuda_grad_work *work, float max_norm) {
+  if (!work)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_grad_stats_finish: NULL buffer");
+  stats_finish<<<1, 1>>>(&work->stats, max_norm);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

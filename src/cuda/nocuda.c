@@ -187,6 +187,23 @@ lowp_status lowpi_cuda_adamw_create(lowpi_cuda_adamw **opt, const lowp_adamw *ho
   return no_cuda("lowpi_cuda_adamw_create");
 }
 
+lowp_status lowpi_cuda_adamw_create_shard(lowpi_cuda_adamw **opt, const lowp_adamw *host,
+                                          size_t chunk_lo, size_t chunk_hi, size_t byte_lo,
+                                          size_t byte_hi) {
+  if (opt)
+    *opt = NULL;
+  return no_cuda("lowpi_cuda_adamw_create_shard");
+}
+
+unsigned char *lowpi_cuda_adamw_state(lowpi_cuda_adamw *opt, size_t *byte_lo, size_t *byte_hi) {
+  *byte_lo = *byte_hi = 0;
+  return NULL;
+}
+
+lowp_status lowpi_cuda_grad_stats_finish(lowpi_cuda_grad_work *work, float max_norm) {
+  return no_cuda("lowpi_cuda_grad_stats_finish");
+}
+
 void lowpi_cuda_adamw_free(lowpi_cuda_adamw *opt) {}
 
 lowp_status lowpi_cuda_adamw_upload(lowpi_cuda_adamw *opt, const lowp_adamw *host) {

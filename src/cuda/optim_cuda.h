@@ -41,6 +41,7 @@ typedef struct {
                        that is < 1 and max_norm > 0, else 1 (as lowp_clip_grads' double) */
   int found_inf;    /* 1 if any prepared gradient is NaN or +-Inf: the step is skipped */
   int pad_;
+  double sumsq; /* sum of the squares: norm^2 (a ZeRO shard's part, before the all-reduce) */
 } lowpi_cuda_grad_stats;
 
 /* Blocks of the first reduction stage: each sums a fixed slice of the gradients. */
@@ -67,6 +68,10 @@ typedef struct {
 lowp_status lowpi_cuda_grad_prepare(lowpi_cuda_grad_work *work, float *grads, size_t n,
                                     int round_bf16, float inv_scale, float max_norm);
 
+/* ZeRO: after work->stats.sumsq and .found_inf were summed / max-reduced over the ranks'
+ * shards, recompute norm and clip_coef from them (one device thread, asynchronous). */
+lowp_status lowpi_cuda_grad_stats_finish(lowpi_cuda_grad_work *work, float max_norm);
+
 /* Copy work->stats to the host (synchronises with the device: once per step, at its end). */
 lowp_status lowpi_cuda_grad_stats_read(lowpi_cuda_grad_stats *stats,
                                        const lowpi_cuda_grad_work *work);
@@ -79,6 +84,14 @@ typedef struct lowpi_cuda_adamw lowpi_cuda_adamw;
 /* A device copy of a host optimizer: its configuration, tensor layout, whole state blob
  * (the same per-tensor layout, byte for byte) and step count. */
 lowp_status lowpi_cuda_adamw_create(lowpi_cuda_adamw **opt, const lowp_adamw *host);
+/* ZeRO-1: a copy that updates only chunks [chunk_lo, chunk_hi) (the kernel's units of work,
+ * src/dist/shard.h) and holds only the state bytes [byte_lo, byte_hi) of the host blob, which
+ * must contain those chunks' states. upload/download then move that window only. */
+lowp_status lowpi_cuda_adamw_create_shard(lowpi_cuda_adamw **opt, const lowp_adamw *host,
+                                          size_t chunk_lo, size_t chunk_hi, size_t byte_lo,
+                                          size_t byte_hi);
+/* The device state window and its place in the host blob (for the checkpoint gather). */
+unsigned char *lowpi_cuda_adamw_state(lowpi_cuda_adamw *opt, size_t *byte_lo, size_t *byte_hi);
 void lowpi_cuda_adamw_free(lowpi_cuda_adamw *opt);
 
 /* Host -> device (after a resume): the host optimizer must have the same tensor layout

@@ -14,7 +14,6 @@
 
 #include "common/error.h"
 
-#define MAGIC "LOWPID01"
 #define MSG_BYTES (8 + 4 + LOWPI_NCCL_ID_BYTES)
 
 static double now_s(void) {
@@ -65,8 +64,10 @@ static lowp_status io_all(int fd, void *buf, size_t n, int writing, double deadl
   return LOWP_OK;
 }
 
+static const unsigned char magic[8] = {'L', 'O', 'W', 'P', 'I', 'D', '0', '1'};
+
 static void pack(unsigned char *msg, int world_size, const lowpi_nccl_id *id) {
-  memcpy(msg, MAGIC, 8);
+  memcpy(msg, magic, sizeof magic);
   uint32_t w = (uint32_t)world_size;
   msg[8] = (unsigned char)(w >> 24);
   msg[9] = (unsigned char)(w >> 16);
@@ -163,12 +164,12 @@ lowp_status lowpi_dist_fetch_id(const char *addr, int port, int world_size, lowp
         continue;
       }
       freeaddrinfo(res);
-      unsigned char msg[MSG_BYTES];
+      unsigned char msg[MSG_BYTES] = {0};
       lowp_status st = io_all(fd, msg, sizeof msg, 0, deadline, "reading the NCCL id from rank 0");
       close(fd);
       if (st != LOWP_OK)
         return st;
-      if (memcmp(msg, MAGIC, 8) != 0)
+      if (memcmp(msg, magic, sizeof magic) != 0)
         return lowpi_fail(LOWP_ERR_COMM,
                           "%s:%d answered, but not with lowp's NCCL id (is MASTER_PORT used by "
                           "another program?)",

@@ -30,7 +30,11 @@ typedef struct lowpi_dist lowpi_dist;
  * against the device count), NCCL's unique id (LOWP_NCCL_ID, or rank 0 serves it over TCP at
  * MASTER_PORT), the communicator (waited for with the timeout), the stream and events. */
 lowp_status lowpi_dist_create(lowpi_dist **out, const lowpi_dist_env *env);
+/* After a run that went well: ncclCommDestroy. */
 void lowpi_dist_free(lowpi_dist *d);
+/* After a failure on this rank (its peers may be waiting on it, or gone): ncclCommAbort, which
+ * never waits for them; free() then only releases the rest. */
+void lowpi_dist_abort(lowpi_dist *d);
 
 int lowpi_dist_rank(const lowpi_dist *d);
 int lowpi_dist_world(const lowpi_dist *d);
@@ -48,6 +52,9 @@ lowp_status lowpi_dist_reduce(lowpi_dist *d, const void *send, void *recv, size_
 lowp_status lowpi_dist_broadcast(lowpi_dist *d, const void *send, void *recv, size_t count,
                                  int dtype, int root);
 lowp_status lowpi_dist_group(lowpi_dist *d, int begin);
+/* Point to point (ncclSend / ncclRecv of bytes) with peer. */
+lowp_status lowpi_dist_send(lowpi_dist *d, const void *buf, size_t bytes, int peer);
+lowp_status lowpi_dist_recv(lowpi_dist *d, void *buf, size_t bytes, int peer);
 
 /* Wait until the compute stream has run everything queued on it so far, with the timeout and
  * the communicator's error watched; `what` names the wait in the error ("step 12"). */

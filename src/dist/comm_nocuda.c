@@ -18,6 +18,9 @@ lowp_status lowpi_dist_create(lowpi_dist **out, const lowpi_dist_env *env) {
 void lowpi_dist_free(lowpi_dist *d) {
   (void)d;
 }
+void lowpi_dist_abort(lowpi_dist *d) {
+  (void)d;
+}
 int lowpi_dist_rank(const lowpi_dist *d) {
   (void)d;
   return 0;
@@ -55,6 +58,14 @@ lowp_status lowpi_dist_broadcast(lowpi_dist *d, const void *send, void *recv, si
 }
 lowp_status lowpi_dist_group(lowpi_dist *d, int begin) {
   (void)d, (void)begin;
+  return no_cuda();
+}
+lowp_status lowpi_dist_send(lowpi_dist *d, const void *buf, size_t bytes, int peer) {
+  (void)d, (void)buf, (void)bytes, (void)peer;
+  return no_cuda();
+}
+lowp_status lowpi_dist_recv(lowpi_dist *d, void *buf, size_t bytes, int peer) {
+  (void)d, (void)buf, (void)bytes, (void)peer;
   return no_cuda();
 }
 lowp_status lowpi_dist_sync(lowpi_dist *d, const char *what) {

@@ -52,7 +52,7 @@ lowp_status lowpi_dist_check_gpus(int gpus, int device_count);
 
 /* A worker's argv: exe, then argv[0..argc-1] (the verb and its options, unchanged), then NULL.
  * One malloc'd block: free() it. NULL when out of memory. */
-char **lowpi_dist_child_argv(const char *exe, int argc, char *const *argv);
+char **lowpi_dist_child_argv(char *exe, int argc, char *const *argv);
 
 /* A worker's environment: env (NULL-terminated "NAME=value" strings) without any RANK,
  * WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, LOWP_NCCL_ID, MASTER_ADDR or MASTER_PORT, followed by

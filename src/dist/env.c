@@ -2,7 +2,6 @@
 #include "dist/dist_env.h"
 
 #include <errno.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,11 +128,11 @@ lowp_status lowpi_dist_check_gpus(int gpus, int device_count) {
   return LOWP_OK;
 }
 
-char **lowpi_dist_child_argv(const char *exe, int argc, char *const *argv) {
+char **lowpi_dist_child_argv(char *exe, int argc, char *const *argv) {
   char **out = malloc(((size_t)argc + 2) * sizeof *out);
   if (!out)
     return NULL;
-  out[0] = (char *)(uintptr_t)exe; /* execve's prototype takes char *const []: not written */
+  out[0] = exe;
   for (int i = 0; i < argc; i++)
     out[i + 1] = argv[i];
   out[argc + 1] = NULL;

@@ -26,7 +26,9 @@ int lowp_dist_is_worker(void) {
 
 int lowp_dist_rank(void) {
   const char *r = getenv("RANK");
-  return r ? atoi(r) : 0;
+  char *end = NULL;
+  long v = r ? strtol(r, &end, 10) : 0;
+  return r && end != r && *end == '\0' && v >= 0 && v < LOWPI_DIST_MAX_WORLD ? (int)v : 0;
 }
 
 static double now_s(void) {

@@ -41,6 +41,8 @@ static lowp_status load_locked(void) {
       {offsetof(lowpi_nccl, all_gather), "ncclAllGather"},
       {offsetof(lowpi_nccl, broadcast), "ncclBroadcast"},
       {offsetof(lowpi_nccl, reduce), "ncclReduce"},
+      {offsetof(lowpi_nccl, send), "ncclSend"},
+      {offsetof(lowpi_nccl, recv), "ncclRecv"},
       {offsetof(lowpi_nccl, group_start), "ncclGroupStart"},
       {offsetof(lowpi_nccl, group_end), "ncclGroupEnd"},
       {offsetof(lowpi_nccl, get_error_string), "ncclGetErrorString"},

@@ -2,14 +2,16 @@
  * needs it.
  *
  * The declarations below are the subset of NCCL's public C API (nccl.h) that lowp calls, with
- * NCCL's documented, stable ABI, checked against src/nccl.h.in of NVIDIA/nccl (the 2.28/2.29
- * series; the values are unchanged since 2.10): ncclResult_t, ncclDataType_t and ncclRedOp_t
- * are C enums (int) with the values pinned below; ncclComm_t is an opaque pointer;
- * ncclUniqueId is 128 bytes passed by value; cudaStream_t is an opaque pointer.
+ * NCCL's documented, stable ABI, checked against src/nccl.h.in of NVIDIA/nccl at tag v2.28.3-1
+ * (and unchanged at v2.30.7-1): ncclResult_t, ncclDataType_t and ncclRedOp_t are C enums (int)
+ * with the values pinned below; ncclComm_t is an opaque pointer; ncclUniqueId is 128 bytes
+ * passed by value; cudaStream_t is an opaque pointer; the prototypes of the entry points are
+ * those of nccl.h.in with these types.
  *
  * ncclConfig_t is a versioned, append-only struct ("size", "magic", "version" first): we pass
- * the 2.14 prefix with version 2.14.3 and its own size, which every later NCCL accepts (that is
- * how programs built against an older nccl.h keep running). */
+ * the 2.14 prefix with version 2.14.3 and its own size. NCCL's parseCommConfig (src/init.cc)
+ * copies min(size, its sizeof) bytes and gives every field newer than the stated version its
+ * default: that is how programs built against an older nccl.h keep running. */
 #ifndef LOWPI_NCCL_DL_H
 #define LOWPI_NCCL_DL_H
 
@@ -88,6 +90,9 @@ typedef struct {
                    lowpi_nccl_comm comm, void *stream);
   int (*reduce)(const void *send, void *recv, size_t count, int dtype, int op, int root,
                 lowpi_nccl_comm comm, void *stream);
+  int (*send)(const void *send, size_t count, int dtype, int peer, lowpi_nccl_comm comm,
+              void *stream);
+  int (*recv)(void *recv, size_t count, int dtype, int peer, lowpi_nccl_comm comm, void *stream);
   int (*group_start)(void);
   int (*group_end)(void);
   const char *(*get_error_string)(int result);

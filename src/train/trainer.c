@@ -322,7 +322,9 @@ static lowp_status save_checkpoint(run *r) {
   if (!r->ckpt_dir)
     return LOWP_OK;
   const char *dir = r->cfg.out_dir;
-  if (r->gpu && dir) /* the device holds the run: bring parameters and states to the host */
+  /* The device holds the run: bring parameters and states to the host (under ZeRO a
+   * collective that gathers the optimizer shards on rank 0). */
+  if (r->gpu && (dir || r->cfg.zero > 0))
     LOWPI_TRY(lowpi_gpu_trainer_download(r->gpu));
   if (!dir) /* another rank writes it */
     return LOWP_OK;
@@ -751,8 +753,10 @@ static const char *env_get(const char *name) {
 static lowp_status setup_dist(run *r) {
   lowp_train_config *c = &r->cfg;
   lowpi_dist_env env;
-  if (c->zero != 0)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "--zero %d: only 0 (plain data parallel) so far",
+  if (c->zero < 0 || c->zero > 1)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "--zero %d: ZeRO-0 (plain data parallel) and ZeRO-1 (sharded optimizer "
+                      "states) are implemented",
                       c->zero);
   if (c->grad_comm != LOWP_FP32 && c->grad_comm != LOWP_BF16)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "--grad-comm is fp32 or bf16");
@@ -940,13 +944,19 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
     }
     if (r.opt)
       lowp_adamw_state(r.opt, &summary->bytes_optim);
+    summary->bytes_optim_total = summary->bytes_optim;
+    summary->world_size = r.dist ? lowpi_dist_world(r.dist) : 1;
+    summary->zero = r.dist ? r.cfg.zero : 0;
     if (r.gpu)
       lowpi_gpu_trainer_bytes(r.gpu, &summary->bytes_weights, &summary->bytes_grads,
-                              &summary->bytes_activations, &summary->bytes_peak_device);
+                              &summary->bytes_activations, &summary->bytes_optim,
+                              &summary->bytes_peak_device);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
       summary->bytes_peak_rss = (size_t)ru.ru_maxrss * 1024u;
   }
+  if (st != LOWP_OK) /* the other ranks may wait on this one: never wait for them */
+    lowpi_dist_abort(r.dist);
   run_free(&r);
   return st;
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Several GPUs against one (run on a machine with 2 GPUs and NCCL, from the repository root):
-#     bash tests/gpu/dist_match.sh BUILD_DIR DATA_FILE
+#     bash tests/gpu/dist_match.sh BUILD_DIR [DATA_FILE]
+# (DATA_FILE: a text file, e.g. data/brown.txt; without it a 1 MB text of pseudo-random words is
+# made here.)
 # 1. Losses: the tiny GPT-2 for 100 steps, same seed and global batch (8 x 64), on one GPU and
 #    with --gpus 2 for each recipe (bf16, fp8-current, fp8-delayed) and ZeRO stage; the per-step
 #    losses must agree within reordering noise: mean relative difference < 1e-3 (bf16) or 5e-3
@@ -12,16 +14,22 @@
 #    30 s saying "rank 1 exited with status 137"; (b) torchrun-style (RANK/WORLD_SIZE/MASTER_ADDR,
 #    no launcher), SIGKILL rank 1: rank 0 must exit non-zero within LOWP_DIST_TIMEOUT (15 s) + 30 s
 #    with a clear message (an NCCL remote error or "no progress for 15 s").
-# Env: RECIPES, ZEROS (default "0"), OUT (default /tmp/dist_match). Exit 0 only if all passed.
+# Env: RECIPES, ZEROS (default "0 1"), OUT (default /tmp/dist_match). Exit 0 only if all passed.
 set -uo pipefail
 build=$1
-data=$2
+data=${2:-}
 recipes=${RECIPES:-bf16 fp8-current fp8-delayed}
-zeros=${ZEROS:-0}
+zeros=${ZEROS:-0 1}
 out=${OUT:-/tmp}/dist_match
 rm -rf "$out"
 mkdir -p "$out"
 lowp="$build/lowp"
+if [ -z "$data" ]; then
+  data="$out/words.txt"
+  awk 'BEGIN { srand(7); split("the of and to a in is it that was for on with he as at by this had not", w, " ");
+    for (i = 0; i < 20000; i++) { l = ""; for (j = 0; j < 9; j++) l = l w[1 + int(rand() * 20)] " ";
+    print l } }' >"$data"
+fi
 common=(--model tiny --steps 100 --batch 8 --seq 64 --data "$data" --eval-every 50 --seed 5
   --device cuda)
 status=0
@@ -52,7 +60,8 @@ import json, sys
 ref, cand, mean_b, max_b, first = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 def losses(path):
     try:
-        return {j["step"]: j["loss"] for j in map(json.loads, filter(str.strip, open(path)))}
+        return {j["step"]: float("nan") if j["loss"] is None else j["loss"]  # null: not finite
+                for j in map(json.loads, filter(str.strip, open(path)))}
     except (OSError, ValueError, KeyError) as e:
         print(f"  cannot read {path}: {e}"); return {}
 a, b = losses(ref), losses(cand)
@@ -85,6 +94,23 @@ for r in $recipes; do
       { compare "$out/$r.1gpu.jsonl" "$out/$r.2gpu.bf16comm.jsonl" 1e-2 5e-2 1 || fail "$r bf16 comm"; }
   fi
 done
+
+echo "== optimizer memory per GPU: ZeRO-1 against ZeRO-0 (bf16, 2 GPUs)"
+if [ -f "$out/bf16.2gpu.zero0.txt" ] && [ -f "$out/bf16.2gpu.zero1.txt" ]; then
+  python3 - "$out/bf16.2gpu.zero0.txt" "$out/bf16.2gpu.zero1.txt" <<'PY' || fail "ZeRO-1 memory"
+import re, sys
+def mib(path):
+    m = re.search(r"optimizer states on each GPU ([0-9.]+) MiB \(rank 0's\) of ([0-9.]+) MiB", open(path).read())
+    return (float(m.group(1)), float(m.group(2))) if m else (None, None)
+(z0, t0), (z1, t1) = mib(sys.argv[1]), mib(sys.argv[2])
+if z0 is None or z1 is None:
+    print("  FAIL: no optimizer memory line in the summaries"); sys.exit(1)
+ok = z1 <= 0.6 * z0 and abs(z0 - t0) < 1e-6
+print(f"  {'ok  ' if ok else 'FAIL'} optimizer states on rank 0's GPU: ZeRO-0 {z0:.3f} MiB, "
+      f"ZeRO-1 {z1:.3f} MiB ({z1 / z0:.2f}x; want about 0.5, at most 0.6) of {t1:.3f} MiB")
+sys.exit(0 if ok else 1)
+PY
+fi
 
 echo "== 2. resume: 2 GPUs -> 1 GPU, 2 GPUs -> CPU"
 for z in $zeros; do
