@@ -146,6 +146,37 @@ void remember_algo(const algo_key &key, const cublasLtMatmulAlgo_t &algo) {
   e.used = true;
 }
 
+/* The heuristic's first algorithm for the call (cached per key): CUBLAS_STATUS_NOT_SUPPORTED
+ * when it has none. The preference allows our workspace and promises the key's alignments. */
+cublasStatus_t find_algo(cublasLtHandle_t handle, lt_call &call, const algo_key &key,
+                         cublasLtMatmulAlgo_t *algo) {
+  if (cached_algo(key, algo))
+    return CUBLAS_STATUS_SUCCESS;
+  cublasStatus_t st = cublasLtMatmulPreferenceCreate(&call.pref);
+  const uint64_t ws = kWorkspaceBytes;
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                              &ws, sizeof ws);
+  const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4 && st == CUBLAS_STATUS_SUCCESS; i++)
+    st = cublasLtMatmulPreferenceSetAttribute(call.pref, align_attr[i], &key.align[i < 2 ? i : 2],
+                                              sizeof(uint32_t));
+  cublasLtMatmulHeuristicResult_t heur;
+  int found = 0;
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulAlgoGetHeuristic(handle, call.op, call.a, call.b, call.c, call.c, call.pref,
+                                        1, &heur, &found);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return st;
+  if (found == 0)
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  *algo = heur.algo;
+  remember_algo(key, *algo);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
 /* The supported type combinations (see include/lowp/cuda.h). */
 lowp_status check_types(const lowp_cuda_gemm_opts *o, int m, int n, int k, const void *a,
                         const void *b, const void *c) {
@@ -319,30 +350,14 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
   key.align[1] = alignment_of(a, (lt_b_rows | (uint64_t)key.stride[0]) * (uint64_t)eb_a);
   key.align[2] = alignment_of(c, ((uint64_t)n | (uint64_t)key.stride[2]) * (uint64_t)eb_c);
   cublasLtMatmulAlgo_t algo;
-  if (!cached_algo(key, &algo)) {
-    LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&call.pref));
-    const uint64_t ws = kWorkspaceBytes;
-    LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
-        call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-    for (int i = 0; i < 4; i++)
-      LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
-          call.pref, align_attr[i], &key.align[i < 2 ? i : 2], sizeof(uint32_t)));
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
-    LOWPI_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(s->handle, call.op, call.a, call.b, call.c,
-                                                    call.c, call.pref, 1, &heur, &found));
-    if (found == 0)
-      return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                        "lowp_cuda_gemm: cuBLASLt has no algorithm for %s x %s -> %s, "
-                        "%d x %d x %d (trans_a %d, trans_b %d)",
-                        fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format), m, n,
-                        k, o->trans_a, o->trans_b);
-    algo = heur.algo;
-    remember_algo(key, algo);
-  }
+  const cublasStatus_t found = find_algo(s->handle, call, key, &algo);
+  if (found == CUBLAS_STATUS_NOT_SUPPORTED)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowp_cuda_gemm: cuBLASLt has no algorithm for %s x %s -> %s, "
+                      "%d x %d x %d (trans_a %d, trans_b %d)",
+                      fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format), m, n, k,
+                      o->trans_a, o->trans_b);
+  LOWPI_CUBLAS_TRY(found);
   LOWPI_CUBLAS_TRY(cublasLtMatmul(s->handle, call.op, &o->alpha, b, call.a, a, call.b, &o->beta, c,
                                   call.c, c, call.c, &algo, s->workspace, kWorkspaceBytes, 0));
   return LOWP_OK;
@@ -541,28 +556,9 @@ lowp_status lowpi_cuda_gemm_fp8_block(void *c, lowp_format c_format,
   key.align[1] = alignment_of(a->codes, (uint64_t)k);
   key.align[2] = alignment_of(c, (uint64_t)n * (uint64_t)lowp_format_get(c_format)->storage_bytes);
   cublasLtMatmulAlgo_t algo;
-  if (!cached_algo(key, &algo)) {
-    LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&call.pref));
-    const uint64_t ws = kWorkspaceBytes;
-    LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
-        call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-    for (int i = 0; i < 4; i++)
-      LOWPI_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
-          call.pref, align_attr[i], &key.align[i < 2 ? i : 2], sizeof(uint32_t)));
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
-    st = cublasLtMatmulAlgoGetHeuristic(s->handle, call.op, call.a, call.b, call.c, call.c,
-                                        call.pref, 1, &heur, &found);
-    if (st == CUBLAS_STATUS_SUCCESS && found == 0)
-      st = CUBLAS_STATUS_NOT_SUPPORTED;
-    if (st != CUBLAS_STATUS_SUCCESS)
-      return refused(st, "cublasLtMatmulAlgoGetHeuristic", m, n, k);
-    algo = heur.algo;
-    remember_algo(key, algo);
-  }
+  st = find_algo(s->handle, call, key, &algo);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return refused(st, "cublasLtMatmulAlgoGetHeuristic", m, n, k);
   const float alpha = 1.0f;
   st = cublasLtMatmul(s->handle, call.op, &alpha, b->codes, call.a, a->codes, call.b, &beta, c,
                       call.c, c, call.c, &algo, s->workspace, kWorkspaceBytes, 0);

@@ -87,22 +87,9 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
   for (size_t c = lowpi_global_tid(); c < nchunks; c += lowpi_grid_stride()) {
     const size_t i0 = c * 16;
     const bool full = i0 + 16 <= n;
+    const size_t valid = full ? 16 : n - i0;
     float y[16];
-    if (vec && full) {
-      const float4 *src = (const float4 *)(x + i0);
-#pragma unroll
-      for (int j = 0; j < 4; j++) {
-        float4 t = src[j];
-        y[4 * j] = t.x;
-        y[4 * j + 1] = t.y;
-        y[4 * j + 2] = t.z;
-        y[4 * j + 3] = t.w;
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < 16; k++)
-        y[k] = i0 + k < n ? x[i0 + k] : 0.0f;
-    }
+    lowpi_load16(x + i0, vec && full, valid, y);
 #pragma unroll
     for (int k = 0; k < 16; k++) {
       if (amax)
@@ -110,15 +97,7 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
       y[k] = y[k] * e;
       sat += lowpi_saturates(y[k], fmax_bits);
     }
-    if (bytes == 1 && vec && full) {
-      uint32_t w[4];
-      lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, i0);
-      ((uint4 *)codes)[c] = make_uint4(w[0], w[1], w[2], w[3]);
-    } else {
-      for (int k = 0; k < 16 && i0 + k < n; k++)
-        lowpi_store_code(codes, bytes, i0 + k,
-                         lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, i0 + k));
-    }
+    lowpi_store_codes16<FF, RR>(y, vec && full, valid, codes, bytes, f, rnd, seed, offset, i0);
   }
   sat = lowpi_block_sum(sat);
   if (threadIdx.x == 0 && sat)
@@ -158,22 +137,11 @@ __global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C,
     const size_t i = active ? t / per_row : 0, r = active ? t % per_row : 0;
     const size_t bj = r / (size_t)g, j0 = bj * (size_t)bc + (r % (size_t)g) * 16;
     const bool has = active && j0 < C; /* a part past the row's end holds nothing */
-    const float *src = x + i * C + j0;
+    /* C % 16 == 0 and x aligned (vec): the 16 values are there and aligned; else zero padding,
+     * the CPU's partial rule */
+    const size_t valid = has ? (C - j0 < 16 ? C - j0 : 16) : 0;
     float v[16];
-    if (has && vec) { /* C % 16 == 0 and x aligned: the 16 values are there and aligned */
-#pragma unroll
-      for (int j = 0; j < 4; j++) {
-        float4 q = ((const float4 *)src)[j];
-        v[4 * j] = q.x;
-        v[4 * j + 1] = q.y;
-        v[4 * j + 2] = q.z;
-        v[4 * j + 3] = q.w;
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < 16; k++)
-        v[k] = has && j0 + k < C ? src[k] : 0.0f; /* zero padding: the CPU's partial rule */
-    }
+    lowpi_load16(x + i * C + j0, has && vec, valid, v);
     uint32_t m = 0;
 #pragma unroll
     for (int k = 0; k < 16; k++)
@@ -191,16 +159,7 @@ __global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C,
       v[k] = v[k] * s.enc;
       sat += j0 + k < C ? lowpi_saturates(v[k], p.fmax_bits) : 0u;
     }
-    const size_t idx0 = i * C + j0;
-    if (vec && bytes == 1) {
-      uint32_t w[4];
-      lowpi_qencode16<FF, RR>(v, w, f, rnd, seed, offset, idx0);
-      *(uint4 *)((uint8_t *)codes + idx0) = make_uint4(w[0], w[1], w[2], w[3]);
-    } else {
-      for (int k = 0; k < 16 && j0 + k < C; k++)
-        lowpi_store_code(codes, bytes, idx0 + k,
-                         lowpi_qencode<FF, RR>(f, v[k], rnd, seed, offset, idx0 + k));
-    }
+    lowpi_store_codes16<FF, RR>(v, vec, valid, codes, bytes, f, rnd, seed, offset, i * C + j0);
   }
   tmax = lowpi_block_max(tmax);
   sat = lowpi_block_sum(sat);
@@ -272,21 +231,9 @@ __global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, s
   for (size_t t = lowpi_global_tid(); t < R * cpr; t += lowpi_grid_stride()) {
     const size_t i = t / cpr, j0 = (t % cpr) * 16, idx0 = i * C + j0;
     const float *row_enc = enc + (i / br) * SC;
+    const size_t valid = C - j0 < 16 ? C - j0 : 16;
     float y[16];
-    if (vec) { /* C % 16 == 0 and x aligned */
-#pragma unroll
-      for (int q = 0; q < 4; q++) {
-        float4 v = ((const float4 *)(x + idx0))[q];
-        y[4 * q] = v.x;
-        y[4 * q + 1] = v.y;
-        y[4 * q + 2] = v.z;
-        y[4 * q + 3] = v.w;
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < 16; k++)
-        y[k] = j0 + k < C ? x[idx0 + k] : 0.0f;
-    }
+    lowpi_load16(x + idx0, vec, valid, y); /* vec: C % 16 == 0 and x aligned */
     if (uniform) {
       const float e = row_enc[j0 / bc];
 #pragma unroll
@@ -300,15 +247,7 @@ __global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, s
 #pragma unroll
     for (int k = 0; k < 16; k++)
       sat += j0 + k < C ? lowpi_saturates(y[k], fmax_bits) : 0u;
-    if (vec && bytes == 1) {
-      uint32_t w[4];
-      lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, idx0);
-      *(uint4 *)((uint8_t *)codes + idx0) = make_uint4(w[0], w[1], w[2], w[3]);
-    } else {
-      for (int k = 0; k < 16 && j0 + k < C; k++)
-        lowpi_store_code(codes, bytes, idx0 + k,
-                         lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, idx0 + k));
-    }
+    lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
   }
   sat = lowpi_block_sum(sat);
   if (threadIdx.x == 0 && sat)
@@ -344,18 +283,11 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
 #pragma unroll 4
     for (size_t ch = threadIdx.x; ch < nch; ch += blockDim.x) {
       const size_t j0 = c0 + (ch % cpr) * 16;
-      const float *src = x + (r0 + ch / cpr) * C + j0;
-      if (vec) { /* C % 16 == 0, bc % 16 == 0, x aligned: 16 aligned values */
+      float y[16]; /* vec: C % 16 == 0, bc % 16 == 0, x aligned: 16 aligned values */
+      lowpi_load16(x + (r0 + ch / cpr) * C + j0, vec, c1 - j0 < 16 ? c1 - j0 : 16, y);
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-          const float4 v = ((const float4 *)src)[q];
-          m = max(max(m, lowpi_abs_key(v.x)), lowpi_abs_key(v.y));
-          m = max(max(m, lowpi_abs_key(v.z)), lowpi_abs_key(v.w));
-        }
-      } else {
-        for (size_t k = 0; k < 16 && j0 + k < c1; k++)
-          m = max(m, lowpi_abs_key(src[k]));
-      }
+      for (int k = 0; k < 16; k++) /* the zero padding cannot raise the max */
+        m = max(m, lowpi_abs_key(y[k]));
     }
     m = lowpi_block_max(m); /* thread 0 has it; its barriers also order block_amax's reuse */
     if (threadIdx.x == 0) {
@@ -368,35 +300,15 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
       lowpi_store_scale(p, scales, b, s);
     for (size_t ch = threadIdx.x; ch < nch; ch += blockDim.x) {
       const size_t j0 = c0 + (ch % cpr) * 16, idx0 = (r0 + ch / cpr) * C + j0;
+      const size_t valid = c1 - j0 < 16 ? c1 - j0 : 16;
       float y[16];
-      if (vec) {
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-          const float4 v = ((const float4 *)(x + idx0))[q];
-          y[4 * q] = v.x;
-          y[4 * q + 1] = v.y;
-          y[4 * q + 2] = v.z;
-          y[4 * q + 3] = v.w;
-        }
-      } else {
-#pragma unroll
-        for (int k = 0; k < 16; k++)
-          y[k] = j0 + k < c1 ? x[idx0 + k] : 0.0f;
-      }
+      lowpi_load16(x + idx0, vec, valid, y);
 #pragma unroll
       for (int k = 0; k < 16; k++) {
         y[k] = y[k] * s.enc;
         sat += j0 + k < c1 ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
       }
-      if (vec && bytes == 1) {
-        uint32_t w[4];
-        lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, idx0);
-        *(uint4 *)((uint8_t *)codes + idx0) = make_uint4(w[0], w[1], w[2], w[3]);
-      } else {
-        for (size_t k = 0; k < 16 && j0 + k < c1; k++)
-          lowpi_store_code(codes, bytes, idx0 + k,
-                           lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, idx0 + k));
-      }
+      lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
     }
   }
   sat = lowpi_block_sum(sat);

@@ -174,6 +174,43 @@ __device__ __forceinline__ uint32_t lowpi_load_code(const void *codes, int bytes
   return ((const uint32_t *)codes)[i];
 }
 
+/* y[0..16) = src[0..16), the values from `valid` on as 0 (a chunk past a row's or block's end;
+ * src is not read there); vec: all 16 values are there and 16-byte aligned. */
+__device__ __forceinline__ void lowpi_load16(const float *src, bool vec, size_t valid, float *y) {
+  if (vec) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const float4 t = ((const float4 *)src)[j];
+      y[4 * j] = t.x;
+      y[4 * j + 1] = t.y;
+      y[4 * j + 2] = t.z;
+      y[4 * j + 3] = t.w;
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      y[k] = (size_t)k < valid ? src[k] : 0.0f;
+  }
+}
+
+/* The codes of the scaled values y[0..valid) at element idx0 on: one 16-byte store when vec
+ * (one-byte codes of 16 values, idx0 a multiple of 16), else one code at a time. */
+template <int FF, int RR>
+__device__ __forceinline__ void lowpi_store_codes16(const float *y, bool vec, size_t valid,
+                                                    void *codes, int bytes, const lowpi_fmt &f,
+                                                    lowp_round rnd, uint64_t seed, uint64_t offset,
+                                                    size_t idx0) {
+  if (vec && bytes == 1) {
+    uint32_t w[4];
+    lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, idx0);
+    *(uint4 *)((uint8_t *)codes + idx0) = make_uint4(w[0], w[1], w[2], w[3]);
+  } else {
+    for (size_t k = 0; k < 16 && k < valid; k++)
+      lowpi_store_code(codes, bytes, idx0 + k,
+                       lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, idx0 + k));
+  }
+}
+
 /* Block-wide max of a uint32 (blockDim.x a multiple of 32, at most 1024); thread 0 gets it. */
 __device__ __forceinline__ uint32_t lowpi_block_max(uint32_t v) {
   __shared__ uint32_t part[32];
