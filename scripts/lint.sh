@@ -4,7 +4,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mapfile -t files < <(git ls-files --cached --others --exclude-standard \
-  'include/*.h' 'src/*.c' 'src/*.h' 'cli/*.c' 'cli/*.h' 'tests/*.c' 'tests/*.h' 'bench/*.c' 'bench/*.h')
+  'include/*.h' 'src/*.c' 'src/*.h' 'src/*.cu' 'src/*.cuh' 'cli/*.c' 'cli/*.h' 'tests/*.c' \
+  'tests/*.h' 'bench/*.c' 'bench/*.h')
 status=0
 echo "clang-format: ${#files[@]} files"
 clang-format --dry-run --Werror "${files[@]}" || status=1

@@ -35,7 +35,7 @@ struct step_args {
   const float *grads;
   unsigned char *blob; /* the state bytes [blob_off, ...) of the host layout (a ZeRO window) */
   size_t blob_off;
-  size_t chunk_lo;     /* the chunks to update: [chunk_lo, nchunks) */
+  size_t chunk_lo; /* the chunks to update: [chunk_lo, nchunks) */
   const dev_tensor *t;
   unsigned nt;
   size_t nchunks;
@@ -194,7 +194,7 @@ struct lowpi_cuda_adamw {
   size_t nt, bytes, nchunks;
   size_t chunk_lo, chunk_hi; /* the chunks this copy updates (all of them, or a ZeRO shard's) */
   size_t win_lo, win_hi;     /* the state bytes it holds: d_blob[i] is the host blob[win_lo + i] */
-  lowpi_opt_tensor *layout; /* host copy, to check uploads and downloads */
+  lowpi_opt_tensor *layout;  /* host copy, to check uploads and downloads */
   dev_tensor *d_t;
   unsigned char *d_blob;
   float *d_codes;

@@ -16,9 +16,9 @@ struct lowpi_dist {
   lowpi_nccl_comm comm;
   int rank, world, broken;
   double timeout_s;
-  cudaStream_t stream;                      /* communication */
+  cudaStream_t stream;                       /* communication */
   cudaEvent_t compute_done, comm_done, sync; /* ordering, and the polled wait */
-  double *scratch;                          /* device: host_all_reduce's values */
+  double *scratch;                           /* device: host_all_reduce's values */
   size_t scratch_n;
 };
 
@@ -106,10 +106,9 @@ extern "C" lowp_status lowpi_dist_create(lowpi_dist **out, const lowpi_dist_env 
   if (st == LOWP_OK && !env->have_id) {
     if (env->rank == 0) {
       int r = d->nccl->get_unique_id(&id);
-      st = r == LOWPI_NCCL_SUCCESS ? lowpi_dist_serve_id(env->master_port, env->world_size, &id,
-                                                         env->timeout_s)
-                                   : lowpi_fail(LOWP_ERR_COMM, "ncclGetUniqueId: %s",
-                                                lowpi_nccl_strerror(d->nccl, r));
+      st = r == LOWPI_NCCL_SUCCESS
+               ? lowpi_dist_serve_id(env->master_port, env->world_size, &id, env->timeout_s)
+               : lowpi_fail(LOWP_ERR_COMM, "ncclGetUniqueId: %s", lowpi_nccl_strerror(d->nccl, r));
     } else {
       st = lowpi_dist_fetch_id(env->master_addr, env->master_port, env->world_size, &id,
                                env->timeout_s);
@@ -126,8 +125,8 @@ extern "C" lowp_status lowpi_dist_create(lowpi_dist **out, const lowpi_dist_env 
     cfg.net_name = NULL;
     int r = d->nccl->comm_init_rank_config(&d->comm, d->world, id, d->rank, &cfg);
     st = d->comm ? nccl_done(d, r, "creating the NCCL communicator")
-                 : lowpi_fail(LOWP_ERR_COMM, "ncclCommInitRankConfig (rank %d of %d): %s",
-                              d->rank, d->world, lowpi_nccl_strerror(d->nccl, r));
+                 : lowpi_fail(LOWP_ERR_COMM, "ncclCommInitRankConfig (rank %d of %d): %s", d->rank,
+                              d->world, lowpi_nccl_strerror(d->nccl, r));
   }
   cudaError_t e = cudaSuccess;
   if (st == LOWP_OK)
@@ -279,8 +278,7 @@ extern "C" lowp_status lowpi_dist_sync(lowpi_dist *d, const char *what) {
   }
 }
 
-extern "C" lowp_status lowpi_dist_host_all_reduce(lowpi_dist *d, double *values, size_t n,
-                                                  int op) {
+extern "C" lowp_status lowpi_dist_host_all_reduce(lowpi_dist *d, double *values, size_t n, int op) {
   if (n > d->scratch_n) {
     (void)cudaFree(d->scratch);
     d->scratch = NULL;
