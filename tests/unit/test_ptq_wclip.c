@@ -9,48 +9,34 @@
 
 #include "lowp/quant.h"
 #include "ptq/ptq_internal.h"
+#include "quant_ref.h"
 #include "testutil.h"
 
-/* Round v >= 0 to a float format with m mantissa bits, smallest normal exponent emin, max fmax:
- * to nearest, ties to even, saturating. */
-static double fp_rne(double v, int m, int emin, double fmax) {
-  if (v == 0)
-    return 0;
-  int e = (int)floor(log2(v));
-  double q = ldexp(1.0, (e < emin ? emin : e) - m);
-  double r = nearbyint(v / q) * q; /* default rounding mode: to nearest, ties to even */
-  return r > fmax ? fmax : r;
+/* Element values from the independent float64 reference (quant_ref.h: grids built from each
+ * format's definition, saturating RNE; NF4 to the nearest published value). */
+static double ref_value(lowp_format f, double v) {
+  static ref_fmt fmts[3];
+  static int made;
+  if (!made) {
+    fmts[0] = ref_fmt_make(LOWP_E4M3);
+    fmts[1] = ref_fmt_make(LOWP_E2M1);
+    fmts[2] = ref_fmt_make(LOWP_NF4);
+    made = 1;
+  }
+  const ref_fmt *r = &fmts[f == LOWP_E4M3 ? 0 : f == LOWP_E2M1 ? 1 : 2];
+  double val;
+  int defined;
+  ref_cast(r, v, &val, &defined);
+  return val;
 }
 static double e4m3(double v) {
-  return copysign(fp_rne(fabs(v), 3, -6, 448), v);
+  return ref_value(LOWP_E4M3, v);
 }
 static double e2m1(double v) {
-  return copysign(fp_rne(fabs(v), 1, 0, 6), v);
+  return ref_value(LOWP_E2M1, v);
 }
-
-/* bitsandbytes' NF4 code values (create_normal_map), published constants. */
-static const double NF4[16] = {-1.0,
-                               -0.6961928009986877,
-                               -0.5250730514526367,
-                               -0.39491748809814453,
-                               -0.28444138169288635,
-                               -0.18477343022823334,
-                               -0.09105003625154495,
-                               0.0,
-                               0.07958029955625534,
-                               0.16093020141124725,
-                               0.24611230194568634,
-                               0.33791524171829224,
-                               0.44070982933044434,
-                               0.5626170039176941,
-                               0.7229568362236023,
-                               1.0};
-static double nf4(double v) { /* nearest value; a tie goes to the smaller */
-  double best = NF4[0];
-  for (int i = 1; i < 16; i++)
-    if (fabs(NF4[i] - v) < fabs(best - v))
-      best = NF4[i];
-  return best;
+static double nf4(double v) {
+  return ref_value(LOWP_NF4, v);
 }
 
 typedef struct {
