@@ -1,4 +1,5 @@
-/* What every GPU benchmark needs: a checked call, the median of timings, and the device. */
+/* What every GPU benchmark needs: a checked call, the median of timings, the device, and
+ * random device inputs. */
 #ifndef LOWP_BENCH_CUDA_H
 #define LOWP_BENCH_CUDA_H
 
@@ -36,6 +37,22 @@ static inline int bc_have_gpu(const char *bench) {
     return 0;
   }
   return 1;
+}
+
+/* n floats on the device, uniform in [-amp, amp) from a fixed LCG seed (the same every run). */
+static inline float *bc_dalloc(size_t n, unsigned seed, float amp) {
+  float *h = malloc(n * sizeof(float));
+  void *d = NULL;
+  if (!h)
+    exit(1);
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    h[i] = ((float)(seed >> 8) * 0x1p-23f - 1.0f) * amp;
+  }
+  CHECK(lowp_cuda_malloc(&d, n * sizeof(float)));
+  CHECK(lowp_cuda_memcpy(d, h, n * sizeof(float), LOWP_CUDA_H2D));
+  free(h);
+  return d;
 }
 
 #endif

@@ -79,21 +79,6 @@ static lowp_status gemm_bwd32(void) {
                                        ws, ws_bytes);
 }
 
-static float *dalloc(size_t n, unsigned seed) {
-  float *h = malloc(n * sizeof(float));
-  void *d = NULL;
-  if (!h)
-    exit(1);
-  for (size_t i = 0; i < n; i++) {
-    seed = seed * 1664525u + 1013904223u;
-    h[i] = (float)(seed >> 8) * 0x1p-23f - 1.0f;
-  }
-  CHECK(lowp_cuda_malloc(&d, n * sizeof(float)));
-  CHECK(lowp_cuda_memcpy(d, h, n * sizeof(float), LOWP_CUDA_H2D));
-  free(h);
-  return d;
-}
-
 static size_t max_size(size_t a, size_t b) {
   return a > b ? a : b;
 }
@@ -102,12 +87,12 @@ static void run_config(config c) {
   cfg = c;
   const int B = c.B, T = c.T, C = c.C, NH = c.NH, hs = C / NH;
   const size_t n1 = (size_t)B * T * C;
-  qkv = dalloc(3 * n1, 1);
-  dout = dalloc(n1, 2);
-  out = dalloc(n1, 3);
-  dinp = dalloc(3 * n1, 4);
-  lse = dalloc((size_t)B * NH * T, 5);
-  att = dalloc((size_t)B * NH * T * T, 6);
+  qkv = bc_dalloc(3 * n1, 1, 1.0f);
+  dout = bc_dalloc(n1, 2, 1.0f);
+  out = bc_dalloc(n1, 3, 1.0f);
+  dinp = bc_dalloc(3 * n1, 4, 1.0f);
+  lse = bc_dalloc((size_t)B * NH * T, 5, 1.0f);
+  att = bc_dalloc((size_t)B * NH * T * T, 6, 1.0f);
   ws_bytes = max_size(lowpi_cuda_flash_attention_workspace(B, T, C, NH),
                       max_size(lowpi_cuda_attention_workspace(B, T, C, NH, LOWP_BF16),
                                lowpi_cuda_attention_workspace(B, T, C, NH, LOWP_FP32)));

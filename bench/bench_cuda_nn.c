@@ -89,20 +89,6 @@ static lowp_status mean(void) {
   return lowpi_cuda_mean(stat1, loss, (size_t)B * T);
 }
 
-static float *dalloc(size_t n, unsigned seed) {
-  float *h = malloc(n * sizeof(float));
-  void *d = NULL;
-  if (!h)
-    exit(1);
-  for (size_t i = 0; i < n; i++) {
-    seed = seed * 1664525u + 1013904223u;
-    h[i] = (float)(seed >> 8) * 0x1p-24f - 0.5f;
-  }
-  CHECK(lowp_cuda_malloc(&d, n * sizeof(float)));
-  CHECK(lowp_cuda_memcpy(d, h, n * sizeof(float), LOWP_CUDA_H2D));
-  free(h);
-  return d;
-}
 #endif
 
 int main(int argc, char **argv) {
@@ -127,19 +113,19 @@ int main(int argc, char **argv) {
   CHECK(lowp_cuda_describe(desc, sizeof desc));
   printf("bench_cuda_nn: %s; B %d T %d C %d NH %d V %d\n", desc, B, T, C, NH, V);
   const size_t n4 = (size_t)N * 4 * C, natt = (size_t)B * NH * T * T;
-  act = dalloc(n4, 1);
-  act2 = dalloc(n4, 2);
-  act3 = dalloc(n4, 3);
-  dact = dalloc((size_t)N * V, 4);
-  wte = dalloc((size_t)V * C, 5);
-  dwte = dalloc((size_t)V * C, 6);
-  att = dalloc(natt, 7);
-  w = dalloc((size_t)T * C, 8);
-  dw = dalloc((size_t)T * C, 9);
-  db = dalloc((size_t)4 * C, 10);
-  stat1 = dalloc((size_t)N, 11);
-  stat2 = dalloc((size_t)N, 12);
-  loss = dalloc((size_t)N, 13);
+  act = bc_dalloc(n4, 1, 0.5f);
+  act2 = bc_dalloc(n4, 2, 0.5f);
+  act3 = bc_dalloc(n4, 3, 0.5f);
+  dact = bc_dalloc((size_t)N * V, 4, 0.5f);
+  wte = bc_dalloc((size_t)V * C, 5, 0.5f);
+  dwte = bc_dalloc((size_t)V * C, 6, 0.5f);
+  att = bc_dalloc(natt, 7, 0.5f);
+  w = bc_dalloc((size_t)T * C, 8, 0.5f);
+  dw = bc_dalloc((size_t)T * C, 9, 0.5f);
+  db = bc_dalloc((size_t)4 * C, 10, 0.5f);
+  stat1 = bc_dalloc((size_t)N, 11, 0.5f);
+  stat2 = bc_dalloc((size_t)N, 12, 0.5f);
+  loss = bc_dalloc((size_t)N, 13, 0.5f);
   int32_t *h = malloc((size_t)N * sizeof(int32_t));
   if (!h)
     exit(1);
