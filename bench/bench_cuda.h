@@ -39,6 +39,28 @@ static inline int bc_have_gpu(const char *bench) {
   return 1;
 }
 
+/* Median milliseconds of `reps` (<= 64) runs of op, timed with CUDA events after `warmup`
+ * untimed ones. */
+static inline float bc_time_ms(lowp_status (*op)(void), int warmup, int reps) {
+  lowp_cuda_event *e0, *e1;
+  float t[64];
+  if (reps > 64)
+    reps = 64;
+  CHECK(lowp_cuda_event_create(&e0));
+  CHECK(lowp_cuda_event_create(&e1));
+  for (int i = 0; i < warmup; i++)
+    CHECK(op());
+  for (int i = 0; i < reps; i++) {
+    CHECK(lowp_cuda_event_record(e0));
+    CHECK(op());
+    CHECK(lowp_cuda_event_record(e1));
+    CHECK(lowp_cuda_event_elapsed_ms(e0, e1, &t[i]));
+  }
+  lowp_cuda_event_destroy(e0);
+  lowp_cuda_event_destroy(e1);
+  return bc_median(t, reps);
+}
+
 /* n floats on the device, uniform in [-amp, amp) from a fixed LCG seed (the same every run). */
 static inline float *bc_dalloc(size_t n, unsigned seed, float amp) {
   float *h = malloc(n * sizeof(float));

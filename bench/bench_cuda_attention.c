@@ -35,21 +35,7 @@ static size_t ws_bytes;
 typedef lowp_status (*op_fn)(void);
 
 static float time_op(op_fn op) {
-  lowp_cuda_event *e0, *e1;
-  CHECK(lowp_cuda_event_create(&e0));
-  CHECK(lowp_cuda_event_create(&e1));
-  float t[REPS];
-  for (int i = 0; i < WARMUP; i++)
-    CHECK(op());
-  for (int i = 0; i < REPS; i++) {
-    CHECK(lowp_cuda_event_record(e0));
-    CHECK(op());
-    CHECK(lowp_cuda_event_record(e1));
-    CHECK(lowp_cuda_event_elapsed_ms(e0, e1, &t[i]));
-  }
-  lowp_cuda_event_destroy(e0);
-  lowp_cuda_event_destroy(e1);
-  return bc_median(t, REPS);
+  return bc_time_ms(op, WARMUP, REPS);
 }
 
 static lowp_status flash_fwd(void) {

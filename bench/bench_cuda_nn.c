@@ -28,21 +28,7 @@ static size_t ws_bytes;
 typedef lowp_status (*op_fn)(void);
 
 static void bench(const char *name, op_fn op) {
-  lowp_cuda_event *e0, *e1;
-  CHECK(lowp_cuda_event_create(&e0));
-  CHECK(lowp_cuda_event_create(&e1));
-  float t[REPS];
-  for (int i = 0; i < WARMUP; i++)
-    CHECK(op());
-  for (int i = 0; i < REPS; i++) {
-    CHECK(lowp_cuda_event_record(e0));
-    CHECK(op());
-    CHECK(lowp_cuda_event_record(e1));
-    CHECK(lowp_cuda_event_elapsed_ms(e0, e1, &t[i]));
-  }
-  printf("  %-36s %9.3f ms\n", name, (double)bc_median(t, REPS));
-  lowp_cuda_event_destroy(e0);
-  lowp_cuda_event_destroy(e1);
+  printf("  %-36s %9.3f ms\n", name, (double)bc_time_ms(op, WARMUP, REPS));
 }
 
 static lowp_status emb_fwd(void) {
