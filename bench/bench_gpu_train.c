@@ -145,7 +145,7 @@ static int bench_one(const char *model_name, const char *recipe_name, const benc
 static int int_arg(const char *v) {
   char *end = NULL;
   long x = strtol(v, &end, 10);
-  return end && *end == '\0' && x > 0 && x < (1L << 30) ? (int)x : -1;
+  return end && *end == '\0' && x >= 0 && x < (1L << 30) ? (int)x : -1;
 }
 
 int main(int argc, char **argv) {
