@@ -13,6 +13,8 @@ from collections import defaultdict
 
 
 def family(name):
+    name = name.replace("(anonymous namespace)::", "")
+    name = re.sub(r"^void ", "", name)
     name = re.sub(r"<.*", "", name)  # template arguments
     name = re.sub(r"\(.*", "", name)  # parameter list
     return name.strip()[:90]
