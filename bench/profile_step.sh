@@ -18,4 +18,5 @@ for spec in ${1:-gpt2-124m:bf16:16}; do
     build-gpu/bench_gpu_train --models "$model" --recipes "$recipe" --batch "$batch" \
     --warmup 0 --steps 1 >"$csv" 2>/dev/null
   python3 bench/ncu_summary.py "$csv" --top 45 | tee "$out/profile-$model-$recipe.txt"
+  gzip -c "$csv" >"$out/profile-$model-$recipe.csv.gz"
 done
