@@ -94,6 +94,12 @@ static lowp_status scratch_get(scratch *s, size_t bytes, void **out) {
   return LOWP_OK;
 }
 
+/* A plain bf16 cast with round-to-nearest-even: the codes its producer can write directly. */
+static int is_bf16_rne_cast(const op_state *o) {
+  return o->kind == LOWPI_OPERAND_CAST && o->cast_format == LOWP_BF16 &&
+         o->spec.round == LOWP_ROUND_RNE;
+}
+
 /* A per-tensor fp8 operand that Hopper's tensor cores take as it is. */
 static int is_native_fp8(const op_state *o) {
   return o->kind == LOWPI_OPERAND_QUANT && (o->cfg.mode == LOWP_SCALING_TENSOR || o->delayed) &&
@@ -388,13 +394,25 @@ typedef struct {
 
 /* Bring x (rows, cols) to what GEMM `run` multiplies, as the CPU's operand hook would (the
  * same values; SR, quantization and Hadamard along the reduction dimension, which runs along
- * the columns when k_along_cols, else down them). `which` picks the scratch buffers. */
+ * the columns when k_along_cols, else down them). `which` picks the scratch buffers. x_bf16
+ * (may be NULL; x may then be NULL): the bf16 RNE codes of x, which its producer wrote, taken
+ * as they are where the operand is that cast. */
 static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm gemm,
-                                lowpi_operand which, gemm_run run, const float *x, size_t rows,
-                                size_t cols, int k_along_cols, operand *out) {
+                                lowpi_operand which, gemm_run run, const float *x,
+                                const uint16_t *x_bf16, size_t rows, size_t cols, int k_along_cols,
+                                operand *out) {
   lowp_operand slot = slot_of(gemm, which);
   op_state *o = &ls->op[slot];
   const size_t n = rows * cols;
+  if (x_bf16 && run == RUN_BF16 && is_bf16_rne_cast(o)) {
+    *out = (operand){x_bf16, LOWP_BF16, NULL, (lowpi_fp8_block_kind)0, !k_along_cols};
+    return LOWP_OK;
+  }
+  if (!x)
+    return lowpi_fail(LOWP_ERR_INTERNAL,
+                      "gpu recipe: linear %d has its input in bf16 alone, but its %s operand "
+                      "is not a bf16 cast",
+                      ls->index, lowp_operand_name(slot));
   const uint64_t offset = (g->step << 16) ^ ((uint64_t)ls->index << 3) ^ (uint64_t)slot;
   out->scale = NULL;
   out->block = (lowpi_fp8_block_kind)0;
@@ -511,6 +529,7 @@ static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int
  * down them. */
 typedef struct {
   const float *x;
+  const uint16_t *bf16; /* x rounded to bf16 by its producer, or NULL */
   size_t rows, cols;
   int k_along_cols;
 } gemm_input;
@@ -533,9 +552,9 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
     if (given)
       a = *given;
     else
-      LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_A, run, ia->x, ia->rows, ia->cols,
-                             ia->k_along_cols, &a));
-    LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_B, run, ib->x, ib->rows, ib->cols,
+      LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_A, run, ia->x, ia->bf16, ia->rows,
+                             ia->cols, ia->k_along_cols, &a));
+    LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_B, run, ib->x, ib->bf16, ib->rows, ib->cols,
                            ib->k_along_cols, &b));
     lowp_status st = gemm(c, &a, &b, M, N, K, beta, bias);
     if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given) {
@@ -553,11 +572,19 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
   }
 }
 
-lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, const float *inp,
+int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin) {
+  for (int op = 0; op < LOWP_OP_COUNT; op++)
+    if (!is_bf16_rne_cast(&g->lin[lin].op[op]))
+      return 0;
+  return 1;
+}
+
+lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
                                      const float *weight, const float *bias, int N, int C, int OC) {
   // out (N, OC), inp (N, C), weight (OC, C), bias (OC)
   lin_state *ls = &g->lin[lin];
-  const gemm_input x = {inp, (size_t)N, (size_t)C, 1}, w = {weight, (size_t)OC, (size_t)C, 1};
+  const gemm_input x = {inp.f32, inp.bf16, (size_t)N, (size_t)C, 1},
+                   w = {weight, NULL, (size_t)OC, (size_t)C, 1};
   return linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, N, OC, C, 0.0f, bias, NULL, NULL);
 }
 
@@ -609,14 +636,15 @@ static lowp_status reuse_dy(lowpi_gpu_linears *g, lin_state *ls, const operand *
 }
 
 lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
-                                      float *dbias, const float *dout, const float *inp,
+                                      float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
                                       const float *weight, int N, int C, int OC) {
   // dinp (N, C), dweight (OC, C), dbias (OC), dout (N, OC), inp (N, C), weight (OC, C)
   lin_state *ls = &g->lin[lin];
   operand dy;
   gemm_run run_d = RUN_FP32;
   if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W */
-    const gemm_input a = {dout, (size_t)N, (size_t)OC, 1}, b = {weight, (size_t)OC, (size_t)C, 0};
+    const gemm_input a = {dout.f32, dout.bf16, (size_t)N, (size_t)OC, 1},
+                     b = {weight, NULL, (size_t)OC, (size_t)C, 0};
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, N, C, OC, 0.0f, NULL, &run_d,
                           &dy));
   }
@@ -624,7 +652,8 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
      * comes from the dgrad's where that gives the same values (reuse_dy). Nothing between
      * the two GEMMs touches the dgrad's A buffers (scratch 0 and 2, the DGRAD_DY qbuf): the
      * dgrad's and wgrad's B operands use scratch 1 and 3 and their own slots' qbufs. */
-    const gemm_input a = {dout, (size_t)N, (size_t)OC, 0}, b = {inp, (size_t)N, (size_t)C, 0};
+    const gemm_input a = {dout.f32, dout.bf16, (size_t)N, (size_t)OC, 0},
+                     b = {inp.f32, inp.bf16, (size_t)N, (size_t)C, 0};
     operand given;
     int reused = 0;
     if (dinp) {
@@ -637,10 +666,13 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
     g->counts.dy_reused += (unsigned long long)reused;
   }
   if (dbias) {
+    if (!dout.f32)
+      return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's bias gradient needs dY in fp32",
+                        lin);
     void *ws;
     size_t bytes = lowpi_cuda_bias_backward_workspace(N, OC);
     LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
-    LOWPI_TRY(lowpi_cuda_bias_backward(dbias, dout, N, OC, ws, bytes));
+    LOWPI_TRY(lowpi_cuda_bias_backward(dbias, dout.f32, N, OC, ws, bytes));
   }
   /* the straight-through estimator's clipping masks (Quartet), as the CPU's grad hook */
   LOWPI_TRY(mask_gradient(g, ls, 0, dinp, (size_t)N, (size_t)C));

@@ -54,12 +54,28 @@ lowp_format lowpi_gpu_linears_compute(const lowpi_gpu_linears *g);
 void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step);
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g);
 
+/* A GEMM input on the device: its fp32 values, and/or the bf16 codes (RNE) of those values that
+ * its producer wrote (a norm, an activation). The bf16 codes are used where the recipe's operand
+ * is exactly that cast; f32 may be NULL where lowpi_gpu_linear_is_bf16 says so. */
+typedef struct {
+  const float *f32;
+  const uint16_t *bf16;
+} lowpi_gpu_act;
+static inline lowpi_gpu_act lowpi_act_f32(const float *x) {
+  return (lowpi_gpu_act){x, NULL};
+}
+
+/* Whether every operand of linear lin is a bf16 RNE cast (the bf16 recipe; layers kept in bf16,
+ * such as the LM head): then its input X and its output gradient dY may be given in bf16 alone,
+ * bit-identical to casting their fp32 values (the dY's bias gradient still needs fp32). */
+int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
+
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
-lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, const float *inp,
+lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
                                      const float *weight, const float *bias, int N, int C, int OC);
 /* dinp (N, C) written (may be NULL), dweight (OC, C) and dbias (OC, may be NULL) accumulated. */
 lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
-                                      float *dbias, const float *dout, const float *inp,
+                                      float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
                                       const float *weight, int N, int C, int OC);
 
 /* Delayed-scaling states, in the order of the CPU recipe executor's (checkpoints go through

@@ -290,26 +290,29 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     float *fch = a->fch + l * N * FC, *fch_act = a->fch_act + l * N * F;
     float *tmp = a->dres; /* branch outputs before the residual add (free in the forward) */
     LOWPI_TRY(norm_forward(g, ln1, st1, x, w->ln1w, w->ln1b, n));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l, qkv, ln1, w->qkvw, w->qkvb, n, C, 3 * C));
+    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l, qkv, lowpi_act_f32(ln1), w->qkvw, w->qkvb, n, C,
+                                       3 * C));
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_forward(qkv, qkv, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(attention_forward(g, l, atty, qkv, B, T));
-    LOWPI_TRY(
-        lowpi_gpu_linear_forward(lin, 4 * l + 1, tmp, atty, w->attprojw, w->attprojb, n, C, C));
+    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 1, tmp, lowpi_act_f32(atty), w->attprojw,
+                                       w->attprojb, n, C, C));
     LOWPI_TRY(lowpi_cuda_residual_forward(mid, x, tmp, NC));
     LOWPI_TRY(norm_forward(g, ln2, st2, mid, w->ln2w, w->ln2b, n));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 2, fch, ln2, w->fcw, w->fcb, n, C, FC));
+    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 2, fch, lowpi_act_f32(ln2), w->fcw, w->fcb, n,
+                                       C, FC));
     if (gpt2)
       LOWPI_TRY(lowpi_cuda_gelu_forward(fch_act, fch, N * (size_t)F));
     else
       LOWPI_TRY(lowpi_cuda_swiglu_forward(fch_act, fch, n, F));
-    LOWPI_TRY(
-        lowpi_gpu_linear_forward(lin, 4 * l + 3, tmp, fch_act, w->fcprojw, w->fcprojb, n, F, C));
+    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 3, tmp, lowpi_act_f32(fch_act), w->fcprojw,
+                                       w->fcprojb, n, F, C));
     LOWPI_TRY(lowpi_cuda_residual_forward(xout, mid, tmp, NC));
   }
   LOWPI_TRY(
       norm_forward(g, a->lnf, a->lnf_stats, a->res + (size_t)L * NC, g->p.lnfw, g->p.lnfb, n));
-  LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, a->lnf, g->p.head, NULL, n, C, V));
+  LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, lowpi_act_f32(a->lnf), g->p.head, NULL,
+                                     n, C, V));
   g->have_forward = 1;
   if (targets) {
     LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, NULL, a->logits, a->targets, n, V, 0.0f));
@@ -335,8 +338,8 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
   /* dlogits in place of the logits (which the backward no longer needs) */
   LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, a->logits, a->logits, a->targets, n, V,
                                     loss_scale / (float)N));
-  LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, a->logits, a->lnf,
-                                      g->p.head, n, C, V));
+  LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, lowpi_act_f32(a->logits),
+                                      lowpi_act_f32(a->lnf), g->p.head, n, C, V));
   LOWPI_TRY(norm_backward(g, a->dres, g->g.lnfw, g->g.lnfb, a->da, a->res + (size_t)L * NC,
                           g->p.lnfw, a->lnf_stats, n));
   for (int l = L - 1; l >= 0; l--) {
@@ -346,23 +349,26 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
     float *atty = a->atty + l * NC;
     float *mid = a->mid + l * NC, *ln2 = a->ln2 + l * NC;
     float *fch = a->fch + l * N * FC, *fch_act = a->fch_act + l * N * F;
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb, a->dres,
-                                        fch_act, w->fcprojw, n, F, C)); // da (N, F)
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
+                                        lowpi_act_f32(a->dres), lowpi_act_f32(fch_act), w->fcprojw,
+                                        n, F, C)); // da (N, F)
     if (gpt2)
       LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, fch, N * (size_t)F));
     else
       LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, a->db, ln2, w->fcw,
-                                        n, C, FC)); // da (N, C)
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
+                                        lowpi_act_f32(a->db), lowpi_act_f32(ln2), w->fcw, n, C,
+                                        FC)); // da (N, C)
     LOWPI_TRY(norm_backward(g, a->db, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n));
     LOWPI_TRY(lowpi_cuda_residual_backward(a->dres, a->db, NC)); // dres = d(mid)
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb, a->dres,
-                                        atty, w->attprojw, n, C, C));   // da = d(atty)
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
+                                        lowpi_act_f32(a->dres), lowpi_act_f32(atty), w->attprojw, n,
+                                        C, C));                         // da = d(atty)
     LOWPI_TRY(attention_backward(g, l, a->db, a->da, qkv, atty, B, T)); // db (N, 3C)
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, a->db, ln1, w->qkvw,
-                                        n, C, 3 * C)); // da = d(ln1)
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, lowpi_act_f32(a->db),
+                                        lowpi_act_f32(ln1), w->qkvw, n, C, 3 * C)); // da = d(ln1)
     LOWPI_TRY(norm_backward(g, a->db, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n));
     LOWPI_TRY(lowpi_cuda_residual_backward(a->dres, a->db, NC)); // dres = d(x)
     if (g->grads_ready) /* block l's gradients are final: start their all-reduce */
