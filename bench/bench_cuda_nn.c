@@ -69,7 +69,7 @@ static lowp_status att_bwd16(void) {
   return lowpi_cuda_attention_backward(act3, act2, act, att, B, T, C, NH, LOWP_BF16, ws, ws_bytes);
 }
 static lowp_status ce(void) {
-  return lowpi_cuda_crossentropy(loss, dact, dact, tok, B * T, V, 1.0f / (float)(B * T));
+  return lowpi_cuda_crossentropy(loss, dact, NULL, dact, tok, B * T, V, 1.0f / (float)(B * T));
 }
 static lowp_status mean(void) {
   return lowpi_cuda_mean(stat1, loss, (size_t)B * T);

@@ -23,7 +23,8 @@ typedef struct {
   float *ln2, *ln2_stats; // (L, N, C), (L, 2, N)
   float *fch, *fch_act;   // (L, N, FC), (L, N, H)
   float *lnf, *lnf_stats; // (N, C), (2, N)
-  float *logits;          // (N, V), the backward overwrites it with dlogits
+  float *logits;          // (N, V); a training forward overwrites it with dlogits (fp32 head)
+  uint16_t *dlogits16;    // (N, V) bf16 dlogits, when the LM head is a bf16 linear
   float *losses, *loss;   // (N), (1)
   float *dres, *da, *db;  // (N, C), (N, W), (N, W)
   int32_t *inputs, *targets;
@@ -39,7 +40,8 @@ struct lowpi_gpu_model {
   lowpi_param_ptrs p, g;
   gpu_acts a;
   size_t act_bytes;
-  int cap_B, cap_T, B, T, have_forward, have_targets;
+  int cap_B, cap_T, B, T, have_forward, have_dlogits;
+  int head_bf16; /* the LM head's operands are all bf16 casts: its dlogits are made in bf16 */
   lowpi_gpu_linears *lin;
   lowp_format compute; /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
   int flash; /* bf16 attention with a supported head size: the fused kernels, no (T, T) buffer */
@@ -83,6 +85,8 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->lnf, N * C * 4},
       {(void **)&a->lnf_stats, 2 * N * 4},
       {(void **)&a->logits, N * V * 4},
+      /* the head's dY in bf16, which its GEMMs take as they are; else the cast's scratch */
+      {(void **)&a->dlogits16, g->head_bf16 ? N * V * 2 : 0},
       {(void **)&a->losses, N * 4},
       {(void **)&a->loss, 16},
       {(void **)&a->dres, N * C * 4},
@@ -106,7 +110,7 @@ static void free_acts(gpu_acts *a) {
   void *ptrs[] = {a->res,  a->ln1,       a->ln1_stats, a->qkv,       a->att,  a->lse,
                   a->atty, a->mid,       a->ln2,       a->ln2_stats, a->fch,  a->fch_act,
                   a->lnf,  a->lnf_stats, a->logits,    a->losses,    a->loss, a->dres,
-                  a->da,   a->db,        a->inputs,    a->targets,   a->work};
+                  a->da,   a->db,        a->inputs,    a->targets,   a->work, a->dlogits16};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
   memset(a, 0, sizeof *a);
@@ -147,6 +151,7 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
     g->compute = lowpi_gpu_linears_compute(g->lin) == LOWP_BF16 ? LOWP_BF16 : LOWP_FP32;
     g->flash =
         g->compute == LOWP_BF16 && lowpi_cuda_flash_attention_supported(c->n_embd, c->n_head);
+    g->head_bf16 = lowpi_gpu_linear_is_bf16(g->lin, 4 * c->n_layer);
     st = lowp_cuda_malloc((void **)&g->params, g->nparams * sizeof(float));
   }
   if (st == LOWP_OK)
@@ -257,7 +262,7 @@ static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, co
 }
 
 lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
-                                    const int32_t *targets, int B, int T) {
+                                    const int32_t *targets, int B, int T, float loss_scale) {
   const lowp_model_config *c = &g->cfg;
   if (!inputs || B < 1 || T < 1 || B > g->cap_B || T > g->cap_T ||
       (size_t)B * T > (size_t)g->cap_B * g->cap_T)
@@ -271,7 +276,7 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
   gpu_acts *a = &g->a;
   g->B = B;
   g->T = T;
-  g->have_forward = g->have_targets = 0;
+  g->have_forward = g->have_dlogits = 0;
   LOWPI_TRY(lowp_cuda_memcpy(a->inputs, inputs, N * sizeof(int32_t), LOWP_CUDA_H2D));
   if (targets)
     LOWPI_TRY(lowp_cuda_memcpy(a->targets, targets, N * sizeof(int32_t), LOWP_CUDA_H2D));
@@ -314,18 +319,22 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
   LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, lowpi_act_f32(a->lnf), g->p.head, NULL,
                                      n, C, V));
   g->have_forward = 1;
-  if (targets) {
-    LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, NULL, a->logits, a->targets, n, V, 0.0f));
+  if (targets) { /* training: dlogits too, in the same pass over the logits */
+    const int train = loss_scale != 0.0f;
+    float *dl32 = train && !g->head_bf16 ? a->logits : NULL;
+    uint16_t *dl16 = train && g->head_bf16 ? a->dlogits16 : NULL;
+    LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, dl32, dl16, a->logits, a->targets, n, V,
+                                      loss_scale / (float)N));
     LOWPI_TRY(lowpi_cuda_mean(a->loss, a->losses, N));
-    g->have_targets = 1;
+    g->have_dlogits = train;
   }
   return LOWP_OK;
 }
 
-lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
-  if (!g->have_forward || !g->have_targets)
+lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
+  if (!g->have_forward || !g->have_dlogits)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "gpu model: backward needs a forward with targets first");
+                      "gpu model: backward needs a training forward (targets, loss scale) first");
   const lowp_model_config *c = &g->cfg;
   gpu_acts *a = &g->a;
   int B = g->B, T = g->T, L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab;
@@ -335,10 +344,9 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
   lowpi_gpu_linears *lin = g->lin;
   LOWPI_TRY(lowp_cuda_memset(g->grads, 0, g->nparams * sizeof(float)));
 
-  /* dlogits in place of the logits (which the backward no longer needs) */
-  LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, a->logits, a->logits, a->targets, n, V,
-                                    loss_scale / (float)N));
-  LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, lowpi_act_f32(a->logits),
+  /* the forward left dlogits: in bf16 for a bf16 head, else in place of the logits */
+  const lowpi_gpu_act dlogits = {g->head_bf16 ? NULL : a->logits, a->dlogits16};
+  LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, dlogits,
                                       lowpi_act_f32(a->lnf), g->p.head, n, C, V));
   LOWPI_TRY(norm_backward(g, a->dres, g->g.lnfw, g->g.lnfb, a->da, a->res + (size_t)L * NC,
                           g->p.lnfw, a->lnf_stats, n));
@@ -376,7 +384,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
   }
   LOWPI_TRY(lowpi_cuda_embedding_backward(g->g.wte, g->g.wpe, a->dres, a->inputs, B, T, C, V,
                                           a->work, a->work_bytes));
-  g->have_forward = 0; /* the logits were overwritten */
+  g->have_forward = g->have_dlogits = 0; /* one backward per forward */
   return LOWP_OK;
 }
 

@@ -25,11 +25,13 @@ lowp_status lowpi_gpu_model_download(lowpi_gpu_model *g); /* device parameters -
 
 /* Forward on host token arrays (B, T) (checked against the vocabulary, then copied); with
  * targets the mean loss is left on the device (lowpi_gpu_model_loss). B, T at most the
- * creation's. */
+ * creation's. A training forward (targets and loss_scale != 0) also computes the gradient of
+ * loss * loss_scale with respect to the logits, in the same pass over them as the loss (the
+ * fused cross-entropy), for the backward; evaluation passes loss_scale 0. */
 lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
-                                    const int32_t *targets, int B, int T);
-/* Zero the gradients and backpropagate loss * loss_scale of the last forward (targets needed). */
-lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale);
+                                    const int32_t *targets, int B, int T, float loss_scale);
+/* Zero the gradients and backpropagate loss * loss_scale of the last (training) forward. */
+lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g);
 
 const float *lowpi_gpu_model_loss(const lowpi_gpu_model *g); /* device: one float */
 float *lowpi_gpu_model_params(lowpi_gpu_model *g);           /* device */

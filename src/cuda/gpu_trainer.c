@@ -216,11 +216,11 @@ lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
   size_t np = lowpi_gpu_model_num_params(t->gm);
   const size_t row = t->row0 * (size_t)t->T; /* this rank's rows */
   lowpi_gpu_linears_set_step(lin, a->step);
-  LOWPI_TRY(lowpi_gpu_model_forward(t->gm, inputs + row, targets + row, t->B, t->T));
+  LOWPI_TRY(lowpi_gpu_model_forward(t->gm, inputs + row, targets + row, t->B, t->T, a->loss_scale));
   /* The backward always runs: a non-finite loss makes non-finite gradients, which the device
    * sees and skips the update for; the host never has to look in between. (Several GPUs: a
    * non-finite gradient on one rank makes the average non-finite on all: they skip together.) */
-  LOWPI_TRY(lowpi_gpu_model_backward(t->gm, a->loss_scale));
+  LOWPI_TRY(lowpi_gpu_model_backward(t->gm));
   if (t->dist)
     LOWPI_TRY(finish_reductions(t));
   if (a->poison) { /* a fault injected for testing: one bad gradient (on every rank alike) */
@@ -260,7 +260,7 @@ lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
 lowp_status lowpi_gpu_trainer_eval(lowpi_gpu_trainer *t, const int32_t *inputs,
                                    const int32_t *targets, float *loss) {
   const size_t row = t->row0 * (size_t)t->T;
-  LOWPI_TRY(lowpi_gpu_model_forward(t->gm, inputs + row, targets + row, t->B, t->T));
+  LOWPI_TRY(lowpi_gpu_model_forward(t->gm, inputs + row, targets + row, t->B, t->T, 0.0f));
   if (t->dist) { /* the mean over the ranks' equal shares: the whole batch's mean */
     float *l = (float *)lowpi_gpu_model_loss(t->gm);
     LOWPI_TRY(lowpi_dist_comm_after_compute(t->dist));

@@ -111,11 +111,13 @@ lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, 
                                                 size_t workspace_bytes);
 
 /* Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target] and, when dlogits is
- * not NULL, dlogits = (softmax - onehot) * dloss (dlogits may equal logits: in place). Without
- * the probability buffer of the CPU version (the backward recomputes the softmax). A target
- * outside [0, V) gives a NaN loss (and no onehot). */
-lowp_status lowpi_cuda_crossentropy(float *losses, float *dlogits, const float *logits,
-                                    const int32_t *targets, int N, int V, float dloss);
+ * not NULL, dlogits = (softmax - onehot) * dloss (dlogits may equal logits: in place), and when
+ * dlogits_bf16 is not NULL, the bf16 RNE codes of those same values (a separate buffer).
+ * Without the probability buffer of the CPU version (the gradient recomputes the softmax). A
+ * target outside [0, V) gives a NaN loss (and no onehot). */
+lowp_status lowpi_cuda_crossentropy(float *losses, float *dlogits, uint16_t *dlogits_bf16,
+                                    const float *logits, const int32_t *targets, int N, int V,
+                                    float dloss);
 
 /* *mean (device, one float) = sum of x (n) / n, in a fixed order (the mean training loss);
  * n > 0. */

@@ -1,45 +1,96 @@
 /* Softmax cross-entropy on the GPU (nn/crossentropy.c), fused with its backward, and the mean of
  * the losses. One block per row: the max, then the sum of exp(z - max) (fixed-order block sum),
- * then loss = log(sum) - (z[target] - max) as the CPU; the gradient recomputes each exp. */
+ * then loss = log(sum) - (z[target] - max) as the CPU; the gradient recomputes each exp.
+ *
+ * Where the row fits in shared memory (V <= ~57k floats on Hopper: GPT-2's and Llama's
+ * vocabularies), it is read from memory once, into shared memory, and the sum and the gradient
+ * read it from there: one pass over the logits instead of three. The gradient can be written as
+ * fp32 values or as their bf16 codes (RNE: what a bf16 cast of the fp32 values would give),
+ * which the LM head's bf16 GEMMs take directly. */
 #include <stdint.h>
 
+#include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
 
 namespace {
 
-constexpr unsigned kRowThreads = 512;
+constexpr unsigned kRowThreads = 512;     /* the row read from global memory three times */
+constexpr unsigned kCachedThreads = 1024; /* the row cached in shared memory: one SM each */
 constexpr unsigned kMeanThreads = 1024;
 
 /* dlogits may equal logits: every thread reads z[target] before the first block reduction (a
- * barrier), and each later z[v] is read, then written, by one thread. */
-__global__ void __launch_bounds__(kRowThreads)
-    crossentropy_kernel(float *__restrict__ losses, float *dlogits, const float *logits,
-                        const int32_t *__restrict__ targets, int V, float dloss) {
-  __shared__ float red[kRowThreads / 32];
+ * barrier), and each later z[v] is read (from memory, or from the cached row) before any thread
+ * writes it: uncached, by the one thread that then writes it. */
+template <bool kCached, unsigned kThreads>
+__global__ void __launch_bounds__(kThreads)
+    crossentropy_kernel(float *__restrict__ losses, float *dlogits, uint16_t *dlogits_bf16,
+                        const float *logits, const int32_t *__restrict__ targets, int V,
+                        float dloss) {
+  extern __shared__ float cached_row[]; /* V floats when kCached */
+  __shared__ float red[kThreads / 32];
   const size_t row = blockIdx.x;
-  const float *z = logits + row * V;
+  const float *zg = logits + row * V;
   const int32_t target = targets[row];
   const bool valid = target >= 0 && target < V;
-  const float zt = valid ? z[target] : NAN; /* a target outside [0, V) gives a NaN loss */
+  const float zt = valid ? zg[target] : NAN; /* a target outside [0, V) gives a NaN loss */
   float maxv = -INFINITY;
-  for (int v = (int)threadIdx.x; v < V; v += kRowThreads)
-    maxv = fmaxf(maxv, z[v]);
-  maxv = lowpi_block_max<kRowThreads>(maxv, red);
-  float sum = 0.0f;
-  for (int v = (int)threadIdx.x; v < V; v += kRowThreads)
-    sum += expf(z[v] - maxv);
-  sum = lowpi_block_sum<kRowThreads>(sum, red);
-  if (threadIdx.x == 0) /* -log softmax from the log-sum-exp, exact where p underflows */
-    losses[row] = logf(sum) - (zt - maxv);
-  if (dlogits) {
-    const float inv = 1.0f / sum;
-    float *d = dlogits + row * V;
-    for (int v = (int)threadIdx.x; v < V; v += kRowThreads) {
-      float p = expf(z[v] - maxv) * inv;
-      d[v] = (p - (v == target ? 1.0f : 0.0f)) * dloss;
+  if (kCached && (V & 3) == 0) { /* 16-byte loads (the row starts 16-byte aligned) */
+    const float4 *z4 = reinterpret_cast<const float4 *>(zg);
+    for (int i = (int)threadIdx.x; i < V / 4; i += kThreads) {
+      const float4 q = z4[i];
+      reinterpret_cast<float4 *>(cached_row)[i] = q;
+      maxv = fmaxf(fmaxf(maxv, fmaxf(q.x, q.y)), fmaxf(q.z, q.w));
+    }
+  } else {
+    for (int v = (int)threadIdx.x; v < V; v += kThreads) {
+      const float x = zg[v];
+      if (kCached)
+        cached_row[v] = x;
+      maxv = fmaxf(maxv, x);
     }
   }
+  maxv = lowpi_block_max<kThreads>(maxv, red); /* a barrier: the cached row is complete */
+  const float *z = kCached ? cached_row : zg;
+  float sum = 0.0f;
+  for (int v = (int)threadIdx.x; v < V; v += kThreads)
+    sum += expf(z[v] - maxv);
+  sum = lowpi_block_sum<kThreads>(sum, red);
+  if (threadIdx.x == 0) /* -log softmax from the log-sum-exp, exact where p underflows */
+    losses[row] = logf(sum) - (zt - maxv);
+  if (!dlogits && !dlogits_bf16)
+    return;
+  const float inv = 1.0f / sum;
+  float *d = dlogits ? dlogits + row * V : nullptr;
+  uint16_t *d16 = dlogits_bf16 ? dlogits_bf16 + row * V : nullptr;
+  for (int v = (int)threadIdx.x; v < V; v += kThreads) {
+    const float p = expf(z[v] - maxv) * inv;
+    const float g = (p - (v == target ? 1.0f : 0.0f)) * dloss;
+    if (d)
+      d[v] = g;
+    if (d16)
+      d16[v] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(g);
+  }
+}
+
+/* The largest V whose row the cached kernel can hold (0 until asked; the device's opt-in limit
+ * of shared memory per block, less the static reduction scratch). */
+int cached_max_v(void) {
+  static int max_v = -1;
+  if (max_v < 0) {
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+      optin = 0;
+    const int bytes = optin - (int)(kCachedThreads / 32 * sizeof(float)) - 1024;
+    max_v = bytes > 0 ? bytes / (int)sizeof(float) : 0;
+    if (max_v > 0 && cudaFuncSetAttribute(crossentropy_kernel<true, kCachedThreads>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          max_v * (int)sizeof(float)) != cudaSuccess)
+      max_v = 0;
+    (void)cudaGetLastError(); /* a refusal above only means: the uncached kernel */
+  }
+  return max_v;
 }
 
 /* One block: thread i sums x[i], x[i + 1024], ... in order, then the fixed block sum. */
@@ -56,14 +107,21 @@ __global__ void __launch_bounds__(kMeanThreads)
 
 } // namespace
 
-lowp_status lowpi_cuda_crossentropy(float *losses, float *dlogits, const float *logits,
-                                    const int32_t *targets, int N, int V, float dloss) {
-  // losses (N), dlogits (N, V) or NULL, logits (N, V), targets (N)
+lowp_status lowpi_cuda_crossentropy(float *losses, float *dlogits, uint16_t *dlogits_bf16,
+                                    const float *logits, const int32_t *targets, int N, int V,
+                                    float dloss) {
+  // losses (N), dlogits (N, V) or NULL, dlogits_bf16 (N, V) or NULL, logits (N, V), targets (N)
   LOWPI_NN_REQUIRE(losses && logits && targets, "lowpi_cuda_crossentropy", "NULL buffer");
   LOWPI_NN_REQUIRE(N >= 0 && V > 0, "lowpi_cuda_crossentropy", "bad shape N %d V %d", N, V);
   if (N == 0)
     return LOWP_OK;
-  crossentropy_kernel<<<(unsigned)N, kRowThreads>>>(losses, dlogits, logits, targets, V, dloss);
+  if (V <= cached_max_v())
+    crossentropy_kernel<true, kCachedThreads>
+        <<<(unsigned)N, kCachedThreads, (size_t)V * sizeof(float)>>>(losses, dlogits, dlogits_bf16,
+                                                                     logits, targets, V, dloss);
+  else
+    crossentropy_kernel<false, kRowThreads>
+        <<<(unsigned)N, kRowThreads>>>(losses, dlogits, dlogits_bf16, logits, targets, V, dloss);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -68,8 +68,8 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
   float loss_gpu = NAN, loss_cpu = NAN;
   if (GC_OK(lowpi_gpu_model_create(&gm, m, &recipe, 7, B, T))) {
     for (int rep = 0; rep < 2; rep++) {
-      GC_REQUIRE(lowpi_gpu_model_forward(gm, in, tg, B, T));
-      GC_REQUIRE(lowpi_gpu_model_backward(gm, 1.0f));
+      GC_REQUIRE(lowpi_gpu_model_forward(gm, in, tg, B, T, 1.0f));
+      GC_REQUIRE(lowpi_gpu_model_backward(gm));
       GC_REQUIRE(lowp_cuda_memcpy(rep ? g_again : g_gpu, lowpi_gpu_model_grads(gm),
                                   np * sizeof(float), LOWP_CUDA_D2H));
       GC_REQUIRE(

@@ -677,7 +677,10 @@ static void test_crossentropy(shape s) {
   float *d_inplace = dcopy(z, NV), *d_loss3 = dpoison(N);
   int32_t *d_tg = dtokens(tg, (size_t)N);
   const double rel = 0x1p-22 + (2.0 * V + 8) * U;
-  if (GC_OK(lowpi_cuda_crossentropy(d_loss, d_dz, d_z, d_tg, N, V, dloss))) {
+  uint16_t *d_dz16 = dbytes(NV * 2), *dz16 = malloc(NV * 2), *want16 = malloc(NV * 2);
+  if (!dz16 || !want16)
+    exit(1);
+  if (GC_OK(lowpi_cuda_crossentropy(d_loss, d_dz, d_dz16, d_z, d_tg, N, V, dloss))) {
     download(got, d_loss, (size_t)N);
     cmp c;
     cmp_begin(&c, "crossentropy loss");
@@ -694,10 +697,22 @@ static void test_crossentropy(shape s) {
     for (size_t i = 0; i < NV; i++)
       cmp_one(&c, i, got[i], dz[i], fabs(dloss) * (probs[i] * rel + 0x1p-23) + 1e-30);
     cmp_end(&c);
+    /* the bf16 dlogits: the library's CPU bf16 cast (RNE) of the fp32 ones, bit for bit */
+    const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+    GC_REQUIRE(lowp_encode(LOWP_BF16, got, NV, want16, &rne));
+    GC_REQUIRE(lowp_cuda_memcpy(dz16, d_dz16, NV * 2, LOWP_CUDA_D2H));
+    size_t bad = 0;
+    for (size_t i = 0; i < NV; i++)
+      if (dz16[i] != want16[i] && bad++ < 5)
+        printf("    dlogits bf16 [%zu]: got 0x%04x want 0x%04x\n", i, dz16[i], want16[i]);
+    GC_CHECK(bad == 0, "crossentropy: %zu bf16 dlogits differ from the cast of the fp32 ones", bad);
   }
+  lowp_cuda_free(d_dz16);
+  free(dz16);
+  free(want16);
   /* the same bits without the gradient, and in place */
-  if (GC_OK(lowpi_cuda_crossentropy(d_loss2, NULL, d_z, d_tg, N, V, dloss)) &&
-      GC_OK(lowpi_cuda_crossentropy(d_loss3, d_inplace, d_inplace, d_tg, N, V, dloss))) {
+  if (GC_OK(lowpi_cuda_crossentropy(d_loss2, NULL, NULL, d_z, d_tg, N, V, dloss)) &&
+      GC_OK(lowpi_cuda_crossentropy(d_loss3, d_inplace, NULL, d_inplace, d_tg, N, V, dloss))) {
     check_same("crossentropy loss without dlogits", d_loss, d_loss2, (size_t)N);
     check_same("crossentropy loss in place", d_loss, d_loss3, (size_t)N);
     check_same("crossentropy dlogits in place", d_dz, d_inplace, NV);
@@ -705,7 +720,7 @@ static void test_crossentropy(shape s) {
   /* a target outside [0, V): a NaN loss, nothing else disturbed */
   const int32_t bad = V;
   GC_REQUIRE(lowp_cuda_memcpy(d_tg, &bad, sizeof bad, LOWP_CUDA_H2D));
-  if (GC_OK(lowpi_cuda_crossentropy(d_loss2, NULL, d_z, d_tg, N, V, dloss))) {
+  if (GC_OK(lowpi_cuda_crossentropy(d_loss2, NULL, NULL, d_z, d_tg, N, V, dloss))) {
     download(got, d_loss2, (size_t)N);
     GC_CHECK(isnan(got[0]), "crossentropy: target V gave loss %g, not NaN", got[0]);
   }
@@ -798,6 +813,13 @@ int main(void) {
   const int count = gc_small() ? 3 : 4;
   for (int i = 0; i < count; i++)
     run_shape(shapes[i]);
+  /* vocabularies of real size: GPT-2's (odd: the row cached in shared memory, scalar loads) and
+   * one too large to cache (the three-pass kernel) */
+  const shape vocabs[] = {{1, 5, 32, 2, 50257}, {1, 3, 32, 2, 60001}};
+  for (int i = 0; i < 2; i++) {
+    printf("B %d T %d V %d\n", vocabs[i].B, vocabs[i].T, vocabs[i].V);
+    test_crossentropy(vocabs[i]);
+  }
   test_bad_args();
   GC_OK(lowp_cuda_synchronize());
   return gc_finish("test_cuda_nn");
