@@ -227,15 +227,17 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, float *out, float *sta
   return lowpi_cuda_rmsnorm_forward(out, stats + N, inp, w, N, c->n_embd, c->norm_eps);
 }
 
+/* dinp written (accumulate 0) or, for the blocks' norms, added to the residual stream's
+ * gradient (accumulate 1: model.c's norm backward + residual backward, in one pass). */
 static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, float *db,
                                  const float *dout, const float *inp, const float *w,
-                                 const float *stats, int N) {
+                                 const float *stats, int N, int accumulate) {
   const lowp_model_config *c = &g->cfg;
   if (c->arch == LOWP_ARCH_GPT2)
     return lowpi_cuda_layernorm_backward(dinp, dw, db, dout, inp, w, stats, stats + N, N, c->n_embd,
-                                         g->a.work, g->a.work_bytes);
-  return lowpi_cuda_rmsnorm_backward(dinp, dw, dout, inp, w, stats + N, N, c->n_embd, g->a.work,
-                                     g->a.work_bytes);
+                                         accumulate, g->a.work, g->a.work_bytes);
+  return lowpi_cuda_rmsnorm_backward(dinp, dw, dout, inp, w, stats + N, N, c->n_embd, accumulate,
+                                     g->a.work, g->a.work_bytes);
 }
 
 /* Layer l's attention: the fused kernels (saving lse) or the batched GEMMs (saving att). */
@@ -349,7 +351,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
   LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, dlogits,
                                       lowpi_act_f32(a->lnf), g->p.head, n, C, V));
   LOWPI_TRY(norm_backward(g, a->dres, g->g.lnfw, g->g.lnfb, a->da, a->res + (size_t)L * NC,
-                          g->p.lnfw, a->lnf_stats, n));
+                          g->p.lnfw, a->lnf_stats, n, 0));
   for (int l = L - 1; l >= 0; l--) {
     const lowpi_layer_ptrs *w = &g->p.layers[l], *gr = &g->g.layers[l];
     float *x = a->res + l * NC, *st1 = a->ln1_stats + l * 2 * N, *st2 = a->ln2_stats + l * 2 * N;
@@ -367,8 +369,8 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
                                         lowpi_act_f32(a->db), lowpi_act_f32(ln2), w->fcw, n, C,
                                         FC)); // da (N, C)
-    LOWPI_TRY(norm_backward(g, a->db, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n));
-    LOWPI_TRY(lowpi_cuda_residual_backward(a->dres, a->db, NC)); // dres = d(mid)
+    LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n,
+                            1)); // dres = d(mid)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
                                         lowpi_act_f32(a->dres), lowpi_act_f32(atty), w->attprojw, n,
                                         C, C));                         // da = d(atty)
@@ -377,9 +379,9 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, lowpi_act_f32(a->db),
                                         lowpi_act_f32(ln1), w->qkvw, n, C, 3 * C)); // da = d(ln1)
-    LOWPI_TRY(norm_backward(g, a->db, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n));
-    LOWPI_TRY(lowpi_cuda_residual_backward(a->dres, a->db, NC)); // dres = d(x)
-    if (g->grads_ready) /* block l's gradients are final: start their all-reduce */
+    LOWPI_TRY(norm_backward(g, a->dres, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n,
+                            1)); // dres = d(x)
+    if (g->grads_ready)          /* block l's gradients are final: start their all-reduce */
       LOWPI_TRY(g->grads_ready(g->grads_ready_user, l));
   }
   LOWPI_TRY(lowpi_cuda_embedding_backward(g->g.wte, g->g.wpe, a->dres, a->inputs, B, T, C, V,

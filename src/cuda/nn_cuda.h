@@ -37,8 +37,9 @@ lowp_status lowpi_cuda_embedding_backward(float *dwte, float *dwpe, const float 
                                           const int32_t *inp, int B, int T, int C, int V,
                                           void *workspace, size_t workspace_bytes);
 
-/* LayerNorm / RMSNorm as nn/nn.h (mean, rstd saved). Backward: dinp written, dweight and dbias
- * accumulated (+=). */
+/* LayerNorm / RMSNorm as nn/nn.h (mean, rstd saved). Backward: dinp written (accumulate 0) or
+ * added to (accumulate 1: dinp[i] + v in fp32, the residual stream's backward fused, the same bits
+ * as writing v and adding it after), dweight and dbias accumulated (+=). */
 size_t lowpi_cuda_norm_backward_workspace(int N, int C);
 lowp_status lowpi_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                                          const float *weight, const float *bias, int N, int C,
@@ -46,12 +47,13 @@ lowp_status lowpi_cuda_layernorm_forward(float *out, float *mean, float *rstd, c
 lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
                                           const float *dout, const float *inp, const float *weight,
                                           const float *mean, const float *rstd, int N, int C,
-                                          void *workspace, size_t workspace_bytes);
+                                          int accumulate, void *workspace, size_t workspace_bytes);
 lowp_status lowpi_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
                                        const float *weight, int N, int C, float eps);
 lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
                                         const float *inp, const float *weight, const float *rstd,
-                                        int N, int C, void *workspace, size_t workspace_bytes);
+                                        int N, int C, int accumulate, void *workspace,
+                                        size_t workspace_bytes);
 
 /* GELU (tanh) and SwiGLU. */
 lowp_status lowpi_cuda_gelu_forward(float *out, const float *inp, size_t n);

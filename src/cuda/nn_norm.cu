@@ -45,11 +45,10 @@ __global__ void layernorm_forward_kernel(float *out, float *__restrict__ mean,
 
 /* dinp may equal dout (each element is read, then written, by one lane; the parameter
  * gradients, which read dout, run before). */
-__global__ void layernorm_backward_kernel(float *dinp, const float *dout,
-                                          const float *__restrict__ inp,
-                                          const float *__restrict__ weight,
-                                          const float *__restrict__ mean,
-                                          const float *__restrict__ rstd, int N, int C) {
+__global__ void
+layernorm_backward_kernel(float *dinp, const float *dout, const float *__restrict__ inp,
+                          const float *__restrict__ weight, const float *__restrict__ mean,
+                          const float *__restrict__ rstd, int N, int C, bool accumulate) {
   const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
   const int lane = (int)(threadIdx.x % 32);
   if (n >= N)
@@ -68,7 +67,8 @@ __global__ void layernorm_backward_kernel(float *dinp, const float *dout,
   float *dx = dinp + (size_t)n * C;
   for (int c = lane; c < C; c += 32) {
     float norm = (x[c] - m) * s, dnorm = weight[c] * g[c];
-    dx[c] = s * ((dnorm - dmean) - norm * dnn);
+    const float v = s * ((dnorm - dmean) - norm * dnn);
+    dx[c] = accumulate ? dx[c] + v : v;
   }
 }
 
@@ -106,7 +106,8 @@ __global__ void rmsnorm_forward_kernel(float *out, float *__restrict__ rstd, con
 __global__ void rmsnorm_backward_kernel(float *dinp, const float *dout,
                                         const float *__restrict__ inp,
                                         const float *__restrict__ weight,
-                                        const float *__restrict__ rstd, int N, int C) {
+                                        const float *__restrict__ rstd, int N, int C,
+                                        bool accumulate) {
   const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
   const int lane = (int)(threadIdx.x % 32);
   if (n >= N)
@@ -119,8 +120,10 @@ __global__ void rmsnorm_backward_kernel(float *dinp, const float *dout,
     dot += weight[c] * g[c] * x[c];
   dot = lowpi_warp_sum(dot) / (float)C;
   float *dx = dinp + (size_t)n * C;
-  for (int c = lane; c < C; c += 32)
-    dx[c] = s * (weight[c] * g[c] - x[c] * (s * s * dot));
+  for (int c = lane; c < C; c += 32) {
+    const float v = s * (weight[c] * g[c] - x[c] * (s * s * dot));
+    dx[c] = accumulate ? dx[c] + v : v;
+  }
 }
 
 struct rmsnorm_terms {
@@ -156,7 +159,7 @@ lowp_status lowpi_cuda_layernorm_forward(float *out, float *mean, float *rstd, c
 lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
                                           const float *dout, const float *inp, const float *weight,
                                           const float *mean, const float *rstd, int N, int C,
-                                          void *workspace, size_t workspace_bytes) {
+                                          int accumulate, void *workspace, size_t workspace_bytes) {
   // dinp (N, C), dweight (C), dbias (C), dout (N, C), inp (N, C), mean (N), rstd (N)
   LOWPI_NN_REQUIRE(dinp && dweight && dbias && dout && inp && weight && mean && rstd,
                    "lowpi_cuda_layernorm_backward", "NULL buffer");
@@ -167,7 +170,7 @@ lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *db
   LOWPI_TRY(lowpi_colsum<2>(dweight, dbias, N, C, terms, workspace, workspace_bytes,
                             "lowpi_cuda_layernorm_backward"));
   layernorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dout, inp, weight, mean, rstd,
-                                                               N, C);
+                                                               N, C, accumulate != 0);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -186,7 +189,8 @@ lowp_status lowpi_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp
 
 lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
                                         const float *inp, const float *weight, const float *rstd,
-                                        int N, int C, void *workspace, size_t workspace_bytes) {
+                                        int N, int C, int accumulate, void *workspace,
+                                        size_t workspace_bytes) {
   // dinp (N, C), dweight (C), dout (N, C), inp (N, C), rstd (N)
   LOWPI_NN_REQUIRE(dinp && dweight && dout && inp && weight && rstd, "lowpi_cuda_rmsnorm_backward",
                    "NULL buffer");
@@ -196,7 +200,8 @@ lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float
   const rmsnorm_terms terms = {dout, inp, rstd, C};
   LOWPI_TRY(lowpi_colsum<1>(dweight, nullptr, N, C, terms, workspace, workspace_bytes,
                             "lowpi_cuda_rmsnorm_backward"));
-  rmsnorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dout, inp, weight, rstd, N, C);
+  rmsnorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dout, inp, weight, rstd, N, C,
+                                                             accumulate != 0);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -338,12 +338,13 @@ static void test_norm(shape s, int rms) {
   upload(d_rstd, rstd, (size_t)N);
   const size_t ws_bytes = lowpi_cuda_norm_backward_workspace(N, C);
   void *ws = dbytes(ws_bytes);
-  st = rms ? lowpi_cuda_rmsnorm_backward(d_dx, d_dw, d_g, d_x, d_w, d_rstd, N, C, ws, ws_bytes)
-           : lowpi_cuda_layernorm_backward(d_dx, d_dw, d_db, d_g, d_x, d_w, d_mean, d_rstd, N, C,
+  st = rms ? lowpi_cuda_rmsnorm_backward(d_dx, d_dw, d_g, d_x, d_w, d_rstd, N, C, 0, ws, ws_bytes)
+           : lowpi_cuda_layernorm_backward(d_dx, d_dw, d_db, d_g, d_x, d_w, d_mean, d_rstd, N, C, 0,
                                            ws, ws_bytes);
-  st2 = rms ? lowpi_cuda_rmsnorm_backward(d_dx2, d_dw2, d_g, d_x, d_w, d_rstd, N, C, ws, ws_bytes)
-            : lowpi_cuda_layernorm_backward(d_dx2, d_dw2, d_db2, d_g, d_x, d_w, d_mean, d_rstd, N,
-                                            C, ws, ws_bytes);
+  st2 =
+      rms ? lowpi_cuda_rmsnorm_backward(d_dx2, d_dw2, d_g, d_x, d_w, d_rstd, N, C, 0, ws, ws_bytes)
+          : lowpi_cuda_layernorm_backward(d_dx2, d_dw2, d_db2, d_g, d_x, d_w, d_mean, d_rstd, N, C,
+                                          0, ws, ws_bytes);
   if (GC_OK(st) && GC_OK(st2)) {
     download(got, d_dx, NC);
     check_rows(rms ? "rmsnorm dinp" : "layernorm dinp", got, dx, (size_t)N, (size_t)C, 1e-5);
@@ -370,14 +371,35 @@ static void test_norm(shape s, int rms) {
       check_same("dbias, two runs", d_db, d_db2, (size_t)C);
     }
     check_same("dinp, two runs", d_dx, d_dx2, NC);
+    /* accumulate: dinp + v in fp32, bit for bit the written v added on the host */
+    float *acc0 = hbuf(NC), *want = hbuf(NC);
+    fill(acc0, NC, -2, 2);
+    upload(d_dx2, acc0, NC);
+    download(got, d_dx, NC);
+    for (size_t i = 0; i < NC; i++)
+      want[i] = acc0[i] + got[i];
+    st = rms ? lowpi_cuda_rmsnorm_backward(d_dx2, d_dw2, d_g, d_x, d_w, d_rstd, N, C, 1, ws,
+                                           ws_bytes)
+             : lowpi_cuda_layernorm_backward(d_dx2, d_dw2, d_db2, d_g, d_x, d_w, d_mean, d_rstd, N,
+                                             C, 1, ws, ws_bytes);
+    if (GC_OK(st)) {
+      download(got, d_dx2, NC);
+      size_t bad = 0;
+      for (size_t i = 0; i < NC; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)) != 0 && bad++ < 5)
+          printf("    accumulated dinp [%zu]: got %a want %a\n", i, got[i], want[i]);
+      GC_CHECK(bad == 0, "norm backward: %zu accumulated dinp values differ", bad);
+    }
+    free(acc0);
+    free(want);
     free(aw);
     free(ab);
   }
   /* RMSNorm needs half of the size (one column sum instead of two) */
-  GC_CHECK((rms ? lowpi_cuda_rmsnorm_backward(d_dx, d_dw, d_g, d_x, d_w, d_rstd, N, C, ws,
+  GC_CHECK((rms ? lowpi_cuda_rmsnorm_backward(d_dx, d_dw, d_g, d_x, d_w, d_rstd, N, C, 0, ws,
                                               ws_bytes / 2 - 4)
                 : lowpi_cuda_layernorm_backward(d_dx, d_dw, d_db, d_g, d_x, d_w, d_mean, d_rstd, N,
-                                                C, ws, ws_bytes - 4)) == LOWP_ERR_INVALID_ARG,
+                                                C, 0, ws, ws_bytes - 4)) == LOWP_ERR_INVALID_ARG,
            "norm backward accepted a small workspace");
   lowp_cuda_free(ws);
   float *dev[] = {d_x,  d_w,  d_b,  d_out, d_mean, d_rstd, d_g,
