@@ -33,21 +33,21 @@ if [ "${1:-}" != __job ]; then # the defaults, exported for the job processes
   BASE_STEPS=${BASE_STEPS:-auto} TRAIN_SECONDS=${TRAIN_SECONDS:-150}
   PROBE_STEPS=${PROBE_STEPS:-30} MIN_STEPS=${MIN_STEPS:-500} MAX_STEPS=${MAX_STEPS:-4000}
   # evaluation and calibration (CPU)
-  EVAL_BATCHES=${EVAL_BATCHES:-8} EVAL_BATCH=${EVAL_BATCH:-8} CALIB=${CALIB:-4096}
+  EVAL_BATCHES=${EVAL_BATCHES:-4} EVAL_BATCH=${EVAL_BATCH:-8} CALIB=${CALIB:-4096}
   THREADS=${THREADS:-2}
-  JOBS=${JOBS:-$(($(nproc) / THREADS > 0 ? $(nproc) / THREADS : 1))}
+  JOBS=${JOBS:-$((($(nproc) - 2) / THREADS > 0 ? ($(nproc) - 2) / THREADS : 1))} # 2 cores: the GPU runs
   SCHEMES=${SCHEMES:-"fp8-w8a8 int8-w8a8 int4-g128 nf4 nvfp4 mxfp4"}
   METHODS=${METHODS:-"max percentile mse"}
   HADAMARD=${HADAMARD:-"0 128"}
-  SQ_SCHEMES=${SQ_SCHEMES:-"fp8-w8a8 int8-w8a8"}
+  SQ_SCHEMES=${SQ_SCHEMES-"fp8-w8a8 int8-w8a8"} # may be empty
   # QAT and the fine-tune-then-quantize arm (GPU)
-  QAT_SCHEMES=${QAT_SCHEMES:-"bf16 $SCHEMES"}
-  QAT_STE=${QAT_STE:-"plain clipped"}
+  QAT_SCHEMES=${QAT_SCHEMES-"bf16 $SCHEMES"}
+  QAT_STE=${QAT_STE:-clipped} # or "plain clipped": one column each
   QAT_STEPS=${QAT_STEPS:-200} QAT_LR=${QAT_LR:-1e-4} QAT_WARMUP=${QAT_WARMUP:-20}
   QAT_BATCH=${QAT_BATCH:-$BATCH} FT_RECIPE=${FT_RECIPE:-fp32}
   # mixed precision: NAME:SCHEME:SCHEME8:BUDGET:UNIFORM,UNIFORM,...
   PLANS=${PLANS:-"w4a16:int4-g128:int8:4.5:int4-g128,nf4,nvfp4-w4a16,mxfp4-w4a16 w4a4:mxfp4:int8-w8a8:4.5:nvfp4,mxfp4 w8a8:mxfp4:int8-w8a8:8:int8-w8a8"}
-  SENS_BATCHES=${SENS_BATCHES:-1} SENS_BATCH=${SENS_BATCH:-8} SENS_FISHER=${SENS_FISHER:-2}
+  SENS_BATCHES=${SENS_BATCHES:-1} SENS_BATCH=${SENS_BATCH:-4} SENS_FISHER=${SENS_FISHER:-2}
   OMP_WAIT_POLICY=passive
   RES=$WORK/res
   LOGS=$WORK/logs
@@ -79,7 +79,7 @@ ptqe() { # key ckpt scheme [ptq args] -> RES/key: "loss ppl bits"
 waitfor() { # a GPU arm's checkpoint
   while [ ! -e "$WORK/$1.done" ]; do
     [ -e "$WORK/$1.failed" ] && return 1
-    sleep 2
+    sleep 1
   done
 }
 
@@ -160,7 +160,7 @@ if has train && [ ! -e "$WORK/base/model.safetensors" ]; then
       "$LOGS/probe.log")
     steps=$(awk -v t="$tps" -v s="$TRAIN_SECONDS" -v bt="$((BATCH * CTX))" -v lo="$MIN_STEPS" \
       -v hi="$MAX_STEPS" 'BEGIN {n = int(0.9 * t * s / bt / 100) * 100; n = n < lo ? lo : n;
-      print n > hi ? hi : n}')
+      print (n > hi ? hi : n)}')
     ts "probe: $tps tokens/s (last step) -> $steps steps of $BATCH x $CTX for ~${TRAIN_SECONDS}s"
     rm -rf "$WORK/probe"
   fi
@@ -282,8 +282,10 @@ fi
 
 # ---- the tables ----
 get() { # key field(1 loss, 2 ppl, 3 bits) -> value or "n/a"
-  local f=$RES/$1
-  if [ -s "$f" ] && [ "$(cat "$f")" != failed ]; then awk -v k="$2" '{print $k}' "$f"; else echo n/a; fi
+  local v=(n/a n/a n/a)
+  [ -s "$RES/$1" ] && read -r -a v <"$RES/$1"
+  [ "${v[0]}" = failed ] && v=(n/a n/a n/a)
+  echo "${v[$(($2 - 1))]:-n/a}"
 }
 cell() { echo "$(get "$1" 2) ($(get "$1" 1))"; }
 MD=$OUT/ptq_gpu.md
@@ -323,7 +325,9 @@ MD=$OUT/ptq_gpu.md
     sep="$sep---:|"
     echo "$hdr"
     echo "$sep"
-    echo "| bf16 | 16 | $(cell t-bf16) |"
+    row="| bf16 | 16 | $(cell t-bf16) |"
+    for ((i = 1; i < $(echo $METHODS | wc -w) * $(echo $HADAMARD | wc -w) + 1; i++)); do row="$row - |"; done
+    echo "$row"
     for s in $SCHEMES; do
       row="| $s | $(get "t-$s-max-h0" 3) |"
       for h in $HADAMARD; do
