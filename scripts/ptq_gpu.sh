@@ -42,13 +42,16 @@ if [ "${1:-}" != __job ]; then # the defaults, exported for the job processes
   SQ_SCHEMES=${SQ_SCHEMES-"fp8-w8a8 int8-w8a8"} # may be empty
   # QAT and the fine-tune-then-quantize arm (GPU)
   QAT_SCHEMES=${QAT_SCHEMES-"bf16 $SCHEMES"}
-  QAT_STE=${QAT_STE:-clipped} # or "plain clipped": one column each
+  QAT_STE=${QAT_STE:-"plain clipped"} # one column each
   QAT_STEPS=${QAT_STEPS:-200} QAT_LR=${QAT_LR:-1e-4} QAT_WARMUP=${QAT_WARMUP:-20}
   QAT_BATCH=${QAT_BATCH:-$BATCH} FT_RECIPE=${FT_RECIPE:-fp32}
   # mixed precision: NAME:SCHEME:SCHEME8:BUDGET:UNIFORM,UNIFORM,...
   PLANS=${PLANS:-"w4a16:int4-g128:int8:4.5:int4-g128,nf4,nvfp4-w4a16,mxfp4-w4a16 w4a4:mxfp4:int8-w8a8:4.5:nvfp4,mxfp4 w8a8:mxfp4:int8-w8a8:8:int8-w8a8"}
+  # jobs and GPU arms that have not started DEADLINE s after the start are skipped (n/a in the
+  # tables), so that the tables are written before an outer time limit (the device's 600 s)
+  DEADLINE=${DEADLINE:-540}
   SENS_BATCHES=${SENS_BATCHES:-1} SENS_BATCH=${SENS_BATCH:-4} SENS_FISHER=${SENS_FISHER:-2}
-  OMP_WAIT_POLICY=passive
+  export OMP_WAIT_POLICY=passive
   RES=$WORK/res
   LOGS=$WORK/logs
   T0=$(date +%s)
@@ -76,9 +79,11 @@ ptqe() { # key ckpt scheme [ptq args] -> RES/key: "loss ppl bits"
   echo "$lp $bits" >"$RES/$key"
   rm -rf "${WORK:?}/q/$key" # keep the disk small: only the numbers are needed
 }
+late() { [ $(($(date +%s) - T0)) -gt "$DEADLINE" ]; }
 waitfor() { # a GPU arm's checkpoint
   while [ ! -e "$WORK/$1.done" ]; do
     [ -e "$WORK/$1.failed" ] && return 1
+    late && return 1
     sleep 1
   done
 }
@@ -87,6 +92,11 @@ waitfor() { # a GPU arm's checkpoint
 job() {
   local kind=$1 key=$2 t=$SECONDS
   shift 2
+  if late; then
+    echo skipped >"$RES/$key"
+    echo "[$(date +%H:%M:%S)] SKIPPED $key: past the deadline (${DEADLINE}s)" >>"$OUT/progress.log"
+    return 0
+  fi
   echo "[$(date +%H:%M:%S)] start $key" >>"$OUT/progress.log"
   if (
     set -euo pipefail
@@ -189,6 +199,11 @@ if has qat; then
   (
     for a in "${arms[@]}"; do
       t=$SECONDS
+      if late; then
+        touch "$WORK/$a.failed"
+        ts "GPU arm $a SKIPPED: past the deadline (${DEADLINE}s)"
+        continue
+      fi
       case $a in
       ft) args=(--recipe "$FT_RECIPE") ;;
       *)
@@ -236,7 +251,7 @@ if has table; then
   done
 fi
 base_key() { # the table's key of "scheme, max, no Hadamard" if the table has it, else its own job
-  if has table && [[ " $SCHEMES " == *" $1 "* ]] && [[ " $METHODS " == *" max "* ]]; then
+  if has table && [[ " $SCHEMES " == *" $1 "* && " $METHODS " == *" max "* && " $HADAMARD " == *" 0 "* ]]; then
     echo "t-$1-max-h0"
   elif [ "$1" = bf16 ] && has table; then
     echo t-bf16
@@ -284,7 +299,7 @@ fi
 get() { # key field(1 loss, 2 ppl, 3 bits) -> value or "n/a"
   local v=(n/a n/a n/a)
   [ -s "$RES/$1" ] && read -r -a v <"$RES/$1"
-  [ "${v[0]}" = failed ] && v=(n/a n/a n/a)
+  [[ ${v[0]} =~ ^[0-9.]+$ ]] || v=(n/a n/a n/a) # failed, skipped
   echo "${v[$(($2 - 1))]:-n/a}"
 }
 cell() { echo "$(get "$1" 2) ($(get "$1" 1))"; }
@@ -326,7 +341,7 @@ MD=$OUT/ptq_gpu.md
     echo "$hdr"
     echo "$sep"
     row="| bf16 | 16 | $(cell t-bf16) |"
-    for ((i = 1; i < $(echo $METHODS | wc -w) * $(echo $HADAMARD | wc -w) + 1; i++)); do row="$row - |"; done
+    for ((i = 1; i < $(echo "$METHODS" | wc -w) * $(echo "$HADAMARD" | wc -w) + 1; i++)); do row="$row - |"; done
     echo "$row"
     for s in $SCHEMES; do
       row="| $s | $(get "t-$s-max-h0" 3) |"
@@ -404,6 +419,7 @@ fi
 cp "$WORK/jobs.txt" "$LOGS/" 2>/dev/null || true
 tar -czf "$OUT/logs.tgz" -C "$WORK" logs
 nfail=$( (grep -lx failed "$RES"/* 2>/dev/null || true) | wc -l)
-ts "wrote $MD, $OUT/results.tsv ($nfail failed); total $((SECONDS)) s"
+nskip=$( (grep -lx skipped "$RES"/* 2>/dev/null || true) | wc -l)
+ts "wrote $MD, $OUT/results.tsv ($nfail failed, $nskip skipped); total $((SECONDS)) s"
 cat "$MD"
-[ "$nfail" = 0 ]
+[ "$nfail" = 0 ] && [ "$nskip" = 0 ]
