@@ -151,6 +151,26 @@ lowp_status lowp_qmodel_save(const lowp_qmodel *qm, const char *dir);
 lowp_status lowp_qmodel_eval(lowp_qmodel *qm, const char *data, double val_fraction, int B, int T,
                              int max_batches, double *loss);
 
+/* ---- activation statistics: are there outliers? ---- */
+typedef struct {
+  char name[112];       /* the linear layer's weight name */
+  size_t rows, cols;    /* tokens recorded, K */
+  double amax;          /* max |x| */
+  double rms;           /* sqrt(mean x^2) */
+  double kurtosis;      /* mean((x - m)^4) / mean((x - m)^2)^2, m the mean (Gaussian: 3) */
+  double chan_ratio;    /* max |x| / the lower median over channels of each channel's max |x| */
+  int outlier_channels; /* channels whose max |x| exceeds 6 x that median */
+} lowp_act_stat;
+
+/* Statistics of x (rows, cols), cols the channels, in float64 (two passes). A non-finite value
+ * is LOWP_ERR_NUMERIC; an empty x LOWP_ERR_INVALID_ARG. */
+lowp_status lowp_act_stats(const float *x, size_t rows, size_t cols, lowp_act_stat *out);
+/* Run the calibration pass of cfg (calib, calib_tokens, batch, seq) on a full-precision model
+ * and give each linear layer's input statistics; *stats receives lowp_qmodel_num_linears
+ * entries (free()). */
+lowp_status lowp_qmodel_act_stats(lowp_qmodel *qm, const lowp_ptq_config *cfg,
+                                  lowp_act_stat **stats, size_t *count);
+
 /* ---- sensitivity ---- */
 #define LOWP_SENS_OPTIONS 3
 typedef struct {

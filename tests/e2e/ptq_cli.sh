@@ -17,6 +17,15 @@ grep -q "full precision" "$T/e0" || fail "eval of fp32"
   --calib "$T/t.txt" --calib-tokens 256 --batch 2 --seq 32 --out "$T/q" >/dev/null
 "$LOWP" eval --ckpt "$T/q" --data "$T/t.txt" --batch 2 --seq 32 --batches 2 >"$T/e1"
 grep -q "(quantized)" "$T/e1" || fail "eval of the quantized checkpoint"
+# Outlier statistics of the linear-layer inputs (calibration pass, nothing quantized).
+"$LOWP" ptq --ckpt "$T/base" --stats --calib "$T/t.txt" --calib-tokens 64 --batch 2 --seq 32 >"$T/st"
+[ "$(grep -c '^| transformer.h.[01].' "$T/st")" = 8 ] || fail "stats table: $(cat "$T/st")"
+grep -q "over 64 calibration tokens" "$T/st" || fail "stats tokens: $(head -1 "$T/st")"
+set +e
+"$LOWP" ptq --ckpt "$T/base" --stats --scheme nf4 2>"$T/err"
+rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "stats quantizes nothing" "$T/err" || fail "--stats with --scheme"
 # Sensitivity, a plan under a budget, applied by ptq.
 "$LOWP" sensitivity --ckpt "$T/base" --scheme nf4 --data "$T/t.txt" --batch 2 --seq 32 \
   --batches 1 --fisher-batches 1 --budget-bits 7 --plan-out "$T/plan" --svg "$T/s.svg" >"$T/sens"

@@ -14,6 +14,8 @@
  *   4-bit recipes (nvfp4, mxfp4-quartet): 2e-2 / 2.5e-1. e2m1 has one mantissa bit: a code
  *         that flips moves its element by a third to a half, so the same flips cost ~10x more;
  *         measured on an H100: 6e-2 (nvfp4), 1.1e-1 / 1.4e-1 (quartet, gpt2 / llama).
+ * The QAT recipes (lowp train --qat S, clipped STE: fake-quantized forward operands with clipping
+ * masks, fp32 backward) take the 4-bit bounds for the W4A4 schemes, the others' otherwise.
  * Also: the GPU gives the same bits when run twice (determinism) and every value is finite. */
 #include <math.h>
 #include <stdint.h>
@@ -51,8 +53,14 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
   const int B = 2, T = 32;
   const size_t N = (size_t)B * T;
   lowp_recipe recipe;
-  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)))
+  if (!strncmp(recipe_name, "qat-", 4)) { /* lowp train --qat S (clipped STE): the PTQ scheme S */
+    char text[512];
+    if (!GC_OK(lowp_ptq_qat_recipe(recipe_name + 4, 1, text, sizeof text)) ||
+        !GC_OK(lowp_recipe_parse(text, &recipe)))
+      return;
+  } else if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe))) {
     return;
+  }
   lowp_model *m = NULL;
   GC_REQUIRE(lowp_model_create(&m, &cfg, 42));
   int32_t *in = malloc(N * sizeof(int32_t)), *tg = malloc(N * sizeof(int32_t));
@@ -89,7 +97,7 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
                "%s fp8-block: an sm_90 device, but %llu native block GEMMs (%llu refused: %s)",
                arch ? "llama" : "gpt2", cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK], cn.block_refused,
                lowp_last_error());
-    if (strcmp(recipe_name, "fp32"))
+    if (strcmp(recipe_name, "fp32") && strncmp(recipe_name, "qat-", 4)) /* QAT: fp32 backward */
       GC_CHECK(cn.dy_reused > 0, "%s %s: the LM head's dY was quantized twice",
                arch ? "llama" : "gpt2", recipe_name);
   }
@@ -103,7 +111,8 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
   const float *g_cpu = lowp_model_grads(m);
 
   int fp32 = !strcmp(recipe_name, "fp32");
-  int fp4 = !strcmp(recipe_name, "nvfp4") || !strcmp(recipe_name, "mxfp4-quartet");
+  int fp4 = !strcmp(recipe_name, "nvfp4") || !strcmp(recipe_name, "mxfp4-quartet") ||
+            !strcmp(recipe_name, "qat-nvfp4") || !strcmp(recipe_name, "qat-mxfp4");
   double tol_loss = fp32 ? 1e-5 : 2e-2, tol_grad = fp32 ? 1e-4 : fp4 ? 2.5e-1 : 1e-1;
   double dl = fabs((double)loss_gpu - loss_cpu) / fabs((double)loss_cpu);
   int finite;
@@ -141,9 +150,12 @@ int main(void) {
   int skip = gc_need_gpu("test_cuda_model");
   if (skip)
     return skip;
-  static const char *const recipes[] = {"fp32",        "bf16",         "fp16",  "fp8-current",
-                                        "fp8-delayed", "fp8-block",    "mxfp8", "nvfp4",
-                                        "int8",        "mxfp4-quartet"};
+  static const char *const recipes[] = {"fp32", "bf16", "fp16", "fp8-current", "fp8-delayed",
+                                        "fp8-block", "mxfp8", "nvfp4", "int8", "mxfp4-quartet",
+                                        /* lowp train --qat S: every PTQ scheme's forward */
+                                        "qat-bf16", "qat-int8", "qat-fp8", "qat-int4-g128",
+                                        "qat-nf4", "qat-nvfp4-w4a16", "qat-mxfp4-w4a16",
+                                        "qat-fp8-w8a8", "qat-int8-w8a8", "qat-nvfp4", "qat-mxfp4"};
   for (int arch = 0; arch < 2; arch++)
     for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)
       run_case(arch ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[r]);

@@ -1,0 +1,425 @@
+#!/usr/bin/env bash
+# The PTQ / QAT / mixed-precision tables of docs/ptq.md on a model trained on the GPU, in one run:
+#   scripts/ptq_gpu.sh [OUT]              (OUT: default $OUT, else /tmp/lowp-ptq-gpu)
+# 1. train   the base model on the GPU (lowp train --device cuda, bf16 recipe; steps: a short
+#            probe run measures tokens/s and the steps fill TRAIN_SECONDS, unless BASE_STEPS=N)
+# 2. stats   outlier statistics of every linear layer's input (lowp ptq --stats)
+# 3. table   every scheme x max/percentile/mse x Hadamard no/128, SmoothQuant 0.5 for W8A8
+#            (lowp ptq + lowp eval on the CPU: JOBS processes of THREADS OpenMP threads)
+# 4. plan    lowp sensitivity --budget-bits, plan vs uniform quantization at the same bits
+# 5. qat     on the GPU while the CPU runs 3 and 4: an FT_RECIPE fine-tune and a QAT fine-tune
+#            (--qat S, each STE of QAT_STE) of every scheme, same steps; then PTQ + eval on the CPU
+# Writes OUT/ptq_gpu.md (every table), OUT/results.tsv, OUT/progress.log, OUT/base_train.log,
+# OUT/sensitivity.txt, OUT/sensitivity.svg and OUT/logs.tgz (every log); the checkpoints go to
+# WORK (runs/ptq-gpu, ignored by git). A base checkpoint already in WORK/base is reused (delete
+# it to retrain). Set DEVICE=cpu and a tiny model to test the script without a GPU (see the
+# e2e test tests/e2e/ptq_gpu_script.sh).
+set -euo pipefail
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$SELF")/.." # relative paths (OUT, WORK, LOWP, DATA) are from the repository root
+
+if [ "${1:-}" != __job ]; then # the defaults, exported for the job processes
+  set -a
+  OUT=${1:-${OUT:-/tmp/lowp-ptq-gpu}}
+  WORK=${WORK:-runs/ptq-gpu}
+  LOWP=${LOWP:-build-gpu/lowp}
+  DATA=${DATA:-data/brown.txt}
+  DEVICE=${DEVICE:-cuda}
+  PARTS=${PARTS:-"train stats table plan qat"}
+  # the base model (GPT-2 architecture, byte-level)
+  LAYERS=${LAYERS:-6} HEADS=${HEADS:-6} DIM=${DIM:-384} CTX=${CTX:-256}
+  FFN=${FFN:-$((4 * DIM))}
+  BATCH=${BATCH:-32} LR=${LR:-1e-3} RECIPE=${RECIPE:-bf16} SEED=${SEED:-1337}
+  BASE_STEPS=${BASE_STEPS:-auto} TRAIN_SECONDS=${TRAIN_SECONDS:-150}
+  PROBE_STEPS=${PROBE_STEPS:-30} MIN_STEPS=${MIN_STEPS:-500} MAX_STEPS=${MAX_STEPS:-4000}
+  # evaluation and calibration (CPU)
+  EVAL_BATCHES=${EVAL_BATCHES:-4} EVAL_BATCH=${EVAL_BATCH:-8} CALIB=${CALIB:-4096}
+  THREADS=${THREADS:-2}
+  JOBS=${JOBS:-$((($(nproc) - 2) / THREADS > 0 ? ($(nproc) - 2) / THREADS : 1))} # 2 cores: the GPU runs
+  SCHEMES=${SCHEMES:-"fp8-w8a8 int8-w8a8 int4-g128 nf4 nvfp4 mxfp4"}
+  METHODS=${METHODS:-"max percentile mse"}
+  HADAMARD=${HADAMARD:-"0 128"}
+  SQ_SCHEMES=${SQ_SCHEMES-"fp8-w8a8 int8-w8a8"} # may be empty
+  # QAT and the fine-tune-then-quantize arm (GPU)
+  QAT_SCHEMES=${QAT_SCHEMES-"bf16 $SCHEMES"}
+  QAT_STE=${QAT_STE:-"plain clipped"} # one column each
+  QAT_STEPS=${QAT_STEPS:-200} QAT_LR=${QAT_LR:-1e-4} QAT_WARMUP=${QAT_WARMUP:-20}
+  QAT_BATCH=${QAT_BATCH:-$BATCH} FT_RECIPE=${FT_RECIPE:-fp32}
+  # mixed precision: NAME:SCHEME:SCHEME8:BUDGET:UNIFORM,UNIFORM,...
+  PLANS=${PLANS:-"w4a16:int4-g128:int8:4.5:int4-g128,nf4,nvfp4-w4a16,mxfp4-w4a16 w4a4:mxfp4:int8-w8a8:4.5:nvfp4,mxfp4 w8a8:mxfp4:int8-w8a8:8:int8-w8a8"}
+  # jobs and GPU arms that have not started DEADLINE s after the start are skipped (n/a in the
+  # tables), so that the tables are written before an outer time limit (the device's 600 s)
+  DEADLINE=${DEADLINE:-540}
+  SENS_BATCHES=${SENS_BATCHES:-1} SENS_BATCH=${SENS_BATCH:-4} SENS_FISHER=${SENS_FISHER:-2}
+  export OMP_WAIT_POLICY=passive
+  RES=$WORK/res
+  LOGS=$WORK/logs
+  T0=$(date +%s)
+  set +a
+fi
+
+ts() { echo "[$(date +%H:%M:%S) +$(($(date +%s) - T0))s] $*" | tee -a "$OUT/progress.log"; }
+die() {
+  ts "FAILED: $*"
+  exit 1
+}
+
+evalp() { # checkpoint -> "loss ppl"
+  OMP_NUM_THREADS=$THREADS "$LOWP" eval --ckpt "$1" --data "$DATA" --batches "$EVAL_BATCHES" \
+    --batch "$EVAL_BATCH" --seq "$CTX" |
+    awk '/^val_loss/ {l=$2} /^perplexity/ {p=$2} END {if (l == "") exit 1; printf "%.4f %.3f", l, p}'
+}
+ptqe() { # key ckpt scheme [ptq args] -> RES/key: "loss ppl bits"
+  local key=$1 ck=$2 scheme=$3 bits lp
+  shift 3
+  bits=$(OMP_NUM_THREADS=$THREADS "$LOWP" ptq --ckpt "$ck" --scheme "$scheme" --calib "$DATA" \
+    --calib-tokens "$CALIB" --seq "$CTX" --out "$WORK/q/$key" "$@" |
+    sed -n 's/.*, \([0-9.]*\) bits per linear weight.*/\1/p')
+  lp=$(evalp "$WORK/q/$key")
+  echo "$lp $bits" >"$RES/$key"
+  rm -rf "${WORK:?}/q/$key" # keep the disk small: only the numbers are needed
+}
+late() { [ $(($(date +%s) - T0)) -gt "$DEADLINE" ]; }
+waitfor() { # a GPU arm's checkpoint
+  while [ ! -e "$WORK/$1.done" ]; do
+    [ -e "$WORK/$1.failed" ] && return 1
+    late && return 1
+    sleep 1
+  done
+}
+
+# One CPU job (a line of the job list): runs under xargs -P, records its result or "failed".
+job() {
+  local kind=$1 key=$2 t=$SECONDS
+  shift 2
+  if late; then
+    echo skipped >"$RES/$key"
+    echo "[$(date +%H:%M:%S)] SKIPPED $key: past the deadline (${DEADLINE}s)" >>"$OUT/progress.log"
+    return 0
+  fi
+  echo "[$(date +%H:%M:%S)] start $key" >>"$OUT/progress.log"
+  if (
+    set -euo pipefail
+    case $kind in
+    ptq) ptqe "$key" "$@" ;;
+    eval) echo "$(evalp "$1") -" >"$RES/$key" ;;
+    arm) # ARM SCHEME: PTQ (max, no transform) of a fine-tuned / QAT checkpoint
+      waitfor "$1"
+      ptqe "$key" "$WORK/$1" "$2"
+      ;;
+    armeval)
+      waitfor "$1"
+      echo "$(evalp "$WORK/$1") -" >"$RES/$key"
+      ;;
+    stats)
+      OMP_NUM_THREADS=$THREADS "$LOWP" ptq --ckpt "$WORK/base" --stats --calib "$DATA" \
+        --calib-tokens "$CALIB" --seq "$CTX" >"$RES/$key"
+      ;;
+    plan) # NAME SCHEME SCHEME8 BUDGET: sensitivity, the plan, applied and evaluated
+      local name=$1 scheme=$2 s8=$3 budget=$4
+      OMP_NUM_THREADS=$THREADS "$LOWP" sensitivity --ckpt "$WORK/base" --scheme "$scheme" \
+        --scheme8 "$s8" --data "$DATA" --calib-tokens "$CALIB" --batches "$SENS_BATCHES" \
+        --batch "$SENS_BATCH" --seq "$CTX" --fisher-batches "$SENS_FISHER" \
+        --budget-bits "$budget" --plan-out "$WORK/plan-$name.txt" \
+        --svg "$WORK/sensitivity-$name.svg" >"$WORK/sensitivity-$name.txt"
+      OMP_NUM_THREADS=$THREADS "$LOWP" ptq --ckpt "$WORK/base" --plan "$WORK/plan-$name.txt" \
+        --calib "$DATA" --calib-tokens "$CALIB" --seq "$CTX" --out "$WORK/q/$key" |
+        sed -n 's/.*, \([0-9.]*\) bits per linear weight.*/\1/p' >"$WORK/$key.bits"
+      echo "$(evalp "$WORK/q/$key") $(cat "$WORK/$key.bits")" >"$RES/$key"
+      ;;
+    esac
+  ) >"$LOGS/$key.log" 2>&1; then
+    echo "[$(date +%H:%M:%S)] done  $key ($((SECONDS - t)) s): $(head -c 60 "$RES/$key" | head -1)" >>"$OUT/progress.log"
+  else
+    echo failed >"$RES/$key"
+    echo "[$(date +%H:%M:%S)] FAILED $key ($((SECONDS - t)) s): see logs.tgz $key.log" >>"$OUT/progress.log"
+  fi
+}
+
+if [ "${1:-}" = __job ]; then
+  shift
+  job "$@"
+  exit 0
+fi
+
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+mkdir -p "$OUT" "$WORK" "$RES" "$LOGS" "$WORK/q"
+: >"$OUT/progress.log"
+[ -x "$LOWP" ] || die "$LOWP not found: build first (or set LOWP)"
+[ -s "$DATA" ] || die "$DATA not found (scripts/fetch-corpus.sh, or carry data/)"
+ts "ptq_gpu.sh: OUT=$OUT WORK=$WORK LOWP=$LOWP DEVICE=$DEVICE PARTS='$PARTS'"
+ts "CPU: $(nproc) cores, $JOBS jobs x $THREADS threads; model L=$LAYERS C=$DIM NH=$HEADS T=$CTX"
+if [ "$DEVICE" = cuda ] && command -v nvidia-smi >/dev/null; then
+  ts "GPU: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1)"
+fi
+
+# ---- 1. the base model ----
+train() { # out-dir log [args]
+  local out=$1 log=$2
+  shift 2
+  OMP_NUM_THREADS=$THREADS "$LOWP" train --device "$DEVICE" --data "$DATA" --out "$out" "$@" >"$log" 2>&1
+}
+tpart=$SECONDS
+if has train && [ ! -e "$WORK/base/model.safetensors" ]; then
+  model=(--layers "$LAYERS" --heads "$HEADS" --dim "$DIM" --ffn "$FFN" --ctx "$CTX")
+  steps=$BASE_STEPS
+  if [ "$steps" = auto ]; then
+    train "$WORK/probe" "$LOGS/probe.log" "${model[@]}" --recipe "$RECIPE" --batch "$BATCH" \
+      --steps "$PROBE_STEPS" --eval-every 0 --eval-batches 1 || die "probe run: $(tail -3 "$LOGS/probe.log")"
+    tps=$(awk '/^step/ {for (i = 1; i < NF; i++) if ($(i + 1) == "tok/s") v = $i} END {print v + 0}' \
+      "$LOGS/probe.log")
+    steps=$(awk -v t="$tps" -v s="$TRAIN_SECONDS" -v bt="$((BATCH * CTX))" -v lo="$MIN_STEPS" \
+      -v hi="$MAX_STEPS" 'BEGIN {n = int(0.9 * t * s / bt / 100) * 100; n = n < lo ? lo : n;
+      print (n > hi ? hi : n)}')
+    ts "probe: $tps tokens/s (last step) -> $steps steps of $BATCH x $CTX for ~${TRAIN_SECONDS}s"
+    rm -rf "$WORK/probe"
+  fi
+  ts "training the base model: $steps steps, recipe $RECIPE, lr $LR"
+  train "$WORK/base" "$OUT/base_train.log" "${model[@]}" --recipe "$RECIPE" --batch "$BATCH" \
+    --steps "$steps" --lr "$LR" --seed "$SEED" --eval-every 250 --eval-batches 16 ||
+    die "base training: $(tail -3 "$OUT/base_train.log")"
+  echo "$steps" >"$WORK/base.steps"
+  ts "base model: $(grep -m1 'final train loss' "$OUT/base_train.log" | sed 's/^ *//') ($((SECONDS - tpart)) s)"
+fi
+[ -e "$WORK/base/model.safetensors" ] || die "no base model in $WORK/base (PARTS needs train)"
+[ -e "$OUT/base_train.log" ] || cp "$WORK/base_train.log" "$OUT/" 2>/dev/null || true
+cp "$OUT/base_train.log" "$WORK/base_train.log" 2>/dev/null || true
+
+# ---- 5 (GPU part, in the background): the fine-tune and QAT arms ----
+arms=()
+if has qat; then
+  arms+=(ft)
+  for s in $QAT_SCHEMES; do
+    for e in $QAT_STE; do
+      [ "$s" = bf16 ] && [ "$e" != "${QAT_STE%% *}" ] && continue # bf16: one STE (nothing clips)
+      arms+=("qat-$e-$s")
+    done
+  done
+  rm -f "$WORK"/*.done "$WORK"/*.failed
+  (
+    for a in "${arms[@]}"; do
+      t=$SECONDS
+      if late; then
+        touch "$WORK/$a.failed"
+        ts "GPU arm $a SKIPPED: past the deadline (${DEADLINE}s)"
+        continue
+      fi
+      case $a in
+      ft) args=(--recipe "$FT_RECIPE") ;;
+      *)
+        e=${a#qat-}
+        args=(--qat "${e#*-}" --qat-ste "${e%%-*}")
+        ;;
+      esac
+      if train "$WORK/$a" "$LOGS/train-$a.log" --init "$WORK/base" --steps "$QAT_STEPS" \
+        --batch "$QAT_BATCH" --seq "$CTX" --lr "$QAT_LR" --warmup "$QAT_WARMUP" --eval-every 0 \
+        --eval-batches 4 "${args[@]}"; then
+        touch "$WORK/$a.done"
+        ts "GPU arm $a done ($((SECONDS - t)) s): $(grep -m1 'final train loss' "$LOGS/train-$a.log" | sed 's/^ *//')"
+      else
+        touch "$WORK/$a.failed"
+        ts "GPU arm $a FAILED: $(tail -2 "$LOGS/train-$a.log" | tr '\n' ' ')"
+      fi
+    done
+  ) &
+  gpu_pid=$!
+  ts "GPU: ${#arms[@]} fine-tune arms of $QAT_STEPS steps queued (pid $gpu_pid)"
+fi
+
+# ---- 2, 3, 4, 5 (CPU part): one job list, longest first, run JOBS at a time ----
+jobs_file=$WORK/jobs.txt
+: >"$jobs_file"
+if has plan; then
+  for p in $PLANS; do
+    IFS=: read -r name scheme s8 budget uni <<<"$p"
+    echo "plan plan-$name $name $scheme $s8 $budget" >>"$jobs_file"
+  done
+fi
+has stats && echo "stats stats" >>"$jobs_file"
+echo "eval base $WORK/base" >>"$jobs_file"
+if has table; then
+  echo "ptq t-bf16 $WORK/base bf16" >>"$jobs_file"
+  for s in $SCHEMES; do
+    for m in $METHODS; do
+      for h in $HADAMARD; do
+        echo "ptq t-$s-$m-h$h $WORK/base $s --method $m --hadamard $h" >>"$jobs_file"
+      done
+    done
+  done
+  for s in $SQ_SCHEMES; do
+    echo "ptq t-$s-sq $WORK/base $s --method mse --smoothquant 0.5" >>"$jobs_file"
+  done
+fi
+base_key() { # the table's key of "scheme, max, no Hadamard" if the table has it, else its own job
+  if has table && [[ " $SCHEMES " == *" $1 "* && " $METHODS " == *" max "* && " $HADAMARD " == *" 0 "* ]]; then
+    echo "t-$1-max-h0"
+  elif [ "$1" = bf16 ] && has table; then
+    echo t-bf16
+  else
+    echo "u-$1"
+  fi
+}
+declare -A extra=()
+if has plan; then
+  for p in $PLANS; do
+    IFS=: read -r name scheme s8 budget uni <<<"$p"
+    for u in ${uni//,/ }; do
+      k=$(base_key "$u")
+      [[ $k == u-* ]] && extra[$k]="ptq $k $WORK/base $u"
+    done
+  done
+fi
+if has qat; then
+  for s in $QAT_SCHEMES; do
+    k=$(base_key "$s")
+    [[ $k == u-* ]] && extra[$k]="ptq $k $WORK/base $s"
+  done
+fi
+for k in "${!extra[@]}"; do echo "${extra[$k]}" >>"$jobs_file"; done
+if has qat; then # last: they wait for their GPU arm
+  echo "armeval ft-eval ft" >>"$jobs_file"
+  for a in "${arms[@]}"; do
+    if [ "$a" = ft ]; then
+      for s in $QAT_SCHEMES; do echo "arm ft-$s ft $s" >>"$jobs_file"; done
+    else
+      s=${a#qat-}
+      echo "arm $a $a ${s#*-}" >>"$jobs_file"
+    fi
+  done
+fi
+ts "CPU: $(wc -l <"$jobs_file") jobs (ptq + eval: $EVAL_BATCHES x $EVAL_BATCH x $CTX tokens, calibration $CALIB tokens)"
+tpart=$SECONDS
+xargs -P "$JOBS" -L 1 bash "$SELF" __job <"$jobs_file" || ts "some job exited non-zero"
+ts "CPU jobs done ($((SECONDS - tpart)) s)"
+if [ -n "${gpu_pid:-}" ]; then
+  wait "$gpu_pid" || true
+fi
+
+# ---- the tables ----
+get() { # key field(1 loss, 2 ppl, 3 bits) -> value or "n/a"
+  local v=(n/a n/a n/a)
+  [ -s "$RES/$1" ] && read -r -a v <"$RES/$1"
+  [[ ${v[0]} =~ ^[0-9.]+$ ]] || v=(n/a n/a n/a) # failed, skipped
+  echo "${v[$(($2 - 1))]:-n/a}"
+}
+cell() { echo "$(get "$1" 2) ($(get "$1" 1))"; }
+MD=$OUT/ptq_gpu.md
+{
+  steps=$(cat "$WORK/base.steps" 2>/dev/null || echo "?")
+  echo "## PTQ / QAT on a GPU-trained model (scripts/ptq_gpu.sh)"
+  echo
+  echo "Base model: GPT-2 architecture, $LAYERS layers, C = $DIM, $HEADS heads, FFN $FFN, T = $CTX," \
+    "byte-level $DATA, trained with \`lowp train --device $DEVICE --recipe $RECIPE\`" \
+    "($steps steps of $BATCH x $CTX tokens, lr $LR, seed $SEED):" \
+    "$(grep -m1 'final train loss' "$OUT/base_train.log" 2>/dev/null | sed 's/^ *//' || true)" \
+    "$(grep -m1 'steps (.*skipped) of recipe' "$OUT/base_train.log" 2>/dev/null | sed 's/^summary: //' || true)."
+  echo "Evaluation: \`lowp eval\` on the CPU, $EVAL_BATCHES batches of $EVAL_BATCH x $CTX tokens of" \
+    "the validation split (last 10 %); calibration: the first $CALIB tokens of the training split." \
+    "Cells: perplexity (val loss, nats per byte)."
+  echo
+  echo "fp32 base: $(cell base)"
+  if has stats && [ -s "$RES/stats" ]; then
+    echo
+    echo "### Linear-layer inputs of the base model (\`lowp ptq --stats\`)"
+    echo
+    grep '^|' "$RES/stats"
+  fi
+  if has table; then
+    echo
+    echo "### Every scheme x calibration x Hadamard (and QAT)"
+    echo
+    hdr="| scheme | bits |"
+    sep="|---|---:|"
+    for h in $HADAMARD; do
+      for m in $METHODS; do
+        hdr="$hdr $m$([ "$h" = 0 ] || echo ", H$h") |"
+        sep="$sep---:|"
+      done
+    done
+    hdr="$hdr SmoothQuant 0.5 (mse) |"
+    sep="$sep---:|"
+    echo "$hdr"
+    echo "$sep"
+    row="| bf16 | 16 | $(cell t-bf16) |"
+    for ((i = 1; i < $(echo "$METHODS" | wc -w) * $(echo "$HADAMARD" | wc -w) + 1; i++)); do row="$row - |"; done
+    echo "$row"
+    for s in $SCHEMES; do
+      row="| $s | $(get "t-$s-max-h0" 3) |"
+      for h in $HADAMARD; do
+        for m in $METHODS; do row="$row $(cell "t-$s-$m-h$h") |"; done
+      done
+      if [[ " $SQ_SCHEMES " == *" $s "* ]]; then row="$row $(cell "t-$s-sq") |"; else row="$row - |"; fi
+      echo "$row"
+    done
+  fi
+  if has qat; then
+    echo
+    echo "### QAT versus fine-tune-then-quantize ($QAT_STEPS steps of $QAT_BATCH x $CTX, lr $QAT_LR," \
+      "warmup $QAT_WARMUP, on $DEVICE; PTQ after: max calibration, no transform)"
+    echo
+    hdr="| scheme | PTQ of base | $FT_RECIPE fine-tune, then PTQ |"
+    sep="|---|---:|---:|"
+    for e in $QAT_STE; do
+      hdr="$hdr QAT ($e STE), then PTQ | recovered ($e) |"
+      sep="$sep---:|---:|"
+    done
+    echo "$hdr $FT_RECIPE fine-tune itself |"
+    echo "$sep---:|"
+    for s in $QAT_SCHEMES; do
+      row="| $s | $(cell "$(base_key "$s")") | $(cell "ft-$s") |"
+      for e in $QAT_STE; do
+        k=qat-$e-$s
+        [ "$s" = bf16 ] && k=qat-${QAT_STE%% *}-$s
+        # the share of the fine-tune-then-quantize perplexity gap (to the fine-tune itself) that
+        # QAT recovers: 1 - (ppl_qat - ppl_ft) / (ppl_ftptq - ppl_ft)
+        rec=$(awk -v a="$(get "ft-$s" 2)" -v q="$(get "$k" 2)" -v f="$(get ft-eval 2)" \
+          'BEGIN {if (a == "n/a" || q == "n/a" || f == "n/a" || a - f <= 0) print "-";
+          else printf "%.0f %%", 100 * (1 - (q - f) / (a - f))}')
+        row="$row $(cell "$k") | $rec |"
+      done
+      echo "$row $(cell ft-eval) |"
+    done
+  fi
+  if has plan; then
+    echo
+    echo "### Mixed precision under a budget versus uniform (\`lowp sensitivity\`, $SENS_BATCHES" \
+      "batch(es) of $SENS_BATCH x $CTX per measurement)"
+    echo
+    echo "| menu | budget | plan: bits, perplexity (loss) | uniform: bits, perplexity (loss) |"
+    echo "|---|---:|---|---|"
+    for p in $PLANS; do
+      IFS=: read -r name scheme s8 budget uni <<<"$p"
+      u=""
+      for x in ${uni//,/ }; do
+        k=$(base_key "$x")
+        u="$u${u:+; }$x $(get "$k" 3), $(cell "$k")"
+      done
+      echo "| bf16 / $s8 / $scheme | $budget | $(get "plan-$name" 3), $(cell "plan-$name") | $u |"
+    done
+  fi
+} >"$MD"
+# every number, one line per key
+{
+  printf "key\tloss\tperplexity\tbits\n"
+  for f in "$RES"/*; do
+    [ "$(basename "$f")" = stats ] && continue
+    printf "%s\t%s\n" "$(basename "$f")" "$(tr ' ' '\t' <"$f")"
+  done
+} >"$OUT/results.tsv"
+if has plan; then
+  for p in $PLANS; do
+    name=${p%%:*}
+    echo "==== $name: $p"
+    cat "$WORK/sensitivity-$name.txt" 2>/dev/null || echo "(missing)"
+    echo
+  done >"$OUT/sensitivity.txt"
+  first=${PLANS%% *}
+  cp "$WORK/sensitivity-${first%%:*}.svg" "$OUT/sensitivity.svg" 2>/dev/null || true
+fi
+cp "$WORK/jobs.txt" "$LOGS/" 2>/dev/null || true
+tar -czf "$OUT/logs.tgz" -C "$WORK" logs
+nfail=$( (grep -lx failed "$RES"/* 2>/dev/null || true) | wc -l)
+nskip=$( (grep -lx skipped "$RES"/* 2>/dev/null || true) | wc -l)
+ts "wrote $MD, $OUT/results.tsv ($nfail failed, $nskip skipped); total $((SECONDS)) s"
+cat "$MD"
+[ "$nfail" = 0 ] && [ "$nskip" = 0 ]

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# scripts/ptq_gpu.sh end to end on the CPU (DEVICE=cpu), one scheme, a tiny model, a few steps:
+# every part runs (train with the speed probe, stats, table, plan, QAT arms) and every output
+# file is written with no failed entry.
+#   bash ptq_gpu_script.sh <lowp> <source-dir>
+set -euo pipefail
+LOWP=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+SRC=$2
+T=$(mktemp -d)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+awk 'BEGIN { srand(5); for (i = 0; i < 6000; i++) { w = ""; n = 2 + int(rand() * 6);
+  for (j = 0; j < n; j++) w = w sprintf("%c", 97 + int(rand() * 26)); printf "%s ", w } }' >"$T/t.txt"
+DEVICE=cpu LOWP="$LOWP" DATA="$T/t.txt" WORK="$T/w" LAYERS=1 DIM=64 HEADS=4 CTX=32 BATCH=2 \
+  PROBE_STEPS=2 TRAIN_SECONDS=1 MIN_STEPS=3 MAX_STEPS=3 EVAL_BATCHES=1 EVAL_BATCH=2 CALIB=64 \
+  SCHEMES=nvfp4 METHODS=max HADAMARD=0 SQ_SCHEMES="" QAT_SCHEMES="int4-g128" \
+  QAT_STE="plain clipped" QAT_STEPS=2 QAT_WARMUP=1 QAT_BATCH=2 SENS_BATCH=2 SENS_FISHER=1 \
+  PLANS="p:nvfp4:int8:6:nvfp4" JOBS=2 THREADS=1 \
+  bash "$SRC/scripts/ptq_gpu.sh" "$T/out" >"$T/log" 2>&1 || fail "script: $(tail -20 "$T/log")"
+for f in ptq_gpu.md results.tsv progress.log base_train.log sensitivity.txt sensitivity.svg logs.tgz; do
+  [ -s "$T/out/$f" ] || fail "missing $f"
+done
+md=$T/out/ptq_gpu.md
+grep -q "probe: .* -> 3 steps" "$T/out/progress.log" || fail "probe: $(cat "$T/out/progress.log")"
+grep -q '^| transformer.h.0.mlp.c_proj.weight | 256 |' "$md" || fail "stats table"
+grep -Eq '^\| nvfp4 \| 4\.[0-9]+ \| [0-9.]+ \([0-9.]+\) \| - \|$' "$md" ||
+  fail "PTQ row: $(grep '^| nvfp4' "$md")"
+grep -Eq '^\| int4-g128 \|( [0-9.]+ \([0-9.]+\) \|| [0-9-]+ %? ?\|| - \|){6} [0-9.]+ \([0-9.]+\) \|$' "$md" ||
+  fail "QAT row: $(grep '^| int4-g128' "$md")"
+grep -Eq '^\| bf16 / int8 / nvfp4 \| 6 \| [0-9.]+, [0-9.]+ \([0-9.]+\) \| nvfp4 4\.[0-9]+, [0-9.]+ \([0-9.]+\) \|$' "$md" ||
+  fail "plan row: $(grep '^| bf16 /' "$md")"
+! grep -q failed "$T/out/results.tsv" || fail "failed entries: $(cat "$T/out/results.tsv")"
+[ "$(grep -c '^qat-\|^ft' "$T/out/results.tsv")" = 4 ] || fail "QAT keys: $(cat "$T/out/results.tsv")"
+echo ok
