@@ -623,7 +623,10 @@ static lowp_status w16_fill(lowpi_gpu_linears *g, lin_state *ls, const float *we
     LOWPI_TRY(lowp_cuda_free(ls->w16));
     ls->w16 = NULL;
     ls->w16_n = 0;
-    LOWPI_TRY(lowp_cuda_malloc((void **)&ls->w16, n * sizeof(uint16_t)));
+    const lowp_status st = lowp_cuda_malloc((void **)&ls->w16, n * sizeof(uint16_t));
+    if (st != LOWP_OK)
+      return lowpi_fail(st, "gpu recipe: the bf16 codes of linear %d's weight (%zu values): %s",
+                        ls->index, n, lowp_last_error());
     ls->w16_n = n;
   }
   const lowp_cast_opts opts = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, g->seed, 0};

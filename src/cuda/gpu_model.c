@@ -89,14 +89,14 @@ static lowp_status act_store_alloc(const lowpi_gpu_model *g, act_store *s, int l
   }
   LOWPI_TRY(lowp_cuda_malloc(&s->buf, total));
   *bytes = total;
-  unsigned char *p = s->buf;
+  size_t off = 0;
   for (int l = 0; l < layers; l++) {
     if (lowpi_gpu_linear_is_bf16(g->lin, lin0 + 4 * l)) {
-      s->bf16[l] = (uint16_t *)p;
-      p += round256(n * 2);
+      s->bf16[l] = (void *)((char *)s->buf + off);
+      off += round256(n * 2);
     } else if (!bf16_only) {
-      s->f32[l] = (float *)p;
-      p += round256(n * 4);
+      s->f32[l] = (void *)((char *)s->buf + off);
+      off += round256(n * 4);
     }
   }
   return LOWP_OK;
