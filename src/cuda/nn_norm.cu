@@ -2,7 +2,7 @@
  * CPU's formulas operation by operation; the row sums run over the lanes (then a butterfly)
  * instead of in sequence. The parameter gradients are column sums over rows in two fixed
  * stages (nn_reduce.cuh). The forwards can also write their output's bf16 RNE codes (for a bf16
- * GEMM next: see store_out). */
+ * GEMM next: see lowpi_store_out). */
 #include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
@@ -13,15 +13,6 @@ constexpr unsigned kRows = lowpi_kThreads / 32; /* rows per block: one per warp 
 
 unsigned row_blocks(int N) {
   return (unsigned)(((size_t)N + kRows - 1) / kRows);
-}
-
-/* Element i of a forward's output: its fp32 value to out and/or its bf16 codes (RNE, native
- * overflow: lowp_cuda_encode's, so a GEMM takes them as the cast of out) to out_bf16. */
-__device__ __forceinline__ void store_out(float *out, uint16_t *out_bf16, size_t i, float y) {
-  if (out)
-    out[i] = y;
-  if (out_bf16)
-    out_bf16[i] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(y);
 }
 
 /* out may equal inp (each element is read, then written, by one lane). */
@@ -47,7 +38,7 @@ __global__ void layernorm_forward_kernel(float *out, uint16_t *__restrict__ out_
   const float s = 1.0f / sqrtf(v + eps);
   const size_t row = (size_t)n * C;
   for (int c = lane; c < C; c += 32)
-    store_out(out, out_bf16, row + c, (s * (x[c] - m)) * weight[c] + bias[c]);
+    lowpi_store_out(out, out_bf16, row + c, (s * (x[c] - m)) * weight[c] + bias[c]);
   if (lane == 0) {
     mean[n] = m;
     rstd[n] = s;
@@ -110,7 +101,7 @@ __global__ void rmsnorm_forward_kernel(float *out, uint16_t *__restrict__ out_bf
   const float s = 1.0f / sqrtf(ss / (float)C + eps);
   const size_t row = (size_t)n * C;
   for (int c = lane; c < C; c += 32)
-    store_out(out, out_bf16, row + c, weight[c] * (x[c] * s));
+    lowpi_store_out(out, out_bf16, row + c, weight[c] * (x[c] * s));
   if (lane == 0)
     rstd[n] = s;
 }

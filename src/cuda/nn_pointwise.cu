@@ -12,20 +12,11 @@ namespace {
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi), as nn/activation.c */
 
-/* Element i of a forward's output: its fp32 value to out and/or its bf16 codes (RNE, native
- * overflow: lowp_cuda_encode's, so a GEMM takes them as the cast of out) to out_bf16. */
-__device__ __forceinline__ void store_out(float *out, uint16_t *out_bf16, size_t i, float y) {
-  if (out)
-    out[i] = y;
-  if (out_bf16)
-    out_bf16[i] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(y);
-}
-
 __global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float *inp, size_t n) {
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
     float x = inp[i];
     float cube = 0.044715f * x * x * x;
-    store_out(out, out_bf16, i, 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube))));
+    lowpi_store_out(out, out_bf16, i, 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube))));
   }
 }
 
@@ -47,7 +38,7 @@ __global__ void swiglu_forward_kernel(float *__restrict__ out, uint16_t *__restr
     const size_t row = i / (size_t)H, h = i % (size_t)H;
     const float *gate = inp + row * 2 * H, *up = gate + H;
     float sig = 1.0f / (1.0f + expf(-gate[h]));
-    store_out(out, out_bf16, i, (gate[h] * sig) * up[h]);
+    lowpi_store_out(out, out_bf16, i, (gate[h] * sig) * up[h]);
   }
 }
 
