@@ -185,17 +185,14 @@ static void check_same(const char *what, const float *d1, const float *d2, size_
   free(b);
 }
 
-/* bf16 codes as sign-magnitude integers in their order (-0 and +0 both 0), for "codes apart". */
-static int bf16_ordinal(uint16_t c) {
-  return c & 0x8000u ? -(int)(c & 0x7FFFu) : (int)c;
-}
-
 /* The bf16 codes a forward wrote (device d_codes, n) next to its fp32 output:
  *   - bit for bit lowp_encode's bf16 RNE (native overflow) of the GPU's fp32 output gpu32 (what a
  *     GEMM would have cast: the contract of out_bf16);
- *   - against lowp_encode of the CPU reference's fp32 output cpu32: bit for bit wherever the two
- *     fp32 values have the same bits, else at most one code apart (the fp32 values differ within
- *     the tolerance checked above, and a bf16 rounding boundary can lie between them).
+ *   - so they are lowp_encode's of the CPU reference's fp32 output cpu32 wherever the two fp32
+ *     values have the same bits (the share is printed: the codes themselves differ from the
+ *     CPU's cast more rarely); elsewhere the fp32 check above bounds the difference, which the
+ *     codes inherit plus bf16's rounding (no code count: GELU's 1 + tanh cancels for x << 0, so
+ *     an ulp of tanh is many of the result's).
  * A non-finite code (exponent all ones) fails. */
 static void check_bf16(const char *what, const uint16_t *d_codes, const float *gpu32,
                        const float *cpu32, size_t n) {
@@ -207,8 +204,8 @@ static void check_bf16(const char *what, const uint16_t *d_codes, const float *g
   const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
   GC_REQUIRE(lowp_encode(LOWP_BF16, gpu32, n, want, &rne));
   GC_REQUIRE(lowp_encode(LOWP_BF16, cpu32, n, ref, &rne));
-  long bad = 0, bad_ref = 0;
-  size_t same32 = 0;
+  long bad = 0;
+  size_t same32 = 0, same16 = 0;
   for (size_t i = 0; i < n; i++) {
     const int finite = (got[i] & 0x7F80u) != 0x7F80u;
     if (got[i] != want[i] || !finite) {
@@ -217,19 +214,14 @@ static void check_bf16(const char *what, const uint16_t *d_codes, const float *g
                 i, got[i], want[i], (double)gpu32[i]);
       continue;
     }
-    const int exact = bits(gpu32[i]) == bits(cpu32[i]);
-    same32 += (size_t)exact;
-    if (exact ? got[i] != ref[i] : abs(bf16_ordinal(got[i]) - bf16_ordinal(ref[i])) > 1) {
-      if (bad_ref++ < 5)
-        fprintf(stderr, "  %s[%zu] = 0x%04x, CPU's cast 0x%04x (fp32 GPU %.9g, CPU %.9g)\n", what,
-                i, got[i], ref[i], (double)gpu32[i], (double)cpu32[i]);
-    }
+    same32 += (size_t)(bits(gpu32[i]) == bits(cpu32[i]));
+    same16 += (size_t)(got[i] == ref[i]);
   }
-  printf("    %-44s %8zu codes, the cast of the GPU's fp32; %5.1f%% of fp32 values the CPU's\n",
-         what, n, n ? 100.0 * (double)same32 / (double)n : 0.0);
+  const double pct = n ? 100.0 / (double)n : 0.0;
+  printf("    %-44s %8zu codes: the cast of the GPU's fp32; fp32 = CPU's %5.1f%%, codes = the "
+         "cast of the CPU's %5.1f%%\n",
+         what, n, pct * (double)same32, pct * (double)same16);
   GC_CHECK(bad == 0, "%s: %ld of %zu codes are not the bf16 cast of the fp32 output", what, bad, n);
-  GC_CHECK(bad_ref == 0, "%s: %ld of %zu codes too far from the cast of the CPU's output", what,
-           bad_ref, n);
   free(got);
   free(want);
   free(ref);
