@@ -39,7 +39,7 @@ static float time_op(op_fn op) {
 }
 
 static lowp_status flash_fwd(void) {
-  return lowpi_cuda_flash_attention_forward(out, lse, qkv, cfg.B, cfg.T, cfg.C, cfg.NH, ws,
+  return lowpi_cuda_flash_attention_forward(out, NULL, lse, qkv, cfg.B, cfg.T, cfg.C, cfg.NH, ws,
                                             ws_bytes);
 }
 static lowp_status flash_bwd(void) {

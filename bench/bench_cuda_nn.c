@@ -38,14 +38,14 @@ static lowp_status emb_bwd(void) {
   return lowpi_cuda_embedding_backward(dwte, dw, act, tok, B, T, C, V, ws, ws_bytes);
 }
 static lowp_status ln_fwd(void) {
-  return lowpi_cuda_layernorm_forward(act2, stat1, stat2, act, w, db, B * T, C, 1e-5f);
+  return lowpi_cuda_layernorm_forward(act2, NULL, stat1, stat2, act, w, db, B * T, C, 1e-5f);
 }
 static lowp_status ln_bwd(void) {
   return lowpi_cuda_layernorm_backward(act3, dw, db, act2, act, w, stat1, stat2, B * T, C, 0, ws,
                                        ws_bytes);
 }
 static lowp_status gelu_fwd(void) {
-  return lowpi_cuda_gelu_forward(act2, act, (size_t)B * T * 4 * C);
+  return lowpi_cuda_gelu_forward(act2, NULL, act, (size_t)B * T * 4 * C);
 }
 static lowp_status gelu_bwd(void) {
   return lowpi_cuda_gelu_backward(act3, act2, act, (size_t)B * T * 4 * C);

@@ -41,4 +41,14 @@ template <lowp_overflow O> __host__ __device__ __forceinline__ uint32_t lowpi_fp
   return h;
 }
 
+/* Element i of a layer's output (a norm, an activation): its fp32 value to out and/or (either may
+ * be NULL) its bf16 codes to out_bf16: the bf16 RNE cast with native overflow, lowp_cuda_encode's,
+ * so that a bf16 GEMM takes the codes as the cast of out. */
+__device__ __forceinline__ void lowpi_store_out(float *out, uint16_t *out_bf16, size_t i, float y) {
+  if (out)
+    out[i] = y;
+  if (out_bf16)
+    out_bf16[i] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(y);
+}
+
 #endif

@@ -49,6 +49,10 @@ typedef struct {
    * estimator, in the basis the quantizer saw (device, one byte per value). */
   unsigned char *mask[2];
   size_t mask_n[2];
+  /* The fprop's bf16 codes of the weight, for the dgrad (see "The weight cast once" below). */
+  uint16_t *w16;
+  size_t w16_n;
+  const float *w16_src; /* the weight they hold the cast of; NULL: none (dropped) */
 } lin_state;
 
 /* A device scratch buffer that grows on demand (the step's shapes are fixed, so it settles
@@ -251,6 +255,7 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
   for (int i = 0; i < g->nlin; i++) {
     lowp_cuda_free(g->lin[i].mask[0]);
     lowp_cuda_free(g->lin[i].mask[1]);
+    lowp_cuda_free(g->lin[i].w16);
   }
   lowp_cuda_free(g->rot.ptr);
   for (int i = 0; i < 4; i++)
@@ -266,6 +271,12 @@ lowp_format lowpi_gpu_linears_compute(const lowpi_gpu_linears *g) {
 
 void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step) {
   g->step = step;
+  lowpi_gpu_linears_weights_changed(g); /* the optimizer ran since the last step's casts */
+}
+
+void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
+  for (int i = 0; i < g->nlin; i++)
+    g->lin[i].w16_src = NULL;
 }
 
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
@@ -282,6 +293,8 @@ size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
   size_t b = 0;
   for (int i = 0; i < 4; i++)
     b += g->tmp[i].bytes;
+  for (int i = 0; i < g->nlin; i++)
+    b += g->lin[i].w16_n * sizeof(uint16_t);
   return b;
 }
 
@@ -579,13 +592,63 @@ int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin) {
   return 1;
 }
 
+/* Whether the GEMM `run` takes operand o as producer-written bf16 codes given with its input
+ * (make_operand's first case): for the counts. */
+static int takes_bf16(const op_state *o, gemm_run run, const uint16_t *codes) {
+  return codes && run == RUN_BF16 && is_bf16_rne_cast(o);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The weight cast once per step. The fprop and the dgrad both cast W (OC, C) when both slots
+ * are the same bf16 RNE cast (the bf16 recipe, every recipe's bf16 LM head): an element cast
+ * with RNE ignores the layout and the random streams, so the dgrad's codes are the fprop's. The
+ * fprop casts W into a buffer of the linear's own (2 bytes per weight, allocated once: what
+ * PyTorch autocast's weight cache holds) and the dgrad takes those codes as W's bf16 (the same
+ * bits as casting again). Invariant: the weights change only in the optimizer, after the
+ * backward, and between steps; the fprop casts afresh every time it runs, and
+ * lowpi_gpu_linears_set_step (every step) and lowpi_gpu_linears_weights_changed (parameters
+ * uploaded) drop the codes, so a dgrad never takes codes cast before W last changed. */
+
+static int w16_cacheable(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
+  return is_bf16_rne_cast(&ls->op[LOWP_OP_FPROP_W]) && is_bf16_rne_cast(&ls->op[LOWP_OP_DGRAD_W]) &&
+         run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C) == RUN_BF16 &&
+         run_of(g, &ls->op[LOWP_OP_DGRAD_DY], &ls->op[LOWP_OP_DGRAD_W], N, C, OC) == RUN_BF16;
+}
+
+/* Cast weight (n values) into the linear's buffer (lowp_cuda_encode's bf16 RNE, as
+ * make_operand's cast). */
+static lowp_status w16_fill(lowpi_gpu_linears *g, lin_state *ls, const float *weight, size_t n) {
+  ls->w16_src = NULL;
+  if (ls->w16_n != n) {
+    LOWPI_TRY(lowp_cuda_free(ls->w16));
+    ls->w16 = NULL;
+    ls->w16_n = 0;
+    const lowp_status st = lowp_cuda_malloc((void **)&ls->w16, n * sizeof(uint16_t));
+    if (st != LOWP_OK)
+      return lowpi_fail(st, "gpu recipe: the bf16 codes of linear %d's weight (%zu values): %s",
+                        ls->index, n, lowp_last_error());
+    ls->w16_n = n;
+  }
+  const lowp_cast_opts opts = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, g->seed, 0};
+  LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, weight, n, ls->w16, &opts));
+  ls->w16_src = weight;
+  return LOWP_OK;
+}
+
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
                                      const float *weight, const float *bias, int N, int C, int OC) {
   // out (N, OC), inp (N, C), weight (OC, C), bias (OC)
   lin_state *ls = &g->lin[lin];
+  const int cache = w16_cacheable(g, ls, N, C, OC);
+  if (cache)
+    LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));
   const gemm_input x = {inp.f32, inp.bf16, (size_t)N, (size_t)C, 1},
-                   w = {weight, NULL, (size_t)OC, (size_t)C, 1};
-  return linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, N, OC, C, 0.0f, bias, NULL, NULL);
+                   w = {weight, cache ? ls->w16 : NULL, (size_t)OC, (size_t)C, 1};
+  gemm_run run = RUN_FP32;
+  LOWPI_TRY(
+      linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, N, OC, C, 0.0f, bias, &run, NULL));
+  g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], run, inp.bf16);
+  return LOWP_OK;
 }
 
 /* The wgrad's dY operand taken from the dgrad's (d, made from the same dout (N, OC) K-major
@@ -642,11 +705,14 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
   lin_state *ls = &g->lin[lin];
   operand dy;
   gemm_run run_d = RUN_FP32;
-  if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W */
+  if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W;
+               * W's bf16 codes from the fprop where it cast them (w16_fill) */
+    const int cached = ls->w16_src == weight && w16_cacheable(g, ls, N, C, OC);
     const gemm_input a = {dout.f32, dout.bf16, (size_t)N, (size_t)OC, 1},
-                     b = {weight, NULL, (size_t)OC, (size_t)C, 0};
+                     b = {weight, cached ? ls->w16 : NULL, (size_t)OC, (size_t)C, 0};
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, N, C, OC, 0.0f, NULL, &run_d,
                           &dy));
+    g->counts.w_reused += (unsigned long long)cached;
   }
   { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns. dY's operand
      * comes from the dgrad's where that gives the same values (reuse_dy). Nothing between
@@ -661,9 +727,11 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
           run_of(g, &ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);
       LOWPI_TRY(reuse_dy(g, ls, &dy, run_d, run_w, (size_t)N, (size_t)OC, &given, &reused));
     }
+    gemm_run run_w = RUN_FP32;
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_WGRAD, dweight, &a, &b, reused ? &given : NULL, OC, C,
-                          N, 1.0f, NULL, NULL, NULL));
+                          N, 1.0f, NULL, &run_w, NULL));
     g->counts.dy_reused += (unsigned long long)reused;
+    g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_WGRAD_X], run_w, inp.bf16);
   }
   if (dbias) {
     if (!dout.f32)

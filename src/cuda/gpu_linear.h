@@ -50,8 +50,15 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g);
 /* The format of the high-precision parts (attention GEMMs, kept layers): FP32, BF16 or FP16. */
 lowp_format lowpi_gpu_linears_compute(const lowpi_gpu_linears *g);
 
-/* The step whose random streams the next GEMMs draw from; end of step (delayed scaling). */
+/* The step whose random streams the next GEMMs draw from; end of step (delayed scaling).
+ * set_step also drops the weights' bf16 codes cast in the last step (weights_changed). */
 void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step);
+/* The weights were written outside a step's backward -> optimizer order (parameters uploaded):
+ * drop their cached bf16 codes. A dgrad takes W's bf16 codes from the fprop's cast (one buffer
+ * per linear, 2 bytes per weight) where the fprop and dgrad casts are the same bf16 RNE cast;
+ * valid because W changes only in the optimizer, after the backward, and every fprop casts
+ * afresh (gpu_linear.c, "The weight cast once per step"). */
+void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g);
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g);
 
 /* A GEMM input on the device: its fp32 values, and/or the bf16 codes (RNE) of those values that
@@ -90,6 +97,9 @@ typedef struct {
   unsigned long long block_refused; /* refusals of a block-scaled GEMM by cuBLASLt (at most 1:
                                        from then on every block GEMM runs emulated) */
   unsigned long long dy_reused;     /* wgrads that took dY's operand from the dgrad */
+  unsigned long long x_bf16;        /* fprops and wgrads that took X as its producer's bf16 codes
+                                       (no cast) */
+  unsigned long long w_reused;      /* dgrads that took W's bf16 codes from the fprop's cast */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);
@@ -98,7 +108,7 @@ void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts 
 size_t lowpi_gpu_linears_num_delayed(const lowpi_gpu_linears *g);
 float *lowpi_gpu_linears_delayed_amax(lowpi_gpu_linears *g, size_t i);
 
-/* Bytes of device scratch held for operands. */
+/* Bytes of device scratch held for operands (with the weights' bf16 codes). */
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g);
 
 #endif

@@ -12,21 +12,38 @@
 #include "lowp/cuda.h"
 #include "train/model_internal.h"
 
+/* A linear layer's input, one (N, cols) per layer: in fp32, or in bf16 alone where every
+ * operand of that layer's linear is a bf16 RNE cast (lowpi_gpu_linear_is_bf16: the bf16 recipe,
+ * the LM head, kept layers): then its producer (a norm, GELU, SwiGLU) writes the codes, the
+ * linear takes them as they are (no cast in its fprop or wgrad), bit-identical to casting the
+ * fp32 values, and the activation takes half the memory. Only the linear reads these (the norm
+ * and activation backwards read their inputs: res, mid, fch). */
+typedef struct {
+  void *buf;       /* every layer's, each at a 256-byte boundary */
+  float **f32;     /* per layer: its fp32 values, or NULL */
+  uint16_t **bf16; /* per layer: its bf16 codes, or NULL */
+} act_store;
+
 /* Device activations, laid out as model.c's (B, T fixed at creation). */
 typedef struct {
-  float *res;             // (L + 1, N, C)
-  float *ln1, *ln1_stats; // (L, N, C), (L, 2, N)
-  float *qkv;             // (L, N, 3C)
-  float *att;             // (L, B, NH, T, T), unless flash
-  float *lse;             // (L, B, NH, T), flash only
-  float *atty, *mid;      // (L, N, C)
-  float *ln2, *ln2_stats; // (L, N, C), (L, 2, N)
-  float *fch, *fch_act;   // (L, N, FC), (L, N, H)
-  float *lnf, *lnf_stats; // (N, C), (2, N)
-  float *logits;          // (N, V); a training forward overwrites it with dlogits (fp32 head)
-  uint16_t *dlogits16;    // (N, V) bf16 dlogits, when the LM head is a bf16 linear
-  float *losses, *loss;   // (N), (1)
-  float *dres, *da, *db;  // (N, C), (N, W), (N, W)
+  float *res;            // (L + 1, N, C)
+  act_store ln1;         // (L, N, C)
+  float *ln1_stats;      // (L, 2, N)
+  float *qkv;            // (L, N, 3C)
+  float *att;            // (L, B, NH, T, T), unless flash
+  float *lse;            // (L, B, NH, T), flash only
+  float *atty, *mid;     // (L, N, C)
+  act_store atty16;      // (L, N, C): the flash forward's bf16 copy of atty for a bf16 attproj
+  act_store ln2;         // (L, N, C)
+  float *ln2_stats;      // (L, 2, N)
+  float *fch;            // (L, N, FC)
+  act_store fch_act;     // (L, N, H)
+  act_store lnf;         // (1, N, C)
+  float *lnf_stats;      // (2, N)
+  float *logits;         // (N, V); a training forward overwrites it with dlogits (fp32 head)
+  uint16_t *dlogits16;   // (N, V) bf16 dlogits, when the LM head is a bf16 linear
+  float *losses, *loss;  // (N), (1)
+  float *dres, *da, *db; // (N, C), (N, W), (N, W)
   int32_t *inputs, *targets;
   void *work; /* the layer kernels' workspace */
   size_t work_bytes;
@@ -54,6 +71,51 @@ static size_t max3(size_t a, size_t b, size_t c) {
   return m > c ? m : c;
 }
 
+static size_t round256(size_t bytes) {
+  return (bytes + 255) / 256 * 256;
+}
+
+/* The inputs of linear `lin0 + 4 l` for l < layers, n values each: bf16 where that linear is
+ * bf16 (or, with bf16_only, nowhere else: fp32 layers get nothing), else fp32. *bytes: what it
+ * holds on the device. */
+static lowp_status act_store_alloc(const lowpi_gpu_model *g, act_store *s, int layers, int lin0,
+                                   size_t n, int bf16_only, size_t *bytes) {
+  s->f32 = calloc((size_t)layers, sizeof *s->f32);
+  s->bf16 = calloc((size_t)layers, sizeof *s->bf16);
+  if (!s->f32 || !s->bf16)
+    return lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
+  size_t total = 0;
+  for (int l = 0; l < layers; l++) {
+    const int bf16 = lowpi_gpu_linear_is_bf16(g->lin, lin0 + 4 * l);
+    total += bf16 ? round256(n * 2) : bf16_only ? 0 : round256(n * 4);
+  }
+  LOWPI_TRY(lowp_cuda_malloc(&s->buf, total));
+  *bytes = total;
+  size_t off = 0;
+  for (int l = 0; l < layers; l++) {
+    if (lowpi_gpu_linear_is_bf16(g->lin, lin0 + 4 * l)) {
+      s->bf16[l] = (void *)((char *)s->buf + off);
+      off += round256(n * 2);
+    } else if (!bf16_only) {
+      s->f32[l] = (void *)((char *)s->buf + off);
+      off += round256(n * 4);
+    }
+  }
+  return LOWP_OK;
+}
+
+static void act_store_free(act_store *s) {
+  lowp_cuda_free(s->buf);
+  free(s->f32);
+  free(s->bf16);
+  memset(s, 0, sizeof *s);
+}
+
+/* Layer l's input to a linear, as the linear takes it. */
+static lowpi_gpu_act act_at(const act_store *s, int l) {
+  return (lowpi_gpu_act){s->f32[l], s->bf16[l]};
+}
+
 static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
   const lowp_model_config *c = &g->cfg;
   size_t L = (size_t)c->n_layer, N = (size_t)B * T, C = (size_t)c->n_embd, V = (size_t)c->vocab;
@@ -70,7 +132,6 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
     size_t bytes;
   } bufs[] = {
       {(void **)&a->res, (L + 1) * N * C * 4},
-      {(void **)&a->ln1, L * N * C * 4},
       {(void **)&a->ln1_stats, L * 2 * N * 4},
       {(void **)&a->qkv, L * N * 3 * C * 4},
       /* the probabilities (batched-GEMM path) or the log-sum-exp per row (flash) */
@@ -78,11 +139,8 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->lse, g->flash ? L * B * NH * T * 4 : 0},
       {(void **)&a->atty, L * N * C * 4},
       {(void **)&a->mid, L * N * C * 4},
-      {(void **)&a->ln2, L * N * C * 4},
       {(void **)&a->ln2_stats, L * 2 * N * 4},
       {(void **)&a->fch, L * N * FC * 4},
-      {(void **)&a->fch_act, L * N * H * 4},
-      {(void **)&a->lnf, N * C * 4},
       {(void **)&a->lnf_stats, 2 * N * 4},
       {(void **)&a->logits, N * V * 4},
       /* the head's dY in bf16, which its GEMMs take as they are; else the cast's scratch */
@@ -101,18 +159,37 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
     LOWPI_TRY(lowp_cuda_malloc(bufs[i].ptr, bufs[i].bytes));
     g->act_bytes += bufs[i].bytes;
   }
+  /* the linears' inputs, in bf16 where their linear is bf16 (act_store) */
+  size_t bytes[4];
+  LOWPI_TRY(act_store_alloc(g, &a->ln1, (int)L, 0, N * C, 0, &bytes[0]));
+  LOWPI_TRY(act_store_alloc(g, &a->ln2, (int)L, 2, N * C, 0, &bytes[1]));
+  LOWPI_TRY(act_store_alloc(g, &a->fch_act, (int)L, 3, N * H, 0, &bytes[2]));
+  LOWPI_TRY(act_store_alloc(g, &a->lnf, 1, 4 * (int)L, N * C, 0, &bytes[3]));
+  g->act_bytes += bytes[0] + bytes[1] + bytes[2] + bytes[3];
+  /* The flash forward also writes its output's bf16 codes where attproj is bf16 (2 bytes per
+   * value more; attproj's fprop and wgrad then cast nothing). atty itself stays fp32: the
+   * flash backward's row dots read the fp32 output. */
+  if (g->flash) {
+    LOWPI_TRY(act_store_alloc(g, &a->atty16, (int)L, 1, N * C, 1, &bytes[0]));
+    g->act_bytes += bytes[0];
+  }
   g->cap_B = B;
   g->cap_T = T;
   return LOWP_OK;
 }
 
 static void free_acts(gpu_acts *a) {
-  void *ptrs[] = {a->res,  a->ln1,       a->ln1_stats, a->qkv,       a->att,  a->lse,
-                  a->atty, a->mid,       a->ln2,       a->ln2_stats, a->fch,  a->fch_act,
-                  a->lnf,  a->lnf_stats, a->logits,    a->losses,    a->loss, a->dres,
-                  a->da,   a->db,        a->inputs,    a->targets,   a->work, a->dlogits16};
+  void *ptrs[] = {a->res,    a->ln1_stats, a->qkv,       a->att,  a->lse,
+                  a->atty,   a->mid,       a->ln2_stats, a->fch,  a->lnf_stats,
+                  a->logits, a->losses,    a->loss,      a->dres, a->da,
+                  a->db,     a->inputs,    a->targets,   a->work, a->dlogits16};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
+  act_store_free(&a->ln1);
+  act_store_free(&a->atty16);
+  act_store_free(&a->ln2);
+  act_store_free(&a->fch_act);
+  act_store_free(&a->lnf);
   memset(a, 0, sizeof *a);
 }
 
@@ -171,6 +248,8 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
 }
 
 lowp_status lowpi_gpu_model_upload(lowpi_gpu_model *g) {
+  if (g->lin) /* the weights' bf16 codes no longer hold */
+    lowpi_gpu_linears_weights_changed(g->lin);
   return lowp_cuda_memcpy(g->params, lowp_model_params(g->host), g->nparams * sizeof(float),
                           LOWP_CUDA_H2D);
 }
@@ -218,13 +297,15 @@ void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *gra
   *activations = g->act_bytes + lowpi_gpu_linears_scratch_bytes(g->lin);
 }
 
-static lowp_status norm_forward(const lowpi_gpu_model *g, float *out, float *stats,
+/* The norm of inp into layer l's slot of s (fp32 or bf16). */
+static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, int l, float *stats,
                                 const float *inp, const float *w, const float *b, int N) {
   const lowp_model_config *c = &g->cfg;
   if (c->arch == LOWP_ARCH_GPT2)
-    return lowpi_cuda_layernorm_forward(out, stats, stats + N, inp, w, b, N, c->n_embd,
-                                        c->norm_eps);
-  return lowpi_cuda_rmsnorm_forward(out, stats + N, inp, w, N, c->n_embd, c->norm_eps);
+    return lowpi_cuda_layernorm_forward(s->f32[l], s->bf16[l], stats, stats + N, inp, w, b, N,
+                                        c->n_embd, c->norm_eps);
+  return lowpi_cuda_rmsnorm_forward(s->f32[l], s->bf16[l], stats + N, inp, w, N, c->n_embd,
+                                    c->norm_eps);
 }
 
 /* dinp written (accumulate 0) or, for the blocks' norms, added to the residual stream's
@@ -246,8 +327,9 @@ static lowp_status attention_forward(lowpi_gpu_model *g, int l, float *out, cons
   const int C = g->cfg.n_embd, NH = g->cfg.n_head;
   gpu_acts *a = &g->a;
   if (g->flash)
-    return lowpi_cuda_flash_attention_forward(out, a->lse + (size_t)l * B * NH * T, qkv, B, T, C,
-                                              NH, a->work, a->work_bytes);
+    return lowpi_cuda_flash_attention_forward(out, a->atty16.bf16[l],
+                                              a->lse + (size_t)l * B * NH * T, qkv, B, T, C, NH,
+                                              a->work, a->work_bytes);
   return lowpi_cuda_attention_forward(out, a->att + (size_t)l * B * NH * T * T, qkv, B, T, C, NH,
                                       g->compute, a->work, a->work_bytes);
 }
@@ -291,35 +373,37 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
   for (int l = 0; l < L; l++) {
     const lowpi_layer_ptrs *w = &g->p.layers[l];
     float *x = a->res + l * NC, *xout = a->res + (l + 1) * NC;
-    float *ln1 = a->ln1 + l * NC, *st1 = a->ln1_stats + l * 2 * N;
+    float *st1 = a->ln1_stats + l * 2 * N;
     float *qkv = a->qkv + l * NC * 3, *atty = a->atty + l * NC, *mid = a->mid + l * NC;
-    float *ln2 = a->ln2 + l * NC, *st2 = a->ln2_stats + l * 2 * N;
-    float *fch = a->fch + l * N * FC, *fch_act = a->fch_act + l * N * F;
+    float *st2 = a->ln2_stats + l * 2 * N;
+    float *fch = a->fch + l * N * FC;
     float *tmp = a->dres; /* branch outputs before the residual add (free in the forward) */
-    LOWPI_TRY(norm_forward(g, ln1, st1, x, w->ln1w, w->ln1b, n));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l, qkv, lowpi_act_f32(ln1), w->qkvw, w->qkvb, n, C,
+    /* attproj's input: atty, and its bf16 codes where the flash forward wrote them */
+    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL};
+    LOWPI_TRY(norm_forward(g, &a->ln1, l, st1, x, w->ln1w, w->ln1b, n));
+    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l, qkv, act_at(&a->ln1, l), w->qkvw, w->qkvb, n, C,
                                        3 * C));
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_forward(qkv, qkv, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(attention_forward(g, l, atty, qkv, B, T));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 1, tmp, lowpi_act_f32(atty), w->attprojw,
-                                       w->attprojb, n, C, C));
+    LOWPI_TRY(
+        lowpi_gpu_linear_forward(lin, 4 * l + 1, tmp, atty_in, w->attprojw, w->attprojb, n, C, C));
     LOWPI_TRY(lowpi_cuda_residual_forward(mid, x, tmp, NC));
-    LOWPI_TRY(norm_forward(g, ln2, st2, mid, w->ln2w, w->ln2b, n));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 2, fch, lowpi_act_f32(ln2), w->fcw, w->fcb, n,
+    LOWPI_TRY(norm_forward(g, &a->ln2, l, st2, mid, w->ln2w, w->ln2b, n));
+    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw, w->fcb, n,
                                        C, FC));
     if (gpt2)
-      LOWPI_TRY(lowpi_cuda_gelu_forward(fch_act, fch, N * (size_t)F));
+      LOWPI_TRY(lowpi_cuda_gelu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, N * (size_t)F));
     else
-      LOWPI_TRY(lowpi_cuda_swiglu_forward(fch_act, fch, n, F));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 3, tmp, lowpi_act_f32(fch_act), w->fcprojw,
+      LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, n, F));
+    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 3, tmp, act_at(&a->fch_act, l), w->fcprojw,
                                        w->fcprojb, n, F, C));
     LOWPI_TRY(lowpi_cuda_residual_forward(xout, mid, tmp, NC));
   }
   LOWPI_TRY(
-      norm_forward(g, a->lnf, a->lnf_stats, a->res + (size_t)L * NC, g->p.lnfw, g->p.lnfb, n));
-  LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, lowpi_act_f32(a->lnf), g->p.head, NULL,
-                                     n, C, V));
+      norm_forward(g, &a->lnf, 0, a->lnf_stats, a->res + (size_t)L * NC, g->p.lnfw, g->p.lnfb, n));
+  LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, act_at(&a->lnf, 0), g->p.head, NULL, n,
+                                     C, V));
   g->have_forward = 1;
   if (targets) { /* training: dlogits too, in the same pass over the logits */
     const int train = loss_scale != 0.0f;
@@ -349,36 +433,37 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
   /* the forward left dlogits: in bf16 for a bf16 head, else in place of the logits */
   const lowpi_gpu_act dlogits = {g->head_bf16 ? NULL : a->logits, a->dlogits16};
   LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, dlogits,
-                                      lowpi_act_f32(a->lnf), g->p.head, n, C, V));
+                                      act_at(&a->lnf, 0), g->p.head, n, C, V));
   LOWPI_TRY(norm_backward(g, a->dres, g->g.lnfw, g->g.lnfb, a->da, a->res + (size_t)L * NC,
                           g->p.lnfw, a->lnf_stats, n, 0));
   for (int l = L - 1; l >= 0; l--) {
     const lowpi_layer_ptrs *w = &g->p.layers[l], *gr = &g->g.layers[l];
     float *x = a->res + l * NC, *st1 = a->ln1_stats + l * 2 * N, *st2 = a->ln2_stats + l * 2 * N;
-    float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * NC * 3;
+    float *qkv = a->qkv + l * NC * 3;
     float *atty = a->atty + l * NC;
-    float *mid = a->mid + l * NC, *ln2 = a->ln2 + l * NC;
-    float *fch = a->fch + l * N * FC, *fch_act = a->fch_act + l * N * F;
+    float *mid = a->mid + l * NC;
+    float *fch = a->fch + l * N * FC;
+    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL};
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
-                                        lowpi_act_f32(a->dres), lowpi_act_f32(fch_act), w->fcprojw,
+                                        lowpi_act_f32(a->dres), act_at(&a->fch_act, l), w->fcprojw,
                                         n, F, C)); // da (N, F)
     if (gpt2)
       LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, fch, N * (size_t)F));
     else
       LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
-                                        lowpi_act_f32(a->db), lowpi_act_f32(ln2), w->fcw, n, C,
+                                        lowpi_act_f32(a->db), act_at(&a->ln2, l), w->fcw, n, C,
                                         FC)); // da (N, C)
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n,
                             1)); // dres = d(mid)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
-                                        lowpi_act_f32(a->dres), lowpi_act_f32(atty), w->attprojw, n,
-                                        C, C));                         // da = d(atty)
+                                        lowpi_act_f32(a->dres), atty_in, w->attprojw, n, C,
+                                        C));                            // da = d(atty)
     LOWPI_TRY(attention_backward(g, l, a->db, a->da, qkv, atty, B, T)); // db (N, 3C)
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, lowpi_act_f32(a->db),
-                                        lowpi_act_f32(ln1), w->qkvw, n, C, 3 * C)); // da = d(ln1)
+                                        act_at(&a->ln1, l), w->qkvw, n, C, 3 * C)); // da = d(ln1)
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n,
                             1)); // dres = d(x)
     if (g->grads_ready)          /* block l's gradients are final: start their all-reduce */

@@ -37,28 +37,37 @@ lowp_status lowpi_cuda_embedding_backward(float *dwte, float *dwpe, const float 
                                           const int32_t *inp, int B, int T, int C, int V,
                                           void *workspace, size_t workspace_bytes);
 
+/* The forwards below that feed a linear layer (norms, GELU, SwiGLU) write their output in fp32
+ * to out and/or as bf16 codes to out_bf16 (either may be NULL, not both): the codes are the bf16
+ * RNE cast (lowp_cuda_encode's, native overflow, NaN as there) of exactly the fp32 value they
+ * write to out, so a bf16 GEMM can take them instead of casting out (gpu_linear.h's
+ * lowpi_gpu_act). */
+
 /* LayerNorm / RMSNorm as nn/nn.h (mean, rstd saved). Backward: dinp written (accumulate 0) or
  * added to (accumulate 1: dinp[i] + v in fp32, the residual stream's backward fused, the same bits
- * as writing v and adding it after), dweight and dbias accumulated (+=). */
+ * as writing v and adding it after), dweight and dbias accumulated (+=); it reads inp and the
+ * stats, never the output. */
 size_t lowpi_cuda_norm_backward_workspace(int N, int C);
-lowp_status lowpi_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                                         const float *weight, const float *bias, int N, int C,
-                                         float eps);
+lowp_status lowpi_cuda_layernorm_forward(float *out, uint16_t *out_bf16, float *mean, float *rstd,
+                                         const float *inp, const float *weight, const float *bias,
+                                         int N, int C, float eps);
 lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
                                           const float *dout, const float *inp, const float *weight,
                                           const float *mean, const float *rstd, int N, int C,
                                           int accumulate, void *workspace, size_t workspace_bytes);
-lowp_status lowpi_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
-                                       const float *weight, int N, int C, float eps);
+lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
+                                       const float *inp, const float *weight, int N, int C,
+                                       float eps);
 lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
                                         const float *inp, const float *weight, const float *rstd,
                                         int N, int C, int accumulate, void *workspace,
                                         size_t workspace_bytes);
 
-/* GELU (tanh) and SwiGLU. */
-lowp_status lowpi_cuda_gelu_forward(float *out, const float *inp, size_t n);
+/* GELU (tanh) and SwiGLU (the backwards read the forward's input, not its output). */
+lowp_status lowpi_cuda_gelu_forward(float *out, uint16_t *out_bf16, const float *inp, size_t n);
 lowp_status lowpi_cuda_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
-lowp_status lowpi_cuda_swiglu_forward(float *out, const float *inp, int N, int H);
+lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,
+                                      int H);
 lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,
                                        int H);
 
@@ -101,12 +110,14 @@ lowp_status lowpi_cuda_attention_backward(float *dinp, const float *dout, const 
  * normalisation. Head sizes C / NH in {16, 32, 64, 128} (else LOWP_ERR_UNSUPPORTED: use the
  * path above); inp and dout 16-byte aligned. The workspace holds bf16 head-major copies of q,
  * k, v, dout and the row dots D = rowsum(dout * out). The backward reads out (the forward's
- * output) and lse; deterministic (each gradient row is written by one block, no atomics). */
+ * output) and lse; deterministic (each gradient row is written by one block, no atomics).
+ * out_bf16 (may be NULL; 4-byte aligned): also the bf16 RNE codes of out (as lowp_cuda_encode's),
+ * for a bf16 GEMM next; out itself is always written (the backward reads it). */
 int lowpi_cuda_flash_attention_supported(int C, int NH);
 size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH);
-lowp_status lowpi_cuda_flash_attention_forward(float *out, float *lse, const float *inp, int B,
-                                               int T, int C, int NH, void *workspace,
-                                               size_t workspace_bytes);
+lowp_status lowpi_cuda_flash_attention_forward(float *out, uint16_t *out_bf16, float *lse,
+                                               const float *inp, int B, int T, int C, int NH,
+                                               void *workspace, size_t workspace_bytes);
 lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, const float *inp,
                                                 const float *out, const float *lse, int B, int T,
                                                 int C, int NH, void *workspace,

@@ -264,6 +264,26 @@ __device__ __forceinline__ void store_frags(float *dst, size_t ld, int t0, int T
   }
 }
 
+/* The same rows as their bf16 RNE codes (lowpi_bf16_rne, NaN kept: lowp_cuda_encode's), two
+ * adjacent columns per 32-bit store. */
+template <int HS>
+__device__ __forceinline__ void store_frags_bf16(uint16_t *dst, size_t ld, int t0, int T,
+                                                 const float (&acc)[HS / 8][4], int lane) {
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const int r = t0 + g + 8 * i;
+    if (r >= T)
+      continue;
+    uint16_t *row = dst + (size_t)r * ld + 2 * t;
+#pragma unroll
+    for (int n = 0; n < HS / 8; n++)
+      *reinterpret_cast<uint32_t *>(row + n * 8) =
+          lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(acc[n][2 * i]) |
+          lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(acc[n][2 * i + 1]) << 16;
+  }
+}
+
 template <int HS> __device__ __forceinline__ void zero(float (&acc)[HS / 8][4]) {
 #pragma unroll
   for (int n = 0; n < HS / 8; n++)
@@ -373,9 +393,10 @@ __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS 
  * i and 2 i + 1. */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
-    flash_forward_kernel(float *__restrict__ out, float *__restrict__ lse,
-                         const float *__restrict__ inp, const bf16 *__restrict__ k16,
-                         const bf16 *__restrict__ v16, int T, int NH, float scale) {
+    flash_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
+                         float *__restrict__ lse, const float *__restrict__ inp,
+                         const bf16 *__restrict__ k16, const bf16 *__restrict__ v16, int T, int NH,
+                         float scale) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_q = reinterpret_cast<bf16 *>(smem);
@@ -457,6 +478,9 @@ __global__ void __launch_bounds__(kThreads)
       lse[(size_t)bh * T + qi] = m[i] + logf(l[i]);
   }
   store_frags<HS>(out + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o, lane);
+  if (out_bf16)
+    store_frags_bf16<HS>(out_bf16 + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o,
+                         lane);
 }
 
 /* The recomputed probabilities and their gradient in a warp's score fragments: P = exp(s -
@@ -700,14 +724,14 @@ dim3 tile_grid(int B, int T, int NH) {
 }
 
 template <int HS>
-lowp_status forward_hs(float *out, float *lse, const float *inp, const bf16 *k16, const bf16 *v16,
-                       int B, int T, int NH) {
+lowp_status forward_hs(float *out, uint16_t *out_bf16, float *lse, const float *inp,
+                       const bf16 *k16, const bf16 *v16, int B, int T, int NH) {
   const size_t smem = smem_layout<HS>::fwd;
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_forward_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   const float scale = 1.0f / sqrtf((float)HS);
   flash_forward_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(out, lse, inp, k16, v16, T, NH, scale);
+      <<<tile_grid(B, T, NH), kThreads, smem>>>(out, out_bf16, lse, inp, k16, v16, T, NH, scale);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -742,13 +766,15 @@ size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH) {
   return layout_of(B, T, C, NH).total + kAlign; /* + kAlign: the start is aligned up */
 }
 
-lowp_status lowpi_cuda_flash_attention_forward(float *out, float *lse, const float *inp, int B,
-                                               int T, int C, int NH, void *workspace,
-                                               size_t workspace_bytes) {
-  // out (B, T, C), lse (B, NH, T), inp (B, T, 3C)
+lowp_status lowpi_cuda_flash_attention_forward(float *out, uint16_t *out_bf16, float *lse,
+                                               const float *inp, int B, int T, int C, int NH,
+                                               void *workspace, size_t workspace_bytes) {
+  // out (B, T, C), out_bf16 (B, T, C), lse (B, NH, T), inp (B, T, 3C)
   const char *fn = "lowpi_cuda_flash_attention_forward";
   if (!out || !lse || !inp)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  if (((uintptr_t)out_bf16 & 3u) != 0) /* two codes per 32-bit store (C is even) */
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: out_bf16 is not 4-byte aligned", fn);
   uint8_t *ws = NULL;
   LOWPI_TRY(check_args(fn, B, T, C, NH, workspace, workspace_bytes, &ws));
   LOWPI_TRY(check_aligned(fn, "inp", inp));
@@ -758,13 +784,13 @@ lowp_status lowpi_cuda_flash_attention_forward(float *out, float *lse, const flo
   LOWPI_TRY(to_heads_bf16(k, inp + C, 3 * C, 2, B, T, C, NH));
   switch (C / NH) {
   case 16:
-    return forward_hs<16>(out, lse, inp, k, v, B, T, NH);
+    return forward_hs<16>(out, out_bf16, lse, inp, k, v, B, T, NH);
   case 32:
-    return forward_hs<32>(out, lse, inp, k, v, B, T, NH);
+    return forward_hs<32>(out, out_bf16, lse, inp, k, v, B, T, NH);
   case 64:
-    return forward_hs<64>(out, lse, inp, k, v, B, T, NH);
+    return forward_hs<64>(out, out_bf16, lse, inp, k, v, B, T, NH);
   default:
-    return forward_hs<128>(out, lse, inp, k, v, B, T, NH);
+    return forward_hs<128>(out, out_bf16, lse, inp, k, v, B, T, NH);
   }
 }
 

@@ -1,7 +1,9 @@
 /* LayerNorm (GPT-2) and RMSNorm (Llama) on the GPU (nn/norm.c): one warp per row, fp32, the
  * CPU's formulas operation by operation; the row sums run over the lanes (then a butterfly)
  * instead of in sequence. The parameter gradients are column sums over rows in two fixed
- * stages (nn_reduce.cuh). */
+ * stages (nn_reduce.cuh). The forwards can also write their output's bf16 RNE codes (for a bf16
+ * GEMM next: see lowpi_store_out). */
+#include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
 
@@ -14,9 +16,9 @@ unsigned row_blocks(int N) {
 }
 
 /* out may equal inp (each element is read, then written, by one lane). */
-__global__ void layernorm_forward_kernel(float *out, float *__restrict__ mean,
-                                         float *__restrict__ rstd, const float *inp,
-                                         const float *__restrict__ weight,
+__global__ void layernorm_forward_kernel(float *out, uint16_t *__restrict__ out_bf16,
+                                         float *__restrict__ mean, float *__restrict__ rstd,
+                                         const float *inp, const float *__restrict__ weight,
                                          const float *__restrict__ bias, int N, int C, float eps) {
   const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
   const int lane = (int)(threadIdx.x % 32);
@@ -34,9 +36,9 @@ __global__ void layernorm_forward_kernel(float *out, float *__restrict__ mean,
   }
   v = lowpi_warp_sum(v) / (float)C;
   const float s = 1.0f / sqrtf(v + eps);
-  float *o = out + (size_t)n * C;
+  const size_t row = (size_t)n * C;
   for (int c = lane; c < C; c += 32)
-    o[c] = (s * (x[c] - m)) * weight[c] + bias[c];
+    lowpi_store_out(out, out_bf16, row + c, (s * (x[c] - m)) * weight[c] + bias[c]);
   if (lane == 0) {
     mean[n] = m;
     rstd[n] = s;
@@ -84,7 +86,8 @@ struct layernorm_terms {
   }
 };
 
-__global__ void rmsnorm_forward_kernel(float *out, float *__restrict__ rstd, const float *inp,
+__global__ void rmsnorm_forward_kernel(float *out, uint16_t *__restrict__ out_bf16,
+                                       float *__restrict__ rstd, const float *inp,
                                        const float *__restrict__ weight, int N, int C, float eps) {
   const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
   const int lane = (int)(threadIdx.x % 32);
@@ -96,9 +99,9 @@ __global__ void rmsnorm_forward_kernel(float *out, float *__restrict__ rstd, con
     ss += x[c] * x[c];
   ss = lowpi_warp_sum(ss);
   const float s = 1.0f / sqrtf(ss / (float)C + eps);
-  float *o = out + (size_t)n * C;
+  const size_t row = (size_t)n * C;
   for (int c = lane; c < C; c += 32)
-    o[c] = weight[c] * (x[c] * s);
+    lowpi_store_out(out, out_bf16, row + c, weight[c] * (x[c] * s));
   if (lane == 0)
     rstd[n] = s;
 }
@@ -141,17 +144,17 @@ size_t lowpi_cuda_norm_backward_workspace(int N, int C) {
   return N > 0 && C > 0 ? lowpi_colsum_workspace(2, N, C) : 0;
 }
 
-lowp_status lowpi_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                                         const float *weight, const float *bias, int N, int C,
-                                         float eps) {
-  // out (N, C), mean (N), rstd (N), inp (N, C), weight (C), bias (C)
-  LOWPI_NN_REQUIRE(out && mean && rstd && inp && weight && bias, "lowpi_cuda_layernorm_forward",
-                   "NULL buffer");
+lowp_status lowpi_cuda_layernorm_forward(float *out, uint16_t *out_bf16, float *mean, float *rstd,
+                                         const float *inp, const float *weight, const float *bias,
+                                         int N, int C, float eps) {
+  // out (N, C), out_bf16 (N, C), mean (N), rstd (N), inp (N, C), weight (C), bias (C)
+  LOWPI_NN_REQUIRE((out || out_bf16) && mean && rstd && inp && weight && bias,
+                   "lowpi_cuda_layernorm_forward", "NULL buffer");
   LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_layernorm_forward", "bad shape N %d C %d", N, C);
   if (N == 0)
     return LOWP_OK;
-  layernorm_forward_kernel<<<row_blocks(N), lowpi_kThreads>>>(out, mean, rstd, inp, weight, bias, N,
-                                                              C, eps);
+  layernorm_forward_kernel<<<row_blocks(N), lowpi_kThreads>>>(out, out_bf16, mean, rstd, inp,
+                                                              weight, bias, N, C, eps);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -175,14 +178,17 @@ lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *db
   return LOWP_OK;
 }
 
-lowp_status lowpi_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
-                                       const float *weight, int N, int C, float eps) {
-  // out (N, C), rstd (N), inp (N, C), weight (C)
-  LOWPI_NN_REQUIRE(out && rstd && inp && weight, "lowpi_cuda_rmsnorm_forward", "NULL buffer");
+lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
+                                       const float *inp, const float *weight, int N, int C,
+                                       float eps) {
+  // out (N, C), out_bf16 (N, C), rstd (N), inp (N, C), weight (C)
+  LOWPI_NN_REQUIRE((out || out_bf16) && rstd && inp && weight, "lowpi_cuda_rmsnorm_forward",
+                   "NULL buffer");
   LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_rmsnorm_forward", "bad shape N %d C %d", N, C);
   if (N == 0)
     return LOWP_OK;
-  rmsnorm_forward_kernel<<<row_blocks(N), lowpi_kThreads>>>(out, rstd, inp, weight, N, C, eps);
+  rmsnorm_forward_kernel<<<row_blocks(N), lowpi_kThreads>>>(out, out_bf16, rstd, inp, weight, N, C,
+                                                            eps);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

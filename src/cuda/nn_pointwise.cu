@@ -4,6 +4,7 @@
  * functions agree: residual exactly; GELU and SwiGLU up to CUDA's tanhf / expf, which differ
  * from glibc's by an ulp or two at some inputs; RoPE computes its powf / cosf / sinf in double
  * and rounds once, i.e. correctly rounded, which is what glibc returns but in rare hard cases. */
+#include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
 
@@ -11,11 +12,11 @@ namespace {
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi), as nn/activation.c */
 
-__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
+__global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float *inp, size_t n) {
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
     float x = inp[i];
     float cube = 0.044715f * x * x * x;
-    out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+    lowpi_store_out(out, out_bf16, i, 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube))));
   }
 }
 
@@ -31,13 +32,13 @@ __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float
   }
 }
 
-__global__ void swiglu_forward_kernel(float *__restrict__ out, const float *__restrict__ inp, int H,
-                                      size_t n) {
+__global__ void swiglu_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
+                                      const float *__restrict__ inp, int H, size_t n) {
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
     const size_t row = i / (size_t)H, h = i % (size_t)H;
     const float *gate = inp + row * 2 * H, *up = gate + H;
     float sig = 1.0f / (1.0f + expf(-gate[h]));
-    out[i] = (gate[h] * sig) * up[h];
+    lowpi_store_out(out, out_bf16, i, (gate[h] * sig) * up[h]);
   }
 }
 
@@ -132,12 +133,12 @@ lowp_status rope(const char *fn, float *out, const float *inp, int B, int T, int
 
 } // namespace
 
-lowp_status lowpi_cuda_gelu_forward(float *out, const float *inp, size_t n) {
-  // out (n), inp (n)
-  LOWPI_NN_REQUIRE(n == 0 || (out && inp), "lowpi_cuda_gelu_forward", "NULL buffer");
+lowp_status lowpi_cuda_gelu_forward(float *out, uint16_t *out_bf16, const float *inp, size_t n) {
+  // out (n), out_bf16 (n), inp (n)
+  LOWPI_NN_REQUIRE(n == 0 || ((out || out_bf16) && inp), "lowpi_cuda_gelu_forward", "NULL buffer");
   if (n == 0)
     return LOWP_OK;
-  gelu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, inp, n);
+  gelu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, out_bf16, inp, n);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -152,14 +153,15 @@ lowp_status lowpi_cuda_gelu_backward(float *dinp, const float *dout, const float
   return LOWP_OK;
 }
 
-lowp_status lowpi_cuda_swiglu_forward(float *out, const float *inp, int N, int H) {
-  // out (N, H), inp (N, 2H) = [gate | up]
-  LOWPI_NN_REQUIRE(out && inp, "lowpi_cuda_swiglu_forward", "NULL buffer");
+lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,
+                                      int H) {
+  // out (N, H), out_bf16 (N, H), inp (N, 2H) = [gate | up]
+  LOWPI_NN_REQUIRE((out || out_bf16) && inp, "lowpi_cuda_swiglu_forward", "NULL buffer");
   LOWPI_NN_REQUIRE(N >= 0 && H >= 0, "lowpi_cuda_swiglu_forward", "bad shape N %d H %d", N, H);
   const size_t n = (size_t)N * H;
   if (n == 0)
     return LOWP_OK;
-  swiglu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, inp, H, n);
+  swiglu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, out_bf16, inp, H, n);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -227,12 +227,17 @@ static void test_shape(shape s) {
   for (int i = 0; i < 6; i++)
     GC_REQUIRE(lowp_cuda_memset(bufs[i], 0xFF, sizes[i] * 4)); /* NaN */
 
-  GC_CHECK(lowpi_cuda_flash_attention_forward(d_out, d_lse, d_x, B, T, C, NH, ws, ws_bytes - 1) ==
-               LOWP_ERR_INVALID_ARG,
+  GC_CHECK(lowpi_cuda_flash_attention_forward(d_out, NULL, d_lse, d_x, B, T, C, NH, ws,
+                                              ws_bytes - 1) == LOWP_ERR_INVALID_ARG,
            "flash attention accepted a small workspace");
   float *out = hmem(n1 * 4), *lse = hmem(nl * 4), *dx = hmem(n3 * 4);
-  if (GC_OK(lowpi_cuda_flash_attention_forward(d_out, d_lse, d_x, B, T, C, NH, ws, ws_bytes)) &&
-      GC_OK(lowpi_cuda_flash_attention_forward(d_out2, d_lse2, d_x, B, T, C, NH, ws, ws_bytes)) &&
+  /* the second forward also writes out's bf16 codes (for the projection's bf16 GEMM) */
+  uint16_t *d_o16 = dmem(n1 * 2), *o16 = hmem(n1 * 2), *o16_want = hmem(n1 * 2);
+  GC_REQUIRE(lowp_cuda_memset(d_o16, 0xFF, n1 * 2));
+  if (GC_OK(
+          lowpi_cuda_flash_attention_forward(d_out, NULL, d_lse, d_x, B, T, C, NH, ws, ws_bytes)) &&
+      GC_OK(lowpi_cuda_flash_attention_forward(d_out2, d_o16, d_lse2, d_x, B, T, C, NH, ws,
+                                               ws_bytes)) &&
       GC_OK(lowpi_cuda_flash_attention_backward(d_dx, d_dy, d_x, d_out, d_lse, B, T, C, NH, ws,
                                                 ws_bytes)) &&
       GC_OK(lowpi_cuda_flash_attention_backward(d_dx2, d_dy, d_x, d_out, d_lse, B, T, C, NH, ws,
@@ -248,7 +253,17 @@ static void test_shape(shape s) {
         fprintf(stderr, "  lse: index %zu: got %.9g want %.9g\n", i, (double)lse[i], lse_want[i]);
     }
     GC_CHECK(bad == 0, "lse: %ld of %zu rows off", bad, nl);
-    same_bits("flash out", d_out, d_out2, n1 * 4);
+    same_bits("flash out", d_out, d_out2, n1 * 4); /* with and without the bf16 codes */
+    /* the codes: lowp_encode's bf16 RNE of the fp32 out, bit for bit */
+    const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+    GC_REQUIRE(lowp_encode(LOWP_BF16, out, n1, o16_want, &rne));
+    GC_REQUIRE(lowp_cuda_memcpy(o16, d_o16, n1 * 2, LOWP_CUDA_D2H));
+    long bad16 = 0;
+    for (size_t i = 0; i < n1; i++)
+      if (o16[i] != o16_want[i] && bad16++ < 8)
+        fprintf(stderr, "  flash out bf16: index %zu: got 0x%04x want 0x%04x (fp32 %.9g)\n", i,
+                o16[i], o16_want[i], (double)out[i]);
+    GC_CHECK(bad16 == 0, "flash out bf16: %ld of %zu codes differ from the cast of out", bad16, n1);
     same_bits("flash lse", d_lse, d_lse2, nl * 4);
     same_bits("flash dinp", d_dx, d_dx2, n3 * 4);
   }
@@ -275,10 +290,10 @@ static void test_shape(shape s) {
     free(gdx_d);
   }
   void *dev[] = {ws,   d_x,   d_dy, d_out, d_out2, d_lse, d_lse2,
-                 d_dx, d_dx2, ws2,  d_att, d_gout, d_gdx};
+                 d_dx, d_dx2, ws2,  d_att, d_gout, d_gdx, d_o16};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     lowp_cuda_free(dev[i]);
-  void *host[] = {x, dy, xr, dyr, out_want, lse_want, dx_want, out, lse, dx};
+  void *host[] = {x, dy, xr, dyr, out_want, lse_want, dx_want, out, lse, dx, o16, o16_want};
   for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
     free(host[i]);
 }
@@ -289,15 +304,18 @@ static void test_bad_args(void) {
   /* head size 48: unsupported (the model falls back to the batched GEMMs) */
   GC_CHECK(!lowpi_cuda_flash_attention_supported(48, 1), "head size 48 claimed supported");
   GC_CHECK(lowpi_cuda_flash_attention_supported(768, 12), "GPT-2's head size 64 unsupported");
-  GC_CHECK(lowpi_cuda_flash_attention_forward(f, f, f, 1, 4, 48, 1, d, 1 << 20) ==
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, f, 1, 4, 48, 1, d, 1 << 20) ==
                LOWP_ERR_UNSUPPORTED,
            "flash attention with head size 48 accepted");
-  GC_CHECK(lowpi_cuda_flash_attention_forward(f, f, f, 1, 4, 33, 2, d, 1 << 20) ==
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, f, 1, 4, 33, 2, d, 1 << 20) ==
                LOWP_ERR_INVALID_ARG,
            "flash attention with C %% NH != 0 accepted");
-  GC_CHECK(lowpi_cuda_flash_attention_forward(f, f, f + 1, 1, 4, 32, 1, d, 1 << 20) ==
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, f + 1, 1, 4, 32, 1, d, 1 << 20) ==
                LOWP_ERR_INVALID_ARG,
            "flash attention with a misaligned inp accepted");
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, (uint16_t *)d + 1, f, f, 1, 4, 32, 1, d,
+                                              1 << 20) == LOWP_ERR_INVALID_ARG,
+           "flash attention with a misaligned out_bf16 accepted");
   GC_CHECK(lowpi_cuda_flash_attention_backward(f, f, f, NULL, f, 1, 4, 32, 1, d, 1 << 20) ==
                LOWP_ERR_INVALID_ARG,
            "flash attention backward with a NULL out accepted");

@@ -16,13 +16,19 @@
  *         measured on an H100: 6e-2 (nvfp4), 1.1e-1 / 1.4e-1 (quartet, gpt2 / llama).
  * The QAT recipes (lowp train --qat S, clipped STE: fake-quantized forward operands with clipping
  * masks, fp32 backward) take the 4-bit bounds for the W4A4 schemes, the others' otherwise.
- * Also: the GPU gives the same bits when run twice (determinism) and every value is finite. */
+ * Also: the GPU gives the same bits when run twice (determinism) and every value is finite.
+ *
+ * The casts the bf16 path skips (linear inputs written in bf16 by their producers, the weight's
+ * bf16 codes cast once per step) must change nothing: test_linear_bf16 runs one linear both
+ * ways (fp32 inputs cast by the linear, a fresh cast of W in the dgrad; against the producer's
+ * codes and the fprop's W codes) and wants the same bits; the model test counts them. */
 #include <math.h>
 #include <stdint.h>
 
 #include "cuda/gemm_cuda.h"
 #include "cuda/gpu_linear.h"
 #include "cuda/gpu_model.h"
+#include "cuda/nn_cuda.h"
 #include "gpu_check.h"
 #include "train/model_internal.h"
 #include "train/recipe_exec.h"
@@ -100,6 +106,28 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
     if (strcmp(recipe_name, "fp32") && strncmp(recipe_name, "qat-", 4)) /* QAT: fp32 backward */
       GC_CHECK(cn.dy_reused > 0, "%s %s: the LM head's dY was quantized twice",
                arch ? "llama" : "gpt2", recipe_name);
+    /* The casts skipped (two forward + backward): the bf16 recipe's every linear takes X in
+     * bf16 from its producer in the fprop and the wgrad (attproj from the flash forward) and
+     * its dgrad takes W's codes from the fprop; other recipes (not fp32 / fp16) at least the LM
+     * head's (bf16 there). */
+    const unsigned long long nlin = 4ull * (unsigned long long)cfg.n_layer + 1;
+    const int flash = lowpi_cuda_flash_attention_supported(cfg.n_embd, cfg.n_head);
+    printf("  %s %s: X given in bf16 %llu, W codes reused %llu\n", arch ? "llama" : "gpt2",
+           recipe_name, cn.x_bf16, cn.w_reused);
+    if (!strcmp(recipe_name, "bf16")) {
+      const unsigned long long want_x = 2 * 2 * (flash ? nlin : nlin - (unsigned)cfg.n_layer);
+      GC_CHECK(cn.x_bf16 == want_x && cn.w_reused == 2 * nlin,
+               "%s bf16: %llu inputs given in bf16 (want %llu), %llu W codes reused (want %llu)",
+               arch ? "llama" : "gpt2", cn.x_bf16, want_x, cn.w_reused, 2 * nlin);
+    } else if (strcmp(recipe_name, "fp32") && strcmp(recipe_name, "fp16")) {
+      GC_CHECK(cn.x_bf16 >= 4 && cn.w_reused >= 2,
+               "%s %s: the LM head's input or weight was cast again (%llu given, %llu reused)",
+               arch ? "llama" : "gpt2", recipe_name, cn.x_bf16, cn.w_reused);
+    } else {
+      GC_CHECK(cn.x_bf16 == 0 && cn.w_reused == 0,
+               "%s %s: bf16 codes taken in a recipe without bf16 casts", arch ? "llama" : "gpt2",
+               recipe_name);
+    }
   }
   lowpi_gpu_model_free(gm);
 
@@ -140,6 +168,87 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
   free(g_again);
 }
 
+/* One linear layer (lin of a 1-block model under recipe_name; every operand of it a bf16 RNE
+ * cast) run twice on the same X (N, C), W (OC, C), bias and dY (N, OC): as before the bf16
+ * producers (fp32 X, the codes of W dropped between the fprop and the dgrad, so both cast
+ * everything), and as the model runs now (X given as its bf16 codes alone, W's codes from the
+ * fprop). Every output must have the same bits. */
+static void test_linear_bf16(const char *recipe_name, int lin) {
+  const int N = 72, C = 40, OC = 56;
+  const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+  lowp_recipe recipe;
+  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)))
+    return;
+  lowpi_gpu_linears *g = NULL;
+  if (!GC_OK(lowpi_gpu_linears_create(&g, &recipe, 1, 7)))
+    return;
+  GC_CHECK(lowpi_gpu_linear_is_bf16(g, lin), "%s: linear %d is not bf16", recipe_name, lin);
+  const size_t nh = nx + nw + OC + ny;
+  float *h = malloc(nh * sizeof(float));
+  for (size_t i = 0; i < nh; i++)
+    h[i] = (float)(gc_uniform() * 4 - 2);
+  h[3] = 1.00390625f; /* a tie: 1 + 2^-8 rounds to even */
+  float *d_in = NULL, *d_out[2] = {NULL, NULL};
+  uint16_t *d_x16 = NULL;
+  const size_t nout = ny + nx + nw + OC; /* out, dX, dW, db */
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_in, nh * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_x16, nx * 2));
+  GC_REQUIRE(lowp_cuda_memcpy(d_in, h, nh * sizeof(float), LOWP_CUDA_H2D));
+  const float *x = d_in, *w = d_in + nx, *bias = w + nw, *dy = bias + OC;
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  GC_REQUIRE(lowp_cuda_encode(LOWP_BF16, x, nx, d_x16, &rne));
+  lowpi_gpu_gemm_counts c0, c1, c2;
+  lowpi_gpu_linears_counts(g, &c0);
+  for (int way = 0; way < 2; way++) {
+    GC_REQUIRE(lowp_cuda_malloc((void **)&d_out[way], nout * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_memset(d_out[way], 0, nout * sizeof(float)));
+    float *out = d_out[way], *dx = out + ny, *dw = dx + nx, *db = dw + nw;
+    const lowpi_gpu_act in = way ? (lowpi_gpu_act){NULL, d_x16} : lowpi_act_f32(x);
+    lowpi_gpu_linears_set_step(g, 0);
+    GC_REQUIRE(lowpi_gpu_linear_forward(g, lin, out, in, w, lin == 4 ? NULL : bias, N, C, OC));
+    if (!way)
+      lowpi_gpu_linears_weights_changed(g); /* the dgrad casts W again */
+    GC_REQUIRE(lowpi_gpu_linear_backward(g, lin, dx, dw, lin == 4 ? NULL : db, lowpi_act_f32(dy),
+                                         in, w, N, C, OC));
+    lowpi_gpu_linears_counts(g, way ? &c2 : &c1);
+  }
+  float *got[2] = {malloc(nout * sizeof(float)), malloc(nout * sizeof(float))};
+  for (int way = 0; way < 2; way++)
+    GC_REQUIRE(lowp_cuda_memcpy(got[way], d_out[way], nout * sizeof(float), LOWP_CUDA_D2H));
+  static const char *const names[] = {"out", "dX", "dW", "dbias"};
+  const size_t off[] = {0, ny, ny + nx, ny + nx + nw, nout};
+  for (int t = 0; t < 4; t++) {
+    long bad = 0, nonfinite = 0;
+    for (size_t i = off[t]; i < off[t + 1]; i++) {
+      uint32_t a, b;
+      memcpy(&a, &got[0][i], 4);
+      memcpy(&b, &got[1][i], 4);
+      nonfinite += !isfinite(got[1][i]);
+      if (a != b && bad++ < 5)
+        fprintf(stderr, "  %s linear %d %s[%zu]: bf16 given %.9g, cast %.9g\n", recipe_name, lin,
+                names[t], i - off[t], (double)got[1][i], (double)got[0][i]);
+    }
+    GC_CHECK(bad == 0 && nonfinite == 0,
+             "%s linear %d: %s differs in %ld values (%ld not finite) with the bf16 inputs",
+             recipe_name, lin, names[t], bad, nonfinite);
+  }
+  /* the first way cast everything; the second took X twice (fprop, wgrad) and W once (dgrad) */
+  GC_CHECK(c1.x_bf16 == c0.x_bf16 && c1.w_reused == c0.w_reused,
+           "%s linear %d: codes taken from fp32 inputs", recipe_name, lin);
+  GC_CHECK(c2.x_bf16 == c1.x_bf16 + 2 && c2.w_reused == c1.w_reused + 1,
+           "%s linear %d: X given %llu times (want 2), W reused %llu times (want 1)", recipe_name,
+           lin, c2.x_bf16 - c1.x_bf16, c2.w_reused - c1.w_reused);
+  printf("linear %d of %s: the same bits with X in bf16 alone and W cast once\n", lin, recipe_name);
+  lowp_cuda_free(d_in);
+  lowp_cuda_free(d_x16);
+  lowp_cuda_free(d_out[0]);
+  lowp_cuda_free(d_out[1]);
+  free(got[0]);
+  free(got[1]);
+  free(h);
+  lowpi_gpu_linears_free(g);
+}
+
 #endif
 
 int main(void) {
@@ -156,6 +265,8 @@ int main(void) {
                                         "qat-bf16", "qat-int8", "qat-fp8", "qat-int4-g128",
                                         "qat-nf4", "qat-nvfp4-w4a16", "qat-mxfp4-w4a16",
                                         "qat-fp8-w8a8", "qat-int8-w8a8", "qat-nvfp4", "qat-mxfp4"};
+  test_linear_bf16("bf16", 0);        /* a block's qkv */
+  test_linear_bf16("fp8-current", 4); /* the LM head, bf16 in every recipe */
   for (int arch = 0; arch < 2; arch++)
     for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)
       run_case(arch ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[r]);

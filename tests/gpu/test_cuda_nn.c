@@ -185,6 +185,55 @@ static void check_same(const char *what, const float *d1, const float *d2, size_
   free(b);
 }
 
+/* The bf16 codes a forward wrote (device d_codes, n) next to its fp32 output:
+ *   - bit for bit lowp_encode's bf16 RNE (native overflow) of the GPU's fp32 output gpu32 (what a
+ *     GEMM would have cast: the contract of out_bf16);
+ *   - so they are lowp_encode's of the CPU reference's fp32 output cpu32 wherever the two fp32
+ *     values have the same bits (the share is printed: the codes themselves differ from the
+ *     CPU's cast more rarely); elsewhere the fp32 check above bounds the difference, which the
+ *     codes inherit plus bf16's rounding (no code count: GELU's 1 + tanh cancels for x << 0, so
+ *     an ulp of tanh is many of the result's).
+ * A non-finite code (exponent all ones) fails. */
+static void check_bf16(const char *what, const uint16_t *d_codes, const float *gpu32,
+                       const float *cpu32, size_t n) {
+  uint16_t *got = malloc((n ? n : 1) * 2), *want = malloc((n ? n : 1) * 2);
+  uint16_t *ref = malloc((n ? n : 1) * 2);
+  if (!got || !want || !ref)
+    exit(1);
+  GC_REQUIRE(lowp_cuda_memcpy(got, d_codes, n * 2, LOWP_CUDA_D2H));
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  GC_REQUIRE(lowp_encode(LOWP_BF16, gpu32, n, want, &rne));
+  GC_REQUIRE(lowp_encode(LOWP_BF16, cpu32, n, ref, &rne));
+  long bad = 0;
+  size_t same32 = 0, same16 = 0;
+  for (size_t i = 0; i < n; i++) {
+    const int finite = (got[i] & 0x7F80u) != 0x7F80u;
+    if (got[i] != want[i] || !finite) {
+      if (bad++ < 5)
+        fprintf(stderr, "  %s[%zu] = 0x%04x, want 0x%04x (the cast of the GPU's fp32 %.9g)\n", what,
+                i, got[i], want[i], (double)gpu32[i]);
+      continue;
+    }
+    same32 += (size_t)(bits(gpu32[i]) == bits(cpu32[i]));
+    same16 += (size_t)(got[i] == ref[i]);
+  }
+  const double pct = n ? 100.0 / (double)n : 0.0;
+  printf("    %-44s %8zu codes: the cast of the GPU's fp32; fp32 = CPU's %5.1f%%, codes = the "
+         "cast of the CPU's %5.1f%%\n",
+         what, n, pct * (double)same32, pct * (double)same16);
+  GC_CHECK(bad == 0, "%s: %ld of %zu codes are not the bf16 cast of the fp32 output", what, bad, n);
+  free(got);
+  free(want);
+  free(ref);
+}
+
+/* A device buffer of n bf16 codes, all 0xFFFF (a NaN: a code not written fails). */
+static uint16_t *dcodes(size_t n) {
+  void *d = dbytes(n * 2);
+  GC_REQUIRE(lowp_cuda_memset(d, 0xFF, (n ? n : 1) * 2));
+  return d;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The layers. Shapes: B, T, C, NH (C % NH == 0, even head size), V. */
 
@@ -307,12 +356,17 @@ static void test_norm(shape s, int rms) {
 
   /* forward */
   lowp_status st =
-      rms ? lowpi_cuda_rmsnorm_forward(d_out, d_rstd, d_x, d_w, N, C, eps)
-          : lowpi_cuda_layernorm_forward(d_out, d_mean, d_rstd, d_x, d_w, d_b, N, C, eps);
+      rms ? lowpi_cuda_rmsnorm_forward(d_out, NULL, d_rstd, d_x, d_w, N, C, eps)
+          : lowpi_cuda_layernorm_forward(d_out, NULL, d_mean, d_rstd, d_x, d_w, d_b, N, C, eps);
+  /* the second run also writes the bf16 codes; a third writes them alone */
+  uint16_t *d_c = dcodes(NC), *d_c2 = dcodes(NC);
   lowp_status st2 =
-      rms ? lowpi_cuda_rmsnorm_forward(d_out2, d_rstd, d_x, d_w, N, C, eps)
-          : lowpi_cuda_layernorm_forward(d_out2, d_mean, d_rstd, d_x, d_w, d_b, N, C, eps);
-  if (GC_OK(st) && GC_OK(st2)) {
+      rms ? lowpi_cuda_rmsnorm_forward(d_out2, d_c, d_rstd, d_x, d_w, N, C, eps)
+          : lowpi_cuda_layernorm_forward(d_out2, d_c, d_mean, d_rstd, d_x, d_w, d_b, N, C, eps);
+  lowp_status st3 =
+      rms ? lowpi_cuda_rmsnorm_forward(NULL, d_c2, d_rstd, d_x, d_w, N, C, eps)
+          : lowpi_cuda_layernorm_forward(NULL, d_c2, d_mean, d_rstd, d_x, d_w, d_b, N, C, eps);
+  if (GC_OK(st) && GC_OK(st2) && GC_OK(st3)) {
     download(got, d_out, NC);
     check_rows(rms ? "rmsnorm out" : "layernorm out", got, out, (size_t)N, (size_t)C, 1e-5);
     download(got, d_rstd, (size_t)N);
@@ -331,7 +385,12 @@ static void test_norm(shape s, int rms) {
       cmp_end(&c);
     }
     check_same("norm forward, two runs", d_out, d_out2, NC);
+    download(got, d_out, NC);
+    check_bf16(rms ? "rmsnorm out bf16" : "layernorm out bf16", d_c, got, out, NC);
+    check_bf16(rms ? "rmsnorm out bf16 alone" : "layernorm out bf16 alone", d_c2, got, out, NC);
   }
+  lowp_cuda_free(d_c);
+  lowp_cuda_free(d_c2);
 
   /* backward from the CPU's mean and rstd (the parameter terms are then computed identically) */
   upload(d_mean, mean, (size_t)N);
@@ -431,7 +490,8 @@ static void test_pointwise(shape s) {
 
   /* GELU: tanhf differs by <= ~2 ulp on each side: th by <= 2^-21, (1 + th) by 2^-21 + u. */
   lowpi_gelu_forward(want, x, n);
-  if (GC_OK(lowpi_cuda_gelu_forward(d_y, d_x, n)) && GC_OK(lowpi_cuda_gelu_forward(d_y2, d_x, n))) {
+  if (GC_OK(lowpi_cuda_gelu_forward(d_y, NULL, d_x, n)) &&
+      GC_OK(lowpi_cuda_gelu_forward(d_y2, NULL, d_x, n))) {
     download(got, d_y, n);
     cmp c;
     cmp_begin(&c, "gelu forward");
@@ -439,6 +499,16 @@ static void test_pointwise(shape s) {
       cmp_one(&c, i, got[i], want[i], 0x1p-20 * fabs(x[i]) + 0x1p-22 * fabs(want[i]));
     cmp_end(&c);
     check_same("gelu forward, two runs", d_y, d_y2, n);
+    /* the bf16 codes, with the fp32 output and alone */
+    uint16_t *d_c = dcodes(n), *d_c2 = dcodes(n);
+    if (GC_OK(lowpi_cuda_gelu_forward(d_y2, d_c, d_x, n)) &&
+        GC_OK(lowpi_cuda_gelu_forward(NULL, d_c2, d_x, n))) {
+      check_same("gelu forward, with bf16 codes", d_y, d_y2, n);
+      check_bf16("gelu out bf16", d_c, got, want, n);
+      check_bf16("gelu out bf16 alone", d_c2, got, want, n);
+    }
+    lowp_cuda_free(d_c);
+    lowp_cuda_free(d_c2);
   }
   /* backward: sech2 = 1 - th^2 differs by <= 2^-20, scaled by |x| * 0.5 * sqrt(2/pi) (1 +
    * 0.134 x^2) <= |x| (1 + x^2) / 2 */
@@ -460,13 +530,23 @@ static void test_pointwise(shape s) {
    * <= 2^-21 relative; d silu has 1 - sig, whose error is absolute: scaled by (1 + |x|). */
   lowpi_swiglu_forward(want, x, N, H);
   poison(d_y, NH);
-  if (GC_OK(lowpi_cuda_swiglu_forward(d_y, d_x, N, H))) {
+  if (GC_OK(lowpi_cuda_swiglu_forward(d_y, NULL, d_x, N, H))) {
     download(got, d_y, NH);
     cmp c;
     cmp_begin(&c, "swiglu forward");
     for (size_t i = 0; i < NH; i++)
       cmp_one(&c, i, got[i], want[i], 0x1p-20 * fabs(want[i]));
     cmp_end(&c);
+    uint16_t *d_c = dcodes(NH), *d_c2 = dcodes(NH);
+    poison(d_y2, NH);
+    if (GC_OK(lowpi_cuda_swiglu_forward(d_y2, d_c, d_x, N, H)) &&
+        GC_OK(lowpi_cuda_swiglu_forward(NULL, d_c2, d_x, N, H))) {
+      check_same("swiglu forward, with bf16 codes", d_y, d_y2, NH);
+      check_bf16("swiglu out bf16", d_c, got, want, NH);
+      check_bf16("swiglu out bf16 alone", d_c2, got, want, NH);
+    }
+    lowp_cuda_free(d_c);
+    lowp_cuda_free(d_c2);
   }
   lowpi_swiglu_backward(want, g, x, N, H);
   poison(d_y, NH2);
@@ -801,8 +881,11 @@ static void test_bad_args(void) {
   GC_CHECK(lowpi_cuda_attention_forward(d, d, d, 1, 4, 9, 2, LOWP_FP32, d, 1 << 16) ==
                LOWP_ERR_INVALID_ARG,
            "attention with C %% NH != 0 accepted");
-  GC_CHECK(lowpi_cuda_layernorm_forward(NULL, d, d, d, d, d, 4, 4, 1e-5f) == LOWP_ERR_INVALID_ARG,
+  GC_CHECK(lowpi_cuda_layernorm_forward(NULL, NULL, d, d, d, d, d, 4, 4, 1e-5f) ==
+               LOWP_ERR_INVALID_ARG,
            "layernorm with a NULL output accepted");
+  GC_CHECK(lowpi_cuda_gelu_forward(NULL, NULL, d, 4) == LOWP_ERR_INVALID_ARG,
+           "gelu without an output accepted");
   lowp_cuda_free(d);
 }
 
