@@ -127,10 +127,10 @@ static int bench_one(const char *model_name, const char *recipe_name, const benc
     lowpi_gpu_trainer_gemm_counts(t, &gc);
     fprintf(stderr,
             "lowp %-10s %-12s B %d: %.0f tokens/s, MFU %.1f%%, peak %.2f GiB, loss %.3f -> %.3f; "
-            "GEMMs: %llu fp8-block native (%llu refused), %llu dY reused\n",
+            "GEMMs: %llu fp8-block native (%llu refused), %llu dY reused, %llu amax reused\n",
             model_name, recipe_name, o->batch, tps, 100 * fpt * tps / 989e12,
             (double)peak / 1073741824.0, loss_first, loss_last, gc.runs[LOWPI_GEMM_RUN_FP8_BLOCK],
-            gc.block_refused, gc.dy_reused);
+            gc.block_refused, gc.dy_reused, gc.amax_reused);
     fflush(stdout);
   }
   lowpi_gpu_trainer_free(t);
