@@ -97,10 +97,12 @@ void lowp_cuda_qtensor_free(lowp_cuda_qtensor *q);
 /* Quantize the (rows, cols) tensor x (device fp32) into q, and its column-wise copy if the
  * config asks. x_transposed = 1: x is stored (cols, rows) and the logical tensor is its
  * transpose (stochastic rounding still indexes the logical tensor row-major). x must be 4-byte
- * aligned; 16-byte alignment (and rows of a multiple of 16) take the vectorized paths. The
- * column-wise copy and x_transposed cost a transpose through rows * cols floats of temporary
- * device memory (cudaMallocAsync from the device's default pool, stream-ordered; the pool's
- * release threshold is raised so that it keeps that memory cached between calls). */
+ * aligned; 16-byte alignment (and rows of a multiple of 16) take the vectorized paths. With one
+ * scale per tensor (TENSOR, NONE, DELAYED) the column-wise copy and x_transposed read x
+ * directly (a tiled transposing cast, no temporary memory); the other modes' cost a transpose
+ * through rows * cols floats of temporary device memory (cudaMallocAsync from the device's
+ * default pool, stream-ordered; the pool's release threshold is raised so that it keeps that
+ * memory cached between calls). */
 lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_transposed);
 
 /* Dequantize the row-wise data into y (rows, cols), as LOWP_FP32 (lowp_dequantize's values)

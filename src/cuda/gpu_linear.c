@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "cuda/gemm_cuda.h"
 #include "cuda/nn_cuda.h"
+#include "cuda/quant_cuda.h"
 #include "cuda/tensor_ops.h"
 #include "lowp/cuda.h"
 #include "lowp/cuda_quant.h"
@@ -53,6 +54,10 @@ typedef struct {
   uint16_t *w16;
   size_t w16_n;
   const float *w16_src; /* the weight they hold the cast of; NULL: none (dropped) */
+  /* The tensors X and W whose amax the forward left in g->amax (see shared_amax): the
+   * buffer and its size, NULL when none. */
+  const float *amax_x[2];
+  size_t amax_n[2];
 } lin_state;
 
 /* A device scratch buffer that grows on demand (the step's shapes are fixed, so it settles
@@ -75,6 +80,7 @@ struct lowpi_gpu_linears {
   qbuf qbufs[MAX_QBUFS];
   int nqbufs;
   int block_native; /* block-scaled fp8 GEMMs run natively (sm_90, and cuBLASLt took them) */
+  float *amax;      /* device, 2 per layer: the amax of the forward's X and W (shared_amax) */
   lowpi_gpu_gemm_counts counts;
 };
 
@@ -222,7 +228,7 @@ lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe 
     free(g);
     return lowpi_fail(LOWP_ERR_NOMEM, "gpu recipe: out of memory");
   }
-  lowp_status st = LOWP_OK;
+  lowp_status st = lowp_cuda_malloc((void **)&g->amax, 2 * (size_t)g->nlin * sizeof(float));
   for (int i = 0; i < g->nlin && st == LOWP_OK; i++) {
     int layer = i / 4;
     lin_state *ls = &g->lin[i];
@@ -260,6 +266,7 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
   lowp_cuda_free(g->rot.ptr);
   for (int i = 0; i < 4; i++)
     lowp_cuda_free(g->tmp[i].ptr);
+  lowp_cuda_free(g->amax);
   free(g->delayed);
   free(g->lin);
   free(g);
@@ -267,6 +274,12 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
 
 lowp_format lowpi_gpu_linears_compute(const lowpi_gpu_linears *g) {
   return g->compute;
+}
+
+/* Forget the forward's amaxes (shared_amax): the weights change between steps. */
+static void forget_amax(lowpi_gpu_linears *g) {
+  for (int i = 0; i < g->nlin; i++)
+    g->lin[i].amax_x[0] = g->lin[i].amax_x[1] = NULL;
 }
 
 void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step) {
@@ -277,9 +290,11 @@ void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step) {
 void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
   for (int i = 0; i < g->nlin; i++)
     g->lin[i].w16_src = NULL;
+  forget_amax(g);
 }
 
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
+  forget_amax(g);
   for (size_t i = 0; i < g->ndelayed; i++)
     LOWPI_TRY(lowp_cuda_delayed_update(g->delayed[i]));
   return LOWP_OK;
@@ -395,6 +410,78 @@ static lowp_status mask_gradient(lowpi_gpu_linears *g, lin_state *ls, int which,
   return LOWP_OK;
 }
 
+/* Per-tensor current scaling, as the GPU quantizer runs it (no Hadamard rotation first). */
+static int current_scaling(const op_state *o) {
+  return o->kind == LOWPI_OPERAND_QUANT && o->cfg.mode == LOWP_SCALING_TENSOR && !o->spec.hadamard;
+}
+
+/* The forward and the backward quantize two tensors twice each: X (FPROP_X, then WGRAD_X) and
+ * W (FPROP_W, then DGRAD_W; the backward's in the transposed layout). Where both quantizations
+ * of a tensor use per-tensor current scaling (whatever their formats and roundings: the amax
+ * is a function of the values alone, not of their layout), the forward keeps the amax it
+ * computed (4 bytes per layer and tensor: g->amax) and the backward takes it instead of
+ * reading the tensor once more: one read of X and of W per layer saved, the same scale bit for
+ * bit. That is exact because the backward sees the very values the forward did: the model
+ * keeps its activations (X) until the backward, and the optimizer changes the weights only
+ * after it. As a guard the forward records which buffer the amax belongs to (pointer and
+ * size), and set_step / end_step and the layer's next forward forget it: a backward of other
+ * buffers, or without a forward in this step, computes its own amax.
+ * (The dgrad's weight codes are not shared: with the same format and RNE they would be the
+ * transpose of the fprop's, but the operand buffers (qbuf) are shared by every layer, so by a
+ * layer's backward they hold another layer's codes; keeping each layer's would cost a byte
+ * per weight, 774 MB for GPT-2 774M, more than bf16 training holds.)
+ * *amax: where this quantization's amax goes (or is), NULL if not shared; *known: it is there
+ * already. */
+static void shared_amax(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot, const float *x,
+                        size_t n, float **amax, int *known) {
+  *amax = NULL;
+  *known = 0;
+  const int which = slot == LOWP_OP_FPROP_W || slot == LOWP_OP_DGRAD_W;
+  const lowp_operand fwd = which ? LOWP_OP_FPROP_W : LOWP_OP_FPROP_X;
+  const lowp_operand bwd = which ? LOWP_OP_DGRAD_W : LOWP_OP_WGRAD_X;
+  if ((slot != fwd && slot != bwd) || !current_scaling(&ls->op[fwd]) ||
+      !current_scaling(&ls->op[bwd]))
+    return;
+  *amax = g->amax + 2 * (size_t)ls->index + (size_t)which;
+  if (slot == fwd) { /* recorded when the quantization has been queued (quantize_operand) */
+    ls->amax_x[which] = NULL;
+    return;
+  }
+  *known = ls->amax_x[which] == x && ls->amax_n[which] == n;
+}
+
+/* lowp_cuda_quantize(x, q, x_t) for the operand of `slot`, the amax shared between the
+ * forward and the backward where shared_amax says. */
+static lowp_status quantize_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot,
+                                    lowp_cuda_qtensor *q, const float *x, int x_t) {
+  const size_t n = q->rows * q->cols;
+  float *amax;
+  int known;
+  shared_amax(g, ls, slot, x, n, &amax, &known);
+  LOWPI_TRY(lowpi_cuda_quantize_ex(x, q, x_t, amax, known));
+  if (amax && (slot == LOWP_OP_FPROP_X || slot == LOWP_OP_FPROP_W)) {
+    const int which = slot == LOWP_OP_FPROP_W;
+    ls->amax_x[which] = x;
+    ls->amax_n[which] = n;
+  }
+  g->counts.amax_reused += (unsigned long long)known;
+  return LOWP_OK;
+}
+
+/* Per-tensor scaling (current or delayed; and none) quantizes the transpose of x straight
+ * from x (lowp_cuda_quantize's x_transposed: one tiled pass that writes the codes transposed;
+ * stochastic rounding indexes the transposed operand (R, K) as before) rather than
+ * transposing x into fp32 scratch and quantizing that: the same codes and scales, one fp32
+ * write and read of the tensor less, and no scratch. Where the codes go to the tensor cores
+ * (RUN_FP8, or dequantized to bf16: RUN_BF16); the clipping mask (forward operands only,
+ * which are never transposed) would want the transposed values. */
+static int quantize_transposed(const op_state *o, gemm_run run) {
+  return o->kind == LOWPI_OPERAND_QUANT && (run == RUN_FP8 || run == RUN_BF16) &&
+         !o->spec.hadamard && !o->spec.clip_mask_ste &&
+         (o->cfg.mode == LOWP_SCALING_TENSOR || o->cfg.mode == LOWP_SCALING_NONE ||
+          o->cfg.mode == LOWP_SCALING_DELAYED);
+}
+
 /* One GEMM operand as the GEMM takes it. */
 typedef struct {
   const void *ptr;
@@ -434,9 +521,10 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
    * numbers or forms blocks along the reduction dimension: bring x to (R, K), K-major. */
   const int layout_free = o->kind == LOWPI_OPERAND_NONE ||
                           (o->kind == LOWPI_OPERAND_CAST && o->spec.round == LOWP_ROUND_RNE);
+  const int direct = !k_along_cols && quantize_transposed(o, run);
   const float *src = x;
   size_t R = rows, K = cols;
-  if (!k_along_cols && !layout_free) {
+  if (!k_along_cols && !layout_free && !direct) {
     /* The native fp8 paths quantize the transpose into their own buffer and leave the codes
      * scratch unused: the transpose goes there, which the bf16 LM head (every recipe's) has
      * grown already, rather than growing a second fp32 buffer that bf16 training never has. */
@@ -445,6 +533,11 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
     LOWPI_TRY(scratch_get(&g->tmp[fp8 ? 2 + which : which], n * sizeof(float), &t));
     LOWPI_TRY(lowpi_cuda_transpose((float *)t, x, (int)rows, (int)cols));
     src = (const float *)t;
+    R = cols;
+    K = rows;
+    out->trans = 0;
+  }
+  if (direct) { /* quantized below from x, transposed (quantize_transposed) */
     R = cols;
     K = rows;
     out->trans = 0;
@@ -484,7 +577,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   q->cfg.offset = offset;
   q->delayed = o->delayed ? &o->dstate : NULL;
   if (run == RUN_FP8 || run == RUN_FP8_BLOCK) { /* codes and decode scales to the tensor cores */
-    LOWPI_TRY(lowp_cuda_quantize(src, q, 0));
+    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct));
     LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
     out->ptr = q->rowwise.codes;
     out->format = o->cfg.format;
@@ -495,7 +588,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   if (run == RUN_BF16) { /* the dequantized values, exact in bf16 (bf16_exact) */
     void *codes;
     LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
-    LOWPI_TRY(lowp_cuda_quantize(src, q, 0));
+    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct));
     LOWPI_TRY(lowp_cuda_dequantize(q, codes, LOWP_BF16));
     LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
     out->ptr = codes;
@@ -514,7 +607,12 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
 
 /* c (M, N) [+]= A B^T (+ bias (N), may be NULL) with A (M, K), B (N, K) as the operands say.
  * The bias goes into the GEMM's epilogue where cuBLASLt takes it (bf16/fp16/fp32 operands, an
- * aligned bias: the same fp32 addition, one pass over c less), else a separate pass adds it. */
+ * aligned bias: the same fp32 addition, one pass over c less), else a separate pass adds it.
+ * The fp8 GEMMs (per-tensor and block-scaled) add it separately: with an fp32 D, cuBLASLt's
+ * fp8 kernels take the bias in bf16 only (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
+ * "fp8 kernels with an output type of CUDA_R_32F" are the exception to "the bias has D's
+ * type"; the FP8 table of cublasLtMatmul lists BF16), and a bias rounded to bf16 would change
+ * the result: the CPU adds the fp32 bias to the fp32 product. */
 static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int N, int K,
                         float beta, const float *bias) {
   const int epilogue_bias = bias && !a->block && !a->scale && !b->scale && a->format != LOWP_E4M3 &&
@@ -639,6 +737,7 @@ lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, 
                                      const float *weight, const float *bias, int N, int C, int OC) {
   // out (N, OC), inp (N, C), weight (OC, C), bias (OC)
   lin_state *ls = &g->lin[lin];
+  ls->amax_x[0] = ls->amax_x[1] = NULL; /* set again as X and W are quantized (shared_amax) */
   const int cache = w16_cacheable(g, ls, N, C, OC);
   if (cache)
     LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));

@@ -30,7 +30,10 @@
  *
  * The backward quantizes dY once where the wgrad's quantization would give the same values as
  * the dgrad's (RNE element casts such as the LM head's bf16, per-tensor current scaling with
- * RNE): see reuse_dy in gpu_linear.c. */
+ * RNE): see reuse_dy in gpu_linear.c. Per-tensor current scaling reads X and W once less in
+ * the backward (their amax comes from the forward: shared_amax), and per-tensor scaling
+ * quantizes the backward's transposed operands straight from X and W, with no fp32 transpose
+ * (quantize_transposed). */
 #ifndef LOWPI_GPU_LINEAR_H
 #define LOWPI_GPU_LINEAR_H
 
@@ -80,7 +83,10 @@ int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
                                      const float *weight, const float *bias, int N, int C, int OC);
-/* dinp (N, C) written (may be NULL), dweight (OC, C) and dbias (OC, may be NULL) accumulated. */
+/* dinp (N, C) written (may be NULL), dweight (OC, C) and dbias (OC, may be NULL) accumulated.
+ * inp and weight must hold the values that the layer's last forward saw in those buffers (the
+ * model's backward does: activations are kept, weights change after it): per-tensor current
+ * scaling takes their amax from the forward (see shared_amax in gpu_linear.c). */
 lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
                                       float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
                                       const float *weight, int N, int C, int OC);
@@ -100,6 +106,8 @@ typedef struct {
   unsigned long long x_bf16;        /* fprops and wgrads that took X as its producer's bf16 codes
                                        (no cast) */
   unsigned long long w_reused;      /* dgrads that took W's bf16 codes from the fprop's cast */
+  unsigned long long amax_reused;   /* backward quantizations (dgrad's W, wgrad's X) that took
+                                       the amax of the forward's (per-tensor current scaling) */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);

@@ -4,7 +4,8 @@
  * Paths, by the mode's block shape (every cast kernel owns 16 consecutive values of a row per
  * thread, loaded as four float4 when aligned, codes stored as one uint4):
  *   TENSOR: the vectorized amax reduction (lowp_cuda_amax), one thread computes the scale,
- *     then a flat cast (Hopper's cvt for fp8 RNE): the input is read twice;
+ *     then a flat cast (Hopper's cvt for fp8 RNE): the input is read twice (once where the
+ *     caller of lowpi_cuda_quantize_ex knows the amax already);
  *   NONE, DELAYED: the scale is known before, so the cast's pass also takes the amax (one
  *     read), which DELAYED then records into the device state;
  *   1 x N row blocks (BLOCK_1D, MX, NVFP4 1x16, NF4): one fused pass, a block's N/16 threads
@@ -16,8 +17,10 @@
  *     (segmented shuffle max + atomicMax on the bits), one thread per block for the scales,
  *     then the chunked cast.
  * amax values are combined as bits (lowpi_abs_key): exact, so the order of reduction never
- * matters. The column-wise copy and x_transposed go through a tiled transpose into stream-ordered
- * scratch (cudaMallocAsync). */
+ * matters. The three one-scale modes (TENSOR, NONE, DELAYED) read x in either layout: the
+ * column-wise copy and x_transposed cast 64 x 64 tiles of x moved through shared memory
+ * (encode_flat_t). The other modes' column-wise copy and x_transposed go through a tiled
+ * transpose into stream-ordered scratch (cudaMallocAsync). */
 #include <stdint.h>
 #include <string.h>
 
@@ -25,6 +28,7 @@
 #include "cuda/cuda_common.h"
 #include "cuda/quant_kernels.cuh"
 #include "lowp/cuda.h"
+#include "cuda/quant_cuda.h"
 #include "lowp/cuda_quant.h"
 
 extern "C" {
@@ -56,13 +60,16 @@ uint32_t *bamax_of(const lowp_cuda_qdata *d) {
  * tensor_scale. */
 __global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bamax, size_t nb,
                               const float *__restrict__ tamax, void *__restrict__ scales,
-                              float *__restrict__ enc, float *__restrict__ tensor_scale) {
+                              float *__restrict__ enc, float *__restrict__ tensor_scale,
+                              float *__restrict__ amax_copy) {
   const float s_enc = p.mode == LOWP_SCALING_NVFP4 ? lowpi_nvfp4_s_enc(*tamax) : 1.0f;
   for (size_t b = lowpi_global_tid(); b < nb; b += lowpi_grid_stride()) {
     lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(bamax[b]), s_enc);
     lowpi_store_scale(p, scales, b, s);
     enc[b] = s.enc;
     if (b == 0) {
+      if (amax_copy) /* one block (TENSOR): its amax also goes there */
+        *amax_copy = lowpi_bits_f32(bamax[0]);
       float ts = 1.0f;
       if (p.mode == LOWP_SCALING_NVFP4)
         ts = s_enc;
@@ -98,6 +105,64 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
       sat += lowpi_saturates(y[k], fmax_bits);
     }
     lowpi_store_codes16<FF, RR>(y, vec && full, valid, codes, bytes, f, rnd, seed, offset, i0);
+  }
+  sat = lowpi_block_sum(sat);
+  if (threadIdx.x == 0 && sat)
+    atomicAdd(nsat, sat);
+  if (amax) {
+    m = lowpi_block_max(m);
+    if (threadIdx.x == 0 && m)
+      atomicMax((unsigned *)amax, m);
+  }
+}
+
+/* ---- one scale, transposed ----------------------------------------------------------------- */
+
+constexpr int kTileT = 64; /* encode_flat_t's tiles: 64 x 64 values, 256 threads */
+static_assert(lowpi_kThreads == 4 * kTileT, "encode_flat_t: 4 threads per row of a tile");
+
+/* encode_flat of the transpose: codes (C, R) = cast(transpose(x (R, C)) * enc[0]), element
+ * (j, i) of the transpose at index j * R + i (so stochastic rounding draws as encode_flat on a
+ * transposed copy of x would). A block moves 64 x 64 tiles through shared memory: it reads
+ * x's rows (coalesced: a warp reads 32 consecutive floats), then each thread encodes 16
+ * consecutive values of one row of the transpose (four threads fill 64 consecutive bytes of
+ * it; one 16-byte store each when vec: one-byte codes, R % 16 == 0 and codes aligned). amax:
+ * as encode_flat (the amax does not care about the layout). */
+template <int FF, int RR>
+__global__ void encode_flat_t(const float *__restrict__ x, size_t R, size_t C,
+                              void *__restrict__ codes, int bytes, lowpi_fmt f, lowp_round rnd,
+                              uint64_t seed, uint64_t offset, const float *__restrict__ enc,
+                              uint32_t fmax_bits, int vec, unsigned long long *__restrict__ nsat,
+                              float *__restrict__ amax) {
+  __shared__ float tile[kTileT][kTileT + 1]; /* + 1: the column reads spread over the banks */
+  const float e = *enc;
+  const size_t tiles_c = (C + kTileT - 1) / kTileT, tiles = tiles_c * ((R + kTileT - 1) / kTileT);
+  const unsigned lc = threadIdx.x % kTileT, lr = threadIdx.x / kTileT; /* loads: 64 x 4 */
+  const unsigned tj = threadIdx.x / 4, part = threadIdx.x % 4;         /* stores: 64 rows x 4 */
+  unsigned long long sat = 0;
+  uint32_t m = 0;
+  for (size_t b = blockIdx.x; b < tiles; b += gridDim.x) { /* block-uniform */
+    const size_t r0 = (b / tiles_c) * kTileT, c0 = (b % tiles_c) * kTileT;
+    __syncthreads(); /* the previous tile has been read */
+    for (unsigned k = lr; k < kTileT; k += lowpi_kThreads / kTileT) {
+      const size_t i = r0 + k, j = c0 + lc;
+      tile[k][lc] = i < R && j < C ? x[i * C + j] : 0.0f;
+    }
+    __syncthreads();
+    const size_t j = c0 + tj, i0 = r0 + 16 * part; /* row j of the transpose, from column i0 */
+    if (j >= C || i0 >= R)
+      continue;
+    const size_t valid = R - i0 < 16 ? R - i0 : 16;
+    float y[16];
+#pragma unroll
+    for (int k = 0; k < 16; k++) { /* the zero padding (k >= valid) neither counts nor is stored */
+      y[k] = tile[16 * part + k][tj];
+      if (amax)
+        m = max(m, lowpi_abs_key(y[k]));
+      y[k] = y[k] * e;
+      sat += (size_t)k < valid ? lowpi_saturates(y[k], fmax_bits) : 0u;
+    }
+    lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, j * R + i0);
   }
   sat = lowpi_block_sum(sat);
   if (threadIdx.x == 0 && sat)
@@ -481,10 +546,28 @@ bool aligned16(const void *p) {
       LAUNCH(lowpi_kAny, lowpi_kAny);                                                              \
   } while (0)
 
-lowp_status launch_flat(const float *x, size_t n, const lowp_cuda_qdata *d, const lowp_qconfig *c,
+/* The one-scale cast of d's tensor from x: x holds it (d->rows, d->cols), or, x_t, its
+ * transpose (d->cols, d->rows), read tile by tile (encode_flat_t). */
+lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, const lowp_qconfig *c,
                         const lowpi_qparams &p, uint64_t offset, float *amax) {
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
+  const size_t n = d->rows * d->cols;
+  if (x_t) {
+    const size_t xr = d->cols, xc = d->rows; /* x (xr, xc): the codes are its transpose */
+    const int vec = bytes == 1 && xr % 16 == 0 && aligned16(d->codes);
+    const size_t tiles = ((xr + kTileT - 1) / kTileT) * ((xc + kTileT - 1) / kTileT);
+    const size_t cap = (size_t)lowpi_cuda_sm_count() * 8; /* 8 resident blocks of 256 per SM */
+    const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
+#define LOWPI_FLAT_T(FF, RR)                                                                       \
+  encode_flat_t<FF, RR><<<blocks, lowpi_kThreads>>>(x, xr, xc, d->codes, bytes, f, c->round,       \
+                                                    c->seed, offset, enc_of(d), p.fmax_bits, vec,  \
+                                                    d->n_saturated, amax)
+    LOWPI_DISPATCH(LOWPI_FLAT_T);
+#undef LOWPI_FLAT_T
+    LOWPI_CUDA_CHECK_LAUNCH();
+    return LOWP_OK;
+  }
   const int vec = aligned16(x);
   const unsigned blocks = lowpi_cuda_blocks((n + 15) / 16, lowpi_kThreads);
 #define LOWPI_FLAT(FF, RR)                                                                         \
@@ -556,12 +639,25 @@ lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qc
   return LOWP_OK;
 }
 
-/* Quantize one orientation from x (d->rows, d->cols). record: the row-wise copy of a DELAYED
- * tensor, whose amax goes into the state's history. */
+/* The modes of one scale per tensor, whose cast can read x in either layout. */
+bool one_scale(const lowp_qconfig *c) {
+  return c->mode == LOWP_SCALING_NONE || c->mode == LOWP_SCALING_DELAYED ||
+         c->mode == LOWP_SCALING_TENSOR;
+}
+
+/* Quantize one orientation from x (d->rows, d->cols), or, x_t (one_scale modes only), from
+ * its transpose x (d->cols, d->rows). record: the row-wise copy of a DELAYED tensor, whose
+ * amax goes into the state's history. amax (TENSOR, may be NULL): a device float for the
+ * tensor's amax: taken from there when amax_known, else the computed amax is also copied
+ * there. */
 lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig *c,
-                         lowp_cuda_delayed *dl, uint64_t offset, bool record) {
+                         lowp_cuda_delayed *dl, uint64_t offset, bool record, bool x_t = false,
+                         float *amax = NULL, bool amax_known = false) {
   const size_t R = d->rows, C = d->cols, nb = d->scale_rows * d->scale_cols;
   const lowpi_qparams p = params_of(c, dl);
+  if (x_t && !one_scale(c))
+    return lowpi_fail(LOWP_ERR_INTERNAL, "lowp_cuda_quantize: a transposed read for mode %d",
+                      (int)c->mode);
   /* amax, tensor_scale (rewritten below) and n_saturated: one launch (d->amax starts it) */
   LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(stats_block), 0));
   const bool rowblock = d->block_rows == 1 && d->block_cols % 16 == 0 && d->block_cols <= 256 &&
@@ -570,17 +666,23 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
   if (c->mode == LOWP_SCALING_NONE || c->mode == LOWP_SCALING_DELAYED) {
     /* The scale is known before: the amax comes out of the cast's own pass. */
     scales_kernel<<<1, 32>>>(p, (const uint32_t *)d->amax, 1, d->amax, d->scales, enc_of(d),
-                             d->tensor_scale);
+                             d->tensor_scale, NULL);
     LOWPI_CUDA_CHECK_LAUNCH();
-    LOWPI_TRY(launch_flat(x, R * C, d, c, p, offset, d->amax));
+    LOWPI_TRY(launch_flat(x, x_t, d, c, p, offset, d->amax));
     return record ? lowp_cuda_delayed_record(dl, d->amax) : LOWP_OK;
   }
   if (c->mode == LOWP_SCALING_TENSOR) { /* current scaling: amax, scale, then the cast */
-    LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax));
-    scales_kernel<<<1, 32>>>(p, (const uint32_t *)d->amax, 1, d->amax, d->scales, enc_of(d),
-                             d->tensor_scale);
+    float *from = d->amax, *copy = amax;
+    if (amax && amax_known) { /* the same tensor's amax, computed before: one read saved */
+      from = amax;
+      copy = d->amax;
+    } else {
+      LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax));
+    }
+    scales_kernel<<<1, 32>>>(p, (const uint32_t *)from, 1, from, d->scales, enc_of(d),
+                             d->tensor_scale, copy);
     LOWPI_CUDA_CHECK_LAUNCH();
-    return launch_flat(x, R * C, d, c, p, offset, NULL);
+    return launch_flat(x, x_t, d, c, p, offset, NULL);
   }
   /* Blocks of 256 values or more, 16-aligned or spanning the row: one warp per block. */
   const bool tiles = !rowblock && d->block_rows * d->block_cols >= 256 &&
@@ -596,7 +698,7 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
       x, R, C, d->block_rows, d->block_cols, d->scale_cols, bamax_of(d), d->amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   scales_kernel<<<lowpi_cuda_blocks(nb, lowpi_kThreads), lowpi_kThreads>>>(
-      p, bamax_of(d), nb, d->amax, d->scales, enc_of(d), d->tensor_scale);
+      p, bamax_of(d), nb, d->amax, d->scales, enc_of(d), d->tensor_scale, NULL);
   LOWPI_CUDA_CHECK_LAUNCH();
   return launch_chunks(x, d, c, p, offset);
 }
@@ -692,6 +794,11 @@ void lowp_cuda_qtensor_free(lowp_cuda_qtensor *q) {
 }
 
 lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_transposed) {
+  return lowpi_cuda_quantize_ex(x, q, x_transposed, NULL, 0);
+}
+
+lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_transposed,
+                                   float *amax, int amax_known) {
   if (!x || !q)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_quantize: NULL argument");
   if (!q->rowwise.codes)
@@ -712,7 +819,18 @@ lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_trans
                         "tensor is %s",
                         (int)dl->format, lowp_format_get(c->format)->name);
   }
+  if (amax && ((uintptr_t)amax & 3u))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quantize_ex: misaligned amax");
   const size_t R = q->rows, C = q->cols;
+  if (one_scale(c)) { /* either layout read directly: no temporary */
+    LOWPI_TRY(quantize_one(x, &q->rowwise, c, dl, c->offset, dl != NULL, x_transposed != 0, amax,
+                           amax_known != 0));
+    if (!c->columnwise)
+      return LOWP_OK;
+    /* the copy: the transpose of what x holds; TENSOR: the amax the row-wise pass found */
+    return quantize_one(x, &q->colwise, c, dl, c->offset ^ (1ull << 63), false, !x_transposed,
+                        q->rowwise.amax, true);
+  }
   if (!x_transposed && !c->columnwise)
     return quantize_one(x, &q->rowwise, c, dl, c->offset, dl != NULL);
   /* One orientation needs the transpose of x: stream-ordered scratch from the device's default

@@ -95,9 +95,9 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
     lowpi_gpu_gemm_counts cn;
     lowpi_gpu_linears_counts(lowpi_gpu_model_linears(gm), &cn);
     printf("  %s %s: GEMMs fp32 %llu, bf16 %llu, fp16 %llu, fp8 %llu, fp8 blocks %llu (refused "
-           "%llu); dY reused %llu\n",
+           "%llu); dY reused %llu, amax reused %llu\n",
            arch ? "llama" : "gpt2", recipe_name, cn.runs[0], cn.runs[1], cn.runs[2], cn.runs[3],
-           cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK], cn.block_refused, cn.dy_reused);
+           cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK], cn.block_refused, cn.dy_reused, cn.amax_reused);
     if (!strcmp(recipe_name, "fp8-block") && lowpi_cuda_fp8_block_supported())
       GC_CHECK(cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK] > 0 && cn.block_refused == 0,
                "%s fp8-block: an sm_90 device, but %llu native block GEMMs (%llu refused: %s)",
@@ -128,6 +128,17 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
                "%s %s: bf16 codes taken in a recipe without bf16 casts", arch ? "llama" : "gpt2",
                recipe_name);
     }
+    /* fp8-current: the dgrad's W and the wgrad's X take the forward's amax (at most 2 per
+     * layer and run, where the GEMMs run as fp8), checked by the gradients below; no other
+     * recipe has current scaling on both sides */
+    const unsigned long long most = 2ull * 4 * (unsigned)cfg.n_layer * 2;
+    if (!strcmp(recipe_name, "fp8-current"))
+      GC_CHECK(cn.amax_reused > 0 && cn.amax_reused <= most,
+               "%s fp8-current: %llu backward quantizations took the forward's amax (1 to %llu)",
+               arch ? "llama" : "gpt2", cn.amax_reused, most);
+    else
+      GC_CHECK(cn.amax_reused == 0, "%s %s: %llu amaxes shared", arch ? "llama" : "gpt2",
+               recipe_name, cn.amax_reused);
   }
   lowpi_gpu_model_free(gm);
 
