@@ -758,8 +758,8 @@ static lowp_status setup_dist(run *r) {
                       "--zero %d: ZeRO-0 (plain data parallel) and ZeRO-1 (sharded optimizer "
                       "states) are implemented",
                       c->zero);
-  if (c->grad_comm != LOWP_FP32 && c->grad_comm != LOWP_BF16)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "--grad-comm is fp32 or bf16");
+  if (c->grad_comm != LOWP_FP32 && c->grad_comm != LOWP_BF16 && c->grad_comm != LOWP_E4M3)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "--grad-comm is fp32, bf16 or fp8 (LOWP_E4M3)");
   LOWPI_TRY(lowpi_dist_env_parse(env_get, &env));
   if (c->gpus < 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "--gpus %d: need at least 1", c->gpus);

@@ -361,8 +361,8 @@ static void test_cli_gpus(void **state) {
   tu_write_file(data, "hello world, hello gpus\n", 24);
   assert_int_equal(tu_cli("train --data %s --gpus 2", data), 2);
   assert_non_null(strstr(tu_out, "--gpus 2 needs --device cuda"));
-  assert_int_equal(tu_cli("train --data %s --grad-comm fp8", data), 2);
-  assert_non_null(strstr(tu_out, "--grad-comm is fp32 or bf16, not 'fp8'"));
+  assert_int_equal(tu_cli("train --data %s --grad-comm fp4", data), 2);
+  assert_non_null(strstr(tu_out, "--grad-comm is fp32, bf16 or fp8, not 'fp4'"));
   /* Here (no GPU, or no CUDA build) the launcher stops before starting anything. */
   int rc = tu_cli("train --data %s --gpus 2 --device cuda --steps 1", data);
   assert_int_not_equal(rc, 0);
