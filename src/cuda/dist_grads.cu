@@ -32,8 +32,8 @@ struct lowpi_grad_sync {
   float *grads;
   size_t n;
   int bf16;
-  uint16_t *mirror; /* device, n codes (bf16 only) */
-  size_t *owners;   /* world + 1 bounds, or NULL */
+  uint16_t *mirror;    /* device, n codes (bf16 only) */
+  size_t *owners;      /* world + 1 bounds, or NULL */
   lowpi_grad_fp8 *fp8; /* --grad-comm fp8 (cuda/dist_grads_fp8.h) */
 };
 

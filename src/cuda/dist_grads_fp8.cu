@@ -66,8 +66,8 @@ __global__ void reduce_part(float *__restrict__ out, uint16_t *__restrict__ out_
     const size_t blk = (a + i) / kBlock - b0;
     float acc = 0.0f;
     for (int p = 0; p < world; p++) { /* rank order: deterministic */
-      const float v = e4m3_value(codes[(size_t)p * code_stride + i]) *
-                      scales[(size_t)p * scale_stride + blk];
+      const float v =
+          e4m3_value(codes[(size_t)p * code_stride + i]) * scales[(size_t)p * scale_stride + blk];
       acc = p == 0 ? v : acc + v;
     }
     acc = acc * inv_world;
@@ -127,13 +127,13 @@ struct lowpi_grad_fp8 {
   float *grads;
   size_t n;
   int world, rank;
-  size_t *owners;            /* world + 1 bounds, or NULL (data parallel) */
-  uint8_t *codes;            /* device: this rank's codes of the bucket (n) */
-  float *scales;             /* device: its scales (ceil(n / 128)) */
-  uint8_t *recv_codes;       /* device: world slots of code_cap codes */
-  float *recv_scales;        /* device: world slots of scale_cap scales */
+  size_t *owners;      /* world + 1 bounds, or NULL (data parallel) */
+  uint8_t *codes;      /* device: this rank's codes of the bucket (n) */
+  float *scales;       /* device: its scales (ceil(n / 128)) */
+  uint8_t *recv_codes; /* device: world slots of code_cap codes */
+  float *recv_scales;  /* device: world slots of scale_cap scales */
   size_t code_cap, scale_cap;
-  uint16_t *gather;          /* device: the bf16 all-gather buffer (data parallel; n) */
+  uint16_t *gather; /* device: the bf16 all-gather buffer (data parallel; n) */
   size_t bytes;
 };
 
@@ -163,8 +163,7 @@ extern "C" lowp_status lowpi_grad_fp8_create(lowpi_grad_fp8 **out, lowpi_dist *d
   const size_t cc = (s->code_cap + 15) / 16 * 16;
   s->code_cap = cc;
   const size_t sizes[5] = {(n + 15) / 16 * 16, nb * sizeof(float), w * cc,
-                           w * s->scale_cap * sizeof(float),
-                           owners ? 0 : n * sizeof(uint16_t)};
+                           w * s->scale_cap * sizeof(float), owners ? 0 : n * sizeof(uint16_t)};
   void **ptrs[5] = {(void **)&s->codes, (void **)&s->scales, (void **)&s->recv_codes,
                     (void **)&s->recv_scales, (void **)&s->gather};
   for (int k = 0; k < 5 && st == LOWP_OK; k++) {
@@ -266,13 +265,12 @@ extern "C" lowp_status lowpi_grad_fp8_bucket(lowpi_grad_fp8 *s, size_t off, size
                                    cudaMemcpyDeviceToDevice, stream));
   if (bhi > blo)
     LOWPI_CUDA_TRY(cudaMemcpyAsync(s->recv_scales + me * s->scale_cap, s->scales + blo,
-                                   (bhi - blo) * sizeof(float), cudaMemcpyDeviceToDevice,
-                                   stream));
+                                   (bhi - blo) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
   if (s->owners)
     return lowpi_grad_fp8_reduce(s->grads + off + a, NULL, s->recv_codes, s->code_cap,
                                  s->recv_scales, s->scale_cap, s->world, a, b - a, stream);
-  LOWPI_TRY(lowpi_grad_fp8_reduce(NULL, s->gather + a, s->recv_codes, s->code_cap,
-                                  s->recv_scales, s->scale_cap, s->world, a, b - a, stream));
+  LOWPI_TRY(lowpi_grad_fp8_reduce(NULL, s->gather + a, s->recv_codes, s->code_cap, s->recv_scales,
+                                  s->scale_cap, s->world, a, b - a, stream));
   LOWPI_TRY(all_gather(s, off, count));
   return lowpi_grad_fp8_widen(s->grads + off, s->gather, count, stream);
 }

@@ -27,8 +27,7 @@ void lowpi_grad_fp8_part_blocks(size_t a, size_t b, size_t *lo, size_t *hi) {
   *hi = b > a ? (b - 1) / BLK + 1 : *lo;
 }
 
-void lowpi_grad_fp8_caps(size_t n, int world, const size_t *owners, size_t *elems,
-                         size_t *blocks) {
+void lowpi_grad_fp8_caps(size_t n, int world, const size_t *owners, size_t *elems, size_t *blocks) {
   size_t e = 0;
   if (owners) {
     for (int r = 0; r < world; r++)

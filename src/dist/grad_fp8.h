@@ -28,8 +28,7 @@ void lowpi_grad_fp8_part_blocks(size_t a, size_t b, size_t *lo, size_t *hi);
 
 /* The largest part any rank can get of any bucket of a gradient buffer of n elements (the
  * receive buffers' capacity per source rank), in elements and in scale blocks. */
-void lowpi_grad_fp8_caps(size_t n, int world, const size_t *owners, size_t *elems,
-                         size_t *blocks);
+void lowpi_grad_fp8_caps(size_t n, int world, const size_t *owners, size_t *elems, size_t *blocks);
 
 #ifdef __cplusplus
 }

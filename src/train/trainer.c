@@ -771,15 +771,17 @@ static lowp_status setup_dist(run *r) {
                       c->gpus, c->gpus);
   if (c->gpus > 0 && env.world_size > 1 && c->gpus != env.world_size)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "--gpus %d but WORLD_SIZE=%d: leave --gpus out under torchrun (the world "
-                      "comes from WORLD_SIZE)",
-                      c->gpus, env.world_size);
+                      "--gpus %d but %s's variables make %d ranks: leave --gpus out under a "
+                      "launcher (the world comes from its variables; LOWP_DIST_ENV=torchrun "
+                      "ignores those of MPI and Slurm)",
+                      c->gpus, env.source, env.world_size);
   if (env.world_size == 1)
     return LOWP_OK;
   if (c->device != LOWP_DEVICE_CUDA)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "WORLD_SIZE=%d: several ranks train on GPUs only (--device cuda)",
-                      env.world_size);
+                      "%d ranks (%s's variables): several ranks train on GPUs only "
+                      "(--device cuda)",
+                      env.world_size, env.source);
   LOWPI_TRY(lowpi_dist_create(&r->dist, &env));
   r->rank = env.rank;
   if (r->rank != 0) { /* rank 0 alone writes the log and the checkpoints */

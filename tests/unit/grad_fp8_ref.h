@@ -24,10 +24,10 @@ static double gfr_e4m3(double y) {
   if (a == 0.0)
     return copysign(0.0, y);
   int e;
-  (void)frexp(a, &e); /* a = f * 2^e, f in [0.5, 1): floor(log2 a) = e - 1 */
-  int E = e - 1 < -6 ? -6 : e - 1;             /* subnormals share exponent -6 */
-  double q = ldexp(1.0, E - 3);                /* the spacing: 3 mantissa bits */
-  return copysign(nearbyint(a / q) * q, y);    /* nearbyint: ties to even (default mode) */
+  (void)frexp(a, &e);                       /* a = f * 2^e, f in [0.5, 1): floor(log2 a) = e - 1 */
+  int E = e - 1 < -6 ? -6 : e - 1;          /* subnormals share exponent -6 */
+  double q = ldexp(1.0, E - 3);             /* the spacing: 3 mantissa bits */
+  return copysign(nearbyint(a / q) * q, y); /* nearbyint: ties to even (default mode) */
 }
 
 /* bf16 RNE of a float, overflow to Inf, NaN kept (as a float). */

@@ -34,8 +34,8 @@ static void check_tiling(size_t off, size_t count, int world, const size_t *owne
       fail_msg("off %zu count %zu world %d rank %d: part [%zu, %zu) after %zu", off, count, world,
                r, a, b, prev);
     if (b - a > ce || hi - lo > cb)
-      fail_msg("rank %d part [%zu, %zu) (%zu blocks) exceeds caps %zu, %zu", r, a, b, hi - lo,
-               ce, cb);
+      fail_msg("rank %d part [%zu, %zu) (%zu blocks) exceeds caps %zu, %zu", r, a, b, hi - lo, ce,
+               cb);
     if (b > a && (lo != a / GFR_BLOCK || hi != (b - 1) / GFR_BLOCK + 1))
       fail_msg("blocks [%zu, %zu) of part [%zu, %zu)", lo, hi, a, b);
     if (owners) { /* exactly the shard, clipped */
@@ -236,10 +236,10 @@ static void test_ref_roundings(void **state) {
   (void)state;
   assert_true(gfr_e4m3(448.0) == 448.0 && gfr_e4m3(463.99) == 448.0 && gfr_e4m3(1e9) == 448.0);
   assert_true(gfr_e4m3(-500.0) == -448.0);
-  assert_true(gfr_e4m3(1.0625) == 1.0);   /* tie between 1 and 1.125: to even (1) */
-  assert_true(gfr_e4m3(1.1875) == 1.25);  /* tie between 1.125 and 1.25: to even (1.25) */
-  assert_true(gfr_e4m3(0x1p-10) == 0.0);  /* half the smallest subnormal 2^-9: to even (0) */
-  assert_true(gfr_e4m3(0x1.8p-9) == 0x1p-8); /* 1.5 * 2^-9: tie, to even (2 * 2^-9) */
+  assert_true(gfr_e4m3(1.0625) == 1.0);        /* tie between 1 and 1.125: to even (1) */
+  assert_true(gfr_e4m3(1.1875) == 1.25);       /* tie between 1.125 and 1.25: to even (1.25) */
+  assert_true(gfr_e4m3(0x1p-10) == 0.0);       /* half the smallest subnormal 2^-9: to even (0) */
+  assert_true(gfr_e4m3(0x1.8p-9) == 0x1p-8);   /* 1.5 * 2^-9: tie, to even (2 * 2^-9) */
   assert_true(gfr_e4m3(0x1.cp-7) == 0x1.cp-7); /* a subnormal code: exact */
   assert_true(signbit(gfr_e4m3(-0x1p-12)));
   assert_true(gfr_bf16(1.0f + 0x1p-8f) == 1.0f); /* tie: to even */
