@@ -3,7 +3,7 @@
 #     OUT=/some/dir bash bench/dist_train.sh [batch per GPU (8)] [steps (30)] [model (gpt2-350m)]
 # GPT-2 350M, T = 1024, vocab 50304, random tokens, bf16, weak scaling (the same batch per GPU):
 #   lowp:    `lowp train --device cuda` on 1 GPU (batch B) and `--gpus 2` (global batch 2B) with
-#            ZeRO 0 and ZeRO 1, on a random-token shard; tokens/s = the median of the per-step
+#            ZeRO 0 and ZeRO 1, and --grad-comm bf16 / fp8, on a random-token shard; tokens/s = the median of the per-step
 #            figures of the metrics log after 5 warm-up steps (rank 0's step time, the whole
 #            global batch);
 #   PyTorch: bench/torch_ddp.py under torchrun --nproc_per_node 1 and 2 (DDP + torch.compile,
@@ -56,6 +56,9 @@ lowp_run() { # name, gpus, global batch, extra options
 lowp_run lowp1 1 "$B"
 lowp_run lowp2 2 $((2 * B))
 lowp_run lowp2z1 2 $((2 * B)) --zero 1
+lowp_run lowp2bf16 2 $((2 * B)) --grad-comm bf16
+lowp_run lowp2fp8 2 $((2 * B)) --grad-comm fp8
+lowp_run lowp2z1fp8 2 $((2 * B)) --zero 1 --grad-comm fp8
 
 : >"$out/ddp.jsonl"
 for n in 1 2; do
@@ -86,6 +89,9 @@ for l in open(f"{out}/ddp.jsonl"):
         pass
 rows = [("lowp", "ZeRO-0", 1, lowp("lowp1")), ("lowp", "ZeRO-0", 2, lowp("lowp2")),
         ("lowp", "ZeRO-1", 2, lowp("lowp2z1")),
+        ("lowp", "ZeRO-0, grad-comm bf16", 2, lowp("lowp2bf16")),
+        ("lowp", "ZeRO-0, grad-comm fp8", 2, lowp("lowp2fp8")),
+        ("lowp", "ZeRO-1, grad-comm fp8", 2, lowp("lowp2z1fp8")),
         ("PyTorch DDP", "compile", 1, ddp.get(1)), ("PyTorch DDP", "compile", 2, ddp.get(2))]
 one = {"lowp": lowp("lowp1"), "PyTorch DDP": ddp.get(1)}
 f = lambda x: "failed" if x is None else f"{x:,.0f}"

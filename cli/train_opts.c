@@ -33,7 +33,9 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "                     is the global batch (a multiple of N); torchrun: leave it out\n"
     "  --zero 0|1         ZeRO stage: 0 every GPU keeps the full optimizer state; 1 shards\n"
     "                     it (each GPU updates its part, then the weights are gathered)\n"
-    "  --grad-comm fp32|bf16  format of the gradient all-reduce (fp32)\n"
+    "  --grad-comm fp32|bf16|fp8  format of the gradients on the wire (fp32); fp8: e4m3\n"
+    "                     codes with a scale per 128 values, summed in fp32 by each part's\n"
+    "                     owner (about 2^-4 of the block max: docs/multi-gpu.md)\n"
     "output:\n"
     "  --log FILE         JSON lines, one object per step\n"
     "  --out DIR          checkpoint: model.safetensors + config.json (transformers loads\n"
@@ -190,11 +192,11 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       }
       cfg->device = v[1] == 'u' ? LOWP_DEVICE_CUDA : LOWP_DEVICE_CPU;
     } else if (!strcmp(name, "--grad-comm")) {
-      if (strcmp(v, "fp32") != 0 && strcmp(v, "bf16") != 0) {
-        cli_usage_error(verb, "--grad-comm is fp32 or bf16, not '%s'", v);
+      if (strcmp(v, "fp32") != 0 && strcmp(v, "bf16") != 0 && strcmp(v, "fp8") != 0) {
+        cli_usage_error(verb, "--grad-comm is fp32, bf16 or fp8, not '%s'", v);
         return -1;
       }
-      cfg->grad_comm = v[0] == 'b' ? LOWP_BF16 : LOWP_FP32;
+      cfg->grad_comm = v[0] == 'b' ? LOWP_BF16 : v[2] == '8' ? LOWP_E4M3 : LOWP_FP32;
     } else if (!strcmp(name, "--on-nonfinite")) {
       if (strcmp(v, "skip") != 0 && strcmp(v, "stop") != 0) {
         cli_usage_error(verb, "--on-nonfinite is skip or stop, not '%s'", v);

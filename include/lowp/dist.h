@@ -6,7 +6,8 @@
  * waits for them. The workers see RANK and run lowp_train() as one rank each (data parallel
  * with ZeRO sharding; see docs/multi-gpu.md). Several hosts: start one process per GPU with
  * the torchrun variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), e.g. through
- * `torchrun --no-python`. NCCL is loaded at run time (libnccl.so.2, or LOWP_NCCL_LIBRARY). */
+ * `torchrun --no-python`, or with mpirun / srun (their rank variables, plus MASTER_ADDR and
+ * MASTER_PORT). NCCL is loaded at run time (libnccl.so.2, or LOWP_NCCL_LIBRARY). */
 #ifndef LOWP_DIST_H
 #define LOWP_DIST_H
 
@@ -16,10 +17,13 @@
 extern "C" {
 #endif
 
-/* This process is a worker of a multi-process run (RANK and WORLD_SIZE are set). */
+/* This process is a worker of a multi-process run: RANK and WORLD_SIZE are set, or the rank
+ * variables of Open MPI, MPICH / Intel MPI or Slurm (docs/multi-gpu.md), or they are set but
+ * wrong (lowp_train then says what is wrong). */
 int lowp_dist_is_worker(void);
 
-/* RANK of this process (0 when not a worker or when RANK is not a number). */
+/* The rank of this process, from those variables (0 when not a worker or when they are
+ * wrong). */
 int lowp_dist_rank(void);
 
 /* Start `gpus` workers running argv (argv[0] is the verb, as the CLI's verbs get it) on this

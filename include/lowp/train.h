@@ -65,7 +65,8 @@ typedef struct {
    * callback, writes the metrics log and the checkpoints. */
   int gpus;              /* --gpus: 0 (not given) or the WORLD_SIZE this run expects */
   int zero;              /* ZeRO stage: 0 (plain data parallel) or 1 (optimizer states sharded) */
-  lowp_format grad_comm; /* gradient all-reduce format: LOWP_FP32 (default) or LOWP_BF16 */
+  lowp_format grad_comm; /* gradients on the wire: LOWP_FP32 (default), LOWP_BF16, or LOWP_E4M3
+                            (fp8 codes, one scale per 1x128 block, summed in fp32) */
 } lowp_train_config;
 
 /* Sensible defaults: small model, fp32 recipe, B 8, T = ctx, lr 1e-3, warmup 1/10 of the steps

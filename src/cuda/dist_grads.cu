@@ -7,6 +7,7 @@
 #include "cuda/cuda_common.h"
 #include "format/cast_scalar.h"
 extern "C" {
+#include "cuda/dist_grads_fp8.h"
 #include "dist/grad_sync.h"
 #include "lowp/cuda.h"
 }
@@ -31,15 +32,16 @@ struct lowpi_grad_sync {
   float *grads;
   size_t n;
   int bf16;
-  uint16_t *mirror; /* device, n codes (bf16 only) */
-  size_t *owners;   /* world + 1 bounds, or NULL */
+  uint16_t *mirror;    /* device, n codes (bf16 only) */
+  size_t *owners;      /* world + 1 bounds, or NULL */
+  lowpi_grad_fp8 *fp8; /* --grad-comm fp8 (cuda/dist_grads_fp8.h) */
 };
 
 extern "C" lowp_status lowpi_grad_sync_create(lowpi_grad_sync **out, lowpi_dist *d, float *grads,
                                               size_t n, lowp_format comm, const size_t *owners) {
   *out = NULL;
-  if (comm != LOWP_FP32 && comm != LOWP_BF16)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "--grad-comm: fp32 or bf16 (format %d asked)",
+  if (comm != LOWP_FP32 && comm != LOWP_BF16 && comm != LOWP_E4M3)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "--grad-comm: fp32, bf16 or fp8 (format %d asked)",
                       (int)comm);
   lowpi_grad_sync *s = (lowpi_grad_sync *)calloc(1, sizeof *s);
   if (!s)
@@ -59,6 +61,8 @@ extern "C" lowp_status lowpi_grad_sync_create(lowpi_grad_sync **out, lowpi_dist 
   }
   if (st == LOWP_OK && s->bf16)
     st = lowp_cuda_malloc((void **)&s->mirror, n * sizeof(uint16_t));
+  if (st == LOWP_OK && comm == LOWP_E4M3)
+    st = lowpi_grad_fp8_create(&s->fp8, d, grads, n, owners);
   if (st != LOWP_OK) {
     lowpi_grad_sync_free(s);
     return st;
@@ -71,11 +75,14 @@ extern "C" void lowpi_grad_sync_free(lowpi_grad_sync *s) {
   if (!s)
     return;
   lowp_cuda_free(s->mirror);
+  lowpi_grad_fp8_free(s->fp8);
   free(s->owners);
   free(s);
 }
 
 extern "C" size_t lowpi_grad_sync_bytes(const lowpi_grad_sync *s) {
+  if (s && s->fp8)
+    return lowpi_grad_fp8_bytes(s->fp8);
   return s && s->bf16 ? s->n * sizeof(uint16_t) : 0;
 }
 
@@ -88,6 +95,8 @@ extern "C" lowp_status lowpi_grad_sync_bucket(lowpi_grad_sync *s, size_t off, si
   lowpi_dist *d = s->d;
   cudaStream_t stream = (cudaStream_t)lowpi_dist_stream(d);
   LOWPI_TRY(lowpi_dist_comm_after_compute(d));
+  if (s->fp8)
+    return lowpi_grad_fp8_bucket(s->fp8, off, count);
   void *buf = s->grads + off;
   int dtype = LOWPI_NCCL_FLOAT32;
   if (s->bf16) {

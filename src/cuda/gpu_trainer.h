@@ -32,7 +32,7 @@ typedef struct lowpi_gpu_trainer lowpi_gpu_trainer;
 typedef struct {
   lowpi_dist *dist;      /* NULL: one GPU, none of the above */
   int zero;              /* ZeRO stage: 0 or 1 */
-  lowp_format grad_comm; /* LOWP_FP32 or LOWP_BF16 (--grad-comm) */
+  lowp_format grad_comm; /* LOWP_FP32, LOWP_BF16 or LOWP_E4M3 (--grad-comm) */
 } lowpi_gpu_parallel;
 
 typedef struct {

@@ -7,6 +7,17 @@
  *   RANK, WORLD_SIZE        this process's rank among WORLD_SIZE (both or neither; neither:
  *                           a single process, rank 0 of 1)
  *   LOCAL_RANK              its GPU on this host (cudaSetDevice); needed when WORLD_SIZE > 1
+ *   or, without RANK and WORLD_SIZE, the variables an MPI launcher or Slurm sets (lowp does
+ *   not link MPI; the NCCL id still goes through MASTER_ADDR / MASTER_PORT):
+ *     Open MPI (mpirun)       OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE,
+ *                             OMPI_COMM_WORLD_LOCAL_RANK
+ *     MPICH / Intel MPI       PMI_RANK, PMI_SIZE, MPI_LOCALRANKID (Hydra)
+ *     Slurm (srun)            SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID
+ *   When several of these are set they must agree (rank, size, local rank), else an error
+ *   asks for LOWP_DIST_ENV; torchrun's RANK / WORLD_SIZE, when set, win over all of them (torchrun
+ *   under srun sees Slurm's per-node values). An MPI without a local rank: LOCAL_RANK.
+ *   LOWP_DIST_ENV           torchrun, openmpi, pmi or slurm: read that launcher's variables
+ *                           only (torchrun: RANK / WORLD_SIZE, or one process without them)
  *   LOWP_NCCL_ID            NCCL's unique id as 256 hex digits (set by `lowp train --gpus N`)
  *   MASTER_ADDR, MASTER_PORT  otherwise: rank 0 serves the id over TCP there, the others fetch
  *                           it (torchrun sets both)
@@ -31,7 +42,17 @@ typedef struct {
   char master_addr[256]; /* "" when no MASTER_ADDR */
   int master_port;       /* 0 when none */
   double timeout_s;
+  const char *source; /* whose variables gave the rank: "torchrun", "Open MPI", ...; NULL */
 } lowpi_dist_env;
+
+/* The rank alone, from the variables above. */
+typedef struct {
+  int rank, world_size, local_rank;
+  int have_local;        /* local_rank was given */
+  const char *source;    /* "torchrun", "Open MPI", "MPICH/Intel MPI", "Slurm"; NULL: none set */
+  const char *size_var;  /* the variable that gave world_size ("OMPI_COMM_WORLD_SIZE") */
+  const char *local_var; /* the one that gives (or would give) local_rank */
+} lowpi_dist_ranks;
 
 typedef const char *(*lowpi_getenv_fn)(const char *name);
 
@@ -40,6 +61,10 @@ typedef const char *(*lowpi_getenv_fn)(const char *name);
  * WORLD_SIZE > 1, or neither LOWP_NCCL_ID nor MASTER_ADDR/MASTER_PORT for several processes:
  * LOWP_ERR_INVALID_ARG naming the variable and its value. */
 lowp_status lowpi_dist_env_parse(lowpi_getenv_fn get, lowpi_dist_env *out);
+
+/* Only the rank variables: rank 0 of 1 (source NULL) when none are set; a bad value, a rank
+ * without its size or two launchers that disagree: LOWP_ERR_INVALID_ARG. */
+lowp_status lowpi_dist_env_ranks(lowpi_getenv_fn get, lowpi_dist_ranks *out);
 
 /* The unique id as 256 lowercase hex digits and a terminating NUL (hex: 257 bytes), and back
  * (exactly 256 hex digits of either case, else LOWP_ERR_INVALID_ARG). */

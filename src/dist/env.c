@@ -76,30 +76,143 @@ static lowp_status parse_timeout(const char *text, double *out) {
   return LOWP_OK;
 }
 
+/* The rank variables of each launcher lowp understands (docs/multi-gpu.md, "Launching"). */
+typedef struct {
+  const char *who, *key;           /* "Open MPI", and its LOWP_DIST_ENV name */
+  const char *rank, *size, *local; /* its variables */
+} convention;
+
+static const convention conventions[] = {
+    {"torchrun", "torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"},
+    {"Open MPI", "openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+     "OMPI_COMM_WORLD_LOCAL_RANK"},
+    {"MPICH/Intel MPI", "pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"},
+    {"Slurm", "slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"},
+};
+enum { NCONV = sizeof conventions / sizeof conventions[0] };
+
+/* One convention's values; *present is 0 when neither its rank nor its size is set. */
+static lowp_status read_convention(lowpi_getenv_fn get, const convention *c, int *present,
+                                   lowpi_dist_ranks *out) {
+  const char *rank = get(c->rank), *world = get(c->size), *local = get(c->local);
+  *present = 0;
+  if (!rank && !world)
+    return LOWP_OK;
+  if (!rank || !world)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "%s is set but %s is not: set both (or neither, for one process)",
+                      rank ? c->rank : c->size, rank ? c->size : c->rank);
+  memset(out, 0, sizeof *out);
+  out->source = c->who;
+  out->size_var = c->size;
+  out->local_var = c->local;
+  LOWPI_TRY(parse_int(c->size, world, 1, LOWPI_DIST_MAX_WORLD, &out->world_size));
+  LOWPI_TRY(parse_int(c->rank, rank, 0, out->world_size - 1, &out->rank));
+  if (local) {
+    LOWPI_TRY(parse_int(c->local, local, 0, LOWPI_DIST_MAX_WORLD - 1, &out->local_rank));
+    out->have_local = 1;
+  }
+  *present = 1;
+  return LOWP_OK;
+}
+
+/* Two launchers' variables that disagree: which one started this process is unclear. */
+static lowp_status conflict(const convention *a, const char *a_var, int a_val, const convention *b,
+                            const char *b_var, int b_val) {
+  return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                    "%s=%d (%s) and %s=%d (%s) disagree: two launchers' variables are set "
+                    "(mpirun inside a Slurm allocation?); set LOWP_DIST_ENV=%s or "
+                    "LOWP_DIST_ENV=%s to say which one started this process",
+                    a_var, a_val, a->who, b_var, b_val, b->who, a->key, b->key);
+}
+
+lowp_status lowpi_dist_env_ranks(lowpi_getenv_fn get, lowpi_dist_ranks *out) {
+  memset(out, 0, sizeof *out);
+  out->world_size = 1;
+  int present = 0;
+  const char *pick = get("LOWP_DIST_ENV");
+  if (pick && pick[0]) { /* one launcher named: the others' variables are ignored */
+    for (int k = 0; k < NCONV; k++) {
+      if (strcmp(pick, conventions[k].key) != 0)
+        continue;
+      LOWPI_TRY(read_convention(get, &conventions[k], &present, out));
+      if (!present && k > 0) /* torchrun without RANK / WORLD_SIZE: one process */
+        return lowpi_fail(LOWP_ERR_INVALID_ARG, "LOWP_DIST_ENV=%s but neither %s nor %s is set",
+                          pick, conventions[k].rank, conventions[k].size);
+      return LOWP_OK;
+    }
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "LOWP_DIST_ENV='%s' is not a launcher lowp knows: torchrun, openmpi, pmi "
+                      "or slurm",
+                      pick);
+  }
+  /* torchrun's RANK / WORLD_SIZE first, and alone: torchrun started by srun or mpirun also
+   * sees that launcher's variables, which number its nodes, not the ranks. */
+  LOWPI_TRY(read_convention(get, &conventions[0], &present, out));
+  if (present)
+    return LOWP_OK;
+  const convention *chosen = NULL;
+  for (int k = 1; k < NCONV; k++) {
+    const convention *c = &conventions[k];
+    lowpi_dist_ranks r;
+    LOWPI_TRY(read_convention(get, c, &present, &r));
+    if (!present)
+      continue;
+    if (!chosen) {
+      chosen = c;
+      *out = r;
+      continue;
+    }
+    if (r.world_size != out->world_size)
+      return conflict(chosen, chosen->size, out->world_size, c, c->size, r.world_size);
+    if (r.rank != out->rank)
+      return conflict(chosen, chosen->rank, out->rank, c, c->rank, r.rank);
+    if (r.have_local && out->have_local && r.local_rank != out->local_rank)
+      return conflict(chosen, chosen->local, out->local_rank, c, c->local, r.local_rank);
+    if (r.have_local && !out->have_local) {
+      out->local_rank = r.local_rank;
+      out->have_local = 1;
+      out->local_var = r.local_var;
+    }
+  }
+  if (!chosen || out->have_local)
+    return LOWP_OK;
+  /* An MPI that sets no local rank (older MPICH): LOCAL_RANK may give it. */
+  const char *local = get("LOCAL_RANK");
+  if (local) {
+    LOWPI_TRY(parse_int("LOCAL_RANK", local, 0, LOWPI_DIST_MAX_WORLD - 1, &out->local_rank));
+    out->have_local = 1;
+    out->local_var = "LOCAL_RANK";
+  }
+  return LOWP_OK;
+}
+
 lowp_status lowpi_dist_env_parse(lowpi_getenv_fn get, lowpi_dist_env *e) {
   memset(e, 0, sizeof *e);
   e->world_size = 1;
   e->timeout_s = LOWPI_DIST_TIMEOUT_DEFAULT;
-  const char *rank = get("RANK"), *world = get("WORLD_SIZE"), *local = get("LOCAL_RANK");
   const char *id = get("LOWP_NCCL_ID"), *addr = get("MASTER_ADDR"), *port = get("MASTER_PORT");
   const char *timeout = get("LOWP_DIST_TIMEOUT");
   if (timeout && timeout[0])
     LOWPI_TRY(parse_timeout(timeout, &e->timeout_s));
-  if (!rank && !world)
-    return LOWP_OK; /* one process */
-  if (!rank || !world)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "%s is set but %s is not: set both (or neither, for one process)",
-                      rank ? "RANK" : "WORLD_SIZE", rank ? "WORLD_SIZE" : "RANK");
-  LOWPI_TRY(parse_int("WORLD_SIZE", world, 1, LOWPI_DIST_MAX_WORLD, &e->world_size));
-  LOWPI_TRY(parse_int("RANK", rank, 0, e->world_size - 1, &e->rank));
+  lowpi_dist_ranks rk;
+  LOWPI_TRY(lowpi_dist_env_ranks(get, &rk));
+  e->rank = rk.rank;
+  e->world_size = rk.world_size;
+  e->source = rk.source;
   if (e->world_size == 1)
     return LOWP_OK;
-  if (!local)
+  if (!rk.have_local) {
+    if (!strcmp(rk.source, "torchrun"))
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "LOCAL_RANK is not set (RANK and WORLD_SIZE are): set it to this "
+                        "process's GPU on its host");
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "LOCAL_RANK is not set (RANK and WORLD_SIZE are): set it to this "
-                      "process's GPU on its host");
-  LOWPI_TRY(parse_int("LOCAL_RANK", local, 0, LOWPI_DIST_MAX_WORLD - 1, &e->local_rank));
+                      "%s gives no local rank (%s is not set): set LOCAL_RANK to this "
+                      "process's GPU on its host",
+                      rk.source, rk.local_var);
+  }
+  e->local_rank = rk.local_rank;
   if (id) {
     LOWPI_TRY(lowpi_dist_id_decode(id, &e->id));
     e->have_id = 1;
@@ -107,10 +220,17 @@ lowp_status lowpi_dist_env_parse(lowpi_getenv_fn get, lowpi_dist_env *e) {
   }
   if (!addr || !addr[0] || !port)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "WORLD_SIZE=%d but neither LOWP_NCCL_ID nor MASTER_ADDR and MASTER_PORT "
+                      "%s=%d but neither LOWP_NCCL_ID nor MASTER_ADDR and MASTER_PORT "
                       "are set: launch with 'lowp train --gpus N' on one host, or set "
-                      "MASTER_ADDR/MASTER_PORT (rank 0's host and a free port) on every host",
-                      e->world_size);
+                      "MASTER_ADDR/MASTER_PORT (rank 0's host and a free port) on every host%s%s",
+                      rk.size_var, e->world_size,
+                      strcmp(rk.source, "Open MPI") == 0
+                          ? " (mpirun -x MASTER_ADDR=host0 -x MASTER_PORT=29500 ...)"
+                          : "",
+                      strcmp(rk.source, "torchrun") != 0
+                          ? "; LOWP_DIST_ENV=torchrun ignores the launcher's variables (one "
+                            "process)"
+                          : "");
   if (strlen(addr) >= sizeof e->master_addr)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "MASTER_ADDR is too long (%zu characters)",
                       strlen(addr));

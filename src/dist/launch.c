@@ -20,15 +20,19 @@ extern char **environ;
 
 #define GRACE_S 10.0 /* after SIGTERM, before SIGKILL */
 
+static const char *env_get(const char *name) {
+  return getenv(name);
+}
+
 int lowp_dist_is_worker(void) {
-  return getenv("RANK") != NULL && getenv("WORLD_SIZE") != NULL;
+  lowpi_dist_ranks r;
+  /* Bad or conflicting variables: a worker, so that lowp_train reports them. */
+  return lowpi_dist_env_ranks(env_get, &r) != LOWP_OK || r.source != NULL;
 }
 
 int lowp_dist_rank(void) {
-  const char *r = getenv("RANK");
-  char *end = NULL;
-  long v = r ? strtol(r, &end, 10) : 0;
-  return r && end != r && *end == '\0' && v >= 0 && v < LOWPI_DIST_MAX_WORLD ? (int)v : 0;
+  lowpi_dist_ranks r;
+  return lowpi_dist_env_ranks(env_get, &r) == LOWP_OK ? r.rank : 0;
 }
 
 static double now_s(void) {

@@ -758,8 +758,8 @@ static lowp_status setup_dist(run *r) {
                       "--zero %d: ZeRO-0 (plain data parallel) and ZeRO-1 (sharded optimizer "
                       "states) are implemented",
                       c->zero);
-  if (c->grad_comm != LOWP_FP32 && c->grad_comm != LOWP_BF16)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "--grad-comm is fp32 or bf16");
+  if (c->grad_comm != LOWP_FP32 && c->grad_comm != LOWP_BF16 && c->grad_comm != LOWP_E4M3)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "--grad-comm is fp32, bf16 or fp8 (LOWP_E4M3)");
   LOWPI_TRY(lowpi_dist_env_parse(env_get, &env));
   if (c->gpus < 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "--gpus %d: need at least 1", c->gpus);
@@ -771,15 +771,17 @@ static lowp_status setup_dist(run *r) {
                       c->gpus, c->gpus);
   if (c->gpus > 0 && env.world_size > 1 && c->gpus != env.world_size)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "--gpus %d but WORLD_SIZE=%d: leave --gpus out under torchrun (the world "
-                      "comes from WORLD_SIZE)",
-                      c->gpus, env.world_size);
+                      "--gpus %d but %s's variables make %d ranks: leave --gpus out under a "
+                      "launcher (the world comes from its variables; LOWP_DIST_ENV=torchrun "
+                      "ignores those of MPI and Slurm)",
+                      c->gpus, env.source, env.world_size);
   if (env.world_size == 1)
     return LOWP_OK;
   if (c->device != LOWP_DEVICE_CUDA)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "WORLD_SIZE=%d: several ranks train on GPUs only (--device cuda)",
-                      env.world_size);
+                      "%d ranks (%s's variables): several ranks train on GPUs only "
+                      "(--device cuda)",
+                      env.world_size, env.source);
   LOWPI_TRY(lowpi_dist_create(&r->dist, &env));
   r->rank = env.rank;
   if (r->rank != 0) { /* rank 0 alone writes the log and the checkpoints */

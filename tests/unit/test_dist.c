@@ -169,6 +169,215 @@ static void test_env_errors(void **state) {
 
 /* ---- --gpus, the launcher's argv and environment ---- */
 
+/* ---- MPI and Slurm launchers' variables (without RANK / WORLD_SIZE) ---- */
+
+static void test_env_mpi(void **state) {
+  (void)state;
+  lowpi_dist_env e;
+  const char *ompi[] = {"OMPI_COMM_WORLD_RANK",
+                        "3",
+                        "OMPI_COMM_WORLD_SIZE",
+                        "4",
+                        "OMPI_COMM_WORLD_LOCAL_RANK",
+                        "1",
+                        "MASTER_ADDR",
+                        "host0",
+                        "MASTER_PORT",
+                        "29500",
+                        NULL};
+  parse(ompi, LOWP_OK, NULL, &e);
+  assert_int_equal(e.rank, 3);
+  assert_int_equal(e.world_size, 4);
+  assert_int_equal(e.local_rank, 1);
+  assert_string_equal(e.source, "Open MPI");
+  assert_string_equal(e.master_addr, "host0");
+  const char *pmi[] = {"PMI_RANK",        "1",     "PMI_SIZE",    "2",
+                       "MPI_LOCALRANKID", "1",     "MASTER_ADDR", "host0",
+                       "MASTER_PORT",     "29500", NULL};
+  parse(pmi, LOWP_OK, NULL, &e);
+  assert_int_equal(e.rank, 1);
+  assert_int_equal(e.local_rank, 1);
+  assert_string_equal(e.source, "MPICH/Intel MPI");
+  const char *slurm[] = {
+      "SLURM_PROCID", "5",           "SLURM_NTASKS", "8", "SLURM_LOCALID", "1", "MASTER_ADDR",
+      "host0",        "MASTER_PORT", "29500",        NULL};
+  parse(slurm, LOWP_OK, NULL, &e);
+  assert_int_equal(e.rank, 5);
+  assert_int_equal(e.world_size, 8);
+  assert_int_equal(e.local_rank, 1);
+  assert_string_equal(e.source, "Slurm");
+  /* srun --mpi=pmi2 sets PMI_RANK too: agreeing values are fine; the local rank comes from
+   * whichever convention has one. */
+  const char *both[] = {"PMI_RANK",
+                        "2",
+                        "PMI_SIZE",
+                        "4",
+                        "SLURM_PROCID",
+                        "2",
+                        "SLURM_NTASKS",
+                        "4",
+                        "SLURM_LOCALID",
+                        "0",
+                        "LOWP_NCCL_ID",
+                        g_hex,
+                        NULL};
+  parse(both, LOWP_OK, NULL, &e);
+  assert_int_equal(e.rank, 2);
+  assert_int_equal(e.local_rank, 0);
+  assert_true(e.have_id);
+  /* An MPI without a local rank: LOCAL_RANK gives it. */
+  const char *nolocal[] = {"PMI_RANK",     "1",   "PMI_SIZE", "2", "LOCAL_RANK", "1",
+                           "LOWP_NCCL_ID", g_hex, NULL};
+  parse(nolocal, LOWP_OK, NULL, &e);
+  assert_int_equal(e.local_rank, 1);
+  /* torchrun's variables win: torchrun started by srun sees Slurm's per-node values. */
+  const char *torch[] = {"RANK",
+                         "5",
+                         "WORLD_SIZE",
+                         "8",
+                         "LOCAL_RANK",
+                         "5",
+                         "SLURM_PROCID",
+                         "0",
+                         "SLURM_NTASKS",
+                         "2",
+                         "SLURM_LOCALID",
+                         "0",
+                         "LOWP_NCCL_ID",
+                         g_hex,
+                         NULL};
+  parse(torch, LOWP_OK, NULL, &e);
+  assert_int_equal(e.rank, 5);
+  assert_int_equal(e.world_size, 8);
+  assert_string_equal(e.source, "torchrun");
+  /* One rank of one: no local rank or address needed. */
+  const char *one[] = {"OMPI_COMM_WORLD_RANK", "0", "OMPI_COMM_WORLD_SIZE", "1", NULL};
+  parse(one, LOWP_OK, NULL, &e);
+  assert_int_equal(e.world_size, 1);
+}
+
+static void test_env_mpi_errors(void **state) {
+  (void)state;
+  lowpi_dist_env e;
+  const lowp_status bad = LOWP_ERR_INVALID_ARG;
+  /* mpirun inside a Slurm allocation: the ranks see the allocation's variables too. */
+  const char *rank[] = {"OMPI_COMM_WORLD_RANK",
+                        "3",
+                        "OMPI_COMM_WORLD_SIZE",
+                        "4",
+                        "SLURM_PROCID",
+                        "1",
+                        "SLURM_NTASKS",
+                        "4",
+                        NULL};
+  parse(rank, bad,
+        "OMPI_COMM_WORLD_RANK=3 (Open MPI) and SLURM_PROCID=1 (Slurm) disagree: two launchers' "
+        "variables are set (mpirun inside a Slurm allocation?); set LOWP_DIST_ENV=openmpi or "
+        "LOWP_DIST_ENV=slurm",
+        &e);
+  const char *size[] = {"PMI_RANK",     "0", "PMI_SIZE", "2", "SLURM_PROCID", "0",
+                        "SLURM_NTASKS", "3", NULL};
+  parse(size, bad, "PMI_SIZE=2 (MPICH/Intel MPI) and SLURM_NTASKS=3 (Slurm) disagree", &e);
+  const char *local[] = {"OMPI_COMM_WORLD_RANK",
+                         "1",
+                         "OMPI_COMM_WORLD_SIZE",
+                         "2",
+                         "OMPI_COMM_WORLD_LOCAL_RANK",
+                         "1",
+                         "PMI_RANK",
+                         "1",
+                         "PMI_SIZE",
+                         "2",
+                         "MPI_LOCALRANKID",
+                         "0",
+                         NULL};
+  parse(local, bad, "OMPI_COMM_WORLD_LOCAL_RANK=1 (Open MPI) and MPI_LOCALRANKID=0", &e);
+  /* LOWP_DIST_ENV settles it. */
+  const char *pick[] = {"OMPI_COMM_WORLD_RANK",
+                        "3",
+                        "OMPI_COMM_WORLD_SIZE",
+                        "4",
+                        "OMPI_COMM_WORLD_LOCAL_RANK",
+                        "3",
+                        "SLURM_PROCID",
+                        "1",
+                        "SLURM_NTASKS",
+                        "4",
+                        "LOWP_DIST_ENV",
+                        "openmpi",
+                        "LOWP_NCCL_ID",
+                        g_hex,
+                        NULL};
+  parse(pick, LOWP_OK, NULL, &e);
+  assert_int_equal(e.rank, 3);
+  assert_int_equal(e.local_rank, 3);
+  /* LOWP_DIST_ENV=torchrun without RANK: one process, whatever Slurm says. */
+  const char *single[] = {"SLURM_PROCID", "0", "SLURM_NTASKS", "4", "LOWP_DIST_ENV",
+                          "torchrun",     NULL};
+  parse(single, LOWP_OK, NULL, &e);
+  assert_int_equal(e.world_size, 1);
+  const char *unknown[] = {"LOWP_DIST_ENV", "lsf", NULL};
+  parse(unknown, bad, "LOWP_DIST_ENV='lsf' is not a launcher lowp knows", &e);
+  const char *absent[] = {"LOWP_DIST_ENV", "slurm", NULL};
+  parse(absent, bad, "LOWP_DIST_ENV=slurm but neither SLURM_PROCID nor SLURM_NTASKS is set", &e);
+  /* Each convention's own checks. */
+  const char *half[] = {"OMPI_COMM_WORLD_RANK", "0", NULL};
+  parse(half, bad, "OMPI_COMM_WORLD_RANK is set but OMPI_COMM_WORLD_SIZE is not", &e);
+  const char *range[] = {"SLURM_PROCID", "4", "SLURM_NTASKS", "4", NULL};
+  parse(range, bad, "SLURM_PROCID=4 is out of range: it must be between 0 and 3", &e);
+  const char *word[] = {"PMI_RANK", "0", "PMI_SIZE", "two", NULL};
+  parse(word, bad, "PMI_SIZE='two' is not a whole number", &e);
+  const char *nolocal[] = {"PMI_RANK", "0", "PMI_SIZE", "2", "LOWP_NCCL_ID", g_hex, NULL};
+  parse(nolocal, bad,
+        "MPICH/Intel MPI gives no local rank (MPI_LOCALRANKID is not set): set LOCAL_RANK", &e);
+  const char *noaddr[] = {"OMPI_COMM_WORLD_RANK",
+                          "0",
+                          "OMPI_COMM_WORLD_SIZE",
+                          "2",
+                          "OMPI_COMM_WORLD_LOCAL_RANK",
+                          "0",
+                          NULL};
+  parse(noaddr, bad,
+        "OMPI_COMM_WORLD_SIZE=2 but neither LOWP_NCCL_ID nor MASTER_ADDR and MASTER_PORT", &e);
+  assert_non_null(strstr(lowp_last_error(), "mpirun -x MASTER_ADDR=host0 -x MASTER_PORT=29500"));
+}
+
+/* The real environment (setenv / unsetenv): what the CLI's launcher decision sees. */
+static void test_env_real(void **state) {
+  (void)state;
+  static const char *const names[] = {
+      "RANK",     "WORLD_SIZE",   "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_RANK",
+      "PMI_SIZE", "SLURM_PROCID", "SLURM_NTASKS",         "LOWP_DIST_ENV"};
+  char *saved[9];
+  for (int i = 0; i < 9; i++) {
+    const char *v = getenv(names[i]);
+    saved[i] = v ? strdup(v) : NULL;
+    unsetenv(names[i]);
+  }
+  assert_false(lowp_dist_is_worker());
+  assert_int_equal(lowp_dist_rank(), 0);
+  setenv("SLURM_PROCID", "1", 1);
+  setenv("SLURM_NTASKS", "2", 1);
+  assert_true(lowp_dist_is_worker());
+  assert_int_equal(lowp_dist_rank(), 1);
+  setenv("OMPI_COMM_WORLD_RANK", "0", 1); /* conflicting: a worker, whose lowp_train fails */
+  setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+  assert_true(lowp_dist_is_worker());
+  assert_int_equal(lowp_dist_rank(), 0);
+  setenv("LOWP_DIST_ENV", "openmpi", 1);
+  assert_true(lowp_dist_is_worker());
+  assert_int_equal(lowp_dist_rank(), 0);
+  setenv("LOWP_DIST_ENV", "torchrun", 1); /* one process: the launcher may run */
+  assert_false(lowp_dist_is_worker());
+  for (int i = 0; i < 9; i++) {
+    if (saved[i])
+      setenv(names[i], saved[i], 1);
+    else
+      unsetenv(names[i]);
+    free(saved[i]);
+  }
+}
+
 static void test_check_gpus(void **state) {
   (void)state;
   TU_ASSERT_OK(lowpi_dist_check_gpus(2, 2));
@@ -361,8 +570,8 @@ static void test_cli_gpus(void **state) {
   tu_write_file(data, "hello world, hello gpus\n", 24);
   assert_int_equal(tu_cli("train --data %s --gpus 2", data), 2);
   assert_non_null(strstr(tu_out, "--gpus 2 needs --device cuda"));
-  assert_int_equal(tu_cli("train --data %s --grad-comm fp8", data), 2);
-  assert_non_null(strstr(tu_out, "--grad-comm is fp32 or bf16, not 'fp8'"));
+  assert_int_equal(tu_cli("train --data %s --grad-comm fp4", data), 2);
+  assert_non_null(strstr(tu_out, "--grad-comm is fp32, bf16 or fp8, not 'fp4'"));
   /* Here (no GPU, or no CUDA build) the launcher stops before starting anything. */
   int rc = tu_cli("train --data %s --gpus 2 --device cuda --steps 1", data);
   assert_int_not_equal(rc, 0);
@@ -390,7 +599,8 @@ int main(void) {
       cmocka_unit_test(test_check_gpus),       cmocka_unit_test(test_child_argv),
       cmocka_unit_test(test_child_env),        cmocka_unit_test(test_missing_nccl),
       cmocka_unit_test(test_bootstrap_tcp),    cmocka_unit_test(test_bootstrap_errors),
-      cmocka_unit_test(test_cli_gpus),
+      cmocka_unit_test(test_cli_gpus),         cmocka_unit_test(test_env_mpi),
+      cmocka_unit_test(test_env_mpi_errors),   cmocka_unit_test(test_env_real),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
