@@ -31,9 +31,11 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "several GPUs (docs/multi-gpu.md; needs NCCL):\n"
     "  --gpus N           data parallel on N GPUs of this host, one process each; --batch\n"
     "                     is the global batch (a multiple of N); torchrun: leave it out\n"
-    "  --zero 0|1         ZeRO stage: 0 every GPU keeps the full optimizer state; 1 shards\n"
-    "                     it (each GPU updates its part, then the weights are gathered)\n"
-    "  --grad-comm fp32|bf16  format of the gradient all-reduce (fp32)\n"
+    "  --zero 0|1|2|3     ZeRO stage: 0 every GPU keeps the full optimizer state; 1 shards\n"
+    "                     it (each GPU updates its part, then the weights are gathered);\n"
+    "                     2 shards the gradients too; 3 the fp32 weights too (each block's\n"
+    "                     gathered just in time)\n"
+    "  --grad-comm fp32|bf16  format of the gradient all-reduce (fp32; bf16: --zero 0, 1)\n"
     "output:\n"
     "  --log FILE         JSON lines, one object per step\n"
     "  --out DIR          checkpoint: model.safetensors + config.json (transformers loads\n"
@@ -220,7 +222,7 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
                   : 1;
     long hi = !strcmp(ints[k], "--seed")   ? 0x7FFFFFFFL
               : !strcmp(ints[k], "--gpus") ? 4096
-              : !strcmp(ints[k], "--zero") ? 1
+              : !strcmp(ints[k], "--zero") ? 3
                                            : 1L << 30;
     if (!int_value(verb, ints[k], v, lo, hi, &x))
       return -1;
