@@ -63,7 +63,7 @@ typedef struct {
    * RANK and WORLD_SIZE are set in its environment (lowp_dist_launch sets them, or torchrun);
    * then batch is the global batch, split evenly over the ranks; rank 0 alone calls the
    * callback, writes the metrics log and the checkpoints. */
-  int gpus;              /* --gpus: 0 (not given) or the WORLD_SIZE this run expects */
+  int gpus; /* --gpus: 0 (not given) or the WORLD_SIZE this run expects */
   int zero; /* ZeRO stage: 0 (plain data parallel), 1 (optimizer states sharded), 2 (and the
                gradients), 3 (and the fp32 weights) */
   lowp_format grad_comm; /* gradient all-reduce format: LOWP_FP32 (default) or LOWP_BF16 */

@@ -200,7 +200,7 @@ struct lowpi_cuda_adamw {
   size_t win_lo, win_hi;     /* the state bytes it holds: d_blob[i] is the host blob[win_lo + i] */
   lowpi_opt_tensor *layout;  /* host copy, to check uploads and downloads */
   int params_local, grads_local; /* ZeRO-2/3: index params / grads by the parts' local */
-  lowpi_shard_sub *subs;     /* ZeRO-2/3: the parts it updates, d_blob their compact states */
+  lowpi_shard_sub *subs;         /* ZeRO-2/3: the parts it updates, d_blob their compact states */
   size_t nsubs;
   dev_tensor *d_t;
   unsigned char *d_blob;

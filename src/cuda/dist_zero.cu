@@ -169,7 +169,8 @@ static lowp_status ensure_gathered(lowpi_zero *z, int l) {
   z->resident[i] = -1; /* until the gather is queued */
   const size_t s = (size_t)l + 1;
   LOWPI_TRY(lowpi_dist_comm_after_compute(z->d));
-  LOWPI_TRY(gather_segment(z, s, z->pstage[i], z->bounds[s], z->master + piece(z, s, z->rank)->local));
+  LOWPI_TRY(
+      gather_segment(z, s, z->pstage[i], z->bounds[s], z->master + piece(z, s, z->rank)->local));
   LOWPI_CUDA_TRY(cudaEventRecord(z->gathered[i], (cudaStream_t)lowpi_dist_stream(z->d)));
   z->resident[i] = l;
   return LOWP_OK;

@@ -50,9 +50,9 @@ void lowpi_zero_free(lowpi_zero *z);
 /* The model's block hooks (lowpi_gpu_model_set_block_hooks). */
 void lowpi_zero_hooks(lowpi_zero *z, lowpi_gpu_block_hooks *hooks);
 
-size_t lowpi_zero_len(const lowpi_zero *z);    /* this rank's shard, in floats */
-float *lowpi_zero_grads(lowpi_zero *z);        /* its gradient shard (device) */
-float *lowpi_zero_master(lowpi_zero *z);       /* ZeRO-3: its master-weight shard, else NULL */
+size_t lowpi_zero_len(const lowpi_zero *z); /* this rank's shard, in floats */
+float *lowpi_zero_grads(lowpi_zero *z);     /* its gradient shard (device) */
+float *lowpi_zero_master(lowpi_zero *z);    /* ZeRO-3: its master-weight shard, else NULL */
 size_t lowpi_zero_rank_len(const lowpi_zero *z, int r); /* rank r's shard, in floats */
 
 /* After the backward, on the communication stream: the non-block gradients (the model's

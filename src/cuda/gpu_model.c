@@ -47,9 +47,9 @@ struct lowpi_gpu_model {
   void *grads_ready_user;
   /* ZeRO-2/3 (shard >= 2: no block gradients here; 3: no block parameters either) */
   int shard;
-  size_t pre, end;          /* the blocks' range [pre, end) of the flat layout */
-  const float *hbase;       /* the host parameters: the layout's offsets come from them */
-  lowpi_param_ptrs hp;      /* pointers into the host parameters */
+  size_t pre, end;     /* the blocks' range [pre, end) of the flat layout */
+  const float *hbase;  /* the host parameters: the layout's offsets come from them */
+  lowpi_param_ptrs hp; /* pointers into the host parameters */
   lowpi_gpu_block_hooks hooks;
 };
 
@@ -74,10 +74,19 @@ static float *block_ptr(const lowpi_gpu_model *g, int l, float *base, const floa
 
 static void block_ptrs(const lowpi_gpu_model *g, int l, float *base, lowpi_layer_ptrs *out) {
   const lowpi_layer_ptrs *h = &g->hp.layers[l];
-#define LOWPI_REBASE(f) out->f = block_ptr(g, l, base, h->f);
-  LOWPI_REBASE(ln1w) LOWPI_REBASE(ln1b) LOWPI_REBASE(qkvw) LOWPI_REBASE(qkvb)
-  LOWPI_REBASE(attprojw) LOWPI_REBASE(attprojb) LOWPI_REBASE(ln2w) LOWPI_REBASE(ln2b)
-  LOWPI_REBASE(fcw) LOWPI_REBASE(fcb) LOWPI_REBASE(fcprojw) LOWPI_REBASE(fcprojb)
+#define LOWPI_REBASE(f) out->f = block_ptr(g, l, base, h->f)
+  LOWPI_REBASE(ln1w);
+  LOWPI_REBASE(ln1b);
+  LOWPI_REBASE(qkvw);
+  LOWPI_REBASE(qkvb);
+  LOWPI_REBASE(attprojw);
+  LOWPI_REBASE(attprojb);
+  LOWPI_REBASE(ln2w);
+  LOWPI_REBASE(ln2b);
+  LOWPI_REBASE(fcw);
+  LOWPI_REBASE(fcb);
+  LOWPI_REBASE(fcprojw);
+  LOWPI_REBASE(fcprojb);
 #undef LOWPI_REBASE
 }
 
@@ -444,8 +453,8 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g, float loss_scale) {
   lowpi_gpu_linears *lin = g->lin;
   if (g->shard >= 2 && !(g->hooks.grads && g->hooks.ready && (g->shard < 3 || g->hooks.params)))
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu model: sharded gradients without block hooks");
-  LOWPI_TRY(lowp_cuda_memset(
-      g->grads, 0, (g->shard >= 2 ? nonblock_count(g) : g->nparams) * sizeof(float)));
+  LOWPI_TRY(lowp_cuda_memset(g->grads, 0,
+                             (g->shard >= 2 ? nonblock_count(g) : g->nparams) * sizeof(float)));
 
   /* dlogits in place of the logits (which the backward no longer needs) */
   LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, a->logits, a->logits, a->targets, n, V,

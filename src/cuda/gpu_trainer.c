@@ -447,14 +447,16 @@ static lowp_status gather_compact_state(lowpi_gpu_trainer *t) {
   LOWPI_TRY(lowpi_cuda_adamw_download(t->opt, h)); /* its own parts, and the steps */
   size_t most = 0, nmost = 0;
   for (int r = 1; r < t->world; r++) {
-    size_t blob = 0, n = lowpi_shard_subs(NULL, t->pieces, t->nseg, t->world, r, h->t, h->nt, &blob);
+    size_t blob = 0,
+           n = lowpi_shard_subs(NULL, t->pieces, t->nseg, t->world, r, h->t, h->nt, &blob);
     most = blob > most ? blob : most;
     nmost = n > nmost ? n : nmost;
   }
   unsigned char *dev = NULL, *host = malloc(most ? most : 1);
   lowpi_shard_sub *subs = malloc((nmost ? nmost : 1) * sizeof *subs);
-  lowp_status st = host && subs ? lowp_cuda_malloc((void **)&dev, most ? most : 1)
-                                : lowpi_fail(LOWP_ERR_NOMEM, "out of memory for an optimizer shard");
+  lowp_status st = host && subs
+                       ? lowp_cuda_malloc((void **)&dev, most ? most : 1)
+                       : lowpi_fail(LOWP_ERR_NOMEM, "out of memory for an optimizer shard");
   for (int r = 1; r < t->world && st == LOWP_OK; r++) {
     size_t blob = 0;
     size_t n = lowpi_shard_subs(subs, t->pieces, t->nseg, t->world, r, h->t, h->nt, &blob);

@@ -271,7 +271,7 @@ static void run_segments(const char *name, lowp_opt_state state, lowp_round roun
     }
   }
   GC_REQUIRE(lowp_cuda_memcpy(want, p_full, np * sizeof(float), LOWP_CUDA_D2H));
-  if (stage == 3) { /* put the shards back together */
+  if (stage == 3) {                      /* put the shards back together */
     memcpy(got, hp, np * sizeof(float)); /* the gap keeps its start value, as in p_full */
     for (int r = 0; r < world; r++) {
       GC_REQUIRE(lowp_cuda_memcpy(tmp, p_sh[r], len[r] * sizeof(float), LOWP_CUDA_D2H));
@@ -358,8 +358,8 @@ static void run_segments(const char *name, lowp_opt_state state, lowp_round roun
 #ifdef LOWP_HAVE_CUDA
 typedef struct {
   lowpi_gpu_model *gm;
-  const float *params;  /* device: the full parameters (what the all-gather would assemble) */
-  float *grads;         /* device: the full gradients (what the reduction would receive) */
+  const float *params; /* device: the full parameters (what the all-gather would assemble) */
+  float *grads;        /* device: the full gradients (what the reduction would receive) */
   float *pstage[2], *gstage[2];
   int params_asked, grads_asked, ready_seen, order_bad, L;
   int last_params; /* the block asked last: forward ascending, backward descending */
@@ -377,8 +377,7 @@ static lowp_status fake_params(void *user, int l, int backward, const float **ba
     f->order_bad++;
   f->last_params = l;
   f->params_asked++;
-  LOWPI_TRY(lowp_cuda_memcpy(f->pstage[l % 2], f->params + off, n * sizeof(float),
-                             LOWP_CUDA_D2D));
+  LOWPI_TRY(lowp_cuda_memcpy(f->pstage[l % 2], f->params + off, n * sizeof(float), LOWP_CUDA_D2D));
   *base = f->pstage[l % 2];
   return LOWP_OK;
 }
@@ -466,14 +465,14 @@ static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
   GC_REQUIRE(lowp_cuda_memcpy(got, f.grads, np * 4, LOWP_CUDA_D2H));
   /* the non-block gradients: the sharded model's own buffer, prefix then suffix */
   GC_REQUIRE(lowp_cuda_memcpy(got, lowpi_gpu_model_grads(gs), pre * 4, LOWP_CUDA_D2H));
-  GC_REQUIRE(lowp_cuda_memcpy(got + end, lowpi_gpu_model_grads(gs) + pre, (np - end) * 4,
-                              LOWP_CUDA_D2H));
+  GC_REQUIRE(
+      lowp_cuda_memcpy(got + end, lowpi_gpu_model_grads(gs) + pre, (np - end) * 4, LOWP_CUDA_D2H));
   size_t pb = 0, gb = 0, ab = 0;
   lowpi_gpu_model_bytes(gs, &pb, &gb, &ab);
   printf("  %-5s %-11s ZeRO-%d model: loss %.7f (unsharded %.7f); hooks: params %d, grads %d, "
          "ready %d; buffers: params %zu, grads %zu of %zu floats\n",
-         an, recipe_name, shard, (double)loss_got, (double)loss_want, f.params_asked,
-         f.grads_asked, f.ready_seen, pb / 4, gb / 4, np);
+         an, recipe_name, shard, (double)loss_got, (double)loss_want, f.params_asked, f.grads_asked,
+         f.ready_seen, pb / 4, gb / 4, np);
   GC_CHECK(memcmp(&loss_got, &loss_want, 4) == 0, "%s %s ZeRO-%d: loss %.9g, unsharded %.9g", an,
            recipe_name, shard, (double)loss_got, (double)loss_want);
   size_t d = first_diff(got, want, np);

@@ -228,8 +228,8 @@ static void check_segments(lowp_opt_state state) {
           size_t a = t[ti].offset + q * cs;
           size_t b = a + cs < t[ti].offset + t[ti].numel ? a + cs : t[ti].offset + t[ti].numel;
           if (a < p[r].elem_lo || b > p[r].elem_hi)
-            fail_msg("world %d, segment %zu: chunk [%zu, %zu) outside rank %d's [%zu, %zu)",
-                     world, s, a, b, r, p[r].elem_lo, p[r].elem_hi);
+            fail_msg("world %d, segment %zu: chunk [%zu, %zu) outside rank %d's [%zu, %zu)", world,
+                     s, a, b, r, p[r].elem_lo, p[r].elem_hi);
         }
       }
       assert_int_equal(p[world - 1].chunk_hi, c);
@@ -245,7 +245,8 @@ static void check_segments(lowp_opt_state state) {
       size_t pos = 0;
       for (size_t s = 0; s < nseg; s++) {
         assert_int_equal(pc[s * (size_t)world + (size_t)r].local, pos);
-        pos += pc[s * (size_t)world + (size_t)r].elem_hi - pc[s * (size_t)world + (size_t)r].elem_lo;
+        pos +=
+            pc[s * (size_t)world + (size_t)r].elem_hi - pc[s * (size_t)world + (size_t)r].elem_lo;
       }
       assert_int_equal(len[r], pos);
       total_len += pos;
