@@ -23,7 +23,14 @@
  * compute that read it (the communication stream waits for the compute queued so far). The
  * last two blocks of the forward are still in the buffers when the backward starts: they are
  * not gathered again. After the update the non-block pieces are all-gathered into the model's
- * buffer and the staging buffers count as stale. */
+ * buffer and the staging buffers count as stale.
+ *
+ * ZeRO-3 gathers a block's linear weights in bf16 (half the bytes) where every use of the
+ * weight is a bf16 cast with round to nearest even (lowpi_gpu_linears_weight_bf16: the bf16
+ * recipe, and the layers that fp8 recipes keep in bf16): the owner rounds its piece to bf16
+ * (RNE), the codes are broadcast and widened into the staging buffer, and the GEMM's own RNE
+ * cast of those values gives the codes it would have made from the fp32 weights. Everything
+ * else (norms, biases, other recipes' weights) is gathered in fp32. */
 #ifndef LOWPI_DIST_ZERO_H
 #define LOWPI_DIST_ZERO_H
 
@@ -41,10 +48,13 @@ typedef struct lowpi_zero lowpi_zero;
 
 /* stage 2 or 3; pieces[nseg * world] and bounds[nseg + 1] of lowpi_shard_plan_segments (copied),
  * segment 0 the prefix, 1..nseg-2 the blocks, nseg-1 the suffix. ZeRO-3: host_params (the
- * full parameters) fill this rank's master shard. */
+ * full parameters) fill this rank's master shard; bf16 (NULL: none) lists, for each block l,
+ * LOWPI_ZERO_BF16_RUNS ranges (offset from the block's start, count; count 0: unused) to
+ * gather in bf16, ascending and disjoint: bf16[(l * LOWPI_ZERO_BF16_RUNS + k) * 2 + 0 / 1]. */
+enum { LOWPI_ZERO_BF16_RUNS = 4 };
 lowp_status lowpi_zero_create(lowpi_zero **out, lowpi_dist *d, int stage,
                               const lowpi_shard_piece *pieces, const size_t *bounds, size_t nseg,
-                              const float *host_params);
+                              const float *host_params, const size_t *bf16);
 void lowpi_zero_free(lowpi_zero *z);
 
 /* The model's block hooks (lowpi_gpu_model_set_block_hooks). */
@@ -70,9 +80,13 @@ lowp_status lowpi_zero_upload(lowpi_zero *z, const float *host_params);
  * other ranks' host parameters are left as they are). */
 lowp_status lowpi_zero_gather_to_host(lowpi_zero *z, float *host_params);
 
-/* Device bytes held: the master shard and the parameter staging buffers (ZeRO-3), the gradient
- * shard and the gradient staging buffers. */
+/* Device bytes held: the master shard and the parameter staging buffers (with the bf16
+ * mirror; ZeRO-3), the gradient shard and the gradient staging buffers. */
 void lowpi_zero_bytes(const lowpi_zero *z, size_t *params, size_t *grads);
+
+/* ZeRO-3: bytes each block gather moves in all (the sum over the blocks; fp32 and bf16 parts),
+ * for the summary. */
+void lowpi_zero_gather_bytes(const lowpi_zero *z, size_t *fp32_bytes, size_t *bf16_bytes);
 
 #ifdef __cplusplus
 }

@@ -319,6 +319,17 @@ void lowpi_gpu_model_set_block_hooks(lowpi_gpu_model *g, const lowpi_gpu_block_h
   g->hooks = *hooks;
 }
 
+void lowpi_gpu_model_block_weight(const lowpi_gpu_model *g, int l, int k, size_t *off,
+                                  size_t *count) {
+  const lowp_model_config *c = &g->cfg;
+  const lowpi_layer_ptrs *h = &g->hp.layers[l];
+  const size_t C = (size_t)c->n_embd, FC = (size_t)lowpi_model_fc_cols(c);
+  const float *w[4] = {h->qkvw, h->attprojw, h->fcw, h->fcprojw};
+  const size_t n[4] = {3 * C * C, C * C, FC * C, C * (size_t)c->ffn_hidden};
+  *off = (size_t)(w[k & 3] - h->ln1w);
+  *count = n[k & 3];
+}
+
 int lowpi_gpu_model_num_blocks(const lowpi_gpu_model *g) {
   return g->cfg.n_layer;
 }

@@ -74,6 +74,11 @@ typedef struct {
 } lowpi_gpu_block_hooks;
 void lowpi_gpu_model_set_block_hooks(lowpi_gpu_model *g, const lowpi_gpu_block_hooks *hooks);
 
+/* Block l's k-th linear weight (k = 0..3: qkv, attention projection, MLP in, MLP out; linear
+ * layer 4 l + k) as [*off, *off + *count) relative to the block's start. */
+void lowpi_gpu_model_block_weight(const lowpi_gpu_model *g, int l, int k, size_t *off,
+                                  size_t *count);
+
 /* Device bytes: parameters, gradients (the buffers it holds: the non-block ones when sharded),
  * activations (with scratch). */
 void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *grads,

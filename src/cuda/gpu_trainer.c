@@ -87,9 +87,25 @@ static lowp_status setup_zero23(lowpi_gpu_trainer *t, int stage) {
     const lowp_adamw *h = t->host_opt;
     st = lowpi_shard_plan_segments(t->pieces, NULL, t->world, h->t, h->nt, bounds, nseg);
   }
+  /* ZeRO-3: the linear weights whose every use is a bf16 RNE cast travel as bf16 */
+  size_t *bf16 = NULL;
+  int any = 0;
+  if (st == LOWP_OK && stage == 3) {
+    bf16 = calloc((size_t)L * LOWPI_ZERO_BF16_RUNS * 2, sizeof *bf16);
+    st = bf16 ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+    const lowpi_gpu_linears *lin = lowpi_gpu_model_linears(t->gm);
+    for (int l = 0; l < L && st == LOWP_OK; l++)
+      for (int k = 0; k < 4; k++)
+        if (lowpi_gpu_linears_weight_bf16(lin, 4 * l + k)) {
+          size_t *r = bf16 + ((size_t)l * LOWPI_ZERO_BF16_RUNS + (size_t)k) * 2;
+          lowpi_gpu_model_block_weight(t->gm, l, k, &r[0], &r[1]);
+          any = 1;
+        }
+  }
   if (st == LOWP_OK)
     st = lowpi_zero_create(&t->zero, t->dist, stage, t->pieces, bounds, nseg,
-                           lowp_model_params(t->model));
+                           lowp_model_params(t->model), any ? bf16 : NULL);
+  free(bf16);
   free(bounds);
   LOWPI_TRY(st);
   lowpi_gpu_block_hooks hooks;

@@ -29,7 +29,9 @@
  * parameters copied in from a full device copy, the block gradients copied out to a full
  * buffer when ready) must give the unsharded model's loss and gradients bit for bit, for a
  * gpt2 and a llama under fp32, bf16 and fp8-current (the same kernels on the same values;
- * only the buffers' addresses differ). */
+ * only the buffers' addresses differ). Under ZeRO-3 the hook rounds the linear weights that
+ * lowpi_gpu_linears_weight_bf16 names to bf16, as the bf16 gathering does: still bit for bit
+ * (the bf16 recipe: every block weight; fp8-current: none, its kept layers aside). */
 #include <math.h>
 #include <stdint.h>
 
@@ -363,6 +365,9 @@ typedef struct {
   float *pstage[2], *gstage[2];
   int params_asked, grads_asked, ready_seen, order_bad, L;
   int last_params; /* the block asked last: forward ascending, backward descending */
+  const lowpi_gpu_linears *lin;
+  void *codes;  /* device: bf16 codes of a weight */
+  int bf16_ran; /* weights gathered "in bf16" */
 } fake_zero;
 
 static lowp_status fake_params(void *user, int l, int backward, const float **base) {
@@ -378,6 +383,17 @@ static lowp_status fake_params(void *user, int l, int backward, const float **ba
   f->last_params = l;
   f->params_asked++;
   LOWPI_TRY(lowp_cuda_memcpy(f->pstage[l % 2], f->params + off, n * sizeof(float), LOWP_CUDA_D2D));
+  /* as dist_zero.cu's bf16 gathering: the weights whose every use is a bf16 RNE cast arrive
+   * rounded to bf16 (RNE) */
+  for (int k = 0; k < 4; k++)
+    if (lowpi_gpu_linears_weight_bf16(f->lin, 4 * l + k)) {
+      size_t woff, wn;
+      lowpi_gpu_model_block_weight(f->gm, l, k, &woff, &wn);
+      lowp_cast_opts opts = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, f->pstage[l % 2] + woff, wn, f->codes, &opts));
+      LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, f->codes, wn, f->pstage[l % 2] + woff));
+      f->bf16_ran++;
+    }
   *base = f->pstage[l % 2];
   return LOWP_OK;
 }
@@ -457,6 +473,8 @@ static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
     GC_REQUIRE(lowp_cuda_malloc((void **)&f.pstage[i], blk * sizeof(float)));
     GC_REQUIRE(lowp_cuda_malloc((void **)&f.gstage[i], blk * sizeof(float)));
   }
+  f.lin = lowpi_gpu_model_linears(gs);
+  GC_REQUIRE(lowp_cuda_malloc(&f.codes, blk * 2));
   lowpi_gpu_block_hooks hooks = {shard == 3 ? fake_params : NULL, fake_grads, fake_ready, &f};
   lowpi_gpu_model_set_block_hooks(gs, &hooks);
   GC_REQUIRE(lowpi_gpu_model_forward(gs, in, tg, B, T));
@@ -469,10 +487,17 @@ static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
       lowp_cuda_memcpy(got + end, lowpi_gpu_model_grads(gs) + pre, (np - end) * 4, LOWP_CUDA_D2H));
   size_t pb = 0, gb = 0, ab = 0;
   lowpi_gpu_model_bytes(gs, &pb, &gb, &ab);
-  printf("  %-5s %-11s ZeRO-%d model: loss %.7f (unsharded %.7f); hooks: params %d, grads %d, "
-         "ready %d; buffers: params %zu, grads %zu of %zu floats\n",
-         an, recipe_name, shard, (double)loss_got, (double)loss_want, f.params_asked, f.grads_asked,
-         f.ready_seen, pb / 4, gb / 4, np);
+  printf("  %-5s %-11s ZeRO-%d model: loss %.7f (unsharded %.7f); hooks: params %d (%d weights "
+         "in bf16), grads %d, ready %d; buffers: params %zu, grads %zu of %zu floats\n",
+         an, recipe_name, shard, (double)loss_got, (double)loss_want, f.params_asked, f.bf16_ran,
+         f.grads_asked, f.ready_seen, pb / 4, gb / 4, np);
+  /* bf16 recipe: every block weight travels in bf16; fp32: none */
+  if (shard == 3 && !strcmp(recipe_name, "bf16"))
+    GC_CHECK(f.bf16_ran == 4 * f.params_asked,
+             "%s bf16 ZeRO-3: %d weights gathered in bf16, want %d", an, f.bf16_ran,
+             4 * f.params_asked);
+  if (!strcmp(recipe_name, "fp32"))
+    GC_CHECK(f.bf16_ran == 0, "%s fp32: %d weights gathered in bf16", an, f.bf16_ran);
   GC_CHECK(memcmp(&loss_got, &loss_want, 4) == 0, "%s %s ZeRO-%d: loss %.9g, unsharded %.9g", an,
            recipe_name, shard, (double)loss_got, (double)loss_want);
   size_t d = first_diff(got, want, np);
@@ -499,6 +524,7 @@ static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
     lowp_cuda_free(f.gstage[i]);
   }
   lowp_cuda_free(f.grads);
+  lowp_cuda_free(f.codes);
   lowpi_gpu_model_free(gs);
   lowpi_gpu_model_free(g0);
   lowp_model_free(m);
