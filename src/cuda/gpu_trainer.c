@@ -70,23 +70,24 @@ static lowp_status block_ready(void *user, int l) {
 static lowp_status setup_zero23(lowpi_gpu_trainer *t, int stage) {
   const int L = lowpi_gpu_model_num_blocks(t->gm);
   const size_t np = lowpi_gpu_model_num_params(t->gm), nseg = (size_t)L + 2;
-  size_t *bounds = malloc((nseg + 1) * sizeof *bounds);
-  t->pieces = malloc(nseg * (size_t)t->world * sizeof *t->pieces);
   t->nseg = nseg;
   t->stage = stage;
-  lowp_status st = bounds && t->pieces ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
-  if (st == LOWP_OK) {
-    size_t off = 0, count = 0;
-    bounds[0] = 0;
-    for (int l = 0; l < L; l++) {
-      lowpi_gpu_model_block_range(t->gm, l, &off, &count);
-      bounds[l + 1] = off;
-    }
-    bounds[L + 1] = off + count;
-    bounds[L + 2] = np;
-    const lowp_adamw *h = t->host_opt;
-    st = lowpi_shard_plan_segments(t->pieces, NULL, t->world, h->t, h->nt, bounds, nseg);
+  t->pieces = malloc(nseg * (size_t)t->world * sizeof *t->pieces);
+  size_t *bounds = malloc((nseg + 1) * sizeof *bounds);
+  if (!bounds || !t->pieces) {
+    free(bounds);
+    return lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
   }
+  size_t off = 0, count = 0;
+  bounds[0] = 0;
+  for (size_t l = 0; l < (size_t)L; l++) {
+    lowpi_gpu_model_block_range(t->gm, (int)l, &off, &count);
+    bounds[l + 1] = off;
+  }
+  bounds[nseg - 1] = off + count;
+  bounds[nseg] = np;
+  const lowp_adamw *h = t->host_opt;
+  lowp_status st = lowpi_shard_plan_segments(t->pieces, NULL, t->world, h->t, h->nt, bounds, nseg);
   /* ZeRO-3: the linear weights whose every use is a bf16 RNE cast travel as bf16 */
   size_t *bf16 = NULL;
   int any = 0;

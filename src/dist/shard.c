@@ -154,19 +154,14 @@ lowp_status lowpi_shard_plan_segments(lowpi_shard_piece *pieces, size_t *shard_l
     }
     lowpi_shard_piece *p = pieces + s * W;
     for (size_t r = 0; r < W; r++) {
-      size_t start = hi, chunk = c1;
       if (r == 0) {
-        start = lo;
-        chunk = c0;
+        p[r].chunk_lo = c0;
+        p[r].elem_lo = lo;
       } else {
-        size_t target = lo + n / W * r + n % W * r / W;
-        size_t found = chunk_at(t + i0, i1 - i0, target, hi, &start);
-        chunk = c0 + found;
-        if (start > hi)
-          start = hi;
+        size_t target = lo + n / W * r + n % W * r / W, start = hi;
+        p[r].chunk_lo = c0 + chunk_at(t + i0, i1 - i0, target, hi, &start);
+        p[r].elem_lo = start < hi ? start : hi;
       }
-      p[r].chunk_lo = chunk;
-      p[r].elem_lo = start;
     }
     for (size_t r = 0; r < W; r++) {
       p[r].chunk_hi = r + 1 < W ? p[r + 1].chunk_lo : c1;
