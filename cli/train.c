@@ -77,10 +77,15 @@ static void print_summary(const lowp_train_config *cfg, const lowp_train_summary
   if (s->bytes_peak_device)
     printf("  GPU memory in use at its peak: %.1f MiB%s\n", s->bytes_peak_device / mb,
            s->world_size > 1 ? " (rank 0's GPU)" : "");
-  if (s->world_size > 1)
+  if (s->world_size > 1) {
     printf("  %d GPUs, ZeRO-%d: optimizer states on each GPU %.2f MiB (rank 0's) of %.2f MiB in "
            "all\n",
            s->world_size, s->zero, s->bytes_optim / mb, s->bytes_optim_total / mb);
+    printf("  %d GPUs, ZeRO-%d: weights on each GPU %.2f MiB (rank 0's) of %.2f MiB in all; "
+           "gradients on each GPU %.2f MiB (rank 0's) of %.2f MiB in all\n",
+           s->world_size, s->zero, s->bytes_weights / mb, s->bytes_weights_total / mb,
+           s->bytes_grads / mb, s->bytes_grads_total / mb);
+  }
   if (cfg->out_dir)
     printf("  checkpoint: %s (model.safetensors + config.json load in transformers)\n",
            cfg->out_dir);

@@ -31,11 +31,14 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "several GPUs (docs/multi-gpu.md; needs NCCL):\n"
     "  --gpus N           data parallel on N GPUs of this host, one process each; --batch\n"
     "                     is the global batch (a multiple of N); torchrun: leave it out\n"
-    "  --zero 0|1         ZeRO stage: 0 every GPU keeps the full optimizer state; 1 shards\n"
-    "                     it (each GPU updates its part, then the weights are gathered)\n"
+    "  --zero 0|1|2|3     ZeRO stage: 0 every GPU keeps the full optimizer state; 1 shards\n"
+    "                     it (each GPU updates its part, then the weights are gathered);\n"
+    "                     2 shards the gradients too; 3 the fp32 weights too (each block's\n"
+    "                     gathered just in time)\n"
     "  --grad-comm fp32|bf16|fp8  format of the gradients on the wire (fp32); fp8: e4m3\n"
     "                     codes with a scale per 128 values, summed in fp32 by each part's\n"
-    "                     owner (about 2^-4 of the block max: docs/multi-gpu.md)\n"
+    "                     owner (about 2^-4 of the block max: docs/multi-gpu.md); bf16 and\n"
+    "                     fp8 with --zero 0 or 1\n"
     "output:\n"
     "  --log FILE         JSON lines, one object per step\n"
     "  --out DIR          checkpoint: model.safetensors + config.json (transformers loads\n"
@@ -222,7 +225,7 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
                   : 1;
     long hi = !strcmp(ints[k], "--seed")   ? 0x7FFFFFFFL
               : !strcmp(ints[k], "--gpus") ? 4096
-              : !strcmp(ints[k], "--zero") ? 1
+              : !strcmp(ints[k], "--zero") ? 3
                                            : 1L << 30;
     if (!int_value(verb, ints[k], v, lo, hi, &x))
       return -1;

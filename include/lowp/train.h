@@ -63,10 +63,12 @@ typedef struct {
    * RANK and WORLD_SIZE are set in its environment (lowp_dist_launch sets them, or torchrun);
    * then batch is the global batch, split evenly over the ranks; rank 0 alone calls the
    * callback, writes the metrics log and the checkpoints. */
-  int gpus;              /* --gpus: 0 (not given) or the WORLD_SIZE this run expects */
-  int zero;              /* ZeRO stage: 0 (plain data parallel) or 1 (optimizer states sharded) */
+  int gpus; /* --gpus: 0 (not given) or the WORLD_SIZE this run expects */
+  int zero; /* ZeRO stage: 0 (plain data parallel), 1 (optimizer states sharded), 2 (and the
+               gradients), 3 (and the fp32 weights) */
   lowp_format grad_comm; /* gradients on the wire: LOWP_FP32 (default), LOWP_BF16, or LOWP_E4M3
-                            (fp8 codes, one scale per 1x128 block, summed in fp32) */
+                            (fp8 codes, one scale per 1x128 block, summed in fp32); not FP32
+                            only with zero 0 or 1 */
 } lowp_train_config;
 
 /* Sensible defaults: small model, fp32 recipe, B 8, T = ctx, lr 1e-3, warmup 1/10 of the steps
@@ -98,10 +100,13 @@ typedef struct {
   /* Measured memory: the bytes of each buffer, and the process's peak resident set. */
   size_t bytes_weights, bytes_grads, bytes_optim, bytes_activations, bytes_peak_rss;
   size_t bytes_peak_device; /* --device cuda: the GPU memory in use at its peak (else 0) */
-  /* Several GPUs: bytes_* are this rank's (its GPU's); bytes_optim_total the whole optimizer
-   * state, which ZeRO-1 shards (bytes_optim about bytes_optim_total / world_size). */
+  /* Several GPUs: bytes_* are this rank's (its GPU's); bytes_*_total the whole optimizer
+   * state, gradients and weights (fp32), which ZeRO-1, 2 and 3 shard: bytes_optim about
+   * bytes_optim_total / world_size from ZeRO-1 on; bytes_grads (ZeRO-2) and bytes_weights
+   * (ZeRO-3) about total / world_size plus the buffers kept whole (non-block tensors, two
+   * blocks of staging: docs/multi-gpu.md). */
   int world_size, zero;
-  size_t bytes_optim_total;
+  size_t bytes_optim_total, bytes_weights_total, bytes_grads_total;
 } lowp_train_summary;
 
 lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callback, void *user,

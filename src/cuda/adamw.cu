@@ -14,6 +14,9 @@
 #include "cuda/cuda_common.h"
 #include "cuda/optim_cuda.h"
 #include "optim/adamw_internal.h"
+extern "C" {
+#include "dist/shard.h"
+}
 
 namespace {
 
@@ -24,7 +27,8 @@ static_assert(LOWPI_ADAMW_BLOCK == kThreads, "an 8-bit block is one CUDA block")
 static_assert(LOWPI_ADAMW_DENSE_CHUNK == kDenseChunk, "the chunks ZeRO shards are made of");
 
 struct dev_tensor {
-  size_t offset, numel;
+  size_t offset, numel;     /* global elements: the stochastic-rounding index is offset + i */
+  size_t poff, goff;        /* where they lie in params and grads (offset, or a ZeRO shard's) */
   size_t m, v, am, av;      /* byte offsets in the blob */
   size_t chunk0, chunk_end; /* this tensor's chunks: [chunk0, chunk_end) */
   int decay, kind;
@@ -91,8 +95,8 @@ __device__ __forceinline__ float clipped(float g, double coef) {
 
 __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chunk, double coef) {
   const int bf16 = t.kind == LOWP_OPT_STATE_BF16;
-  float *p = a.params + t.offset;
-  const float *g = a.grads + t.offset;
+  float *p = a.params + t.poff;
+  const float *g = a.grads + t.goff;
   unsigned char *mb = a.blob + (t.m - a.blob_off), *vb = a.blob + (t.v - a.blob_off);
   float *m32 = (float *)(void *)mb, *v32 = (float *)(void *)vb;
   uint16_t *m16 = (uint16_t *)(void *)mb, *v16 = (uint16_t *)(void *)vb;
@@ -132,8 +136,8 @@ __device__ void block_8bit(const step_args &a, const dev_tensor &t, size_t b, do
   if (active) {
     m = code_s[qm[i]] * am[b];
     v = code_u[qv[i]] * av[b];
-    lowpi_adamw_moments(&m, &v, clipped(a.grads[t.offset + i], coef), &a.k);
-    float *p = a.params + t.offset;
+    lowpi_adamw_moments(&m, &v, clipped(a.grads[t.goff + i], coef), &a.k);
+    float *p = a.params + t.poff;
     p[i] = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k), a.master_bf16,
                                     a.seed, a.steps_before, t.offset + i);
   }
@@ -195,6 +199,9 @@ struct lowpi_cuda_adamw {
   size_t chunk_lo, chunk_hi; /* the chunks this copy updates (all of them, or a ZeRO shard's) */
   size_t win_lo, win_hi;     /* the state bytes it holds: d_blob[i] is the host blob[win_lo + i] */
   lowpi_opt_tensor *layout;  /* host copy, to check uploads and downloads */
+  int params_local, grads_local; /* ZeRO-2/3: index params / grads by the parts' local */
+  lowpi_shard_sub *subs;         /* ZeRO-2/3: the parts it updates, d_blob their compact states */
+  size_t nsubs;
   dev_tensor *d_t;
   unsigned char *d_blob;
   float *d_codes;
@@ -214,8 +221,90 @@ static int same_layout(const lowpi_cuda_adamw *o, const lowp_adamw *h) {
   return 1;
 }
 
+/* The tables and codes of o on the device (t: its n device tensors, on the host). */
+static lowp_status upload_tables(lowpi_cuda_adamw *o, const lowp_adamw *h, const dev_tensor *t,
+                                 size_t n) {
+  LOWPI_CUDA_TRY(cudaMalloc((void **)&o->d_t, (n ? n : 1) * sizeof(dev_tensor)));
+  LOWPI_CUDA_TRY(cudaMemcpy(o->d_t, t, n * sizeof(dev_tensor), cudaMemcpyHostToDevice));
+  float codes[512];
+  memcpy(codes, h->code_s, sizeof h->code_s);
+  memcpy(codes + 256, h->code_u, sizeof h->code_u);
+  LOWPI_CUDA_TRY(cudaMalloc((void **)&o->d_codes, sizeof codes));
+  LOWPI_CUDA_TRY(cudaMemcpy(o->d_codes, codes, sizeof codes, cudaMemcpyHostToDevice));
+  return LOWP_OK;
+}
+
+typedef struct {
+  unsigned char *full, *compact;
+  int to_compact;
+} sub_copy;
+
+static void copy_sub(void *user, size_t full_off, size_t compact_off, size_t len) {
+  sub_copy *c = (sub_copy *)user;
+  if (c->to_compact)
+    memcpy(c->compact + compact_off, c->full + full_off, len);
+  else
+    memcpy(c->full + full_off, c->compact + compact_off, len);
+}
+
+/* The compact state of o's parts <-> the host's full blob, through a host buffer. */
+static lowp_status move_subs(const lowpi_cuda_adamw *o, unsigned char *full, int to_device) {
+  const size_t w = o->win_hi;
+  unsigned char *buf = (unsigned char *)calloc(w ? w : 1, 1);
+  if (!buf)
+    return lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory for %zu state bytes", w);
+  sub_copy c = {full, buf, to_device};
+  cudaError_t e = cudaSuccess;
+  if (to_device) {
+    lowpi_shard_sub_copies(o->subs, o->nsubs, o->layout, copy_sub, &c);
+    e = cudaMemcpy(o->d_blob, buf, w, cudaMemcpyHostToDevice);
+  } else {
+    e = cudaMemcpy(buf, o->d_blob, w, cudaMemcpyDeviceToHost);
+    if (e == cudaSuccess)
+      lowpi_shard_sub_copies(o->subs, o->nsubs, o->layout, copy_sub, &c);
+  }
+  free(buf);
+  if (e != cudaSuccess)
+    return lowpi_cuda_fail(e, "copying the optimizer state shard", __FILE__, __LINE__);
+  return LOWP_OK;
+}
+
+/* ZeRO-2/3: one device tensor per part, its states in the compact blob. */
+static lowp_status setup_subs(lowpi_cuda_adamw *o, const lowp_adamw *h) {
+  dev_tensor *t = (dev_tensor *)calloc(o->nsubs ? o->nsubs : 1, sizeof(dev_tensor));
+  if (!t)
+    return lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
+  size_t chunks = 0;
+  for (size_t k = 0; k < o->nsubs; k++) {
+    const lowpi_shard_sub *u = &o->subs[k];
+    const lowpi_opt_tensor *s = &h->t[u->tensor];
+    t[k].offset = u->offset;
+    t[k].numel = u->numel;
+    t[k].poff = o->params_local ? u->local : u->offset;
+    t[k].goff = o->grads_local ? u->local : u->offset;
+    t[k].m = u->m;
+    t[k].v = u->v;
+    t[k].am = u->am;
+    t[k].av = u->av;
+    t[k].decay = s->decay;
+    t[k].kind = s->kind;
+    t[k].chunk0 = chunks;
+    chunks += u->nchunks;
+    t[k].chunk_end = chunks;
+  }
+  o->nchunks = o->chunk_hi = chunks;
+  o->chunk_lo = 0;
+  lowp_status st = upload_tables(o, h, t, o->nsubs);
+  free(t);
+  LOWPI_TRY(st);
+  LOWPI_CUDA_TRY(cudaMalloc((void **)&o->d_blob, o->win_hi ? o->win_hi : 8));
+  return move_subs(o, h->blob, 1);
+}
+
 /* Allocate and fill the device side of o from h (o->layout already holds h's tensors). */
 static lowp_status setup(lowpi_cuda_adamw *o, const lowp_adamw *h) {
+  if (o->subs)
+    return setup_subs(o, h);
   dev_tensor *t = (dev_tensor *)calloc(o->nt ? o->nt : 1, sizeof(dev_tensor));
   if (!t)
     return lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
@@ -224,6 +313,7 @@ static lowp_status setup(lowpi_cuda_adamw *o, const lowp_adamw *h) {
     const lowpi_opt_tensor *s = &h->t[i];
     t[i].offset = s->offset;
     t[i].numel = s->numel;
+    t[i].poff = t[i].goff = s->offset;
     t[i].m = s->m;
     t[i].v = s->v;
     t[i].am = s->am;
@@ -245,17 +335,9 @@ static lowp_status setup(lowpi_cuda_adamw *o, const lowp_adamw *h) {
                       "cuda adamw: shard chunks [%zu, %zu) of %zu, state bytes [%zu, %zu) of %zu",
                       o->chunk_lo, o->chunk_hi, chunks, o->win_lo, o->win_hi, o->bytes);
   }
-  cudaError_t e = cudaMalloc((void **)&o->d_t, (o->nt ? o->nt : 1) * sizeof(dev_tensor));
-  if (e == cudaSuccess)
-    e = cudaMemcpy(o->d_t, t, o->nt * sizeof(dev_tensor), cudaMemcpyHostToDevice);
+  lowp_status st = upload_tables(o, h, t, o->nt);
   free(t);
-  if (e != cudaSuccess)
-    return lowpi_cuda_fail(e, "cudaMalloc/cudaMemcpy of the tensor table", __FILE__, __LINE__);
-  float codes[512];
-  memcpy(codes, h->code_s, sizeof h->code_s);
-  memcpy(codes + 256, h->code_u, sizeof h->code_u);
-  LOWPI_CUDA_TRY(cudaMalloc((void **)&o->d_codes, sizeof codes));
-  LOWPI_CUDA_TRY(cudaMemcpy(o->d_codes, codes, sizeof codes, cudaMemcpyHostToDevice));
+  LOWPI_TRY(st);
   const size_t w = o->win_hi - o->win_lo;
   LOWPI_CUDA_TRY(cudaMalloc((void **)&o->d_blob, w ? w : 8));
   LOWPI_CUDA_TRY(cudaMemcpy(o->d_blob, h->blob + o->win_lo, w, cudaMemcpyHostToDevice));
@@ -266,9 +348,33 @@ lowp_status lowpi_cuda_adamw_create(lowpi_cuda_adamw **out, const lowp_adamw *h)
   return lowpi_cuda_adamw_create_shard(out, h, 0, (size_t)-1, 0, 0);
 }
 
+static lowp_status create(lowpi_cuda_adamw **out, const lowp_adamw *h, size_t chunk_lo,
+                          size_t chunk_hi, size_t byte_lo, size_t byte_hi,
+                          const lowpi_shard_sub *subs, size_t nsubs, int params_local,
+                          int grads_local);
+
 lowp_status lowpi_cuda_adamw_create_shard(lowpi_cuda_adamw **out, const lowp_adamw *h,
                                           size_t chunk_lo, size_t chunk_hi, size_t byte_lo,
                                           size_t byte_hi) {
+  return create(out, h, chunk_lo, chunk_hi, byte_lo, byte_hi, NULL, 0, 0, 0);
+}
+
+lowp_status lowpi_cuda_adamw_create_subs(lowpi_cuda_adamw **out, const lowp_adamw *h,
+                                         const lowpi_shard_sub *subs, size_t nsubs,
+                                         size_t blob_bytes, int params_local, int grads_local) {
+  if (!subs && nsubs)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_create_subs: NULL parts");
+  for (size_t k = 0; h && k < nsubs; k++)
+    if (subs[k].tensor >= h->nt)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG, "cuda adamw: part %zu of tensor %zu of %zu", k,
+                        subs[k].tensor, h->nt);
+  return create(out, h, 0, 0, 0, blob_bytes, subs, nsubs, params_local, grads_local);
+}
+
+static lowp_status create(lowpi_cuda_adamw **out, const lowp_adamw *h, size_t chunk_lo,
+                          size_t chunk_hi, size_t byte_lo, size_t byte_hi,
+                          const lowpi_shard_sub *subs, size_t nsubs, int params_local,
+                          int grads_local) {
   if (!out || !h)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_create: NULL pointer");
   *out = NULL;
@@ -287,8 +393,19 @@ lowp_status lowpi_cuda_adamw_create_shard(lowpi_cuda_adamw **out, const lowp_ada
   o->chunk_hi = chunk_hi;
   o->win_lo = byte_lo;
   o->win_hi = byte_hi;
+  o->params_local = params_local;
+  o->grads_local = grads_local;
   o->layout = (lowpi_opt_tensor *)malloc((h->nt ? h->nt : 1) * sizeof(lowpi_opt_tensor));
   lowp_status st = o->layout ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
+  if (st == LOWP_OK && subs) {
+    o->subs = (lowpi_shard_sub *)malloc((nsubs ? nsubs : 1) * sizeof(lowpi_shard_sub));
+    if (o->subs) {
+      memcpy(o->subs, subs, nsubs * sizeof(lowpi_shard_sub));
+      o->nsubs = nsubs;
+    } else {
+      st = lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
+    }
+  }
   if (st == LOWP_OK) {
     memcpy(o->layout, h->t, h->nt * sizeof(lowpi_opt_tensor));
     st = setup(o, h);
@@ -309,6 +426,7 @@ void lowpi_cuda_adamw_free(lowpi_cuda_adamw *o) {
   (void)cudaFree(o->d_codes);
   (void)cudaFree(o->d_blob);
   free(o->layout);
+  free(o->subs);
   free(o);
 }
 
@@ -320,8 +438,11 @@ lowp_status lowpi_cuda_adamw_upload(lowpi_cuda_adamw *o, const lowp_adamw *h) {
                       "lowpi_cuda_adamw_upload: the host optimizer's tensors or state layout "
                       "differ from the device's (%zu tensors, %zu bytes here, %zu, %zu there)",
                       o->nt, o->bytes, h->nt, h->bytes);
-  LOWPI_CUDA_TRY(
-      cudaMemcpy(o->d_blob, h->blob + o->win_lo, o->win_hi - o->win_lo, cudaMemcpyHostToDevice));
+  if (o->subs)
+    LOWPI_TRY(move_subs(o, h->blob, 1));
+  else
+    LOWPI_CUDA_TRY(
+        cudaMemcpy(o->d_blob, h->blob + o->win_lo, o->win_hi - o->win_lo, cudaMemcpyHostToDevice));
   o->cfg = h->cfg;
   o->steps = h->steps;
   return LOWP_OK;
@@ -335,8 +456,11 @@ lowp_status lowpi_cuda_adamw_download(const lowpi_cuda_adamw *o, lowp_adamw *h) 
                       "lowpi_cuda_adamw_download: the host optimizer's tensors or state layout "
                       "differ from the device's (%zu tensors, %zu bytes here, %zu, %zu there)",
                       o->nt, o->bytes, h->nt, h->bytes);
-  LOWPI_CUDA_TRY(
-      cudaMemcpy(h->blob + o->win_lo, o->d_blob, o->win_hi - o->win_lo, cudaMemcpyDeviceToHost));
+  if (o->subs)
+    LOWPI_TRY(move_subs(o, h->blob, 0));
+  else
+    LOWPI_CUDA_TRY(
+        cudaMemcpy(h->blob + o->win_lo, o->d_blob, o->win_hi - o->win_lo, cudaMemcpyDeviceToHost));
   h->steps = o->steps;
   return LOWP_OK;
 }

@@ -304,6 +304,19 @@ void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts 
   *out = g->counts;
 }
 
+int lowpi_gpu_linears_weight_bf16(const lowpi_gpu_linears *g, int lin) {
+  if (lin < 0 || lin >= g->nlin)
+    return 0;
+  const lowp_operand slots[2] = {LOWP_OP_FPROP_W, LOWP_OP_DGRAD_W};
+  for (int i = 0; i < 2; i++) {
+    const op_state *o = &g->lin[lin].op[slots[i]];
+    if (o->kind != LOWPI_OPERAND_CAST || o->cast_format != LOWP_BF16 ||
+        o->spec.round != LOWP_ROUND_RNE || o->spec.hadamard)
+      return 0;
+  }
+  return 1;
+}
+
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
   size_t b = 0;
   for (int i = 0; i < 4; i++)

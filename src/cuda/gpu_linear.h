@@ -116,6 +116,12 @@ void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts 
 size_t lowpi_gpu_linears_num_delayed(const lowpi_gpu_linears *g);
 float *lowpi_gpu_linears_delayed_amax(lowpi_gpu_linears *g, size_t i);
 
+/* ZeRO-3's weight gathering: 1 if every use of linear layer lin's weight (the fprop and dgrad
+ * operands) is a bf16 cast with round to nearest even (no Hadamard): then gathering the
+ * weight's bf16 rounding instead of its fp32 values changes no operand (RNE of a bf16 value is
+ * itself), at half the bytes. */
+int lowpi_gpu_linears_weight_bf16(const lowpi_gpu_linears *g, int lin);
+
 /* Bytes of device scratch held for operands (with the weights' bf16 codes). */
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g);
 

@@ -64,7 +64,86 @@ struct lowpi_gpu_model {
   int flash; /* bf16 attention with a supported head size: the fused kernels, no (T, T) buffer */
   lowpi_gpu_grads_ready_fn grads_ready;
   void *grads_ready_user;
+  /* ZeRO-2/3 (shard >= 2: no block gradients here; 3: no block parameters either) */
+  int shard;
+  size_t pre, end;     /* the blocks' range [pre, end) of the flat layout */
+  const float *hbase;  /* the host parameters: the layout's offsets come from them */
+  lowpi_param_ptrs hp; /* pointers into the host parameters */
+  lowpi_gpu_block_hooks hooks;
 };
+
+/* Sharded buffers of the non-block tensors: [0, pre) then [end, nparams), adjacent. */
+static size_t nonblock_count(const lowpi_gpu_model *g) {
+  return g->pre + (g->nparams - g->end);
+}
+
+/* Host pointer x (into the host parameters) as a pointer into the device buffer `base` of the
+ * non-block tensors; NULL stays NULL. */
+static float *nonblock_ptr(const lowpi_gpu_model *g, float *base, const float *x) {
+  if (!x)
+    return NULL;
+  size_t i = (size_t)(x - g->hbase);
+  return base + (i < g->pre ? i : i - (g->end - g->pre));
+}
+
+/* Host pointer x of block l as a pointer into `base`, a buffer laid out as the block. */
+static float *block_ptr(const lowpi_gpu_model *g, int l, float *base, const float *x) {
+  return x ? base + (x - g->hp.layers[l].ln1w) : NULL;
+}
+
+static void block_ptrs(const lowpi_gpu_model *g, int l, float *base, lowpi_layer_ptrs *out) {
+  const lowpi_layer_ptrs *h = &g->hp.layers[l];
+#define LOWPI_REBASE(f) out->f = block_ptr(g, l, base, h->f)
+  LOWPI_REBASE(ln1w);
+  LOWPI_REBASE(ln1b);
+  LOWPI_REBASE(qkvw);
+  LOWPI_REBASE(qkvb);
+  LOWPI_REBASE(attprojw);
+  LOWPI_REBASE(attprojb);
+  LOWPI_REBASE(ln2w);
+  LOWPI_REBASE(ln2b);
+  LOWPI_REBASE(fcw);
+  LOWPI_REBASE(fcb);
+  LOWPI_REBASE(fcprojw);
+  LOWPI_REBASE(fcprojb);
+#undef LOWPI_REBASE
+}
+
+static void nonblock_ptrs(const lowpi_gpu_model *g, float *base, lowpi_param_ptrs *out) {
+  out->wte = nonblock_ptr(g, base, g->hp.wte);
+  out->wpe = nonblock_ptr(g, base, g->hp.wpe);
+  out->lnfw = nonblock_ptr(g, base, g->hp.lnfw);
+  out->lnfb = nonblock_ptr(g, base, g->hp.lnfb);
+  out->head = nonblock_ptr(g, base, g->hp.head);
+  memset(out->layers, 0, (size_t)g->cfg.n_layer * sizeof(lowpi_layer_ptrs));
+}
+
+/* Block l's parameters for the compute that follows (backward: in the backward's order). */
+static lowp_status block_params(lowpi_gpu_model *g, int l, int backward, lowpi_layer_ptrs *w) {
+  if (g->shard < 3) {
+    *w = g->p.layers[l];
+    return LOWP_OK;
+  }
+  const float *base = NULL;
+  LOWPI_TRY(g->hooks.params(g->hooks.user, l, backward, &base));
+  block_ptrs(g, l, (float *)base, w); /* read only: the GEMMs take const weights */
+  return LOWP_OK;
+}
+
+/* Block l's gradients for its backward (zeroed: the backward accumulates into them). */
+static lowp_status block_grads(lowpi_gpu_model *g, int l, lowpi_layer_ptrs *gr) {
+  if (g->shard < 2) {
+    *gr = g->g.layers[l];
+    return LOWP_OK;
+  }
+  float *base = NULL;
+  LOWPI_TRY(g->hooks.grads(g->hooks.user, l, &base));
+  size_t off, count;
+  lowpi_gpu_model_block_range(g, l, &off, &count);
+  LOWPI_TRY(lowp_cuda_memset(base, 0, count * sizeof(float)));
+  block_ptrs(g, l, base, gr);
+  return LOWP_OK;
+}
 
 static size_t max3(size_t a, size_t b, size_t c) {
   size_t m = a > b ? a : b;
@@ -201,14 +280,23 @@ void lowpi_gpu_model_free(lowpi_gpu_model *g) {
   lowp_cuda_free(g->grads);
   free(g->p.layers);
   free(g->g.layers);
+  free(g->hp.layers);
   lowpi_gpu_linears_free(g->lin);
   free(g);
 }
 
 lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
                                    const lowp_recipe *recipe, uint64_t seed, int B, int T) {
+  return lowpi_gpu_model_create_sharded(out, host, recipe, seed, B, T, 0);
+}
+
+lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *host,
+                                           const lowp_recipe *recipe, uint64_t seed, int B, int T,
+                                           int shard) {
   *out = NULL;
   const lowp_model_config *c = lowp_model_get_config(host);
+  if (shard != 0 && shard != 2 && shard != 3)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu model: shard %d (0, 2 or 3)", shard);
   if (B < 1 || T < 1 || T > c->ctx)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu model: need B >= 1 and 1 <= T <= %d (B %d, T %d)",
                       c->ctx, B, T);
@@ -218,10 +306,19 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
   g->host = host;
   g->cfg = *c;
   g->nparams = lowp_model_num_params(host);
+  g->shard = shard;
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
-  lowp_status st =
-      g->p.layers && g->g.layers ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
+  g->hp.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
+  lowp_status st = g->p.layers && g->g.layers && g->hp.layers
+                       ? LOWP_OK
+                       : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
+  if (st == LOWP_OK) { /* the layout, from the host model's own pointers */
+    g->hbase = lowp_model_params(host);
+    lowpi_model_param_ptrs(host, lowp_model_params(host), &g->hp);
+    g->pre = (size_t)(g->hp.layers[0].ln1w - g->hbase);
+    g->end = (size_t)(g->hp.lnfw - g->hbase);
+  }
   if (st == LOWP_OK)
     st = lowpi_gpu_linears_create(&g->lin, recipe, c->n_layer, seed);
   if (st == LOWP_OK) {
@@ -229,10 +326,12 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
     g->flash =
         g->compute == LOWP_BF16 && lowpi_cuda_flash_attention_supported(c->n_embd, c->n_head);
     g->head_bf16 = lowpi_gpu_linear_is_bf16(g->lin, 4 * c->n_layer);
-    st = lowp_cuda_malloc((void **)&g->params, g->nparams * sizeof(float));
+    st = lowp_cuda_malloc((void **)&g->params,
+                          (shard == 3 ? nonblock_count(g) : g->nparams) * sizeof(float));
   }
   if (st == LOWP_OK)
-    st = lowp_cuda_malloc((void **)&g->grads, g->nparams * sizeof(float));
+    st = lowp_cuda_malloc((void **)&g->grads,
+                          (shard >= 2 ? nonblock_count(g) : g->nparams) * sizeof(float));
   if (st == LOWP_OK)
     st = alloc_acts(g, B, T);
   if (st == LOWP_OK)
@@ -241,8 +340,14 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
     lowpi_gpu_model_free(g);
     return st;
   }
-  lowpi_model_param_ptrs(host, g->params, &g->p);
-  lowpi_model_param_ptrs(host, g->grads, &g->g);
+  if (shard == 3)
+    nonblock_ptrs(g, g->params, &g->p);
+  else
+    lowpi_model_param_ptrs(host, g->params, &g->p);
+  if (shard >= 2)
+    nonblock_ptrs(g, g->grads, &g->g);
+  else
+    lowpi_model_param_ptrs(host, g->grads, &g->g);
   *out = g;
   return LOWP_OK;
 }
@@ -250,12 +355,20 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
 lowp_status lowpi_gpu_model_upload(lowpi_gpu_model *g) {
   if (g->lin) /* the weights' bf16 codes no longer hold */
     lowpi_gpu_linears_weights_changed(g->lin);
-  return lowp_cuda_memcpy(g->params, lowp_model_params(g->host), g->nparams * sizeof(float),
+  const float *h = lowp_model_params(g->host);
+  if (g->shard < 3)
+    return lowp_cuda_memcpy(g->params, h, g->nparams * sizeof(float), LOWP_CUDA_H2D);
+  LOWPI_TRY(lowp_cuda_memcpy(g->params, h, g->pre * sizeof(float), LOWP_CUDA_H2D));
+  return lowp_cuda_memcpy(g->params + g->pre, h + g->end, (g->nparams - g->end) * sizeof(float),
                           LOWP_CUDA_H2D);
 }
 
 lowp_status lowpi_gpu_model_download(lowpi_gpu_model *g) {
-  return lowp_cuda_memcpy(lowp_model_params(g->host), g->params, g->nparams * sizeof(float),
+  float *h = lowp_model_params(g->host);
+  if (g->shard < 3)
+    return lowp_cuda_memcpy(h, g->params, g->nparams * sizeof(float), LOWP_CUDA_D2H);
+  LOWPI_TRY(lowp_cuda_memcpy(h, g->params, g->pre * sizeof(float), LOWP_CUDA_D2H));
+  return lowp_cuda_memcpy(h + g->end, g->params + g->pre, (g->nparams - g->end) * sizeof(float),
                           LOWP_CUDA_D2H);
 }
 
@@ -281,9 +394,24 @@ void lowpi_gpu_model_on_grads_ready(lowpi_gpu_model *g, lowpi_gpu_grads_ready_fn
 }
 
 void lowpi_gpu_model_block_range(const lowpi_gpu_model *g, int l, size_t *off, size_t *count) {
-  const float *end = l + 1 < g->cfg.n_layer ? g->g.layers[l + 1].ln1w : g->g.lnfw;
-  *off = (size_t)(g->g.layers[l].ln1w - g->grads);
-  *count = (size_t)(end - g->g.layers[l].ln1w);
+  const float *end = l + 1 < g->cfg.n_layer ? g->hp.layers[l + 1].ln1w : g->hp.lnfw;
+  *off = (size_t)(g->hp.layers[l].ln1w - g->hbase);
+  *count = (size_t)(end - g->hp.layers[l].ln1w);
+}
+
+void lowpi_gpu_model_set_block_hooks(lowpi_gpu_model *g, const lowpi_gpu_block_hooks *hooks) {
+  g->hooks = *hooks;
+}
+
+void lowpi_gpu_model_block_weight(const lowpi_gpu_model *g, int l, int k, size_t *off,
+                                  size_t *count) {
+  const lowp_model_config *c = &g->cfg;
+  const lowpi_layer_ptrs *h = &g->hp.layers[l];
+  const size_t C = (size_t)c->n_embd, FC = (size_t)lowpi_model_fc_cols(c);
+  const float *w[4] = {h->qkvw, h->attprojw, h->fcw, h->fcprojw};
+  const size_t n[4] = {3 * C * C, C * C, FC * C, C * (size_t)c->ffn_hidden};
+  *off = (size_t)(w[k & 3] - h->ln1w);
+  *count = n[k & 3];
 }
 
 int lowpi_gpu_model_num_blocks(const lowpi_gpu_model *g) {
@@ -292,8 +420,8 @@ int lowpi_gpu_model_num_blocks(const lowpi_gpu_model *g) {
 
 void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *grads,
                            size_t *activations) {
-  *params = g->nparams * sizeof(float);
-  *grads = g->nparams * sizeof(float);
+  *params = (g->shard == 3 ? nonblock_count(g) : g->nparams) * sizeof(float);
+  *grads = (g->shard >= 2 ? nonblock_count(g) : g->nparams) * sizeof(float);
   *activations = g->act_bytes + lowpi_gpu_linears_scratch_bytes(g->lin);
 }
 
@@ -370,8 +498,12 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
   lowpi_gpu_linears *lin = g->lin;
 
   LOWPI_TRY(lowpi_cuda_embedding_forward(a->res, a->inputs, g->p.wte, g->p.wpe, B, T, C));
+  if (g->shard == 3 && !g->hooks.params)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu model: sharded parameters without block hooks");
   for (int l = 0; l < L; l++) {
-    const lowpi_layer_ptrs *w = &g->p.layers[l];
+    lowpi_layer_ptrs wl;
+    LOWPI_TRY(block_params(g, l, 0, &wl));
+    const lowpi_layer_ptrs *w = &wl;
     float *x = a->res + l * NC, *xout = a->res + (l + 1) * NC;
     float *st1 = a->ln1_stats + l * 2 * N;
     float *qkv = a->qkv + l * NC * 3, *atty = a->atty + l * NC, *mid = a->mid + l * NC;
@@ -428,7 +560,10 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
   size_t N = (size_t)B * T, NC = N * (size_t)C;
   int n = (int)N;
   lowpi_gpu_linears *lin = g->lin;
-  LOWPI_TRY(lowp_cuda_memset(g->grads, 0, g->nparams * sizeof(float)));
+  if (g->shard >= 2 && !(g->hooks.grads && g->hooks.ready && (g->shard < 3 || g->hooks.params)))
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu model: sharded gradients without block hooks");
+  LOWPI_TRY(lowp_cuda_memset(g->grads, 0,
+                             (g->shard >= 2 ? nonblock_count(g) : g->nparams) * sizeof(float)));
 
   /* the forward left dlogits: in bf16 for a bf16 head, else in place of the logits */
   const lowpi_gpu_act dlogits = {g->head_bf16 ? NULL : a->logits, a->dlogits16};
@@ -437,7 +572,10 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
   LOWPI_TRY(norm_backward(g, a->dres, g->g.lnfw, g->g.lnfb, a->da, a->res + (size_t)L * NC,
                           g->p.lnfw, a->lnf_stats, n, 0));
   for (int l = L - 1; l >= 0; l--) {
-    const lowpi_layer_ptrs *w = &g->p.layers[l], *gr = &g->g.layers[l];
+    lowpi_layer_ptrs wl, gl;
+    LOWPI_TRY(block_params(g, l, 1, &wl));
+    LOWPI_TRY(block_grads(g, l, &gl));
+    const lowpi_layer_ptrs *w = &wl, *gr = &gl;
     float *x = a->res + l * NC, *st1 = a->ln1_stats + l * 2 * N, *st2 = a->ln2_stats + l * 2 * N;
     float *qkv = a->qkv + l * NC * 3;
     float *atty = a->atty + l * NC;
@@ -466,7 +604,9 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
                                         act_at(&a->ln1, l), w->qkvw, n, C, 3 * C)); // da = d(ln1)
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n,
                             1)); // dres = d(x)
-    if (g->grads_ready)          /* block l's gradients are final: start their all-reduce */
+    if (g->shard >= 2)           /* block l's gradients are final: start their reduction */
+      LOWPI_TRY(g->hooks.ready(g->hooks.user, l));
+    else if (g->grads_ready)
       LOWPI_TRY(g->grads_ready(g->grads_ready_user, l));
   }
   LOWPI_TRY(lowpi_cuda_embedding_backward(g->g.wte, g->g.wpe, a->dres, a->inputs, B, T, C, V,

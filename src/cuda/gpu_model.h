@@ -18,10 +18,20 @@ typedef struct lowpi_gpu_model lowpi_gpu_model;
  * batch. Out of device memory: LOWP_ERR_NOMEM with what was asked and what to change. */
 lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
                                    const lowp_recipe *recipe, uint64_t seed, int B, int T);
+/* ZeRO-2 and ZeRO-3 (docs/multi-gpu.md): shard 2 keeps no gradient buffer for the transformer
+ * blocks, shard 3 no parameter buffer for them either: the block hooks (which must be set
+ * before the first forward) say where each block's are, block by block. The non-block tensors
+ * (embeddings, final norm, head) keep buffers of their own: the prefix [0, block 0) then the
+ * suffix [end of the last block, nparams), adjacent (lowpi_gpu_model_params / _grads then
+ * return these). shard 0: lowpi_gpu_model_create. */
+lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *host,
+                                           const lowp_recipe *recipe, uint64_t seed, int B, int T,
+                                           int shard);
 void lowpi_gpu_model_free(lowpi_gpu_model *g);
 
-lowp_status lowpi_gpu_model_upload(lowpi_gpu_model *g);   /* host parameters -> device */
-lowp_status lowpi_gpu_model_download(lowpi_gpu_model *g); /* device parameters -> host */
+/* Host parameters -> device, device -> host (shard 3: the non-block tensors only). */
+lowp_status lowpi_gpu_model_upload(lowpi_gpu_model *g);
+lowp_status lowpi_gpu_model_download(lowpi_gpu_model *g);
 
 /* Forward on host token arrays (B, T) (checked against the vocabulary, then copied); with
  * targets the mean loss is left on the device (lowpi_gpu_model_loss). B, T at most the
@@ -34,8 +44,8 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
 lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g);
 
 const float *lowpi_gpu_model_loss(const lowpi_gpu_model *g); /* device: one float */
-float *lowpi_gpu_model_params(lowpi_gpu_model *g);           /* device */
-float *lowpi_gpu_model_grads(lowpi_gpu_model *g);            /* device */
+float *lowpi_gpu_model_params(lowpi_gpu_model *g); /* device (shard 3: the non-block ones) */
+float *lowpi_gpu_model_grads(lowpi_gpu_model *g);  /* device (shard >= 2: the non-block ones) */
 size_t lowpi_gpu_model_num_params(const lowpi_gpu_model *g);
 lowpi_gpu_linears *lowpi_gpu_model_linears(lowpi_gpu_model *g);
 
@@ -49,7 +59,30 @@ void lowpi_gpu_model_on_grads_ready(lowpi_gpu_model *g, lowpi_gpu_grads_ready_fn
 void lowpi_gpu_model_block_range(const lowpi_gpu_model *g, int l, size_t *off, size_t *count);
 int lowpi_gpu_model_num_blocks(const lowpi_gpu_model *g);
 
-/* Device bytes: parameters, gradients, activations (with scratch). */
+/* Sharded models (create_sharded): where each block's tensors are, asked just before use.
+ *   params(user, l, backward, &base): block l's parameters are needed next on the compute
+ *     stream (forward: l = 0, 1, ...; backward: l = L-1, L-2, ...): *base = a device buffer
+ *     laid out as the block's range of the flat parameters, ready for the compute stream
+ *     (shard 3).
+ *   grads(user, l, &base): block l's backward is next: *base = a device buffer of the block's
+ *     size that the compute stream may overwrite now; the model zeroes it (shard >= 2).
+ *   ready(user, l): block l's gradients in that buffer are final (shard >= 2; the other
+ *     models use lowpi_gpu_model_on_grads_ready). */
+typedef struct {
+  lowp_status (*params)(void *user, int l, int backward, const float **base);
+  lowp_status (*grads)(void *user, int l, float **base);
+  lowp_status (*ready)(void *user, int l);
+  void *user;
+} lowpi_gpu_block_hooks;
+void lowpi_gpu_model_set_block_hooks(lowpi_gpu_model *g, const lowpi_gpu_block_hooks *hooks);
+
+/* Block l's k-th linear weight (k = 0..3: qkv, attention projection, MLP in, MLP out; linear
+ * layer 4 l + k) as [*off, *off + *count) relative to the block's start. */
+void lowpi_gpu_model_block_weight(const lowpi_gpu_model *g, int l, int k, size_t *off,
+                                  size_t *count);
+
+/* Device bytes: parameters, gradients (the buffers it holds: the non-block ones when sharded),
+ * activations (with scratch). */
 void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *grads,
                            size_t *activations);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda/dist_zero.h"
 #include "cuda/gpu_model.h"
 #include "cuda/optim_cuda.h"
 #include "dist/amax_sync.h"
@@ -35,12 +36,19 @@ struct lowpi_gpu_trainer {
   lowpi_grad_sync *grads;
   lowpi_amax_sync *amax;
   lowpi_shard *shards; /* ZeRO-1: every rank's shard (NULL: data parallel, no sharding) */
+  /* ZeRO-2/3: the per-segment plan (every rank's pieces), the sharded buffers */
+  int stage;
+  lowpi_shard_piece *pieces;
+  size_t nseg;
+  lowpi_zero *zero;
 };
 
 void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
   if (!t)
     return;
   lowpi_grad_sync_free(t->grads);
+  lowpi_zero_free(t->zero);
+  free(t->pieces);
   lowpi_amax_sync_free(t->amax);
   lowpi_gpu_model_free(t->gm);
   lowpi_cuda_adamw_free(t->opt);
@@ -57,14 +65,82 @@ static lowp_status block_ready(void *user, int l) {
   return lowpi_grad_sync_bucket(t->grads, off, count);
 }
 
+/* ZeRO-2/3: the segments (prefix, blocks, suffix), every rank's pieces of them, the sharded
+ * buffers and the model's block hooks. */
+static lowp_status setup_zero23(lowpi_gpu_trainer *t, int stage) {
+  const int L = lowpi_gpu_model_num_blocks(t->gm);
+  const size_t np = lowpi_gpu_model_num_params(t->gm), nseg = (size_t)L + 2;
+  t->nseg = nseg;
+  t->stage = stage;
+  t->pieces = malloc(nseg * (size_t)t->world * sizeof *t->pieces);
+  size_t *bounds = malloc((nseg + 1) * sizeof *bounds);
+  if (!bounds || !t->pieces) {
+    free(bounds);
+    return lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+  }
+  size_t off = 0, count = 0;
+  bounds[0] = 0;
+  for (size_t l = 0; l < (size_t)L; l++) {
+    lowpi_gpu_model_block_range(t->gm, (int)l, &off, &count);
+    bounds[l + 1] = off;
+  }
+  bounds[nseg - 1] = off + count;
+  bounds[nseg] = np;
+  const lowp_adamw *h = t->host_opt;
+  lowp_status st = lowpi_shard_plan_segments(t->pieces, NULL, t->world, h->t, h->nt, bounds, nseg);
+  /* ZeRO-3: the linear weights whose every use is a bf16 RNE cast travel as bf16 */
+  size_t *bf16 = NULL;
+  int any = 0;
+  if (st == LOWP_OK && stage == 3) {
+    bf16 = calloc((size_t)L * LOWPI_ZERO_BF16_RUNS * 2, sizeof *bf16);
+    st = bf16 ? LOWP_OK : lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+    const lowpi_gpu_linears *lin = lowpi_gpu_model_linears(t->gm);
+    for (int l = 0; l < L && st == LOWP_OK; l++)
+      for (int k = 0; k < 4; k++)
+        if (lowpi_gpu_linears_weight_bf16(lin, 4 * l + k)) {
+          size_t *r = bf16 + ((size_t)l * LOWPI_ZERO_BF16_RUNS + (size_t)k) * 2;
+          lowpi_gpu_model_block_weight(t->gm, l, k, &r[0], &r[1]);
+          any = 1;
+        }
+  }
+  if (st == LOWP_OK)
+    st = lowpi_zero_create(&t->zero, t->dist, stage, t->pieces, bounds, nseg,
+                           lowp_model_params(t->model), any ? bf16 : NULL);
+  free(bf16);
+  free(bounds);
+  LOWPI_TRY(st);
+  lowpi_gpu_block_hooks hooks;
+  lowpi_zero_hooks(t->zero, &hooks);
+  lowpi_gpu_model_set_block_hooks(t->gm, &hooks);
+  return LOWP_OK;
+}
+
+/* ZeRO-2/3: an AdamW over this rank's parts of the tensors, with their states only. */
+static lowp_status create_zero23_opt(lowpi_gpu_trainer *t) {
+  const lowp_adamw *h = t->host_opt;
+  size_t blob = 0;
+  size_t n = lowpi_shard_subs(NULL, t->pieces, t->nseg, t->world, t->rank, h->t, h->nt, &blob);
+  lowpi_shard_sub *subs = malloc((n ? n : 1) * sizeof *subs);
+  if (!subs)
+    return lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+  lowpi_shard_subs(subs, t->pieces, t->nseg, t->world, t->rank, h->t, h->nt, &blob);
+  lowp_status st = lowpi_cuda_adamw_create_subs(&t->opt, h, subs, n, blob, t->stage == 3, 1);
+  free(subs);
+  return st;
+}
+
 /* Several GPUs: the gradient buckets (to every rank, or to the shards' owners), the amax
- * reduction, the backward's hook; ZeRO-1: the shard plan. Before the optimizer is made. */
+ * reduction, the backward's hook; ZeRO-1: the shard plan; ZeRO-2/3: setup_zero23. Before the
+ * optimizer is made. */
 static lowp_status setup_parallel(lowpi_gpu_trainer *t, const lowpi_gpu_parallel *par) {
   lowpi_dist *d = par->dist;
-  if (par->zero != 0 && par->zero != 1)
+  if (par->zero < 0 || par->zero > 3)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "--zero %d: the ZeRO stages are 0, 1, 2 and 3",
+                      par->zero);
+  if (par->zero >= 2 && par->grad_comm != LOWP_FP32)
     return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "--zero %d: only ZeRO-1 (--zero 1: sharded optimizer states) is "
-                      "implemented",
+                      "--zero %d reduces the gradients in fp32: --grad-comm other than fp32 "
+                      "is implemented for --zero 0 and 1 only",
                       par->zero);
   t->dist = d;
   float *grads = lowpi_gpu_model_grads(t->gm);
@@ -86,6 +162,8 @@ static lowp_status setup_parallel(lowpi_gpu_trainer *t, const lowpi_gpu_parallel
       st = lowpi_grad_sync_create(&t->grads, d, grads, np, par->grad_comm, owners);
     free(owners);
     LOWPI_TRY(st);
+  } else if (par->zero >= 2) {
+    LOWPI_TRY(setup_zero23(t, par->zero));
   } else {
     LOWPI_TRY(lowpi_grad_sync_create(&t->grads, d, grads, np, par->grad_comm, NULL));
   }
@@ -99,7 +177,8 @@ static lowp_status setup_parallel(lowpi_gpu_trainer *t, const lowpi_gpu_parallel
   lowp_status st = lowpi_amax_sync_create(&t->amax, d, amax, na);
   free(amax);
   LOWPI_TRY(st);
-  lowpi_gpu_model_on_grads_ready(t->gm, block_ready, t);
+  if (!t->zero)
+    lowpi_gpu_model_on_grads_ready(t->gm, block_ready, t);
   return LOWP_OK;
 }
 
@@ -132,14 +211,18 @@ lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
     t->rank = lowpi_dist_rank(par->dist);
     t->row0 = (size_t)t->rank * (size_t)t->B;
   }
-  st = lowpi_gpu_model_create(&t->gm, model, recipe, seed, t->B, T);
+  const int shard = world > 1 && par->zero >= 2 ? par->zero : 0; /* ZeRO-2/3: sharded model */
+  st = lowpi_gpu_model_create_sharded(&t->gm, model, recipe, seed, t->B, T,
+                                      shard == 2 || shard == 3 ? shard : 0);
   if (st == LOWP_OK)
     st = lowp_cuda_malloc((void **)&t->work, sizeof(lowpi_cuda_grad_work));
   if (st == LOWP_OK) /* a resumed run's delayed-scaling histories */
     st = lowpi_gpu_linears_upload_delayed(lowpi_gpu_model_linears(t->gm), exec);
   if (st == LOWP_OK && world > 1)
     st = setup_parallel(t, par);
-  if (st == LOWP_OK && t->shards) { /* ZeRO-1: this rank's chunks and state window only */
+  if (st == LOWP_OK && t->zero) {
+    st = create_zero23_opt(t);
+  } else if (st == LOWP_OK && t->shards) { /* ZeRO-1: this rank's chunks and state window only */
     const lowpi_shard *sh = &t->shards[t->rank];
     st = lowpi_cuda_adamw_create_shard(&t->opt, opt, sh->chunk_lo, sh->chunk_hi, sh->byte_lo,
                                        sh->byte_hi);
@@ -163,8 +246,12 @@ static lowp_status finish_reductions(lowpi_gpu_trainer *t) {
   lowpi_gpu_model_block_range(t->gm, 0, &lo, &n0);
   lowpi_gpu_model_block_range(t->gm, L - 1, &hi, &nl);
   hi += nl;
-  LOWPI_TRY(lowpi_grad_sync_bucket(t->grads, 0, lo));
-  LOWPI_TRY(lowpi_grad_sync_bucket(t->grads, hi, np - hi));
+  if (t->zero) {
+    LOWPI_TRY(lowpi_zero_reduce_nonblock(t->zero, lowpi_gpu_model_grads(t->gm)));
+  } else {
+    LOWPI_TRY(lowpi_grad_sync_bucket(t->grads, 0, lo));
+    LOWPI_TRY(lowpi_grad_sync_bucket(t->grads, hi, np - hi));
+  }
   float *loss = (float *)lowpi_gpu_model_loss(t->gm); /* the model's own device float */
   LOWPI_TRY(lowpi_dist_comm_after_compute(t->dist));
   LOWPI_TRY(lowpi_dist_all_reduce(t->dist, loss, loss, 1, LOWPI_NCCL_FLOAT32, LOWPI_NCCL_AVG));
@@ -172,15 +259,12 @@ static lowp_status finish_reductions(lowpi_gpu_trainer *t) {
   return lowpi_dist_compute_after_comm(t->dist);
 }
 
-/* ZeRO-1, after the gradients reached their owners: prepare this rank's shard of them, combine
- * the shards' sums of squares and non-finite flags into the global norm and found_inf (the
- * same on every rank), update this rank's shard, then every rank broadcasts its updated
- * parameters to the others (an all-gather of uneven parts). */
-static lowp_status zero_update(lowpi_gpu_trainer *t, const lowpi_gpu_step_args *a, long step) {
-  const lowpi_shard *me = &t->shards[t->rank];
-  float *grads = lowpi_gpu_model_grads(t->gm), *params = lowpi_gpu_model_params(t->gm);
-  LOWPI_TRY(lowpi_cuda_grad_prepare(t->work, grads + me->elem_lo, me->elem_hi - me->elem_lo,
-                                    a->round_grads_bf16, a->unscale, a->grad_clip));
+/* ZeRO, after the gradients reached their owners: prepare this rank's shard of them (n
+ * gradients at g), combine the shards' sums of squares and non-finite flags into the global
+ * norm and found_inf (the same on every rank). */
+static lowp_status shard_norm(lowpi_gpu_trainer *t, const lowpi_gpu_step_args *a, float *g,
+                              size_t n) {
+  LOWPI_TRY(lowpi_cuda_grad_prepare(t->work, g, n, a->round_grads_bf16, a->unscale, a->grad_clip));
   lowpi_dist *d = t->dist;
   LOWPI_TRY(lowpi_dist_comm_after_compute(d));
   LOWPI_TRY(lowpi_dist_group(d, 1));
@@ -193,8 +277,28 @@ static lowp_status zero_update(lowpi_gpu_trainer *t, const lowpi_gpu_step_args *
   LOWPI_TRY(st);
   LOWPI_TRY(end);
   LOWPI_TRY(lowpi_dist_compute_after_comm(d));
-  LOWPI_TRY(lowpi_cuda_grad_stats_finish(t->work, a->grad_clip));
+  return lowpi_cuda_grad_stats_finish(t->work, a->grad_clip);
+}
+
+/* ZeRO-2/3: the shard's norm, the update of this rank's parts (ZeRO-3: of its master shard),
+ * then the all-gather of the updated parameters (ZeRO-3: the non-block ones). */
+static lowp_status zero23_update(lowpi_gpu_trainer *t, const lowpi_gpu_step_args *a, long step) {
+  float *g = lowpi_zero_grads(t->zero), *params = lowpi_gpu_model_params(t->gm);
+  LOWPI_TRY(shard_norm(t, a, g, lowpi_zero_len(t->zero)));
+  float *p = t->stage == 3 ? lowpi_zero_master(t->zero) : params;
+  LOWPI_TRY(lowpi_cuda_adamw_step(t->opt, p, g, a->lr, step, t->work));
+  return lowpi_zero_gather_params(t->zero, params);
+}
+
+/* ZeRO-1: the shard's norm, the update of this rank's shard, then every rank broadcasts its
+ * updated parameters to the others (an all-gather of uneven parts). */
+static lowp_status zero_update(lowpi_gpu_trainer *t, const lowpi_gpu_step_args *a, long step) {
+  const lowpi_shard *me = &t->shards[t->rank];
+  float *grads = lowpi_gpu_model_grads(t->gm), *params = lowpi_gpu_model_params(t->gm);
+  LOWPI_TRY(shard_norm(t, a, grads + me->elem_lo, me->elem_hi - me->elem_lo));
   LOWPI_TRY(lowpi_cuda_adamw_step(t->opt, params, grads, a->lr, step, t->work));
+  lowpi_dist *d = t->dist;
+  lowp_status st = LOWP_OK, end = LOWP_OK;
   LOWPI_TRY(lowpi_dist_comm_after_compute(d));
   LOWPI_TRY(lowpi_dist_group(d, 1));
   for (int r = 0; r < t->world && st == LOWP_OK; r++) {
@@ -227,10 +331,19 @@ lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
     if (t->dist)   /* the copy below blocks: wait for the reductions with the watchdog first */
       LOWPI_TRY(lowpi_dist_sync(t->dist, "the gradient all-reduce"));
     const float bad = a->poison == 2 ? INFINITY : NAN;
-    LOWPI_TRY(lowp_cuda_memcpy(grads + np / 2, &bad, sizeof bad, LOWP_CUDA_H2D));
+    if (t->zero) { /* the middle of each rank's gradient shard */
+      size_t n = lowpi_zero_len(t->zero);
+      if (n)
+        LOWPI_TRY(
+            lowp_cuda_memcpy(lowpi_zero_grads(t->zero) + n / 2, &bad, sizeof bad, LOWP_CUDA_H2D));
+    } else {
+      LOWPI_TRY(lowp_cuda_memcpy(grads + np / 2, &bad, sizeof bad, LOWP_CUDA_H2D));
+    }
   }
   long step = lowpi_cuda_adamw_num_steps(t->opt) + 1;
-  if (t->shards) {
+  if (t->zero) {
+    LOWPI_TRY(zero23_update(t, a, step));
+  } else if (t->shards) {
     LOWPI_TRY(zero_update(t, a, step));
   } else {
     LOWPI_TRY(
@@ -325,9 +438,71 @@ static lowp_status gather_state(lowpi_gpu_trainer *t) {
   return st;
 }
 
+typedef struct {
+  unsigned char *full;          /* the host blob */
+  const unsigned char *compact; /* a rank's compact state, on the host */
+} compact_copy;
+
+static void copy_compact(void *user, size_t full_off, size_t compact_off, size_t len) {
+  compact_copy *c = user;
+  memcpy(c->full + full_off, c->compact + compact_off, len);
+}
+
+/* ZeRO-2/3 checkpoint: every rank's compact optimizer state into rank 0's host optimizer (rank
+ * 0 recomputes each rank's parts from the plan to place its bytes). Collective. */
+static lowp_status gather_compact_state(lowpi_gpu_trainer *t) {
+  lowpi_dist *d = t->dist;
+  if (t->rank != 0) {
+    size_t lo, hi;
+    unsigned char *mine = lowpi_cuda_adamw_state(t->opt, &lo, &hi);
+    LOWPI_TRY(lowpi_dist_comm_after_compute(d));
+    LOWPI_TRY(lowpi_dist_send(d, mine, hi - lo, 0));
+    LOWPI_TRY(lowpi_dist_compute_after_comm(d));
+    return lowpi_dist_sync(d, "sending the optimizer shard to rank 0");
+  }
+  lowp_adamw *h = t->host_opt;
+  LOWPI_TRY(lowpi_cuda_adamw_download(t->opt, h)); /* its own parts, and the steps */
+  size_t most = 0, nmost = 0;
+  for (int r = 1; r < t->world; r++) {
+    size_t blob = 0,
+           n = lowpi_shard_subs(NULL, t->pieces, t->nseg, t->world, r, h->t, h->nt, &blob);
+    most = blob > most ? blob : most;
+    nmost = n > nmost ? n : nmost;
+  }
+  unsigned char *dev = NULL, *host = malloc(most ? most : 1);
+  lowpi_shard_sub *subs = malloc((nmost ? nmost : 1) * sizeof *subs);
+  lowp_status st = host && subs
+                       ? lowp_cuda_malloc((void **)&dev, most ? most : 1)
+                       : lowpi_fail(LOWP_ERR_NOMEM, "out of memory for an optimizer shard");
+  for (int r = 1; r < t->world && st == LOWP_OK; r++) {
+    size_t blob = 0;
+    size_t n = lowpi_shard_subs(subs, t->pieces, t->nseg, t->world, r, h->t, h->nt, &blob);
+    st = lowpi_dist_comm_after_compute(d);
+    if (st == LOWP_OK)
+      st = lowpi_dist_recv(d, dev, blob, r);
+    if (st == LOWP_OK)
+      st = lowpi_dist_compute_after_comm(d);
+    if (st == LOWP_OK)
+      st = lowpi_dist_sync(d, "gathering the optimizer shards");
+    if (st == LOWP_OK)
+      st = lowp_cuda_memcpy(host, dev, blob, LOWP_CUDA_D2H);
+    if (st == LOWP_OK) {
+      compact_copy c = {h->blob, host};
+      lowpi_shard_sub_copies(subs, n, h->t, copy_compact, &c);
+    }
+  }
+  lowp_cuda_free(dev);
+  free(host);
+  free(subs);
+  return st;
+}
+
 lowp_status lowpi_gpu_trainer_download(lowpi_gpu_trainer *t) {
-  LOWPI_TRY(lowpi_gpu_model_download(t->gm));
-  if (t->shards)
+  LOWPI_TRY(lowpi_gpu_model_download(t->gm)); /* ZeRO-3: the non-block parameters */
+  if (t->zero) {
+    LOWPI_TRY(lowpi_zero_gather_to_host(t->zero, lowp_model_params(t->model)));
+    LOWPI_TRY(gather_compact_state(t));
+  } else if (t->shards)
     LOWPI_TRY(gather_state(t));
   else
     LOWPI_TRY(lowpi_cuda_adamw_download(t->opt, t->host_opt));
@@ -342,6 +517,12 @@ void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t
   *optim = hi - lo;
   if (t->grads) /* the bf16 mirror of --grad-comm bf16 */
     *grads += lowpi_grad_sync_bytes(t->grads);
+  if (t->zero) { /* the shards and the staging buffers */
+    size_t p = 0, g = 0;
+    lowpi_zero_bytes(t->zero, &p, &g);
+    *weights += p;
+    *grads += g;
+  }
   lowp_cuda_memory_stats(NULL, peak);
 }
 

@@ -28,11 +28,12 @@ typedef struct lowpi_gpu_trainer lowpi_gpu_trainer;
  * bucket during the backward (dist/grad_sync.h), the loss over the ranks, the delayed-scaling
  * amaxes with max; the gradient preparation and the optimizer then run identically on every
  * rank (zero 0), or each rank prepares and updates its shard and broadcasts its parameters
- * (zero 1: optimizer state sharded, dist/shard.h). */
+ * (zero 1: optimizer state sharded, dist/shard.h); zero 2 and 3 also shard the gradients and
+ * the fp32 weights, block by block (cuda/dist_zero.h). */
 typedef struct {
   lowpi_dist *dist;      /* NULL: one GPU, none of the above */
-  int zero;              /* ZeRO stage: 0 or 1 */
-  lowp_format grad_comm; /* LOWP_FP32, LOWP_BF16 or LOWP_E4M3 (--grad-comm) */
+  int zero;              /* ZeRO stage: 0 to 3 */
+  lowp_format grad_comm; /* LOWP_FP32, LOWP_BF16 or LOWP_E4M3 (--grad-comm; not FP32: zero 0, 1) */
 } lowpi_gpu_parallel;
 
 typedef struct {
@@ -64,12 +65,14 @@ lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
 lowp_status lowpi_gpu_trainer_eval(lowpi_gpu_trainer *t, const int32_t *inputs,
                                    const int32_t *targets, float *loss);
 /* Device -> host: parameters, optimizer state and step count, delayed-scaling states. Under
- * ZeRO-1 a collective (every rank calls it) that gathers the full state on rank 0's host. */
+ * ZeRO a collective (every rank calls it) that gathers the full state (ZeRO-3: and the
+ * parameters) on rank 0's host. */
 lowp_status lowpi_gpu_trainer_download(lowpi_gpu_trainer *t);
 
-/* Device memory held: weights, gradients (with --grad-comm bf16's mirror), activations (with
- * scratch), optimizer state (this rank's shard under ZeRO-1), and the peak of all that
- * lowp_cuda_malloc held. */
+/* Device memory held: weights (ZeRO-3: the non-block ones, the master shard and the staging
+ * buffers), gradients (with --grad-comm bf16's mirror; ZeRO-2/3: the non-block ones, the shard
+ * and the staging buffers), activations (with scratch), optimizer state (this rank's shard
+ * under ZeRO), and the peak of all that lowp_cuda_malloc held. */
 void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t *grads,
                              size_t *activations, size_t *optim, size_t *peak);
 

@@ -195,6 +195,14 @@ lowp_status lowpi_cuda_adamw_create_shard(lowpi_cuda_adamw **opt, const lowp_ada
   return no_cuda("lowpi_cuda_adamw_create_shard");
 }
 
+lowp_status lowpi_cuda_adamw_create_subs(lowpi_cuda_adamw **opt, const lowp_adamw *host,
+                                         const struct lowpi_shard_sub *subs, size_t nsubs,
+                                         size_t blob_bytes, int params_local, int grads_local) {
+  if (opt)
+    *opt = NULL;
+  return no_cuda("lowpi_cuda_adamw_create_subs");
+}
+
 unsigned char *lowpi_cuda_adamw_state(lowpi_cuda_adamw *opt, size_t *byte_lo, size_t *byte_hi) {
   *byte_lo = *byte_hi = 0;
   return NULL;

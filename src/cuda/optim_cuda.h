@@ -90,7 +90,17 @@ lowp_status lowpi_cuda_adamw_create(lowpi_cuda_adamw **opt, const lowp_adamw *ho
 lowp_status lowpi_cuda_adamw_create_shard(lowpi_cuda_adamw **opt, const lowp_adamw *host,
                                           size_t chunk_lo, size_t chunk_hi, size_t byte_lo,
                                           size_t byte_hi);
-/* The device state window and its place in the host blob (for the checkpoint gather). */
+/* ZeRO-2/3: a copy that updates the parts subs[0..nsubs) of the host's tensors
+ * (lowpi_shard_subs: whole chunks) and holds only their states, in the compact blob of
+ * blob_bytes (lowpi_shard_sub's m, v, am, av). params_local / grads_local: the params / grads
+ * buffers given to step() are the rank's compact shard (a part at its `local`), else the full
+ * buffers (at its global offset). upload/download move the parts' states only. */
+struct lowpi_shard_sub;
+lowp_status lowpi_cuda_adamw_create_subs(lowpi_cuda_adamw **opt, const lowp_adamw *host,
+                                         const struct lowpi_shard_sub *subs, size_t nsubs,
+                                         size_t blob_bytes, int params_local, int grads_local);
+/* The device state window and its place in the host blob (for the checkpoint gather; a
+ * create_subs copy: its compact blob, [0, blob_bytes)). */
 unsigned char *lowpi_cuda_adamw_state(lowpi_cuda_adamw *opt, size_t *byte_lo, size_t *byte_hi);
 void lowpi_cuda_adamw_free(lowpi_cuda_adamw *opt);
 

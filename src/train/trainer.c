@@ -753,10 +753,10 @@ static const char *env_get(const char *name) {
 static lowp_status setup_dist(run *r) {
   lowp_train_config *c = &r->cfg;
   lowpi_dist_env env;
-  if (c->zero < 0 || c->zero > 1)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "--zero %d: ZeRO-0 (plain data parallel) and ZeRO-1 (sharded optimizer "
-                      "states) are implemented",
+  if (c->zero < 0 || c->zero > 3)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "--zero %d: the ZeRO stages are 0 (plain data parallel), 1 (sharded "
+                      "optimizer states), 2 (and gradients) and 3 (and weights)",
                       c->zero);
   if (c->grad_comm != LOWP_FP32 && c->grad_comm != LOWP_BF16 && c->grad_comm != LOWP_E4M3)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "--grad-comm is fp32, bf16 or fp8 (LOWP_E4M3)");
@@ -947,6 +947,8 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
     if (r.opt)
       lowp_adamw_state(r.opt, &summary->bytes_optim);
     summary->bytes_optim_total = summary->bytes_optim;
+    summary->bytes_weights_total = summary->bytes_weights;
+    summary->bytes_grads_total = summary->bytes_grads;
     summary->world_size = r.dist ? lowpi_dist_world(r.dist) : 1;
     summary->zero = r.dist ? r.cfg.zero : 0;
     if (r.gpu)

@@ -7,9 +7,15 @@
 #    with --gpus 2 for each recipe (bf16, fp8-current, fp8-delayed) and ZeRO stage; the per-step
 #    losses must agree within reordering noise: mean relative difference < 1e-3 (bf16) or 5e-3
 #    (fp8: each rank's current-scaling amax sees half the batch), max < 2e-2. --grad-comm bf16 is
-#    run too (a looser bound: 1e-2 mean), and --grad-comm fp8 with ZeRO 0 and 1 (mean < 5e-3, max
-#    < 5e-2: each averaged gradient carries up to 2^-4 of its 128-block's amax, see
-#    docs/multi-gpu.md; unbiased rounding noise that the loss curve barely sees).
+#    run too and reported (a looser bound: 1e-2 mean), and --grad-comm fp8 with ZeRO 0 and 1
+#    (mean < 5e-3, max < 5e-2: each averaged gradient carries up to 2^-4 of its 128-block's amax,
+#    see docs/multi-gpu.md). ZeRO-2 and ZeRO-3 reduce in the same order as ZeRO-1
+#    (ncclReduce(avg) onto the owners), so they get the same bounds.
+# 1b. Memory per GPU (the stages in ZEROS): a deeper tiny model (24 blocks, so that the two blocks
+#    of staging of ZeRO-2/3 weigh little) for 3 steps; rank 0's optimizer states must fall to
+#    <= 0.6x ZeRO-0's from ZeRO-1 on, its gradients to <= 0.65x from ZeRO-2 on, its weights to
+#    <= 0.65x at ZeRO-3 (half of everything, plus the non-block tensors kept whole and two blocks
+#    of staging: about 0.6x here), and stay whole below those stages.
 # 2. Resume: a 2-GPU run stopped after 50 steps resumes on 1 GPU and on the CPU; steps 51-100
 #    must follow the uninterrupted 2-GPU run (mean rel diff < 1e-3 on the GPU, < 1e-2 on the CPU).
 # 3. A rank that dies: (a) under the launcher, SIGKILL rank 1: the run must exit non-zero within
@@ -19,12 +25,12 @@
 # 4. MPI-style launch: two ranks with only Open MPI's (OMPI_COMM_WORLD_*), then only Slurm's
 #    (SLURM_PROCID/NTASKS/LOCALID) variables plus MASTER_ADDR/PORT must reproduce the 2-GPU
 #    bf16 run (mean rel diff < 1e-3).
-# Env: RECIPES, ZEROS (default "0 1"), OUT (default /tmp/dist_match). Exit 0 only if all passed.
+# Env: RECIPES, ZEROS (default "0 1 2 3"), OUT (default /tmp/dist_match). Exit 0 only if all passed.
 set -uo pipefail
 build=$1
 data=${2:-}
 recipes=${RECIPES:-bf16 fp8-current fp8-delayed}
-zeros=${ZEROS:-0 1}
+zeros=${ZEROS:-0 1 2 3}
 out=${OUT:-/tmp}/dist_match
 rm -rf "$out"
 mkdir -p "$out"
@@ -124,6 +130,41 @@ print(f"  {'ok  ' if ok else 'FAIL'} optimizer states on rank 0's GPU: ZeRO-0 {z
 sys.exit(0 if ok else 1)
 PY
 fi
+
+echo "== 1b. memory per GPU: weights, gradients, optimizer states by ZeRO stage (bf16, 2 GPUs)"
+deep=(--model tiny --layers 24 --steps 3 --batch 8 --seq 64 --data "$data" --eval-every 0 --seed 5
+  --device cuda --recipe bf16 --gpus 2)
+memfiles=()
+for z in $zeros; do
+  run "mem.zero$z" "${deep[@]}" --zero "$z" && memfiles+=("$z:$out/mem.zero$z.txt")
+done
+python3 - "${memfiles[@]}" <<'PY' || fail "memory per GPU"
+import re, sys
+ok = True
+rows = {}
+for arg in sys.argv[1:]:
+    z, path = arg.split(":", 1)
+    text = open(path).read()
+    o = re.search(r"optimizer states on each GPU ([0-9.]+) MiB \(rank 0's\) of ([0-9.]+) MiB", text)
+    w = re.search(r"weights on each GPU ([0-9.]+) MiB \(rank 0's\) of ([0-9.]+) MiB in all; "
+                  r"gradients on each GPU ([0-9.]+) MiB \(rank 0's\) of ([0-9.]+) MiB", text)
+    if not o or not w:
+        print(f"  FAIL ZeRO-{z}: no memory lines in {path}"); ok = False; continue
+    rows[int(z)] = {"optim": (float(o.group(1)), float(o.group(2))),
+                    "weights": (float(w.group(1)), float(w.group(2))),
+                    "grads": (float(w.group(3)), float(w.group(4)))}
+bound = {"optim": (1, 0.6), "grads": (2, 0.65), "weights": (3, 0.65)}  # (from stage, at most)
+for z in sorted(rows):
+    parts = []
+    for k, (stage, most) in bound.items():
+        mine, total = rows[z][k]
+        r = mine / total if total else float("nan")
+        good = r <= most if z >= stage else abs(r - 1) < 0.02
+        ok &= good
+        parts.append(f"{k} {mine:.3f}/{total:.3f} MiB ({r:.2f}x{'' if good else ' FAIL'})")
+    print(f"  ZeRO-{z}: " + ", ".join(parts))
+sys.exit(0 if ok and rows else 1)
+PY
 
 echo "== 2. resume: 2 GPUs -> 1 GPU, 2 GPUs -> CPU"
 for z in $zeros; do

@@ -1,4 +1,6 @@
-/* ZeRO-1's optimizer on one GPU, without NCCL: the device AdamW split into shards
+/* ZeRO on one GPU, without NCCL (the collectives are simulated by copies).
+ *
+ * ZeRO-1's optimizer: the device AdamW split into shards
  * (lowpi_cuda_adamw_create_shard over src/dist/shard.h's plan) must do exactly what the whole
  * device AdamW does, and the gradient statistics of the shards, combined, must give the whole
  * gradient's norm.
@@ -11,14 +13,35 @@
  * bytes (what a ZeRO checkpoint does) must equal the unsharded state byte for byte. The norm:
  * grad_prepare over each shard's element range, the sums of squares added (as the all-reduce
  * does), lowpi_cuda_grad_stats_finish: within 1e-12 relative of the unsharded norm, the same
- * clip coefficient rule, found_inf from any shard. */
+ * clip coefficient rule, found_inf from any shard.
+ *
+ * ZeRO-2/3's optimizer: the same tensors cut into segments (as the model's prefix, blocks and
+ * suffix), lowpi_shard_plan_segments for 1, 2, 3 and 5 ranks, one compact device AdamW per rank
+ * (lowpi_cuda_adamw_create_subs): ZeRO-3 with each rank's compact parameter and gradient shards
+ * (copied out of the full buffers piece by piece), ZeRO-2 with the full parameter buffer and
+ * compact gradients; after 4 steps the parameters put back together must equal the unsharded
+ * run's bit for bit, the states downloaded from every rank into one host optimizer must equal
+ * the unsharded state byte for byte, and the compact gradient shards' norms must combine to the
+ * whole norm (1e-12).
+ *
+ * ZeRO-2/3's model: the GPU model created sharded (no block gradients; no block parameters)
+ * with block hooks that stand in for the collectives (two alternating staging buffers; the
+ * parameters copied in from a full device copy, the block gradients copied out to a full
+ * buffer when ready) must give the unsharded model's loss and gradients bit for bit, for a
+ * gpt2 and a llama under fp32, bf16 and fp8-current (the same kernels on the same values;
+ * only the buffers' addresses differ). Under ZeRO-3 the hook rounds the linear weights that
+ * lowpi_gpu_linears_weight_bf16 names to bf16, as the bf16 gathering does: still bit for bit
+ * (the bf16 recipe: every block weight; fp8-current: none, its kept layers aside). */
 #include <math.h>
 #include <stdint.h>
 
+#include "common/error.h"
+#include "cuda/gpu_model.h"
 #include "cuda/optim_cuda.h"
 #include "dist/shard.h"
 #include "gpu_check.h"
 #include "optim/adamw_internal.h"
+#include "train/model_internal.h"
 
 enum { NT = 7, STEPS = 4, MAXW = 5 };
 static const size_t sizes[NT] = {17, 1, 4095, 4099, 70001, 5120, 3};
@@ -162,6 +185,356 @@ static void run(const char *name, lowp_opt_state state, lowp_round round, int ma
   lowp_adamw_free(gathered);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * ZeRO-2 / ZeRO-3: compact AdamW over per-segment pieces */
+
+typedef struct {
+  unsigned char *full;
+  const unsigned char *compact;
+} compact_copy;
+
+static void run_segments(const char *name, lowp_opt_state state, lowp_round round, int master_bf16,
+                         int world, int stage) {
+  lowp_opt_tensor ts[NT];
+  size_t np = 0;
+  for (int i = 0; i < NT; i++) {
+    ts[i].offset = np;
+    ts[i].numel = sizes[i];
+    ts[i].decay = i % 2;
+    np += sizes[i] + (i == 2 ? 3 : 0); /* a gap */
+  }
+  /* segments: [t0, t1] "prefix", [t2] , [t3, t4], [t5, t6] "suffix" (bounds at tensors) */
+  const size_t nseg = 4;
+  size_t bounds[5] = {0, ts[2].offset, ts[3].offset, ts[5].offset, np};
+  lowp_adamw_config cfg;
+  lowp_adamw_config_default(&cfg);
+  cfg.state = state;
+  cfg.state_round = round;
+  cfg.master_bf16 = master_bf16;
+  cfg.seed = 91;
+  lowp_adamw *host = NULL, *ref = NULL, *gathered = NULL;
+  GC_REQUIRE(lowp_adamw_create(&host, &cfg, ts, NT, np));
+  GC_REQUIRE(lowp_adamw_create(&ref, &cfg, ts, NT, np));
+  GC_REQUIRE(lowp_adamw_create(&gathered, &cfg, ts, NT, np));
+  lowpi_shard_piece pc[4 * MAXW];
+  size_t len[MAXW];
+  GC_REQUIRE(lowpi_shard_plan_segments(pc, len, world, host->t, host->nt, bounds, nseg));
+  lowpi_cuda_adamw *full = NULL, *part[MAXW] = {0};
+  GC_REQUIRE(lowpi_cuda_adamw_create(&full, host));
+  for (int r = 0; r < world; r++) {
+    size_t blob = 0, n = lowpi_shard_subs(NULL, pc, nseg, world, r, host->t, host->nt, &blob);
+    lowpi_shard_sub *subs = calloc(n + 1, sizeof *subs);
+    lowpi_shard_subs(subs, pc, nseg, world, r, host->t, host->nt, &blob);
+    GC_REQUIRE(lowpi_cuda_adamw_create_subs(&part[r], host, subs, n, blob, stage == 3, 1));
+    free(subs);
+  }
+  float *hp = malloc(np * sizeof(float)), *hg = malloc(np * sizeof(float));
+  float *got = malloc(np * sizeof(float)), *want = malloc(np * sizeof(float));
+  float *tmp = malloc(np * sizeof(float));
+  float *p_full = NULL, *p_z2 = NULL, *g = NULL, *p_sh[MAXW] = {0}, *g_sh[MAXW] = {0};
+  GC_REQUIRE(lowp_cuda_malloc((void **)&p_full, np * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&p_z2, np * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&g, np * sizeof(float)));
+  for (int r = 0; r < world; r++) {
+    GC_REQUIRE(lowp_cuda_malloc((void **)&p_sh[r], (len[r] + 1) * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_malloc((void **)&g_sh[r], (len[r] + 1) * sizeof(float)));
+  }
+  for (size_t i = 0; i < np; i++) {
+    float p = (float)(2.0 * gc_uniform() - 1.0);
+    hp[i] = master_bf16 ? lowpi_decode(lowpi_fmt_of(LOWP_BF16),
+                                       lowpi_encode(lowpi_fmt_of(LOWP_BF16), p, LOWP_ROUND_RNE,
+                                                    LOWP_OVERFLOW_NATIVE, 0, 0, 0))
+                        : p;
+  }
+  GC_REQUIRE(lowp_cuda_memcpy(p_full, hp, np * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(p_z2, hp, np * sizeof(float), LOWP_CUDA_H2D));
+  /* rank r's compact shard of a full host buffer x (a piece at its local position) */
+#define TO_SHARD(dev, x, r)                                                                        \
+  do {                                                                                             \
+    for (size_t s_ = 0; s_ < nseg; s_++) {                                                         \
+      const lowpi_shard_piece *q_ = &pc[s_ * (size_t)world + (size_t)(r)];                         \
+      memcpy(tmp + q_->local, (x) + q_->elem_lo, (q_->elem_hi - q_->elem_lo) * sizeof(float));     \
+    }                                                                                              \
+    GC_REQUIRE(lowp_cuda_memcpy((dev), tmp, len[r] * sizeof(float), LOWP_CUDA_H2D));               \
+  } while (0)
+  for (int r = 0; r < world; r++)
+    TO_SHARD(p_sh[r], hp, r);
+  for (int s = 1; s <= STEPS; s++) {
+    for (size_t i = 0; i < np; i++)
+      hg[i] = (float)(0.1 * (2.0 * gc_uniform() - 1.0));
+    GC_REQUIRE(lowp_cuda_memcpy(g, hg, np * sizeof(float), LOWP_CUDA_H2D));
+    double lr = 1e-3 * s;
+    GC_OK(lowpi_cuda_adamw_step(full, p_full, g, lr, s, NULL));
+    lowpi_cuda_adamw_commit(full, 0);
+    for (int r = 0; r < world; r++) {
+      TO_SHARD(g_sh[r], hg, r);
+      GC_OK(lowpi_cuda_adamw_step(part[r], stage == 3 ? p_sh[r] : p_z2, g_sh[r], lr, s, NULL));
+      lowpi_cuda_adamw_commit(part[r], 0);
+    }
+  }
+  GC_REQUIRE(lowp_cuda_memcpy(want, p_full, np * sizeof(float), LOWP_CUDA_D2H));
+  if (stage == 3) {                      /* put the shards back together */
+    memcpy(got, hp, np * sizeof(float)); /* the gap keeps its start value, as in p_full */
+    for (int r = 0; r < world; r++) {
+      GC_REQUIRE(lowp_cuda_memcpy(tmp, p_sh[r], len[r] * sizeof(float), LOWP_CUDA_D2H));
+      for (size_t s_ = 0; s_ < nseg; s_++) {
+        const lowpi_shard_piece *q = &pc[s_ * (size_t)world + (size_t)r];
+        memcpy(got + q->elem_lo, tmp + q->local, (q->elem_hi - q->elem_lo) * sizeof(float));
+      }
+    }
+  } else {
+    GC_REQUIRE(lowp_cuda_memcpy(got, p_z2, np * sizeof(float), LOWP_CUDA_D2H));
+  }
+  size_t bad = 0;
+  for (size_t i = 0; i < np; i++)
+    if (memcmp(&got[i], &want[i], 4) != 0 && bad++ < 5)
+      fprintf(stderr, "  ZeRO-%d %s, %d ranks: param %zu: got %.9g, want %.9g\n", stage, name,
+              world, i, (double)got[i], (double)want[i]);
+  GC_CHECK(bad == 0, "ZeRO-%d %s, %d ranks: %zu of %zu parameters differ", stage, name, world, bad,
+           np);
+  /* The checkpoint: every rank's parts downloaded into one host optimizer. */
+  GC_REQUIRE(lowpi_cuda_adamw_download(full, ref));
+  size_t compact = 0;
+  for (int r = 0; r < world; r++) {
+    GC_REQUIRE(lowpi_cuda_adamw_download(part[r], gathered));
+    size_t lo, hi;
+    lowpi_cuda_adamw_state(part[r], &lo, &hi);
+    compact += hi - lo;
+    GC_CHECK(lowpi_cuda_adamw_num_steps(part[r]) == STEPS, "ZeRO-%d %s: rank %d counted %ld steps",
+             stage, name, r, lowpi_cuda_adamw_num_steps(part[r]));
+  }
+  bad = 0;
+  for (size_t b = 0; b < ref->bytes; b++)
+    if (gathered->blob[b] != ref->blob[b] && bad++ < 5)
+      fprintf(stderr, "  ZeRO-%d %s, %d ranks: state byte %zu: got 0x%02x, want 0x%02x\n", stage,
+              name, world, b, gathered->blob[b], ref->blob[b]);
+  GC_CHECK(bad == 0, "ZeRO-%d %s, %d ranks: %zu of %zu state bytes differ", stage, name, world, bad,
+           ref->bytes);
+  printf("  ZeRO-%d %-20s %d rank(s): compact states %zu bytes in all, %zu unsharded\n", stage,
+         name, world, compact, ref->bytes);
+  /* An upload of the gathered state, one more step each: still the same parameters. */
+  for (int r = 0; r < world; r++)
+    GC_REQUIRE(lowpi_cuda_adamw_upload(part[r], gathered));
+  /* The norm from the compact gradient shards (the last step's gradients). */
+  lowpi_cuda_grad_work *w = NULL;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&w, sizeof *w));
+  const float clip = 0.5f;
+  GC_REQUIRE(lowpi_cuda_grad_prepare(w, g, np, 0, 1.0f, clip));
+  lowpi_cuda_grad_stats whole, ps;
+  GC_REQUIRE(lowpi_cuda_grad_stats_read(&whole, w));
+  double sumsq = 0, gap = 0;
+  for (size_t i = ts[2].offset + ts[2].numel; i < ts[3].offset; i++) /* the gap is in a shard */
+    gap += (double)hg[i] * hg[i];
+  for (int r = 0; r < world; r++) {
+    GC_REQUIRE(lowpi_cuda_grad_prepare(w, g_sh[r], len[r], 0, 1.0f, clip));
+    GC_REQUIRE(lowpi_cuda_grad_stats_read(&ps, w));
+    sumsq += ps.sumsq;
+  }
+  double rel = fabs(sumsq - whole.sumsq) / whole.sumsq;
+  GC_CHECK(rel < 1e-12, "ZeRO-%d %s, %d ranks: shards' sum of squares %.17g, whole %.17g (gap %g)",
+           stage, name, world, sumsq, whole.sumsq, gap);
+  lowp_cuda_free(w);
+#undef TO_SHARD
+  lowpi_cuda_adamw_free(full);
+  for (int r = 0; r < world; r++) {
+    lowpi_cuda_adamw_free(part[r]);
+    lowp_cuda_free(p_sh[r]);
+    lowp_cuda_free(g_sh[r]);
+  }
+  lowp_cuda_free(p_full);
+  lowp_cuda_free(p_z2);
+  lowp_cuda_free(g);
+  free(hp);
+  free(hg);
+  free(got);
+  free(want);
+  free(tmp);
+  lowp_adamw_free(host);
+  lowp_adamw_free(ref);
+  lowp_adamw_free(gathered);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * ZeRO-2 / ZeRO-3: the sharded GPU model with simulated collectives */
+
+#ifdef LOWP_HAVE_CUDA
+typedef struct {
+  lowpi_gpu_model *gm;
+  const float *params; /* device: the full parameters (what the all-gather would assemble) */
+  float *grads;        /* device: the full gradients (what the reduction would receive) */
+  float *pstage[2], *gstage[2];
+  int params_asked, grads_asked, ready_seen, order_bad, L;
+  int last_params; /* the block asked last: forward ascending, backward descending */
+  const lowpi_gpu_linears *lin;
+  void *codes;  /* device: bf16 codes of a weight */
+  int bf16_ran; /* weights gathered "in bf16" */
+} fake_zero;
+
+static lowp_status fake_params(void *user, int l, int backward, const float **base) {
+  fake_zero *f = user;
+  size_t off, n;
+  lowpi_gpu_model_block_range(f->gm, l, &off, &n);
+  int want = backward ? (f->last_params == -1 ? f->L - 1 : f->last_params - 1)
+                      : (f->last_params >= f->L - 1 ? 0 : f->last_params + 1);
+  if (backward && f->last_params == f->L - 1 && l == f->L - 1)
+    want = l; /* the backward starts with the forward's last block */
+  if (l != want)
+    f->order_bad++;
+  f->last_params = l;
+  f->params_asked++;
+  LOWPI_TRY(lowp_cuda_memcpy(f->pstage[l % 2], f->params + off, n * sizeof(float), LOWP_CUDA_D2D));
+  /* as dist_zero.cu's bf16 gathering: the weights whose every use is a bf16 RNE cast arrive
+   * rounded to bf16 (RNE) */
+  for (int k = 0; k < 4; k++)
+    if (lowpi_gpu_linears_weight_bf16(f->lin, 4 * l + k)) {
+      size_t woff, wn;
+      lowpi_gpu_model_block_weight(f->gm, l, k, &woff, &wn);
+      lowp_cast_opts opts = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, f->pstage[l % 2] + woff, wn, f->codes, &opts));
+      LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, f->codes, wn, f->pstage[l % 2] + woff));
+      f->bf16_ran++;
+    }
+  *base = f->pstage[l % 2];
+  return LOWP_OK;
+}
+
+static lowp_status fake_grads(void *user, int l, float **base) {
+  fake_zero *f = user;
+  f->grads_asked++;
+  size_t off, n;
+  lowpi_gpu_model_block_range(f->gm, l, &off, &n);
+  /* poison the buffer: the model must zero it */
+  LOWPI_TRY(lowp_cuda_memset(f->gstage[l % 2], 0x7F, n * sizeof(float)));
+  *base = f->gstage[l % 2];
+  return LOWP_OK;
+}
+
+static lowp_status fake_ready(void *user, int l) {
+  fake_zero *f = user;
+  f->ready_seen++;
+  size_t off, n;
+  lowpi_gpu_model_block_range(f->gm, l, &off, &n);
+  return lowp_cuda_memcpy(f->grads + off, f->gstage[l % 2], n * sizeof(float), LOWP_CUDA_D2D);
+}
+
+static size_t first_diff(const float *a, const float *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (memcmp(&a[i], &b[i], 4) != 0)
+      return i;
+  return n;
+}
+
+static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
+  const char *an = arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama";
+  lowp_model_config cfg;
+  lowp_model_config_default(&cfg, arch);
+  cfg.n_layer = 3; /* odd: the staging buffers alternate unevenly */
+  cfg.n_head = 4;
+  cfg.n_embd = 64;
+  cfg.ctx = 32;
+  cfg.vocab = 96;
+  const int B = 2, T = 32;
+  const size_t N = (size_t)B * T;
+  lowp_recipe recipe;
+  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)))
+    return;
+  lowp_model *m = NULL;
+  GC_REQUIRE(lowp_model_create(&m, &cfg, 42));
+  int32_t *in = malloc(N * sizeof(int32_t)), *tg = malloc(N * sizeof(int32_t));
+  for (size_t i = 0; i < N; i++) {
+    in[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
+    tg[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
+  }
+  const size_t np = lowp_model_num_params(m);
+  float *want = malloc(np * sizeof(float)), *got = malloc(np * sizeof(float));
+  float loss_want = NAN, loss_got = NAN;
+  lowpi_gpu_model *g0 = NULL, *gs = NULL;
+  GC_REQUIRE(lowpi_gpu_model_create(&g0, m, &recipe, 7, B, T));
+  GC_REQUIRE(lowpi_gpu_model_forward(g0, in, tg, B, T, 1.0f));
+  GC_REQUIRE(lowpi_gpu_model_backward(g0));
+  GC_REQUIRE(lowp_cuda_memcpy(want, lowpi_gpu_model_grads(g0), np * 4, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(&loss_want, lowpi_gpu_model_loss(g0), 4, LOWP_CUDA_D2H));
+
+  GC_REQUIRE(lowpi_gpu_model_create_sharded(&gs, m, &recipe, 7, B, T, shard));
+  fake_zero f;
+  memset(&f, 0, sizeof f);
+  f.gm = gs;
+  f.L = cfg.n_layer;
+  f.last_params = -1;
+  f.params = lowpi_gpu_model_params(g0); /* g0's parameters: the full copy */
+  size_t off0, blk, pre, end;
+  lowpi_gpu_model_block_range(gs, 0, &off0, &blk);
+  pre = off0;
+  lowpi_gpu_model_block_range(gs, f.L - 1, &end, &blk);
+  end += blk;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&f.grads, np * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_memset(f.grads, 0, np * sizeof(float)));
+  for (int i = 0; i < 2; i++) {
+    GC_REQUIRE(lowp_cuda_malloc((void **)&f.pstage[i], blk * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_malloc((void **)&f.gstage[i], blk * sizeof(float)));
+  }
+  f.lin = lowpi_gpu_model_linears(gs);
+  GC_REQUIRE(lowp_cuda_malloc(&f.codes, blk * 2));
+  lowpi_gpu_block_hooks hooks = {shard == 3 ? fake_params : NULL, fake_grads, fake_ready, &f};
+  lowpi_gpu_model_set_block_hooks(gs, &hooks);
+  GC_REQUIRE(lowpi_gpu_model_forward(gs, in, tg, B, T, 1.0f));
+  GC_REQUIRE(lowpi_gpu_model_backward(gs));
+  GC_REQUIRE(lowp_cuda_memcpy(&loss_got, lowpi_gpu_model_loss(gs), 4, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(got, f.grads, np * 4, LOWP_CUDA_D2H));
+  /* the non-block gradients: the sharded model's own buffer, prefix then suffix */
+  GC_REQUIRE(lowp_cuda_memcpy(got, lowpi_gpu_model_grads(gs), pre * 4, LOWP_CUDA_D2H));
+  GC_REQUIRE(
+      lowp_cuda_memcpy(got + end, lowpi_gpu_model_grads(gs) + pre, (np - end) * 4, LOWP_CUDA_D2H));
+  size_t pb = 0, gb = 0, ab = 0;
+  lowpi_gpu_model_bytes(gs, &pb, &gb, &ab);
+  printf("  %-5s %-11s ZeRO-%d model: loss %.7f (unsharded %.7f); hooks: params %d (%d weights "
+         "in bf16), grads %d, ready %d; buffers: params %zu, grads %zu of %zu floats\n",
+         an, recipe_name, shard, (double)loss_got, (double)loss_want, f.params_asked, f.bf16_ran,
+         f.grads_asked, f.ready_seen, pb / 4, gb / 4, np);
+  /* bf16 recipe: every block weight travels in bf16; fp32: none */
+  if (shard == 3 && !strcmp(recipe_name, "bf16"))
+    GC_CHECK(f.bf16_ran == 4 * f.params_asked,
+             "%s bf16 ZeRO-3: %d weights gathered in bf16, want %d", an, f.bf16_ran,
+             4 * f.params_asked);
+  if (!strcmp(recipe_name, "fp32"))
+    GC_CHECK(f.bf16_ran == 0, "%s fp32: %d weights gathered in bf16", an, f.bf16_ran);
+  GC_CHECK(memcmp(&loss_got, &loss_want, 4) == 0, "%s %s ZeRO-%d: loss %.9g, unsharded %.9g", an,
+           recipe_name, shard, (double)loss_got, (double)loss_want);
+  size_t d = first_diff(got, want, np);
+  if (d < np) { /* say which tensor */
+    for (size_t t = 0; t < lowp_model_num_tensors(m); t++) {
+      lowp_tensor_info info;
+      lowp_model_tensor(m, t, &info);
+      if (d >= info.offset && d < info.offset + info.numel)
+        fprintf(stderr, "  first difference in %s[%zu]\n", info.name, d - info.offset);
+    }
+  }
+  GC_CHECK(d == np, "%s %s ZeRO-%d: gradient %zu of %zu: %.9g, unsharded %.9g", an, recipe_name,
+           shard, d, np, d < np ? (double)got[d] : 0.0, d < np ? (double)want[d] : 0.0);
+  GC_CHECK(f.grads_asked == f.L && f.ready_seen == f.L, "%s ZeRO-%d: grads asked %d, ready %d", an,
+           shard, f.grads_asked, f.ready_seen);
+  GC_CHECK(shard < 3 || (f.params_asked == 2 * f.L && f.order_bad == 0),
+           "%s ZeRO-3: params asked %d times (want %d), %d out of order", an, f.params_asked,
+           2 * f.L, f.order_bad);
+  GC_CHECK(gb / 4 == pre + np - end && (shard < 3 || pb / 4 == pre + np - end),
+           "%s ZeRO-%d: the model holds %zu / %zu floats of params / grads, want %zu", an, shard,
+           pb / 4, gb / 4, pre + np - end);
+  for (int i = 0; i < 2; i++) {
+    lowp_cuda_free(f.pstage[i]);
+    lowp_cuda_free(f.gstage[i]);
+  }
+  lowp_cuda_free(f.grads);
+  lowp_cuda_free(f.codes);
+  lowpi_gpu_model_free(gs);
+  lowpi_gpu_model_free(g0);
+  lowp_model_free(m);
+  free(in);
+  free(tg);
+  free(want);
+  free(got);
+}
+#endif
+
 int main(void) {
   int skip = gc_need_gpu("test_cuda_zero");
   if (skip)
@@ -173,5 +546,19 @@ int main(void) {
     run("8-bit states", LOWP_OPT_STATE_8BIT, LOWP_ROUND_RNE, 0, worlds[k]);
     run("8-bit, bf16 master", LOWP_OPT_STATE_8BIT, LOWP_ROUND_RNE, 1, worlds[k]);
   }
+  for (int k = 0; k < 4; k++)
+    for (int stage = 2; stage <= 3; stage++) {
+      run_segments("fp32 states", LOWP_OPT_STATE_FP32, LOWP_ROUND_RNE, 0, worlds[k], stage);
+      run_segments("bf16 SR states", LOWP_OPT_STATE_BF16, LOWP_ROUND_SR, 0, worlds[k], stage);
+      run_segments("8-bit states", LOWP_OPT_STATE_8BIT, LOWP_ROUND_RNE, 0, worlds[k], stage);
+      run_segments("8-bit, bf16 master", LOWP_OPT_STATE_8BIT, LOWP_ROUND_RNE, 1, worlds[k], stage);
+    }
+#ifdef LOWP_HAVE_CUDA
+  const char *recipes[] = {"fp32", "bf16", "fp8-current"};
+  for (int a = 0; a < 2; a++)
+    for (int k = 0; k < 3; k++)
+      for (int shard = 2; shard <= 3; shard++)
+        run_model(a ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[k], shard);
+#endif
   return gc_finish("test_cuda_zero");
 }

@@ -1,4 +1,4 @@
-/* ZeRO-1 shard arithmetic (src/dist/shard.h) on real optimizer layouts (lowp_adamw_create with
+/* ZeRO shard arithmetic (src/dist/shard.h) on real optimizer layouts (lowp_adamw_create with
  * fp32, bf16 and 8-bit states; awkward tensor sizes: 0, 1, 17, just under and over the 8-bit
  * threshold, not multiples of a chunk) for 1 to 7 ranks, checked against the rules written
  * independently here: the chunk and element ranges tile everything in order, each chunk's
@@ -153,10 +153,192 @@ static void test_shard_more_ranks_than_chunks(void **state) {
   lowp_adamw_free(opt);
 }
 
+/* ZeRO-2/3's per-segment plan and compact optimizer view, on a model-like layout: a prefix,
+ * three identical "blocks" and a suffix, with gaps (inside a segment and just before a segment
+ * bound), for 1 to 7 ranks, checked against rules written here: each segment's pieces tile it
+ * in order and take its chunks in order, every chunk inside its rank's piece, the pieces
+ * balanced, the local positions consecutive; the parts of all ranks cover every tensor's
+ * elements once, at the right local position; their compact states are disjoint, aligned and
+ * cover every state byte of the full blob exactly once. */
+typedef struct {
+  unsigned char *full; /* per full-blob byte: how many ranks' parts copy it */
+  unsigned char *compact;
+  size_t full_bytes, compact_bytes;
+  int bad;
+} copies;
+
+static void mark_copy(void *user, size_t full_off, size_t compact_off, size_t len) {
+  copies *c = user;
+  if (full_off + len > c->full_bytes || compact_off + len > c->compact_bytes ||
+      compact_off % 16 != 0) {
+    c->bad = 1;
+    return;
+  }
+  for (size_t i = 0; i < len; i++) {
+    c->full[full_off + i]++;
+    c->compact[compact_off + i]++;
+  }
+}
+
+static void check_segments(lowp_opt_state state) {
+  enum { NB = 3, MAXW = 7 };
+  const size_t pre[] = {17, 5000}, blk[] = {64, 4095, 1, 70000, 1025}, suf[] = {3, 300};
+  const size_t npre = 2, nblk = 5, nsuf = 2, nt = npre + NB * nblk + nsuf, nseg = NB + 2;
+  lowp_opt_tensor ts[2 + NB * 5 + 2];
+  size_t bounds[NB + 3], n = 0, k = 0;
+  bounds[0] = 0;
+  for (size_t s = 0; s < nseg; s++) {
+    const size_t *sz = s == 0 ? pre : s == nseg - 1 ? suf : blk;
+    size_t cnt = s == 0 ? npre : s == nseg - 1 ? nsuf : nblk;
+    for (size_t i = 0; i < cnt; i++, k++) {
+      ts[k].offset = n;
+      ts[k].numel = sz[i];
+      ts[k].decay = (int)(i % 2);
+      n += sz[i] + (i == 1 ? 7 : 0) + (i + 1 == cnt ? 3 : 0); /* gaps */
+    }
+    bounds[s + 1] = n;
+  }
+  lowp_adamw_config cfg;
+  lowp_adamw_config_default(&cfg);
+  cfg.state = state;
+  lowp_adamw *opt = NULL;
+  TU_ASSERT_OK(lowp_adamw_create(&opt, &cfg, ts, nt, n));
+  const lowpi_opt_tensor *t = opt->t;
+  for (int world = 1; world <= MAXW; world++) {
+    lowpi_shard_piece pc[(NB + 2) * MAXW];
+    size_t len[MAXW];
+    TU_ASSERT_OK(lowpi_shard_plan_segments(pc, len, world, t, nt, bounds, nseg));
+    size_t c = 0, ti = 0, total_len = 0;
+    for (size_t s = 0; s < nseg; s++) {
+      const lowpi_shard_piece *p = pc + s * (size_t)world;
+      assert_int_equal(p[0].elem_lo, bounds[s]);
+      assert_int_equal(p[world - 1].elem_hi, bounds[s + 1]);
+      assert_int_equal(p[0].chunk_lo, c);
+      for (int r = 0; r + 1 < world; r++) {
+        assert_int_equal(p[r].elem_hi, p[r + 1].elem_lo);
+        assert_int_equal(p[r].chunk_hi, p[r + 1].chunk_lo);
+      }
+      int r = 0;
+      for (; ti < nt && t[ti].offset < bounds[s + 1]; ti++) {
+        size_t cs = t[ti].kind == LOWP_OPT_STATE_8BIT ? 256 : 1024;
+        for (size_t q = 0; q * cs < t[ti].numel; q++, c++) {
+          while (r < world && c >= p[r].chunk_hi)
+            r++;
+          assert_true(r < world);
+          size_t a = t[ti].offset + q * cs;
+          size_t b = a + cs < t[ti].offset + t[ti].numel ? a + cs : t[ti].offset + t[ti].numel;
+          if (a < p[r].elem_lo || b > p[r].elem_hi)
+            fail_msg("world %d, segment %zu: chunk [%zu, %zu) outside rank %d's [%zu, %zu)", world,
+                     s, a, b, r, p[r].elem_lo, p[r].elem_hi);
+        }
+      }
+      assert_int_equal(p[world - 1].chunk_hi, c);
+      for (int q = 0; q < world; q++) {
+        size_t want = (bounds[s + 1] - bounds[s]) / (size_t)world;
+        size_t have = p[q].elem_hi - p[q].elem_lo, slack = 2 * (1024 + 7 + 3);
+        if (have > want + slack || have + slack < want)
+          fail_msg("world %d, segment %zu: rank %d owns %zu elements, %zu wanted", world, s, q,
+                   have, want);
+      }
+    }
+    for (int r = 0; r < world; r++) {
+      size_t pos = 0;
+      for (size_t s = 0; s < nseg; s++) {
+        assert_int_equal(pc[s * (size_t)world + (size_t)r].local, pos);
+        pos +=
+            pc[s * (size_t)world + (size_t)r].elem_hi - pc[s * (size_t)world + (size_t)r].elem_lo;
+      }
+      assert_int_equal(len[r], pos);
+      total_len += pos;
+    }
+    assert_int_equal(total_len, n);
+    /* The parts: every element of every tensor once, at its local position. */
+    unsigned char *elem = calloc(n, 1), *fullc = calloc(opt->bytes, 1);
+    size_t compact_sum = 0, nsubs_sum = 0;
+    for (int r = 0; r < world; r++) {
+      size_t blob = 0, ns = lowpi_shard_subs(NULL, pc, nseg, world, r, t, nt, &blob);
+      lowpi_shard_sub *u = calloc(ns + 1, sizeof *u);
+      size_t blob2 = 0;
+      assert_int_equal(lowpi_shard_subs(u, pc, nseg, world, r, t, nt, &blob2), ns);
+      assert_int_equal(blob, blob2);
+      for (size_t q = 0; q < ns; q++) {
+        const lowpi_opt_tensor *x = &t[u[q].tensor];
+        size_t cs = x->kind == LOWP_OPT_STATE_8BIT ? 256 : 1024;
+        assert_int_equal(u[q].offset, x->offset + u[q].chunk0 * cs);
+        assert_true(u[q].numel > 0 && u[q].offset + u[q].numel <= x->offset + x->numel);
+        assert_int_equal(u[q].nchunks, (u[q].numel + cs - 1) / cs);
+        /* its piece: the one of rank r whose range holds it */
+        const lowpi_shard_piece *p = NULL;
+        for (size_t s = 0; s < nseg; s++) {
+          const lowpi_shard_piece *y = &pc[s * (size_t)world + (size_t)r];
+          if (u[q].offset >= y->elem_lo && u[q].offset + u[q].numel <= y->elem_hi)
+            p = y;
+        }
+        assert_non_null(p);
+        assert_int_equal(u[q].local, p->local + (u[q].offset - p->elem_lo));
+        for (size_t i = 0; i < u[q].numel; i++)
+          elem[u[q].offset + i]++;
+      }
+      unsigned char *compact = calloc(blob + 1, 1);
+      copies cp = {fullc, compact, opt->bytes, blob, 0};
+      lowpi_shard_sub_copies(u, ns, t, mark_copy, &cp);
+      assert_false(cp.bad);
+      for (size_t b = 0; b < blob; b++)
+        if (compact[b] > 1)
+          fail_msg("world %d, rank %d: compact byte %zu written %d times", world, r, b, compact[b]);
+      compact_sum += blob;
+      nsubs_sum += ns;
+      free(compact);
+      free(u);
+    }
+    for (size_t i = 0; i < nt; i++)
+      for (size_t e = 0; e < t[i].numel; e++)
+        if (elem[t[i].offset + e] != 1)
+          fail_msg("world %d: element %zu of tensor %zu in %d parts", world, e, i,
+                   elem[t[i].offset + e]);
+    for (size_t i = 0; i < nt; i++) {
+      size_t es = t[i].kind == LOWP_OPT_STATE_FP32 ? 4 : t[i].kind == LOWP_OPT_STATE_BF16 ? 2 : 1;
+      for (size_t b = 0; b < t[i].numel * es; b++)
+        if (fullc[t[i].m + b] != 1 || fullc[t[i].v + b] != 1)
+          fail_msg("world %d, tensor %zu: state byte %zu copied %d/%d times", world, i, b,
+                   fullc[t[i].m + b], fullc[t[i].v + b]);
+      if (t[i].kind == LOWP_OPT_STATE_8BIT)
+        for (size_t b = 0; b < (t[i].numel + 255) / 256 * 4; b++)
+          if (fullc[t[i].am + b] != 1 || fullc[t[i].av + b] != 1)
+            fail_msg("world %d, tensor %zu: absmax byte %zu copied %d/%d times", world, i, b,
+                     fullc[t[i].am + b], fullc[t[i].av + b]);
+    }
+    /* compact: the whole state once, plus at most the alignment of each range */
+    if (compact_sum > opt->bytes + nsubs_sum * 4 * 15)
+      fail_msg("world %d: the compact blobs hold %zu bytes for %zu of state", world, compact_sum,
+               opt->bytes);
+    free(elem);
+    free(fullc);
+  }
+  /* A tensor across a segment bound, and bad bounds. */
+  lowpi_shard_piece pc[(NB + 2) * 2];
+  size_t bad[NB + 3];
+  memcpy(bad, bounds, sizeof bad);
+  bad[1] += 1; /* inside block 0's first tensor */
+  assert_int_equal(lowpi_shard_plan_segments(pc, NULL, 2, t, nt, bad, nseg), LOWP_ERR_UNSUPPORTED);
+  bad[1] = bounds[1];
+  bad[0] = 1;
+  assert_int_equal(lowpi_shard_plan_segments(pc, NULL, 2, t, nt, bad, nseg), LOWP_ERR_INVALID_ARG);
+  lowp_adamw_free(opt);
+}
+
+static void test_shard_segments(void **state) {
+  (void)state;
+  check_segments(LOWP_OPT_STATE_FP32);
+  check_segments(LOWP_OPT_STATE_BF16);
+  check_segments(LOWP_OPT_STATE_8BIT);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shard_layouts),
       cmocka_unit_test(test_shard_more_ranks_than_chunks),
+      cmocka_unit_test(test_shard_segments),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
