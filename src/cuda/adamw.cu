@@ -483,7 +483,7 @@ lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const floa
   a.blob_off = o->win_lo;
   a.chunk_lo = o->chunk_lo;
   a.t = o->d_t;
-  a.nt = (unsigned)o->nt;
+  a.nt = (unsigned)(o->subs ? o->nsubs : o->nt); /* the device table: the parts, or the tensors */
   a.nchunks = o->chunk_hi;
   a.codes = o->d_codes;
   a.k = lowpi_adamw_consts_at(&o->cfg, t, lr); /* the host's float64 math, as the CPU */
