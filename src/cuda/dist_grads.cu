@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda/cast_fast.cuh"
+#include "cuda/bf16_wire.cuh"
 #include "cuda/cuda_common.h"
 #include "format/cast_scalar.h"
 extern "C" {
@@ -11,21 +11,6 @@ extern "C" {
 #include "dist/grad_sync.h"
 #include "lowp/cuda.h"
 }
-
-namespace {
-
-__global__ void to_bf16(uint16_t *__restrict__ out, const float *__restrict__ in, size_t n) {
-  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
-    out[i] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(in[i]);
-}
-
-/* bf16 -> fp32 is exact: the code is the float's top half. */
-__global__ void from_bf16(float *__restrict__ out, const uint16_t *__restrict__ in, size_t n) {
-  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
-    out[i] = lowpi_bits_f32((uint32_t)in[i] << 16);
-}
-
-} // namespace
 
 struct lowpi_grad_sync {
   lowpi_dist *d;

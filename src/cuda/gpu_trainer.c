@@ -395,6 +395,17 @@ static void copy_owned(void *user, size_t off, size_t len) {
   memcpy(c->dst + off, c->src + (off - c->src_lo), len);
 }
 
+/* Rank 0, checkpointing: `bytes` of an optimizer shard from rank r, through the device buffer
+ * dev into host (the transfer waited for with the watchdog). */
+static lowp_status recv_to_host(lowpi_dist *d, unsigned char *host, unsigned char *dev,
+                                size_t bytes, int r) {
+  LOWPI_TRY(lowpi_dist_comm_after_compute(d));
+  LOWPI_TRY(lowpi_dist_recv(d, dev, bytes, r));
+  LOWPI_TRY(lowpi_dist_compute_after_comm(d));
+  LOWPI_TRY(lowpi_dist_sync(d, "gathering the optimizer shards"));
+  return lowp_cuda_memcpy(host, dev, bytes, LOWP_CUDA_D2H);
+}
+
 /* ZeRO-1 checkpoint: every rank's owned state bytes into rank 0's host optimizer. Rank 0
  * first takes its own window whole, then each other rank sends its window (ncclSend) and rank
  * 0 copies the bytes that rank owns. Collective: every rank calls it. */
@@ -419,15 +430,7 @@ static lowp_status gather_state(lowpi_gpu_trainer *t) {
   for (int r = 1; r < t->world && st == LOWP_OK; r++) {
     const lowpi_shard *s = &t->shards[r];
     const size_t bytes = s->byte_hi - s->byte_lo;
-    st = lowpi_dist_comm_after_compute(d);
-    if (st == LOWP_OK)
-      st = lowpi_dist_recv(d, dev, bytes, r);
-    if (st == LOWP_OK)
-      st = lowpi_dist_compute_after_comm(d);
-    if (st == LOWP_OK)
-      st = lowpi_dist_sync(d, "gathering the optimizer shards");
-    if (st == LOWP_OK)
-      st = lowp_cuda_memcpy(host, dev, bytes, LOWP_CUDA_D2H);
+    st = recv_to_host(d, host, dev, bytes, r);
     if (st == LOWP_OK) {
       owned_copy c = {t->host_opt->blob, host, s->byte_lo};
       lowpi_shard_owned_bytes(s, t->host_opt->t, t->host_opt->nt, copy_owned, &c);
@@ -477,15 +480,7 @@ static lowp_status gather_compact_state(lowpi_gpu_trainer *t) {
   for (int r = 1; r < t->world && st == LOWP_OK; r++) {
     size_t blob = 0;
     size_t n = lowpi_shard_subs(subs, t->pieces, t->nseg, t->world, r, h->t, h->nt, &blob);
-    st = lowpi_dist_comm_after_compute(d);
-    if (st == LOWP_OK)
-      st = lowpi_dist_recv(d, dev, blob, r);
-    if (st == LOWP_OK)
-      st = lowpi_dist_compute_after_comm(d);
-    if (st == LOWP_OK)
-      st = lowpi_dist_sync(d, "gathering the optimizer shards");
-    if (st == LOWP_OK)
-      st = lowp_cuda_memcpy(host, dev, blob, LOWP_CUDA_D2H);
+    st = recv_to_host(d, host, dev, blob, r);
     if (st == LOWP_OK) {
       compact_copy c = {h->blob, host};
       lowpi_shard_sub_copies(subs, n, h->t, copy_compact, &c);
