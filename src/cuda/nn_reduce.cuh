@@ -75,8 +75,8 @@ __global__ void lowpi_colsum_partial(float *__restrict__ partials, int N, int C,
     float acc[NQ];
     for (int q = 0; q < NQ; q++)
       acc[q] = 0.0f;
-    /* unrolled so that the rows' loads are in flight together (the additions stay in row
-     * order: the same bits) */
+      /* unrolled so that the rows' loads are in flight together (the additions stay in row
+       * order: the same bits) */
 #pragma unroll 8
     for (int n = n0; n < n1; n++) {
       float t[NQ];
