@@ -406,19 +406,24 @@ static lowp_status recv_to_host(lowpi_dist *d, unsigned char *host, unsigned cha
   return lowp_cuda_memcpy(host, dev, bytes, LOWP_CUDA_D2H);
 }
 
+/* A rank other than 0, checkpointing: its optimizer state (window or compact parts) to rank 0,
+ * which places the bytes (gather_state, gather_compact_state). */
+static lowp_status send_state(lowpi_gpu_trainer *t) {
+  size_t lo, hi;
+  unsigned char *mine = lowpi_cuda_adamw_state(t->opt, &lo, &hi);
+  LOWPI_TRY(lowpi_dist_comm_after_compute(t->dist));
+  LOWPI_TRY(lowpi_dist_send(t->dist, mine, hi - lo, 0));
+  LOWPI_TRY(lowpi_dist_compute_after_comm(t->dist));
+  return lowpi_dist_sync(t->dist, "sending the optimizer shard to rank 0");
+}
+
 /* ZeRO-1 checkpoint: every rank's owned state bytes into rank 0's host optimizer. Rank 0
  * first takes its own window whole, then each other rank sends its window (ncclSend) and rank
  * 0 copies the bytes that rank owns. Collective: every rank calls it. */
 static lowp_status gather_state(lowpi_gpu_trainer *t) {
   lowpi_dist *d = t->dist;
-  if (t->rank != 0) {
-    size_t lo, hi;
-    unsigned char *mine = lowpi_cuda_adamw_state(t->opt, &lo, &hi);
-    LOWPI_TRY(lowpi_dist_comm_after_compute(d));
-    LOWPI_TRY(lowpi_dist_send(d, mine, hi - lo, 0));
-    LOWPI_TRY(lowpi_dist_compute_after_comm(d));
-    return lowpi_dist_sync(d, "sending the optimizer shard to rank 0");
-  }
+  if (t->rank != 0)
+    return send_state(t);
   LOWPI_TRY(lowpi_cuda_adamw_download(t->opt, t->host_opt)); /* own window, and the steps */
   size_t most = 0;
   for (int r = 1; r < t->world; r++)
@@ -455,14 +460,8 @@ static void copy_compact(void *user, size_t full_off, size_t compact_off, size_t
  * 0 recomputes each rank's parts from the plan to place its bytes). Collective. */
 static lowp_status gather_compact_state(lowpi_gpu_trainer *t) {
   lowpi_dist *d = t->dist;
-  if (t->rank != 0) {
-    size_t lo, hi;
-    unsigned char *mine = lowpi_cuda_adamw_state(t->opt, &lo, &hi);
-    LOWPI_TRY(lowpi_dist_comm_after_compute(d));
-    LOWPI_TRY(lowpi_dist_send(d, mine, hi - lo, 0));
-    LOWPI_TRY(lowpi_dist_compute_after_comm(d));
-    return lowpi_dist_sync(d, "sending the optimizer shard to rank 0");
-  }
+  if (t->rank != 0)
+    return send_state(t);
   lowp_adamw *h = t->host_opt;
   LOWPI_TRY(lowpi_cuda_adamw_download(t->opt, h)); /* its own parts, and the steps */
   size_t most = 0, nmost = 0;

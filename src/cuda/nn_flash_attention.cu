@@ -244,10 +244,21 @@ __device__ __forceinline__ void load_tile_f32(bf16 *dst, const float *__restrict
   }
 }
 
+/* Two adjacent columns of an accumulator row: fp32 values, or their bf16 RNE codes
+ * (lowpi_bf16_rne, NaN kept: lowp_cuda_encode's) in one 32-bit store. */
+__device__ __forceinline__ void store_pair(float *p, float a, float b) {
+  p[0] = a;
+  p[1] = b;
+}
+__device__ __forceinline__ void store_pair(uint16_t *p, float a, float b) {
+  *reinterpret_cast<uint32_t *>(p) =
+      lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(a) | lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(b) << 16;
+}
+
 /* Write a warp's accumulators (16 x HS; rows r0 + g and r0 + g + 8) to rows of dst (ld
- * floats apart, t < T only). */
-template <int HS>
-__device__ __forceinline__ void store_frags(float *dst, size_t ld, int t0, int T,
+ * elements apart, t < T only), as fp32 (float dst) or bf16 codes (uint16_t dst). */
+template <int HS, typename Out>
+__device__ __forceinline__ void store_frags(Out *dst, size_t ld, int t0, int T,
                                             const float (&acc)[HS / 8][4], int lane) {
   const int g = lane / 4, t = lane % 4;
 #pragma unroll
@@ -255,32 +266,10 @@ __device__ __forceinline__ void store_frags(float *dst, size_t ld, int t0, int T
     const int r = t0 + g + 8 * i;
     if (r >= T)
       continue;
-    float *row = dst + (size_t)r * ld + 2 * t;
-#pragma unroll
-    for (int n = 0; n < HS / 8; n++) {
-      row[n * 8] = acc[n][2 * i];
-      row[n * 8 + 1] = acc[n][2 * i + 1];
-    }
-  }
-}
-
-/* The same rows as their bf16 RNE codes (lowpi_bf16_rne, NaN kept: lowp_cuda_encode's), two
- * adjacent columns per 32-bit store. */
-template <int HS>
-__device__ __forceinline__ void store_frags_bf16(uint16_t *dst, size_t ld, int t0, int T,
-                                                 const float (&acc)[HS / 8][4], int lane) {
-  const int g = lane / 4, t = lane % 4;
-#pragma unroll
-  for (int i = 0; i < 2; i++) {
-    const int r = t0 + g + 8 * i;
-    if (r >= T)
-      continue;
-    uint16_t *row = dst + (size_t)r * ld + 2 * t;
+    Out *row = dst + (size_t)r * ld + 2 * t;
 #pragma unroll
     for (int n = 0; n < HS / 8; n++)
-      *reinterpret_cast<uint32_t *>(row + n * 8) =
-          lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(acc[n][2 * i]) |
-          lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(acc[n][2 * i + 1]) << 16;
+      store_pair(row + n * 8, acc[n][2 * i], acc[n][2 * i + 1]);
   }
 }
 
@@ -479,8 +468,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   store_frags<HS>(out + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o, lane);
   if (out_bf16)
-    store_frags_bf16<HS>(out_bf16 + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o,
-                         lane);
+    store_frags<HS>(out_bf16 + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o, lane);
 }
 
 /* The recomputed probabilities and their gradient in a warp's score fragments: P = exp(s -

@@ -106,14 +106,7 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
     }
     lowpi_store_codes16<FF, RR>(y, vec && full, valid, codes, bytes, f, rnd, seed, offset, i0);
   }
-  sat = lowpi_block_sum(sat);
-  if (threadIdx.x == 0 && sat)
-    atomicAdd(nsat, sat);
-  if (amax) {
-    m = lowpi_block_max(m);
-    if (threadIdx.x == 0 && m)
-      atomicMax((unsigned *)amax, m);
-  }
+  lowpi_flush_counts(sat, m, amax, nsat);
 }
 
 /* ---- one scale, transposed ----------------------------------------------------------------- */
@@ -164,14 +157,7 @@ __global__ void encode_flat_t(const float *__restrict__ x, size_t R, size_t C,
     }
     lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, j * R + i0);
   }
-  sat = lowpi_block_sum(sat);
-  if (threadIdx.x == 0 && sat)
-    atomicAdd(nsat, sat);
-  if (amax) {
-    m = lowpi_block_max(m);
-    if (threadIdx.x == 0 && m)
-      atomicMax((unsigned *)amax, m);
-  }
+  lowpi_flush_counts(sat, m, amax, nsat);
 }
 
 /* ---- 1 x N row blocks, fused --------------------------------------------------------------- */
@@ -226,14 +212,7 @@ __global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C,
     }
     lowpi_store_codes16<FF, RR>(v, vec, valid, codes, bytes, f, rnd, seed, offset, i * C + j0);
   }
-  tmax = lowpi_block_max(tmax);
-  sat = lowpi_block_sum(sat);
-  if (threadIdx.x == 0) {
-    if (!nvfp4 && tmax)
-      atomicMax((unsigned *)amax, tmax);
-    if (sat)
-      atomicAdd(nsat, sat);
-  }
+  lowpi_flush_counts(sat, tmax, nvfp4 ? nullptr : amax, nsat); /* NVFP4: amax was the input */
 }
 
 /* ---- generic 2D blocks --------------------------------------------------------------------- */
@@ -314,9 +293,7 @@ __global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, s
       sat += j0 + k < C ? lowpi_saturates(y[k], fmax_bits) : 0u;
     lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
   }
-  sat = lowpi_block_sum(sat);
-  if (threadIdx.x == 0 && sat)
-    atomicAdd(nsat, sat);
+  lowpi_flush_counts(sat, 0, nullptr, nsat);
 }
 
 /* ---- large 2D blocks, one CUDA block each ------------------------------------------------- */

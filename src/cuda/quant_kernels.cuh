@@ -247,4 +247,19 @@ __device__ __forceinline__ unsigned long long lowpi_block_sum(unsigned long long
   return v;
 }
 
+/* The end of a quantize kernel's block: its saturation count, and (amax not NULL) the max of
+ * the threads' amax keys m, into the tensor's counters. Every thread of the block calls it. */
+__device__ __forceinline__ void lowpi_flush_counts(unsigned long long sat, uint32_t m, float *amax,
+                                                   unsigned long long *nsat) {
+  sat = lowpi_block_sum(sat);
+  if (amax)
+    m = lowpi_block_max(m);
+  if (threadIdx.x == 0) {
+    if (amax && m)
+      atomicMax((unsigned *)amax, m);
+    if (sat)
+      atomicAdd(nsat, sat);
+  }
+}
+
 #endif
