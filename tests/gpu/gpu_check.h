@@ -4,6 +4,8 @@
 #ifndef LOWP_GPU_CHECK_H
 #define LOWP_GPU_CHECK_H
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +86,23 @@ static inline double gc_uniform(void) {
 static inline int gc_small(void) {
   const char *s = getenv("LOWP_GPU_TEST_SMALL");
   return s && s[0] == '1';
+}
+
+/* A float's bits and back. */
+static inline uint32_t f32_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+static inline float bits_f32(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/* Same bits, or both NaN (a NaN never equals a number). */
+static inline int same_float(float a, float b) {
+  return f32_bits(a) == f32_bits(b) || (isnan(a) && isnan(b));
 }
 
 #endif

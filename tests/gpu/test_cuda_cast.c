@@ -19,18 +19,6 @@ static const char *const path_names[] = {"auto", "generic", "vec", "hw"};
 static long path_runs[4], path_fails[4];
 static long format_fails[LOWP_FORMAT_COUNT]; /* failed encode runs, to summarise failures */
 
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-
 /* Specials first (so that even n = 1 and n = 17 see them), then a mix of: random bit patterns,
  * log-uniform magnitudes over the fp8/fp16 ranges, exact codes of every format, midpoints
  * between neighbouring codes (RNE ties) and their float neighbours, subnormals, small

@@ -18,23 +18,6 @@
 
 #include "gpu_check.h"
 
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-/* Same bits, or both NaN. */
-static int same_float(float a, float b) {
-  return f32_bits(a) == f32_bits(b) || (isnan(a) && isnan(b));
-}
-
 /* bf16 codes: the same, or both NaN. */
 static int same_bf16(uint16_t a, uint16_t b) {
   return a == b || ((a & 0x7FFFu) > 0x7F80u && (b & 0x7FFFu) > 0x7F80u);

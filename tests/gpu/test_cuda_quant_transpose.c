@@ -24,23 +24,6 @@
 
 #ifdef LOWP_HAVE_CUDA
 
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-/* Same bits, or both NaN. */
-static int same_float(float a, float b) {
-  return f32_bits(a) == f32_bits(b) || (isnan(a) && isnan(b));
-}
-
 /* Magnitudes over many binades (per row), outliers, zeros, subnormals, ties of small codes;
  * special = 1 adds NaN and Inf (the amax and the scale are NaN: the codes too). */
 static void make_input(float *x, size_t R, size_t C, int special) {
