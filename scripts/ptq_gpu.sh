@@ -43,7 +43,7 @@ if [ "${1:-}" != __job ]; then # the defaults, exported for the job processes
   # QAT and the fine-tune-then-quantize arm (GPU)
   QAT_SCHEMES=${QAT_SCHEMES-"bf16 $SCHEMES"}
   QAT_STE=${QAT_STE:-"plain clipped"} # one column each
-  QAT_STEPS=${QAT_STEPS:-200} QAT_LR=${QAT_LR:-1e-4} QAT_WARMUP=${QAT_WARMUP:-20}
+  QAT_STEPS=${QAT_STEPS:-600} QAT_LR=${QAT_LR:-5e-5} QAT_WARMUP=${QAT_WARMUP:-30}
   QAT_BATCH=${QAT_BATCH:-$BATCH} FT_RECIPE=${FT_RECIPE:-fp32}
   # mixed precision: NAME:SCHEME:SCHEME8:BUDGET:UNIFORM,UNIFORM,...
   PLANS=${PLANS:-"w4a16:int4-g128:int8:4.5:int4-g128,nf4,nvfp4-w4a16,mxfp4-w4a16 w4a4:mxfp4:int8-w8a8:4.5:nvfp4,mxfp4 w8a8:mxfp4:int8-w8a8:8:int8-w8a8"}
