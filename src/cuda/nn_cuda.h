@@ -112,16 +112,22 @@ lowp_status lowpi_cuda_attention_backward(float *dinp, const float *dout, const 
  * k, v, dout and the row dots D = rowsum(dout * out). The backward reads out (the forward's
  * output) and lse; deterministic (each gradient row is written by one block, no atomics).
  * out_bf16 (may be NULL; 4-byte aligned): also the bf16 RNE codes of out (as lowp_cuda_encode's),
- * for a bf16 GEMM next; out itself is always written (the backward reads it). */
+ * for a bf16 GEMM next; out itself is always written (the backward reads it).
+ * inp_bf16 (may be NULL; 16-byte aligned): the bf16 RNE codes of qkv, laid out as inp (B, T,
+ * 3C); when given, the kernels read q, k, v from it in place (no copies: inp is then ignored
+ * and may be NULL) and the results are bit-identical to those from the fp32 inp whose codes
+ * they are. The workspace: lowpi_cuda_flash_attention_workspace with bf16_inp = 1 when the
+ * calls pass inp_bf16 (no room for the q, k, v copies), 0 otherwise. */
 int lowpi_cuda_flash_attention_supported(int C, int NH);
-size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH);
+size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH, int bf16_inp);
 lowp_status lowpi_cuda_flash_attention_forward(float *out, uint16_t *out_bf16, float *lse,
-                                               const float *inp, int B, int T, int C, int NH,
-                                               void *workspace, size_t workspace_bytes);
+                                               const float *inp, const uint16_t *inp_bf16, int B,
+                                               int T, int C, int NH, void *workspace,
+                                               size_t workspace_bytes);
 lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, const float *inp,
-                                                const float *out, const float *lse, int B, int T,
-                                                int C, int NH, void *workspace,
-                                                size_t workspace_bytes);
+                                                const uint16_t *inp_bf16, const float *out,
+                                                const float *lse, int B, int T, int C, int NH,
+                                                void *workspace, size_t workspace_bytes);
 
 /* Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target] and, when dlogits is
  * not NULL, dlogits = (softmax - onehot) * dloss (dlogits may equal logits: in place), and when

@@ -3,7 +3,10 @@
  *
  *   prep:     k, v (backward: q, k, v and dout) rounded to bf16 (RNE) into head-major copies
  *             (B, NH, T, hs) in the workspace: the tiles are then 16-byte cp.async loads (the
- *             forward reads each block's q tile once, so it rounds it while staging).
+ *             forward reads each block's q tile once, so it rounds it while staging). Given
+ *             the bf16 codes of qkv (inp_bf16), the kernels read q, k, v from it in place
+ *             (each head's row is hs contiguous codes: 16-byte pieces 6C bytes apart), the
+ *             same bits, so the same results; only dout is still copied.
  *   forward:  one block per (b, h, 64 query rows); for each 64-key tile at or below the
  *             diagonal: S = Q K^T (fp32), s = S / sqrt(hs), online softmax in fp32 (running row
  *             max m and sum l; the output is rescaled by exp(m_old - m_new)), P = exp(s - m)
@@ -205,17 +208,18 @@ __device__ __forceinline__ void frags_times_tile(float (&acc)[HS / 8][4], const 
   }
 }
 
-/* Rows [t0, t0 + 64) of a head-major (T, HS) bf16 matrix into a shared tile (rows of ld),
- * asynchronously (the caller commits and waits); rows at or past T are zeros. */
+/* Rows [t0, t0 + 64) of a (T, HS) bf16 matrix whose rows are ld_src elements apart (16-byte
+ * aligned) into a shared tile (rows of ld), asynchronously (the caller commits and waits); rows
+ * at or past T are zeros. */
 template <int HS>
-__device__ __forceinline__ void load_tile_async(bf16 *dst, const bf16 *__restrict__ src, int t0,
-                                                int T) {
+__device__ __forceinline__ void load_tile_async(bf16 *dst, const bf16 *__restrict__ src,
+                                                size_t ld_src, int t0, int T) {
   constexpr int kChunks = HS / 8, ld = smem_layout<HS>::ld; /* 16-byte pieces per row */
   for (int idx = (int)threadIdx.x; idx < kTile * kChunks; idx += kThreads) {
     const int r = idx / kChunks, c = idx % kChunks * 8;
     const bool in = t0 + r < T;
     /* a row past T reads nothing (src_bytes 0) but still names a valid address: row 0 */
-    cp_async16(dst + r * ld + c, src + (size_t)(in ? t0 + r : 0) * HS + c, in ? 16 : 0);
+    cp_async16(dst + r * ld + c, src + (size_t)(in ? t0 + r : 0) * ld_src + c, in ? 16 : 0);
   }
 }
 
@@ -271,6 +275,23 @@ __device__ __forceinline__ void store_frags(Out *dst, size_t ld, int t0, int T,
     for (int n = 0; n < HS / 8; n++)
       store_pair(row + n * 8, acc[n][2 * i], acc[n][2 * i + 1]);
   }
+}
+
+/* Where the kernels read the bf16 q, k, v: row t of head (b, h) of part p at p + b * b_stride
+ * + h * h_stride + t * ld (HS contiguous elements). Either the workspace's head-major copies
+ * (B, NH, T, HS) or the caller's bf16 qkv (B, T, 3C), read in place. */
+struct qkv_src {
+  const bf16 *q, *k, *v;
+  size_t ld, b_stride, h_stride;
+};
+
+qkv_src head_major(const bf16 *q, const bf16 *k, const bf16 *v, int T, int NH, int HS) {
+  return qkv_src{q, k, v, (size_t)HS, (size_t)NH * T * HS, (size_t)T * HS};
+}
+
+qkv_src interleaved(const uint16_t *qkv, int T, int C, int HS) {
+  const bf16 *q = reinterpret_cast<const bf16 *>(qkv);
+  return qkv_src{q, q + C, q + 2 * C, 3 * (size_t)C, (size_t)T * 3 * C, (size_t)HS};
 }
 
 template <int HS> __device__ __forceinline__ void zero(float (&acc)[HS / 8][4]) {
@@ -377,15 +398,14 @@ __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS 
 }
 
 /* Forward: block (b * NH + h, query tile), see the top of the file. out (B, T, C), lse
- * (B, NH, T); inp (B, T, 3C) (q read from it: once per block), k16, v16 (B, NH, T, HS). Lane (g, t)
- * of warp w holds rows q0 + 16 w + g (i = 0) and + 8 (i = 1) of S, P and O: accumulator elements 2
- * i and 2 i + 1. */
+ * (B, NH, T); q from the fp32 inp (B, T, 3C) when it is not NULL (rounded while staged: once
+ * per block), else from src.q; k, v from src. Lane (g, t) of warp w holds rows q0 + 16 w + g
+ * (i = 0) and + 8 (i = 1) of S, P and O: accumulator elements 2 i and 2 i + 1. */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
-                         float *__restrict__ lse, const float *__restrict__ inp,
-                         const bf16 *__restrict__ k16, const bf16 *__restrict__ v16, int T, int NH,
-                         float scale) {
+                         float *__restrict__ lse, const float *__restrict__ inp, qkv_src src, int T,
+                         int NH, float scale) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_q = reinterpret_cast<bf16 *>(smem);
@@ -395,15 +415,23 @@ __global__ void __launch_bounds__(kThreads)
   const int bh = (int)blockIdx.x, C = NH * HS;
   const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first: better tail */
   const int q0 = qt * kTile;
-  const size_t head = (size_t)bh * T * HS;
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16, g = lane / 4, t = lane % 4;
 
   const int b = bh / NH, h = bh % NH;
-  load_tile_async<HS>(s_k, k16 + head, 0, T);
-  load_tile_async<HS>(s_v, v16 + head, 0, T);
+  const size_t head = (size_t)b * src.b_stride + (size_t)h * src.h_stride;
+  const bf16 *k16 = src.k + head, *v16 = src.v + head;
+  if (!inp) { /* q in its own (first) group: waited for before the loop */
+    load_tile_async<HS>(s_q, src.q + head, src.ld, q0, T);
+    cp_async_commit();
+  }
+  load_tile_async<HS>(s_k, k16, src.ld, 0, T);
+  load_tile_async<HS>(s_v, v16, src.ld, 0, T);
   cp_async_commit();
-  load_tile_f32<HS>(s_q, inp + (size_t)b * T * 3 * C + (size_t)h * HS, 3 * (size_t)C, q0, T);
+  if (inp)
+    load_tile_f32<HS>(s_q, inp + (size_t)b * T * 3 * C + (size_t)h * HS, 3 * (size_t)C, q0, T);
+  else
+    cp_async_wait<1>(); /* q's group done; k, v may still be in flight */
   __syncthreads();
   uint32_t qf[HS / 16][4]; /* the warp's 16 rows of Q as A fragments, kept */
 #pragma unroll
@@ -417,8 +445,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int kt = 0; kt <= qt; kt++) { /* causal: key tiles after the query tile are all masked */
     const int k0 = kt * kTile, buf = kt & 1;
     if (kt < qt) { /* prefetch the next K, V into the other buffer (free since the last sync) */
-      load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16 + head, k0 + kTile, T);
-      load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16 + head, k0 + kTile, T);
+      load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16, src.ld, k0 + kTile, T);
+      load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16, src.ld, k0 + kTile, T);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -515,14 +543,13 @@ __device__ __forceinline__ void load_row_stats(float *s_lse, float *s_d, const f
 }
 
 /* dK, dV: block (b * NH + h, key tile); warp w owns keys k0 + 16 w .. + 15. dinp (B, T, 3C):
- * dk at columns C + h*HS, dv at 2C + h*HS. lse, D (B, NH, T); q16, k16, v16, do16 (B, NH, T,
- * HS). */
+ * dk at columns C + h*HS, dv at 2C + h*HS. lse, D (B, NH, T); q, k, v from src; do16 (B, NH,
+ * T, HS). */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_kv_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
-                             const float *__restrict__ D, const bf16 *__restrict__ q16,
-                             const bf16 *__restrict__ k16, const bf16 *__restrict__ v16,
-                             const bf16 *__restrict__ do16, int T, int NH, float scale) {
+                             const float *__restrict__ D, qkv_src src,
+                             const bf16 *__restrict__ do16_all, int T, int NH, float scale) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_k = reinterpret_cast<bf16 *>(smem), *s_v = s_k + kTile * ld;
@@ -532,16 +559,18 @@ __global__ void __launch_bounds__(kThreads)
   const int bh = (int)blockIdx.x, C = NH * HS, nt = (T + kTile - 1) / kTile;
   const int kt = (int)blockIdx.y; /* the first key tiles see the most query tiles: first */
   const int k0 = kt * kTile;
-  const size_t head = (size_t)bh * T * HS;
+  const size_t in_head = (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+  const bf16 *q16 = src.q + in_head, *k16 = src.k + in_head, *v16 = src.v + in_head;
+  const bf16 *do16 = do16_all + (size_t)bh * T * HS; /* head-major */
   const float *lse_h = lse + (size_t)bh * T, *D_h = D + (size_t)bh * T;
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16;
   const float no_stats[2] = {0.0f, 0.0f}; /* (the row statistics are per column here) */
 
-  load_tile_async<HS>(s_k, k16 + head, k0, T);
-  load_tile_async<HS>(s_v, v16 + head, k0, T);
-  load_tile_async<HS>(s_q, q16 + head, k0, T); /* the first query tile: qt = kt */
-  load_tile_async<HS>(s_do, do16 + head, k0, T);
+  load_tile_async<HS>(s_k, k16, src.ld, k0, T);
+  load_tile_async<HS>(s_v, v16, src.ld, k0, T);
+  load_tile_async<HS>(s_q, q16, src.ld, k0, T); /* the first query tile: qt = kt */
+  load_tile_async<HS>(s_do, do16, HS, k0, T);
   cp_async_commit();
   load_row_stats(s_lse, s_d, lse_h, D_h, k0, T);
   float dk[HS / 8][4], dv[HS / 8][4];
@@ -551,8 +580,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int qt = kt; qt < nt; qt++) { /* causal: earlier query tiles see none of these keys */
     const int q0 = qt * kTile, buf = (qt - kt) & 1;
     if (qt + 1 < nt) { /* prefetch the next Q, dO, lse, D into the other buffer */
-      load_tile_async<HS>(s_q + (buf ^ 1) * kTile * ld, q16 + head, q0 + kTile, T);
-      load_tile_async<HS>(s_do + (buf ^ 1) * kTile * ld, do16 + head, q0 + kTile, T);
+      load_tile_async<HS>(s_q + (buf ^ 1) * kTile * ld, q16, src.ld, q0 + kTile, T);
+      load_tile_async<HS>(s_do + (buf ^ 1) * kTile * ld, do16, HS, q0 + kTile, T);
       cp_async_commit();
       load_row_stats(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h, q0 + kTile, T);
       cp_async_wait<1>();
@@ -588,9 +617,8 @@ __global__ void __launch_bounds__(kThreads)
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_q_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
-                            const float *__restrict__ D, const bf16 *__restrict__ q16,
-                            const bf16 *__restrict__ k16, const bf16 *__restrict__ v16,
-                            const bf16 *__restrict__ do16, int T, int NH, float scale) {
+                            const float *__restrict__ D, qkv_src src,
+                            const bf16 *__restrict__ do16_all, int T, int NH, float scale) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_q = reinterpret_cast<bf16 *>(smem), *s_do = s_q + kTile * ld;
@@ -599,14 +627,16 @@ __global__ void __launch_bounds__(kThreads)
   const int bh = (int)blockIdx.x, C = NH * HS;
   const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first */
   const int q0 = qt * kTile;
-  const size_t head = (size_t)bh * T * HS;
+  const size_t in_head = (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+  const bf16 *q16 = src.q + in_head, *k16 = src.k + in_head, *v16 = src.v + in_head;
+  const bf16 *do16 = do16_all + (size_t)bh * T * HS; /* head-major */
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16, g = lane / 4;
 
-  load_tile_async<HS>(s_q, q16 + head, q0, T);
-  load_tile_async<HS>(s_do, do16 + head, q0, T);
-  load_tile_async<HS>(s_k, k16 + head, 0, T);
-  load_tile_async<HS>(s_v, v16 + head, 0, T);
+  load_tile_async<HS>(s_q, q16, src.ld, q0, T);
+  load_tile_async<HS>(s_do, do16, HS, q0, T);
+  load_tile_async<HS>(s_k, k16, src.ld, 0, T);
+  load_tile_async<HS>(s_v, v16, src.ld, 0, T);
   cp_async_commit();
   float r_lse[2], r_d[2]; /* the lane's two query rows */
 #pragma unroll
@@ -621,8 +651,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int kt = 0; kt <= qt; kt++) {
     const int k0 = kt * kTile, buf = kt & 1;
     if (kt < qt) { /* prefetch the next K, V into the other buffer */
-      load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16 + head, k0 + kTile, T);
-      load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16 + head, k0 + kTile, T);
+      load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16, src.ld, k0 + kTile, T);
+      load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16, src.ld, k0 + kTile, T);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -650,19 +680,21 @@ __global__ void __launch_bounds__(kThreads)
 /* ---------------------------------------------------------------------------------------- */
 
 /* Byte offsets in the (aligned) workspace: q16, k16, v16, do16 (B, NH, T, hs) bf16 and D
- * (B, NH, T) fp32; the forward uses the first three. */
+ * (B, NH, T) fp32; the forward uses k16 and v16. With a bf16 qkv input (bf16_inp) the kernels
+ * read q, k, v in place: no copies, dout and D only. */
 struct flash_layout {
   size_t q, k, v, dout, d, total;
 };
 
-flash_layout layout_of(int B, int T, int C, int NH) {
+flash_layout layout_of(int B, int T, int C, int NH, int bf16_inp) {
   const size_t BTC = (size_t)B * T * C;
+  const size_t qkv = bf16_inp ? 0 : 2 * BTC; /* bytes of each copy */
   flash_layout L;
   /* q, k, v contiguous: the prep kernel writes part p at q + p * BTC elements */
   L.q = 0;
-  L.k = L.q + 2 * BTC;
-  L.v = L.k + 2 * BTC;
-  L.dout = align_up(L.v + 2 * BTC);
+  L.k = L.q + qkv;
+  L.v = L.k + qkv;
+  L.dout = align_up(L.v + qkv);
   L.d = align_up(L.dout + 2 * BTC);
   L.total = align_up(L.d + 4 * (size_t)B * NH * T);
   return L;
@@ -672,7 +704,7 @@ int head_size_ok(int hs) {
   return hs == 16 || hs == 32 || hs == 64 || hs == 128;
 }
 
-lowp_status check_args(const char *fn, int B, int T, int C, int NH, void *workspace,
+lowp_status check_args(const char *fn, int B, int T, int C, int NH, int bf16_inp, void *workspace,
                        size_t workspace_bytes, uint8_t **ws) {
   if (B <= 0 || T <= 0 || C <= 0 || NH <= 0 || C % NH != 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: bad shape B %d T %d C %d NH %d", fn, B, T, C, NH);
@@ -681,12 +713,12 @@ lowp_status check_args(const char *fn, int B, int T, int C, int NH, void *worksp
                       "%s: head size %d (C %d / NH %d) not in 16, 32, 64, 128", fn, C / NH, C, NH);
   if ((size_t)B * NH > 0x7FFFFFFFu)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: B * NH = %zu too large", fn, (size_t)B * NH);
-  const size_t need = lowpi_cuda_flash_attention_workspace(B, T, C, NH);
+  const size_t need = lowpi_cuda_flash_attention_workspace(B, T, C, NH, bf16_inp);
   if (!workspace || workspace_bytes < need)
     return lowpi_fail(
         LOWP_ERR_INVALID_ARG,
-        "%s: workspace of %zu bytes, needs %zu (lowpi_cuda_flash_attention_workspace)", fn,
-        workspace_bytes, need);
+        "%s: workspace of %zu bytes, needs %zu (lowpi_cuda_flash_attention_workspace, bf16_inp %d)",
+        fn, workspace_bytes, need, bf16_inp);
   *ws = (uint8_t *)align_up((size_t)(uintptr_t)workspace);
   return LOWP_OK;
 }
@@ -695,6 +727,16 @@ lowp_status check_args(const char *fn, int B, int T, int C, int NH, void *worksp
 lowp_status check_aligned(const char *fn, const char *name, const void *p) {
   if ((uintptr_t)p % 16 != 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: %s must be 16-byte aligned", fn, name);
+  return LOWP_OK;
+}
+
+/* The bf16 qkv is read with 16-byte cp.async: every head's row (HS codes, a multiple of 8, at
+ * a multiple of HS) must start 16-byte aligned, so the pointer and the row (3C codes) must. */
+lowp_status check_bf16_inp(const char *fn, const uint16_t *inp_bf16, int C) {
+  LOWPI_TRY(check_aligned(fn, "inp_bf16", inp_bf16));
+  if ((size_t)3 * C * 2 % 16 != 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: inp_bf16 rows of 3C = %d codes not 16-byte sized",
+                      fn, 3 * C);
   return LOWP_OK;
 }
 
@@ -712,21 +754,21 @@ dim3 tile_grid(int B, int T, int NH) {
 }
 
 template <int HS>
-lowp_status forward_hs(float *out, uint16_t *out_bf16, float *lse, const float *inp,
-                       const bf16 *k16, const bf16 *v16, int B, int T, int NH) {
+lowp_status forward_hs(float *out, uint16_t *out_bf16, float *lse, const float *inp, qkv_src src,
+                       int B, int T, int NH) {
   const size_t smem = smem_layout<HS>::fwd;
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_forward_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   const float scale = 1.0f / sqrtf((float)HS);
   flash_forward_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(out, out_bf16, lse, inp, k16, v16, T, NH, scale);
+      <<<tile_grid(B, T, NH), kThreads, smem>>>(out, out_bf16, lse, inp, src, T, NH, scale);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
 
 template <int HS>
-lowp_status backward_hs(float *dinp, const float *lse, const float *D, const bf16 *q16,
-                        const bf16 *k16, const bf16 *v16, const bf16 *do16, int B, int T, int NH) {
+lowp_status backward_hs(float *dinp, const float *lse, const float *D, qkv_src src,
+                        const bf16 *do16, int B, int T, int NH) {
   const size_t smem = smem_layout<HS>::bwd;
   const float scale = 1.0f / sqrtf((float)HS);
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_kv_kernel<HS>,
@@ -734,10 +776,10 @@ lowp_status backward_hs(float *dinp, const float *lse, const float *D, const bf1
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_q_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   flash_backward_kv_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, q16, k16, v16, do16, T, NH, scale);
+      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, src, do16, T, NH, scale);
   LOWPI_CUDA_CHECK_LAUNCH();
   flash_backward_q_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, q16, k16, v16, do16, T, NH, scale);
+      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, src, do16, T, NH, scale);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -748,71 +790,94 @@ int lowpi_cuda_flash_attention_supported(int C, int NH) {
   return C > 0 && NH > 0 && C % NH == 0 && head_size_ok(C / NH);
 }
 
-size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH) {
+size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH, int bf16_inp) {
   if (B <= 0 || T <= 0 || C <= 0 || NH <= 0)
     return 0;
-  return layout_of(B, T, C, NH).total + kAlign; /* + kAlign: the start is aligned up */
+  return layout_of(B, T, C, NH, bf16_inp != 0).total +
+         kAlign; /* + kAlign: the start is aligned up */
 }
 
 lowp_status lowpi_cuda_flash_attention_forward(float *out, uint16_t *out_bf16, float *lse,
-                                               const float *inp, int B, int T, int C, int NH,
-                                               void *workspace, size_t workspace_bytes) {
-  // out (B, T, C), out_bf16 (B, T, C), lse (B, NH, T), inp (B, T, 3C)
+                                               const float *inp, const uint16_t *inp_bf16, int B,
+                                               int T, int C, int NH, void *workspace,
+                                               size_t workspace_bytes) {
+  // out (B, T, C), out_bf16 (B, T, C), lse (B, NH, T), inp (B, T, 3C), inp_bf16 (B, T, 3C)
   const char *fn = "lowpi_cuda_flash_attention_forward";
-  if (!out || !lse || !inp)
+  if (!out || !lse || (!inp && !inp_bf16))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
   if (((uintptr_t)out_bf16 & 3u) != 0) /* two codes per 32-bit store (C is even) */
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: out_bf16 is not 4-byte aligned", fn);
+  const int bf16_inp = inp_bf16 != NULL;
   uint8_t *ws = NULL;
-  LOWPI_TRY(check_args(fn, B, T, C, NH, workspace, workspace_bytes, &ws));
-  LOWPI_TRY(check_aligned(fn, "inp", inp));
-  const flash_layout L = layout_of(B, T, C, NH);
-  bf16 *k = (bf16 *)(ws + L.k), *v = (bf16 *)(ws + L.v);
-  /* k and v only (2 parts from column C: k at L.k, v right after it); the kernel reads q */
-  LOWPI_TRY(to_heads_bf16(k, inp + C, 3 * C, 2, B, T, C, NH));
-  switch (C / NH) {
+  LOWPI_TRY(check_args(fn, B, T, C, NH, bf16_inp, workspace, workspace_bytes, &ws));
+  const int HS = C / NH;
+  qkv_src src;
+  const float *q32 = NULL; /* the fp32 q the kernel rounds while staging, or NULL: src.q */
+  if (bf16_inp) {
+    LOWPI_TRY(check_bf16_inp(fn, inp_bf16, C));
+    src = interleaved(inp_bf16, T, C, HS);
+  } else {
+    LOWPI_TRY(check_aligned(fn, "inp", inp));
+    const flash_layout L = layout_of(B, T, C, NH, 0);
+    bf16 *q = (bf16 *)(ws + L.q), *k = (bf16 *)(ws + L.k), *v = (bf16 *)(ws + L.v);
+    /* k and v only (2 parts from column C: k at L.k, v right after it); the kernel reads q */
+    LOWPI_TRY(to_heads_bf16(k, inp + C, 3 * C, 2, B, T, C, NH));
+    src = head_major(q, k, v, T, NH, HS);
+    q32 = inp;
+  }
+  switch (HS) {
   case 16:
-    return forward_hs<16>(out, out_bf16, lse, inp, k, v, B, T, NH);
+    return forward_hs<16>(out, out_bf16, lse, q32, src, B, T, NH);
   case 32:
-    return forward_hs<32>(out, out_bf16, lse, inp, k, v, B, T, NH);
+    return forward_hs<32>(out, out_bf16, lse, q32, src, B, T, NH);
   case 64:
-    return forward_hs<64>(out, out_bf16, lse, inp, k, v, B, T, NH);
+    return forward_hs<64>(out, out_bf16, lse, q32, src, B, T, NH);
   default:
-    return forward_hs<128>(out, out_bf16, lse, inp, k, v, B, T, NH);
+    return forward_hs<128>(out, out_bf16, lse, q32, src, B, T, NH);
   }
 }
 
 lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, const float *inp,
-                                                const float *out, const float *lse, int B, int T,
-                                                int C, int NH, void *workspace,
-                                                size_t workspace_bytes) {
-  // dinp (B, T, 3C), dout (B, T, C), inp (B, T, 3C), out (B, T, C), lse (B, NH, T)
+                                                const uint16_t *inp_bf16, const float *out,
+                                                const float *lse, int B, int T, int C, int NH,
+                                                void *workspace, size_t workspace_bytes) {
+  // dinp (B, T, 3C), dout (B, T, C), inp (B, T, 3C), inp_bf16 (B, T, 3C), out (B, T, C),
+  // lse (B, NH, T)
   const char *fn = "lowpi_cuda_flash_attention_backward";
-  if (!dinp || !dout || !inp || !out || !lse)
+  if (!dinp || !dout || (!inp && !inp_bf16) || !out || !lse)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  const int bf16_inp = inp_bf16 != NULL;
   uint8_t *ws = NULL;
-  LOWPI_TRY(check_args(fn, B, T, C, NH, workspace, workspace_bytes, &ws));
-  LOWPI_TRY(check_aligned(fn, "inp", inp));
+  LOWPI_TRY(check_args(fn, B, T, C, NH, bf16_inp, workspace, workspace_bytes, &ws));
   LOWPI_TRY(check_aligned(fn, "dout", dout));
-  const flash_layout L = layout_of(B, T, C, NH);
-  bf16 *q = (bf16 *)(ws + L.q), *k = (bf16 *)(ws + L.k), *v = (bf16 *)(ws + L.v);
+  const int HS = C / NH;
+  const flash_layout L = layout_of(B, T, C, NH, bf16_inp);
+  qkv_src src;
+  if (bf16_inp) {
+    LOWPI_TRY(check_bf16_inp(fn, inp_bf16, C));
+    src = interleaved(inp_bf16, T, C, HS);
+  } else {
+    LOWPI_TRY(check_aligned(fn, "inp", inp));
+    bf16 *q = (bf16 *)(ws + L.q), *k = (bf16 *)(ws + L.k), *v = (bf16 *)(ws + L.v);
+    LOWPI_TRY(to_heads_bf16(q, inp, 3 * C, 3, B, T, C, NH));
+    src = head_major(q, k, v, T, NH, HS);
+  }
   bf16 *dy = (bf16 *)(ws + L.dout);
   float *D = (float *)(ws + L.d);
-  LOWPI_TRY(to_heads_bf16(q, inp, 3 * C, 3, B, T, C, NH));
   LOWPI_TRY(to_heads_bf16(dy, dout, C, 1, B, T, C, NH));
   const size_t rows = (size_t)B * NH * T;
   const unsigned warps = lowpi_kThreads / 32;
   rowdot_kernel<<<(unsigned)((rows + warps - 1) / warps), lowpi_kThreads>>>(D, dout, out, T, C, NH,
                                                                             rows);
   LOWPI_CUDA_CHECK_LAUNCH();
-  switch (C / NH) {
+  switch (HS) {
   case 16:
-    return backward_hs<16>(dinp, lse, D, q, k, v, dy, B, T, NH);
+    return backward_hs<16>(dinp, lse, D, src, dy, B, T, NH);
   case 32:
-    return backward_hs<32>(dinp, lse, D, q, k, v, dy, B, T, NH);
+    return backward_hs<32>(dinp, lse, D, src, dy, B, T, NH);
   case 64:
-    return backward_hs<64>(dinp, lse, D, q, k, v, dy, B, T, NH);
+    return backward_hs<64>(dinp, lse, D, src, dy, B, T, NH);
   default:
-    return backward_hs<128>(dinp, lse, D, q, k, v, dy, B, T, NH);
+    return backward_hs<128>(dinp, lse, D, src, dy, B, T, NH);
   }
 }
