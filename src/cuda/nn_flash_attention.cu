@@ -59,6 +59,8 @@ constexpr int kPadH = 8;                /* bf16 row padding (16 bytes): conflict
 constexpr int kN = kTile / 8;           /* 8-column accumulator tiles across a 64-wide tile */
 constexpr size_t kAlign = 256;          /* workspace buffers start 256-byte aligned */
 constexpr unsigned kFull = 0xFFFFFFFFu; /* all lanes of a warp */
+constexpr float kLog2e = 1.4426950408889634f; /* log2(e): exp(x) = exp2(x log2(e)) */
+constexpr float kLn2 = 0.6931471805599453f;   /* ln(2) */
 static_assert(kWarps * 16 == kTile, "each warp owns 16 rows of a tile");
 static_assert(kTile % 16 == 0, "tiles are whole 16-key chunks");
 
@@ -347,17 +349,21 @@ __global__ void rowdot_kernel(float *__restrict__ D, const float *__restrict__ d
 }
 
 /* One step of the online softmax on a warp's 16 x 64 scores s (the accumulator fragments of Q
- * K^T; lane (g, t) holds rows g (i = 0) and g + 8 (i = 1), elements 2 i and 2 i + 1): a = dot
- * * scale (the CPU's order), the running max m and sum l of each row updated, O rescaled by
- * exp(m_old - m_new), and s replaced by P = exp(a - m_new) (fp32; rounded to bf16 by the P V
- * product). A row's 64 values are in the 4 lanes of its quad: xor-shuffles 1 and 2. kMask
+ * K^T; lane (g, t) holds rows g (i = 0) and g + 8 (i = 1), elements 2 i and 2 i + 1), in base
+ * 2 (FlashAttention-2's exp2 with the scale folded in: one fma and one ex2 per element instead
+ * of a multiply and expf's longer sequence): with scale2 = log2(e) / sqrt(hs), the running max
+ * m (log2 units: max of dot * scale2) and sum l of each row updated, O rescaled by
+ * exp2(m_old - m_new), and s replaced by P = exp2(fma(dot, scale2, -m_new)) = exp(dot / sqrt(hs)
+ * - max) up to a few fp32 ulps (fp32; rounded to bf16 by the P V product). max(dot) * scale2
+ * = max(dot * scale2) exactly: rounding is monotone and scale2 > 0. A row's 64 values are in
+ * the 4 lanes of its quad: xor-shuffles 1 and 2. kMask
  * (the diagonal tile only): the keys after the row's query are masked; diag = k0 - (the
  * query of the lane's row i = 0), so key - query = diag + 8 n + 2 t + e - 8 i. Every row has an
  * unmasked key in every tile (k0 <= q0 <= qi), so m_new is finite; alpha = 0 on the first tile
  * (m = -inf). */
 template <int HS, bool kMask>
 __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS / 8][4],
-                                               float (&m)[2], float (&l)[2], int diag, float scale,
+                                               float (&m)[2], float (&l)[2], int diag, float scale2,
                                                int t) {
 #pragma unroll
   for (int i = 0; i < 2; i++) {
@@ -365,23 +371,20 @@ __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS 
 #pragma unroll
     for (int n = 0; n < kN; n++)
 #pragma unroll
-      for (int e = 0; e < 2; e++) {
-        const float a = s[n][2 * i + e] * scale;
-        s[n][2 * i + e] = a;
+      for (int e = 0; e < 2; e++)
         if (!kMask || diag + n * 8 + 2 * t + e - 8 * i <= 0)
-          tmax = fmaxf(tmax, a);
-      }
+          tmax = fmaxf(tmax, s[n][2 * i + e]);
     tmax = fmaxf(tmax, __shfl_xor_sync(kFull, tmax, 1));
     tmax = fmaxf(tmax, __shfl_xor_sync(kFull, tmax, 2));
-    const float m_new = fmaxf(m[i], tmax);
-    const float alpha = expf(m[i] - m_new);
+    const float m_new = fmaxf(m[i], tmax * scale2);
+    const float alpha = exp2f(m[i] - m_new);
     float sum = 0.0f;
 #pragma unroll
     for (int n = 0; n < kN; n++)
 #pragma unroll
       for (int e = 0; e < 2; e++) {
         const bool keep = !kMask || diag + n * 8 + 2 * t + e - 8 * i <= 0;
-        const float p = keep ? expf(s[n][2 * i + e] - m_new) : 0.0f;
+        const float p = keep ? exp2f(__fmaf_rn(s[n][2 * i + e], scale2, -m_new)) : 0.0f;
         s[n][2 * i + e] = p;
         sum += p;
       }
@@ -405,7 +408,7 @@ template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
                          float *__restrict__ lse, const float *__restrict__ inp, qkv_src src, int T,
-                         int NH, float scale) {
+                         int NH, float scale2) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_q = reinterpret_cast<bf16 *>(smem);
@@ -473,15 +476,15 @@ __global__ void __launch_bounds__(kThreads)
       }
 
     if (kt == qt) /* the diagonal tile: keys after the row's query masked */
-      online_softmax<HS, true>(s, o, m, l, k0 - (q0 + wr + g), scale, t);
+      online_softmax<HS, true>(s, o, m, l, k0 - (q0 + wr + g), scale2, t);
     else
-      online_softmax<HS, false>(s, o, m, l, 0, scale, t);
+      online_softmax<HS, false>(s, o, m, l, 0, scale2, t);
 
     frags_times_tile<HS>(o, s, sv, lane); /* O += bf16(P) V */
     __syncthreads(); /* every warp is done with buf: the next prefetch overwrites it */
   }
 
-  /* out = O / l, lse = m + log(l) */
+  /* out = O / l, lse = (m + log2(l)) ln(2): natural log, the backward's */
 #pragma unroll
   for (int i = 0; i < 2; i++) {
     const float inv = 1.0f / l[i];
@@ -492,25 +495,26 @@ __global__ void __launch_bounds__(kThreads)
     }
     const int qi = q0 + wr + g + 8 * i;
     if (t == 0 && qi < T)
-      lse[(size_t)bh * T + qi] = m[i] + logf(l[i]);
+      lse[(size_t)bh * T + qi] = (m[i] + log2f(l[i])) * kLn2;
   }
   store_frags<HS>(out + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o, lane);
   if (out_bf16)
     store_frags<HS>(out_bf16 + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o, lane);
 }
 
-/* The recomputed probabilities and their gradient in a warp's score fragments: P = exp(s -
- * lse) on the causal part, 0 elsewhere; dS = P (dP - D) * scale (the CPU's order: att * (datt
- * - dsum), then * scale). s holds S on entry and P on return, dp holds dP on entry and dS on
- * return. Lane (g, t) holds rows r0 + g + 8 i, columns c0 + 8 n + 2 t + e. `key_major`: the
- * rows are keys and the columns queries (the dK / dV kernel: lse and D per column from
- * c_lse / c_d, indexed by the column in the tile), else the rows are queries (lse and D per
+/* The recomputed probabilities and their gradient in a warp's score fragments: P = exp(s scale
+ * - lse), computed as exp2(fma(s, scale2, -lse2)) (scale2 = scale log2(e), lse2 = lse log2(e):
+ * see online_softmax), on the causal part, 0 elsewhere; dS = P (dP - D) * scale (the CPU's
+ * order: att * (datt - dsum), then * scale). s holds S on entry and P on return, dp holds dP on
+ * entry and dS on return. Lane (g, t) holds rows r0 + g + 8 i, columns c0 + 8 n + 2 t + e.
+ * `key_major`: the rows are keys and the columns queries (the dK / dV kernel: lse and D per column
+ * from c_lse / c_d, indexed by the column in the tile), else the rows are queries (lse and D per
  * row in r_lse / r_d). */
 template <bool key_major, bool kMask>
-__device__ __forceinline__ void probs_and_grads(float (&s)[kN][4], float (&dp)[kN][4], int r0,
-                                                int c0, int T, float scale, const float *c_lse,
-                                                const float *c_d, const float (&r_lse)[2],
-                                                const float (&r_d)[2], int lane) {
+__device__ __forceinline__ void
+probs_and_grads(float (&s)[kN][4], float (&dp)[kN][4], int r0, int c0, int T, float scale,
+                float scale2, const float *c_lse, const float *c_d, const float (&r_lse)[2],
+                const float (&r_d)[2], int lane) {
   const int g = lane / 4, t = lane % 4;
 #pragma unroll
   for (int n = 0; n < kN; n++)
@@ -524,7 +528,7 @@ __device__ __forceinline__ void probs_and_grads(float (&s)[kN][4], float (&dp)[k
         const float lq = key_major ? c_lse[col] : r_lse[i], dq = key_major ? c_d[col] : r_d[i];
         float p = 0.0f, ds = 0.0f;
         if (!kMask || (kj <= qi && qi < T)) {
-          p = expf(s[n][2 * i + e] * scale - lq);
+          p = exp2f(__fmaf_rn(s[n][2 * i + e], scale2, -lq));
           ds = p * (dp[n][2 * i + e] - dq) * scale;
         }
         s[n][2 * i + e] = p;
@@ -533,11 +537,12 @@ __device__ __forceinline__ void probs_and_grads(float (&s)[kN][4], float (&dp)[k
     }
 }
 
-/* lse and D of query rows [q0, q0 + 64) into shared memory (0 past T). */
+/* lse (times log2(e): base 2) and D of query rows [q0, q0 + 64) into shared memory (0 past
+ * T). */
 __device__ __forceinline__ void load_row_stats(float *s_lse, float *s_d, const float *lse,
                                                const float *D, int q0, int T) {
   for (int r = (int)threadIdx.x; r < kTile; r += kThreads) {
-    s_lse[r] = q0 + r < T ? lse[q0 + r] : 0.0f;
+    s_lse[r] = q0 + r < T ? lse[q0 + r] * kLog2e : 0.0f;
     s_d[r] = q0 + r < T ? D[q0 + r] : 0.0f;
   }
 }
@@ -549,7 +554,8 @@ template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_kv_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
                              const float *__restrict__ D, qkv_src src,
-                             const bf16 *__restrict__ do16_all, int T, int NH, float scale) {
+                             const bf16 *__restrict__ do16_all, int T, int NH, float scale,
+                             float scale2) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_k = reinterpret_cast<bf16 *>(smem), *s_v = s_k + kTile * ld;
@@ -596,11 +602,11 @@ __global__ void __launch_bounds__(kThreads)
     rows_times_tile_t<HS>(dpt, s_v, wr, sdo, lane); /* dP^T = V dO^T */
     const float *c_lse = s_lse + buf * kTile, *c_d = s_d + buf * kTile;
     if (qt == kt || qt == nt - 1) /* the diagonal, or queries past T */
-      probs_and_grads<true, true>(st, dpt, k0 + wr, q0, T, scale, c_lse, c_d, no_stats, no_stats,
-                                  lane);
+      probs_and_grads<true, true>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d, no_stats,
+                                  no_stats, lane);
     else
-      probs_and_grads<true, false>(st, dpt, k0 + wr, q0, T, scale, c_lse, c_d, no_stats, no_stats,
-                                   lane);
+      probs_and_grads<true, false>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d, no_stats,
+                                   no_stats, lane);
     frags_times_tile<HS>(dv, st, sdo, lane); /* dV += bf16(P)^T dO */
     frags_times_tile<HS>(dk, dpt, sq, lane); /* dK += bf16(dS)^T Q */
     __syncthreads(); /* every warp is done with buf: the next prefetch overwrites it */
@@ -618,7 +624,8 @@ template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_q_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
                             const float *__restrict__ D, qkv_src src,
-                            const bf16 *__restrict__ do16_all, int T, int NH, float scale) {
+                            const bf16 *__restrict__ do16_all, int T, int NH, float scale,
+                            float scale2) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_q = reinterpret_cast<bf16 *>(smem), *s_do = s_q + kTile * ld;
@@ -638,11 +645,11 @@ __global__ void __launch_bounds__(kThreads)
   load_tile_async<HS>(s_k, k16, src.ld, 0, T);
   load_tile_async<HS>(s_v, v16, src.ld, 0, T);
   cp_async_commit();
-  float r_lse[2], r_d[2]; /* the lane's two query rows */
+  float r_lse[2], r_d[2]; /* the lane's two query rows (lse in base 2: times log2(e)) */
 #pragma unroll
   for (int i = 0; i < 2; i++) {
     const int qi = q0 + wr + g + 8 * i;
-    r_lse[i] = qi < T ? lse[(size_t)bh * T + qi] : 0.0f;
+    r_lse[i] = qi < T ? lse[(size_t)bh * T + qi] * kLog2e : 0.0f;
     r_d[i] = qi < T ? D[(size_t)bh * T + qi] : 0.0f;
   }
   float dq[HS / 8][4];
@@ -665,9 +672,11 @@ __global__ void __launch_bounds__(kThreads)
     rows_times_tile_t<HS>(s, s_q, wr, sk, lane);   /* S = Q K^T */
     rows_times_tile_t<HS>(dp, s_do, wr, sv, lane); /* dP = dO V^T */
     if (kt == qt) /* the diagonal tile, also the only one with keys past T */
-      probs_and_grads<false, true>(s, dp, q0 + wr, k0, T, scale, NULL, NULL, r_lse, r_d, lane);
+      probs_and_grads<false, true>(s, dp, q0 + wr, k0, T, scale, scale2, NULL, NULL, r_lse, r_d,
+                                   lane);
     else
-      probs_and_grads<false, false>(s, dp, q0 + wr, k0, T, scale, NULL, NULL, r_lse, r_d, lane);
+      probs_and_grads<false, false>(s, dp, q0 + wr, k0, T, scale, scale2, NULL, NULL, r_lse, r_d,
+                                    lane);
     frags_times_tile<HS>(dq, dp, sk, lane); /* dQ += bf16(dS) K */
     __syncthreads(); /* every warp is done with buf: the next prefetch overwrites it */
   }
@@ -759,9 +768,9 @@ lowp_status forward_hs(float *out, uint16_t *out_bf16, float *lse, const float *
   const size_t smem = smem_layout<HS>::fwd;
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_forward_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  const float scale = 1.0f / sqrtf((float)HS);
+  const float scale2 = 1.0f / sqrtf((float)HS) * kLog2e;
   flash_forward_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(out, out_bf16, lse, inp, src, T, NH, scale);
+      <<<tile_grid(B, T, NH), kThreads, smem>>>(out, out_bf16, lse, inp, src, T, NH, scale2);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -770,16 +779,16 @@ template <int HS>
 lowp_status backward_hs(float *dinp, const float *lse, const float *D, qkv_src src,
                         const bf16 *do16, int B, int T, int NH) {
   const size_t smem = smem_layout<HS>::bwd;
-  const float scale = 1.0f / sqrtf((float)HS);
+  const float scale = 1.0f / sqrtf((float)HS), scale2 = scale * kLog2e;
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_kv_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_q_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   flash_backward_kv_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, src, do16, T, NH, scale);
+      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, src, do16, T, NH, scale, scale2);
   LOWPI_CUDA_CHECK_LAUNCH();
   flash_backward_q_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, src, do16, T, NH, scale);
+      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, src, do16, T, NH, scale, scale2);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -5,16 +5,17 @@
  *       before P V, lse = max + log(sum); backward dP = dO V^T, D = sum_j P dP, dS = P (dP - D)
  *       / sqrt(hs) rounded to bf16, dq = dS k, dk = dS^T q, dv = bf16(P)^T dO;
  *   (b) the batched-GEMM GPU path with compute bf16 (lowpi_cuda_attention_forward/backward).
- * Tolerances. The kernel accumulates in fp32 (order of the sums: ~sqrt(K) 2^-24, negligible)
- * and rounds P to bf16 before its normalisation by 1 / l (the online softmax cannot know l
- * yet), where the oracles round the normalised P: the two roundings differ by up to 2^-8 of
- * each term, and a tie can flip. Its D comes from the fp32 out (whose P was rounded), the
- * reference's from the exact P. So each output element may be off by about 2^-8 of the sum of
- * its terms' magnitudes, at random signs: normwise (||got - want|| / ||want|| per tensor:
- * out, dq, dk, dv) 5e-3 for out and 1e-2 for the gradients, about 2-4 times the 2^-9 to 2^-8
- * expected, and per element |got - want| <= 2e-2 (out) / 5e-2 (gradients) of the tensor's
- * max |want| (a wrong index or a missed tile is O(1) of it). lse has no bf16 rounding after
- * the scores: |got - want| <= 1e-4 (1 + |want|). dq and dk vanish at T = 1 (up to the fp32
+ * Tolerances. The kernel accumulates in fp32 (order of the sums: ~sqrt(K) 2^-24, negligible),
+ * computes exp(x) as exp2(x log2(e)) with the scale folded into one fma (a few fp32 ulps of P:
+ * at worst a flipped bf16 rounding, as below) and rounds P to bf16 before its normalisation by 1 /
+ * l (the online softmax cannot know l yet), where the oracles round the normalised P: the two
+ * roundings differ by up to 2^-8 of each term, and a tie can flip. Its D comes from the fp32 out
+ * (whose P was rounded), the reference's from the exact P. So each output element may be off by
+ * about 2^-8 of the sum of its terms' magnitudes, at random signs: normwise (||got - want|| /
+ * ||want|| per tensor: out, dq, dk, dv) 5e-3 for out and 1e-2 for the gradients, about 2-4 times
+ * the 2^-9 to 2^-8 expected, and per element |got - want| <= 2e-2 (out) / 5e-2 (gradients) of the
+ * tensor's max |want| (a wrong index or a missed tile is O(1) of it). lse has no bf16 rounding
+ * after the scores: |got - want| <= 1e-4 (1 + |want|). dq and dk vanish at T = 1 (up to the fp32
  * order), so each tensor's scale gets a floor of 1e-3 of the largest of the four.
  * Non-finite values always fail (outputs are poisoned with NaN first, so an element never
  * written fails). Determinism: two runs give the same bits. The first mismatches are printed
