@@ -7,10 +7,11 @@
  *             the bf16 codes of qkv (inp_bf16), the kernels read q, k, v from it in place
  *             (each head's row is hs contiguous codes: 16-byte pieces 6C bytes apart), the
  *             same bits, so the same results; only dout is still copied.
- *   forward:  one block per (b, h, 64 query rows); for each 64-key tile at or below the
- *             diagonal: S = Q K^T (fp32), s = S / sqrt(hs), online softmax in fp32 (running row
- *             max m and sum l; the output is rescaled by exp(m_old - m_new)), P = exp(s - m)
- *             rounded to bf16, O += P V (fp32). out = O / l, lse = m + log(l) per row.
+ *   forward:  one block per (b, h, 128 query rows; 64 for hs 128); for each 64-key tile at
+ *             or below the diagonal: S = Q K^T (fp32), s = S / sqrt(hs), online softmax in
+ *             fp32 (running row max m and sum l; the output is rescaled by exp(m_old -
+ *             m_new)), P = exp(s - m) (as exp2, the scale folded in) rounded to bf16, O += P V
+ *             (fp32). out = O / l, lse = m + log(l) per row.
  *   backward: D = rowsum(bf16(dO) * O) per row (fp32); then two kernels, each output written
  *             by exactly one block (no atomics, deterministic):
  *             - per 64-key tile: for every query tile at or after it, P = exp(s - lse)
@@ -23,8 +24,10 @@
  * sums and in P being rounded to bf16 before its normalisation by 1 / l (the online softmax
  * cannot know l yet): both are within the bf16 rounding of P (2^-9 relative per term).
  *
- * Tiles: 4 warps per block, each owning 16 rows of a 64-row tile (query rows in the forward
- * and the dQ kernel, key rows in the dK / dV kernel). The products are mma.sync m16n8k16 (bf16
+ * Tiles: 4 warps per block, each owning 16 rows of a 64-row tile (query rows in the dQ
+ * kernel, key rows in the dK / dV kernel; in the forward, 16 rows of each of the block's two
+ * 64-row m-tiles for hs <= 64, FlashAttention-2's 128 x 64 tiles, so that each K / V fragment
+ * read from shared memory feeds two products). The products are mma.sync m16n8k16 (bf16
  * in, fp32 accumulate) on register fragments; a warp's 16 x 64 scores stay in the accumulator
  * fragments, where each row lives in the 4 lanes of a quad, so the row max and sum need two
  * shuffles. The accumulator layout of one m16n8k16 matches the A-operand layout of the next
@@ -84,11 +87,15 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return u;
 }
 
+/* The forward's 64-row m-tiles per block (query rows 64 kFwdMT): 2 while a warp's 2 x 16 rows
+ * of scores, output and Q fragments fit in its registers (hs <= 64), else 1. */
+template <int HS> constexpr int kFwdMT = HS <= 64 ? 2 : 1;
+
 /* Shared memory of the kernels: (64, HS) bf16 tiles with rows of HS + kPadH elements. */
 template <int HS> struct smem_layout {
   static constexpr int ld = HS + kPadH;                   /* row stride (elements) */
   static constexpr size_t tile = (size_t)kTile * ld * 2;  /* one bf16 tile (bytes) */
-  static constexpr size_t fwd = 5 * tile;                 /* q, k[2], v[2] */
+  static constexpr size_t fwd = (kFwdMT<HS> + 4) * tile;  /* q[MT], k[2], v[2] */
   static constexpr size_t bwd = 6 * tile + 4 * kTile * 4; /* 2 fixed, 2 x 2 streamed; stats */
   static_assert(HS % 16 == 0, "head size is whole 16-wide k chunks");
   static_assert(ld * 2 % 16 == 0, "ldmatrix / cp.async rows must be 16-byte aligned");
@@ -400,24 +407,31 @@ __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS 
   }
 }
 
-/* Forward: block (b * NH + h, query tile), see the top of the file. out (B, T, C), lse
- * (B, NH, T); q from the fp32 inp (B, T, 3C) when it is not NULL (rounded while staged: once
- * per block), else from src.q; k, v from src. Lane (g, t) of warp w holds rows q0 + 16 w + g
- * (i = 0) and + 8 (i = 1) of S, P and O: accumulator elements 2 i and 2 i + 1. */
+/* Forward: block (b * NH + h, query tile of kFwdMT<HS> * 64 rows), see the top of the file. out
+ * (B, T, C), lse (B, NH, T); q from the fp32 inp (B, T, 3C) when it is not NULL (rounded while
+ * staged: once per block), else from src.q; k, v from src. Warp w owns the 16 rows q0 + 64 mt
+ * + 16 w + [0, 16) of each 64-row m-tile mt < MT (FlashAttention-2's 128 x 64 tiles for hs <=
+ * 64: every K / V fragment read from shared memory feeds MT products, half the shared-memory
+ * traffic per product at MT 2). Lane (g, t) holds rows + g (i = 0) and + g + 8 (i = 1) of S, P
+ * and O: accumulator elements 2 i and 2 i + 1. M-tile mt's diagonal key tile is q0 / 64 + mt:
+ * the later key tiles (only the block's last, for mt 0 at MT 2) are all masked for it and
+ * skipped, as are m-tiles wholly past T (their rows are never stored). */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
                          float *__restrict__ lse, const float *__restrict__ inp, qkv_src src, int T,
                          int NH, float scale2) {
-  constexpr int ld = smem_layout<HS>::ld;
+  constexpr int ld = smem_layout<HS>::ld, MT = kFwdMT<HS>, kRows = MT * kTile;
   extern __shared__ __align__(128) unsigned char smem[];
-  bf16 *s_q = reinterpret_cast<bf16 *>(smem);
-  bf16 *s_k = s_q + kTile * ld; /* two buffers */
+  bf16 *s_q = reinterpret_cast<bf16 *>(smem); /* MT tiles */
+  bf16 *s_k = s_q + MT * kTile * ld;          /* two buffers */
   bf16 *s_v = s_k + 2 * kTile * ld;
 
   const int bh = (int)blockIdx.x, C = NH * HS;
   const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first: better tail */
-  const int q0 = qt * kTile;
+  const int q0 = qt * kRows;
+  /* causal: key tiles up to the one of the block's last row (< T) */
+  const int nkt = ((q0 + kRows < T ? q0 + kRows : T) - 1) / kTile + 1;
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16, g = lane / 4, t = lane % 4;
 
@@ -425,29 +439,43 @@ __global__ void __launch_bounds__(kThreads)
   const size_t head = (size_t)b * src.b_stride + (size_t)h * src.h_stride;
   const bf16 *k16 = src.k + head, *v16 = src.v + head;
   if (!inp) { /* q in its own (first) group: waited for before the loop */
-    load_tile_async<HS>(s_q, src.q + head, src.ld, q0, T);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+      load_tile_async<HS>(s_q + mt * kTile * ld, src.q + head, src.ld, q0 + mt * kTile, T);
     cp_async_commit();
   }
   load_tile_async<HS>(s_k, k16, src.ld, 0, T);
   load_tile_async<HS>(s_v, v16, src.ld, 0, T);
   cp_async_commit();
-  if (inp)
-    load_tile_f32<HS>(s_q, inp + (size_t)b * T * 3 * C + (size_t)h * HS, 3 * (size_t)C, q0, T);
-  else
-    cp_async_wait<1>(); /* q's group done; k, v may still be in flight */
-  __syncthreads();
-  uint32_t qf[HS / 16][4]; /* the warp's 16 rows of Q as A fragments, kept */
+  if (inp) {
 #pragma unroll
-  for (int kk = 0; kk < HS / 16; kk++)
-    load_a(qf[kk], s_q, ld, wr, kk * 16, lane);
+    for (int mt = 0; mt < MT; mt++)
+      load_tile_f32<HS>(s_q + mt * kTile * ld, inp + (size_t)b * T * 3 * C + (size_t)h * HS,
+                        3 * (size_t)C, q0 + mt * kTile, T);
+  } else {
+    cp_async_wait<1>(); /* q's group done; k, v may still be in flight */
+  }
+  __syncthreads();
+  uint32_t qf[MT][HS / 16][4]; /* the warp's rows of Q as A fragments, kept */
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++)
+      load_a(qf[mt][kk], s_q + mt * kTile * ld, ld, wr, kk * 16, lane);
 
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* running row max and sum */
-  float o[HS / 8][4];
-  zero<HS>(o);
+  float m[MT][2], l[MT][2]; /* running row max (log2 units) and sum */
+  float o[MT][HS / 8][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
+    zero<HS>(o[mt]);
+  }
 
-  for (int kt = 0; kt <= qt; kt++) { /* causal: key tiles after the query tile are all masked */
+  for (int kt = 0; kt < nkt; kt++) {
     const int k0 = kt * kTile, buf = kt & 1;
-    if (kt < qt) { /* prefetch the next K, V into the other buffer (free since the last sync) */
+    if (kt + 1 <
+        nkt) { /* prefetch the next K, V into the other buffer (free since the last sync) */
       load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16, src.ld, k0 + kTile, T);
       load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16, src.ld, k0 + kTile, T);
       cp_async_commit();
@@ -458,48 +486,92 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const bf16 *sk = s_k + buf * kTile * ld, *sv = s_v + buf * kTile * ld;
 
-    /* S = Q K^T (16 x 64 per warp) */
-    float s[kN][4];
+    bool run[MT]; /* block-uniform: m-tile mt has rows < T and keys of this tile at or before */
 #pragma unroll
-    for (int n = 0; n < kN; n++)
+    for (int mt = 0; mt < MT; mt++)
+      run[mt] = q0 + mt * kTile < T && kt <= qt * MT + mt;
+
+    /* S = Q K^T (16 x 64 per warp and m-tile), each K fragment used by every m-tile */
+    float s[MT][kN][4];
 #pragma unroll
-      for (int e = 0; e < 4; e++)
-        s[n][e] = 0.0f;
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int n = 0; n < kN; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          s[mt][n][e] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HS / 16; kk++)
 #pragma unroll
       for (int n = 0; n < kN; n += 2) {
         uint32_t fb[4];
         load_b(fb, sk, ld, n * 8, kk * 16, lane);
-        mma_bf16(s[n], qf[kk], fb[0], fb[1]);
-        mma_bf16(s[n + 1], qf[kk], fb[2], fb[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+          if (run[mt]) {
+            mma_bf16(s[mt][n], qf[mt][kk], fb[0], fb[1]);
+            mma_bf16(s[mt][n + 1], qf[mt][kk], fb[2], fb[3]);
+          }
       }
 
-    if (kt == qt) /* the diagonal tile: keys after the row's query masked */
-      online_softmax<HS, true>(s, o, m, l, k0 - (q0 + wr + g), scale2, t);
-    else
-      online_softmax<HS, false>(s, o, m, l, 0, scale2, t);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+      if (!run[mt])
+        continue;
+      if (kt == qt * MT + mt) /* m-tile mt's diagonal tile: keys after the row's query masked */
+        online_softmax<HS, true>(s[mt], o[mt], m[mt], l[mt], k0 - (q0 + mt * kTile + wr + g),
+                                 scale2, t);
+      else
+        online_softmax<HS, false>(s[mt], o[mt], m[mt], l[mt], 0, scale2, t);
+    }
 
-    frags_times_tile<HS>(o, s, sv, lane); /* O += bf16(P) V */
+    /* O += bf16(P) V, each V fragment used by every m-tile */
+#pragma unroll
+    for (int kc = 0; kc < kTile / 16; kc++) {
+      uint32_t fa[MT][4]; /* C fragments of columns 16 kc.. and 16 kc + 8.. = a0 a1, a2 a3 */
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        fa[mt][0] = pack_bf16(s[mt][2 * kc][0], s[mt][2 * kc][1]);
+        fa[mt][1] = pack_bf16(s[mt][2 * kc][2], s[mt][2 * kc][3]);
+        fa[mt][2] = pack_bf16(s[mt][2 * kc + 1][0], s[mt][2 * kc + 1][1]);
+        fa[mt][3] = pack_bf16(s[mt][2 * kc + 1][2], s[mt][2 * kc + 1][3]);
+      }
+#pragma unroll
+      for (int n = 0; n < HS / 8; n += 2) {
+        uint32_t fb[4];
+        load_b_trans(fb, sv, ld, kc * 16, n * 8, lane);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+          if (run[mt]) {
+            mma_bf16(o[mt][n], fa[mt], fb[0], fb[1]);
+            mma_bf16(o[mt][n + 1], fa[mt], fb[2], fb[3]);
+          }
+      }
+    }
     __syncthreads(); /* every warp is done with buf: the next prefetch overwrites it */
   }
 
-  /* out = O / l, lse = (m + log2(l)) ln(2): natural log, the backward's */
+  /* out = O / l, lse = (m + log2(l)) ln(2): natural log, the backward's (m-tiles past T: l 0,
+   * nothing stored) */
 #pragma unroll
-  for (int i = 0; i < 2; i++) {
-    const float inv = 1.0f / l[i];
+  for (int mt = 0; mt < MT; mt++) {
+    const int r0 = q0 + mt * kTile + wr;
 #pragma unroll
-    for (int n = 0; n < HS / 8; n++) {
-      o[n][2 * i] *= inv;
-      o[n][2 * i + 1] *= inv;
+    for (int i = 0; i < 2; i++) {
+      const float inv = 1.0f / l[mt][i];
+#pragma unroll
+      for (int n = 0; n < HS / 8; n++) {
+        o[mt][n][2 * i] *= inv;
+        o[mt][n][2 * i + 1] *= inv;
+      }
+      const int qi = r0 + g + 8 * i;
+      if (t == 0 && qi < T)
+        lse[(size_t)bh * T + qi] = (m[mt][i] + log2f(l[mt][i])) * kLn2;
     }
-    const int qi = q0 + wr + g + 8 * i;
-    if (t == 0 && qi < T)
-      lse[(size_t)bh * T + qi] = (m[i] + log2f(l[i])) * kLn2;
+    store_frags<HS>(out + (size_t)b * T * C + (size_t)h * HS, (size_t)C, r0, T, o[mt], lane);
+    if (out_bf16)
+      store_frags<HS>(out_bf16 + (size_t)b * T * C + (size_t)h * HS, (size_t)C, r0, T, o[mt], lane);
   }
-  store_frags<HS>(out + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o, lane);
-  if (out_bf16)
-    store_frags<HS>(out_bf16 + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o, lane);
 }
 
 /* The recomputed probabilities and their gradient in a warp's score fragments: P = exp(s scale
@@ -758,8 +830,9 @@ lowp_status to_heads_bf16(bf16 *dst, const float *src, int ld, int parts, int B,
   return LOWP_OK;
 }
 
-dim3 tile_grid(int B, int T, int NH) {
-  return dim3((unsigned)(B * NH), (unsigned)((T + kTile - 1) / kTile));
+/* (heads, row tiles of `rows` rows) */
+dim3 tile_grid(int B, int T, int NH, int rows) {
+  return dim3((unsigned)(B * NH), (unsigned)((T + rows - 1) / rows));
 }
 
 template <int HS>
@@ -769,8 +842,8 @@ lowp_status forward_hs(float *out, uint16_t *out_bf16, float *lse, const float *
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_forward_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   const float scale2 = 1.0f / sqrtf((float)HS) * kLog2e;
-  flash_forward_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(out, out_bf16, lse, inp, src, T, NH, scale2);
+  flash_forward_kernel<HS><<<tile_grid(B, T, NH, kFwdMT<HS> * kTile), kThreads, smem>>>(
+      out, out_bf16, lse, inp, src, T, NH, scale2);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -784,11 +857,11 @@ lowp_status backward_hs(float *dinp, const float *lse, const float *D, qkv_src s
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_q_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  flash_backward_kv_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, src, do16, T, NH, scale, scale2);
+  flash_backward_kv_kernel<HS><<<tile_grid(B, T, NH, kTile), kThreads, smem>>>(
+      dinp, lse, D, src, do16, T, NH, scale, scale2);
   LOWPI_CUDA_CHECK_LAUNCH();
-  flash_backward_q_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, src, do16, T, NH, scale, scale2);
+  flash_backward_q_kernel<HS><<<tile_grid(B, T, NH, kTile), kThreads, smem>>>(
+      dinp, lse, D, src, do16, T, NH, scale, scale2);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
