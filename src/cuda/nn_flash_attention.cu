@@ -194,6 +194,28 @@ __device__ __forceinline__ void rows_times_tile_t(float (&acc)[kN][4], const bf1
   }
 }
 
+/* acc (16 x 64) = the warp's 16 rows held as A fragments fa (HS columns: kept in registers)
+ * times b^T, b the (64, HS) row-major tile: rows_times_tile_t's products in its order. */
+template <int HS>
+__device__ __forceinline__ void
+frags_times_tile_t(float (&acc)[kN][4], const uint32_t (&fa)[HS / 16][4], const bf16 *b, int lane) {
+  constexpr int ld = smem_layout<HS>::ld;
+#pragma unroll
+  for (int n = 0; n < kN; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      acc[n][e] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < HS / 16; kk++)
+#pragma unroll
+    for (int n = 0; n < kN; n += 2) {
+      uint32_t fb[4];
+      load_b(fb, b, ld, n * 8, kk * 16, lane);
+      mma_bf16(acc[n], fa[kk], fb[0], fb[1]);
+      mma_bf16(acc[n + 1], fa[kk], fb[2], fb[3]);
+    }
+}
+
 /* acc (16 x HS) += p (16 x 64, the accumulator fragments of rows_times_tile_t, rounded to
  * bf16 here) times the (64, HS) row-major tile b. */
 template <int HS>
@@ -621,7 +643,9 @@ __device__ __forceinline__ void load_row_stats(float *s_lse, float *s_d, const f
 
 /* dK, dV: block (b * NH + h, key tile); warp w owns keys k0 + 16 w .. + 15. dinp (B, T, 3C):
  * dk at columns C + h*HS, dv at 2C + h*HS. lse, D (B, NH, T); q, k, v from src; do16 (B, NH,
- * T, HS). */
+ * T, HS). The block's K and V tiles are fixed: for hs <= 64 each warp keeps its rows of them as
+ * A fragments in registers (read from shared memory once, not once per query tile; hs 128
+ * has no registers to spare). */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_kv_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
@@ -644,6 +668,8 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16;
   const float no_stats[2] = {0.0f, 0.0f}; /* (the row statistics are per column here) */
+  constexpr bool kKeep = HS <= 64;
+  uint32_t kf[HS / 16][4], vf[HS / 16][4]; /* (kKeep) the warp's K, V rows as A fragments */
 
   load_tile_async<HS>(s_k, k16, src.ld, k0, T);
   load_tile_async<HS>(s_v, v16, src.ld, k0, T);
@@ -654,6 +680,16 @@ __global__ void __launch_bounds__(kThreads)
   float dk[HS / 8][4], dv[HS / 8][4];
   zero<HS>(dk);
   zero<HS>(dv);
+
+  if constexpr (kKeep) { /* (the first query tile's load overlaps nothing then) */
+    cp_async_wait<0>();
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++) {
+      load_a(kf[kk], s_k, ld, wr, kk * 16, lane);
+      load_a(vf[kk], s_v, ld, wr, kk * 16, lane);
+    }
+  }
 
   for (int qt = kt; qt < nt; qt++) { /* causal: earlier query tiles see none of these keys */
     const int q0 = qt * kTile, buf = (qt - kt) & 1;
@@ -670,8 +706,13 @@ __global__ void __launch_bounds__(kThreads)
     const bf16 *sq = s_q + buf * kTile * ld, *sdo = s_do + buf * kTile * ld;
 
     float st[kN][4], dpt[kN][4];
-    rows_times_tile_t<HS>(st, s_k, wr, sq, lane);   /* S^T = K Q^T */
-    rows_times_tile_t<HS>(dpt, s_v, wr, sdo, lane); /* dP^T = V dO^T */
+    if constexpr (kKeep) {
+      frags_times_tile_t<HS>(st, kf, sq, lane);   /* S^T = K Q^T */
+      frags_times_tile_t<HS>(dpt, vf, sdo, lane); /* dP^T = V dO^T */
+    } else {
+      rows_times_tile_t<HS>(st, s_k, wr, sq, lane);   /* S^T = K Q^T */
+      rows_times_tile_t<HS>(dpt, s_v, wr, sdo, lane); /* dP^T = V dO^T */
+    }
     const float *c_lse = s_lse + buf * kTile, *c_d = s_d + buf * kTile;
     if (qt == kt || qt == nt - 1) /* the diagonal, or queries past T */
       probs_and_grads<true, true>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d, no_stats,
