@@ -496,8 +496,8 @@ __global__ void __launch_bounds__(kThreads)
 
   for (int kt = 0; kt < nkt; kt++) {
     const int k0 = kt * kTile, buf = kt & 1;
-    if (kt + 1 <
-        nkt) { /* prefetch the next K, V into the other buffer (free since the last sync) */
+    /* prefetch the next K, V into the other buffer (free since the last sync) */
+    if (kt + 1 < nkt) {
       load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16, src.ld, k0 + kTile, T);
       load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16, src.ld, k0 + kTile, T);
       cp_async_commit();
