@@ -1,5 +1,7 @@
 /* Causal attention on the GPU: the fused bf16 kernels (lowpi_cuda_flash_attention_*) against
  * the batched-GEMM path (lowpi_cuda_attention_*, compute bf16 and fp32), in the same run.
+ * The fused kernels twice: from the fp32 qkv ("flash bf16", which first copies q, k, v to bf16
+ * head-major buffers) and from its bf16 codes ("flash bf16in", read in place).
  *
  *     build/bench_cuda_attention
  *
@@ -29,6 +31,7 @@ typedef struct {
 
 static config cfg;
 static float *qkv, *dout, *out, *lse, *dinp, *att;
+static uint16_t *qkv16; /* the bf16 RNE codes of qkv */
 static void *ws;
 static size_t ws_bytes;
 
@@ -39,12 +42,20 @@ static float time_op(op_fn op) {
 }
 
 static lowp_status flash_fwd(void) {
-  return lowpi_cuda_flash_attention_forward(out, NULL, lse, qkv, cfg.B, cfg.T, cfg.C, cfg.NH, ws,
-                                            ws_bytes);
+  return lowpi_cuda_flash_attention_forward(out, NULL, lse, qkv, NULL, cfg.B, cfg.T, cfg.C, cfg.NH,
+                                            ws, ws_bytes);
 }
 static lowp_status flash_bwd(void) {
-  return lowpi_cuda_flash_attention_backward(dinp, dout, qkv, out, lse, cfg.B, cfg.T, cfg.C, cfg.NH,
-                                             ws, ws_bytes);
+  return lowpi_cuda_flash_attention_backward(dinp, dout, qkv, NULL, out, lse, cfg.B, cfg.T, cfg.C,
+                                             cfg.NH, ws, ws_bytes);
+}
+static lowp_status flash16_fwd(void) {
+  return lowpi_cuda_flash_attention_forward(out, NULL, lse, NULL, qkv16, cfg.B, cfg.T, cfg.C,
+                                            cfg.NH, ws, ws_bytes);
+}
+static lowp_status flash16_bwd(void) {
+  return lowpi_cuda_flash_attention_backward(dinp, dout, NULL, qkv16, out, lse, cfg.B, cfg.T, cfg.C,
+                                             cfg.NH, ws, ws_bytes);
 }
 static lowp_status gemm_fwd16(void) {
   return lowpi_cuda_attention_forward(out, att, qkv, cfg.B, cfg.T, cfg.C, cfg.NH, LOWP_BF16, ws,
@@ -79,7 +90,11 @@ static void run_config(config c) {
   dinp = bc_dalloc(3 * n1, 4, 1.0f);
   lse = bc_dalloc((size_t)B * NH * T, 5, 1.0f);
   att = bc_dalloc((size_t)B * NH * T * T, 6, 1.0f);
-  ws_bytes = max_size(lowpi_cuda_flash_attention_workspace(B, T, C, NH),
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  CHECK(lowp_cuda_malloc((void **)&qkv16, 3 * n1 * sizeof(uint16_t)));
+  CHECK(lowp_cuda_encode(LOWP_BF16, qkv, 3 * n1, qkv16, &rne));
+  /* (the fp32 input's workspace is the larger: it also holds the q, k, v copies) */
+  ws_bytes = max_size(lowpi_cuda_flash_attention_workspace(B, T, C, NH, 0),
                       max_size(lowpi_cuda_attention_workspace(B, T, C, NH, LOWP_BF16),
                                lowpi_cuda_attention_workspace(B, T, C, NH, LOWP_FP32)));
   CHECK(lowp_cuda_malloc(&ws, ws_bytes));
@@ -93,6 +108,8 @@ static void run_config(config c) {
   } rows[] = {
       {"flash bf16", "forward", flash_fwd, fwd_flop, 0},
       {"flash bf16", "backward", flash_bwd, 2.5 * fwd_flop, 0},
+      {"flash bf16in", "forward", flash16_fwd, fwd_flop, 0},
+      {"flash bf16in", "backward", flash16_bwd, 2.5 * fwd_flop, 0},
       {"gemm bf16", "forward", gemm_fwd16, fwd_flop, 0},
       {"gemm bf16", "backward", gemm_bwd16, 2.5 * fwd_flop, 0},
       {"gemm fp32", "forward", gemm_fwd32, fwd_flop, 0},
@@ -105,10 +122,10 @@ static void run_config(config c) {
   printf("\n%s: B %d T %d C %d NH %d (hs %d); saved for the backward per layer: flash %.2f MiB "
          "(lse), gemm %.1f MiB (att)\n",
          c.name, B, T, C, NH, hs, flash_mib, gemm_mib);
-  printf("  %-11s %-9s %10s %10s\n", "path", "direction", "ms", "TFLOP/s");
+  printf("  %-12s %-9s %10s %10s\n", "path", "direction", "ms", "TFLOP/s");
   for (int i = 0; i < nrows; i++) {
     rows[i].ms = time_op(rows[i].op);
-    printf("  %-11s %-9s %10.3f %10.1f\n", rows[i].path, rows[i].dir, (double)rows[i].ms,
+    printf("  %-12s %-9s %10.3f %10.1f\n", rows[i].path, rows[i].dir, (double)rows[i].ms,
            rows[i].flop / ((double)rows[i].ms * 1e-3) / 1e12);
   }
   for (int i = 0; i < nrows; i++)
@@ -117,8 +134,10 @@ static void run_config(config c) {
            c.name, B, T, C, NH, rows[i].path, rows[i].dir, (double)rows[i].ms,
            rows[i].flop / ((double)rows[i].ms * 1e-3) / 1e12);
   printf("  flash speed-up (bf16 gemm / flash): forward %.2fx, backward %.2fx\n",
-         (double)(rows[2].ms / rows[0].ms), (double)(rows[3].ms / rows[1].ms));
-  void *bufs[] = {qkv, dout, out, dinp, lse, att, ws};
+         (double)(rows[4].ms / rows[0].ms), (double)(rows[5].ms / rows[1].ms));
+  printf("  bf16 input speed-up (flash bf16 / flash bf16in): forward %.2fx, backward %.2fx\n",
+         (double)(rows[0].ms / rows[2].ms), (double)(rows[1].ms / rows[3].ms));
+  void *bufs[] = {qkv, qkv16, dout, out, dinp, lse, att, ws};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     lowp_cuda_free(bufs[i]);
 }

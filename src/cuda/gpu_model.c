@@ -202,7 +202,7 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
   size_t W = max3(FC, 3 * C, C);
   gpu_acts *a = &g->a;
   const size_t att_work = g->flash
-                              ? lowpi_cuda_flash_attention_workspace(B, T, (int)C, (int)NH)
+                              ? lowpi_cuda_flash_attention_workspace(B, T, (int)C, (int)NH, 0)
                               : lowpi_cuda_attention_workspace(B, T, (int)C, (int)NH, g->compute);
   a->work_bytes = max3(lowpi_cuda_embedding_backward_workspace(B, T, (int)V),
                        lowpi_cuda_norm_backward_workspace((int)N, (int)C), att_work);
@@ -456,8 +456,8 @@ static lowp_status attention_forward(lowpi_gpu_model *g, int l, float *out, cons
   gpu_acts *a = &g->a;
   if (g->flash)
     return lowpi_cuda_flash_attention_forward(out, a->atty16.bf16[l],
-                                              a->lse + (size_t)l * B * NH * T, qkv, B, T, C, NH,
-                                              a->work, a->work_bytes);
+                                              a->lse + (size_t)l * B * NH * T, qkv, NULL, B, T, C,
+                                              NH, a->work, a->work_bytes);
   return lowpi_cuda_attention_forward(out, a->att + (size_t)l * B * NH * T * T, qkv, B, T, C, NH,
                                       g->compute, a->work, a->work_bytes);
 }
@@ -467,8 +467,9 @@ static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, co
   const int C = g->cfg.n_embd, NH = g->cfg.n_head;
   gpu_acts *a = &g->a;
   if (g->flash)
-    return lowpi_cuda_flash_attention_backward(
-        dinp, dout, qkv, out, a->lse + (size_t)l * B * NH * T, B, T, C, NH, a->work, a->work_bytes);
+    return lowpi_cuda_flash_attention_backward(dinp, dout, qkv, NULL, out,
+                                               a->lse + (size_t)l * B * NH * T, B, T, C, NH,
+                                               a->work, a->work_bytes);
   return lowpi_cuda_attention_backward(dinp, dout, qkv, a->att + (size_t)l * B * NH * T * T, B, T,
                                        C, NH, g->compute, a->work, a->work_bytes);
 }

@@ -106,22 +106,28 @@ lowp_status lowpi_cuda_attention_backward(float *dinp, const float *dout, const 
  * no (T, T) buffer; the forward saves lse (B, NH, T), the log-sum-exp of each row's scaled
  * scores, and the backward recomputes the probabilities from it. The numerics of the bf16
  * path above (q, k, v, P, dout and dpreatt rounded to bf16 for the products, fp32
- * accumulation and softmax), up to the order of the fp32 sums and P rounded before its
- * normalisation. Head sizes C / NH in {16, 32, 64, 128} (else LOWP_ERR_UNSUPPORTED: use the
- * path above); inp and dout 16-byte aligned. The workspace holds bf16 head-major copies of q,
- * k, v, dout and the row dots D = rowsum(dout * out). The backward reads out (the forward's
- * output) and lse; deterministic (each gradient row is written by one block, no atomics).
- * out_bf16 (may be NULL; 4-byte aligned): also the bf16 RNE codes of out (as lowp_cuda_encode's),
- * for a bf16 GEMM next; out itself is always written (the backward reads it). */
+ * accumulation and softmax), up to the order of the fp32 sums, P rounded before its
+ * normalisation, and exp computed as exp2 with the scale folded in (a few fp32 ulps). Head sizes C
+ * / NH in {16, 32, 64, 128} (else LOWP_ERR_UNSUPPORTED: use the path above); inp and dout 16-byte
+ * aligned. The workspace holds bf16 head-major copies of q, k, v, dout and the row dots D =
+ * rowsum(dout * out). The backward reads out (the forward's output) and lse; deterministic (each
+ * gradient row is written by one block, no atomics). out_bf16 (may be NULL; 4-byte aligned): also
+ * the bf16 RNE codes of out (as lowp_cuda_encode's), for a bf16 GEMM next; out itself is always
+ * written (the backward reads it). inp_bf16 (may be NULL; 16-byte aligned): the bf16 RNE codes of
+ * qkv, laid out as inp (B, T, 3C); when given, the kernels read q, k, v from it in place (no
+ * copies: inp is then ignored and may be NULL) and the results are bit-identical to those from the
+ * fp32 inp whose codes they are. The workspace: lowpi_cuda_flash_attention_workspace with bf16_inp
+ * = 1 when the calls pass inp_bf16 (no room for the q, k, v copies), 0 otherwise. */
 int lowpi_cuda_flash_attention_supported(int C, int NH);
-size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH);
+size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH, int bf16_inp);
 lowp_status lowpi_cuda_flash_attention_forward(float *out, uint16_t *out_bf16, float *lse,
-                                               const float *inp, int B, int T, int C, int NH,
-                                               void *workspace, size_t workspace_bytes);
+                                               const float *inp, const uint16_t *inp_bf16, int B,
+                                               int T, int C, int NH, void *workspace,
+                                               size_t workspace_bytes);
 lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, const float *inp,
-                                                const float *out, const float *lse, int B, int T,
-                                                int C, int NH, void *workspace,
-                                                size_t workspace_bytes);
+                                                const uint16_t *inp_bf16, const float *out,
+                                                const float *lse, int B, int T, int C, int NH,
+                                                void *workspace, size_t workspace_bytes);
 
 /* Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target] and, when dlogits is
  * not NULL, dlogits = (softmax - onehot) * dloss (dlogits may equal logits: in place), and when

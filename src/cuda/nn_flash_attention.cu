@@ -3,11 +3,15 @@
  *
  *   prep:     k, v (backward: q, k, v and dout) rounded to bf16 (RNE) into head-major copies
  *             (B, NH, T, hs) in the workspace: the tiles are then 16-byte cp.async loads (the
- *             forward reads each block's q tile once, so it rounds it while staging).
- *   forward:  one block per (b, h, 64 query rows); for each 64-key tile at or below the
- *             diagonal: S = Q K^T (fp32), s = S / sqrt(hs), online softmax in fp32 (running row
- *             max m and sum l; the output is rescaled by exp(m_old - m_new)), P = exp(s - m)
- *             rounded to bf16, O += P V (fp32). out = O / l, lse = m + log(l) per row.
+ *             forward reads each block's q tile once, so it rounds it while staging). Given
+ *             the bf16 codes of qkv (inp_bf16), the kernels read q, k, v from it in place
+ *             (each head's row is hs contiguous codes: 16-byte pieces 6C bytes apart), the
+ *             same bits, so the same results; only dout is still copied.
+ *   forward:  one block per (b, h, 128 query rows; 64 for hs 128); for each 64-key tile at
+ *             or below the diagonal: S = Q K^T (fp32), s = S / sqrt(hs), online softmax in
+ *             fp32 (running row max m and sum l; the output is rescaled by exp(m_old -
+ *             m_new)), P = exp(s - m) (as exp2, the scale folded in) rounded to bf16, O += P V
+ *             (fp32). out = O / l, lse = m + log(l) per row.
  *   backward: D = rowsum(bf16(dO) * O) per row (fp32); then two kernels, each output written
  *             by exactly one block (no atomics, deterministic):
  *             - per 64-key tile: for every query tile at or after it, P = exp(s - lse)
@@ -20,8 +24,10 @@
  * sums and in P being rounded to bf16 before its normalisation by 1 / l (the online softmax
  * cannot know l yet): both are within the bf16 rounding of P (2^-9 relative per term).
  *
- * Tiles: 4 warps per block, each owning 16 rows of a 64-row tile (query rows in the forward
- * and the dQ kernel, key rows in the dK / dV kernel). The products are mma.sync m16n8k16 (bf16
+ * Tiles: 4 warps per block, each owning 16 rows of a 64-row tile (query rows in the dQ
+ * kernel, key rows in the dK / dV kernel; in the forward, 16 rows of each of the block's two
+ * 64-row m-tiles for hs <= 64, FlashAttention-2's 128 x 64 tiles, so that each K / V fragment
+ * read from shared memory feeds two products). The products are mma.sync m16n8k16 (bf16
  * in, fp32 accumulate) on register fragments; a warp's 16 x 64 scores stay in the accumulator
  * fragments, where each row lives in the 4 lanes of a quad, so the row max and sum need two
  * shuffles. The accumulator layout of one m16n8k16 matches the A-operand layout of the next
@@ -56,6 +62,8 @@ constexpr int kPadH = 8;                /* bf16 row padding (16 bytes): conflict
 constexpr int kN = kTile / 8;           /* 8-column accumulator tiles across a 64-wide tile */
 constexpr size_t kAlign = 256;          /* workspace buffers start 256-byte aligned */
 constexpr unsigned kFull = 0xFFFFFFFFu; /* all lanes of a warp */
+constexpr float kLog2e = 1.4426950408889634f; /* log2(e): exp(x) = exp2(x log2(e)) */
+constexpr float kLn2 = 0.6931471805599453f;   /* ln(2) */
 static_assert(kWarps * 16 == kTile, "each warp owns 16 rows of a tile");
 static_assert(kTile % 16 == 0, "tiles are whole 16-key chunks");
 
@@ -79,11 +87,15 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return u;
 }
 
+/* The forward's 64-row m-tiles per block (query rows 64 kFwdMT): 2 while a warp's 2 x 16 rows
+ * of scores, output and Q fragments fit in its registers (hs <= 64), else 1. */
+template <int HS> constexpr int kFwdMT = HS <= 64 ? 2 : 1;
+
 /* Shared memory of the kernels: (64, HS) bf16 tiles with rows of HS + kPadH elements. */
 template <int HS> struct smem_layout {
   static constexpr int ld = HS + kPadH;                   /* row stride (elements) */
   static constexpr size_t tile = (size_t)kTile * ld * 2;  /* one bf16 tile (bytes) */
-  static constexpr size_t fwd = 5 * tile;                 /* q, k[2], v[2] */
+  static constexpr size_t fwd = (kFwdMT<HS> + 4) * tile;  /* q[MT], k[2], v[2] */
   static constexpr size_t bwd = 6 * tile + 4 * kTile * 4; /* 2 fixed, 2 x 2 streamed; stats */
   static_assert(HS % 16 == 0, "head size is whole 16-wide k chunks");
   static_assert(ld * 2 % 16 == 0, "ldmatrix / cp.async rows must be 16-byte aligned");
@@ -182,6 +194,28 @@ __device__ __forceinline__ void rows_times_tile_t(float (&acc)[kN][4], const bf1
   }
 }
 
+/* acc (16 x 64) = the warp's 16 rows held as A fragments fa (HS columns: kept in registers)
+ * times b^T, b the (64, HS) row-major tile: rows_times_tile_t's products in its order. */
+template <int HS>
+__device__ __forceinline__ void
+frags_times_tile_t(float (&acc)[kN][4], const uint32_t (&fa)[HS / 16][4], const bf16 *b, int lane) {
+  constexpr int ld = smem_layout<HS>::ld;
+#pragma unroll
+  for (int n = 0; n < kN; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      acc[n][e] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < HS / 16; kk++)
+#pragma unroll
+    for (int n = 0; n < kN; n += 2) {
+      uint32_t fb[4];
+      load_b(fb, b, ld, n * 8, kk * 16, lane);
+      mma_bf16(acc[n], fa[kk], fb[0], fb[1]);
+      mma_bf16(acc[n + 1], fa[kk], fb[2], fb[3]);
+    }
+}
+
 /* acc (16 x HS) += p (16 x 64, the accumulator fragments of rows_times_tile_t, rounded to
  * bf16 here) times the (64, HS) row-major tile b. */
 template <int HS>
@@ -205,17 +239,18 @@ __device__ __forceinline__ void frags_times_tile(float (&acc)[HS / 8][4], const 
   }
 }
 
-/* Rows [t0, t0 + 64) of a head-major (T, HS) bf16 matrix into a shared tile (rows of ld),
- * asynchronously (the caller commits and waits); rows at or past T are zeros. */
+/* Rows [t0, t0 + 64) of a (T, HS) bf16 matrix whose rows are ld_src elements apart (16-byte
+ * aligned) into a shared tile (rows of ld), asynchronously (the caller commits and waits); rows
+ * at or past T are zeros. */
 template <int HS>
-__device__ __forceinline__ void load_tile_async(bf16 *dst, const bf16 *__restrict__ src, int t0,
-                                                int T) {
+__device__ __forceinline__ void load_tile_async(bf16 *dst, const bf16 *__restrict__ src,
+                                                size_t ld_src, int t0, int T) {
   constexpr int kChunks = HS / 8, ld = smem_layout<HS>::ld; /* 16-byte pieces per row */
   for (int idx = (int)threadIdx.x; idx < kTile * kChunks; idx += kThreads) {
     const int r = idx / kChunks, c = idx % kChunks * 8;
     const bool in = t0 + r < T;
     /* a row past T reads nothing (src_bytes 0) but still names a valid address: row 0 */
-    cp_async16(dst + r * ld + c, src + (size_t)(in ? t0 + r : 0) * HS + c, in ? 16 : 0);
+    cp_async16(dst + r * ld + c, src + (size_t)(in ? t0 + r : 0) * ld_src + c, in ? 16 : 0);
   }
 }
 
@@ -273,6 +308,23 @@ __device__ __forceinline__ void store_frags(Out *dst, size_t ld, int t0, int T,
   }
 }
 
+/* Where the kernels read the bf16 q, k, v: row t of head (b, h) of part p at p + b * b_stride
+ * + h * h_stride + t * ld (HS contiguous elements). Either the workspace's head-major copies
+ * (B, NH, T, HS) or the caller's bf16 qkv (B, T, 3C), read in place. */
+struct qkv_src {
+  const bf16 *q, *k, *v;
+  size_t ld, b_stride, h_stride;
+};
+
+qkv_src head_major(const bf16 *q, const bf16 *k, const bf16 *v, int T, int NH, int HS) {
+  return qkv_src{q, k, v, (size_t)HS, (size_t)NH * T * HS, (size_t)T * HS};
+}
+
+qkv_src interleaved(const uint16_t *qkv, int T, int C, int HS) {
+  const bf16 *q = reinterpret_cast<const bf16 *>(qkv);
+  return qkv_src{q, q + C, q + 2 * C, 3 * (size_t)C, (size_t)T * 3 * C, (size_t)HS};
+}
+
 template <int HS> __device__ __forceinline__ void zero(float (&acc)[HS / 8][4]) {
 #pragma unroll
   for (int n = 0; n < HS / 8; n++)
@@ -326,17 +378,21 @@ __global__ void rowdot_kernel(float *__restrict__ D, const float *__restrict__ d
 }
 
 /* One step of the online softmax on a warp's 16 x 64 scores s (the accumulator fragments of Q
- * K^T; lane (g, t) holds rows g (i = 0) and g + 8 (i = 1), elements 2 i and 2 i + 1): a = dot
- * * scale (the CPU's order), the running max m and sum l of each row updated, O rescaled by
- * exp(m_old - m_new), and s replaced by P = exp(a - m_new) (fp32; rounded to bf16 by the P V
- * product). A row's 64 values are in the 4 lanes of its quad: xor-shuffles 1 and 2. kMask
+ * K^T; lane (g, t) holds rows g (i = 0) and g + 8 (i = 1), elements 2 i and 2 i + 1), in base
+ * 2 (FlashAttention-2's exp2 with the scale folded in: one fma and one ex2 per element instead
+ * of a multiply and expf's longer sequence): with scale2 = log2(e) / sqrt(hs), the running max
+ * m (log2 units: max of dot * scale2) and sum l of each row updated, O rescaled by
+ * exp2(m_old - m_new), and s replaced by P = exp2(fma(dot, scale2, -m_new)) = exp(dot / sqrt(hs)
+ * - max) up to a few fp32 ulps (fp32; rounded to bf16 by the P V product). max(dot) * scale2
+ * = max(dot * scale2) exactly: rounding is monotone and scale2 > 0. A row's 64 values are in
+ * the 4 lanes of its quad: xor-shuffles 1 and 2. kMask
  * (the diagonal tile only): the keys after the row's query are masked; diag = k0 - (the
  * query of the lane's row i = 0), so key - query = diag + 8 n + 2 t + e - 8 i. Every row has an
  * unmasked key in every tile (k0 <= q0 <= qi), so m_new is finite; alpha = 0 on the first tile
  * (m = -inf). */
 template <int HS, bool kMask>
 __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS / 8][4],
-                                               float (&m)[2], float (&l)[2], int diag, float scale,
+                                               float (&m)[2], float (&l)[2], int diag, float scale2,
                                                int t) {
 #pragma unroll
   for (int i = 0; i < 2; i++) {
@@ -344,23 +400,20 @@ __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS 
 #pragma unroll
     for (int n = 0; n < kN; n++)
 #pragma unroll
-      for (int e = 0; e < 2; e++) {
-        const float a = s[n][2 * i + e] * scale;
-        s[n][2 * i + e] = a;
+      for (int e = 0; e < 2; e++)
         if (!kMask || diag + n * 8 + 2 * t + e - 8 * i <= 0)
-          tmax = fmaxf(tmax, a);
-      }
+          tmax = fmaxf(tmax, s[n][2 * i + e]);
     tmax = fmaxf(tmax, __shfl_xor_sync(kFull, tmax, 1));
     tmax = fmaxf(tmax, __shfl_xor_sync(kFull, tmax, 2));
-    const float m_new = fmaxf(m[i], tmax);
-    const float alpha = expf(m[i] - m_new);
+    const float m_new = fmaxf(m[i], tmax * scale2);
+    const float alpha = exp2f(m[i] - m_new);
     float sum = 0.0f;
 #pragma unroll
     for (int n = 0; n < kN; n++)
 #pragma unroll
       for (int e = 0; e < 2; e++) {
         const bool keep = !kMask || diag + n * 8 + 2 * t + e - 8 * i <= 0;
-        const float p = keep ? expf(s[n][2 * i + e] - m_new) : 0.0f;
+        const float p = keep ? exp2f(__fmaf_rn(s[n][2 * i + e], scale2, -m_new)) : 0.0f;
         s[n][2 * i + e] = p;
         sum += p;
       }
@@ -376,49 +429,77 @@ __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS 
   }
 }
 
-/* Forward: block (b * NH + h, query tile), see the top of the file. out (B, T, C), lse
- * (B, NH, T); inp (B, T, 3C) (q read from it: once per block), k16, v16 (B, NH, T, HS). Lane (g, t)
- * of warp w holds rows q0 + 16 w + g (i = 0) and + 8 (i = 1) of S, P and O: accumulator elements 2
- * i and 2 i + 1. */
+/* Forward: block (b * NH + h, query tile of kFwdMT<HS> * 64 rows), see the top of the file. out
+ * (B, T, C), lse (B, NH, T); q from the fp32 inp (B, T, 3C) when it is not NULL (rounded while
+ * staged: once per block), else from src.q; k, v from src. Warp w owns the 16 rows q0 + 64 mt
+ * + 16 w + [0, 16) of each 64-row m-tile mt < MT (FlashAttention-2's 128 x 64 tiles for hs <=
+ * 64: every K / V fragment read from shared memory feeds MT products, half the shared-memory
+ * traffic per product at MT 2). Lane (g, t) holds rows + g (i = 0) and + g + 8 (i = 1) of S, P
+ * and O: accumulator elements 2 i and 2 i + 1. M-tile mt's diagonal key tile is q0 / 64 + mt:
+ * the later key tiles (only the block's last, for mt 0 at MT 2) are all masked for it and
+ * skipped, as are m-tiles wholly past T (their rows are never stored). */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
-                         float *__restrict__ lse, const float *__restrict__ inp,
-                         const bf16 *__restrict__ k16, const bf16 *__restrict__ v16, int T, int NH,
-                         float scale) {
-  constexpr int ld = smem_layout<HS>::ld;
+                         float *__restrict__ lse, const float *__restrict__ inp, qkv_src src, int T,
+                         int NH, float scale2) {
+  constexpr int ld = smem_layout<HS>::ld, MT = kFwdMT<HS>, kRows = MT * kTile;
   extern __shared__ __align__(128) unsigned char smem[];
-  bf16 *s_q = reinterpret_cast<bf16 *>(smem);
-  bf16 *s_k = s_q + kTile * ld; /* two buffers */
+  bf16 *s_q = reinterpret_cast<bf16 *>(smem); /* MT tiles */
+  bf16 *s_k = s_q + MT * kTile * ld;          /* two buffers */
   bf16 *s_v = s_k + 2 * kTile * ld;
 
   const int bh = (int)blockIdx.x, C = NH * HS;
   const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first: better tail */
-  const int q0 = qt * kTile;
-  const size_t head = (size_t)bh * T * HS;
+  const int q0 = qt * kRows;
+  /* causal: key tiles up to the one of the block's last row (< T) */
+  const int nkt = ((q0 + kRows < T ? q0 + kRows : T) - 1) / kTile + 1;
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16, g = lane / 4, t = lane % 4;
 
   const int b = bh / NH, h = bh % NH;
-  load_tile_async<HS>(s_k, k16 + head, 0, T);
-  load_tile_async<HS>(s_v, v16 + head, 0, T);
-  cp_async_commit();
-  load_tile_f32<HS>(s_q, inp + (size_t)b * T * 3 * C + (size_t)h * HS, 3 * (size_t)C, q0, T);
-  __syncthreads();
-  uint32_t qf[HS / 16][4]; /* the warp's 16 rows of Q as A fragments, kept */
+  const size_t head = (size_t)b * src.b_stride + (size_t)h * src.h_stride;
+  const bf16 *k16 = src.k + head, *v16 = src.v + head;
+  if (!inp) { /* q in its own (first) group: waited for before the loop */
 #pragma unroll
-  for (int kk = 0; kk < HS / 16; kk++)
-    load_a(qf[kk], s_q, ld, wr, kk * 16, lane);
+    for (int mt = 0; mt < MT; mt++)
+      load_tile_async<HS>(s_q + mt * kTile * ld, src.q + head, src.ld, q0 + mt * kTile, T);
+    cp_async_commit();
+  }
+  load_tile_async<HS>(s_k, k16, src.ld, 0, T);
+  load_tile_async<HS>(s_v, v16, src.ld, 0, T);
+  cp_async_commit();
+  if (inp) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+      load_tile_f32<HS>(s_q + mt * kTile * ld, inp + (size_t)b * T * 3 * C + (size_t)h * HS,
+                        3 * (size_t)C, q0 + mt * kTile, T);
+  } else {
+    cp_async_wait<1>(); /* q's group done; k, v may still be in flight */
+  }
+  __syncthreads();
+  uint32_t qf[MT][HS / 16][4]; /* the warp's rows of Q as A fragments, kept */
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++)
+      load_a(qf[mt][kk], s_q + mt * kTile * ld, ld, wr, kk * 16, lane);
 
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* running row max and sum */
-  float o[HS / 8][4];
-  zero<HS>(o);
+  float m[MT][2], l[MT][2]; /* running row max (log2 units) and sum */
+  float o[MT][HS / 8][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
+    zero<HS>(o[mt]);
+  }
 
-  for (int kt = 0; kt <= qt; kt++) { /* causal: key tiles after the query tile are all masked */
+  for (int kt = 0; kt < nkt; kt++) {
     const int k0 = kt * kTile, buf = kt & 1;
-    if (kt < qt) { /* prefetch the next K, V into the other buffer (free since the last sync) */
-      load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16 + head, k0 + kTile, T);
-      load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16 + head, k0 + kTile, T);
+    /* prefetch the next K, V into the other buffer (free since the last sync) */
+    if (kt + 1 < nkt) {
+      load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16, src.ld, k0 + kTile, T);
+      load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16, src.ld, k0 + kTile, T);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -427,62 +508,107 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const bf16 *sk = s_k + buf * kTile * ld, *sv = s_v + buf * kTile * ld;
 
-    /* S = Q K^T (16 x 64 per warp) */
-    float s[kN][4];
+    bool run[MT]; /* block-uniform: m-tile mt has rows < T and keys of this tile at or before */
 #pragma unroll
-    for (int n = 0; n < kN; n++)
+    for (int mt = 0; mt < MT; mt++)
+      run[mt] = q0 + mt * kTile < T && kt <= qt * MT + mt;
+
+    /* S = Q K^T (16 x 64 per warp and m-tile), each K fragment used by every m-tile */
+    float s[MT][kN][4];
 #pragma unroll
-      for (int e = 0; e < 4; e++)
-        s[n][e] = 0.0f;
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int n = 0; n < kN; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          s[mt][n][e] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HS / 16; kk++)
 #pragma unroll
       for (int n = 0; n < kN; n += 2) {
         uint32_t fb[4];
         load_b(fb, sk, ld, n * 8, kk * 16, lane);
-        mma_bf16(s[n], qf[kk], fb[0], fb[1]);
-        mma_bf16(s[n + 1], qf[kk], fb[2], fb[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+          if (run[mt]) {
+            mma_bf16(s[mt][n], qf[mt][kk], fb[0], fb[1]);
+            mma_bf16(s[mt][n + 1], qf[mt][kk], fb[2], fb[3]);
+          }
       }
 
-    if (kt == qt) /* the diagonal tile: keys after the row's query masked */
-      online_softmax<HS, true>(s, o, m, l, k0 - (q0 + wr + g), scale, t);
-    else
-      online_softmax<HS, false>(s, o, m, l, 0, scale, t);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+      if (!run[mt])
+        continue;
+      if (kt == qt * MT + mt) /* m-tile mt's diagonal tile: keys after the row's query masked */
+        online_softmax<HS, true>(s[mt], o[mt], m[mt], l[mt], k0 - (q0 + mt * kTile + wr + g),
+                                 scale2, t);
+      else
+        online_softmax<HS, false>(s[mt], o[mt], m[mt], l[mt], 0, scale2, t);
+    }
 
-    frags_times_tile<HS>(o, s, sv, lane); /* O += bf16(P) V */
+    /* O += bf16(P) V, each V fragment used by every m-tile */
+#pragma unroll
+    for (int kc = 0; kc < kTile / 16; kc++) {
+      uint32_t fa[MT][4]; /* C fragments of columns 16 kc.. and 16 kc + 8.. = a0 a1, a2 a3 */
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        fa[mt][0] = pack_bf16(s[mt][2 * kc][0], s[mt][2 * kc][1]);
+        fa[mt][1] = pack_bf16(s[mt][2 * kc][2], s[mt][2 * kc][3]);
+        fa[mt][2] = pack_bf16(s[mt][2 * kc + 1][0], s[mt][2 * kc + 1][1]);
+        fa[mt][3] = pack_bf16(s[mt][2 * kc + 1][2], s[mt][2 * kc + 1][3]);
+      }
+#pragma unroll
+      for (int n = 0; n < HS / 8; n += 2) {
+        uint32_t fb[4];
+        load_b_trans(fb, sv, ld, kc * 16, n * 8, lane);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+          if (run[mt]) {
+            mma_bf16(o[mt][n], fa[mt], fb[0], fb[1]);
+            mma_bf16(o[mt][n + 1], fa[mt], fb[2], fb[3]);
+          }
+      }
+    }
     __syncthreads(); /* every warp is done with buf: the next prefetch overwrites it */
   }
 
-  /* out = O / l, lse = m + log(l) */
+  /* out = O / l, lse = (m + log2(l)) ln(2): natural log, the backward's (m-tiles past T: l 0,
+   * nothing stored) */
 #pragma unroll
-  for (int i = 0; i < 2; i++) {
-    const float inv = 1.0f / l[i];
+  for (int mt = 0; mt < MT; mt++) {
+    const int r0 = q0 + mt * kTile + wr;
 #pragma unroll
-    for (int n = 0; n < HS / 8; n++) {
-      o[n][2 * i] *= inv;
-      o[n][2 * i + 1] *= inv;
+    for (int i = 0; i < 2; i++) {
+      const float inv = 1.0f / l[mt][i];
+#pragma unroll
+      for (int n = 0; n < HS / 8; n++) {
+        o[mt][n][2 * i] *= inv;
+        o[mt][n][2 * i + 1] *= inv;
+      }
+      const int qi = r0 + g + 8 * i;
+      if (t == 0 && qi < T)
+        lse[(size_t)bh * T + qi] = (m[mt][i] + log2f(l[mt][i])) * kLn2;
     }
-    const int qi = q0 + wr + g + 8 * i;
-    if (t == 0 && qi < T)
-      lse[(size_t)bh * T + qi] = m[i] + logf(l[i]);
+    store_frags<HS>(out + (size_t)b * T * C + (size_t)h * HS, (size_t)C, r0, T, o[mt], lane);
+    if (out_bf16)
+      store_frags<HS>(out_bf16 + (size_t)b * T * C + (size_t)h * HS, (size_t)C, r0, T, o[mt], lane);
   }
-  store_frags<HS>(out + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o, lane);
-  if (out_bf16)
-    store_frags<HS>(out_bf16 + (size_t)b * T * C + (size_t)h * HS, (size_t)C, q0 + wr, T, o, lane);
 }
 
-/* The recomputed probabilities and their gradient in a warp's score fragments: P = exp(s -
- * lse) on the causal part, 0 elsewhere; dS = P (dP - D) * scale (the CPU's order: att * (datt
- * - dsum), then * scale). s holds S on entry and P on return, dp holds dP on entry and dS on
- * return. Lane (g, t) holds rows r0 + g + 8 i, columns c0 + 8 n + 2 t + e. `key_major`: the
- * rows are keys and the columns queries (the dK / dV kernel: lse and D per column from
- * c_lse / c_d, indexed by the column in the tile), else the rows are queries (lse and D per
+/* The recomputed probabilities and their gradient in a warp's score fragments: P = exp(s scale
+ * - lse), computed as exp2(fma(s, scale2, -lse2)) (scale2 = scale log2(e), lse2 = lse log2(e):
+ * see online_softmax), on the causal part, 0 elsewhere; dS = P (dP - D) * scale (the CPU's
+ * order: att * (datt - dsum), then * scale). s holds S on entry and P on return, dp holds dP on
+ * entry and dS on return. Lane (g, t) holds rows r0 + g + 8 i, columns c0 + 8 n + 2 t + e.
+ * `key_major`: the rows are keys and the columns queries (the dK / dV kernel: lse and D per column
+ * from c_lse / c_d, indexed by the column in the tile), else the rows are queries (lse and D per
  * row in r_lse / r_d). */
 template <bool key_major, bool kMask>
-__device__ __forceinline__ void probs_and_grads(float (&s)[kN][4], float (&dp)[kN][4], int r0,
-                                                int c0, int T, float scale, const float *c_lse,
-                                                const float *c_d, const float (&r_lse)[2],
-                                                const float (&r_d)[2], int lane) {
+__device__ __forceinline__ void
+probs_and_grads(float (&s)[kN][4], float (&dp)[kN][4], int r0, int c0, int T, float scale,
+                float scale2, const float *c_lse, const float *c_d, const float (&r_lse)[2],
+                const float (&r_d)[2], int lane) {
   const int g = lane / 4, t = lane % 4;
 #pragma unroll
   for (int n = 0; n < kN; n++)
@@ -496,7 +622,7 @@ __device__ __forceinline__ void probs_and_grads(float (&s)[kN][4], float (&dp)[k
         const float lq = key_major ? c_lse[col] : r_lse[i], dq = key_major ? c_d[col] : r_d[i];
         float p = 0.0f, ds = 0.0f;
         if (!kMask || (kj <= qi && qi < T)) {
-          p = expf(s[n][2 * i + e] * scale - lq);
+          p = exp2f(__fmaf_rn(s[n][2 * i + e], scale2, -lq));
           ds = p * (dp[n][2 * i + e] - dq) * scale;
         }
         s[n][2 * i + e] = p;
@@ -505,24 +631,27 @@ __device__ __forceinline__ void probs_and_grads(float (&s)[kN][4], float (&dp)[k
     }
 }
 
-/* lse and D of query rows [q0, q0 + 64) into shared memory (0 past T). */
+/* lse (times log2(e): base 2) and D of query rows [q0, q0 + 64) into shared memory (0 past
+ * T). */
 __device__ __forceinline__ void load_row_stats(float *s_lse, float *s_d, const float *lse,
                                                const float *D, int q0, int T) {
   for (int r = (int)threadIdx.x; r < kTile; r += kThreads) {
-    s_lse[r] = q0 + r < T ? lse[q0 + r] : 0.0f;
+    s_lse[r] = q0 + r < T ? lse[q0 + r] * kLog2e : 0.0f;
     s_d[r] = q0 + r < T ? D[q0 + r] : 0.0f;
   }
 }
 
 /* dK, dV: block (b * NH + h, key tile); warp w owns keys k0 + 16 w .. + 15. dinp (B, T, 3C):
- * dk at columns C + h*HS, dv at 2C + h*HS. lse, D (B, NH, T); q16, k16, v16, do16 (B, NH, T,
- * HS). */
+ * dk at columns C + h*HS, dv at 2C + h*HS. lse, D (B, NH, T); q, k, v from src; do16 (B, NH,
+ * T, HS). The block's K and V tiles are fixed: for hs <= 64 each warp keeps its rows of them as
+ * A fragments in registers (read from shared memory once, not once per query tile; hs 128
+ * has no registers to spare). */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_kv_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
-                             const float *__restrict__ D, const bf16 *__restrict__ q16,
-                             const bf16 *__restrict__ k16, const bf16 *__restrict__ v16,
-                             const bf16 *__restrict__ do16, int T, int NH, float scale) {
+                             const float *__restrict__ D, qkv_src src,
+                             const bf16 *__restrict__ do16_all, int T, int NH, float scale,
+                             float scale2) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_k = reinterpret_cast<bf16 *>(smem), *s_v = s_k + kTile * ld;
@@ -532,27 +661,41 @@ __global__ void __launch_bounds__(kThreads)
   const int bh = (int)blockIdx.x, C = NH * HS, nt = (T + kTile - 1) / kTile;
   const int kt = (int)blockIdx.y; /* the first key tiles see the most query tiles: first */
   const int k0 = kt * kTile;
-  const size_t head = (size_t)bh * T * HS;
+  const size_t in_head = (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+  const bf16 *q16 = src.q + in_head, *k16 = src.k + in_head, *v16 = src.v + in_head;
+  const bf16 *do16 = do16_all + (size_t)bh * T * HS; /* head-major */
   const float *lse_h = lse + (size_t)bh * T, *D_h = D + (size_t)bh * T;
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16;
   const float no_stats[2] = {0.0f, 0.0f}; /* (the row statistics are per column here) */
+  constexpr bool kKeep = HS <= 64;
+  uint32_t kf[HS / 16][4], vf[HS / 16][4]; /* (kKeep) the warp's K, V rows as A fragments */
 
-  load_tile_async<HS>(s_k, k16 + head, k0, T);
-  load_tile_async<HS>(s_v, v16 + head, k0, T);
-  load_tile_async<HS>(s_q, q16 + head, k0, T); /* the first query tile: qt = kt */
-  load_tile_async<HS>(s_do, do16 + head, k0, T);
+  load_tile_async<HS>(s_k, k16, src.ld, k0, T);
+  load_tile_async<HS>(s_v, v16, src.ld, k0, T);
+  load_tile_async<HS>(s_q, q16, src.ld, k0, T); /* the first query tile: qt = kt */
+  load_tile_async<HS>(s_do, do16, HS, k0, T);
   cp_async_commit();
   load_row_stats(s_lse, s_d, lse_h, D_h, k0, T);
   float dk[HS / 8][4], dv[HS / 8][4];
   zero<HS>(dk);
   zero<HS>(dv);
 
+  if constexpr (kKeep) { /* (the first query tile's load overlaps nothing then) */
+    cp_async_wait<0>();
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++) {
+      load_a(kf[kk], s_k, ld, wr, kk * 16, lane);
+      load_a(vf[kk], s_v, ld, wr, kk * 16, lane);
+    }
+  }
+
   for (int qt = kt; qt < nt; qt++) { /* causal: earlier query tiles see none of these keys */
     const int q0 = qt * kTile, buf = (qt - kt) & 1;
     if (qt + 1 < nt) { /* prefetch the next Q, dO, lse, D into the other buffer */
-      load_tile_async<HS>(s_q + (buf ^ 1) * kTile * ld, q16 + head, q0 + kTile, T);
-      load_tile_async<HS>(s_do + (buf ^ 1) * kTile * ld, do16 + head, q0 + kTile, T);
+      load_tile_async<HS>(s_q + (buf ^ 1) * kTile * ld, q16, src.ld, q0 + kTile, T);
+      load_tile_async<HS>(s_do + (buf ^ 1) * kTile * ld, do16, HS, q0 + kTile, T);
       cp_async_commit();
       load_row_stats(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h, q0 + kTile, T);
       cp_async_wait<1>();
@@ -563,15 +706,20 @@ __global__ void __launch_bounds__(kThreads)
     const bf16 *sq = s_q + buf * kTile * ld, *sdo = s_do + buf * kTile * ld;
 
     float st[kN][4], dpt[kN][4];
-    rows_times_tile_t<HS>(st, s_k, wr, sq, lane);   /* S^T = K Q^T */
-    rows_times_tile_t<HS>(dpt, s_v, wr, sdo, lane); /* dP^T = V dO^T */
+    if constexpr (kKeep) {
+      frags_times_tile_t<HS>(st, kf, sq, lane);   /* S^T = K Q^T */
+      frags_times_tile_t<HS>(dpt, vf, sdo, lane); /* dP^T = V dO^T */
+    } else {
+      rows_times_tile_t<HS>(st, s_k, wr, sq, lane);   /* S^T = K Q^T */
+      rows_times_tile_t<HS>(dpt, s_v, wr, sdo, lane); /* dP^T = V dO^T */
+    }
     const float *c_lse = s_lse + buf * kTile, *c_d = s_d + buf * kTile;
     if (qt == kt || qt == nt - 1) /* the diagonal, or queries past T */
-      probs_and_grads<true, true>(st, dpt, k0 + wr, q0, T, scale, c_lse, c_d, no_stats, no_stats,
-                                  lane);
+      probs_and_grads<true, true>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d, no_stats,
+                                  no_stats, lane);
     else
-      probs_and_grads<true, false>(st, dpt, k0 + wr, q0, T, scale, c_lse, c_d, no_stats, no_stats,
-                                   lane);
+      probs_and_grads<true, false>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d, no_stats,
+                                   no_stats, lane);
     frags_times_tile<HS>(dv, st, sdo, lane); /* dV += bf16(P)^T dO */
     frags_times_tile<HS>(dk, dpt, sq, lane); /* dK += bf16(dS)^T Q */
     __syncthreads(); /* every warp is done with buf: the next prefetch overwrites it */
@@ -588,9 +736,9 @@ __global__ void __launch_bounds__(kThreads)
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_q_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
-                            const float *__restrict__ D, const bf16 *__restrict__ q16,
-                            const bf16 *__restrict__ k16, const bf16 *__restrict__ v16,
-                            const bf16 *__restrict__ do16, int T, int NH, float scale) {
+                            const float *__restrict__ D, qkv_src src,
+                            const bf16 *__restrict__ do16_all, int T, int NH, float scale,
+                            float scale2) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_q = reinterpret_cast<bf16 *>(smem), *s_do = s_q + kTile * ld;
@@ -599,20 +747,22 @@ __global__ void __launch_bounds__(kThreads)
   const int bh = (int)blockIdx.x, C = NH * HS;
   const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first */
   const int q0 = qt * kTile;
-  const size_t head = (size_t)bh * T * HS;
+  const size_t in_head = (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+  const bf16 *q16 = src.q + in_head, *k16 = src.k + in_head, *v16 = src.v + in_head;
+  const bf16 *do16 = do16_all + (size_t)bh * T * HS; /* head-major */
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16, g = lane / 4;
 
-  load_tile_async<HS>(s_q, q16 + head, q0, T);
-  load_tile_async<HS>(s_do, do16 + head, q0, T);
-  load_tile_async<HS>(s_k, k16 + head, 0, T);
-  load_tile_async<HS>(s_v, v16 + head, 0, T);
+  load_tile_async<HS>(s_q, q16, src.ld, q0, T);
+  load_tile_async<HS>(s_do, do16, HS, q0, T);
+  load_tile_async<HS>(s_k, k16, src.ld, 0, T);
+  load_tile_async<HS>(s_v, v16, src.ld, 0, T);
   cp_async_commit();
-  float r_lse[2], r_d[2]; /* the lane's two query rows */
+  float r_lse[2], r_d[2]; /* the lane's two query rows (lse in base 2: times log2(e)) */
 #pragma unroll
   for (int i = 0; i < 2; i++) {
     const int qi = q0 + wr + g + 8 * i;
-    r_lse[i] = qi < T ? lse[(size_t)bh * T + qi] : 0.0f;
+    r_lse[i] = qi < T ? lse[(size_t)bh * T + qi] * kLog2e : 0.0f;
     r_d[i] = qi < T ? D[(size_t)bh * T + qi] : 0.0f;
   }
   float dq[HS / 8][4];
@@ -621,8 +771,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int kt = 0; kt <= qt; kt++) {
     const int k0 = kt * kTile, buf = kt & 1;
     if (kt < qt) { /* prefetch the next K, V into the other buffer */
-      load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16 + head, k0 + kTile, T);
-      load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16 + head, k0 + kTile, T);
+      load_tile_async<HS>(s_k + (buf ^ 1) * kTile * ld, k16, src.ld, k0 + kTile, T);
+      load_tile_async<HS>(s_v + (buf ^ 1) * kTile * ld, v16, src.ld, k0 + kTile, T);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -635,9 +785,11 @@ __global__ void __launch_bounds__(kThreads)
     rows_times_tile_t<HS>(s, s_q, wr, sk, lane);   /* S = Q K^T */
     rows_times_tile_t<HS>(dp, s_do, wr, sv, lane); /* dP = dO V^T */
     if (kt == qt) /* the diagonal tile, also the only one with keys past T */
-      probs_and_grads<false, true>(s, dp, q0 + wr, k0, T, scale, NULL, NULL, r_lse, r_d, lane);
+      probs_and_grads<false, true>(s, dp, q0 + wr, k0, T, scale, scale2, NULL, NULL, r_lse, r_d,
+                                   lane);
     else
-      probs_and_grads<false, false>(s, dp, q0 + wr, k0, T, scale, NULL, NULL, r_lse, r_d, lane);
+      probs_and_grads<false, false>(s, dp, q0 + wr, k0, T, scale, scale2, NULL, NULL, r_lse, r_d,
+                                    lane);
     frags_times_tile<HS>(dq, dp, sk, lane); /* dQ += bf16(dS) K */
     __syncthreads(); /* every warp is done with buf: the next prefetch overwrites it */
   }
@@ -650,19 +802,21 @@ __global__ void __launch_bounds__(kThreads)
 /* ---------------------------------------------------------------------------------------- */
 
 /* Byte offsets in the (aligned) workspace: q16, k16, v16, do16 (B, NH, T, hs) bf16 and D
- * (B, NH, T) fp32; the forward uses the first three. */
+ * (B, NH, T) fp32; the forward uses k16 and v16. With a bf16 qkv input (bf16_inp) the kernels
+ * read q, k, v in place: no copies, dout and D only. */
 struct flash_layout {
   size_t q, k, v, dout, d, total;
 };
 
-flash_layout layout_of(int B, int T, int C, int NH) {
+flash_layout layout_of(int B, int T, int C, int NH, int bf16_inp) {
   const size_t BTC = (size_t)B * T * C;
+  const size_t qkv = bf16_inp ? 0 : 2 * BTC; /* bytes of each copy */
   flash_layout L;
   /* q, k, v contiguous: the prep kernel writes part p at q + p * BTC elements */
   L.q = 0;
-  L.k = L.q + 2 * BTC;
-  L.v = L.k + 2 * BTC;
-  L.dout = align_up(L.v + 2 * BTC);
+  L.k = L.q + qkv;
+  L.v = L.k + qkv;
+  L.dout = align_up(L.v + qkv);
   L.d = align_up(L.dout + 2 * BTC);
   L.total = align_up(L.d + 4 * (size_t)B * NH * T);
   return L;
@@ -672,7 +826,7 @@ int head_size_ok(int hs) {
   return hs == 16 || hs == 32 || hs == 64 || hs == 128;
 }
 
-lowp_status check_args(const char *fn, int B, int T, int C, int NH, void *workspace,
+lowp_status check_args(const char *fn, int B, int T, int C, int NH, int bf16_inp, void *workspace,
                        size_t workspace_bytes, uint8_t **ws) {
   if (B <= 0 || T <= 0 || C <= 0 || NH <= 0 || C % NH != 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: bad shape B %d T %d C %d NH %d", fn, B, T, C, NH);
@@ -681,12 +835,12 @@ lowp_status check_args(const char *fn, int B, int T, int C, int NH, void *worksp
                       "%s: head size %d (C %d / NH %d) not in 16, 32, 64, 128", fn, C / NH, C, NH);
   if ((size_t)B * NH > 0x7FFFFFFFu)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: B * NH = %zu too large", fn, (size_t)B * NH);
-  const size_t need = lowpi_cuda_flash_attention_workspace(B, T, C, NH);
+  const size_t need = lowpi_cuda_flash_attention_workspace(B, T, C, NH, bf16_inp);
   if (!workspace || workspace_bytes < need)
     return lowpi_fail(
         LOWP_ERR_INVALID_ARG,
-        "%s: workspace of %zu bytes, needs %zu (lowpi_cuda_flash_attention_workspace)", fn,
-        workspace_bytes, need);
+        "%s: workspace of %zu bytes, needs %zu (lowpi_cuda_flash_attention_workspace, bf16_inp %d)",
+        fn, workspace_bytes, need, bf16_inp);
   *ws = (uint8_t *)align_up((size_t)(uintptr_t)workspace);
   return LOWP_OK;
 }
@@ -695,6 +849,16 @@ lowp_status check_args(const char *fn, int B, int T, int C, int NH, void *worksp
 lowp_status check_aligned(const char *fn, const char *name, const void *p) {
   if ((uintptr_t)p % 16 != 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: %s must be 16-byte aligned", fn, name);
+  return LOWP_OK;
+}
+
+/* The bf16 qkv is read with 16-byte cp.async: every head's row (HS codes, a multiple of 8, at
+ * a multiple of HS) must start 16-byte aligned, so the pointer and the row (3C codes) must. */
+lowp_status check_bf16_inp(const char *fn, const uint16_t *inp_bf16, int C) {
+  LOWPI_TRY(check_aligned(fn, "inp_bf16", inp_bf16));
+  if ((size_t)3 * C * 2 % 16 != 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: inp_bf16 rows of 3C = %d codes not 16-byte sized",
+                      fn, 3 * C);
   return LOWP_OK;
 }
 
@@ -707,37 +871,38 @@ lowp_status to_heads_bf16(bf16 *dst, const float *src, int ld, int parts, int B,
   return LOWP_OK;
 }
 
-dim3 tile_grid(int B, int T, int NH) {
-  return dim3((unsigned)(B * NH), (unsigned)((T + kTile - 1) / kTile));
+/* (heads, row tiles of `rows` rows) */
+dim3 tile_grid(int B, int T, int NH, int rows) {
+  return dim3((unsigned)(B * NH), (unsigned)((T + rows - 1) / rows));
 }
 
 template <int HS>
-lowp_status forward_hs(float *out, uint16_t *out_bf16, float *lse, const float *inp,
-                       const bf16 *k16, const bf16 *v16, int B, int T, int NH) {
+lowp_status forward_hs(float *out, uint16_t *out_bf16, float *lse, const float *inp, qkv_src src,
+                       int B, int T, int NH) {
   const size_t smem = smem_layout<HS>::fwd;
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_forward_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  const float scale = 1.0f / sqrtf((float)HS);
-  flash_forward_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(out, out_bf16, lse, inp, k16, v16, T, NH, scale);
+  const float scale2 = 1.0f / sqrtf((float)HS) * kLog2e;
+  flash_forward_kernel<HS><<<tile_grid(B, T, NH, kFwdMT<HS> * kTile), kThreads, smem>>>(
+      out, out_bf16, lse, inp, src, T, NH, scale2);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
 
 template <int HS>
-lowp_status backward_hs(float *dinp, const float *lse, const float *D, const bf16 *q16,
-                        const bf16 *k16, const bf16 *v16, const bf16 *do16, int B, int T, int NH) {
+lowp_status backward_hs(float *dinp, const float *lse, const float *D, qkv_src src,
+                        const bf16 *do16, int B, int T, int NH) {
   const size_t smem = smem_layout<HS>::bwd;
-  const float scale = 1.0f / sqrtf((float)HS);
+  const float scale = 1.0f / sqrtf((float)HS), scale2 = scale * kLog2e;
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_kv_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_q_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  flash_backward_kv_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, q16, k16, v16, do16, T, NH, scale);
+  flash_backward_kv_kernel<HS><<<tile_grid(B, T, NH, kTile), kThreads, smem>>>(
+      dinp, lse, D, src, do16, T, NH, scale, scale2);
   LOWPI_CUDA_CHECK_LAUNCH();
-  flash_backward_q_kernel<HS>
-      <<<tile_grid(B, T, NH), kThreads, smem>>>(dinp, lse, D, q16, k16, v16, do16, T, NH, scale);
+  flash_backward_q_kernel<HS><<<tile_grid(B, T, NH, kTile), kThreads, smem>>>(
+      dinp, lse, D, src, do16, T, NH, scale, scale2);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -748,71 +913,94 @@ int lowpi_cuda_flash_attention_supported(int C, int NH) {
   return C > 0 && NH > 0 && C % NH == 0 && head_size_ok(C / NH);
 }
 
-size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH) {
+size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH, int bf16_inp) {
   if (B <= 0 || T <= 0 || C <= 0 || NH <= 0)
     return 0;
-  return layout_of(B, T, C, NH).total + kAlign; /* + kAlign: the start is aligned up */
+  return layout_of(B, T, C, NH, bf16_inp != 0).total +
+         kAlign; /* + kAlign: the start is aligned up */
 }
 
 lowp_status lowpi_cuda_flash_attention_forward(float *out, uint16_t *out_bf16, float *lse,
-                                               const float *inp, int B, int T, int C, int NH,
-                                               void *workspace, size_t workspace_bytes) {
-  // out (B, T, C), out_bf16 (B, T, C), lse (B, NH, T), inp (B, T, 3C)
+                                               const float *inp, const uint16_t *inp_bf16, int B,
+                                               int T, int C, int NH, void *workspace,
+                                               size_t workspace_bytes) {
+  // out (B, T, C), out_bf16 (B, T, C), lse (B, NH, T), inp (B, T, 3C), inp_bf16 (B, T, 3C)
   const char *fn = "lowpi_cuda_flash_attention_forward";
-  if (!out || !lse || !inp)
+  if (!out || !lse || (!inp && !inp_bf16))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
   if (((uintptr_t)out_bf16 & 3u) != 0) /* two codes per 32-bit store (C is even) */
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: out_bf16 is not 4-byte aligned", fn);
+  const int bf16_inp = inp_bf16 != NULL;
   uint8_t *ws = NULL;
-  LOWPI_TRY(check_args(fn, B, T, C, NH, workspace, workspace_bytes, &ws));
-  LOWPI_TRY(check_aligned(fn, "inp", inp));
-  const flash_layout L = layout_of(B, T, C, NH);
-  bf16 *k = (bf16 *)(ws + L.k), *v = (bf16 *)(ws + L.v);
-  /* k and v only (2 parts from column C: k at L.k, v right after it); the kernel reads q */
-  LOWPI_TRY(to_heads_bf16(k, inp + C, 3 * C, 2, B, T, C, NH));
-  switch (C / NH) {
+  LOWPI_TRY(check_args(fn, B, T, C, NH, bf16_inp, workspace, workspace_bytes, &ws));
+  const int HS = C / NH;
+  qkv_src src;
+  const float *q32 = NULL; /* the fp32 q the kernel rounds while staging, or NULL: src.q */
+  if (bf16_inp) {
+    LOWPI_TRY(check_bf16_inp(fn, inp_bf16, C));
+    src = interleaved(inp_bf16, T, C, HS);
+  } else {
+    LOWPI_TRY(check_aligned(fn, "inp", inp));
+    const flash_layout L = layout_of(B, T, C, NH, 0);
+    bf16 *q = (bf16 *)(ws + L.q), *k = (bf16 *)(ws + L.k), *v = (bf16 *)(ws + L.v);
+    /* k and v only (2 parts from column C: k at L.k, v right after it); the kernel reads q */
+    LOWPI_TRY(to_heads_bf16(k, inp + C, 3 * C, 2, B, T, C, NH));
+    src = head_major(q, k, v, T, NH, HS);
+    q32 = inp;
+  }
+  switch (HS) {
   case 16:
-    return forward_hs<16>(out, out_bf16, lse, inp, k, v, B, T, NH);
+    return forward_hs<16>(out, out_bf16, lse, q32, src, B, T, NH);
   case 32:
-    return forward_hs<32>(out, out_bf16, lse, inp, k, v, B, T, NH);
+    return forward_hs<32>(out, out_bf16, lse, q32, src, B, T, NH);
   case 64:
-    return forward_hs<64>(out, out_bf16, lse, inp, k, v, B, T, NH);
+    return forward_hs<64>(out, out_bf16, lse, q32, src, B, T, NH);
   default:
-    return forward_hs<128>(out, out_bf16, lse, inp, k, v, B, T, NH);
+    return forward_hs<128>(out, out_bf16, lse, q32, src, B, T, NH);
   }
 }
 
 lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, const float *inp,
-                                                const float *out, const float *lse, int B, int T,
-                                                int C, int NH, void *workspace,
-                                                size_t workspace_bytes) {
-  // dinp (B, T, 3C), dout (B, T, C), inp (B, T, 3C), out (B, T, C), lse (B, NH, T)
+                                                const uint16_t *inp_bf16, const float *out,
+                                                const float *lse, int B, int T, int C, int NH,
+                                                void *workspace, size_t workspace_bytes) {
+  // dinp (B, T, 3C), dout (B, T, C), inp (B, T, 3C), inp_bf16 (B, T, 3C), out (B, T, C),
+  // lse (B, NH, T)
   const char *fn = "lowpi_cuda_flash_attention_backward";
-  if (!dinp || !dout || !inp || !out || !lse)
+  if (!dinp || !dout || (!inp && !inp_bf16) || !out || !lse)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  const int bf16_inp = inp_bf16 != NULL;
   uint8_t *ws = NULL;
-  LOWPI_TRY(check_args(fn, B, T, C, NH, workspace, workspace_bytes, &ws));
-  LOWPI_TRY(check_aligned(fn, "inp", inp));
+  LOWPI_TRY(check_args(fn, B, T, C, NH, bf16_inp, workspace, workspace_bytes, &ws));
   LOWPI_TRY(check_aligned(fn, "dout", dout));
-  const flash_layout L = layout_of(B, T, C, NH);
-  bf16 *q = (bf16 *)(ws + L.q), *k = (bf16 *)(ws + L.k), *v = (bf16 *)(ws + L.v);
+  const int HS = C / NH;
+  const flash_layout L = layout_of(B, T, C, NH, bf16_inp);
+  qkv_src src;
+  if (bf16_inp) {
+    LOWPI_TRY(check_bf16_inp(fn, inp_bf16, C));
+    src = interleaved(inp_bf16, T, C, HS);
+  } else {
+    LOWPI_TRY(check_aligned(fn, "inp", inp));
+    bf16 *q = (bf16 *)(ws + L.q), *k = (bf16 *)(ws + L.k), *v = (bf16 *)(ws + L.v);
+    LOWPI_TRY(to_heads_bf16(q, inp, 3 * C, 3, B, T, C, NH));
+    src = head_major(q, k, v, T, NH, HS);
+  }
   bf16 *dy = (bf16 *)(ws + L.dout);
   float *D = (float *)(ws + L.d);
-  LOWPI_TRY(to_heads_bf16(q, inp, 3 * C, 3, B, T, C, NH));
   LOWPI_TRY(to_heads_bf16(dy, dout, C, 1, B, T, C, NH));
   const size_t rows = (size_t)B * NH * T;
   const unsigned warps = lowpi_kThreads / 32;
   rowdot_kernel<<<(unsigned)((rows + warps - 1) / warps), lowpi_kThreads>>>(D, dout, out, T, C, NH,
                                                                             rows);
   LOWPI_CUDA_CHECK_LAUNCH();
-  switch (C / NH) {
+  switch (HS) {
   case 16:
-    return backward_hs<16>(dinp, lse, D, q, k, v, dy, B, T, NH);
+    return backward_hs<16>(dinp, lse, D, src, dy, B, T, NH);
   case 32:
-    return backward_hs<32>(dinp, lse, D, q, k, v, dy, B, T, NH);
+    return backward_hs<32>(dinp, lse, D, src, dy, B, T, NH);
   case 64:
-    return backward_hs<64>(dinp, lse, D, q, k, v, dy, B, T, NH);
+    return backward_hs<64>(dinp, lse, D, src, dy, B, T, NH);
   default:
-    return backward_hs<128>(dinp, lse, D, q, k, v, dy, B, T, NH);
+    return backward_hs<128>(dinp, lse, D, src, dy, B, T, NH);
   }
 }

@@ -5,20 +5,25 @@
  *       before P V, lse = max + log(sum); backward dP = dO V^T, D = sum_j P dP, dS = P (dP - D)
  *       / sqrt(hs) rounded to bf16, dq = dS k, dk = dS^T q, dv = bf16(P)^T dO;
  *   (b) the batched-GEMM GPU path with compute bf16 (lowpi_cuda_attention_forward/backward).
- * Tolerances. The kernel accumulates in fp32 (order of the sums: ~sqrt(K) 2^-24, negligible)
- * and rounds P to bf16 before its normalisation by 1 / l (the online softmax cannot know l
- * yet), where the oracles round the normalised P: the two roundings differ by up to 2^-8 of
- * each term, and a tie can flip. Its D comes from the fp32 out (whose P was rounded), the
- * reference's from the exact P. So each output element may be off by about 2^-8 of the sum of
- * its terms' magnitudes, at random signs: normwise (||got - want|| / ||want|| per tensor:
- * out, dq, dk, dv) 5e-3 for out and 1e-2 for the gradients, about 2-4 times the 2^-9 to 2^-8
- * expected, and per element |got - want| <= 2e-2 (out) / 5e-2 (gradients) of the tensor's
- * max |want| (a wrong index or a missed tile is O(1) of it). lse has no bf16 rounding after
- * the scores: |got - want| <= 1e-4 (1 + |want|). dq and dk vanish at T = 1 (up to the fp32
+ * Tolerances. The kernel accumulates in fp32 (order of the sums: ~sqrt(K) 2^-24, negligible),
+ * computes exp(x) as exp2(x log2(e)) with the scale folded into one fma (a few fp32 ulps of P:
+ * at worst a flipped bf16 rounding, as below) and rounds P to bf16 before its normalisation by 1 /
+ * l (the online softmax cannot know l yet), where the oracles round the normalised P: the two
+ * roundings differ by up to 2^-8 of each term, and a tie can flip. Its D comes from the fp32 out
+ * (whose P was rounded), the reference's from the exact P. So each output element may be off by
+ * about 2^-8 of the sum of its terms' magnitudes, at random signs: normwise (||got - want|| /
+ * ||want|| per tensor: out, dq, dk, dv) 5e-3 for out and 1e-2 for the gradients, about 2-4 times
+ * the 2^-9 to 2^-8 expected, and per element |got - want| <= 2e-2 (out) / 5e-2 (gradients) of the
+ * tensor's max |want| (a wrong index or a missed tile is O(1) of it). lse has no bf16 rounding
+ * after the scores: |got - want| <= 1e-4 (1 + |want|). dq and dk vanish at T = 1 (up to the fp32
  * order), so each tensor's scale gets a floor of 1e-3 of the largest of the four.
  * Non-finite values always fail (outputs are poisoned with NaN first, so an element never
  * written fails). Determinism: two runs give the same bits. The first mismatches are printed
- * (tensor, index, got, want). */
+ * (tensor, index, got, want).
+ *   (c) the bf16-input variant (inp_bf16 = the RNE codes of inp, read in place, inp NULL, the
+ *       smaller workspace of exactly lowpi_cuda_flash_attention_workspace(..., 1) bytes) against
+ *       the fp32-input run: out, its bf16 codes, lse and dinp bit for bit (the kernels round q,
+ *       k, v to bf16 anyway, so nothing may differ). */
 #include <math.h>
 #include <stdint.h>
 
@@ -198,6 +203,76 @@ static void same_bits(const char *what, const void *d1, const void *d2, size_t b
   free(b);
 }
 
+/* n words of `size` bytes (2 or 4) of two device buffers, bit for bit; the first mismatches
+ * printed (index, got, want). */
+static void same_words(const char *what, const void *d_got, const void *d_want, size_t n,
+                       size_t size) {
+  unsigned char *a = hmem(n * size), *b = hmem(n * size);
+  GC_REQUIRE(lowp_cuda_memcpy(a, d_got, n * size, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(b, d_want, n * size, LOWP_CUDA_D2H));
+  long bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (memcmp(a + i * size, b + i * size, size) == 0)
+      continue;
+    if (bad++ >= 8)
+      continue;
+    if (size == 4) {
+      float g, w;
+      memcpy(&g, a + i * 4, 4);
+      memcpy(&w, b + i * 4, 4);
+      fprintf(stderr, "  %s: index %zu: got %.9g (0x%08x) want %.9g (0x%08x)\n", what, i, (double)g,
+              (unsigned)f32_bits(g), (double)w, (unsigned)f32_bits(w));
+    } else {
+      uint16_t g, w;
+      memcpy(&g, a + i * 2, 2);
+      memcpy(&w, b + i * 2, 2);
+      fprintf(stderr, "  %s: index %zu: got 0x%04x want 0x%04x\n", what, i, g, w);
+    }
+  }
+  GC_CHECK(bad == 0, "%s: %ld of %zu differ", what, bad, n);
+  free(a);
+  free(b);
+}
+
+/* (c): the bf16-input run against the fp32-input one (d_out, d_o16, d_lse, d_dx: its results
+ * from x, already checked against the oracles). */
+static void test_bf16_input(shape s, const float *x, const float *d_dy, const float *d_out,
+                            const uint16_t *d_o16, const float *d_lse, const float *d_dx) {
+  const int B = s.B, T = s.T, NH = s.NH, C = NH * s.hs;
+  const size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  uint16_t *x16 = hmem(n3 * 2);
+  GC_REQUIRE(lowp_encode(LOWP_BF16, x, n3, x16, &rne));
+  const size_t ws_bytes = lowpi_cuda_flash_attention_workspace(B, T, C, NH, 1);
+  GC_CHECK(ws_bytes < lowpi_cuda_flash_attention_workspace(B, T, C, NH, 0),
+           "bf16 input: workspace %zu not smaller than the fp32 input's", ws_bytes);
+  void *ws = dmem(ws_bytes);
+  uint16_t *d_x16 = dmem(n3 * 2), *d_o16b = dmem(n1 * 2);
+  float *d_outb = dmem(n1 * 4), *d_lseb = dmem(nl * 4), *d_dxb = dmem(n3 * 4);
+  GC_REQUIRE(lowp_cuda_memcpy(d_x16, x16, n3 * 2, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memset(d_o16b, 0xFF, n1 * 2));
+  GC_REQUIRE(lowp_cuda_memset(d_outb, 0xFF, n1 * 4)); /* NaN */
+  GC_REQUIRE(lowp_cuda_memset(d_lseb, 0xFF, nl * 4));
+  GC_REQUIRE(lowp_cuda_memset(d_dxb, 0xFF, n3 * 4));
+  GC_CHECK(lowpi_cuda_flash_attention_forward(d_outb, NULL, d_lseb, NULL, d_x16, B, T, C, NH, ws,
+                                              ws_bytes - 1) == LOWP_ERR_INVALID_ARG,
+           "bf16 input: a small workspace accepted");
+  /* the backward reads the bf16 run's own out and lse (checked equal to the fp32 run's) */
+  if (GC_OK(lowpi_cuda_flash_attention_forward(d_outb, d_o16b, d_lseb, NULL, d_x16, B, T, C, NH, ws,
+                                               ws_bytes)) &&
+      GC_OK(lowpi_cuda_flash_attention_backward(d_dxb, d_dy, NULL, d_x16, d_outb, d_lseb, B, T, C,
+                                                NH, ws, ws_bytes))) {
+    same_words("bf16 input: out", d_outb, d_out, n1, 4);
+    same_words("bf16 input: out bf16", d_o16b, d_o16, n1, 2);
+    same_words("bf16 input: lse", d_lseb, d_lse, nl, 4);
+    same_words("bf16 input: dinp", d_dxb, d_dx, n3, 4);
+  }
+  void *dev[] = {ws, d_x16, d_o16b, d_outb, d_lseb, d_dxb};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  free(x16);
+}
+
 static void test_shape(shape s) {
   const int B = s.B, T = s.T, NH = s.NH, C = NH * s.hs;
   const size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
@@ -214,7 +289,7 @@ static void test_shape(shape s) {
   double *out_want = hmem(n1 * 8), *lse_want = hmem(nl * 8), *dx_want = hmem(n3 * 8);
   reference(out_want, lse_want, dx_want, xr, dyr, s);
 
-  const size_t ws_bytes = lowpi_cuda_flash_attention_workspace(B, T, C, NH);
+  const size_t ws_bytes = lowpi_cuda_flash_attention_workspace(B, T, C, NH, 0);
   void *ws = dmem(ws_bytes);
   float *d_x = dmem(n3 * 4), *d_dy = dmem(n1 * 4);
   float *d_out = dmem(n1 * 4), *d_out2 = dmem(n1 * 4), *d_lse = dmem(nl * 4),
@@ -227,21 +302,21 @@ static void test_shape(shape s) {
   for (int i = 0; i < 6; i++)
     GC_REQUIRE(lowp_cuda_memset(bufs[i], 0xFF, sizes[i] * 4)); /* NaN */
 
-  GC_CHECK(lowpi_cuda_flash_attention_forward(d_out, NULL, d_lse, d_x, B, T, C, NH, ws,
+  GC_CHECK(lowpi_cuda_flash_attention_forward(d_out, NULL, d_lse, d_x, NULL, B, T, C, NH, ws,
                                               ws_bytes - 1) == LOWP_ERR_INVALID_ARG,
            "flash attention accepted a small workspace");
   float *out = hmem(n1 * 4), *lse = hmem(nl * 4), *dx = hmem(n3 * 4);
   /* the second forward also writes out's bf16 codes (for the projection's bf16 GEMM) */
   uint16_t *d_o16 = dmem(n1 * 2), *o16 = hmem(n1 * 2), *o16_want = hmem(n1 * 2);
   GC_REQUIRE(lowp_cuda_memset(d_o16, 0xFF, n1 * 2));
-  if (GC_OK(
-          lowpi_cuda_flash_attention_forward(d_out, NULL, d_lse, d_x, B, T, C, NH, ws, ws_bytes)) &&
-      GC_OK(lowpi_cuda_flash_attention_forward(d_out2, d_o16, d_lse2, d_x, B, T, C, NH, ws,
+  if (GC_OK(lowpi_cuda_flash_attention_forward(d_out, NULL, d_lse, d_x, NULL, B, T, C, NH, ws,
                                                ws_bytes)) &&
-      GC_OK(lowpi_cuda_flash_attention_backward(d_dx, d_dy, d_x, d_out, d_lse, B, T, C, NH, ws,
-                                                ws_bytes)) &&
-      GC_OK(lowpi_cuda_flash_attention_backward(d_dx2, d_dy, d_x, d_out, d_lse, B, T, C, NH, ws,
-                                                ws_bytes))) {
+      GC_OK(lowpi_cuda_flash_attention_forward(d_out2, d_o16, d_lse2, d_x, NULL, B, T, C, NH, ws,
+                                               ws_bytes)) &&
+      GC_OK(lowpi_cuda_flash_attention_backward(d_dx, d_dy, d_x, NULL, d_out, d_lse, B, T, C, NH,
+                                                ws, ws_bytes)) &&
+      GC_OK(lowpi_cuda_flash_attention_backward(d_dx2, d_dy, d_x, NULL, d_out, d_lse, B, T, C, NH,
+                                                ws, ws_bytes))) {
     GC_REQUIRE(lowp_cuda_memcpy(out, d_out, n1 * 4, LOWP_CUDA_D2H));
     GC_REQUIRE(lowp_cuda_memcpy(lse, d_lse, nl * 4, LOWP_CUDA_D2H));
     GC_REQUIRE(lowp_cuda_memcpy(dx, d_dx, n3 * 4, LOWP_CUDA_D2H));
@@ -266,6 +341,7 @@ static void test_shape(shape s) {
     GC_CHECK(bad16 == 0, "flash out bf16: %ld of %zu codes differ from the cast of out", bad16, n1);
     same_bits("flash lse", d_lse, d_lse2, nl * 4);
     same_bits("flash dinp", d_dx, d_dx2, n3 * 4);
+    test_bf16_input(s, x, d_dy, d_out, d_o16, d_lse, d_dx);
   }
 
   /* (b) the batched-GEMM bf16 path on the same device inputs */
@@ -304,21 +380,35 @@ static void test_bad_args(void) {
   /* head size 48: unsupported (the model falls back to the batched GEMMs) */
   GC_CHECK(!lowpi_cuda_flash_attention_supported(48, 1), "head size 48 claimed supported");
   GC_CHECK(lowpi_cuda_flash_attention_supported(768, 12), "GPT-2's head size 64 unsupported");
-  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, f, 1, 4, 48, 1, d, 1 << 20) ==
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, f, NULL, 1, 4, 48, 1, d, 1 << 20) ==
                LOWP_ERR_UNSUPPORTED,
            "flash attention with head size 48 accepted");
-  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, f, 1, 4, 33, 2, d, 1 << 20) ==
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, f, NULL, 1, 4, 33, 2, d, 1 << 20) ==
                LOWP_ERR_INVALID_ARG,
            "flash attention with C %% NH != 0 accepted");
-  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, f + 1, 1, 4, 32, 1, d, 1 << 20) ==
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, f + 1, NULL, 1, 4, 32, 1, d, 1 << 20) ==
                LOWP_ERR_INVALID_ARG,
            "flash attention with a misaligned inp accepted");
-  GC_CHECK(lowpi_cuda_flash_attention_forward(f, (uint16_t *)d + 1, f, f, 1, 4, 32, 1, d,
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, (uint16_t *)d + 1, f, f, NULL, 1, 4, 32, 1, d,
                                               1 << 20) == LOWP_ERR_INVALID_ARG,
            "flash attention with a misaligned out_bf16 accepted");
-  GC_CHECK(lowpi_cuda_flash_attention_backward(f, f, f, NULL, f, 1, 4, 32, 1, d, 1 << 20) ==
+  GC_CHECK(lowpi_cuda_flash_attention_backward(f, f, f, NULL, NULL, f, 1, 4, 32, 1, d, 1 << 20) ==
                LOWP_ERR_INVALID_ARG,
            "flash attention backward with a NULL out accepted");
+  /* the bf16 input: one of inp, inp_bf16 needed; inp_bf16 16-byte aligned (cp.async) */
+  const uint16_t *h16 = d;
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, NULL, NULL, 1, 4, 32, 1, d, 1 << 20) ==
+               LOWP_ERR_INVALID_ARG,
+           "flash attention without inp nor inp_bf16 accepted");
+  GC_CHECK(lowpi_cuda_flash_attention_forward(f, NULL, f, NULL, h16 + 4, 1, 4, 32, 1, d, 1 << 20) ==
+               LOWP_ERR_INVALID_ARG,
+           "flash attention with a misaligned inp_bf16 accepted");
+  GC_CHECK(lowpi_cuda_flash_attention_backward(f, f, NULL, h16 + 4, f, f, 1, 4, 32, 1, d,
+                                               1 << 20) == LOWP_ERR_INVALID_ARG,
+           "flash attention backward with a misaligned inp_bf16 accepted");
+  GC_CHECK(lowpi_cuda_flash_attention_backward(f, f, NULL, NULL, f, f, 1, 4, 32, 1, d, 1 << 20) ==
+               LOWP_ERR_INVALID_ARG,
+           "flash attention backward without inp nor inp_bf16 accepted");
   lowp_cuda_free(d);
 }
 #endif /* LOWP_HAVE_CUDA */
@@ -330,16 +420,18 @@ int main(void) {
 #ifndef LOWP_HAVE_CUDA
   return 77;
 #else
-  /* every head size with every T (1: one key; 17, 100, 257: partial tiles; 64: one exact
-   * tile), B and NH cycling through 1..3 and {1, 3} */
-  const int hss[] = {16, 32, 64, 128}, Ts[] = {1, 17, 64, 100, 257};
+  /* every head size with every T (1: one key; 17, 100, 200, 257: partial tiles; 64: one exact
+   * tile; the forward's 128-row blocks (hs <= 64): 64 and 257 leave the last block's second
+   * 64-row half wholly past T, 100 and 200 partly), B and NH cycling through 1..3 and {3, 3, 1, 1}
+   * (both also in the halved sanitizer set) */
+  const int hss[] = {16, 32, 64, 128}, Ts[] = {1, 17, 64, 100, 200, 257};
   const int small = gc_small();
   int idx = 0;
   for (int i = 0; i < 4; i++)
-    for (int j = 0; j < 5; j++, idx++) {
+    for (int j = 0; j < 6; j++, idx++) {
       if (small && (Ts[j] == 257 || (j + i) % 2)) /* sanitizer runs: about half, no T 257 */
         continue;
-      const shape s = {1 + idx % 3, Ts[j], idx % 2 ? 3 : 1, hss[i]};
+      const shape s = {1 + idx % 3, Ts[j], idx % 4 < 2 ? 3 : 1, hss[i]};
       test_shape(s);
     }
   if (!small) { /* GPT-2's head size over a long sequence: 16 tiles, the double buffers cycle */
