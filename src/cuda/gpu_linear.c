@@ -626,10 +626,14 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
  * "fp8 kernels with an output type of CUDA_R_32F" are the exception to "the bias has D's
  * type"; the FP8 table of cublasLtMatmul lists BF16), and a bias rounded to bf16 would change
  * the result: the CPU adds the fp32 bias to the fp32 product. */
+static int epilogue_takes_bias(const operand *a, const operand *b, const float *bias) {
+  return bias && !a->block && !a->scale && !b->scale && a->format != LOWP_E4M3 &&
+         a->format != LOWP_E5M2 && ((uintptr_t)bias & 15u) == 0;
+}
+
 static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int N, int K,
                         float beta, const float *bias) {
-  const int epilogue_bias = bias && !a->block && !a->scale && !b->scale && a->format != LOWP_E4M3 &&
-                            a->format != LOWP_E5M2 && ((uintptr_t)bias & 15u) == 0;
+  const int epilogue_bias = epilogue_takes_bias(a, b, bias);
   if (bias && !epilogue_bias) {
     LOWPI_TRY(gemm(c, a, b, M, N, K, beta, NULL));
     return lowpi_cuda_add_bias(c, bias, M, N);
@@ -748,8 +752,30 @@ static lowp_status w16_fill(lowpi_gpu_linears *g, lin_state *ls, const float *we
 
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
                                      const float *weight, const float *bias, int N, int C, int OC) {
+  return lowpi_gpu_linear_forward_fold(g, lin, out, inp, weight, bias, N, C, OC, NULL);
+}
+
+/* Where the fprop GEMM `run` adds the bias: in cuBLASLt's epilogue (the operands' types of
+ * gemm()'s epilogue_takes_bias: not fp8, and a 16-byte aligned bias), else in a pass of its
+ * own, which the caller may fold into its next kernel (bias_left). */
+static int bias_in_epilogue(gemm_run run, const float *bias) {
+  return run != RUN_FP8 && run != RUN_FP8_BLOCK && ((uintptr_t)bias & 15u) == 0;
+}
+
+lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *out,
+                                          lowpi_gpu_act inp, const float *weight, const float *bias,
+                                          int N, int C, int OC, const float **bias_left) {
   // out (N, OC), inp (N, C), weight (OC, C), bias (OC)
   lin_state *ls = &g->lin[lin];
+  if (bias_left) { /* fold the bias into the caller's next kernel where it needs a pass */
+    *bias_left = NULL;
+    const gemm_run run = run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
+    if (bias && !bias_in_epilogue(run, bias)) {
+      *bias_left = bias;
+      bias = NULL;
+      g->counts.bias_folded++;
+    }
+  }
   ls->amax_x[0] = ls->amax_x[1] = NULL; /* set again as X and W are quantized (shared_amax) */
   const int cache = w16_cacheable(g, ls, N, C, OC);
   if (cache)

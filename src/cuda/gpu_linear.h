@@ -83,6 +83,16 @@ int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
                                      const float *weight, const float *bias, int N, int C, int OC);
+/* The same, but where the GEMM would add bias in a pass of its own (the fp8 GEMMs, whose
+ * epilogue cannot take an fp32 bias: see gemm() in gpu_linear.c) it leaves it out of out and
+ * sets *bias_left to it (else NULL), for the caller to add in the kernel that reads out next
+ * (GELU, the residual add: y + b first, in fp32, then the kernel's own operation, the same bits
+ * as the separate pass). bias_left NULL: lowpi_gpu_linear_forward. The choice is a function of
+ * the recipe, the shape and the bias's alignment, but a block-scaled GEMM refused at run time
+ * changes it: callers keep the choice of each forward for its backward. */
+lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *out,
+                                          lowpi_gpu_act inp, const float *weight, const float *bias,
+                                          int N, int C, int OC, const float **bias_left);
 /* dinp (N, C) written (may be NULL), dweight (OC, C) and dbias (OC, may be NULL) accumulated.
  * inp and weight must hold the values that the layer's last forward saw in those buffers (the
  * model's backward does: activations are kept, weights change after it): per-tensor current
@@ -108,6 +118,8 @@ typedef struct {
   unsigned long long w_reused;      /* dgrads that took W's bf16 codes from the fprop's cast */
   unsigned long long amax_reused;   /* backward quantizations (dgrad's W, wgrad's X) that took
                                        the amax of the forward's (per-tensor current scaling) */
+  unsigned long long bias_folded;   /* fprops whose bias the caller added in its next kernel
+                                       (lowpi_gpu_linear_forward_fold) */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);

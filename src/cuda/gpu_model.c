@@ -60,7 +60,9 @@ struct lowpi_gpu_model {
   int cap_B, cap_T, B, T, have_forward, have_dlogits;
   int head_bf16; /* the LM head's operands are all bf16 casts: its dlogits are made in bf16 */
   lowpi_gpu_linears *lin;
-  lowp_format compute; /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
+  unsigned plain;         /* LOWPI_GPU_PLAIN_* */
+  unsigned char *fc_fold; /* per layer: its last forward left fc's bias to GELU (gpt2) */
+  lowp_format compute;    /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
   int flash; /* bf16 attention with a supported head size: the fused kernels, no (T, T) buffer */
   lowpi_gpu_grads_ready_fn grads_ready;
   void *grads_ready_user;
@@ -281,6 +283,7 @@ void lowpi_gpu_model_free(lowpi_gpu_model *g) {
   free(g->p.layers);
   free(g->g.layers);
   free(g->hp.layers);
+  free(g->fc_fold);
   lowpi_gpu_linears_free(g->lin);
   free(g);
 }
@@ -293,6 +296,12 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
 lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *host,
                                            const lowp_recipe *recipe, uint64_t seed, int B, int T,
                                            int shard) {
+  return lowpi_gpu_model_create_plain(out, host, recipe, seed, B, T, shard, 0);
+}
+
+lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host,
+                                         const lowp_recipe *recipe, uint64_t seed, int B, int T,
+                                         int shard, unsigned plain) {
   *out = NULL;
   const lowp_model_config *c = lowp_model_get_config(host);
   if (shard != 0 && shard != 2 && shard != 3)
@@ -307,10 +316,12 @@ lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *ho
   g->cfg = *c;
   g->nparams = lowp_model_num_params(host);
   g->shard = shard;
+  g->plain = plain;
+  g->fc_fold = calloc((size_t)c->n_layer, 1);
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->hp.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
-  lowp_status st = g->p.layers && g->g.layers && g->hp.layers
+  lowp_status st = g->p.layers && g->g.layers && g->hp.layers && g->fc_fold
                        ? LOWP_OK
                        : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
   if (st == LOWP_OK) { /* the layout, from the host model's own pointers */
@@ -518,19 +529,26 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_forward(qkv, qkv, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(attention_forward(g, l, atty, qkv, B, T));
-    LOWPI_TRY(
-        lowpi_gpu_linear_forward(lin, 4 * l + 1, tmp, atty_in, w->attprojw, w->attprojb, n, C, C));
-    LOWPI_TRY(lowpi_cuda_residual_forward(mid, x, tmp, NC));
+    /* The fp8 GEMMs' bias (no epilogue for it) goes into the next kernel that reads their
+     * output: the residual add (attproj, fc_proj), GELU (fc: fch is then stored without it,
+     * and GELU's backward adds it again). SwiGLU takes none (llama's linears have no bias). */
+    const float *b_left = NULL, **fold = g->plain & LOWPI_GPU_PLAIN_BIAS ? NULL : &b_left;
+    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 1, tmp, atty_in, w->attprojw, w->attprojb,
+                                            n, C, C, fold));
+    LOWPI_TRY(lowpi_cuda_residual_forward_bias(mid, x, tmp, b_left, NC, C));
     LOWPI_TRY(norm_forward(g, &a->ln2, l, st2, mid, w->ln2w, w->ln2b, n));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw, w->fcb, n,
-                                       C, FC));
+    b_left = NULL;
+    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw, w->fcb,
+                                            n, C, FC, gpt2 ? fold : NULL));
+    g->fc_fold[l] = b_left != NULL;
     if (gpt2)
-      LOWPI_TRY(lowpi_cuda_gelu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, N * (size_t)F));
+      LOWPI_TRY(lowpi_cuda_gelu_forward_bias(a->fch_act.f32[l], a->fch_act.bf16[l], fch, b_left,
+                                             N * (size_t)F, F));
     else
       LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, n, F));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 3, tmp, act_at(&a->fch_act, l), w->fcprojw,
-                                       w->fcprojb, n, F, C));
-    LOWPI_TRY(lowpi_cuda_residual_forward(xout, mid, tmp, NC));
+    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 3, tmp, act_at(&a->fch_act, l), w->fcprojw,
+                                            w->fcprojb, n, F, C, fold));
+    LOWPI_TRY(lowpi_cuda_residual_forward_bias(xout, mid, tmp, b_left, NC, C));
   }
   LOWPI_TRY(
       norm_forward(g, &a->lnf, 0, a->lnf_stats, a->res + (size_t)L * NC, g->p.lnfw, g->p.lnfb, n));
@@ -586,7 +604,8 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
                                         lowpi_act_f32(a->dres), act_at(&a->fch_act, l), w->fcprojw,
                                         n, F, C)); // da (N, F)
     if (gpt2)
-      LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, fch, N * (size_t)F));
+      LOWPI_TRY(lowpi_cuda_gelu_backward_bias(a->db, a->da, fch, g->fc_fold[l] ? w->fcb : NULL,
+                                              N * (size_t)F, F));
     else
       LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
