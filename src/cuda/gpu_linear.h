@@ -33,7 +33,10 @@
  * RNE): see reuse_dy in gpu_linear.c. Per-tensor current scaling reads X and W once less in
  * the backward (their amax comes from the forward: shared_amax), and per-tensor scaling
  * quantizes the backward's transposed operands straight from X and W, with no fp32 transpose
- * (quantize_transposed). */
+ * (quantize_transposed). Per-tensor current scaling keeps the fprop's fp8 codes of X for the
+ * wgrad, which takes their byte transpose (1 byte per value kept instead of the fp32 X: see
+ * lowpi_gpu_linear_keeps_x8). The fp8 GEMMs' bias, which cuBLASLt cannot add to their fp32
+ * output, goes into the caller's next kernel (lowpi_gpu_linear_forward_fold). */
 #ifndef LOWPI_GPU_LINEAR_H
 #define LOWPI_GPU_LINEAR_H
 
@@ -66,7 +69,8 @@ lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g);
 
 /* A GEMM input on the device: its fp32 values, and/or the bf16 codes (RNE) of those values that
  * its producer wrote (a norm, an activation). The bf16 codes are used where the recipe's operand
- * is exactly that cast; f32 may be NULL where lowpi_gpu_linear_is_bf16 says so. */
+ * is exactly that cast; f32 may be NULL where lowpi_gpu_linear_is_bf16 says so, and in the
+ * backward where lowpi_gpu_linear_keeps_x8 says so. */
 typedef struct {
   const float *f32;
   const uint16_t *bf16;
@@ -79,6 +83,22 @@ static inline lowpi_gpu_act lowpi_act_f32(const float *x) {
  * such as the LM head): then its input X and its output gradient dY may be given in bf16 alone,
  * bit-identical to casting their fp32 values (the dY's bias gradient still needs fp32). */
 int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
+
+/* Whether linear lin, for a batch of N rows, keeps its fprop's fp8 codes of X (1 byte per
+ * value, in a buffer of its own) and makes its wgrad's X operand from them: both quantizations
+ * of X per-tensor current scaling with the same fp8 format, RNE, no Hadamard, both GEMMs native
+ * fp8 (gpu_linear.c, "X's fp8 codes kept for the backward"). Then its backward may be given
+ * no X (inp.f32 and inp.bf16 NULL) after a forward of the same step: the caller need not keep
+ * X past the fprop. (The same bits as quantizing X again.) */
+int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
+
+/* Shortcuts to turn off (for the tests that compare them with the plain way): an OR of these. */
+enum {
+  LOWPI_GPU_PLAIN_BIAS = 1, /* the fp8 linears' bias in a pass of its own, not in GELU / the
+                               residual add (lowpi_gpu_linear_forward_fold; the model's) */
+  LOWPI_GPU_PLAIN_X8 = 2,   /* X quantized again in the wgrad (lowpi_gpu_linear_keeps_x8 0) */
+};
+void lowpi_gpu_linears_set_plain(lowpi_gpu_linears *g, unsigned plain);
 
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
@@ -120,6 +140,8 @@ typedef struct {
                                        the amax of the forward's (per-tensor current scaling) */
   unsigned long long bias_folded;   /* fprops whose bias the caller added in its next kernel
                                        (lowpi_gpu_linear_forward_fold) */
+  unsigned long long x_fp8_reused;  /* wgrads that took X^T as the byte transpose of the fprop's
+                                       kept fp8 codes (lowpi_gpu_linear_keeps_x8) */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);

@@ -17,11 +17,23 @@
  * the LM head, kept layers): then its producer (a norm, GELU, SwiGLU) writes the codes, the
  * linear takes them as they are (no cast in its fprop or wgrad), bit-identical to casting the
  * fp32 values, and the activation takes half the memory. Only the linear reads these (the norm
- * and activation backwards read their inputs: res, mid, fch). */
+ * and activation backwards read their inputs: res, mid, fch).
+ * Where the linear keeps its fprop's fp8 codes of X for the wgrad (lowpi_gpu_linear_keeps_x8:
+ * fp8 per-tensor current scaling), nothing is kept here: the producer writes the fp32 values
+ * into a scratch of the forward (gpu_acts.da, free until the backward), the fprop quantizes
+ * them into the linear's own codes (1 byte per value) and the backward is given no X. At GPT-2
+ * 774M (C 1280, FC 5120, B 8, T 1024: N 8192) that keeps per layer 1 + 1 + 4 = 6 bytes per
+ * token and channel (62.9 MB of codes: ln1, ln2, GELU's output) instead of 4 + 4 + 16 = 24
+ * (251.7 MB of fp32), 188.7 MB saved; attproj's codes (atty, which the flash backward reads in
+ * fp32: kept) cost 10.5 MB more: 178.3 MB per layer, 6.4 GB for the 36 layers. That is 7 bytes
+ * per token and channel in all, where bf16 training keeps 14 (ln1, ln2, GELU's output and
+ * atty16 in bf16: 146.8 MB per layer). */
 typedef struct {
-  void *buf;       /* every layer's, each at a 256-byte boundary */
-  float **f32;     /* per layer: its fp32 values, or NULL */
-  uint16_t **bf16; /* per layer: its bf16 codes, or NULL */
+  void *buf;               /* every layer's, each at a 256-byte boundary */
+  float **f32;             /* per layer: its fp32 values, or NULL */
+  uint16_t **bf16;         /* per layer: its bf16 codes, or NULL */
+  unsigned char *fwd_only; /* per layer: f32 is the forward's scratch; the linear keeps X's
+                              fp8 codes, and its backward is given no X */
 } act_store;
 
 /* Device activations, laid out as model.c's (B, T fixed at creation). */
@@ -156,19 +168,25 @@ static size_t round256(size_t bytes) {
   return (bytes + 255) / 256 * 256;
 }
 
-/* The inputs of linear `lin0 + 4 l` for l < layers, n values each: bf16 where that linear is
- * bf16 (or, with bf16_only, nowhere else: fp32 layers get nothing), else fp32. *bytes: what it
- * holds on the device. */
+/* The inputs (N, C) of linear `lin0 + 4 l` (output width OC) for l < layers: bf16 where that
+ * linear is bf16 (or, with bf16_only, nowhere else: fp32 layers get nothing), nothing but the
+ * forward's scratch `fwd` (may be NULL: none) where the linear keeps X's fp8 codes, else fp32.
+ * *bytes: what it holds on the device. */
 static lowp_status act_store_alloc(const lowpi_gpu_model *g, act_store *s, int layers, int lin0,
-                                   size_t n, int bf16_only, size_t *bytes) {
+                                   int N, int C, int OC, float *fwd, int bf16_only, size_t *bytes) {
+  const size_t n = (size_t)N * (size_t)C;
   s->f32 = calloc((size_t)layers, sizeof *s->f32);
   s->bf16 = calloc((size_t)layers, sizeof *s->bf16);
-  if (!s->f32 || !s->bf16)
+  s->fwd_only = calloc((size_t)layers, 1);
+  if (!s->f32 || !s->bf16 || !s->fwd_only)
     return lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
+  for (int l = 0; l < layers; l++)
+    s->fwd_only[l] = fwd && !lowpi_gpu_linear_is_bf16(g->lin, lin0 + 4 * l) &&
+                     lowpi_gpu_linear_keeps_x8(g->lin, lin0 + 4 * l, N, C, OC);
   size_t total = 0;
   for (int l = 0; l < layers; l++) {
     const int bf16 = lowpi_gpu_linear_is_bf16(g->lin, lin0 + 4 * l);
-    total += bf16 ? round256(n * 2) : bf16_only ? 0 : round256(n * 4);
+    total += bf16 ? round256(n * 2) : bf16_only || s->fwd_only[l] ? 0 : round256(n * 4);
   }
   LOWPI_TRY(lowp_cuda_malloc(&s->buf, total));
   *bytes = total;
@@ -177,6 +195,8 @@ static lowp_status act_store_alloc(const lowpi_gpu_model *g, act_store *s, int l
     if (lowpi_gpu_linear_is_bf16(g->lin, lin0 + 4 * l)) {
       s->bf16[l] = (void *)((char *)s->buf + off);
       off += round256(n * 2);
+    } else if (s->fwd_only[l]) {
+      s->f32[l] = fwd;
     } else if (!bf16_only) {
       s->f32[l] = (void *)((char *)s->buf + off);
       off += round256(n * 4);
@@ -189,12 +209,17 @@ static void act_store_free(act_store *s) {
   lowp_cuda_free(s->buf);
   free(s->f32);
   free(s->bf16);
+  free(s->fwd_only);
   memset(s, 0, sizeof *s);
 }
 
-/* Layer l's input to a linear, as the linear takes it. */
+/* Layer l's input to a linear, as the linear takes it: in the forward, and in the backward
+ * (no X where the linear kept its fp8 codes: the forward's scratch holds other values by then). */
 static lowpi_gpu_act act_at(const act_store *s, int l) {
   return (lowpi_gpu_act){s->f32[l], s->bf16[l]};
+}
+static lowpi_gpu_act act_bwd(const act_store *s, int l) {
+  return (lowpi_gpu_act){s->fwd_only[l] ? NULL : s->f32[l], s->bf16[l]};
 }
 
 static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
@@ -240,18 +265,20 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
     LOWPI_TRY(lowp_cuda_malloc(bufs[i].ptr, bufs[i].bytes));
     g->act_bytes += bufs[i].bytes;
   }
-  /* the linears' inputs, in bf16 where their linear is bf16 (act_store) */
+  /* the linears' inputs, in bf16 where their linear is bf16, in the forward's scratch da (N, W)
+   * where it keeps their fp8 codes (act_store) */
   size_t bytes[4];
-  LOWPI_TRY(act_store_alloc(g, &a->ln1, (int)L, 0, N * C, 0, &bytes[0]));
-  LOWPI_TRY(act_store_alloc(g, &a->ln2, (int)L, 2, N * C, 0, &bytes[1]));
-  LOWPI_TRY(act_store_alloc(g, &a->fch_act, (int)L, 3, N * H, 0, &bytes[2]));
-  LOWPI_TRY(act_store_alloc(g, &a->lnf, 1, 4 * (int)L, N * C, 0, &bytes[3]));
+  const int Ni = (int)N, Ci = (int)C;
+  LOWPI_TRY(act_store_alloc(g, &a->ln1, (int)L, 0, Ni, Ci, 3 * Ci, a->da, 0, &bytes[0]));
+  LOWPI_TRY(act_store_alloc(g, &a->ln2, (int)L, 2, Ni, Ci, (int)FC, a->da, 0, &bytes[1]));
+  LOWPI_TRY(act_store_alloc(g, &a->fch_act, (int)L, 3, Ni, (int)H, Ci, a->da, 0, &bytes[2]));
+  LOWPI_TRY(act_store_alloc(g, &a->lnf, 1, 4 * (int)L, Ni, Ci, (int)V, NULL, 0, &bytes[3]));
   g->act_bytes += bytes[0] + bytes[1] + bytes[2] + bytes[3];
   /* The flash forward also writes its output's bf16 codes where attproj is bf16 (2 bytes per
    * value more; attproj's fprop and wgrad then cast nothing). atty itself stays fp32: the
    * flash backward's row dots read the fp32 output. */
   if (g->flash) {
-    LOWPI_TRY(act_store_alloc(g, &a->atty16, (int)L, 1, N * C, 1, &bytes[0]));
+    LOWPI_TRY(act_store_alloc(g, &a->atty16, (int)L, 1, Ni, Ci, Ci, NULL, 1, &bytes[0]));
     g->act_bytes += bytes[0];
   }
   g->cap_B = B;
@@ -333,6 +360,7 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
   if (st == LOWP_OK)
     st = lowpi_gpu_linears_create(&g->lin, recipe, c->n_layer, seed);
   if (st == LOWP_OK) {
+    lowpi_gpu_linears_set_plain(g->lin, plain);
     g->compute = lowpi_gpu_linears_compute(g->lin) == LOWP_BF16 ? LOWP_BF16 : LOWP_FP32;
     g->flash =
         g->compute == LOWP_BF16 && lowpi_cuda_flash_attention_supported(c->n_embd, c->n_head);
@@ -484,6 +512,31 @@ static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, co
                                        C, NH, g->compute, a->work, a->work_bytes);
 }
 
+/* A training forward: every linear whose input the model does not keep (act_store's fwd_only)
+ * must keep its fp8 codes at this batch's N (the fp8 GEMMs want multiples of 16), else its
+ * backward would have no X. */
+static lowp_status check_fwd_only(const lowpi_gpu_model *g, int N) {
+  const lowp_model_config *c = &g->cfg;
+  const int C = c->n_embd, FC = lowpi_model_fc_cols(c), F = c->ffn_hidden;
+  for (int l = 0; l < c->n_layer; l++) {
+    const struct {
+      const act_store *s;
+      int lin, cols, oc;
+    } in[3] = {{&g->a.ln1, 4 * l, C, 3 * C},
+               {&g->a.ln2, 4 * l + 2, C, FC},
+               {&g->a.fch_act, 4 * l + 3, F, C}};
+    for (int i = 0; i < 3; i++)
+      if (in[i].s->fwd_only[l] &&
+          !lowpi_gpu_linear_keeps_x8(g->lin, in[i].lin, N, in[i].cols, in[i].oc))
+        return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                          "gpu model: linear %d keeps its input as fp8 codes only, which needs a "
+                          "batch of a multiple of 16 tokens to train on (got %d); create the "
+                          "model for this batch",
+                          in[i].lin, N);
+  }
+  return LOWP_OK;
+}
+
 lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
                                     const int32_t *targets, int B, int T, float loss_scale) {
   const lowp_model_config *c = &g->cfg;
@@ -500,6 +553,8 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
   g->B = B;
   g->T = T;
   g->have_forward = g->have_dlogits = 0;
+  if (targets && loss_scale != 0.0f)
+    LOWPI_TRY(check_fwd_only(g, (int)N));
   LOWPI_TRY(lowp_cuda_memcpy(a->inputs, inputs, N * sizeof(int32_t), LOWP_CUDA_H2D));
   if (targets)
     LOWPI_TRY(lowp_cuda_memcpy(a->targets, targets, N * sizeof(int32_t), LOWP_CUDA_H2D));
@@ -601,7 +656,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     float *fch = a->fch + l * N * FC;
     const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL};
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
-                                        lowpi_act_f32(a->dres), act_at(&a->fch_act, l), w->fcprojw,
+                                        lowpi_act_f32(a->dres), act_bwd(&a->fch_act, l), w->fcprojw,
                                         n, F, C)); // da (N, F)
     if (gpt2)
       LOWPI_TRY(lowpi_cuda_gelu_backward_bias(a->db, a->da, fch, g->fc_fold[l] ? w->fcb : NULL,
@@ -609,7 +664,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     else
       LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
-                                        lowpi_act_f32(a->db), act_at(&a->ln2, l), w->fcw, n, C,
+                                        lowpi_act_f32(a->db), act_bwd(&a->ln2, l), w->fcw, n, C,
                                         FC)); // da (N, C)
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n,
                             1)); // dres = d(mid)
@@ -620,7 +675,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, lowpi_act_f32(a->db),
-                                        act_at(&a->ln1, l), w->qkvw, n, C, 3 * C)); // da = d(ln1)
+                                        act_bwd(&a->ln1, l), w->qkvw, n, C, 3 * C)); // da = d(ln1)
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n,
                             1)); // dres = d(x)
     if (g->shard >= 2)           /* block l's gradients are final: start their reduction */
