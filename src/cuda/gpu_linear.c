@@ -494,10 +494,19 @@ static void shared_amax(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot, 
 }
 
 /* lowp_cuda_quantize(x, q, x_t) for the operand of `slot`, the amax shared between the
- * forward and the backward where shared_amax says. */
+ * forward and the backward where shared_amax says, or given by X's producer (x_amax, may be
+ * NULL: lowpi_gpu_act.amax) for the fprop's X. (That amax is not shared with the wgrad's X,
+ * which takes the fprop's codes where it quantizes alike: lowpi_gpu_linear_keeps_x8.) */
 static lowp_status quantize_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot,
-                                    lowp_cuda_qtensor *q, const float *x, int x_t) {
+                                    lowp_cuda_qtensor *q, const float *x, int x_t, float *x_amax) {
   const size_t n = q->rows * q->cols;
+  if (x_amax && slot == LOWP_OP_FPROP_X && current_scaling(&ls->op[slot]) &&
+      !(g->plain & LOWPI_GPU_PLAIN_AMAX)) {
+    LOWPI_TRY(lowpi_cuda_quantize_ex(x, q, x_t, x_amax, 1));
+    ls->amax_x[0] = NULL;
+    g->counts.amax_given++;
+    return LOWP_OK;
+  }
   float *amax;
   int known;
   shared_amax(g, ls, slot, x, n, &amax, &known);
@@ -539,11 +548,12 @@ typedef struct {
  * same values; SR, quantization and Hadamard along the reduction dimension, which runs along
  * the columns when k_along_cols, else down them). `which` picks the scratch buffers. x_bf16
  * (may be NULL; x may then be NULL): the bf16 RNE codes of x, which its producer wrote, taken
- * as they are where the operand is that cast. */
+ * as they are where the operand is that cast. x_amax (may be NULL): max |x|, from its producer
+ * (quantize_operand). */
 static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm gemm,
                                 lowpi_operand which, gemm_run run, const float *x,
-                                const uint16_t *x_bf16, size_t rows, size_t cols, int k_along_cols,
-                                operand *out) {
+                                const uint16_t *x_bf16, float *x_amax, size_t rows, size_t cols,
+                                int k_along_cols, operand *out) {
   lowp_operand slot = slot_of(gemm, which);
   op_state *o = &ls->op[slot];
   const size_t n = rows * cols;
@@ -624,7 +634,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   q->cfg.offset = offset;
   q->delayed = o->delayed ? &o->dstate : NULL;
   if (run == RUN_FP8 || run == RUN_FP8_BLOCK) { /* codes and decode scales to the tensor cores */
-    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct));
+    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct, x_amax));
     if (keep) {
       ls->xq_src = x;
       ls->xq_valid = 1;
@@ -639,7 +649,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   if (run == RUN_BF16) { /* the dequantized values, exact in bf16 (bf16_exact) */
     void *codes;
     LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
-    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct));
+    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct, x_amax));
     LOWPI_TRY(lowp_cuda_dequantize(q, codes, LOWP_BF16));
     LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
     out->ptr = codes;
@@ -696,6 +706,7 @@ static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int
 typedef struct {
   const float *x;
   const uint16_t *bf16; /* x rounded to bf16 by its producer, or NULL */
+  float *amax;          /* max |x| from its producer, or NULL */
   size_t rows, cols;
   int k_along_cols;
 } gemm_input;
@@ -719,13 +730,13 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
     if (given)
       a = *given;
     else
-      LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_A, run, ia->x, ia->bf16, ia->rows,
-                             ia->cols, ia->k_along_cols, &a));
+      LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_A, run, ia->x, ia->bf16, ia->amax,
+                             ia->rows, ia->cols, ia->k_along_cols, &a));
     if (given_b)
       b = *given_b;
     else
-      LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_B, run, ib->x, ib->bf16, ib->rows,
-                             ib->cols, ib->k_along_cols, &b));
+      LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_B, run, ib->x, ib->bf16, ib->amax,
+                             ib->rows, ib->cols, ib->k_along_cols, &b));
     lowp_status st = gemm(c, &a, &b, M, N, K, beta, bias);
     if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given && !given_b) {
       g->block_native = 0;
@@ -822,6 +833,11 @@ static int x8_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int 
          run_of(g, &ls->op[LOWP_OP_WGRAD_DY], w, OC, C, N) == RUN_FP8;
 }
 
+int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin) {
+  return lin >= 0 && lin < g->nlin && !(g->plain & LOWPI_GPU_PLAIN_AMAX) &&
+         current_scaling(&g->lin[lin].op[LOWP_OP_FPROP_X]);
+}
+
 int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
   return lin >= 0 && lin < g->nlin && x8_keeps(g, &g->lin[lin], N, C, OC);
 }
@@ -872,8 +888,8 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
   const int cache = w16_cacheable(g, ls, N, C, OC);
   if (cache)
     LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));
-  const gemm_input x = {inp.f32, inp.bf16, (size_t)N, (size_t)C, 1},
-                   w = {weight, cache ? ls->w16 : NULL, (size_t)OC, (size_t)C, 1};
+  const gemm_input x = {inp.f32, inp.bf16, inp.amax, (size_t)N, (size_t)C, 1},
+                   w = {weight, cache ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 1};
   gemm_run run = RUN_FP32;
   LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, NULL, N, OC, C, 0.0f, bias,
                         &run, NULL));
@@ -937,8 +953,8 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
   if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W;
                * W's bf16 codes from the fprop where it cast them (w16_fill) */
     const int cached = ls->w16_src == weight && w16_cacheable(g, ls, N, C, OC);
-    const gemm_input a = {dout.f32, dout.bf16, (size_t)N, (size_t)OC, 1},
-                     b = {weight, cached ? ls->w16 : NULL, (size_t)OC, (size_t)C, 0};
+    const gemm_input a = {dout.f32, dout.bf16, NULL, (size_t)N, (size_t)OC, 1},
+                     b = {weight, cached ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 0};
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, NULL, N, C, OC, 0.0f, NULL,
                           &run_d, &dy));
     g->counts.w_reused += (unsigned long long)cached;
@@ -947,8 +963,8 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
      * comes from the dgrad's where that gives the same values (reuse_dy). Nothing between
      * the two GEMMs touches the dgrad's A buffers (scratch 0 and 2, the DGRAD_DY qbuf): the
      * dgrad's and wgrad's B operands use scratch 1 and 3 and their own slots' qbufs. */
-    const gemm_input a = {dout.f32, dout.bf16, (size_t)N, (size_t)OC, 0},
-                     b = {inp.f32, inp.bf16, (size_t)N, (size_t)C, 0};
+    const gemm_input a = {dout.f32, dout.bf16, NULL, (size_t)N, (size_t)OC, 0},
+                     b = {inp.f32, inp.bf16, NULL, (size_t)N, (size_t)C, 0};
     operand given, given_x;
     int reused = 0;
     /* X from the fprop's kept codes where they are this forward's (x8_keeps) */

@@ -74,9 +74,12 @@ lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g);
 typedef struct {
   const float *f32;
   const uint16_t *bf16;
+  float *amax; /* forward, may be NULL: max |f32| (a device float) that its producer computed as
+                  lowp_cuda_amax would, taken by a per-tensor current scaling of the fprop's X
+                  (lowpi_gpu_linear_wants_amax) instead of an amax pass of its own */
 } lowpi_gpu_act;
 static inline lowpi_gpu_act lowpi_act_f32(const float *x) {
-  return (lowpi_gpu_act){x, NULL};
+  return (lowpi_gpu_act){x, NULL, NULL};
 }
 
 /* Whether every operand of linear lin is a bf16 RNE cast (the bf16 recipe; layers kept in bf16,
@@ -97,7 +100,12 @@ enum {
   LOWPI_GPU_PLAIN_BIAS = 1, /* the fp8 linears' bias in a pass of its own, not in GELU / the
                                residual add (lowpi_gpu_linear_forward_fold; the model's) */
   LOWPI_GPU_PLAIN_X8 = 2,   /* X quantized again in the wgrad (lowpi_gpu_linear_keeps_x8 0) */
+  LOWPI_GPU_PLAIN_AMAX = 4, /* the fprop's X amax by a pass of its own, not the producer's
+                               (lowpi_gpu_linear_wants_amax 0) */
 };
+/* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
+ * amax from its producer (lowpi_gpu_act.amax): the same scale, one read of X less. */
+int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin);
 void lowpi_gpu_linears_set_plain(lowpi_gpu_linears *g, unsigned plain);
 
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
@@ -140,6 +148,7 @@ typedef struct {
                                        the amax of the forward's (per-tensor current scaling) */
   unsigned long long bias_folded;   /* fprops whose bias the caller added in its next kernel
                                        (lowpi_gpu_linear_forward_fold) */
+  unsigned long long amax_given;    /* fprops that took X's amax from its producer */
   unsigned long long x_fp8_reused;  /* wgrads that took X^T as the byte transpose of the fprop's
                                        kept fp8 codes (lowpi_gpu_linear_keeps_x8) */
 } lowpi_gpu_gemm_counts;

@@ -55,6 +55,7 @@ typedef struct {
   float *logits;         // (N, V); a training forward overwrites it with dlogits (fp32 head)
   uint16_t *dlogits16;   // (N, V) bf16 dlogits, when the LM head is a bf16 linear
   float *losses, *loss;  // (N), (1)
+  float *x_amax;         // (1): GELU's output amax for fc_proj (lowpi_gpu_linear_wants_amax)
   float *dres, *da, *db; // (N, C), (N, W), (N, W)
   int32_t *inputs, *targets;
   void *work; /* the layer kernels' workspace */
@@ -216,10 +217,10 @@ static void act_store_free(act_store *s) {
 /* Layer l's input to a linear, as the linear takes it: in the forward, and in the backward
  * (no X where the linear kept its fp8 codes: the forward's scratch holds other values by then). */
 static lowpi_gpu_act act_at(const act_store *s, int l) {
-  return (lowpi_gpu_act){s->f32[l], s->bf16[l]};
+  return (lowpi_gpu_act){s->f32[l], s->bf16[l], NULL};
 }
 static lowpi_gpu_act act_bwd(const act_store *s, int l) {
-  return (lowpi_gpu_act){s->fwd_only[l] ? NULL : s->f32[l], s->bf16[l]};
+  return (lowpi_gpu_act){s->fwd_only[l] ? NULL : s->f32[l], s->bf16[l], NULL};
 }
 
 static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
@@ -253,6 +254,7 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->dlogits16, g->head_bf16 ? N * V * 2 : 0},
       {(void **)&a->losses, N * 4},
       {(void **)&a->loss, 16},
+      {(void **)&a->x_amax, 16},
       {(void **)&a->dres, N * C * 4},
       {(void **)&a->da, N * W * 4},
       {(void **)&a->db, N * W * 4},
@@ -287,10 +289,10 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
 }
 
 static void free_acts(gpu_acts *a) {
-  void *ptrs[] = {a->res,    a->ln1_stats, a->qkv,       a->att,  a->lse,
-                  a->atty,   a->mid,       a->ln2_stats, a->fch,  a->lnf_stats,
-                  a->logits, a->losses,    a->loss,      a->dres, a->da,
-                  a->db,     a->inputs,    a->targets,   a->work, a->dlogits16};
+  void *ptrs[] = {a->res,  a->ln1_stats, a->qkv,   a->att,       a->lse,    a->atty,
+                  a->mid,  a->ln2_stats, a->fch,   a->lnf_stats, a->logits, a->losses,
+                  a->loss, a->dres,      a->da,    a->db,        a->inputs, a->targets,
+                  a->work, a->dlogits16, a->x_amax};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
   act_store_free(&a->ln1);
@@ -577,7 +579,7 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     float *fch = a->fch + l * N * FC;
     float *tmp = a->dres; /* branch outputs before the residual add (free in the forward) */
     /* attproj's input: atty, and its bf16 codes where the flash forward wrote them */
-    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL};
+    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, NULL};
     LOWPI_TRY(norm_forward(g, &a->ln1, l, st1, x, w->ln1w, w->ln1b, n));
     LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l, qkv, act_at(&a->ln1, l), w->qkvw, w->qkvb, n, C,
                                        3 * C));
@@ -596,13 +598,17 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw, w->fcb,
                                             n, C, FC, gpt2 ? fold : NULL));
     g->fc_fold[l] = b_left != NULL;
+    /* GELU also gives its output's amax where fc_proj's fprop scales X by it */
+    lowpi_gpu_act fin = act_at(&a->fch_act, l);
+    if (gpt2 && fin.f32 && lowpi_gpu_linear_wants_amax(lin, 4 * l + 3))
+      fin.amax = a->x_amax;
     if (gpt2)
-      LOWPI_TRY(lowpi_cuda_gelu_forward_bias(a->fch_act.f32[l], a->fch_act.bf16[l], fch, b_left,
-                                             N * (size_t)F, F));
+      LOWPI_TRY(lowpi_cuda_gelu_forward_amax(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax, fch,
+                                             b_left, N * (size_t)F, F));
     else
       LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, n, F));
-    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 3, tmp, act_at(&a->fch_act, l), w->fcprojw,
-                                            w->fcprojb, n, F, C, fold));
+    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 3, tmp, fin, w->fcprojw, w->fcprojb, n, F,
+                                            C, fold));
     LOWPI_TRY(lowpi_cuda_residual_forward_bias(xout, mid, tmp, b_left, NC, C));
   }
   LOWPI_TRY(
@@ -639,7 +645,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
                              (g->shard >= 2 ? nonblock_count(g) : g->nparams) * sizeof(float)));
 
   /* the forward left dlogits: in bf16 for a bf16 head, else in place of the logits */
-  const lowpi_gpu_act dlogits = {g->head_bf16 ? NULL : a->logits, a->dlogits16};
+  const lowpi_gpu_act dlogits = {g->head_bf16 ? NULL : a->logits, a->dlogits16, NULL};
   LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, dlogits,
                                       act_at(&a->lnf, 0), g->p.head, n, C, V));
   LOWPI_TRY(norm_backward(g, a->dres, g->g.lnfw, g->g.lnfb, a->da, a->res + (size_t)L * NC,
@@ -654,7 +660,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     float *atty = a->atty + l * NC;
     float *mid = a->mid + l * NC;
     float *fch = a->fch + l * N * FC;
-    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL};
+    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, NULL};
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
                                         lowpi_act_f32(a->dres), act_bwd(&a->fch_act, l), w->fcprojw,
                                         n, F, C)); // da (N, F)

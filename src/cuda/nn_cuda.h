@@ -71,6 +71,11 @@ lowp_status lowpi_cuda_gelu_backward(float *dinp, const float *dout, const float
  * bits as adding the bias in a pass of its own, then the plain kernel). */
 lowp_status lowpi_cuda_gelu_forward_bias(float *out, uint16_t *out_bf16, const float *inp,
                                          const float *bias, size_t n, int OC);
+/* The same, writing also amax (a device float, may be NULL) = max |out| as lowp_cuda_amax
+ * computes it (exact: the same bits), for the per-tensor current scaling of the linear that
+ * quantizes out next (lowpi_gpu_act.amax). */
+lowp_status lowpi_cuda_gelu_forward_amax(float *out, uint16_t *out_bf16, float *amax,
+                                         const float *inp, const float *bias, size_t n, int OC);
 lowp_status lowpi_cuda_gelu_backward_bias(float *dinp, const float *dout, const float *inp,
                                           const float *bias, size_t n, int OC);
 lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,

@@ -7,6 +7,7 @@
 #include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
+#include "cuda/quant_kernels.cuh"
 
 namespace {
 
@@ -19,12 +20,32 @@ __device__ __forceinline__ float with_bias(const float *inp, const float *bias, 
   return bias ? inp[i] + bias[i % (size_t)OC] : inp[i];
 }
 
+/* amax (may be NULL; zeroed before): the amax of the outputs, as lowp_cuda_amax computes it
+ * (the unsigned max of lowpi_abs_key: exact, NaN-propagating), for the per-tensor scale of the
+ * linear that quantizes them next: one read of the output saved. */
 __global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float *inp,
-                                    const float *bias, int OC, size_t n) {
+                                    const float *bias, int OC, size_t n, unsigned *amax) {
+  uint32_t m = 0;
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
     float x = with_bias(inp, bias, OC, i);
     float cube = 0.044715f * x * x * x;
-    lowpi_store_out(out, out_bf16, i, 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube))));
+    const float y = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+    lowpi_store_out(out, out_bf16, i, y);
+    m = max(m, lowpi_abs_key(y));
+  }
+  if (!amax)
+    return;
+  /* the block's max, one atomic per block (amax_kernel's reduction) */
+  m = __reduce_max_sync(0xFFFFFFFFu, m);
+  __shared__ uint32_t warp_max[lowpi_kThreads / 32];
+  if (threadIdx.x % 32 == 0)
+    warp_max[threadIdx.x / 32] = m;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    m = threadIdx.x < blockDim.x / 32 ? warp_max[threadIdx.x] : 0u;
+    m = __reduce_max_sync(0xFFFFFFFFu, m);
+    if (threadIdx.x == 0)
+      atomicMax(amax, m);
   }
 }
 
@@ -148,13 +169,22 @@ lowp_status lowpi_cuda_gelu_forward(float *out, uint16_t *out_bf16, const float 
 
 lowp_status lowpi_cuda_gelu_forward_bias(float *out, uint16_t *out_bf16, const float *inp,
                                          const float *bias, size_t n, int OC) {
-  // out (n), out_bf16 (n), inp (n / OC, OC), bias (OC)
+  return lowpi_cuda_gelu_forward_amax(out, out_bf16, NULL, inp, bias, n, OC);
+}
+
+lowp_status lowpi_cuda_gelu_forward_amax(float *out, uint16_t *out_bf16, float *amax,
+                                         const float *inp, const float *bias, size_t n, int OC) {
+  // out (n), out_bf16 (n), amax (1), inp (n / OC, OC), bias (OC)
   LOWPI_NN_REQUIRE(n == 0 || ((out || out_bf16) && inp), "lowpi_cuda_gelu_forward", "NULL buffer");
   LOWPI_NN_REQUIRE(OC > 0 && n % (size_t)OC == 0, "lowpi_cuda_gelu_forward",
                    "%zu values are not rows of %d", n, OC);
+  LOWPI_NN_REQUIRE(((uintptr_t)amax & 3u) == 0, "lowpi_cuda_gelu_forward", "misaligned amax");
+  if (amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(amax, 0, sizeof(float), 0));
   if (n == 0)
     return LOWP_OK;
-  gelu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, out_bf16, inp, bias, OC, n);
+  gelu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, out_bf16, inp, bias, OC, n,
+                                                         (unsigned *)amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -49,7 +49,7 @@ static double rel_diff(const float *got, const float *want, size_t n, int *finit
 }
 
 /* The step's shortcuts (LOWPI_GPU_PLAIN_*: the bias folded into the next kernel, X's fp8 codes
- * kept for the wgrad and X not kept in fp32) must give
+ * kept for the wgrad and X not kept in fp32, GELU's amax for fc_proj) must give
  * the bits of the plain way: a model with them all off, from the same parameters and tokens,
  * against the loss and gradients of the one with them on. */
 static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *recipe_name,
@@ -69,9 +69,9 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
           lowp_cuda_memcpy(&loss_plain, lowpi_gpu_model_loss(gm), sizeof(float), LOWP_CUDA_D2H))) {
     lowpi_gpu_gemm_counts cn;
     lowpi_gpu_linears_counts(lowpi_gpu_model_linears(gm), &cn);
-    GC_CHECK(cn.bias_folded == 0 && cn.x_fp8_reused == 0,
-             "%s: the plain model folded %llu biases, reused %llu X codes", recipe_name,
-             cn.bias_folded, cn.x_fp8_reused);
+    GC_CHECK(cn.bias_folded == 0 && cn.x_fp8_reused == 0 && cn.amax_given == 0,
+             "%s: the plain model folded %llu biases, reused %llu X codes, took %llu amaxes",
+             recipe_name, cn.bias_folded, cn.x_fp8_reused, cn.amax_given);
     long bad = 0;
     for (size_t i = 0; i < np; i++)
       if (!same_float(g_fast[i], g_plain[i]) && bad++ < 5)
@@ -191,9 +191,14 @@ static void run_case(lowp_arch arch, const char *recipe_name) {
       GC_CHECK(cn.x_fp8_reused == 2ull * 4 * (unsigned)cfg.n_layer,
                "gpt2 fp8-current: %llu wgrads took X's kept fp8 codes (want %llu)", cn.x_fp8_reused,
                2ull * 4 * (unsigned)cfg.n_layer);
-    else if (strcmp(recipe_name, "fp8-current"))
-      GC_CHECK(cn.x_fp8_reused == 0, "%s %s: %llu wgrads took kept fp8 codes of X",
-               arch ? "llama" : "gpt2", recipe_name, cn.x_fp8_reused);
+    if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-current"))
+      GC_CHECK(cn.amax_given == 2ull * (unsigned)cfg.n_layer,
+               "gpt2 fp8-current: %llu fprops took GELU's amax (want %llu)", cn.amax_given,
+               2ull * (unsigned)cfg.n_layer);
+    if (strcmp(recipe_name, "fp8-current"))
+      GC_CHECK(cn.x_fp8_reused == 0 && cn.amax_given == 0,
+               "%s %s: %llu wgrads took kept fp8 codes of X, %llu fprops a given amax",
+               arch ? "llama" : "gpt2", recipe_name, cn.x_fp8_reused, cn.amax_given);
   }
   const int ran = gm != NULL;
   lowpi_gpu_model_free(gm);
@@ -272,7 +277,7 @@ static void test_linear_bf16(const char *recipe_name, int lin) {
     GC_REQUIRE(lowp_cuda_malloc((void **)&d_out[way], nout * sizeof(float)));
     GC_REQUIRE(lowp_cuda_memset(d_out[way], 0, nout * sizeof(float)));
     float *out = d_out[way], *dx = out + ny, *dw = dx + nx, *db = dw + nw;
-    const lowpi_gpu_act in = way ? (lowpi_gpu_act){NULL, d_x16} : lowpi_act_f32(x);
+    const lowpi_gpu_act in = way ? (lowpi_gpu_act){NULL, d_x16, NULL} : lowpi_act_f32(x);
     lowpi_gpu_linears_set_step(g, 0);
     GC_REQUIRE(lowpi_gpu_linear_forward(g, lin, out, in, w, lin == 4 ? NULL : bias, N, C, OC));
     if (!way)
@@ -369,7 +374,7 @@ static void test_linear_x8(void) {
     lowpi_gpu_act in = lowpi_act_f32(d_x);
     if (way) { /* the forward's scratch is reused before the backward */
       GC_REQUIRE(lowp_cuda_memset(d_x, 0xFF, nx * sizeof(float)));
-      in = (lowpi_gpu_act){NULL, NULL};
+      in = (lowpi_gpu_act){NULL, NULL, NULL};
     }
     GC_REQUIRE(lowpi_gpu_linear_backward(g, lin, dx, dw, db, lowpi_act_f32(dy), in, w, N, C, OC));
     lowpi_gpu_linears_counts(g, way ? &c2 : &c1);
@@ -397,7 +402,7 @@ static void test_linear_x8(void) {
            lin, c1.x_fp8_reused - c0.x_fp8_reused, c2.x_fp8_reused - c1.x_fp8_reused);
   /* after end_step the codes are spent: a backward without X must fail, not read them */
   GC_CHECK(lowpi_gpu_linear_backward(g, lin, d_out[0] + ny, d_out[0] + ny + nx, NULL,
-                                     lowpi_act_f32(dy), (lowpi_gpu_act){NULL, NULL}, w, N, C,
+                                     lowpi_act_f32(dy), (lowpi_gpu_act){NULL, NULL, NULL}, w, N, C,
                                      OC) == LOWP_ERR_INTERNAL,
            "a backward with neither X nor kept codes did not fail");
   printf("linear %d of fp8-current: the same bits with X's fp8 codes kept for the wgrad\n", lin);

@@ -946,6 +946,28 @@ static void test_bias_fold(shape s) {
       check_exact("residual, bias folded vs the CPU", got, want, n);
     }
   }
+  /* GELU's output amax (for the next linear's per-tensor scale): the bits of lowp_cuda_amax
+   * over its output, with and without a NaN in the input (NaN must come out as NaN) */
+  float *d_amax = dpoison(2);
+  for (int nan_case = 0; nan_case < 2; nan_case++) {
+    if (nan_case) {
+      y[n / 2] = NAN;
+      upload(d_y, y, n);
+    }
+    float am[2] = {0, 0};
+    if (GC_OK(lowpi_cuda_gelu_forward_amax(d_got, NULL, d_amax, d_y, d_b, n, OC)) &&
+        GC_OK(lowp_cuda_amax(d_got, n, d_amax + 1))) {
+      GC_REQUIRE(lowp_cuda_memcpy(am, d_amax, sizeof am, LOWP_CUDA_D2H));
+      printf("    gelu amax %s: %.9g, lowp_cuda_amax %.9g\n", nan_case ? "(a NaN)" : "",
+             (double)am[0], (double)am[1]);
+      GC_CHECK(nan_case ? isnan(am[0]) && isnan(am[1]) && f32_bits(am[0]) == f32_bits(am[1])
+                        : am[0] > 0 && f32_bits(am[0]) == f32_bits(am[1]),
+               "gelu's output amax %.9g (bits 0x%08x), lowp_cuda_amax %.9g (0x%08x)%s",
+               (double)am[0], f32_bits(am[0]), (double)am[1], f32_bits(am[1]),
+               nan_case ? " with a NaN" : "");
+    }
+  }
+  lowp_cuda_free(d_amax);
   /* a row width that does not divide the values */
   GC_CHECK(lowpi_cuda_gelu_forward_bias(d_got, NULL, d_y, d_b, n - 1, OC) == LOWP_ERR_INVALID_ARG,
            "gelu with a bias accepted %zu values in rows of %d", n - 1, OC);
