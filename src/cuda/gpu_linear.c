@@ -398,6 +398,7 @@ static lowp_status qbuf_get(lowpi_gpu_linears *g, lowp_operand slot, const lowp_
 /* The linear's own buffer for its fprop's X codes (R, K), (re)allocated to that shape. */
 static lowp_status xq_get(lin_state *ls, const lowp_qconfig *cfg, size_t R, size_t K,
                           lowp_cuda_qtensor **out) {
+  *out = &ls->xq;
   if (ls->xq.rows != R || ls->xq.cols != K) {
     lowp_cuda_qtensor_free(&ls->xq);
     memset(&ls->xq, 0, sizeof ls->xq);
@@ -407,7 +408,6 @@ static lowp_status xq_get(lin_state *ls, const lowp_qconfig *cfg, size_t R, size
                         ls->index, R, K, lowp_last_error());
   }
   ls->xq.delayed = NULL;
-  *out = &ls->xq;
   return LOWP_OK;
 }
 
