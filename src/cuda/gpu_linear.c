@@ -58,6 +58,12 @@ typedef struct {
    * buffer and its size, NULL when none. */
   const float *amax_x[2];
   size_t amax_n[2];
+  /* The fprop's fp8 codes of X (N, C) and their scale, kept for the wgrad (see "X's fp8 codes
+   * kept for the backward" below); xq_src: the buffer they were quantized from, valid: they
+   * hold the codes of this step's last forward. */
+  lowp_cuda_qtensor xq;
+  int xq_on, xq_valid;
+  const float *xq_src;
 } lin_state;
 
 /* A device scratch buffer that grows on demand (the step's shapes are fixed, so it settles
@@ -81,6 +87,7 @@ struct lowpi_gpu_linears {
   int nqbufs;
   int block_native; /* block-scaled fp8 GEMMs run natively (sm_90, and cuBLASLt took them) */
   float *amax;      /* device, 2 per layer: the amax of the forward's X and W (shared_amax) */
+  unsigned plain;   /* LOWPI_GPU_PLAIN_* shortcuts turned off */
   lowpi_gpu_gemm_counts counts;
 };
 
@@ -262,6 +269,7 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
     lowp_cuda_free(g->lin[i].mask[0]);
     lowp_cuda_free(g->lin[i].mask[1]);
     lowp_cuda_free(g->lin[i].w16);
+    lowp_cuda_qtensor_free(&g->lin[i].xq);
   }
   lowp_cuda_free(g->rot.ptr);
   for (int i = 0; i < 4; i++)
@@ -295,9 +303,15 @@ void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
 
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
   forget_amax(g);
+  for (int i = 0; i < g->nlin; i++) /* the backward is done: the kept X codes are spent */
+    g->lin[i].xq_valid = 0;
   for (size_t i = 0; i < g->ndelayed; i++)
     LOWPI_TRY(lowp_cuda_delayed_update(g->delayed[i]));
   return LOWP_OK;
+}
+
+void lowpi_gpu_linears_set_plain(lowpi_gpu_linears *g, unsigned plain) {
+  g->plain = plain;
 }
 
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out) {
@@ -322,7 +336,7 @@ size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
   for (int i = 0; i < 4; i++)
     b += g->tmp[i].bytes;
   for (int i = 0; i < g->nlin; i++)
-    b += g->lin[i].w16_n * sizeof(uint16_t);
+    b += g->lin[i].w16_n * sizeof(uint16_t) + g->lin[i].xq.rows * g->lin[i].xq.cols;
   return b;
 }
 
@@ -378,6 +392,22 @@ static lowp_status qbuf_get(lowpi_gpu_linears *g, lowp_operand slot, const lowp_
   b->cols = cols;
   g->nqbufs++;
   *out = &b->q;
+  return LOWP_OK;
+}
+
+/* The linear's own buffer for its fprop's X codes (R, K), (re)allocated to that shape. */
+static lowp_status xq_get(lin_state *ls, const lowp_qconfig *cfg, size_t R, size_t K,
+                          lowp_cuda_qtensor **out) {
+  *out = &ls->xq;
+  if (ls->xq.rows != R || ls->xq.cols != K) {
+    lowp_cuda_qtensor_free(&ls->xq);
+    memset(&ls->xq, 0, sizeof ls->xq);
+    const lowp_status st = lowp_cuda_qtensor_init(&ls->xq, cfg, R, K);
+    if (st != LOWP_OK)
+      return lowpi_fail(st, "gpu recipe: the fp8 codes of linear %d's input (%zu x %zu): %s",
+                        ls->index, R, K, lowp_last_error());
+  }
+  ls->xq.delayed = NULL;
   return LOWP_OK;
 }
 
@@ -464,10 +494,19 @@ static void shared_amax(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot, 
 }
 
 /* lowp_cuda_quantize(x, q, x_t) for the operand of `slot`, the amax shared between the
- * forward and the backward where shared_amax says. */
+ * forward and the backward where shared_amax says, or given by X's producer (x_amax, may be
+ * NULL: lowpi_gpu_act.amax) for the fprop's X. (That amax is not shared with the wgrad's X,
+ * which takes the fprop's codes where it quantizes alike: lowpi_gpu_linear_keeps_x8.) */
 static lowp_status quantize_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot,
-                                    lowp_cuda_qtensor *q, const float *x, int x_t) {
+                                    lowp_cuda_qtensor *q, const float *x, int x_t, float *x_amax) {
   const size_t n = q->rows * q->cols;
+  if (x_amax && slot == LOWP_OP_FPROP_X && current_scaling(&ls->op[slot]) &&
+      !(g->plain & LOWPI_GPU_PLAIN_AMAX)) {
+    LOWPI_TRY(lowpi_cuda_quantize_ex(x, q, x_t, x_amax, 1));
+    ls->amax_x[0] = NULL;
+    g->counts.amax_given++;
+    return LOWP_OK;
+  }
   float *amax;
   int known;
   shared_amax(g, ls, slot, x, n, &amax, &known);
@@ -509,11 +548,12 @@ typedef struct {
  * same values; SR, quantization and Hadamard along the reduction dimension, which runs along
  * the columns when k_along_cols, else down them). `which` picks the scratch buffers. x_bf16
  * (may be NULL; x may then be NULL): the bf16 RNE codes of x, which its producer wrote, taken
- * as they are where the operand is that cast. */
+ * as they are where the operand is that cast. x_amax (may be NULL): max |x|, from its producer
+ * (quantize_operand). */
 static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm gemm,
                                 lowpi_operand which, gemm_run run, const float *x,
-                                const uint16_t *x_bf16, size_t rows, size_t cols, int k_along_cols,
-                                operand *out) {
+                                const uint16_t *x_bf16, float *x_amax, size_t rows, size_t cols,
+                                int k_along_cols, operand *out) {
   lowp_operand slot = slot_of(gemm, which);
   op_state *o = &ls->op[slot];
   const size_t n = rows * cols;
@@ -586,11 +626,19 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: an fp32 operand in a %d GEMM", (int)run);
   /* LOWPI_OPERAND_QUANT: the tensor (R, K) that src holds (or, untransposed, the transpose of x) */
   lowp_cuda_qtensor *q = NULL;
-  LOWPI_TRY(qbuf_get(g, slot, &o->cfg, R, K, &q));
+  const int keep = slot == LOWP_OP_FPROP_X && run == RUN_FP8 && ls->xq_on;
+  if (keep) /* the wgrad takes these codes (x8_keeps): into the linear's own buffer */
+    LOWPI_TRY(xq_get(ls, &o->cfg, R, K, &q));
+  else
+    LOWPI_TRY(qbuf_get(g, slot, &o->cfg, R, K, &q));
   q->cfg.offset = offset;
   q->delayed = o->delayed ? &o->dstate : NULL;
   if (run == RUN_FP8 || run == RUN_FP8_BLOCK) { /* codes and decode scales to the tensor cores */
-    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct));
+    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct, x_amax));
+    if (keep) {
+      ls->xq_src = x;
+      ls->xq_valid = 1;
+    }
     LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
     out->ptr = q->rowwise.codes;
     out->format = o->cfg.format;
@@ -601,7 +649,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   if (run == RUN_BF16) { /* the dequantized values, exact in bf16 (bf16_exact) */
     void *codes;
     LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
-    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct));
+    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct, x_amax));
     LOWPI_TRY(lowp_cuda_dequantize(q, codes, LOWP_BF16));
     LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
     out->ptr = codes;
@@ -626,10 +674,14 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
  * "fp8 kernels with an output type of CUDA_R_32F" are the exception to "the bias has D's
  * type"; the FP8 table of cublasLtMatmul lists BF16), and a bias rounded to bf16 would change
  * the result: the CPU adds the fp32 bias to the fp32 product. */
+static int epilogue_takes_bias(const operand *a, const operand *b, const float *bias) {
+  return bias && !a->block && !a->scale && !b->scale && a->format != LOWP_E4M3 &&
+         a->format != LOWP_E5M2 && ((uintptr_t)bias & 15u) == 0;
+}
+
 static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int N, int K,
                         float beta, const float *bias) {
-  const int epilogue_bias = bias && !a->block && !a->scale && !b->scale && a->format != LOWP_E4M3 &&
-                            a->format != LOWP_E5M2 && ((uintptr_t)bias & 15u) == 0;
+  const int epilogue_bias = epilogue_takes_bias(a, b, bias);
   if (bias && !epilogue_bias) {
     LOWPI_TRY(gemm(c, a, b, M, N, K, beta, NULL));
     return lowpi_cuda_add_bias(c, bias, M, N);
@@ -654,6 +706,7 @@ static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int
 typedef struct {
   const float *x;
   const uint16_t *bf16; /* x rounded to bf16 by its producer, or NULL */
+  float *amax;          /* max |x| from its producer, or NULL */
   size_t rows, cols;
   int k_along_cols;
 } gemm_input;
@@ -663,11 +716,12 @@ typedef struct {
  * run time (LOWP_ERR_UNSUPPORTED: nothing was written) runs again as the emulation, and the
  * block GEMMs stay emulated from then on (counts.block_refused says so); the operands are made
  * anew, which gives the same values (the quantization is a function of the step, the layer
- * and the slot). *run_out: how it ran; *a_out: the A operand it used (may be NULL). */
+ * and the slot). given_b: B likewise (or NULL). *run_out: how it ran; *a_out: the A operand it
+ * used (may be NULL). */
 static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm which, float *c,
                                const gemm_input *ia, const gemm_input *ib, const operand *given,
-                               int M, int N, int K, float beta, const float *bias,
-                               gemm_run *run_out, operand *a_out) {
+                               const operand *given_b, int M, int N, int K, float beta,
+                               const float *bias, gemm_run *run_out, operand *a_out) {
   const op_state *oa = &ls->op[slot_of(which, LOWPI_OPERAND_A)];
   const op_state *ob = &ls->op[slot_of(which, LOWPI_OPERAND_B)];
   for (;;) {
@@ -676,12 +730,15 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
     if (given)
       a = *given;
     else
-      LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_A, run, ia->x, ia->bf16, ia->rows,
-                             ia->cols, ia->k_along_cols, &a));
-    LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_B, run, ib->x, ib->bf16, ib->rows, ib->cols,
-                           ib->k_along_cols, &b));
+      LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_A, run, ia->x, ia->bf16, ia->amax,
+                             ia->rows, ia->cols, ia->k_along_cols, &a));
+    if (given_b)
+      b = *given_b;
+    else
+      LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_B, run, ib->x, ib->bf16, ib->amax,
+                             ib->rows, ib->cols, ib->k_along_cols, &b));
     lowp_status st = gemm(c, &a, &b, M, N, K, beta, bias);
-    if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given) {
+    if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given && !given_b) {
       g->block_native = 0;
       g->counts.block_refused++;
       continue;
@@ -746,19 +803,96 @@ static lowp_status w16_fill(lowpi_gpu_linears *g, lin_state *ls, const float *we
   return LOWP_OK;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * X's fp8 codes kept for the backward. Per-tensor current scaling quantizes the whole of X
+ * (N, C) with one scale, from its amax, which its transpose shares: where the wgrad's quantizer
+ * of X is the fprop's (the same fp8 format and fp32 scale, round to nearest even, no Hadamard,
+ * no clipping mask; both GEMMs native fp8), the wgrad's X^T codes are the transpose of the
+ * fprop's X codes, bit for bit. The fprop then quantizes X into a buffer of the linear's own
+ * (1 byte per value and the scale, ls->xq) instead of the shared operand buffer, and the wgrad
+ * makes its operand by a byte transpose of those codes, with their scale: no amax, no encode
+ * from fp32 (nor the fp32 read) in the backward. Then the model need not keep X in fp32 for
+ * the backward at all (gpu_model.c, act_store: the fp32 X is a scratch of the forward).
+ * Not for delayed scaling: the fprop's and the wgrad's X each have their own amax history;
+ * they agree while every forward is followed by its backward, but a forward without one (an
+ * evaluation) records into the fprop's alone, and the scales part. Nor for stochastic
+ * rounding (each slot draws its own stream) or block scales (blocks run along the reduction
+ * dimension: along C for the fprop, along N for the wgrad). */
+static int x8_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
+  const op_state *f = &ls->op[LOWP_OP_FPROP_X], *w = &ls->op[LOWP_OP_WGRAD_X];
+  if (g->plain & LOWPI_GPU_PLAIN_X8)
+    return 0;
+  for (int i = 0; i < 2; i++) {
+    const op_state *o = i ? w : f;
+    if (!is_native_fp8(o) || o->delayed || o->cfg.mode != LOWP_SCALING_TENSOR ||
+        o->cfg.round != LOWP_ROUND_RNE || o->spec.hadamard || o->spec.clip_mask_ste)
+      return 0;
+  }
+  return f->cfg.format == w->cfg.format && f->cfg.scale_format == w->cfg.scale_format &&
+         run_of(g, f, &ls->op[LOWP_OP_FPROP_W], N, OC, C) == RUN_FP8 &&
+         run_of(g, &ls->op[LOWP_OP_WGRAD_DY], w, OC, C, N) == RUN_FP8;
+}
+
+int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin) {
+  return lin >= 0 && lin < g->nlin && !(g->plain & LOWPI_GPU_PLAIN_AMAX) &&
+         current_scaling(&g->lin[lin].op[LOWP_OP_FPROP_X]);
+}
+
+int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
+  return lin >= 0 && lin < g->nlin && x8_keeps(g, &g->lin[lin], N, C, OC);
+}
+
+/* The wgrad's X operand (C, N), K-major, from the fprop's kept codes (N, C): a byte transpose
+ * into the buffer the wgrad would have quantized into, with the fprop's decode scale (the
+ * linear's own, untouched since). */
+static lowp_status x8_operand(lowpi_gpu_linears *g, lin_state *ls, int N, int C, operand *out) {
+  const op_state *w = &ls->op[LOWP_OP_WGRAD_X];
+  lowp_cuda_qtensor *q = NULL;
+  LOWPI_TRY(qbuf_get(g, LOWP_OP_WGRAD_X, &w->cfg, (size_t)C, (size_t)N, &q));
+  LOWPI_TRY(lowpi_cuda_transpose_u8((unsigned char *)q->rowwise.codes,
+                                    (const unsigned char *)ls->xq.rowwise.codes, N, C));
+  *out = (operand){q->rowwise.codes, w->cfg.format, (const float *)ls->xq.rowwise.scales,
+                   (lowpi_fp8_block_kind)0, 0};
+  return LOWP_OK;
+}
+
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
                                      const float *weight, const float *bias, int N, int C, int OC) {
+  return lowpi_gpu_linear_forward_fold(g, lin, out, inp, weight, bias, N, C, OC, NULL);
+}
+
+/* Where the fprop GEMM `run` adds the bias: in cuBLASLt's epilogue (the operands' types of
+ * gemm()'s epilogue_takes_bias: not fp8, and a 16-byte aligned bias), else in a pass of its
+ * own, which the caller may fold into its next kernel (bias_left). */
+static int bias_in_epilogue(gemm_run run, const float *bias) {
+  return run != RUN_FP8 && run != RUN_FP8_BLOCK && ((uintptr_t)bias & 15u) == 0;
+}
+
+lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *out,
+                                          lowpi_gpu_act inp, const float *weight, const float *bias,
+                                          int N, int C, int OC, const float **bias_left) {
   // out (N, OC), inp (N, C), weight (OC, C), bias (OC)
   lin_state *ls = &g->lin[lin];
+  if (bias_left) { /* fold the bias into the caller's next kernel where it needs a pass */
+    *bias_left = NULL;
+    const gemm_run run = run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
+    if (bias && !bias_in_epilogue(run, bias)) {
+      *bias_left = bias;
+      bias = NULL;
+      g->counts.bias_folded++;
+    }
+  }
   ls->amax_x[0] = ls->amax_x[1] = NULL; /* set again as X and W are quantized (shared_amax) */
+  ls->xq_valid = 0;                     /* set again as X is quantized into ls->xq */
+  ls->xq_on = x8_keeps(g, ls, N, C, OC);
   const int cache = w16_cacheable(g, ls, N, C, OC);
   if (cache)
     LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));
-  const gemm_input x = {inp.f32, inp.bf16, (size_t)N, (size_t)C, 1},
-                   w = {weight, cache ? ls->w16 : NULL, (size_t)OC, (size_t)C, 1};
+  const gemm_input x = {inp.f32, inp.bf16, inp.amax, (size_t)N, (size_t)C, 1},
+                   w = {weight, cache ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 1};
   gemm_run run = RUN_FP32;
-  LOWPI_TRY(
-      linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, N, OC, C, 0.0f, bias, &run, NULL));
+  LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, NULL, N, OC, C, 0.0f, bias,
+                        &run, NULL));
   g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], run, inp.bf16);
   return LOWP_OK;
 }
@@ -777,9 +911,8 @@ lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, 
  *   out: each slot has its own history, and quantizing records this step's amax into it.
  * Blocks along the reduction dimension (DeepSeek's 1x128, MX, NVFP4) differ between the two
  * GEMMs (along OC for the dgrad, along N for the wgrad) and stochastic rounding draws per slot:
- * those quantize again. (The forward's quantized X could serve the wgrad's X likewise, but it
- * would have to live from the forward to the backward of every layer: more memory than bf16
- * training holds, so it is quantized again.) */
+ * those quantize again. (The forward's quantized X serves the wgrad's X likewise: see "X's fp8
+ * codes kept for the backward".) */
 static lowp_status reuse_dy(lowpi_gpu_linears *g, lin_state *ls, const operand *d, gemm_run run_d,
                             gemm_run run_w, size_t N, size_t OC, operand *out, int *ok) {
   const op_state *od = &ls->op[LOWP_OP_DGRAD_DY], *ow = &ls->op[LOWP_OP_WGRAD_DY];
@@ -820,29 +953,41 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
   if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W;
                * W's bf16 codes from the fprop where it cast them (w16_fill) */
     const int cached = ls->w16_src == weight && w16_cacheable(g, ls, N, C, OC);
-    const gemm_input a = {dout.f32, dout.bf16, (size_t)N, (size_t)OC, 1},
-                     b = {weight, cached ? ls->w16 : NULL, (size_t)OC, (size_t)C, 0};
-    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, N, C, OC, 0.0f, NULL, &run_d,
-                          &dy));
+    const gemm_input a = {dout.f32, dout.bf16, NULL, (size_t)N, (size_t)OC, 1},
+                     b = {weight, cached ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 0};
+    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, NULL, N, C, OC, 0.0f, NULL,
+                          &run_d, &dy));
     g->counts.w_reused += (unsigned long long)cached;
   }
   { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns. dY's operand
      * comes from the dgrad's where that gives the same values (reuse_dy). Nothing between
      * the two GEMMs touches the dgrad's A buffers (scratch 0 and 2, the DGRAD_DY qbuf): the
      * dgrad's and wgrad's B operands use scratch 1 and 3 and their own slots' qbufs. */
-    const gemm_input a = {dout.f32, dout.bf16, (size_t)N, (size_t)OC, 0},
-                     b = {inp.f32, inp.bf16, (size_t)N, (size_t)C, 0};
-    operand given;
+    const gemm_input a = {dout.f32, dout.bf16, NULL, (size_t)N, (size_t)OC, 0},
+                     b = {inp.f32, inp.bf16, NULL, (size_t)N, (size_t)C, 0};
+    operand given, given_x;
     int reused = 0;
+    /* X from the fprop's kept codes where they are this forward's (x8_keeps) */
+    const int x8 = ls->xq_valid && (!inp.f32 || inp.f32 == ls->xq_src) &&
+                   ls->xq.rows == (size_t)N && ls->xq.cols == (size_t)C &&
+                   x8_keeps(g, ls, N, C, OC);
+    if (!x8 && !inp.f32 && !inp.bf16)
+      return lowpi_fail(LOWP_ERR_INTERNAL,
+                        "gpu recipe: linear %d's backward has no input X: neither given nor kept "
+                        "as fp8 codes by its forward in this step",
+                        lin);
+    if (x8)
+      LOWPI_TRY(x8_operand(g, ls, N, C, &given_x));
     if (dinp) {
       const gemm_run run_w =
           run_of(g, &ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);
       LOWPI_TRY(reuse_dy(g, ls, &dy, run_d, run_w, (size_t)N, (size_t)OC, &given, &reused));
     }
     gemm_run run_w = RUN_FP32;
-    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_WGRAD, dweight, &a, &b, reused ? &given : NULL, OC, C,
-                          N, 1.0f, NULL, &run_w, NULL));
+    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_WGRAD, dweight, &a, &b, reused ? &given : NULL,
+                          x8 ? &given_x : NULL, OC, C, N, 1.0f, NULL, &run_w, NULL));
     g->counts.dy_reused += (unsigned long long)reused;
+    g->counts.x_fp8_reused += (unsigned long long)x8;
     g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_WGRAD_X], run_w, inp.bf16);
   }
   if (dbias) {

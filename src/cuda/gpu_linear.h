@@ -33,7 +33,10 @@
  * RNE): see reuse_dy in gpu_linear.c. Per-tensor current scaling reads X and W once less in
  * the backward (their amax comes from the forward: shared_amax), and per-tensor scaling
  * quantizes the backward's transposed operands straight from X and W, with no fp32 transpose
- * (quantize_transposed). */
+ * (quantize_transposed). Per-tensor current scaling keeps the fprop's fp8 codes of X for the
+ * wgrad, which takes their byte transpose (1 byte per value kept instead of the fp32 X: see
+ * lowpi_gpu_linear_keeps_x8). The fp8 GEMMs' bias, which cuBLASLt cannot add to their fp32
+ * output, goes into the caller's next kernel (lowpi_gpu_linear_forward_fold). */
 #ifndef LOWPI_GPU_LINEAR_H
 #define LOWPI_GPU_LINEAR_H
 
@@ -66,13 +69,17 @@ lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g);
 
 /* A GEMM input on the device: its fp32 values, and/or the bf16 codes (RNE) of those values that
  * its producer wrote (a norm, an activation). The bf16 codes are used where the recipe's operand
- * is exactly that cast; f32 may be NULL where lowpi_gpu_linear_is_bf16 says so. */
+ * is exactly that cast; f32 may be NULL where lowpi_gpu_linear_is_bf16 says so, and in the
+ * backward where lowpi_gpu_linear_keeps_x8 says so. */
 typedef struct {
   const float *f32;
   const uint16_t *bf16;
+  float *amax; /* forward, may be NULL: max |f32| (a device float) that its producer computed as
+                  lowp_cuda_amax would, taken by a per-tensor current scaling of the fprop's X
+                  (lowpi_gpu_linear_wants_amax) instead of an amax pass of its own */
 } lowpi_gpu_act;
 static inline lowpi_gpu_act lowpi_act_f32(const float *x) {
-  return (lowpi_gpu_act){x, NULL};
+  return (lowpi_gpu_act){x, NULL, NULL};
 }
 
 /* Whether every operand of linear lin is a bf16 RNE cast (the bf16 recipe; layers kept in bf16,
@@ -80,9 +87,40 @@ static inline lowpi_gpu_act lowpi_act_f32(const float *x) {
  * bit-identical to casting their fp32 values (the dY's bias gradient still needs fp32). */
 int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
 
+/* Whether linear lin, for a batch of N rows, keeps its fprop's fp8 codes of X (1 byte per
+ * value, in a buffer of its own) and makes its wgrad's X operand from them: both quantizations
+ * of X per-tensor current scaling with the same fp8 format, RNE, no Hadamard, both GEMMs native
+ * fp8 (gpu_linear.c, "X's fp8 codes kept for the backward"). Then its backward may be given
+ * no X (inp.f32 and inp.bf16 NULL) after a forward of the same step: the caller need not keep
+ * X past the fprop. (The same bits as quantizing X again.) */
+int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
+
+/* Shortcuts to turn off (for the tests that compare them with the plain way): an OR of these. */
+enum {
+  LOWPI_GPU_PLAIN_BIAS = 1, /* the fp8 linears' bias in a pass of its own, not in GELU / the
+                               residual add (lowpi_gpu_linear_forward_fold; the model's) */
+  LOWPI_GPU_PLAIN_X8 = 2,   /* X quantized again in the wgrad (lowpi_gpu_linear_keeps_x8 0) */
+  LOWPI_GPU_PLAIN_AMAX = 4, /* the fprop's X amax by a pass of its own, not the producer's
+                               (lowpi_gpu_linear_wants_amax 0) */
+};
+/* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
+ * amax from its producer (lowpi_gpu_act.amax): the same scale, one read of X less. */
+int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin);
+void lowpi_gpu_linears_set_plain(lowpi_gpu_linears *g, unsigned plain);
+
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
                                      const float *weight, const float *bias, int N, int C, int OC);
+/* The same, but where the GEMM would add bias in a pass of its own (the fp8 GEMMs, whose
+ * epilogue cannot take an fp32 bias: see gemm() in gpu_linear.c) it leaves it out of out and
+ * sets *bias_left to it (else NULL), for the caller to add in the kernel that reads out next
+ * (GELU, the residual add: y + b first, in fp32, then the kernel's own operation, the same bits
+ * as the separate pass). bias_left NULL: lowpi_gpu_linear_forward. The choice is a function of
+ * the recipe, the shape and the bias's alignment, but a block-scaled GEMM refused at run time
+ * changes it: callers keep the choice of each forward for its backward. */
+lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *out,
+                                          lowpi_gpu_act inp, const float *weight, const float *bias,
+                                          int N, int C, int OC, const float **bias_left);
 /* dinp (N, C) written (may be NULL), dweight (OC, C) and dbias (OC, may be NULL) accumulated.
  * inp and weight must hold the values that the layer's last forward saw in those buffers (the
  * model's backward does: activations are kept, weights change after it): per-tensor current
@@ -108,6 +146,11 @@ typedef struct {
   unsigned long long w_reused;      /* dgrads that took W's bf16 codes from the fprop's cast */
   unsigned long long amax_reused;   /* backward quantizations (dgrad's W, wgrad's X) that took
                                        the amax of the forward's (per-tensor current scaling) */
+  unsigned long long bias_folded;   /* fprops whose bias the caller added in its next kernel
+                                       (lowpi_gpu_linear_forward_fold) */
+  unsigned long long amax_given;    /* fprops that took X's amax from its producer */
+  unsigned long long x_fp8_reused;  /* wgrads that took X^T as the byte transpose of the fprop's
+                                       kept fp8 codes (lowpi_gpu_linear_keeps_x8) */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);

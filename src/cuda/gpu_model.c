@@ -17,11 +17,23 @@
  * the LM head, kept layers): then its producer (a norm, GELU, SwiGLU) writes the codes, the
  * linear takes them as they are (no cast in its fprop or wgrad), bit-identical to casting the
  * fp32 values, and the activation takes half the memory. Only the linear reads these (the norm
- * and activation backwards read their inputs: res, mid, fch). */
+ * and activation backwards read their inputs: res, mid, fch).
+ * Where the linear keeps its fprop's fp8 codes of X for the wgrad (lowpi_gpu_linear_keeps_x8:
+ * fp8 per-tensor current scaling), nothing is kept here: the producer writes the fp32 values
+ * into a scratch of the forward (gpu_acts.da, free until the backward), the fprop quantizes
+ * them into the linear's own codes (1 byte per value) and the backward is given no X. At GPT-2
+ * 774M (C 1280, FC 5120, B 8, T 1024: N 8192) that keeps per layer 1 + 1 + 4 = 6 bytes per
+ * token and channel (62.9 MB of codes: ln1, ln2, GELU's output) instead of 4 + 4 + 16 = 24
+ * (251.7 MB of fp32), 188.7 MB saved; attproj's codes (atty, which the flash backward reads in
+ * fp32: kept) cost 10.5 MB more: 178.3 MB per layer, 6.4 GB for the 36 layers. That is 7 bytes
+ * per token and channel in all, where bf16 training keeps 14 (ln1, ln2, GELU's output and
+ * atty16 in bf16: 146.8 MB per layer). */
 typedef struct {
-  void *buf;       /* every layer's, each at a 256-byte boundary */
-  float **f32;     /* per layer: its fp32 values, or NULL */
-  uint16_t **bf16; /* per layer: its bf16 codes, or NULL */
+  void *buf;               /* every layer's, each at a 256-byte boundary */
+  float **f32;             /* per layer: its fp32 values, or NULL */
+  uint16_t **bf16;         /* per layer: its bf16 codes, or NULL */
+  unsigned char *fwd_only; /* per layer: f32 is the forward's scratch; the linear keeps X's
+                              fp8 codes, and its backward is given no X */
 } act_store;
 
 /* Device activations, laid out as model.c's (B, T fixed at creation). */
@@ -43,6 +55,7 @@ typedef struct {
   float *logits;         // (N, V); a training forward overwrites it with dlogits (fp32 head)
   uint16_t *dlogits16;   // (N, V) bf16 dlogits, when the LM head is a bf16 linear
   float *losses, *loss;  // (N), (1)
+  float *x_amax;         // (1): GELU's output amax for fc_proj (lowpi_gpu_linear_wants_amax)
   float *dres, *da, *db; // (N, C), (N, W), (N, W)
   int32_t *inputs, *targets;
   void *work; /* the layer kernels' workspace */
@@ -60,7 +73,9 @@ struct lowpi_gpu_model {
   int cap_B, cap_T, B, T, have_forward, have_dlogits;
   int head_bf16; /* the LM head's operands are all bf16 casts: its dlogits are made in bf16 */
   lowpi_gpu_linears *lin;
-  lowp_format compute; /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
+  unsigned plain;         /* LOWPI_GPU_PLAIN_* */
+  unsigned char *fc_fold; /* per layer: its last forward left fc's bias to GELU (gpt2) */
+  lowp_format compute;    /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
   int flash; /* bf16 attention with a supported head size: the fused kernels, no (T, T) buffer */
   lowpi_gpu_grads_ready_fn grads_ready;
   void *grads_ready_user;
@@ -154,19 +169,25 @@ static size_t round256(size_t bytes) {
   return (bytes + 255) / 256 * 256;
 }
 
-/* The inputs of linear `lin0 + 4 l` for l < layers, n values each: bf16 where that linear is
- * bf16 (or, with bf16_only, nowhere else: fp32 layers get nothing), else fp32. *bytes: what it
- * holds on the device. */
+/* The inputs (N, C) of linear `lin0 + 4 l` (output width OC) for l < layers: bf16 where that
+ * linear is bf16 (or, with bf16_only, nowhere else: fp32 layers get nothing), nothing but the
+ * forward's scratch `fwd` (may be NULL: none) where the linear keeps X's fp8 codes, else fp32.
+ * *bytes: what it holds on the device. */
 static lowp_status act_store_alloc(const lowpi_gpu_model *g, act_store *s, int layers, int lin0,
-                                   size_t n, int bf16_only, size_t *bytes) {
+                                   int N, int C, int OC, float *fwd, int bf16_only, size_t *bytes) {
+  const size_t n = (size_t)N * (size_t)C;
   s->f32 = calloc((size_t)layers, sizeof *s->f32);
   s->bf16 = calloc((size_t)layers, sizeof *s->bf16);
-  if (!s->f32 || !s->bf16)
+  s->fwd_only = calloc((size_t)layers, 1);
+  if (!s->f32 || !s->bf16 || !s->fwd_only)
     return lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
+  for (int l = 0; l < layers; l++)
+    s->fwd_only[l] = fwd && !lowpi_gpu_linear_is_bf16(g->lin, lin0 + 4 * l) &&
+                     lowpi_gpu_linear_keeps_x8(g->lin, lin0 + 4 * l, N, C, OC);
   size_t total = 0;
   for (int l = 0; l < layers; l++) {
     const int bf16 = lowpi_gpu_linear_is_bf16(g->lin, lin0 + 4 * l);
-    total += bf16 ? round256(n * 2) : bf16_only ? 0 : round256(n * 4);
+    total += bf16 ? round256(n * 2) : bf16_only || s->fwd_only[l] ? 0 : round256(n * 4);
   }
   LOWPI_TRY(lowp_cuda_malloc(&s->buf, total));
   *bytes = total;
@@ -175,6 +196,8 @@ static lowp_status act_store_alloc(const lowpi_gpu_model *g, act_store *s, int l
     if (lowpi_gpu_linear_is_bf16(g->lin, lin0 + 4 * l)) {
       s->bf16[l] = (void *)((char *)s->buf + off);
       off += round256(n * 2);
+    } else if (s->fwd_only[l]) {
+      s->f32[l] = fwd;
     } else if (!bf16_only) {
       s->f32[l] = (void *)((char *)s->buf + off);
       off += round256(n * 4);
@@ -187,12 +210,17 @@ static void act_store_free(act_store *s) {
   lowp_cuda_free(s->buf);
   free(s->f32);
   free(s->bf16);
+  free(s->fwd_only);
   memset(s, 0, sizeof *s);
 }
 
-/* Layer l's input to a linear, as the linear takes it. */
+/* Layer l's input to a linear, as the linear takes it: in the forward, and in the backward
+ * (no X where the linear kept its fp8 codes: the forward's scratch holds other values by then). */
 static lowpi_gpu_act act_at(const act_store *s, int l) {
-  return (lowpi_gpu_act){s->f32[l], s->bf16[l]};
+  return (lowpi_gpu_act){s->f32[l], s->bf16[l], NULL};
+}
+static lowpi_gpu_act act_bwd(const act_store *s, int l) {
+  return (lowpi_gpu_act){s->fwd_only[l] ? NULL : s->f32[l], s->bf16[l], NULL};
 }
 
 static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
@@ -226,6 +254,7 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->dlogits16, g->head_bf16 ? N * V * 2 : 0},
       {(void **)&a->losses, N * 4},
       {(void **)&a->loss, 16},
+      {(void **)&a->x_amax, 16},
       {(void **)&a->dres, N * C * 4},
       {(void **)&a->da, N * W * 4},
       {(void **)&a->db, N * W * 4},
@@ -238,18 +267,20 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
     LOWPI_TRY(lowp_cuda_malloc(bufs[i].ptr, bufs[i].bytes));
     g->act_bytes += bufs[i].bytes;
   }
-  /* the linears' inputs, in bf16 where their linear is bf16 (act_store) */
+  /* the linears' inputs, in bf16 where their linear is bf16, in the forward's scratch da (N, W)
+   * where it keeps their fp8 codes (act_store) */
   size_t bytes[4];
-  LOWPI_TRY(act_store_alloc(g, &a->ln1, (int)L, 0, N * C, 0, &bytes[0]));
-  LOWPI_TRY(act_store_alloc(g, &a->ln2, (int)L, 2, N * C, 0, &bytes[1]));
-  LOWPI_TRY(act_store_alloc(g, &a->fch_act, (int)L, 3, N * H, 0, &bytes[2]));
-  LOWPI_TRY(act_store_alloc(g, &a->lnf, 1, 4 * (int)L, N * C, 0, &bytes[3]));
+  const int Ni = (int)N, Ci = (int)C;
+  LOWPI_TRY(act_store_alloc(g, &a->ln1, (int)L, 0, Ni, Ci, 3 * Ci, a->da, 0, &bytes[0]));
+  LOWPI_TRY(act_store_alloc(g, &a->ln2, (int)L, 2, Ni, Ci, (int)FC, a->da, 0, &bytes[1]));
+  LOWPI_TRY(act_store_alloc(g, &a->fch_act, (int)L, 3, Ni, (int)H, Ci, a->da, 0, &bytes[2]));
+  LOWPI_TRY(act_store_alloc(g, &a->lnf, 1, 4 * (int)L, Ni, Ci, (int)V, NULL, 0, &bytes[3]));
   g->act_bytes += bytes[0] + bytes[1] + bytes[2] + bytes[3];
   /* The flash forward also writes its output's bf16 codes where attproj is bf16 (2 bytes per
    * value more; attproj's fprop and wgrad then cast nothing). atty itself stays fp32: the
    * flash backward's row dots read the fp32 output. */
   if (g->flash) {
-    LOWPI_TRY(act_store_alloc(g, &a->atty16, (int)L, 1, N * C, 1, &bytes[0]));
+    LOWPI_TRY(act_store_alloc(g, &a->atty16, (int)L, 1, Ni, Ci, Ci, NULL, 1, &bytes[0]));
     g->act_bytes += bytes[0];
   }
   g->cap_B = B;
@@ -258,10 +289,10 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
 }
 
 static void free_acts(gpu_acts *a) {
-  void *ptrs[] = {a->res,    a->ln1_stats, a->qkv,       a->att,  a->lse,
-                  a->atty,   a->mid,       a->ln2_stats, a->fch,  a->lnf_stats,
-                  a->logits, a->losses,    a->loss,      a->dres, a->da,
-                  a->db,     a->inputs,    a->targets,   a->work, a->dlogits16};
+  void *ptrs[] = {a->res,  a->ln1_stats, a->qkv,   a->att,       a->lse,    a->atty,
+                  a->mid,  a->ln2_stats, a->fch,   a->lnf_stats, a->logits, a->losses,
+                  a->loss, a->dres,      a->da,    a->db,        a->inputs, a->targets,
+                  a->work, a->dlogits16, a->x_amax};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
   act_store_free(&a->ln1);
@@ -281,6 +312,7 @@ void lowpi_gpu_model_free(lowpi_gpu_model *g) {
   free(g->p.layers);
   free(g->g.layers);
   free(g->hp.layers);
+  free(g->fc_fold);
   lowpi_gpu_linears_free(g->lin);
   free(g);
 }
@@ -293,6 +325,12 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
 lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *host,
                                            const lowp_recipe *recipe, uint64_t seed, int B, int T,
                                            int shard) {
+  return lowpi_gpu_model_create_plain(out, host, recipe, seed, B, T, shard, 0);
+}
+
+lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host,
+                                         const lowp_recipe *recipe, uint64_t seed, int B, int T,
+                                         int shard, unsigned plain) {
   *out = NULL;
   const lowp_model_config *c = lowp_model_get_config(host);
   if (shard != 0 && shard != 2 && shard != 3)
@@ -307,10 +345,12 @@ lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *ho
   g->cfg = *c;
   g->nparams = lowp_model_num_params(host);
   g->shard = shard;
+  g->plain = plain;
+  g->fc_fold = calloc((size_t)c->n_layer, 1);
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->hp.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
-  lowp_status st = g->p.layers && g->g.layers && g->hp.layers
+  lowp_status st = g->p.layers && g->g.layers && g->hp.layers && g->fc_fold
                        ? LOWP_OK
                        : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
   if (st == LOWP_OK) { /* the layout, from the host model's own pointers */
@@ -322,6 +362,7 @@ lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *ho
   if (st == LOWP_OK)
     st = lowpi_gpu_linears_create(&g->lin, recipe, c->n_layer, seed);
   if (st == LOWP_OK) {
+    lowpi_gpu_linears_set_plain(g->lin, plain);
     g->compute = lowpi_gpu_linears_compute(g->lin) == LOWP_BF16 ? LOWP_BF16 : LOWP_FP32;
     g->flash =
         g->compute == LOWP_BF16 && lowpi_cuda_flash_attention_supported(c->n_embd, c->n_head);
@@ -474,6 +515,31 @@ static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, co
                                        C, NH, g->compute, a->work, a->work_bytes);
 }
 
+/* A training forward: every linear whose input the model does not keep (act_store's fwd_only)
+ * must keep its fp8 codes at this batch's N (the fp8 GEMMs want multiples of 16), else its
+ * backward would have no X. */
+static lowp_status check_fwd_only(const lowpi_gpu_model *g, int N) {
+  const lowp_model_config *c = &g->cfg;
+  const int C = c->n_embd, FC = lowpi_model_fc_cols(c), F = c->ffn_hidden;
+  for (int l = 0; l < c->n_layer; l++) {
+    const struct {
+      const act_store *s;
+      int lin, cols, oc;
+    } in[3] = {{&g->a.ln1, 4 * l, C, 3 * C},
+               {&g->a.ln2, 4 * l + 2, C, FC},
+               {&g->a.fch_act, 4 * l + 3, F, C}};
+    for (int i = 0; i < 3; i++)
+      if (in[i].s->fwd_only[l] &&
+          !lowpi_gpu_linear_keeps_x8(g->lin, in[i].lin, N, in[i].cols, in[i].oc))
+        return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                          "gpu model: linear %d keeps its input as fp8 codes only, which needs a "
+                          "batch of a multiple of 16 tokens to train on (got %d); create the "
+                          "model for this batch",
+                          in[i].lin, N);
+  }
+  return LOWP_OK;
+}
+
 lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
                                     const int32_t *targets, int B, int T, float loss_scale) {
   const lowp_model_config *c = &g->cfg;
@@ -490,6 +556,8 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
   g->B = B;
   g->T = T;
   g->have_forward = g->have_dlogits = 0;
+  if (targets && loss_scale != 0.0f)
+    LOWPI_TRY(check_fwd_only(g, (int)N));
   LOWPI_TRY(lowp_cuda_memcpy(a->inputs, inputs, N * sizeof(int32_t), LOWP_CUDA_H2D));
   if (targets)
     LOWPI_TRY(lowp_cuda_memcpy(a->targets, targets, N * sizeof(int32_t), LOWP_CUDA_H2D));
@@ -512,26 +580,37 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     float *fch = a->fch + l * N * FC;
     float *tmp = a->dres; /* branch outputs before the residual add (free in the forward) */
     /* attproj's input: atty, and its bf16 codes where the flash forward wrote them */
-    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL};
+    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, NULL};
     LOWPI_TRY(norm_forward(g, &a->ln1, l, st1, x, w->ln1w, w->ln1b, n));
     LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l, qkv, act_at(&a->ln1, l), w->qkvw, w->qkvb, n, C,
                                        3 * C));
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_forward(qkv, qkv, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(attention_forward(g, l, atty, qkv, B, T));
-    LOWPI_TRY(
-        lowpi_gpu_linear_forward(lin, 4 * l + 1, tmp, atty_in, w->attprojw, w->attprojb, n, C, C));
-    LOWPI_TRY(lowpi_cuda_residual_forward(mid, x, tmp, NC));
+    /* The fp8 GEMMs' bias (no epilogue for it) goes into the next kernel that reads their
+     * output: the residual add (attproj, fc_proj), GELU (fc: fch is then stored without it,
+     * and GELU's backward adds it again). SwiGLU takes none (llama's linears have no bias). */
+    const float *b_left = NULL, **fold = g->plain & LOWPI_GPU_PLAIN_BIAS ? NULL : &b_left;
+    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 1, tmp, atty_in, w->attprojw, w->attprojb,
+                                            n, C, C, fold));
+    LOWPI_TRY(lowpi_cuda_residual_forward_bias(mid, x, tmp, b_left, NC, C));
     LOWPI_TRY(norm_forward(g, &a->ln2, l, st2, mid, w->ln2w, w->ln2b, n));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw, w->fcb, n,
-                                       C, FC));
+    b_left = NULL;
+    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw, w->fcb,
+                                            n, C, FC, gpt2 ? fold : NULL));
+    g->fc_fold[l] = b_left != NULL;
+    /* GELU also gives its output's amax where fc_proj's fprop scales X by it */
+    lowpi_gpu_act fin = act_at(&a->fch_act, l);
+    if (gpt2 && fin.f32 && lowpi_gpu_linear_wants_amax(lin, 4 * l + 3))
+      fin.amax = a->x_amax;
     if (gpt2)
-      LOWPI_TRY(lowpi_cuda_gelu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, N * (size_t)F));
+      LOWPI_TRY(lowpi_cuda_gelu_forward_amax(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax, fch,
+                                             b_left, N * (size_t)F, F));
     else
       LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, n, F));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 3, tmp, act_at(&a->fch_act, l), w->fcprojw,
-                                       w->fcprojb, n, F, C));
-    LOWPI_TRY(lowpi_cuda_residual_forward(xout, mid, tmp, NC));
+    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 3, tmp, fin, w->fcprojw, w->fcprojb, n, F,
+                                            C, fold));
+    LOWPI_TRY(lowpi_cuda_residual_forward_bias(xout, mid, tmp, b_left, NC, C));
   }
   LOWPI_TRY(
       norm_forward(g, &a->lnf, 0, a->lnf_stats, a->res + (size_t)L * NC, g->p.lnfw, g->p.lnfb, n));
@@ -567,7 +646,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
                              (g->shard >= 2 ? nonblock_count(g) : g->nparams) * sizeof(float)));
 
   /* the forward left dlogits: in bf16 for a bf16 head, else in place of the logits */
-  const lowpi_gpu_act dlogits = {g->head_bf16 ? NULL : a->logits, a->dlogits16};
+  const lowpi_gpu_act dlogits = {g->head_bf16 ? NULL : a->logits, a->dlogits16, NULL};
   LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, dlogits,
                                       act_at(&a->lnf, 0), g->p.head, n, C, V));
   LOWPI_TRY(norm_backward(g, a->dres, g->g.lnfw, g->g.lnfb, a->da, a->res + (size_t)L * NC,
@@ -582,16 +661,17 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     float *atty = a->atty + l * NC;
     float *mid = a->mid + l * NC;
     float *fch = a->fch + l * N * FC;
-    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL};
+    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, NULL};
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
-                                        lowpi_act_f32(a->dres), act_at(&a->fch_act, l), w->fcprojw,
+                                        lowpi_act_f32(a->dres), act_bwd(&a->fch_act, l), w->fcprojw,
                                         n, F, C)); // da (N, F)
     if (gpt2)
-      LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, fch, N * (size_t)F));
+      LOWPI_TRY(lowpi_cuda_gelu_backward_bias(a->db, a->da, fch, g->fc_fold[l] ? w->fcb : NULL,
+                                              N * (size_t)F, F));
     else
       LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
-                                        lowpi_act_f32(a->db), act_at(&a->ln2, l), w->fcw, n, C,
+                                        lowpi_act_f32(a->db), act_bwd(&a->ln2, l), w->fcw, n, C,
                                         FC)); // da (N, C)
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n,
                             1)); // dres = d(mid)
@@ -602,7 +682,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, lowpi_act_f32(a->db),
-                                        act_at(&a->ln1, l), w->qkvw, n, C, 3 * C)); // da = d(ln1)
+                                        act_bwd(&a->ln1, l), w->qkvw, n, C, 3 * C)); // da = d(ln1)
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n,
                             1)); // dres = d(x)
     if (g->shard >= 2)           /* block l's gradients are final: start their reduction */

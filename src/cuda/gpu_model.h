@@ -27,6 +27,12 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
 lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *host,
                                            const lowp_recipe *recipe, uint64_t seed, int B, int T,
                                            int shard);
+/* The same with some of the step's shortcuts turned off (an OR of LOWPI_GPU_PLAIN_*, in
+ * gpu_linear.h; 0: all on, as create_sharded), for the tests that want each shortcut to give
+ * the bits of the plain way. */
+lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host,
+                                         const lowp_recipe *recipe, uint64_t seed, int B, int T,
+                                         int shard, unsigned plain);
 void lowpi_gpu_model_free(lowpi_gpu_model *g);
 
 /* Host parameters -> device, device -> host (shard 3: the non-block tensors only). */

@@ -66,6 +66,18 @@ lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float
 /* GELU (tanh) and SwiGLU (the backwards read the forward's input, not its output). */
 lowp_status lowpi_cuda_gelu_forward(float *out, uint16_t *out_bf16, const float *inp, size_t n);
 lowp_status lowpi_cuda_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* The same with a linear layer's bias (OC) that its GEMM left out (NULL: none): the GELU of
+ * inp + bias, inp (n / OC, OC) the GEMM's output, with the same fp32 addition first (the same
+ * bits as adding the bias in a pass of its own, then the plain kernel). */
+lowp_status lowpi_cuda_gelu_forward_bias(float *out, uint16_t *out_bf16, const float *inp,
+                                         const float *bias, size_t n, int OC);
+/* The same, writing also amax (a device float, may be NULL) = max |out| as lowp_cuda_amax
+ * computes it (exact: the same bits), for the per-tensor current scaling of the linear that
+ * quantizes out next (lowpi_gpu_act.amax). */
+lowp_status lowpi_cuda_gelu_forward_amax(float *out, uint16_t *out_bf16, float *amax,
+                                         const float *inp, const float *bias, size_t n, int OC);
+lowp_status lowpi_cuda_gelu_backward_bias(float *dinp, const float *dout, const float *inp,
+                                          const float *bias, size_t n, int OC);
 lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,
                                       int H);
 lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,
@@ -79,6 +91,10 @@ lowp_status lowpi_cuda_rope_backward(float *dinp, const float *dout, int B, int 
 
 /* out = inp1 + inp2; dresidual += dbranch. */
 lowp_status lowpi_cuda_residual_forward(float *out, const float *inp1, const float *inp2, size_t n);
+/* out = inp1 + (inp2 + bias), bias (C) the bias of the linear layer that wrote inp2 (N, C) and
+ * left it out (NULL: none): the same bits as adding it in a pass of its own first. */
+lowp_status lowpi_cuda_residual_forward_bias(float *out, const float *inp1, const float *inp2,
+                                             const float *bias, size_t n, int C);
 lowp_status lowpi_cuda_residual_backward(float *dresidual, const float *dbranch, size_t n);
 
 /* dbias (OC) += column sums of dout (N, OC) (the linear layer's bias gradient). */

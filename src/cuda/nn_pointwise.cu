@@ -7,22 +7,52 @@
 #include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
+#include "cuda/quant_kernels.cuh"
 
 namespace {
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi), as nn/activation.c */
 
-__global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float *inp, size_t n) {
+/* inp[i] + bias (a linear's bias, (OC), for the row-major (., OC) output it was left out of),
+ * or inp[i] alone without a bias: the fp32 addition the linear's add_bias pass would have made
+ * (add_bias_kernel: out[i] += bias[i % OC]), so the consumer sees the same bits. */
+__device__ __forceinline__ float with_bias(const float *inp, const float *bias, int OC, size_t i) {
+  return bias ? inp[i] + bias[i % (size_t)OC] : inp[i];
+}
+
+/* amax (may be NULL; zeroed before): the amax of the outputs, as lowp_cuda_amax computes it
+ * (the unsigned max of lowpi_abs_key: exact, NaN-propagating), for the per-tensor scale of the
+ * linear that quantizes them next: one read of the output saved. */
+__global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float *inp,
+                                    const float *bias, int OC, size_t n, unsigned *amax) {
+  uint32_t m = 0;
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
-    float x = inp[i];
+    float x = with_bias(inp, bias, OC, i);
     float cube = 0.044715f * x * x * x;
-    lowpi_store_out(out, out_bf16, i, 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube))));
+    const float y = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+    lowpi_store_out(out, out_bf16, i, y);
+    m = max(m, lowpi_abs_key(y));
+  }
+  if (!amax)
+    return;
+  /* the block's max, one atomic per block (amax_kernel's reduction) */
+  m = __reduce_max_sync(0xFFFFFFFFu, m);
+  __shared__ uint32_t warp_max[lowpi_kThreads / 32];
+  if (threadIdx.x % 32 == 0)
+    warp_max[threadIdx.x / 32] = m;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    m = threadIdx.x < blockDim.x / 32 ? warp_max[threadIdx.x] : 0u;
+    m = __reduce_max_sync(0xFFFFFFFFu, m);
+    if (threadIdx.x == 0)
+      atomicMax(amax, m);
   }
 }
 
-__global__ void gelu_backward_kernel(float *dinp, const float *dout, const float *inp, size_t n) {
+__global__ void gelu_backward_kernel(float *dinp, const float *dout, const float *inp,
+                                     const float *bias, int OC, size_t n) {
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
-    float x = inp[i];
+    float x = with_bias(inp, bias, OC, i);
     float cube = 0.044715f * x * x * x;
     float th = tanhf(GELU_SCALE * (x + cube));
     float sech2 = 1.0f - th * th;
@@ -91,9 +121,9 @@ __global__ void rope_copy_v_kernel(float *__restrict__ out, const float *__restr
 }
 
 __global__ void residual_forward_kernel(float *out, const float *inp1, const float *inp2,
-                                        size_t n) {
+                                        const float *bias, int OC, size_t n) {
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
-    out[i] = inp1[i] + inp2[i];
+    out[i] = inp1[i] + with_bias(inp2, bias, OC, i);
 }
 
 __global__ void residual_backward_kernel(float *dresidual, const float *dbranch, size_t n) {
@@ -134,21 +164,44 @@ lowp_status rope(const char *fn, float *out, const float *inp, int B, int T, int
 } // namespace
 
 lowp_status lowpi_cuda_gelu_forward(float *out, uint16_t *out_bf16, const float *inp, size_t n) {
-  // out (n), out_bf16 (n), inp (n)
+  return lowpi_cuda_gelu_forward_bias(out, out_bf16, inp, NULL, n, 1);
+}
+
+lowp_status lowpi_cuda_gelu_forward_bias(float *out, uint16_t *out_bf16, const float *inp,
+                                         const float *bias, size_t n, int OC) {
+  return lowpi_cuda_gelu_forward_amax(out, out_bf16, NULL, inp, bias, n, OC);
+}
+
+lowp_status lowpi_cuda_gelu_forward_amax(float *out, uint16_t *out_bf16, float *amax,
+                                         const float *inp, const float *bias, size_t n, int OC) {
+  // out (n), out_bf16 (n), amax (1), inp (n / OC, OC), bias (OC)
   LOWPI_NN_REQUIRE(n == 0 || ((out || out_bf16) && inp), "lowpi_cuda_gelu_forward", "NULL buffer");
+  LOWPI_NN_REQUIRE(OC > 0 && n % (size_t)OC == 0, "lowpi_cuda_gelu_forward",
+                   "%zu values are not rows of %d", n, OC);
+  LOWPI_NN_REQUIRE(((uintptr_t)amax & 3u) == 0, "lowpi_cuda_gelu_forward", "misaligned amax");
+  if (amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(amax, 0, sizeof(float), 0));
   if (n == 0)
     return LOWP_OK;
-  gelu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, out_bf16, inp, n);
+  gelu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, out_bf16, inp, bias, OC, n,
+                                                         (unsigned *)amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
 
 lowp_status lowpi_cuda_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-  // dinp (n), dout (n), inp (n)
+  return lowpi_cuda_gelu_backward_bias(dinp, dout, inp, NULL, n, 1);
+}
+
+lowp_status lowpi_cuda_gelu_backward_bias(float *dinp, const float *dout, const float *inp,
+                                          const float *bias, size_t n, int OC) {
+  // dinp (n), dout (n), inp (n / OC, OC), bias (OC)
   LOWPI_NN_REQUIRE(n == 0 || (dinp && dout && inp), "lowpi_cuda_gelu_backward", "NULL buffer");
+  LOWPI_NN_REQUIRE(OC > 0 && n % (size_t)OC == 0, "lowpi_cuda_gelu_backward",
+                   "%zu values are not rows of %d", n, OC);
   if (n == 0)
     return LOWP_OK;
-  gelu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, n);
+  gelu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, bias, OC, n);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -193,11 +246,18 @@ lowp_status lowpi_cuda_rope_backward(float *dinp, const float *dout, int B, int 
 
 lowp_status lowpi_cuda_residual_forward(float *out, const float *inp1, const float *inp2,
                                         size_t n) {
-  // out (N, C), inp1 (N, C), inp2 (N, C)
+  return lowpi_cuda_residual_forward_bias(out, inp1, inp2, NULL, n, 1);
+}
+
+lowp_status lowpi_cuda_residual_forward_bias(float *out, const float *inp1, const float *inp2,
+                                             const float *bias, size_t n, int C) {
+  // out (N, C), inp1 (N, C), inp2 (N, C), bias (C)
   LOWPI_NN_REQUIRE(n == 0 || (out && inp1 && inp2), "lowpi_cuda_residual_forward", "NULL buffer");
+  LOWPI_NN_REQUIRE(C > 0 && n % (size_t)C == 0, "lowpi_cuda_residual_forward",
+                   "%zu values are not rows of %d", n, C);
   if (n == 0)
     return LOWP_OK;
-  residual_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, inp1, inp2, n);
+  residual_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, inp1, inp2, bias, C, n);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -26,6 +26,30 @@ template <typename T> __global__ void transpose_kernel(T *out, const T *inp, int
   }
 }
 
+/* The byte transpose of (R, C) with R and C multiples of 4 (and 4-byte aligned buffers): a
+ * 64x64 tile per block of 16x16 threads, each moving 4 bytes at a time (uchar4 loads of 4
+ * columns of a row; uchar4 stores of 4 rows of a column), so that a warp moves 128 bytes per
+ * instruction instead of the byte kernel's 32. Tile rows padded to 68 bytes (17 words). */
+constexpr int kTile8 = 64, kPad8 = 68;
+__global__ void transpose_u8x4_kernel(unsigned char *__restrict__ out,
+                                      const unsigned char *__restrict__ inp, int R, int C) {
+  __shared__ __align__(4) unsigned char tile[kTile8][kPad8];
+  const int c0 = blockIdx.x * kTile8, r0 = blockIdx.y * kTile8;
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  for (int i = ty; i < kTile8; i += 16) { /* row r0 + i, columns c0 + 4 tx .. + 3 */
+    const int r = r0 + i, c = c0 + 4 * tx;
+    if (r < R && c < C)
+      *(uchar4 *)&tile[i][4 * tx] = *(const uchar4 *)&inp[(size_t)r * C + c];
+  }
+  __syncthreads();
+  for (int j = ty; j < kTile8; j += 16) { /* output row c0 + j: input rows r0 + 4 tx .. + 3 */
+    const int c = c0 + j, r = r0 + 4 * tx;
+    if (r < R && c < C)
+      *(uchar4 *)&out[(size_t)c * R + r] = make_uchar4(tile[4 * tx][j], tile[4 * tx + 1][j],
+                                                       tile[4 * tx + 2][j], tile[4 * tx + 3][j]);
+  }
+}
+
 __global__ void add_bias_kernel(float *out, const float *bias, size_t n, int OC) {
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
     out[i] += bias[i % (size_t)OC];
@@ -100,7 +124,12 @@ lowp_status lowpi_cuda_transpose(float *out, const float *inp, int R, int C) {
 }
 
 lowp_status lowpi_cuda_transpose_u8(unsigned char *out, const unsigned char *inp, int R, int C) {
-  return transpose(out, inp, R, C);
+  if (R <= 0 || C <= 0 || R % 4 || C % 4 || ((uintptr_t)out & 3u) || ((uintptr_t)inp & 3u))
+    return transpose(out, inp, R, C);
+  dim3 grid((unsigned)((C + kTile8 - 1) / kTile8), (unsigned)((R + kTile8 - 1) / kTile8));
+  transpose_u8x4_kernel<<<grid, 256>>>(out, inp, R, C);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
 }
 
 lowp_status lowpi_cuda_add_bias(float *out, const float *bias, int N, int OC) {

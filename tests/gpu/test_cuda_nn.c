@@ -30,6 +30,7 @@
 
 #ifdef LOWP_HAVE_CUDA
 #include "cuda/nn_cuda.h"
+#include "cuda/tensor_ops.h"
 #include "nn/nn.h"
 
 static const double U = 0x1p-24;
@@ -889,12 +890,104 @@ static void test_bad_args(void) {
   lowp_cuda_free(d);
 }
 
+/* A linear layer's bias folded into the kernel that reads the GEMM's output (the fp8 linears of
+ * gpu_model.c): GELU forward and backward of y + b, and x + (y + b), must give the bits of adding
+ * the bias in a pass of its own first (lowpi_cuda_add_bias, what the linear did before) and then
+ * running the plain kernel; and the residual add the CPU's x + (y + b) exactly. Rows of an
+ * awkward width OC (the bias wraps around mid-block). */
+static void test_bias_fold(shape s) {
+  const int N = s.B * s.T, OC = 4 * s.C + 5;
+  const size_t n = (size_t)N * OC;
+  printf("  bias folded into gelu / residual: N %d OC %d\n", N, OC);
+  float *y = hbuf(n), *b = hbuf((size_t)OC), *x = hbuf(n), *g = hbuf(n), *want = hbuf(n);
+  float *got = hbuf(n);
+  fill(y, n, -4, 4);
+  fill(b, (size_t)OC, -1, 1);
+  fill(x, n, -3, 3);
+  fill(g, n, -1, 1);
+  y[0] = 3.0f; /* y + b rounds: 4 + 2^-23 is not a float */
+  b[0] = 1.00000012f;
+  float *d_y = dcopy(y, n), *d_b = dcopy(b, (size_t)OC), *d_x = dcopy(x, n), *d_g = dcopy(g, n);
+  float *d_yb = dcopy(y, n), *d_want = dpoison(n), *d_got = dpoison(n);
+  uint16_t *d_cw = dcodes(n), *d_cg = dcodes(n);
+  if (GC_OK(lowpi_cuda_add_bias(d_yb, d_b, N, OC))) { /* the separate pass */
+    if (GC_OK(lowpi_cuda_gelu_forward(d_want, d_cw, d_yb, n)) &&
+        GC_OK(lowpi_cuda_gelu_forward_bias(d_got, d_cg, d_y, d_b, n, OC))) {
+      check_same("gelu forward, bias folded vs added first", d_got, d_want, n);
+      uint16_t *cw = malloc(n * 2), *cg = malloc(n * 2);
+      if (!cw || !cg)
+        exit(1);
+      GC_REQUIRE(lowp_cuda_memcpy(cw, d_cw, n * 2, LOWP_CUDA_D2H));
+      GC_REQUIRE(lowp_cuda_memcpy(cg, d_cg, n * 2, LOWP_CUDA_D2H));
+      long bad = 0;
+      for (size_t i = 0; i < n; i++)
+        if (cw[i] != cg[i] && bad++ < 5)
+          fprintf(stderr, "  gelu bf16 code [%zu]: bias folded 0x%04x, added first 0x%04x\n", i,
+                  cg[i], cw[i]);
+      GC_CHECK(bad == 0, "gelu forward's bf16 codes: %ld differ with the bias folded", bad);
+      free(cw);
+      free(cg);
+    }
+    poison(d_want, n);
+    poison(d_got, n);
+    if (GC_OK(lowpi_cuda_gelu_backward(d_want, d_g, d_yb, n)) &&
+        GC_OK(lowpi_cuda_gelu_backward_bias(d_got, d_g, d_y, d_b, n, OC)))
+      check_same("gelu backward, bias folded vs added first", d_got, d_want, n);
+    poison(d_want, n);
+    poison(d_got, n);
+    if (GC_OK(lowpi_cuda_residual_forward(d_want, d_x, d_yb, n)) &&
+        GC_OK(lowpi_cuda_residual_forward_bias(d_got, d_x, d_y, d_b, n, OC))) {
+      check_same("residual, bias folded vs added first", d_got, d_want, n);
+      for (size_t i = 0; i < n; i++) {
+        const float yb = y[i] + b[i % (size_t)OC]; /* the CPU linear's output, then the add */
+        want[i] = x[i] + yb;
+      }
+      download(got, d_got, n);
+      check_exact("residual, bias folded vs the CPU", got, want, n);
+    }
+  }
+  /* GELU's output amax (for the next linear's per-tensor scale): the bits of lowp_cuda_amax
+   * over its output, with and without a NaN in the input (NaN must come out as NaN) */
+  float *d_amax = dpoison(2);
+  for (int nan_case = 0; nan_case < 2; nan_case++) {
+    if (nan_case) {
+      y[n / 2] = NAN;
+      upload(d_y, y, n);
+    }
+    float am[2] = {0, 0};
+    if (GC_OK(lowpi_cuda_gelu_forward_amax(d_got, NULL, d_amax, d_y, d_b, n, OC)) &&
+        GC_OK(lowp_cuda_amax(d_got, n, d_amax + 1))) {
+      GC_REQUIRE(lowp_cuda_memcpy(am, d_amax, sizeof am, LOWP_CUDA_D2H));
+      printf("    gelu amax %s: %.9g, lowp_cuda_amax %.9g\n", nan_case ? "(a NaN)" : "",
+             (double)am[0], (double)am[1]);
+      GC_CHECK(nan_case ? isnan(am[0]) && isnan(am[1]) && f32_bits(am[0]) == f32_bits(am[1])
+                        : am[0] > 0 && f32_bits(am[0]) == f32_bits(am[1]),
+               "gelu's output amax %.9g (bits 0x%08x), lowp_cuda_amax %.9g (0x%08x)%s",
+               (double)am[0], f32_bits(am[0]), (double)am[1], f32_bits(am[1]),
+               nan_case ? " with a NaN" : "");
+    }
+  }
+  lowp_cuda_free(d_amax);
+  /* a row width that does not divide the values */
+  GC_CHECK(lowpi_cuda_gelu_forward_bias(d_got, NULL, d_y, d_b, n - 1, OC) == LOWP_ERR_INVALID_ARG,
+           "gelu with a bias accepted %zu values in rows of %d", n - 1, OC);
+  float *bufs[] = {d_y, d_b, d_x, d_g, d_yb, d_want, d_got};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    lowp_cuda_free(bufs[i]);
+  lowp_cuda_free(d_cw);
+  lowp_cuda_free(d_cg);
+  float *hb[] = {y, b, x, g, want, got};
+  for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++)
+    free(hb[i]);
+}
+
 static void run_shape(shape s) {
   printf("B %d T %d C %d NH %d V %d\n", s.B, s.T, s.C, s.NH, s.V);
   test_embedding(s);
   test_norm(s, 0);
   test_norm(s, 1);
   test_pointwise(s);
+  test_bias_fold(s);
   test_rope(s);
   test_attention(s, LOWP_FP32);
   test_attention(s, LOWP_BF16);

@@ -53,11 +53,14 @@ static void test_transpose_and_bias(void) {
   free(bias);
 }
 
-/* The byte transpose (fp8 codes, the wgrad's reuse of the dgrad's dY) on awkward shapes:
- * partial 32x32 tiles, a single row and a single column. */
+/* The byte transpose (fp8 codes, the wgrad's reuse of the dgrad's dY and of the fprop's X) on
+ * awkward shapes: partial 32x32 tiles, a single row and a single column; and the 4-byte
+ * kernel's (both dimensions multiples of 4): partial 64x64 tiles, one row of tiles, one
+ * column of 4, a large one. */
 static void test_transpose_u8(void) {
-  static const int shapes[4][2] = {{37, 70}, {1, 45}, {33, 1}, {64, 96}};
-  for (int s = 0; s < 4; s++) {
+  static const int shapes[][2] = {{37, 70}, {1, 45},  {33, 1},    {64, 96},   {68, 132},
+                                  {4, 200}, {260, 4}, {192, 320}, {1028, 516}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     const int R = shapes[s][0], C = shapes[s][1];
     const size_t n = (size_t)R * C;
     unsigned char *x = malloc(n), *want = malloc(n), *got = malloc(n);
