@@ -34,11 +34,12 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "  --zero 0|1|2|3     ZeRO stage: 0 every GPU keeps the full optimizer state; 1 shards\n"
     "                     it (each GPU updates its part, then the weights are gathered);\n"
     "                     2 shards the gradients too; 3 the fp32 weights too (each block's\n"
-    "                     gathered just in time)\n"
+    "                     gathered just in time; fp8-current's linear weights travel as\n"
+    "                     their e4m3 codes, scaled by the amax synchronised across GPUs)\n"
     "  --grad-comm fp32|bf16|fp8  format of the gradients on the wire (fp32); fp8: e4m3\n"
     "                     codes with a scale per 128 values, summed in fp32 by each part's\n"
-    "                     owner (about 2^-4 of the block max: docs/multi-gpu.md); bf16 and\n"
-    "                     fp8 with --zero 0 or 1\n"
+    "                     owner (about 2^-4 of the block max: docs/multi-gpu.md); fp8\n"
+    "                     with --zero 0 or 1 (bf16 with any stage)\n"
     "output:\n"
     "  --log FILE         JSON lines, one object per step\n"
     "  --out DIR          checkpoint: model.safetensors + config.json (transformers loads\n"
@@ -302,6 +303,14 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
 int cli_train_finish(const char *verb, lowp_train_config *cfg) {
   if (cfg->gpus > 1 && cfg->device != LOWP_DEVICE_CUDA) {
     cli_usage_error(verb, "--gpus %d needs --device cuda", cfg->gpus);
+    return -1;
+  }
+  if (cfg->grad_comm == LOWP_E4M3 &&
+      cfg->zero >= 2) { /* as the trainer's check, before launching */
+    cli_usage_error(verb,
+                    "--grad-comm fp8 is implemented for --zero 0 and 1 only (--zero %d reduces the "
+                    "gradients in fp32 or bf16)",
+                    cfg->zero);
     return -1;
   }
   if (qat_finish(verb, cfg) < 0)

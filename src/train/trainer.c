@@ -760,6 +760,11 @@ static lowp_status setup_dist(run *r) {
                       c->zero);
   if (c->grad_comm != LOWP_FP32 && c->grad_comm != LOWP_BF16 && c->grad_comm != LOWP_E4M3)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "--grad-comm is fp32, bf16 or fp8 (LOWP_E4M3)");
+  if (c->grad_comm == LOWP_E4M3 && c->zero >= 2)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "--grad-comm fp8 is implemented for --zero 0 and 1 only (--zero %d reduces "
+                      "the gradients in fp32 or bf16)",
+                      c->zero);
   LOWPI_TRY(lowpi_dist_env_parse(env_get, &env));
   if (c->gpus < 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "--gpus %d: need at least 1", c->gpus);
@@ -955,6 +960,8 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
       lowpi_gpu_trainer_bytes(r.gpu, &summary->bytes_weights, &summary->bytes_grads,
                               &summary->bytes_activations, &summary->bytes_optim,
                               &summary->bytes_peak_device);
+    if (r.gpu)
+      lowpi_gpu_trainer_gather_bytes(r.gpu, summary->bytes_gather);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
       summary->bytes_peak_rss = (size_t)ru.ru_maxrss * 1024u;
