@@ -9,11 +9,12 @@ extern "C" {
 #include "cuda/dist_zero.h"
 #include "cuda/quant_cuda.h"
 #include "dist/nccl_dl.h"
+#include "dist/zero_runs.h"
 #include "lowp/cuda.h"
 }
 
-/* Run kinds of the gathering table (runs / kind). */
-enum { RUN_F32 = 0, RUN_BF16 = 1, RUN_FP8 = 2 };
+/* Run kinds of the gathering table (runs / kind: dist/zero_runs.h). */
+enum { RUN_F32 = LOWPI_ZERO_RUN_F32, RUN_BF16 = LOWPI_ZERO_RUN_BF16, RUN_FP8 = LOWPI_ZERO_RUN_FP8 };
 
 /* A linear weight gathered as fp8 codes (ZeRO-3, lowpi_zero_set_fp8). */
 typedef struct {
@@ -176,22 +177,6 @@ extern "C" lowp_status lowpi_zero_create(lowpi_zero **out, lowpi_dist *d, int st
   return LOWP_OK;
 }
 
-/* Block l's run slots sorted by offset, the unused ones (count 0) last (a bubble sort of 4). */
-static void sort_runs(lowpi_zero *z, size_t l) {
-  size_t *r = z->runs + l * LOWPI_ZERO_BF16_RUNS * 2;
-  unsigned char *k = z->kind + l * LOWPI_ZERO_BF16_RUNS;
-  for (size_t pass = 0; pass < LOWPI_ZERO_BF16_RUNS; pass++)
-    for (size_t j = 0; j + 1 < LOWPI_ZERO_BF16_RUNS; j++) {
-      size_t *a = r + 2 * j, *b = a + 2;
-      if (!b[1] || (a[1] && a[0] < b[0]))
-        continue;
-      const size_t o = a[0], c = a[1];
-      const unsigned char kk = k[j];
-      a[0] = b[0], a[1] = b[1], k[j] = k[j + 1];
-      b[0] = o, b[1] = c, k[j + 1] = kk;
-    }
-}
-
 extern "C" lowp_status lowpi_zero_set_fp8(lowpi_zero *z, lowpi_gpu_linears *lin,
                                           const lowpi_zero_fp8_weight *w, size_t n) {
   if (!n)
@@ -222,29 +207,13 @@ extern "C" lowp_status lowpi_zero_set_fp8(lowpi_zero *z, lowpi_gpu_linears *lin,
     if (a->block < 0 || (size_t)a->block >= L || !a->count ||
         a->off + a->count > z->bounds[s + 1] - z->bounds[s])
       return lowpi_fail(LOWP_ERR_INTERNAL, "ZeRO-3: fp8 weight %zu (block %d)", i, a->block);
-    /* its run: a free slot of the block, not overlapping the others */
-    size_t *slot = NULL;
-    for (size_t k = 0; k < LOWPI_ZERO_BF16_RUNS; k++) {
-      size_t *r = z->runs + (s - 1) * LOWPI_ZERO_BF16_RUNS * 2 + 2 * k;
-      if (r[1] && r[0] < a->off + a->count && a->off < r[0] + r[1])
-        return lowpi_fail(LOWP_ERR_INTERNAL, "ZeRO-3: fp8 weight %zu overlaps a run", i);
-      if (!r[1] && !slot)
-        slot = r;
-    }
-    if (!slot)
-      return lowpi_fail(LOWP_ERR_INTERNAL, "ZeRO-3: block %d has more than %d runs", a->block,
-                        (int)LOWPI_ZERO_BF16_RUNS);
-    slot[0] = a->off;
-    slot[1] = a->count;
-    z->kind[(size_t)(slot - z->runs) / 2] = RUN_FP8;
-    sort_runs(z, s - 1);
+    const size_t slot = (s - 1) * LOWPI_ZERO_BF16_RUNS;
+    LOWPI_TRY(lowpi_zero_runs_add(z->runs + 2 * slot, z->kind + slot, LOWPI_ZERO_BF16_RUNS, a->off,
+                                  a->count, RUN_FP8));
     /* this rank's slice: the weight clipped to its piece of the block */
     const lowpi_shard_piece *p = piece(z, s, z->rank);
-    const size_t pl = p->elem_lo - z->bounds[s], ph = p->elem_hi - z->bounds[s];
-    f->lo = a->off > pl ? a->off : pl;
-    f->hi = a->off + a->count < ph ? a->off + a->count : ph;
-    if (f->lo >= f->hi)
-      f->lo = f->hi = a->off;
+    lowpi_zero_slice(a->off, a->count, p->elem_lo - z->bounds[s], p->elem_hi - z->bounds[s], &f->lo,
+                     &f->hi);
     lowp_qconfig cfg = a->cfg;
     cfg.columnwise = 0;
     LOWPI_TRY(lowp_cuda_qtensor_init(&f->q, &cfg, 1, f->hi > f->lo ? f->hi - f->lo : 1));
@@ -355,19 +324,20 @@ static lowp_status reduce_segment(lowpi_zero *z, size_t s, const float *src, siz
 /* Block l's elements [lo, hi) (block-relative) cut at its bf16 and fp8 ranges: fn(z, user, a,
  * b, kind) for each non-empty part, in order (kind RUN_F32, RUN_BF16 or RUN_FP8). */
 typedef lowp_status (*run_fn)(lowpi_zero *z, void *user, size_t lo, size_t hi, int kind);
+typedef struct {
+  lowpi_zero *z;
+  run_fn fn;
+  void *user;
+} run_call;
+static lowp_status call_run(void *user, size_t a, size_t b, int kind) {
+  const run_call *c = (const run_call *)user;
+  return c->fn(c->z, c->user, a, b, kind);
+}
 static lowp_status for_runs(lowpi_zero *z, int l, size_t lo, size_t hi, run_fn fn, void *user) {
-  size_t at = lo;
-  for (size_t k = 0; z->runs && k < LOWPI_ZERO_BF16_RUNS && at < hi; k++) {
-    const size_t i = (size_t)l * LOWPI_ZERO_BF16_RUNS + k, *r = z->runs + i * 2;
-    const size_t a = r[0] > at ? r[0] : at, b = r[0] + r[1] < hi ? r[0] + r[1] : hi;
-    if (!r[1] || a >= b)
-      continue;
-    if (at < a)
-      LOWPI_TRY(fn(z, user, at, a, RUN_F32));
-    LOWPI_TRY(fn(z, user, a, b, z->kind[i]));
-    at = b;
-  }
-  return at < hi ? fn(z, user, at, hi, RUN_F32) : LOWP_OK;
+  const size_t slot = (size_t)l * LOWPI_ZERO_BF16_RUNS;
+  run_call c = {z, fn, user};
+  return lowpi_zero_runs_cut(z->runs ? z->runs + 2 * slot : NULL, z->kind ? z->kind + slot : NULL,
+                             LOWPI_ZERO_BF16_RUNS, lo, hi, call_run, &c);
 }
 
 typedef struct {
