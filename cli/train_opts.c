@@ -38,8 +38,8 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "                     their e4m3 codes, scaled by the amax synchronised across GPUs)\n"
     "  --grad-comm fp32|bf16|fp8  format of the gradients on the wire (fp32); fp8: e4m3\n"
     "                     codes with a scale per 128 values, summed in fp32 by each part's\n"
-    "                     owner (about 2^-4 of the block max: docs/multi-gpu.md); fp8\n"
-    "                     with --zero 0 or 1 (bf16 with any stage)\n"
+    "                     owner (about 2^-4 of the block max: docs/multi-gpu.md); with\n"
+    "                     every --zero stage\n"
     "output:\n"
     "  --log FILE         JSON lines, one object per step\n"
     "  --out DIR          checkpoint: model.safetensors + config.json (transformers loads\n"
@@ -303,14 +303,6 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
 int cli_train_finish(const char *verb, lowp_train_config *cfg) {
   if (cfg->gpus > 1 && cfg->device != LOWP_DEVICE_CUDA) {
     cli_usage_error(verb, "--gpus %d needs --device cuda", cfg->gpus);
-    return -1;
-  }
-  if (cfg->grad_comm == LOWP_E4M3 &&
-      cfg->zero >= 2) { /* as the trainer's check, before launching */
-    cli_usage_error(verb,
-                    "--grad-comm fp8 is implemented for --zero 0 and 1 only (--zero %d reduces the "
-                    "gradients in fp32 or bf16)",
-                    cfg->zero);
     return -1;
   }
   if (qat_finish(verb, cfg) < 0)

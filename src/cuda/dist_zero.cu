@@ -6,6 +6,7 @@
 #include "cuda/cuda_common.h"
 #include "format/cast_scalar.h"
 extern "C" {
+#include "cuda/dist_grads_fp8.h"
 #include "cuda/dist_zero.h"
 #include "cuda/quant_cuda.h"
 #include "dist/nccl_dl.h"
@@ -49,10 +50,12 @@ struct lowpi_zero {
   unsigned char *qstage[2]; /* device: a block's fp8 codes, beside pstage[i] */
   int fp8_stale;            /* the master weights changed since the codes were made */
   /* --grad-comm bf16 */
-  lowp_format comm;
   uint16_t *gmirror, *grecv; /* device: a segment's bf16 gradients, this rank's piece of it */
-  cudaEvent_t reduced[2];    /* comm stream: the last reduction that read gstage[i] */
-  cudaEvent_t gathered[2];   /* comm stream: the last gather into pstage[i] */
+  /* --grad-comm fp8: dist_grads_fp8's exchange, each segment's pieces its parts */
+  lowpi_grad_fp8 *gfp8;
+  size_t *parts; /* nseg * (world + 1): segment s's pieces as bounds relative to its start */
+  cudaEvent_t reduced[2];  /* comm stream: the last reduction that read gstage[i] */
+  cudaEvent_t gathered[2]; /* comm stream: the last gather into pstage[i] */
 };
 
 static const lowpi_shard_piece *piece(const lowpi_zero *z, size_t s, int r) {
@@ -91,6 +94,8 @@ extern "C" void lowpi_zero_free(lowpi_zero *z) {
   lowp_cuda_free(z->qstage[1]);
   lowp_cuda_free(z->gmirror);
   lowp_cuda_free(z->grecv);
+  lowpi_grad_fp8_free(z->gfp8);
+  free(z->parts);
   free(z->runs);
   free(z->kind);
   free(z->pieces);
@@ -228,16 +233,39 @@ extern "C" lowp_status lowpi_zero_set_fp8(lowpi_zero *z, lowpi_gpu_linears *lin,
   return LOWP_OK;
 }
 
+/* --grad-comm fp8: every segment's pieces as the parts of dist_grads_fp8's exchange (they tile
+ * the segment in rank order: dist/shard.h), and its buffers. */
+static lowp_status setup_grad_fp8(lowpi_zero *z) {
+  const size_t w = (size_t)z->world;
+  z->parts = (size_t *)malloc(z->nseg * (w + 1) * sizeof(size_t));
+  if (!z->parts)
+    return lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+  size_t most = 0;
+  for (size_t s = 0; s < z->nseg; s++) {
+    size_t *b = z->parts + s * (w + 1);
+    for (int r = 0; r < z->world; r++) {
+      const lowpi_shard_piece *p = piece(z, s, r);
+      b[r] = p->elem_lo - z->bounds[s];
+      most = piece_len(p) > most ? piece_len(p) : most;
+      if (p->elem_lo < z->bounds[s] || p->elem_hi > z->bounds[s + 1] ||
+          (r > 0 && piece(z, s, r - 1)->elem_hi != p->elem_lo))
+        return lowpi_fail(LOWP_ERR_INTERNAL, "ZeRO: segment %zu's pieces do not tile it", s);
+    }
+    b[w] = z->bounds[s + 1] - z->bounds[s];
+    if (b[0] != 0 || piece(z, s, z->world - 1)->elem_hi != z->bounds[s + 1])
+      return lowpi_fail(LOWP_ERR_INTERNAL, "ZeRO: segment %zu's pieces do not tile it", s);
+  }
+  return lowpi_grad_fp8_create_parts(&z->gfp8, z->d, z->seg_max ? z->seg_max : 1, most ? most : 1);
+}
+
 extern "C" lowp_status lowpi_zero_set_grad_comm(lowpi_zero *z, lowp_format comm) {
-  if (comm == LOWP_FP32)
+  if (comm == LOWP_FP32 || z->gmirror || z->gfp8)
     return LOWP_OK;
+  if (comm == LOWP_E4M3)
+    return setup_grad_fp8(z);
   if (comm != LOWP_BF16)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "--zero %d: --grad-comm %s is not implemented with --zero 2 or 3 (fp32 and "
-                      "bf16 are; --grad-comm fp8 works with --zero 0 and 1)",
-                      z->stage, comm == LOWP_E4M3 ? "fp8" : lowp_format_get(comm)->name);
-  if (z->gmirror)
-    return LOWP_OK;
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "--zero %d: no --grad-comm %s", z->stage,
+                      lowp_format_get(comm)->name);
   LOWPI_TRY(lowp_cuda_malloc((void **)&z->gmirror, (z->seg_max ? z->seg_max : 1) * 2));
   return lowp_cuda_malloc((void **)&z->grecv, (z->piece_max ? z->piece_max : 1) * 2);
 }
@@ -260,7 +288,8 @@ extern "C" void lowpi_zero_bytes(const lowpi_zero *z, size_t *params, size_t *gr
   if (z->qstage[0])
     codes += 2 * z->block_max;
   *params = z->stage == 3 ? shard + stage + (z->mirror ? z->block_max * 2 : 0) + codes : 0;
-  *grads = shard + stage + (z->gmirror ? (z->seg_max + z->piece_max) * 2 : 0);
+  *grads = shard + stage + (z->gmirror ? (z->seg_max + z->piece_max) * 2 : 0) +
+           lowpi_grad_fp8_bytes(z->gfp8);
 }
 
 /* Segment s's pieces from their owners into dst (dst[i - base] holds element i): a group of
@@ -284,6 +313,10 @@ static lowp_status gather_segment(lowpi_zero *z, size_t s, float *dst, size_t ba
 /* Segment s's gradients (src[i - base] holds element i) averaged onto their owners' shards: a
  * group of ncclReduce(avg), root = owner (the other ranks' receive buffers are not used). */
 static lowp_status reduce_segment(lowpi_zero *z, size_t s, const float *src, size_t base) {
+  if (z->gfp8) /* --grad-comm fp8: the exchange of dist_grads_fp8, the pieces its parts */
+    return lowpi_grad_fp8_reduce_parts(
+        z->gfp8, src + (z->bounds[s] - base), z->bounds[s + 1] - z->bounds[s],
+        z->parts + s * ((size_t)z->world + 1), z->grads + piece(z, s, z->rank)->local);
   /* --grad-comm bf16: the segment rounded to bf16 (RNE) into the mirror, reduced in bf16 (NCCL
    * adds in bf16) into this rank's bf16 piece, which is widened into the shard */
   const int bf16 = z->gmirror != NULL;

@@ -164,11 +164,6 @@ static lowp_status setup_parallel(lowpi_gpu_trainer *t, const lowpi_gpu_parallel
   if (par->zero < 0 || par->zero > 3)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "--zero %d: the ZeRO stages are 0, 1, 2 and 3",
                       par->zero);
-  if (par->zero >= 2 && par->grad_comm != LOWP_FP32 && par->grad_comm != LOWP_BF16)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "--zero %d reduces the gradients in fp32 or bf16: --grad-comm fp8 is "
-                      "implemented for --zero 0 and 1 only",
-                      par->zero);
   t->dist = d;
   float *grads = lowpi_gpu_model_grads(t->gm);
   size_t np = lowpi_gpu_model_num_params(t->gm);

@@ -33,7 +33,7 @@ typedef struct lowpi_gpu_trainer lowpi_gpu_trainer;
 typedef struct {
   lowpi_dist *dist;      /* NULL: one GPU, none of the above */
   int zero;              /* ZeRO stage: 0 to 3 */
-  lowp_format grad_comm; /* LOWP_FP32, LOWP_BF16 or LOWP_E4M3 (--grad-comm; E4M3: zero 0, 1) */
+  lowp_format grad_comm; /* LOWP_FP32, LOWP_BF16 or LOWP_E4M3 (--grad-comm) */
 } lowpi_gpu_parallel;
 
 typedef struct {

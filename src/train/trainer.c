@@ -760,11 +760,6 @@ static lowp_status setup_dist(run *r) {
                       c->zero);
   if (c->grad_comm != LOWP_FP32 && c->grad_comm != LOWP_BF16 && c->grad_comm != LOWP_E4M3)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "--grad-comm is fp32, bf16 or fp8 (LOWP_E4M3)");
-  if (c->grad_comm == LOWP_E4M3 && c->zero >= 2)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "--grad-comm fp8 is implemented for --zero 0 and 1 only (--zero %d reduces "
-                      "the gradients in fp32 or bf16)",
-                      c->zero);
   LOWPI_TRY(lowpi_dist_env_parse(env_get, &env));
   if (c->gpus < 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "--gpus %d: need at least 1", c->gpus);
