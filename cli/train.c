@@ -85,6 +85,12 @@ static void print_summary(const lowp_train_config *cfg, const lowp_train_summary
            "gradients on each GPU %.2f MiB (rank 0's) of %.2f MiB in all\n",
            s->world_size, s->zero, s->bytes_weights / mb, s->bytes_weights_total / mb,
            s->bytes_grads / mb, s->bytes_grads_total / mb);
+    const size_t *gb = s->bytes_gather;
+    if (gb[0] + gb[1] + gb[2])
+      printf("  %d GPUs, ZeRO-3: block gathers %.4f MiB per pass over the blocks (fp32 %.4f, "
+             "bf16 %.4f, fp8 %.4f; about 2 passes per step)\n",
+             s->world_size, (double)(gb[0] + gb[1] + gb[2]) / mb, gb[0] / mb, gb[1] / mb,
+             gb[2] / mb);
   }
   if (cfg->out_dir)
     printf("  checkpoint: %s (model.safetensors + config.json load in transformers)\n",

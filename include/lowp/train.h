@@ -107,6 +107,10 @@ typedef struct {
    * blocks of staging: docs/multi-gpu.md). */
   int world_size, zero;
   size_t bytes_optim_total, bytes_weights_total, bytes_grads_total;
+  /* ZeRO-3: the bytes one pass of the block gathers moves to each GPU, by wire format (fp32,
+   * bf16, fp8: the fp8 recipes' linear weights travel as their e4m3 codes); zeros otherwise.
+   * A step makes about two passes (forward, then backward but the last two blocks). */
+  size_t bytes_gather[3];
 } lowp_train_summary;
 
 lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callback, void *user,

@@ -197,10 +197,10 @@ extern "C" size_t lowpi_grad_fp8_bytes(const lowpi_grad_fp8 *s) {
 }
 
 /* Step 2: the all-to-all of the parts' codes and scales, in one group. */
-static lowp_status exchange(lowpi_grad_fp8 *s, size_t off, size_t count) {
+static lowp_status exchange(lowpi_grad_fp8 *s, size_t off, size_t count, const size_t *owners) {
   lowpi_dist *d = s->d;
   size_t a, b, blo, bhi;
-  lowpi_grad_fp8_part(off, count, s->world, s->owners, s->rank, &a, &b);
+  lowpi_grad_fp8_part(off, count, s->world, owners, s->rank, &a, &b);
   lowpi_grad_fp8_part_blocks(a, b, &blo, &bhi);
   const size_t m = b - a, mb = bhi - blo;
   LOWPI_TRY(lowpi_dist_group(d, 1));
@@ -209,7 +209,7 @@ static lowp_status exchange(lowpi_grad_fp8 *s, size_t off, size_t count) {
     if (p == s->rank)
       continue;
     size_t pa, pb, plo, phi;
-    lowpi_grad_fp8_part(off, count, s->world, s->owners, p, &pa, &pb);
+    lowpi_grad_fp8_part(off, count, s->world, owners, p, &pa, &pb);
     lowpi_grad_fp8_part_blocks(pa, pb, &plo, &phi);
     /* To the same peer, NCCL runs point-to-point calls in the order issued: codes, then
      * scales, on both sides. Empty parts are skipped on both sides alike. */
@@ -240,24 +240,23 @@ static lowp_status all_gather(lowpi_grad_fp8 *s, size_t off, size_t count) {
   return end;
 }
 
-extern "C" lowp_status lowpi_grad_fp8_bucket(lowpi_grad_fp8 *s, size_t off, size_t count) {
-  if (off > s->n || count > s->n - off)
-    return lowpi_fail(LOWP_ERR_INTERNAL, "gradient bucket [%zu, %zu) outside the %zu gradients",
-                      off, off + count, s->n);
-  if (count == 0)
-    return LOWP_OK;
+/* Steps 1-4 for the bucket x[0, count), which starts at element off of the owners' numbering
+ * (owners NULL: data parallel). ZeRO: this rank's averaged part [a, b) (bucket-relative) goes
+ * to out[0, b - a); data parallel: the average of the whole bucket to out[0, count). */
+static lowp_status average(lowpi_grad_fp8 *s, const float *x, size_t off, size_t count,
+                           const size_t *owners, float *out) {
   cudaStream_t stream = (cudaStream_t)lowpi_dist_stream(s->d);
   size_t a, b, blo, bhi;
-  lowpi_grad_fp8_part(off, count, s->world, s->owners, s->rank, &a, &b);
+  lowpi_grad_fp8_part(off, count, s->world, owners, s->rank, &a, &b);
   lowpi_grad_fp8_part_blocks(a, b, &blo, &bhi);
-  if (b - a > s->code_cap || bhi - blo > s->scale_cap)
+  if (b - a > s->code_cap || bhi - blo > s->scale_cap || count > s->n || (!owners && !s->gather))
     return lowpi_fail(LOWP_ERR_INTERNAL,
-                      "fp8 gradient part of %zu elements, %zu blocks exceeds the receive "
-                      "buffers (%zu, %zu)",
-                      b - a, bhi - blo, s->code_cap, s->scale_cap);
+                      "fp8 gradient part of %zu elements, %zu blocks (bucket %zu) exceeds the "
+                      "buffers (%zu, %zu; %zu)",
+                      b - a, bhi - blo, count, s->code_cap, s->scale_cap, s->n);
   /* The comm stream runs the buckets one after another: the buffers are reused safely. */
-  LOWPI_TRY(lowpi_grad_fp8_quantize(s->codes, s->scales, s->grads + off, count, stream));
-  LOWPI_TRY(exchange(s, off, count));
+  LOWPI_TRY(lowpi_grad_fp8_quantize(s->codes, s->scales, x, count, stream));
+  LOWPI_TRY(exchange(s, off, count, owners));
   /* Our own contribution, quantized like the others, into our slot. */
   const size_t me = (size_t)s->rank;
   if (b > a)
@@ -266,11 +265,48 @@ extern "C" lowp_status lowpi_grad_fp8_bucket(lowpi_grad_fp8 *s, size_t off, size
   if (bhi > blo)
     LOWPI_CUDA_TRY(cudaMemcpyAsync(s->recv_scales + me * s->scale_cap, s->scales + blo,
                                    (bhi - blo) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
-  if (s->owners)
-    return lowpi_grad_fp8_reduce(s->grads + off + a, NULL, s->recv_codes, s->code_cap,
-                                 s->recv_scales, s->scale_cap, s->world, a, b - a, stream);
+  if (owners)
+    return lowpi_grad_fp8_reduce(out, NULL, s->recv_codes, s->code_cap, s->recv_scales,
+                                 s->scale_cap, s->world, a, b - a, stream);
   LOWPI_TRY(lowpi_grad_fp8_reduce(NULL, s->gather + a, s->recv_codes, s->code_cap, s->recv_scales,
                                   s->scale_cap, s->world, a, b - a, stream));
   LOWPI_TRY(all_gather(s, off, count));
-  return lowpi_grad_fp8_widen(s->grads + off, s->gather, count, stream);
+  return lowpi_grad_fp8_widen(out, s->gather, count, stream);
+}
+
+extern "C" lowp_status lowpi_grad_fp8_bucket(lowpi_grad_fp8 *s, size_t off, size_t count) {
+  if (!s->grads || off > s->n || count > s->n - off)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gradient bucket [%zu, %zu) outside the %zu gradients",
+                      off, off + count, s->n);
+  if (count == 0)
+    return LOWP_OK;
+  size_t a, b; /* ZeRO: this rank's part, averaged in place */
+  lowpi_grad_fp8_part(off, count, s->world, s->owners, s->rank, &a, &b);
+  return average(s, s->grads + off, off, count, s->owners,
+                 s->owners ? s->grads + off + a : s->grads + off);
+}
+
+extern "C" lowp_status lowpi_grad_fp8_create_parts(lowpi_grad_fp8 **out, lowpi_dist *d, size_t n,
+                                                   size_t part_max) {
+  *out = NULL;
+  const int world = lowpi_dist_world(d);
+  size_t *owners = (size_t *)malloc(((size_t)world + 1) * sizeof(size_t));
+  if (!owners)
+    return lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+  /* bounds whose largest part is part_max: the caps of lowpi_grad_fp8_create */
+  for (int r = 0; r <= world; r++)
+    owners[r] = (size_t)r * part_max;
+  lowp_status st = lowpi_grad_fp8_create(out, d, NULL, n, owners);
+  free(owners);
+  return st;
+}
+
+extern "C" lowp_status lowpi_grad_fp8_reduce_parts(lowpi_grad_fp8 *s, const float *x, size_t count,
+                                                   const size_t *parts, float *out) {
+  if (count == 0)
+    return LOWP_OK;
+  if (parts[0] != 0 || parts[s->world] != count)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "fp8 gradient parts [%zu, %zu) of a bucket of %zu",
+                      parts[0], parts[s->world], count);
+  return average(s, x, 0, count, parts, out);
 }

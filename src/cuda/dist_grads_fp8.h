@@ -49,6 +49,18 @@ size_t lowpi_grad_fp8_bytes(const lowpi_grad_fp8 *s); /* device bytes of those b
  * ordered that stream after the compute (lowpi_dist_comm_after_compute). */
 lowp_status lowpi_grad_fp8_bucket(lowpi_grad_fp8 *s, size_t off, size_t count);
 
+/* ZeRO-2/3 (cuda/dist_zero.h): buckets that lie anywhere (a block's staging buffer, the
+ * non-block gradients), of at most n floats, whose parts each call gives, none longer than
+ * part_max elements; no gradient buffer of its own, no all-gather. */
+lowp_status lowpi_grad_fp8_create_parts(lowpi_grad_fp8 **out, lowpi_dist *d, size_t n,
+                                        size_t part_max);
+/* Queue steps 1-3 for the bucket x[0, count) on the communication stream (the caller has
+ * ordered it after the compute): rank r's part is [parts[r], parts[r + 1]) (world + 1
+ * ascending bounds, parts[0] = 0, parts[world] = count), as ZeRO-1's owners; this rank's
+ * averaged part goes to out[0, parts[rank + 1] - parts[rank]). */
+lowp_status lowpi_grad_fp8_reduce_parts(lowpi_grad_fp8 *s, const float *x, size_t count,
+                                        const size_t *parts, float *out);
+
 /* ---- the kernels, on a given stream (cudaStream_t; NULL: the legacy default stream) ---- */
 
 /* Step 1: codes[0, count) and scales[0, ceil(count / 128)) of x[0, count). */

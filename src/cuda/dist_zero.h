@@ -29,8 +29,23 @@
  * weight is a bf16 cast with round to nearest even (lowpi_gpu_linears_weight_bf16: the bf16
  * recipe, and the layers that fp8 recipes keep in bf16): the owner rounds its piece to bf16
  * (RNE), the codes are broadcast and widened into the staging buffer, and the GEMM's own RNE
- * cast of those values gives the codes it would have made from the fp32 weights. Everything
- * else (norms, biases, other recipes' weights) is gathered in fp32. */
+ * cast of those values gives the codes it would have made from the fp32 weights.
+ *
+ * ZeRO-3 gathers the linear weights of per-tensor current-scaled fp8 recipes (fp8-current;
+ * lowpi_gpu_linears_weight_fp8) as their fp8 codes (a quarter of the bytes): after each update
+ * (before the next gather, on the compute stream) every rank takes the amax of its slices of
+ * each such weight, one all-reduce (max) of those amaxes gives every rank each whole weight's
+ * amax, and each rank quantizes its slices with it (lowpi_cuda_quantize_ex, amax known: the
+ * scale and codes the single-GPU quantizer makes of the whole weight). A block's gather
+ * broadcasts the codes into a byte staging buffer beside pstage, and the block's linears are
+ * given them (lowpi_gpu_linears_give_weight_fp8): the fprop takes them as its W operand, the
+ * dgrad their byte transpose; the fp32 staging values of those weights are not written.
+ *
+ * Everything else (norms, biases, other recipes' weights) is gathered in fp32.
+ *
+ * --grad-comm bf16 (lowpi_zero_set_grad_comm): each segment's gradients are rounded to bf16
+ * (RNE) into a mirror, reduced onto the owners in bf16 (NCCL adds in bf16, then 1/N) and the
+ * owner's bf16 piece is widened into its shard. */
 #ifndef LOWPI_DIST_ZERO_H
 #define LOWPI_DIST_ZERO_H
 
@@ -39,6 +54,8 @@
 #include "cuda/gpu_model.h"
 #include "dist/comm.h"
 #include "dist/shard.h"
+#include "lowp/format.h"
+#include "lowp/quant.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,6 +73,22 @@ lowp_status lowpi_zero_create(lowpi_zero **out, lowpi_dist *d, int stage,
                               const lowpi_shard_piece *pieces, const size_t *bounds, size_t nseg,
                               const float *host_params, const size_t *bf16);
 void lowpi_zero_free(lowpi_zero *z);
+
+/* ZeRO-3: the linear weights gathered as fp8 codes (block l's weight at [off, off + count),
+ * block-relative, linear layer lin, quantized as cfg: lowpi_gpu_linears_weight_fp8's). Call
+ * once, after create and before the first step, on every rank alike (the codes are made with
+ * a collective). n 0: none. */
+typedef struct {
+  int block, lin;
+  size_t off, count;
+  lowp_qconfig cfg;
+} lowpi_zero_fp8_weight;
+lowp_status lowpi_zero_set_fp8(lowpi_zero *z, lowpi_gpu_linears *lin,
+                               const lowpi_zero_fp8_weight *w, size_t n);
+
+/* The gradients' reduction format: LOWP_FP32 (the default) or LOWP_BF16; others:
+ * LOWP_ERR_UNSUPPORTED with a message. */
+lowp_status lowpi_zero_set_grad_comm(lowpi_zero *z, lowp_format comm);
 
 /* The model's block hooks (lowpi_gpu_model_set_block_hooks). */
 void lowpi_zero_hooks(lowpi_zero *z, lowpi_gpu_block_hooks *hooks);
@@ -81,12 +114,14 @@ lowp_status lowpi_zero_upload(lowpi_zero *z, const float *host_params);
 lowp_status lowpi_zero_gather_to_host(lowpi_zero *z, float *host_params);
 
 /* Device bytes held: the master shard and the parameter staging buffers (with the bf16
- * mirror; ZeRO-3), the gradient shard and the gradient staging buffers. */
+ * mirror and the fp8 codes; ZeRO-3), the gradient shard and the gradient staging buffers (with
+ * --grad-comm bf16's buffers). */
 void lowpi_zero_bytes(const lowpi_zero *z, size_t *params, size_t *grads);
 
-/* ZeRO-3: bytes each block gather moves in all (the sum over the blocks; fp32 and bf16 parts),
- * for the summary. */
-void lowpi_zero_gather_bytes(const lowpi_zero *z, size_t *fp32_bytes, size_t *bf16_bytes);
+/* ZeRO-3: bytes the block gathers of one pass over the blocks move in all (the sum over the
+ * blocks; fp32, bf16 and fp8 parts), for the summary. */
+void lowpi_zero_gather_bytes(const lowpi_zero *z, size_t *fp32_bytes, size_t *bf16_bytes,
+                             size_t *fp8_bytes);
 
 #ifdef __cplusplus
 }

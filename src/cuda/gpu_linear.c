@@ -64,6 +64,11 @@ typedef struct {
   lowp_cuda_qtensor xq;
   int xq_on, xq_valid;
   const float *xq_src;
+  /* ZeRO-3's fp8 weight gathering (lowpi_gpu_linears_give_weight_fp8): this step's W as codes
+   * (OC, C) and decode scale, for the weight buffer wq_src; NULL: none given. */
+  const float *wq_src;
+  const void *wq_codes;
+  const float *wq_scale;
 } lin_state;
 
 /* A device scratch buffer that grows on demand (the step's shapes are fixed, so it settles
@@ -297,7 +302,7 @@ void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step) {
 
 void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
   for (int i = 0; i < g->nlin; i++)
-    g->lin[i].w16_src = NULL;
+    g->lin[i].w16_src = g->lin[i].wq_src = NULL;
   forget_amax(g);
 }
 
@@ -712,7 +717,8 @@ typedef struct {
 } gemm_input;
 
 /* One of a linear layer's GEMMs: c (M, N) [+]= A B^T, the operands made from ia and ib as the
- * recipe says (or A given ready in *given). A block-scaled fp8 GEMM that cuBLASLt refuses at
+ * recipe says (or A given ready in *given, B in *given_b: ZeRO-3's gathered fp8 weight, which
+ * needs the native fp8 GEMM it was made for). A block-scaled fp8 GEMM that cuBLASLt refuses at
  * run time (LOWP_ERR_UNSUPPORTED: nothing was written) runs again as the emulation, and the
  * block GEMMs stay emulated from then on (counts.block_refused says so); the operands are made
  * anew, which gives the same values (the quantization is a function of the step, the layer
@@ -727,6 +733,11 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
   for (;;) {
     gemm_run run = run_of(g, oa, ob, M, N, K);
     operand a, b;
+    if (given_b && run != RUN_FP8)
+      return lowpi_fail(LOWP_ERR_INTERNAL,
+                        "gpu recipe: linear %d's weight was given as fp8 codes, but its %s GEMM "
+                        "(%d x %d x %d) does not run in fp8",
+                        ls->index, which == LOWPI_GEMM_FPROP ? "fprop" : "dgrad", M, N, K);
     if (given)
       a = *given;
     else
@@ -764,6 +775,61 @@ int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin) {
  * (make_operand's first case): for the counts. */
 static int takes_bf16(const op_state *o, gemm_run run, const uint16_t *codes) {
   return codes && run == RUN_BF16 && is_bf16_rne_cast(o);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * ZeRO-3's fp8 weights. Where the fprop's and the dgrad's W are the same per-tensor current
+ * scaling (format, fp32 scale, RNE; no Hadamard, no clipping mask), both quantize W with the one
+ * scale derived from amax(W), element by element: the dgrad's codes (C, OC) are the byte
+ * transpose of the fprop's (OC, C) (what quantize_transposed writes), and codes made piece by
+ * piece with the whole tensor's amax (lowpi_cuda_quantize_ex, amax known) are the whole
+ * tensor's. So ZeRO-3 gathers the codes instead of the fp32 weight (cuda/dist_zero.h), and the
+ * GEMMs take them as they are: the same operands bit for bit, a quarter of the bytes. */
+
+int lowpi_gpu_linears_weight_fp8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC,
+                                 lowp_qconfig *cfg) {
+  if (lin < 0 || lin >= g->nlin)
+    return 0;
+  const lin_state *ls = &g->lin[lin];
+  const op_state *f = &ls->op[LOWP_OP_FPROP_W], *d = &ls->op[LOWP_OP_DGRAD_W];
+  if (!current_scaling(f) || !current_scaling(d) || !is_native_fp8(f) || !is_native_fp8(d) ||
+      f->delayed || d->delayed || f->spec.clip_mask_ste || d->spec.clip_mask_ste ||
+      f->cfg.format != d->cfg.format || f->cfg.scale_format != d->cfg.scale_format ||
+      f->cfg.round != LOWP_ROUND_RNE || d->cfg.round != LOWP_ROUND_RNE)
+    return 0;
+  if (run_of(g, &ls->op[LOWP_OP_FPROP_X], f, N, OC, C) != RUN_FP8 ||
+      run_of(g, &ls->op[LOWP_OP_DGRAD_DY], d, N, C, OC) != RUN_FP8)
+    return 0;
+  if (cfg)
+    *cfg = f->cfg;
+  return 1;
+}
+
+void lowpi_gpu_linears_give_weight_fp8(lowpi_gpu_linears *g, int lin, const float *weight,
+                                       const void *codes, const float *scale_inv) {
+  lin_state *ls = &g->lin[lin];
+  ls->wq_src = weight;
+  ls->wq_codes = codes;
+  ls->wq_scale = scale_inv;
+}
+
+/* W's operand from the given codes (OC, C), in the slot's own buffer as a single GPU has it:
+ * the fprop's a copy (the same 256-byte alignment, so cuBLASLt picks the same algorithm: the
+ * same bits), the dgrad's their byte transpose (C, OC), K-major as quantize_transposed writes
+ * it. */
+static lowp_status given_weight(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot, size_t OC,
+                                size_t C, operand *out) {
+  const op_state *o = &ls->op[slot];
+  const int dgrad = slot == LOWP_OP_DGRAD_W;
+  lowp_cuda_qtensor *q = NULL;
+  LOWPI_TRY(qbuf_get(g, slot, &o->cfg, dgrad ? C : OC, dgrad ? OC : C, &q));
+  if (dgrad)
+    LOWPI_TRY(lowpi_cuda_transpose_u8((unsigned char *)q->rowwise.codes,
+                                      (const unsigned char *)ls->wq_codes, (int)OC, (int)C));
+  else
+    LOWPI_TRY(lowp_cuda_memcpy(q->rowwise.codes, ls->wq_codes, OC * C, LOWP_CUDA_D2D));
+  *out = (operand){q->rowwise.codes, o->cfg.format, ls->wq_scale, (lowpi_fp8_block_kind)0, 0};
+  return LOWP_OK;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -890,9 +956,13 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
     LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));
   const gemm_input x = {inp.f32, inp.bf16, inp.amax, (size_t)N, (size_t)C, 1},
                    w = {weight, cache ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 1};
+  operand wq; /* ZeRO-3's gathered fp8 codes of W */
+  const int given = weight && ls->wq_src == weight;
+  if (given)
+    LOWPI_TRY(given_weight(g, ls, LOWP_OP_FPROP_W, (size_t)OC, (size_t)C, &wq));
   gemm_run run = RUN_FP32;
-  LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, NULL, N, OC, C, 0.0f, bias,
-                        &run, NULL));
+  LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, given ? &wq : NULL, N, OC, C,
+                        0.0f, bias, &run, NULL));
   g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], run, inp.bf16);
   return LOWP_OK;
 }
@@ -955,8 +1025,12 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
     const int cached = ls->w16_src == weight && w16_cacheable(g, ls, N, C, OC);
     const gemm_input a = {dout.f32, dout.bf16, NULL, (size_t)N, (size_t)OC, 1},
                      b = {weight, cached ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 0};
-    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, NULL, N, C, OC, 0.0f, NULL,
-                          &run_d, &dy));
+    operand wq;
+    const int given = weight && ls->wq_src == weight;
+    if (given)
+      LOWPI_TRY(given_weight(g, ls, LOWP_OP_DGRAD_W, (size_t)OC, (size_t)C, &wq));
+    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, given ? &wq : NULL, N, C, OC,
+                          0.0f, NULL, &run_d, &dy));
     g->counts.w_reused += (unsigned long long)cached;
   }
   { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns. dY's operand

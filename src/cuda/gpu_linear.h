@@ -165,6 +165,21 @@ float *lowpi_gpu_linears_delayed_amax(lowpi_gpu_linears *g, size_t i);
  * itself), at half the bytes. */
 int lowpi_gpu_linears_weight_bf16(const lowpi_gpu_linears *g, int lin);
 
+/* ZeRO-3's fp8 weight gathering: 1 if linear lin's fprop and dgrad weight operands are the same
+ * per-tensor current-scaled fp8 quantization (RNE, fp32 scale, no Hadamard or clipping mask) and
+ * both GEMMs run natively in fp8 for N rows of a (OC, C) weight (M, N, K multiples of 16): then
+ * codes quantized piece by piece with the amax of the whole weight (lowpi_cuda_quantize_ex with
+ * amax known, configuration *cfg) are those a single GPU makes, and the dgrad's are their byte
+ * transpose. *cfg (may be NULL): the fprop's quantization of W. */
+int lowpi_gpu_linears_weight_fp8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC,
+                                 lowp_qconfig *cfg);
+/* This step's W of linear lin (lowpi_gpu_linears_weight_fp8 said 1) is given as fp8 codes
+ * (OC, C) row-major and its decode scale (device float): the fprop and dgrad called with this
+ * weight pointer take them (the dgrad their byte transpose) and do not read the fp32 values
+ * there. Dropped by set_step / weights_changed (give it again for every forward). */
+void lowpi_gpu_linears_give_weight_fp8(lowpi_gpu_linears *g, int lin, const float *weight,
+                                       const void *codes, const float *scale_inv);
+
 /* Bytes of device scratch held for operands (with the weights' bf16 codes). */
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g);
 

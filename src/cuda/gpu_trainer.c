@@ -65,6 +65,31 @@ static lowp_status block_ready(void *user, int l) {
   return lowpi_grad_sync_bucket(t->grads, off, count);
 }
 
+/* ZeRO-3: the linear weights that travel as fp8 codes (lowpi_gpu_linears_weight_fp8: the
+ * per-tensor current-scaled fp8 recipes, where both GEMMs run natively on this rank's rows). */
+static lowp_status setup_fp8_weights(lowpi_gpu_trainer *t, int L) {
+  lowpi_gpu_linears *lin = lowpi_gpu_model_linears(t->gm);
+  const int C = lowp_model_get_config(t->model)->n_embd, N = t->B * t->T;
+  lowpi_zero_fp8_weight *w = calloc((size_t)L * 4, sizeof *w);
+  if (!w)
+    return lowpi_fail(LOWP_ERR_NOMEM, "out of memory");
+  size_t n = 0;
+  for (int l = 0; l < L; l++)
+    for (int k = 0; k < 4; k++) {
+      lowpi_zero_fp8_weight *e = &w[n];
+      lowpi_gpu_model_block_weight(t->gm, l, k, &e->off, &e->count);
+      const int OC = (int)(e->count / (size_t)C);
+      if (lowpi_gpu_linears_weight_fp8(lin, 4 * l + k, N, C, OC, &e->cfg)) {
+        e->block = l;
+        e->lin = 4 * l + k;
+        n++;
+      }
+    }
+  lowp_status st = lowpi_zero_set_fp8(t->zero, lin, w, n);
+  free(w);
+  return st;
+}
+
 /* ZeRO-2/3: the segments (prefix, blocks, suffix), every rank's pieces of them, the sharded
  * buffers and the model's block hooks. */
 static lowp_status setup_zero23(lowpi_gpu_trainer *t, int stage) {
@@ -109,6 +134,8 @@ static lowp_status setup_zero23(lowpi_gpu_trainer *t, int stage) {
   free(bf16);
   free(bounds);
   LOWPI_TRY(st);
+  if (stage == 3)
+    LOWPI_TRY(setup_fp8_weights(t, L));
   lowpi_gpu_block_hooks hooks;
   lowpi_zero_hooks(t->zero, &hooks);
   lowpi_gpu_model_set_block_hooks(t->gm, &hooks);
@@ -137,11 +164,6 @@ static lowp_status setup_parallel(lowpi_gpu_trainer *t, const lowpi_gpu_parallel
   if (par->zero < 0 || par->zero > 3)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "--zero %d: the ZeRO stages are 0, 1, 2 and 3",
                       par->zero);
-  if (par->zero >= 2 && par->grad_comm != LOWP_FP32)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "--zero %d reduces the gradients in fp32: --grad-comm other than fp32 "
-                      "is implemented for --zero 0 and 1 only",
-                      par->zero);
   t->dist = d;
   float *grads = lowpi_gpu_model_grads(t->gm);
   size_t np = lowpi_gpu_model_num_params(t->gm);
@@ -164,6 +186,7 @@ static lowp_status setup_parallel(lowpi_gpu_trainer *t, const lowpi_gpu_parallel
     LOWPI_TRY(st);
   } else if (par->zero >= 2) {
     LOWPI_TRY(setup_zero23(t, par->zero));
+    LOWPI_TRY(lowpi_zero_set_grad_comm(t->zero, par->grad_comm));
   } else {
     LOWPI_TRY(lowpi_grad_sync_create(&t->grads, d, grads, np, par->grad_comm, NULL));
   }
@@ -524,6 +547,12 @@ void lowpi_gpu_trainer_gemm_counts(const lowpi_gpu_trainer *t, lowpi_gpu_gemm_co
   lowpi_gpu_linears_counts(lowpi_gpu_model_linears(t->gm), out);
 }
 
+void lowpi_gpu_trainer_gather_bytes(const lowpi_gpu_trainer *t, size_t bytes[3]) {
+  bytes[0] = bytes[1] = bytes[2] = 0;
+  if (t->zero)
+    lowpi_zero_gather_bytes(t->zero, &bytes[0], &bytes[1], &bytes[2]);
+}
+
 #else /* builds without CUDA */
 
 static lowp_status no_cuda(void) {
@@ -572,6 +601,11 @@ void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t
 void lowpi_gpu_trainer_gemm_counts(const lowpi_gpu_trainer *t, lowpi_gpu_gemm_counts *out) {
   (void)t;
   memset(out, 0, sizeof *out);
+}
+
+void lowpi_gpu_trainer_gather_bytes(const lowpi_gpu_trainer *t, size_t bytes[3]) {
+  (void)t;
+  bytes[0] = bytes[1] = bytes[2] = 0;
 }
 
 #endif

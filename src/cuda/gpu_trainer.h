@@ -33,7 +33,7 @@ typedef struct lowpi_gpu_trainer lowpi_gpu_trainer;
 typedef struct {
   lowpi_dist *dist;      /* NULL: one GPU, none of the above */
   int zero;              /* ZeRO stage: 0 to 3 */
-  lowp_format grad_comm; /* LOWP_FP32, LOWP_BF16 or LOWP_E4M3 (--grad-comm; not FP32: zero 0, 1) */
+  lowp_format grad_comm; /* LOWP_FP32, LOWP_BF16 or LOWP_E4M3 (--grad-comm) */
 } lowpi_gpu_parallel;
 
 typedef struct {
@@ -75,6 +75,10 @@ lowp_status lowpi_gpu_trainer_download(lowpi_gpu_trainer *t);
  * under ZeRO), and the peak of all that lowp_cuda_malloc held. */
 void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t *grads,
                              size_t *activations, size_t *optim, size_t *peak);
+
+/* ZeRO-3: the bytes one pass of the block gathers moves (every block once: the forward; the
+ * backward gathers all but the last two again), by wire format: fp32, bf16, fp8. Else zeros. */
+void lowpi_gpu_trainer_gather_bytes(const lowpi_gpu_trainer *t, size_t bytes[3]);
 
 /* How the linear layers' GEMMs ran so far (lowpi_gpu_linears_counts; zeros without CUDA). */
 void lowpi_gpu_trainer_gemm_counts(const lowpi_gpu_trainer *t, lowpi_gpu_gemm_counts *out);

@@ -955,6 +955,8 @@ lowp_status lowp_train(const lowp_train_config *cfg, lowp_train_callback callbac
       lowpi_gpu_trainer_bytes(r.gpu, &summary->bytes_weights, &summary->bytes_grads,
                               &summary->bytes_activations, &summary->bytes_optim,
                               &summary->bytes_peak_device);
+    if (r.gpu)
+      lowpi_gpu_trainer_gather_bytes(r.gpu, summary->bytes_gather);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
       summary->bytes_peak_rss = (size_t)ru.ru_maxrss * 1024u;

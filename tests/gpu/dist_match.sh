@@ -10,7 +10,14 @@
 #    run too and reported (a looser bound: 1e-2 mean), and --grad-comm fp8 with ZeRO 0 and 1
 #    (mean < 5e-3, max < 5e-2: each averaged gradient carries up to 2^-4 of its 128-block's amax,
 #    see docs/multi-gpu.md). ZeRO-2 and ZeRO-3 reduce in the same order as ZeRO-1
-#    (ncclReduce(avg) onto the owners), so they get the same bounds.
+#    (ncclReduce(avg) onto the owners), so they get the same bounds; --grad-comm bf16 with
+#    ZeRO-2/3 (a bf16 ncclReduce onto the owners) gets --grad-comm bf16's, and --grad-comm fp8
+#    with ZeRO-2/3 (the same exchange as ZeRO-1's, each block's pieces its parts) ZeRO-1's.
+# 1a. ZeRO-3 gathers fp8-current's block linear weights as e4m3 codes (amax all-reduced with
+#    max, each owner quantizing its piece with the whole weight's scale): the fp8-current ZeRO-3
+#    run above is that path (same bounds as the other fp8 arms); its summary must report fp8
+#    bytes gathered, and fewer bytes per pass than the bf16 recipe's ZeRO-3 (about half: 1 byte
+#    per weight against 2).
 # 1b. Memory per GPU (the stages in ZEROS): a deeper tiny model (24 blocks, so that the two blocks
 #    of staging of ZeRO-2/3 weigh little) for 3 steps; rank 0's optimizer states must fall to
 #    <= 0.6x ZeRO-0's from ZeRO-1 on, its gradients to <= 0.65x from ZeRO-2 on, its weights to
@@ -62,7 +69,7 @@ run() { # name, then lowp train arguments
   fi
   local ms=$(($(date +%s%N) / 1000000 - t0))
   printf '%-28s %4d.%01d s  %s\n' "$name" $((ms / 1000)) $((ms % 1000 / 100)) \
-    "$(grep -E '^summary|optimizer states' "$out/$name.txt" | tr -s ' ' | tr '\n' ' ')"
+    "$(grep -E '^summary|optimizer states|block gathers' "$out/$name.txt" | tr -s ' ' | tr '\n' ' ')"
 }
 
 compare() { # reference log, candidate log, mean bound, max bound, first step (1-based)
@@ -100,13 +107,27 @@ for r in $recipes; do
     run "$r.2gpu.zero$z" "${common[@]}" --recipe "$r" --gpus 2 --zero "$z" &&
       { compare "$out/$r.1gpu.jsonl" "$out/$r.2gpu.zero$z.jsonl" $mean 2e-2 1 || fail "$r zero $z"; }
   done
+  if [ "$r" = fp8-current ] && [[ " $zeros " == *" 3 "* ]]; then # fp8 gather, bf16 / fp8 reduce
+    for c in bf16 fp8; do
+      run "$r.2gpu.${c}comm.zero3" "${common[@]}" --recipe "$r" --gpus 2 --zero 3 --grad-comm $c &&
+        { compare "$out/$r.1gpu.jsonl" "$out/$r.2gpu.${c}comm.zero3.jsonl" 1e-2 5e-2 1 ||
+          fail "$r $c comm zero 3"; }
+    done
+  fi
   if [ "$r" = bf16 ]; then
     run "$r.2gpu.bf16comm" "${common[@]}" --recipe "$r" --gpus 2 --grad-comm bf16 &&
       { compare "$out/$r.1gpu.jsonl" "$out/$r.2gpu.bf16comm.jsonl" 1e-2 5e-2 1 || fail "$r bf16 comm"; }
+    for z in $zeros; do # the bf16 reduction onto the owners
+      [ "$z" -ge 2 ] || continue
+      run "$r.2gpu.bf16comm.zero$z" "${common[@]}" --recipe "$r" --gpus 2 --zero "$z" \
+        --grad-comm bf16 &&
+        { compare "$out/$r.1gpu.jsonl" "$out/$r.2gpu.bf16comm.zero$z.jsonl" 1e-2 5e-2 1 ||
+          fail "$r bf16 comm zero $z"; }
+    done
     # fp8 (e4m3, a scale per 128 values): each gradient carries up to 2^-4 of its block's
     # amax (about 2^-5 relative on average), noise that AdamW's normalization mostly absorbs.
+    # Every stage: ZeRO-2/3 exchange each block's pieces as ZeRO-1 its shards.
     for z in $zeros; do
-      [ "$z" -le 1 ] || continue # ZeRO-2/3 reduce in fp32 (--grad-comm fp8 is refused there)
       run "$r.2gpu.fp8comm.zero$z" "${common[@]}" --recipe "$r" --gpus 2 --zero "$z" \
         --grad-comm fp8 &&
         { compare "$out/$r.1gpu.jsonl" "$out/$r.2gpu.fp8comm.zero$z.jsonl" 5e-3 5e-2 1 ||
@@ -114,6 +135,32 @@ for r in $recipes; do
     done
   fi
 done
+
+echo "== 1a. ZeRO-3's weight gathers: fp8-current's codes against bf16 (2 GPUs)"
+if [ -f "$out/fp8-current.2gpu.zero3.txt" ]; then
+  python3 - "$out/fp8-current.2gpu.zero3.txt" "$out/bf16.2gpu.zero3.txt" <<'PY' || fail "ZeRO-3 fp8 gather"
+import re, sys
+def gathers(path):
+    try:
+        m = re.search(r"block gathers ([0-9.]+) MiB per pass over the blocks \(fp32 ([0-9.]+), "
+                      r"bf16 ([0-9.]+), fp8 ([0-9.]+)", open(path).read())
+    except OSError:
+        return None
+    return tuple(float(x) for x in m.groups()) if m else None
+f8, b16 = gathers(sys.argv[1]), gathers(sys.argv[2])
+if f8 is None:
+    print(f"  FAIL: no 'block gathers' line in {sys.argv[1]}"); sys.exit(1)
+ok = f8[3] > 0 and f8[2] == 0
+line = f"fp8-current ZeRO-3 gathers {f8[0]:.4f} MiB per pass (fp32 {f8[1]:.4f}, fp8 {f8[3]:.4f})"
+if b16 is not None:
+    ok &= f8[0] <= 0.6 * b16[0]
+    line += f"; bf16 ZeRO-3 {b16[0]:.4f} MiB (bf16 {b16[2]:.4f}): {f8[0] / b16[0]:.2f}x (want <= 0.6)"
+print(f"  {'ok  ' if ok else 'FAIL'} {line}")
+sys.exit(0 if ok else 1)
+PY
+else
+  echo "  (skipped: needs fp8-current in RECIPES and 3 in ZEROS)"
+fi
 
 echo "== optimizer memory per GPU: ZeRO-1 against ZeRO-0 (bf16, 2 GPUs)"
 if [ -f "$out/bf16.2gpu.zero0.txt" ] && [ -f "$out/bf16.2gpu.zero1.txt" ]; then

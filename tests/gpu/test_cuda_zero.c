@@ -31,12 +31,27 @@
  * gpt2 and a llama under fp32, bf16 and fp8-current (the same kernels on the same values;
  * only the buffers' addresses differ). Under ZeRO-3 the hook rounds the linear weights that
  * lowpi_gpu_linears_weight_bf16 names to bf16, as the bf16 gathering does: still bit for bit
- * (the bf16 recipe: every block weight; fp8-current: none, its kept layers aside). */
+ * (the bf16 recipe: every block weight; fp8-current: none, its kept layers aside). Under ZeRO-3
+ * with fp8-current the hook also does what the fp8 gathering does to the weights that
+ * lowpi_gpu_linears_weight_fp8 names: each is cut into 3 uneven pieces, the pieces' amaxes are
+ * combined by max (the all-reduce), each piece is quantized with that amax
+ * (lowpi_cuda_quantize_ex, amax known, as dist_zero.cu's encode_fp8), and the codes and scale
+ * are given to the linear (lowpi_gpu_linears_give_weight_fp8) while the fp32 staging values of
+ * the weight are poisoned with NaN: the loss and every gradient must still equal the
+ * unsharded model's bit for bit (the fprop takes the codes, the dgrad their byte transpose).
+ *
+ * The fp8 gathering's quantization alone: a weight of awkward values (zeros, one large value,
+ * tiny ones; and an all-zero weight) cut into pieces of uneven sizes (one of length 1, one
+ * empty), quantized piece by piece with the max of the pieces' amaxes, must give exactly the
+ * codes and the decode scale of lowp_cuda_quantize of the whole (OC, C) tensor, and their byte
+ * transpose exactly the codes of quantizing it transposed (the dgrad's). */
 #include <math.h>
 #include <stdint.h>
 
 #include "common/error.h"
 #include "cuda/gpu_model.h"
+#include "cuda/quant_cuda.h"
+#include "cuda/tensor_ops.h"
 #include "cuda/optim_cuda.h"
 #include "dist/shard.h"
 #include "gpu_check.h"
@@ -365,10 +380,61 @@ typedef struct {
   float *pstage[2], *gstage[2];
   int params_asked, grads_asked, ready_seen, order_bad, L;
   int last_params; /* the block asked last: forward ascending, backward descending */
-  const lowpi_gpu_linears *lin;
-  void *codes;  /* device: bf16 codes of a weight */
-  int bf16_ran; /* weights gathered "in bf16" */
+  lowpi_gpu_linears *lin;
+  void *codes;              /* device: bf16 codes of a weight */
+  int bf16_ran;             /* weights gathered "in bf16" */
+  int N, C;                 /* the rows of the batch, the model width */
+  unsigned char *codes8[2]; /* device: a block's fp8 codes, beside pstage */
+  float *scale8[2][4];      /* device: the decode scales of its fp8 weights */
+  int fp8_ran;              /* weights gathered "in fp8" */
 } fake_zero;
+
+/* dist_zero.cu's encode_fp8 on simulated ranks: w (device, n = cuts[np] floats) cut at cuts[0] =
+ * 0 <= cuts[1] <= ... <= cuts[np]; each piece's amax (lowp_cuda_amax), their max as uint32 bits
+ * (the all-reduce), each non-empty piece quantized with that amax (lowpi_cuda_quantize_ex, amax
+ * known) into codes + cuts[p]; *scale (device) the decode scale, which every piece must agree
+ * on. */
+static lowp_status fp8_pieces(const lowp_qconfig *cfg, const float *w, const size_t *cuts, int np,
+                              unsigned char *codes, float *scale) {
+  float *amax = NULL;
+  LOWPI_TRY(lowp_cuda_malloc((void **)&amax, (size_t)np * sizeof(float)));
+  uint32_t most = 0;
+  for (int p = 0; p < np; p++) {
+    float a = 0;
+    LOWPI_TRY(lowp_cuda_amax(w + cuts[p], cuts[p + 1] - cuts[p], amax + p));
+    LOWPI_TRY(lowp_cuda_memcpy(&a, amax + p, 4, LOWP_CUDA_D2H));
+    most = f32_bits(a) > most ? f32_bits(a) : most;
+  }
+  const float global = bits_f32(most);
+  lowp_qconfig c = *cfg;
+  c.columnwise = 0;
+  int have = 0;
+  uint32_t first = 0;
+  for (int p = 0; p < np; p++) {
+    const size_t n = cuts[p + 1] - cuts[p];
+    LOWPI_TRY(lowp_cuda_memcpy(amax + p, &global, 4, LOWP_CUDA_H2D)); /* this rank's copy */
+    if (!n)
+      continue;
+    lowp_cuda_qtensor q;
+    LOWPI_TRY(lowp_cuda_qtensor_init(&q, &c, 1, n));
+    lowp_status st = lowpi_cuda_quantize_ex(w + cuts[p], &q, 0, amax + p, 1);
+    float sc = 0;
+    if (st == LOWP_OK)
+      st = lowp_cuda_memcpy(codes + cuts[p], q.rowwise.codes, n, LOWP_CUDA_D2D);
+    if (st == LOWP_OK)
+      st = lowp_cuda_memcpy(&sc, q.rowwise.scales, 4, LOWP_CUDA_D2H);
+    if (st == LOWP_OK && !have && scale)
+      st = lowp_cuda_memcpy(scale, q.rowwise.scales, 4, LOWP_CUDA_D2D);
+    lowp_cuda_qtensor_free(&q);
+    LOWPI_TRY(st);
+    GC_CHECK(!have || f32_bits(sc) == first, "fp8 pieces: piece %d's scale %.9g, piece 0's %.9g", p,
+             (double)sc, (double)bits_f32(first));
+    if (!have)
+      first = f32_bits(sc);
+    have = 1;
+  }
+  return lowp_cuda_free(amax);
+}
 
 static lowp_status fake_params(void *user, int l, int backward, const float **base) {
   fake_zero *f = user;
@@ -394,6 +460,23 @@ static lowp_status fake_params(void *user, int l, int backward, const float **ba
       LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, f->codes, wn, f->pstage[l % 2] + woff));
       f->bf16_ran++;
     }
+  /* as dist_zero.cu's fp8 gathering: the fp8 weights' codes from 3 uneven pieces, given to the
+   * linears; their fp32 staging values poisoned (the GEMMs must not read them) */
+  for (int k = 0; k < 4; k++) {
+    size_t woff, wn;
+    lowpi_gpu_model_block_weight(f->gm, l, k, &woff, &wn);
+    lowp_qconfig cfg;
+    if (!lowpi_gpu_linears_weight_fp8(f->lin, 4 * l + k, f->N, f->C, (int)(wn / (size_t)f->C),
+                                      &cfg))
+      continue;
+    const size_t cuts[4] = {0, wn / 3 + 1, wn / 2 + 7, wn};
+    float *w = f->pstage[l % 2] + woff;
+    LOWPI_TRY(fp8_pieces(&cfg, w, cuts, 3, f->codes8[l % 2] + woff, f->scale8[l % 2][k]));
+    LOWPI_TRY(lowp_cuda_memset(w, 0xFF, wn * sizeof(float)));
+    lowpi_gpu_linears_give_weight_fp8(f->lin, 4 * l + k, w, f->codes8[l % 2] + woff,
+                                      f->scale8[l % 2][k]);
+    f->fp8_ran++;
+  }
   *base = f->pstage[l % 2];
   return LOWP_OK;
 }
@@ -474,7 +557,14 @@ static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
     GC_REQUIRE(lowp_cuda_malloc((void **)&f.gstage[i], blk * sizeof(float)));
   }
   f.lin = lowpi_gpu_model_linears(gs);
+  f.N = (int)N;
+  f.C = cfg.n_embd;
   GC_REQUIRE(lowp_cuda_malloc(&f.codes, blk * 2));
+  for (int i = 0; i < 2; i++) {
+    GC_REQUIRE(lowp_cuda_malloc((void **)&f.codes8[i], blk));
+    for (int k = 0; k < 4; k++)
+      GC_REQUIRE(lowp_cuda_malloc((void **)&f.scale8[i][k], 16));
+  }
   lowpi_gpu_block_hooks hooks = {shard == 3 ? fake_params : NULL, fake_grads, fake_ready, &f};
   lowpi_gpu_model_set_block_hooks(gs, &hooks);
   GC_REQUIRE(lowpi_gpu_model_forward(gs, in, tg, B, T, 1.0f));
@@ -488,9 +578,16 @@ static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
   size_t pb = 0, gb = 0, ab = 0;
   lowpi_gpu_model_bytes(gs, &pb, &gb, &ab);
   printf("  %-5s %-11s ZeRO-%d model: loss %.7f (unsharded %.7f); hooks: params %d (%d weights "
-         "in bf16), grads %d, ready %d; buffers: params %zu, grads %zu of %zu floats\n",
+         "in bf16, %d in fp8), grads %d, ready %d; buffers: params %zu, grads %zu of %zu floats\n",
          an, recipe_name, shard, (double)loss_got, (double)loss_want, f.params_asked, f.bf16_ran,
-         f.grads_asked, f.ready_seen, pb / 4, gb / 4, np);
+         f.fp8_ran, f.grads_asked, f.ready_seen, pb / 4, gb / 4, np);
+  /* fp8-current: gpt2's block weights all qualify here (64 rows, widths of multiples of 16);
+   * the other recipes have none */
+  if (shard == 3 && !strcmp(recipe_name, "fp8-current") && arch == LOWP_ARCH_GPT2)
+    GC_CHECK(f.fp8_ran == 4 * f.params_asked, "gpt2 fp8-current ZeRO-3: %d weights in fp8, want %d",
+             f.fp8_ran, 4 * f.params_asked);
+  if (strcmp(recipe_name, "fp8-current"))
+    GC_CHECK(f.fp8_ran == 0, "%s %s: %d weights gathered in fp8", an, recipe_name, f.fp8_ran);
   /* bf16 recipe: every block weight travels in bf16; fp32: none */
   if (shard == 3 && !strcmp(recipe_name, "bf16"))
     GC_CHECK(f.bf16_ran == 4 * f.params_asked,
@@ -525,6 +622,11 @@ static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
   }
   lowp_cuda_free(f.grads);
   lowp_cuda_free(f.codes);
+  for (int i = 0; i < 2; i++) {
+    lowp_cuda_free(f.codes8[i]);
+    for (int k = 0; k < 4; k++)
+      lowp_cuda_free(f.scale8[i][k]);
+  }
   lowpi_gpu_model_free(gs);
   lowpi_gpu_model_free(g0);
   lowp_model_free(m);
@@ -532,6 +634,91 @@ static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
   free(tg);
   free(want);
   free(got);
+}
+#endif
+
+#ifdef LOWP_HAVE_CUDA
+static size_t first_byte_diff(const unsigned char *a, const unsigned char *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (a[i] != b[i])
+      return i;
+  return n;
+}
+
+/* The fp8 gathering's quantization of one (OC, C) weight on simulated shards (cuts) against the
+ * single-GPU quantizer of the whole tensor: the codes and the scale, and the byte transpose
+ * against the transposed quantization (the dgrad's). zeros: an all-zero weight. */
+static void run_fp8_pieces(int OC, int C, const size_t *cuts, int np, int zeros) {
+  const size_t n = (size_t)OC * (size_t)C;
+  lowp_recipe recipe;
+  lowpi_gpu_linears *lin = NULL;
+  lowp_qconfig cfg;
+  GC_REQUIRE(lowp_recipe_preset("fp8-current", &recipe));
+  GC_REQUIRE(lowpi_gpu_linears_create(&lin, &recipe, 1, 7));
+  GC_CHECK(lowpi_gpu_linears_weight_fp8(lin, 0, 32, C, OC, &cfg),
+           "fp8-current: linear 0 (%d x %d, 32 rows) not gathered in fp8", OC, C);
+  GC_CHECK(!lowpi_gpu_linears_weight_fp8(lin, 0, 24, C, OC, NULL),
+           "fp8-current: 24 rows (not a multiple of 16) cannot run in fp8");
+  GC_CHECK(!lowpi_gpu_linears_weight_fp8(lin, 4, 32, C, OC, NULL),
+           "fp8-current: the LM head (kept in bf16) is not gathered in fp8");
+  cfg.columnwise = 0;
+  float *h = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) { /* awkward values: zeros, tiny ones, one large */
+    const double u = gc_uniform() * 2.0 - 1.0;
+    h[i] = zeros || i % 11 == 0 ? 0.0f : (float)(i % 7 == 0 ? u * 1e-6 : u * 0.05);
+  }
+  if (!zeros)
+    h[n / 2 + 3] = -3.75f;
+  float *w = NULL, *scale = NULL;
+  unsigned char *codes = NULL, *tcodes = NULL;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&w, n * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&scale, 16));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&codes, n));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&tcodes, n));
+  GC_REQUIRE(lowp_cuda_memcpy(w, h, n * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(fp8_pieces(&cfg, w, cuts, np, codes, scale));
+  lowp_cuda_qtensor whole, wt;
+  GC_REQUIRE(lowp_cuda_qtensor_init(&whole, &cfg, (size_t)OC, (size_t)C));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&wt, &cfg, (size_t)C, (size_t)OC));
+  GC_REQUIRE(lowp_cuda_quantize(w, &whole, 0));
+  GC_REQUIRE(lowp_cuda_quantize(w, &wt, 1)); /* the dgrad's: W^T (C, OC) read from W */
+  GC_REQUIRE(lowpi_cuda_transpose_u8(tcodes, codes, OC, C));
+  unsigned char *got = malloc(n), *want = malloc(n), *tgot = malloc(n), *twant = malloc(n);
+  float s_got = 0, s_want = 0, s_t = 0;
+  GC_REQUIRE(lowp_cuda_memcpy(got, codes, n, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(want, whole.rowwise.codes, n, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(tgot, tcodes, n, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(twant, wt.rowwise.codes, n, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(&s_got, scale, 4, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(&s_want, whole.rowwise.scales, 4, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(&s_t, wt.rowwise.scales, 4, LOWP_CUDA_D2H));
+  const size_t d = first_byte_diff(got, want, n), dt = first_byte_diff(tgot, twant, n);
+  printf("  fp8 gather of a %dx%d weight%s in %d pieces: scale %.9g (whole %.9g), codes %s, "
+         "transpose %s\n",
+         OC, C, zeros ? " of zeros" : "", np, (double)s_got, (double)s_want,
+         d == n ? "equal" : "DIFFER", dt == n ? "equal" : "DIFFER");
+  GC_CHECK(f32_bits(s_got) == f32_bits(s_want) && f32_bits(s_t) == f32_bits(s_want),
+           "fp8 pieces %dx%d: scale %.9g, whole %.9g, transposed %.9g", OC, C, (double)s_got,
+           (double)s_want, (double)s_t);
+  GC_CHECK(d == n, "fp8 pieces %dx%d: code %zu (row %zu, col %zu) is 0x%02x, whole 0x%02x (x %.9g)",
+           OC, C, d, d / (size_t)C, d % (size_t)C, d < n ? got[d] : 0, d < n ? want[d] : 0,
+           d < n ? (double)h[d] : 0.0);
+  GC_CHECK(dt == n, "fp8 pieces %dx%d: transposed code %zu is 0x%02x, quantized transposed 0x%02x",
+           OC, C, dt, dt < n ? tgot[dt] : 0, dt < n ? twant[dt] : 0);
+  GC_CHECK(zeros || s_got != 1.0f, "fp8 pieces %dx%d: scale 1 for a weight with a large value", OC,
+           C);
+  lowp_cuda_qtensor_free(&whole);
+  lowp_cuda_qtensor_free(&wt);
+  lowp_cuda_free(w);
+  lowp_cuda_free(scale);
+  lowp_cuda_free(codes);
+  lowp_cuda_free(tcodes);
+  lowpi_gpu_linears_free(lin);
+  free(h);
+  free(got);
+  free(want);
+  free(tgot);
+  free(twant);
 }
 #endif
 
@@ -554,6 +741,13 @@ int main(void) {
       run_segments("8-bit, bf16 master", LOWP_OPT_STATE_8BIT, LOWP_ROUND_RNE, 1, worlds[k], stage);
     }
 #ifdef LOWP_HAVE_CUDA
+  { /* one piece of length 1, one empty, the large value in the fourth */
+    const size_t cuts[6] = {0, 1, 1001, 1001, 2500, 48 * 80};
+    run_fp8_pieces(48, 80, cuts, 5, 0);
+    run_fp8_pieces(48, 80, cuts, 5, 1);
+    const size_t one[2] = {0, 16 * 32};
+    run_fp8_pieces(16, 32, one, 1, 0);
+  }
   const char *recipes[] = {"fp32", "bf16", "fp8-current"};
   for (int a = 0; a < 2; a++)
     for (int k = 0; k < 3; k++)

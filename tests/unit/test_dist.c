@@ -572,6 +572,16 @@ static void test_cli_gpus(void **state) {
   assert_non_null(strstr(tu_out, "--gpus 2 needs --device cuda"));
   assert_int_equal(tu_cli("train --data %s --grad-comm fp4", data), 2);
   assert_non_null(strstr(tu_out, "--grad-comm is fp32, bf16 or fp8, not 'fp4'"));
+  /* --grad-comm bf16 and fp8 are taken with every ZeRO stage (here: stopped by the GPU count) */
+  for (int zero = 0; zero <= 3; zero++)
+    for (int f = 0; f < 2; f++) {
+      assert_int_not_equal(tu_cli("train --data %s --zero %d --grad-comm %s --gpus 2 --device cuda "
+                                  "--steps 1",
+                                  data, zero, f ? "fp8" : "bf16"),
+                           0);
+      assert_null(strstr(tu_out, "--grad-comm"));
+      assert_true(strstr(tu_out, "no usable GPU") || strstr(tu_out, "--gpus 2: this host has"));
+    }
   /* Here (no GPU, or no CUDA build) the launcher stops before starting anything. */
   int rc = tu_cli("train --data %s --gpus 2 --device cuda --steps 1", data);
   assert_int_not_equal(rc, 0);
