@@ -36,7 +36,7 @@ typedef struct {
   act_store atty16;      // (L, N, C): the flash forward's bf16 copy of atty for a bf16 attproj
   act_store ln2;         // (L, N, C)
   float *ln2_stats;      // (L, 2, N)
-  float *fch;            // (L, N, FC)
+  float *fch;            // (L, N, FC); fused GELU layers (gelu_fused): the bf16 GELU input
   act_store fch_act;     // (L, N, H)
   act_store lnf;         // (1, N, C)
   float *lnf_stats;      // (2, N)
@@ -70,6 +70,10 @@ struct lowpi_gpu_model {
   const float *hbase;  /* the host parameters: the layout's offsets come from them */
   lowpi_param_ptrs hp; /* pointers into the host parameters */
   lowpi_gpu_block_hooks hooks;
+  /* GELU in the fc / fc_proj GEMMs' epilogues (gelu_fusable): off from cuBLASLt's first refusal
+   * of the forward's or the backward's epilogue; which layers' last forward ran fused. */
+  int gelu_fwd_off, dgelu_off;
+  unsigned char *gelu_fused; /* (L) */
 };
 
 /* Sharded buffers of the non-block tensors: [0, pre) then [end, nparams), adjacent. */
@@ -281,6 +285,7 @@ void lowpi_gpu_model_free(lowpi_gpu_model *g) {
   free(g->p.layers);
   free(g->g.layers);
   free(g->hp.layers);
+  free(g->gelu_fused);
   lowpi_gpu_linears_free(g->lin);
   free(g);
 }
@@ -310,7 +315,8 @@ lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *ho
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->hp.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
-  lowp_status st = g->p.layers && g->g.layers && g->hp.layers
+  g->gelu_fused = calloc((size_t)c->n_layer, 1);
+  lowp_status st = g->p.layers && g->g.layers && g->hp.layers && g->gelu_fused
                        ? LOWP_OK
                        : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
   if (st == LOWP_OK) { /* the layout, from the host model's own pointers */
@@ -386,6 +392,11 @@ size_t lowpi_gpu_model_num_params(const lowpi_gpu_model *g) {
 }
 lowpi_gpu_linears *lowpi_gpu_model_linears(lowpi_gpu_model *g) {
   return g->lin;
+}
+
+void lowpi_gpu_model_set_gelu_fusion(lowpi_gpu_model *g, int forward, int backward) {
+  g->gelu_fwd_off = !forward;
+  g->dgelu_off = !backward;
 }
 
 void lowpi_gpu_model_on_grads_ready(lowpi_gpu_model *g, lowpi_gpu_grads_ready_fn fn, void *user) {
@@ -473,6 +484,74 @@ static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, co
                                        C, NH, g->compute, a->work, a->work_bytes);
 }
 
+/* Layer l's GELU goes into the GEMMs' epilogues (lowpi_gpu_linear_forward_gelu / _backward_dgelu)
+ * where fc and fc_proj are bf16 linears (so fc's output and dY are bf16 operands anyway: the
+ * bf16 recipe) in a GELU model: the fc output's fp32 pass, the GELU kernels' passes and the
+ * fp32 column sums of fc's bias gradient disappear. The GELU input is kept in bf16 (in fch's
+ * buffer) and fc's dY is made in bf16 (in db's). The aux matrix's leading dimension must be a
+ * multiple of 8. */
+static int gelu_fusable(const lowpi_gpu_model *g, int l) {
+  return g->cfg.arch == LOWP_ARCH_GPT2 && lowpi_model_fc_cols(&g->cfg) % 8 == 0 &&
+         lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2) && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 3);
+}
+
+/* fc, then GELU, for layer l: fused where gelu_fusable and cuBLASLt takes it, else the linear
+ * then the GELU kernel. */
+static lowp_status fc_gelu_forward(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w, int n) {
+  const int C = g->cfg.n_embd, FC = lowpi_model_fc_cols(&g->cfg);
+  gpu_acts *a = &g->a;
+  float *fch = a->fch + (size_t)l * n * FC;
+  g->gelu_fused[l] = 0;
+  if (!g->gelu_fwd_off && gelu_fusable(g, l)) {
+    const lowp_status st =
+        lowpi_gpu_linear_forward_gelu(g->lin, 4 * l + 2, a->fch_act.bf16[l], (uint16_t *)fch,
+                                      act_at(&a->ln2, l), w->fcw, w->fcb, n, C, FC);
+    if (st == LOWP_OK) {
+      g->gelu_fused[l] = 1;
+      return LOWP_OK;
+    }
+    if (st != LOWP_ERR_UNSUPPORTED)
+      return st;
+    g->gelu_fwd_off = 1; /* cuBLASLt refused: the unfused path from now on */
+  }
+  LOWPI_TRY(lowpi_gpu_linear_forward(g->lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw, w->fcb, n,
+                                     C, FC));
+  return lowpi_cuda_gelu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, (size_t)n * FC);
+}
+
+/* The backward of fc_proj, GELU and fc for a layer whose forward ran fused (gelu_fused): GELU's
+ * backward in fc_proj's dgrad, fc's dY in bf16. If cuBLASLt refuses that epilogue: fc_proj's
+ * plain backward, then GELU's backward on the fp32 values of the bf16 GELU input (the same
+ * values the fused backward reads), then fc's. da: fc's dX (N, C), as the unfused path. */
+static lowp_status fc_gelu_backward_fused(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w,
+                                          const lowpi_layer_ptrs *gr, int n) {
+  const int C = g->cfg.n_embd, FC = lowpi_model_fc_cols(&g->cfg);
+  gpu_acts *a = &g->a;
+  const uint16_t *pre = (const uint16_t *)(a->fch + (size_t)l * n * FC);
+  uint16_t *dpre = (uint16_t *)a->db; /* (N, FC) bf16 in db's (N, W) floats */
+  if (!g->dgelu_off) {
+    const lowpi_gpu_dgelu dg = {dpre, pre, gr->fcb};
+    const lowp_status st = lowpi_gpu_linear_backward_dgelu(
+        g->lin, 4 * l + 3, &dg, gr->fcprojw, gr->fcprojb, lowpi_act_f32(a->dres),
+        act_at(&a->fch_act, l), w->fcprojw, n, FC, C);
+    if (st == LOWP_OK) {
+      const lowpi_gpu_act dy = {NULL, dpre}; /* fc's bias gradient came with it */
+      return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, NULL, dy,
+                                       act_at(&a->ln2, l), w->fcw, n, C, FC);
+    }
+    if (st != LOWP_ERR_UNSUPPORTED)
+      return st;
+    g->dgelu_off = 1;
+  }
+  LOWPI_TRY(lowpi_gpu_linear_backward(g->lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
+                                      lowpi_act_f32(a->dres), act_at(&a->fch_act, l), w->fcprojw, n,
+                                      FC, C)); // da (N, FC)
+  LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, pre, (size_t)n * FC, a->db));
+  LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, a->db, (size_t)n * FC)); /* elementwise */
+  return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, lowpi_act_f32(a->db),
+                                   act_at(&a->ln2, l), w->fcw, n, C, FC);
+}
+
 lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
                                     const int32_t *targets, int B, int T, float loss_scale) {
   const lowp_model_config *c = &g->cfg;
@@ -522,12 +601,13 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
         lowpi_gpu_linear_forward(lin, 4 * l + 1, tmp, atty_in, w->attprojw, w->attprojb, n, C, C));
     LOWPI_TRY(lowpi_cuda_residual_forward(mid, x, tmp, NC));
     LOWPI_TRY(norm_forward(g, &a->ln2, l, st2, mid, w->ln2w, w->ln2b, n));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw, w->fcb, n,
-                                       C, FC));
-    if (gpt2)
-      LOWPI_TRY(lowpi_cuda_gelu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, N * (size_t)F));
-    else
+    if (gpt2) {
+      LOWPI_TRY(fc_gelu_forward(g, l, w, n));
+    } else {
+      LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw, w->fcb, n,
+                                         C, FC));
       LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, n, F));
+    }
     LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l + 3, tmp, act_at(&a->fch_act, l), w->fcprojw,
                                        w->fcprojb, n, F, C));
     LOWPI_TRY(lowpi_cuda_residual_forward(xout, mid, tmp, NC));
@@ -582,16 +662,20 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     float *mid = a->mid + l * NC;
     float *fch = a->fch + l * N * FC;
     const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL};
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
-                                        lowpi_act_f32(a->dres), act_at(&a->fch_act, l), w->fcprojw,
-                                        n, F, C)); // da (N, F)
-    if (gpt2)
-      LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, fch, N * (size_t)F));
-    else
-      LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
-                                        lowpi_act_f32(a->db), act_at(&a->ln2, l), w->fcw, n, C,
-                                        FC)); // da (N, C)
+    if (g->gelu_fused[l]) {
+      LOWPI_TRY(fc_gelu_backward_fused(g, l, w, gr, n)); // da (N, C)
+    } else {
+      LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
+                                          lowpi_act_f32(a->dres), act_at(&a->fch_act, l),
+                                          w->fcprojw, n, F, C)); // da (N, F)
+      if (gpt2)
+        LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, fch, N * (size_t)F));
+      else
+        LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
+      LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
+                                          lowpi_act_f32(a->db), act_at(&a->ln2, l), w->fcw, n, C,
+                                          FC)); // da (N, C)
+    }
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n,
                             1)); // dres = d(mid)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
