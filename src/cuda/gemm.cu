@@ -272,18 +272,14 @@ static lowp_status epi_refused(cublasStatus_t st, const char *what, const char *
  * bias (GELU_AUX) or the bias gradient. In cuBLASLt's column-major terms D is (n, m): our bias
  * gradient of A (length m) is the reduction of its B (our A) over k, BGRADB (one value per
  * column of D); DGELU_BGRAD's vector runs along D's rows (our columns: length n), as the bias. */
-static cublasLtEpilogue_t lt_epilogue(const lowpi_gemm_epilogue *epi, const void *bias,
-                                      const void **vec) {
+static cublasLtEpilogue_t lt_epilogue(const lowpi_gemm_epilogue *epi) {
   switch (epi->kind) {
   case LOWPI_EPI_BGRAD_A:
-    *vec = epi->bias_grad;
     return CUBLASLT_EPILOGUE_BGRADB;
   case LOWPI_EPI_GELU_AUX:
-    *vec = bias;
-    return bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+    return epi->vec ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
   default:
-    *vec = epi->bias_grad;
-    return epi->bias_grad ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
+    return epi->vec ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
   }
 }
 
@@ -336,17 +332,15 @@ static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n,
                                                     sizeof fast));
   }
   if (epi) {
-    /* The vector is fp32: our biases and gradients are (the GEMM accumulates in fp32; the
-     * default, D's type, would round a bias to bf16 with a bf16 D). The aux matrix takes D's
-     * type (the default: cuBLASLt stores the GELU input in D's type for non-fp8 kernels) and D's
-     * layout, leading dimension n. */
-    const void *vec = NULL;
-    const cublasLtEpilogue_t e = lt_epilogue(epi, o->bias, &vec);
-    const cudaDataType_t vec_type = CUDA_R_32F;
+    /* The vector's type is set (fp32, or bf16: vec_format); the aux matrix takes D's type (the
+     * default: cuBLASLt stores the GELU input in D's type for non-fp8 kernels) and D's layout,
+     * leading dimension n. */
+    const cublasLtEpilogue_t e = lt_epilogue(epi);
+    const cudaDataType_t vec_type = epi->vec_format == LOWP_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
-    if (vec) {
-      EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec,
-                                             sizeof vec));
+    if (epi->vec) {
+      EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &epi->vec,
+                                             sizeof epi->vec));
       EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                              &vec_type, sizeof vec_type));
     }
@@ -405,13 +399,11 @@ static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n,
   key.batch = batch;
   key.bias = o->bias ? 1 : 0;
   if (epi) {
-    key.epi = (int)epi->kind | (epi->bias_grad ? 16 : 0);
-    const void *vec = NULL;
-    lt_epilogue(epi, o->bias, &vec);
+    key.epi = (int)epi->kind | (epi->vec ? 16 : 0) | (epi->vec_format == LOWP_BF16 ? 32 : 0);
     if (epi->aux)
       key.align_aux = alignment_of(epi->aux, (uint64_t)n * (uint64_t)eb_c);
-    if (vec)
-      key.align_vec = alignment_of(vec, 0);
+    if (epi->vec)
+      key.align_vec = alignment_of(epi->vec, 0);
   }
   if (batch > 1) {
     key.stride[0] = stride_a;
@@ -466,25 +458,29 @@ lowp_status lowpi_cuda_gemm_epilogue(void *c, const void *a, const void *b, int 
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_epilogue: unknown epilogue %d",
                       (int)epi->kind);
   if (o->a_format != LOWP_BF16 || o->b_format != LOWP_BF16 ||
-      (gelu ? o->c_format != LOWP_BF16 : (o->c_format != LOWP_FP32 && o->c_format != LOWP_BF16)))
+      (gelu ? o->c_format != LOWP_BF16 : (o->c_format != LOWP_FP32 && o->c_format != LOWP_BF16)) ||
+      (epi->vec_format != LOWP_FP32 && epi->vec_format != LOWP_BF16))
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowpi_cuda_gemm_epilogue: bf16 x bf16 operands, output bf16 (GELU) or "
-                      "fp32/bf16 (bias gradient); got %s x %s -> %s",
-                      fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format));
-  if ((epi->kind == LOWPI_EPI_BGRAD_A && !epi->bias_grad) ||
-      (epi->kind == LOWPI_EPI_GELU_AUX && epi->bias_grad) || (gelu && !epi->aux) ||
-      (!gelu && epi->aux) || (epi->kind != LOWPI_EPI_GELU_AUX && o->bias))
+                      "fp32/bf16 (bias gradient), an fp32 or bf16 vector; got %s x %s -> %s, "
+                      "vector %s",
+                      fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format),
+                      fmt_name(epi->vec_format));
+  if ((epi->kind == LOWPI_EPI_BGRAD_A && !epi->vec) || (gelu && !epi->aux) || (!gelu && epi->aux) ||
+      o->bias)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "lowpi_cuda_gemm_epilogue: epilogue %d with the wrong vectors (bias "
-                      "gradient %s, aux %s, bias %s)",
-                      (int)epi->kind, epi->bias_grad ? "set" : "NULL", epi->aux ? "set" : "NULL",
-                      o->bias ? "set" : "NULL");
-  if ((uintptr_t)o->bias & 15u) /* GELU comes after the bias: it cannot be added separately */
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "lowpi_cuda_gemm_epilogue: the GELU epilogue's bias must be 16-byte aligned");
-  if ((uintptr_t)epi->bias_grad & 15u)
+                      "lowpi_cuda_gemm_epilogue: epilogue %d with the wrong buffers (vector %s, "
+                      "aux %s, opts bias %s)",
+                      (int)epi->kind, epi->vec ? "set" : "NULL", epi->aux ? "set" : "NULL",
+                      o->bias ? "set (give it as vec)" : "NULL");
+  if ((uintptr_t)epi->vec & 15u) {
+    if (epi->kind == LOWPI_EPI_GELU_AUX) /* GELU comes after the bias: not addable separately */
+      return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                        "lowpi_cuda_gemm_epilogue: the GELU epilogue's bias must be 16-byte "
+                        "aligned");
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowpi_cuda_gemm_epilogue: the bias gradient must be 16-byte aligned");
+  }
   if (gelu && (n % 8 || o->beta != 0.0f))
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowpi_cuda_gemm_epilogue: GELU epilogues need n %% 8 == 0 (the aux "

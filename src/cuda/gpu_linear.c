@@ -74,10 +74,12 @@ struct lowpi_gpu_linears {
   lowp_format compute;
   lowp_cuda_delayed **delayed; /* every delayed state (in lin), in the CPU executor's order */
   size_t ndelayed;
-  scratch tmp[4]; /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes (or the
-                     transposes of the native fp8 paths) */
-  scratch rot;    /* a Hadamard-rotated copy for the clipping masks */
-  scratch vec;    /* a bias gradient written by a GEMM's epilogue, before it is added */
+  scratch tmp[4];    /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes (or the
+                        transposes of the native fp8 paths) */
+  scratch rot;       /* a Hadamard-rotated copy for the clipping masks */
+  scratch vec;       /* a bias gradient written by a GEMM's epilogue, before it is added */
+  scratch vec16;     /* a bf16 bias or bias gradient for the GELU epilogues (gelu_vec_bf16) */
+  int gelu_vec_bf16; /* cuBLASLt refused the GELU epilogues' fp32 vectors with a bf16 D: bf16 */
   int bgrad_off; /* cuBLASLt refused the wgrad's bias-gradient epilogue: column sums from then on */
   qbuf qbufs[MAX_QBUFS];
   int nqbufs;
@@ -215,6 +217,11 @@ static lowp_format compute_of(const lowp_recipe *r) {
   return LOWP_BF16;
 }
 
+int lowpi_gpu_epilogue_allowed(const char *kind) {
+  const char *env = getenv("LOWP_GPU_EPILOGUES");
+  return !env || !*env || !strcmp(env, "all") || !strcmp(env, kind);
+}
+
 lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe *r, int n_layer,
                                      uint64_t seed) {
   *out = NULL;
@@ -224,6 +231,7 @@ lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe 
   g->nlin = 4 * n_layer + 1;
   g->seed = seed;
   g->block_native = lowpi_cuda_fp8_block_supported();
+  g->bgrad_off = !lowpi_gpu_epilogue_allowed("bgrad");
   g->compute = compute_of(r);
   g->lin = calloc((size_t)g->nlin, sizeof *g->lin);
   if (!g->lin) {
@@ -267,6 +275,7 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
   }
   lowp_cuda_free(g->rot.ptr);
   lowp_cuda_free(g->vec.ptr);
+  lowp_cuda_free(g->vec16.ptr);
   for (int i = 0; i < 4; i++)
     lowp_cuda_free(g->tmp[i].ptr);
   lowp_cuda_free(g->amax);
@@ -665,7 +674,7 @@ static lowp_status gemm_bgrad(lowpi_gpu_linears *g, float *c, const operand *a, 
   o.trans_a = a->trans;
   o.trans_b = b->trans;
   o.beta = beta;
-  const lowpi_gemm_epilogue epi = {LOWPI_EPI_BGRAD_A, bias_grad, NULL};
+  const lowpi_gemm_epilogue epi = {LOWPI_EPI_BGRAD_A, bias_grad, LOWP_FP32, NULL};
   const lowp_status st = lowpi_cuda_gemm_epilogue(c, a->ptr, b->ptr, M, N, K, &o, &epi);
   if (st == LOWP_ERR_UNSUPPORTED) {
     g->bgrad_off = 1;
@@ -814,12 +823,24 @@ lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_
   lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_BF16);
   o.trans_a = x.trans;
   o.trans_b = w.trans;
-  o.bias = bias;
-  const lowpi_gemm_epilogue epi = {LOWPI_EPI_GELU_AUX, NULL, pre};
-  const lowp_status st = lowpi_cuda_gemm_epilogue(out, x.ptr, w.ptr, N, OC, C, &o, &epi);
+  lowp_status st;
+  for (;;) { /* the fp32 bias, or its bf16 rounding where cuBLASLt wants D's type */
+    lowpi_gemm_epilogue epi = {LOWPI_EPI_GELU_AUX, (void *)bias, LOWP_FP32, pre};
+    if (bias && g->gelu_vec_bf16) {
+      const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+      LOWPI_TRY(scratch_get(&g->vec16, (size_t)OC * 2, &epi.vec));
+      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, bias, (size_t)OC, epi.vec, &rne));
+      epi.vec_format = LOWP_BF16;
+    }
+    st = lowpi_cuda_gemm_epilogue(out, x.ptr, w.ptr, N, OC, C, &o, &epi);
+    if (st != LOWP_ERR_UNSUPPORTED || !bias || g->gelu_vec_bf16)
+      break;
+    g->gelu_vec_bf16 = 1; /* the fp32 vector refused: try bf16 */
+  }
   if (st == LOWP_ERR_UNSUPPORTED)
     g->counts.epi_refused++;
   LOWPI_TRY(st);
+  g->counts.epi_bf16_vec += (unsigned long long)(bias && g->gelu_vec_bf16);
   g->counts.runs[RUN_BF16]++;
   g->counts.gelu_fused++;
   g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], RUN_BF16, inp.bf16);
@@ -892,11 +913,26 @@ static lowp_status dgrad_dgelu(lowpi_gpu_linears *g, lin_state *ls, const lowpi_
   lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_BF16);
   o.trans_a = dy->trans;
   o.trans_b = w.trans;
-  const lowpi_gemm_epilogue epi = {LOWPI_EPI_DGELU, (float *)bg, (void *)dg->pre};
-  const lowp_status st = lowpi_cuda_gemm_epilogue(dg->dpre, dy->ptr, w.ptr, N, C, OC, &o, &epi);
+  lowp_status st;
+  int bf16 = 0;
+  for (;;) { /* the fp32 bias gradient, or a bf16 one where cuBLASLt wants D's type */
+    lowpi_gemm_epilogue epi = {LOWPI_EPI_DGELU, bg, LOWP_FP32, (void *)dg->pre};
+    bf16 = bg && g->gelu_vec_bf16;
+    if (bf16) {
+      LOWPI_TRY(scratch_get(&g->vec16, (size_t)C * 2, &epi.vec));
+      epi.vec_format = LOWP_BF16;
+    }
+    st = lowpi_cuda_gemm_epilogue(dg->dpre, dy->ptr, w.ptr, N, C, OC, &o, &epi);
+    if (st != LOWP_ERR_UNSUPPORTED || !bg || g->gelu_vec_bf16)
+      break;
+    g->gelu_vec_bf16 = 1;
+  }
   if (st == LOWP_ERR_UNSUPPORTED)
     g->counts.epi_refused++;
   LOWPI_TRY(st);
+  if (bf16) /* its fp32 values, rounded once to bf16 by the epilogue */
+    LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, g->vec16.ptr, (size_t)C, (float *)bg));
+  g->counts.epi_bf16_vec += (unsigned long long)bf16;
   if (bg) /* += as the column sums do: the epilogue writes */
     LOWPI_TRY(lowpi_cuda_residual_backward(dg->dbias, (const float *)bg, (size_t)C));
   g->counts.runs[RUN_BF16]++;

@@ -95,6 +95,13 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
                                       float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
                                       const float *weight, int N, int C, int OC);
 
+/* Whether the fused GEMM epilogues of kind "bgrad" (the bias gradients in the wgrads) or "gelu"
+ * (GELU in fc's fprop and fc_proj's dgrad) are used: all of them unless the environment variable
+ * LOWP_GPU_EPILOGUES says "none", or names the one kind to keep ("bgrad", "gelu"); for timing
+ * the fused against the unfused passes (bench_gpu_train). Read when the linears / the model
+ * are created. */
+int lowpi_gpu_epilogue_allowed(const char *kind);
+
 /* GELU fused into the GEMMs (cuBLASLt epilogues, lowpi_cuda_gemm_epilogue) for a bf16 linear
  * (lowpi_gpu_linear_is_bf16) followed by GELU (the MLP's fc), whose consumer is a bf16 linear
  * too (fc_proj). Forward: out (N, OC) = gelu(pre), pre (N, OC) = inp . weight^T + bias (OC, fp32,
@@ -102,8 +109,10 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
  * backward; OC % 8 == 0). Numerics against lowpi_gpu_linear_forward + lowpi_cuda_gelu_forward:
  * the same GEMM in fp32; GELU from the fp32 sum, then rounded to bf16 as the GELU kernel's codes
  * are; cuBLASLt's tanh (see gemm.cu) may differ from tanhf by about 2^-11; pre is kept in bf16
- * instead of fp32. LOWP_ERR_UNSUPPORTED when cuBLASLt refuses (counts.epi_refused; nothing
- * written): run the unfused operations then. */
+ * instead of fp32; if cuBLASLt takes the bias only in D's type (bf16), the bias is rounded to
+ * bf16 (RNE, 2^-9 relative: counts.epi_bf16_vec; likewise the backward's bias gradient).
+ * LOWP_ERR_UNSUPPORTED when cuBLASLt refuses (counts.epi_refused; nothing written): run the unfused
+ * operations then. */
 lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_t *out,
                                           uint16_t *pre, lowpi_gpu_act inp, const float *weight,
                                           const float *bias, int N, int C, int OC);
@@ -147,6 +156,10 @@ typedef struct {
                                        GELU's backward (and fc's bias gradient) in it */
   unsigned long long epi_refused;   /* epilogues cuBLASLt refused (each kind then stays off:
                                        the unfused operations run, the same results) */
+  unsigned long long epi_bf16_vec;  /* GELU epilogues whose bias (gradient) went in bf16, where
+                                       cuBLASLt refused an fp32 vector with a bf16 D: fc's bias
+                                       rounded to bf16 (RNE) for the forward, fc's bias gradient
+                                       rounded to bf16 before it is added */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);

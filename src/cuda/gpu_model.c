@@ -44,6 +44,8 @@ typedef struct {
   uint16_t *dlogits16;   // (N, V) bf16 dlogits, when the LM head is a bf16 linear
   float *losses, *loss;  // (N), (1)
   float *dres, *da, *db; // (N, C), (N, W), (N, W)
+  uint16_t *dres16;      // (N, C): dres's bf16 codes from the norm backwards, if a block's
+                         // attproj or fc_proj is a bf16 linear (their dY, not cast again)
   int32_t *inputs, *targets;
   void *work; /* the layer kernels' workspace */
   size_t work_bytes;
@@ -199,6 +201,21 @@ static lowpi_gpu_act act_at(const act_store *s, int l) {
   return (lowpi_gpu_act){s->f32[l], s->bf16[l]};
 }
 
+/* Whether the norm backwards also write dres in bf16: some block's attproj or fc_proj (the
+ * linears whose dY is dres) is a bf16 linear. */
+static int dres16_wanted(const lowpi_gpu_model *g) {
+  for (int l = 0; l < g->cfg.n_layer; l++)
+    if (lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 1) || lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 3))
+      return 1;
+  return 0;
+}
+
+/* dres as linear lin's dY: with its bf16 codes where lin is a bf16 linear. */
+static lowpi_gpu_act dres_for(const lowpi_gpu_model *g, int lin) {
+  const int bf16 = g->a.dres16 && lowpi_gpu_linear_is_bf16(g->lin, lin);
+  return (lowpi_gpu_act){g->a.dres, bf16 ? g->a.dres16 : NULL};
+}
+
 static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
   const lowp_model_config *c = &g->cfg;
   size_t L = (size_t)c->n_layer, N = (size_t)B * T, C = (size_t)c->n_embd, V = (size_t)c->vocab;
@@ -231,6 +248,7 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->losses, N * 4},
       {(void **)&a->loss, 16},
       {(void **)&a->dres, N * C * 4},
+      {(void **)&a->dres16, dres16_wanted(g) ? N * C * 2 : 0},
       {(void **)&a->da, N * W * 4},
       {(void **)&a->db, N * W * 4},
       {(void **)&a->inputs, N * 4},
@@ -262,10 +280,10 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
 }
 
 static void free_acts(gpu_acts *a) {
-  void *ptrs[] = {a->res,    a->ln1_stats, a->qkv,       a->att,  a->lse,
-                  a->atty,   a->mid,       a->ln2_stats, a->fch,  a->lnf_stats,
-                  a->logits, a->losses,    a->loss,      a->dres, a->da,
-                  a->db,     a->inputs,    a->targets,   a->work, a->dlogits16};
+  void *ptrs[] = {a->res,  a->ln1_stats, a->qkv,   a->att,       a->lse,    a->atty,
+                  a->mid,  a->ln2_stats, a->fch,   a->lnf_stats, a->logits, a->losses,
+                  a->loss, a->dres,      a->da,    a->db,        a->inputs, a->targets,
+                  a->work, a->dlogits16, a->dres16};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
   act_store_free(&a->ln1);
@@ -332,6 +350,7 @@ lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *ho
     g->flash =
         g->compute == LOWP_BF16 && lowpi_cuda_flash_attention_supported(c->n_embd, c->n_head);
     g->head_bf16 = lowpi_gpu_linear_is_bf16(g->lin, 4 * c->n_layer);
+    g->gelu_fwd_off = g->dgelu_off = !lowpi_gpu_epilogue_allowed("gelu");
     st = lowp_cuda_malloc((void **)&g->params,
                           (shard == 3 ? nonblock_count(g) : g->nparams) * sizeof(float));
   }
@@ -448,16 +467,17 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
 }
 
 /* dinp written (accumulate 0) or, for the blocks' norms, added to the residual stream's
- * gradient (accumulate 1: model.c's norm backward + residual backward, in one pass). */
+ * gradient (accumulate 1: model.c's norm backward + residual backward, in one pass). dinp is
+ * always dres: its bf16 codes go to dres16 where that exists (dres_for). */
 static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, float *db,
                                  const float *dout, const float *inp, const float *w,
                                  const float *stats, int N, int accumulate) {
   const lowp_model_config *c = &g->cfg;
   if (c->arch == LOWP_ARCH_GPT2)
-    return lowpi_cuda_layernorm_backward(dinp, dw, db, dout, inp, w, stats, stats + N, N, c->n_embd,
-                                         accumulate, g->a.work, g->a.work_bytes);
-  return lowpi_cuda_rmsnorm_backward(dinp, dw, dout, inp, w, stats + N, N, c->n_embd, accumulate,
-                                     g->a.work, g->a.work_bytes);
+    return lowpi_cuda_layernorm_backward(dinp, g->a.dres16, dw, db, dout, inp, w, stats, stats + N,
+                                         N, c->n_embd, accumulate, g->a.work, g->a.work_bytes);
+  return lowpi_cuda_rmsnorm_backward(dinp, g->a.dres16, dw, dout, inp, w, stats + N, N, c->n_embd,
+                                     accumulate, g->a.work, g->a.work_bytes);
 }
 
 /* Layer l's attention: the fused kernels (saving lse) or the batched GEMMs (saving att). */
@@ -532,7 +552,7 @@ static lowp_status fc_gelu_backward_fused(lowpi_gpu_model *g, int l, const lowpi
   if (!g->dgelu_off) {
     const lowpi_gpu_dgelu dg = {dpre, pre, gr->fcb};
     const lowp_status st = lowpi_gpu_linear_backward_dgelu(
-        g->lin, 4 * l + 3, &dg, gr->fcprojw, gr->fcprojb, lowpi_act_f32(a->dres),
+        g->lin, 4 * l + 3, &dg, gr->fcprojw, gr->fcprojb, dres_for(g, 4 * l + 3),
         act_at(&a->fch_act, l), w->fcprojw, n, FC, C);
     if (st == LOWP_OK) {
       const lowpi_gpu_act dy = {NULL, dpre}; /* fc's bias gradient came with it */
@@ -544,7 +564,7 @@ static lowp_status fc_gelu_backward_fused(lowpi_gpu_model *g, int l, const lowpi
     g->dgelu_off = 1;
   }
   LOWPI_TRY(lowpi_gpu_linear_backward(g->lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
-                                      lowpi_act_f32(a->dres), act_at(&a->fch_act, l), w->fcprojw, n,
+                                      dres_for(g, 4 * l + 3), act_at(&a->fch_act, l), w->fcprojw, n,
                                       FC, C)); // da (N, FC)
   LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, pre, (size_t)n * FC, a->db));
   LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, a->db, (size_t)n * FC)); /* elementwise */
@@ -666,7 +686,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
       LOWPI_TRY(fc_gelu_backward_fused(g, l, w, gr, n)); // da (N, C)
     } else {
       LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
-                                          lowpi_act_f32(a->dres), act_at(&a->fch_act, l),
+                                          dres_for(g, 4 * l + 3), act_at(&a->fch_act, l),
                                           w->fcprojw, n, F, C)); // da (N, F)
       if (gpt2)
         LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, fch, N * (size_t)F));
@@ -679,7 +699,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n,
                             1)); // dres = d(mid)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
-                                        lowpi_act_f32(a->dres), atty_in, w->attprojw, n, C,
+                                        dres_for(g, 4 * l + 1), atty_in, w->attprojw, n, C,
                                         C));                            // da = d(atty)
     LOWPI_TRY(attention_backward(g, l, a->db, a->da, qkv, atty, B, T)); // db (N, 3C)
     if (!gpt2)

@@ -63,9 +63,12 @@ static double rel_diff(const float *got, const float *want, size_t n, int *finit
 static void check_epilogues(lowp_arch arch, const char *recipe_name, int gelu_mode, int n_layer,
                             int reps, const lowpi_gpu_gemm_counts *cn) {
   const char *an = arch ? "llama" : "gpt2";
-  printf("  %s %s (GELU mode %d): epilogues: %llu bias gradients, %llu GELU, %llu refused\n", an,
-         recipe_name, gelu_mode, cn->bgrad_fused, cn->gelu_fused, cn->epi_refused);
-  if (strcmp(recipe_name, "bf16"))
+  printf("  %s %s (GELU mode %d): epilogues: %llu bias gradients, %llu GELU (%llu with a bf16 "
+         "vector), %llu refused\n",
+         an, recipe_name, gelu_mode, cn->bgrad_fused, cn->gelu_fused, cn->epi_bf16_vec,
+         cn->epi_refused);
+  const char *env = getenv("LOWP_GPU_EPILOGUES"); /* some turned off by hand: no exact counts */
+  if (strcmp(recipe_name, "bf16") || (env && *env && strcmp(env, "all")))
     return;
   if (cn->epi_refused) {
     printf("  NOTE %s bf16: cuBLASLt refused %llu epilogues (%s): the unfused paths ran\n", an,
