@@ -523,9 +523,9 @@ static lowp_status fc_gelu_forward(lowpi_gpu_model *g, int l, const lowpi_layer_
   float *fch = a->fch + (size_t)l * n * FC;
   g->gelu_fused[l] = 0;
   if (!g->gelu_fwd_off && gelu_fusable(g, l)) {
-    const lowp_status st =
-        lowpi_gpu_linear_forward_gelu(g->lin, 4 * l + 2, a->fch_act.bf16[l], (uint16_t *)fch,
-                                      act_at(&a->ln2, l), w->fcw, w->fcb, n, C, FC);
+    void *pre = fch; /* the bf16 GELU input, in fch's buffer */
+    const lowp_status st = lowpi_gpu_linear_forward_gelu(
+        g->lin, 4 * l + 2, a->fch_act.bf16[l], pre, act_at(&a->ln2, l), w->fcw, w->fcb, n, C, FC);
     if (st == LOWP_OK) {
       g->gelu_fused[l] = 1;
       return LOWP_OK;
@@ -547,8 +547,10 @@ static lowp_status fc_gelu_backward_fused(lowpi_gpu_model *g, int l, const lowpi
                                           const lowpi_layer_ptrs *gr, int n) {
   const int C = g->cfg.n_embd, FC = lowpi_model_fc_cols(&g->cfg);
   gpu_acts *a = &g->a;
-  const uint16_t *pre = (const uint16_t *)(a->fch + (size_t)l * n * FC);
-  uint16_t *dpre = (uint16_t *)a->db; /* (N, FC) bf16 in db's (N, W) floats */
+  const void *fch = a->fch + (size_t)l * n * FC;
+  void *db = a->db;
+  const uint16_t *pre = fch; /* the forward's bf16 GELU input, in fch's buffer */
+  uint16_t *dpre = db;       /* (N, FC) bf16 in db's (N, W) floats */
   if (!g->dgelu_off) {
     const lowpi_gpu_dgelu dg = {dpre, pre, gr->fcb};
     const lowp_status st = lowpi_gpu_linear_backward_dgelu(
