@@ -41,8 +41,8 @@ static lowp_status ln_fwd(void) {
   return lowpi_cuda_layernorm_forward(act2, NULL, stat1, stat2, act, w, db, B * T, C, 1e-5f);
 }
 static lowp_status ln_bwd(void) {
-  return lowpi_cuda_layernorm_backward(act3, dw, db, act2, act, w, stat1, stat2, B * T, C, 0, ws,
-                                       ws_bytes);
+  return lowpi_cuda_layernorm_backward(act3, NULL, dw, db, act2, act, w, stat1, stat2, B * T, C, 0,
+                                       ws, ws_bytes);
 }
 static lowp_status gelu_fwd(void) {
   return lowpi_cuda_gelu_forward(act2, NULL, act, (size_t)B * T * 4 * C);

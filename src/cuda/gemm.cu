@@ -109,6 +109,9 @@ struct algo_key {
   int device, a_format, b_format, c_format, trans_a, trans_b, m, n, k, fast, scaled, batch;
   int block_a, block_b; /* lowpi_fp8_block_kind of each operand; 0 for the other GEMMs */
   int bias;             /* the bias epilogue */
+  int epi;              /* lowpi_gemm_epilogue_kind, 0 for none */
+  uint32_t align_aux;   /* the epilogue's aux matrix and vector (bias or bias gradient) */
+  uint32_t align_vec;
   int64_t stride[3];
   uint32_t align[3];
 };
@@ -246,9 +249,44 @@ lowp_status lowp_cuda_gemm(void *c, const void *a, const void *b, int m, int n, 
   return lowpi_cuda_gemm_strided_batched(c, a, b, m, n, k, o, 1, 0, 0, 0);
 }
 
-lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *b, int m, int n,
-                                            int k, const lowp_cuda_gemm_opts *o, int batch,
-                                            int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+/* A refusal of an epilogue's setup by cuBLASLt: NOT_SUPPORTED or INVALID_VALUE (an attribute
+ * or type combination it does not take) mean "no such kernel": LOWP_ERR_UNSUPPORTED, nothing
+ * written, so the caller runs the unfused operations. */
+static lowp_status epi_refused(cublasStatus_t st, const char *what, const char *file, int line) {
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowp_cuda_gemm: cuBLASLt refused the epilogue (%s: %s)", what,
+                      cublasLtGetStatusName(st));
+  return lowpi_cublas_fail(st, what, file, line);
+}
+
+/* LOWPI_CUBLAS_TRY, with refusals of the epilogue's setup as LOWP_ERR_UNSUPPORTED. */
+#define EPI_TRY(expr)                                                                              \
+  do {                                                                                             \
+    const cublasStatus_t epi_st_ = (expr);                                                         \
+    if (epi_st_ != CUBLAS_STATUS_SUCCESS)                                                          \
+      return epi_refused(epi_st_, #expr, __FILE__, __LINE__);                                      \
+  } while (0)
+
+/* The cuBLASLt epilogue of epi (lowpi_gemm_epilogue), and the vector it reads or writes: the
+ * bias (GELU_AUX) or the bias gradient. In cuBLASLt's column-major terms D is (n, m): our bias
+ * gradient of A (length m) is the reduction of its B (our A) over k, BGRADB (one value per
+ * column of D); DGELU_BGRAD's vector runs along D's rows (our columns: length n), as the bias. */
+static cublasLtEpilogue_t lt_epilogue(const lowpi_gemm_epilogue *epi) {
+  switch (epi->kind) {
+  case LOWPI_EPI_BGRAD_A:
+    return CUBLASLT_EPILOGUE_BGRADB;
+  case LOWPI_EPI_GELU_AUX:
+    return epi->vec ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+  default:
+    return epi->vec ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
+  }
+}
+
+/* lowpi_cuda_gemm_strided_batched, with an epilogue (epi may be NULL: none). */
+static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n, int k,
+                            const lowp_cuda_gemm_opts *o, int batch, int64_t stride_a,
+                            int64_t stride_b, int64_t stride_c, const lowpi_gemm_epilogue *epi) {
   if (!o || !a || !b || !c)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_gemm: NULL argument");
   if (m <= 0 || n <= 0 || k <= 0)
@@ -293,12 +331,32 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
     LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
                                                     sizeof fast));
   }
-  if (o->bias) {
+  if (epi) {
+    /* The vector's type is set (fp32, or bf16: vec_format); the aux matrix takes D's type (the
+     * default: cuBLASLt stores the GELU input in D's type for non-fp8 kernels) and D's layout,
+     * leading dimension n. */
+    const cublasLtEpilogue_t e = lt_epilogue(epi);
+    const cudaDataType_t vec_type = epi->vec_format == LOWP_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
+    if (epi->vec) {
+      EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &epi->vec,
+                                             sizeof epi->vec));
+      EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                             &vec_type, sizeof vec_type));
+    }
+    if (epi->aux) {
+      const int64_t ld = n;
+      EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                             &epi->aux, sizeof epi->aux));
+      EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld,
+                                             sizeof ld));
+    }
+  } else if (o->bias) {
     /* cuBLASLt adds a vector along the rows of its column-major D (n, m): our columns. */
-    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const cublasLtEpilogue_t bias_epi = CUBLASLT_EPILOGUE_BIAS;
     const cudaDataType_t bias_type = CUDA_R_32F;
-    LOWPI_CUBLAS_TRY(
-        cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                    &bias_epi, sizeof bias_epi));
     LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &o->bias, sizeof o->bias));
     LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
@@ -340,6 +398,13 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
   key.scaled = (o->a_scale ? 1 : 0) | (o->b_scale ? 2 : 0);
   key.batch = batch;
   key.bias = o->bias ? 1 : 0;
+  if (epi) {
+    key.epi = (int)epi->kind | (epi->vec ? 16 : 0) | (epi->vec_format == LOWP_BF16 ? 32 : 0);
+    if (epi->aux)
+      key.align_aux = alignment_of(epi->aux, (uint64_t)n * (uint64_t)eb_c);
+    if (epi->vec)
+      key.align_vec = alignment_of(epi->vec, 0);
+  }
   if (batch > 1) {
     key.stride[0] = stride_a;
     key.stride[1] = stride_b;
@@ -351,6 +416,8 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
   key.align[2] = alignment_of(c, ((uint64_t)n | (uint64_t)key.stride[2]) * (uint64_t)eb_c);
   cublasLtMatmulAlgo_t algo;
   const cublasStatus_t found = find_algo(s->handle, call, key, &algo);
+  if (epi && found != CUBLAS_STATUS_SUCCESS)
+    return epi_refused(found, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
   if (found == CUBLAS_STATUS_NOT_SUPPORTED)
     return lowpi_fail(LOWP_ERR_UNSUPPORTED,
                       "lowp_cuda_gemm: cuBLASLt has no algorithm for %s x %s -> %s, "
@@ -358,9 +425,68 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
                       fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format), m, n, k,
                       o->trans_a, o->trans_b);
   LOWPI_CUBLAS_TRY(found);
-  LOWPI_CUBLAS_TRY(cublasLtMatmul(s->handle, call.op, &o->alpha, b, call.a, a, call.b, &o->beta, c,
-                                  call.c, c, call.c, &algo, s->workspace, kWorkspaceBytes, 0));
+  const cublasStatus_t ran =
+      cublasLtMatmul(s->handle, call.op, &o->alpha, b, call.a, a, call.b, &o->beta, c, call.c, c,
+                     call.c, &algo, s->workspace, kWorkspaceBytes, 0);
+  if (epi && ran != CUBLAS_STATUS_SUCCESS) /* checked before launching: nothing written */
+    return epi_refused(ran, "cublasLtMatmul", __FILE__, __LINE__);
+  LOWPI_CUBLAS_TRY(ran);
   return LOWP_OK;
+}
+#undef EPI_TRY
+
+lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *b, int m, int n,
+                                            int k, const lowp_cuda_gemm_opts *o, int batch,
+                                            int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+  return run_gemm(c, a, b, m, n, k, o, batch, stride_a, stride_b, stride_c, NULL);
+}
+
+/* cuBLASLt's GELU (GELU_AUX_BIAS, DGELU) is the tanh approximation, as GPT-2's (nn/activation.c):
+ * gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); Transformer Engine fuses its tanh
+ * GELU into this same epilogue. It may evaluate tanh with the hardware approximation
+ * (tanh.approx.f32, absolute error about 2^-11) rather than tanhf: that moves gelu(x) by up to
+ * about 0.5 |x| 2^-11 and gelu'(x) by 2^-11 |0.5 - x tanh(.) d/dx(.)|, which
+ * tests/gpu/test_cuda_gemm.c allows (with a factor 2) and measures against both the tanh and
+ * the erf GELU. The fused path also rounds the GELU input (aux) to bf16, which the backward's
+ * gelu' then reads (see gpu_model.c). */
+lowp_status lowpi_cuda_gemm_epilogue(void *c, const void *a, const void *b, int m, int n, int k,
+                                     const lowp_cuda_gemm_opts *o, const lowpi_gemm_epilogue *epi) {
+  if (!o || !epi)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_epilogue: NULL argument");
+  const int gelu = epi->kind == LOWPI_EPI_GELU_AUX || epi->kind == LOWPI_EPI_DGELU;
+  if (epi->kind != LOWPI_EPI_BGRAD_A && !gelu)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_epilogue: unknown epilogue %d",
+                      (int)epi->kind);
+  if (o->a_format != LOWP_BF16 || o->b_format != LOWP_BF16 ||
+      (gelu ? o->c_format != LOWP_BF16 : (o->c_format != LOWP_FP32 && o->c_format != LOWP_BF16)) ||
+      (epi->vec_format != LOWP_FP32 && epi->vec_format != LOWP_BF16))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_gemm_epilogue: bf16 x bf16 operands, output bf16 (GELU) or "
+                      "fp32/bf16 (bias gradient), an fp32 or bf16 vector; got %s x %s -> %s, "
+                      "vector %s",
+                      fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format),
+                      fmt_name(epi->vec_format));
+  if ((epi->kind == LOWPI_EPI_BGRAD_A && !epi->vec) || (gelu && !epi->aux) || (!gelu && epi->aux) ||
+      o->bias)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_gemm_epilogue: epilogue %d with the wrong buffers (vector %s, "
+                      "aux %s, opts bias %s)",
+                      (int)epi->kind, epi->vec ? "set" : "NULL", epi->aux ? "set" : "NULL",
+                      o->bias ? "set (give it as vec)" : "NULL");
+  if ((uintptr_t)epi->vec & 15u) {
+    if (epi->kind == LOWPI_EPI_GELU_AUX) /* GELU comes after the bias: not addable separately */
+      return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                        "lowpi_cuda_gemm_epilogue: the GELU epilogue's bias must be 16-byte "
+                        "aligned");
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_gemm_epilogue: the bias gradient must be 16-byte aligned");
+  }
+  if (gelu && (n % 8 || o->beta != 0.0f))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_gemm_epilogue: GELU epilogues need n %% 8 == 0 (the aux "
+                      "matrix's leading dimension) and beta 0 (n %d, beta %g)",
+                      n, (double)o->beta);
+  return run_gemm(c, a, b, m, n, k, o, 1, 0, 0, 0, epi);
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -18,6 +18,44 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
                                             int k, const lowp_cuda_gemm_opts *opts, int batch,
                                             int64_t stride_a, int64_t stride_b, int64_t stride_c);
 
+/* ---- Fused epilogues of the bf16 GEMMs (cuBLASLt's), in lowp's row-major terms ----
+ *
+ * C (m, n) = A B^T as lowp_cuda_gemm (bf16 x bf16 operands, batch 1, no opts->bias), and:
+ *   LOWPI_EPI_BGRAD_A: vec (m) = sum over k of A's values, the bias gradient (cuBLASLt's BGRADB:
+ *     its B is our A). The wgrad dW = dY^T X gives dY's column sums, the linear's bias gradient,
+ *     from the bf16 dY it multiplies (not from an fp32 dY). C fp32 or bf16, any alpha / beta:
+ *     vec is written (not accumulated) whatever beta is.
+ *   LOWPI_EPI_GELU_AUX: aux (m, n) = A B^T + vec (the bias (n), read; may be NULL) and
+ *     C = gelu(aux), both in C's format, which must be bf16 (cuBLASLt stores the GELU input in
+ *     D's type); beta 0. cuBLASLt's GELU is the tanh approximation (see gemm.cu).
+ *   LOWPI_EPI_DGELU: C = (A B^T) * gelu'(aux) with aux (m, n) bf16 the GELU input of the forward,
+ *     C bf16; and, if vec is not NULL, vec (n) = the column sums of C over m, the bias gradient
+ *     of the layer before the GELU (cuBLASLt's DGELU_BGRAD). beta 0.
+ * vec holds vec_format values: fp32, or bf16 where cuBLASLt wants the vector in D's type (its
+ * header gives D's type as the default; whether fp32 is taken with a bf16 D is the run time's
+ * answer: try fp32 first). aux is laid out as C (row-major, leading dimension n; n must be a
+ * multiple of 8); vec must be 16-byte aligned (else LOWP_ERR_UNSUPPORTED for the GELU bias).
+ * Where cuBLASLt refuses the configuration (no algorithm, or an attribute it does not take)
+ * this returns LOWP_ERR_UNSUPPORTED and has written nothing: the caller then runs the unfused
+ * operations (or tries a bf16 vector). */
+typedef enum {
+  LOWPI_EPI_BGRAD_A = 1,
+  LOWPI_EPI_GELU_AUX = 2,
+  LOWPI_EPI_DGELU = 3,
+} lowpi_gemm_epilogue_kind;
+
+typedef struct {
+  lowpi_gemm_epilogue_kind kind;
+  void *vec;              /* BGRAD_A: the bias gradient (required); GELU_AUX: the bias (read, may
+                             be NULL); DGELU: the bias gradient (may be NULL) */
+  lowp_format vec_format; /* LOWP_FP32 or LOWP_BF16 */
+  void *aux;              /* GELU_AUX (written), DGELU (read): (m, n) in C's format; else NULL */
+} lowpi_gemm_epilogue;
+
+lowp_status lowpi_cuda_gemm_epilogue(void *c, const void *a, const void *b, int m, int n, int k,
+                                     const lowp_cuda_gemm_opts *opts,
+                                     const lowpi_gemm_epilogue *epi);
+
 /* ---- fp8 with DeepSeek-V3 block scales (Hopper, cuBLASLt >= 12.9) ----
  *
  * One operand of lowpi_cuda_gemm_fp8_block: (rows, K) fp8 codes, row-major (K-major), and the

@@ -85,9 +85,13 @@ struct lowpi_gpu_linears {
   lowp_format compute;
   lowp_cuda_delayed **delayed; /* every delayed state (in lin), in the CPU executor's order */
   size_t ndelayed;
-  scratch tmp[4]; /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes (or the
-                     transposes of the native fp8 paths) */
-  scratch rot;    /* a Hadamard-rotated copy for the clipping masks */
+  scratch tmp[4];    /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes (or the
+                        transposes of the native fp8 paths) */
+  scratch rot;       /* a Hadamard-rotated copy for the clipping masks */
+  scratch vec;       /* a bias gradient written by a GEMM's epilogue, before it is added */
+  scratch vec16;     /* a bf16 bias or bias gradient for the GELU epilogues (gelu_vec_bf16) */
+  int gelu_vec_bf16; /* cuBLASLt refused the GELU epilogues' fp32 vectors with a bf16 D: bf16 */
+  int bgrad_off; /* cuBLASLt refused the wgrad's bias-gradient epilogue: column sums from then on */
   qbuf qbufs[MAX_QBUFS];
   int nqbufs;
   int block_native; /* block-scaled fp8 GEMMs run natively (sm_90, and cuBLASLt took them) */
@@ -225,6 +229,11 @@ static lowp_format compute_of(const lowp_recipe *r) {
   return LOWP_BF16;
 }
 
+int lowpi_gpu_epilogue_allowed(const char *kind) {
+  const char *env = getenv("LOWP_GPU_EPILOGUES");
+  return !env || !*env || !strcmp(env, "all") || !strcmp(env, kind);
+}
+
 lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe *r, int n_layer,
                                      uint64_t seed) {
   *out = NULL;
@@ -234,6 +243,7 @@ lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe 
   g->nlin = 4 * n_layer + 1;
   g->seed = seed;
   g->block_native = lowpi_cuda_fp8_block_supported();
+  g->bgrad_off = !lowpi_gpu_epilogue_allowed("bgrad");
   g->compute = compute_of(r);
   g->lin = calloc((size_t)g->nlin, sizeof *g->lin);
   if (!g->lin) {
@@ -277,6 +287,8 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
     lowp_cuda_qtensor_free(&g->lin[i].xq);
   }
   lowp_cuda_free(g->rot.ptr);
+  lowp_cuda_free(g->vec.ptr);
+  lowp_cuda_free(g->vec16.ptr);
   for (int i = 0; i < 4; i++)
     lowp_cuda_free(g->tmp[i].ptr);
   lowp_cuda_free(g->amax);
@@ -706,6 +718,28 @@ static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int
   return lowp_cuda_gemm(c, a->ptr, b->ptr, M, N, K, &o);
 }
 
+/* c (M, N) [+]= A B^T with both operands bf16, and bias_grad (M) = the sums of A's values over
+ * K, from the GEMM's epilogue (lowpi_cuda_gemm_epilogue's BGRAD_A). If cuBLASLt refuses it
+ * (LOWP_ERR_UNSUPPORTED, nothing written) the epilogue stays off from then on
+ * (counts.epi_refused) and the caller runs the plain GEMM and the column sums. */
+static lowp_status gemm_bgrad(lowpi_gpu_linears *g, float *c, const operand *a, const operand *b,
+                              int M, int N, int K, float beta, float *bias_grad) {
+  if (a->format != LOWP_BF16 || b->format != LOWP_BF16)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: a bias-gradient epilogue on %s x %s",
+                      lowp_format_get(a->format)->name, lowp_format_get(b->format)->name);
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_FP32);
+  o.trans_a = a->trans;
+  o.trans_b = b->trans;
+  o.beta = beta;
+  const lowpi_gemm_epilogue epi = {LOWPI_EPI_BGRAD_A, bias_grad, LOWP_FP32, NULL};
+  const lowp_status st = lowpi_cuda_gemm_epilogue(c, a->ptr, b->ptr, M, N, K, &o, &epi);
+  if (st == LOWP_ERR_UNSUPPORTED) {
+    g->bgrad_off = 1;
+    g->counts.epi_refused++;
+  }
+  return st;
+}
+
 /* One GEMM input: x (rows, cols), its reduction dimension along the columns (k_along_cols) or
  * down them. */
 typedef struct {
@@ -727,7 +761,8 @@ typedef struct {
 static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm which, float *c,
                                const gemm_input *ia, const gemm_input *ib, const operand *given,
                                const operand *given_b, int M, int N, int K, float beta,
-                               const float *bias, gemm_run *run_out, operand *a_out) {
+                               const float *bias, float *bias_grad, gemm_run *run_out,
+                               operand *a_out) {
   const op_state *oa = &ls->op[slot_of(which, LOWPI_OPERAND_A)];
   const op_state *ob = &ls->op[slot_of(which, LOWPI_OPERAND_B)];
   for (;;) {
@@ -748,7 +783,14 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
     else
       LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_B, run, ib->x, ib->bf16, ib->amax,
                              ib->rows, ib->cols, ib->k_along_cols, &b));
-    lowp_status st = gemm(c, &a, &b, M, N, K, beta, bias);
+    lowp_status st;
+    if (bias_grad) {
+      st = gemm_bgrad(g, c, &a, &b, M, N, K, beta, bias_grad);
+      if (st == LOWP_ERR_UNSUPPORTED) /* refused, nothing written: the plain GEMM instead */
+        st = gemm(c, &a, &b, M, N, K, beta, bias);
+    } else {
+      st = gemm(c, &a, &b, M, N, K, beta, bias);
+    }
     if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given && !given_b) {
       g->block_native = 0;
       g->counts.block_refused++;
@@ -962,8 +1004,51 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
     LOWPI_TRY(given_weight(g, ls, LOWP_OP_FPROP_W, (size_t)OC, (size_t)C, &wq));
   gemm_run run = RUN_FP32;
   LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, given ? &wq : NULL, N, OC, C,
-                        0.0f, bias, &run, NULL));
+                        0.0f, bias, NULL, &run, NULL));
   g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], run, inp.bf16);
+  return LOWP_OK;
+}
+
+lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_t *out,
+                                          uint16_t *pre, lowpi_gpu_act inp, const float *weight,
+                                          const float *bias, int N, int C, int OC) {
+  // out (N, OC), pre (N, OC), inp (N, C), weight (OC, C), bias (OC)
+  if (!lowpi_gpu_linear_is_bf16(g, lin))
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: GELU fused into linear %d, not bf16", lin);
+  lin_state *ls = &g->lin[lin];
+  ls->amax_x[0] = ls->amax_x[1] = NULL;
+  const int cache = w16_cacheable(g, ls, N, C, OC); /* 1 for a bf16 linear */
+  if (cache)
+    LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));
+  operand x, w;
+  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_A, RUN_BF16, inp.f32, inp.bf16,
+                         NULL, (size_t)N, (size_t)C, 1, &x));
+  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_B, RUN_BF16, weight,
+                         cache ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 1, &w));
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_BF16);
+  o.trans_a = x.trans;
+  o.trans_b = w.trans;
+  lowp_status st;
+  for (;;) { /* the fp32 bias, or its bf16 rounding where cuBLASLt wants D's type */
+    lowpi_gemm_epilogue epi = {LOWPI_EPI_GELU_AUX, (void *)bias, LOWP_FP32, pre};
+    if (bias && g->gelu_vec_bf16) {
+      const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+      LOWPI_TRY(scratch_get(&g->vec16, (size_t)OC * 2, &epi.vec));
+      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, bias, (size_t)OC, epi.vec, &rne));
+      epi.vec_format = LOWP_BF16;
+    }
+    st = lowpi_cuda_gemm_epilogue(out, x.ptr, w.ptr, N, OC, C, &o, &epi);
+    if (st != LOWP_ERR_UNSUPPORTED || !bias || g->gelu_vec_bf16)
+      break;
+    g->gelu_vec_bf16 = 1; /* the fp32 vector refused: try bf16 */
+  }
+  if (st == LOWP_ERR_UNSUPPORTED)
+    g->counts.epi_refused++;
+  LOWPI_TRY(st);
+  g->counts.epi_bf16_vec += (unsigned long long)(bias && g->gelu_vec_bf16);
+  g->counts.runs[RUN_BF16]++;
+  g->counts.gelu_fused++;
+  g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], RUN_BF16, inp.bf16);
   return LOWP_OK;
 }
 
@@ -1013,13 +1098,67 @@ static lowp_status reuse_dy(lowpi_gpu_linears *g, lin_state *ls, const operand *
   return LOWP_OK;
 }
 
-lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
-                                      float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
-                                      const float *weight, int N, int C, int OC) {
+/* The dgrad of a bf16 linear with GELU's backward in its epilogue (dg: see gpu_linear.h):
+ * dg->dpre (N, C) = (dY W) * gelu'(dg->pre), in bf16, and dg->dbias (C) += its column sums.
+ * *dy: the dY operand it used. LOWP_ERR_UNSUPPORTED (counts.epi_refused) if cuBLASLt refuses:
+ * nothing written then. */
+static lowp_status dgrad_dgelu(lowpi_gpu_linears *g, lin_state *ls, const lowpi_gpu_dgelu *dg,
+                               lowpi_gpu_act dout, const float *weight, int N, int C, int OC,
+                               operand *dy) {
+  const int cached = ls->w16_src == weight && w16_cacheable(g, ls, N, C, OC);
+  operand w;
+  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_DGRAD, LOWPI_OPERAND_A, RUN_BF16, dout.f32, dout.bf16,
+                         NULL, (size_t)N, (size_t)OC, 1, dy));
+  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_DGRAD, LOWPI_OPERAND_B, RUN_BF16, weight,
+                         cached ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 0, &w));
+  void *bg = NULL;
+  if (dg->dbias)
+    LOWPI_TRY(scratch_get(&g->vec, (size_t)C * sizeof(float), &bg));
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_BF16);
+  o.trans_a = dy->trans;
+  o.trans_b = w.trans;
+  lowp_status st;
+  int bf16 = 0;
+  for (;;) { /* the fp32 bias gradient, or a bf16 one where cuBLASLt wants D's type */
+    lowpi_gemm_epilogue epi = {LOWPI_EPI_DGELU, bg, LOWP_FP32, (void *)dg->pre};
+    bf16 = bg && g->gelu_vec_bf16;
+    if (bf16) {
+      LOWPI_TRY(scratch_get(&g->vec16, (size_t)C * 2, &epi.vec));
+      epi.vec_format = LOWP_BF16;
+    }
+    st = lowpi_cuda_gemm_epilogue(dg->dpre, dy->ptr, w.ptr, N, C, OC, &o, &epi);
+    if (st != LOWP_ERR_UNSUPPORTED || !bg || g->gelu_vec_bf16)
+      break;
+    g->gelu_vec_bf16 = 1;
+  }
+  if (st == LOWP_ERR_UNSUPPORTED)
+    g->counts.epi_refused++;
+  LOWPI_TRY(st);
+  if (bf16) /* its fp32 values, rounded once to bf16 by the epilogue */
+    LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, g->vec16.ptr, (size_t)C, (float *)bg));
+  g->counts.epi_bf16_vec += (unsigned long long)bf16;
+  if (bg) /* += as the column sums do: the epilogue writes */
+    LOWPI_TRY(lowpi_cuda_residual_backward(dg->dbias, (const float *)bg, (size_t)C));
+  g->counts.runs[RUN_BF16]++;
+  g->counts.gelu_fused++;
+  g->counts.w_reused += (unsigned long long)cached;
+  return LOWP_OK;
+}
+
+/* lowpi_gpu_linear_backward, or with dg: lowpi_gpu_linear_backward_dgelu. */
+static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lowpi_gpu_dgelu *dg,
+                            float *dweight, float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
+                            const float *weight, int N, int C, int OC) {
   // dinp (N, C), dweight (OC, C), dbias (OC), dout (N, OC), inp (N, C), weight (OC, C)
   lin_state *ls = &g->lin[lin];
   operand dy;
   gemm_run run_d = RUN_FP32;
+  if (dg) {
+    if (!lowpi_gpu_linear_is_bf16(g, lin) || dinp)
+      return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: GELU's backward fused into linear %d", lin);
+    LOWPI_TRY(dgrad_dgelu(g, ls, dg, dout, weight, N, C, OC, &dy));
+    run_d = RUN_BF16;
+  }
   if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W;
                * W's bf16 codes from the fprop where it cast them (w16_fill) */
     const int cached = ls->w16_src == weight && w16_cacheable(g, ls, N, C, OC);
@@ -1030,7 +1169,7 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
     if (given)
       LOWPI_TRY(given_weight(g, ls, LOWP_OP_DGRAD_W, (size_t)OC, (size_t)C, &wq));
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, given ? &wq : NULL, N, C, OC,
-                          0.0f, NULL, &run_d, &dy));
+                          0.0f, NULL, NULL, &run_d, &dy));
     g->counts.w_reused += (unsigned long long)cached;
   }
   { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns. dY's operand
@@ -1052,17 +1191,32 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
                         lin);
     if (x8)
       LOWPI_TRY(x8_operand(g, ls, N, C, &given_x));
-    if (dinp) {
+    if (dinp || dg) {
       const gemm_run run_w =
           run_of(g, &ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);
       LOWPI_TRY(reuse_dy(g, ls, &dy, run_d, run_w, (size_t)N, (size_t)OC, &given, &reused));
     }
+    /* The bias gradient in the wgrad's epilogue where both operands are bf16 casts: the sums
+     * of the bf16 dY it multiplies (gpu_linear.h), written to scratch and added (the column
+     * sums accumulate too). */
+    float *bg = NULL;
+    if (dbias && !g->bgrad_off && is_bf16_rne_cast(&ls->op[LOWP_OP_WGRAD_DY]) &&
+        is_bf16_rne_cast(&ls->op[LOWP_OP_WGRAD_X])) {
+      void *p;
+      LOWPI_TRY(scratch_get(&g->vec, (size_t)OC * sizeof(float), &p));
+      bg = (float *)p;
+    }
     gemm_run run_w = RUN_FP32;
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_WGRAD, dweight, &a, &b, reused ? &given : NULL,
-                          x8 ? &given_x : NULL, OC, C, N, 1.0f, NULL, &run_w, NULL));
+                          x8 ? &given_x : NULL, OC, C, N, 1.0f, NULL, bg, &run_w, NULL));
     g->counts.dy_reused += (unsigned long long)reused;
     g->counts.x_fp8_reused += (unsigned long long)x8;
     g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_WGRAD_X], run_w, inp.bf16);
+    if (bg && !g->bgrad_off) { /* not refused during this GEMM */
+      LOWPI_TRY(lowpi_cuda_residual_backward(dbias, bg, (size_t)OC));
+      g->counts.bgrad_fused++;
+      dbias = NULL; /* done */
+    }
   }
   if (dbias) {
     if (!dout.f32)
@@ -1076,6 +1230,21 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
   /* the straight-through estimator's clipping masks (Quartet), as the CPU's grad hook */
   LOWPI_TRY(mask_gradient(g, ls, 0, dinp, (size_t)N, (size_t)C));
   return mask_gradient(g, ls, 1, dweight, (size_t)OC, (size_t)C);
+}
+
+lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
+                                      float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
+                                      const float *weight, int N, int C, int OC) {
+  return backward(g, lin, dinp, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
+lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
+                                            const lowpi_gpu_dgelu *dg, float *dweight, float *dbias,
+                                            lowpi_gpu_act dout, lowpi_gpu_act inp,
+                                            const float *weight, int N, int C, int OC) {
+  if (!dg || !dg->dpre || !dg->pre)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu recipe: fused GELU backward without buffers");
+  return backward(g, lin, NULL, dg, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
 #endif /* LOWP_HAVE_CUDA */

@@ -122,12 +122,54 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
                                           lowpi_gpu_act inp, const float *weight, const float *bias,
                                           int N, int C, int OC, const float **bias_left);
 /* dinp (N, C) written (may be NULL), dweight (OC, C) and dbias (OC, may be NULL) accumulated.
+ * Where both wgrad operands are bf16 casts, dbias comes from the wgrad's epilogue: the sums of
+ * the bf16 dY (what the GEMM multiplies, as PyTorch's bf16 autocast sums its bf16 gradient)
+ * rather than of the fp32 dout, accumulated in fp32; dout.f32 is then not needed for it. If
+ * cuBLASLt refuses that epilogue, the column sums of dout.f32 run (counts.epi_refused).
  * inp and weight must hold the values that the layer's last forward saw in those buffers (the
  * model's backward does: activations are kept, weights change after it): per-tensor current
  * scaling takes their amax from the forward (see shared_amax in gpu_linear.c). */
 lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
                                       float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
                                       const float *weight, int N, int C, int OC);
+
+/* Whether the fused GEMM epilogues of kind "bgrad" (the bias gradients in the wgrads) or "gelu"
+ * (GELU in fc's fprop and fc_proj's dgrad) are used: all of them unless the environment variable
+ * LOWP_GPU_EPILOGUES says "none", or names the one kind to keep ("bgrad", "gelu"); for timing
+ * the fused against the unfused passes (bench_gpu_train). Read when the linears / the model
+ * are created. */
+int lowpi_gpu_epilogue_allowed(const char *kind);
+
+/* GELU fused into the GEMMs (cuBLASLt epilogues, lowpi_cuda_gemm_epilogue) for a bf16 linear
+ * (lowpi_gpu_linear_is_bf16) followed by GELU (the MLP's fc), whose consumer is a bf16 linear
+ * too (fc_proj). Forward: out (N, OC) = gelu(pre), pre (N, OC) = inp . weight^T + bias (OC, fp32,
+ * may be NULL; 16-byte aligned), both written in bf16 alone (pre, the GELU input, for the
+ * backward; OC % 8 == 0). Numerics against lowpi_gpu_linear_forward + lowpi_cuda_gelu_forward:
+ * the same GEMM in fp32; GELU from the fp32 sum, then rounded to bf16 as the GELU kernel's codes
+ * are; cuBLASLt's tanh (see gemm.cu) may differ from tanhf by about 2^-11; pre is kept in bf16
+ * instead of fp32; if cuBLASLt takes the bias only in D's type (bf16), the bias is rounded to
+ * bf16 (RNE, 2^-9 relative: counts.epi_bf16_vec; likewise the backward's bias gradient).
+ * LOWP_ERR_UNSUPPORTED when cuBLASLt refuses (counts.epi_refused; nothing written): run the unfused
+ * operations then. */
+lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_t *out,
+                                          uint16_t *pre, lowpi_gpu_act inp, const float *weight,
+                                          const float *bias, int N, int C, int OC);
+/* Backward of the GELU's consumer (linear lin, bf16) with GELU's backward in its dgrad's
+ * epilogue: instead of dinp, dpre (N, C) = (dout . weight) * gelu'(pre) in bf16 (pre: the
+ * forward's bf16 GELU input; C % 8 == 0), and dbias (C, may be NULL) += the column sums of those
+ * values (the producer linear's bias gradient: its backward then takes dpre as its dY in bf16,
+ * with no bias gradient of its own). dweight and dbias of lin itself as lowpi_gpu_linear_backward.
+ * LOWP_ERR_UNSUPPORTED when cuBLASLt refuses the epilogue (counts.epi_refused): nothing written,
+ * run lowpi_gpu_linear_backward and GELU's backward on the decoded pre then. */
+typedef struct {
+  uint16_t *dpre;      /* (N, C) bf16, written */
+  const uint16_t *pre; /* (N, C) bf16, the forward's GELU input */
+  float *dbias;        /* (C) accumulated, or NULL */
+} lowpi_gpu_dgelu;
+lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
+                                            const lowpi_gpu_dgelu *dg, float *dweight, float *dbias,
+                                            lowpi_gpu_act dout, lowpi_gpu_act inp,
+                                            const float *weight, int N, int C, int OC);
 
 /* Delayed-scaling states, in the order of the CPU recipe executor's (checkpoints go through
  * it): copy the GPU's states into the host executor's, or the host's onto the GPU. */
@@ -151,6 +193,16 @@ typedef struct {
   unsigned long long amax_given;    /* fprops that took X's amax from its producer */
   unsigned long long x_fp8_reused;  /* wgrads that took X^T as the byte transpose of the fprop's
                                        kept fp8 codes (lowpi_gpu_linear_keeps_x8) */
+  unsigned long long bgrad_fused;   /* bias gradients from the wgrad's epilogue (bf16 linears:
+                                       no column-sum pass) */
+  unsigned long long gelu_fused;    /* fc fprops with GELU in the epilogue and fc_proj dgrads with
+                                       GELU's backward (and fc's bias gradient) in it */
+  unsigned long long epi_refused;   /* epilogues cuBLASLt refused (each kind then stays off:
+                                       the unfused operations run, the same results) */
+  unsigned long long epi_bf16_vec;  /* GELU epilogues whose bias (gradient) went in bf16, where
+                                       cuBLASLt refused an fp32 vector with a bf16 D: fc's bias
+                                       rounded to bf16 (RNE) for the forward, fc's bias gradient
+                                       rounded to bf16 before it is added */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);

@@ -48,7 +48,7 @@ typedef struct {
   act_store atty16;      // (L, N, C): the flash forward's bf16 copy of atty for a bf16 attproj
   act_store ln2;         // (L, N, C)
   float *ln2_stats;      // (L, 2, N)
-  float *fch;            // (L, N, FC)
+  float *fch;            // (L, N, FC); fused GELU layers (gelu_fused): the bf16 GELU input
   act_store fch_act;     // (L, N, H)
   act_store lnf;         // (1, N, C)
   float *lnf_stats;      // (2, N)
@@ -57,6 +57,8 @@ typedef struct {
   float *losses, *loss;  // (N), (1)
   float *x_amax;         // (1): GELU's output amax for fc_proj (lowpi_gpu_linear_wants_amax)
   float *dres, *da, *db; // (N, C), (N, W), (N, W)
+  uint16_t *dres16;      // (N, C): dres's bf16 codes from the norm backwards, if a block's
+                         // attproj or fc_proj is a bf16 linear (their dY, not cast again)
   int32_t *inputs, *targets;
   void *work; /* the layer kernels' workspace */
   size_t work_bytes;
@@ -85,6 +87,10 @@ struct lowpi_gpu_model {
   const float *hbase;  /* the host parameters: the layout's offsets come from them */
   lowpi_param_ptrs hp; /* pointers into the host parameters */
   lowpi_gpu_block_hooks hooks;
+  /* GELU in the fc / fc_proj GEMMs' epilogues (gelu_fusable): off from cuBLASLt's first refusal
+   * of the forward's or the backward's epilogue; which layers' last forward ran fused. */
+  int gelu_fwd_off, dgelu_off;
+  unsigned char *gelu_fused; /* (L) */
 };
 
 /* Sharded buffers of the non-block tensors: [0, pre) then [end, nparams), adjacent. */
@@ -223,6 +229,21 @@ static lowpi_gpu_act act_bwd(const act_store *s, int l) {
   return (lowpi_gpu_act){s->fwd_only[l] ? NULL : s->f32[l], s->bf16[l], NULL};
 }
 
+/* Whether the norm backwards also write dres in bf16: some block's attproj or fc_proj (the
+ * linears whose dY is dres) is a bf16 linear. */
+static int dres16_wanted(const lowpi_gpu_model *g) {
+  for (int l = 0; l < g->cfg.n_layer; l++)
+    if (lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 1) || lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 3))
+      return 1;
+  return 0;
+}
+
+/* dres as linear lin's dY: with its bf16 codes where lin is a bf16 linear. */
+static lowpi_gpu_act dres_for(const lowpi_gpu_model *g, int lin) {
+  const int bf16 = g->a.dres16 && lowpi_gpu_linear_is_bf16(g->lin, lin);
+  return (lowpi_gpu_act){g->a.dres, bf16 ? g->a.dres16 : NULL, NULL};
+}
+
 static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
   const lowp_model_config *c = &g->cfg;
   size_t L = (size_t)c->n_layer, N = (size_t)B * T, C = (size_t)c->n_embd, V = (size_t)c->vocab;
@@ -256,6 +277,7 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->loss, 16},
       {(void **)&a->x_amax, 16},
       {(void **)&a->dres, N * C * 4},
+      {(void **)&a->dres16, dres16_wanted(g) ? N * C * 2 : 0},
       {(void **)&a->da, N * W * 4},
       {(void **)&a->db, N * W * 4},
       {(void **)&a->inputs, N * 4},
@@ -289,10 +311,10 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
 }
 
 static void free_acts(gpu_acts *a) {
-  void *ptrs[] = {a->res,  a->ln1_stats, a->qkv,   a->att,       a->lse,    a->atty,
-                  a->mid,  a->ln2_stats, a->fch,   a->lnf_stats, a->logits, a->losses,
-                  a->loss, a->dres,      a->da,    a->db,        a->inputs, a->targets,
-                  a->work, a->dlogits16, a->x_amax};
+  void *ptrs[] = {a->res,  a->ln1_stats, a->qkv,    a->att,       a->lse,    a->atty,
+                  a->mid,  a->ln2_stats, a->fch,    a->lnf_stats, a->logits, a->losses,
+                  a->loss, a->dres,      a->da,     a->db,        a->inputs, a->targets,
+                  a->work, a->dlogits16, a->x_amax, a->dres16};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
   act_store_free(&a->ln1);
@@ -313,6 +335,7 @@ void lowpi_gpu_model_free(lowpi_gpu_model *g) {
   free(g->g.layers);
   free(g->hp.layers);
   free(g->fc_fold);
+  free(g->gelu_fused);
   lowpi_gpu_linears_free(g->lin);
   free(g);
 }
@@ -350,7 +373,8 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->hp.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
-  lowp_status st = g->p.layers && g->g.layers && g->hp.layers && g->fc_fold
+  g->gelu_fused = calloc((size_t)c->n_layer, 1);
+  lowp_status st = g->p.layers && g->g.layers && g->hp.layers && g->fc_fold && g->gelu_fused
                        ? LOWP_OK
                        : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
   if (st == LOWP_OK) { /* the layout, from the host model's own pointers */
@@ -367,6 +391,7 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
     g->flash =
         g->compute == LOWP_BF16 && lowpi_cuda_flash_attention_supported(c->n_embd, c->n_head);
     g->head_bf16 = lowpi_gpu_linear_is_bf16(g->lin, 4 * c->n_layer);
+    g->gelu_fwd_off = g->dgelu_off = !lowpi_gpu_epilogue_allowed("gelu");
     st = lowp_cuda_malloc((void **)&g->params,
                           (shard == 3 ? nonblock_count(g) : g->nparams) * sizeof(float));
   }
@@ -429,6 +454,11 @@ lowpi_gpu_linears *lowpi_gpu_model_linears(lowpi_gpu_model *g) {
   return g->lin;
 }
 
+void lowpi_gpu_model_set_gelu_fusion(lowpi_gpu_model *g, int forward, int backward) {
+  g->gelu_fwd_off = !forward;
+  g->dgelu_off = !backward;
+}
+
 void lowpi_gpu_model_on_grads_ready(lowpi_gpu_model *g, lowpi_gpu_grads_ready_fn fn, void *user) {
   g->grads_ready = fn;
   g->grads_ready_user = user;
@@ -478,16 +508,17 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
 }
 
 /* dinp written (accumulate 0) or, for the blocks' norms, added to the residual stream's
- * gradient (accumulate 1: model.c's norm backward + residual backward, in one pass). */
+ * gradient (accumulate 1: model.c's norm backward + residual backward, in one pass). dinp is
+ * always dres: its bf16 codes go to dres16 where that exists (dres_for). */
 static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, float *db,
                                  const float *dout, const float *inp, const float *w,
                                  const float *stats, int N, int accumulate) {
   const lowp_model_config *c = &g->cfg;
   if (c->arch == LOWP_ARCH_GPT2)
-    return lowpi_cuda_layernorm_backward(dinp, dw, db, dout, inp, w, stats, stats + N, N, c->n_embd,
-                                         accumulate, g->a.work, g->a.work_bytes);
-  return lowpi_cuda_rmsnorm_backward(dinp, dw, dout, inp, w, stats + N, N, c->n_embd, accumulate,
-                                     g->a.work, g->a.work_bytes);
+    return lowpi_cuda_layernorm_backward(dinp, g->a.dres16, dw, db, dout, inp, w, stats, stats + N,
+                                         N, c->n_embd, accumulate, g->a.work, g->a.work_bytes);
+  return lowpi_cuda_rmsnorm_backward(dinp, g->a.dres16, dw, dout, inp, w, stats + N, N, c->n_embd,
+                                     accumulate, g->a.work, g->a.work_bytes);
 }
 
 /* Layer l's attention: the fused kernels (saving lse) or the batched GEMMs (saving att). */
@@ -538,6 +569,74 @@ static lowp_status check_fwd_only(const lowpi_gpu_model *g, int N) {
                           in[i].lin, N);
   }
   return LOWP_OK;
+}
+
+/* Layer l's GELU goes into the GEMMs' epilogues (lowpi_gpu_linear_forward_gelu / _backward_dgelu)
+ * where fc and fc_proj are bf16 linears (so fc's output and dY are bf16 operands anyway: the
+ * bf16 recipe) in a GELU model: the fc output's fp32 pass, the GELU kernels' passes and the
+ * fp32 column sums of fc's bias gradient disappear. The GELU input is kept in bf16 (in fch's
+ * buffer) and fc's dY is made in bf16 (in db's). The aux matrix's leading dimension must be a
+ * multiple of 8. */
+static int gelu_fusable(const lowpi_gpu_model *g, int l) {
+  return g->cfg.arch == LOWP_ARCH_GPT2 && lowpi_model_fc_cols(&g->cfg) % 8 == 0 &&
+         lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2) && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 3);
+}
+
+/* fc with GELU in its epilogue for layer l where gelu_fusable and cuBLASLt takes it
+ * (g->gelu_fused[l] says whether it ran); else nothing is done and the caller runs the linear
+ * and the GELU kernel. */
+static lowp_status fc_gelu_forward_fused(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w,
+                                         int n) {
+  const int C = g->cfg.n_embd, FC = lowpi_model_fc_cols(&g->cfg);
+  gpu_acts *a = &g->a;
+  g->gelu_fused[l] = 0;
+  if (g->gelu_fwd_off || !gelu_fusable(g, l))
+    return LOWP_OK;
+  void *pre = a->fch + (size_t)l * n * FC; /* the bf16 GELU input, in fch's buffer */
+  const lowp_status st = lowpi_gpu_linear_forward_gelu(
+      g->lin, 4 * l + 2, a->fch_act.bf16[l], pre, act_at(&a->ln2, l), w->fcw, w->fcb, n, C, FC);
+  if (st == LOWP_OK)
+    g->gelu_fused[l] = 1;
+  else if (st != LOWP_ERR_UNSUPPORTED)
+    return st;
+  else
+    g->gelu_fwd_off = 1; /* cuBLASLt refused: the unfused path from now on */
+  return LOWP_OK;
+}
+
+/* The backward of fc_proj, GELU and fc for a layer whose forward ran fused (gelu_fused): GELU's
+ * backward in fc_proj's dgrad, fc's dY in bf16. If cuBLASLt refuses that epilogue: fc_proj's
+ * plain backward, then GELU's backward on the fp32 values of the bf16 GELU input (the same
+ * values the fused backward reads), then fc's. da: fc's dX (N, C), as the unfused path. */
+static lowp_status fc_gelu_backward_fused(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w,
+                                          const lowpi_layer_ptrs *gr, int n) {
+  const int C = g->cfg.n_embd, FC = lowpi_model_fc_cols(&g->cfg);
+  gpu_acts *a = &g->a;
+  const void *fch = a->fch + (size_t)l * n * FC;
+  void *db = a->db;
+  const uint16_t *pre = fch; /* the forward's bf16 GELU input, in fch's buffer */
+  uint16_t *dpre = db;       /* (N, FC) bf16 in db's (N, W) floats */
+  if (!g->dgelu_off) {
+    const lowpi_gpu_dgelu dg = {dpre, pre, gr->fcb};
+    const lowp_status st = lowpi_gpu_linear_backward_dgelu(
+        g->lin, 4 * l + 3, &dg, gr->fcprojw, gr->fcprojb, dres_for(g, 4 * l + 3),
+        act_at(&a->fch_act, l), w->fcprojw, n, FC, C);
+    if (st == LOWP_OK) {
+      const lowpi_gpu_act dy = {NULL, dpre, NULL}; /* fc's bias gradient came with it */
+      return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, NULL, dy,
+                                       act_at(&a->ln2, l), w->fcw, n, C, FC);
+    }
+    if (st != LOWP_ERR_UNSUPPORTED)
+      return st;
+    g->dgelu_off = 1;
+  }
+  LOWPI_TRY(lowpi_gpu_linear_backward(g->lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
+                                      dres_for(g, 4 * l + 3), act_at(&a->fch_act, l), w->fcprojw, n,
+                                      FC, C)); // da (N, FC)
+  LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, pre, (size_t)n * FC, a->db));
+  LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, a->db, (size_t)n * FC)); /* elementwise */
+  return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, lowpi_act_f32(a->db),
+                                   act_at(&a->ln2, l), w->fcw, n, C, FC);
 }
 
 lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
@@ -596,18 +695,23 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     LOWPI_TRY(lowpi_cuda_residual_forward_bias(mid, x, tmp, b_left, NC, C));
     LOWPI_TRY(norm_forward(g, &a->ln2, l, st2, mid, w->ln2w, w->ln2b, n));
     b_left = NULL;
-    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw, w->fcb,
-                                            n, C, FC, gpt2 ? fold : NULL));
-    g->fc_fold[l] = b_left != NULL;
-    /* GELU also gives its output's amax where fc_proj's fprop scales X by it */
-    lowpi_gpu_act fin = act_at(&a->fch_act, l);
-    if (gpt2 && fin.f32 && lowpi_gpu_linear_wants_amax(lin, 4 * l + 3))
-      fin.amax = a->x_amax;
     if (gpt2)
-      LOWPI_TRY(lowpi_cuda_gelu_forward_amax(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax, fch,
-                                             b_left, N * (size_t)F, F));
-    else
-      LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, n, F));
+      LOWPI_TRY(fc_gelu_forward_fused(g, l, w, n));
+    lowpi_gpu_act fin = act_at(&a->fch_act, l); /* fc_proj's input */
+    g->fc_fold[l] = 0;
+    if (!g->gelu_fused[l]) {
+      LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw,
+                                              w->fcb, n, C, FC, gpt2 ? fold : NULL));
+      g->fc_fold[l] = b_left != NULL;
+      /* GELU also gives its output's amax where fc_proj's fprop scales X by it */
+      if (gpt2 && fin.f32 && lowpi_gpu_linear_wants_amax(lin, 4 * l + 3))
+        fin.amax = a->x_amax;
+      if (gpt2)
+        LOWPI_TRY(lowpi_cuda_gelu_forward_amax(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax, fch,
+                                               b_left, N * (size_t)F, F));
+      else
+        LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, n, F));
+    }
     LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 3, tmp, fin, w->fcprojw, w->fcprojb, n, F,
                                             C, fold));
     LOWPI_TRY(lowpi_cuda_residual_forward_bias(xout, mid, tmp, b_left, NC, C));
@@ -662,21 +766,25 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     float *mid = a->mid + l * NC;
     float *fch = a->fch + l * N * FC;
     const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, NULL};
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
-                                        lowpi_act_f32(a->dres), act_bwd(&a->fch_act, l), w->fcprojw,
-                                        n, F, C)); // da (N, F)
-    if (gpt2)
-      LOWPI_TRY(lowpi_cuda_gelu_backward_bias(a->db, a->da, fch, g->fc_fold[l] ? w->fcb : NULL,
-                                              N * (size_t)F, F));
-    else
-      LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
-                                        lowpi_act_f32(a->db), act_bwd(&a->ln2, l), w->fcw, n, C,
-                                        FC)); // da (N, C)
+    if (g->gelu_fused[l]) {
+      LOWPI_TRY(fc_gelu_backward_fused(g, l, w, gr, n)); // da (N, C)
+    } else {
+      LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
+                                          dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l),
+                                          w->fcprojw, n, F, C)); // da (N, F)
+      if (gpt2)
+        LOWPI_TRY(lowpi_cuda_gelu_backward_bias(a->db, a->da, fch, g->fc_fold[l] ? w->fcb : NULL,
+                                                N * (size_t)F, F));
+      else
+        LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
+      LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
+                                          lowpi_act_f32(a->db), act_bwd(&a->ln2, l), w->fcw, n, C,
+                                          FC)); // da (N, C)
+    }
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n,
                             1)); // dres = d(mid)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
-                                        lowpi_act_f32(a->dres), atty_in, w->attprojw, n, C,
+                                        dres_for(g, 4 * l + 1), atty_in, w->attprojw, n, C,
                                         C));                            // da = d(atty)
     LOWPI_TRY(attention_backward(g, l, a->db, a->da, qkv, atty, B, T)); // db (N, 3C)
     if (!gpt2)

@@ -54,6 +54,10 @@ float *lowpi_gpu_model_params(lowpi_gpu_model *g); /* device (shard 3: the non-b
 float *lowpi_gpu_model_grads(lowpi_gpu_model *g);  /* device (shard >= 2: the non-block ones) */
 size_t lowpi_gpu_model_num_params(const lowpi_gpu_model *g);
 lowpi_gpu_linears *lowpi_gpu_model_linears(lowpi_gpu_model *g);
+/* GELU in the fc / fc_proj GEMMs' epilogues (bf16 GELU models; on by default): forward and
+ * backward each off (0) or on (1) where cuBLASLt takes them. For tests: off is the path taken
+ * after cuBLASLt refuses (the backward's fallback when the forward ran fused included). */
+void lowpi_gpu_model_set_gelu_fusion(lowpi_gpu_model *g, int forward, int backward);
 
 /* Several GPUs: called during the backward as soon as block l's gradients are final (l from
  * n_layer - 1 down to 0), to start their all-reduce while the backward goes on. NULL: none. */

@@ -46,22 +46,25 @@ lowp_status lowpi_cuda_embedding_backward(float *dwte, float *dwpe, const float 
 /* LayerNorm / RMSNorm as nn/nn.h (mean, rstd saved). Backward: dinp written (accumulate 0) or
  * added to (accumulate 1: dinp[i] + v in fp32, the residual stream's backward fused, the same bits
  * as writing v and adding it after), dweight and dbias accumulated (+=); it reads inp and the
- * stats, never the output. */
+ * stats, never the output. dinp_bf16 (may be NULL): also the bf16 RNE codes of the dinp it writes
+ * (after the accumulation), as the forwards' out_bf16: the residual stream's gradient, which
+ * the next bf16 linears' backward (fc_proj, attproj) take as their dY without a cast. */
 size_t lowpi_cuda_norm_backward_workspace(int N, int C);
 lowp_status lowpi_cuda_layernorm_forward(float *out, uint16_t *out_bf16, float *mean, float *rstd,
                                          const float *inp, const float *weight, const float *bias,
                                          int N, int C, float eps);
-lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
-                                          const float *dout, const float *inp, const float *weight,
-                                          const float *mean, const float *rstd, int N, int C,
-                                          int accumulate, void *workspace, size_t workspace_bytes);
+lowp_status lowpi_cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
+                                          float *dbias, const float *dout, const float *inp,
+                                          const float *weight, const float *mean, const float *rstd,
+                                          int N, int C, int accumulate, void *workspace,
+                                          size_t workspace_bytes);
 lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
                                        const float *inp, const float *weight, int N, int C,
                                        float eps);
-lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
-                                        const float *inp, const float *weight, const float *rstd,
-                                        int N, int C, int accumulate, void *workspace,
-                                        size_t workspace_bytes);
+lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
+                                        const float *dout, const float *inp, const float *weight,
+                                        const float *rstd, int N, int C, int accumulate,
+                                        void *workspace, size_t workspace_bytes);
 
 /* GELU (tanh) and SwiGLU (the backwards read the forward's input, not its output). */
 lowp_status lowpi_cuda_gelu_forward(float *out, uint16_t *out_bf16, const float *inp, size_t n);

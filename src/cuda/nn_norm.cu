@@ -1,8 +1,8 @@
 /* LayerNorm (GPT-2) and RMSNorm (Llama) on the GPU (nn/norm.c): one warp per row, fp32, the
  * CPU's formulas operation by operation; the row sums run over the lanes (then a butterfly)
  * instead of in sequence. The parameter gradients are column sums over rows in two fixed
- * stages (nn_reduce.cuh). The forwards can also write their output's bf16 RNE codes (for a bf16
- * GEMM next: see lowpi_store_out). */
+ * stages (nn_reduce.cuh). The forwards can also write their output's bf16 RNE codes, and the
+ * backwards their dinp's (for a bf16 GEMM next: see lowpi_store_out). */
 #include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
@@ -47,10 +47,12 @@ __global__ void layernorm_forward_kernel(float *out, uint16_t *__restrict__ out_
 
 /* dinp may equal dout (each element is read, then written, by one lane; the parameter
  * gradients, which read dout, run before). */
-__global__ void
-layernorm_backward_kernel(float *dinp, const float *dout, const float *__restrict__ inp,
-                          const float *__restrict__ weight, const float *__restrict__ mean,
-                          const float *__restrict__ rstd, int N, int C, bool accumulate) {
+__global__ void layernorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *dout,
+                                          const float *__restrict__ inp,
+                                          const float *__restrict__ weight,
+                                          const float *__restrict__ mean,
+                                          const float *__restrict__ rstd, int N, int C,
+                                          bool accumulate) {
   const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
   const int lane = (int)(threadIdx.x % 32);
   if (n >= N)
@@ -70,7 +72,8 @@ layernorm_backward_kernel(float *dinp, const float *dout, const float *__restric
   for (int c = lane; c < C; c += 32) {
     float norm = (x[c] - m) * s, dnorm = weight[c] * g[c];
     const float v = s * ((dnorm - dmean) - norm * dnn);
-    dx[c] = accumulate ? dx[c] + v : v;
+    lowpi_store_out(dx, dinp_bf16 ? dinp_bf16 + (size_t)n * C : nullptr, (size_t)c,
+                    accumulate ? dx[c] + v : v);
   }
 }
 
@@ -106,7 +109,7 @@ __global__ void rmsnorm_forward_kernel(float *out, uint16_t *__restrict__ out_bf
     rstd[n] = s;
 }
 
-__global__ void rmsnorm_backward_kernel(float *dinp, const float *dout,
+__global__ void rmsnorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *dout,
                                         const float *__restrict__ inp,
                                         const float *__restrict__ weight,
                                         const float *__restrict__ rstd, int N, int C,
@@ -125,7 +128,8 @@ __global__ void rmsnorm_backward_kernel(float *dinp, const float *dout,
   float *dx = dinp + (size_t)n * C;
   for (int c = lane; c < C; c += 32) {
     const float v = s * (weight[c] * g[c] - x[c] * (s * s * dot));
-    dx[c] = accumulate ? dx[c] + v : v;
+    lowpi_store_out(dx, dinp_bf16 ? dinp_bf16 + (size_t)n * C : nullptr, (size_t)c,
+                    accumulate ? dx[c] + v : v);
   }
 }
 
@@ -159,10 +163,11 @@ lowp_status lowpi_cuda_layernorm_forward(float *out, uint16_t *out_bf16, float *
   return LOWP_OK;
 }
 
-lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
-                                          const float *dout, const float *inp, const float *weight,
-                                          const float *mean, const float *rstd, int N, int C,
-                                          int accumulate, void *workspace, size_t workspace_bytes) {
+lowp_status lowpi_cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
+                                          float *dbias, const float *dout, const float *inp,
+                                          const float *weight, const float *mean, const float *rstd,
+                                          int N, int C, int accumulate, void *workspace,
+                                          size_t workspace_bytes) {
   // dinp (N, C), dweight (C), dbias (C), dout (N, C), inp (N, C), mean (N), rstd (N)
   LOWPI_NN_REQUIRE(dinp && dweight && dbias && dout && inp && weight && mean && rstd,
                    "lowpi_cuda_layernorm_backward", "NULL buffer");
@@ -172,8 +177,8 @@ lowp_status lowpi_cuda_layernorm_backward(float *dinp, float *dweight, float *db
   const layernorm_terms terms = {dout, inp, mean, rstd, C};
   LOWPI_TRY(lowpi_colsum<2>(dweight, dbias, N, C, terms, workspace, workspace_bytes,
                             "lowpi_cuda_layernorm_backward"));
-  layernorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dout, inp, weight, mean, rstd,
-                                                               N, C, accumulate != 0);
+  layernorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dinp_bf16, dout, inp, weight,
+                                                               mean, rstd, N, C, accumulate != 0);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -193,10 +198,10 @@ lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rs
   return LOWP_OK;
 }
 
-lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
-                                        const float *inp, const float *weight, const float *rstd,
-                                        int N, int C, int accumulate, void *workspace,
-                                        size_t workspace_bytes) {
+lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
+                                        const float *dout, const float *inp, const float *weight,
+                                        const float *rstd, int N, int C, int accumulate,
+                                        void *workspace, size_t workspace_bytes) {
   // dinp (N, C), dweight (C), dout (N, C), inp (N, C), rstd (N)
   LOWPI_NN_REQUIRE(dinp && dweight && dout && inp && weight && rstd, "lowpi_cuda_rmsnorm_backward",
                    "NULL buffer");
@@ -206,8 +211,8 @@ lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, float *dweight, const float
   const rmsnorm_terms terms = {dout, inp, rstd, C};
   LOWPI_TRY(lowpi_colsum<1>(dweight, nullptr, N, C, terms, workspace, workspace_bytes,
                             "lowpi_cuda_rmsnorm_backward"));
-  rmsnorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dout, inp, weight, rstd, N, C,
-                                                             accumulate != 0);
+  rmsnorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dinp_bf16, dout, inp, weight,
+                                                             rstd, N, C, accumulate != 0);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -13,11 +13,16 @@
  *   - normwise, ||C - C_ref|| / ||C_ref|| < 1e-3 (fp32 output) or 2^-8 (bf16 output: its own
  *     rounding is up to 2^-8 relative per element, about 2^-8 / sqrt(3) on average).
  * Any NaN or Inf fails. The fp8 GEMM is also compared with the emulated path: decode on the GPU,
- * then an fp32 GEMM. C is poisoned before each run, with a guard after it. */
+ * then an fp32 GEMM. C is poisoned before each run, with a guard after it. The fused epilogues
+ * (bias gradient, GELU, GELU's backward) have their own bounds: see run_epilogue. */
 #include <math.h>
 #include <stdint.h>
 
 #include "gpu_check.h"
+
+#ifdef LOWP_HAVE_CUDA
+#include "cuda/gemm_cuda.h"
+#endif
 
 enum { GUARD = 64 };
 
@@ -233,6 +238,292 @@ static void check_emulation(lowp_format fa, lowp_format fb, int m, int n, int k)
   free(c32);
 }
 
+#ifdef LOWP_HAVE_CUDA /* the epilogues are internal (cuda/gemm_cuda.h): no stubs without CUDA */
+/* ------------------------------------------------------------------------------------------
+ * The fused epilogues (lowpi_cuda_gemm_epilogue) against float64, on the bf16 operands' exact
+ * values. Bounds, per element (acc: the float64 sum A B^T; abs: sum of |terms|; u = 2^-24):
+ *   - the fp32 accumulation: k * 2^-23 * abs (gamma_k with a factor 2), as run_case;
+ *   - a bf16 output: its RNE rounding, 2^-8 |value| (8 significant bits);
+ *   - BGRAD_A: the fp32 sum of k bf16 values: k * 2^-23 * sum |A(i, .)|;
+ *   - GELU_AUX: aux = bf16(acc + bias): 2^-8 |pre| + the accumulation bound; out = bf16(gelu(.))
+ *     of the fp32 pre-activation: 2^-8 |gelu| + 1.13 (gelu's largest slope) * the accumulation
+ *     bound + 0.5 |pre| 2^-10 for a hardware tanh (tanh.approx.f32 is good to about 2^-11
+ *     absolute; gelu = 0.5 x (1 + tanh): 0.5 |x| times that, with a factor 2);
+ *   - DGELU: out = bf16(bf16(acc) * gelu'(aux)): 2^-8 |out| twice (on an H100 cuBLASLt 13 rounds
+ *     the product to the output type before the epilogue multiplies: errors of 0.4 to 0.5 %
+ *     were measured, beyond one rounding) + |gelu'| * the accumulation bound + |acc|
+ *     2^-10 |d gelu' / d tanh| (the same tanh error through gelu' = 0.5 (1 + t) + 0.5 x (1 - t^2)
+ *     u', whose derivative in t is 0.5 - x t u'); its bias gradient (column sums over m): the sum
+ *     of the column's element bounds + m 2^-23 sum |out| (fp32 summation).
+ * gelu is the tanh approximation (GPT-2's, nn/activation.c); the mean errors against it and
+ * against the erf GELU are printed (they differ by at most ~2e-4, below bf16's rounding, so
+ * only a large gap would tell). NaN / Inf fail; the first mismatches are printed. */
+
+static double gelu_tanh(double x) {
+  return 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
+static double gelu_erf(double x) {
+  return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+}
+static double dgelu_tanh(double x) {
+  const double t = tanh(0.7978845608028654 * (x + 0.044715 * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * x * x);
+}
+/* |d gelu'(x) / d t| with t = tanh(u(x)): how an error in tanh moves gelu' */
+static double dgelu_dt(double x) {
+  const double up = 0.7978845608028654 * (1 + 3 * 0.044715 * x * x);
+  return fabs(0.5 - x * tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)) * up);
+}
+
+/* bf16 values in [-range, range]: codes (device) and their exact values (host). */
+static void *bf16_operand(size_t count, double range, float *vals) {
+  uint16_t *codes = malloc(count * 2);
+  if (!codes)
+    exit(1);
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0, 0};
+  for (size_t i = 0; i < count; i++)
+    vals[i] = (float)((2 * gc_uniform() - 1) * range);
+  GC_REQUIRE(lowp_encode(LOWP_BF16, vals, count, codes, &rne));
+  GC_REQUIRE(lowp_decode(LOWP_BF16, codes, count, vals));
+  void *d = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&d, count * 2));
+  GC_REQUIRE(lowp_cuda_memcpy(d, codes, count * 2, LOWP_CUDA_H2D));
+  free(codes);
+  return d;
+}
+
+/* got (count) against want within bound; `cols` for the (row, col) of the messages. */
+static void check_close(const char *what, const char *name, const float *got, const double *want,
+                        const double *bound, size_t count, int cols) {
+  long bad = 0, nonfinite = 0;
+  double worst = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (!isfinite(got[i])) {
+      if (nonfinite++ < 3)
+        fprintf(stderr, "  %s: %s[%zu][%zu] = %g\n", what, name, i / cols, i % cols,
+                (double)got[i]);
+      continue;
+    }
+    const double e = fabs((double)got[i] - want[i]);
+    if (e > bound[i] && bad++ < 5)
+      fprintf(stderr, "  %s: %s[%zu][%zu] = %.9g, reference %.9g, bound %.3g\n", what, name,
+              i / cols, i % cols, (double)got[i], want[i], bound[i]);
+    if (e / bound[i] > worst)
+      worst = e / bound[i];
+  }
+  printf("  %-56s %-9s worst error/bound %.3g\n", what, name, worst);
+  GC_CHECK(nonfinite == 0 && bad == 0, "%s: %s: %ld beyond the bound, %ld NaN/Inf", what, name, bad,
+           nonfinite);
+}
+
+/* A device buffer (count values of `bytes` each) back to the host as floats. */
+static float *fetch(const void *d, lowp_format f, size_t count) {
+  const int bytes = lowp_format_get(f)->storage_bytes;
+  void *h = malloc(count * (size_t)bytes);
+  float *v = malloc(count * sizeof(float));
+  if (!h || !v)
+    exit(1);
+  GC_REQUIRE(lowp_cuda_memcpy(h, d, count * (size_t)bytes, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_decode(f, h, count, v));
+  free(h);
+  return v;
+}
+
+/* One epilogue case: C (m, n) = A B^T with A (m, k) and B (n, k) bf16, stored transposed per
+ * trans_a / trans_b; vec: the bias (GELU_AUX) or the bias gradient (DGELU) is used, in vf (fp32
+ * or bf16). may_refuse: a refusal (LOWP_ERR_UNSUPPORTED) is reported, not failed (the fp32
+ * vector of the GELU epilogues, which cuBLASLt may want in D's type). Returns the status. */
+static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int k, int trans_a,
+                                int trans_b, float beta, int vec, lowp_format vf, int may_refuse) {
+  const size_t na = (size_t)m * k, nb = (size_t)n * k, nc = (size_t)m * n;
+  const lowp_format cf = kind == LOWPI_EPI_BGRAD_A ? LOWP_FP32 : LOWP_BF16;
+  const int cb = lowp_format_get(cf)->storage_bytes;
+  /* GELU: pre-activations of a few units, where GELU bends; the bias gradient: full range */
+  const double range = kind == LOWPI_EPI_GELU_AUX ? 0.6 : 1.0;
+  float *va = malloc(na * 4), *vb = malloc(nb * 4), *vaux = malloc(nc * 4), *c0 = malloc(nc * 4);
+  float *hvec = calloc((size_t)(m > n ? m : n), 4);
+  double *want = malloc(nc * 8), *bound = malloc(nc * 8), *vwant = calloc((size_t)(m + n), 8);
+  double *vbound = calloc((size_t)(m + n), 8), *pwant = malloc(nc * 8), *pbound = malloc(nc * 8);
+  if (!va || !vb || !vaux || !c0 || !hvec || !want || !bound || !vwant || !vbound || !pwant ||
+      !pbound)
+    exit(1);
+  void *da = bf16_operand(na, range, va), *db = bf16_operand(nb, range, vb);
+  void *daux = NULL, *dc = NULL, *dvec = NULL;
+  if (kind == LOWPI_EPI_DGELU)
+    daux = bf16_operand(nc, 5.0, vaux); /* the forward's GELU input */
+  else if (kind == LOWPI_EPI_GELU_AUX)
+    GC_REQUIRE(lowp_cuda_malloc(&daux, nc * 2));
+  GC_REQUIRE(lowp_cuda_malloc(&dc, nc * (size_t)cb));
+  GC_REQUIRE(lowp_cuda_memset(dc, 0xFF, nc * (size_t)cb)); /* NaN in fp32 and bf16 */
+  for (size_t i = 0; i < nc; i++)
+    c0[i] = beta != 0.0f ? (float)(2 * gc_uniform() - 1) : 0.0f;
+  if (beta != 0.0f)
+    GC_REQUIRE(lowp_cuda_memcpy(dc, c0, nc * 4, LOWP_CUDA_H2D));
+  const int vlen = kind == LOWPI_EPI_BGRAD_A ? m : n;
+  GC_REQUIRE(lowp_cuda_malloc(&dvec, (size_t)vlen * 4));
+  if (kind == LOWPI_EPI_GELU_AUX && vec) {
+    for (int j = 0; j < n; j++)
+      hvec[j] = (float)(4 * gc_uniform() - 2);
+    if (vf == LOWP_BF16) { /* the bias's bf16 codes; the reference takes their values */
+      uint16_t *codes = malloc((size_t)n * 2);
+      const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+      if (!codes)
+        exit(1);
+      GC_REQUIRE(lowp_encode(LOWP_BF16, hvec, (size_t)n, codes, &rne));
+      GC_REQUIRE(lowp_decode(LOWP_BF16, codes, (size_t)n, hvec));
+      GC_REQUIRE(lowp_cuda_memcpy(dvec, codes, (size_t)n * 2, LOWP_CUDA_H2D));
+      free(codes);
+    } else {
+      GC_REQUIRE(lowp_cuda_memcpy(dvec, hvec, (size_t)n * 4, LOWP_CUDA_H2D));
+    }
+  } else {
+    GC_REQUIRE(lowp_cuda_memset(dvec, 0xFF, (size_t)vlen * 4)); /* NaN */
+  }
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, cf);
+  o.trans_a = trans_a;
+  o.trans_b = trans_b;
+  o.beta = beta;
+  const lowpi_gemm_epilogue epi = {kind, kind == LOWPI_EPI_BGRAD_A || vec ? dvec : NULL, vf, daux};
+  static const char *const names[] = {"", "BGRAD_A", "GELU_AUX", "DGELU"};
+  char what[128];
+  snprintf(what, sizeof what, "epilogue %s%s%s, %d x %d x %d, trans %d%d, beta %g", names[kind],
+           vec ? (kind == LOWPI_EPI_GELU_AUX ? " + bias" : " + bias grad") : "",
+           vec && vf == LOWP_BF16 ? " (bf16)" : "", m, n, k, trans_a, trans_b, (double)beta);
+  const lowp_status st = lowpi_cuda_gemm_epilogue(dc, da, db, m, n, k, &o, &epi);
+  if (st == LOWP_ERR_UNSUPPORTED && may_refuse)
+    printf("  %-56s NOTE: refused (%s)\n", what, lowp_last_error());
+  else
+    GC_CHECK(st == LOWP_OK,
+             "%s: %s (a refusal makes training fall back to the unfused passes, but Hopper's "
+             "cuBLASLt is expected to take this)",
+             what, lowp_last_error());
+  if (st == LOWP_OK) {
+    float *got = fetch(dc, cf, nc);
+    float *gaux = kind == LOWPI_EPI_GELU_AUX ? fetch(daux, LOWP_BF16, nc) : NULL;
+    float *gvec = kind != LOWPI_EPI_GELU_AUX && epi.vec ? fetch(dvec, vf, (size_t)vlen) : NULL;
+    double err_tanh = 0, err_erf = 0;
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < n; j++) {
+        double acc = 0, abs_sum = 0;
+        for (int p = 0; p < k; p++) {
+          const double t = at(va, trans_a, m, k, i, p) * at(vb, trans_b, n, k, j, p);
+          acc += t;
+          abs_sum += fabs(t);
+        }
+        const size_t ij = (size_t)i * n + j;
+        const double errb = k * 0x1p-23 * abs_sum;
+        if (kind == LOWPI_EPI_BGRAD_A) {
+          want[ij] = acc + (double)beta * c0[ij];
+          bound[ij] = errb + 0x1p-23 * (fabs(want[ij]) + fabs((double)beta * c0[ij])) + 1e-30;
+        } else if (kind == LOWPI_EPI_GELU_AUX) {
+          const double pre = acc + hvec[j], eb = errb + 0x1p-23 * fabs((double)hvec[j]);
+          pwant[ij] = pre;
+          pbound[ij] = 0x1p-8 * fabs(pre) + eb * (1 + 0x1p-8) + 1e-30;
+          want[ij] = gelu_tanh(pre);
+          bound[ij] = 0x1p-8 * fabs(want[ij]) + 1.13 * eb * (1 + 0x1p-8) +
+                      0.5 * fabs(pre) * 0x1p-10 + 1e-30;
+          err_tanh += fabs(got[ij] - want[ij]);
+          err_erf += fabs(got[ij] - gelu_erf(pre));
+        } else {
+          const double x = vaux[ij], gp = dgelu_tanh(x);
+          want[ij] = acc * gp;
+          bound[ij] = 0x1p-8 * fabs(want[ij]) + fabs(gp) * errb * (1 + 0x1p-8) +
+                      fabs(acc) * 0x1p-10 * dgelu_dt(x) + 0x1p-8 * fabs(acc * gp) + 1e-30;
+          vwant[j] += want[ij];
+          vbound[j] += bound[ij] + m * 0x1p-23 * fabs(want[ij]);
+        }
+      }
+    }
+    check_close(what, "C", got, want, bound, nc, n);
+    if (gaux)
+      check_close(what, "aux", gaux, pwant, pbound, nc, n);
+    if (kind == LOWPI_EPI_GELU_AUX)
+      printf("  %-56s mean |C - gelu|: tanh GELU %.3g, erf GELU %.3g\n", what, err_tanh / nc,
+             err_erf / nc);
+    if (gvec && kind == LOWPI_EPI_BGRAD_A) {
+      for (int i = 0; i < m; i++) {
+        double s = 0, a = 0;
+        for (int p = 0; p < k; p++) {
+          s += at(va, trans_a, m, k, i, p);
+          a += fabs(at(va, trans_a, m, k, i, p));
+        }
+        vwant[i] = s;
+        vbound[i] = k * 0x1p-23 * a + 1e-30;
+      }
+    }
+    if (gvec) {
+      if (vf == LOWP_BF16) /* its rounding to bf16 */
+        for (int j = 0; j < vlen; j++)
+          vbound[j] += 0x1p-8 * fabs(vwant[j]);
+      check_close(what, "bias grad", gvec, vwant, vbound, (size_t)vlen, vlen);
+    }
+    free(got);
+    free(gaux);
+    free(gvec);
+  }
+  lowp_cuda_free(da);
+  lowp_cuda_free(db);
+  lowp_cuda_free(daux);
+  lowp_cuda_free(dc);
+  lowp_cuda_free(dvec);
+  free(va);
+  free(vb);
+  free(vaux);
+  free(c0);
+  free(hvec);
+  free(want);
+  free(bound);
+  free(vwant);
+  free(vbound);
+  free(pwant);
+  free(pbound);
+  return st;
+}
+
+/* A GELU epilogue with its vector in fp32, or, where cuBLASLt refuses that, in bf16 (as
+ * gpu_linear.c falls back); the bf16 vector is also tested when fp32 is taken. */
+static void run_gelu_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int k, int trans_b,
+                              int vec) {
+  const lowp_status st = run_epilogue(kind, m, n, k, 0, trans_b, 0.0f, vec, LOWP_FP32, vec);
+  if (vec)
+    run_epilogue(kind, m, n, k, 0, trans_b, 0.0f, vec, LOWP_BF16, st == LOWP_OK);
+}
+
+static void test_epilogues(int big) {
+  /* the wgrad dW (OC, C) += dY^T X (both stored (N, .): trans), bias gradient of dY */
+  run_epilogue(LOWPI_EPI_BGRAD_A, 72, 40, 264, 1, 1, 1.0f, 1, LOWP_FP32, 0);
+  /* A not transposed: not the wgrad's layout (trans 11), and refused by cuBLASLt 13 on an H100
+   * (2026-11-22): only reported */
+  run_epilogue(LOWPI_EPI_BGRAD_A, 40, 24, 136, 0, 0, 0.0f, 1, LOWP_FP32, 1);
+  /* the fc fprop (X (N, C), W (FC, C), both K-major) with GELU */
+  run_gelu_epilogue(LOWPI_EPI_GELU_AUX, 72, 136, 40, 0, 1);
+  run_gelu_epilogue(LOWPI_EPI_GELU_AUX, 24, 64, 72, 0, 0);
+  /* the fc_proj dgrad dX (N, F) = dY (N, C) W (C, F): W stored (k, n), trans_b */
+  run_gelu_epilogue(LOWPI_EPI_DGELU, 72, 136, 40, 1, 1);
+  run_gelu_epilogue(LOWPI_EPI_DGELU, 24, 64, 72, 1, 0);
+  if (big) {
+    run_epilogue(LOWPI_EPI_BGRAD_A, 256, 128, 1032, 1, 1, 1.0f, 1, LOWP_FP32, 0);
+    run_gelu_epilogue(LOWPI_EPI_GELU_AUX, 264, 512, 128, 0, 1);
+    run_gelu_epilogue(LOWPI_EPI_DGELU, 264, 512, 128, 1, 1);
+  }
+  /* refused before anything runs */
+  void *d = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&d, 1 << 20));
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_FP32, LOWP_FP32, LOWP_FP32);
+  lowpi_gemm_epilogue e = {LOWPI_EPI_BGRAD_A, d, LOWP_FP32, NULL};
+  GC_CHECK(lowpi_cuda_gemm_epilogue(d, d, d, 16, 16, 16, &o, &e) == LOWP_ERR_INVALID_ARG,
+           "an fp32 epilogue accepted");
+  o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_BF16);
+  e = (lowpi_gemm_epilogue){LOWPI_EPI_GELU_AUX, NULL, LOWP_FP32, d};
+  GC_CHECK(lowpi_cuda_gemm_epilogue(d, d, d, 16, 12, 16, &o, &e) == LOWP_ERR_INVALID_ARG,
+           "a GELU epilogue with n %% 8 != 0 accepted");
+  e.vec = (float *)d + 1;
+  GC_CHECK(lowpi_cuda_gemm_epilogue(d, d, d, 16, 16, 16, &o, &e) == LOWP_ERR_UNSUPPORTED,
+           "a misaligned GELU bias not refused: %s", lowp_last_error());
+  lowp_cuda_free(d);
+}
+#endif
+
 static void test_bad_args(void) {
   void *d = NULL;
   GC_REQUIRE(lowp_cuda_malloc(&d, 1 << 20));
@@ -321,6 +612,9 @@ int main(void) {
   check_emulation(LOWP_E5M2, LOWP_E4M3, 128, 256, 512);
 
   test_bad_args();
+#ifdef LOWP_HAVE_CUDA
+  test_epilogues(big);
+#endif
   GC_OK(lowp_cuda_synchronize());
   return gc_finish("test_cuda_gemm");
 }

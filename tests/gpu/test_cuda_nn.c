@@ -398,13 +398,14 @@ static void test_norm(shape s, int rms) {
   upload(d_rstd, rstd, (size_t)N);
   const size_t ws_bytes = lowpi_cuda_norm_backward_workspace(N, C);
   void *ws = dbytes(ws_bytes);
-  st = rms ? lowpi_cuda_rmsnorm_backward(d_dx, d_dw, d_g, d_x, d_w, d_rstd, N, C, 0, ws, ws_bytes)
-           : lowpi_cuda_layernorm_backward(d_dx, d_dw, d_db, d_g, d_x, d_w, d_mean, d_rstd, N, C, 0,
-                                           ws, ws_bytes);
-  st2 =
-      rms ? lowpi_cuda_rmsnorm_backward(d_dx2, d_dw2, d_g, d_x, d_w, d_rstd, N, C, 0, ws, ws_bytes)
-          : lowpi_cuda_layernorm_backward(d_dx2, d_dw2, d_db2, d_g, d_x, d_w, d_mean, d_rstd, N, C,
-                                          0, ws, ws_bytes);
+  st = rms ? lowpi_cuda_rmsnorm_backward(d_dx, NULL, d_dw, d_g, d_x, d_w, d_rstd, N, C, 0, ws,
+                                         ws_bytes)
+           : lowpi_cuda_layernorm_backward(d_dx, NULL, d_dw, d_db, d_g, d_x, d_w, d_mean, d_rstd, N,
+                                           C, 0, ws, ws_bytes);
+  st2 = rms ? lowpi_cuda_rmsnorm_backward(d_dx2, NULL, d_dw2, d_g, d_x, d_w, d_rstd, N, C, 0, ws,
+                                          ws_bytes)
+            : lowpi_cuda_layernorm_backward(d_dx2, NULL, d_dw2, d_db2, d_g, d_x, d_w, d_mean,
+                                            d_rstd, N, C, 0, ws, ws_bytes);
   if (GC_OK(st) && GC_OK(st2)) {
     download(got, d_dx, NC);
     check_rows(rms ? "rmsnorm dinp" : "layernorm dinp", got, dx, (size_t)N, (size_t)C, 1e-5);
@@ -438,10 +439,13 @@ static void test_norm(shape s, int rms) {
     download(got, d_dx, NC);
     for (size_t i = 0; i < NC; i++)
       want[i] = acc0[i] + got[i];
-    st = rms ? lowpi_cuda_rmsnorm_backward(d_dx2, d_dw2, d_g, d_x, d_w, d_rstd, N, C, 1, ws,
+    /* with the bf16 codes of the accumulated dinp (for the bf16 linears' dY) */
+    uint16_t *d_dx16 = NULL;
+    GC_REQUIRE(lowp_cuda_malloc((void **)&d_dx16, NC * 2));
+    st = rms ? lowpi_cuda_rmsnorm_backward(d_dx2, d_dx16, d_dw2, d_g, d_x, d_w, d_rstd, N, C, 1, ws,
                                            ws_bytes)
-             : lowpi_cuda_layernorm_backward(d_dx2, d_dw2, d_db2, d_g, d_x, d_w, d_mean, d_rstd, N,
-                                             C, 1, ws, ws_bytes);
+             : lowpi_cuda_layernorm_backward(d_dx2, d_dx16, d_dw2, d_db2, d_g, d_x, d_w, d_mean,
+                                             d_rstd, N, C, 1, ws, ws_bytes);
     if (GC_OK(st)) {
       download(got, d_dx2, NC);
       size_t bad = 0;
@@ -449,17 +453,21 @@ static void test_norm(shape s, int rms) {
         if (memcmp(&got[i], &want[i], sizeof(float)) != 0 && bad++ < 5)
           printf("    accumulated dinp [%zu]: got %a want %a\n", i, got[i], want[i]);
       GC_CHECK(bad == 0, "norm backward: %zu accumulated dinp values differ", bad);
+      check_bf16(rms ? "rmsnorm dinp bf16 (accumulated)" : "layernorm dinp bf16 (accumulated)",
+                 d_dx16, got, want, NC);
     }
+    lowp_cuda_free(d_dx16);
     free(acc0);
     free(want);
     free(aw);
     free(ab);
   }
   /* RMSNorm needs half of the size (one column sum instead of two) */
-  GC_CHECK((rms ? lowpi_cuda_rmsnorm_backward(d_dx, d_dw, d_g, d_x, d_w, d_rstd, N, C, 0, ws,
+  GC_CHECK((rms ? lowpi_cuda_rmsnorm_backward(d_dx, NULL, d_dw, d_g, d_x, d_w, d_rstd, N, C, 0, ws,
                                               ws_bytes / 2 - 4)
-                : lowpi_cuda_layernorm_backward(d_dx, d_dw, d_db, d_g, d_x, d_w, d_mean, d_rstd, N,
-                                                C, 0, ws, ws_bytes - 4)) == LOWP_ERR_INVALID_ARG,
+                : lowpi_cuda_layernorm_backward(d_dx, NULL, d_dw, d_db, d_g, d_x, d_w, d_mean,
+                                                d_rstd, N, C, 0, ws, ws_bytes - 4)) ==
+               LOWP_ERR_INVALID_ARG,
            "norm backward accepted a small workspace");
   lowp_cuda_free(ws);
   float *dev[] = {d_x,  d_w,  d_b,  d_out, d_mean, d_rstd, d_g,
