@@ -148,6 +148,8 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   lowp_model *m = NULL;
   GC_REQUIRE(lowp_model_create(&m, &cfg, 42));
   int32_t *in = malloc(N * sizeof(int32_t)), *tg = malloc(N * sizeof(int32_t));
+  gc_rng_state = 0x243F6A8885A308D3ull + (unsigned)arch; /* the same tokens in every case: the
+                                                          * GELU modes' gradients are compared */
   for (size_t i = 0; i < N; i++) {
     in[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
     tg[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
@@ -245,8 +247,10 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
       GC_CHECK(cn.amax_given == 2ull * (unsigned)cfg.n_layer,
                "gpt2 fp8-current: %llu fprops took GELU's amax (want %llu)", cn.amax_given,
                2ull * (unsigned)cfg.n_layer);
+    /* other recipes keep no fp8 codes of X; GELU's amax may serve any fprop whose X has
+     * per-tensor current scaling (qat-fp8-w8a8: 4), checked bit for bit by same_as_plain */
     if (strcmp(recipe_name, "fp8-current"))
-      GC_CHECK(cn.x_fp8_reused == 0 && cn.amax_given == 0,
+      GC_CHECK(cn.x_fp8_reused == 0 && cn.amax_given <= 2ull * (unsigned)cfg.n_layer,
                "%s %s: %llu wgrads took kept fp8 codes of X, %llu fprops a given amax",
                arch ? "llama" : "gpt2", recipe_name, cn.x_fp8_reused, cn.amax_given);
   }
