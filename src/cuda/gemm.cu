@@ -278,6 +278,8 @@ static cublasLtEpilogue_t lt_epilogue(const lowpi_gemm_epilogue *epi) {
     return CUBLASLT_EPILOGUE_BGRADB;
   case LOWPI_EPI_GELU_AUX:
     return epi->vec ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+  case LOWPI_EPI_BIAS:
+    return CUBLASLT_EPILOGUE_BIAS;
   default:
     return epi->vec ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
   }
@@ -454,7 +456,8 @@ lowp_status lowpi_cuda_gemm_epilogue(void *c, const void *a, const void *b, int 
   if (!o || !epi)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_epilogue: NULL argument");
   const int gelu = epi->kind == LOWPI_EPI_GELU_AUX || epi->kind == LOWPI_EPI_DGELU;
-  if (epi->kind != LOWPI_EPI_BGRAD_A && !gelu)
+  const int vec_required = epi->kind == LOWPI_EPI_BGRAD_A || epi->kind == LOWPI_EPI_BIAS;
+  if (!vec_required && !gelu)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_epilogue: unknown epilogue %d",
                       (int)epi->kind);
   if (o->a_format != LOWP_BF16 || o->b_format != LOWP_BF16 ||
@@ -466,17 +469,17 @@ lowp_status lowpi_cuda_gemm_epilogue(void *c, const void *a, const void *b, int 
                       "vector %s",
                       fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format),
                       fmt_name(epi->vec_format));
-  if ((epi->kind == LOWPI_EPI_BGRAD_A && !epi->vec) || (gelu && !epi->aux) || (!gelu && epi->aux) ||
-      o->bias)
+  if ((vec_required && !epi->vec) || (gelu && !epi->aux) || (!gelu && epi->aux) || o->bias ||
+      (epi->kind == LOWPI_EPI_BIAS && o->beta != 0.0f))
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowpi_cuda_gemm_epilogue: epilogue %d with the wrong buffers (vector %s, "
                       "aux %s, opts bias %s)",
                       (int)epi->kind, epi->vec ? "set" : "NULL", epi->aux ? "set" : "NULL",
                       o->bias ? "set (give it as vec)" : "NULL");
   if ((uintptr_t)epi->vec & 15u) {
-    if (epi->kind == LOWPI_EPI_GELU_AUX) /* GELU comes after the bias: not addable separately */
+    if (epi->kind == LOWPI_EPI_GELU_AUX || epi->kind == LOWPI_EPI_BIAS) /* the caller's fallback */
       return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                        "lowpi_cuda_gemm_epilogue: the GELU epilogue's bias must be 16-byte "
+                        "lowpi_cuda_gemm_epilogue: the bias (GELU, BIAS) must be 16-byte "
                         "aligned");
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowpi_cuda_gemm_epilogue: the bias gradient must be 16-byte aligned");

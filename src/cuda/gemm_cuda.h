@@ -31,6 +31,9 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
  *   LOWPI_EPI_DGELU: C = (A B^T) * gelu'(aux) with aux (m, n) bf16 the GELU input of the forward,
  *     C bf16; and, if vec is not NULL, vec (n) = the column sums of C over m, the bias gradient
  *     of the layer before the GELU (cuBLASLt's DGELU_BGRAD). beta 0.
+ *   LOWPI_EPI_BIAS: C = A B^T + vec (the bias (n), read, required), C bf16 or fp32, beta 0: the
+ *     plain bias epilogue with a bf16 D and the vector's type chosen (lowp_cuda_gemm's bias is
+ *     fp32 only, which cuBLASLt refuses with a bf16 D).
  * vec holds vec_format values: fp32, or bf16 where cuBLASLt wants the vector in D's type (its
  * header gives D's type as the default; whether fp32 is taken with a bf16 D is the run time's
  * answer: try fp32 first). aux is laid out as C (row-major, leading dimension n; n must be a
@@ -42,12 +45,14 @@ typedef enum {
   LOWPI_EPI_BGRAD_A = 1,
   LOWPI_EPI_GELU_AUX = 2,
   LOWPI_EPI_DGELU = 3,
+  LOWPI_EPI_BIAS = 4,
 } lowpi_gemm_epilogue_kind;
 
 typedef struct {
   lowpi_gemm_epilogue_kind kind;
   void *vec;              /* BGRAD_A: the bias gradient (required); GELU_AUX: the bias (read, may
-                             be NULL); DGELU: the bias gradient (may be NULL) */
+                             be NULL); DGELU: the bias gradient (may be NULL); BIAS: the bias
+                             (read, required) */
   lowp_format vec_format; /* LOWP_FP32 or LOWP_BF16 */
   void *aux;              /* GELU_AUX (written), DGELU (read): (m, n) in C's format; else NULL */
 } lowpi_gemm_epilogue;

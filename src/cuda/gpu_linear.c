@@ -1009,12 +1009,15 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
   return LOWP_OK;
 }
 
-lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_t *out,
-                                          uint16_t *pre, lowpi_gpu_act inp, const float *weight,
-                                          const float *bias, int N, int C, int OC) {
+/* A bf16 linear's fprop with its output in bf16 and an epilogue of `kind`: GELU_AUX (out =
+ * gelu(pre), pre written) or BIAS (out = the linear's output, pre NULL). */
+static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_epilogue_kind kind,
+                                    uint16_t *out, uint16_t *pre, lowpi_gpu_act inp,
+                                    const float *weight, const float *bias, int N, int C, int OC) {
   // out (N, OC), pre (N, OC), inp (N, C), weight (OC, C), bias (OC)
   if (!lowpi_gpu_linear_is_bf16(g, lin))
-    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: GELU fused into linear %d, not bf16", lin);
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's bf16 output, not a bf16 linear",
+                      lin);
   lin_state *ls = &g->lin[lin];
   ls->amax_x[0] = ls->amax_x[1] = NULL;
   const int cache = w16_cacheable(g, ls, N, C, OC); /* 1 for a bf16 linear */
@@ -1028,9 +1031,11 @@ lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_
   lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_BF16);
   o.trans_a = x.trans;
   o.trans_b = w.trans;
+  if (kind == LOWPI_EPI_BIAS && !bias) /* no epilogue needed */
+    return lowp_cuda_gemm(out, x.ptr, w.ptr, N, OC, C, &o);
   lowp_status st;
   for (;;) { /* the fp32 bias, or its bf16 rounding where cuBLASLt wants D's type */
-    lowpi_gemm_epilogue epi = {LOWPI_EPI_GELU_AUX, (void *)bias, LOWP_FP32, pre};
+    lowpi_gemm_epilogue epi = {kind, (void *)bias, LOWP_FP32, pre};
     if (bias && g->gelu_vec_bf16) {
       const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
       LOWPI_TRY(scratch_get(&g->vec16, (size_t)OC * 2, &epi.vec));
@@ -1047,9 +1052,24 @@ lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_
   LOWPI_TRY(st);
   g->counts.epi_bf16_vec += (unsigned long long)(bias && g->gelu_vec_bf16);
   g->counts.runs[RUN_BF16]++;
-  g->counts.gelu_fused++;
+  if (kind == LOWPI_EPI_GELU_AUX)
+    g->counts.gelu_fused++;
+  else
+    g->counts.out_bf16++;
   g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], RUN_BF16, inp.bf16);
   return LOWP_OK;
+}
+
+lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_t *out,
+                                          uint16_t *pre, lowpi_gpu_act inp, const float *weight,
+                                          const float *bias, int N, int C, int OC) {
+  return forward_bf16_out(g, lin, LOWPI_EPI_GELU_AUX, out, pre, inp, weight, bias, N, C, OC);
+}
+
+lowp_status lowpi_gpu_linear_forward_bf16(lowpi_gpu_linears *g, int lin, uint16_t *out,
+                                          lowpi_gpu_act inp, const float *weight, const float *bias,
+                                          int N, int C, int OC) {
+  return forward_bf16_out(g, lin, LOWPI_EPI_BIAS, out, NULL, inp, weight, bias, N, C, OC);
 }
 
 /* The wgrad's dY operand taken from the dgrad's (d, made from the same dout (N, OC) K-major

@@ -154,6 +154,14 @@ int lowpi_gpu_epilogue_allowed(const char *kind);
 lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_t *out,
                                           uint16_t *pre, lowpi_gpu_act inp, const float *weight,
                                           const float *bias, int N, int C, int OC);
+
+/* A bf16 linear's fprop writing its output (N, OC) in bf16 alone (RNE of the fp32 sum plus the
+ * bias, in cuBLASLt's epilogue; the bias rounded to bf16 where cuBLASLt takes it only in D's
+ * type, as for GELU): for a consumer that rounds it to bf16 anyway (the flash attention's q, k,
+ * v). counts.out_bf16; LOWP_ERR_UNSUPPORTED when cuBLASLt refuses (nothing written). */
+lowp_status lowpi_gpu_linear_forward_bf16(lowpi_gpu_linears *g, int lin, uint16_t *out,
+                                          lowpi_gpu_act inp, const float *weight, const float *bias,
+                                          int N, int C, int OC);
 /* Backward of the GELU's consumer (linear lin, bf16) with GELU's backward in its dgrad's
  * epilogue: instead of dinp, dpre (N, C) = (dout . weight) * gelu'(pre) in bf16 (pre: the
  * forward's bf16 GELU input; C % 8 == 0), and dbias (C, may be NULL) += the column sums of those
@@ -199,7 +207,9 @@ typedef struct {
                                        GELU's backward (and fc's bias gradient) in it */
   unsigned long long epi_refused;   /* epilogues cuBLASLt refused (each kind then stays off:
                                        the unfused operations run, the same results) */
-  unsigned long long epi_bf16_vec;  /* GELU epilogues whose bias (gradient) went in bf16, where
+  unsigned long long out_bf16;      /* fprops writing their output in bf16 alone (qkv for the flash
+                                       attention: lowpi_gpu_linear_forward_bf16) */
+  unsigned long long epi_bf16_vec;  /* GELU / qkv epilogues whose bias (gradient) went in bf16, where
                                        cuBLASLt refused an fp32 vector with a bf16 D: fc's bias
                                        rounded to bf16 (RNE) for the forward, fc's bias gradient
                                        rounded to bf16 before it is added */

@@ -91,6 +91,10 @@ struct lowpi_gpu_model {
    * of the forward's or the backward's epilogue; which layers' last forward ran fused. */
   int gelu_fwd_off, dgelu_off;
   unsigned char *gelu_fused; /* (L) */
+  /* qkv written in bf16 alone for the flash attention (qkv_forward): off from cuBLASLt's first
+   * refusal; which layers' last forward wrote it so. */
+  int qkv16_off;
+  unsigned char *qkv16; /* (L) */
 };
 
 /* Sharded buffers of the non-block tensors: [0, pre) then [end, nparams), adjacent. */
@@ -336,6 +340,7 @@ void lowpi_gpu_model_free(lowpi_gpu_model *g) {
   free(g->hp.layers);
   free(g->fc_fold);
   free(g->gelu_fused);
+  free(g->qkv16);
   lowpi_gpu_linears_free(g->lin);
   free(g);
 }
@@ -374,9 +379,11 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->hp.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->gelu_fused = calloc((size_t)c->n_layer, 1);
-  lowp_status st = g->p.layers && g->g.layers && g->hp.layers && g->fc_fold && g->gelu_fused
-                       ? LOWP_OK
-                       : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
+  g->qkv16 = calloc((size_t)c->n_layer, 1);
+  lowp_status st =
+      g->p.layers && g->g.layers && g->hp.layers && g->fc_fold && g->gelu_fused && g->qkv16
+          ? LOWP_OK
+          : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
   if (st == LOWP_OK) { /* the layout, from the host model's own pointers */
     g->hbase = lowp_model_params(host);
     lowpi_model_param_ptrs(host, lowp_model_params(host), &g->hp);
@@ -392,6 +399,7 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
         g->compute == LOWP_BF16 && lowpi_cuda_flash_attention_supported(c->n_embd, c->n_head);
     g->head_bf16 = lowpi_gpu_linear_is_bf16(g->lin, 4 * c->n_layer);
     g->gelu_fwd_off = g->dgelu_off = !lowpi_gpu_epilogue_allowed("gelu");
+    g->qkv16_off = !lowpi_gpu_epilogue_allowed("qkv");
     st = lowp_cuda_malloc((void **)&g->params,
                           (shard == 3 ? nonblock_count(g) : g->nparams) * sizeof(float));
   }
@@ -522,14 +530,40 @@ static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, flo
 }
 
 /* Layer l's attention: the fused kernels (saving lse) or the batched GEMMs (saving att). */
+/* qkv (N, 3C) for layer l: in bf16 alone (its codes in the first half of the layer's qkv buffer)
+ * where the flash attention reads it so and the qkv linear is bf16 (the attention rounds q, k,
+ * v to bf16 anyway: one pass and the head-major copies less) in a GPT-2 (llama's RoPE rotates the
+ * fp32 values), and cuBLASLt takes the epilogue; else in fp32. */
+static lowp_status qkv_forward(lowpi_gpu_model *g, int l, float *qkv, const lowpi_layer_ptrs *w,
+                               int n) {
+  const int C = g->cfg.n_embd;
+  g->qkv16[l] = 0;
+  if (g->flash && g->cfg.arch == LOWP_ARCH_GPT2 && !g->qkv16_off &&
+      lowpi_gpu_linear_is_bf16(g->lin, 4 * l)) {
+    const lowp_status st =
+        lowpi_gpu_linear_forward_bf16(g->lin, 4 * l, (uint16_t *)(void *)qkv, act_at(&g->a.ln1, l),
+                                      w->qkvw, w->qkvb, n, C, 3 * C);
+    if (st == LOWP_OK) {
+      g->qkv16[l] = 1;
+      return LOWP_OK;
+    }
+    if (st != LOWP_ERR_UNSUPPORTED)
+      return st;
+    g->qkv16_off = 1; /* cuBLASLt refused: fp32 from now on */
+  }
+  return lowpi_gpu_linear_forward(g->lin, 4 * l, qkv, act_at(&g->a.ln1, l), w->qkvw, w->qkvb, n, C,
+                                  3 * C);
+}
+
 static lowp_status attention_forward(lowpi_gpu_model *g, int l, float *out, const float *qkv, int B,
                                      int T) {
   const int C = g->cfg.n_embd, NH = g->cfg.n_head;
   gpu_acts *a = &g->a;
+  const uint16_t *qkv16 = g->qkv16[l] ? (const uint16_t *)(const void *)qkv : NULL;
   if (g->flash)
     return lowpi_cuda_flash_attention_forward(out, a->atty16.bf16[l],
-                                              a->lse + (size_t)l * B * NH * T, qkv, NULL, B, T, C,
-                                              NH, a->work, a->work_bytes);
+                                              a->lse + (size_t)l * B * NH * T, qkv16 ? NULL : qkv,
+                                              qkv16, B, T, C, NH, a->work, a->work_bytes);
   return lowpi_cuda_attention_forward(out, a->att + (size_t)l * B * NH * T * T, qkv, B, T, C, NH,
                                       g->compute, a->work, a->work_bytes);
 }
@@ -538,8 +572,9 @@ static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, co
                                       const float *qkv, const float *out, int B, int T) {
   const int C = g->cfg.n_embd, NH = g->cfg.n_head;
   gpu_acts *a = &g->a;
+  const uint16_t *qkv16 = g->qkv16[l] ? (const uint16_t *)(const void *)qkv : NULL;
   if (g->flash)
-    return lowpi_cuda_flash_attention_backward(dinp, dout, qkv, NULL, out,
+    return lowpi_cuda_flash_attention_backward(dinp, dout, qkv16 ? NULL : qkv, qkv16, out,
                                                a->lse + (size_t)l * B * NH * T, B, T, C, NH,
                                                a->work, a->work_bytes);
   return lowpi_cuda_attention_backward(dinp, dout, qkv, a->att + (size_t)l * B * NH * T * T, B, T,
@@ -681,8 +716,7 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     /* attproj's input: atty, and its bf16 codes where the flash forward wrote them */
     const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, NULL};
     LOWPI_TRY(norm_forward(g, &a->ln1, l, st1, x, w->ln1w, w->ln1b, n));
-    LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * l, qkv, act_at(&a->ln1, l), w->qkvw, w->qkvb, n, C,
-                                       3 * C));
+    LOWPI_TRY(qkv_forward(g, l, qkv, w, n));
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_forward(qkv, qkv, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(attention_forward(g, l, atty, qkv, B, T));

@@ -361,7 +361,7 @@ static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int
     GC_REQUIRE(lowp_cuda_memcpy(dc, c0, nc * 4, LOWP_CUDA_H2D));
   const int vlen = kind == LOWPI_EPI_BGRAD_A ? m : n;
   GC_REQUIRE(lowp_cuda_malloc(&dvec, (size_t)vlen * 4));
-  if (kind == LOWPI_EPI_GELU_AUX && vec) {
+  if ((kind == LOWPI_EPI_GELU_AUX || kind == LOWPI_EPI_BIAS) && vec) {
     for (int j = 0; j < n; j++)
       hvec[j] = (float)(4 * gc_uniform() - 2);
     if (vf == LOWP_BF16) { /* the bias's bf16 codes; the reference takes their values */
@@ -384,10 +384,11 @@ static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int
   o.trans_b = trans_b;
   o.beta = beta;
   const lowpi_gemm_epilogue epi = {kind, kind == LOWPI_EPI_BGRAD_A || vec ? dvec : NULL, vf, daux};
-  static const char *const names[] = {"", "BGRAD_A", "GELU_AUX", "DGELU"};
+  static const char *const names[] = {"", "BGRAD_A", "GELU_AUX", "DGELU", "BIAS"};
   char what[128];
   snprintf(what, sizeof what, "epilogue %s%s%s, %d x %d x %d, trans %d%d, beta %g", names[kind],
-           vec ? (kind == LOWPI_EPI_GELU_AUX ? " + bias" : " + bias grad") : "",
+           vec && kind != LOWPI_EPI_BIAS ? (kind == LOWPI_EPI_GELU_AUX ? " + bias" : " + bias grad")
+                                         : "",
            vec && vf == LOWP_BF16 ? " (bf16)" : "", m, n, k, trans_a, trans_b, (double)beta);
   const lowp_status st = lowpi_cuda_gemm_epilogue(dc, da, db, m, n, k, &o, &epi);
   if (st == LOWP_ERR_UNSUPPORTED && may_refuse)
@@ -400,7 +401,9 @@ static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int
   if (st == LOWP_OK) {
     float *got = fetch(dc, cf, nc);
     float *gaux = kind == LOWPI_EPI_GELU_AUX ? fetch(daux, LOWP_BF16, nc) : NULL;
-    float *gvec = kind != LOWPI_EPI_GELU_AUX && epi.vec ? fetch(dvec, vf, (size_t)vlen) : NULL;
+    float *gvec = kind != LOWPI_EPI_GELU_AUX && kind != LOWPI_EPI_BIAS && epi.vec
+                      ? fetch(dvec, vf, (size_t)vlen)
+                      : NULL;
     double err_tanh = 0, err_erf = 0;
     for (int i = 0; i < m; i++) {
       for (int j = 0; j < n; j++) {
@@ -415,6 +418,10 @@ static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int
         if (kind == LOWPI_EPI_BGRAD_A) {
           want[ij] = acc + (double)beta * c0[ij];
           bound[ij] = errb + 0x1p-23 * (fabs(want[ij]) + fabs((double)beta * c0[ij])) + 1e-30;
+        } else if (kind == LOWPI_EPI_BIAS) { /* bf16(acc + bias): one rounding */
+          want[ij] = acc + hvec[j];
+          bound[ij] = 0x1p-8 * fabs(want[ij]) +
+                      (errb + 0x1p-23 * fabs((double)hvec[j])) * (1 + 0x1p-8) + 1e-30;
         } else if (kind == LOWPI_EPI_GELU_AUX) {
           const double pre = acc + hvec[j], eb = errb + 0x1p-23 * fabs((double)hvec[j]);
           pwant[ij] = pre;
@@ -498,6 +505,8 @@ static void test_epilogues(int big) {
   /* the fc fprop (X (N, C), W (FC, C), both K-major) with GELU */
   run_gelu_epilogue(LOWPI_EPI_GELU_AUX, 72, 136, 40, 0, 1);
   run_gelu_epilogue(LOWPI_EPI_GELU_AUX, 24, 64, 72, 0, 0);
+  /* the qkv fprop in bf16 with its bias (the flash attention's input) */
+  run_gelu_epilogue(LOWPI_EPI_BIAS, 72, 136, 40, 0, 1);
   /* the fc_proj dgrad dX (N, F) = dY (N, C) W (C, F): W stored (k, n), trans_b */
   run_gelu_epilogue(LOWPI_EPI_DGELU, 72, 136, 40, 1, 1);
   run_gelu_epilogue(LOWPI_EPI_DGELU, 24, 64, 72, 1, 0);

@@ -120,6 +120,10 @@ static void check_epilogues(lowp_arch arch, const char *recipe_name, int gelu_mo
            "%s bf16 (GELU mode %d): %llu GELU epilogues (want %llu), %llu bias-gradient "
            "epilogues (want %llu)",
            an, gelu_mode, cn->gelu_fused, want_gelu, cn->bgrad_fused, want_bgrad);
+  /* gpt2's qkv written in bf16 alone for the flash attention (hs 16 here), every layer */
+  const unsigned long long want_qkv = arch ? 0 : R * L;
+  GC_CHECK(cn->out_bf16 == want_qkv, "%s bf16: %llu qkv fprops in bf16 (want %llu)", an,
+           cn->out_bf16, want_qkv);
 }
 
 /* The GPU gradients of gpt2 bf16 per GELU mode (0, 1, 2), compared with each other at the end. */
