@@ -209,10 +209,10 @@ typedef struct {
                                        the unfused operations run, the same results) */
   unsigned long long out_bf16;      /* fprops writing their output in bf16 alone (qkv for the flash
                                        attention: lowpi_gpu_linear_forward_bf16) */
-  unsigned long long epi_bf16_vec;  /* GELU / qkv epilogues whose bias (gradient) went in bf16, where
-                                       cuBLASLt refused an fp32 vector with a bf16 D: fc's bias
-                                       rounded to bf16 (RNE) for the forward, fc's bias gradient
-                                       rounded to bf16 before it is added */
+  unsigned long long epi_bf16_vec; /* GELU / qkv epilogues whose bias (gradient) went in bf16, where
+                                      cuBLASLt refused an fp32 vector with a bf16 D: fc's bias
+                                      rounded to bf16 (RNE) for the forward, fc's bias gradient
+                                      rounded to bf16 before it is added */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);
