@@ -3,18 +3,11 @@
 #include <stdint.h>
 
 #include "cuda/cuda_common.h"
+#include "cuda/quant_kernels.cuh"
 #include "format/cast_scalar.h"
 #include "lowp/cuda.h"
 
 namespace {
-
-/* |x| as bits, NaN as the canonical quiet NaN: for non-negative floats the unsigned order of
- * the bits is the numeric order, and 0x7FC00000 exceeds every finite value and Inf, so an
- * unsigned max is the exact amax, NaN-propagating, and independent of the order. */
-__device__ __forceinline__ uint32_t abs_key(float v) {
-  uint32_t a = lowpi_f32_bits(v) & 0x7FFFFFFFu;
-  return a > 0x7F800000u ? 0x7FC00000u : a;
-}
 
 __global__ void amax_kernel(const float *__restrict__ x, size_t n, int aligned,
                             unsigned *__restrict__ out) {
@@ -24,23 +17,14 @@ __global__ void amax_kernel(const float *__restrict__ x, size_t n, int aligned,
     const size_t nvec = n / 4;
     for (size_t v = lowpi_global_tid(); v < nvec; v += lowpi_grid_stride()) {
       float4 t = ((const float4 *)x)[v];
-      m = max(max(m, abs_key(t.x)), max(abs_key(t.y), max(abs_key(t.z), abs_key(t.w))));
+      m = max(max(m, lowpi_abs_key(t.x)),
+              max(lowpi_abs_key(t.y), max(lowpi_abs_key(t.z), lowpi_abs_key(t.w))));
     }
     done = nvec * 4;
   }
   for (size_t i = done + lowpi_global_tid(); i < n; i += lowpi_grid_stride())
-    m = max(m, abs_key(x[i]));
-  m = __reduce_max_sync(0xFFFFFFFFu, m);
-  __shared__ uint32_t warp_max[lowpi_kThreads / 32];
-  if (threadIdx.x % 32 == 0)
-    warp_max[threadIdx.x / 32] = m;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    m = threadIdx.x < blockDim.x / 32 ? warp_max[threadIdx.x] : 0u;
-    m = __reduce_max_sync(0xFFFFFFFFu, m);
-    if (threadIdx.x == 0)
-      atomicMax(out, m);
-  }
+    m = max(m, lowpi_abs_key(x[i]));
+  lowpi_block_max_atomic(m, out);
 }
 
 } // namespace

@@ -35,18 +35,7 @@ __global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float 
   }
   if (!amax)
     return;
-  /* the block's max, one atomic per block (amax_kernel's reduction) */
-  m = __reduce_max_sync(0xFFFFFFFFu, m);
-  __shared__ uint32_t warp_max[lowpi_kThreads / 32];
-  if (threadIdx.x % 32 == 0)
-    warp_max[threadIdx.x / 32] = m;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    m = threadIdx.x < blockDim.x / 32 ? warp_max[threadIdx.x] : 0u;
-    m = __reduce_max_sync(0xFFFFFFFFu, m);
-    if (threadIdx.x == 0)
-      atomicMax(amax, m);
-  }
+  lowpi_block_max_atomic(m, amax); /* amax_kernel's reduction */
 }
 
 __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float *inp,

@@ -26,11 +26,29 @@ struct lowpi_qparams {
   const float *d_scale, *d_scale_inv; /* DELAYED: the device state's scale and scale_inv */
 };
 
-/* |x| as bits with every NaN mapped to the canonical 0x7FC00000: their unsigned max is the
- * exact, order-independent, NaN-propagating amax (see amax.cu). */
+/* |x| as bits with every NaN mapped to the canonical 0x7FC00000: for non-negative floats the
+ * unsigned order of the bits is the numeric order, and 0x7FC00000 exceeds every finite value and
+ * Inf, so their unsigned max is the exact amax, NaN-propagating, independent of the order. */
 __device__ __forceinline__ uint32_t lowpi_abs_key(float v) {
   uint32_t a = lowpi_f32_bits(v) & 0x7FFFFFFFu;
   return a > 0x7F800000u ? 0x7FC00000u : a;
+}
+
+/* The block's max of every thread's m (lowpi_abs_key values) into *out: one atomic per block.
+ * Every thread of the block calls it (a __syncthreads inside); blockDim.x a multiple of 32, at
+ * most lowpi_kThreads. */
+__device__ __forceinline__ void lowpi_block_max_atomic(uint32_t m, unsigned *out) {
+  m = __reduce_max_sync(0xFFFFFFFFu, m);
+  __shared__ uint32_t warp_max[lowpi_kThreads / 32];
+  if (threadIdx.x % 32 == 0)
+    warp_max[threadIdx.x / 32] = m;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    m = threadIdx.x < blockDim.x / 32 ? warp_max[threadIdx.x] : 0u;
+    m = __reduce_max_sync(0xFFFFFFFFu, m);
+    if (threadIdx.x == 0)
+      atomicMax(out, m);
+  }
 }
 
 /* lowpi_scale_nvfp4 with the e4m3 cast and decode done by Hopper's conversions (equal to the
