@@ -133,9 +133,10 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
                                       float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
                                       const float *weight, int N, int C, int OC);
 
-/* Whether the fused GEMM epilogues of kind "bgrad" (the bias gradients in the wgrads) or "gelu"
- * (GELU in fc's fprop and fc_proj's dgrad) are used: all of them unless the environment variable
- * LOWP_GPU_EPILOGUES says "none", or names the one kind to keep ("bgrad", "gelu"); for timing
+/* Whether the fused GEMM epilogues of kind "bgrad" (the bias gradients in the wgrads), "gelu"
+ * (GELU in fc's fprop and fc_proj's dgrad) or "qkv" (GPT-2's qkv in bf16 for the flash
+ * attention, gpu_model.c) are used: all of them unless the environment variable
+ * LOWP_GPU_EPILOGUES says "none", or names the one kind to keep; for timing
  * the fused against the unfused passes (bench_gpu_train). Read when the linears / the model
  * are created. */
 int lowpi_gpu_epilogue_allowed(const char *kind);
