@@ -85,12 +85,12 @@ struct lowpi_gpu_linears {
   lowp_format compute;
   lowp_cuda_delayed **delayed; /* every delayed state (in lin), in the CPU executor's order */
   size_t ndelayed;
-  scratch tmp[4];    /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes (or the
-                        transposes of the native fp8 paths) */
-  scratch rot;       /* a Hadamard-rotated copy for the clipping masks */
-  scratch vec;       /* a bias gradient written by a GEMM's epilogue, before it is added */
-  scratch vec16;     /* a bf16 bias or bias gradient for the GELU epilogues (gelu_vec_bf16) */
-  int gelu_vec_bf16; /* cuBLASLt refused the GELU epilogues' fp32 vectors with a bf16 D: bf16 */
+  scratch tmp[4];   /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes (or the
+                       transposes of the native fp8 paths) */
+  scratch rot;      /* a Hadamard-rotated copy for the clipping masks */
+  scratch vec;      /* a bias gradient written by a GEMM's epilogue, before it is added */
+  scratch vec16;    /* a bf16 bias or bias gradient for the bf16-output epilogues (epi_vec_bf16) */
+  int epi_vec_bf16; /* cuBLASLt refused fp32 vectors with a bf16 D (GELU, qkv): bf16 */
   int bgrad_off; /* cuBLASLt refused the wgrad's bias-gradient epilogue: column sums from then on */
   qbuf qbufs[MAX_QBUFS];
   int nqbufs;
@@ -1031,26 +1031,24 @@ static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_ep
   lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_BF16);
   o.trans_a = x.trans;
   o.trans_b = w.trans;
-  if (kind == LOWPI_EPI_BIAS && !bias) /* no epilogue needed */
-    return lowp_cuda_gemm(out, x.ptr, w.ptr, N, OC, C, &o);
   lowp_status st;
   for (;;) { /* the fp32 bias, or its bf16 rounding where cuBLASLt wants D's type */
     lowpi_gemm_epilogue epi = {kind, (void *)bias, LOWP_FP32, pre};
-    if (bias && g->gelu_vec_bf16) {
+    if (bias && g->epi_vec_bf16) {
       const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
       LOWPI_TRY(scratch_get(&g->vec16, (size_t)OC * 2, &epi.vec));
       LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, bias, (size_t)OC, epi.vec, &rne));
       epi.vec_format = LOWP_BF16;
     }
     st = lowpi_cuda_gemm_epilogue(out, x.ptr, w.ptr, N, OC, C, &o, &epi);
-    if (st != LOWP_ERR_UNSUPPORTED || !bias || g->gelu_vec_bf16)
+    if (st != LOWP_ERR_UNSUPPORTED || !bias || g->epi_vec_bf16)
       break;
-    g->gelu_vec_bf16 = 1; /* the fp32 vector refused: try bf16 */
+    g->epi_vec_bf16 = 1; /* the fp32 vector refused: try bf16 */
   }
   if (st == LOWP_ERR_UNSUPPORTED)
     g->counts.epi_refused++;
   LOWPI_TRY(st);
-  g->counts.epi_bf16_vec += (unsigned long long)(bias && g->gelu_vec_bf16);
+  g->counts.epi_bf16_vec += (unsigned long long)(bias && g->epi_vec_bf16);
   g->counts.runs[RUN_BF16]++;
   if (kind == LOWPI_EPI_GELU_AUX)
     g->counts.gelu_fused++;
@@ -1141,15 +1139,15 @@ static lowp_status dgrad_dgelu(lowpi_gpu_linears *g, lin_state *ls, const lowpi_
   int bf16 = 0;
   for (;;) { /* the fp32 bias gradient, or a bf16 one where cuBLASLt wants D's type */
     lowpi_gemm_epilogue epi = {LOWPI_EPI_DGELU, bg, LOWP_FP32, (void *)dg->pre};
-    bf16 = bg && g->gelu_vec_bf16;
+    bf16 = bg && g->epi_vec_bf16;
     if (bf16) {
       LOWPI_TRY(scratch_get(&g->vec16, (size_t)C * 2, &epi.vec));
       epi.vec_format = LOWP_BF16;
     }
     st = lowpi_cuda_gemm_epilogue(dg->dpre, dy->ptr, w.ptr, N, C, OC, &o, &epi);
-    if (st != LOWP_ERR_UNSUPPORTED || !bg || g->gelu_vec_bf16)
+    if (st != LOWP_ERR_UNSUPPORTED || !bg || g->epi_vec_bf16)
       break;
-    g->gelu_vec_bf16 = 1;
+    g->epi_vec_bf16 = 1;
   }
   if (st == LOWP_ERR_UNSUPPORTED)
     g->counts.epi_refused++;

@@ -159,7 +159,8 @@ lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_
 /* A bf16 linear's fprop writing its output (N, OC) in bf16 alone (RNE of the fp32 sum plus the
  * bias, in cuBLASLt's epilogue; the bias rounded to bf16 where cuBLASLt takes it only in D's
  * type, as for GELU): for a consumer that rounds it to bf16 anyway (the flash attention's q, k,
- * v). counts.out_bf16; LOWP_ERR_UNSUPPORTED when cuBLASLt refuses (nothing written). */
+ * v); bias (OC) required. counts.out_bf16; LOWP_ERR_UNSUPPORTED when cuBLASLt refuses (nothing
+ * written). */
 lowp_status lowpi_gpu_linear_forward_bf16(lowpi_gpu_linears *g, int lin, uint16_t *out,
                                           lowpi_gpu_act inp, const float *weight, const float *bias,
                                           int N, int C, int OC);

@@ -538,7 +538,7 @@ static lowp_status qkv_forward(lowpi_gpu_model *g, int l, float *qkv, const lowp
                                int n) {
   const int C = g->cfg.n_embd;
   g->qkv16[l] = 0;
-  if (g->flash && g->cfg.arch == LOWP_ARCH_GPT2 && !g->qkv16_off &&
+  if (g->flash && g->cfg.arch == LOWP_ARCH_GPT2 && w->qkvb && !g->qkv16_off &&
       lowpi_gpu_linear_is_bf16(g->lin, 4 * l)) {
     const lowp_status st =
         lowpi_gpu_linear_forward_bf16(g->lin, 4 * l, (uint16_t *)(void *)qkv, act_at(&g->a.ln1, l),

@@ -303,6 +303,25 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   free(g_again);
 }
 
+/* A linear's four outputs (out, dX, dW, dbias at off[0..4]) two ways, bit for bit: got[0] the
+ * plain way, got[1] the shortcut `what`; every value of got[1] must be finite. */
+static void same_linear_outputs(const char *recipe_name, int lin, const char *what,
+                                float *const got[2], const size_t off[5]) {
+  static const char *const names[] = {"out", "dX", "dW", "dbias"};
+  for (int t = 0; t < 4; t++) {
+    long bad = 0, nonfinite = 0;
+    for (size_t i = off[t]; i < off[t + 1]; i++) {
+      nonfinite += !isfinite(got[1][i]);
+      if (f32_bits(got[0][i]) != f32_bits(got[1][i]) && bad++ < 5)
+        fprintf(stderr, "  %s linear %d %s[%zu]: %s %.9g, plain %.9g\n", recipe_name, lin, names[t],
+                i - off[t], what, (double)got[1][i], (double)got[0][i]);
+    }
+    GC_CHECK(bad == 0 && nonfinite == 0,
+             "%s linear %d: %s differs in %ld values (%ld not finite) with %s", recipe_name, lin,
+             names[t], bad, nonfinite, what);
+  }
+}
+
 /* One linear layer (lin of a 1-block model under recipe_name; every operand of it a bf16 RNE
  * cast) run twice on the same X (N, C), W (OC, C), bias and dY (N, OC): as before the bf16
  * producers (fp32 X, the codes of W dropped between the fprop and the dgrad, so both cast
@@ -350,23 +369,8 @@ static void test_linear_bf16(const char *recipe_name, int lin) {
   float *got[2] = {malloc(nout * sizeof(float)), malloc(nout * sizeof(float))};
   for (int way = 0; way < 2; way++)
     GC_REQUIRE(lowp_cuda_memcpy(got[way], d_out[way], nout * sizeof(float), LOWP_CUDA_D2H));
-  static const char *const names[] = {"out", "dX", "dW", "dbias"};
   const size_t off[] = {0, ny, ny + nx, ny + nx + nw, nout};
-  for (int t = 0; t < 4; t++) {
-    long bad = 0, nonfinite = 0;
-    for (size_t i = off[t]; i < off[t + 1]; i++) {
-      uint32_t a, b;
-      memcpy(&a, &got[0][i], 4);
-      memcpy(&b, &got[1][i], 4);
-      nonfinite += !isfinite(got[1][i]);
-      if (a != b && bad++ < 5)
-        fprintf(stderr, "  %s linear %d %s[%zu]: bf16 given %.9g, cast %.9g\n", recipe_name, lin,
-                names[t], i - off[t], (double)got[1][i], (double)got[0][i]);
-    }
-    GC_CHECK(bad == 0 && nonfinite == 0,
-             "%s linear %d: %s differs in %ld values (%ld not finite) with the bf16 inputs",
-             recipe_name, lin, names[t], bad, nonfinite);
-  }
+  same_linear_outputs(recipe_name, lin, "X in bf16 alone, W cast once", got, off);
   /* the first way cast everything; the second took X twice (fprop, wgrad) and W once (dgrad) */
   GC_CHECK(c1.x_bf16 == c0.x_bf16 && c1.w_reused == c0.w_reused,
            "%s linear %d: codes taken from fp32 inputs", recipe_name, lin);
@@ -444,20 +448,8 @@ static void test_linear_x8(void) {
   float *got[2] = {malloc(nout * sizeof(float)), malloc(nout * sizeof(float))};
   for (int way = 0; way < 2; way++)
     GC_REQUIRE(lowp_cuda_memcpy(got[way], d_out[way], nout * sizeof(float), LOWP_CUDA_D2H));
-  static const char *const names[] = {"out", "dX", "dW", "dbias"};
   const size_t off[] = {0, ny, ny + nx, ny + nx + nw, nout};
-  for (int t = 0; t < 4; t++) {
-    long bad = 0, nonfinite = 0;
-    for (size_t i = off[t]; i < off[t + 1]; i++) {
-      nonfinite += !isfinite(got[1][i]);
-      if (f32_bits(got[0][i]) != f32_bits(got[1][i]) && bad++ < 5)
-        fprintf(stderr, "  fp8-current linear %d %s[%zu]: X codes kept %.9g, X again %.9g\n", lin,
-                names[t], i - off[t], (double)got[1][i], (double)got[0][i]);
-    }
-    GC_CHECK(bad == 0 && nonfinite == 0,
-             "fp8-current linear %d: %s differs in %ld values (%ld not finite) with X's codes kept",
-             lin, names[t], bad, nonfinite);
-  }
+  same_linear_outputs("fp8-current", lin, "X's fp8 codes kept", got, off);
   GC_CHECK(c1.x_fp8_reused == c0.x_fp8_reused && c2.x_fp8_reused == c1.x_fp8_reused + 1,
            "fp8-current linear %d: X codes taken %llu times plain (want 0), %llu kept (want 1)",
            lin, c1.x_fp8_reused - c0.x_fp8_reused, c2.x_fp8_reused - c1.x_fp8_reused);
