@@ -231,7 +231,17 @@ static lowp_format compute_of(const lowp_recipe *r) {
 
 int lowpi_gpu_epilogue_allowed(const char *kind) {
   const char *env = getenv("LOWP_GPU_EPILOGUES");
-  return !env || !*env || !strcmp(env, "all") || !strcmp(env, kind);
+  if (!env || !*env) /* the default: every kind that is faster than its unfused passes */
+    return strcmp(kind, "dgelu") != 0;
+  if (!strcmp(env, "all"))
+    return 1;
+  const size_t n = strlen(kind);
+  for (const char *p = env; *p; p += strcspn(p, ",")) { /* a comma-separated list of kinds */
+    p += *p == ',';
+    if (!strncmp(p, kind, n) && (p[n] == ',' || !p[n]))
+      return 1;
+  }
+  return 0;
 }
 
 lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe *r, int n_layer,
@@ -1237,13 +1247,17 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
     }
   }
   if (dbias) {
-    if (!dout.f32)
-      return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's bias gradient needs dY in fp32",
-                        lin);
+    const float *d32 = dout.f32;
+    if (!d32) { /* dY in bf16 alone and no epilogue took the sums: those of its values */
+      void *vals;
+      LOWPI_TRY(scratch_get(&g->tmp[1], (size_t)N * OC * sizeof(float), &vals));
+      LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, dout.bf16, (size_t)N * OC, (float *)vals));
+      d32 = (const float *)vals;
+    }
     void *ws;
     size_t bytes = lowpi_cuda_bias_backward_workspace(N, OC);
     LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
-    LOWPI_TRY(lowpi_cuda_bias_backward(dbias, dout.f32, N, OC, ws, bytes));
+    LOWPI_TRY(lowpi_cuda_bias_backward(dbias, d32, N, OC, ws, bytes));
   }
   /* the straight-through estimator's clipping masks (Quartet), as the CPU's grad hook */
   LOWPI_TRY(mask_gradient(g, ls, 0, dinp, (size_t)N, (size_t)C));

@@ -134,11 +134,12 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
                                       const float *weight, int N, int C, int OC);
 
 /* Whether the fused GEMM epilogues of kind "bgrad" (the bias gradients in the wgrads), "gelu"
- * (GELU in fc's fprop and fc_proj's dgrad) or "qkv" (GPT-2's qkv in bf16 for the flash
- * attention, gpu_model.c) are used: all of them unless the environment variable
- * LOWP_GPU_EPILOGUES says "none", or names the one kind to keep; for timing
- * the fused against the unfused passes (bench_gpu_train). Read when the linears / the model
- * are created. */
+ * (GELU in fc's fprop), "dgelu" (GELU's backward in fc_proj's dgrad) or "qkv" (GPT-2's qkv in
+ * bf16 for the flash attention, gpu_model.c) are used: by default all but "dgelu" (cuBLASLt
+ * runs that epilogue as a kernel of its own after the GEMM, slower than the unfused GELU
+ * backward: bench/RESULTS.md); the environment variable LOWP_GPU_EPILOGUES may say "all",
+ * "none", or list the kinds to use ("bgrad,gelu,dgelu,qkv"), for timing the fused against the
+ * unfused passes (bench_gpu_train). Read when the linears / the model are created. */
 int lowpi_gpu_epilogue_allowed(const char *kind);
 
 /* GELU fused into the GEMMs (cuBLASLt epilogues, lowpi_cuda_gemm_epilogue) for a bf16 linear

@@ -398,7 +398,8 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
     g->flash =
         g->compute == LOWP_BF16 && lowpi_cuda_flash_attention_supported(c->n_embd, c->n_head);
     g->head_bf16 = lowpi_gpu_linear_is_bf16(g->lin, 4 * c->n_layer);
-    g->gelu_fwd_off = g->dgelu_off = !lowpi_gpu_epilogue_allowed("gelu");
+    g->gelu_fwd_off = !lowpi_gpu_epilogue_allowed("gelu");
+    g->dgelu_off = !lowpi_gpu_epilogue_allowed("dgelu");
     g->qkv16_off = !lowpi_gpu_epilogue_allowed("qkv");
     st = lowp_cuda_malloc((void **)&g->params,
                           (shard == 3 ? nonblock_count(g) : g->nparams) * sizeof(float));
@@ -639,10 +640,12 @@ static lowp_status fc_gelu_forward_fused(lowpi_gpu_model *g, int l, const lowpi_
   return LOWP_OK;
 }
 
-/* The backward of fc_proj, GELU and fc for a layer whose forward ran fused (gelu_fused): GELU's
- * backward in fc_proj's dgrad, fc's dY in bf16. If cuBLASLt refuses that epilogue: fc_proj's
- * plain backward, then GELU's backward on the fp32 values of the bf16 GELU input (the same
- * values the fused backward reads), then fc's. da: fc's dX (N, C), as the unfused path. */
+/* The backward of fc_proj, GELU and fc for a layer whose forward ran fused (gelu_fused), fc's
+ * dY in bf16: GELU's backward in fc_proj's dgrad epilogue ("dgelu"), or, where that is turned
+ * off or cuBLASLt refuses it, fc_proj's plain backward and one kernel from its fp32 dX and the
+ * bf16 GELU input (the same values the epilogue reads) to fc's bf16 dY. (The epilogue is slower
+ * on an H100: cuBLASLt runs it as a kernel of its own after the GEMM, bench/RESULTS.md.)
+ * da: fc's dX (N, C), as the unfused path. */
 static lowp_status fc_gelu_backward_fused(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w,
                                           const lowpi_layer_ptrs *gr, int n) {
   const int C = g->cfg.n_embd, FC = lowpi_model_fc_cols(&g->cfg);
@@ -668,9 +671,11 @@ static lowp_status fc_gelu_backward_fused(lowpi_gpu_model *g, int l, const lowpi
   LOWPI_TRY(lowpi_gpu_linear_backward(g->lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
                                       dres_for(g, 4 * l + 3), act_at(&a->fch_act, l), w->fcprojw, n,
                                       FC, C)); // da (N, FC)
-  LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, pre, (size_t)n * FC, a->db));
-  LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, a->db, (size_t)n * FC)); /* elementwise */
-  return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, lowpi_act_f32(a->db),
+  /* GELU's backward straight to fc's bf16 dY (the CPU's RNE cast of the fp32 product); its
+   * bias gradient from the wgrad's epilogue (or the sums of those values) */
+  LOWPI_TRY(lowpi_cuda_gelu_backward_bf16(dpre, a->da, pre, (size_t)n * FC));
+  const lowpi_gpu_act dy = {NULL, dpre, NULL};
+  return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, dy,
                                    act_at(&a->ln2, l), w->fcw, n, C, FC);
 }
 

@@ -81,6 +81,11 @@ lowp_status lowpi_cuda_gelu_forward_amax(float *out, uint16_t *out_bf16, float *
                                          const float *inp, const float *bias, size_t n, int OC);
 lowp_status lowpi_cuda_gelu_backward_bias(float *dinp, const float *dout, const float *inp,
                                           const float *bias, size_t n, int OC);
+/* GELU's backward from its input's bf16 codes (what the fused forward keeps), writing dinp's
+ * bf16 RNE codes alone: the plain kernel's fp32 product, rounded once. dinp and inp 8-byte,
+ * dout 16-byte aligned. */
+lowp_status lowpi_cuda_gelu_backward_bf16(uint16_t *dinp, const float *dout, const uint16_t *inp,
+                                          size_t n);
 lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,
                                       int H);
 lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,

@@ -94,7 +94,8 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
 /* The GELU epilogues of the bf16 recipe (gpt2): fc's fprop with GELU, fc_proj's dgrad with GELU's
  * backward and fc's bias gradient; the other linears' bias gradients from the wgrad's epilogue.
  * gelu_mode: 0 both fused (the default), 1 the forward fused and the backward not (the fallback
- * after cuBLASLt refuses the backward's epilogue: GELU's backward on the decoded bf16 input), 2
+ * after cuBLASLt refuses the backward's epilogue, or with it turned off: fc_proj's fp32 dX and
+ * the bf16 GELU input to fc's bf16 dY in one kernel, lowpi_cuda_gelu_backward_bf16), 2
  * neither. Per step (n_layer L): GELU epilogues 2L / L / 0, bias-gradient epilogues 3L / 4L /
  * 4L (fc's own when its dY is not made by fc_proj's epilogue); none when cuBLASLt refused (the
  * unfused paths then run, checked by the same gradients). */
