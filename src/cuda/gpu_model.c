@@ -41,14 +41,16 @@ typedef struct {
   float *res;            // (L + 1, N, C)
   act_store ln1;         // (L, N, C)
   float *ln1_stats;      // (L, 2, N)
-  float *qkv;            // (L, N, 3C)
+  float *qkv;            // (L, N, 3C), unless qkv16
+  uint16_t *qkv16;       // (L, N, 3C) bf16: what the flash attention reads (GPT-2)
   float *att;            // (L, B, NH, T, T), unless flash
   float *lse;            // (L, B, NH, T), flash only
   float *atty, *mid;     // (L, N, C)
   act_store atty16;      // (L, N, C): the flash forward's bf16 copy of atty for a bf16 attproj
   act_store ln2;         // (L, N, C)
   float *ln2_stats;      // (L, 2, N)
-  float *fch;            // (L, N, FC); fused GELU layers (gelu_fused): the bf16 GELU input
+  float *fch;            // (L, N, FC): the GELU / SwiGLU input, unless fch16
+  uint16_t *fch16;       // (L, N, FC) bf16: GPT-2's GELU input (gelu_in_bf16)
   act_store fch_act;     // (L, N, H)
   act_store lnf;         // (1, N, C)
   float *lnf_stats;      // (2, N)
@@ -75,9 +77,8 @@ struct lowpi_gpu_model {
   int cap_B, cap_T, B, T, have_forward, have_dlogits;
   int head_bf16; /* the LM head's operands are all bf16 casts: its dlogits are made in bf16 */
   lowpi_gpu_linears *lin;
-  unsigned plain;         /* LOWPI_GPU_PLAIN_* */
-  unsigned char *fc_fold; /* per layer: its last forward left fc's bias to GELU (gpt2) */
-  lowp_format compute;    /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
+  unsigned plain;      /* LOWPI_GPU_PLAIN_* */
+  lowp_format compute; /* of the attention GEMMs: fp32 or bf16 (fp16 recipes use fp32 here) */
   int flash; /* bf16 attention with a supported head size: the fused kernels, no (T, T) buffer */
   lowpi_gpu_grads_ready_fn grads_ready;
   void *grads_ready_user;
@@ -91,10 +92,9 @@ struct lowpi_gpu_model {
    * of the forward's or the backward's epilogue; which layers' last forward ran fused. */
   int gelu_fwd_off, dgelu_off;
   unsigned char *gelu_fused; /* (L) */
-  /* qkv written in bf16 alone for the flash attention (qkv_forward): off from cuBLASLt's first
-   * refusal; which layers' last forward wrote it so. */
+  /* qkv's bf16 output from the GEMM's epilogue (qkv_forward): off from cuBLASLt's first
+   * refusal (then its fp32 output is rounded in a pass of its own) */
   int qkv16_off;
-  unsigned char *qkv16; /* (L) */
 };
 
 /* Sharded buffers of the non-block tensors: [0, pre) then [end, nparams), adjacent. */
@@ -233,6 +233,34 @@ static lowpi_gpu_act act_bwd(const act_store *s, int l) {
   return (lowpi_gpu_act){s->fwd_only[l] ? NULL : s->f32[l], s->bf16[l], NULL};
 }
 
+/* Layer l's GELU goes into the GEMMs' epilogues (lowpi_gpu_linear_forward_gelu / _backward_dgelu)
+ * where fc and fc_proj are bf16 linears (so fc's output and dY are bf16 operands anyway: the
+ * bf16 recipe) in a GELU model: the fc output's fp32 pass, the GELU kernels' passes and the
+ * fp32 column sums of fc's bias gradient disappear. The GELU input is kept in bf16 (fch16)
+ * and fc's dY is made in bf16 (in db's). The aux matrix's leading dimension must be a
+ * multiple of 8. */
+static int gelu_fusable(const lowpi_gpu_model *g, int l) {
+  return g->cfg.arch == LOWP_ARCH_GPT2 && lowpi_model_fc_cols(&g->cfg) % 8 == 0 &&
+         lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2) && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 3);
+}
+
+/* GPT-2 keeps GELU's input in bf16 for the backward (fch16; as Transformer Engine keeps fc1's
+ * output in the activation type) where it computes in bf16 (a low-precision recipe): half the
+ * bytes of fp32 and a bf16 fc's dY made in one pass (fc_gelu_backward); the fp32 and fp16
+ * recipes keep it in fp32 (fch), as llama keeps SwiGLU's. */
+static int gelu_in_bf16(const lowpi_gpu_model *g) {
+  return g->cfg.arch == LOWP_ARCH_GPT2 && g->compute == LOWP_BF16;
+}
+
+/* GPT-2's qkv is stored in bf16 alone (qkv16) where the flash attention reads it so (bf16 rows
+ * of 3C codes, 16-byte sized): the attention rounds q, k, v to bf16 anyway. The qkv GEMM writes
+ * it (bf16 linears, the bias in the epilogue) or its fp32 output goes through scratch (db,
+ * unused in the forward) and one pass adds the bias and rounds. (llama's RoPE rotates the fp32
+ * values: fp32 there.) */
+static int qkv_in_bf16(const lowpi_gpu_model *g) {
+  return g->flash && g->cfg.arch == LOWP_ARCH_GPT2 && g->cfg.n_embd % 8 == 0;
+}
+
 /* Whether the norm backwards also write dres in bf16: some block's attproj or fc_proj (the
  * linears whose dY is dres) is a bf16 linear. */
 static int dres16_wanted(const lowpi_gpu_model *g) {
@@ -254,9 +282,9 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
   size_t NH = (size_t)c->n_head, FC = (size_t)lowpi_model_fc_cols(c), H = (size_t)c->ffn_hidden;
   size_t W = max3(FC, 3 * C, C);
   gpu_acts *a = &g->a;
-  const size_t att_work = g->flash
-                              ? lowpi_cuda_flash_attention_workspace(B, T, (int)C, (int)NH, 0)
-                              : lowpi_cuda_attention_workspace(B, T, (int)C, (int)NH, g->compute);
+  const size_t att_work =
+      g->flash ? lowpi_cuda_flash_attention_workspace(B, T, (int)C, (int)NH, qkv_in_bf16(g))
+               : lowpi_cuda_attention_workspace(B, T, (int)C, (int)NH, g->compute);
   a->work_bytes = max3(lowpi_cuda_embedding_backward_workspace(B, T, (int)V),
                        lowpi_cuda_norm_backward_workspace((int)N, (int)C), att_work);
   struct {
@@ -265,14 +293,16 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
   } bufs[] = {
       {(void **)&a->res, (L + 1) * N * C * 4},
       {(void **)&a->ln1_stats, L * 2 * N * 4},
-      {(void **)&a->qkv, L * N * 3 * C * 4},
+      {(void **)&a->qkv, qkv_in_bf16(g) ? 0 : L * N * 3 * C * 4},
+      {(void **)&a->qkv16, qkv_in_bf16(g) ? L * N * 3 * C * 2 : 0},
       /* the probabilities (batched-GEMM path) or the log-sum-exp per row (flash) */
       {(void **)&a->att, g->flash ? 0 : L * B * NH * T * T * 4},
       {(void **)&a->lse, g->flash ? L * B * NH * T * 4 : 0},
       {(void **)&a->atty, L * N * C * 4},
       {(void **)&a->mid, L * N * C * 4},
       {(void **)&a->ln2_stats, L * 2 * N * 4},
-      {(void **)&a->fch, L * N * FC * 4},
+      {(void **)&a->fch, gelu_in_bf16(g) ? 0 : L * N * FC * 4},
+      {(void **)&a->fch16, gelu_in_bf16(g) ? L * N * FC * 2 : 0},
       {(void **)&a->lnf_stats, 2 * N * 4},
       {(void **)&a->logits, N * V * 4},
       /* the head's dY in bf16, which its GEMMs take as they are; else the cast's scratch */
@@ -315,10 +345,10 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
 }
 
 static void free_acts(gpu_acts *a) {
-  void *ptrs[] = {a->res,  a->ln1_stats, a->qkv,    a->att,       a->lse,    a->atty,
-                  a->mid,  a->ln2_stats, a->fch,    a->lnf_stats, a->logits, a->losses,
-                  a->loss, a->dres,      a->da,     a->db,        a->inputs, a->targets,
-                  a->work, a->dlogits16, a->x_amax, a->dres16};
+  void *ptrs[] = {a->res,    a->ln1_stats, a->qkv,       a->qkv16,     a->att,    a->lse,
+                  a->atty,   a->mid,       a->ln2_stats, a->fch,       a->fch16,  a->lnf_stats,
+                  a->logits, a->losses,    a->loss,      a->dres,      a->da,     a->db,
+                  a->inputs, a->targets,   a->work,      a->dlogits16, a->x_amax, a->dres16};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
   act_store_free(&a->ln1);
@@ -338,9 +368,7 @@ void lowpi_gpu_model_free(lowpi_gpu_model *g) {
   free(g->p.layers);
   free(g->g.layers);
   free(g->hp.layers);
-  free(g->fc_fold);
   free(g->gelu_fused);
-  free(g->qkv16);
   lowpi_gpu_linears_free(g->lin);
   free(g);
 }
@@ -374,16 +402,13 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
   g->nparams = lowp_model_num_params(host);
   g->shard = shard;
   g->plain = plain;
-  g->fc_fold = calloc((size_t)c->n_layer, 1);
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->hp.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->gelu_fused = calloc((size_t)c->n_layer, 1);
-  g->qkv16 = calloc((size_t)c->n_layer, 1);
-  lowp_status st =
-      g->p.layers && g->g.layers && g->hp.layers && g->fc_fold && g->gelu_fused && g->qkv16
-          ? LOWP_OK
-          : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
+  lowp_status st = g->p.layers && g->g.layers && g->hp.layers && g->gelu_fused
+                       ? LOWP_OK
+                       : lowpi_fail(LOWP_ERR_NOMEM, "gpu model: out of memory");
   if (st == LOWP_OK) { /* the layout, from the host model's own pointers */
     g->hbase = lowp_model_params(host);
     lowpi_model_param_ptrs(host, lowp_model_params(host), &g->hp);
@@ -530,37 +555,33 @@ static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, flo
                                      accumulate, g->a.work, g->a.work_bytes);
 }
 
-/* Layer l's attention: the fused kernels (saving lse) or the batched GEMMs (saving att). */
-/* qkv (N, 3C) for layer l: in bf16 alone (its codes in the first half of the layer's qkv buffer)
- * where the flash attention reads it so and the qkv linear is bf16 (the attention rounds q, k,
- * v to bf16 anyway: one pass and the head-major copies less) in a GPT-2 (llama's RoPE rotates the
- * fp32 values), and cuBLASLt takes the epilogue; else in fp32. */
-static lowp_status qkv_forward(lowpi_gpu_model *g, int l, float *qkv, const lowpi_layer_ptrs *w,
-                               int n) {
+/* qkv (N, 3C) for layer l: into the bf16 store where qkv_in_bf16, else fp32. */
+static lowp_status qkv_forward(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w, int n) {
   const int C = g->cfg.n_embd;
-  g->qkv16[l] = 0;
-  if (g->flash && g->cfg.arch == LOWP_ARCH_GPT2 && w->qkvb && !g->qkv16_off &&
-      lowpi_gpu_linear_is_bf16(g->lin, 4 * l)) {
+  const size_t n3 = (size_t)n * 3 * (size_t)C;
+  const lowpi_gpu_act x = act_at(&g->a.ln1, l);
+  if (!g->a.qkv16)
+    return lowpi_gpu_linear_forward(g->lin, 4 * l, g->a.qkv + (size_t)l * n3, x, w->qkvw, w->qkvb,
+                                    n, C, 3 * C);
+  uint16_t *out = g->a.qkv16 + (size_t)l * n3;
+  if (w->qkvb && !g->qkv16_off && lowpi_gpu_linear_is_bf16(g->lin, 4 * l)) {
     const lowp_status st =
-        lowpi_gpu_linear_forward_bf16(g->lin, 4 * l, (uint16_t *)(void *)qkv, act_at(&g->a.ln1, l),
-                                      w->qkvw, w->qkvb, n, C, 3 * C);
-    if (st == LOWP_OK) {
-      g->qkv16[l] = 1;
-      return LOWP_OK;
-    }
+        lowpi_gpu_linear_forward_bf16(g->lin, 4 * l, out, x, w->qkvw, w->qkvb, n, C, 3 * C);
     if (st != LOWP_ERR_UNSUPPORTED)
       return st;
-    g->qkv16_off = 1; /* cuBLASLt refused: fp32 from now on */
+    g->qkv16_off = 1; /* cuBLASLt refused: the pass below from now on */
   }
-  return lowpi_gpu_linear_forward(g->lin, 4 * l, qkv, act_at(&g->a.ln1, l), w->qkvw, w->qkvb, n, C,
-                                  3 * C);
+  const float *b_left = NULL, **fold = g->plain & LOWPI_GPU_PLAIN_BIAS ? NULL : &b_left;
+  LOWPI_TRY(lowpi_gpu_linear_forward_fold(g->lin, 4 * l, g->a.db, x, w->qkvw, w->qkvb, n, C, 3 * C,
+                                          fold));
+  return lowpi_cuda_bias_to_bf16(out, g->a.db, b_left, n3, 3 * C);
 }
 
-static lowp_status attention_forward(lowpi_gpu_model *g, int l, float *out, const float *qkv, int B,
-                                     int T) {
+/* Layer l's attention: the fused kernels (saving lse) or the batched GEMMs (saving att). */
+static lowp_status attention_forward(lowpi_gpu_model *g, int l, float *out, const float *qkv,
+                                     const uint16_t *qkv16, int B, int T) {
   const int C = g->cfg.n_embd, NH = g->cfg.n_head;
   gpu_acts *a = &g->a;
-  const uint16_t *qkv16 = g->qkv16[l] ? (const uint16_t *)(const void *)qkv : NULL;
   if (g->flash)
     return lowpi_cuda_flash_attention_forward(out, a->atty16.bf16[l],
                                               a->lse + (size_t)l * B * NH * T, qkv16 ? NULL : qkv,
@@ -570,10 +591,10 @@ static lowp_status attention_forward(lowpi_gpu_model *g, int l, float *out, cons
 }
 
 static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, const float *dout,
-                                      const float *qkv, const float *out, int B, int T) {
+                                      const float *qkv, const uint16_t *qkv16, const float *out,
+                                      int B, int T) {
   const int C = g->cfg.n_embd, NH = g->cfg.n_head;
   gpu_acts *a = &g->a;
-  const uint16_t *qkv16 = g->qkv16[l] ? (const uint16_t *)(const void *)qkv : NULL;
   if (g->flash)
     return lowpi_cuda_flash_attention_backward(dinp, dout, qkv16 ? NULL : qkv, qkv16, out,
                                                a->lse + (size_t)l * B * NH * T, B, T, C, NH,
@@ -607,17 +628,6 @@ static lowp_status check_fwd_only(const lowpi_gpu_model *g, int N) {
   return LOWP_OK;
 }
 
-/* Layer l's GELU goes into the GEMMs' epilogues (lowpi_gpu_linear_forward_gelu / _backward_dgelu)
- * where fc and fc_proj are bf16 linears (so fc's output and dY are bf16 operands anyway: the
- * bf16 recipe) in a GELU model: the fc output's fp32 pass, the GELU kernels' passes and the
- * fp32 column sums of fc's bias gradient disappear. The GELU input is kept in bf16 (in fch's
- * buffer) and fc's dY is made in bf16 (in db's). The aux matrix's leading dimension must be a
- * multiple of 8. */
-static int gelu_fusable(const lowpi_gpu_model *g, int l) {
-  return g->cfg.arch == LOWP_ARCH_GPT2 && lowpi_model_fc_cols(&g->cfg) % 8 == 0 &&
-         lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2) && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 3);
-}
-
 /* fc with GELU in its epilogue for layer l where gelu_fusable and cuBLASLt takes it
  * (g->gelu_fused[l] says whether it ran); else nothing is done and the caller runs the linear
  * and the GELU kernel. */
@@ -626,9 +636,9 @@ static lowp_status fc_gelu_forward_fused(lowpi_gpu_model *g, int l, const lowpi_
   const int C = g->cfg.n_embd, FC = lowpi_model_fc_cols(&g->cfg);
   gpu_acts *a = &g->a;
   g->gelu_fused[l] = 0;
-  if (g->gelu_fwd_off || !gelu_fusable(g, l))
+  if (g->gelu_fwd_off || !a->fch16 || !gelu_fusable(g, l))
     return LOWP_OK;
-  void *pre = a->fch + (size_t)l * n * FC; /* the bf16 GELU input, in fch's buffer */
+  uint16_t *pre = a->fch16 + (size_t)l * n * FC; /* the bf16 GELU input */
   const lowp_status st = lowpi_gpu_linear_forward_gelu(
       g->lin, 4 * l + 2, a->fch_act.bf16[l], pre, act_at(&a->ln2, l), w->fcw, w->fcb, n, C, FC);
   if (st == LOWP_OK)
@@ -640,43 +650,45 @@ static lowp_status fc_gelu_forward_fused(lowpi_gpu_model *g, int l, const lowpi_
   return LOWP_OK;
 }
 
-/* The backward of fc_proj, GELU and fc for a layer whose forward ran fused (gelu_fused), fc's
- * dY in bf16: GELU's backward in fc_proj's dgrad epilogue ("dgelu"), or, where that is turned
- * off or cuBLASLt refuses it, fc_proj's plain backward and one kernel from its fp32 dX and the
- * bf16 GELU input (the same values the epilogue reads) to fc's bf16 dY. (The epilogue is slower
- * on an H100: cuBLASLt runs it as a kernel of its own after the GEMM, bench/RESULTS.md.)
- * da: fc's dX (N, C), as the unfused path. */
-static lowp_status fc_gelu_backward_fused(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w,
-                                          const lowpi_layer_ptrs *gr, int n) {
+/* The backward of fc_proj, GELU and fc of a GPT-2 layer: GELU's backward in fc_proj's dgrad
+ * epilogue where the forward was fused and "dgelu" is on; else fc_proj's plain backward and one
+ * kernel from its fp32 dX and GELU's input to fc's dY: from the bf16 input (fch16), in bf16
+ * alone for a bf16 fc (the CPU's RNE cast of the fp32 product; its bias gradient from the
+ * wgrad's epilogue), else (and from an fp32 input) in fp32. (The epilogue is slower on an H100:
+ * cuBLASLt runs it as a kernel of its own after the GEMM, bench/RESULTS.md.) da: fc's dX (N, C). */
+static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w,
+                                    const lowpi_layer_ptrs *gr, int n) {
   const int C = g->cfg.n_embd, FC = lowpi_model_fc_cols(&g->cfg);
   gpu_acts *a = &g->a;
-  const void *fch = a->fch + (size_t)l * n * FC;
-  void *db = a->db;
-  const uint16_t *pre = fch; /* the forward's bf16 GELU input, in fch's buffer */
-  uint16_t *dpre = db;       /* (N, FC) bf16 in db's (N, W) floats */
-  if (!g->dgelu_off) {
+  const size_t nfc = (size_t)n * FC;
+  const uint16_t *pre = a->fch16 ? a->fch16 + (size_t)l * nfc : NULL; /* bf16 GELU input */
+  uint16_t *dpre = (uint16_t *)(void *)a->db; /* (N, FC) bf16 in db's (N, W) floats */
+  if (g->gelu_fused[l] && !g->dgelu_off) {
     const lowpi_gpu_dgelu dg = {dpre, pre, gr->fcb};
     const lowp_status st = lowpi_gpu_linear_backward_dgelu(
         g->lin, 4 * l + 3, &dg, gr->fcprojw, gr->fcprojb, dres_for(g, 4 * l + 3),
-        act_at(&a->fch_act, l), w->fcprojw, n, FC, C);
+        act_bwd(&a->fch_act, l), w->fcprojw, n, FC, C);
     if (st == LOWP_OK) {
       const lowpi_gpu_act dy = {NULL, dpre, NULL}; /* fc's bias gradient came with it */
       return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, NULL, dy,
-                                       act_at(&a->ln2, l), w->fcw, n, C, FC);
+                                       act_bwd(&a->ln2, l), w->fcw, n, C, FC);
     }
     if (st != LOWP_ERR_UNSUPPORTED)
       return st;
     g->dgelu_off = 1;
   }
   LOWPI_TRY(lowpi_gpu_linear_backward(g->lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
-                                      dres_for(g, 4 * l + 3), act_at(&a->fch_act, l), w->fcprojw, n,
-                                      FC, C)); // da (N, FC)
-  /* GELU's backward straight to fc's bf16 dY (the CPU's RNE cast of the fp32 product); its
-   * bias gradient from the wgrad's epilogue (or the sums of those values) */
-  LOWPI_TRY(lowpi_cuda_gelu_backward_bf16(dpre, a->da, pre, (size_t)n * FC));
-  const lowpi_gpu_act dy = {NULL, dpre, NULL};
+                                      dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l), w->fcprojw,
+                                      n, FC, C)); // da (N, FC)
+  const int fc16 = pre && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2);
+  if (pre)
+    LOWPI_TRY(lowpi_cuda_gelu_backward_from_bf16(fc16 ? NULL : a->db, fc16 ? dpre : NULL, a->da,
+                                                 pre, nfc));
+  else
+    LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, a->fch + (size_t)l * nfc, nfc));
+  const lowpi_gpu_act dy = fc16 ? (lowpi_gpu_act){NULL, dpre, NULL} : lowpi_act_f32(a->db);
   return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, dy,
-                                   act_at(&a->ln2, l), w->fcw, n, C, FC);
+                                   act_bwd(&a->ln2, l), w->fcw, n, C, FC);
 }
 
 lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
@@ -714,17 +726,17 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     const lowpi_layer_ptrs *w = &wl;
     float *x = a->res + l * NC, *xout = a->res + (l + 1) * NC;
     float *st1 = a->ln1_stats + l * 2 * N;
-    float *qkv = a->qkv + l * NC * 3, *atty = a->atty + l * NC, *mid = a->mid + l * NC;
-    float *st2 = a->ln2_stats + l * 2 * N;
-    float *fch = a->fch + l * N * FC;
+    float *qkv = a->qkv ? a->qkv + l * NC * 3 : NULL, *atty = a->atty + l * NC;
+    const uint16_t *qkv16 = a->qkv16 ? a->qkv16 + l * NC * 3 : NULL;
+    float *mid = a->mid + l * NC, *st2 = a->ln2_stats + l * 2 * N;
     float *tmp = a->dres; /* branch outputs before the residual add (free in the forward) */
     /* attproj's input: atty, and its bf16 codes where the flash forward wrote them */
     const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, NULL};
     LOWPI_TRY(norm_forward(g, &a->ln1, l, st1, x, w->ln1w, w->ln1b, n));
-    LOWPI_TRY(qkv_forward(g, l, qkv, w, n));
+    LOWPI_TRY(qkv_forward(g, l, w, n));
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_forward(qkv, qkv, B, T, C, NH, c->rope_theta));
-    LOWPI_TRY(attention_forward(g, l, atty, qkv, B, T));
+    LOWPI_TRY(attention_forward(g, l, atty, qkv, qkv16, B, T));
     /* The fp8 GEMMs' bias (no epilogue for it) goes into the next kernel that reads their
      * output: the residual add (attproj, fc_proj), GELU (fc: fch is then stored without it,
      * and GELU's backward adds it again). SwiGLU takes none (llama's linears have no bias). */
@@ -737,19 +749,21 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     if (gpt2)
       LOWPI_TRY(fc_gelu_forward_fused(g, l, w, n));
     lowpi_gpu_act fin = act_at(&a->fch_act, l); /* fc_proj's input */
-    g->fc_fold[l] = 0;
     if (!g->gelu_fused[l]) {
-      LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fch, act_at(&a->ln2, l), w->fcw,
-                                              w->fcb, n, C, FC, gpt2 ? fold : NULL));
-      g->fc_fold[l] = b_left != NULL;
+      /* fc's output into scratch where GELU keeps its bf16 input (fch16; the bias may go into
+       * GELU then), else kept (with its bias) for the backward */
+      float *fc_out = a->fch16 ? a->db : a->fch + l * N * FC;
+      LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fc_out, act_at(&a->ln2, l), w->fcw,
+                                              w->fcb, n, C, FC, a->fch16 ? fold : NULL));
       /* GELU also gives its output's amax where fc_proj's fprop scales X by it */
       if (gpt2 && fin.f32 && lowpi_gpu_linear_wants_amax(lin, 4 * l + 3))
         fin.amax = a->x_amax;
       if (gpt2)
-        LOWPI_TRY(lowpi_cuda_gelu_forward_amax(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax, fch,
+        LOWPI_TRY(lowpi_cuda_gelu_forward_keep(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax,
+                                               a->fch16 ? a->fch16 + l * N * FC : NULL, fc_out,
                                                b_left, N * (size_t)F, F));
       else
-        LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fch, n, F));
+        LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fc_out, n, F));
     }
     LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 3, tmp, fin, w->fcprojw, w->fcprojb, n, F,
                                             C, fold));
@@ -800,22 +814,19 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     LOWPI_TRY(block_grads(g, l, &gl));
     const lowpi_layer_ptrs *w = &wl, *gr = &gl;
     float *x = a->res + l * NC, *st1 = a->ln1_stats + l * 2 * N, *st2 = a->ln2_stats + l * 2 * N;
-    float *qkv = a->qkv + l * NC * 3;
+    const float *qkv = a->qkv ? a->qkv + l * NC * 3 : NULL;
+    const uint16_t *qkv16 = a->qkv16 ? a->qkv16 + l * NC * 3 : NULL;
     float *atty = a->atty + l * NC;
     float *mid = a->mid + l * NC;
-    float *fch = a->fch + l * N * FC;
     const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, NULL};
-    if (g->gelu_fused[l]) {
-      LOWPI_TRY(fc_gelu_backward_fused(g, l, w, gr, n)); // da (N, C)
+    if (gpt2) {
+      LOWPI_TRY(fc_gelu_backward(g, l, w, gr, n)); // da (N, C)
     } else {
+      const float *fch = a->fch + l * N * FC;
       LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
                                           dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l),
-                                          w->fcprojw, n, F, C)); // da (N, F)
-      if (gpt2)
-        LOWPI_TRY(lowpi_cuda_gelu_backward_bias(a->db, a->da, fch, g->fc_fold[l] ? w->fcb : NULL,
-                                                N * (size_t)F, F));
-      else
-        LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
+                                          w->fcprojw, n, F, C));      // da (N, F)
+      LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
       LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
                                           lowpi_act_f32(a->db), act_bwd(&a->ln2, l), w->fcw, n, C,
                                           FC)); // da (N, C)
@@ -824,8 +835,8 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
                             1)); // dres = d(mid)
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
                                         dres_for(g, 4 * l + 1), atty_in, w->attprojw, n, C,
-                                        C));                            // da = d(atty)
-    LOWPI_TRY(attention_backward(g, l, a->db, a->da, qkv, atty, B, T)); // db (N, 3C)
+                                        C));                                   // da = d(atty)
+    LOWPI_TRY(attention_backward(g, l, a->db, a->da, qkv, qkv16, atty, B, T)); // db (N, 3C)
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, lowpi_act_f32(a->db),

@@ -81,11 +81,19 @@ lowp_status lowpi_cuda_gelu_forward_amax(float *out, uint16_t *out_bf16, float *
                                          const float *inp, const float *bias, size_t n, int OC);
 lowp_status lowpi_cuda_gelu_backward_bias(float *dinp, const float *dout, const float *inp,
                                           const float *bias, size_t n, int OC);
-/* GELU's backward from its input's bf16 codes (what the fused forward keeps), writing dinp's
- * bf16 RNE codes alone: the plain kernel's fp32 product, rounded once. dinp and inp 8-byte,
- * dout 16-byte aligned. */
-lowp_status lowpi_cuda_gelu_backward_bf16(uint16_t *dinp, const float *dout, const uint16_t *inp,
-                                          size_t n);
+/* out (n / OC, OC) = the bf16 RNE codes of inp + bias (OC; NULL: none), the fp32 addition first:
+ * a linear's output, with the bias its GEMM left out, for a bf16 consumer. */
+lowp_status lowpi_cuda_bias_to_bf16(uint16_t *out, const float *inp, const float *bias, size_t n,
+                                    int OC);
+/* GELU for a model that keeps GELU's input in bf16 for the backward (as Transformer Engine keeps
+ * fc1's output in the activation type): lowpi_cuda_gelu_forward_amax writing also inp_bf16 (n)
+ * = the bf16 RNE codes of inp + bias; the backward from those codes, writing dinp in fp32 or
+ * (dinp_bf16) its bf16 RNE codes alone, for a bf16 consumer (exactly one of the two). */
+lowp_status lowpi_cuda_gelu_forward_keep(float *out, uint16_t *out_bf16, float *amax,
+                                         uint16_t *inp_bf16, const float *inp, const float *bias,
+                                         size_t n, int OC);
+lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16, const float *dout,
+                                               const uint16_t *inp, size_t n);
 lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,
                                       int H);
 lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,

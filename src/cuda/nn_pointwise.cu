@@ -24,10 +24,13 @@ __device__ __forceinline__ float with_bias(const float *inp, const float *bias, 
  * (the unsigned max of lowpi_abs_key: exact, NaN-propagating), for the per-tensor scale of the
  * linear that quantizes them next: one read of the output saved. */
 __global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float *inp,
-                                    const float *bias, int OC, size_t n, unsigned *amax) {
+                                    const float *bias, int OC, size_t n, unsigned *amax,
+                                    uint16_t *inp_bf16) {
   uint32_t m = 0;
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
     float x = with_bias(inp, bias, OC, i);
+    if (inp_bf16) /* the input kept for the backward */
+      inp_bf16[i] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(x);
     float cube = 0.044715f * x * x * x;
     const float y = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
     lowpi_store_out(out, out_bf16, i, y);
@@ -51,18 +54,26 @@ __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float
   }
 }
 
-/* GELU's backward for a bf16 consumer: the GELU input in bf16 (the fused forward kept it so),
- * dinp's bf16 RNE codes alone, four values per thread (the tensor is read and written once:
- * 8 bytes per value against 12 for the fp32 kernel and a cast). */
-__global__ void gelu_backward_bf16_kernel(uint16_t *__restrict__ dinp,
-                                          const float *__restrict__ dout,
-                                          const uint16_t *__restrict__ inp, size_t n) {
-  const size_t n4 = n / 4;
-  for (size_t v = lowpi_global_tid(); v < n4 + (n % 4 != 0); v += lowpi_grid_stride()) {
+/* out = bf16 RNE codes of inp + bias (the fp32 addition of add_bias_kernel, then the rounding
+ * the flash attention's own conversion makes). */
+__global__ void bias_to_bf16_kernel(uint16_t *__restrict__ out, const float *__restrict__ inp,
+                                    const float *__restrict__ bias, int OC, size_t n) {
+  for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride())
+    out[i] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(with_bias(inp, bias, OC, i));
+}
+
+/* GELU's backward from its input's bf16 codes (what the forward kept), writing dinp in fp32 or
+ * as bf16 RNE codes alone (a bf16 consumer), four values per thread where VEC (aligned). */
+template <bool VEC, bool BF16_OUT>
+__global__ void gelu_backward_from_bf16_kernel(void *__restrict__ dinp,
+                                               const float *__restrict__ dout,
+                                               const uint16_t *__restrict__ inp, size_t n) {
+  const size_t nv = (n + 3) / 4;
+  for (size_t v = lowpi_global_tid(); v < nv; v += lowpi_grid_stride()) {
     const size_t i0 = 4 * v, m = n - i0 < 4 ? n - i0 : 4;
-    float d[4] = {0, 0, 0, 0};
-    uint16_t x16[4] = {0, 0, 0, 0}, o[4];
-    if (m == 4) {
+    float d[4] = {0, 0, 0, 0}, o[4];
+    uint16_t x16[4] = {0, 0, 0, 0};
+    if (VEC && m == 4) {
       const float4 d4 = reinterpret_cast<const float4 *>(dout)[v];
       const uint2 x4 = reinterpret_cast<const uint2 *>(inp)[v];
       d[0] = d4.x, d[1] = d4.y, d[2] = d4.z, d[3] = d4.w;
@@ -72,21 +83,32 @@ __global__ void gelu_backward_bf16_kernel(uint16_t *__restrict__ dinp,
       for (size_t k = 0; k < m; k++)
         d[k] = dout[i0 + k], x16[k] = inp[i0 + k];
     }
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 4; k++) { /* gelu_backward_kernel's expression */
       const float x = __uint_as_float((uint32_t)x16[k] << 16);
       const float cube = 0.044715f * x * x * x;
       const float th = tanhf(GELU_SCALE * (x + cube));
       const float sech2 = 1.0f - th * th;
       const float local =
           0.5f * (1.0f + th) + x * 0.5f * sech2 * (GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x));
-      o[k] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(local * d[k]);
+      o[k] = local * d[k];
     }
-    if (m == 4) {
-      reinterpret_cast<uint2 *>(dinp)[v] =
-          make_uint2((uint32_t)o[0] | (uint32_t)o[1] << 16, (uint32_t)o[2] | (uint32_t)o[3] << 16);
+    if (BF16_OUT) {
+      uint16_t *out = static_cast<uint16_t *>(dinp);
+      uint32_t c[4];
+      for (int k = 0; k < 4; k++)
+        c[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(o[k]);
+      if (VEC && m == 4)
+        reinterpret_cast<uint2 *>(out)[v] = make_uint2(c[0] | c[1] << 16, c[2] | c[3] << 16);
+      else
+        for (size_t k = 0; k < m; k++)
+          out[i0 + k] = (uint16_t)c[k];
     } else {
-      for (size_t k = 0; k < m; k++)
-        dinp[i0 + k] = o[k];
+      float *out = static_cast<float *>(dinp);
+      if (VEC && m == 4)
+        reinterpret_cast<float4 *>(out)[v] = make_float4(o[0], o[1], o[2], o[3]);
+      else
+        for (size_t k = 0; k < m; k++)
+          out[i0 + k] = o[k];
     }
   }
 }
@@ -203,7 +225,13 @@ lowp_status lowpi_cuda_gelu_forward_bias(float *out, uint16_t *out_bf16, const f
 
 lowp_status lowpi_cuda_gelu_forward_amax(float *out, uint16_t *out_bf16, float *amax,
                                          const float *inp, const float *bias, size_t n, int OC) {
-  // out (n), out_bf16 (n), amax (1), inp (n / OC, OC), bias (OC)
+  return lowpi_cuda_gelu_forward_keep(out, out_bf16, amax, NULL, inp, bias, n, OC);
+}
+
+lowp_status lowpi_cuda_gelu_forward_keep(float *out, uint16_t *out_bf16, float *amax,
+                                         uint16_t *inp_bf16, const float *inp, const float *bias,
+                                         size_t n, int OC) {
+  // out (n), out_bf16 (n), amax (1), inp_bf16 (n), inp (n / OC, OC), bias (OC)
   LOWPI_NN_REQUIRE(n == 0 || ((out || out_bf16) && inp), "lowpi_cuda_gelu_forward", "NULL buffer");
   LOWPI_NN_REQUIRE(OC > 0 && n % (size_t)OC == 0, "lowpi_cuda_gelu_forward",
                    "%zu values are not rows of %d", n, OC);
@@ -213,7 +241,7 @@ lowp_status lowpi_cuda_gelu_forward_amax(float *out, uint16_t *out_bf16, float *
   if (n == 0)
     return LOWP_OK;
   gelu_forward_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, out_bf16, inp, bias, OC, n,
-                                                         (unsigned *)amax);
+                                                         (unsigned *)amax, inp_bf16);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -235,16 +263,38 @@ lowp_status lowpi_cuda_gelu_backward_bias(float *dinp, const float *dout, const 
   return LOWP_OK;
 }
 
-lowp_status lowpi_cuda_gelu_backward_bf16(uint16_t *dinp, const float *dout, const uint16_t *inp,
-                                          size_t n) {
-  // dinp (n) bf16, dout (n), inp (n) bf16
-  LOWPI_NN_REQUIRE(n == 0 || (dinp && dout && inp), "lowpi_cuda_gelu_backward_bf16", "NULL buffer");
-  LOWPI_NN_REQUIRE(((uintptr_t)dinp & 7u) == 0 && ((uintptr_t)dout & 15u) == 0 &&
-                       ((uintptr_t)inp & 7u) == 0,
-                   "lowpi_cuda_gelu_backward_bf16", "buffers not aligned for 4-value vectors");
+lowp_status lowpi_cuda_bias_to_bf16(uint16_t *out, const float *inp, const float *bias, size_t n,
+                                    int OC) {
+  // out (n / OC, OC) bf16, inp (n / OC, OC), bias (OC)
+  LOWPI_NN_REQUIRE(n == 0 || (out && inp), "lowpi_cuda_bias_to_bf16", "NULL buffer");
+  LOWPI_NN_REQUIRE(OC > 0 && n % (size_t)OC == 0, "lowpi_cuda_bias_to_bf16",
+                   "%zu values are not rows of %d", n, OC);
   if (n == 0)
     return LOWP_OK;
-  gelu_backward_bf16_kernel<<<blocks_for((n + 3) / 4), lowpi_kThreads>>>(dinp, dout, inp, n);
+  bias_to_bf16_kernel<<<blocks_for(n), lowpi_kThreads>>>(out, inp, bias, OC, n);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16, const float *dout,
+                                               const uint16_t *inp, size_t n) {
+  // dinp (n) or dinp_bf16 (n), dout (n), inp (n) bf16
+  LOWPI_NN_REQUIRE(n == 0 || (!dinp != !dinp_bf16 && dout && inp),
+                   "lowpi_cuda_gelu_backward_from_bf16", "NULL buffer, or two outputs");
+  if (n == 0)
+    return LOWP_OK;
+  void *d = dinp ? (void *)dinp : (void *)dinp_bf16;
+  const bool vec = ((uintptr_t)d & (dinp ? 15u : 7u)) == 0 && ((uintptr_t)dout & 15u) == 0 &&
+                   ((uintptr_t)inp & 7u) == 0;
+  const unsigned blocks = blocks_for((n + 3) / 4);
+  if (dinp && vec)
+    gelu_backward_from_bf16_kernel<true, false><<<blocks, lowpi_kThreads>>>(d, dout, inp, n);
+  else if (dinp)
+    gelu_backward_from_bf16_kernel<false, false><<<blocks, lowpi_kThreads>>>(d, dout, inp, n);
+  else if (vec)
+    gelu_backward_from_bf16_kernel<true, true><<<blocks, lowpi_kThreads>>>(d, dout, inp, n);
+  else
+    gelu_backward_from_bf16_kernel<false, true><<<blocks, lowpi_kThreads>>>(d, dout, inp, n);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

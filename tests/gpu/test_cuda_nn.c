@@ -989,6 +989,83 @@ static void test_bias_fold(shape s) {
     free(hb[i]);
 }
 
+/* Device bf16 codes against host ones, bit for bit. */
+static void check_codes(const char *what, const uint16_t *d_codes, const uint16_t *want, size_t n) {
+  uint16_t *got = malloc((n ? n : 1) * 2);
+  if (!got)
+    exit(1);
+  GC_REQUIRE(lowp_cuda_memcpy(got, d_codes, n * 2, LOWP_CUDA_D2H));
+  long bad = 0;
+  for (size_t i = 0; i < n; i++)
+    if (got[i] != want[i] && bad++ < 5)
+      fprintf(stderr, "  %s[%zu] = 0x%04x, want 0x%04x\n", what, i, got[i], want[i]);
+  printf("    %-44s %8zu codes, %ld differ\n", what, n, bad);
+  GC_CHECK(bad == 0, "%s: %ld of %zu bf16 codes differ", what, bad, n);
+  free(got);
+}
+
+/* GELU with its input kept in bf16 (GPT-2 on the GPU, gpu_model.c): the kept codes are
+ * lowp_encode's bf16 RNE of y + b (the CPU's fp32 addition) bit for bit, and the outputs those of
+ * the kernel that keeps nothing; lowpi_cuda_bias_to_bf16 writes the same codes; the backward from
+ * the codes gives the plain backward's bits on their fp32 values (fp32 output) and lowp_encode's
+ * bf16 of those bits (bf16 output), on aligned and unaligned buffers (vector and scalar paths). */
+static void test_gelu_bf16_input(shape s) {
+  const int N = s.B * s.T, OC = 4 * s.C + 3;
+  const size_t n = (size_t)N * OC;
+  printf("  gelu keeping its bf16 input: N %d OC %d\n", N, OC);
+  float *y = hbuf(n), *b = hbuf((size_t)OC), *g = hbuf(n), *yb = hbuf(n), *vals = hbuf(n);
+  float *got = hbuf(n);
+  uint16_t *codes = malloc(n * 2), *want16 = malloc(n * 2);
+  if (!codes || !want16)
+    exit(1);
+  fill(y, n, -4, 4);
+  fill(b, (size_t)OC, -1, 1);
+  fill(g, n, -1, 1);
+  for (size_t i = 0; i < n; i++)
+    yb[i] = y[i] + b[i % (size_t)OC];
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  GC_REQUIRE(lowp_encode(LOWP_BF16, yb, n, codes, &rne));
+  GC_REQUIRE(lowp_decode(LOWP_BF16, codes, n, vals));
+  float *d_y = dcopy(y, n), *d_b = dcopy(b, (size_t)OC), *d_g = dcopy(g, n);
+  float *d_vals = dcopy(vals, n), *d_want = dpoison(n), *d_got = dpoison(n);
+  uint16_t *d_keep = dcodes(n), *d_cast = dcodes(n), *d_c16 = dcodes(n);
+  if (GC_OK(lowpi_cuda_gelu_forward_bias(d_want, NULL, d_y, d_b, n, OC)) &&
+      GC_OK(lowpi_cuda_gelu_forward_keep(d_got, NULL, NULL, d_keep, d_y, d_b, n, OC))) {
+    check_same("gelu forward keeping its input", d_got, d_want, n);
+    check_codes("gelu's kept bf16 input", d_keep, codes, n);
+  }
+  if (GC_OK(lowpi_cuda_bias_to_bf16(d_cast, d_y, d_b, n, OC)))
+    check_codes("bias_to_bf16", d_cast, codes, n);
+  for (size_t off = 0; off < 2; off++) { /* off 1: unaligned, the scalar path */
+    const size_t m = n - off;
+    poison(d_want, n);
+    poison(d_got, n);
+    if (!GC_OK(lowpi_cuda_gelu_backward(d_want + off, d_g + off, d_vals + off, m)) ||
+        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_got + off, NULL, d_g + off, d_keep + off, m)) ||
+        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(NULL, d_c16 + off, d_g + off, d_keep + off, m)))
+      continue;
+    check_same(off ? "gelu backward from bf16, unaligned" : "gelu backward from bf16", d_got + off,
+               d_want + off, m);
+    download(got, d_want + off, m);
+    GC_REQUIRE(lowp_encode(LOWP_BF16, got, m, want16, &rne));
+    check_codes(off ? "gelu backward to bf16, unaligned" : "gelu backward to bf16", d_c16 + off,
+                want16, m);
+  }
+  GC_CHECK(lowpi_cuda_gelu_backward_from_bf16(d_got, d_c16, d_g, d_keep, n) == LOWP_ERR_INVALID_ARG,
+           "gelu backward from bf16 accepted two outputs");
+  float *bufs[] = {d_y, d_b, d_g, d_vals, d_want, d_got};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    lowp_cuda_free(bufs[i]);
+  lowp_cuda_free(d_keep);
+  lowp_cuda_free(d_cast);
+  lowp_cuda_free(d_c16);
+  float *hb[] = {y, b, g, yb, vals, got};
+  for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++)
+    free(hb[i]);
+  free(codes);
+  free(want16);
+}
+
 static void run_shape(shape s) {
   printf("B %d T %d C %d NH %d V %d\n", s.B, s.T, s.C, s.NH, s.V);
   test_embedding(s);
@@ -996,6 +1073,7 @@ static void run_shape(shape s) {
   test_norm(s, 1);
   test_pointwise(s);
   test_bias_fold(s);
+  test_gelu_bf16_input(s);
   test_rope(s);
   test_attention(s, LOWP_FP32);
   test_attention(s, LOWP_BF16);
