@@ -42,6 +42,7 @@
 
 #include <stdint.h>
 
+#include "lowp/cuda_quant.h"
 #include "lowp/recipe.h"
 #include "lowp/status.h"
 #include "train/recipe_exec.h"
@@ -230,13 +231,22 @@ float *lowpi_gpu_linears_delayed_amax(lowpi_gpu_linears *g, size_t i);
 int lowpi_gpu_linears_weight_bf16(const lowpi_gpu_linears *g, int lin);
 
 /* ZeRO-3's fp8 weight gathering: 1 if linear lin's fprop and dgrad weight operands are the same
- * per-tensor current-scaled fp8 quantization (RNE, fp32 scale, no Hadamard or clipping mask) and
- * both GEMMs run natively in fp8 for N rows of a (OC, C) weight (M, N, K multiples of 16): then
- * codes quantized piece by piece with the amax of the whole weight (lowpi_cuda_quantize_ex with
- * amax known, configuration *cfg) are those a single GPU makes, and the dgrad's are their byte
- * transpose. *cfg (may be NULL): the fprop's quantization of W. */
+ * per-tensor fp8 quantization with one scale (RNE, fp32 scale, no Hadamard or clipping mask):
+ * current scaling on both, or delayed scaling with the dgrad sharing the fprop's state
+ * (fp8-delayed), and both GEMMs run natively in fp8 for N rows of a (OC, C) weight (M, N, K
+ * multiples of 16). Then codes quantized piece by piece with the whole weight's scale
+ * (configuration *cfg) are those a single GPU makes, and the dgrad's are their byte transpose.
+ * Current scaling: each piece with the amax of the whole weight (lowpi_cuda_quantize_ex with
+ * amax known). Delayed scaling: each piece with the state's scale, known before the step
+ * (lowpi_gpu_linears_weight_delayed; the same on every rank, whose amax histories are
+ * all-reduced), recording its amax into the state: the all-reduce (max) of the histories at
+ * the step's end makes that the whole weight's amax, as the single GPU records it. *cfg (may be
+ * NULL): the fprop's quantization of W. */
 int lowpi_gpu_linears_weight_fp8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC,
                                  lowp_qconfig *cfg);
+/* The delayed-scaling state of linear lin's weight (fprop.w's, shared by dgrad.w), or NULL
+ * where it has none: the lowp_cuda_qtensor.delayed of a delayed-scaled piece of the weight. */
+lowp_cuda_delayed *lowpi_gpu_linears_weight_delayed(lowpi_gpu_linears *g, int lin);
 /* This step's W of linear lin (lowpi_gpu_linears_weight_fp8 said 1) is given as fp8 codes
  * (OC, C) row-major and its decode scale (device float): the fprop and dgrad called with this
  * weight pointer take them (the dgrad their byte transpose) and do not read the fp32 values
