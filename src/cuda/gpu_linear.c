@@ -847,11 +847,11 @@ static int takes_bf16(const op_state *o, gemm_run run, const uint16_t *codes) {
  * ZeRO-3's fp8 weights. Where the fprop's and the dgrad's W are the same per-tensor current
  * scaling (format, fp32 scale, RNE; no Hadamard, no clipping mask), both quantize W with the one
  * scale derived from amax(W), element by element (delayed scaling with a shared state likewise,
- * with the state's scale; the amax records are the gatherer's: dist_zero.h): the dgrad's codes (C, OC) are the byte
- * transpose of the fprop's (OC, C) (what quantize_transposed writes), and codes made piece by
- * piece with the whole tensor's amax (lowpi_cuda_quantize_ex, amax known) are the whole
- * tensor's. So ZeRO-3 gathers the codes instead of the fp32 weight (cuda/dist_zero.h), and the
- * GEMMs take them as they are: the same operands bit for bit, a quarter of the bytes. */
+ * with the state's scale; the amax records are the gatherer's: dist_zero.h): the dgrad's codes (C,
+ * OC) are the byte transpose of the fprop's (OC, C) (what quantize_transposed writes), and codes
+ * made piece by piece with the whole tensor's amax (lowpi_cuda_quantize_ex, amax known) are the
+ * whole tensor's. So ZeRO-3 gathers the codes instead of the fp32 weight (cuda/dist_zero.h), and
+ * the GEMMs take them as they are: the same operands bit for bit, a quarter of the bytes. */
 
 int lowpi_gpu_linears_weight_fp8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC,
                                  lowp_qconfig *cfg) {
@@ -859,9 +859,10 @@ int lowpi_gpu_linears_weight_fp8(const lowpi_gpu_linears *g, int lin, int N, int
     return 0;
   const lin_state *ls = &g->lin[lin];
   const op_state *f = &ls->op[LOWP_OP_FPROP_W], *d = &ls->op[LOWP_OP_DGRAD_W];
-  if (!same_tensor_scale(f, d) || !is_native_fp8(f) || !is_native_fp8(d) || f->spec.clip_mask_ste || d->spec.clip_mask_ste ||
-      f->cfg.format != d->cfg.format || f->cfg.scale_format != d->cfg.scale_format ||
-      f->cfg.round != LOWP_ROUND_RNE || d->cfg.round != LOWP_ROUND_RNE)
+  if (!same_tensor_scale(f, d) || !is_native_fp8(f) || !is_native_fp8(d) || f->spec.clip_mask_ste ||
+      d->spec.clip_mask_ste || f->cfg.format != d->cfg.format ||
+      f->cfg.scale_format != d->cfg.scale_format || f->cfg.round != LOWP_ROUND_RNE ||
+      d->cfg.round != LOWP_ROUND_RNE)
     return 0;
   if (run_of(g, &ls->op[LOWP_OP_FPROP_X], f, N, OC, C) != RUN_FP8 ||
       run_of(g, &ls->op[LOWP_OP_DGRAD_DY], d, N, C, OC) != RUN_FP8)
@@ -954,15 +955,17 @@ static lowp_status w16_fill(lowpi_gpu_linears *g, lin_state *ls, const float *we
  * "wgrad.x = fprop.x"): the scale is fixed within the step, so the wgrad would quantize with the
  * fprop's scale, and the amax it would record is the one the fprop recorded (an evaluation's
  * forward records into that one history as on the CPU). Not with a state of its own (the
- * scales part after an evaluation), nor for stochastic rounding (each slot draws its own stream) or block scales (blocks run along the reduction
- * dimension: along C for the fprop, along N for the wgrad). */
+ * scales part after an evaluation), nor for stochastic rounding (each slot draws its own stream) or
+ * block scales (blocks run along the reduction dimension: along C for the fprop, along N for the
+ * wgrad). */
 static int x8_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
   const op_state *f = &ls->op[LOWP_OP_FPROP_X], *w = &ls->op[LOWP_OP_WGRAD_X];
   if (g->plain & LOWPI_GPU_PLAIN_X8)
     return 0;
   for (int i = 0; i < 2; i++) {
     const op_state *o = i ? w : f;
-    if (!is_native_fp8(o) || o->cfg.round != LOWP_ROUND_RNE || o->spec.hadamard || o->spec.clip_mask_ste)
+    if (!is_native_fp8(o) || o->cfg.round != LOWP_ROUND_RNE || o->spec.hadamard ||
+        o->spec.clip_mask_ste)
       return 0;
   }
   return same_tensor_scale(f, w) && f->cfg.format == w->cfg.format &&

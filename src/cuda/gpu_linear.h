@@ -30,13 +30,15 @@
  *
  * The backward quantizes dY once where the wgrad's quantization would give the same values as
  * the dgrad's (RNE element casts such as the LM head's bf16, per-tensor current scaling with
- * RNE): see reuse_dy in gpu_linear.c. Per-tensor current scaling reads X and W once less in
+ * RNE, delayed scaling whose wgrad.dy shares dgrad.dy's state: fp8-delayed): see reuse_dy in
+ * gpu_linear.c. Per-tensor current scaling reads X and W once less in
  * the backward (their amax comes from the forward: shared_amax), and per-tensor scaling
  * quantizes the backward's transposed operands straight from X and W, with no fp32 transpose
- * (quantize_transposed). Per-tensor current scaling keeps the fprop's fp8 codes of X for the
- * wgrad, which takes their byte transpose (1 byte per value kept instead of the fp32 X: see
- * lowpi_gpu_linear_keeps_x8). The fp8 GEMMs' bias, which cuBLASLt cannot add to their fp32
- * output, goes into the caller's next kernel (lowpi_gpu_linear_forward_fold). */
+ * (quantize_transposed). Per-tensor current scaling (and delayed scaling whose wgrad.x shares
+ * fprop.x's state: fp8-delayed) keeps the fprop's fp8 codes of X for the wgrad, which takes their
+ * byte transpose (1 byte per value kept instead of the fp32 X: see lowpi_gpu_linear_keeps_x8). The
+ * fp8 GEMMs' bias, which cuBLASLt cannot add to their fp32 output, goes into the caller's next
+ * kernel (lowpi_gpu_linear_forward_fold). */
 #ifndef LOWPI_GPU_LINEAR_H
 #define LOWPI_GPU_LINEAR_H
 
@@ -90,7 +92,8 @@ int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
 
 /* Whether linear lin, for a batch of N rows, keeps its fprop's fp8 codes of X (1 byte per
  * value, in a buffer of its own) and makes its wgrad's X operand from them: both quantizations
- * of X per-tensor current scaling with the same fp8 format, RNE, no Hadamard, both GEMMs native
+ * of X with one per-tensor scale (current scaling, or delayed scaling with wgrad.x sharing
+ * fprop.x's state) and the same fp8 format, RNE, no Hadamard, both GEMMs native
  * fp8 (gpu_linear.c, "X's fp8 codes kept for the backward"). Then its backward may be given
  * no X (inp.f32 and inp.bf16 NULL) after a forward of the same step: the caller need not keep
  * X past the fprop. (The same bits as quantizing X again.) */

@@ -243,7 +243,8 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
      * fprop X codes for its wgrad (gpt2: all the shapes are multiples of 16) */
     printf("  %s %s: X fp8 codes reused %llu\n", arch ? "llama" : "gpt2", recipe_name,
            cn.x_fp8_reused);
-    const int x8_recipe = !strcmp(recipe_name, "fp8-current") || !strcmp(recipe_name, "fp8-delayed");
+    const int x8_recipe =
+        !strcmp(recipe_name, "fp8-current") || !strcmp(recipe_name, "fp8-delayed");
     if (arch == LOWP_ARCH_GPT2 && x8_recipe)
       GC_CHECK(cn.x_fp8_reused == 2ull * 4 * (unsigned)cfg.n_layer,
                "gpt2 %s: %llu wgrads took X's kept fp8 codes (want %llu)", recipe_name,
@@ -399,12 +400,12 @@ static void test_linear_bf16(const char *recipe_name, int lin) {
 
 /* One linear of fp8-current or fp8-delayed (lin of a 1-block model; the latter's wgrad.x shares
  * fprop.x's delayed state) that keeps its fprop's fp8 codes of X: after a warm-up step (so that
- * a delayed scale is not 1), run on the same X (N, C), W (OC, C), bias and dY (N, OC) the plain way (LOWPI_GPU_PLAIN_X8: X
- * given in fp32 to the backward, quantized again by the wgrad) and as the model runs it (the
- * backward given no X, the forward's X buffer overwritten with NaN in between: the wgrad must
- * take the kept codes). Every output must have the same bits. Also: no X and no codes is an
- * error, and the shapes and recipes that do not keep the codes say so (fp8-delayed with a
- * state of its own for wgrad.x does not). The delayed states see the same amaxes both ways
+ * a delayed scale is not 1), run on the same X (N, C), W (OC, C), bias and dY (N, OC) the plain way
+ * (LOWPI_GPU_PLAIN_X8: X given in fp32 to the backward, quantized again by the wgrad) and as the
+ * model runs it (the backward given no X, the forward's X buffer overwritten with NaN in between:
+ * the wgrad must take the kept codes). Every output must have the same bits. Also: no X and no
+ * codes is an error, and the shapes and recipes that do not keep the codes say so (fp8-delayed with
+ * a state of its own for wgrad.x does not). The delayed states see the same amaxes both ways
  * (idempotent records) and update only after the second. */
 static void test_linear_x8(const char *recipe_name) {
   const int N = 80, C = 48, OC = 96, lin = 0;
@@ -426,8 +427,7 @@ static void test_linear_x8(const char *recipe_name) {
                !lowpi_gpu_linear_keeps_x8(gd, lin, N, C, OC),
            "keeps_x8: %s (%d, want 1), N %d (%d, want 0), the bf16 head (%d), "
            "fp8-delayed with a wgrad.x state of its own (%d, want 0)",
-           recipe_name,
-           lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC), N - 1,
+           recipe_name, lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC), N - 1,
            lowpi_gpu_linear_keeps_x8(g, lin, N - 1, C, OC),
            lowpi_gpu_linear_keeps_x8(g, 4, N, C, OC), lowpi_gpu_linear_keeps_x8(gd, lin, N, C, OC));
   lowpi_gpu_linears_free(gd);
@@ -479,8 +479,8 @@ static void test_linear_x8(const char *recipe_name) {
   const size_t off[] = {0, ny, ny + nx, ny + nx + nw, nout};
   same_linear_outputs(recipe_name, lin, "X's fp8 codes kept", got, off);
   GC_CHECK(c1.x_fp8_reused == c0.x_fp8_reused && c2.x_fp8_reused == c1.x_fp8_reused + 1,
-           "%s linear %d: X codes taken %llu times plain (want 0), %llu kept (want 1)",
-           recipe_name, lin, c1.x_fp8_reused - c0.x_fp8_reused, c2.x_fp8_reused - c1.x_fp8_reused);
+           "%s linear %d: X codes taken %llu times plain (want 0), %llu kept (want 1)", recipe_name,
+           lin, c1.x_fp8_reused - c0.x_fp8_reused, c2.x_fp8_reused - c1.x_fp8_reused);
   /* after end_step the codes are spent: a backward without X must fail, not read them */
   GC_CHECK(lowpi_gpu_linear_backward(g, lin, d_out[0] + ny, d_out[0] + ny + nx, NULL,
                                      lowpi_act_f32(dy), (lowpi_gpu_act){NULL, NULL, NULL}, w, N, C,
@@ -512,8 +512,8 @@ static void close_to_cpu(const char *what, int step, const float *got, const flo
     if (!(fabs((double)got[i] - want[i]) <= 1e-4 * top) && bad++ < 5)
       fprintf(stderr, "  fp8-delayed step %d %s[%zu]: gpu %.9g, cpu %.9g\n", step, what, i,
               (double)got[i], (double)want[i]);
-  GC_CHECK(bad == 0 && top > 0, "fp8-delayed step %d: %s differs from the CPU in %ld values",
-           step, what, bad);
+  GC_CHECK(bad == 0 && top > 0, "fp8-delayed step %d: %s differs from the CPU in %ld values", step,
+           what, bad);
 }
 
 /* fp8-delayed's three shared states per linear on the GPU against the CPU executor, step by
@@ -536,7 +536,8 @@ static void test_linear_delayed_vs_cpu(void) {
   cfg.vocab = 64;
   lowpi_recipe_exec *ex = NULL, *ex_dl = NULL;
   lowpi_gpu_linears *g = NULL;
-  if (!GC_OK(lowp_model_create(&m, &cfg, 5)) || !GC_OK(lowpi_recipe_exec_create(&ex, &recipe, m, 7)) ||
+  if (!GC_OK(lowp_model_create(&m, &cfg, 5)) ||
+      !GC_OK(lowpi_recipe_exec_create(&ex, &recipe, m, 7)) ||
       !GC_OK(lowpi_gpu_linears_create(&g, &recipe, 1, 7)))
     return;
   const lowpi_linear_ctx *ctx = lowpi_recipe_exec_ctx(ex, lin);
@@ -557,8 +558,7 @@ static void test_linear_delayed_vs_cpu(void) {
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_in, nh * sizeof(float)));
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_out, (ny + nx + nw) * sizeof(float)));
   float *x = h, *w = x + nx, *xe = w + nw, *we = xe + nx, *dy = we + nw;
-  const float *d_x = d_in, *d_w = d_x + nx, *d_xe = d_w + nw, *d_we = d_xe + nx,
-              *d_dy = d_we + nw;
+  const float *d_x = d_in, *d_w = d_x + nx, *d_xe = d_w + nw, *d_we = d_xe + nx, *d_dy = d_we + nw;
   float *d_y = d_out, *d_dx = d_y + ny, *d_dw = d_dx + nx;
   for (int s = 0; s < steps; s++) {
     const float xm = 1.5f + 0.25f * (float)s, dym = s == 3 ? 0.5f : 0.01f * (float)(s + 1);

@@ -599,8 +599,8 @@ static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
   {
     lowpi_gpu_linears *l0 = lowpi_gpu_model_linears(g0), *ls = lowpi_gpu_model_linears(gs);
     const size_t nd = lowpi_gpu_linears_num_delayed(l0);
-    GC_CHECK(nd == lowpi_gpu_linears_num_delayed(ls), "%s %s: %zu delayed states, sharded %zu",
-             an, recipe_name, nd, lowpi_gpu_linears_num_delayed(ls));
+    GC_CHECK(nd == lowpi_gpu_linears_num_delayed(ls), "%s %s: %zu delayed states, sharded %zu", an,
+             recipe_name, nd, lowpi_gpu_linears_num_delayed(ls));
     for (size_t i = 0; i < nd && i < lowpi_gpu_linears_num_delayed(ls); i++) {
       float a0 = NAN, as = NAN;
       GC_REQUIRE(lowp_cuda_memcpy(&a0, lowpi_gpu_linears_delayed_amax(l0, i), 4, LOWP_CUDA_D2H));

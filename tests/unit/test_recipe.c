@@ -213,10 +213,8 @@ static void test_loss_scaler(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_presets),
-      cmocka_unit_test(test_round_trip),
-      cmocka_unit_test(test_custom_and_errors),
-      cmocka_unit_test(test_shared_states),
+      cmocka_unit_test(test_presets),           cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_custom_and_errors), cmocka_unit_test(test_shared_states),
       cmocka_unit_test(test_loss_scaler),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

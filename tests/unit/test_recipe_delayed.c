@@ -89,7 +89,8 @@ static void run_exec(const char *recipe_text, step_out *out, size_t *ndelayed) {
     step_out *o = &out[s];
     memset(o, 0, sizeof *o);
     TU_ASSERT_OK(lowpi_linear_forward(o->y, x, w, NULL, N, C, OC, ctx));
-    TU_ASSERT_OK(lowpi_linear_backward(s == 3 ? NULL : o->dx, o->dw, NULL, dy, x, w, N, C, OC, ctx));
+    TU_ASSERT_OK(
+        lowpi_linear_backward(s == 3 ? NULL : o->dx, o->dw, NULL, dy, x, w, N, C, OC, ctx));
     lowpi_recipe_exec_end_step(ex);
   }
   lowpi_recipe_exec_free(ex);
