@@ -422,6 +422,7 @@ int lowp_recipe_is_fp32(const lowp_recipe *r) {
 
 lowp_status lowp_recipe_format(const lowp_recipe *r, char *buf, size_t len) {
   static const char *const optim[] = {"fp32", "bf16", "8bit"};
+  LOWPI_TRY(lowp_recipe_check(r)); /* a shared slot names a valid owner */
   size_t used = 0;
   int n = snprintf(buf, len, "name = %s\n", r->name);
   for (int i = 0; i < LOWP_OP_COUNT && n >= 0 && (size_t)n < len - used; i++) {
@@ -429,7 +430,7 @@ lowp_status lowp_recipe_format(const lowp_recipe *r, char *buf, size_t len) {
     const lowp_operand_spec *s = &r->op[i];
     if (s->shares) { /* its owner's line came first: slot order */
       n = snprintf(buf + used, len - used, "%s = %s\n", operand_names[i],
-                   operand_names[(s->shares - 1) % LOWP_OP_COUNT]);
+                   operand_names[s->shares - 1]);
       continue;
     }
     char had[24] = "";

@@ -144,19 +144,19 @@ static void test_resume_old_delayed(void **state) {
   tu_write_file(old, r, strlen(r));
   snprintf(ckpt, sizeof ckpt, "%s/old-delayed-ckpt", dir);
   snprintf(log, sizeof log, "%s/old-delayed.jsonl", dir);
-  snprintf(args, sizeof args, "--steps 4 --recipe %s --out %s --stop-after 2 --log %s", old, ckpt,
+  snprintf(args, sizeof args, "--steps 2 --recipe %s --out %s --stop-after 1 --log %s", old, ckpt,
            log);
   if (run(args, out, sizeof out) != 0)
     fail_msg("old fp8-delayed: %s", out);
   char cmd[4096];
   snprintf(cmd, sizeof cmd,
-           "OMP_NUM_THREADS=1 %s train --data %s --eval-every 0 --steps 4 --recipe fp8-delayed "
+           "OMP_NUM_THREADS=1 %s train --data %s --eval-every 0 --steps 2 --recipe fp8-delayed "
            "--resume %s --log %s",
            LOWP_CLI, text, ckpt, log);
   if (tu_run(cmd, out, sizeof out) == 0 || !strstr(out, "older definition of recipe 'fp8-delayed'"))
     fail_msg("resuming an old fp8-delayed checkpoint with today's preset: %s", out);
   snprintf(cmd, sizeof cmd,
-           "OMP_NUM_THREADS=1 %s train --data %s --eval-every 0 --steps 4 --resume %s --log %s",
+           "OMP_NUM_THREADS=1 %s train --data %s --eval-every 0 --steps 2 --resume %s --log %s",
            LOWP_CLI, text, ckpt, log);
   if (tu_run(cmd, out, sizeof out) != 0)
     fail_msg("resuming an old fp8-delayed checkpoint with its own recipe: %s", out);

@@ -173,6 +173,7 @@ static void test_shared_states(void **state) {
   r.op[LOWP_OP_DGRAD_W].round = LOWP_ROUND_RNE;
   r.op[LOWP_OP_WGRAD_X].shares = 99;
   assert_int_equal(lowp_recipe_check(&r), LOWP_ERR_INVALID_ARG);
+  assert_int_equal(lowp_recipe_format(&r, text, sizeof text), LOWP_ERR_INVALID_ARG);
 }
 
 static void test_loss_scaler(void **state) {

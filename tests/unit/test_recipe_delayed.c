@@ -184,7 +184,26 @@ static void test_three_states_match_reference(void **state) {
   lowp_delayed_free(&hdy);
 }
 
+/* A recipe built in code with illegal sharing: the executor refuses it with the check's message
+ * (dgrad.w sharing fprop.w, which has a state of its own but another format). */
+static void test_exec_rejects_bad_sharing(void **state) {
+  (void)state;
+  lowp_model_config cfg;
+  TU_ASSERT_OK(lowp_model_preset(&cfg, "tiny"));
+  lowp_model *m;
+  TU_ASSERT_OK(lowp_model_create(&m, &cfg, 5));
+  lowp_recipe r;
+  TU_ASSERT_OK(lowp_recipe_preset("fp8-delayed", &r));
+  strcpy(r.op[LOWP_OP_FPROP_W].scheme, "e5m2-delayed");
+  lowpi_recipe_exec *ex = NULL;
+  assert_int_equal(lowpi_recipe_exec_create(&ex, &r, m, 1), LOWP_ERR_INVALID_ARG);
+  assert_null(ex);
+  assert_non_null(strstr(lowp_last_error(), "dgrad.w shares fprop.w"));
+  lowp_model_free(m);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_three_states_match_reference)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_three_states_match_reference),
+                                     cmocka_unit_test(test_exec_rejects_bad_sharing)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
