@@ -457,28 +457,46 @@ static lowp_status gather_block(lowpi_zero *z, int l, float *dst, unsigned char 
  * all-reduce (max, as uint32 bits: see dist/amax_sync.h) gives every rank each whole weight's
  * amax, and each slice is quantized with it (lowpi_cuda_quantize_ex, amax known): the scale
  * and codes the single-GPU quantizer makes of the whole weight. A rank without a slice of a
- * weight quantizes one zero for the scale alone. */
+ * weight quantizes one zero for the scale alone.
+ * A delayed-scaled weight (fp8-delayed: lowpi_gpu_linears_weight_delayed) needs no amax first:
+ * each slice is quantized with the state's scale, the same on every rank (the histories are
+ * all-reduced at every step's end) and the one the single GPU's fprop uses in the step that
+ * follows (the codes are made at the first gather after the update, after end_step), and
+ * records its amax into the state's history[0]: the all-reduce (max) at this step's end makes
+ * it the whole weight's amax, as the single GPU's fprop records it (and its dgrad, the same
+ * amax again). A zero quantized for the scale alone records 0, which changes no history. */
 static lowp_status encode_fp8(lowpi_zero *z) {
   LOWPI_CUDA_TRY(cudaMemsetAsync(z->amax8, 0, z->nfp8 * sizeof(float), cudaStreamLegacy));
+  int current = 0; /* weights with current scaling: they need the all-reduce of the amaxes */
   for (size_t w = 0; w < z->nfp8; w++) {
-    const fp8_weight *f = &z->fp8[w];
+    fp8_weight *f = &z->fp8[w];
     const size_t s = (size_t)f->block + 1;
     const lowpi_shard_piece *p = piece(z, s, z->rank);
-    if (f->hi > f->lo)
+    f->q.delayed = lowpi_gpu_linears_weight_delayed(z->lin, f->lin);
+    if (f->q.cfg.mode == LOWP_SCALING_DELAYED && !f->q.delayed)
+      return lowpi_fail(LOWP_ERR_INTERNAL, "ZeRO-3: fp8 weight %zu has no delayed-scaling state",
+                        w);
+    current += !f->q.delayed;
+    if (f->hi > f->lo && !f->q.delayed)
       LOWPI_TRY(lowp_cuda_amax(z->master + p->local + (f->lo - (p->elem_lo - z->bounds[s])),
                                f->hi - f->lo, z->amax8 + w));
   }
-  LOWPI_TRY(lowpi_dist_comm_after_compute(z->d));
-  LOWPI_TRY(
-      lowpi_dist_all_reduce(z->d, z->amax8, z->amax8, z->nfp8, LOWPI_NCCL_UINT32, LOWPI_NCCL_MAX));
-  LOWPI_TRY(lowpi_dist_compute_after_comm(z->d));
+  if (current) { /* every rank has the same weights: all call the collective, or none */
+    LOWPI_TRY(lowpi_dist_comm_after_compute(z->d));
+    LOWPI_TRY(lowpi_dist_all_reduce(z->d, z->amax8, z->amax8, z->nfp8, LOWPI_NCCL_UINT32,
+                                    LOWPI_NCCL_MAX));
+    LOWPI_TRY(lowpi_dist_compute_after_comm(z->d));
+  }
   for (size_t w = 0; w < z->nfp8; w++) {
     fp8_weight *f = &z->fp8[w];
     const size_t s = (size_t)f->block + 1;
     const lowpi_shard_piece *p = piece(z, s, z->rank);
     const float *x =
         f->hi > f->lo ? z->master + p->local + (f->lo - (p->elem_lo - z->bounds[s])) : z->zero1;
-    LOWPI_TRY(lowpi_cuda_quantize_ex(x, &f->q, 0, z->amax8 + w, 1));
+    if (f->q.delayed) /* the state's scale; records this slice's amax */
+      LOWPI_TRY(lowp_cuda_quantize(x, &f->q, 0));
+    else
+      LOWPI_TRY(lowpi_cuda_quantize_ex(x, &f->q, 0, z->amax8 + w, 1));
   }
   z->fp8_stale = 0;
   return LOWP_OK;

@@ -40,6 +40,11 @@
  * broadcasts the codes into a byte staging buffer beside pstage, and the block's linears are
  * given them (lowpi_gpu_linears_give_weight_fp8): the fprop takes them as its W operand, the
  * dgrad their byte transpose; the fp32 staging values of those weights are not written.
+ * fp8-delayed's weights (dgrad.w shares fprop.w's delayed state) likewise, without the amax
+ * all-reduce: each rank quantizes its slices with the state's scale, known before the step and
+ * the same on every rank (the histories are all-reduced at every step's end), and each slice's
+ * quantization records its amax into the state's history[0]; the step's all-reduce (max) of the
+ * histories makes that the whole weight's amax, which is what the single GPU's fprop records.
  *
  * Everything else (norms, biases, other recipes' weights) is gathered in fp32.
  *

@@ -21,8 +21,9 @@ typedef struct {
   lowp_operand_spec spec;
   lowp_format cast_format; /* LOWPI_OPERAND_CAST */
   lowp_qconfig cfg;        /* LOWPI_OPERAND_QUANT (cfg.delayed unused: the device state is below) */
-  int delayed;             /* LOWPI_OPERAND_QUANT with delayed scaling: dstate is live */
-  lowp_cuda_delayed dstate;
+  int delayed;             /* LOWPI_OPERAND_QUANT with delayed scaling: ds is live */
+  lowp_cuda_delayed dstate; /* the slot's own state (not when spec.shares) */
+  lowp_cuda_delayed *ds;    /* the state it uses: dstate, or its owner's (spec.shares) */
 } op_state;
 
 /* Quantized-tensor buffers, shared by every linear layer: a GEMM consumes its operands before
@@ -187,8 +188,11 @@ static gemm_run run_of(const lowpi_gpu_linears *g, const op_state *a, const op_s
 /* ------------------------------------------------------------------------------------------
  * Setup: the recipe's operands (lowpi_operand_plan_of, shared with the CPU executor). */
 
-static lowp_status op_init(lowpi_gpu_linears *g, const lowp_recipe *r, lowp_operand slot,
-                           op_state *o) {
+/* A shared delayed-scaling state (spec.shares) is the owner's, an earlier slot of the linear:
+ * the GPU's states are the CPU executor's, in its order (download_delayed / upload_delayed). */
+static lowp_status op_init(lowpi_gpu_linears *g, const lowp_recipe *r, op_state *ops,
+                           lowp_operand slot) {
+  op_state *o = &ops[slot];
   memset(o, 0, sizeof *o);
   lowpi_operand_plan p;
   LOWPI_TRY(lowpi_operand_plan_of(r, slot, g->seed, &p));
@@ -198,10 +202,18 @@ static lowp_status op_init(lowpi_gpu_linears *g, const lowp_recipe *r, lowp_oper
   o->cfg = p.cfg;
   if (!p.delayed)
     return LOWP_OK;
+  if (o->spec.shares) {
+    o->ds = ops[o->spec.shares - 1].ds;
+    o->delayed = o->ds != NULL;
+    return o->ds ? LOWP_OK
+                 : lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: %s's shared state is missing",
+                              lowp_operand_name(slot));
+  }
   LOWPI_TRY(lowp_cuda_delayed_init(&o->dstate, o->cfg.format, (size_t)r->amax_history_len,
                                    r->amax_algo_most_recent ? LOWP_AMAX_MOST_RECENT : LOWP_AMAX_MAX,
                                    r->margin));
   o->delayed = 1;
+  o->ds = &o->dstate;
   lowp_cuda_delayed **grown = realloc(g->delayed, (g->ndelayed + 1) * sizeof(lowp_cuda_delayed *));
   if (!grown)
     return lowpi_fail(LOWP_ERR_NOMEM, "gpu recipe: out of memory");
@@ -270,7 +282,7 @@ lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe 
       if (high_precision)
         op_high_precision(&ls->op[op], g->compute);
       else
-        st = op_init(g, r, (lowp_operand)op, &ls->op[op]);
+        st = op_init(g, r, ls->op, (lowp_operand)op);
     }
   }
   if (st != LOWP_OK) {
@@ -286,7 +298,7 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
     return;
   for (int i = 0; i < g->nlin; i++)
     for (int op = 0; op < LOWP_OP_COUNT; op++)
-      if (g->lin[i].op[op].delayed)
+      if (g->lin[i].op[op].delayed && !g->lin[i].op[op].spec.shares)
         lowp_cuda_delayed_free(&g->lin[i].op[op].dstate);
   for (int i = 0; i < g->nqbufs; i++)
     lowp_cuda_qtensor_free(&g->qbufs[i].q);
@@ -480,6 +492,18 @@ static lowp_status mask_gradient(lowpi_gpu_linears *g, lin_state *ls, int which,
   return LOWP_OK;
 }
 
+/* Whether a and b, two quantizations of one tensor (b the later slot), use one and the same
+ * per-tensor scale in a step: both per-tensor current scaling (the scale is a function of the
+ * tensor's values, whatever its layout), or b sharing a's delayed-scaling state (fixed within
+ * the step; the amax either records is the tensor's, so one record serves both). */
+static int same_tensor_scale(const op_state *a, const op_state *b) {
+  if (a->kind != LOWPI_OPERAND_QUANT || b->kind != LOWPI_OPERAND_QUANT)
+    return 0;
+  if (a->delayed || b->delayed)
+    return a->delayed && b->delayed && a->ds == b->ds;
+  return a->cfg.mode == LOWP_SCALING_TENSOR && b->cfg.mode == LOWP_SCALING_TENSOR;
+}
+
 /* Per-tensor current scaling, as the GPU quantizer runs it (no Hadamard rotation first). */
 static int current_scaling(const op_state *o) {
   return o->kind == LOWPI_OPERAND_QUANT && o->cfg.mode == LOWP_SCALING_TENSOR && !o->spec.hadamard;
@@ -659,7 +683,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   else
     LOWPI_TRY(qbuf_get(g, slot, &o->cfg, R, K, &q));
   q->cfg.offset = offset;
-  q->delayed = o->delayed ? &o->dstate : NULL;
+  q->delayed = o->delayed ? o->ds : NULL;
   if (run == RUN_FP8 || run == RUN_FP8_BLOCK) { /* codes and decode scales to the tensor cores */
     LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct, x_amax));
     if (keep) {
@@ -832,11 +856,12 @@ static int takes_bf16(const op_state *o, gemm_run run, const uint16_t *codes) {
 /* ------------------------------------------------------------------------------------------
  * ZeRO-3's fp8 weights. Where the fprop's and the dgrad's W are the same per-tensor current
  * scaling (format, fp32 scale, RNE; no Hadamard, no clipping mask), both quantize W with the one
- * scale derived from amax(W), element by element: the dgrad's codes (C, OC) are the byte
- * transpose of the fprop's (OC, C) (what quantize_transposed writes), and codes made piece by
- * piece with the whole tensor's amax (lowpi_cuda_quantize_ex, amax known) are the whole
- * tensor's. So ZeRO-3 gathers the codes instead of the fp32 weight (cuda/dist_zero.h), and the
- * GEMMs take them as they are: the same operands bit for bit, a quarter of the bytes. */
+ * scale derived from amax(W), element by element (delayed scaling with a shared state likewise,
+ * with the state's scale; the amax records are the gatherer's: dist_zero.h): the dgrad's codes (C,
+ * OC) are the byte transpose of the fprop's (OC, C) (what quantize_transposed writes), and codes
+ * made piece by piece with the whole tensor's amax (lowpi_cuda_quantize_ex, amax known) are the
+ * whole tensor's. So ZeRO-3 gathers the codes instead of the fp32 weight (cuda/dist_zero.h), and
+ * the GEMMs take them as they are: the same operands bit for bit, a quarter of the bytes. */
 
 int lowpi_gpu_linears_weight_fp8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC,
                                  lowp_qconfig *cfg) {
@@ -844,10 +869,10 @@ int lowpi_gpu_linears_weight_fp8(const lowpi_gpu_linears *g, int lin, int N, int
     return 0;
   const lin_state *ls = &g->lin[lin];
   const op_state *f = &ls->op[LOWP_OP_FPROP_W], *d = &ls->op[LOWP_OP_DGRAD_W];
-  if (!current_scaling(f) || !current_scaling(d) || !is_native_fp8(f) || !is_native_fp8(d) ||
-      f->delayed || d->delayed || f->spec.clip_mask_ste || d->spec.clip_mask_ste ||
-      f->cfg.format != d->cfg.format || f->cfg.scale_format != d->cfg.scale_format ||
-      f->cfg.round != LOWP_ROUND_RNE || d->cfg.round != LOWP_ROUND_RNE)
+  if (!same_tensor_scale(f, d) || !is_native_fp8(f) || !is_native_fp8(d) || f->spec.clip_mask_ste ||
+      d->spec.clip_mask_ste || f->cfg.format != d->cfg.format ||
+      f->cfg.scale_format != d->cfg.scale_format || f->cfg.round != LOWP_ROUND_RNE ||
+      d->cfg.round != LOWP_ROUND_RNE)
     return 0;
   if (run_of(g, &ls->op[LOWP_OP_FPROP_X], f, N, OC, C) != RUN_FP8 ||
       run_of(g, &ls->op[LOWP_OP_DGRAD_DY], d, N, C, OC) != RUN_FP8)
@@ -855,6 +880,11 @@ int lowpi_gpu_linears_weight_fp8(const lowpi_gpu_linears *g, int lin, int N, int
   if (cfg)
     *cfg = f->cfg;
   return 1;
+}
+
+lowp_cuda_delayed *lowpi_gpu_linears_weight_delayed(lowpi_gpu_linears *g, int lin) {
+  const op_state *f = lin >= 0 && lin < g->nlin ? &g->lin[lin].op[LOWP_OP_FPROP_W] : NULL;
+  return f && f->delayed ? f->ds : NULL;
 }
 
 void lowpi_gpu_linears_give_weight_fp8(lowpi_gpu_linears *g, int lin, const float *weight,
@@ -931,22 +961,25 @@ static lowp_status w16_fill(lowpi_gpu_linears *g, lin_state *ls, const float *we
  * makes its operand by a byte transpose of those codes, with their scale: no amax, no encode
  * from fp32 (nor the fp32 read) in the backward. Then the model need not keep X in fp32 for
  * the backward at all (gpu_model.c, act_store: the fp32 X is a scratch of the forward).
- * Not for delayed scaling: the fprop's and the wgrad's X each have their own amax history;
- * they agree while every forward is followed by its backward, but a forward without one (an
- * evaluation) records into the fprop's alone, and the scales part. Nor for stochastic
- * rounding (each slot draws its own stream) or block scales (blocks run along the reduction
- * dimension: along C for the fprop, along N for the wgrad). */
+ * Delayed scaling likewise where the wgrad's X shares the fprop's state (fp8-delayed's
+ * "wgrad.x = fprop.x"): the scale is fixed within the step, so the wgrad would quantize with the
+ * fprop's scale, and the amax it would record is the one the fprop recorded (an evaluation's
+ * forward records into that one history as on the CPU). Not with a state of its own (the
+ * scales part after an evaluation), nor for stochastic rounding (each slot draws its own stream) or
+ * block scales (blocks run along the reduction dimension: along C for the fprop, along N for the
+ * wgrad). */
 static int x8_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
   const op_state *f = &ls->op[LOWP_OP_FPROP_X], *w = &ls->op[LOWP_OP_WGRAD_X];
   if (g->plain & LOWPI_GPU_PLAIN_X8)
     return 0;
   for (int i = 0; i < 2; i++) {
     const op_state *o = i ? w : f;
-    if (!is_native_fp8(o) || o->delayed || o->cfg.mode != LOWP_SCALING_TENSOR ||
-        o->cfg.round != LOWP_ROUND_RNE || o->spec.hadamard || o->spec.clip_mask_ste)
+    if (!is_native_fp8(o) || o->cfg.round != LOWP_ROUND_RNE || o->spec.hadamard ||
+        o->spec.clip_mask_ste)
       return 0;
   }
-  return f->cfg.format == w->cfg.format && f->cfg.scale_format == w->cfg.scale_format &&
+  return same_tensor_scale(f, w) && f->cfg.format == w->cfg.format &&
+         f->cfg.scale_format == w->cfg.scale_format &&
          run_of(g, f, &ls->op[LOWP_OP_FPROP_W], N, OC, C) == RUN_FP8 &&
          run_of(g, &ls->op[LOWP_OP_WGRAD_DY], w, OC, C, N) == RUN_FP8;
 }
@@ -1090,8 +1123,10 @@ lowp_status lowpi_gpu_linear_forward_bf16(lowpi_gpu_linears *g, int lin, uint16_
  * - per-tensor current scaling with RNE (fp8-current's e5m2) has one scale from the amax of
  *   the whole tensor, which its transpose shares, so the wgrad's codes are the transpose of the
  *   dgrad's: Hopper's fp8 needs them K-major, so the codes (1 byte each) are transposed instead
- *   of transposing and quantizing the fp32 dout (8 + 5 bytes each). Delayed scaling is left
- *   out: each slot has its own history, and quantizing records this step's amax into it.
+ *   of transposing and quantizing the fp32 dout (8 + 5 bytes each); so does delayed scaling
+ *   where the wgrad's dY shares the dgrad's state (fp8-delayed's "wgrad.dy = dgrad.dy": one
+ *   scale for the step, and the amax the wgrad would record is the one the dgrad recorded),
+ *   not where each has its own (same_tensor_scale).
  * Blocks along the reduction dimension (DeepSeek's 1x128, MX, NVFP4) differ between the two
  * GEMMs (along OC for the dgrad, along N for the wgrad) and stochastic rounding draws per slot:
  * those quantize again. (The forward's quantized X serves the wgrad's X likewise: see "X's fp8
@@ -1109,8 +1144,7 @@ static lowp_status reuse_dy(lowpi_gpu_linears *g, lin_state *ls, const operand *
     return LOWP_OK;
   }
   if (run_d == RUN_FP8 && run_w == RUN_FP8 && od->kind == LOWPI_OPERAND_QUANT &&
-      ow->kind == LOWPI_OPERAND_QUANT && !od->delayed && !ow->delayed &&
-      od->cfg.mode == LOWP_SCALING_TENSOR && ow->cfg.mode == LOWP_SCALING_TENSOR &&
+      ow->kind == LOWPI_OPERAND_QUANT && same_tensor_scale(od, ow) &&
       od->cfg.format == ow->cfg.format && od->cfg.scale_format == ow->cfg.scale_format &&
       od->cfg.round == LOWP_ROUND_RNE && ow->cfg.round == LOWP_ROUND_RNE && !od->spec.hadamard &&
       !ow->spec.hadamard) {

@@ -30,18 +30,21 @@
  *
  * The backward quantizes dY once where the wgrad's quantization would give the same values as
  * the dgrad's (RNE element casts such as the LM head's bf16, per-tensor current scaling with
- * RNE): see reuse_dy in gpu_linear.c. Per-tensor current scaling reads X and W once less in
+ * RNE, delayed scaling whose wgrad.dy shares dgrad.dy's state: fp8-delayed): see reuse_dy in
+ * gpu_linear.c. Per-tensor current scaling reads X and W once less in
  * the backward (their amax comes from the forward: shared_amax), and per-tensor scaling
  * quantizes the backward's transposed operands straight from X and W, with no fp32 transpose
- * (quantize_transposed). Per-tensor current scaling keeps the fprop's fp8 codes of X for the
- * wgrad, which takes their byte transpose (1 byte per value kept instead of the fp32 X: see
- * lowpi_gpu_linear_keeps_x8). The fp8 GEMMs' bias, which cuBLASLt cannot add to their fp32
- * output, goes into the caller's next kernel (lowpi_gpu_linear_forward_fold). */
+ * (quantize_transposed). Per-tensor current scaling (and delayed scaling whose wgrad.x shares
+ * fprop.x's state: fp8-delayed) keeps the fprop's fp8 codes of X for the wgrad, which takes their
+ * byte transpose (1 byte per value kept instead of the fp32 X: see lowpi_gpu_linear_keeps_x8). The
+ * fp8 GEMMs' bias, which cuBLASLt cannot add to their fp32 output, goes into the caller's next
+ * kernel (lowpi_gpu_linear_forward_fold). */
 #ifndef LOWPI_GPU_LINEAR_H
 #define LOWPI_GPU_LINEAR_H
 
 #include <stdint.h>
 
+#include "lowp/cuda_quant.h"
 #include "lowp/recipe.h"
 #include "lowp/status.h"
 #include "train/recipe_exec.h"
@@ -89,7 +92,8 @@ int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
 
 /* Whether linear lin, for a batch of N rows, keeps its fprop's fp8 codes of X (1 byte per
  * value, in a buffer of its own) and makes its wgrad's X operand from them: both quantizations
- * of X per-tensor current scaling with the same fp8 format, RNE, no Hadamard, both GEMMs native
+ * of X with one per-tensor scale (current scaling, or delayed scaling with wgrad.x sharing
+ * fprop.x's state) and the same fp8 format, RNE, no Hadamard, both GEMMs native
  * fp8 (gpu_linear.c, "X's fp8 codes kept for the backward"). Then its backward may be given
  * no X (inp.f32 and inp.bf16 NULL) after a forward of the same step: the caller need not keep
  * X past the fprop. (The same bits as quantizing X again.) */
@@ -231,13 +235,22 @@ float *lowpi_gpu_linears_delayed_amax(lowpi_gpu_linears *g, size_t i);
 int lowpi_gpu_linears_weight_bf16(const lowpi_gpu_linears *g, int lin);
 
 /* ZeRO-3's fp8 weight gathering: 1 if linear lin's fprop and dgrad weight operands are the same
- * per-tensor current-scaled fp8 quantization (RNE, fp32 scale, no Hadamard or clipping mask) and
- * both GEMMs run natively in fp8 for N rows of a (OC, C) weight (M, N, K multiples of 16): then
- * codes quantized piece by piece with the amax of the whole weight (lowpi_cuda_quantize_ex with
- * amax known, configuration *cfg) are those a single GPU makes, and the dgrad's are their byte
- * transpose. *cfg (may be NULL): the fprop's quantization of W. */
+ * per-tensor fp8 quantization with one scale (RNE, fp32 scale, no Hadamard or clipping mask):
+ * current scaling on both, or delayed scaling with the dgrad sharing the fprop's state
+ * (fp8-delayed), and both GEMMs run natively in fp8 for N rows of a (OC, C) weight (M, N, K
+ * multiples of 16). Then codes quantized piece by piece with the whole weight's scale
+ * (configuration *cfg) are those a single GPU makes, and the dgrad's are their byte transpose.
+ * Current scaling: each piece with the amax of the whole weight (lowpi_cuda_quantize_ex with
+ * amax known). Delayed scaling: each piece with the state's scale, known before the step
+ * (lowpi_gpu_linears_weight_delayed; the same on every rank, whose amax histories are
+ * all-reduced), recording its amax into the state: the all-reduce (max) of the histories at
+ * the step's end makes that the whole weight's amax, as the single GPU records it. *cfg (may be
+ * NULL): the fprop's quantization of W. */
 int lowpi_gpu_linears_weight_fp8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC,
                                  lowp_qconfig *cfg);
+/* The delayed-scaling state of linear lin's weight (fprop.w's, shared by dgrad.w), or NULL
+ * where it has none: the lowp_cuda_qtensor.delayed of a delayed-scaled piece of the weight. */
+lowp_cuda_delayed *lowpi_gpu_linears_weight_delayed(lowpi_gpu_linears *g, int lin);
 /* This step's W of linear lin (lowpi_gpu_linears_weight_fp8 said 1) is given as fp8 codes
  * (OC, C) row-major and its decode scale (device float): the fprop and dgrad called with this
  * weight pointer take them (the dgrad their byte transpose) and do not read the fp32 values

@@ -66,7 +66,8 @@ static lowp_status block_ready(void *user, int l) {
 }
 
 /* ZeRO-3: the linear weights that travel as fp8 codes (lowpi_gpu_linears_weight_fp8: the
- * per-tensor current-scaled fp8 recipes, where both GEMMs run natively on this rank's rows). */
+ * per-tensor fp8 recipes, current or delayed scaling, where both GEMMs run natively on this
+ * rank's rows). */
 static lowp_status setup_fp8_weights(lowpi_gpu_trainer *t, int L) {
   lowpi_gpu_linears *lin = lowpi_gpu_model_linears(t->gm);
   const int C = lowp_model_get_config(t->model)->n_embd, N = t->B * t->T;

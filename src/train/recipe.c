@@ -31,6 +31,53 @@ static int scheme_known(const char *s) {
   return 0;
 }
 
+/* The other slot of the same tensor: X (fprop.x, wgrad.x), W (fprop.w, dgrad.w), dY (dgrad.dy,
+ * wgrad.dy). */
+static lowp_operand partner_of(lowp_operand op) {
+  static const lowp_operand partner[LOWP_OP_COUNT] = {LOWP_OP_WGRAD_X,  LOWP_OP_DGRAD_W,
+                                                      LOWP_OP_WGRAD_DY, LOWP_OP_FPROP_W,
+                                                      LOWP_OP_DGRAD_DY, LOWP_OP_FPROP_X};
+  return partner[op];
+}
+
+static int is_delayed_scheme(const char *s) {
+  size_t n = strlen(s);
+  return n > 8 && !strcmp(s + n - 8, "-delayed");
+}
+
+lowp_status lowp_recipe_check(const lowp_recipe *r) {
+  if (!r)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_recipe_check: NULL recipe");
+  for (int i = 0; i < LOWP_OP_COUNT; i++) {
+    const lowp_operand_spec *s = &r->op[i];
+    if (!s->shares)
+      continue;
+    const lowp_operand slot = (lowp_operand)i, owner = partner_of(slot);
+    if (s->shares != 1 + (int)owner || owner > slot)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "recipe: %s shares slot %d's delayed-scaling state; only 'wgrad.x = "
+                        "fprop.x', 'dgrad.w = fprop.w' and 'wgrad.dy = dgrad.dy' are allowed (the "
+                        "later slot of one tensor's pair)",
+                        operand_names[i], s->shares - 1);
+    const lowp_operand_spec *o = &r->op[owner];
+    if (!is_delayed_scheme(o->scheme))
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "recipe: %s = %s, but %s uses '%s', not delayed scaling: only delayed-"
+                        "scaling states are shared",
+                        operand_names[i], operand_names[owner], operand_names[owner], o->scheme);
+    if (strcmp(s->scheme, o->scheme) != 0 || s->round != o->round || s->hadamard != o->hadamard ||
+        s->mx_rule != o->mx_rule || s->clip_mask_ste != o->clip_mask_ste)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "recipe: %s shares %s's delayed-scaling state but quantizes differently "
+                        "(%s %s hadamard=%d against %s %s hadamard=%d): shared operands must agree "
+                        "in scheme, rounding, Hadamard and options",
+                        operand_names[i], operand_names[owner], s->scheme,
+                        s->round == LOWP_ROUND_SR ? "sr" : "rne", s->hadamard, o->scheme,
+                        o->round == LOWP_ROUND_SR ? "sr" : "rne", o->hadamard);
+  }
+  return LOWP_OK;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Presets: one row each. An operand is written as it would be in a recipe file. */
 typedef struct {
@@ -42,9 +89,10 @@ static const preset_row presets[] = {
     {"fp32", "all = none"},
     {"bf16", "all = bf16"},
     {"fp16", "all = fp16\nloss_scale = dynamic"},
-    /* Transformer Engine DelayedScaling, HYBRID: e4m3 forward, e5m2 gradients. */
-    {"fp8-delayed", "forward = fp8-delayed\ndgrad.w = fp8-delayed\nwgrad.x = fp8-delayed\n"
-                    "dgrad.dy = e5m2-delayed\nwgrad.dy = e5m2-delayed"},
+    /* Transformer Engine DelayedScaling, HYBRID: e4m3 forward, e5m2 gradients; one amax
+     * history per tensor (input, weight, output gradient), each shared by its two GEMMs. */
+    {"fp8-delayed", "forward = fp8-delayed\ndgrad.dy = e5m2-delayed\n"
+                    "wgrad.x = fprop.x\ndgrad.w = fprop.w\nwgrad.dy = dgrad.dy"},
     /* Transformer Engine Float8CurrentScaling, HYBRID. */
     {"fp8-current", "forward = fp8-tensor\ndgrad.w = fp8-tensor\nwgrad.x = fp8-tensor\n"
                     "dgrad.dy = e5m2-tensor\nwgrad.dy = e5m2-tensor"},
@@ -99,6 +147,7 @@ lowp_status lowp_recipe_preset(const char *name, lowp_recipe *out) {
       continue;
     recipe_defaults(out);
     LOWPI_TRY(parse_text(presets[i].text, out, 0));
+    LOWPI_TRY(lowp_recipe_check(out));
     memset(out->name, 0, sizeof out->name);
     snprintf(out->name, sizeof out->name, "%s", name);
     return LOWP_OK;
@@ -205,6 +254,25 @@ static lowp_status parse_operand(char *value, int line, lowp_operand_spec *spec)
 static lowp_status parse_line(char *key, char *value, int line, lowp_recipe *r) {
   long v;
   unsigned mask = operand_mask(key);
+  for (int i = 0; mask && i < LOWP_OP_COUNT; i++) { /* "wgrad.x = fprop.x": share its state */
+    if (strcmp(value, operand_names[i]) != 0)
+      continue;
+    const lowp_operand owner = (lowp_operand)i;
+    if (mask != 1u << partner_of(owner) || partner_of(owner) < owner)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "recipe line %d: '%s = %s': a slot shares only the earlier slot of its "
+                        "tensor ('wgrad.x = fprop.x', 'dgrad.w = fprop.w', 'wgrad.dy = dgrad.dy')",
+                        line, key, value);
+    lowp_operand_spec *s = &r->op[partner_of(owner)];
+    *s = r->op[owner]; /* quantized as the owner is now */
+    s->shares = 1 + (int)owner;
+    if (!is_delayed_scheme(s->scheme))
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "recipe line %d: '%s = %s': %s uses '%s', not delayed scaling: only "
+                        "delayed-scaling states are shared",
+                        line, key, value, value, s->scheme);
+    return LOWP_OK;
+  }
   if (mask) {
     lowp_operand_spec spec;
     LOWPI_TRY(parse_operand(value, line, &spec));
@@ -313,6 +381,7 @@ lowp_status lowp_recipe_parse(const char *text, lowp_recipe *out) {
   recipe_defaults(&r);
   strcpy(r.name, "custom");
   LOWPI_TRY(parse_text(text, &r, 1));
+  LOWPI_TRY(lowp_recipe_check(&r));
   *out = r;
   return LOWP_OK;
 }
@@ -353,11 +422,17 @@ int lowp_recipe_is_fp32(const lowp_recipe *r) {
 
 lowp_status lowp_recipe_format(const lowp_recipe *r, char *buf, size_t len) {
   static const char *const optim[] = {"fp32", "bf16", "8bit"};
+  LOWPI_TRY(lowp_recipe_check(r)); /* a shared slot names a valid owner */
   size_t used = 0;
   int n = snprintf(buf, len, "name = %s\n", r->name);
   for (int i = 0; i < LOWP_OP_COUNT && n >= 0 && (size_t)n < len - used; i++) {
     used += (size_t)n;
     const lowp_operand_spec *s = &r->op[i];
+    if (s->shares) { /* its owner's line came first: slot order */
+      n = snprintf(buf + used, len - used, "%s = %s\n", operand_names[i],
+                   operand_names[s->shares - 1]);
+      continue;
+    }
     char had[24] = "";
     if (s->hadamard)
       snprintf(had, sizeof had, " hadamard=%d", s->hadamard);

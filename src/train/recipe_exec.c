@@ -216,6 +216,7 @@ void lowpi_recipe_adamw(const lowp_recipe *r, lowp_adamw_config *a) {
 lowp_status lowpi_operand_plan_of(const lowp_recipe *r, lowp_operand slot, uint64_t seed,
                                   lowpi_operand_plan *p) {
   memset(p, 0, sizeof *p);
+  LOWPI_TRY(lowp_recipe_check(r));
   p->spec = r->op[slot];
   const char *s = p->spec.scheme;
   if (!strcmp(s, "none")) {
@@ -247,9 +248,11 @@ lowp_status lowpi_operand_plan_of(const lowp_recipe *r, lowp_operand slot, uint6
   return LOWP_OK;
 }
 
-/* Resolve one operand of the recipe into its executable state. */
-static lowp_status op_init(lowpi_recipe_exec *ex, const lowp_recipe *r, lowp_operand slot,
-                           op_state *o) {
+/* Resolve one operand of the recipe into its executable state; a shared delayed-scaling state
+ * (lowp_operand_spec.shares) is the owner's, an earlier slot of the same linear. */
+static lowp_status op_init(lowpi_recipe_exec *ex, const lowp_recipe *r, linear_state *ls,
+                           lowp_operand slot) {
+  op_state *o = &ls->op[slot];
   memset(o, 0, sizeof *o);
   lowpi_operand_plan p;
   LOWPI_TRY(lowpi_operand_plan_of(r, slot, ex->seed, &p));
@@ -259,6 +262,13 @@ static lowp_status op_init(lowpi_recipe_exec *ex, const lowp_recipe *r, lowp_ope
   o->cfg = p.cfg;
   if (!p.delayed)
     return LOWP_OK;
+  if (o->spec.shares) {
+    o->delayed = ls->op[o->spec.shares - 1].delayed;
+    o->cfg.delayed = o->delayed;
+    return o->delayed ? LOWP_OK
+                      : lowpi_fail(LOWP_ERR_INTERNAL, "recipe: %s's shared state is missing",
+                                   lowp_operand_name(slot));
+  }
   o->delayed = calloc(1, sizeof *o->delayed);
   if (!o->delayed)
     return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
@@ -299,7 +309,7 @@ lowp_status lowpi_recipe_exec_create(lowpi_recipe_exec **out, const lowp_recipe 
     if (lowpi_recipe_keeps_layer(r, layer, L))
       continue;
     for (int op = 0; op < LOWP_OP_COUNT && st == LOWP_OK; op++)
-      st = op_init(ex, r, (lowp_operand)op, &ls->op[op]);
+      st = op_init(ex, r, ls, (lowp_operand)op);
     ls->ctx.operand = operand_hook;
     ls->ctx.grad = grad_hook;
     ls->ctx.user = ls;
@@ -325,7 +335,7 @@ void lowpi_recipe_exec_free(lowpi_recipe_exec *ex) {
       op_state *o = &ex->lin[i].op[op];
       if (o->have_q)
         lowp_qtensor_free(&o->q);
-      if (o->delayed) {
+      if (o->delayed && !o->spec.shares) { /* a shared one is its owner's */
         lowp_delayed_free(o->delayed);
         free(o->delayed);
       }
@@ -357,4 +367,8 @@ double lowpi_recipe_exec_take_saturation(lowpi_recipe_exec *ex) {
   double f = ex->n_quantized ? (double)ex->n_saturated / (double)ex->n_quantized : 0.0;
   ex->n_saturated = ex->n_quantized = 0;
   return f;
+}
+
+const lowpi_linear_ctx *lowpi_recipe_exec_ctx(const lowpi_recipe_exec *ex, int lin) {
+  return lin >= 0 && lin < ex->nlin && ex->lin[lin].ctx.operand ? &ex->lin[lin].ctx : NULL;
 }

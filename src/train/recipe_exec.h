@@ -10,6 +10,7 @@
 #include "lowp/optim.h"
 #include "lowp/quant.h"
 #include "lowp/recipe.h"
+#include "nn/linear.h"
 
 typedef struct lowpi_recipe_exec lowpi_recipe_exec;
 
@@ -50,6 +51,10 @@ void lowpi_recipe_exec_end_step(lowpi_recipe_exec *ex);
 /* Delayed-scaling states, for checkpoints: count and the i-th one (NULL past the end). */
 size_t lowpi_recipe_exec_num_delayed(const lowpi_recipe_exec *ex);
 lowp_delayed_scaling *lowpi_recipe_exec_delayed(lowpi_recipe_exec *ex, size_t i);
+
+/* The GEMM hook of linear layer lin (NULL where the layer stays in high precision), to drive
+ * one linear layer directly (lowpi_linear_forward / _backward): for the tests. */
+const lowpi_linear_ctx *lowpi_recipe_exec_ctx(const lowpi_recipe_exec *ex, int lin);
 
 /* Fraction of quantized elements that saturated (clipped at the format's max) since the last
  * call, over all operands; resets the counters. */

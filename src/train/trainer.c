@@ -409,8 +409,14 @@ static lowp_status load_state(run *r, const char *dir, uint64_t model_checksum) 
     lowp_recipe saved;
     st = lowp_recipe_parse(recipe_text, &saved);
     if (st == LOWP_OK && memcmp(&saved.op, &r->recipe.op, sizeof saved.op) != 0)
-      st = lowpi_fail(LOWP_ERR_MISMATCH, "%s was trained with recipe '%s', not '%s'", dir,
-                      saved.name, r->recipe.name);
+      st = strcmp(saved.name, r->recipe.name) != 0
+               ? lowpi_fail(LOWP_ERR_MISMATCH, "%s was trained with recipe '%s', not '%s'", dir,
+                            saved.name, r->recipe.name)
+               : lowpi_fail(LOWP_ERR_MISMATCH,
+                            "%s was trained with an older definition of recipe '%s' (its "
+                            "operands differ from today's, e.g. fp8-delayed's shared amax "
+                            "histories): resume without --recipe to go on with the saved one",
+                            dir, saved.name);
   }
   if (st == LOWP_OK && (batch != (unsigned)r->cfg.batch || seq != (unsigned)r->cfg.seq))
     st = lowpi_fail(LOWP_ERR_MISMATCH, "%s was trained with batch %llu x %llu, not %d x %d", dir,
@@ -436,8 +442,10 @@ static lowp_status load_state(run *r, const char *dir, uint64_t model_checksum) 
   if (st == LOWP_OK)
     st = lowp_st_get(f, "delayed.scales", &sc);
   if (st == LOWP_OK && sc->numel != 2 * nd)
-    st = lowpi_fail(LOWP_ERR_MISMATCH, "%s: %zu delayed-scaling states, expected %zu", path,
-                    sc->numel / 2, nd);
+    st = lowpi_fail(LOWP_ERR_MISMATCH,
+                    "%s: %zu delayed-scaling states, but its recipe makes %zu (a checkpoint of "
+                    "another recipe, or of one whose operands share their states differently)",
+                    path, sc->numel / 2, nd);
   for (size_t i = 0; i < nd && st == LOWP_OK; i++) {
     lowp_delayed_scaling *d = lowpi_recipe_exec_delayed(r->exec, i);
     char name[48];

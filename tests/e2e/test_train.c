@@ -131,6 +131,37 @@ static void test_loss_scaler_earns_its_keep(void **state) {
     fail_msg("unscaled fp16 loss %.4f vs fp32 %.4f: no visible damage", final[2], final[0]);
 }
 
+/* A checkpoint of fp8-delayed as it was defined before its slots shared their amax histories
+ * (6 per linear layer, not 3): resuming it under today's preset is refused with a message that
+ * says why and what to do; resuming with its saved recipe goes on. */
+static void test_resume_old_delayed(void **state) {
+  (void)state;
+  char old[512], ckpt[512], args[2048], out[8192], log[512];
+  snprintf(old, sizeof old, "%s/old-delayed.recipe", dir);
+  const char *r = "name = fp8-delayed\nforward = fp8-delayed\ndgrad.w = fp8-delayed\n"
+                  "wgrad.x = fp8-delayed\ndgrad.dy = e5m2-delayed\nwgrad.dy = e5m2-delayed\n"
+                  "amax_history = 8\n";
+  tu_write_file(old, r, strlen(r));
+  snprintf(ckpt, sizeof ckpt, "%s/old-delayed-ckpt", dir);
+  snprintf(log, sizeof log, "%s/old-delayed.jsonl", dir);
+  snprintf(args, sizeof args, "--steps 2 --recipe %s --out %s --stop-after 1 --log %s", old, ckpt,
+           log);
+  if (run(args, out, sizeof out) != 0)
+    fail_msg("old fp8-delayed: %s", out);
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "OMP_NUM_THREADS=1 %s train --data %s --eval-every 0 --steps 2 --recipe fp8-delayed "
+           "--resume %s --log %s",
+           LOWP_CLI, text, ckpt, log);
+  if (tu_run(cmd, out, sizeof out) == 0 || !strstr(out, "older definition of recipe 'fp8-delayed'"))
+    fail_msg("resuming an old fp8-delayed checkpoint with today's preset: %s", out);
+  snprintf(cmd, sizeof cmd,
+           "OMP_NUM_THREADS=1 %s train --data %s --eval-every 0 --steps 2 --resume %s --log %s",
+           LOWP_CLI, text, ckpt, log);
+  if (tu_run(cmd, out, sizeof out) != 0)
+    fail_msg("resuming an old fp8-delayed checkpoint with its own recipe: %s", out);
+}
+
 static void test_compare_report(void **state) {
   (void)state;
   char cmd[4096], out[8192], rep[512];
@@ -168,6 +199,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resume_bit_exact),
       cmocka_unit_test(test_loss_scaler_earns_its_keep),
+      cmocka_unit_test(test_resume_old_delayed),
       cmocka_unit_test(test_compare_report),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,11 +13,13 @@
 #    (ncclReduce(avg) onto the owners), so they get the same bounds; --grad-comm bf16 with
 #    ZeRO-2/3 (a bf16 ncclReduce onto the owners) gets --grad-comm bf16's, and --grad-comm fp8
 #    with ZeRO-2/3 (the same exchange as ZeRO-1's, each block's pieces its parts) ZeRO-1's.
-# 1a. ZeRO-3 gathers fp8-current's block linear weights as e4m3 codes (amax all-reduced with
-#    max, each owner quantizing its piece with the whole weight's scale): the fp8-current ZeRO-3
-#    run above is that path (same bounds as the other fp8 arms); its summary must report fp8
-#    bytes gathered, and fewer bytes per pass than the bf16 recipe's ZeRO-3 (about half: 1 byte
-#    per weight against 2).
+# 1a. ZeRO-3 gathers fp8-current's and fp8-delayed's block linear weights as e4m3 codes
+#    (fp8-current: amax all-reduced with max, each owner quantizing its piece with the whole
+#    weight's scale; fp8-delayed: each owner quantizing its piece with the weight's delayed
+#    scale, known before the step, its piece's amax recorded into the history that the step's
+#    amax all-reduce combines): the fp8-current and fp8-delayed ZeRO-3 runs above are that path
+#    (same bounds as the other fp8 arms); each summary must report fp8 bytes gathered, and fewer
+#    bytes per pass than the bf16 recipe's ZeRO-3 (about half: 1 byte per weight against 2).
 # 1b. Memory per GPU (the stages in ZEROS): a deeper tiny model (24 blocks, so that the two blocks
 #    of staging of ZeRO-2/3 weigh little) for 3 steps; rank 0's optimizer states must fall to
 #    <= 0.6x ZeRO-0's from ZeRO-1 on, its gradients to <= 0.65x from ZeRO-2 on, its weights to
@@ -136,9 +138,10 @@ for r in $recipes; do
   fi
 done
 
-echo "== 1a. ZeRO-3's weight gathers: fp8-current's codes against bf16 (2 GPUs)"
-if [ -f "$out/fp8-current.2gpu.zero3.txt" ]; then
-  python3 - "$out/fp8-current.2gpu.zero3.txt" "$out/bf16.2gpu.zero3.txt" <<'PY' || fail "ZeRO-3 fp8 gather"
+echo "== 1a. ZeRO-3's weight gathers: fp8-current's and fp8-delayed's codes against bf16 (2 GPUs)"
+for r in fp8-current fp8-delayed; do
+if [ -f "$out/$r.2gpu.zero3.txt" ]; then
+  python3 - "$out/$r.2gpu.zero3.txt" "$out/bf16.2gpu.zero3.txt" "$r" <<'PY' || fail "$r ZeRO-3 fp8 gather"
 import re, sys
 def gathers(path):
     try:
@@ -151,7 +154,7 @@ f8, b16 = gathers(sys.argv[1]), gathers(sys.argv[2])
 if f8 is None:
     print(f"  FAIL: no 'block gathers' line in {sys.argv[1]}"); sys.exit(1)
 ok = f8[3] > 0 and f8[2] == 0
-line = f"fp8-current ZeRO-3 gathers {f8[0]:.4f} MiB per pass (fp32 {f8[1]:.4f}, fp8 {f8[3]:.4f})"
+line = f"{sys.argv[3]} ZeRO-3 gathers {f8[0]:.4f} MiB per pass (fp32 {f8[1]:.4f}, fp8 {f8[3]:.4f})"
 if b16 is not None:
     ok &= f8[0] <= 0.6 * b16[0]
     line += f"; bf16 ZeRO-3 {b16[0]:.4f} MiB (bf16 {b16[2]:.4f}): {f8[0] / b16[0]:.2f}x (want <= 0.6)"
@@ -159,8 +162,9 @@ print(f"  {'ok  ' if ok else 'FAIL'} {line}")
 sys.exit(0 if ok else 1)
 PY
 else
-  echo "  (skipped: needs fp8-current in RECIPES and 3 in ZEROS)"
+  echo "  (skipped: needs $r in RECIPES and 3 in ZEROS)"
 fi
+done
 
 echo "== optimizer memory per GPU: ZeRO-1 against ZeRO-0 (bf16, 2 GPUs)"
 if [ -f "$out/bf16.2gpu.zero0.txt" ] && [ -f "$out/bf16.2gpu.zero1.txt" ]; then

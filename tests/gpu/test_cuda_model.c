@@ -239,22 +239,32 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
         (!strcmp(recipe_name, "fp8-current") || !strcmp(recipe_name, "fp8-delayed")))
       GC_CHECK(cn.bias_folded == 2ull * 4 * (unsigned)cfg.n_layer,
                "gpt2 %s: %llu biases folded (want %llu)", recipe_name, cn.bias_folded,
-               2ull * 4 * (unsigned)cfg.n_layer);
-    /* fp8-current keeps every block linear's fprop X codes for its wgrad (gpt2: all the shapes
-     * are multiples of 16); no other recipe has per-tensor current scaling */
+               2ull * 3 * (unsigned)cfg.n_layer);
+    /* fp8-current and fp8-delayed (wgrad.x shares fprop.x's state) keep every block linear's
+     * fprop X codes for its wgrad (gpt2: all the shapes are multiples of 16) */
     printf("  %s %s: X fp8 codes reused %llu\n", arch ? "llama" : "gpt2", recipe_name,
            cn.x_fp8_reused);
-    if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-current"))
+    const int x8_recipe =
+        !strcmp(recipe_name, "fp8-current") || !strcmp(recipe_name, "fp8-delayed");
+    if (arch == LOWP_ARCH_GPT2 && x8_recipe)
       GC_CHECK(cn.x_fp8_reused == 2ull * 4 * (unsigned)cfg.n_layer,
-               "gpt2 fp8-current: %llu wgrads took X's kept fp8 codes (want %llu)", cn.x_fp8_reused,
-               2ull * 4 * (unsigned)cfg.n_layer);
+               "gpt2 %s: %llu wgrads took X's kept fp8 codes (want %llu)", recipe_name,
+               cn.x_fp8_reused, 2ull * 4 * (unsigned)cfg.n_layer);
+    /* fp8-delayed's wgrad takes dY's codes from the dgrad (wgrad.dy shares dgrad.dy's state):
+     * every linear, two runs (the head's bf16 dY too) */
+    if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-delayed"))
+      GC_CHECK(cn.dy_reused >= 2ull * 4 * (unsigned)cfg.n_layer &&
+                   cn.dy_reused <= 2ull * (4 * (unsigned)cfg.n_layer + 1),
+               "gpt2 fp8-delayed: %llu wgrads took dY from the dgrad (want %llu to %llu)",
+               cn.dy_reused, 2ull * 4 * (unsigned)cfg.n_layer,
+               2ull * (4 * (unsigned)cfg.n_layer + 1));
     if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-current"))
       GC_CHECK(cn.amax_given == 2ull * (unsigned)cfg.n_layer,
                "gpt2 fp8-current: %llu fprops took GELU's amax (want %llu)", cn.amax_given,
                2ull * (unsigned)cfg.n_layer);
     /* other recipes keep no fp8 codes of X; GELU's amax may serve any fprop whose X has
      * per-tensor current scaling (qat-fp8-w8a8: 4), checked bit for bit by same_as_plain */
-    if (strcmp(recipe_name, "fp8-current"))
+    if (!x8_recipe)
       GC_CHECK(cn.x_fp8_reused == 0 && cn.amax_given <= 2ull * (unsigned)cfg.n_layer,
                "%s %s: %llu wgrads took kept fp8 codes of X, %llu fprops a given amax",
                arch ? "llama" : "gpt2", recipe_name, cn.x_fp8_reused, cn.amax_given);
@@ -389,18 +399,24 @@ static void test_linear_bf16(const char *recipe_name, int lin) {
   lowpi_gpu_linears_free(g);
 }
 
-/* One fp8-current linear (lin of a 1-block model) that keeps its fprop's fp8 codes of X: run
- * on the same X (N, C), W (OC, C), bias and dY (N, OC) the plain way (LOWPI_GPU_PLAIN_X8: X
- * given in fp32 to the backward, quantized again by the wgrad) and as the model runs it (the
- * backward given no X, the forward's X buffer overwritten with NaN in between: the wgrad must
- * take the kept codes). Every output must have the same bits. Also: no X and no codes is an
- * error, and the shapes and recipes that do not keep the codes say so. */
-static void test_linear_x8(void) {
+/* One linear of fp8-current or fp8-delayed (lin of a 1-block model; the latter's wgrad.x shares
+ * fprop.x's delayed state) that keeps its fprop's fp8 codes of X: after a warm-up step (so that
+ * a delayed scale is not 1), run on the same X (N, C), W (OC, C), bias and dY (N, OC) the plain way
+ * (LOWPI_GPU_PLAIN_X8: X given in fp32 to the backward, quantized again by the wgrad) and as the
+ * model runs it (the backward given no X, the forward's X buffer overwritten with NaN in between:
+ * the wgrad must take the kept codes). Every output must have the same bits. Also: no X and no
+ * codes is an error, and the shapes and recipes that do not keep the codes say so (fp8-delayed with
+ * a state of its own for wgrad.x does not). The delayed states see the same amaxes both ways
+ * (idempotent records) and update only after the second. */
+static void test_linear_x8(const char *recipe_name) {
   const int N = 80, C = 48, OC = 96, lin = 0;
   const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
   lowp_recipe recipe, delayed;
-  if (!GC_OK(lowp_recipe_preset("fp8-current", &recipe)) ||
-      !GC_OK(lowp_recipe_preset("fp8-delayed", &delayed)))
+  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)) ||
+      !GC_OK(lowp_recipe_parse("forward = fp8-delayed\ndgrad.w = fp8-delayed\n"
+                               "wgrad.x = fp8-delayed\ndgrad.dy = e5m2-delayed\n"
+                               "wgrad.dy = e5m2-delayed\n",
+                               &delayed)))
     return;
   lowpi_gpu_linears *g = NULL, *gd = NULL;
   if (!GC_OK(lowpi_gpu_linears_create(&g, &recipe, 1, 7)) ||
@@ -410,9 +426,9 @@ static void test_linear_x8(void) {
                !lowpi_gpu_linear_keeps_x8(g, lin, N - 1, C, OC) &&
                !lowpi_gpu_linear_keeps_x8(g, 4, N, C, OC) &&
                !lowpi_gpu_linear_keeps_x8(gd, lin, N, C, OC),
-           "keeps_x8: fp8-current (%d, want 1), N %d (%d, want 0), the bf16 head (%d), "
-           "fp8-delayed (%d, want 0)",
-           lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC), N - 1,
+           "keeps_x8: %s (%d, want 1), N %d (%d, want 0), the bf16 head (%d), "
+           "fp8-delayed with a wgrad.x state of its own (%d, want 0)",
+           recipe_name, lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC), N - 1,
            lowpi_gpu_linear_keeps_x8(g, lin, N - 1, C, OC),
            lowpi_gpu_linear_keeps_x8(g, 4, N, C, OC), lowpi_gpu_linear_keeps_x8(gd, lin, N, C, OC));
   lowpi_gpu_linears_free(gd);
@@ -428,13 +444,24 @@ static void test_linear_x8(void) {
   GC_REQUIRE(lowp_cuda_memcpy(d_in, h, nh * sizeof(float), LOWP_CUDA_H2D));
   const float *x = d_in, *w = d_in + nx, *bias = w + nw, *dy = bias + OC;
   lowpi_gpu_gemm_counts c0, c1, c2;
+  { /* the warm-up step: the delayed scales come from its amaxes (the outlier's: 448 / 300) */
+    float *out = NULL;
+    GC_REQUIRE(lowp_cuda_malloc((void **)&out, nout * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_memset(out, 0, nout * sizeof(float)));
+    lowpi_gpu_linears_set_step(g, 0);
+    GC_REQUIRE(lowpi_gpu_linear_forward(g, lin, out, lowpi_act_f32(x), w, bias, N, C, OC));
+    GC_REQUIRE(lowpi_gpu_linear_backward(g, lin, out + ny, out + ny + nx, out + ny + nx + nw,
+                                         lowpi_act_f32(dy), lowpi_act_f32(x), w, N, C, OC));
+    GC_REQUIRE(lowpi_gpu_linears_end_step(g));
+    lowp_cuda_free(out);
+  }
   lowpi_gpu_linears_counts(g, &c0);
   for (int way = 0; way < 2; way++) {
     GC_REQUIRE(lowp_cuda_malloc((void **)&d_out[way], nout * sizeof(float)));
     GC_REQUIRE(lowp_cuda_memset(d_out[way], 0, nout * sizeof(float)));
     float *out = d_out[way], *dx = out + ny, *dw = dx + nx, *db = dw + nw;
     lowpi_gpu_linears_set_plain(g, way ? 0u : (unsigned)LOWPI_GPU_PLAIN_X8);
-    lowpi_gpu_linears_set_step(g, 0);
+    lowpi_gpu_linears_set_step(g, 1);
     GC_REQUIRE(lowp_cuda_memcpy(d_x, x, nx * sizeof(float), LOWP_CUDA_D2D));
     GC_REQUIRE(lowpi_gpu_linear_forward(g, lin, out, lowpi_act_f32(d_x), w, bias, N, C, OC));
     lowpi_gpu_act in = lowpi_act_f32(d_x);
@@ -444,22 +471,24 @@ static void test_linear_x8(void) {
     }
     GC_REQUIRE(lowpi_gpu_linear_backward(g, lin, dx, dw, db, lowpi_act_f32(dy), in, w, N, C, OC));
     lowpi_gpu_linears_counts(g, way ? &c2 : &c1);
-    GC_REQUIRE(lowpi_gpu_linears_end_step(g));
+    if (way) /* not between the ways: the delayed scales stay those of the warm-up */
+      GC_REQUIRE(lowpi_gpu_linears_end_step(g));
   }
   float *got[2] = {malloc(nout * sizeof(float)), malloc(nout * sizeof(float))};
   for (int way = 0; way < 2; way++)
     GC_REQUIRE(lowp_cuda_memcpy(got[way], d_out[way], nout * sizeof(float), LOWP_CUDA_D2H));
   const size_t off[] = {0, ny, ny + nx, ny + nx + nw, nout};
-  same_linear_outputs("fp8-current", lin, "X's fp8 codes kept", got, off);
+  same_linear_outputs(recipe_name, lin, "X's fp8 codes kept", got, off);
   GC_CHECK(c1.x_fp8_reused == c0.x_fp8_reused && c2.x_fp8_reused == c1.x_fp8_reused + 1,
-           "fp8-current linear %d: X codes taken %llu times plain (want 0), %llu kept (want 1)",
+           "%s linear %d: X codes taken %llu times plain (want 0), %llu kept (want 1)", recipe_name,
            lin, c1.x_fp8_reused - c0.x_fp8_reused, c2.x_fp8_reused - c1.x_fp8_reused);
   /* after end_step the codes are spent: a backward without X must fail, not read them */
   GC_CHECK(lowpi_gpu_linear_backward(g, lin, d_out[0] + ny, d_out[0] + ny + nx, NULL,
                                      lowpi_act_f32(dy), (lowpi_gpu_act){NULL, NULL, NULL}, w, N, C,
                                      OC) == LOWP_ERR_INTERNAL,
            "a backward with neither X nor kept codes did not fail");
-  printf("linear %d of fp8-current: the same bits with X's fp8 codes kept for the wgrad\n", lin);
+  printf("linear %d of %s: the same bits with X's fp8 codes kept for the wgrad\n", lin,
+         recipe_name);
   free(got[0]);
   free(got[1]);
   lowp_cuda_free(d_in);
@@ -468,6 +497,128 @@ static void test_linear_x8(void) {
   lowp_cuda_free(d_out[1]);
   free(h);
   lowpi_gpu_linears_free(g);
+}
+
+/* |got - want| <= 1e-4 max |want| over the tensor: the GPU's fp8 GEMM and the CPU's fp32 GEMM of
+ * the same quantized values differ only by their sums' order and the rounding of code * scale
+ * (2^-24 relative per term); a scale off by one step of the history moves values by 2^-4 or
+ * more. Prints the first mismatches. */
+static void close_to_cpu(const char *what, int step, const float *got, const float *want,
+                         size_t n) {
+  double top = 0;
+  for (size_t i = 0; i < n; i++)
+    top = fmax(top, fabs((double)want[i]));
+  long bad = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!(fabs((double)got[i] - want[i]) <= 1e-4 * top) && bad++ < 5)
+      fprintf(stderr, "  fp8-delayed step %d %s[%zu]: gpu %.9g, cpu %.9g\n", step, what, i,
+              (double)got[i], (double)want[i]);
+  GC_CHECK(bad == 0 && top > 0, "fp8-delayed step %d: %s differs from the CPU in %ld values", step,
+           what, bad);
+}
+
+/* fp8-delayed's three shared states per linear on the GPU against the CPU executor, step by
+ * step: one linear (lin 1 of a 1-block model, N, C, OC multiples of 16: native fp8 GEMMs, X's
+ * codes kept, dY's codes reused) over 6 steps with an evaluation (a forward without backward,
+ * large values: only X's and W's histories see it) in step 1 and a backward without dgrad
+ * (only the wgrad records dY's amax) in step 3, so that every sharing shows in a later scale.
+ * After each step the GPU's states (downloaded in the CPU executor's order) must equal the
+ * CPU's bit for bit (history and scales), and the outputs agree to the GEMMs' rounding. */
+static void test_linear_delayed_vs_cpu(void) {
+  const int N = 80, C = 48, OC = 96, lin = 1, steps = 6;
+  const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+  lowp_recipe recipe;
+  lowp_model_config cfg;
+  lowp_model *m = NULL;
+  if (!GC_OK(lowp_recipe_parse("base = fp8-delayed\namax_history = 4\n", &recipe)) ||
+      !GC_OK(lowp_model_preset(&cfg, "tiny")))
+    return;
+  cfg.n_layer = 1;
+  cfg.vocab = 64;
+  lowpi_recipe_exec *ex = NULL, *ex_dl = NULL;
+  lowpi_gpu_linears *g = NULL;
+  if (!GC_OK(lowp_model_create(&m, &cfg, 5)) ||
+      !GC_OK(lowpi_recipe_exec_create(&ex, &recipe, m, 7)) ||
+      !GC_OK(lowpi_gpu_linears_create(&g, &recipe, 1, 7)))
+    return;
+  const lowpi_linear_ctx *ctx = lowpi_recipe_exec_ctx(ex, lin);
+  const size_t nd = lowpi_recipe_exec_num_delayed(ex);
+  GC_CHECK(ctx && nd == 4 * 3 && lowpi_gpu_linears_num_delayed(g) == nd,
+           "fp8-delayed: %zu CPU states, %zu GPU states (want 12: 3 per linear)", nd,
+           lowpi_gpu_linears_num_delayed(g));
+  GC_CHECK(lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC), "fp8-delayed: X's codes not kept");
+  /* the download target: another executor of the same recipe (its own states) */
+  lowp_model *m2 = NULL;
+  if (!GC_OK(lowp_model_create(&m2, &cfg, 5)) ||
+      !GC_OK(lowpi_recipe_exec_create(&ex_dl, &recipe, m2, 7)) || !ctx || nd != 12)
+    return;
+  const size_t nh = 2 * nx + 2 * nw + ny; /* x, w, eval x, eval w, dy */
+  float *h = malloc(nh * sizeof(float)), *cpu = malloc((ny + nx + nw) * sizeof(float));
+  float *gpu = malloc((ny + nx + nw) * sizeof(float));
+  float *d_in = NULL, *d_out = NULL;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_in, nh * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_out, (ny + nx + nw) * sizeof(float)));
+  float *x = h, *w = x + nx, *xe = w + nw, *we = xe + nx, *dy = we + nw;
+  const float *d_x = d_in, *d_w = d_x + nx, *d_xe = d_w + nw, *d_we = d_xe + nx, *d_dy = d_we + nw;
+  float *d_y = d_out, *d_dx = d_y + ny, *d_dw = d_dx + nx;
+  for (int s = 0; s < steps; s++) {
+    const float xm = 1.5f + 0.25f * (float)s, dym = s == 3 ? 0.5f : 0.01f * (float)(s + 1);
+    for (size_t i = 0; i < nx; i++)
+      x[i] = (float)(gc_uniform() * 2 - 1) * xm, xe[i] = (float)(gc_uniform() * 2 - 1) * 40.0f;
+    for (size_t i = 0; i < nw; i++)
+      w[i] = (float)(gc_uniform() * 2 - 1) * 0.3f, we[i] = (float)(gc_uniform() * 2 - 1) * 3.0f;
+    for (size_t i = 0; i < ny; i++)
+      dy[i] = (float)(gc_uniform() * 2 - 1) * dym;
+    GC_REQUIRE(lowp_cuda_memcpy(d_in, h, nh * sizeof(float), LOWP_CUDA_H2D));
+    GC_REQUIRE(lowp_cuda_memset(d_out, 0, (ny + nx + nw) * sizeof(float)));
+    memset(cpu, 0, (ny + nx + nw) * sizeof(float));
+    float *y = cpu, *dx = y + ny, *dw = dx + nx;
+    lowpi_recipe_exec_set_step(ex, (uint64_t)s);
+    lowpi_gpu_linears_set_step(g, (uint64_t)s);
+    if (s == 1) { /* the evaluation (its output is overwritten below) */
+      GC_REQUIRE(lowpi_linear_forward(y, xe, we, NULL, N, C, OC, ctx));
+      GC_REQUIRE(lowpi_gpu_linear_forward(g, lin, d_y, lowpi_act_f32(d_xe), d_we, NULL, N, C, OC));
+    }
+    GC_REQUIRE(lowpi_linear_forward(y, x, w, NULL, N, C, OC, ctx));
+    GC_REQUIRE(lowpi_linear_backward(s == 3 ? NULL : dx, dw, NULL, dy, x, w, N, C, OC, ctx));
+    GC_REQUIRE(lowpi_gpu_linear_forward(g, lin, d_y, lowpi_act_f32(d_x), d_w, NULL, N, C, OC));
+    GC_REQUIRE(lowpi_gpu_linear_backward(g, lin, s == 3 ? NULL : d_dx, d_dw, NULL,
+                                         lowpi_act_f32(d_dy), lowpi_act_f32(d_x), d_w, N, C, OC));
+    lowpi_recipe_exec_end_step(ex);
+    GC_REQUIRE(lowpi_gpu_linears_end_step(g));
+    GC_REQUIRE(lowp_cuda_memcpy(gpu, d_out, (ny + nx + nw) * sizeof(float), LOWP_CUDA_D2H));
+    close_to_cpu("Y", s, gpu, y, ny);
+    if (s != 3)
+      close_to_cpu("dX", s, gpu + ny, dx, nx);
+    close_to_cpu("dW", s, gpu + ny + nx, dw, nw);
+    GC_REQUIRE(lowpi_gpu_linears_download_delayed(g, ex_dl));
+    for (size_t i = 0; i < nd; i++) {
+      const lowp_delayed_scaling *a = lowpi_recipe_exec_delayed(ex_dl, i),
+                                 *b = lowpi_recipe_exec_delayed(ex, i);
+      int same = f32_bits(a->scale) == f32_bits(b->scale) &&
+                 f32_bits(a->scale_inv) == f32_bits(b->scale_inv) &&
+                 a->history_len == b->history_len;
+      for (size_t k = 0; same && k < a->history_len; k++)
+        same = f32_bits(a->history[k]) == f32_bits(b->history[k]);
+      GC_CHECK(same,
+               "fp8-delayed step %d: delayed state %zu: gpu scale %.9g history[1] %.9g, cpu "
+               "scale %.9g history[1] %.9g",
+               s, i, (double)a->scale, (double)a->history[1 % a->history_len], (double)b->scale,
+               (double)b->history[1 % b->history_len]);
+    }
+  }
+  printf("linear %d of fp8-delayed: 3 shared states, the CPU's bit for bit over %d steps\n", lin,
+         steps);
+  free(h);
+  free(cpu);
+  free(gpu);
+  lowp_cuda_free(d_in);
+  lowp_cuda_free(d_out);
+  lowpi_gpu_linears_free(g);
+  lowpi_recipe_exec_free(ex);
+  lowpi_recipe_exec_free(ex_dl);
+  lowp_model_free(m);
+  lowp_model_free(m2);
 }
 
 #endif
@@ -488,7 +639,9 @@ int main(void) {
                                         "qat-fp8-w8a8", "qat-int8-w8a8", "qat-nvfp4", "qat-mxfp4"};
   test_linear_bf16("bf16", 0);        /* a block's qkv */
   test_linear_bf16("fp8-current", 4); /* the LM head, bf16 in every recipe */
-  test_linear_x8();
+  test_linear_x8("fp8-current");
+  test_linear_x8("fp8-delayed");
+  test_linear_delayed_vs_cpu();
   for (int arch = 0; arch < 2; arch++)
     for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)
       run_case(arch ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[r], 0);

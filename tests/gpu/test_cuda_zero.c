@@ -393,13 +393,15 @@ typedef struct {
  * 0 <= cuts[1] <= ... <= cuts[np]; each piece's amax (lowp_cuda_amax), their max as uint32 bits
  * (the all-reduce), each non-empty piece quantized with that amax (lowpi_cuda_quantize_ex, amax
  * known) into codes + cuts[p]; *scale (device) the decode scale, which every piece must agree
- * on. */
+ * on. Delayed scaling (dl, the weight's device state; else NULL): no amaxes first, each
+ * non-empty piece quantized with the state's scale (lowp_cuda_quantize), recording its amax
+ * into the state (one process: the max over the pieces, as the all-reduce of the histories). */
 static lowp_status fp8_pieces(const lowp_qconfig *cfg, const float *w, const size_t *cuts, int np,
-                              unsigned char *codes, float *scale) {
+                              unsigned char *codes, float *scale, lowp_cuda_delayed *dl) {
   float *amax = NULL;
   LOWPI_TRY(lowp_cuda_malloc((void **)&amax, (size_t)np * sizeof(float)));
   uint32_t most = 0;
-  for (int p = 0; p < np; p++) {
+  for (int p = 0; p < np && !dl; p++) {
     float a = 0;
     LOWPI_TRY(lowp_cuda_amax(w + cuts[p], cuts[p + 1] - cuts[p], amax + p));
     LOWPI_TRY(lowp_cuda_memcpy(&a, amax + p, 4, LOWP_CUDA_D2H));
@@ -417,7 +419,9 @@ static lowp_status fp8_pieces(const lowp_qconfig *cfg, const float *w, const siz
       continue;
     lowp_cuda_qtensor q;
     LOWPI_TRY(lowp_cuda_qtensor_init(&q, &c, 1, n));
-    lowp_status st = lowpi_cuda_quantize_ex(w + cuts[p], &q, 0, amax + p, 1);
+    q.delayed = dl;
+    lowp_status st = dl ? lowp_cuda_quantize(w + cuts[p], &q, 0)
+                        : lowpi_cuda_quantize_ex(w + cuts[p], &q, 0, amax + p, 1);
     float sc = 0;
     if (st == LOWP_OK)
       st = lowp_cuda_memcpy(codes + cuts[p], q.rowwise.codes, n, LOWP_CUDA_D2D);
@@ -471,7 +475,8 @@ static lowp_status fake_params(void *user, int l, int backward, const float **ba
       continue;
     const size_t cuts[4] = {0, wn / 3 + 1, wn / 2 + 7, wn};
     float *w = f->pstage[l % 2] + woff;
-    LOWPI_TRY(fp8_pieces(&cfg, w, cuts, 3, f->codes8[l % 2] + woff, f->scale8[l % 2][k]));
+    LOWPI_TRY(fp8_pieces(&cfg, w, cuts, 3, f->codes8[l % 2] + woff, f->scale8[l % 2][k],
+                         lowpi_gpu_linears_weight_delayed(f->lin, 4 * l + k)));
     LOWPI_TRY(lowp_cuda_memset(w, 0xFF, wn * sizeof(float)));
     lowpi_gpu_linears_give_weight_fp8(f->lin, 4 * l + k, w, f->codes8[l % 2] + woff,
                                       f->scale8[l % 2][k]);
@@ -581,13 +586,30 @@ static void run_model(lowp_arch arch, const char *recipe_name, int shard) {
          "in bf16, %d in fp8), grads %d, ready %d; buffers: params %zu, grads %zu of %zu floats\n",
          an, recipe_name, shard, (double)loss_got, (double)loss_want, f.params_asked, f.bf16_ran,
          f.fp8_ran, f.grads_asked, f.ready_seen, pb / 4, gb / 4, np);
-  /* fp8-current: gpt2's block weights all qualify here (64 rows, widths of multiples of 16);
-   * the other recipes have none */
-  if (shard == 3 && !strcmp(recipe_name, "fp8-current") && arch == LOWP_ARCH_GPT2)
-    GC_CHECK(f.fp8_ran == 4 * f.params_asked, "gpt2 fp8-current ZeRO-3: %d weights in fp8, want %d",
-             f.fp8_ran, 4 * f.params_asked);
-  if (strcmp(recipe_name, "fp8-current"))
+  /* fp8-current and fp8-delayed: gpt2's block weights all qualify here (64 rows, widths of
+   * multiples of 16); the other recipes have none */
+  const int fp8_recipe = !strcmp(recipe_name, "fp8-current") || !strcmp(recipe_name, "fp8-delayed");
+  if (shard == 3 && fp8_recipe && arch == LOWP_ARCH_GPT2)
+    GC_CHECK(f.fp8_ran == 4 * f.params_asked, "gpt2 %s ZeRO-3: %d weights in fp8, want %d",
+             recipe_name, f.fp8_ran, 4 * f.params_asked);
+  if (!fp8_recipe)
     GC_CHECK(f.fp8_ran == 0, "%s %s: %d weights gathered in fp8", an, recipe_name, f.fp8_ran);
+  /* fp8-delayed: this step's amaxes in the histories, the same bits (the weights' amaxes from
+   * the pieces under ZeRO-3, from the fprop and dgrad unsharded) */
+  {
+    lowpi_gpu_linears *l0 = lowpi_gpu_model_linears(g0), *ls = lowpi_gpu_model_linears(gs);
+    const size_t nd = lowpi_gpu_linears_num_delayed(l0);
+    GC_CHECK(nd == lowpi_gpu_linears_num_delayed(ls), "%s %s: %zu delayed states, sharded %zu", an,
+             recipe_name, nd, lowpi_gpu_linears_num_delayed(ls));
+    for (size_t i = 0; i < nd && i < lowpi_gpu_linears_num_delayed(ls); i++) {
+      float a0 = NAN, as = NAN;
+      GC_REQUIRE(lowp_cuda_memcpy(&a0, lowpi_gpu_linears_delayed_amax(l0, i), 4, LOWP_CUDA_D2H));
+      GC_REQUIRE(lowp_cuda_memcpy(&as, lowpi_gpu_linears_delayed_amax(ls, i), 4, LOWP_CUDA_D2H));
+      GC_CHECK(f32_bits(a0) == f32_bits(as),
+               "%s %s ZeRO-%d: delayed state %zu recorded amax %.9g, unsharded %.9g", an,
+               recipe_name, shard, i, (double)as, (double)a0);
+    }
+  }
   /* bf16 recipe: every block weight travels in bf16; fp32: none */
   if (shard == 3 && !strcmp(recipe_name, "bf16"))
     GC_CHECK(f.bf16_ran == 4 * f.params_asked,
@@ -647,20 +669,40 @@ static size_t first_byte_diff(const unsigned char *a, const unsigned char *b, si
 
 /* The fp8 gathering's quantization of one (OC, C) weight on simulated shards (cuts) against the
  * single-GPU quantizer of the whole tensor: the codes and the scale, and the byte transpose
- * against the transposed quantization (the dgrad's). zeros: an all-zero weight. */
-static void run_fp8_pieces(int OC, int C, const size_t *cuts, int np, int zeros) {
+ * against the transposed quantization (the dgrad's). zeros: an all-zero weight. recipe_name:
+ * fp8-current, or fp8-delayed (a scale from an earlier step's amax, 448 / 2.5, under which the
+ * large value saturates; the pieces record into one state, the whole tensor into another
+ * copy of it: their recorded amaxes must agree too). */
+static void run_fp8_pieces(const char *recipe_name, int OC, int C, const size_t *cuts, int np,
+                           int zeros) {
   const size_t n = (size_t)OC * (size_t)C;
   lowp_recipe recipe;
   lowpi_gpu_linears *lin = NULL;
   lowp_qconfig cfg;
-  GC_REQUIRE(lowp_recipe_preset("fp8-current", &recipe));
+  GC_REQUIRE(lowp_recipe_preset(recipe_name, &recipe));
   GC_REQUIRE(lowpi_gpu_linears_create(&lin, &recipe, 1, 7));
   GC_CHECK(lowpi_gpu_linears_weight_fp8(lin, 0, 32, C, OC, &cfg),
-           "fp8-current: linear 0 (%d x %d, 32 rows) not gathered in fp8", OC, C);
+           "%s: linear 0 (%d x %d, 32 rows) not gathered in fp8", recipe_name, OC, C);
   GC_CHECK(!lowpi_gpu_linears_weight_fp8(lin, 0, 24, C, OC, NULL),
-           "fp8-current: 24 rows (not a multiple of 16) cannot run in fp8");
+           "%s: 24 rows (not a multiple of 16) cannot run in fp8", recipe_name);
   GC_CHECK(!lowpi_gpu_linears_weight_fp8(lin, 4, 32, C, OC, NULL),
-           "fp8-current: the LM head (kept in bf16) is not gathered in fp8");
+           "%s: the LM head (kept in bf16) is not gathered in fp8", recipe_name);
+  const int delayed = cfg.mode == LOWP_SCALING_DELAYED;
+  GC_CHECK(delayed == !strcmp(recipe_name, "fp8-delayed") &&
+               delayed == (lowpi_gpu_linears_weight_delayed(lin, 0) != NULL),
+           "%s: the weight's scaling mode %d", recipe_name, (int)cfg.mode);
+  lowp_cuda_delayed dp, dw; /* the pieces' state and the whole tensor's, equal at first */
+  memset(&dp, 0, sizeof dp);
+  memset(&dw, 0, sizeof dw);
+  if (delayed) {
+    lowp_delayed_scaling hs;
+    GC_REQUIRE(lowp_delayed_init(&hs, cfg.format, 16, LOWP_AMAX_MAX, 0));
+    lowp_delayed_record(&hs, 2.5f);
+    lowp_delayed_update(&hs);
+    GC_REQUIRE(lowp_cuda_delayed_from_host(&dp, &hs));
+    GC_REQUIRE(lowp_cuda_delayed_from_host(&dw, &hs));
+    lowp_delayed_free(&hs);
+  }
   cfg.columnwise = 0;
   float *h = malloc(n * sizeof(float));
   for (size_t i = 0; i < n; i++) { /* awkward values: zeros, tiny ones, one large */
@@ -676,10 +718,11 @@ static void run_fp8_pieces(int OC, int C, const size_t *cuts, int np, int zeros)
   GC_REQUIRE(lowp_cuda_malloc((void **)&codes, n));
   GC_REQUIRE(lowp_cuda_malloc((void **)&tcodes, n));
   GC_REQUIRE(lowp_cuda_memcpy(w, h, n * sizeof(float), LOWP_CUDA_H2D));
-  GC_REQUIRE(fp8_pieces(&cfg, w, cuts, np, codes, scale));
+  GC_REQUIRE(fp8_pieces(&cfg, w, cuts, np, codes, scale, delayed ? &dp : NULL));
   lowp_cuda_qtensor whole, wt;
   GC_REQUIRE(lowp_cuda_qtensor_init(&whole, &cfg, (size_t)OC, (size_t)C));
   GC_REQUIRE(lowp_cuda_qtensor_init(&wt, &cfg, (size_t)C, (size_t)OC));
+  whole.delayed = wt.delayed = delayed ? &dw : NULL;
   GC_REQUIRE(lowp_cuda_quantize(w, &whole, 0));
   GC_REQUIRE(lowp_cuda_quantize(w, &wt, 1)); /* the dgrad's: W^T (C, OC) read from W */
   GC_REQUIRE(lowpi_cuda_transpose_u8(tcodes, codes, OC, C));
@@ -693,9 +736,19 @@ static void run_fp8_pieces(int OC, int C, const size_t *cuts, int np, int zeros)
   GC_REQUIRE(lowp_cuda_memcpy(&s_want, whole.rowwise.scales, 4, LOWP_CUDA_D2H));
   GC_REQUIRE(lowp_cuda_memcpy(&s_t, wt.rowwise.scales, 4, LOWP_CUDA_D2H));
   const size_t d = first_byte_diff(got, want, n), dt = first_byte_diff(tgot, twant, n);
-  printf("  fp8 gather of a %dx%d weight%s in %d pieces: scale %.9g (whole %.9g), codes %s, "
+  if (delayed) { /* the pieces' amaxes recorded: their max, the whole tensor's amax */
+    float hp = NAN, hw = NAN;
+    GC_REQUIRE(lowp_cuda_memcpy(&hp, dp.history, 4, LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_cuda_memcpy(&hw, dw.history, 4, LOWP_CUDA_D2H));
+    GC_CHECK(f32_bits(hp) == f32_bits(hw) && (zeros ? hw == 0.0f : hw == 3.75f),
+             "fp8-delayed pieces %dx%d: recorded amax %.9g, whole tensor %.9g (want %g)", OC, C,
+             (double)hp, (double)hw, zeros ? 0.0 : 3.75);
+    lowp_cuda_delayed_free(&dp);
+    lowp_cuda_delayed_free(&dw);
+  }
+  printf("  %s fp8 gather of a %dx%d weight%s in %d pieces: scale %.9g (whole %.9g), codes %s, "
          "transpose %s\n",
-         OC, C, zeros ? " of zeros" : "", np, (double)s_got, (double)s_want,
+         recipe_name, OC, C, zeros ? " of zeros" : "", np, (double)s_got, (double)s_want,
          d == n ? "equal" : "DIFFER", dt == n ? "equal" : "DIFFER");
   GC_CHECK(f32_bits(s_got) == f32_bits(s_want) && f32_bits(s_t) == f32_bits(s_want),
            "fp8 pieces %dx%d: scale %.9g, whole %.9g, transposed %.9g", OC, C, (double)s_got,
@@ -705,8 +758,12 @@ static void run_fp8_pieces(int OC, int C, const size_t *cuts, int np, int zeros)
            d < n ? (double)h[d] : 0.0);
   GC_CHECK(dt == n, "fp8 pieces %dx%d: transposed code %zu is 0x%02x, quantized transposed 0x%02x",
            OC, C, dt, dt < n ? tgot[dt] : 0, dt < n ? twant[dt] : 0);
-  GC_CHECK(zeros || s_got != 1.0f, "fp8 pieces %dx%d: scale 1 for a weight with a large value", OC,
-           C);
+  GC_CHECK(zeros || delayed || s_got != 1.0f,
+           "fp8 pieces %dx%d: scale 1 for a weight with a large value", OC, C);
+  const float s_state = 1.0f / (448.0f / 2.5f); /* lowp_delayed_update's scale_inv */
+  GC_CHECK(!delayed || f32_bits(s_got) == f32_bits(s_state),
+           "fp8-delayed pieces %dx%d: decode scale %.9g, not the state's %.9g", OC, C,
+           (double)s_got, (double)s_state);
   lowp_cuda_qtensor_free(&whole);
   lowp_cuda_qtensor_free(&wt);
   lowp_cuda_free(w);
@@ -743,14 +800,17 @@ int main(void) {
 #ifdef LOWP_HAVE_CUDA
   { /* one piece of length 1, one empty, the large value in the fourth */
     const size_t cuts[6] = {0, 1, 1001, 1001, 2500, 48 * 80};
-    run_fp8_pieces(48, 80, cuts, 5, 0);
-    run_fp8_pieces(48, 80, cuts, 5, 1);
     const size_t one[2] = {0, 16 * 32};
-    run_fp8_pieces(16, 32, one, 1, 0);
+    for (int r = 0; r < 2; r++) {
+      const char *rn = r ? "fp8-delayed" : "fp8-current";
+      run_fp8_pieces(rn, 48, 80, cuts, 5, 0);
+      run_fp8_pieces(rn, 48, 80, cuts, 5, 1);
+      run_fp8_pieces(rn, 16, 32, one, 1, 0);
+    }
   }
-  const char *recipes[] = {"fp32", "bf16", "fp8-current"};
+  const char *recipes[] = {"fp32", "bf16", "fp8-current", "fp8-delayed"};
   for (int a = 0; a < 2; a++)
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
       for (int shard = 2; shard <= 3; shard++)
         run_model(a ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[k], shard);
 #endif

@@ -32,6 +32,14 @@ static void test_presets(void **state) {
   expect_op(&r, LOWP_OP_WGRAD_DY, "e5m2-delayed", LOWP_ROUND_RNE, 0);
   expect_op(&r, LOWP_OP_WGRAD_X, "fp8-delayed", LOWP_ROUND_RNE, 0);
   assert_int_equal(r.amax_history_len, 1024);
+  /* TE's three states: wgrad.x shares fprop.x's, dgrad.w fprop.w's, wgrad.dy dgrad.dy's */
+  assert_int_equal(r.op[LOWP_OP_WGRAD_X].shares, 1 + LOWP_OP_FPROP_X);
+  assert_int_equal(r.op[LOWP_OP_DGRAD_W].shares, 1 + LOWP_OP_FPROP_W);
+  assert_int_equal(r.op[LOWP_OP_WGRAD_DY].shares, 1 + LOWP_OP_DGRAD_DY);
+  assert_int_equal(r.op[LOWP_OP_FPROP_X].shares + r.op[LOWP_OP_FPROP_W].shares +
+                       r.op[LOWP_OP_DGRAD_DY].shares,
+                   0);
+  TU_ASSERT_OK(lowp_recipe_check(&r));
   TU_ASSERT_OK(lowp_recipe_preset("fp8-block", &r)); /* DeepSeek-V3 */
   expect_op(&r, LOWP_OP_FPROP_X, "fp8-block128", LOWP_ROUND_RNE, 0);
   expect_op(&r, LOWP_OP_FPROP_W, "fp8-block128x128", LOWP_ROUND_RNE, 0);
@@ -119,6 +127,55 @@ static void test_custom_and_errors(void **state) {
 }
 
 /* GradScaler, against PyTorch's rules written out step by step. */
+/* Shared delayed-scaling states: "wgrad.x = fprop.x" copies the slot and shares its state; the
+ * text form round-trips; illegal sharing is refused with a message that names the slots. */
+static void test_shared_states(void **state) {
+  (void)state;
+  lowp_recipe r;
+  TU_ASSERT_OK(lowp_recipe_parse("fprop.x = fp8-delayed sr\nwgrad.x = fprop.x\n", &r));
+  expect_op(&r, LOWP_OP_WGRAD_X, "fp8-delayed", LOWP_ROUND_SR, 0);
+  assert_int_equal(r.op[LOWP_OP_WGRAD_X].shares, 1 + LOWP_OP_FPROP_X);
+  char text[4096];
+  TU_ASSERT_OK(lowp_recipe_format(&r, text, sizeof text));
+  assert_non_null(strstr(text, "\nwgrad.x = fprop.x\n"));
+  lowp_recipe back;
+  TU_ASSERT_OK(lowp_recipe_parse(text, &back));
+  assert_memory_equal(&r, &back, sizeof r);
+  /* A later assignment of the slot ends the sharing. */
+  TU_ASSERT_OK(lowp_recipe_parse("base = fp8-delayed\nwgrad.x = fp8-delayed\n", &r));
+  assert_int_equal(r.op[LOWP_OP_WGRAD_X].shares, 0);
+  struct {
+    const char *text, *needle;
+  } bad[] = {
+      {"all = fp8-delayed\nfprop.x = wgrad.x", "line 2: 'fprop.x = wgrad.x'"},
+      {"all = fp8-delayed\nwgrad.x = fprop.w", "'wgrad.x = fprop.w'"},
+      {"all = fp8-delayed\nbackward = fprop.x", "'backward = fprop.x'"},
+      {"all = fp8-tensor\nwgrad.x = fprop.x", "not delayed scaling"},
+      /* the owner changed after the sharing line: they no longer agree */
+      {"base = fp8-delayed\nfprop.x = e5m2-delayed", "wgrad.x shares fprop.x"},
+      {"base = fp8-delayed\ndgrad.dy = e5m2-delayed hadamard=16", "hadamard=0 against"},
+      {"base = fp8-delayed\nforward = fp8-tensor", "not delayed scaling"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    lowp_status st = lowp_recipe_parse(bad[i].text, &r);
+    if (st != LOWP_ERR_INVALID_ARG || !strstr(lowp_last_error(), bad[i].needle))
+      fail_msg("'%s' -> %d '%s'; want the message to contain '%s'", bad[i].text, st,
+               lowp_last_error(), bad[i].needle);
+  }
+  /* A recipe built in code: checked too (lowp_recipe_check, and by the executors). */
+  TU_ASSERT_OK(lowp_recipe_preset("fp8-delayed", &r));
+  r.op[LOWP_OP_FPROP_W].shares = 1 + LOWP_OP_DGRAD_W; /* the earlier slot may not share */
+  assert_int_equal(lowp_recipe_check(&r), LOWP_ERR_INVALID_ARG);
+  assert_non_null(strstr(lowp_last_error(), "fprop.w shares slot 3"));
+  TU_ASSERT_OK(lowp_recipe_preset("fp8-delayed", &r));
+  r.op[LOWP_OP_DGRAD_W].round = LOWP_ROUND_SR;
+  assert_int_equal(lowp_recipe_check(&r), LOWP_ERR_INVALID_ARG);
+  r.op[LOWP_OP_DGRAD_W].round = LOWP_ROUND_RNE;
+  r.op[LOWP_OP_WGRAD_X].shares = 99;
+  assert_int_equal(lowp_recipe_check(&r), LOWP_ERR_INVALID_ARG);
+  assert_int_equal(lowp_recipe_format(&r, text, sizeof text), LOWP_ERR_INVALID_ARG);
+}
+
 static void test_loss_scaler(void **state) {
   (void)state;
   lowp_loss_scaler s;
@@ -157,9 +214,8 @@ static void test_loss_scaler(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_presets),
-      cmocka_unit_test(test_round_trip),
-      cmocka_unit_test(test_custom_and_errors),
+      cmocka_unit_test(test_presets),           cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_custom_and_errors), cmocka_unit_test(test_shared_states),
       cmocka_unit_test(test_loss_scaler),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
