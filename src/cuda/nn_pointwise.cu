@@ -38,8 +38,10 @@ __global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float 
   lowpi_block_max_atomic(m, amax); /* amax_kernel's reduction */
 }
 
+/* amax: as gelu_forward_kernel's, of dinp. */
 __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float *inp,
-                                     const float *bias, int OC, size_t n) {
+                                     const float *bias, int OC, size_t n, unsigned *amax) {
+  uint32_t m = 0;
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
     float x = with_bias(inp, bias, OC, i);
     float cube = 0.044715f * x * x * x;
@@ -47,8 +49,13 @@ __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float
     float sech2 = 1.0f - th * th;
     float local =
         0.5f * (1.0f + th) + x * 0.5f * sech2 * (GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x));
-    dinp[i] = local * dout[i];
+    const float d = local * dout[i];
+    dinp[i] = d;
+    m = max(m, lowpi_abs_key(d));
   }
+  if (!amax)
+    return;
+  lowpi_block_max_atomic(m, amax);
 }
 
 __global__ void swiglu_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
@@ -184,13 +191,22 @@ lowp_status lowpi_cuda_gelu_backward(float *dinp, const float *dout, const float
 
 lowp_status lowpi_cuda_gelu_backward_bias(float *dinp, const float *dout, const float *inp,
                                           const float *bias, size_t n, int OC) {
-  // dinp (n), dout (n), inp (n / OC, OC), bias (OC)
+  return lowpi_cuda_gelu_backward_amax(dinp, NULL, dout, inp, bias, n, OC);
+}
+
+lowp_status lowpi_cuda_gelu_backward_amax(float *dinp, float *dinp_amax, const float *dout,
+                                          const float *inp, const float *bias, size_t n, int OC) {
+  // dinp (n), dinp_amax (1), dout (n), inp (n / OC, OC), bias (OC)
   LOWPI_NN_REQUIRE(n == 0 || (dinp && dout && inp), "lowpi_cuda_gelu_backward", "NULL buffer");
   LOWPI_NN_REQUIRE(OC > 0 && n % (size_t)OC == 0, "lowpi_cuda_gelu_backward",
                    "%zu values are not rows of %d", n, OC);
+  LOWPI_NN_REQUIRE(((uintptr_t)dinp_amax & 3u) == 0, "lowpi_cuda_gelu_backward", "misaligned amax");
+  if (dinp_amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(dinp_amax, 0, sizeof(float), 0));
   if (n == 0)
     return LOWP_OK;
-  gelu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, bias, OC, n);
+  gelu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, bias, OC, n,
+                                                          (unsigned *)dinp_amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
