@@ -35,8 +35,11 @@
  * quantizes the backward's transposed operands straight from X and W, with no fp32 transpose
  * (quantize_transposed). Per-tensor current scaling keeps the fprop's fp8 codes of X for the
  * wgrad, which takes their byte transpose (1 byte per value kept instead of the fp32 X: see
- * lowpi_gpu_linear_keeps_x8). The fp8 GEMMs' bias, which cuBLASLt cannot add to their fp32
- * output, goes into the caller's next kernel (lowpi_gpu_linear_forward_fold). */
+ * lowpi_gpu_linear_keeps_x8). Its dY goes to both backward GEMMs and the bias gradient in one
+ * pass over the fp32 dY (cast, transposed, column-summed: lowpi_gpu_linear_casts_dy), with dY's
+ * amax from its producer where given (lowpi_gpu_act.amax). The fp8 GEMMs' bias, which cuBLASLt
+ * cannot add to their fp32 output, goes into the caller's next kernel
+ * (lowpi_gpu_linear_forward_fold). */
 #ifndef LOWPI_GPU_LINEAR_H
 #define LOWPI_GPU_LINEAR_H
 

@@ -831,14 +831,13 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
       LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
                                           dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l),
                                           w->fcprojw, n, F, C)); // da (N, F)
-      lowpi_gpu_act dfc = lowpi_act_f32(a->db); /* fc's dY, with GELU's amax of it (gpt2) */
-      if (gpt2) {
-        dfc.amax = dy_amax_for(g, 4 * l + 2, 1);
+      /* fc's dY, with its amax from the activation's backward */
+      const lowpi_gpu_act dfc = {a->db, NULL, dy_amax_for(g, 4 * l + 2, 1)};
+      if (gpt2)
         LOWPI_TRY(lowpi_cuda_gelu_backward_amax(a->db, dfc.amax, a->da, fch,
                                                 g->fc_fold[l] ? w->fcb : NULL, N * (size_t)F, F));
-      } else {
-        LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
-      }
+      else
+        LOWPI_TRY(lowpi_cuda_swiglu_backward_amax(a->db, dfc.amax, a->da, fch, n, F)); // (N, FC)
       LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, dfc,
                                           act_bwd(&a->ln2, l), w->fcw, n, C, FC)); // da (N, C)
     }

@@ -103,6 +103,9 @@ lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const floa
                                       int H);
 lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,
                                        int H);
+/* The same with dinp_amax (may be NULL) = max |dinp| over both halves, as GELU's. */
+lowp_status lowpi_cuda_swiglu_backward_amax(float *dinp, float *dinp_amax, const float *dout,
+                                            const float *inp, int N, int H);
 
 /* RoPE on qkv (B, T, 3C) (out may equal inp; dinp may equal dout). */
 lowp_status lowpi_cuda_rope_forward(float *out, const float *inp, int B, int T, int C, int NH,

@@ -68,8 +68,11 @@ __global__ void swiglu_forward_kernel(float *__restrict__ out, uint16_t *__restr
   }
 }
 
+/* amax: as gelu_forward_kernel's, of dinp (both halves). */
 __global__ void swiglu_backward_kernel(float *__restrict__ dinp, const float *__restrict__ dout,
-                                       const float *__restrict__ inp, int H, size_t n) {
+                                       const float *__restrict__ inp, int H, size_t n,
+                                       unsigned *amax) {
+  uint32_t m = 0;
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
     const size_t row = i / (size_t)H, h = i % (size_t)H;
     const float *gate = inp + row * 2 * H, *up = gate + H;
@@ -77,10 +80,16 @@ __global__ void swiglu_backward_kernel(float *__restrict__ dinp, const float *__
     const float g = dout[i];
     float x = gate[h], sig = 1.0f / (1.0f + expf(-x));
     float silu = x * sig;
-    dup[h] = g * silu;
+    const float du = g * silu;
     /* d silu / dx = sig * (1 + x (1 - sig)) */
-    dgate[h] = g * up[h] * (sig * (1.0f + x * (1.0f - sig)));
+    const float dg = g * up[h] * (sig * (1.0f + x * (1.0f - sig)));
+    dup[h] = du;
+    dgate[h] = dg;
+    m = max(m, max(lowpi_abs_key(du), lowpi_abs_key(dg)));
   }
+  if (!amax)
+    return;
+  lowpi_block_max_atomic(m, amax);
 }
 
 /* One thread per (row, i < hs/2): the angle once, then the q and k pairs of every head. Each
@@ -226,13 +235,23 @@ lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const floa
 
 lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,
                                        int H) {
-  // dinp (N, 2H), dout (N, H), inp (N, 2H)
+  return lowpi_cuda_swiglu_backward_amax(dinp, NULL, dout, inp, N, H);
+}
+
+lowp_status lowpi_cuda_swiglu_backward_amax(float *dinp, float *dinp_amax, const float *dout,
+                                            const float *inp, int N, int H) {
+  // dinp (N, 2H), dinp_amax (1), dout (N, H), inp (N, 2H)
   LOWPI_NN_REQUIRE(dinp && dout && inp, "lowpi_cuda_swiglu_backward", "NULL buffer");
   LOWPI_NN_REQUIRE(N >= 0 && H >= 0, "lowpi_cuda_swiglu_backward", "bad shape N %d H %d", N, H);
+  LOWPI_NN_REQUIRE(((uintptr_t)dinp_amax & 3u) == 0, "lowpi_cuda_swiglu_backward",
+                   "misaligned amax");
+  if (dinp_amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(dinp_amax, 0, sizeof(float), 0));
   const size_t n = (size_t)N * H;
   if (n == 0)
     return LOWP_OK;
-  swiglu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, H, n);
+  swiglu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, H, n,
+                                                            (unsigned *)dinp_amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

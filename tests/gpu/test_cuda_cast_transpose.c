@@ -15,7 +15,7 @@
  *     same Inf;
  *   with a given amax (amax_known) the same codes; a planted amax is the one used; without it
  *     the computed amax is copied out;
- *   the producers' amax (LayerNorm / RMSNorm backward, GELU backward): bit for bit the
+ *   the producers' amax (LayerNorm / RMSNorm, GELU and SwiGLU backwards): bit for bit the
  *     lowp_cuda_amax of the values they wrote, which are the bits of the plain kernels'.
  * Shapes: 1x1, 1x17, 17x1, 17x33, 48x80 (16-byte stores both ways, a partial tile), 4097x17,
  * 33x4097, 96x128, and 1024x1280 (256x320 with LOWP_GPU_TEST_SMALL=1); NaN and Inf inputs.
@@ -273,8 +273,9 @@ static void test_errors(void) {
 }
 
 /* The producers' amax of what they write: LayerNorm / RMSNorm backward (accumulating into
- * dinp, as the model's blocks do) and GELU's backward, against lowp_cuda_amax of their output;
- * their output against the plain kernels' (the same bits). special: a NaN in dout. */
+ * dinp, as the model's blocks do), GELU's and SwiGLU's backward, against lowp_cuda_amax of
+ * their output; their output against the plain kernels' (the same bits). special: a NaN in
+ * dout. */
 static void test_producers(size_t N, size_t C, int special) {
   const size_t n = N * C;
   float *h = malloc((5 * n + 2 * C + 2 * N) * sizeof(float));
@@ -286,7 +287,7 @@ static void test_producers(size_t N, size_t C, int special) {
   for (size_t i = 0; i < N; i++) /* rstd > 0 */
     h[5 * n + 2 * C + N + i] = (float)(0.5 + gc_uniform());
   if (special)
-    h[n / 2] = bits_f32(0x7FC00000u); /* in dout */
+    h[n / 4] = bits_f32(0x7FC00000u); /* in dout (also in SwiGLU's (N, C / 2)) */
   GC_REQUIRE(lowp_cuda_memcpy(dv, h, (5 * n + 2 * C + 2 * N) * sizeof(float), LOWP_CUDA_H2D));
   const float *dout = dv, *inp = dv + n, *w = dv + 5 * n;
   const float *mean = dv + 5 * n + 2 * C, *rstd = mean + N;
@@ -295,8 +296,11 @@ static void test_producers(size_t N, size_t C, int special) {
   void *ws = NULL;
   GC_REQUIRE(lowp_cuda_malloc(&ws, wsb ? wsb : 16));
   float *hout[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
-  for (int kind = 0; kind < 3; kind++) {
-    static const char *const kn[] = {"layernorm backward", "rmsnorm backward", "gelu backward"};
+  const int H = (int)C / 2; /* SwiGLU: dout (N, H), inp and dinp (N, 2H) */
+  for (int kind = 0; kind < 4; kind++) {
+    static const char *const kn[] = {"layernorm backward", "rmsnorm backward", "gelu backward",
+                                     "swiglu backward"};
+    const size_t nn = kind == 3 ? N * 2 * (size_t)H : n; /* the values written */
     for (int way = 0; way < 2; way++) { /* the plain kernel, then the one with the amax */
       float *amax = way ? d_amax : NULL;
       GC_REQUIRE(lowp_cuda_memcpy(dinp[way], h + 2 * n, n * sizeof(float), LOWP_CUDA_H2D));
@@ -307,17 +311,19 @@ static void test_producers(size_t N, size_t C, int special) {
       else if (kind == 1)
         st = lowpi_cuda_rmsnorm_backward_amax(dinp[way], NULL, amax, dw, dout, inp, w, rstd, (int)N,
                                               (int)C, 1, ws, wsb);
-      else
+      else if (kind == 2)
         st = lowpi_cuda_gelu_backward_amax(dinp[way], amax, dout, inp, w, n, (int)C);
+      else
+        st = lowpi_cuda_swiglu_backward_amax(dinp[way], amax, dout, inp, (int)N, H);
       GC_REQUIRE(st);
-      GC_REQUIRE(lowp_cuda_memcpy(hout[way], dinp[way], n * sizeof(float), LOWP_CUDA_D2H));
+      GC_REQUIRE(lowp_cuda_memcpy(hout[way], dinp[way], nn * sizeof(float), LOWP_CUDA_D2H));
     }
     float got = 0.0f, want = 0.0f;
     GC_REQUIRE(lowp_cuda_memcpy(&got, d_amax, sizeof got, LOWP_CUDA_D2H));
-    GC_REQUIRE(lowp_cuda_amax(dinp[1], n, (float *)scratch));
+    GC_REQUIRE(lowp_cuda_amax(dinp[1], nn, (float *)scratch));
     GC_REQUIRE(lowp_cuda_memcpy(&want, scratch, sizeof want, LOWP_CUDA_D2H));
     size_t bad = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < nn; i++)
       if (!same_float(hout[0][i], hout[1][i]) && bad++ < 4)
         fprintf(stderr, "  %s %zux%zu: dinp[%zu] %a with the amax, %a without\n", kn[kind], N, C, i,
                 (double)hout[1][i], (double)hout[0][i]);
