@@ -1007,6 +1007,88 @@ static lowp_status x8_operand(lowpi_gpu_linears *g, lin_state *ls, int N, int C,
   return LOWP_OK;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * dY cast and transposed in one pass (Transformer Engine's cast_transpose_dbias). Where the
+ * dgrad's and the wgrad's dY are the same per-tensor current scaling with RNE (fp8-current's
+ * e5m2; both GEMMs native fp8), the wgrad's codes are the byte transpose of the dgrad's (see
+ * reuse_dy), and the bias gradient sums the same fp32 dY: one kernel reads dY once and writes
+ * the dgrad's codes (N, OC), the wgrad's (OC, N) and the column sums' partials, where the plain
+ * way reads it three times (amax, cast, column sums) and moves the codes once more (the byte
+ * transpose). With dY's amax from its producer (lowpi_gpu_act.amax: the norm backward's, GELU
+ * backward's) it is read once in all. The same codes, scales and bias gradient bit for bit
+ * (quant_cuda.h). */
+static int cast_t_applies(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
+  const op_state *od = &ls->op[LOWP_OP_DGRAD_DY], *ow = &ls->op[LOWP_OP_WGRAD_DY];
+  if (g->plain & LOWPI_GPU_PLAIN_CAST_T)
+    return 0;
+  for (int i = 0; i < 2; i++) {
+    const op_state *o = i ? ow : od;
+    if (!current_scaling(o) || !is_native_fp8(o) || o->delayed || o->cfg.round != LOWP_ROUND_RNE ||
+        !lowpi_cuda_cast_transpose_supported(&o->cfg))
+      return 0;
+  }
+  return od->cfg.format == ow->cfg.format && od->cfg.scale_format == ow->cfg.scale_format &&
+         run_of(g, od, &ls->op[LOWP_OP_DGRAD_W], N, C, OC) == RUN_FP8 &&
+         run_of(g, ow, &ls->op[LOWP_OP_WGRAD_X], OC, C, N) == RUN_FP8;
+}
+
+int lowpi_gpu_linear_casts_dy(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
+  return lin >= 0 && lin < g->nlin && cast_t_applies(g, &g->lin[lin], N, C, OC);
+}
+
+int lowpi_gpu_linear_wants_dy_amax(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
+  return !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX) && lowpi_gpu_linear_casts_dy(g, lin, N, C, OC);
+}
+
+/* dY's operands for the dgrad (*d, (N, OC)) and the wgrad (*w, (OC, N)), both K-major, and
+ * dbias (may be NULL) += its column sums, in one pass where cast_t_applies (*ok; else nothing
+ * is done). Into the buffers the plain way quantizes into (the slots' qbufs). */
+static lowp_status dy_cast_transpose(lowpi_gpu_linears *g, lin_state *ls, lowpi_gpu_act dout,
+                                     float *dbias, int N, int C, int OC, operand *d, operand *w,
+                                     int *ok) {
+  *ok = 0;
+  if (!dout.f32 || !cast_t_applies(g, ls, N, C, OC))
+    return LOWP_OK;
+  const op_state *od = &ls->op[LOWP_OP_DGRAD_DY], *ow = &ls->op[LOWP_OP_WGRAD_DY];
+  lowp_cuda_qtensor *qd = NULL, *qw = NULL;
+  LOWPI_TRY(qbuf_get(g, LOWP_OP_DGRAD_DY, &od->cfg, (size_t)N, (size_t)OC, &qd));
+  LOWPI_TRY(qbuf_get(g, LOWP_OP_WGRAD_DY, &ow->cfg, (size_t)OC, (size_t)N, &qw));
+  void *ws = NULL;
+  const size_t bytes = dbias ? lowpi_cuda_cast_transpose_dbias_workspace(N, OC) : 0;
+  if (dbias)
+    LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
+  const int given = dout.amax && !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX);
+  LOWPI_TRY(lowpi_cuda_cast_transpose_dbias(dout.f32, N, OC, qd, NULL, qw, given ? dout.amax : NULL,
+                                            given, dbias, ws, bytes));
+  *d = (operand){qd->rowwise.codes, od->cfg.format, (const float *)qd->rowwise.scales,
+                 (lowpi_fp8_block_kind)0, 0};
+  *w = (operand){qw->rowwise.codes, ow->cfg.format, (const float *)qw->rowwise.scales,
+                 (lowpi_fp8_block_kind)0, 0};
+  g->counts.dy_cast_t++;
+  g->counts.dy_amax_given += (unsigned long long)given;
+  *ok = 1;
+  return LOWP_OK;
+}
+
+unsigned lowpi_gpu_plain_from_env(void) {
+  static const struct {
+    const char *name;
+    unsigned flag;
+  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},       {"x8", LOWPI_GPU_PLAIN_X8},
+               {"amax", LOWPI_GPU_PLAIN_AMAX},       {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
+               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX}, {"all", ~0u}};
+  const char *env = getenv("LOWP_GPU_PLAIN");
+  unsigned plain = 0;
+  while (env && *env) {
+    const size_t len = strcspn(env, ",");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+      if (strlen(names[i].name) == len && !strncmp(env, names[i].name, len))
+        plain |= names[i].flag;
+    env += len + (env[len] == ',');
+  }
+  return plain;
+}
+
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
                                      const float *weight, const float *bias, int N, int C, int OC) {
   return lowpi_gpu_linear_forward_fold(g, lin, out, inp, weight, bias, N, C, OC, NULL);
@@ -1213,8 +1295,14 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
                             const float *weight, int N, int C, int OC) {
   // dinp (N, C), dweight (OC, C), dbias (OC), dout (N, OC), inp (N, C), weight (OC, C)
   lin_state *ls = &g->lin[lin];
-  operand dy;
+  operand dy, cast_d, cast_w; /* cast_*: dY's operands from the fused pass (dy_cast_transpose) */
   gemm_run run_d = RUN_FP32;
+  int cast_t = 0;
+  if (dinp && !dg) {
+    LOWPI_TRY(dy_cast_transpose(g, ls, dout, dbias, N, C, OC, &cast_d, &cast_w, &cast_t));
+    if (cast_t)
+      dbias = NULL; /* done */
+  }
   if (dg) {
     if (!lowpi_gpu_linear_is_bf16(g, lin) || dinp)
       return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: GELU's backward fused into linear %d", lin);
@@ -1230,8 +1318,8 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
     const int given = weight && ls->wq_src == weight;
     if (given)
       LOWPI_TRY(given_weight(g, ls, LOWP_OP_DGRAD_W, (size_t)OC, (size_t)C, &wq));
-    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, NULL, given ? &wq : NULL, N, C, OC,
-                          0.0f, NULL, NULL, &run_d, &dy));
+    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, cast_t ? &cast_d : NULL,
+                          given ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, &run_d, &dy));
     g->counts.w_reused += (unsigned long long)cached;
   }
   { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns. dY's operand
@@ -1253,7 +1341,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
                         lin);
     if (x8)
       LOWPI_TRY(x8_operand(g, ls, N, C, &given_x));
-    if (dinp || dg) {
+    if (!cast_t && (dinp || dg)) {
       const gemm_run run_w =
           run_of(g, &ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);
       LOWPI_TRY(reuse_dy(g, ls, &dy, run_d, run_w, (size_t)N, (size_t)OC, &given, &reused));
@@ -1269,7 +1357,10 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
       bg = (float *)p;
     }
     gemm_run run_w = RUN_FP32;
-    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_WGRAD, dweight, &a, &b, reused ? &given : NULL,
+    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_WGRAD, dweight, &a, &b,
+                          cast_t   ? &cast_w
+                          : reused ? &given
+                                   : NULL,
                           x8 ? &given_x : NULL, OC, C, N, 1.0f, NULL, bg, &run_w, NULL));
     g->counts.dy_reused += (unsigned long long)reused;
     g->counts.x_fp8_reused += (unsigned long long)x8;

@@ -36,9 +36,12 @@
  * quantizes the backward's transposed operands straight from X and W, with no fp32 transpose
  * (quantize_transposed). Per-tensor current scaling (and delayed scaling whose wgrad.x shares
  * fprop.x's state: fp8-delayed) keeps the fprop's fp8 codes of X for the wgrad, which takes their
- * byte transpose (1 byte per value kept instead of the fp32 X: see lowpi_gpu_linear_keeps_x8). The
- * fp8 GEMMs' bias, which cuBLASLt cannot add to their fp32 output, goes into the caller's next
- * kernel (lowpi_gpu_linear_forward_fold). */
+ * byte transpose (1 byte per value kept instead of the fp32 X: see lowpi_gpu_linear_keeps_x8).
+ * Per-tensor current scaling's dY goes to both backward GEMMs and the bias gradient in one pass
+ * over the fp32 dY (cast, transposed, column-summed: lowpi_gpu_linear_casts_dy), with dY's amax
+ * from its producer where given (lowpi_gpu_act.amax). The fp8 GEMMs' bias, which cuBLASLt
+ * cannot add to their fp32 output, goes into the caller's next kernel
+ * (lowpi_gpu_linear_forward_fold). */
 #ifndef LOWPI_GPU_LINEAR_H
 #define LOWPI_GPU_LINEAR_H
 
@@ -77,9 +80,11 @@ lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g);
 typedef struct {
   const float *f32;
   const uint16_t *bf16;
-  float *amax; /* forward, may be NULL: max |f32| (a device float) that its producer computed as
-                  lowp_cuda_amax would, taken by a per-tensor current scaling of the fprop's X
-                  (lowpi_gpu_linear_wants_amax) instead of an amax pass of its own */
+  float *amax; /* may be NULL: max |f32| (a device float) that its producer computed as
+                  lowp_cuda_amax would (lowpi_block_max_atomic of lowpi_abs_key: NaN included),
+                  taken instead of an amax pass: in the forward by a per-tensor current scaling
+                  of the fprop's X (lowpi_gpu_linear_wants_amax), in the backward (dout) by the
+                  fused cast-transpose of dY (lowpi_gpu_linear_wants_dy_amax) */
 } lowpi_gpu_act;
 static inline lowpi_gpu_act lowpi_act_f32(const float *x) {
   return (lowpi_gpu_act){x, NULL, NULL};
@@ -101,16 +106,36 @@ int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C,
 
 /* Shortcuts to turn off (for the tests that compare them with the plain way): an OR of these. */
 enum {
-  LOWPI_GPU_PLAIN_BIAS = 1, /* the fp8 linears' bias in a pass of its own, not in GELU / the
-                               residual add (lowpi_gpu_linear_forward_fold; the model's) */
-  LOWPI_GPU_PLAIN_X8 = 2,   /* X quantized again in the wgrad (lowpi_gpu_linear_keeps_x8 0) */
-  LOWPI_GPU_PLAIN_AMAX = 4, /* the fprop's X amax by a pass of its own, not the producer's
-                               (lowpi_gpu_linear_wants_amax 0) */
+  LOWPI_GPU_PLAIN_BIAS = 1,     /* the fp8 linears' bias in a pass of its own, not in GELU / the
+                                   residual add (lowpi_gpu_linear_forward_fold; the model's) */
+  LOWPI_GPU_PLAIN_X8 = 2,       /* X quantized again in the wgrad (lowpi_gpu_linear_keeps_x8 0) */
+  LOWPI_GPU_PLAIN_AMAX = 4,     /* the fprop's X amax by a pass of its own, not the producer's
+                                   (lowpi_gpu_linear_wants_amax 0) */
+  LOWPI_GPU_PLAIN_CAST_T = 8,   /* fp8-current's dY quantized for the dgrad, byte-transposed for
+                                   the wgrad and column-summed for the bias in passes of their own,
+                                   not in one (lowpi_gpu_linear_casts_dy 0; implies DY_AMAX) */
+  LOWPI_GPU_PLAIN_DY_AMAX = 16, /* dY's amax by a pass of its own, not the producer's
+                                   (lowpi_gpu_linear_wants_dy_amax 0) */
 };
+/* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
+ * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax (or "all").
+ * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
+unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
  * amax from its producer (lowpi_gpu_act.amax): the same scale, one read of X less. */
 int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin);
 void lowpi_gpu_linears_set_plain(lowpi_gpu_linears *g, unsigned plain);
+
+/* Whether linear lin's backward (N rows, C inputs, OC outputs; with a dgrad) quantizes its dY
+ * (N, OC) in one fused pass (lowpi_cuda_cast_transpose_dbias, quant_cuda.h): the dgrad's and
+ * the wgrad's dY operands the same fp8 per-tensor current scaling (format, fp32 scale, RNE, no
+ * Hadamard), both GEMMs native fp8. That one read of dY (fp32, given) writes the dgrad's codes,
+ * their transpose for the wgrad and the bias gradient's column sums (the same bits as the
+ * amax pass, the cast, the byte transpose and lowpi_cuda_bias_backward: counts.dy_cast_t). */
+int lowpi_gpu_linear_casts_dy(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
+/* Whether that fused pass would take dY's amax from its producer (lowpi_gpu_act.amax of dout):
+ * then the producer (a norm's backward, GELU's backward) computes it as it writes dY. */
+int lowpi_gpu_linear_wants_dy_amax(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
 
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
@@ -220,6 +245,9 @@ typedef struct {
                                       cuBLASLt refused an fp32 vector with a bf16 D: fc's bias
                                       rounded to bf16 (RNE) for the forward, fc's bias gradient
                                       rounded to bf16 before it is added */
+  unsigned long long dy_cast_t;    /* backwards whose dY went through the fused cast-transpose
+                                      (lowpi_gpu_linear_casts_dy) */
+  unsigned long long dy_amax_given; /* of those, the ones that took dY's amax from its producer */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);

@@ -59,6 +59,9 @@ typedef struct {
   uint16_t *dlogits16;   // (N, V) bf16 dlogits, when the LM head is a bf16 linear
   float *losses, *loss;  // (N), (1)
   float *x_amax;         // (1): GELU's output amax for fc_proj (lowpi_gpu_linear_wants_amax)
+  float *dy_amax;        // (2): the amax of dres and of db from their producers (the norm
+                         // backwards, GELU's backward) for the next linear's fused dY cast
+                         // (lowpi_gpu_linear_wants_dy_amax)
   float *dres, *da, *db; // (N, C), (N, W), (N, W)
   uint16_t *dres16;      // (N, C): dres's bf16 codes from the norm backwards, if a block's
                          // attproj or fc_proj is a bf16 linear (their dY, not cast again)
@@ -271,10 +274,27 @@ static int dres16_wanted(const lowpi_gpu_model *g) {
   return 0;
 }
 
-/* dres as linear lin's dY: with its bf16 codes where lin is a bf16 linear. */
+/* Where the producer of linear lin's dY (slot 0: dres, 1: db) writes its amax, for the linear's
+ * fused dY cast (lowpi_gpu_linear_wants_dy_amax at this step's batch); else NULL (also lin -1:
+ * no linear). */
+static float *dy_amax_for(const lowpi_gpu_model *g, int lin, int slot) {
+  const lowp_model_config *c = &g->cfg;
+  if (lin < 0 || lin >= 4 * c->n_layer)
+    return NULL;
+  const int C = c->n_embd, FC = lowpi_model_fc_cols(c), F = c->ffn_hidden;
+  static const int in_of[4] = {0, 0, 0, 1}, out_of[4] = {2, 0, 3, 0}; /* 0 C, 1 F, 2 3C, 3 FC */
+  const int dims[4] = {C, F, 3 * C, FC};
+  const int k = lin % 4;
+  return lowpi_gpu_linear_wants_dy_amax(g->lin, lin, g->B * g->T, dims[in_of[k]], dims[out_of[k]])
+             ? g->a.dy_amax + slot
+             : NULL;
+}
+
+/* dres as linear lin's dY: with its bf16 codes where lin is a bf16 linear, its amax where the
+ * norm backward that wrote it computed it (norm_backward's dy_lin). */
 static lowpi_gpu_act dres_for(const lowpi_gpu_model *g, int lin) {
   const int bf16 = g->a.dres16 && lowpi_gpu_linear_is_bf16(g->lin, lin);
-  return (lowpi_gpu_act){g->a.dres, bf16 ? g->a.dres16 : NULL, NULL};
+  return (lowpi_gpu_act){g->a.dres, bf16 ? g->a.dres16 : NULL, dy_amax_for(g, lin, 0)};
 }
 
 static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
@@ -311,6 +331,7 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->losses, N * 4},
       {(void **)&a->loss, 16},
       {(void **)&a->x_amax, 16},
+      {(void **)&a->dy_amax, 16},
       {(void **)&a->dres, N * C * 4},
       {(void **)&a->dres16, dres16_wanted(g) ? N * C * 2 : 0},
       {(void **)&a->da, N * W * 4},
@@ -346,10 +367,11 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
 }
 
 static void free_acts(gpu_acts *a) {
-  void *ptrs[] = {a->res,    a->ln1_stats, a->qkv,       a->qkv16,     a->att,    a->lse,
-                  a->atty,   a->mid,       a->ln2_stats, a->fch,       a->fch16,  a->lnf_stats,
-                  a->logits, a->losses,    a->loss,      a->dres,      a->da,     a->db,
-                  a->inputs, a->targets,   a->work,      a->dlogits16, a->x_amax, a->dres16};
+  void *ptrs[] = {a->res,   a->ln1_stats, a->qkv,    a->qkv16,     a->att,
+                  a->lse,   a->atty,      a->mid,    a->ln2_stats, a->fch,
+                  a->fch16, a->lnf_stats, a->logits, a->losses,    a->loss,
+                  a->dres,  a->da,        a->db,     a->inputs,    a->targets,
+                  a->work,  a->dlogits16, a->x_amax, a->dres16,    a->dy_amax};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
   act_store_free(&a->ln1);
@@ -402,6 +424,7 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
   g->cfg = *c;
   g->nparams = lowp_model_num_params(host);
   g->shard = shard;
+  plain |= lowpi_gpu_plain_from_env(); /* LOWP_GPU_PLAIN: A/B timing of the shortcuts */
   g->plain = plain;
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
@@ -544,16 +567,19 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
 
 /* dinp written (accumulate 0) or, for the blocks' norms, added to the residual stream's
  * gradient (accumulate 1: model.c's norm backward + residual backward, in one pass). dinp is
- * always dres: its bf16 codes go to dres16 where that exists (dres_for). */
+ * always dres: its bf16 codes go to dres16 where that exists (dres_for), its amax where linear
+ * dy_lin (the next to take dres as its dY; -1: none) wants it (dy_amax_for). */
 static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, float *db,
                                  const float *dout, const float *inp, const float *w,
-                                 const float *stats, int N, int accumulate) {
+                                 const float *stats, int N, int accumulate, int dy_lin) {
   const lowp_model_config *c = &g->cfg;
+  float *amax = dy_amax_for(g, dy_lin, 0);
   if (c->arch == LOWP_ARCH_GPT2)
-    return lowpi_cuda_layernorm_backward(dinp, g->a.dres16, dw, db, dout, inp, w, stats, stats + N,
-                                         N, c->n_embd, accumulate, g->a.work, g->a.work_bytes);
-  return lowpi_cuda_rmsnorm_backward(dinp, g->a.dres16, dw, dout, inp, w, stats + N, N, c->n_embd,
-                                     accumulate, g->a.work, g->a.work_bytes);
+    return lowpi_cuda_layernorm_backward_amax(dinp, g->a.dres16, amax, dw, db, dout, inp, w, stats,
+                                              stats + N, N, c->n_embd, accumulate, g->a.work,
+                                              g->a.work_bytes);
+  return lowpi_cuda_rmsnorm_backward_amax(dinp, g->a.dres16, amax, dw, dout, inp, w, stats + N, N,
+                                          c->n_embd, accumulate, g->a.work, g->a.work_bytes);
 }
 
 /* qkv (N, 3C) for layer l: into the bf16 store where qkv_in_bf16, else fp32. */
@@ -682,12 +708,15 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
                                       dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l), w->fcprojw,
                                       n, FC, C)); // da (N, FC)
   const int fc16 = pre && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2);
+  float *amax = fc16 ? NULL : dy_amax_for(g, 4 * l + 2, 1); /* for fc's fused dY cast */
   if (pre)
-    LOWPI_TRY(lowpi_cuda_gelu_backward_from_bf16(fc16 ? NULL : a->db, fc16 ? dpre : NULL, a->da,
-                                                 pre, nfc));
+    LOWPI_TRY(lowpi_cuda_gelu_backward_from_bf16(fc16 ? NULL : a->db, fc16 ? dpre : NULL, amax,
+                                                 a->da, pre, nfc));
   else
-    LOWPI_TRY(lowpi_cuda_gelu_backward(a->db, a->da, a->fch + (size_t)l * nfc, nfc));
-  const lowpi_gpu_act dy = fc16 ? (lowpi_gpu_act){NULL, dpre, NULL} : lowpi_act_f32(a->db);
+    LOWPI_TRY(
+        lowpi_cuda_gelu_backward_amax(a->db, amax, a->da, a->fch + (size_t)l * nfc, NULL, nfc, FC));
+  const lowpi_gpu_act dy =
+      fc16 ? (lowpi_gpu_act){NULL, dpre, NULL} : (lowpi_gpu_act){a->db, NULL, amax};
   return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, dy,
                                    act_bwd(&a->ln2, l), w->fcw, n, C, FC);
 }
@@ -808,7 +837,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
   LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, dlogits,
                                       act_at(&a->lnf, 0), g->p.head, n, C, V));
   LOWPI_TRY(norm_backward(g, a->dres, g->g.lnfw, g->g.lnfb, a->da, a->res + (size_t)L * NC,
-                          g->p.lnfw, a->lnf_stats, n, 0));
+                          g->p.lnfw, a->lnf_stats, n, 0, 4 * L - 1)); /* for fc_proj's dY */
   for (int l = L - 1; l >= 0; l--) {
     lowpi_layer_ptrs wl, gl;
     LOWPI_TRY(block_params(g, l, 1, &wl));
@@ -826,14 +855,15 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
       const float *fch = a->fch + l * N * FC;
       LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
                                           dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l),
-                                          w->fcprojw, n, F, C));      // da (N, F)
-      LOWPI_TRY(lowpi_cuda_swiglu_backward(a->db, a->da, fch, n, F)); // db (N, FC)
-      LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb,
-                                          lowpi_act_f32(a->db), act_bwd(&a->ln2, l), w->fcw, n, C,
-                                          FC)); // da (N, C)
+                                          w->fcprojw, n, F, C)); // da (N, F)
+      /* fc's dY, with its amax from SwiGLU's backward */
+      const lowpi_gpu_act dfc = {a->db, NULL, dy_amax_for(g, 4 * l + 2, 1)};
+      LOWPI_TRY(lowpi_cuda_swiglu_backward_amax(a->db, dfc.amax, a->da, fch, n, F)); // (N, FC)
+      LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, dfc,
+                                          act_bwd(&a->ln2, l), w->fcw, n, C, FC)); // da (N, C)
     }
-    LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n,
-                            1)); // dres = d(mid)
+    LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n, 1,
+                            4 * l + 1)); // dres = d(mid), attproj's dY
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
                                         dres_for(g, 4 * l + 1), atty_in, w->attprojw, n, C,
                                         C));                                   // da = d(atty)
@@ -842,9 +872,9 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, lowpi_act_f32(a->db),
                                         act_bwd(&a->ln1, l), w->qkvw, n, C, 3 * C)); // da = d(ln1)
-    LOWPI_TRY(norm_backward(g, a->dres, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n,
-                            1)); // dres = d(x)
-    if (g->shard >= 2)           /* block l's gradients are final: start their reduction */
+    LOWPI_TRY(norm_backward(g, a->dres, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n, 1,
+                            4 * l - 1)); // dres = d(x), the previous block's fc_proj's dY
+    if (g->shard >= 2)                   /* block l's gradients are final: start their reduction */
       LOWPI_TRY(g->hooks.ready(g->hooks.user, l));
     else if (g->grads_ready)
       LOWPI_TRY(g->grads_ready(g->grads_ready_user, l));

@@ -58,6 +58,20 @@ lowp_status lowpi_cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, floa
                                           const float *weight, const float *mean, const float *rstd,
                                           int N, int C, int accumulate, void *workspace,
                                           size_t workspace_bytes);
+/* The backwards, also writing dinp_amax (a device float, may be NULL) = max |dinp| of the values
+ * written (after the accumulation) as lowp_cuda_amax computes it (the same bits, NaN included):
+ * the amax of the next linear's dY for its per-tensor current scaling (lowpi_gpu_act.amax). */
+lowp_status lowpi_cuda_layernorm_backward_amax(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                               float *dweight, float *dbias, const float *dout,
+                                               const float *inp, const float *weight,
+                                               const float *mean, const float *rstd, int N, int C,
+                                               int accumulate, void *workspace,
+                                               size_t workspace_bytes);
+lowp_status lowpi_cuda_rmsnorm_backward_amax(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                             float *dweight, const float *dout, const float *inp,
+                                             const float *weight, const float *rstd, int N, int C,
+                                             int accumulate, void *workspace,
+                                             size_t workspace_bytes);
 lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
                                        const float *inp, const float *weight, int N, int C,
                                        float eps);
@@ -81,6 +95,10 @@ lowp_status lowpi_cuda_gelu_forward_amax(float *out, uint16_t *out_bf16, float *
                                          const float *inp, const float *bias, size_t n, int OC);
 lowp_status lowpi_cuda_gelu_backward_bias(float *dinp, const float *dout, const float *inp,
                                           const float *bias, size_t n, int OC);
+/* The same, writing also dinp_amax (a device float, may be NULL) = max |dinp| as lowp_cuda_amax
+ * computes it (the same bits): the amax of the next linear's dY (lowpi_gpu_act.amax). */
+lowp_status lowpi_cuda_gelu_backward_amax(float *dinp, float *dinp_amax, const float *dout,
+                                          const float *inp, const float *bias, size_t n, int OC);
 /* out (n / OC, OC) = the bf16 RNE codes of inp + bias (OC; NULL: none), the fp32 addition first:
  * a linear's output, with the bias its GEMM left out, for a bf16 consumer. */
 lowp_status lowpi_cuda_bias_to_bf16(uint16_t *out, const float *inp, const float *bias, size_t n,
@@ -88,16 +106,20 @@ lowp_status lowpi_cuda_bias_to_bf16(uint16_t *out, const float *inp, const float
 /* GELU for a model that keeps GELU's input in bf16 for the backward (as Transformer Engine keeps
  * fc1's output in the activation type): lowpi_cuda_gelu_forward_amax writing also inp_bf16 (n)
  * = the bf16 RNE codes of inp + bias; the backward from those codes, writing dinp in fp32 or
- * (dinp_bf16) its bf16 RNE codes alone, for a bf16 consumer (exactly one of the two). */
+ * (dinp_bf16) its bf16 RNE codes alone, for a bf16 consumer (exactly one of the two), and
+ * dinp_amax (may be NULL) as lowpi_cuda_gelu_backward_amax does (of the fp32 values). */
 lowp_status lowpi_cuda_gelu_forward_keep(float *out, uint16_t *out_bf16, float *amax,
                                          uint16_t *inp_bf16, const float *inp, const float *bias,
                                          size_t n, int OC);
-lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16, const float *dout,
-                                               const uint16_t *inp, size_t n);
+lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                               const float *dout, const uint16_t *inp, size_t n);
 lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,
                                       int H);
 lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,
                                        int H);
+/* The same with dinp_amax (may be NULL) = max |dinp| over both halves, as GELU's. */
+lowp_status lowpi_cuda_swiglu_backward_amax(float *dinp, float *dinp_amax, const float *dout,
+                                            const float *inp, int N, int H);
 
 /* RoPE on qkv (B, T, 3C) (out may equal inp; dinp may equal dout). */
 lowp_status lowpi_cuda_rope_forward(float *out, const float *inp, int B, int T, int C, int NH,

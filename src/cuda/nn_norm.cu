@@ -6,6 +6,7 @@
 #include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
+#include "cuda/quant_kernels.cuh"
 
 namespace {
 
@@ -45,18 +46,12 @@ __global__ void layernorm_forward_kernel(float *out, uint16_t *__restrict__ out_
   }
 }
 
-/* dinp may equal dout (each element is read, then written, by one lane; the parameter
- * gradients, which read dout, run before). */
-__global__ void layernorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *dout,
-                                          const float *__restrict__ inp,
-                                          const float *__restrict__ weight,
-                                          const float *__restrict__ mean,
-                                          const float *__restrict__ rstd, int N, int C,
-                                          bool accumulate) {
-  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
-  const int lane = (int)(threadIdx.x % 32);
-  if (n >= N)
-    return;
+/* One row n of the LayerNorm backward (a warp, lane `lane`): dinp written or accumulated;
+ * returns the max of lowpi_abs_key over the values this lane wrote (for the amax). */
+__device__ __forceinline__ uint32_t layernorm_backward_row(
+    float *dinp, uint16_t *dinp_bf16, const float *dout, const float *__restrict__ inp,
+    const float *__restrict__ weight, const float *__restrict__ mean,
+    const float *__restrict__ rstd, int n, int C, int lane, bool accumulate) {
   const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
   const float m = mean[n], s = rstd[n];
   /* dnorm = g * w; dx = s * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) */
@@ -69,12 +64,35 @@ __global__ void layernorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, cons
   dmean = lowpi_warp_sum(dmean) / (float)C;
   dnn = lowpi_warp_sum(dnn) / (float)C;
   float *dx = dinp + (size_t)n * C;
+  uint32_t mx = 0;
   for (int c = lane; c < C; c += 32) {
     float norm = (x[c] - m) * s, dnorm = weight[c] * g[c];
     const float v = s * ((dnorm - dmean) - norm * dnn);
-    lowpi_store_out(dx, dinp_bf16 ? dinp_bf16 + (size_t)n * C : nullptr, (size_t)c,
-                    accumulate ? dx[c] + v : v);
+    const float y = accumulate ? dx[c] + v : v;
+    lowpi_store_out(dx, dinp_bf16 ? dinp_bf16 + (size_t)n * C : nullptr, (size_t)c, y);
+    mx = max(mx, lowpi_abs_key(y));
   }
+  return mx;
+}
+
+/* dinp may equal dout (each element is read, then written, by one lane; the parameter
+ * gradients, which read dout, run before). amax (may be NULL; zeroed before): max |dinp| as
+ * lowp_cuda_amax computes it (lowpi_block_max_atomic, as GELU's forward), for the per-tensor
+ * current scaling of the linear whose dY dinp is (lowpi_gpu_act.amax). */
+__global__ void layernorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *dout,
+                                          const float *__restrict__ inp,
+                                          const float *__restrict__ weight,
+                                          const float *__restrict__ mean,
+                                          const float *__restrict__ rstd, int N, int C,
+                                          bool accumulate, unsigned *amax) {
+  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
+  const int lane = (int)(threadIdx.x % 32);
+  uint32_t mx = 0;
+  if (n < N) /* the whole warp */
+    mx = layernorm_backward_row(dinp, dinp_bf16, dout, inp, weight, mean, rstd, n, C, lane,
+                                accumulate);
+  if (amax) /* block-uniform */
+    lowpi_block_max_atomic(mx, amax);
 }
 
 /* The terms of dweight and dbias. */
@@ -109,15 +127,13 @@ __global__ void rmsnorm_forward_kernel(float *out, uint16_t *__restrict__ out_bf
     rstd[n] = s;
 }
 
-__global__ void rmsnorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *dout,
-                                        const float *__restrict__ inp,
-                                        const float *__restrict__ weight,
-                                        const float *__restrict__ rstd, int N, int C,
-                                        bool accumulate) {
-  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
-  const int lane = (int)(threadIdx.x % 32);
-  if (n >= N)
-    return;
+/* One row of the RMSNorm backward, as layernorm_backward_row. */
+__device__ __forceinline__ uint32_t rmsnorm_backward_row(float *dinp, uint16_t *dinp_bf16,
+                                                         const float *dout,
+                                                         const float *__restrict__ inp,
+                                                         const float *__restrict__ weight,
+                                                         const float *__restrict__ rstd, int n,
+                                                         int C, int lane, bool accumulate) {
   const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
   const float s = rstd[n];
   /* y = w * x * s: dx = s * (w g - x s^2 mean(w g x)) */
@@ -126,11 +142,28 @@ __global__ void rmsnorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, const 
     dot += weight[c] * g[c] * x[c];
   dot = lowpi_warp_sum(dot) / (float)C;
   float *dx = dinp + (size_t)n * C;
+  uint32_t mx = 0;
   for (int c = lane; c < C; c += 32) {
     const float v = s * (weight[c] * g[c] - x[c] * (s * s * dot));
-    lowpi_store_out(dx, dinp_bf16 ? dinp_bf16 + (size_t)n * C : nullptr, (size_t)c,
-                    accumulate ? dx[c] + v : v);
+    const float y = accumulate ? dx[c] + v : v;
+    lowpi_store_out(dx, dinp_bf16 ? dinp_bf16 + (size_t)n * C : nullptr, (size_t)c, y);
+    mx = max(mx, lowpi_abs_key(y));
   }
+  return mx;
+}
+
+__global__ void rmsnorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *dout,
+                                        const float *__restrict__ inp,
+                                        const float *__restrict__ weight,
+                                        const float *__restrict__ rstd, int N, int C,
+                                        bool accumulate, unsigned *amax) {
+  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
+  const int lane = (int)(threadIdx.x % 32);
+  uint32_t mx = 0;
+  if (n < N) /* the whole warp */
+    mx = rmsnorm_backward_row(dinp, dinp_bf16, dout, inp, weight, rstd, n, C, lane, accumulate);
+  if (amax) /* block-uniform */
+    lowpi_block_max_atomic(mx, amax);
 }
 
 struct rmsnorm_terms {
@@ -168,17 +201,33 @@ lowp_status lowpi_cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, floa
                                           const float *weight, const float *mean, const float *rstd,
                                           int N, int C, int accumulate, void *workspace,
                                           size_t workspace_bytes) {
-  // dinp (N, C), dweight (C), dbias (C), dout (N, C), inp (N, C), mean (N), rstd (N)
+  return lowpi_cuda_layernorm_backward_amax(dinp, dinp_bf16, NULL, dweight, dbias, dout, inp,
+                                            weight, mean, rstd, N, C, accumulate, workspace,
+                                            workspace_bytes);
+}
+
+lowp_status lowpi_cuda_layernorm_backward_amax(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                               float *dweight, float *dbias, const float *dout,
+                                               const float *inp, const float *weight,
+                                               const float *mean, const float *rstd, int N, int C,
+                                               int accumulate, void *workspace,
+                                               size_t workspace_bytes) {
+  // dinp (N, C), dinp_amax (1), dweight (C), dbias (C), dout (N, C), inp (N, C), mean (N),
+  // rstd (N)
   LOWPI_NN_REQUIRE(dinp && dweight && dbias && dout && inp && weight && mean && rstd,
                    "lowpi_cuda_layernorm_backward", "NULL buffer");
   LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_layernorm_backward", "bad shape N %d C %d", N, C);
+  LOWPI_NN_REQUIRE(((uintptr_t)dinp_amax & 3u) == 0, "lowpi_cuda_layernorm_backward",
+                   "misaligned amax");
+  if (dinp_amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(dinp_amax, 0, sizeof(float), 0));
   if (N == 0)
     return LOWP_OK;
   const layernorm_terms terms = {dout, inp, mean, rstd, C};
   LOWPI_TRY(lowpi_colsum<2>(dweight, dbias, N, C, terms, workspace, workspace_bytes,
                             "lowpi_cuda_layernorm_backward"));
-  layernorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dinp_bf16, dout, inp, weight,
-                                                               mean, rstd, N, C, accumulate != 0);
+  layernorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(
+      dinp, dinp_bf16, dout, inp, weight, mean, rstd, N, C, accumulate != 0, (unsigned *)dinp_amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -202,17 +251,30 @@ lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float 
                                         const float *dout, const float *inp, const float *weight,
                                         const float *rstd, int N, int C, int accumulate,
                                         void *workspace, size_t workspace_bytes) {
-  // dinp (N, C), dweight (C), dout (N, C), inp (N, C), rstd (N)
+  return lowpi_cuda_rmsnorm_backward_amax(dinp, dinp_bf16, NULL, dweight, dout, inp, weight, rstd,
+                                          N, C, accumulate, workspace, workspace_bytes);
+}
+
+lowp_status lowpi_cuda_rmsnorm_backward_amax(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                             float *dweight, const float *dout, const float *inp,
+                                             const float *weight, const float *rstd, int N, int C,
+                                             int accumulate, void *workspace,
+                                             size_t workspace_bytes) {
+  // dinp (N, C), dinp_amax (1), dweight (C), dout (N, C), inp (N, C), rstd (N)
   LOWPI_NN_REQUIRE(dinp && dweight && dout && inp && weight && rstd, "lowpi_cuda_rmsnorm_backward",
                    "NULL buffer");
   LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_rmsnorm_backward", "bad shape N %d C %d", N, C);
+  LOWPI_NN_REQUIRE(((uintptr_t)dinp_amax & 3u) == 0, "lowpi_cuda_rmsnorm_backward",
+                   "misaligned amax");
+  if (dinp_amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(dinp_amax, 0, sizeof(float), 0));
   if (N == 0)
     return LOWP_OK;
   const rmsnorm_terms terms = {dout, inp, rstd, C};
   LOWPI_TRY(lowpi_colsum<1>(dweight, nullptr, N, C, terms, workspace, workspace_bytes,
                             "lowpi_cuda_rmsnorm_backward"));
-  rmsnorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(dinp, dinp_bf16, dout, inp, weight,
-                                                             rstd, N, C, accumulate != 0);
+  rmsnorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(
+      dinp, dinp_bf16, dout, inp, weight, rstd, N, C, accumulate != 0, (unsigned *)dinp_amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -41,8 +41,10 @@ __global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float 
   lowpi_block_max_atomic(m, amax); /* amax_kernel's reduction */
 }
 
+/* amax: as gelu_forward_kernel's, of dinp. */
 __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float *inp,
-                                     const float *bias, int OC, size_t n) {
+                                     const float *bias, int OC, size_t n, unsigned *amax) {
+  uint32_t m = 0;
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
     float x = with_bias(inp, bias, OC, i);
     float cube = 0.044715f * x * x * x;
@@ -50,8 +52,13 @@ __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float
     float sech2 = 1.0f - th * th;
     float local =
         0.5f * (1.0f + th) + x * 0.5f * sech2 * (GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x));
-    dinp[i] = local * dout[i];
+    const float d = local * dout[i];
+    dinp[i] = d;
+    m = max(m, lowpi_abs_key(d));
   }
+  if (!amax)
+    return;
+  lowpi_block_max_atomic(m, amax);
 }
 
 /* out = bf16 RNE codes of inp + bias (the fp32 addition of add_bias_kernel, then the rounding
@@ -65,10 +72,11 @@ __global__ void bias_to_bf16_kernel(uint16_t *__restrict__ out, const float *__r
 /* GELU's backward from its input's bf16 codes (what the forward kept), writing dinp in fp32 or
  * as bf16 RNE codes alone (a bf16 consumer), four values per thread where VEC (aligned). */
 template <bool VEC, bool BF16_OUT>
-__global__ void gelu_backward_from_bf16_kernel(void *__restrict__ dinp,
-                                               const float *__restrict__ dout,
-                                               const uint16_t *__restrict__ inp, size_t n) {
+__global__ void
+gelu_backward_from_bf16_kernel(void *__restrict__ dinp, const float *__restrict__ dout,
+                               const uint16_t *__restrict__ inp, size_t n, unsigned *amax) {
   const size_t nv = (n + 3) / 4;
+  uint32_t mx = 0;
   for (size_t v = lowpi_global_tid(); v < nv; v += lowpi_grid_stride()) {
     const size_t i0 = 4 * v, m = n - i0 < 4 ? n - i0 : 4;
     float d[4] = {0, 0, 0, 0}, o[4];
@@ -92,6 +100,8 @@ __global__ void gelu_backward_from_bf16_kernel(void *__restrict__ dinp,
           0.5f * (1.0f + th) + x * 0.5f * sech2 * (GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x));
       o[k] = local * d[k];
     }
+    for (size_t k = 0; k < m; k++)
+      mx = max(mx, lowpi_abs_key(o[k]));
     if (BF16_OUT) {
       uint16_t *out = static_cast<uint16_t *>(dinp);
       uint32_t c[4];
@@ -111,6 +121,8 @@ __global__ void gelu_backward_from_bf16_kernel(void *__restrict__ dinp,
           out[i0 + k] = o[k];
     }
   }
+  if (amax)
+    lowpi_block_max_atomic(mx, amax); /* amax_kernel's reduction */
 }
 
 __global__ void swiglu_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
@@ -123,8 +135,11 @@ __global__ void swiglu_forward_kernel(float *__restrict__ out, uint16_t *__restr
   }
 }
 
+/* amax: as gelu_forward_kernel's, of dinp (both halves). */
 __global__ void swiglu_backward_kernel(float *__restrict__ dinp, const float *__restrict__ dout,
-                                       const float *__restrict__ inp, int H, size_t n) {
+                                       const float *__restrict__ inp, int H, size_t n,
+                                       unsigned *amax) {
+  uint32_t m = 0;
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
     const size_t row = i / (size_t)H, h = i % (size_t)H;
     const float *gate = inp + row * 2 * H, *up = gate + H;
@@ -132,10 +147,16 @@ __global__ void swiglu_backward_kernel(float *__restrict__ dinp, const float *__
     const float g = dout[i];
     float x = gate[h], sig = 1.0f / (1.0f + expf(-x));
     float silu = x * sig;
-    dup[h] = g * silu;
+    const float du = g * silu;
     /* d silu / dx = sig * (1 + x (1 - sig)) */
-    dgate[h] = g * up[h] * (sig * (1.0f + x * (1.0f - sig)));
+    const float dg = g * up[h] * (sig * (1.0f + x * (1.0f - sig)));
+    dup[h] = du;
+    dgate[h] = dg;
+    m = max(m, max(lowpi_abs_key(du), lowpi_abs_key(dg)));
   }
+  if (!amax)
+    return;
+  lowpi_block_max_atomic(m, amax);
 }
 
 /* One thread per (row, i < hs/2): the angle once, then the q and k pairs of every head. Each
@@ -252,13 +273,22 @@ lowp_status lowpi_cuda_gelu_backward(float *dinp, const float *dout, const float
 
 lowp_status lowpi_cuda_gelu_backward_bias(float *dinp, const float *dout, const float *inp,
                                           const float *bias, size_t n, int OC) {
-  // dinp (n), dout (n), inp (n / OC, OC), bias (OC)
+  return lowpi_cuda_gelu_backward_amax(dinp, NULL, dout, inp, bias, n, OC);
+}
+
+lowp_status lowpi_cuda_gelu_backward_amax(float *dinp, float *dinp_amax, const float *dout,
+                                          const float *inp, const float *bias, size_t n, int OC) {
+  // dinp (n), dinp_amax (1), dout (n), inp (n / OC, OC), bias (OC)
   LOWPI_NN_REQUIRE(n == 0 || (dinp && dout && inp), "lowpi_cuda_gelu_backward", "NULL buffer");
   LOWPI_NN_REQUIRE(OC > 0 && n % (size_t)OC == 0, "lowpi_cuda_gelu_backward",
                    "%zu values are not rows of %d", n, OC);
+  LOWPI_NN_REQUIRE(((uintptr_t)dinp_amax & 3u) == 0, "lowpi_cuda_gelu_backward", "misaligned amax");
+  if (dinp_amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(dinp_amax, 0, sizeof(float), 0));
   if (n == 0)
     return LOWP_OK;
-  gelu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, bias, OC, n);
+  gelu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, bias, OC, n,
+                                                          (unsigned *)dinp_amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -276,25 +306,30 @@ lowp_status lowpi_cuda_bias_to_bf16(uint16_t *out, const float *inp, const float
   return LOWP_OK;
 }
 
-lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16, const float *dout,
-                                               const uint16_t *inp, size_t n) {
-  // dinp (n) or dinp_bf16 (n), dout (n), inp (n) bf16
+lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                               const float *dout, const uint16_t *inp, size_t n) {
+  // dinp (n) or dinp_bf16 (n), dinp_amax (1), dout (n), inp (n) bf16
   LOWPI_NN_REQUIRE(n == 0 || (!dinp != !dinp_bf16 && dout && inp),
                    "lowpi_cuda_gelu_backward_from_bf16", "NULL buffer, or two outputs");
+  LOWPI_NN_REQUIRE(((uintptr_t)dinp_amax & 3u) == 0, "lowpi_cuda_gelu_backward_from_bf16",
+                   "misaligned amax");
+  if (dinp_amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(dinp_amax, 0, sizeof(float), 0));
   if (n == 0)
     return LOWP_OK;
+  unsigned *amax = (unsigned *)dinp_amax;
   void *d = dinp ? (void *)dinp : (void *)dinp_bf16;
   const bool vec = ((uintptr_t)d & (dinp ? 15u : 7u)) == 0 && ((uintptr_t)dout & 15u) == 0 &&
                    ((uintptr_t)inp & 7u) == 0;
   const unsigned blocks = blocks_for((n + 3) / 4);
   if (dinp && vec)
-    gelu_backward_from_bf16_kernel<true, false><<<blocks, lowpi_kThreads>>>(d, dout, inp, n);
+    gelu_backward_from_bf16_kernel<true, false><<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
   else if (dinp)
-    gelu_backward_from_bf16_kernel<false, false><<<blocks, lowpi_kThreads>>>(d, dout, inp, n);
+    gelu_backward_from_bf16_kernel<false, false><<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
   else if (vec)
-    gelu_backward_from_bf16_kernel<true, true><<<blocks, lowpi_kThreads>>>(d, dout, inp, n);
+    gelu_backward_from_bf16_kernel<true, true><<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
   else
-    gelu_backward_from_bf16_kernel<false, true><<<blocks, lowpi_kThreads>>>(d, dout, inp, n);
+    gelu_backward_from_bf16_kernel<false, true><<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -314,13 +349,23 @@ lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const floa
 
 lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,
                                        int H) {
-  // dinp (N, 2H), dout (N, H), inp (N, 2H)
+  return lowpi_cuda_swiglu_backward_amax(dinp, NULL, dout, inp, N, H);
+}
+
+lowp_status lowpi_cuda_swiglu_backward_amax(float *dinp, float *dinp_amax, const float *dout,
+                                            const float *inp, int N, int H) {
+  // dinp (N, 2H), dinp_amax (1), dout (N, H), inp (N, 2H)
   LOWPI_NN_REQUIRE(dinp && dout && inp, "lowpi_cuda_swiglu_backward", "NULL buffer");
   LOWPI_NN_REQUIRE(N >= 0 && H >= 0, "lowpi_cuda_swiglu_backward", "bad shape N %d H %d", N, H);
+  LOWPI_NN_REQUIRE(((uintptr_t)dinp_amax & 3u) == 0, "lowpi_cuda_swiglu_backward",
+                   "misaligned amax");
+  if (dinp_amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(dinp_amax, 0, sizeof(float), 0));
   const size_t n = (size_t)N * H;
   if (n == 0)
     return LOWP_OK;
-  swiglu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, H, n);
+  swiglu_backward_kernel<<<blocks_for(n), lowpi_kThreads>>>(dinp, dout, inp, H, n,
+                                                            (unsigned *)dinp_amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -18,6 +18,31 @@ extern "C" {
 lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_transposed,
                                    float *amax, int amax_known);
 
+/* Transformer Engine's cast_transpose_dbias for a linear layer's output gradient x (R, C)
+ * (device, fp32) under fp8 per-tensor current scaling (quant_cast_transpose.cu): one read of
+ * x writes
+ *   q (R, C): the codes and scale of lowp_cuda_quantize(x, q, 0) (the dgrad's dY, K-major),
+ *   the transposed codes (C, R) (the wgrad's dY^T, K-major): into qt (C, R, may be NULL), with
+ *     its scale, amax and tensor scale, i.e. what lowp_cuda_quantize(x, qt, 1) writes; or, qt
+ *     NULL, into codes_t (C * R bytes) alone,
+ *   dbias (C, may be NULL) += the column sums of x, with the bits of lowpi_cuda_bias_backward
+ *     (the same chunks and order: nn_reduce.cuh's lowpi_colsum), given workspace of
+ *     lowpi_cuda_cast_transpose_dbias_workspace(R, C) bytes.
+ * Codes and scales are bit for bit the CPU's lowp_quantize of x and of x^T (one scale from the
+ * amax of the whole tensor, which the transpose shares; RNE ignores the random streams). The
+ * saturation counters count each clipped value once. amax (a device float, may be NULL) as
+ * lowpi_cuda_quantize_ex: with amax_known it holds max |x| (as lowp_cuda_amax computes it: its
+ * producer's, lowpi_block_max_atomic) and x is read once; else an amax pass runs first and its
+ * result is also copied there. q's (and qt's) configuration: lowpi_cuda_cast_transpose_supported
+ * (mode TENSOR, e4m3 or e5m2, RNE, fp32 scales, no column-wise copy), else
+ * LOWP_ERR_UNSUPPORTED. */
+int lowpi_cuda_cast_transpose_supported(const lowp_qconfig *cfg);
+size_t lowpi_cuda_cast_transpose_dbias_workspace(int R, int C);
+lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_cuda_qtensor *q,
+                                            void *codes_t, lowp_cuda_qtensor *qt, float *amax,
+                                            int amax_known, float *dbias, void *workspace,
+                                            size_t workspace_bytes);
+
 #ifdef __cplusplus
 }
 #endif

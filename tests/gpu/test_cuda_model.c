@@ -75,9 +75,12 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
           lowp_cuda_memcpy(&loss_plain, lowpi_gpu_model_loss(gm), sizeof(float), LOWP_CUDA_D2H))) {
     lowpi_gpu_gemm_counts cn;
     lowpi_gpu_linears_counts(lowpi_gpu_model_linears(gm), &cn);
-    GC_CHECK(cn.bias_folded == 0 && cn.x_fp8_reused == 0 && cn.amax_given == 0,
-             "%s: the plain model folded %llu biases, reused %llu X codes, took %llu amaxes",
-             recipe_name, cn.bias_folded, cn.x_fp8_reused, cn.amax_given);
+    GC_CHECK(cn.bias_folded == 0 && cn.x_fp8_reused == 0 && cn.amax_given == 0 &&
+                 cn.dy_cast_t == 0 && cn.dy_amax_given == 0,
+             "%s: the plain model folded %llu biases, reused %llu X codes, took %llu amaxes, "
+             "cast %llu dY in one pass (%llu amaxes given)",
+             recipe_name, cn.bias_folded, cn.x_fp8_reused, cn.amax_given, cn.dy_cast_t,
+             cn.dy_amax_given);
     long bad = 0;
     for (size_t i = 0; i < np; i++)
       if (!same_float(g_fast[i], g_plain[i]) && bad++ < 5)
@@ -239,7 +242,7 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
         (!strcmp(recipe_name, "fp8-current") || !strcmp(recipe_name, "fp8-delayed")))
       GC_CHECK(cn.bias_folded == 2ull * 4 * (unsigned)cfg.n_layer,
                "gpt2 %s: %llu biases folded (want %llu)", recipe_name, cn.bias_folded,
-               2ull * 3 * (unsigned)cfg.n_layer);
+               2ull * 4 * (unsigned)cfg.n_layer);
     /* fp8-current and fp8-delayed (wgrad.x shares fprop.x's state) keep every block linear's
      * fprop X codes for its wgrad (gpt2: all the shapes are multiples of 16) */
     printf("  %s %s: X fp8 codes reused %llu\n", arch ? "llama" : "gpt2", recipe_name,
@@ -262,6 +265,23 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
       GC_CHECK(cn.amax_given == 2ull * (unsigned)cfg.n_layer,
                "gpt2 fp8-current: %llu fprops took GELU's amax (want %llu)", cn.amax_given,
                2ull * (unsigned)cfg.n_layer);
+    /* fp8-current's dY of every block linear goes through the fused cast-transpose (gpt2: all
+     * the shapes are multiples of 16), with its amax from the norm backwards (attproj, fc_proj)
+     * and GELU's backward (fc); qkv's (from the attention backward) by an amax pass; checked
+     * bit for bit against the separate passes by same_as_plain. No other recipe has fp8
+     * per-tensor current scaling of dY with RNE on both sides. */
+    printf("  %s %s: dY cast-transposed %llu (amax given %llu)\n", arch ? "llama" : "gpt2",
+           recipe_name, cn.dy_cast_t, cn.dy_amax_given);
+    if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-current"))
+      GC_CHECK(cn.dy_cast_t == 2ull * 4 * (unsigned)cfg.n_layer &&
+                   cn.dy_amax_given == 2ull * 3 * (unsigned)cfg.n_layer,
+               "gpt2 fp8-current: %llu dY cast-transposed (want %llu), %llu with a given amax "
+               "(want %llu)",
+               cn.dy_cast_t, 2ull * 4 * (unsigned)cfg.n_layer, cn.dy_amax_given,
+               2ull * 3 * (unsigned)cfg.n_layer);
+    if (strcmp(recipe_name, "fp8-current"))
+      GC_CHECK(cn.dy_amax_given <= cn.dy_cast_t, "%s %s: %llu dY amaxes given, %llu fused casts",
+               arch ? "llama" : "gpt2", recipe_name, cn.dy_amax_given, cn.dy_cast_t);
     /* other recipes keep no fp8 codes of X; GELU's amax may serve any fprop whose X has
      * per-tensor current scaling (qat-fp8-w8a8: 4), checked bit for bit by same_as_plain */
     if (!x8_recipe)
@@ -621,6 +641,87 @@ static void test_linear_delayed_vs_cpu(void) {
   lowp_model_free(m2);
 }
 
+/* One fp8-current linear whose dY goes through the fused cast-transpose: run on the same X,
+ * W, bias and dY three ways: plain (LOWPI_GPU_PLAIN_CAST_T: amax pass, cast, byte transpose,
+ * column sums), fused with the amax computed, and fused with dY's amax given (lowp_cuda_amax
+ * of dY, as its producers compute it). Every output (out, dX, dW, dbias) must have the same
+ * bits, and the counts must say which way ran. dY has an outlier (the scale) and a tie. */
+static void test_linear_cast_t(void) {
+  const int N = 80, C = 48, OC = 96, lin = 1;
+  const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+  lowp_recipe recipe;
+  if (!GC_OK(lowp_recipe_preset("fp8-current", &recipe)))
+    return;
+  lowpi_gpu_linears *g = NULL;
+  if (!GC_OK(lowpi_gpu_linears_create(&g, &recipe, 1, 7)))
+    return;
+  GC_CHECK(lowpi_gpu_linear_casts_dy(g, lin, N, C, OC) &&
+               !lowpi_gpu_linear_casts_dy(g, lin, N - 1, C, OC) &&
+               !lowpi_gpu_linear_casts_dy(g, 4, N, C, OC),
+           "casts_dy: fp8-current %d (want 1), N %d %d (want 0), the bf16 head %d (want 0)",
+           lowpi_gpu_linear_casts_dy(g, lin, N, C, OC), N - 1,
+           lowpi_gpu_linear_casts_dy(g, lin, N - 1, C, OC),
+           lowpi_gpu_linear_casts_dy(g, 4, N, C, OC));
+  const size_t nh = nx + nw + OC + ny;
+  float *h = malloc(nh * sizeof(float));
+  for (size_t i = 0; i < nh; i++)
+    h[i] = (float)(gc_uniform() * 4 - 2);
+  h[nx + nw + OC + 7] = -4000.0f; /* dY's outlier */
+  float *d_in = NULL, *d_amax = NULL, *d_out[3] = {NULL, NULL, NULL};
+  const size_t nout = ny + nx + nw + OC; /* out, dX, dW, db */
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_in, nh * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_amax, 16));
+  GC_REQUIRE(lowp_cuda_memcpy(d_in, h, nh * sizeof(float), LOWP_CUDA_H2D));
+  const float *x = d_in, *w = d_in + nx, *bias = w + nw, *dy = bias + OC;
+  lowpi_gpu_gemm_counts c[4];
+  lowpi_gpu_linears_counts(g, &c[0]);
+  for (int way = 0; way < 3; way++) {
+    GC_REQUIRE(lowp_cuda_malloc((void **)&d_out[way], nout * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_memset(d_out[way], 0, nout * sizeof(float)));
+    float *out = d_out[way], *dx = out + ny, *dw = dx + nx, *db = dw + nw;
+    lowpi_gpu_linears_set_plain(g, way ? 0u : (unsigned)LOWPI_GPU_PLAIN_CAST_T);
+    lowpi_gpu_linears_set_step(g, 0);
+    GC_REQUIRE(lowpi_gpu_linear_forward(g, lin, out, lowpi_act_f32(x), w, bias, N, C, OC));
+    lowpi_gpu_act dout = lowpi_act_f32(dy);
+    if (way == 2) {
+      GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, sizeof(float))); /* overwritten */
+      GC_REQUIRE(lowp_cuda_amax(dy, ny, d_amax));
+      dout.amax = d_amax;
+    }
+    GC_REQUIRE(lowpi_gpu_linear_backward(g, lin, dx, dw, db, dout, lowpi_act_f32(x), w, N, C, OC));
+    lowpi_gpu_linears_counts(g, &c[way + 1]);
+    GC_REQUIRE(lowpi_gpu_linears_end_step(g));
+  }
+  float *got[3];
+  for (int way = 0; way < 3; way++) {
+    got[way] = malloc(nout * sizeof(float));
+    GC_REQUIRE(lowp_cuda_memcpy(got[way], d_out[way], nout * sizeof(float), LOWP_CUDA_D2H));
+  }
+  const size_t off[] = {0, ny, ny + nx, ny + nx + nw, nout};
+  float *pair[2] = {got[0], got[1]};
+  same_linear_outputs("fp8-current", lin, "dY cast-transposed in one pass", pair, off);
+  pair[1] = got[2];
+  same_linear_outputs("fp8-current", lin, "dY cast-transposed, its amax given", pair, off);
+  GC_CHECK(c[1].dy_cast_t == c[0].dy_cast_t && c[2].dy_cast_t == c[1].dy_cast_t + 1 &&
+               c[3].dy_cast_t == c[2].dy_cast_t + 1 && c[2].dy_amax_given == c[1].dy_amax_given &&
+               c[3].dy_amax_given == c[2].dy_amax_given + 1 &&
+               c[1].dy_reused == c[0].dy_reused + 1 && c[2].dy_reused == c[1].dy_reused,
+           "fp8-current linear %d: dY cast-transposed %llu / %llu / %llu times (want 0 / 1 / 1), "
+           "amax given %llu / %llu (want 0 / 1), dY reused plain %llu (want 1)",
+           lin, c[1].dy_cast_t - c[0].dy_cast_t, c[2].dy_cast_t - c[1].dy_cast_t,
+           c[3].dy_cast_t - c[2].dy_cast_t, c[2].dy_amax_given - c[1].dy_amax_given,
+           c[3].dy_amax_given - c[2].dy_amax_given, c[1].dy_reused - c[0].dy_reused);
+  printf("linear %d of fp8-current: the same bits with dY cast-transposed in one pass\n", lin);
+  for (int way = 0; way < 3; way++) {
+    free(got[way]);
+    lowp_cuda_free(d_out[way]);
+  }
+  lowp_cuda_free(d_in);
+  lowp_cuda_free(d_amax);
+  free(h);
+  lowpi_gpu_linears_free(g);
+}
+
 #endif
 
 int main(void) {
@@ -642,6 +743,7 @@ int main(void) {
   test_linear_x8("fp8-current");
   test_linear_x8("fp8-delayed");
   test_linear_delayed_vs_cpu();
+  test_linear_cast_t();
   for (int arch = 0; arch < 2; arch++)
     for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)
       run_case(arch ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[r], 0);

@@ -1041,8 +1041,10 @@ static void test_gelu_bf16_input(shape s) {
     poison(d_want, n);
     poison(d_got, n);
     if (!GC_OK(lowpi_cuda_gelu_backward(d_want + off, d_g + off, d_vals + off, m)) ||
-        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_got + off, NULL, d_g + off, d_keep + off, m)) ||
-        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(NULL, d_c16 + off, d_g + off, d_keep + off, m)))
+        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_got + off, NULL, NULL, d_g + off, d_keep + off,
+                                                  m)) ||
+        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(NULL, d_c16 + off, NULL, d_g + off, d_keep + off,
+                                                  m)))
       continue;
     check_same(off ? "gelu backward from bf16, unaligned" : "gelu backward from bf16", d_got + off,
                d_want + off, m);
@@ -1051,7 +1053,18 @@ static void test_gelu_bf16_input(shape s) {
     check_codes(off ? "gelu backward to bf16, unaligned" : "gelu backward to bf16", d_c16 + off,
                 want16, m);
   }
-  GC_CHECK(lowpi_cuda_gelu_backward_from_bf16(d_got, d_c16, d_g, d_keep, n) == LOWP_ERR_INVALID_ARG,
+  /* its amax (fc's dY's, for the fused fp8 cast): the bits of lowp_cuda_amax over its output */
+  float *d_amax = dpoison(2), am[2] = {0, 0};
+  if (GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_got, NULL, d_amax, d_g, d_keep, n)) &&
+      GC_OK(lowp_cuda_amax(d_got, n, d_amax + 1))) {
+    GC_REQUIRE(lowp_cuda_memcpy(am, d_amax, sizeof am, LOWP_CUDA_D2H));
+    GC_CHECK(am[0] > 0 && f32_bits(am[0]) == f32_bits(am[1]),
+             "gelu backward from bf16: amax %.9g, lowp_cuda_amax %.9g", (double)am[0],
+             (double)am[1]);
+  }
+  lowp_cuda_free(d_amax);
+  GC_CHECK(lowpi_cuda_gelu_backward_from_bf16(d_got, d_c16, NULL, d_g, d_keep, n) ==
+               LOWP_ERR_INVALID_ARG,
            "gelu backward from bf16 accepted two outputs");
   float *bufs[] = {d_y, d_b, d_g, d_vals, d_want, d_got};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)

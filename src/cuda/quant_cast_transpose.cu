@@ -1,0 +1,219 @@
+/* lowpi_cuda_cast_transpose_dbias: a gradient dY quantized for both of a linear's backward
+ * GEMMs and its bias gradient summed, in one read of dY (Transformer Engine's
+ * cast_transpose_dbias; see quant_cuda.h).
+ *
+ * A block moves 64 x 64 tiles of x (R, C) through shared memory. Loads: thread t owns 16
+ * consecutive values of row t / 4 of the tile (four float4 when aligned: a warp reads eight
+ * 256-byte row pieces), scales and encodes them at once into the row-wise codes (one 16-byte
+ * store) and parks the unscaled values in the tile. Then thread t encodes 16 consecutive
+ * values of row t / 4 of the transposed tile (a column of x) into the transposed codes, as
+ * encode_flat_t does, and threads 0..127 each sum one column of 32 tile rows into the partial
+ * column sums: the chunks and the order of lowpi_colsum_partial (nn_reduce.cuh), whose second
+ * stage (lowpi_colsum_final) then runs as it is, so the bias gradient has the bits of
+ * lowpi_cuda_bias_backward. The codes are encode_flat's: the same scale rule
+ * (lowpi_scale_float, from the same amax bits) and the same conversion (lowpi_qencode16). */
+#include <stdint.h>
+
+#include "cuda/cuda_common.h"
+#include "cuda/nn_reduce.cuh"
+#include "cuda/quant_cuda.h"
+#include "cuda/quant_kernels.cuh"
+#include "lowp/cuda.h"
+
+namespace {
+
+constexpr int kTile = 64; /* 64 x 64 values per tile, 256 threads: 4 per tile row */
+static_assert(lowpi_kThreads == 4 * kTile, "cast_transpose: 4 threads per row of a tile");
+static_assert(kTile % lowpi_kColsumRows == 0, "tiles hold whole column-sum chunks");
+constexpr int kChunks = kTile / lowpi_kColsumRows; /* column-sum chunks per tile */
+
+struct ct_out {
+  uint8_t *codes, *codes_t;          /* (R, C), (C, R) */
+  float *scale, *scale_t;            /* decode multipliers (scale_t may be NULL) */
+  float *tscale, *tscale_t;          /* encode multipliers (tensor_scale) */
+  float *amax_copy, *amax_t;         /* where the amax is also written (either may be NULL) */
+  unsigned long long *nsat, *nsat_t; /* saturation counters (zeroed before; nsat_t may be NULL) */
+  float *partials;                   /* lowpi_colsum_chunks(R) x C, or NULL: no column sums */
+};
+
+template <int FF>
+__global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t R, size_t C,
+                                            const float *__restrict__ amax, float fmax, int pow2,
+                                            uint32_t fmax_bits, lowpi_fmt f, ct_out o, int vec,
+                                            int vec_t) {
+  __shared__ float tile[kTile][kTile + 1]; /* + 1: the column reads spread over the banks */
+  const float a = *amax;
+  const lowpi_block_scale s = lowpi_scale_float(a, fmax, pow2); /* scales_kernel's rule */
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    *o.scale = s.dec;
+    *o.tscale = s.enc;
+    if (o.amax_copy)
+      *o.amax_copy = a;
+    if (o.scale_t) {
+      *o.scale_t = s.dec;
+      *o.tscale_t = s.enc;
+    }
+    if (o.amax_t)
+      *o.amax_t = a;
+  }
+  const size_t tiles_c = (C + kTile - 1) / kTile, tiles = tiles_c * ((R + kTile - 1) / kTile);
+  const unsigned row = threadIdx.x / 4, part = threadIdx.x % 4; /* 16 values of a tile row */
+  unsigned long long sat = 0;
+  for (size_t b = blockIdx.x; b < tiles; b += gridDim.x) { /* block-uniform */
+    const size_t r0 = (b / tiles_c) * kTile, c0 = (b % tiles_c) * kTile;
+    __syncthreads(); /* the previous tile has been read */
+    {                /* row-wise: load, encode, park */
+      const size_t i = r0 + row, j0 = c0 + 16 * part;
+      const bool has = i < R && j0 < C;
+      const size_t valid = has ? (C - j0 < 16 ? C - j0 : 16) : 0;
+      float y[16];
+      lowpi_load16(x + (has ? i * C + j0 : 0), has && vec, valid, y);
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        tile[row][16 * part + k] = y[k];
+      if (has) {
+#pragma unroll
+        for (int k = 0; k < 16; k++) {
+          y[k] = y[k] * s.enc;
+          sat += (size_t)k < valid ? lowpi_saturates(y[k], fmax_bits) : 0u;
+        }
+        lowpi_store_codes16<FF, LOWP_ROUND_RNE>(y, vec, valid, o.codes, 1, f, LOWP_ROUND_RNE, 0, 0,
+                                                i * C + j0);
+      }
+    }
+    __syncthreads();
+    { /* transposed: row j of the transpose (column j of x), from column i0 */
+      const size_t j = c0 + row, i0 = r0 + 16 * part;
+      if (j < C && i0 < R) {
+        const size_t valid = R - i0 < 16 ? R - i0 : 16;
+        float y[16];
+#pragma unroll
+        for (int k = 0; k < 16; k++)
+          y[k] = tile[16 * part + k][row] * s.enc;
+        lowpi_store_codes16<FF, LOWP_ROUND_RNE>(y, vec_t, valid, o.codes_t, 1, f, LOWP_ROUND_RNE, 0,
+                                                0, j * R + i0);
+      }
+    }
+    if (o.partials && threadIdx.x < kChunks * kTile) { /* one column of one chunk per thread */
+      const unsigned q = threadIdx.x / kTile, col = threadIdx.x % kTile;
+      const size_t j = c0 + col, n0 = r0 + (size_t)q * lowpi_kColsumRows;
+      if (j < C && n0 < R) {
+        const unsigned rows =
+            R - n0 < (size_t)lowpi_kColsumRows ? (unsigned)(R - n0) : (unsigned)lowpi_kColsumRows;
+        float acc = 0.0f; /* lowpi_colsum_partial: from 0, the rows in order */
+        for (unsigned r = 0; r < rows; r++)
+          acc += tile[q * lowpi_kColsumRows + r][col];
+        o.partials[(n0 / lowpi_kColsumRows) * C + j] = acc;
+      }
+    }
+  }
+  sat = lowpi_block_sum(sat);
+  if (threadIdx.x == 0 && sat) {
+    atomicAdd(o.nsat, sat);
+    if (o.nsat_t)
+      atomicAdd(o.nsat_t, sat);
+  }
+}
+
+bool aligned16(const void *p) {
+  return ((uintptr_t)p & 15u) == 0;
+}
+
+/* The configurations the kernel implements: fp8 per-tensor current scaling with RNE. */
+bool cast_t_config(const lowp_qconfig *c) {
+  return c->mode == LOWP_SCALING_TENSOR && c->round == LOWP_ROUND_RNE &&
+         (c->format == LOWP_E4M3 || c->format == LOWP_E5M2) &&
+         (c->scale_format == LOWP_SCALE_FP32 || c->scale_format == LOWP_SCALE_FP32_POW2) &&
+         !c->columnwise;
+}
+
+} // namespace
+
+int lowpi_cuda_cast_transpose_supported(const lowp_qconfig *cfg) {
+  return cfg && cast_t_config(cfg);
+}
+
+size_t lowpi_cuda_cast_transpose_dbias_workspace(int R, int C) {
+  return R > 0 && C > 0 ? lowpi_colsum_workspace(1, R, C) : 0;
+}
+
+lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_cuda_qtensor *q,
+                                            void *codes_t, lowp_cuda_qtensor *qt, float *amax,
+                                            int amax_known, float *dbias, void *workspace,
+                                            size_t workspace_bytes) {
+  // x (R, C), q (R, C), codes_t (C, R), qt (C, R), dbias (C)
+  if (!x || !q || !q->rowwise.codes || (!codes_t && !qt))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_cast_transpose_dbias: NULL argument");
+  if (R <= 0 || C <= 0 || q->rows != (size_t)R || q->cols != (size_t)C)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_cast_transpose_dbias: shape %d x %d, the tensor is %zu x %zu", R,
+                      C, q->rows, q->cols);
+  if (!cast_t_config(&q->cfg))
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_cast_transpose_dbias: only fp8 (e4m3, e5m2) per-tensor current "
+                      "scaling with RNE, fp32 scales and no column-wise copy");
+  if (qt && (!qt->rowwise.codes || qt->rows != (size_t)C || qt->cols != (size_t)R ||
+             qt->cfg.format != q->cfg.format || qt->cfg.mode != q->cfg.mode ||
+             qt->cfg.scale_format != q->cfg.scale_format || qt->cfg.round != q->cfg.round))
+    return lowpi_fail(LOWP_ERR_MISMATCH,
+                      "lowpi_cuda_cast_transpose_dbias: the transposed tensor is not the %d x %d "
+                      "quantization of the same configuration",
+                      C, R);
+  if (((uintptr_t)x & 3u) || ((uintptr_t)amax & 3u) || ((uintptr_t)dbias & 3u))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_cast_transpose_dbias: misaligned buffer");
+  if (amax_known && !amax)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_cast_transpose_dbias: amax known but not given");
+  const size_t need = lowpi_cuda_cast_transpose_dbias_workspace(R, C);
+  if (dbias && (workspace_bytes < need || !workspace || ((uintptr_t)workspace & 3u)))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_cast_transpose_dbias: workspace of %zu bytes, needs %zu",
+                      workspace_bytes, need);
+  lowp_cuda_qdata *d = &q->rowwise;
+  uint8_t *ct = (uint8_t *)(qt ? qt->rowwise.codes : codes_t);
+  /* The amax: given (its producer computed it as lowp_cuda_amax does), else a pass here. */
+  const float *from = d->amax;
+  float *copy = amax;
+  if (amax_known) {
+    from = amax;
+    copy = d->amax;
+  } else {
+    LOWPI_TRY(lowp_cuda_amax(x, (size_t)R * (size_t)C, d->amax));
+  }
+  LOWPI_CUDA_TRY(cudaMemsetAsync(d->n_saturated, 0, sizeof *d->n_saturated, 0));
+  if (qt)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(qt->rowwise.n_saturated, 0, sizeof *d->n_saturated, 0));
+  const ct_out o = {(uint8_t *)d->codes,
+                    ct,
+                    (float *)d->scales,
+                    qt ? (float *)qt->rowwise.scales : nullptr,
+                    d->tensor_scale,
+                    qt ? qt->rowwise.tensor_scale : nullptr,
+                    copy,
+                    qt ? qt->rowwise.amax : nullptr,
+                    d->n_saturated,
+                    qt ? qt->rowwise.n_saturated : nullptr,
+                    dbias ? (float *)workspace : nullptr};
+  const lowp_format_info *fi = lowp_format_get(q->cfg.format);
+  const float fmax = (float)fi->max;
+  const int pow2 = q->cfg.scale_format == LOWP_SCALE_FP32_POW2;
+  const int vec = C % 16 == 0 && aligned16(x) && aligned16(d->codes);
+  const int vec_t = R % 16 == 0 && aligned16(ct);
+  const size_t tiles = (((size_t)R + kTile - 1) / kTile) * (((size_t)C + kTile - 1) / kTile);
+  const size_t cap = (size_t)lowpi_cuda_sm_count() * 8; /* 8 resident blocks of 256 per SM */
+  const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
+  const lowpi_fmt f = lowpi_fmt_of(q->cfg.format);
+  if (q->cfg.format == LOWP_E4M3)
+    cast_transpose_dbias_kernel<LOWP_E4M3><<<blocks, lowpi_kThreads>>>(
+        x, (size_t)R, (size_t)C, from, fmax, pow2, lowpi_f32_bits(fmax), f, o, vec, vec_t);
+  else
+    cast_transpose_dbias_kernel<LOWP_E5M2><<<blocks, lowpi_kThreads>>>(
+        x, (size_t)R, (size_t)C, from, fmax, pow2, lowpi_f32_bits(fmax), f, o, vec, vec_t);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  if (dbias) { /* lowpi_colsum's second stage, as it launches it */
+    lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
+        dbias, nullptr, (const float *)workspace, R, C);
+    LOWPI_CUDA_CHECK_LAUNCH();
+  }
+  return LOWP_OK;
+}

@@ -1,0 +1,409 @@
+/* The fused cast-transpose-dbias of a linear's dY (lowpi_cuda_cast_transpose_dbias) against
+ * the CPU reference, and the dY amax that its producers compute.
+ *
+ * Oracles:
+ *   codes and scales: the CPU's lowp_quantize of x (R, C) and of its transpose (C, R), built on
+ *     the host (per-tensor current scaling, RNE, e4m3 / e5m2): byte for byte, with the scale,
+ *     amax, tensor scale and saturation count;
+ *   the bias gradient: dbias (random start values) += the column sums, against a float64 sum,
+ *     within the fp32 summation bound: the kernel sums chunks of 32 rows in order, then each
+ *     column's ceil(R / 32) chunk sums lane by lane (ceil(ceil(R / 32) / 32) each) and a 5-level
+ *     butterfly, then adds that to dbias: a sum of depth d = 32 + ceil(R / 1024) + 5 + 1, whose
+ *     error is at most d * 2^-24 * (|dbias| + sum |x|) (first order; taken with a factor 1.01).
+ *     Also the bits of lowpi_cuda_bias_backward (the plain way), which the model's bit-for-bit
+ *     comparison of the fused and plain steps relies on; NaN / Inf columns must stay NaN / the
+ *     same Inf;
+ *   with a given amax (amax_known) the same codes; a planted amax is the one used; without it
+ *     the computed amax is copied out;
+ *   the producers' amax (LayerNorm / RMSNorm, GELU and SwiGLU backwards): bit for bit the
+ *     lowp_cuda_amax of the values they wrote, which are the bits of the plain kernels'.
+ * Shapes: 1x1, 1x17, 17x1, 17x33, 48x80 (16-byte stores both ways, a partial tile), 4097x17,
+ * 33x4097, 96x128, and 1024x1280 (256x320 with LOWP_GPU_TEST_SMALL=1); NaN and Inf inputs.
+ * Mismatches print (index, row, col, got, want). Exit 77 without a device. */
+#include <math.h>
+#include <stdint.h>
+
+#include "cuda/nn_cuda.h"
+#include "cuda/quant_cuda.h"
+#include "gpu_check.h"
+
+#ifdef LOWP_HAVE_CUDA
+
+/* Magnitudes over many binades (per row), outliers, zeros, subnormals, small codes' ties;
+ * special 1 adds a NaN and a -Inf, 2 a +Inf alone. */
+static void make_input(float *x, size_t R, size_t C, int special) {
+  for (size_t i = 0; i < R; i++) {
+    const double row_scale = ldexp(1.0, (int)(gc_rand64() % 16) - 8);
+    for (size_t j = 0; j < C; j++) {
+      const double sign = (gc_rand64() & 1) ? -1.0 : 1.0;
+      double v;
+      switch (gc_rand64() % 12) {
+      case 0:
+        v = sign * row_scale * 1000.0 * (1.0 + gc_uniform());
+        break;
+      case 1:
+        v = 0.0;
+        break;
+      case 2:
+        v = sign * ldexp(1.0 + gc_uniform(), -130 - (int)(gc_rand64() % 15));
+        break;
+      case 3:
+        v = sign * row_scale * (double)(gc_rand64() % 16) * 0.5;
+        break;
+      default:
+        v = sign * row_scale * ldexp(1.0 + gc_uniform(), (int)(gc_rand64() % 12) - 6);
+        break;
+      }
+      x[i * C + j] = (float)v;
+    }
+  }
+  const size_t n = R * C;
+  if (special == 1 && n > 2) {
+    x[n / 3] = bits_f32(0x7FC00000u);
+    x[n - 1] = -INFINITY;
+  } else if (special == 2) {
+    x[n / 2] = INFINITY;
+  }
+}
+
+static void transpose(float *t, const float *x, size_t R, size_t C) {
+  for (size_t i = 0; i < R; i++)
+    for (size_t j = 0; j < C; j++)
+      t[j * R + i] = x[i * C + j];
+}
+
+/* The GPU's tensor (copied to the host) against the CPU's: codes, scale, amax, tensor scale,
+ * saturation count. */
+static void compare(const char *what, const lowp_qtensor *want, const lowp_qtensor *got) {
+  const lowp_qdata *w = &want->rowwise, *g = &got->rowwise;
+  const size_t n = w->rows * w->cols;
+  const uint8_t *gc = (const uint8_t *)g->codes, *wc = (const uint8_t *)w->codes;
+  int bad = 0;
+  for (size_t i = 0; i < n && bad < 4; i++)
+    if (gc[i] != wc[i]) {
+      bad++;
+      GC_CHECK(0, "%s: code %zu (row %zu, col %zu): got 0x%02x, want 0x%02x", what, i, i / w->cols,
+               i % w->cols, gc[i], wc[i]);
+    }
+  const float gs = ((const float *)g->scales)[0], ws = ((const float *)w->scales)[0];
+  if (!same_float(gs, ws)) {
+    bad++;
+    GC_CHECK(0, "%s: scale got %a, want %a", what, (double)gs, (double)ws);
+  }
+  if (!same_float(g->amax, w->amax)) {
+    bad++;
+    GC_CHECK(0, "%s: amax got %a, want %a", what, (double)g->amax, (double)w->amax);
+  }
+  if (!same_float(g->tensor_scale, w->tensor_scale)) {
+    bad++;
+    GC_CHECK(0, "%s: tensor_scale got %a, want %a", what, (double)g->tensor_scale,
+             (double)w->tensor_scale);
+  }
+  if (g->n_saturated != w->n_saturated) {
+    bad++;
+    GC_CHECK(0, "%s: n_saturated got %zu, want %zu", what, g->n_saturated, w->n_saturated);
+  }
+  if (!bad)
+    gc_passed++;
+}
+
+/* dbias (C) against init + the float64 column sums of x (R, C) (see the bound above), and
+ * against the plain kernel's bits. */
+static void check_dbias(const char *what, const float *got, const float *plain, const float *init,
+                        const float *x, size_t R, size_t C) {
+  const double depth = 32.0 + (double)((R + 1023) / 1024) + 5.0 + 1.0;
+  int bad = 0;
+  for (size_t j = 0; j < C && bad < 4; j++) {
+    double s = init[j], mag = fabs((double)init[j]);
+    for (size_t i = 0; i < R; i++) {
+      s += x[i * C + j];
+      mag += fabs((double)x[i * C + j]);
+    }
+    const double tol = 1.01 * depth * 0x1p-24 * mag;
+    const int ok = isnan(s)   ? isnan(got[j])
+                   : isinf(s) ? (double)got[j] == s
+                              : isfinite(got[j]) && fabs((double)got[j] - s) <= tol;
+    if (!ok) {
+      bad++;
+      GC_CHECK(0, "%s: dbias[%zu] got %.9g, want %.17g (bound %.3g)", what, j, (double)got[j], s,
+               tol);
+    }
+    if (!same_float(got[j], plain[j])) {
+      bad++;
+      GC_CHECK(0, "%s: dbias[%zu] got %a, lowpi_cuda_bias_backward %a", what, j, (double)got[j],
+               (double)plain[j]);
+    }
+  }
+  if (!bad)
+    gc_passed++;
+}
+
+static float *d_x, *d_amax, *d_db, *d_db_plain, *d_ws;
+static float *h_x, *h_xt, *h_init, *h_db, *h_db_plain;
+static uint8_t *d_ct, *h_ct;
+static size_t ws_bytes;
+
+static lowp_qconfig mk(lowp_format f) {
+  lowp_qconfig c;
+  memset(&c, 0, sizeof c);
+  c.format = f;
+  c.mode = LOWP_SCALING_TENSOR;
+  c.scale_format = LOWP_SCALE_FP32;
+  c.round = LOWP_ROUND_RNE;
+  c.seed = 1234;
+  c.offset = 99;
+  return c;
+}
+
+/* One shape and format: amax computed (way 0: into q, copied to d_amax) or given (way 1: from
+ * d_amax, as a producer leaves it); with the transposed tensor (qt) or its codes alone. */
+static void test_shape(lowp_format f, size_t R, size_t C, int special) {
+  char what[192];
+  const char *name = lowp_format_get(f)->name;
+  const char *sp = special == 1 ? " nan" : special == 2 ? " inf" : "";
+  lowp_qconfig cfg = mk(f);
+  lowp_qtensor want, want_t, got, got_t;
+  lowp_cuda_qtensor q, qt;
+  GC_REQUIRE(lowp_qtensor_init(&want, &cfg, R, C));
+  GC_REQUIRE(lowp_qtensor_init(&want_t, &cfg, C, R));
+  GC_REQUIRE(lowp_qtensor_init(&got, &cfg, R, C));
+  GC_REQUIRE(lowp_qtensor_init(&got_t, &cfg, C, R));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&q, &cfg, R, C));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&qt, &cfg, C, R));
+  make_input(h_x, R, C, special);
+  transpose(h_xt, h_x, R, C);
+  for (size_t j = 0; j < C; j++)
+    h_init[j] = (float)(gc_uniform() * 2 - 1);
+  GC_OK(lowp_quantize(h_x, &want));
+  GC_OK(lowp_quantize(h_xt, &want_t));
+  GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, R * C * sizeof(float), LOWP_CUDA_H2D));
+  /* the plain way's bias gradient */
+  GC_REQUIRE(lowp_cuda_memcpy(d_db_plain, h_init, C * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowpi_cuda_bias_backward(d_db_plain, d_x, (int)R, (int)C, d_ws, ws_bytes));
+  GC_REQUIRE(lowp_cuda_memcpy(h_db_plain, d_db_plain, C * sizeof(float), LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, sizeof(float)));
+  for (int way = 0; way < 2; way++) {
+    const char *wn = way ? "amax given" : "amax computed";
+    GC_REQUIRE(lowp_cuda_memset(q.rowwise.codes, 0xA5, R * C));
+    GC_REQUIRE(lowp_cuda_memset(qt.rowwise.codes, 0x5A, R * C));
+    GC_REQUIRE(lowp_cuda_memcpy(d_db, h_init, C * sizeof(float), LOWP_CUDA_H2D));
+    if (!GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q, NULL, &qt, d_amax, way,
+                                               d_db, d_ws, ws_bytes)))
+      continue;
+    if (GC_OK(lowp_cuda_qtensor_to_host(&q, &got))) {
+      snprintf(what, sizeof what, "%s %zux%zu%s %s: row-wise", name, R, C, sp, wn);
+      compare(what, &want, &got);
+    }
+    if (GC_OK(lowp_cuda_qtensor_to_host(&qt, &got_t))) {
+      snprintf(what, sizeof what, "%s %zux%zu%s %s: transposed", name, R, C, sp, wn);
+      compare(what, &want_t, &got_t);
+    }
+    if (GC_OK(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H))) {
+      snprintf(what, sizeof what, "%s %zux%zu%s %s: dbias", name, R, C, sp, wn);
+      check_dbias(what, h_db, h_db_plain, h_init, h_x, R, C);
+    }
+    float a = 0.0f; /* way 0 copied the amax out: way 1 takes it from there */
+    GC_REQUIRE(lowp_cuda_memcpy(&a, d_amax, sizeof a, LOWP_CUDA_D2H));
+    GC_CHECK(same_float(a, want.rowwise.amax), "%s %zux%zu%s %s: the amax out is %a, want %a", name,
+             R, C, sp, wn, (double)a, (double)want.rowwise.amax);
+  }
+  /* the transposed codes alone (no qt), no bias gradient */
+  GC_REQUIRE(lowp_cuda_memset(d_ct, 0x5A, R * C));
+  if (GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q, d_ct, NULL, NULL, 0, NULL,
+                                            NULL, 0)) &&
+      GC_OK(lowp_cuda_memcpy(h_ct, d_ct, R * C, LOWP_CUDA_D2H))) {
+    size_t bad = 0;
+    for (size_t i = 0; i < R * C; i++)
+      if (h_ct[i] != ((const uint8_t *)want_t.rowwise.codes)[i] && bad++ < 4)
+        GC_CHECK(0, "%s %zux%zu%s codes_t: code %zu (row %zu, col %zu): got 0x%02x, want 0x%02x",
+                 name, R, C, sp, i, i / R, i % R, h_ct[i],
+                 ((const uint8_t *)want_t.rowwise.codes)[i]);
+    if (!bad)
+      gc_passed++;
+  }
+  /* a planted amax is the one used and reported: scale 1 / (fmax / 3) */
+  const float planted = 3.0f;
+  const float enc = (float)lowp_format_get(f)->max / planted, dec = 1.0f / enc;
+  GC_REQUIRE(lowp_cuda_memcpy(d_amax, &planted, sizeof planted, LOWP_CUDA_H2D));
+  if (GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q, NULL, &qt, d_amax, 1, NULL,
+                                            NULL, 0)) &&
+      GC_OK(lowp_cuda_qtensor_to_host(&qt, &got_t))) {
+    const float sc = ((const float *)got_t.rowwise.scales)[0];
+    GC_CHECK(f32_bits(got_t.rowwise.amax) == f32_bits(planted) && f32_bits(sc) == f32_bits(dec),
+             "%s %zux%zu: amax planted 3, reported %a, scale %a (want %a)", name, R, C,
+             (double)got_t.rowwise.amax, (double)sc, (double)dec);
+  }
+  lowp_cuda_qtensor_free(&q);
+  lowp_cuda_qtensor_free(&qt);
+  lowp_qtensor_free(&want);
+  lowp_qtensor_free(&want_t);
+  lowp_qtensor_free(&got);
+  lowp_qtensor_free(&got_t);
+}
+
+/* Bad arguments: a clear error, no crash. */
+static void test_errors(void) {
+  lowp_qconfig cfg = mk(LOWP_E4M3), sr = mk(LOWP_E4M3);
+  sr.round = LOWP_ROUND_SR;
+  lowp_cuda_qtensor q, qs, qt;
+  GC_REQUIRE(lowp_cuda_qtensor_init(&q, &cfg, 32, 48));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&qs, &sr, 32, 48));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&qt, &cfg, 32, 48)); /* not the transposed shape */
+  GC_CHECK(!lowpi_cuda_cast_transpose_supported(&sr) && lowpi_cuda_cast_transpose_supported(&cfg),
+           "cast_transpose_supported: SR %d (want 0), RNE %d (want 1)",
+           lowpi_cuda_cast_transpose_supported(&sr), lowpi_cuda_cast_transpose_supported(&cfg));
+  GC_CHECK(lowpi_cuda_cast_transpose_dbias(d_x, 32, 48, &qs, d_ct, NULL, NULL, 0, NULL, NULL, 0) ==
+               LOWP_ERR_UNSUPPORTED,
+           "stochastic rounding was not refused");
+  GC_CHECK(lowpi_cuda_cast_transpose_dbias(d_x, 48, 32, &q, d_ct, NULL, NULL, 0, NULL, NULL, 0) ==
+               LOWP_ERR_INVALID_ARG,
+           "a shape other than the tensor's was not refused");
+  GC_CHECK(lowpi_cuda_cast_transpose_dbias(d_x, 32, 48, &q, NULL, &qt, NULL, 0, NULL, NULL, 0) ==
+               LOWP_ERR_MISMATCH,
+           "a transposed tensor of the wrong shape was not refused");
+  GC_CHECK(lowpi_cuda_cast_transpose_dbias(d_x, 32, 48, &q, d_ct, NULL, NULL, 0, d_db, d_ws, 4) ==
+               LOWP_ERR_INVALID_ARG,
+           "a short workspace was not refused");
+  GC_CHECK(lowpi_cuda_cast_transpose_dbias(d_x, 32, 48, &q, d_ct, NULL, NULL, 1, NULL, NULL, 0) ==
+               LOWP_ERR_INVALID_ARG,
+           "amax known without an amax was not refused");
+  lowp_cuda_qtensor_free(&q);
+  lowp_cuda_qtensor_free(&qs);
+  lowp_cuda_qtensor_free(&qt);
+}
+
+/* The producers' amax of what they write: LayerNorm / RMSNorm backward (accumulating into
+ * dinp, as the model's blocks do), GELU's and SwiGLU's backward, against lowp_cuda_amax of
+ * their output; their output against the plain kernels' (the same bits). special: a NaN in
+ * dout. */
+static void test_producers(size_t N, size_t C, int special) {
+  const size_t n = N * C;
+  float *h = malloc((5 * n + 2 * C + 2 * N) * sizeof(float));
+  float *dv = NULL, *dw = NULL;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dv, (5 * n + 2 * C + 2 * N) * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dw, 3 * C * sizeof(float)));
+  for (size_t i = 0; i < 5 * n + 2 * C + 2 * N; i++)
+    h[i] = (float)(gc_uniform() * 4 - 2);
+  for (size_t i = 0; i < N; i++) /* rstd > 0 */
+    h[5 * n + 2 * C + N + i] = (float)(0.5 + gc_uniform());
+  if (special)
+    h[n / 4] = bits_f32(0x7FC00000u); /* in dout (also in SwiGLU's (N, C / 2)) */
+  GC_REQUIRE(lowp_cuda_memcpy(dv, h, (5 * n + 2 * C + 2 * N) * sizeof(float), LOWP_CUDA_H2D));
+  const float *dout = dv, *inp = dv + n, *w = dv + 5 * n;
+  const float *mean = dv + 5 * n + 2 * C, *rstd = mean + N;
+  float *dinp[2] = {dv + 2 * n, dv + 3 * n}, *scratch = dv + 4 * n;
+  const size_t wsb = lowpi_cuda_norm_backward_workspace((int)N, (int)C);
+  void *ws = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&ws, wsb ? wsb : 16));
+  float *hout[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+  const int H = (int)C / 2; /* SwiGLU: dout (N, H), inp and dinp (N, 2H) */
+  for (int kind = 0; kind < 4; kind++) {
+    static const char *const kn[] = {"layernorm backward", "rmsnorm backward", "gelu backward",
+                                     "swiglu backward"};
+    const size_t nn = kind == 3 ? N * 2 * (size_t)H : n; /* the values written */
+    for (int way = 0; way < 2; way++) { /* the plain kernel, then the one with the amax */
+      float *amax = way ? d_amax : NULL;
+      GC_REQUIRE(lowp_cuda_memcpy(dinp[way], h + 2 * n, n * sizeof(float), LOWP_CUDA_H2D));
+      lowp_status st;
+      if (kind == 0)
+        st = lowpi_cuda_layernorm_backward_amax(dinp[way], NULL, amax, dw, dw + C, dout, inp, w,
+                                                mean, rstd, (int)N, (int)C, 1, ws, wsb);
+      else if (kind == 1)
+        st = lowpi_cuda_rmsnorm_backward_amax(dinp[way], NULL, amax, dw, dout, inp, w, rstd, (int)N,
+                                              (int)C, 1, ws, wsb);
+      else if (kind == 2)
+        st = lowpi_cuda_gelu_backward_amax(dinp[way], amax, dout, inp, w, n, (int)C);
+      else
+        st = lowpi_cuda_swiglu_backward_amax(dinp[way], amax, dout, inp, (int)N, H);
+      GC_REQUIRE(st);
+      GC_REQUIRE(lowp_cuda_memcpy(hout[way], dinp[way], nn * sizeof(float), LOWP_CUDA_D2H));
+    }
+    float got = 0.0f, want = 0.0f;
+    GC_REQUIRE(lowp_cuda_memcpy(&got, d_amax, sizeof got, LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_cuda_amax(dinp[1], nn, (float *)scratch));
+    GC_REQUIRE(lowp_cuda_memcpy(&want, scratch, sizeof want, LOWP_CUDA_D2H));
+    size_t bad = 0;
+    for (size_t i = 0; i < nn; i++)
+      if (!same_float(hout[0][i], hout[1][i]) && bad++ < 4)
+        fprintf(stderr, "  %s %zux%zu: dinp[%zu] %a with the amax, %a without\n", kn[kind], N, C, i,
+                (double)hout[1][i], (double)hout[0][i]);
+    GC_CHECK(bad == 0 && f32_bits(got) == f32_bits(want) && (!special || isnan(got)),
+             "%s %zux%zu%s: amax %a, lowp_cuda_amax %a; %zu values differ from the plain kernel's",
+             kn[kind], N, C, special ? " nan" : "", (double)got, (double)want, bad);
+  }
+  free(hout[0]);
+  free(hout[1]);
+  free(h);
+  lowp_cuda_free(dv);
+  lowp_cuda_free(dw);
+  lowp_cuda_free(ws);
+}
+
+#endif
+
+int main(void) {
+#ifndef LOWP_HAVE_CUDA
+  printf("test_cuda_cast_transpose: skipped: lowp was built without CUDA\n");
+  return 77;
+#else
+  int skip = gc_need_gpu("test_cuda_cast_transpose");
+  if (skip)
+    return skip;
+  const int small = gc_small();
+  const size_t shapes[][2] = {{1, 1},     {1, 17},   {17, 1},
+                              {17, 33},   {48, 80},  {4097, 17},
+                              {33, 4097}, {96, 128}, {small ? 256u : 1024u, small ? 320u : 1280u}};
+  const size_t nshapes = sizeof shapes / sizeof shapes[0];
+  size_t maxn = 0, maxc = 0;
+  for (size_t s = 0; s < nshapes; s++) {
+    maxn = shapes[s][0] * shapes[s][1] > maxn ? shapes[s][0] * shapes[s][1] : maxn;
+    maxc = shapes[s][1] > maxc ? shapes[s][1] : maxc;
+  }
+  ws_bytes = 0;
+  for (size_t s = 0; s < nshapes; s++) {
+    const size_t b =
+        lowpi_cuda_cast_transpose_dbias_workspace((int)shapes[s][0], (int)shapes[s][1]);
+    ws_bytes = b > ws_bytes ? b : ws_bytes;
+  }
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_x, maxn * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_amax, 16));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_db, maxc * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_db_plain, maxc * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_ws, ws_bytes));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_ct, maxn));
+  h_x = malloc(maxn * sizeof(float));
+  h_xt = malloc(maxn * sizeof(float));
+  h_ct = malloc(maxn);
+  h_init = malloc(maxc * sizeof(float));
+  h_db = malloc(maxc * sizeof(float));
+  h_db_plain = malloc(maxc * sizeof(float));
+  if (!h_x || !h_xt || !h_ct || !h_init || !h_db || !h_db_plain) {
+    fprintf(stderr, "out of host memory\n");
+    return 1;
+  }
+  const lowp_format fmts[2] = {LOWP_E4M3, LOWP_E5M2};
+  for (size_t s = 0; s < nshapes; s++)
+    for (int k = 0; k < 2; k++)
+      for (int special = 0; special < 3; special++)
+        if (special == 0 || s == 3 || s == 4 || s == 7)
+          test_shape(fmts[k], shapes[s][0], shapes[s][1], special);
+  test_errors();
+  test_producers(17, 33, 0);
+  test_producers(64, 96, 1);
+  test_producers(small ? 64u : 1000u, 320, 0);
+  lowp_cuda_free(d_x);
+  lowp_cuda_free(d_amax);
+  lowp_cuda_free(d_db);
+  lowp_cuda_free(d_db_plain);
+  lowp_cuda_free(d_ws);
+  lowp_cuda_free(d_ct);
+  free(h_x);
+  free(h_xt);
+  free(h_ct);
+  free(h_init);
+  free(h_db);
+  free(h_db_plain);
+  printf("cast-transpose-dbias: codes, scales and bias gradients as the CPU's; producers' amax\n");
+  return gc_finish("test_cuda_cast_transpose");
+#endif
+}
