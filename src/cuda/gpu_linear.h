@@ -90,9 +90,12 @@ int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
 /* Whether linear lin, for a batch of N rows, keeps its fprop's fp8 codes of X (1 byte per
  * value, in a buffer of its own) and makes its wgrad's X operand from them: both quantizations
  * of X per-tensor current scaling with the same fp8 format, RNE, no Hadamard, both GEMMs native
- * fp8 (gpu_linear.c, "X's fp8 codes kept for the backward"). Then its backward may be given
- * no X (inp.f32 and inp.bf16 NULL) after a forward of the same step: the caller need not keep
- * X past the fprop. (The same bits as quantizing X again.) */
+ * fp8 (gpu_linear.c, "X's fp8 codes kept for the backward"); or both 1x128 block scaling with
+ * the same one-byte format, RNE, the fprop's a block-scaled fp8 GEMM, where the fprop
+ * quantizes X both ways and keeps the wgrad's X^T codes and scales (gpu_linear.c, "1x128
+ * blocks both ways"). Then its backward may be given no X (inp.f32 and inp.bf16 NULL) after a
+ * forward of the same step: the caller need not keep X past the fprop. (The same bits as
+ * quantizing X again.) */
 int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
 
 /* Shortcuts to turn off (for the tests that compare them with the plain way): an OR of these. */
@@ -102,6 +105,11 @@ enum {
   LOWPI_GPU_PLAIN_X8 = 2,   /* X quantized again in the wgrad (lowpi_gpu_linear_keeps_x8 0) */
   LOWPI_GPU_PLAIN_AMAX = 4, /* the fprop's X amax by a pass of its own, not the producer's
                                (lowpi_gpu_linear_wants_amax 0) */
+  LOWPI_GPU_PLAIN_BLOCK_T = 32, /* 1x128 wgrad operands (blocks along N) by an fp32 transpose and
+                                   a quantization, not quantized both ways / transposed in one
+                                   pass (lowpi_cuda_quantize_both): dY, X where not kept */
+  LOWPI_GPU_PLAIN_XB = 64,      /* the wgrad's 1x128 X quantized in the wgrad, not made by the
+                                   fprop and kept (lowpi_gpu_linear_keeps_x8 0 for those) */
 };
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
  * amax from its producer (lowpi_gpu_act.amax): the same scale, one read of X less. */
@@ -215,6 +223,13 @@ typedef struct {
                                       cuBLASLt refused an fp32 vector with a bf16 D: fc's bias
                                       rounded to bf16 (RNE) for the forward, fc's bias gradient
                                       rounded to bf16 before it is added */
+  unsigned long long dy_both;       /* dgrads whose 1x128 dY was quantized both ways in one pass,
+                                       the wgrad's dY^T codes with it (lowpi_cuda_quantize_both) */
+  unsigned long long x_both;        /* fprops that quantized X both ways and kept the wgrad's
+                                       1x128 X^T codes (lowpi_gpu_linear_keeps_x8) */
+  unsigned long long x_block_kept;  /* wgrads that took those kept X^T codes */
+  unsigned long long block_t;       /* wgrad operands (1x128 blocks along N) quantized straight
+                                       from their untransposed fp32 values: no fp32 transpose */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);
