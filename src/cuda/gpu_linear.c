@@ -241,6 +241,15 @@ int lowpi_gpu_epilogue_allowed(const char *kind) {
   return !env || !*env || !strcmp(env, "all") || !strcmp(env, kind);
 }
 
+unsigned lowpi_gpu_plain_from_env(void) {
+  const char *env = getenv("LOWP_GPU_PLAIN");
+  if (!env || !*env)
+    return 0;
+  char *end = NULL;
+  const unsigned long v = strtoul(env, &end, 0);
+  return end && *end == '\0' ? (unsigned)v : 0u;
+}
+
 lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe *r, int n_layer,
                                      uint64_t seed) {
   *out = NULL;

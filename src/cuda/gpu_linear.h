@@ -115,6 +115,10 @@ enum {
  * amax from its producer (lowpi_gpu_act.amax): the same scale, one read of X less. */
 int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin);
 void lowpi_gpu_linears_set_plain(lowpi_gpu_linears *g, unsigned plain);
+/* The shortcuts the environment variable LOWP_GPU_PLAIN turns off (an OR of LOWPI_GPU_PLAIN_*
+ * as a number, e.g. 96 for BLOCK_T | XB; unset, empty or not a number: 0): for timing and
+ * memory A/B runs of the model (bench_gpu_train), read when the model is created. */
+unsigned lowpi_gpu_plain_from_env(void);
 
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,

@@ -353,7 +353,8 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
 lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *host,
                                            const lowp_recipe *recipe, uint64_t seed, int B, int T,
                                            int shard) {
-  return lowpi_gpu_model_create_plain(out, host, recipe, seed, B, T, shard, 0);
+  return lowpi_gpu_model_create_plain(out, host, recipe, seed, B, T, shard,
+                                      lowpi_gpu_plain_from_env());
 }
 
 lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host,
