@@ -604,8 +604,8 @@ typedef struct {
 static int both_ok(const op_state *a, const op_state *b) {
   for (int i = 0; i < 2; i++) {
     const op_state *o = i ? b : a;
-    if (o->kind != LOWPI_OPERAND_QUANT || o->spec.hadamard || o->spec.clip_mask_ste ||
-        o->delayed || !lowpi_cuda_quantize_both_ok(&o->cfg))
+    if (o->kind != LOWPI_OPERAND_QUANT || o->spec.hadamard || o->spec.clip_mask_ste || o->delayed ||
+        !lowpi_cuda_quantize_both_ok(&o->cfg))
       return 0;
   }
   return a->cfg.format == b->cfg.format && a->cfg.round == b->cfg.round;
@@ -647,8 +647,8 @@ static uint64_t slot_offset(const lowpi_gpu_linears *g, const lin_state *ls, low
 /* The block-scaled operand of slot's tensor q (its row-wise data). */
 static operand block_operand(const lin_state *ls, lowp_operand slot, const lowp_cuda_qtensor *q) {
   const op_state *o = &ls->op[slot];
-  return (operand){q->rowwise.codes, o->cfg.format, (const float *)q->rowwise.scales,
-                   block_kind(o), 0};
+  return (operand){q->rowwise.codes, o->cfg.format, (const float *)q->rowwise.scales, block_kind(o),
+                   0};
 }
 
 /* The linear's own buffer for the kept X^T (C, N). */
@@ -699,8 +699,8 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
     return LOWP_OK;
   const op_state *o = &ls->op[slot];
   lowp_cuda_qtensor *row = NULL, *col = NULL;
-  if (k_along_cols && ((slot == LOWP_OP_FPROP_X && ls->xb_on) ||
-                       (slot == LOWP_OP_DGRAD_DY && ls->dyb_on))) {
+  if (k_along_cols &&
+      ((slot == LOWP_OP_FPROP_X && ls->xb_on) || (slot == LOWP_OP_DGRAD_DY && ls->dyb_on))) {
     const int fprop = slot == LOWP_OP_FPROP_X;
     const lowp_operand other = fprop ? LOWP_OP_WGRAD_X : LOWP_OP_WGRAD_DY;
     LOWPI_TRY(qbuf_get(g, slot, &o->cfg, rows, cols, &row));

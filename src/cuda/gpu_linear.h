@@ -35,8 +35,12 @@
  * quantizes the backward's transposed operands straight from X and W, with no fp32 transpose
  * (quantize_transposed). Per-tensor current scaling keeps the fprop's fp8 codes of X for the
  * wgrad, which takes their byte transpose (1 byte per value kept instead of the fp32 X: see
- * lowpi_gpu_linear_keeps_x8). The fp8 GEMMs' bias, which cuBLASLt cannot add to their fp32
- * output, goes into the caller's next kernel (lowpi_gpu_linear_forward_fold). */
+ * lowpi_gpu_linear_keeps_x8). 1x128 block scaling (fp8-block's X and dY) quantizes X and dY
+ * both ways in one read, no fp32 transpose: the dgrad's dY with the wgrad's dY^T, the fprop's X
+ * with the wgrad's X^T, which the linear keeps for the wgrad, so that the caller need not keep X
+ * (lowpi_cuda_quantize_both; gpu_linear.c, "1x128 blocks both ways"). The fp8 GEMMs' bias, which
+ * cuBLASLt cannot add to their fp32 output, goes into the caller's next kernel
+ * (lowpi_gpu_linear_forward_fold). */
 #ifndef LOWPI_GPU_LINEAR_H
 #define LOWPI_GPU_LINEAR_H
 
@@ -100,11 +104,11 @@ int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C,
 
 /* Shortcuts to turn off (for the tests that compare them with the plain way): an OR of these. */
 enum {
-  LOWPI_GPU_PLAIN_BIAS = 1, /* the fp8 linears' bias in a pass of its own, not in GELU / the
-                               residual add (lowpi_gpu_linear_forward_fold; the model's) */
-  LOWPI_GPU_PLAIN_X8 = 2,   /* X quantized again in the wgrad (lowpi_gpu_linear_keeps_x8 0) */
-  LOWPI_GPU_PLAIN_AMAX = 4, /* the fprop's X amax by a pass of its own, not the producer's
-                               (lowpi_gpu_linear_wants_amax 0) */
+  LOWPI_GPU_PLAIN_BIAS = 1,     /* the fp8 linears' bias in a pass of its own, not in GELU / the
+                                   residual add (lowpi_gpu_linear_forward_fold; the model's) */
+  LOWPI_GPU_PLAIN_X8 = 2,       /* X quantized again in the wgrad (lowpi_gpu_linear_keeps_x8 0) */
+  LOWPI_GPU_PLAIN_AMAX = 4,     /* the fprop's X amax by a pass of its own, not the producer's
+                                   (lowpi_gpu_linear_wants_amax 0) */
   LOWPI_GPU_PLAIN_BLOCK_T = 32, /* 1x128 wgrad operands (blocks along N) by an fp32 transpose and
                                    a quantization, not quantized both ways / transposed in one
                                    pass (lowpi_cuda_quantize_both): dY, X where not kept */
@@ -227,13 +231,13 @@ typedef struct {
                                       cuBLASLt refused an fp32 vector with a bf16 D: fc's bias
                                       rounded to bf16 (RNE) for the forward, fc's bias gradient
                                       rounded to bf16 before it is added */
-  unsigned long long dy_both;       /* dgrads whose 1x128 dY was quantized both ways in one pass,
-                                       the wgrad's dY^T codes with it (lowpi_cuda_quantize_both) */
-  unsigned long long x_both;        /* fprops that quantized X both ways and kept the wgrad's
-                                       1x128 X^T codes (lowpi_gpu_linear_keeps_x8) */
-  unsigned long long x_block_kept;  /* wgrads that took those kept X^T codes */
-  unsigned long long block_t;       /* wgrad operands (1x128 blocks along N) quantized straight
-                                       from their untransposed fp32 values: no fp32 transpose */
+  unsigned long long dy_both;      /* dgrads whose 1x128 dY was quantized both ways in one pass,
+                                      the wgrad's dY^T codes with it (lowpi_cuda_quantize_both) */
+  unsigned long long x_both;       /* fprops that quantized X both ways and kept the wgrad's
+                                      1x128 X^T codes (lowpi_gpu_linear_keeps_x8) */
+  unsigned long long x_block_kept; /* wgrads that took those kept X^T codes */
+  unsigned long long block_t;      /* wgrad operands (1x128 blocks along N) quantized straight
+                                      from their untransposed fp32 values: no fp32 transpose */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);

@@ -27,9 +27,9 @@ extern "C" {
 
 namespace {
 
-constexpr int kTile = 128;              /* the block length, and the tile's side */
-constexpr int kPitch = kTile + 1;       /* floats per row of the tile in shared memory */
-constexpr unsigned kWarps = 8;          /* 256 threads */
+constexpr int kTile = 128;        /* the block length, and the tile's side */
+constexpr int kPitch = kTile + 1; /* floats per row of the tile in shared memory */
+constexpr unsigned kWarps = 8;    /* 256 threads */
 constexpr size_t kSmem = (size_t)kTile * kPitch * sizeof(float); /* 66,048 bytes: opt-in */
 
 /* What one orientation's kernel side writes. codes NULL: not wanted. */
@@ -191,8 +191,8 @@ lowp_status launch(const float *x, size_t R, size_t K, const side &row, const si
   const size_t tiles = ((R + kTile - 1) / kTile) * ((K + kTile - 1) / kTile);
   const size_t cap = (size_t)lowpi_cuda_sm_count() * 3; /* 3 tiles of 66 KB fit an SM */
   const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
-  both_kernel<FF, RR><<<blocks, kWarps * 32, kSmem>>>(x, R, K, row, col, lowpi_fmt_of(c->format),
-                                                      c->round);
+  both_kernel<FF, RR>
+      <<<blocks, kWarps * 32, kSmem>>>(x, R, K, row, col, lowpi_fmt_of(c->format), c->round);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -203,8 +203,8 @@ extern "C" int lowpi_cuda_quantize_both_ok(const lowp_qconfig *c) {
   lowp_qconfig k = *c;
   if (lowpi_qconfig_complete(&k, 0) != LOWP_OK)
     return 0;
-  return k.mode == LOWP_SCALING_BLOCK_1D && k.block == kTile && !k.columnwise &&
-         !k.double_quant && lowp_format_get(k.format)->storage_bytes == 1 &&
+  return k.mode == LOWP_SCALING_BLOCK_1D && k.block == kTile && !k.columnwise && !k.double_quant &&
+         lowp_format_get(k.format)->storage_bytes == 1 &&
          (k.scale_format == LOWP_SCALE_FP32 || k.scale_format == LOWP_SCALE_FP32_POW2);
 }
 
@@ -230,10 +230,10 @@ extern "C" lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t
                         "lowpi_cuda_quantize_both: needs 1x128 blocks (BLOCK_1D, block 128), "
                         "one-byte codes, fp32 scales and no column-wise copy");
   }
-  if (row && col &&
-      (row->cfg.format != col->cfg.format || row->cfg.round != col->cfg.round))
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "lowpi_cuda_quantize_both: the two tensors need the same format and rounding");
+  if (row && col && (row->cfg.format != col->cfg.format || row->cfg.round != col->cfg.round))
+    return lowpi_fail(
+        LOWP_ERR_UNSUPPORTED,
+        "lowpi_cuda_quantize_both: the two tensors need the same format and rounding");
   const lowp_qconfig *c = row ? &row->cfg : &col->cfg;
   const side sr = side_of(row), sc = side_of(col);
   reset_stats<<<1, 1>>>(sr, sc);

@@ -531,8 +531,8 @@ static void test_linear_xb(void) {
   float *h = malloc(nh * sizeof(float));
   for (size_t i = 0; i < nh; i++)
     h[i] = (float)(gc_uniform() * 4 - 2);
-  h[5] = 300.0f;                /* an outlier in X's first row block and column block */
-  h[nx + nw + OC + 7] = -5e4f;  /* and in dY's */
+  h[5] = 300.0f;                   /* an outlier in X's first row block and column block */
+  h[nx + nw + OC + 7] = -5e4f;     /* and in dY's */
   for (size_t j = 0; j < 128; j++) /* a zero block of X's row 3 */
     h[3 * (size_t)C + j] = 0.0f;
   float *d_in = NULL, *d_x = NULL, *d_out[4] = {NULL, NULL, NULL, NULL};
@@ -584,10 +584,10 @@ static void test_linear_xb(void) {
       {0, 0, 0, 0, 3}, {1, 0, 0, 1, 3}, {1, 1, 1, 0, 3}, {0, 1, 1, 1, 2}};
   for (int way = 0; way < 4; way++) {
     const lowpi_gpu_gemm_counts *a = &c[way], *b = &c[way + 1];
-    const unsigned long long d[5] = {
-        b->dy_both - a->dy_both, b->x_both - a->x_both, b->x_block_kept - a->x_block_kept,
-        b->block_t - a->block_t,
-        b->runs[LOWPI_GEMM_RUN_FP8_BLOCK] - a->runs[LOWPI_GEMM_RUN_FP8_BLOCK]};
+    const unsigned long long d[5] = {b->dy_both - a->dy_both, b->x_both - a->x_both,
+                                     b->x_block_kept - a->x_block_kept, b->block_t - a->block_t,
+                                     b->runs[LOWPI_GEMM_RUN_FP8_BLOCK] -
+                                         a->runs[LOWPI_GEMM_RUN_FP8_BLOCK]};
     GC_CHECK(!memcmp(d, want[way], sizeof d),
              "fp8-block linear %d way %d: dY both ways %llu, X both ways %llu, kept X^T taken "
              "%llu, transposed %llu, block GEMMs %llu (want %llu %llu %llu %llu %llu)",

@@ -202,7 +202,7 @@ int main(void) {
   if (skip)
     return skip;
   const size_t big = gc_small() ? 513 : 4097;
-  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},   {17, 130},  {130, 257},
+  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},    {17, 130},  {130, 257},
                               {257, 130}, {128, 128}, {256, 384}, {big, 257}, {257, big}};
   const size_t nshapes = sizeof shapes / sizeof shapes[0], maxn = big * 257;
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_x, maxn * sizeof(float)));
@@ -212,11 +212,11 @@ int main(void) {
     fprintf(stderr, "out of host memory\n");
     return 1;
   }
-  const case_cfg cases[] = {{"fp8-block128 e4m3 pow2 rne", LOWP_E4M3, LOWP_SCALE_FP32_POW2,
-                             LOWP_ROUND_RNE},
-                            {"e5m2 fp32 rne", LOWP_E5M2, LOWP_SCALE_FP32, LOWP_ROUND_RNE},
-                            {"e4m3 pow2 sr", LOWP_E4M3, LOWP_SCALE_FP32_POW2, LOWP_ROUND_SR},
-                            {"int8 fp32 rne", LOWP_INT8, LOWP_SCALE_FP32, LOWP_ROUND_RNE}};
+  const case_cfg cases[] = {
+      {"fp8-block128 e4m3 pow2 rne", LOWP_E4M3, LOWP_SCALE_FP32_POW2, LOWP_ROUND_RNE},
+      {"e5m2 fp32 rne", LOWP_E5M2, LOWP_SCALE_FP32, LOWP_ROUND_RNE},
+      {"e4m3 pow2 sr", LOWP_E4M3, LOWP_SCALE_FP32_POW2, LOWP_ROUND_SR},
+      {"int8 fp32 rne", LOWP_INT8, LOWP_SCALE_FP32, LOWP_ROUND_RNE}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
     for (size_t s = 0; s < nshapes; s++) {
       test_shape(&cases[c], shapes[s][0], shapes[s][1], 0);
