@@ -595,9 +595,11 @@ typedef struct {
  * - any other 1x128 wgrad operand (dY without a dgrad, X where not kept) is quantized
  *   transposed straight from the fp32 values (the column-wise half alone).
  * Stochastic rounding indexes each tensor's own elements, as quantizing the transpose does.
- * If cuBLASLt refuses a block-scaled GEMM at run time (linear_gemm), its retry runs the
- * emulation, which quantizes anew from the fp32 values (the forward's and dY's) or, for the
- * kept X^T, takes its dequantized values (exact in bf16 for power-of-two scales). */
+ * X^T is kept whatever the shapes and however the GEMMs run (xb_keeps: the model decides once
+ * what it keeps): an emulated fprop (a shape that cuBLASLt's block GEMMs do not take, or after
+ * cuBLASLt refused one at run time: linear_gemm's retry) quantizes the column-wise half alone
+ * and makes its own operand, and an emulated wgrad takes the kept codes' dequantized values,
+ * which are the emulation's operand (exact in bf16 for power-of-two scales). */
 
 /* Both slots quantize with 1x128 blocks that lowpi_cuda_quantize_both makes, alike (format,
  * rounding) but for their seeds and scale formats; no Hadamard, clipping mask, delayed state. */
@@ -611,17 +613,18 @@ static int both_ok(const op_state *a, const op_state *b) {
   return a->cfg.format == b->cfg.format && a->cfg.round == b->cfg.round;
 }
 
-/* Whether linear lin's fprop, for N rows, quantizes X both ways and keeps the wgrad's X^T. */
-static int xb_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
+/* Whether linear lin's fprop quantizes X both ways and keeps the wgrad's X^T: whatever the
+ * shapes and however its GEMMs run (an emulated wgrad takes the kept codes' values), so that
+ * the choice cannot change after a block GEMM refused at run time. */
+static int xb_keeps(const lowpi_gpu_linears *g, const lin_state *ls) {
   const op_state *f = &ls->op[LOWP_OP_FPROP_X], *w = &ls->op[LOWP_OP_WGRAD_X];
-  return !(g->plain & LOWPI_GPU_PLAIN_XB) && both_ok(f, w) && f->cfg.round == LOWP_ROUND_RNE &&
-         run_of(g, f, &ls->op[LOWP_OP_FPROP_W], N, OC, C) == RUN_FP8_BLOCK;
+  return !(g->plain & LOWPI_GPU_PLAIN_XB) && both_ok(f, w) && f->cfg.round == LOWP_ROUND_RNE;
 }
 
 /* The start of a forward: the kept X^T is this forward's once the fprop has made it. */
-static void xb_begin(const lowpi_gpu_linears *g, lin_state *ls, int N, int C, int OC) {
+static void xb_begin(const lowpi_gpu_linears *g, lin_state *ls) {
   ls->xb_valid = 0;
-  ls->xb_on = xb_keeps(g, ls, N, C, OC);
+  ls->xb_on = xb_keeps(g, ls);
 }
 
 /* The start of a backward: whether the dgrad quantizes dY both ways (the wgrad then runs
@@ -695,21 +698,25 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
     *done = 1;
     return LOWP_OK;
   }
-  if (run != RUN_FP8_BLOCK || !x)
+  if (!x)
     return LOWP_OK;
   const op_state *o = &ls->op[slot];
+  const int native = run == RUN_FP8_BLOCK;
   lowp_cuda_qtensor *row = NULL, *col = NULL;
-  if (k_along_cols &&
-      ((slot == LOWP_OP_FPROP_X && ls->xb_on) || (slot == LOWP_OP_DGRAD_DY && ls->dyb_on))) {
+  if (k_along_cols && ((slot == LOWP_OP_FPROP_X && ls->xb_on) ||
+                       (slot == LOWP_OP_DGRAD_DY && ls->dyb_on && native))) {
     const int fprop = slot == LOWP_OP_FPROP_X;
     const lowp_operand other = fprop ? LOWP_OP_WGRAD_X : LOWP_OP_WGRAD_DY;
-    LOWPI_TRY(qbuf_get(g, slot, &o->cfg, rows, cols, &row));
+    if (native)
+      LOWPI_TRY(qbuf_get(g, slot, &o->cfg, rows, cols, &row));
     if (fprop)
       LOWPI_TRY(xb_get(ls, cols, rows, &col));
     else
       LOWPI_TRY(qbuf_get(g, other, &ls->op[other].cfg, cols, rows, &col));
-    row->cfg.offset = slot_offset(g, ls, slot);
+    if (row)
+      row->cfg.offset = slot_offset(g, ls, slot);
     col->cfg.offset = slot_offset(g, ls, other);
+    /* an emulated fprop keeps X^T too (the column-wise half), and makes its own operand */
     LOWPI_TRY(lowpi_cuda_quantize_both(x, rows, cols, row, col));
     if (fprop) {
       ls->xb_valid = 1;
@@ -720,10 +727,13 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
       ls->dyb_src = x;
       g->counts.dy_both++;
     }
-    *out = block_operand(ls, slot, row);
-    *done = 1;
+    if (native)
+      *out = block_operand(ls, slot, row);
+    *done = native;
     return LOWP_OK;
   }
+  if (!native)
+    return LOWP_OK;
   if (k_along_cols || (slot != LOWP_OP_WGRAD_DY && slot != LOWP_OP_WGRAD_X))
     return LOWP_OK;
   LOWPI_TRY(qbuf_get(g, slot, &o->cfg, cols, rows, &col));
@@ -1132,7 +1142,7 @@ int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin) {
 
 int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
   return lin >= 0 && lin < g->nlin &&
-         (x8_keeps(g, &g->lin[lin], N, C, OC) || xb_keeps(g, &g->lin[lin], N, C, OC));
+         (x8_keeps(g, &g->lin[lin], N, C, OC) || xb_keeps(g, &g->lin[lin]));
 }
 
 /* The wgrad's X operand (C, N), K-major, from the fprop's kept codes (N, C): a byte transpose
@@ -1178,7 +1188,7 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
   ls->amax_x[0] = ls->amax_x[1] = NULL; /* set again as X and W are quantized (shared_amax) */
   ls->xq_valid = 0;                     /* set again as X is quantized into ls->xq */
   ls->xq_on = x8_keeps(g, ls, N, C, OC);
-  xb_begin(g, ls, N, C, OC);
+  xb_begin(g, ls);
   const int cache = w16_cacheable(g, ls, N, C, OC);
   if (cache)
     LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));

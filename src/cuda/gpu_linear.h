@@ -95,10 +95,10 @@ int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
  * value, in a buffer of its own) and makes its wgrad's X operand from them: both quantizations
  * of X per-tensor current scaling with the same fp8 format, RNE, no Hadamard, both GEMMs native
  * fp8 (gpu_linear.c, "X's fp8 codes kept for the backward"); or both 1x128 block scaling with
- * the same one-byte format, RNE, the fprop's a block-scaled fp8 GEMM, where the fprop
- * quantizes X both ways and keeps the wgrad's X^T codes and scales (gpu_linear.c, "1x128
- * blocks both ways"). Then its backward may be given no X (inp.f32 and inp.bf16 NULL) after a
- * forward of the same step: the caller need not keep X past the fprop. (The same bits as
+ * the same one-byte format and RNE, any shape, where the fprop quantizes X both ways and keeps
+ * the wgrad's X^T codes and scales (gpu_linear.c, "1x128 blocks both ways"; an emulated wgrad
+ * takes their dequantized values). Then its backward may be given no X (inp.f32 and inp.bf16 NULL)
+ * after a forward of the same step: the caller need not keep X past the fprop. (The same bits as
  * quantizing X again.) */
 int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
 
