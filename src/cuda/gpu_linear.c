@@ -727,9 +727,10 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
       ls->dyb_src = x;
       g->counts.dy_both++;
     }
-    if (native)
+    if (row) { /* native */
       *out = block_operand(ls, slot, row);
-    *done = native;
+      *done = 1;
+    }
     return LOWP_OK;
   }
   if (!native)
