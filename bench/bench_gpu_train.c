@@ -11,7 +11,10 @@
  * after --warmup untimed ones, each step ending in the host's read of its loss (as in training).
  * MFU as bench/torch_gpt2.py: flops_per_token = 6 N + 12 L H Q T (N without the position
  * embedding, Q = C / H) over 989 TFLOP/s. Peak memory: what lowp_cuda_malloc held at its
- * highest (torch.cuda.max_memory_allocated's analogue). */
+ * highest (torch.cuda.max_memory_allocated's analogue). For A/B runs LOWP_GPU_PLAIN turns the
+ * step's shortcuts off (a comma-separated list: lowpi_gpu_plain_from_env, cuda/gpu_linear.h),
+ * e.g. block_t,xb: fp8-block's 1x128 operands quantized both ways in one pass and the fprop's
+ * X^T kept for the wgrad. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -131,12 +134,13 @@ static int bench_one(const char *model_name, const char *recipe_name, const benc
             "%llu W codes reused, %llu amax reused, %llu bias folded, %llu X fp8 codes reused, "
             "%llu X amax given, %llu dY cast-transposed (%llu amax given); epilogues: %llu bias "
             "grads, %llu GELU (fwd + bwd; %llu with a bf16 bias vector), %llu qkv in bf16, %llu "
-            "refused\n",
+            "refused; 1x128 both ways: %llu dY, %llu X (kept X^T taken %llu), %llu transposed\n",
             model_name, recipe_name, o->batch, tps, 100 * fpt * tps / 989e12,
             (double)peak / 1073741824.0, loss_first, loss_last, gc.runs[LOWPI_GEMM_RUN_FP8_BLOCK],
             gc.block_refused, gc.dy_reused, gc.x_bf16, gc.w_reused, gc.amax_reused, gc.bias_folded,
             gc.x_fp8_reused, gc.amax_given, gc.dy_cast_t, gc.dy_amax_given, gc.bgrad_fused,
-            gc.gelu_fused, gc.epi_bf16_vec, gc.out_bf16, gc.epi_refused);
+            gc.gelu_fused, gc.epi_bf16_vec, gc.out_bf16, gc.epi_refused, gc.dy_both, gc.x_both,
+            gc.x_block_kept, gc.block_t);
     fflush(stdout);
   }
   lowpi_gpu_trainer_free(t);

@@ -70,6 +70,13 @@ typedef struct {
   const float *wq_src;
   const void *wq_codes;
   const float *wq_scale;
+  /* 1x128 block operands quantized both ways (see "1x128 blocks both ways" below): the
+   * wgrad's X^T codes (C, N) made by the fprop, kept (xb_on: this forward keeps them, valid:
+   * they are this step's, of the buffer xb_src); dY's quantized both ways by the dgrad
+   * (dyb_on: this backward does, valid: the WGRAD_DY buffer holds dyb_src's). */
+  lowp_cuda_qtensor xb;
+  int xb_on, xb_valid, dyb_on, dyb_valid;
+  const float *xb_src, *dyb_src;
 } lin_state;
 
 /* A device scratch buffer that grows on demand (the step's shapes are fixed, so it settles
@@ -307,6 +314,7 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
     lowp_cuda_free(g->lin[i].mask[1]);
     lowp_cuda_free(g->lin[i].w16);
     lowp_cuda_qtensor_free(&g->lin[i].xq);
+    lowp_cuda_qtensor_free(&g->lin[i].xb);
   }
   lowp_cuda_free(g->rot.ptr);
   lowp_cuda_free(g->vec.ptr);
@@ -343,7 +351,7 @@ void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
   forget_amax(g);
   for (int i = 0; i < g->nlin; i++) /* the backward is done: the kept X codes are spent */
-    g->lin[i].xq_valid = 0;
+    g->lin[i].xq_valid = g->lin[i].xb_valid = 0;
   for (size_t i = 0; i < g->ndelayed; i++)
     LOWPI_TRY(lowp_cuda_delayed_update(g->delayed[i]));
   return LOWP_OK;
@@ -375,7 +383,8 @@ size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
   for (int i = 0; i < 4; i++)
     b += g->tmp[i].bytes;
   for (int i = 0; i < g->nlin; i++)
-    b += g->lin[i].w16_n * sizeof(uint16_t) + g->lin[i].xq.rows * g->lin[i].xq.cols;
+    b += g->lin[i].w16_n * sizeof(uint16_t) + g->lin[i].xq.rows * g->lin[i].xq.cols +
+         g->lin[i].xb.rows * g->lin[i].xb.cols;
   return b;
 }
 
@@ -595,6 +604,179 @@ typedef struct {
   int trans;                  /* stored with the reduction down the columns */
 } operand;
 
+/* ------------------------------------------------------------------------------------------
+ * 1x128 blocks both ways. DeepSeek-V3's recipe (fp8-block) quantizes X and dY with 1x128
+ * blocks along each GEMM's reduction dimension: along C (X) and OC (dY) for the fprop and the
+ * dgrad, along N for the wgrad, whose operands are their transposes (C, N) and (OC, N),
+ * K-major. lowpi_cuda_quantize_both makes both from one read of the untransposed tensor, with
+ * no fp32 transpose, the same codes and scales as transposing and quantizing (make_operand's
+ * plain way: 4 bytes written and 8 read per value more, and a second quantization pass):
+ * - dY: the dgrad's quantization writes the wgrad's operand as well, into the WGRAD_DY buffer,
+ *   which nothing touches until the wgrad (backward's order), and the wgrad takes it;
+ * - X: the fprop quantizes X both ways and keeps the wgrad's X^T codes and scales in a buffer
+ *   of the linear's own (ls->xb: about 1.1 bytes per value, where the model kept X in fp32 for
+ *   the backward: 4), and the wgrad takes them; the model then keeps no X for the backward
+ *   (lowpi_gpu_linear_keeps_x8). Only for RNE: the kept codes must be a function of X alone;
+ * - any other 1x128 wgrad operand (dY without a dgrad, X where not kept) is quantized
+ *   transposed straight from the fp32 values (the column-wise half alone).
+ * Stochastic rounding indexes each tensor's own elements, as quantizing the transpose does.
+ * X^T is kept whatever the shapes and however the GEMMs run (xb_keeps: the model decides once
+ * what it keeps): an emulated fprop (a shape that cuBLASLt's block GEMMs do not take, or after
+ * cuBLASLt refused one at run time: linear_gemm's retry) quantizes the column-wise half alone
+ * and makes its own operand, and an emulated wgrad takes the kept codes' dequantized values,
+ * which are the emulation's operand (exact in bf16 for power-of-two scales). */
+
+/* Both slots quantize with 1x128 blocks that lowpi_cuda_quantize_both makes, alike (format,
+ * rounding) but for their seeds and scale formats; no Hadamard, clipping mask, delayed state. */
+static int both_ok(const op_state *a, const op_state *b) {
+  for (int i = 0; i < 2; i++) {
+    const op_state *o = i ? b : a;
+    if (o->kind != LOWPI_OPERAND_QUANT || o->spec.hadamard || o->spec.clip_mask_ste || o->delayed ||
+        !lowpi_cuda_quantize_both_ok(&o->cfg))
+      return 0;
+  }
+  return a->cfg.format == b->cfg.format && a->cfg.round == b->cfg.round;
+}
+
+/* Whether linear lin's fprop quantizes X both ways and keeps the wgrad's X^T: whatever the
+ * shapes and however its GEMMs run (an emulated wgrad takes the kept codes' values), so that
+ * the choice cannot change after a block GEMM refused at run time. */
+static int xb_keeps(const lowpi_gpu_linears *g, const lin_state *ls) {
+  const op_state *f = &ls->op[LOWP_OP_FPROP_X], *w = &ls->op[LOWP_OP_WGRAD_X];
+  return !(g->plain & LOWPI_GPU_PLAIN_XB) && both_ok(f, w) && f->cfg.round == LOWP_ROUND_RNE;
+}
+
+/* The start of a forward: the kept X^T is this forward's once the fprop has made it. */
+static void xb_begin(const lowpi_gpu_linears *g, lin_state *ls) {
+  ls->xb_valid = 0;
+  ls->xb_on = xb_keeps(g, ls);
+}
+
+/* The start of a backward: whether the dgrad quantizes dY both ways (the wgrad then runs
+ * block-scaled as well). */
+static void dyb_begin(const lowpi_gpu_linears *g, lin_state *ls, int N, int C, int OC) {
+  const op_state *d = &ls->op[LOWP_OP_DGRAD_DY], *w = &ls->op[LOWP_OP_WGRAD_DY];
+  ls->dyb_valid = 0;
+  ls->dyb_on = !(g->plain & LOWPI_GPU_PLAIN_BLOCK_T) && both_ok(d, w) &&
+               run_of(g, w, &ls->op[LOWP_OP_WGRAD_X], OC, C, N) == RUN_FP8_BLOCK;
+}
+
+/* Whether the wgrad of X (N, C) (x: its fp32 buffer, or NULL where not given) takes the kept
+ * X^T of this step's forward. */
+static int xb_kept(const lin_state *ls, const float *x, size_t N, size_t C) {
+  return ls->xb_valid && (!x || x == ls->xb_src) && ls->xb.rows == C && ls->xb.cols == N;
+}
+
+/* The stream offset of slot's quantization in this step (make_operand's). */
+static uint64_t slot_offset(const lowpi_gpu_linears *g, const lin_state *ls, lowp_operand slot) {
+  return (g->step << 16) ^ ((uint64_t)ls->index << 3) ^ (uint64_t)slot;
+}
+
+/* The block-scaled operand of slot's tensor q (its row-wise data). */
+static operand block_operand(const lin_state *ls, lowp_operand slot, const lowp_cuda_qtensor *q) {
+  const op_state *o = &ls->op[slot];
+  return (operand){q->rowwise.codes, o->cfg.format, (const float *)q->rowwise.scales, block_kind(o),
+                   0};
+}
+
+/* The linear's own buffer for the kept X^T (C, N). */
+static lowp_status xb_get(lin_state *ls, size_t C, size_t N, lowp_cuda_qtensor **out) {
+  *out = &ls->xb;
+  if (ls->xb.rows != C || ls->xb.cols != N) {
+    lowp_cuda_qtensor_free(&ls->xb);
+    const lowp_status st = lowp_cuda_qtensor_init(&ls->xb, &ls->op[LOWP_OP_WGRAD_X].cfg, C, N);
+    if (st != LOWP_OK)
+      return lowpi_fail(st, "gpu recipe: the 1x128 codes of linear %d's input (%zu x %zu): %s",
+                        ls->index, C, N, lowp_last_error());
+  }
+  return LOWP_OK;
+}
+
+/* The wgrad's X operand from the kept X^T: as it is for the block-scaled GEMM, else (the
+ * emulation, after a refusal) its dequantized values, which are the emulation's operand. */
+static lowp_status xb_operand(lowpi_gpu_linears *g, lin_state *ls, gemm_run run, operand *out) {
+  const size_t n = ls->xb.rows * ls->xb.cols;
+  if (run == RUN_FP8_BLOCK) {
+    *out = block_operand(ls, LOWP_OP_WGRAD_X, &ls->xb);
+    return LOWP_OK;
+  }
+  if (run != RUN_BF16 && run != RUN_FP32)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's kept X codes in a %d GEMM",
+                      ls->index, (int)run);
+  const lowp_format f = run == RUN_BF16 ? LOWP_BF16 : LOWP_FP32;
+  void *vals;
+  LOWPI_TRY(scratch_get(&g->tmp[run == RUN_BF16 ? 3 : 1], n * (run == RUN_BF16 ? 2 : 4), &vals));
+  LOWPI_TRY(lowp_cuda_dequantize(&ls->xb, vals, f));
+  *out = (operand){vals, f, NULL, (lowpi_fp8_block_kind)0, 0};
+  return LOWP_OK;
+}
+
+/* make_operand's shortcut for the operands above: *done = 1 and *out set where it applies
+ * (slot's tensor x (rows, cols), its reduction along the columns when k_along_cols). */
+static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot,
+                                      gemm_run run, const float *x, size_t rows, size_t cols,
+                                      int k_along_cols, operand *out, int *done) {
+  *done = 0;
+  if (slot == LOWP_OP_WGRAD_X && !k_along_cols && xb_kept(ls, x, rows, cols)) {
+    LOWPI_TRY(xb_operand(g, ls, run, out));
+    g->counts.x_block_kept++;
+    *done = 1;
+    return LOWP_OK;
+  }
+  if (!x)
+    return LOWP_OK;
+  const op_state *o = &ls->op[slot];
+  const int native = run == RUN_FP8_BLOCK;
+  lowp_cuda_qtensor *row = NULL, *col = NULL;
+  if (k_along_cols && ((slot == LOWP_OP_FPROP_X && ls->xb_on) ||
+                       (slot == LOWP_OP_DGRAD_DY && ls->dyb_on && native))) {
+    const int fprop = slot == LOWP_OP_FPROP_X;
+    const lowp_operand other = fprop ? LOWP_OP_WGRAD_X : LOWP_OP_WGRAD_DY;
+    if (native)
+      LOWPI_TRY(qbuf_get(g, slot, &o->cfg, rows, cols, &row));
+    if (fprop)
+      LOWPI_TRY(xb_get(ls, cols, rows, &col));
+    else
+      LOWPI_TRY(qbuf_get(g, other, &ls->op[other].cfg, cols, rows, &col));
+    if (row)
+      row->cfg.offset = slot_offset(g, ls, slot);
+    col->cfg.offset = slot_offset(g, ls, other);
+    /* an emulated fprop keeps X^T too (the column-wise half), and makes its own operand */
+    LOWPI_TRY(lowpi_cuda_quantize_both(x, rows, cols, row, col));
+    if (fprop) {
+      ls->xb_valid = 1;
+      ls->xb_src = x;
+      g->counts.x_both++;
+    } else {
+      ls->dyb_valid = 1;
+      ls->dyb_src = x;
+      g->counts.dy_both++;
+    }
+    if (row) { /* native */
+      *out = block_operand(ls, slot, row);
+      *done = 1;
+    }
+    return LOWP_OK;
+  }
+  if (!native)
+    return LOWP_OK;
+  if (k_along_cols || (slot != LOWP_OP_WGRAD_DY && slot != LOWP_OP_WGRAD_X))
+    return LOWP_OK;
+  LOWPI_TRY(qbuf_get(g, slot, &o->cfg, cols, rows, &col));
+  if (slot == LOWP_OP_WGRAD_DY && ls->dyb_valid && x == ls->dyb_src) { /* the dgrad made it */
+    ls->dyb_valid = 0;
+  } else if (!(g->plain & LOWPI_GPU_PLAIN_BLOCK_T) && both_ok(o, o)) { /* the column-wise half */
+    col->cfg.offset = slot_offset(g, ls, slot);
+    LOWPI_TRY(lowpi_cuda_quantize_both(x, rows, cols, NULL, col));
+    g->counts.block_t++;
+  } else {
+    return LOWP_OK;
+  }
+  *out = block_operand(ls, slot, col);
+  *done = 1;
+  return LOWP_OK;
+}
+
 /* Bring x (rows, cols) to what GEMM `run` multiplies, as the CPU's operand hook would (the
  * same values; SR, quantization and Hadamard along the reduction dimension, which runs along
  * the columns when k_along_cols, else down them). `which` picks the scratch buffers. x_bf16
@@ -612,6 +794,10 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
     *out = (operand){x_bf16, LOWP_BF16, NULL, (lowpi_fp8_block_kind)0, !k_along_cols};
     return LOWP_OK;
   }
+  int done = 0; /* 1x128 blocks both ways, or the wgrad's kept X */
+  LOWPI_TRY(block_both_operand(g, ls, slot, run, x, rows, cols, k_along_cols, out, &done));
+  if (done)
+    return LOWP_OK;
   if (!x)
     return lowpi_fail(LOWP_ERR_INTERNAL,
                       "gpu recipe: linear %d has its input in bf16 alone, but its %s operand "
@@ -990,7 +1176,8 @@ int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin) {
 }
 
 int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
-  return lin >= 0 && lin < g->nlin && x8_keeps(g, &g->lin[lin], N, C, OC);
+  return lin >= 0 && lin < g->nlin &&
+         (x8_keeps(g, &g->lin[lin], N, C, OC) || xb_keeps(g, &g->lin[lin]));
 }
 
 /* The wgrad's X operand (C, N), K-major, from the fprop's kept codes (N, C): a byte transpose
@@ -1076,7 +1263,8 @@ unsigned lowpi_gpu_plain_from_env(void) {
     unsigned flag;
   } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},       {"x8", LOWPI_GPU_PLAIN_X8},
                {"amax", LOWPI_GPU_PLAIN_AMAX},       {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
-               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX}, {"all", ~0u}};
+               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX}, {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
+               {"xb", LOWPI_GPU_PLAIN_XB},           {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;
   while (env && *env) {
@@ -1118,6 +1306,7 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
   ls->amax_x[0] = ls->amax_x[1] = NULL; /* set again as X and W are quantized (shared_amax) */
   ls->xq_valid = 0;                     /* set again as X is quantized into ls->xq */
   ls->xq_on = x8_keeps(g, ls, N, C, OC);
+  xb_begin(g, ls);
   const int cache = w16_cacheable(g, ls, N, C, OC);
   if (cache)
     LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));
@@ -1297,6 +1486,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
   lin_state *ls = &g->lin[lin];
   operand dy, cast_d, cast_w; /* cast_*: dY's operands from the fused pass (dy_cast_transpose) */
   gemm_run run_d = RUN_FP32;
+  dyb_begin(g, ls, N, C, OC);
   int cast_t = 0;
   if (dinp && !dg) {
     LOWPI_TRY(dy_cast_transpose(g, ls, dout, dbias, N, C, OC, &cast_d, &cast_w, &cast_t));
@@ -1334,7 +1524,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
     const int x8 = ls->xq_valid && (!inp.f32 || inp.f32 == ls->xq_src) &&
                    ls->xq.rows == (size_t)N && ls->xq.cols == (size_t)C &&
                    x8_keeps(g, ls, N, C, OC);
-    if (!x8 && !inp.f32 && !inp.bf16)
+    if (!x8 && !xb_kept(ls, inp.f32, (size_t)N, (size_t)C) && !inp.f32 && !inp.bf16)
       return lowpi_fail(LOWP_ERR_INTERNAL,
                         "gpu recipe: linear %d's backward has no input X: neither given nor kept "
                         "as fp8 codes by its forward in this step",

@@ -19,7 +19,8 @@
  * fp32 values, and the activation takes half the memory. Only the linear reads these (the norm
  * and activation backwards read their inputs: res, mid, fch).
  * Where the linear keeps its fprop's fp8 codes of X for the wgrad (lowpi_gpu_linear_keeps_x8:
- * fp8 per-tensor current scaling, and fp8-delayed's X state shared by the fprop and the wgrad),
+ * fp8 per-tensor current scaling, fp8-delayed's X state shared by the fprop and the wgrad, or
+ * fp8-block's 1x128 X^T made by the fprop: about 1.1 bytes per value with the block scales),
  * nothing is kept here: the producer writes the fp32 values
  * into a scratch of the forward (gpu_acts.da, free until the backward), the fprop quantizes
  * them into the linear's own codes (1 byte per value) and the backward is given no X. At GPT-2

@@ -81,6 +81,10 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
              "cast %llu dY in one pass (%llu amaxes given)",
              recipe_name, cn.bias_folded, cn.x_fp8_reused, cn.amax_given, cn.dy_cast_t,
              cn.dy_amax_given);
+    GC_CHECK(cn.dy_both == 0 && cn.x_both == 0 && cn.x_block_kept == 0 && cn.block_t == 0,
+             "%s: the plain model quantized %llu dY and %llu X both ways, took %llu kept X^T, "
+             "quantized %llu operands transposed",
+             recipe_name, cn.dy_both, cn.x_both, cn.x_block_kept, cn.block_t);
     long bad = 0;
     for (size_t i = 0; i < np; i++)
       if (!same_float(g_fast[i], g_plain[i]) && bad++ < 5)
@@ -288,6 +292,31 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
       GC_CHECK(cn.x_fp8_reused == 0 && cn.amax_given <= 2ull * (unsigned)cfg.n_layer,
                "%s %s: %llu wgrads took kept fp8 codes of X, %llu fprops a given amax",
                arch ? "llama" : "gpt2", recipe_name, cn.x_fp8_reused, cn.amax_given);
+    /* fp8-block (native block GEMMs): every block linear's dgrad quantizes dY both ways, its
+     * fprop X both ways, and its wgrad takes both (gpt2: every shape a multiple of 16; two
+     * steps); nothing is left to quantize transposed. No other recipe has 1x128 blocks. */
+    printf("  %s %s: 1x128 both ways: dY %llu, X %llu, kept X^T taken %llu, transposed %llu\n",
+           arch ? "llama" : "gpt2", recipe_name, cn.dy_both, cn.x_both, cn.x_block_kept,
+           cn.block_t);
+    const unsigned long long per_run = 2ull * 4 * (unsigned)cfg.n_layer;
+    if (!strcmp(recipe_name, "fp8-block") && lowpi_cuda_fp8_block_supported() &&
+        !cn.block_refused) {
+      if (arch == LOWP_ARCH_GPT2)
+        GC_CHECK(cn.dy_both == per_run && cn.x_both == per_run && cn.x_block_kept == per_run &&
+                     cn.block_t == 0,
+                 "gpt2 fp8-block: dY both ways %llu, X both ways %llu, kept X^T taken %llu (want "
+                 "%llu each), transposed %llu (want 0)",
+                 cn.dy_both, cn.x_both, cn.x_block_kept, per_run, cn.block_t);
+      else
+        GC_CHECK(cn.dy_both > 0 && cn.x_both > 0 && cn.x_block_kept == cn.x_both,
+                 "llama fp8-block: dY both ways %llu, X both ways %llu, kept X^T taken %llu",
+                 cn.dy_both, cn.x_both, cn.x_block_kept);
+    } else if (strcmp(recipe_name, "fp8-block")) {
+      GC_CHECK(cn.dy_both == 0 && cn.x_both == 0 && cn.x_block_kept == 0 && cn.block_t == 0,
+               "%s %s: 1x128 both ways: dY %llu, X %llu, kept %llu, transposed %llu (want 0)",
+               arch ? "llama" : "gpt2", recipe_name, cn.dy_both, cn.x_both, cn.x_block_kept,
+               cn.block_t);
+    }
   }
   const int ran = gm != NULL;
   lowpi_gpu_model_free(gm);
@@ -722,6 +751,119 @@ static void test_linear_cast_t(void) {
   lowpi_gpu_linears_free(g);
 }
 
+/* One fp8-block linear (lin 0 of a 1-block model; 1x128 blocks for X and dY, 128x128 for W)
+ * run four ways on the same X (N, C), W (OC, C), bias and dY (N, OC), N and C not multiples
+ * of 128 (partial blocks both ways): 0 the plain way (LOWPI_GPU_PLAIN_BLOCK_T | _XB: the
+ * wgrad's operands by an fp32 transpose and a quantization), 1 dY quantized both ways by the
+ * dgrad and X quantized transposed by the wgrad (_XB alone), 2 as the model runs it (X
+ * quantized both ways by the fprop, its X^T kept; the backward given no X, the forward's X
+ * buffer overwritten with NaN in between), 3 as 2 without a dgrad (dY quantized transposed by
+ * the wgrad alone; dX copied from way 0). Every output must have the bits of way 0, and the
+ * counts say which paths ran. Needs native block GEMMs (sm_90, cuBLASLt 12.9+). */
+static void test_linear_xb(void) {
+  const int N = 144, C = 160, OC = 96, lin = 0;
+  const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+  if (!lowpi_cuda_fp8_block_supported()) {
+    printf("linear %d of fp8-block: skipped (no native block-scaled fp8 GEMMs)\n", lin);
+    return;
+  }
+  lowp_recipe recipe;
+  if (!GC_OK(lowp_recipe_preset("fp8-block", &recipe)))
+    return;
+  lowpi_gpu_linears *g = NULL;
+  if (!GC_OK(lowpi_gpu_linears_create(&g, &recipe, 1, 7)))
+    return;
+  /* any shape (a wgrad that cannot run block-scaled takes the kept codes' values) */
+  GC_CHECK(lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC) &&
+               lowpi_gpu_linear_keeps_x8(g, lin, N - 1, C, OC) &&
+               !lowpi_gpu_linear_keeps_x8(g, 4, N, C, OC),
+           "keeps_x8: fp8-block (%d, want 1), N %d (%d, want 1), the bf16 head (%d, want 0)",
+           lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC), N - 1,
+           lowpi_gpu_linear_keeps_x8(g, lin, N - 1, C, OC),
+           lowpi_gpu_linear_keeps_x8(g, 4, N, C, OC));
+  const size_t nh = nx + nw + OC + ny;
+  float *h = malloc(nh * sizeof(float));
+  for (size_t i = 0; i < nh; i++)
+    h[i] = (float)(gc_uniform() * 4 - 2);
+  h[5] = 300.0f;                   /* an outlier in X's first row block and column block */
+  h[nx + nw + OC + 7] = -5e4f;     /* and in dY's */
+  for (size_t j = 0; j < 128; j++) /* a zero block of X's row 3 */
+    h[3 * (size_t)C + j] = 0.0f;
+  float *d_in = NULL, *d_x = NULL, *d_out[4] = {NULL, NULL, NULL, NULL};
+  const size_t nout = ny + nx + nw + OC; /* out, dX, dW, db */
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_in, nh * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_x, nx * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_memcpy(d_in, h, nh * sizeof(float), LOWP_CUDA_H2D));
+  const float *x = d_in, *w = d_in + nx, *bias = w + nw, *dy = bias + OC;
+  lowpi_gpu_gemm_counts c[5];
+  lowpi_gpu_linears_counts(g, &c[0]);
+  static const unsigned plains[4] = {LOWPI_GPU_PLAIN_BLOCK_T | LOWPI_GPU_PLAIN_XB,
+                                     LOWPI_GPU_PLAIN_XB, 0, 0};
+  for (int way = 0; way < 4; way++) {
+    GC_REQUIRE(lowp_cuda_malloc((void **)&d_out[way], nout * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_memset(d_out[way], 0, nout * sizeof(float)));
+    float *out = d_out[way], *dx = out + ny, *dw = dx + nx, *db = dw + nw;
+    lowpi_gpu_linears_set_plain(g, plains[way]);
+    lowpi_gpu_linears_set_step(g, 0);
+    GC_REQUIRE(lowp_cuda_memcpy(d_x, x, nx * sizeof(float), LOWP_CUDA_D2D));
+    GC_REQUIRE(lowpi_gpu_linear_forward(g, lin, out, lowpi_act_f32(d_x), w, bias, N, C, OC));
+    lowpi_gpu_act in = lowpi_act_f32(d_x);
+    if (way >= 2) { /* the forward's scratch is reused before the backward */
+      GC_REQUIRE(lowp_cuda_memset(d_x, 0xFF, nx * sizeof(float)));
+      in = (lowpi_gpu_act){NULL, NULL, NULL};
+    }
+    if (way == 3) /* no dgrad: dX as way 0's, for the comparison */
+      GC_REQUIRE(lowp_cuda_memcpy(dx, d_out[0] + ny, nx * sizeof(float), LOWP_CUDA_D2D));
+    GC_REQUIRE(lowpi_gpu_linear_backward(g, lin, way == 3 ? NULL : dx, dw, db, lowpi_act_f32(dy),
+                                         in, w, N, C, OC));
+    lowpi_gpu_linears_counts(g, &c[way + 1]);
+    GC_REQUIRE(lowpi_gpu_linears_end_step(g));
+  }
+  float *got[4];
+  for (int way = 0; way < 4; way++) {
+    got[way] = malloc(nout * sizeof(float));
+    GC_REQUIRE(lowp_cuda_memcpy(got[way], d_out[way], nout * sizeof(float), LOWP_CUDA_D2H));
+  }
+  const size_t off[] = {0, ny, ny + nx, ny + nx + nw, nout};
+  static const char *const what[4] = {"", "dY both ways, X transposed by the wgrad",
+                                      "dY and X both ways, X^T kept",
+                                      "X^T kept, dY transposed by the wgrad (no dgrad)"};
+  for (int way = 1; way < 4; way++) {
+    float *pair[2] = {got[0], got[way]};
+    same_linear_outputs("fp8-block", lin, what[way], pair, off);
+  }
+  /* per way: dY both ways, X both ways, kept X^T taken, quantized transposed, and the block
+   * GEMMs: 3 a way, 2 without the dgrad */
+  static const unsigned long long want[4][5] = {
+      {0, 0, 0, 0, 3}, {1, 0, 0, 1, 3}, {1, 1, 1, 0, 3}, {0, 1, 1, 1, 2}};
+  for (int way = 0; way < 4; way++) {
+    const lowpi_gpu_gemm_counts *a = &c[way], *b = &c[way + 1];
+    const unsigned long long d[5] = {b->dy_both - a->dy_both, b->x_both - a->x_both,
+                                     b->x_block_kept - a->x_block_kept, b->block_t - a->block_t,
+                                     b->runs[LOWPI_GEMM_RUN_FP8_BLOCK] -
+                                         a->runs[LOWPI_GEMM_RUN_FP8_BLOCK]};
+    GC_CHECK(!memcmp(d, want[way], sizeof d),
+             "fp8-block linear %d way %d: dY both ways %llu, X both ways %llu, kept X^T taken "
+             "%llu, transposed %llu, block GEMMs %llu (want %llu %llu %llu %llu %llu)",
+             lin, way, d[0], d[1], d[2], d[3], d[4], want[way][0], want[way][1], want[way][2],
+             want[way][3], want[way][4]);
+  }
+  /* after end_step the kept X^T is spent: a backward without X must fail, not read it */
+  GC_CHECK(lowpi_gpu_linear_backward(g, lin, d_out[0] + ny, d_out[0] + ny + nx, NULL,
+                                     lowpi_act_f32(dy), (lowpi_gpu_act){NULL, NULL, NULL}, w, N, C,
+                                     OC) == LOWP_ERR_INTERNAL,
+           "fp8-block: a backward with neither X nor a kept X^T did not fail");
+  printf("linear %d of fp8-block: the same bits with 1x128 operands quantized both ways\n", lin);
+  for (int way = 0; way < 4; way++) {
+    free(got[way]);
+    lowp_cuda_free(d_out[way]);
+  }
+  lowp_cuda_free(d_in);
+  lowp_cuda_free(d_x);
+  free(h);
+  lowpi_gpu_linears_free(g);
+}
+
 #endif
 
 int main(void) {
@@ -744,6 +886,7 @@ int main(void) {
   test_linear_x8("fp8-delayed");
   test_linear_delayed_vs_cpu();
   test_linear_cast_t();
+  test_linear_xb();
   for (int arch = 0; arch < 2; arch++)
     for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)
       run_case(arch ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[r], 0);

@@ -1,0 +1,232 @@
+/* The GPU's 1x128 block quantization both ways (lowpi_cuda_quantize_both, quant_both.cu)
+ * against the CPU reference, byte for byte.
+ *
+ * From one read of x (R, K) it writes the row-wise tensor (R, K), blocks of 128 along K, and
+ * the tensor x^T (K, R), blocks of 128 along R. Oracle: the CPU's lowp_quantize of x and of its
+ * transpose built on the host, each with its own config (seed, offset: stochastic rounding
+ * indexes each tensor's own elements). Compared: every code, every block scale, amax,
+ * tensor_scale, the saturation count; both tensors at once, then each alone (the other NULL:
+ * the column-wise half is the wgrad's transposing quantization), into buffers poisoned
+ * before. Shapes: 1x1, 1x17, 17x1, 17x130, 130x257, 257x130, 128x128, 256x384, 4097x257,
+ * 257x4097 (the last two 513x257 and 257x513 with LOWP_GPU_TEST_SMALL=1): partial blocks both
+ * ways, partial tiles. Configs: fp8-block128's (e4m3, power-of-two scales, RNE), e5m2 with
+ * plain fp32 scales, e4m3 with stochastic rounding and int8 (the generic encoder). Inputs span
+ * many binades with outliers, zeros and subnormals; a second pass adds a whole zero block both
+ * ways, NaN and Inf. Then the argument checks (shapes, configs).
+ *
+ * Mismatches print (tensor, index, row, col, got, want). Exit 77 without a device. */
+#include <math.h>
+#include <stdint.h>
+
+#include "cuda/quant_cuda.h"
+#include "gpu_check.h"
+
+#ifdef LOWP_HAVE_CUDA
+
+/* Magnitudes over many binades (per row), outliers, zeros, subnormals, ties of small codes;
+ * special: a zero 128-block in both directions (rows 0..127 of column 1, columns 0..127 of
+ * row 2, where they exist), a NaN and an Inf. */
+static void make_input(float *x, size_t R, size_t K, int special) {
+  for (size_t i = 0; i < R; i++) {
+    const double row_scale = ldexp(1.0, (int)(gc_rand64() % 16) - 8);
+    for (size_t j = 0; j < K; j++) {
+      const double sign = (gc_rand64() & 1) ? -1.0 : 1.0;
+      double v;
+      switch (gc_rand64() % 12) {
+      case 0:
+        v = sign * row_scale * 1000.0 * (1.0 + gc_uniform());
+        break;
+      case 1:
+        v = 0.0;
+        break;
+      case 2:
+        v = sign * ldexp(1.0 + gc_uniform(), -130 - (int)(gc_rand64() % 15));
+        break;
+      case 3:
+        v = sign * row_scale * (double)(gc_rand64() % 16) * 0.5;
+        break;
+      default:
+        v = sign * row_scale * ldexp(1.0 + gc_uniform(), (int)(gc_rand64() % 12) - 6);
+        break;
+      }
+      x[i * K + j] = (float)v;
+    }
+  }
+  if (!special)
+    return;
+  for (size_t i = 0; i < R && i < 128 && K > 1; i++)
+    x[i * K + 1] = 0.0f;
+  for (size_t j = 0; j < K && j < 128 && R > 2; j++)
+    x[2 * K + j] = 0.0f;
+  if (R * K > 4) {
+    x[(R * K) / 3] = bits_f32(0x7FC00000u);
+    x[R * K - 1] = INFINITY;
+  }
+}
+
+static void transpose(float *t, const float *x, size_t R, size_t K) {
+  for (size_t i = 0; i < R; i++)
+    for (size_t j = 0; j < K; j++)
+      t[j * R + i] = x[i * K + j];
+}
+
+/* The GPU's tensor (copied to the host) against the CPU's: codes, block scales, amax,
+ * tensor_scale, saturation count. */
+static void compare(const char *what, const lowp_qtensor *want, const lowp_qtensor *got) {
+  const lowp_qdata *w = &want->rowwise, *g = &got->rowwise;
+  const size_t n = w->rows * w->cols, nb = w->scale_rows * w->scale_cols;
+  const uint8_t *gc = (const uint8_t *)g->codes, *wc = (const uint8_t *)w->codes;
+  const float *gs = (const float *)g->scales, *ws = (const float *)w->scales;
+  long bad = 0;
+  for (size_t i = 0; i < n; i++)
+    if (gc[i] != wc[i] && bad++ < 4)
+      fprintf(stderr, "  %s: code %zu (row %zu, col %zu): got 0x%02x, want 0x%02x\n", what, i,
+              i / w->cols, i % w->cols, gc[i], wc[i]);
+  for (size_t b = 0; b < nb; b++)
+    if (!same_float(gs[b], ws[b]) && bad++ < 8)
+      fprintf(stderr, "  %s: scale %zu (row %zu, block %zu): got %a, want %a\n", what, b,
+              b / w->scale_cols, b % w->scale_cols, (double)gs[b], (double)ws[b]);
+  GC_CHECK(bad == 0, "%s: %ld codes and scales differ", what, bad);
+  GC_CHECK(same_float(g->amax, w->amax) && same_float(g->tensor_scale, w->tensor_scale) &&
+               g->n_saturated == w->n_saturated,
+           "%s: amax %a / %a, tensor_scale %a / %a, saturated %zu / %zu (got / want)", what,
+           (double)g->amax, (double)w->amax, (double)g->tensor_scale, (double)w->tensor_scale,
+           g->n_saturated, w->n_saturated);
+}
+
+static float *d_x, *h_x, *h_xt;
+
+typedef struct {
+  const char *name;
+  lowp_format format;
+  lowp_scale_format scale;
+  lowp_round round;
+} case_cfg;
+
+static lowp_qconfig mk(const case_cfg *cc, uint64_t seed, uint64_t offset) {
+  lowp_qconfig c;
+  memset(&c, 0, sizeof c);
+  c.format = cc->format;
+  c.mode = LOWP_SCALING_BLOCK_1D;
+  c.block = 128;
+  c.scale_format = cc->scale;
+  c.round = cc->round;
+  c.seed = seed;
+  c.offset = offset;
+  return c;
+}
+
+static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
+  char what[200];
+  const lowp_qconfig cr = mk(cc, 1234, 99), cc_ = mk(cc, 4321, 7);
+  lowp_qtensor want_r, want_c, got_r, got_c;
+  lowp_cuda_qtensor gr, gcol;
+  GC_REQUIRE(lowp_qtensor_init(&want_r, &cr, R, K));
+  GC_REQUIRE(lowp_qtensor_init(&got_r, &cr, R, K));
+  GC_REQUIRE(lowp_qtensor_init(&want_c, &cc_, K, R));
+  GC_REQUIRE(lowp_qtensor_init(&got_c, &cc_, K, R));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&gr, &cr, R, K));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&gcol, &cc_, K, R));
+  make_input(h_x, R, K, special);
+  transpose(h_xt, h_x, R, K);
+  GC_OK(lowp_quantize(h_x, &want_r));
+  GC_OK(lowp_quantize(h_xt, &want_c));
+  GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, R * K * sizeof(float), LOWP_CUDA_H2D));
+  for (int way = 0; way < 3; way++) { /* both, the row-wise alone, the column-wise alone */
+    static const char *const ways[3] = {"both", "row-wise alone", "column-wise alone"};
+    GC_REQUIRE(lowp_cuda_memset(gr.rowwise.codes, 0xA5, R * K));
+    GC_REQUIRE(lowp_cuda_memset(gcol.rowwise.codes, 0xA5, R * K));
+    GC_REQUIRE(lowp_cuda_memset(gr.rowwise.scales, 0xA5, R * ((K + 127) / 128) * 4));
+    GC_REQUIRE(lowp_cuda_memset(gcol.rowwise.scales, 0xA5, K * ((R + 127) / 128) * 4));
+    if (!GC_OK(lowpi_cuda_quantize_both(d_x, R, K, way == 2 ? NULL : &gr, way == 1 ? NULL : &gcol)))
+      continue;
+    if (way != 2 && GC_OK(lowp_cuda_qtensor_to_host(&gr, &got_r))) {
+      snprintf(what, sizeof what, "%s %zux%zu%s %s: row-wise", cc->name, R, K,
+               special ? " (zero block, nan, inf)" : "", ways[way]);
+      compare(what, &want_r, &got_r);
+    }
+    if (way != 1 && GC_OK(lowp_cuda_qtensor_to_host(&gcol, &got_c))) {
+      snprintf(what, sizeof what, "%s %zux%zu%s %s: column-wise (the transpose)", cc->name, R, K,
+               special ? " (zero block, nan, inf)" : "", ways[way]);
+      compare(what, &want_c, &got_c);
+    }
+  }
+  lowp_cuda_qtensor_free(&gr);
+  lowp_cuda_qtensor_free(&gcol);
+  lowp_qtensor_free(&want_r);
+  lowp_qtensor_free(&want_c);
+  lowp_qtensor_free(&got_r);
+  lowp_qtensor_free(&got_c);
+}
+
+/* Bad arguments get an error, not a launch. */
+static void test_args(void) {
+  const case_cfg cc = {"e4m3", LOWP_E4M3, LOWP_SCALE_FP32_POW2, LOWP_ROUND_RNE};
+  lowp_qconfig c = mk(&cc, 1, 2), mx = c, e5 = c;
+  mx.mode = LOWP_SCALING_MX;
+  mx.block = 32;
+  mx.scale_format = LOWP_SCALE_E8M0;
+  e5.format = LOWP_E5M2;
+  lowp_cuda_qtensor a, b, m, e;
+  GC_REQUIRE(lowp_cuda_qtensor_init(&a, &c, 17, 130));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&b, &c, 130, 17));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&m, &mx, 130, 17));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&e, &e5, 130, 17));
+  GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, NULL, NULL) == LOWP_ERR_INVALID_ARG,
+           "no tensor: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, &b, NULL) == LOWP_ERR_MISMATCH,
+           "a row-wise tensor of the transposed shape: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, &a, &a) == LOWP_ERR_MISMATCH,
+           "a column-wise tensor of the untransposed shape: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, NULL, &m) == LOWP_ERR_UNSUPPORTED,
+           "an MX tensor: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, &a, &e) == LOWP_ERR_UNSUPPORTED,
+           "two formats: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both_ok(&c) && !lowpi_cuda_quantize_both_ok(&mx),
+           "quantize_both_ok: 1x128 e4m3 %d (want 1), MX %d (want 0)",
+           lowpi_cuda_quantize_both_ok(&c), lowpi_cuda_quantize_both_ok(&mx));
+  lowp_cuda_qtensor_free(&a);
+  lowp_cuda_qtensor_free(&b);
+  lowp_cuda_qtensor_free(&m);
+  lowp_cuda_qtensor_free(&e);
+}
+
+#endif
+
+int main(void) {
+#ifndef LOWP_HAVE_CUDA
+  printf("test_cuda_quant_both: skipped: lowp was built without CUDA\n");
+  return 77;
+#else
+  int skip = gc_need_gpu("test_cuda_quant_both");
+  if (skip)
+    return skip;
+  const size_t big = gc_small() ? 513 : 4097;
+  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},    {17, 130},  {130, 257},
+                              {257, 130}, {128, 128}, {256, 384}, {big, 257}, {257, big}};
+  const size_t nshapes = sizeof shapes / sizeof shapes[0], maxn = big * 257;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_x, maxn * sizeof(float)));
+  h_x = malloc(maxn * sizeof(float));
+  h_xt = malloc(maxn * sizeof(float));
+  if (!h_x || !h_xt) {
+    fprintf(stderr, "out of host memory\n");
+    return 1;
+  }
+  const case_cfg cases[] = {
+      {"fp8-block128 e4m3 pow2 rne", LOWP_E4M3, LOWP_SCALE_FP32_POW2, LOWP_ROUND_RNE},
+      {"e5m2 fp32 rne", LOWP_E5M2, LOWP_SCALE_FP32, LOWP_ROUND_RNE},
+      {"e4m3 pow2 sr", LOWP_E4M3, LOWP_SCALE_FP32_POW2, LOWP_ROUND_SR},
+      {"int8 fp32 rne", LOWP_INT8, LOWP_SCALE_FP32, LOWP_ROUND_RNE}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+    for (size_t s = 0; s < nshapes; s++) {
+      test_shape(&cases[c], shapes[s][0], shapes[s][1], 0);
+      if (shapes[s][0] * shapes[s][1] > 4)
+        test_shape(&cases[c], shapes[s][0], shapes[s][1], 1);
+    }
+  test_args();
+  lowp_cuda_free(d_x);
+  free(h_x);
+  free(h_xt);
+  return gc_finish("test_cuda_quant_both");
+#endif
+}
