@@ -58,7 +58,10 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "  --qat S            quantization-aware training: fake-quantize the forward as the PTQ\n"
     "                     scheme S does (lowp ptq --help), fp32 backward (straight-through)\n"
     "  --qat-ste plain|clipped  the straight-through estimator of --qat: clipped (default)\n"
-    "                     zeroes the gradient of values the forward quantizer clipped\n";
+    "                     zeroes the gradient of values the forward quantizer clipped\n"
+    "  --qat-hadamard N   rotate the quantized forward operands by the Hadamard transform of\n"
+    "                     lowp ptq --hadamard N (16, 32, 128; same signs): deploy the model\n"
+    "                     with lowp ptq --scheme S --hadamard N\n";
 
 static int int_value(const char *verb, const char *name, const char *text, long lo, long hi,
                      long *out) {
@@ -86,11 +89,12 @@ static int float_value(const char *verb, const char *name, const char *text, dou
   return 1;
 }
 
-/* --qat S [--qat-ste plain|clipped]: the recipe is text (fake-quantized forward, straight-through
- * backward), which --recipe accepts as it accepts a preset name or a file. Built once both are
- * known (cli_train_finish); --qat checks the scheme at once. */
+/* --qat S [--qat-ste plain|clipped] [--qat-hadamard N]: the recipe is text (fake-quantized forward,
+ * straight-through backward), which --recipe accepts as it accepts a preset name or a file. Built
+ * once both are known (cli_train_finish); --qat checks the scheme at once. */
 static const char *qat_scheme;
-static int qat_ste = -1; /* -1: not given (clipped) */
+static int qat_ste = -1;       /* -1: not given (clipped) */
+static long qat_hadamard = -1; /* -1: not given (none) */
 static char qat_text[512];
 
 static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_train_config *cfg) {
@@ -106,10 +110,22 @@ static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_trai
     qat_ste = !strcmp(v, "clipped");
     return 1;
   }
+  m = cli_option_value(verb, argc, argv, i, "--qat-hadamard", &v);
+  if (m < 0)
+    return -1;
+  if (m == 1) {
+    if (!int_value(verb, "--qat-hadamard", v, 0, 128, &qat_hadamard))
+      return -1;
+    if (qat_hadamard != 0 && qat_hadamard != 16 && qat_hadamard != 32 && qat_hadamard != 128) {
+      cli_usage_error(verb, "--qat-hadamard must be 16, 32 or 128, not '%s'", v);
+      return -1;
+    }
+    return 1;
+  }
   m = cli_option_value(verb, argc, argv, i, "--qat", &v);
   if (m <= 0)
     return m;
-  if (lowp_ptq_qat_recipe(v, 1, qat_text, sizeof qat_text) != LOWP_OK) {
+  if (lowp_ptq_qat_recipe(v, 1, 0, qat_text, sizeof qat_text) != LOWP_OK) {
     cli_usage_error(verb, "--qat: %s", lowp_last_error());
     return -1;
   }
@@ -124,11 +140,17 @@ static int qat_finish(const char *verb, lowp_train_config *cfg) {
     cli_usage_error(verb, "--qat-ste needs --qat S");
     return -1;
   }
+  if (qat_hadamard >= 0 && !qat_scheme) {
+    cli_usage_error(verb, "--qat-hadamard needs --qat S");
+    return -1;
+  }
   if (qat_scheme && cfg->recipe != qat_text) {
     cli_usage_error(verb, "--qat and --recipe exclude each other");
     return -1;
   }
-  if (qat_scheme && lowp_ptq_qat_recipe(qat_scheme, qat_ste != 0, qat_text, sizeof qat_text)) {
+  if (qat_scheme &&
+      lowp_ptq_qat_recipe(qat_scheme, qat_ste != 0, qat_hadamard > 0 ? (int)qat_hadamard : 0,
+                          qat_text, sizeof qat_text)) {
     cli_usage_error(verb, "--qat: %s", lowp_last_error());
     return -1;
   }

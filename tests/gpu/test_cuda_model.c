@@ -143,7 +143,7 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   lowp_recipe recipe;
   if (!strncmp(recipe_name, "qat-", 4)) { /* lowp train --qat S (clipped STE): the PTQ scheme S */
     char text[512];
-    if (!GC_OK(lowp_ptq_qat_recipe(recipe_name + 4, 1, text, sizeof text)) ||
+    if (!GC_OK(lowp_ptq_qat_recipe(recipe_name + 4, 1, 0, text, sizeof text)) ||
         !GC_OK(lowp_recipe_parse(text, &recipe)))
       return;
   } else if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe))) {
