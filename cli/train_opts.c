@@ -48,6 +48,8 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "  --stop-after N     stop this invocation after N steps (checkpointed), as if interrupted\n"
     "  --resume DIR       continue the run saved in DIR, bit-exactly\n"
     "  --init DIR         start from the weights in DIR (fresh optimizer)\n"
+    "  --data-offset N    read the training data from token N on (modulo its length; 0):\n"
+    "                     repeated fine-tunes of one --init checkpoint in another data order\n"
     "faults:\n"
     "  --on-nonfinite skip|stop  a step with a NaN/Inf loss or gradient is skipped (counted,\n"
     "                     default) or stops the run; loss-scaled recipes always skip\n"
@@ -162,7 +164,7 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
                                      "--vocab",      "--ffn",    "--steps",      "--batch",
                                      "--seq",        "--warmup", "--eval-every", "--eval-batches",
                                      "--save-every", "--seed",   "--stop-after", "--max-nonfinite",
-                                     "--gpus",       "--zero"};
+                                     "--gpus",       "--zero",   "--data-offset"};
   static const char *const floats[] = {"--lr",   "--min-lr-frac",  "--weight-decay",
                                        "--clip", "--val-fraction", "--loss-weight"};
   static const char *const strings[] = {
@@ -243,13 +245,15 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
     long x;
     long lo = !strcmp(ints[k], "--warmup") || !strcmp(ints[k], "--eval-every") ||
                       !strcmp(ints[k], "--save-every") || !strcmp(ints[k], "--seed") ||
-                      !strcmp(ints[k], "--stop-after") || !strcmp(ints[k], "--zero")
+                      !strcmp(ints[k], "--stop-after") || !strcmp(ints[k], "--zero") ||
+                      !strcmp(ints[k], "--data-offset")
                   ? 0
                   : 1;
-    long hi = !strcmp(ints[k], "--seed")   ? 0x7FFFFFFFL
-              : !strcmp(ints[k], "--gpus") ? 4096
-              : !strcmp(ints[k], "--zero") ? 3
-                                           : 1L << 30;
+    long hi = !strcmp(ints[k], "--seed")          ? 0x7FFFFFFFL
+              : !strcmp(ints[k], "--gpus")        ? 4096
+              : !strcmp(ints[k], "--zero")        ? 3
+              : !strcmp(ints[k], "--data-offset") ? 0x7FFFFFFFFFFFFFFFL
+                                                  : 1L << 30;
     if (!int_value(verb, ints[k], v, lo, hi, &x))
       return -1;
     const char *name = ints[k] + 2;
@@ -291,6 +295,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       cfg->gpus = (int)x;
     else if (!strcmp(name, "zero"))
       cfg->zero = (int)x;
+    else if (!strcmp(name, "data-offset"))
+      cfg->data_offset = (uint64_t)x;
     else
       cfg->seed = (uint64_t)x;
     return 1;
