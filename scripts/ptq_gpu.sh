@@ -46,7 +46,9 @@ if [ "${1:-}" != __job ]; then # the defaults, exported for the job processes
   # QAT and the fine-tune-then-quantize arm (GPU)
   QAT_SCHEMES=${QAT_SCHEMES-"bf16 $SCHEMES"} # S+hN: QAT and PTQ with the Hadamard N (nvfp4+h128)
   QAT_STE=${QAT_STE:-"plain clipped"} # one column each
-  QAT_SEEDS=${QAT_SEEDS:-$SEED}       # lowp train --seed (data order) of the arms: each arm per seed
+  # data-order seeds: every arm once per seed k, its training data from token k * QAT_DATA_STRIDE
+  # on (lowp train --data-offset, modulo the stream); the arms of one seed see the same data
+  QAT_SEEDS=${QAT_SEEDS:-0} QAT_DATA_STRIDE=${QAT_DATA_STRIDE:-1000003}
   QAT_EVAL_BATCHES=${QAT_EVAL_BATCHES:-$EVAL_BATCHES} # the evaluations of the QAT table
   GPU_JOBS=${GPU_JOBS:-1}                             # arms trained at once (processes on one GPU)
   QAT_STEPS=${QAT_STEPS:-600} QAT_LR=${QAT_LR:-5e-5} QAT_WARMUP=${QAT_WARMUP:-30}
@@ -94,7 +96,7 @@ waitfor() { # a GPU arm's checkpoint
   while [ ! -e "$WORK/$1.done" ]; do
     [ -e "$WORK/$1.failed" ] && return 1
     late && return 1
-    sleep 1
+    sleep 0.2
   done
 }
 
@@ -205,14 +207,15 @@ declare -A arm_args=() arm_scheme=()
 if has qat; then
   for seed in $QAT_SEEDS; do
     arms+=("ft-s$seed")
-    arm_args[ft-s$seed]="--recipe $FT_RECIPE --seed $seed"
+    off="--data-offset $((seed * QAT_DATA_STRIDE))"
+    arm_args[ft-s$seed]="--recipe $FT_RECIPE $off"
     for s in $QAT_SCHEMES; do
       for e in $QAT_STE; do
         [ "$s" = bf16 ] && [ "$e" != "${QAT_STE%% *}" ] && continue # bf16: one STE (nothing clips)
         a=qat-$e-$s-s$seed
         arms+=("$a")
         arm_scheme[$a]=$s
-        arm_args[$a]="--qat ${s%%+h*} --qat-ste $e --seed $seed"
+        arm_args[$a]="--qat ${s%%+h*} --qat-ste $e $off"
         [[ $s == *+h* ]] && arm_args[$a]+=" --qat-hadamard ${s##*+h}"
       done
     done
@@ -411,8 +414,11 @@ MD=$OUT/ptq_gpu.md
       "warmup $QAT_WARMUP, on $DEVICE; PTQ after: max calibration, no transform (S+hN: Hadamard N);" \
       "seeds $QAT_SEEDS; evaluation $QAT_EVAL_BATCHES batches of $EVAL_BATCH x $CTX)"
     echo
-    [ "$nseeds" -gt 1 ] && echo "Perplexity cells: means over the seeds. Recovered: mean +- standard" \
-      "deviation over the seeds (each seed's share; pooled: the share of the mean gap)." && echo
+    if [ "$nseeds" -gt 1 ]; then
+      echo "Perplexity cells: means over the seeds. Recovered: mean +- standard deviation over" \
+        "the seeds (each seed's share; pooled: the share of the mean gap)."
+      echo
+    fi
     hdr="| scheme | PTQ of base | $FT_RECIPE fine-tune, then PTQ |"
     sep="|---|---:|---:|"
     for e in $QAT_STE; do
