@@ -162,6 +162,7 @@ mkdir -p "$OUT" "$WORK" "$RES" "$LOGS" "$WORK/q"
 : >"$OUT/progress.log"
 [ -x "$LOWP" ] || die "$LOWP not found: build first (or set LOWP)"
 [ -s "$DATA" ] || die "$DATA not found (scripts/fetch-corpus.sh, or carry data/)"
+[[ $GPU_JOBS =~ ^[1-9][0-9]*$ ]] || die "GPU_JOBS: '$GPU_JOBS' is not a positive integer"
 ts "ptq_gpu.sh: OUT=$OUT WORK=$WORK LOWP=$LOWP DEVICE=$DEVICE PARTS='$PARTS'"
 ts "CPU: $(nproc) cores, $JOBS jobs x $THREADS threads; model L=$LAYERS C=$DIM NH=$HEADS T=$CTX"
 if [ "$DEVICE" = cuda ] && command -v nvidia-smi >/dev/null; then
@@ -206,6 +207,7 @@ arms=() gpu_pids=()
 declare -A arm_args=() arm_scheme=()
 if has qat; then
   for seed in $QAT_SEEDS; do
+    [[ $seed =~ ^[0-9]+$ ]] || die "QAT_SEEDS: '$seed' is not a non-negative integer"
     arms+=("ft-s$seed")
     off="--data-offset $((seed * QAT_DATA_STRIDE))"
     arm_args[ft-s$seed]="--recipe $FT_RECIPE $off"
@@ -332,9 +334,9 @@ get() { # key field(1 loss, 2 ppl, 3 bits) -> value or "n/a"
 cell() { echo "$(get "$1" 2) ($(get "$1" 1))"; }
 nseeds=$(echo "$QAT_SEEDS" | wc -w)
 mcell() { # KEY: "ppl (loss)", the means over the seeds of KEY-sSEED (and how many, if not all)
-  local v="" x
-  for x in $QAT_SEEDS; do v="$v $(get "$1-s$x" 2) $(get "$1-s$x" 1)"; done
-  awk -v v="$v" -v n="$nseeds" 'BEGIN {k = split(v, a, " "); m = 0; p = 0; l = 0;
+  local vals="" x
+  for x in $QAT_SEEDS; do vals="$vals $(get "$1-s$x" 2) $(get "$1-s$x" 1)"; done
+  awk -v v="$vals" -v n="$nseeds" 'BEGIN {k = split(v, a, " "); m = 0; p = 0; l = 0;
     for (i = 1; i < k; i += 2) if (a[i] != "n/a") {m++; p += a[i]; l += a[i + 1]}
     if (m == 0) {print "n/a (n/a)"; exit}
     printf "%.3f (%.4f)%s", p / m, l / m, m < n ? sprintf(" [%d of %d seeds]", m, n) : ""}'
@@ -344,12 +346,12 @@ mcell() { # KEY: "ppl (loss)", the means over the seeds of KEY-sSEED (and how ma
 # their data order); with several seeds: mean +- standard deviation (the per-seed values; pooled:
 # the share of the mean gap, steadier where a seed's gap is tiny). "-": no gap to recover.
 recovered() { # SCHEME QATKEY
-  local v="" x
-  for x in $QAT_SEEDS; do v="$v $(get "ft-$1-s$x" 2) $(get "$2-s$x" 2) $(get "ft-eval-s$x" 2)"; done
-  awk -v v="$v" 'BEGIN {k = split(v, a, " "); m = 0; s = 0; ss = 0; list = ""; A = 0; Q = 0; F = 0; np = 0;
+  local vals="" x
+  for x in $QAT_SEEDS; do vals="$vals $(get "ft-$1-s$x" 2) $(get "$2-s$x" 2) $(get "ft-eval-s$x" 2)"; done
+  awk -v v="$vals" 'BEGIN {k = split(v, a, " "); m = 0; s = 0; ss = 0; list = ""; A = 0; Q = 0; F = 0;
     for (i = 1; i < k; i += 3) {
       if (a[i] == "n/a" || a[i + 1] == "n/a" || a[i + 2] == "n/a") {list = list (list == "" ? "" : ", ") "n/a"; continue}
-      A += a[i]; Q += a[i + 1]; F += a[i + 2]; np++
+      A += a[i]; Q += a[i + 1]; F += a[i + 2]
       if (a[i] - a[i + 2] <= 0) {list = list (list == "" ? "" : ", ") "-"; continue}
       r = 100 * (1 - (a[i + 1] - a[i + 2]) / (a[i] - a[i + 2])); m++; s += r; ss += r * r
       list = list (list == "" ? "" : ", ") sprintf("%.0f", r)}
