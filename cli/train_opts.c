@@ -48,6 +48,8 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "  --stop-after N     stop this invocation after N steps (checkpointed), as if interrupted\n"
     "  --resume DIR       continue the run saved in DIR, bit-exactly\n"
     "  --init DIR         start from the weights in DIR (fresh optimizer)\n"
+    "  --data-offset N    read the training data from token N on (modulo its length; 0):\n"
+    "                     repeated fine-tunes of one --init checkpoint in another data order\n"
     "faults:\n"
     "  --on-nonfinite skip|stop  a step with a NaN/Inf loss or gradient is skipped (counted,\n"
     "                     default) or stops the run; loss-scaled recipes always skip\n"
@@ -58,7 +60,10 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "  --qat S            quantization-aware training: fake-quantize the forward as the PTQ\n"
     "                     scheme S does (lowp ptq --help), fp32 backward (straight-through)\n"
     "  --qat-ste plain|clipped  the straight-through estimator of --qat: clipped (default)\n"
-    "                     zeroes the gradient of values the forward quantizer clipped\n";
+    "                     zeroes the gradient of values the forward quantizer clipped\n"
+    "  --qat-hadamard N   rotate the quantized forward operands by the Hadamard transform of\n"
+    "                     lowp ptq --hadamard N (16, 32, 128; same signs): deploy the model\n"
+    "                     with lowp ptq --scheme S --hadamard N\n";
 
 static int int_value(const char *verb, const char *name, const char *text, long lo, long hi,
                      long *out) {
@@ -86,11 +91,12 @@ static int float_value(const char *verb, const char *name, const char *text, dou
   return 1;
 }
 
-/* --qat S [--qat-ste plain|clipped]: the recipe is text (fake-quantized forward, straight-through
- * backward), which --recipe accepts as it accepts a preset name or a file. Built once both are
- * known (cli_train_finish); --qat checks the scheme at once. */
+/* --qat S [--qat-ste plain|clipped] [--qat-hadamard N]: the recipe is text (fake-quantized forward,
+ * straight-through backward), which --recipe accepts as it accepts a preset name or a file. Built
+ * once both are known (cli_train_finish); --qat checks the scheme at once. */
 static const char *qat_scheme;
-static int qat_ste = -1; /* -1: not given (clipped) */
+static int qat_ste = -1;       /* -1: not given (clipped) */
+static long qat_hadamard = -1; /* -1: not given (none) */
 static char qat_text[512];
 
 static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_train_config *cfg) {
@@ -106,10 +112,22 @@ static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_trai
     qat_ste = !strcmp(v, "clipped");
     return 1;
   }
+  m = cli_option_value(verb, argc, argv, i, "--qat-hadamard", &v);
+  if (m < 0)
+    return -1;
+  if (m == 1) {
+    if (!int_value(verb, "--qat-hadamard", v, 0, 128, &qat_hadamard))
+      return -1;
+    if (qat_hadamard != 0 && qat_hadamard != 16 && qat_hadamard != 32 && qat_hadamard != 128) {
+      cli_usage_error(verb, "--qat-hadamard must be 16, 32 or 128, not '%s'", v);
+      return -1;
+    }
+    return 1;
+  }
   m = cli_option_value(verb, argc, argv, i, "--qat", &v);
   if (m <= 0)
     return m;
-  if (lowp_ptq_qat_recipe(v, 1, qat_text, sizeof qat_text) != LOWP_OK) {
+  if (lowp_ptq_qat_recipe(v, 1, 0, qat_text, sizeof qat_text) != LOWP_OK) {
     cli_usage_error(verb, "--qat: %s", lowp_last_error());
     return -1;
   }
@@ -124,11 +142,17 @@ static int qat_finish(const char *verb, lowp_train_config *cfg) {
     cli_usage_error(verb, "--qat-ste needs --qat S");
     return -1;
   }
+  if (qat_hadamard >= 0 && !qat_scheme) {
+    cli_usage_error(verb, "--qat-hadamard needs --qat S");
+    return -1;
+  }
   if (qat_scheme && cfg->recipe != qat_text) {
     cli_usage_error(verb, "--qat and --recipe exclude each other");
     return -1;
   }
-  if (qat_scheme && lowp_ptq_qat_recipe(qat_scheme, qat_ste != 0, qat_text, sizeof qat_text)) {
+  if (qat_scheme &&
+      lowp_ptq_qat_recipe(qat_scheme, qat_ste != 0, qat_hadamard > 0 ? (int)qat_hadamard : 0,
+                          qat_text, sizeof qat_text)) {
     cli_usage_error(verb, "--qat: %s", lowp_last_error());
     return -1;
   }
@@ -140,7 +164,7 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
                                      "--vocab",      "--ffn",    "--steps",      "--batch",
                                      "--seq",        "--warmup", "--eval-every", "--eval-batches",
                                      "--save-every", "--seed",   "--stop-after", "--max-nonfinite",
-                                     "--gpus",       "--zero"};
+                                     "--gpus",       "--zero",   "--data-offset"};
   static const char *const floats[] = {"--lr",   "--min-lr-frac",  "--weight-decay",
                                        "--clip", "--val-fraction", "--loss-weight"};
   static const char *const strings[] = {
@@ -221,13 +245,15 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
     long x;
     long lo = !strcmp(ints[k], "--warmup") || !strcmp(ints[k], "--eval-every") ||
                       !strcmp(ints[k], "--save-every") || !strcmp(ints[k], "--seed") ||
-                      !strcmp(ints[k], "--stop-after") || !strcmp(ints[k], "--zero")
+                      !strcmp(ints[k], "--stop-after") || !strcmp(ints[k], "--zero") ||
+                      !strcmp(ints[k], "--data-offset")
                   ? 0
                   : 1;
-    long hi = !strcmp(ints[k], "--seed")   ? 0x7FFFFFFFL
-              : !strcmp(ints[k], "--gpus") ? 4096
-              : !strcmp(ints[k], "--zero") ? 3
-                                           : 1L << 30;
+    long hi = !strcmp(ints[k], "--seed")          ? 0x7FFFFFFFL
+              : !strcmp(ints[k], "--gpus")        ? 4096
+              : !strcmp(ints[k], "--zero")        ? 3
+              : !strcmp(ints[k], "--data-offset") ? 0x7FFFFFFFFFFFFFFFL
+                                                  : 1L << 30;
     if (!int_value(verb, ints[k], v, lo, hi, &x))
       return -1;
     const char *name = ints[k] + 2;
@@ -269,6 +295,8 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
       cfg->gpus = (int)x;
     else if (!strcmp(name, "zero"))
       cfg->zero = (int)x;
+    else if (!strcmp(name, "data-offset"))
+      cfg->data_offset = (uint64_t)x;
     else
       cfg->seed = (uint64_t)x;
     return 1;

@@ -8,7 +8,10 @@
 #            (lowp ptq + lowp eval on the CPU: JOBS processes of THREADS OpenMP threads)
 # 4. plan    lowp sensitivity --budget-bits, plan vs uniform quantization at the same bits
 # 5. qat     on the GPU while the CPU runs 3 and 4: an FT_RECIPE fine-tune and a QAT fine-tune
-#            (--qat S, each STE of QAT_STE) of every scheme, same steps; then PTQ + eval on the CPU
+#            (--qat S, each STE of QAT_STE) of every scheme, same steps, once per data-order seed
+#            of QAT_SEEDS (GPU_JOBS arms at a time); then PTQ + eval on the CPU (QAT_EVAL_BATCHES)
+#            and the share of the gap QAT recovers, mean and spread over the seeds. A QAT scheme
+#            written S+hN trains with --qat-hadamard N and every PTQ of its row uses --hadamard N.
 # Writes OUT/ptq_gpu.md (every table), OUT/results.tsv, OUT/progress.log, OUT/base_train.log,
 # OUT/sensitivity.txt, OUT/sensitivity.svg and OUT/logs.tgz (every log); the checkpoints go to
 # WORK (runs/ptq-gpu, ignored by git). A base checkpoint already in WORK/base is reused (delete
@@ -41,8 +44,13 @@ if [ "${1:-}" != __job ]; then # the defaults, exported for the job processes
   HADAMARD=${HADAMARD:-"0 128"}
   SQ_SCHEMES=${SQ_SCHEMES-"fp8-w8a8 int8-w8a8"} # may be empty
   # QAT and the fine-tune-then-quantize arm (GPU)
-  QAT_SCHEMES=${QAT_SCHEMES-"bf16 $SCHEMES"}
+  QAT_SCHEMES=${QAT_SCHEMES-"bf16 $SCHEMES"} # S+hN: QAT and PTQ with the Hadamard N (nvfp4+h128)
   QAT_STE=${QAT_STE:-"plain clipped"} # one column each
+  # data-order seeds: every arm once per seed k, its training data from token k * QAT_DATA_STRIDE
+  # on (lowp train --data-offset, modulo the stream); the arms of one seed see the same data
+  QAT_SEEDS=${QAT_SEEDS:-0} QAT_DATA_STRIDE=${QAT_DATA_STRIDE:-1000003}
+  QAT_EVAL_BATCHES=${QAT_EVAL_BATCHES:-$EVAL_BATCHES} # the evaluations of the QAT table
+  GPU_JOBS=${GPU_JOBS:-1}                             # arms trained at once (processes on one GPU)
   QAT_STEPS=${QAT_STEPS:-600} QAT_LR=${QAT_LR:-5e-5} QAT_WARMUP=${QAT_WARMUP:-30}
   QAT_BATCH=${QAT_BATCH:-$BATCH} FT_RECIPE=${FT_RECIPE:-fp32}
   # mixed precision: NAME:SCHEME:SCHEME8:BUDGET:UNIFORM,UNIFORM,...
@@ -64,14 +72,18 @@ die() {
   exit 1
 }
 
-evalp() { # checkpoint -> "loss ppl"
-  OMP_NUM_THREADS=$THREADS "$LOWP" eval --ckpt "$1" --data "$DATA" --batches "$EVAL_BATCHES" \
+evalp() { # checkpoint -> "loss ppl" over NB batches (default EVAL_BATCHES)
+  OMP_NUM_THREADS=$THREADS "$LOWP" eval --ckpt "$1" --data "$DATA" --batches "${NB:-$EVAL_BATCHES}" \
     --batch "$EVAL_BATCH" --seq "$CTX" |
     awk '/^val_loss/ {l=$2} /^perplexity/ {p=$2} END {if (l == "") exit 1; printf "%.4f %.3f", l, p}'
 }
-ptqe() { # key ckpt scheme [ptq args] -> RES/key: "loss ppl bits"
+ptqe() { # key ckpt scheme [ptq args] -> RES/key: "loss ppl bits"; scheme S+hN: --hadamard N
   local key=$1 ck=$2 scheme=$3 bits lp
   shift 3
+  if [[ $scheme == *+h* ]]; then
+    set -- "$@" --hadamard "${scheme##*+h}"
+    scheme=${scheme%%+h*}
+  fi
   bits=$(OMP_NUM_THREADS=$THREADS "$LOWP" ptq --ckpt "$ck" --scheme "$scheme" --calib "$DATA" \
     --calib-tokens "$CALIB" --seq "$CTX" --out "$WORK/q/$key" "$@" |
     sed -n 's/.*, \([0-9.]*\) bits per linear weight.*/\1/p')
@@ -84,7 +96,7 @@ waitfor() { # a GPU arm's checkpoint
   while [ ! -e "$WORK/$1.done" ]; do
     [ -e "$WORK/$1.failed" ] && return 1
     late && return 1
-    sleep 1
+    sleep 0.2
   done
 }
 
@@ -103,13 +115,16 @@ job() {
     case $kind in
     ptq) ptqe "$key" "$@" ;;
     eval) echo "$(evalp "$1") -" >"$RES/$key" ;;
-    arm) # ARM SCHEME: PTQ (max, no transform) of a fine-tuned / QAT checkpoint
+    arm) # ARM SCHEME: PTQ (max, no transform unless S+hN) of a fine-tuned / QAT checkpoint
       waitfor "$1"
-      ptqe "$key" "$WORK/$1" "$2"
+      NB=$QAT_EVAL_BATCHES ptqe "$key" "$WORK/$1" "$2"
       ;;
     armeval)
       waitfor "$1"
-      echo "$(evalp "$WORK/$1") -" >"$RES/$key"
+      echo "$(NB=$QAT_EVAL_BATCHES evalp "$WORK/$1") -" >"$RES/$key"
+      ;;
+    qptq) # CKPT SCHEME: PTQ of the base for the QAT table (its evaluation set)
+      NB=$QAT_EVAL_BATCHES ptqe "$key" "$@"
       ;;
     stats)
       OMP_NUM_THREADS=$THREADS "$LOWP" ptq --ckpt "$WORK/base" --stats --calib "$DATA" \
@@ -147,6 +162,7 @@ mkdir -p "$OUT" "$WORK" "$RES" "$LOGS" "$WORK/q"
 : >"$OUT/progress.log"
 [ -x "$LOWP" ] || die "$LOWP not found: build first (or set LOWP)"
 [ -s "$DATA" ] || die "$DATA not found (scripts/fetch-corpus.sh, or carry data/)"
+[[ $GPU_JOBS =~ ^[1-9][0-9]*$ ]] || die "GPU_JOBS: '$GPU_JOBS' is not a positive integer"
 ts "ptq_gpu.sh: OUT=$OUT WORK=$WORK LOWP=$LOWP DEVICE=$DEVICE PARTS='$PARTS'"
 ts "CPU: $(nproc) cores, $JOBS jobs x $THREADS threads; model L=$LAYERS C=$DIM NH=$HEADS T=$CTX"
 if [ "$DEVICE" = cuda ] && command -v nvidia-smi >/dev/null; then
@@ -186,44 +202,52 @@ fi
 cp "$OUT/base_train.log" "$WORK/base_train.log" 2>/dev/null || true
 
 # ---- 5 (GPU part, in the background): the fine-tune and QAT arms ----
-arms=()
+# Arm names: ft-sSEED, qat-STE-SCHEME-sSEED; their checkpoints are WORK/NAME.
+arms=() gpu_pids=()
+declare -A arm_args=() arm_scheme=()
 if has qat; then
-  arms+=(ft)
-  for s in $QAT_SCHEMES; do
-    for e in $QAT_STE; do
-      [ "$s" = bf16 ] && [ "$e" != "${QAT_STE%% *}" ] && continue # bf16: one STE (nothing clips)
-      arms+=("qat-$e-$s")
+  for seed in $QAT_SEEDS; do
+    [[ $seed =~ ^[0-9]+$ ]] || die "QAT_SEEDS: '$seed' is not a non-negative integer"
+    arms+=("ft-s$seed")
+    off="--data-offset $((seed * QAT_DATA_STRIDE))"
+    arm_args[ft-s$seed]="--recipe $FT_RECIPE $off"
+    for s in $QAT_SCHEMES; do
+      for e in $QAT_STE; do
+        [ "$s" = bf16 ] && [ "$e" != "${QAT_STE%% *}" ] && continue # bf16: one STE (nothing clips)
+        a=qat-$e-$s-s$seed
+        arms+=("$a")
+        arm_scheme[$a]=$s
+        arm_args[$a]="--qat ${s%%+h*} --qat-ste $e $off"
+        [[ $s == *+h* ]] && arm_args[$a]+=" --qat-hadamard ${s##*+h}"
+      done
     done
   done
   rm -f "$WORK"/*.done "$WORK"/*.failed
-  (
-    for a in "${arms[@]}"; do
-      t=$SECONDS
-      if late; then
-        touch "$WORK/$a.failed"
-        ts "GPU arm $a SKIPPED: past the deadline (${DEADLINE}s)"
-        continue
-      fi
-      case $a in
-      ft) args=(--recipe "$FT_RECIPE") ;;
-      *)
-        e=${a#qat-}
-        args=(--qat "${e#*-}" --qat-ste "${e%%-*}")
-        ;;
-      esac
-      if train "$WORK/$a" "$LOGS/train-$a.log" --init "$WORK/base" --steps "$QAT_STEPS" \
-        --batch "$QAT_BATCH" --seq "$CTX" --lr "$QAT_LR" --warmup "$QAT_WARMUP" --eval-every 0 \
-        --eval-batches 4 "${args[@]}"; then
-        touch "$WORK/$a.done"
-        ts "GPU arm $a done ($((SECONDS - t)) s): $(grep -m1 'final train loss' "$LOGS/train-$a.log" | sed 's/^ *//')"
-      else
-        touch "$WORK/$a.failed"
-        ts "GPU arm $a FAILED: $(tail -2 "$LOGS/train-$a.log" | tr '\n' ' ')"
-      fi
-    done
-  ) &
-  gpu_pid=$!
-  ts "GPU: ${#arms[@]} fine-tune arms of $QAT_STEPS steps queued (pid $gpu_pid)"
+  for ((lane = 0; lane < GPU_JOBS; lane++)); do # lane k trains arms k, k + GPU_JOBS, ...
+    (
+      for ((i = lane; i < ${#arms[@]}; i += GPU_JOBS)); do
+        a=${arms[$i]}
+        t=$SECONDS
+        if late; then
+          touch "$WORK/$a.failed"
+          ts "GPU arm $a SKIPPED: past the deadline (${DEADLINE}s)"
+          continue
+        fi
+        read -r -a args <<<"${arm_args[$a]}"
+        if train "$WORK/$a" "$LOGS/train-$a.log" --init "$WORK/base" --steps "$QAT_STEPS" \
+          --batch "$QAT_BATCH" --seq "$CTX" --lr "$QAT_LR" --warmup "$QAT_WARMUP" --eval-every 0 \
+          --eval-batches 4 "${args[@]}"; then
+          touch "$WORK/$a.done"
+          ts "GPU arm $a done ($((SECONDS - t)) s): $(grep -m1 'final train loss' "$LOGS/train-$a.log" | sed 's/^ *//')"
+        else
+          touch "$WORK/$a.failed"
+          ts "GPU arm $a FAILED: $(tail -2 "$LOGS/train-$a.log" | tr '\n' ' ')"
+        fi
+      done
+    ) &
+    gpu_pids+=($!)
+  done
+  ts "GPU: ${#arms[@]} fine-tune arms of $QAT_STEPS steps queued, $GPU_JOBS at a time (pids ${gpu_pids[*]})"
 fi
 
 # ---- 2, 3, 4, 5 (CPU part): one job list, longest first, run JOBS at a time ----
@@ -250,14 +274,20 @@ if has table; then
     echo "ptq t-$s-sq $WORK/base $s --method mse --smoothquant 0.5" >>"$jobs_file"
   done
 fi
-base_key() { # the table's key of "scheme, max, no Hadamard" if the table has it, else its own job
-  if has table && [[ " $SCHEMES " == *" $1 "* && " $METHODS " == *" max "* && " $HADAMARD " == *" 0 "* ]]; then
-    echo "t-$1-max-h0"
+base_key() { # the table's key of "scheme, max, no Hadamard" (S+hN: Hadamard N) if the table has
+  # it, else its own job
+  local s=${1%%+h*} h=0
+  [[ $1 == *+h* ]] && h=${1##*+h}
+  if has table && [[ " $SCHEMES " == *" $s "* && " $METHODS " == *" max "* && " $HADAMARD " == *" $h "* ]]; then
+    echo "t-$s-max-h$h"
   elif [ "$1" = bf16 ] && has table; then
     echo t-bf16
   else
     echo "u-$1"
   fi
+}
+qat_base_key() { # the QAT table's "PTQ of base": the PTQ table's cell if it has the same evaluation
+  if [ "$QAT_EVAL_BATCHES" = "$EVAL_BATCHES" ]; then base_key "$1"; else echo "qb-$1"; fi
 }
 declare -A extra=()
 if has plan; then
@@ -271,29 +301,28 @@ if has plan; then
 fi
 if has qat; then
   for s in $QAT_SCHEMES; do
-    k=$(base_key "$s")
+    k=$(qat_base_key "$s")
     [[ $k == u-* ]] && extra[$k]="ptq $k $WORK/base $s"
+    [[ $k == qb-* ]] && extra[$k]="qptq $k $WORK/base $s"
   done
 fi
 for k in "${!extra[@]}"; do echo "${extra[$k]}" >>"$jobs_file"; done
-if has qat; then # last: they wait for their GPU arm
-  echo "armeval ft-eval ft" >>"$jobs_file"
+if has qat; then # last, in the GPU's order: they wait for their arm
   for a in "${arms[@]}"; do
-    if [ "$a" = ft ]; then
-      for s in $QAT_SCHEMES; do echo "arm ft-$s ft $s" >>"$jobs_file"; done
+    if [[ $a == ft-s* ]]; then # ft-sSEED: the fine-tune itself and its PTQ for every QAT scheme
+      echo "armeval ft-eval-${a#ft-} $a" >>"$jobs_file"
+      for s in $QAT_SCHEMES; do echo "arm ft-$s-${a#ft-} $a $s" >>"$jobs_file"; done
     else
-      s=${a#qat-}
-      echo "arm $a $a ${s#*-}" >>"$jobs_file"
+      echo "arm $a $a ${arm_scheme[$a]}" >>"$jobs_file"
     fi
   done
 fi
-ts "CPU: $(wc -l <"$jobs_file") jobs (ptq + eval: $EVAL_BATCHES x $EVAL_BATCH x $CTX tokens, calibration $CALIB tokens)"
+ts "CPU: $(wc -l <"$jobs_file") jobs (ptq + eval: $EVAL_BATCHES x $EVAL_BATCH x $CTX tokens," \
+  "QAT table $QAT_EVAL_BATCHES x $EVAL_BATCH x $CTX; calibration $CALIB tokens)"
 tpart=$SECONDS
 xargs -P "$JOBS" -L 1 bash "$SELF" __job <"$jobs_file" || ts "some job exited non-zero"
 ts "CPU jobs done ($((SECONDS - tpart)) s)"
-if [ -n "${gpu_pid:-}" ]; then
-  wait "$gpu_pid" || true
-fi
+for p in "${gpu_pids[@]}"; do wait "$p" || true; done
 
 # ---- the tables ----
 get() { # key field(1 loss, 2 ppl, 3 bits) -> value or "n/a"
@@ -303,6 +332,35 @@ get() { # key field(1 loss, 2 ppl, 3 bits) -> value or "n/a"
   echo "${v[$(($2 - 1))]:-n/a}"
 }
 cell() { echo "$(get "$1" 2) ($(get "$1" 1))"; }
+nseeds=$(echo "$QAT_SEEDS" | wc -w)
+mcell() { # KEY: "ppl (loss)", the means over the seeds of KEY-sSEED (and how many, if not all)
+  local vals="" x
+  for x in $QAT_SEEDS; do vals="$vals $(get "$1-s$x" 2) $(get "$1-s$x" 1)"; done
+  awk -v v="$vals" -v n="$nseeds" 'BEGIN {k = split(v, a, " "); m = 0; p = 0; l = 0;
+    for (i = 1; i < k; i += 2) if (a[i] != "n/a") {m++; p += a[i]; l += a[i + 1]}
+    if (m == 0) {print "n/a (n/a)"; exit}
+    printf "%.3f (%.4f)%s", p / m, l / m, m < n ? sprintf(" [%d of %d seeds]", m, n) : ""}'
+}
+# The share of the fine-tune-then-quantize perplexity gap (to the fine-tune itself) that QAT
+# recovers, 1 - (ppl_qat - ppl_ft) / (ppl_ftptq - ppl_ft), per seed (the arms of one seed share
+# their data order); with several seeds: mean +- standard deviation (the per-seed values; pooled:
+# the share of the mean gap, steadier where a seed's gap is tiny). "-": no gap to recover.
+recovered() { # SCHEME QATKEY
+  local vals="" x
+  for x in $QAT_SEEDS; do vals="$vals $(get "ft-$1-s$x" 2) $(get "$2-s$x" 2) $(get "ft-eval-s$x" 2)"; done
+  awk -v v="$vals" 'BEGIN {k = split(v, a, " "); m = 0; s = 0; ss = 0; list = ""; A = 0; Q = 0; F = 0;
+    for (i = 1; i < k; i += 3) {
+      if (a[i] == "n/a" || a[i + 1] == "n/a" || a[i + 2] == "n/a") {list = list (list == "" ? "" : ", ") "n/a"; continue}
+      A += a[i]; Q += a[i + 1]; F += a[i + 2]
+      if (a[i] - a[i + 2] <= 0) {list = list (list == "" ? "" : ", ") "-"; continue}
+      r = 100 * (1 - (a[i + 1] - a[i + 2]) / (a[i] - a[i + 2])); m++; s += r; ss += r * r
+      list = list (list == "" ? "" : ", ") sprintf("%.0f", r)}
+    if (k <= 3) {if (m) printf "%.0f %%", s; else print "-"; exit}
+    if (m == 0) {print "- (" list ")"; exit}
+    mean = s / m; sd = m > 1 ? sqrt((ss - m * mean * mean) / (m - 1) > 0 ? (ss - m * mean * mean) / (m - 1) : 0) : 0
+    pooled = (A - F > 0) ? sprintf("%.0f %%", 100 * (1 - (Q - F) / (A - F))) : "-"
+    printf "%.0f +- %.0f %% (%s; pooled %s)", mean, sd, list, pooled}'
+}
 MD=$OUT/ptq_gpu.md
 {
   steps=$(cat "$WORK/base.steps" 2>/dev/null || echo "?")
@@ -355,8 +413,14 @@ MD=$OUT/ptq_gpu.md
   if has qat; then
     echo
     echo "### QAT versus fine-tune-then-quantize ($QAT_STEPS steps of $QAT_BATCH x $CTX, lr $QAT_LR," \
-      "warmup $QAT_WARMUP, on $DEVICE; PTQ after: max calibration, no transform)"
+      "warmup $QAT_WARMUP, on $DEVICE; PTQ after: max calibration, no transform (S+hN: Hadamard N);" \
+      "seeds $QAT_SEEDS; evaluation $QAT_EVAL_BATCHES batches of $EVAL_BATCH x $CTX)"
     echo
+    if [ "$nseeds" -gt 1 ]; then
+      echo "Perplexity cells: means over the seeds. Recovered: mean +- standard deviation over" \
+        "the seeds (each seed's share; pooled: the share of the mean gap)."
+      echo
+    fi
     hdr="| scheme | PTQ of base | $FT_RECIPE fine-tune, then PTQ |"
     sep="|---|---:|---:|"
     for e in $QAT_STE; do
@@ -366,18 +430,13 @@ MD=$OUT/ptq_gpu.md
     echo "$hdr $FT_RECIPE fine-tune itself |"
     echo "$sep---:|"
     for s in $QAT_SCHEMES; do
-      row="| $s | $(cell "$(base_key "$s")") | $(cell "ft-$s") |"
+      row="| $s | $(cell "$(qat_base_key "$s")") | $(mcell "ft-$s") |"
       for e in $QAT_STE; do
         k=qat-$e-$s
         [ "$s" = bf16 ] && k=qat-${QAT_STE%% *}-$s
-        # the share of the fine-tune-then-quantize perplexity gap (to the fine-tune itself) that
-        # QAT recovers: 1 - (ppl_qat - ppl_ft) / (ppl_ftptq - ppl_ft)
-        rec=$(awk -v a="$(get "ft-$s" 2)" -v q="$(get "$k" 2)" -v f="$(get ft-eval 2)" \
-          'BEGIN {if (a == "n/a" || q == "n/a" || f == "n/a" || a - f <= 0) print "-";
-          else printf "%.0f %%", 100 * (1 - (q - f) / (a - f))}')
-        row="$row $(cell "$k") | $rec |"
+        row="$row $(mcell "$k") | $(recovered "$s" "$k") |"
       done
-      echo "$row $(cell ft-eval) |"
+      echo "$row $(mcell ft-eval) |"
     done
   fi
   if has plan; then

@@ -84,8 +84,12 @@ lowp_status lowp_ptq_scheme_bits(const lowp_ptq_scheme *s, size_t rows, size_t c
  * scheme does, with an fp32 backward through the dequantized values (straight-through
  * estimator). clipped_ste: the clipped STE, each quantized operand with the recipe option
  * clip-mask (the gradient of a value the quantizer clipped is 0: lowp_qtensor_clip_mask); 0: the
- * plain STE (every gradient passes). */
-lowp_status lowp_ptq_qat_recipe(const char *scheme, int clipped_ste, char *buf, size_t len);
+ * plain STE (every gradient passes). hadamard (0, 16, 32 or 128): each quantized forward operand
+ * is rotated first (recipe option hadamard=N) with the sign seed of lowp_ptq's --hadamard N
+ * (recipe key hadamard_seed), so that the model trains with the very rotation that PTQ of the
+ * same scheme with --hadamard N deploys; not for bf16 (PTQ rotates no bf16 layer). */
+lowp_status lowp_ptq_qat_recipe(const char *scheme, int clipped_ste, int hadamard, char *buf,
+                                size_t len);
 
 /* ---- mixed-precision plans: "hf_name = scheme" per line ---- */
 typedef struct {

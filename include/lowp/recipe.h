@@ -83,6 +83,9 @@ typedef struct {
   int amax_history_len;      /* 1024 */
   int amax_algo_most_recent; /* 0: max over the history, 1: most recent */
   int margin;
+  /* Sign seed of every operand's Hadamard rotation; 0: derived from the training seed. QAT for a
+   * deployment with PTQ's Hadamard sets PTQ's seed, so that training rotates as PTQ will. */
+  uint64_t hadamard_seed;
 } lowp_recipe;
 
 /* Presets: "fp32", "bf16", "fp16", "fp8-delayed", "fp8-current", "fp8-block", "mxfp8", "nvfp4",
@@ -104,6 +107,7 @@ lowp_status lowp_recipe_preset(const char *name, lowp_recipe *out);
  *   master = fp32|bf16, grad = fp32|bf16, optimizer_state = fp32|bf16|8bit
  *   loss_scale = none|dynamic|<number>, loss_scale_init = <number>, loss_scale_interval = N
  *   amax_history = N, amax_algo = max|most_recent, margin = N
+ *   hadamard_seed = N                      (decimal or 0x hex; 0: from the training seed)
  * Errors name the line and the problem. */
 lowp_status lowp_recipe_parse(const char *text, lowp_recipe *out);
 lowp_status lowp_recipe_load(const char *path, lowp_recipe *out);

@@ -40,6 +40,10 @@ typedef struct {
   float loss_weight; /* the objective is loss_weight * loss (0 means 1): a small weight makes
                         every gradient tiny, the setting where fp16 needs loss scaling */
   uint64_t seed;
+  /* The training stream is read from this token on (modulo its length; 0: its start), so that
+   * repeated fine-tunes from one checkpoint (--init) see the data in another order; a resumed
+   * run continues from its saved position. */
+  uint64_t data_offset;
   int eval_every, eval_batches; /* validation every N steps (and at the end), over M batches */
   const char *log_path;         /* JSON-lines metrics, or NULL */
   const char *out_dir;          /* checkpoints, or NULL */

@@ -90,6 +90,7 @@ struct lowpi_gpu_linears {
   int nlin;
   lin_state *lin;
   uint64_t seed, step;
+  uint64_t had_seed; /* the Hadamard sign seed (lowpi_recipe_hadamard_seed) */
   lowp_format compute;
   lowp_cuda_delayed **delayed; /* every delayed state (in lin), in the CPU executor's order */
   size_t ndelayed;
@@ -271,6 +272,7 @@ lowp_status lowpi_gpu_linears_create(lowpi_gpu_linears **out, const lowp_recipe 
     return lowpi_fail(LOWP_ERR_NOMEM, "gpu recipe: out of memory");
   g->nlin = 4 * n_layer + 1;
   g->seed = seed;
+  g->had_seed = lowpi_recipe_hadamard_seed(r, seed);
   g->block_native = lowpi_cuda_fp8_block_supported();
   g->bgrad_off = !lowpi_gpu_epilogue_allowed("bgrad");
   g->compute = compute_of(r);
@@ -479,7 +481,7 @@ static lowp_status record_clip_mask(lowpi_gpu_linears *g, lin_state *ls, lowp_op
   if (o->spec.hadamard) { /* the mask lives in the rotated basis the quantizer saw */
     void *rot;
     LOWPI_TRY(scratch_get(&g->rot, n * sizeof(float), &rot));
-    LOWPI_TRY(lowp_cuda_hadamard((float *)rot, x, R, K, o->spec.hadamard, g->seed ^ 0x4AD4u, 0));
+    LOWPI_TRY(lowp_cuda_hadamard((float *)rot, x, R, K, o->spec.hadamard, g->had_seed, 0));
     xr = (const float *)rot;
   }
   return lowpi_cuda_clip_mask(ls->mask[which], xr, &q->rowwise, q->cfg.mode, q->cfg.format);
@@ -492,7 +494,7 @@ static lowp_status mask_gradient(lowpi_gpu_linears *g, lin_state *ls, int which,
   const op_state *o = &ls->op[which ? LOWP_OP_FPROP_W : LOWP_OP_FPROP_X];
   if (!grad || !o->spec.clip_mask_ste || ls->mask_n[which] != rows * K)
     return LOWP_OK;
-  uint64_t seed = g->seed ^ 0x4AD4u;
+  uint64_t seed = g->had_seed;
   if (o->spec.hadamard)
     LOWPI_TRY(lowp_cuda_hadamard(grad, grad, rows, K, o->spec.hadamard, seed, 0));
   LOWPI_TRY(lowpi_cuda_apply_mask(grad, ls->mask[which], rows * K));
@@ -896,7 +898,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   /* exact emulation in fp32: the dequantized values (fake-quant may not work in place) */
   void *vals;
   LOWPI_TRY(scratch_get(&g->tmp[src == x ? which : 2 + which], n * sizeof(float), &vals));
-  LOWPI_TRY(lowp_cuda_fake_quant((float *)vals, src, q, o->spec.hadamard, g->seed ^ 0x4AD4u));
+  LOWPI_TRY(lowp_cuda_fake_quant((float *)vals, src, q, o->spec.hadamard, g->had_seed));
   LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
   out->ptr = vals;
   out->format = LOWP_FP32;

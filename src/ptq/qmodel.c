@@ -301,8 +301,20 @@ static lowp_status dynamic_mse_clip(lowpi_qlinear *q, const float *x, size_t row
   return st;
 }
 
+/* Whether scheme s (NULL: fp32) under cfg uses the calibration records: static activation
+ * scales, a clamp of dynamic activations (percentile, MSE; max is no clamp), SmoothQuant. */
+static int needs_calib(const lowp_ptq_scheme *s, const lowp_ptq_config *cfg) {
+  if (!s || s->act == LOWP_ACT_NONE)
+    return 0;
+  return s->act == LOWP_ACT_STATIC || cfg->method != LOWP_CALIB_MAX || cfg->smoothquant >= 0;
+}
+
 static lowp_status calibrate_act(lowpi_qlinear *q, const lowp_ptq_config *cfg) {
   const lowp_ptq_scheme *s = q->scheme;
+  if (s->act == LOWP_ACT_DYNAMIC && cfg->method == LOWP_CALIB_MAX) {
+    q->act_clip = 0; /* max: no clamp, the format's dynamic scales alone */
+    return LOWP_OK;
+  }
   if (!q->rec || q->rec_rows == 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "ptq: scheme %s needs calibration data for %s (--calib)", s->name, q->name);
@@ -451,8 +463,7 @@ lowp_status lowp_qmodel_quantize(lowp_qmodel *qm, const lowp_ptq_config *cfg) {
   int need_calib = 0;
   for (int i = 0; i < qm->nlin; i++) {
     const lowp_ptq_scheme *s = plan_scheme(cfg->plan, qm->lin[i].name);
-    s = s ? s : def;
-    need_calib |= s && s->act != LOWP_ACT_NONE;
+    need_calib |= needs_calib(s ? s : def, cfg);
   }
   if (need_calib) {
     if (!cfg->calib)

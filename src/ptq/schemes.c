@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "lowp/ptq.h"
 #include "lowp/quant.h"
+#include "ptq/ptq_internal.h"
 
 static const lowp_ptq_scheme SCHEMES[] = {
     {"bf16", "weights cast to bf16, activations fp32", "bf16", LOWP_ACT_NONE, LOWP_FP32, NULL,
@@ -73,20 +74,41 @@ lowp_status lowp_ptq_scheme_bits(const lowp_ptq_scheme *s, size_t rows, size_t c
   return LOWP_OK;
 }
 
-lowp_status lowp_ptq_qat_recipe(const char *scheme, int clipped_ste, char *buf, size_t len) {
+lowp_status lowp_ptq_qat_recipe(const char *scheme, int clipped_ste, int hadamard, char *buf,
+                                size_t len) {
   const lowp_ptq_scheme *s;
   LOWPI_TRY(lowp_ptq_scheme_find(scheme, &s));
+  const int bf16 = !strcmp(s->weight_scheme, "bf16");
+  if (hadamard && hadamard != 16 && hadamard != 32 && hadamard != 128)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "QAT: Hadamard size %d (16, 32 or 128)", hadamard);
+  if (hadamard && bf16)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "QAT: scheme %s takes no Hadamard rotation (PTQ rotates no bf16 layer)",
+                      s->name);
   /* No base: every other operand is "none", so the backward runs in fp32 on the dequantized
    * values, which is the straight-through estimator; clip-mask zeroes the gradient of the
    * values the forward quantizer clipped (lowp_qtensor_clip_mask). A bf16 cast clips nothing. */
-  const char *opt = clipped_ste && strcmp(s->weight_scheme, "bf16") != 0 ? " clip-mask" : "";
-  int n = snprintf(buf, len, "name = qat-%s%s\n", s->name, clipped_ste ? "" : "-plain");
+  const char *opt = clipped_ste && !bf16 ? " clip-mask" : "";
+  char had[24] = "";
+  if (hadamard)
+    snprintf(had, sizeof had, " hadamard=%d", hadamard);
+  char hname[16] = "";
+  if (hadamard)
+    snprintf(hname, sizeof hname, "-h%d", hadamard);
+  int n = snprintf(buf, len, "name = qat-%s%s%s\n", s->name, hname, clipped_ste ? "" : "-plain");
   size_t used = n < 0 ? len : (size_t)n;
   for (const char *line = s->qat_forward; *line && used < len;) {
     size_t k = strcspn(line, "\n");
-    n = snprintf(buf + used, len - used, "%.*s%s\n", (int)k, line, opt);
+    n = snprintf(buf + used, len - used, "%.*s%s%s\n", (int)k, line, had, opt);
     used = n < 0 ? len : used + (size_t)n;
     line += k + (line[k] == '\n');
+  }
+  /* PTQ's rotation (qmodel.c): the same signs, so a QAT'd model deploys with the rotation it
+   * trained with. */
+  if (hadamard && used < len) {
+    n = snprintf(buf + used, len - used, "hadamard_seed = 0x%016llx\n",
+                 (unsigned long long)LOWPI_PTQ_HADAMARD_SEED);
+    used = n < 0 ? len : used + (size_t)n;
   }
   if (used >= len)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "QAT recipe: buffer too small");

@@ -183,6 +183,19 @@ static int parse_int(const char *s, long lo, long hi, long *out) {
   return 1;
 }
 
+/* A 64-bit unsigned number, decimal or 0x hex (strtoull base 0, without octal or a sign). */
+static int parse_u64(const char *s, uint64_t *out) {
+  char *end;
+  errno = 0;
+  if (!isdigit((unsigned char)*s) || (s[0] == '0' && isdigit((unsigned char)s[1])))
+    return 0;
+  unsigned long long v = strtoull(s, &end, 0);
+  if (errno || end == s || *end)
+    return 0;
+  *out = (uint64_t)v;
+  return 1;
+}
+
 /* Which operand slots a key names: a bit mask, or 0 when it is not an operand key. */
 static unsigned operand_mask(const char *key) {
   for (int i = 0; i < LOWP_OP_COUNT; i++)
@@ -323,6 +336,8 @@ static lowp_status parse_line(char *key, char *value, int line, lowp_recipe *r) 
     r->amax_algo_most_recent = value[0] == 'm' && value[1] == 'o';
   } else if (!strcmp(key, "margin") && parse_int(value, -64, 64, &v)) {
     r->margin = (int)v;
+  } else if (!strcmp(key, "hadamard_seed") && parse_u64(value, &r->hadamard_seed)) {
+    /* stored as given: the executors use it as the sign seed itself */
   } else {
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "recipe line %d: bad key or value '%s = %s'", line, key,
                       value);
@@ -459,5 +474,12 @@ lowp_status lowp_recipe_format(const lowp_recipe *r, char *buf, size_t len) {
                r->amax_algo_most_recent ? "most_recent" : "max", r->margin);
   if (n < 0 || (size_t)n >= len - used)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "recipe text does not fit in %zu bytes", len);
+  used += (size_t)n;
+  if (r->hadamard_seed) {
+    n = snprintf(buf + used, len - used, "hadamard_seed = 0x%016llx\n",
+                 (unsigned long long)r->hadamard_seed);
+    if (n < 0 || (size_t)n >= len - used)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG, "recipe text does not fit in %zu bytes", len);
+  }
   return LOWP_OK;
 }

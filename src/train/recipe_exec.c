@@ -36,6 +36,7 @@ typedef struct {
 struct lowpi_recipe_exec {
   lowp_model *model;
   uint64_t seed, step;
+  uint64_t had_seed; /* the Hadamard sign seed: the recipe's, or derived from seed */
   int nlin;
   linear_state *lin; /* one per linear layer of the model (the head stays unused) */
   lowp_delayed_scaling **delayed;
@@ -96,7 +97,7 @@ static lowp_status fake_quant_rows(lowpi_recipe_exec *ex, linear_state *ls, lowp
     if (!rot)
       return lowpi_fail(LOWP_ERR_NOMEM, "recipe: no memory for a Hadamard rotation");
     /* One sign vector per GEMM, so both operands of a GEMM rotate alike. */
-    lowp_status st = lowp_hadamard(rot, x, rows, K, o->spec.hadamard, ex->seed ^ 0x4AD4u, 0);
+    lowp_status st = lowp_hadamard(rot, x, rows, K, o->spec.hadamard, ex->had_seed, 0);
     if (st != LOWP_OK) {
       free(rot);
       return st;
@@ -148,7 +149,7 @@ static lowp_status fake_quant_rows(lowpi_recipe_exec *ex, linear_state *ls, lowp
     }
   }
   if (st == LOWP_OK && rot) /* back to the original basis: the product is unchanged */
-    st = lowp_hadamard(y, y, rows, K, o->spec.hadamard, ex->seed ^ 0x4AD4u, 1);
+    st = lowp_hadamard(y, y, rows, K, o->spec.hadamard, ex->had_seed, 1);
   free(rot);
   return st;
 }
@@ -181,7 +182,7 @@ static lowp_status mask_gradient(linear_state *ls, int which, float *g, size_t r
   const op_state *o = &ls->op[which ? LOWP_OP_FPROP_W : LOWP_OP_FPROP_X];
   if (!g || !o->spec.clip_mask_ste || ls->mask_n[which] != rows * K)
     return LOWP_OK;
-  uint64_t seed = ls->ex->seed ^ 0x4AD4u;
+  uint64_t seed = ls->ex->had_seed;
   if (o->spec.hadamard)
     LOWPI_TRY(lowp_hadamard(g, g, rows, K, o->spec.hadamard, seed, 0));
   const unsigned char *m = ls->mask[which];
@@ -211,6 +212,10 @@ void lowpi_recipe_adamw(const lowp_recipe *r, lowp_adamw_config *a) {
              : r->optim == LOWP_OPTIM_STATE_BF16 ? LOWP_OPT_STATE_BF16
                                                  : LOWP_OPT_STATE_FP32;
   a->master_bf16 = r->master == LOWP_BF16;
+}
+
+uint64_t lowpi_recipe_hadamard_seed(const lowp_recipe *r, uint64_t seed) {
+  return r->hadamard_seed ? r->hadamard_seed : seed ^ 0x4AD4u;
 }
 
 lowp_status lowpi_operand_plan_of(const lowp_recipe *r, lowp_operand slot, uint64_t seed,
@@ -293,6 +298,7 @@ lowp_status lowpi_recipe_exec_create(lowpi_recipe_exec **out, const lowp_recipe 
     return lowpi_fail(LOWP_ERR_NOMEM, "recipe: out of memory");
   ex->model = model;
   ex->seed = seed;
+  ex->had_seed = lowpi_recipe_hadamard_seed(r, seed);
   ex->nlin = lowpi_model_num_linears(model);
   ex->lin = calloc((size_t)ex->nlin, sizeof *ex->lin);
   if (!ex->lin) {

@@ -33,6 +33,10 @@ int lowpi_recipe_keeps_layer(const lowp_recipe *recipe, int layer, int n_layer);
 /* The recipe's optimizer settings: state format and master-weight format. */
 void lowpi_recipe_adamw(const lowp_recipe *recipe, lowp_adamw_config *cfg);
 
+/* The sign seed of the recipe's Hadamard rotations (CPU and GPU): recipe->hadamard_seed if set,
+ * else derived from the training seed. */
+uint64_t lowpi_recipe_hadamard_seed(const lowp_recipe *recipe, uint64_t seed);
+
 lowp_status lowpi_operand_plan_of(const lowp_recipe *recipe, lowp_operand slot, uint64_t seed,
                                   lowpi_operand_plan *plan);
 

@@ -879,7 +879,8 @@ static lowp_status setup(run *r) {
       c->warmup >= 0 ? c->warmup : (int)(c->steps / 10 < 100 ? c->steps / 10 : 100);
   r->sched.total_steps = (int)c->steps;
   r->sched.min_lr_frac = c->min_lr_frac;
-  LOWPI_TRY(lowp_loader_init(&r->loader, &r->train, c->batch, c->seq, 0));
+  LOWPI_TRY(lowp_loader_init(&r->loader, &r->train, c->batch, c->seq,
+                             r->train.count ? c->data_offset % r->train.count : 0));
   if (c->resume_dir)
     LOWPI_TRY(load_state(r, c->resume_dir, checksum));
   if (c->device == LOWP_DEVICE_CUDA) {

@@ -52,4 +52,18 @@ set -e
 "$LOWP" train --init "$T/base" --qat nvfp4 --steps 2 --batch 2 --seq 32 --data "$T/t.txt" \
   --out "$T/qat" >"$T/qatlog"
 grep -q "recipe qat-nvfp4" "$T/qatlog" || fail "QAT recipe"
+# --data-offset: the training stream from token N on, modulo its length (ASCII text: the first
+# size - floor(size / 10) bytes): N and N + length train alike, 0 and N not.
+n=$(wc -c <"$T/t.txt")
+len=$((n - n / 10))
+for o in 0 7 $((7 + len)); do
+  "$LOWP" train --init "$T/base" --steps 2 --batch 2 --seq 32 --data "$T/t.txt" --data-offset "$o" \
+    --eval-every 0 --log "$T/off$o.jsonl" >/dev/null
+done
+last() { tail -1 "$1" | sed 's/.*"loss": \([0-9.e+-]*\),.*/\1/'; }
+[ "$(last "$T/off7.jsonl")" = "$(last "$T/off$((7 + len)).jsonl")" ] || fail "--data-offset modulo"
+[ "$(last "$T/off0.jsonl")" != "$(last "$T/off7.jsonl")" ] || fail "--data-offset changes nothing"
+# W4A4 with max calibration calibrates nothing (dynamic scales, no clamp): the data is not read
+"$LOWP" ptq --ckpt "$T/base" --scheme nvfp4 --calib "$T/none.txt" --out "$T/qn" >/dev/null ||
+  fail "nvfp4 max read the calibration data"
 echo ok

@@ -150,8 +150,10 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   const size_t N = (size_t)B * T;
   lowp_recipe recipe;
   if (!strncmp(recipe_name, "qat-", 4)) { /* lowp train --qat S (clipped STE): the PTQ scheme S */
+    /* "qat-h32-S": --qat S --qat-hadamard 32 (PTQ's Hadamard signs: recipe hadamard_seed) */
+    const int had = !strncmp(recipe_name, "qat-h32-", 8) ? 32 : 0;
     char text[512];
-    if (!GC_OK(lowp_ptq_qat_recipe(recipe_name + 4, 1, text, sizeof text)) ||
+    if (!GC_OK(lowp_ptq_qat_recipe(recipe_name + (had ? 8 : 4), 1, had, text, sizeof text)) ||
         !GC_OK(lowp_recipe_parse(text, &recipe)))
       return;
   } else if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe))) {
@@ -879,7 +881,8 @@ int main(void) {
                                         /* lowp train --qat S: every PTQ scheme's forward */
                                         "qat-bf16", "qat-int8", "qat-fp8", "qat-int4-g128",
                                         "qat-nf4", "qat-nvfp4-w4a16", "qat-mxfp4-w4a16",
-                                        "qat-fp8-w8a8", "qat-int8-w8a8", "qat-nvfp4", "qat-mxfp4"};
+                                        "qat-fp8-w8a8", "qat-int8-w8a8", "qat-nvfp4", "qat-mxfp4",
+                                        "qat-h32-nvfp4", "qat-h32-int4-g128"};
   test_linear_bf16("bf16", 0);        /* a block's qkv */
   test_linear_bf16("fp8-current", 4); /* the LM head, bf16 in every recipe */
   test_linear_x8("fp8-current");

@@ -92,6 +92,19 @@ static void test_custom_and_errors(void **state) {
   assert_int_equal(r.optim, LOWP_OPTIM_STATE_8BIT);
   assert_int_equal(r.loss_scale, LOWP_LOSS_SCALE_STATIC);
   assert_true(r.loss_scale_init == 1024.0);
+  assert_true(r.hadamard_seed == 0); /* not given: derived from the training seed */
+  /* hadamard_seed: decimal or hex, the full 64 bits; it formats and parses back */
+  TU_ASSERT_OK(lowp_recipe_parse("hadamard_seed = 18446744073709551615", &r));
+  assert_true(r.hadamard_seed == UINT64_MAX);
+  TU_ASSERT_OK(
+      lowp_recipe_parse("fprop = nvfp4 hadamard=128\nhadamard_seed = 0x9E3779B97F4A7C15", &r));
+  assert_true(r.hadamard_seed == 0x9E3779B97F4A7C15ull);
+  char text[4096];
+  TU_ASSERT_OK(lowp_recipe_format(&r, text, sizeof text));
+  assert_non_null(strstr(text, "hadamard_seed = 0x9e3779b97f4a7c15\n"));
+  lowp_recipe back;
+  TU_ASSERT_OK(lowp_recipe_parse(text, &back));
+  assert_memory_equal(&r, &back, sizeof r);
   struct {
     const char *text, *needle;
   } bad[] = {
@@ -104,6 +117,10 @@ static void test_custom_and_errors(void **state) {
       {"just words", "expected 'key = value'"},
       {"base = nope", "unknown recipe 'nope'"},
       {"fprop.x =", "missing scheme"},
+      {"hadamard_seed = -1", "hadamard_seed"},
+      {"hadamard_seed = 0x1g", "hadamard_seed"},
+      {"hadamard_seed = 18446744073709551616", "hadamard_seed"}, /* 2^64 */
+      {"hadamard_seed = 017", "hadamard_seed"},                  /* octal: ambiguous */
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     lowp_status st = lowp_recipe_parse(bad[i].text, &r);
