@@ -334,7 +334,8 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
 
   int fp32 = !strcmp(recipe_name, "fp32");
   int fp4 = !strcmp(recipe_name, "nvfp4") || !strcmp(recipe_name, "mxfp4-quartet") ||
-            !strcmp(recipe_name, "qat-nvfp4") || !strcmp(recipe_name, "qat-mxfp4");
+            !strcmp(recipe_name, "qat-nvfp4") || !strcmp(recipe_name, "qat-mxfp4") ||
+            !strcmp(recipe_name, "qat-h32-nvfp4");
   double tol_loss = fp32 ? 1e-5 : 2e-2, tol_grad = fp32 ? 1e-4 : fp4 ? 2.5e-1 : 1e-1;
   double dl = fabs((double)loss_gpu - loss_cpu) / fabs((double)loss_cpu);
   int finite;
@@ -550,10 +551,12 @@ static void test_linear_x8(const char *recipe_name) {
   lowpi_gpu_linears_free(g);
 }
 
-/* |got - want| <= 1e-4 max |want| over the tensor: the GPU's fp8 GEMM and the CPU's fp32 GEMM of
- * the same quantized values differ only by their sums' order and the rounding of code * scale
- * (2^-24 relative per term); a scale off by one step of the history moves values by 2^-4 or
- * more. Prints the first mismatches. */
+/* |got - want| <= 1e-3 max |want| over the tensor (issue 5's bound for the fp8 GEMMs against
+ * the emulation): the GPU's fp8 GEMM and the CPU's fp32 GEMM of the same quantized values differ
+ * by their sums' order and by Hopper's fp8 tensor cores, which accumulate with about 14 mantissa
+ * bits (DeepSeek-V3's report, 3.3.2; measured on an H100: up to 1.2e-4 of the largest output
+ * here); a scale off by one step of the history moves values by 2^-4 or more. Prints the first
+ * mismatches. */
 static void close_to_cpu(const char *what, int step, const float *got, const float *want,
                          size_t n) {
   double top = 0;
@@ -561,7 +564,7 @@ static void close_to_cpu(const char *what, int step, const float *got, const flo
     top = fmax(top, fabs((double)want[i]));
   long bad = 0;
   for (size_t i = 0; i < n; i++)
-    if (!(fabs((double)got[i] - want[i]) <= 1e-4 * top) && bad++ < 5)
+    if (!(fabs((double)got[i] - want[i]) <= 1e-3 * top) && bad++ < 5)
       fprintf(stderr, "  fp8-delayed step %d %s[%zu]: gpu %.9g, cpu %.9g\n", step, what, i,
               (double)got[i], (double)want[i]);
   GC_CHECK(bad == 0 && top > 0, "fp8-delayed step %d: %s differs from the CPU in %ld values", step,
