@@ -105,4 +105,41 @@ static inline int same_float(float a, float b) {
   return f32_bits(a) == f32_bits(b) || (isnan(a) && isnan(b));
 }
 
+/* Awkward values for the quantizer tests, x (R, C): magnitudes over many binades (a scale per
+ * row), outliers, zeros, subnormals, ties of small codes. */
+static inline void gc_fill_awkward(float *x, size_t R, size_t C) {
+  for (size_t i = 0; i < R; i++) {
+    const double row_scale = ldexp(1.0, (int)(gc_rand64() % 16) - 8);
+    for (size_t j = 0; j < C; j++) {
+      const double sign = (gc_rand64() & 1) ? -1.0 : 1.0;
+      double v;
+      switch (gc_rand64() % 12) {
+      case 0:
+        v = sign * row_scale * 1000.0 * (1.0 + gc_uniform());
+        break;
+      case 1:
+        v = 0.0;
+        break;
+      case 2:
+        v = sign * ldexp(1.0 + gc_uniform(), -130 - (int)(gc_rand64() % 15));
+        break;
+      case 3:
+        v = sign * row_scale * (double)(gc_rand64() % 16) * 0.5;
+        break;
+      default:
+        v = sign * row_scale * ldexp(1.0 + gc_uniform(), (int)(gc_rand64() % 12) - 6);
+        break;
+      }
+      x[i * C + j] = (float)v;
+    }
+  }
+}
+
+/* t (C, R) = the transpose of x (R, C). */
+static inline void gc_transpose(float *t, const float *x, size_t R, size_t C) {
+  for (size_t i = 0; i < R; i++)
+    for (size_t j = 0; j < C; j++)
+      t[j * R + i] = x[i * C + j];
+}
+
 #endif

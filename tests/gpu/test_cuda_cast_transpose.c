@@ -29,34 +29,10 @@
 
 #ifdef LOWP_HAVE_CUDA
 
-/* Magnitudes over many binades (per row), outliers, zeros, subnormals, small codes' ties;
+/* gc_fill_awkward's values;
  * special 1 adds a NaN and a -Inf, 2 a +Inf alone. */
 static void make_input(float *x, size_t R, size_t C, int special) {
-  for (size_t i = 0; i < R; i++) {
-    const double row_scale = ldexp(1.0, (int)(gc_rand64() % 16) - 8);
-    for (size_t j = 0; j < C; j++) {
-      const double sign = (gc_rand64() & 1) ? -1.0 : 1.0;
-      double v;
-      switch (gc_rand64() % 12) {
-      case 0:
-        v = sign * row_scale * 1000.0 * (1.0 + gc_uniform());
-        break;
-      case 1:
-        v = 0.0;
-        break;
-      case 2:
-        v = sign * ldexp(1.0 + gc_uniform(), -130 - (int)(gc_rand64() % 15));
-        break;
-      case 3:
-        v = sign * row_scale * (double)(gc_rand64() % 16) * 0.5;
-        break;
-      default:
-        v = sign * row_scale * ldexp(1.0 + gc_uniform(), (int)(gc_rand64() % 12) - 6);
-        break;
-      }
-      x[i * C + j] = (float)v;
-    }
-  }
+  gc_fill_awkward(x, R, C);
   const size_t n = R * C;
   if (special == 1 && n > 2) {
     x[n / 3] = bits_f32(0x7FC00000u);
@@ -64,12 +40,6 @@ static void make_input(float *x, size_t R, size_t C, int special) {
   } else if (special == 2) {
     x[n / 2] = INFINITY;
   }
-}
-
-static void transpose(float *t, const float *x, size_t R, size_t C) {
-  for (size_t i = 0; i < R; i++)
-    for (size_t j = 0; j < C; j++)
-      t[j * R + i] = x[i * C + j];
 }
 
 /* The GPU's tensor (copied to the host) against the CPU's: codes, scale, amax, tensor scale,
@@ -171,7 +141,7 @@ static void test_shape(lowp_format f, size_t R, size_t C, int special) {
   GC_REQUIRE(lowp_cuda_qtensor_init(&q, &cfg, R, C));
   GC_REQUIRE(lowp_cuda_qtensor_init(&qt, &cfg, C, R));
   make_input(h_x, R, C, special);
-  transpose(h_xt, h_x, R, C);
+  gc_transpose(h_xt, h_x, R, C);
   for (size_t j = 0; j < C; j++)
     h_init[j] = (float)(gc_uniform() * 2 - 1);
   GC_OK(lowp_quantize(h_x, &want));

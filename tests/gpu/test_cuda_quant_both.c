@@ -23,35 +23,11 @@
 
 #ifdef LOWP_HAVE_CUDA
 
-/* Magnitudes over many binades (per row), outliers, zeros, subnormals, ties of small codes;
+/* gc_fill_awkward's values;
  * special: a zero 128-block in both directions (rows 0..127 of column 1, columns 0..127 of
  * row 2, where they exist), a NaN and an Inf. */
 static void make_input(float *x, size_t R, size_t K, int special) {
-  for (size_t i = 0; i < R; i++) {
-    const double row_scale = ldexp(1.0, (int)(gc_rand64() % 16) - 8);
-    for (size_t j = 0; j < K; j++) {
-      const double sign = (gc_rand64() & 1) ? -1.0 : 1.0;
-      double v;
-      switch (gc_rand64() % 12) {
-      case 0:
-        v = sign * row_scale * 1000.0 * (1.0 + gc_uniform());
-        break;
-      case 1:
-        v = 0.0;
-        break;
-      case 2:
-        v = sign * ldexp(1.0 + gc_uniform(), -130 - (int)(gc_rand64() % 15));
-        break;
-      case 3:
-        v = sign * row_scale * (double)(gc_rand64() % 16) * 0.5;
-        break;
-      default:
-        v = sign * row_scale * ldexp(1.0 + gc_uniform(), (int)(gc_rand64() % 12) - 6);
-        break;
-      }
-      x[i * K + j] = (float)v;
-    }
-  }
+  gc_fill_awkward(x, R, K);
   if (!special)
     return;
   for (size_t i = 0; i < R && i < 128 && K > 1; i++)

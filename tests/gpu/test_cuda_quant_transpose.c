@@ -24,44 +24,14 @@
 
 #ifdef LOWP_HAVE_CUDA
 
-/* Magnitudes over many binades (per row), outliers, zeros, subnormals, ties of small codes;
+/* gc_fill_awkward's values;
  * special = 1 adds NaN and Inf (the amax and the scale are NaN: the codes too). */
 static void make_input(float *x, size_t R, size_t C, int special) {
-  for (size_t i = 0; i < R; i++) {
-    const double row_scale = ldexp(1.0, (int)(gc_rand64() % 16) - 8);
-    for (size_t j = 0; j < C; j++) {
-      const double sign = (gc_rand64() & 1) ? -1.0 : 1.0;
-      double v;
-      switch (gc_rand64() % 12) {
-      case 0:
-        v = sign * row_scale * 1000.0 * (1.0 + gc_uniform());
-        break;
-      case 1:
-        v = 0.0;
-        break;
-      case 2:
-        v = sign * ldexp(1.0 + gc_uniform(), -130 - (int)(gc_rand64() % 15));
-        break;
-      case 3:
-        v = sign * row_scale * (double)(gc_rand64() % 16) * 0.5;
-        break;
-      default:
-        v = sign * row_scale * ldexp(1.0 + gc_uniform(), (int)(gc_rand64() % 12) - 6);
-        break;
-      }
-      x[i * C + j] = (float)v;
-    }
-  }
+  gc_fill_awkward(x, R, C);
   if (special && R * C > 2) {
     x[(R * C) / 3] = bits_f32(0x7FC00000u);
     x[R * C - 1] = -INFINITY;
   }
-}
-
-static void transpose(float *t, const float *x, size_t R, size_t C) {
-  for (size_t i = 0; i < R; i++)
-    for (size_t j = 0; j < C; j++)
-      t[j * R + i] = x[i * C + j];
 }
 
 /* The GPU's tensor (copied to the host) against the CPU's: codes, the scale, amax,
@@ -128,7 +98,7 @@ static void test_current(lowp_format f, lowp_round r, size_t R, size_t C, int sp
   GC_REQUIRE(lowp_cuda_qtensor_init(&g, &cfg, C, R));
   GC_REQUIRE(lowp_cuda_qtensor_init(&gx, &cfg, R, C));
   make_input(h_x, R, C, special);
-  transpose(h_xt, h_x, R, C);
+  gc_transpose(h_xt, h_x, R, C);
   GC_OK(lowp_quantize(h_xt, &want));
   GC_OK(lowp_quantize(h_x, &want_x));
   GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, R * C * sizeof(float), LOWP_CUDA_H2D));
@@ -194,7 +164,7 @@ static void test_delayed(lowp_format f, lowp_round r, size_t R, size_t C) {
     make_input(h_x, R, C, 0);
     for (size_t i = 0; i < R * C; i++) /* the first step's scale (1) saturates: counted */
       h_x[i] *= step ? 0.25f : 64.0f;
-    transpose(h_xt, h_x, R, C);
+    gc_transpose(h_xt, h_x, R, C);
     GC_OK(lowp_quantize(h_xt, &want));
     GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, R * C * sizeof(float), LOWP_CUDA_H2D));
     if (GC_OK(lowp_cuda_quantize(d_x, &g, 1)) && GC_OK(lowp_cuda_qtensor_to_host(&g, &got))) {
