@@ -41,18 +41,20 @@ __global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float 
   lowpi_block_max_atomic(m, amax); /* amax_kernel's reduction */
 }
 
+/* GELU's derivative at x (nn/activation.c's expression, operation by operation). */
+__device__ __forceinline__ float gelu_grad(float x) {
+  const float cube = 0.044715f * x * x * x;
+  const float th = tanhf(GELU_SCALE * (x + cube));
+  const float sech2 = 1.0f - th * th;
+  return 0.5f * (1.0f + th) + x * 0.5f * sech2 * (GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x));
+}
+
 /* amax: as gelu_forward_kernel's, of dinp. */
 __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float *inp,
                                      const float *bias, int OC, size_t n, unsigned *amax) {
   uint32_t m = 0;
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
-    float x = with_bias(inp, bias, OC, i);
-    float cube = 0.044715f * x * x * x;
-    float th = tanhf(GELU_SCALE * (x + cube));
-    float sech2 = 1.0f - th * th;
-    float local =
-        0.5f * (1.0f + th) + x * 0.5f * sech2 * (GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x));
-    const float d = local * dout[i];
+    const float d = gelu_grad(with_bias(inp, bias, OC, i)) * dout[i];
     dinp[i] = d;
     m = max(m, lowpi_abs_key(d));
   }
@@ -91,15 +93,8 @@ gelu_backward_from_bf16_kernel(void *__restrict__ dinp, const float *__restrict_
       for (size_t k = 0; k < m; k++)
         d[k] = dout[i0 + k], x16[k] = inp[i0 + k];
     }
-    for (int k = 0; k < 4; k++) { /* gelu_backward_kernel's expression */
-      const float x = __uint_as_float((uint32_t)x16[k] << 16);
-      const float cube = 0.044715f * x * x * x;
-      const float th = tanhf(GELU_SCALE * (x + cube));
-      const float sech2 = 1.0f - th * th;
-      const float local =
-          0.5f * (1.0f + th) + x * 0.5f * sech2 * (GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x));
-      o[k] = local * d[k];
-    }
+    for (int k = 0; k < 4; k++)
+      o[k] = gelu_grad(__uint_as_float((uint32_t)x16[k] << 16)) * d[k];
     for (size_t k = 0; k < m; k++)
       mx = max(mx, lowpi_abs_key(o[k]));
     if (BF16_OUT) {

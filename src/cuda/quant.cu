@@ -488,21 +488,6 @@ void free_qdata(lowp_cuda_qdata *d) {
   memset(d, 0, sizeof *d);
 }
 
-lowpi_qparams params_of(const lowp_qconfig *c, const lowp_cuda_delayed *dl) {
-  const lowp_format_info *fi = lowp_format_get(c->format);
-  lowpi_qparams p;
-  p.mode = (int)c->mode;
-  p.is_int = fi->kind == LOWP_KIND_INT;
-  p.pow2 = c->scale_format == LOWP_SCALE_FP32_POW2;
-  p.fmax = (float)fi->max;
-  p.fmax_bits = lowpi_f32_bits(p.fmax);
-  p.emax = c->mode == LOWP_SCALING_MX ? lowpi_floor_log2f(p.fmax) : 0;
-  p.mx_rule = (int)c->mx_rule;
-  p.d_scale = dl ? dl->scale : NULL;
-  p.d_scale_inv = dl ? dl->scale_inv : NULL;
-  return p;
-}
-
 bool aligned16(const void *p) {
   return ((uintptr_t)p & 15u) == 0;
 }
@@ -631,7 +616,7 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
                          lowp_cuda_delayed *dl, uint64_t offset, bool record, bool x_t = false,
                          float *amax = NULL, bool amax_known = false) {
   const size_t R = d->rows, C = d->cols, nb = d->scale_rows * d->scale_cols;
-  const lowpi_qparams p = params_of(c, dl);
+  const lowpi_qparams p = lowpi_qparams_of(c, dl);
   if (x_t && !one_scale(c))
     return lowpi_fail(LOWP_ERR_INTERNAL, "lowp_cuda_quantize: a transposed read for mode %d",
                       (int)c->mode);

@@ -146,21 +146,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-/* The scale rule's parameters (quant.cu's params_of, for the modes allowed here). */
-lowpi_qparams params_of(const lowp_qconfig *c) {
-  const lowp_format_info *fi = lowp_format_get(c->format);
-  lowpi_qparams p;
-  p.mode = (int)c->mode;
-  p.is_int = fi->kind == LOWP_KIND_INT;
-  p.pow2 = c->scale_format == LOWP_SCALE_FP32_POW2;
-  p.fmax = (float)fi->max;
-  p.fmax_bits = lowpi_f32_bits(p.fmax);
-  p.emax = 0;
-  p.mx_rule = (int)c->mx_rule;
-  p.d_scale = p.d_scale_inv = NULL;
-  return p;
-}
-
 side side_of(lowp_cuda_qtensor *q) {
   side s;
   memset(&s, 0, sizeof s);
@@ -169,7 +154,7 @@ side side_of(lowp_cuda_qtensor *q) {
   s.codes = (uint8_t *)q->rowwise.codes;
   s.scales = q->rowwise.scales;
   s.scale_cols = q->rowwise.scale_cols;
-  s.p = params_of(&q->cfg);
+  s.p = lowpi_qparams_of(&q->cfg, NULL);
   s.seed = q->cfg.seed;
   s.offset = q->cfg.offset;
   s.amax = q->rowwise.amax;

@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 #include "cuda/cuda_common.h"
+#include "lowp/cuda_quant.h"
+#include "lowp/format.h"
 #include "format/cast_scalar.h"
 #include "quant/scale_math.h"
 
@@ -25,6 +27,22 @@ struct lowpi_qparams {
   uint32_t fmax_bits;
   const float *d_scale, *d_scale_inv; /* DELAYED: the device state's scale and scale_inv */
 };
+
+/* The scale rule's parameters of config c (dl: the delayed state, NULL for other modes). */
+inline lowpi_qparams lowpi_qparams_of(const lowp_qconfig *c, const lowp_cuda_delayed *dl) {
+  const lowp_format_info *fi = lowp_format_get(c->format);
+  lowpi_qparams p;
+  p.mode = (int)c->mode;
+  p.is_int = fi->kind == LOWP_KIND_INT;
+  p.pow2 = c->scale_format == LOWP_SCALE_FP32_POW2;
+  p.fmax = (float)fi->max;
+  p.fmax_bits = lowpi_f32_bits(p.fmax);
+  p.emax = c->mode == LOWP_SCALING_MX ? lowpi_floor_log2f(p.fmax) : 0;
+  p.mx_rule = (int)c->mx_rule;
+  p.d_scale = dl ? dl->scale : NULL;
+  p.d_scale_inv = dl ? dl->scale_inv : NULL;
+  return p;
+}
 
 /* |x| as bits with every NaN mapped to the canonical 0x7FC00000: for non-negative floats the
  * unsigned order of the bits is the numeric order, and 0x7FC00000 exceeds every finite value and

@@ -42,41 +42,6 @@ static void make_input(float *x, size_t R, size_t C, int special) {
   }
 }
 
-/* The GPU's tensor (copied to the host) against the CPU's: codes, scale, amax, tensor scale,
- * saturation count. */
-static void compare(const char *what, const lowp_qtensor *want, const lowp_qtensor *got) {
-  const lowp_qdata *w = &want->rowwise, *g = &got->rowwise;
-  const size_t n = w->rows * w->cols;
-  const uint8_t *gc = (const uint8_t *)g->codes, *wc = (const uint8_t *)w->codes;
-  int bad = 0;
-  for (size_t i = 0; i < n && bad < 4; i++)
-    if (gc[i] != wc[i]) {
-      bad++;
-      GC_CHECK(0, "%s: code %zu (row %zu, col %zu): got 0x%02x, want 0x%02x", what, i, i / w->cols,
-               i % w->cols, gc[i], wc[i]);
-    }
-  const float gs = ((const float *)g->scales)[0], ws = ((const float *)w->scales)[0];
-  if (!same_float(gs, ws)) {
-    bad++;
-    GC_CHECK(0, "%s: scale got %a, want %a", what, (double)gs, (double)ws);
-  }
-  if (!same_float(g->amax, w->amax)) {
-    bad++;
-    GC_CHECK(0, "%s: amax got %a, want %a", what, (double)g->amax, (double)w->amax);
-  }
-  if (!same_float(g->tensor_scale, w->tensor_scale)) {
-    bad++;
-    GC_CHECK(0, "%s: tensor_scale got %a, want %a", what, (double)g->tensor_scale,
-             (double)w->tensor_scale);
-  }
-  if (g->n_saturated != w->n_saturated) {
-    bad++;
-    GC_CHECK(0, "%s: n_saturated got %zu, want %zu", what, g->n_saturated, w->n_saturated);
-  }
-  if (!bad)
-    gc_passed++;
-}
-
 /* dbias (C) against init + the float64 column sums of x (R, C) (see the bound above), and
  * against the plain kernel's bits. */
 static void check_dbias(const char *what, const float *got, const float *plain, const float *init,
@@ -162,11 +127,11 @@ static void test_shape(lowp_format f, size_t R, size_t C, int special) {
       continue;
     if (GC_OK(lowp_cuda_qtensor_to_host(&q, &got))) {
       snprintf(what, sizeof what, "%s %zux%zu%s %s: row-wise", name, R, C, sp, wn);
-      compare(what, &want, &got);
+      gc_same_qtensor(what, &want, &got);
     }
     if (GC_OK(lowp_cuda_qtensor_to_host(&qt, &got_t))) {
       snprintf(what, sizeof what, "%s %zux%zu%s %s: transposed", name, R, C, sp, wn);
-      compare(what, &want_t, &got_t);
+      gc_same_qtensor(what, &want_t, &got_t);
     }
     if (GC_OK(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H))) {
       snprintf(what, sizeof what, "%s %zux%zu%s %s: dbias", name, R, C, sp, wn);

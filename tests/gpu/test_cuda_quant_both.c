@@ -40,36 +40,6 @@ static void make_input(float *x, size_t R, size_t K, int special) {
   }
 }
 
-static void transpose(float *t, const float *x, size_t R, size_t K) {
-  for (size_t i = 0; i < R; i++)
-    for (size_t j = 0; j < K; j++)
-      t[j * R + i] = x[i * K + j];
-}
-
-/* The GPU's tensor (copied to the host) against the CPU's: codes, block scales, amax,
- * tensor_scale, saturation count. */
-static void compare(const char *what, const lowp_qtensor *want, const lowp_qtensor *got) {
-  const lowp_qdata *w = &want->rowwise, *g = &got->rowwise;
-  const size_t n = w->rows * w->cols, nb = w->scale_rows * w->scale_cols;
-  const uint8_t *gc = (const uint8_t *)g->codes, *wc = (const uint8_t *)w->codes;
-  const float *gs = (const float *)g->scales, *ws = (const float *)w->scales;
-  long bad = 0;
-  for (size_t i = 0; i < n; i++)
-    if (gc[i] != wc[i] && bad++ < 4)
-      fprintf(stderr, "  %s: code %zu (row %zu, col %zu): got 0x%02x, want 0x%02x\n", what, i,
-              i / w->cols, i % w->cols, gc[i], wc[i]);
-  for (size_t b = 0; b < nb; b++)
-    if (!same_float(gs[b], ws[b]) && bad++ < 8)
-      fprintf(stderr, "  %s: scale %zu (row %zu, block %zu): got %a, want %a\n", what, b,
-              b / w->scale_cols, b % w->scale_cols, (double)gs[b], (double)ws[b]);
-  GC_CHECK(bad == 0, "%s: %ld codes and scales differ", what, bad);
-  GC_CHECK(same_float(g->amax, w->amax) && same_float(g->tensor_scale, w->tensor_scale) &&
-               g->n_saturated == w->n_saturated,
-           "%s: amax %a / %a, tensor_scale %a / %a, saturated %zu / %zu (got / want)", what,
-           (double)g->amax, (double)w->amax, (double)g->tensor_scale, (double)w->tensor_scale,
-           g->n_saturated, w->n_saturated);
-}
-
 static float *d_x, *h_x, *h_xt;
 
 typedef struct {
@@ -104,7 +74,7 @@ static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
   GC_REQUIRE(lowp_cuda_qtensor_init(&gr, &cr, R, K));
   GC_REQUIRE(lowp_cuda_qtensor_init(&gcol, &cc_, K, R));
   make_input(h_x, R, K, special);
-  transpose(h_xt, h_x, R, K);
+  gc_transpose(h_xt, h_x, R, K);
   GC_OK(lowp_quantize(h_x, &want_r));
   GC_OK(lowp_quantize(h_xt, &want_c));
   GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, R * K * sizeof(float), LOWP_CUDA_H2D));
@@ -119,12 +89,12 @@ static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
     if (way != 2 && GC_OK(lowp_cuda_qtensor_to_host(&gr, &got_r))) {
       snprintf(what, sizeof what, "%s %zux%zu%s %s: row-wise", cc->name, R, K,
                special ? " (zero block, nan, inf)" : "", ways[way]);
-      compare(what, &want_r, &got_r);
+      gc_same_qtensor(what, &want_r, &got_r);
     }
     if (way != 1 && GC_OK(lowp_cuda_qtensor_to_host(&gcol, &got_c))) {
       snprintf(what, sizeof what, "%s %zux%zu%s %s: column-wise (the transpose)", cc->name, R, K,
                special ? " (zero block, nan, inf)" : "", ways[way]);
-      compare(what, &want_c, &got_c);
+      gc_same_qtensor(what, &want_c, &got_c);
     }
   }
   lowp_cuda_qtensor_free(&gr);

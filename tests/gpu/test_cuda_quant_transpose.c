@@ -34,41 +34,6 @@ static void make_input(float *x, size_t R, size_t C, int special) {
   }
 }
 
-/* The GPU's tensor (copied to the host) against the CPU's: codes, the scale, amax,
- * tensor_scale, saturation count. */
-static void compare(const char *what, const lowp_qtensor *want, const lowp_qtensor *got) {
-  const lowp_qdata *w = &want->rowwise, *g = &got->rowwise;
-  const size_t n = w->rows * w->cols;
-  const uint8_t *gc = (const uint8_t *)g->codes, *wc = (const uint8_t *)w->codes;
-  int bad = 0;
-  for (size_t i = 0; i < n && bad < 4; i++)
-    if (gc[i] != wc[i]) {
-      bad++;
-      GC_CHECK(0, "%s: code %zu (row %zu, col %zu): got 0x%02x, want 0x%02x", what, i, i / w->cols,
-               i % w->cols, gc[i], wc[i]);
-    }
-  const float gs = ((const float *)g->scales)[0], ws = ((const float *)w->scales)[0];
-  if (!same_float(gs, ws)) {
-    bad++;
-    GC_CHECK(0, "%s: scale got %a, want %a", what, (double)gs, (double)ws);
-  }
-  if (!same_float(g->amax, w->amax)) {
-    bad++;
-    GC_CHECK(0, "%s: amax got %a, want %a", what, (double)g->amax, (double)w->amax);
-  }
-  if (!same_float(g->tensor_scale, w->tensor_scale)) {
-    bad++;
-    GC_CHECK(0, "%s: tensor_scale got %a, want %a", what, (double)g->tensor_scale,
-             (double)w->tensor_scale);
-  }
-  if (g->n_saturated != w->n_saturated) {
-    bad++;
-    GC_CHECK(0, "%s: n_saturated got %zu, want %zu", what, g->n_saturated, w->n_saturated);
-  }
-  if (!bad)
-    gc_passed++;
-}
-
 static float *d_x, *d_amax;
 static float *h_x, *h_xt;
 
@@ -107,14 +72,14 @@ static void test_current(lowp_format f, lowp_round r, size_t R, size_t C, int sp
   if (GC_OK(lowp_cuda_quantize(d_x, &g, 1)) && GC_OK(lowp_cuda_qtensor_to_host(&g, &got))) {
     snprintf(what, sizeof what, "current %s %s %zux%zu%s transposed", name, rn, R, C,
              special ? " nan" : "");
-    compare(what, &want, &got);
+    gc_same_qtensor(what, &want, &got);
   }
   /* the amax of x, computed once (into d_amax) by the quantization of x itself ... */
   if (GC_OK(lowpi_cuda_quantize_ex(d_x, &gx, 0, d_amax, 0)) &&
       GC_OK(lowp_cuda_qtensor_to_host(&gx, &got_x))) {
     snprintf(what, sizeof what, "current %s %s %zux%zu%s amax computed", name, rn, R, C,
              special ? " nan" : "");
-    compare(what, &want_x, &got_x);
+    gc_same_qtensor(what, &want_x, &got_x);
     float a = NAN;
     GC_REQUIRE(lowp_cuda_memcpy(&a, d_amax, sizeof a, LOWP_CUDA_D2H));
     GC_CHECK(same_float(a, want_x.rowwise.amax), "%s: the shared amax is %a, want %a", what,
@@ -126,7 +91,7 @@ static void test_current(lowp_format f, lowp_round r, size_t R, size_t C, int sp
       GC_OK(lowp_cuda_qtensor_to_host(&g, &got))) {
     snprintf(what, sizeof what, "current %s %s %zux%zu%s transposed, amax known", name, rn, R, C,
              special ? " nan" : "");
-    compare(what, &want, &got);
+    gc_same_qtensor(what, &want, &got);
   }
   /* a planted amax is the one used (and reported) */
   const float planted = 3.0f;
@@ -169,7 +134,7 @@ static void test_delayed(lowp_format f, lowp_round r, size_t R, size_t C) {
     GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, R * C * sizeof(float), LOWP_CUDA_H2D));
     if (GC_OK(lowp_cuda_quantize(d_x, &g, 1)) && GC_OK(lowp_cuda_qtensor_to_host(&g, &got))) {
       snprintf(what, sizeof what, "delayed %s %s %zux%zu step %d transposed", name, rn, R, C, step);
-      compare(what, &want, &got);
+      gc_same_qtensor(what, &want, &got);
     }
     lowp_delayed_update(&hd);
     GC_OK(lowp_cuda_delayed_update(&dd));
