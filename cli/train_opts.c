@@ -61,6 +61,9 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "                     scheme S does (lowp ptq --help), fp32 backward (straight-through)\n"
     "  --qat-ste plain|clipped  the straight-through estimator of --qat: clipped (default)\n"
     "                     zeroes the gradient of values the forward quantizer clipped\n"
+    "  --qat-grad fp32|quantized  the backward GEMMs of --qat take the unquantized W and X\n"
+    "                     (fp32, default) or the forward's quantized ones (dX = dY Q(W),\n"
+    "                     dW = dY^T Q(X): fake-quantization autograd, as PyTorch QAT)\n"
     "  --qat-hadamard N   rotate the quantized forward operands by the Hadamard transform of\n"
     "                     lowp ptq --hadamard N (16, 32, 128; same signs): deploy the model\n"
     "                     with lowp ptq --scheme S --hadamard N\n";
@@ -91,11 +94,12 @@ static int float_value(const char *verb, const char *name, const char *text, dou
   return 1;
 }
 
-/* --qat S [--qat-ste plain|clipped] [--qat-hadamard N]: the recipe is text (fake-quantized forward,
+/* --qat S [--qat-ste plain|clipped] [--qat-grad fp32|quantized] [--qat-hadamard N]: the recipe is text (fake-quantized forward,
  * straight-through backward), which --recipe accepts as it accepts a preset name or a file. Built
  * once both are known (cli_train_finish); --qat checks the scheme at once. */
 static const char *qat_scheme;
 static int qat_ste = -1;       /* -1: not given (clipped) */
+static int qat_grad = -1;      /* -1: not given (fp32); 1: quantized */
 static long qat_hadamard = -1; /* -1: not given (none) */
 static char qat_text[512];
 
@@ -110,6 +114,17 @@ static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_trai
       return -1;
     }
     qat_ste = !strcmp(v, "clipped");
+    return 1;
+  }
+  m = cli_option_value(verb, argc, argv, i, "--qat-grad", &v);
+  if (m < 0)
+    return -1;
+  if (m == 1) {
+    if (strcmp(v, "fp32") != 0 && strcmp(v, "quantized") != 0) {
+      cli_usage_error(verb, "--qat-grad must be fp32 or quantized, not '%s'", v);
+      return -1;
+    }
+    qat_grad = !strcmp(v, "quantized");
     return 1;
   }
   m = cli_option_value(verb, argc, argv, i, "--qat-hadamard", &v);
@@ -127,7 +142,7 @@ static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_trai
   m = cli_option_value(verb, argc, argv, i, "--qat", &v);
   if (m <= 0)
     return m;
-  if (lowp_ptq_qat_recipe(v, 1, 0, qat_text, sizeof qat_text) != LOWP_OK) {
+  if (lowp_ptq_qat_recipe(v, NULL, qat_text, sizeof qat_text) != LOWP_OK) {
     cli_usage_error(verb, "--qat: %s", lowp_last_error());
     return -1;
   }
@@ -142,6 +157,10 @@ static int qat_finish(const char *verb, lowp_train_config *cfg) {
     cli_usage_error(verb, "--qat-ste needs --qat S");
     return -1;
   }
+  if (qat_grad >= 0 && !qat_scheme) {
+    cli_usage_error(verb, "--qat-grad needs --qat S");
+    return -1;
+  }
   if (qat_hadamard >= 0 && !qat_scheme) {
     cli_usage_error(verb, "--qat-hadamard needs --qat S");
     return -1;
@@ -150,9 +169,8 @@ static int qat_finish(const char *verb, lowp_train_config *cfg) {
     cli_usage_error(verb, "--qat and --recipe exclude each other");
     return -1;
   }
-  if (qat_scheme &&
-      lowp_ptq_qat_recipe(qat_scheme, qat_ste != 0, qat_hadamard > 0 ? (int)qat_hadamard : 0,
-                          qat_text, sizeof qat_text)) {
+  const lowp_qat_opts qo = {qat_ste != 0, qat_hadamard > 0 ? (int)qat_hadamard : 0, qat_grad == 1};
+  if (qat_scheme && lowp_ptq_qat_recipe(qat_scheme, &qo, qat_text, sizeof qat_text)) {
     cli_usage_error(verb, "--qat: %s", lowp_last_error());
     return -1;
   }

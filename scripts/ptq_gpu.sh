@@ -8,7 +8,8 @@
 #            (lowp ptq + lowp eval on the CPU: JOBS processes of THREADS OpenMP threads)
 # 4. plan    lowp sensitivity --budget-bits, plan vs uniform quantization at the same bits
 # 5. qat     on the GPU while the CPU runs 3 and 4: an FT_RECIPE fine-tune and a QAT fine-tune
-#            (--qat S, each STE of QAT_STE) of every scheme, same steps, once per data-order seed
+#            (--qat S, each STE of QAT_STE: plain, clipped, plain-q, clipped-q; -q: --qat-grad
+#            quantized) of every scheme, same steps, once per data-order seed
 #            of QAT_SEEDS (GPU_JOBS arms at a time); then PTQ + eval on the CPU (QAT_EVAL_BATCHES)
 #            and the share of the gap QAT recovers, mean and spread over the seeds. A QAT scheme
 #            written S+hN trains with --qat-hadamard N and every PTQ of its row uses --hadamard N.
@@ -45,7 +46,7 @@ if [ "${1:-}" != __job ]; then # the defaults, exported for the job processes
   SQ_SCHEMES=${SQ_SCHEMES-"fp8-w8a8 int8-w8a8"} # may be empty
   # QAT and the fine-tune-then-quantize arm (GPU)
   QAT_SCHEMES=${QAT_SCHEMES-"bf16 $SCHEMES"} # S+hN: QAT and PTQ with the Hadamard N (nvfp4+h128)
-  QAT_STE=${QAT_STE:-"plain clipped"} # one column each
+  QAT_STE=${QAT_STE:-"plain clipped"} # one column each; E-q: --qat-ste E --qat-grad quantized
   # data-order seeds: every arm once per seed k, its training data from token k * QAT_DATA_STRIDE
   # on (lowp train --data-offset, modulo the stream); the arms of one seed see the same data
   QAT_SEEDS=${QAT_SEEDS:-0} QAT_DATA_STRIDE=${QAT_DATA_STRIDE:-1000003}
@@ -217,7 +218,9 @@ if has qat; then
         a=qat-$e-$s-s$seed
         arms+=("$a")
         arm_scheme[$a]=$s
-        arm_args[$a]="--qat ${s%%+h*} --qat-ste $e $off"
+        case $e in plain | clipped | plain-q | clipped-q) ;; *) die "QAT_STE: '$e' is not plain, clipped, plain-q or clipped-q" ;; esac
+        arm_args[$a]="--qat ${s%%+h*} --qat-ste ${e%-q} $off"
+        [[ $e == *-q ]] && arm_args[$a]+=" --qat-grad quantized"
         [[ $s == *+h* ]] && arm_args[$a]+=" --qat-hadamard ${s##*+h}"
       done
     done
@@ -416,6 +419,11 @@ MD=$OUT/ptq_gpu.md
       "warmup $QAT_WARMUP, on $DEVICE; PTQ after: max calibration, no transform (S+hN: Hadamard N);" \
       "seeds $QAT_SEEDS; evaluation $QAT_EVAL_BATCHES batches of $EVAL_BATCH x $CTX)"
     echo
+    if [[ " $QAT_STE " == *-q\ * ]]; then
+      echo "STE E-q: \`--qat-ste E --qat-grad quantized\` (the backward GEMMs take the forward's" \
+        "quantized W and X: dX = dY Q(W), dW = dY^T Q(X)); plain / clipped: the fp32 W and X."
+      echo
+    fi
     if [ "$nseeds" -gt 1 ]; then
       echo "Perplexity cells: means over the seeds. Recovered: mean +- standard deviation over" \
         "the seeds (each seed's share; pooled: the share of the mean gap)."

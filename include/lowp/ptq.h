@@ -80,15 +80,26 @@ lowp_status lowp_ptq_scheme_find(const char *name, const lowp_ptq_scheme **schem
 /* Storage bits per weight of a (rows, cols) weight under the scheme, scales included
  * (codes' bits + block scales' bits + 32 for a tensor scale, divided by rows * cols). */
 lowp_status lowp_ptq_scheme_bits(const lowp_ptq_scheme *s, size_t rows, size_t cols, double *bits);
+/* The straight-through estimator of a QAT recipe (lowp_ptq_qat_recipe). */
+typedef struct {
+  /* 1: the clipped STE, each quantized operand with the recipe option clip-mask (the gradient
+   * of a value the quantizer clipped is 0: lowp_qtensor_clip_mask); 0: the plain STE. */
+  int clipped_ste;
+  /* 0, 16, 32 or 128: each quantized forward operand is rotated first (recipe option
+   * hadamard=N) with the sign seed of lowp_ptq's --hadamard N (recipe key hadamard_seed), so
+   * that the model trains with the very rotation that PTQ of the same scheme with --hadamard N
+   * deploys; not for bf16 (PTQ rotates no bf16 layer). */
+  int hadamard;
+  /* 1: the backward GEMMs take the forward's quantized operands (recipe lines "dgrad.w =
+   * fprop.w", "wgrad.x = fprop.x": dX = dY Q(W), dW = dY^T Q(X)), the gradient of
+   * fake-quantization autograd (PyTorch, torchao); 0: the unquantized W and X. */
+  int quantized_grad;
+} lowp_qat_opts;
+
 /* The text of a QAT recipe (lowp_recipe_parse) that fake-quantizes the forward operands as the
  * scheme does, with an fp32 backward through the dequantized values (straight-through
- * estimator). clipped_ste: the clipped STE, each quantized operand with the recipe option
- * clip-mask (the gradient of a value the quantizer clipped is 0: lowp_qtensor_clip_mask); 0: the
- * plain STE (every gradient passes). hadamard (0, 16, 32 or 128): each quantized forward operand
- * is rotated first (recipe option hadamard=N) with the sign seed of lowp_ptq's --hadamard N
- * (recipe key hadamard_seed), so that the model trains with the very rotation that PTQ of the
- * same scheme with --hadamard N deploys; not for bf16 (PTQ rotates no bf16 layer). */
-lowp_status lowp_ptq_qat_recipe(const char *scheme, int clipped_ste, int hadamard, char *buf,
+ * estimator, as opts says; NULL: the clipped STE, no rotation, unquantized backward operands). */
+lowp_status lowp_ptq_qat_recipe(const char *scheme, const lowp_qat_opts *opts, char *buf,
                                 size_t len);
 
 /* ---- mixed-precision plans: "hf_name = scheme" per line ---- */

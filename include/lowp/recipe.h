@@ -45,13 +45,19 @@ typedef struct {
   int hadamard;         /* 0, 16, 32 or 128: random Hadamard along the reduction dimension */
   lowp_mx_rule mx_rule; /* e8m0 scale rule of MX schemes */
   int clip_mask_ste;    /* Quartet: pass gradients only where the forward value was not clipped */
-  /* Delayed scaling: 0, or 1 + the slot of the same tensor whose delayed-scaling state (amax
-   * history and scale) this slot shares, as Transformer Engine keeps one per tensor role: the
-   * input X (fprop.x, wgrad.x), the weight W (fprop.w, dgrad.w) and the output gradient dY
-   * (dgrad.dy, wgrad.dy). Only the later slot of a pair shares the earlier one, and both must
-   * quantize alike (the same delayed scheme, rounding, Hadamard and options). The scale is
-   * fixed within a step (it changes at the step's end), so a shared slot quantizes with the
-   * owner's scale and records its amax into the owner's history (the max of the two). */
+  /* 0, or 1 + the slot of the same tensor whose quantized tensor this slot takes: the input X
+   * (fprop.x, wgrad.x), the weight W (fprop.w, dgrad.w) or the output gradient dY (dgrad.dy,
+   * wgrad.dy). Only the later slot of a pair shares the earlier one, and both quantize alike
+   * (copied from the owner when parsed).
+   * - Delayed scaling (Transformer Engine's one state per tensor role): the slot shares the
+   *   owner's amax history and scale. The scale is fixed within a step (it changes at the step's
+   *   end), so a shared slot quantizes with the owner's scale (the same codes: one scale per
+   *   tensor) and records its amax into the owner's history (the max of the two).
+   * - Any other quantization: the slot's operand is the owner's quantized values, blocks and
+   *   random draws along the owner's reduction dimension (dgrad.w = fprop.w: dX = dY Q(W),
+   *   wgrad.x = fprop.x: dW = dY^T Q(X)). With the other backward operands "none" this is the
+   *   straight-through estimator of fake-quantization autograd (PyTorch QAT, torchao): the exact
+   *   gradient of the quantized forward, passed through the quantizer as the identity. */
   int shares;
 } lowp_operand_spec;
 
@@ -101,8 +107,9 @@ lowp_status lowp_recipe_preset(const char *name, lowp_recipe *out);
  *                              [hadamard=16|32|128] [mx=floor|ceil|rceil] [clip-mask]
  *   fprop | dgrad | wgrad | forward | backward | all = ... (several slots at once)
  *   wgrad.x = fprop.x | dgrad.w = fprop.w | wgrad.dy = dgrad.dy
- *                              (delayed scaling: quantize as the named slot does now, sharing
- *                              its amax history and scale: lowp_operand_spec.shares)
+ *                              (quantize as the named slot does now and take its quantized
+ *                              tensor: delayed scaling shares its amax history and scale, any
+ *                              other quantization its values: lowp_operand_spec.shares)
  *   keep_first = N, keep_last = N
  *   master = fp32|bf16, grad = fp32|bf16, optimizer_state = fp32|bf16|8bit
  *   loss_scale = none|dynamic|<number>, loss_scale_init = <number>, loss_scale_interval = N
@@ -119,7 +126,8 @@ lowp_status lowp_recipe_resolve(const char *name_or_path, lowp_recipe *out);
 lowp_status lowp_recipe_format(const lowp_recipe *r, char *buf, size_t len);
 
 /* LOWP_OK when every shared operand (lowp_operand_spec.shares) is legal: the later slot of one
- * tensor's pair shares the earlier one, which uses delayed scaling, and both quantize alike;
+ * tensor's pair shares the earlier one, which is a quantization (not a cast or "none"), and
+ * both quantize alike;
  * else LOWP_ERR_INVALID_ARG naming the slots. The parser, the presets and the executors check
  * it; a recipe built in code may call it too. */
 lowp_status lowp_recipe_check(const lowp_recipe *r);

@@ -170,10 +170,22 @@ static lowpi_fp8_block_kind block_kind(const op_state *o) {
   return o->cfg.mode == LOWP_SCALING_BLOCK_2D ? LOWPI_FP8_BLOCK_128X128 : (lowpi_fp8_block_kind)0;
 }
 
+/* Whether the operand is its owner's quantized values (lowp_operand_spec.shares without delayed
+ * scaling: the QAT backward) where quantizing it along its own reduction dimension would give
+ * other values: blocks or rows, stochastic rounding or a Hadamard rotation along the owner's.
+ * (A per-tensor RNE quantization gives the same codes either way: the usual paths.) */
+static int takes_owner_values(const op_state *o) {
+  return o->kind == LOWPI_OPERAND_QUANT && o->spec.shares && !o->delayed &&
+         (o->cfg.mode != LOWP_SCALING_TENSOR || o->spec.round != LOWP_ROUND_RNE ||
+          o->spec.hadamard);
+}
+
 static gemm_run run_of(const lowpi_gpu_linears *g, const op_state *a, const op_state *b, int m,
                        int n, int k) {
   if (a->kind == LOWPI_OPERAND_NONE && b->kind == LOWPI_OPERAND_NONE)
     return RUN_FP32;
+  if (takes_owner_values(a) || takes_owner_values(b)) /* blocks along the other dimension */
+    return bf16_exact(a) && bf16_exact(b) ? RUN_BF16 : RUN_FP32;
   if (a->kind == LOWPI_OPERAND_CAST && b->kind == LOWPI_OPERAND_CAST &&
       a->cast_format == b->cast_format)
     return a->cast_format == LOWP_BF16 ? RUN_BF16 : RUN_FP16;
@@ -645,7 +657,8 @@ static int both_ok(const op_state *a, const op_state *b) {
  * the choice cannot change after a block GEMM refused at run time. */
 static int xb_keeps(const lowpi_gpu_linears *g, const lin_state *ls) {
   const op_state *f = &ls->op[LOWP_OP_FPROP_X], *w = &ls->op[LOWP_OP_WGRAD_X];
-  return !(g->plain & LOWPI_GPU_PLAIN_XB) && both_ok(f, w) && f->cfg.round == LOWP_ROUND_RNE;
+  return !(g->plain & LOWPI_GPU_PLAIN_XB) && both_ok(f, w) && f->cfg.round == LOWP_ROUND_RNE &&
+         !takes_owner_values(w);
 }
 
 /* The start of a forward: the kept X^T is this forward's once the fprop has made it. */
@@ -659,7 +672,7 @@ static void xb_begin(const lowpi_gpu_linears *g, lin_state *ls) {
 static void dyb_begin(const lowpi_gpu_linears *g, lin_state *ls, int N, int C, int OC) {
   const op_state *d = &ls->op[LOWP_OP_DGRAD_DY], *w = &ls->op[LOWP_OP_WGRAD_DY];
   ls->dyb_valid = 0;
-  ls->dyb_on = !(g->plain & LOWPI_GPU_PLAIN_BLOCK_T) && both_ok(d, w) &&
+  ls->dyb_on = !(g->plain & LOWPI_GPU_PLAIN_BLOCK_T) && both_ok(d, w) && !takes_owner_values(w) &&
                run_of(g, w, &ls->op[LOWP_OP_WGRAD_X], OC, C, N) == RUN_FP8_BLOCK;
 }
 
@@ -779,6 +792,41 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
   return LOWP_OK;
 }
 
+/* The operand of a slot that takes its owner's values (takes_owner_values): x (rows, cols) as
+ * the owner quantized it, along the columns (every owner's reduction runs along them), with the
+ * owner's configuration and random stream, dequantized (and rotated back) in x's layout; the
+ * GEMM reduces down its columns. The CPU executor's operand hook does the same. */
+static lowp_status owner_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot,
+                                 lowpi_operand which, gemm_run run, const float *x, size_t rows,
+                                 size_t cols, int k_along_cols, operand *out) {
+  const lowp_operand owner = (lowp_operand)(ls->op[slot].spec.shares - 1);
+  const op_state *o = &ls->op[owner];
+  if (k_along_cols || !x || (run != RUN_BF16 && run != RUN_FP32))
+    return lowpi_fail(LOWP_ERR_INTERNAL,
+                      "gpu recipe: linear %d's %s takes %s's values, but runs a %d GEMM%s",
+                      ls->index, lowp_operand_name(slot), lowp_operand_name(owner), (int)run,
+                      x ? "" : " without its fp32 input");
+  const size_t n = rows * cols;
+  lowp_cuda_qtensor *q = NULL;
+  LOWPI_TRY(qbuf_get(g, owner, &o->cfg, rows, cols, &q));
+  q->cfg.offset = slot_offset(g, ls, owner);
+  q->delayed = NULL;
+  void *vals;
+  LOWPI_TRY(scratch_get(&g->tmp[which], n * sizeof(float), &vals));
+  LOWPI_TRY(lowp_cuda_fake_quant((float *)vals, x, q, o->spec.hadamard, g->had_seed));
+  *out = (operand){vals, LOWP_FP32, NULL, (lowpi_fp8_block_kind)0, 1};
+  if (run == RUN_BF16) { /* the values are exact in bf16 (run_of: bf16_exact) */
+    void *codes;
+    LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
+    const lowp_cast_opts opts = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+    LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, vals, n, codes, &opts));
+    out->ptr = codes;
+    out->format = LOWP_BF16;
+  }
+  g->counts.owner_values++;
+  return LOWP_OK;
+}
+
 /* Bring x (rows, cols) to what GEMM `run` multiplies, as the CPU's operand hook would (the
  * same values; SR, quantization and Hadamard along the reduction dimension, which runs along
  * the columns when k_along_cols, else down them). `which` picks the scratch buffers. x_bf16
@@ -796,6 +844,8 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
     *out = (operand){x_bf16, LOWP_BF16, NULL, (lowpi_fp8_block_kind)0, !k_along_cols};
     return LOWP_OK;
   }
+  if (takes_owner_values(o))
+    return owner_operand(g, ls, slot, which, run, x, rows, cols, k_along_cols, out);
   int done = 0; /* 1x128 blocks both ways, or the wgrad's kept X */
   LOWPI_TRY(block_both_operand(g, ls, slot, run, x, rows, cols, k_along_cols, out, &done));
   if (done)

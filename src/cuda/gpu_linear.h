@@ -268,6 +268,8 @@ typedef struct {
   unsigned long long x_block_kept;  /* wgrads that took those kept X^T codes */
   unsigned long long block_t;       /* wgrad operands (1x128 blocks along N) quantized straight
                                        from their untransposed fp32 values: no fp32 transpose */
+  unsigned long long owner_values;  /* backward operands that took their owner slot's quantized
+                                       values (the QAT backward: "wgrad.x = fprop.x") */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);

@@ -74,38 +74,46 @@ lowp_status lowp_ptq_scheme_bits(const lowp_ptq_scheme *s, size_t rows, size_t c
   return LOWP_OK;
 }
 
-lowp_status lowp_ptq_qat_recipe(const char *scheme, int clipped_ste, int hadamard, char *buf,
+lowp_status lowp_ptq_qat_recipe(const char *scheme, const lowp_qat_opts *opts, char *buf,
                                 size_t len) {
+  const lowp_qat_opts o = opts ? *opts : (lowp_qat_opts){1, 0, 0};
   const lowp_ptq_scheme *s;
   LOWPI_TRY(lowp_ptq_scheme_find(scheme, &s));
   const int bf16 = !strcmp(s->weight_scheme, "bf16");
-  if (hadamard && hadamard != 16 && hadamard != 32 && hadamard != 128)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "QAT: Hadamard size %d (16, 32 or 128)", hadamard);
-  if (hadamard && bf16)
+  if (o.hadamard && o.hadamard != 16 && o.hadamard != 32 && o.hadamard != 128)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "QAT: Hadamard size %d (16, 32 or 128)", o.hadamard);
+  if (o.hadamard && bf16)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "QAT: scheme %s takes no Hadamard rotation (PTQ rotates no bf16 layer)",
                       s->name);
   /* No base: every other operand is "none", so the backward runs in fp32 on the dequantized
    * values, which is the straight-through estimator; clip-mask zeroes the gradient of the
    * values the forward quantizer clipped (lowp_qtensor_clip_mask). A bf16 cast clips nothing. */
-  const char *opt = clipped_ste && !bf16 ? " clip-mask" : "";
-  char had[24] = "";
-  if (hadamard)
-    snprintf(had, sizeof had, " hadamard=%d", hadamard);
-  char hname[16] = "";
-  if (hadamard)
-    snprintf(hname, sizeof hname, "-h%d", hadamard);
-  int n = snprintf(buf, len, "name = qat-%s%s%s\n", s->name, hname, clipped_ste ? "" : "-plain");
+  const char *opt = o.clipped_ste && !bf16 ? " clip-mask" : "";
+  char had[24] = "", hname[16] = "";
+  if (o.hadamard) {
+    snprintf(had, sizeof had, " hadamard=%d", o.hadamard);
+    snprintf(hname, sizeof hname, "-h%d", o.hadamard);
+  }
+  int n = snprintf(buf, len, "name = qat-%s%s%s%s\n", s->name, hname,
+                   o.clipped_ste ? "" : "-plain", o.quantized_grad ? "-qgrad" : "");
   size_t used = n < 0 ? len : (size_t)n;
   for (const char *line = s->qat_forward; *line && used < len;) {
     size_t k = strcspn(line, "\n");
     n = snprintf(buf + used, len - used, "%.*s%s%s\n", (int)k, line, had, opt);
     used = n < 0 ? len : used + (size_t)n;
+    /* "fprop.w = ..." -> "dgrad.w = fprop.w": the backward takes the forward's values (a bf16
+     * cast is no quantization to share: its backward stays fp32) */
+    if (o.quantized_grad && !bf16 && used < len) {
+      n = snprintf(buf + used, len - used, "%s = fprop.%c\n",
+                   line[6] == 'w' ? "dgrad.w" : "wgrad.x", line[6]);
+      used = n < 0 ? len : used + (size_t)n;
+    }
     line += k + (line[k] == '\n');
   }
   /* PTQ's rotation (qmodel.c): the same signs, so a QAT'd model deploys with the rotation it
    * trained with. */
-  if (hadamard && used < len) {
+  if (o.hadamard && used < len) {
     n = snprintf(buf + used, len - used, "hadamard_seed = 0x%016llx\n",
                  (unsigned long long)LOWPI_PTQ_HADAMARD_SEED);
     used = n < 0 ? len : used + (size_t)n;

@@ -40,9 +40,10 @@ static lowp_operand partner_of(lowp_operand op) {
   return partner[op];
 }
 
-static int is_delayed_scheme(const char *s) {
-  size_t n = strlen(s);
-  return n > 8 && !strcmp(s + n - 8, "-delayed");
+/* Whether a slot's scheme is a quantization (not "none" or a cast), which another slot may
+ * share (lowp_operand_spec.shares). */
+static int is_quantization(const char *s) {
+  return strcmp(s, "none") != 0 && strcmp(s, "bf16") != 0 && strcmp(s, "fp16") != 0;
 }
 
 lowp_status lowp_recipe_check(const lowp_recipe *r) {
@@ -55,20 +56,20 @@ lowp_status lowp_recipe_check(const lowp_recipe *r) {
     const lowp_operand slot = (lowp_operand)i, owner = partner_of(slot);
     if (s->shares != 1 + (int)owner || owner > slot)
       return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                        "recipe: %s shares slot %d's delayed-scaling state; only 'wgrad.x = "
+                        "recipe: %s shares slot %d's quantized tensor; only 'wgrad.x = "
                         "fprop.x', 'dgrad.w = fprop.w' and 'wgrad.dy = dgrad.dy' are allowed (the "
                         "later slot of one tensor's pair)",
                         operand_names[i], s->shares - 1);
     const lowp_operand_spec *o = &r->op[owner];
-    if (!is_delayed_scheme(o->scheme))
+    if (!is_quantization(o->scheme))
       return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                        "recipe: %s = %s, but %s uses '%s', not delayed scaling: only delayed-"
-                        "scaling states are shared",
+                        "recipe: %s = %s, but %s is '%s', not a quantization: only quantized "
+                        "tensors are shared",
                         operand_names[i], operand_names[owner], operand_names[owner], o->scheme);
     if (strcmp(s->scheme, o->scheme) != 0 || s->round != o->round || s->hadamard != o->hadamard ||
         s->mx_rule != o->mx_rule || s->clip_mask_ste != o->clip_mask_ste)
       return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                        "recipe: %s shares %s's delayed-scaling state but quantizes differently "
+                        "recipe: %s shares %s's quantized tensor but quantizes differently "
                         "(%s %s hadamard=%d against %s %s hadamard=%d): shared operands must agree "
                         "in scheme, rounding, Hadamard and options",
                         operand_names[i], operand_names[owner], s->scheme,
@@ -267,7 +268,7 @@ static lowp_status parse_operand(char *value, int line, lowp_operand_spec *spec)
 static lowp_status parse_line(char *key, char *value, int line, lowp_recipe *r) {
   long v;
   unsigned mask = operand_mask(key);
-  for (int i = 0; mask && i < LOWP_OP_COUNT; i++) { /* "wgrad.x = fprop.x": share its state */
+  for (int i = 0; mask && i < LOWP_OP_COUNT; i++) { /* "wgrad.x = fprop.x": take its tensor */
     if (strcmp(value, operand_names[i]) != 0)
       continue;
     const lowp_operand owner = (lowp_operand)i;
@@ -279,10 +280,10 @@ static lowp_status parse_line(char *key, char *value, int line, lowp_recipe *r) 
     lowp_operand_spec *s = &r->op[partner_of(owner)];
     *s = r->op[owner]; /* quantized as the owner is now */
     s->shares = 1 + (int)owner;
-    if (!is_delayed_scheme(s->scheme))
+    if (!is_quantization(s->scheme))
       return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                        "recipe line %d: '%s = %s': %s uses '%s', not delayed scaling: only "
-                        "delayed-scaling states are shared",
+                        "recipe line %d: '%s = %s': %s is '%s', not a quantization: only "
+                        "quantized tensors are shared",
                         line, key, value, value, s->scheme);
     return LOWP_OK;
   }

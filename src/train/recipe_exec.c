@@ -164,6 +164,13 @@ static lowp_status operand_hook(void *user, lowpi_gemm gemm, lowpi_operand which
   }
   if (k_along_cols)
     return fake_quant_rows(ls->ex, ls, slot, out, inp, rows, cols);
+  const op_state *o = &ls->op[slot];
+  if (o->spec.shares && !o->delayed) {
+    /* The owner's quantized values (lowp_operand_spec.shares): the owner quantized this same
+     * tensor along its columns (every owner slot's reduction runs along them); again, with the
+     * owner's state and stream, for the same values. */
+    return fake_quant_rows(ls->ex, ls, (lowp_operand)(o->spec.shares - 1), out, inp, rows, cols);
+  }
   /* The reduction runs down the columns: quantize the transpose (TE's column-wise copy). */
   float *t = malloc(2 * rows * cols * sizeof(float));
   if (!t)
@@ -254,7 +261,8 @@ lowp_status lowpi_operand_plan_of(const lowp_recipe *r, lowp_operand slot, uint6
 }
 
 /* Resolve one operand of the recipe into its executable state; a shared delayed-scaling state
- * (lowp_operand_spec.shares) is the owner's, an earlier slot of the same linear. */
+ * (lowp_operand_spec.shares) is the owner's, an earlier slot of the same linear (a shared
+ * quantization of any other kind takes the owner's values: operand_hook). */
 static lowp_status op_init(lowpi_recipe_exec *ex, const lowp_recipe *r, linear_state *ls,
                            lowp_operand slot) {
   op_state *o = &ls->op[slot];

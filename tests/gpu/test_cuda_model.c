@@ -150,10 +150,20 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   const size_t N = (size_t)B * T;
   lowp_recipe recipe;
   if (!strncmp(recipe_name, "qat-", 4)) { /* lowp train --qat S (clipped STE): the PTQ scheme S */
-    /* "qat-h32-S": --qat S --qat-hadamard 32 (PTQ's Hadamard signs: recipe hadamard_seed) */
-    const int had = !strncmp(recipe_name, "qat-h32-", 8) ? 32 : 0;
+    /* "qat-q-S": --qat-grad quantized (the backward takes the forward's quantized operands);
+     * "qat-h32-S": --qat-hadamard 32 (PTQ's Hadamard signs: recipe hadamard_seed) */
+    const char *scheme = recipe_name + 4;
+    lowp_qat_opts qo = {1, 0, 0};
+    if (!strncmp(scheme, "q-", 2)) {
+      qo.quantized_grad = 1;
+      scheme += 2;
+    }
+    if (!strncmp(scheme, "h32-", 4)) {
+      qo.hadamard = 32;
+      scheme += 4;
+    }
     char text[512];
-    if (!GC_OK(lowp_ptq_qat_recipe(recipe_name + (had ? 8 : 4), 1, had, text, sizeof text)) ||
+    if (!GC_OK(lowp_ptq_qat_recipe(scheme, &qo, text, sizeof text)) ||
         !GC_OK(lowp_recipe_parse(text, &recipe)))
       return;
   } else if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe))) {
@@ -206,6 +216,10 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
                "%s fp8-block: an sm_90 device, but %llu native block GEMMs (%llu refused: %s)",
                arch ? "llama" : "gpt2", cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK], cn.block_refused,
                lowp_last_error());
+    if (!strncmp(recipe_name, "qat-q-", 6)) /* the backward took the forward's Q(W), Q(X) */
+      GC_CHECK(cn.owner_values >= 4u * (unsigned)cfg.n_layer,
+               "%s %s: %llu backward operands took the forward's quantized values, want >= %d",
+               arch ? "llama" : "gpt2", recipe_name, cn.owner_values, 4 * cfg.n_layer);
     if (strcmp(recipe_name, "fp32") && strncmp(recipe_name, "qat-", 4)) /* QAT: fp32 backward */
       GC_CHECK(cn.dy_reused > 0, "%s %s: the LM head's dY was quantized twice",
                arch ? "llama" : "gpt2", recipe_name);
@@ -335,7 +349,8 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   int fp32 = !strcmp(recipe_name, "fp32");
   int fp4 = !strcmp(recipe_name, "nvfp4") || !strcmp(recipe_name, "mxfp4-quartet") ||
             !strcmp(recipe_name, "qat-nvfp4") || !strcmp(recipe_name, "qat-mxfp4") ||
-            !strcmp(recipe_name, "qat-h32-nvfp4");
+            !strcmp(recipe_name, "qat-h32-nvfp4") || !strcmp(recipe_name, "qat-q-nvfp4") ||
+            !strcmp(recipe_name, "qat-q-h32-mxfp4");
   double tol_loss = fp32 ? 1e-5 : 2e-2, tol_grad = fp32 ? 1e-4 : fp4 ? 2.5e-1 : 1e-1;
   double dl = fabs((double)loss_gpu - loss_cpu) / fabs((double)loss_cpu);
   int finite;
@@ -885,7 +900,9 @@ int main(void) {
                                         "qat-bf16", "qat-int8", "qat-fp8", "qat-int4-g128",
                                         "qat-nf4", "qat-nvfp4-w4a16", "qat-mxfp4-w4a16",
                                         "qat-fp8-w8a8", "qat-int8-w8a8", "qat-nvfp4", "qat-mxfp4",
-                                        "qat-h32-nvfp4", "qat-h32-int4-g128"};
+                                        "qat-h32-nvfp4", "qat-h32-int4-g128",
+                                        /* --qat-grad quantized */
+                                        "qat-q-nvfp4", "qat-q-int8-w8a8", "qat-q-h32-mxfp4"};
   test_linear_bf16("bf16", 0);        /* a block's qkv */
   test_linear_bf16("fp8-current", 4); /* the LM head, bf16 in every recipe */
   test_linear_x8("fp8-current");

@@ -225,7 +225,8 @@ static void qat_grads(const char *scheme, int clipped, const char *tensor, float
   w.data[0] = 1.9f;
   w.data[16] = 1.9f * 247.0f / 448.0f;
   char text[512];
-  TU_ASSERT_OK(lowp_ptq_qat_recipe(scheme, clipped, 0, text, sizeof text));
+  const lowp_qat_opts qo = {clipped, 0, 0};
+  TU_ASSERT_OK(lowp_ptq_qat_recipe(scheme, &qo, text, sizeof text));
   assert_true((strstr(text, "clip-mask") != NULL) == (clipped != 0));
   lowp_recipe r;
   TU_ASSERT_OK(lowp_recipe_parse(text, &r));

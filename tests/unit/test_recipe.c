@@ -144,8 +144,9 @@ static void test_custom_and_errors(void **state) {
 }
 
 /* GradScaler, against PyTorch's rules written out step by step. */
-/* Shared delayed-scaling states: "wgrad.x = fprop.x" copies the slot and shares its state; the
- * text form round-trips; illegal sharing is refused with a message that names the slots. */
+/* Shared quantized tensors: "wgrad.x = fprop.x" copies the slot and shares its state (delayed
+ * scaling) or values (any other quantization); the text form round-trips; illegal sharing is
+ * refused with a message that names the slots. */
 static void test_shared_states(void **state) {
   (void)state;
   lowp_recipe r;
@@ -161,17 +162,23 @@ static void test_shared_states(void **state) {
   /* A later assignment of the slot ends the sharing. */
   TU_ASSERT_OK(lowp_recipe_parse("base = fp8-delayed\nwgrad.x = fp8-delayed\n", &r));
   assert_int_equal(r.op[LOWP_OP_WGRAD_X].shares, 0);
+  /* Any quantization may be shared (its values: the QAT backward). */
+  TU_ASSERT_OK(lowp_recipe_parse("fprop.w = nvfp4 hadamard=16 clip-mask\ndgrad.w = fprop.w\n", &r));
+  expect_op(&r, LOWP_OP_DGRAD_W, "nvfp4", LOWP_ROUND_RNE, 16);
+  assert_int_equal(r.op[LOWP_OP_DGRAD_W].shares, 1 + LOWP_OP_FPROP_W);
+  assert_int_equal(r.op[LOWP_OP_DGRAD_W].clip_mask_ste, 1);
   struct {
     const char *text, *needle;
   } bad[] = {
       {"all = fp8-delayed\nfprop.x = wgrad.x", "line 2: 'fprop.x = wgrad.x'"},
       {"all = fp8-delayed\nwgrad.x = fprop.w", "'wgrad.x = fprop.w'"},
       {"all = fp8-delayed\nbackward = fprop.x", "'backward = fprop.x'"},
-      {"all = fp8-tensor\nwgrad.x = fprop.x", "not delayed scaling"},
+      {"all = bf16\nwgrad.x = fprop.x", "not a quantization"},
+      {"fprop.x = fp8-tensor\nwgrad.x = fprop.x\nfprop.x = none", "not a quantization"},
       /* the owner changed after the sharing line: they no longer agree */
       {"base = fp8-delayed\nfprop.x = e5m2-delayed", "wgrad.x shares fprop.x"},
       {"base = fp8-delayed\ndgrad.dy = e5m2-delayed hadamard=16", "hadamard=0 against"},
-      {"base = fp8-delayed\nforward = fp8-tensor", "not delayed scaling"},
+      {"base = fp8-delayed\nforward = fp8-tensor", "dgrad.w shares fprop.w"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     lowp_status st = lowp_recipe_parse(bad[i].text, &r);
