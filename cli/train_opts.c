@@ -94,9 +94,10 @@ static int float_value(const char *verb, const char *name, const char *text, dou
   return 1;
 }
 
-/* --qat S [--qat-ste plain|clipped] [--qat-grad fp32|quantized] [--qat-hadamard N]: the recipe is text (fake-quantized forward,
- * straight-through backward), which --recipe accepts as it accepts a preset name or a file. Built
- * once both are known (cli_train_finish); --qat checks the scheme at once. */
+/* --qat S [--qat-ste plain|clipped] [--qat-grad fp32|quantized] [--qat-hadamard N]: the recipe is
+ * text (fake-quantized forward, straight-through backward), which --recipe accepts as it accepts a
+ * preset name or a file. Built once both are known (cli_train_finish); --qat checks the scheme at
+ * once. */
 static const char *qat_scheme;
 static int qat_ste = -1;       /* -1: not given (clipped) */
 static int qat_grad = -1;      /* -1: not given (fp32); 1: quantized */

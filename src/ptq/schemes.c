@@ -95,8 +95,8 @@ lowp_status lowp_ptq_qat_recipe(const char *scheme, const lowp_qat_opts *opts, c
     snprintf(had, sizeof had, " hadamard=%d", o.hadamard);
     snprintf(hname, sizeof hname, "-h%d", o.hadamard);
   }
-  int n = snprintf(buf, len, "name = qat-%s%s%s%s\n", s->name, hname,
-                   o.clipped_ste ? "" : "-plain", o.quantized_grad ? "-qgrad" : "");
+  int n = snprintf(buf, len, "name = qat-%s%s%s%s\n", s->name, hname, o.clipped_ste ? "" : "-plain",
+                   o.quantized_grad ? "-qgrad" : "");
   size_t used = n < 0 ? len : (size_t)n;
   for (const char *line = s->qat_forward; *line && used < len;) {
     size_t k = strcspn(line, "\n");

@@ -151,8 +151,8 @@ static void check_scheme(const char *scheme, const char *wcfg, const char *xcfg,
   matmul(want, scale, dyd, OC, 1, wd, 1, C, N, C, OC);
   e = excess(plain.dx, want, scale, N * C);
   if (!(e <= 1.0) || !(ctl_dx > 100.0))
-    fail_msg("%s: fp32-backward control: dX off dY W by %.3g, off dY Q(W) by only %.3g", scheme,
-             e, ctl_dx);
+    fail_msg("%s: fp32-backward control: dX off dY W by %.3g, off dY Q(W) by only %.3g", scheme, e,
+             ctl_dx);
   if (xcfg && !(ctl_dw > 100.0))
     fail_msg("%s: fp32-backward control: dW off dY^T Q(X) by only %.3g", scheme, ctl_dw);
 }
