@@ -135,7 +135,7 @@ LOWPI_HD uint32_t lowpi_encode_nf4_tree(float x, lowp_round r, uint64_t seed, ui
     return 15u;
   uint32_t lo = 0;
   float a = lowpi_nf4_value(0u), b = lowpi_nf4_value(1u);
-#ifdef __CUDACC__
+#ifdef __CUDA_ARCH__
 #pragma unroll
 #endif
   for (uint32_t k = 1; k <= 14u; k++) {
