@@ -369,8 +369,7 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
             yc[q][k] = yc[q][k] * s.enc;
             sat += j0 + k < c1 ? lowpi_saturates(yc[q][k], p.fmax_bits) : 0u;
           }
-          lowpi_store_codes16<FF, RR>(yc[q], vec, valid, codes, bytes, f, rnd, seed, offset,
-                                      idx0);
+          lowpi_store_codes16<FF, RR>(yc[q], vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
         }
       }
     } else {
@@ -453,12 +452,25 @@ __global__ void dequant_chunks(const void *__restrict__ codes, int bytes, lowpi_
       for (int k = 0; k < 16; k++)
         code[k] = j0 + k < C ? lowpi_load_code(codes, bytes, idx0 + k) : 0u;
     }
+    /* the block scale of each value: one lookup for the chunk when it lies in one block */
+    float sc[16];
+    if (uniform) {
+      const size_t b = row_b + j0 / bc;
+      const float s = byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        sc[k] = s;
+    } else {
+#pragma unroll
+      for (int k = 0; k < 16; k++) {
+        const size_t b = row_b + (j0 + k < C ? j0 + k : j0) / bc;
+        sc[k] = byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
+      }
+    }
     float v[16];
 #pragma unroll
     for (int k = 0; k < 16; k++) {
-      const size_t b = row_b + (uniform ? j0 : j0 + k < C ? j0 + k : j0) / bc;
-      const float s = byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
-      v[k] = (bytes == 1 ? lut[code[k]] : lowpi_decode(f, code[k])) * s;
+      v[k] = (bytes == 1 ? lut[code[k]] : lowpi_decode(f, code[k])) * sc[k];
       if (nvfp4)
         v[k] = v[k] / s_enc;
     }
@@ -718,8 +730,7 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
   if (rowblock || tiles) {
     if (c->mode == LOWP_SCALING_NVFP4) { /* s_enc needs the global amax first */
       if (amax && amax_known) {
-        LOWPI_CUDA_TRY(
-            cudaMemcpyAsync(d->amax, amax, sizeof(float), cudaMemcpyDeviceToDevice, 0));
+        LOWPI_CUDA_TRY(cudaMemcpyAsync(d->amax, amax, sizeof(float), cudaMemcpyDeviceToDevice, 0));
       } else {
         LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax));
         if (amax)

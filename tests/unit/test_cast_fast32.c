@@ -145,8 +145,7 @@ static void test_nf4_points(void **state) {
   size_t n = 0;
   for (uint32_t c = 0; c < 16; c++) {
     const float v = lowpi_nf4_value(c);
-    const float mid =
-        c < 15 ? (float)(((double)v + (double)lowpi_nf4_value(c + 1)) / 2.0) : 1.0f;
+    const float mid = c < 15 ? (float)(((double)v + (double)lowpi_nf4_value(c + 1)) / 2.0) : 1.0f;
     const float pts[2] = {v, mid};
     for (int p = 0; p < 2; p++) {
       const float around[3] = {nextafterf(pts[p], -2.0f), pts[p], nextafterf(pts[p], 2.0f)};
