@@ -120,25 +120,39 @@ __global__ void decode_vec(const void *__restrict__ codes, size_t n, float *__re
       lut[c] = lowpi_decode(f, c);
     __syncthreads();
   }
-  const size_t nvec = n / VEC;
-  for (size_t v = lowpi_global_tid(); v < nvec; v += lowpi_grid_stride()) {
-    uint4 u = ((const uint4 *)codes)[v];
-    uint32_t w[4] = {u.x, u.y, u.z, u.w};
-    float4 *dst = (float4 *)(x + v * VEC);
+  /* U 16-byte loads of codes per thread and step, all issued before the first is decoded:
+   * the codes are a fifth of the traffic, so one load per thread would keep too few bytes in
+   * flight. */
+  constexpr int U = BYTES == 1 ? 4 : 2;
+  const size_t nvec = n / VEC, stride = lowpi_grid_stride();
+  for (size_t v0 = lowpi_global_tid(); v0 < nvec; v0 += U * stride) {
+    uint4 u[U];
 #pragma unroll
-    for (int j = 0; j < VEC / 4; j++) {
-      float o[4];
+    for (int q = 0; q < U; q++)
+      if (v0 + q * stride < nvec)
+        u[q] = ((const uint4 *)codes)[v0 + q * stride];
 #pragma unroll
-      for (int k = 0; k < 4; k++) {
-        int e = 4 * j + k;
-        uint32_t mask = BYTES == 4 ? 0xFFFFFFFFu : (1u << (8 * BYTES)) - 1u;
-        uint32_t c = (w[e / PER_WORD] >> (8 * BYTES * (e % PER_WORD))) & mask;
-        if constexpr (BYTES == 1)
-          o[k] = lut[c];
-        else
-          o[k] = lowpi_decode(f, c);
+    for (int q = 0; q < U; q++) {
+      const size_t v = v0 + q * stride;
+      if (v >= nvec)
+        break;
+      const uint32_t w[4] = {u[q].x, u[q].y, u[q].z, u[q].w};
+      float4 *dst = (float4 *)(x + v * VEC);
+#pragma unroll
+      for (int j = 0; j < VEC / 4; j++) {
+        float o[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+          int e = 4 * j + k;
+          uint32_t mask = BYTES == 4 ? 0xFFFFFFFFu : (1u << (8 * BYTES)) - 1u;
+          uint32_t c = (w[e / PER_WORD] >> (8 * BYTES * (e % PER_WORD))) & mask;
+          if constexpr (BYTES == 1)
+            o[k] = lut[c];
+          else
+            o[k] = lowpi_decode(f, c);
+        }
+        dst[j] = make_float4(o[0], o[1], o[2], o[3]);
       }
-      dst[j] = make_float4(o[0], o[1], o[2], o[3]);
     }
   }
   const C *in = (const C *)codes;

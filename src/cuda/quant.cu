@@ -437,66 +437,83 @@ __global__ void dequant_chunks(const void *__restrict__ codes, int bytes, lowpi_
   const float s_enc = *tensor_scale;
   const size_t cpr = (C + 15) / 16;
   const bool uniform = bc % 16 == 0 || bc >= C;
-  for (size_t t = lowpi_global_tid(); t < R * cpr; t += lowpi_grid_stride()) {
-    const size_t i = t / cpr, j0 = (t % cpr) * 16, idx0 = i * C + j0;
-    const size_t row_b = (i / br) * SC;
-    uint32_t code[16];
-    if (vec && bytes == 1) { /* C % 16 == 0: 16 aligned codes */
-      const uint4 u = *(const uint4 *)((const uint8_t *)codes + idx0);
-      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+  /* Two chunks per thread and step, their codes loaded before either is decoded (more bytes in
+   * flight: the codes are the small part of the traffic). */
+  const size_t total = R * cpr, stride = lowpi_grid_stride();
+  for (size_t t0 = lowpi_global_tid(); t0 < total; t0 += 2 * stride) {
+    uint4 pre[2] = {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0)};
+    if (vec && bytes == 1) { /* C % 16 == 0: chunk t's 16 aligned codes start at 16 t */
 #pragma unroll
-      for (int k = 0; k < 16; k++)
-        code[k] = (w[k / 4] >> (8 * (k % 4))) & 0xFFu;
-    } else {
-#pragma unroll
-      for (int k = 0; k < 16; k++)
-        code[k] = j0 + k < C ? lowpi_load_code(codes, bytes, idx0 + k) : 0u;
+      for (int q = 0; q < 2; q++)
+        if (t0 + q * stride < total)
+          pre[q] = *(const uint4 *)((const uint8_t *)codes + 16 * (t0 + q * stride));
     }
-    /* the block scale of each value: one lookup for the chunk when it lies in one block */
-    float sc[16];
-    if (uniform) {
-      const size_t b = row_b + j0 / bc;
-      const float s = byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
 #pragma unroll
-      for (int k = 0; k < 16; k++)
-        sc[k] = s;
-    } else {
+    for (int q = 0; q < 2; q++) {
+      const size_t t = t0 + q * stride;
+      if (t >= total)
+        break;
+      const size_t i = t / cpr, j0 = (t % cpr) * 16, idx0 = i * C + j0;
+      const size_t row_b = (i / br) * SC;
+      uint32_t code[16];
+      if (vec && bytes == 1) {
+        const uint4 u = pre[q];
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int k = 0; k < 16; k++)
+          code[k] = (w[k / 4] >> (8 * (k % 4))) & 0xFFu;
+      } else {
+#pragma unroll
+        for (int k = 0; k < 16; k++)
+          code[k] = j0 + k < C ? lowpi_load_code(codes, bytes, idx0 + k) : 0u;
+      }
+      /* the block scale of each value: one lookup for the chunk when it lies in one block */
+      float sc[16];
+      if (uniform) {
+        const size_t b = row_b + j0 / bc;
+        const float s =
+            byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
+#pragma unroll
+        for (int k = 0; k < 16; k++)
+          sc[k] = s;
+      } else {
+#pragma unroll
+        for (int k = 0; k < 16; k++) {
+          const size_t b = row_b + (j0 + k < C ? j0 + k : j0) / bc;
+          sc[k] = byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
+        }
+      }
+      float v[16];
 #pragma unroll
       for (int k = 0; k < 16; k++) {
-        const size_t b = row_b + (j0 + k < C ? j0 + k : j0) / bc;
-        sc[k] = byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
+        v[k] = (bytes == 1 ? lut[code[k]] : lowpi_decode(f, code[k])) * sc[k];
+        if (nvfp4)
+          v[k] = v[k] / s_enc;
       }
-    }
-    float v[16];
+      if (out_bf16) {
+        uint16_t *o = (uint16_t *)y + idx0;
+        if (vec) {
+          uint32_t w[8];
 #pragma unroll
-    for (int k = 0; k < 16; k++) {
-      v[k] = (bytes == 1 ? lut[code[k]] : lowpi_decode(f, code[k])) * sc[k];
-      if (nvfp4)
-        v[k] = v[k] / s_enc;
-    }
-    if (out_bf16) {
-      uint16_t *o = (uint16_t *)y + idx0;
-      if (vec) {
-        uint32_t w[8];
-#pragma unroll
-        for (int k = 0; k < 8; k++)
-          w[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k]) |
-                 lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k + 1]) << 16;
-        ((uint4 *)o)[0] = make_uint4(w[0], w[1], w[2], w[3]);
-        ((uint4 *)o)[1] = make_uint4(w[4], w[5], w[6], w[7]);
+          for (int k = 0; k < 8; k++)
+            w[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k]) |
+                   lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k + 1]) << 16;
+          ((uint4 *)o)[0] = make_uint4(w[0], w[1], w[2], w[3]);
+          ((uint4 *)o)[1] = make_uint4(w[4], w[5], w[6], w[7]);
+        } else {
+          for (int k = 0; k < 16 && j0 + k < C; k++)
+            o[k] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[k]);
+        }
       } else {
-        for (int k = 0; k < 16 && j0 + k < C; k++)
-          o[k] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[k]);
-      }
-    } else {
-      float *o = (float *)y + idx0;
-      if (vec) {
+        float *o = (float *)y + idx0;
+        if (vec) {
 #pragma unroll
-        for (int q = 0; q < 4; q++)
-          ((float4 *)o)[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
-      } else {
-        for (int k = 0; k < 16 && j0 + k < C; k++)
-          o[k] = v[k];
+          for (int q = 0; q < 4; q++)
+            ((float4 *)o)[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+        } else {
+          for (int k = 0; k < 16 && j0 + k < C; k++)
+            o[k] = v[k];
+        }
       }
     }
   }
