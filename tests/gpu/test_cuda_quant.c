@@ -352,7 +352,7 @@ static void test_long_rows(void) {
     for (int k = 0; k < 3; k++)
       for (int s = 0; s < (gc_small() ? 3 : 5); s++) {
         lowp_qconfig c = mk(fmts[k], LOWP_SCALING_ROW, 0, LOWP_SCALE_FP32, 0, rounds[r]);
-        if (fmts[k] == LOWP_NF4) /* NF4 blocks of 256: the one-block kernel too */
+        if (fmts[k] == LOWP_NF4) /* NF4 1x256: the fused row-block kernel on long rows */
           c = mk(LOWP_NF4, LOWP_SCALING_NF4, 256, LOWP_SCALE_FP32, 0, rounds[r]);
         snprintf(name, sizeof name, "long rows %s %s", lowp_format_get(fmts[k])->name,
                  r ? "sr" : "rne");
