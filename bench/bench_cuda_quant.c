@@ -8,17 +8,33 @@
  * (dequantize); per-tensor modes read the input twice (the amax pass, then the cast), which
  * the figure does not count, so their ratio to the copy shows that cost. The copy moves 2 x
  * its size. Each figure is the median of 20 runs (CUDA events around each) after 3 warm-up
- * runs. Exits 0 without a CUDA device, after saying so. */
+ * runs. Exits 0 without a CUDA device, after saying so.
+ *
+ * Each quantize row runs twice: variant "fast" (what lowp_cuda_quantize does) and "generic"
+ * (lowpi_cuda_quant_set_generic(1): the scalar rule with format and rounding at run time for
+ * every pair but fp8/e2m1 RNE, and the tile kernel that reads each block twice), so one run
+ * shows both. Rows "... amax given" call lowpi_cuda_quantize_ex with the tensor's amax known
+ * (as the training step does where a producer computed it): the cast pass alone for
+ * per-tensor scaling, the fused pass alone for NVFP4. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench_cuda.h"
+#include "cuda/quant_cuda.h"
 #include "lowp/lowp.h"
 
 enum { WARMUP = 3, REPS = 20 };
 
-typedef enum { OP_COPY, OP_QUANT, OP_QUANT_T, OP_DEQUANT_BF16, OP_FAKE } op_kind;
+typedef enum {
+  OP_COPY,
+  OP_QUANT,
+  OP_QUANT_T,
+  OP_QUANT_AMAX, /* lowpi_cuda_quantize_ex, the amax known */
+  OP_DEQUANT_BF16,
+  OP_DEQUANT_FP32,
+  OP_FAKE
+} op_kind;
 
 typedef struct {
   const char *name;
@@ -27,7 +43,7 @@ typedef struct {
 } bench_case;
 
 static lowp_cuda_event *ev_start, *ev_stop;
-static float *d_in, *d_out;
+static float *d_in, *d_out, *d_amax;
 static size_t rows, cols;
 static lowp_cuda_delayed delayed;
 
@@ -42,8 +58,14 @@ static void run_once(const bench_case *c, lowp_cuda_qtensor *q) {
   case OP_QUANT_T:
     CHECK(lowp_cuda_quantize(d_in, q, 1));
     break;
+  case OP_QUANT_AMAX:
+    CHECK(lowpi_cuda_quantize_ex(d_in, q, 0, d_amax, 1));
+    break;
   case OP_DEQUANT_BF16:
     CHECK(lowp_cuda_dequantize(q, d_out, LOWP_BF16));
+    break;
+  case OP_DEQUANT_FP32:
+    CHECK(lowp_cuda_dequantize(q, d_out, LOWP_FP32));
     break;
   default:
     CHECK(lowp_cuda_fake_quant(d_out, d_in, q, 0, 0));
@@ -76,6 +98,8 @@ static double bytes_moved(const bench_case *c, const lowp_cuda_qtensor *q) {
   switch (c->op) {
   case OP_DEQUANT_BF16:
     return code_b + scale_b + 2.0 * n;
+  case OP_DEQUANT_FP32:
+    return code_b + scale_b + 4.0 * n;
   case OP_FAKE:
     return 4.0 * n + code_b + scale_b + code_b + scale_b + 4.0 * n;
   default:
@@ -117,6 +141,14 @@ int main(void) {
       {"mx e2m1 1x32", OP_QUANT, mk(LOWP_E2M1, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, rne)},
       {"tensor e4m3 sr", OP_QUANT, mk(LOWP_E4M3, LOWP_SCALING_TENSOR, 0, LOWP_SCALE_FP32, sr)},
       {"nvfp4 1x16 sr", OP_QUANT, mk(LOWP_E2M1, LOWP_SCALING_NVFP4, 16, LOWP_SCALE_E4M3, sr)},
+      {"tensor e5m2 sr", OP_QUANT, mk(LOWP_E5M2, LOWP_SCALING_TENSOR, 0, LOWP_SCALE_FP32, sr)},
+      {"mx e2m1 1x32 sr", OP_QUANT, mk(LOWP_E2M1, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, sr)},
+      {"tensor e4m3 amax given", OP_QUANT_AMAX,
+       mk(LOWP_E4M3, LOWP_SCALING_TENSOR, 0, LOWP_SCALE_FP32, rne)},
+      {"nvfp4 1x16 amax given", OP_QUANT_AMAX,
+       mk(LOWP_E2M1, LOWP_SCALING_NVFP4, 16, LOWP_SCALE_E4M3, rne)},
+      {"nvfp4 1x16 sr amax given", OP_QUANT_AMAX,
+       mk(LOWP_E2M1, LOWP_SCALING_NVFP4, 16, LOWP_SCALE_E4M3, sr)},
       {"block2d e4m3 128x128", OP_QUANT,
        mk(LOWP_E4M3, LOWP_SCALING_BLOCK_2D, 128, LOWP_SCALE_FP32_POW2, rne)},
       {"row int8", OP_QUANT, mk(LOWP_INT8, LOWP_SCALING_ROW, 0, LOWP_SCALE_FP32, rne)},
@@ -125,6 +157,10 @@ int main(void) {
        mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, rne)},
       {"dequant mx e4m3 -> bf16", OP_DEQUANT_BF16,
        mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, rne)},
+      {"dequant mx e4m3 -> fp32", OP_DEQUANT_FP32,
+       mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, rne)},
+      {"dequant nvfp4 -> bf16", OP_DEQUANT_BF16,
+       mk(LOWP_E2M1, LOWP_SCALING_NVFP4, 16, LOWP_SCALE_E4M3, rne)},
       {"fake_quant mx e4m3", OP_FAKE, mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, rne)},
   };
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
@@ -138,30 +174,41 @@ int main(void) {
     const size_t n = rows * cols;
     CHECK(lowp_cuda_malloc((void **)&d_in, n * 4));
     CHECK(lowp_cuda_malloc((void **)&d_out, n * 4));
+    CHECK(lowp_cuda_malloc((void **)&d_amax, sizeof(float)));
     /* ordinary values: 0x3C3C3C3C = 0.0115 */
     CHECK(lowp_cuda_memset(d_in, 0x3C, n * 4));
+    CHECK(lowp_cuda_amax(d_in, n, d_amax)); /* the "amax given" rows' producer */
     printf("\n%zu MiB of fp32 (%zu x %zu)\n", sizes_mib[s], rows, cols);
-    printf("%-28s %9s %9s %8s\n", "operation", "ms", "GB/s", "of copy");
+    printf("%-28s %-8s %9s %9s %8s\n", "operation", "variant", "ms", "GB/s", "of copy");
     double copy_gbs = 0;
     for (int k = 0; k < ncases; k++) {
       const bench_case *c = &cases[k];
-      lowp_cuda_qtensor q;
-      memset(&q, 0, sizeof q);
-      if (c->op != OP_COPY) {
-        CHECK(lowp_cuda_qtensor_init(&q, &c->cfg, rows, cols));
-        q.delayed = &delayed;
-        if (c->op == OP_DEQUANT_BF16)
-          CHECK(lowp_cuda_quantize(d_in, &q, 0));
+      for (int generic = 0; generic < (c->op == OP_COPY ? 1 : 2); generic++) {
+        lowpi_cuda_quant_set_generic(generic);
+        lowp_cuda_qtensor q;
+        memset(&q, 0, sizeof q);
+        if (c->op != OP_COPY) {
+          CHECK(lowp_cuda_qtensor_init(&q, &c->cfg, rows, cols));
+          q.delayed = &delayed;
+          if (c->op == OP_DEQUANT_BF16 || c->op == OP_DEQUANT_FP32)
+            CHECK(lowp_cuda_quantize(d_in, &q, 0));
+        }
+        float ms = time_case(c, &q);
+        double gbs = bytes_moved(c, &q) / (ms * 1e-3) / 1e9;
+        if (c->op == OP_COPY)
+          copy_gbs = gbs;
+        printf("%-28s %-8s %9.3f %9.1f %7.1f%%\n", c->name,
+               c->op == OP_COPY ? "-"
+               : generic        ? "generic"
+                                : "fast",
+               (double)ms, gbs, 100.0 * gbs / copy_gbs);
+        lowp_cuda_qtensor_free(&q);
       }
-      float ms = time_case(c, &q);
-      double gbs = bytes_moved(c, &q) / (ms * 1e-3) / 1e9;
-      if (c->op == OP_COPY)
-        copy_gbs = gbs;
-      printf("%-28s %9.3f %9.1f %7.1f%%\n", c->name, (double)ms, gbs, 100.0 * gbs / copy_gbs);
-      lowp_cuda_qtensor_free(&q);
+      lowpi_cuda_quant_set_generic(0);
     }
     CHECK(lowp_cuda_free(d_in));
     CHECK(lowp_cuda_free(d_out));
+    CHECK(lowp_cuda_free(d_amax));
   }
   lowp_cuda_delayed_free(&delayed);
   lowp_cuda_event_destroy(ev_start);

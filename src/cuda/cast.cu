@@ -6,8 +6,10 @@
  * differ only in how they move memory and in what the compiler can fold:
  *   generic  one element per thread per step, the format passed at run time (any input);
  *   vec      format, rounding and overflow are template arguments (the format's branches fold
- *            away; bf16/fp16 RNE take the shortcuts of cast_fast.cuh), 16-byte loads and
- *            stores, a scalar tail;
+ *            away; bf16/fp16 RNE take the shortcuts of cast_fast.cuh, the others the 32-bit
+ *            rules of format/cast_fast32.h, stochastic rounding included), 16-byte loads and
+ *            stores, a scalar tail; one-byte codes decode through a 256-entry table in shared
+ *            memory filled by the scalar rule;
  *   hw       fp8 RNE saturating through Hopper's cvt.rn.satfinite instruction, whose NaN
  *            result (always +0x7F) differs from ours (the input's sign, 0x7E for e5m2), so NaN
  *            inputs are patched with the scalar rule. */
@@ -17,6 +19,7 @@
 #include "cuda/cast_cuda.h"
 #include "cuda/cast_fast.cuh"
 #include "cuda/cuda_common.h"
+#include "format/cast_fast32.h"
 #include "format/cast_scalar.h"
 #include "lowp/cuda.h"
 
@@ -55,7 +58,8 @@ __global__ void decode_generic(lowpi_fmt f, const void *__restrict__ codes, size
 /* ---- vec: 16 bytes of codes per thread and step ------------------------------------------- */
 
 /* One code, with the format, rounding and overflow known at compile time: the shortcuts of
- * cast_fast.cuh where they exist, else the scalar rule (whose format branches then fold). */
+ * cast_fast.cuh where they exist, else the scalar rule in 32-bit arithmetic (cast_fast32.h,
+ * whose format branches then fold). */
 template <lowp_format F, lowp_round R, lowp_overflow O>
 __device__ __forceinline__ uint32_t encode_one(lowpi_fmt f, float x, uint64_t seed, uint64_t offset,
                                                uint64_t index) {
@@ -64,7 +68,7 @@ __device__ __forceinline__ uint32_t encode_one(lowpi_fmt f, float x, uint64_t se
   else if constexpr (F == LOWP_FP16 && R == LOWP_ROUND_RNE)
     return lowpi_fp16_rne<O>(x);
   else
-    return lowpi_encode(f, x, R, O, seed, offset, index);
+    return lowpi_encode_fast(f, x, R, O, seed, offset, index);
 }
 
 /* VEC codes of BYTES each packed little-endian into four 32-bit words (one uint4). */
@@ -108,21 +112,47 @@ __global__ void decode_vec(const void *__restrict__ codes, size_t n, float *__re
   constexpr int PER_WORD = 4 / BYTES;
   typedef typename code_of<BYTES>::type C;
   const lowpi_fmt f = lowpi_fmt_of(F);
-  const size_t nvec = n / VEC;
-  for (size_t v = lowpi_global_tid(); v < nvec; v += lowpi_grid_stride()) {
-    uint4 u = ((const uint4 *)codes)[v];
-    uint32_t w[4] = {u.x, u.y, u.z, u.w};
-    float4 *dst = (float4 *)(x + v * VEC);
+  /* One-byte codes: every value once per block, then a table lookup per code. */
+  __shared__ float lut[BYTES == 1 ? 256 : 1];
+  (void)lut;
+  if constexpr (BYTES == 1) {
+    for (unsigned c = threadIdx.x; c < 256; c += blockDim.x)
+      lut[c] = lowpi_decode(f, c);
+    __syncthreads();
+  }
+  /* U 16-byte loads of codes per thread and step, all issued before the first is decoded:
+   * the codes are a fifth of the traffic, so one load per thread would keep too few bytes in
+   * flight. */
+  constexpr int U = BYTES == 1 ? 4 : 2;
+  const size_t nvec = n / VEC, stride = lowpi_grid_stride();
+  for (size_t v0 = lowpi_global_tid(); v0 < nvec; v0 += U * stride) {
+    uint4 u[U];
 #pragma unroll
-    for (int j = 0; j < VEC / 4; j++) {
-      float o[4];
+    for (int q = 0; q < U; q++)
+      if (v0 + q * stride < nvec)
+        u[q] = ((const uint4 *)codes)[v0 + q * stride];
 #pragma unroll
-      for (int k = 0; k < 4; k++) {
-        int e = 4 * j + k;
-        uint32_t mask = BYTES == 4 ? 0xFFFFFFFFu : (1u << (8 * BYTES)) - 1u;
-        o[k] = lowpi_decode(f, (w[e / PER_WORD] >> (8 * BYTES * (e % PER_WORD))) & mask);
+    for (int q = 0; q < U; q++) {
+      const size_t v = v0 + q * stride;
+      if (v >= nvec)
+        break;
+      const uint32_t w[4] = {u[q].x, u[q].y, u[q].z, u[q].w};
+      float4 *dst = (float4 *)(x + v * VEC);
+#pragma unroll
+      for (int j = 0; j < VEC / 4; j++) {
+        float o[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+          int e = 4 * j + k;
+          uint32_t mask = BYTES == 4 ? 0xFFFFFFFFu : (1u << (8 * BYTES)) - 1u;
+          uint32_t c = (w[e / PER_WORD] >> (8 * BYTES * (e % PER_WORD))) & mask;
+          if constexpr (BYTES == 1)
+            o[k] = lut[c];
+          else
+            o[k] = lowpi_decode(f, c);
+        }
+        dst[j] = make_float4(o[0], o[1], o[2], o[3]);
       }
-      dst[j] = make_float4(o[0], o[1], o[2], o[3]);
     }
   }
   const C *in = (const C *)codes;
@@ -197,6 +227,12 @@ bool encode_vec_any(lowp_format format, const float *x, size_t n, void *codes,
     return launch_encode_vec<LOWP_E4M3>(x, n, codes, o);
   case LOWP_E5M2:
     return launch_encode_vec<LOWP_E5M2>(x, n, codes, o);
+  case LOWP_E2M1:
+    return launch_encode_vec<LOWP_E2M1>(x, n, codes, o);
+  case LOWP_INT8:
+    return launch_encode_vec<LOWP_INT8>(x, n, codes, o);
+  case LOWP_NF4:
+    return launch_encode_vec<LOWP_NF4>(x, n, codes, o);
   default:
     return false;
   }
@@ -215,11 +251,20 @@ bool decode_vec_any(lowp_format format, const void *codes, size_t n, float *x) {
     return true;
   case LOWP_E4M3:
   case LOWP_E5M2:
+  case LOWP_E2M1:
+  case LOWP_INT8:
+  case LOWP_NF4:
     blocks = lowpi_cuda_blocks(n / 16 ? n / 16 : n, lowpi_kThreads);
     if (format == LOWP_E4M3)
       decode_vec<LOWP_E4M3><<<blocks, lowpi_kThreads>>>(codes, n, x);
-    else
+    else if (format == LOWP_E5M2)
       decode_vec<LOWP_E5M2><<<blocks, lowpi_kThreads>>>(codes, n, x);
+    else if (format == LOWP_E2M1)
+      decode_vec<LOWP_E2M1><<<blocks, lowpi_kThreads>>>(codes, n, x);
+    else if (format == LOWP_INT8)
+      decode_vec<LOWP_INT8><<<blocks, lowpi_kThreads>>>(codes, n, x);
+    else
+      decode_vec<LOWP_NF4><<<blocks, lowpi_kThreads>>>(codes, n, x);
     return true;
   default:
     return false;

@@ -18,7 +18,10 @@ typedef enum {
                                   where it applies, else generic */
   LOWPI_CUDA_CAST_GENERIC = 1, /* one element per thread, format read at run time: any input */
   LOWPI_CUDA_CAST_VEC = 2,     /* format/rounding/overflow compiled in, 16-byte loads and stores:
-                                  hot formats (bf16, fp16, e4m3, e5m2), RNE/SR, aligned buffers */
+                                  hot formats (bf16, fp16, e4m3, e5m2, e2m1, int8, nf4), RNE/SR
+                                  encodes in 32-bit arithmetic (format/cast_fast32.h), decodes
+                                  (one-byte codes through a shared-memory table), aligned
+                                  buffers */
   LOWPI_CUDA_CAST_HW = 3       /* Hopper's cvt.rn.satfinite.{e4m3,e5m2}x2.f32 plus a NaN fix-up:
                                   e4m3/e5m2 encode, RNE, saturating, aligned buffers (equal to
                                   the scalar rule on all 2^32 inputs under NVIDIA's host model

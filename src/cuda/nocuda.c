@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "cuda/cast_cuda.h"
 #include "cuda/optim_cuda.h"
+#include "cuda/quant_cuda.h"
 #include "lowp/cuda.h"
 #include "lowp/cuda_quant.h"
 
@@ -145,6 +146,15 @@ void lowp_cuda_qtensor_free(lowp_cuda_qtensor *q) {}
 
 lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_transposed) {
   return no_cuda("lowp_cuda_quantize");
+}
+
+lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_transposed,
+                                   float *amax, int amax_known) {
+  return no_cuda("lowp_cuda_quantize");
+}
+
+void lowpi_cuda_quant_set_generic(int on) {
+  (void)on;
 }
 
 lowp_status lowp_cuda_dequantize(const lowp_cuda_qtensor *q, void *y, lowp_format out_format) {

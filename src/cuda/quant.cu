@@ -300,10 +300,12 @@ __global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, s
 
 /* One CUDA block per scale block (a row of ROW, a 128 x 128 tile, an NVFP4 16 x 16 tile), its
  * size fitted to the block (32 to 256 threads): the block's amax (pass 1), its scale, then its
- * codes (pass 2, which finds the values in L1/L2: the tensor is read once from memory, where
- * block_amax_2d + encode_chunks read it twice). Thread t owns chunks t, t + blockDim.x, ... of
- * 16 consecutive values of a block row. Blocks are 16-aligned (bc % 16 == 0) or span the row. */
-template <int FF, int RR>
+ * codes (pass 2). Thread t owns chunks t, t + blockDim.x, ... of 16 consecutive values of a
+ * block row. Blocks are 16-aligned (bc % 16 == 0) or span the row.
+ * CACHE > 0 (a block has at most CACHE * blockDim.x chunks): pass 1 keeps each thread's chunks
+ * in registers and pass 2 encodes them from there: the tensor is read once. CACHE == 0 (longer
+ * rows): pass 2 reads the values again (mostly from L1/L2). */
+template <int FF, int RR, int CACHE>
 __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, size_t br, size_t bc,
                             size_t SC, size_t nb, void *__restrict__ codes, int bytes,
                             void *__restrict__ scales, lowpi_qparams p, lowpi_fmt f, lowp_round rnd,
@@ -322,14 +324,29 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
     const size_t r1 = r0 + br < R ? r0 + br : R, c1 = c0 + bc < C ? c0 + bc : C;
     const size_t cpr = (c1 - c0 + 15) / 16, nch = (r1 - r0) * cpr;
     uint32_t m = 0;
-#pragma unroll 4
-    for (size_t ch = threadIdx.x; ch < nch; ch += blockDim.x) {
-      const size_t j0 = c0 + (ch % cpr) * 16;
-      float y[16]; /* vec: C % 16 == 0, bc % 16 == 0, x aligned: 16 aligned values */
-      lowpi_load16(x + (r0 + ch / cpr) * C + j0, vec, c1 - j0 < 16 ? c1 - j0 : 16, y);
+    float yc[CACHE > 0 ? CACHE : 1][16]; /* CACHE: this thread's chunks, kept for pass 2 */
+    if constexpr (CACHE > 0) {
 #pragma unroll
-      for (int k = 0; k < 16; k++) /* the zero padding cannot raise the max */
-        m = max(m, lowpi_abs_key(y[k]));
+      for (int q = 0; q < CACHE; q++) {
+        const size_t ch = threadIdx.x + (size_t)q * blockDim.x;
+        if (ch < nch) {
+          const size_t j0 = c0 + (ch % cpr) * 16;
+          lowpi_load16(x + (r0 + ch / cpr) * C + j0, vec, c1 - j0 < 16 ? c1 - j0 : 16, yc[q]);
+#pragma unroll
+          for (int k = 0; k < 16; k++) /* the zero padding cannot raise the max */
+            m = max(m, lowpi_abs_key(yc[q][k]));
+        }
+      }
+    } else {
+#pragma unroll 4
+      for (size_t ch = threadIdx.x; ch < nch; ch += blockDim.x) {
+        const size_t j0 = c0 + (ch % cpr) * 16;
+        float y[16]; /* vec: C % 16 == 0, bc % 16 == 0, x aligned: 16 aligned values */
+        lowpi_load16(x + (r0 + ch / cpr) * C + j0, vec, c1 - j0 < 16 ? c1 - j0 : 16, y);
+#pragma unroll
+        for (int k = 0; k < 16; k++)
+          m = max(m, lowpi_abs_key(y[k]));
+      }
     }
     m = lowpi_block_max(m); /* thread 0 has it; its barriers also order block_amax's reuse */
     if (threadIdx.x == 0) {
@@ -340,17 +357,34 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
     const lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(block_amax), s_enc);
     if (threadIdx.x == 0)
       lowpi_store_scale(p, scales, b, s);
-    for (size_t ch = threadIdx.x; ch < nch; ch += blockDim.x) {
-      const size_t j0 = c0 + (ch % cpr) * 16, idx0 = (r0 + ch / cpr) * C + j0;
-      const size_t valid = c1 - j0 < 16 ? c1 - j0 : 16;
-      float y[16];
-      lowpi_load16(x + idx0, vec, valid, y);
+    if constexpr (CACHE > 0) {
 #pragma unroll
-      for (int k = 0; k < 16; k++) {
-        y[k] = y[k] * s.enc;
-        sat += j0 + k < c1 ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
+      for (int q = 0; q < CACHE; q++) {
+        const size_t ch = threadIdx.x + (size_t)q * blockDim.x;
+        if (ch < nch) {
+          const size_t j0 = c0 + (ch % cpr) * 16, idx0 = (r0 + ch / cpr) * C + j0;
+          const size_t valid = c1 - j0 < 16 ? c1 - j0 : 16;
+#pragma unroll
+          for (int k = 0; k < 16; k++) {
+            yc[q][k] = yc[q][k] * s.enc;
+            sat += j0 + k < c1 ? lowpi_saturates(yc[q][k], p.fmax_bits) : 0u;
+          }
+          lowpi_store_codes16<FF, RR>(yc[q], vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
+        }
       }
-      lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
+    } else {
+      for (size_t ch = threadIdx.x; ch < nch; ch += blockDim.x) {
+        const size_t j0 = c0 + (ch % cpr) * 16, idx0 = (r0 + ch / cpr) * C + j0;
+        const size_t valid = c1 - j0 < 16 ? c1 - j0 : 16;
+        float y[16];
+        lowpi_load16(x + idx0, vec, valid, y);
+#pragma unroll
+        for (int k = 0; k < 16; k++) {
+          y[k] = y[k] * s.enc;
+          sat += j0 + k < c1 ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
+        }
+        lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
+      }
     }
   }
   sat = lowpi_block_sum(sat);
@@ -403,53 +437,83 @@ __global__ void dequant_chunks(const void *__restrict__ codes, int bytes, lowpi_
   const float s_enc = *tensor_scale;
   const size_t cpr = (C + 15) / 16;
   const bool uniform = bc % 16 == 0 || bc >= C;
-  for (size_t t = lowpi_global_tid(); t < R * cpr; t += lowpi_grid_stride()) {
-    const size_t i = t / cpr, j0 = (t % cpr) * 16, idx0 = i * C + j0;
-    const size_t row_b = (i / br) * SC;
-    uint32_t code[16];
-    if (vec && bytes == 1) { /* C % 16 == 0: 16 aligned codes */
-      const uint4 u = *(const uint4 *)((const uint8_t *)codes + idx0);
-      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+  /* Two chunks per thread and step, their codes loaded before either is decoded (more bytes in
+   * flight: the codes are the small part of the traffic). */
+  const size_t total = R * cpr, stride = lowpi_grid_stride();
+  for (size_t t0 = lowpi_global_tid(); t0 < total; t0 += 2 * stride) {
+    uint4 pre[2] = {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0)};
+    if (vec && bytes == 1) { /* C % 16 == 0: chunk t's 16 aligned codes start at 16 t */
 #pragma unroll
-      for (int k = 0; k < 16; k++)
-        code[k] = (w[k / 4] >> (8 * (k % 4))) & 0xFFu;
-    } else {
-#pragma unroll
-      for (int k = 0; k < 16; k++)
-        code[k] = j0 + k < C ? lowpi_load_code(codes, bytes, idx0 + k) : 0u;
+      for (int q = 0; q < 2; q++)
+        if (t0 + q * stride < total)
+          pre[q] = *(const uint4 *)((const uint8_t *)codes + 16 * (t0 + q * stride));
     }
-    float v[16];
 #pragma unroll
-    for (int k = 0; k < 16; k++) {
-      const size_t b = row_b + (uniform ? j0 : j0 + k < C ? j0 + k : j0) / bc;
-      const float s = byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
-      v[k] = (bytes == 1 ? lut[code[k]] : lowpi_decode(f, code[k])) * s;
-      if (nvfp4)
-        v[k] = v[k] / s_enc;
-    }
-    if (out_bf16) {
-      uint16_t *o = (uint16_t *)y + idx0;
-      if (vec) {
-        uint32_t w[8];
+    for (int q = 0; q < 2; q++) {
+      const size_t t = t0 + q * stride;
+      if (t >= total)
+        break;
+      const size_t i = t / cpr, j0 = (t % cpr) * 16, idx0 = i * C + j0;
+      const size_t row_b = (i / br) * SC;
+      uint32_t code[16];
+      if (vec && bytes == 1) {
+        const uint4 u = pre[q];
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
-        for (int k = 0; k < 8; k++)
-          w[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k]) |
-                 lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k + 1]) << 16;
-        ((uint4 *)o)[0] = make_uint4(w[0], w[1], w[2], w[3]);
-        ((uint4 *)o)[1] = make_uint4(w[4], w[5], w[6], w[7]);
+        for (int k = 0; k < 16; k++)
+          code[k] = (w[k / 4] >> (8 * (k % 4))) & 0xFFu;
       } else {
-        for (int k = 0; k < 16 && j0 + k < C; k++)
-          o[k] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[k]);
+#pragma unroll
+        for (int k = 0; k < 16; k++)
+          code[k] = j0 + k < C ? lowpi_load_code(codes, bytes, idx0 + k) : 0u;
       }
-    } else {
-      float *o = (float *)y + idx0;
-      if (vec) {
+      /* the block scale of each value: one lookup for the chunk when it lies in one block */
+      float sc[16];
+      if (uniform) {
+        const size_t b = row_b + j0 / bc;
+        const float s =
+            byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
 #pragma unroll
-        for (int q = 0; q < 4; q++)
-          ((float4 *)o)[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+        for (int k = 0; k < 16; k++)
+          sc[k] = s;
       } else {
-        for (int k = 0; k < 16 && j0 + k < C; k++)
-          o[k] = v[k];
+#pragma unroll
+        for (int k = 0; k < 16; k++) {
+          const size_t b = row_b + (j0 + k < C ? j0 + k : j0) / bc;
+          sc[k] = byte_scales ? slut[((const uint8_t *)scales)[b]] : ((const float *)scales)[b];
+        }
+      }
+      float v[16];
+#pragma unroll
+      for (int k = 0; k < 16; k++) {
+        v[k] = (bytes == 1 ? lut[code[k]] : lowpi_decode(f, code[k])) * sc[k];
+        if (nvfp4)
+          v[k] = v[k] / s_enc;
+      }
+      if (out_bf16) {
+        uint16_t *o = (uint16_t *)y + idx0;
+        if (vec) {
+          uint32_t w[8];
+#pragma unroll
+          for (int k = 0; k < 8; k++)
+            w[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k]) |
+                   lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k + 1]) << 16;
+          ((uint4 *)o)[0] = make_uint4(w[0], w[1], w[2], w[3]);
+          ((uint4 *)o)[1] = make_uint4(w[4], w[5], w[6], w[7]);
+        } else {
+          for (int k = 0; k < 16 && j0 + k < C; k++)
+            o[k] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[k]);
+        }
+      } else {
+        float *o = (float *)y + idx0;
+        if (vec) {
+#pragma unroll
+          for (int q = 0; q < 4; q++)
+            ((float4 *)o)[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+        } else {
+          for (int k = 0; k < 16 && j0 + k < C; k++)
+            o[k] = v[k];
+        }
       }
     }
   }
@@ -492,18 +556,36 @@ bool aligned16(const void *p) {
   return ((uintptr_t)p & 15u) == 0;
 }
 
+/* lowpi_cuda_quant_set_generic: the generic paths only (the benchmarks' before/after). */
+int g_generic = 0;
+
 /* The cast kernels are instantiated for the hot (format, rounding) pairs, where the compiler
- * folds the format's rule (or Hopper's conversion replaces it), and once for everything else. */
+ * folds the format's rule into 32-bit integer arithmetic (or Hopper's conversion replaces it),
+ * and once for everything else (the scalar rule, format and rounding at run time). The fp8 and
+ * e2m1 RNE pairs stay specialized in the generic mode (their hardware/threshold casts predate
+ * it); the others then take the run-time rule. */
 #define LOWPI_DISPATCH(LAUNCH)                                                                     \
   do {                                                                                             \
-    if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)                                      \
+    const bool rne_ = c->round == LOWP_ROUND_RNE, sr_ = c->round == LOWP_ROUND_SR;                 \
+    const lowp_format fm_ = c->format;                                                             \
+    if (rne_ && fm_ == LOWP_E4M3)                                                                  \
       LAUNCH(LOWP_E4M3, LOWP_ROUND_RNE);                                                           \
-    else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)                                 \
+    else if (rne_ && fm_ == LOWP_E5M2)                                                             \
       LAUNCH(LOWP_E5M2, LOWP_ROUND_RNE);                                                           \
-    else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E2M1)                                 \
+    else if (rne_ && fm_ == LOWP_E2M1)                                                             \
       LAUNCH(LOWP_E2M1, LOWP_ROUND_RNE);                                                           \
-    else if (c->round == LOWP_ROUND_RNE && c->format == LOWP_INT8)                                 \
+    else if (g_generic)                                                                            \
+      LAUNCH(lowpi_kAny, lowpi_kAny);                                                              \
+    else if (rne_ && fm_ == LOWP_INT8)                                                             \
       LAUNCH(LOWP_INT8, LOWP_ROUND_RNE);                                                           \
+    else if (rne_ && fm_ == LOWP_NF4)                                                              \
+      LAUNCH(LOWP_NF4, LOWP_ROUND_RNE);                                                            \
+    else if (sr_ && fm_ == LOWP_E4M3)                                                              \
+      LAUNCH(LOWP_E4M3, LOWP_ROUND_SR);                                                            \
+    else if (sr_ && fm_ == LOWP_E5M2)                                                              \
+      LAUNCH(LOWP_E5M2, LOWP_ROUND_SR);                                                            \
+    else if (sr_ && fm_ == LOWP_E2M1)                                                              \
+      LAUNCH(LOWP_E2M1, LOWP_ROUND_SR);                                                            \
     else                                                                                           \
       LAUNCH(lowpi_kAny, lowpi_kAny);                                                              \
   } while (0)
@@ -591,11 +673,24 @@ lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qc
   const size_t per_sm = 2048 / threads < 32 ? 2048 / threads : 32;
   const size_t cap = (size_t)lowpi_cuda_sm_count() * per_sm;
   const unsigned blocks = nb == 0 ? 1u : (unsigned)(nb < cap ? nb : cap);
-#define LOWPI_TL(FF, RR)                                                                           \
-  tile_kernel<FF, RR><<<blocks, threads>>>(                                                        \
+  /* chunks of the largest block per thread: 1 or 4 kept in registers, else read twice */
+  const size_t per_thread = (chunks + threads - 1) / threads;
+  const int cache = g_generic ? 0 : per_thread <= 1 ? 1 : per_thread <= 4 ? 4 : 0;
+#define LOWPI_TL_C(FF, RR, CACHE)                                                                  \
+  tile_kernel<FF, RR, CACHE><<<blocks, threads>>>(                                                 \
       x, d->rows, d->cols, d->block_rows, d->block_cols, d->scale_cols, nb, d->codes, bytes,       \
       d->scales, p, f, c->round, c->seed, offset, vec, d->amax, d->tensor_scale, d->n_saturated)
+#define LOWPI_TL(FF, RR)                                                                           \
+  do {                                                                                             \
+    if (cache == 1)                                                                                \
+      LOWPI_TL_C(FF, RR, 1);                                                                       \
+    else if (cache == 4)                                                                           \
+      LOWPI_TL_C(FF, RR, 4);                                                                       \
+    else                                                                                           \
+      LOWPI_TL_C(FF, RR, 0);                                                                       \
+  } while (0)
   LOWPI_DISPATCH(LOWPI_TL);
+#undef LOWPI_TL_C
 #undef LOWPI_TL
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
@@ -609,9 +704,9 @@ bool one_scale(const lowp_qconfig *c) {
 
 /* Quantize one orientation from x (d->rows, d->cols), or, x_t (one_scale modes only), from
  * its transpose x (d->cols, d->rows). record: the row-wise copy of a DELAYED tensor, whose
- * amax goes into the state's history. amax (TENSOR, may be NULL): a device float for the
- * tensor's amax: taken from there when amax_known, else the computed amax is also copied
- * there. */
+ * amax goes into the state's history. amax (TENSOR and NVFP4, may be NULL): a device float
+ * for the tensor's amax: taken from there when amax_known, else the computed amax is also
+ * copied there. */
 lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig *c,
                          lowp_cuda_delayed *dl, uint64_t offset, bool record, bool x_t = false,
                          float *amax = NULL, bool amax_known = false) {
@@ -650,8 +745,16 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
   const bool tiles = !rowblock && d->block_rows * d->block_cols >= 256 &&
                      (d->block_cols % 16 == 0 || d->block_cols >= C);
   if (rowblock || tiles) {
-    if (c->mode == LOWP_SCALING_NVFP4)
-      LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax)); /* s_enc needs the global amax first */
+    if (c->mode == LOWP_SCALING_NVFP4) { /* s_enc needs the global amax first */
+      if (amax && amax_known) {
+        LOWPI_CUDA_TRY(cudaMemcpyAsync(d->amax, amax, sizeof(float), cudaMemcpyDeviceToDevice, 0));
+      } else {
+        LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax));
+        if (amax)
+          LOWPI_CUDA_TRY(
+              cudaMemcpyAsync(amax, d->amax, sizeof(float), cudaMemcpyDeviceToDevice, 0));
+      }
+    }
     return rowblock ? launch_rowblock(x, d, c, p, offset) : launch_tiles(x, d, c, p, offset);
   }
   LOWPI_CUDA_TRY(cudaMemsetAsync(bamax_of(d), 0, nb * sizeof(uint32_t), 0));
@@ -793,8 +896,12 @@ lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_t
     return quantize_one(x, &q->colwise, c, dl, c->offset ^ (1ull << 63), false, !x_transposed,
                         q->rowwise.amax, true);
   }
+  /* NVFP4: the global amax of the first orientation serves the second (the same values) */
+  float *nv_amax = c->mode == LOWP_SCALING_NVFP4 ? amax : NULL;
+  const bool nv_known = nv_amax && amax_known;
+  float *nv_row = c->mode == LOWP_SCALING_NVFP4 ? q->rowwise.amax : NULL;
   if (!x_transposed && !c->columnwise)
-    return quantize_one(x, &q->rowwise, c, dl, c->offset, dl != NULL);
+    return quantize_one(x, &q->rowwise, c, dl, c->offset, dl != NULL, false, nv_amax, nv_known);
   /* One orientation needs the transpose of x: stream-ordered scratch from the device's default
    * pool, freed in stream order, so no memory stays with the tensor. The pool is told to keep
    * what it has (else every synchronisation hands the pages back and the next call maps them
@@ -811,18 +918,24 @@ lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_t
   if (x_transposed) { /* x is (C, R): the row-wise data needs its transpose, the copy x */
     s = transpose(t, x, C, R);
     if (s == LOWP_OK)
-      s = quantize_one(t, &q->rowwise, c, dl, c->offset, dl != NULL);
+      s = quantize_one(t, &q->rowwise, c, dl, c->offset, dl != NULL, false, nv_amax, nv_known);
     if (s == LOWP_OK && c->columnwise)
-      s = quantize_one(x, &q->colwise, c, dl, c->offset ^ (1ull << 63), false);
+      s = quantize_one(x, &q->colwise, c, dl, c->offset ^ (1ull << 63), false, false, nv_row,
+                       nv_row != NULL);
   } else {
-    s = quantize_one(x, &q->rowwise, c, dl, c->offset, dl != NULL);
+    s = quantize_one(x, &q->rowwise, c, dl, c->offset, dl != NULL, false, nv_amax, nv_known);
     if (s == LOWP_OK)
       s = transpose(t, x, R, C);
     if (s == LOWP_OK)
-      s = quantize_one(t, &q->colwise, c, dl, c->offset ^ (1ull << 63), false);
+      s = quantize_one(t, &q->colwise, c, dl, c->offset ^ (1ull << 63), false, false, nv_row,
+                       nv_row != NULL);
   }
   LOWPI_CUDA_TRY(cudaFreeAsync(t, 0));
   return s;
+}
+
+void lowpi_cuda_quant_set_generic(int on) {
+  g_generic = on != 0;
 }
 
 lowp_status lowp_cuda_dequantize(const lowp_cuda_qtensor *q, void *y, lowp_format out_format) {

@@ -227,5 +227,8 @@ extern "C" lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t
     return launch<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)
     return launch<LOWP_E5M2, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
+  /* stochastic rounding: the 32-bit rule of format/cast_fast32.h (lowpi_qencode) */
+  if (c->round == LOWP_ROUND_SR && c->format == LOWP_E4M3)
+    return launch<LOWP_E4M3, LOWP_ROUND_SR>(x, R, K, sr, sc, c);
   return launch<lowpi_kAny, lowpi_kAny>(x, R, K, sr, sc, c);
 }

@@ -9,14 +9,21 @@
 extern "C" {
 #endif
 
-/* lowp_cuda_quantize(x, q, x_transposed), and for per-tensor current scaling (mode TENSOR) a
- * shared amax: amax (a device float, may be NULL) receives the amax of the tensor that this
- * call computes, or, with amax_known, holds it already (the caller vouches that it is the amax
- * of this very tensor, e.g. of the same data quantized before in the other layout): the amax
- * pass over x is skipped, and the codes and scales are those of lowp_cuda_quantize. Other
- * modes ignore amax. */
+/* lowp_cuda_quantize(x, q, x_transposed), and for per-tensor current scaling (mode TENSOR) and
+ * NVFP4 (whose second-level scale comes from the tensor's amax) a shared amax: amax (a device
+ * float, may be NULL) receives the amax of the tensor that this call computes, or, with
+ * amax_known, holds it already (the caller vouches that it is the amax of this very tensor,
+ * e.g. computed by its producer, or of the same data quantized before in the other layout):
+ * the amax pass over x is skipped, and the codes and scales are those of lowp_cuda_quantize.
+ * Other modes ignore amax. */
 lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_transposed,
                                    float *amax, int amax_known);
+
+/* Benchmarks and tests: nonzero makes lowp_cuda_quantize take its generic paths (the scalar
+ * rule with the format and rounding known at run time for every pair but fp8/e2m1 RNE, and the
+ * tile kernel that reads a block twice), to time and check them beside the specialized ones.
+ * A process-wide switch, not thread-safe; 0 (the default) restores the normal dispatch. */
+void lowpi_cuda_quant_set_generic(int on);
 
 /* Transformer Engine's cast_transpose_dbias for a linear layer's output gradient x (R, C)
  * (device, fp32) under fp8 per-tensor current scaling (quant_cast_transpose.cu): one read of

@@ -10,6 +10,7 @@
 #include "cuda/cuda_common.h"
 #include "lowp/cuda_quant.h"
 #include "lowp/format.h"
+#include "format/cast_fast32.h"
 #include "format/cast_scalar.h"
 #include "quant/scale_math.h"
 
@@ -155,7 +156,9 @@ template <int FF, int RR> __host__ __device__ constexpr bool lowpi_is_hw_fp8() {
 
 /* One element code of the scaled value y = x * enc: the saturating cast of quantize.c's
  * encode_elements (NaN made canonical first). FF / RR: format / rounding known at compile
- * time (lowpi_kAny: use f / rnd). */
+ * time, whose rule then runs in 32-bit arithmetic (format/cast_fast32.h: equal to the scalar
+ * rule, stochastic rounding included); lowpi_kAny: f / rnd at run time through the scalar
+ * rule lowpi_encode itself (the generic path). */
 template <int FF, int RR>
 __device__ __forceinline__ uint32_t lowpi_qencode(const lowpi_fmt &f, float y, lowp_round rnd,
                                                   uint64_t seed, uint64_t offset, uint64_t index) {
@@ -166,9 +169,11 @@ __device__ __forceinline__ uint32_t lowpi_qencode(const lowpi_fmt &f, float y, l
   } else {
     if ((lowpi_f32_bits(y) & 0x7FFFFFFFu) > 0x7F800000u)
       y = lowpi_bits_f32(0x7FC00000u);
-    const lowpi_fmt ff = FF == lowpi_kAny ? f : lowpi_fmt_of((lowp_format)FF);
-    const lowp_round r = RR == lowpi_kAny ? rnd : (lowp_round)RR;
-    return lowpi_encode(ff, y, r, LOWP_OVERFLOW_SATURATE, seed, offset, index);
+    if constexpr (FF == lowpi_kAny || RR == lowpi_kAny)
+      return lowpi_encode(f, y, rnd, LOWP_OVERFLOW_SATURATE, seed, offset, index);
+    else
+      return lowpi_encode_fast(lowpi_fmt_of((lowp_format)FF), y, (lowp_round)RR,
+                               LOWP_OVERFLOW_SATURATE, seed, offset, index);
   }
 }
 

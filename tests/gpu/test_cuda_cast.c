@@ -2,7 +2,8 @@
  *
  * Oracle: the CPU's lowp_encode / lowp_decode (themselves checked against ml_dtypes tables and
  * exhaustive enumeration by tests/unit/test_format.c). Every format x rounding x overflow mode,
- * every kernel variant (public dispatch, generic, vec, hw), awkward sizes (1, 17, 1000003) and
+ * every kernel variant (public dispatch, generic, vec, hw; vec must run for bf16, fp16, e4m3,
+ * e5m2, e2m1, int8 and nf4, encode and decode), awkward sizes (1, 17, 1000003) and
  * misaligned offsets; inputs full of specials, ties, subnormals and random bit patterns.
  * Outputs are poisoned (two different bytes) before each run, so an element the kernel
  * forgets to write, or a write past the end, shows up. */
@@ -18,6 +19,7 @@ static const char *const round_names[] = {"rne", "rz", "ru", "sr"};
 static const char *const path_names[] = {"auto", "generic", "vec", "hw"};
 static long path_runs[4], path_fails[4];
 static long format_fails[LOWP_FORMAT_COUNT]; /* failed encode runs, to summarise failures */
+static long vec_encodes[LOWP_FORMAT_COUNT], vec_decodes[LOWP_FORMAT_COUNT]; /* vec runs */
 
 /* Specials first (so that even n = 1 and n = 17 see them), then a mix of: random bit patterns,
  * log-uniform magnitudes over the fp8/fp16 ranges, exact codes of every format, midpoints
@@ -124,6 +126,7 @@ static void check_encode(lowp_format f, const lowp_cast_opts *o, const cast_case
       if (!GC_OK(st))
         break;
       path_runs[path]++;
+      vec_encodes[f] += path == LOWPI_CUDA_CAST_VEC;
       GC_REQUIRE(lowp_cuda_memcpy(got, dc, total, LOWP_CUDA_D2H));
       size_t bad = 0;
       int ok = compare_bytes(got, ref, lead, len, poisons[p], bytes, &bad);
@@ -165,6 +168,7 @@ static void check_decode(lowp_format f, const cast_case *cc, const uint8_t *hcod
         break;
       if (!GC_OK(st))
         break;
+      vec_decodes[f] += path == LOWPI_CUDA_CAST_VEC;
       GC_REQUIRE(lowp_cuda_memcpy(got, dy, total, LOWP_CUDA_D2H));
       size_t bad = 0;
       /* Bits, not values: NaN must come out as the same NaN. */
@@ -323,6 +327,14 @@ int main(void) {
              format_fails[f]);
   GC_CHECK(path_runs[LOWPI_CUDA_CAST_VEC] > 0 && path_runs[LOWPI_CUDA_CAST_HW] > 0,
            "the vec and hw variants were not exercised");
+  /* the formats with a vec kernel (format/cast_fast32.h encodes, table decodes) */
+  static const lowp_format vec_formats[] = {LOWP_BF16, LOWP_FP16, LOWP_E4M3, LOWP_E5M2,
+                                            LOWP_E2M1, LOWP_INT8, LOWP_NF4};
+  for (size_t k = 0; k < sizeof vec_formats / sizeof vec_formats[0]; k++)
+    GC_CHECK(vec_encodes[vec_formats[k]] > 0 && vec_decodes[vec_formats[k]] > 0,
+             "%s: the vec encode (%ld runs) or decode (%ld runs) was not exercised",
+             lowp_format_get(vec_formats[k])->name, vec_encodes[vec_formats[k]],
+             vec_decodes[vec_formats[k]]);
   GC_OK(lowp_cuda_synchronize());
   lowp_cuda_free(dx);
   lowp_cuda_free(dy);

@@ -8,7 +8,11 @@
  * saturation count for both orientations, from x and from its stored transpose
  * (x_transposed = 1); the same dequantized values (fp32, and bf16 = RNE of them); the same
  * lowp_quant_roundtrip output with and without a Hadamard rotation; the same Hadamard
- * transform; and the same delayed-scaling state over 3 steps.
+ * transform; and the same delayed-scaling state over 3 steps. The kernels' paths: the
+ * specialized ones (32-bit element rules, blocks kept in registers) on every case; the generic
+ * ones (lowpi_cuda_quant_set_generic) on two shapes of every configuration; rows long enough
+ * for each register-cache size of the one-block-per-row kernel and beyond it; NVFP4 and
+ * per-tensor scaling with the amax given (lowpi_cuda_quantize_ex).
  *
  * Float outputs compare bit for bit, except that two NaNs match whatever their payloads (the
  * GPU's arithmetic makes the canonical NaN 0x7FFFFFFF where x86 keeps the operand's). A NaN
@@ -16,6 +20,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cuda/quant_cuda.h"
 #include "gpu_check.h"
 
 /* bf16 codes: the same, or both NaN. */
@@ -336,6 +341,86 @@ static int build_cases(qcase *cs) {
   return n;
 }
 
+/* Rows of one CUDA block each (ROW, BLOCK_2D 128 x 128): 1, 4 and no chunks per thread kept in
+ * registers (rows of 4096, 8192 / 4097, 16401 values), rows not a multiple of 16. */
+static void test_long_rows(void) {
+  const size_t shapes[5][2] = {{5, 4096}, {2, 8192}, {1, 4097}, {3, 16401}, {130, 300}};
+  const lowp_round rounds[2] = {LOWP_ROUND_RNE, LOWP_ROUND_SR};
+  const lowp_format fmts[3] = {LOWP_INT8, LOWP_E4M3, LOWP_NF4};
+  char name[64];
+  for (int r = 0; r < 2; r++)
+    for (int k = 0; k < 3; k++)
+      for (int s = 0; s < (gc_small() ? 3 : 5); s++) {
+        lowp_qconfig c = mk(fmts[k], LOWP_SCALING_ROW, 0, LOWP_SCALE_FP32, 0, rounds[r]);
+        if (fmts[k] == LOWP_NF4) /* NF4 1x256: the fused row-block kernel on long rows */
+          c = mk(LOWP_NF4, LOWP_SCALING_NF4, 256, LOWP_SCALE_FP32, 0, rounds[r]);
+        snprintf(name, sizeof name, "long rows %s %s", lowp_format_get(fmts[k])->name,
+                 r ? "sr" : "rne");
+        run_case(name, &c, shapes[s][0], shapes[s][1], s % 2);
+        if (k == 1 && s == 4) {
+          c = mk(LOWP_E4M3, LOWP_SCALING_BLOCK_2D, 128, LOWP_SCALE_FP32_POW2, 0, rounds[r]);
+          run_case(r ? "block2d e4m3 128x128 sr" : "block2d e4m3 128x128 rne", &c, 130, 300, 1);
+        }
+      }
+}
+
+/* lowpi_cuda_quantize_ex with the amax given (known) and returned (not known), both layouts
+ * of x: the same codes and scales as the CPU; the returned amax is the tensor's. */
+static void test_amax_given(void) {
+  float *d_a = NULL;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_a, sizeof(float)));
+  const size_t shapes[2][2] = {{33, 130}, {128, 256}};
+  for (int k = 0; k < 5; k++)
+    for (int s = 0; s < 2; s++)
+      for (int v = 0; v < 2; v++) {
+        lowp_qconfig c = mk(LOWP_E2M1, LOWP_SCALING_NVFP4, 16, LOWP_SCALE_E4M3, 0,
+                            k % 2 ? LOWP_ROUND_SR : LOWP_ROUND_RNE);
+        c.block2d = k >= 2 && k < 4;
+        if (k == 4)
+          c = mk(LOWP_E4M3, LOWP_SCALING_TENSOR, 0, LOWP_SCALE_FP32, 0, LOWP_ROUND_SR);
+        c.columnwise = 1;
+        const size_t R = shapes[s][0], C = shapes[s][1];
+        make_input(h_x, R, C, v);
+        transpose(h_xt, h_x, R, C);
+        lowp_qtensor want, got;
+        lowp_cuda_qtensor g;
+        GC_REQUIRE(lowp_qtensor_init(&want, &c, R, C));
+        GC_REQUIRE(lowp_qtensor_init(&got, &c, R, C));
+        GC_REQUIRE(lowp_cuda_qtensor_init(&g, &c, R, C));
+        GC_OK(lowp_quantize(h_x, &want));
+        for (int tr = 0; tr < 2; tr++)
+          for (int known = 0; known < 2; known++) {
+            GC_REQUIRE(
+                lowp_cuda_memcpy(d_x, tr ? h_xt : h_x, R * C * sizeof(float), LOWP_CUDA_H2D));
+            if (known)
+              GC_REQUIRE(lowp_cuda_amax(d_x, R * C, d_a));
+            else
+              GC_REQUIRE(lowp_cuda_memset(d_a, 0xAB, sizeof(float)));
+            GC_OK(lowpi_cuda_quantize_ex(d_x, &g, tr, d_a, known));
+            GC_OK(lowp_cuda_qtensor_to_host(&g, &got));
+            char what[128];
+            snprintf(what, sizeof what, "amax %s: %s%s %zux%zu v%d rowwise",
+                     known ? "given" : "returned",
+                     c.mode == LOWP_SCALING_TENSOR ? "tensor" : "nvfp4", c.block2d ? " 16x16" : "",
+                     R, C, v);
+            compare_qdata(what, &want, &got.rowwise, &want.rowwise);
+            snprintf(what, sizeof what, "amax %s: %s%s %zux%zu v%d colwise%s",
+                     known ? "given" : "returned",
+                     c.mode == LOWP_SCALING_TENSOR ? "tensor" : "nvfp4", c.block2d ? " 16x16" : "",
+                     R, C, v, tr ? " x_transposed" : "");
+            compare_qdata(what, &want, &got.colwise, &want.colwise);
+            float a = 0.0f;
+            download(&a, d_a, sizeof a);
+            GC_CHECK(same_float(a, got.rowwise.amax), "%s: the amax buffer holds %a, want %a", what,
+                     (double)a, (double)got.rowwise.amax);
+          }
+        lowp_cuda_qtensor_free(&g);
+        lowp_qtensor_free(&want);
+        lowp_qtensor_free(&got);
+      }
+  lowp_cuda_free(d_a);
+}
+
 /* Delayed scaling over 3 steps, two tensors recorded per step, against the CPU state. */
 static void test_delayed(lowp_amax_algo algo, int margin, size_t L, int nan_step) {
   const size_t R = 33, C = 130;
@@ -466,6 +551,14 @@ int main(void) {
           continue; /* the big shape once is enough */
         run_case(cs[k].name, &cs[k].cfg, shapes[s][0], shapes[s][1], v);
       }
+  /* The generic paths (the scalar rule at run time, blocks read twice) stay exact too. */
+  lowpi_cuda_quant_set_generic(1);
+  for (int k = 0; k < ncases; k++)
+    for (int s = 2; s < (small ? 3 : 4); s++)
+      run_case(cs[k].name, &cs[k].cfg, shapes[s][0], shapes[s][1], s == 2);
+  lowpi_cuda_quant_set_generic(0);
+  test_long_rows();
+  test_amax_given();
   printf("test_cuda_quant: %ld configuration x shape x input cases, %ld failed\n", cases_run,
          cases_failed);
   test_delayed(LOWP_AMAX_MAX, 0, 4, -1);
