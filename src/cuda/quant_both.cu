@@ -1,19 +1,22 @@
-/* 1x128 block quantization of a tensor both ways in one read (see quant_cuda.h,
- * lowpi_cuda_quantize_both): the row-wise codes of x (R, K), blocks of 128 along K, and the
- * codes of its transpose (K, R), blocks of 128 along R, as lowp_cuda_quantize gives them
- * (x_transposed for the second), bit for bit.
+/* 1xN block quantization of a tensor both ways in one read (see quant_cuda.h,
+ * lowpi_cuda_quantize_both): the row-wise codes of x (R, K), blocks of N along K, and the codes
+ * of its transpose (K, R), blocks of N along R, as lowp_cuda_quantize gives them (x_transposed
+ * for the second), bit for bit. N is 32, 64 or 128: DeepSeek-V3's 1x128 (fp32 scales) and OCP
+ * MX's 1x32 (e8m0 scales), the same code.
  *
- * One CUDA block (8 warps) per 128 x 128 tile of x: 128 x 128 is one block of each row and one
- * block of each column, so the tile holds whole blocks both ways. The tile goes through shared
- * memory (128 x 129 floats: the padding column spreads a column's values over the 32 banks, as
- * a row's are), read once from memory, coalesced (a warp reads 128 consecutive bytes per load).
- * Then each warp encodes lines of the tile: a row (the row-wise block) or a column (the
- * transpose's block), lane l holding values l, l + 32, l + 64, l + 96 of the line (no bank
- * conflicts either way); the block amax by one warp reduction, the scale by the rule of
- * quant_kernels.cuh (lowpi_qblock_scale), each code by lowpi_qencode (stochastic rounding
- * indexed by the element's row-major index in its own tensor); each of the warp's four stores
- * writes 32 consecutive code bytes. Partial tiles are padded with zeros, which neither raise a
- * block's amax nor are stored: the CPU's rule for a partial last block. */
+ * One CUDA block (8 warps) per 128 x 128 tile of x: 128 x 128 holds whole blocks both ways (N
+ * divides 128). The tile goes through shared memory (128 x 129 floats: the padding column
+ * spreads a column's values over the 32 banks, as a row's are), read once from memory,
+ * coalesced (a warp reads 128 consecutive bytes per load). Then each warp encodes lines of the
+ * tile: a row (the row-wise blocks) or a column (the transpose's blocks), lane l holding values
+ * l, l + 32, l + 64, l + 96 of the line (no bank conflicts either way), so that each of the
+ * lane's four values v[k] lies in the 32-long part k of the line: a part's amax is one warp
+ * reduction, a block's the max of its N / 32 parts'. The scale by the rule of quant_kernels.cuh
+ * (lowpi_qblock_scale: fp32, power-of-two or e8m0), each code by lowpi_qencode (stochastic
+ * rounding indexed by the element's row-major index in its own tensor); each of the warp's four
+ * stores writes 32 consecutive code bytes. Partial tiles are padded with zeros, which neither
+ * raise a block's amax nor are stored: the CPU's rule for a partial last block; blocks wholly
+ * past a line's end have no scale (the tensor's scale_cols end there). */
 #include <stdint.h>
 #include <string.h>
 
@@ -27,7 +30,7 @@ extern "C" {
 
 namespace {
 
-constexpr int kTile = 128;        /* the block length, and the tile's side */
+constexpr int kTile = 128;        /* the tile's side: the longest block */
 constexpr int kPitch = kTile + 1; /* floats per row of the tile in shared memory */
 constexpr unsigned kWarps = 8;    /* 256 threads */
 constexpr size_t kSmem = (size_t)kTile * kPitch * sizeof(float); /* 66,048 bytes: opt-in */
@@ -37,32 +40,49 @@ struct side {
   uint8_t *codes;
   void *scales;
   size_t scale_cols; /* blocks per line */
+  unsigned shift;    /* log2 of the 32-long parts per block: 0, 1, 2 (blocks of 32, 64, 128) */
   lowpi_qparams p;
   uint64_t seed, offset;
   float *amax, *tensor_scale;
   unsigned long long *nsat;
 };
 
-/* One 128-long line (a block) held by a warp: v[k] is element lane + 32 k (valid: the first
- * `valid` are real). Writes its scale (scale index b) and codes (line starting at codes,
- * element index index0 in its tensor); counts saturations into sat and the amax into tmax. */
+/* The amax key of the block that holds part k of a line, from the parts' keys m: the block
+ * of 32 << shift values, parts k >> shift << shift on. k is a constant once unrolled. */
+__device__ __forceinline__ uint32_t block_key(const uint32_t (&m)[4], int k, unsigned shift) {
+  if (shift == 2)
+    return max(max(m[0], m[1]), max(m[2], m[3]));
+  if (shift == 1)
+    return k < 2 ? max(m[0], m[1]) : max(m[2], m[3]);
+  return m[k];
+}
+
+/* One 128-long line (the blocks along it) held by a warp: v[k] is element lane + 32 k (valid:
+ * the first `valid` are real). Writes the scales of its blocks (the first at scale index b0)
+ * and its codes (line starting at codes, element index index0 in its tensor); counts
+ * saturations into sat and the amax into tmax. */
 template <int FF, int RR>
 __device__ __forceinline__ void encode_line(const float (&v)[4], unsigned lane, unsigned valid,
                                             const side &s, const lowpi_fmt &f, lowp_round rnd,
-                                            size_t b, uint8_t *codes, size_t index0,
+                                            size_t b0, uint8_t *codes, size_t index0,
                                             unsigned long long &sat, uint32_t &tmax) {
-  uint32_t m = 0;
-#pragma unroll
-  for (int k = 0; k < 4; k++)
-    m = max(m, lowpi_abs_key(v[k]));
-  m = __reduce_max_sync(0xFFFFFFFFu, m);
-  tmax = max(tmax, m);
-  const lowpi_block_scale sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(m), 1.0f);
-  if (lane == 0)
-    lowpi_store_scale(s.p, s.scales, b, sc);
+  uint32_t m[4]; /* the amax key of each 32-long part */
 #pragma unroll
   for (int k = 0; k < 4; k++) {
-    const unsigned j = lane + 32u * (unsigned)k;
+    m[k] = __reduce_max_sync(0xFFFFFFFFu, lowpi_abs_key(v[k]));
+    tmax = max(tmax, m[k]);
+  }
+  lowpi_block_scale sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(block_key(m, 0, s.shift)), 1.0f);
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    const unsigned part0 = 32u * (unsigned)k; /* the part's first element */
+    if (((unsigned)k & ((1u << s.shift) - 1u)) == 0) { /* the first part of a block */
+      if (k > 0)
+        sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(block_key(m, k, s.shift)), 1.0f);
+      if (lane == 0 && part0 < valid) /* a block past the line's end has no scale */
+        lowpi_store_scale(s.p, s.scales, b0 + ((unsigned)k >> s.shift), sc);
+    }
+    const unsigned j = lane + part0;
     if (j < valid) {
       const float y = v[k] * sc.enc;
       sat += lowpi_saturates(y, s.p.fmax_bits);
@@ -107,24 +127,26 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
     __syncthreads();
-    if (row.codes) /* row i of the tile: block c0 / 128 of row r0 + i */
+    if (row.codes) /* row i of the tile: blocks c0 / N on of row r0 + i */
       for (unsigned i = warp; i < nr; i += kWarps) {
         float v[4];
 #pragma unroll
         for (int k = 0; k < 4; k++)
           v[k] = tile[i * kPitch + lane + 32u * (unsigned)k];
         const size_t idx0 = (r0 + i) * K + c0;
-        encode_line<FF, RR>(v, lane, nc, row, f, rnd, (r0 + i) * row.scale_cols + c0 / kTile,
+        encode_line<FF, RR>(v, lane, nc, row, f, rnd,
+                            (r0 + i) * row.scale_cols + (c0 >> (5u + row.shift)),
                             row.codes + idx0, idx0, sat_r, tmax);
       }
-    if (col.codes) /* column j of the tile: block r0 / 128 of the transpose's row c0 + j */
+    if (col.codes) /* column j of the tile: blocks r0 / N on of the transpose's row c0 + j */
       for (unsigned j = warp; j < nc; j += kWarps) {
         float v[4];
 #pragma unroll
         for (int k = 0; k < 4; k++)
           v[k] = tile[(lane + 32u * (unsigned)k) * kPitch + j];
         const size_t idx0 = (c0 + j) * R + r0;
-        encode_line<FF, RR>(v, lane, nr, col, f, rnd, (c0 + j) * col.scale_cols + r0 / kTile,
+        encode_line<FF, RR>(v, lane, nr, col, f, rnd,
+                            (c0 + j) * col.scale_cols + (r0 >> (5u + col.shift)),
                             col.codes + idx0, idx0, sat_c, tmax);
       }
   }
@@ -154,6 +176,8 @@ side side_of(lowp_cuda_qtensor *q) {
   s.codes = (uint8_t *)q->rowwise.codes;
   s.scales = q->rowwise.scales;
   s.scale_cols = q->rowwise.scale_cols;
+  /* blocks of 32, 64 or 128 (lowpi_cuda_quantize_both_ok) */
+  s.shift = q->rowwise.block_cols == 32 ? 0u : q->rowwise.block_cols == 64 ? 1u : 2u;
   s.p = lowpi_qparams_of(&q->cfg, NULL);
   s.seed = q->cfg.seed;
   s.offset = q->cfg.offset;
@@ -188,9 +212,12 @@ extern "C" int lowpi_cuda_quantize_both_ok(const lowp_qconfig *c) {
   lowp_qconfig k = *c;
   if (lowpi_qconfig_complete(&k, 0) != LOWP_OK)
     return 0;
-  return k.mode == LOWP_SCALING_BLOCK_1D && k.block == kTile && !k.columnwise && !k.double_quant &&
-         lowp_format_get(k.format)->storage_bytes == 1 &&
-         (k.scale_format == LOWP_SCALE_FP32 || k.scale_format == LOWP_SCALE_FP32_POW2);
+  const int fp32_scales = k.mode == LOWP_SCALING_BLOCK_1D && (k.scale_format == LOWP_SCALE_FP32 ||
+                                                              k.scale_format == LOWP_SCALE_FP32_POW2);
+  /* MX: e8m0 scales (lowpi_qconfig_complete sets them) */
+  return (fp32_scales || k.mode == LOWP_SCALING_MX) &&
+         (k.block == 32 || k.block == 64 || k.block == kTile) && !k.columnwise && !k.double_quant &&
+         lowp_format_get(k.format)->storage_bytes == 1;
 }
 
 extern "C" lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t K,
@@ -212,8 +239,9 @@ extern "C" lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t
                         i ? "column-wise" : "row-wise", q->rows, q->cols, i ? K : R, i ? R : K);
     if (!lowpi_cuda_quantize_both_ok(&q->cfg))
       return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                        "lowpi_cuda_quantize_both: needs 1x128 blocks (BLOCK_1D, block 128), "
-                        "one-byte codes, fp32 scales and no column-wise copy");
+                        "lowpi_cuda_quantize_both: needs blocks of 32, 64 or 128 along the rows "
+                        "(BLOCK_1D with fp32 scales, or MX), one-byte codes and no column-wise "
+                        "copy");
   }
   if (row && col && (row->cfg.format != col->cfg.format || row->cfg.round != col->cfg.round))
     return lowpi_fail(

@@ -296,7 +296,11 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
                arch ? "llama" : "gpt2", recipe_name, cn.x_fp8_reused, cn.amax_given);
     /* fp8-block (native block GEMMs): every block linear's dgrad quantizes dY both ways, its
      * fprop X both ways, and its wgrad takes both (gpt2: every shape a multiple of 16; two
-     * steps); nothing is left to quantize transposed. No other recipe has 1x128 blocks. */
+     * steps); nothing is left to quantize transposed. mxfp8 (emulated GEMMs, any shape) alike,
+     * and each dgrad quantizes W^T straight from W (1x32 blocks along OC): one transposed
+     * quantization per block linear and run. No other recipe has 1xN blocks that
+     * lowpi_cuda_quantize_both takes (mxfp4-quartet: Hadamard; the QAT recipes: clipping masks,
+     * an fp32 backward). */
     printf("  %s %s: 1x128 both ways: dY %llu, X %llu, kept X^T taken %llu, transposed %llu\n",
            arch ? "llama" : "gpt2", recipe_name, cn.dy_both, cn.x_both, cn.x_block_kept,
            cn.block_t);
@@ -313,6 +317,19 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
         GC_CHECK(cn.dy_both > 0 && cn.x_both > 0 && cn.x_block_kept == cn.x_both,
                  "llama fp8-block: dY both ways %llu, X both ways %llu, kept X^T taken %llu",
                  cn.dy_both, cn.x_both, cn.x_block_kept);
+    } else if (!strcmp(recipe_name, "mxfp8")) {
+      if (arch == LOWP_ARCH_GPT2)
+        GC_CHECK(cn.dy_both == per_run && cn.x_both == per_run && cn.x_block_kept == per_run &&
+                     cn.block_t == per_run,
+                 "gpt2 mxfp8: dY both ways %llu, X both ways %llu, kept X^T taken %llu, W^T "
+                 "transposed %llu (want %llu each)",
+                 cn.dy_both, cn.x_both, cn.x_block_kept, cn.block_t, per_run);
+      else
+        GC_CHECK(cn.dy_both > 0 && cn.x_both > 0 && cn.x_block_kept == cn.x_both &&
+                     cn.block_t > 0,
+                 "llama mxfp8: dY both ways %llu, X both ways %llu, kept X^T taken %llu, "
+                 "transposed %llu",
+                 cn.dy_both, cn.x_both, cn.x_block_kept, cn.block_t);
     } else if (strcmp(recipe_name, "fp8-block")) {
       GC_CHECK(cn.dy_both == 0 && cn.x_both == 0 && cn.x_block_kept == 0 && cn.block_t == 0,
                "%s %s: 1x128 both ways: dY %llu, X %llu, kept %llu, transposed %llu (want 0)",
@@ -756,24 +773,29 @@ static void test_linear_cast_t(void) {
   lowpi_gpu_linears_free(g);
 }
 
-/* One fp8-block linear (lin 0 of a 1-block model; 1x128 blocks for X and dY, 128x128 for W)
- * run four ways on the same X (N, C), W (OC, C), bias and dY (N, OC), N and C not multiples
- * of 128 (partial blocks both ways): 0 the plain way (LOWPI_GPU_PLAIN_BLOCK_T | _XB: the
- * wgrad's operands by an fp32 transpose and a quantization), 1 dY quantized both ways by the
- * dgrad and X quantized transposed by the wgrad (_XB alone), 2 as the model runs it (X
- * quantized both ways by the fprop, its X^T kept; the backward given no X, the forward's X
- * buffer overwritten with NaN in between), 3 as 2 without a dgrad (dY quantized transposed by
- * the wgrad alone; dX copied from way 0). Every output must have the bits of way 0, and the
- * counts say which paths ran. Needs native block GEMMs (sm_90, cuBLASLt 12.9+). */
-static void test_linear_xb(void) {
-  const int N = 144, C = 160, OC = 96, lin = 0;
+/* One fp8-block linear (lin 0 of a 1-block model; 1x128 blocks for X and dY, 128x128 for W;
+ * native block GEMMs), or one mxfp8 linear (1x32 MX blocks for every operand, W^T too; the GEMMs
+ * emulated on the dequantized values in bf16), run four ways on the same X (N, C), W (OC, C),
+ * bias and dY (N, OC), N and C not multiples of the block (partial blocks both ways; mxfp8: no
+ * shape a multiple of 16 either): 0 the plain way (LOWPI_GPU_PLAIN_BLOCK_T | _XB: the wgrad's
+ * operands, and mxfp8's dgrad W^T, by an fp32 transpose and a quantization; the fprop's and the
+ * dgrad's by a quantization of their own), 1 dY quantized both ways by the dgrad and X
+ * quantized transposed by the wgrad (_XB alone; mxfp8's W^T quantized straight from W), 2 as
+ * the model runs it (X quantized both ways by the fprop, its X^T kept; the backward given no X,
+ * the forward's X buffer overwritten with NaN in between), 3 as 2 without a dgrad (dY quantized
+ * transposed by the wgrad alone; dX copied from way 0). Every output must have the bits of way
+ * 0, and the counts say which paths ran. fp8-block needs native block GEMMs (sm_90, cuBLASLt
+ * 12.9+). */
+static void test_linear_xb(const char *recipe_name) {
+  const int mx = !strcmp(recipe_name, "mxfp8");
+  const int N = mx ? 143 : 144, C = mx ? 161 : 160, OC = mx ? 97 : 96, lin = 0;
   const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
-  if (!lowpi_cuda_fp8_block_supported()) {
+  if (!mx && !lowpi_cuda_fp8_block_supported()) {
     printf("linear %d of fp8-block: skipped (no native block-scaled fp8 GEMMs)\n", lin);
     return;
   }
   lowp_recipe recipe;
-  if (!GC_OK(lowp_recipe_preset("fp8-block", &recipe)))
+  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)))
     return;
   lowpi_gpu_linears *g = NULL;
   if (!GC_OK(lowpi_gpu_linears_create(&g, &recipe, 1, 7)))
@@ -782,8 +804,8 @@ static void test_linear_xb(void) {
   GC_CHECK(lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC) &&
                lowpi_gpu_linear_keeps_x8(g, lin, N - 1, C, OC) &&
                !lowpi_gpu_linear_keeps_x8(g, 4, N, C, OC),
-           "keeps_x8: fp8-block (%d, want 1), N %d (%d, want 1), the bf16 head (%d, want 0)",
-           lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC), N - 1,
+           "keeps_x8: %s (%d, want 1), N %d (%d, want 1), the bf16 head (%d, want 0)",
+           recipe_name, lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC), N - 1,
            lowpi_gpu_linear_keeps_x8(g, lin, N - 1, C, OC),
            lowpi_gpu_linear_keeps_x8(g, 4, N, C, OC));
   const size_t nh = nx + nw + OC + ny;
@@ -835,30 +857,35 @@ static void test_linear_xb(void) {
                                       "X^T kept, dY transposed by the wgrad (no dgrad)"};
   for (int way = 1; way < 4; way++) {
     float *pair[2] = {got[0], got[way]};
-    same_linear_outputs("fp8-block", lin, what[way], pair, off);
+    same_linear_outputs(recipe_name, lin, what[way], pair, off);
   }
-  /* per way: dY both ways, X both ways, kept X^T taken, quantized transposed, and the block
-   * GEMMs: 3 a way, 2 without the dgrad */
-  static const unsigned long long want[4][5] = {
+  /* per way: dY both ways, X both ways, kept X^T taken, quantized transposed (mxfp8: W^T in
+   * each dgrad too), and the GEMMs (fp8-block: block-scaled; mxfp8: bf16, the emulation): 3 a
+   * way, 2 without the dgrad */
+  static const unsigned long long want_block[4][5] = {
       {0, 0, 0, 0, 3}, {1, 0, 0, 1, 3}, {1, 1, 1, 0, 3}, {0, 1, 1, 1, 2}};
+  static const unsigned long long want_mx[4][5] = {
+      {0, 0, 0, 0, 3}, {1, 0, 0, 2, 3}, {1, 1, 1, 1, 3}, {0, 1, 1, 1, 2}};
+  const int run = mx ? 1 : LOWPI_GEMM_RUN_FP8_BLOCK; /* runs[1]: bf16 GEMMs */
   for (int way = 0; way < 4; way++) {
     const lowpi_gpu_gemm_counts *a = &c[way], *b = &c[way + 1];
+    const unsigned long long *want = mx ? want_mx[way] : want_block[way];
     const unsigned long long d[5] = {b->dy_both - a->dy_both, b->x_both - a->x_both,
                                      b->x_block_kept - a->x_block_kept, b->block_t - a->block_t,
-                                     b->runs[LOWPI_GEMM_RUN_FP8_BLOCK] -
-                                         a->runs[LOWPI_GEMM_RUN_FP8_BLOCK]};
-    GC_CHECK(!memcmp(d, want[way], sizeof d),
-             "fp8-block linear %d way %d: dY both ways %llu, X both ways %llu, kept X^T taken "
-             "%llu, transposed %llu, block GEMMs %llu (want %llu %llu %llu %llu %llu)",
-             lin, way, d[0], d[1], d[2], d[3], d[4], want[way][0], want[way][1], want[way][2],
-             want[way][3], want[way][4]);
+                                     b->runs[run] - a->runs[run]};
+    GC_CHECK(!memcmp(d, want, sizeof d),
+             "%s linear %d way %d: dY both ways %llu, X both ways %llu, kept X^T taken %llu, "
+             "transposed %llu, %s GEMMs %llu (want %llu %llu %llu %llu %llu)",
+             recipe_name, lin, way, d[0], d[1], d[2], d[3], mx ? "bf16" : "block", d[4], want[0],
+             want[1], want[2], want[3], want[4]);
   }
   /* after end_step the kept X^T is spent: a backward without X must fail, not read it */
   GC_CHECK(lowpi_gpu_linear_backward(g, lin, d_out[0] + ny, d_out[0] + ny + nx, NULL,
                                      lowpi_act_f32(dy), (lowpi_gpu_act){NULL, NULL, NULL}, w, N, C,
                                      OC) == LOWP_ERR_INTERNAL,
-           "fp8-block: a backward with neither X nor a kept X^T did not fail");
-  printf("linear %d of fp8-block: the same bits with 1x128 operands quantized both ways\n", lin);
+           "%s: a backward with neither X nor a kept X^T did not fail", recipe_name);
+  printf("linear %d of %s: the same bits with 1xN operands quantized both ways\n", lin,
+         recipe_name);
   for (int way = 0; way < 4; way++) {
     free(got[way]);
     lowp_cuda_free(d_out[way]);
@@ -892,7 +919,8 @@ int main(void) {
   test_linear_x8("fp8-delayed");
   test_linear_delayed_vs_cpu();
   test_linear_cast_t();
-  test_linear_xb();
+  test_linear_xb("fp8-block");
+  test_linear_xb("mxfp8");
   for (int arch = 0; arch < 2; arch++)
     for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)
       run_case(arch ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[r], 0);
