@@ -644,8 +644,8 @@ static lowp_status dequant_operand(lowpi_gpu_linears *g, int which, const lowp_c
                       q->rows, q->cols, (int)run);
   const int bf16 = run == RUN_BF16;
   void *vals;
-  LOWPI_TRY(scratch_get(&g->tmp[bf16 ? 2 + which : which], q->rows * q->cols * (bf16 ? 2 : 4),
-                        &vals));
+  LOWPI_TRY(
+      scratch_get(&g->tmp[bf16 ? 2 + which : which], q->rows * q->cols * (bf16 ? 2 : 4), &vals));
   LOWPI_TRY(lowp_cuda_dequantize(q, vals, bf16 ? LOWP_BF16 : LOWP_FP32));
   *out = (operand){vals, bf16 ? LOWP_BF16 : LOWP_FP32, NULL, (lowpi_fp8_block_kind)0, 0};
   return LOWP_OK;
@@ -744,8 +744,8 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
     return LOWP_OK;
   const op_state *o = &ls->op[slot];
   lowp_cuda_qtensor *row = NULL, *col = NULL;
-  if (k_along_cols && ((slot == LOWP_OP_FPROP_X && ls->xb_on) ||
-                       (slot == LOWP_OP_DGRAD_DY && ls->dyb_on))) {
+  if (k_along_cols &&
+      ((slot == LOWP_OP_FPROP_X && ls->xb_on) || (slot == LOWP_OP_DGRAD_DY && ls->dyb_on))) {
     /* the GEMM's operand (row-wise) and the wgrad's (column-wise) in one pass; the GEMM takes
      * the row-wise codes as they are, or their values (q_operand) */
     const int fprop = slot == LOWP_OP_FPROP_X;

@@ -108,9 +108,9 @@ int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
  * "X's fp8 codes kept for the backward"); or both 1xN block scaling (1x128: fp8-block; MX:
  * mxfp8) with the same one-byte format and RNE, any shape, where the fprop quantizes X both ways
  * and keeps the wgrad's X^T codes and scales (gpu_linear.c, "1xN blocks both ways"; an emulated
- * wgrad, mxfp8's, takes their dequantized values). Then its backward may be given no X (inp.f32 and inp.bf16 NULL) after a
- * forward of the same step: the caller need not keep X past the fprop. (The same bits as
- * quantizing X again.) */
+ * wgrad, mxfp8's, takes their dequantized values). Then its backward may be given no X (inp.f32 and
+ * inp.bf16 NULL) after a forward of the same step: the caller need not keep X past the fprop. (The
+ * same bits as quantizing X again.) */
 int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
 
 /* Shortcuts to turn off (for the tests that compare them with the plain way): an OR of these. */

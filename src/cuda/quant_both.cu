@@ -75,7 +75,7 @@ __device__ __forceinline__ void encode_line(const float (&v)[4], unsigned lane, 
   lowpi_block_scale sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(block_key(m, 0, s.shift)), 1.0f);
 #pragma unroll
   for (int k = 0; k < 4; k++) {
-    const unsigned part0 = 32u * (unsigned)k; /* the part's first element */
+    const unsigned part0 = 32u * (unsigned)k;          /* the part's first element */
     if (((unsigned)k & ((1u << s.shift) - 1u)) == 0) { /* the first part of a block */
       if (k > 0)
         sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(block_key(m, k, s.shift)), 1.0f);
@@ -135,8 +135,8 @@ __global__ void __launch_bounds__(kWarps * 32)
           v[k] = tile[i * kPitch + lane + 32u * (unsigned)k];
         const size_t idx0 = (r0 + i) * K + c0;
         encode_line<FF, RR>(v, lane, nc, row, f, rnd,
-                            (r0 + i) * row.scale_cols + (c0 >> (5u + row.shift)),
-                            row.codes + idx0, idx0, sat_r, tmax);
+                            (r0 + i) * row.scale_cols + (c0 >> (5u + row.shift)), row.codes + idx0,
+                            idx0, sat_r, tmax);
       }
     if (col.codes) /* column j of the tile: blocks r0 / N on of the transpose's row c0 + j */
       for (unsigned j = warp; j < nc; j += kWarps) {
@@ -146,8 +146,8 @@ __global__ void __launch_bounds__(kWarps * 32)
           v[k] = tile[(lane + 32u * (unsigned)k) * kPitch + j];
         const size_t idx0 = (c0 + j) * R + r0;
         encode_line<FF, RR>(v, lane, nr, col, f, rnd,
-                            (c0 + j) * col.scale_cols + (r0 >> (5u + col.shift)),
-                            col.codes + idx0, idx0, sat_c, tmax);
+                            (c0 + j) * col.scale_cols + (r0 >> (5u + col.shift)), col.codes + idx0,
+                            idx0, sat_c, tmax);
       }
   }
   /* one amax (the same values both ways) and a saturation count per side */
@@ -212,8 +212,9 @@ extern "C" int lowpi_cuda_quantize_both_ok(const lowp_qconfig *c) {
   lowp_qconfig k = *c;
   if (lowpi_qconfig_complete(&k, 0) != LOWP_OK)
     return 0;
-  const int fp32_scales = k.mode == LOWP_SCALING_BLOCK_1D && (k.scale_format == LOWP_SCALE_FP32 ||
-                                                              k.scale_format == LOWP_SCALE_FP32_POW2);
+  const int fp32_scales =
+      k.mode == LOWP_SCALING_BLOCK_1D &&
+      (k.scale_format == LOWP_SCALE_FP32 || k.scale_format == LOWP_SCALE_FP32_POW2);
   /* MX: e8m0 scales (lowpi_qconfig_complete sets them) */
   return (fp32_scales || k.mode == LOWP_SCALING_MX) &&
          (k.block == 32 || k.block == 64 || k.block == kTile) && !k.columnwise && !k.double_quant &&

@@ -152,8 +152,8 @@ static inline void gc_same_qtensor(const char *what, const lowp_qtensor *want,
   const uint8_t *gc = (const uint8_t *)g->codes, *wc = (const uint8_t *)w->codes;
   const float *gs = (const float *)g->scales, *ws = (const float *)w->scales;
   /* MX's e8m0 and NVFP4's e4m3 scales are one byte each; the other modes' fp32 */
-  const int byte_scales = want->cfg.scale_format == LOWP_SCALE_E8M0 ||
-                          want->cfg.scale_format == LOWP_SCALE_E4M3;
+  const int byte_scales =
+      want->cfg.scale_format == LOWP_SCALE_E8M0 || want->cfg.scale_format == LOWP_SCALE_E4M3;
   const uint8_t *gb = (const uint8_t *)g->scales, *wb = (const uint8_t *)w->scales;
   long bad = 0;
   for (size_t i = 0; i < n; i++)
@@ -163,8 +163,8 @@ static inline void gc_same_qtensor(const char *what, const lowp_qtensor *want,
   for (size_t b = 0; b < nb; b++) {
     if (byte_scales) {
       if (gb[b] != wb[b] && bad++ < 8)
-        fprintf(stderr, "  %s: scale %zu (row %zu, block %zu): got 0x%02x, want 0x%02x\n", what,
-                b, b / w->scale_cols, b % w->scale_cols, gb[b], wb[b]);
+        fprintf(stderr, "  %s: scale %zu (row %zu, block %zu): got 0x%02x, want 0x%02x\n", what, b,
+                b / w->scale_cols, b % w->scale_cols, gb[b], wb[b]);
     } else if (!same_float(gs[b], ws[b]) && bad++ < 8) {
       fprintf(stderr, "  %s: scale %zu (row %zu, block %zu): got %a, want %a\n", what, b,
               b / w->scale_cols, b % w->scale_cols, (double)gs[b], (double)ws[b]);

@@ -121,8 +121,9 @@ static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
 
 /* Bad arguments get an error, not a launch; the configs taken and refused. */
 static void test_args(void) {
-  const case_cfg cc = {"e4m3",     LOWP_E4M3, LOWP_SCALING_BLOCK_1D, 128, LOWP_SCALE_FP32_POW2,
-                       LOWP_MX_FLOOR, LOWP_ROUND_RNE};
+  const case_cfg cc = {
+      "e4m3",        LOWP_E4M3,     LOWP_SCALING_BLOCK_1D, 128, LOWP_SCALE_FP32_POW2,
+      LOWP_MX_FLOOR, LOWP_ROUND_RNE};
   lowp_qconfig c = mk(&cc, 1, 2), mx = c, e5 = c, mx16 = c, b16 = c, nv = c, b2d = c;
   mx.mode = LOWP_SCALING_MX;
   mx.block = 32;
@@ -179,8 +180,9 @@ int main(void) {
   if (skip)
     return skip;
   const size_t big = gc_small() ? 513 : 4097;
-  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},    {1, 200},   {65, 31},  {17, 130},
-                              {130, 257}, {257, 130}, {128, 128}, {256, 384}, {big, 257}, {257, big}};
+  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},    {1, 200},
+                              {65, 31},   {17, 130},  {130, 257}, {257, 130},
+                              {128, 128}, {256, 384}, {big, 257}, {257, big}};
   const size_t nshapes = sizeof shapes / sizeof shapes[0], maxn = big * 257;
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_x, maxn * sizeof(float)));
   h_x = malloc(maxn * sizeof(float));
