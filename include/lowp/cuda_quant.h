@@ -77,7 +77,7 @@ typedef struct {
   float *amax;                     /* one float: max |x| (NaN if any NaN) */
   float *tensor_scale;             /* one float: TENSOR/DELAYED encode scale; NVFP4 s_enc; else 1 */
   unsigned long long *n_saturated; /* one counter: elements whose scaled magnitude was clipped */
-  void *work; /* internal scratch: block amaxes and encode multipliers (NULL where unused) */
+  void *work;                      /* internal scratch: block amaxes and encode multipliers */
 } lowp_cuda_qdata;
 
 typedef struct {
