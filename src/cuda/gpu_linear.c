@@ -628,9 +628,10 @@ typedef struct {
  * Hopper has no MX GEMM: mxfp8's GEMMs run as the exact emulation (bf16 tensor cores on the
  * dequantized values, bf16_exact), and so do fp8-block's at shapes cuBLASLt's block GEMMs do
  * not take or after cuBLASLt refused one (linear_gemm's retry). An emulated GEMM takes the
- * dequantized values of the same codes (dequant_operand): the fprop's X and the dgrad's dY
- * from the row-wise half of the both-ways pass, the wgrad's operands from the column-wise
- * half (kept, or made by the dgrad, or alone). X^T is kept whatever the shapes and however the
+ * dequantized values of the same codes: the fprop's X and the dgrad's dY written as values by
+ * the both-ways pass itself (both_values: no row-wise codes, which only the native GEMM reads),
+ * the wgrad's operands and mxfp8's W^T by dequantizing the column-wise half (kept, or made by
+ * the dgrad, or alone: dequant_operand). X^T is kept whatever the shapes and however the
  * GEMMs run (xb_keeps: the model decides once what it keeps). */
 
 /* The operand of an emulated GEMM `run` (RUN_BF16: exact for power-of-two scales, bf16_exact;
@@ -716,6 +717,27 @@ static lowp_status xb_get(lin_state *ls, size_t C, size_t N, lowp_cuda_qtensor *
   return LOWP_OK;
 }
 
+/* The emulated GEMM `run`'s operand A (the fprop's X, the dgrad's dY: slot's tensor x (rows,
+ * cols), K-major) as the dequantized values of its quantization, which make_operand's quantize-
+ * dequantize gives (in its scratch: bf16 in tmp[2], fp32 in tmp[0]), from the pass that also
+ * quantizes x's transpose into col: no row-wise codes written and read back. */
+static lowp_status both_values(lowpi_gpu_linears *g, const lin_state *ls, lowp_operand slot,
+                               gemm_run run, const float *x, size_t rows, size_t cols,
+                               lowp_cuda_qtensor *col, operand *out) {
+  if (run != RUN_BF16 && run != RUN_FP32)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's %s in a %d GEMM", ls->index,
+                      lowp_operand_name(slot), (int)run);
+  const lowp_format f = run == RUN_BF16 ? LOWP_BF16 : LOWP_FP32;
+  void *vals;
+  LOWPI_TRY(scratch_get(&g->tmp[run == RUN_BF16 ? 2 : 0], rows * cols * (run == RUN_BF16 ? 2 : 4),
+                        &vals));
+  lowp_qconfig rc = ls->op[slot].cfg;
+  rc.offset = slot_offset(g, ls, slot);
+  LOWPI_TRY(lowpi_cuda_quantize_both_values(x, rows, cols, &rc, vals, f, col));
+  *out = (operand){vals, f, NULL, (lowpi_fp8_block_kind)0, 0};
+  return LOWP_OK;
+}
+
 /* Operand `which` of GEMM `run` from slot's quantized tensor q: as it is for the block-scaled
  * GEMM, else (the emulation: mxfp8, or fp8-block after a refusal) its dequantized values,
  * which are the emulation's operand. */
@@ -746,18 +768,23 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
   lowp_cuda_qtensor *row = NULL, *col = NULL;
   if (k_along_cols &&
       ((slot == LOWP_OP_FPROP_X && ls->xb_on) || (slot == LOWP_OP_DGRAD_DY && ls->dyb_on))) {
-    /* the GEMM's operand (row-wise) and the wgrad's (column-wise) in one pass; the GEMM takes
-     * the row-wise codes as they are, or their values (q_operand) */
+    /* the GEMM's operand (row-wise) and the wgrad's (column-wise) in one pass: the block-scaled
+     * GEMM takes the row-wise codes, the emulation their values alone (no codes written) */
     const int fprop = slot == LOWP_OP_FPROP_X;
     const lowp_operand other = fprop ? LOWP_OP_WGRAD_X : LOWP_OP_WGRAD_DY;
-    LOWPI_TRY(qbuf_get(g, slot, &o->cfg, rows, cols, &row));
     if (fprop)
       LOWPI_TRY(xb_get(ls, cols, rows, &col));
     else
       LOWPI_TRY(qbuf_get(g, other, &ls->op[other].cfg, cols, rows, &col));
-    row->cfg.offset = slot_offset(g, ls, slot);
     col->cfg.offset = slot_offset(g, ls, other);
-    LOWPI_TRY(lowpi_cuda_quantize_both(x, rows, cols, row, col));
+    if (run == RUN_FP8_BLOCK) {
+      LOWPI_TRY(qbuf_get(g, slot, &o->cfg, rows, cols, &row));
+      row->cfg.offset = slot_offset(g, ls, slot);
+      LOWPI_TRY(lowpi_cuda_quantize_both(x, rows, cols, row, col));
+      *out = block_operand(ls, slot, row);
+    } else {
+      LOWPI_TRY(both_values(g, ls, slot, run, x, rows, cols, col, out));
+    }
     if (fprop) {
       ls->xb_valid = 1;
       ls->xb_src = x;
@@ -767,7 +794,6 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
       ls->dyb_src = x;
       g->counts.dy_both++;
     }
-    LOWPI_TRY(q_operand(g, ls, slot, 0, row, run, out)); /* the fprop's X, the dgrad's dY: A */
     *done = 1;
     return LOWP_OK;
   }

@@ -51,6 +51,13 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
  * lowpi_cuda_quantize_both_ok and share the element format and rounding. */
 lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t K, lowp_cuda_qtensor *row,
                                      lowp_cuda_qtensor *col);
+/* lowpi_cuda_quantize_both with the row-wise half as values: y (R, K), bf16 or fp32 (y_format),
+ * receives lowp_cuda_dequantize of what lowp_cuda_quantize(x, q, 0) writes for a tensor q of
+ * config row_cfg (codes decoded times the stored block scale, rounded to bf16 where wanted),
+ * bit for bit, and no codes: what an emulated GEMM multiplies. col (may be NULL) as there. */
+lowp_status lowpi_cuda_quantize_both_values(const float *x, size_t R, size_t K,
+                                            const lowp_qconfig *row_cfg, void *y,
+                                            lowp_format y_format, lowp_cuda_qtensor *col);
 /* Whether lowpi_cuda_quantize_both takes tensors of config c: blocks of N = 32, 64 or 128 along
  * the rows, either BLOCK_1D with fp32 scales (plain or power-of-two: DeepSeek-V3's 1x128) or MX
  * with e8m0 scales (any scale rule: OCP's 1x32); one-byte codes (fp8, int8, and the MX fp6 /

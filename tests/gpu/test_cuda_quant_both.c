@@ -45,6 +45,8 @@ static void make_input(float *x, size_t R, size_t K, int special) {
 }
 
 static float *d_x, *h_x, *h_xt;
+static void *d_v[2], *h_v[2]; /* values (lowpi_cuda_quantize_both_values): want, got */
+static float *h_cpu;          /* the CPU's lowp_dequantize */
 
 typedef struct {
   const char *name;
@@ -74,6 +76,54 @@ static lowp_qconfig mk(const case_cfg *cc, uint64_t seed, uint64_t offset) {
 static size_t scale_bytes(const lowp_cuda_qtensor *q) {
   return q->rowwise.scale_rows * q->rowwise.scale_cols *
          (q->cfg.scale_format == LOWP_SCALE_E8M0 ? 1 : sizeof(float));
+}
+
+/* The row-wise half as values (lowpi_cuda_quantize_both_values), fp32 and bf16 (the second with
+ * the column-wise half too): lowp_cuda_dequantize of the row-wise codes (gr: checked against
+ * the CPU's codes before), every value bit for bit; the fp32 values also against the CPU's
+ * lowp_dequantize of its codes (want_r). */
+static void test_values(const lowp_qconfig *cr, lowp_cuda_qtensor *gr, lowp_cuda_qtensor *gcol,
+                        const lowp_qtensor *want_r, const lowp_qtensor *want_c, const char *name,
+                        size_t R, size_t K) {
+  const size_t n = R * K;
+  char what[240];
+  lowp_qtensor got_c;
+  GC_REQUIRE(lowp_qtensor_init(&got_c, &want_c->cfg, K, R));
+  const int cpu = GC_OK(lowp_dequantize(want_r, h_cpu));
+  if (!GC_OK(lowpi_cuda_quantize_both(d_x, R, K, gr, NULL)))
+    return;
+  for (int bf = 0; bf < 2; bf++) {
+    const lowp_format yf = bf ? LOWP_BF16 : LOWP_FP32;
+    const size_t eb = bf ? 2 : 4;
+    GC_REQUIRE(lowp_cuda_dequantize(gr, d_v[0], yf));
+    GC_REQUIRE(lowp_cuda_memset(d_v[1], 0xA5, n * eb));
+    GC_REQUIRE(lowp_cuda_memset(gcol->rowwise.codes, 0xA5, n));
+    GC_REQUIRE(lowp_cuda_memset(gcol->rowwise.scales, 0xA5, scale_bytes(gcol)));
+    if (!GC_OK(lowpi_cuda_quantize_both_values(d_x, R, K, cr, d_v[1], yf, bf ? gcol : NULL)))
+      continue;
+    GC_REQUIRE(lowp_cuda_memcpy(h_v[0], d_v[0], n * eb, LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_cuda_memcpy(h_v[1], d_v[1], n * eb, LOWP_CUDA_D2H));
+    long bad = 0, bad_cpu = 0;
+    for (size_t i = 0; i < n; i++) {
+      const uint32_t want = bf ? ((const uint16_t *)h_v[0])[i] : ((const uint32_t *)h_v[0])[i];
+      const uint32_t got = bf ? ((const uint16_t *)h_v[1])[i] : ((const uint32_t *)h_v[1])[i];
+      if (got != want && bad++ < 4)
+        fprintf(stderr,
+                "  %s %zux%zu %s values: [%zu] (row %zu, col %zu): got 0x%08x, want 0x%08x\n", name,
+                R, K, bf ? "bf16" : "fp32", i, i / K, i % K, got, want);
+      if (!bf && cpu && !same_float(((const float *)h_v[1])[i], h_cpu[i]) && bad_cpu++ < 4)
+        fprintf(stderr, "  %s %zux%zu fp32 values: [%zu]: got %a, the CPU's %a\n", name, R, K, i,
+                (double)((const float *)h_v[1])[i], (double)h_cpu[i]);
+    }
+    GC_CHECK(bad == 0 && bad_cpu == 0,
+             "%s %zux%zu: %ld %s values differ from lowp_cuda_dequantize's, %ld from the CPU's",
+             name, R, K, bad, bf ? "bf16" : "fp32", bad_cpu);
+    if (bf && GC_OK(lowp_cuda_qtensor_to_host(gcol, &got_c))) {
+      snprintf(what, sizeof what, "%s %zux%zu values and column-wise: column-wise", name, R, K);
+      gc_same_qtensor(what, want_c, &got_c);
+    }
+  }
+  lowp_qtensor_free(&got_c);
 }
 
 static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
@@ -111,6 +161,7 @@ static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
       gc_same_qtensor(what, &want_c, &got_c);
     }
   }
+  test_values(&cr, &gr, &gcol, &want_r, &want_c, cc->name, R, K);
   lowp_cuda_qtensor_free(&gr);
   lowp_cuda_qtensor_free(&gcol);
   lowp_qtensor_free(&want_r);
@@ -187,7 +238,12 @@ int main(void) {
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_x, maxn * sizeof(float)));
   h_x = malloc(maxn * sizeof(float));
   h_xt = malloc(maxn * sizeof(float));
-  if (!h_x || !h_xt) {
+  h_cpu = malloc(maxn * sizeof(float));
+  for (int i = 0; i < 2; i++) {
+    GC_REQUIRE(lowp_cuda_malloc(&d_v[i], maxn * sizeof(float)));
+    h_v[i] = malloc(maxn * sizeof(float));
+  }
+  if (!h_x || !h_xt || !h_cpu || !h_v[0] || !h_v[1]) {
     fprintf(stderr, "out of host memory\n");
     return 1;
   }
@@ -218,6 +274,11 @@ int main(void) {
   lowp_cuda_free(d_x);
   free(h_x);
   free(h_xt);
+  free(h_cpu);
+  for (int i = 0; i < 2; i++) {
+    lowp_cuda_free(d_v[i]);
+    free(h_v[i]);
+  }
   return gc_finish("test_cuda_quant_both");
 #endif
 }
