@@ -901,8 +901,8 @@ static void test_linear_xb(const char *recipe_name) {
  * per token and channel and layer, 58.7 MB here) and 2 bytes per block weight (its cast for the
  * dgrad, 6.3 MB); the fp8 recipes keep 1-byte codes (fp8-current and fp8-delayed: X's fp8 codes,
  * 7 bytes; fp8-block and mxfp8: X^T's 1xN codes with their scales, 7.2 bytes: 30.3 MB) and
- * shared operand buffers that do not grow with the depth (mxfp8: about 21.6 bytes per token
- * and channel of codes and 16 of dequantized bf16 scratch, 9.7 MB). What each recipe's model
+ * shared operand buffers that do not grow with the depth (mxfp8: about 8 bytes per token and
+ * channel of dY^T codes and 16 of dequantized bf16 operands, 6.3 MB). What each recipe's model
  * holds at its highest through a forward and a backward (lowp_cuda_memory_stats' peak above
  * what was held before it was created) must not exceed bf16's. */
 static void test_peak_memory(void) {
