@@ -16,7 +16,10 @@
  * with ceil and stochastic rounding, the fp6 (e2m3, e3m2) and fp4 (e2m1, SR too) elements
  * stored one per byte, and e4m3 in blocks of 64. Inputs span many binades with outliers,
  * zeros and subnormals; a second pass adds a whole zero block both ways, NaN and Inf (an MX
- * block with either gets the NaN scale). Then the argument checks (shapes, configs).
+ * block with either gets the NaN scale). The row-wise half as values
+ * (lowpi_cuda_quantize_both_values, fp32 and bf16): lowp_cuda_dequantize of the row-wise codes
+ * bit for bit, and the CPU's lowp_dequantize. Then the argument checks (shapes, configs).
+ * LOWP_GPU_TEST_SMALL=1 runs five of the configs (compute-sanitizer's time).
  *
  * Mismatches print (tensor, index, row, col, got, want). Exit 77 without a device. */
 #include <math.h>
@@ -207,6 +210,18 @@ static void test_args(void) {
   GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, &a, &m) == LOWP_OK,
            "a 1x128 row-wise and an MX column-wise tensor of one format: refused (%s)",
            lowp_last_error());
+  GC_CHECK(lowpi_cuda_quantize_both_values(d_x, 17, 130, &c, d_v[0], LOWP_FP16, NULL) ==
+               LOWP_ERR_UNSUPPORTED,
+           "values in fp16: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both_values(d_x, 17, 130, &nv, d_v[0], LOWP_BF16, NULL) ==
+               LOWP_ERR_UNSUPPORTED,
+           "NVFP4 values: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both_values(d_x, 17, 130, &c, d_v[0], LOWP_BF16, &a) ==
+               LOWP_ERR_MISMATCH,
+           "values with a column-wise tensor of the untransposed shape: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both_values(d_x, 17, 130, &e5, d_v[0], LOWP_BF16, &m) ==
+               LOWP_ERR_UNSUPPORTED,
+           "values and a column-wise tensor of another format: not refused");
   const lowp_qconfig *taken[] = {&c, &mx}, *refused[] = {&mx16, &b16, &nv, &b2d};
   for (size_t i = 0; i < 2; i++)
     GC_CHECK(lowpi_cuda_quantize_both_ok(taken[i]), "quantize_both_ok: config %zu refused", i);
@@ -264,12 +279,18 @@ int main(void) {
       {"mx e2m1 floor rne", LOWP_E2M1, MX, 32, E8, LOWP_MX_FLOOR, RNE},
       {"mx e2m1 rceil sr", LOWP_E2M1, MX, 32, E8, LOWP_MX_RCEIL, SR},
       {"mx 1x64 e4m3 floor rne", LOWP_E4M3, MX, 64, E8, LOWP_MX_FLOOR, RNE}};
-  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+  /* LOWP_GPU_TEST_SMALL (compute-sanitizer): fp8-block's, 1x128 SR, mxfp8's, MX SR, MX e2m1 SR */
+  static const size_t small_cases[] = {0, 2, 5, 7, 11};
+  const size_t ncases =
+      gc_small() ? sizeof small_cases / sizeof small_cases[0] : sizeof cases / sizeof cases[0];
+  for (size_t ci = 0; ci < ncases; ci++) {
+    const case_cfg *cc = &cases[gc_small() ? small_cases[ci] : ci];
     for (size_t s = 0; s < nshapes; s++) {
-      test_shape(&cases[c], shapes[s][0], shapes[s][1], 0);
+      test_shape(cc, shapes[s][0], shapes[s][1], 0);
       if (shapes[s][0] * shapes[s][1] > 4)
-        test_shape(&cases[c], shapes[s][0], shapes[s][1], 1);
+        test_shape(cc, shapes[s][0], shapes[s][1], 1);
     }
+  }
   test_args();
   lowp_cuda_free(d_x);
   free(h_x);
