@@ -70,7 +70,7 @@ typedef struct {
   const float *wq_src;
   const void *wq_codes;
   const float *wq_scale;
-  /* 1x128 block operands quantized both ways (see "1x128 blocks both ways" below): the
+  /* 1xN block operands quantized both ways (see "1xN blocks both ways" below): the
    * wgrad's X^T codes (C, N) made by the fprop, kept (xb_on: this forward keeps them, valid:
    * they are this step's, of the buffer xb_src); dY's quantized both ways by the dgrad
    * (dyb_on: this backward does, valid: the WGRAD_DY buffer holds dyb_src's). */
@@ -619,29 +619,53 @@ typedef struct {
 } operand;
 
 /* ------------------------------------------------------------------------------------------
- * 1x128 blocks both ways. DeepSeek-V3's recipe (fp8-block) quantizes X and dY with 1x128
- * blocks along each GEMM's reduction dimension: along C (X) and OC (dY) for the fprop and the
- * dgrad, along N for the wgrad, whose operands are their transposes (C, N) and (OC, N),
- * K-major. lowpi_cuda_quantize_both makes both from one read of the untransposed tensor, with
- * no fp32 transpose, the same codes and scales as transposing and quantizing (make_operand's
- * plain way: 4 bytes written and 8 read per value more, and a second quantization pass):
+ * 1xN blocks both ways. DeepSeek-V3's recipe (fp8-block) quantizes X and dY with 1x128 blocks,
+ * the MX recipes (mxfp8) every operand with 1x32 blocks, along each GEMM's reduction dimension:
+ * along C (X) and OC (dY) for the fprop and the dgrad, along N for the wgrad, whose operands
+ * are their transposes (C, N) and (OC, N), K-major, and along OC for the dgrad's W, whose
+ * operand is W^T (C, OC). lowpi_cuda_quantize_both makes both from one read of the
+ * untransposed tensor, with no fp32 transpose, the same codes and scales as transposing and
+ * quantizing (make_operand's plain way: 4 bytes written and 8 read per value more, fp32
+ * scratch of the tensor's size, and a second quantization pass):
  * - dY: the dgrad's quantization writes the wgrad's operand as well, into the WGRAD_DY buffer,
  *   which nothing touches until the wgrad (backward's order), and the wgrad takes it;
  * - X: the fprop quantizes X both ways and keeps the wgrad's X^T codes and scales in a buffer
  *   of the linear's own (ls->xb: about 1.1 bytes per value, where the model kept X in fp32 for
  *   the backward: 4), and the wgrad takes them; the model then keeps no X for the backward
  *   (lowpi_gpu_linear_keeps_x8). Only for RNE: the kept codes must be a function of X alone;
- * - any other 1x128 wgrad operand (dY without a dgrad, X where not kept) is quantized
- *   transposed straight from the fp32 values (the column-wise half alone).
+ * - any other such operand whose blocks run down x's columns (dY without a dgrad, X where not
+ *   kept, the dgrad's W (OC, C) with 1xN blocks: mxfp8's) is quantized transposed straight from
+ *   the fp32 values (the column-wise half alone).
  * Stochastic rounding indexes each tensor's own elements, as quantizing the transpose does.
- * X^T is kept whatever the shapes and however the GEMMs run (xb_keeps: the model decides once
- * what it keeps): an emulated fprop (a shape that cuBLASLt's block GEMMs do not take, or after
- * cuBLASLt refused one at run time: linear_gemm's retry) quantizes the column-wise half alone
- * and makes its own operand, and an emulated wgrad takes the kept codes' dequantized values,
- * which are the emulation's operand (exact in bf16 for power-of-two scales). */
+ * Hopper has no MX GEMM: mxfp8's GEMMs run as the exact emulation (bf16 tensor cores on the
+ * dequantized values, bf16_exact), and so do fp8-block's at shapes cuBLASLt's block GEMMs do
+ * not take or after cuBLASLt refused one (linear_gemm's retry). An emulated GEMM takes the
+ * dequantized values of the same codes: the fprop's X and the dgrad's dY written as values by
+ * the both-ways pass itself (both_values: no row-wise codes, which only the native GEMM reads),
+ * the wgrad's operands and mxfp8's W^T by dequantizing the column-wise half (kept, or made by
+ * the dgrad, or alone: dequant_operand). X^T is kept whatever the shapes and however the
+ * GEMMs run (xb_keeps: the model decides once what it keeps). */
 
-/* Both slots quantize with 1x128 blocks that lowpi_cuda_quantize_both makes, alike (format,
- * rounding) but for their seeds and scale formats; no Hadamard, clipping mask, delayed state. */
+/* The operand of an emulated GEMM `run` (RUN_BF16: exact for power-of-two scales, bf16_exact;
+ * RUN_FP32) from the quantized tensor q (its row-wise data, K-major): the dequantized values,
+ * which make_operand's quantize-dequantize gives from the same codes, in operand `which`'s
+ * scratch (make_operand's: bf16 in tmp[2 + which], fp32 in tmp[which]). */
+static lowp_status dequant_operand(lowpi_gpu_linears *g, int which, const lowp_cuda_qtensor *q,
+                                   gemm_run run, operand *out) {
+  if (run != RUN_BF16 && run != RUN_FP32)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: a %zux%zu quantized operand in a %d GEMM",
+                      q->rows, q->cols, (int)run);
+  const int bf16 = run == RUN_BF16;
+  void *vals;
+  LOWPI_TRY(
+      scratch_get(&g->tmp[bf16 ? 2 + which : which], q->rows * q->cols * (bf16 ? 2 : 4), &vals));
+  LOWPI_TRY(lowp_cuda_dequantize(q, vals, bf16 ? LOWP_BF16 : LOWP_FP32));
+  *out = (operand){vals, bf16 ? LOWP_BF16 : LOWP_FP32, NULL, (lowpi_fp8_block_kind)0, 0};
+  return LOWP_OK;
+}
+
+/* Both slots quantize with 1xN blocks that lowpi_cuda_quantize_both makes (1x128, MX), alike
+ * (format, rounding) but for their seeds and scales; no Hadamard, clipping mask, delayed state. */
 static int both_ok(const op_state *a, const op_state *b) {
   for (int i = 0; i < 2; i++) {
     const op_state *o = i ? b : a;
@@ -667,13 +691,13 @@ static void xb_begin(const lowpi_gpu_linears *g, lin_state *ls) {
   ls->xb_on = xb_keeps(g, ls);
 }
 
-/* The start of a backward: whether the dgrad quantizes dY both ways (the wgrad then runs
- * block-scaled as well). */
-static void dyb_begin(const lowpi_gpu_linears *g, lin_state *ls, int N, int C, int OC) {
-  const op_state *d = &ls->op[LOWP_OP_DGRAD_DY], *w = &ls->op[LOWP_OP_WGRAD_DY];
+/* The start of a backward: whether the dgrad quantizes dY both ways (the wgrad takes the
+ * column-wise half: as it is where it runs block-scaled, else its dequantized values). */
+static void dyb_begin(const lowpi_gpu_linears *g, lin_state *ls) {
   ls->dyb_valid = 0;
-  ls->dyb_on = !(g->plain & LOWPI_GPU_PLAIN_BLOCK_T) && both_ok(d, w) && !takes_owner_values(w) &&
-               run_of(g, w, &ls->op[LOWP_OP_WGRAD_X], OC, C, N) == RUN_FP8_BLOCK;
+  ls->dyb_on = !(g->plain & LOWPI_GPU_PLAIN_BLOCK_T) &&
+               both_ok(&ls->op[LOWP_OP_DGRAD_DY], &ls->op[LOWP_OP_WGRAD_DY]) &&
+               !takes_owner_values(&ls->op[LOWP_OP_WGRAD_DY]);
 }
 
 /* Whether the wgrad of X (N, C) (x: its fp32 buffer, or NULL where not given) takes the kept
@@ -701,29 +725,43 @@ static lowp_status xb_get(lin_state *ls, size_t C, size_t N, lowp_cuda_qtensor *
     lowp_cuda_qtensor_free(&ls->xb);
     const lowp_status st = lowp_cuda_qtensor_init(&ls->xb, &ls->op[LOWP_OP_WGRAD_X].cfg, C, N);
     if (st != LOWP_OK)
-      return lowpi_fail(st, "gpu recipe: the 1x128 codes of linear %d's input (%zu x %zu): %s",
+      return lowpi_fail(st, "gpu recipe: the 1xN block codes of linear %d's input (%zu x %zu): %s",
                         ls->index, C, N, lowp_last_error());
   }
   return LOWP_OK;
 }
 
-/* The wgrad's X operand from the kept X^T: as it is for the block-scaled GEMM, else (the
- * emulation, after a refusal) its dequantized values, which are the emulation's operand. */
-static lowp_status xb_operand(lowpi_gpu_linears *g, lin_state *ls, gemm_run run, operand *out) {
-  const size_t n = ls->xb.rows * ls->xb.cols;
-  if (run == RUN_FP8_BLOCK) {
-    *out = block_operand(ls, LOWP_OP_WGRAD_X, &ls->xb);
-    return LOWP_OK;
-  }
+/* The emulated GEMM `run`'s operand A (the fprop's X, the dgrad's dY: slot's tensor x (rows,
+ * cols), K-major) as the dequantized values of its quantization, which make_operand's quantize-
+ * dequantize gives (in its scratch: bf16 in tmp[2], fp32 in tmp[0]), from the pass that also
+ * quantizes x's transpose into col: no row-wise codes written and read back. */
+static lowp_status both_values(lowpi_gpu_linears *g, const lin_state *ls, lowp_operand slot,
+                               gemm_run run, const float *x, size_t rows, size_t cols,
+                               lowp_cuda_qtensor *col, operand *out) {
   if (run != RUN_BF16 && run != RUN_FP32)
-    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's kept X codes in a %d GEMM",
-                      ls->index, (int)run);
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's %s in a %d GEMM", ls->index,
+                      lowp_operand_name(slot), (int)run);
   const lowp_format f = run == RUN_BF16 ? LOWP_BF16 : LOWP_FP32;
   void *vals;
-  LOWPI_TRY(scratch_get(&g->tmp[run == RUN_BF16 ? 3 : 1], n * (run == RUN_BF16 ? 2 : 4), &vals));
-  LOWPI_TRY(lowp_cuda_dequantize(&ls->xb, vals, f));
+  LOWPI_TRY(scratch_get(&g->tmp[run == RUN_BF16 ? 2 : 0], rows * cols * (run == RUN_BF16 ? 2 : 4),
+                        &vals));
+  lowp_qconfig rc = ls->op[slot].cfg;
+  rc.offset = slot_offset(g, ls, slot);
+  LOWPI_TRY(lowpi_cuda_quantize_both_values(x, rows, cols, &rc, vals, f, col));
   *out = (operand){vals, f, NULL, (lowpi_fp8_block_kind)0, 0};
   return LOWP_OK;
+}
+
+/* Operand `which` of GEMM `run` from slot's quantized tensor q: as it is for the block-scaled
+ * GEMM, else (the emulation: mxfp8, or fp8-block after a refusal) its dequantized values,
+ * which are the emulation's operand. */
+static lowp_status q_operand(lowpi_gpu_linears *g, const lin_state *ls, lowp_operand slot,
+                             int which, const lowp_cuda_qtensor *q, gemm_run run, operand *out) {
+  if (run == RUN_FP8_BLOCK) {
+    *out = block_operand(ls, slot, q);
+    return LOWP_OK;
+  }
+  return dequant_operand(g, which, q, run, out);
 }
 
 /* make_operand's shortcut for the operands above: *done = 1 and *out set where it applies
@@ -733,7 +771,7 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
                                       int k_along_cols, operand *out, int *done) {
   *done = 0;
   if (slot == LOWP_OP_WGRAD_X && !k_along_cols && xb_kept(ls, x, rows, cols)) {
-    LOWPI_TRY(xb_operand(g, ls, run, out));
+    LOWPI_TRY(q_operand(g, ls, slot, 1, &ls->xb, run, out));
     g->counts.x_block_kept++;
     *done = 1;
     return LOWP_OK;
@@ -741,23 +779,26 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
   if (!x)
     return LOWP_OK;
   const op_state *o = &ls->op[slot];
-  const int native = run == RUN_FP8_BLOCK;
   lowp_cuda_qtensor *row = NULL, *col = NULL;
-  if (k_along_cols && ((slot == LOWP_OP_FPROP_X && ls->xb_on) ||
-                       (slot == LOWP_OP_DGRAD_DY && ls->dyb_on && native))) {
+  if (k_along_cols &&
+      ((slot == LOWP_OP_FPROP_X && ls->xb_on) || (slot == LOWP_OP_DGRAD_DY && ls->dyb_on))) {
+    /* the GEMM's operand (row-wise) and the wgrad's (column-wise) in one pass: the block-scaled
+     * GEMM takes the row-wise codes, the emulation their values alone (no codes written) */
     const int fprop = slot == LOWP_OP_FPROP_X;
     const lowp_operand other = fprop ? LOWP_OP_WGRAD_X : LOWP_OP_WGRAD_DY;
-    if (native)
-      LOWPI_TRY(qbuf_get(g, slot, &o->cfg, rows, cols, &row));
     if (fprop)
       LOWPI_TRY(xb_get(ls, cols, rows, &col));
     else
       LOWPI_TRY(qbuf_get(g, other, &ls->op[other].cfg, cols, rows, &col));
-    if (row)
-      row->cfg.offset = slot_offset(g, ls, slot);
     col->cfg.offset = slot_offset(g, ls, other);
-    /* an emulated fprop keeps X^T too (the column-wise half), and makes its own operand */
-    LOWPI_TRY(lowpi_cuda_quantize_both(x, rows, cols, row, col));
+    if (run == RUN_FP8_BLOCK) {
+      LOWPI_TRY(qbuf_get(g, slot, &o->cfg, rows, cols, &row));
+      row->cfg.offset = slot_offset(g, ls, slot);
+      LOWPI_TRY(lowpi_cuda_quantize_both(x, rows, cols, row, col));
+      *out = block_operand(ls, slot, row);
+    } else {
+      LOWPI_TRY(both_values(g, ls, slot, run, x, rows, cols, col, out));
+    }
     if (fprop) {
       ls->xb_valid = 1;
       ls->xb_src = x;
@@ -767,27 +808,24 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
       ls->dyb_src = x;
       g->counts.dy_both++;
     }
-    if (row) { /* native */
-      *out = block_operand(ls, slot, row);
-      *done = 1;
-    }
+    *done = 1;
     return LOWP_OK;
   }
-  if (!native)
+  if (k_along_cols ||
+      (slot != LOWP_OP_WGRAD_DY && slot != LOWP_OP_WGRAD_X && slot != LOWP_OP_DGRAD_W))
     return LOWP_OK;
-  if (k_along_cols || (slot != LOWP_OP_WGRAD_DY && slot != LOWP_OP_WGRAD_X))
+  const int made = slot == LOWP_OP_WGRAD_DY && ls->dyb_valid && x == ls->dyb_src; /* the dgrad's */
+  if (!made && ((g->plain & LOWPI_GPU_PLAIN_BLOCK_T) || !both_ok(o, o)))
     return LOWP_OK;
   LOWPI_TRY(qbuf_get(g, slot, &o->cfg, cols, rows, &col));
-  if (slot == LOWP_OP_WGRAD_DY && ls->dyb_valid && x == ls->dyb_src) { /* the dgrad made it */
+  if (made) {
     ls->dyb_valid = 0;
-  } else if (!(g->plain & LOWPI_GPU_PLAIN_BLOCK_T) && both_ok(o, o)) { /* the column-wise half */
+  } else { /* the column-wise half alone */
     col->cfg.offset = slot_offset(g, ls, slot);
     LOWPI_TRY(lowpi_cuda_quantize_both(x, rows, cols, NULL, col));
     g->counts.block_t++;
-  } else {
-    return LOWP_OK;
   }
-  *out = block_operand(ls, slot, col);
+  LOWPI_TRY(q_operand(g, ls, slot, slot == LOWP_OP_WGRAD_DY ? 0 : 1, col, run, out));
   *done = 1;
   return LOWP_OK;
 }
@@ -846,7 +884,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   }
   if (takes_owner_values(o))
     return owner_operand(g, ls, slot, which, run, x, rows, cols, k_along_cols, out);
-  int done = 0; /* 1x128 blocks both ways, or the wgrad's kept X */
+  int done = 0; /* 1xN blocks both ways, or the wgrad's kept X */
   LOWPI_TRY(block_both_operand(g, ls, slot, run, x, rows, cols, k_along_cols, out, &done));
   if (done)
     return LOWP_OK;
@@ -1538,7 +1576,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
   lin_state *ls = &g->lin[lin];
   operand dy, cast_d, cast_w; /* cast_*: dY's operands from the fused pass (dy_cast_transpose) */
   gemm_run run_d = RUN_FP32;
-  dyb_begin(g, ls, N, C, OC);
+  dyb_begin(g, ls);
   int cast_t = 0;
   if (dinp && !dg) {
     LOWPI_TRY(dy_cast_transpose(g, ls, dout, dbias, N, C, OC, &cast_d, &cast_w, &cast_t));

@@ -39,10 +39,12 @@
  * byte transpose (1 byte per value kept instead of the fp32 X: see lowpi_gpu_linear_keeps_x8).
  * Per-tensor current scaling's dY goes to both backward GEMMs and the bias gradient in one pass
  * over the fp32 dY (cast, transposed, column-summed: lowpi_gpu_linear_casts_dy), with dY's amax
- * from its producer where given (lowpi_gpu_act.amax). 1x128 block scaling (fp8-block's X and
- * dY) quantizes X and dY both ways in one read, no fp32 transpose: the dgrad's dY with the
- * wgrad's dY^T, the fprop's X with the wgrad's X^T, which the linear keeps for the wgrad, so that
- * the caller need not keep X (lowpi_cuda_quantize_both; gpu_linear.c, "1x128 blocks both ways").
+ * from its producer where given (lowpi_gpu_act.amax). 1xN block scaling (fp8-block's 1x128 X
+ * and dY, mxfp8's 1x32 MX operands) quantizes X and dY both ways in one read, no fp32
+ * transpose: the dgrad's dY with the wgrad's dY^T, the fprop's X with the wgrad's X^T, which the
+ * linear keeps for the wgrad, so that the caller need not keep X; mxfp8's dgrad W^T likewise
+ * straight from W (lowpi_cuda_quantize_both; gpu_linear.c, "1xN blocks both ways"). The
+ * emulated GEMMs (mxfp8's) take those codes' dequantized values.
  * The fp8 GEMMs' bias, which cuBLASLt cannot add to their fp32 output, goes into the caller's next
  * kernel
  * (lowpi_gpu_linear_forward_fold). */
@@ -103,12 +105,12 @@ int lowpi_gpu_linear_is_bf16(const lowpi_gpu_linears *g, int lin);
  * value, in a buffer of its own) and makes its wgrad's X operand from them: both quantizations
  * of X with one per-tensor scale (current scaling, or delayed scaling with wgrad.x sharing
  * fprop.x's state) and the same fp8 format, RNE, no Hadamard, both GEMMs native fp8 (gpu_linear.c,
- * "X's fp8 codes kept for the backward"); or both 1x128 block scaling with the same one-byte
- * format and RNE, any shape, where the fprop quantizes X both ways and keeps the wgrad's X^T
- * codes and scales (gpu_linear.c, "1x128 blocks both ways"; an emulated wgrad takes their
- * dequantized values). Then its backward may be given no X (inp.f32 and inp.bf16 NULL) after a
- * forward of the same step: the caller need not keep X past the fprop. (The same bits as
- * quantizing X again.) */
+ * "X's fp8 codes kept for the backward"); or both 1xN block scaling (1x128: fp8-block; MX:
+ * mxfp8) with the same one-byte format and RNE, any shape, where the fprop quantizes X both ways
+ * and keeps the wgrad's X^T codes and scales (gpu_linear.c, "1xN blocks both ways"; an emulated
+ * wgrad, mxfp8's, takes their dequantized values). Then its backward may be given no X (inp.f32 and
+ * inp.bf16 NULL) after a forward of the same step: the caller need not keep X past the fprop. (The
+ * same bits as quantizing X again.) */
 int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
 
 /* Shortcuts to turn off (for the tests that compare them with the plain way): an OR of these. */
@@ -123,10 +125,12 @@ enum {
                                    not in one (lowpi_gpu_linear_casts_dy 0; implies DY_AMAX) */
   LOWPI_GPU_PLAIN_DY_AMAX = 16, /* dY's amax by a pass of its own, not the producer's
                                    (lowpi_gpu_linear_wants_dy_amax 0) */
-  LOWPI_GPU_PLAIN_BLOCK_T = 32, /* 1x128 wgrad operands (blocks along N) by an fp32 transpose and
-                                   a quantization, not quantized both ways / transposed in one
-                                   pass (lowpi_cuda_quantize_both): dY, X where not kept */
-  LOWPI_GPU_PLAIN_XB = 64,      /* the wgrad's 1x128 X quantized in the wgrad, not made by the
+  LOWPI_GPU_PLAIN_BLOCK_T = 32, /* 1xN operands whose blocks run down the tensor's columns (the
+                                   wgrad's, blocks along N; an MX dgrad's W^T) by an fp32
+                                   transpose and a quantization, not quantized both ways /
+                                   transposed in one pass (lowpi_cuda_quantize_both): dY, X
+                                   where not kept, W */
+  LOWPI_GPU_PLAIN_XB = 64,      /* the wgrad's 1xN X quantized in the wgrad, not made by the
                                    fprop and kept (lowpi_gpu_linear_keeps_x8 0 for those) */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
@@ -261,13 +265,15 @@ typedef struct {
   unsigned long long dy_cast_t;    /* backwards whose dY went through the fused cast-transpose
                                       (lowpi_gpu_linear_casts_dy) */
   unsigned long long dy_amax_given; /* of those, the ones that took dY's amax from its producer */
-  unsigned long long dy_both;       /* dgrads whose 1x128 dY was quantized both ways in one pass,
+  unsigned long long dy_both;       /* dgrads whose 1xN dY was quantized both ways in one pass,
                                        the wgrad's dY^T codes with it (lowpi_cuda_quantize_both) */
   unsigned long long x_both;        /* fprops that quantized X both ways and kept the wgrad's
-                                       1x128 X^T codes (lowpi_gpu_linear_keeps_x8) */
+                                       1xN X^T codes (lowpi_gpu_linear_keeps_x8) */
   unsigned long long x_block_kept;  /* wgrads that took those kept X^T codes */
-  unsigned long long block_t;       /* wgrad operands (1x128 blocks along N) quantized straight
-                                       from their untransposed fp32 values: no fp32 transpose */
+  unsigned long long block_t;       /* 1xN operands whose blocks run down the tensor's columns
+                                       (the wgrad's, blocks along N; an MX dgrad's W^T) quantized
+                                       straight from their untransposed fp32 values: no fp32
+                                       transpose */
   unsigned long long owner_values;  /* backward operands that took their owner slot's quantized
                                        values (the QAT backward: "wgrad.x = fprop.x") */
 } lowpi_gpu_gemm_counts;

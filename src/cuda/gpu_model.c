@@ -20,7 +20,8 @@
  * and activation backwards read their inputs: res, mid, fch).
  * Where the linear keeps its fprop's fp8 codes of X for the wgrad (lowpi_gpu_linear_keeps_x8:
  * fp8 per-tensor current scaling, fp8-delayed's X state shared by the fprop and the wgrad, or
- * fp8-block's 1x128 X^T made by the fprop: about 1.1 bytes per value with the block scales),
+ * the 1xN X^T made by the fprop, fp8-block's 1x128 and mxfp8's MX 1x32: 1 + 1/32 bytes per
+ * value with the block scales),
  * nothing is kept here: the producer writes the fp32 values
  * into a scratch of the forward (gpu_acts.da, free until the backward), the fprop quantizes
  * them into the linear's own codes (1 byte per value) and the backward is given no X. At GPT-2

@@ -521,6 +521,15 @@ __global__ void dequant_chunks(const void *__restrict__ codes, int bytes, lowpi_
 
 /* ---- host side ----------------------------------------------------------------------------- */
 
+/* Whether quantize_one runs d's blocks through the fused row-block kernel (rowblock_kernel), the
+ * only path of its modes: 1 x N blocks, N a multiple of 16 up to 256. It needs no scratch, so
+ * such tensors have no d->work (a quarter byte per value for MX's 1x32 blocks). */
+bool fused_rowblock(const lowp_qconfig *c, const lowp_cuda_qdata *d) {
+  return d->block_rows == 1 && d->block_cols % 16 == 0 && d->block_cols <= 256 &&
+         (c->mode == LOWP_SCALING_BLOCK_1D || c->mode == LOWP_SCALING_MX ||
+          c->mode == LOWP_SCALING_NVFP4 || c->mode == LOWP_SCALING_NF4);
+}
+
 lowp_status alloc_qdata(lowp_cuda_qdata *d, const lowp_qconfig *c, size_t rows, size_t cols) {
   memset(d, 0, sizeof *d);
   d->rows = rows;
@@ -534,7 +543,8 @@ lowp_status alloc_qdata(lowp_cuda_qdata *d, const lowp_qconfig *c, size_t rows, 
   void *stats = NULL;
   LOWPI_TRY(lowp_cuda_malloc(&d->codes, rows * cols * code_bytes));
   LOWPI_TRY(lowp_cuda_malloc(&d->scales, nb * (byte_scales ? 1 : sizeof(float))));
-  LOWPI_TRY(lowp_cuda_malloc(&d->work, nb * 2 * sizeof(float)));
+  if (!fused_rowblock(c, d)) /* enc and bamax of the other paths */
+    LOWPI_TRY(lowp_cuda_malloc(&d->work, nb * 2 * sizeof(float)));
   LOWPI_TRY(lowp_cuda_malloc(&stats, sizeof(stats_block)));
   stats_block *sb = (stats_block *)stats;
   d->amax = &sb->amax;
@@ -717,9 +727,10 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
                       (int)c->mode);
   /* amax, tensor_scale (rewritten below) and n_saturated: one launch (d->amax starts it) */
   LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(stats_block), 0));
-  const bool rowblock = d->block_rows == 1 && d->block_cols % 16 == 0 && d->block_cols <= 256 &&
-                        (c->mode == LOWP_SCALING_BLOCK_1D || c->mode == LOWP_SCALING_MX ||
-                         c->mode == LOWP_SCALING_NVFP4 || c->mode == LOWP_SCALING_NF4);
+  const bool rowblock = fused_rowblock(c, d);
+  if (!rowblock && !d->work)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "lowp_cuda_quantize: no scratch for mode %d",
+                      (int)c->mode);
   if (c->mode == LOWP_SCALING_NONE || c->mode == LOWP_SCALING_DELAYED) {
     /* The scale is known before: the amax comes out of the cast's own pass. */
     scales_kernel<<<1, 32>>>(p, (const uint32_t *)d->amax, 1, d->amax, d->scales, enc_of(d),

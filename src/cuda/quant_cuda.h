@@ -49,17 +49,26 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                                             void *codes_t, lowp_cuda_qtensor *qt, float *amax,
                                             int amax_known, float *dbias, void *workspace,
                                             size_t workspace_bytes);
-/* 1x128 block scaling both ways in one read of x (R, K) (device fp32, src/cuda/quant_both.cu):
+/* 1xN block scaling both ways in one read of x (R, K) (device fp32, src/cuda/quant_both.cu):
  * row (may be NULL), a tensor (R, K), receives what lowp_cuda_quantize(x, row, 0) gives (blocks
- * of 128 along K); col (may be NULL), a tensor (K, R), what lowp_cuda_quantize(x, col, 1) gives
- * (x^T, blocks of 128 along R, K-major: the wgrad's operand), with no fp32 transpose: codes,
+ * of N along K); col (may be NULL), a tensor (K, R), what lowp_cuda_quantize(x, col, 1) gives
+ * (x^T, blocks of N along R, K-major: the wgrad's operand), with no fp32 transpose: codes,
  * scales, amax, tensor_scale and saturation count, each tensor with its own config (seed and
  * offset: stochastic rounding indexes each tensor's own elements). Both tensors must pass
  * lowpi_cuda_quantize_both_ok and share the element format and rounding. */
 lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t K, lowp_cuda_qtensor *row,
                                      lowp_cuda_qtensor *col);
-/* Whether lowpi_cuda_quantize_both takes tensors of config c: BLOCK_1D with blocks of 128,
- * one-byte codes (fp8, int8, ...), fp32 scales (plain or power-of-two), no column-wise copy. */
+/* lowpi_cuda_quantize_both with the row-wise half as values: y (R, K), bf16 or fp32 (y_format),
+ * receives lowp_cuda_dequantize of what lowp_cuda_quantize(x, q, 0) writes for a tensor q of
+ * config row_cfg (codes decoded times the stored block scale, rounded to bf16 where wanted),
+ * bit for bit, and no codes: what an emulated GEMM multiplies. col (may be NULL) as there. */
+lowp_status lowpi_cuda_quantize_both_values(const float *x, size_t R, size_t K,
+                                            const lowp_qconfig *row_cfg, void *y,
+                                            lowp_format y_format, lowp_cuda_qtensor *col);
+/* Whether lowpi_cuda_quantize_both takes tensors of config c: blocks of N = 32, 64 or 128 along
+ * the rows, either BLOCK_1D with fp32 scales (plain or power-of-two: DeepSeek-V3's 1x128) or MX
+ * with e8m0 scales (any scale rule: OCP's 1x32); one-byte codes (fp8, int8, and the MX fp6 /
+ * fp4 elements, stored one per byte); no column-wise copy. */
 int lowpi_cuda_quantize_both_ok(const lowp_qconfig *c);
 
 #ifdef __cplusplus

@@ -143,22 +143,33 @@ static inline void gc_transpose(float *t, const float *x, size_t R, size_t C) {
 }
 
 /* A quantized tensor the GPU made (copied to the host) against the CPU's, one-byte codes and
- * fp32 scales: every code and scale bit for bit, amax, tensor_scale, saturation count. */
+ * fp32 or one-byte (e8m0, e4m3) scales: every code and scale bit for bit, amax, tensor_scale,
+ * saturation count. */
 static inline void gc_same_qtensor(const char *what, const lowp_qtensor *want,
                                    const lowp_qtensor *got) {
   const lowp_qdata *w = &want->rowwise, *g = &got->rowwise;
   const size_t n = w->rows * w->cols, nb = w->scale_rows * w->scale_cols;
   const uint8_t *gc = (const uint8_t *)g->codes, *wc = (const uint8_t *)w->codes;
   const float *gs = (const float *)g->scales, *ws = (const float *)w->scales;
+  /* MX's e8m0 and NVFP4's e4m3 scales are one byte each; the other modes' fp32 */
+  const int byte_scales =
+      want->cfg.scale_format == LOWP_SCALE_E8M0 || want->cfg.scale_format == LOWP_SCALE_E4M3;
+  const uint8_t *gb = (const uint8_t *)g->scales, *wb = (const uint8_t *)w->scales;
   long bad = 0;
   for (size_t i = 0; i < n; i++)
     if (gc[i] != wc[i] && bad++ < 4)
       fprintf(stderr, "  %s: code %zu (row %zu, col %zu): got 0x%02x, want 0x%02x\n", what, i,
               i / w->cols, i % w->cols, gc[i], wc[i]);
-  for (size_t b = 0; b < nb; b++)
-    if (!same_float(gs[b], ws[b]) && bad++ < 8)
+  for (size_t b = 0; b < nb; b++) {
+    if (byte_scales) {
+      if (gb[b] != wb[b] && bad++ < 8)
+        fprintf(stderr, "  %s: scale %zu (row %zu, block %zu): got 0x%02x, want 0x%02x\n", what, b,
+                b / w->scale_cols, b % w->scale_cols, gb[b], wb[b]);
+    } else if (!same_float(gs[b], ws[b]) && bad++ < 8) {
       fprintf(stderr, "  %s: scale %zu (row %zu, block %zu): got %a, want %a\n", what, b,
               b / w->scale_cols, b % w->scale_cols, (double)gs[b], (double)ws[b]);
+    }
+  }
   GC_CHECK(bad == 0, "%s: %ld codes and scales differ", what, bad);
   GC_CHECK(same_float(g->amax, w->amax) && same_float(g->tensor_scale, w->tensor_scale) &&
                g->n_saturated == w->n_saturated,

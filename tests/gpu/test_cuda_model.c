@@ -310,7 +310,11 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
                arch ? "llama" : "gpt2", recipe_name, cn.x_fp8_reused, cn.amax_given);
     /* fp8-block (native block GEMMs): every block linear's dgrad quantizes dY both ways, its
      * fprop X both ways, and its wgrad takes both (gpt2: every shape a multiple of 16; two
-     * steps); nothing is left to quantize transposed. No other recipe has 1x128 blocks. */
+     * steps); nothing is left to quantize transposed. mxfp8 (emulated GEMMs, any shape) alike,
+     * and each dgrad quantizes W^T straight from W (1x32 blocks along OC): one transposed
+     * quantization per block linear and run. No other recipe has 1xN blocks that
+     * lowpi_cuda_quantize_both takes (mxfp4-quartet: Hadamard; the QAT recipes: clipping masks,
+     * an fp32 backward). */
     printf("  %s %s: 1x128 both ways: dY %llu, X %llu, kept X^T taken %llu, transposed %llu\n",
            arch ? "llama" : "gpt2", recipe_name, cn.dy_both, cn.x_both, cn.x_block_kept,
            cn.block_t);
@@ -327,6 +331,18 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
         GC_CHECK(cn.dy_both > 0 && cn.x_both > 0 && cn.x_block_kept == cn.x_both,
                  "llama fp8-block: dY both ways %llu, X both ways %llu, kept X^T taken %llu",
                  cn.dy_both, cn.x_both, cn.x_block_kept);
+    } else if (!strcmp(recipe_name, "mxfp8")) {
+      if (arch == LOWP_ARCH_GPT2)
+        GC_CHECK(cn.dy_both == per_run && cn.x_both == per_run && cn.x_block_kept == per_run &&
+                     cn.block_t == per_run,
+                 "gpt2 mxfp8: dY both ways %llu, X both ways %llu, kept X^T taken %llu, W^T "
+                 "transposed %llu (want %llu each)",
+                 cn.dy_both, cn.x_both, cn.x_block_kept, cn.block_t, per_run);
+      else
+        GC_CHECK(cn.dy_both > 0 && cn.x_both > 0 && cn.x_block_kept == cn.x_both && cn.block_t > 0,
+                 "llama mxfp8: dY both ways %llu, X both ways %llu, kept X^T taken %llu, "
+                 "transposed %llu",
+                 cn.dy_both, cn.x_both, cn.x_block_kept, cn.block_t);
     } else if (strcmp(recipe_name, "fp8-block")) {
       GC_CHECK(cn.dy_both == 0 && cn.x_both == 0 && cn.x_block_kept == 0 && cn.block_t == 0,
                "%s %s: 1x128 both ways: dY %llu, X %llu, kept %llu, transposed %llu (want 0)",
@@ -771,24 +787,29 @@ static void test_linear_cast_t(void) {
   lowpi_gpu_linears_free(g);
 }
 
-/* One fp8-block linear (lin 0 of a 1-block model; 1x128 blocks for X and dY, 128x128 for W)
- * run four ways on the same X (N, C), W (OC, C), bias and dY (N, OC), N and C not multiples
- * of 128 (partial blocks both ways): 0 the plain way (LOWPI_GPU_PLAIN_BLOCK_T | _XB: the
- * wgrad's operands by an fp32 transpose and a quantization), 1 dY quantized both ways by the
- * dgrad and X quantized transposed by the wgrad (_XB alone), 2 as the model runs it (X
- * quantized both ways by the fprop, its X^T kept; the backward given no X, the forward's X
- * buffer overwritten with NaN in between), 3 as 2 without a dgrad (dY quantized transposed by
- * the wgrad alone; dX copied from way 0). Every output must have the bits of way 0, and the
- * counts say which paths ran. Needs native block GEMMs (sm_90, cuBLASLt 12.9+). */
-static void test_linear_xb(void) {
-  const int N = 144, C = 160, OC = 96, lin = 0;
+/* One fp8-block linear (lin 0 of a 1-block model; 1x128 blocks for X and dY, 128x128 for W;
+ * native block GEMMs), or one mxfp8 linear (1x32 MX blocks for every operand, W^T too; the GEMMs
+ * emulated on the dequantized values in bf16), run four ways on the same X (N, C), W (OC, C),
+ * bias and dY (N, OC), N and C not multiples of the block (partial blocks both ways; mxfp8: no
+ * shape a multiple of 16 either): 0 the plain way (LOWPI_GPU_PLAIN_BLOCK_T | _XB: the wgrad's
+ * operands, and mxfp8's dgrad W^T, by an fp32 transpose and a quantization; the fprop's and the
+ * dgrad's by a quantization of their own), 1 dY quantized both ways by the dgrad and X
+ * quantized transposed by the wgrad (_XB alone; mxfp8's W^T quantized straight from W), 2 as
+ * the model runs it (X quantized both ways by the fprop, its X^T kept; the backward given no X,
+ * the forward's X buffer overwritten with NaN in between), 3 as 2 without a dgrad (dY quantized
+ * transposed by the wgrad alone; dX copied from way 0). Every output must have the bits of way
+ * 0, and the counts say which paths ran. fp8-block needs native block GEMMs (sm_90, cuBLASLt
+ * 12.9+). */
+static void test_linear_xb(const char *recipe_name) {
+  const int mx = !strcmp(recipe_name, "mxfp8");
+  const int N = mx ? 143 : 144, C = mx ? 161 : 160, OC = mx ? 97 : 96, lin = 0;
   const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
-  if (!lowpi_cuda_fp8_block_supported()) {
+  if (!mx && !lowpi_cuda_fp8_block_supported()) {
     printf("linear %d of fp8-block: skipped (no native block-scaled fp8 GEMMs)\n", lin);
     return;
   }
   lowp_recipe recipe;
-  if (!GC_OK(lowp_recipe_preset("fp8-block", &recipe)))
+  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)))
     return;
   lowpi_gpu_linears *g = NULL;
   if (!GC_OK(lowpi_gpu_linears_create(&g, &recipe, 1, 7)))
@@ -797,7 +818,7 @@ static void test_linear_xb(void) {
   GC_CHECK(lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC) &&
                lowpi_gpu_linear_keeps_x8(g, lin, N - 1, C, OC) &&
                !lowpi_gpu_linear_keeps_x8(g, 4, N, C, OC),
-           "keeps_x8: fp8-block (%d, want 1), N %d (%d, want 1), the bf16 head (%d, want 0)",
+           "keeps_x8: %s (%d, want 1), N %d (%d, want 1), the bf16 head (%d, want 0)", recipe_name,
            lowpi_gpu_linear_keeps_x8(g, lin, N, C, OC), N - 1,
            lowpi_gpu_linear_keeps_x8(g, lin, N - 1, C, OC),
            lowpi_gpu_linear_keeps_x8(g, 4, N, C, OC));
@@ -850,30 +871,35 @@ static void test_linear_xb(void) {
                                       "X^T kept, dY transposed by the wgrad (no dgrad)"};
   for (int way = 1; way < 4; way++) {
     float *pair[2] = {got[0], got[way]};
-    same_linear_outputs("fp8-block", lin, what[way], pair, off);
+    same_linear_outputs(recipe_name, lin, what[way], pair, off);
   }
-  /* per way: dY both ways, X both ways, kept X^T taken, quantized transposed, and the block
-   * GEMMs: 3 a way, 2 without the dgrad */
-  static const unsigned long long want[4][5] = {
+  /* per way: dY both ways, X both ways, kept X^T taken, quantized transposed (mxfp8: W^T in
+   * each dgrad too), and the GEMMs (fp8-block: block-scaled; mxfp8: bf16, the emulation): 3 a
+   * way, 2 without the dgrad */
+  static const unsigned long long want_block[4][5] = {
       {0, 0, 0, 0, 3}, {1, 0, 0, 1, 3}, {1, 1, 1, 0, 3}, {0, 1, 1, 1, 2}};
+  static const unsigned long long want_mx[4][5] = {
+      {0, 0, 0, 0, 3}, {1, 0, 0, 2, 3}, {1, 1, 1, 1, 3}, {0, 1, 1, 1, 2}};
+  const int run = mx ? 1 : LOWPI_GEMM_RUN_FP8_BLOCK; /* runs[1]: bf16 GEMMs */
   for (int way = 0; way < 4; way++) {
     const lowpi_gpu_gemm_counts *a = &c[way], *b = &c[way + 1];
+    const unsigned long long *want = mx ? want_mx[way] : want_block[way];
     const unsigned long long d[5] = {b->dy_both - a->dy_both, b->x_both - a->x_both,
                                      b->x_block_kept - a->x_block_kept, b->block_t - a->block_t,
-                                     b->runs[LOWPI_GEMM_RUN_FP8_BLOCK] -
-                                         a->runs[LOWPI_GEMM_RUN_FP8_BLOCK]};
-    GC_CHECK(!memcmp(d, want[way], sizeof d),
-             "fp8-block linear %d way %d: dY both ways %llu, X both ways %llu, kept X^T taken "
-             "%llu, transposed %llu, block GEMMs %llu (want %llu %llu %llu %llu %llu)",
-             lin, way, d[0], d[1], d[2], d[3], d[4], want[way][0], want[way][1], want[way][2],
-             want[way][3], want[way][4]);
+                                     b->runs[run] - a->runs[run]};
+    GC_CHECK(!memcmp(d, want, sizeof d),
+             "%s linear %d way %d: dY both ways %llu, X both ways %llu, kept X^T taken %llu, "
+             "transposed %llu, %s GEMMs %llu (want %llu %llu %llu %llu %llu)",
+             recipe_name, lin, way, d[0], d[1], d[2], d[3], mx ? "bf16" : "block", d[4], want[0],
+             want[1], want[2], want[3], want[4]);
   }
   /* after end_step the kept X^T is spent: a backward without X must fail, not read it */
   GC_CHECK(lowpi_gpu_linear_backward(g, lin, d_out[0] + ny, d_out[0] + ny + nx, NULL,
                                      lowpi_act_f32(dy), (lowpi_gpu_act){NULL, NULL, NULL}, w, N, C,
                                      OC) == LOWP_ERR_INTERNAL,
-           "fp8-block: a backward with neither X nor a kept X^T did not fail");
-  printf("linear %d of fp8-block: the same bits with 1x128 operands quantized both ways\n", lin);
+           "%s: a backward with neither X nor a kept X^T did not fail", recipe_name);
+  printf("linear %d of %s: the same bits with 1xN operands quantized both ways\n", lin,
+         recipe_name);
   for (int way = 0; way < 4; way++) {
     free(got[way]);
     lowp_cuda_free(d_out[way]);
@@ -882,6 +908,71 @@ static void test_linear_xb(void) {
   lowp_cuda_free(d_x);
   free(h);
   lowpi_gpu_linears_free(g);
+}
+
+/* Issue 5: the peak GPU memory of every fp8 recipe no higher than bf16's. A gpt2 of 16 narrow
+ * layers (C 128, FC 512, B 8, T 256: N 2048 tokens), where the linears' kept inputs dominate as
+ * they do at 124M / 774M: bf16 keeps them in bf16 (ln1, atty16, ln2, GELU's output: 14 bytes
+ * per token and channel and layer, 58.7 MB here) and 2 bytes per block weight (its cast for the
+ * dgrad, 6.3 MB); the fp8 recipes keep 1-byte codes (fp8-current and fp8-delayed: X's fp8 codes,
+ * 7 bytes; fp8-block and mxfp8: X^T's 1xN codes with their scales, 7.2 bytes: 30.3 MB) and
+ * shared operand buffers that do not grow with the depth (mxfp8: about 8 bytes per token and
+ * channel of dY^T codes and 16 of dequantized bf16 operands, 6.3 MB). What each recipe's model
+ * holds at its highest through a forward and a backward (lowp_cuda_memory_stats' peak above
+ * what was held before it was created) must not exceed bf16's. */
+static void test_peak_memory(void) {
+  if (gc_small()) { /* compute-sanitizer runs: skip the 16-layer model */
+    printf("peak memory: skipped (LOWP_GPU_TEST_SMALL)\n");
+    return;
+  }
+  lowp_model_config cfg;
+  lowp_model_config_default(&cfg, LOWP_ARCH_GPT2);
+  cfg.n_layer = 16;
+  cfg.n_head = 4;
+  cfg.n_embd = 128;
+  cfg.ctx = 256;
+  cfg.vocab = 256;
+  const int B = 8, T = 256;
+  const size_t N = (size_t)B * T;
+  static const char *const recipes[] = {"bf16", "fp8-current", "fp8-delayed", "fp8-block", "mxfp8"};
+  const size_t nr = sizeof recipes / sizeof recipes[0];
+  size_t peak[sizeof recipes / sizeof recipes[0]] = {0};
+  int32_t *in = malloc(N * sizeof(int32_t)), *tg = malloc(N * sizeof(int32_t));
+  lowp_model *m = NULL;
+  if (!in || !tg || !GC_OK(lowp_model_create(&m, &cfg, 42))) {
+    free(in);
+    free(tg);
+    return;
+  }
+  for (size_t i = 0; i < N; i++) {
+    in[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
+    tg[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
+  }
+  for (size_t r = 0; r < nr; r++) {
+    lowp_recipe recipe;
+    lowpi_gpu_model *gm = NULL;
+    size_t before = 0, top = 0;
+    if (!GC_OK(lowp_recipe_preset(recipes[r], &recipe)))
+      continue;
+    lowp_cuda_memory_stats(&before, NULL);
+    lowp_cuda_memory_reset_peak();
+    if (GC_OK(lowpi_gpu_model_create(&gm, m, &recipe, 7, B, T)) &&
+        GC_OK(lowpi_gpu_model_forward(gm, in, tg, B, T, 1.0f)) &&
+        GC_OK(lowpi_gpu_model_backward(gm))) {
+      lowp_cuda_memory_stats(NULL, &top);
+      peak[r] = top - before;
+      printf("peak memory: gpt2 16 x 128, B %d, T %d, %s: %.2f MB\n", B, T, recipes[r],
+             (double)peak[r] / 1e6);
+    }
+    lowpi_gpu_model_free(gm);
+  }
+  for (size_t r = 1; r < nr; r++)
+    GC_CHECK(peak[0] > 0 && peak[r] > 0 && peak[r] <= peak[0],
+             "peak memory: %s %.2f MB above bf16's %.2f MB", recipes[r], (double)peak[r] / 1e6,
+             (double)peak[0] / 1e6);
+  lowp_model_free(m);
+  free(in);
+  free(tg);
 }
 
 #endif
@@ -909,7 +1000,9 @@ int main(void) {
   test_linear_x8("fp8-delayed");
   test_linear_delayed_vs_cpu();
   test_linear_cast_t();
-  test_linear_xb();
+  test_linear_xb("fp8-block");
+  test_linear_xb("mxfp8");
+  test_peak_memory();
   for (int arch = 0; arch < 2; arch++)
     for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)
       run_case(arch ? LOWP_ARCH_LLAMA : LOWP_ARCH_GPT2, recipes[r], 0);

@@ -1,18 +1,25 @@
-/* The GPU's 1x128 block quantization both ways (lowpi_cuda_quantize_both, quant_both.cu)
- * against the CPU reference, byte for byte.
+/* The GPU's 1xN block quantization both ways (lowpi_cuda_quantize_both, quant_both.cu) against
+ * the CPU reference, byte for byte.
  *
- * From one read of x (R, K) it writes the row-wise tensor (R, K), blocks of 128 along K, and
- * the tensor x^T (K, R), blocks of 128 along R. Oracle: the CPU's lowp_quantize of x and of its
+ * From one read of x (R, K) it writes the row-wise tensor (R, K), blocks of N along K, and the
+ * tensor x^T (K, R), blocks of N along R. Oracle: the CPU's lowp_quantize of x and of its
  * transpose built on the host, each with its own config (seed, offset: stochastic rounding
  * indexes each tensor's own elements). Compared: every code, every block scale, amax,
  * tensor_scale, the saturation count; both tensors at once, then each alone (the other NULL:
  * the column-wise half is the wgrad's transposing quantization), into buffers poisoned
- * before. Shapes: 1x1, 1x17, 17x1, 17x130, 130x257, 257x130, 128x128, 256x384, 4097x257,
- * 257x4097 (the last two 513x257 and 257x513 with LOWP_GPU_TEST_SMALL=1): partial blocks both
- * ways, partial tiles. Configs: fp8-block128's (e4m3, power-of-two scales, RNE), e5m2 with
- * plain fp32 scales, e4m3 with stochastic rounding and int8 (the generic encoder). Inputs span
- * many binades with outliers, zeros and subnormals; a second pass adds a whole zero block both
- * ways, NaN and Inf. Then the argument checks (shapes, configs).
+ * before. Shapes: 1x1, 1x17, 17x1, 1x200, 65x31, 17x130, 130x257, 257x130, 128x128, 256x384,
+ * 4097x257, 257x4097 (the last two 513x257 and 257x513 with LOWP_GPU_TEST_SMALL=1): partial
+ * blocks both ways (of 32 and of 128), partial tiles, lines shorter than one block. Configs:
+ * 1x128 (fp8-block128's e4m3 with power-of-two scales, RNE; e5m2 with plain fp32 scales; e4m3
+ * with stochastic rounding; int8, the generic encoder), 1x32 e4m3 with fp32 scales, and MX
+ * (e8m0 scales): mxfp8's e4m3 with the rceil rule (the mxfp8 recipe), e5m2 with floor, e4m3
+ * with ceil and stochastic rounding, the fp6 (e2m3, e3m2) and fp4 (e2m1, SR too) elements
+ * stored one per byte, and e4m3 in blocks of 64. Inputs span many binades with outliers,
+ * zeros and subnormals; a second pass adds a whole zero block both ways, NaN and Inf (an MX
+ * block with either gets the NaN scale). The row-wise half as values
+ * (lowpi_cuda_quantize_both_values, fp32 and bf16): lowp_cuda_dequantize of the row-wise codes
+ * bit for bit, and the CPU's lowp_dequantize. Then the argument checks (shapes, configs).
+ * LOWP_GPU_TEST_SMALL=1 runs five of the configs (compute-sanitizer's time).
  *
  * Mismatches print (tensor, index, row, col, got, want). Exit 77 without a device. */
 #include <math.h>
@@ -41,11 +48,16 @@ static void make_input(float *x, size_t R, size_t K, int special) {
 }
 
 static float *d_x, *h_x, *h_xt;
+static void *d_v[2], *h_v[2]; /* values (lowpi_cuda_quantize_both_values): want, got */
+static float *h_cpu;          /* the CPU's lowp_dequantize */
 
 typedef struct {
   const char *name;
   lowp_format format;
-  lowp_scale_format scale;
+  lowp_scaling_mode mode; /* BLOCK_1D or MX */
+  int block;
+  lowp_scale_format scale; /* BLOCK_1D: fp32 or fp32-pow2; MX: e8m0 (set by the library) */
+  lowp_mx_rule rule;       /* MX */
   lowp_round round;
 } case_cfg;
 
@@ -53,13 +65,68 @@ static lowp_qconfig mk(const case_cfg *cc, uint64_t seed, uint64_t offset) {
   lowp_qconfig c;
   memset(&c, 0, sizeof c);
   c.format = cc->format;
-  c.mode = LOWP_SCALING_BLOCK_1D;
-  c.block = 128;
+  c.mode = cc->mode;
+  c.block = cc->block;
   c.scale_format = cc->scale;
+  c.mx_rule = cc->rule;
   c.round = cc->round;
   c.seed = seed;
   c.offset = offset;
   return c;
+}
+
+/* Bytes of q's block scales: one per block for MX (e8m0), else fp32. */
+static size_t scale_bytes(const lowp_cuda_qtensor *q) {
+  return q->rowwise.scale_rows * q->rowwise.scale_cols *
+         (q->cfg.scale_format == LOWP_SCALE_E8M0 ? 1 : sizeof(float));
+}
+
+/* The row-wise half as values (lowpi_cuda_quantize_both_values), fp32 and bf16 (the second with
+ * the column-wise half too): lowp_cuda_dequantize of the row-wise codes (gr: checked against
+ * the CPU's codes before), every value bit for bit; the fp32 values also against the CPU's
+ * lowp_dequantize of its codes (want_r). */
+static void test_values(const lowp_qconfig *cr, lowp_cuda_qtensor *gr, lowp_cuda_qtensor *gcol,
+                        const lowp_qtensor *want_r, const lowp_qtensor *want_c, const char *name,
+                        size_t R, size_t K) {
+  const size_t n = R * K;
+  char what[240];
+  lowp_qtensor got_c;
+  GC_REQUIRE(lowp_qtensor_init(&got_c, &want_c->cfg, K, R));
+  const int cpu = GC_OK(lowp_dequantize(want_r, h_cpu));
+  if (!GC_OK(lowpi_cuda_quantize_both(d_x, R, K, gr, NULL)))
+    return;
+  for (int bf = 0; bf < 2; bf++) {
+    const lowp_format yf = bf ? LOWP_BF16 : LOWP_FP32;
+    const size_t eb = bf ? 2 : 4;
+    GC_REQUIRE(lowp_cuda_dequantize(gr, d_v[0], yf));
+    GC_REQUIRE(lowp_cuda_memset(d_v[1], 0xA5, n * eb));
+    GC_REQUIRE(lowp_cuda_memset(gcol->rowwise.codes, 0xA5, n));
+    GC_REQUIRE(lowp_cuda_memset(gcol->rowwise.scales, 0xA5, scale_bytes(gcol)));
+    if (!GC_OK(lowpi_cuda_quantize_both_values(d_x, R, K, cr, d_v[1], yf, bf ? gcol : NULL)))
+      continue;
+    GC_REQUIRE(lowp_cuda_memcpy(h_v[0], d_v[0], n * eb, LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_cuda_memcpy(h_v[1], d_v[1], n * eb, LOWP_CUDA_D2H));
+    long bad = 0, bad_cpu = 0;
+    for (size_t i = 0; i < n; i++) {
+      const uint32_t want = bf ? ((const uint16_t *)h_v[0])[i] : ((const uint32_t *)h_v[0])[i];
+      const uint32_t got = bf ? ((const uint16_t *)h_v[1])[i] : ((const uint32_t *)h_v[1])[i];
+      if (got != want && bad++ < 4)
+        fprintf(stderr,
+                "  %s %zux%zu %s values: [%zu] (row %zu, col %zu): got 0x%08x, want 0x%08x\n", name,
+                R, K, bf ? "bf16" : "fp32", i, i / K, i % K, got, want);
+      if (!bf && cpu && !same_float(((const float *)h_v[1])[i], h_cpu[i]) && bad_cpu++ < 4)
+        fprintf(stderr, "  %s %zux%zu fp32 values: [%zu]: got %a, the CPU's %a\n", name, R, K, i,
+                (double)((const float *)h_v[1])[i], (double)h_cpu[i]);
+    }
+    GC_CHECK(bad == 0 && bad_cpu == 0,
+             "%s %zux%zu: %ld %s values differ from lowp_cuda_dequantize's, %ld from the CPU's",
+             name, R, K, bad, bf ? "bf16" : "fp32", bad_cpu);
+    if (bf && GC_OK(lowp_cuda_qtensor_to_host(gcol, &got_c))) {
+      snprintf(what, sizeof what, "%s %zux%zu values and column-wise: column-wise", name, R, K);
+      gc_same_qtensor(what, want_c, &got_c);
+    }
+  }
+  lowp_qtensor_free(&got_c);
 }
 
 static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
@@ -82,8 +149,8 @@ static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
     static const char *const ways[3] = {"both", "row-wise alone", "column-wise alone"};
     GC_REQUIRE(lowp_cuda_memset(gr.rowwise.codes, 0xA5, R * K));
     GC_REQUIRE(lowp_cuda_memset(gcol.rowwise.codes, 0xA5, R * K));
-    GC_REQUIRE(lowp_cuda_memset(gr.rowwise.scales, 0xA5, R * ((K + 127) / 128) * 4));
-    GC_REQUIRE(lowp_cuda_memset(gcol.rowwise.scales, 0xA5, K * ((R + 127) / 128) * 4));
+    GC_REQUIRE(lowp_cuda_memset(gr.rowwise.scales, 0xA5, scale_bytes(&gr)));
+    GC_REQUIRE(lowp_cuda_memset(gcol.rowwise.scales, 0xA5, scale_bytes(&gcol)));
     if (!GC_OK(lowpi_cuda_quantize_both(d_x, R, K, way == 2 ? NULL : &gr, way == 1 ? NULL : &gcol)))
       continue;
     if (way != 2 && GC_OK(lowp_cuda_qtensor_to_host(&gr, &got_r))) {
@@ -97,6 +164,7 @@ static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
       gc_same_qtensor(what, &want_c, &got_c);
     }
   }
+  test_values(&cr, &gr, &gcol, &want_r, &want_c, cc->name, R, K);
   lowp_cuda_qtensor_free(&gr);
   lowp_cuda_qtensor_free(&gcol);
   lowp_qtensor_free(&want_r);
@@ -105,36 +173,66 @@ static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
   lowp_qtensor_free(&got_c);
 }
 
-/* Bad arguments get an error, not a launch. */
+/* Bad arguments get an error, not a launch; the configs taken and refused. */
 static void test_args(void) {
-  const case_cfg cc = {"e4m3", LOWP_E4M3, LOWP_SCALE_FP32_POW2, LOWP_ROUND_RNE};
-  lowp_qconfig c = mk(&cc, 1, 2), mx = c, e5 = c;
+  const case_cfg cc = {
+      "e4m3",        LOWP_E4M3,     LOWP_SCALING_BLOCK_1D, 128, LOWP_SCALE_FP32_POW2,
+      LOWP_MX_FLOOR, LOWP_ROUND_RNE};
+  lowp_qconfig c = mk(&cc, 1, 2), mx = c, e5 = c, mx16 = c, b16 = c, nv = c, b2d = c;
   mx.mode = LOWP_SCALING_MX;
   mx.block = 32;
   mx.scale_format = LOWP_SCALE_E8M0;
+  mx16 = mx;
+  mx16.block = 16; /* half a warp's part: not taken */
+  b16.block = 16;
+  nv.mode = LOWP_SCALING_NVFP4;
+  nv.format = LOWP_E2M1;
+  nv.block = 16;
+  nv.scale_format = LOWP_SCALE_E4M3;
+  b2d.mode = LOWP_SCALING_BLOCK_2D;
   e5.format = LOWP_E5M2;
-  lowp_cuda_qtensor a, b, m, e;
+  lowp_cuda_qtensor a, b, m, e, m16;
   GC_REQUIRE(lowp_cuda_qtensor_init(&a, &c, 17, 130));
   GC_REQUIRE(lowp_cuda_qtensor_init(&b, &c, 130, 17));
   GC_REQUIRE(lowp_cuda_qtensor_init(&m, &mx, 130, 17));
   GC_REQUIRE(lowp_cuda_qtensor_init(&e, &e5, 130, 17));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&m16, &mx16, 130, 17));
   GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, NULL, NULL) == LOWP_ERR_INVALID_ARG,
            "no tensor: not refused");
   GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, &b, NULL) == LOWP_ERR_MISMATCH,
            "a row-wise tensor of the transposed shape: not refused");
   GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, &a, &a) == LOWP_ERR_MISMATCH,
            "a column-wise tensor of the untransposed shape: not refused");
-  GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, NULL, &m) == LOWP_ERR_UNSUPPORTED,
-           "an MX tensor: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, NULL, &m16) == LOWP_ERR_UNSUPPORTED,
+           "an MX tensor of 16-blocks: not refused");
   GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, &a, &e) == LOWP_ERR_UNSUPPORTED,
            "two formats: not refused");
-  GC_CHECK(lowpi_cuda_quantize_both_ok(&c) && !lowpi_cuda_quantize_both_ok(&mx),
-           "quantize_both_ok: 1x128 e4m3 %d (want 1), MX %d (want 0)",
-           lowpi_cuda_quantize_both_ok(&c), lowpi_cuda_quantize_both_ok(&mx));
+  GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, &a, &m) == LOWP_OK,
+           "a 1x128 row-wise and an MX column-wise tensor of one format: refused (%s)",
+           lowp_last_error());
+  GC_CHECK(lowpi_cuda_quantize_both_values(d_x, 17, 130, &c, d_v[0], LOWP_FP16, NULL) ==
+               LOWP_ERR_UNSUPPORTED,
+           "values in fp16: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both_values(d_x, 17, 130, &nv, d_v[0], LOWP_BF16, NULL) ==
+               LOWP_ERR_UNSUPPORTED,
+           "NVFP4 values: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both_values(d_x, 17, 130, &c, d_v[0], LOWP_BF16, &a) ==
+               LOWP_ERR_MISMATCH,
+           "values with a column-wise tensor of the untransposed shape: not refused");
+  GC_CHECK(lowpi_cuda_quantize_both_values(d_x, 17, 130, &e5, d_v[0], LOWP_BF16, &m) ==
+               LOWP_ERR_UNSUPPORTED,
+           "values and a column-wise tensor of another format: not refused");
+  const lowp_qconfig *taken[] = {&c, &mx}, *refused[] = {&mx16, &b16, &nv, &b2d};
+  for (size_t i = 0; i < 2; i++)
+    GC_CHECK(lowpi_cuda_quantize_both_ok(taken[i]), "quantize_both_ok: config %zu refused", i);
+  for (size_t i = 0; i < 4; i++)
+    GC_CHECK(!lowpi_cuda_quantize_both_ok(refused[i]),
+             "quantize_both_ok: config %zu (MX 1x16, 1x16, NVFP4, 128x128) taken", i);
   lowp_cuda_qtensor_free(&a);
   lowp_cuda_qtensor_free(&b);
   lowp_cuda_qtensor_free(&m);
   lowp_cuda_qtensor_free(&e);
+  lowp_cuda_qtensor_free(&m16);
 }
 
 #endif
@@ -148,31 +246,60 @@ int main(void) {
   if (skip)
     return skip;
   const size_t big = gc_small() ? 513 : 4097;
-  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},    {17, 130},  {130, 257},
-                              {257, 130}, {128, 128}, {256, 384}, {big, 257}, {257, big}};
+  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},    {1, 200},
+                              {65, 31},   {17, 130},  {130, 257}, {257, 130},
+                              {128, 128}, {256, 384}, {big, 257}, {257, big}};
   const size_t nshapes = sizeof shapes / sizeof shapes[0], maxn = big * 257;
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_x, maxn * sizeof(float)));
   h_x = malloc(maxn * sizeof(float));
   h_xt = malloc(maxn * sizeof(float));
-  if (!h_x || !h_xt) {
+  h_cpu = malloc(maxn * sizeof(float));
+  for (int i = 0; i < 2; i++) {
+    GC_REQUIRE(lowp_cuda_malloc(&d_v[i], maxn * sizeof(float)));
+    h_v[i] = malloc(maxn * sizeof(float));
+  }
+  if (!h_x || !h_xt || !h_cpu || !h_v[0] || !h_v[1]) {
     fprintf(stderr, "out of host memory\n");
     return 1;
   }
+  const lowp_scaling_mode B1 = LOWP_SCALING_BLOCK_1D, MX = LOWP_SCALING_MX;
+  const lowp_scale_format F32 = LOWP_SCALE_FP32, P2 = LOWP_SCALE_FP32_POW2, E8 = LOWP_SCALE_E8M0;
+  const lowp_round RNE = LOWP_ROUND_RNE, SR = LOWP_ROUND_SR;
   const case_cfg cases[] = {
-      {"fp8-block128 e4m3 pow2 rne", LOWP_E4M3, LOWP_SCALE_FP32_POW2, LOWP_ROUND_RNE},
-      {"e5m2 fp32 rne", LOWP_E5M2, LOWP_SCALE_FP32, LOWP_ROUND_RNE},
-      {"e4m3 pow2 sr", LOWP_E4M3, LOWP_SCALE_FP32_POW2, LOWP_ROUND_SR},
-      {"int8 fp32 rne", LOWP_INT8, LOWP_SCALE_FP32, LOWP_ROUND_RNE}};
-  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+      {"fp8-block128 e4m3 pow2 rne", LOWP_E4M3, B1, 128, P2, LOWP_MX_FLOOR, RNE},
+      {"1x128 e5m2 fp32 rne", LOWP_E5M2, B1, 128, F32, LOWP_MX_FLOOR, RNE},
+      {"1x128 e4m3 pow2 sr", LOWP_E4M3, B1, 128, P2, LOWP_MX_FLOOR, SR},
+      {"1x128 int8 fp32 rne", LOWP_INT8, B1, 128, F32, LOWP_MX_FLOOR, RNE},
+      {"1x32 e4m3 fp32 rne", LOWP_E4M3, B1, 32, F32, LOWP_MX_FLOOR, RNE},
+      {"mxfp8 e4m3 rceil rne", LOWP_E4M3, MX, 32, E8, LOWP_MX_RCEIL, RNE},
+      {"mx e5m2 floor rne", LOWP_E5M2, MX, 32, E8, LOWP_MX_FLOOR, RNE},
+      {"mx e4m3 ceil sr", LOWP_E4M3, MX, 32, E8, LOWP_MX_CEIL, SR},
+      {"mx e2m3 floor rne", LOWP_E2M3, MX, 32, E8, LOWP_MX_FLOOR, RNE},
+      {"mx e3m2 rceil rne", LOWP_E3M2, MX, 32, E8, LOWP_MX_RCEIL, RNE},
+      {"mx e2m1 floor rne", LOWP_E2M1, MX, 32, E8, LOWP_MX_FLOOR, RNE},
+      {"mx e2m1 rceil sr", LOWP_E2M1, MX, 32, E8, LOWP_MX_RCEIL, SR},
+      {"mx 1x64 e4m3 floor rne", LOWP_E4M3, MX, 64, E8, LOWP_MX_FLOOR, RNE}};
+  /* LOWP_GPU_TEST_SMALL (compute-sanitizer): fp8-block's, 1x128 SR, mxfp8's, MX SR, MX e2m1 SR */
+  static const size_t small_cases[] = {0, 2, 5, 7, 11};
+  const size_t ncases =
+      gc_small() ? sizeof small_cases / sizeof small_cases[0] : sizeof cases / sizeof cases[0];
+  for (size_t ci = 0; ci < ncases; ci++) {
+    const case_cfg *cc = &cases[gc_small() ? small_cases[ci] : ci];
     for (size_t s = 0; s < nshapes; s++) {
-      test_shape(&cases[c], shapes[s][0], shapes[s][1], 0);
+      test_shape(cc, shapes[s][0], shapes[s][1], 0);
       if (shapes[s][0] * shapes[s][1] > 4)
-        test_shape(&cases[c], shapes[s][0], shapes[s][1], 1);
+        test_shape(cc, shapes[s][0], shapes[s][1], 1);
     }
+  }
   test_args();
   lowp_cuda_free(d_x);
   free(h_x);
   free(h_xt);
+  free(h_cpu);
+  for (int i = 0; i < 2; i++) {
+    lowp_cuda_free(d_v[i]);
+    free(h_v[i]);
+  }
   return gc_finish("test_cuda_quant_both");
 #endif
 }
