@@ -77,12 +77,24 @@ template <int FF, int RR>
 __device__ __forceinline__ void
 encode_line(const float (&v)[4], unsigned lane, unsigned valid, const side &s, const lowpi_fmt &f,
             lowp_round rnd, size_t b0, size_t index0, unsigned long long &sat, uint32_t &tmax) {
-  uint32_t m[4]; /* the amax key of each 32-long part */
+  uint32_t m[4];      /* the amax key of each 32-long part */
+  if (s.shift == 2) { /* one block of 128: one reduction (the 1x128 recipes' hot path) */
+    uint32_t a = 0;
 #pragma unroll
-  for (int k = 0; k < 4; k++) {
-    m[k] = __reduce_max_sync(0xFFFFFFFFu, lowpi_abs_key(v[k]));
-    tmax = max(tmax, m[k]);
+    for (int k = 0; k < 4; k++)
+      a = max(a, lowpi_abs_key(v[k]));
+    a = __reduce_max_sync(0xFFFFFFFFu, a);
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+      m[k] = a;
+  } else {
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+      m[k] = __reduce_max_sync(0xFFFFFFFFu, lowpi_abs_key(v[k]));
   }
+#pragma unroll
+  for (int k = 0; k < 4; k++)
+    tmax = max(tmax, m[k]);
   lowpi_block_scale sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(block_key(m, 0, s.shift)), 1.0f);
   float sv = stored_scale(s, sc);
 #pragma unroll
