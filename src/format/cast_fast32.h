@@ -145,24 +145,7 @@ LOWPI_HD uint32_t lowpi_encode_nf4_tree(float x, lowp_round r, uint64_t seed, ui
     a = le ? vk : a;
     b = le ? lowpi_nf4_value(k + 1u) : b;
   }
-  if (x == a)
-    return lo;
-  switch (r) {
-  case LOWP_ROUND_RZ:
-    return b <= 0.0f ? lo + 1u : lo;
-  case LOWP_ROUND_RU:
-    return lo + 1u;
-  case LOWP_ROUND_SR: {
-    const double p = ((double)x - (double)a) / ((double)b - (double)a);
-    const double u = (double)(lowpi_random64(seed, offset, index) >> 11) * 0x1p-53;
-    return u < p ? lo + 1u : lo;
-  }
-  case LOWP_ROUND_RNE:
-  default: {
-    const double da = (double)x - (double)a, db = (double)b - (double)x;
-    return db < da ? lo + 1u : lo;
-  }
-  }
+  return lowpi_nf4_round(x, lo, a, b, r, seed, offset, index);
 }
 
 /* lowpi_encode, bit for bit, in the forms above. */

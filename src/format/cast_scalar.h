@@ -241,21 +241,12 @@ LOWPI_HD float lowpi_nf4_value(uint32_t code) {
   return nf4[code & 15u];
 }
 
-/* Codebook: the nearest value (a tie goes to the smaller value, as bitsandbytes' decision
- * tree with strict '>' does); RZ/RU/SR pick between the two neighbours. Values beyond the
- * ends clamp to them; NaN gives the zero code. */
-LOWPI_HD uint32_t lowpi_encode_nf4(float x, lowp_round r, uint64_t seed, uint64_t offset,
-                                   uint64_t index) {
-  if (x != x)
-    return 7u;
-  if (x <= -1.0f)
-    return 0u;
-  if (x >= 1.0f)
-    return 15u;
-  uint32_t lo = 0;
-  while (lo < 14u && lowpi_nf4_value(lo + 1u) <= x)
-    lo++;
-  float a = lowpi_nf4_value(lo), b = lowpi_nf4_value(lo + 1u);
+/* Codebook rounding of x between its neighbours a = value(lo) <= x < b = value(lo + 1): the
+ * nearest (a tie goes to the smaller value, as bitsandbytes' decision tree with strict '>'
+ * does); RZ/RU/SR pick between the two. Shared by lowpi_encode_nf4 and the loop-free search of
+ * format/cast_fast32.h. */
+LOWPI_HD uint32_t lowpi_nf4_round(float x, uint32_t lo, float a, float b, lowp_round r,
+                                  uint64_t seed, uint64_t offset, uint64_t index) {
   if (x == a)
     return lo;
   switch (r) {
@@ -275,6 +266,23 @@ LOWPI_HD uint32_t lowpi_encode_nf4(float x, lowp_round r, uint64_t seed, uint64_
     return db < da ? lo + 1u : lo;
   }
   }
+}
+
+/* Codebook: lowpi_nf4_round between the neighbours found by a linear search. Values beyond the
+ * ends clamp to them; NaN gives the zero code. */
+LOWPI_HD uint32_t lowpi_encode_nf4(float x, lowp_round r, uint64_t seed, uint64_t offset,
+                                   uint64_t index) {
+  if (x != x)
+    return 7u;
+  if (x <= -1.0f)
+    return 0u;
+  if (x >= 1.0f)
+    return 15u;
+  uint32_t lo = 0;
+  while (lo < 14u && lowpi_nf4_value(lo + 1u) <= x)
+    lo++;
+  return lowpi_nf4_round(x, lo, lowpi_nf4_value(lo), lowpi_nf4_value(lo + 1u), r, seed, offset,
+                         index);
 }
 
 LOWPI_HD uint32_t lowpi_encode(lowpi_fmt f, float x, lowp_round r, lowp_overflow ovf, uint64_t seed,

@@ -79,9 +79,11 @@ static lowp_status record_clip_mask(linear_state *ls, int which, const lowp_qten
   return lowp_qtensor_clip_mask(q, x, ls->mask[which]);
 }
 
-/* Quantize then dequantize x (rows, K) with blocks along its rows (K is the reduction). */
+/* Quantize then dequantize x (rows, K) with blocks along its rows (K is the reduction).
+ * record: count the saturations and record a forward slot's clipping mask (0 where a backward
+ * slot takes the owner's values again: the forward recorded them, for the same values). */
 static lowp_status fake_quant_rows(lowpi_recipe_exec *ex, linear_state *ls, lowp_operand slot,
-                                   float *y, const float *x, size_t rows, size_t K) {
+                                   float *y, const float *x, size_t rows, size_t K, int record) {
   op_state *o = &ls->op[slot];
   /* A separate random stream per step, linear layer and operand. */
   uint64_t offset = (ex->step << 16) ^ ((uint64_t)ls->linear << 3) ^ (uint64_t)slot;
@@ -138,10 +140,10 @@ static lowp_status fake_quant_rows(lowpi_recipe_exec *ex, linear_state *ls, lowp
     }
     if (st == LOWP_OK)
       st = lowp_dequantize(&o->q, y);
-    if (st == LOWP_OK && o->spec.clip_mask_ste &&
+    if (st == LOWP_OK && record && o->spec.clip_mask_ste &&
         (slot == LOWP_OP_FPROP_X || slot == LOWP_OP_FPROP_W))
       st = record_clip_mask(ls, slot == LOWP_OP_FPROP_W, &o->q, src, rows, K);
-    if (st == LOWP_OK) {
+    if (st == LOWP_OK && record) {
 #pragma omp atomic
       ex->n_saturated += o->q.rowwise.n_saturated;
 #pragma omp atomic
@@ -163,20 +165,20 @@ static lowp_status operand_hook(void *user, lowpi_gemm gemm, lowpi_operand which
     return LOWP_OK;
   }
   if (k_along_cols)
-    return fake_quant_rows(ls->ex, ls, slot, out, inp, rows, cols);
+    return fake_quant_rows(ls->ex, ls, slot, out, inp, rows, cols, 1);
   const op_state *o = &ls->op[slot];
   if (o->spec.shares && !o->delayed) {
     /* The owner's quantized values (lowp_operand_spec.shares): the owner quantized this same
      * tensor along its columns (every owner slot's reduction runs along them); again, with the
      * owner's state and stream, for the same values. */
-    return fake_quant_rows(ls->ex, ls, (lowp_operand)(o->spec.shares - 1), out, inp, rows, cols);
+    return fake_quant_rows(ls->ex, ls, (lowp_operand)(o->spec.shares - 1), out, inp, rows, cols, 0);
   }
   /* The reduction runs down the columns: quantize the transpose (TE's column-wise copy). */
   float *t = malloc(2 * rows * cols * sizeof(float));
   if (!t)
     return lowpi_fail(LOWP_ERR_NOMEM, "recipe: no memory for a %zux%zu transpose", rows, cols);
   transpose(t, inp, rows, cols);
-  lowp_status st = fake_quant_rows(ls->ex, ls, slot, t + rows * cols, t, cols, rows);
+  lowp_status st = fake_quant_rows(ls->ex, ls, slot, t + rows * cols, t, cols, rows, 1);
   if (st == LOWP_OK)
     transpose(out, t + rows * cols, cols, rows);
   free(t);
