@@ -403,6 +403,25 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
   return lowpi_gpu_model_create_sharded(out, host, recipe, seed, B, T, 0);
 }
 
+/* The model's names in LOWP_GPU_PLAIN (gpu_linear.c's lowpi_gpu_plain_from_env ignores them;
+ * "all" is read there). */
+static unsigned model_plain_from_env(void) {
+  static const struct {
+    const char *name;
+    unsigned flag;
+  } names[] = {{"ln_res", LOWPI_GPU_PLAIN_LN_RES}, {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD}};
+  const char *env = getenv("LOWP_GPU_PLAIN");
+  unsigned plain = 0;
+  while (env && *env) {
+    const size_t len = strcspn(env, ",");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+      if (strlen(names[i].name) == len && !strncmp(env, names[i].name, len))
+        plain |= names[i].flag;
+    env += len + (env[len] == ',');
+  }
+  return plain;
+}
+
 lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *host,
                                            const lowp_recipe *recipe, uint64_t seed, int B, int T,
                                            int shard) {
@@ -426,7 +445,9 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
   g->cfg = *c;
   g->nparams = lowp_model_num_params(host);
   g->shard = shard;
-  plain |= lowpi_gpu_plain_from_env(); /* LOWP_GPU_PLAIN: A/B timing of the shortcuts */
+  /* LOWP_GPU_PLAIN: A/B timing of the shortcuts; ln_bwd from there alone (not the same bits) */
+  plain = (plain & ~(unsigned)LOWPI_GPU_PLAIN_LN_BWD) | lowpi_gpu_plain_from_env() |
+          model_plain_from_env();
   g->plain = plain;
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
@@ -567,6 +588,25 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
                                     c->norm_eps);
 }
 
+/* res = inp1 + (inp2 + bias2) (the residual add, bias2 may be NULL), then its norm as
+ * norm_forward: in one kernel (the same bits) unless LOWPI_GPU_PLAIN_LN_RES. */
+static lowp_status residual_norm_forward(const lowpi_gpu_model *g, const act_store *s, int l,
+                                         float *stats, float *res, const float *inp1,
+                                         const float *inp2, const float *bias2, const float *w,
+                                         const float *b, int N) {
+  const lowp_model_config *c = &g->cfg;
+  const int C = c->n_embd;
+  if (g->plain & LOWPI_GPU_PLAIN_LN_RES) {
+    LOWPI_TRY(lowpi_cuda_residual_forward_bias(res, inp1, inp2, bias2, (size_t)N * C, C));
+    return norm_forward(g, s, l, stats, res, w, b, N);
+  }
+  if (c->arch == LOWP_ARCH_GPT2)
+    return lowpi_cuda_residual_layernorm_forward(res, s->f32[l], s->bf16[l], stats, stats + N, inp1,
+                                                 inp2, bias2, w, b, N, C, c->norm_eps);
+  return lowpi_cuda_residual_rmsnorm_forward(res, s->f32[l], s->bf16[l], stats + N, inp1, inp2,
+                                             bias2, w, N, C, c->norm_eps);
+}
+
 /* dinp written (accumulate 0) or, for the blocks' norms, added to the residual stream's
  * gradient (accumulate 1: model.c's norm backward + residual backward, in one pass). dinp is
  * always dres: its bf16 codes go to dres16 where that exists (dres_for), its amax where linear
@@ -576,12 +616,14 @@ static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, flo
                                  const float *stats, int N, int accumulate, int dy_lin) {
   const lowp_model_config *c = &g->cfg;
   float *amax = dy_amax_for(g, dy_lin, 0);
+  const int two_pass = (g->plain & LOWPI_GPU_PLAIN_LN_BWD) != 0; /* A/B timing */
   if (c->arch == LOWP_ARCH_GPT2)
-    return lowpi_cuda_layernorm_backward_amax(dinp, g->a.dres16, amax, dw, db, dout, inp, w, stats,
-                                              stats + N, N, c->n_embd, accumulate, g->a.work,
-                                              g->a.work_bytes);
-  return lowpi_cuda_rmsnorm_backward_amax(dinp, g->a.dres16, amax, dw, dout, inp, w, stats + N, N,
-                                          c->n_embd, accumulate, g->a.work, g->a.work_bytes);
+    return (two_pass ? lowpi_cuda_layernorm_backward_two_pass : lowpi_cuda_layernorm_backward_amax)(
+        dinp, g->a.dres16, amax, dw, db, dout, inp, w, stats, stats + N, N, c->n_embd, accumulate,
+        g->a.work, g->a.work_bytes);
+  return (two_pass ? lowpi_cuda_rmsnorm_backward_two_pass : lowpi_cuda_rmsnorm_backward_amax)(
+      dinp, g->a.dres16, amax, dw, dout, inp, w, stats + N, N, c->n_embd, accumulate, g->a.work,
+      g->a.work_bytes);
 }
 
 /* qkv (N, 3C) for layer l: into the bf16 store where qkv_in_bf16, else fp32. */
@@ -752,6 +794,7 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
   LOWPI_TRY(lowpi_cuda_embedding_forward(a->res, a->inputs, g->p.wte, g->p.wpe, B, T, C));
   if (g->shard == 3 && !g->hooks.params)
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu model: sharded parameters without block hooks");
+  int ln1_done = 0; /* block l's ln1 computed with the residual add before it */
   for (int l = 0; l < L; l++) {
     lowpi_layer_ptrs wl;
     LOWPI_TRY(block_params(g, l, 0, &wl));
@@ -764,7 +807,8 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     float *tmp = a->dres; /* branch outputs before the residual add (free in the forward) */
     /* attproj's input: atty, and its bf16 codes where the flash forward wrote them */
     const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, NULL};
-    LOWPI_TRY(norm_forward(g, &a->ln1, l, st1, x, w->ln1w, w->ln1b, n));
+    if (!ln1_done) /* else with the previous block's residual add */
+      LOWPI_TRY(norm_forward(g, &a->ln1, l, st1, x, w->ln1w, w->ln1b, n));
     LOWPI_TRY(qkv_forward(g, l, w, n));
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_forward(qkv, qkv, B, T, C, NH, c->rope_theta));
@@ -775,8 +819,7 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     const float *b_left = NULL, **fold = g->plain & LOWPI_GPU_PLAIN_BIAS ? NULL : &b_left;
     LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 1, tmp, atty_in, w->attprojw, w->attprojb,
                                             n, C, C, fold));
-    LOWPI_TRY(lowpi_cuda_residual_forward_bias(mid, x, tmp, b_left, NC, C));
-    LOWPI_TRY(norm_forward(g, &a->ln2, l, st2, mid, w->ln2w, w->ln2b, n));
+    LOWPI_TRY(residual_norm_forward(g, &a->ln2, l, st2, mid, x, tmp, b_left, w->ln2w, w->ln2b, n));
     b_left = NULL;
     if (gpt2)
       LOWPI_TRY(fc_gelu_forward_fused(g, l, w, n));
@@ -799,10 +842,21 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     }
     LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 3, tmp, fin, w->fcprojw, w->fcprojb, n, F,
                                             C, fold));
-    LOWPI_TRY(lowpi_cuda_residual_forward_bias(xout, mid, tmp, b_left, NC, C));
+    /* the residual add with the norm that reads its sum next: the next block's ln1 where its
+     * parameters are at hand (not sharded: block_params is then g->p's), else the final norm */
+    ln1_done = 0;
+    if (l + 1 < L && g->shard == 3) {
+      LOWPI_TRY(lowpi_cuda_residual_forward_bias(xout, mid, tmp, b_left, NC, C));
+    } else if (l + 1 < L) {
+      const lowpi_layer_ptrs *next = &g->p.layers[l + 1];
+      LOWPI_TRY(residual_norm_forward(g, &a->ln1, l + 1, a->ln1_stats + (l + 1) * 2 * N, xout, mid,
+                                      tmp, b_left, next->ln1w, next->ln1b, n));
+      ln1_done = 1;
+    } else {
+      LOWPI_TRY(residual_norm_forward(g, &a->lnf, 0, a->lnf_stats, xout, mid, tmp, b_left,
+                                      g->p.lnfw, g->p.lnfb, n));
+    }
   }
-  LOWPI_TRY(
-      norm_forward(g, &a->lnf, 0, a->lnf_stats, a->res + (size_t)L * NC, g->p.lnfw, g->p.lnfb, n));
   LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, act_at(&a->lnf, 0), g->p.head, NULL, n,
                                      C, V));
   g->have_forward = 1;

@@ -75,10 +75,43 @@ lowp_status lowpi_cuda_rmsnorm_backward_amax(float *dinp, uint16_t *dinp_bf16, f
 lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
                                        const float *inp, const float *weight, int N, int C,
                                        float eps);
+/* The residual add fused into the norm after it: res (N, C) = inp1 + (inp2 + bias2) (bias2 (C)
+ * may be NULL: inp1 + inp2), as lowpi_cuda_residual_forward_bias, then the norm of res as
+ * lowpi_cuda_layernorm_forward / lowpi_cuda_rmsnorm_forward, in one kernel that reads each
+ * value once: the same bits as the two calls (the same operations in the same order). res may
+ * equal inp1 or inp2; out must overlap none of them. */
+lowp_status lowpi_cuda_residual_layernorm_forward(float *res, float *out, uint16_t *out_bf16,
+                                                  float *mean, float *rstd, const float *inp1,
+                                                  const float *inp2, const float *bias2,
+                                                  const float *weight, const float *bias, int N,
+                                                  int C, float eps);
+lowp_status lowpi_cuda_residual_rmsnorm_forward(float *res, float *out, uint16_t *out_bf16,
+                                                float *rstd, const float *inp1, const float *inp2,
+                                                const float *bias2, const float *weight, int N,
+                                                int C, float eps);
 lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
                                         const float *dout, const float *inp, const float *weight,
                                         const float *rstd, int N, int C, int accumulate,
                                         void *workspace, size_t workspace_bytes);
+/* The backwards compute dinp and the parameter gradients in one pass over dout and inp (partial
+ * column sums per block of rows into the workspace, then a small kernel adds them in a fixed
+ * order) where C <= 1024 is a multiple of 4 (16-byte accesses where dinp, dout, inp, weight are
+ * 16-byte aligned and dinp_bf16 8-byte: the same bits either way), or C <= 256; else in two
+ * (the column sums, then the rows). The _two_pass variants
+ * always take the two passes (A/B timing: LOWP_GPU_PLAIN=ln_bwd; tests): the same dinp up to
+ * the order of the row sums, the parameter gradients up to the order of the column sums.
+ * Deterministic either way. */
+lowp_status lowpi_cuda_layernorm_backward_two_pass(float *dinp, uint16_t *dinp_bf16,
+                                                   float *dinp_amax, float *dweight, float *dbias,
+                                                   const float *dout, const float *inp,
+                                                   const float *weight, const float *mean,
+                                                   const float *rstd, int N, int C, int accumulate,
+                                                   void *workspace, size_t workspace_bytes);
+lowp_status lowpi_cuda_rmsnorm_backward_two_pass(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                                 float *dweight, const float *dout,
+                                                 const float *inp, const float *weight,
+                                                 const float *rstd, int N, int C, int accumulate,
+                                                 void *workspace, size_t workspace_bytes);
 
 /* GELU (tanh) and SwiGLU (the backwards read the forward's input, not its output). */
 lowp_status lowpi_cuda_gelu_forward(float *out, uint16_t *out_bf16, const float *inp, size_t n);

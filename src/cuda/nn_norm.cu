@@ -1,8 +1,21 @@
 /* LayerNorm (GPT-2) and RMSNorm (Llama) on the GPU (nn/norm.c): one warp per row, fp32, the
  * CPU's formulas operation by operation; the row sums run over the lanes (then a butterfly)
- * instead of in sequence. The parameter gradients are column sums over rows in two fixed
- * stages (nn_reduce.cuh). The forwards can also write their output's bf16 RNE codes, and the
- * backwards their dinp's (for a bf16 GEMM next: see lowpi_store_out). */
+ * instead of in sequence. The forwards can also write their output's bf16 RNE codes, and the
+ * backwards their dinp's (for a bf16 GEMM next: see lowpi_store_out).
+ *
+ * Forward: the row is kept in registers (K values a lane, column lane + 32 k) and read once; the
+ * residual add before it can be fused (the sum written as it is read). Either way the arithmetic
+ * is the same as the plain kernel's, element by element and in the same order: the same bits.
+ *
+ * Backward, fused (one pass): each block takes kBwdRows rows, one warp a row at a time; a lane
+ * keeps its columns of the row (16-byte loads where C % 4 == 0 and the buffers are aligned) in
+ * registers, so dout and inp
+ * are read once, and sums the parameter-gradient terms of its columns over the warp's rows in
+ * registers. The block's warps then add theirs in warp order into shared memory, the block
+ * writes its partial sums (one row of the workspace), and a second kernel adds the blocks'
+ * partials in a fixed order onto dweight / dbias. Every split depends on N and C alone:
+ * deterministic. Rows the registers cannot hold (C > 1024, or C > 256 and not a multiple of 4)
+ * take the two-pass way: the row kernel, then the column sums (nn_reduce.cuh). */
 #include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
@@ -16,35 +29,133 @@ unsigned row_blocks(int N) {
   return (unsigned)(((size_t)N + kRows - 1) / kRows);
 }
 
-/* out may equal inp (each element is read, then written, by one lane). */
-__global__ void layernorm_forward_kernel(float *out, uint16_t *__restrict__ out_bf16,
-                                         float *__restrict__ mean, float *__restrict__ rstd,
-                                         const float *inp, const float *__restrict__ weight,
-                                         const float *__restrict__ bias, int N, int C, float eps) {
+/* ---------------------------------------------------------------------------------------------
+ * Forward */
+
+struct fwd_args {
+  float *out;
+  uint16_t *out_bf16;
+  float *mean, *rstd; /* mean unused by RMSNorm */
+  float *res;         /* the residual sum (RES) */
+  const float *inp, *inp2, *bias2, *weight, *bias;
+  int N, C;
+  float eps;
+};
+
+/* Element c of row `row`: inp's, or (RES) the residual sum inp + (inp2 + bias2), bias2 may be
+ * NULL, as residual_forward_kernel adds it (nn_pointwise.cu: the same bits), written to res. */
+template <bool RES>
+__device__ __forceinline__ float row_value(const fwd_args &a, size_t row, int c) {
+  if (!RES)
+    return a.inp[row + c];
+  const float y = a.inp2[row + c];
+  const float v = a.inp[row + c] + (a.bias2 ? y + a.bias2[c] : y);
+  a.res[row + c] = v;
+  return v;
+}
+
+/* K > 0: lane keeps columns lane + 32 k (k < K, K * 32 >= C) in registers; K == 0: any C, the
+ * row read again from memory (from res where RES: written by this same lane). The sums run in
+ * the same order either way. out may equal inp (each element is read, then written, by one
+ * lane); res may equal inp or inp2 (likewise), not out. */
+template <bool RMS, bool RES, int K>
+__global__ void __launch_bounds__(lowpi_kThreads) norm_forward_kernel(fwd_args a) {
   const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
   const int lane = (int)(threadIdx.x % 32);
-  if (n >= N)
+  if (n >= a.N)
     return; /* the whole warp */
-  const float *x = inp + (size_t)n * C;
-  float m = 0.0f;
-  for (int c = lane; c < C; c += 32)
-    m += x[c];
-  m = lowpi_warp_sum(m) / (float)C;
-  float v = 0.0f;
-  for (int c = lane; c < C; c += 32) {
-    float d = x[c] - m;
-    v += d * d;
-  }
-  v = lowpi_warp_sum(v) / (float)C;
-  const float s = 1.0f / sqrtf(v + eps);
+  const int C = a.C;
   const size_t row = (size_t)n * C;
-  for (int c = lane; c < C; c += 32)
-    lowpi_store_out(out, out_bf16, row + c, (s * (x[c] - m)) * weight[c] + bias[c]);
+  const float *again = RES ? a.res + row : a.inp + row; /* K == 0: the row's values */
+  constexpr int KR = K > 0 ? K : 1;
+  float xv[KR];
+  /* LayerNorm: m = mean; RMSNorm: m = sum of squares */
+  float m = 0.0f;
+  if (K > 0) {
+#pragma unroll
+    for (int k = 0; k < KR; k++) {
+      const int c = lane + 32 * k;
+      xv[k] = 0.0f;
+      if (c < C) {
+        xv[k] = row_value<RES>(a, row, c);
+        m += RMS ? xv[k] * xv[k] : xv[k];
+      }
+    }
+  } else {
+    for (int c = lane; c < C; c += 32) {
+      const float x = row_value<RES>(a, row, c);
+      m += RMS ? x * x : x;
+    }
+  }
+  float s;
+  if (RMS) {
+    s = 1.0f / sqrtf(lowpi_warp_sum(m) / (float)C + a.eps);
+  } else {
+    m = lowpi_warp_sum(m) / (float)C;
+    float v = 0.0f;
+    if (K > 0) {
+#pragma unroll
+      for (int k = 0; k < KR; k++)
+        if (lane + 32 * k < C) {
+          const float d = xv[k] - m;
+          v += d * d;
+        }
+    } else {
+      for (int c = lane; c < C; c += 32) {
+        const float d = again[c] - m;
+        v += d * d;
+      }
+    }
+    v = lowpi_warp_sum(v) / (float)C;
+    s = 1.0f / sqrtf(v + a.eps);
+  }
+  /* the output: LayerNorm (s * (x - m)) * w + b, RMSNorm w * (x * s), as nn/norm.c */
+  const auto y = [&](float x, int c) {
+    return RMS ? a.weight[c] * (x * s) : (s * (x - m)) * a.weight[c] + a.bias[c];
+  };
+  if (K > 0) {
+#pragma unroll
+    for (int k = 0; k < KR; k++) {
+      const int c = lane + 32 * k;
+      if (c < C)
+        lowpi_store_out(a.out, a.out_bf16, row + c, y(xv[k], c));
+    }
+  } else {
+    for (int c = lane; c < C; c += 32)
+      lowpi_store_out(a.out, a.out_bf16, row + c, y(again[c], c));
+  }
   if (lane == 0) {
-    mean[n] = m;
-    rstd[n] = s;
+    if (!RMS)
+      a.mean[n] = m;
+    a.rstd[n] = s;
   }
 }
+
+template <bool RMS, bool RES> void launch_forward(const fwd_args &a) {
+  const int k = (a.C + 31) / 32;
+  const unsigned blocks = row_blocks(a.N);
+#define LOWPI_FWD(KK) norm_forward_kernel<RMS, RES, KK><<<blocks, lowpi_kThreads>>>(a)
+  if (k <= 2)
+    LOWPI_FWD(2);
+  else if (k <= 4)
+    LOWPI_FWD(4);
+  else if (k <= 8)
+    LOWPI_FWD(8);
+  else if (k <= 16)
+    LOWPI_FWD(16);
+  else if (k <= 24)
+    LOWPI_FWD(24); /* C <= 768: GPT-2 124M */
+  else if (k <= 32)
+    LOWPI_FWD(32);
+  else if (k <= 64)
+    LOWPI_FWD(64);
+  else
+    LOWPI_FWD(0);
+#undef LOWPI_FWD
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Backward, two-pass: the row kernel (this) after the column sums (lowpi_colsum) */
 
 /* One row n of the LayerNorm backward (a warp, lane `lane`): dinp written or accumulated;
  * returns the max of lowpi_abs_key over the values this lane wrote (for the amax). */
@@ -107,26 +218,6 @@ struct layernorm_terms {
   }
 };
 
-__global__ void rmsnorm_forward_kernel(float *out, uint16_t *__restrict__ out_bf16,
-                                       float *__restrict__ rstd, const float *inp,
-                                       const float *__restrict__ weight, int N, int C, float eps) {
-  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
-  const int lane = (int)(threadIdx.x % 32);
-  if (n >= N)
-    return;
-  const float *x = inp + (size_t)n * C;
-  float ss = 0.0f;
-  for (int c = lane; c < C; c += 32)
-    ss += x[c] * x[c];
-  ss = lowpi_warp_sum(ss);
-  const float s = 1.0f / sqrtf(ss / (float)C + eps);
-  const size_t row = (size_t)n * C;
-  for (int c = lane; c < C; c += 32)
-    lowpi_store_out(out, out_bf16, row + c, weight[c] * (x[c] * s));
-  if (lane == 0)
-    rstd[n] = s;
-}
-
 /* One row of the RMSNorm backward, as layernorm_backward_row. */
 __device__ __forceinline__ uint32_t rmsnorm_backward_row(float *dinp, uint16_t *dinp_bf16,
                                                          const float *dout,
@@ -175,23 +266,373 @@ struct rmsnorm_terms {
   }
 };
 
+/* ---------------------------------------------------------------------------------------------
+ * Backward, fused */
+
+/* Rows per block: the chunk of the two-pass column sums, so that the workspace is the same. */
+constexpr int kBwdRows = lowpi_kColsumRows;
+constexpr int kWarps = lowpi_kThreads / 32;
+
+struct bwd_args {
+  float *dinp; /* may equal dout */
+  uint16_t *dinp_bf16;
+  float *partials; /* (NQ, chunks, C) */
+  const float *dout, *inp, *weight, *mean, *rstd;
+  int N, C;
+  bool accumulate;
+  unsigned *amax;
+  bool wide; /* VEC 4: every row pointer 16-byte aligned (dinp_bf16 8-byte) */
+};
+
+/* VEC consecutive floats: one 16-byte access where `wide` (the caller checked the alignment),
+ * else VEC scalar ones (the same values: the layout, hence the arithmetic, is the same). */
+template <int VEC>
+__device__ __forceinline__ void load_vec(float (&v)[VEC], const float *p, bool wide) {
+  if constexpr (VEC == 4) {
+    if (wide) {
+      const float4 t = *reinterpret_cast<const float4 *>(p);
+      v[0] = t.x;
+      v[1] = t.y;
+      v[2] = t.z;
+      v[3] = t.w;
+      return;
+    }
+  }
+  for (int j = 0; j < VEC; j++)
+    v[j] = p[j];
+}
+template <int VEC>
+__device__ __forceinline__ void store_vec(float *p, const float (&v)[VEC], bool wide) {
+  if constexpr (VEC == 4) {
+    if (wide) {
+      *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
+      return;
+    }
+  }
+  for (int j = 0; j < VEC; j++)
+    p[j] = v[j];
+}
+template <int VEC>
+__device__ __forceinline__ void store_bf16(uint16_t *p, const float (&v)[VEC], bool wide) {
+  uint32_t h[VEC];
+  for (int j = 0; j < VEC; j++)
+    h[j] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[j]); /* lowpi_store_out's codes */
+  if constexpr (VEC == 4) {
+    if (wide) {
+      *reinterpret_cast<uint2 *>(p) = make_uint2(h[0] | h[1] << 16, h[2] | h[3] << 16);
+      return;
+    }
+  }
+  for (int j = 0; j < VEC; j++)
+    p[j] = (uint16_t)h[j];
+}
+
+/* Lane `lane` owns columns (k * 32 + lane) * VEC + j (k < K, j < VEC; a whole vector is in or
+ * out of the row as C % VEC == 0); K * VEC * 32 >= C. The row's per-element math is
+ * layernorm_backward_row's / rmsnorm_backward_row's, the terms those of layernorm_terms /
+ * rmsnorm_terms (the same operations: only the order of the sums differs). At most 128
+ * registers a thread where the row is short enough (two blocks an SM). */
+template <bool RMS, int VEC, int K>
+__global__ void __launch_bounds__(lowpi_kThreads, (K * VEC <= 24 ? 2 : 1))
+    norm_backward_fused_kernel(bwd_args a) {
+  constexpr int NQ = RMS ? 1 : 2, P = K * VEC;
+  __shared__ float red[NQ][P * 32];
+  const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32), C = a.C;
+  float aw[P], ab[P]; /* dweight's and dbias's terms summed over the warp's rows */
+#pragma unroll
+  for (int i = 0; i < P; i++)
+    aw[i] = ab[i] = 0.0f;
+  const int n0 = (int)blockIdx.x * kBwdRows, n1 = min(a.N, n0 + kBwdRows);
+  uint32_t mx = 0;
+  for (int n = n0 + warp; n < n1; n += kWarps) { /* warp-uniform */
+    const size_t row = (size_t)n * C;
+    const float s = a.rstd[n], m = RMS ? 0.0f : a.mean[n];
+    float u[P], d[P]; /* LayerNorm: norm, dnorm; RMSNorm: x, dnorm = w g */
+    float r1 = 0.0f, r2 = 0.0f;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+      const int c0 = (k * 32 + lane) * VEC;
+      float x[VEC], g[VEC], w[VEC];
+      if (c0 < C) {
+        load_vec<VEC>(x, a.inp + row + c0, a.wide);
+        load_vec<VEC>(g, a.dout + row + c0, a.wide);
+        load_vec<VEC>(w, a.weight + c0, a.wide);
+      }
+#pragma unroll
+      for (int j = 0; j < VEC; j++) {
+        const int i = k * VEC + j;
+        u[i] = d[i] = 0.0f;
+        if (c0 >= C)
+          continue;
+        const float dn = w[j] * g[j];
+        d[i] = dn;
+        if (RMS) {
+          u[i] = x[j];
+          r1 += dn * x[j];
+          aw[i] += g[j] * (x[j] * s);
+        } else {
+          const float norm = (x[j] - m) * s;
+          u[i] = norm;
+          r1 += dn;
+          r2 += dn * norm;
+          aw[i] += g[j] * norm;
+          ab[i] += g[j];
+        }
+      }
+    }
+    /* LayerNorm: r1 = mean(dnorm), r2 = mean(dnorm * norm); RMSNorm: r1 = mean(w g x) */
+    r1 = lowpi_warp_sum(r1) / (float)C;
+    if (!RMS)
+      r2 = lowpi_warp_sum(r2) / (float)C;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+      const int c0 = (k * 32 + lane) * VEC;
+      if (c0 >= C)
+        continue;
+      float y[VEC];
+      if (a.accumulate)
+        load_vec<VEC>(y, a.dinp + row + c0, a.wide);
+#pragma unroll
+      for (int j = 0; j < VEC; j++) {
+        const int i = k * VEC + j;
+        const float v = RMS ? s * (d[i] - u[i] * (s * s * r1)) : s * ((d[i] - r1) - u[i] * r2);
+        y[j] = a.accumulate ? y[j] + v : v;
+        mx = max(mx, lowpi_abs_key(y[j]));
+      }
+      store_vec<VEC>(a.dinp + row + c0, y, a.wide);
+      if (a.dinp_bf16)
+        store_bf16<VEC>(a.dinp_bf16 + row + c0, y, a.wide);
+    }
+  }
+  /* the block's partial sums: the warps' added in warp order */
+  for (int w = 0; w < kWarps; w++) {
+    if (warp == w) {
+#pragma unroll
+      for (int k = 0; k < K; k++)
+#pragma unroll
+        for (int j = 0; j < VEC; j++) {
+          const int i = k * VEC + j, c = (k * 32 + lane) * VEC + j;
+          red[0][c] = w == 0 ? aw[i] : red[0][c] + aw[i];
+          if (!RMS)
+            red[NQ - 1][c] = w == 0 ? ab[i] : red[NQ - 1][c] + ab[i];
+        }
+    }
+    __syncthreads();
+  }
+  const size_t chunks = gridDim.x;
+  for (int c = (int)threadIdx.x; c < C; c += (int)lowpi_kThreads)
+    for (int q = 0; q < NQ; q++)
+      a.partials[((size_t)q * chunks + blockIdx.x) * (size_t)C + c] = red[q][c];
+  if (a.amax) /* block-uniform */
+    lowpi_block_max_atomic(mx, a.amax);
+}
+
+/* dst_q[c] += the sum of the chunks' partials of column c: block of 32 columns; warp r sums
+ * chunks r, r + 8, ... in order, then the 8 warps' sums are added in warp order. */
+template <int NQ>
+__global__ void norm_partials_final(float *dst0, float *dst1, const float *__restrict__ partials,
+                                    int chunks, int C) {
+  __shared__ float red[NQ][kWarps][33];
+  const int cx = (int)(threadIdx.x % 32), r = (int)(threadIdx.x / 32);
+  const int c = (int)blockIdx.x * 32 + cx;
+  for (int q = 0; q < NQ; q++) {
+    float s = 0.0f;
+    if (c < C) {
+#pragma unroll 4
+      for (int k = r; k < chunks; k += kWarps)
+        s += partials[((size_t)q * chunks + k) * (size_t)C + c];
+    }
+    red[q][r][cx] = s;
+  }
+  __syncthreads();
+  if (r == 0 && c < C)
+    for (int q = 0; q < NQ; q++) {
+      float t = red[q][0][cx];
+      for (int w = 1; w < kWarps; w++)
+        t += red[q][w][cx];
+      float *dst = q == 0 ? dst0 : dst1;
+      dst[c] += t;
+    }
+}
+
+/* The fused kernel's (VEC, K) for C; K 0: the two-pass way. A function of C alone, so that the
+ * bits do not depend on where the buffers lie (the alignment only picks the loads: a.wide). */
+struct bwd_plan {
+  int vec, k;
+};
+
+bool aligned(const void *p, uintptr_t bytes) {
+  return ((uintptr_t)p & (bytes - 1)) == 0;
+}
+
+bwd_plan plan_backward(int C) {
+  if (C % 4 == 0 && C <= 8 * 128) {
+    const int k = (C + 127) / 128;
+    return {4, k <= 4 ? k : k <= 6 ? 6 : 8};
+  }
+  const int k = (C + 31) / 32;
+  if (k <= 8)
+    return {1, k <= 2 ? k : k <= 4 ? 4 : 8};
+  return {0, 0};
+}
+
+template <bool RMS, int VEC, int K> void launch_fused(const bwd_args &a, unsigned blocks) {
+  norm_backward_fused_kernel<RMS, VEC, K><<<blocks, lowpi_kThreads>>>(a);
+}
+
+template <bool RMS> void launch_fused(const bwd_args &a, bwd_plan p, unsigned blocks) {
+  switch (p.vec * 16 + p.k) {
+  case 4 * 16 + 1:
+    return launch_fused<RMS, 4, 1>(a, blocks);
+  case 4 * 16 + 2:
+    return launch_fused<RMS, 4, 2>(a, blocks);
+  case 4 * 16 + 3:
+    return launch_fused<RMS, 4, 3>(a, blocks);
+  case 4 * 16 + 4:
+    return launch_fused<RMS, 4, 4>(a, blocks);
+  case 4 * 16 + 6:
+    return launch_fused<RMS, 4, 6>(a, blocks); /* C 768: GPT-2 124M */
+  case 4 * 16 + 8:
+    return launch_fused<RMS, 4, 8>(a, blocks);
+  case 1 * 16 + 1:
+    return launch_fused<RMS, 1, 1>(a, blocks);
+  case 1 * 16 + 2:
+    return launch_fused<RMS, 1, 2>(a, blocks);
+  case 1 * 16 + 4:
+    return launch_fused<RMS, 1, 4>(a, blocks);
+  default:
+    return launch_fused<RMS, 1, 8>(a, blocks);
+  }
+}
+
+const char *const kLnBwd = "lowpi_cuda_layernorm_backward";
+const char *const kRmsBwd = "lowpi_cuda_rmsnorm_backward";
+
+/* Both norms' backward: the checks, the amax zeroed, then fused (two_pass false, where the plan
+ * allows) or two-pass. dbias NULL for RMSNorm. */
+template <bool RMS>
+lowp_status norm_backward(bwd_args a, float *dweight, float *dbias, void *workspace,
+                          size_t workspace_bytes, bool two_pass) {
+  const char *fn = RMS ? kRmsBwd : kLnBwd;
+  const int N = a.N, C = a.C;
+  if (!a.dinp || !dweight || (!RMS && !dbias) || !a.dout || !a.inp || !a.weight ||
+      (!RMS && !a.mean) || !a.rstd)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  if (N < 0 || C <= 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: bad shape N %d C %d", fn, N, C);
+  if (!aligned(a.amax, 4))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: misaligned amax", fn);
+  if (a.amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(a.amax, 0, sizeof(float), 0));
+  if (N == 0)
+    return LOWP_OK;
+  const bwd_plan p = two_pass ? bwd_plan{0, 0} : plan_backward(C);
+  a.wide = p.vec == 4 && aligned(a.dinp, 16) && aligned(a.dout, 16) && aligned(a.inp, 16) &&
+           aligned(a.weight, 16) && aligned(a.dinp_bf16, 8);
+  if (p.k == 0) {
+    if (RMS) {
+      const rmsnorm_terms terms = {a.dout, a.inp, a.rstd, C};
+      LOWPI_TRY(lowpi_colsum<1>(dweight, nullptr, N, C, terms, workspace, workspace_bytes, fn));
+      rmsnorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(
+          a.dinp, a.dinp_bf16, a.dout, a.inp, a.weight, a.rstd, N, C, a.accumulate, a.amax);
+    } else {
+      const layernorm_terms terms = {a.dout, a.inp, a.mean, a.rstd, C};
+      LOWPI_TRY(lowpi_colsum<2>(dweight, dbias, N, C, terms, workspace, workspace_bytes, fn));
+      layernorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(
+          a.dinp, a.dinp_bf16, a.dout, a.inp, a.weight, a.mean, a.rstd, N, C, a.accumulate, a.amax);
+    }
+    LOWPI_CUDA_CHECK_LAUNCH();
+    return LOWP_OK;
+  }
+  /* the partials take the two-pass way's workspace: chunks of kBwdRows rows as its */
+  constexpr int NQ = RMS ? 1 : 2;
+  const size_t need = lowpi_colsum_workspace(NQ, N, C);
+  if (workspace_bytes < need || !workspace)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: workspace of %zu bytes, needs %zu", fn,
+                      workspace_bytes, need);
+  if (!aligned(workspace, 4))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: workspace not 4-byte aligned", fn);
+  a.partials = (float *)workspace;
+  const size_t chunks = lowpi_colsum_chunks(N);
+  launch_fused<RMS>(a, p, (unsigned)chunks);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  norm_partials_final<NQ><<<(unsigned)(((size_t)C + 31) / 32), lowpi_kThreads>>>(
+      dweight, dbias, a.partials, (int)chunks, C);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
 } // namespace
 
 size_t lowpi_cuda_norm_backward_workspace(int N, int C) {
   return N > 0 && C > 0 ? lowpi_colsum_workspace(2, N, C) : 0;
 }
 
+static lowp_status norm_forward_check(const char *fn, const fwd_args &a, bool rms, bool res) {
+  if (!(a.out || a.out_bf16) || (!rms && !a.mean) || !a.rstd || !a.inp || !a.weight ||
+      (!rms && !a.bias) || (res && (!a.res || !a.inp2)))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  if (a.N < 0 || a.C <= 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: bad shape N %d C %d", fn, a.N, a.C);
+  return LOWP_OK;
+}
+
 lowp_status lowpi_cuda_layernorm_forward(float *out, uint16_t *out_bf16, float *mean, float *rstd,
                                          const float *inp, const float *weight, const float *bias,
                                          int N, int C, float eps) {
   // out (N, C), out_bf16 (N, C), mean (N), rstd (N), inp (N, C), weight (C), bias (C)
-  LOWPI_NN_REQUIRE((out || out_bf16) && mean && rstd && inp && weight && bias,
-                   "lowpi_cuda_layernorm_forward", "NULL buffer");
-  LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_layernorm_forward", "bad shape N %d C %d", N, C);
+  const fwd_args a = {out,     out_bf16, mean, rstd, nullptr, inp, nullptr,
+                      nullptr, weight,   bias, N,    C,       eps};
+  LOWPI_TRY(norm_forward_check("lowpi_cuda_layernorm_forward", a, false, false));
   if (N == 0)
     return LOWP_OK;
-  layernorm_forward_kernel<<<row_blocks(N), lowpi_kThreads>>>(out, out_bf16, mean, rstd, inp,
-                                                              weight, bias, N, C, eps);
+  launch_forward<false, false>(a);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_residual_layernorm_forward(float *res, float *out, uint16_t *out_bf16,
+                                                  float *mean, float *rstd, const float *inp1,
+                                                  const float *inp2, const float *bias2,
+                                                  const float *weight, const float *bias, int N,
+                                                  int C, float eps) {
+  // res (N, C), out (N, C), out_bf16 (N, C), mean (N), rstd (N), inp1 (N, C), inp2 (N, C),
+  // bias2 (C), weight (C), bias (C)
+  const fwd_args a = {out, out_bf16, mean, rstd, res, inp1, inp2, bias2, weight, bias, N, C, eps};
+  LOWPI_TRY(norm_forward_check("lowpi_cuda_residual_layernorm_forward", a, false, true));
+  if (N == 0)
+    return LOWP_OK;
+  launch_forward<false, true>(a);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
+                                       const float *inp, const float *weight, int N, int C,
+                                       float eps) {
+  // out (N, C), out_bf16 (N, C), rstd (N), inp (N, C), weight (C)
+  const fwd_args a = {out,     out_bf16, nullptr, rstd, nullptr, inp, nullptr,
+                      nullptr, weight,   nullptr, N,    C,       eps};
+  LOWPI_TRY(norm_forward_check("lowpi_cuda_rmsnorm_forward", a, true, false));
+  if (N == 0)
+    return LOWP_OK;
+  launch_forward<true, false>(a);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_residual_rmsnorm_forward(float *res, float *out, uint16_t *out_bf16,
+                                                float *rstd, const float *inp1, const float *inp2,
+                                                const float *bias2, const float *weight, int N,
+                                                int C, float eps) {
+  // res (N, C), out (N, C), out_bf16 (N, C), rstd (N), inp1 (N, C), inp2 (N, C), bias2 (C),
+  // weight (C)
+  const fwd_args a = {out,   out_bf16, nullptr, rstd, res, inp1, inp2,
+                      bias2, weight,   nullptr, N,    C,   eps};
+  LOWPI_TRY(norm_forward_check("lowpi_cuda_residual_rmsnorm_forward", a, true, true));
+  if (N == 0)
+    return LOWP_OK;
+  launch_forward<true, true>(a);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -206,45 +647,47 @@ lowp_status lowpi_cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, floa
                                             workspace_bytes);
 }
 
+static lowp_status layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                      float *dweight, float *dbias, const float *dout,
+                                      const float *inp, const float *weight, const float *mean,
+                                      const float *rstd, int N, int C, int accumulate,
+                                      void *workspace, size_t workspace_bytes, bool two_pass) {
+  // dinp (N, C), dinp_amax (1), dweight (C), dbias (C), dout (N, C), inp (N, C), mean (N),
+  // rstd (N)
+  const bwd_args a = {dinp,
+                      dinp_bf16,
+                      nullptr,
+                      dout,
+                      inp,
+                      weight,
+                      mean,
+                      rstd,
+                      N,
+                      C,
+                      accumulate != 0,
+                      (unsigned *)dinp_amax,
+                      false};
+  return norm_backward<false>(a, dweight, dbias, workspace, workspace_bytes, two_pass);
+}
+
 lowp_status lowpi_cuda_layernorm_backward_amax(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
                                                float *dweight, float *dbias, const float *dout,
                                                const float *inp, const float *weight,
                                                const float *mean, const float *rstd, int N, int C,
                                                int accumulate, void *workspace,
                                                size_t workspace_bytes) {
-  // dinp (N, C), dinp_amax (1), dweight (C), dbias (C), dout (N, C), inp (N, C), mean (N),
-  // rstd (N)
-  LOWPI_NN_REQUIRE(dinp && dweight && dbias && dout && inp && weight && mean && rstd,
-                   "lowpi_cuda_layernorm_backward", "NULL buffer");
-  LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_layernorm_backward", "bad shape N %d C %d", N, C);
-  LOWPI_NN_REQUIRE(((uintptr_t)dinp_amax & 3u) == 0, "lowpi_cuda_layernorm_backward",
-                   "misaligned amax");
-  if (dinp_amax)
-    LOWPI_CUDA_TRY(cudaMemsetAsync(dinp_amax, 0, sizeof(float), 0));
-  if (N == 0)
-    return LOWP_OK;
-  const layernorm_terms terms = {dout, inp, mean, rstd, C};
-  LOWPI_TRY(lowpi_colsum<2>(dweight, dbias, N, C, terms, workspace, workspace_bytes,
-                            "lowpi_cuda_layernorm_backward"));
-  layernorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(
-      dinp, dinp_bf16, dout, inp, weight, mean, rstd, N, C, accumulate != 0, (unsigned *)dinp_amax);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
+  return layernorm_backward(dinp, dinp_bf16, dinp_amax, dweight, dbias, dout, inp, weight, mean,
+                            rstd, N, C, accumulate, workspace, workspace_bytes, false);
 }
 
-lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
-                                       const float *inp, const float *weight, int N, int C,
-                                       float eps) {
-  // out (N, C), out_bf16 (N, C), rstd (N), inp (N, C), weight (C)
-  LOWPI_NN_REQUIRE((out || out_bf16) && rstd && inp && weight, "lowpi_cuda_rmsnorm_forward",
-                   "NULL buffer");
-  LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_rmsnorm_forward", "bad shape N %d C %d", N, C);
-  if (N == 0)
-    return LOWP_OK;
-  rmsnorm_forward_kernel<<<row_blocks(N), lowpi_kThreads>>>(out, out_bf16, rstd, inp, weight, N, C,
-                                                            eps);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
+lowp_status lowpi_cuda_layernorm_backward_two_pass(float *dinp, uint16_t *dinp_bf16,
+                                                   float *dinp_amax, float *dweight, float *dbias,
+                                                   const float *dout, const float *inp,
+                                                   const float *weight, const float *mean,
+                                                   const float *rstd, int N, int C, int accumulate,
+                                                   void *workspace, size_t workspace_bytes) {
+  return layernorm_backward(dinp, dinp_bf16, dinp_amax, dweight, dbias, dout, inp, weight, mean,
+                            rstd, N, C, accumulate, workspace, workspace_bytes, true);
 }
 
 lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
@@ -255,26 +698,33 @@ lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float 
                                           N, C, accumulate, workspace, workspace_bytes);
 }
 
+static lowp_status rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                    float *dweight, const float *dout, const float *inp,
+                                    const float *weight, const float *rstd, int N, int C,
+                                    int accumulate, void *workspace, size_t workspace_bytes,
+                                    bool two_pass) {
+  // dinp (N, C), dinp_amax (1), dweight (C), dout (N, C), inp (N, C), rstd (N)
+  const bwd_args a = {dinp, dinp_bf16, nullptr,         dout,
+                      inp,  weight,    nullptr,         rstd,
+                      N,    C,         accumulate != 0, (unsigned *)dinp_amax,
+                      false};
+  return norm_backward<true>(a, dweight, nullptr, workspace, workspace_bytes, two_pass);
+}
+
 lowp_status lowpi_cuda_rmsnorm_backward_amax(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
                                              float *dweight, const float *dout, const float *inp,
                                              const float *weight, const float *rstd, int N, int C,
                                              int accumulate, void *workspace,
                                              size_t workspace_bytes) {
-  // dinp (N, C), dinp_amax (1), dweight (C), dout (N, C), inp (N, C), rstd (N)
-  LOWPI_NN_REQUIRE(dinp && dweight && dout && inp && weight && rstd, "lowpi_cuda_rmsnorm_backward",
-                   "NULL buffer");
-  LOWPI_NN_REQUIRE(N >= 0 && C > 0, "lowpi_cuda_rmsnorm_backward", "bad shape N %d C %d", N, C);
-  LOWPI_NN_REQUIRE(((uintptr_t)dinp_amax & 3u) == 0, "lowpi_cuda_rmsnorm_backward",
-                   "misaligned amax");
-  if (dinp_amax)
-    LOWPI_CUDA_TRY(cudaMemsetAsync(dinp_amax, 0, sizeof(float), 0));
-  if (N == 0)
-    return LOWP_OK;
-  const rmsnorm_terms terms = {dout, inp, rstd, C};
-  LOWPI_TRY(lowpi_colsum<1>(dweight, nullptr, N, C, terms, workspace, workspace_bytes,
-                            "lowpi_cuda_rmsnorm_backward"));
-  rmsnorm_backward_kernel<<<row_blocks(N), lowpi_kThreads>>>(
-      dinp, dinp_bf16, dout, inp, weight, rstd, N, C, accumulate != 0, (unsigned *)dinp_amax);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
+  return rmsnorm_backward(dinp, dinp_bf16, dinp_amax, dweight, dout, inp, weight, rstd, N, C,
+                          accumulate, workspace, workspace_bytes, false);
+}
+
+lowp_status lowpi_cuda_rmsnorm_backward_two_pass(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                                 float *dweight, const float *dout,
+                                                 const float *inp, const float *weight,
+                                                 const float *rstd, int N, int C, int accumulate,
+                                                 void *workspace, size_t workspace_bytes) {
+  return rmsnorm_backward(dinp, dinp_bf16, dinp_amax, dweight, dout, inp, weight, rstd, N, C,
+                          accumulate, workspace, workspace_bytes, true);
 }

@@ -235,6 +235,69 @@ static uint16_t *dcodes(size_t n) {
   return d;
 }
 
+/* Two device code buffers must have the same bits. */
+static void check_same_codes(const char *what, const uint16_t *d1, const uint16_t *d2, size_t n) {
+  uint16_t *a = malloc((n ? n : 1) * 2), *b = malloc((n ? n : 1) * 2);
+  if (!a || !b)
+    exit(1);
+  GC_REQUIRE(lowp_cuda_memcpy(a, d1, n * 2, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(b, d2, n * 2, LOWP_CUDA_D2H));
+  long bad = 0;
+  for (size_t i = 0; i < n; i++)
+    if (a[i] != b[i] && bad++ < 5)
+      fprintf(stderr, "  %s[%zu] = 0x%04x, want 0x%04x\n", what, i, a[i], b[i]);
+  printf("    %-44s %8zu codes, bit-exact expected\n", what, n);
+  GC_CHECK(bad == 0, "%s: %ld of %zu codes differ", what, bad, n);
+  free(a);
+  free(b);
+}
+
+/* The norms' dinp (accumulate 0) against the CPU's, from the same mean and rstd. The per-element
+ * terms (LayerNorm: norm = (x - m) s, dnorm = w g, dnorm norm; RMSNorm: dnorm = w g, dnorm x)
+ * are the same fp32 operations on both sides (no FMA): the same bits. Only the row means
+ * M = (sum of the C terms) / C differ, by the order of the sums: each side is within
+ * gamma_C A of the exact mean, A = sum |terms| / C (Higham (4.4); the division's rounding,
+ * u |M| <= u A, is in gamma_{C+1}), so the sides differ by at most D = 2 gamma_{C+1} A. Then
+ * LayerNorm's dx = s ((dnorm - M1) - norm M2) differs by s (D1 + |norm| D2) and RMSNorm's
+ * dx = s (dnorm - x (s^2 M)) by s |x| s^2 D; plus each side's four roundings of that
+ * expression, each within u of s (|dnorm| + |M1| + |norm M2|) (RMSNorm: s (|dnorm| +
+ * |x| s^2 |M|)), 8 u for both. A worst-case bound (an indexing bug is O(1) off): it holds for
+ * any order of the sums, fused (per lane, then the butterfly) or two-pass. */
+static void check_norm_dinp(const char *what, const float *got, const float *want, const float *x,
+                            const float *g, const float *w, const float *mean, const float *rstd,
+                            int N, int C, int rms) {
+  cmp c;
+  cmp_begin(&c, what);
+  const double gam = (C + 1) * U / (1 - (C + 1) * U);
+  for (int n = 0; n < N; n++) {
+    const float s = rstd[n], m = rms ? 0.0f : mean[n];
+    const float ss = s * s;
+    double a1 = 0, a2 = 0, m1 = 0, m2 = 0;
+    for (int j = 0; j < C; j++) {
+      const size_t i = (size_t)n * C + j;
+      const float u = rms ? x[i] : (x[i] - m) * s, dn = w[j] * g[i], t = dn * u;
+      a1 += fabs((double)dn);
+      m1 += dn;
+      a2 += fabs((double)t);
+      m2 += t;
+    }
+    a1 /= C;
+    a2 /= C;
+    m1 /= C;
+    m2 /= C;
+    for (int j = 0; j < C; j++) {
+      const size_t i = (size_t)n * C + j;
+      const double u = rms ? x[i] : (x[i] - m) * s, dn = (double)(w[j] * g[i]);
+      const double bound =
+          rms ? s * fabs(u) * ss * 2 * gam * a2 + 8 * U * s * (fabs(dn) + fabs(u) * ss * fabs(m2))
+              : s * (2 * gam * a1 + fabs(u) * 2 * gam * a2) +
+                    8 * U * s * (fabs(dn) + fabs(m1) + fabs(u * m2));
+      cmp_one(&c, i, got[i], want[i], bound + 1e-30);
+    }
+  }
+  cmp_end(&c);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The layers. Shapes: B, T, C, NH (C % NH == 0, even head size), V. */
 
@@ -325,6 +388,162 @@ static void test_embedding(shape s) {
   free(want_wpe);
 }
 
+/* The norm backward's variants, from test_norm's inputs (host x, g, w, mean, rstd and the
+ * CPU's dx, dw, db from dw0, db0; aw, ab the column sums' absolute sums) against its first GPU
+ * run (d_dx, d_dw, d_db):
+ *   - with the amax: the same bits, and the amax lowp_cuda_amax's of them (bit for bit);
+ *   - dinp, dout and the bf16 codes one element off 16-byte alignment (scalar loads): the same
+ *     bits (the layout, hence the order of the sums, depends on C alone), the codes the cast
+ *     of the fp32 dinp;
+ *   - in place (dinp = dout): the same bits;
+ *   - the two-pass way: the CPU's within the bounds of the fused (check_norm_dinp,
+ *     check_colsum), and deterministic. */
+static void norm_variants(const float *d_dx, const float *d_dw, const float *d_db, const float *x,
+                          const float *g, const float *w, const float *mean, const float *rstd,
+                          const float *dx, const float *dw, const float *db, const float *dw0,
+                          const float *db0, const double *aw, const double *ab, const float *d_x,
+                          const float *d_g, const float *d_w, const float *d_mean,
+                          const float *d_rstd, void *ws, size_t ws_bytes, int N, int C, int rms) {
+  const size_t NC = (size_t)N * C;
+  float *d_y = dpoison(NC + 1), *d_g1 = dpoison(NC + 1), *d_amax = dpoison(2);
+  float *d_dw3 = dcopy(dw0, C), *d_db3 = dcopy(db0, C), *d_dw4 = dcopy(dw0, C);
+  float *d_db4 = dcopy(db0, C), *got = hbuf(NC);
+  uint16_t *d_c = dcodes(NC + 1);
+  /* the amax */
+  lowp_status st =
+      rms ? lowpi_cuda_rmsnorm_backward_amax(d_y, NULL, d_amax, d_dw3, d_g, d_x, d_w, d_rstd, N, C,
+                                             0, ws, ws_bytes)
+          : lowpi_cuda_layernorm_backward_amax(d_y, NULL, d_amax, d_dw3, d_db3, d_g, d_x, d_w,
+                                               d_mean, d_rstd, N, C, 0, ws, ws_bytes);
+  if (GC_OK(st)) {
+    check_same("dinp with the amax vs without", d_y, d_dx, NC);
+    check_same("dweight with the amax vs without", d_dw3, d_dw, (size_t)C);
+    if (!rms)
+      check_same("dbias with the amax vs without", d_db3, d_db, (size_t)C);
+    float am[2];
+    GC_REQUIRE(lowp_cuda_amax(d_dx, NC, d_amax + 1));
+    download(am, d_amax, 2);
+    GC_CHECK(bits(am[0]) == bits(am[1]), "norm backward amax %a, lowp_cuda_amax %a", (double)am[0],
+             (double)am[1]);
+  }
+  /* misaligned by one float (the codes by 2 bytes) */
+  GC_REQUIRE(lowp_cuda_memcpy(d_g1 + 1, d_g, NC * sizeof(float), LOWP_CUDA_D2D));
+  upload(d_dw4, dw0, (size_t)C);
+  upload(d_db4, db0, (size_t)C);
+  st = rms ? lowpi_cuda_rmsnorm_backward(d_y + 1, d_c + 1, d_dw4, d_g1 + 1, d_x, d_w, d_rstd, N, C,
+                                         0, ws, ws_bytes)
+           : lowpi_cuda_layernorm_backward(d_y + 1, d_c + 1, d_dw4, d_db4, d_g1 + 1, d_x, d_w,
+                                           d_mean, d_rstd, N, C, 0, ws, ws_bytes);
+  if (GC_OK(st)) {
+    check_same("dinp misaligned vs aligned", d_y + 1, d_dx, NC);
+    check_same("dweight misaligned vs aligned", d_dw4, d_dw, (size_t)C);
+    if (!rms)
+      check_same("dbias misaligned vs aligned", d_db4, d_db, (size_t)C);
+    download(got, d_dx, NC);
+    check_bf16("dinp bf16 misaligned", d_c + 1, got, dx, NC);
+  }
+  /* in place: dinp = dout */
+  upload(d_dw4, dw0, (size_t)C);
+  upload(d_db4, db0, (size_t)C);
+  st = rms ? lowpi_cuda_rmsnorm_backward(d_g1 + 1, NULL, d_dw4, d_g1 + 1, d_x, d_w, d_rstd, N, C, 0,
+                                         ws, ws_bytes)
+           : lowpi_cuda_layernorm_backward(d_g1 + 1, NULL, d_dw4, d_db4, d_g1 + 1, d_x, d_w, d_mean,
+                                           d_rstd, N, C, 0, ws, ws_bytes);
+  if (GC_OK(st)) {
+    check_same("dinp in place vs out of place", d_g1 + 1, d_dx, NC);
+    check_same("dweight in place vs out of place", d_dw4, d_dw, (size_t)C);
+  }
+  /* the two-pass way, twice */
+  upload(d_dw3, dw0, (size_t)C);
+  upload(d_db3, db0, (size_t)C);
+  upload(d_dw4, dw0, (size_t)C);
+  upload(d_db4, db0, (size_t)C);
+  lowp_status st2;
+  st = rms ? lowpi_cuda_rmsnorm_backward_two_pass(d_y, NULL, NULL, d_dw3, d_g, d_x, d_w, d_rstd, N,
+                                                  C, 0, ws, ws_bytes)
+           : lowpi_cuda_layernorm_backward_two_pass(d_y, NULL, NULL, d_dw3, d_db3, d_g, d_x, d_w,
+                                                    d_mean, d_rstd, N, C, 0, ws, ws_bytes);
+  st2 = rms ? lowpi_cuda_rmsnorm_backward_two_pass(d_g1, NULL, NULL, d_dw4, d_g, d_x, d_w, d_rstd,
+                                                   N, C, 0, ws, ws_bytes)
+            : lowpi_cuda_layernorm_backward_two_pass(d_g1, NULL, NULL, d_dw4, d_db4, d_g, d_x, d_w,
+                                                     d_mean, d_rstd, N, C, 0, ws, ws_bytes);
+  if (GC_OK(st) && GC_OK(st2)) {
+    download(got, d_y, NC);
+    check_norm_dinp("dinp two-pass", got, dx, x, g, w, mean, rstd, N, C, rms);
+    download(got, d_dw3, (size_t)C);
+    check_colsum("dweight two-pass (+=)", got, dw, aw, N, C);
+    if (!rms) {
+      download(got, d_db3, (size_t)C);
+      check_colsum("dbias two-pass (+=)", got, db, ab, N, C);
+    }
+    check_same("dinp two-pass, two runs", d_y, d_g1, NC);
+    check_same("dweight two-pass, two runs", d_dw3, d_dw4, (size_t)C);
+  }
+  float *dev[] = {d_y, d_g1, d_amax, d_dw3, d_db3, d_dw4, d_db4};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  lowp_cuda_free(d_c);
+  free(got);
+}
+
+/* The residual add fused into the norm (lowpi_cuda_residual_layernorm_forward / _rmsnorm_): the
+ * same bits as the two kernels (residual_forward_bias, then the norm forward) for res, out, its
+ * bf16 codes and the stats, with and without the bias; res bit for bit the CPU's x1 + (x2 + b). The
+ * norm's own accuracy is test_norm's (the same bits as the plain forward). */
+static void test_residual_norm(int N, int C, int rms) {
+  const size_t NC = (size_t)N * C;
+  const float eps = 1e-5f;
+  printf("  residual + %s N %d C %d\n", rms ? "rmsnorm" : "layernorm", N, C);
+  float *x1 = hbuf(NC), *x2 = hbuf(NC), *b2 = hbuf(C), *w = hbuf(C), *b = hbuf(C);
+  float *want = hbuf(NC), *got = hbuf(NC);
+  fill(x1, NC, -2, 3);
+  fill(x2, NC, -1, 1);
+  fill(b2, C, -0.5, 0.5);
+  fill(w, C, 0.5, 1.5);
+  fill(b, C, -0.5, 0.5);
+  float *d_x1 = dcopy(x1, NC), *d_x2 = dcopy(x2, NC), *d_b2 = dcopy(b2, C), *d_w = dcopy(w, C);
+  float *d_b = dcopy(b, C), *d_res[2] = {dpoison(NC), dpoison(NC)};
+  float *d_out[2] = {dpoison(NC), dpoison(NC)},
+        *d_st[2] = {dpoison(2 * (size_t)N), dpoison(2 * (size_t)N)};
+  uint16_t *d_c[2] = {dcodes(NC), dcodes(NC)};
+  for (int with_bias = 0; with_bias < 2; with_bias++) {
+    const float *bias2 = with_bias ? d_b2 : NULL;
+    for (size_t i = 0; i < NC; i++)
+      want[i] = x1[i] + (with_bias ? x2[i] + b2[i % (size_t)C] : x2[i]);
+    /* way 0: two kernels; way 1: fused */
+    lowp_status st = lowpi_cuda_residual_forward_bias(d_res[0], d_x1, d_x2, bias2, NC, C);
+    if (GC_OK(st))
+      st = rms ? lowpi_cuda_rmsnorm_forward(d_out[0], d_c[0], d_st[0] + N, d_res[0], d_w, N, C, eps)
+               : lowpi_cuda_layernorm_forward(d_out[0], d_c[0], d_st[0], d_st[0] + N, d_res[0], d_w,
+                                              d_b, N, C, eps);
+    lowp_status st2 =
+        rms ? lowpi_cuda_residual_rmsnorm_forward(d_res[1], d_out[1], d_c[1], d_st[1] + N, d_x1,
+                                                  d_x2, bias2, d_w, N, C, eps)
+            : lowpi_cuda_residual_layernorm_forward(d_res[1], d_out[1], d_c[1], d_st[1],
+                                                    d_st[1] + N, d_x1, d_x2, bias2, d_w, d_b, N, C,
+                                                    eps);
+    if (GC_OK(st) && GC_OK(st2)) {
+      download(got, d_res[1], NC);
+      check_exact(with_bias ? "fused residual (bias) vs the CPU" : "fused residual vs the CPU", got,
+                  want, NC);
+      check_same("fused residual vs unfused", d_res[1], d_res[0], NC);
+      check_same("norm of the fused residual vs unfused", d_out[1], d_out[0], NC);
+      check_same_codes("its bf16 codes vs unfused", d_c[1], d_c[0], NC);
+      check_same(rms ? "rstd vs unfused" : "mean, rstd vs unfused", d_st[1] + (rms ? N : 0),
+                 d_st[0] + (rms ? N : 0), rms ? (size_t)N : 2 * (size_t)N);
+    }
+  }
+  float *dev[] = {d_x1,     d_x2,     d_b2,     d_w,     d_b,    d_res[0],
+                  d_res[1], d_out[0], d_out[1], d_st[0], d_st[1]};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  lowp_cuda_free(d_c[0]);
+  lowp_cuda_free(d_c[1]);
+  float *host[] = {x1, x2, b2, w, b, want, got};
+  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+    free(host[i]);
+}
+
 /* LayerNorm (rms = 0) or RMSNorm (rms = 1) on N = B * T rows of C. */
 static void test_norm(shape s, int rms) {
   const int N = s.B * s.T, C = s.C;
@@ -408,7 +627,8 @@ static void test_norm(shape s, int rms) {
                                             d_rstd, N, C, 0, ws, ws_bytes);
   if (GC_OK(st) && GC_OK(st2)) {
     download(got, d_dx, NC);
-    check_rows(rms ? "rmsnorm dinp" : "layernorm dinp", got, dx, (size_t)N, (size_t)C, 1e-5);
+    check_norm_dinp(rms ? "rmsnorm dinp" : "layernorm dinp", got, dx, x, g, w, mean, rstd, N, C,
+                    rms);
     double *aw = calloc((size_t)C, sizeof(double)), *ab = calloc((size_t)C, sizeof(double));
     if (!aw || !ab)
       exit(1);
@@ -432,6 +652,8 @@ static void test_norm(shape s, int rms) {
       check_same("dbias, two runs", d_db, d_db2, (size_t)C);
     }
     check_same("dinp, two runs", d_dx, d_dx2, NC);
+    norm_variants(d_dx, d_dw, d_db, x, g, w, mean, rstd, dx, dw, db, dw0, db0, aw, ab, d_x, d_g,
+                  d_w, d_mean, d_rstd, ws, ws_bytes, N, C, rms);
     /* accumulate: dinp + v in fp32, bit for bit the written v added on the host */
     float *acc0 = hbuf(NC), *want = hbuf(NC);
     fill(acc0, NC, -2, 2);
@@ -1117,6 +1339,18 @@ int main(void) {
     printf("B %d T %d V %d\n", vocabs[i].B, vocabs[i].T, vocabs[i].V);
     test_crossentropy(vocabs[i]);
   }
+  /* the norms on awkward shapes: rows 1, 17, 1000; C 1, 33 (scalar layout), 768 (GPT-2 124M,
+   * 16-byte layout), 1600 (two-pass) */
+  const int rows[] = {1, 17, gc_small() ? 200 : 1000}, cols[] = {1, 33, 768, 1600};
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 4; j++) {
+      const shape ns = {1, rows[i], cols[j], 1, 1};
+      printf("norms N %d C %d\n", rows[i], cols[j]);
+      for (int rms = 0; rms < 2; rms++) {
+        test_norm(ns, rms);
+        test_residual_norm(rows[i], cols[j], rms);
+      }
+    }
   test_bad_args();
   GC_OK(lowp_cuda_synchronize());
   return gc_finish("test_cuda_nn");
