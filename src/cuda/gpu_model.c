@@ -445,9 +445,8 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
   g->cfg = *c;
   g->nparams = lowp_model_num_params(host);
   g->shard = shard;
-  /* LOWP_GPU_PLAIN: A/B timing of the shortcuts; ln_bwd from there alone (not the same bits) */
-  plain = (plain & ~(unsigned)LOWPI_GPU_PLAIN_LN_BWD) | lowpi_gpu_plain_from_env() |
-          model_plain_from_env();
+  /* LOWP_GPU_PLAIN: A/B timing of the shortcuts */
+  plain |= lowpi_gpu_plain_from_env() | model_plain_from_env();
   g->plain = plain;
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));

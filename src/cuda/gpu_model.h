@@ -40,8 +40,8 @@ enum {
    * two in one kernel (lowpi_cuda_residual_layernorm_forward: the same bits) */
   LOWPI_GPU_PLAIN_LN_RES = 1 << 16,
   /* [ln_bwd] the norms' backward in two passes (lowpi_cuda_layernorm_backward_two_pass), not
-   * fused: NOT the same bits (other orders of the fp32 sums), so only the environment sets it,
-   * never create_plain's argument */
+   * fused: NOT the same bits (other orders of the fp32 sums): the tests that want the plain
+   * way's bits leave it out (~LOWPI_GPU_PLAIN_LN_BWD) */
   LOWPI_GPU_PLAIN_LN_BWD = 1 << 17,
 };
 void lowpi_gpu_model_free(lowpi_gpu_model *g);

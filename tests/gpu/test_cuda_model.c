@@ -65,7 +65,9 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
   float *g_plain = malloc(np * sizeof(float)), loss_plain = NAN;
   if (!g_plain)
     exit(1);
-  if (GC_OK(lowpi_gpu_model_create_plain(&gm, m, recipe, 7, B, T, 0, ~0u)) &&
+  /* all but the two-pass norm backward (not the same bits: two_pass_norms checks it) */
+  if (GC_OK(lowpi_gpu_model_create_plain(&gm, m, recipe, 7, B, T, 0,
+                                         ~(unsigned)LOWPI_GPU_PLAIN_LN_BWD)) &&
       (lowpi_gpu_model_set_gelu_fusion(gm, gelu_mode <= 1, gelu_mode == 0), 1) &&
       GC_OK(lowpi_gpu_model_forward(gm, in, tg, B, T, 1.0f)) &&
       GC_OK(lowpi_gpu_model_backward(gm)) &&
@@ -96,6 +98,36 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
   }
   lowpi_gpu_model_free(gm);
   free(g_plain);
+}
+
+/* The norms' backward in two passes (LOWPI_GPU_PLAIN_LN_BWD, the A/B switch ln_bwd) against the
+ * fused one (g_fast, loss_fast), fp32: the forward is the same (the same loss, bit for bit); the
+ * gradients differ only by the order of the norms' fp32 sums (a few ulp of each sum, carried
+ * through the fp32 backward: ~1e-7 relative), so 1e-5 (a tenth of the CPU bound) catches a
+ * wrong term or column in either. */
+static void two_pass_norms(lowp_model *m, const lowp_recipe *recipe, const char *what,
+                           const int32_t *in, const int32_t *tg, int B, int T, const float *g_fast,
+                           float loss_fast) {
+  const size_t np = lowp_model_num_params(m);
+  lowpi_gpu_model *gm = NULL;
+  float *g2 = malloc(np * sizeof(float)), loss2 = NAN;
+  if (!g2)
+    exit(1);
+  if (GC_OK(lowpi_gpu_model_create_plain(&gm, m, recipe, 7, B, T, 0, LOWPI_GPU_PLAIN_LN_BWD)) &&
+      (lowpi_gpu_model_set_gelu_fusion(gm, 1, 1), 1) && /* as run_case's GELU mode 0 */
+      GC_OK(lowpi_gpu_model_forward(gm, in, tg, B, T, 1.0f)) &&
+      GC_OK(lowpi_gpu_model_backward(gm)) &&
+      GC_OK(lowp_cuda_memcpy(g2, lowpi_gpu_model_grads(gm), np * sizeof(float), LOWP_CUDA_D2H)) &&
+      GC_OK(lowp_cuda_memcpy(&loss2, lowpi_gpu_model_loss(gm), sizeof(float), LOWP_CUDA_D2H))) {
+    int finite;
+    const double d = rel_diff(g2, g_fast, np, &finite);
+    printf("  %s: gradients with the norms' backward in two passes vs fused: rel %.2e\n", what, d);
+    GC_CHECK(finite && d <= 1e-5 && same_float(loss2, loss_fast),
+             "%s: two-pass norm backward: gradients rel %.2e (> 1e-5), loss %.9g vs %.9g", what, d,
+             (double)loss2, (double)loss_fast);
+  }
+  lowpi_gpu_model_free(gm);
+  free(g2);
 }
 
 /* The GELU epilogues of the bf16 recipe (gpt2): fc's fprop with GELU, fc_proj's dgrad with GELU's
@@ -354,6 +386,8 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   lowpi_gpu_model_free(gm);
   if (ran)
     same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode);
+  if (ran && !strcmp(recipe_name, "fp32"))
+    two_pass_norms(m, &recipe, arch ? "llama fp32" : "gpt2 fp32", in, tg, B, T, g_gpu, loss_gpu);
 
   lowpi_recipe_exec *ex = NULL;
   GC_REQUIRE(lowpi_recipe_exec_create(&ex, &recipe, m, 7));

@@ -1351,6 +1351,12 @@ int main(void) {
         test_residual_norm(rows[i], cols[j], rms);
       }
     }
+  /* a row too long for the registers: the forwards' loop over memory (C > 2048) */
+  for (int rms = 0; rms < 2; rms++) {
+    printf("norms N 5 C 2100\n");
+    test_norm((shape){1, 5, 2100, 1, 1}, rms);
+    test_residual_norm(5, 2100, rms);
+  }
   test_bad_args();
   GC_OK(lowp_cuda_synchronize());
   return gc_finish("test_cuda_nn");
