@@ -57,8 +57,9 @@ void lowpi_crossentropy_soft(float *losses, float *dlogits, const float *logits,
     }
     /* x -> x / T is monotone for T > 0, so the tempered rows' maxima are ms / T and mt / T */
     const float msT = ms / temp, mtT = mt / temp;
-    float s = 0.0f, sT = 0.0f, tT = 0.0f;
-    for (int v = 0; v < V; v++) {
+    /* each sum >= 1: its row's maximum contributes exp(0) */
+    float s = expf(z[0] - ms), sT = expf(z[0] / temp - msT), tT = expf(zt[0] / temp - mtT);
+    for (int v = 1; v < V; v++) {
       s += expf(z[v] - ms);
       sT += expf(z[v] / temp - msT);
       tT += expf(zt[v] / temp - mtT);
