@@ -18,9 +18,10 @@
  *    QAT nvfp4) against a teacher of other weights (fp32 recipe), GPU against CPU
  *    (train/model.c with lowpi_model_set_distill): the loss and the gradients within
  *    test_cuda_model.c's bounds (fp32: 1e-5 / 1e-4; the 4-bit QAT: 2e-2 / 2.5e-1); and the
- *    teacher equal to the student (fp32): loss 0 and every gradient 0 exactly on the GPU too.
- * 3. Training: lowp_train with --distill (the same checkpoint as --init) and --qat nvfp4, three
- *    steps on the CPU and on the GPU: the losses within 2e-2 relative (the 4-bit bound).
+ *    teacher equal to the student (fp32): loss and every gradient within 1e-6 of 0 (exactly 0
+ *    when the training forward's GEMMs run as the teacher's; printed).
+ * 3. Training: lowp_train --distill (a teacher of other weights), fp32 and --qat nvfp4, three
+ *    steps on the CPU and on the GPU: the losses step by step (bounds at test_training).
  * Outputs are poisoned (NaN) before each GPU run. LOWP_GPU_TEST_SMALL=1: V <= 257. */
 #include <math.h>
 #include <stdint.h>
@@ -264,14 +265,20 @@ static void test_model(lowp_arch arch, int qat, int same_teacher) {
   }
   lowpi_gpu_model_free(gm);
   lowpi_gpu_model_free(gt);
-  if (same_teacher) { /* the GPU alone: the same fp32 forward twice, so exactly 0 and 0 */
+  if (same_teacher) { /* the GPU alone: the same fp32 forward twice, so 0 and 0 (exactly, unless
+                       * the training forward took another GEMM path than the teacher's) */
     size_t nz = 0;
-    for (size_t i = 0; i < np; i++)
+    double gmax = 0;
+    for (size_t i = 0; i < np; i++) {
       nz += g_gpu[i] != 0.0f;
-    printf("%-6s teacher = student: loss %g, %zu non-zero gradients\n", name, loss_gpu, nz);
-    GC_CHECK(loss_gpu == 0.0f && nz == 0,
-             "%s teacher = student: loss %g, %zu non-zero gradients (want 0 and 0)", name, loss_gpu,
-             nz);
+      gmax = fmax(gmax, fabs(g_gpu[i]) + (isnan(g_gpu[i]) ? INFINITY : 0));
+    }
+    printf("%-6s teacher = student: loss %g, %zu non-zero gradients (max |g| %g)%s\n", name,
+           loss_gpu, nz, gmax, loss_gpu == 0.0f && nz == 0 ? " (exactly 0)" : "");
+    GC_CHECK(fabs(loss_gpu) <= 1e-6 && gmax <= 1e-6,
+             "%s teacher = student: loss %g, max |gradient| %g (want ~0: a plain cross-entropy "
+             "gradient is ~1e-2)",
+             name, loss_gpu, gmax);
   } else {
     lowpi_recipe_exec *ex = NULL;
     GC_REQUIRE(lowpi_recipe_exec_create(&ex, &recipe, m, 7));
@@ -309,15 +316,39 @@ static void on_step(void *user, const lowp_train_event *e) {
     l[e->step - 1] = e->loss;
 }
 
+/* Train the tiny model for `steps` from scratch into dir/name. */
+static int train_base(const char *text, const char *dir, const char *name, long steps, char *out,
+                      size_t len) {
+  lowp_train_config c;
+  lowp_train_config_default(&c);
+  GC_REQUIRE(lowp_model_preset(&c.model, "tiny"));
+  c.model.vocab = 0;
+  c.data = text;
+  c.batch = 2;
+  c.seq = 32;
+  c.steps = steps;
+  c.eval_every = 0;
+  c.eval_batches = 2;
+  snprintf(out, len, "%s/%s", dir, name);
+  c.out_dir = out;
+  lowp_train_summary s;
+  return GC_OK(lowp_train(&c, NULL, NULL, &s));
+}
+
+/* The student from a 20-step base, the teacher a 60-step one (other weights, the same shape: a
+ * KL of order 0.1, not the quantization noise alone), T 2: three steps on the CPU and the GPU.
+ * fp32: step 1's loss within 1e-5 relative (one fp32 forward each: the sums' order), steps 2-3
+ * within 1e-2 (AdamW's first updates are about lr sign(g): a gradient element near 0 may take
+ * either sign). --qat nvfp4: 2e-2 (test_cuda_model.c's 4-bit bound; the GPU's LM head and
+ * attention run in bf16). */
 static void test_training(void) {
   char dir[] = "/tmp/lowp_distill_XXXXXX";
   if (!mkdtemp(dir)) {
     GC_CHECK(0, "mkdtemp failed");
     return;
   }
-  char text[300], base[300];
+  char text[300], base[300], teacher[300];
   snprintf(text, sizeof text, "%s/t.txt", dir);
-  snprintf(base, sizeof base, "%s/base", dir);
   FILE *f = fopen(text, "w");
   if (!f) {
     GC_CHECK(0, "cannot write %s", text);
@@ -330,46 +361,41 @@ static void test_training(void) {
     fputc(' ', f);
   }
   fclose(f);
-  lowp_train_config c;
-  lowp_train_config_default(&c);
-  GC_REQUIRE(lowp_model_preset(&c.model, "tiny"));
-  c.model.vocab = 0;
-  c.data = text;
-  c.batch = 2;
-  c.seq = 32;
-  c.steps = 20;
-  c.eval_every = 0;
-  c.eval_batches = 2;
-  c.out_dir = base;
-  lowp_train_summary s;
-  if (!GC_OK(lowp_train(&c, NULL, NULL, &s)))
+  if (!train_base(text, dir, "base", 20, base, sizeof base) ||
+      !train_base(text, dir, "teacher", 60, teacher, sizeof teacher))
     return;
   char text_qat[512];
   const lowp_qat_opts qo = {1, 0, 0};
   GC_REQUIRE(lowp_ptq_qat_recipe("nvfp4", &qo, text_qat, sizeof text_qat));
-  for (int dev = 0; dev < 2; dev++) {
-    lowp_train_config d;
-    lowp_train_config_default(&d);
-    d.data = text;
-    d.batch = 2;
-    d.seq = 32;
-    d.steps = 3;
-    d.eval_every = 0;
-    d.eval_batches = 2;
-    d.init_dir = base;
-    d.distill_dir = base;
-    d.recipe = text_qat;
-    d.device = dev ? LOWP_DEVICE_CUDA : LOWP_DEVICE_CPU;
-    GC_OK(lowp_train(&d, on_step, g_losses[dev], &s));
-  }
-  for (int i = 0; i < 3; i++) {
-    const double r =
-        fabs((double)g_losses[1][i] - g_losses[0][i]) / fmax(fabs((double)g_losses[0][i]), 1e-6);
-    printf("  lowp_train --distill --qat nvfp4 step %d: loss cpu %.6g gpu %.6g (rel %.2e)\n", i + 1,
-           g_losses[0][i], g_losses[1][i], r);
-    GC_CHECK(isfinite(g_losses[1][i]) && g_losses[1][i] > 0 && r <= 2e-2,
-             "training step %d: loss gpu %g cpu %g (rel %.2e > 2e-2)", i + 1, g_losses[1][i],
-             g_losses[0][i], r);
+  for (int qat = 0; qat < 2; qat++) {
+    memset(g_losses, 0, sizeof g_losses);
+    for (int dev = 0; dev < 2; dev++) {
+      lowp_train_config d;
+      lowp_train_summary s;
+      lowp_train_config_default(&d);
+      d.data = text;
+      d.batch = 2;
+      d.seq = 32;
+      d.steps = 3;
+      d.eval_every = 0;
+      d.eval_batches = 2;
+      d.init_dir = base;
+      d.distill_dir = teacher;
+      d.distill_temp = 2.0f;
+      d.recipe = qat ? text_qat : "fp32";
+      d.device = dev ? LOWP_DEVICE_CUDA : LOWP_DEVICE_CPU;
+      GC_OK(lowp_train(&d, on_step, g_losses[dev], &s));
+    }
+    for (int i = 0; i < 3; i++) {
+      const double r =
+          fabs((double)g_losses[1][i] - g_losses[0][i]) / fmax(fabs((double)g_losses[0][i]), 1e-6);
+      const double tol = qat ? 2e-2 : i == 0 ? 1e-5 : 1e-2;
+      printf("  lowp_train --distill%s step %d: loss cpu %.7g gpu %.7g (rel %.2e, bound %.0e)\n",
+             qat ? " --qat nvfp4" : "", i + 1, g_losses[0][i], g_losses[1][i], r, tol);
+      GC_CHECK(isfinite(g_losses[1][i]) && g_losses[0][i] > 0 && r <= tol,
+               "training%s step %d: loss gpu %g cpu %g (rel %.2e > %.0e)", qat ? " qat" : "", i + 1,
+               g_losses[1][i], g_losses[0][i], r, tol);
+    }
   }
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
