@@ -70,6 +70,10 @@ static void print_summary(const lowp_train_config *cfg, const lowp_train_summary
          s->steps_done, s->skipped_steps, s->recipe, s->elapsed_s, s->tokens_per_s);
   printf("  final train loss %.4f, validation loss %.4f\n", s->final_loss, s->final_val_loss);
   printf("  parameters %zu\n", s->num_params);
+  if (cfg->distill_dir) /* the train loss above is the distillation objective */
+    printf("  objective: distillation from %s (T %g, A %g; the train loss is A T^2 KL + (1 - A) "
+           "CE, the validation loss plain CE)\n",
+           cfg->distill_dir, (double)cfg->distill_temp, (double)cfg->distill_alpha);
   printf("  memory (measured):  weights %.2f MiB  gradients %.2f MiB  optimizer states %.2f MiB"
          "  activations %.2f MiB  (process peak RSS %.1f MiB)\n",
          s->bytes_weights / mb, s->bytes_grads / mb, s->bytes_optim / mb, s->bytes_activations / mb,

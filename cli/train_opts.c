@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -66,7 +67,14 @@ const char *const CLI_TRAIN_OPTIONS_HELP =
     "                     dW = dY^T Q(X): fake-quantization autograd, as PyTorch QAT)\n"
     "  --qat-hadamard N   rotate the quantized forward operands by the Hadamard transform of\n"
     "                     lowp ptq --hadamard N (16, 32, 128; same signs): deploy the model\n"
-    "                     with lowp ptq --scheme S --hadamard N\n";
+    "                     with lowp ptq --scheme S --hadamard N\n"
+    "  --distill DIR      distillation (QAD with --qat): the full-precision checkpoint in DIR\n"
+    "                     (usually the --init one; the same model) is a frozen teacher whose\n"
+    "                     fp32 logits the student matches: per token A T^2 KL(teacher ||\n"
+    "                     student at temperature T) + (1 - A) CE; validation stays plain CE;\n"
+    "                     --resume needs it again\n"
+    "  --distill-temp T   the temperature T > 0 (1)\n"
+    "  --distill-alpha A  the weight A in [0, 1] of the distillation term (1: pure)\n";
 
 static int int_value(const char *verb, const char *name, const char *text, long lo, long hi,
                      long *out) {
@@ -152,6 +160,45 @@ static int qat_option(const char *verb, int argc, char **argv, int *i, lowp_trai
   return 1;
 }
 
+/* --distill DIR [--distill-temp T] [--distill-alpha A] */
+static int distill_temp_given, distill_alpha_given;
+
+static int distill_option(const char *verb, int argc, char **argv, int *i, lowp_train_config *cfg) {
+  const char *v = NULL;
+  int m = cli_option_value(verb, argc, argv, i, "--distill-temp", &v);
+  if (m < 0)
+    return -1;
+  if (m > 0) {
+    if (!float_value(verb, "--distill-temp", v, 0.0, 1e3, &cfg->distill_temp))
+      return -1;
+    if (!(cfg->distill_temp > 0.0f)) {
+      cli_usage_error(verb, "--distill-temp must be > 0, not %s", v);
+      return -1;
+    }
+    distill_temp_given = 1;
+    return 1;
+  }
+  m = cli_option_value(verb, argc, argv, i, "--distill-alpha", &v);
+  if (m < 0)
+    return -1;
+  if (m > 0) {
+    if (!float_value(verb, "--distill-alpha", v, 0.0, 1.0, &cfg->distill_alpha))
+      return -1;
+    distill_alpha_given = 1;
+    return 1;
+  }
+  m = cli_option_value(verb, argc, argv, i, "--distill", &v);
+  if (m <= 0)
+    return m;
+  struct stat st;
+  if (stat(v, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    cli_usage_error(verb, "--distill %s: no such directory (give the teacher's checkpoint)", v);
+    return -1;
+  }
+  cfg->distill_dir = v;
+  return 1;
+}
+
 /* After parsing: the QAT recipe with the chosen straight-through estimator. */
 static int qat_finish(const char *verb, lowp_train_config *cfg) {
   if (qat_ste >= 0 && !qat_scheme) {
@@ -193,6 +240,9 @@ int cli_train_option(const char *verb, int argc, char **argv, int *i, lowp_train
   int qat = qat_option(verb, argc, argv, i, cfg);
   if (qat)
     return qat;
+  int distill = distill_option(verb, argc, argv, i, cfg);
+  if (distill)
+    return distill;
   for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++) {
     size_t n = strlen(strings[k]);
     if (strncmp(arg, strings[k], n) != 0 || (arg[n] != '\0' && arg[n] != '='))
@@ -354,6 +404,11 @@ int cli_train_finish(const char *verb, lowp_train_config *cfg) {
   }
   if (qat_finish(verb, cfg) < 0)
     return -1;
+  if ((distill_temp_given || distill_alpha_given) && !cfg->distill_dir) {
+    cli_usage_error(verb, "--distill-%s needs --distill DIR",
+                    distill_temp_given ? "temp" : "alpha");
+    return -1;
+  }
   if (cfg->model.n_layer == 0 && !cfg->resume_dir && !cfg->init_dir)
     lowp_model_preset(&cfg->model, "small"), cfg->model.vocab = 0;
   if (!cfg->data) {

@@ -9,7 +9,8 @@
 # 4. plan    lowp sensitivity --budget-bits, plan vs uniform quantization at the same bits
 # 5. qat     on the GPU while the CPU runs 3 and 4: an FT_RECIPE fine-tune and a QAT fine-tune
 #            (--qat S, each STE of QAT_STE: plain, clipped, plain-q, clipped-q; -q: --qat-grad
-#            quantized) of every scheme, same steps, once per data-order seed
+#            quantized; each may end in -kd: distilled from the base, --distill WORK/base) of
+#            every scheme, same steps, once per data-order seed
 #            of QAT_SEEDS (GPU_JOBS arms at a time); then PTQ + eval on the CPU (QAT_EVAL_BATCHES)
 #            and the share of the gap QAT recovers, mean and spread over the seeds. A QAT scheme
 #            written S+hN trains with --qat-hadamard N and every PTQ of its row uses --hadamard N.
@@ -46,7 +47,8 @@ if [ "${1:-}" != __job ]; then # the defaults, exported for the job processes
   SQ_SCHEMES=${SQ_SCHEMES-"fp8-w8a8 int8-w8a8"} # may be empty
   # QAT and the fine-tune-then-quantize arm (GPU)
   QAT_SCHEMES=${QAT_SCHEMES-"bf16 $SCHEMES"} # S+hN: QAT and PTQ with the Hadamard N (nvfp4+h128)
-  QAT_STE=${QAT_STE:-"plain clipped"} # one column each; E-q: --qat-ste E --qat-grad quantized
+  QAT_STE=${QAT_STE:-"plain clipped"} # one column each; E-q: --qat-ste E --qat-grad quantized;
+  # E-kd (plain-kd, clipped-q-kd, ...): E trained by distillation from the base (--distill)
   # data-order seeds: every arm once per seed k, its training data from token k * QAT_DATA_STRIDE
   # on (lowp train --data-offset, modulo the stream); the arms of one seed see the same data
   QAT_SEEDS=${QAT_SEEDS:-0} QAT_DATA_STRIDE=${QAT_DATA_STRIDE:-1000003}
@@ -218,9 +220,11 @@ if has qat; then
         a=qat-$e-$s-s$seed
         arms+=("$a")
         arm_scheme[$a]=$s
-        case $e in plain | clipped | plain-q | clipped-q) ;; *) die "QAT_STE: '$e' is not plain, clipped, plain-q or clipped-q" ;; esac
-        arm_args[$a]="--qat ${s%%+h*} --qat-ste ${e%-q} $off"
-        [[ $e == *-q ]] && arm_args[$a]+=" --qat-grad quantized"
+        ee=${e%-kd} # E-kd: E, distilled from the base (the teacher is the --init checkpoint)
+        case $ee in plain | clipped | plain-q | clipped-q) ;; *) die "QAT_STE: '$e' is not plain, clipped, plain-q or clipped-q, optionally with -kd" ;; esac
+        arm_args[$a]="--qat ${s%%+h*} --qat-ste ${ee%-q} $off"
+        [[ $ee == *-q ]] && arm_args[$a]+=" --qat-grad quantized"
+        [[ $e == *-kd ]] && arm_args[$a]+=" --distill $WORK/base"
         [[ $s == *+h* ]] && arm_args[$a]+=" --qat-hadamard ${s##*+h}"
       done
     done
@@ -422,6 +426,12 @@ MD=$OUT/ptq_gpu.md
     if [[ " $QAT_STE " == *-q\ * ]]; then
       echo "STE E-q: \`--qat-ste E --qat-grad quantized\` (the backward GEMMs take the forward's" \
         "quantized W and X: dX = dY Q(W), dW = dY^T Q(X)); plain / clipped: the fp32 W and X."
+      echo
+    fi
+    if [[ " $QAT_STE " == *-kd\ * ]]; then
+      echo "STE E-kd: E trained by distillation from the base checkpoint (\`--distill\`, T 1, A 1:" \
+        "the student matches the full-precision base's output distribution, QAD). Its control" \
+        "needs no arm: distilling the unquantized model from itself is a no-op (zero gradient)."
       echo
     fi
     if [ "$nseeds" -gt 1 ]; then

@@ -49,7 +49,15 @@ typedef struct {
   const char *out_dir;          /* checkpoints, or NULL */
   const char *resume_dir;       /* continue the run saved there, or NULL */
   const char *init_dir;         /* start from these weights (fresh optimizer), or NULL */
-  int save_every;               /* also checkpoint every N steps (0: only at the end) */
+  /* Distillation (docs/ptq.md, "QAT with distillation"): a full-precision checkpoint of the
+   * same model (usually init_dir), loaded as a frozen teacher; each step the student trains on
+   *   A T^2 KL(softmax(z_teacher / T) || softmax(z / T)) + (1 - A) CE(z, target)
+   * per token (the reported loss), while validation stays the plain cross-entropy. NULL: the
+   * plain cross-entropy. Not saved in the run state: resuming needs it again. One GPU at most. */
+  const char *distill_dir;
+  float distill_temp;  /* T > 0 (1) */
+  float distill_alpha; /* A in [0, 1] (1: pure distillation) */
+  int save_every;      /* also checkpoint every N steps (0: only at the end) */
   long stop_after; /* end this invocation after N steps, checkpointed, as if interrupted (0: no) */
   /* Non-finite steps (a NaN/Inf loss or gradient): skipped, counted in skipped_steps and
    * flagged in the event (the default), or the run stops at the first one. Recipes with loss
@@ -76,7 +84,8 @@ typedef struct {
 } lowp_train_config;
 
 /* Sensible defaults: small model, fp32 recipe, B 8, T = ctx, lr 1e-3, warmup 1/10 of the steps
- * (at most 100), min lr 10%, weight decay 0.1, clip 1.0, betas (0.9, 0.95), eps 1e-8. */
+ * (at most 100), min lr 10%, weight decay 0.1, clip 1.0, betas (0.9, 0.95), eps 1e-8; no
+ * distillation (T 1, A 1 once distill_dir is set). */
 void lowp_train_config_default(lowp_train_config *cfg);
 
 typedef struct {

@@ -98,6 +98,10 @@ struct lowpi_gpu_model {
    * of the forward's or the backward's epilogue; which layers' last forward ran fused. */
   int gelu_fwd_off, dgelu_off;
   unsigned char *gelu_fused; /* (L) */
+  /* Distillation (lowpi_gpu_model_set_distill): the teacher's logits for the next training
+   * forward (device), or NULL */
+  const float *teacher_logits;
+  float distill_temp, distill_alpha;
   /* qkv's bf16 output from the GEMM's epilogue (qkv_forward): off from cuBLASLt's first
    * refusal (then its fp32 output is rounded in a pass of its own) */
   int qkv16_off;
@@ -518,6 +522,17 @@ lowp_status lowpi_gpu_model_download(lowpi_gpu_model *g) {
                           LOWP_CUDA_D2H);
 }
 
+void lowpi_gpu_model_set_distill(lowpi_gpu_model *g, const float *teacher_logits, float temp,
+                                 float alpha) {
+  g->teacher_logits = teacher_logits;
+  g->distill_temp = temp;
+  g->distill_alpha = alpha;
+}
+
+const float *lowpi_gpu_model_logits(const lowpi_gpu_model *g) {
+  return g->a.logits;
+}
+
 const float *lowpi_gpu_model_loss(const lowpi_gpu_model *g) {
   return g->a.loss;
 }
@@ -863,8 +878,13 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     const int train = loss_scale != 0.0f;
     float *dl32 = train && !g->head_bf16 ? a->logits : NULL;
     uint16_t *dl16 = train && g->head_bf16 ? a->dlogits16 : NULL;
-    LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, dl32, dl16, a->logits, a->targets, n, V,
-                                      loss_scale / (float)N));
+    if (train && g->teacher_logits) /* distillation: the soft-target loss, the same one pass */
+      LOWPI_TRY(lowpi_cuda_crossentropy_soft(a->losses, dl32, dl16, a->logits, g->teacher_logits,
+                                             a->targets, n, V, g->distill_temp, g->distill_alpha,
+                                             loss_scale / (float)N));
+    else
+      LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, dl32, dl16, a->logits, a->targets, n, V,
+                                        loss_scale / (float)N));
     LOWPI_TRY(lowpi_cuda_mean(a->loss, a->losses, N));
     g->have_dlogits = train;
   }

@@ -60,6 +60,15 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
 /* Zero the gradients and backpropagate loss * loss_scale of the last (training) forward. */
 lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g);
 
+/* Distillation: the next training forwards (targets and loss_scale != 0; until set again) use
+ * the soft-target loss of lowpi_cuda_crossentropy_soft against teacher_logits (device, (B, T,
+ * vocab) of the same batch: another model's lowpi_gpu_model_logits) with temperature temp and
+ * weight alpha; NULL: the plain cross-entropy. Evaluation forwards always take the latter. */
+void lowpi_gpu_model_set_distill(lowpi_gpu_model *g, const float *teacher_logits, float temp,
+                                 float alpha);
+/* Device: the logits (B, T, vocab) of the last forward without training (a training forward
+ * overwrites them with dlogits where the head is fp32). */
+const float *lowpi_gpu_model_logits(const lowpi_gpu_model *g);
 const float *lowpi_gpu_model_loss(const lowpi_gpu_model *g); /* device: one float */
 float *lowpi_gpu_model_params(lowpi_gpu_model *g); /* device (shard 3: the non-block ones) */
 float *lowpi_gpu_model_grads(lowpi_gpu_model *g);  /* device (shard >= 2: the non-block ones) */

@@ -41,6 +41,10 @@ struct lowpi_gpu_trainer {
   lowpi_shard_piece *pieces;
   size_t nseg;
   lowpi_zero *zero;
+  /* Distillation: the frozen teacher under the fp32 recipe (NULL: plain cross-entropy) */
+  lowpi_gpu_model *teacher;
+  lowp_recipe teacher_recipe;
+  float distill_temp, distill_alpha;
 };
 
 void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
@@ -51,6 +55,7 @@ void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
   free(t->pieces);
   lowpi_amax_sync_free(t->amax);
   lowpi_gpu_model_free(t->gm);
+  lowpi_gpu_model_free(t->teacher);
   lowpi_cuda_adamw_free(t->opt);
   lowp_cuda_free(t->work);
   free(t->shards);
@@ -261,6 +266,21 @@ lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
   return LOWP_OK;
 }
 
+lowp_status lowpi_gpu_trainer_set_teacher(lowpi_gpu_trainer *t, lowp_model *teacher, float temp,
+                                          float alpha) {
+  if (t->world > 1)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "--distill trains on one GPU: several GPUs have no teacher yet");
+  /* the teacher's full-precision forward: the GPU's fp32 recipe (fp32 GEMMs) */
+  LOWPI_TRY(lowp_recipe_resolve("fp32", &t->teacher_recipe));
+  lowpi_gpu_model_free(t->teacher);
+  t->teacher = NULL;
+  LOWPI_TRY(lowpi_gpu_model_create(&t->teacher, teacher, &t->teacher_recipe, 0, t->B, t->T));
+  t->distill_temp = temp;
+  t->distill_alpha = alpha;
+  return LOWP_OK;
+}
+
 /* After the backward (the blocks' buckets are queued): the rest of the gradients (embeddings,
  * final norm, head), the loss (mean over ranks) and the delayed-scaling amaxes (max), then the
  * compute stream waits for all of it. */
@@ -344,7 +364,15 @@ lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
   size_t np = lowpi_gpu_model_num_params(t->gm);
   const size_t row = t->row0 * (size_t)t->T; /* this rank's rows */
   lowpi_gpu_linears_set_step(lin, a->step);
-  LOWPI_TRY(lowpi_gpu_model_forward(t->gm, inputs + row, targets + row, t->B, t->T, a->loss_scale));
+  if (t->teacher) { /* the teacher's logits of this batch, the student's soft targets */
+    LOWPI_TRY(lowpi_gpu_model_forward(t->teacher, inputs + row, NULL, t->B, t->T, 0.0f));
+    lowpi_gpu_model_set_distill(t->gm, lowpi_gpu_model_logits(t->teacher), t->distill_temp,
+                                t->distill_alpha);
+  }
+  lowp_status st =
+      lowpi_gpu_model_forward(t->gm, inputs + row, targets + row, t->B, t->T, a->loss_scale);
+  lowpi_gpu_model_set_distill(t->gm, NULL, 0.0f, 0.0f); /* validation: plain cross-entropy */
+  LOWPI_TRY(st);
   /* The backward always runs: a non-finite loss makes non-finite gradients, which the device
    * sees and skips the update for; the host never has to look in between. (Several GPUs: a
    * non-finite gradient on one rank makes the average non-finite on all: they skip together.) */
@@ -579,6 +607,12 @@ lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
                                    const int32_t *targets, const lowpi_gpu_step_args *args,
                                    lowpi_gpu_step_result *result) {
   (void)t, (void)inputs, (void)targets, (void)args, (void)result;
+  return no_cuda();
+}
+
+lowp_status lowpi_gpu_trainer_set_teacher(lowpi_gpu_trainer *t, lowp_model *teacher, float temp,
+                                          float alpha) {
+  (void)t, (void)teacher, (void)temp, (void)alpha;
   return no_cuda();
 }
 

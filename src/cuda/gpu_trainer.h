@@ -58,6 +58,14 @@ lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
                                      const lowpi_gpu_parallel *par);
 void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t);
 
+/* Distillation (lowp_train_config.distill_dir): each step first runs `teacher` (the host model,
+ * copied to the device once) forward under the fp32 recipe on the same batch, and the student
+ * trains on the soft-target loss against its logits (lowpi_cuda_crossentropy_soft); validation
+ * stays the plain cross-entropy. The teacher costs its parameters, its (unused) gradient buffer
+ * and one batch of activations on the device. One GPU only: LOWP_ERR_UNSUPPORTED otherwise. */
+lowp_status lowpi_gpu_trainer_set_teacher(lowpi_gpu_trainer *t, lowp_model *teacher, float temp,
+                                          float alpha);
+
 lowp_status lowpi_gpu_trainer_step(lowpi_gpu_trainer *t, const int32_t *inputs,
                                    const int32_t *targets, const lowpi_gpu_step_args *args,
                                    lowpi_gpu_step_result *result);

@@ -225,6 +225,15 @@ lowp_status lowpi_cuda_crossentropy(float *losses, float *dlogits, uint16_t *dlo
                                     const float *logits, const int32_t *targets, int N, int V,
                                     float dloss);
 
+/* Soft-target (distillation) cross-entropy, fused the same way: nn/crossentropy.c's
+ * lowpi_crossentropy_soft against teacher (N, V) (another buffer than logits and dlogits) with
+ * temperature temp > 0 and weight alpha in [0, 1]; dlogits (may equal logits) and dlogits_bf16
+ * as above; the same operations as the CPU, the sums in the block's fixed order. */
+lowp_status lowpi_cuda_crossentropy_soft(float *losses, float *dlogits, uint16_t *dlogits_bf16,
+                                         const float *logits, const float *teacher,
+                                         const int32_t *targets, int N, int V, float temp,
+                                         float alpha, float dloss);
+
 /* *mean (device, one float) = sum of x (n) / n, in a fixed order (the mean training loss);
  * n > 0. */
 lowp_status lowpi_cuda_mean(float *mean, const float *x, size_t n);

@@ -6,7 +6,13 @@
  * vocabularies), it is read from memory once, into shared memory, and the sum and the gradient
  * read it from there: one pass over the logits instead of three. The gradient can be written as
  * fp32 values or as their bf16 codes (RNE: what a bf16 cast of the fp32 values would give),
- * which the LM head's bf16 GEMMs take directly. */
+ * which the LM head's bf16 GEMMs take directly.
+ *
+ * The soft-target variant (distillation, nn/crossentropy.c's lowpi_crossentropy_soft) is the
+ * same kernel with the teacher's row beside the student's: the student's row is cached as above
+ * (the teacher's is read from memory, once per pass: both rows would not fit), three maxima and
+ * sums (the plain, the tempered student, the tempered teacher), then one pass for the gradient
+ * and the KL's terms. */
 #include <stdint.h>
 
 #include "cuda/cast_fast.cuh"
@@ -73,6 +79,70 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/* The soft-target loss: losses = att KL + b CE, dlogits = (at (ps - pt) + b (p - onehot)) *
+ * dloss with at = A T, att = A T^2, b = 1 - A (lowpi_crossentropy_soft, operation by operation).
+ * dlogits may equal logits, as above (each z[v] is read before the one thread that writes d[v]
+ * does; the teacher's row is another buffer). */
+template <bool kCached, unsigned kThreads>
+__global__ void __launch_bounds__(kThreads)
+    soft_crossentropy_kernel(float *__restrict__ losses, float *dlogits, uint16_t *dlogits_bf16,
+                             const float *logits, const float *__restrict__ teacher,
+                             const int32_t *__restrict__ targets, int V, float temp, float at,
+                             float att, float b, float dloss) {
+  extern __shared__ float cached_row[]; /* V floats when kCached */
+  __shared__ float red[kThreads / 32];
+  const size_t row = blockIdx.x;
+  const float *zg = logits + row * V, *zt = teacher + row * V;
+  const int32_t target = targets[row];
+  const bool valid = target >= 0 && target < V;
+  const float ztarget = valid ? zg[target] : NAN; /* a target outside [0, V) gives a NaN loss */
+  float ms = -INFINITY, mt = -INFINITY;
+  for (int v = (int)threadIdx.x; v < V; v += kThreads) {
+    const float x = zg[v];
+    if (kCached)
+      cached_row[v] = x;
+    ms = fmaxf(ms, x);
+    mt = fmaxf(mt, zt[v]);
+  }
+  ms = lowpi_block_max<kThreads>(ms, red); /* a barrier: the cached row is complete */
+  mt = lowpi_block_max<kThreads>(mt, red);
+  const float *z = kCached ? cached_row : zg;
+  const float msT = ms / temp, mtT = mt / temp; /* x / T is monotone: the tempered maxima */
+  float s = 0.0f, sT = 0.0f, tT = 0.0f;
+  for (int v = (int)threadIdx.x; v < V; v += kThreads) {
+    const float x = z[v];
+    s += expf(x - ms);
+    sT += expf(x / temp - msT);
+    tT += expf(zt[v] / temp - mtT);
+  }
+  s = lowpi_block_sum<kThreads>(s, red);
+  sT = lowpi_block_sum<kThreads>(sT, red);
+  tT = lowpi_block_sum<kThreads>(tT, red);
+  const float lse_s = logf(sT), lse_t = logf(tT);
+  const float inv = 1.0f / s, inv_s = 1.0f / sT, inv_t = 1.0f / tT;
+  float *d = dlogits ? dlogits + row * V : nullptr;
+  uint16_t *d16 = dlogits_bf16 ? dlogits_bf16 + row * V : nullptr;
+  float kl = 0.0f;
+  for (int v = (int)threadIdx.x; v < V; v += kThreads) {
+    const float x = z[v];
+    const float es = x / temp - msT, et = zt[v] / temp - mtT;
+    const float pt = expf(et) * inv_t;
+    if (pt != 0.0f) /* 0 log 0 = 0; a NaN is not 0: it reaches the loss */
+      kl += pt * ((et - lse_t) - (es - lse_s));
+    if (d || d16) {
+      const float ps = expf(es) * inv_s, p = expf(x - ms) * inv;
+      const float g = (at * (ps - pt) + b * (p - (v == target ? 1.0f : 0.0f))) * dloss;
+      if (d)
+        d[v] = g;
+      if (d16)
+        d16[v] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(g);
+    }
+  }
+  kl = lowpi_block_sum<kThreads>(kl, red);
+  if (threadIdx.x == 0)
+    losses[row] = att * kl + b * (logf(s) - (ztarget - ms));
+}
+
 /* The largest V whose row the cached kernel can hold (0 until asked; the device's opt-in limit
  * of shared memory per block, less the static reduction scratch). */
 int cached_max_v(void) {
@@ -84,9 +154,12 @@ int cached_max_v(void) {
       optin = 0;
     const int bytes = optin - (int)(kCachedThreads / 32 * sizeof(float)) - 1024;
     max_v = bytes > 0 ? bytes / (int)sizeof(float) : 0;
-    if (max_v > 0 && cudaFuncSetAttribute(crossentropy_kernel<true, kCachedThreads>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          max_v * (int)sizeof(float)) != cudaSuccess)
+    if (max_v > 0 && (cudaFuncSetAttribute(crossentropy_kernel<true, kCachedThreads>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           max_v * (int)sizeof(float)) != cudaSuccess ||
+                      cudaFuncSetAttribute(soft_crossentropy_kernel<true, kCachedThreads>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           max_v * (int)sizeof(float)) != cudaSuccess))
       max_v = 0;
     (void)cudaGetLastError(); /* a refusal above only means: the uncached kernel */
   }
@@ -122,6 +195,32 @@ lowp_status lowpi_cuda_crossentropy(float *losses, float *dlogits, uint16_t *dlo
   else
     crossentropy_kernel<false, kRowThreads>
         <<<(unsigned)N, kRowThreads>>>(losses, dlogits, dlogits_bf16, logits, targets, V, dloss);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_crossentropy_soft(float *losses, float *dlogits, uint16_t *dlogits_bf16,
+                                         const float *logits, const float *teacher,
+                                         const int32_t *targets, int N, int V, float temp,
+                                         float alpha, float dloss) {
+  // losses (N), dlogits (N, V) or NULL, dlogits_bf16 (N, V) or NULL, logits (N, V),
+  // teacher (N, V), targets (N)
+  LOWPI_NN_REQUIRE(losses && logits && teacher && targets, "lowpi_cuda_crossentropy_soft",
+                   "NULL buffer");
+  LOWPI_NN_REQUIRE(N >= 0 && V > 0, "lowpi_cuda_crossentropy_soft", "bad shape N %d V %d", N, V);
+  LOWPI_NN_REQUIRE(temp > 0.0f && alpha >= 0.0f && alpha <= 1.0f, "lowpi_cuda_crossentropy_soft",
+                   "need T > 0 and A in [0, 1] (T %g, A %g)", (double)temp, (double)alpha);
+  if (N == 0)
+    return LOWP_OK;
+  /* the constants as the CPU computes them (fp32, in this order) */
+  const float at = alpha * temp, att = at * temp, b = 1.0f - alpha;
+  if (V <= cached_max_v())
+    soft_crossentropy_kernel<true, kCachedThreads>
+        <<<(unsigned)N, kCachedThreads, (size_t)V * sizeof(float)>>>(
+            losses, dlogits, dlogits_bf16, logits, teacher, targets, V, temp, at, att, b, dloss);
+  else
+    soft_crossentropy_kernel<false, kRowThreads><<<(unsigned)N, kRowThreads>>>(
+        losses, dlogits, dlogits_bf16, logits, teacher, targets, V, temp, at, att, b, dloss);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

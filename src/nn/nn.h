@@ -67,4 +67,16 @@ void lowpi_crossentropy_forward(float *losses, float *probs, const float *logits
 void lowpi_crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N,
                                  int V, float dloss);
 
+/* Soft-target (distillation) cross-entropy against teacher logits of the same rows, with
+ * temperature T > 0 and weight A in [0, 1] (docs/ptq.md, "QAT with distillation"):
+ *   losses[n] = A T^2 KL(softmax(zt / T) || softmax(z / T)) + (1 - A) CE(z, target)
+ *   dlogits   = (A T (softmax(z / T) - softmax(zt / T)) + (1 - A) (softmax(z) - onehot)) * dloss
+ * (dlogits may be NULL: the losses only). fp32 softmaxes with the maxima subtracted; KL as
+ * sum pt (log pt - log ps) from the log-sum-exps, skipping pt = 0 (0 log 0 = 0). A = 0 gives
+ * the bits of lowpi_crossentropy_forward / _backward; identical rows and A = 1 give 0 and 0.
+ * A NaN in either row gives a NaN loss (as the plain cross-entropy). */
+void lowpi_crossentropy_soft(float *losses, float *dlogits, const float *logits,
+                             const float *teacher, const int32_t *targets, int N, int V, float temp,
+                             float alpha, float dloss);
+
 #endif

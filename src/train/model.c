@@ -58,6 +58,12 @@ struct lowp_model {
   acts a;
   const lowpi_linear_ctx **lin_ctx; /* (4 L + 1) */
   float loss_scale;                 /* multiplies the loss gradient (dynamic loss scaling) */
+  /* Distillation (lowpi_model_set_distill): the teacher's logits for the next forward with
+   * targets, or NULL; have_soft: the last forward's loss was the soft-target one, and probs
+   * holds its gradient at dloss 1. */
+  const float *teacher_logits;
+  float distill_temp, distill_alpha;
+  int have_soft;
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -329,6 +335,12 @@ void lowpi_model_set_loss_scale(lowp_model *m, float scale) {
   m->loss_scale = scale;
 }
 
+void lowpi_model_set_distill(lowp_model *m, const float *teacher_logits, float temp, float alpha) {
+  m->teacher_logits = teacher_logits;
+  m->distill_temp = temp;
+  m->distill_alpha = alpha;
+}
+
 lowp_status lowpi_model_set_linear_ctx(lowp_model *m, int index, const lowpi_linear_ctx *ctx) {
   if (index < 0 || index >= lowpi_model_num_linears(m))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "model: linear layer %d of %d", index,
@@ -490,7 +502,12 @@ lowp_status lowp_model_forward(lowp_model *m, const int32_t *inputs, const int32
   m->have_forward = 1;
   if (targets) {
     memcpy(a->targets, targets, N * sizeof(int32_t));
-    lowpi_crossentropy_forward(a->losses, a->probs, a->logits, targets, (int)N, V);
+    m->have_soft = m->teacher_logits != NULL;
+    if (m->have_soft) /* the gradient at dloss 1 into probs (free here); the backward scales it */
+      lowpi_crossentropy_soft(a->losses, a->probs, a->logits, m->teacher_logits, targets, (int)N, V,
+                              m->distill_temp, m->distill_alpha, 1.0f);
+    else
+      lowpi_crossentropy_forward(a->losses, a->probs, a->logits, targets, (int)N, V);
     double sum = 0.0; /* fixed order */
     for (size_t i = 0; i < N; i++)
       sum += a->losses[i];
@@ -513,8 +530,14 @@ lowp_status lowp_model_backward(lowp_model *m) {
   size_t N = (size_t)B * T, NC = N * (size_t)C;
   memset(m->grads, 0, m->nparams * sizeof(float));
 
-  lowpi_crossentropy_backward(a->dlogits, a->probs, a->targets, (int)N, V,
-                              m->loss_scale / (float)N);
+  const float dloss = m->loss_scale / (float)N;
+  if (m->have_soft) { /* probs holds the soft-target gradient at dloss 1: g * 1 is g exactly */
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < (long)(N * (size_t)V); i++)
+      a->dlogits[i] = a->probs[i] * dloss;
+  } else {
+    lowpi_crossentropy_backward(a->dlogits, a->probs, a->targets, (int)N, V, dloss);
+  }
   LOWPI_TRY(lowpi_linear_backward(a->da, m->g.head, NULL, a->dlogits, a->lnf, m->p.head, (int)N, C,
                                   V, m->lin_ctx[4 * L]));
   float *xl = a->res + (size_t)L * NC;

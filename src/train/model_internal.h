@@ -39,4 +39,11 @@ lowp_status lowpi_model_check_tokens(const int32_t *tok, size_t n, int V, const 
 /* The backward pass differentiates loss * scale (GradScaler's scaled loss); 1 by default. */
 void lowpi_model_set_loss_scale(lowp_model *model, float scale);
 
+/* Distillation: the next forwards with targets (until set again) compute the soft-target loss
+ * of lowpi_crossentropy_soft against teacher_logits (B, T, vocab) of the same batch, with
+ * temperature temp and weight alpha, and the backward its gradient; NULL: the plain
+ * cross-entropy. The caller keeps teacher_logits alive until the forward has run. */
+void lowpi_model_set_distill(lowp_model *model, const float *teacher_logits, float temp,
+                             float alpha);
+
 #endif

@@ -38,6 +38,8 @@ void lowp_train_config_default(lowp_train_config *c) {
   c->beta1 = 0.9f;
   c->beta2 = 0.95f;
   c->adam_eps = 1e-8f;
+  c->distill_temp = 1.0f;
+  c->distill_alpha = 1.0f;
   c->warmup = -1; /* derived from the steps */
   c->seed = 1337;
   c->eval_every = 100;
@@ -64,6 +66,7 @@ typedef struct {
   lowp_tokens train, val;
   lowp_loader loader;
   lowp_model *model;
+  lowp_model *teacher; /* distill_dir's frozen fp32 model (NULL: no distillation) */
   lowpi_recipe_exec *exec;
   lowp_adamw *opt;
   lowpi_gpu_trainer *gpu; /* --device cuda: the steps run there */
@@ -88,6 +91,7 @@ static void run_free(run *r) {
   lowpi_recipe_exec_free(r->exec);
   lowp_adamw_free(r->opt);
   lowp_model_free(r->model);
+  lowp_model_free(r->teacher);
   lowp_tokens_free(&r->train);
   lowp_tokens_free(&r->val);
   free(r->inputs);
@@ -526,6 +530,13 @@ static void log_event(run *r, const lowp_train_event *e) {
   lowpi_json_put_double(&b, e->tokens_per_s);
   lowpi_buf_puts(&b, ", \"saturation\": ");
   lowpi_json_put_double(&b, e->saturation);
+  if (r->teacher) { /* the loss is the distillation objective (validation: plain CE) */
+    lowpi_buf_puts(&b, ", \"distill\": {\"temp\": ");
+    lowpi_json_put_double(&b, r->cfg.distill_temp);
+    lowpi_buf_puts(&b, ", \"alpha\": ");
+    lowpi_json_put_double(&b, r->cfg.distill_alpha);
+    lowpi_buf_puts(&b, "}");
+  }
   if (!isnan(e->val_loss)) {
     lowpi_buf_puts(&b, ", \"val_loss\": ");
     lowpi_json_put_double(&b, e->val_loss);
@@ -547,7 +558,14 @@ static lowp_status cpu_forward_backward(run *r, float scale, float spike, float 
   size_t np = lowp_model_num_params(r->model);
   float *grads = lowp_model_grads(r->model);
   lowpi_recipe_exec_set_step(r->exec, (uint64_t)r->step);
-  LOWPI_TRY(lowp_model_forward(r->model, r->inputs, r->targets, c->batch, c->seq, loss));
+  if (r->teacher) { /* the teacher's fp32 logits of this batch, the student's soft targets */
+    LOWPI_TRY(lowp_model_forward(r->teacher, r->inputs, NULL, c->batch, c->seq, NULL));
+    lowpi_model_set_distill(r->model, lowp_model_logits(r->teacher), c->distill_temp,
+                            c->distill_alpha);
+  }
+  lowp_status st = lowp_model_forward(r->model, r->inputs, r->targets, c->batch, c->seq, loss);
+  lowpi_model_set_distill(r->model, NULL, 0.0f, 0.0f); /* validation: the plain cross-entropy */
+  LOWPI_TRY(st);
   if (lowpi_faults_at(&r->faults, LOWPI_FAULT_NAN_LOSS, s1, NULL))
     *loss = NAN;
   *found_inf = !isfinite(*loss);
@@ -799,6 +817,47 @@ static lowp_status setup_dist(run *r) {
   return LOWP_OK;
 }
 
+/* --distill DIR: the teacher, a second model of the student's exact configuration, whose
+ * plain (fp32) forward gives the soft targets. */
+static lowp_status setup_teacher(run *r) {
+  const lowp_train_config *c = &r->cfg;
+  if (!(c->distill_temp > 0.0f) || !isfinite(c->distill_temp))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "--distill-temp must be a finite T > 0, not %g",
+                      (double)c->distill_temp);
+  if (!(c->distill_alpha >= 0.0f && c->distill_alpha <= 1.0f))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "--distill-alpha must lie in [0, 1], not %g",
+                      (double)c->distill_alpha);
+  if (r->dist)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "--distill trains on one GPU (or the CPU): several GPUs have no teacher "
+                      "yet; drop --gpus");
+  LOWPI_TRY(lowpi_ckpt_load_model(c->distill_dir, &r->teacher, NULL));
+  const lowp_model_config *t = lowp_model_get_config(r->teacher);
+  const lowp_model_config *s = lowp_model_get_config(r->model);
+  const char *what = t->arch != s->arch                         ? "architecture"
+                     : t->n_layer != s->n_layer                 ? "layers"
+                     : t->n_head != s->n_head                   ? "heads"
+                     : t->n_embd != s->n_embd                   ? "dim"
+                     : t->ctx != s->ctx                         ? "ctx"
+                     : t->vocab != s->vocab                     ? "vocab"
+                     : t->ffn_hidden != s->ffn_hidden           ? "ffn"
+                     : t->tied_embeddings != s->tied_embeddings ? "tied embeddings"
+                     : t->norm_eps != s->norm_eps               ? "norm eps"
+                     : t->rope_theta != s->rope_theta           ? "rope theta"
+                                                                : NULL;
+  if (what)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "--distill %s: the teacher's %s differs from the student's (teacher: %s "
+                      "%d layers, %d heads, dim %d, ctx %d, vocab %d, ffn %d; student: %s %d "
+                      "layers, %d heads, dim %d, ctx %d, vocab %d, ffn %d): the teacher must be "
+                      "the same model",
+                      c->distill_dir, what, t->arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama",
+                      t->n_layer, t->n_head, t->n_embd, t->ctx, t->vocab, t->ffn_hidden,
+                      s->arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama", s->n_layer, s->n_head,
+                      s->n_embd, s->ctx, s->vocab, s->ffn_hidden);
+  return LOWP_OK;
+}
+
 static lowp_status setup(run *r) {
   lowp_train_config *c = &r->cfg;
   r->ckpt_dir = c->out_dir;
@@ -883,10 +942,15 @@ static lowp_status setup(run *r) {
                              r->train.count ? c->data_offset % r->train.count : 0));
   if (c->resume_dir)
     LOWPI_TRY(load_state(r, c->resume_dir, checksum));
+  if (c->distill_dir)
+    LOWPI_TRY(setup_teacher(r));
   if (c->device == LOWP_DEVICE_CUDA) {
     lowpi_gpu_parallel par = {r->dist, c->zero, c->grad_comm};
     LOWPI_TRY(lowpi_gpu_trainer_create(&r->gpu, r->model, &r->recipe, r->opt, r->exec, c->seed,
                                        c->batch, c->seq, &par));
+    if (r->teacher)
+      LOWPI_TRY(
+          lowpi_gpu_trainer_set_teacher(r->gpu, r->teacher, c->distill_temp, c->distill_alpha));
   } else if (c->device != LOWP_DEVICE_CPU)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "device %d is neither cpu (0) nor cuda (1)",
                       (int)c->device);
