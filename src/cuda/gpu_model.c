@@ -545,6 +545,21 @@ void lowpi_gpu_model_block_weight(const lowpi_gpu_model *g, int l, int k, size_t
   *count = n[k & 3];
 }
 
+void lowpi_gpu_model_linear_weight(lowpi_gpu_model *g, int lin, const float **w, size_t *count) {
+  const int L = g->cfg.n_layer;
+  *w = NULL;
+  *count = 0;
+  if (lin == 4 * L) { /* the LM head: (V, C), maybe wte itself */
+    *w = g->p.head;
+    *count = (size_t)g->cfg.vocab * (size_t)g->cfg.n_embd;
+  } else if (lin >= 0 && lin < 4 * L && g->shard < 3) {
+    size_t off = 0, n = 0;
+    lowpi_gpu_model_block_weight(g, lin / 4, lin % 4, &off, &n);
+    *w = g->p.layers[lin / 4].ln1w + off;
+    *count = n;
+  }
+}
+
 int lowpi_gpu_model_num_blocks(const lowpi_gpu_model *g) {
   return g->cfg.n_layer;
 }

@@ -41,6 +41,9 @@ struct lowpi_gpu_trainer {
   lowpi_shard_piece *pieces;
   size_t nseg;
   lowpi_zero *zero;
+  /* The bf16 mirror of the bf16-cast weights (setup_mirror; NULL: none), mirror_n codes */
+  uint16_t *mirror;
+  size_t mirror_n;
 };
 
 void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
@@ -53,6 +56,7 @@ void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
   lowpi_gpu_model_free(t->gm);
   lowpi_cuda_adamw_free(t->opt);
   lowp_cuda_free(t->work);
+  lowp_cuda_free(t->mirror);
   free(t->shards);
   free(t);
 }
@@ -206,6 +210,71 @@ static lowp_status setup_parallel(lowpi_gpu_trainer *t, const lowpi_gpu_parallel
   return LOWP_OK;
 }
 
+/* Mirror slices start on 256-byte boundaries (128 codes), as lowp_cuda_malloc's buffers: the
+ * vectorized cast and cuBLASLt's fastest kernels want 16-byte aligned operands. */
+#define MIRROR_ALIGN ((size_t)128)
+
+/* The bf16 mirror of the weights whose every use is a bf16 RNE cast (lowpi_gpu_linears_
+ * mirrorable: the bf16 recipe's linears, every recipe's bf16 LM head): the AdamW kernel writes
+ * their codes as it stores them, the linears take those instead of casting each step
+ * (gpu_linear.c, "The weight cast once per step"); the linears' own bf16 weight buffers are then
+ * never allocated, so it costs no memory. The other parameters (norms, biases, embeddings not
+ * tied to a bf16 head, fp8 / emulated weights) get none: a recipe with no bf16-cast weight
+ * has no mirror at all. Only where this one optimizer updates every parameter: under ZeRO-1/2/3
+ * each rank updates its shard and the rest arrives in fp32 (or in bf16 codes of their own) by
+ * broadcast / all-gather, so a mirror would need a collective of its own: those paths keep the
+ * per-linear cast (the caller does not call this). Data parallelism without ZeRO is fine: every
+ * rank runs the same update on the same reduced gradients. LOWP_GPU_PLAIN=wmirror: none. */
+static lowp_status setup_mirror(lowpi_gpu_trainer *t) {
+  lowpi_gpu_linears *lin = lowpi_gpu_model_linears(t->gm);
+  const lowp_adamw *h = t->host_opt;
+  const float *params = lowpi_gpu_model_params(t->gm);
+  const int nlin = 4 * lowpi_gpu_model_num_blocks(t->gm) + 1;
+  size_t *moff = malloc((h->nt ? h->nt : 1) * sizeof *moff);
+  size_t *tensor = malloc((size_t)nlin * sizeof *tensor); /* linear -> its tensor, or nt */
+  if (!moff || !tensor) {
+    free(moff);
+    free(tensor);
+    return lowpi_fail(LOWP_ERR_NOMEM, "gpu trainer: out of memory");
+  }
+  for (size_t i = 0; i < h->nt; i++)
+    moff[i] = LOWPI_CUDA_NO_MIRROR;
+  size_t n = 0;
+  for (int k = 0; k < nlin; k++) {
+    tensor[k] = h->nt;
+    const float *w = NULL;
+    size_t count = 0;
+    lowpi_gpu_model_linear_weight(t->gm, k, &w, &count);
+    if (!w || !count || !lowpi_gpu_linears_mirrorable(lin, k))
+      continue;
+    const size_t off = (size_t)(w - params);
+    for (size_t i = 0; i < h->nt && tensor[k] == h->nt; i++)
+      if (h->t[i].offset == off && h->t[i].numel == count) {
+        if (moff[i] == LOWPI_CUDA_NO_MIRROR) { /* a tied weight: one slice for its users */
+          moff[i] = n;
+          n += (count + MIRROR_ALIGN - 1) / MIRROR_ALIGN * MIRROR_ALIGN;
+        }
+        tensor[k] = i;
+      }
+  }
+  lowp_status st = LOWP_OK;
+  if (n) {
+    st = lowp_cuda_malloc((void **)&t->mirror, n * sizeof(uint16_t));
+    if (st == LOWP_OK)
+      st = lowpi_cuda_adamw_set_mirror(t->opt, t->mirror, n, moff);
+  }
+  for (int k = 0; k < nlin && n && st == LOWP_OK; k++) {
+    const size_t i = tensor[k];
+    if (i < h->nt) /* cast into the mirror at its first forward (the parameters just uploaded) */
+      lowpi_gpu_linears_set_mirror(lin, k, params + h->t[i].offset, t->mirror + moff[i],
+                                   h->t[i].numel);
+  }
+  t->mirror_n = st == LOWP_OK ? n : 0;
+  free(moff);
+  free(tensor);
+  return st;
+}
+
 lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
                                      const lowp_recipe *recipe, lowp_adamw *opt,
                                      lowpi_recipe_exec *exec, uint64_t seed, int B, int T,
@@ -252,6 +321,8 @@ lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
                                        sh->byte_hi);
   } else if (st == LOWP_OK) {
     st = lowpi_cuda_adamw_create(&t->opt, opt);
+    if (st == LOWP_OK) /* one optimizer for every parameter: the bf16 mirror works */
+      st = setup_mirror(t);
   }
   if (st != LOWP_OK) {
     lowpi_gpu_trainer_free(t);
@@ -533,7 +604,8 @@ void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t
   size_t lo, hi;
   lowpi_cuda_adamw_state(t->opt, &lo, &hi);
   *optim = hi - lo;
-  if (t->grads) /* the bf16 mirror of --grad-comm bf16 */
+  *weights += t->mirror_n * sizeof(uint16_t); /* the bf16 mirror (the linears' casts' place) */
+  if (t->grads)                               /* the bf16 mirror of --grad-comm bf16 */
     *grads += lowpi_grad_sync_bytes(t->grads);
   if (t->zero) { /* the shards and the staging buffers */
     size_t p = 0, g = 0;
