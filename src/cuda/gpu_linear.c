@@ -62,6 +62,11 @@ typedef struct {
   const float *m16_src;
   size_t m16_n;
   int m16_valid;
+  /* Its bias's (lowpi_gpu_linears_set_bias_mirror), for the bf16-output epilogues */
+  uint16_t *b16;
+  const float *b16_src;
+  size_t b16_n;
+  int b16_valid;
   /* The tensors X and W whose amax the forward left in g->amax (see shared_amax): the
    * buffer and its size, NULL when none. */
   const float *amax_x[2];
@@ -373,7 +378,7 @@ void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step) {
 void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
   drop_casts(g);
   for (int i = 0; i < g->nlin; i++) /* written outside the optimizer: the mirrors are stale */
-    g->lin[i].m16_valid = 0;
+    g->lin[i].m16_valid = g->lin[i].b16_valid = 0;
 }
 
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
@@ -1249,6 +1254,36 @@ void lowpi_gpu_linears_set_mirror(lowpi_gpu_linears *g, int lin, const float *we
   ls->w16_src = NULL;
 }
 
+void lowpi_gpu_linears_set_bias_mirror(lowpi_gpu_linears *g, int lin, const float *bias,
+                                       uint16_t *codes, size_t n) {
+  if (lin < 0 || lin >= g->nlin)
+    return;
+  lin_state *ls = &g->lin[lin];
+  ls->b16 = codes;
+  ls->b16_src = codes ? bias : NULL;
+  ls->b16_n = codes ? n : 0;
+  ls->b16_valid = 0;
+}
+
+/* The bias's bf16 RNE codes (n) for a bf16-output epilogue that takes its vector in bf16: from
+ * the optimizer's mirror where it keeps them (cast into it first when not current), else cast
+ * into scratch. */
+static lowp_status bias16(lowpi_gpu_linears *g, lin_state *ls, const float *bias, size_t n,
+                          void **out) {
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  if (ls->b16 && ls->b16_src == bias && ls->b16_n == n && !(g->plain & LOWPI_GPU_PLAIN_W16)) {
+    if (!ls->b16_valid) {
+      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, bias, n, ls->b16, &rne));
+      ls->b16_valid = 1;
+    }
+    g->counts.b16_mirror++;
+    *out = ls->b16;
+    return LOWP_OK;
+  }
+  LOWPI_TRY(scratch_get(&g->vec16, n * 2, out));
+  return lowp_cuda_encode(LOWP_BF16, bias, n, *out, &rne);
+}
+
 /* Cast weight (n values) into the linear's buffer (lowp_cuda_encode's bf16 RNE, as
  * make_operand's cast); or, where the optimizer keeps this weight's codes (the mirror), take
  * those, cast into the mirror first if they are not current. */
@@ -1499,9 +1534,7 @@ static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_ep
   for (;;) { /* the fp32 bias, or its bf16 rounding where cuBLASLt wants D's type */
     lowpi_gemm_epilogue epi = {kind, (void *)bias, LOWP_FP32, pre};
     if (bias && g->epi_vec_bf16) {
-      const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
-      LOWPI_TRY(scratch_get(&g->vec16, (size_t)OC * 2, &epi.vec));
-      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, bias, (size_t)OC, epi.vec, &rne));
+      LOWPI_TRY(bias16(g, ls, bias, (size_t)OC, &epi.vec));
       epi.vec_format = LOWP_BF16;
     }
     st = lowpi_cuda_gemm_epilogue(out, x.ptr, w.ptr, N, OC, C, &o, &epi);

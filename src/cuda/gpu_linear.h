@@ -283,6 +283,8 @@ typedef struct {
                                        mirror (lowpi_gpu_linears_set_mirror), not a cast */
   unsigned long long w16_refill;    /* of those, the ones that cast into the mirror first (after
                                        set_mirror, or the weights changed) */
+  unsigned long long b16_mirror;    /* bf16-output epilogues that took their bf16 bias vector
+                                       (epi_bf16_vec) from the mirror, not a cast */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);
@@ -337,6 +339,12 @@ void lowpi_gpu_linears_give_weight_fp8(lowpi_gpu_linears *g, int lin, const floa
 int lowpi_gpu_linears_mirrorable(const lowpi_gpu_linears *g, int lin);
 void lowpi_gpu_linears_set_mirror(lowpi_gpu_linears *g, int lin, const float *weight,
                                   uint16_t *codes, size_t n);
+/* The same for the bias of a bf16 linear (lowpi_gpu_linear_is_bf16) whose bf16-output epilogue
+ * (lowpi_gpu_linear_forward_gelu / _bf16) takes its bias vector in bf16 where cuBLASLt refused
+ * an fp32 one (counts.epi_bf16_vec): the bias's RNE codes from the mirror, no cast per
+ * forward. */
+void lowpi_gpu_linears_set_bias_mirror(lowpi_gpu_linears *g, int lin, const float *bias,
+                                       uint16_t *codes, size_t n);
 
 /* Bytes of device scratch held for operands (with the weights' bf16 codes). */
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g);

@@ -634,11 +634,19 @@ static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_op
              "%s: mirror cast %llu / %llu times (want %d), taken %llu / %llu", label,
              cn[0][0].w16_refill, cn[0][1].w16_refill, want_mirrored, cn[0][0].w16_mirror,
              cn[0][1].w16_mirror);
-    GC_CHECK(cn[1][1].w16_mirror == 0 && cn[1][1].w16_refill == 0,
-             "%s: LOWP_GPU_PLAIN=wmirror took the mirror %llu times", label, cn[1][1].w16_mirror);
+    GC_CHECK(cn[1][1].w16_mirror == 0 && cn[1][1].w16_refill == 0 && cn[1][1].b16_mirror == 0,
+             "%s: LOWP_GPU_PLAIN=wmirror took the mirror %llu times (biases %llu)", label,
+             cn[1][1].w16_mirror, cn[1][1].b16_mirror);
+    /* the biases in bf16 (only where cuBLASLt refuses fp32 bias vectors with a bf16 output;
+     * epi_bf16_vec also counts the backward's bias gradients): from the mirror */
+    GC_CHECK(cn[0][1].b16_mirror <= cn[0][1].epi_bf16_vec &&
+                 (cn[0][1].epi_bf16_vec == 0 || cn[0][1].b16_mirror > 0),
+             "%s: %llu bf16 bias vectors, %llu from the mirror", label, cn[0][1].epi_bf16_vec,
+             cn[0][1].b16_mirror);
     printf("%s: %d steps (one skipped) and an evaluation, the same bits as wmirror (loss %.4f "
-           "-> %.4f)\n",
-           label, STEPS, (double)loss[0][0], (double)loss[0][STEPS - 1]);
+           "-> %.4f; W from the mirror %llu times, bf16 biases from it %llu)\n",
+           label, STEPS, (double)loss[0][0], (double)loss[0][STEPS - 1], cn[0][1].w16_mirror,
+           cn[0][1].b16_mirror);
   }
   for (int way = 0; way < 2; way++) {
     lowpi_gpu_trainer_free(t[way]);
