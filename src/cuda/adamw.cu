@@ -31,6 +31,7 @@ struct dev_tensor {
   size_t poff, goff;        /* where they lie in params and grads (offset, or a ZeRO shard's) */
   size_t m, v, am, av;      /* byte offsets in the blob */
   size_t chunk0, chunk_end; /* this tensor's chunks: [chunk0, chunk_end) */
+  size_t moff;              /* its bf16 mirror at mirror + moff, or LOWPI_CUDA_NO_MIRROR */
   int decay, kind;
 };
 
@@ -50,6 +51,7 @@ struct step_args {
   lowp_round state_round;
   unsigned zero_s, zero_u;
   const lowpi_cuda_grad_stats *stats; /* NULL: no skip, no clip */
+  uint16_t *mirror;                   /* the bf16 mirror (lowpi_cuda_adamw_set_mirror), or NULL */
 };
 
 size_t chunk_size(int kind) {
@@ -88,6 +90,18 @@ __device__ __forceinline__ uint16_t bf16_encode(float x, lowp_round r, uint64_t 
                                 index);
 }
 
+/* Where tensor t's bf16 mirror lies, or NULL: none. */
+__device__ __forceinline__ uint16_t *mirror_of(const step_args &a, const dev_tensor &t) {
+  return a.mirror && t.moff != LOWPI_CUDA_NO_MIRROR ? a.mirror + t.moff : nullptr;
+}
+
+/* The mirror's code of an updated parameter: lowp_cuda_encode(LOWP_BF16) with RNE and native
+ * overflow (cast.cu's encode_one takes this same function), what gpu_linear's weight cast
+ * makes. */
+__device__ __forceinline__ uint16_t mirror_code(float p) {
+  return (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(p);
+}
+
 /* lowp_clip_grads' product: in double with the double coefficient, rounded to fp32. */
 __device__ __forceinline__ float clipped(float g, double coef) {
   return coef < 1.0 ? (float)((double)g * coef) : g;
@@ -100,6 +114,7 @@ __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chun
   unsigned char *mb = a.blob + (t.m - a.blob_off), *vb = a.blob + (t.v - a.blob_off);
   float *m32 = (float *)(void *)mb, *v32 = (float *)(void *)vb;
   uint16_t *m16 = (uint16_t *)(void *)mb, *v16 = (uint16_t *)(void *)vb;
+  uint16_t *w16 = mirror_of(a, t);
   const uint64_t off_m = lowpi_adamw_sr_offset(a.steps_before, LOWPI_ADAMW_SR_M);
   const uint64_t off_v = lowpi_adamw_sr_offset(a.steps_before, LOWPI_ADAMW_SR_V);
   const size_t lo = chunk * kDenseChunk;
@@ -112,8 +127,11 @@ __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chun
     float m = bf16 ? bf16_decode(m16[i]) : m32[i];
     float v = bf16 ? bf16_decode(v16[i]) : v32[i];
     lowpi_adamw_moments(&m, &v, clipped(g[i], coef), &a.k);
-    p[i] = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k), a.master_bf16,
-                                    a.seed, a.steps_before, index);
+    const float pn = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k),
+                                              a.master_bf16, a.seed, a.steps_before, index);
+    p[i] = pn;
+    if (w16)
+      w16[i] = mirror_code(pn);
     if (bf16) {
       m16[i] = bf16_encode(m, a.state_round, a.seed, off_m, index);
       v16[i] = bf16_encode(v, a.state_round, a.seed, off_v, index);
@@ -138,8 +156,12 @@ __device__ void block_8bit(const step_args &a, const dev_tensor &t, size_t b, do
     v = code_u[qv[i]] * av[b];
     lowpi_adamw_moments(&m, &v, clipped(a.grads[t.goff + i], coef), &a.k);
     float *p = a.params + t.poff;
-    p[i] = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k), a.master_bf16,
-                                    a.seed, a.steps_before, t.offset + i);
+    const float pn = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k),
+                                              a.master_bf16, a.seed, a.steps_before, t.offset + i);
+    p[i] = pn;
+    uint16_t *w16 = mirror_of(a, t);
+    if (w16)
+      w16[i] = mirror_code(pn);
   }
   /* The CPU's running fmaxf from 0 ignores NaN; fmaxf with 0 first makes every value a
    * non-negative number, whose max is the same in any order. */
@@ -207,6 +229,7 @@ struct lowpi_cuda_adamw {
   float *d_codes;
   unsigned zero_s, zero_u;
   long steps;
+  uint16_t *mirror; /* lowpi_cuda_adamw_set_mirror's, or NULL */
 };
 
 static int same_layout(const lowpi_cuda_adamw *o, const lowp_adamw *h) {
@@ -288,6 +311,7 @@ static lowp_status setup_subs(lowpi_cuda_adamw *o, const lowp_adamw *h) {
     t[k].av = u->av;
     t[k].decay = s->decay;
     t[k].kind = s->kind;
+    t[k].moff = LOWPI_CUDA_NO_MIRROR;
     t[k].chunk0 = chunks;
     chunks += u->nchunks;
     t[k].chunk_end = chunks;
@@ -320,6 +344,7 @@ static lowp_status setup(lowpi_cuda_adamw *o, const lowp_adamw *h) {
     t[i].av = s->av;
     t[i].decay = s->decay;
     t[i].kind = s->kind;
+    t[i].moff = LOWPI_CUDA_NO_MIRROR;
     t[i].chunk0 = chunks;
     size_t cs = chunk_size(s->kind);
     chunks += (s->numel + cs - 1) / cs;
@@ -494,9 +519,47 @@ lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const floa
   a.zero_s = o->zero_s;
   a.zero_u = o->zero_u;
   a.stats = work ? &work->stats : NULL;
+  a.mirror = o->mirror;
   const unsigned blocks = lowpi_cuda_blocks((o->chunk_hi - o->chunk_lo) * kThreads, kThreads);
   adamw_kernel<<<blocks, kThreads>>>(a);
   LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_adamw_set_mirror(lowpi_cuda_adamw *o, uint16_t *mirror, size_t mirror_n,
+                                        const size_t *moff) {
+  if (!o || (mirror && !moff))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_set_mirror: NULL pointer");
+  /* A shard updates only its own chunks: the rest of a mirror would go stale. */
+  if (mirror && (o->subs || o->chunk_lo != 0 || o->chunk_hi != o->nchunks))
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "cuda adamw: a bf16 parameter mirror needs the whole optimizer, not a "
+                      "ZeRO shard");
+  if (o->subs) /* no mirror asked of a ZeRO-2/3 copy: nothing to change */
+    return LOWP_OK;
+  dev_tensor *t = (dev_tensor *)calloc(o->nt ? o->nt : 1, sizeof(dev_tensor));
+  if (!t)
+    return lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
+  lowp_status st = LOWP_OK;
+  for (size_t i = 0; i < o->nt && st == LOWP_OK; i++)
+    if (mirror && moff[i] != LOWPI_CUDA_NO_MIRROR &&
+        (moff[i] > mirror_n || o->layout[i].numel > mirror_n - moff[i]))
+      st = lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "cuda adamw: tensor %zu's mirror [%zu, +%zu) outside the mirror's %zu", i,
+                      moff[i], o->layout[i].numel, mirror_n);
+  cudaError_t e = cudaSuccess;
+  if (st == LOWP_OK)
+    e = cudaMemcpy(t, o->d_t, o->nt * sizeof(dev_tensor), cudaMemcpyDeviceToHost);
+  if (st == LOWP_OK && e == cudaSuccess) {
+    for (size_t i = 0; i < o->nt; i++)
+      t[i].moff = mirror ? moff[i] : LOWPI_CUDA_NO_MIRROR;
+    e = cudaMemcpy(o->d_t, t, o->nt * sizeof(dev_tensor), cudaMemcpyHostToDevice);
+  }
+  free(t);
+  LOWPI_TRY(st);
+  if (e != cudaSuccess)
+    return lowpi_cuda_fail(e, "setting the bf16 parameter mirror", __FILE__, __LINE__);
+  o->mirror = mirror;
   return LOWP_OK;
 }
 

@@ -54,7 +54,19 @@ typedef struct {
   /* The fprop's bf16 codes of the weight, for the dgrad (see "The weight cast once" below). */
   uint16_t *w16;
   size_t w16_n;
-  const float *w16_src; /* the weight they hold the cast of; NULL: none (dropped) */
+  const float *w16_src;    /* the weight they hold the cast of; NULL: none (dropped) */
+  const uint16_t *w16_cur; /* the codes of w16_src: w16, or the mirror m16 */
+  /* The optimizer's bf16 mirror of the weight m16_src (lowpi_gpu_linears_set_mirror): m16_n
+   * codes, current when m16_valid (see "The weight cast once per step"). */
+  uint16_t *m16;
+  const float *m16_src;
+  size_t m16_n;
+  int m16_valid;
+  /* Its bias's (lowpi_gpu_linears_set_bias_mirror), for the bf16-output epilogues */
+  uint16_t *b16;
+  const float *b16_src;
+  size_t b16_n;
+  int b16_valid;
   /* The tensors X and W whose amax the forward left in g->amax (see shared_amax): the
    * buffer and its size, NULL when none. */
   const float *amax_x[2];
@@ -351,15 +363,22 @@ static void forget_amax(lowpi_gpu_linears *g) {
     g->lin[i].amax_x[0] = g->lin[i].amax_x[1] = NULL;
 }
 
-void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step) {
-  g->step = step;
-  lowpi_gpu_linears_weights_changed(g); /* the optimizer ran since the last step's casts */
-}
-
-void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
+/* Forget the casts of the weights made in the last step (the mirrors are the optimizer's). */
+static void drop_casts(lowpi_gpu_linears *g) {
   for (int i = 0; i < g->nlin; i++)
     g->lin[i].w16_src = g->lin[i].wq_src = NULL;
   forget_amax(g);
+}
+
+void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step) {
+  g->step = step;
+  drop_casts(g); /* the optimizer ran since the last step's casts (and kept the mirrors) */
+}
+
+void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
+  drop_casts(g);
+  for (int i = 0; i < g->nlin; i++) /* written outside the optimizer: the mirrors are stale */
+    g->lin[i].m16_valid = g->lin[i].b16_valid = 0;
 }
 
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
@@ -1199,7 +1218,13 @@ static lowp_status given_weight(lowpi_gpu_linears *g, lin_state *ls, lowp_operan
  * bits as casting again). Invariant: the weights change only in the optimizer, after the
  * backward, and between steps; the fprop casts afresh every time it runs, and
  * lowpi_gpu_linears_set_step (every step) and lowpi_gpu_linears_weights_changed (parameters
- * uploaded) drop the codes, so a dgrad never takes codes cast before W last changed. */
+ * uploaded) drop the codes, so a dgrad never takes codes cast before W last changed.
+ * The mirror: where the trainer gave the linear a slice of the optimizer's bf16 mirror of the
+ * parameters (lowpi_gpu_linears_set_mirror; the AdamW kernel writes the RNE codes of every
+ * weight it stores, the same bits as this cast), the fprop takes those codes instead of casting:
+ * they are current from the last optimizer step, which is the only writer of W between
+ * weights_changed calls. A skipped step writes neither W nor the codes. After set_mirror and
+ * weights_changed the fprop casts into the mirror once (m16_valid). */
 
 static int w16_cacheable(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
   return is_bf16_rne_cast(&ls->op[LOWP_OP_FPROP_W]) && is_bf16_rne_cast(&ls->op[LOWP_OP_DGRAD_W]) &&
@@ -1207,10 +1232,75 @@ static int w16_cacheable(const lowpi_gpu_linears *g, const lin_state *ls, int N,
          run_of(g, &ls->op[LOWP_OP_DGRAD_DY], &ls->op[LOWP_OP_DGRAD_W], N, C, OC) == RUN_BF16;
 }
 
+int lowpi_gpu_linears_mirrorable(const lowpi_gpu_linears *g, int lin) {
+  if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_W16))
+    return 0;
+  /* A bf16 cast of W never runs in fp8, the one GEMM choice that depends on the shape: any
+   * shape gives w16_cacheable's answer. */
+  const lin_state *ls = &g->lin[lin];
+  return !ls->op[LOWP_OP_FPROP_W].spec.hadamard && !ls->op[LOWP_OP_DGRAD_W].spec.hadamard &&
+         w16_cacheable(g, ls, 16, 16, 16);
+}
+
+void lowpi_gpu_linears_set_mirror(lowpi_gpu_linears *g, int lin, const float *weight,
+                                  uint16_t *codes, size_t n) {
+  if (lin < 0 || lin >= g->nlin)
+    return;
+  lin_state *ls = &g->lin[lin];
+  ls->m16 = codes;
+  ls->m16_src = codes ? weight : NULL;
+  ls->m16_n = codes ? n : 0;
+  ls->m16_valid = 0; /* cast at the next forward */
+  ls->w16_src = NULL;
+}
+
+void lowpi_gpu_linears_set_bias_mirror(lowpi_gpu_linears *g, int lin, const float *bias,
+                                       uint16_t *codes, size_t n) {
+  if (lin < 0 || lin >= g->nlin)
+    return;
+  lin_state *ls = &g->lin[lin];
+  ls->b16 = codes;
+  ls->b16_src = codes ? bias : NULL;
+  ls->b16_n = codes ? n : 0;
+  ls->b16_valid = 0;
+}
+
+/* The bias's bf16 RNE codes (n) for a bf16-output epilogue that takes its vector in bf16: from
+ * the optimizer's mirror where it keeps them (cast into it first when not current), else cast
+ * into scratch. */
+static lowp_status bias16(lowpi_gpu_linears *g, lin_state *ls, const float *bias, size_t n,
+                          void **out) {
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  if (ls->b16 && ls->b16_src == bias && ls->b16_n == n && !(g->plain & LOWPI_GPU_PLAIN_W16)) {
+    if (!ls->b16_valid) {
+      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, bias, n, ls->b16, &rne));
+      ls->b16_valid = 1;
+    }
+    g->counts.b16_mirror++;
+    *out = ls->b16;
+    return LOWP_OK;
+  }
+  LOWPI_TRY(scratch_get(&g->vec16, n * 2, out));
+  return lowp_cuda_encode(LOWP_BF16, bias, n, *out, &rne);
+}
+
 /* Cast weight (n values) into the linear's buffer (lowp_cuda_encode's bf16 RNE, as
- * make_operand's cast). */
+ * make_operand's cast); or, where the optimizer keeps this weight's codes (the mirror), take
+ * those, cast into the mirror first if they are not current. */
 static lowp_status w16_fill(lowpi_gpu_linears *g, lin_state *ls, const float *weight, size_t n) {
   ls->w16_src = NULL;
+  const lowp_cast_opts opts = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, g->seed, 0};
+  if (ls->m16 && ls->m16_src == weight && ls->m16_n == n && !(g->plain & LOWPI_GPU_PLAIN_W16)) {
+    if (!ls->m16_valid) {
+      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, weight, n, ls->m16, &opts));
+      ls->m16_valid = 1;
+      g->counts.w16_refill++;
+    }
+    g->counts.w16_mirror++;
+    ls->w16_cur = ls->m16;
+    ls->w16_src = weight;
+    return LOWP_OK;
+  }
   if (ls->w16_n != n) {
     LOWPI_TRY(lowp_cuda_free(ls->w16));
     ls->w16 = NULL;
@@ -1221,8 +1311,8 @@ static lowp_status w16_fill(lowpi_gpu_linears *g, lin_state *ls, const float *we
                         ls->index, n, lowp_last_error());
     ls->w16_n = n;
   }
-  const lowp_cast_opts opts = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, g->seed, 0};
   LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, weight, n, ls->w16, &opts));
+  ls->w16_cur = ls->w16;
   ls->w16_src = weight;
   return LOWP_OK;
 }
@@ -1351,10 +1441,15 @@ unsigned lowpi_gpu_plain_from_env(void) {
   static const struct {
     const char *name;
     unsigned flag;
-  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},       {"x8", LOWPI_GPU_PLAIN_X8},
-               {"amax", LOWPI_GPU_PLAIN_AMAX},       {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
-               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX}, {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
-               {"xb", LOWPI_GPU_PLAIN_XB},           {"all", ~0u}};
+  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},
+               {"x8", LOWPI_GPU_PLAIN_X8},
+               {"amax", LOWPI_GPU_PLAIN_AMAX},
+               {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
+               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX},
+               {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
+               {"xb", LOWPI_GPU_PLAIN_XB},
+               {"wmirror", LOWPI_GPU_PLAIN_W16},
+               {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;
   while (env && *env) {
@@ -1401,7 +1496,7 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
   if (cache)
     LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));
   const gemm_input x = {inp.f32, inp.bf16, inp.amax, (size_t)N, (size_t)C, 1},
-                   w = {weight, cache ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 1};
+                   w = {weight, cache ? ls->w16_cur : NULL, NULL, (size_t)OC, (size_t)C, 1};
   operand wq; /* ZeRO-3's gathered fp8 codes of W */
   const int given = weight && ls->wq_src == weight;
   if (given)
@@ -1431,7 +1526,7 @@ static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_ep
   LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_A, RUN_BF16, inp.f32, inp.bf16,
                          NULL, (size_t)N, (size_t)C, 1, &x));
   LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_B, RUN_BF16, weight,
-                         cache ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 1, &w));
+                         cache ? ls->w16_cur : NULL, NULL, (size_t)OC, (size_t)C, 1, &w));
   lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_BF16);
   o.trans_a = x.trans;
   o.trans_b = w.trans;
@@ -1439,9 +1534,7 @@ static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_ep
   for (;;) { /* the fp32 bias, or its bf16 rounding where cuBLASLt wants D's type */
     lowpi_gemm_epilogue epi = {kind, (void *)bias, LOWP_FP32, pre};
     if (bias && g->epi_vec_bf16) {
-      const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
-      LOWPI_TRY(scratch_get(&g->vec16, (size_t)OC * 2, &epi.vec));
-      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, bias, (size_t)OC, epi.vec, &rne));
+      LOWPI_TRY(bias16(g, ls, bias, (size_t)OC, &epi.vec));
       epi.vec_format = LOWP_BF16;
     }
     st = lowpi_cuda_gemm_epilogue(out, x.ptr, w.ptr, N, OC, C, &o, &epi);
@@ -1533,7 +1626,7 @@ static lowp_status dgrad_dgelu(lowpi_gpu_linears *g, lin_state *ls, const lowpi_
   LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_DGRAD, LOWPI_OPERAND_A, RUN_BF16, dout.f32, dout.bf16,
                          NULL, (size_t)N, (size_t)OC, 1, dy));
   LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_DGRAD, LOWPI_OPERAND_B, RUN_BF16, weight,
-                         cached ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 0, &w));
+                         cached ? ls->w16_cur : NULL, NULL, (size_t)OC, (size_t)C, 0, &w));
   void *bg = NULL;
   if (dg->dbias)
     LOWPI_TRY(scratch_get(&g->vec, (size_t)C * sizeof(float), &bg));
@@ -1593,7 +1686,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
                * W's bf16 codes from the fprop where it cast them (w16_fill) */
     const int cached = ls->w16_src == weight && w16_cacheable(g, ls, N, C, OC);
     const gemm_input a = {dout.f32, dout.bf16, NULL, (size_t)N, (size_t)OC, 1},
-                     b = {weight, cached ? ls->w16 : NULL, NULL, (size_t)OC, (size_t)C, 0};
+                     b = {weight, cached ? ls->w16_cur : NULL, NULL, (size_t)OC, (size_t)C, 0};
     operand wq;
     const int given = weight && ls->wq_src == weight;
     if (given)

@@ -132,10 +132,13 @@ enum {
                                    where not kept, W */
   LOWPI_GPU_PLAIN_XB = 64,      /* the wgrad's 1xN X quantized in the wgrad, not made by the
                                    fprop and kept (lowpi_gpu_linear_keeps_x8 0 for those) */
+  LOWPI_GPU_PLAIN_W16 = 128,    /* "wmirror": W's bf16 codes cast by each linear every step, not
+                                   written into a mirror by the AdamW kernel
+                                   (lowpi_gpu_linears_mirrorable 0: the trainer makes none) */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
- * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb (or
- * "all").
+ * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
+ * wmirror (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
@@ -276,6 +279,12 @@ typedef struct {
                                        transpose */
   unsigned long long owner_values;  /* backward operands that took their owner slot's quantized
                                        values (the QAT backward: "wgrad.x = fprop.x") */
+  unsigned long long w16_mirror;    /* fprops that took W's bf16 codes from the optimizer's
+                                       mirror (lowpi_gpu_linears_set_mirror), not a cast */
+  unsigned long long w16_refill;    /* of those, the ones that cast into the mirror first (after
+                                       set_mirror, or the weights changed) */
+  unsigned long long b16_mirror;    /* bf16-output epilogues that took their bf16 bias vector
+                                       (epi_bf16_vec) from the mirror, not a cast */
 } lowpi_gpu_gemm_counts;
 enum { LOWPI_GEMM_RUN_FP8_BLOCK = 4 }; /* index of the block-scaled fp8 GEMMs in runs[] */
 void lowpi_gpu_linears_counts(const lowpi_gpu_linears *g, lowpi_gpu_gemm_counts *out);
@@ -313,6 +322,29 @@ lowp_cuda_delayed *lowpi_gpu_linears_weight_delayed(lowpi_gpu_linears *g, int li
  * there. Dropped by set_step / weights_changed (give it again for every forward). */
 void lowpi_gpu_linears_give_weight_fp8(lowpi_gpu_linears *g, int lin, const float *weight,
                                        const void *codes, const float *scale_inv);
+
+/* The weights' bf16 mirror (the bf16 recipe; every recipe's bf16 LM head). Where every use of
+ * linear lin's weight is the bf16 RNE cast that the fprop makes once per step and the dgrad
+ * reuses (w16_cacheable in gpu_linear.c: both weight slots bf16 RNE casts, both GEMMs bf16),
+ * the AdamW kernel can write those codes as it stores the updated fp32 weights
+ * (lowpi_cuda_adamw_set_mirror): one read of 4 bytes and write of 2 per weight less each step.
+ * mirrorable: 1 where that holds (0 with LOWPI_GPU_PLAIN_W16).
+ * set_mirror: the weight buffer `weight` (n values, the pointer the model passes) has its codes
+ * kept at `codes` (device, n, the mirror's slice; NULL: none) by the optimizer from now on. The
+ * linear casts into them itself when they are not current: at its first forward after
+ * set_mirror and after lowpi_gpu_linears_weights_changed (parameters uploaded); afterwards its
+ * fprop takes them as they are (set_step does not drop them). Invariant (the caller's): the
+ * weights change only through the optimizer step that writes the mirror, or with
+ * weights_changed called. */
+int lowpi_gpu_linears_mirrorable(const lowpi_gpu_linears *g, int lin);
+void lowpi_gpu_linears_set_mirror(lowpi_gpu_linears *g, int lin, const float *weight,
+                                  uint16_t *codes, size_t n);
+/* The same for the bias of a bf16 linear (lowpi_gpu_linear_is_bf16) whose bf16-output epilogue
+ * (lowpi_gpu_linear_forward_gelu / _bf16) takes its bias vector in bf16 where cuBLASLt refused
+ * an fp32 one (counts.epi_bf16_vec): the bias's RNE codes from the mirror, no cast per
+ * forward. */
+void lowpi_gpu_linears_set_bias_mirror(lowpi_gpu_linears *g, int lin, const float *bias,
+                                       uint16_t *codes, size_t n);
 
 /* Bytes of device scratch held for operands (with the weights' bf16 codes). */
 size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g);

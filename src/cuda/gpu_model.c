@@ -580,6 +580,28 @@ void lowpi_gpu_model_block_weight(const lowpi_gpu_model *g, int l, int k, size_t
   *count = n[k & 3];
 }
 
+void lowpi_gpu_model_linear_params(lowpi_gpu_model *g, int lin, const float **w, size_t *count,
+                                   const float **b, size_t *bcount) {
+  const int L = g->cfg.n_layer;
+  *w = *b = NULL;
+  *count = *bcount = 0;
+  if (lin == 4 * L) { /* the LM head: (V, C), maybe wte itself; no bias */
+    *w = g->p.head;
+    *count = (size_t)g->cfg.vocab * (size_t)g->cfg.n_embd;
+  } else if (lin >= 0 && lin < 4 * L && g->shard < 3) {
+    const lowpi_layer_ptrs *p = &g->p.layers[lin / 4];
+    size_t off = 0, n = 0;
+    lowpi_gpu_model_block_weight(g, lin / 4, lin % 4, &off, &n);
+    *w = p->ln1w + off;
+    *count = n;
+    const float *bias[4] = {p->qkvb, p->attprojb, p->fcb, p->fcprojb};
+    const size_t C = (size_t)g->cfg.n_embd,
+                 nb[4] = {3 * C, C, (size_t)lowpi_model_fc_cols(&g->cfg), C};
+    *b = bias[lin % 4];
+    *bcount = *b ? nb[lin % 4] : 0;
+  }
+}
+
 int lowpi_gpu_model_num_blocks(const lowpi_gpu_model *g) {
   return g->cfg.n_layer;
 }

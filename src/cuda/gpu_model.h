@@ -111,6 +111,14 @@ void lowpi_gpu_model_set_block_hooks(lowpi_gpu_model *g, const lowpi_gpu_block_h
 void lowpi_gpu_model_block_weight(const lowpi_gpu_model *g, int l, int k, size_t *off,
                                   size_t *count);
 
+/* Linear layer lin's weight (0 .. 4 n_layer: model_internal.h's numbering) and bias in the
+ * device parameter buffer, as the model passes them to the linears: *w = the weight's first
+ * value, *count its values, *b and *bcount the bias's (NULL, 0: none, as llama's and the LM
+ * head's); *w and *b NULL where they have no place there (a ZeRO-3 block's, gathered per
+ * step). */
+void lowpi_gpu_model_linear_params(lowpi_gpu_model *g, int lin, const float **w, size_t *count,
+                                   const float **b, size_t *bcount);
+
 /* Device bytes: parameters, gradients (the buffers it holds: the non-block ones when sharded),
  * activations (with scratch). */
 void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *grads,

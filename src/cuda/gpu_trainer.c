@@ -45,6 +45,9 @@ struct lowpi_gpu_trainer {
   lowpi_gpu_model *teacher;
   lowp_recipe teacher_recipe;
   float distill_temp, distill_alpha;
+  /* The bf16 mirror of the bf16-cast weights (setup_mirror; NULL: none), mirror_n codes */
+  uint16_t *mirror;
+  size_t mirror_n;
 };
 
 void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
@@ -58,6 +61,7 @@ void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
   lowpi_gpu_model_free(t->teacher);
   lowpi_cuda_adamw_free(t->opt);
   lowp_cuda_free(t->work);
+  lowp_cuda_free(t->mirror);
   free(t->shards);
   free(t);
 }
@@ -211,6 +215,117 @@ static lowp_status setup_parallel(lowpi_gpu_trainer *t, const lowpi_gpu_parallel
   return LOWP_OK;
 }
 
+/* The optimizer tensors [*first, *end) that tile the weight [off, off + count) exactly, one
+ * after another (llama's q, k, v and gate, up are tensors of their own, one linear each), and
+ * whether they all have a place in the mirror already (*placed 1: contiguous from the first's,
+ * as a tied head's; -1: some have, not so; 0: none has). 0: no such tensors. */
+static int weight_tensors(const lowp_adamw *h, const size_t *moff, size_t off, size_t count,
+                          size_t *first, size_t *end, int *placed) {
+  size_t i = 0;
+  while (i < h->nt && h->t[i].offset != off)
+    i++;
+  size_t at = off, j = i, some = 0, contiguous = 1;
+  for (; j < h->nt && at < off + count && h->t[j].offset == at; j++) {
+    at += h->t[j].numel;
+    some += moff[j] != LOWPI_CUDA_NO_MIRROR;
+    contiguous &= moff[i] != LOWPI_CUDA_NO_MIRROR && moff[j] == moff[i] + (h->t[j].offset - off);
+  }
+  if (i == h->nt || at != off + count)
+    return 0;
+  *first = i;
+  *end = j;
+  *placed = !some ? 0 : some == j - i && contiguous ? 1 : -1;
+  return 1;
+}
+
+/* Mirror slices start on 256-byte boundaries (128 codes), as lowp_cuda_malloc's buffers: the
+ * vectorized cast and cuBLASLt's fastest kernels want 16-byte aligned operands. */
+#define MIRROR_ALIGN ((size_t)128)
+
+/* A slice of the mirror for the parameters [off, off + count) where they are whole optimizer
+ * tensors (mirrorable by the caller): *slice its start, *n the mirror's size so far (grown by
+ * a new slice); 0 where they are not, or are mirrored in another layout (then they are cast by
+ * their linear). */
+static int mirror_slice(const lowp_adamw *h, size_t *moff, size_t off, size_t count, size_t *n,
+                        size_t *slice) {
+  size_t first = 0, end = 0;
+  int placed = 0;
+  if (!weight_tensors(h, moff, off, count, &first, &end, &placed) || placed < 0)
+    return 0;
+  if (!placed) { /* one slice for them, their tensors one after another in it */
+    for (size_t i = first; i < end; i++)
+      moff[i] = *n + (h->t[i].offset - off);
+    *n += (count + MIRROR_ALIGN - 1) / MIRROR_ALIGN * MIRROR_ALIGN;
+  }
+  *slice = moff[first];
+  return 1;
+}
+
+/* The bf16 mirror of the weights whose every use is a bf16 RNE cast (lowpi_gpu_linears_
+ * mirrorable: the bf16 recipe's linears, every recipe's bf16 LM head): the AdamW kernel writes
+ * their codes as it stores them, the linears take those instead of casting each step
+ * (gpu_linear.c, "The weight cast once per step"); the linears' own bf16 weight buffers are then
+ * never allocated, so it costs no memory. Their linears' biases too (a few bytes): the
+ * bf16-output epilogues (GELU, qkv) take the bias in bf16 where cuBLASLt refuses an fp32 vector.
+ * The other parameters (norms, embeddings not tied to a bf16 head, fp8 / emulated weights) get
+ * none: a recipe with no bf16-cast weight has no mirror at all. Only where this one optimizer
+ * updates every parameter: under ZeRO-1/2/3 each rank updates its shard and the rest arrives in
+ * fp32 (or in bf16 codes of their own) by broadcast / all-gather, so a mirror would need a
+ * collective of its own: those paths keep the per-linear cast (the caller does not call this). Data
+ * parallelism without ZeRO is fine: every rank runs the same update on the same reduced gradients.
+ * LOWP_GPU_PLAIN=wmirror: none. */
+static lowp_status setup_mirror(lowpi_gpu_trainer *t) {
+  lowpi_gpu_linears *lin = lowpi_gpu_model_linears(t->gm);
+  const lowp_adamw *h = t->host_opt;
+  const float *params = lowpi_gpu_model_params(t->gm);
+  const int nlin = 4 * lowpi_gpu_model_num_blocks(t->gm) + 1;
+  size_t *moff = malloc((h->nt ? h->nt : 1) * sizeof *moff);
+  /* linear k -> its weight's mirror slice at[2 k], its bias's at[2 k + 1], or NO_MIRROR */
+  size_t *at = malloc(2 * (size_t)nlin * sizeof *at);
+  if (!moff || !at) {
+    free(moff);
+    free(at);
+    return lowpi_fail(LOWP_ERR_NOMEM, "gpu trainer: out of memory");
+  }
+  for (size_t i = 0; i < h->nt; i++)
+    moff[i] = LOWPI_CUDA_NO_MIRROR;
+  size_t n = 0;
+  for (int k = 0; k < nlin; k++) {
+    size_t *wk = &at[2 * k], *bk = &at[2 * k + 1];
+    *wk = *bk = LOWPI_CUDA_NO_MIRROR;
+    const float *w = NULL, *b = NULL;
+    size_t count = 0, bcount = 0;
+    lowpi_gpu_model_linear_params(t->gm, k, &w, &count, &b, &bcount);
+    if (!w || !count || !lowpi_gpu_linears_mirrorable(lin, k) ||
+        !mirror_slice(h, moff, (size_t)(w - params), count, &n, wk))
+      continue; /* not a bf16 cast, not whole tensors: the linear casts */
+    /* The bias of a bf16 linear: a bf16-output epilogue may want it in bf16 (a few bytes) */
+    if (b && bcount && lowpi_gpu_linear_is_bf16(lin, k) &&
+        !mirror_slice(h, moff, (size_t)(b - params), bcount, &n, bk))
+      *bk = LOWPI_CUDA_NO_MIRROR;
+  }
+  lowp_status st = LOWP_OK;
+  if (n) {
+    st = lowp_cuda_malloc((void **)&t->mirror, n * sizeof(uint16_t));
+    if (st == LOWP_OK)
+      st = lowpi_cuda_adamw_set_mirror(t->opt, t->mirror, n, moff);
+  }
+  for (int k = 0; k < nlin && n && st == LOWP_OK; k++) {
+    const float *w = NULL, *b = NULL;
+    size_t count = 0, bcount = 0;
+    lowpi_gpu_model_linear_params(t->gm, k, &w, &count, &b, &bcount);
+    /* cast into at the first forward (the parameters were just uploaded) */
+    if (at[2 * k] != LOWPI_CUDA_NO_MIRROR)
+      lowpi_gpu_linears_set_mirror(lin, k, w, t->mirror + at[2 * k], count);
+    if (at[2 * k + 1] != LOWPI_CUDA_NO_MIRROR)
+      lowpi_gpu_linears_set_bias_mirror(lin, k, b, t->mirror + at[2 * k + 1], bcount);
+  }
+  t->mirror_n = st == LOWP_OK ? n : 0;
+  free(moff);
+  free(at);
+  return st;
+}
+
 lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
                                      const lowp_recipe *recipe, lowp_adamw *opt,
                                      lowpi_recipe_exec *exec, uint64_t seed, int B, int T,
@@ -257,6 +372,8 @@ lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
                                        sh->byte_hi);
   } else if (st == LOWP_OK) {
     st = lowpi_cuda_adamw_create(&t->opt, opt);
+    if (st == LOWP_OK) /* one optimizer for every parameter: the bf16 mirror works */
+      st = setup_mirror(t);
   }
   if (st != LOWP_OK) {
     lowpi_gpu_trainer_free(t);
@@ -561,7 +678,8 @@ void lowpi_gpu_trainer_bytes(const lowpi_gpu_trainer *t, size_t *weights, size_t
   size_t lo, hi;
   lowpi_cuda_adamw_state(t->opt, &lo, &hi);
   *optim = hi - lo;
-  if (t->grads) /* the bf16 mirror of --grad-comm bf16 */
+  *weights += t->mirror_n * sizeof(uint16_t); /* the bf16 mirror (the linears' casts' place) */
+  if (t->grads)                               /* the bf16 mirror of --grad-comm bf16 */
     *grads += lowpi_grad_sync_bytes(t->grads);
   if (t->zero) { /* the shards and the staging buffers */
     size_t p = 0, g = 0;

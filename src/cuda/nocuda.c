@@ -224,6 +224,11 @@ lowp_status lowpi_cuda_grad_stats_finish(lowpi_cuda_grad_work *work, float max_n
 
 void lowpi_cuda_adamw_free(lowpi_cuda_adamw *opt) {}
 
+lowp_status lowpi_cuda_adamw_set_mirror(lowpi_cuda_adamw *opt, uint16_t *mirror, size_t mirror_n,
+                                        const size_t *moff) {
+  return no_cuda("lowpi_cuda_adamw_set_mirror");
+}
+
 lowp_status lowpi_cuda_adamw_upload(lowpi_cuda_adamw *opt, const lowp_adamw *host) {
   return no_cuda("lowpi_cuda_adamw_upload");
 }

@@ -23,6 +23,7 @@
 #define LOWPI_OPTIM_CUDA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lowp/optim.h"
 #include "lowp/status.h"
@@ -119,6 +120,17 @@ lowp_status lowpi_cuda_adamw_download(const lowpi_cuda_adamw *opt, lowp_adamw *h
  * lowpi_cuda_grad_prepare (skip and clip coefficient), or NULL for neither. Asynchronous. */
 lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *opt, float *params, const float *grads,
                                   double lr, long t, const lowpi_cuda_grad_work *work);
+/* The bf16 mirror: the AdamW kernel also writes, for every tensor i with moff[i] !=
+ * LOWPI_CUDA_NO_MIRROR (moff: one per host tensor), mirror[moff[i] + j] = the bf16 RNE code
+ * (native overflow: lowp_cuda_encode(LOWP_BF16)'s) of the parameter j it has just stored, in the
+ * same pass (no extra read of the fp32 parameters). A skipped step writes neither. The caller
+ * fills the mirror where the parameters change otherwise (an upload); mirror (device, mirror_n
+ * codes) stays the caller's. NULL: none (the default). A ZeRO shard copy (create_shard of part of
+ * the chunks, create_subs) refuses a mirror (LOWP_ERR_UNSUPPORTED): the other ranks' parameters
+ * arrive by broadcast, with no codes. */
+#define LOWPI_CUDA_NO_MIRROR ((size_t)-1)
+lowp_status lowpi_cuda_adamw_set_mirror(lowpi_cuda_adamw *opt, uint16_t *mirror, size_t mirror_n,
+                                        const size_t *moff);
 /* Account for the last step once its stats are read: skipped (found_inf) leaves the count. */
 void lowpi_cuda_adamw_commit(lowpi_cuda_adamw *opt, int skipped);
 long lowpi_cuda_adamw_num_steps(const lowpi_cuda_adamw *opt);

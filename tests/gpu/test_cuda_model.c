@@ -33,8 +33,10 @@
 #include "cuda/gemm_cuda.h"
 #include "cuda/gpu_linear.h"
 #include "cuda/gpu_model.h"
+#include "cuda/gpu_trainer.h"
 #include "cuda/nn_cuda.h"
 #include "gpu_check.h"
+#include "lowp/optim.h"
 #include "train/model_internal.h"
 #include "train/recipe_exec.h"
 
@@ -451,11 +453,15 @@ static void same_linear_outputs(const char *recipe_name, int lin, const char *wh
 }
 
 /* One linear layer (lin of a 1-block model under recipe_name; every operand of it a bf16 RNE
- * cast) run twice on the same X (N, C), W (OC, C), bias and dY (N, OC): as before the bf16
- * producers (fp32 X, the codes of W dropped between the fprop and the dgrad, so both cast
- * everything), and as the model runs now (X given as its bf16 codes alone, W's codes from the
- * fprop). Every output must have the same bits. */
+ * cast) run several ways on the same X (N, C), W (OC, C), bias and dY (N, OC): as before the bf16
+ * producers (way 0: fp32 X, the codes of W dropped between the fprop and the dgrad, so both cast
+ * everything), as the model runs now (1: X given as its bf16 codes alone, W's codes from the
+ * fprop), and with the optimizer's bf16 mirror of W (lowpi_gpu_linears_set_mirror, the mirror
+ * full of NaN codes at first: 2, the first forward casts into it; 3, the next step's takes it as
+ * it is; 4, the mirror scribbled over and weights_changed called: cast again). Every output must
+ * have the same bits as way 0's. */
 static void test_linear_bf16(const char *recipe_name, int lin) {
+  enum { WAYS = 5 };
   const int N = 72, C = 40, OC = 56;
   const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
   lowp_recipe recipe;
@@ -465,55 +471,224 @@ static void test_linear_bf16(const char *recipe_name, int lin) {
   if (!GC_OK(lowpi_gpu_linears_create(&g, &recipe, 1, 7)))
     return;
   GC_CHECK(lowpi_gpu_linear_is_bf16(g, lin), "%s: linear %d is not bf16", recipe_name, lin);
+  GC_CHECK(lowpi_gpu_linears_mirrorable(g, lin), "%s: linear %d's W takes no mirror", recipe_name,
+           lin);
+  lowpi_gpu_linears_set_plain(g, LOWPI_GPU_PLAIN_W16);
+  GC_CHECK(!lowpi_gpu_linears_mirrorable(g, lin), "%s: linear %d mirrorable with wmirror off",
+           recipe_name, lin);
+  lowpi_gpu_linears_set_plain(g, 0);
   const size_t nh = nx + nw + OC + ny;
   float *h = malloc(nh * sizeof(float));
   for (size_t i = 0; i < nh; i++)
     h[i] = (float)(gc_uniform() * 4 - 2);
   h[3] = 1.00390625f; /* a tie: 1 + 2^-8 rounds to even */
-  float *d_in = NULL, *d_out[2] = {NULL, NULL};
-  uint16_t *d_x16 = NULL;
+  float *d_in = NULL, *d_out[WAYS] = {NULL};
+  uint16_t *d_x16 = NULL, *d_m16 = NULL;
   const size_t nout = ny + nx + nw + OC; /* out, dX, dW, db */
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_in, nh * sizeof(float)));
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_x16, nx * 2));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_m16, nw * 2));
+  GC_REQUIRE(lowp_cuda_memset(d_m16, 0xFF, nw * 2)); /* NaN codes: must never be taken */
   GC_REQUIRE(lowp_cuda_memcpy(d_in, h, nh * sizeof(float), LOWP_CUDA_H2D));
   const float *x = d_in, *w = d_in + nx, *bias = w + nw, *dy = bias + OC;
   const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
   GC_REQUIRE(lowp_cuda_encode(LOWP_BF16, x, nx, d_x16, &rne));
-  lowpi_gpu_gemm_counts c0, c1, c2;
-  lowpi_gpu_linears_counts(g, &c0);
-  for (int way = 0; way < 2; way++) {
+  lowpi_gpu_gemm_counts c[WAYS + 1];
+  lowpi_gpu_linears_counts(g, &c[0]);
+  for (int way = 0; way < WAYS; way++) {
     GC_REQUIRE(lowp_cuda_malloc((void **)&d_out[way], nout * sizeof(float)));
     GC_REQUIRE(lowp_cuda_memset(d_out[way], 0, nout * sizeof(float)));
     float *out = d_out[way], *dx = out + ny, *dw = dx + nx, *db = dw + nw;
     const lowpi_gpu_act in = way ? (lowpi_gpu_act){NULL, d_x16, NULL} : lowpi_act_f32(x);
+    if (way == 2)
+      lowpi_gpu_linears_set_mirror(g, lin, w, d_m16, nw);
+    if (way == 4) { /* W "written outside the optimizer": the stale mirror must be cast again */
+      GC_REQUIRE(lowp_cuda_memset(d_m16, 0xFF, nw * 2));
+      lowpi_gpu_linears_weights_changed(g);
+    }
     lowpi_gpu_linears_set_step(g, 0);
     GC_REQUIRE(lowpi_gpu_linear_forward(g, lin, out, in, w, lin == 4 ? NULL : bias, N, C, OC));
     if (!way)
       lowpi_gpu_linears_weights_changed(g); /* the dgrad casts W again */
     GC_REQUIRE(lowpi_gpu_linear_backward(g, lin, dx, dw, lin == 4 ? NULL : db, lowpi_act_f32(dy),
                                          in, w, N, C, OC));
-    lowpi_gpu_linears_counts(g, way ? &c2 : &c1);
+    lowpi_gpu_linears_counts(g, &c[way + 1]);
   }
-  float *got[2] = {malloc(nout * sizeof(float)), malloc(nout * sizeof(float))};
-  for (int way = 0; way < 2; way++)
+  float *got[WAYS];
+  for (int way = 0; way < WAYS; way++) {
+    got[way] = malloc(nout * sizeof(float));
     GC_REQUIRE(lowp_cuda_memcpy(got[way], d_out[way], nout * sizeof(float), LOWP_CUDA_D2H));
+  }
   const size_t off[] = {0, ny, ny + nx, ny + nx + nw, nout};
-  same_linear_outputs(recipe_name, lin, "X in bf16 alone, W cast once", got, off);
+  static const char *const what[WAYS] = {
+      "", "X in bf16 alone, W cast once", "W's codes cast into the mirror",
+      "W's codes from the mirror", "W's codes cast into the mirror again"};
+  for (int way = 1; way < WAYS; way++) {
+    float *pair[2] = {got[0], got[way]};
+    same_linear_outputs(recipe_name, lin, what[way], pair, off);
+  }
   /* the first way cast everything; the second took X twice (fprop, wgrad) and W once (dgrad) */
-  GC_CHECK(c1.x_bf16 == c0.x_bf16 && c1.w_reused == c0.w_reused,
+  GC_CHECK(c[1].x_bf16 == c[0].x_bf16 && c[1].w_reused == c[0].w_reused,
            "%s linear %d: codes taken from fp32 inputs", recipe_name, lin);
-  GC_CHECK(c2.x_bf16 == c1.x_bf16 + 2 && c2.w_reused == c1.w_reused + 1,
+  GC_CHECK(c[2].x_bf16 == c[1].x_bf16 + 2 && c[2].w_reused == c[1].w_reused + 1,
            "%s linear %d: X given %llu times (want 2), W reused %llu times (want 1)", recipe_name,
-           lin, c2.x_bf16 - c1.x_bf16, c2.w_reused - c1.w_reused);
-  printf("linear %d of %s: the same bits with X in bf16 alone and W cast once\n", lin, recipe_name);
+           lin, c[2].x_bf16 - c[1].x_bf16, c[2].w_reused - c[1].w_reused);
+  /* the mirror: taken by the last three fprops (and their dgrads), cast by the first and last */
+  static const unsigned long long taken[WAYS] = {0, 0, 1, 1, 1}, cast[WAYS] = {0, 0, 1, 0, 1};
+  for (int way = 0; way < WAYS; way++)
+    GC_CHECK(c[way + 1].w16_mirror - c[way].w16_mirror == taken[way] &&
+                 c[way + 1].w16_refill - c[way].w16_refill == cast[way] &&
+                 (way < 2 || c[way + 1].w_reused == c[way].w_reused + 1),
+             "%s linear %d way %d: mirror taken %llu times (want %llu), cast %llu (want %llu), W "
+             "reused %llu",
+             recipe_name, lin, way, c[way + 1].w16_mirror - c[way].w16_mirror, taken[way],
+             c[way + 1].w16_refill - c[way].w16_refill, cast[way],
+             c[way + 1].w_reused - c[way].w_reused);
+  printf("linear %d of %s: the same bits with X in bf16 alone, W cast once, W from the mirror\n",
+         lin, recipe_name);
   lowp_cuda_free(d_in);
   lowp_cuda_free(d_x16);
-  lowp_cuda_free(d_out[0]);
-  lowp_cuda_free(d_out[1]);
-  free(got[0]);
-  free(got[1]);
+  lowp_cuda_free(d_m16);
+  for (int way = 0; way < WAYS; way++) {
+    lowp_cuda_free(d_out[way]);
+    free(got[way]);
+  }
   free(h);
   lowpi_gpu_linears_free(g);
+}
+
+/* The optimizer's bf16 mirror of the weights (gpu_trainer.c's setup_mirror: the AdamW kernel
+ * writes the codes that the linears then take) against LOWP_GPU_PLAIN=wmirror (each linear casts
+ * its weight every step, as before): the same math, so a few training steps from the same model
+ * and tokens (the third skipped: a NaN gradient; an evaluation after it) must give bit-identical
+ * losses, parameters and optimizer states. want_mirrored: the linears whose weight the mirror
+ * holds (bf16: all; fp8 recipes: the LM head): each casts into it once, in the first forward. */
+static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_opt_state state,
+                                int want_mirrored) {
+  lowp_model_config cfg;
+  lowp_model_config_default(&cfg, arch);
+  cfg.n_layer = gc_small() ? 1 : 2;
+  cfg.n_head = 4;
+  cfg.n_embd = 64;
+  cfg.ctx = 32;
+  cfg.vocab = 96;
+  enum { STEPS = 5, SKIP = 2 };
+  const int B = 2, T = 32;
+  const size_t N = (size_t)B * T;
+  lowp_recipe recipe;
+  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)))
+    return;
+  const char *arch_name = arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama";
+  int32_t *tok = malloc(2 * STEPS * N * sizeof(int32_t));
+  if (!tok)
+    exit(1);
+  for (size_t i = 0; i < 2 * STEPS * N; i++)
+    tok[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
+  const char *env = getenv("LOWP_GPU_PLAIN");
+  char *saved = env ? strdup(env) : NULL;
+  lowp_model *m[2] = {NULL, NULL};
+  lowp_adamw *opt[2] = {NULL, NULL};
+  lowpi_recipe_exec *ex[2] = {NULL, NULL};
+  lowpi_gpu_trainer *t[2] = {NULL, NULL};
+  float loss[2][STEPS + 1];
+  int skipped[2][STEPS];
+  lowpi_gpu_gemm_counts cn[2][2]; /* after the first step, at the end */
+  int ok = 1;
+  for (int way = 0; way < 2 && ok; way++) { /* 0: the mirror, 1: LOWP_GPU_PLAIN=wmirror */
+    lowp_adamw_config ac;
+    lowp_adamw_config_default(&ac);
+    lowpi_recipe_adamw(&recipe, &ac);
+    ac.state = state;
+    if (way) /* read when the trainer's model is created */
+      setenv("LOWP_GPU_PLAIN", "wmirror", 1);
+    else
+      unsetenv("LOWP_GPU_PLAIN");
+    ok =
+        GC_OK(lowp_model_create(&m[way], &cfg, 42)) &&
+        GC_OK(lowp_adamw_create_for_model(&opt[way], &ac, m[way])) &&
+        GC_OK(lowpi_recipe_exec_create(&ex[way], &recipe, m[way], 7)) &&
+        GC_OK(lowpi_gpu_trainer_create(&t[way], m[way], &recipe, opt[way], ex[way], 7, B, T, NULL));
+    for (int s = 0; s < STEPS && ok; s++) {
+      lowpi_gpu_step_args a;
+      memset(&a, 0, sizeof a);
+      a.step = (uint64_t)s;
+      a.loss_scale = recipe.loss_scale == LOWP_LOSS_SCALE_NONE ? 1.0f : 1024.0f;
+      a.unscale = 1.0f / a.loss_scale;
+      a.round_grads_bf16 = recipe.grad == LOWP_BF16;
+      a.grad_clip = 1.0f;
+      a.lr = 3e-3;
+      a.poison = s == SKIP; /* a NaN gradient: the update (and the mirror's) is skipped */
+      lowpi_gpu_step_result r;
+      ok = GC_OK(lowpi_gpu_trainer_step(t[way], tok + 2 * s * N, tok + (2 * s + 1) * N, &a, &r));
+      loss[way][s] = r.loss;
+      skipped[way][s] = r.found_inf;
+      if (ok && s == 0)
+        lowpi_gpu_trainer_gemm_counts(t[way], &cn[way][0]);
+      if (ok && s == SKIP) /* an evaluation between steps takes the mirror too */
+        ok = GC_OK(lowpi_gpu_trainer_eval(t[way], tok, tok + N, &loss[way][STEPS]));
+    }
+    if (ok) {
+      lowpi_gpu_trainer_gemm_counts(t[way], &cn[way][1]);
+      ok = GC_OK(lowpi_gpu_trainer_download(t[way]));
+    }
+  }
+  if (saved)
+    setenv("LOWP_GPU_PLAIN", saved, 1);
+  else
+    unsetenv("LOWP_GPU_PLAIN");
+  free(saved);
+  char label[96];
+  snprintf(label, sizeof label, "trainer mirror %s %s state %d", arch_name, recipe_name,
+           (int)state);
+  if (ok) {
+    for (int s = 0; s <= STEPS; s++)
+      GC_CHECK(f32_bits(loss[0][s]) == f32_bits(loss[1][s]) && isfinite(loss[0][s]),
+               "%s: %s %d: loss %.9g with the mirror, %.9g without", label,
+               s < STEPS ? "step" : "eval after step", s < STEPS ? s : SKIP, (double)loss[0][s],
+               (double)loss[1][s]);
+    for (int s = 0; s < STEPS; s++)
+      GC_CHECK(skipped[0][s] == (s == SKIP) && skipped[1][s] == (s == SKIP),
+               "%s: step %d skipped %d / %d, want %d", label, s, skipped[0][s], skipped[1][s],
+               s == SKIP);
+    const size_t np = lowp_model_num_params(m[0]);
+    const float *p0 = lowp_model_params(m[0]), *p1 = lowp_model_params(m[1]);
+    size_t bad = 0;
+    for (size_t i = 0; i < np; i++)
+      if (f32_bits(p0[i]) != f32_bits(p1[i]) && bad++ < 5)
+        fprintf(stderr, "  %s: param[%zu]: %.9g with the mirror, %.9g without\n", label, i,
+                (double)p0[i], (double)p1[i]);
+    GC_CHECK(bad == 0, "%s: %zu of %zu parameters differ", label, bad, np);
+    size_t nb0 = 0, nb1 = 0;
+    const unsigned char *s0 = lowp_adamw_state(opt[0], &nb0), *s1 = lowp_adamw_state(opt[1], &nb1);
+    GC_CHECK(nb0 == nb1 && memcmp(s0, s1, nb0) == 0, "%s: optimizer states differ", label);
+    /* the mirror: taken by every mirrored fprop, cast into only in the first step's */
+    GC_CHECK(cn[0][0].w16_refill == (unsigned long long)want_mirrored &&
+                 cn[0][1].w16_refill == (unsigned long long)want_mirrored &&
+                 cn[0][1].w16_mirror > cn[0][0].w16_mirror,
+             "%s: mirror cast %llu / %llu times (want %d), taken %llu / %llu", label,
+             cn[0][0].w16_refill, cn[0][1].w16_refill, want_mirrored, cn[0][0].w16_mirror,
+             cn[0][1].w16_mirror);
+    GC_CHECK(cn[1][1].w16_mirror == 0 && cn[1][1].w16_refill == 0 && cn[1][1].b16_mirror == 0,
+             "%s: LOWP_GPU_PLAIN=wmirror took the mirror %llu times (biases %llu)", label,
+             cn[1][1].w16_mirror, cn[1][1].b16_mirror);
+    /* the biases in bf16 (only where cuBLASLt refuses fp32 bias vectors with a bf16 output;
+     * epi_bf16_vec also counts the backward's bias gradients): from the mirror */
+    GC_CHECK(cn[0][1].b16_mirror <= cn[0][1].epi_bf16_vec &&
+                 (cn[0][1].epi_bf16_vec == 0 || cn[0][1].b16_mirror > 0),
+             "%s: %llu bf16 bias vectors, %llu from the mirror", label, cn[0][1].epi_bf16_vec,
+             cn[0][1].b16_mirror);
+    printf("%s: %d steps (one skipped) and an evaluation, the same bits as wmirror (loss %.4f "
+           "-> %.4f; W from the mirror %llu times, bf16 biases from it %llu)\n",
+           label, STEPS, (double)loss[0][0], (double)loss[0][STEPS - 1], cn[0][1].w16_mirror,
+           cn[0][1].b16_mirror);
+  }
+  for (int way = 0; way < 2; way++) {
+    lowpi_gpu_trainer_free(t[way]);
+    lowpi_recipe_exec_free(ex[way]);
+    lowp_adamw_free(opt[way]);
+    lowp_model_free(m[way]);
+  }
+  free(tok);
 }
 
 /* One linear of fp8-current or fp8-delayed (lin of a 1-block model; the latter's wgrad.x shares
@@ -1030,6 +1205,11 @@ int main(void) {
                                         "qat-q-nvfp4", "qat-q-int8-w8a8", "qat-q-h32-mxfp4"};
   test_linear_bf16("bf16", 0);        /* a block's qkv */
   test_linear_bf16("fp8-current", 4); /* the LM head, bf16 in every recipe */
+  /* the bf16 mirror of the weights: all linears (gpt2's head tied to wte, llama's not), or the
+   * LM head alone; each optimizer state format */
+  test_trainer_mirror(LOWP_ARCH_GPT2, "bf16", LOWP_OPT_STATE_FP32, 4 * (gc_small() ? 1 : 2) + 1);
+  test_trainer_mirror(LOWP_ARCH_LLAMA, "bf16", LOWP_OPT_STATE_8BIT, 4 * (gc_small() ? 1 : 2) + 1);
+  test_trainer_mirror(LOWP_ARCH_GPT2, "fp8-current", LOWP_OPT_STATE_BF16, 1);
   test_linear_x8("fp8-current");
   test_linear_x8("fp8-delayed");
   test_linear_delayed_vs_cpu();

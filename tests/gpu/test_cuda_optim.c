@@ -9,6 +9,11 @@
  *    loss scaling: after every step the parameters (gaps included) and the state blob must be
  *    identical byte for byte; NaN and Inf steps are skipped on the device (nothing changes,
  *    the step count stays); a download continues on the CPU and an upload on the GPU exactly.
+ *  - the bf16 mirror (lowpi_cuda_adamw_set_mirror) of four of the tensors, at odd offsets with
+ *    gaps: after every step (a skipped one included, for every state kind) each mirrored value
+ *    is the CPU's lowpi_encode (bf16, RNE, native overflow) of the downloaded parameter and
+ *    lowp_cuda_encode's of the device parameters, bit for bit; the gaps and the tensors not
+ *    mirrored keep their sentinel codes; bad offsets and a ZeRO shard copy are refused.
  *  - grad_prepare: prepared gradients bit for bit, norm within 1e-12 relative of
  *    lowp_grad_norm, the clip coefficient exactly lowp_clip_grads' from the norm, found_inf
  *    for NaN, +-Inf and a finite value that bf16 rounding makes infinite, the same bits on a
@@ -136,7 +141,63 @@ typedef struct {
   float *hp, *hg, *got;     /* (np,) CPU params, CPU grads, copies back from the GPU */
   float *dp, *dg;           /* (np,) device params and grads */
   lowpi_cuda_grad_work *dw; /* device stats */
+  size_t moff[NT], nm;      /* the mirror: tensor i's codes at moff[i] (or none), nm codes */
+  uint16_t *dm, *dm_want;   /* (nm,) device mirror, lowp_cuda_encode's codes of the params */
+  uint16_t *hm, *hm_want;   /* (nm,) host copies */
 } rig;
+
+enum { SENTINEL = 0x7FA5 }; /* a NaN code that no encode of a parameter makes */
+
+/* The mirror of r's parameters after a step: every mirrored value the bf16 RNE code of the
+ * parameter there (the CPU's scalar rule on the downloaded values, and lowp_cuda_encode on the
+ * device values), everything else untouched. r->got holds the device parameters (same()). */
+static void check_mirror(rig *r, const char *label) {
+  GC_REQUIRE(lowp_cuda_memcpy(r->hm, r->dm, r->nm * 2, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memset(r->dm_want, 0xFF, r->nm * 2));
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  for (int i = 0; i < NT; i++)
+    if (r->moff[i] != LOWPI_CUDA_NO_MIRROR)
+      GC_REQUIRE(lowp_cuda_encode(LOWP_BF16, r->dp + r->t[i].offset, r->t[i].numel,
+                                  r->dm_want + r->moff[i], &rne));
+  GC_REQUIRE(lowp_cuda_memcpy(r->hm_want, r->dm_want, r->nm * 2, LOWP_CUDA_D2H));
+  lowpi_fmt bf = lowpi_fmt_of(LOWP_BF16);
+  size_t bad = 0, covered = 0;
+  for (int i = 0; i < NT; i++) {
+    if (r->moff[i] == LOWPI_CUDA_NO_MIRROR)
+      continue;
+    for (size_t j = 0; j < r->t[i].numel; j++) {
+      const size_t k = r->moff[i] + j;
+      const float p = r->got[r->t[i].offset + j];
+      const unsigned want =
+          (unsigned)lowpi_encode(bf, p, LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0, 0);
+      if ((r->hm[k] != want || r->hm_want[k] != want) && bad++ < 5)
+        fprintf(stderr,
+                "  mirror of tensor %d [%zu] (param %.9g): got 0x%04x, lowpi_encode 0x%04x, "
+                "lowp_cuda_encode 0x%04x\n",
+                i, j, (double)p, r->hm[k], want, r->hm_want[k]);
+    }
+    covered += r->t[i].numel;
+  }
+  size_t touched = 0; /* the sentinels outside the mirrored ranges */
+  for (size_t k = 0; k < r->nm; k++) {
+    int in = 0;
+    for (int i = 0; i < NT; i++)
+      in |= r->moff[i] != LOWPI_CUDA_NO_MIRROR && k >= r->moff[i] && k < r->moff[i] + r->t[i].numel;
+    if (!in && r->hm[k] != SENTINEL && touched++ < 5)
+      fprintf(stderr, "  mirror[%zu], in no tensor's range: 0x%04x, want 0x%04x\n", k, r->hm[k],
+              SENTINEL);
+  }
+  GC_CHECK(bad == 0 && touched == 0 && covered > 0,
+           "%s: %zu mirrored codes differ, %zu codes outside the ranges written", label, bad,
+           touched);
+}
+
+/* The mirror full of sentinels (the AdamW kernel writes every mirrored code of a step). */
+static void reset_mirror(rig *r) {
+  for (size_t k = 0; k < r->nm; k++)
+    r->hm[k] = SENTINEL;
+  GC_REQUIRE(lowp_cuda_memcpy(r->dm, r->hm, r->nm * 2, LOWP_CUDA_H2D));
+}
 
 static void make_grads(float *g, size_t n, float scale) {
   for (size_t i = 0; i < n; i++) {
@@ -219,6 +280,8 @@ static void run_case(rig *r, const opt_case *c, int variant) {
   GC_REQUIRE(lowp_cuda_memcpy(r->dp, r->hp, np * sizeof(float), LOWP_CUDA_H2D));
   lowpi_cuda_adamw *gpu = NULL, *gpu2 = NULL;
   GC_REQUIRE(lowpi_cuda_adamw_create(&gpu, cpu));
+  GC_REQUIRE(lowpi_cuda_adamw_set_mirror(gpu, r->dm, r->nm, r->moff));
+  reset_mirror(r);
   float *raw = malloc(np * sizeof(float)), *before = malloc(np * sizeof(float));
   if (!raw || !before) {
     fprintf(stderr, "out of memory\n");
@@ -233,6 +296,8 @@ static void run_case(rig *r, const opt_case *c, int variant) {
     int inf = both_step(r, cpu, gpu, raw, round_bf16, inv_scale, max_norms[s], lr, s == 0, label);
     GC_CHECK(!inf, "%s: unexpected found_inf", label);
     ok = same(r, cpu, gpu, scratch, label);
+    if (ok)
+      check_mirror(r, label);
     if (ok && (s == 1 || s == 3)) {
       /* A non-finite gradient: the device skips the step; nothing may change. */
       snprintf(label, sizeof label, "%s variant %d skip after step %d", c->name, variant, s + 1);
@@ -249,6 +314,8 @@ static void run_case(rig *r, const opt_case *c, int variant) {
                lowpi_cuda_adamw_num_steps(gpu), steps);
       GC_CHECK(cmp_f32("cpu params", r->hp, before, np, 0) == 0, "%s: test bug", label);
       ok = same(r, cpu, gpu, scratch, label);
+      if (ok) /* the skipped step wrote no code: still those of the unchanged parameters */
+        check_mirror(r, label);
     }
   }
   if (ok) {
@@ -277,6 +344,32 @@ static void run_case(rig *r, const opt_case *c, int variant) {
   free(before);
 }
 
+/* set_mirror refuses offsets past the mirror's end, no offsets, and a ZeRO shard copy (which
+ * updates part of the parameters); a shard copy takes "no mirror". */
+static void test_mirror_refusals(rig *r) {
+  lowp_adamw_config cfg;
+  lowp_adamw_config_default(&cfg);
+  lowp_adamw *cpu = NULL;
+  lowpi_cuda_adamw *gpu = NULL, *part = NULL;
+  GC_REQUIRE(lowp_adamw_create(&cpu, &cfg, r->t, NT, r->np));
+  GC_REQUIRE(lowpi_cuda_adamw_create(&gpu, cpu));
+  size_t bad[NT];
+  memcpy(bad, r->moff, sizeof bad);
+  bad[4] = r->nm - 10; /* 70000 values from 10 before the end */
+  GC_CHECK(lowpi_cuda_adamw_set_mirror(gpu, r->dm, r->nm, bad) == LOWP_ERR_INVALID_ARG,
+           "mirror: offsets past the end accepted");
+  GC_CHECK(lowpi_cuda_adamw_set_mirror(gpu, r->dm, r->nm, NULL) == LOWP_ERR_INVALID_ARG,
+           "mirror: no offsets accepted");
+  GC_REQUIRE(lowpi_cuda_adamw_create_shard(&part, cpu, 0, 1, 0, cpu->bytes));
+  GC_CHECK(lowpi_cuda_adamw_set_mirror(part, r->dm, r->nm, r->moff) == LOWP_ERR_UNSUPPORTED,
+           "mirror: a shard copy took a mirror");
+  GC_CHECK(lowpi_cuda_adamw_set_mirror(part, NULL, 0, NULL) == LOWP_OK,
+           "mirror: a shard copy refused no mirror");
+  lowpi_cuda_adamw_free(gpu);
+  lowpi_cuda_adamw_free(part);
+  lowp_adamw_free(cpu);
+}
+
 static void test_adamw(void) {
   rig r;
   memset(&r, 0, sizeof r);
@@ -288,10 +381,26 @@ static void test_adamw(void) {
     at += sizes[i] + GAP; /* gaps: parameters of no tensor, never touched */
   }
   r.np = at;
+  /* the mirror: tensors 1, 3, 4, 5 (17, 4099, 70000 and 5120 values) at odd offsets, with gaps
+   * of sentinels; 0 and 2 (1 and 4095 values) none */
+  static const size_t mgap[NT] = {0, 3, 0, 2, 1, 7};
+  r.nm = 0;
+  for (int i = 0; i < NT; i++) {
+    r.moff[i] = LOWPI_CUDA_NO_MIRROR;
+    if (i == 0 || i == 2)
+      continue;
+    r.moff[i] = r.nm + mgap[i];
+    r.nm = r.moff[i] + sizes[i];
+  }
+  r.nm += 4;
+  r.hm = malloc(r.nm * 2);
+  r.hm_want = malloc(r.nm * 2);
+  GC_REQUIRE(lowp_cuda_malloc((void **)&r.dm, r.nm * 2));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&r.dm_want, r.nm * 2));
   r.hp = malloc(r.np * sizeof(float));
   r.hg = malloc(r.np * sizeof(float));
   r.got = malloc(r.np * sizeof(float));
-  if (!r.hp || !r.hg || !r.got) {
+  if (!r.hp || !r.hg || !r.got || !r.hm || !r.hm_want) {
     fprintf(stderr, "out of memory\n");
     exit(1);
   }
@@ -309,6 +418,7 @@ static void test_adamw(void) {
       {LOWP_OPT_STATE_8BIT, LOWP_ROUND_RNE, 1, "8bit master_bf16"},
   };
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
+  test_mirror_refusals(&r);
   for (int i = 0; i < ncases; i++) {
     long before = gc_failed;
     /* gradient variants: plain, bf16, loss-scaled, bf16 + loss-scaled (two per case) */
@@ -319,6 +429,10 @@ static void test_adamw(void) {
   lowp_cuda_free(r.dp);
   lowp_cuda_free(r.dg);
   lowp_cuda_free(r.dw);
+  lowp_cuda_free(r.dm);
+  lowp_cuda_free(r.dm_want);
+  free(r.hm);
+  free(r.hm_want);
   free(r.hp);
   free(r.hg);
   free(r.got);
