@@ -132,10 +132,12 @@ enum {
                                    where not kept, W */
   LOWPI_GPU_PLAIN_XB = 64,      /* the wgrad's 1xN X quantized in the wgrad, not made by the
                                    fprop and kept (lowpi_gpu_linear_keeps_x8 0 for those) */
+  LOWPI_GPU_PLAIN_BOTH_TILE = 128, /* lowpi_cuda_quantize_both by its older kernel (one warp
+                                      per line: the same bits), not the tiled one; read once */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
- * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb (or
- * "all").
+ * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
+ * both_tile (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
