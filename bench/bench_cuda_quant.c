@@ -15,7 +15,18 @@
  * every pair but fp8/e2m1 RNE, and the tile kernel that reads each block twice), so one run
  * shows both. Rows "... amax given" call lowpi_cuda_quantize_ex with the tensor's amax known
  * (as the training step does where a producer computed it): the cast pass alone for
- * per-tensor scaling, the fused pass alone for NVFP4. */
+ * per-tensor scaling, the fused pass alone for NVFP4.
+ *
+ * Then quantization both ways (lowpi_cuda_quantize_both, src/cuda/quant_both.cu) at the GPT-2
+ * training step's shapes, 16384 x 768 and 16384 x 3072 fp32: fp8-block's 1x128 e4m3 with
+ * power-of-two fp32 scales (row-wise and column-wise codes), and mxfp8's 1x32 e4m3 with e8m0
+ * scales, both as codes both ways and as the row-wise half's bf16 values with the column-wise
+ * codes (lowpi_cuda_quantize_both_values: what mxfp8's emulated GEMMs take on Hopper). Variant
+ * "tiled" is the default kernel, "line" the older one (one warp per line, taken under
+ * lowpi_cuda_quant_set_generic(1)), in the same run. Bytes counted: the fp32 input read once,
+ * plus the row-wise codes (or bf16 values) and scales, plus the column-wise codes and scales
+ * written; "of copy" against a d2d copy of the input measured at the same shape (2 x 4 bytes
+ * per value). (The API takes fp32 input only: there is no bf16-input variant to time.) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +44,9 @@ typedef enum {
   OP_QUANT_AMAX, /* lowpi_cuda_quantize_ex, the amax known */
   OP_DEQUANT_BF16,
   OP_DEQUANT_FP32,
-  OP_FAKE
+  OP_FAKE,
+  OP_BOTH,       /* lowpi_cuda_quantize_both into q and col_t */
+  OP_BOTH_VALUES /* lowpi_cuda_quantize_both_values: bf16 values into d_out, codes into col_t */
 } op_kind;
 
 typedef struct {
@@ -46,6 +59,7 @@ static lowp_cuda_event *ev_start, *ev_stop;
 static float *d_in, *d_out, *d_amax;
 static size_t rows, cols;
 static lowp_cuda_delayed delayed;
+static lowp_cuda_qtensor col_t; /* the both-ways rows' column-wise tensor (cols, rows) */
 
 static void run_once(const bench_case *c, lowp_cuda_qtensor *q) {
   switch (c->op) {
@@ -66,6 +80,12 @@ static void run_once(const bench_case *c, lowp_cuda_qtensor *q) {
     break;
   case OP_DEQUANT_FP32:
     CHECK(lowp_cuda_dequantize(q, d_out, LOWP_FP32));
+    break;
+  case OP_BOTH:
+    CHECK(lowpi_cuda_quantize_both(d_in, rows, cols, q, &col_t));
+    break;
+  case OP_BOTH_VALUES:
+    CHECK(lowpi_cuda_quantize_both_values(d_in, rows, cols, &c->cfg, d_out, LOWP_BF16, &col_t));
     break;
   default:
     CHECK(lowp_cuda_fake_quant(d_out, d_in, q, 0, 0));
@@ -95,7 +115,13 @@ static double bytes_moved(const bench_case *c, const lowp_cuda_qtensor *q) {
   const int byte_scales = g->scale_format == LOWP_SCALE_E8M0 || g->scale_format == LOWP_SCALE_E4M3;
   const double scale_b =
       (double)(q->rowwise.scale_rows * q->rowwise.scale_cols) * (byte_scales ? 1 : 4);
+  const double col_b =
+      n + (double)(col_t.rowwise.scale_rows * col_t.rowwise.scale_cols) * (byte_scales ? 1 : 4);
   switch (c->op) {
+  case OP_BOTH: /* x read once; both tensors' codes and scales written */
+    return 4.0 * n + code_b + scale_b + col_b;
+  case OP_BOTH_VALUES: /* x read once; the bf16 values, the column-wise codes and scales */
+    return 4.0 * n + 2.0 * n + col_b;
   case OP_DEQUANT_BF16:
     return code_b + scale_b + 2.0 * n;
   case OP_DEQUANT_FP32:
@@ -118,6 +144,61 @@ static lowp_qconfig mk(lowp_format f, lowp_scaling_mode m, int block, lowp_scale
   c.round = r;
   c.seed = 42;
   return c;
+}
+
+/* The both-ways rows (see the top comment). */
+static void bench_both(void) {
+  const lowp_round rne = LOWP_ROUND_RNE;
+  lowp_qconfig mx = mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, rne);
+  mx.mx_rule = LOWP_MX_RCEIL; /* the mxfp8 recipe's */
+  const bench_case cases[] = {
+      {"d2d copy", OP_COPY, mk(LOWP_FP32, LOWP_SCALING_NONE, 0, LOWP_SCALE_FP32, rne)},
+      {"both 1x128 e4m3 pow2", OP_BOTH,
+       mk(LOWP_E4M3, LOWP_SCALING_BLOCK_1D, 128, LOWP_SCALE_FP32_POW2, rne)},
+      {"both mx e4m3 1x32", OP_BOTH, mx},
+      {"both mx 1x32 bf16 values", OP_BOTH_VALUES, mx},
+  };
+  const size_t shapes[2][2] = {{16384, 768}, {16384, 3072}};
+  for (int s = 0; s < 2; s++) {
+    rows = shapes[s][0];
+    cols = shapes[s][1];
+    const size_t n = rows * cols;
+    CHECK(lowp_cuda_malloc((void **)&d_in, n * 4));
+    CHECK(lowp_cuda_malloc((void **)&d_out, n * 4));
+    CHECK(lowp_cuda_memset(d_in, 0x3C, n * 4));
+    printf("\nboth ways, %zu x %zu fp32 (GB/s: fp32 read once + both outputs and scales "
+           "written)\n",
+           rows, cols);
+    printf("%-28s %-8s %9s %9s %8s\n", "operation", "variant", "ms", "GB/s", "of copy");
+    double copy_gbs = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+      const bench_case *c = &cases[k];
+      for (int line = 0; line < (c->op == OP_COPY ? 1 : 2); line++) {
+        lowpi_cuda_quant_set_generic(line); /* the older kernel, one warp per line */
+        lowp_cuda_qtensor q;
+        memset(&q, 0, sizeof q);
+        memset(&col_t, 0, sizeof col_t);
+        if (c->op != OP_COPY) {
+          CHECK(lowp_cuda_qtensor_init(&q, &c->cfg, rows, cols));
+          CHECK(lowp_cuda_qtensor_init(&col_t, &c->cfg, cols, rows));
+        }
+        const float ms = time_case(c, &q);
+        const double gbs = bytes_moved(c, &q) / (ms * 1e-3) / 1e9;
+        if (c->op == OP_COPY)
+          copy_gbs = gbs;
+        printf("%-28s %-8s %9.3f %9.1f %7.1f%%\n", c->name,
+               c->op == OP_COPY ? "-"
+               : line           ? "line"
+                                : "tiled",
+               (double)ms, gbs, 100.0 * gbs / copy_gbs);
+        lowp_cuda_qtensor_free(&q);
+        lowp_cuda_qtensor_free(&col_t);
+      }
+      lowpi_cuda_quant_set_generic(0);
+    }
+    CHECK(lowp_cuda_free(d_in));
+    CHECK(lowp_cuda_free(d_out));
+  }
 }
 
 int main(void) {
@@ -210,6 +291,7 @@ int main(void) {
     CHECK(lowp_cuda_free(d_out));
     CHECK(lowp_cuda_free(d_amax));
   }
+  bench_both();
   lowp_cuda_delayed_free(&delayed);
   lowp_cuda_event_destroy(ev_start);
   lowp_cuda_event_destroy(ev_stop);

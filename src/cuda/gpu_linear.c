@@ -1449,6 +1449,7 @@ unsigned lowpi_gpu_plain_from_env(void) {
                {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
                {"xb", LOWPI_GPU_PLAIN_XB},
                {"wmirror", LOWPI_GPU_PLAIN_W16},
+               {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
                {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;

@@ -135,10 +135,12 @@ enum {
   LOWPI_GPU_PLAIN_W16 = 128,    /* "wmirror": W's bf16 codes cast by each linear every step, not
                                    written into a mirror by the AdamW kernel
                                    (lowpi_gpu_linears_mirrorable 0: the trainer makes none) */
+  LOWPI_GPU_PLAIN_BOTH_TILE = 256, /* lowpi_cuda_quantize_both by its older kernel (one warp
+                                      per line: the same bits), not the tiled one; read once */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror (or "all").
+ * wmirror, both_tile (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's

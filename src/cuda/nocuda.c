@@ -157,6 +157,22 @@ void lowpi_cuda_quant_set_generic(int on) {
   (void)on;
 }
 
+int lowpi_cuda_quant_generic(void) {
+  return 0;
+}
+
+/* bench_cuda_quant calls these (it links without CUDA too, then says so and exits) */
+lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t K, lowp_cuda_qtensor *row,
+                                     lowp_cuda_qtensor *col) {
+  return no_cuda("lowpi_cuda_quantize_both");
+}
+
+lowp_status lowpi_cuda_quantize_both_values(const float *x, size_t R, size_t K,
+                                            const lowp_qconfig *row_cfg, void *y,
+                                            lowp_format y_format, lowp_cuda_qtensor *col) {
+  return no_cuda("lowpi_cuda_quantize_both_values");
+}
+
 lowp_status lowp_cuda_dequantize(const lowp_cuda_qtensor *q, void *y, lowp_format out_format) {
   return no_cuda("lowp_cuda_dequantize");
 }

@@ -949,6 +949,10 @@ void lowpi_cuda_quant_set_generic(int on) {
   g_generic = on != 0;
 }
 
+int lowpi_cuda_quant_generic(void) {
+  return g_generic;
+}
+
 lowp_status lowp_cuda_dequantize(const lowp_cuda_qtensor *q, void *y, lowp_format out_format) {
   if (!q)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_dequantize: NULL tensor");

@@ -4,9 +4,12 @@
  * for the second), bit for bit. N is 32, 64 or 128: DeepSeek-V3's 1x128 (fp32 scales) and OCP
  * MX's 1x32 (e8m0 scales), the same code.
  *
- * One CUDA block (8 warps) per 128 x 128 tile of x: 128 x 128 holds whole blocks both ways (N
- * divides 128). The tile goes through shared memory (128 x 129 floats: the padding column
- * spreads a column's values over the 32 banks, as a row's are), read once from memory,
+ * Two kernels make the same bits: tiled_kernel (the default; its own comment below), and the
+ * older both_kernel, kept for A/B timing (use_line_kernel), described here.
+ *
+ * both_kernel: one CUDA block (8 warps) per 128 x 128 tile of x: 128 x 128 holds whole blocks
+ * both ways (N divides 128). The tile goes through shared memory (128 x 129 floats: the
+ * padding column spreads a column's values over the 32 banks, as a row's are), read once,
  * coalesced (a warp reads 128 consecutive bytes per load). Then each warp encodes lines of the
  * tile: a row (the row-wise blocks) or a column (the transpose's blocks), lane l holding values
  * l, l + 32, l + 64, l + 96 of the line (no bank conflicts either way), so that each of the
@@ -26,6 +29,7 @@
 #include "cuda/quant_kernels.cuh"
 
 extern "C" {
+#include "cuda/gpu_linear.h"
 #include "quant/quant_internal.h"
 }
 
@@ -206,6 +210,297 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The tiled kernel (the default; both_kernel above stays reachable for A/B timing: see
+ * use_line_kernel). One block of 8 warps per tile of TR x 128 values of x, TR = 128 where the
+ * column-wise blocks are 128 long, else 64 (a tile holds whole blocks both ways), tiles taken
+ * in turn by a grid of as many blocks as fit the GPU at once:
+ * - load: 8 rows per warp at a time (TR / 64 batches), lane l holding columns 4l..4l+3 of a row
+ *   (one 16-byte load: a warp reads 512 consecutive bytes), all of a batch's loads issued
+ *   before the first is used; the batch goes to shared memory (row-major, no padding: every
+ *   access below is conflict-free) only where there is a column-wise side;
+ * - rows, from registers (no __syncthreads before): a block of N values along the row lies in
+ *   N / 4 consecutive lanes, its amax by shuffles within them, then each lane encodes its four
+ *   values into one 32-bit store (a warp writes 128 consecutive code bytes), the values side
+ *   into one 8- or 16-byte store;
+ * - columns, from shared memory: thread (j, s) takes column j's 32-row segment s (a warp: 32
+ *   consecutive columns at one row per step, conflict-free); the segments' amaxes go through
+ *   shared memory, a block's is the max of its N / 32 segments', then each thread encodes its
+ *   32 values into two 16-byte stores (one 32-byte sector of the transpose's row).
+ * Where a row pitch or a pointer is not a multiple of the vector's width the loads and stores
+ * fall back to scalars (flags). Padding (past the tensor's edges) is zero, neither raising a
+ * block's amax nor stored, as in both_kernel. Codes, scales, statistics and the random streams'
+ * indices (each element's row-major index in its own tensor) are both_kernel's, bit for bit. */
+constexpr unsigned kThreadsT = 256; /* 8 warps */
+constexpr unsigned kColsT = 128;    /* the tile's width: the longest row-wise block */
+constexpr unsigned kFlagVecIn = 1u, kFlagVecRow = 2u, kFlagVecCol = 4u;
+
+/* Shared memory of the tiled kernel for tiles of TR rows: the tile (fp32), then the column
+ * segments' amax keys [TR / 32][kColsT]. */
+template <int TR> constexpr size_t tiled_smem() {
+  return (size_t)TR * kColsT * sizeof(float) + (size_t)(TR / 32) * kColsT * sizeof(uint32_t);
+}
+
+/* The max of a over the aligned group of 8 << shift lanes (a row-wise block: N / 4 lanes);
+ * shift is warp-uniform, every lane calls it. */
+__device__ __forceinline__ uint32_t group_max(uint32_t a, unsigned shift) {
+  if (shift == 2)
+    return __reduce_max_sync(0xFFFFFFFFu, a);
+  if (shift == 1)
+    a = max(a, __shfl_xor_sync(0xFFFFFFFFu, a, 8));
+  a = max(a, __shfl_xor_sync(0xFFFFFFFFu, a, 4));
+  a = max(a, __shfl_xor_sync(0xFFFFFFFFu, a, 2));
+  return max(a, __shfl_xor_sync(0xFFFFFFFFu, a, 1));
+}
+
+/* The run-time rule (format and rounding known at run time) out of line: inlined at each of
+ * the tiled kernel's unrolled elements, it made the generic instantiation's compilation take
+ * minutes and spill; its speed is not the concern of the generic path. */
+__device__ __noinline__ uint32_t qencode_any(lowpi_fmt f, float y, lowp_round rnd, uint64_t seed,
+                                             uint64_t offset, uint64_t index) {
+  return lowpi_qencode<lowpi_kAny, lowpi_kAny>(f, y, rnd, seed, offset, index);
+}
+
+/* The codes of y[0..4) (elements index0.. of the tensor), byte k the code of y[k]. */
+template <int FF, int RR>
+__device__ __forceinline__ uint32_t encode4(const float (&y)[4], const lowpi_fmt &f, lowp_round rnd,
+                                            uint64_t seed, uint64_t offset, size_t index0) {
+  if constexpr (lowpi_is_hw_fp8<FF, RR>()) {
+    return lowpi_fp8_pair<FF>(y[0], y[1]) | lowpi_fp8_pair<FF>(y[2], y[3]) << 16;
+  } else if constexpr (FF == lowpi_kAny || RR == lowpi_kAny) {
+    uint32_t w = 0;
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+      w |= qencode_any(f, y[k], rnd, seed, offset, index0 + (size_t)k) << (8 * k);
+    return w;
+  } else {
+    uint32_t w = 0;
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+      w |= lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, index0 + (size_t)k) << (8 * k);
+    return w;
+  }
+}
+
+/* Four values of row i (global), columns c.. (global; nv of them real, the rest zero). */
+__device__ __forceinline__ void load4(float (&v)[4], const float *__restrict__ x, size_t i,
+                                      size_t K, size_t c, unsigned nv, bool vec) {
+  const float *p = x + i * K + c;
+  if (vec && nv >= 4) {
+    const float4 q = *(const float4 *)p;
+    v[0] = q.x;
+    v[1] = q.y;
+    v[2] = q.z;
+    v[3] = q.w;
+  } else {
+#pragma unroll
+    for (unsigned k = 0; k < 4; k++)
+      v[k] = k < nv ? p[k] : 0.0f;
+  }
+}
+
+/* The row-wise side of four values v of row i (global), columns c0 + cl.. (cl: the lane's
+ * first column in the tile, 4 * lane; nc: the tile's real columns), key: their amax key. The
+ * block's amax over its N / 4 lanes, its scale (stored by the block's first lane), the codes
+ * (or values) of the lane's real columns. */
+template <int FF, int RR>
+__device__ __forceinline__ void encode_row4(const float (&v)[4], uint32_t key, unsigned lane,
+                                            size_t i, size_t K, size_t c0, unsigned nc,
+                                            const side &s, const lowpi_fmt &f, lowp_round rnd,
+                                            bool vec, unsigned long long &sat) {
+  const unsigned cl = 4u * lane;
+  const uint32_t bkey = group_max(key, s.shift);
+  const lowpi_block_scale sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(bkey), 1.0f);
+  if (s.codes && (lane & ((8u << s.shift) - 1u)) == 0 && cl < nc) /* the block's first lane */
+    lowpi_store_scale(s.p, s.scales, i * s.scale_cols + ((c0 + cl) >> (5u + s.shift)), sc);
+  if (cl >= nc)
+    return;
+  const unsigned nv = nc - cl < 4u ? nc - cl : 4u;
+  float y[4];
+#pragma unroll
+  for (unsigned k = 0; k < 4; k++) {
+    y[k] = v[k] * sc.enc;
+    if (k < nv)
+      sat += lowpi_saturates(y[k], s.p.fmax_bits);
+  }
+  const size_t idx0 = i * K + c0 + cl;
+  const uint32_t w = encode4<FF, RR>(y, f, rnd, s.seed, s.offset, idx0);
+  const bool full = vec && nv == 4;
+  if (s.codes) {
+    if (full) {
+      *(uint32_t *)(s.codes + idx0) = w;
+    } else {
+      for (unsigned k = 0; k < nv; k++)
+        s.codes[idx0 + k] = (uint8_t)(w >> (8 * k));
+    }
+    return;
+  }
+  /* dequant_chunks' values: the code decoded, times the stored scale (a compiled-in format
+   * decodes with constants) */
+  const float sv = stored_scale(s, sc);
+  float val[4];
+#pragma unroll
+  for (unsigned k = 0; k < 4; k++)
+    val[k] =
+        lowpi_decode(FF == lowpi_kAny ? f : lowpi_fmt_of((lowp_format)FF), (w >> (8 * k)) & 0xFFu) *
+        sv;
+  if (s.vals_bf16) {
+    uint16_t *o = (uint16_t *)s.vals + idx0;
+    uint32_t b[4];
+#pragma unroll
+    for (unsigned k = 0; k < 4; k++)
+      b[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(val[k]);
+    if (full) {
+      *(uint2 *)o = make_uint2(b[0] | b[1] << 16, b[2] | b[3] << 16);
+    } else {
+      for (unsigned k = 0; k < nv; k++)
+        o[k] = (uint16_t)b[k];
+    }
+  } else {
+    float *o = (float *)s.vals + idx0;
+    if (full) {
+      *(float4 *)o = make_float4(val[0], val[1], val[2], val[3]);
+    } else {
+      for (unsigned k = 0; k < nv; k++)
+        o[k] = val[k];
+    }
+  }
+}
+
+/* The column-wise side of column j's 32-row segment sg of the tile (rows r0 + 32 sg.., nv of
+ * them real; column c0 + j of x: row c0 + j of the transpose): the block's amax from its
+ * segments' keys seg (the column's, stride kColsT), its scale (stored by the block's first
+ * segment), 32 codes in two 16-byte stores (vec) or bytes. */
+template <int FF, int RR>
+__device__ __forceinline__ void encode_col32(const float *tile, const uint32_t *seg, unsigned j,
+                                             unsigned sg, unsigned nv, size_t R, size_t r0,
+                                             size_t c0, const side &s, const lowpi_fmt &f,
+                                             lowp_round rnd, bool vec, unsigned long long &sat) {
+  const unsigned per = 1u << s.shift, first = sg & ~(per - 1u); /* the block's segments */
+  uint32_t bkey = 0;
+  for (unsigned q = 0; q < per; q++)
+    bkey = max(bkey, seg[(first + q) * kColsT + j]);
+  const lowpi_block_scale sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(bkey), 1.0f);
+  const size_t row0 = r0 + 32u * sg; /* the segment's first row of x */
+  if (sg == first)
+    lowpi_store_scale(s.p, s.scales, (c0 + j) * s.scale_cols + (row0 >> (5u + s.shift)), sc);
+  const size_t idx0 = (c0 + j) * R + row0;
+#pragma unroll
+  for (unsigned h = 0; h < 2; h++) {
+    float y[16];
+#pragma unroll
+    for (unsigned k = 0; k < 16; k++) {
+      y[k] = tile[(32u * sg + 16u * h + k) * kColsT + j] * sc.enc;
+      if (16u * h + k < nv)
+        sat += lowpi_saturates(y[k], s.p.fmax_bits);
+    }
+    uint32_t w[4];
+#pragma unroll
+    for (unsigned q = 0; q < 4; q++) {
+      const float y4[4] = {y[4 * q], y[4 * q + 1], y[4 * q + 2], y[4 * q + 3]};
+      w[q] = encode4<FF, RR>(y4, f, rnd, s.seed, s.offset, idx0 + 16u * h + 4u * q);
+    }
+    uint8_t *o = s.codes + idx0 + 16u * h;
+    if (vec && nv >= 16u * h + 16u) {
+      *(uint4 *)o = make_uint4(w[0], w[1], w[2], w[3]);
+    } else {
+      for (unsigned k = 0; 16u * h + k < nv && k < 16; k++)
+        o[k] = (uint8_t)(w[k / 4] >> (8 * (k % 4)));
+    }
+  }
+}
+
+template <int FF, int RR, int TR>
+__global__ void __launch_bounds__(kThreadsT, 3)
+    tiled_kernel(const float *__restrict__ x, size_t R, size_t K, side row, side col, lowpi_fmt f,
+                 lowp_round rnd, unsigned flags) {
+  extern __shared__ __align__(16) float tile_t[]; /* [TR][kColsT], then seg [TR / 32][kColsT] */
+  float *tile = tile_t;
+  uint32_t *seg = (uint32_t *)(tile + TR * kColsT);
+  constexpr unsigned kBatches = TR / 64; /* of 8 rows per warp */
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, cl = 4u * lane;
+  const bool has_row = row.codes || row.vals, has_col = col.codes != NULL;
+  const size_t tiles_c = (K + kColsT - 1) / kColsT, tiles = tiles_c * ((R + TR - 1) / TR);
+  unsigned long long sat_r = 0, sat_c = 0;
+  uint32_t tmax = 0;
+  for (size_t t = blockIdx.x; t < tiles; t += gridDim.x) { /* block-uniform */
+    const size_t tr = t / tiles_c, r0 = tr * TR, c0 = (t - tr * tiles_c) * kColsT;
+    const unsigned nr = (unsigned)(R - r0 < (size_t)TR ? R - r0 : (size_t)TR);
+    const unsigned nc = (unsigned)(K - c0 < (size_t)kColsT ? K - c0 : (size_t)kColsT);
+    const unsigned nvl = cl < nc ? nc - cl : 0u; /* the lane's real columns, up to 4 */
+#pragma unroll
+    for (unsigned b = 0; b < kBatches; b++) {
+      float v[8][4];
+#pragma unroll
+      for (unsigned k = 0; k < 8; k++) {
+        const unsigned r = 64u * b + 8u * k + warp; /* row of the tile */
+        if (r < nr)
+          load4(v[k], x, r0 + r, K, c0 + cl, nvl, flags & kFlagVecIn);
+        else
+          v[k][0] = v[k][1] = v[k][2] = v[k][3] = 0.0f;
+      }
+      if (b == 0)
+        __syncthreads(); /* the previous tile's columns have been read */
+      if (has_col)
+#pragma unroll
+        for (unsigned k = 0; k < 8; k++)
+          *(float4 *)&tile[(64u * b + 8u * k + warp) * kColsT + cl] =
+              make_float4(v[k][0], v[k][1], v[k][2], v[k][3]);
+#pragma unroll
+      for (unsigned k = 0; k < 8; k++) {
+        const unsigned r = 64u * b + 8u * k + warp;
+        if (r >= nr) /* warp-uniform */
+          break;
+        uint32_t key = 0;
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+          key = max(key, lowpi_abs_key(v[k][q]));
+        tmax = max(tmax, key);
+        if (has_row)
+          encode_row4<FF, RR>(v[k], key, lane, r0 + r, K, c0, nc, row, f, rnd, flags & kFlagVecRow,
+                              sat_r);
+      }
+    }
+    if (!has_col)
+      continue;
+    __syncthreads();                     /* the tile is in shared memory */
+    constexpr unsigned kItems = TR / 64; /* (column, segment) pairs per thread */
+#pragma unroll
+    for (unsigned it = 0; it < kItems; it++) {
+      const unsigned item = threadIdx.x + kThreadsT * it, j = item % kColsT, sg = item / kColsT;
+      uint32_t key = 0;
+#pragma unroll 8
+      for (unsigned k = 0; k < 32; k++)
+        key = max(key, lowpi_abs_key(tile[(32u * sg + k) * kColsT + j]));
+      seg[sg * kColsT + j] = key;
+    }
+    __syncthreads(); /* every segment's key */
+#pragma unroll
+    for (unsigned it = 0; it < kItems; it++) {
+      const unsigned item = threadIdx.x + kThreadsT * it, j = item % kColsT, sg = item / kColsT;
+      if (j < nc && 32u * sg < nr)
+        encode_col32<FF, RR>(tile, seg, j, sg, nr - 32u * sg < 32u ? nr - 32u * sg : 32u, R, r0, c0,
+                             col, f, rnd, flags & kFlagVecCol, sat_c);
+    }
+  }
+  /* one amax (the same values both ways) and a saturation count per side */
+  sat_r = lowpi_block_sum(sat_r);
+  sat_c = lowpi_block_sum(sat_c);
+  tmax = lowpi_block_max(tmax);
+  if (threadIdx.x == 0) { /* a side of values alone has no stats */
+    if (tmax) {
+      if (row.codes)
+        atomicMax((unsigned *)row.amax, tmax);
+      if (col.codes)
+        atomicMax((unsigned *)col.amax, tmax);
+    }
+    if (sat_r && row.codes)
+      atomicAdd(row.nsat, sat_r);
+    if (sat_c && col.codes)
+      atomicAdd(col.nsat, sat_c);
+  }
+}
+
 /* The scale rule and random stream of config c (completed), for a side. */
 side side_cfg(const lowp_qconfig *c) {
   side s;
@@ -269,19 +564,80 @@ lowp_status check_tensor(const lowp_cuda_qtensor *q, int i, size_t R, size_t K) 
   return LOWP_OK;
 }
 
+/* Launch tiled_kernel<FF, RR, TR>: as many blocks as fit the GPU at once (the occupancy the
+ * runtime computes, asked once per instantiation), at most one per tile. The vector loads and
+ * stores where every row's pitch and the pointer allow them. */
+template <int FF, int RR, int TR>
+lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, const side &col,
+                         const lowp_qconfig *c) {
+  constexpr size_t smem = tiled_smem<TR>();
+  static int per_sm = 0; /* host-side, per instantiation; a repeat is harmless */
+  if (per_sm == 0) {
+    if (smem > 48u * 1024u) /* above the default: opt in */
+      LOWPI_CUDA_TRY(cudaFuncSetAttribute(tiled_kernel<FF, RR, TR>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    int n = 0;
+    LOWPI_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, tiled_kernel<FF, RR, TR>,
+                                                                 (int)kThreadsT, smem));
+    per_sm = n > 0 ? n : 1;
+  }
+  unsigned flags = 0;
+  if (K % 4 == 0 && ((uintptr_t)x & 15u) == 0)
+    flags |= kFlagVecIn;
+  const uintptr_t ra = row.codes ? 3u : row.vals_bf16 ? 7u : 15u; /* the row store's width - 1 */
+  const void *rp = row.codes ? (const void *)row.codes : row.vals;
+  if (K % 4 == 0 && ((uintptr_t)rp & ra) == 0)
+    flags |= kFlagVecRow;
+  if (R % 16 == 0 && ((uintptr_t)col.codes & 15u) == 0)
+    flags |= kFlagVecCol;
+  const size_t tiles = ((R + TR - 1) / TR) * ((K + kColsT - 1) / kColsT);
+  if (tiles == 0) /* an empty x: the statistics reset alone */
+    return LOWP_OK;
+  const size_t cap = (size_t)lowpi_cuda_sm_count() * (size_t)per_sm;
+  const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
+  tiled_kernel<FF, RR, TR>
+      <<<blocks, kThreadsT, smem>>>(x, R, K, row, col, lowpi_fmt_of(c->format), c->round, flags);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+/* The tiled kernel's tile height: 128 where the column-wise blocks are 128 long, else 64. */
+template <int FF, int RR>
+lowp_status launch_tiled_any(const float *x, size_t R, size_t K, const side &row, const side &col,
+                             const lowp_qconfig *c) {
+  if (col.codes && col.shift == 2)
+    return launch_tiled<FF, RR, 128>(x, R, K, row, col, c);
+  return launch_tiled<FF, RR, 64>(x, R, K, row, col, c);
+}
+
+/* Whether to take both_kernel (one warp per line), not the tiled kernel: for A/B timing,
+ * lowpi_cuda_quant_set_generic(1) (the benchmarks') or "both_tile" in LOWP_GPU_PLAIN (read
+ * once; lowpi_gpu_plain_from_env). */
+bool use_line_kernel() {
+  static int env = -1; /* host-side; a repeat is harmless */
+  if (env < 0)
+    env = (lowpi_gpu_plain_from_env() & LOWPI_GPU_PLAIN_BOTH_TILE) != 0;
+  return env || lowpi_cuda_quant_generic();
+}
+
 /* Both sides from x (R, K) under config c (the shared format and rounding). */
 lowp_status run_both(const float *x, size_t R, size_t K, const side &sr, const side &sc,
                      const lowp_qconfig *c) {
   reset_stats<<<1, 1>>>(sr, sc);
   LOWPI_CUDA_CHECK_LAUNCH();
+  const bool line = use_line_kernel();
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
-    return launch<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
+    return line ? launch<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c)
+                : launch_tiled_any<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)
-    return launch<LOWP_E5M2, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
+    return line ? launch<LOWP_E5M2, LOWP_ROUND_RNE>(x, R, K, sr, sc, c)
+                : launch_tiled_any<LOWP_E5M2, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
   /* stochastic rounding: the 32-bit rule of format/cast_fast32.h (lowpi_qencode) */
   if (c->round == LOWP_ROUND_SR && c->format == LOWP_E4M3)
-    return launch<LOWP_E4M3, LOWP_ROUND_SR>(x, R, K, sr, sc, c);
-  return launch<lowpi_kAny, lowpi_kAny>(x, R, K, sr, sc, c);
+    return line ? launch<LOWP_E4M3, LOWP_ROUND_SR>(x, R, K, sr, sc, c)
+                : launch_tiled_any<LOWP_E4M3, LOWP_ROUND_SR>(x, R, K, sr, sc, c);
+  return line ? launch<lowpi_kAny, lowpi_kAny>(x, R, K, sr, sc, c)
+              : launch_tiled_any<lowpi_kAny, lowpi_kAny>(x, R, K, sr, sc, c);
 }
 
 const char *const kSame = "the two tensors need the same format and rounding";

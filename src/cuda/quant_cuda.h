@@ -24,6 +24,8 @@ lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_t
  * tile kernel that reads a block twice), to time and check them beside the specialized ones.
  * A process-wide switch, not thread-safe; 0 (the default) restores the normal dispatch. */
 void lowpi_cuda_quant_set_generic(int on);
+/* Whether lowpi_cuda_quant_set_generic(1) is on (quant_both.cu: its A/B switch too). */
+int lowpi_cuda_quant_generic(void);
 
 /* Transformer Engine's cast_transpose_dbias for a linear layer's output gradient x (R, C)
  * (device, fp32) under fp8 per-tensor current scaling (quant_cast_transpose.cu): one read of
@@ -55,7 +57,9 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
  * (x^T, blocks of N along R, K-major: the wgrad's operand), with no fp32 transpose: codes,
  * scales, amax, tensor_scale and saturation count, each tensor with its own config (seed and
  * offset: stochastic rounding indexes each tensor's own elements). Both tensors must pass
- * lowpi_cuda_quantize_both_ok and share the element format and rounding. */
+ * lowpi_cuda_quantize_both_ok and share the element format and rounding. The tiled kernel does
+ * it; lowpi_cuda_quant_set_generic(1) or "both_tile" in LOWP_GPU_PLAIN take the older kernel
+ * (one warp per line: the same bits, slower) for A/B timing. */
 lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t K, lowp_cuda_qtensor *row,
                                      lowp_cuda_qtensor *col);
 /* lowpi_cuda_quantize_both with the row-wise half as values: y (R, K), bf16 or fp32 (y_format),

@@ -7,9 +7,13 @@
  * indexes each tensor's own elements). Compared: every code, every block scale, amax,
  * tensor_scale, the saturation count; both tensors at once, then each alone (the other NULL:
  * the column-wise half is the wgrad's transposing quantization), into buffers poisoned
- * before. Shapes: 1x1, 1x17, 17x1, 1x200, 65x31, 17x130, 130x257, 257x130, 128x128, 256x384,
- * 4097x257, 257x4097 (the last two 513x257 and 257x513 with LOWP_GPU_TEST_SMALL=1): partial
- * blocks both ways (of 32 and of 128), partial tiles, lines shorter than one block. Configs:
+ * before. Shapes: 1x1, 1x17, 17x1, 1x33, 1x200, 65x31, 17x130, 48x36, 96x132, 129x257,
+ * 130x257, 257x130, 128x128, 192x256, 256x384, 4097x257, 257x4097 (the last two 513x257 and
+ * 257x513 with LOWP_GPU_TEST_SMALL=1): partial blocks both ways (of 32 and of 128), partial
+ * tiles (of 64 and 128 rows, 128 columns), lines shorter than one block, pitches that take the
+ * tiled kernel's vector loads and stores (K a multiple of 4, R of 16: 48x36, 96x132, 128x128,
+ * 192x256, 256x384, also with partial 16-value halves of a column segment) and those that do
+ * not; 96x132 once more from an x one float past 16-byte alignment (scalar loads). Configs:
  * 1x128 (fp8-block128's e4m3 with power-of-two scales, RNE; e5m2 with plain fp32 scales; e4m3
  * with stochastic rounding; int8, the generic encoder), 1x32 e4m3 with fp32 scales, and MX
  * (e8m0 scales): mxfp8's e4m3 with the rceil rule (the mxfp8 recipe), e5m2 with floor, e4m3
@@ -19,7 +23,10 @@
  * block with either gets the NaN scale). The row-wise half as values
  * (lowpi_cuda_quantize_both_values, fp32 and bf16): lowp_cuda_dequantize of the row-wise codes
  * bit for bit, and the CPU's lowp_dequantize. Then the argument checks (shapes, configs).
- * LOWP_GPU_TEST_SMALL=1 runs five of the configs (compute-sanitizer's time).
+ * LOWP_GPU_TEST_SMALL=1 runs five of the configs (compute-sanitizer's time). Every config runs
+ * the default tiled kernel (tiles of 128 rows where the column-wise blocks are 128 long, else
+ * 64); the five configs run again on the older kernel (one warp per line,
+ * lowpi_cuda_quant_set_generic(1)).
  *
  * Mismatches print (tensor, index, row, col, got, want). Exit 77 without a device. */
 #include <math.h>
@@ -47,9 +54,9 @@ static void make_input(float *x, size_t R, size_t K, int special) {
   }
 }
 
-static float *d_x, *h_x, *h_xt;
-static void *d_v[2], *h_v[2]; /* values (lowpi_cuda_quantize_both_values): want, got */
-static float *h_cpu;          /* the CPU's lowp_dequantize */
+static float *d_x0, *d_x, *h_x, *h_xt; /* d_x: d_x0, or one float past it */
+static void *d_v[2], *h_v[2];          /* values (lowpi_cuda_quantize_both_values): want, got */
+static float *h_cpu;                   /* the CPU's lowp_dequantize */
 
 typedef struct {
   const char *name;
@@ -60,6 +67,8 @@ typedef struct {
   lowp_mx_rule rule;       /* MX */
   lowp_round round;
 } case_cfg;
+
+static const char *g_kernel = "tiled"; /* the kernel under test, for the messages */
 
 static lowp_qconfig mk(const case_cfg *cc, uint64_t seed, uint64_t offset) {
   lowp_qconfig c;
@@ -119,10 +128,11 @@ static void test_values(const lowp_qconfig *cr, lowp_cuda_qtensor *gr, lowp_cuda
                 (double)((const float *)h_v[1])[i], (double)h_cpu[i]);
     }
     GC_CHECK(bad == 0 && bad_cpu == 0,
-             "%s %zux%zu: %ld %s values differ from lowp_cuda_dequantize's, %ld from the CPU's",
-             name, R, K, bad, bf ? "bf16" : "fp32", bad_cpu);
+             "%s %s %zux%zu: %ld %s values differ from lowp_cuda_dequantize's, %ld from the CPU's",
+             g_kernel, name, R, K, bad, bf ? "bf16" : "fp32", bad_cpu);
     if (bf && GC_OK(lowp_cuda_qtensor_to_host(gcol, &got_c))) {
-      snprintf(what, sizeof what, "%s %zux%zu values and column-wise: column-wise", name, R, K);
+      snprintf(what, sizeof what, "%s %s %zux%zu values and column-wise: column-wise", g_kernel,
+               name, R, K);
       gc_same_qtensor(what, want_c, &got_c);
     }
   }
@@ -154,13 +164,15 @@ static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
     if (!GC_OK(lowpi_cuda_quantize_both(d_x, R, K, way == 2 ? NULL : &gr, way == 1 ? NULL : &gcol)))
       continue;
     if (way != 2 && GC_OK(lowp_cuda_qtensor_to_host(&gr, &got_r))) {
-      snprintf(what, sizeof what, "%s %zux%zu%s %s: row-wise", cc->name, R, K,
-               special ? " (zero block, nan, inf)" : "", ways[way]);
+      snprintf(what, sizeof what, "%s %s %zux%zu%s%s %s: row-wise", g_kernel, cc->name, R, K,
+               special ? " (zero block, nan, inf)" : "", d_x != d_x0 ? " (x misaligned)" : "",
+               ways[way]);
       gc_same_qtensor(what, &want_r, &got_r);
     }
     if (way != 1 && GC_OK(lowp_cuda_qtensor_to_host(&gcol, &got_c))) {
-      snprintf(what, sizeof what, "%s %zux%zu%s %s: column-wise (the transpose)", cc->name, R, K,
-               special ? " (zero block, nan, inf)" : "", ways[way]);
+      snprintf(what, sizeof what, "%s %s %zux%zu%s%s %s: column-wise (the transpose)", g_kernel,
+               cc->name, R, K, special ? " (zero block, nan, inf)" : "",
+               d_x != d_x0 ? " (x misaligned)" : "", ways[way]);
       gc_same_qtensor(what, &want_c, &got_c);
     }
   }
@@ -246,11 +258,13 @@ int main(void) {
   if (skip)
     return skip;
   const size_t big = gc_small() ? 513 : 4097;
-  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},    {1, 200},
-                              {65, 31},   {17, 130},  {130, 257}, {257, 130},
-                              {128, 128}, {256, 384}, {big, 257}, {257, big}};
+  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},    {1, 33},    {1, 200},
+                              {65, 31},   {17, 130},  {48, 36},   {96, 132},  {129, 257},
+                              {130, 257}, {257, 130}, {128, 128}, {192, 256}, {256, 384},
+                              {big, 257}, {257, big}};
   const size_t nshapes = sizeof shapes / sizeof shapes[0], maxn = big * 257;
-  GC_REQUIRE(lowp_cuda_malloc((void **)&d_x, maxn * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_x0, (maxn + 4) * sizeof(float)));
+  d_x = d_x0;
   h_x = malloc(maxn * sizeof(float));
   h_xt = malloc(maxn * sizeof(float));
   h_cpu = malloc(maxn * sizeof(float));
@@ -281,18 +295,28 @@ int main(void) {
       {"mx 1x64 e4m3 floor rne", LOWP_E4M3, MX, 64, E8, LOWP_MX_FLOOR, RNE}};
   /* LOWP_GPU_TEST_SMALL (compute-sanitizer): fp8-block's, 1x128 SR, mxfp8's, MX SR, MX e2m1 SR */
   static const size_t small_cases[] = {0, 2, 5, 7, 11};
-  const size_t ncases =
-      gc_small() ? sizeof small_cases / sizeof small_cases[0] : sizeof cases / sizeof cases[0];
-  for (size_t ci = 0; ci < ncases; ci++) {
-    const case_cfg *cc = &cases[gc_small() ? small_cases[ci] : ci];
-    for (size_t s = 0; s < nshapes; s++) {
-      test_shape(cc, shapes[s][0], shapes[s][1], 0);
-      if (shapes[s][0] * shapes[s][1] > 4)
-        test_shape(cc, shapes[s][0], shapes[s][1], 1);
+  const size_t nsmall = sizeof small_cases / sizeof small_cases[0];
+  for (int line = 0; line < 2; line++) { /* the tiled kernel, then the older one */
+    lowpi_cuda_quant_set_generic(line);
+    g_kernel = line ? "line kernel:" : "tiled:";
+    const int subset = gc_small() || line;
+    const size_t ncases = subset ? nsmall : sizeof cases / sizeof cases[0];
+    for (size_t ci = 0; ci < ncases; ci++) {
+      const case_cfg *cc = &cases[subset ? small_cases[ci] : ci];
+      for (size_t s = 0; s < nshapes; s++) {
+        test_shape(cc, shapes[s][0], shapes[s][1], 0);
+        if (shapes[s][0] * shapes[s][1] > 4)
+          test_shape(cc, shapes[s][0], shapes[s][1], 1);
+      }
+      d_x = d_x0 + 1; /* 4 bytes past 16-byte alignment: the scalar loads */
+      test_shape(cc, 96, 132, 1);
+      d_x = d_x0;
     }
   }
+  lowpi_cuda_quant_set_generic(0);
+  g_kernel = "tiled:";
   test_args();
-  lowp_cuda_free(d_x);
+  lowp_cuda_free(d_x0);
   free(h_x);
   free(h_xt);
   free(h_cpu);
