@@ -202,10 +202,11 @@ __global__ void transposed_mx_kernel(const float *__restrict__ x, size_t R, size
   unsigned long long sat = 0;
   for (size_t b = blockIdx.x; b < tiles; b += gridDim.x) { /* block-uniform */
     const size_t r0 = (b / tiles_c) * kTrRows, c0 = (b % tiles_c) * kTrCols;
+    /* pass q of warp w (W = 8 q + w) loads rows 4 (W % 8) + lane / 8, float4 8 (W / 8) +
+     * lane % 8 of the tile: 4 rows x 128 bytes per warp */
     float4 a[4];
 #pragma unroll
-    for (int q = 0; q < 4;
-         q++) { /* warp-pass W: rows 4 (W % 8) + lane / 8, float4 8 (W / 8) + lane % 8 */
+    for (int q = 0; q < 4; q++) {
       const unsigned W = (unsigned)q * 8 + warp;
       const unsigned row = 4 * (W % 8) + lane / 8, col = 4 * (8 * (W / 8) + lane % 8);
       const size_t i = r0 + row, jj = c0 + col;

@@ -12,7 +12,10 @@
  * specialized ones (32-bit element rules, blocks kept in registers) on every case; the generic
  * ones (lowpi_cuda_quant_set_generic) on two shapes of every configuration; rows long enough
  * for each register-cache size of the one-block-per-row kernel and beyond it; NVFP4 and
- * per-tensor scaling with the amax given (lowpi_cuda_quantize_ex).
+ * per-tensor scaling with the amax given (lowpi_cuda_quantize_ex); row int8, e2m1 (MX,
+ * NVFP4) and the 1 x N dequantize on 1x17, 1x32, 129x257, 129x256, 31x4096, fast and generic;
+ * x_transposed with no column-wise copy (the tiled 1x32 kernel, the both-ways kernel's
+ * transposed half for 1x64 / 1x128) on 1x17 .. 512x1024, with its dequantized values.
  *
  * Float outputs compare bit for bit, except that two NaNs match whatever their payloads (the
  * GPU's arithmetic makes the canonical NaN 0x7FFFFFFF where x86 keeps the operand's). A NaN
