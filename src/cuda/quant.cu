@@ -19,8 +19,14 @@
  * amax values are combined as bits (lowpi_abs_key): exact, so the order of reduction never
  * matters. The three one-scale modes (TENSOR, NONE, DELAYED) read x in either layout: the
  * column-wise copy and x_transposed cast 64 x 64 tiles of x moved through shared memory
- * (encode_flat_t). The other modes' column-wise copy and x_transposed go through a tiled
- * transpose into stream-ordered scratch (cudaMallocAsync). */
+ * (encode_flat_t). x_transposed with 1 x N blocks and no column-wise copy reads x once too:
+ * 1 x 32 (MX, BLOCK_1D) through 32 x 128 tiles (transposed_mx_kernel), 1 x 64 and 1 x 128 through
+ * the both-ways kernel's transposed half (quant_both.cu). The other modes' column-wise copy and
+ * x_transposed go through a tiled transpose into stream-ordered scratch (cudaMallocAsync).
+ * Dequantizing 1 x N blocks (N = 16 << k dividing the row, one-byte codes) decodes by
+ * arithmetic with no index division (dequant_rowblock); other layouts take dequant_chunks.
+ * lowpi_cuda_quant_set_generic(1) restores the earlier paths of each (the transpose, the
+ * table decode, the run-time encode rule) for the benchmark's comparison. */
 #include <stdint.h>
 #include <string.h>
 
@@ -160,6 +166,100 @@ __global__ void encode_flat_t(const float *__restrict__ x, size_t R, size_t C,
   lowpi_flush_counts(sat, m, amax, nsat);
 }
 
+/* ---- 1 x 32 blocks of the transpose -------------------------------------------------------- */
+
+constexpr int kTrRows = 32;           /* a tile's rows of x: one block of the transpose's row */
+constexpr int kTrCols = 128;          /* a tile's columns of x: 2 threads per column */
+constexpr int kTrPitch = kTrCols + 1; /* odd: neither the writes below nor the column reads
+                                         conflict on the banks */
+static_assert(lowpi_kThreads == 2 * kTrCols, "transposed_mx_kernel: 2 threads per column");
+
+/* The codes (C, R) and scales of transpose(x) for x (R, C) in blocks of 1 x 32 along R (what
+ * lowp_cuda_quantize(x, q, 1) writes for MX / BLOCK_1D 1x32 with no column-wise copy), reading
+ * x once: a CUDA block moves 32 x 128 tiles of x through shared memory. Loads: each warp reads
+ * 4 rows x 128 consecutive bytes per float4 load (16-byte loads when vec4: C % 4 == 0 and x
+ * aligned), each thread its four float4 issued before any is stored. Then column j of the
+ * tile (a 32-value block of row c0 + j of the transpose) is two consecutive lanes' 16 values:
+ * the block amax by one shuffle, the scale by lowpi_qblock_scale (each lane computes it), 16
+ * codes per lane, one 16-byte store when vec16 (R % 16 == 0, codes aligned). Rows past R are
+ * zeros (the CPU's partial last block: no raise of the amax, not stored); stochastic rounding
+ * indexes the transpose's elements. */
+template <int FF, int RR>
+__global__ void transposed_mx_kernel(const float *__restrict__ x, size_t R, size_t C, size_t SC,
+                                     void *__restrict__ codes, void *__restrict__ scales,
+                                     lowpi_qparams p, lowpi_fmt f, lowp_round rnd, uint64_t seed,
+                                     uint64_t offset, int vec4, int vec16, float *__restrict__ amax,
+                                     float *__restrict__ tensor_scale,
+                                     unsigned long long *__restrict__ nsat) {
+  __shared__ float tile[kTrRows * kTrPitch];
+  if (lowpi_global_tid() == 0)
+    *tensor_scale = 1.0f;
+  const size_t tiles_c = (C + kTrCols - 1) / kTrCols,
+               tiles = tiles_c * ((R + kTrRows - 1) / kTrRows);
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const unsigned j = warp * 16 + lane / 2, part = lane % 2; /* encode: column j, rows 16 part.. */
+  uint32_t tmax = 0;
+  unsigned long long sat = 0;
+  for (size_t b = blockIdx.x; b < tiles; b += gridDim.x) { /* block-uniform */
+    const size_t r0 = (b / tiles_c) * kTrRows, c0 = (b % tiles_c) * kTrCols;
+    /* pass q of warp w (W = 8 q + w) loads rows 4 (W % 8) + lane / 8, float4 8 (W / 8) +
+     * lane % 8 of the tile: 4 rows x 128 bytes per warp */
+    float4 a[4];
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      const unsigned W = (unsigned)q * 8 + warp;
+      const unsigned row = 4 * (W % 8) + lane / 8, col = 4 * (8 * (W / 8) + lane % 8);
+      const size_t i = r0 + row, jj = c0 + col;
+      const float *src = x + i * C + jj;
+      if (vec4 && i < R && jj + 3 < C) {
+        a[q] = *(const float4 *)src;
+      } else {
+        a[q].x = i < R && jj < C ? src[0] : 0.0f;
+        a[q].y = i < R && jj + 1 < C ? src[1] : 0.0f;
+        a[q].z = i < R && jj + 2 < C ? src[2] : 0.0f;
+        a[q].w = i < R && jj + 3 < C ? src[3] : 0.0f;
+      }
+    }
+    __syncthreads(); /* the previous tile has been read */
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      const unsigned W = (unsigned)q * 8 + warp;
+      const unsigned row = 4 * (W % 8) + lane / 8, col = 4 * (8 * (W / 8) + lane % 8);
+      float *dst = tile + row * kTrPitch + col;
+      dst[0] = a[q].x;
+      dst[1] = a[q].y;
+      dst[2] = a[q].z;
+      dst[3] = a[q].w;
+    }
+    __syncthreads();
+    float y[16];
+    uint32_t m = 0;
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+      y[k] = tile[(16 * part + k) * kTrPitch + j];
+      m = max(m, lowpi_abs_bits(y[k]));
+    }
+    m = lowpi_key_of_max(max(m, __shfl_xor_sync(FULL, m, 1)));
+    const size_t jt = c0 + j, i0 = r0 + 16 * part; /* row jt of the transpose, from column i0 */
+    if (jt >= C || i0 >= R)
+      continue; /* (the loop's barriers are reached by every thread: no shuffle follows) */
+    tmax = max(tmax, m);
+    const lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(m), 1.0f);
+    if (part == 0)
+      lowpi_store_scale(p, scales, jt * SC + r0 / kTrRows, s);
+    const bool count = lowpi_may_saturate(m, s.enc, p.fmax_bits);
+    const size_t valid = R - i0 < 16 ? R - i0 : 16;
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+      y[k] = y[k] * s.enc;
+      sat += count && (size_t)k < valid ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
+    }
+    lowpi_store_codes16<FF, RR>(y, vec16 && valid == 16, valid, codes, 1, f, rnd, seed, offset,
+                                jt * R + i0);
+  }
+  lowpi_flush_counts(sat, tmax, amax, nsat);
+}
+
 /* ---- 1 x N row blocks, fused --------------------------------------------------------------- */
 
 /* Thread t owns 16 values: row i, block bj, part sub (of g = bc / 16) of that block; rows are
@@ -185,8 +285,10 @@ __global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C,
   for (size_t t0 = lowpi_global_tid() - lane; t0 < total; t0 += lowpi_grid_stride()) {
     const size_t t = t0 + lane;
     const bool active = t < total;
-    const size_t i = active ? t / per_row : 0, r = active ? t % per_row : 0;
-    const size_t bj = r / (size_t)g, j0 = bj * (size_t)bc + (r % (size_t)g) * 16;
+    const size_t i = active ? lowpi_udiv(t, per_row) : 0;
+    const size_t r = active ? lowpi_umod(t, per_row, i) : 0;
+    const size_t bj = lowpi_udiv(r, (size_t)g), sub = lowpi_umod(r, (size_t)g, bj);
+    const size_t j0 = bj * (size_t)bc + sub * 16;
     const bool has = active && j0 < C; /* a part past the row's end holds nothing */
     /* C % 16 == 0 and x aligned (vec): the 16 values are there and aligned; else zero padding,
      * the CPU's partial rule */
@@ -196,19 +298,24 @@ __global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C,
     uint32_t m = 0;
 #pragma unroll
     for (int k = 0; k < 16; k++)
-      m = max(m, lowpi_abs_key(v[k]));
+      m = max(m, lowpi_abs_bits(v[k]));
     for (int o = 1; o < g; o *= 2)
       m = max(m, __shfl_xor_sync(FULL, m, o));
+    m = lowpi_key_of_max(m);
     tmax = max(tmax, m);
     if (!has)
       continue;
     const lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(m), s_enc);
-    if (j0 % (size_t)bc == 0)
+    if (sub == 0) /* the block's first part */
       lowpi_store_scale(p, scales, i * SC + bj, s);
+    const bool count = lowpi_may_saturate(m, s.enc, p.fmax_bits);
 #pragma unroll
-    for (int k = 0; k < 16; k++) {
+    for (int k = 0; k < 16; k++)
       v[k] = v[k] * s.enc;
-      sat += j0 + k < C ? lowpi_saturates(v[k], p.fmax_bits) : 0u;
+    if (count) {
+#pragma unroll
+      for (int k = 0; k < 16; k++)
+        sat += j0 + k < C ? lowpi_saturates(v[k], p.fmax_bits) : 0u;
     }
     lowpi_store_codes16<FF, RR>(v, vec, valid, codes, bytes, f, rnd, seed, offset, i * C + j0);
   }
@@ -330,25 +437,26 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
       for (int q = 0; q < CACHE; q++) {
         const size_t ch = threadIdx.x + (size_t)q * blockDim.x;
         if (ch < nch) {
-          const size_t j0 = c0 + (ch % cpr) * 16;
-          lowpi_load16(x + (r0 + ch / cpr) * C + j0, vec, c1 - j0 < 16 ? c1 - j0 : 16, yc[q]);
+          const size_t rr = lowpi_udiv(ch, cpr), j0 = c0 + lowpi_umod(ch, cpr, rr) * 16;
+          lowpi_load16(x + (r0 + rr) * C + j0, vec, c1 - j0 < 16 ? c1 - j0 : 16, yc[q]);
 #pragma unroll
           for (int k = 0; k < 16; k++) /* the zero padding cannot raise the max */
-            m = max(m, lowpi_abs_key(yc[q][k]));
+            m = max(m, lowpi_abs_bits(yc[q][k]));
         }
       }
     } else {
 #pragma unroll 4
       for (size_t ch = threadIdx.x; ch < nch; ch += blockDim.x) {
-        const size_t j0 = c0 + (ch % cpr) * 16;
+        const size_t rr = lowpi_udiv(ch, cpr), j0 = c0 + lowpi_umod(ch, cpr, rr) * 16;
         float y[16]; /* vec: C % 16 == 0, bc % 16 == 0, x aligned: 16 aligned values */
-        lowpi_load16(x + (r0 + ch / cpr) * C + j0, vec, c1 - j0 < 16 ? c1 - j0 : 16, y);
+        lowpi_load16(x + (r0 + rr) * C + j0, vec, c1 - j0 < 16 ? c1 - j0 : 16, y);
 #pragma unroll
         for (int k = 0; k < 16; k++)
-          m = max(m, lowpi_abs_key(y[k]));
+          m = max(m, lowpi_abs_bits(y[k]));
       }
     }
-    m = lowpi_block_max(m); /* thread 0 has it; its barriers also order block_amax's reuse */
+    m = lowpi_key_of_max(lowpi_block_max(m)); /* thread 0 has it; its barriers also order
+                                                 block_amax's reuse */
     if (threadIdx.x == 0) {
       block_amax = m;
       tmax = max(tmax, m);
@@ -357,31 +465,34 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
     const lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(block_amax), s_enc);
     if (threadIdx.x == 0)
       lowpi_store_scale(p, scales, b, s);
+    const bool count = lowpi_may_saturate(block_amax, s.enc, p.fmax_bits);
     if constexpr (CACHE > 0) {
 #pragma unroll
       for (int q = 0; q < CACHE; q++) {
         const size_t ch = threadIdx.x + (size_t)q * blockDim.x;
         if (ch < nch) {
-          const size_t j0 = c0 + (ch % cpr) * 16, idx0 = (r0 + ch / cpr) * C + j0;
+          const size_t rr = lowpi_udiv(ch, cpr), j0 = c0 + lowpi_umod(ch, cpr, rr) * 16;
+          const size_t idx0 = (r0 + rr) * C + j0;
           const size_t valid = c1 - j0 < 16 ? c1 - j0 : 16;
 #pragma unroll
           for (int k = 0; k < 16; k++) {
             yc[q][k] = yc[q][k] * s.enc;
-            sat += j0 + k < c1 ? lowpi_saturates(yc[q][k], p.fmax_bits) : 0u;
+            sat += count && j0 + k < c1 ? lowpi_saturates(yc[q][k], p.fmax_bits) : 0u;
           }
           lowpi_store_codes16<FF, RR>(yc[q], vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
         }
       }
     } else {
       for (size_t ch = threadIdx.x; ch < nch; ch += blockDim.x) {
-        const size_t j0 = c0 + (ch % cpr) * 16, idx0 = (r0 + ch / cpr) * C + j0;
+        const size_t rr = lowpi_udiv(ch, cpr), j0 = c0 + lowpi_umod(ch, cpr, rr) * 16;
+        const size_t idx0 = (r0 + rr) * C + j0;
         const size_t valid = c1 - j0 < 16 ? c1 - j0 : 16;
         float y[16];
         lowpi_load16(x + idx0, vec, valid, y);
 #pragma unroll
         for (int k = 0; k < 16; k++) {
           y[k] = y[k] * s.enc;
-          sat += j0 + k < c1 ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
+          sat += count && j0 + k < c1 ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
         }
         lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
       }
@@ -514,6 +625,80 @@ __global__ void dequant_chunks(const void *__restrict__ codes, int bytes, lowpi_
           for (int k = 0; k < 16 && j0 + k < C; k++)
             o[k] = v[k];
         }
+      }
+    }
+  }
+}
+
+/* How dequant_rowblock reads a block's stored scale. */
+enum scale_kind { kScaleF32 = 0, kScaleE8M0 = 1, kScaleE4M3 = 2 };
+
+/* One code of format FF (e4m3, e2m1: by arithmetic; else the scalar rule of f). */
+template <int FF> __device__ __forceinline__ float decode_code(const lowpi_fmt &f, uint32_t c) {
+  if constexpr (FF == LOWP_E4M3)
+    return lowpi_decode_e4m3_fast(c);
+  else if constexpr (FF == LOWP_E2M1)
+    return lowpi_decode_e2m1_fast(c);
+  else
+    return lowpi_decode(f, c);
+}
+
+/* dequant_chunks for one-byte codes in 1 x N blocks, N = 16 << gshift dividing the row length
+ * (so the row's blocks end with it), codes and y 16-byte aligned: chunk t (16 values) is bytes
+ * 16 t .. 16 t + 15 of the codes, lies in block t >> gshift and fills y from element 16 t: no
+ * division, one scale per chunk. The codes decode by arithmetic (format/cast_fast32.h) instead
+ * of a shared-memory table (whose random reads conflict on the banks); the value is the same
+ * decode(code) * scale (NVFP4: then / s_enc) as there, rounded to bf16 by the same rule. Two
+ * chunks per thread and step, both loaded before either is decoded. */
+template <int FF>
+__global__ void dequant_rowblock(const uint8_t *__restrict__ codes, size_t nchunks, unsigned gshift,
+                                 lowpi_fmt f, const void *__restrict__ scales, int skind,
+                                 const float *__restrict__ tensor_scale, void *__restrict__ y,
+                                 int out_bf16) {
+  const bool nvfp4 = skind == kScaleE4M3;
+  const float s_enc = *tensor_scale;
+  const size_t stride = lowpi_grid_stride();
+  for (size_t t0 = lowpi_global_tid(); t0 < nchunks; t0 += 2 * stride) {
+    uint4 u[2] = {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0)};
+    float s[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int q = 0; q < 2; q++) {
+      const size_t t = t0 + q * stride;
+      if (t < nchunks) {
+        u[q] = ((const uint4 *)codes)[t];
+        const size_t b = t >> gshift;
+        s[q] = skind == kScaleF32    ? ((const float *)scales)[b]
+               : skind == kScaleE8M0 ? lowpi_decode_e8m0_fast(((const uint8_t *)scales)[b])
+                                     : lowpi_decode_e4m3_fast(((const uint8_t *)scales)[b]);
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < 2; q++) {
+      const size_t t = t0 + q * stride;
+      if (t >= nchunks)
+        break;
+      const uint32_t w[4] = {u[q].x, u[q].y, u[q].z, u[q].w};
+      float v[16];
+#pragma unroll
+      for (int k = 0; k < 16; k++) {
+        v[k] = decode_code<FF>(f, (w[k / 4] >> (8 * (k % 4))) & 0xFFu) * s[q];
+        if (nvfp4)
+          v[k] = v[k] / s_enc;
+      }
+      if (out_bf16) {
+        uint32_t o[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+          o[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k]) |
+                 lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k + 1]) << 16;
+        uint4 *dst = (uint4 *)((uint16_t *)y + 16 * t);
+        dst[0] = make_uint4(o[0], o[1], o[2], o[3]);
+        dst[1] = make_uint4(o[4], o[5], o[6], o[7]);
+      } else {
+        float4 *dst = (float4 *)((float *)y + 16 * t);
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+          dst[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
       }
     }
   }
@@ -706,6 +891,34 @@ lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qc
   return LOWP_OK;
 }
 
+/* Whether transposed_mx_kernel quantizes d (its rows the columns of x) from x: blocks of 1 x 32
+ * (MX or BLOCK_1D), one-byte codes. */
+bool transposed_mx_ok(const lowp_qconfig *c, const lowp_cuda_qdata *d) {
+  return (c->mode == LOWP_SCALING_MX || c->mode == LOWP_SCALING_BLOCK_1D) && d->block_rows == 1 &&
+         d->block_cols == (size_t)kTrRows && lowp_format_get(c->format)->storage_bytes == 1;
+}
+
+/* d's codes and scales from x (d->cols, d->rows), its transpose, by transposed_mx_kernel. */
+lowp_status launch_transposed_mx(const float *x, lowp_cuda_qdata *d, const lowp_qconfig *c) {
+  const lowpi_qparams p = lowpi_qparams_of(c, NULL);
+  const lowpi_fmt f = lowpi_fmt_of(c->format);
+  const size_t xr = d->cols, xc = d->rows; /* x (xr, xc) */
+  LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(stats_block), 0));
+  const int vec4 = aligned16(x) && xc % 4 == 0;
+  const int vec16 = xr % 16 == 0 && aligned16(d->codes);
+  const size_t tiles = ((xr + kTrRows - 1) / kTrRows) * ((xc + kTrCols - 1) / kTrCols);
+  const size_t cap = (size_t)lowpi_cuda_sm_count() * 8; /* 8 resident blocks of 256 per SM */
+  const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
+#define LOWPI_TMX(FF, RR)                                                                          \
+  transposed_mx_kernel<FF, RR><<<blocks, lowpi_kThreads>>>(                                        \
+      x, xr, xc, d->scale_cols, d->codes, d->scales, p, f, c->round, c->seed, c->offset, vec4,     \
+      vec16, d->amax, d->tensor_scale, d->n_saturated)
+  LOWPI_DISPATCH(LOWPI_TMX);
+#undef LOWPI_TMX
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
 /* The modes of one scale per tensor, whose cast can read x in either layout. */
 bool one_scale(const lowp_qconfig *c) {
   return c->mode == LOWP_SCALING_NONE || c->mode == LOWP_SCALING_DELAYED ||
@@ -798,6 +1011,34 @@ lowp_status dequantize_one(const lowp_cuda_qtensor *q, const lowp_cuda_qdata *d,
   if ((uintptr_t)y & (out == LOWP_FP32 ? 3u : 1u))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_dequantize: misaligned output");
   const lowp_format fmt = q->cfg.format;
+  const int bytes = lowp_format_get(fmt)->storage_bytes;
+  const size_t bc = d->block_cols;
+  const lowp_scaling_mode mode = q->cfg.mode;
+  /* 1 x N blocks, N = 16 << k dividing the row, one-byte codes, aligned: dequant_rowblock */
+  if (!g_generic && bytes == 1 && d->block_rows == 1 && bc >= 16 && (bc & (bc - 1)) == 0 &&
+      d->cols % bc == 0 && aligned16(y) && aligned16(d->codes)) {
+    unsigned gshift = 0;
+    while ((16u << gshift) < bc)
+      gshift++;
+    const int skind = mode == LOWP_SCALING_MX      ? kScaleE8M0
+                      : mode == LOWP_SCALING_NVFP4 ? kScaleE4M3
+                                                   : kScaleF32;
+    const size_t nchunks = d->rows * d->cols / 16;
+    const unsigned blocks = lowpi_cuda_blocks((nchunks + 1) / 2, lowpi_kThreads);
+#define LOWPI_DQ(FF)                                                                               \
+  dequant_rowblock<FF><<<blocks, lowpi_kThreads>>>((const uint8_t *)d->codes, nchunks, gshift,     \
+                                                   lowpi_fmt_of(fmt), d->scales, skind,            \
+                                                   d->tensor_scale, y, out == LOWP_BF16)
+    if (fmt == LOWP_E4M3)
+      LOWPI_DQ(LOWP_E4M3);
+    else if (fmt == LOWP_E2M1)
+      LOWPI_DQ(LOWP_E2M1);
+    else
+      LOWPI_DQ(lowpi_kAny);
+#undef LOWPI_DQ
+    LOWPI_CUDA_CHECK_LAUNCH();
+    return LOWP_OK;
+  }
   const int vec = d->cols % 16 == 0 && aligned16(y);
   const size_t chunks = d->rows * ((d->cols + 15) / 16);
   dequant_chunks<<<lowpi_cuda_blocks(chunks, lowpi_kThreads), lowpi_kThreads>>>(
@@ -913,6 +1154,16 @@ lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_t
   float *nv_row = c->mode == LOWP_SCALING_NVFP4 ? q->rowwise.amax : NULL;
   if (!x_transposed && !c->columnwise)
     return quantize_one(x, &q->rowwise, c, dl, c->offset, dl != NULL, false, nv_amax, nv_known);
+  /* 1 x N blocks from x (C, R), row-wise codes only: read x once through shared-memory tiles
+   * instead of transposing it into scratch first. N = 32: transposed_mx_kernel; 64, 128: the
+   * column-wise half of the both-ways kernel, which is exactly this (lowp_cuda_quantize(x, q,
+   * 1) by its contract). The generic mode keeps the transpose (the benchmark's comparison). */
+  if (x_transposed && !c->columnwise && !g_generic) {
+    if (transposed_mx_ok(c, &q->rowwise)) /* blocks of 32: the tile kernel of this file */
+      return launch_transposed_mx(x, &q->rowwise, c);
+    if (lowpi_cuda_quantize_both_ok(c))
+      return lowpi_cuda_quantize_both(x, C, R, NULL, q);
+  }
   /* One orientation needs the transpose of x: stream-ordered scratch from the device's default
    * pool, freed in stream order, so no memory stays with the tensor. The pool is told to keep
    * what it has (else every synchronisation hands the pages back and the next call maps them

@@ -17,6 +17,20 @@
 /* Template argument for "known only at run time" (format or rounding). */
 constexpr int lowpi_kAny = -1;
 
+/* a / b (b > 0) in 32-bit arithmetic where both fit, the usual case (a 64-bit division by a
+ * run-time value is a long instruction sequence, several per 16 values in the index math of
+ * the cast kernels); in 64 bits else. */
+__device__ __forceinline__ size_t lowpi_udiv(size_t a, size_t b) {
+  if (((a | b) >> 32) == 0)
+    return (uint32_t)a / (uint32_t)b;
+  return a / b;
+}
+
+/* q = a / b and a % b = a - q * b. */
+__device__ __forceinline__ size_t lowpi_umod(size_t a, size_t b, size_t q) {
+  return a - q * b;
+}
+
 /* What the scale rule of a mode needs, by value. */
 struct lowpi_qparams {
   int mode;   /* lowp_scaling_mode */
@@ -51,6 +65,21 @@ inline lowpi_qparams lowpi_qparams_of(const lowp_qconfig *c, const lowp_cuda_del
 __device__ __forceinline__ uint32_t lowpi_abs_key(float v) {
   uint32_t a = lowpi_f32_bits(v) & 0x7FFFFFFFu;
   return a > 0x7F800000u ? 0x7FC00000u : a;
+}
+
+/* The max m of lowpi_abs_bits (scale_math.h: |x| as bits, NaN as it is) over any set, made
+ * the max of their lowpi_abs_key: every NaN's bits exceed the other values', and all NaN keys
+ * are 0x7FC00000. One instruction per value less in the hot loops than the keys. */
+__device__ __forceinline__ uint32_t lowpi_key_of_max(uint32_t m) {
+  return m > 0x7F800000u ? 0x7FC00000u : m;
+}
+
+/* Whether a block whose amax key is m may have values that saturate under the multiplier enc:
+ * |x| <= amax gives |x * enc| <= amax * enc (rounding is monotonic), so when amax * enc is a
+ * number within fmt_max no value saturates and the per-value count can be skipped; a NaN amax
+ * or product always counts. */
+__device__ __forceinline__ bool lowpi_may_saturate(uint32_t m, float enc, uint32_t fmax_bits) {
+  return (lowpi_f32_bits(lowpi_bits_f32(m) * enc) & 0x7FFFFFFFu) > fmax_bits;
 }
 
 /* The block's max of every thread's m (lowpi_abs_key values) into *out: one atomic per block.
@@ -126,23 +155,6 @@ __device__ __forceinline__ unsigned lowpi_saturates(float y, uint32_t fmax_bits)
   return a > fmax_bits && a <= 0x7F800000u;
 }
 
-/* e2m1 RNE saturating, equal to lowpi_encode on all 2^32 floats (checked exhaustively on the
- * host): from 1.0 up, the float's bits rounded to one mantissa bit by the integer RNE trick
- * (the carry flows into the exponent) and rebased to e2m1's exponent, clamped at 6; below 1.0
- * (e2m1's subnormals 0 and 0.5) comparisons with the midpoints, ties to the even code. NaN
- * gives +max (+7), as the scalar saturating rule. */
-__device__ __forceinline__ uint32_t lowpi_e2m1_rne_sat(float y) {
-  const uint32_t u = lowpi_f32_bits(y);
-  const uint32_t ab = u & 0x7FFFFFFFu;
-  const uint32_t r = (ab + 0x1FFFFFu + ((ab >> 22) & 1u)) >> 22; /* (exponent, 1 mantissa bit) */
-  const uint32_t norm = r >= 259u ? 7u : r - 252u;               /* 259 = 6.0 rounded: the clamp */
-  const float a = lowpi_bits_f32(ab);
-  const uint32_t sub = (uint32_t)(a > 0.25f) + (uint32_t)(a >= 0.75f);
-  const uint32_t mag = ab >= 0x3F800000u ? norm : sub;
-  const uint32_t neg = (u >> 31) & (uint32_t)(ab <= 0x7F800000u); /* NaN: positive */
-  return mag | (neg << 3);
-}
-
 template <int FF> __device__ __forceinline__ uint32_t lowpi_fp8_pair(float a, float b) {
   /* cvt.rn.satfinite: equal to the scalar rule, NaN included (+0x7F is also the saturating
    * scalar NaN of e4m3 and e5m2). */
@@ -165,7 +177,9 @@ __device__ __forceinline__ uint32_t lowpi_qencode(const lowpi_fmt &f, float y, l
   if constexpr (lowpi_is_hw_fp8<FF, RR>()) {
     return lowpi_fp8_pair<FF>(y, 0.0f) & 0xFFu;
   } else if constexpr (FF == LOWP_E2M1 && RR == LOWP_ROUND_RNE) {
-    return lowpi_e2m1_rne_sat(y);
+    return lowpi_e2m1_rne_sat(y); /* format/cast_fast32.h */
+  } else if constexpr (FF == LOWP_INT8 && RR == LOWP_ROUND_RNE) {
+    return lowpi_int8_rne_sat(y); /* NaN gives 0 as the scalar rule: no canonical NaN needed */
   } else {
     if ((lowpi_f32_bits(y) & 0x7FFFFFFFu) > 0x7F800000u)
       y = lowpi_bits_f32(0x7FC00000u);

@@ -148,6 +148,62 @@ LOWPI_HD uint32_t lowpi_encode_nf4_tree(float x, lowp_round r, uint64_t seed, ui
   return lowpi_nf4_round(x, lo, a, b, r, seed, offset, index);
 }
 
+/* lowpi_encode's e2m1 RNE code with saturation (NaN gives +max, +7, as the scalar saturating
+ * rule). Below 2.0 the codes 0..4 are the multiples of 0.5 (0, 0.5, 1, 1.5, 2): adding 2^22,
+ * where the float's ulp is 0.5, rounds to them (the add's own RNE; ties go to the even
+ * multiple, which is the even code), read off the sum's bits. From 2.0 on, the float's bits
+ * rounded to one mantissa bit by the integer RNE trick (the carry flows into the exponent),
+ * rebased to e2m1's exponent and clamped at 6 (259 = 6.0 rounded). */
+LOWPI_HD uint32_t lowpi_e2m1_rne_sat(float y) {
+  const uint32_t u = lowpi_f32_bits(y);
+  const uint32_t ab = u & 0x7FFFFFFFu;
+  const uint32_t lin = lowpi_f32_bits(lowpi_bits_f32(ab) + 4194304.0f) - 0x4A800000u;
+  const uint32_t r = (ab + 0x1FFFFFu + ((ab >> 22) & 1u)) >> 22; /* (exponent, 1 mantissa bit) */
+  const uint32_t mag = ab < 0x40000000u ? lin : (r < 259u ? r : 259u) - 252u;
+  const uint32_t neg = (u >> 31) & (uint32_t)(ab <= 0x7F800000u); /* NaN: positive */
+  return mag | (neg << 3);
+}
+
+/* lowpi_encode's int8 RNE code with saturation (the symmetric range -127..127, NaN 0; what
+ * lowpi_encode_int gives for 8 bits): the value clamped to +-127 (an integer, so clamping and
+ * rounding commute), then rounded to an integer by adding 1.5 * 2^23, where the float's ulp is
+ * 1 (the add's own round-to-nearest-even is the rounding; the sum stays in [2^23, 2^24)), and
+ * read off the sum's bits. A handful of instructions instead of the general rule. */
+LOWPI_HD uint32_t lowpi_int8_rne_sat(float y) {
+  const float c = (lowpi_f32_bits(y) & 0x7FFFFFFFu) > 0x7F800000u ? 0.0f
+                  : y > 127.0f                                    ? 127.0f
+                  : y < -127.0f                                   ? -127.0f
+                                                                  : y;
+  return (lowpi_f32_bits(c + 12582912.0f) - 0x4B400000u) & 0xFFu;
+}
+
+/* Decoders by arithmetic, equal to lowpi_decode on every code (tests/unit/test_cast_fast32.c
+ * checks all of them): the code's magnitude bits are placed in a float32's exponent and
+ * mantissa fields and multiplied by 2^(127 - bias), exact for normal and subnormal codes alike
+ * (a subnormal code becomes a float32 subnormal first; GPU code must not flush denormals, and
+ * the build does not). */
+
+/* e4m3 (OCP: NaN at magnitude 0x7F, no Inf): bias 7, the magnitude at bit 20, times 2^120. */
+LOWPI_HD float lowpi_decode_e4m3_fast(uint32_t code) {
+  const uint32_t mag = code & 0x7Fu, sign = (code & 0x80u) << 24;
+  const uint32_t v = lowpi_f32_bits(lowpi_bits_f32(mag << 20) * lowpi_bits_f32(0x7B800000u));
+  return lowpi_bits_f32((mag == 0x7Fu ? 0x7FC00000u : v) | sign);
+}
+
+/* e2m1 (no NaN or Inf): bias 1, the magnitude at bit 22, times 2^126. */
+LOWPI_HD float lowpi_decode_e2m1_fast(uint32_t code) {
+  const uint32_t mag = code & 0x7u, sign = (code & 0x8u) << 28;
+  return lowpi_bits_f32(lowpi_f32_bits(lowpi_bits_f32(mag << 22) * lowpi_bits_f32(0x7E800000u)) |
+                        sign);
+}
+
+/* e8m0 (unsigned powers of two 2^-127..2^127, NaN 0xFF): the code is the float32 exponent
+ * field, but for 0 (2^-127, a float32 subnormal) and NaN. */
+LOWPI_HD float lowpi_decode_e8m0_fast(uint32_t code) {
+  code &= 0xFFu;
+  return lowpi_bits_f32(code == 0xFFu ? 0x7FC00000u : code == 0u ? 0x00400000u : code << 23);
+}
+
 /* lowpi_encode, bit for bit, in the forms above. */
 LOWPI_HD uint32_t lowpi_encode_fast(lowpi_fmt f, float x, lowp_round r, lowp_overflow ovf,
                                     uint64_t seed, uint64_t offset, uint64_t index) {

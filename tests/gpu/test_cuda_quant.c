@@ -12,7 +12,10 @@
  * specialized ones (32-bit element rules, blocks kept in registers) on every case; the generic
  * ones (lowpi_cuda_quant_set_generic) on two shapes of every configuration; rows long enough
  * for each register-cache size of the one-block-per-row kernel and beyond it; NVFP4 and
- * per-tensor scaling with the amax given (lowpi_cuda_quantize_ex).
+ * per-tensor scaling with the amax given (lowpi_cuda_quantize_ex); row int8, e2m1 (MX,
+ * NVFP4) and the 1 x N dequantize on 1x17, 1x32, 129x257, 129x256, 31x4096, fast and generic;
+ * x_transposed with no column-wise copy (the tiled 1x32 kernel, the both-ways kernel's
+ * transposed half for 1x64 / 1x128) on 1x17 .. 512x1024, with its dequantized values.
  *
  * Float outputs compare bit for bit, except that two NaNs match whatever their payloads (the
  * GPU's arithmetic makes the canonical NaN 0x7FFFFFFF where x86 keeps the operand's). A NaN
@@ -364,6 +367,85 @@ static void test_long_rows(void) {
       }
 }
 
+/* The paths of 2026-11-23's fourth session on awkward shapes: row int8 (the integer rule kept
+ * in registers), e2m1 (MX, NVFP4), and the row-block dequantize (rows a multiple of the block:
+ * 1x32, 129x256; not: 1x17, 129x257), every case also through the generic paths. Then
+ * x_transposed with no column-wise copy, which MX and 1xN BLOCK_1D take through the both-ways
+ * kernel's transposed half: against the CPU's quantization of x, and its dequantized values. */
+static void test_awkward_paths(void) {
+  const size_t shapes[5][2] = {{1, 17}, {1, 32}, {129, 257}, {129, 256}, {31, 4096}};
+  const int nshapes = gc_small() ? 4 : 5;
+  const lowp_round rounds[2] = {LOWP_ROUND_RNE, LOWP_ROUND_SR};
+  char name[128];
+  for (int r = 0; r < 2; r++) {
+    const char *rn = r ? "sr" : "rne";
+    const qcase cs[6] = {
+        {"row int8", mk(LOWP_INT8, LOWP_SCALING_ROW, 0, LOWP_SCALE_FP32, 0, rounds[r])},
+        {"mx e2m1 1x32", mk(LOWP_E2M1, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, 0, rounds[r])},
+        {"nvfp4 1x16", mk(LOWP_E2M1, LOWP_SCALING_NVFP4, 16, LOWP_SCALE_E4M3, 0, rounds[r])},
+        {"mx e4m3 1x32", mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, 0, rounds[r])},
+        {"mx e5m2 1x64", mk(LOWP_E5M2, LOWP_SCALING_MX, 64, LOWP_SCALE_E8M0, 0, rounds[r])},
+        {"block1d int8 1x128",
+         mk(LOWP_INT8, LOWP_SCALING_BLOCK_1D, 128, LOWP_SCALE_FP32, 0, rounds[r])},
+    };
+    for (int k = 0; k < 6; k++)
+      for (int s = 0; s < nshapes; s++)
+        for (int generic = 0; generic < 2; generic++) {
+          lowpi_cuda_quant_set_generic(generic);
+          snprintf(name, sizeof name, "awkward %.40s %s%s", cs[k].name, rn,
+                   generic ? " generic" : "");
+          run_case(name, &cs[k].cfg, shapes[s][0], shapes[s][1], (s + generic) % 2);
+          lowpi_cuda_quant_set_generic(0);
+        }
+  }
+  /* x_transposed, row-wise only */
+  const size_t tshapes[6][2] = {{1, 17}, {3, 17}, {33, 130}, {129, 257}, {128, 256}, {512, 1024}};
+  const int ntshapes = gc_small() ? 5 : 6;
+  for (int r = 0; r < 2; r++) {
+    const char *rn = r ? "sr" : "rne";
+    const qcase cs[6] = {
+        {"mx e4m3 1x32 floor", mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, 0, rounds[r])},
+        {"mx e4m3 1x32 rceil",
+         mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, LOWP_MX_RCEIL, rounds[r])},
+        {"mx e2m1 1x32", mk(LOWP_E2M1, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, 0, rounds[r])},
+        {"mx e5m2 1x64", mk(LOWP_E5M2, LOWP_SCALING_MX, 64, LOWP_SCALE_E8M0, 0, rounds[r])},
+        {"block1d e4m3 1x128 pow2",
+         mk(LOWP_E4M3, LOWP_SCALING_BLOCK_1D, 128, LOWP_SCALE_FP32_POW2, 0, rounds[r])},
+        {"block1d int8 1x32",
+         mk(LOWP_INT8, LOWP_SCALING_BLOCK_1D, 32, LOWP_SCALE_FP32, 0, rounds[r])},
+    };
+    for (int k = 0; k < 6; k++)
+      for (int s = 0; s < ntshapes; s++)
+        for (int v = 0; v < 2; v++)
+          for (int generic = 0; generic < 2; generic++) {
+            const size_t R = tshapes[s][0], C = tshapes[s][1];
+            lowp_qconfig cfg = cs[k].cfg;
+            cfg.columnwise = 0;
+            make_input(h_x, R, C, v);
+            transpose(h_xt, h_x, R, C);
+            lowp_qtensor want, got;
+            lowp_cuda_qtensor g;
+            GC_REQUIRE(lowp_qtensor_init(&want, &cfg, R, C));
+            GC_REQUIRE(lowp_qtensor_init(&got, &cfg, R, C));
+            GC_REQUIRE(lowp_cuda_qtensor_init(&g, &cfg, R, C));
+            GC_OK(lowp_quantize(h_x, &want));
+            GC_REQUIRE(lowp_cuda_memcpy(d_x, h_xt, R * C * sizeof(float), LOWP_CUDA_H2D));
+            lowpi_cuda_quant_set_generic(generic);
+            GC_OK(lowp_cuda_quantize(d_x, &g, 1));
+            GC_OK(lowp_cuda_qtensor_to_host(&g, &got));
+            snprintf(name, sizeof name, "x_transposed rowwise-only %.30s %s %zux%zu v%d%s",
+                     cs[k].name, rn, R, C, v, generic ? " generic" : "");
+            compare_qdata(name, &want, &got.rowwise, &want.rowwise);
+            strncat(name, " dequantize", sizeof name - strlen(name) - 1);
+            check_dequant(name, &g, &want, 0);
+            lowpi_cuda_quant_set_generic(0);
+            lowp_cuda_qtensor_free(&g);
+            lowp_qtensor_free(&want);
+            lowp_qtensor_free(&got);
+          }
+  }
+}
+
 /* lowpi_cuda_quantize_ex with the amax given (known) and returned (not known), both layouts
  * of x: the same codes and scales as the CPU; the returned amax is the tensor's. */
 static void test_amax_given(void) {
@@ -559,6 +641,7 @@ int main(void) {
   lowpi_cuda_quant_set_generic(0);
   test_long_rows();
   test_amax_given();
+  test_awkward_paths();
   printf("test_cuda_quant: %ld configuration x shape x input cases, %ld failed\n", cases_run,
          cases_failed);
   test_delayed(LOWP_AMAX_MAX, 0, 4, -1);

@@ -160,12 +160,107 @@ static void test_nf4_points(void **state) {
   assert_int_equal(n_fail, 0);
 }
 
+/* lowpi_e2m1_rne_sat (the GPU's e2m1 cast) against lowpi_encode (e2m1, RNE, saturating): every
+ * float32 pattern whose low 11 bits are 0 or 0x400, every value within 64 ulps of each code
+ * value and midpoint (both signs), and the specials. */
+static void test_e2m1_rule(void **state) {
+  (void)state;
+  const lowpi_fmt f = lowpi_fmt_of(LOWP_E2M1);
+  size_t bad = 0;
+  const uint32_t step = THIN ? 0x10000u : 0x800u;
+  for (uint64_t u = 0; u <= 0xFFFFFFFFull; u += step)
+    for (uint32_t lo = 0; lo < 2; lo++) {
+      const uint32_t b = (uint32_t)u | (lo << 10);
+      const uint32_t got = lowpi_e2m1_rne_sat(lowpi_bits_f32(b));
+      const uint32_t want =
+          lowpi_encode(f, lowpi_bits_f32(b), LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0, 0, 0);
+      if (got != want && bad++ < 8)
+        fprintf(stderr, "e2m1 rule: x 0x%08x: got 0x%x, want 0x%x\n", b, got, want);
+    }
+  const float pts[16] = {0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.25f, 1.5f, 1.75f,
+                         2.0f, 2.5f,  3.0f, 3.5f,  4.0f, 5.0f,  6.0f, 7.0f};
+  for (int k = 0; k < 32; k++) {
+    float x = k < 16 ? pts[k] : -pts[k - 16];
+    for (int s = 0; s < 64; s++)
+      x = nextafterf(x, -100.0f);
+    for (int s = 0; s < 129; s++, x = nextafterf(x, 100.0f)) {
+      const uint32_t got = lowpi_e2m1_rne_sat(x);
+      const uint32_t want = lowpi_encode(f, x, LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0, 0, 0);
+      if (got != want && bad++ < 8)
+        fprintf(stderr, "e2m1 rule: x %a: got 0x%x, want 0x%x\n", (double)x, got, want);
+    }
+  }
+  const uint32_t specials[8] = {0x7F800000u, 0xFF800000u, 0x7FC00000u, 0xFFC00001u,
+                                0x00000001u, 0x80000001u, 0x7F7FFFFFu, 0xFF7FFFFFu};
+  for (int k = 0; k < 8; k++) {
+    const float x = lowpi_bits_f32(specials[k]);
+    const uint32_t got = lowpi_e2m1_rne_sat(x);
+    const uint32_t want = lowpi_encode(f, x, LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0, 0, 0);
+    if (got != want && bad++ < 8)
+      fprintf(stderr, "e2m1 rule: x 0x%08x: got 0x%x, want 0x%x\n", specials[k], got, want);
+  }
+  assert_int_equal(bad, 0);
+}
+
+/* lowpi_int8_rne_sat against lowpi_encode (int8, RNE, saturating) on every float32 pattern
+ * whose low 11 bits are 0 or 0x400, every value within 64 ulps of each integer and half-integer
+ * of [-130, 130], and the specials. */
+static void test_int8_rule(void **state) {
+  (void)state;
+  const lowpi_fmt f = lowpi_fmt_of(LOWP_INT8);
+  size_t bad = 0;
+  const uint32_t step = THIN ? 0x10000u : 0x800u;
+  for (uint64_t u = 0; u <= 0xFFFFFFFFull; u += step) {
+    for (uint32_t lo = 0; lo < 2; lo++) {
+      const uint32_t b = (uint32_t)u | (lo << 10);
+      const float x = lowpi_bits_f32(b);
+      const uint32_t got = lowpi_int8_rne_sat(x);
+      const uint32_t want = lowpi_encode(f, x, LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0, 0, 0);
+      if (got != want && bad++ < 8)
+        fprintf(stderr, "int8 rule: x 0x%08x: got 0x%02x, want 0x%02x\n", b, got, want);
+    }
+  }
+  for (int k = -260; k <= 260; k++) {
+    float x = (float)k / 2.0f;
+    for (int s = 0; s < 64; s++)
+      x = nextafterf(x, -1000.0f);
+    for (int s = 0; s < 129; s++, x = nextafterf(x, 1000.0f)) {
+      const uint32_t got = lowpi_int8_rne_sat(x);
+      const uint32_t want = lowpi_encode(f, x, LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0, 0, 0);
+      if (got != want && bad++ < 8)
+        fprintf(stderr, "int8 rule: x %a: got 0x%02x, want 0x%02x\n", (double)x, got, want);
+    }
+  }
+  assert_int_equal(bad, 0);
+}
+
+/* The arithmetic decoders against lowpi_decode on all 256 codes, bit for bit (NaN included). */
+static void test_fast_decoders(void **state) {
+  (void)state;
+  const lowp_format fmts[3] = {LOWP_E4M3, LOWP_E2M1, LOWP_E8M0};
+  size_t bad = 0;
+  for (int k = 0; k < 3; k++) {
+    const lowpi_fmt f = lowpi_fmt_of(fmts[k]);
+    for (uint32_t c = 0; c < 256; c++) {
+      const float got = k == 0   ? lowpi_decode_e4m3_fast(c)
+                        : k == 1 ? lowpi_decode_e2m1_fast(c)
+                                 : lowpi_decode_e8m0_fast(c);
+      const float want = lowpi_decode(f, c);
+      if (lowpi_f32_bits(got) != lowpi_f32_bits(want) && bad++ < 8)
+        fprintf(stderr, "decode %s code 0x%02x: got %a (0x%08x), want %a (0x%08x)\n",
+                lowp_format_get(fmts[k])->name, c, (double)got, lowpi_f32_bits(got), (double)want,
+                lowpi_f32_bits(want));
+    }
+  }
+  assert_int_equal(bad, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_stratified),
-      cmocka_unit_test(test_top20),
-      cmocka_unit_test(test_random),
-      cmocka_unit_test(test_nf4_points),
+      cmocka_unit_test(test_stratified),    cmocka_unit_test(test_top20),
+      cmocka_unit_test(test_random),        cmocka_unit_test(test_nf4_points),
+      cmocka_unit_test(test_e2m1_rule),     cmocka_unit_test(test_int8_rule),
+      cmocka_unit_test(test_fast_decoders),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
