@@ -601,12 +601,13 @@ lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, co
   return LOWP_OK;
 }
 
-/* The tiled kernel's tile height: 128 where the column-wise blocks are 128 long, else 64. */
+/* The tiled kernel takes 64-row tiles: column-wise blocks of 32 or 64. Blocks of 128 take
+ * both_kernel (run_both), which the H100 ran faster there: 16384 x 768, 1x128 e4m3, 0.088 ms
+ * against 0.125 ms for 128-row tiles (bench_cuda_quant, "both ways"; MX 1x32: 0.191 against
+ * 0.076 ms in 64-row tiles). */
 template <int FF, int RR>
 lowp_status launch_tiled_any(const float *x, size_t R, size_t K, const side &row, const side &col,
                              const lowp_qconfig *c) {
-  if (col.codes && col.shift == 2)
-    return launch_tiled<FF, RR, 128>(x, R, K, row, col, c);
   return launch_tiled<FF, RR, 64>(x, R, K, row, col, c);
 }
 
@@ -625,7 +626,7 @@ lowp_status run_both(const float *x, size_t R, size_t K, const side &sr, const s
                      const lowp_qconfig *c) {
   reset_stats<<<1, 1>>>(sr, sc);
   LOWPI_CUDA_CHECK_LAUNCH();
-  const bool line = use_line_kernel();
+  const bool line = use_line_kernel() || (sc.codes && sc.shift == 2); /* launch_tiled_any */
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
     return line ? launch<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c)
                 : launch_tiled_any<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
