@@ -625,14 +625,18 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
 }
 
 /* res = inp1 + (inp2 + bias2) (the residual add, bias2 may be NULL), then its norm as
- * norm_forward: in one kernel (the same bits) unless LOWPI_GPU_PLAIN_LN_RES. */
+ * norm_forward: in one kernel (the same bits) for rows up to kFuseResidualC, unless
+ * LOWPI_GPU_PLAIN_LN_RES. Wider rows take two kernels: on the H100 the fused kernel saved
+ * 0.17 ms of a 44 ms GPT-2 124M step (C 768; Nsight, bench/profile_step.sh) but cost 0.9 % of
+ * a 774M one's tokens/s (C 1280; bench_gpu_train with and without LOWP_GPU_PLAIN=ln_res). */
+enum { kFuseResidualC = 1024 };
 static lowp_status residual_norm_forward(const lowpi_gpu_model *g, const act_store *s, int l,
                                          float *stats, float *res, const float *inp1,
                                          const float *inp2, const float *bias2, const float *w,
                                          const float *b, int N) {
   const lowp_model_config *c = &g->cfg;
   const int C = c->n_embd;
-  if (g->plain & LOWPI_GPU_PLAIN_LN_RES) {
+  if ((g->plain & LOWPI_GPU_PLAIN_LN_RES) || C > kFuseResidualC) {
     LOWPI_TRY(lowpi_cuda_residual_forward_bias(res, inp1, inp2, bias2, (size_t)N * C, C));
     return norm_forward(g, s, l, stats, res, w, b, N);
   }
