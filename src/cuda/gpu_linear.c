@@ -1450,6 +1450,8 @@ unsigned lowpi_gpu_plain_from_env(void) {
                {"xb", LOWPI_GPU_PLAIN_XB},
                {"wmirror", LOWPI_GPU_PLAIN_W16},
                {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
+               {"ln_res", LOWPI_GPU_PLAIN_LN_RES},
+               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},
                {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;

@@ -407,25 +407,6 @@ lowp_status lowpi_gpu_model_create(lowpi_gpu_model **out, lowp_model *host,
   return lowpi_gpu_model_create_sharded(out, host, recipe, seed, B, T, 0);
 }
 
-/* The model's names in LOWP_GPU_PLAIN (gpu_linear.c's lowpi_gpu_plain_from_env ignores them;
- * "all" is read there). */
-static unsigned model_plain_from_env(void) {
-  static const struct {
-    const char *name;
-    unsigned flag;
-  } names[] = {{"ln_res", LOWPI_GPU_PLAIN_LN_RES}, {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD}};
-  const char *env = getenv("LOWP_GPU_PLAIN");
-  unsigned plain = 0;
-  while (env && *env) {
-    const size_t len = strcspn(env, ",");
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-      if (strlen(names[i].name) == len && !strncmp(env, names[i].name, len))
-        plain |= names[i].flag;
-    env += len + (env[len] == ',');
-  }
-  return plain;
-}
-
 lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *host,
                                            const lowp_recipe *recipe, uint64_t seed, int B, int T,
                                            int shard) {
@@ -450,7 +431,7 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
   g->nparams = lowp_model_num_params(host);
   g->shard = shard;
   /* LOWP_GPU_PLAIN: A/B timing of the shortcuts */
-  plain |= lowpi_gpu_plain_from_env() | model_plain_from_env();
+  plain |= lowpi_gpu_plain_from_env();
   g->plain = plain;
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));

@@ -28,22 +28,11 @@ lowp_status lowpi_gpu_model_create_sharded(lowpi_gpu_model **out, lowp_model *ho
                                            const lowp_recipe *recipe, uint64_t seed, int B, int T,
                                            int shard);
 /* The same with some of the step's shortcuts turned off (an OR of LOWPI_GPU_PLAIN_*, in
- * gpu_linear.h, and the model's own below; 0: all on, as create_sharded), for the tests that want
+ * gpu_linear.h; 0: all on, as create_sharded), for the tests that want
  * each shortcut to give the bits of the plain way. */
 lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host,
                                          const lowp_recipe *recipe, uint64_t seed, int B, int T,
                                          int shard, unsigned plain);
-/* The model's own shortcuts (above gpu_linear.h's bits), in LOWP_GPU_PLAIN by the names in
- * brackets (or "all"). */
-enum {
-  /* [ln_res] the residual add in a pass of its own, then the norm that reads its sum, not the
-   * two in one kernel (lowpi_cuda_residual_layernorm_forward: the same bits) */
-  LOWPI_GPU_PLAIN_LN_RES = 1 << 16,
-  /* [ln_bwd] the norms' backward in two passes (lowpi_cuda_layernorm_backward_two_pass), not
-   * fused: NOT the same bits (other orders of the fp32 sums): the tests that want the plain
-   * way's bits leave it out (~LOWPI_GPU_PLAIN_LN_BWD) */
-  LOWPI_GPU_PLAIN_LN_BWD = 1 << 17,
-};
 void lowpi_gpu_model_free(lowpi_gpu_model *g);
 
 /* Host parameters -> device, device -> host (shard 3: the non-block tensors only). */
