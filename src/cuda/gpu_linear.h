@@ -138,8 +138,8 @@ enum {
   LOWPI_GPU_PLAIN_BOTH_TILE = 256, /* lowpi_cuda_quantize_both by its older kernel (one warp
                                       per line: the same bits), not the tiled one; read once */
   /* The model's (gpu_model.c): */
-  LOWPI_GPU_PLAIN_LN_RES = 512, /* "ln_res": the residual add in a pass of its own, then the
-                                   norm that reads its sum (the same bits as in one kernel) */
+  LOWPI_GPU_PLAIN_LN_RES = 512,  /* "ln_res": the residual add in a pass of its own, then the
+                                    norm that reads its sum (the same bits as in one kernel) */
   LOWPI_GPU_PLAIN_LN_BWD = 1024, /* "ln_bwd": the norms' backward in two passes
                                     (lowpi_cuda_layernorm_backward_two_pass): NOT the same bits
                                     (other orders of the fp32 sums), so the tests that want the

@@ -132,6 +132,27 @@ encode_line(const float (&v)[4], unsigned lane, unsigned valid, const side &s, c
   }
 }
 
+/* The block's statistics onto the sides': one amax (the same values both ways) and a
+ * saturation count per side; every thread of the block calls it. */
+__device__ void flush_stats(const side &row, const side &col, unsigned long long sat_r,
+                            unsigned long long sat_c, uint32_t tmax) {
+  sat_r = lowpi_block_sum(sat_r);
+  sat_c = lowpi_block_sum(sat_c);
+  tmax = lowpi_block_max(tmax);
+  if (threadIdx.x == 0) { /* a side of values alone has no stats */
+    if (tmax) {
+      if (row.codes)
+        atomicMax((unsigned *)row.amax, tmax);
+      if (col.codes)
+        atomicMax((unsigned *)col.amax, tmax);
+    }
+    if (sat_r && row.codes)
+      atomicAdd(row.nsat, sat_r);
+    if (sat_c && col.codes)
+      atomicAdd(col.nsat, sat_c);
+  }
+}
+
 /* The stats of both sides zeroed (amax, saturation count) and tensor_scale 1 (BLOCK_1D's), as
  * lowp_cuda_quantize leaves them; before the tile kernel's atomics. */
 __global__ void reset_stats(side row, side col) {
@@ -192,22 +213,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                             tmax);
       }
   }
-  /* one amax (the same values both ways) and a saturation count per side */
-  sat_r = lowpi_block_sum(sat_r);
-  sat_c = lowpi_block_sum(sat_c);
-  tmax = lowpi_block_max(tmax);
-  if (threadIdx.x == 0) { /* a side of values alone has no stats */
-    if (tmax) {
-      if (row.codes)
-        atomicMax((unsigned *)row.amax, tmax);
-      if (col.codes)
-        atomicMax((unsigned *)col.amax, tmax);
-    }
-    if (sat_r && row.codes)
-      atomicAdd(row.nsat, sat_r);
-    if (sat_c && col.codes)
-      atomicAdd(col.nsat, sat_c);
-  }
+  flush_stats(row, col, sat_r, sat_c, tmax);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -483,22 +489,7 @@ __global__ void __launch_bounds__(kThreadsT, 3)
                              col, f, rnd, flags & kFlagVecCol, sat_c);
     }
   }
-  /* one amax (the same values both ways) and a saturation count per side */
-  sat_r = lowpi_block_sum(sat_r);
-  sat_c = lowpi_block_sum(sat_c);
-  tmax = lowpi_block_max(tmax);
-  if (threadIdx.x == 0) { /* a side of values alone has no stats */
-    if (tmax) {
-      if (row.codes)
-        atomicMax((unsigned *)row.amax, tmax);
-      if (col.codes)
-        atomicMax((unsigned *)col.amax, tmax);
-    }
-    if (sat_r && row.codes)
-      atomicAdd(row.nsat, sat_r);
-    if (sat_c && col.codes)
-      atomicAdd(col.nsat, sat_c);
-  }
+  flush_stats(row, col, sat_r, sat_c, tmax);
 }
 
 /* The scale rule and random stream of config c (completed), for a side. */
