@@ -44,6 +44,15 @@ _Static_assert(RUN_COUNT ==
                    (int)RUN_FP8_BLOCK == (int)LOWPI_GEMM_RUN_FP8_BLOCK,
                "lowpi_gpu_gemm_counts.runs follows gemm_run");
 
+/* A slice of the optimizer's bf16 mirror of the parameters: the RNE codes of src (n values),
+ * current when valid (the AdamW kernel keeps them so; a cast fills them after an upload). */
+typedef struct {
+  uint16_t *codes;
+  const float *src;
+  size_t n;
+  int valid;
+} code_mirror;
+
 typedef struct {
   op_state op[LOWP_OP_COUNT];
   int index;
@@ -55,18 +64,10 @@ typedef struct {
   uint16_t *w16;
   size_t w16_n;
   const float *w16_src;    /* the weight they hold the cast of; NULL: none (dropped) */
-  const uint16_t *w16_cur; /* the codes of w16_src: w16, or the mirror m16 */
-  /* The optimizer's bf16 mirror of the weight m16_src (lowpi_gpu_linears_set_mirror): m16_n
-   * codes, current when m16_valid (see "The weight cast once per step"). */
-  uint16_t *m16;
-  const float *m16_src;
-  size_t m16_n;
-  int m16_valid;
-  /* Its bias's (lowpi_gpu_linears_set_bias_mirror), for the bf16-output epilogues */
-  uint16_t *b16;
-  const float *b16_src;
-  size_t b16_n;
-  int b16_valid;
+  const uint16_t *w16_cur; /* the codes of w16_src: w16, or the mirror's */
+  /* The optimizer's bf16 mirror of the weight (lowpi_gpu_linears_set_mirror; see "The weight
+   * cast once per step") and of its bias (set_bias_mirror, for the bf16-output epilogues) */
+  code_mirror wm, bm;
   /* The tensors X and W whose amax the forward left in g->amax (see shared_amax): the
    * buffer and its size, NULL when none. */
   const float *amax_x[2];
@@ -378,7 +379,7 @@ void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step) {
 void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
   drop_casts(g);
   for (int i = 0; i < g->nlin; i++) /* written outside the optimizer: the mirrors are stale */
-    g->lin[i].m16_valid = g->lin[i].b16_valid = 0;
+    g->lin[i].wm.valid = g->lin[i].bm.valid = 0;
 }
 
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
@@ -1224,7 +1225,7 @@ static lowp_status given_weight(lowpi_gpu_linears *g, lin_state *ls, lowp_operan
  * weight it stores, the same bits as this cast), the fprop takes those codes instead of casting:
  * they are current from the last optimizer step, which is the only writer of W between
  * weights_changed calls. A skipped step writes neither W nor the codes. After set_mirror and
- * weights_changed the fprop casts into the mirror once (m16_valid). */
+ * weights_changed the fprop casts into the mirror once (code_mirror.valid). */
 
 static int w16_cacheable(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
   return is_bf16_rne_cast(&ls->op[LOWP_OP_FPROP_W]) && is_bf16_rne_cast(&ls->op[LOWP_OP_DGRAD_W]) &&
@@ -1242,42 +1243,55 @@ int lowpi_gpu_linears_mirrorable(const lowpi_gpu_linears *g, int lin) {
          w16_cacheable(g, ls, 16, 16, 16);
 }
 
+static void mirror_set(code_mirror *m, const float *src, uint16_t *codes, size_t n) {
+  m->codes = codes;
+  m->src = codes ? src : NULL;
+  m->n = codes ? n : 0;
+  m->valid = 0; /* cast at the next use */
+}
+
 void lowpi_gpu_linears_set_mirror(lowpi_gpu_linears *g, int lin, const float *weight,
                                   uint16_t *codes, size_t n) {
   if (lin < 0 || lin >= g->nlin)
     return;
-  lin_state *ls = &g->lin[lin];
-  ls->m16 = codes;
-  ls->m16_src = codes ? weight : NULL;
-  ls->m16_n = codes ? n : 0;
-  ls->m16_valid = 0; /* cast at the next forward */
-  ls->w16_src = NULL;
+  mirror_set(&g->lin[lin].wm, weight, codes, n);
+  g->lin[lin].w16_src = NULL;
 }
 
 void lowpi_gpu_linears_set_bias_mirror(lowpi_gpu_linears *g, int lin, const float *bias,
                                        uint16_t *codes, size_t n) {
-  if (lin < 0 || lin >= g->nlin)
-    return;
-  lin_state *ls = &g->lin[lin];
-  ls->b16 = codes;
-  ls->b16_src = codes ? bias : NULL;
-  ls->b16_n = codes ? n : 0;
-  ls->b16_valid = 0;
+  if (lin >= 0 && lin < g->nlin)
+    mirror_set(&g->lin[lin].bm, bias, codes, n);
+}
+
+/* The mirror's codes of src (n values) into *out, cast into it first when not current (*cast
+ * 1); 0 into *out where m does not hold src (or LOWP_GPU_PLAIN=wmirror): the caller casts. */
+static lowp_status mirror_codes(const lowpi_gpu_linears *g, code_mirror *m, const float *src,
+                                size_t n, const lowp_cast_opts *opts, uint16_t **out, int *cast) {
+  *out = NULL;
+  *cast = 0;
+  if (!m->codes || m->src != src || m->n != n || (g->plain & LOWPI_GPU_PLAIN_W16))
+    return LOWP_OK;
+  if (!m->valid) {
+    LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, src, n, m->codes, opts));
+    m->valid = 1;
+    *cast = 1;
+  }
+  *out = m->codes;
+  return LOWP_OK;
 }
 
 /* The bias's bf16 RNE codes (n) for a bf16-output epilogue that takes its vector in bf16: from
- * the optimizer's mirror where it keeps them (cast into it first when not current), else cast
- * into scratch. */
+ * the optimizer's mirror where it keeps them, else cast into scratch. */
 static lowp_status bias16(lowpi_gpu_linears *g, lin_state *ls, const float *bias, size_t n,
                           void **out) {
   const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
-  if (ls->b16 && ls->b16_src == bias && ls->b16_n == n && !(g->plain & LOWPI_GPU_PLAIN_W16)) {
-    if (!ls->b16_valid) {
-      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, bias, n, ls->b16, &rne));
-      ls->b16_valid = 1;
-    }
+  uint16_t *codes;
+  int cast;
+  LOWPI_TRY(mirror_codes(g, &ls->bm, bias, n, &rne, &codes, &cast));
+  if (codes) {
     g->counts.b16_mirror++;
-    *out = ls->b16;
+    *out = codes;
     return LOWP_OK;
   }
   LOWPI_TRY(scratch_get(&g->vec16, n * 2, out));
@@ -1290,14 +1304,13 @@ static lowp_status bias16(lowpi_gpu_linears *g, lin_state *ls, const float *bias
 static lowp_status w16_fill(lowpi_gpu_linears *g, lin_state *ls, const float *weight, size_t n) {
   ls->w16_src = NULL;
   const lowp_cast_opts opts = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, g->seed, 0};
-  if (ls->m16 && ls->m16_src == weight && ls->m16_n == n && !(g->plain & LOWPI_GPU_PLAIN_W16)) {
-    if (!ls->m16_valid) {
-      LOWPI_TRY(lowp_cuda_encode(LOWP_BF16, weight, n, ls->m16, &opts));
-      ls->m16_valid = 1;
-      g->counts.w16_refill++;
-    }
+  uint16_t *codes;
+  int cast;
+  LOWPI_TRY(mirror_codes(g, &ls->wm, weight, n, &opts, &codes, &cast));
+  if (codes) {
+    g->counts.w16_refill += (unsigned)cast;
     g->counts.w16_mirror++;
-    ls->w16_cur = ls->m16;
+    ls->w16_cur = codes;
     ls->w16_src = weight;
     return LOWP_OK;
   }

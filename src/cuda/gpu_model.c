@@ -430,8 +430,7 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
   g->cfg = *c;
   g->nparams = lowp_model_num_params(host);
   g->shard = shard;
-  /* LOWP_GPU_PLAIN: A/B timing of the shortcuts */
-  plain |= lowpi_gpu_plain_from_env();
+  plain |= lowpi_gpu_plain_from_env(); /* LOWP_GPU_PLAIN: A/B timing of the shortcuts */
   g->plain = plain;
   g->p.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));
   g->g.layers = calloc((size_t)c->n_layer, sizeof(lowpi_layer_ptrs));

@@ -817,6 +817,14 @@ static lowp_status setup_dist(run *r) {
   return LOWP_OK;
 }
 
+/* "gpt2, 6 layers, 6 heads, dim 384, ctx 256, vocab 256, ffn 1536": a model's shape, for a
+ * message that compares two. */
+static void model_shape(char *buf, size_t n, const lowp_model_config *m) {
+  snprintf(buf, n, "%s, %d layers, %d heads, dim %d, ctx %d, vocab %d, ffn %d",
+           m->arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama", m->n_layer, m->n_head, m->n_embd, m->ctx,
+           m->vocab, m->ffn_hidden);
+}
+
 /* --distill DIR: the teacher, a second model of the student's exact configuration, whose
  * plain (fp32) forward gives the soft targets. */
 static lowp_status setup_teacher(run *r) {
@@ -845,16 +853,15 @@ static lowp_status setup_teacher(run *r) {
                      : t->norm_eps != s->norm_eps               ? "norm eps"
                      : t->rope_theta != s->rope_theta           ? "rope theta"
                                                                 : NULL;
-  if (what)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "--distill %s: the teacher's %s differs from the student's (teacher: %s "
-                      "%d layers, %d heads, dim %d, ctx %d, vocab %d, ffn %d; student: %s %d "
-                      "layers, %d heads, dim %d, ctx %d, vocab %d, ffn %d): the teacher must be "
-                      "the same model",
-                      c->distill_dir, what, t->arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama",
-                      t->n_layer, t->n_head, t->n_embd, t->ctx, t->vocab, t->ffn_hidden,
-                      s->arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama", s->n_layer, s->n_head,
-                      s->n_embd, s->ctx, s->vocab, s->ffn_hidden);
+  if (what) {
+    char ts[128], ss[128];
+    model_shape(ts, sizeof ts, t);
+    model_shape(ss, sizeof ss, s);
+    return lowpi_fail(LOWP_ERR_MISMATCH,
+                      "--distill %s: the teacher's %s differs from the student's (teacher: %s; "
+                      "student: %s): the teacher must be the same model",
+                      c->distill_dir, what, ts, ss);
+  }
   return LOWP_OK;
 }
 
