@@ -890,14 +890,15 @@ static lowp_status setup(run *r) {
     const lowp_model_config *have = lowp_model_get_config(r->model), *want = &c->model;
     if (want->n_layer && (want->arch != have->arch || want->n_layer != have->n_layer ||
                           want->n_head != have->n_head || want->n_embd != have->n_embd ||
-                          want->ctx != have->ctx || (want->vocab && want->vocab != have->vocab)))
+                          want->ctx != have->ctx || (want->vocab && want->vocab != have->vocab))) {
+      char hs[128];
+      model_shape(hs, sizeof hs, have);
       return lowpi_fail(LOWP_ERR_MISMATCH,
-                        "the checkpoint in %s is a %s model of %d layers, %d heads, dim %d, ctx "
-                        "%d, vocab %d: not the model asked for (%d layers, %d heads, dim %d, ctx "
-                        "%d); leave out the model options to use the checkpoint's",
-                        dir, have->arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama", have->n_layer,
-                        have->n_head, have->n_embd, have->ctx, have->vocab, want->n_layer,
-                        want->n_head, want->n_embd, want->ctx);
+                        "the checkpoint in %s is a model of %s: not the model asked for (%d "
+                        "layers, %d heads, dim %d, ctx %d); leave out the model options to use "
+                        "the checkpoint's",
+                        dir, hs, want->n_layer, want->n_head, want->n_embd, want->ctx);
+    }
   } else {
     lowp_model_config mc = c->model;
     if (mc.n_layer == 0)
