@@ -348,6 +348,11 @@ static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n,
     }
     if (epi->aux) {
       const int64_t ld = n;
+      if (is_fp8(o->a_format)) { /* fp8 kernels do not default the aux matrix to D's type */
+        const cudaDataType_t aux_type = CUDA_R_16BF;
+        EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE,
+                                               &aux_type, sizeof aux_type));
+      }
       EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
                                              &epi->aux, sizeof epi->aux));
       EPI_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld,
@@ -460,13 +465,20 @@ lowp_status lowpi_cuda_gemm_epilogue(void *c, const void *a, const void *b, int 
   if (!vec_required && !gelu)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_epilogue: unknown epilogue %d",
                       (int)epi->kind);
-  if (o->a_format != LOWP_BF16 || o->b_format != LOWP_BF16 ||
-      (gelu ? o->c_format != LOWP_BF16 : (o->c_format != LOWP_FP32 && o->c_format != LOWP_BF16)) ||
-      (epi->vec_format != LOWP_FP32 && epi->vec_format != LOWP_BF16))
+  const int fp8 = is_fp8(o->a_format) || is_fp8(o->b_format);
+  const int bf16_ok =
+      o->a_format == LOWP_BF16 && o->b_format == LOWP_BF16 &&
+      (gelu ? o->c_format == LOWP_BF16 : (o->c_format == LOWP_FP32 || o->c_format == LOWP_BF16)) &&
+      (epi->vec_format == LOWP_FP32 || epi->vec_format == LOWP_BF16);
+  /* fp8 operands: the bias (GELU_AUX, BIAS) into a bf16 D, the vector in D's type (cuBLASLt's
+   * FP8 table: bf16; fp32 only with an fp32 D); lowp_cuda_gemm's fp8 rules otherwise */
+  const int fp8_ok = fp8 && (epi->kind == LOWPI_EPI_GELU_AUX || epi->kind == LOWPI_EPI_BIAS) &&
+                     o->c_format == LOWP_BF16 && epi->vec_format == LOWP_BF16;
+  if (!bf16_ok && !fp8_ok)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowpi_cuda_gemm_epilogue: bf16 x bf16 operands, output bf16 (GELU) or "
-                      "fp32/bf16 (bias gradient), an fp32 or bf16 vector; got %s x %s -> %s, "
-                      "vector %s",
+                      "fp32/bf16 (bias gradient), an fp32 or bf16 vector; or fp8 operands with "
+                      "GELU or a bias into bf16, a bf16 vector; got %s x %s -> %s, vector %s",
                       fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format),
                       fmt_name(epi->vec_format));
   if ((vec_required && !epi->vec) || (gelu && !epi->aux) || (!gelu && epi->aux) || o->bias ||

@@ -34,6 +34,12 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
  *   LOWPI_EPI_BIAS: C = A B^T + vec (the bias (n), read, required), C bf16 or fp32, beta 0: the
  *     plain bias epilogue with a bf16 D and the vector's type chosen (lowp_cuda_gemm's bias is
  *     fp32 only, which cuBLASLt refuses with a bf16 D).
+ * GELU_AUX and BIAS also take fp8 operands (e4m3 / e5m2 as lowp_cuda_gemm, their decode scales
+ * in opts) into a bf16 C with a bf16 vector: the fp8 GEMM writes the bf16 values its consumer
+ * reads (the flash attention's q, k, v; GELU's input) with the bias added in fp32 to the scaled
+ * fp32 product, one rounding to bf16 after it. (cuBLASLt's fp8 kernels take no fp32 bias with
+ * a bf16 D: the bias's own rounding to bf16, 2^-9 of |bias|, is the one difference from the
+ * unfused fp32 output + bias.)
  * vec holds vec_format values: fp32, or bf16 where cuBLASLt wants the vector in D's type (its
  * header gives D's type as the default; whether fp32 is taken with a bf16 D is the run time's
  * answer: try fp32 first). aux is laid out as C (row-major, leading dimension n; n must be a

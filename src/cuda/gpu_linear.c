@@ -1490,6 +1490,19 @@ static int bias_in_epilogue(gemm_run run, const float *bias) {
   return run != RUN_FP8 && run != RUN_FP8_BLOCK && ((uintptr_t)bias & 15u) == 0;
 }
 
+/* What every fprop does first: forget the amaxes and kept codes of the layer's previous
+ * forward (set again as X and W are quantized: shared_amax, ls->xq), decide what the backward
+ * keeps, and bring the bf16 weight cache up to date where the linear has one (*cache). */
+static lowp_status fprop_begin(lowpi_gpu_linears *g, lin_state *ls, const float *weight, int N,
+                               int C, int OC, int *cache) {
+  ls->amax_x[0] = ls->amax_x[1] = NULL;
+  ls->xq_valid = 0;
+  ls->xq_on = x8_keeps(g, ls, N, C, OC);
+  xb_begin(g, ls);
+  *cache = w16_cacheable(g, ls, N, C, OC);
+  return *cache ? w16_fill(g, ls, weight, (size_t)OC * (size_t)C) : LOWP_OK;
+}
+
 lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *out,
                                           lowpi_gpu_act inp, const float *weight, const float *bias,
                                           int N, int C, int OC, const float **bias_left) {
@@ -1504,13 +1517,8 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
       g->counts.bias_folded++;
     }
   }
-  ls->amax_x[0] = ls->amax_x[1] = NULL; /* set again as X and W are quantized (shared_amax) */
-  ls->xq_valid = 0;                     /* set again as X is quantized into ls->xq */
-  ls->xq_on = x8_keeps(g, ls, N, C, OC);
-  xb_begin(g, ls);
-  const int cache = w16_cacheable(g, ls, N, C, OC);
-  if (cache)
-    LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));
+  int cache;
+  LOWPI_TRY(fprop_begin(g, ls, weight, N, C, OC, &cache));
   const gemm_input x = {inp.f32, inp.bf16, inp.amax, (size_t)N, (size_t)C, 1},
                    w = {weight, cache ? ls->w16_cur : NULL, NULL, (size_t)OC, (size_t)C, 1};
   operand wq; /* ZeRO-3's gathered fp8 codes of W */
@@ -1524,50 +1532,75 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
   return LOWP_OK;
 }
 
-/* A bf16 linear's fprop with its output in bf16 and an epilogue of `kind`: GELU_AUX (out =
- * gelu(pre), pre written) or BIAS (out = the linear's output, pre NULL). */
+/* The run of linear lin's fprop where it can write its output in bf16 through an epilogue of
+ * `kind` (forward_bf16_out): a bf16 linear (RUN_BF16), or, for the bias alone, a native
+ * per-tensor fp8 one (RUN_FP8: fp8-current, fp8-delayed); else RUN_FP32 (it cannot). */
+static gemm_run bf16_out_run(const lowpi_gpu_linears *g, int lin, lowpi_gemm_epilogue_kind kind,
+                             int N, int C, int OC) {
+  if (lin < 0 || lin >= g->nlin)
+    return RUN_FP32;
+  if (lowpi_gpu_linear_is_bf16(g, lin))
+    return RUN_BF16;
+  const lin_state *ls = &g->lin[lin];
+  const gemm_run run = run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
+  return run == RUN_FP8 && kind == LOWPI_EPI_BIAS ? RUN_FP8 : RUN_FP32;
+}
+
+int lowpi_gpu_linear_bf16_out(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
+  return bf16_out_run(g, lin, LOWPI_EPI_BIAS, N, C, OC) != RUN_FP32;
+}
+
+/* A linear's fprop with its output in bf16 and an epilogue of `kind`: GELU_AUX (out =
+ * gelu(pre), pre written) or BIAS (out = the linear's output, pre NULL), on bf16 operands or
+ * (BIAS) native fp8 ones (bf16_out_run). */
 static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_epilogue_kind kind,
                                     uint16_t *out, uint16_t *pre, lowpi_gpu_act inp,
                                     const float *weight, const float *bias, int N, int C, int OC) {
   // out (N, OC), pre (N, OC), inp (N, C), weight (OC, C), bias (OC)
-  if (!lowpi_gpu_linear_is_bf16(g, lin))
-    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's bf16 output, not a bf16 linear",
-                      lin);
+  const gemm_run run = bf16_out_run(g, lin, kind, N, C, OC);
+  if (run == RUN_FP32)
+    return lowpi_fail(LOWP_ERR_INTERNAL,
+                      "gpu recipe: linear %d's bf16 output, neither a bf16 nor an fp8 linear", lin);
   lin_state *ls = &g->lin[lin];
-  ls->amax_x[0] = ls->amax_x[1] = NULL;
-  const int cache = w16_cacheable(g, ls, N, C, OC); /* 1 for a bf16 linear */
-  if (cache)
-    LOWPI_TRY(w16_fill(g, ls, weight, (size_t)OC * (size_t)C));
+  int cache; /* 1 for a bf16 linear */
+  LOWPI_TRY(fprop_begin(g, ls, weight, N, C, OC, &cache));
   operand x, w;
-  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_A, RUN_BF16, inp.f32, inp.bf16,
-                         NULL, (size_t)N, (size_t)C, 1, &x));
-  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_B, RUN_BF16, weight,
-                         cache ? ls->w16_cur : NULL, NULL, (size_t)OC, (size_t)C, 1, &w));
-  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, LOWP_BF16);
+  LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_A, run, inp.f32, inp.bf16, inp.amax,
+                         (size_t)N, (size_t)C, 1, &x));
+  if (weight && ls->wq_src == weight) /* ZeRO-3's gathered fp8 codes of W */
+    LOWPI_TRY(given_weight(g, ls, LOWP_OP_FPROP_W, (size_t)OC, (size_t)C, &w));
+  else
+    LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_B, run, weight,
+                           cache ? ls->w16_cur : NULL, NULL, (size_t)OC, (size_t)C, 1, &w));
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(x.format, w.format, LOWP_BF16);
   o.trans_a = x.trans;
   o.trans_b = w.trans;
+  o.a_scale = x.scale;
+  o.b_scale = w.scale;
+  /* the fp32 bias, or its bf16 rounding where cuBLASLt wants D's type (always with fp8) */
+  int vec_bf16 = g->epi_vec_bf16 || run == RUN_FP8;
   lowp_status st;
-  for (;;) { /* the fp32 bias, or its bf16 rounding where cuBLASLt wants D's type */
+  for (;;) {
     lowpi_gemm_epilogue epi = {kind, (void *)bias, LOWP_FP32, pre};
-    if (bias && g->epi_vec_bf16) {
+    if (bias && vec_bf16) {
       LOWPI_TRY(bias16(g, ls, bias, (size_t)OC, &epi.vec));
       epi.vec_format = LOWP_BF16;
     }
     st = lowpi_cuda_gemm_epilogue(out, x.ptr, w.ptr, N, OC, C, &o, &epi);
-    if (st != LOWP_ERR_UNSUPPORTED || !bias || g->epi_vec_bf16)
+    if (st != LOWP_ERR_UNSUPPORTED || !bias || vec_bf16)
       break;
-    g->epi_vec_bf16 = 1; /* the fp32 vector refused: try bf16 */
+    g->epi_vec_bf16 = vec_bf16 = 1; /* the fp32 vector refused: try bf16 */
   }
   if (st == LOWP_ERR_UNSUPPORTED)
     g->counts.epi_refused++;
   LOWPI_TRY(st);
-  g->counts.epi_bf16_vec += (unsigned long long)(bias && g->epi_vec_bf16);
-  g->counts.runs[RUN_BF16]++;
+  g->counts.epi_bf16_vec += (unsigned long long)(bias && vec_bf16);
+  g->counts.runs[run]++;
   if (kind == LOWPI_EPI_GELU_AUX)
     g->counts.gelu_fused++;
   else
     g->counts.out_bf16++;
-  g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], RUN_BF16, inp.bf16);
+  g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], run, inp.bf16);
   return LOWP_OK;
 }
 

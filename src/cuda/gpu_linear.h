@@ -192,11 +192,12 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
                                       const float *weight, int N, int C, int OC);
 
 /* Whether the fused GEMM epilogues of kind "bgrad" (the bias gradients in the wgrads), "gelu"
- * (GELU in fc's fprop), "dgelu" (GELU's backward in fc_proj's dgrad) or "qkv" (GPT-2's qkv in
- * bf16 for the flash attention, gpu_model.c) are used: by default all but "dgelu" (cuBLASLt
+ * (GELU in fc's fprop), "dgelu" (GELU's backward in fc_proj's dgrad), "qkv" (GPT-2's qkv in
+ * bf16 for the flash attention, gpu_model.c) or "fc16" (an fp8 fc's output, GELU's input, in
+ * bf16 with its bias) are used: by default all but "dgelu" (cuBLASLt
  * runs that epilogue as a kernel of its own after the GEMM, slower than the unfused GELU
  * backward: bench/RESULTS.md); the environment variable LOWP_GPU_EPILOGUES may say "all",
- * "none", or list the kinds to use ("bgrad,gelu,dgelu,qkv"), for timing the fused against the
+ * "none", or list the kinds to use ("bgrad,gelu,dgelu,qkv,fc16"), for timing the fused against the
  * unfused passes (bench_gpu_train). Read when the linears / the model are created. */
 int lowpi_gpu_epilogue_allowed(const char *kind);
 
@@ -215,11 +216,14 @@ lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_
                                           uint16_t *pre, lowpi_gpu_act inp, const float *weight,
                                           const float *bias, int N, int C, int OC);
 
-/* A bf16 linear's fprop writing its output (N, OC) in bf16 alone (RNE of the fp32 sum plus the
- * bias, in cuBLASLt's epilogue; the bias rounded to bf16 where cuBLASLt takes it only in D's
- * type, as for GELU): for a consumer that rounds it to bf16 anyway (the flash attention's q, k,
- * v); bias (OC) required. counts.out_bf16; LOWP_ERR_UNSUPPORTED when cuBLASLt refuses (nothing
- * written). */
+/* A bf16 or native per-tensor fp8 linear's fprop (lowpi_gpu_linear_bf16_out) writing its output
+ * (N, OC) in bf16 alone (RNE of the fp32 sum plus the bias, in cuBLASLt's epilogue; the bias
+ * rounded to bf16 where cuBLASLt takes it only in D's type, as for GELU, and always with fp8
+ * operands: gemm_cuda.h): for a consumer that rounds it to bf16 anyway (the flash attention's
+ * q, k, v; GELU's input, which the backward keeps in bf16); bias (OC) required. An fp8 linear
+ * quantizes X and W as lowpi_gpu_linear_forward does (X's amax from inp.amax, its codes kept for
+ * the wgrad). counts.out_bf16; LOWP_ERR_UNSUPPORTED when cuBLASLt refuses (nothing written). */
+int lowpi_gpu_linear_bf16_out(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
 lowp_status lowpi_gpu_linear_forward_bf16(lowpi_gpu_linears *g, int lin, uint16_t *out,
                                           lowpi_gpu_act inp, const float *weight, const float *bias,
                                           int N, int C, int OC);

@@ -102,9 +102,9 @@ struct lowpi_gpu_model {
    * forward (device), or NULL */
   const float *teacher_logits;
   float distill_temp, distill_alpha;
-  /* qkv's bf16 output from the GEMM's epilogue (qkv_forward): off from cuBLASLt's first
-   * refusal (then its fp32 output is rounded in a pass of its own) */
-  int qkv16_off;
+  /* qkv's and (fp8) fc's bf16 outputs from the GEMM's epilogue (linear_bf16_out): off from
+   * cuBLASLt's first refusal (then the fp32 output is rounded in a pass of its own) */
+  int qkv16_off, fc16_off;
 };
 
 /* Sharded buffers of the non-block tensors: [0, pre) then [end, nparams), adjacent. */
@@ -456,6 +456,7 @@ lowp_status lowpi_gpu_model_create_plain(lowpi_gpu_model **out, lowp_model *host
     g->gelu_fwd_off = !lowpi_gpu_epilogue_allowed("gelu");
     g->dgelu_off = !lowpi_gpu_epilogue_allowed("dgelu");
     g->qkv16_off = !lowpi_gpu_epilogue_allowed("qkv");
+    g->fc16_off = !lowpi_gpu_epilogue_allowed("fc16");
     st = lowp_cuda_malloc((void **)&g->params,
                           (shard == 3 ? nonblock_count(g) : g->nparams) * sizeof(float));
   }
@@ -647,6 +648,25 @@ static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, flo
 }
 
 /* qkv (N, 3C) for layer l: into the bf16 store where qkv_in_bf16, else fp32. */
+/* Linear lin's output in bf16 alone with its bias (lowpi_gpu_linear_forward_bf16: the bias and
+ * the rounding in the GEMM's epilogue) where the linear takes it (bf16 or native fp8) and
+ * cuBLASLt did not refuse it before (*done); else nothing is done and the caller rounds the
+ * fp32 output in a pass of its own. */
+static lowp_status linear_bf16_out(lowpi_gpu_model *g, int lin, int *off, uint16_t *out,
+                                   lowpi_gpu_act x, const float *weight, const float *bias, int n,
+                                   int C, int OC, int *done) {
+  *done = 0;
+  if (!bias || *off || !lowpi_gpu_linear_bf16_out(g->lin, lin, n, C, OC))
+    return LOWP_OK;
+  const lowp_status st = lowpi_gpu_linear_forward_bf16(g->lin, lin, out, x, weight, bias, n, C, OC);
+  if (st != LOWP_ERR_UNSUPPORTED) {
+    *done = st == LOWP_OK;
+    return st;
+  }
+  *off = 1; /* cuBLASLt refused: the passes of the unfused path from now on */
+  return LOWP_OK;
+}
+
 static lowp_status qkv_forward(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w, int n) {
   const int C = g->cfg.n_embd;
   const size_t n3 = (size_t)n * 3 * (size_t)C;
@@ -655,13 +675,10 @@ static lowp_status qkv_forward(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs
     return lowpi_gpu_linear_forward(g->lin, 4 * l, g->a.qkv + (size_t)l * n3, x, w->qkvw, w->qkvb,
                                     n, C, 3 * C);
   uint16_t *out = g->a.qkv16 + (size_t)l * n3;
-  if (w->qkvb && !g->qkv16_off && lowpi_gpu_linear_is_bf16(g->lin, 4 * l)) {
-    const lowp_status st =
-        lowpi_gpu_linear_forward_bf16(g->lin, 4 * l, out, x, w->qkvw, w->qkvb, n, C, 3 * C);
-    if (st != LOWP_ERR_UNSUPPORTED)
-      return st;
-    g->qkv16_off = 1; /* cuBLASLt refused: the pass below from now on */
-  }
+  int done = 0;
+  LOWPI_TRY(linear_bf16_out(g, 4 * l, &g->qkv16_off, out, x, w->qkvw, w->qkvb, n, C, 3 * C, &done));
+  if (done)
+    return LOWP_OK;
   const float *b_left = NULL, **fold = g->plain & LOWPI_GPU_PLAIN_BIAS ? NULL : &b_left;
   LOWPI_TRY(lowpi_gpu_linear_forward_fold(g->lin, 4 * l, g->a.db, x, w->qkvw, w->qkvb, n, C, 3 * C,
                                           fold));
@@ -845,20 +862,30 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
       LOWPI_TRY(fc_gelu_forward_fused(g, l, w, n));
     lowpi_gpu_act fin = act_at(&a->fch_act, l); /* fc_proj's input */
     if (!g->gelu_fused[l]) {
-      /* fc's output into scratch where GELU keeps its bf16 input (fch16; the bias may go into
-       * GELU then), else kept (with its bias) for the backward */
-      float *fc_out = a->fch16 ? a->db : a->fch + l * N * FC;
-      LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fc_out, act_at(&a->ln2, l), w->fcw,
-                                              w->fcb, n, C, FC, a->fch16 ? fold : NULL));
       /* GELU also gives its output's amax where fc_proj's fprop scales X by it */
       if (gpt2 && fin.f32 && lowpi_gpu_linear_wants_amax(lin, 4 * l + 3))
         fin.amax = a->x_amax;
-      if (gpt2)
-        LOWPI_TRY(lowpi_cuda_gelu_forward_keep(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax,
-                                               a->fch16 ? a->fch16 + l * N * FC : NULL, fc_out,
-                                               b_left, N * (size_t)F, F));
-      else
-        LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fc_out, n, F));
+      /* GELU's bf16 input (fch16) straight from an fp8 fc's GEMM where it takes it */
+      uint16_t *pre = a->fch16 ? a->fch16 + l * N * FC : NULL;
+      int pre_done = 0;
+      if (pre)
+        LOWPI_TRY(linear_bf16_out(g, 4 * l + 2, &g->fc16_off, pre, act_at(&a->ln2, l), w->fcw,
+                                  w->fcb, n, C, FC, &pre_done));
+      if (pre_done) {
+        LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax,
+                                                    pre, N * (size_t)F));
+      } else {
+        /* fc's output into scratch where GELU keeps its bf16 input (the bias may go into GELU
+         * then), else kept (with its bias) for the backward */
+        float *fc_out = pre ? a->db : a->fch + l * N * FC;
+        LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fc_out, act_at(&a->ln2, l), w->fcw,
+                                                w->fcb, n, C, FC, pre ? fold : NULL));
+        if (gpt2)
+          LOWPI_TRY(lowpi_cuda_gelu_forward_keep(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax,
+                                                 pre, fc_out, b_left, N * (size_t)F, F));
+        else
+          LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fc_out, n, F));
+      }
     }
     LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 3, tmp, fin, w->fcprojw, w->fcprojb, n, F,
                                             C, fold));

@@ -146,6 +146,11 @@ lowp_status lowpi_cuda_gelu_forward_keep(float *out, uint16_t *out_bf16, float *
                                          size_t n, int OC);
 lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
                                                const float *dout, const uint16_t *inp, size_t n);
+/* GELU's forward from inp (n), the bf16 codes of its input (an fp8 fc GEMM's bf16 output with
+ * its bias, kept as they are for the backward): out / out_bf16 (either may be NULL, not both)
+ * and amax (may be NULL) as lowpi_cuda_gelu_forward_amax, of the codes' values. */
+lowp_status lowpi_cuda_gelu_forward_from_bf16(float *out, uint16_t *out_bf16, float *amax,
+                                              const uint16_t *inp, size_t n);
 lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,
                                       int H);
 lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,

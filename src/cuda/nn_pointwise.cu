@@ -120,6 +120,52 @@ gelu_backward_from_bf16_kernel(void *__restrict__ dinp, const float *__restrict_
     lowpi_block_max_atomic(mx, amax); /* amax_kernel's reduction */
 }
 
+/* GELU's forward from its input's bf16 codes (an fp8 GEMM's bf16 output, bias added: the codes
+ * the backward reads too), four values per thread where VEC (aligned); amax as
+ * gelu_forward_kernel's. */
+template <bool VEC>
+__global__ void
+gelu_forward_from_bf16_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
+                              const uint16_t *__restrict__ inp, size_t n, unsigned *amax) {
+  const size_t nv = (n + 3) / 4;
+  uint32_t mx = 0;
+  for (size_t v = lowpi_global_tid(); v < nv; v += lowpi_grid_stride()) {
+    const size_t i0 = 4 * v, m = n - i0 < 4 ? n - i0 : 4;
+    uint16_t x16[4] = {0, 0, 0, 0};
+    float y[4];
+    if (VEC && m == 4) {
+      const uint2 x4 = reinterpret_cast<const uint2 *>(inp)[v];
+      x16[0] = (uint16_t)x4.x, x16[1] = (uint16_t)(x4.x >> 16);
+      x16[2] = (uint16_t)x4.y, x16[3] = (uint16_t)(x4.y >> 16);
+    } else {
+      for (size_t k = 0; k < m; k++)
+        x16[k] = inp[i0 + k];
+    }
+    for (int k = 0; k < 4; k++) {
+      const float x = __uint_as_float((uint32_t)x16[k] << 16);
+      const float cube = 0.044715f * x * x * x; /* gelu_forward_kernel's expression */
+      y[k] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+    }
+    for (size_t k = 0; k < m; k++)
+      mx = max(mx, lowpi_abs_key(y[k]));
+    if (VEC && m == 4) {
+      if (out)
+        reinterpret_cast<float4 *>(out)[v] = make_float4(y[0], y[1], y[2], y[3]);
+      if (out_bf16) {
+        uint32_t c[4];
+        for (int k = 0; k < 4; k++)
+          c[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(y[k]);
+        reinterpret_cast<uint2 *>(out_bf16)[v] = make_uint2(c[0] | c[1] << 16, c[2] | c[3] << 16);
+      }
+    } else {
+      for (size_t k = 0; k < m; k++)
+        lowpi_store_out(out, out_bf16, i0 + k, y[k]);
+    }
+  }
+  if (amax)
+    lowpi_block_max_atomic(mx, amax); /* amax_kernel's reduction */
+}
+
 __global__ void swiglu_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
                                       const float *__restrict__ inp, int H, size_t n) {
   for (size_t i = lowpi_global_tid(); i < n; i += lowpi_grid_stride()) {
@@ -325,6 +371,30 @@ lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16,
     gelu_backward_from_bf16_kernel<true, true><<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
   else
     gelu_backward_from_bf16_kernel<false, true><<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_gelu_forward_from_bf16(float *out, uint16_t *out_bf16, float *amax,
+                                              const uint16_t *inp, size_t n) {
+  // out (n), out_bf16 (n), amax (1), inp (n) bf16
+  LOWPI_NN_REQUIRE(n == 0 || ((out || out_bf16) && inp), "lowpi_cuda_gelu_forward_from_bf16",
+                   "NULL buffer");
+  LOWPI_NN_REQUIRE(((uintptr_t)amax & 3u) == 0, "lowpi_cuda_gelu_forward_from_bf16",
+                   "misaligned amax");
+  if (amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(amax, 0, sizeof(float), 0));
+  if (n == 0)
+    return LOWP_OK;
+  const bool vec =
+      ((uintptr_t)out & 15u) == 0 && ((uintptr_t)out_bf16 & 7u) == 0 && ((uintptr_t)inp & 7u) == 0;
+  const unsigned blocks = blocks_for((n + 3) / 4);
+  if (vec)
+    gelu_forward_from_bf16_kernel<true>
+        <<<blocks, lowpi_kThreads>>>(out, out_bf16, inp, n, (unsigned *)amax);
+  else
+    gelu_forward_from_bf16_kernel<false>
+        <<<blocks, lowpi_kThreads>>>(out, out_bf16, inp, n, (unsigned *)amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -275,21 +275,29 @@ static double dgelu_dt(double x) {
   return fabs(0.5 - x * tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)) * up);
 }
 
-/* bf16 values in [-range, range]: codes (device) and their exact values (host). */
-static void *bf16_operand(size_t count, double range, float *vals) {
-  uint16_t *codes = malloc(count * 2);
+/* Values in [-range, range] as codes of format f (bf16, or fp8 with the decode multiplier
+ * `scale`, a power of two: value = decode(code) * scale exactly) on the device, and their exact
+ * values (host). */
+static void *operand_codes(lowp_format f, size_t count, double range, float scale, float *vals) {
+  const size_t bytes = count * (size_t)lowp_format_get(f)->storage_bytes;
+  void *codes = malloc(bytes);
   if (!codes)
     exit(1);
   const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0, 0};
   for (size_t i = 0; i < count; i++)
-    vals[i] = (float)((2 * gc_uniform() - 1) * range);
-  GC_REQUIRE(lowp_encode(LOWP_BF16, vals, count, codes, &rne));
-  GC_REQUIRE(lowp_decode(LOWP_BF16, codes, count, vals));
+    vals[i] = (float)((2 * gc_uniform() - 1) * range / scale);
+  GC_REQUIRE(lowp_encode(f, vals, count, codes, &rne));
+  GC_REQUIRE(lowp_decode(f, codes, count, vals));
+  for (size_t i = 0; i < count; i++)
+    vals[i] *= scale;
   void *d = NULL;
-  GC_REQUIRE(lowp_cuda_malloc(&d, count * 2));
-  GC_REQUIRE(lowp_cuda_memcpy(d, codes, count * 2, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_malloc(&d, bytes));
+  GC_REQUIRE(lowp_cuda_memcpy(d, codes, bytes, LOWP_CUDA_H2D));
   free(codes);
   return d;
+}
+static void *bf16_operand(size_t count, double range, float *vals) {
+  return operand_codes(LOWP_BF16, count, range, 1.0f, vals);
 }
 
 /* got (count) against want within bound; `cols` for the (row, col) of the messages. */
@@ -333,8 +341,9 @@ static float *fetch(const void *d, lowp_format f, size_t count) {
  * trans_a / trans_b; vec: the bias (GELU_AUX) or the bias gradient (DGELU) is used, in vf (fp32
  * or bf16). may_refuse: a refusal (LOWP_ERR_UNSUPPORTED) is reported, not failed (the fp32
  * vector of the GELU epilogues, which cuBLASLt may want in D's type). Returns the status. */
-static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int k, int trans_a,
-                                int trans_b, float beta, int vec, lowp_format vf, int may_refuse) {
+static lowp_status run_epilogue_of(lowp_format of, lowpi_gemm_epilogue_kind kind, int m, int n,
+                                   int k, int trans_a, int trans_b, float beta, int vec,
+                                   lowp_format vf, int may_refuse) {
   const size_t na = (size_t)m * k, nb = (size_t)n * k, nc = (size_t)m * n;
   const lowp_format cf = kind == LOWPI_EPI_BGRAD_A ? LOWP_FP32 : LOWP_BF16;
   const int cb = lowp_format_get(cf)->storage_bytes;
@@ -347,8 +356,17 @@ static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int
   if (!va || !vb || !vaux || !c0 || !hvec || !want || !bound || !vwant || !vbound || !pwant ||
       !pbound)
     exit(1);
-  void *da = bf16_operand(na, range, va), *db = bf16_operand(nb, range, vb);
-  void *daux = NULL, *dc = NULL, *dvec = NULL;
+  /* fp8: the scales the GEMM multiplies by (one device float each, 16-byte aligned) */
+  const float scales[2] = {0.5f, 0.125f};
+  const int fp8 = of != LOWP_BF16;
+  void *da = operand_codes(of, na, range, fp8 ? scales[0] : 1.0f, va);
+  void *db = operand_codes(of, nb, range, fp8 ? scales[1] : 1.0f, vb);
+  void *daux = NULL, *dc = NULL, *dvec = NULL, *dscale = NULL;
+  if (fp8) {
+    GC_REQUIRE(lowp_cuda_malloc(&dscale, 32));
+    GC_REQUIRE(lowp_cuda_memcpy(dscale, &scales[0], 4, LOWP_CUDA_H2D));
+    GC_REQUIRE(lowp_cuda_memcpy((char *)dscale + 16, &scales[1], 4, LOWP_CUDA_H2D));
+  }
   if (kind == LOWPI_EPI_DGELU)
     daux = bf16_operand(nc, 5.0, vaux); /* the forward's GELU input */
   else if (kind == LOWPI_EPI_GELU_AUX)
@@ -379,14 +397,19 @@ static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int
   } else {
     GC_REQUIRE(lowp_cuda_memset(dvec, 0xFF, (size_t)vlen * 4)); /* NaN */
   }
-  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(LOWP_BF16, LOWP_BF16, cf);
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(of, of, cf);
   o.trans_a = trans_a;
   o.trans_b = trans_b;
   o.beta = beta;
+  if (fp8) {
+    o.a_scale = (const float *)dscale;
+    o.b_scale = (const float *)((char *)dscale + 16);
+  }
   const lowpi_gemm_epilogue epi = {kind, kind == LOWPI_EPI_BGRAD_A || vec ? dvec : NULL, vf, daux};
   static const char *const names[] = {"", "BGRAD_A", "GELU_AUX", "DGELU", "BIAS"};
   char what[128];
-  snprintf(what, sizeof what, "epilogue %s%s%s, %d x %d x %d, trans %d%d, beta %g", names[kind],
+  snprintf(what, sizeof what, "epilogue %s%s%s%s, %d x %d x %d, trans %d%d, beta %g",
+           fp8 ? "e4m3 " : "", names[kind],
            vec && kind != LOWPI_EPI_BIAS ? (kind == LOWPI_EPI_GELU_AUX ? " + bias" : " + bias grad")
                                          : "",
            vec && vf == LOWP_BF16 ? " (bf16)" : "", m, n, k, trans_a, trans_b, (double)beta);
@@ -414,7 +437,7 @@ static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int
           abs_sum += fabs(t);
         }
         const size_t ij = (size_t)i * n + j;
-        const double errb = k * 0x1p-23 * abs_sum;
+        const double errb = (fp8 ? 0x1p-10 : k * 0x1p-23) * abs_sum; /* as run_case's eps_acc */
         if (kind == LOWPI_EPI_BGRAD_A) {
           want[ij] = acc + (double)beta * c0[ij];
           bound[ij] = errb + 0x1p-23 * (fabs(want[ij]) + fabs((double)beta * c0[ij])) + 1e-30;
@@ -473,6 +496,7 @@ static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int
   lowp_cuda_free(daux);
   lowp_cuda_free(dc);
   lowp_cuda_free(dvec);
+  lowp_cuda_free(dscale);
   free(va);
   free(vb);
   free(vaux);
@@ -485,6 +509,11 @@ static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int
   free(pwant);
   free(pbound);
   return st;
+}
+
+static lowp_status run_epilogue(lowpi_gemm_epilogue_kind kind, int m, int n, int k, int trans_a,
+                                int trans_b, float beta, int vec, lowp_format vf, int may_refuse) {
+  return run_epilogue_of(LOWP_BF16, kind, m, n, k, trans_a, trans_b, beta, vec, vf, may_refuse);
 }
 
 /* A GELU epilogue with its vector in fp32, or, where cuBLASLt refuses that, in bf16 (as
@@ -510,7 +539,12 @@ static void test_epilogues(int big) {
   /* the fc_proj dgrad dX (N, F) = dY (N, C) W (C, F): W stored (k, n), trans_b */
   run_gelu_epilogue(LOWPI_EPI_DGELU, 72, 136, 40, 1, 1);
   run_gelu_epilogue(LOWPI_EPI_DGELU, 24, 64, 72, 1, 0);
+  /* fp8 (fp8-current's qkv and fc fprops): e4m3 x e4m3 with scales, the bias in bf16, into bf16;
+   * GELU too (reported where refused: training does not use it) */
+  run_epilogue_of(LOWP_E4M3, LOWPI_EPI_BIAS, 80, 144, 48, 0, 0, 0.0f, 1, LOWP_BF16, 0);
+  run_epilogue_of(LOWP_E4M3, LOWPI_EPI_GELU_AUX, 80, 144, 48, 0, 0, 0.0f, 1, LOWP_BF16, 1);
   if (big) {
+    run_epilogue_of(LOWP_E4M3, LOWPI_EPI_BIAS, 272, 512, 256, 0, 0, 0.0f, 1, LOWP_BF16, 0);
     run_epilogue(LOWPI_EPI_BGRAD_A, 256, 128, 1032, 1, 1, 1.0f, 1, LOWP_FP32, 0);
     run_gelu_epilogue(LOWPI_EPI_GELU_AUX, 264, 512, 128, 0, 1);
     run_gelu_epilogue(LOWPI_EPI_DGELU, 264, 512, 128, 1, 1);
@@ -529,6 +563,14 @@ static void test_epilogues(int big) {
   e.vec = (float *)d + 1;
   GC_CHECK(lowpi_cuda_gemm_epilogue(d, d, d, 16, 16, 16, &o, &e) == LOWP_ERR_UNSUPPORTED,
            "a misaligned GELU bias not refused: %s", lowp_last_error());
+  /* fp8 operands: the vector in bf16 only, a bf16 output, no bias-gradient epilogue */
+  o = lowp_cuda_gemm_defaults(LOWP_E4M3, LOWP_E4M3, LOWP_BF16);
+  e = (lowpi_gemm_epilogue){LOWPI_EPI_BIAS, d, LOWP_FP32, NULL};
+  GC_CHECK(lowpi_cuda_gemm_epilogue(d, d, d, 16, 16, 16, &o, &e) == LOWP_ERR_INVALID_ARG,
+           "an fp8 bias epilogue with an fp32 vector accepted");
+  e = (lowpi_gemm_epilogue){LOWPI_EPI_BGRAD_A, d, LOWP_BF16, NULL};
+  GC_CHECK(lowpi_cuda_gemm_epilogue(d, d, d, 16, 16, 16, &o, &e) == LOWP_ERR_INVALID_ARG,
+           "an fp8 bias-gradient epilogue accepted");
   lowp_cuda_free(d);
 }
 #endif

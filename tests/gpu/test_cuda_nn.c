@@ -701,6 +701,67 @@ static void test_norm(shape s, int rms) {
     free(host[i]);
 }
 
+/* GELU's forward from its input's bf16 codes (an fp8 fc's bf16 output): against the CPU's GELU
+ * of the codes' values within gelu forward's bound, the bf16 output as check_bf16 says, the
+ * amax the bits of lowp_cuda_amax over the output (a NaN code: NaN); aligned (four values per
+ * thread) and misaligned by one value (one per thread). */
+static void test_gelu_from_bf16(const float *x, size_t n) {
+  uint16_t *codes = malloc(n * 2);
+  float *xv = hbuf(n), *want = hbuf(n), *got = hbuf(n);
+  if (!codes)
+    exit(1);
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  GC_REQUIRE(lowp_encode(LOWP_BF16, x, n, codes, &rne));
+  GC_REQUIRE(lowp_decode(LOWP_BF16, codes, n, xv));
+  lowpi_gelu_forward(want, xv, n);
+  uint16_t *d_codes = dcodes(n), *d_out16 = dcodes(n);
+  GC_REQUIRE(lowp_cuda_memcpy(d_codes, codes, n * 2, LOWP_CUDA_H2D));
+  float *d_y = dpoison(n), *d_amax = dpoison(2);
+  for (int shift = 0; shift < 2 && (size_t)shift < n; shift++) {
+    const size_t m = n - (size_t)shift;
+    char what[64];
+    snprintf(what, sizeof what, "gelu forward from bf16%s", shift ? ", misaligned" : "");
+    float am[2] = {0, 0};
+    if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(d_y + shift, d_out16 + shift, d_amax,
+                                                d_codes + shift, m)) &&
+        GC_OK(lowp_cuda_amax(d_y + shift, m, d_amax + 1))) {
+      download(got, d_y + shift, m);
+      cmp c;
+      cmp_begin(&c, what);
+      for (size_t i = 0; i < m; i++)
+        cmp_one(&c, i, got[i], want[i + shift],
+                0x1p-20 * fabs(xv[i + shift]) + 0x1p-22 * fabs(want[i + shift]));
+      cmp_end(&c);
+      check_bf16(what, d_out16 + shift, got, want + shift, m);
+      GC_REQUIRE(lowp_cuda_memcpy(am, d_amax, sizeof am, LOWP_CUDA_D2H));
+      GC_CHECK(am[0] > 0 && f32_bits(am[0]) == f32_bits(am[1]),
+               "%s: amax %.9g (0x%08x), lowp_cuda_amax %.9g (0x%08x)", what, (double)am[0],
+               f32_bits(am[0]), (double)am[1], f32_bits(am[1]));
+    }
+  }
+  /* a NaN input code: NaN out, NaN amax as lowp_cuda_amax's */
+  const uint16_t nan16 = 0x7FC0;
+  GC_REQUIRE(lowp_cuda_memcpy(d_codes + n / 2, &nan16, 2, LOWP_CUDA_H2D));
+  float am[2] = {0, 0};
+  if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(d_y, NULL, d_amax, d_codes, n)) &&
+      GC_OK(lowp_cuda_amax(d_y, n, d_amax + 1))) {
+    GC_REQUIRE(lowp_cuda_memcpy(am, d_amax, sizeof am, LOWP_CUDA_D2H));
+    GC_CHECK(isnan(am[0]) && f32_bits(am[0]) == f32_bits(am[1]),
+             "gelu from bf16 with a NaN: amax %.9g (0x%08x), lowp_cuda_amax 0x%08x", (double)am[0],
+             f32_bits(am[0]), f32_bits(am[1]));
+  }
+  GC_CHECK(lowpi_cuda_gelu_forward_from_bf16(NULL, NULL, NULL, d_codes, n) == LOWP_ERR_INVALID_ARG,
+           "gelu from bf16 without an output accepted");
+  lowp_cuda_free(d_codes);
+  lowp_cuda_free(d_out16);
+  lowp_cuda_free(d_y);
+  lowp_cuda_free(d_amax);
+  free(codes);
+  free(xv);
+  free(want);
+  free(got);
+}
+
 /* GELU on n values; SwiGLU on (N, 2H) -> (N, H); residual; bias gradient. */
 static void test_pointwise(shape s) {
   const int N = s.B * s.T, H = s.C;
@@ -741,6 +802,7 @@ static void test_pointwise(shape s) {
     lowp_cuda_free(d_c);
     lowp_cuda_free(d_c2);
   }
+  test_gelu_from_bf16(x, n);
   /* backward: sech2 = 1 - th^2 differs by <= 2^-20, scaled by |x| * 0.5 * sqrt(2/pi) (1 +
    * 0.134 x^2) <= |x| (1 + x^2) / 2 */
   lowpi_gelu_backward(want, g, x, n);
