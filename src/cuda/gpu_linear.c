@@ -1243,6 +1243,14 @@ int lowpi_gpu_linears_mirrorable(const lowpi_gpu_linears *g, int lin) {
          w16_cacheable(g, ls, 16, 16, 16);
 }
 
+int lowpi_gpu_linears_bias_mirrorable(const lowpi_gpu_linears *g, int lin) {
+  if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_W16))
+    return 0;
+  const lin_state *ls = &g->lin[lin];
+  return lowpi_gpu_linear_is_bf16(g, lin) ||
+         (is_native_fp8(&ls->op[LOWP_OP_FPROP_X]) && is_native_fp8(&ls->op[LOWP_OP_FPROP_W]));
+}
+
 static void mirror_set(code_mirror *m, const float *src, uint16_t *codes, size_t n) {
   m->codes = codes;
   m->src = codes ? src : NULL;

@@ -352,10 +352,11 @@ void lowpi_gpu_linears_give_weight_fp8(lowpi_gpu_linears *g, int lin, const floa
 int lowpi_gpu_linears_mirrorable(const lowpi_gpu_linears *g, int lin);
 void lowpi_gpu_linears_set_mirror(lowpi_gpu_linears *g, int lin, const float *weight,
                                   uint16_t *codes, size_t n);
-/* The same for the bias of a bf16 linear (lowpi_gpu_linear_is_bf16) whose bf16-output epilogue
- * (lowpi_gpu_linear_forward_gelu / _bf16) takes its bias vector in bf16 where cuBLASLt refused
- * an fp32 one (counts.epi_bf16_vec): the bias's RNE codes from the mirror, no cast per
- * forward. */
+/* The same for the bias of a bf16 or per-tensor fp8 linear (bias_mirrorable) whose bf16-output
+ * epilogue (lowpi_gpu_linear_forward_gelu / _bf16) takes its bias vector in bf16 where cuBLASLt
+ * refused an fp32 one, always with fp8 operands (counts.epi_bf16_vec): the bias's RNE codes from
+ * the mirror, no cast per forward. */
+int lowpi_gpu_linears_bias_mirrorable(const lowpi_gpu_linears *g, int lin);
 void lowpi_gpu_linears_set_bias_mirror(lowpi_gpu_linears *g, int lin, const float *bias,
                                        uint16_t *codes, size_t n);
 

@@ -265,8 +265,9 @@ static int mirror_slice(const lowp_adamw *h, size_t *moff, size_t off, size_t co
  * mirrorable: the bf16 recipe's linears, every recipe's bf16 LM head): the AdamW kernel writes
  * their codes as it stores them, the linears take those instead of casting each step
  * (gpu_linear.c, "The weight cast once per step"); the linears' own bf16 weight buffers are then
- * never allocated, so it costs no memory. Their linears' biases too (a few bytes): the
- * bf16-output epilogues (GELU, qkv) take the bias in bf16 where cuBLASLt refuses an fp32 vector.
+ * never allocated, so it costs no memory. The biases of bf16 and per-tensor fp8 linears too (a
+ * few bytes): the bf16-output epilogues (GELU, qkv; fp8's qkv and fc) take the bias in bf16
+ * where cuBLASLt refuses an fp32 vector (always with fp8 operands).
  * The other parameters (norms, embeddings not tied to a bf16 head, fp8 / emulated weights) get
  * none: a recipe with no bf16-cast weight has no mirror at all. Only where this one optimizer
  * updates every parameter: under ZeRO-1/2/3 each rank updates its shard and the rest arrives in
@@ -296,13 +297,12 @@ static lowp_status setup_mirror(lowpi_gpu_trainer *t) {
     const float *w = NULL, *b = NULL;
     size_t count = 0, bcount = 0;
     lowpi_gpu_model_linear_params(t->gm, k, &w, &count, &b, &bcount);
-    if (!w || !count || !lowpi_gpu_linears_mirrorable(lin, k) ||
-        !mirror_slice(h, moff, (size_t)(w - params), count, &n, wk))
-      continue; /* not a bf16 cast, not whole tensors: the linear casts */
-    /* The bias of a bf16 linear: a bf16-output epilogue may want it in bf16 (a few bytes) */
-    if (b && bcount && lowpi_gpu_linear_is_bf16(lin, k) &&
-        !mirror_slice(h, moff, (size_t)(b - params), bcount, &n, bk))
-      *bk = LOWPI_CUDA_NO_MIRROR;
+    /* (not a bf16 cast, or not whole tensors: the linear casts) */
+    if (w && count && lowpi_gpu_linears_mirrorable(lin, k))
+      (void)mirror_slice(h, moff, (size_t)(w - params), count, &n, wk);
+    /* the bias where a bf16-output epilogue may want it in bf16 (a few bytes) */
+    if (b && bcount && lowpi_gpu_linears_bias_mirrorable(lin, k))
+      (void)mirror_slice(h, moff, (size_t)(b - params), bcount, &n, bk);
   }
   lowp_status st = LOWP_OK;
   if (n) {
