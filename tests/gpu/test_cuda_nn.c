@@ -230,7 +230,7 @@ static void check_bf16(const char *what, const uint16_t *d_codes, const float *g
 
 /* A device buffer of n bf16 codes, all 0xFFFF (a NaN: a code not written fails). */
 static uint16_t *dcodes(size_t n) {
-  void *d = dbytes(n * 2);
+  void *d = dbytes((n ? n : 1) * 2); /* the memset below's bytes, also for n 0 */
   GC_REQUIRE(lowp_cuda_memset(d, 0xFF, (n ? n : 1) * 2));
   return d;
 }
