@@ -60,7 +60,8 @@ typedef struct {
   float *logits;         // (N, V); a training forward overwrites it with dlogits (fp32 head)
   uint16_t *dlogits16;   // (N, V) bf16 dlogits, when the LM head is a bf16 linear
   float *losses, *loss;  // (N), (1)
-  float *x_amax;         // (1): GELU's output amax for fc_proj (lowpi_gpu_linear_wants_amax)
+  float *x_amax;         // (4): the amax of X from its producer for the fprop of qkv, attproj,
+                         // fc, fc_proj (a slot each: x_amax_for; the LM head takes qkv's)
   float *dy_amax;        // (2): the amax of dres and of db from their producers (the norm
                          // backwards, GELU's backward) for the next linear's fused dY cast
                          // (lowpi_gpu_linear_wants_dy_amax)
@@ -303,6 +304,35 @@ static lowpi_gpu_act dres_for(const lowpi_gpu_model *g, int lin) {
   return (lowpi_gpu_act){g->a.dres, bf16 ? g->a.dres16 : NULL, dy_amax_for(g, lin, 0)};
 }
 
+/* Where the producer of linear lin's X (ln1: qkv, the attention: attproj, ln2: fc, GELU: fc_proj,
+ * the final norm: the LM head) writes its amax for the linear's fprop (lowpi_gpu_linear_wants_amax:
+ * per-tensor current scaling of X, not LOWP_GPU_PLAIN=amax); else NULL. One slot per linear of
+ * a block, lin % 4: each amax is taken by the fprop right after its producer, before the slot is
+ * written again (the head's, lnf's, after the last block's qkv took slot 0). */
+static float *x_amax_for(const lowpi_gpu_model *g, int lin) {
+  if (lin < 0 || lin > 4 * g->cfg.n_layer || !lowpi_gpu_linear_wants_amax(g->lin, lin))
+    return NULL;
+  return g->a.x_amax + lin % 4;
+}
+
+/* The qkv linear's dY (db) in layer l's backward, with its amax from the flash backward that
+ * writes it where it is the dY as written (GPT-2: llama's RoPE backward comes between, and the
+ * linear computes the amax of the rotated values itself); attention_backward takes the amax
+ * from here. */
+static lowpi_gpu_act qkv_dy(const lowpi_gpu_model *g, int l) {
+  const int direct = g->flash && g->cfg.arch == LOWP_ARCH_GPT2;
+  return (lowpi_gpu_act){g->a.db, NULL, direct ? dy_amax_for(g, 4 * l, 1) : NULL};
+}
+
+/* Layer l's input to linear lin in the forward (act_at), with its amax from the producer where
+ * the fprop takes it (x_amax_for). */
+static lowpi_gpu_act act_fwd(const lowpi_gpu_model *g, const act_store *s, int l, int lin) {
+  lowpi_gpu_act x = {s->f32[l], s->bf16[l], NULL};
+  if (x.f32) /* the producer's amax is that of the fp32 values */
+    x.amax = x_amax_for(g, lin);
+  return x;
+}
+
 static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
   const lowp_model_config *c = &g->cfg;
   size_t L = (size_t)c->n_layer, N = (size_t)B * T, C = (size_t)c->n_embd, V = (size_t)c->vocab;
@@ -336,7 +366,7 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->dlogits16, g->head_bf16 ? N * V * 2 : 0},
       {(void **)&a->losses, N * 4},
       {(void **)&a->loss, 16},
-      {(void **)&a->x_amax, 16},
+      {(void **)&a->x_amax, 4 * sizeof(float)}, /* x_amax_for's slots (16 bytes) */
       {(void **)&a->dy_amax, 16},
       {(void **)&a->dres, N * C * 4},
       {(void **)&a->dres16, dres16_wanted(g) ? N * C * 2 : 0},
@@ -594,15 +624,18 @@ void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *gra
   *activations = g->act_bytes + lowpi_gpu_linears_scratch_bytes(g->lin);
 }
 
-/* The norm of inp into layer l's slot of s (fp32 or bf16). */
-static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, int l, float *stats,
-                                const float *inp, const float *w, const float *b, int N) {
+/* The norm of inp into layer l's slot of s (fp32 or bf16), the input of linear lin: with its
+ * amax where lin's fprop takes it (x_amax_for). */
+static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, int l, int lin,
+                                float *stats, const float *inp, const float *w, const float *b,
+                                int N) {
   const lowp_model_config *c = &g->cfg;
+  float *amax = x_amax_for(g, lin);
   if (c->arch == LOWP_ARCH_GPT2)
-    return lowpi_cuda_layernorm_forward(s->f32[l], s->bf16[l], stats, stats + N, inp, w, b, N,
-                                        c->n_embd, c->norm_eps);
-  return lowpi_cuda_rmsnorm_forward(s->f32[l], s->bf16[l], stats + N, inp, w, N, c->n_embd,
-                                    c->norm_eps);
+    return lowpi_cuda_layernorm_forward_amax(s->f32[l], s->bf16[l], amax, stats, stats + N, inp, w,
+                                             b, N, c->n_embd, c->norm_eps);
+  return lowpi_cuda_rmsnorm_forward_amax(s->f32[l], s->bf16[l], amax, stats + N, inp, w, N,
+                                         c->n_embd, c->norm_eps);
 }
 
 /* res = inp1 + (inp2 + bias2) (the residual add, bias2 may be NULL), then its norm as
@@ -612,20 +645,22 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
  * a 774M one's tokens/s (C 1280; bench_gpu_train with and without LOWP_GPU_PLAIN=ln_res). */
 enum { kFuseResidualC = 1024 };
 static lowp_status residual_norm_forward(const lowpi_gpu_model *g, const act_store *s, int l,
-                                         float *stats, float *res, const float *inp1,
+                                         int lin, float *stats, float *res, const float *inp1,
                                          const float *inp2, const float *bias2, const float *w,
                                          const float *b, int N) {
   const lowp_model_config *c = &g->cfg;
   const int C = c->n_embd;
   if ((g->plain & LOWPI_GPU_PLAIN_LN_RES) || C > kFuseResidualC) {
     LOWPI_TRY(lowpi_cuda_residual_forward_bias(res, inp1, inp2, bias2, (size_t)N * C, C));
-    return norm_forward(g, s, l, stats, res, w, b, N);
+    return norm_forward(g, s, l, lin, stats, res, w, b, N);
   }
+  float *amax = x_amax_for(g, lin);
   if (c->arch == LOWP_ARCH_GPT2)
-    return lowpi_cuda_residual_layernorm_forward(res, s->f32[l], s->bf16[l], stats, stats + N, inp1,
-                                                 inp2, bias2, w, b, N, C, c->norm_eps);
-  return lowpi_cuda_residual_rmsnorm_forward(res, s->f32[l], s->bf16[l], stats + N, inp1, inp2,
-                                             bias2, w, N, C, c->norm_eps);
+    return lowpi_cuda_residual_layernorm_forward_amax(res, s->f32[l], s->bf16[l], amax, stats,
+                                                      stats + N, inp1, inp2, bias2, w, b, N, C,
+                                                      c->norm_eps);
+  return lowpi_cuda_residual_rmsnorm_forward_amax(res, s->f32[l], s->bf16[l], amax, stats + N, inp1,
+                                                  inp2, bias2, w, N, C, c->norm_eps);
 }
 
 /* dinp written (accumulate 0) or, for the blocks' norms, added to the residual stream's
@@ -670,7 +705,7 @@ static lowp_status linear_bf16_out(lowpi_gpu_model *g, int lin, int *off, uint16
 static lowp_status qkv_forward(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w, int n) {
   const int C = g->cfg.n_embd;
   const size_t n3 = (size_t)n * 3 * (size_t)C;
-  const lowpi_gpu_act x = act_at(&g->a.ln1, l);
+  const lowpi_gpu_act x = act_fwd(g, &g->a.ln1, l, 4 * l);
   if (!g->a.qkv16)
     return lowpi_gpu_linear_forward(g->lin, 4 * l, g->a.qkv + (size_t)l * n3, x, w->qkvw, w->qkvb,
                                     n, C, 3 * C);
@@ -685,15 +720,22 @@ static lowp_status qkv_forward(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs
   return lowpi_cuda_bias_to_bf16(out, g->a.db, b_left, n3, 3 * C);
 }
 
-/* Layer l's attention: the fused kernels (saving lse) or the batched GEMMs (saving att). */
+/* Layer l's attention: the fused kernels (saving lse) or the batched GEMMs (saving att). The
+ * fused forward also writes out's amax for attproj's fprop (atty_amax), the fused backward
+ * dinp's for the qkv linear's dY (qkv_dy); the batched GEMMs neither (the linears compute
+ * their own). */
+static float *atty_amax(const lowpi_gpu_model *g, int l) {
+  return g->flash ? x_amax_for(g, 4 * l + 1) : NULL;
+}
+
 static lowp_status attention_forward(lowpi_gpu_model *g, int l, float *out, const float *qkv,
                                      const uint16_t *qkv16, int B, int T) {
   const int C = g->cfg.n_embd, NH = g->cfg.n_head;
   gpu_acts *a = &g->a;
   if (g->flash)
-    return lowpi_cuda_flash_attention_forward(out, a->atty16.bf16[l],
-                                              a->lse + (size_t)l * B * NH * T, qkv16 ? NULL : qkv,
-                                              qkv16, B, T, C, NH, a->work, a->work_bytes);
+    return lowpi_cuda_flash_attention_forward_amax(
+        out, a->atty16.bf16[l], atty_amax(g, l), a->lse + (size_t)l * B * NH * T,
+        qkv16 ? NULL : qkv, qkv16, B, T, C, NH, a->work, a->work_bytes);
   return lowpi_cuda_attention_forward(out, a->att + (size_t)l * B * NH * T * T, qkv, B, T, C, NH,
                                       g->compute, a->work, a->work_bytes);
 }
@@ -704,9 +746,9 @@ static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, co
   const int C = g->cfg.n_embd, NH = g->cfg.n_head;
   gpu_acts *a = &g->a;
   if (g->flash)
-    return lowpi_cuda_flash_attention_backward(dinp, dout, qkv16 ? NULL : qkv, qkv16, out,
-                                               a->lse + (size_t)l * B * NH * T, B, T, C, NH,
-                                               a->work, a->work_bytes);
+    return lowpi_cuda_flash_attention_backward_amax(
+        dinp, qkv_dy(g, l).amax, dout, qkv16 ? NULL : qkv, qkv16, out,
+        a->lse + (size_t)l * B * NH * T, B, T, C, NH, a->work, a->work_bytes);
   return lowpi_cuda_attention_backward(dinp, dout, qkv, a->att + (size_t)l * B * NH * T * T, B, T,
                                        C, NH, g->compute, a->work, a->work_bytes);
 }
@@ -843,9 +885,9 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     float *mid = a->mid + l * NC, *st2 = a->ln2_stats + l * 2 * N;
     float *tmp = a->dres; /* branch outputs before the residual add (free in the forward) */
     /* attproj's input: atty, and its bf16 codes where the flash forward wrote them */
-    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, NULL};
+    const lowpi_gpu_act atty_in = {atty, g->flash ? a->atty16.bf16[l] : NULL, atty_amax(g, l)};
     if (!ln1_done) /* else with the previous block's residual add */
-      LOWPI_TRY(norm_forward(g, &a->ln1, l, st1, x, w->ln1w, w->ln1b, n));
+      LOWPI_TRY(norm_forward(g, &a->ln1, l, 4 * l, st1, x, w->ln1w, w->ln1b, n));
     LOWPI_TRY(qkv_forward(g, l, w, n));
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_forward(qkv, qkv, B, T, C, NH, c->rope_theta));
@@ -856,21 +898,23 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     const float *b_left = NULL, **fold = g->plain & LOWPI_GPU_PLAIN_BIAS ? NULL : &b_left;
     LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 1, tmp, atty_in, w->attprojw, w->attprojb,
                                             n, C, C, fold));
-    LOWPI_TRY(residual_norm_forward(g, &a->ln2, l, st2, mid, x, tmp, b_left, w->ln2w, w->ln2b, n));
+    LOWPI_TRY(residual_norm_forward(g, &a->ln2, l, 4 * l + 2, st2, mid, x, tmp, b_left, w->ln2w,
+                                    w->ln2b, n));
     b_left = NULL;
     if (gpt2)
       LOWPI_TRY(fc_gelu_forward_fused(g, l, w, n));
     lowpi_gpu_act fin = act_at(&a->fch_act, l); /* fc_proj's input */
+    /* fc_proj's X amax from GELU where its fprop takes it (SwiGLU's forward gives none) */
+    if (gpt2 && fin.f32)
+      fin.amax = x_amax_for(g, 4 * l + 3);
     if (!g->gelu_fused[l]) {
-      /* GELU also gives its output's amax where fc_proj's fprop scales X by it */
-      if (gpt2 && fin.f32 && lowpi_gpu_linear_wants_amax(lin, 4 * l + 3))
-        fin.amax = a->x_amax;
       /* GELU's bf16 input (fch16) straight from an fp8 fc's GEMM where it takes it */
       uint16_t *pre = a->fch16 ? a->fch16 + l * N * FC : NULL;
+      const lowpi_gpu_act fc_in = act_fwd(g, &a->ln2, l, 4 * l + 2);
       int pre_done = 0;
       if (pre)
-        LOWPI_TRY(linear_bf16_out(g, 4 * l + 2, &g->fc16_off, pre, act_at(&a->ln2, l), w->fcw,
-                                  w->fcb, n, C, FC, &pre_done));
+        LOWPI_TRY(linear_bf16_out(g, 4 * l + 2, &g->fc16_off, pre, fc_in, w->fcw, w->fcb, n, C, FC,
+                                  &pre_done));
       if (pre_done) {
         LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax,
                                                     pre, N * (size_t)F));
@@ -878,8 +922,8 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
         /* fc's output into scratch where GELU keeps its bf16 input (the bias may go into GELU
          * then), else kept (with its bias) for the backward */
         float *fc_out = pre ? a->db : a->fch + l * N * FC;
-        LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fc_out, act_at(&a->ln2, l), w->fcw,
-                                                w->fcb, n, C, FC, pre ? fold : NULL));
+        LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 2, fc_out, fc_in, w->fcw, w->fcb, n, C,
+                                                FC, pre ? fold : NULL));
         if (gpt2)
           LOWPI_TRY(lowpi_cuda_gelu_forward_keep(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax,
                                                  pre, fc_out, b_left, N * (size_t)F, F));
@@ -896,16 +940,17 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
       LOWPI_TRY(lowpi_cuda_residual_forward_bias(xout, mid, tmp, b_left, NC, C));
     } else if (l + 1 < L) {
       const lowpi_layer_ptrs *next = &g->p.layers[l + 1];
-      LOWPI_TRY(residual_norm_forward(g, &a->ln1, l + 1, a->ln1_stats + (l + 1) * 2 * N, xout, mid,
-                                      tmp, b_left, next->ln1w, next->ln1b, n));
+      LOWPI_TRY(residual_norm_forward(g, &a->ln1, l + 1, 4 * (l + 1),
+                                      a->ln1_stats + (l + 1) * 2 * N, xout, mid, tmp, b_left,
+                                      next->ln1w, next->ln1b, n));
       ln1_done = 1;
     } else {
-      LOWPI_TRY(residual_norm_forward(g, &a->lnf, 0, a->lnf_stats, xout, mid, tmp, b_left,
+      LOWPI_TRY(residual_norm_forward(g, &a->lnf, 0, 4 * L, a->lnf_stats, xout, mid, tmp, b_left,
                                       g->p.lnfw, g->p.lnfb, n));
     }
   }
-  LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, act_at(&a->lnf, 0), g->p.head, NULL, n,
-                                     C, V));
+  LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, act_fwd(g, &a->lnf, 0, 4 * L),
+                                     g->p.head, NULL, n, C, V));
   g->have_forward = 1;
   if (targets) { /* training: dlogits too, in the same pass over the logits */
     const int train = loss_scale != 0.0f;
@@ -978,7 +1023,7 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     LOWPI_TRY(attention_backward(g, l, a->db, a->da, qkv, qkv16, atty, B, T)); // db (N, 3C)
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, lowpi_act_f32(a->db),
+    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, qkv_dy(g, l),
                                         act_bwd(&a->ln1, l), w->qkvw, n, C, 3 * C)); // da = d(ln1)
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n, 1,
                             4 * l - 1)); // dres = d(x), the previous block's fc_proj's dY

@@ -75,6 +75,17 @@ lowp_status lowpi_cuda_rmsnorm_backward_amax(float *dinp, uint16_t *dinp_bf16, f
 lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
                                        const float *inp, const float *weight, int N, int C,
                                        float eps);
+/* The forwards (and the residual-fused ones below), also writing out_amax (a device float, may be
+ * NULL) = max |out| over the fp32 values written (before any bf16 rounding) as lowp_cuda_amax
+ * computes it (the same bits, NaN included): the amax of the next linear's X for its per-tensor
+ * current scaling (lowpi_gpu_act.amax). The plain entry points pass NULL. */
+lowp_status lowpi_cuda_layernorm_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,
+                                              float *mean, float *rstd, const float *inp,
+                                              const float *weight, const float *bias, int N, int C,
+                                              float eps);
+lowp_status lowpi_cuda_rmsnorm_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,
+                                            float *rstd, const float *inp, const float *weight,
+                                            int N, int C, float eps);
 /* The residual add fused into the norm after it: res (N, C) = inp1 + (inp2 + bias2) (bias2 (C)
  * may be NULL: inp1 + inp2), as lowpi_cuda_residual_forward_bias, then the norm of res as
  * lowpi_cuda_layernorm_forward / lowpi_cuda_rmsnorm_forward, in one kernel that reads each
@@ -89,6 +100,16 @@ lowp_status lowpi_cuda_residual_rmsnorm_forward(float *res, float *out, uint16_t
                                                 float *rstd, const float *inp1, const float *inp2,
                                                 const float *bias2, const float *weight, int N,
                                                 int C, float eps);
+lowp_status lowpi_cuda_residual_layernorm_forward_amax(float *res, float *out, uint16_t *out_bf16,
+                                                       float *out_amax, float *mean, float *rstd,
+                                                       const float *inp1, const float *inp2,
+                                                       const float *bias2, const float *weight,
+                                                       const float *bias, int N, int C, float eps);
+lowp_status lowpi_cuda_residual_rmsnorm_forward_amax(float *res, float *out, uint16_t *out_bf16,
+                                                     float *out_amax, float *rstd,
+                                                     const float *inp1, const float *inp2,
+                                                     const float *bias2, const float *weight, int N,
+                                                     int C, float eps);
 lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
                                         const float *dout, const float *inp, const float *weight,
                                         const float *rstd, int N, int C, int accumulate,
@@ -220,6 +241,21 @@ lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, 
                                                 const uint16_t *inp_bf16, const float *out,
                                                 const float *lse, int B, int T, int C, int NH,
                                                 void *workspace, size_t workspace_bytes);
+/* The same, writing also out_amax (forward: max |out|) or dinp_amax (backward: max |dinp|, the qkv
+ * linear's dY where nothing comes between: GPT-2; llama's RoPE backward does), each a device
+ * float (may be NULL), over the fp32 values written, as lowp_cuda_amax computes it (the same
+ * bits, NaN included): for the per-tensor current scaling of the linear that quantizes them next
+ * (lowpi_gpu_act.amax). */
+lowp_status lowpi_cuda_flash_attention_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,
+                                                    float *lse, const float *inp,
+                                                    const uint16_t *inp_bf16, int B, int T, int C,
+                                                    int NH, void *workspace,
+                                                    size_t workspace_bytes);
+lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, float *dinp_amax,
+                                                     const float *dout, const float *inp,
+                                                     const uint16_t *inp_bf16, const float *out,
+                                                     const float *lse, int B, int T, int C, int NH,
+                                                     void *workspace, size_t workspace_bytes);
 
 /* Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target] and, when dlogits is
  * not NULL, dlogits = (softmax - onehot) * dloss (dlogits may equal logits: in place), and when

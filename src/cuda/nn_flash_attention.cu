@@ -50,6 +50,7 @@
 #include "cuda/cuda_common.h"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
+#include "cuda/quant_kernels.cuh"
 
 namespace {
 
@@ -308,6 +309,24 @@ __device__ __forceinline__ void store_frags(Out *dst, size_t ld, int t0, int T,
   }
 }
 
+/* The max of lowpi_abs_key over the accumulators that store_frags writes (rows t0 + g and
+ * t0 + g + 8 below T): this lane's part of the amax of the fp32 values stored. */
+template <int HS>
+__device__ __forceinline__ uint32_t frags_abs_key(int t0, int T, const float (&acc)[HS / 8][4],
+                                                  int lane) {
+  const int g = lane / 4;
+  uint32_t m = 0;
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    if (t0 + g + 8 * i >= T)
+      continue;
+#pragma unroll
+    for (int n = 0; n < HS / 8; n++)
+      m = max(m, max(lowpi_abs_key(acc[n][2 * i]), lowpi_abs_key(acc[n][2 * i + 1])));
+  }
+  return m;
+}
+
 /* Where the kernels read the bf16 q, k, v: row t of head (b, h) of part p at p + b * b_stride
  * + h * h_stride + t * ld (HS contiguous elements). Either the workspace's head-major copies
  * (B, NH, T, HS) or the caller's bf16 qkv (B, T, 3C), read in place. */
@@ -442,7 +461,7 @@ template <int HS>
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
                          float *__restrict__ lse, const float *__restrict__ inp, qkv_src src, int T,
-                         int NH, float scale2) {
+                         int NH, float scale2, unsigned *amax) {
   constexpr int ld = smem_layout<HS>::ld, MT = kFwdMT<HS>, kRows = MT * kTile;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_q = reinterpret_cast<bf16 *>(smem); /* MT tiles */
@@ -574,7 +593,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   /* out = O / l, lse = (m + log2(l)) ln(2): natural log, the backward's (m-tiles past T: l 0,
-   * nothing stored) */
+   * nothing stored); amax (may be NULL; zeroed before): max |out| over the fp32 values stored, as
+   * lowp_cuda_amax computes it (lowpi_block_max_atomic of lowpi_abs_key: the same bits) */
+  uint32_t mx = 0;
 #pragma unroll
   for (int mt = 0; mt < MT; mt++) {
     const int r0 = q0 + mt * kTile + wr;
@@ -593,7 +614,11 @@ __global__ void __launch_bounds__(kThreads)
     store_frags<HS>(out + (size_t)b * T * C + (size_t)h * HS, (size_t)C, r0, T, o[mt], lane);
     if (out_bf16)
       store_frags<HS>(out_bf16 + (size_t)b * T * C + (size_t)h * HS, (size_t)C, r0, T, o[mt], lane);
+    if (amax)
+      mx = max(mx, frags_abs_key<HS>(r0, T, o[mt], lane));
   }
+  if (amax) /* block-uniform */
+    lowpi_block_max_atomic(mx, amax);
 }
 
 /* The recomputed probabilities and their gradient in a warp's score fragments: P = exp(s scale
@@ -651,7 +676,7 @@ __global__ void __launch_bounds__(kThreads)
     flash_backward_kv_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
                              const float *__restrict__ D, qkv_src src,
                              const bf16 *__restrict__ do16_all, int T, int NH, float scale,
-                             float scale2) {
+                             float scale2, unsigned *amax) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_k = reinterpret_cast<bf16 *>(smem), *s_v = s_k + kTile * ld;
@@ -729,6 +754,10 @@ __global__ void __launch_bounds__(kThreads)
   float *base = dinp + (size_t)b * T * 3 * C + (size_t)h * HS;
   store_frags<HS>(base + C, 3 * (size_t)C, k0 + wr, T, dk, lane);
   store_frags<HS>(base + 2 * C, 3 * (size_t)C, k0 + wr, T, dv, lane);
+  if (amax) /* block-uniform: dinp's amax (flash_backward_q_kernel's) */
+    lowpi_block_max_atomic(
+        max(frags_abs_key<HS>(k0 + wr, T, dk, lane), frags_abs_key<HS>(k0 + wr, T, dv, lane)),
+        amax);
 }
 
 /* dQ: block (b * NH + h, query tile); warp w owns queries q0 + 16 w .. + 15. dinp's dq at
@@ -738,7 +767,7 @@ __global__ void __launch_bounds__(kThreads)
     flash_backward_q_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
                             const float *__restrict__ D, qkv_src src,
                             const bf16 *__restrict__ do16_all, int T, int NH, float scale,
-                            float scale2) {
+                            float scale2, unsigned *amax) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_q = reinterpret_cast<bf16 *>(smem), *s_do = s_q + kTile * ld;
@@ -797,6 +826,11 @@ __global__ void __launch_bounds__(kThreads)
   const int b = bh / NH, h = bh % NH;
   store_frags<HS>(dinp + (size_t)b * T * 3 * C + (size_t)h * HS, 3 * (size_t)C, q0 + wr, T, dq,
                   lane);
+  /* amax (may be NULL; zeroed before): max |dinp| over the dq, dk and dv both kernels store, as
+   * lowp_cuda_amax computes it (lowpi_block_max_atomic of lowpi_abs_key: the same bits), for
+   * the per-tensor current scaling of the qkv linear's dY (lowpi_gpu_act.amax) */
+  if (amax) /* block-uniform */
+    lowpi_block_max_atomic(frags_abs_key<HS>(q0 + wr, T, dq, lane), amax);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -845,6 +879,15 @@ lowp_status check_args(const char *fn, int B, int T, int C, int NH, int bf16_inp
   return LOWP_OK;
 }
 
+/* The amax that the kernels raise with atomicMax (may be NULL) set to 0 first. */
+lowp_status zero_amax(const char *fn, float *amax) {
+  if (((uintptr_t)amax & 3u) != 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: misaligned amax", fn);
+  if (amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(amax, 0, sizeof(float), 0));
+  return LOWP_OK;
+}
+
 /* The fp32 rows the prep kernel reads with float4 must be 16-byte aligned. */
 lowp_status check_aligned(const char *fn, const char *name, const void *p) {
   if ((uintptr_t)p % 16 != 0)
@@ -878,20 +921,20 @@ dim3 tile_grid(int B, int T, int NH, int rows) {
 
 template <int HS>
 lowp_status forward_hs(float *out, uint16_t *out_bf16, float *lse, const float *inp, qkv_src src,
-                       int B, int T, int NH) {
+                       int B, int T, int NH, unsigned *amax) {
   const size_t smem = smem_layout<HS>::fwd;
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_forward_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   const float scale2 = 1.0f / sqrtf((float)HS) * kLog2e;
   flash_forward_kernel<HS><<<tile_grid(B, T, NH, kFwdMT<HS> * kTile), kThreads, smem>>>(
-      out, out_bf16, lse, inp, src, T, NH, scale2);
+      out, out_bf16, lse, inp, src, T, NH, scale2, amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
 
 template <int HS>
 lowp_status backward_hs(float *dinp, const float *lse, const float *D, qkv_src src,
-                        const bf16 *do16, int B, int T, int NH) {
+                        const bf16 *do16, int B, int T, int NH, unsigned *amax) {
   const size_t smem = smem_layout<HS>::bwd;
   const float scale = 1.0f / sqrtf((float)HS), scale2 = scale * kLog2e;
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_kv_kernel<HS>,
@@ -899,10 +942,10 @@ lowp_status backward_hs(float *dinp, const float *lse, const float *D, qkv_src s
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_q_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   flash_backward_kv_kernel<HS><<<tile_grid(B, T, NH, kTile), kThreads, smem>>>(
-      dinp, lse, D, src, do16, T, NH, scale, scale2);
+      dinp, lse, D, src, do16, T, NH, scale, scale2, amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   flash_backward_q_kernel<HS><<<tile_grid(B, T, NH, kTile), kThreads, smem>>>(
-      dinp, lse, D, src, do16, T, NH, scale, scale2);
+      dinp, lse, D, src, do16, T, NH, scale, scale2, amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -924,7 +967,17 @@ lowp_status lowpi_cuda_flash_attention_forward(float *out, uint16_t *out_bf16, f
                                                const float *inp, const uint16_t *inp_bf16, int B,
                                                int T, int C, int NH, void *workspace,
                                                size_t workspace_bytes) {
-  // out (B, T, C), out_bf16 (B, T, C), lse (B, NH, T), inp (B, T, 3C), inp_bf16 (B, T, 3C)
+  return lowpi_cuda_flash_attention_forward_amax(out, out_bf16, NULL, lse, inp, inp_bf16, B, T, C,
+                                                 NH, workspace, workspace_bytes);
+}
+
+lowp_status lowpi_cuda_flash_attention_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,
+                                                    float *lse, const float *inp,
+                                                    const uint16_t *inp_bf16, int B, int T, int C,
+                                                    int NH, void *workspace,
+                                                    size_t workspace_bytes) {
+  // out (B, T, C), out_bf16 (B, T, C), out_amax (1), lse (B, NH, T), inp (B, T, 3C),
+  // inp_bf16 (B, T, 3C)
   const char *fn = "lowpi_cuda_flash_attention_forward";
   if (!out || !lse || (!inp && !inp_bf16))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
@@ -933,6 +986,8 @@ lowp_status lowpi_cuda_flash_attention_forward(float *out, uint16_t *out_bf16, f
   const int bf16_inp = inp_bf16 != NULL;
   uint8_t *ws = NULL;
   LOWPI_TRY(check_args(fn, B, T, C, NH, bf16_inp, workspace, workspace_bytes, &ws));
+  LOWPI_TRY(zero_amax(fn, out_amax));
+  unsigned *amax = (unsigned *)out_amax;
   const int HS = C / NH;
   qkv_src src;
   const float *q32 = NULL; /* the fp32 q the kernel rounds while staging, or NULL: src.q */
@@ -950,13 +1005,13 @@ lowp_status lowpi_cuda_flash_attention_forward(float *out, uint16_t *out_bf16, f
   }
   switch (HS) {
   case 16:
-    return forward_hs<16>(out, out_bf16, lse, q32, src, B, T, NH);
+    return forward_hs<16>(out, out_bf16, lse, q32, src, B, T, NH, amax);
   case 32:
-    return forward_hs<32>(out, out_bf16, lse, q32, src, B, T, NH);
+    return forward_hs<32>(out, out_bf16, lse, q32, src, B, T, NH, amax);
   case 64:
-    return forward_hs<64>(out, out_bf16, lse, q32, src, B, T, NH);
+    return forward_hs<64>(out, out_bf16, lse, q32, src, B, T, NH, amax);
   default:
-    return forward_hs<128>(out, out_bf16, lse, q32, src, B, T, NH);
+    return forward_hs<128>(out, out_bf16, lse, q32, src, B, T, NH, amax);
   }
 }
 
@@ -964,14 +1019,25 @@ lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, 
                                                 const uint16_t *inp_bf16, const float *out,
                                                 const float *lse, int B, int T, int C, int NH,
                                                 void *workspace, size_t workspace_bytes) {
-  // dinp (B, T, 3C), dout (B, T, C), inp (B, T, 3C), inp_bf16 (B, T, 3C), out (B, T, C),
-  // lse (B, NH, T)
+  return lowpi_cuda_flash_attention_backward_amax(dinp, NULL, dout, inp, inp_bf16, out, lse, B, T,
+                                                  C, NH, workspace, workspace_bytes);
+}
+
+lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, float *dinp_amax,
+                                                     const float *dout, const float *inp,
+                                                     const uint16_t *inp_bf16, const float *out,
+                                                     const float *lse, int B, int T, int C, int NH,
+                                                     void *workspace, size_t workspace_bytes) {
+  // dinp (B, T, 3C), dinp_amax (1), dout (B, T, C), inp (B, T, 3C), inp_bf16 (B, T, 3C),
+  // out (B, T, C), lse (B, NH, T)
   const char *fn = "lowpi_cuda_flash_attention_backward";
   if (!dinp || !dout || (!inp && !inp_bf16) || !out || !lse)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
   const int bf16_inp = inp_bf16 != NULL;
   uint8_t *ws = NULL;
   LOWPI_TRY(check_args(fn, B, T, C, NH, bf16_inp, workspace, workspace_bytes, &ws));
+  LOWPI_TRY(zero_amax(fn, dinp_amax));
+  unsigned *amax = (unsigned *)dinp_amax;
   LOWPI_TRY(check_aligned(fn, "dout", dout));
   const int HS = C / NH;
   const flash_layout L = layout_of(B, T, C, NH, bf16_inp);
@@ -995,12 +1061,12 @@ lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, 
   LOWPI_CUDA_CHECK_LAUNCH();
   switch (HS) {
   case 16:
-    return backward_hs<16>(dinp, lse, D, src, dy, B, T, NH);
+    return backward_hs<16>(dinp, lse, D, src, dy, B, T, NH, amax);
   case 32:
-    return backward_hs<32>(dinp, lse, D, src, dy, B, T, NH);
+    return backward_hs<32>(dinp, lse, D, src, dy, B, T, NH, amax);
   case 64:
-    return backward_hs<64>(dinp, lse, D, src, dy, B, T, NH);
+    return backward_hs<64>(dinp, lse, D, src, dy, B, T, NH, amax);
   default:
-    return backward_hs<128>(dinp, lse, D, src, dy, B, T, NH);
+    return backward_hs<128>(dinp, lse, D, src, dy, B, T, NH, amax);
   }
 }

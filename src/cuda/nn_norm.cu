@@ -40,6 +40,7 @@ struct fwd_args {
   const float *inp, *inp2, *bias2, *weight, *bias;
   int N, C;
   float eps;
+  unsigned *amax; /* max |out| (may be NULL; zeroed before): see norm_forward_kernel */
 };
 
 /* Element c of row `row`: inp's, or (RES) the residual sum inp + (inp2 + bias2), bias2 may be
@@ -54,16 +55,13 @@ __device__ __forceinline__ float row_value(const fwd_args &a, size_t row, int c)
   return v;
 }
 
-/* K > 0: lane keeps columns lane + 32 k (k < K, K * 32 >= C) in registers; K == 0: any C, the
- * row read again from memory (from res where RES: written by this same lane). The sums run in
- * the same order either way. out may equal inp (each element is read, then written, by one
- * lane); res may equal inp or inp2 (likewise), not out. */
-template <bool RMS, bool RES, int K>
-__global__ void __launch_bounds__(lowpi_kThreads) norm_forward_kernel(fwd_args a) {
-  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
-  const int lane = (int)(threadIdx.x % 32);
-  if (n >= a.N)
-    return; /* the whole warp */
+/* Row n of the norm (a warp, lane `lane`); returns the max of lowpi_abs_key over the values the
+ * lane wrote (for the amax). K > 0: lane keeps columns lane + 32 k (k < K, K * 32 >= C) in
+ * registers; K == 0: any C, the row read again from memory (from res where RES: written by this
+ * same lane). The sums run in the same order either way. out may equal inp (each element is read,
+ * then written, by one lane); res may equal inp or inp2 (likewise), not out. */
+template <bool RMS, bool RES, int K, bool AMAX>
+__device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, int lane) {
   const int C = a.C;
   const size_t row = (size_t)n * C;
   const float *again = RES ? a.res + row : a.inp + row; /* K == 0: the row's values */
@@ -113,28 +111,59 @@ __global__ void __launch_bounds__(lowpi_kThreads) norm_forward_kernel(fwd_args a
   const auto y = [&](float x, int c) {
     return RMS ? a.weight[c] * (x * s) : (s * (x - m)) * a.weight[c] + a.bias[c];
   };
+  uint32_t mx = 0; /* AMAX: the max of lowpi_abs_key over the values this lane writes */
+  const auto store = [&](float x, int c) {
+    const float v = y(x, c);
+    lowpi_store_out(a.out, a.out_bf16, row + c, v);
+    if (AMAX)
+      mx = max(mx, lowpi_abs_key(v));
+  };
   if (K > 0) {
 #pragma unroll
     for (int k = 0; k < KR; k++) {
       const int c = lane + 32 * k;
       if (c < C)
-        lowpi_store_out(a.out, a.out_bf16, row + c, y(xv[k], c));
+        store(xv[k], c);
     }
   } else {
     for (int c = lane; c < C; c += 32)
-      lowpi_store_out(a.out, a.out_bf16, row + c, y(again[c], c));
+      store(again[c], c);
   }
   if (lane == 0) {
     if (!RMS)
       a.mean[n] = m;
     a.rstd[n] = s;
   }
+  return mx;
+}
+
+/* One warp per row (norm_forward_row). AMAX (a.amax not NULL; zeroed before): also max |out|
+ * over the fp32 values written as lowp_cuda_amax computes it (lowpi_block_max_atomic of
+ * lowpi_abs_key, as GELU's forward and the norm backwards: the same bits, NaN included), for the
+ * per-tensor current scaling of the linear whose X out is (lowpi_gpu_act.amax). A template
+ * argument, not a test of a.amax: the kernels without it keep their registers (the amax's
+ * block-wide reduction and the keys cost up to 50 more at K 64 under ptxas 13). */
+template <bool RMS, bool RES, int K, bool AMAX>
+__global__ void __launch_bounds__(lowpi_kThreads) norm_forward_kernel(fwd_args a) {
+  const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
+  const int lane = (int)(threadIdx.x % 32);
+  if (!AMAX) {
+    if (n < a.N) /* the whole warp */
+      norm_forward_row<RMS, RES, K, false>(a, n, lane);
+    return;
+  }
+  uint32_t mx = 0;
+  if (n < a.N) /* the whole warp; then every thread of the block reduces */
+    mx = norm_forward_row<RMS, RES, K, true>(a, n, lane);
+  lowpi_block_max_atomic(mx, a.amax);
 }
 
 template <bool RMS, bool RES> void launch_forward(const fwd_args &a) {
   const int k = (a.C + 31) / 32;
   const unsigned blocks = row_blocks(a.N);
-#define LOWPI_FWD(KK) norm_forward_kernel<RMS, RES, KK><<<blocks, lowpi_kThreads>>>(a)
+#define LOWPI_FWD(KK)                                                                              \
+  (a.amax ? norm_forward_kernel<RMS, RES, KK, true><<<blocks, lowpi_kThreads>>>(a)                 \
+          : norm_forward_kernel<RMS, RES, KK, false><<<blocks, lowpi_kThreads>>>(a))
   if (k <= 2)
     LOWPI_FWD(2);
   else if (k <= 4)
@@ -574,21 +603,40 @@ static lowp_status norm_forward_check(const char *fn, const fwd_args &a, bool rm
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
   if (a.N < 0 || a.C <= 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: bad shape N %d C %d", fn, a.N, a.C);
+  if (!aligned(a.amax, 4))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: misaligned amax", fn);
+  return LOWP_OK;
+}
+
+/* The four forwards: the checks, the amax zeroed (0 for no rows, as lowp_cuda_amax's), the
+ * kernel. */
+template <bool RMS, bool RES> static lowp_status norm_forward(const char *fn, const fwd_args &a) {
+  LOWPI_TRY(norm_forward_check(fn, a, RMS, RES));
+  if (a.amax)
+    LOWPI_CUDA_TRY(cudaMemsetAsync(a.amax, 0, sizeof(float), 0));
+  if (a.N == 0)
+    return LOWP_OK;
+  launch_forward<RMS, RES>(a);
+  LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
 
 lowp_status lowpi_cuda_layernorm_forward(float *out, uint16_t *out_bf16, float *mean, float *rstd,
                                          const float *inp, const float *weight, const float *bias,
                                          int N, int C, float eps) {
-  // out (N, C), out_bf16 (N, C), mean (N), rstd (N), inp (N, C), weight (C), bias (C)
+  return lowpi_cuda_layernorm_forward_amax(out, out_bf16, NULL, mean, rstd, inp, weight, bias, N, C,
+                                           eps);
+}
+
+lowp_status lowpi_cuda_layernorm_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,
+                                              float *mean, float *rstd, const float *inp,
+                                              const float *weight, const float *bias, int N, int C,
+                                              float eps) {
+  // out (N, C), out_bf16 (N, C), out_amax (1), mean (N), rstd (N), inp (N, C), weight (C),
+  // bias (C)
   const fwd_args a = {out,     out_bf16, mean, rstd, nullptr, inp, nullptr,
-                      nullptr, weight,   bias, N,    C,       eps};
-  LOWPI_TRY(norm_forward_check("lowpi_cuda_layernorm_forward", a, false, false));
-  if (N == 0)
-    return LOWP_OK;
-  launch_forward<false, false>(a);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
+                      nullptr, weight,   bias, N,    C,       eps, (unsigned *)out_amax};
+  return norm_forward<false, false>("lowpi_cuda_layernorm_forward", a);
 }
 
 lowp_status lowpi_cuda_residual_layernorm_forward(float *res, float *out, uint16_t *out_bf16,
@@ -596,45 +644,55 @@ lowp_status lowpi_cuda_residual_layernorm_forward(float *res, float *out, uint16
                                                   const float *inp2, const float *bias2,
                                                   const float *weight, const float *bias, int N,
                                                   int C, float eps) {
-  // res (N, C), out (N, C), out_bf16 (N, C), mean (N), rstd (N), inp1 (N, C), inp2 (N, C),
-  // bias2 (C), weight (C), bias (C)
-  const fwd_args a = {out, out_bf16, mean, rstd, res, inp1, inp2, bias2, weight, bias, N, C, eps};
-  LOWPI_TRY(norm_forward_check("lowpi_cuda_residual_layernorm_forward", a, false, true));
-  if (N == 0)
-    return LOWP_OK;
-  launch_forward<false, true>(a);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
+  return lowpi_cuda_residual_layernorm_forward_amax(res, out, out_bf16, NULL, mean, rstd, inp1,
+                                                    inp2, bias2, weight, bias, N, C, eps);
+}
+
+lowp_status lowpi_cuda_residual_layernorm_forward_amax(float *res, float *out, uint16_t *out_bf16,
+                                                       float *out_amax, float *mean, float *rstd,
+                                                       const float *inp1, const float *inp2,
+                                                       const float *bias2, const float *weight,
+                                                       const float *bias, int N, int C, float eps) {
+  // res (N, C), out (N, C), out_bf16 (N, C), out_amax (1), mean (N), rstd (N), inp1 (N, C),
+  // inp2 (N, C), bias2 (C), weight (C), bias (C)
+  const fwd_args a = {out,   out_bf16, mean, rstd, res, inp1, inp2,
+                      bias2, weight,   bias, N,    C,   eps,  (unsigned *)out_amax};
+  return norm_forward<false, true>("lowpi_cuda_residual_layernorm_forward", a);
 }
 
 lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
                                        const float *inp, const float *weight, int N, int C,
                                        float eps) {
-  // out (N, C), out_bf16 (N, C), rstd (N), inp (N, C), weight (C)
+  return lowpi_cuda_rmsnorm_forward_amax(out, out_bf16, NULL, rstd, inp, weight, N, C, eps);
+}
+
+lowp_status lowpi_cuda_rmsnorm_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,
+                                            float *rstd, const float *inp, const float *weight,
+                                            int N, int C, float eps) {
+  // out (N, C), out_bf16 (N, C), out_amax (1), rstd (N), inp (N, C), weight (C)
   const fwd_args a = {out,     out_bf16, nullptr, rstd, nullptr, inp, nullptr,
-                      nullptr, weight,   nullptr, N,    C,       eps};
-  LOWPI_TRY(norm_forward_check("lowpi_cuda_rmsnorm_forward", a, true, false));
-  if (N == 0)
-    return LOWP_OK;
-  launch_forward<true, false>(a);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
+                      nullptr, weight,   nullptr, N,    C,       eps, (unsigned *)out_amax};
+  return norm_forward<true, false>("lowpi_cuda_rmsnorm_forward", a);
 }
 
 lowp_status lowpi_cuda_residual_rmsnorm_forward(float *res, float *out, uint16_t *out_bf16,
                                                 float *rstd, const float *inp1, const float *inp2,
                                                 const float *bias2, const float *weight, int N,
                                                 int C, float eps) {
-  // res (N, C), out (N, C), out_bf16 (N, C), rstd (N), inp1 (N, C), inp2 (N, C), bias2 (C),
-  // weight (C)
+  return lowpi_cuda_residual_rmsnorm_forward_amax(res, out, out_bf16, NULL, rstd, inp1, inp2, bias2,
+                                                  weight, N, C, eps);
+}
+
+lowp_status lowpi_cuda_residual_rmsnorm_forward_amax(float *res, float *out, uint16_t *out_bf16,
+                                                     float *out_amax, float *rstd,
+                                                     const float *inp1, const float *inp2,
+                                                     const float *bias2, const float *weight, int N,
+                                                     int C, float eps) {
+  // res (N, C), out (N, C), out_bf16 (N, C), out_amax (1), rstd (N), inp1 (N, C), inp2 (N, C),
+  // bias2 (C), weight (C)
   const fwd_args a = {out,   out_bf16, nullptr, rstd, res, inp1, inp2,
-                      bias2, weight,   nullptr, N,    C,   eps};
-  LOWPI_TRY(norm_forward_check("lowpi_cuda_residual_rmsnorm_forward", a, true, true));
-  if (N == 0)
-    return LOWP_OK;
-  launch_forward<true, true>(a);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
+                      bias2, weight,   nullptr, N,    C,   eps,  (unsigned *)out_amax};
+  return norm_forward<true, true>("lowpi_cuda_residual_rmsnorm_forward", a);
 }
 
 lowp_status lowpi_cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,

@@ -234,6 +234,58 @@ static void same_words(const char *what, const void *d_got, const void *d_want, 
   free(b);
 }
 
+/* amax[0] (written by a kernel, the buffer poisoned before) against lowp_cuda_amax of the n
+ * values at d_x into amax[1]: the same bits (NaN included), and a NaN exactly when want_nan. */
+static void check_amax(const char *what, float *d_amax, const float *d_x, size_t n, int want_nan) {
+  float am[2] = {0, 0};
+  GC_REQUIRE(lowp_cuda_amax(d_x, n, d_amax + 1));
+  GC_REQUIRE(lowp_cuda_memcpy(am, d_amax, sizeof am, LOWP_CUDA_D2H));
+  GC_CHECK(f32_bits(am[0]) == f32_bits(am[1]) && (isnan(am[1]) != 0) == (want_nan != 0),
+           "%s: amax %.9g (0x%08x), lowp_cuda_amax %.9g (0x%08x)%s", what, (double)am[0],
+           (unsigned)f32_bits(am[0]), (double)am[1], (unsigned)f32_bits(am[1]),
+           want_nan ? ", want a NaN" : "");
+}
+
+/* (d): the _amax entry points on the fp32 input: the same out, lse and dinp as the plain ones
+ * (d_out, d_lse, d_dx: checked against the oracles) and the amax of out (attproj's X) and of dinp
+ * (the qkv linear's dY) with lowp_cuda_amax's bits; then a NaN in dout (its row's D, hence
+ * gradients of that query and of the keys it sees, NaN): a NaN dinp amax, as lowp_cuda_amax's. */
+static void test_amax(shape s, const float *d_x, const float *d_dy, const float *d_out,
+                      const float *d_lse, const float *d_dx) {
+  const int B = s.B, T = s.T, NH = s.NH, C = NH * s.hs;
+  const size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
+  const size_t ws_bytes = lowpi_cuda_flash_attention_workspace(B, T, C, NH, 0);
+  void *ws = dmem(ws_bytes);
+  float *d_outa = dmem(n1 * 4), *d_lsea = dmem(nl * 4), *d_dxa = dmem(n3 * 4);
+  float *d_amax = dmem(2 * 4), *d_dyn = dmem(n1 * 4);
+  GC_REQUIRE(lowp_cuda_memset(d_outa, 0xFF, n1 * 4)); /* NaN */
+  GC_REQUIRE(lowp_cuda_memset(d_lsea, 0xFF, nl * 4));
+  GC_REQUIRE(lowp_cuda_memset(d_dxa, 0xFF, n3 * 4));
+  GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, 2 * 4));
+  if (GC_OK(lowpi_cuda_flash_attention_forward_amax(d_outa, NULL, d_amax, d_lsea, d_x, NULL, B, T,
+                                                    C, NH, ws, ws_bytes))) {
+    same_words("amax run: out", d_outa, d_out, n1, 4);
+    same_words("amax run: lse", d_lsea, d_lse, nl, 4);
+    check_amax("flash forward: out", d_amax, d_outa, n1, 0);
+  }
+  GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, 2 * 4));
+  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxa, d_amax, d_dy, d_x, NULL, d_out, d_lse,
+                                                     B, T, C, NH, ws, ws_bytes))) {
+    same_words("amax run: dinp", d_dxa, d_dx, n3, 4);
+    check_amax("flash backward: dinp", d_amax, d_dxa, n3, 0);
+  }
+  const float nan = NAN;
+  GC_REQUIRE(lowp_cuda_memcpy(d_dyn, d_dy, n1 * 4, LOWP_CUDA_D2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_dyn + n1 / 2, &nan, 4, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, 2 * 4));
+  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxa, d_amax, d_dyn, d_x, NULL, d_out, d_lse,
+                                                     B, T, C, NH, ws, ws_bytes)))
+    check_amax("flash backward, a NaN in dout: dinp", d_amax, d_dxa, n3, 1);
+  void *dev[] = {ws, d_outa, d_lsea, d_dxa, d_amax, d_dyn};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+}
+
 /* (c): the bf16-input run against the fp32-input one (d_out, d_o16, d_lse, d_dx: its results
  * from x, already checked against the oracles). */
 static void test_bf16_input(shape s, const float *x, const float *d_dy, const float *d_out,
@@ -249,6 +301,8 @@ static void test_bf16_input(shape s, const float *x, const float *d_dy, const fl
   void *ws = dmem(ws_bytes);
   uint16_t *d_x16 = dmem(n3 * 2), *d_o16b = dmem(n1 * 2);
   float *d_outb = dmem(n1 * 4), *d_lseb = dmem(nl * 4), *d_dxb = dmem(n3 * 4);
+  float *d_amax = dmem(4 * 4); /* out's, then dinp's, each beside lowp_cuda_amax's */
+  GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, 4 * 4));
   GC_REQUIRE(lowp_cuda_memcpy(d_x16, x16, n3 * 2, LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memset(d_o16b, 0xFF, n1 * 2));
   GC_REQUIRE(lowp_cuda_memset(d_outb, 0xFF, n1 * 4)); /* NaN */
@@ -257,17 +311,20 @@ static void test_bf16_input(shape s, const float *x, const float *d_dy, const fl
   GC_CHECK(lowpi_cuda_flash_attention_forward(d_outb, NULL, d_lseb, NULL, d_x16, B, T, C, NH, ws,
                                               ws_bytes - 1) == LOWP_ERR_INVALID_ARG,
            "bf16 input: a small workspace accepted");
-  /* the backward reads the bf16 run's own out and lse (checked equal to the fp32 run's) */
-  if (GC_OK(lowpi_cuda_flash_attention_forward(d_outb, d_o16b, d_lseb, NULL, d_x16, B, T, C, NH, ws,
-                                               ws_bytes)) &&
-      GC_OK(lowpi_cuda_flash_attention_backward(d_dxb, d_dy, NULL, d_x16, d_outb, d_lseb, B, T, C,
-                                                NH, ws, ws_bytes))) {
+  /* the backward reads the bf16 run's own out and lse (checked equal to the fp32 run's); the
+   * amaxes as the model takes them (GPT-2's qkv in bf16) */
+  if (GC_OK(lowpi_cuda_flash_attention_forward_amax(d_outb, d_o16b, d_amax, d_lseb, NULL, d_x16, B,
+                                                    T, C, NH, ws, ws_bytes)) &&
+      GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxb, d_amax + 2, d_dy, NULL, d_x16, d_outb,
+                                                     d_lseb, B, T, C, NH, ws, ws_bytes))) {
+    check_amax("bf16 input: out", d_amax, d_outb, n1, 0);
+    check_amax("bf16 input: dinp", d_amax + 2, d_dxb, n3, 0);
     same_words("bf16 input: out", d_outb, d_out, n1, 4);
     same_words("bf16 input: out bf16", d_o16b, d_o16, n1, 2);
     same_words("bf16 input: lse", d_lseb, d_lse, nl, 4);
     same_words("bf16 input: dinp", d_dxb, d_dx, n3, 4);
   }
-  void *dev[] = {ws, d_x16, d_o16b, d_outb, d_lseb, d_dxb};
+  void *dev[] = {ws, d_x16, d_o16b, d_outb, d_lseb, d_dxb, d_amax};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     lowp_cuda_free(dev[i]);
   free(x16);
@@ -342,6 +399,7 @@ static void test_shape(shape s) {
     same_bits("flash lse", d_lse, d_lse2, nl * 4);
     same_bits("flash dinp", d_dx, d_dx2, n3 * 4);
     test_bf16_input(s, x, d_dy, d_out, d_o16, d_lse, d_dx);
+    test_amax(s, d_x, d_dy, d_out, d_lse, d_dx);
   }
 
   /* (b) the batched-GEMM bf16 path on the same device inputs */

@@ -173,6 +173,30 @@ static void check_epilogues(lowp_arch arch, const char *recipe_name, int gelu_mo
 static float *g_modes[3];
 static size_t g_modes_n;
 
+/* How many amaxes one forward + backward of a model (cfg, its linears lin, N rows; flash: a head
+ * size the fused attention takes) should take from their producers: *x the fprops' X amaxes
+ * (lowpi_gpu_linear_wants_amax where the producer writes one: the norms before qkv and fc, the
+ * flash forward before attproj, GPT-2's GELU before fc_proj; llama's SwiGLU forward writes none),
+ * *dy the fused dY casts' (lowpi_gpu_linear_wants_dy_amax where the producer writes one: the norm
+ * backwards for attproj and fc_proj, GELU's / SwiGLU's for fc, the flash backward for GPT-2's
+ * qkv; llama's RoPE backward comes between and writes none). For bf16-compute recipes (flash then
+ * runs: gpu_model.c). */
+static void producer_amaxes(const lowp_model_config *cfg, const lowpi_gpu_linears *lin, int N,
+                            int flash, unsigned long long *x, unsigned long long *dy) {
+  const int gpt2 = cfg->arch == LOWP_ARCH_GPT2, C = cfg->n_embd;
+  const int F = cfg->ffn_hidden, FC = lowpi_model_fc_cols(cfg);
+  const int in[4] = {C, C, C, F}, out[4] = {3 * C, C, FC, C}; /* qkv, attproj, fc, fc_proj */
+  const int gives_x[4] = {1, flash, 1, gpt2}, gives_dy[4] = {gpt2 && flash, 1, 1, 1};
+  *x = *dy = 0;
+  for (int l = 0; l < cfg->n_layer; l++)
+    for (int k = 0; k < 4; k++) {
+      const int id = 4 * l + k;
+      *x += (unsigned long long)(gives_x[k] && lowpi_gpu_linear_wants_amax(lin, id));
+      *dy += (unsigned long long)(gives_dy[k] &&
+                                  lowpi_gpu_linear_wants_dy_amax(lin, id, N, in[k], out[k]));
+    }
+}
+
 static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   lowp_model_config cfg;
   lowp_model_config_default(&cfg, arch);
@@ -323,31 +347,38 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
                "gpt2 fp8-delayed: %llu wgrads took dY from the dgrad (want %llu to %llu)",
                cn.dy_reused, 2ull * 4 * (unsigned)cfg.n_layer,
                2ull * (4 * (unsigned)cfg.n_layer + 1));
-    if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-current"))
-      GC_CHECK(cn.amax_given == 2ull * (unsigned)cfg.n_layer,
-               "gpt2 fp8-current: %llu fprops took GELU's amax (want %llu)", cn.amax_given,
-               2ull * (unsigned)cfg.n_layer);
-    /* fp8-current's dY of every block linear goes through the fused cast-transpose (gpt2: all
-     * the shapes are multiples of 16), with its amax from the norm backwards (attproj, fc_proj)
-     * and GELU's backward (fc); qkv's (from the attention backward) by an amax pass; checked
-     * bit for bit against the separate passes by same_as_plain. No other recipe has fp8
-     * per-tensor current scaling of dY with RNE on both sides. */
-    printf("  %s %s: dY cast-transposed %llu (amax given %llu)\n", arch ? "llama" : "gpt2",
-           recipe_name, cn.dy_cast_t, cn.dy_amax_given);
-    if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-current"))
-      GC_CHECK(cn.dy_cast_t == 2ull * 4 * (unsigned)cfg.n_layer &&
-                   cn.dy_amax_given == 2ull * 3 * (unsigned)cfg.n_layer,
-               "gpt2 fp8-current: %llu dY cast-transposed (want %llu), %llu with a given amax "
-               "(want %llu)",
-               cn.dy_cast_t, 2ull * 4 * (unsigned)cfg.n_layer, cn.dy_amax_given,
-               2ull * 3 * (unsigned)cfg.n_layer);
+    /* fp8-current: every fprop that scales X per tensor takes X's amax from its producer where
+     * that writes one (producer_amaxes: the norms, the flash forward, GPT-2's GELU), and every
+     * fused dY cast its dY's (the norm backwards, GELU's / SwiGLU's, GPT-2's flash backward);
+     * gpt2: all four block linears, both ways (all the shapes are multiples of 16; the LM head
+     * is bf16). Checked bit for bit against the separate amax passes by same_as_plain. */
+    printf("  %s %s: X amax given %llu; dY cast-transposed %llu (amax given %llu)\n",
+           arch ? "llama" : "gpt2", recipe_name, cn.amax_given, cn.dy_cast_t, cn.dy_amax_given);
+    if (!strcmp(recipe_name, "fp8-current")) {
+      unsigned long long want_x = 0, want_dy = 0;
+      producer_amaxes(&cfg, lowpi_gpu_model_linears(gm), (int)N, flash, &want_x, &want_dy);
+      GC_CHECK(cn.amax_given == 2 * want_x && cn.dy_amax_given == 2 * want_dy,
+               "%s fp8-current: %llu X amaxes given (want %llu), %llu dY amaxes (want %llu)",
+               arch ? "llama" : "gpt2", cn.amax_given, 2 * want_x, cn.dy_amax_given, 2 * want_dy);
+      if (arch == LOWP_ARCH_GPT2)
+        GC_CHECK(want_x == 4ull * (unsigned)cfg.n_layer && want_dy == want_x &&
+                     cn.dy_cast_t == 2ull * 4 * (unsigned)cfg.n_layer,
+                 "gpt2 fp8-current: X amaxes from producers for %llu linears, dY amaxes for %llu "
+                 "(want 4 a block: %d), %llu dY cast-transposed (want %llu)",
+                 want_x, want_dy, 4 * cfg.n_layer, cn.dy_cast_t, 2ull * 4 * (unsigned)cfg.n_layer);
+      else /* qkv, attproj, fc (SwiGLU's forward gives none) */
+        GC_CHECK(want_x == 3ull * (unsigned)cfg.n_layer,
+                 "llama fp8-current: X amaxes from producers for %llu linears (want %d)", want_x,
+                 3 * cfg.n_layer);
+    }
     if (strcmp(recipe_name, "fp8-current"))
       GC_CHECK(cn.dy_amax_given <= cn.dy_cast_t, "%s %s: %llu dY amaxes given, %llu fused casts",
                arch ? "llama" : "gpt2", recipe_name, cn.dy_amax_given, cn.dy_cast_t);
-    /* other recipes keep no fp8 codes of X; GELU's amax may serve any fprop whose X has
-     * per-tensor current scaling (qat-fp8-w8a8: 4), checked bit for bit by same_as_plain */
+    /* other recipes keep no fp8 codes of X; the producers' amaxes may serve any fprop whose X
+     * has per-tensor current scaling (qat-fp8-w8a8), at most every linear's in both runs,
+     * checked bit for bit by same_as_plain */
     if (!x8_recipe)
-      GC_CHECK(cn.x_fp8_reused == 0 && cn.amax_given <= 2ull * (unsigned)cfg.n_layer,
+      GC_CHECK(cn.x_fp8_reused == 0 && cn.amax_given <= 2ull * (4 * (unsigned)cfg.n_layer + 1),
                "%s %s: %llu wgrads took kept fp8 codes of X, %llu fprops a given amax",
                arch ? "llama" : "gpt2", recipe_name, cn.x_fp8_reused, cn.amax_given);
     /* fp8-block (native block GEMMs): every block linear's dgrad quantizes dY both ways, its
@@ -565,6 +596,94 @@ static void test_linear_bf16(const char *recipe_name, int lin) {
   lowpi_gpu_linears_free(g);
 }
 
+/* A GPU trainer with its host model, optimizer and recipe executor, for the tests that train
+ * two of them from the same start (one with some shortcuts off) and compare the bits. */
+typedef struct {
+  lowp_model *m;
+  lowp_adamw *opt;
+  lowpi_recipe_exec *ex;
+  lowpi_gpu_trainer *t;
+} trainer_set;
+
+/* The small model the trainer tests train (1 or 2 blocks). */
+static void trainer_config(lowp_arch arch, lowp_model_config *cfg) {
+  lowp_model_config_default(cfg, arch);
+  cfg->n_layer = gc_small() ? 1 : 2;
+  cfg->n_head = 4;
+  cfg->n_embd = 64;
+  cfg->ctx = 32;
+  cfg->vocab = 96;
+}
+
+/* Open ts on model cfg (seed 42), recipe, the optimizer state format `state`, batch B x T, with
+ * LOWP_GPU_PLAIN set to `plain` (NULL: unset) while the trainer's model is created (it reads it
+ * then); the caller's LOWP_GPU_PLAIN is put back after. 1 on success. */
+static int trainer_open(trainer_set *ts, const lowp_model_config *cfg, const lowp_recipe *recipe,
+                        lowp_opt_state state, const char *plain, int B, int T) {
+  memset(ts, 0, sizeof *ts);
+  const char *env = getenv("LOWP_GPU_PLAIN");
+  char *saved = env ? strdup(env) : NULL;
+  if (plain)
+    setenv("LOWP_GPU_PLAIN", plain, 1);
+  else
+    unsetenv("LOWP_GPU_PLAIN");
+  lowp_adamw_config ac;
+  lowp_adamw_config_default(&ac);
+  lowpi_recipe_adamw(recipe, &ac);
+  ac.state = state;
+  const int ok =
+      GC_OK(lowp_model_create(&ts->m, cfg, 42)) &&
+      GC_OK(lowp_adamw_create_for_model(&ts->opt, &ac, ts->m)) &&
+      GC_OK(lowpi_recipe_exec_create(&ts->ex, recipe, ts->m, 7)) &&
+      GC_OK(lowpi_gpu_trainer_create(&ts->t, ts->m, recipe, ts->opt, ts->ex, 7, B, T, NULL));
+  if (saved)
+    setenv("LOWP_GPU_PLAIN", saved, 1);
+  else
+    unsetenv("LOWP_GPU_PLAIN");
+  free(saved);
+  return ok;
+}
+
+static void trainer_close(trainer_set *ts) {
+  lowpi_gpu_trainer_free(ts->t);
+  lowpi_recipe_exec_free(ts->ex);
+  lowp_adamw_free(ts->opt);
+  lowp_model_free(ts->m);
+  memset(ts, 0, sizeof *ts);
+}
+
+/* Step s of the trainer tests on tokens tok (inputs, then targets; N each); poison: a NaN
+ * gradient (the update is skipped). */
+static int trainer_step(trainer_set *ts, const lowp_recipe *recipe, int s, int poison,
+                        const int32_t *tok, size_t N, lowpi_gpu_step_result *r) {
+  lowpi_gpu_step_args a;
+  memset(&a, 0, sizeof a);
+  a.step = (uint64_t)s;
+  a.loss_scale = recipe->loss_scale == LOWP_LOSS_SCALE_NONE ? 1.0f : 1024.0f;
+  a.unscale = 1.0f / a.loss_scale;
+  a.round_grads_bf16 = recipe->grad == LOWP_BF16;
+  a.grad_clip = 1.0f;
+  a.lr = 3e-3;
+  a.poison = poison;
+  return GC_OK(lowpi_gpu_trainer_step(ts->t, tok, tok + N, &a, r));
+}
+
+/* After training both (downloaded): the same parameters and optimizer states, bit for bit. */
+static void same_trained(const char *label, trainer_set *ts) {
+  const size_t np = lowp_model_num_params(ts[0].m);
+  const float *p0 = lowp_model_params(ts[0].m), *p1 = lowp_model_params(ts[1].m);
+  size_t bad = 0;
+  for (size_t i = 0; i < np; i++)
+    if (f32_bits(p0[i]) != f32_bits(p1[i]) && bad++ < 5)
+      fprintf(stderr, "  %s: param[%zu]: %.9g, %.9g the plain way\n", label, i, (double)p0[i],
+              (double)p1[i]);
+  GC_CHECK(bad == 0, "%s: %zu of %zu parameters differ", label, bad, np);
+  size_t nb0 = 0, nb1 = 0;
+  const unsigned char *s0 = lowp_adamw_state(ts[0].opt, &nb0);
+  const unsigned char *s1 = lowp_adamw_state(ts[1].opt, &nb1);
+  GC_CHECK(nb0 == nb1 && memcmp(s0, s1, nb0) == 0, "%s: optimizer states differ", label);
+}
+
 /* The optimizer's bf16 mirror of the weights (gpu_trainer.c's setup_mirror: the AdamW kernel
  * writes the codes that the linears then take) against LOWP_GPU_PLAIN=wmirror (each linear casts
  * its weight every step, as before): the same math, so a few training steps from the same model
@@ -574,12 +693,7 @@ static void test_linear_bf16(const char *recipe_name, int lin) {
 static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_opt_state state,
                                 int want_mirrored) {
   lowp_model_config cfg;
-  lowp_model_config_default(&cfg, arch);
-  cfg.n_layer = gc_small() ? 1 : 2;
-  cfg.n_head = 4;
-  cfg.n_embd = 64;
-  cfg.ctx = 32;
-  cfg.vocab = 96;
+  trainer_config(arch, &cfg);
   enum { STEPS = 5, SKIP = 2 };
   const int B = 2, T = 32;
   const size_t N = (size_t)B * T;
@@ -592,59 +706,30 @@ static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_op
     exit(1);
   for (size_t i = 0; i < 2 * STEPS * N; i++)
     tok[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
-  const char *env = getenv("LOWP_GPU_PLAIN");
-  char *saved = env ? strdup(env) : NULL;
-  lowp_model *m[2] = {NULL, NULL};
-  lowp_adamw *opt[2] = {NULL, NULL};
-  lowpi_recipe_exec *ex[2] = {NULL, NULL};
-  lowpi_gpu_trainer *t[2] = {NULL, NULL};
+  trainer_set ts[2];
+  memset(ts, 0, sizeof ts);
   float loss[2][STEPS + 1];
   int skipped[2][STEPS];
   lowpi_gpu_gemm_counts cn[2][2]; /* after the first step, at the end */
   int ok = 1;
   for (int way = 0; way < 2 && ok; way++) { /* 0: the mirror, 1: LOWP_GPU_PLAIN=wmirror */
-    lowp_adamw_config ac;
-    lowp_adamw_config_default(&ac);
-    lowpi_recipe_adamw(&recipe, &ac);
-    ac.state = state;
-    if (way) /* read when the trainer's model is created */
-      setenv("LOWP_GPU_PLAIN", "wmirror", 1);
-    else
-      unsetenv("LOWP_GPU_PLAIN");
-    ok =
-        GC_OK(lowp_model_create(&m[way], &cfg, 42)) &&
-        GC_OK(lowp_adamw_create_for_model(&opt[way], &ac, m[way])) &&
-        GC_OK(lowpi_recipe_exec_create(&ex[way], &recipe, m[way], 7)) &&
-        GC_OK(lowpi_gpu_trainer_create(&t[way], m[way], &recipe, opt[way], ex[way], 7, B, T, NULL));
+    ok = trainer_open(&ts[way], &cfg, &recipe, state, way ? "wmirror" : NULL, B, T);
     for (int s = 0; s < STEPS && ok; s++) {
-      lowpi_gpu_step_args a;
-      memset(&a, 0, sizeof a);
-      a.step = (uint64_t)s;
-      a.loss_scale = recipe.loss_scale == LOWP_LOSS_SCALE_NONE ? 1.0f : 1024.0f;
-      a.unscale = 1.0f / a.loss_scale;
-      a.round_grads_bf16 = recipe.grad == LOWP_BF16;
-      a.grad_clip = 1.0f;
-      a.lr = 3e-3;
-      a.poison = s == SKIP; /* a NaN gradient: the update (and the mirror's) is skipped */
       lowpi_gpu_step_result r;
-      ok = GC_OK(lowpi_gpu_trainer_step(t[way], tok + 2 * s * N, tok + (2 * s + 1) * N, &a, &r));
+      /* s == SKIP: a NaN gradient, the update (and the mirror's) is skipped */
+      ok = trainer_step(&ts[way], &recipe, s, s == SKIP, tok + 2 * s * N, N, &r);
       loss[way][s] = r.loss;
       skipped[way][s] = r.found_inf;
       if (ok && s == 0)
-        lowpi_gpu_trainer_gemm_counts(t[way], &cn[way][0]);
+        lowpi_gpu_trainer_gemm_counts(ts[way].t, &cn[way][0]);
       if (ok && s == SKIP) /* an evaluation between steps takes the mirror too */
-        ok = GC_OK(lowpi_gpu_trainer_eval(t[way], tok, tok + N, &loss[way][STEPS]));
+        ok = GC_OK(lowpi_gpu_trainer_eval(ts[way].t, tok, tok + N, &loss[way][STEPS]));
     }
     if (ok) {
-      lowpi_gpu_trainer_gemm_counts(t[way], &cn[way][1]);
-      ok = GC_OK(lowpi_gpu_trainer_download(t[way]));
+      lowpi_gpu_trainer_gemm_counts(ts[way].t, &cn[way][1]);
+      ok = GC_OK(lowpi_gpu_trainer_download(ts[way].t));
     }
   }
-  if (saved)
-    setenv("LOWP_GPU_PLAIN", saved, 1);
-  else
-    unsetenv("LOWP_GPU_PLAIN");
-  free(saved);
   char label[96];
   snprintf(label, sizeof label, "trainer mirror %s %s state %d", arch_name, recipe_name,
            (int)state);
@@ -658,17 +743,7 @@ static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_op
       GC_CHECK(skipped[0][s] == (s == SKIP) && skipped[1][s] == (s == SKIP),
                "%s: step %d skipped %d / %d, want %d", label, s, skipped[0][s], skipped[1][s],
                s == SKIP);
-    const size_t np = lowp_model_num_params(m[0]);
-    const float *p0 = lowp_model_params(m[0]), *p1 = lowp_model_params(m[1]);
-    size_t bad = 0;
-    for (size_t i = 0; i < np; i++)
-      if (f32_bits(p0[i]) != f32_bits(p1[i]) && bad++ < 5)
-        fprintf(stderr, "  %s: param[%zu]: %.9g with the mirror, %.9g without\n", label, i,
-                (double)p0[i], (double)p1[i]);
-    GC_CHECK(bad == 0, "%s: %zu of %zu parameters differ", label, bad, np);
-    size_t nb0 = 0, nb1 = 0;
-    const unsigned char *s0 = lowp_adamw_state(opt[0], &nb0), *s1 = lowp_adamw_state(opt[1], &nb1);
-    GC_CHECK(nb0 == nb1 && memcmp(s0, s1, nb0) == 0, "%s: optimizer states differ", label);
+    same_trained(label, ts);
     /* the mirror: taken by every mirrored fprop, cast into only in the first step's */
     GC_CHECK(cn[0][0].w16_refill == (unsigned long long)want_mirrored &&
                  cn[0][1].w16_refill == (unsigned long long)want_mirrored &&
@@ -690,12 +765,70 @@ static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_op
            label, STEPS, (double)loss[0][0], (double)loss[0][STEPS - 1], cn[0][1].w16_mirror,
            cn[0][1].b16_mirror);
   }
-  for (int way = 0; way < 2; way++) {
-    lowpi_gpu_trainer_free(t[way]);
-    lowpi_recipe_exec_free(ex[way]);
-    lowp_adamw_free(opt[way]);
-    lowp_model_free(m[way]);
+  for (int way = 0; way < 2; way++)
+    trainer_close(&ts[way]);
+  free(tok);
+}
+
+/* The producers' amaxes (the norm forwards', the flash attention's, GELU's; the norm backwards',
+ * GELU's / SwiGLU's) against LOWP_GPU_PLAIN=amax,dy_amax (every per-tensor current scaling
+ * computes its own amax by a pass of its own): the amax is exact, so 3 fp8-current training steps
+ * from the same model and tokens must give bit-identical losses, parameters and optimizer states;
+ * the producers' amaxes must have been taken (and none the plain way). */
+static void test_trainer_amax(lowp_arch arch) {
+  lowp_model_config cfg;
+  trainer_config(arch, &cfg);
+  enum { STEPS = 3 };
+  const int B = 2, T = 32;
+  const size_t N = (size_t)B * T;
+  lowp_recipe recipe;
+  if (!GC_OK(lowp_recipe_preset("fp8-current", &recipe)))
+    return;
+  int32_t *tok = malloc(2 * STEPS * N * sizeof(int32_t));
+  if (!tok)
+    exit(1);
+  for (size_t i = 0; i < 2 * STEPS * N; i++)
+    tok[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
+  trainer_set ts[2];
+  memset(ts, 0, sizeof ts);
+  float loss[2][STEPS];
+  lowpi_gpu_gemm_counts cn[2];
+  int ok = 1;
+  for (int way = 0; way < 2 && ok; way++) { /* 0: the producers' amaxes, 1: the plain way */
+    ok = trainer_open(&ts[way], &cfg, &recipe, LOWP_OPT_STATE_FP32, way ? "amax,dy_amax" : NULL, B,
+                      T);
+    for (int s = 0; s < STEPS && ok; s++) {
+      lowpi_gpu_step_result r;
+      ok = trainer_step(&ts[way], &recipe, s, 0, tok + 2 * s * N, N, &r);
+      loss[way][s] = r.loss;
+      GC_CHECK(!ok || !r.found_inf, "trainer amax: step %d found inf / NaN", s);
+      ok = ok && !r.found_inf;
+    }
+    if (ok) {
+      lowpi_gpu_trainer_gemm_counts(ts[way].t, &cn[way]);
+      ok = GC_OK(lowpi_gpu_trainer_download(ts[way].t));
+    }
   }
+  char label[64];
+  snprintf(label, sizeof label, "trainer amax %s fp8-current",
+           arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama");
+  if (ok) {
+    for (int s = 0; s < STEPS; s++)
+      GC_CHECK(f32_bits(loss[0][s]) == f32_bits(loss[1][s]) && isfinite(loss[0][s]),
+               "%s: step %d: loss %.9g with the producers' amaxes, %.9g without", label, s,
+               (double)loss[0][s], (double)loss[1][s]);
+    same_trained(label, ts);
+    GC_CHECK(cn[0].amax_given > 0 && cn[0].dy_amax_given > 0 && cn[1].amax_given == 0 &&
+                 cn[1].dy_amax_given == 0,
+             "%s: X / dY amaxes given %llu / %llu, the plain way %llu / %llu (want > 0, 0)", label,
+             cn[0].amax_given, cn[0].dy_amax_given, cn[1].amax_given, cn[1].dy_amax_given);
+    printf("%s: %d steps, the same bits as LOWP_GPU_PLAIN=amax,dy_amax (loss %.4f -> %.4f; X "
+           "amaxes given %llu, dY %llu)\n",
+           label, STEPS, (double)loss[0][0], (double)loss[0][STEPS - 1], cn[0].amax_given,
+           cn[0].dy_amax_given);
+  }
+  for (int way = 0; way < 2; way++)
+    trainer_close(&ts[way]);
   free(tok);
 }
 
@@ -1218,6 +1351,8 @@ int main(void) {
   test_trainer_mirror(LOWP_ARCH_GPT2, "bf16", LOWP_OPT_STATE_FP32, 4 * (gc_small() ? 1 : 2) + 1);
   test_trainer_mirror(LOWP_ARCH_LLAMA, "bf16", LOWP_OPT_STATE_8BIT, 4 * (gc_small() ? 1 : 2) + 1);
   test_trainer_mirror(LOWP_ARCH_GPT2, "fp8-current", LOWP_OPT_STATE_BF16, 1);
+  test_trainer_amax(LOWP_ARCH_GPT2);
+  test_trainer_amax(LOWP_ARCH_LLAMA);
   test_linear_x8("fp8-current");
   test_linear_x8("fp8-delayed");
   test_linear_delayed_vs_cpu();

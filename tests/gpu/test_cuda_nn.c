@@ -230,7 +230,7 @@ static void check_bf16(const char *what, const uint16_t *d_codes, const float *g
 
 /* A device buffer of n bf16 codes, all 0xFFFF (a NaN: a code not written fails). */
 static uint16_t *dcodes(size_t n) {
-  void *d = dbytes(n * 2);
+  void *d = dbytes((n ? n : 1) * 2); /* the memset below's bytes, also for n 0 */
   GC_REQUIRE(lowp_cuda_memset(d, 0xFF, (n ? n : 1) * 2));
   return d;
 }
@@ -540,6 +540,107 @@ static void test_residual_norm(int N, int C, int rms) {
   lowp_cuda_free(d_c[0]);
   lowp_cuda_free(d_c[1]);
   float *host[] = {x1, x2, b2, w, b, want, got};
+  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+    free(host[i]);
+}
+
+/* One of the four norm forwards (rms: RMSNorm; res: the residual add fused, res_out = x1 + (x2 +
+ * b2)) on N rows of C into out / codes, the plain entry point (amax_way 0) or the _amax one
+ * writing amax (may be NULL). stats: mean (N, LayerNorm) then rstd (N). */
+static lowp_status norm_forward_way(int rms, int res, int amax_way, float *out, uint16_t *codes,
+                                    float *amax, float *stats, float *res_out, const float *x1,
+                                    const float *x2, const float *b2, const float *w,
+                                    const float *b, int N, int C) {
+  const float eps = 1e-5f;
+  float *mean = stats, *rstd = stats + N;
+  if (!amax_way) {
+    if (res)
+      return rms ? lowpi_cuda_residual_rmsnorm_forward(res_out, out, codes, rstd, x1, x2, b2, w, N,
+                                                       C, eps)
+                 : lowpi_cuda_residual_layernorm_forward(res_out, out, codes, mean, rstd, x1, x2,
+                                                         b2, w, b, N, C, eps);
+    return rms ? lowpi_cuda_rmsnorm_forward(out, codes, rstd, x1, w, N, C, eps)
+               : lowpi_cuda_layernorm_forward(out, codes, mean, rstd, x1, w, b, N, C, eps);
+  }
+  if (res)
+    return rms ? lowpi_cuda_residual_rmsnorm_forward_amax(res_out, out, codes, amax, rstd, x1, x2,
+                                                          b2, w, N, C, eps)
+               : lowpi_cuda_residual_layernorm_forward_amax(res_out, out, codes, amax, mean, rstd,
+                                                            x1, x2, b2, w, b, N, C, eps);
+  return rms ? lowpi_cuda_rmsnorm_forward_amax(out, codes, amax, rstd, x1, w, N, C, eps)
+             : lowpi_cuda_layernorm_forward_amax(out, codes, amax, mean, rstd, x1, w, b, N, C, eps);
+}
+
+/* Two device float buffers must hold the same bits (NaN included: the NaN case's rows). */
+static int same_bits_dev(const float *d1, const float *d2, size_t n) {
+  float *a = hbuf(n), *b = hbuf(n);
+  download(a, d1, n);
+  download(b, d2, n);
+  const int same = memcmp(a, b, n * sizeof(float)) == 0;
+  free(a);
+  free(b);
+  return same;
+}
+
+/* The norm forwards' amax (the X amax of the linear after them, lowpi_gpu_act.amax): the _amax
+ * entry points write the same out, codes, stats and residual sum as the plain ones (the same
+ * kernel) and an amax with the bits of lowp_cuda_amax over the fp32 out (NaN included: the
+ * canonical NaN when a row has one, nan_row >= 0), also when only the bf16 codes are written (the
+ * amax of the same fp32 values). The amax buffer is poisoned before (the kernel must zero it: no
+ * rows give 0, as lowp_cuda_amax's). N 0..37 rows (several blocks of one warp a row, the last
+ * partial), C through every register layout (K 2 .. 64, and C > 2048 read from memory). */
+static void test_norm_amax(int N, int C, int rms, int res, int nan_row) {
+  const size_t NC = (size_t)N * C;
+  char what[96];
+  snprintf(what, sizeof what, "%s%s amax N %d C %d%s", res ? "residual + " : "",
+           rms ? "rmsnorm" : "layernorm", N, C, nan_row >= 0 ? " (a NaN)" : "");
+  float *x1 = hbuf(NC), *x2 = hbuf(NC), *b2 = hbuf(C), *w = hbuf(C), *b = hbuf(C);
+  fill(x1, NC, -2, 3);
+  fill(x2, NC, -1, 1);
+  fill(b2, C, -0.5, 0.5);
+  fill(w, C, -1.5, 1.5); /* negative weights: the largest |out| may be a negative value */
+  fill(b, C, -0.5, 0.5);
+  if (nan_row >= 0)
+    x1[(size_t)nan_row * C + (size_t)C / 2] = NAN;
+  float *d_x1 = dcopy(x1, NC), *d_x2 = dcopy(x2, NC), *d_b2 = dcopy(b2, C), *d_w = dcopy(w, C);
+  float *d_b = dcopy(b, C), *d_amax = dpoison(3), am[3] = {0, 0, 0};
+  float *d_out[2] = {dpoison(NC), dpoison(NC)}, *d_res[3] = {dpoison(NC), dpoison(NC), dpoison(NC)};
+  float *d_st[3] = {dpoison(2 * (size_t)N), dpoison(2 * (size_t)N), dpoison(2 * (size_t)N)};
+  uint16_t *d_c[3] = {dcodes(NC), dcodes(NC), dcodes(NC)};
+  /* way 0: plain; 1: with the amax; 2: with the amax, the bf16 codes alone */
+  if (GC_OK(norm_forward_way(rms, res, 0, d_out[0], d_c[0], NULL, d_st[0], d_res[0], d_x1, d_x2,
+                             d_b2, d_w, d_b, N, C)) &&
+      GC_OK(norm_forward_way(rms, res, 1, d_out[1], d_c[1], d_amax, d_st[1], d_res[1], d_x1, d_x2,
+                             d_b2, d_w, d_b, N, C)) &&
+      GC_OK(norm_forward_way(rms, res, 1, NULL, d_c[2], d_amax + 2, d_st[2], d_res[2], d_x1, d_x2,
+                             d_b2, d_w, d_b, N, C)) &&
+      GC_OK(lowp_cuda_amax(d_out[0], NC, d_amax + 1))) {
+    download(am, d_amax, 3);
+    const size_t nst = rms ? (size_t)N : 2 * (size_t)N; /* RMSNorm writes no mean */
+    const size_t st0 = rms ? (size_t)N : 0;
+    int same = same_bits_dev(d_out[1], d_out[0], NC);
+    same &= same_bits_dev(d_st[1] + st0, d_st[0] + st0, nst);
+    same &= same_bits_dev(d_st[2] + st0, d_st[0] + st0, nst);
+    if (res)
+      same &= same_bits_dev(d_res[1], d_res[0], NC) && same_bits_dev(d_res[2], d_res[0], NC);
+    GC_CHECK(same, "%s: out, stats or residual sum differ from the plain forward's", what);
+    check_same_codes("its bf16 codes vs the plain forward's", d_c[1], d_c[0], NC);
+    check_same_codes("the bf16 codes alone vs the plain forward's", d_c[2], d_c[0], NC);
+    printf("    %s: %.9g, lowp_cuda_amax %.9g, codes alone %.9g\n", what, (double)am[0],
+           (double)am[1], (double)am[2]);
+    GC_CHECK(bits(am[0]) == bits(am[1]) && bits(am[2]) == bits(am[1]),
+             "%s: amax 0x%08x, codes alone 0x%08x, lowp_cuda_amax 0x%08x", what, bits(am[0]),
+             bits(am[2]), bits(am[1]));
+    GC_CHECK(nan_row >= 0 ? isnan(am[1]) : (N == 0 ? am[1] == 0.0f : am[1] > 0.0f),
+             "%s: lowp_cuda_amax %.9g itself is not what the input makes", what, (double)am[1]);
+  }
+  float *dev[] = {d_x1,     d_x2,     d_b2,     d_w,      d_b,     d_amax,  d_out[0],
+                  d_out[1], d_res[0], d_res[1], d_res[2], d_st[0], d_st[1], d_st[2]};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  for (int i = 0; i < 3; i++)
+    lowp_cuda_free(d_c[i]);
+  float *host[] = {x1, x2, b2, w, b};
   for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
     free(host[i]);
 }
@@ -1418,6 +1519,19 @@ int main(void) {
     printf("norms N 5 C 2100\n");
     test_norm((shape){1, 5, 2100, 1, 1}, rms);
     test_residual_norm(5, 2100, rms);
+  }
+  /* the forwards' amax: every variant, rows 1 and 37 (five blocks, the last partial), C odd (33),
+   * 64, 768 (GPT-2 124M), 1280 / 1284 / 1600 (K 64: 774M, not a multiple of 32, 1.5B), 2100 (read
+   * from memory); no rows; a NaN in a middle row */
+  const int amax_rows[] = {1, 37}, amax_cols[] = {33, 64, 768, 1280, 1284, 1600, 2100};
+  for (int v = 0; v < 4; v++) {
+    const int rms = v & 1, res = v >> 1;
+    for (int i = 0; i < 2; i++)
+      for (int j = 0; j < 7; j++)
+        test_norm_amax(amax_rows[i], amax_cols[j], rms, res, -1);
+    test_norm_amax(0, 64, rms, res, -1);
+    test_norm_amax(37, 1284, rms, res, 20);
+    test_norm_amax(37, 33, rms, res, 36);
   }
   test_bad_args();
   GC_OK(lowp_cuda_synchronize());
