@@ -13,6 +13,7 @@
 #include "cuda/cast_fast.cuh"
 #include "cuda/cuda_common.h"
 #include "cuda/optim_cuda.h"
+#include "cuda/quant_kernels.cuh"
 #include "optim/adamw_internal.h"
 extern "C" {
 #include "dist/shard.h"
@@ -32,6 +33,7 @@ struct dev_tensor {
   size_t m, v, am, av;      /* byte offsets in the blob */
   size_t chunk0, chunk_end; /* this tensor's chunks: [chunk0, chunk_end) */
   size_t moff;              /* its bf16 mirror at mirror + moff, or LOWPI_CUDA_NO_MIRROR */
+  size_t aoff;              /* its amax slot amax[aoff], or LOWPI_CUDA_NO_MIRROR */
   int decay, kind;
 };
 
@@ -52,6 +54,8 @@ struct step_args {
   unsigned zero_s, zero_u;
   const lowpi_cuda_grad_stats *stats; /* NULL: no skip, no clip */
   uint16_t *mirror;                   /* the bf16 mirror (lowpi_cuda_adamw_set_mirror), or NULL */
+  unsigned *amax;                     /* the amax slots (lowpi_cuda_adamw_set_amax) as
+                                         lowpi_abs_key bits, or NULL */
 };
 
 size_t chunk_size(int kind) {
@@ -107,7 +111,9 @@ __device__ __forceinline__ float clipped(float g, double coef) {
   return coef < 1.0 ? (float)((double)g * coef) : g;
 }
 
-__device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chunk, double coef) {
+/* Updates one chunk; returns the max lowpi_abs_key of the updated parameters (for the amax). */
+__device__ uint32_t dense_chunk(const step_args &a, const dev_tensor &t, size_t chunk,
+                                double coef) {
   const int bf16 = t.kind == LOWP_OPT_STATE_BF16;
   float *p = a.params + t.poff;
   const float *g = a.grads + t.goff;
@@ -118,6 +124,7 @@ __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chun
   const uint64_t off_m = lowpi_adamw_sr_offset(a.steps_before, LOWPI_ADAMW_SR_M);
   const uint64_t off_v = lowpi_adamw_sr_offset(a.steps_before, LOWPI_ADAMW_SR_V);
   const size_t lo = chunk * kDenseChunk;
+  uint32_t key = 0;
 #pragma unroll
   for (unsigned r = 0; r < kDensePerThread; r++) {
     const size_t i = lo + (size_t)r * kThreads + threadIdx.x;
@@ -130,6 +137,7 @@ __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chun
     const float pn = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k),
                                               a.master_bf16, a.seed, a.steps_before, index);
     p[i] = pn;
+    key = max(key, lowpi_abs_key(pn));
     if (w16)
       w16[i] = mirror_code(pn);
     if (bf16) {
@@ -140,17 +148,19 @@ __device__ void dense_chunk(const step_args &a, const dev_tensor &t, size_t chun
       v32[i] = v;
     }
   }
+  return key;
 }
 
-/* One 8-bit block of 256 elements, one per thread. */
-__device__ void block_8bit(const step_args &a, const dev_tensor &t, size_t b, double coef,
-                           const float *code_s, const float *code_u, float (*scratch)[2]) {
+/* One 8-bit block of 256 elements, one per thread; returns dense_chunk's key. */
+__device__ uint32_t block_8bit(const step_args &a, const dev_tensor &t, size_t b, double coef,
+                               const float *code_s, const float *code_u, float (*scratch)[2]) {
   unsigned char *qm = a.blob + (t.m - a.blob_off), *qv = a.blob + (t.v - a.blob_off);
   float *am = (float *)(void *)(a.blob + (t.am - a.blob_off));
   float *av = (float *)(void *)(a.blob + (t.av - a.blob_off));
   const size_t lo = b * LOWPI_ADAMW_BLOCK, i = lo + threadIdx.x;
   const int active = i < t.numel;
   float m = 0.0f, v = 0.0f;
+  uint32_t key = 0;
   if (active) {
     m = code_s[qm[i]] * am[b];
     v = code_u[qv[i]] * av[b];
@@ -159,6 +169,7 @@ __device__ void block_8bit(const step_args &a, const dev_tensor &t, size_t b, do
     const float pn = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k),
                                               a.master_bf16, a.seed, a.steps_before, t.offset + i);
     p[i] = pn;
+    key = lowpi_abs_key(pn);
     uint16_t *w16 = mirror_of(a, t);
     if (w16)
       w16[i] = mirror_code(pn);
@@ -189,6 +200,25 @@ __device__ void block_8bit(const step_args &a, const dev_tensor &t, size_t b, do
     qm[i] = mmax > 0.0f ? lowpi_adamw_nearest_code(code_s, m / mmax) : (unsigned char)a.zero_s;
     qv[i] = vmax > 0.0f ? lowpi_adamw_nearest_code(code_u, v / vmax) : (unsigned char)a.zero_u;
   }
+  return key;
+}
+
+/* The block's max key of tensor t's parameters it updated into t's amax slot, if it has one
+ * (every thread of the block calls it: a block-wide max, one atomic). */
+__device__ void flush_amax(const step_args &a, const dev_tensor &t, uint32_t key) {
+  if (!a.amax || t.aoff == LOWPI_CUDA_NO_MIRROR || t.chunk0 == t.chunk_end)
+    return;
+  __syncthreads(); /* the last flush's readers of lowpi_block_max_atomic's shared words */
+  lowpi_block_max_atomic(key, a.amax + t.aoff);
+}
+
+/* The amax slots start from 0 (atomicMax of keys) where the step runs; a skipped step leaves
+ * them, as it leaves the parameters. */
+__global__ void amax_reset_kernel(unsigned *amax, size_t n, const lowpi_cuda_grad_stats *stats) {
+  if (stats && stats->found_inf)
+    return;
+  for (size_t i = threadIdx.x; i < n; i += blockDim.x)
+    amax[i] = 0u;
 }
 
 __global__ void __launch_bounds__(kThreads) adamw_kernel(const step_args a) {
@@ -203,14 +233,18 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const step_args a) {
   __syncthreads();
   dev_tensor t;
   t.chunk0 = t.chunk_end = 0; /* no tensor yet */
+  uint32_t key = 0;           /* t's updated parameters' max lowpi_abs_key so far */
   for (size_t c = a.chunk_lo + blockIdx.x; c < a.nchunks; c += gridDim.x) {
-    if (c < t.chunk0 || c >= t.chunk_end) /* big tensors: often the same as the last chunk's */
+    if (c < t.chunk0 || c >= t.chunk_end) { /* big tensors: often the same as the last chunk's */
+      flush_amax(a, t, key);
+      key = 0;
       t = a.t[find_tensor(a.t, a.nt, c)];
-    if (t.kind == LOWP_OPT_STATE_8BIT)
-      block_8bit(a, t, c - t.chunk0, coef, code_s, code_u, scratch);
-    else
-      dense_chunk(a, t, c - t.chunk0, coef);
+    }
+    key = max(key, t.kind == LOWP_OPT_STATE_8BIT
+                       ? block_8bit(a, t, c - t.chunk0, coef, code_s, code_u, scratch)
+                       : dense_chunk(a, t, c - t.chunk0, coef));
   }
+  flush_amax(a, t, key);
 }
 
 } // namespace
@@ -230,6 +264,8 @@ struct lowpi_cuda_adamw {
   unsigned zero_s, zero_u;
   long steps;
   uint16_t *mirror; /* lowpi_cuda_adamw_set_mirror's, or NULL */
+  float *amax;      /* lowpi_cuda_adamw_set_amax's, or NULL */
+  size_t amax_n;
 };
 
 static int same_layout(const lowpi_cuda_adamw *o, const lowp_adamw *h) {
@@ -311,7 +347,7 @@ static lowp_status setup_subs(lowpi_cuda_adamw *o, const lowp_adamw *h) {
     t[k].av = u->av;
     t[k].decay = s->decay;
     t[k].kind = s->kind;
-    t[k].moff = LOWPI_CUDA_NO_MIRROR;
+    t[k].moff = t[k].aoff = LOWPI_CUDA_NO_MIRROR;
     t[k].chunk0 = chunks;
     chunks += u->nchunks;
     t[k].chunk_end = chunks;
@@ -344,7 +380,7 @@ static lowp_status setup(lowpi_cuda_adamw *o, const lowp_adamw *h) {
     t[i].av = s->av;
     t[i].decay = s->decay;
     t[i].kind = s->kind;
-    t[i].moff = LOWPI_CUDA_NO_MIRROR;
+    t[i].moff = t[i].aoff = LOWPI_CUDA_NO_MIRROR;
     t[i].chunk0 = chunks;
     size_t cs = chunk_size(s->kind);
     chunks += (s->numel + cs - 1) / cs;
@@ -520,46 +556,66 @@ lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const floa
   a.zero_u = o->zero_u;
   a.stats = work ? &work->stats : NULL;
   a.mirror = o->mirror;
+  a.amax = (unsigned *)o->amax;
+  if (o->amax) {
+    amax_reset_kernel<<<1, kThreads>>>(a.amax, o->amax_n, a.stats);
+    LOWPI_CUDA_CHECK_LAUNCH();
+  }
   const unsigned blocks = lowpi_cuda_blocks((o->chunk_hi - o->chunk_lo) * kThreads, kThreads);
   adamw_kernel<<<blocks, kThreads>>>(a);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
 
+/* Sets one per-tensor offset of the device table (the mirror's moff, the amax slots' aoff) from
+ * off (one per host tensor; NULL: none), each checked to lie with its `span` elements (the
+ * tensor's numel, or 1: a slot) within `limit`. Only for the whole optimizer: a shard updates
+ * its own chunks alone, so the rest of a mirror or an amax would go stale. */
+static lowp_status set_offsets(lowpi_cuda_adamw *o, const size_t *off, size_t limit, int slots,
+                               const char *what) {
+  if (off && (o->subs || o->chunk_lo != 0 || o->chunk_hi != o->nchunks))
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "cuda adamw: a %s needs the whole optimizer, not a ZeRO shard", what);
+  if (o->subs) /* none asked of a ZeRO-2/3 copy: nothing to change */
+    return LOWP_OK;
+  for (size_t i = 0; off && i < o->nt; i++) {
+    const size_t span = slots ? 1 : o->layout[i].numel;
+    if (off[i] != LOWPI_CUDA_NO_MIRROR && (off[i] > limit || span > limit - off[i]))
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "cuda adamw: tensor %zu's %s [%zu, +%zu) outside its %zu", i, what, off[i],
+                        span, limit);
+  }
+  dev_tensor *t = (dev_tensor *)calloc(o->nt ? o->nt : 1, sizeof(dev_tensor));
+  if (!t)
+    return lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
+  cudaError_t e = cudaMemcpy(t, o->d_t, o->nt * sizeof(dev_tensor), cudaMemcpyDeviceToHost);
+  if (e == cudaSuccess) {
+    for (size_t i = 0; i < o->nt; i++)
+      *(slots ? &t[i].aoff : &t[i].moff) = off ? off[i] : LOWPI_CUDA_NO_MIRROR;
+    e = cudaMemcpy(o->d_t, t, o->nt * sizeof(dev_tensor), cudaMemcpyHostToDevice);
+  }
+  free(t);
+  return e == cudaSuccess ? LOWP_OK : lowpi_cuda_fail(e, what, __FILE__, __LINE__);
+}
+
 lowp_status lowpi_cuda_adamw_set_mirror(lowpi_cuda_adamw *o, uint16_t *mirror, size_t mirror_n,
                                         const size_t *moff) {
   if (!o || (mirror && !moff))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_set_mirror: NULL pointer");
-  /* A shard updates only its own chunks: the rest of a mirror would go stale. */
-  if (mirror && (o->subs || o->chunk_lo != 0 || o->chunk_hi != o->nchunks))
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "cuda adamw: a bf16 parameter mirror needs the whole optimizer, not a "
-                      "ZeRO shard");
-  if (o->subs) /* no mirror asked of a ZeRO-2/3 copy: nothing to change */
-    return LOWP_OK;
-  dev_tensor *t = (dev_tensor *)calloc(o->nt ? o->nt : 1, sizeof(dev_tensor));
-  if (!t)
-    return lowpi_fail(LOWP_ERR_NOMEM, "cuda adamw: out of memory");
-  lowp_status st = LOWP_OK;
-  for (size_t i = 0; i < o->nt && st == LOWP_OK; i++)
-    if (mirror && moff[i] != LOWPI_CUDA_NO_MIRROR &&
-        (moff[i] > mirror_n || o->layout[i].numel > mirror_n - moff[i]))
-      st = lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "cuda adamw: tensor %zu's mirror [%zu, +%zu) outside the mirror's %zu", i,
-                      moff[i], o->layout[i].numel, mirror_n);
-  cudaError_t e = cudaSuccess;
-  if (st == LOWP_OK)
-    e = cudaMemcpy(t, o->d_t, o->nt * sizeof(dev_tensor), cudaMemcpyDeviceToHost);
-  if (st == LOWP_OK && e == cudaSuccess) {
-    for (size_t i = 0; i < o->nt; i++)
-      t[i].moff = mirror ? moff[i] : LOWPI_CUDA_NO_MIRROR;
-    e = cudaMemcpy(o->d_t, t, o->nt * sizeof(dev_tensor), cudaMemcpyHostToDevice);
-  }
-  free(t);
-  LOWPI_TRY(st);
-  if (e != cudaSuccess)
-    return lowpi_cuda_fail(e, "setting the bf16 parameter mirror", __FILE__, __LINE__);
-  o->mirror = mirror;
+  LOWPI_TRY(set_offsets(o, mirror ? moff : NULL, mirror_n, 0, "bf16 parameter mirror"));
+  o->mirror = o->subs ? NULL : mirror;
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_adamw_set_amax(lowpi_cuda_adamw *o, float *amax, size_t amax_n,
+                                      const size_t *aoff) {
+  if (!o || (amax && !aoff))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_set_amax: NULL pointer");
+  if ((uintptr_t)amax & 3u)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_adamw_set_amax: misaligned amax");
+  LOWPI_TRY(set_offsets(o, amax ? aoff : NULL, amax_n, 1, "parameter amax"));
+  o->amax = o->subs ? NULL : amax;
+  o->amax_n = o->amax ? amax_n : 0;
   return LOWP_OK;
 }
 

@@ -53,6 +53,16 @@ typedef struct {
   int valid;
 } code_mirror;
 
+/* The optimizer's amax of a weight (lowpi_gpu_linears_set_amax_mirror): max |src| over its n
+ * values at *amax, current when valid (the AdamW kernel keeps it so; the fprop's amax pass fills
+ * it after an upload). */
+typedef struct {
+  float *amax;
+  const float *src;
+  size_t n;
+  int valid;
+} amax_mirror;
+
 typedef struct {
   op_state op[LOWP_OP_COUNT];
   int index;
@@ -68,6 +78,7 @@ typedef struct {
   /* The optimizer's bf16 mirror of the weight (lowpi_gpu_linears_set_mirror; see "The weight
    * cast once per step") and of its bias (set_bias_mirror, for the bf16-output epilogues) */
   code_mirror wm, bm;
+  amax_mirror wa; /* the optimizer's amax of the weight (see shared_amax) */
   /* The tensors X and W whose amax the forward left in g->amax (see shared_amax): the
    * buffer and its size, NULL when none. */
   const float *amax_x[2];
@@ -379,7 +390,7 @@ void lowpi_gpu_linears_set_step(lowpi_gpu_linears *g, uint64_t step) {
 void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
   drop_casts(g);
   for (int i = 0; i < g->nlin; i++) /* written outside the optimizer: the mirrors are stale */
-    g->lin[i].wm.valid = g->lin[i].bm.valid = 0;
+    g->lin[i].wm.valid = g->lin[i].bm.valid = g->lin[i].wa.valid = 0;
 }
 
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
@@ -567,6 +578,9 @@ static int current_scaling(const op_state *o) {
  * transpose of the fprop's, but the operand buffers (qbuf) are shared by every layer, so by a
  * layer's backward they hold another layer's codes; keeping each layer's would cost a byte
  * per weight, 774 MB for GPT-2 774M, more than bf16 training holds.)
+ * The weight's amax comes from the optimizer where it keeps it (ls->wa: the AdamW kernel
+ * writes max |W| as it stores W, lowpi_cuda_adamw_set_amax): then neither the forward nor the
+ * backward reads W for it; the first fprop after the weights changed otherwise fills it.
  * *amax: where this quantization's amax goes (or is), NULL if not shared; *known: it is there
  * already. */
 static void shared_amax(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot, const float *x,
@@ -574,6 +588,12 @@ static void shared_amax(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot, 
   *amax = NULL;
   *known = 0;
   const int which = slot == LOWP_OP_FPROP_W || slot == LOWP_OP_DGRAD_W;
+  if (which && ls->wa.amax && ls->wa.src == x && ls->wa.n == n && current_scaling(&ls->op[slot]) &&
+      !(g->plain & LOWPI_GPU_PLAIN_W16)) {
+    *amax = ls->wa.amax;
+    *known = ls->wa.valid;
+    return;
+  }
   const lowp_operand fwd = which ? LOWP_OP_FPROP_W : LOWP_OP_FPROP_X;
   const lowp_operand bwd = which ? LOWP_OP_DGRAD_W : LOWP_OP_WGRAD_X;
   if ((slot != fwd && slot != bwd) || !current_scaling(&ls->op[fwd]) ||
@@ -605,6 +625,11 @@ static lowp_status quantize_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_op
   int known;
   shared_amax(g, ls, slot, x, n, &amax, &known);
   LOWPI_TRY(lowpi_cuda_quantize_ex(x, q, x_t, amax, known));
+  if (amax && amax == ls->wa.amax) { /* the optimizer's: current from now on */
+    ls->wa.valid = 1;
+    g->counts.w_amax_kept += (unsigned long long)known;
+    return LOWP_OK;
+  }
   if (amax && (slot == LOWP_OP_FPROP_X || slot == LOWP_OP_FPROP_W)) {
     const int which = slot == LOWP_OP_FPROP_W;
     ls->amax_x[which] = x;
@@ -1264,6 +1289,19 @@ void lowpi_gpu_linears_set_mirror(lowpi_gpu_linears *g, int lin, const float *we
     return;
   mirror_set(&g->lin[lin].wm, weight, codes, n);
   g->lin[lin].w16_src = NULL;
+}
+
+void lowpi_gpu_linears_set_amax_mirror(lowpi_gpu_linears *g, int lin, const float *weight,
+                                       float *amax, size_t n) {
+  if (lin >= 0 && lin < g->nlin)
+    g->lin[lin].wa = (amax_mirror){amax, amax ? weight : NULL, amax ? n : 0, 0};
+}
+
+int lowpi_gpu_linears_amax_mirrorable(const lowpi_gpu_linears *g, int lin) {
+  if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_W16))
+    return 0;
+  const lin_state *ls = &g->lin[lin];
+  return current_scaling(&ls->op[LOWP_OP_FPROP_W]) || current_scaling(&ls->op[LOWP_OP_DGRAD_W]);
 }
 
 void lowpi_gpu_linears_set_bias_mirror(lowpi_gpu_linears *g, int lin, const float *bias,

@@ -272,6 +272,8 @@ typedef struct {
                                        GELU's backward (and fc's bias gradient) in it */
   unsigned long long epi_refused;   /* epilogues cuBLASLt refused (each kind then stays off:
                                        the unfused operations run, the same results) */
+  unsigned long long w_amax_kept;   /* W quantizations that took the optimizer's amax of W
+                                       (lowpi_gpu_linears_set_amax_mirror) */
   unsigned long long out_bf16;      /* fprops writing their output in bf16 alone (qkv for the flash
                                        attention: lowpi_gpu_linear_forward_bf16) */
   unsigned long long epi_bf16_vec; /* GELU / qkv epilogues whose bias (gradient) went in bf16, where
@@ -357,6 +359,14 @@ void lowpi_gpu_linears_set_mirror(lowpi_gpu_linears *g, int lin, const float *we
  * refused an fp32 one, always with fp8 operands (counts.epi_bf16_vec): the bias's RNE codes from
  * the mirror, no cast per forward. */
 int lowpi_gpu_linears_bias_mirrorable(const lowpi_gpu_linears *g, int lin);
+/* The optimizer's amax of the weight (device float, max |weight| over its n values, written by
+ * the AdamW kernel: lowpi_cuda_adamw_set_amax) for a linear whose weight is quantized with
+ * per-tensor current scaling (amax_mirrorable; 0 with LOWPI_GPU_PLAIN_W16): its quantizations
+ * take that amax instead of an amax pass over W (counts.w_amax_kept); the first fprop after
+ * set_amax_mirror or weights_changed computes it into *amax. NULL: none. */
+int lowpi_gpu_linears_amax_mirrorable(const lowpi_gpu_linears *g, int lin);
+void lowpi_gpu_linears_set_amax_mirror(lowpi_gpu_linears *g, int lin, const float *weight,
+                                       float *amax, size_t n);
 void lowpi_gpu_linears_set_bias_mirror(lowpi_gpu_linears *g, int lin, const float *bias,
                                        uint16_t *codes, size_t n);
 

@@ -48,6 +48,8 @@ struct lowpi_gpu_trainer {
   /* The bf16 mirror of the bf16-cast weights (setup_mirror; NULL: none), mirror_n codes */
   uint16_t *mirror;
   size_t mirror_n;
+  /* The optimizer's amax of the current-scaled weights (setup_wamax; NULL: none), one a linear */
+  float *wamax;
 };
 
 void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
@@ -62,6 +64,7 @@ void lowpi_gpu_trainer_free(lowpi_gpu_trainer *t) {
   lowpi_cuda_adamw_free(t->opt);
   lowp_cuda_free(t->work);
   lowp_cuda_free(t->mirror);
+  lowp_cuda_free(t->wamax);
   free(t->shards);
   free(t);
 }
@@ -326,6 +329,58 @@ static lowp_status setup_mirror(lowpi_gpu_trainer *t) {
   return st;
 }
 
+/* The amax of every weight quantized with per-tensor current scaling (lowpi_gpu_linears_
+ * amax_mirrorable: fp8-current's linears), written by the AdamW kernel as it stores the weight
+ * (lowpi_cuda_adamw_set_amax): the linears then quantize W in the forward and the backward with
+ * no amax pass over it (one read of W a step). One float a linear, for the weights that are
+ * whole optimizer tensors of their own (a tensor shared by two linears has none). The same
+ * conditions as the mirror: one optimizer for every parameter. LOWP_GPU_PLAIN=wmirror: none. */
+static lowp_status setup_wamax(lowpi_gpu_trainer *t) {
+  lowpi_gpu_linears *lin = lowpi_gpu_model_linears(t->gm);
+  const lowp_adamw *h = t->host_opt;
+  const float *params = lowpi_gpu_model_params(t->gm);
+  const int nlin = 4 * lowpi_gpu_model_num_blocks(t->gm) + 1;
+  size_t *aoff = malloc((h->nt ? h->nt : 1) * sizeof *aoff);
+  unsigned char *slot = calloc((size_t)nlin, 1); /* linear k has amax slot k */
+  if (!aoff || !slot) {
+    free(aoff);
+    free(slot);
+    return lowpi_fail(LOWP_ERR_NOMEM, "gpu trainer: out of memory");
+  }
+  for (size_t i = 0; i < h->nt; i++)
+    aoff[i] = LOWPI_CUDA_NO_MIRROR;
+  int any = 0;
+  for (int k = 0; k < nlin; k++) {
+    const float *w = NULL, *b = NULL;
+    size_t count = 0, bcount = 0, first = 0, end = 0;
+    int placed = 0;
+    lowpi_gpu_model_linear_params(t->gm, k, &w, &count, &b, &bcount);
+    if (!w || !count || !lowpi_gpu_linears_amax_mirrorable(lin, k) ||
+        !weight_tensors(h, aoff, (size_t)(w - params), count, &first, &end, &placed) || placed)
+      continue;
+    for (size_t i = first; i < end; i++)
+      aoff[i] = (size_t)k;
+    slot[k] = 1;
+    any = 1;
+  }
+  lowp_status st = LOWP_OK;
+  if (any) {
+    st = lowp_cuda_malloc((void **)&t->wamax, (size_t)nlin * sizeof(float));
+    if (st == LOWP_OK)
+      st = lowpi_cuda_adamw_set_amax(t->opt, t->wamax, (size_t)nlin, aoff);
+  }
+  for (int k = 0; k < nlin && any && st == LOWP_OK; k++) {
+    const float *w = NULL, *b = NULL;
+    size_t count = 0, bcount = 0;
+    lowpi_gpu_model_linear_params(t->gm, k, &w, &count, &b, &bcount);
+    if (slot[k]) /* computed by the first forward (the parameters were just uploaded) */
+      lowpi_gpu_linears_set_amax_mirror(lin, k, w, t->wamax + k, count);
+  }
+  free(aoff);
+  free(slot);
+  return st;
+}
+
 lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
                                      const lowp_recipe *recipe, lowp_adamw *opt,
                                      lowpi_recipe_exec *exec, uint64_t seed, int B, int T,
@@ -374,6 +429,8 @@ lowp_status lowpi_gpu_trainer_create(lowpi_gpu_trainer **out, lowp_model *model,
     st = lowpi_cuda_adamw_create(&t->opt, opt);
     if (st == LOWP_OK) /* one optimizer for every parameter: the bf16 mirror works */
       st = setup_mirror(t);
+    if (st == LOWP_OK) /* and so does the weights' amax */
+      st = setup_wamax(t);
   }
   if (st != LOWP_OK) {
     lowpi_gpu_trainer_free(t);

@@ -245,6 +245,11 @@ lowp_status lowpi_cuda_adamw_set_mirror(lowpi_cuda_adamw *opt, uint16_t *mirror,
   return no_cuda("lowpi_cuda_adamw_set_mirror");
 }
 
+lowp_status lowpi_cuda_adamw_set_amax(lowpi_cuda_adamw *opt, float *amax, size_t amax_n,
+                                      const size_t *aoff) {
+  return no_cuda("lowpi_cuda_adamw_set_amax");
+}
+
 lowp_status lowpi_cuda_adamw_upload(lowpi_cuda_adamw *opt, const lowp_adamw *host) {
   return no_cuda("lowpi_cuda_adamw_upload");
 }

@@ -131,6 +131,15 @@ lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *opt, float *params, const fl
 #define LOWPI_CUDA_NO_MIRROR ((size_t)-1)
 lowp_status lowpi_cuda_adamw_set_mirror(lowpi_cuda_adamw *opt, uint16_t *mirror, size_t mirror_n,
                                         const size_t *moff);
+/* The parameters' amax per tensor, for fp8 weights with per-tensor current scaling: the AdamW
+ * kernel also writes amax[aoff[i]] = max |p| over the parameters of every tensor i with
+ * aoff[i] != LOWPI_CUDA_NO_MIRROR (one per host tensor; tensors may share a slot: the max over
+ * them all) as it stores them, the bits lowp_cuda_amax gives (NaN included), so the next
+ * forward quantizes the weight without reading it for its amax. The slots (device, amax_n
+ * floats) are zeroed at the start of a step that runs; a skipped step leaves them. NULL: none
+ * (the default). A ZeRO shard copy refuses one, as a mirror. */
+lowp_status lowpi_cuda_adamw_set_amax(lowpi_cuda_adamw *opt, float *amax, size_t amax_n,
+                                      const size_t *aoff);
 /* Account for the last step once its stats are read: skipped (found_inf) leaves the count. */
 void lowpi_cuda_adamw_commit(lowpi_cuda_adamw *opt, int skipped);
 long lowpi_cuda_adamw_num_steps(const lowpi_cuda_adamw *opt);

@@ -689,7 +689,9 @@ static void same_trained(const char *label, trainer_set *ts) {
  * its weight every step, as before): the same math, so a few training steps from the same model
  * and tokens (the third skipped: a NaN gradient; an evaluation after it) must give bit-identical
  * losses, parameters and optimizer states. want_mirrored: the linears whose weight the mirror
- * holds (bf16: all; fp8 recipes: the LM head): each casts into it once, in the first forward. */
+ * holds (bf16: all; fp8 recipes: the LM head): each casts into it once, in the first forward.
+ * The same for the weights' amax that the optimizer keeps (setup_wamax, fp8-current), which
+ * wmirror turns off too. */
 static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_opt_state state,
                                 int want_mirrored) {
   lowp_model_config cfg;
@@ -760,6 +762,18 @@ static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_op
                  (cn[0][1].epi_bf16_vec == 0 || cn[0][1].b16_mirror > 0),
              "%s: %llu bf16 bias vectors, %llu from the mirror", label, cn[0][1].epi_bf16_vec,
              cn[0][1].b16_mirror);
+    /* fp8-current's weights' amax from the optimizer (setup_wamax): the first forward computes
+     * it, every later quantization of W takes it (the first step's dgrads: one per block
+     * linear); the other recipes scale W otherwise, and wmirror turns it off */
+    const int wamax = !strcmp(recipe_name, "fp8-current");
+    const unsigned long long nbl = 4ull * (unsigned)cfg.n_layer;
+    GC_CHECK(
+        cn[0][0].w_amax_kept == (wamax ? nbl : 0) &&
+            (wamax ? cn[0][1].w_amax_kept > cn[0][0].w_amax_kept : cn[0][1].w_amax_kept == 0) &&
+            cn[1][1].w_amax_kept == 0,
+        "%s: W amax from the optimizer %llu / %llu times (want %llu after a step), %llu "
+        "with wmirror",
+        label, cn[0][0].w_amax_kept, cn[0][1].w_amax_kept, wamax ? nbl : 0, cn[1][1].w_amax_kept);
     printf("%s: %d steps (one skipped) and an evaluation, the same bits as wmirror (loss %.4f "
            "-> %.4f; W from the mirror %llu times, bf16 biases from it %llu)\n",
            label, STEPS, (double)loss[0][0], (double)loss[0][STEPS - 1], cn[0][1].w16_mirror,
@@ -1351,6 +1365,8 @@ int main(void) {
   test_trainer_mirror(LOWP_ARCH_GPT2, "bf16", LOWP_OPT_STATE_FP32, 4 * (gc_small() ? 1 : 2) + 1);
   test_trainer_mirror(LOWP_ARCH_LLAMA, "bf16", LOWP_OPT_STATE_8BIT, 4 * (gc_small() ? 1 : 2) + 1);
   test_trainer_mirror(LOWP_ARCH_GPT2, "fp8-current", LOWP_OPT_STATE_BF16, 1);
+  /* llama: q, k, v (gate, up) are tensors of their own sharing their linear's amax slot */
+  test_trainer_mirror(LOWP_ARCH_LLAMA, "fp8-current", LOWP_OPT_STATE_8BIT, 1);
   test_trainer_amax(LOWP_ARCH_GPT2);
   test_trainer_amax(LOWP_ARCH_LLAMA);
   test_linear_x8("fp8-current");

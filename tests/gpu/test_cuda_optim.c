@@ -14,6 +14,11 @@
  *    is the CPU's lowpi_encode (bf16, RNE, native overflow) of the downloaded parameter and
  *    lowp_cuda_encode's of the device parameters, bit for bit; the gaps and the tensors not
  *    mirrored keep their sentinel codes; bad offsets and a ZeRO shard copy are refused.
+ *  - the parameters' amax (lowpi_cuda_adamw_set_amax) of four tensors in three slots, two
+ *    tensors sharing one: after every step (a skipped one included) each slot holds the bits of
+ *    the max |p| over its tensors' downloaded parameters (the CPU's fabsf / fmaxf, exact) and of
+ *    lowp_cuda_amax over the device's; the unused slot is zeroed; bad slots and a shard copy are
+ *    refused.
  *  - grad_prepare: prepared gradients bit for bit, norm within 1e-12 relative of
  *    lowp_grad_norm, the clip coefficient exactly lowp_clip_grads' from the norm, found_inf
  *    for NaN, +-Inf and a finite value that bf16 rounding makes infinite, the same bits on a
@@ -144,7 +149,11 @@ typedef struct {
   size_t moff[NT], nm;      /* the mirror: tensor i's codes at moff[i] (or none), nm codes */
   uint16_t *dm, *dm_want;   /* (nm,) device mirror, lowp_cuda_encode's codes of the params */
   uint16_t *hm, *hm_want;   /* (nm,) host copies */
+  size_t aoff[NT];          /* the amax: tensor i's max |p| into slot aoff[i] (or none) */
+  float *damax;             /* (NSLOT,) device amax slots */
 } rig;
+
+enum { NSLOT = 4 }; /* slots 0-2 used, 3 none's: zeroed by every step that runs */
 
 enum { SENTINEL = 0x7FA5 }; /* a NaN code that no encode of a parameter makes */
 
@@ -190,6 +199,33 @@ static void check_mirror(rig *r, const char *label) {
   GC_CHECK(bad == 0 && touched == 0 && covered > 0,
            "%s: %zu mirrored codes differ, %zu codes outside the ranges written", label, bad,
            touched);
+}
+
+/* The amax slots after a step: slot k = max |p| over the tensors i with aoff[i] == k (the CPU's
+ * exact max of the downloaded parameters, and lowp_cuda_amax's of the device ones), bit for bit;
+ * a slot of no tensor 0. r->got holds the device parameters (same()). */
+static void check_amax(rig *r, const char *label) {
+  float got[NSLOT], dev[NSLOT] = {0, 0, 0, 0}, want[NSLOT] = {0, 0, 0, 0};
+  float *dtmp = NULL;
+  GC_REQUIRE(lowp_cuda_memcpy(got, r->damax, sizeof got, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&dtmp, sizeof(float)));
+  for (int i = 0; i < NT; i++) {
+    if (r->aoff[i] == LOWPI_CUDA_NO_MIRROR)
+      continue;
+    const size_t k = r->aoff[i];
+    for (size_t j = 0; j < r->t[i].numel; j++)
+      want[k] = fmaxf(want[k], fabsf(r->got[r->t[i].offset + j]));
+    float a = 0;
+    GC_REQUIRE(lowp_cuda_amax(r->dp + r->t[i].offset, r->t[i].numel, dtmp));
+    GC_REQUIRE(lowp_cuda_memcpy(&a, dtmp, sizeof a, LOWP_CUDA_D2H));
+    dev[k] = fmaxf(dev[k], a);
+  }
+  lowp_cuda_free(dtmp);
+  for (int k = 0; k < NSLOT; k++)
+    GC_CHECK(f32_bits(got[k]) == f32_bits(want[k]) && f32_bits(got[k]) == f32_bits(dev[k]) &&
+                 (k == NSLOT - 1 || got[k] > 0),
+             "%s: amax slot %d = %.9g (0x%08x), CPU max %.9g, lowp_cuda_amax %.9g", label, k,
+             (double)got[k], f32_bits(got[k]), (double)want[k], (double)dev[k]);
 }
 
 /* The mirror full of sentinels (the AdamW kernel writes every mirrored code of a step). */
@@ -282,6 +318,8 @@ static void run_case(rig *r, const opt_case *c, int variant) {
   GC_REQUIRE(lowpi_cuda_adamw_create(&gpu, cpu));
   GC_REQUIRE(lowpi_cuda_adamw_set_mirror(gpu, r->dm, r->nm, r->moff));
   reset_mirror(r);
+  GC_REQUIRE(lowpi_cuda_adamw_set_amax(gpu, r->damax, NSLOT, r->aoff));
+  GC_REQUIRE(lowp_cuda_memset(r->damax, 0xFF, NSLOT * sizeof(float))); /* NaN: must be reset */
   float *raw = malloc(np * sizeof(float)), *before = malloc(np * sizeof(float));
   if (!raw || !before) {
     fprintf(stderr, "out of memory\n");
@@ -296,8 +334,10 @@ static void run_case(rig *r, const opt_case *c, int variant) {
     int inf = both_step(r, cpu, gpu, raw, round_bf16, inv_scale, max_norms[s], lr, s == 0, label);
     GC_CHECK(!inf, "%s: unexpected found_inf", label);
     ok = same(r, cpu, gpu, scratch, label);
-    if (ok)
+    if (ok) {
       check_mirror(r, label);
+      check_amax(r, label);
+    }
     if (ok && (s == 1 || s == 3)) {
       /* A non-finite gradient: the device skips the step; nothing may change. */
       snprintf(label, sizeof label, "%s variant %d skip after step %d", c->name, variant, s + 1);
@@ -314,8 +354,10 @@ static void run_case(rig *r, const opt_case *c, int variant) {
                lowpi_cuda_adamw_num_steps(gpu), steps);
       GC_CHECK(cmp_f32("cpu params", r->hp, before, np, 0) == 0, "%s: test bug", label);
       ok = same(r, cpu, gpu, scratch, label);
-      if (ok) /* the skipped step wrote no code: still those of the unchanged parameters */
+      if (ok) { /* the skipped step wrote no code: still those of the unchanged parameters */
         check_mirror(r, label);
+        check_amax(r, label);
+      }
     }
   }
   if (ok) {
@@ -365,6 +407,14 @@ static void test_mirror_refusals(rig *r) {
            "mirror: a shard copy took a mirror");
   GC_CHECK(lowpi_cuda_adamw_set_mirror(part, NULL, 0, NULL) == LOWP_OK,
            "mirror: a shard copy refused no mirror");
+  memcpy(bad, r->aoff, sizeof bad);
+  bad[3] = NSLOT; /* one past the last slot */
+  GC_CHECK(lowpi_cuda_adamw_set_amax(gpu, r->damax, NSLOT, bad) == LOWP_ERR_INVALID_ARG,
+           "amax: a slot past the end accepted");
+  GC_CHECK(lowpi_cuda_adamw_set_amax(gpu, r->damax, NSLOT, NULL) == LOWP_ERR_INVALID_ARG,
+           "amax: no slots accepted");
+  GC_CHECK(lowpi_cuda_adamw_set_amax(part, r->damax, NSLOT, r->aoff) == LOWP_ERR_UNSUPPORTED,
+           "amax: a shard copy took amax slots");
   lowpi_cuda_adamw_free(gpu);
   lowpi_cuda_adamw_free(part);
   lowp_adamw_free(cpu);
@@ -393,6 +443,10 @@ static void test_adamw(void) {
     r.nm = r.moff[i] + sizes[i];
   }
   r.nm += 4;
+  /* the amax: tensors 1 and 4 share slot 0, 5 has slot 1, 3 slot 2; 0 and 2 none */
+  static const size_t aslot[NT] = {LOWPI_CUDA_NO_MIRROR, 0, LOWPI_CUDA_NO_MIRROR, 2, 0, 1};
+  memcpy(r.aoff, aslot, sizeof r.aoff);
+  GC_REQUIRE(lowp_cuda_malloc((void **)&r.damax, NSLOT * sizeof(float)));
   r.hm = malloc(r.nm * 2);
   r.hm_want = malloc(r.nm * 2);
   GC_REQUIRE(lowp_cuda_malloc((void **)&r.dm, r.nm * 2));
@@ -428,6 +482,7 @@ static void test_adamw(void) {
   }
   lowp_cuda_free(r.dp);
   lowp_cuda_free(r.dg);
+  lowp_cuda_free(r.damax);
   lowp_cuda_free(r.dw);
   lowp_cuda_free(r.dm);
   lowp_cuda_free(r.dm_want);
