@@ -23,8 +23,12 @@
  * 1 x 32 (MX, BLOCK_1D) through 32 x 128 tiles (transposed_mx_kernel), 1 x 64 and 1 x 128 through
  * the both-ways kernel's transposed half (quant_both.cu). The other modes' column-wise copy and
  * x_transposed go through a tiled transpose into stream-ordered scratch (cudaMallocAsync).
- * Dequantizing 1 x N blocks (N = 16 << k dividing the row, one-byte codes) decodes by
- * arithmetic with no index division (dequant_rowblock); other layouts take dequant_chunks.
+ * Dequantizing one-byte codes in 1 x N blocks (or under one scale) to fp32 takes 4 values a
+ * thread, one 4-byte load of codes and one float4 store (dequant_rowblock_f32, rows a multiple
+ * of 4); to bf16 (N = 16 << k dividing the row) 16 values a thread (dequant_rowblock); both
+ * decode by arithmetic; other layouts take dequant_chunks. Fake quantization
+ * (lowpi_cuda_fake_quant_fused) runs the flat, row-block and tile kernels with VALS: the codes
+ * are decoded in registers and the fp32 values written instead of the codes.
  * lowpi_cuda_quant_set_generic(1) restores the earlier paths of each (the transpose, the
  * table decode, the run-time encode rule) for the benchmark's comparison. */
 #include <stdint.h>
@@ -496,8 +500,10 @@ __global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, s
  * block row. Blocks are 16-aligned (bc % 16 == 0) or span the row.
  * CACHE > 0 (a block has at most CACHE * blockDim.x chunks): pass 1 keeps each thread's chunks
  * in registers and pass 2 encodes them from there: the tensor is read once. CACHE == 0 (longer
- * rows): pass 2 reads the values again (mostly from L1/L2). */
-template <int FF, int RR, int CACHE>
+ * rows): pass 2 reads the values again (mostly from L1/L2). VALS (fake quantization): codes is
+ * an fp32 output, as in encode_flat (emit16; may be x itself: pass 2 reads a chunk only before
+ * its one thread writes it, after every pass-1 read of the block). */
+template <int FF, int RR, int CACHE, bool VALS>
 __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, size_t br, size_t bc,
                             size_t SC, size_t nb, void *__restrict__ codes, int bytes,
                             void *__restrict__ scales, lowpi_qparams p, lowpi_fmt f, lowp_round rnd,
@@ -551,6 +557,7 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
     if (threadIdx.x == 0)
       lowpi_store_scale(p, scales, b, s);
     const bool count = lowpi_may_saturate(block_amax, s.enc, p.fmax_bits);
+    const float dec = VALS ? stored_dec(p, s) : 1.0f;
     if constexpr (CACHE > 0) {
 #pragma unroll
       for (int q = 0; q < CACHE; q++) {
@@ -564,7 +571,8 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
             yc[q][k] = yc[q][k] * s.enc;
             sat += count && j0 + k < c1 ? lowpi_saturates(yc[q][k], p.fmax_bits) : 0u;
           }
-          lowpi_store_codes16<FF, RR>(yc[q], vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
+          emit16<FF, RR, VALS>(yc[q], vec, valid, codes, bytes, f, rnd, seed, offset, idx0, dec,
+                               nvfp4, s_enc);
         }
       }
     } else {
@@ -579,7 +587,8 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
           y[k] = y[k] * s.enc;
           sat += count && j0 + k < c1 ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
         }
-        lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
+        emit16<FF, RR, VALS>(y, vec, valid, codes, bytes, f, rnd, seed, offset, idx0, dec, nvfp4,
+                             s_enc);
       }
     }
   }
@@ -1003,12 +1012,14 @@ lowp_status launch_chunks(const float *x, const lowp_cuda_qdata *d, const lowp_q
   return LOWP_OK;
 }
 
+/* One CUDA block per scale block (tile_kernel); vals: fake quantization, as launch_flat. */
 lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qconfig *c,
-                         const lowpi_qparams &p, uint64_t offset) {
+                         const lowpi_qparams &p, uint64_t offset, float *vals = NULL) {
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const size_t nb = d->scale_rows * d->scale_cols;
-  const int vec = aligned16(x) && d->cols % 16 == 0 && d->block_cols % 16 == 0;
+  const int vec = aligned16(x) && d->cols % 16 == 0 && d->block_cols % 16 == 0 &&
+                  (!vals || aligned16(vals));
   /* threads fitted to a full block's chunks: 32 for 16 x 16, 256 for 128 x 128 or long rows */
   const size_t width = d->block_cols < d->cols ? d->block_cols : d->cols;
   const size_t chunks = d->block_rows * ((width + 15) / 16);
@@ -1020,10 +1031,17 @@ lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qc
   /* chunks of the largest block per thread: 1 or 4 kept in registers, else read twice */
   const size_t per_thread = (chunks + threads - 1) / threads;
   const int cache = g_generic ? 0 : per_thread <= 1 ? 1 : per_thread <= 4 ? 4 : 0;
+#define LOWPI_TL_V(FF, RR, CACHE, VALS, DST)                                                       \
+  tile_kernel<FF, RR, CACHE, VALS><<<blocks, threads>>>(                                           \
+      x, d->rows, d->cols, d->block_rows, d->block_cols, d->scale_cols, nb, DST, bytes, d->scales, \
+      p, f, c->round, c->seed, offset, vec, d->amax, d->tensor_scale, d->n_saturated)
 #define LOWPI_TL_C(FF, RR, CACHE)                                                                  \
-  tile_kernel<FF, RR, CACHE><<<blocks, threads>>>(                                                 \
-      x, d->rows, d->cols, d->block_rows, d->block_cols, d->scale_cols, nb, d->codes, bytes,       \
-      d->scales, p, f, c->round, c->seed, offset, vec, d->amax, d->tensor_scale, d->n_saturated)
+  do {                                                                                             \
+    if (vals)                                                                                      \
+      LOWPI_TL_V(FF, RR, CACHE, true, vals);                                                       \
+    else                                                                                           \
+      LOWPI_TL_V(FF, RR, CACHE, false, d->codes);                                                  \
+  } while (0)
 #define LOWPI_TL(FF, RR)                                                                           \
   do {                                                                                             \
     if (cache == 1)                                                                                \
@@ -1035,6 +1053,7 @@ lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qc
   } while (0)
   LOWPI_DISPATCH(LOWPI_TL);
 #undef LOWPI_TL_C
+#undef LOWPI_TL_V
 #undef LOWPI_TL
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
@@ -1066,6 +1085,14 @@ lowp_status launch_transposed_mx(const float *x, lowp_cuda_qdata *d, const lowp_
 #undef LOWPI_TMX
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
+}
+
+/* Whether quantize_one takes d's blocks (of a mode with more than one scale, not the fused row
+ * blocks) one CUDA block each (tile_kernel): blocks of 256 values or more, 16-aligned or
+ * spanning the row. */
+bool tile_blocks(const lowp_cuda_qdata *d) {
+  return d->block_rows * d->block_cols >= 256 &&
+         (d->block_cols % 16 == 0 || d->block_cols >= d->cols);
 }
 
 /* The modes of one scale per tensor, whose cast can read x in either layout. */
@@ -1116,9 +1143,7 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
     LOWPI_CUDA_CHECK_LAUNCH();
     return launch_flat(x, x_t, d, c, p, offset, NULL, vals);
   }
-  /* Blocks of 256 values or more, 16-aligned or spanning the row: one warp per block. */
-  const bool tiles = !rowblock && d->block_rows * d->block_cols >= 256 &&
-                     (d->block_cols % 16 == 0 || d->block_cols >= C);
+  const bool tiles = !rowblock && tile_blocks(d);
   if (rowblock || tiles) {
     if (c->mode == LOWP_SCALING_NVFP4) { /* s_enc needs the global amax first */
       if (amax && amax_known) {
@@ -1130,10 +1155,8 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
               cudaMemcpyAsync(amax, d->amax, sizeof(float), cudaMemcpyDeviceToDevice, 0));
       }
     }
-    if (vals && !rowblock)
-      return lowpi_fail(LOWP_ERR_INTERNAL, "lowp_cuda_fake_quant: no fused path for mode %d",
-                        (int)c->mode);
-    return rowblock ? launch_rowblock(x, d, c, p, offset, vals) : launch_tiles(x, d, c, p, offset);
+    return rowblock ? launch_rowblock(x, d, c, p, offset, vals)
+                    : launch_tiles(x, d, c, p, offset, vals);
   }
   if (vals)
     return lowpi_fail(LOWP_ERR_INTERNAL, "lowp_cuda_fake_quant: no fused path for mode %d",
@@ -1415,7 +1438,11 @@ int lowpi_cuda_quant_generic(void) {
 
 int lowpi_cuda_fake_quant_fused_ok(const lowp_cuda_qtensor *q) {
   const lowp_scaling_mode m = q->cfg.mode;
-  return m == LOWP_SCALING_TENSOR || m == LOWP_SCALING_NONE || fused_rowblock(&q->cfg, &q->rowwise);
+  if (m == LOWP_SCALING_TENSOR || m == LOWP_SCALING_NONE)
+    return 1;
+  /* quantize_one's fused paths; DELAYED (history) and the strip kernels keep two kernels */
+  return m != LOWP_SCALING_DELAYED &&
+         (fused_rowblock(&q->cfg, &q->rowwise) || tile_blocks(&q->rowwise));
 }
 
 lowp_status lowpi_cuda_fake_quant_fused(float *y, const float *x, lowp_cuda_qtensor *q) {

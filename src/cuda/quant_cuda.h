@@ -26,10 +26,11 @@ lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_t
  * tensor_scale and saturation count are written as lowp_cuda_quantize writes them (the clip mask
  * reads the scales). x and y device fp32, 4-byte aligned (16 for the vector path); y may equal x
  * (each value is read by the one thread that then writes it). The modes of
- * lowpi_cuda_fake_quant_fused_ok: TENSOR and NONE (the amax pass first, for TENSOR), and the
- * fused 1 x N row blocks (BLOCK_1D, MX, NVFP4 1x16, NF4 with N a multiple of 16 up to 256;
- * NVFP4's amax pass first); others LOWP_ERR_UNSUPPORTED (lowp_cuda_fake_quant then takes two
- * kernels). */
+ * lowpi_cuda_fake_quant_fused_ok: TENSOR and NONE (the amax pass first, for TENSOR), the fused
+ * 1 x N row blocks (BLOCK_1D, MX, NVFP4 1x16, NF4 with N a multiple of 16 up to 256) and blocks
+ * of 256 values or more taken one CUDA block each (ROW, BLOCK_2D, NVFP4 16x16, longer 1 x N);
+ * NVFP4 runs its amax pass first. Others (DELAYED, whose amax goes into the history; COLUMN and
+ * small 2D blocks) give LOWP_ERR_UNSUPPORTED, and lowp_cuda_fake_quant takes two kernels. */
 int lowpi_cuda_fake_quant_fused_ok(const lowp_cuda_qtensor *q);
 lowp_status lowpi_cuda_fake_quant_fused(float *y, const float *x, lowp_cuda_qtensor *q);
 
