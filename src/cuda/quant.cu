@@ -101,13 +101,65 @@ __device__ __forceinline__ float load_scale(const void *scales, int skind, size_
   return skind == kScaleE8M0 ? lowpi_decode_e8m0_fast(c) : lowpi_decode_e4m3_fast(c);
 }
 
+/* The fp32 values that the codes of the 16 scaled values y[0..valid) (elements idx0 on)
+ * dequantize to, into v: decode(code) * dec, then / s_enc for NVFP4 (nvfp4), the arithmetic of
+ * lowp_dequantize; v[valid..16) are 0. The codes come from the encoder of the codes path
+ * (lowpi_store_codes16: the packed one when vec, one-byte codes) with the same random-stream
+ * indices, so stochastic rounding draws as there. */
+template <int FF, int RR>
+__device__ __forceinline__ void qvalues16(const float *y, float *v, bool vec, size_t valid,
+                                          int bytes, const lowpi_fmt &f, lowp_round rnd,
+                                          uint64_t seed, uint64_t offset, size_t idx0, float dec,
+                                          bool nvfp4, float s_enc) {
+  if (vec && bytes == 1) {
+    uint32_t w[4];
+    lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, idx0);
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      v[k] = decode_code<FF>(f, (w[k / 4] >> (8 * (k % 4))) & 0xFFu) * dec;
+  } else {
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      v[k] = (size_t)k < valid
+                 ? decode_code<FF>(f, lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, idx0 + k)) *
+                       dec
+                 : 0.0f;
+  }
+  if (nvfp4) {
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      v[k] = v[k] / s_enc;
+  }
+}
+
+/* A warp's 32 x 16 values (lane L's v are floats 16 L .. 16 L + 15 from out) as four float4
+ * stores of 512 consecutive bytes each (lane L writes float4 32 q + L), instead of each lane's
+ * four float4 64 bytes apart (which leave every 32-byte sector of a store instruction half
+ * written): the values cross lanes through a shared staging buffer whose float4 slots are
+ * XOR-swizzled (slot 4 L + (q ^ (L / 2 % 4))) so that neither the writes nor the reads conflict on
+ * the banks. Every lane of the warp calls it; blockDim.x at most lowpi_kThreads; out 16-byte
+ * aligned. */
+__device__ __forceinline__ void store16_warp(float *out, const float *v) {
+  __shared__ float4 stage[lowpi_kThreads / 32][128];
+  float4 *st = stage[threadIdx.x / 32];
+  const unsigned L = threadIdx.x % 32;
+  __syncwarp(); /* the warp's previous reads of its stage are done */
+#pragma unroll
+  for (unsigned q = 0; q < 4; q++)
+    st[4 * L + (q ^ ((L >> 1) & 3u))] =
+        make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+  __syncwarp();
+#pragma unroll
+  for (unsigned q = 0; q < 4; q++) {
+    const unsigned j = 32 * q + L, T = j / 4, part = j % 4; /* lane T's float4 `part` */
+    ((float4 *)out)[j] = st[4 * T + (part ^ ((T >> 1) & 3u))];
+  }
+}
+
 /* Where a quantize kernel's 16 scaled values y[0..valid) (elements idx0 on) go: VALS false,
- * their codes into dst (lowpi_store_codes16); VALS true (fake quantization), the fp32 values
- * those very codes dequantize to, decode(code) * dec, then / s_enc for NVFP4 (nvfp4), the
- * arithmetic of lowp_dequantize, into dst as floats: four float4 stores when vec (16 values
- * there, idx0 a multiple of 16, dst 16-byte aligned), else one value at a time. The codes come
- * from the same encoder with the same random-stream index, so stochastic rounding draws as the
- * codes path does. */
+ * their codes into dst (lowpi_store_codes16); VALS true (fake quantization), their values
+ * (qvalues16) as floats into dst, by this thread alone: four float4 stores when vec (16 values
+ * there, idx0 a multiple of 16, dst 16-byte aligned), else one value at a time. */
 template <int FF, int RR, bool VALS>
 __device__ __forceinline__ void emit16(const float *y, bool vec, size_t valid, void *dst, int bytes,
                                        const lowpi_fmt &f, lowp_round rnd, uint64_t seed,
@@ -116,27 +168,16 @@ __device__ __forceinline__ void emit16(const float *y, bool vec, size_t valid, v
   if constexpr (!VALS) {
     lowpi_store_codes16<FF, RR>(y, vec, valid, dst, bytes, f, rnd, seed, offset, idx0);
   } else {
+    float v[16];
+    qvalues16<FF, RR>(y, v, vec, valid, bytes, f, rnd, seed, offset, idx0, dec, nvfp4, s_enc);
     float *out = (float *)dst + idx0;
-    if (vec && bytes == 1) {
-      uint32_t w[4]; /* the packed codes of lowpi_store_codes16's vector path */
-      lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, idx0);
+    if (vec) {
 #pragma unroll
-      for (int q = 0; q < 4; q++) {
-        float v[4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-          v[k] = decode_code<FF>(f, (w[q] >> (8 * k)) & 0xFFu) * dec;
-          if (nvfp4)
-            v[k] = v[k] / s_enc;
-        }
-        ((float4 *)out)[q] = make_float4(v[0], v[1], v[2], v[3]);
-      }
+      for (int q = 0; q < 4; q++)
+        ((float4 *)out)[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
     } else {
-      for (size_t k = 0; k < 16 && k < valid; k++) {
-        float v = decode_code<FF>(f, lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, idx0 + k)) *
-                  dec;
-        out[k] = nvfp4 ? v / s_enc : v;
-      }
+      for (size_t k = 0; k < 16 && k < valid; k++)
+        out[k] = v[k];
     }
   }
 }
@@ -179,6 +220,7 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
                             float *__restrict__ amax) {
   const float e = *enc;
   const float d = VALS ? *dec : 1.0f;
+  const unsigned lane = threadIdx.x % 32;
   unsigned long long sat = 0;
   uint32_t m = 0;
   const size_t nchunks = (n + 15) / 16;
@@ -194,6 +236,16 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
         m = max(m, lowpi_abs_key(y[k]));
       y[k] = y[k] * e;
       sat += lowpi_saturates(y[k], fmax_bits);
+    }
+    /* VALS: all 32 lanes of the warp here with full chunks (their chunks c - lane .. + 31
+     * exist): the values leave by coalesced warp stores */
+    if constexpr (VALS) {
+      if (vec && c - lane + 32 <= n / 16) {
+        float v[16];
+        qvalues16<FF, RR>(y, v, true, 16, bytes, f, rnd, seed, offset, i0, d, false, 1.0f);
+        store16_warp((float *)codes + 16 * (c - lane), v);
+        continue;
+      }
     }
     emit16<FF, RR, VALS>(y, vec && full, valid, codes, bytes, f, rnd, seed, offset, i0, d, false,
                          1.0f);
@@ -367,6 +419,8 @@ __global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C,
   if (lowpi_global_tid() == 0)
     *tensor_scale = s_enc;
   const unsigned lane = threadIdx.x % 32;
+  /* thread t's 16 values are elements 16 t .. 16 t + 15 (no padding threads in a row) */
+  const bool dense = vec && C % (size_t)bc == 0;
   uint32_t tmax = 0;
   unsigned long long sat = 0;
   /* Warp-uniform loop: every lane takes part in the shuffles. */
@@ -404,6 +458,17 @@ __global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C,
 #pragma unroll
       for (int k = 0; k < 16; k++)
         sat += j0 + k < C ? lowpi_saturates(v[k], p.fmax_bits) : 0u;
+    }
+    if constexpr (VALS) {
+      /* rows of whole blocks (dense) and the warp's 32 threads all real: they own 512
+       * consecutive values from 16 t0 on, which leave by coalesced warp stores */
+      if (dense && t0 + 32 <= total) {
+        float o[16];
+        qvalues16<FF, RR>(v, o, true, 16, bytes, f, rnd, seed, offset, i * C + j0, stored_dec(p, s),
+                          nvfp4, s_enc);
+        store16_warp((float *)codes + 16 * t0, o);
+        continue;
+      }
     }
     emit16<FF, RR, VALS>(v, vec, valid, codes, bytes, f, rnd, seed, offset, i * C + j0,
                          VALS ? stored_dec(p, s) : 1.0f, nvfp4, s_enc);
@@ -778,8 +843,8 @@ __global__ void dequant_rowblock(const uint8_t *__restrict__ codes, size_t nchun
 /* Which block element e (flat index) of a row-block tensor lies in, as dequant_rowblock_f32
  * finds it (the host picks the cheapest rule that holds for the tensor). */
 struct block_index {
-  int rule;        /* kOneBlock, kShift, kDivide or kRowCol */
-  unsigned shift;  /* kShift: the blocks' length is 1 << shift */
+  int rule;         /* kOneBlock, kShift, kDivide or kRowCol */
+  unsigned shift;   /* kShift: the blocks' length is 1 << shift */
   size_t bc, C, SC; /* the blocks' length, the row length, the blocks per row */
 };
 enum { kOneBlock = 0, kShift = 1, kDivide = 2, kRowCol = 3 };
@@ -927,8 +992,7 @@ int g_generic = 0;
  * transpose (d->cols, d->rows), read tile by tile (encode_flat_t). vals (not x_t): fake
  * quantization, the values of the codes into vals (fp32, may be x) instead of the codes. */
 lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, const lowp_qconfig *c,
-                        const lowpi_qparams &p, uint64_t offset, float *amax,
-                        float *vals = NULL) {
+                        const lowpi_qparams &p, uint64_t offset, float *amax, float *vals = NULL) {
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const size_t n = d->rows * d->cols;
@@ -978,9 +1042,9 @@ lowp_status launch_rowblock(const float *x, const lowp_cuda_qdata *d, const lowp
   const int vec = aligned16(x) && C % 16 == 0 && (!vals || aligned16(vals));
   const unsigned blocks = lowpi_cuda_blocks(R * SC * (size_t)(bc / 16), lowpi_kThreads);
 #define LOWPI_RB_V(FF, RR, VALS, DST)                                                              \
-  rowblock_kernel<FF, RR, VALS><<<blocks, lowpi_kThreads>>>(                                       \
-      x, R, C, bc, SC, DST, bytes, d->scales, p, f, c->round, c->seed, offset, vec, d->amax,       \
-      d->tensor_scale, d->n_saturated)
+  rowblock_kernel<FF, RR, VALS>                                                                    \
+      <<<blocks, lowpi_kThreads>>>(x, R, C, bc, SC, DST, bytes, d->scales, p, f, c->round,         \
+                                   c->seed, offset, vec, d->amax, d->tensor_scale, d->n_saturated)
 #define LOWPI_RB(FF, RR)                                                                           \
   do {                                                                                             \
     if (vals)                                                                                      \
@@ -1018,8 +1082,8 @@ lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qc
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const size_t nb = d->scale_rows * d->scale_cols;
-  const int vec = aligned16(x) && d->cols % 16 == 0 && d->block_cols % 16 == 0 &&
-                  (!vals || aligned16(vals));
+  const int vec =
+      aligned16(x) && d->cols % 16 == 0 && d->block_cols % 16 == 0 && (!vals || aligned16(vals));
   /* threads fitted to a full block's chunks: 32 for 16 x 16, 256 for 128 x 128 or long rows */
   const size_t width = d->block_cols < d->cols ? d->block_cols : d->cols;
   const size_t chunks = d->block_rows * ((width + 15) / 16);
@@ -1227,8 +1291,8 @@ lowp_status dequantize_one(const lowp_cuda_qtensor *q, const lowp_cuda_qdata *d,
   block_index ix;
   /* fp32, blocks along the rows (or one), quads of one row and block, aligned: 4 values a
    * thread (dequant_rowblock_f32) */
-  if (!g_generic && out == LOWP_FP32 && bytes == 1 && rowblock_f32_index(d, &ix) &&
-      aligned16(y) && ((uintptr_t)d->codes & 3u) == 0) {
+  if (!g_generic && out == LOWP_FP32 && bytes == 1 && rowblock_f32_index(d, &ix) && aligned16(y) &&
+      ((uintptr_t)d->codes & 3u) == 0) {
     const size_t nquads = d->rows * d->cols / 4;
     const unsigned blocks = lowpi_cuda_blocks((nquads + 1) / 2, lowpi_kThreads);
 #define LOWPI_DQ4(FF)                                                                              \
@@ -1451,8 +1515,8 @@ lowp_status lowpi_cuda_fake_quant_fused(float *y, const float *x, lowp_cuda_qten
   if (((uintptr_t)x | (uintptr_t)y) & 3u)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_fake_quant_fused: misaligned float buffer");
   if (!lowpi_cuda_fake_quant_fused_ok(q))
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "lowpi_cuda_fake_quant_fused: no fused path for mode %d",
-                      (int)q->cfg.mode);
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_fake_quant_fused: no fused path for mode %d", (int)q->cfg.mode);
   /* what lowp_cuda_quantize(x, q, 0) runs for these modes (no delayed state, no amax given,
    * the row-wise offset), with the values in place of the codes */
   return quantize_one(x, &q->rowwise, &q->cfg, NULL, q->cfg.offset, false, false, NULL, false, y);
