@@ -286,8 +286,7 @@ int main(void) {
        mk(LOWP_E2M1, LOWP_SCALING_NVFP4, 16, LOWP_SCALE_E4M3, rne)},
       {"fake_quant tensor e4m3", OP_FAKE,
        mk(LOWP_E4M3, LOWP_SCALING_TENSOR, 0, LOWP_SCALE_FP32, rne)},
-      {"fake_quant row int8 (2 kern)", OP_FAKE,
-       mk(LOWP_INT8, LOWP_SCALING_ROW, 0, LOWP_SCALE_FP32, rne)},
+      {"fake_quant row int8", OP_FAKE, mk(LOWP_INT8, LOWP_SCALING_ROW, 0, LOWP_SCALE_FP32, rne)},
   };
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
   CHECK(lowp_cuda_event_create(&ev_start));
