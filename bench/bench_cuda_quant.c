@@ -17,6 +17,15 @@
  * (as the training step does where a producer computed it): the cast pass alone for
  * per-tensor scaling, the fused pass alone for NVFP4.
  *
+ * Dequantize to fp32 ("-> fp32" rows): "fast" is dequant_rowblock_f32 (4 codes a thread, one
+ * float4 store) for row blocks and per-tensor scales, "generic" the table kernel
+ * (dequant_chunks). Fake quantization ("fake_quant" rows, lowp_cuda_fake_quant) runs in one pass
+ * (lowpi_cuda_fake_quant_fused) for per-tensor, NONE and 1 x N row blocks: bytes counted are the
+ * fp32 read, the fp32 written and the scales written (8 bytes a value plus 1/16 to 1/4 byte of
+ * scales; the per-tensor and NVFP4 amax pass is a second read, not counted, as for quantize);
+ * the "2 kernels" rows time lowp_cuda_quantize then lowp_cuda_dequantize (the old path), counting
+ * the codes and scales written and read back too.
+ *
  * Then quantization both ways (lowpi_cuda_quantize_both, src/cuda/quant_both.cu) at the GPT-2
  * training step's shapes, 16384 x 768 and 16384 x 3072 fp32: fp8-block's 1x128 e4m3 with
  * power-of-two fp32 scales (row-wise and column-wise codes), and mxfp8's 1x32 e4m3 with e8m0
@@ -45,6 +54,7 @@ typedef enum {
   OP_DEQUANT_BF16,
   OP_DEQUANT_FP32,
   OP_FAKE,
+  OP_FAKE_2K,    /* lowp_cuda_quantize, then lowp_cuda_dequantize to fp32: the two-kernel path */
   OP_BOTH,       /* lowpi_cuda_quantize_both into q and col_t */
   OP_BOTH_VALUES /* lowpi_cuda_quantize_both_values: bf16 values into d_out, codes into col_t */
 } op_kind;
@@ -87,6 +97,10 @@ static void run_once(const bench_case *c, lowp_cuda_qtensor *q) {
   case OP_BOTH_VALUES:
     CHECK(lowpi_cuda_quantize_both_values(d_in, rows, cols, &c->cfg, d_out, LOWP_BF16, &col_t));
     break;
+  case OP_FAKE_2K:
+    CHECK(lowp_cuda_quantize(d_in, q, 0));
+    CHECK(lowp_cuda_dequantize(q, d_out, LOWP_FP32));
+    break;
   default:
     CHECK(lowp_cuda_fake_quant(d_out, d_in, q, 0, 0));
     break;
@@ -126,7 +140,11 @@ static double bytes_moved(const bench_case *c, const lowp_cuda_qtensor *q) {
     return code_b + scale_b + 2.0 * n;
   case OP_DEQUANT_FP32:
     return code_b + scale_b + 4.0 * n;
-  case OP_FAKE:
+  case OP_FAKE: /* one pass: x read, y and the scales written; else as OP_FAKE_2K */
+    if (lowpi_cuda_fake_quant_fused_ok(q))
+      return 4.0 * n + scale_b + 4.0 * n;
+    return 4.0 * n + code_b + scale_b + code_b + scale_b + 4.0 * n;
+  case OP_FAKE_2K: /* x read, codes and scales written, read back, y written */
     return 4.0 * n + code_b + scale_b + code_b + scale_b + 4.0 * n;
   default:
     return 4.0 * n + code_b + scale_b;
@@ -250,7 +268,25 @@ int main(void) {
        mk(LOWP_E2M1, LOWP_SCALING_NVFP4, 16, LOWP_SCALE_E4M3, rne)},
       {"dequant 1x128 e4m3 -> bf16", OP_DEQUANT_BF16,
        mk(LOWP_E4M3, LOWP_SCALING_BLOCK_1D, 128, LOWP_SCALE_FP32_POW2, rne)},
+      {"dequant 1x128 e4m3 -> fp32", OP_DEQUANT_FP32,
+       mk(LOWP_E4M3, LOWP_SCALING_BLOCK_1D, 128, LOWP_SCALE_FP32_POW2, rne)},
+      {"dequant mx e2m1 -> fp32", OP_DEQUANT_FP32,
+       mk(LOWP_E2M1, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, rne)},
+      {"dequant tensor e4m3 -> fp32", OP_DEQUANT_FP32,
+       mk(LOWP_E4M3, LOWP_SCALING_TENSOR, 0, LOWP_SCALE_FP32, rne)},
+      {"dequant row int8 -> fp32", OP_DEQUANT_FP32,
+       mk(LOWP_INT8, LOWP_SCALING_ROW, 0, LOWP_SCALE_FP32, rne)},
       {"fake_quant mx e4m3", OP_FAKE, mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, rne)},
+      {"fake_quant mx e4m3 2 kernels", OP_FAKE_2K,
+       mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, rne)},
+      {"fake_quant mx e4m3 sr", OP_FAKE, mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, sr)},
+      {"fake_quant 1x128 e4m3", OP_FAKE,
+       mk(LOWP_E4M3, LOWP_SCALING_BLOCK_1D, 128, LOWP_SCALE_FP32_POW2, rne)},
+      {"fake_quant nvfp4 1x16", OP_FAKE,
+       mk(LOWP_E2M1, LOWP_SCALING_NVFP4, 16, LOWP_SCALE_E4M3, rne)},
+      {"fake_quant tensor e4m3", OP_FAKE,
+       mk(LOWP_E4M3, LOWP_SCALING_TENSOR, 0, LOWP_SCALE_FP32, rne)},
+      {"fake_quant row int8", OP_FAKE, mk(LOWP_INT8, LOWP_SCALING_ROW, 0, LOWP_SCALE_FP32, rne)},
   };
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
   CHECK(lowp_cuda_event_create(&ev_start));

@@ -120,7 +120,9 @@ lowp_status lowp_cuda_qtensor_to_host(const lowp_cuda_qtensor *q, lowp_qtensor *
 /* y = H^-1 dequantize(quantize(H x)) as lowp_quant_roundtrip (bit for bit; no statistics):
  * x and y are (rows, cols) device fp32, q is a tensor initialized for that shape whose config
  * is used (its column-wise copy is skipped) and whose buffers are the workspace; afterwards q
- * holds the codes of the (rotated) tensor. hadamard_n 0 (no rotation), 16, 32 or 128.
+ * holds the scales of the (rotated) tensor, and its codes only where the mode has no one-pass
+ * path (per-tensor, NONE and 1 x N row blocks compute the values from registers and write no
+ * codes). hadamard_n 0 (no rotation), 16, 32 or 128.
  * y must not alias x. */
 lowp_status lowp_cuda_fake_quant(float *y, const float *x, lowp_cuda_qtensor *q, int hadamard_n,
                                  uint64_t hadamard_seed);

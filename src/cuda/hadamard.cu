@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cuda/cuda_common.h"
+#include "cuda/quant_cuda.h"
 #include "lowp/cuda.h"
 #include "lowp/cuda_quant.h"
 
@@ -121,8 +122,12 @@ lowp_status lowp_cuda_fake_quant(float *y, const float *x, lowp_cuda_qtensor *q,
   }
   lowp_cuda_qtensor rowwise_only = *q; /* same buffers, the column-wise copy skipped */
   rowwise_only.cfg.columnwise = 0;
-  LOWPI_TRY(lowp_cuda_quantize(src, &rowwise_only, 0));
-  LOWPI_TRY(lowp_cuda_dequantize(&rowwise_only, y, LOWP_FP32));
+  if (lowpi_cuda_fake_quant_fused_ok(&rowwise_only)) { /* one pass, no codes (y may be src) */
+    LOWPI_TRY(lowpi_cuda_fake_quant_fused(y, src, &rowwise_only));
+  } else {
+    LOWPI_TRY(lowp_cuda_quantize(src, &rowwise_only, 0));
+    LOWPI_TRY(lowp_cuda_dequantize(&rowwise_only, y, LOWP_FP32));
+  }
   if (hadamard_n != 0)
     LOWPI_TRY(lowp_cuda_hadamard(y, y, q->rows, q->cols, hadamard_n, hadamard_seed, 1));
   return LOWP_OK;

@@ -23,8 +23,12 @@
  * 1 x 32 (MX, BLOCK_1D) through 32 x 128 tiles (transposed_mx_kernel), 1 x 64 and 1 x 128 through
  * the both-ways kernel's transposed half (quant_both.cu). The other modes' column-wise copy and
  * x_transposed go through a tiled transpose into stream-ordered scratch (cudaMallocAsync).
- * Dequantizing 1 x N blocks (N = 16 << k dividing the row, one-byte codes) decodes by
- * arithmetic with no index division (dequant_rowblock); other layouts take dequant_chunks.
+ * Dequantizing one-byte codes in 1 x N blocks (or under one scale) to fp32 takes 4 values a
+ * thread, one 4-byte load of codes and one float4 store (dequant_rowblock_f32, rows a multiple
+ * of 4); to bf16 (N = 16 << k dividing the row) 16 values a thread (dequant_rowblock); both
+ * decode by arithmetic; other layouts take dequant_chunks. Fake quantization
+ * (lowpi_cuda_fake_quant_fused) runs the flat, row-block and tile kernels with VALS: the codes
+ * are decoded in registers and the fp32 values written instead of the codes.
  * lowpi_cuda_quant_set_generic(1) restores the earlier paths of each (the transpose, the
  * table decode, the run-time encode rule) for the benchmark's comparison. */
 #include <stdint.h>
@@ -60,6 +64,124 @@ uint32_t *bamax_of(const lowp_cuda_qdata *d) {
   return (uint32_t *)d->work + d->scale_rows * d->scale_cols;
 }
 
+/* ---- decoding, shared by dequantize and fake quantization ---------------------------------- */
+
+/* How the dequantize kernels read a block's stored scale. */
+enum scale_kind { kScaleF32 = 0, kScaleE8M0 = 1, kScaleE4M3 = 2 };
+
+/* One code of format FF (e4m3, e2m1: by arithmetic; another compiled-in format: the scalar rule
+ * with the format's constants folded in; lowpi_kAny: the scalar rule of f). */
+template <int FF> __device__ __forceinline__ float decode_code(const lowpi_fmt &f, uint32_t c) {
+  if constexpr (FF == LOWP_E4M3)
+    return lowpi_decode_e4m3_fast(c);
+  else if constexpr (FF == LOWP_E2M1)
+    return lowpi_decode_e2m1_fast(c);
+  else if constexpr (FF != lowpi_kAny)
+    return lowpi_decode(lowpi_fmt_of((lowp_format)FF), c);
+  else
+    return lowpi_decode(f, c);
+}
+
+/* The decode multiplier of a block as dequantize reads it back from the stored form (the e8m0 /
+ * e4m3 code of MX / NVFP4, else the fp32 s.dec itself), so that fake quantization multiplies
+ * by the very value lowp_dequantize does. */
+__device__ __forceinline__ float stored_dec(const lowpi_qparams &p, const lowpi_block_scale &s) {
+  if (p.mode == LOWP_SCALING_MX)
+    return lowpi_decode_e8m0_fast(s.code);
+  if (p.mode == LOWP_SCALING_NVFP4)
+    return lowpi_decode_e4m3_fast(s.code);
+  return s.dec;
+}
+
+/* Block b's decode multiplier as dequantize reads it: fp32, or an e8m0 / e4m3 code (skind). */
+__device__ __forceinline__ float load_scale(const void *scales, int skind, size_t b) {
+  if (skind == kScaleF32)
+    return ((const float *)scales)[b];
+  const uint32_t c = ((const uint8_t *)scales)[b];
+  return skind == kScaleE8M0 ? lowpi_decode_e8m0_fast(c) : lowpi_decode_e4m3_fast(c);
+}
+
+/* The fp32 values that the codes of the 16 scaled values y[0..valid) (elements idx0 on)
+ * dequantize to, into v: decode(code) * dec, then / s_enc for NVFP4 (nvfp4), the arithmetic of
+ * lowp_dequantize; v[valid..16) are 0. The codes come from the encoder of the codes path
+ * (lowpi_store_codes16: the packed one when vec, one-byte codes) with the same random-stream
+ * indices, so stochastic rounding draws as there. */
+template <int FF, int RR>
+__device__ __forceinline__ void qvalues16(const float *y, float *v, bool vec, size_t valid,
+                                          int bytes, const lowpi_fmt &f, lowp_round rnd,
+                                          uint64_t seed, uint64_t offset, size_t idx0, float dec,
+                                          bool nvfp4, float s_enc) {
+  if (vec && bytes == 1) {
+    uint32_t w[4];
+    lowpi_qencode16<FF, RR>(y, w, f, rnd, seed, offset, idx0);
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      v[k] = decode_code<FF>(f, (w[k / 4] >> (8 * (k % 4))) & 0xFFu) * dec;
+  } else {
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      v[k] = (size_t)k < valid
+                 ? decode_code<FF>(f, lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, idx0 + k)) *
+                       dec
+                 : 0.0f;
+  }
+  if (nvfp4) {
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      v[k] = v[k] / s_enc;
+  }
+}
+
+/* A warp's 32 x 16 values (lane L's v are floats 16 L .. 16 L + 15 from out) as four float4
+ * stores of 512 consecutive bytes each (lane L writes float4 32 q + L), instead of each lane's
+ * four float4 64 bytes apart (which leave every 32-byte sector of a store instruction half
+ * written): the values cross lanes through a shared staging buffer whose float4 slots are
+ * XOR-swizzled (slot 4 L + (q ^ (L / 2 % 4))) so that neither the writes nor the reads conflict on
+ * the banks. Every lane of the warp calls it; blockDim.x at most lowpi_kThreads; out 16-byte
+ * aligned. */
+__device__ __forceinline__ void store16_warp(float *out, const float *v) {
+  __shared__ float4 stage[lowpi_kThreads / 32][128];
+  float4 *st = stage[threadIdx.x / 32];
+  const unsigned L = threadIdx.x % 32;
+  __syncwarp(); /* the warp's previous reads of its stage are done */
+#pragma unroll
+  for (unsigned q = 0; q < 4; q++)
+    st[4 * L + (q ^ ((L >> 1) & 3u))] =
+        make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+  __syncwarp();
+#pragma unroll
+  for (unsigned q = 0; q < 4; q++) {
+    const unsigned j = 32 * q + L, T = j / 4, part = j % 4; /* lane T's float4 `part` */
+    ((float4 *)out)[j] = st[4 * T + (part ^ ((T >> 1) & 3u))];
+  }
+}
+
+/* Where a quantize kernel's 16 scaled values y[0..valid) (elements idx0 on) go: VALS false,
+ * their codes into dst (lowpi_store_codes16); VALS true (fake quantization), their values
+ * (qvalues16) as floats into dst, by this thread alone: four float4 stores when vec (16 values
+ * there, idx0 a multiple of 16, dst 16-byte aligned), else one value at a time. */
+template <int FF, int RR, bool VALS>
+__device__ __forceinline__ void emit16(const float *y, bool vec, size_t valid, void *dst, int bytes,
+                                       const lowpi_fmt &f, lowp_round rnd, uint64_t seed,
+                                       uint64_t offset, size_t idx0, float dec, bool nvfp4,
+                                       float s_enc) {
+  if constexpr (!VALS) {
+    lowpi_store_codes16<FF, RR>(y, vec, valid, dst, bytes, f, rnd, seed, offset, idx0);
+  } else {
+    float v[16];
+    qvalues16<FF, RR>(y, v, vec, valid, bytes, f, rnd, seed, offset, idx0, dec, nvfp4, s_enc);
+    float *out = (float *)dst + idx0;
+    if (vec) {
+#pragma unroll
+      for (int q = 0; q < 4; q++)
+        ((float4 *)out)[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+    } else {
+      for (size_t k = 0; k < 16 && k < valid; k++)
+        out[k] = v[k];
+    }
+  }
+}
+
 /* ---- per-tensor ---------------------------------------------------------------------------- */
 
 /* Scales of nb blocks from their amax bits (bamax), as compute_scales; thread 0 also writes
@@ -87,13 +209,18 @@ __global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bama
 }
 
 /* codes[i] = cast(x[i] * enc[0]) for the whole tensor, 16 values per thread; amax (if not
- * NULL) gets the tensor's amax in the same pass (NONE and DELAYED know their scale before). */
-template <int FF, int RR>
+ * NULL) gets the tensor's amax in the same pass (NONE and DELAYED know their scale before).
+ * VALS (fake quantization): codes is an fp32 output that receives decode(code) * dec[0] (emit16)
+ * instead; it may be x itself (each value is read by the one thread that then writes it). */
+template <int FF, int RR, bool VALS>
 __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restrict__ codes,
                             int bytes, lowpi_fmt f, lowp_round rnd, uint64_t seed, uint64_t offset,
-                            const float *__restrict__ enc, uint32_t fmax_bits, int vec,
-                            unsigned long long *__restrict__ nsat, float *__restrict__ amax) {
+                            const float *__restrict__ enc, const float *__restrict__ dec,
+                            uint32_t fmax_bits, int vec, unsigned long long *__restrict__ nsat,
+                            float *__restrict__ amax) {
   const float e = *enc;
+  const float d = VALS ? *dec : 1.0f;
+  const unsigned lane = threadIdx.x % 32;
   unsigned long long sat = 0;
   uint32_t m = 0;
   const size_t nchunks = (n + 15) / 16;
@@ -110,7 +237,18 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
       y[k] = y[k] * e;
       sat += lowpi_saturates(y[k], fmax_bits);
     }
-    lowpi_store_codes16<FF, RR>(y, vec && full, valid, codes, bytes, f, rnd, seed, offset, i0);
+    /* VALS: all 32 lanes of the warp here with full chunks (their chunks c - lane .. + 31
+     * exist): the values leave by coalesced warp stores */
+    if constexpr (VALS) {
+      if (vec && c - lane + 32 <= n / 16) {
+        float v[16];
+        qvalues16<FF, RR>(y, v, true, 16, bytes, f, rnd, seed, offset, i0, d, false, 1.0f);
+        store16_warp((float *)codes + 16 * (c - lane), v);
+        continue;
+      }
+    }
+    emit16<FF, RR, VALS>(y, vec && full, valid, codes, bytes, f, rnd, seed, offset, i0, d, false,
+                         1.0f);
   }
   lowpi_flush_counts(sat, m, amax, nsat);
 }
@@ -263,8 +401,10 @@ __global__ void transposed_mx_kernel(const float *__restrict__ x, size_t R, size
 /* ---- 1 x N row blocks, fused --------------------------------------------------------------- */
 
 /* Thread t owns 16 values: row i, block bj, part sub (of g = bc / 16) of that block; rows are
- * padded to SC * g threads so that a block's threads are g consecutive lanes. */
-template <int FF, int RR>
+ * padded to SC * g threads so that a block's threads are g consecutive lanes. VALS (fake
+ * quantization): codes is an fp32 output, as in encode_flat (emit16; may be x itself); the
+ * scales and statistics are written as ever. */
+template <int FF, int RR, bool VALS>
 __global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C, int bc, size_t SC,
                                 void *__restrict__ codes, int bytes, void *__restrict__ scales,
                                 lowpi_qparams p, lowpi_fmt f, lowp_round rnd, uint64_t seed,
@@ -279,6 +419,8 @@ __global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C,
   if (lowpi_global_tid() == 0)
     *tensor_scale = s_enc;
   const unsigned lane = threadIdx.x % 32;
+  /* thread t's 16 values are elements 16 t .. 16 t + 15 (no padding threads in a row) */
+  const bool dense = vec && C % (size_t)bc == 0;
   uint32_t tmax = 0;
   unsigned long long sat = 0;
   /* Warp-uniform loop: every lane takes part in the shuffles. */
@@ -317,7 +459,19 @@ __global__ void rowblock_kernel(const float *__restrict__ x, size_t R, size_t C,
       for (int k = 0; k < 16; k++)
         sat += j0 + k < C ? lowpi_saturates(v[k], p.fmax_bits) : 0u;
     }
-    lowpi_store_codes16<FF, RR>(v, vec, valid, codes, bytes, f, rnd, seed, offset, i * C + j0);
+    if constexpr (VALS) {
+      /* rows of whole blocks (dense) and the warp's 32 threads all real: they own 512
+       * consecutive values from 16 t0 on, which leave by coalesced warp stores */
+      if (dense && t0 + 32 <= total) {
+        float o[16];
+        qvalues16<FF, RR>(v, o, true, 16, bytes, f, rnd, seed, offset, i * C + j0, stored_dec(p, s),
+                          nvfp4, s_enc);
+        store16_warp((float *)codes + 16 * t0, o);
+        continue;
+      }
+    }
+    emit16<FF, RR, VALS>(v, vec, valid, codes, bytes, f, rnd, seed, offset, i * C + j0,
+                         VALS ? stored_dec(p, s) : 1.0f, nvfp4, s_enc);
   }
   lowpi_flush_counts(sat, tmax, nvfp4 ? nullptr : amax, nsat); /* NVFP4: amax was the input */
 }
@@ -411,8 +565,10 @@ __global__ void encode_chunks(const float *__restrict__ x, size_t R, size_t C, s
  * block row. Blocks are 16-aligned (bc % 16 == 0) or span the row.
  * CACHE > 0 (a block has at most CACHE * blockDim.x chunks): pass 1 keeps each thread's chunks
  * in registers and pass 2 encodes them from there: the tensor is read once. CACHE == 0 (longer
- * rows): pass 2 reads the values again (mostly from L1/L2). */
-template <int FF, int RR, int CACHE>
+ * rows): pass 2 reads the values again (mostly from L1/L2). VALS (fake quantization): codes is
+ * an fp32 output, as in encode_flat (emit16; may be x itself: pass 2 reads a chunk only before
+ * its one thread writes it, after every pass-1 read of the block). */
+template <int FF, int RR, int CACHE, bool VALS>
 __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, size_t br, size_t bc,
                             size_t SC, size_t nb, void *__restrict__ codes, int bytes,
                             void *__restrict__ scales, lowpi_qparams p, lowpi_fmt f, lowp_round rnd,
@@ -466,6 +622,7 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
     if (threadIdx.x == 0)
       lowpi_store_scale(p, scales, b, s);
     const bool count = lowpi_may_saturate(block_amax, s.enc, p.fmax_bits);
+    const float dec = VALS ? stored_dec(p, s) : 1.0f;
     if constexpr (CACHE > 0) {
 #pragma unroll
       for (int q = 0; q < CACHE; q++) {
@@ -479,7 +636,8 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
             yc[q][k] = yc[q][k] * s.enc;
             sat += count && j0 + k < c1 ? lowpi_saturates(yc[q][k], p.fmax_bits) : 0u;
           }
-          lowpi_store_codes16<FF, RR>(yc[q], vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
+          emit16<FF, RR, VALS>(yc[q], vec, valid, codes, bytes, f, rnd, seed, offset, idx0, dec,
+                               nvfp4, s_enc);
         }
       }
     } else {
@@ -494,7 +652,8 @@ __global__ void tile_kernel(const float *__restrict__ x, size_t R, size_t C, siz
           y[k] = y[k] * s.enc;
           sat += count && j0 + k < c1 ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
         }
-        lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, idx0);
+        emit16<FF, RR, VALS>(y, vec, valid, codes, bytes, f, rnd, seed, offset, idx0, dec, nvfp4,
+                             s_enc);
       }
     }
   }
@@ -630,31 +789,18 @@ __global__ void dequant_chunks(const void *__restrict__ codes, int bytes, lowpi_
   }
 }
 
-/* How dequant_rowblock reads a block's stored scale. */
-enum scale_kind { kScaleF32 = 0, kScaleE8M0 = 1, kScaleE4M3 = 2 };
-
-/* One code of format FF (e4m3, e2m1: by arithmetic; else the scalar rule of f). */
-template <int FF> __device__ __forceinline__ float decode_code(const lowpi_fmt &f, uint32_t c) {
-  if constexpr (FF == LOWP_E4M3)
-    return lowpi_decode_e4m3_fast(c);
-  else if constexpr (FF == LOWP_E2M1)
-    return lowpi_decode_e2m1_fast(c);
-  else
-    return lowpi_decode(f, c);
-}
-
-/* dequant_chunks for one-byte codes in 1 x N blocks, N = 16 << gshift dividing the row length
- * (so the row's blocks end with it), codes and y 16-byte aligned: chunk t (16 values) is bytes
- * 16 t .. 16 t + 15 of the codes, lies in block t >> gshift and fills y from element 16 t: no
- * division, one scale per chunk. The codes decode by arithmetic (format/cast_fast32.h) instead
- * of a shared-memory table (whose random reads conflict on the banks); the value is the same
- * decode(code) * scale (NVFP4: then / s_enc) as there, rounded to bf16 by the same rule. Two
- * chunks per thread and step, both loaded before either is decoded. */
+/* The bf16 dequantize of one-byte codes in 1 x N blocks, N = 16 << gshift dividing the row
+ * length (so the row's blocks end with it), codes and y 16-byte aligned: chunk t (16 values) is
+ * bytes 16 t .. 16 t + 15 of the codes, lies in block t >> gshift and fills y from element 16 t:
+ * no division, one scale per chunk. The codes decode by arithmetic (format/cast_fast32.h)
+ * instead of a shared-memory table (whose random reads conflict on the banks); the value is the
+ * same decode(code) * scale (NVFP4: then / s_enc) as there, rounded to bf16 by the same rule. Two
+ * chunks per thread and step, both loaded before either is decoded. (fp32 output:
+ * dequant_rowblock_f32.) */
 template <int FF>
 __global__ void dequant_rowblock(const uint8_t *__restrict__ codes, size_t nchunks, unsigned gshift,
                                  lowpi_fmt f, const void *__restrict__ scales, int skind,
-                                 const float *__restrict__ tensor_scale, void *__restrict__ y,
-                                 int out_bf16) {
+                                 const float *__restrict__ tensor_scale, uint16_t *__restrict__ y) {
   const bool nvfp4 = skind == kScaleE4M3;
   const float s_enc = *tensor_scale;
   const size_t stride = lowpi_grid_stride();
@@ -666,10 +812,7 @@ __global__ void dequant_rowblock(const uint8_t *__restrict__ codes, size_t nchun
       const size_t t = t0 + q * stride;
       if (t < nchunks) {
         u[q] = ((const uint4 *)codes)[t];
-        const size_t b = t >> gshift;
-        s[q] = skind == kScaleF32    ? ((const float *)scales)[b]
-               : skind == kScaleE8M0 ? lowpi_decode_e8m0_fast(((const uint8_t *)scales)[b])
-                                     : lowpi_decode_e4m3_fast(((const uint8_t *)scales)[b]);
+        s[q] = load_scale(scales, skind, t >> gshift);
       }
     }
 #pragma unroll
@@ -685,21 +828,81 @@ __global__ void dequant_rowblock(const uint8_t *__restrict__ codes, size_t nchun
         if (nvfp4)
           v[k] = v[k] / s_enc;
       }
-      if (out_bf16) {
-        uint32_t o[8];
+      uint32_t o[8];
 #pragma unroll
-        for (int k = 0; k < 8; k++)
-          o[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k]) |
-                 lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k + 1]) << 16;
-        uint4 *dst = (uint4 *)((uint16_t *)y + 16 * t);
-        dst[0] = make_uint4(o[0], o[1], o[2], o[3]);
-        dst[1] = make_uint4(o[4], o[5], o[6], o[7]);
-      } else {
-        float4 *dst = (float4 *)((float *)y + 16 * t);
+      for (int k = 0; k < 8; k++)
+        o[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k]) |
+               lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(v[2 * k + 1]) << 16;
+      uint4 *dst = (uint4 *)(y + 16 * t);
+      dst[0] = make_uint4(o[0], o[1], o[2], o[3]);
+      dst[1] = make_uint4(o[4], o[5], o[6], o[7]);
+    }
+  }
+}
+
+/* Which block element e (flat index) of a row-block tensor lies in, as dequant_rowblock_f32
+ * finds it (the host picks the cheapest rule that holds for the tensor). */
+struct block_index {
+  int rule;         /* kOneBlock, kShift, kDivide or kRowCol */
+  unsigned shift;   /* kShift: the blocks' length is 1 << shift */
+  size_t bc, C, SC; /* the blocks' length, the row length, the blocks per row */
+};
+enum { kOneBlock = 0, kShift = 1, kDivide = 2, kRowCol = 3 };
+
+__device__ __forceinline__ size_t block_of(const block_index &ix, size_t e) {
+  switch (ix.rule) {
+  case kOneBlock: /* one scale for the tensor */
+    return 0;
+  case kShift: /* blocks of 2^k tiling each row: the blocks are consecutive in e */
+    return e >> ix.shift;
+  case kDivide: /* blocks tiling each row */
+    return lowpi_udiv(e, ix.bc);
+  default: { /* a partial last block per row: row i, block j / bc of it */
+    const size_t i = lowpi_udiv(e, ix.C);
+    return i * ix.SC + lowpi_udiv(lowpi_umod(e, ix.C, i), ix.bc);
+  }
+  }
+}
+
+/* The fp32 dequantize of one-byte codes whose blocks lie along the rows (1 x N: BLOCK_1D, MX,
+ * NVFP4 1x16, NF4, ROW) or of one block for the tensor (TENSOR, NONE, DELAYED): thread t owns
+ * values 4 t .. 4 t + 3, which lie in one row (C % 4 == 0) and one block (N % 4 == 0, or N
+ * spanning the row): one 4-byte load of their codes, one scale, one float4 store; a warp reads
+ * 128 consecutive code bytes and writes 512 consecutive bytes. The value is dequant_chunks':
+ * decode(code) * scale, then / s_enc for NVFP4. Two quads per thread and step, their codes and
+ * scales loaded before either is decoded (more loads in flight). */
+template <int FF>
+__global__ void dequant_rowblock_f32(const uint32_t *__restrict__ codes, size_t nquads,
+                                     block_index ix, lowpi_fmt f, const void *__restrict__ scales,
+                                     int skind, const float *__restrict__ tensor_scale,
+                                     float4 *__restrict__ y) {
+  const bool nvfp4 = skind == kScaleE4M3;
+  const float s_enc = *tensor_scale;
+  const size_t stride = lowpi_grid_stride();
+  for (size_t t0 = lowpi_global_tid(); t0 < nquads; t0 += 2 * stride) {
+    uint32_t w[2] = {0u, 0u};
+    float s[2] = {0.0f, 0.0f};
 #pragma unroll
-        for (int k = 0; k < 4; k++)
-          dst[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+    for (int q = 0; q < 2; q++) {
+      const size_t t = t0 + q * stride;
+      if (t < nquads) {
+        w[q] = codes[t];
+        s[q] = load_scale(scales, skind, block_of(ix, 4 * t));
       }
+    }
+#pragma unroll
+    for (int q = 0; q < 2; q++) {
+      const size_t t = t0 + q * stride;
+      if (t >= nquads)
+        break;
+      float v[4];
+#pragma unroll
+      for (int k = 0; k < 4; k++) {
+        v[k] = decode_code<FF>(f, (w[q] >> (8 * k)) & 0xFFu) * s[q];
+        if (nvfp4)
+          v[k] = v[k] / s_enc;
+      }
+      y[t] = make_float4(v[0], v[1], v[2], v[3]);
     }
   }
 }
@@ -786,9 +989,10 @@ int g_generic = 0;
   } while (0)
 
 /* The one-scale cast of d's tensor from x: x holds it (d->rows, d->cols), or, x_t, its
- * transpose (d->cols, d->rows), read tile by tile (encode_flat_t). */
+ * transpose (d->cols, d->rows), read tile by tile (encode_flat_t). vals (not x_t): fake
+ * quantization, the values of the codes into vals (fp32, may be x) instead of the codes. */
 lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, const lowp_qconfig *c,
-                        const lowpi_qparams &p, uint64_t offset, float *amax) {
+                        const lowpi_qparams &p, uint64_t offset, float *amax, float *vals = NULL) {
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const size_t n = d->rows * d->cols;
@@ -807,32 +1011,50 @@ lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, cons
     LOWPI_CUDA_CHECK_LAUNCH();
     return LOWP_OK;
   }
-  const int vec = aligned16(x);
+  const int vec = aligned16(x) && (!vals || aligned16(vals));
   const unsigned blocks = lowpi_cuda_blocks((n + 15) / 16, lowpi_kThreads);
+#define LOWPI_FLAT_V(FF, RR, VALS, DST)                                                            \
+  encode_flat<FF, RR, VALS><<<blocks, lowpi_kThreads>>>(                                           \
+      x, n, DST, bytes, f, c->round, c->seed, offset, enc_of(d), (const float *)d->scales,         \
+      p.fmax_bits, vec, d->n_saturated, amax)
 #define LOWPI_FLAT(FF, RR)                                                                         \
-  encode_flat<FF, RR><<<blocks, lowpi_kThreads>>>(x, n, d->codes, bytes, f, c->round, c->seed,     \
-                                                  offset, enc_of(d), p.fmax_bits, vec,             \
-                                                  d->n_saturated, amax)
+  do {                                                                                             \
+    if (vals)                                                                                      \
+      LOWPI_FLAT_V(FF, RR, true, vals);                                                            \
+    else                                                                                           \
+      LOWPI_FLAT_V(FF, RR, false, d->codes);                                                       \
+  } while (0)
   LOWPI_DISPATCH(LOWPI_FLAT);
 #undef LOWPI_FLAT
+#undef LOWPI_FLAT_V
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
 
+/* The fused 1 x N cast of d's tensor from x (rowblock_kernel); vals: fake quantization, as
+ * launch_flat. */
 lowp_status launch_rowblock(const float *x, const lowp_cuda_qdata *d, const lowp_qconfig *c,
-                            const lowpi_qparams &p, uint64_t offset) {
+                            const lowpi_qparams &p, uint64_t offset, float *vals = NULL) {
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const size_t R = d->rows, C = d->cols, SC = d->scale_cols;
   const int bc = (int)d->block_cols;
-  const int vec = aligned16(x) && C % 16 == 0;
+  const int vec = aligned16(x) && C % 16 == 0 && (!vals || aligned16(vals));
   const unsigned blocks = lowpi_cuda_blocks(R * SC * (size_t)(bc / 16), lowpi_kThreads);
+#define LOWPI_RB_V(FF, RR, VALS, DST)                                                              \
+  rowblock_kernel<FF, RR, VALS>                                                                    \
+      <<<blocks, lowpi_kThreads>>>(x, R, C, bc, SC, DST, bytes, d->scales, p, f, c->round,         \
+                                   c->seed, offset, vec, d->amax, d->tensor_scale, d->n_saturated)
 #define LOWPI_RB(FF, RR)                                                                           \
-  rowblock_kernel<FF, RR><<<blocks, lowpi_kThreads>>>(x, R, C, bc, SC, d->codes, bytes, d->scales, \
-                                                      p, f, c->round, c->seed, offset, vec,        \
-                                                      d->amax, d->tensor_scale, d->n_saturated)
+  do {                                                                                             \
+    if (vals)                                                                                      \
+      LOWPI_RB_V(FF, RR, true, vals);                                                              \
+    else                                                                                           \
+      LOWPI_RB_V(FF, RR, false, d->codes);                                                         \
+  } while (0)
   LOWPI_DISPATCH(LOWPI_RB);
 #undef LOWPI_RB
+#undef LOWPI_RB_V
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -854,12 +1076,14 @@ lowp_status launch_chunks(const float *x, const lowp_cuda_qdata *d, const lowp_q
   return LOWP_OK;
 }
 
+/* One CUDA block per scale block (tile_kernel); vals: fake quantization, as launch_flat. */
 lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qconfig *c,
-                         const lowpi_qparams &p, uint64_t offset) {
+                         const lowpi_qparams &p, uint64_t offset, float *vals = NULL) {
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const size_t nb = d->scale_rows * d->scale_cols;
-  const int vec = aligned16(x) && d->cols % 16 == 0 && d->block_cols % 16 == 0;
+  const int vec =
+      aligned16(x) && d->cols % 16 == 0 && d->block_cols % 16 == 0 && (!vals || aligned16(vals));
   /* threads fitted to a full block's chunks: 32 for 16 x 16, 256 for 128 x 128 or long rows */
   const size_t width = d->block_cols < d->cols ? d->block_cols : d->cols;
   const size_t chunks = d->block_rows * ((width + 15) / 16);
@@ -871,10 +1095,17 @@ lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qc
   /* chunks of the largest block per thread: 1 or 4 kept in registers, else read twice */
   const size_t per_thread = (chunks + threads - 1) / threads;
   const int cache = g_generic ? 0 : per_thread <= 1 ? 1 : per_thread <= 4 ? 4 : 0;
+#define LOWPI_TL_V(FF, RR, CACHE, VALS, DST)                                                       \
+  tile_kernel<FF, RR, CACHE, VALS><<<blocks, threads>>>(                                           \
+      x, d->rows, d->cols, d->block_rows, d->block_cols, d->scale_cols, nb, DST, bytes, d->scales, \
+      p, f, c->round, c->seed, offset, vec, d->amax, d->tensor_scale, d->n_saturated)
 #define LOWPI_TL_C(FF, RR, CACHE)                                                                  \
-  tile_kernel<FF, RR, CACHE><<<blocks, threads>>>(                                                 \
-      x, d->rows, d->cols, d->block_rows, d->block_cols, d->scale_cols, nb, d->codes, bytes,       \
-      d->scales, p, f, c->round, c->seed, offset, vec, d->amax, d->tensor_scale, d->n_saturated)
+  do {                                                                                             \
+    if (vals)                                                                                      \
+      LOWPI_TL_V(FF, RR, CACHE, true, vals);                                                       \
+    else                                                                                           \
+      LOWPI_TL_V(FF, RR, CACHE, false, d->codes);                                                  \
+  } while (0)
 #define LOWPI_TL(FF, RR)                                                                           \
   do {                                                                                             \
     if (cache == 1)                                                                                \
@@ -886,6 +1117,7 @@ lowp_status launch_tiles(const float *x, const lowp_cuda_qdata *d, const lowp_qc
   } while (0)
   LOWPI_DISPATCH(LOWPI_TL);
 #undef LOWPI_TL_C
+#undef LOWPI_TL_V
 #undef LOWPI_TL
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
@@ -919,6 +1151,14 @@ lowp_status launch_transposed_mx(const float *x, lowp_cuda_qdata *d, const lowp_
   return LOWP_OK;
 }
 
+/* Whether quantize_one takes d's blocks (of a mode with more than one scale, not the fused row
+ * blocks) one CUDA block each (tile_kernel): blocks of 256 values or more, 16-aligned or
+ * spanning the row. */
+bool tile_blocks(const lowp_cuda_qdata *d) {
+  return d->block_rows * d->block_cols >= 256 &&
+         (d->block_cols % 16 == 0 || d->block_cols >= d->cols);
+}
+
 /* The modes of one scale per tensor, whose cast can read x in either layout. */
 bool one_scale(const lowp_qconfig *c) {
   return c->mode == LOWP_SCALING_NONE || c->mode == LOWP_SCALING_DELAYED ||
@@ -929,13 +1169,15 @@ bool one_scale(const lowp_qconfig *c) {
  * its transpose x (d->cols, d->rows). record: the row-wise copy of a DELAYED tensor, whose
  * amax goes into the state's history. amax (TENSOR and NVFP4, may be NULL): a device float
  * for the tensor's amax: taken from there when amax_known, else the computed amax is also
- * copied there. */
+ * copied there. vals (fake quantization, lowpi_cuda_fake_quant_fused; modes of
+ * lowpi_cuda_fake_quant_fused_ok only, not x_t): the values the codes dequantize to go into vals
+ * (fp32, may be x) instead of the codes; scales and statistics as ever. */
 lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig *c,
                          lowp_cuda_delayed *dl, uint64_t offset, bool record, bool x_t = false,
-                         float *amax = NULL, bool amax_known = false) {
+                         float *amax = NULL, bool amax_known = false, float *vals = NULL) {
   const size_t R = d->rows, C = d->cols, nb = d->scale_rows * d->scale_cols;
   const lowpi_qparams p = lowpi_qparams_of(c, dl);
-  if (x_t && !one_scale(c))
+  if ((x_t && !one_scale(c)) || (x_t && vals))
     return lowpi_fail(LOWP_ERR_INTERNAL, "lowp_cuda_quantize: a transposed read for mode %d",
                       (int)c->mode);
   /* amax, tensor_scale (rewritten below) and n_saturated: one launch (d->amax starts it) */
@@ -949,7 +1191,7 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
     scales_kernel<<<1, 32>>>(p, (const uint32_t *)d->amax, 1, d->amax, d->scales, enc_of(d),
                              d->tensor_scale, NULL);
     LOWPI_CUDA_CHECK_LAUNCH();
-    LOWPI_TRY(launch_flat(x, x_t, d, c, p, offset, d->amax));
+    LOWPI_TRY(launch_flat(x, x_t, d, c, p, offset, d->amax, vals));
     return record ? lowp_cuda_delayed_record(dl, d->amax) : LOWP_OK;
   }
   if (c->mode == LOWP_SCALING_TENSOR) { /* current scaling: amax, scale, then the cast */
@@ -963,11 +1205,9 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
     scales_kernel<<<1, 32>>>(p, (const uint32_t *)from, 1, from, d->scales, enc_of(d),
                              d->tensor_scale, copy);
     LOWPI_CUDA_CHECK_LAUNCH();
-    return launch_flat(x, x_t, d, c, p, offset, NULL);
+    return launch_flat(x, x_t, d, c, p, offset, NULL, vals);
   }
-  /* Blocks of 256 values or more, 16-aligned or spanning the row: one warp per block. */
-  const bool tiles = !rowblock && d->block_rows * d->block_cols >= 256 &&
-                     (d->block_cols % 16 == 0 || d->block_cols >= C);
+  const bool tiles = !rowblock && tile_blocks(d);
   if (rowblock || tiles) {
     if (c->mode == LOWP_SCALING_NVFP4) { /* s_enc needs the global amax first */
       if (amax && amax_known) {
@@ -979,8 +1219,12 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
               cudaMemcpyAsync(amax, d->amax, sizeof(float), cudaMemcpyDeviceToDevice, 0));
       }
     }
-    return rowblock ? launch_rowblock(x, d, c, p, offset) : launch_tiles(x, d, c, p, offset);
+    return rowblock ? launch_rowblock(x, d, c, p, offset, vals)
+                    : launch_tiles(x, d, c, p, offset, vals);
   }
+  if (vals)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "lowp_cuda_fake_quant: no fused path for mode %d",
+                      (int)c->mode);
   LOWPI_CUDA_TRY(cudaMemsetAsync(bamax_of(d), 0, nb * sizeof(uint32_t), 0));
   const size_t strips = ((C + 31) / 32) * ((R + kStripRows - 1) / kStripRows);
   block_amax_2d<<<lowpi_cuda_blocks(strips * 32, lowpi_kThreads), lowpi_kThreads>>>(
@@ -1000,6 +1244,33 @@ lowp_status transpose(float *t, const float *x, size_t R, size_t C) {
   return LOWP_OK;
 }
 
+/* Whether dequant_rowblock_f32 takes d's layout, and its block rule: one block for the tensor,
+ * or blocks of one row (block_rows 1) of a length N (the row's, if shorter) that is a multiple
+ * of 4, rows of a multiple of 4 (a thread's quad then lies in one row and one block). */
+bool rowblock_f32_index(const lowp_cuda_qdata *d, block_index *ix) {
+  const size_t C = d->cols, n = d->block_cols < C ? d->block_cols : C;
+  ix->shift = 0;
+  ix->bc = n;
+  ix->C = C;
+  ix->SC = d->scale_cols;
+  if (C % 4 != 0)
+    return false;
+  if (d->scale_rows * d->scale_cols == 1) {
+    ix->rule = kOneBlock;
+    return true;
+  }
+  if (d->block_rows != 1 || n % 4 != 0)
+    return false;
+  if (C % n != 0) {
+    ix->rule = kRowCol;
+    return true;
+  }
+  ix->rule = (n & (n - 1)) == 0 ? kShift : kDivide;
+  while (((size_t)1 << ix->shift) < n)
+    ix->shift++;
+  return true;
+}
+
 lowp_status dequantize_one(const lowp_cuda_qtensor *q, const lowp_cuda_qdata *d, void *y,
                            lowp_format out) {
   if (!y || !d->codes)
@@ -1014,21 +1285,46 @@ lowp_status dequantize_one(const lowp_cuda_qtensor *q, const lowp_cuda_qdata *d,
   const int bytes = lowp_format_get(fmt)->storage_bytes;
   const size_t bc = d->block_cols;
   const lowp_scaling_mode mode = q->cfg.mode;
-  /* 1 x N blocks, N = 16 << k dividing the row, one-byte codes, aligned: dequant_rowblock */
-  if (!g_generic && bytes == 1 && d->block_rows == 1 && bc >= 16 && (bc & (bc - 1)) == 0 &&
-      d->cols % bc == 0 && aligned16(y) && aligned16(d->codes)) {
+  const int skind = mode == LOWP_SCALING_MX      ? kScaleE8M0
+                    : mode == LOWP_SCALING_NVFP4 ? kScaleE4M3
+                                                 : kScaleF32;
+  block_index ix;
+  /* fp32, blocks along the rows (or one), quads of one row and block, aligned: 4 values a
+   * thread (dequant_rowblock_f32) */
+  if (!g_generic && out == LOWP_FP32 && bytes == 1 && rowblock_f32_index(d, &ix) && aligned16(y) &&
+      ((uintptr_t)d->codes & 3u) == 0) {
+    const size_t nquads = d->rows * d->cols / 4;
+    const unsigned blocks = lowpi_cuda_blocks((nquads + 1) / 2, lowpi_kThreads);
+#define LOWPI_DQ4(FF)                                                                              \
+  dequant_rowblock_f32<FF><<<blocks, lowpi_kThreads>>>((const uint32_t *)d->codes, nquads, ix,     \
+                                                       lowpi_fmt_of(fmt), d->scales, skind,        \
+                                                       d->tensor_scale, (float4 *)y)
+    if (fmt == LOWP_E4M3)
+      LOWPI_DQ4(LOWP_E4M3);
+    else if (fmt == LOWP_E5M2)
+      LOWPI_DQ4(LOWP_E5M2);
+    else if (fmt == LOWP_E2M1)
+      LOWPI_DQ4(LOWP_E2M1);
+    else if (fmt == LOWP_INT8)
+      LOWPI_DQ4(LOWP_INT8);
+    else
+      LOWPI_DQ4(lowpi_kAny);
+#undef LOWPI_DQ4
+    LOWPI_CUDA_CHECK_LAUNCH();
+    return LOWP_OK;
+  }
+  /* bf16, 1 x N blocks, N = 16 << k dividing the row, one-byte codes, aligned: dequant_rowblock */
+  if (!g_generic && out == LOWP_BF16 && bytes == 1 && d->block_rows == 1 && bc >= 16 &&
+      (bc & (bc - 1)) == 0 && d->cols % bc == 0 && aligned16(y) && aligned16(d->codes)) {
     unsigned gshift = 0;
     while ((16u << gshift) < bc)
       gshift++;
-    const int skind = mode == LOWP_SCALING_MX      ? kScaleE8M0
-                      : mode == LOWP_SCALING_NVFP4 ? kScaleE4M3
-                                                   : kScaleF32;
     const size_t nchunks = d->rows * d->cols / 16;
     const unsigned blocks = lowpi_cuda_blocks((nchunks + 1) / 2, lowpi_kThreads);
 #define LOWPI_DQ(FF)                                                                               \
   dequant_rowblock<FF><<<blocks, lowpi_kThreads>>>((const uint8_t *)d->codes, nchunks, gshift,     \
                                                    lowpi_fmt_of(fmt), d->scales, skind,            \
-                                                   d->tensor_scale, y, out == LOWP_BF16)
+                                                   d->tensor_scale, (uint16_t *)y)
     if (fmt == LOWP_E4M3)
       LOWPI_DQ(LOWP_E4M3);
     else if (fmt == LOWP_E2M1)
@@ -1202,6 +1498,28 @@ void lowpi_cuda_quant_set_generic(int on) {
 
 int lowpi_cuda_quant_generic(void) {
   return g_generic;
+}
+
+int lowpi_cuda_fake_quant_fused_ok(const lowp_cuda_qtensor *q) {
+  const lowp_scaling_mode m = q->cfg.mode;
+  if (m == LOWP_SCALING_TENSOR || m == LOWP_SCALING_NONE)
+    return 1;
+  /* quantize_one's fused paths; DELAYED (history) and the strip kernels keep two kernels */
+  return m != LOWP_SCALING_DELAYED &&
+         (fused_rowblock(&q->cfg, &q->rowwise) || tile_blocks(&q->rowwise));
+}
+
+lowp_status lowpi_cuda_fake_quant_fused(float *y, const float *x, lowp_cuda_qtensor *q) {
+  if (!y || !x || !q || !q->rowwise.codes)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_fake_quant_fused: NULL or uninitialized");
+  if (((uintptr_t)x | (uintptr_t)y) & 3u)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_fake_quant_fused: misaligned float buffer");
+  if (!lowpi_cuda_fake_quant_fused_ok(q))
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_fake_quant_fused: no fused path for mode %d", (int)q->cfg.mode);
+  /* what lowp_cuda_quantize(x, q, 0) runs for these modes (no delayed state, no amax given,
+   * the row-wise offset), with the values in place of the codes */
+  return quantize_one(x, &q->rowwise, &q->cfg, NULL, q->cfg.offset, false, false, NULL, false, y);
 }
 
 lowp_status lowp_cuda_dequantize(const lowp_cuda_qtensor *q, void *y, lowp_format out_format) {

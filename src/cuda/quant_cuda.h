@@ -19,6 +19,21 @@ extern "C" {
 lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_transposed,
                                    float *amax, int amax_known);
 
+/* Fake quantization in one pass: y (rows, cols) = lowp_cuda_dequantize(q) (fp32) of what
+ * lowp_cuda_quantize(x, q, 0) would write, bit for bit (lowp_quant_roundtrip's values, stochastic
+ * rounding included: the same encoder and random-stream indices), computed from registers: no
+ * codes are written or read back (q's codes are left as they were), only y; q's scales, amax,
+ * tensor_scale and saturation count are written as lowp_cuda_quantize writes them (the clip mask
+ * reads the scales). x and y device fp32, 4-byte aligned (16 for the vector path); y may equal x
+ * (each value is read by the one thread that then writes it). The modes of
+ * lowpi_cuda_fake_quant_fused_ok: TENSOR and NONE (the amax pass first, for TENSOR), the fused
+ * 1 x N row blocks (BLOCK_1D, MX, NVFP4 1x16, NF4 with N a multiple of 16 up to 256) and blocks
+ * of 256 values or more taken one CUDA block each (ROW, BLOCK_2D, NVFP4 16x16, longer 1 x N);
+ * NVFP4 runs its amax pass first. Others (DELAYED, whose amax goes into the history; COLUMN and
+ * small 2D blocks) give LOWP_ERR_UNSUPPORTED, and lowp_cuda_fake_quant takes two kernels. */
+int lowpi_cuda_fake_quant_fused_ok(const lowp_cuda_qtensor *q);
+lowp_status lowpi_cuda_fake_quant_fused(float *y, const float *x, lowp_cuda_qtensor *q);
+
 /* Benchmarks and tests: nonzero makes lowp_cuda_quantize take its generic paths (the scalar
  * rule with the format and rounding known at run time for every pair but fp8/e2m1 RNE, and the
  * tile kernel that reads a block twice), to time and check them beside the specialized ones.

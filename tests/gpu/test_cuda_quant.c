@@ -15,11 +15,15 @@
  * per-tensor scaling with the amax given (lowpi_cuda_quantize_ex); row int8, e2m1 (MX,
  * NVFP4) and the 1 x N dequantize on 1x17, 1x32, 129x257, 129x256, 31x4096, fast and generic;
  * x_transposed with no column-wise copy (the tiled 1x32 kernel, the both-ways kernel's
- * transposed half for 1x64 / 1x128) on 1x17 .. 512x1024, with its dequantized values.
+ * transposed half for 1x64 / 1x128) on 1x17 .. 512x1024, with its dequantized values; the
+ * fp32 row-block paths (test_fp32_row_paths: the 4-values-a-thread dequantize and the one-pass
+ * fake quantization, aligned, misaligned and in place) on 1x1 .. 512x4100 with FLT_MAX,
+ * subnormals, NaN and Inf.
  *
  * Float outputs compare bit for bit, except that two NaNs match whatever their payloads (the
  * GPU's arithmetic makes the canonical NaN 0x7FFFFFFF where x86 keeps the operand's). A NaN
  * never matches a number. Exit 77 without a device. */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -446,6 +450,167 @@ static void test_awkward_paths(void) {
   }
 }
 
+/* ---- the fp32 row-block paths: dequant_rowblock_f32 and the one-pass fake quantization ---- */
+
+/* got[0..n) against want[0..n) as uint32 bit patterns: equal bits, or (same_float) a NaN
+ * against a NaN; a NaN against a number, or a number's bits off by anything, fails. (NaN
+ * payloads cannot be compared bit for bit: the GPU's multiply returns the canonical NaN
+ * 0x7FFFFFFF where x86 keeps the operand's payload and sign.) Counts NaNs seen so that a case
+ * whose NaNs never reached the output says so. */
+static int same_bits_f32(const char *what, const float *got, const float *want, size_t n,
+                         size_t cols) {
+  uint32_t g, w;
+  size_t bad = 0, nans = 0;
+  for (size_t i = 0; i < n; i++) {
+    memcpy(&g, got + i, 4);
+    memcpy(&w, want + i, 4);
+    if (g == w) {
+      nans += (w & 0x7FFFFFFFu) > 0x7F800000u;
+      continue;
+    }
+    const int gnan = (g & 0x7FFFFFFFu) > 0x7F800000u, wnan = (w & 0x7FFFFFFFu) > 0x7F800000u;
+    if (gnan && wnan) {
+      nans++;
+      continue;
+    }
+    if (bad++ < 3)
+      GC_CHECK(0, "%s: value %zu (row %zu, col %zu): got 0x%08x (%a), want 0x%08x (%a)", what, i,
+               i / cols, i % cols, g, (double)bits_f32(g), w, (double)bits_f32(w));
+  }
+  GC_CHECK(bad == 0, "%s: %zu of %zu values differ (%zu NaN)", what, bad, n, nans);
+  return bad == 0;
+}
+
+/* d (n floats, device) poisoned with a finite pattern (-2.9e-16) that no case produces: a
+ * value the kernel skipped cannot pass as a NaN the reference has. */
+static void poison(float *d, size_t n) {
+  GC_REQUIRE(lowp_cuda_memset(d, 0xA5, n * sizeof(float)));
+}
+
+/* The fp32 row-block paths against the CPU, bit for bit, on awkward shapes: lowp_cuda_dequantize
+ * to fp32 (dequant_rowblock_f32 where the rows are a multiple of 4 and the output 16-byte
+ * aligned: one block for the tensor, blocks of 2^k, of the row's length, or with a partial last
+ * block per row; the older kernel on an output 4 bytes off, and where rows are not a multiple of
+ * 4) against lowp_dequantize of the CPU's codes (which the GPU's must equal first); and the
+ * one-pass fake quantization (lowpi_cuda_fake_quant_fused: aligned, misaligned and in place, and
+ * lowp_cuda_fake_quant with and without a rotation, which takes it or the two kernels) against
+ * lowp_quant_roundtrip, RNE and stochastic rounding. Inputs: make_input's, plus FLT_MAX, -FLT_MAX,
+ * the smallest subnormals and (variant 1) NaN and Inf. */
+static void test_fp32_row_paths(void) {
+  const size_t shapes[7][2] = {{1, 1},    {3, 5},     {37, 129},  {6, 36},
+                               {37, 132}, {64, 4096}, {512, 4100}};
+  const int nshapes = gc_small() ? 5 : 7;
+  const size_t maxn = 512 * 4100;
+  float *d_in = NULL, *d_out = NULL, *hx = malloc(maxn * 4), *hy = malloc(maxn * 4),
+        *hw = malloc(maxn * 4);
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_in, maxn * 4));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_out, (maxn + 4) * 4)); /* + 4: the misaligned view */
+  if (!hx || !hy || !hw) {
+    fprintf(stderr, "out of host memory\n");
+    exit(1);
+  }
+  const lowp_round rounds[2] = {LOWP_ROUND_RNE, LOWP_ROUND_SR};
+  char what[192];
+  for (int r = 0; r < 2; r++) {
+    const qcase cs[9] = {
+        {"tensor e4m3", mk(LOWP_E4M3, LOWP_SCALING_TENSOR, 0, LOWP_SCALE_FP32, 0, rounds[r])},
+        {"tensor e5m2", mk(LOWP_E5M2, LOWP_SCALING_TENSOR, 0, LOWP_SCALE_FP32, 0, rounds[r])},
+        {"row int8", mk(LOWP_INT8, LOWP_SCALING_ROW, 0, LOWP_SCALE_FP32, 0, rounds[r])},
+        {"block1d e4m3 1x128 pow2",
+         mk(LOWP_E4M3, LOWP_SCALING_BLOCK_1D, 128, LOWP_SCALE_FP32_POW2, 0, rounds[r])},
+        {"block1d int8 1x32",
+         mk(LOWP_INT8, LOWP_SCALING_BLOCK_1D, 32, LOWP_SCALE_FP32, 0, rounds[r])},
+        {"mxfp8 e4m3 1x32 rceil",
+         mk(LOWP_E4M3, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, LOWP_MX_RCEIL, rounds[r])},
+        {"mxfp4 e2m1 1x32", mk(LOWP_E2M1, LOWP_SCALING_MX, 32, LOWP_SCALE_E8M0, 0, rounds[r])},
+        {"nvfp4 1x16", mk(LOWP_E2M1, LOWP_SCALING_NVFP4, 16, LOWP_SCALE_E4M3, 0, rounds[r])},
+        {"nf4 1x64", mk(LOWP_NF4, LOWP_SCALING_NF4, 64, LOWP_SCALE_FP32, 0, rounds[r])},
+    };
+    for (int k = 0; k < 9; k++)
+      for (int s = 0; s < nshapes; s++)
+        for (int v = 0; v < 2; v++) {
+          const size_t R = shapes[s][0], C = shapes[s][1], n = R * C;
+          const long failed_before = gc_failed;
+          lowp_qconfig cfg = cs[k].cfg;
+          make_input(hx, R, C, v);
+          const float extremes[5] = {FLT_MAX, -FLT_MAX, bits_f32(1u), bits_f32(0x80000001u),
+                                     bits_f32(0x007FFFFFu)};
+          for (int e = 0; e < 5; e++)
+            hx[(7 * (size_t)e + 1) % n] = extremes[e];
+          char base[128];
+          snprintf(base, sizeof base, "fp32 paths %.40s %s %zux%zu v%d", cs[k].name,
+                   r ? "sr" : "rne", R, C, v);
+          lowp_qtensor want, got;
+          lowp_cuda_qtensor g;
+          GC_REQUIRE(lowp_qtensor_init(&want, &cfg, R, C));
+          GC_REQUIRE(lowp_qtensor_init(&got, &cfg, R, C));
+          GC_REQUIRE(lowp_cuda_qtensor_init(&g, &cfg, R, C));
+          GC_REQUIRE(lowp_cuda_memcpy(d_in, hx, n * 4, LOWP_CUDA_H2D));
+          GC_OK(lowp_quantize(hx, &want));
+          GC_OK(lowp_dequantize(&want, hw));
+          /* the codes first: the dequantize check below means something only if they agree */
+          GC_OK(lowp_cuda_quantize(d_in, &g, 0));
+          GC_OK(lowp_cuda_qtensor_to_host(&g, &got));
+          snprintf(what, sizeof what, "%s codes", base);
+          compare_qdata(what, &want, &got.rowwise, &want.rowwise);
+          for (int off = 0; off < 2; off++) { /* off 1: 4 bytes past 16-byte alignment */
+            poison(d_out, n + 1);
+            if (GC_OK(lowp_cuda_dequantize(&g, d_out + off, LOWP_FP32))) {
+              download(hy, d_out + off, n * 4);
+              snprintf(what, sizeof what, "%s dequantize fp32%s", base, off ? " misaligned" : "");
+              same_bits_f32(what, hy, hw, n, C);
+            }
+          }
+          /* fake quantization: y = dequantize(quantize(x)) */
+          GC_OK(lowp_quant_roundtrip(hw, hx, R, C, &cfg, 0, 0, NULL));
+          const int fused = lowpi_cuda_fake_quant_fused_ok(&g);
+          for (int how = 0; how < 4; how++) {
+            /* 0: lowp_cuda_fake_quant; 1, 2, 3: the fused entry aligned, misaligned, in place */
+            if (how > 0 && !fused)
+              break;
+            float *y = d_out + (how == 2);
+            const float *x = d_in;
+            poison(d_out, n + 1);
+            if (how == 3) { /* y = x: the values replace the input */
+              GC_REQUIRE(lowp_cuda_memcpy(d_out, hx, n * 4, LOWP_CUDA_H2D));
+              x = d_out;
+            }
+            const lowp_status st = how == 0 ? lowp_cuda_fake_quant(y, x, &g, 0, 0)
+                                            : lowpi_cuda_fake_quant_fused(y, x, &g);
+            if (!GC_OK(st))
+              continue;
+            download(hy, y, n * 4);
+            static const char *const hows[4] = {"fake_quant", "fused", "fused misaligned",
+                                                "fused in place"};
+            snprintf(what, sizeof what, "%s %s%s", base, hows[how],
+                     how == 0 ? (fused ? " (one pass)" : " (two kernels)") : "");
+            same_bits_f32(what, hy, hw, n, C);
+          }
+          /* with a rotation: y is the rotated input that the fused pass overwrites */
+          if (C % 16 == 0) {
+            GC_OK(lowp_quant_roundtrip(hw, hx, R, C, &cfg, 16, 5, NULL));
+            poison(d_out, n);
+            if (GC_OK(lowp_cuda_fake_quant(d_out, d_in, &g, 16, 5))) {
+              download(hy, d_out, n * 4);
+              snprintf(what, sizeof what, "%s fake_quant hadamard 16", base);
+              same_bits_f32(what, hy, hw, n, C);
+            }
+          }
+          lowp_cuda_qtensor_free(&g);
+          lowp_qtensor_free(&want);
+          lowp_qtensor_free(&got);
+          cases_run++;
+          if (gc_failed != failed_before && cases_failed++ < 40)
+            fprintf(stderr, "  ^ failed: %s\n", base);
+        }
+  }
+  lowp_cuda_free(d_in);
+  lowp_cuda_free(d_out);
+  free(hx);
+  free(hy);
+  free(hw);
+}
+
 /* lowpi_cuda_quantize_ex with the amax given (known) and returned (not known), both layouts
  * of x: the same codes and scales as the CPU; the returned amax is the tensor's. */
 static void test_amax_given(void) {
@@ -642,6 +807,7 @@ int main(void) {
   test_long_rows();
   test_amax_given();
   test_awkward_paths();
+  test_fp32_row_paths();
   printf("test_cuda_quant: %ld configuration x shape x input cases, %ld failed\n", cases_run,
          cases_failed);
   test_delayed(LOWP_AMAX_MAX, 0, 4, -1);
