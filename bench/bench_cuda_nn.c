@@ -1,6 +1,8 @@
 /* Time of the GPU transformer layers (src/cuda/nn_cuda.h) at GPT-2 small training sizes.
  *
- *     build/bench_cuda_nn [B]        (default B 8, T 1024, C 768, NH 12, V 50304)
+ *     build/bench_cuda_nn [B [C]]    (default B 8, T 1024, C 768, NH 12, V 50304)
+ *
+ * C (a multiple of 64) gives NH = C / 64 heads of 64: 1280 is GPT-2 774M's, 1600 1.5B's.
  *
  * Each figure is the median of 10 timed runs (CUDA events around each) after 2 warm-up runs.
  * The embedding backward gets text-like tokens: one token at 5% of the positions, a few at
@@ -107,13 +109,16 @@ int main(int argc, char **argv) {
   return 77;
 #else
   if (argc > 1) {
-    char *end = NULL;
-    long b = strtol(argv[1], &end, 10);
-    if (*end || b < 1 || b > 64) {
-      fprintf(stderr, "usage: bench_cuda_nn [B in 1..64]\n");
+    char *end = NULL, *end_c = NULL;
+    const long b = strtol(argv[1], &end, 10), c = argc > 2 ? strtol(argv[2], &end_c, 10) : C;
+    if (*end || b < 1 || b > 64 || argc > 3 || (end_c && *end_c) || c < 64 || c > 2048 ||
+        c % 64 != 0) {
+      fprintf(stderr, "usage: bench_cuda_nn [B in 1..64 [C a multiple of 64 in 64..2048]]\n");
       return 2;
     }
     B = (int)b;
+    C = (int)c;
+    NH = C / 64;
   }
   const int N = B * T;
   char desc[256] = "";

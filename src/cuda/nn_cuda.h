@@ -116,7 +116,7 @@ lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float 
                                         void *workspace, size_t workspace_bytes);
 /* The backwards compute dinp and the parameter gradients in one pass over dout and inp (partial
  * column sums per block of rows into the workspace, then a small kernel adds them in a fixed
- * order) where C <= 1024 is a multiple of 4 (16-byte accesses where dinp, dout, inp, weight are
+ * order) where C <= 1536 is a multiple of 4 (16-byte accesses where dinp, dout, inp, weight are
  * 16-byte aligned and dinp_bf16 8-byte: the same bits either way), or C <= 256; else in two
  * (the column sums, then the rows). The _two_pass variants
  * always take the two passes (A/B timing: LOWP_GPU_PLAIN=ln_bwd; tests): the same dinp up to

@@ -14,7 +14,7 @@
  * registers. The block's warps then add theirs in warp order into shared memory, the block
  * writes its partial sums (one row of the workspace), and a second kernel adds the blocks'
  * partials in a fixed order onto dweight / dbias. Every split depends on N and C alone:
- * deterministic. Rows the registers cannot hold (C > 1024, or C > 256 and not a multiple of 4)
+ * deterministic. Rows the registers cannot hold (C > 1536, or C > 256 and not a multiple of 4)
  * take the two-pass way: the row kernel, then the column sums (nn_reduce.cuh). */
 #include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
@@ -494,10 +494,15 @@ bool aligned(const void *p, uintptr_t bytes) {
   return ((uintptr_t)p & (bytes - 1)) == 0;
 }
 
+/* The widest fused row: K 12 of 16-byte vectors, C 1536 (GPT-2 774M's 1280 takes K 10; one
+ * block an SM). LayerNorm's K 16 (1.5B's C 1600) spills past the 255 registers of a thread
+ * (ptxas -v, sm_90: 500 bytes; K 12 takes 250, no spill), so C > 1536 takes the two passes. */
+constexpr int kFusedMaxK = 12;
+
 bwd_plan plan_backward(int C) {
-  if (C % 4 == 0 && C <= 8 * 128) {
+  if (C % 4 == 0 && C <= kFusedMaxK * 128) {
     const int k = (C + 127) / 128;
-    return {4, k <= 4 ? k : k <= 6 ? 6 : 8};
+    return {4, k <= 4 ? k : (k + 1) / 2 * 2}; /* past 4, K rounded up to even: fewer kernels */
   }
   const int k = (C + 31) / 32;
   if (k <= 8)
@@ -510,6 +515,7 @@ template <bool RMS, int VEC, int K> void launch_fused(const bwd_args &a, unsigne
 }
 
 template <bool RMS> void launch_fused(const bwd_args &a, bwd_plan p, unsigned blocks) {
+  static_assert(kFusedMaxK < 16, "launch_fused: the key vec * 16 + k needs k < 16");
   switch (p.vec * 16 + p.k) {
   case 4 * 16 + 1:
     return launch_fused<RMS, 4, 1>(a, blocks);
@@ -523,6 +529,10 @@ template <bool RMS> void launch_fused(const bwd_args &a, bwd_plan p, unsigned bl
     return launch_fused<RMS, 4, 6>(a, blocks); /* C 768: GPT-2 124M */
   case 4 * 16 + 8:
     return launch_fused<RMS, 4, 8>(a, blocks);
+  case 4 * 16 + 10:
+    return launch_fused<RMS, 4, 10>(a, blocks); /* C 1280: GPT-2 774M */
+  case 4 * 16 + 12:
+    return launch_fused<RMS, 4, 12>(a, blocks);
   case 1 * 16 + 1:
     return launch_fused<RMS, 1, 1>(a, blocks);
   case 1 * 16 + 2:

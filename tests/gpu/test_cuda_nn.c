@@ -490,6 +490,87 @@ static void norm_variants(const float *d_dx, const float *d_dw, const float *d_d
  * same bits as the two kernels (residual_forward_bias, then the norm forward) for res, out, its
  * bf16 codes and the stats, with and without the bias; res bit for bit the CPU's x1 + (x2 + b). The
  * norm's own accuracy is test_norm's (the same bits as the plain forward). */
+/* NaN (0), +Inf (1), -Inf (2) or a number (3): what a non-finite input must give, whatever the
+ * order of the sums (one special value a row and a column: no Inf - Inf within a sum). */
+static int float_class(float v) {
+  return isnan(v) ? 0 : isinf(v) ? (v > 0 ? 1 : 2) : 3;
+}
+
+static long class_mismatches(const char *what, const float *got, const float *want, size_t n) {
+  long bad = 0;
+  for (size_t i = 0; i < n; i++)
+    if (float_class(got[i]) != float_class(want[i]) && bad++ < 5)
+      fprintf(stderr, "  %s[%zu] = %g, want %g\n", what, i, got[i], want[i]);
+  return bad;
+}
+
+/* The norms' backward with a NaN in dout (row 0, the last column: the fused row's last vector)
+ * and an Inf (row N - 1, the middle column): dinp, dweight, dbias NaN / Inf / number where the
+ * CPU's are (its rows of dout, inp, rstd), the amax NaN; fused and two-pass. N >= 2. */
+static void test_norm_backward_nonfinite(int N, int C, int rms) {
+  const size_t NC = (size_t)N * C;
+  printf("  %s backward, a NaN and an Inf in dout: N %d C %d\n", rms ? "rmsnorm" : "layernorm", N,
+         C);
+  float *x = hbuf(NC), *w = hbuf(C), *b = hbuf(C), *out = hbuf(NC), *mean = hbuf(N);
+  float *rstd = hbuf(N), *g = hbuf(NC), *dx = hbuf(NC), *dw = hbuf(C), *db = hbuf(C);
+  float *got = hbuf(NC);
+  fill(x, NC, -2, 3);
+  memset(mean, 0, (size_t)N * sizeof(float));
+  fill(w, C, 0.5, 1.5);
+  fill(b, C, -0.5, 0.5);
+  fill(g, NC, -1, 1);
+  g[C - 1] = NAN;
+  g[(size_t)(N - 1) * C + C / 2] = INFINITY;
+  memset(dw, 0, (size_t)C * sizeof(float));
+  memset(db, 0, (size_t)C * sizeof(float));
+  if (rms) {
+    lowpi_rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f);
+    lowpi_rmsnorm_backward(dx, dw, g, x, w, rstd, N, C);
+  } else {
+    lowpi_layernorm_forward(out, mean, rstd, x, w, b, N, C, 1e-5f);
+    lowpi_layernorm_backward(dx, dw, db, g, x, w, mean, rstd, N, C);
+  }
+  float *d_x = dcopy(x, NC), *d_w = dcopy(w, C), *d_g = dcopy(g, NC), *d_mean = dcopy(mean, N);
+  float *d_rstd = dcopy(rstd, N), *d_dx = dpoison(NC), *d_dw = dcopy(NULL, C);
+  float *d_db = dcopy(NULL, C), *d_amax = dpoison(1);
+  const size_t ws_bytes = lowpi_cuda_norm_backward_workspace(N, C);
+  void *ws = dbytes(ws_bytes);
+  for (int two_pass = 0; two_pass < 2; two_pass++) {
+    GC_REQUIRE(lowp_cuda_memset(d_dw, 0, (size_t)C * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_memset(d_db, 0, (size_t)C * sizeof(float)));
+    poison(d_dx, NC);
+    lowp_status st;
+    if (rms)
+      st = (two_pass ? lowpi_cuda_rmsnorm_backward_two_pass : lowpi_cuda_rmsnorm_backward_amax)(
+          d_dx, NULL, d_amax, d_dw, d_g, d_x, d_w, d_rstd, N, C, 0, ws, ws_bytes);
+    else
+      st = (two_pass ? lowpi_cuda_layernorm_backward_two_pass : lowpi_cuda_layernorm_backward_amax)(
+          d_dx, NULL, d_amax, d_dw, d_db, d_g, d_x, d_w, d_mean, d_rstd, N, C, 0, ws, ws_bytes);
+    if (!GC_OK(st))
+      continue;
+    download(got, d_dx, NC);
+    long bad = class_mismatches("dinp", got, dx, NC);
+    download(got, d_dw, (size_t)C);
+    bad += class_mismatches("dweight", got, dw, (size_t)C);
+    if (!rms) {
+      download(got, d_db, (size_t)C);
+      bad += class_mismatches("dbias", got, db, (size_t)C);
+    }
+    download(got, d_amax, 1);
+    GC_CHECK(bad == 0 && isnan(got[0]),
+             "norm backward (%s) with a NaN and an Inf: %ld values not NaN / Inf where the "
+             "CPU's are, amax %g",
+             two_pass ? "two-pass" : "fused", bad, (double)got[0]);
+  }
+  lowp_cuda_free(ws);
+  float *dev[] = {d_x, d_w, d_g, d_mean, d_rstd, d_dx, d_dw, d_db, d_amax};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  float *host[] = {x, w, b, out, mean, rstd, g, dx, dw, db, got};
+  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+    free(host[i]);
+}
+
 static void test_residual_norm(int N, int C, int rms) {
   const size_t NC = (size_t)N * C;
   const float eps = 1e-5f;
@@ -1503,15 +1584,19 @@ int main(void) {
     test_crossentropy(vocabs[i]);
   }
   /* the norms on awkward shapes: rows 1, 17, 1000; C 1, 33 (scalar layout), 768 (GPT-2 124M,
-   * 16-byte layout), 1600 (two-pass) */
-  const int rows[] = {1, 17, gc_small() ? 200 : 1000}, cols[] = {1, 33, 768, 1600};
+   * 16-byte layout), 1280 (774M: the fused backward's K 10), 1284 (K 12, its last vectors past
+   * the row: lanes idle), 1282 (not a multiple of 4: two-pass), 1600 (1.5B: two-pass) */
+  const int rows[] = {1, 17, gc_small() ? 200 : 1000};
+  const int cols[] = {1, 33, 768, 1280, 1284, 1282, 1600};
   for (int i = 0; i < 3; i++)
-    for (int j = 0; j < 4; j++) {
+    for (int j = 0; j < (int)(sizeof cols / sizeof cols[0]); j++) {
       const shape ns = {1, rows[i], cols[j], 1, 1};
       printf("norms N %d C %d\n", rows[i], cols[j]);
       for (int rms = 0; rms < 2; rms++) {
         test_norm(ns, rms);
         test_residual_norm(rows[i], cols[j], rms);
+        if (rows[i] > 1)
+          test_norm_backward_nonfinite(rows[i], cols[j], rms);
       }
     }
   /* a row too long for the registers: the forwards' loop over memory (C > 2048) */
