@@ -148,6 +148,14 @@ lowp_status lowp_cuda_quantize(const float *x, lowp_cuda_qtensor *q, int x_trans
   return no_cuda("lowp_cuda_quantize");
 }
 
+int lowpi_cuda_fake_quant_fused_ok(const lowp_cuda_qtensor *q) {
+  return 0;
+}
+
+lowp_status lowpi_cuda_fake_quant_fused(float *y, const float *x, lowp_cuda_qtensor *q) {
+  return no_cuda("lowpi_cuda_fake_quant_fused");
+}
+
 lowp_status lowpi_cuda_quantize_ex(const float *x, lowp_cuda_qtensor *q, int x_transposed,
                                    float *amax, int amax_known) {
   return no_cuda("lowp_cuda_quantize");
