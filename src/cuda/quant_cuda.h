@@ -43,7 +43,7 @@ void lowpi_cuda_quant_set_generic(int on);
 int lowpi_cuda_quant_generic(void);
 
 /* Transformer Engine's cast_transpose_dbias for a linear layer's output gradient x (R, C)
- * (device, fp32) under fp8 per-tensor current scaling (quant_cast_transpose.cu): one read of
+ * (device, fp32) under fp8 per-tensor scaling (quant_cast_transpose.cu): one read of
  * x writes
  *   q (R, C): the codes and scale of lowp_cuda_quantize(x, q, 0) (the dgrad's dY, K-major),
  *   the transposed codes (C, R) (the wgrad's dY^T, K-major): into qt (C, R, may be NULL), with
@@ -57,8 +57,11 @@ int lowpi_cuda_quant_generic(void);
  * saturation counters count each clipped value once. amax (a device float, may be NULL) as
  * lowpi_cuda_quantize_ex: with amax_known it holds max |x| (as lowp_cuda_amax computes it: its
  * producer's, lowpi_block_max_atomic) and x is read once; else an amax pass runs first and its
- * result is also copied there. q's (and qt's) configuration: lowpi_cuda_cast_transpose_supported
- * (mode TENSOR, e4m3 or e5m2, RNE, fp32 scales, no column-wise copy), else
+ * result is also copied there. Delayed scaling (mode DELAYED, q->delayed its state) encodes with
+ * the state's scale and takes the amax of x in the same pass, as lowp_cuda_quantize does: into
+ * q's amax (and qt's, and amax where given; amax_known is ignored), recorded into the state's
+ * history once. q's (and qt's) configuration: lowpi_cuda_cast_transpose_supported (mode TENSOR
+ * or DELAYED, e4m3 or e5m2, RNE, fp32 scales, no column-wise copy), else
  * LOWP_ERR_UNSUPPORTED. */
 int lowpi_cuda_cast_transpose_supported(const lowp_qconfig *cfg);
 size_t lowpi_cuda_cast_transpose_dbias_workspace(int R, int C);
