@@ -174,8 +174,10 @@ lowp_status lowp_cuda_delayed_update_all(lowp_cuda_delayed *const *states, size_
     for (size_t k = 0; k < m; k++) {
       const lowp_cuda_delayed *d = states[i0 + k];
       /* scaled_max = fmt_max * 2^-margin, exact, as the CPU's ldexpf. */
-      jobs.j[k] = {d->history,      d->scale,
-                   d->scale_inv,    d->history_len,
+      jobs.j[k] = {d->history,
+                   d->scale,
+                   d->scale_inv,
+                   d->history_len,
                    ldexpf((float)lowp_format_get(d->format)->max, -d->margin),
                    d->algo == LOWP_AMAX_MOST_RECENT};
     }

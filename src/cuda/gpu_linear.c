@@ -88,6 +88,7 @@ typedef struct {
    * hold the codes of this step's last forward. */
   lowp_cuda_qtensor xq;
   int xq_on, xq_valid;
+  int x8_given; /* xq holds the next fprop's X codes, written by X's producer (x8_target) */
   const float *xq_src;
   /* ZeRO-3's fp8 weight gathering (lowpi_gpu_linears_give_weight_fp8): this step's W as codes
    * (OC, C) and decode scale, for the weight buffer wq_src; NULL: none given. */
@@ -928,6 +929,20 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   }
   if (takes_owner_values(o))
     return owner_operand(g, ls, slot, which, run, x, rows, cols, k_along_cols, out);
+  if (slot == LOWP_OP_FPROP_X && ls->x8_given) { /* its producer quantized X (x8_target) */
+    ls->x8_given = 0;
+    if (run != RUN_FP8 || !ls->xq_on || ls->xq.rows != rows || ls->xq.cols != cols || !k_along_cols)
+      return lowpi_fail(LOWP_ERR_INTERNAL,
+                        "gpu recipe: linear %d's X codes were written for another fprop",
+                        ls->index);
+    LOWPI_TRY(lowpi_cuda_quant_delayed_end(&ls->xq));
+    ls->xq_src = x;
+    ls->xq_valid = 1;
+    *out = (operand){ls->xq.rowwise.codes, o->cfg.format, (const float *)ls->xq.rowwise.scales,
+                     (lowpi_fp8_block_kind)0, 0};
+    g->counts.x8_produced++;
+    return LOWP_OK;
+  }
   int done = 0; /* 1xN blocks both ways, or the wgrad's kept X */
   LOWPI_TRY(block_both_operand(g, ls, slot, run, x, rows, cols, k_along_cols, out, &done));
   if (done)
@@ -1413,6 +1428,26 @@ int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin) {
          current_scaling(&g->lin[lin].op[LOWP_OP_FPROP_X]);
 }
 
+lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int C, int OC,
+                                       lowpi_fp8_out *o8, float **amax, int *ok) {
+  *ok = 0;
+  if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_X8P))
+    return LOWP_OK;
+  lin_state *ls = &g->lin[lin];
+  const op_state *f = &ls->op[LOWP_OP_FPROP_X];
+  if (!f->delayed || !x8_keeps(g, ls, N, C, OC) ||
+      !lowpi_cuda_cast_transpose_supported(&f->cfg)) /* (fp8, RNE, fp32 scales) */
+    return LOWP_OK;
+  lowp_cuda_qtensor *q;
+  LOWPI_TRY(xq_get(ls, &f->cfg, (size_t)N, (size_t)C, &q));
+  q->delayed = f->ds;
+  LOWPI_TRY(lowpi_cuda_quant_delayed_begin(q, o8));
+  *amax = q->rowwise.amax;
+  ls->x8_given = 1;
+  *ok = 1;
+  return LOWP_OK;
+}
+
 int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
   return lin >= 0 && lin < g->nlin &&
          (x8_keeps(g, &g->lin[lin], N, C, OC) || xb_keeps(g, &g->lin[lin]));
@@ -1512,6 +1547,7 @@ unsigned lowpi_gpu_plain_from_env(void) {
                {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
                {"xb", LOWPI_GPU_PLAIN_XB},
                {"wmirror", LOWPI_GPU_PLAIN_W16},
+               {"x8p", LOWPI_GPU_PLAIN_X8P},
                {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
                {"ln_res", LOWPI_GPU_PLAIN_LN_RES},
                {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},

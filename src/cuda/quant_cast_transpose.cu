@@ -123,6 +123,14 @@ __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t 
   }
 }
 
+/* The decode and encode scales of a per-tensor delayed quantization: the state's. */
+__global__ void delayed_scales_kernel(const float *__restrict__ scale,
+                                      const float *__restrict__ scale_inv, float *__restrict__ dec,
+                                      float *__restrict__ tensor_scale) {
+  *dec = *scale_inv;
+  *tensor_scale = *scale;
+}
+
 bool aligned16(const void *p) {
   return ((uintptr_t)p & 15u) == 0;
 }
@@ -130,8 +138,7 @@ bool aligned16(const void *p) {
 /* The configurations the kernel implements: fp8 per-tensor current or delayed scaling, RNE. */
 bool cast_t_config(const lowp_qconfig *c) {
   return (c->mode == LOWP_SCALING_TENSOR || c->mode == LOWP_SCALING_DELAYED) &&
-         c->round == LOWP_ROUND_RNE &&
-         (c->format == LOWP_E4M3 || c->format == LOWP_E5M2) &&
+         c->round == LOWP_ROUND_RNE && (c->format == LOWP_E4M3 || c->format == LOWP_E5M2) &&
          (c->scale_format == LOWP_SCALE_FP32 || c->scale_format == LOWP_SCALE_FP32_POW2) &&
          !c->columnwise;
 }
@@ -239,8 +246,8 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
     if (amax)
       LOWPI_CUDA_TRY(cudaMemcpyAsync(amax, d->amax, sizeof *amax, cudaMemcpyDeviceToDevice, 0));
     if (qt)
-      LOWPI_CUDA_TRY(cudaMemcpyAsync(qt->rowwise.amax, d->amax, sizeof *d->amax,
-                                     cudaMemcpyDeviceToDevice, 0));
+      LOWPI_CUDA_TRY(
+          cudaMemcpyAsync(qt->rowwise.amax, d->amax, sizeof *d->amax, cudaMemcpyDeviceToDevice, 0));
     LOWPI_TRY(lowp_cuda_delayed_record(q->delayed, d->amax));
   }
   if (dbias) { /* lowpi_colsum's second stage, as it launches it */
@@ -249,4 +256,28 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
     LOWPI_CUDA_CHECK_LAUNCH();
   }
   return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *o8) {
+  if (!q || !o8 || !q->rowwise.codes)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quant_delayed_begin: NULL argument");
+  if (q->cfg.mode != LOWP_SCALING_DELAYED || !cast_t_config(&q->cfg) || !q->delayed ||
+      q->delayed->format != q->cfg.format)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_quant_delayed_begin: only fp8 per-tensor delayed scaling with "
+                      "RNE, fp32 scales and its state");
+  lowp_cuda_qdata *d = &q->rowwise;
+  LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof *d->amax, 0));
+  LOWPI_CUDA_TRY(cudaMemsetAsync(d->n_saturated, 0, sizeof *d->n_saturated, 0));
+  delayed_scales_kernel<<<1, 1>>>(q->delayed->scale, q->delayed->scale_inv, (float *)d->scales,
+                                  d->tensor_scale);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  *o8 = lowpi_fp8_out{(uint8_t *)d->codes, q->delayed->scale, d->n_saturated, q->cfg.format};
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_quant_delayed_end(lowp_cuda_qtensor *q) {
+  if (!q || !q->delayed)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quant_delayed_end: no delayed state");
+  return lowp_cuda_delayed_record(q->delayed, q->rowwise.amax);
 }

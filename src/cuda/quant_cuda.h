@@ -2,6 +2,7 @@
 #ifndef LOWPI_QUANT_CUDA_H
 #define LOWPI_QUANT_CUDA_H
 
+#include "cuda/nn_cuda.h"
 #include "lowp/cuda_quant.h"
 #include "lowp/status.h"
 
@@ -69,6 +70,16 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                                             void *codes_t, lowp_cuda_qtensor *qt, float *amax,
                                             int amax_known, float *dbias, void *workspace,
                                             size_t workspace_bytes);
+/* A quantization made by the producer of the values (norm -> fp8, GELU -> fp8: nn_cuda.h's
+ * lowpi_fp8_out) under per-tensor delayed scaling, whose scale is known before the values:
+ * begin writes q's decode scale and tensor scale from its state (q->delayed), zeroes its amax
+ * and saturation count, and fills *o8 (q's codes, the state's encode scale, the count); the
+ * producer then writes the codes and the amax of its values into q->rowwise.amax; end records
+ * that amax into the state's history. Together: what lowp_cuda_quantize(values, q, 0) writes
+ * (codes, scales, amax, count, the record), bit for bit. q: fp8 (e4m3, e5m2), mode DELAYED, RNE,
+ * fp32 scales (lowpi_cuda_cast_transpose_supported), else LOWP_ERR_UNSUPPORTED. */
+lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *o8);
+lowp_status lowpi_cuda_quant_delayed_end(lowp_cuda_qtensor *q);
 /* 1xN block scaling both ways in one read of x (R, K) (device fp32, src/cuda/quant_both.cu):
  * row (may be NULL), a tensor (R, K), receives what lowp_cuda_quantize(x, row, 0) gives (blocks
  * of N along K); col (may be NULL), a tensor (K, R), what lowp_cuda_quantize(x, col, 1) gives

@@ -80,7 +80,7 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
     lowpi_gpu_gemm_counts cn;
     lowpi_gpu_linears_counts(lowpi_gpu_model_linears(gm), &cn);
     GC_CHECK(cn.bias_folded == 0 && cn.x_fp8_reused == 0 && cn.amax_given == 0 &&
-                 cn.dy_cast_t == 0 && cn.dy_amax_given == 0,
+                 cn.dy_cast_t == 0 && cn.dy_amax_given == 0 && cn.x8_produced == 0,
              "%s: the plain model folded %llu biases, reused %llu X codes, took %llu amaxes, "
              "cast %llu dY in one pass (%llu amaxes given)",
              recipe_name, cn.bias_folded, cn.x_fp8_reused, cn.amax_given, cn.dy_cast_t,
@@ -343,6 +343,24 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
      * bias gradient in one fused pass: every block linear, two runs; the wgrad takes dY from
      * the dgrad nowhere else but the head (its bf16 dY). Checked bit for bit against the plain
      * way (quantize, byte transpose, column sums) by same_as_plain. */
+    /* fp8-delayed's producers write the X codes of qkv (ln1), fc (ln2) and, where GELU runs from
+     * fc's bf16 output (the default epilogues), fc_proj (GELU): every block, two runs. Checked
+     * bit for bit against the fprops' own quantization by same_as_plain. */
+    printf("  %s %s: X codes written by their producers %llu\n", arch ? "llama" : "gpt2",
+           recipe_name, cn.x8_produced);
+    if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-delayed")) {
+      const unsigned long long lo = 2ull * 2 * (unsigned)cfg.n_layer,
+                               hi = 2ull * 3 * (unsigned)cfg.n_layer;
+      const int default_epi = !(epi_env && *epi_env && strcmp(epi_env, "all"));
+      GC_CHECK(default_epi ? cn.x8_produced == hi : cn.x8_produced >= lo && cn.x8_produced <= hi,
+               "gpt2 fp8-delayed: %llu X codes written by their producers (want %llu%s%llu)",
+               cn.x8_produced, default_epi ? hi : lo, default_epi ? "" : " to ",
+               default_epi ? 0 : hi);
+    } else {
+      GC_CHECK(strcmp(recipe_name, "fp8-delayed") ? cn.x8_produced == 0 : 1,
+               "%s %s: %llu X codes written by their producers (want 0: not delayed scaling)",
+               arch ? "llama" : "gpt2", recipe_name, cn.x8_produced);
+    }
     if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-delayed"))
       GC_CHECK(cn.dy_cast_t == 2ull * 4 * (unsigned)cfg.n_layer && cn.dy_reused <= 2,
                "gpt2 fp8-delayed: %llu dY cast-transposed (want %llu), %llu wgrads took dY from "
@@ -1226,7 +1244,8 @@ static void test_linear_cast_t_delayed(void) {
   }
   free(hist);
   const unsigned long long cast_t = c[1][1].dy_cast_t - c[1][0].dy_cast_t;
-  GC_CHECK(bad_hist == 0 && nd > 0 && L > 0 && cast_t == 2 && c[0][1].dy_cast_t == c[0][0].dy_cast_t,
+  GC_CHECK(bad_hist == 0 && nd > 0 && L > 0 && cast_t == 2 &&
+               c[0][1].dy_cast_t == c[0][0].dy_cast_t,
            "fp8-delayed linear %d: %zu of %zu delayed histories' slots differ; dY cast-transposed "
            "%llu times fused (want 2), %llu plain (want 0)",
            lin, bad_hist, nd, cast_t, c[0][1].dy_cast_t - c[0][0].dy_cast_t);

@@ -763,8 +763,8 @@ static void test_delayed_update_all(void) {
     GC_OK(lowp_cuda_delayed_update_all(ptrs, n));
     for (int k = 0; k < n; k++) {
       lowp_delayed_update(&hd[k]);
-      GC_REQUIRE(lowp_delayed_init(&back, hd[k].format, hd[k].history_len, hd[k].algo,
-                                   hd[k].margin));
+      GC_REQUIRE(
+          lowp_delayed_init(&back, hd[k].format, hd[k].history_len, hd[k].algo, hd[k].margin));
       GC_OK(lowp_cuda_delayed_to_host(&dd[k], &back));
       size_t bad = hd[k].history_len;
       for (size_t i = 0; i < hd[k].history_len && bad == hd[k].history_len; i++)
