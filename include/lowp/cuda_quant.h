@@ -62,6 +62,8 @@ lowp_status lowp_cuda_delayed_to_host(const lowp_cuda_delayed *d, lowp_delayed_s
 lowp_status lowp_cuda_delayed_record(lowp_cuda_delayed *d, const float *amax_device);
 /* lowp_delayed_update on the device: roll the history, compute the next scale. */
 lowp_status lowp_cuda_delayed_update(lowp_cuda_delayed *d);
+/* The same for n states at once (a model's: one launch per 64 states, not one per state). */
+lowp_status lowp_cuda_delayed_update_all(lowp_cuda_delayed *const *states, size_t n);
 
 /* ---- quantized tensors in device memory ---- */
 

@@ -1,10 +1,12 @@
 /* Transformer Engine delayed scaling with its state on the device: the rules of
- * src/quant/delayed.c (lowp_delayed_record / lowp_delayed_update), run by one thread so that
- * a training step never waits for the host. */
+ * src/quant/delayed.c (lowp_delayed_record / lowp_delayed_update), so that a training step
+ * never waits for the host. A model's states (three per fp8 linear) update in a few launches,
+ * one block each (lowp_cuda_delayed_update_all). */
 #include <math.h>
 #include <string.h>
 
 #include "cuda/cuda_common.h"
+#include "cuda/nn_reduce.cuh"
 #include "format/cast_scalar.h"
 #include "lowp/cuda.h"
 #include "lowp/cuda_quant.h"
@@ -18,29 +20,56 @@ __global__ void record_kernel(float *__restrict__ history, const float *__restri
     history[0] = a;
 }
 
-/* new[i] = old[i + 1], new[L - 1] = old[0], new[0] = 0; amax = fmaxf-fold from 0 of the moved
- * values (MAX) or old[0] (MOST_RECENT); scale = scaled_max / amax when amax is finite and > 0. */
-__global__ void update_kernel(float *__restrict__ h, size_t L, int most_recent, float scaled_max,
-                              float *__restrict__ scale, float *__restrict__ scale_inv) {
-  const float last = h[0];
+/* One state's update (lowp_delayed_update's rule): new[i] = old[i + 1], new[L - 1] = old[0],
+ * new[0] = 0; amax = fmaxf-fold from 0 of the moved values (MAX) or old[0] (MOST_RECENT);
+ * scale = scaled_max / amax when amax is finite and > 0. */
+struct update_job {
+  float *h, *scale, *scale_inv;
+  size_t L;
+  float scaled_max;
+  int most_recent;
+};
+constexpr int kUpdateJobs = 64; /* states per launch: 2.5 KB of kernel parameters */
+constexpr int kUpdateThreads = 128;
+struct update_jobs {
+  update_job j[kUpdateJobs];
+};
+
+/* Block b updates state b. The history moves down one slot in chunks of the block's width:
+ * each chunk's reads land before its writes (a barrier between), and the next chunk reads only
+ * slots above those written. fmaxf ignores NaN and is order-independent over these values, so
+ * the parallel max is the serial fold's (up to the sign of a zero amax, which sets no scale). */
+__global__ void __launch_bounds__(kUpdateThreads) update_kernel(update_jobs jobs) {
+  __shared__ float red[kUpdateThreads / 32];
+  const update_job j = jobs.j[blockIdx.x];
+  const float last = j.h[0];
   float amax = 0.0f;
-  for (size_t i = 0; i + 1 < L; i++) {
-    const float a = h[i + 1];
+  __syncthreads(); /* every thread has read h[0] before it is overwritten */
+  for (size_t c = 0; c + 1 < j.L; c += kUpdateThreads) { /* block-uniform */
+    const size_t i = c + threadIdx.x;
+    const bool has = i + 1 < j.L;
+    const float a = has ? j.h[i + 1] : 0.0f;
     amax = fmaxf(amax, a);
-    h[i] = a;
+    __syncthreads();
+    if (has)
+      j.h[i] = a;
+    __syncthreads();
   }
+  amax = lowpi_block_max<kUpdateThreads>(amax, red);
+  if (threadIdx.x != 0)
+    return;
   amax = fmaxf(amax, last);
-  h[L - 1] = last;
-  h[0] = 0.0f;
-  if (most_recent)
+  j.h[j.L - 1] = last;
+  j.h[0] = 0.0f;
+  if (j.most_recent)
     amax = last;
-  float s = *scale;
+  float s = *j.scale;
   if ((lowpi_f32_bits(amax) & 0x7FFFFFFFu) < 0x7F800000u && amax > 0.0f)
-    s = scaled_max / amax;
+    s = j.scaled_max / amax;
   if ((lowpi_f32_bits(s) & 0x7FFFFFFFu) == 0x7F800000u)
     s = 0x1.fffffep+127f;
-  *scale = s;
-  *scale_inv = 1.0f / s;
+  *j.scale = s;
+  *j.scale_inv = 1.0f / s;
 }
 
 } // namespace
@@ -128,13 +157,34 @@ lowp_status lowp_cuda_delayed_record(lowp_cuda_delayed *d, const float *amax_dev
 }
 
 lowp_status lowp_cuda_delayed_update(lowp_cuda_delayed *d) {
-  if (!d || !d->history)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_delayed_update: uninitialized state");
-  /* scaled_max = fmt_max * 2^-margin, exact, as the CPU's ldexpf. */
-  const float scaled_max = ldexpf((float)lowp_format_get(d->format)->max, -d->margin);
-  update_kernel<<<1, 1>>>(d->history, d->history_len, d->algo == LOWP_AMAX_MOST_RECENT, scaled_max,
-                          d->scale, d->scale_inv);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  d->steps++;
+  return lowp_cuda_delayed_update_all(&d, 1);
+}
+
+lowp_status lowp_cuda_delayed_update_all(lowp_cuda_delayed *const *states, size_t n) {
+  if (n && !states)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_delayed_update: NULL states");
+  for (size_t i = 0; i < n; i++)
+    if (!states[i] || !states[i]->history || states[i]->history_len == 0)
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "lowp_cuda_delayed_update: state %zu of %zu is uninitialized", i, n);
+  for (size_t i0 = 0; i0 < n; i0 += kUpdateJobs) { /* one launch per kUpdateJobs states */
+    update_jobs jobs;
+    memset(&jobs, 0, sizeof jobs);
+    const size_t m = n - i0 < (size_t)kUpdateJobs ? n - i0 : (size_t)kUpdateJobs;
+    for (size_t k = 0; k < m; k++) {
+      const lowp_cuda_delayed *d = states[i0 + k];
+      /* scaled_max = fmt_max * 2^-margin, exact, as the CPU's ldexpf. */
+      jobs.j[k] = {d->history,
+                   d->scale,
+                   d->scale_inv,
+                   d->history_len,
+                   ldexpf((float)lowp_format_get(d->format)->max, -d->margin),
+                   d->algo == LOWP_AMAX_MOST_RECENT};
+    }
+    update_kernel<<<(unsigned)m, kUpdateThreads>>>(jobs);
+    LOWPI_CUDA_CHECK_LAUNCH();
+  }
+  for (size_t i = 0; i < n; i++)
+    states[i]->steps++;
   return LOWP_OK;
 }

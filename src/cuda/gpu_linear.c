@@ -88,6 +88,7 @@ typedef struct {
    * hold the codes of this step's last forward. */
   lowp_cuda_qtensor xq;
   int xq_on, xq_valid;
+  int x8_given; /* xq holds the next fprop's X codes, written by X's producer (x8_target) */
   const float *xq_src;
   /* ZeRO-3's fp8 weight gathering (lowpi_gpu_linears_give_weight_fp8): this step's W as codes
    * (OC, C) and decode scale, for the weight buffer wq_src; NULL: none given. */
@@ -397,8 +398,7 @@ lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
   forget_amax(g);
   for (int i = 0; i < g->nlin; i++) /* the backward is done: the kept X codes are spent */
     g->lin[i].xq_valid = g->lin[i].xb_valid = 0;
-  for (size_t i = 0; i < g->ndelayed; i++)
-    LOWPI_TRY(lowp_cuda_delayed_update(g->delayed[i]));
+  LOWPI_TRY(lowp_cuda_delayed_update_all(g->delayed, g->ndelayed));
   return LOWP_OK;
 }
 
@@ -929,6 +929,20 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   }
   if (takes_owner_values(o))
     return owner_operand(g, ls, slot, which, run, x, rows, cols, k_along_cols, out);
+  if (slot == LOWP_OP_FPROP_X && ls->x8_given) { /* its producer quantized X (x8_target) */
+    ls->x8_given = 0;
+    if (run != RUN_FP8 || !ls->xq_on || ls->xq.rows != rows || ls->xq.cols != cols || !k_along_cols)
+      return lowpi_fail(LOWP_ERR_INTERNAL,
+                        "gpu recipe: linear %d's X codes were written for another fprop",
+                        ls->index);
+    LOWPI_TRY(lowpi_cuda_quant_delayed_end(&ls->xq));
+    ls->xq_src = x;
+    ls->xq_valid = 1;
+    *out = (operand){ls->xq.rowwise.codes, o->cfg.format, (const float *)ls->xq.rowwise.scales,
+                     (lowpi_fp8_block_kind)0, 0};
+    g->counts.x8_produced++;
+    return LOWP_OK;
+  }
   int done = 0; /* 1xN blocks both ways, or the wgrad's kept X */
   LOWPI_TRY(block_both_operand(g, ls, slot, run, x, rows, cols, k_along_cols, out, &done));
   if (done)
@@ -1414,6 +1428,26 @@ int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin) {
          current_scaling(&g->lin[lin].op[LOWP_OP_FPROP_X]);
 }
 
+lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int C, int OC,
+                                       lowpi_fp8_out *o8, float **amax, int *ok) {
+  *ok = 0;
+  if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_X8P))
+    return LOWP_OK;
+  lin_state *ls = &g->lin[lin];
+  const op_state *f = &ls->op[LOWP_OP_FPROP_X];
+  if (!f->delayed || !x8_keeps(g, ls, N, C, OC) ||
+      !lowpi_cuda_cast_transpose_supported(&f->cfg)) /* (fp8, RNE, fp32 scales) */
+    return LOWP_OK;
+  lowp_cuda_qtensor *q;
+  LOWPI_TRY(xq_get(ls, &f->cfg, (size_t)N, (size_t)C, &q));
+  q->delayed = f->ds;
+  LOWPI_TRY(lowpi_cuda_quant_delayed_begin(q, o8));
+  *amax = q->rowwise.amax;
+  ls->x8_given = 1;
+  *ok = 1;
+  return LOWP_OK;
+}
+
 int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
   return lin >= 0 && lin < g->nlin &&
          (x8_keeps(g, &g->lin[lin], N, C, OC) || xb_keeps(g, &g->lin[lin]));
@@ -1435,25 +1469,27 @@ static lowp_status x8_operand(lowpi_gpu_linears *g, lin_state *ls, int N, int C,
 
 /* ------------------------------------------------------------------------------------------
  * dY cast and transposed in one pass (Transformer Engine's cast_transpose_dbias). Where the
- * dgrad's and the wgrad's dY are the same per-tensor current scaling with RNE (fp8-current's
- * e5m2; both GEMMs native fp8), the wgrad's codes are the byte transpose of the dgrad's (see
- * reuse_dy), and the bias gradient sums the same fp32 dY: one kernel reads dY once and writes
- * the dgrad's codes (N, OC), the wgrad's (OC, N) and the column sums' partials, where the plain
- * way reads it three times (amax, cast, column sums) and moves the codes once more (the byte
- * transpose). With dY's amax from its producer (lowpi_gpu_act.amax: the norm backward's, GELU
- * backward's) it is read once in all. The same codes, scales and bias gradient bit for bit
- * (quant_cuda.h). */
+ * dgrad's and the wgrad's dY are the same per-tensor scaling with RNE (fp8-current's e5m2, or
+ * fp8-delayed's with "wgrad.dy = dgrad.dy": one state; both GEMMs native fp8), the wgrad's codes
+ * are the byte transpose of the dgrad's (see reuse_dy), and the bias gradient sums the same
+ * fp32 dY: one kernel reads dY once and writes the dgrad's codes (N, OC), the wgrad's (OC, N)
+ * and the column sums' partials, where the plain way reads it three times (amax, cast, column
+ * sums) and moves the codes once more (the byte transpose). Current scaling takes dY's amax
+ * from its producer (lowpi_gpu_act.amax: the norm backward's, GELU backward's), so it is read
+ * once in all; delayed scaling knows its scale and takes the amax for its history in the same
+ * pass. The same codes, scales, recorded amax and bias gradient bit for bit (quant_cuda.h). */
 static int cast_t_applies(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
   const op_state *od = &ls->op[LOWP_OP_DGRAD_DY], *ow = &ls->op[LOWP_OP_WGRAD_DY];
   if (g->plain & LOWPI_GPU_PLAIN_CAST_T)
     return 0;
   for (int i = 0; i < 2; i++) {
     const op_state *o = i ? ow : od;
-    if (!current_scaling(o) || !is_native_fp8(o) || o->delayed || o->cfg.round != LOWP_ROUND_RNE ||
-        !lowpi_cuda_cast_transpose_supported(&o->cfg))
+    if (!(current_scaling(o) || o->delayed) || !is_native_fp8(o) ||
+        o->cfg.round != LOWP_ROUND_RNE || !lowpi_cuda_cast_transpose_supported(&o->cfg))
       return 0;
   }
-  return od->cfg.format == ow->cfg.format && od->cfg.scale_format == ow->cfg.scale_format &&
+  return same_tensor_scale(od, ow) && od->cfg.format == ow->cfg.format &&
+         od->cfg.scale_format == ow->cfg.scale_format &&
          run_of(g, od, &ls->op[LOWP_OP_DGRAD_W], N, C, OC) == RUN_FP8 &&
          run_of(g, ow, &ls->op[LOWP_OP_WGRAD_X], OC, C, N) == RUN_FP8;
 }
@@ -1463,7 +1499,8 @@ int lowpi_gpu_linear_casts_dy(const lowpi_gpu_linears *g, int lin, int N, int C,
 }
 
 int lowpi_gpu_linear_wants_dy_amax(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
-  return !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX) && lowpi_gpu_linear_casts_dy(g, lin, N, C, OC);
+  return !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX) && lowpi_gpu_linear_casts_dy(g, lin, N, C, OC) &&
+         !g->lin[lin].op[LOWP_OP_DGRAD_DY].delayed; /* (delayed scaling knows its scale) */
 }
 
 /* dY's operands for the dgrad (*d, (N, OC)) and the wgrad (*w, (OC, N)), both K-major, and
@@ -1479,11 +1516,13 @@ static lowp_status dy_cast_transpose(lowpi_gpu_linears *g, lin_state *ls, lowpi_
   lowp_cuda_qtensor *qd = NULL, *qw = NULL;
   LOWPI_TRY(qbuf_get(g, LOWP_OP_DGRAD_DY, &od->cfg, (size_t)N, (size_t)OC, &qd));
   LOWPI_TRY(qbuf_get(g, LOWP_OP_WGRAD_DY, &ow->cfg, (size_t)OC, (size_t)N, &qw));
+  qd->delayed = od->delayed ? od->ds : NULL; /* (one state: same_tensor_scale) */
+  qw->delayed = qd->delayed;
   void *ws = NULL;
   const size_t bytes = dbias ? lowpi_cuda_cast_transpose_dbias_workspace(N, OC) : 0;
   if (dbias)
     LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
-  const int given = dout.amax && !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX);
+  const int given = dout.amax && !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX) && !od->delayed;
   LOWPI_TRY(lowpi_cuda_cast_transpose_dbias(dout.f32, N, OC, qd, NULL, qw, given ? dout.amax : NULL,
                                             given, dbias, ws, bytes));
   *d = (operand){qd->rowwise.codes, od->cfg.format, (const float *)qd->rowwise.scales,
@@ -1508,6 +1547,7 @@ unsigned lowpi_gpu_plain_from_env(void) {
                {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
                {"xb", LOWPI_GPU_PLAIN_XB},
                {"wmirror", LOWPI_GPU_PLAIN_W16},
+               {"x8p", LOWPI_GPU_PLAIN_X8P},
                {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
                {"ln_res", LOWPI_GPU_PLAIN_LN_RES},
                {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},

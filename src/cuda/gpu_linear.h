@@ -53,6 +53,7 @@
 
 #include <stdint.h>
 
+#include "cuda/nn_cuda.h"
 #include "lowp/cuda_quant.h"
 #include "lowp/recipe.h"
 #include "lowp/status.h"
@@ -144,10 +145,12 @@ enum {
                                     (lowpi_cuda_layernorm_backward_two_pass): NOT the same bits
                                     (other orders of the fp32 sums), so the tests that want the
                                     plain way's bits leave it out (~LOWPI_GPU_PLAIN_LN_BWD) */
+  LOWPI_GPU_PLAIN_X8P = 2048,    /* "x8p": delayed scaling's X quantized by the fprop, not written
+                                    as fp8 codes by its producer (lowpi_gpu_linear_x8_target 0) */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror, both_tile, ln_res, ln_bwd (or "all").
+ * wmirror, x8p, both_tile, ln_res, ln_bwd (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
@@ -165,6 +168,18 @@ int lowpi_gpu_linear_casts_dy(const lowpi_gpu_linears *g, int lin, int N, int C,
 /* Whether that fused pass would take dY's amax from its producer (lowpi_gpu_act.amax of dout):
  * then the producer (a norm's backward, GELU's backward) computes it as it writes dY. */
 int lowpi_gpu_linear_wants_dy_amax(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
+
+/* Quantization fused into X's producer (norm -> fp8, GELU -> fp8): where linear lin's fprop (N
+ * rows, C inputs, OC outputs) would quantize X with per-tensor delayed fp8 scaling (RNE, no
+ * Hadamard, no clipping mask) into the codes it keeps for its wgrad (lowpi_gpu_linear_keeps_x8),
+ * and not LOWPI_GPU_PLAIN_X8P: *o8 gets where X's producer writes its codes (nn_cuda.h's
+ * lowpi_fp8_out: the kept buffer, the state's scale, the saturation count) and *amax where it
+ * writes max |X|, *ok = 1, and lin's next fprop takes those codes instead of quantizing X (its
+ * inp.f32 / inp.bf16 are then not read; inp.f32 stands for X in the backward as usual). The
+ * same codes, scale and recorded amax as the fprop's own quantization (lowp_cuda_quantize)
+ * of the values the producer would have written: the same bits. Else *ok = 0. */
+lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int C, int OC,
+                                       lowpi_fp8_out *o8, float **amax, int *ok);
 
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
@@ -264,6 +279,8 @@ typedef struct {
   unsigned long long bias_folded;   /* fprops whose bias the caller added in its next kernel
                                        (lowpi_gpu_linear_forward_fold) */
   unsigned long long amax_given;    /* fprops that took X's amax from its producer */
+  unsigned long long x8_produced;   /* fprops whose X codes its producer wrote
+                                       (lowpi_gpu_linear_x8_target) */
   unsigned long long x_fp8_reused;  /* wgrads that took X^T as the byte transpose of the fprop's
                                        kept fp8 codes (lowpi_gpu_linear_keeps_x8) */
   unsigned long long bgrad_fused;   /* bias gradients from the wgrad's epilogue (bf16 linears:

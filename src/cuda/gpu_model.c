@@ -281,20 +281,39 @@ static int dres16_wanted(const lowpi_gpu_model *g) {
   return 0;
 }
 
+/* Block linear lin's fprop shape (lin < 4 n_layer): its inputs and outputs. */
+static void block_lin_dims(const lowpi_gpu_model *g, int lin, int *in, int *out) {
+  const lowp_model_config *c = &g->cfg;
+  const int C = c->n_embd, FC = lowpi_model_fc_cols(c), F = c->ffn_hidden;
+  static const int in_of[4] = {0, 0, 0, 1}, out_of[4] = {2, 0, 3, 0}; /* 0 C, 1 F, 2 3C, 3 FC */
+  const int dims[4] = {C, F, 3 * C, FC};
+  *in = dims[in_of[lin % 4]];
+  *out = dims[out_of[lin % 4]];
+}
+
 /* Where the producer of linear lin's dY (slot 0: dres, 1: db) writes its amax, for the linear's
  * fused dY cast (lowpi_gpu_linear_wants_dy_amax at this step's batch); else NULL (also lin -1:
  * no linear). */
 static float *dy_amax_for(const lowpi_gpu_model *g, int lin, int slot) {
-  const lowp_model_config *c = &g->cfg;
-  if (lin < 0 || lin >= 4 * c->n_layer)
+  if (lin < 0 || lin >= 4 * g->cfg.n_layer)
     return NULL;
-  const int C = c->n_embd, FC = lowpi_model_fc_cols(c), F = c->ffn_hidden;
-  static const int in_of[4] = {0, 0, 0, 1}, out_of[4] = {2, 0, 3, 0}; /* 0 C, 1 F, 2 3C, 3 FC */
-  const int dims[4] = {C, F, 3 * C, FC};
-  const int k = lin % 4;
-  return lowpi_gpu_linear_wants_dy_amax(g->lin, lin, g->B * g->T, dims[in_of[k]], dims[out_of[k]])
-             ? g->a.dy_amax + slot
-             : NULL;
+  int in, out;
+  block_lin_dims(g, lin, &in, &out);
+  return lowpi_gpu_linear_wants_dy_amax(g->lin, lin, g->B * g->T, in, out) ? g->a.dy_amax + slot
+                                                                           : NULL;
+}
+
+/* Where the producer of block linear lin's X writes it as fp8 codes for the fprop, which then
+ * quantizes nothing (lowpi_gpu_linear_x8_target: delayed scaling; *ok 0: it writes X as usual).
+ * The LM head (lin 4 n_layer) has none. */
+static lowp_status x8_target(const lowpi_gpu_model *g, int lin, lowpi_fp8_out *o8, float **amax,
+                             int *ok) {
+  *ok = 0;
+  if (lin < 0 || lin >= 4 * g->cfg.n_layer)
+    return LOWP_OK;
+  int in, out;
+  block_lin_dims(g, lin, &in, &out);
+  return lowpi_gpu_linear_x8_target(g->lin, lin, g->B * g->T, in, out, o8, amax, ok);
 }
 
 /* dres as linear lin's dY: with its bf16 codes where lin is a bf16 linear, its amax where the
@@ -630,6 +649,14 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
                                 float *stats, const float *inp, const float *w, const float *b,
                                 int N) {
   const lowp_model_config *c = &g->cfg;
+  const int gpt2 = c->arch == LOWP_ARCH_GPT2;
+  lowpi_fp8_out o8;
+  float *a8;
+  int x8;
+  LOWPI_TRY(x8_target(g, lin, &o8, &a8, &x8));
+  if (x8) /* lin's X as fp8 codes alone */
+    return lowpi_cuda_norm_forward_fp8(&o8, a8, NULL, gpt2 ? stats : NULL, stats + N, inp, NULL,
+                                       NULL, w, gpt2 ? b : NULL, N, c->n_embd, c->norm_eps);
   float *amax = x_amax_for(g, lin);
   if (c->arch == LOWP_ARCH_GPT2)
     return lowpi_cuda_layernorm_forward_amax(s->f32[l], s->bf16[l], amax, stats, stats + N, inp, w,
@@ -653,6 +680,15 @@ static lowp_status residual_norm_forward(const lowpi_gpu_model *g, const act_sto
   if ((g->plain & LOWPI_GPU_PLAIN_LN_RES) || C > kFuseResidualC) {
     LOWPI_TRY(lowpi_cuda_residual_forward_bias(res, inp1, inp2, bias2, (size_t)N * C, C));
     return norm_forward(g, s, l, lin, stats, res, w, b, N);
+  }
+  lowpi_fp8_out o8;
+  float *a8;
+  int x8;
+  LOWPI_TRY(x8_target(g, lin, &o8, &a8, &x8));
+  if (x8) { /* lin's X as fp8 codes alone */
+    const int gpt2 = c->arch == LOWP_ARCH_GPT2;
+    return lowpi_cuda_norm_forward_fp8(&o8, a8, res, gpt2 ? stats : NULL, stats + N, inp1, inp2,
+                                       bias2, w, gpt2 ? b : NULL, N, C, c->norm_eps);
   }
   float *amax = x_amax_for(g, lin);
   if (c->arch == LOWP_ARCH_GPT2)
@@ -915,7 +951,14 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
       if (pre)
         LOWPI_TRY(linear_bf16_out(g, 4 * l + 2, &g->fc16_off, pre, fc_in, w->fcw, w->fcb, n, C, FC,
                                   &pre_done));
-      if (pre_done) {
+      lowpi_fp8_out o8;
+      float *a8;
+      int x8 = 0;
+      if (pre_done)
+        LOWPI_TRY(x8_target(g, 4 * l + 3, &o8, &a8, &x8));
+      if (x8) { /* fc_proj's X as fp8 codes alone */
+        LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, a8, pre, N * (size_t)F));
+      } else if (pre_done) {
         LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax,
                                                     pre, N * (size_t)F));
       } else {

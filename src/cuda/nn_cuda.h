@@ -110,6 +110,25 @@ lowp_status lowpi_cuda_residual_rmsnorm_forward_amax(float *res, float *out, uin
                                                      const float *inp1, const float *inp2,
                                                      const float *bias2, const float *weight, int N,
                                                      int C, float eps);
+/* A producer's output written as fp8 codes alone (the next linear's X, quantized where it is
+ * made: norm -> fp8, GELU -> fp8): codes[i] = the saturating RNE cast of y[i] * *enc to fmt
+ * (LOWP_E4M3 or LOWP_E5M2), what lowp_cuda_quantize writes under per-tensor delayed scaling
+ * with that scale; *nsat (zeroed before) += the values clipped. The scale is known before the
+ * values: delayed scaling (gpu_linear.h, lowpi_gpu_linear_x8_target). */
+typedef struct {
+  uint8_t *codes;
+  const float *enc;
+  unsigned long long *nsat;
+  lowp_format fmt;
+} lowpi_fp8_out;
+/* LayerNorm (bias not NULL, mean not NULL) or RMSNorm (both NULL) of inp1, or with res not NULL
+ * of the residual sum res = inp1 + (inp2 + bias2) (written), as the forwards above, writing its
+ * output as o8's fp8 codes alone and out_amax (required) = max |out| of the fp32 values: the
+ * codes of lowp_cuda_quantize of the fp32 output the other forwards write, bit for bit. */
+lowp_status lowpi_cuda_norm_forward_fp8(const lowpi_fp8_out *o8, float *out_amax, float *res,
+                                        float *mean, float *rstd, const float *inp1,
+                                        const float *inp2, const float *bias2, const float *weight,
+                                        const float *bias, int N, int C, float eps);
 lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
                                         const float *dout, const float *inp, const float *weight,
                                         const float *rstd, int N, int C, int accumulate,
@@ -172,6 +191,9 @@ lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16,
  * and amax (may be NULL) as lowpi_cuda_gelu_forward_amax, of the codes' values. */
 lowp_status lowpi_cuda_gelu_forward_from_bf16(float *out, uint16_t *out_bf16, float *amax,
                                               const uint16_t *inp, size_t n);
+/* The same writing its output as o8's fp8 codes alone (lowpi_fp8_out), amax required. */
+lowp_status lowpi_cuda_gelu_forward_from_bf16_fp8(const lowpi_fp8_out *o8, float *amax,
+                                                  const uint16_t *inp, size_t n);
 lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,
                                       int H);
 lowp_status lowpi_cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N,

@@ -6,7 +6,8 @@
  *             forward reads each block's q tile once, so it rounds it while staging). Given
  *             the bf16 codes of qkv (inp_bf16), the kernels read q, k, v from it in place
  *             (each head's row is hs contiguous codes: 16-byte pieces 6C bytes apart), the
- *             same bits, so the same results; only dout is still copied.
+ *             same bits, so the same results; only dout is still copied (by the kernel that
+ *             computes D below, in the same read).
  *   forward:  one block per (b, h, 128 query rows; 64 for hs 128); for each 64-key tile at
  *             or below the diagonal: S = Q K^T (fp32), s = S / sqrt(hs), online softmax in
  *             fp32 (running row max m and sum l; the output is rescaled by exp(m_old -
@@ -378,9 +379,11 @@ __global__ void to_heads_bf16_kernel(bf16 *__restrict__ dst, const float *__rest
 }
 
 /* D (B, NH, T) = sum over the head's hs columns of bf16(dout) * out, one warp per row, in a
- * fixed order (lane-strided partial sums, then the butterfly). */
-__global__ void rowdot_kernel(float *__restrict__ D, const float *__restrict__ dout,
-                              const float *__restrict__ out, int T, int C, int NH, size_t nrows) {
+ * fixed order (lane-strided partial sums, then the butterfly); the same read of dout writes
+ * its bf16 codes head-major into do16 (B, NH, T, hs), what the backward kernels load. */
+__global__ void rowdot_kernel(float *__restrict__ D, bf16 *__restrict__ do16,
+                              const float *__restrict__ dout, const float *__restrict__ out, int T,
+                              int C, int NH, size_t nrows) {
   const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = (int)(threadIdx.x % 32), hs = C / NH;
   if (row >= nrows)
@@ -388,9 +391,13 @@ __global__ void rowdot_kernel(float *__restrict__ D, const float *__restrict__ d
   const size_t t = row % (size_t)T, bh = row / (size_t)T;
   const size_t b = bh / (size_t)NH, h = bh % (size_t)NH;
   const size_t off = (b * (size_t)T + t) * (size_t)C + h * (size_t)hs;
+  bf16 *dst = do16 + row * (size_t)hs; /* row = (b NH + h) T + t: head-major */
   float sum = 0.0f;
-  for (int c = lane; c < hs; c += 32)
-    sum += __bfloat162float(round_bf16(dout[off + c])) * out[off + c];
+  for (int c = lane; c < hs; c += 32) {
+    const bf16 d = round_bf16(dout[off + c]);
+    dst[c] = d;
+    sum += __bfloat162float(d) * out[off + c];
+  }
   sum = lowpi_warp_sum(sum);
   if (lane == 0)
     D[row] = sum;
@@ -1053,11 +1060,10 @@ lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, float *dinp_am
   }
   bf16 *dy = (bf16 *)(ws + L.dout);
   float *D = (float *)(ws + L.d);
-  LOWPI_TRY(to_heads_bf16(dy, dout, C, 1, B, T, C, NH));
   const size_t rows = (size_t)B * NH * T;
   const unsigned warps = lowpi_kThreads / 32;
-  rowdot_kernel<<<(unsigned)((rows + warps - 1) / warps), lowpi_kThreads>>>(D, dout, out, T, C, NH,
-                                                                            rows);
+  rowdot_kernel<<<(unsigned)((rows + warps - 1) / warps), lowpi_kThreads>>>(D, dy, dout, out, T, C,
+                                                                            NH, rows);
   LOWPI_CUDA_CHECK_LAUNCH();
   switch (HS) {
   case 16:

@@ -40,7 +40,9 @@ struct fwd_args {
   const float *inp, *inp2, *bias2, *weight, *bias;
   int N, C;
   float eps;
-  unsigned *amax; /* max |out| (may be NULL; zeroed before): see norm_forward_kernel */
+  unsigned *amax;        /* max |out| (may be NULL; zeroed before): see norm_forward_kernel */
+  lowpi_fp8_out o8;      /* o8.codes not NULL: the output as fp8 codes alone (F8) */
+  uint32_t o8_fmax_bits; /* (F8) the bits of o8.fmt's largest finite value */
 };
 
 /* Element c of row `row`: inp's, or (RES) the residual sum inp + (inp2 + bias2), bias2 may be
@@ -60,8 +62,9 @@ __device__ __forceinline__ float row_value(const fwd_args &a, size_t row, int c)
  * registers; K == 0: any C, the row read again from memory (from res where RES: written by this
  * same lane). The sums run in the same order either way. out may equal inp (each element is read,
  * then written, by one lane); res may equal inp or inp2 (likewise), not out. */
-template <bool RMS, bool RES, int K, bool AMAX>
-__device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, int lane) {
+template <bool RMS, bool RES, int K, bool AMAX, bool F8>
+__device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, int lane,
+                                                     unsigned long long &sat) {
   const int C = a.C;
   const size_t row = (size_t)n * C;
   const float *again = RES ? a.res + row : a.inp + row; /* K == 0: the row's values */
@@ -112,9 +115,16 @@ __device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, i
     return RMS ? a.weight[c] * (x * s) : (s * (x - m)) * a.weight[c] + a.bias[c];
   };
   uint32_t mx = 0; /* AMAX: the max of lowpi_abs_key over the values this lane writes */
+  const float enc = F8 ? *a.o8.enc : 1.0f;
   const auto store = [&](float x, int c) {
     const float v = y(x, c);
-    lowpi_store_out(a.out, a.out_bf16, row + c, v);
+    if (F8) { /* encode_flat's cast of v * scale */
+      const float e = v * enc;
+      sat += lowpi_saturates(e, a.o8_fmax_bits);
+      a.o8.codes[row + c] = (uint8_t)lowpi_fp8_code(a.o8.fmt, e);
+    } else {
+      lowpi_store_out(a.out, a.out_bf16, row + c, v);
+    }
     if (AMAX)
       mx = max(mx, lowpi_abs_key(v));
   };
@@ -143,27 +153,35 @@ __device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, i
  * per-tensor current scaling of the linear whose X out is (lowpi_gpu_act.amax). A template
  * argument, not a test of a.amax: the kernels without it keep their registers (the amax's
  * block-wide reduction and the keys cost up to 50 more at K 64 under ptxas 13). */
-template <bool RMS, bool RES, int K, bool AMAX>
+template <bool RMS, bool RES, int K, bool AMAX, bool F8>
 __global__ void __launch_bounds__(lowpi_kThreads) norm_forward_kernel(fwd_args a) {
+  static_assert(AMAX || !F8, "the fp8 output comes with its amax");
   const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
   const int lane = (int)(threadIdx.x % 32);
+  unsigned long long sat = 0; /* F8: the values this lane clipped */
   if (!AMAX) {
     if (n < a.N) /* the whole warp */
-      norm_forward_row<RMS, RES, K, false>(a, n, lane);
+      norm_forward_row<RMS, RES, K, false, false>(a, n, lane, sat);
     return;
   }
   uint32_t mx = 0;
   if (n < a.N) /* the whole warp; then every thread of the block reduces */
-    mx = norm_forward_row<RMS, RES, K, true>(a, n, lane);
+    mx = norm_forward_row<RMS, RES, K, true, F8>(a, n, lane, sat);
   lowpi_block_max_atomic(mx, a.amax);
+  if (F8) {
+    sat = lowpi_block_sum(sat);
+    if (threadIdx.x == 0 && sat)
+      atomicAdd(a.o8.nsat, sat);
+  }
 }
 
 template <bool RMS, bool RES> void launch_forward(const fwd_args &a) {
   const int k = (a.C + 31) / 32;
   const unsigned blocks = row_blocks(a.N);
 #define LOWPI_FWD(KK)                                                                              \
-  (a.amax ? norm_forward_kernel<RMS, RES, KK, true><<<blocks, lowpi_kThreads>>>(a)                 \
-          : norm_forward_kernel<RMS, RES, KK, false><<<blocks, lowpi_kThreads>>>(a))
+  (a.o8.codes ? norm_forward_kernel<RMS, RES, KK, true, true><<<blocks, lowpi_kThreads>>>(a)       \
+   : a.amax   ? norm_forward_kernel<RMS, RES, KK, true, false><<<blocks, lowpi_kThreads>>>(a)      \
+              : norm_forward_kernel<RMS, RES, KK, false, false><<<blocks, lowpi_kThreads>>>(a))
   if (k <= 2)
     LOWPI_FWD(2);
   else if (k <= 4)
@@ -608,7 +626,13 @@ size_t lowpi_cuda_norm_backward_workspace(int N, int C) {
 }
 
 static lowp_status norm_forward_check(const char *fn, const fwd_args &a, bool rms, bool res) {
-  if (!(a.out || a.out_bf16) || (!rms && !a.mean) || !a.rstd || !a.inp || !a.weight ||
+  if (a.o8.codes && (!a.o8.enc || !a.o8.nsat || !a.amax || a.out || a.out_bf16 ||
+                     (a.o8.fmt != LOWP_E4M3 && a.o8.fmt != LOWP_E5M2)))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "%s: the fp8 output needs its scale, counter, amax and an fp8 format, and "
+                      "no other output",
+                      fn);
+  if (!(a.out || a.out_bf16 || a.o8.codes) || (!rms && !a.mean) || !a.rstd || !a.inp || !a.weight ||
       (!rms && !a.bias) || (res && (!a.res || !a.inp2)))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
   if (a.N < 0 || a.C <= 0)
@@ -644,8 +668,22 @@ lowp_status lowpi_cuda_layernorm_forward_amax(float *out, uint16_t *out_bf16, fl
                                               float eps) {
   // out (N, C), out_bf16 (N, C), out_amax (1), mean (N), rstd (N), inp (N, C), weight (C),
   // bias (C)
-  const fwd_args a = {out,     out_bf16, mean, rstd, nullptr, inp, nullptr,
-                      nullptr, weight,   bias, N,    C,       eps, (unsigned *)out_amax};
+  const fwd_args a = {out,
+                      out_bf16,
+                      mean,
+                      rstd,
+                      nullptr,
+                      inp,
+                      nullptr,
+                      nullptr,
+                      weight,
+                      bias,
+                      N,
+                      C,
+                      eps,
+                      (unsigned *)out_amax,
+                      {nullptr, nullptr, nullptr, LOWP_E4M3},
+                      0u};
   return norm_forward<false, false>("lowpi_cuda_layernorm_forward", a);
 }
 
@@ -665,8 +703,22 @@ lowp_status lowpi_cuda_residual_layernorm_forward_amax(float *res, float *out, u
                                                        const float *bias, int N, int C, float eps) {
   // res (N, C), out (N, C), out_bf16 (N, C), out_amax (1), mean (N), rstd (N), inp1 (N, C),
   // inp2 (N, C), bias2 (C), weight (C), bias (C)
-  const fwd_args a = {out,   out_bf16, mean, rstd, res, inp1, inp2,
-                      bias2, weight,   bias, N,    C,   eps,  (unsigned *)out_amax};
+  const fwd_args a = {out,
+                      out_bf16,
+                      mean,
+                      rstd,
+                      res,
+                      inp1,
+                      inp2,
+                      bias2,
+                      weight,
+                      bias,
+                      N,
+                      C,
+                      eps,
+                      (unsigned *)out_amax,
+                      {nullptr, nullptr, nullptr, LOWP_E4M3},
+                      0u};
   return norm_forward<false, true>("lowpi_cuda_residual_layernorm_forward", a);
 }
 
@@ -680,8 +732,22 @@ lowp_status lowpi_cuda_rmsnorm_forward_amax(float *out, uint16_t *out_bf16, floa
                                             float *rstd, const float *inp, const float *weight,
                                             int N, int C, float eps) {
   // out (N, C), out_bf16 (N, C), out_amax (1), rstd (N), inp (N, C), weight (C)
-  const fwd_args a = {out,     out_bf16, nullptr, rstd, nullptr, inp, nullptr,
-                      nullptr, weight,   nullptr, N,    C,       eps, (unsigned *)out_amax};
+  const fwd_args a = {out,
+                      out_bf16,
+                      nullptr,
+                      rstd,
+                      nullptr,
+                      inp,
+                      nullptr,
+                      nullptr,
+                      weight,
+                      nullptr,
+                      N,
+                      C,
+                      eps,
+                      (unsigned *)out_amax,
+                      {nullptr, nullptr, nullptr, LOWP_E4M3},
+                      0u};
   return norm_forward<true, false>("lowpi_cuda_rmsnorm_forward", a);
 }
 
@@ -700,8 +766,22 @@ lowp_status lowpi_cuda_residual_rmsnorm_forward_amax(float *res, float *out, uin
                                                      int C, float eps) {
   // res (N, C), out (N, C), out_bf16 (N, C), out_amax (1), rstd (N), inp1 (N, C), inp2 (N, C),
   // bias2 (C), weight (C)
-  const fwd_args a = {out,   out_bf16, nullptr, rstd, res, inp1, inp2,
-                      bias2, weight,   nullptr, N,    C,   eps,  (unsigned *)out_amax};
+  const fwd_args a = {out,
+                      out_bf16,
+                      nullptr,
+                      rstd,
+                      res,
+                      inp1,
+                      inp2,
+                      bias2,
+                      weight,
+                      nullptr,
+                      N,
+                      C,
+                      eps,
+                      (unsigned *)out_amax,
+                      {nullptr, nullptr, nullptr, LOWP_E4M3},
+                      0u};
   return norm_forward<true, true>("lowpi_cuda_residual_rmsnorm_forward", a);
 }
 
@@ -795,4 +875,36 @@ lowp_status lowpi_cuda_rmsnorm_backward_two_pass(float *dinp, uint16_t *dinp_bf1
                                                  void *workspace, size_t workspace_bytes) {
   return rmsnorm_backward(dinp, dinp_bf16, dinp_amax, dweight, dout, inp, weight, rstd, N, C,
                           accumulate, workspace, workspace_bytes, true);
+}
+
+lowp_status lowpi_cuda_norm_forward_fp8(const lowpi_fp8_out *o8, float *out_amax, float *res,
+                                        float *mean, float *rstd, const float *inp1,
+                                        const float *inp2, const float *bias2, const float *weight,
+                                        const float *bias, int N, int C, float eps) {
+  // res (N, C), mean (N), rstd (N), inp1 (N, C), inp2 (N, C), bias2 (C), weight (C), bias (C)
+  const char *fn = "lowpi_cuda_norm_forward_fp8";
+  if (!o8 || !o8->codes)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: no fp8 output", fn);
+  fwd_args a = {nullptr,
+                nullptr,
+                mean,
+                rstd,
+                res,
+                inp1,
+                inp2,
+                bias2,
+                weight,
+                bias,
+                N,
+                C,
+                eps,
+                (unsigned *)out_amax,
+                {nullptr, nullptr, nullptr, LOWP_E4M3},
+                0u};
+  a.o8 = *o8;
+  a.o8_fmax_bits = lowpi_f32_bits((float)lowp_format_get(o8->fmt)->max);
+  const bool rms = bias == nullptr;
+  if (res)
+    return rms ? norm_forward<true, true>(fn, a) : norm_forward<false, true>(fn, a);
+  return rms ? norm_forward<true, false>(fn, a) : norm_forward<false, false>(fn, a);
 }

@@ -126,8 +126,11 @@ gelu_backward_from_bf16_kernel(void *__restrict__ dinp, const float *__restrict_
 template <bool VEC>
 __global__ void
 gelu_forward_from_bf16_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
-                              const uint16_t *__restrict__ inp, size_t n, unsigned *amax) {
+                              const uint16_t *__restrict__ inp, size_t n, unsigned *amax,
+                              lowpi_fp8_out o8, uint32_t o8_fmax_bits) {
   const size_t nv = (n + 3) / 4;
+  const float enc = o8.codes ? *o8.enc : 1.0f; /* o8: the codes of y * enc alone */
+  unsigned long long sat = 0;
   uint32_t mx = 0;
   for (size_t v = lowpi_global_tid(); v < nv; v += lowpi_grid_stride()) {
     const size_t i0 = 4 * v, m = n - i0 < 4 ? n - i0 : 4;
@@ -148,7 +151,19 @@ gelu_forward_from_bf16_kernel(float *__restrict__ out, uint16_t *__restrict__ ou
     }
     for (size_t k = 0; k < m; k++)
       mx = max(mx, lowpi_abs_key(y[k]));
-    if (VEC && m == 4) {
+    if (o8.codes) { /* encode_flat's cast of y * scale, four codes in one store where VEC */
+      uint32_t w = 0;
+      for (size_t k = 0; k < m; k++) {
+        const float e = y[k] * enc;
+        sat += lowpi_saturates(e, o8_fmax_bits);
+        w |= lowpi_fp8_code(o8.fmt, e) << (8 * k);
+      }
+      if (VEC && m == 4)
+        reinterpret_cast<uint32_t *>(o8.codes)[v] = w;
+      else
+        for (size_t k = 0; k < m; k++)
+          o8.codes[i0 + k] = (uint8_t)(w >> (8 * k));
+    } else if (VEC && m == 4) {
       if (out)
         reinterpret_cast<float4 *>(out)[v] = make_float4(y[0], y[1], y[2], y[3]);
       if (out_bf16) {
@@ -164,6 +179,11 @@ gelu_forward_from_bf16_kernel(float *__restrict__ out, uint16_t *__restrict__ ou
   }
   if (amax)
     lowpi_block_max_atomic(mx, amax); /* amax_kernel's reduction */
+  if (o8.codes) {
+    sat = lowpi_block_sum(sat);
+    if (threadIdx.x == 0 && sat)
+      atomicAdd(o8.nsat, sat);
+  }
 }
 
 __global__ void swiglu_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
@@ -375,28 +395,47 @@ lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16,
   return LOWP_OK;
 }
 
-lowp_status lowpi_cuda_gelu_forward_from_bf16(float *out, uint16_t *out_bf16, float *amax,
-                                              const uint16_t *inp, size_t n) {
-  // out (n), out_bf16 (n), amax (1), inp (n) bf16
-  LOWPI_NN_REQUIRE(n == 0 || ((out || out_bf16) && inp), "lowpi_cuda_gelu_forward_from_bf16",
-                   "NULL buffer");
+static lowp_status gelu_from_bf16(float *out, uint16_t *out_bf16, const lowpi_fp8_out &o8,
+                                  float *amax, const uint16_t *inp, size_t n) {
+  LOWPI_NN_REQUIRE(n == 0 || ((out || out_bf16 || o8.codes) && inp),
+                   "lowpi_cuda_gelu_forward_from_bf16", "NULL buffer");
+  LOWPI_NN_REQUIRE(!o8.codes || (o8.enc && o8.nsat && amax && !out && !out_bf16 &&
+                                 (o8.fmt == LOWP_E4M3 || o8.fmt == LOWP_E5M2)),
+                   "lowpi_cuda_gelu_forward_from_bf16",
+                   "the fp8 output needs its scale, counter, amax and an fp8 format, and no other "
+                   "output");
   LOWPI_NN_REQUIRE(((uintptr_t)amax & 3u) == 0, "lowpi_cuda_gelu_forward_from_bf16",
                    "misaligned amax");
   if (amax)
     LOWPI_CUDA_TRY(cudaMemsetAsync(amax, 0, sizeof(float), 0));
   if (n == 0)
     return LOWP_OK;
-  const bool vec =
-      ((uintptr_t)out & 15u) == 0 && ((uintptr_t)out_bf16 & 7u) == 0 && ((uintptr_t)inp & 7u) == 0;
+  const bool vec = ((uintptr_t)out & 15u) == 0 && ((uintptr_t)out_bf16 & 7u) == 0 &&
+                   ((uintptr_t)inp & 7u) == 0 && ((uintptr_t)o8.codes & 3u) == 0;
+  const uint32_t fmax_bits = o8.codes ? lowpi_f32_bits((float)lowp_format_get(o8.fmt)->max) : 0u;
   const unsigned blocks = blocks_for((n + 3) / 4);
   if (vec)
     gelu_forward_from_bf16_kernel<true>
-        <<<blocks, lowpi_kThreads>>>(out, out_bf16, inp, n, (unsigned *)amax);
+        <<<blocks, lowpi_kThreads>>>(out, out_bf16, inp, n, (unsigned *)amax, o8, fmax_bits);
   else
     gelu_forward_from_bf16_kernel<false>
-        <<<blocks, lowpi_kThreads>>>(out, out_bf16, inp, n, (unsigned *)amax);
+        <<<blocks, lowpi_kThreads>>>(out, out_bf16, inp, n, (unsigned *)amax, o8, fmax_bits);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_gelu_forward_from_bf16(float *out, uint16_t *out_bf16, float *amax,
+                                              const uint16_t *inp, size_t n) {
+  // out (n), out_bf16 (n), amax (1), inp (n) bf16
+  const lowpi_fp8_out none = {nullptr, nullptr, nullptr, LOWP_E4M3};
+  return gelu_from_bf16(out, out_bf16, none, amax, inp, n);
+}
+
+lowp_status lowpi_cuda_gelu_forward_from_bf16_fp8(const lowpi_fp8_out *o8, float *amax,
+                                                  const uint16_t *inp, size_t n) {
+  // amax (1), inp (n) bf16
+  LOWPI_NN_REQUIRE(o8 && o8->codes, "lowpi_cuda_gelu_forward_from_bf16", "no fp8 output");
+  return gelu_from_bf16(nullptr, nullptr, *o8, amax, inp, n);
 }
 
 lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,

@@ -135,6 +135,10 @@ lowp_status lowp_cuda_delayed_update(lowp_cuda_delayed *d) {
   return no_cuda("lowp_cuda_delayed_update");
 }
 
+lowp_status lowp_cuda_delayed_update_all(lowp_cuda_delayed *const *states, size_t n) {
+  return no_cuda("lowp_cuda_delayed_update_all");
+}
+
 lowp_status lowp_cuda_qtensor_init(lowp_cuda_qtensor *q, const lowp_qconfig *cfg, size_t rows,
                                    size_t cols) {
   if (q)

@@ -36,26 +36,30 @@ struct ct_out {
   float *partials;                   /* lowpi_colsum_chunks(R) x C, or NULL: no column sums */
 };
 
-template <int FF>
+/* DELAYED: the scale is the state's (p.d_scale), and the amax of x is taken in the same pass
+ * (into amax_out, zeroed before) for the state's history; else (TENSOR) the scale comes from
+ * the amax given. */
+template <int FF, bool DELAYED>
 __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t R, size_t C,
-                                            const float *__restrict__ amax, float fmax, int pow2,
-                                            uint32_t fmax_bits, lowpi_fmt f, ct_out o, int vec,
+                                            const float *__restrict__ amax, lowpi_qparams p,
+                                            lowpi_fmt f, ct_out o, unsigned *amax_out, int vec,
                                             int vec_t) {
   __shared__ float tile[kTile][kTile + 1]; /* + 1: the column reads spread over the banks */
-  const float a = *amax;
-  const lowpi_block_scale s = lowpi_scale_float(a, fmax, pow2); /* scales_kernel's rule */
+  const float a = DELAYED ? 0.0f : *amax;
+  const lowpi_block_scale s = lowpi_qblock_scale(p, a, 1.0f); /* scales_kernel's rule */
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     *o.scale = s.dec;
     *o.tscale = s.enc;
-    if (o.amax_copy)
+    if (o.amax_copy && !DELAYED)
       *o.amax_copy = a;
     if (o.scale_t) {
       *o.scale_t = s.dec;
       *o.tscale_t = s.enc;
     }
-    if (o.amax_t)
+    if (o.amax_t && !DELAYED)
       *o.amax_t = a;
   }
+  uint32_t m = 0; /* DELAYED: the amax key of the values this thread loads */
   const size_t tiles_c = (C + kTile - 1) / kTile, tiles = tiles_c * ((R + kTile - 1) / kTile);
   const unsigned row = threadIdx.x / 4, part = threadIdx.x % 4; /* 16 values of a tile row */
   unsigned long long sat = 0;
@@ -74,8 +78,10 @@ __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t 
       if (has) {
 #pragma unroll
         for (int k = 0; k < 16; k++) {
+          if (DELAYED) /* (past valid: lowpi_load16's zeros) */
+            m = max(m, lowpi_abs_key(y[k]));
           y[k] = y[k] * s.enc;
-          sat += (size_t)k < valid ? lowpi_saturates(y[k], fmax_bits) : 0u;
+          sat += (size_t)k < valid ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
         }
         lowpi_store_codes16<FF, LOWP_ROUND_RNE>(y, vec, valid, o.codes, 1, f, LOWP_ROUND_RNE, 0, 0,
                                                 i * C + j0);
@@ -107,6 +113,8 @@ __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t 
       }
     }
   }
+  if (DELAYED)
+    lowpi_block_max_atomic(m, amax_out);
   sat = lowpi_block_sum(sat);
   if (threadIdx.x == 0 && sat) {
     atomicAdd(o.nsat, sat);
@@ -115,14 +123,22 @@ __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t 
   }
 }
 
+/* The decode and encode scales of a per-tensor delayed quantization: the state's. */
+__global__ void delayed_scales_kernel(const float *__restrict__ scale,
+                                      const float *__restrict__ scale_inv, float *__restrict__ dec,
+                                      float *__restrict__ tensor_scale) {
+  *dec = *scale_inv;
+  *tensor_scale = *scale;
+}
+
 bool aligned16(const void *p) {
   return ((uintptr_t)p & 15u) == 0;
 }
 
-/* The configurations the kernel implements: fp8 per-tensor current scaling with RNE. */
+/* The configurations the kernel implements: fp8 per-tensor current or delayed scaling, RNE. */
 bool cast_t_config(const lowp_qconfig *c) {
-  return c->mode == LOWP_SCALING_TENSOR && c->round == LOWP_ROUND_RNE &&
-         (c->format == LOWP_E4M3 || c->format == LOWP_E5M2) &&
+  return (c->mode == LOWP_SCALING_TENSOR || c->mode == LOWP_SCALING_DELAYED) &&
+         c->round == LOWP_ROUND_RNE && (c->format == LOWP_E4M3 || c->format == LOWP_E5M2) &&
          (c->scale_format == LOWP_SCALE_FP32 || c->scale_format == LOWP_SCALE_FP32_POW2) &&
          !c->columnwise;
 }
@@ -151,7 +167,12 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
   if (!cast_t_config(&q->cfg))
     return lowpi_fail(LOWP_ERR_UNSUPPORTED,
                       "lowpi_cuda_cast_transpose_dbias: only fp8 (e4m3, e5m2) per-tensor current "
-                      "scaling with RNE, fp32 scales and no column-wise copy");
+                      "or delayed scaling with RNE, fp32 scales and no column-wise copy");
+  const bool delayed = q->cfg.mode == LOWP_SCALING_DELAYED;
+  if (delayed && (!q->delayed || q->delayed->format != q->cfg.format))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_cast_transpose_dbias: delayed scaling needs the tensor's "
+                      "lowp_cuda_delayed state, of its format");
   if (qt && (!qt->rowwise.codes || qt->rows != (size_t)C || qt->cols != (size_t)R ||
              qt->cfg.format != q->cfg.format || qt->cfg.mode != q->cfg.mode ||
              qt->cfg.scale_format != q->cfg.scale_format || qt->cfg.round != q->cfg.round))
@@ -171,10 +192,13 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                       workspace_bytes, need);
   lowp_cuda_qdata *d = &q->rowwise;
   uint8_t *ct = (uint8_t *)(qt ? qt->rowwise.codes : codes_t);
-  /* The amax: given (its producer computed it as lowp_cuda_amax does), else a pass here. */
+  /* The amax: given (its producer computed it as lowp_cuda_amax does), else a pass here;
+   * delayed scaling takes it in the kernel's own pass, for the history. */
   const float *from = d->amax;
   float *copy = amax;
-  if (amax_known) {
+  if (delayed) {
+    LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof *d->amax, 0));
+  } else if (amax_known) {
     from = amax;
     copy = d->amax;
   } else {
@@ -194,26 +218,66 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                     d->n_saturated,
                     qt ? qt->rowwise.n_saturated : nullptr,
                     dbias ? (float *)workspace : nullptr};
-  const lowp_format_info *fi = lowp_format_get(q->cfg.format);
-  const float fmax = (float)fi->max;
-  const int pow2 = q->cfg.scale_format == LOWP_SCALE_FP32_POW2;
+  const lowpi_qparams p = lowpi_qparams_of(&q->cfg, q->delayed);
   const int vec = C % 16 == 0 && aligned16(x) && aligned16(d->codes);
   const int vec_t = R % 16 == 0 && aligned16(ct);
   const size_t tiles = (((size_t)R + kTile - 1) / kTile) * (((size_t)C + kTile - 1) / kTile);
   const size_t cap = (size_t)lowpi_cuda_sm_count() * 8; /* 8 resident blocks of 256 per SM */
   const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
   const lowpi_fmt f = lowpi_fmt_of(q->cfg.format);
-  if (q->cfg.format == LOWP_E4M3)
-    cast_transpose_dbias_kernel<LOWP_E4M3><<<blocks, lowpi_kThreads>>>(
-        x, (size_t)R, (size_t)C, from, fmax, pow2, lowpi_f32_bits(fmax), f, o, vec, vec_t);
-  else
-    cast_transpose_dbias_kernel<LOWP_E5M2><<<blocks, lowpi_kThreads>>>(
-        x, (size_t)R, (size_t)C, from, fmax, pow2, lowpi_f32_bits(fmax), f, o, vec, vec_t);
+  unsigned *track = delayed ? (unsigned *)d->amax : nullptr;
+#define LOWPI_CT(FF, DL)                                                                           \
+  cast_transpose_dbias_kernel<FF, DL>                                                              \
+      <<<blocks, lowpi_kThreads>>>(x, (size_t)R, (size_t)C, from, p, f, o, track, vec, vec_t)
+  if (q->cfg.format == LOWP_E4M3) {
+    if (delayed)
+      LOWPI_CT(LOWP_E4M3, true);
+    else
+      LOWPI_CT(LOWP_E4M3, false);
+  } else {
+    if (delayed)
+      LOWPI_CT(LOWP_E5M2, true);
+    else
+      LOWPI_CT(LOWP_E5M2, false);
+  }
+#undef LOWPI_CT
   LOWPI_CUDA_CHECK_LAUNCH();
+  if (delayed) { /* the amax as the plain cast records it: the tensor's, into its history */
+    if (amax)
+      LOWPI_CUDA_TRY(cudaMemcpyAsync(amax, d->amax, sizeof *amax, cudaMemcpyDeviceToDevice, 0));
+    if (qt)
+      LOWPI_CUDA_TRY(
+          cudaMemcpyAsync(qt->rowwise.amax, d->amax, sizeof *d->amax, cudaMemcpyDeviceToDevice, 0));
+    LOWPI_TRY(lowp_cuda_delayed_record(q->delayed, d->amax));
+  }
   if (dbias) { /* lowpi_colsum's second stage, as it launches it */
     lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
         dbias, nullptr, (const float *)workspace, R, C);
     LOWPI_CUDA_CHECK_LAUNCH();
   }
   return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *o8) {
+  if (!q || !o8 || !q->rowwise.codes)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quant_delayed_begin: NULL argument");
+  if (q->cfg.mode != LOWP_SCALING_DELAYED || !cast_t_config(&q->cfg) || !q->delayed ||
+      q->delayed->format != q->cfg.format)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_quant_delayed_begin: only fp8 per-tensor delayed scaling with "
+                      "RNE, fp32 scales and its state");
+  lowp_cuda_qdata *d = &q->rowwise;
+  LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof *d->amax, 0));
+  LOWPI_CUDA_TRY(cudaMemsetAsync(d->n_saturated, 0, sizeof *d->n_saturated, 0));
+  delayed_scales_kernel<<<1, 1>>>(q->delayed->scale, q->delayed->scale_inv, (float *)d->scales,
+                                  d->tensor_scale);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  *o8 = lowpi_fp8_out{(uint8_t *)d->codes, q->delayed->scale, d->n_saturated, q->cfg.format};
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_quant_delayed_end(lowp_cuda_qtensor *q) {
+  if (!q || !q->delayed)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quant_delayed_end: no delayed state");
+  return lowp_cuda_delayed_record(q->delayed, q->rowwise.amax);
 }

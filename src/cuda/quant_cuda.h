@@ -2,6 +2,7 @@
 #ifndef LOWPI_QUANT_CUDA_H
 #define LOWPI_QUANT_CUDA_H
 
+#include "cuda/nn_cuda.h"
 #include "lowp/cuda_quant.h"
 #include "lowp/status.h"
 
@@ -43,7 +44,7 @@ void lowpi_cuda_quant_set_generic(int on);
 int lowpi_cuda_quant_generic(void);
 
 /* Transformer Engine's cast_transpose_dbias for a linear layer's output gradient x (R, C)
- * (device, fp32) under fp8 per-tensor current scaling (quant_cast_transpose.cu): one read of
+ * (device, fp32) under fp8 per-tensor scaling (quant_cast_transpose.cu): one read of
  * x writes
  *   q (R, C): the codes and scale of lowp_cuda_quantize(x, q, 0) (the dgrad's dY, K-major),
  *   the transposed codes (C, R) (the wgrad's dY^T, K-major): into qt (C, R, may be NULL), with
@@ -57,8 +58,11 @@ int lowpi_cuda_quant_generic(void);
  * saturation counters count each clipped value once. amax (a device float, may be NULL) as
  * lowpi_cuda_quantize_ex: with amax_known it holds max |x| (as lowp_cuda_amax computes it: its
  * producer's, lowpi_block_max_atomic) and x is read once; else an amax pass runs first and its
- * result is also copied there. q's (and qt's) configuration: lowpi_cuda_cast_transpose_supported
- * (mode TENSOR, e4m3 or e5m2, RNE, fp32 scales, no column-wise copy), else
+ * result is also copied there. Delayed scaling (mode DELAYED, q->delayed its state) encodes with
+ * the state's scale and takes the amax of x in the same pass, as lowp_cuda_quantize does: into
+ * q's amax (and qt's, and amax where given; amax_known is ignored), recorded into the state's
+ * history once. q's (and qt's) configuration: lowpi_cuda_cast_transpose_supported (mode TENSOR
+ * or DELAYED, e4m3 or e5m2, RNE, fp32 scales, no column-wise copy), else
  * LOWP_ERR_UNSUPPORTED. */
 int lowpi_cuda_cast_transpose_supported(const lowp_qconfig *cfg);
 size_t lowpi_cuda_cast_transpose_dbias_workspace(int R, int C);
@@ -66,6 +70,16 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                                             void *codes_t, lowp_cuda_qtensor *qt, float *amax,
                                             int amax_known, float *dbias, void *workspace,
                                             size_t workspace_bytes);
+/* A quantization made by the producer of the values (norm -> fp8, GELU -> fp8: nn_cuda.h's
+ * lowpi_fp8_out) under per-tensor delayed scaling, whose scale is known before the values:
+ * begin writes q's decode scale and tensor scale from its state (q->delayed), zeroes its amax
+ * and saturation count, and fills *o8 (q's codes, the state's encode scale, the count); the
+ * producer then writes the codes and the amax of its values into q->rowwise.amax; end records
+ * that amax into the state's history. Together: what lowp_cuda_quantize(values, q, 0) writes
+ * (codes, scales, amax, count, the record), bit for bit. q: fp8 (e4m3, e5m2), mode DELAYED, RNE,
+ * fp32 scales (lowpi_cuda_cast_transpose_supported), else LOWP_ERR_UNSUPPORTED. */
+lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *o8);
+lowp_status lowpi_cuda_quant_delayed_end(lowp_cuda_qtensor *q);
 /* 1xN block scaling both ways in one read of x (R, K) (device fp32, src/cuda/quant_both.cu):
  * row (may be NULL), a tensor (R, K), receives what lowp_cuda_quantize(x, row, 0) gives (blocks
  * of N along K); col (may be NULL), a tensor (K, R), what lowp_cuda_quantize(x, col, 1) gives

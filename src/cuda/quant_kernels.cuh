@@ -162,6 +162,14 @@ template <int FF> __device__ __forceinline__ uint32_t lowpi_fp8_pair(float a, fl
   return __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, kind);
 }
 
+/* The code of y (already scaled) in fp8 format fmt (LOWP_E4M3, else LOWP_E5M2), chosen at run
+ * time: the saturating RNE cast (lowpi_qencode's for those formats). */
+__device__ __forceinline__ uint32_t lowpi_fp8_code(int fmt, float y) {
+  return (fmt == LOWP_E4M3 ? lowpi_fp8_pair<LOWP_E4M3>(y, 0.0f)
+                           : lowpi_fp8_pair<LOWP_E5M2>(y, 0.0f)) &
+         0xFFu;
+}
+
 template <int FF, int RR> __host__ __device__ constexpr bool lowpi_is_hw_fp8() {
   return (FF == LOWP_E4M3 || FF == LOWP_E5M2) && RR == LOWP_ROUND_RNE;
 }

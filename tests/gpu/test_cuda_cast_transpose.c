@@ -15,6 +15,8 @@
  *     same Inf;
  *   with a given amax (amax_known) the same codes; a planted amax is the one used; without it
  *     the computed amax is copied out;
+ *   delayed scaling: the CPU's lowp_quantize with the same state, and the state afterwards (the
+ *     amax recorded into its history as the CPU's quantize records it);
  *   the producers' amax (LayerNorm / RMSNorm, GELU and SwiGLU backwards): bit for bit the
  *     lowp_cuda_amax of the values they wrote, which are the bits of the plain kernels'.
  * Shapes: 1x1, 1x17, 17x1, 17x33, 48x80 (16-byte stores both ways, a partial tile), 4097x17,
@@ -176,6 +178,93 @@ static void test_shape(lowp_format f, size_t R, size_t C, int special) {
   lowp_qtensor_free(&got_t);
 }
 
+/* Delayed scaling (fp8-delayed's dY, one state for both GEMMs): the codes and scales of the
+ * CPU's lowp_quantize of x and of x^T with the state's scale (an awkward one: fmax / 7 after an
+ * update), the bias gradient as above, and the state after the call: the amax of x recorded
+ * into history[0] (NaN kept) as the CPU's quantize records it, the scale untouched. */
+static void test_delayed_shape(lowp_format f, size_t R, size_t C, int special) {
+  char what[192];
+  const char *sp = special == 1 ? " nan" : special == 2 ? " inf" : "";
+  snprintf(what, sizeof what, "delayed %s %zux%zu%s", lowp_format_get(f)->name, R, C, sp);
+  lowp_delayed_scaling hd, hd_t, back;
+  GC_REQUIRE(lowp_delayed_init(&hd, f, 4, LOWP_AMAX_MAX, 0));
+  GC_REQUIRE(lowp_delayed_init(&back, f, 4, LOWP_AMAX_MAX, 0));
+  const float hist[4] = {0.0f, 2.5f, 7.0f, 1.0f};
+  memcpy(hd.history, hist, sizeof hist);
+  lowp_delayed_update(&hd);
+  hd.history[0] = 0.5f; /* an amax recorded earlier in the step */
+  GC_REQUIRE(lowp_delayed_init(&hd_t, f, 4, LOWP_AMAX_MAX, 0));
+  memcpy(hd_t.history, hd.history, sizeof hist);
+  hd_t.scale = hd.scale;
+  hd_t.scale_inv = hd.scale_inv;
+  lowp_cuda_delayed dd;
+  GC_REQUIRE(lowp_cuda_delayed_from_host(&dd, &hd));
+  lowp_qconfig cfg = mk(f);
+  cfg.mode = LOWP_SCALING_DELAYED;
+  lowp_qconfig cfg_t = cfg;
+  cfg.delayed = &hd;
+  cfg_t.delayed = &hd_t;
+  lowp_qtensor want, want_t, got, got_t;
+  lowp_cuda_qtensor q, qt;
+  GC_REQUIRE(lowp_qtensor_init(&want, &cfg, R, C));
+  GC_REQUIRE(lowp_qtensor_init(&want_t, &cfg_t, C, R));
+  GC_REQUIRE(lowp_qtensor_init(&got, &cfg, R, C));
+  GC_REQUIRE(lowp_qtensor_init(&got_t, &cfg_t, C, R));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&q, &cfg, R, C));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&qt, &cfg, C, R));
+  q.delayed = qt.delayed = &dd;
+  make_input(h_x, R, C, special);
+  for (size_t i = 0; i < R * C; i++) /* values past the scale's range: saturation counted */
+    h_x[i] *= 4.0f;
+  gc_transpose(h_xt, h_x, R, C);
+  for (size_t j = 0; j < C; j++)
+    h_init[j] = (float)(gc_uniform() * 2 - 1);
+  GC_OK(lowp_quantize(h_x, &want)); /* records the amax into hd */
+  GC_OK(lowp_quantize(h_xt, &want_t));
+  GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, R * C * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_db_plain, h_init, C * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowpi_cuda_bias_backward(d_db_plain, d_x, (int)R, (int)C, d_ws, ws_bytes));
+  GC_REQUIRE(lowp_cuda_memcpy(h_db_plain, d_db_plain, C * sizeof(float), LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(d_db, h_init, C * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, sizeof(float)));
+  if (GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q, NULL, &qt, d_amax, 1, d_db,
+                                            d_ws, ws_bytes))) {
+    char w2[224];
+    if (GC_OK(lowp_cuda_qtensor_to_host(&q, &got))) {
+      snprintf(w2, sizeof w2, "%s: row-wise", what);
+      gc_same_qtensor(w2, &want, &got);
+    }
+    if (GC_OK(lowp_cuda_qtensor_to_host(&qt, &got_t))) {
+      snprintf(w2, sizeof w2, "%s: transposed", what);
+      gc_same_qtensor(w2, &want_t, &got_t);
+    }
+    if (GC_OK(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H))) {
+      snprintf(w2, sizeof w2, "%s: dbias", what);
+      check_dbias(w2, h_db, h_db_plain, h_init, h_x, R, C);
+    }
+    float a = 0.0f;
+    GC_REQUIRE(lowp_cuda_memcpy(&a, d_amax, sizeof a, LOWP_CUDA_D2H));
+    GC_OK(lowp_cuda_delayed_to_host(&dd, &back));
+    int same = same_float(back.scale, hd.scale) && same_float(back.scale_inv, hd.scale_inv);
+    for (int i = 0; i < 4; i++)
+      same = same && same_float(back.history[i], hd.history[i]);
+    GC_CHECK(same && same_float(a, want.rowwise.amax),
+             "%s: history[0] %a (want %a), scale %a (want %a), amax out %a (want %a)", what,
+             (double)back.history[0], (double)hd.history[0], (double)back.scale, (double)hd.scale,
+             (double)a, (double)want.rowwise.amax);
+  }
+  lowp_cuda_qtensor_free(&q);
+  lowp_cuda_qtensor_free(&qt);
+  lowp_qtensor_free(&want);
+  lowp_qtensor_free(&want_t);
+  lowp_qtensor_free(&got);
+  lowp_qtensor_free(&got_t);
+  lowp_cuda_delayed_free(&dd);
+  lowp_delayed_free(&hd);
+  lowp_delayed_free(&hd_t);
+  lowp_delayed_free(&back);
+}
+
 /* Bad arguments: a clear error, no crash. */
 static void test_errors(void) {
   lowp_qconfig cfg = mk(LOWP_E4M3), sr = mk(LOWP_E4M3);
@@ -202,6 +291,14 @@ static void test_errors(void) {
   GC_CHECK(lowpi_cuda_cast_transpose_dbias(d_x, 32, 48, &q, d_ct, NULL, NULL, 1, NULL, NULL, 0) ==
                LOWP_ERR_INVALID_ARG,
            "amax known without an amax was not refused");
+  lowp_qconfig dl = mk(LOWP_E4M3);
+  dl.mode = LOWP_SCALING_DELAYED;
+  lowp_cuda_qtensor qd;
+  GC_REQUIRE(lowp_cuda_qtensor_init(&qd, &dl, 32, 48));
+  GC_CHECK(lowpi_cuda_cast_transpose_dbias(d_x, 32, 48, &qd, d_ct, NULL, NULL, 0, NULL, NULL, 0) ==
+               LOWP_ERR_INVALID_ARG,
+           "delayed scaling without its state was not refused");
+  lowp_cuda_qtensor_free(&qd);
   lowp_cuda_qtensor_free(&q);
   lowp_cuda_qtensor_free(&qs);
   lowp_cuda_qtensor_free(&qt);
@@ -322,6 +419,11 @@ int main(void) {
       for (int special = 0; special < 3; special++)
         if (special == 0 || s == 3 || s == 4 || s == 7)
           test_shape(fmts[k], shapes[s][0], shapes[s][1], special);
+  for (size_t s = 0; s < nshapes; s++)
+    for (int k = 0; k < 2; k++)
+      for (int special = 0; special < 3; special++)
+        if (special == 0 || s == 3 || s == 7)
+          test_delayed_shape(fmts[k], shapes[s][0], shapes[s][1], special);
   test_errors();
   test_producers(17, 33, 0);
   test_producers(64, 96, 1);

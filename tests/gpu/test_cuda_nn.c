@@ -726,6 +726,111 @@ static void test_norm_amax(int N, int C, int rms, int res, int nan_row) {
     free(host[i]);
 }
 
+/* A producer's fp8 output (lowpi_fp8_out) against the CPU quantizer: the codes (n) on the
+ * device must be, byte for byte, lowp_quantize's under per-tensor delayed scaling with scale
+ * `scale` of the values d_vals (the plain kernel's fp32 output, n, on the device), the
+ * saturation count its n_saturated, and the amax (a device float) its amax (NaN if any). */
+static void check_fp8_out(const char *what, const uint8_t *d_codes, const float *d_vals, size_t n,
+                          lowp_format fmt, float scale, const unsigned long long *d_nsat,
+                          const float *d_amax) {
+  float *vals = hbuf(n ? n : 1);
+  uint8_t *codes = malloc(n ? n : 1);
+  if (!codes)
+    exit(1);
+  download(vals, d_vals, n);
+  GC_REQUIRE(lowp_cuda_memcpy(codes, d_codes, n, LOWP_CUDA_D2H));
+  lowp_delayed_scaling hd;
+  GC_REQUIRE(lowp_delayed_init(&hd, fmt, 1, LOWP_AMAX_MAX, 0));
+  hd.scale = scale;
+  hd.scale_inv = 1.0f / scale;
+  lowp_qconfig cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.format = fmt;
+  cfg.mode = LOWP_SCALING_DELAYED;
+  cfg.scale_format = LOWP_SCALE_FP32;
+  cfg.round = LOWP_ROUND_RNE;
+  cfg.delayed = &hd;
+  lowp_qtensor want;
+  GC_REQUIRE(lowp_qtensor_init(&want, &cfg, 1, n ? n : 1));
+  if (n)
+    GC_REQUIRE(lowp_quantize(vals, &want));
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++)
+    if (codes[i] != ((const uint8_t *)want.rowwise.codes)[i] && bad++ < 4)
+      GC_CHECK(0, "%s: code %zu of %s %.9g * %a: 0x%02x, want 0x%02x", what, i,
+               lowp_format_get(fmt)->name, (double)vals[i], (double)scale, codes[i],
+               ((const uint8_t *)want.rowwise.codes)[i]);
+  if (!bad)
+    gc_passed++;
+  unsigned long long nsat = 0;
+  float am = 0.0f;
+  GC_REQUIRE(lowp_cuda_memcpy(&nsat, d_nsat, sizeof nsat, LOWP_CUDA_D2H));
+  download(&am, d_amax, 1);
+  const float wa = n ? want.rowwise.amax : 0.0f;
+  GC_CHECK(nsat == (n ? want.rowwise.n_saturated : 0) &&
+               (isnan(wa) ? isnan(am) : bits(am) == bits(wa)),
+           "%s: %llu saturated (want %zu), amax %.9g (want %.9g)", what, nsat,
+           n ? want.rowwise.n_saturated : 0, (double)am, (double)wa);
+  lowp_qtensor_free(&want);
+  lowp_delayed_free(&hd);
+  free(vals);
+  free(codes);
+}
+
+/* The norms writing the next linear's X as fp8 codes alone (lowpi_cuda_norm_forward_fp8): the
+ * codes, count and amax of the plain forward's fp32 output (check_fp8_out), whose stats and
+ * residual sum it must also write with the same bits. The scale (fmax / 2) clips the values
+ * beyond 2 in magnitude. */
+static void test_norm_fp8(int N, int C, int rms, int res, int nan_row, lowp_format fmt) {
+  const size_t NC = (size_t)N * C;
+  char what[112];
+  snprintf(what, sizeof what, "%s%s -> %s N %d C %d%s", res ? "residual + " : "",
+           rms ? "rmsnorm" : "layernorm", lowp_format_get(fmt)->name, N, C,
+           nan_row >= 0 ? " (a NaN)" : "");
+  float *x1 = hbuf(NC), *x2 = hbuf(NC), *b2 = hbuf(C), *w = hbuf(C), *b = hbuf(C);
+  fill(x1, NC, -2, 3);
+  fill(x2, NC, -1, 1);
+  fill(b2, C, -0.5, 0.5);
+  fill(w, C, -1.5, 1.5);
+  fill(b, C, -0.5, 0.5);
+  if (nan_row >= 0)
+    x1[(size_t)nan_row * C + (size_t)C / 2] = NAN;
+  const float scale = (float)lowp_format_get(fmt)->max / 2.0f;
+  float *d_x1 = dcopy(x1, NC), *d_x2 = dcopy(x2, NC), *d_b2 = dcopy(b2, C), *d_w = dcopy(w, C);
+  float *d_b = dcopy(b, C), *d_scale = dcopy(&scale, 1), *d_amax = dpoison(1);
+  float *d_out = dpoison(NC), *d_res[2] = {dpoison(NC), dpoison(NC)};
+  float *d_st[2] = {dpoison(2 * (size_t)N), dpoison(2 * (size_t)N)};
+  uint8_t *d_codes = NULL;
+  unsigned long long *d_nsat = NULL;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_codes, NC ? NC : 1));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_nsat, sizeof *d_nsat));
+  GC_REQUIRE(lowp_cuda_memset(d_codes, 0xA5, NC ? NC : 1));
+  GC_REQUIRE(lowp_cuda_memset(d_nsat, 0, sizeof *d_nsat));
+  const lowpi_fp8_out o8 = {d_codes, d_scale, d_nsat, fmt};
+  const float eps = 1e-5f; /* norm_forward_way's */
+  if (GC_OK(norm_forward_way(rms, res, 0, d_out, NULL, NULL, d_st[0], d_res[0], d_x1, d_x2, d_b2,
+                             d_w, d_b, N, C)) &&
+      GC_OK(lowpi_cuda_norm_forward_fp8(&o8, d_amax, res ? d_res[1] : NULL, rms ? NULL : d_st[1],
+                                        d_st[1] + N, d_x1, res ? d_x2 : NULL, res ? d_b2 : NULL,
+                                        d_w, rms ? NULL : d_b, N, C, eps))) {
+    const size_t nst = rms ? (size_t)N : 2 * (size_t)N, st0 = rms ? (size_t)N : 0;
+    int same = same_bits_dev(d_st[1] + st0, d_st[0] + st0, nst);
+    if (res)
+      same &= same_bits_dev(d_res[1], d_res[0], NC);
+    GC_CHECK(same, "%s: stats or residual sum differ from the plain forward's", what);
+    check_fp8_out(what, d_codes, d_out, NC, fmt, scale, d_nsat, d_amax);
+  }
+  float *dev[] = {d_x1,   d_x2,  d_b2,     d_w,      d_b,     d_scale,
+                  d_amax, d_out, d_res[0], d_res[1], d_st[0], d_st[1]};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  lowp_cuda_free(d_codes);
+  lowp_cuda_free(d_nsat);
+  float *host[] = {x1, x2, b2, w, b};
+  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+    free(host[i]);
+}
+
 /* LayerNorm (rms = 0) or RMSNorm (rms = 1) on N = B * T rows of C. */
 static void test_norm(shape s, int rms) {
   const int N = s.B * s.T, C = s.C;
@@ -920,6 +1025,36 @@ static void test_gelu_from_bf16(const float *x, size_t n) {
                "%s: amax %.9g (0x%08x), lowp_cuda_amax %.9g (0x%08x)", what, (double)am[0],
                f32_bits(am[0]), (double)am[1], f32_bits(am[1]));
     }
+  }
+  /* GELU writing fc_proj's X as fp8 codes alone (lowpi_cuda_gelu_forward_from_bf16_fp8), aligned
+   * and misaligned: the codes, count and amax of the fp32 output (check_fp8_out); e4m3 with a
+   * scale that clips the values beyond 1.5, e5m2 with one that clips none */
+  for (int f = 0; f < 2; f++) {
+    const lowp_format fmt = f ? LOWP_E5M2 : LOWP_E4M3;
+    const float scale = f ? 1.0f : 448.0f / 1.5f;
+    float *d_scale = dcopy(&scale, 1);
+    uint8_t *d_c8 = NULL;
+    unsigned long long *d_nsat = NULL;
+    GC_REQUIRE(lowp_cuda_malloc((void **)&d_c8, n + 1));
+    GC_REQUIRE(lowp_cuda_malloc((void **)&d_nsat, sizeof *d_nsat));
+    for (int shift = 0; shift < 2 && (size_t)shift < n; shift++) {
+      const size_t m = n - (size_t)shift;
+      char what[80];
+      snprintf(what, sizeof what, "gelu from bf16 -> %s%s", lowp_format_get(fmt)->name,
+               shift ? ", misaligned" : "");
+      const lowpi_fp8_out o8 = {d_c8 + shift, d_scale, d_nsat, fmt};
+      GC_REQUIRE(lowp_cuda_memset(d_nsat, 0, sizeof *d_nsat));
+      if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(d_y + shift, NULL, NULL, d_codes + shift, m)) &&
+          GC_OK(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, d_amax, d_codes + shift, m)))
+        check_fp8_out(what, d_c8 + shift, d_y + shift, m, fmt, scale, d_nsat, d_amax);
+    }
+    const lowpi_fp8_out no_amax = {d_c8, d_scale, d_nsat, fmt};
+    GC_CHECK(lowpi_cuda_gelu_forward_from_bf16_fp8(&no_amax, NULL, d_codes, n) ==
+                 LOWP_ERR_INVALID_ARG,
+             "gelu -> fp8 without its amax accepted");
+    lowp_cuda_free(d_scale);
+    lowp_cuda_free(d_c8);
+    lowp_cuda_free(d_nsat);
   }
   /* a NaN input code: NaN out, NaN amax as lowp_cuda_amax's */
   const uint16_t nan16 = 0x7FC0;
@@ -1617,6 +1752,11 @@ int main(void) {
     test_norm_amax(0, 64, rms, res, -1);
     test_norm_amax(37, 1284, rms, res, 20);
     test_norm_amax(37, 33, rms, res, 36);
+    /* the same written as fp8 codes alone (norm -> fp8): K 2, 24, 40 (774M), from memory */
+    const int f8_cols[] = {33, 768, 1280, 2100};
+    for (int j = 0; j < 4; j++)
+      test_norm_fp8(37, f8_cols[j], rms, res, j == 2 ? 20 : -1, j == 1 ? LOWP_E5M2 : LOWP_E4M3);
+    test_norm_fp8(0, 64, rms, res, -1, LOWP_E4M3);
   }
   test_bad_args();
   GC_OK(lowp_cuda_synchronize());

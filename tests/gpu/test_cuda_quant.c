@@ -723,6 +723,70 @@ static void test_delayed(lowp_amax_algo algo, int margin, size_t L, int nan_step
   lowp_delayed_free(&back);
 }
 
+/* lowp_cuda_delayed_update_all over more states than one launch takes (64), of many history
+ * lengths (the block's chunk edges 128 and 256 included), both algorithms, margins and formats,
+ * with histories holding zeros, NaN, Inf and huge values: every history, scale and scale_inv
+ * bit for bit as lowp_delayed_update leaves them, twice in a row. */
+static void test_delayed_update_all(void) {
+  enum { n = 150 };
+  const size_t lens[] = {1, 2, 3, 31, 127, 128, 129, 257, 1024, 1500};
+  lowp_delayed_scaling hd[n], back;
+  lowp_cuda_delayed dd[n];
+  lowp_cuda_delayed *ptrs[n];
+  uint32_t r = 12345u;
+  for (int k = 0; k < n; k++) {
+    const size_t L = lens[k % 10];
+    const lowp_amax_algo algo = k % 3 == 2 ? LOWP_AMAX_MOST_RECENT : LOWP_AMAX_MAX;
+    GC_REQUIRE(lowp_delayed_init(&hd[k], k % 2 ? LOWP_E5M2 : LOWP_E4M3, L, algo, k % 4 - 2));
+    hd[k].scale = 3.5f + (float)k;
+    hd[k].scale_inv = 1.0f / hd[k].scale;
+    for (size_t i = 0; i < L; i++) {
+      r = r * 1664525u + 1013904223u;
+      const unsigned pick = r >> 28;
+      float v = (float)(r >> 8) * 0x1p-20f; /* [0, 16) */
+      if (pick == 0)
+        v = 0.0f;
+      else if (pick == 1 && k % 5 == 1)
+        v = NAN;
+      else if (pick == 2 && k % 7 == 3)
+        v = INFINITY;
+      else if (pick == 3 && k % 11 == 4)
+        v = 0x1p100f;
+      hd[k].history[i] = v;
+    }
+    if (k % 13 == 6) /* all zeros: the scale stays */
+      memset(hd[k].history, 0, L * sizeof(float));
+    GC_REQUIRE(lowp_cuda_delayed_from_host(&dd[k], &hd[k]));
+    ptrs[k] = &dd[k];
+  }
+  for (int round = 0; round < 2; round++) {
+    GC_OK(lowp_cuda_delayed_update_all(ptrs, n));
+    for (int k = 0; k < n; k++) {
+      lowp_delayed_update(&hd[k]);
+      GC_REQUIRE(
+          lowp_delayed_init(&back, hd[k].format, hd[k].history_len, hd[k].algo, hd[k].margin));
+      GC_OK(lowp_cuda_delayed_to_host(&dd[k], &back));
+      size_t bad = hd[k].history_len;
+      for (size_t i = 0; i < hd[k].history_len && bad == hd[k].history_len; i++)
+        if (!same_float(back.history[i], hd[k].history[i]))
+          bad = i;
+      GC_CHECK(bad == hd[k].history_len && same_float(back.scale, hd[k].scale) &&
+                   same_float(back.scale_inv, hd[k].scale_inv) && back.steps == hd[k].steps,
+               "update_all round %d state %d (L %zu): scale %a / %a, scale_inv %a / %a, first "
+               "differing slot %zu",
+               round, k, hd[k].history_len, (double)back.scale, (double)hd[k].scale,
+               (double)back.scale_inv, (double)hd[k].scale_inv, bad);
+      lowp_delayed_free(&back);
+    }
+  }
+  GC_CHECK(lowp_cuda_delayed_update_all(NULL, 2) == LOWP_ERR_INVALID_ARG,
+           "update_all of NULL states accepted");
+  for (int k = 0; k < n; k++) {
+    lowp_cuda_delayed_free(&dd[k]);
+    lowp_delayed_free(&hd[k]);
+  }
+}
+
 static void test_hadamard(void) {
   const size_t shapes[3][2] = {{1, 128}, {5, 256}, {7, 384}};
   const int ns[3] = {16, 32, 128};
@@ -814,6 +878,7 @@ int main(void) {
   test_delayed(LOWP_AMAX_MAX, 0, 1024, 1);
   test_delayed(LOWP_AMAX_MOST_RECENT, 1, 3, 1);
   test_delayed(LOWP_AMAX_MAX, -2, 1, -1);
+  test_delayed_update_all();
   test_hadamard();
   test_errors();
   lowp_cuda_free(d_x);
