@@ -16,6 +16,8 @@
  * partials in a fixed order onto dweight / dbias. Every split depends on N and C alone:
  * deterministic. Rows the registers cannot hold (C > 1536, or C > 256 and not a multiple of 4)
  * take the two-pass way: the row kernel, then the column sums (nn_reduce.cuh). */
+#include <string.h>
+
 #include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_reduce.cuh"
@@ -44,6 +46,29 @@ struct fwd_args {
   lowpi_fp8_out o8;      /* o8.codes not NULL: the output as fp8 codes alone (F8) */
   uint32_t o8_fmax_bits; /* (F8) the bits of o8.fmt's largest finite value */
 };
+
+/* The forward's arguments, no fp8 output (the fp8 forward sets o8 after). */
+fwd_args fwd_of(float *out, uint16_t *out_bf16, float *amax, float *mean, float *rstd, float *res,
+                const float *inp, const float *inp2, const float *bias2, const float *weight,
+                const float *bias, int N, int C, float eps) {
+  fwd_args a;
+  memset(&a, 0, sizeof a);
+  a.out = out;
+  a.out_bf16 = out_bf16;
+  a.mean = mean;
+  a.rstd = rstd;
+  a.res = res;
+  a.inp = inp;
+  a.inp2 = inp2;
+  a.bias2 = bias2;
+  a.weight = weight;
+  a.bias = bias;
+  a.N = N;
+  a.C = C;
+  a.eps = eps;
+  a.amax = (unsigned *)amax;
+  return a;
+}
 
 /* Element c of row `row`: inp's, or (RES) the residual sum inp + (inp2 + bias2), bias2 may be
  * NULL, as residual_forward_kernel adds it (nn_pointwise.cu: the same bits), written to res. */
@@ -668,22 +693,8 @@ lowp_status lowpi_cuda_layernorm_forward_amax(float *out, uint16_t *out_bf16, fl
                                               float eps) {
   // out (N, C), out_bf16 (N, C), out_amax (1), mean (N), rstd (N), inp (N, C), weight (C),
   // bias (C)
-  const fwd_args a = {out,
-                      out_bf16,
-                      mean,
-                      rstd,
-                      nullptr,
-                      inp,
-                      nullptr,
-                      nullptr,
-                      weight,
-                      bias,
-                      N,
-                      C,
-                      eps,
-                      (unsigned *)out_amax,
-                      {nullptr, nullptr, nullptr, LOWP_E4M3},
-                      0u};
+  const fwd_args a = fwd_of(out, out_bf16, out_amax, mean, rstd, nullptr, inp, nullptr, nullptr,
+                            weight, bias, N, C, eps);
   return norm_forward<false, false>("lowpi_cuda_layernorm_forward", a);
 }
 
@@ -703,22 +714,8 @@ lowp_status lowpi_cuda_residual_layernorm_forward_amax(float *res, float *out, u
                                                        const float *bias, int N, int C, float eps) {
   // res (N, C), out (N, C), out_bf16 (N, C), out_amax (1), mean (N), rstd (N), inp1 (N, C),
   // inp2 (N, C), bias2 (C), weight (C), bias (C)
-  const fwd_args a = {out,
-                      out_bf16,
-                      mean,
-                      rstd,
-                      res,
-                      inp1,
-                      inp2,
-                      bias2,
-                      weight,
-                      bias,
-                      N,
-                      C,
-                      eps,
-                      (unsigned *)out_amax,
-                      {nullptr, nullptr, nullptr, LOWP_E4M3},
-                      0u};
+  const fwd_args a =
+      fwd_of(out, out_bf16, out_amax, mean, rstd, res, inp1, inp2, bias2, weight, bias, N, C, eps);
   return norm_forward<false, true>("lowpi_cuda_residual_layernorm_forward", a);
 }
 
@@ -732,22 +729,8 @@ lowp_status lowpi_cuda_rmsnorm_forward_amax(float *out, uint16_t *out_bf16, floa
                                             float *rstd, const float *inp, const float *weight,
                                             int N, int C, float eps) {
   // out (N, C), out_bf16 (N, C), out_amax (1), rstd (N), inp (N, C), weight (C)
-  const fwd_args a = {out,
-                      out_bf16,
-                      nullptr,
-                      rstd,
-                      nullptr,
-                      inp,
-                      nullptr,
-                      nullptr,
-                      weight,
-                      nullptr,
-                      N,
-                      C,
-                      eps,
-                      (unsigned *)out_amax,
-                      {nullptr, nullptr, nullptr, LOWP_E4M3},
-                      0u};
+  const fwd_args a = fwd_of(out, out_bf16, out_amax, nullptr, rstd, nullptr, inp, nullptr, nullptr,
+                            weight, nullptr, N, C, eps);
   return norm_forward<true, false>("lowpi_cuda_rmsnorm_forward", a);
 }
 
@@ -766,22 +749,8 @@ lowp_status lowpi_cuda_residual_rmsnorm_forward_amax(float *res, float *out, uin
                                                      int C, float eps) {
   // res (N, C), out (N, C), out_bf16 (N, C), out_amax (1), rstd (N), inp1 (N, C), inp2 (N, C),
   // bias2 (C), weight (C)
-  const fwd_args a = {out,
-                      out_bf16,
-                      nullptr,
-                      rstd,
-                      res,
-                      inp1,
-                      inp2,
-                      bias2,
-                      weight,
-                      nullptr,
-                      N,
-                      C,
-                      eps,
-                      (unsigned *)out_amax,
-                      {nullptr, nullptr, nullptr, LOWP_E4M3},
-                      0u};
+  const fwd_args a = fwd_of(out, out_bf16, out_amax, nullptr, rstd, res, inp1, inp2, bias2, weight,
+                            nullptr, N, C, eps);
   return norm_forward<true, true>("lowpi_cuda_residual_rmsnorm_forward", a);
 }
 
@@ -885,22 +854,8 @@ lowp_status lowpi_cuda_norm_forward_fp8(const lowpi_fp8_out *o8, float *out_amax
   const char *fn = "lowpi_cuda_norm_forward_fp8";
   if (!o8 || !o8->codes)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: no fp8 output", fn);
-  fwd_args a = {nullptr,
-                nullptr,
-                mean,
-                rstd,
-                res,
-                inp1,
-                inp2,
-                bias2,
-                weight,
-                bias,
-                N,
-                C,
-                eps,
-                (unsigned *)out_amax,
-                {nullptr, nullptr, nullptr, LOWP_E4M3},
-                0u};
+  fwd_args a = fwd_of(nullptr, nullptr, out_amax, mean, rstd, res, inp1, inp2, bias2, weight, bias,
+                      N, C, eps);
   a.o8 = *o8;
   a.o8_fmax_bits = lowpi_f32_bits((float)lowp_format_get(o8->fmt)->max);
   const bool rms = bias == nullptr;
