@@ -643,20 +643,33 @@ void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *gra
   *activations = g->act_bytes + lowpi_gpu_linears_scratch_bytes(g->lin);
 }
 
+/* The norm of inp1 (or, res not NULL, of the residual sum res = inp1 + (inp2 + bias2)) written
+ * as linear lin's X in fp8 codes alone where its fprop takes them (x8_target): *done 1, else
+ * nothing is done. */
+static lowp_status norm_forward_fp8(const lowpi_gpu_model *g, int lin, float *stats, float *res,
+                                    const float *inp1, const float *inp2, const float *bias2,
+                                    const float *w, const float *b, int N, int *done) {
+  const lowp_model_config *c = &g->cfg;
+  const int gpt2 = c->arch == LOWP_ARCH_GPT2;
+  lowpi_fp8_out o8;
+  float *a8;
+  LOWPI_TRY(x8_target(g, lin, &o8, &a8, done));
+  if (!*done)
+    return LOWP_OK;
+  return lowpi_cuda_norm_forward_fp8(&o8, a8, res, gpt2 ? stats : NULL, stats + N, inp1, inp2,
+                                     bias2, w, gpt2 ? b : NULL, N, c->n_embd, c->norm_eps);
+}
+
 /* The norm of inp into layer l's slot of s (fp32 or bf16), the input of linear lin: with its
  * amax where lin's fprop takes it (x_amax_for). */
 static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, int l, int lin,
                                 float *stats, const float *inp, const float *w, const float *b,
                                 int N) {
   const lowp_model_config *c = &g->cfg;
-  const int gpt2 = c->arch == LOWP_ARCH_GPT2;
-  lowpi_fp8_out o8;
-  float *a8;
   int x8;
-  LOWPI_TRY(x8_target(g, lin, &o8, &a8, &x8));
-  if (x8) /* lin's X as fp8 codes alone */
-    return lowpi_cuda_norm_forward_fp8(&o8, a8, NULL, gpt2 ? stats : NULL, stats + N, inp, NULL,
-                                       NULL, w, gpt2 ? b : NULL, N, c->n_embd, c->norm_eps);
+  LOWPI_TRY(norm_forward_fp8(g, lin, stats, NULL, inp, NULL, NULL, w, b, N, &x8));
+  if (x8)
+    return LOWP_OK;
   float *amax = x_amax_for(g, lin);
   if (c->arch == LOWP_ARCH_GPT2)
     return lowpi_cuda_layernorm_forward_amax(s->f32[l], s->bf16[l], amax, stats, stats + N, inp, w,
@@ -681,15 +694,10 @@ static lowp_status residual_norm_forward(const lowpi_gpu_model *g, const act_sto
     LOWPI_TRY(lowpi_cuda_residual_forward_bias(res, inp1, inp2, bias2, (size_t)N * C, C));
     return norm_forward(g, s, l, lin, stats, res, w, b, N);
   }
-  lowpi_fp8_out o8;
-  float *a8;
   int x8;
-  LOWPI_TRY(x8_target(g, lin, &o8, &a8, &x8));
-  if (x8) { /* lin's X as fp8 codes alone */
-    const int gpt2 = c->arch == LOWP_ARCH_GPT2;
-    return lowpi_cuda_norm_forward_fp8(&o8, a8, res, gpt2 ? stats : NULL, stats + N, inp1, inp2,
-                                       bias2, w, gpt2 ? b : NULL, N, C, c->norm_eps);
-  }
+  LOWPI_TRY(norm_forward_fp8(g, lin, stats, res, inp1, inp2, bias2, w, b, N, &x8));
+  if (x8)
+    return LOWP_OK;
   float *amax = x_amax_for(g, lin);
   if (c->arch == LOWP_ARCH_GPT2)
     return lowpi_cuda_residual_layernorm_forward_amax(res, s->f32[l], s->bf16[l], amax, stats,

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cuda/quant_cuda.h"
 #include "lowp/format.h"
 #include "lowp/status.h"
 
@@ -110,17 +111,6 @@ lowp_status lowpi_cuda_residual_rmsnorm_forward_amax(float *res, float *out, uin
                                                      const float *inp1, const float *inp2,
                                                      const float *bias2, const float *weight, int N,
                                                      int C, float eps);
-/* A producer's output written as fp8 codes alone (the next linear's X, quantized where it is
- * made: norm -> fp8, GELU -> fp8): codes[i] = the saturating RNE cast of y[i] * *enc to fmt
- * (LOWP_E4M3 or LOWP_E5M2), what lowp_cuda_quantize writes under per-tensor delayed scaling
- * with that scale; *nsat (zeroed before) += the values clipped. The scale is known before the
- * values: delayed scaling (gpu_linear.h, lowpi_gpu_linear_x8_target). */
-typedef struct {
-  uint8_t *codes;
-  const float *enc;
-  unsigned long long *nsat;
-  lowp_format fmt;
-} lowpi_fp8_out;
 /* LayerNorm (bias not NULL, mean not NULL) or RMSNorm (both NULL) of inp1, or with res not NULL
  * of the residual sum res = inp1 + (inp2 + bias2) (written), as the forwards above, writing its
  * output as o8's fp8 codes alone and out_amax (required) = max |out| of the fp32 values: the

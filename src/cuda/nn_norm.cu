@@ -143,13 +143,10 @@ __device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, i
   const float enc = F8 ? *a.o8.enc : 1.0f;
   const auto store = [&](float x, int c) {
     const float v = y(x, c);
-    if (F8) { /* encode_flat's cast of v * scale */
-      const float e = v * enc;
-      sat += lowpi_saturates(e, a.o8_fmax_bits);
-      a.o8.codes[row + c] = (uint8_t)lowpi_fp8_code(a.o8.fmt, e);
-    } else {
+    if (F8)
+      a.o8.codes[row + c] = (uint8_t)lowpi_fp8_out_code(a.o8, v, enc, a.o8_fmax_bits, sat);
+    else
       lowpi_store_out(a.out, a.out_bf16, row + c, v);
-    }
     if (AMAX)
       mx = max(mx, lowpi_abs_key(v));
   };
@@ -192,12 +189,10 @@ __global__ void __launch_bounds__(lowpi_kThreads) norm_forward_kernel(fwd_args a
   uint32_t mx = 0;
   if (n < a.N) /* the whole warp; then every thread of the block reduces */
     mx = norm_forward_row<RMS, RES, K, true, F8>(a, n, lane, sat);
-  lowpi_block_max_atomic(mx, a.amax);
-  if (F8) {
-    sat = lowpi_block_sum(sat);
-    if (threadIdx.x == 0 && sat)
-      atomicAdd(a.o8.nsat, sat);
-  }
+  if (F8) /* the amax and the clipped count, as the quantize kernels flush them */
+    lowpi_flush_counts(sat, mx, (float *)a.amax, a.o8.nsat);
+  else
+    lowpi_block_max_atomic(mx, a.amax);
 }
 
 template <bool RMS, bool RES> void launch_forward(const fwd_args &a) {

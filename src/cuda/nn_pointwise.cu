@@ -153,11 +153,8 @@ gelu_forward_from_bf16_kernel(float *__restrict__ out, uint16_t *__restrict__ ou
       mx = max(mx, lowpi_abs_key(y[k]));
     if (o8.codes) { /* encode_flat's cast of y * scale, four codes in one store where VEC */
       uint32_t w = 0;
-      for (size_t k = 0; k < m; k++) {
-        const float e = y[k] * enc;
-        sat += lowpi_saturates(e, o8_fmax_bits);
-        w |= lowpi_fp8_code(o8.fmt, e) << (8 * k);
-      }
+      for (size_t k = 0; k < m; k++)
+        w |= lowpi_fp8_out_code(o8, y[k], enc, o8_fmax_bits, sat) << (8 * k);
       if (VEC && m == 4)
         reinterpret_cast<uint32_t *>(o8.codes)[v] = w;
       else
@@ -177,13 +174,10 @@ gelu_forward_from_bf16_kernel(float *__restrict__ out, uint16_t *__restrict__ ou
         lowpi_store_out(out, out_bf16, i0 + k, y[k]);
     }
   }
-  if (amax)
+  if (o8.codes) /* the amax (required then) and the clipped count, as the quantize kernels */
+    lowpi_flush_counts(sat, mx, (float *)amax, o8.nsat);
+  else if (amax)
     lowpi_block_max_atomic(mx, amax); /* amax_kernel's reduction */
-  if (o8.codes) {
-    sat = lowpi_block_sum(sat);
-    if (threadIdx.x == 0 && sat)
-      atomicAdd(o8.nsat, sat);
-  }
 }
 
 __global__ void swiglu_forward_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,

@@ -2,7 +2,8 @@
 #ifndef LOWPI_QUANT_CUDA_H
 #define LOWPI_QUANT_CUDA_H
 
-#include "cuda/nn_cuda.h"
+#include <stdint.h>
+
 #include "lowp/cuda_quant.h"
 #include "lowp/status.h"
 
@@ -70,7 +71,18 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                                             void *codes_t, lowp_cuda_qtensor *qt, float *amax,
                                             int amax_known, float *dbias, void *workspace,
                                             size_t workspace_bytes);
-/* A quantization made by the producer of the values (norm -> fp8, GELU -> fp8: nn_cuda.h's
+/* A producer's output written as fp8 codes alone (the next linear's X, quantized where it is
+ * made: norm -> fp8, GELU -> fp8): codes[i] = the saturating RNE cast of y[i] * *enc to fmt
+ * (LOWP_E4M3 or LOWP_E5M2), what lowp_cuda_quantize writes under per-tensor delayed scaling
+ * with that scale; *nsat (zeroed before) += the values clipped. The scale is known before the
+ * values: delayed scaling (gpu_linear.h, lowpi_gpu_linear_x8_target). */
+typedef struct {
+  uint8_t *codes;
+  const float *enc;
+  unsigned long long *nsat;
+  lowp_format fmt;
+} lowpi_fp8_out;
+/* A quantization made by the producer of the values (norm -> fp8, GELU -> fp8: a
  * lowpi_fp8_out) under per-tensor delayed scaling, whose scale is known before the values:
  * begin writes q's decode scale and tensor scale from its state (q->delayed), zeroes its amax
  * and saturation count, and fills *o8 (q's codes, the state's encode scale, the count); the

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "cuda/cuda_common.h"
+#include "cuda/quant_cuda.h"
 #include "lowp/cuda_quant.h"
 #include "lowp/format.h"
 #include "format/cast_fast32.h"
@@ -168,6 +169,17 @@ __device__ __forceinline__ uint32_t lowpi_fp8_code(int fmt, float y) {
   return (fmt == LOWP_E4M3 ? lowpi_fp8_pair<LOWP_E4M3>(y, 0.0f)
                            : lowpi_fp8_pair<LOWP_E5M2>(y, 0.0f)) &
          0xFFu;
+}
+
+/* One value v of a producer's fp8 output (lowpi_fp8_out o, quant_cuda.h): the code of v * enc,
+ * counted in sat where it clips (fmax_bits: the bits of o.fmt's largest value), as encode_flat
+ * casts. */
+__device__ __forceinline__ uint32_t lowpi_fp8_out_code(const lowpi_fp8_out &o, float v, float enc,
+                                                       uint32_t fmax_bits,
+                                                       unsigned long long &sat) {
+  const float e = v * enc;
+  sat += lowpi_saturates(e, fmax_bits);
+  return lowpi_fp8_code(o.fmt, e);
 }
 
 template <int FF, int RR> __host__ __device__ constexpr bool lowpi_is_hw_fp8() {

@@ -80,6 +80,33 @@ static float *h_x, *h_xt, *h_init, *h_db, *h_db_plain;
 static uint8_t *d_ct, *h_ct;
 static size_t ws_bytes;
 
+/* A case's tensors: the CPU's quantizations of x (R, C) and x^T (want, want_t), their device
+ * counterparts downloaded (got, got_t), and the device tensors (q, qt); cfg_t for the
+ * transposed ones on the host (a delayed state of its own). */
+typedef struct {
+  lowp_qtensor want, want_t, got, got_t;
+  lowp_cuda_qtensor q, qt;
+} ct_set;
+
+static void ct_init(ct_set *t, const lowp_qconfig *cfg, const lowp_qconfig *cfg_t, size_t R,
+                    size_t C) {
+  GC_REQUIRE(lowp_qtensor_init(&t->want, cfg, R, C));
+  GC_REQUIRE(lowp_qtensor_init(&t->want_t, cfg_t, C, R));
+  GC_REQUIRE(lowp_qtensor_init(&t->got, cfg, R, C));
+  GC_REQUIRE(lowp_qtensor_init(&t->got_t, cfg_t, C, R));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&t->q, cfg, R, C));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&t->qt, cfg, C, R));
+}
+
+static void ct_free(ct_set *t) {
+  lowp_cuda_qtensor_free(&t->q);
+  lowp_cuda_qtensor_free(&t->qt);
+  lowp_qtensor_free(&t->want);
+  lowp_qtensor_free(&t->want_t);
+  lowp_qtensor_free(&t->got);
+  lowp_qtensor_free(&t->got_t);
+}
+
 static lowp_qconfig mk(lowp_format f) {
   lowp_qconfig c;
   memset(&c, 0, sizeof c);
@@ -99,20 +126,14 @@ static void test_shape(lowp_format f, size_t R, size_t C, int special) {
   const char *name = lowp_format_get(f)->name;
   const char *sp = special == 1 ? " nan" : special == 2 ? " inf" : "";
   lowp_qconfig cfg = mk(f);
-  lowp_qtensor want, want_t, got, got_t;
-  lowp_cuda_qtensor q, qt;
-  GC_REQUIRE(lowp_qtensor_init(&want, &cfg, R, C));
-  GC_REQUIRE(lowp_qtensor_init(&want_t, &cfg, C, R));
-  GC_REQUIRE(lowp_qtensor_init(&got, &cfg, R, C));
-  GC_REQUIRE(lowp_qtensor_init(&got_t, &cfg, C, R));
-  GC_REQUIRE(lowp_cuda_qtensor_init(&q, &cfg, R, C));
-  GC_REQUIRE(lowp_cuda_qtensor_init(&qt, &cfg, C, R));
+  ct_set t;
+  ct_init(&t, &cfg, &cfg, R, C);
   make_input(h_x, R, C, special);
   gc_transpose(h_xt, h_x, R, C);
   for (size_t j = 0; j < C; j++)
     h_init[j] = (float)(gc_uniform() * 2 - 1);
-  GC_OK(lowp_quantize(h_x, &want));
-  GC_OK(lowp_quantize(h_xt, &want_t));
+  GC_OK(lowp_quantize(h_x, &t.want));
+  GC_OK(lowp_quantize(h_xt, &t.want_t));
   GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, R * C * sizeof(float), LOWP_CUDA_H2D));
   /* the plain way's bias gradient */
   GC_REQUIRE(lowp_cuda_memcpy(d_db_plain, h_init, C * sizeof(float), LOWP_CUDA_H2D));
@@ -121,19 +142,19 @@ static void test_shape(lowp_format f, size_t R, size_t C, int special) {
   GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, sizeof(float)));
   for (int way = 0; way < 2; way++) {
     const char *wn = way ? "amax given" : "amax computed";
-    GC_REQUIRE(lowp_cuda_memset(q.rowwise.codes, 0xA5, R * C));
-    GC_REQUIRE(lowp_cuda_memset(qt.rowwise.codes, 0x5A, R * C));
+    GC_REQUIRE(lowp_cuda_memset(t.q.rowwise.codes, 0xA5, R * C));
+    GC_REQUIRE(lowp_cuda_memset(t.qt.rowwise.codes, 0x5A, R * C));
     GC_REQUIRE(lowp_cuda_memcpy(d_db, h_init, C * sizeof(float), LOWP_CUDA_H2D));
-    if (!GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q, NULL, &qt, d_amax, way,
+    if (!GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &t.q, NULL, &t.qt, d_amax, way,
                                                d_db, d_ws, ws_bytes)))
       continue;
-    if (GC_OK(lowp_cuda_qtensor_to_host(&q, &got))) {
+    if (GC_OK(lowp_cuda_qtensor_to_host(&t.q, &t.got))) {
       snprintf(what, sizeof what, "%s %zux%zu%s %s: row-wise", name, R, C, sp, wn);
-      gc_same_qtensor(what, &want, &got);
+      gc_same_qtensor(what, &t.want, &t.got);
     }
-    if (GC_OK(lowp_cuda_qtensor_to_host(&qt, &got_t))) {
+    if (GC_OK(lowp_cuda_qtensor_to_host(&t.qt, &t.got_t))) {
       snprintf(what, sizeof what, "%s %zux%zu%s %s: transposed", name, R, C, sp, wn);
-      gc_same_qtensor(what, &want_t, &got_t);
+      gc_same_qtensor(what, &t.want_t, &t.got_t);
     }
     if (GC_OK(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H))) {
       snprintf(what, sizeof what, "%s %zux%zu%s %s: dbias", name, R, C, sp, wn);
@@ -141,20 +162,20 @@ static void test_shape(lowp_format f, size_t R, size_t C, int special) {
     }
     float a = 0.0f; /* way 0 copied the amax out: way 1 takes it from there */
     GC_REQUIRE(lowp_cuda_memcpy(&a, d_amax, sizeof a, LOWP_CUDA_D2H));
-    GC_CHECK(same_float(a, want.rowwise.amax), "%s %zux%zu%s %s: the amax out is %a, want %a", name,
-             R, C, sp, wn, (double)a, (double)want.rowwise.amax);
+    GC_CHECK(same_float(a, t.want.rowwise.amax), "%s %zux%zu%s %s: the amax out is %a, want %a",
+             name, R, C, sp, wn, (double)a, (double)t.want.rowwise.amax);
   }
   /* the transposed codes alone (no qt), no bias gradient */
   GC_REQUIRE(lowp_cuda_memset(d_ct, 0x5A, R * C));
-  if (GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q, d_ct, NULL, NULL, 0, NULL,
+  if (GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &t.q, d_ct, NULL, NULL, 0, NULL,
                                             NULL, 0)) &&
       GC_OK(lowp_cuda_memcpy(h_ct, d_ct, R * C, LOWP_CUDA_D2H))) {
     size_t bad = 0;
     for (size_t i = 0; i < R * C; i++)
-      if (h_ct[i] != ((const uint8_t *)want_t.rowwise.codes)[i] && bad++ < 4)
+      if (h_ct[i] != ((const uint8_t *)t.want_t.rowwise.codes)[i] && bad++ < 4)
         GC_CHECK(0, "%s %zux%zu%s codes_t: code %zu (row %zu, col %zu): got 0x%02x, want 0x%02x",
                  name, R, C, sp, i, i / R, i % R, h_ct[i],
-                 ((const uint8_t *)want_t.rowwise.codes)[i]);
+                 ((const uint8_t *)t.want_t.rowwise.codes)[i]);
     if (!bad)
       gc_passed++;
   }
@@ -162,20 +183,15 @@ static void test_shape(lowp_format f, size_t R, size_t C, int special) {
   const float planted = 3.0f;
   const float enc = (float)lowp_format_get(f)->max / planted, dec = 1.0f / enc;
   GC_REQUIRE(lowp_cuda_memcpy(d_amax, &planted, sizeof planted, LOWP_CUDA_H2D));
-  if (GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q, NULL, &qt, d_amax, 1, NULL,
+  if (GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &t.q, NULL, &t.qt, d_amax, 1, NULL,
                                             NULL, 0)) &&
-      GC_OK(lowp_cuda_qtensor_to_host(&qt, &got_t))) {
-    const float sc = ((const float *)got_t.rowwise.scales)[0];
-    GC_CHECK(f32_bits(got_t.rowwise.amax) == f32_bits(planted) && f32_bits(sc) == f32_bits(dec),
+      GC_OK(lowp_cuda_qtensor_to_host(&t.qt, &t.got_t))) {
+    const float sc = ((const float *)t.got_t.rowwise.scales)[0];
+    GC_CHECK(f32_bits(t.got_t.rowwise.amax) == f32_bits(planted) && f32_bits(sc) == f32_bits(dec),
              "%s %zux%zu: amax planted 3, reported %a, scale %a (want %a)", name, R, C,
-             (double)got_t.rowwise.amax, (double)sc, (double)dec);
+             (double)t.got_t.rowwise.amax, (double)sc, (double)dec);
   }
-  lowp_cuda_qtensor_free(&q);
-  lowp_cuda_qtensor_free(&qt);
-  lowp_qtensor_free(&want);
-  lowp_qtensor_free(&want_t);
-  lowp_qtensor_free(&got);
-  lowp_qtensor_free(&got_t);
+  ct_free(&t);
 }
 
 /* Delayed scaling (fp8-delayed's dY, one state for both GEMMs): the codes and scales of the
@@ -204,39 +220,33 @@ static void test_delayed_shape(lowp_format f, size_t R, size_t C, int special) {
   lowp_qconfig cfg_t = cfg;
   cfg.delayed = &hd;
   cfg_t.delayed = &hd_t;
-  lowp_qtensor want, want_t, got, got_t;
-  lowp_cuda_qtensor q, qt;
-  GC_REQUIRE(lowp_qtensor_init(&want, &cfg, R, C));
-  GC_REQUIRE(lowp_qtensor_init(&want_t, &cfg_t, C, R));
-  GC_REQUIRE(lowp_qtensor_init(&got, &cfg, R, C));
-  GC_REQUIRE(lowp_qtensor_init(&got_t, &cfg_t, C, R));
-  GC_REQUIRE(lowp_cuda_qtensor_init(&q, &cfg, R, C));
-  GC_REQUIRE(lowp_cuda_qtensor_init(&qt, &cfg, C, R));
-  q.delayed = qt.delayed = &dd;
+  ct_set t;
+  ct_init(&t, &cfg, &cfg_t, R, C);
+  t.q.delayed = t.qt.delayed = &dd;
   make_input(h_x, R, C, special);
   for (size_t i = 0; i < R * C; i++) /* values past the scale's range: saturation counted */
     h_x[i] *= 4.0f;
   gc_transpose(h_xt, h_x, R, C);
   for (size_t j = 0; j < C; j++)
     h_init[j] = (float)(gc_uniform() * 2 - 1);
-  GC_OK(lowp_quantize(h_x, &want)); /* records the amax into hd */
-  GC_OK(lowp_quantize(h_xt, &want_t));
+  GC_OK(lowp_quantize(h_x, &t.want)); /* records the amax into hd */
+  GC_OK(lowp_quantize(h_xt, &t.want_t));
   GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, R * C * sizeof(float), LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memcpy(d_db_plain, h_init, C * sizeof(float), LOWP_CUDA_H2D));
   GC_REQUIRE(lowpi_cuda_bias_backward(d_db_plain, d_x, (int)R, (int)C, d_ws, ws_bytes));
   GC_REQUIRE(lowp_cuda_memcpy(h_db_plain, d_db_plain, C * sizeof(float), LOWP_CUDA_D2H));
   GC_REQUIRE(lowp_cuda_memcpy(d_db, h_init, C * sizeof(float), LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, sizeof(float)));
-  if (GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q, NULL, &qt, d_amax, 1, d_db,
+  if (GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &t.q, NULL, &t.qt, d_amax, 1, d_db,
                                             d_ws, ws_bytes))) {
     char w2[224];
-    if (GC_OK(lowp_cuda_qtensor_to_host(&q, &got))) {
+    if (GC_OK(lowp_cuda_qtensor_to_host(&t.q, &t.got))) {
       snprintf(w2, sizeof w2, "%s: row-wise", what);
-      gc_same_qtensor(w2, &want, &got);
+      gc_same_qtensor(w2, &t.want, &t.got);
     }
-    if (GC_OK(lowp_cuda_qtensor_to_host(&qt, &got_t))) {
+    if (GC_OK(lowp_cuda_qtensor_to_host(&t.qt, &t.got_t))) {
       snprintf(w2, sizeof w2, "%s: transposed", what);
-      gc_same_qtensor(w2, &want_t, &got_t);
+      gc_same_qtensor(w2, &t.want_t, &t.got_t);
     }
     if (GC_OK(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H))) {
       snprintf(w2, sizeof w2, "%s: dbias", what);
@@ -248,17 +258,12 @@ static void test_delayed_shape(lowp_format f, size_t R, size_t C, int special) {
     int same = same_float(back.scale, hd.scale) && same_float(back.scale_inv, hd.scale_inv);
     for (int i = 0; i < 4; i++)
       same = same && same_float(back.history[i], hd.history[i]);
-    GC_CHECK(same && same_float(a, want.rowwise.amax),
+    GC_CHECK(same && same_float(a, t.want.rowwise.amax),
              "%s: history[0] %a (want %a), scale %a (want %a), amax out %a (want %a)", what,
              (double)back.history[0], (double)hd.history[0], (double)back.scale, (double)hd.scale,
-             (double)a, (double)want.rowwise.amax);
+             (double)a, (double)t.want.rowwise.amax);
   }
-  lowp_cuda_qtensor_free(&q);
-  lowp_cuda_qtensor_free(&qt);
-  lowp_qtensor_free(&want);
-  lowp_qtensor_free(&want_t);
-  lowp_qtensor_free(&got);
-  lowp_qtensor_free(&got_t);
+  ct_free(&t);
   lowp_cuda_delayed_free(&dd);
   lowp_delayed_free(&hd);
   lowp_delayed_free(&hd_t);

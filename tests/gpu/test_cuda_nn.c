@@ -670,21 +670,37 @@ static int same_bits_dev(const float *d1, const float *d2, size_t n) {
  * amax of the same fp32 values). The amax buffer is poisoned before (the kernel must zero it: no
  * rows give 0, as lowp_cuda_amax's). N 0..37 rows (several blocks of one warp a row, the last
  * partial), C through every register layout (K 2 .. 64, and C > 2048 read from memory). */
+/* The device inputs of a norm forward, in norm_forward_way's order: x1, x2 (N, C) and bias2
+ * (C) for the residual forms, weight and bias (C); filled as the amax tests take them (negative
+ * weights: the largest |out| may be a negative value), a NaN in row nan_row (-1: none). */
+enum { kX1, kX2, kB2, kW, kB, kNormInputs };
+static void norm_inputs(float *d[kNormInputs], int N, int C, int nan_row) {
+  const size_t NC = (size_t)N * C;
+  float *x1 = hbuf(NC), *x2 = hbuf(NC), *b2 = hbuf(C), *w = hbuf(C), *b = hbuf(C);
+  fill(x1, NC, -2, 3);
+  fill(x2, NC, -1, 1);
+  fill(b2, C, -0.5, 0.5);
+  fill(w, C, -1.5, 1.5);
+  fill(b, C, -0.5, 0.5);
+  if (nan_row >= 0)
+    x1[(size_t)nan_row * C + (size_t)C / 2] = NAN;
+  float *host[kNormInputs] = {x1, x2, b2, w, b};
+  const size_t n[kNormInputs] = {NC, NC, (size_t)C, (size_t)C, (size_t)C};
+  for (int i = 0; i < kNormInputs; i++) {
+    d[i] = dcopy(host[i], n[i]);
+    free(host[i]);
+  }
+}
+
 static void test_norm_amax(int N, int C, int rms, int res, int nan_row) {
   const size_t NC = (size_t)N * C;
   char what[96];
   snprintf(what, sizeof what, "%s%s amax N %d C %d%s", res ? "residual + " : "",
            rms ? "rmsnorm" : "layernorm", N, C, nan_row >= 0 ? " (a NaN)" : "");
-  float *x1 = hbuf(NC), *x2 = hbuf(NC), *b2 = hbuf(C), *w = hbuf(C), *b = hbuf(C);
-  fill(x1, NC, -2, 3);
-  fill(x2, NC, -1, 1);
-  fill(b2, C, -0.5, 0.5);
-  fill(w, C, -1.5, 1.5); /* negative weights: the largest |out| may be a negative value */
-  fill(b, C, -0.5, 0.5);
-  if (nan_row >= 0)
-    x1[(size_t)nan_row * C + (size_t)C / 2] = NAN;
-  float *d_x1 = dcopy(x1, NC), *d_x2 = dcopy(x2, NC), *d_b2 = dcopy(b2, C), *d_w = dcopy(w, C);
-  float *d_b = dcopy(b, C), *d_amax = dpoison(3), am[3] = {0, 0, 0};
+  float *in[kNormInputs];
+  norm_inputs(in, N, C, nan_row);
+  float *d_x1 = in[kX1], *d_x2 = in[kX2], *d_b2 = in[kB2], *d_w = in[kW], *d_b = in[kB];
+  float *d_amax = dpoison(3), am[3] = {0, 0, 0};
   float *d_out[2] = {dpoison(NC), dpoison(NC)}, *d_res[3] = {dpoison(NC), dpoison(NC), dpoison(NC)};
   float *d_st[3] = {dpoison(2 * (size_t)N), dpoison(2 * (size_t)N), dpoison(2 * (size_t)N)};
   uint16_t *d_c[3] = {dcodes(NC), dcodes(NC), dcodes(NC)};
@@ -721,9 +737,6 @@ static void test_norm_amax(int N, int C, int rms, int res, int nan_row) {
     lowp_cuda_free(dev[i]);
   for (int i = 0; i < 3; i++)
     lowp_cuda_free(d_c[i]);
-  float *host[] = {x1, x2, b2, w, b};
-  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
-    free(host[i]);
 }
 
 /* A producer's fp8 output (lowpi_fp8_out) against the CPU quantizer: the codes (n) on the
@@ -787,17 +800,11 @@ static void test_norm_fp8(int N, int C, int rms, int res, int nan_row, lowp_form
   snprintf(what, sizeof what, "%s%s -> %s N %d C %d%s", res ? "residual + " : "",
            rms ? "rmsnorm" : "layernorm", lowp_format_get(fmt)->name, N, C,
            nan_row >= 0 ? " (a NaN)" : "");
-  float *x1 = hbuf(NC), *x2 = hbuf(NC), *b2 = hbuf(C), *w = hbuf(C), *b = hbuf(C);
-  fill(x1, NC, -2, 3);
-  fill(x2, NC, -1, 1);
-  fill(b2, C, -0.5, 0.5);
-  fill(w, C, -1.5, 1.5);
-  fill(b, C, -0.5, 0.5);
-  if (nan_row >= 0)
-    x1[(size_t)nan_row * C + (size_t)C / 2] = NAN;
+  float *in[kNormInputs];
+  norm_inputs(in, N, C, nan_row);
+  float *d_x1 = in[kX1], *d_x2 = in[kX2], *d_b2 = in[kB2], *d_w = in[kW], *d_b = in[kB];
   const float scale = (float)lowp_format_get(fmt)->max / 2.0f;
-  float *d_x1 = dcopy(x1, NC), *d_x2 = dcopy(x2, NC), *d_b2 = dcopy(b2, C), *d_w = dcopy(w, C);
-  float *d_b = dcopy(b, C), *d_scale = dcopy(&scale, 1), *d_amax = dpoison(1);
+  float *d_scale = dcopy(&scale, 1), *d_amax = dpoison(1);
   float *d_out = dpoison(NC), *d_res[2] = {dpoison(NC), dpoison(NC)};
   float *d_st[2] = {dpoison(2 * (size_t)N), dpoison(2 * (size_t)N)};
   uint8_t *d_codes = NULL;
@@ -826,9 +833,6 @@ static void test_norm_fp8(int N, int C, int rms, int res, int nan_row, lowp_form
     lowp_cuda_free(dev[i]);
   lowp_cuda_free(d_codes);
   lowp_cuda_free(d_nsat);
-  float *host[] = {x1, x2, b2, w, b};
-  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
-    free(host[i]);
 }
 
 /* LayerNorm (rms = 0) or RMSNorm (rms = 1) on N = B * T rows of C. */
@@ -988,6 +992,30 @@ static void test_norm(shape s, int rms) {
     free(host[i]);
 }
 
+/* GELU writing fc_proj's X as fp8 codes alone (lowpi_cuda_gelu_forward_from_bf16_fp8) from the
+ * bf16 codes d_in (m, device): the codes, count and amax of the fp32 output (into d_y) by
+ * check_fp8_out; also: no amax is refused. */
+static void check_gelu_fp8(const char *label, const uint16_t *d_in, float *d_y, float *d_amax,
+                           size_t m, lowp_format fmt, float scale) {
+  char what[80];
+  snprintf(what, sizeof what, "gelu from bf16 -> %s%s", lowp_format_get(fmt)->name, label);
+  float *d_scale = dcopy(&scale, 1);
+  uint8_t *d_c8 = NULL;
+  unsigned long long *d_nsat = NULL;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_c8, m ? m : 1));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_nsat, sizeof *d_nsat));
+  GC_REQUIRE(lowp_cuda_memset(d_nsat, 0, sizeof *d_nsat));
+  const lowpi_fp8_out o8 = {d_c8, d_scale, d_nsat, fmt};
+  if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(d_y, NULL, NULL, d_in, m)) &&
+      GC_OK(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, d_amax, d_in, m)))
+    check_fp8_out(what, d_c8, d_y, m, fmt, scale, d_nsat, d_amax);
+  GC_CHECK(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, NULL, d_in, m) == LOWP_ERR_INVALID_ARG,
+           "%s: no amax accepted", what);
+  lowp_cuda_free(d_scale);
+  lowp_cuda_free(d_c8);
+  lowp_cuda_free(d_nsat);
+}
+
 /* GELU's forward from its input's bf16 codes (an fp8 fc's bf16 output): against the CPU's GELU
  * of the codes' values within gelu forward's bound, the bf16 output as check_bf16 says, the
  * amax the bits of lowp_cuda_amax over the output (a NaN code: NaN); aligned (four values per
@@ -1026,36 +1054,12 @@ static void test_gelu_from_bf16(const float *x, size_t n) {
                f32_bits(am[0]), (double)am[1], f32_bits(am[1]));
     }
   }
-  /* GELU writing fc_proj's X as fp8 codes alone (lowpi_cuda_gelu_forward_from_bf16_fp8), aligned
-   * and misaligned: the codes, count and amax of the fp32 output (check_fp8_out); e4m3 with a
-   * scale that clips the values beyond 1.5, e5m2 with one that clips none */
-  for (int f = 0; f < 2; f++) {
-    const lowp_format fmt = f ? LOWP_E5M2 : LOWP_E4M3;
-    const float scale = f ? 1.0f : 448.0f / 1.5f;
-    float *d_scale = dcopy(&scale, 1);
-    uint8_t *d_c8 = NULL;
-    unsigned long long *d_nsat = NULL;
-    GC_REQUIRE(lowp_cuda_malloc((void **)&d_c8, n + 1));
-    GC_REQUIRE(lowp_cuda_malloc((void **)&d_nsat, sizeof *d_nsat));
-    for (int shift = 0; shift < 2 && (size_t)shift < n; shift++) {
-      const size_t m = n - (size_t)shift;
-      char what[80];
-      snprintf(what, sizeof what, "gelu from bf16 -> %s%s", lowp_format_get(fmt)->name,
-               shift ? ", misaligned" : "");
-      const lowpi_fp8_out o8 = {d_c8 + shift, d_scale, d_nsat, fmt};
-      GC_REQUIRE(lowp_cuda_memset(d_nsat, 0, sizeof *d_nsat));
-      if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(d_y + shift, NULL, NULL, d_codes + shift, m)) &&
-          GC_OK(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, d_amax, d_codes + shift, m)))
-        check_fp8_out(what, d_c8 + shift, d_y + shift, m, fmt, scale, d_nsat, d_amax);
-    }
-    const lowpi_fp8_out no_amax = {d_c8, d_scale, d_nsat, fmt};
-    GC_CHECK(lowpi_cuda_gelu_forward_from_bf16_fp8(&no_amax, NULL, d_codes, n) ==
-                 LOWP_ERR_INVALID_ARG,
-             "gelu -> fp8 without its amax accepted");
-    lowp_cuda_free(d_scale);
-    lowp_cuda_free(d_c8);
-    lowp_cuda_free(d_nsat);
-  }
+  /* GELU writing fc_proj's X as fp8 codes alone, aligned and misaligned; e4m3 with a scale that
+   * clips the values beyond 1.5, e5m2 with one that clips none */
+  for (int f = 0; f < 2; f++)
+    for (int shift = 0; shift < 2 && (size_t)shift < n; shift++)
+      check_gelu_fp8(shift ? ", misaligned" : "", d_codes + shift, d_y + shift, d_amax,
+                     n - (size_t)shift, f ? LOWP_E5M2 : LOWP_E4M3, f ? 1.0f : 448.0f / 1.5f);
   /* a NaN input code: NaN out, NaN amax as lowp_cuda_amax's */
   const uint16_t nan16 = 0x7FC0;
   GC_REQUIRE(lowp_cuda_memcpy(d_codes + n / 2, &nan16, 2, LOWP_CUDA_H2D));
@@ -1067,6 +1071,7 @@ static void test_gelu_from_bf16(const float *x, size_t n) {
              "gelu from bf16 with a NaN: amax %.9g (0x%08x), lowp_cuda_amax 0x%08x", (double)am[0],
              f32_bits(am[0]), f32_bits(am[1]));
   }
+  check_gelu_fp8(" with a NaN", d_codes, d_y, d_amax, n, LOWP_E4M3, 448.0f / 1.5f);
   GC_CHECK(lowpi_cuda_gelu_forward_from_bf16(NULL, NULL, NULL, d_codes, n) == LOWP_ERR_INVALID_ARG,
            "gelu from bf16 without an output accepted");
   lowp_cuda_free(d_codes);
