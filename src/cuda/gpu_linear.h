@@ -139,8 +139,6 @@ enum {
   LOWPI_GPU_PLAIN_BOTH_TILE = 256, /* lowpi_cuda_quantize_both by its older kernel (one warp
                                       per line: the same bits), not the tiled one; read once */
   /* The model's (gpu_model.c): */
-  LOWPI_GPU_PLAIN_LN_RES = 512,  /* "ln_res": the residual add in a pass of its own, then the
-                                    norm that reads its sum (the same bits as in one kernel) */
   LOWPI_GPU_PLAIN_LN_BWD = 1024, /* "ln_bwd": the norms' backward in two passes
                                     (lowpi_cuda_layernorm_backward_two_pass): NOT the same bits
                                     (other orders of the fp32 sums), so the tests that want the
@@ -150,7 +148,7 @@ enum {
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror, x8p, both_tile, ln_res, ln_bwd (or "all").
+ * wmirror, x8p, both_tile, ln_bwd (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's

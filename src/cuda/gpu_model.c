@@ -643,12 +643,11 @@ void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *gra
   *activations = g->act_bytes + lowpi_gpu_linears_scratch_bytes(g->lin);
 }
 
-/* The norm of inp1 (or, res not NULL, of the residual sum res = inp1 + (inp2 + bias2)) written
- * as linear lin's X in fp8 codes alone where its fprop takes them (x8_target): *done 1, else
- * nothing is done. */
-static lowp_status norm_forward_fp8(const lowpi_gpu_model *g, int lin, float *stats, float *res,
-                                    const float *inp1, const float *inp2, const float *bias2,
-                                    const float *w, const float *b, int N, int *done) {
+/* The norm of inp written as linear lin's X in fp8 codes alone where its fprop takes them
+ * (x8_target): *done 1, else nothing is done. */
+static lowp_status norm_forward_fp8(const lowpi_gpu_model *g, int lin, float *stats,
+                                    const float *inp, const float *w, const float *b, int N,
+                                    int *done) {
   const lowp_model_config *c = &g->cfg;
   const int gpt2 = c->arch == LOWP_ARCH_GPT2;
   lowpi_fp8_out o8;
@@ -656,8 +655,8 @@ static lowp_status norm_forward_fp8(const lowpi_gpu_model *g, int lin, float *st
   LOWPI_TRY(x8_target(g, lin, &o8, &a8, done));
   if (!*done)
     return LOWP_OK;
-  return lowpi_cuda_norm_forward_fp8(&o8, a8, res, gpt2 ? stats : NULL, stats + N, inp1, inp2,
-                                     bias2, w, gpt2 ? b : NULL, N, c->n_embd, c->norm_eps);
+  return lowpi_cuda_norm_forward_fp8(&o8, a8, gpt2 ? stats : NULL, stats + N, inp, w,
+                                     gpt2 ? b : NULL, N, c->n_embd, c->norm_eps);
 }
 
 /* The norm of inp into layer l's slot of s (fp32 or bf16), the input of linear lin: with its
@@ -667,7 +666,7 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
                                 int N) {
   const lowp_model_config *c = &g->cfg;
   int x8;
-  LOWPI_TRY(norm_forward_fp8(g, lin, stats, NULL, inp, NULL, NULL, w, b, N, &x8));
+  LOWPI_TRY(norm_forward_fp8(g, lin, stats, inp, w, b, N, &x8));
   if (x8)
     return LOWP_OK;
   float *amax = x_amax_for(g, lin);
@@ -679,32 +678,15 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
 }
 
 /* res = inp1 + (inp2 + bias2) (the residual add, bias2 may be NULL), then its norm as
- * norm_forward: in one kernel (the same bits) for rows up to kFuseResidualC, unless
- * LOWPI_GPU_PLAIN_LN_RES. Wider rows take two kernels: on the H100 the fused kernel saved
- * 0.17 ms of a 44 ms GPT-2 124M step (C 768; Nsight, bench/profile_step.sh) but cost 0.9 % of
- * a 774M one's tokens/s (C 1280; bench_gpu_train with and without LOWP_GPU_PLAIN=ln_res). */
-enum { kFuseResidualC = 1024 };
+ * norm_forward. Two kernels: one that did both ran slower on the H100 (GPT-2 124M: 371k against
+ * 379k tokens/s; its registers halved the warps that hide the loads' latency). */
 static lowp_status residual_norm_forward(const lowpi_gpu_model *g, const act_store *s, int l,
                                          int lin, float *stats, float *res, const float *inp1,
                                          const float *inp2, const float *bias2, const float *w,
                                          const float *b, int N) {
-  const lowp_model_config *c = &g->cfg;
-  const int C = c->n_embd;
-  if ((g->plain & LOWPI_GPU_PLAIN_LN_RES) || C > kFuseResidualC) {
-    LOWPI_TRY(lowpi_cuda_residual_forward_bias(res, inp1, inp2, bias2, (size_t)N * C, C));
-    return norm_forward(g, s, l, lin, stats, res, w, b, N);
-  }
-  int x8;
-  LOWPI_TRY(norm_forward_fp8(g, lin, stats, res, inp1, inp2, bias2, w, b, N, &x8));
-  if (x8)
-    return LOWP_OK;
-  float *amax = x_amax_for(g, lin);
-  if (c->arch == LOWP_ARCH_GPT2)
-    return lowpi_cuda_residual_layernorm_forward_amax(res, s->f32[l], s->bf16[l], amax, stats,
-                                                      stats + N, inp1, inp2, bias2, w, b, N, C,
-                                                      c->norm_eps);
-  return lowpi_cuda_residual_rmsnorm_forward_amax(res, s->f32[l], s->bf16[l], amax, stats + N, inp1,
-                                                  inp2, bias2, w, N, C, c->norm_eps);
+  const int C = g->cfg.n_embd;
+  LOWPI_TRY(lowpi_cuda_residual_forward_bias(res, inp1, inp2, bias2, (size_t)N * C, C));
+  return norm_forward(g, s, l, lin, stats, res, w, b, N);
 }
 
 /* dinp written (accumulate 0) or, for the blocks' norms, added to the residual stream's

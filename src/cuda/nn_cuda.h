@@ -87,37 +87,12 @@ lowp_status lowpi_cuda_layernorm_forward_amax(float *out, uint16_t *out_bf16, fl
 lowp_status lowpi_cuda_rmsnorm_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,
                                             float *rstd, const float *inp, const float *weight,
                                             int N, int C, float eps);
-/* The residual add fused into the norm after it: res (N, C) = inp1 + (inp2 + bias2) (bias2 (C)
- * may be NULL: inp1 + inp2), as lowpi_cuda_residual_forward_bias, then the norm of res as
- * lowpi_cuda_layernorm_forward / lowpi_cuda_rmsnorm_forward, in one kernel that reads each
- * value once: the same bits as the two calls (the same operations in the same order). res may
- * equal inp1 or inp2; out must overlap none of them. */
-lowp_status lowpi_cuda_residual_layernorm_forward(float *res, float *out, uint16_t *out_bf16,
-                                                  float *mean, float *rstd, const float *inp1,
-                                                  const float *inp2, const float *bias2,
-                                                  const float *weight, const float *bias, int N,
-                                                  int C, float eps);
-lowp_status lowpi_cuda_residual_rmsnorm_forward(float *res, float *out, uint16_t *out_bf16,
-                                                float *rstd, const float *inp1, const float *inp2,
-                                                const float *bias2, const float *weight, int N,
-                                                int C, float eps);
-lowp_status lowpi_cuda_residual_layernorm_forward_amax(float *res, float *out, uint16_t *out_bf16,
-                                                       float *out_amax, float *mean, float *rstd,
-                                                       const float *inp1, const float *inp2,
-                                                       const float *bias2, const float *weight,
-                                                       const float *bias, int N, int C, float eps);
-lowp_status lowpi_cuda_residual_rmsnorm_forward_amax(float *res, float *out, uint16_t *out_bf16,
-                                                     float *out_amax, float *rstd,
-                                                     const float *inp1, const float *inp2,
-                                                     const float *bias2, const float *weight, int N,
-                                                     int C, float eps);
-/* LayerNorm (bias not NULL, mean not NULL) or RMSNorm (both NULL) of inp1, or with res not NULL
- * of the residual sum res = inp1 + (inp2 + bias2) (written), as the forwards above, writing its
- * output as o8's fp8 codes alone and out_amax (required) = max |out| of the fp32 values: the
- * codes of lowp_cuda_quantize of the fp32 output the other forwards write, bit for bit. */
-lowp_status lowpi_cuda_norm_forward_fp8(const lowpi_fp8_out *o8, float *out_amax, float *res,
-                                        float *mean, float *rstd, const float *inp1,
-                                        const float *inp2, const float *bias2, const float *weight,
+/* LayerNorm (bias not NULL, mean not NULL) or RMSNorm (both NULL) of inp, as the forwards above,
+ * writing its output as o8's fp8 codes alone and out_amax (required) = max |out| of the fp32
+ * values: the codes of lowp_cuda_quantize of the fp32 output the other forwards write, bit for
+ * bit. */
+lowp_status lowpi_cuda_norm_forward_fp8(const lowpi_fp8_out *o8, float *out_amax, float *mean,
+                                        float *rstd, const float *inp, const float *weight,
                                         const float *bias, int N, int C, float eps);
 lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
                                         const float *dout, const float *inp, const float *weight,

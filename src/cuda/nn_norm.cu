@@ -3,9 +3,10 @@
  * instead of in sequence. The forwards can also write their output's bf16 RNE codes, and the
  * backwards their dinp's (for a bf16 GEMM next: see lowpi_store_out).
  *
- * Forward: the row is kept in registers (K values a lane, column lane + 32 k) and read once; the
- * residual add before it can be fused (the sum written as it is read). Either way the arithmetic
- * is the same as the plain kernel's, element by element and in the same order: the same bits.
+ * Forward: the row is kept in registers (K values a lane, column lane + 32 k) and read once. (The
+ * residual add before it was once fused in, the sum written as it was read: on the H100 that
+ * kernel ran slower than the residual kernel and this one in turn, at C 768 and at C 1280, as
+ * its extra registers halved the warps hiding the loads' latency; so it went.)
  *
  * Backward, fused (one pass): each block takes kBwdRows rows, one warp a row at a time; a lane
  * keeps its columns of the row (16-byte loads where C % 4 == 0 and the buffers are aligned) in
@@ -38,8 +39,7 @@ struct fwd_args {
   float *out;
   uint16_t *out_bf16;
   float *mean, *rstd; /* mean unused by RMSNorm */
-  float *res;         /* the residual sum (RES) */
-  const float *inp, *inp2, *bias2, *weight, *bias;
+  const float *inp, *weight, *bias;
   int N, C;
   float eps;
   unsigned *amax;        /* max |out| (may be NULL; zeroed before): see norm_forward_kernel */
@@ -48,19 +48,15 @@ struct fwd_args {
 };
 
 /* The forward's arguments, no fp8 output (the fp8 forward sets o8 after). */
-fwd_args fwd_of(float *out, uint16_t *out_bf16, float *amax, float *mean, float *rstd, float *res,
-                const float *inp, const float *inp2, const float *bias2, const float *weight,
-                const float *bias, int N, int C, float eps) {
+fwd_args fwd_of(float *out, uint16_t *out_bf16, float *amax, float *mean, float *rstd,
+                const float *inp, const float *weight, const float *bias, int N, int C, float eps) {
   fwd_args a;
   memset(&a, 0, sizeof a);
   a.out = out;
   a.out_bf16 = out_bf16;
   a.mean = mean;
   a.rstd = rstd;
-  a.res = res;
   a.inp = inp;
-  a.inp2 = inp2;
-  a.bias2 = bias2;
   a.weight = weight;
   a.bias = bias;
   a.N = N;
@@ -70,29 +66,24 @@ fwd_args fwd_of(float *out, uint16_t *out_bf16, float *amax, float *mean, float 
   return a;
 }
 
-/* Element c of row `row`: inp's, or (RES) the residual sum inp + (inp2 + bias2), bias2 may be
- * NULL, as residual_forward_kernel adds it (nn_pointwise.cu: the same bits), written to res. */
-template <bool RES>
-__device__ __forceinline__ float row_value(const fwd_args &a, size_t row, int c) {
-  if (!RES)
-    return a.inp[row + c];
-  const float y = a.inp2[row + c];
-  const float v = a.inp[row + c] + (a.bias2 ? y + a.bias2[c] : y);
-  a.res[row + c] = v;
-  return v;
-}
+/* The norm's weight and bias (bias NULL for RMSNorm): in shared memory where the row is held in
+ * registers (K > 0: every lane reads them after its row's loads, and a cached global load there
+ * would wait behind the row's stores, which may alias it as far as the compiler knows), else
+ * the caller's. */
+struct row_params {
+  const float *w, *b;
+};
 
 /* Row n of the norm (a warp, lane `lane`); returns the max of lowpi_abs_key over the values the
  * lane wrote (for the amax). K > 0: lane keeps columns lane + 32 k (k < K, K * 32 >= C) in
- * registers; K == 0: any C, the row read again from memory (from res where RES: written by this
- * same lane). The sums run in the same order either way. out may equal inp (each element is read,
- * then written, by one lane); res may equal inp or inp2 (likewise), not out. */
-template <bool RMS, bool RES, int K, bool AMAX, bool F8>
-__device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, int lane,
-                                                     unsigned long long &sat) {
+ * registers; K == 0: any C, the row read again from memory. The sums run in the same order
+ * either way. out may equal inp (each element is read, then written, by one lane). */
+template <bool RMS, int K, bool AMAX, bool F8>
+__device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, const row_params &p, int n,
+                                                     int lane, unsigned long long &sat) {
   const int C = a.C;
   const size_t row = (size_t)n * C;
-  const float *again = RES ? a.res + row : a.inp + row; /* K == 0: the row's values */
+  const float *again = a.inp + row; /* K == 0: the row's values */
   constexpr int KR = K > 0 ? K : 1;
   float xv[KR];
   /* LayerNorm: m = mean; RMSNorm: m = sum of squares */
@@ -101,15 +92,12 @@ __device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, i
 #pragma unroll
     for (int k = 0; k < KR; k++) {
       const int c = lane + 32 * k;
-      xv[k] = 0.0f;
-      if (c < C) {
-        xv[k] = row_value<RES>(a, row, c);
-        m += RMS ? xv[k] * xv[k] : xv[k];
-      }
+      xv[k] = c < C ? a.inp[row + c] : 0.0f;
+      m += RMS ? xv[k] * xv[k] : xv[k];
     }
   } else {
     for (int c = lane; c < C; c += 32) {
-      const float x = row_value<RES>(a, row, c);
+      const float x = a.inp[row + c];
       m += RMS ? x * x : x;
     }
   }
@@ -137,12 +125,11 @@ __device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, i
   }
   /* the output: LayerNorm (s * (x - m)) * w + b, RMSNorm w * (x * s), as nn/norm.c */
   const auto y = [&](float x, int c) {
-    return RMS ? a.weight[c] * (x * s) : (s * (x - m)) * a.weight[c] + a.bias[c];
+    return RMS ? p.w[c] * (x * s) : (s * (x - m)) * p.w[c] + p.b[c];
   };
   uint32_t mx = 0; /* AMAX: the max of lowpi_abs_key over the values this lane writes */
   const float enc = F8 ? *a.o8.enc : 1.0f;
-  const auto store = [&](float x, int c) {
-    const float v = y(x, c);
+  const auto store = [&](float v, int c) {
     if (F8)
       a.o8.codes[row + c] = (uint8_t)lowpi_fp8_out_code(a.o8, v, enc, a.o8_fmax_bits, sat);
     else
@@ -152,14 +139,16 @@ __device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, i
   };
   if (K > 0) {
 #pragma unroll
-    for (int k = 0; k < KR; k++) {
-      const int c = lane + 32 * k;
-      if (c < C)
-        store(xv[k], c);
-    }
+    for (int k = 0; k < KR; k++) /* every weight read (shared memory) before the first store */
+      if (lane + 32 * k < C)
+        xv[k] = y(xv[k], lane + 32 * k);
+#pragma unroll
+    for (int k = 0; k < KR; k++)
+      if (lane + 32 * k < C)
+        store(xv[k], lane + 32 * k);
   } else {
     for (int c = lane; c < C; c += 32)
-      store(again[c], c);
+      store(y(again[c], c), c);
   }
   if (lane == 0) {
     if (!RMS)
@@ -175,33 +164,44 @@ __device__ __forceinline__ uint32_t norm_forward_row(const fwd_args &a, int n, i
  * per-tensor current scaling of the linear whose X out is (lowpi_gpu_act.amax). A template
  * argument, not a test of a.amax: the kernels without it keep their registers (the amax's
  * block-wide reduction and the keys cost up to 50 more at K 64 under ptxas 13). */
-template <bool RMS, bool RES, int K, bool AMAX, bool F8>
+template <bool RMS, int K, bool AMAX, bool F8>
 __global__ void __launch_bounds__(lowpi_kThreads) norm_forward_kernel(fwd_args a) {
   static_assert(AMAX || !F8, "the fp8 output comes with its amax");
   const int n = (int)(blockIdx.x * kRows + threadIdx.x / 32);
   const int lane = (int)(threadIdx.x % 32);
   unsigned long long sat = 0; /* F8: the values this lane clipped */
+  row_params p = {a.weight, a.bias};
+  if constexpr (K > 0) { /* the block's rows share one copy of the parameters */
+    __shared__ float params[2][K * 32];
+    for (int c = (int)threadIdx.x; c < a.C; c += (int)lowpi_kThreads) {
+      params[0][c] = a.weight[c];
+      if (!RMS)
+        params[1][c] = a.bias[c];
+    }
+    __syncthreads();
+    p = {params[0], RMS ? nullptr : params[1]};
+  }
   if (!AMAX) {
     if (n < a.N) /* the whole warp */
-      norm_forward_row<RMS, RES, K, false, false>(a, n, lane, sat);
+      norm_forward_row<RMS, K, false, false>(a, p, n, lane, sat);
     return;
   }
   uint32_t mx = 0;
   if (n < a.N) /* the whole warp; then every thread of the block reduces */
-    mx = norm_forward_row<RMS, RES, K, true, F8>(a, n, lane, sat);
+    mx = norm_forward_row<RMS, K, true, F8>(a, p, n, lane, sat);
   if (F8) /* the amax and the clipped count, as the quantize kernels flush them */
     lowpi_flush_counts(sat, mx, (float *)a.amax, a.o8.nsat);
   else
     lowpi_block_max_atomic(mx, a.amax);
 }
 
-template <bool RMS, bool RES> void launch_forward(const fwd_args &a) {
+template <bool RMS> void launch_forward(const fwd_args &a) {
   const int k = (a.C + 31) / 32;
   const unsigned blocks = row_blocks(a.N);
 #define LOWPI_FWD(KK)                                                                              \
-  (a.o8.codes ? norm_forward_kernel<RMS, RES, KK, true, true><<<blocks, lowpi_kThreads>>>(a)       \
-   : a.amax   ? norm_forward_kernel<RMS, RES, KK, true, false><<<blocks, lowpi_kThreads>>>(a)      \
-              : norm_forward_kernel<RMS, RES, KK, false, false><<<blocks, lowpi_kThreads>>>(a))
+  (a.o8.codes ? norm_forward_kernel<RMS, KK, true, true><<<blocks, lowpi_kThreads>>>(a)            \
+   : a.amax   ? norm_forward_kernel<RMS, KK, true, false><<<blocks, lowpi_kThreads>>>(a)           \
+              : norm_forward_kernel<RMS, KK, false, false><<<blocks, lowpi_kThreads>>>(a))
   if (k <= 2)
     LOWPI_FWD(2);
   else if (k <= 4)
@@ -214,6 +214,8 @@ template <bool RMS, bool RES> void launch_forward(const fwd_args &a) {
     LOWPI_FWD(24); /* C <= 768: GPT-2 124M */
   else if (k <= 32)
     LOWPI_FWD(32);
+  else if (k <= 40)
+    LOWPI_FWD(40); /* C <= 1280: GPT-2 774M */
   else if (k <= 64)
     LOWPI_FWD(64);
   else
@@ -451,19 +453,35 @@ __global__ void __launch_bounds__(lowpi_kThreads, (K * VEC <= 24 ? 2 : 1))
     r1 = lowpi_warp_sum(r1) / (float)C;
     if (!RMS)
       r2 = lowpi_warp_sum(r2) / (float)C;
+      /* dinp's values into d; then (accumulate) the old dinp into u, all loads before the first
+       * store: a store may alias a later load as far as the compiler knows, so no load would move
+       * above one, and each column would wait for memory in turn */
+#pragma unroll
+    for (int i = 0; i < P; i++)
+      d[i] = RMS ? s * (d[i] - u[i] * (s * s * r1)) : s * ((d[i] - r1) - u[i] * r2);
+    if (a.accumulate) {
+#pragma unroll
+      for (int k = 0; k < K; k++) {
+        const int c0 = (k * 32 + lane) * VEC;
+        float t[VEC];
+        if (c0 < C) {
+          load_vec<VEC>(t, a.dinp + row + c0, a.wide);
+#pragma unroll
+          for (int j = 0; j < VEC; j++)
+            u[k * VEC + j] = t[j];
+        }
+      }
+    }
 #pragma unroll
     for (int k = 0; k < K; k++) {
       const int c0 = (k * 32 + lane) * VEC;
       if (c0 >= C)
         continue;
       float y[VEC];
-      if (a.accumulate)
-        load_vec<VEC>(y, a.dinp + row + c0, a.wide);
 #pragma unroll
       for (int j = 0; j < VEC; j++) {
         const int i = k * VEC + j;
-        const float v = RMS ? s * (d[i] - u[i] * (s * s * r1)) : s * ((d[i] - r1) - u[i] * r2);
-        y[j] = a.accumulate ? y[j] + v : v;
+        y[j] = a.accumulate ? u[i] + d[i] : d[i];
         mx = max(mx, lowpi_abs_key(y[j]));
       }
       store_vec<VEC>(a.dinp + row + c0, y, a.wide);
@@ -645,7 +663,7 @@ size_t lowpi_cuda_norm_backward_workspace(int N, int C) {
   return N > 0 && C > 0 ? lowpi_colsum_workspace(2, N, C) : 0;
 }
 
-static lowp_status norm_forward_check(const char *fn, const fwd_args &a, bool rms, bool res) {
+static lowp_status norm_forward_check(const char *fn, const fwd_args &a, bool rms) {
   if (a.o8.codes && (!a.o8.enc || !a.o8.nsat || !a.amax || a.out || a.out_bf16 ||
                      (a.o8.fmt != LOWP_E4M3 && a.o8.fmt != LOWP_E5M2)))
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
@@ -653,7 +671,7 @@ static lowp_status norm_forward_check(const char *fn, const fwd_args &a, bool rm
                       "no other output",
                       fn);
   if (!(a.out || a.out_bf16 || a.o8.codes) || (!rms && !a.mean) || !a.rstd || !a.inp || !a.weight ||
-      (!rms && !a.bias) || (res && (!a.res || !a.inp2)))
+      (!rms && !a.bias))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
   if (a.N < 0 || a.C <= 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: bad shape N %d C %d", fn, a.N, a.C);
@@ -664,13 +682,13 @@ static lowp_status norm_forward_check(const char *fn, const fwd_args &a, bool rm
 
 /* The four forwards: the checks, the amax zeroed (0 for no rows, as lowp_cuda_amax's), the
  * kernel. */
-template <bool RMS, bool RES> static lowp_status norm_forward(const char *fn, const fwd_args &a) {
-  LOWPI_TRY(norm_forward_check(fn, a, RMS, RES));
+template <bool RMS> static lowp_status norm_forward(const char *fn, const fwd_args &a) {
+  LOWPI_TRY(norm_forward_check(fn, a, RMS));
   if (a.amax)
     LOWPI_CUDA_TRY(cudaMemsetAsync(a.amax, 0, sizeof(float), 0));
   if (a.N == 0)
     return LOWP_OK;
-  launch_forward<RMS, RES>(a);
+  launch_forward<RMS>(a);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -688,30 +706,8 @@ lowp_status lowpi_cuda_layernorm_forward_amax(float *out, uint16_t *out_bf16, fl
                                               float eps) {
   // out (N, C), out_bf16 (N, C), out_amax (1), mean (N), rstd (N), inp (N, C), weight (C),
   // bias (C)
-  const fwd_args a = fwd_of(out, out_bf16, out_amax, mean, rstd, nullptr, inp, nullptr, nullptr,
-                            weight, bias, N, C, eps);
-  return norm_forward<false, false>("lowpi_cuda_layernorm_forward", a);
-}
-
-lowp_status lowpi_cuda_residual_layernorm_forward(float *res, float *out, uint16_t *out_bf16,
-                                                  float *mean, float *rstd, const float *inp1,
-                                                  const float *inp2, const float *bias2,
-                                                  const float *weight, const float *bias, int N,
-                                                  int C, float eps) {
-  return lowpi_cuda_residual_layernorm_forward_amax(res, out, out_bf16, NULL, mean, rstd, inp1,
-                                                    inp2, bias2, weight, bias, N, C, eps);
-}
-
-lowp_status lowpi_cuda_residual_layernorm_forward_amax(float *res, float *out, uint16_t *out_bf16,
-                                                       float *out_amax, float *mean, float *rstd,
-                                                       const float *inp1, const float *inp2,
-                                                       const float *bias2, const float *weight,
-                                                       const float *bias, int N, int C, float eps) {
-  // res (N, C), out (N, C), out_bf16 (N, C), out_amax (1), mean (N), rstd (N), inp1 (N, C),
-  // inp2 (N, C), bias2 (C), weight (C), bias (C)
-  const fwd_args a =
-      fwd_of(out, out_bf16, out_amax, mean, rstd, res, inp1, inp2, bias2, weight, bias, N, C, eps);
-  return norm_forward<false, true>("lowpi_cuda_residual_layernorm_forward", a);
+  const fwd_args a = fwd_of(out, out_bf16, out_amax, mean, rstd, inp, weight, bias, N, C, eps);
+  return norm_forward<false>("lowpi_cuda_layernorm_forward", a);
 }
 
 lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
@@ -724,29 +720,9 @@ lowp_status lowpi_cuda_rmsnorm_forward_amax(float *out, uint16_t *out_bf16, floa
                                             float *rstd, const float *inp, const float *weight,
                                             int N, int C, float eps) {
   // out (N, C), out_bf16 (N, C), out_amax (1), rstd (N), inp (N, C), weight (C)
-  const fwd_args a = fwd_of(out, out_bf16, out_amax, nullptr, rstd, nullptr, inp, nullptr, nullptr,
-                            weight, nullptr, N, C, eps);
-  return norm_forward<true, false>("lowpi_cuda_rmsnorm_forward", a);
-}
-
-lowp_status lowpi_cuda_residual_rmsnorm_forward(float *res, float *out, uint16_t *out_bf16,
-                                                float *rstd, const float *inp1, const float *inp2,
-                                                const float *bias2, const float *weight, int N,
-                                                int C, float eps) {
-  return lowpi_cuda_residual_rmsnorm_forward_amax(res, out, out_bf16, NULL, rstd, inp1, inp2, bias2,
-                                                  weight, N, C, eps);
-}
-
-lowp_status lowpi_cuda_residual_rmsnorm_forward_amax(float *res, float *out, uint16_t *out_bf16,
-                                                     float *out_amax, float *rstd,
-                                                     const float *inp1, const float *inp2,
-                                                     const float *bias2, const float *weight, int N,
-                                                     int C, float eps) {
-  // res (N, C), out (N, C), out_bf16 (N, C), out_amax (1), rstd (N), inp1 (N, C), inp2 (N, C),
-  // bias2 (C), weight (C)
-  const fwd_args a = fwd_of(out, out_bf16, out_amax, nullptr, rstd, res, inp1, inp2, bias2, weight,
-                            nullptr, N, C, eps);
-  return norm_forward<true, true>("lowpi_cuda_residual_rmsnorm_forward", a);
+  const fwd_args a =
+      fwd_of(out, out_bf16, out_amax, nullptr, rstd, inp, weight, nullptr, N, C, eps);
+  return norm_forward<true>("lowpi_cuda_rmsnorm_forward", a);
 }
 
 lowp_status lowpi_cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
@@ -841,20 +817,15 @@ lowp_status lowpi_cuda_rmsnorm_backward_two_pass(float *dinp, uint16_t *dinp_bf1
                           accumulate, workspace, workspace_bytes, true);
 }
 
-lowp_status lowpi_cuda_norm_forward_fp8(const lowpi_fp8_out *o8, float *out_amax, float *res,
-                                        float *mean, float *rstd, const float *inp1,
-                                        const float *inp2, const float *bias2, const float *weight,
+lowp_status lowpi_cuda_norm_forward_fp8(const lowpi_fp8_out *o8, float *out_amax, float *mean,
+                                        float *rstd, const float *inp, const float *weight,
                                         const float *bias, int N, int C, float eps) {
-  // res (N, C), mean (N), rstd (N), inp1 (N, C), inp2 (N, C), bias2 (C), weight (C), bias (C)
+  // mean (N), rstd (N), inp (N, C), weight (C), bias (C)
   const char *fn = "lowpi_cuda_norm_forward_fp8";
   if (!o8 || !o8->codes)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: no fp8 output", fn);
-  fwd_args a = fwd_of(nullptr, nullptr, out_amax, mean, rstd, res, inp1, inp2, bias2, weight, bias,
-                      N, C, eps);
+  fwd_args a = fwd_of(nullptr, nullptr, out_amax, mean, rstd, inp, weight, bias, N, C, eps);
   a.o8 = *o8;
   a.o8_fmax_bits = lowpi_f32_bits((float)lowp_format_get(o8->fmt)->max);
-  const bool rms = bias == nullptr;
-  if (res)
-    return rms ? norm_forward<true, true>(fn, a) : norm_forward<false, true>(fn, a);
-  return rms ? norm_forward<true, false>(fn, a) : norm_forward<false, false>(fn, a);
+  return bias == nullptr ? norm_forward<true>(fn, a) : norm_forward<false>(fn, a);
 }
