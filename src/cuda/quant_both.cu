@@ -218,15 +218,17 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 /* ------------------------------------------------------------------------------------------
  * The tiled kernel (the default; both_kernel above stays reachable for A/B timing: see
- * use_line_kernel). One block of 8 warps per tile of TR x 128 values of x, TR = 128 where the
- * column-wise blocks are 128 long, else 64 (a tile holds whole blocks both ways), tiles taken
- * in turn by a grid of as many blocks as fit the GPU at once:
+ * use_line_kernel). One block of 8 warps per tile of TR x 128 values of x, TR 64 (a tile holds
+ * whole blocks both ways: column-wise blocks of 32 or 64; 128 takes TR 128, slower than
+ * both_kernel there: launch_tiled_any), tiles taken in turn by a grid of as many blocks as fit
+ * the GPU at once:
  * - load: 8 rows per warp at a time (TR / 64 batches), lane l holding columns 4l..4l+3 of a row
  *   (one 16-byte load: a warp reads 512 consecutive bytes), all of a batch's loads issued
  *   before the first is used; the batch goes to shared memory (row-major, no padding: every
  *   access below is conflict-free) only where there is a column-wise side;
  * - rows, from registers (no __syncthreads before): a block of N values along the row lies in
- *   N / 4 consecutive lanes, its amax by shuffles within them, then each lane encodes its four
+ *   N / 4 consecutive lanes, its amax by shuffles within them, the batch's scales computed
+ *   once by as many lanes (batch_scales), then each lane encodes its four
  *   values into one 32-bit store (a warp writes 128 consecutive code bytes), the values side
  *   into one 8- or 16-byte store;
  * - columns, from shared memory: thread (j, s) takes column j's 32-row segment s (a warp: 32
@@ -305,18 +307,46 @@ __device__ __forceinline__ void load4(float (&v)[4], const float *__restrict__ x
   }
 }
 
+/* The scales of the row-wise blocks of a warp's 8 rows (bkey[k]: the amax key of the lane's
+ * block in row k, group_max'ed), one computation for all: the 8 rows hold 8 * (4 >> shift) <= 32
+ * blocks, and lane l computes block l % nb of row l / nb (nb blocks a row), where each lane
+ * computing its own block's scale repeated the same arithmetic (divisions included) N / 4 times:
+ * the larger part of the kernel's instructions at 1x128. Row k's scale then comes from lane
+ * k * nb + (the lane's block) by shuffles (scale_of_row). */
+__device__ __forceinline__ lowpi_block_scale batch_scales(const uint32_t (&bkey)[8], unsigned lane,
+                                                          const side &s) {
+  const unsigned nb = 4u >> s.shift, gl = 8u << s.shift; /* blocks a row, lanes a block */
+  uint32_t mine = 0;
+#pragma unroll
+  for (unsigned k = 0; k < 8; k++) {
+    const uint32_t t = __shfl_sync(0xFFFFFFFFu, bkey[k], (lane % nb) * gl);
+    if (lane / nb == k)
+      mine = t;
+  }
+  return lowpi_qblock_scale(s.p, lowpi_bits_f32(mine), 1.0f);
+}
+
+/* Row k's scale for this lane's block, from batch_scales' lanes. */
+__device__ __forceinline__ lowpi_block_scale scale_of_row(const lowpi_block_scale &all, unsigned k,
+                                                          unsigned lane, const side &s) {
+  const unsigned src = k * (4u >> s.shift) + lane / (8u << s.shift);
+  lowpi_block_scale sc;
+  sc.enc = __shfl_sync(0xFFFFFFFFu, all.enc, src);
+  sc.dec = __shfl_sync(0xFFFFFFFFu, all.dec, src);
+  sc.code = (uint8_t)__shfl_sync(0xFFFFFFFFu, (unsigned)all.code, src);
+  return sc;
+}
+
 /* The row-wise side of four values v of row i (global), columns c0 + cl.. (cl: the lane's
- * first column in the tile, 4 * lane; nc: the tile's real columns), key: their amax key. The
- * block's amax over its N / 4 lanes, its scale (stored by the block's first lane), the codes
- * (or values) of the lane's real columns. */
+ * first column in the tile, 4 * lane; nc: the tile's real columns), sc: the scale of the
+ * lane's block (stored by the block's first lane), the codes (or values) of the lane's real
+ * columns. */
 template <int FF, int RR>
-__device__ __forceinline__ void encode_row4(const float (&v)[4], uint32_t key, unsigned lane,
-                                            size_t i, size_t K, size_t c0, unsigned nc,
-                                            const side &s, const lowpi_fmt &f, lowp_round rnd,
-                                            bool vec, unsigned long long &sat) {
+__device__ __forceinline__ void encode_row4(const float (&v)[4], const lowpi_block_scale &sc,
+                                            unsigned lane, size_t i, size_t K, size_t c0,
+                                            unsigned nc, const side &s, const lowpi_fmt &f,
+                                            lowp_round rnd, bool vec, unsigned long long &sat) {
   const unsigned cl = 4u * lane;
-  const uint32_t bkey = group_max(key, s.shift);
-  const lowpi_block_scale sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(bkey), 1.0f);
   if (s.codes && (lane & ((8u << s.shift) - 1u)) == 0 && cl < nc) /* the block's first lane */
     lowpi_store_scale(s.p, s.scales, i * s.scale_cols + ((c0 + cl) >> (5u + s.shift)), sc);
   if (cl >= nc)
@@ -452,19 +482,26 @@ __global__ void __launch_bounds__(kThreadsT, 3)
         for (unsigned k = 0; k < 8; k++)
           *(float4 *)&tile[(64u * b + 8u * k + warp) * kColsT + cl] =
               make_float4(v[k][0], v[k][1], v[k][2], v[k][3]);
+      uint32_t bkey[8]; /* rows past the tile's end hold zeros: key 0 */
 #pragma unroll
       for (unsigned k = 0; k < 8; k++) {
-        const unsigned r = 64u * b + 8u * k + warp;
-        if (r >= nr) /* warp-uniform */
-          break;
         uint32_t key = 0;
 #pragma unroll
         for (int q = 0; q < 4; q++)
           key = max(key, lowpi_abs_key(v[k][q]));
         tmax = max(tmax, key);
-        if (has_row)
-          encode_row4<FF, RR>(v[k], key, lane, r0 + r, K, c0, nc, row, f, rnd, flags & kFlagVecRow,
-                              sat_r);
+        bkey[k] = has_row ? group_max(key, row.shift) : 0u;
+      }
+      if (!has_row)
+        continue;
+      const lowpi_block_scale scales = batch_scales(bkey, lane, row);
+#pragma unroll
+      for (unsigned k = 0; k < 8; k++) {
+        const unsigned r = 64u * b + 8u * k + warp;
+        if (r >= nr) /* warp-uniform */
+          break;
+        encode_row4<FF, RR>(v[k], scale_of_row(scales, k, lane, row), lane, r0 + r, K, c0, nc, row,
+                            f, rnd, flags & kFlagVecRow, sat_r);
       }
     }
     if (!has_col)
@@ -593,9 +630,12 @@ lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, co
 }
 
 /* The tiled kernel takes 64-row tiles: column-wise blocks of 32 or 64. Blocks of 128 take
- * both_kernel (run_both), which the H100 ran faster there: 16384 x 768, 1x128 e4m3, 0.088 ms
- * against 0.125 ms for 128-row tiles (bench_cuda_quant, "both ways"; MX 1x32: 0.191 against
- * 0.076 ms in 64-row tiles). */
+ * both_kernel (run_both), which the H100 ran as fast or faster there: 16384 x 768, 1x128 e4m3,
+ * 0.087 ms against 0.089 ms for 128-row tiles, 16384 x 3072 0.298 against 0.308 ms, GPT-2 774M
+ * fp8-block 49,442 against 48,813 tokens/s (bench_cuda_quant, "both ways"; bench_gpu_train
+ * with and without LOWP_GPU_PLAIN=both_tile; MX 1x32 in 64-row tiles: 0.064 against 0.191 ms).
+ * Both are far from the copy's speed (35%): a block's load, its row-wise and its column-wise
+ * passes run in turn, separated by barriers, with three blocks an SM. */
 template <int FF, int RR>
 lowp_status launch_tiled_any(const float *x, size_t R, size_t K, const side &row, const side &col,
                              const lowp_qconfig *c) {
