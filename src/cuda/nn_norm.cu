@@ -453,12 +453,12 @@ __global__ void __launch_bounds__(lowpi_kThreads, (K * VEC <= 24 ? 2 : 1))
     r1 = lowpi_warp_sum(r1) / (float)C;
     if (!RMS)
       r2 = lowpi_warp_sum(r2) / (float)C;
-      /* dinp's values into d; then (accumulate) the old dinp into u, all loads before the first
-       * store: a store may alias a later load as far as the compiler knows, so no load would move
-       * above one, and each column would wait for memory in turn */
 #pragma unroll
-    for (int i = 0; i < P; i++)
+    for (int i = 0; i < P; i++) /* dinp's values, into d */
       d[i] = RMS ? s * (d[i] - u[i] * (s * s * r1)) : s * ((d[i] - r1) - u[i] * r2);
+    /* (accumulate) the old dinp into u, all loads before the first store: a store may alias a
+     * later load as far as the compiler knows, so no load would move above one, and each column
+     * would wait for memory in turn */
     if (a.accumulate) {
 #pragma unroll
       for (int k = 0; k < K; k++) {
