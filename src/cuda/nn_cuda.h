@@ -76,10 +76,10 @@ lowp_status lowpi_cuda_rmsnorm_backward_amax(float *dinp, uint16_t *dinp_bf16, f
 lowp_status lowpi_cuda_rmsnorm_forward(float *out, uint16_t *out_bf16, float *rstd,
                                        const float *inp, const float *weight, int N, int C,
                                        float eps);
-/* The forwards (and the residual-fused ones below), also writing out_amax (a device float, may be
- * NULL) = max |out| over the fp32 values written (before any bf16 rounding) as lowp_cuda_amax
- * computes it (the same bits, NaN included): the amax of the next linear's X for its per-tensor
- * current scaling (lowpi_gpu_act.amax). The plain entry points pass NULL. */
+/* The forwards, also writing out_amax (a device float, may be NULL) = max |out| over the fp32
+ * values written (before any bf16 rounding) as lowp_cuda_amax computes it (the same bits, NaN
+ * included): the amax of the next linear's X for its per-tensor current scaling
+ * (lowpi_gpu_act.amax). The plain entry points pass NULL. */
 lowp_status lowpi_cuda_layernorm_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,
                                               float *mean, float *rstd, const float *inp,
                                               const float *weight, const float *bias, int N, int C,
