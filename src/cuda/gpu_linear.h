@@ -53,7 +53,7 @@
 
 #include <stdint.h>
 
-#include "cuda/nn_cuda.h"
+#include "cuda/quant_cuda.h"
 #include "lowp/cuda_quant.h"
 #include "lowp/recipe.h"
 #include "lowp/status.h"
@@ -170,7 +170,7 @@ int lowpi_gpu_linear_wants_dy_amax(const lowpi_gpu_linears *g, int lin, int N, i
 /* Quantization fused into X's producer (norm -> fp8, GELU -> fp8): where linear lin's fprop (N
  * rows, C inputs, OC outputs) would quantize X with per-tensor delayed fp8 scaling (RNE, no
  * Hadamard, no clipping mask) into the codes it keeps for its wgrad (lowpi_gpu_linear_keeps_x8),
- * and not LOWPI_GPU_PLAIN_X8P: *o8 gets where X's producer writes its codes (nn_cuda.h's
+ * and not LOWPI_GPU_PLAIN_X8P: *o8 gets where X's producer writes its codes (quant_cuda.h's
  * lowpi_fp8_out: the kept buffer, the state's scale, the saturation count) and *amax where it
  * writes max |X|, *ok = 1, and lin's next fprop takes those codes instead of quantizing X (its
  * inp.f32 / inp.bf16 are then not read; inp.f32 stands for X in the backward as usual). The

@@ -643,34 +643,23 @@ void lowpi_gpu_model_bytes(const lowpi_gpu_model *g, size_t *params, size_t *gra
   *activations = g->act_bytes + lowpi_gpu_linears_scratch_bytes(g->lin);
 }
 
-/* The norm of inp written as linear lin's X in fp8 codes alone where its fprop takes them
- * (x8_target): *done 1, else nothing is done. */
-static lowp_status norm_forward_fp8(const lowpi_gpu_model *g, int lin, float *stats,
-                                    const float *inp, const float *w, const float *b, int N,
-                                    int *done) {
-  const lowp_model_config *c = &g->cfg;
-  const int gpt2 = c->arch == LOWP_ARCH_GPT2;
-  lowpi_fp8_out o8;
-  float *a8;
-  LOWPI_TRY(x8_target(g, lin, &o8, &a8, done));
-  if (!*done)
-    return LOWP_OK;
-  return lowpi_cuda_norm_forward_fp8(&o8, a8, gpt2 ? stats : NULL, stats + N, inp, w,
-                                     gpt2 ? b : NULL, N, c->n_embd, c->norm_eps);
-}
-
 /* The norm of inp into layer l's slot of s (fp32 or bf16), the input of linear lin: with its
- * amax where lin's fprop takes it (x_amax_for). */
+ * amax where lin's fprop takes it (x_amax_for); or, where lin's fprop takes them (x8_target),
+ * as lin's X in fp8 codes alone. */
 static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, int l, int lin,
                                 float *stats, const float *inp, const float *w, const float *b,
                                 int N) {
   const lowp_model_config *c = &g->cfg;
+  const int gpt2 = c->arch == LOWP_ARCH_GPT2;
+  lowpi_fp8_out o8;
+  float *a8;
   int x8;
-  LOWPI_TRY(norm_forward_fp8(g, lin, stats, inp, w, b, N, &x8));
+  LOWPI_TRY(x8_target(g, lin, &o8, &a8, &x8));
   if (x8)
-    return LOWP_OK;
+    return lowpi_cuda_norm_forward_fp8(&o8, a8, gpt2 ? stats : NULL, stats + N, inp, w,
+                                       gpt2 ? b : NULL, N, c->n_embd, c->norm_eps);
   float *amax = x_amax_for(g, lin);
-  if (c->arch == LOWP_ARCH_GPT2)
+  if (gpt2)
     return lowpi_cuda_layernorm_forward_amax(s->f32[l], s->bf16[l], amax, stats, stats + N, inp, w,
                                              b, N, c->n_embd, c->norm_eps);
   return lowpi_cuda_rmsnorm_forward_amax(s->f32[l], s->bf16[l], amax, stats + N, inp, w, N,

@@ -664,12 +664,6 @@ size_t lowpi_cuda_norm_backward_workspace(int N, int C) {
 }
 
 static lowp_status norm_forward_check(const char *fn, const fwd_args &a, bool rms) {
-  if (a.o8.codes && (!a.o8.enc || !a.o8.nsat || !a.amax || a.out || a.out_bf16 ||
-                     (a.o8.fmt != LOWP_E4M3 && a.o8.fmt != LOWP_E5M2)))
-    return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "%s: the fp8 output needs its scale, counter, amax and an fp8 format, and "
-                      "no other output",
-                      fn);
   if (!(a.out || a.out_bf16 || a.o8.codes) || (!rms && !a.mean) || !a.rstd || !a.inp || !a.weight ||
       (!rms && !a.bias))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
@@ -822,10 +816,8 @@ lowp_status lowpi_cuda_norm_forward_fp8(const lowpi_fp8_out *o8, float *out_amax
                                         const float *bias, int N, int C, float eps) {
   // mean (N), rstd (N), inp (N, C), weight (C), bias (C)
   const char *fn = "lowpi_cuda_norm_forward_fp8";
-  if (!o8 || !o8->codes)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: no fp8 output", fn);
   fwd_args a = fwd_of(nullptr, nullptr, out_amax, mean, rstd, inp, weight, bias, N, C, eps);
+  LOWPI_TRY(lowpi_fp8_out_check(fn, o8, out_amax, 0, &a.o8_fmax_bits));
   a.o8 = *o8;
-  a.o8_fmax_bits = lowpi_f32_bits((float)lowp_format_get(o8->fmt)->max);
   return bias == nullptr ? norm_forward<true>(fn, a) : norm_forward<false>(fn, a);
 }

@@ -389,24 +389,20 @@ lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16,
   return LOWP_OK;
 }
 
-static lowp_status gelu_from_bf16(float *out, uint16_t *out_bf16, const lowpi_fp8_out &o8,
-                                  float *amax, const uint16_t *inp, size_t n) {
-  LOWPI_NN_REQUIRE(n == 0 || ((out || out_bf16 || o8.codes) && inp),
-                   "lowpi_cuda_gelu_forward_from_bf16", "NULL buffer");
-  LOWPI_NN_REQUIRE(!o8.codes || (o8.enc && o8.nsat && amax && !out && !out_bf16 &&
-                                 (o8.fmt == LOWP_E4M3 || o8.fmt == LOWP_E5M2)),
-                   "lowpi_cuda_gelu_forward_from_bf16",
-                   "the fp8 output needs its scale, counter, amax and an fp8 format, and no other "
-                   "output");
-  LOWPI_NN_REQUIRE(((uintptr_t)amax & 3u) == 0, "lowpi_cuda_gelu_forward_from_bf16",
-                   "misaligned amax");
+/* fmax_bits: o8's (lowpi_fp8_out_check), where o8.codes is not NULL. */
+static lowp_status gelu_from_bf16(const char *fn, float *out, uint16_t *out_bf16,
+                                  const lowpi_fp8_out &o8, uint32_t fmax_bits, float *amax,
+                                  const uint16_t *inp, size_t n) {
+  if (n && !((out || out_bf16 || o8.codes) && inp))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  if (((uintptr_t)amax & 3u) != 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: misaligned amax", fn);
   if (amax)
     LOWPI_CUDA_TRY(cudaMemsetAsync(amax, 0, sizeof(float), 0));
   if (n == 0)
     return LOWP_OK;
   const bool vec = ((uintptr_t)out & 15u) == 0 && ((uintptr_t)out_bf16 & 7u) == 0 &&
                    ((uintptr_t)inp & 7u) == 0 && ((uintptr_t)o8.codes & 3u) == 0;
-  const uint32_t fmax_bits = o8.codes ? lowpi_f32_bits((float)lowp_format_get(o8.fmt)->max) : 0u;
   const unsigned blocks = blocks_for((n + 3) / 4);
   if (vec)
     gelu_forward_from_bf16_kernel<true>
@@ -422,14 +418,16 @@ lowp_status lowpi_cuda_gelu_forward_from_bf16(float *out, uint16_t *out_bf16, fl
                                               const uint16_t *inp, size_t n) {
   // out (n), out_bf16 (n), amax (1), inp (n) bf16
   const lowpi_fp8_out none = {nullptr, nullptr, nullptr, LOWP_E4M3};
-  return gelu_from_bf16(out, out_bf16, none, amax, inp, n);
+  return gelu_from_bf16("lowpi_cuda_gelu_forward_from_bf16", out, out_bf16, none, 0u, amax, inp, n);
 }
 
 lowp_status lowpi_cuda_gelu_forward_from_bf16_fp8(const lowpi_fp8_out *o8, float *amax,
                                                   const uint16_t *inp, size_t n) {
   // amax (1), inp (n) bf16
-  LOWPI_NN_REQUIRE(o8 && o8->codes, "lowpi_cuda_gelu_forward_from_bf16", "no fp8 output");
-  return gelu_from_bf16(nullptr, nullptr, *o8, amax, inp, n);
+  const char *fn = "lowpi_cuda_gelu_forward_from_bf16_fp8";
+  uint32_t fmax_bits;
+  LOWPI_TRY(lowpi_fp8_out_check(fn, o8, amax, 0, &fmax_bits));
+  return gelu_from_bf16(fn, nullptr, nullptr, *o8, fmax_bits, amax, inp, n);
 }
 
 lowp_status lowpi_cuda_swiglu_forward(float *out, uint16_t *out_bf16, const float *inp, int N,

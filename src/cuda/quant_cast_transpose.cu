@@ -276,6 +276,18 @@ lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *
   return LOWP_OK;
 }
 
+lowp_status lowpi_fp8_out_check(const char *fn, const lowpi_fp8_out *o8, const float *amax,
+                                int other_output, uint32_t *fmax_bits) {
+  if (!o8 || !o8->codes || !o8->enc || !o8->nsat || !amax || other_output ||
+      (o8->fmt != LOWP_E4M3 && o8->fmt != LOWP_E5M2))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "%s: the fp8 output needs its codes, scale, counter, the amax and an fp8 "
+                      "format (e4m3, e5m2), and no other output",
+                      fn);
+  *fmax_bits = lowpi_f32_bits((float)lowp_format_get(o8->fmt)->max);
+  return LOWP_OK;
+}
+
 lowp_status lowpi_cuda_quant_delayed_end(lowp_cuda_qtensor *q) {
   if (!q || !q->delayed)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quant_delayed_end: no delayed state");

@@ -91,6 +91,12 @@ typedef struct {
  * (codes, scales, amax, count, the record), bit for bit. q: fp8 (e4m3, e5m2), mode DELAYED, RNE,
  * fp32 scales (lowpi_cuda_cast_transpose_supported), else LOWP_ERR_UNSUPPORTED. */
 lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *o8);
+/* A producer's check of its fp8 output (function fn's): o8 with its codes, scale and counter,
+ * format e4m3 or e5m2, the amax it must write (the state's record) given, and no other output
+ * asked for (other_output 0); else LOWP_ERR_INVALID_ARG naming fn. *fmax_bits: the bits of the
+ * format's largest finite value (lowpi_fp8_out_code's saturation threshold). */
+lowp_status lowpi_fp8_out_check(const char *fn, const lowpi_fp8_out *o8, const float *amax,
+                                int other_output, uint32_t *fmax_bits);
 lowp_status lowpi_cuda_quant_delayed_end(lowp_cuda_qtensor *q);
 /* 1xN block scaling both ways in one read of x (R, K) (device fp32, src/cuda/quant_both.cu):
  * row (may be NULL), a tensor (R, K), receives what lowp_cuda_quantize(x, row, 0) gives (blocks

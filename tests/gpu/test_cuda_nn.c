@@ -714,7 +714,8 @@ static void check_fp8_out(const char *what, const uint8_t *d_codes, const float 
 
 /* The norms writing the next linear's X as fp8 codes alone (lowpi_cuda_norm_forward_fp8): the
  * codes, count and amax of the plain forward's fp32 output (check_fp8_out), whose stats it must
- * also write with the same bits. The scale (fmax / 2) clips the values beyond 2 in magnitude. */
+ * also write with the same bits. The scale (fmax / 2) clips the values beyond 2 in magnitude. A
+ * missing output or amax and a format that is not fp8 are refused. */
 static void test_norm_fp8(int N, int C, int rms, int nan_row, lowp_format fmt) {
   const size_t NC = (size_t)N * C;
   char what[112];
@@ -742,6 +743,15 @@ static void test_norm_fp8(int N, int C, int rms, int nan_row, lowp_format fmt) {
              "%s: stats differ from the plain forward's", what);
     check_fp8_out(what, d_codes, d_out, NC, fmt, scale, d_nsat, d_amax);
   }
+  /* refused: no output, no amax, a format that is not fp8, an unknown format id */
+  lowpi_fp8_out bad[3] = {o8, o8, o8};
+  bad[1].fmt = LOWP_BF16;
+  bad[2].fmt = (lowp_format)999;
+  for (int k = 0; k < 4; k++)
+    GC_CHECK(lowpi_cuda_norm_forward_fp8(k == 3 ? NULL : &bad[k], k == 0 ? NULL : d_amax,
+                                         rms ? NULL : d_st[1], d_st[1] + N, d_x, d_w,
+                                         rms ? NULL : d_b, N, C, eps) == LOWP_ERR_INVALID_ARG,
+             "%s: bad fp8 output %d accepted", what, k);
   float *dev[] = {d_x, d_w, d_b, d_scale, d_amax, d_out, d_st[0], d_st[1]};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     lowp_cuda_free(dev[i]);
@@ -908,7 +918,7 @@ static void test_norm(shape s, int rms) {
 
 /* GELU writing fc_proj's X as fp8 codes alone (lowpi_cuda_gelu_forward_from_bf16_fp8) from the
  * bf16 codes d_in (m, device): the codes, count and amax of the fp32 output (into d_y) by
- * check_fp8_out; also: no amax is refused. */
+ * check_fp8_out; also: a missing amax or output and a format that is not fp8 are refused. */
 static void check_gelu_fp8(const char *label, const uint16_t *d_in, float *d_y, float *d_amax,
                            size_t m, lowp_format fmt, float scale) {
   char what[80];
@@ -923,8 +933,14 @@ static void check_gelu_fp8(const char *label, const uint16_t *d_in, float *d_y, 
   if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(d_y, NULL, NULL, d_in, m)) &&
       GC_OK(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, d_amax, d_in, m)))
     check_fp8_out(what, d_c8, d_y, m, fmt, scale, d_nsat, d_amax);
-  GC_CHECK(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, NULL, d_in, m) == LOWP_ERR_INVALID_ARG,
-           "%s: no amax accepted", what);
+  /* refused: no amax, a format that is not fp8, an unknown format id, no output */
+  lowpi_fp8_out bad[3] = {o8, o8, o8};
+  bad[1].fmt = LOWP_BF16;
+  bad[2].fmt = (lowp_format)999;
+  for (int k = 0; k < 4; k++)
+    GC_CHECK(lowpi_cuda_gelu_forward_from_bf16_fp8(k == 3 ? NULL : &bad[k], k == 0 ? NULL : d_amax,
+                                                   d_in, m) == LOWP_ERR_INVALID_ARG,
+             "%s: bad fp8 output %d accepted", what, k);
   lowp_cuda_free(d_scale);
   lowp_cuda_free(d_c8);
   lowp_cuda_free(d_nsat);
