@@ -111,10 +111,15 @@ __device__ __forceinline__ float clipped(float g, double coef) {
   return coef < 1.0 ? (float)((double)g * coef) : g;
 }
 
-/* Updates one chunk; returns the max lowpi_abs_key of the updated parameters (for the amax). */
+/* Updates one chunk; returns the max lowpi_abs_key of the updated parameters (for the amax).
+ * Every load of the chunk is issued before its first store: a store might alias a later load as
+ * far as the compiler knows, so loads after a store would each wait for memory in turn.
+ * kPlain: fp32 states and an fp32 master (plain_step), known at compile time. */
+template <bool kPlain>
 __device__ uint32_t dense_chunk(const step_args &a, const dev_tensor &t, size_t chunk,
                                 double coef) {
-  const int bf16 = t.kind == LOWP_OPT_STATE_BF16;
+  const int bf16 = !kPlain && t.kind == LOWP_OPT_STATE_BF16;
+  const int master_bf16 = !kPlain && a.master_bf16;
   float *p = a.params + t.poff;
   const float *g = a.grads + t.goff;
   unsigned char *mb = a.blob + (t.m - a.blob_off), *vb = a.blob + (t.v - a.blob_off);
@@ -123,19 +128,29 @@ __device__ uint32_t dense_chunk(const step_args &a, const dev_tensor &t, size_t 
   uint16_t *w16 = mirror_of(a, t);
   const uint64_t off_m = lowpi_adamw_sr_offset(a.steps_before, LOWPI_ADAMW_SR_M);
   const uint64_t off_v = lowpi_adamw_sr_offset(a.steps_before, LOWPI_ADAMW_SR_V);
-  const size_t lo = chunk * kDenseChunk;
+  const size_t lo = chunk * kDenseChunk + threadIdx.x;
+  float pv[kDensePerThread], gv[kDensePerThread], mv[kDensePerThread], vv[kDensePerThread];
+#pragma unroll
+  for (unsigned r = 0; r < kDensePerThread; r++) {
+    const size_t i = lo + (size_t)r * kThreads;
+    if (i < t.numel) {
+      pv[r] = p[i];
+      gv[r] = g[i];
+      mv[r] = bf16 ? bf16_decode(m16[i]) : m32[i];
+      vv[r] = bf16 ? bf16_decode(v16[i]) : v32[i];
+    }
+  }
   uint32_t key = 0;
 #pragma unroll
   for (unsigned r = 0; r < kDensePerThread; r++) {
-    const size_t i = lo + (size_t)r * kThreads + threadIdx.x;
+    const size_t i = lo + (size_t)r * kThreads;
     if (i >= t.numel)
       break;
     const uint64_t index = t.offset + i; /* the element's global index: SR streams */
-    float m = bf16 ? bf16_decode(m16[i]) : m32[i];
-    float v = bf16 ? bf16_decode(v16[i]) : v32[i];
-    lowpi_adamw_moments(&m, &v, clipped(g[i], coef), &a.k);
-    const float pn = lowpi_adamw_store_master(lowpi_adamw_param(p[i], m, v, t.decay, &a.k),
-                                              a.master_bf16, a.seed, a.steps_before, index);
+    float m = mv[r], v = vv[r];
+    lowpi_adamw_moments(&m, &v, clipped(gv[r], coef), &a.k);
+    const float pn = lowpi_adamw_store_master(lowpi_adamw_param(pv[r], m, v, t.decay, &a.k),
+                                              master_bf16, a.seed, a.steps_before, index);
     p[i] = pn;
     key = max(key, lowpi_abs_key(pn));
     if (w16)
@@ -221,16 +236,22 @@ __global__ void amax_reset_kernel(unsigned *amax, size_t n, const lowpi_cuda_gra
     amax[i] = 0u;
 }
 
-__global__ void __launch_bounds__(kThreads) adamw_kernel(const step_args a) {
+/* The plain kernel (every state fp32, an fp32 master: the common case) holds a chunk's loads in
+ * registers at full width; the general one, whose 8-bit and stochastic-rounding paths need
+ * more registers, is held to 3 blocks an SM (80 registers) so that they keep their occupancy. */
+template <bool kPlain>
+__global__ void __launch_bounds__(kThreads, kPlain ? 1 : 3) adamw_kernel(const step_args a) {
   /* The skip is decided here, on the device: the whole grid sees the same flag. */
   if (a.stats && a.stats->found_inf)
     return;
   const double coef = a.stats ? a.stats->clip_coef : 1.0;
   __shared__ float code_s[256], code_u[256];
   __shared__ float scratch[kThreads / 32][2];
-  code_s[threadIdx.x] = a.codes[threadIdx.x];
-  code_u[threadIdx.x] = a.codes[256 + threadIdx.x];
-  __syncthreads();
+  if (!kPlain) {
+    code_s[threadIdx.x] = a.codes[threadIdx.x];
+    code_u[threadIdx.x] = a.codes[256 + threadIdx.x];
+    __syncthreads();
+  }
   dev_tensor t;
   t.chunk0 = t.chunk_end = 0; /* no tensor yet */
   uint32_t key = 0;           /* t's updated parameters' max lowpi_abs_key so far */
@@ -240,9 +261,9 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const step_args a) {
       key = 0;
       t = a.t[find_tensor(a.t, a.nt, c)];
     }
-    key = max(key, t.kind == LOWP_OPT_STATE_8BIT
+    key = max(key, !kPlain && t.kind == LOWP_OPT_STATE_8BIT
                        ? block_8bit(a, t, c - t.chunk0, coef, code_s, code_u, scratch)
-                       : dense_chunk(a, t, c - t.chunk0, coef));
+                       : dense_chunk<kPlain>(a, t, c - t.chunk0, coef));
   }
   flush_amax(a, t, key);
 }
@@ -526,6 +547,16 @@ lowp_status lowpi_cuda_adamw_download(const lowpi_cuda_adamw *o, lowp_adamw *h) 
   return LOWP_OK;
 }
 
+/* Every tensor with fp32 states and the master in fp32: adamw_kernel<true> does the step. */
+static int plain_step(const lowpi_cuda_adamw *o) {
+  if (o->cfg.master_bf16)
+    return 0;
+  for (size_t i = 0; i < o->nt; i++)
+    if (o->layout[i].kind != LOWP_OPT_STATE_FP32)
+      return 0;
+  return 1;
+}
+
 lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const float *grads, double lr,
                                   long t, const lowpi_cuda_grad_work *work) {
   if (!o || !params || !grads)
@@ -562,7 +593,10 @@ lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const floa
     LOWPI_CUDA_CHECK_LAUNCH();
   }
   const unsigned blocks = lowpi_cuda_blocks((o->chunk_hi - o->chunk_lo) * kThreads, kThreads);
-  adamw_kernel<<<blocks, kThreads>>>(a);
+  if (plain_step(o))
+    adamw_kernel<true><<<blocks, kThreads>>>(a);
+  else
+    adamw_kernel<false><<<blocks, kThreads>>>(a);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
