@@ -396,21 +396,46 @@ __device__ __forceinline__ void store_bf16(uint16_t *p, const float (&v)[VEC], b
     p[j] = (uint16_t)h[j];
 }
 
+/* VEC consecutive floats of shared memory, as load_vec / store_vec (always aligned). */
+template <int VEC> __device__ __forceinline__ void add_shared(float *p, const float (&v)[VEC]) {
+  if constexpr (VEC == 4) {
+    float4 t = *reinterpret_cast<float4 *>(p);
+    t.x += v[0];
+    t.y += v[1];
+    t.z += v[2];
+    t.w += v[3];
+    *reinterpret_cast<float4 *>(p) = t;
+  } else {
+    for (int j = 0; j < VEC; j++)
+      p[j] += v[j];
+  }
+}
+
+/* The fused backward's shared memory: each warp's running dweight (and dbias) terms. */
+template <bool RMS, int VEC, int K> constexpr size_t fused_shared_bytes() {
+  return (size_t)kWarps * (RMS ? 1 : 2) * K * VEC * 32 * sizeof(float);
+}
+
 /* Lane `lane` owns columns (k * 32 + lane) * VEC + j (k < K, j < VEC; a whole vector is in or
  * out of the row as C % VEC == 0); K * VEC * 32 >= C. The row's per-element math is
  * layernorm_backward_row's / rmsnorm_backward_row's, the terms those of layernorm_terms /
- * rmsnorm_terms (the same operations: only the order of the sums differs). At most 128
- * registers a thread where the row is short enough (two blocks an SM). */
+ * rmsnorm_terms (the same operations: only the order of the sums differs). The dweight and
+ * dbias terms add up in shared memory, each warp in its own rows (no barrier: a lane touches its
+ * own columns alone), which leaves the registers to the row: two blocks an SM (three where the
+ * row is short), whose warps hide each other's memory latency. */
 template <bool RMS, int VEC, int K>
-__global__ void __launch_bounds__(lowpi_kThreads, (K * VEC <= 24 ? 2 : 1))
+__global__ void __launch_bounds__(lowpi_kThreads, (K * VEC <= 24 ? 3 : 2))
     norm_backward_fused_kernel(bwd_args a) {
   constexpr int NQ = RMS ? 1 : 2, P = K * VEC;
-  __shared__ float red[NQ][P * 32];
+  extern __shared__ float4 acc_words[];
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32), C = a.C;
-  float aw[P], ab[P]; /* dweight's and dbias's terms summed over the warp's rows */
+  /* acc[(w * NQ + q) * P * 32 + column]: warp w's sum of term q over its rows */
+  float *acc = reinterpret_cast<float *>(acc_words);
+  float *acc_w = acc + (size_t)warp * NQ * P * 32, *acc_b = acc_w + (NQ - 1) * P * 32;
 #pragma unroll
-  for (int i = 0; i < P; i++)
-    aw[i] = ab[i] = 0.0f;
+  for (int k = 0; k < K; k++)
+    for (int j = 0; j < VEC; j++)
+      acc_w[(k * 32 + lane) * VEC + j] = acc_b[(k * 32 + lane) * VEC + j] = 0.0f;
   const int n0 = (int)blockIdx.x * kBwdRows, n1 = min(a.N, n0 + kBwdRows);
   uint32_t mx = 0;
   for (int n = n0 + warp; n < n1; n += kWarps) { /* warp-uniform */
@@ -421,7 +446,7 @@ __global__ void __launch_bounds__(lowpi_kThreads, (K * VEC <= 24 ? 2 : 1))
 #pragma unroll
     for (int k = 0; k < K; k++) {
       const int c0 = (k * 32 + lane) * VEC;
-      float x[VEC], g[VEC], w[VEC];
+      float x[VEC], g[VEC], w[VEC], tw[VEC];
       if (c0 < C) {
         load_vec<VEC>(x, a.inp + row + c0, a.wide);
         load_vec<VEC>(g, a.dout + row + c0, a.wide);
@@ -438,15 +463,19 @@ __global__ void __launch_bounds__(lowpi_kThreads, (K * VEC <= 24 ? 2 : 1))
         if (RMS) {
           u[i] = x[j];
           r1 += dn * x[j];
-          aw[i] += g[j] * (x[j] * s);
+          tw[j] = g[j] * (x[j] * s);
         } else {
           const float norm = (x[j] - m) * s;
           u[i] = norm;
           r1 += dn;
           r2 += dn * norm;
-          aw[i] += g[j] * norm;
-          ab[i] += g[j];
+          tw[j] = g[j] * norm;
         }
+      }
+      if (c0 < C) {
+        add_shared<VEC>(acc_w + c0, tw);
+        if (!RMS)
+          add_shared<VEC>(acc_b + c0, g);
       }
     }
     /* LayerNorm: r1 = mean(dnorm), r2 = mean(dnorm * norm); RMSNorm: r1 = mean(w g x) */
@@ -490,24 +519,15 @@ __global__ void __launch_bounds__(lowpi_kThreads, (K * VEC <= 24 ? 2 : 1))
     }
   }
   /* the block's partial sums: the warps' added in warp order */
-  for (int w = 0; w < kWarps; w++) {
-    if (warp == w) {
-#pragma unroll
-      for (int k = 0; k < K; k++)
-#pragma unroll
-        for (int j = 0; j < VEC; j++) {
-          const int i = k * VEC + j, c = (k * 32 + lane) * VEC + j;
-          red[0][c] = w == 0 ? aw[i] : red[0][c] + aw[i];
-          if (!RMS)
-            red[NQ - 1][c] = w == 0 ? ab[i] : red[NQ - 1][c] + ab[i];
-        }
-    }
-    __syncthreads();
-  }
+  __syncthreads();
   const size_t chunks = gridDim.x;
   for (int c = (int)threadIdx.x; c < C; c += (int)lowpi_kThreads)
-    for (int q = 0; q < NQ; q++)
-      a.partials[((size_t)q * chunks + blockIdx.x) * (size_t)C + c] = red[q][c];
+    for (int q = 0; q < NQ; q++) {
+      float t = acc[(size_t)q * P * 32 + c];
+      for (int w = 1; w < kWarps; w++)
+        t += acc[((size_t)w * NQ + q) * P * 32 + c];
+      a.partials[((size_t)q * chunks + blockIdx.x) * (size_t)C + c] = t;
+    }
   if (a.amax) /* block-uniform */
     lowpi_block_max_atomic(mx, a.amax);
 }
@@ -567,7 +587,12 @@ bwd_plan plan_backward(int C) {
 }
 
 template <bool RMS, int VEC, int K> void launch_fused(const bwd_args &a, unsigned blocks) {
-  norm_backward_fused_kernel<RMS, VEC, K><<<blocks, lowpi_kThreads>>>(a);
+  constexpr size_t smem = fused_shared_bytes<RMS, VEC, K>();
+  static_assert(smem <= 112 * 1024, "two blocks an SM in the 227 KB of sm_90's shared memory");
+  /* past the default 48 KB: allowed once per kernel (an error surfaces at the launch) */
+  (void)cudaFuncSetAttribute(norm_backward_fused_kernel<RMS, VEC, K>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  norm_backward_fused_kernel<RMS, VEC, K><<<blocks, lowpi_kThreads, smem>>>(a);
 }
 
 template <bool RMS> void launch_fused(const bwd_args &a, bwd_plan p, unsigned blocks) {
