@@ -90,6 +90,11 @@ typedef struct {
   int xq_on, xq_valid;
   int x8_given; /* xq holds the next fprop's X codes, written by X's producer (x8_target) */
   const float *xq_src;
+  /* The fprop's fp8 codes of W (OC, C), kept for the dgrad likewise (see "W's fp8 codes kept
+   * for the dgrad"); wk_src: the weight buffer they were quantized from. */
+  lowp_cuda_qtensor wk;
+  int wk_on, wk_valid;
+  const float *wk_src;
   /* ZeRO-3's fp8 weight gathering (lowpi_gpu_linears_give_weight_fp8): this step's W as codes
    * (OC, C) and decode scale, for the weight buffer wq_src; NULL: none given. */
   const float *wq_src;
@@ -353,6 +358,7 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
     lowp_cuda_free(g->lin[i].mask[1]);
     lowp_cuda_free(g->lin[i].w16);
     lowp_cuda_qtensor_free(&g->lin[i].xq);
+    lowp_cuda_qtensor_free(&g->lin[i].wk);
     lowp_cuda_qtensor_free(&g->lin[i].xb);
   }
   lowp_cuda_free(g->rot.ptr);
@@ -396,8 +402,8 @@ void lowpi_gpu_linears_weights_changed(lowpi_gpu_linears *g) {
 
 lowp_status lowpi_gpu_linears_end_step(lowpi_gpu_linears *g) {
   forget_amax(g);
-  for (int i = 0; i < g->nlin; i++) /* the backward is done: the kept X codes are spent */
-    g->lin[i].xq_valid = g->lin[i].xb_valid = 0;
+  for (int i = 0; i < g->nlin; i++) /* the backward is done: the kept codes are spent */
+    g->lin[i].xq_valid = g->lin[i].wk_valid = g->lin[i].xb_valid = 0;
   LOWPI_TRY(lowp_cuda_delayed_update_all(g->delayed, g->ndelayed));
   return LOWP_OK;
 }
@@ -429,7 +435,7 @@ size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
     b += g->tmp[i].bytes;
   for (int i = 0; i < g->nlin; i++)
     b += g->lin[i].w16_n * sizeof(uint16_t) + g->lin[i].xq.rows * g->lin[i].xq.cols +
-         g->lin[i].xb.rows * g->lin[i].xb.cols;
+         g->lin[i].wk.rows * g->lin[i].wk.cols + g->lin[i].xb.rows * g->lin[i].xb.cols;
   return b;
 }
 
@@ -488,20 +494,26 @@ static lowp_status qbuf_get(lowpi_gpu_linears *g, lowp_operand slot, const lowp_
   return LOWP_OK;
 }
 
-/* The linear's own buffer for its fprop's X codes (R, K), (re)allocated to that shape. */
+/* A linear's own buffer q for its fprop's codes (R, K) of `what` (X: xq, W: wk), (re)allocated
+ * to that shape. */
+static lowp_status kept_get(const lin_state *ls, lowp_cuda_qtensor *q, const char *what,
+                            const lowp_qconfig *cfg, size_t R, size_t K) {
+  if (q->rows != R || q->cols != K) {
+    lowp_cuda_qtensor_free(q);
+    memset(q, 0, sizeof *q);
+    const lowp_status st = lowp_cuda_qtensor_init(q, cfg, R, K);
+    if (st != LOWP_OK)
+      return lowpi_fail(st, "gpu recipe: the fp8 codes of linear %d's %s (%zu x %zu): %s",
+                        ls->index, what, R, K, lowp_last_error());
+  }
+  q->delayed = NULL;
+  return LOWP_OK;
+}
+
 static lowp_status xq_get(lin_state *ls, const lowp_qconfig *cfg, size_t R, size_t K,
                           lowp_cuda_qtensor **out) {
   *out = &ls->xq;
-  if (ls->xq.rows != R || ls->xq.cols != K) {
-    lowp_cuda_qtensor_free(&ls->xq);
-    memset(&ls->xq, 0, sizeof ls->xq);
-    const lowp_status st = lowp_cuda_qtensor_init(&ls->xq, cfg, R, K);
-    if (st != LOWP_OK)
-      return lowpi_fail(st, "gpu recipe: the fp8 codes of linear %d's input (%zu x %zu): %s",
-                        ls->index, R, K, lowp_last_error());
-  }
-  ls->xq.delayed = NULL;
-  return LOWP_OK;
+  return kept_get(ls, &ls->xq, "input", cfg, R, K);
 }
 
 /* Record which values of the forward operand x (R, K) the quantizer q clipped (recipe_exec.c's
@@ -574,10 +586,8 @@ static int current_scaling(const op_state *o) {
  * after it. As a guard the forward records which buffer the amax belongs to (pointer and
  * size), and set_step / end_step and the layer's next forward forget it: a backward of other
  * buffers, or without a forward in this step, computes its own amax.
- * (The dgrad's weight codes are not shared: with the same format and RNE they would be the
- * transpose of the fprop's, but the operand buffers (qbuf) are shared by every layer, so by a
- * layer's backward they hold another layer's codes; keeping each layer's would cost a byte
- * per weight, 774 MB for GPT-2 774M, more than bf16 training holds.)
+ * (Where the dgrad's W codes are the transpose of the fprop's, the fprop keeps them and the
+ * dgrad needs no amax at all: see "W's fp8 codes kept for the dgrad".)
  * The weight's amax comes from the optimizer where it keeps it (ls->wa: the AdamW kernel
  * writes max |W| as it stores W, lowpi_cuda_adamw_set_amax): then neither the forward nor the
  * backward reads W for it; the first fprop after the weights changed otherwise fills it.
@@ -1013,8 +1023,11 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   /* LOWPI_OPERAND_QUANT: the tensor (R, K) that src holds (or, untransposed, the transpose of x) */
   lowp_cuda_qtensor *q = NULL;
   const int keep = slot == LOWP_OP_FPROP_X && run == RUN_FP8 && ls->xq_on;
+  const int keep_w = slot == LOWP_OP_FPROP_W && run == RUN_FP8 && ls->wk_on;
   if (keep) /* the wgrad takes these codes (x8_keeps): into the linear's own buffer */
     LOWPI_TRY(xq_get(ls, &o->cfg, R, K, &q));
+  else if (keep_w) /* the dgrad takes these (w8_keeps) */
+    LOWPI_TRY(kept_get(ls, q = &ls->wk, "weight", &o->cfg, R, K));
   else
     LOWPI_TRY(qbuf_get(g, slot, &o->cfg, R, K, &q));
   q->cfg.offset = offset;
@@ -1024,6 +1037,10 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
     if (keep) {
       ls->xq_src = x;
       ls->xq_valid = 1;
+    }
+    if (keep_w) {
+      ls->wk_src = x;
+      ls->wk_valid = 1;
     }
     LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
     out->ptr = q->rowwise.codes;
@@ -1468,6 +1485,44 @@ static lowp_status x8_operand(lowpi_gpu_linears *g, lin_state *ls, int N, int C,
 }
 
 /* ------------------------------------------------------------------------------------------
+ * W's fp8 codes kept for the dgrad. The same argument as X's: where the dgrad's quantizer of W
+ * is the fprop's (the same fp8 format, one per-tensor scale: current scaling, whose amax is a
+ * function of the values alone, or delayed scaling with one state, fp8-delayed's "dgrad.w =
+ * fprop.w"; round to nearest even, no Hadamard, no clipping mask; both GEMMs native fp8), the
+ * dgrad's W^T codes are the byte transpose of the fprop's W codes, bit for bit, and the
+ * optimizer changes W only after the backward. The fprop then quantizes W into the linear's own
+ * buffer (1 byte per weight: ls->wk; 708 MB for GPT-2 774M, which fp8 training holds in place
+ * of bf16 training's 2-byte weight copies) and the dgrad transposes those bytes, where it read
+ * the fp32 W (4 bytes per weight) and quantized it transposed. */
+static int w8_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
+  const op_state *f = &ls->op[LOWP_OP_FPROP_W], *d = &ls->op[LOWP_OP_DGRAD_W];
+  if (g->plain & LOWPI_GPU_PLAIN_W8)
+    return 0;
+  for (int i = 0; i < 2; i++) {
+    const op_state *o = i ? d : f;
+    if (!is_native_fp8(o) || o->cfg.round != LOWP_ROUND_RNE || o->spec.hadamard ||
+        o->spec.clip_mask_ste)
+      return 0;
+  }
+  return same_tensor_scale(f, d) && f->cfg.format == d->cfg.format &&
+         f->cfg.scale_format == d->cfg.scale_format &&
+         run_of(g, &ls->op[LOWP_OP_FPROP_X], f, N, OC, C) == RUN_FP8 &&
+         run_of(g, &ls->op[LOWP_OP_DGRAD_DY], d, N, C, OC) == RUN_FP8;
+}
+
+/* The dgrad's W operand (C, OC), K-major, from the fprop's kept codes (OC, C), as x8_operand. */
+static lowp_status w8_operand(lowpi_gpu_linears *g, lin_state *ls, int C, int OC, operand *out) {
+  const op_state *d = &ls->op[LOWP_OP_DGRAD_W];
+  lowp_cuda_qtensor *q = NULL;
+  LOWPI_TRY(qbuf_get(g, LOWP_OP_DGRAD_W, &d->cfg, (size_t)C, (size_t)OC, &q));
+  LOWPI_TRY(lowpi_cuda_transpose_u8((unsigned char *)q->rowwise.codes,
+                                    (const unsigned char *)ls->wk.rowwise.codes, OC, C));
+  *out = (operand){q->rowwise.codes, d->cfg.format, (const float *)ls->wk.rowwise.scales,
+                   (lowpi_fp8_block_kind)0, 0};
+  return LOWP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
  * dY cast and transposed in one pass (Transformer Engine's cast_transpose_dbias). Where the
  * dgrad's and the wgrad's dY are the same per-tensor scaling with RNE (fp8-current's e5m2, or
  * fp8-delayed's with "wgrad.dy = dgrad.dy": one state; both GEMMs native fp8), the wgrad's codes
@@ -1539,12 +1594,19 @@ unsigned lowpi_gpu_plain_from_env(void) {
   static const struct {
     const char *name;
     unsigned flag;
-  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},       {"x8", LOWPI_GPU_PLAIN_X8},
-               {"amax", LOWPI_GPU_PLAIN_AMAX},       {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
-               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX}, {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
-               {"xb", LOWPI_GPU_PLAIN_XB},           {"wmirror", LOWPI_GPU_PLAIN_W16},
-               {"x8p", LOWPI_GPU_PLAIN_X8P},         {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
-               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},   {"all", ~0u}};
+  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},
+               {"x8", LOWPI_GPU_PLAIN_X8},
+               {"amax", LOWPI_GPU_PLAIN_AMAX},
+               {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
+               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX},
+               {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
+               {"xb", LOWPI_GPU_PLAIN_XB},
+               {"wmirror", LOWPI_GPU_PLAIN_W16},
+               {"x8p", LOWPI_GPU_PLAIN_X8P},
+               {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
+               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},
+               {"w8", LOWPI_GPU_PLAIN_W8},
+               {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;
   while (env && *env) {
@@ -1575,8 +1637,9 @@ static int bias_in_epilogue(gemm_run run, const float *bias) {
 static lowp_status fprop_begin(lowpi_gpu_linears *g, lin_state *ls, const float *weight, int N,
                                int C, int OC, int *cache) {
   ls->amax_x[0] = ls->amax_x[1] = NULL;
-  ls->xq_valid = 0;
+  ls->xq_valid = ls->wk_valid = 0;
   ls->xq_on = x8_keeps(g, ls, N, C, OC);
+  ls->wk_on = w8_keeps(g, ls, N, C, OC);
   xb_begin(g, ls);
   *cache = w16_cacheable(g, ls, N, C, OC);
   return *cache ? w16_fill(g, ls, weight, (size_t)OC * (size_t)C) : LOWP_OK;
@@ -1817,11 +1880,17 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
                      b = {weight, cached ? ls->w16_cur : NULL, NULL, (size_t)OC, (size_t)C, 0};
     operand wq;
     const int given = weight && ls->wq_src == weight;
+    const int w8 = !given && ls->wk_valid && (!weight || weight == ls->wk_src) &&
+                   ls->wk.rows == (size_t)OC && ls->wk.cols == (size_t)C &&
+                   w8_keeps(g, ls, N, C, OC);
     if (given)
       LOWPI_TRY(given_weight(g, ls, LOWP_OP_DGRAD_W, (size_t)OC, (size_t)C, &wq));
+    if (w8)
+      LOWPI_TRY(w8_operand(g, ls, C, OC, &wq));
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, cast_t ? &cast_d : NULL,
-                          given ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, &run_d, &dy));
+                          given || w8 ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, &run_d, &dy));
     g->counts.w_reused += (unsigned long long)cached;
+    g->counts.w_fp8_reused += (unsigned long long)w8;
   }
   { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns. dY's operand
      * comes from the dgrad's where that gives the same values (reuse_dy). Nothing between

@@ -138,6 +138,8 @@ enum {
                                    (lowpi_gpu_linears_mirrorable 0: the trainer makes none) */
   LOWPI_GPU_PLAIN_BOTH_TILE = 256, /* lowpi_cuda_quantize_both by its older kernel (one warp
                                       per line: the same bits), not the tiled one; read once */
+  LOWPI_GPU_PLAIN_W8 = 512,        /* "w8": W quantized again (transposed) in the dgrad, not the
+                                      byte transpose of the fprop's kept codes */
   /* The model's (gpu_model.c): */
   LOWPI_GPU_PLAIN_LN_BWD = 1024, /* "ln_bwd": the norms' backward in two passes
                                     (lowpi_cuda_layernorm_backward_two_pass): NOT the same bits
@@ -148,7 +150,7 @@ enum {
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror, x8p, both_tile, ln_bwd (or "all").
+ * wmirror, x8p, both_tile, w8, ln_bwd (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
@@ -281,6 +283,8 @@ typedef struct {
                                        (lowpi_gpu_linear_x8_target) */
   unsigned long long x_fp8_reused;  /* wgrads that took X^T as the byte transpose of the fprop's
                                        kept fp8 codes (lowpi_gpu_linear_keeps_x8) */
+  unsigned long long w_fp8_reused;  /* dgrads that took W^T as the byte transpose of the fprop's
+                                       kept fp8 codes (LOWPI_GPU_PLAIN_W8) */
   unsigned long long bgrad_fused;   /* bias gradients from the wgrad's epilogue (bf16 linears:
                                        no column-sum pass) */
   unsigned long long gelu_fused;    /* fc fprops with GELU in the epilogue and fc_proj dgrads with

@@ -55,21 +55,23 @@ static double rel_diff(const float *got, const float *want, size_t n, int *finit
   return w > 0 ? sqrt(d / w) : sqrt(d);
 }
 
-/* The step's shortcuts (LOWPI_GPU_PLAIN_*: the bias folded into the next kernel, X's fp8 codes
- * kept for the wgrad and X not kept in fp32, GELU's amax for fc_proj) must give
- * the bits of the plain way: a model with them all off, from the same parameters and tokens,
- * against the loss and gradients of the one with them on. */
+/* same_as_plain's other plain way: X's and W's fp8 codes not kept for the backward */
+static const unsigned kKeptOff = LOWPI_GPU_PLAIN_W8 | LOWPI_GPU_PLAIN_X8;
+
+/* The step's shortcuts (LOWPI_GPU_PLAIN_*: the bias folded into the next kernel, X's and W's fp8
+ * codes kept for the backward and X not kept in fp32, GELU's amax for fc_proj) must give
+ * the bits of the plain way: a model with them off (plain: all of them, or kKeptOff: the
+ * backward then quantizes W and X again, with the forward's amax under current scaling), from
+ * the same parameters and tokens, against the loss and gradients of the one with them on. */
 static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *recipe_name,
                           const int32_t *in, const int32_t *tg, int B, int T, const float *g_fast,
-                          float loss_fast, int gelu_mode) {
+                          float loss_fast, int gelu_mode, unsigned plain) {
   const size_t np = lowp_model_num_params(m);
   lowpi_gpu_model *gm = NULL;
   float *g_plain = malloc(np * sizeof(float)), loss_plain = NAN;
   if (!g_plain)
     exit(1);
-  /* all but the two-pass norm backward (not the same bits: two_pass_norms checks it) */
-  if (GC_OK(lowpi_gpu_model_create_plain(&gm, m, recipe, 7, B, T, 0,
-                                         ~(unsigned)LOWPI_GPU_PLAIN_LN_BWD)) &&
+  if (GC_OK(lowpi_gpu_model_create_plain(&gm, m, recipe, 7, B, T, 0, plain)) &&
       (lowpi_gpu_model_set_gelu_fusion(gm, gelu_mode <= 1, gelu_mode == 0), 1) &&
       GC_OK(lowpi_gpu_model_forward(gm, in, tg, B, T, 1.0f)) &&
       GC_OK(lowpi_gpu_model_backward(gm)) &&
@@ -79,16 +81,24 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
           lowp_cuda_memcpy(&loss_plain, lowpi_gpu_model_loss(gm), sizeof(float), LOWP_CUDA_D2H))) {
     lowpi_gpu_gemm_counts cn;
     lowpi_gpu_linears_counts(lowpi_gpu_model_linears(gm), &cn);
-    GC_CHECK(cn.bias_folded == 0 && cn.x_fp8_reused == 0 && cn.amax_given == 0 &&
-                 cn.dy_cast_t == 0 && cn.dy_amax_given == 0 && cn.x8_produced == 0,
-             "%s: the plain model folded %llu biases, reused %llu X codes, took %llu amaxes, "
-             "cast %llu dY in one pass (%llu amaxes given)",
-             recipe_name, cn.bias_folded, cn.x_fp8_reused, cn.amax_given, cn.dy_cast_t,
-             cn.dy_amax_given);
-    GC_CHECK(cn.dy_both == 0 && cn.x_both == 0 && cn.x_block_kept == 0 && cn.block_t == 0,
-             "%s: the plain model quantized %llu dY and %llu X both ways, took %llu kept X^T, "
-             "quantized %llu operands transposed",
-             recipe_name, cn.dy_both, cn.x_both, cn.x_block_kept, cn.block_t);
+    if (plain == kKeptOff) { /* fp8-current: W and X quantized again, with the forward's amax */
+      GC_CHECK(cn.amax_reused > 0 && cn.x_fp8_reused == 0 && cn.w_fp8_reused == 0,
+               "%s without kept codes: %llu backward quantizations took the forward's amax, "
+               "%llu X and %llu W codes reused",
+               recipe_name, cn.amax_reused, cn.x_fp8_reused, cn.w_fp8_reused);
+    } else {
+      GC_CHECK(cn.bias_folded == 0 && cn.x_fp8_reused == 0 && cn.w_fp8_reused == 0 &&
+                   cn.amax_given == 0 && cn.dy_cast_t == 0 && cn.dy_amax_given == 0 &&
+                   cn.x8_produced == 0,
+               "%s: the plain model folded %llu biases, reused %llu X and %llu W codes, took %llu "
+               "amaxes, cast %llu dY in one pass (%llu amaxes given)",
+               recipe_name, cn.bias_folded, cn.x_fp8_reused, cn.w_fp8_reused, cn.amax_given,
+               cn.dy_cast_t, cn.dy_amax_given);
+      GC_CHECK(cn.dy_both == 0 && cn.x_both == 0 && cn.x_block_kept == 0 && cn.block_t == 0,
+               "%s: the plain model quantized %llu dY and %llu X both ways, took %llu kept X^T, "
+               "quantized %llu operands transposed",
+               recipe_name, cn.dy_both, cn.x_both, cn.x_block_kept, cn.block_t);
+    }
     long bad = 0;
     for (size_t i = 0; i < np; i++)
       if (!same_float(g_fast[i], g_plain[i]) && bad++ < 5)
@@ -304,17 +314,11 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
                "%s %s: bf16 codes taken in a recipe without bf16 casts", arch ? "llama" : "gpt2",
                recipe_name);
     }
-    /* fp8-current: the dgrad's W and the wgrad's X take the forward's amax (at most 2 per
-     * layer and run, where the GEMMs run as fp8), checked by the gradients below; no other
-     * recipe has current scaling on both sides */
-    const unsigned long long most = 2ull * 4 * (unsigned)cfg.n_layer * 2;
-    if (!strcmp(recipe_name, "fp8-current"))
-      GC_CHECK(cn.amax_reused > 0 && cn.amax_reused <= most,
-               "%s fp8-current: %llu backward quantizations took the forward's amax (1 to %llu)",
-               arch ? "llama" : "gpt2", cn.amax_reused, most);
-    else
-      GC_CHECK(cn.amax_reused == 0, "%s %s: %llu amaxes shared", arch ? "llama" : "gpt2",
-               recipe_name, cn.amax_reused);
+    /* No backward quantization takes the forward's amax: only fp8-current has current scaling
+     * on both sides, and its backward quantizes neither W nor X (their fp8 codes kept, checked
+     * below); without those (LOWP_GPU_PLAIN=w8,x8) it does: same_as_plain(kKeptOff) */
+    GC_CHECK(cn.amax_reused == 0, "%s %s: %llu amaxes shared", arch ? "llama" : "gpt2", recipe_name,
+             cn.amax_reused);
     /* the per-tensor fp8 GEMMs write gpt2's qkv and fc outputs in bf16 with their biases in the
      * epilogue (the flash attention's and GELU's inputs) and leave attproj's and fc_proj's
      * biases to the next kernel (the residual add); per layer and run (2 here) */
@@ -331,14 +335,17 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
     }
     /* fp8-current and fp8-delayed (wgrad.x shares fprop.x's state) keep every block linear's
      * fprop X codes for its wgrad (gpt2: all the shapes are multiples of 16) */
-    printf("  %s %s: X fp8 codes reused %llu\n", arch ? "llama" : "gpt2", recipe_name,
-           cn.x_fp8_reused);
+    printf("  %s %s: X fp8 codes reused %llu, W fp8 codes reused %llu\n", arch ? "llama" : "gpt2",
+           recipe_name, cn.x_fp8_reused, cn.w_fp8_reused);
     const int x8_recipe =
         !strcmp(recipe_name, "fp8-current") || !strcmp(recipe_name, "fp8-delayed");
+    /* and their fprop W codes for the dgrad (fp8-current: two quantizers of one per-tensor
+     * current scaling; fp8-delayed: dgrad.w shares fprop.w's state) */
     if (arch == LOWP_ARCH_GPT2 && x8_recipe)
-      GC_CHECK(cn.x_fp8_reused == 2ull * 4 * (unsigned)cfg.n_layer,
-               "gpt2 %s: %llu wgrads took X's kept fp8 codes (want %llu)", recipe_name,
-               cn.x_fp8_reused, 2ull * 4 * (unsigned)cfg.n_layer);
+      GC_CHECK(cn.x_fp8_reused == 2ull * 4 * (unsigned)cfg.n_layer &&
+                   cn.w_fp8_reused == 2ull * 4 * (unsigned)cfg.n_layer,
+               "gpt2 %s: %llu wgrads took X's kept fp8 codes, %llu dgrads W's (want %llu each)",
+               recipe_name, cn.x_fp8_reused, cn.w_fp8_reused, 2ull * 4 * (unsigned)cfg.n_layer);
     /* fp8-delayed's dY (wgrad.dy shares dgrad.dy's state: one scale) goes to both GEMMs and the
      * bias gradient in one fused pass: every block linear, two runs; the wgrad takes dY from
      * the dgrad nowhere else but the head (its bf16 dY). Checked bit for bit against the plain
@@ -444,8 +451,12 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   }
   const int ran = gm != NULL;
   lowpi_gpu_model_free(gm);
+  /* all but the two-pass norm backward (not the same bits: two_pass_norms checks it) */
   if (ran)
-    same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode);
+    same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode,
+                  ~(unsigned)LOWPI_GPU_PLAIN_LN_BWD);
+  if (ran && !strcmp(recipe_name, "fp8-current"))
+    same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode, kKeptOff);
   if (ran && !strcmp(recipe_name, "fp32"))
     two_pass_norms(m, &recipe, arch ? "llama fp32" : "gpt2 fp32", in, tg, B, T, g_gpu, loss_gpu);
 
@@ -782,17 +793,15 @@ static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_op
              "%s: %llu bf16 bias vectors, %llu from the mirror", label, cn[0][1].epi_bf16_vec,
              cn[0][1].b16_mirror);
     /* fp8-current's weights' amax from the optimizer (setup_wamax): the first forward computes
-     * it, every later quantization of W takes it (the first step's dgrads: one per block
-     * linear); the other recipes scale W otherwise, and wmirror turns it off */
+     * it, every later quantization of W takes it (none in the first step: its dgrads take the
+     * fprop's kept codes); the other recipes scale W otherwise, and wmirror turns it off */
     const int wamax = !strcmp(recipe_name, "fp8-current");
-    const unsigned long long nbl = 4ull * (unsigned)cfg.n_layer;
     GC_CHECK(
-        cn[0][0].w_amax_kept == (wamax ? nbl : 0) &&
+        cn[0][0].w_amax_kept == 0 &&
             (wamax ? cn[0][1].w_amax_kept > cn[0][0].w_amax_kept : cn[0][1].w_amax_kept == 0) &&
             cn[1][1].w_amax_kept == 0,
-        "%s: W amax from the optimizer %llu / %llu times (want %llu after a step), %llu "
-        "with wmirror",
-        label, cn[0][0].w_amax_kept, cn[0][1].w_amax_kept, wamax ? nbl : 0, cn[1][1].w_amax_kept);
+        "%s: W amax from the optimizer %llu / %llu times (want 0, then more), %llu with wmirror",
+        label, cn[0][0].w_amax_kept, cn[0][1].w_amax_kept, cn[1][1].w_amax_kept);
     printf("%s: %d steps (one skipped) and an evaluation, the same bits as wmirror (loss %.4f "
            "-> %.4f; W from the mirror %llu times, bf16 biases from it %llu)\n",
            label, STEPS, (double)loss[0][0], (double)loss[0][STEPS - 1], cn[0][1].w16_mirror,
