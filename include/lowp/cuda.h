@@ -100,6 +100,9 @@ typedef struct {
   const float *bias;    /* device (N) fp32 or NULL: C[i][j] += bias[j] in the GEMM's epilogue
                            (a linear layer's bias, one pass less); non-fp8 operands, 16-byte
                            aligned, no batch */
+  const void *c_in;     /* NULL, or where beta reads C from (C's type and layout; left as it
+                           is): the output is then alpha ... + beta * c_in, e.g. a residual
+                           added in the GEMM; no batch */
 } lowp_cuda_gemm_opts;
 
 /* Defaults: given formats, no transposes, alpha 1, beta 0, no scales, exact accumulation. */

@@ -241,6 +241,7 @@ lowp_cuda_gemm_opts lowp_cuda_gemm_defaults(lowp_format a_format, lowp_format b_
   o.b_scale = NULL;
   o.fp8_fast_accum = 0;
   o.bias = NULL;
+  o.c_in = NULL;
   return o;
 }
 
@@ -298,8 +299,8 @@ static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n,
                       "lowp_cuda_gemm: bad batch %d (strides %lld, %lld, %lld)", batch,
                       (long long)stride_a, (long long)stride_b, (long long)stride_c);
   LOWPI_TRY(check_types(o, m, n, k, a, b, c));
-  if (o->bias && batch > 1)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_gemm: no bias with a batch");
+  if ((o->bias || o->c_in) && batch > 1)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowp_cuda_gemm: no bias or c_in with a batch");
   const cudaDataType_t ta = cuda_type(o->a_format), tb = cuda_type(o->b_format);
   const cudaDataType_t tc = cuda_type(o->c_format);
 
@@ -421,6 +422,10 @@ static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n,
   key.align[0] = alignment_of(b, (lt_a_rows | (uint64_t)key.stride[1]) * (uint64_t)eb_b);
   key.align[1] = alignment_of(a, (lt_b_rows | (uint64_t)key.stride[0]) * (uint64_t)eb_a);
   key.align[2] = alignment_of(c, ((uint64_t)n | (uint64_t)key.stride[2]) * (uint64_t)eb_c);
+  if (o->c_in) { /* C and D take one alignment preference: the smaller */
+    const uint32_t in = alignment_of(o->c_in, (uint64_t)n * (uint64_t)eb_c);
+    key.align[2] = in < key.align[2] ? in : key.align[2];
+  }
   cublasLtMatmulAlgo_t algo;
   const cublasStatus_t found = find_algo(s->handle, call, key, &algo);
   if (epi && found != CUBLAS_STATUS_SUCCESS)
@@ -432,9 +437,9 @@ static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n,
                       fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format), m, n, k,
                       o->trans_a, o->trans_b);
   LOWPI_CUBLAS_TRY(found);
-  const cublasStatus_t ran =
-      cublasLtMatmul(s->handle, call.op, &o->alpha, b, call.a, a, call.b, &o->beta, c, call.c, c,
-                     call.c, &algo, s->workspace, kWorkspaceBytes, 0);
+  const cublasStatus_t ran = cublasLtMatmul(s->handle, call.op, &o->alpha, b, call.a, a, call.b,
+                                            &o->beta, o->c_in ? o->c_in : c, call.c, c, call.c,
+                                            &algo, s->workspace, kWorkspaceBytes, 0);
   if (epi && ran != CUBLAS_STATUS_SUCCESS) /* checked before launching: nothing written */
     return epi_refused(ran, "cublasLtMatmul", __FILE__, __LINE__);
   LOWPI_CUBLAS_TRY(ran);

@@ -1069,7 +1069,8 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   return LOWP_OK;
 }
 
-/* c (M, N) [+]= A B^T (+ bias (N), may be NULL) with A (M, K), B (N, K) as the operands say.
+/* c (M, N) [+]= A B^T (+ bias (N), may be NULL) with A (M, K), B (N, K) as the operands say;
+ * c_in (may be NULL): beta reads C from there instead (lowp_cuda_gemm_opts), not fp8 blocks.
  * The bias goes into the GEMM's epilogue where cuBLASLt takes it (bf16/fp16/fp32 operands, an
  * aligned bias: the same fp32 addition, one pass over c less), else a separate pass adds it.
  * The fp8 GEMMs (per-tensor and block-scaled) add it separately: with an fp32 D, cuBLASLt's
@@ -1083,12 +1084,14 @@ static int epilogue_takes_bias(const operand *a, const operand *b, const float *
 }
 
 static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int N, int K,
-                        float beta, const float *bias) {
+                        float beta, const float *c_in, const float *bias) {
   const int epilogue_bias = epilogue_takes_bias(a, b, bias);
   if (bias && !epilogue_bias) {
-    LOWPI_TRY(gemm(c, a, b, M, N, K, beta, NULL));
+    LOWPI_TRY(gemm(c, a, b, M, N, K, beta, c_in, NULL));
     return lowpi_cuda_add_bias(c, bias, M, N);
   }
+  if (a->block && c_in)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: a block-scaled GEMM with a separate C");
   if (a->block) { /* both K-major (make_operand transposed them before quantizing) */
     const lowpi_fp8_block_operand ba = {a->ptr, a->format, a->scale, a->block};
     const lowpi_fp8_block_operand bb = {b->ptr, b->format, b->scale, b->block};
@@ -1100,6 +1103,7 @@ static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int
   o.a_scale = a->scale;
   o.b_scale = b->scale;
   o.beta = beta;
+  o.c_in = c_in;
   o.bias = epilogue_bias ? bias : NULL;
   return lowp_cuda_gemm(c, a->ptr, b->ptr, M, N, K, &o);
 }
@@ -1142,13 +1146,13 @@ typedef struct {
  * run time (LOWP_ERR_UNSUPPORTED: nothing was written) runs again as the emulation, and the
  * block GEMMs stay emulated from then on (counts.block_refused says so); the operands are made
  * anew, which gives the same values (the quantization is a function of the step, the layer
- * and the slot). given_b: B likewise (or NULL). *run_out: how it ran; *a_out: the A operand it
- * used (may be NULL). */
+ * and the slot). given_b: B likewise (or NULL). c_in: gemm's. *run_out: how it ran; *a_out: the
+ * A operand it used (may be NULL). */
 static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm which, float *c,
                                const gemm_input *ia, const gemm_input *ib, const operand *given,
                                const operand *given_b, int M, int N, int K, float beta,
-                               const float *bias, float *bias_grad, gemm_run *run_out,
-                               operand *a_out) {
+                               const float *c_in, const float *bias, float *bias_grad,
+                               gemm_run *run_out, operand *a_out) {
   const op_state *oa = &ls->op[slot_of(which, LOWPI_OPERAND_A)];
   const op_state *ob = &ls->op[slot_of(which, LOWPI_OPERAND_B)];
   for (;;) {
@@ -1173,9 +1177,9 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
     if (bias_grad) {
       st = gemm_bgrad(g, c, &a, &b, M, N, K, beta, bias_grad);
       if (st == LOWP_ERR_UNSUPPORTED) /* refused, nothing written: the plain GEMM instead */
-        st = gemm(c, &a, &b, M, N, K, beta, bias);
+        st = gemm(c, &a, &b, M, N, K, beta, c_in, bias);
     } else {
-      st = gemm(c, &a, &b, M, N, K, beta, bias);
+      st = gemm(c, &a, &b, M, N, K, beta, c_in, bias);
     }
     if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given && !given_b) {
       g->block_native = 0;
@@ -1594,19 +1598,13 @@ unsigned lowpi_gpu_plain_from_env(void) {
   static const struct {
     const char *name;
     unsigned flag;
-  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},
-               {"x8", LOWPI_GPU_PLAIN_X8},
-               {"amax", LOWPI_GPU_PLAIN_AMAX},
-               {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
-               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX},
-               {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
-               {"xb", LOWPI_GPU_PLAIN_XB},
-               {"wmirror", LOWPI_GPU_PLAIN_W16},
-               {"x8p", LOWPI_GPU_PLAIN_X8P},
-               {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
-               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},
-               {"w8", LOWPI_GPU_PLAIN_W8},
-               {"all", ~0u}};
+  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},       {"x8", LOWPI_GPU_PLAIN_X8},
+               {"amax", LOWPI_GPU_PLAIN_AMAX},       {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
+               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX}, {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
+               {"xb", LOWPI_GPU_PLAIN_XB},           {"wmirror", LOWPI_GPU_PLAIN_W16},
+               {"x8p", LOWPI_GPU_PLAIN_X8P},         {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
+               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},   {"w8", LOWPI_GPU_PLAIN_W8},
+               {"res", LOWPI_GPU_PLAIN_RES},         {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;
   while (env && *env) {
@@ -1645,9 +1643,11 @@ static lowp_status fprop_begin(lowpi_gpu_linears *g, lin_state *ls, const float 
   return *cache ? w16_fill(g, ls, weight, (size_t)OC * (size_t)C) : LOWP_OK;
 }
 
-lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *out,
-                                          lowpi_gpu_act inp, const float *weight, const float *bias,
-                                          int N, int C, int OC, const float **bias_left) {
+/* lowpi_gpu_linear_forward_fold, or with residual (may be NULL) read as the GEMM's C: out =
+ * residual + X W^T + bias. */
+static lowp_status fprop(lowpi_gpu_linears *g, int lin, float *out, const float *residual,
+                         lowpi_gpu_act inp, const float *weight, const float *bias, int N, int C,
+                         int OC, const float **bias_left) {
   // out (N, OC), inp (N, C), weight (OC, C), bias (OC)
   lin_state *ls = &g->lin[lin];
   if (bias_left) { /* fold the bias into the caller's next kernel where it needs a pass */
@@ -1669,9 +1669,33 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
     LOWPI_TRY(given_weight(g, ls, LOWP_OP_FPROP_W, (size_t)OC, (size_t)C, &wq));
   gemm_run run = RUN_FP32;
   LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, given ? &wq : NULL, N, OC, C,
-                        0.0f, bias, NULL, &run, NULL));
+                        residual ? 1.0f : 0.0f, residual, bias, NULL, &run, NULL));
   g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], run, inp.bf16);
+  g->counts.residual_added += (unsigned long long)(residual != NULL);
   return LOWP_OK;
+}
+
+lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *out,
+                                          lowpi_gpu_act inp, const float *weight, const float *bias,
+                                          int N, int C, int OC, const float **bias_left) {
+  return fprop(g, lin, out, NULL, inp, weight, bias, N, C, OC, bias_left);
+}
+
+lowp_status lowpi_gpu_linear_forward_residual(lowpi_gpu_linears *g, int lin, float *sum,
+                                              const float *residual, float *branch,
+                                              lowpi_gpu_act inp, const float *weight,
+                                              const float *bias, int N, int C, int OC,
+                                              const float **bias_left, int *added) {
+  if (!residual || residual == sum)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's residual add in place", lin);
+  const lin_state *ls = &g->lin[lin];
+  const gemm_run run = run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
+  /* a GEMM whose epilogue takes the bias (not fp8: see gemm) adds both, in one order */
+  *added = !(g->plain & LOWPI_GPU_PLAIN_RES) && run != RUN_FP8 && run != RUN_FP8_BLOCK &&
+           (!bias || bias_in_epilogue(run, bias));
+  if (*added)
+    return fprop(g, lin, sum, residual, inp, weight, bias, N, C, OC, NULL);
+  return fprop(g, lin, branch, NULL, inp, weight, bias, N, C, OC, bias_left);
 }
 
 /* The run of linear lin's fprop where it can write its output in bf16 through an epilogue of
@@ -1888,7 +1912,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
     if (w8)
       LOWPI_TRY(w8_operand(g, ls, C, OC, &wq));
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, cast_t ? &cast_d : NULL,
-                          given || w8 ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, &run_d, &dy));
+                          given || w8 ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, NULL, &run_d, &dy));
     g->counts.w_reused += (unsigned long long)cached;
     g->counts.w_fp8_reused += (unsigned long long)w8;
   }
@@ -1931,7 +1955,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
                           cast_t   ? &cast_w
                           : reused ? &given
                                    : NULL,
-                          x8 ? &given_x : NULL, OC, C, N, 1.0f, NULL, bg, &run_w, NULL));
+                          x8 ? &given_x : NULL, OC, C, N, 1.0f, NULL, NULL, bg, &run_w, NULL));
     g->counts.dy_reused += (unsigned long long)reused;
     g->counts.x_fp8_reused += (unsigned long long)x8;
     g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_WGRAD_X], run_w, inp.bf16);

@@ -147,10 +147,12 @@ enum {
                                     plain way's bits leave it out (~LOWPI_GPU_PLAIN_LN_BWD) */
   LOWPI_GPU_PLAIN_X8P = 2048,    /* "x8p": delayed scaling's X quantized by the fprop, not written
                                     as fp8 codes by its producer (lowpi_gpu_linear_x8_target 0) */
+  LOWPI_GPU_PLAIN_RES = 4096,    /* "res": the residual add in a kernel of its own, not in the
+                                    GEMM (lowpi_gpu_linear_forward_residual) */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror, x8p, both_tile, w8, ln_bwd (or "all").
+ * wmirror, x8p, both_tile, w8, ln_bwd, res (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
@@ -194,6 +196,18 @@ lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, 
 lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *out,
                                           lowpi_gpu_act inp, const float *weight, const float *bias,
                                           int N, int C, int OC, const float **bias_left);
+/* A linear whose output goes into the residual stream: where its GEMM takes the bias in its
+ * epilogue (not the fp8 GEMMs: see gemm() in gpu_linear.c), sum (N, OC) = residual + X W^T +
+ * bias in that GEMM, which reads residual as its C (beta 1: no pass of its own for the add), and
+ * *added = 1; else as lowpi_gpu_linear_forward_fold into branch (N, OC), *added = 0, and the
+ * caller adds residual (and *bias_left). cuBLASLt adds the bias, then C: the bits of the GEMM
+ * with its bias followed by the add (test_cuda_model, against LOWPI_GPU_PLAIN_RES, which turns
+ * it off). residual != sum. */
+lowp_status lowpi_gpu_linear_forward_residual(lowpi_gpu_linears *g, int lin, float *sum,
+                                              const float *residual, float *branch,
+                                              lowpi_gpu_act inp, const float *weight,
+                                              const float *bias, int N, int C, int OC,
+                                              const float **bias_left, int *added);
 /* dinp (N, C) written (may be NULL), dweight (OC, C) and dbias (OC, may be NULL) accumulated.
  * Where both wgrad operands are bf16 casts, dbias comes from the wgrad's epilogue: the sums of
  * the bf16 dY (what the GEMM multiplies, as PyTorch's bf16 autocast sums its bf16 gradient)
@@ -285,16 +299,18 @@ typedef struct {
                                        kept fp8 codes (lowpi_gpu_linear_keeps_x8) */
   unsigned long long w_fp8_reused;  /* dgrads that took W^T as the byte transpose of the fprop's
                                        kept fp8 codes (LOWPI_GPU_PLAIN_W8) */
-  unsigned long long bgrad_fused;   /* bias gradients from the wgrad's epilogue (bf16 linears:
-                                       no column-sum pass) */
-  unsigned long long gelu_fused;    /* fc fprops with GELU in the epilogue and fc_proj dgrads with
-                                       GELU's backward (and fc's bias gradient) in it */
-  unsigned long long epi_refused;   /* epilogues cuBLASLt refused (each kind then stays off:
-                                       the unfused operations run, the same results) */
-  unsigned long long w_amax_kept;   /* W quantizations that took the optimizer's amax of W
-                                       (lowpi_gpu_linears_set_amax_mirror) */
-  unsigned long long out_bf16;      /* fprops writing their output in bf16 alone (qkv for the flash
-                                       attention: lowpi_gpu_linear_forward_bf16) */
+  unsigned long long residual_added; /* fprops that added the residual in the GEMM
+                                        (lowpi_gpu_linear_forward_residual) */
+  unsigned long long bgrad_fused;    /* bias gradients from the wgrad's epilogue (bf16 linears:
+                                        no column-sum pass) */
+  unsigned long long gelu_fused;     /* fc fprops with GELU in the epilogue and fc_proj dgrads with
+                                        GELU's backward (and fc's bias gradient) in it */
+  unsigned long long epi_refused;    /* epilogues cuBLASLt refused (each kind then stays off:
+                                        the unfused operations run, the same results) */
+  unsigned long long w_amax_kept;    /* W quantizations that took the optimizer's amax of W
+                                        (lowpi_gpu_linears_set_amax_mirror) */
+  unsigned long long out_bf16;       /* fprops writing their output in bf16 alone (qkv for the flash
+                                        attention: lowpi_gpu_linear_forward_bf16) */
   unsigned long long epi_bf16_vec; /* GELU / qkv epilogues whose bias (gradient) went in bf16, where
                                       cuBLASLt refused an fp32 vector with a bf16 D: fc's bias
                                       rounded to bf16 (RNE) for the forward, fc's bias gradient

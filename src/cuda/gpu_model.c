@@ -669,12 +669,15 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
 /* res = inp1 + (inp2 + bias2) (the residual add, bias2 may be NULL), then its norm as
  * norm_forward. Two kernels: one that did both ran slower on the H100 (GPT-2 124M: 371k against
  * 379k tokens/s; its registers halved the warps that hide the loads' latency). */
+/* res = inp1 + inp2 (+ bias2), unless the GEMM that made inp2 added it already (added), then
+ * the norm of res. */
 static lowp_status residual_norm_forward(const lowpi_gpu_model *g, const act_store *s, int l,
-                                         int lin, float *stats, float *res, const float *inp1,
-                                         const float *inp2, const float *bias2, const float *w,
-                                         const float *b, int N) {
+                                         int lin, float *stats, float *res, int added,
+                                         const float *inp1, const float *inp2, const float *bias2,
+                                         const float *w, const float *b, int N) {
   const int C = g->cfg.n_embd;
-  LOWPI_TRY(lowpi_cuda_residual_forward_bias(res, inp1, inp2, bias2, (size_t)N * C, C));
+  if (!added)
+    LOWPI_TRY(lowpi_cuda_residual_forward_bias(res, inp1, inp2, bias2, (size_t)N * C, C));
   return norm_forward(g, s, l, lin, stats, res, w, b, N);
 }
 
@@ -910,11 +913,13 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     /* The fp8 GEMMs' bias (no epilogue for it) goes into the next kernel that reads their
      * output: the residual add (attproj, fc_proj), GELU (fc: fch is then stored without it,
      * and GELU's backward adds it again). SwiGLU takes none (llama's linears have no bias). */
+    /* attproj and fc_proj add the residual in their GEMM where it takes the bias too (added) */
     const float *b_left = NULL, **fold = g->plain & LOWPI_GPU_PLAIN_BIAS ? NULL : &b_left;
-    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 1, tmp, atty_in, w->attprojw, w->attprojb,
-                                            n, C, C, fold));
-    LOWPI_TRY(residual_norm_forward(g, &a->ln2, l, 4 * l + 2, st2, mid, x, tmp, b_left, w->ln2w,
-                                    w->ln2b, n));
+    int added = 0;
+    LOWPI_TRY(lowpi_gpu_linear_forward_residual(lin, 4 * l + 1, mid, x, tmp, atty_in, w->attprojw,
+                                                w->attprojb, n, C, C, fold, &added));
+    LOWPI_TRY(residual_norm_forward(g, &a->ln2, l, 4 * l + 2, st2, mid, added, x, tmp, b_left,
+                                    w->ln2w, w->ln2b, n));
     b_left = NULL;
     if (gpt2)
       LOWPI_TRY(fc_gelu_forward_fused(g, l, w, n));
@@ -953,22 +958,23 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
           LOWPI_TRY(lowpi_cuda_swiglu_forward(a->fch_act.f32[l], a->fch_act.bf16[l], fc_out, n, F));
       }
     }
-    LOWPI_TRY(lowpi_gpu_linear_forward_fold(lin, 4 * l + 3, tmp, fin, w->fcprojw, w->fcprojb, n, F,
-                                            C, fold));
+    LOWPI_TRY(lowpi_gpu_linear_forward_residual(lin, 4 * l + 3, xout, mid, tmp, fin, w->fcprojw,
+                                                w->fcprojb, n, F, C, fold, &added));
     /* the residual add with the norm that reads its sum next: the next block's ln1 where its
      * parameters are at hand (not sharded: block_params is then g->p's), else the final norm */
     ln1_done = 0;
     if (l + 1 < L && g->shard == 3) {
-      LOWPI_TRY(lowpi_cuda_residual_forward_bias(xout, mid, tmp, b_left, NC, C));
+      if (!added)
+        LOWPI_TRY(lowpi_cuda_residual_forward_bias(xout, mid, tmp, b_left, NC, C));
     } else if (l + 1 < L) {
       const lowpi_layer_ptrs *next = &g->p.layers[l + 1];
       LOWPI_TRY(residual_norm_forward(g, &a->ln1, l + 1, 4 * (l + 1),
-                                      a->ln1_stats + (l + 1) * 2 * N, xout, mid, tmp, b_left,
+                                      a->ln1_stats + (l + 1) * 2 * N, xout, added, mid, tmp, b_left,
                                       next->ln1w, next->ln1b, n));
       ln1_done = 1;
     } else {
-      LOWPI_TRY(residual_norm_forward(g, &a->lnf, 0, 4 * L, a->lnf_stats, xout, mid, tmp, b_left,
-                                      g->p.lnfw, g->p.lnfb, n));
+      LOWPI_TRY(residual_norm_forward(g, &a->lnf, 0, 4 * L, a->lnf_stats, xout, added, mid, tmp,
+                                      b_left, g->p.lnfw, g->p.lnfb, n));
     }
   }
   LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, act_fwd(g, &a->lnf, 0, 4 * L),

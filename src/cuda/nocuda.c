@@ -83,7 +83,8 @@ lowp_status lowp_cuda_amax(const float *x, size_t n, float *amax) {
 
 lowp_cuda_gemm_opts lowp_cuda_gemm_defaults(lowp_format a_format, lowp_format b_format,
                                             lowp_format c_format) {
-  lowp_cuda_gemm_opts o = {a_format, b_format, c_format, 0, 0, 1.0f, 0.0f, NULL, NULL, 0, NULL};
+  lowp_cuda_gemm_opts o = {a_format, b_format, c_format, 0, 0,    1.0f,
+                           0.0f,     NULL,     NULL,     0, NULL, NULL};
   return o;
 }
 

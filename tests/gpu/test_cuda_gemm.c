@@ -32,6 +32,7 @@ typedef struct {
   float alpha, beta, sa, sb; /* sa/sb: fp8 dequantization scales (1 for the others) */
   int off;                   /* A, B and C start `off` elements into their buffers */
   int bias;                  /* a random bias (N) through the epilogue */
+  int c_in;                  /* beta reads C from a buffer of its own (opts.c_in), left as it is */
 } gemm_case;
 
 static float range_of(lowp_format f) {
@@ -85,8 +86,13 @@ static void run_case(const gemm_case *g) {
   const float scales[8] = {g->sa, 0, 0, 0, g->sb, 0, 0, 0};
   GC_REQUIRE(lowp_cuda_memcpy(dscale, scales, sizeof scales, LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memset(dc, 0xAB, lead + nc * bc + GUARD));
-  if (g->beta != 0.0f)
+  void *dc_in = NULL; /* c_in: C's values there, the output buffer left at 0xAB */
+  if (g->c_in) {
+    GC_REQUIRE(lowp_cuda_malloc(&dc_in, nc * bc));
+    GC_REQUIRE(lowp_cuda_memcpy(dc_in, c0_codes, nc * bc, LOWP_CUDA_H2D));
+  } else if (g->beta != 0.0f) {
     GC_REQUIRE(lowp_cuda_memcpy(pc, c0_codes, nc * bc, LOWP_CUDA_H2D));
+  }
 
   float *hbias = calloc((size_t)n, sizeof(float)), *dbias = NULL;
   if (!hbias)
@@ -101,15 +107,16 @@ static void run_case(const gemm_case *g) {
   o.trans_b = g->trans_b;
   o.alpha = g->alpha;
   o.beta = g->beta;
+  o.c_in = dc_in;
   if (fp8) {
     o.a_scale = dscale;
     o.b_scale = dscale + 4;
   }
   char what[160];
-  snprintf(what, sizeof what, "%s x %s -> %s, %d x %d x %d, trans %d%d, alpha %g beta %g%s%s",
+  snprintf(what, sizeof what, "%s x %s -> %s, %d x %d x %d, trans %d%d, alpha %g beta %g%s%s%s",
            lowp_format_get(g->fa)->name, lowp_format_get(g->fb)->name, lowp_format_get(g->fc)->name,
            m, n, k, g->trans_a, g->trans_b, (double)g->alpha, (double)g->beta,
-           off ? ", offset" : "", g->bias ? ", bias" : "");
+           off ? ", offset" : "", g->bias ? ", bias" : "", g->c_in ? ", C apart" : "");
   lowp_status st = lowp_cuda_gemm(pc, pa, pb, m, n, k, &o);
   GC_CHECK(st == LOWP_OK, "%s: %s", what, lowp_last_error());
   if (st == LOWP_OK) {
@@ -121,6 +128,14 @@ static void run_case(const gemm_case *g) {
     for (size_t i = 0; i < lead; i++)
       guard_ok &= ((uint8_t *)hc)[i] == 0xAB;
     GC_CHECK(guard_ok, "%s: wrote outside C", what);
+    if (dc_in) { /* c_in is read, not written */
+      void *back = malloc(nc * bc);
+      if (!back)
+        exit(1);
+      GC_REQUIRE(lowp_cuda_memcpy(back, dc_in, nc * bc, LOWP_CUDA_D2H));
+      GC_CHECK(memcmp(back, c0_codes, nc * bc) == 0, "%s: changed c_in", what);
+      free(back);
+    }
 
     const double scale = (double)g->alpha * g->sa * g->sb;
     const double eps_acc = fp8 ? 0x1p-10 : k * 0x1p-23;
@@ -169,6 +184,7 @@ static void run_case(const gemm_case *g) {
   lowp_cuda_free(dc);
   lowp_cuda_free(dscale);
   lowp_cuda_free(dbias);
+  lowp_cuda_free(dc_in);
   free(hbias);
   free(ha);
   free(hb);
@@ -612,34 +628,46 @@ int main(void) {
   const int big = gc_small() ? 0 : 1;
   /* fp32 and bf16: awkward shapes, every transpose combination, beta. */
   for (int t = 0; t < 4; t++) {
-    gemm_case f32 = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 17, 33, 65, t & 1, t >> 1, 1, 0, 1, 1, 0, 0};
+    gemm_case f32 = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 17, 33, 65, t & 1, t >> 1,
+                     1,         0,         1,         1,  0,  0,  0};
     run_case(&f32);
-    gemm_case b32 = {LOWP_BF16, LOWP_BF16, LOWP_FP32, 17, 33, 65, t & 1, t >> 1, 1, 0, 1, 1, 0, 0};
+    gemm_case b32 = {LOWP_BF16, LOWP_BF16, LOWP_FP32, 17, 33, 65, t & 1, t >> 1,
+                     1,         0,         1,         1,  0,  0,  0};
     run_case(&b32);
-    gemm_case b16 = {LOWP_BF16, LOWP_BF16, LOWP_BF16, 31, 9, 130, t & 1,
-                     t >> 1,    0.5f,      1,         1,  1, 0,   0};
+    gemm_case b16 = {LOWP_BF16, LOWP_BF16, LOWP_BF16, 31, 9, 130, t & 1, t >> 1,
+                     0.5f,      1,         1,         1,  0, 0,   0};
     run_case(&b16);
   }
   /* Misaligned operands and output (2- or 4-byte aligned only): cuBLASLt must be told. */
   for (int t = 0; t < 4; t++) {
-    gemm_case b32 = {LOWP_BF16, LOWP_BF16, LOWP_FP32, 24, 40, 72, t & 1, t >> 1, 1, 0, 1, 1, 1, 0};
+    gemm_case b32 = {LOWP_BF16, LOWP_BF16, LOWP_FP32, 24, 40, 72, t & 1, t >> 1,
+                     1,         0,         1,         1,  1,  0,  0};
     run_case(&b32);
-    gemm_case f32 = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 24, 40, 72, t & 1, t >> 1, 1, 1, 1, 1, 3, 0};
+    gemm_case f32 = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 24, 40, 72, t & 1, t >> 1,
+                     1,         1,         1,         1,  3,  0,  0};
     run_case(&f32);
   }
   /* The bias epilogue: fp32, bf16 and fp16 operands, fp32 output (the linear layer's forward). */
   const lowp_format bias_fmts[3] = {LOWP_FP32, LOWP_BF16, LOWP_FP16};
   for (int f = 0; f < 3; f++) {
-    gemm_case bc = {bias_fmts[f], bias_fmts[f], LOWP_FP32, 37, 48, 80, 0, 0, 1, 0, 1, 1, 0, 1};
+    gemm_case bc = {bias_fmts[f], bias_fmts[f], LOWP_FP32, 37, 48, 80, 0, 0, 1, 0, 1, 1, 0, 1, 0};
     run_case(&bc);
-    gemm_case bb = {bias_fmts[f], bias_fmts[f], LOWP_FP32, 256, 96, 512, 0, 0, 1, 0, 1, 1, 0, 1};
+    gemm_case bb = {bias_fmts[f], bias_fmts[f], LOWP_FP32, 256, 96, 512, 0, 0, 1, 0, 1, 1, 0, 1, 0};
     run_case(&bb);
   }
-  gemm_case one = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 0};
+  /* C read from a buffer of its own, with the bias: the residual add of a linear (beta 1) */
+  for (int f = 0; f < 2; f++) {
+    gemm_case rc = {bias_fmts[f], bias_fmts[f], LOWP_FP32, 256, 96, 512, 0, 0, 1, 1, 1, 1, 0, 1, 1};
+    run_case(&rc);
+    gemm_case ro = {
+        bias_fmts[f], bias_fmts[f], LOWP_FP32, 37, 48, 80, 1, 1, 1, 0.5f, 1, 1, 1, 0, 1};
+    run_case(&ro);
+  }
+  gemm_case one = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0};
   run_case(&one);
-  gemm_case f32big = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 64, 48, 1024, 0, 0, 1, 0, 1, 1, 0, 0};
+  gemm_case f32big = {LOWP_FP32, LOWP_FP32, LOWP_FP32, 64, 48, 1024, 0, 0, 1, 0, 1, 1, 0, 0, 0};
   run_case(&f32big);
-  gemm_case bbig = {LOWP_BF16, LOWP_BF16, LOWP_BF16, 256, 192, 1024, 0, 0, 1, 0, 1, 1, 0, 0};
+  gemm_case bbig = {LOWP_BF16, LOWP_BF16, LOWP_BF16, 256, 192, 1024, 0, 0, 1, 0, 1, 1, 0, 0, 0};
   run_case(&bbig);
 
   /* fp8: the three Hopper combinations, both outputs, scales, alpha/beta. */
@@ -650,14 +678,16 @@ int main(void) {
     for (int oc = 0; oc < 2; oc++)
       for (int s = 0; s < 2 + big; s++) {
         const lowp_format out = oc ? LOWP_BF16 : LOWP_FP32;
-        gemm_case g = {pairs[p][0], pairs[p][1], out, 0, 0, 0, 0, 0, 1, 0, 0.37f, 1.7f, 0, 0};
+        gemm_case g = {pairs[p][0], pairs[p][1], out, 0, 0, 0, 0, 0, 1, 0, 0.37f, 1.7f, 0, 0, 0};
         g.m = shapes[s][0];
         g.n = shapes[s][1];
         g.k = shapes[s][2];
         run_case(&g);
       }
-  gemm_case beta = {LOWP_E4M3, LOWP_E4M3, LOWP_FP32, 48,    80,   144, 0,
-                    0,         0.5f,      1.5f,      0.25f, 3.0f, 0,   0};
+  gemm_case beta = {LOWP_E4M3, LOWP_E4M3, LOWP_FP32, 48,   80, 144, 0, 0,
+                    0.5f,      1.5f,      0.25f,     3.0f, 0,  0,   0};
+  run_case(&beta);
+  beta.c_in = 1;
   run_case(&beta);
   check_emulation(LOWP_E4M3, LOWP_E4M3, 128, 256, 512);
   check_emulation(LOWP_E5M2, LOWP_E4M3, 128, 256, 512);

@@ -88,8 +88,8 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
                recipe_name, cn.amax_reused, cn.x_fp8_reused, cn.w_fp8_reused);
     } else {
       GC_CHECK(cn.bias_folded == 0 && cn.x_fp8_reused == 0 && cn.w_fp8_reused == 0 &&
-                   cn.amax_given == 0 && cn.dy_cast_t == 0 && cn.dy_amax_given == 0 &&
-                   cn.x8_produced == 0,
+                   cn.residual_added == 0 && cn.amax_given == 0 && cn.dy_cast_t == 0 &&
+                   cn.dy_amax_given == 0 && cn.x8_produced == 0,
                "%s: the plain model folded %llu biases, reused %llu X and %llu W codes, took %llu "
                "amaxes, cast %llu dY in one pass (%llu amaxes given)",
                recipe_name, cn.bias_folded, cn.x_fp8_reused, cn.w_fp8_reused, cn.amax_given,
@@ -298,6 +298,12 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
      * head's (bf16 there). */
     const unsigned long long nlin = 4ull * (unsigned long long)cfg.n_layer + 1;
     const int flash = lowpi_cuda_flash_attention_supported(cfg.n_embd, cfg.n_head);
+    /* attproj and fc_proj add the residual in their GEMM (two per layer and run) where it takes
+     * their bias: the bf16 and fp32 recipes (not the fp8 GEMMs); same_as_plain checks the bits */
+    const int res_gemm = !strcmp(recipe_name, "bf16") || !strcmp(recipe_name, "fp32");
+    GC_CHECK(cn.residual_added == (res_gemm ? 2ull * 2 * (unsigned)cfg.n_layer : cn.residual_added),
+             "%s %s: %llu residual adds in the GEMM (want %llu)", arch ? "llama" : "gpt2",
+             recipe_name, cn.residual_added, 2ull * 2 * (unsigned)cfg.n_layer);
     printf("  %s %s: X given in bf16 %llu, W codes reused %llu\n", arch ? "llama" : "gpt2",
            recipe_name, cn.x_bf16, cn.w_reused);
     if (!strcmp(recipe_name, "bf16")) {
