@@ -4,8 +4,10 @@
  * for the second), bit for bit. N is 32, 64 or 128: DeepSeek-V3's 1x128 (fp32 scales) and OCP
  * MX's 1x32 (e8m0 scales), the same code.
  *
- * Two kernels make the same bits: tiled_kernel (the default; its own comment below), and the
- * older both_kernel, kept for A/B timing (use_line_kernel), described here.
+ * Three kernels make the same bits: tiled_kernel (column-wise blocks of 32 or 64), reg_kernel
+ * (blocks of 128 both ways, or down the columns alone), each with its own comment below, and the
+ * older both_kernel, described here: the rest (128 down the columns with another row side), and
+ * every case for A/B timing (use_line_kernel).
  *
  * both_kernel: one CUDA block (8 warps) per 128 x 128 tile of x: 128 x 128 holds whole blocks
  * both ways (N divides 128). The tile goes through shared memory (128 x 129 floats: the
@@ -529,6 +531,170 @@ __global__ void __launch_bounds__(kThreadsT, 3)
   flush_stats(row, col, sat_r, sat_c, tmax);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The register-tile kernel: blocks of 128 both ways (DeepSeek's 1x128 for X and dY, the column
+ * side 128-long; the row side 128-long too, as codes, or absent). One block of 8 warps per
+ * 128 x 128 tile, held in registers, not shared memory: thread (warp w, lane l) holds the 8 x 8
+ * values of rows 8 rb.. (rb = 2 w + l / 16, its row band) and columns 64 h + 4 (l % 16) + q
+ * (h < 2, q < 4), so that
+ * - a half-warp's loads read 256 contiguous bytes (float4), all 16 of a thread issued at once;
+ * - a row's 128 values (its one row-wise block) lie in one half-warp: its amax by 4 shuffles,
+ *   its scale computed by one lane (lane i of the half-warp: row i of the band) and shuffled
+ *   to the others; its codes go out as 32-bit stores (64 contiguous bytes per half-warp);
+ * - a column's 128 values (its one column-wise block) lie in the 16 row bands: each thread's
+ *   8-row key goes through shared memory (ckey), one thread per column takes their max and the
+ *   scale, and each thread encodes its 8 rows of each of its columns into one 8-byte store.
+ * Two barriers a tile, 8.5 KB of shared memory, two blocks an SM (128 registers, a few values
+ * spilled: faster on the H100 than 16 warps of 8 x 4 values, with or without spills).
+ * Codes, scales, statistics and the random streams' indices are both_kernel's, bit for bit
+ * (the same scale rule on the same amax keys, the same encode per element and index). */
+constexpr unsigned kRegTile = 128, kRegBands = 16; /* 16 row bands of 8 rows */
+constexpr unsigned kFlagVecCol8 = 8u;              /* the column side's 8-byte stores */
+
+template <int FF, int RR>
+__global__ void __launch_bounds__(kThreadsT, 2)
+    reg_kernel(const float *__restrict__ x, size_t R, size_t K, side row, side col, lowpi_fmt f,
+               lowp_round rnd, unsigned flags) {
+  __shared__ uint32_t ckey[kRegBands][kRegTile]; /* each band's amax key of each column */
+  __shared__ float cenc[kRegTile];               /* each column's encode multiplier */
+  const unsigned lane = threadIdx.x % 32, hl = lane % 16, rb = 2u * (threadIdx.x / 32) + lane / 16;
+  const size_t tiles_c = (K + kRegTile - 1) / kRegTile;
+  const size_t tiles = tiles_c * ((R + kRegTile - 1) / kRegTile);
+  unsigned long long sat_r = 0, sat_c = 0;
+  uint32_t tmax = 0;
+  for (size_t t = blockIdx.x; t < tiles; t += gridDim.x) { /* block-uniform */
+    const size_t tr = t / tiles_c, r0 = tr * kRegTile, c0 = (t - tr * tiles_c) * kRegTile;
+    const unsigned nr = (unsigned)(R - r0 < (size_t)kRegTile ? R - r0 : (size_t)kRegTile);
+    const unsigned nc = (unsigned)(K - c0 < (size_t)kRegTile ? K - c0 : (size_t)kRegTile);
+    float v[8][2][4]; /* [i][h][q]: row 8 rb + i, column 64 h + 4 hl + q of the tile */
+#pragma unroll
+    for (unsigned i = 0; i < 8; i++)
+#pragma unroll
+      for (unsigned h = 0; h < 2; h++) {
+        const unsigned r = 8u * rb + i, cl = 64u * h + 4u * hl;
+        const unsigned nv = cl < nc ? (nc - cl < 4u ? nc - cl : 4u) : 0u;
+        if (r < nr && nv)
+          load4(v[i][h], x, r0 + r, K, c0 + cl, nv, flags & kFlagVecIn);
+        else
+          v[i][h][0] = v[i][h][1] = v[i][h][2] = v[i][h][3] = 0.0f;
+      }
+    /* rows: each row's amax over its half-warp (padding is zero: key 0) */
+    uint32_t rkey[8];
+#pragma unroll
+    for (unsigned i = 0; i < 8; i++) {
+      uint32_t key = 0;
+#pragma unroll
+      for (unsigned h = 0; h < 2; h++)
+#pragma unroll
+        for (unsigned q = 0; q < 4; q++)
+          key = max(key, lowpi_abs_key(v[i][h][q]));
+#pragma unroll
+      for (unsigned o = 8; o > 0; o >>= 1)
+        key = max(key, __shfl_xor_sync(0xFFFFFFFFu, key, o));
+      rkey[i] = key;
+      tmax = max(tmax, key);
+    }
+    if (row.codes) {
+      uint32_t mine = 0; /* lane i of the half-warp: row i's scale */
+#pragma unroll
+      for (unsigned i = 0; i < 8; i++)
+        mine = hl == i ? rkey[i] : mine;
+      const lowpi_block_scale all = lowpi_qblock_scale(row.p, lowpi_bits_f32(mine), 1.0f);
+#pragma unroll
+      for (unsigned i = 0; i < 8; i++) {
+        const unsigned r = 8u * rb + i, src = (lane & 16u) + i;
+        lowpi_block_scale sc;
+        sc.enc = __shfl_sync(0xFFFFFFFFu, all.enc, src);
+        sc.dec = __shfl_sync(0xFFFFFFFFu, all.dec, src);
+        sc.code = (uint8_t)__shfl_sync(0xFFFFFFFFu, (unsigned)all.code, src);
+        if (r >= nr) /* half-warp-uniform */
+          continue;
+        if (hl == 0)
+          lowpi_store_scale(row.p, row.scales, (r0 + r) * row.scale_cols + (c0 >> 7), sc);
+#pragma unroll
+        for (unsigned h = 0; h < 2; h++) {
+          const unsigned cl = 64u * h + 4u * hl;
+          if (cl >= nc)
+            continue;
+          const unsigned nv = nc - cl < 4u ? nc - cl : 4u;
+          float y[4];
+#pragma unroll
+          for (unsigned q = 0; q < 4; q++) {
+            y[q] = v[i][h][q] * sc.enc;
+            if (q < nv)
+              sat_r += lowpi_saturates(y[q], row.p.fmax_bits);
+          }
+          const size_t idx0 = (r0 + r) * K + c0 + cl;
+          const uint32_t w = encode4<FF, RR>(y, f, rnd, row.seed, row.offset, idx0);
+          if ((flags & kFlagVecRow) && nv == 4) {
+            *(uint32_t *)(row.codes + idx0) = w;
+          } else {
+            for (unsigned q = 0; q < nv; q++)
+              row.codes[idx0 + q] = (uint8_t)(w >> (8 * q));
+          }
+        }
+      }
+    }
+    /* columns: the bands' keys, then one thread per column its block's scale */
+#pragma unroll
+    for (unsigned h = 0; h < 2; h++)
+#pragma unroll
+      for (unsigned q = 0; q < 4; q++) {
+        uint32_t key = 0;
+#pragma unroll
+        for (unsigned i = 0; i < 8; i++)
+          key = max(key, lowpi_abs_key(v[i][h][q]));
+        ckey[rb][64u * h + 4u * hl + q] = key;
+      }
+    __syncthreads(); /* every band's keys (and the last tile's cenc read) */
+    if (threadIdx.x < kRegTile) {
+      const unsigned j = threadIdx.x;
+      uint32_t key = 0;
+#pragma unroll
+      for (unsigned b = 0; b < kRegBands; b++)
+        key = max(key, ckey[b][j]);
+      const lowpi_block_scale sc = lowpi_qblock_scale(col.p, lowpi_bits_f32(key), 1.0f);
+      cenc[j] = sc.enc;
+      if (j < nc)
+        lowpi_store_scale(col.p, col.scales, (c0 + j) * col.scale_cols + (r0 >> 7), sc);
+    }
+    __syncthreads();             /* cenc (and ckey read: the next tile may write it) */
+    const unsigned rr = 8u * rb; /* the band's first row */
+    if (rr >= nr)
+      continue;
+    const unsigned nv = nr - rr < 8u ? nr - rr : 8u;
+#pragma unroll
+    for (unsigned h = 0; h < 2; h++)
+#pragma unroll
+      for (unsigned q = 0; q < 4; q++) {
+        const unsigned j = 64u * h + 4u * hl + q;
+        if (j >= nc)
+          continue;
+        const float enc = cenc[j];
+        float y0[4], y1[4];
+#pragma unroll
+        for (unsigned i = 0; i < 4; i++) {
+          y0[i] = v[i][h][q] * enc;
+          y1[i] = v[4 + i][h][q] * enc;
+          if (i < nv)
+            sat_c += lowpi_saturates(y0[i], col.p.fmax_bits);
+          if (4 + i < nv)
+            sat_c += lowpi_saturates(y1[i], col.p.fmax_bits);
+        }
+        const size_t idx0 = (c0 + j) * R + r0 + rr;
+        const uint32_t w0 = encode4<FF, RR>(y0, f, rnd, col.seed, col.offset, idx0);
+        const uint32_t w1 = encode4<FF, RR>(y1, f, rnd, col.seed, col.offset, idx0 + 4);
+        if ((flags & kFlagVecCol8) && nv == 8) {
+          *(uint2 *)(col.codes + idx0) = make_uint2(w0, w1);
+        } else {
+          for (unsigned i = 0; i < nv; i++)
+            col.codes[idx0 + i] = (uint8_t)((i < 4 ? w0 : w1) >> (8 * (i % 4)));
+        }
+      }
+  }
+  flush_stats(row, col, sat_r, sat_c, tmax);
+}
+
 /* The scale rule and random stream of config c (completed), for a side. */
 side side_cfg(const lowp_qconfig *c) {
   side s;
@@ -629,13 +795,39 @@ lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, co
   return LOWP_OK;
 }
 
+/* Launch reg_kernel<FF, RR> as launch_tiled does tiled_kernel (static shared memory). */
+template <int FF, int RR>
+lowp_status launch_reg(const float *x, size_t R, size_t K, const side &row, const side &col,
+                       const lowp_qconfig *c) {
+  static int per_sm = 0; /* host-side, per instantiation; a repeat is harmless */
+  if (per_sm == 0) {
+    int n = 0;
+    LOWPI_CUDA_TRY(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, reg_kernel<FF, RR>, (int)kThreadsT, 0));
+    per_sm = n > 0 ? n : 1;
+  }
+  unsigned flags = 0;
+  if (K % 4 == 0 && ((uintptr_t)x & 15u) == 0)
+    flags |= kFlagVecIn;
+  if (K % 4 == 0 && ((uintptr_t)row.codes & 3u) == 0)
+    flags |= kFlagVecRow;
+  if (R % 8 == 0 && ((uintptr_t)col.codes & 7u) == 0)
+    flags |= kFlagVecCol8;
+  const size_t tiles = ((R + kRegTile - 1) / kRegTile) * ((K + kRegTile - 1) / kRegTile);
+  if (tiles == 0) /* an empty x: the statistics reset alone */
+    return LOWP_OK;
+  const size_t cap = (size_t)lowpi_cuda_sm_count() * (size_t)per_sm;
+  const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
+  reg_kernel<FF, RR>
+      <<<blocks, kThreadsT>>>(x, R, K, row, col, lowpi_fmt_of(c->format), c->round, flags);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
 /* The tiled kernel takes 64-row tiles: column-wise blocks of 32 or 64. Blocks of 128 take
- * both_kernel (run_both), which the H100 ran as fast or faster there: 16384 x 768, 1x128 e4m3,
- * 0.087 ms against 0.089 ms for 128-row tiles, 16384 x 3072 0.298 against 0.308 ms, GPT-2 774M
- * fp8-block 49,442 against 48,813 tokens/s (bench_cuda_quant, "both ways"; bench_gpu_train
- * with and without LOWP_GPU_PLAIN=both_tile; MX 1x32 in 64-row tiles: 0.064 against 0.191 ms).
- * Both are far from the copy's speed (35%): a block's load, its row-wise and its column-wise
- * passes run in turn, separated by barriers, with three blocks an SM. */
+ * reg_kernel (run_both): 128-row tiles of the tiled kernel were no faster than both_kernel
+ * (16384 x 768, 1x128 e4m3: 0.089 against 0.087 ms), the register tile is (0.063-0.065 ms,
+ * 16384 x 3072 0.194 against 0.296 ms: bench_cuda_quant, "both ways", H100). */
 template <int FF, int RR>
 lowp_status launch_tiled_any(const float *x, size_t R, size_t K, const side &row, const side &col,
                              const lowp_qconfig *c) {
@@ -657,7 +849,20 @@ lowp_status run_both(const float *x, size_t R, size_t K, const side &sr, const s
                      const lowp_qconfig *c) {
   reset_stats<<<1, 1>>>(sr, sc);
   LOWPI_CUDA_CHECK_LAUNCH();
-  const bool line = use_line_kernel() || (sc.codes && sc.shift == 2); /* launch_tiled_any */
+  /* blocks of 128 down the columns: the register tile where the rows' are codes of 128 too (or
+   * not wanted), else both_kernel (launch_tiled_any) */
+  const bool col128 = sc.codes && sc.shift == 2;
+  const bool reg = col128 && !use_line_kernel() && !sr.vals && (!sr.codes || sr.shift == 2);
+  const bool line = use_line_kernel() || col128;
+  if (reg) {
+    if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
+      return launch_reg<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
+    if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)
+      return launch_reg<LOWP_E5M2, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
+    if (c->round == LOWP_ROUND_SR && c->format == LOWP_E4M3)
+      return launch_reg<LOWP_E4M3, LOWP_ROUND_SR>(x, R, K, sr, sc, c);
+    return launch_reg<lowpi_kAny, lowpi_kAny>(x, R, K, sr, sc, c);
+  }
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
     return line ? launch<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c)
                 : launch_tiled_any<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
