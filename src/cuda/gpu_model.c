@@ -68,6 +68,8 @@ typedef struct {
   float *dres, *da, *db; // (N, C), (N, W), (N, W)
   uint16_t *dres16;      // (N, C): dres's bf16 codes from the norm backwards, if a block's
                          // attproj or fc_proj is a bf16 linear (their dY, not cast again)
+  uint16_t *db16;        // (N, 3C): db's bf16 codes from the flash backward, if GPT-2's qkv
+                         // linear is bf16 somewhere (its dY, not cast again: qkv_dy)
   int32_t *inputs, *targets;
   void *work; /* the layer kernels' workspace */
   size_t work_bytes;
@@ -281,6 +283,15 @@ static int dres16_wanted(const lowpi_gpu_model *g) {
   return 0;
 }
 
+/* Whether the flash backward also writes dqkv in bf16 (db16): GPT-2 (no RoPE between it and the
+ * qkv linear) where some block's qkv linear is bf16. */
+static int db16_wanted(const lowpi_gpu_model *g) {
+  for (int l = 0; g->flash && g->cfg.arch == LOWP_ARCH_GPT2 && l < g->cfg.n_layer; l++)
+    if (lowpi_gpu_linear_is_bf16(g->lin, 4 * l))
+      return 1;
+  return 0;
+}
+
 /* Block linear lin's fprop shape (lin < 4 n_layer): its inputs and outputs. */
 static void block_lin_dims(const lowpi_gpu_model *g, int lin, int *in, int *out) {
   const lowp_model_config *c = &g->cfg;
@@ -340,7 +351,9 @@ static float *x_amax_for(const lowpi_gpu_model *g, int lin) {
  * from here. */
 static lowpi_gpu_act qkv_dy(const lowpi_gpu_model *g, int l) {
   const int direct = g->flash && g->cfg.arch == LOWP_ARCH_GPT2;
-  return (lowpi_gpu_act){g->a.db, NULL, direct ? dy_amax_for(g, 4 * l, 1) : NULL};
+  const int bf16 = direct && g->a.db16 && lowpi_gpu_linear_is_bf16(g->lin, 4 * l);
+  return (lowpi_gpu_act){g->a.db, bf16 ? g->a.db16 : NULL,
+                         direct ? dy_amax_for(g, 4 * l, 1) : NULL};
 }
 
 /* Layer l's input to linear lin in the forward (act_at), with its amax from the producer where
@@ -389,6 +402,7 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->dy_amax, 16},
       {(void **)&a->dres, N * C * 4},
       {(void **)&a->dres16, dres16_wanted(g) ? N * C * 2 : 0},
+      {(void **)&a->db16, db16_wanted(g) ? N * 3 * C * 2 : 0},
       {(void **)&a->da, N * W * 4},
       {(void **)&a->db, N * W * 4},
       {(void **)&a->inputs, N * 4},
@@ -422,11 +436,11 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
 }
 
 static void free_acts(gpu_acts *a) {
-  void *ptrs[] = {a->res,   a->ln1_stats, a->qkv,    a->qkv16,     a->att,
-                  a->lse,   a->atty,      a->mid,    a->ln2_stats, a->fch,
-                  a->fch16, a->lnf_stats, a->logits, a->losses,    a->loss,
-                  a->dres,  a->da,        a->db,     a->inputs,    a->targets,
-                  a->work,  a->dlogits16, a->x_amax, a->dres16,    a->dy_amax};
+  void *ptrs[] = {a->res,     a->ln1_stats, a->qkv,       a->qkv16,     a->att,    a->lse,
+                  a->atty,    a->mid,       a->ln2_stats, a->fch,       a->fch16,  a->lnf_stats,
+                  a->logits,  a->losses,    a->loss,      a->dres,      a->da,     a->db,
+                  a->inputs,  a->targets,   a->work,      a->dlogits16, a->x_amax, a->dres16,
+                  a->dy_amax, a->db16};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
     lowp_cuda_free(ptrs[i]);
   act_store_free(&a->ln1);
@@ -765,8 +779,8 @@ static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, co
   gpu_acts *a = &g->a;
   if (g->flash)
     return lowpi_cuda_flash_attention_backward_amax(
-        dinp, qkv_dy(g, l).amax, dout, qkv16 ? NULL : qkv, qkv16, out,
-        a->lse + (size_t)l * B * NH * T, B, T, C, NH, a->work, a->work_bytes);
+        dinp, qkv_dy(g, l).bf16 ? g->a.db16 : NULL, qkv_dy(g, l).amax, dout, qkv16 ? NULL : qkv,
+        qkv16, out, a->lse + (size_t)l * B * NH * T, B, T, C, NH, a->work, a->work_bytes);
   return lowpi_cuda_attention_backward(dinp, dout, qkv, a->att + (size_t)l * B * NH * T * T, B, T,
                                        C, NH, g->compute, a->work, a->work_bytes);
 }

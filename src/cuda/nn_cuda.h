@@ -232,17 +232,19 @@ lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, 
  * linear's dY where nothing comes between: GPT-2; llama's RoPE backward does), each a device
  * float (may be NULL), over the fp32 values written, as lowp_cuda_amax computes it (the same
  * bits, NaN included): for the per-tensor current scaling of the linear that quantizes them next
- * (lowpi_gpu_act.amax). */
+ * (lowpi_gpu_act.amax). The backward's dinp_bf16 (may be NULL; 4-byte aligned): also the bf16
+ * RNE codes of dinp (as lowp_cuda_encode's), for a bf16 qkv linear's dY. */
 lowp_status lowpi_cuda_flash_attention_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,
                                                     float *lse, const float *inp,
                                                     const uint16_t *inp_bf16, int B, int T, int C,
                                                     int NH, void *workspace,
                                                     size_t workspace_bytes);
-lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, float *dinp_amax,
-                                                     const float *dout, const float *inp,
-                                                     const uint16_t *inp_bf16, const float *out,
-                                                     const float *lse, int B, int T, int C, int NH,
-                                                     void *workspace, size_t workspace_bytes);
+lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, uint16_t *dinp_bf16,
+                                                     float *dinp_amax, const float *dout,
+                                                     const float *inp, const uint16_t *inp_bf16,
+                                                     const float *out, const float *lse, int B,
+                                                     int T, int C, int NH, void *workspace,
+                                                     size_t workspace_bytes);
 
 /* Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target] and, when dlogits is
  * not NULL, dlogits = (softmax - onehot) * dloss (dlogits may equal logits: in place), and when

@@ -680,10 +680,10 @@ __device__ __forceinline__ void load_row_stats(float *s_lse, float *s_d, const f
  * has no registers to spare). */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
-    flash_backward_kv_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
-                             const float *__restrict__ D, qkv_src src,
-                             const bf16 *__restrict__ do16_all, int T, int NH, float scale,
-                             float scale2, unsigned *amax) {
+    flash_backward_kv_kernel(float *__restrict__ dinp, uint16_t *__restrict__ dinp16,
+                             const float *__restrict__ lse, const float *__restrict__ D,
+                             qkv_src src, const bf16 *__restrict__ do16_all, int T, int NH,
+                             float scale, float scale2, unsigned *amax) {
   constexpr int ld = smem_layout<HS>::ld;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *s_k = reinterpret_cast<bf16 *>(smem), *s_v = s_k + kTile * ld;
@@ -758,9 +758,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   const int b = bh / NH, h = bh % NH;
-  float *base = dinp + (size_t)b * T * 3 * C + (size_t)h * HS;
-  store_frags<HS>(base + C, 3 * (size_t)C, k0 + wr, T, dk, lane);
-  store_frags<HS>(base + 2 * C, 3 * (size_t)C, k0 + wr, T, dv, lane);
+  const size_t at = (size_t)b * T * 3 * C + (size_t)h * HS;
+  store_frags<HS>(dinp + at + C, 3 * (size_t)C, k0 + wr, T, dk, lane);
+  store_frags<HS>(dinp + at + 2 * C, 3 * (size_t)C, k0 + wr, T, dv, lane);
+  if (dinp16) { /* block-uniform: the same values' bf16 codes */
+    store_frags<HS>(dinp16 + at + C, 3 * (size_t)C, k0 + wr, T, dk, lane);
+    store_frags<HS>(dinp16 + at + 2 * C, 3 * (size_t)C, k0 + wr, T, dv, lane);
+  }
   if (amax) /* block-uniform: dinp's amax (flash_backward_q_kernel's) */
     lowpi_block_max_atomic(
         max(frags_abs_key<HS>(k0 + wr, T, dk, lane), frags_abs_key<HS>(k0 + wr, T, dv, lane)),
@@ -771,8 +775,8 @@ __global__ void __launch_bounds__(kThreads)
  * columns h*HS. */
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
-    flash_backward_q_kernel(float *__restrict__ dinp, const float *__restrict__ lse,
-                            const float *__restrict__ D, qkv_src src,
+    flash_backward_q_kernel(float *__restrict__ dinp, uint16_t *__restrict__ dinp16,
+                            const float *__restrict__ lse, const float *__restrict__ D, qkv_src src,
                             const bf16 *__restrict__ do16_all, int T, int NH, float scale,
                             float scale2, unsigned *amax) {
   constexpr int ld = smem_layout<HS>::ld;
@@ -831,8 +835,10 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   const int b = bh / NH, h = bh % NH;
-  store_frags<HS>(dinp + (size_t)b * T * 3 * C + (size_t)h * HS, 3 * (size_t)C, q0 + wr, T, dq,
-                  lane);
+  const size_t at = (size_t)b * T * 3 * C + (size_t)h * HS;
+  store_frags<HS>(dinp + at, 3 * (size_t)C, q0 + wr, T, dq, lane);
+  if (dinp16) /* block-uniform */
+    store_frags<HS>(dinp16 + at, 3 * (size_t)C, q0 + wr, T, dq, lane);
   /* amax (may be NULL; zeroed before): max |dinp| over the dq, dk and dv both kernels store, as
    * lowp_cuda_amax computes it (lowpi_block_max_atomic of lowpi_abs_key: the same bits), for
    * the per-tensor current scaling of the qkv linear's dY (lowpi_gpu_act.amax) */
@@ -940,8 +946,8 @@ lowp_status forward_hs(float *out, uint16_t *out_bf16, float *lse, const float *
 }
 
 template <int HS>
-lowp_status backward_hs(float *dinp, const float *lse, const float *D, qkv_src src,
-                        const bf16 *do16, int B, int T, int NH, unsigned *amax) {
+lowp_status backward_hs(float *dinp, uint16_t *dinp16, const float *lse, const float *D,
+                        qkv_src src, const bf16 *do16, int B, int T, int NH, unsigned *amax) {
   const size_t smem = smem_layout<HS>::bwd;
   const float scale = 1.0f / sqrtf((float)HS), scale2 = scale * kLog2e;
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_kv_kernel<HS>,
@@ -949,10 +955,10 @@ lowp_status backward_hs(float *dinp, const float *lse, const float *D, qkv_src s
   LOWPI_CUDA_TRY(cudaFuncSetAttribute(flash_backward_q_kernel<HS>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   flash_backward_kv_kernel<HS><<<tile_grid(B, T, NH, kTile), kThreads, smem>>>(
-      dinp, lse, D, src, do16, T, NH, scale, scale2, amax);
+      dinp, dinp16, lse, D, src, do16, T, NH, scale, scale2, amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   flash_backward_q_kernel<HS><<<tile_grid(B, T, NH, kTile), kThreads, smem>>>(
-      dinp, lse, D, src, do16, T, NH, scale, scale2, amax);
+      dinp, dinp16, lse, D, src, do16, T, NH, scale, scale2, amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -1026,20 +1032,23 @@ lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, 
                                                 const uint16_t *inp_bf16, const float *out,
                                                 const float *lse, int B, int T, int C, int NH,
                                                 void *workspace, size_t workspace_bytes) {
-  return lowpi_cuda_flash_attention_backward_amax(dinp, NULL, dout, inp, inp_bf16, out, lse, B, T,
-                                                  C, NH, workspace, workspace_bytes);
+  return lowpi_cuda_flash_attention_backward_amax(dinp, NULL, NULL, dout, inp, inp_bf16, out, lse,
+                                                  B, T, C, NH, workspace, workspace_bytes);
 }
 
-lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, float *dinp_amax,
-                                                     const float *dout, const float *inp,
-                                                     const uint16_t *inp_bf16, const float *out,
-                                                     const float *lse, int B, int T, int C, int NH,
-                                                     void *workspace, size_t workspace_bytes) {
+lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, uint16_t *dinp_bf16,
+                                                     float *dinp_amax, const float *dout,
+                                                     const float *inp, const uint16_t *inp_bf16,
+                                                     const float *out, const float *lse, int B,
+                                                     int T, int C, int NH, void *workspace,
+                                                     size_t workspace_bytes) {
   // dinp (B, T, 3C), dinp_amax (1), dout (B, T, C), inp (B, T, 3C), inp_bf16 (B, T, 3C),
   // out (B, T, C), lse (B, NH, T)
   const char *fn = "lowpi_cuda_flash_attention_backward";
   if (!dinp || !dout || (!inp && !inp_bf16) || !out || !lse)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  if (((uintptr_t)dinp_bf16 & 3u) != 0) /* two codes per 32-bit store (C is even) */
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: dinp_bf16 not 4-byte aligned", fn);
   const int bf16_inp = inp_bf16 != NULL;
   uint8_t *ws = NULL;
   LOWPI_TRY(check_args(fn, B, T, C, NH, bf16_inp, workspace, workspace_bytes, &ws));
@@ -1067,12 +1076,12 @@ lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, float *dinp_am
   LOWPI_CUDA_CHECK_LAUNCH();
   switch (HS) {
   case 16:
-    return backward_hs<16>(dinp, lse, D, src, dy, B, T, NH, amax);
+    return backward_hs<16>(dinp, dinp_bf16, lse, D, src, dy, B, T, NH, amax);
   case 32:
-    return backward_hs<32>(dinp, lse, D, src, dy, B, T, NH, amax);
+    return backward_hs<32>(dinp, dinp_bf16, lse, D, src, dy, B, T, NH, amax);
   case 64:
-    return backward_hs<64>(dinp, lse, D, src, dy, B, T, NH, amax);
+    return backward_hs<64>(dinp, dinp_bf16, lse, D, src, dy, B, T, NH, amax);
   default:
-    return backward_hs<128>(dinp, lse, D, src, dy, B, T, NH, amax);
+    return backward_hs<128>(dinp, dinp_bf16, lse, D, src, dy, B, T, NH, amax);
   }
 }

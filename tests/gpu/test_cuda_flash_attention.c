@@ -269,8 +269,8 @@ static void test_amax(shape s, const float *d_x, const float *d_dy, const float 
     check_amax("flash forward: out", d_amax, d_outa, n1, 0);
   }
   GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, 2 * 4));
-  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxa, d_amax, d_dy, d_x, NULL, d_out, d_lse,
-                                                     B, T, C, NH, ws, ws_bytes))) {
+  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxa, NULL, d_amax, d_dy, d_x, NULL, d_out,
+                                                     d_lse, B, T, C, NH, ws, ws_bytes))) {
     same_words("amax run: dinp", d_dxa, d_dx, n3, 4);
     check_amax("flash backward: dinp", d_amax, d_dxa, n3, 0);
   }
@@ -278,8 +278,8 @@ static void test_amax(shape s, const float *d_x, const float *d_dy, const float 
   GC_REQUIRE(lowp_cuda_memcpy(d_dyn, d_dy, n1 * 4, LOWP_CUDA_D2D));
   GC_REQUIRE(lowp_cuda_memcpy(d_dyn + n1 / 2, &nan, 4, LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, 2 * 4));
-  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxa, d_amax, d_dyn, d_x, NULL, d_out, d_lse,
-                                                     B, T, C, NH, ws, ws_bytes)))
+  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxa, NULL, d_amax, d_dyn, d_x, NULL, d_out,
+                                                     d_lse, B, T, C, NH, ws, ws_bytes)))
     check_amax("flash backward, a NaN in dout: dinp", d_amax, d_dxa, n3, 1);
   void *dev[] = {ws, d_outa, d_lsea, d_dxa, d_amax, d_dyn};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
@@ -301,6 +301,7 @@ static void test_bf16_input(shape s, const float *x, const float *d_dy, const fl
   void *ws = dmem(ws_bytes);
   uint16_t *d_x16 = dmem(n3 * 2), *d_o16b = dmem(n1 * 2);
   float *d_outb = dmem(n1 * 4), *d_lseb = dmem(nl * 4), *d_dxb = dmem(n3 * 4);
+  uint16_t *d_dx16 = dmem(n3 * 2), *d_dx16_want = dmem(n3 * 2); /* dinp's codes, encode's */
   float *d_amax = dmem(4 * 4); /* out's, then dinp's, each beside lowp_cuda_amax's */
   GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, 4 * 4));
   GC_REQUIRE(lowp_cuda_memcpy(d_x16, x16, n3 * 2, LOWP_CUDA_H2D));
@@ -308,6 +309,7 @@ static void test_bf16_input(shape s, const float *x, const float *d_dy, const fl
   GC_REQUIRE(lowp_cuda_memset(d_outb, 0xFF, n1 * 4)); /* NaN */
   GC_REQUIRE(lowp_cuda_memset(d_lseb, 0xFF, nl * 4));
   GC_REQUIRE(lowp_cuda_memset(d_dxb, 0xFF, n3 * 4));
+  GC_REQUIRE(lowp_cuda_memset(d_dx16, 0xFF, n3 * 2));
   GC_CHECK(lowpi_cuda_flash_attention_forward(d_outb, NULL, d_lseb, NULL, d_x16, B, T, C, NH, ws,
                                               ws_bytes - 1) == LOWP_ERR_INVALID_ARG,
            "bf16 input: a small workspace accepted");
@@ -315,16 +317,22 @@ static void test_bf16_input(shape s, const float *x, const float *d_dy, const fl
    * amaxes as the model takes them (GPT-2's qkv in bf16) */
   if (GC_OK(lowpi_cuda_flash_attention_forward_amax(d_outb, d_o16b, d_amax, d_lseb, NULL, d_x16, B,
                                                     T, C, NH, ws, ws_bytes)) &&
-      GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxb, d_amax + 2, d_dy, NULL, d_x16, d_outb,
-                                                     d_lseb, B, T, C, NH, ws, ws_bytes))) {
+      GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxb, d_dx16, d_amax + 2, d_dy, NULL, d_x16,
+                                                     d_outb, d_lseb, B, T, C, NH, ws, ws_bytes)) &&
+      GC_OK(lowp_cuda_encode(LOWP_BF16, d_dxb, n3, d_dx16_want, &rne))) {
     check_amax("bf16 input: out", d_amax, d_outb, n1, 0);
     check_amax("bf16 input: dinp", d_amax + 2, d_dxb, n3, 0);
     same_words("bf16 input: out", d_outb, d_out, n1, 4);
     same_words("bf16 input: out bf16", d_o16b, d_o16, n1, 2);
     same_words("bf16 input: lse", d_lseb, d_lse, nl, 4);
     same_words("bf16 input: dinp", d_dxb, d_dx, n3, 4);
+    same_words("bf16 input: dinp bf16", d_dx16, d_dx16_want, n3, 2);
   }
-  void *dev[] = {ws, d_x16, d_o16b, d_outb, d_lseb, d_dxb, d_amax};
+  GC_CHECK(lowpi_cuda_flash_attention_backward_amax(d_dxb, d_dx16 + 1, NULL, d_dy, NULL, d_x16,
+                                                    d_outb, d_lseb, B, T, C, NH, ws,
+                                                    ws_bytes) == LOWP_ERR_INVALID_ARG,
+           "bf16 input: a misaligned dinp_bf16 accepted");
+  void *dev[] = {ws, d_x16, d_o16b, d_outb, d_lseb, d_dxb, d_amax, d_dx16, d_dx16_want};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     lowp_cuda_free(dev[i]);
   free(x16);
