@@ -1428,18 +1428,23 @@ static lowp_status w16_fill(lowpi_gpu_linears *g, lin_state *ls, const float *we
  * scales part after an evaluation), nor for stochastic rounding (each slot draws its own stream) or
  * block scales (blocks run along the reduction dimension: along C for the fprop, along N for the
  * wgrad). */
-static int x8_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
-  const op_state *f = &ls->op[LOWP_OP_FPROP_X], *w = &ls->op[LOWP_OP_WGRAD_X];
-  if (g->plain & LOWPI_GPU_PLAIN_X8)
-    return 0;
+/* Whether quantizers a and b give one tensor the same fp8 codes in any layout: native fp8, one
+ * per-tensor scale (same_tensor_scale), the same format and scale format, RNE, no Hadamard
+ * rotation, no clipping mask. */
+static int same_fp8_codes(const op_state *a, const op_state *b) {
   for (int i = 0; i < 2; i++) {
-    const op_state *o = i ? w : f;
+    const op_state *o = i ? b : a;
     if (!is_native_fp8(o) || o->cfg.round != LOWP_ROUND_RNE || o->spec.hadamard ||
         o->spec.clip_mask_ste)
       return 0;
   }
-  return same_tensor_scale(f, w) && f->cfg.format == w->cfg.format &&
-         f->cfg.scale_format == w->cfg.scale_format &&
+  return same_tensor_scale(a, b) && a->cfg.format == b->cfg.format &&
+         a->cfg.scale_format == b->cfg.scale_format;
+}
+
+static int x8_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
+  const op_state *f = &ls->op[LOWP_OP_FPROP_X], *w = &ls->op[LOWP_OP_WGRAD_X];
+  return !(g->plain & LOWPI_GPU_PLAIN_X8) && same_fp8_codes(f, w) &&
          run_of(g, f, &ls->op[LOWP_OP_FPROP_W], N, OC, C) == RUN_FP8 &&
          run_of(g, &ls->op[LOWP_OP_WGRAD_DY], w, OC, C, N) == RUN_FP8;
 }
@@ -1500,16 +1505,7 @@ static lowp_status x8_operand(lowpi_gpu_linears *g, lin_state *ls, int N, int C,
  * the fp32 W (4 bytes per weight) and quantized it transposed. */
 static int w8_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
   const op_state *f = &ls->op[LOWP_OP_FPROP_W], *d = &ls->op[LOWP_OP_DGRAD_W];
-  if (g->plain & LOWPI_GPU_PLAIN_W8)
-    return 0;
-  for (int i = 0; i < 2; i++) {
-    const op_state *o = i ? d : f;
-    if (!is_native_fp8(o) || o->cfg.round != LOWP_ROUND_RNE || o->spec.hadamard ||
-        o->spec.clip_mask_ste)
-      return 0;
-  }
-  return same_tensor_scale(f, d) && f->cfg.format == d->cfg.format &&
-         f->cfg.scale_format == d->cfg.scale_format &&
+  return !(g->plain & LOWPI_GPU_PLAIN_W8) && same_fp8_codes(f, d) &&
          run_of(g, &ls->op[LOWP_OP_FPROP_X], f, N, OC, C) == RUN_FP8 &&
          run_of(g, &ls->op[LOWP_OP_DGRAD_DY], d, N, C, OC) == RUN_FP8;
 }

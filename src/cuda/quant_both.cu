@@ -758,23 +758,31 @@ lowp_status check_tensor(const lowp_cuda_qtensor *q, int i, size_t R, size_t K) 
   return LOWP_OK;
 }
 
-/* Launch tiled_kernel<FF, RR, TR>: as many blocks as fit the GPU at once (the occupancy the
- * runtime computes, asked once per instantiation), at most one per tile. The vector loads and
- * stores where every row's pitch and the pointer allow them. */
+/* The grid of a tile kernel: as many blocks of kThreadsT as fit the GPU at once (the occupancy
+ * the runtime computes, asked once per kernel: *per_sm, host-side, a repeat is harmless), at
+ * most one per tile; dynamic shared memory past the default opted in. */
+template <typename Kernel>
+lowp_status tile_grid(Kernel kernel, size_t smem, int *per_sm, size_t tiles, unsigned *blocks) {
+  if (*per_sm == 0) {
+    if (smem > 48u * 1024u)
+      LOWPI_CUDA_TRY(
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    int n = 0;
+    LOWPI_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, (int)kThreadsT, smem));
+    *per_sm = n > 0 ? n : 1;
+  }
+  const size_t cap = (size_t)lowpi_cuda_sm_count() * (size_t)*per_sm;
+  *blocks = (unsigned)(tiles < cap ? tiles : cap);
+  return LOWP_OK;
+}
+
+/* Launch tiled_kernel<FF, RR, TR> (tile_grid), with vector loads and stores where every row's
+ * pitch and the pointer allow them. */
 template <int FF, int RR, int TR>
 lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, const side &col,
                          const lowp_qconfig *c) {
   constexpr size_t smem = tiled_smem<TR>();
-  static int per_sm = 0; /* host-side, per instantiation; a repeat is harmless */
-  if (per_sm == 0) {
-    if (smem > 48u * 1024u) /* above the default: opt in */
-      LOWPI_CUDA_TRY(cudaFuncSetAttribute(tiled_kernel<FF, RR, TR>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    int n = 0;
-    LOWPI_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, tiled_kernel<FF, RR, TR>,
-                                                                 (int)kThreadsT, smem));
-    per_sm = n > 0 ? n : 1;
-  }
+  static int per_sm = 0;
   unsigned flags = 0;
   if (K % 4 == 0 && ((uintptr_t)x & 15u) == 0)
     flags |= kFlagVecIn;
@@ -787,8 +795,8 @@ lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, co
   const size_t tiles = ((R + TR - 1) / TR) * ((K + kColsT - 1) / kColsT);
   if (tiles == 0) /* an empty x: the statistics reset alone */
     return LOWP_OK;
-  const size_t cap = (size_t)lowpi_cuda_sm_count() * (size_t)per_sm;
-  const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
+  unsigned blocks = 0;
+  LOWPI_TRY(tile_grid(tiled_kernel<FF, RR, TR>, smem, &per_sm, tiles, &blocks));
   tiled_kernel<FF, RR, TR>
       <<<blocks, kThreadsT, smem>>>(x, R, K, row, col, lowpi_fmt_of(c->format), c->round, flags);
   LOWPI_CUDA_CHECK_LAUNCH();
@@ -799,13 +807,7 @@ lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, co
 template <int FF, int RR>
 lowp_status launch_reg(const float *x, size_t R, size_t K, const side &row, const side &col,
                        const lowp_qconfig *c) {
-  static int per_sm = 0; /* host-side, per instantiation; a repeat is harmless */
-  if (per_sm == 0) {
-    int n = 0;
-    LOWPI_CUDA_TRY(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, reg_kernel<FF, RR>, (int)kThreadsT, 0));
-    per_sm = n > 0 ? n : 1;
-  }
+  static int per_sm = 0;
   unsigned flags = 0;
   if (K % 4 == 0 && ((uintptr_t)x & 15u) == 0)
     flags |= kFlagVecIn;
@@ -816,8 +818,8 @@ lowp_status launch_reg(const float *x, size_t R, size_t K, const side &row, cons
   const size_t tiles = ((R + kRegTile - 1) / kRegTile) * ((K + kRegTile - 1) / kRegTile);
   if (tiles == 0) /* an empty x: the statistics reset alone */
     return LOWP_OK;
-  const size_t cap = (size_t)lowpi_cuda_sm_count() * (size_t)per_sm;
-  const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
+  unsigned blocks = 0;
+  LOWPI_TRY(tile_grid(reg_kernel<FF, RR>, 0, &per_sm, tiles, &blocks));
   reg_kernel<FF, RR>
       <<<blocks, kThreadsT>>>(x, R, K, row, col, lowpi_fmt_of(c->format), c->round, flags);
   LOWPI_CUDA_CHECK_LAUNCH();
