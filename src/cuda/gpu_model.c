@@ -680,11 +680,10 @@ static lowp_status norm_forward(const lowpi_gpu_model *g, const act_store *s, in
                                          c->n_embd, c->norm_eps);
 }
 
-/* res = inp1 + (inp2 + bias2) (the residual add, bias2 may be NULL), then its norm as
+/* res = inp1 + (inp2 + bias2) (the residual add, bias2 may be NULL), unless the GEMM that made
+ * inp2 added it already (added: lowpi_gpu_linear_forward_residual), then its norm as
  * norm_forward. Two kernels: one that did both ran slower on the H100 (GPT-2 124M: 371k against
  * 379k tokens/s; its registers halved the warps that hide the loads' latency). */
-/* res = inp1 + inp2 (+ bias2), unless the GEMM that made inp2 added it already (added), then
- * the norm of res. */
 static lowp_status residual_norm_forward(const lowpi_gpu_model *g, const act_store *s, int l,
                                          int lin, float *stats, float *res, int added,
                                          const float *inp1, const float *inp2, const float *bias2,
@@ -926,8 +925,8 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
     LOWPI_TRY(attention_forward(g, l, atty, qkv, qkv16, B, T));
     /* The fp8 GEMMs' bias (no epilogue for it) goes into the next kernel that reads their
      * output: the residual add (attproj, fc_proj), GELU (fc: fch is then stored without it,
-     * and GELU's backward adds it again). SwiGLU takes none (llama's linears have no bias). */
-    /* attproj and fc_proj add the residual in their GEMM where it takes the bias too (added) */
+     * and GELU's backward adds it again). SwiGLU takes none (llama's linears have no bias).
+     * attproj and fc_proj add the residual in their GEMM where it takes the bias (added). */
     const float *b_left = NULL, **fold = g->plain & LOWPI_GPU_PLAIN_BIAS ? NULL : &b_left;
     int added = 0;
     LOWPI_TRY(lowpi_gpu_linear_forward_residual(lin, 4 * l + 1, mid, x, tmp, atty_in, w->attprojw,

@@ -570,9 +570,9 @@ bool aligned(const void *p, uintptr_t bytes) {
   return ((uintptr_t)p & (bytes - 1)) == 0;
 }
 
-/* The widest fused row: K 12 of 16-byte vectors, C 1536 (GPT-2 774M's 1280 takes K 10; one
- * block an SM). LayerNorm's K 16 (1.5B's C 1600) spills past the 255 registers of a thread
- * (ptxas -v, sm_90: 500 bytes; K 12 takes 250, no spill), so C > 1536 takes the two passes. */
+/* The widest fused row: K 12 of 16-byte vectors, C 1536 (GPT-2 774M's 1280 takes K 10). Two
+ * blocks an SM hold a thread to 128 registers: K 10 and 12 spill 8-24 bytes there (ptxas -v,
+ * sm_90); wider rows would spill more, so C > 1536 takes the two passes. */
 constexpr int kFusedMaxK = 12;
 
 bwd_plan plan_backward(int C) {
@@ -589,7 +589,7 @@ bwd_plan plan_backward(int C) {
 template <bool RMS, int VEC, int K> void launch_fused(const bwd_args &a, unsigned blocks) {
   constexpr size_t smem = fused_shared_bytes<RMS, VEC, K>();
   static_assert(smem <= 112 * 1024, "two blocks an SM in the 227 KB of sm_90's shared memory");
-  /* past the default 48 KB: allowed once per kernel (an error surfaces at the launch) */
+  /* past the default 48 KB (a repeat is harmless; a failure surfaces at the launch's check) */
   (void)cudaFuncSetAttribute(norm_backward_fused_kernel<RMS, VEC, K>,
                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   norm_backward_fused_kernel<RMS, VEC, K><<<blocks, lowpi_kThreads, smem>>>(a);
