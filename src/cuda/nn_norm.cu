@@ -586,16 +586,19 @@ bwd_plan plan_backward(int C) {
   return {0, 0};
 }
 
-template <bool RMS, int VEC, int K> void launch_fused(const bwd_args &a, unsigned blocks) {
+template <bool RMS, int VEC, int K> cudaError_t launch_fused(const bwd_args &a, unsigned blocks) {
   constexpr size_t smem = fused_shared_bytes<RMS, VEC, K>();
   static_assert(smem <= 112 * 1024, "two blocks an SM in the 227 KB of sm_90's shared memory");
-  /* past the default 48 KB (a repeat is harmless; a failure surfaces at the launch's check) */
-  (void)cudaFuncSetAttribute(norm_backward_fused_kernel<RMS, VEC, K>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-  norm_backward_fused_kernel<RMS, VEC, K><<<blocks, lowpi_kThreads, smem>>>(a);
+  /* past the default 48 KB (a repeat is harmless) */
+  const cudaError_t e =
+      cudaFuncSetAttribute(norm_backward_fused_kernel<RMS, VEC, K>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  if (e == cudaSuccess)
+    norm_backward_fused_kernel<RMS, VEC, K><<<blocks, lowpi_kThreads, smem>>>(a);
+  return e;
 }
 
-template <bool RMS> void launch_fused(const bwd_args &a, bwd_plan p, unsigned blocks) {
+template <bool RMS> cudaError_t launch_fused(const bwd_args &a, bwd_plan p, unsigned blocks) {
   static_assert(kFusedMaxK < 16, "launch_fused: the key vec * 16 + k needs k < 16");
   switch (p.vec * 16 + p.k) {
   case 4 * 16 + 1:
@@ -674,7 +677,7 @@ lowp_status norm_backward(bwd_args a, float *dweight, float *dbias, void *worksp
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: workspace not 4-byte aligned", fn);
   a.partials = (float *)workspace;
   const size_t chunks = lowpi_colsum_chunks(N);
-  launch_fused<RMS>(a, p, (unsigned)chunks);
+  LOWPI_CUDA_TRY(launch_fused<RMS>(a, p, (unsigned)chunks));
   LOWPI_CUDA_CHECK_LAUNCH();
   norm_partials_final<NQ><<<(unsigned)(((size_t)C + 31) / 32), lowpi_kThreads>>>(
       dweight, dbias, a.partials, (int)chunks, C);
