@@ -1479,16 +1479,18 @@ int lowpi_gpu_linear_keeps_x8(const lowpi_gpu_linears *g, int lin, int N, int C,
          (x8_keeps(g, &g->lin[lin], N, C, OC) || xb_keeps(g, &g->lin[lin]));
 }
 
-/* The wgrad's X operand (C, N), K-major, from the fprop's kept codes (N, C): a byte transpose
- * into the buffer the wgrad would have quantized into, with the fprop's decode scale (the
- * linear's own, untouched since). */
-static lowp_status x8_operand(lowpi_gpu_linears *g, lin_state *ls, int N, int C, operand *out) {
-  const op_state *w = &ls->op[LOWP_OP_WGRAD_X];
+/* Slot's operand (cols, rows), K-major, from the fprop's kept codes (rows, cols) in kept: a byte
+ * transpose into the buffer the slot would have quantized into, with the fprop's decode scale
+ * (the linear's own, untouched since). The wgrad's X from xq (x8_keeps), the dgrad's W from wk
+ * (w8_keeps). */
+static lowp_status kept_operand(lowpi_gpu_linears *g, const lin_state *ls, lowp_operand slot,
+                                const lowp_cuda_qtensor *kept, int rows, int cols, operand *out) {
+  const op_state *o = &ls->op[slot];
   lowp_cuda_qtensor *q = NULL;
-  LOWPI_TRY(qbuf_get(g, LOWP_OP_WGRAD_X, &w->cfg, (size_t)C, (size_t)N, &q));
+  LOWPI_TRY(qbuf_get(g, slot, &o->cfg, (size_t)cols, (size_t)rows, &q));
   LOWPI_TRY(lowpi_cuda_transpose_u8((unsigned char *)q->rowwise.codes,
-                                    (const unsigned char *)ls->xq.rowwise.codes, N, C));
-  *out = (operand){q->rowwise.codes, w->cfg.format, (const float *)ls->xq.rowwise.scales,
+                                    (const unsigned char *)kept->rowwise.codes, rows, cols));
+  *out = (operand){q->rowwise.codes, o->cfg.format, (const float *)kept->rowwise.scales,
                    (lowpi_fp8_block_kind)0, 0};
   return LOWP_OK;
 }
@@ -1508,18 +1510,6 @@ static int w8_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int 
   return !(g->plain & LOWPI_GPU_PLAIN_W8) && same_fp8_codes(f, d) &&
          run_of(g, &ls->op[LOWP_OP_FPROP_X], f, N, OC, C) == RUN_FP8 &&
          run_of(g, &ls->op[LOWP_OP_DGRAD_DY], d, N, C, OC) == RUN_FP8;
-}
-
-/* The dgrad's W operand (C, OC), K-major, from the fprop's kept codes (OC, C), as x8_operand. */
-static lowp_status w8_operand(lowpi_gpu_linears *g, lin_state *ls, int C, int OC, operand *out) {
-  const op_state *d = &ls->op[LOWP_OP_DGRAD_W];
-  lowp_cuda_qtensor *q = NULL;
-  LOWPI_TRY(qbuf_get(g, LOWP_OP_DGRAD_W, &d->cfg, (size_t)C, (size_t)OC, &q));
-  LOWPI_TRY(lowpi_cuda_transpose_u8((unsigned char *)q->rowwise.codes,
-                                    (const unsigned char *)ls->wk.rowwise.codes, OC, C));
-  *out = (operand){q->rowwise.codes, d->cfg.format, (const float *)ls->wk.rowwise.scales,
-                   (lowpi_fp8_block_kind)0, 0};
-  return LOWP_OK;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1906,7 +1896,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
     if (given)
       LOWPI_TRY(given_weight(g, ls, LOWP_OP_DGRAD_W, (size_t)OC, (size_t)C, &wq));
     if (w8)
-      LOWPI_TRY(w8_operand(g, ls, C, OC, &wq));
+      LOWPI_TRY(kept_operand(g, ls, LOWP_OP_DGRAD_W, &ls->wk, OC, C, &wq));
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, cast_t ? &cast_d : NULL,
                           given || w8 ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, NULL, &run_d, &dy));
     g->counts.w_reused += (unsigned long long)cached;
@@ -1930,7 +1920,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
                         "as fp8 codes by its forward in this step",
                         lin);
     if (x8)
-      LOWPI_TRY(x8_operand(g, ls, N, C, &given_x));
+      LOWPI_TRY(kept_operand(g, ls, LOWP_OP_WGRAD_X, &ls->xq, N, C, &given_x));
     if (!cast_t && (dinp || dg)) {
       const gemm_run run_w =
           run_of(g, &ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);
