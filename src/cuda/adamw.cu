@@ -114,7 +114,7 @@ __device__ __forceinline__ float clipped(float g, double coef) {
 /* Updates one chunk; returns the max lowpi_abs_key of the updated parameters (for the amax).
  * Every load of the chunk is issued before its first store: a store might alias a later load as
  * far as the compiler knows, so loads after a store would each wait for memory in turn.
- * kPlain: fp32 states and an fp32 master (plain_step), known at compile time. */
+ * kPlain: fp32 states and an fp32 master (lowpi_cuda_adamw.plain), known at compile time. */
 template <bool kPlain>
 __device__ uint32_t dense_chunk(const step_args &a, const dev_tensor &t, size_t chunk,
                                 double coef) {
@@ -277,7 +277,8 @@ struct lowpi_cuda_adamw {
   size_t win_lo, win_hi;     /* the state bytes it holds: d_blob[i] is the host blob[win_lo + i] */
   lowpi_opt_tensor *layout;  /* host copy, to check uploads and downloads */
   int params_local, grads_local; /* ZeRO-2/3: index params / grads by the parts' local */
-  lowpi_shard_sub *subs;         /* ZeRO-2/3: the parts it updates, d_blob their compact states */
+  int plain; /* every tensor with fp32 states, the master in fp32: adamw_kernel<true> steps */
+  lowpi_shard_sub *subs; /* ZeRO-2/3: the parts it updates, d_blob their compact states */
   size_t nsubs;
   dev_tensor *d_t;
   unsigned char *d_blob;
@@ -490,6 +491,9 @@ static lowp_status create(lowpi_cuda_adamw **out, const lowp_adamw *h, size_t ch
   }
   if (st == LOWP_OK) {
     memcpy(o->layout, h->t, h->nt * sizeof(lowpi_opt_tensor));
+    o->plain = !o->cfg.master_bf16;
+    for (size_t i = 0; i < o->nt; i++)
+      o->plain &= o->layout[i].kind == LOWP_OPT_STATE_FP32;
     st = setup(o, h);
   }
   if (st != LOWP_OK) {
@@ -547,16 +551,6 @@ lowp_status lowpi_cuda_adamw_download(const lowpi_cuda_adamw *o, lowp_adamw *h) 
   return LOWP_OK;
 }
 
-/* Every tensor with fp32 states and the master in fp32: adamw_kernel<true> does the step. */
-static int plain_step(const lowpi_cuda_adamw *o) {
-  if (o->cfg.master_bf16)
-    return 0;
-  for (size_t i = 0; i < o->nt; i++)
-    if (o->layout[i].kind != LOWP_OPT_STATE_FP32)
-      return 0;
-  return 1;
-}
-
 lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const float *grads, double lr,
                                   long t, const lowpi_cuda_grad_work *work) {
   if (!o || !params || !grads)
@@ -593,7 +587,7 @@ lowp_status lowpi_cuda_adamw_step(lowpi_cuda_adamw *o, float *params, const floa
     LOWPI_CUDA_CHECK_LAUNCH();
   }
   const unsigned blocks = lowpi_cuda_blocks((o->chunk_hi - o->chunk_lo) * kThreads, kThreads);
-  if (plain_step(o))
+  if (o->plain)
     adamw_kernel<true><<<blocks, kThreads>>>(a);
   else
     adamw_kernel<false><<<blocks, kThreads>>>(a);

@@ -1677,8 +1677,7 @@ lowp_status lowpi_gpu_linear_forward_residual(lowpi_gpu_linears *g, int lin, flo
   const lin_state *ls = &g->lin[lin];
   const gemm_run run = run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
   /* a GEMM whose epilogue takes the bias (not fp8: see gemm) adds both, in one order */
-  *added = !(g->plain & LOWPI_GPU_PLAIN_RES) && run != RUN_FP8 && run != RUN_FP8_BLOCK &&
-           (!bias || bias_in_epilogue(run, bias));
+  *added = !(g->plain & LOWPI_GPU_PLAIN_RES) && bias_in_epilogue(run, bias);
   if (*added)
     return fprop(g, lin, sum, residual, inp, weight, bias, N, C, OC, NULL);
   return fprop(g, lin, branch, NULL, inp, weight, bias, N, C, OC, bias_left);

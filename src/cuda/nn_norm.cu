@@ -589,8 +589,8 @@ bwd_plan plan_backward(int C) {
 template <bool RMS, int VEC, int K> cudaError_t launch_fused(const bwd_args &a, unsigned blocks) {
   constexpr size_t smem = fused_shared_bytes<RMS, VEC, K>();
   static_assert(smem <= 112 * 1024, "two blocks an SM in the 227 KB of sm_90's shared memory");
-  /* past the default 48 KB (a repeat is harmless) */
-  const cudaError_t e =
+  /* past the default 48 KB: opted in once per instantiation */
+  static const cudaError_t e =
       cudaFuncSetAttribute(norm_backward_fused_kernel<RMS, VEC, K>,
                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e == cudaSuccess)
