@@ -219,6 +219,11 @@ lowp_status lowpi_cuda_attention_backward(float *dinp, const float *dout, const 
  * fp32 inp whose codes they are. The workspace: lowpi_cuda_flash_attention_workspace with bf16_inp
  * = 1 when the calls pass inp_bf16 (no room for the q, k, v copies), 0 otherwise. */
 int lowpi_cuda_flash_attention_supported(int C, int NH);
+
+/* 1 where the forward of head size 64 runs on Hopper's wgmma (src/cuda/nn_flash_wgmma.cu): the
+ * build has its sm_90a code, the device runs it, and the environment's LOWP_FLASH is not "mma"
+ * (which keeps the mma.sync kernel: an A/B switch, read on every call). */
+int lowpi_cuda_flash_wgmma_ready(void);
 size_t lowpi_cuda_flash_attention_workspace(int B, int T, int C, int NH, int bf16_inp);
 lowp_status lowpi_cuda_flash_attention_forward(float *out, uint16_t *out_bf16, float *lse,
                                                const float *inp, const uint16_t *inp_bf16, int B,

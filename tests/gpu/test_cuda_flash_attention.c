@@ -23,7 +23,9 @@
  *   (c) the bf16-input variant (inp_bf16 = the RNE codes of inp, read in place, inp NULL, the
  *       smaller workspace of exactly lowpi_cuda_flash_attention_workspace(..., 1) bytes) against
  *       the fp32-input run: out, its bf16 codes, lse and dinp bit for bit (the kernels round q,
- *       k, v to bf16 anyway, so nothing may differ). */
+ *       k, v to bf16 anyway, so nothing may differ).
+ * Head size 64 runs on Hopper's wgmma kernels (src/cuda/nn_flash_wgmma.cu) on an sm_90 device
+ * (checked), and again on the mma.sync kernels with LOWP_FLASH=mma: both against (a) - (c). */
 #include <math.h>
 #include <stdint.h>
 
@@ -503,6 +505,24 @@ int main(void) {
   if (!small) { /* GPT-2's head size over a long sequence: 16 tiles, the double buffers cycle */
     const shape s = {1, 1024, 2, 64};
     test_shape(s);
+  }
+  /* Head size 64's forward runs on wgmma where the device is sm_90 (a silent fallback to the
+   * mma.sync kernel would leave the wgmma kernel untested: checked), so the mma.sync forward of
+   * head size 64 is tested again here with LOWP_FLASH=mma. */
+  char desc[256] = "";
+  GC_OK(lowp_cuda_describe(desc, sizeof desc));
+  const int wgmma = lowpi_cuda_flash_wgmma_ready();
+  printf("  head size 64 forward on %s (%s)\n", wgmma ? "wgmma" : "mma.sync", desc);
+  GC_CHECK(wgmma || !strstr(desc, ", sm_90,"), "an sm_90 device without the wgmma forward");
+  if (wgmma) {
+    setenv("LOWP_FLASH", "mma", 1);
+    GC_CHECK(!lowpi_cuda_flash_wgmma_ready(), "LOWP_FLASH=mma ignored");
+    for (int j = 0; j < 6; j++)
+      if (!small || j % 2) {
+        const shape s = {1 + j % 2, Ts[j], 3 - j % 2, 64};
+        test_shape(s);
+      }
+    unsetenv("LOWP_FLASH");
   }
   test_bad_args();
   GC_OK(lowp_cuda_synchronize());

@@ -1,0 +1,571 @@
+/* The causal flash-attention forward of head size 64 on Hopper's warpgroup MMA (wgmma, sm_90a):
+ * the schedule and numerics of nn_flash_attention.cu's forward (online softmax in fp32 and base
+ * 2, P rounded to bf16, fp32 accumulation), with each product issued by a warpgroup (4 warps)
+ * for 64 query rows at once instead of by each warp for 16.
+ *
+ * Block: two warpgroups, 128 query rows (64 each), 64-key tiles of K and V double-buffered in
+ * shared memory (cp.async, as the mma.sync kernel). Per key tile at or before a warpgroup's
+ * diagonal:
+ *   S (64 x 64, fp32) = Q K^T   wgmma m64n64k16 x 4, Q and K from shared memory (K-major);
+ *   online softmax on S        nn_flash.cuh's online_softmax: a warp's part of a wgmma
+ *                              accumulator is laid out as 8 mma.sync C fragments;
+ *   O (64 x 64) += bf16(P) V   wgmma m64n64k16 x 4, P from registers (the accumulator layout
+ *                              of S is wgmma's A-register layout, FlashAttention-3's trick), V
+ *                              from shared memory (MN-major: its rows are keys, the k dimension).
+ * Shared tiles have rows of 64 bf16 (128 bytes) stored with the 128-byte swizzle: 16-byte
+ * chunk c of row r at r * 128 + ((c ^ (r % 8)) * 16), tiles 1024-byte aligned. The wgmma
+ * descriptors (PTX ISA, "Matrix Descriptor Format"): start address / 16, leading byte offset
+ * (unused by these layouts: 16), stride byte offset 1024 (from one 8-row group to the next),
+ * swizzle mode 1 (128 bytes). A K-major operand's k-step of 16 columns moves the start by 32
+ * bytes; V's k-step of 16 keys moves it by 16 rows, 2048 bytes.
+ * Only the sm_90a pass of nvcc compiles the kernel's body (CMakeLists.txt adds it for this
+ * file); lowpi_cuda_flash_wgmma_ready asks the device which code it runs. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cuda_common.h"
+#include "cuda/nn_cuda.h"
+#include "cuda/nn_flash.cuh"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define LOWPI_WGMMA 1
+#else
+#define LOWPI_WGMMA 0
+#endif
+
+namespace {
+
+constexpr int kHs = 64;                     /* head size: one 128-byte swizzle row */
+constexpr int kWgRows = 64;                 /* query rows per warpgroup: wgmma's M */
+constexpr int kWgs = 2;                     /* warpgroups per block */
+constexpr int kRows = kWgRows * kWgs;       /* query rows per block */
+constexpr int kBlock = 128 * kWgs;          /* threads per block */
+constexpr int kRowBytes = kHs * 2;          /* 128 */
+constexpr int kKvBytes = kTile * kRowBytes; /* one K or V tile: 8 KB */
+constexpr size_t kSmem = (size_t)kRows * kRowBytes + 4 * kKvBytes + 1024; /* + alignment */
+static_assert(kRowBytes == 128, "rows are one 128-byte swizzle span");
+
+/* Byte offset of 16-byte chunk c of row r in a 128-byte-swizzled tile. */
+__device__ __forceinline__ uint32_t swizzled(int r, int c) {
+  return (uint32_t)(r * kRowBytes + ((c ^ (r & 7)) << 4));
+}
+
+/* Rows [t0, t0 + rows) of a (T, 64) bf16 matrix (rows ld elements apart) into a swizzled tile,
+ * asynchronously (the caller commits and waits); rows at or past T are zeros. */
+template <int NT = kBlock>
+__device__ __forceinline__ void load_rows(unsigned char *dst, const bf16 *__restrict__ src,
+                                          size_t ld, int t0, int T, int rows) {
+  for (int idx = (int)threadIdx.x; idx < rows * 8; idx += NT) {
+    const int r = idx / 8, c = idx % 8;
+    const bool in = t0 + r < T;
+    cp_async16(dst + swizzled(r, c), src + (size_t)(in ? t0 + r : 0) * ld + c * 8, in ? 16 : 0);
+  }
+}
+
+/* The same from fp32 rows, rounded to bf16 (the library's RNE) with ordinary stores. */
+__device__ __forceinline__ void load_rows_f32(unsigned char *dst, const float *__restrict__ src,
+                                              size_t ld, int t0, int T, int rows) {
+  for (int idx = (int)threadIdx.x; idx < rows * 8; idx += kBlock) {
+    const int r = idx / 8, c = idx % 8;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (t0 + r < T) {
+      const float4 *s = reinterpret_cast<const float4 *>(src + (size_t)(t0 + r) * ld + c * 8);
+      const float4 x = s[0], y = s[1];
+      v = make_uint4(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w), pack_bf16(y.x, y.y),
+                     pack_bf16(y.z, y.w));
+    }
+    *reinterpret_cast<uint4 *>(dst + swizzled(r, c)) = v;
+  }
+}
+
+/* Descriptor of a 128-byte-swizzled tile at p (1024-byte aligned shared memory). */
+__device__ __forceinline__ uint64_t sw128_desc(const void *p) {
+  const uint32_t a = smem_addr(p);
+  return (uint64_t)((a & 0x3FFFFu) >> 4) | (uint64_t)(16 >> 4) << 16 | (uint64_t)(1024 >> 4) << 32 |
+         (uint64_t)1 << 62;
+}
+
+/* The wgmma instructions exist in the sm_90a pass only: elsewhere these are empty (the kernel
+ * compiles, and lowpi_cuda_flash_wgmma_ready keeps it from running). */
+__device__ __forceinline__ void wgmma_fence() {
+#if LOWPI_WGMMA
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if LOWPI_WGMMA
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_wait_all() {
+#if LOWPI_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+
+/* Shared memory written by the generic proxy (cp.async, stores) made visible to wgmma's reads
+ * (the async proxy): each writing thread, before the barrier. */
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+/* Keeps the compiler from moving accumulator registers across the asynchronous products. */
+__device__ __forceinline__ void pin(float (&d)[8][4]) {
+#pragma unroll
+  for (int n = 0; n < 8; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      asm volatile("" : "+f"(d[n][e])::"memory");
+}
+
+#define LOWPI_ACC32                                                                                \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "    \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define LOWPI_ACC_OPS(d)                                                                           \
+  "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),        \
+      "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),    \
+      "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),    \
+      "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),    \
+      "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),    \
+      "+f"(d[7][2]), "+f"(d[7][3])
+
+/* d (64 x 64, fp32) = (accumulate ? d : 0) + A B, A (64 x 16) and B (16 x 64) K-major in shared
+ * memory. This thread's d: rows 16 (warp % 4) + g + 8 (e / 2), columns 8 n + 2 t + e % 2. */
+__device__ __forceinline__ void wgmma_ss(float (&d)[8][4], uint64_t a, uint64_t b, int accumulate) {
+#if LOWPI_WGMMA
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " LOWPI_ACC32
+               ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+               : LOWPI_ACC_OPS(d)
+               : "l"(a), "l"(b), "r"(accumulate));
+#else
+  (void)d, (void)a, (void)b, (void)accumulate;
+#endif
+}
+
+/* d += A B, A (64 x 16 bf16) from registers (mma.sync's A fragment per warp: a0 (g, 2t..),
+ * a1 (g + 8, 2t..), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..)), B (16 x 64) MN-major in shared
+ * memory (its rows are the k dimension). */
+__device__ __forceinline__ void wgmma_rs(float (&d)[8][4], const uint32_t (&a)[4], uint64_t b) {
+#if LOWPI_WGMMA
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " LOWPI_ACC32
+               ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+               : LOWPI_ACC_OPS(d)
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+#else
+  (void)d, (void)a, (void)b;
+#endif
+}
+
+/* Block (b * NH + h, 128-row query tile), see the top of the file; the arguments are those of
+ * nn_flash_attention.cu's flash_forward_kernel. Warpgroup w owns query rows q0 + 64 w + [0, 64),
+ * warp (w, j) the 16 rows + 16 j, lane (g, t) rows + g and + g + 8 of S, P and O. */
+__global__ void __launch_bounds__(kBlock)
+    flash_forward_wgmma_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
+                               float *__restrict__ lse, const float *__restrict__ inp, qkv_src src,
+                               int T, int NH, float scale2, unsigned *amax) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char *s_q = reinterpret_cast<unsigned char *>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+  unsigned char *s_k = s_q + kRows * kRowBytes; /* two buffers */
+  unsigned char *s_v = s_k + 2 * kKvBytes;
+
+  const int bh = (int)blockIdx.x, C = NH * kHs;
+  const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first: better tail */
+  const int q0 = qt * kRows;
+  const int nkt = ((q0 + kRows < T ? q0 + kRows : T) - 1) / kTile + 1;
+  const int wg = (int)(threadIdx.x / 128), warp = (int)(threadIdx.x / 32 % 4);
+  const int lane = (int)(threadIdx.x % 32), g = lane / 4, t = lane % 4;
+  const int r0 = q0 + wg * kWgRows; /* the warpgroup's first row */
+  const int diag = r0 / kTile;      /* its diagonal key tile */
+  const bool live = r0 < T;         /* warpgroup-uniform */
+
+  const int b = bh / NH, h = bh % NH;
+  const size_t head = (size_t)b * src.b_stride + (size_t)h * src.h_stride;
+  const bf16 *k16 = src.k + head, *v16 = src.v + head;
+  if (!inp)
+    load_rows(s_q, src.q + head, src.ld, q0, T, kRows);
+  load_rows(s_k, k16, src.ld, 0, T, kTile);
+  load_rows(s_v, v16, src.ld, 0, T, kTile);
+  cp_async_commit();
+  if (inp)
+    load_rows_f32(s_q, inp + (size_t)b * T * 3 * C + (size_t)h * kHs, 3 * (size_t)C, q0, T, kRows);
+  const uint64_t dq = sw128_desc(s_q + wg * kWgRows * kRowBytes);
+
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* running row max (log2), sum */
+  float o[8][4];
+  zero<kHs>(o);
+  for (int kt = 0; kt < nkt; kt++) {
+    const int buf = kt & 1;
+    if (kt + 1 < nkt) { /* the next K, V into the other buffer (free since the last barrier) */
+      load_rows(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, (kt + 1) * kTile, T, kTile);
+      load_rows(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, (kt + 1) * kTile, T, kTile);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    fence_proxy_async();
+    __syncthreads();
+    if (live && kt <= diag) {
+      float s[8][4];
+      zero<kHs>(s);
+      const uint64_t dk = sw128_desc(s_k + buf * kKvBytes);
+      pin(s);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kHs / 16; kk++) /* 32 bytes a k-step: + 2 in units of 16 */
+        wgmma_ss(s, dq + 2 * kk, dk + 2 * kk, kk);
+      wgmma_commit();
+      wgmma_wait_all();
+      pin(s);
+      const int qrow = r0 + 16 * warp + g; /* the lane's row i = 0 */
+      if (kt == diag)
+        online_softmax<kHs, true>(s, o, m, l, kt * kTile - qrow, scale2, t);
+      else
+        online_softmax<kHs, false>(s, o, m, l, 0, scale2, t);
+      uint32_t pa[kTile / 16][4]; /* bf16(P) as A fragments: columns 16 kc.. and 16 kc + 8.. */
+#pragma unroll
+      for (int kc = 0; kc < kTile / 16; kc++) {
+        pa[kc][0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
+        pa[kc][1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
+        pa[kc][2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+        pa[kc][3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+      }
+      const uint64_t dv = sw128_desc(s_v + buf * kKvBytes);
+      pin(o);
+      wgmma_fence();
+#pragma unroll
+      for (int kc = 0; kc < kTile / 16; kc++) /* 16 keys a k-step: 2048 bytes, + 128 */
+        wgmma_rs(o, pa[kc], dv + 128 * kc);
+      wgmma_commit();
+      wgmma_wait_all();
+      pin(o);
+    }
+    __syncthreads(); /* every warpgroup is done with buf: the next prefetch overwrites it */
+  }
+  if (!live)
+    return; /* warpgroup-uniform; no barrier follows */
+
+  /* out = O / l, lse = (m + log2(l)) ln(2), amax: as the mma.sync kernel */
+  const int rw = r0 + 16 * warp;
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const float inv = 1.0f / l[i];
+#pragma unroll
+    for (int n = 0; n < kHs / 8; n++) {
+      o[n][2 * i] *= inv;
+      o[n][2 * i + 1] *= inv;
+    }
+    const int qi = rw + g + 8 * i;
+    if (t == 0 && qi < T)
+      lse[(size_t)bh * T + qi] = (m[i] + log2f(l[i])) * kLn2;
+  }
+  store_frags<kHs>(out + (size_t)b * T * C + (size_t)h * kHs, (size_t)C, rw, T, o, lane);
+  if (out_bf16)
+    store_frags<kHs>(out_bf16 + (size_t)b * T * C + (size_t)h * kHs, (size_t)C, rw, T, o, lane);
+  if (amax) { /* per warp: lowpi_block_max_atomic wants the whole block */
+    const uint32_t mx = __reduce_max_sync(kFull, frags_abs_key<kHs>(rw, T, o, lane));
+    if (lane == 0)
+      atomicMax(amax, mx);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The backward: nn_flash_attention.cu's two kernels (dK / dV per key tile, dQ per query tile;
+ * each output written by one block, no atomics) with one warpgroup per block owning the tile's
+ * 64 rows. Its products: S and dP (or S^T and dP^T) from shared memory, both K-major; dV, dK
+ * (or dQ) from bf16(P) and bf16(dS) in registers times a tile read MN-major. */
+constexpr int kBwdThreads = 128;                                         /* one warpgroup */
+constexpr size_t kBwdSmem = 6 * (size_t)kKvBytes + 4 * kTile * 4 + 1024; /* + alignment */
+
+/* lse (base 2: times log2(e)) and D of queries [q0, q0 + 64) into shared memory (0 past T). */
+__device__ __forceinline__ void load_stats(float *s_lse, float *s_d, const float *lse,
+                                           const float *D, int q0, int T) {
+  for (int r = (int)threadIdx.x; r < kTile; r += kBwdThreads) {
+    s_lse[r] = q0 + r < T ? lse[q0 + r] * kLog2e : 0.0f;
+    s_d[r] = q0 + r < T ? D[q0 + r] : 0.0f;
+  }
+}
+
+/* The 16 bf16 A fragments of a warp's 16 x 64 accumulator (columns 16 kc.. and 16 kc + 8..). */
+__device__ __forceinline__ void to_a_frags(uint32_t (&a)[kTile / 16][4], const float (&x)[kN][4]) {
+#pragma unroll
+  for (int kc = 0; kc < kTile / 16; kc++) {
+    a[kc][0] = pack_bf16(x[2 * kc][0], x[2 * kc][1]);
+    a[kc][1] = pack_bf16(x[2 * kc][2], x[2 * kc][3]);
+    a[kc][2] = pack_bf16(x[2 * kc + 1][0], x[2 * kc + 1][1]);
+    a[kc][3] = pack_bf16(x[2 * kc + 1][2], x[2 * kc + 1][3]);
+  }
+}
+
+/* x = A B^T and y = C D^T (64 x 64 each, k = 64), the four tiles K-major in shared memory. */
+__device__ __forceinline__ void two_products_t(float (&x)[kN][4], uint64_t a, uint64_t b,
+                                               float (&y)[kN][4], uint64_t c, uint64_t d) {
+  zero<kHs>(x);
+  zero<kHs>(y);
+  pin(x);
+  pin(y);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kHs / 16; kk++)
+    wgmma_ss(x, a + 2 * kk, b + 2 * kk, kk);
+#pragma unroll
+  for (int kk = 0; kk < kHs / 16; kk++)
+    wgmma_ss(y, c + 2 * kk, d + 2 * kk, kk);
+  wgmma_commit();
+  wgmma_wait_all();
+  pin(x);
+  pin(y);
+}
+
+/* acc += bf16 fragments a (64 x 64) times the MN-major tile b (its rows the k dimension). */
+__device__ __forceinline__ void
+issue_frags_times_tile(float (&acc)[kN][4], const uint32_t (&a)[kTile / 16][4], uint64_t b) {
+#pragma unroll
+  for (int kc = 0; kc < kTile / 16; kc++) /* 16 rows a k-step: 2048 bytes, + 128 */
+    wgmma_rs(acc, a[kc], b + 128 * kc);
+}
+
+/* Stores a warp's 16 rows (r0 + ..) of acc at dst (fp32) and dst16 (bf16 codes, may be NULL),
+ * rows 3C apart, and returns this lane's key of their amax. */
+__device__ __forceinline__ uint32_t store_rows(float *dst, uint16_t *dst16, size_t ld, int r0,
+                                               int T, const float (&acc)[kN][4], int lane) {
+  store_frags<kHs>(dst, ld, r0, T, acc, lane);
+  if (dst16)
+    store_frags<kHs>(dst16, ld, r0, T, acc, lane);
+  return frags_abs_key<kHs>(r0, T, acc, lane);
+}
+
+__device__ __forceinline__ void warp_max_atomic(uint32_t key, unsigned *amax, int lane) {
+  key = __reduce_max_sync(kFull, key);
+  if (lane == 0)
+    atomicMax(amax, key);
+}
+
+/* dK, dV: block (b * NH + h, key tile); warp w owns keys k0 + 16 w + [0, 16). The arguments are
+ * nn_flash_attention.cu's flash_backward_kv_kernel's. */
+__global__ void __launch_bounds__(kBwdThreads, 2)
+    flash_backward_kv_wgmma_kernel(float *__restrict__ dinp, uint16_t *__restrict__ dinp16,
+                                   const float *__restrict__ lse, const float *__restrict__ D,
+                                   qkv_src src, const bf16 *__restrict__ do16_all, int T, int NH,
+                                   float scale, float scale2, unsigned *amax) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char *s_k = reinterpret_cast<unsigned char *>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+  unsigned char *s_v = s_k + kKvBytes, *s_q = s_v + kKvBytes; /* q, dO: two buffers each */
+  unsigned char *s_do = s_q + 2 * kKvBytes;
+  float *s_lse = reinterpret_cast<float *>(s_do + 2 * kKvBytes), *s_d = s_lse + 2 * kTile;
+
+  const int bh = (int)blockIdx.x, C = NH * kHs, nt = (T + kTile - 1) / kTile;
+  const int kt = (int)blockIdx.y, k0 = kt * kTile;
+  const size_t in_head = (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+  const bf16 *q16 = src.q + in_head, *k16 = src.k + in_head, *v16 = src.v + in_head;
+  const bf16 *do16 = do16_all + (size_t)bh * T * kHs; /* head-major */
+  const float *lse_h = lse + (size_t)bh * T, *D_h = D + (size_t)bh * T;
+  const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32), wr = warp * 16;
+  const float no_stats[2] = {0.0f, 0.0f}; /* (the row statistics are per column here) */
+
+  load_rows<kBwdThreads>(s_k, k16, src.ld, k0, T, kTile);
+  load_rows<kBwdThreads>(s_v, v16, src.ld, k0, T, kTile);
+  load_rows<kBwdThreads>(s_q, q16, src.ld, k0, T, kTile); /* the first query tile: qt = kt */
+  load_rows<kBwdThreads>(s_do, do16, kHs, k0, T, kTile);
+  cp_async_commit();
+  load_stats(s_lse, s_d, lse_h, D_h, k0, T);
+  const uint64_t dk_a = sw128_desc(s_k), dv_a = sw128_desc(s_v);
+  float dk[kN][4], dv[kN][4];
+  zero<kHs>(dk);
+  zero<kHs>(dv);
+
+  for (int qt = kt; qt < nt; qt++) { /* causal: earlier query tiles see none of these keys */
+    const int q0 = qt * kTile, buf = (qt - kt) & 1;
+    if (qt + 1 < nt) { /* prefetch the next Q, dO, lse, D into the other buffer */
+      load_rows<kBwdThreads>(s_q + (buf ^ 1) * kKvBytes, q16, src.ld, q0 + kTile, T, kTile);
+      load_rows<kBwdThreads>(s_do + (buf ^ 1) * kKvBytes, do16, kHs, q0 + kTile, T, kTile);
+      cp_async_commit();
+      load_stats(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h, q0 + kTile, T);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    fence_proxy_async();
+    __syncthreads();
+    const uint64_t q_d = sw128_desc(s_q + buf * kKvBytes), do_d = sw128_desc(s_do + buf * kKvBytes);
+    float st[kN][4], dpt[kN][4];
+    two_products_t(st, dk_a, q_d, dpt, dv_a, do_d); /* S^T = K Q^T, dP^T = V dO^T */
+    const float *c_lse = s_lse + buf * kTile, *c_d = s_d + buf * kTile;
+    if (qt == kt || qt == nt - 1) /* the diagonal, or queries past T */
+      probs_and_grads<true, true>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d, no_stats,
+                                  no_stats, lane);
+    else
+      probs_and_grads<true, false>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d, no_stats,
+                                   no_stats, lane);
+    uint32_t pa[kTile / 16][4], sa[kTile / 16][4];
+    to_a_frags(pa, st);
+    to_a_frags(sa, dpt);
+    pin(dv);
+    pin(dk);
+    wgmma_fence();
+    issue_frags_times_tile(dv, pa, do_d); /* dV += bf16(P)^T dO */
+    issue_frags_times_tile(dk, sa, q_d);  /* dK += bf16(dS)^T Q */
+    wgmma_commit();
+    wgmma_wait_all();
+    pin(dv);
+    pin(dk);
+    __syncthreads(); /* the warpgroup is done with buf: the next prefetch overwrites it */
+  }
+
+  const int b = bh / NH, h = bh % NH;
+  const size_t at = (size_t)b * T * 3 * C + (size_t)h * kHs;
+  uint16_t *d16 = dinp16 ? dinp16 + at : NULL;
+  const uint32_t key = max(
+      store_rows(dinp + at + C, d16 ? d16 + C : NULL, 3 * (size_t)C, k0 + wr, T, dk, lane),
+      store_rows(dinp + at + 2 * C, d16 ? d16 + 2 * C : NULL, 3 * (size_t)C, k0 + wr, T, dv, lane));
+  if (amax)
+    warp_max_atomic(key, amax, lane);
+}
+
+/* dQ: block (b * NH + h, query tile); warp w owns queries q0 + 16 w + [0, 16). */
+__global__ void __launch_bounds__(kBwdThreads, 2)
+    flash_backward_q_wgmma_kernel(float *__restrict__ dinp, uint16_t *__restrict__ dinp16,
+                                  const float *__restrict__ lse, const float *__restrict__ D,
+                                  qkv_src src, const bf16 *__restrict__ do16_all, int T, int NH,
+                                  float scale, float scale2, unsigned *amax) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char *s_q = reinterpret_cast<unsigned char *>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+  unsigned char *s_do = s_q + kKvBytes, *s_k = s_do + kKvBytes; /* k, v: two buffers each */
+  unsigned char *s_v = s_k + 2 * kKvBytes;
+
+  const int bh = (int)blockIdx.x, C = NH * kHs;
+  const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first */
+  const int q0 = qt * kTile;
+  const size_t in_head = (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+  const bf16 *q16 = src.q + in_head, *k16 = src.k + in_head, *v16 = src.v + in_head;
+  const bf16 *do16 = do16_all + (size_t)bh * T * kHs; /* head-major */
+  const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
+  const int wr = warp * 16, g = lane / 4;
+
+  load_rows<kBwdThreads>(s_q, q16, src.ld, q0, T, kTile);
+  load_rows<kBwdThreads>(s_do, do16, kHs, q0, T, kTile);
+  load_rows<kBwdThreads>(s_k, k16, src.ld, 0, T, kTile);
+  load_rows<kBwdThreads>(s_v, v16, src.ld, 0, T, kTile);
+  cp_async_commit();
+  float r_lse[2], r_d[2]; /* the lane's two query rows (lse in base 2: times log2(e)) */
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const int qi = q0 + wr + g + 8 * i;
+    r_lse[i] = qi < T ? lse[(size_t)bh * T + qi] * kLog2e : 0.0f;
+    r_d[i] = qi < T ? D[(size_t)bh * T + qi] : 0.0f;
+  }
+  const uint64_t q_a = sw128_desc(s_q), do_a = sw128_desc(s_do);
+  float dq[kN][4];
+  zero<kHs>(dq);
+
+  for (int kt = 0; kt <= qt; kt++) {
+    const int k0 = kt * kTile, buf = kt & 1;
+    if (kt < qt) { /* prefetch the next K, V into the other buffer */
+      load_rows<kBwdThreads>(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, k0 + kTile, T, kTile);
+      load_rows<kBwdThreads>(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, k0 + kTile, T, kTile);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    fence_proxy_async();
+    __syncthreads();
+    const uint64_t k_d = sw128_desc(s_k + buf * kKvBytes), v_d = sw128_desc(s_v + buf * kKvBytes);
+    float s[kN][4], dp[kN][4];
+    two_products_t(s, q_a, k_d, dp, do_a, v_d); /* S = Q K^T, dP = dO V^T */
+    if (kt == qt) /* the diagonal tile, also the only one with keys past T */
+      probs_and_grads<false, true>(s, dp, q0 + wr, k0, T, scale, scale2, NULL, NULL, r_lse, r_d,
+                                   lane);
+    else
+      probs_and_grads<false, false>(s, dp, q0 + wr, k0, T, scale, scale2, NULL, NULL, r_lse, r_d,
+                                    lane);
+    uint32_t sa[kTile / 16][4];
+    to_a_frags(sa, dp);
+    pin(dq);
+    wgmma_fence();
+    issue_frags_times_tile(dq, sa, k_d); /* dQ += bf16(dS) K */
+    wgmma_commit();
+    wgmma_wait_all();
+    pin(dq);
+    __syncthreads(); /* the warpgroup is done with buf: the next prefetch overwrites it */
+  }
+
+  const int b = bh / NH, h = bh % NH;
+  const size_t at = (size_t)b * T * 3 * C + (size_t)h * kHs;
+  const uint32_t key =
+      store_rows(dinp + at, dinp16 ? dinp16 + at : NULL, 3 * (size_t)C, q0 + wr, T, dq, lane);
+  if (amax)
+    warp_max_atomic(key, amax, lane);
+}
+
+/* 1 where nvcc's sm_90a pass built this code (the one the device runs), else 0. */
+__global__ void wgmma_probe_kernel(int *has) {
+  *has = LOWPI_WGMMA;
+}
+
+/* Whether the device runs the sm_90a code (asked once per process). */
+int device_has_wgmma(void) {
+  static int known = -1;
+  if (known >= 0)
+    return known;
+  known = 0;
+  int dev = 0, major = 0, minor = 0, *flag = NULL, has = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
+      major != 9 || minor != 0)
+    return known;
+  if (cudaMalloc((void **)&flag, sizeof *flag) != cudaSuccess)
+    return known;
+  wgmma_probe_kernel<<<1, 1>>>(flag);
+  if (cudaGetLastError() == cudaSuccess &&
+      cudaMemcpy(&has, flag, sizeof has, cudaMemcpyDeviceToHost) == cudaSuccess)
+    known = has;
+  cudaFree(flag);
+  return known;
+}
+
+} // namespace
+
+int lowpi_cuda_flash_wgmma_ready(void) {
+  const char *env = getenv("LOWP_FLASH");
+  return !(env && !strcmp(env, "mma")) && device_has_wgmma();
+}
+
+cudaError_t lowpi_flash_forward_wgmma(float *out, uint16_t *out_bf16, float *lse, const float *inp,
+                                      qkv_src src, int B, int T, int NH, float scale2,
+                                      unsigned *amax) {
+  cudaError_t e = cudaFuncSetAttribute(flash_forward_wgmma_kernel,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmem);
+  if (e != cudaSuccess)
+    return e;
+  const dim3 grid((unsigned)(B * NH), (unsigned)((T + kRows - 1) / kRows));
+  flash_forward_wgmma_kernel<<<grid, kBlock, kSmem>>>(out, out_bf16, lse, inp, src, T, NH, scale2,
+                                                      amax);
+  return cudaGetLastError();
+}
+
+cudaError_t lowpi_flash_backward_wgmma(float *dinp, uint16_t *dinp16, const float *lse,
+                                       const float *D, qkv_src src, const bf16 *do16, int B, int T,
+                                       int NH, float scale, float scale2, unsigned *amax) {
+  cudaError_t e = cudaFuncSetAttribute(flash_backward_kv_wgmma_kernel,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kBwdSmem);
+  if (e == cudaSuccess)
+    e = cudaFuncSetAttribute(flash_backward_q_wgmma_kernel,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kBwdSmem);
+  if (e != cudaSuccess)
+    return e;
+  const dim3 grid((unsigned)(B * NH), (unsigned)((T + kTile - 1) / kTile));
+  flash_backward_kv_wgmma_kernel<<<grid, kBwdThreads, kBwdSmem>>>(dinp, dinp16, lse, D, src, do16,
+                                                                  T, NH, scale, scale2, amax);
+  if ((e = cudaGetLastError()) != cudaSuccess)
+    return e;
+  flash_backward_q_wgmma_kernel<<<grid, kBwdThreads, kBwdSmem>>>(dinp, dinp16, lse, D, src, do16, T,
+                                                                 NH, scale, scale2, amax);
+  return cudaGetLastError();
+}
