@@ -190,8 +190,9 @@ __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS 
  * entry and dS on return. Lane (g, t) holds rows r0 + g + 8 i, columns c0 + 8 n + 2 t + e.
  * `key_major`: the rows are keys and the columns queries (the dK / dV kernel: lse and D per column
  * from c_lse / c_d, indexed by the column in the tile), else the rows are queries (lse and D per
- * row in r_lse / r_d). */
-template <bool key_major, bool kMask>
+ * row in r_lse / r_d). The lse are lse2 (base 2), or, kNatLse, the natural c_lse that the dK / dV
+ * kernel copied asynchronously, times log2(e) here (the same product, so the same bits). */
+template <bool key_major, bool kMask, bool kNatLse = false>
 __device__ __forceinline__ void
 probs_and_grads(float (&s)[kN][4], float (&dp)[kN][4], int r0, int c0, int T, float scale,
                 float scale2, const float *c_lse, const float *c_d, const float (&r_lse)[2],
@@ -206,7 +207,8 @@ probs_and_grads(float (&s)[kN][4], float (&dp)[kN][4], int r0, int c0, int T, fl
       for (int i = 0; i < 2; i++) {
         const int row_t = r0 + g + 8 * i, col_t = c0 + col;
         const int qi = key_major ? col_t : row_t, kj = key_major ? row_t : col_t;
-        const float lq = key_major ? c_lse[col] : r_lse[i], dq = key_major ? c_d[col] : r_d[i];
+        const float lq = key_major ? (kNatLse ? c_lse[col] * kLog2e : c_lse[col]) : r_lse[i];
+        const float dq = key_major ? c_d[col] : r_d[i];
         float p = 0.0f, ds = 0.0f;
         if (!kMask || (kj <= qi && qi < T)) {
           p = exp2f(__fmaf_rn(s[n][2 * i + e], scale2, -lq));
