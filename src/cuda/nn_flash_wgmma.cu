@@ -1,17 +1,23 @@
-/* The causal flash-attention forward of head size 64 on Hopper's warpgroup MMA (wgmma, sm_90a):
- * the schedule and numerics of nn_flash_attention.cu's forward (online softmax in fp32 and base
- * 2, P rounded to bf16, fp32 accumulation), with each product issued by a warpgroup (4 warps)
- * for 64 query rows at once instead of by each warp for 16.
+/* Causal flash attention of head size 64 on Hopper's warpgroup MMA (wgmma, sm_90a): the
+ * schedule and numerics of nn_flash_attention.cu's kernels (online softmax in fp32 and base 2,
+ * P and dS rounded to bf16, fp32 accumulation, the backward's two deterministic kernels), with
+ * each product issued by a warpgroup (4 warps) for a 64-row tile at once instead of by each
+ * warp for 16 rows. Every block is one warpgroup owning 64 rows (query rows in the forward and
+ * the dQ kernel, keys in the dK / dV kernel); the streamed 64-row tiles are double-buffered in
+ * shared memory (cp.async, as the mma.sync kernels). Two warpgroups sharing the K, V tiles of
+ * 128 query rows ran the forward 7% slower on the H100 (their barriers couple them, and the
+ * first idles on the second's diagonal tile).
  *
- * Block: two warpgroups, 128 query rows (64 each), 64-key tiles of K and V double-buffered in
- * shared memory (cp.async, as the mma.sync kernel). Per key tile at or before a warpgroup's
- * diagonal:
+ * Forward, per key tile up to the diagonal:
  *   S (64 x 64, fp32) = Q K^T   wgmma m64n64k16 x 4, Q and K from shared memory (K-major);
  *   online softmax on S        nn_flash.cuh's online_softmax: a warp's part of a wgmma
  *                              accumulator is laid out as 8 mma.sync C fragments;
  *   O (64 x 64) += bf16(P) V   wgmma m64n64k16 x 4, P from registers (the accumulator layout
  *                              of S is wgmma's A-register layout, FlashAttention-3's trick), V
  *                              from shared memory (MN-major: its rows are keys, the k dimension).
+ * Backward: S^T = K Q^T and dP^T = V dO^T, then dV += bf16(P)^T dO and dK += bf16(dS)^T Q per
+ * query tile (dK / dV kernel); S = Q K^T and dP = dO V^T, then dQ += bf16(dS) K per key tile
+ * (dQ kernel): the first two products from shared memory, the others from registers.
  * Shared tiles have rows of 64 bf16 (128 bytes) stored with the 128-byte swizzle: 16-byte
  * chunk c of row r at r * 128 + ((c ^ (r % 8)) * 16), tiles 1024-byte aligned. The wgmma
  * descriptors (PTX ISA, "Matrix Descriptor Format"): start address / 16, leading byte offset
@@ -35,14 +41,11 @@
 
 namespace {
 
-constexpr int kHs = 64;                     /* head size: one 128-byte swizzle row */
-constexpr int kWgRows = 64;                 /* query rows per warpgroup: wgmma's M */
-constexpr int kWgs = 2;                     /* warpgroups per block */
-constexpr int kRows = kWgRows * kWgs;       /* query rows per block */
-constexpr int kBlock = 128 * kWgs;          /* threads per block */
-constexpr int kRowBytes = kHs * 2;          /* 128 */
-constexpr int kKvBytes = kTile * kRowBytes; /* one K or V tile: 8 KB */
-constexpr size_t kSmem = (size_t)kRows * kRowBytes + 4 * kKvBytes + 1024; /* + alignment */
+constexpr int kHs = 64;                                  /* head size: one 128-byte swizzle row */
+constexpr int kBlock = 128;                              /* threads per block: one warpgroup */
+constexpr int kRowBytes = kHs * 2;                       /* 128 */
+constexpr int kKvBytes = kTile * kRowBytes;              /* one 64-row tile: 8 KB */
+constexpr size_t kFwdSmem = 5 * (size_t)kKvBytes + 1024; /* q, k[2], v[2]; + alignment */
 static_assert(kRowBytes == 128, "rows are one 128-byte swizzle span");
 
 /* Byte offset of 16-byte chunk c of row r in a 128-byte-swizzled tile. */
@@ -52,10 +55,9 @@ __device__ __forceinline__ uint32_t swizzled(int r, int c) {
 
 /* Rows [t0, t0 + rows) of a (T, 64) bf16 matrix (rows ld elements apart) into a swizzled tile,
  * asynchronously (the caller commits and waits); rows at or past T are zeros. */
-template <int NT = kBlock>
 __device__ __forceinline__ void load_rows(unsigned char *dst, const bf16 *__restrict__ src,
                                           size_t ld, int t0, int T, int rows) {
-  for (int idx = (int)threadIdx.x; idx < rows * 8; idx += NT) {
+  for (int idx = (int)threadIdx.x; idx < rows * 8; idx += kBlock) {
     const int r = idx / 8, c = idx % 8;
     const bool in = t0 + r < T;
     cp_async16(dst + swizzled(r, c), src + (size_t)(in ? t0 + r : 0) * ld + c * 8, in ? 16 : 0);
@@ -158,142 +160,6 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[8][4], const uint32_t (&a)[4
 #endif
 }
 
-/* Block (b * NH + h, 128-row query tile), see the top of the file; the arguments are those of
- * nn_flash_attention.cu's flash_forward_kernel. Warpgroup w owns query rows q0 + 64 w + [0, 64),
- * warp (w, j) the 16 rows + 16 j, lane (g, t) rows + g and + g + 8 of S, P and O. */
-__global__ void __launch_bounds__(kBlock)
-    flash_forward_wgmma_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
-                               float *__restrict__ lse, const float *__restrict__ inp, qkv_src src,
-                               int T, int NH, float scale2, unsigned *amax) {
-  extern __shared__ unsigned char smem_raw[];
-  unsigned char *s_q = reinterpret_cast<unsigned char *>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
-  unsigned char *s_k = s_q + kRows * kRowBytes; /* two buffers */
-  unsigned char *s_v = s_k + 2 * kKvBytes;
-
-  const int bh = (int)blockIdx.x, C = NH * kHs;
-  const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first: better tail */
-  const int q0 = qt * kRows;
-  const int nkt = ((q0 + kRows < T ? q0 + kRows : T) - 1) / kTile + 1;
-  const int wg = (int)(threadIdx.x / 128), warp = (int)(threadIdx.x / 32 % 4);
-  const int lane = (int)(threadIdx.x % 32), g = lane / 4, t = lane % 4;
-  const int r0 = q0 + wg * kWgRows; /* the warpgroup's first row */
-  const int diag = r0 / kTile;      /* its diagonal key tile */
-  const bool live = r0 < T;         /* warpgroup-uniform */
-
-  const int b = bh / NH, h = bh % NH;
-  const size_t head = (size_t)b * src.b_stride + (size_t)h * src.h_stride;
-  const bf16 *k16 = src.k + head, *v16 = src.v + head;
-  if (!inp)
-    load_rows(s_q, src.q + head, src.ld, q0, T, kRows);
-  load_rows(s_k, k16, src.ld, 0, T, kTile);
-  load_rows(s_v, v16, src.ld, 0, T, kTile);
-  cp_async_commit();
-  if (inp)
-    load_rows_f32(s_q, inp + (size_t)b * T * 3 * C + (size_t)h * kHs, 3 * (size_t)C, q0, T, kRows);
-  const uint64_t dq = sw128_desc(s_q + wg * kWgRows * kRowBytes);
-
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* running row max (log2), sum */
-  float o[8][4];
-  zero<kHs>(o);
-  for (int kt = 0; kt < nkt; kt++) {
-    const int buf = kt & 1;
-    if (kt + 1 < nkt) { /* the next K, V into the other buffer (free since the last barrier) */
-      load_rows(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, (kt + 1) * kTile, T, kTile);
-      load_rows(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, (kt + 1) * kTile, T, kTile);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    fence_proxy_async();
-    __syncthreads();
-    if (live && kt <= diag) {
-      float s[8][4];
-      zero<kHs>(s);
-      const uint64_t dk = sw128_desc(s_k + buf * kKvBytes);
-      pin(s);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kHs / 16; kk++) /* 32 bytes a k-step: + 2 in units of 16 */
-        wgmma_ss(s, dq + 2 * kk, dk + 2 * kk, kk);
-      wgmma_commit();
-      wgmma_wait_all();
-      pin(s);
-      const int qrow = r0 + 16 * warp + g; /* the lane's row i = 0 */
-      if (kt == diag)
-        online_softmax<kHs, true>(s, o, m, l, kt * kTile - qrow, scale2, t);
-      else
-        online_softmax<kHs, false>(s, o, m, l, 0, scale2, t);
-      uint32_t pa[kTile / 16][4]; /* bf16(P) as A fragments: columns 16 kc.. and 16 kc + 8.. */
-#pragma unroll
-      for (int kc = 0; kc < kTile / 16; kc++) {
-        pa[kc][0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
-        pa[kc][1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
-        pa[kc][2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-        pa[kc][3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-      }
-      const uint64_t dv = sw128_desc(s_v + buf * kKvBytes);
-      pin(o);
-      wgmma_fence();
-#pragma unroll
-      for (int kc = 0; kc < kTile / 16; kc++) /* 16 keys a k-step: 2048 bytes, + 128 */
-        wgmma_rs(o, pa[kc], dv + 128 * kc);
-      wgmma_commit();
-      wgmma_wait_all();
-      pin(o);
-    }
-    __syncthreads(); /* every warpgroup is done with buf: the next prefetch overwrites it */
-  }
-  if (!live)
-    return; /* warpgroup-uniform; no barrier follows */
-
-  /* out = O / l, lse = (m + log2(l)) ln(2), amax: as the mma.sync kernel */
-  const int rw = r0 + 16 * warp;
-#pragma unroll
-  for (int i = 0; i < 2; i++) {
-    const float inv = 1.0f / l[i];
-#pragma unroll
-    for (int n = 0; n < kHs / 8; n++) {
-      o[n][2 * i] *= inv;
-      o[n][2 * i + 1] *= inv;
-    }
-    const int qi = rw + g + 8 * i;
-    if (t == 0 && qi < T)
-      lse[(size_t)bh * T + qi] = (m[i] + log2f(l[i])) * kLn2;
-  }
-  store_frags<kHs>(out + (size_t)b * T * C + (size_t)h * kHs, (size_t)C, rw, T, o, lane);
-  if (out_bf16)
-    store_frags<kHs>(out_bf16 + (size_t)b * T * C + (size_t)h * kHs, (size_t)C, rw, T, o, lane);
-  if (amax) { /* per warp: lowpi_block_max_atomic wants the whole block */
-    const uint32_t mx = __reduce_max_sync(kFull, frags_abs_key<kHs>(rw, T, o, lane));
-    if (lane == 0)
-      atomicMax(amax, mx);
-  }
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* The backward: nn_flash_attention.cu's two kernels (dK / dV per key tile, dQ per query tile;
- * each output written by one block, no atomics) with one warpgroup per block owning the tile's
- * 64 rows. Its products: S and dP (or S^T and dP^T) from shared memory, both K-major; dV, dK
- * (or dQ) from bf16(P) and bf16(dS) in registers times a tile read MN-major. */
-constexpr int kBwdThreads = 128;                                         /* one warpgroup */
-constexpr size_t kBwdSmem = 6 * (size_t)kKvBytes + 4 * kTile * 4 + 1024; /* + alignment */
-
-/* lse (natural) and D of queries [q0, q0 + 64) into shared memory (0 past T), asynchronously
- * with the tiles (4-byte cp.async, one value a thread): a plain load would stall its warp for
- * the memory's latency on every query tile. */
-__device__ __forceinline__ void load_stats_async(float *s_lse, float *s_d, const float *lse,
-                                                 const float *D, int q0, int T) {
-  static_assert(kBwdThreads == 2 * kTile, "one thread per lse and per D");
-  const int r = (int)threadIdx.x % kTile, in = q0 + r < T;
-  const float *src = ((int)threadIdx.x < kTile ? lse : D) + (in ? q0 + r : 0);
-  float *dst = ((int)threadIdx.x < kTile ? s_lse : s_d) + r;
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(in ? 4 : 0)
-               : "memory");
-}
-
 /* The 16 bf16 A fragments of a warp's 16 x 64 accumulator (columns 16 kc.. and 16 kc + 8..). */
 __device__ __forceinline__ void to_a_frags(uint32_t (&a)[kTile / 16][4], const float (&x)[kN][4]) {
 #pragma unroll
@@ -305,27 +171,14 @@ __device__ __forceinline__ void to_a_frags(uint32_t (&a)[kTile / 16][4], const f
   }
 }
 
-/* x = A B^T and y = C D^T (64 x 64 each, k = 64), the four tiles K-major in shared memory. */
-__device__ __forceinline__ void two_products_t(float (&x)[kN][4], uint64_t a, uint64_t b,
-                                               float (&y)[kN][4], uint64_t c, uint64_t d) {
-  zero<kHs>(x);
-  zero<kHs>(y);
-  pin(x);
-  pin(y);
-  wgmma_fence();
+/* Issues x = A B^T (64 x 64, k = 64), A and B K-major tiles in shared memory. */
+__device__ __forceinline__ void issue_product_t(float (&x)[kN][4], uint64_t a, uint64_t b) {
 #pragma unroll
-  for (int kk = 0; kk < kHs / 16; kk++)
+  for (int kk = 0; kk < kHs / 16; kk++) /* 32 bytes a k-step: + 2 in units of 16 */
     wgmma_ss(x, a + 2 * kk, b + 2 * kk, kk);
-#pragma unroll
-  for (int kk = 0; kk < kHs / 16; kk++)
-    wgmma_ss(y, c + 2 * kk, d + 2 * kk, kk);
-  wgmma_commit();
-  wgmma_wait_all();
-  pin(x);
-  pin(y);
 }
 
-/* acc += bf16 fragments a (64 x 64) times the MN-major tile b (its rows the k dimension). */
+/* Issues acc += bf16 fragments a (64 x 64) times the MN-major tile b (its rows the k dim). */
 __device__ __forceinline__ void
 issue_frags_times_tile(float (&acc)[kN][4], const uint32_t (&a)[kTile / 16][4], uint64_t b) {
 #pragma unroll
@@ -333,8 +186,31 @@ issue_frags_times_tile(float (&acc)[kN][4], const uint32_t (&a)[kTile / 16][4], 
     wgmma_rs(acc, a[kc], b + 128 * kc);
 }
 
+/* The products' frame: what precedes the first wgmma (the accumulators pinned, wgmma.fence)
+ * and what follows the last (commit, wait for all, pinned again). */
+template <typename... Acc> __device__ __forceinline__ void products_begin(Acc &...acc) {
+  (pin(acc), ...);
+  wgmma_fence();
+}
+template <typename... Acc> __device__ __forceinline__ void products_end(Acc &...acc) {
+  wgmma_commit();
+  wgmma_wait_all();
+  (pin(acc), ...);
+}
+
+/* x = A B^T and y = C D^T, the four tiles K-major in shared memory. */
+__device__ __forceinline__ void two_products_t(float (&x)[kN][4], uint64_t a, uint64_t b,
+                                               float (&y)[kN][4], uint64_t c, uint64_t d) {
+  zero<kHs>(x);
+  zero<kHs>(y);
+  products_begin(x, y);
+  issue_product_t(x, a, b);
+  issue_product_t(y, c, d);
+  products_end(x, y);
+}
+
 /* Stores a warp's 16 rows (r0 + ..) of acc at dst (fp32) and dst16 (bf16 codes, may be NULL),
- * rows 3C apart, and returns this lane's key of their amax. */
+ * rows ld apart, and returns this lane's key of their amax (lowp_cuda_amax's rule). */
 __device__ __forceinline__ uint32_t store_rows(float *dst, uint16_t *dst16, size_t ld, int r0,
                                                int T, const float (&acc)[kN][4], int lane) {
   store_frags<kHs>(dst, ld, r0, T, acc, lane);
@@ -349,10 +225,113 @@ __device__ __forceinline__ void warp_max_atomic(uint32_t key, unsigned *amax, in
     atomicMax(amax, key);
 }
 
+/* Block (b * NH + h, 64-row query tile), see the top of the file; the arguments are those of
+ * nn_flash_attention.cu's flash_forward_kernel. Warp w owns query rows q0 + 16 w + [0, 16), lane
+ * (g, t) rows + g and + g + 8 of S, P and O. */
+__global__ void __launch_bounds__(kBlock)
+    flash_forward_wgmma_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
+                               float *__restrict__ lse, const float *__restrict__ inp, qkv_src src,
+                               int T, int NH, float scale2, unsigned *amax) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char *s_q = reinterpret_cast<unsigned char *>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+  unsigned char *s_k = s_q + kKvBytes; /* two buffers */
+  unsigned char *s_v = s_k + 2 * kKvBytes;
+
+  const int bh = (int)blockIdx.x, C = NH * kHs;
+  const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first: better tail */
+  const int q0 = qt * kTile; /* causal: key tiles up to the diagonal one, qt */
+  const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32), g = lane / 4,
+            t = lane % 4;
+
+  const int b = bh / NH, h = bh % NH;
+  const size_t head = (size_t)b * src.b_stride + (size_t)h * src.h_stride;
+  const bf16 *k16 = src.k + head, *v16 = src.v + head;
+  if (!inp)
+    load_rows(s_q, src.q + head, src.ld, q0, T, kTile);
+  load_rows(s_k, k16, src.ld, 0, T, kTile);
+  load_rows(s_v, v16, src.ld, 0, T, kTile);
+  cp_async_commit();
+  if (inp)
+    load_rows_f32(s_q, inp + (size_t)b * T * 3 * C + (size_t)h * kHs, 3 * (size_t)C, q0, T, kTile);
+  const uint64_t dq = sw128_desc(s_q);
+
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* running row max (log2), sum */
+  float o[8][4];
+  zero<kHs>(o);
+  for (int kt = 0; kt <= qt; kt++) {
+    const int buf = kt & 1;
+    if (kt < qt) { /* the next K, V into the other buffer (free since the last barrier) */
+      load_rows(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, (kt + 1) * kTile, T, kTile);
+      load_rows(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, (kt + 1) * kTile, T, kTile);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    fence_proxy_async();
+    __syncthreads();
+    float s[kN][4];
+    zero<kHs>(s);
+    products_begin(s);
+    issue_product_t(s, dq, sw128_desc(s_k + buf * kKvBytes)); /* S = Q K^T */
+    products_end(s);
+    const int qrow = q0 + 16 * warp + g; /* the lane's row i = 0 */
+    if (kt == qt)
+      online_softmax<kHs, true>(s, o, m, l, kt * kTile - qrow, scale2, t);
+    else
+      online_softmax<kHs, false>(s, o, m, l, 0, scale2, t);
+    uint32_t pa[kTile / 16][4];
+    to_a_frags(pa, s);
+    products_begin(o);
+    issue_frags_times_tile(o, pa, sw128_desc(s_v + buf * kKvBytes)); /* O += bf16(P) V */
+    products_end(o);
+    __syncthreads(); /* the warpgroup is done with buf: the next prefetch overwrites it */
+  }
+
+  /* out = O / l, lse = (m + log2(l)) ln(2), amax: as the mma.sync kernel */
+  const int rw = q0 + 16 * warp;
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const float inv = 1.0f / l[i];
+#pragma unroll
+    for (int n = 0; n < kHs / 8; n++) {
+      o[n][2 * i] *= inv;
+      o[n][2 * i + 1] *= inv;
+    }
+    const int qi = rw + g + 8 * i;
+    if (t == 0 && qi < T)
+      lse[(size_t)bh * T + qi] = (m[i] + log2f(l[i])) * kLn2;
+  }
+  const size_t at = (size_t)b * T * C + (size_t)h * kHs;
+  const uint32_t key =
+      store_rows(out + at, out_bf16 ? out_bf16 + at : NULL, (size_t)C, rw, T, o, lane);
+  if (amax)
+    warp_max_atomic(key, amax, lane);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The backward (see the top of the file). */
+constexpr size_t kBwdSmem = 6 * (size_t)kKvBytes + 4 * kTile * 4 + 1024; /* + alignment */
+
+/* lse (natural) and D of queries [q0, q0 + 64) into shared memory (0 past T), asynchronously
+ * with the tiles (4-byte cp.async, one value a thread): a plain load would stall its warp for
+ * the memory's latency on every query tile. */
+__device__ __forceinline__ void load_stats_async(float *s_lse, float *s_d, const float *lse,
+                                                 const float *D, int q0, int T) {
+  static_assert(kBlock == 2 * kTile, "one thread per lse and per D");
+  const int r = (int)threadIdx.x % kTile, in = q0 + r < T;
+  const float *src = ((int)threadIdx.x < kTile ? lse : D) + (in ? q0 + r : 0);
+  float *dst = ((int)threadIdx.x < kTile ? s_lse : s_d) + r;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(in ? 4 : 0)
+               : "memory");
+}
+
 /* dK, dV: block (b * NH + h, key tile); warp w owns keys k0 + 16 w + [0, 16). The arguments are
  * nn_flash_attention.cu's flash_backward_kv_kernel's. Three blocks an SM (168 registers, a few
  * spilled) ran 7% faster than two (184, none spilled) on the H100. */
-__global__ void __launch_bounds__(kBwdThreads, 3)
+__global__ void __launch_bounds__(kBlock, 3)
     flash_backward_kv_wgmma_kernel(float *__restrict__ dinp, uint16_t *__restrict__ dinp16,
                                    const float *__restrict__ lse, const float *__restrict__ D,
                                    qkv_src src, const bf16 *__restrict__ do16_all, int T, int NH,
@@ -373,10 +352,10 @@ __global__ void __launch_bounds__(kBwdThreads, 3)
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32), wr = warp * 16;
   const float no_stats[2] = {0.0f, 0.0f}; /* (the row statistics are per column here) */
 
-  load_rows<kBwdThreads>(s_k, k16, src.ld, k0, T, kTile);
-  load_rows<kBwdThreads>(s_v, v16, src.ld, k0, T, kTile);
-  load_rows<kBwdThreads>(s_q, q16, src.ld, k0, T, kTile); /* the first query tile: qt = kt */
-  load_rows<kBwdThreads>(s_do, do16, kHs, k0, T, kTile);
+  load_rows(s_k, k16, src.ld, k0, T, kTile);
+  load_rows(s_v, v16, src.ld, k0, T, kTile);
+  load_rows(s_q, q16, src.ld, k0, T, kTile); /* the first query tile: qt = kt */
+  load_rows(s_do, do16, kHs, k0, T, kTile);
   load_stats_async(s_lse, s_d, lse_h, D_h, k0, T);
   cp_async_commit();
   const uint64_t dk_a = sw128_desc(s_k), dv_a = sw128_desc(s_v);
@@ -387,8 +366,8 @@ __global__ void __launch_bounds__(kBwdThreads, 3)
   for (int qt = kt; qt < nt; qt++) { /* causal: earlier query tiles see none of these keys */
     const int q0 = qt * kTile, buf = (qt - kt) & 1;
     if (qt + 1 < nt) { /* prefetch the next Q, dO, lse, D into the other buffer */
-      load_rows<kBwdThreads>(s_q + (buf ^ 1) * kKvBytes, q16, src.ld, q0 + kTile, T, kTile);
-      load_rows<kBwdThreads>(s_do + (buf ^ 1) * kKvBytes, do16, kHs, q0 + kTile, T, kTile);
+      load_rows(s_q + (buf ^ 1) * kKvBytes, q16, src.ld, q0 + kTile, T, kTile);
+      load_rows(s_do + (buf ^ 1) * kKvBytes, do16, kHs, q0 + kTile, T, kTile);
       load_stats_async(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h, q0 + kTile,
                        T);
       cp_async_commit();
@@ -411,15 +390,10 @@ __global__ void __launch_bounds__(kBwdThreads, 3)
     uint32_t pa[kTile / 16][4], sa[kTile / 16][4];
     to_a_frags(pa, st);
     to_a_frags(sa, dpt);
-    pin(dv);
-    pin(dk);
-    wgmma_fence();
+    products_begin(dv, dk);
     issue_frags_times_tile(dv, pa, do_d); /* dV += bf16(P)^T dO */
     issue_frags_times_tile(dk, sa, q_d);  /* dK += bf16(dS)^T Q */
-    wgmma_commit();
-    wgmma_wait_all();
-    pin(dv);
-    pin(dk);
+    products_end(dv, dk);
     __syncthreads(); /* the warpgroup is done with buf: the next prefetch overwrites it */
   }
 
@@ -435,7 +409,7 @@ __global__ void __launch_bounds__(kBwdThreads, 3)
 
 /* dQ: block (b * NH + h, query tile); warp w owns queries q0 + 16 w + [0, 16). Four blocks an SM
  * (128 registers, none spilled): 3% faster than three on the H100. */
-__global__ void __launch_bounds__(kBwdThreads, 4)
+__global__ void __launch_bounds__(kBlock, 4)
     flash_backward_q_wgmma_kernel(float *__restrict__ dinp, uint16_t *__restrict__ dinp16,
                                   const float *__restrict__ lse, const float *__restrict__ D,
                                   qkv_src src, const bf16 *__restrict__ do16_all, int T, int NH,
@@ -455,10 +429,10 @@ __global__ void __launch_bounds__(kBwdThreads, 4)
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16, g = lane / 4;
 
-  load_rows<kBwdThreads>(s_q, q16, src.ld, q0, T, kTile);
-  load_rows<kBwdThreads>(s_do, do16, kHs, q0, T, kTile);
-  load_rows<kBwdThreads>(s_k, k16, src.ld, 0, T, kTile);
-  load_rows<kBwdThreads>(s_v, v16, src.ld, 0, T, kTile);
+  load_rows(s_q, q16, src.ld, q0, T, kTile);
+  load_rows(s_do, do16, kHs, q0, T, kTile);
+  load_rows(s_k, k16, src.ld, 0, T, kTile);
+  load_rows(s_v, v16, src.ld, 0, T, kTile);
   cp_async_commit();
   float r_lse[2], r_d[2]; /* the lane's two query rows (lse in base 2: times log2(e)) */
 #pragma unroll
@@ -474,8 +448,8 @@ __global__ void __launch_bounds__(kBwdThreads, 4)
   for (int kt = 0; kt <= qt; kt++) {
     const int k0 = kt * kTile, buf = kt & 1;
     if (kt < qt) { /* prefetch the next K, V into the other buffer */
-      load_rows<kBwdThreads>(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, k0 + kTile, T, kTile);
-      load_rows<kBwdThreads>(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, k0 + kTile, T, kTile);
+      load_rows(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, k0 + kTile, T, kTile);
+      load_rows(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, k0 + kTile, T, kTile);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -494,12 +468,9 @@ __global__ void __launch_bounds__(kBwdThreads, 4)
                                     lane);
     uint32_t sa[kTile / 16][4];
     to_a_frags(sa, dp);
-    pin(dq);
-    wgmma_fence();
+    products_begin(dq);
     issue_frags_times_tile(dq, sa, k_d); /* dQ += bf16(dS) K */
-    wgmma_commit();
-    wgmma_wait_all();
-    pin(dq);
+    products_end(dq);
     __syncthreads(); /* the warpgroup is done with buf: the next prefetch overwrites it */
   }
 
@@ -549,12 +520,12 @@ cudaError_t lowpi_flash_forward_wgmma(float *out, uint16_t *out_bf16, float *lse
                                       qkv_src src, int B, int T, int NH, float scale2,
                                       unsigned *amax) {
   cudaError_t e = cudaFuncSetAttribute(flash_forward_wgmma_kernel,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmem);
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kFwdSmem);
   if (e != cudaSuccess)
     return e;
-  const dim3 grid((unsigned)(B * NH), (unsigned)((T + kRows - 1) / kRows));
-  flash_forward_wgmma_kernel<<<grid, kBlock, kSmem>>>(out, out_bf16, lse, inp, src, T, NH, scale2,
-                                                      amax);
+  const dim3 grid((unsigned)(B * NH), (unsigned)((T + kTile - 1) / kTile));
+  flash_forward_wgmma_kernel<<<grid, kBlock, kFwdSmem>>>(out, out_bf16, lse, inp, src, T, NH,
+                                                         scale2, amax);
   return cudaGetLastError();
 }
 
@@ -569,11 +540,11 @@ cudaError_t lowpi_flash_backward_wgmma(float *dinp, uint16_t *dinp16, const floa
   if (e != cudaSuccess)
     return e;
   const dim3 grid((unsigned)(B * NH), (unsigned)((T + kTile - 1) / kTile));
-  flash_backward_kv_wgmma_kernel<<<grid, kBwdThreads, kBwdSmem>>>(dinp, dinp16, lse, D, src, do16,
-                                                                  T, NH, scale, scale2, amax);
+  flash_backward_kv_wgmma_kernel<<<grid, kBlock, kBwdSmem>>>(dinp, dinp16, lse, D, src, do16, T, NH,
+                                                             scale, scale2, amax);
   if ((e = cudaGetLastError()) != cudaSuccess)
     return e;
-  flash_backward_q_wgmma_kernel<<<grid, kBwdThreads, kBwdSmem>>>(dinp, dinp16, lse, D, src, do16, T,
-                                                                 NH, scale, scale2, amax);
+  flash_backward_q_wgmma_kernel<<<grid, kBlock, kBwdSmem>>>(dinp, dinp16, lse, D, src, do16, T, NH,
+                                                            scale, scale2, amax);
   return cudaGetLastError();
 }
