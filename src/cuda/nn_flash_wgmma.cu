@@ -48,6 +48,14 @@ constexpr int kKvBytes = kTile * kRowBytes;              /* one 64-row tile: 8 K
 constexpr size_t kFwdSmem = 5 * (size_t)kKvBytes + 1024; /* q, k[2], v[2]; + alignment */
 static_assert(kRowBytes == 128, "rows are one 128-byte swizzle span");
 
+/* The block's dynamic shared memory, from its first 1024-byte boundary (the swizzle's period;
+ * each kernel asks for 1024 bytes more). */
+__device__ __forceinline__ unsigned char *smem_base() {
+  extern __shared__ unsigned char smem_raw[];
+  return reinterpret_cast<unsigned char *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
+                                           ~(uintptr_t)1023);
+}
+
 /* Byte offset of 16-byte chunk c of row r in a 128-byte-swizzled tile. */
 __device__ __forceinline__ uint32_t swizzled(int r, int c) {
   return (uint32_t)(r * kRowBytes + ((c ^ (r & 7)) << 4));
@@ -232,9 +240,7 @@ __global__ void __launch_bounds__(kBlock)
     flash_forward_wgmma_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf16,
                                float *__restrict__ lse, const float *__restrict__ inp, qkv_src src,
                                int T, int NH, float scale2, unsigned *amax) {
-  extern __shared__ unsigned char smem_raw[];
-  unsigned char *s_q = reinterpret_cast<unsigned char *>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+  unsigned char *s_q = smem_base();
   unsigned char *s_k = s_q + kKvBytes; /* two buffers */
   unsigned char *s_v = s_k + 2 * kKvBytes;
 
@@ -336,9 +342,7 @@ __global__ void __launch_bounds__(kBlock, 3)
                                    const float *__restrict__ lse, const float *__restrict__ D,
                                    qkv_src src, const bf16 *__restrict__ do16_all, int T, int NH,
                                    float scale, float scale2, unsigned *amax) {
-  extern __shared__ unsigned char smem_raw[];
-  unsigned char *s_k = reinterpret_cast<unsigned char *>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+  unsigned char *s_k = smem_base();
   unsigned char *s_v = s_k + kKvBytes, *s_q = s_v + kKvBytes; /* q, dO: two buffers each */
   unsigned char *s_do = s_q + 2 * kKvBytes;
   float *s_lse = reinterpret_cast<float *>(s_do + 2 * kKvBytes), *s_d = s_lse + 2 * kTile;
@@ -414,9 +418,7 @@ __global__ void __launch_bounds__(kBlock, 4)
                                   const float *__restrict__ lse, const float *__restrict__ D,
                                   qkv_src src, const bf16 *__restrict__ do16_all, int T, int NH,
                                   float scale, float scale2, unsigned *amax) {
-  extern __shared__ unsigned char smem_raw[];
-  unsigned char *s_q = reinterpret_cast<unsigned char *>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+  unsigned char *s_q = smem_base();
   unsigned char *s_do = s_q + kKvBytes, *s_k = s_do + kKvBytes; /* k, v: two buffers each */
   unsigned char *s_v = s_k + 2 * kKvBytes;
 
