@@ -945,7 +945,6 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
       return lowpi_fail(LOWP_ERR_INTERNAL,
                         "gpu recipe: linear %d's X codes were written for another fprop",
                         ls->index);
-    LOWPI_TRY(lowpi_cuda_quant_delayed_end(&ls->xq));
     ls->xq_src = x;
     ls->xq_valid = 1;
     *out = (operand){ls->xq.rowwise.codes, o->cfg.format, (const float *)ls->xq.rowwise.scales,

@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(lowpi_kThreads) norm_forward_kernel(fwd_args a
   if (n < a.N) /* the whole warp; then every thread of the block reduces */
     mx = norm_forward_row<RMS, K, true, F8>(a, p, n, lane, sat);
   if (F8) /* the amax and the clipped count, as the quantize kernels flush them */
-    lowpi_flush_counts(sat, mx, (float *)a.amax, a.o8.nsat);
+    lowpi_flush_counts(sat, mx, (float *)a.amax, a.o8.nsat, a.o8.hist);
   else
     lowpi_block_max_atomic(mx, a.amax);
 }

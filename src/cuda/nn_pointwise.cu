@@ -175,7 +175,7 @@ gelu_forward_from_bf16_kernel(float *__restrict__ out, uint16_t *__restrict__ ou
     }
   }
   if (o8.codes) /* the amax (required then) and the clipped count, as the quantize kernels */
-    lowpi_flush_counts(sat, mx, (float *)amax, o8.nsat);
+    lowpi_flush_counts(sat, mx, (float *)amax, o8.nsat, o8.hist);
   else if (amax)
     lowpi_block_max_atomic(mx, amax); /* amax_kernel's reduction */
 }
@@ -417,7 +417,7 @@ static lowp_status gelu_from_bf16(const char *fn, float *out, uint16_t *out_bf16
 lowp_status lowpi_cuda_gelu_forward_from_bf16(float *out, uint16_t *out_bf16, float *amax,
                                               const uint16_t *inp, size_t n) {
   // out (n), out_bf16 (n), amax (1), inp (n) bf16
-  const lowpi_fp8_out none = {nullptr, nullptr, nullptr, LOWP_E4M3};
+  const lowpi_fp8_out none = {nullptr, nullptr, nullptr, LOWP_E4M3, nullptr};
   return gelu_from_bf16("lowpi_cuda_gelu_forward_from_bf16", out, out_bf16, none, 0u, amax, inp, n);
 }
 

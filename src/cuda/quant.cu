@@ -185,11 +185,11 @@ __device__ __forceinline__ void emit16(const float *y, bool vec, size_t valid, v
 /* ---- per-tensor ---------------------------------------------------------------------------- */
 
 /* Scales of nb blocks from their amax bits (bamax), as compute_scales; thread 0 also writes
- * tensor_scale. */
+ * tensor_scale and (zero not NULL) zeroes that stats block's amax and count. */
 __global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bamax, size_t nb,
                               const float *__restrict__ tamax, void *__restrict__ scales,
                               float *__restrict__ enc, float *__restrict__ tensor_scale,
-                              float *__restrict__ amax_copy) {
+                              float *__restrict__ amax_copy, stats_block *zero) {
   const float s_enc = p.mode == LOWP_SCALING_NVFP4 ? lowpi_nvfp4_s_enc(*tamax) : 1.0f;
   for (size_t b = lowpi_global_tid(); b < nb; b += lowpi_grid_stride()) {
     lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(bamax[b]), s_enc);
@@ -204,6 +204,10 @@ __global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bama
       else if (p.mode == LOWP_SCALING_TENSOR || p.mode == LOWP_SCALING_DELAYED)
         ts = s.enc;
       *tensor_scale = ts;
+      if (zero) { /* (NONE, DELAYED: bamax unused) the counters of the cast that follows */
+        zero->amax = 0.0f;
+        zero->n_saturated = 0;
+      }
     }
   }
 }
@@ -217,7 +221,7 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
                             int bytes, lowpi_fmt f, lowp_round rnd, uint64_t seed, uint64_t offset,
                             const float *__restrict__ enc, const float *__restrict__ dec,
                             uint32_t fmax_bits, int vec, unsigned long long *__restrict__ nsat,
-                            float *__restrict__ amax) {
+                            float *__restrict__ amax, float *__restrict__ hist) {
   const float e = *enc;
   const float d = VALS ? *dec : 1.0f;
   const unsigned lane = threadIdx.x % 32;
@@ -250,7 +254,7 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
     emit16<FF, RR, VALS>(y, vec && full, valid, codes, bytes, f, rnd, seed, offset, i0, d, false,
                          1.0f);
   }
-  lowpi_flush_counts(sat, m, amax, nsat);
+  lowpi_flush_counts(sat, m, amax, nsat, hist);
 }
 
 /* ---- one scale, transposed ----------------------------------------------------------------- */
@@ -270,7 +274,7 @@ __global__ void encode_flat_t(const float *__restrict__ x, size_t R, size_t C,
                               void *__restrict__ codes, int bytes, lowpi_fmt f, lowp_round rnd,
                               uint64_t seed, uint64_t offset, const float *__restrict__ enc,
                               uint32_t fmax_bits, int vec, unsigned long long *__restrict__ nsat,
-                              float *__restrict__ amax) {
+                              float *__restrict__ amax, float *__restrict__ hist) {
   __shared__ float tile[kTileT][kTileT + 1]; /* + 1: the column reads spread over the banks */
   const float e = *enc;
   const size_t tiles_c = (C + kTileT - 1) / kTileT, tiles = tiles_c * ((R + kTileT - 1) / kTileT);
@@ -301,7 +305,7 @@ __global__ void encode_flat_t(const float *__restrict__ x, size_t R, size_t C,
     }
     lowpi_store_codes16<FF, RR>(y, vec, valid, codes, bytes, f, rnd, seed, offset, j * R + i0);
   }
-  lowpi_flush_counts(sat, m, amax, nsat);
+  lowpi_flush_counts(sat, m, amax, nsat, hist);
 }
 
 /* ---- 1 x 32 blocks of the transpose -------------------------------------------------------- */
@@ -990,9 +994,11 @@ int g_generic = 0;
 
 /* The one-scale cast of d's tensor from x: x holds it (d->rows, d->cols), or, x_t, its
  * transpose (d->cols, d->rows), read tile by tile (encode_flat_t). vals (not x_t): fake
- * quantization, the values of the codes into vals (fp32, may be x) instead of the codes. */
+ * quantization, the values of the codes into vals (fp32, may be x) instead of the codes. hist
+ * (may be NULL; amax given): a delayed state's history, where the amax is recorded too. */
 lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, const lowp_qconfig *c,
-                        const lowpi_qparams &p, uint64_t offset, float *amax, float *vals = NULL) {
+                        const lowpi_qparams &p, uint64_t offset, float *amax, float *vals = NULL,
+                        float *hist = NULL) {
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const size_t n = d->rows * d->cols;
@@ -1005,7 +1011,7 @@ lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, cons
 #define LOWPI_FLAT_T(FF, RR)                                                                       \
   encode_flat_t<FF, RR><<<blocks, lowpi_kThreads>>>(x, xr, xc, d->codes, bytes, f, c->round,       \
                                                     c->seed, offset, enc_of(d), p.fmax_bits, vec,  \
-                                                    d->n_saturated, amax)
+                                                    d->n_saturated, amax, hist)
     LOWPI_DISPATCH(LOWPI_FLAT_T);
 #undef LOWPI_FLAT_T
     LOWPI_CUDA_CHECK_LAUNCH();
@@ -1016,7 +1022,7 @@ lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, cons
 #define LOWPI_FLAT_V(FF, RR, VALS, DST)                                                            \
   encode_flat<FF, RR, VALS><<<blocks, lowpi_kThreads>>>(                                           \
       x, n, DST, bytes, f, c->round, c->seed, offset, enc_of(d), (const float *)d->scales,         \
-      p.fmax_bits, vec, d->n_saturated, amax)
+      p.fmax_bits, vec, d->n_saturated, amax, hist)
 #define LOWPI_FLAT(FF, RR)                                                                         \
   do {                                                                                             \
     if (vals)                                                                                      \
@@ -1180,20 +1186,20 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
   if ((x_t && !one_scale(c)) || (x_t && vals))
     return lowpi_fail(LOWP_ERR_INTERNAL, "lowp_cuda_quantize: a transposed read for mode %d",
                       (int)c->mode);
-  /* amax, tensor_scale (rewritten below) and n_saturated: one launch (d->amax starts it) */
-  LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(stats_block), 0));
   const bool rowblock = fused_rowblock(c, d);
   if (!rowblock && !d->work)
     return lowpi_fail(LOWP_ERR_INTERNAL, "lowp_cuda_quantize: no scratch for mode %d",
                       (int)c->mode);
   if (c->mode == LOWP_SCALING_NONE || c->mode == LOWP_SCALING_DELAYED) {
-    /* The scale is known before: the amax comes out of the cast's own pass. */
+    /* The scale is known before: the amax comes out of the cast's own pass (and, record, goes
+     * into the state's history there); the scales' launch zeroes the counters. */
     scales_kernel<<<1, 32>>>(p, (const uint32_t *)d->amax, 1, d->amax, d->scales, enc_of(d),
-                             d->tensor_scale, NULL);
+                             d->tensor_scale, NULL, (stats_block *)d->amax);
     LOWPI_CUDA_CHECK_LAUNCH();
-    LOWPI_TRY(launch_flat(x, x_t, d, c, p, offset, d->amax, vals));
-    return record ? lowp_cuda_delayed_record(dl, d->amax) : LOWP_OK;
+    return launch_flat(x, x_t, d, c, p, offset, d->amax, vals, record ? dl->history : NULL);
   }
+  /* amax, tensor_scale (rewritten below) and n_saturated: one launch (d->amax starts it) */
+  LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(stats_block), 0));
   if (c->mode == LOWP_SCALING_TENSOR) { /* current scaling: amax, scale, then the cast */
     float *from = d->amax, *copy = amax;
     if (amax && amax_known) { /* the same tensor's amax, computed before: one read saved */
@@ -1203,7 +1209,7 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
       LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax));
     }
     scales_kernel<<<1, 32>>>(p, (const uint32_t *)from, 1, from, d->scales, enc_of(d),
-                             d->tensor_scale, copy);
+                             d->tensor_scale, copy, NULL);
     LOWPI_CUDA_CHECK_LAUNCH();
     return launch_flat(x, x_t, d, c, p, offset, NULL, vals);
   }
@@ -1231,7 +1237,7 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
       x, R, C, d->block_rows, d->block_cols, d->scale_cols, bamax_of(d), d->amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   scales_kernel<<<lowpi_cuda_blocks(nb, lowpi_kThreads), lowpi_kThreads>>>(
-      p, bamax_of(d), nb, d->amax, d->scales, enc_of(d), d->tensor_scale, NULL);
+      p, bamax_of(d), nb, d->amax, d->scales, enc_of(d), d->tensor_scale, NULL, NULL);
   LOWPI_CUDA_CHECK_LAUNCH();
   return launch_chunks(x, d, c, p, offset);
 }

@@ -34,11 +34,12 @@ struct ct_out {
   float *amax_copy, *amax_t;         /* where the amax is also written (either may be NULL) */
   unsigned long long *nsat, *nsat_t; /* saturation counters (zeroed before; nsat_t may be NULL) */
   float *partials;                   /* lowpi_colsum_chunks(R) x C, or NULL: no column sums */
+  float *hist;                       /* DELAYED: the state's history (the record) */
 };
 
 /* DELAYED: the scale is the state's (p.d_scale), and the amax of x is taken in the same pass
- * (into amax_out, zeroed before) for the state's history; else (TENSOR) the scale comes from
- * the amax given. */
+ * into amax_out, o.amax_copy and o.amax_t (zeroed before) and the state's history (o.hist: the
+ * record, lowpi_flush_counts's rule); else (TENSOR) the scale comes from the amax given. */
 template <int FF, bool DELAYED>
 __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t R, size_t C,
                                             const float *__restrict__ amax, lowpi_qparams p,
@@ -113,8 +114,15 @@ __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t 
       }
     }
   }
-  if (DELAYED)
-    lowpi_block_max_atomic(m, amax_out);
+  if (DELAYED) {
+    m = lowpi_block_max(m);
+    if (threadIdx.x == 0 && m) {
+      float *const to[] = {(float *)amax_out, o.amax_copy, o.amax_t, o.hist};
+      for (float *p : to)
+        if (p)
+          atomicMax((unsigned *)p, m);
+    }
+  }
   sat = lowpi_block_sum(sat);
   if (threadIdx.x == 0 && sat) {
     atomicAdd(o.nsat, sat);
@@ -123,12 +131,29 @@ __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t 
   }
 }
 
-/* The decode and encode scales of a per-tensor delayed quantization: the state's. */
+/* The decode and encode scales of a per-tensor delayed quantization (the state's), its amax
+ * and saturation count zeroed for the producer that writes the codes. */
 __global__ void delayed_scales_kernel(const float *__restrict__ scale,
                                       const float *__restrict__ scale_inv, float *__restrict__ dec,
-                                      float *__restrict__ tensor_scale) {
+                                      float *__restrict__ tensor_scale, float *__restrict__ amax,
+                                      unsigned long long *__restrict__ nsat) {
   *dec = *scale_inv;
   *tensor_scale = *scale;
+  *amax = 0.0f;
+  *nsat = 0;
+}
+
+/* The counters a cast-transpose accumulates into, zeroed in one launch (any may be NULL). */
+__global__ void zero_counters_kernel(float *a0, float *a1, float *a2, unsigned long long *n0,
+                                     unsigned long long *n1) {
+  float *const a[] = {a0, a1, a2};
+  unsigned long long *const n[] = {n0, n1};
+  for (float *p : a)
+    if (p)
+      *p = 0.0f;
+  for (unsigned long long *p : n)
+    if (p)
+      *p = 0;
 }
 
 bool aligned16(const void *p) {
@@ -196,17 +221,17 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
    * delayed scaling takes it in the kernel's own pass, for the history. */
   const float *from = d->amax;
   float *copy = amax;
-  if (delayed) {
-    LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof *d->amax, 0));
-  } else if (amax_known) {
+  if (amax_known && !delayed) {
     from = amax;
     copy = d->amax;
-  } else {
+  } else if (!delayed) {
     LOWPI_TRY(lowp_cuda_amax(x, (size_t)R * (size_t)C, d->amax));
   }
-  LOWPI_CUDA_TRY(cudaMemsetAsync(d->n_saturated, 0, sizeof *d->n_saturated, 0));
-  if (qt)
-    LOWPI_CUDA_TRY(cudaMemsetAsync(qt->rowwise.n_saturated, 0, sizeof *d->n_saturated, 0));
+  /* the saturation counts, and the amaxes the delayed kernel raises: one launch */
+  zero_counters_kernel<<<1, 1>>>(delayed ? d->amax : nullptr, delayed ? copy : nullptr,
+                                 delayed && qt ? qt->rowwise.amax : nullptr, d->n_saturated,
+                                 qt ? qt->rowwise.n_saturated : nullptr);
+  LOWPI_CUDA_CHECK_LAUNCH();
   const ct_out o = {(uint8_t *)d->codes,
                     ct,
                     (float *)d->scales,
@@ -217,7 +242,8 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                     qt ? qt->rowwise.amax : nullptr,
                     d->n_saturated,
                     qt ? qt->rowwise.n_saturated : nullptr,
-                    dbias ? (float *)workspace : nullptr};
+                    dbias ? (float *)workspace : nullptr,
+                    delayed ? q->delayed->history : nullptr};
   const lowpi_qparams p = lowpi_qparams_of(&q->cfg, q->delayed);
   const int vec = C % 16 == 0 && aligned16(x) && aligned16(d->codes);
   const int vec_t = R % 16 == 0 && aligned16(ct);
@@ -242,14 +268,6 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
   }
 #undef LOWPI_CT
   LOWPI_CUDA_CHECK_LAUNCH();
-  if (delayed) { /* the amax as the plain cast records it: the tensor's, into its history */
-    if (amax)
-      LOWPI_CUDA_TRY(cudaMemcpyAsync(amax, d->amax, sizeof *amax, cudaMemcpyDeviceToDevice, 0));
-    if (qt)
-      LOWPI_CUDA_TRY(
-          cudaMemcpyAsync(qt->rowwise.amax, d->amax, sizeof *d->amax, cudaMemcpyDeviceToDevice, 0));
-    LOWPI_TRY(lowp_cuda_delayed_record(q->delayed, d->amax));
-  }
   if (dbias) { /* lowpi_colsum's second stage, as it launches it */
     lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
         dbias, nullptr, (const float *)workspace, R, C);
@@ -267,12 +285,11 @@ lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *
                       "lowpi_cuda_quant_delayed_begin: only fp8 per-tensor delayed scaling with "
                       "RNE, fp32 scales and its state");
   lowp_cuda_qdata *d = &q->rowwise;
-  LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof *d->amax, 0));
-  LOWPI_CUDA_TRY(cudaMemsetAsync(d->n_saturated, 0, sizeof *d->n_saturated, 0));
   delayed_scales_kernel<<<1, 1>>>(q->delayed->scale, q->delayed->scale_inv, (float *)d->scales,
-                                  d->tensor_scale);
+                                  d->tensor_scale, d->amax, d->n_saturated);
   LOWPI_CUDA_CHECK_LAUNCH();
-  *o8 = lowpi_fp8_out{(uint8_t *)d->codes, q->delayed->scale, d->n_saturated, q->cfg.format};
+  *o8 = lowpi_fp8_out{(uint8_t *)d->codes, q->delayed->scale, d->n_saturated, q->cfg.format,
+                      q->delayed->history};
   return LOWP_OK;
 }
 
@@ -286,10 +303,4 @@ lowp_status lowpi_fp8_out_check(const char *fn, const lowpi_fp8_out *o8, const f
                       fn);
   *fmax_bits = lowpi_f32_bits((float)lowp_format_get(o8->fmt)->max);
   return LOWP_OK;
-}
-
-lowp_status lowpi_cuda_quant_delayed_end(lowp_cuda_qtensor *q) {
-  if (!q || !q->delayed)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quant_delayed_end: no delayed state");
-  return lowp_cuda_delayed_record(q->delayed, q->rowwise.amax);
 }

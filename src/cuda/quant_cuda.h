@@ -81,15 +81,17 @@ typedef struct {
   const float *enc;
   unsigned long long *nsat;
   lowp_format fmt;
+  float *hist; /* may be NULL: a delayed state's history, where the amax is recorded too */
 } lowpi_fp8_out;
 /* A quantization made by the producer of the values (norm -> fp8, GELU -> fp8: a
  * lowpi_fp8_out) under per-tensor delayed scaling, whose scale is known before the values:
  * begin writes q's decode scale and tensor scale from its state (q->delayed), zeroes its amax
- * and saturation count, and fills *o8 (q's codes, the state's encode scale, the count); the
- * producer then writes the codes and the amax of its values into q->rowwise.amax; end records
- * that amax into the state's history. Together: what lowp_cuda_quantize(values, q, 0) writes
- * (codes, scales, amax, count, the record), bit for bit. q: fp8 (e4m3, e5m2), mode DELAYED, RNE,
- * fp32 scales (lowpi_cuda_cast_transpose_supported), else LOWP_ERR_UNSUPPORTED. */
+ * and saturation count (one launch), and fills *o8 (q's codes, the state's encode scale, the
+ * count, the state's history); the producer then writes the codes and the amax of its values
+ * into q->rowwise.amax and the history (lowpi_flush_counts). Together: what
+ * lowp_cuda_quantize(values, q, 0) writes (codes, scales, amax, count, the record), bit for bit.
+ * q: fp8 (e4m3, e5m2), mode DELAYED, RNE, fp32 scales (lowpi_cuda_cast_transpose_supported),
+ * else LOWP_ERR_UNSUPPORTED. */
 lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *o8);
 /* A producer's check of its fp8 output (function fn's): o8 with its codes, scale and counter,
  * format e4m3 or e5m2, the amax it must write (the state's record) given, and no other output
@@ -97,7 +99,6 @@ lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *
  * format's largest finite value (lowpi_fp8_out_code's saturation threshold). */
 lowp_status lowpi_fp8_out_check(const char *fn, const lowpi_fp8_out *o8, const float *amax,
                                 int other_output, uint32_t *fmax_bits);
-lowp_status lowpi_cuda_quant_delayed_end(lowp_cuda_qtensor *q);
 /* 1xN block scaling both ways in one read of x (R, K) (device fp32, src/cuda/quant_both.cu):
  * row (may be NULL), a tensor (R, K), receives what lowp_cuda_quantize(x, row, 0) gives (blocks
  * of N along K); col (may be NULL), a tensor (K, R), what lowp_cuda_quantize(x, col, 1) gives

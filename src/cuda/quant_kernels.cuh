@@ -323,15 +323,21 @@ __device__ __forceinline__ unsigned long long lowpi_block_sum(unsigned long long
 }
 
 /* The end of a quantize kernel's block: its saturation count, and (amax not NULL) the max of
- * the threads' amax keys m, into the tensor's counters. Every thread of the block calls it. */
+ * the threads' amax keys m, into the tensor's counters; with hist (delayed scaling: the state's
+ * history, whose slot 0 collects the step's amax) the same max into hist[0] too, which is what
+ * lowp_cuda_delayed_record does after the kernel: the unsigned max of non-negative keys keeps
+ * the larger amax and a NaN. Every thread of the block calls it. */
 __device__ __forceinline__ void lowpi_flush_counts(unsigned long long sat, uint32_t m, float *amax,
-                                                   unsigned long long *nsat) {
+                                                   unsigned long long *nsat,
+                                                   float *hist = nullptr) {
   sat = lowpi_block_sum(sat);
   if (amax)
     m = lowpi_block_max(m);
   if (threadIdx.x == 0) {
     if (amax && m)
       atomicMax((unsigned *)amax, m);
+    if (amax && hist && m) /* lowpi_record_amax */
+      atomicMax((unsigned *)hist, m);
     if (sat)
       atomicAdd(nsat, sat);
   }

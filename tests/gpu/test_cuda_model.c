@@ -818,38 +818,34 @@ static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_op
   free(tok);
 }
 
-/* The producers' amaxes (the norm forwards', the flash attention's, GELU's; the norm backwards',
- * GELU's / SwiGLU's) against LOWP_GPU_PLAIN=amax,dy_amax (every per-tensor current scaling
- * computes its own amax by a pass of its own): the amax is exact, so 3 fp8-current training steps
- * from the same model and tokens must give bit-identical losses, parameters and optimizer states;
- * the producers' amaxes must have been taken (and none the plain way). */
-static void test_trainer_amax(lowp_arch arch) {
+/* STEPS training steps of recipe_name from the same model and tokens, the usual way (ts[0],
+ * counts cn[0]) and with the shortcuts `plain` off (ts[1], cn[1]): the losses must have the same
+ * bits, and so the parameters and optimizer states (same_trained). Returns 0 when a step could
+ * not run (a failure already reported). */
+static int trainer_two_ways(lowp_arch arch, const char *recipe_name, const char *plain,
+                            const char *label, trainer_set ts[2], lowpi_gpu_gemm_counts cn[2]) {
   lowp_model_config cfg;
   trainer_config(arch, &cfg);
   enum { STEPS = 3 };
   const int B = 2, T = 32;
   const size_t N = (size_t)B * T;
   lowp_recipe recipe;
-  if (!GC_OK(lowp_recipe_preset("fp8-current", &recipe)))
-    return;
+  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)))
+    return 0;
   int32_t *tok = malloc(2 * STEPS * N * sizeof(int32_t));
   if (!tok)
     exit(1);
   for (size_t i = 0; i < 2 * STEPS * N; i++)
     tok[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
-  trainer_set ts[2];
-  memset(ts, 0, sizeof ts);
   float loss[2][STEPS];
-  lowpi_gpu_gemm_counts cn[2];
   int ok = 1;
-  for (int way = 0; way < 2 && ok; way++) { /* 0: the producers' amaxes, 1: the plain way */
-    ok = trainer_open(&ts[way], &cfg, &recipe, LOWP_OPT_STATE_FP32, way ? "amax,dy_amax" : NULL, B,
-                      T);
+  for (int way = 0; way < 2 && ok; way++) {
+    ok = trainer_open(&ts[way], &cfg, &recipe, LOWP_OPT_STATE_FP32, way ? plain : NULL, B, T);
     for (int s = 0; s < STEPS && ok; s++) {
       lowpi_gpu_step_result r;
       ok = trainer_step(&ts[way], &recipe, s, 0, tok + 2 * s * N, N, &r);
       loss[way][s] = r.loss;
-      GC_CHECK(!ok || !r.found_inf, "trainer amax: step %d found inf / NaN", s);
+      GC_CHECK(!ok || !r.found_inf, "%s: step %d found inf / NaN", label, s);
       ok = ok && !r.found_inf;
     }
     if (ok) {
@@ -857,27 +853,61 @@ static void test_trainer_amax(lowp_arch arch) {
       ok = GC_OK(lowpi_gpu_trainer_download(ts[way].t));
     }
   }
-  char label[64];
-  snprintf(label, sizeof label, "trainer amax %s fp8-current",
-           arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama");
   if (ok) {
     for (int s = 0; s < STEPS; s++)
       GC_CHECK(f32_bits(loss[0][s]) == f32_bits(loss[1][s]) && isfinite(loss[0][s]),
-               "%s: step %d: loss %.9g with the producers' amaxes, %.9g without", label, s,
-               (double)loss[0][s], (double)loss[1][s]);
+               "%s: step %d: loss %.9g, %.9g with LOWP_GPU_PLAIN=%s", label, s, (double)loss[0][s],
+               (double)loss[1][s], plain);
     same_trained(label, ts);
+    printf("%s: %d steps, the same bits as LOWP_GPU_PLAIN=%s (loss %.4f -> %.4f)\n", label, STEPS,
+           plain, (double)loss[0][0], (double)loss[0][STEPS - 1]);
+  }
+  free(tok);
+  return ok;
+}
+
+/* The producers' amaxes (the norm forwards', the flash attention's, GELU's; the norm backwards',
+ * GELU's / SwiGLU's) against LOWP_GPU_PLAIN=amax,dy_amax (every per-tensor current scaling
+ * computes its own amax by a pass of its own): the amax is exact, so 3 fp8-current training steps
+ * from the same model and tokens must give bit-identical losses, parameters and optimizer states;
+ * the producers' amaxes must have been taken (and none the plain way). */
+static void test_trainer_amax(lowp_arch arch) {
+  char label[64];
+  snprintf(label, sizeof label, "trainer amax %s fp8-current",
+           arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama");
+  trainer_set ts[2];
+  memset(ts, 0, sizeof ts);
+  lowpi_gpu_gemm_counts cn[2];
+  if (trainer_two_ways(arch, "fp8-current", "amax,dy_amax", label, ts, cn))
     GC_CHECK(cn[0].amax_given > 0 && cn[0].dy_amax_given > 0 && cn[1].amax_given == 0 &&
                  cn[1].dy_amax_given == 0,
              "%s: X / dY amaxes given %llu / %llu, the plain way %llu / %llu (want > 0, 0)", label,
              cn[0].amax_given, cn[0].dy_amax_given, cn[1].amax_given, cn[1].dy_amax_given);
-    printf("%s: %d steps, the same bits as LOWP_GPU_PLAIN=amax,dy_amax (loss %.4f -> %.4f; X "
-           "amaxes given %llu, dY %llu)\n",
-           label, STEPS, (double)loss[0][0], (double)loss[0][STEPS - 1], cn[0].amax_given,
-           cn[0].dy_amax_given);
-  }
   for (int way = 0; way < 2; way++)
     trainer_close(&ts[way]);
-  free(tok);
+}
+
+/* fp8-delayed's records: the amax each quantization records into its state's history is taken
+ * by the kernel that makes the codes (the norm and GELU producers' of X, the dY cast-transpose's,
+ * the encodes of W: lowpi_flush_counts), and the next steps' scales come from it. Against
+ * LOWP_GPU_PLAIN=x8p,cast_t (X and dY quantized by lowp_cuda_quantize's path), 3 steps must give
+ * the same bits, the cast-transpose and (GPT-2) the producers having run (and not the plain
+ * way). */
+static void test_trainer_delayed_records(lowp_arch arch) {
+  char label[64];
+  snprintf(label, sizeof label, "trainer records %s fp8-delayed",
+           arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama");
+  trainer_set ts[2];
+  memset(ts, 0, sizeof ts);
+  lowpi_gpu_gemm_counts cn[2];
+  if (trainer_two_ways(arch, "fp8-delayed", "x8p,cast_t", label, ts, cn))
+    GC_CHECK((cn[0].x8_produced > 0 || arch != LOWP_ARCH_GPT2) && cn[0].dy_cast_t > 0 &&
+                 cn[1].x8_produced == 0 && cn[1].dy_cast_t == 0,
+             "%s: X codes produced %llu, dY cast-transposed %llu; the plain way %llu, %llu (want "
+             "> 0, 0)",
+             label, cn[0].x8_produced, cn[0].dy_cast_t, cn[1].x8_produced, cn[1].dy_cast_t);
+  for (int way = 0; way < 2; way++)
+    trainer_close(&ts[way]);
 }
 
 /* One linear of fp8-current or fp8-delayed (lin of a 1-block model; the latter's wgrad.x shares
@@ -1492,6 +1522,8 @@ int main(void) {
   test_trainer_mirror(LOWP_ARCH_LLAMA, "fp8-current", LOWP_OPT_STATE_8BIT, 1);
   test_trainer_amax(LOWP_ARCH_GPT2);
   test_trainer_amax(LOWP_ARCH_LLAMA);
+  test_trainer_delayed_records(LOWP_ARCH_GPT2);
+  test_trainer_delayed_records(LOWP_ARCH_LLAMA);
   test_linear_x8("fp8-current");
   test_linear_x8("fp8-delayed");
   test_linear_delayed_vs_cpu();

@@ -733,7 +733,7 @@ static void test_norm_fp8(int N, int C, int rms, int nan_row, lowp_format fmt) {
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_nsat, sizeof *d_nsat));
   GC_REQUIRE(lowp_cuda_memset(d_codes, 0xA5, NC ? NC : 1));
   GC_REQUIRE(lowp_cuda_memset(d_nsat, 0, sizeof *d_nsat));
-  const lowpi_fp8_out o8 = {d_codes, d_scale, d_nsat, fmt};
+  const lowpi_fp8_out o8 = {d_codes, d_scale, d_nsat, fmt, NULL};
   const float eps = 1e-5f; /* norm_forward_way's */
   if (GC_OK(norm_forward_way(rms, 0, d_out, NULL, NULL, d_st[0], d_x, d_w, d_b, N, C)) &&
       GC_OK(lowpi_cuda_norm_forward_fp8(&o8, d_amax, rms ? NULL : d_st[1], d_st[1] + N, d_x, d_w,
@@ -929,7 +929,7 @@ static void check_gelu_fp8(const char *label, const uint16_t *d_in, float *d_y, 
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_c8, m ? m : 1));
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_nsat, sizeof *d_nsat));
   GC_REQUIRE(lowp_cuda_memset(d_nsat, 0, sizeof *d_nsat));
-  const lowpi_fp8_out o8 = {d_c8, d_scale, d_nsat, fmt};
+  const lowpi_fp8_out o8 = {d_c8, d_scale, d_nsat, fmt, NULL};
   if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(d_y, NULL, NULL, d_in, m)) &&
       GC_OK(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, d_amax, d_in, m)))
     check_fp8_out(what, d_c8, d_y, m, fmt, scale, d_nsat, d_amax);
