@@ -190,9 +190,9 @@ __device__ __forceinline__ void online_softmax(float (&s)[kN][4], float (&o)[HS 
  * entry and dS on return. Lane (g, t) holds rows r0 + g + 8 i, columns c0 + 8 n + 2 t + e.
  * `key_major`: the rows are keys and the columns queries (the dK / dV kernel: lse and D per column
  * from c_lse / c_d, indexed by the column in the tile), else the rows are queries (lse and D per
- * row in r_lse / r_d). The lse are lse2 (base 2), or, kNatLse, the natural c_lse that the dK / dV
- * kernel copied asynchronously, times log2(e) here (the same product, so the same bits). */
-template <bool key_major, bool kMask, bool kNatLse = false>
+ * row in r_lse / r_d). r_lse holds lse2 (base 2); c_lse the natural lse (load_stats_async),
+ * times log2(e) here. */
+template <bool key_major, bool kMask>
 __device__ __forceinline__ void
 probs_and_grads(float (&s)[kN][4], float (&dp)[kN][4], int r0, int c0, int T, float scale,
                 float scale2, const float *c_lse, const float *c_d, const float (&r_lse)[2],
@@ -207,7 +207,7 @@ probs_and_grads(float (&s)[kN][4], float (&dp)[kN][4], int r0, int c0, int T, fl
       for (int i = 0; i < 2; i++) {
         const int row_t = r0 + g + 8 * i, col_t = c0 + col;
         const int qi = key_major ? col_t : row_t, kj = key_major ? row_t : col_t;
-        const float lq = key_major ? (kNatLse ? c_lse[col] * kLog2e : c_lse[col]) : r_lse[i];
+        const float lq = key_major ? c_lse[col] * kLog2e : r_lse[i];
         const float dq = key_major ? c_d[col] : r_d[i];
         float p = 0.0f, ds = 0.0f;
         if (!kMask || (kj <= qi && qi < T)) {
@@ -218,6 +218,22 @@ probs_and_grads(float (&s)[kN][4], float (&dp)[kN][4], int r0, int c0, int T, fl
         dp[n][2 * i + e] = ds;
       }
     }
+}
+
+/* lse (natural) and D of queries [q0, q0 + 64) into shared memory (0 past T), asynchronously
+ * with the tiles (4-byte cp.async, one value a thread of the dK / dV kernels' blocks of 128): a
+ * plain load would stall its warp for the memory's latency on every query tile (8% of the
+ * backward on the H100). probs_and_grads<..., true> takes these natural lse. */
+template <int kThreadsT>
+__device__ __forceinline__ void load_stats_async(float *s_lse, float *s_d, const float *lse,
+                                                 const float *D, int q0, int T) {
+  static_assert(kThreadsT == 2 * kTile, "one thread per lse and per D");
+  const int r = (int)threadIdx.x % kTile, in = q0 + r < T;
+  const float *src = ((int)threadIdx.x < kTile ? lse : D) + (in ? q0 + r : 0);
+  float *dst = ((int)threadIdx.x < kTile ? s_lse : s_d) + r;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(in ? 4 : 0)
+               : "memory");
 }
 
 } // namespace

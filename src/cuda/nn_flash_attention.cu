@@ -456,16 +456,6 @@ __global__ void __launch_bounds__(kThreads)
     lowpi_block_max_atomic(mx, amax);
 }
 
-/* lse (times log2(e): base 2) and D of query rows [q0, q0 + 64) into shared memory (0 past
- * T). */
-__device__ __forceinline__ void load_row_stats(float *s_lse, float *s_d, const float *lse,
-                                               const float *D, int q0, int T) {
-  for (int r = (int)threadIdx.x; r < kTile; r += kThreads) {
-    s_lse[r] = q0 + r < T ? lse[q0 + r] * kLog2e : 0.0f;
-    s_d[r] = q0 + r < T ? D[q0 + r] : 0.0f;
-  }
-}
-
 /* dK, dV: block (b * NH + h, key tile); warp w owns keys k0 + 16 w .. + 15. dinp (B, T, 3C):
  * dk at columns C + h*HS, dv at 2C + h*HS. lse, D (B, NH, T); q, k, v from src; do16 (B, NH,
  * T, HS). The block's K and V tiles are fixed: for hs <= 64 each warp keeps its rows of them as
@@ -500,8 +490,8 @@ __global__ void __launch_bounds__(kThreads)
   load_tile_async<HS>(s_v, v16, src.ld, k0, T);
   load_tile_async<HS>(s_q, q16, src.ld, k0, T); /* the first query tile: qt = kt */
   load_tile_async<HS>(s_do, do16, HS, k0, T);
+  load_stats_async<kThreads>(s_lse, s_d, lse_h, D_h, k0, T);
   cp_async_commit();
-  load_row_stats(s_lse, s_d, lse_h, D_h, k0, T);
   float dk[HS / 8][4], dv[HS / 8][4];
   zero<HS>(dk);
   zero<HS>(dv);
@@ -521,8 +511,9 @@ __global__ void __launch_bounds__(kThreads)
     if (qt + 1 < nt) { /* prefetch the next Q, dO, lse, D into the other buffer */
       load_tile_async<HS>(s_q + (buf ^ 1) * kTile * ld, q16, src.ld, q0 + kTile, T);
       load_tile_async<HS>(s_do + (buf ^ 1) * kTile * ld, do16, HS, q0 + kTile, T);
+      load_stats_async<kThreads>(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h,
+                                 q0 + kTile, T);
       cp_async_commit();
-      load_row_stats(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h, q0 + kTile, T);
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();

@@ -320,20 +320,6 @@ __global__ void __launch_bounds__(kBlock)
 /* The backward (see the top of the file). */
 constexpr size_t kBwdSmem = 6 * (size_t)kKvBytes + 4 * kTile * 4 + 1024; /* + alignment */
 
-/* lse (natural) and D of queries [q0, q0 + 64) into shared memory (0 past T), asynchronously
- * with the tiles (4-byte cp.async, one value a thread): a plain load would stall its warp for
- * the memory's latency on every query tile. */
-__device__ __forceinline__ void load_stats_async(float *s_lse, float *s_d, const float *lse,
-                                                 const float *D, int q0, int T) {
-  static_assert(kBlock == 2 * kTile, "one thread per lse and per D");
-  const int r = (int)threadIdx.x % kTile, in = q0 + r < T;
-  const float *src = ((int)threadIdx.x < kTile ? lse : D) + (in ? q0 + r : 0);
-  float *dst = ((int)threadIdx.x < kTile ? s_lse : s_d) + r;
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(in ? 4 : 0)
-               : "memory");
-}
-
 /* dK, dV: block (b * NH + h, key tile); warp w owns keys k0 + 16 w + [0, 16). The arguments are
  * nn_flash_attention.cu's flash_backward_kv_kernel's. Three blocks an SM (168 registers, a few
  * spilled) ran 7% faster than two (184, none spilled) on the H100. */
@@ -360,7 +346,7 @@ __global__ void __launch_bounds__(kBlock, 3)
   load_rows(s_v, v16, src.ld, k0, T, kTile);
   load_rows(s_q, q16, src.ld, k0, T, kTile); /* the first query tile: qt = kt */
   load_rows(s_do, do16, kHs, k0, T, kTile);
-  load_stats_async(s_lse, s_d, lse_h, D_h, k0, T);
+  load_stats_async<kBlock>(s_lse, s_d, lse_h, D_h, k0, T);
   cp_async_commit();
   const uint64_t dk_a = sw128_desc(s_k), dv_a = sw128_desc(s_v);
   float dk[kN][4], dv[kN][4];
@@ -372,8 +358,8 @@ __global__ void __launch_bounds__(kBlock, 3)
     if (qt + 1 < nt) { /* prefetch the next Q, dO, lse, D into the other buffer */
       load_rows(s_q + (buf ^ 1) * kKvBytes, q16, src.ld, q0 + kTile, T, kTile);
       load_rows(s_do + (buf ^ 1) * kKvBytes, do16, kHs, q0 + kTile, T, kTile);
-      load_stats_async(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h, q0 + kTile,
-                       T);
+      load_stats_async<kBlock>(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h,
+                               q0 + kTile, T);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -386,11 +372,11 @@ __global__ void __launch_bounds__(kBlock, 3)
     two_products_t(st, dk_a, q_d, dpt, dv_a, do_d); /* S^T = K Q^T, dP^T = V dO^T */
     const float *c_lse = s_lse + buf * kTile, *c_d = s_d + buf * kTile;
     if (qt == kt || qt == nt - 1) /* the diagonal, or queries past T */
-      probs_and_grads<true, true, true>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d,
-                                        no_stats, no_stats, lane);
+      probs_and_grads<true, true>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d, no_stats,
+                                  no_stats, lane);
     else
-      probs_and_grads<true, false, true>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d,
-                                         no_stats, no_stats, lane);
+      probs_and_grads<true, false>(st, dpt, k0 + wr, q0, T, scale, scale2, c_lse, c_d, no_stats,
+                                   no_stats, lane);
     uint32_t pa[kTile / 16][4], sa[kTile / 16][4];
     to_a_frags(pa, st);
     to_a_frags(sa, dpt);
