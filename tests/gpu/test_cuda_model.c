@@ -818,12 +818,12 @@ static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_op
   free(tok);
 }
 
-/* STEPS training steps of recipe_name from the same model and tokens, the usual way (ts[0],
- * counts cn[0]) and with the shortcuts `plain` off (ts[1], cn[1]): the losses must have the same
- * bits, and so the parameters and optimizer states (same_trained). Returns 0 when a step could
- * not run (a failure already reported). */
+/* STEPS training steps of recipe_name from the same model and tokens, the usual way (counts
+ * cn[0]) and with the shortcuts `plain` off (cn[1]): the losses must have the same bits, and so
+ * the parameters and optimizer states (same_trained). Returns 0 when a step could not run (a
+ * failure already reported). */
 static int trainer_two_ways(lowp_arch arch, const char *recipe_name, const char *plain,
-                            const char *label, trainer_set ts[2], lowpi_gpu_gemm_counts cn[2]) {
+                            const char *label, lowpi_gpu_gemm_counts cn[2]) {
   lowp_model_config cfg;
   trainer_config(arch, &cfg);
   enum { STEPS = 3 };
@@ -838,6 +838,8 @@ static int trainer_two_ways(lowp_arch arch, const char *recipe_name, const char 
   for (size_t i = 0; i < 2 * STEPS * N; i++)
     tok[i] = (int32_t)(gc_rand64() % (unsigned)cfg.vocab);
   float loss[2][STEPS];
+  trainer_set ts[2];
+  memset(ts, 0, sizeof ts);
   int ok = 1;
   for (int way = 0; way < 2 && ok; way++) {
     ok = trainer_open(&ts[way], &cfg, &recipe, LOWP_OPT_STATE_FP32, way ? plain : NULL, B, T);
@@ -862,6 +864,8 @@ static int trainer_two_ways(lowp_arch arch, const char *recipe_name, const char 
     printf("%s: %d steps, the same bits as LOWP_GPU_PLAIN=%s (loss %.4f -> %.4f)\n", label, STEPS,
            plain, (double)loss[0][0], (double)loss[0][STEPS - 1]);
   }
+  for (int way = 0; way < 2; way++)
+    trainer_close(&ts[way]);
   free(tok);
   return ok;
 }
@@ -875,16 +879,12 @@ static void test_trainer_amax(lowp_arch arch) {
   char label[64];
   snprintf(label, sizeof label, "trainer amax %s fp8-current",
            arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama");
-  trainer_set ts[2];
-  memset(ts, 0, sizeof ts);
   lowpi_gpu_gemm_counts cn[2];
-  if (trainer_two_ways(arch, "fp8-current", "amax,dy_amax", label, ts, cn))
+  if (trainer_two_ways(arch, "fp8-current", "amax,dy_amax", label, cn))
     GC_CHECK(cn[0].amax_given > 0 && cn[0].dy_amax_given > 0 && cn[1].amax_given == 0 &&
                  cn[1].dy_amax_given == 0,
              "%s: X / dY amaxes given %llu / %llu, the plain way %llu / %llu (want > 0, 0)", label,
              cn[0].amax_given, cn[0].dy_amax_given, cn[1].amax_given, cn[1].dy_amax_given);
-  for (int way = 0; way < 2; way++)
-    trainer_close(&ts[way]);
 }
 
 /* fp8-delayed's records: the amax each quantization records into its state's history is taken
@@ -897,17 +897,13 @@ static void test_trainer_delayed_records(lowp_arch arch) {
   char label[64];
   snprintf(label, sizeof label, "trainer records %s fp8-delayed",
            arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama");
-  trainer_set ts[2];
-  memset(ts, 0, sizeof ts);
   lowpi_gpu_gemm_counts cn[2];
-  if (trainer_two_ways(arch, "fp8-delayed", "x8p,cast_t", label, ts, cn))
+  if (trainer_two_ways(arch, "fp8-delayed", "x8p,cast_t", label, cn))
     GC_CHECK((cn[0].x8_produced > 0 || arch != LOWP_ARCH_GPT2) && cn[0].dy_cast_t > 0 &&
                  cn[1].x8_produced == 0 && cn[1].dy_cast_t == 0,
              "%s: X codes produced %llu, dY cast-transposed %llu; the plain way %llu, %llu (want "
              "> 0, 0)",
              label, cn[0].x8_produced, cn[0].dy_cast_t, cn[1].x8_produced, cn[1].dy_cast_t);
-  for (int way = 0; way < 2; way++)
-    trainer_close(&ts[way]);
 }
 
 /* One linear of fp8-current or fp8-delayed (lin of a 1-block model; the latter's wgrad.x shares
