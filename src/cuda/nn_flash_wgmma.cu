@@ -72,7 +72,8 @@ __device__ __forceinline__ void load_rows(unsigned char *dst, const bf16 *__rest
   }
 }
 
-/* The same from fp32 rows, rounded to bf16 (the library's RNE) with ordinary stores. */
+/* The same from fp32 rows, rounded to bf16 (pack_bf16: RNE, the library's bits but for a NaN's
+ * payload) with ordinary stores. */
 __device__ __forceinline__ void load_rows_f32(unsigned char *dst, const float *__restrict__ src,
                                               size_t ld, int t0, int T, int rows) {
   for (int idx = (int)threadIdx.x; idx < rows * 8; idx += kBlock) {
