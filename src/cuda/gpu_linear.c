@@ -1549,10 +1549,12 @@ int lowpi_gpu_linear_wants_dy_amax(const lowpi_gpu_linears *g, int lin, int N, i
 
 /* dY's operands for the dgrad (*d, (N, OC)) and the wgrad (*w, (OC, N)), both K-major, and
  * dbias (may be NULL) += its column sums, in one pass where cast_t_applies (*ok; else nothing
- * is done). Into the buffers the plain way quantizes into (the slots' qbufs). */
+ * is done). Into the buffers the plain way quantizes into (the slots' qbufs). gelu_pre (may be
+ * NULL; delayed scaling): dY is GELU's backward of dout.f32 at that bf16 input, made in the pass
+ * (lowpi_cuda_dgelu_cast_transpose_dbias). */
 static lowp_status dy_cast_transpose(lowpi_gpu_linears *g, lin_state *ls, lowpi_gpu_act dout,
-                                     float *dbias, int N, int C, int OC, operand *d, operand *w,
-                                     int *ok) {
+                                     const uint16_t *gelu_pre, float *dbias, int N, int C, int OC,
+                                     operand *d, operand *w, int *ok) {
   *ok = 0;
   if (!dout.f32 || !cast_t_applies(g, ls, N, C, OC))
     return LOWP_OK;
@@ -1567,8 +1569,13 @@ static lowp_status dy_cast_transpose(lowpi_gpu_linears *g, lin_state *ls, lowpi_
   if (dbias)
     LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
   const int given = dout.amax && !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX) && !od->delayed;
-  LOWPI_TRY(lowpi_cuda_cast_transpose_dbias(dout.f32, N, OC, qd, NULL, qw, given ? dout.amax : NULL,
-                                            given, dbias, ws, bytes));
+  if (gelu_pre)
+    LOWPI_TRY(
+        lowpi_cuda_dgelu_cast_transpose_dbias(dout.f32, gelu_pre, N, OC, qd, qw, dbias, ws, bytes));
+  else
+    LOWPI_TRY(lowpi_cuda_cast_transpose_dbias(dout.f32, N, OC, qd, NULL, qw,
+                                              given ? dout.amax : NULL, given, dbias, ws, bytes));
+  g->counts.dy_dgelu += (unsigned long long)(gelu_pre != NULL);
   *d = (operand){qd->rowwise.codes, od->cfg.format, (const float *)qd->rowwise.scales,
                  (lowpi_fp8_block_kind)0, 0};
   *w = (operand){qw->rowwise.codes, ow->cfg.format, (const float *)qw->rowwise.scales,
@@ -1583,13 +1590,21 @@ unsigned lowpi_gpu_plain_from_env(void) {
   static const struct {
     const char *name;
     unsigned flag;
-  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},       {"x8", LOWPI_GPU_PLAIN_X8},
-               {"amax", LOWPI_GPU_PLAIN_AMAX},       {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
-               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX}, {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
-               {"xb", LOWPI_GPU_PLAIN_XB},           {"wmirror", LOWPI_GPU_PLAIN_W16},
-               {"x8p", LOWPI_GPU_PLAIN_X8P},         {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
-               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},   {"w8", LOWPI_GPU_PLAIN_W8},
-               {"res", LOWPI_GPU_PLAIN_RES},         {"all", ~0u}};
+  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},
+               {"x8", LOWPI_GPU_PLAIN_X8},
+               {"amax", LOWPI_GPU_PLAIN_AMAX},
+               {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
+               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX},
+               {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
+               {"xb", LOWPI_GPU_PLAIN_XB},
+               {"wmirror", LOWPI_GPU_PLAIN_W16},
+               {"x8p", LOWPI_GPU_PLAIN_X8P},
+               {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
+               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},
+               {"w8", LOWPI_GPU_PLAIN_W8},
+               {"res", LOWPI_GPU_PLAIN_RES},
+               {"dgelu_t", LOWPI_GPU_PLAIN_DGELU_T},
+               {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;
   while (env && *env) {
@@ -1862,8 +1877,9 @@ static lowp_status dgrad_dgelu(lowpi_gpu_linears *g, lin_state *ls, const lowpi_
 
 /* lowpi_gpu_linear_backward, or with dg: lowpi_gpu_linear_backward_dgelu. */
 static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lowpi_gpu_dgelu *dg,
-                            float *dweight, float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
-                            const float *weight, int N, int C, int OC) {
+                            const uint16_t *gelu_pre, float *dweight, float *dbias,
+                            lowpi_gpu_act dout, lowpi_gpu_act inp, const float *weight, int N,
+                            int C, int OC) {
   // dinp (N, C), dweight (OC, C), dbias (OC), dout (N, OC), inp (N, C), weight (OC, C)
   lin_state *ls = &g->lin[lin];
   operand dy, cast_d, cast_w; /* cast_*: dY's operands from the fused pass (dy_cast_transpose) */
@@ -1871,10 +1887,12 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
   dyb_begin(g, ls);
   int cast_t = 0;
   if (dinp && !dg) {
-    LOWPI_TRY(dy_cast_transpose(g, ls, dout, dbias, N, C, OC, &cast_d, &cast_w, &cast_t));
+    LOWPI_TRY(dy_cast_transpose(g, ls, dout, gelu_pre, dbias, N, C, OC, &cast_d, &cast_w, &cast_t));
     if (cast_t)
       dbias = NULL; /* done */
   }
+  if (gelu_pre && !cast_t) /* (lowpi_gpu_linear_backward_gelu_dy checks before) */
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's dY from GELU's backward", lin);
   if (dg) {
     if (!lowpi_gpu_linear_is_bf16(g, lin) || dinp)
       return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: GELU's backward fused into linear %d", lin);
@@ -1970,7 +1988,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
 lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
                                       float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
                                       const float *weight, int N, int C, int OC) {
-  return backward(g, lin, dinp, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
+  return backward(g, lin, dinp, NULL, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
 lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
@@ -1979,7 +1997,20 @@ lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
                                             const float *weight, int N, int C, int OC) {
   if (!dg || !dg->dpre || !dg->pre)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu recipe: fused GELU backward without buffers");
-  return backward(g, lin, NULL, dg, dweight, dbias, dout, inp, weight, N, C, OC);
+  return backward(g, lin, NULL, dg, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
+lowp_status lowpi_gpu_linear_backward_gelu_dy(lowpi_gpu_linears *g, int lin, float *dinp,
+                                              float *dweight, float *dbias, const float *dout,
+                                              const uint16_t *pre, lowpi_gpu_act inp,
+                                              const float *weight, int N, int C, int OC) {
+  if (!dout || !pre || !dinp)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu recipe: GELU's dY without buffers");
+  if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_DGELU_T) ||
+      !cast_t_applies(g, &g->lin[lin], N, C, OC) || !g->lin[lin].op[LOWP_OP_DGRAD_DY].delayed)
+    return LOWP_ERR_UNSUPPORTED; /* (no message: the caller makes dY itself) */
+  const lowpi_gpu_act dy = {dout, NULL, NULL};
+  return backward(g, lin, dinp, NULL, pre, dweight, dbias, dy, inp, weight, N, C, OC);
 }
 
 #endif /* LOWP_HAVE_CUDA */

@@ -141,18 +141,20 @@ enum {
   LOWPI_GPU_PLAIN_W8 = 512,        /* "w8": W quantized again (transposed) in the dgrad, not the
                                       byte transpose of the fprop's kept codes */
   /* The model's (gpu_model.c): */
-  LOWPI_GPU_PLAIN_LN_BWD = 1024, /* "ln_bwd": the norms' backward in two passes
-                                    (lowpi_cuda_layernorm_backward_two_pass): NOT the same bits
-                                    (other orders of the fp32 sums), so the tests that want the
-                                    plain way's bits leave it out (~LOWPI_GPU_PLAIN_LN_BWD) */
-  LOWPI_GPU_PLAIN_X8P = 2048,    /* "x8p": delayed scaling's X quantized by the fprop, not written
-                                    as fp8 codes by its producer (lowpi_gpu_linear_x8_target 0) */
-  LOWPI_GPU_PLAIN_RES = 4096,    /* "res": the residual add in a kernel of its own, not in the
-                                    GEMM (lowpi_gpu_linear_forward_residual) */
+  LOWPI_GPU_PLAIN_LN_BWD = 1024,  /* "ln_bwd": the norms' backward in two passes
+                                     (lowpi_cuda_layernorm_backward_two_pass): NOT the same bits
+                                     (other orders of the fp32 sums), so the tests that want the
+                                     plain way's bits leave it out (~LOWPI_GPU_PLAIN_LN_BWD) */
+  LOWPI_GPU_PLAIN_X8P = 2048,     /* "x8p": delayed scaling's X quantized by the fprop, not written
+                                     as fp8 codes by its producer (lowpi_gpu_linear_x8_target 0) */
+  LOWPI_GPU_PLAIN_RES = 4096,     /* "res": the residual add in a kernel of its own, not in the
+                                     GEMM (lowpi_gpu_linear_forward_residual) */
+  LOWPI_GPU_PLAIN_DGELU_T = 8192, /* "dgelu_t": GELU's backward written in fp32 and cast after,
+                                     not made in fc's dY cast (lowpi_gpu_linear_backward_gelu_dy) */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror, x8p, both_tile, w8, ln_bwd, res (or "all").
+ * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
@@ -272,6 +274,16 @@ lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
                                             const lowpi_gpu_dgelu *dg, float *dweight, float *dbias,
                                             lowpi_gpu_act dout, lowpi_gpu_act inp,
                                             const float *weight, int N, int C, int OC);
+/* lowpi_gpu_linear_backward of linear lin (GPT-2's fc) whose dY is GELU's backward, gelu'(pre)
+ * dout (dout (N, OC) fp32: fc_proj's dX; pre (N, OC) bf16: GELU's input), made inside dY's
+ * cast-transpose and never written in fp32 (lowpi_cuda_dgelu_cast_transpose_dbias): the bits of
+ * lowpi_cuda_gelu_backward_from_bf16 followed by lowpi_gpu_linear_backward. Only where dY takes
+ * the one-pass cast under delayed scaling (fp8-delayed) and LOWPI_GPU_PLAIN_DGELU_T is off; else
+ * LOWP_ERR_UNSUPPORTED with nothing done, and the caller makes dY itself. */
+lowp_status lowpi_gpu_linear_backward_gelu_dy(lowpi_gpu_linears *g, int lin, float *dinp,
+                                              float *dweight, float *dbias, const float *dout,
+                                              const uint16_t *pre, lowpi_gpu_act inp,
+                                              const float *weight, int N, int C, int OC);
 
 /* Delayed-scaling states, in the order of the CPU recipe executor's (checkpoints go through
  * it): copy the GPU's states into the host executor's, or the host's onto the GPU. */
@@ -318,6 +330,7 @@ typedef struct {
   unsigned long long dy_cast_t;    /* backwards whose dY went through the fused cast-transpose
                                       (lowpi_gpu_linear_casts_dy) */
   unsigned long long dy_amax_given; /* of those, the ones that took dY's amax from its producer */
+  unsigned long long dy_dgelu;      /* of those, the ones that made dY from GELU's backward */
   unsigned long long dy_both;       /* dgrads whose 1xN dY was quantized both ways in one pass,
                                        the wgrad's dY^T codes with it (lowpi_cuda_quantize_both) */
   unsigned long long x_both;        /* fprops that quantized X both ways and kept the wgrad's

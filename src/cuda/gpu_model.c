@@ -862,6 +862,13 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
                                       dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l), w->fcprojw,
                                       n, FC, C)); // da (N, FC)
   const int fc16 = pre && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2);
+  if (pre && !fc16) { /* fp8-delayed: GELU's backward made inside fc's dY cast-transpose */
+    const lowp_status st =
+        lowpi_gpu_linear_backward_gelu_dy(g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, a->da, pre,
+                                          act_bwd(&a->ln2, l), w->fcw, n, C, FC);
+    if (st != LOWP_ERR_UNSUPPORTED)
+      return st;
+  }
   float *amax = fc16 ? NULL : dy_amax_for(g, 4 * l + 2, 1); /* for fc's fused dY cast */
   if (pre)
     LOWPI_TRY(lowpi_cuda_gelu_backward_from_bf16(fc16 ? NULL : a->db, fc16 ? dpre : NULL, amax,

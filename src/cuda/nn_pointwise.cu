@@ -6,12 +6,11 @@
  * and rounds once, i.e. correctly rounded, which is what glibc returns but in rare hard cases. */
 #include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
+#include "cuda/nn_gelu.cuh"
 #include "cuda/nn_reduce.cuh"
 #include "cuda/quant_kernels.cuh"
 
 namespace {
-
-#define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi), as nn/activation.c */
 
 /* inp[i] + bias (a linear's bias, (OC), for the row-major (., OC) output it was left out of),
  * or inp[i] alone without a bias: the fp32 addition the linear's add_bias pass would have made
@@ -39,14 +38,6 @@ __global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float 
   if (!amax)
     return;
   lowpi_block_max_atomic(m, amax); /* amax_kernel's reduction */
-}
-
-/* GELU's derivative at x (nn/activation.c's expression, operation by operation). */
-__device__ __forceinline__ float gelu_grad(float x) {
-  const float cube = 0.044715f * x * x * x;
-  const float th = tanhf(GELU_SCALE * (x + cube));
-  const float sech2 = 1.0f - th * th;
-  return 0.5f * (1.0f + th) + x * 0.5f * sech2 * (GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x));
 }
 
 /* amax: as gelu_forward_kernel's, of dinp. */

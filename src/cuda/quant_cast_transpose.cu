@@ -17,6 +17,7 @@
 #include "cuda/cuda_common.h"
 #include "cuda/nn_reduce.cuh"
 #include "cuda/quant_cuda.h"
+#include "cuda/nn_gelu.cuh"
 #include "cuda/quant_kernels.cuh"
 #include "lowp/cuda.h"
 
@@ -39,12 +40,15 @@ struct ct_out {
 
 /* DELAYED: the scale is the state's (p.d_scale), and the amax of x is taken in the same pass
  * into amax_out, o.amax_copy and o.amax_t (zeroed before) and the state's history (o.hist: the
- * record, lowpi_flush_counts's rule); else (TENSOR) the scale comes from the amax given. */
-template <int FF, bool DELAYED>
+ * record, lowpi_flush_counts's rule); else (TENSOR) the scale comes from the amax given.
+ * DGELU (DELAYED only): the tensor is gelu'(pre) x, GELU's backward (pre: its bf16 input, (R,
+ * C)), made here as gelu_backward_from_bf16_kernel makes it. */
+template <int FF, bool DELAYED, bool DGELU = false>
 __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t R, size_t C,
                                             const float *__restrict__ amax, lowpi_qparams p,
                                             lowpi_fmt f, ct_out o, unsigned *amax_out, int vec,
-                                            int vec_t) {
+                                            int vec_t, const uint16_t *__restrict__ pre) {
+  static_assert(DELAYED || !DGELU, "the GELU backward's amax is taken in the pass");
   __shared__ float tile[kTile][kTile + 1]; /* + 1: the column reads spread over the banks */
   const float a = DELAYED ? 0.0f : *amax;
   const lowpi_block_scale s = lowpi_qblock_scale(p, a, 1.0f); /* scales_kernel's rule */
@@ -73,6 +77,12 @@ __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t 
       const size_t valid = has ? (C - j0 < 16 ? C - j0 : 16) : 0;
       float y[16];
       lowpi_load16(x + (has ? i * C + j0 : 0), has && vec, valid, y);
+      if (DGELU && has) /* (past valid: y is 0, and so the product) */
+#pragma unroll
+        for (int k = 0; k < 16; k++) {
+          const uint16_t b = (size_t)k < valid ? pre[i * C + j0 + k] : (uint16_t)0;
+          y[k] = gelu_grad(__uint_as_float((uint32_t)b << 16)) * y[k];
+        }
 #pragma unroll
       for (int k = 0; k < 16; k++)
         tile[row][16 * part + k] = y[k];
@@ -178,11 +188,12 @@ size_t lowpi_cuda_cast_transpose_dbias_workspace(int R, int C) {
   return R > 0 && C > 0 ? lowpi_colsum_workspace(1, R, C) : 0;
 }
 
-lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_cuda_qtensor *q,
-                                            void *codes_t, lowp_cuda_qtensor *qt, float *amax,
-                                            int amax_known, float *dbias, void *workspace,
-                                            size_t workspace_bytes) {
-  // x (R, C), q (R, C), codes_t (C, R), qt (C, R), dbias (C)
+/* lowpi_cuda_cast_transpose_dbias, or (pre not NULL) lowpi_cuda_dgelu_cast_transpose_dbias. */
+static lowp_status cast_transpose(const float *x, const uint16_t *pre, int R, int C,
+                                  lowp_cuda_qtensor *q, void *codes_t, lowp_cuda_qtensor *qt,
+                                  float *amax, int amax_known, float *dbias, void *workspace,
+                                  size_t workspace_bytes) {
+  // x (R, C), pre (R, C), q (R, C), codes_t (C, R), qt (C, R), dbias (C)
   if (!x || !q || !q->rowwise.codes || (!codes_t && !qt))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_cast_transpose_dbias: NULL argument");
   if (R <= 0 || C <= 0 || q->rows != (size_t)R || q->cols != (size_t)C)
@@ -194,6 +205,10 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                       "lowpi_cuda_cast_transpose_dbias: only fp8 (e4m3, e5m2) per-tensor current "
                       "or delayed scaling with RNE, fp32 scales and no column-wise copy");
   const bool delayed = q->cfg.mode == LOWP_SCALING_DELAYED;
+  if (pre && !delayed)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_dgelu_cast_transpose_dbias: delayed scaling only (the amax of "
+                      "the GELU backward is taken in the pass)");
   if (delayed && (!q->delayed || q->delayed->format != q->cfg.format))
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowpi_cuda_cast_transpose_dbias: delayed scaling needs the tensor's "
@@ -252,19 +267,23 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
   const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
   const lowpi_fmt f = lowpi_fmt_of(q->cfg.format);
   unsigned *track = delayed ? (unsigned *)d->amax : nullptr;
-#define LOWPI_CT(FF, DL)                                                                           \
-  cast_transpose_dbias_kernel<FF, DL>                                                              \
-      <<<blocks, lowpi_kThreads>>>(x, (size_t)R, (size_t)C, from, p, f, o, track, vec, vec_t)
+#define LOWPI_CT(FF, DL, DG)                                                                       \
+  cast_transpose_dbias_kernel<FF, DL, DG>                                                          \
+      <<<blocks, lowpi_kThreads>>>(x, (size_t)R, (size_t)C, from, p, f, o, track, vec, vec_t, pre)
   if (q->cfg.format == LOWP_E4M3) {
-    if (delayed)
-      LOWPI_CT(LOWP_E4M3, true);
+    if (pre)
+      LOWPI_CT(LOWP_E4M3, true, true);
+    else if (delayed)
+      LOWPI_CT(LOWP_E4M3, true, false);
     else
-      LOWPI_CT(LOWP_E4M3, false);
+      LOWPI_CT(LOWP_E4M3, false, false);
   } else {
-    if (delayed)
-      LOWPI_CT(LOWP_E5M2, true);
+    if (pre)
+      LOWPI_CT(LOWP_E5M2, true, true);
+    else if (delayed)
+      LOWPI_CT(LOWP_E5M2, true, false);
     else
-      LOWPI_CT(LOWP_E5M2, false);
+      LOWPI_CT(LOWP_E5M2, false, false);
   }
 #undef LOWPI_CT
   LOWPI_CUDA_CHECK_LAUNCH();
@@ -274,6 +293,23 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
     LOWPI_CUDA_CHECK_LAUNCH();
   }
   return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_cuda_qtensor *q,
+                                            void *codes_t, lowp_cuda_qtensor *qt, float *amax,
+                                            int amax_known, float *dbias, void *workspace,
+                                            size_t workspace_bytes) {
+  return cast_transpose(x, NULL, R, C, q, codes_t, qt, amax, amax_known, dbias, workspace,
+                        workspace_bytes);
+}
+
+lowp_status lowpi_cuda_dgelu_cast_transpose_dbias(const float *dout, const uint16_t *pre, int R,
+                                                  int C, lowp_cuda_qtensor *q,
+                                                  lowp_cuda_qtensor *qt, float *dbias,
+                                                  void *workspace, size_t workspace_bytes) {
+  if (!pre)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_dgelu_cast_transpose_dbias: NULL pre");
+  return cast_transpose(dout, pre, R, C, q, NULL, qt, NULL, 0, dbias, workspace, workspace_bytes);
 }
 
 lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *o8) {

@@ -270,6 +270,95 @@ static void test_delayed_shape(lowp_format f, size_t R, size_t C, int special) {
   lowp_delayed_free(&back);
 }
 
+/* GELU's backward made inside the cast (lowpi_cuda_dgelu_cast_transpose_dbias: fc's dY of
+ * fp8-delayed from fc_proj's dX and GELU's bf16 input) against the two passes it replaces, each
+ * checked against the CPU on its own (lowpi_cuda_gelu_backward_from_bf16 in test_cuda_nn, the
+ * cast-transpose above): from the same delayed state, the same codes and scales both ways, the
+ * same bias gradient and the same history, bit for bit. */
+static void test_dgelu_shape(lowp_format f, size_t R, size_t C) {
+  char what[192];
+  snprintf(what, sizeof what, "dgelu %s %zux%zu", lowp_format_get(f)->name, R, C);
+  const size_t n = R * C;
+  lowp_delayed_scaling hd, back[2];
+  GC_REQUIRE(lowp_delayed_init(&hd, f, 4, LOWP_AMAX_MAX, 0));
+  const float hist[4] = {0.0f, 0.25f, 0.7f, 0.1f}; /* a scale of fmax / 0.7 after the update */
+  memcpy(hd.history, hist, sizeof hist);
+  lowp_delayed_update(&hd);
+  lowp_cuda_delayed dd[2];
+  lowp_qconfig cfg = mk(f);
+  cfg.mode = LOWP_SCALING_DELAYED;
+  cfg.delayed = &hd;
+  lowp_cuda_qtensor q[2], qt[2];
+  for (int w = 0; w < 2; w++) {
+    GC_REQUIRE(lowp_delayed_init(&back[w], f, 4, LOWP_AMAX_MAX, 0));
+    GC_REQUIRE(lowp_cuda_delayed_from_host(&dd[w], &hd));
+    GC_REQUIRE(lowp_cuda_qtensor_init(&q[w], &cfg, R, C));
+    GC_REQUIRE(lowp_cuda_qtensor_init(&qt[w], &cfg, C, R));
+    q[w].delayed = qt[w].delayed = &dd[w];
+  }
+  uint16_t *h_pre = malloc(n * sizeof(uint16_t)), *d_pre = NULL;
+  float *d_dy = NULL;
+  if (!h_pre)
+    exit(1);
+  make_input(h_x, R, C, 0); /* GELU's input, from -4 to 4 */
+  for (size_t i = 0; i < n; i++)
+    h_x[i] *= 4.0f;
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  GC_REQUIRE(lowp_encode(LOWP_BF16, h_x, n, h_pre, &rne));
+  make_input(h_x, R, C, 0); /* dout */
+  for (size_t j = 0; j < C; j++)
+    h_init[j] = (float)(gc_uniform() * 2 - 1);
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_pre, n * sizeof(uint16_t)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_dy, n * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_memcpy(d_pre, h_pre, n * sizeof(uint16_t), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, n * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_db_plain, h_init, C * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_db, h_init, C * sizeof(float), LOWP_CUDA_H2D));
+  if (GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_dy, NULL, NULL, d_x, d_pre, n)) &&
+      GC_OK(lowpi_cuda_cast_transpose_dbias(d_dy, (int)R, (int)C, &q[0], NULL, &qt[0], NULL, 0,
+                                            d_db_plain, d_ws, ws_bytes)) &&
+      GC_OK(lowpi_cuda_dgelu_cast_transpose_dbias(d_x, d_pre, (int)R, (int)C, &q[1], &qt[1], d_db,
+                                                  d_ws, ws_bytes))) {
+    lowp_qtensor h[2][2];
+    for (int w = 0; w < 2; w++)
+      for (int k = 0; k < 2; k++) {
+        GC_REQUIRE(lowp_qtensor_init(&h[w][k], &cfg, k ? C : R, k ? R : C));
+        GC_OK(lowp_cuda_qtensor_to_host(k ? &qt[w] : &q[w], &h[w][k]));
+      }
+    char w2[224];
+    snprintf(w2, sizeof w2, "%s: row-wise", what);
+    gc_same_qtensor(w2, &h[0][0], &h[1][0]);
+    snprintf(w2, sizeof w2, "%s: transposed", what);
+    gc_same_qtensor(w2, &h[0][1], &h[1][1]);
+    GC_REQUIRE(lowp_cuda_memcpy(h_db_plain, d_db_plain, C * sizeof(float), LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H));
+    size_t bad = 0;
+    for (size_t j = 0; j < C; j++)
+      bad += !same_float(h_db[j], h_db_plain[j]);
+    GC_CHECK(bad == 0, "%s: %zu of %zu bias gradients differ from the two passes'", what, bad, C);
+    int same = 1;
+    for (int w = 0; w < 2; w++)
+      GC_OK(lowp_cuda_delayed_to_host(&dd[w], &back[w]));
+    for (int i = 0; i < 4; i++)
+      same = same && same_float(back[0].history[i], back[1].history[i]);
+    GC_CHECK(same && back[1].history[0] > 0, "%s: history[0] %a, the two passes' %a", what,
+             (double)back[1].history[0], (double)back[0].history[0]);
+    for (int w = 0; w < 2; w++)
+      for (int k = 0; k < 2; k++)
+        lowp_qtensor_free(&h[w][k]);
+  }
+  for (int w = 0; w < 2; w++) {
+    lowp_cuda_qtensor_free(&q[w]);
+    lowp_cuda_qtensor_free(&qt[w]);
+    lowp_cuda_delayed_free(&dd[w]);
+    lowp_delayed_free(&back[w]);
+  }
+  lowp_delayed_free(&hd);
+  lowp_cuda_free(d_pre);
+  lowp_cuda_free(d_dy);
+  free(h_pre);
+}
+
 /* Bad arguments: a clear error, no crash. */
 static void test_errors(void) {
   lowp_qconfig cfg = mk(LOWP_E4M3), sr = mk(LOWP_E4M3);
@@ -429,6 +518,9 @@ int main(void) {
       for (int special = 0; special < 3; special++)
         if (special == 0 || s == 3 || s == 7)
           test_delayed_shape(fmts[k], shapes[s][0], shapes[s][1], special);
+  for (size_t s = 0; s < nshapes; s++)
+    for (int k = 0; k < 2; k++)
+      test_dgelu_shape(fmts[k], shapes[s][0], shapes[s][1]);
   test_errors();
   test_producers(17, 33, 0);
   test_producers(64, 96, 1);

@@ -375,10 +375,13 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
                arch ? "llama" : "gpt2", recipe_name, cn.x8_produced);
     }
     if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-delayed"))
-      GC_CHECK(cn.dy_cast_t == 2ull * 4 * (unsigned)cfg.n_layer && cn.dy_reused <= 2,
-               "gpt2 fp8-delayed: %llu dY cast-transposed (want %llu), %llu wgrads took dY from "
-               "the dgrad (want the head's: at most 2)",
-               cn.dy_cast_t, 2ull * 4 * (unsigned)cfg.n_layer, cn.dy_reused);
+      GC_CHECK(cn.dy_cast_t == 2ull * 4 * (unsigned)cfg.n_layer && cn.dy_reused <= 2 &&
+                   cn.dy_dgelu == 2ull * (unsigned)cfg.n_layer,
+               "gpt2 fp8-delayed: %llu dY cast-transposed (want %llu), %llu of them fc's made from "
+               "GELU's backward in the pass (want %llu), %llu wgrads took dY from the dgrad (want "
+               "the head's: at most 2)",
+               cn.dy_cast_t, 2ull * 4 * (unsigned)cfg.n_layer, cn.dy_dgelu,
+               2ull * (unsigned)cfg.n_layer, cn.dy_reused);
     /* fp8-current: every fprop that scales X per tensor takes X's amax from its producer where
      * that writes one (producer_amaxes: the norms, the flash forward, GPT-2's GELU), and every
      * fused dY cast its dY's (the norm backwards, GELU's / SwiGLU's, GPT-2's flash backward);
