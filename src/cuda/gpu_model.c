@@ -862,7 +862,9 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
                                       dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l), w->fcprojw,
                                       n, FC, C)); // da (N, FC)
   const int fc16 = pre && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2);
-  if (pre && !fc16) { /* fp8-delayed: GELU's backward made inside fc's dY cast-transpose */
+  if (pre &&
+      !fc16) { /* fp8-delayed: GELU's backward made inside fc's dY cast-transpose; da
+                * (fc_proj's dX) is read by that cast before fc's dgrad writes its dX there */
     const lowp_status st =
         lowpi_gpu_linear_backward_gelu_dy(g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, a->da, pre,
                                           act_bwd(&a->ln2, l), w->fcw, n, C, FC);

@@ -123,6 +123,11 @@ qkv_src interleaved(const uint16_t *qkv, int T, int C, int HS) {
   return qkv_src{q, q + C, q + 2 * C, 3 * (size_t)C, (size_t)T * 3 * C, (size_t)HS};
 }
 
+/* Where head bh = b * NH + h starts in src's q, k and v. */
+__device__ __forceinline__ size_t head_offset(const qkv_src &src, int bh, int NH) {
+  return (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+}
+
 template <int HS> __device__ __forceinline__ void zero(float (&acc)[HS / 8][4]) {
 #pragma unroll
   for (int n = 0; n < HS / 8; n++)

@@ -312,7 +312,7 @@ __global__ void __launch_bounds__(kThreads)
   const int wr = warp * 16, g = lane / 4, t = lane % 4;
 
   const int b = bh / NH, h = bh % NH;
-  const size_t head = (size_t)b * src.b_stride + (size_t)h * src.h_stride;
+  const size_t head = head_offset(src, bh, NH);
   const bf16 *k16 = src.k + head, *v16 = src.v + head;
   if (!inp) { /* q in its own (first) group: waited for before the loop */
 #pragma unroll
@@ -476,7 +476,7 @@ __global__ void __launch_bounds__(kThreads)
   const int bh = (int)blockIdx.x, C = NH * HS, nt = (T + kTile - 1) / kTile;
   const int kt = (int)blockIdx.y; /* the first key tiles see the most query tiles: first */
   const int k0 = kt * kTile;
-  const size_t in_head = (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+  const size_t in_head = head_offset(src, bh, NH);
   const bf16 *q16 = src.q + in_head, *k16 = src.k + in_head, *v16 = src.v + in_head;
   const bf16 *do16 = do16_all + (size_t)bh * T * HS; /* head-major */
   const float *lse_h = lse + (size_t)bh * T, *D_h = D + (size_t)bh * T;
@@ -571,7 +571,7 @@ __global__ void __launch_bounds__(kThreads)
   const int bh = (int)blockIdx.x, C = NH * HS;
   const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first */
   const int q0 = qt * kTile;
-  const size_t in_head = (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+  const size_t in_head = head_offset(src, bh, NH);
   const bf16 *q16 = src.q + in_head, *k16 = src.k + in_head, *v16 = src.v + in_head;
   const bf16 *do16 = do16_all + (size_t)bh * T * HS; /* head-major */
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);

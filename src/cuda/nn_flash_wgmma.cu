@@ -120,6 +120,17 @@ __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+/* The top of a double-buffered loop step: this step's tiles have landed (the next step's, when
+ * prefetched just before, may still be in flight) and are visible to wgmma and every thread. */
+__device__ __forceinline__ void tiles_ready(bool prefetched) {
+  if (prefetched)
+    cp_async_wait<1>();
+  else
+    cp_async_wait<0>();
+  fence_proxy_async();
+  __syncthreads();
+}
+
 /* Keeps the compiler from moving accumulator registers across the asynchronous products. */
 __device__ __forceinline__ void pin(float (&d)[8][4]) {
 #pragma unroll
@@ -252,7 +263,7 @@ __global__ void __launch_bounds__(kBlock)
             t = lane % 4;
 
   const int b = bh / NH, h = bh % NH;
-  const size_t head = (size_t)b * src.b_stride + (size_t)h * src.h_stride;
+  const size_t head = head_offset(src, bh, NH);
   const bf16 *k16 = src.k + head, *v16 = src.v + head;
   if (!inp)
     load_rows(s_q, src.q + head, src.ld, q0, T, kTile);
@@ -272,12 +283,8 @@ __global__ void __launch_bounds__(kBlock)
       load_rows(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, (kt + 1) * kTile, T, kTile);
       load_rows(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, (kt + 1) * kTile, T, kTile);
       cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
     }
-    fence_proxy_async();
-    __syncthreads();
+    tiles_ready(kt < qt);
     float s[kN][4];
     zero<kHs>(s);
     products_begin(s);
@@ -336,7 +343,7 @@ __global__ void __launch_bounds__(kBlock, 3)
 
   const int bh = (int)blockIdx.x, C = NH * kHs, nt = (T + kTile - 1) / kTile;
   const int kt = (int)blockIdx.y, k0 = kt * kTile;
-  const size_t in_head = (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+  const size_t in_head = head_offset(src, bh, NH);
   const bf16 *q16 = src.q + in_head, *k16 = src.k + in_head, *v16 = src.v + in_head;
   const bf16 *do16 = do16_all + (size_t)bh * T * kHs; /* head-major */
   const float *lse_h = lse + (size_t)bh * T, *D_h = D + (size_t)bh * T;
@@ -362,12 +369,8 @@ __global__ void __launch_bounds__(kBlock, 3)
       load_stats_async<kBlock>(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h,
                                q0 + kTile, T);
       cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
     }
-    fence_proxy_async();
-    __syncthreads();
+    tiles_ready(qt + 1 < nt);
     const uint64_t q_d = sw128_desc(s_q + buf * kKvBytes), do_d = sw128_desc(s_do + buf * kKvBytes);
     float st[kN][4], dpt[kN][4];
     two_products_t(st, dk_a, q_d, dpt, dv_a, do_d); /* S^T = K Q^T, dP^T = V dO^T */
@@ -412,7 +415,7 @@ __global__ void __launch_bounds__(kBlock, 4)
   const int bh = (int)blockIdx.x, C = NH * kHs;
   const int qt = (int)(gridDim.y - 1 - blockIdx.y); /* the longest rows first */
   const int q0 = qt * kTile;
-  const size_t in_head = (size_t)(bh / NH) * src.b_stride + (size_t)(bh % NH) * src.h_stride;
+  const size_t in_head = head_offset(src, bh, NH);
   const bf16 *q16 = src.q + in_head, *k16 = src.k + in_head, *v16 = src.v + in_head;
   const bf16 *do16 = do16_all + (size_t)bh * T * kHs; /* head-major */
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
@@ -440,12 +443,8 @@ __global__ void __launch_bounds__(kBlock, 4)
       load_rows(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, k0 + kTile, T, kTile);
       load_rows(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, k0 + kTile, T, kTile);
       cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
     }
-    fence_proxy_async();
-    __syncthreads();
+    tiles_ready(kt < qt);
     const uint64_t k_d = sw128_desc(s_k + buf * kKvBytes), v_d = sw128_desc(s_v + buf * kKvBytes);
     float s[kN][4], dp[kN][4];
     two_products_t(s, q_a, k_d, dp, do_a, v_d); /* S = Q K^T, dP = dO V^T */

@@ -15,9 +15,9 @@
 #include <stdint.h>
 
 #include "cuda/cuda_common.h"
+#include "cuda/nn_gelu.cuh"
 #include "cuda/nn_reduce.cuh"
 #include "cuda/quant_cuda.h"
-#include "cuda/nn_gelu.cuh"
 #include "cuda/quant_kernels.cuh"
 #include "lowp/cuda.h"
 

@@ -336,7 +336,7 @@ __device__ __forceinline__ void lowpi_flush_counts(unsigned long long sat, uint3
   if (threadIdx.x == 0) {
     if (amax && m)
       atomicMax((unsigned *)amax, m);
-    if (amax && hist && m) /* lowpi_record_amax */
+    if (amax && hist && m) /* the record */
       atomicMax((unsigned *)hist, m);
     if (sat)
       atomicAdd(nsat, sat);

@@ -333,9 +333,10 @@ static void test_dgelu_shape(lowp_format f, size_t R, size_t C) {
     GC_REQUIRE(lowp_cuda_memcpy(h_db_plain, d_db_plain, C * sizeof(float), LOWP_CUDA_D2H));
     GC_REQUIRE(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H));
     size_t bad = 0;
-    for (size_t j = 0; j < C; j++)
-      bad += !same_float(h_db[j], h_db_plain[j]);
-    GC_CHECK(bad == 0, "%s: %zu of %zu bias gradients differ from the two passes'", what, bad, C);
+    for (size_t j = 0; j < C; j++) /* (finite inputs: a NaN is a failure, even on both sides) */
+      bad += !same_float(h_db[j], h_db_plain[j]) || !isfinite(h_db[j]);
+    GC_CHECK(bad == 0, "%s: %zu of %zu bias gradients non-finite or unlike the two passes'", what,
+             bad, C);
     int same = 1;
     for (int w = 0; w < 2; w++)
       GC_OK(lowp_cuda_delayed_to_host(&dd[w], &back[w]));
