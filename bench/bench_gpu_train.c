@@ -135,13 +135,14 @@ static int bench_one(const char *model_name, const char *recipe_name, const benc
             "%llu W fp8 codes reused, "
             "%llu X amax given, %llu dY cast-transposed (%llu amax given); epilogues: %llu bias "
             "grads, %llu GELU (fwd + bwd; %llu with a bf16 bias vector), %llu qkv in bf16, %llu "
-            "refused; 1x128 both ways: %llu dY, %llu X (kept X^T taken %llu), %llu transposed\n",
+            "logits in bf16, %llu refused; 1x128 both ways: %llu dY, %llu X (kept X^T taken %llu), "
+            "%llu transposed\n",
             model_name, recipe_name, o->batch, tps, 100 * fpt * tps / 989e12,
             (double)peak / 1073741824.0, loss_first, loss_last, gc.runs[LOWPI_GEMM_RUN_FP8_BLOCK],
             gc.block_refused, gc.dy_reused, gc.x_bf16, gc.w_reused, gc.amax_reused, gc.bias_folded,
             gc.x_fp8_reused, gc.w_fp8_reused, gc.amax_given, gc.dy_cast_t, gc.dy_amax_given,
-            gc.bgrad_fused, gc.gelu_fused, gc.epi_bf16_vec, gc.out_bf16, gc.epi_refused, gc.dy_both,
-            gc.x_both, gc.x_block_kept, gc.block_t);
+            gc.bgrad_fused, gc.gelu_fused, gc.epi_bf16_vec, gc.out_bf16, gc.logits_bf16,
+            gc.epi_refused, gc.dy_both, gc.x_both, gc.x_block_kept, gc.block_t);
     fflush(stdout);
   }
   lowpi_gpu_trainer_free(t);

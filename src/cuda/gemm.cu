@@ -280,7 +280,7 @@ static cublasLtEpilogue_t lt_epilogue(const lowpi_gemm_epilogue *epi) {
   case LOWPI_EPI_GELU_AUX:
     return epi->vec ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
   case LOWPI_EPI_BIAS:
-    return CUBLASLT_EPILOGUE_BIAS;
+    return epi->vec ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
   default:
     return epi->vec ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
   }
@@ -466,8 +466,8 @@ lowp_status lowpi_cuda_gemm_epilogue(void *c, const void *a, const void *b, int 
   if (!o || !epi)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_epilogue: NULL argument");
   const int gelu = epi->kind == LOWPI_EPI_GELU_AUX || epi->kind == LOWPI_EPI_DGELU;
-  const int vec_required = epi->kind == LOWPI_EPI_BGRAD_A || epi->kind == LOWPI_EPI_BIAS;
-  if (!vec_required && !gelu)
+  const int vec_required = epi->kind == LOWPI_EPI_BGRAD_A;
+  if (!vec_required && !gelu && epi->kind != LOWPI_EPI_BIAS)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_epilogue: unknown epilogue %d",
                       (int)epi->kind);
   const int fp8 = is_fp8(o->a_format) || is_fp8(o->b_format);

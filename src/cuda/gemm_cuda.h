@@ -31,7 +31,7 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
  *   LOWPI_EPI_DGELU: C = (A B^T) * gelu'(aux) with aux (m, n) bf16 the GELU input of the forward,
  *     C bf16; and, if vec is not NULL, vec (n) = the column sums of C over m, the bias gradient
  *     of the layer before the GELU (cuBLASLt's DGELU_BGRAD). beta 0.
- *   LOWPI_EPI_BIAS: C = A B^T + vec (the bias (n), read, required), C bf16 or fp32, beta 0: the
+ *   LOWPI_EPI_BIAS: C = A B^T + vec (the bias (n), read; NULL: none), C bf16 or fp32, beta 0: the
  *     plain bias epilogue with a bf16 D and the vector's type chosen (lowp_cuda_gemm's bias is
  *     fp32 only, which cuBLASLt refuses with a bf16 D).
  * GELU_AUX and BIAS also take fp8 operands (e4m3 / e5m2 as lowp_cuda_gemm, their decode scales

@@ -1590,21 +1590,14 @@ unsigned lowpi_gpu_plain_from_env(void) {
   static const struct {
     const char *name;
     unsigned flag;
-  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},
-               {"x8", LOWPI_GPU_PLAIN_X8},
-               {"amax", LOWPI_GPU_PLAIN_AMAX},
-               {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
-               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX},
-               {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
-               {"xb", LOWPI_GPU_PLAIN_XB},
-               {"wmirror", LOWPI_GPU_PLAIN_W16},
-               {"x8p", LOWPI_GPU_PLAIN_X8P},
-               {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
-               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},
-               {"w8", LOWPI_GPU_PLAIN_W8},
-               {"res", LOWPI_GPU_PLAIN_RES},
-               {"dgelu_t", LOWPI_GPU_PLAIN_DGELU_T},
-               {"all", ~0u}};
+  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},       {"x8", LOWPI_GPU_PLAIN_X8},
+               {"amax", LOWPI_GPU_PLAIN_AMAX},       {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
+               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX}, {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
+               {"xb", LOWPI_GPU_PLAIN_XB},           {"wmirror", LOWPI_GPU_PLAIN_W16},
+               {"x8p", LOWPI_GPU_PLAIN_X8P},         {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
+               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},   {"w8", LOWPI_GPU_PLAIN_W8},
+               {"res", LOWPI_GPU_PLAIN_RES},         {"dgelu_t", LOWPI_GPU_PLAIN_DGELU_T},
+               {"z16", LOWPI_GPU_PLAIN_Z16},         {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;
   while (env && *env) {
@@ -1763,6 +1756,8 @@ static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_ep
   g->counts.runs[run]++;
   if (kind == LOWPI_EPI_GELU_AUX)
     g->counts.gelu_fused++;
+  else if (lin == g->nlin - 1) /* the LM head */
+    g->counts.logits_bf16++;
   else
     g->counts.out_bf16++;
   g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], run, inp.bf16);

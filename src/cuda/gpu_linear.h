@@ -151,10 +151,12 @@ enum {
                                      GEMM (lowpi_gpu_linear_forward_residual) */
   LOWPI_GPU_PLAIN_DGELU_T = 8192, /* "dgelu_t": GELU's backward written in fp32 and cast after,
                                      not made in fc's dY cast (lowpi_gpu_linear_backward_gelu_dy) */
+  LOWPI_GPU_PLAIN_Z16 = 16384,    /* "z16": a bf16 LM head's logits written in fp32 for the loss,
+                                     not in bf16 (gpu_model.c, head_forward) */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t (or "all").
+ * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t, z16 (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
@@ -251,9 +253,10 @@ lowp_status lowpi_gpu_linear_forward_gelu(lowpi_gpu_linears *g, int lin, uint16_
  * (N, OC) in bf16 alone (RNE of the fp32 sum plus the bias, in cuBLASLt's epilogue; the bias
  * rounded to bf16 where cuBLASLt takes it only in D's type, as for GELU, and always with fp8
  * operands: gemm_cuda.h): for a consumer that rounds it to bf16 anyway (the flash attention's
- * q, k, v; GELU's input, which the backward keeps in bf16); bias (OC) required. An fp8 linear
- * quantizes X and W as lowpi_gpu_linear_forward does (X's amax from inp.amax, its codes kept for
- * the wgrad). counts.out_bf16; LOWP_ERR_UNSUPPORTED when cuBLASLt refuses (nothing written). */
+ * q, k, v; GELU's input, which the backward keeps in bf16; the LM head's logits for the loss);
+ * bias (OC) NULL for none. An fp8 linear quantizes X and W as lowpi_gpu_linear_forward does (X's
+ * amax from inp.amax, its codes kept for the wgrad). counts.out_bf16; LOWP_ERR_UNSUPPORTED when
+ * cuBLASLt refuses (nothing written). */
 int lowpi_gpu_linear_bf16_out(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
 lowp_status lowpi_gpu_linear_forward_bf16(lowpi_gpu_linears *g, int lin, uint16_t *out,
                                           lowpi_gpu_act inp, const float *weight, const float *bias,
@@ -323,6 +326,8 @@ typedef struct {
                                         (lowpi_gpu_linears_set_amax_mirror) */
   unsigned long long out_bf16;       /* fprops writing their output in bf16 alone (qkv for the flash
                                         attention: lowpi_gpu_linear_forward_bf16) */
+  unsigned long long logits_bf16;    /* the LM head's (the last linear's) fprops writing the logits
+                                        in bf16 alone for the loss (not in out_bf16) */
   unsigned long long epi_bf16_vec; /* GELU / qkv epilogues whose bias (gradient) went in bf16, where
                                       cuBLASLt refused an fp32 vector with a bf16 D: fc's bias
                                       rounded to bf16 (RNE) for the forward, fc's bias gradient

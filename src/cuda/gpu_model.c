@@ -100,6 +100,7 @@ struct lowpi_gpu_model {
   /* GELU in the fc / fc_proj GEMMs' epilogues (gelu_fusable): off from cuBLASLt's first refusal
    * of the forward's or the backward's epilogue; which layers' last forward ran fused. */
   int gelu_fwd_off, dgelu_off;
+  int z16_off;               /* the bf16 logits (head_forward) refused by cuBLASLt */
   unsigned char *gelu_fused; /* (L) */
   /* Distillation (lowpi_gpu_model_set_distill): the teacher's logits for the next training
    * forward (device), or NULL */
@@ -393,7 +394,8 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->fch, gelu_in_bf16(g) ? 0 : L * N * FC * 4},
       {(void **)&a->fch16, gelu_in_bf16(g) ? L * N * FC * 2 : 0},
       {(void **)&a->lnf_stats, 2 * N * 4},
-      {(void **)&a->logits, N * V * 4},
+      /* a bf16 head's loss takes bf16 logits (head_forward): its fp32 ones made on first need */
+      {(void **)&a->logits, g->head_bf16 ? 0 : N * V * 4},
       /* the head's dY in bf16, which its GEMMs take as they are; else the cast's scratch */
       {(void **)&a->dlogits16, g->head_bf16 ? N * V * 2 : 0},
       {(void **)&a->losses, N * 4},
@@ -884,6 +886,35 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
                                    act_bwd(&a->ln2, l), w->fcw, n, C, FC);
 }
 
+/* The LM head's forward. For the plain cross-entropy (loss) under a bf16 head, the logits in
+ * bf16 alone (as bf16 autocast's; *z16 = 1) into dlogits16, whose bf16 gradient then overwrites
+ * them in place: half the bytes written by the GEMM and read by the loss, and the fp32 logits
+ * never made (nor their N V 4 bytes allocated until a forward wants them). Else (the logits wanted:
+ * no targets; distillation's soft targets; an fp32 or fp16 head; cuBLASLt refused;
+ * LOWPI_GPU_PLAIN_Z16) the fp32 logits, *z16 = 0. */
+static lowp_status head_forward(lowpi_gpu_model *g, int loss, int n, int *z16) {
+  const lowp_model_config *c = &g->cfg;
+  gpu_acts *a = &g->a;
+  const int L = c->n_layer, C = c->n_embd, V = c->vocab;
+  const lowpi_gpu_act x = act_fwd(g, &a->lnf, 0, 4 * L);
+  *z16 = 0;
+  if (loss && g->head_bf16 && !g->z16_off && !(g->plain & LOWPI_GPU_PLAIN_Z16)) {
+    const lowp_status st =
+        lowpi_gpu_linear_forward_bf16(g->lin, 4 * L, a->dlogits16, x, g->p.head, NULL, n, C, V);
+    if (st != LOWP_ERR_UNSUPPORTED) {
+      *z16 = st == LOWP_OK;
+      return st;
+    }
+    g->z16_off = 1; /* cuBLASLt refused: the fp32 logits from now on */
+  }
+  if (!a->logits) {
+    const size_t bytes = (size_t)g->cap_B * (size_t)g->cap_T * (size_t)V * sizeof(float);
+    LOWPI_TRY(lowp_cuda_malloc((void **)&a->logits, bytes));
+    g->act_bytes += bytes;
+  }
+  return lowpi_gpu_linear_forward(g->lin, 4 * L, a->logits, x, g->p.head, NULL, n, C, V);
+}
+
 lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
                                     const int32_t *targets, int B, int T, float loss_scale) {
   const lowp_model_config *c = &g->cfg;
@@ -999,11 +1030,16 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
                                       b_left, g->p.lnfw, g->p.lnfb, n));
     }
   }
-  LOWPI_TRY(lowpi_gpu_linear_forward(lin, 4 * L, a->logits, act_fwd(g, &a->lnf, 0, 4 * L),
-                                     g->p.head, NULL, n, C, V));
+  const int train = targets && loss_scale != 0.0f;
+  int z16 = 0;
+  LOWPI_TRY(head_forward(g, targets && !(train && g->teacher_logits), n, &z16));
   g->have_forward = 1;
-  if (targets) { /* training: dlogits too, in the same pass over the logits */
-    const int train = loss_scale != 0.0f;
+  if (targets && z16) { /* the loss and, training, dlogits from the bf16 logits, in place */
+    LOWPI_TRY(lowpi_cuda_crossentropy_bf16(a->losses, train ? a->dlogits16 : NULL, a->dlogits16,
+                                           a->targets, n, V, loss_scale / (float)N));
+    LOWPI_TRY(lowpi_cuda_mean(a->loss, a->losses, N));
+    g->have_dlogits = train;
+  } else if (targets) { /* training: dlogits too, in the same pass over the logits */
     float *dl32 = train && !g->head_bf16 ? a->logits : NULL;
     uint16_t *dl16 = train && g->head_bf16 ? a->dlogits16 : NULL;
     if (train && g->teacher_logits) /* distillation: the soft-target loss, the same one pass */

@@ -55,8 +55,10 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g);
  * weight alpha; NULL: the plain cross-entropy. Evaluation forwards always take the latter. */
 void lowpi_gpu_model_set_distill(lowpi_gpu_model *g, const float *teacher_logits, float temp,
                                  float alpha);
-/* Device: the logits (B, T, vocab) of the last forward without training (a training forward
- * overwrites them with dlogits where the head is fp32). */
+/* Device: the fp32 logits (B, T, vocab) of the last forward without targets. (A forward with
+ * targets may leave them unwritten: a bf16 head gives its loss from bf16 logits, kept elsewhere,
+ * and its fp32 logits are allocated at the first forward that wants them: NULL before; a
+ * training forward overwrites them with dlogits where the head is fp32.) */
 const float *lowpi_gpu_model_logits(const lowpi_gpu_model *g);
 const float *lowpi_gpu_model_loss(const lowpi_gpu_model *g); /* device: one float */
 float *lowpi_gpu_model_params(lowpi_gpu_model *g); /* device (shard 3: the non-block ones) */

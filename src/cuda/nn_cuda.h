@@ -260,6 +260,13 @@ lowp_status lowpi_cuda_crossentropy(float *losses, float *dlogits, uint16_t *dlo
                                     const float *logits, const int32_t *targets, int N, int V,
                                     float dloss);
 
+/* The same from bf16 logits (the codes of a bf16 LM head's output, as PyTorch's bf16 autocast
+ * gives its loss): the loss of their values, computed in fp32, and their gradient's bf16 RNE codes
+ * into dlogits (N, V) or NULL, which may equal logits (in place). Half the bytes of the fp32
+ * logits read, and the row cached in shared memory up to twice the fp32 kernel's V. */
+lowp_status lowpi_cuda_crossentropy_bf16(float *losses, uint16_t *dlogits, const uint16_t *logits,
+                                         const int32_t *targets, int N, int V, float dloss);
+
 /* Soft-target (distillation) cross-entropy, fused the same way: nn/crossentropy.c's
  * lowpi_crossentropy_soft against teacher (N, V) (another buffer than logits and dlogits) with
  * temperature temp > 0 and weight alpha in [0, 1]; dlogits (may equal logits) and dlogits_bf16

@@ -79,6 +79,90 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/* bf16 logits (the codes of a bf16 LM head's output), the loss and the bf16 gradient: the kernel
+ * above on the codes' values (exact in fp32), with the row cached as its codes (half the bytes:
+ * two blocks an SM) and, where V % 8 == 0, eight codes a thread at a time (16-byte loads and
+ * stores; thread t sums codes 8t..8t+7, then 8(t + kThreads).., a fixed order of its own).
+ * dlogits may equal logits: cached, the later passes read shared memory; uncached, each thread
+ * reads its codes before it writes them, and z[target] is read before the first barrier. */
+__device__ __forceinline__ float bf16_value(uint32_t code) {
+  return __uint_as_float(code << 16);
+}
+
+template <bool kCached, unsigned kThreads>
+__global__ void __launch_bounds__(kThreads, kCached ? 2 : 1)
+    crossentropy_bf16_kernel(float *__restrict__ losses, uint16_t *dlogits, const uint16_t *logits,
+                             const int32_t *__restrict__ targets, int V, float dloss) {
+  extern __shared__ uint4 cached_codes[]; /* V codes when kCached */
+  __shared__ float red[kThreads / 32];
+  const size_t row = blockIdx.x;
+  const uint16_t *zg = logits + row * V;
+  const int32_t target = targets[row];
+  const bool valid = target >= 0 && target < V;
+  const float zt = valid ? bf16_value(zg[target]) : NAN;
+  const bool vec = (V & 7) == 0; /* then every row starts 16-byte aligned */
+  const int nvec = V / 8;
+  uint16_t *cached = reinterpret_cast<uint16_t *>(cached_codes);
+  float maxv = -INFINITY;
+  if (vec) {
+    for (int i = (int)threadIdx.x; i < nvec; i += kThreads) {
+      const uint4 q = reinterpret_cast<const uint4 *>(zg)[i];
+      if (kCached)
+        cached_codes[i] = q;
+      const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int k = 0; k < 4; k++)
+        maxv = fmaxf(maxv, fmaxf(bf16_value(w[k] & 0xFFFFu), bf16_value(w[k] >> 16)));
+    }
+  } else {
+    for (int v = (int)threadIdx.x; v < V; v += kThreads) {
+      const uint16_t c = zg[v];
+      if (kCached)
+        cached[v] = c;
+      maxv = fmaxf(maxv, bf16_value(c));
+    }
+  }
+  maxv = lowpi_block_max<kThreads>(maxv, red); /* a barrier: the cached row is complete */
+  const uint16_t *z = kCached ? cached : zg;
+  float sum = 0.0f;
+  if (vec) {
+    for (int i = (int)threadIdx.x; i < nvec; i += kThreads) {
+      const uint4 q = reinterpret_cast<const uint4 *>(z)[i];
+      const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int k = 0; k < 4; k++)
+        sum += expf(bf16_value(w[k] & 0xFFFFu) - maxv) + expf(bf16_value(w[k] >> 16) - maxv);
+    }
+  } else {
+    for (int v = (int)threadIdx.x; v < V; v += kThreads)
+      sum += expf(bf16_value(z[v]) - maxv);
+  }
+  sum = lowpi_block_sum<kThreads>(sum, red);
+  if (threadIdx.x == 0)
+    losses[row] = logf(sum) - (zt - maxv);
+  if (!dlogits)
+    return;
+  const float inv = 1.0f / sum;
+  uint16_t *d = dlogits + row * V;
+  auto grad = [&](uint32_t code, int v) {
+    const float g = (expf(bf16_value(code) - maxv) * inv - (v == target ? 1.0f : 0.0f)) * dloss;
+    return lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(g);
+  };
+  if (vec) {
+    for (int i = (int)threadIdx.x; i < nvec; i += kThreads) {
+      const uint4 q = reinterpret_cast<const uint4 *>(z)[i];
+      uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int k = 0; k < 4; k++)
+        w[k] = grad(w[k] & 0xFFFFu, 8 * i + 2 * k) | grad(w[k] >> 16, 8 * i + 2 * k + 1) << 16;
+      reinterpret_cast<uint4 *>(d)[i] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+  } else {
+    for (int v = (int)threadIdx.x; v < V; v += kThreads)
+      d[v] = (uint16_t)grad(z[v], v);
+  }
+}
+
 /* The soft-target loss: losses = att KL + b CE, dlogits = (at (ps - pt) + b (p - onehot)) *
  * dloss with at = A T, att = A T^2, b = 1 - A (lowpi_crossentropy_soft, operation by operation).
  * dlogits may equal logits, as above (each z[v] is read before the one thread that writes d[v]
@@ -143,8 +227,9 @@ __global__ void __launch_bounds__(kThreads)
     losses[row] = att * kl + b * (logf(s) - (ztarget - ms));
 }
 
-/* The largest V whose row the cached kernel can hold (0 until asked; the device's opt-in limit
- * of shared memory per block, less the static reduction scratch). */
+/* The largest V whose fp32 row the cached kernels can hold (twice that in bf16 codes; 0 until
+ * asked; the device's opt-in limit of shared memory per block, less the static reduction scratch).
+ */
 int cached_max_v(void) {
   static int max_v = -1;
   if (max_v < 0) {
@@ -158,6 +243,9 @@ int cached_max_v(void) {
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            max_v * (int)sizeof(float)) != cudaSuccess ||
                       cudaFuncSetAttribute(soft_crossentropy_kernel<true, kCachedThreads>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           max_v * (int)sizeof(float)) != cudaSuccess ||
+                      cudaFuncSetAttribute(crossentropy_bf16_kernel<true, kCachedThreads>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            max_v * (int)sizeof(float)) != cudaSuccess))
       max_v = 0;
@@ -195,6 +283,24 @@ lowp_status lowpi_cuda_crossentropy(float *losses, float *dlogits, uint16_t *dlo
   else
     crossentropy_kernel<false, kRowThreads>
         <<<(unsigned)N, kRowThreads>>>(losses, dlogits, dlogits_bf16, logits, targets, V, dloss);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_crossentropy_bf16(float *losses, uint16_t *dlogits, const uint16_t *logits,
+                                         const int32_t *targets, int N, int V, float dloss) {
+  // losses (N), dlogits (N, V) or NULL, logits (N, V) bf16 codes, targets (N)
+  LOWPI_NN_REQUIRE(losses && logits && targets, "lowpi_cuda_crossentropy_bf16", "NULL buffer");
+  LOWPI_NN_REQUIRE(N >= 0 && V > 0, "lowpi_cuda_crossentropy_bf16", "bad shape N %d V %d", N, V);
+  if (N == 0)
+    return LOWP_OK;
+  if ((size_t)V <= 2 * (size_t)cached_max_v())
+    crossentropy_bf16_kernel<true, kCachedThreads>
+        <<<(unsigned)N, kCachedThreads, ((size_t)V * 2 + 15) / 16 * 16>>>(losses, dlogits, logits,
+                                                                          targets, V, dloss);
+  else
+    crossentropy_bf16_kernel<false, kRowThreads>
+        <<<(unsigned)N, kRowThreads>>>(losses, dlogits, logits, targets, V, dloss);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

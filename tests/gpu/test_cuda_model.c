@@ -142,6 +142,48 @@ static void two_pass_norms(lowp_model *m, const lowp_recipe *recipe, const char 
   free(g2);
 }
 
+/* The bf16 LM head's loss from its fp32 logits (LOWPI_GPU_PLAIN_Z16) against the default, from
+ * bf16 logits (g_16, loss_16). Each logit z moves by at most 2^-8 |z| (bf16's unit roundoff)
+ * when rounded to bf16, so each row's log-sum-exp and z[target] by at most 2^-8 max |z| each:
+ * the mean losses differ by at most 2^-7 max |z| (plus fp32 slack). The gradient: dlogits are
+ * bf16 codes both ways (the softmax of logits 2^-8 |z| apart, then the codes' rounding), so the
+ * parameter gradients agree to a few 2^-8; 2^-5 catches a wrong row, scale or sign. */
+static void fp32_logits(lowp_model *m, const lowp_recipe *recipe, const char *what,
+                        const int32_t *in, const int32_t *tg, int B, int T, const float *g_16,
+                        float loss_16, int gelu_mode) {
+  const size_t np = lowp_model_num_params(m), NV = (size_t)B * T * lowp_model_get_config(m)->vocab;
+  lowpi_gpu_model *gm = NULL;
+  float *g2 = malloc(np * sizeof(float)), *z = malloc(NV * sizeof(float)), loss2 = NAN;
+  if (!g2 || !z)
+    exit(1);
+  if (GC_OK(lowpi_gpu_model_create_plain(&gm, m, recipe, 7, B, T, 0, LOWPI_GPU_PLAIN_Z16)) &&
+      (lowpi_gpu_model_set_gelu_fusion(gm, gelu_mode <= 1, gelu_mode == 0), 1) &&
+      GC_OK(lowpi_gpu_model_forward(gm, in, tg, B, T, 1.0f)) &&
+      GC_OK(lowp_cuda_memcpy(z, lowpi_gpu_model_logits(gm), NV * sizeof(float), LOWP_CUDA_D2H)) &&
+      GC_OK(lowpi_gpu_model_backward(gm)) &&
+      GC_OK(lowp_cuda_memcpy(g2, lowpi_gpu_model_grads(gm), np * sizeof(float), LOWP_CUDA_D2H)) &&
+      GC_OK(lowp_cuda_memcpy(&loss2, lowpi_gpu_model_loss(gm), sizeof(float), LOWP_CUDA_D2H))) {
+    lowpi_gpu_gemm_counts cn;
+    lowpi_gpu_linears_counts(lowpi_gpu_model_linears(gm), &cn);
+    double zmax = 0;
+    for (size_t i = 0; i < NV; i++)
+      zmax = fmax(zmax, fabs(z[i]));
+    int finite;
+    const double d = rel_diff(g_16, g2, np, &finite), bound = 0x1p-7 * zmax + 1e-6 * fabs(loss2);
+    printf("  %s: bf16 logits against fp32 ones: loss %.7f vs %.7f (bound %.2e), gradients rel "
+           "%.2e\n",
+           what, (double)loss_16, (double)loss2, bound, d);
+    GC_CHECK(cn.logits_bf16 == 0 && finite && isfinite(loss_16) && isfinite(loss2) &&
+                 fabs((double)loss_16 - loss2) <= bound && d <= 0x1p-5,
+             "%s: bf16 logits: loss %.9g vs fp32 logits' %.9g (bound %.2e), gradients rel %.2e, "
+             "%llu bf16 logits made with z16 off",
+             what, (double)loss_16, (double)loss2, bound, d, cn.logits_bf16);
+  }
+  lowpi_gpu_model_free(gm);
+  free(g2);
+  free(z);
+}
+
 /* The GELU epilogues of the bf16 recipe (gpt2): fc's fprop with GELU, fc_proj's dgrad with GELU's
  * backward and fc's bias gradient; the other linears' bias gradients from the wgrad's epilogue.
  * gelu_mode: 0 both fused (the default), 1 the forward fused and the backward not (the fallback
@@ -280,6 +322,11 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
            arch ? "llama" : "gpt2", recipe_name, cn.runs[0], cn.runs[1], cn.runs[2], cn.runs[3],
            cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK], cn.block_refused, cn.dy_reused, cn.amax_reused);
     check_epilogues(arch, recipe_name, gelu_mode, cfg.n_layer, 2, &cn);
+    /* a bf16 LM head (every recipe but fp32 / fp16) writes its logits in bf16 for the loss */
+    const int head16 = lowpi_gpu_linear_is_bf16(lowpi_gpu_model_linears(gm), 4 * cfg.n_layer);
+    GC_CHECK(cn.logits_bf16 == (head16 ? 2ull : 0ull),
+             "%s %s: %llu forwards with bf16 logits (want %d: %s)", arch ? "llama" : "gpt2",
+             recipe_name, cn.logits_bf16, head16 ? 2 : 0, lowp_last_error());
     if (!strcmp(recipe_name, "fp8-block") && lowpi_cuda_fp8_block_supported())
       GC_CHECK(cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK] > 0 && cn.block_refused == 0,
                "%s fp8-block: an sm_90 device, but %llu native block GEMMs (%llu refused: %s)",
@@ -460,12 +507,16 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   }
   const int ran = gm != NULL;
   lowpi_gpu_model_free(gm);
-  /* all but the two-pass norm backward (not the same bits: two_pass_norms checks it) */
+  /* all but the two-pass norm backward and the fp32 logits (not the same bits: two_pass_norms
+   * and fp32_logits check them) */
   if (ran)
     same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode,
-                  ~(unsigned)LOWPI_GPU_PLAIN_LN_BWD);
+                  ~(unsigned)(LOWPI_GPU_PLAIN_LN_BWD | LOWPI_GPU_PLAIN_Z16));
   if (ran && !strcmp(recipe_name, "fp8-current"))
     same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode, kKeptOff);
+  if (ran && !strcmp(recipe_name, "bf16"))
+    fp32_logits(m, &recipe, arch ? "llama bf16" : "gpt2 bf16", in, tg, B, T, g_gpu, loss_gpu,
+                gelu_mode);
   if (ran && !strcmp(recipe_name, "fp32"))
     two_pass_norms(m, &recipe, arch ? "llama fp32" : "gpt2 fp32", in, tg, B, T, g_gpu, loss_gpu);
 

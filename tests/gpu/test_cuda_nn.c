@@ -1300,6 +1300,83 @@ static void test_attention(shape s, lowp_format compute) {
     free(host[i]);
 }
 
+/* Cross-entropy from bf16 logits (lowpi_cuda_crossentropy_bf16): the CPU's fp32 cross-entropy of
+ * the codes' values (exact in fp32) is the oracle, with test_crossentropy's bounds (they hold
+ * for any order of the sum); the bf16 gradient adds its own RNE rounding, at most bf16's unit
+ * roundoff 2^-8 of the fp32 value. In place, and without the gradient: the same bits. */
+static void test_crossentropy_bf16(shape s) {
+  const int N = s.B * s.T, V = s.V;
+  const size_t NV = (size_t)N * V;
+  const float dloss = 1.0f / (float)N;
+  printf("  crossentropy from bf16 logits N %d V %d\n", N, V);
+  float *z = hbuf(NV), *probs = hbuf(NV), *loss = hbuf(N), *dz = hbuf(NV), *got = hbuf(N);
+  uint16_t *z16 = malloc(NV * 2), *dz16 = malloc(NV * 2);
+  int32_t *tg = malloc((size_t)N * sizeof(int32_t));
+  if (!z16 || !dz16 || !tg)
+    exit(1);
+  fill(z, NV, -4, 4);
+  z[V / 2] = 80.0f; /* row 0: a huge logit */
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  GC_REQUIRE(lowp_encode(LOWP_BF16, z, NV, z16, &rne));
+  for (size_t i = 0; i < NV; i++) { /* the codes' values: the top half of an fp32 */
+    const uint32_t u = (uint32_t)z16[i] << 16;
+    memcpy(&z[i], &u, sizeof u);
+  }
+  for (int i = 0; i < N; i++)
+    tg[i] = (int32_t)(gc_uniform() * V);
+  lowpi_crossentropy_forward(loss, probs, z, tg, N, V);
+  lowpi_crossentropy_backward(dz, probs, tg, N, V, dloss);
+
+  uint16_t *d_z = dbytes(NV * 2), *d_dz = dbytes(NV * 2), *d_inplace = dbytes(NV * 2);
+  GC_REQUIRE(lowp_cuda_memcpy(d_z, z16, NV * 2, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_inplace, z16, NV * 2, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memset(d_dz, 0xFF, NV * 2));
+  float *d_loss = dpoison(N), *d_loss2 = dpoison(N), *d_loss3 = dpoison(N);
+  int32_t *d_tg = dtokens(tg, (size_t)N);
+  const double rel = 0x1p-22 + (2.0 * V + 8) * U;
+  if (GC_OK(lowpi_cuda_crossentropy_bf16(d_loss, d_dz, d_z, d_tg, N, V, dloss))) {
+    download(got, d_loss, (size_t)N);
+    cmp c;
+    cmp_begin(&c, "crossentropy bf16 loss");
+    for (int i = 0; i < N; i++) {
+      float maxv = -INFINITY;
+      for (int v = 0; v < V; v++)
+        maxv = fmaxf(maxv, z[(size_t)i * V + v]);
+      const double zt = fabs((double)z[(size_t)i * V + tg[i]] - maxv);
+      cmp_one(&c, (size_t)i, got[i], loss[i], rel + 0x1p-21 * (2 * fabs(loss[i]) + zt));
+    }
+    cmp_end(&c);
+    GC_REQUIRE(lowp_cuda_memcpy(dz16, d_dz, NV * 2, LOWP_CUDA_D2H));
+    cmp_begin(&c, "crossentropy bf16 dlogits");
+    for (size_t i = 0; i < NV; i++) {
+      const uint32_t u = (uint32_t)dz16[i] << 16;
+      float g;
+      memcpy(&g, &u, sizeof g);
+      const double b32 = fabs(dloss) * (probs[i] * rel + 0x1p-23) + 1e-30;
+      cmp_one(&c, i, g, dz[i], b32 + 0x1p-8 * (fabs(dz[i]) + b32));
+    }
+    cmp_end(&c);
+  }
+  if (GC_OK(lowpi_cuda_crossentropy_bf16(d_loss2, NULL, d_z, d_tg, N, V, dloss)) &&
+      GC_OK(lowpi_cuda_crossentropy_bf16(d_loss3, d_inplace, d_inplace, d_tg, N, V, dloss))) {
+    check_same("crossentropy bf16 loss without dlogits", d_loss, d_loss2, (size_t)N);
+    check_same("crossentropy bf16 loss in place", d_loss, d_loss3, (size_t)N);
+    check_same_codes("crossentropy bf16 dlogits in place", d_inplace, d_dz, NV);
+  }
+  const int32_t bad = -1; /* a target outside [0, V): a NaN loss */
+  GC_REQUIRE(lowp_cuda_memcpy(d_tg, &bad, sizeof bad, LOWP_CUDA_H2D));
+  if (GC_OK(lowpi_cuda_crossentropy_bf16(d_loss2, NULL, d_z, d_tg, N, V, dloss))) {
+    download(got, d_loss2, 1);
+    GC_CHECK(isnan(got[0]), "crossentropy bf16: target -1 gave loss %g, not NaN", got[0]);
+  }
+  void *dev[] = {d_z, d_dz, d_inplace, d_loss, d_loss2, d_loss3, d_tg};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  void *host[] = {z, probs, loss, dz, got, z16, dz16, tg};
+  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+    free(host[i]);
+}
+
 /* Cross-entropy: loss = log(sum) - (z_t - max). The sum's terms differ by expf's ulps (<= 2^-22
  * relative together) and its order (<= 2 V u relative): log(sum) by that much absolutely,
  * plus logf's and the subtraction's rounding. The gradient p - onehot: p relative to the
@@ -1627,6 +1704,7 @@ static void run_shape(shape s) {
   test_attention(s, LOWP_FP32);
   test_attention(s, LOWP_BF16);
   test_crossentropy(s);
+  test_crossentropy_bf16(s);
 }
 #endif /* LOWP_HAVE_CUDA */
 
@@ -1646,12 +1724,19 @@ int main(void) {
   const int count = gc_small() ? 3 : 4;
   for (int i = 0; i < count; i++)
     run_shape(shapes[i]);
-  /* vocabularies of real size: GPT-2's (odd: the row cached in shared memory, scalar loads) and
-   * one too large to cache (the three-pass kernel) */
-  const shape vocabs[] = {{1, 5, 32, 2, 50257}, {1, 3, 32, 2, 60001}};
-  for (int i = 0; i < 2; i++) {
+  /* vocabularies of real size: GPT-2's (odd: the row cached in shared memory, scalar loads), its
+   * padded 50304 (16-byte vectors), one too large to cache in fp32 (the three-pass kernel), and
+   * for bf16 logits two too large to cache in bf16 (vectors, scalars) */
+  const shape vocabs[] = {{1, 5, 32, 2, 50257},
+                          {1, 4, 32, 2, 50304},
+                          {1, 3, 32, 2, 60001},
+                          {1, 2, 32, 2, 131072},
+                          {1, 2, 32, 2, 131073}};
+  for (int i = 0; i < 5; i++) {
     printf("B %d T %d V %d\n", vocabs[i].B, vocabs[i].T, vocabs[i].V);
-    test_crossentropy(vocabs[i]);
+    if (i < 3)
+      test_crossentropy(vocabs[i]);
+    test_crossentropy_bf16(vocabs[i]);
   }
   /* the norms on awkward shapes: rows 1, 17, 1000; C 1, 33 (scalar layout), 768 (GPT-2 124M,
    * 16-byte layout), 1280 (774M: the fused backward's K 10), 1284 (K 12, its last vectors past
