@@ -27,9 +27,9 @@
  *   GPU agree bit for bit. Integers: symmetric, RNE (or SR), clamped to +-127 / +-7, NaN -> 0.
  *   NF4: NaN -> the zero code.
  * - Rounding is RNE or stochastic (LOWP_ROUND_SR) per tensor. SR draws its random bits from
- *   lowpi_random64(seed, offset, index) with index = the element's row-major index in the
- *   tensor (i * cols + j); the column-wise copy uses its own row-major index in the transpose
- *   (j * rows + i) and the stream offset ^ 2^63, so the two copies are independent.
+ *   lowpi_sr_bits(seed, offset, index) (docs/formats.md) with index = the element's row-major
+ *   index in the tensor (i * cols + j); the column-wise copy uses its own row-major index in the
+ *   transpose (j * rows + i) and the stream offset ^ 2^63, so the two copies are independent.
  * - Partial blocks: rows and columns need not be multiples of the block. The last block of a
  *   row (and, for 2D blocks, of a column) takes its amax over the values present, which is
  *   exactly what zero-padding to the block size gives. NO scaling mode requires divisibility.

@@ -61,14 +61,22 @@ __global__ void decode_generic(lowpi_fmt f, const void *__restrict__ codes, size
  * cast_fast.cuh where they exist, else the scalar rule in 32-bit arithmetic (cast_fast32.h,
  * whose format branches then fold). */
 template <lowp_format F, lowp_round R, lowp_overflow O>
-__device__ __forceinline__ uint32_t encode_one(lowpi_fmt f, float x, uint64_t seed, uint64_t offset,
-                                               uint64_t index) {
+__device__ __forceinline__ uint32_t encode_one(lowpi_fmt f, float x, uint32_t sr_bits) {
   if constexpr (F == LOWP_BF16 && R == LOWP_ROUND_RNE)
     return lowpi_bf16_rne<O>(x);
   else if constexpr (F == LOWP_FP16 && R == LOWP_ROUND_RNE)
     return lowpi_fp16_rne<O>(x);
   else
-    return lowpi_encode_fast(f, x, R, O, seed, offset, index);
+    return lowpi_encode_fast_drawn(f, x, R, O, sr_bits);
+}
+
+/* Stochastic rounding's draws of elements i0 .. i0 + 3 (i0 a multiple of 4): one Philox call. */
+template <lowp_round R>
+__device__ __forceinline__ lowpi_u32x4 draws4(uint64_t seed, uint64_t offset, uint64_t i0) {
+  if constexpr (R == LOWP_ROUND_SR)
+    return lowpi_sr_block(seed, offset, i0 >> 2);
+  else
+    return lowpi_u32x4{{0u, 0u, 0u, 0u}};
 }
 
 /* VEC codes of BYTES each packed little-endian into four 32-bit words (one uint4). */
@@ -94,15 +102,21 @@ __global__ void encode_vec(const float *__restrict__ x, size_t n, void *__restri
     }
     uint32_t w[4] = {0, 0, 0, 0};
 #pragma unroll
-    for (int j = 0; j < VEC; j++) {
-      uint32_t c = encode_one<F, R, O>(f, in[j], seed, offset, v * VEC + (size_t)j);
-      w[j / PER_WORD] |= c << (8 * BYTES * (j % PER_WORD));
+    for (int q = 0; q < VEC / 4; q++) { /* VEC is a multiple of 4: so is each quad's index */
+      const lowpi_u32x4 r = draws4<R>(seed, offset, v * VEC + 4 * (size_t)q);
+#pragma unroll
+      for (int k = 0; k < 4; k++) {
+        const int j = 4 * q + k;
+        const uint32_t c = encode_one<F, R, O>(f, in[j], r.v[k]);
+        w[j / PER_WORD] |= c << (8 * BYTES * (j % PER_WORD));
+      }
     }
     ((uint4 *)codes)[v] = make_uint4(w[0], w[1], w[2], w[3]);
   }
   C *out = (C *)codes;
   for (size_t i = nvec * VEC + lowpi_global_tid(); i < n; i += lowpi_grid_stride())
-    out[i] = (C)encode_one<F, R, O>(f, x[i], seed, offset, i);
+    out[i] =
+        (C)encode_one<F, R, O>(f, x[i], R == LOWP_ROUND_SR ? lowpi_sr_bits(seed, offset, i) : 0u);
 }
 
 template <lowp_format F>

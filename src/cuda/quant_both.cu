@@ -284,10 +284,11 @@ __device__ __forceinline__ uint32_t encode4(const float (&y)[4], const lowpi_fmt
       w |= qencode_any(f, y[k], rnd, seed, offset, index0 + (size_t)k) << (8 * k);
     return w;
   } else {
-    uint32_t w = 0;
+    uint32_t r[4], w = 0;
+    lowpi_sr_draw4<RR>(r, rnd, seed, offset, index0);
 #pragma unroll
     for (int k = 0; k < 4; k++)
-      w |= lowpi_qencode<FF, RR>(f, y[k], rnd, seed, offset, index0 + (size_t)k) << (8 * k);
+      w |= lowpi_qencode_drawn<FF, RR>(f, y[k], rnd, r[k]) << (8 * k);
     return w;
   }
 }

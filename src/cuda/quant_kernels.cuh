@@ -192,8 +192,8 @@ template <int FF, int RR> __host__ __device__ constexpr bool lowpi_is_hw_fp8() {
  * rule, stochastic rounding included); lowpi_kAny: f / rnd at run time through the scalar
  * rule lowpi_encode itself (the generic path). */
 template <int FF, int RR>
-__device__ __forceinline__ uint32_t lowpi_qencode(const lowpi_fmt &f, float y, lowp_round rnd,
-                                                  uint64_t seed, uint64_t offset, uint64_t index) {
+__device__ __forceinline__ uint32_t lowpi_qencode_drawn(const lowpi_fmt &f, float y, lowp_round rnd,
+                                                        uint32_t sr_bits) {
   if constexpr (lowpi_is_hw_fp8<FF, RR>()) {
     return lowpi_fp8_pair<FF>(y, 0.0f) & 0xFFu;
   } else if constexpr (FF == LOWP_E2M1 && RR == LOWP_ROUND_RNE) {
@@ -204,10 +204,43 @@ __device__ __forceinline__ uint32_t lowpi_qencode(const lowpi_fmt &f, float y, l
     if ((lowpi_f32_bits(y) & 0x7FFFFFFFu) > 0x7F800000u)
       y = lowpi_bits_f32(0x7FC00000u);
     if constexpr (FF == lowpi_kAny || RR == lowpi_kAny)
-      return lowpi_encode(f, y, rnd, LOWP_OVERFLOW_SATURATE, seed, offset, index);
+      return lowpi_encode_drawn(f, y, rnd, LOWP_OVERFLOW_SATURATE, sr_bits);
     else
-      return lowpi_encode_fast(lowpi_fmt_of((lowp_format)FF), y, (lowp_round)RR,
-                               LOWP_OVERFLOW_SATURATE, seed, offset, index);
+      return lowpi_encode_fast_drawn(lowpi_fmt_of((lowp_format)FF), y, (lowp_round)RR,
+                                     LOWP_OVERFLOW_SATURATE, sr_bits);
+  }
+}
+
+/* Whether the (compile-time) rounding RR draws random bits under the run-time rnd. */
+template <int RR> __device__ __forceinline__ bool lowpi_draws(lowp_round rnd) {
+  return RR == LOWP_ROUND_SR || (RR == lowpi_kAny && rnd == LOWP_ROUND_SR);
+}
+
+template <int FF, int RR>
+__device__ __forceinline__ uint32_t lowpi_qencode(const lowpi_fmt &f, float y, lowp_round rnd,
+                                                  uint64_t seed, uint64_t offset, uint64_t index) {
+  return lowpi_qencode_drawn<FF, RR>(
+      f, y, rnd, lowpi_draws<RR>(rnd) ? lowpi_sr_bits(seed, offset, index) : 0u);
+}
+
+/* The stochastic-rounding draws r[0..4) of elements index0 .. index0 + 3 (lowpi_sr_bits): one
+ * Philox call where index0 is a multiple of 4 (the four words of its block), else four; zeros
+ * where RR / rnd draw nothing. */
+template <int RR>
+__device__ __forceinline__ void lowpi_sr_draw4(uint32_t (&r)[4], lowp_round rnd, uint64_t seed,
+                                               uint64_t offset, uint64_t index0) {
+  if (!lowpi_draws<RR>(rnd)) {
+    r[0] = r[1] = r[2] = r[3] = 0u;
+  } else if ((index0 & 3u) == 0) {
+    const lowpi_u32x4 b = lowpi_sr_block(seed, offset, index0 >> 2);
+    r[0] = b.v[0];
+    r[1] = b.v[1];
+    r[2] = b.v[2];
+    r[3] = b.v[3];
+  } else {
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+      r[k] = lowpi_sr_bits(seed, offset, index0 + (uint64_t)k);
   }
 }
 
@@ -222,11 +255,11 @@ __device__ __forceinline__ void lowpi_qencode16(const float *y, uint32_t *w, con
       w[j] = lowpi_fp8_pair<FF>(y[4 * j], y[4 * j + 1]) |
              lowpi_fp8_pair<FF>(y[4 * j + 2], y[4 * j + 3]) << 16;
     } else {
-      uint32_t v = 0;
+      uint32_t r[4], v = 0;
+      lowpi_sr_draw4<RR>(r, rnd, seed, offset, index0 + 4 * j);
 #pragma unroll
       for (int k = 0; k < 4; k++)
-        v |= lowpi_qencode<FF, RR>(f, y[4 * j + k], rnd, seed, offset, index0 + 4 * j + k)
-             << (8 * k);
+        v |= lowpi_qencode_drawn<FF, RR>(f, y[4 * j + k], rnd, r[k]) << (8 * k);
       w[j] = v;
     }
   }

@@ -1,15 +1,14 @@
 /* The scalar encode rules of cast_scalar.h in 32-bit integer arithmetic, for the GPU kernels.
  *
  * lowpi_encode_fast(f, x, r, ovf, seed, offset, index) returns exactly lowpi_encode's code for
- * every format, rounding (stochastic rounding included: the same Philox draw
- * lowpi_random64(seed, offset, index), the same comparison of its top `shift` bits with the
- * discarded bits) and overflow mode. What differs is only the arithmetic:
+ * every format, rounding (stochastic rounding included: the same draw lowpi_sr_bits(seed,
+ * offset, index), the same comparison of the top `shift` bits of draw * 2^32 with the
+ * discarded bits) and overflow mode; lowpi_encode_fast_drawn(f, x, r, ovf, sr_bits) likewise
+ * lowpi_encode_drawn's. What differs is only the arithmetic:
  *   - the mantissa (< 2^24) is rounded in 32 bits: a shift of 32 bits or more leaves nothing
  *     kept, so RNE/RZ give 0 there, RU 1 for a positive nonzero value, and SR compares the
- *     top `shift` bits of the draw with the mantissa (the only 64-bit operation, for values
+ *     top `shift` bits of draw * 2^32 with the mantissa (the only 64-bit operation, for values
  *     far below the format's smallest subnormal);
- *   - for shifts below 32 the SR draw's top word alone is used (the compiler drops the rest
- *     of the last Philox round);
  *   - float32 subnormals normalize with one count-leading-zeros instead of a loop;
  *   - NF4 finds its interval by 14 comparisons with the code values and picks the two
  *     neighbours by selects (registers, no indexed table), then decides as the scalar rule.
@@ -34,13 +33,13 @@ LOWPI_HD int lowpi_clz32(uint32_t v) {
 
 /* lowpi_round_shift for a mantissa m < 2^24 (shift >= 1), in 32 bits. */
 LOWPI_HD uint32_t lowpi_round_shift32(uint32_t m, int shift, uint32_t neg, lowp_round r,
-                                      uint64_t seed, uint64_t offset, uint64_t index) {
+                                      uint32_t sr_bits) {
   if (shift >= 32) {
     /* m < 2^24 <= 2^(shift - 1): below half a step, nothing kept. */
     if (r == LOWP_ROUND_RU)
       return (uint32_t)(!neg && m != 0);
     if (r == LOWP_ROUND_SR && shift < 64)
-      return (uint32_t)((lowpi_random64(seed, offset, index) >> (64 - shift)) < (uint64_t)m);
+      return (uint32_t)((((uint64_t)sr_bits << 32) >> (64 - shift)) < (uint64_t)m);
     return 0u;
   }
   const uint32_t kept = m >> shift;
@@ -51,9 +50,8 @@ LOWPI_HD uint32_t lowpi_round_shift32(uint32_t m, int shift, uint32_t neg, lowp_
   case LOWP_ROUND_RU:
     return kept + (uint32_t)(!neg && low != 0);
   case LOWP_ROUND_SR: {
-    /* the top `shift` (< 32) bits of the 64-bit draw lie in its high word */
-    const uint32_t hi = (uint32_t)(lowpi_random64(seed, offset, index) >> 32);
-    return kept + (uint32_t)((hi >> (32 - shift)) < low);
+    /* the top `shift` (< 32) bits of sr_bits * 2^32 are those of sr_bits */
+    return kept + (uint32_t)((sr_bits >> (32 - shift)) < low);
   }
   case LOWP_ROUND_RNE:
   default:
@@ -64,9 +62,9 @@ LOWPI_HD uint32_t lowpi_round_shift32(uint32_t m, int shift, uint32_t neg, lowp_
 
 /* lowpi_encode_float for a signed format narrower than 32 bits (the others: the scalar rule). */
 LOWPI_HD uint32_t lowpi_encode_float32(lowpi_fmt f, float x, lowp_round r, lowp_overflow ovf,
-                                       uint64_t seed, uint64_t offset, uint64_t index) {
+                                       uint32_t sr_bits) {
   if (!f.is_signed || f.bits >= 32)
-    return lowpi_encode_float(f, x, r, ovf, seed, offset, index);
+    return lowpi_encode_float(f, x, r, ovf, sr_bits);
   const uint32_t bits = lowpi_f32_bits(x);
   const uint32_t neg = bits >> 31;
   const uint32_t abs_bits = bits & 0x7FFFFFFFu;
@@ -91,7 +89,7 @@ LOWPI_HD uint32_t lowpi_encode_float32(lowpi_fmt f, float x, lowp_round r, lowp_
   const int base = e + f.bias - 1;
   const int denormal = base < 0 ? -base : 0;
   const int shift = (23 - f.man_bits) + denormal;
-  const uint32_t aligned = lowpi_round_shift32(mant, shift, neg, r, seed, offset, index);
+  const uint32_t aligned = lowpi_round_shift32(mant, shift, neg, r, sr_bits);
   const uint32_t mag = aligned + ((uint32_t)(base > 0 ? base : 0) << f.man_bits);
   if (mag > lowpi_max_mag(f))
     return lowpi_encode_overflow(f, neg, ovf, r, 0);
@@ -99,8 +97,7 @@ LOWPI_HD uint32_t lowpi_encode_float32(lowpi_fmt f, float x, lowp_round r, lowp_
 }
 
 /* lowpi_encode_int in 32 bits. */
-LOWPI_HD uint32_t lowpi_encode_int32(lowpi_fmt f, float x, lowp_round r, uint64_t seed,
-                                     uint64_t offset, uint64_t index) {
+LOWPI_HD uint32_t lowpi_encode_int32(lowpi_fmt f, float x, lowp_round r, uint32_t sr_bits) {
   const int32_t maxv = (1 << (f.bits - 1)) - 1;
   const uint32_t bits = lowpi_f32_bits(x);
   const uint32_t neg = bits >> 31;
@@ -115,7 +112,7 @@ LOWPI_HD uint32_t lowpi_encode_int32(lowpi_fmt f, float x, lowp_round r, uint64_
     const uint32_t exp_field = abs_bits >> 23;
     const uint32_t mant = exp_field ? (0x800000u | (abs_bits & 0x7FFFFFu)) : abs_bits;
     const int shift = exp_field ? 150 - (int)exp_field : 149;
-    const uint32_t q = lowpi_round_shift32(mant, shift, neg, r, seed, offset, index);
+    const uint32_t q = lowpi_round_shift32(mant, shift, neg, r, sr_bits);
     v = q > (uint32_t)maxv ? maxv : (int32_t)q;
   }
   const int32_t s = neg ? -v : v;
@@ -125,8 +122,7 @@ LOWPI_HD uint32_t lowpi_encode_int32(lowpi_fmt f, float x, lowp_round r, uint64_
 /* lowpi_encode_nf4 without a loop or an indexed table: lo = the number of code values 1..14
  * at or below x (the scalar rule's linear search, which stops at the first value above x:
  * the values increase), a = value(lo) and b = value(lo + 1) by selects. */
-LOWPI_HD uint32_t lowpi_encode_nf4_tree(float x, lowp_round r, uint64_t seed, uint64_t offset,
-                                        uint64_t index) {
+LOWPI_HD uint32_t lowpi_encode_nf4_tree(float x, lowp_round r, uint32_t sr_bits) {
   if (x != x)
     return 7u;
   if (x <= -1.0f)
@@ -145,7 +141,7 @@ LOWPI_HD uint32_t lowpi_encode_nf4_tree(float x, lowp_round r, uint64_t seed, ui
     a = le ? vk : a;
     b = le ? lowpi_nf4_value(k + 1u) : b;
   }
-  return lowpi_nf4_round(x, lo, a, b, r, seed, offset, index);
+  return lowpi_nf4_round(x, lo, a, b, r, sr_bits);
 }
 
 /* lowpi_encode's e2m1 RNE code with saturation (NaN gives +max, +7, as the scalar saturating
@@ -204,14 +200,21 @@ LOWPI_HD float lowpi_decode_e8m0_fast(uint32_t code) {
   return lowpi_bits_f32(code == 0xFFu ? 0x7FC00000u : code == 0u ? 0x00400000u : code << 23);
 }
 
-/* lowpi_encode, bit for bit, in the forms above. */
+/* lowpi_encode_drawn, bit for bit, in the forms above. */
+LOWPI_HD uint32_t lowpi_encode_fast_drawn(lowpi_fmt f, float x, lowp_round r, lowp_overflow ovf,
+                                          uint32_t sr_bits) {
+  if (f.kind == LOWP_KIND_INT)
+    return lowpi_encode_int32(f, x, r, sr_bits);
+  if (f.kind == LOWP_KIND_CODEBOOK)
+    return lowpi_encode_nf4_tree(x, r, sr_bits);
+  return lowpi_encode_float32(f, x, r, ovf, sr_bits);
+}
+
+/* lowpi_encode, bit for bit. */
 LOWPI_HD uint32_t lowpi_encode_fast(lowpi_fmt f, float x, lowp_round r, lowp_overflow ovf,
                                     uint64_t seed, uint64_t offset, uint64_t index) {
-  if (f.kind == LOWP_KIND_INT)
-    return lowpi_encode_int32(f, x, r, seed, offset, index);
-  if (f.kind == LOWP_KIND_CODEBOOK)
-    return lowpi_encode_nf4_tree(x, r, seed, offset, index);
-  return lowpi_encode_float32(f, x, r, ovf, seed, offset, index);
+  return lowpi_encode_fast_drawn(f, x, r, ovf,
+                                 r == LOWP_ROUND_SR ? lowpi_sr_bits(seed, offset, index) : 0u);
 }
 
 #endif

@@ -104,11 +104,12 @@ LOWPI_HD uint32_t lowpi_encode_overflow(lowpi_fmt f, uint32_t neg, lowp_overflow
   return lowpi_encode_nan(f, neg, ovf);
 }
 
-/* Round the magnitude `m` right by `shift` bits (shift >= 1). `index` and the options pick the
- * stochastic-rounding bits: the top `shift` bits of a 64-bit Philox draw; the magnitude rounds
- * up when they are below the discarded bits, i.e. with probability discarded / 2^shift. */
+/* Round the magnitude `m` right by `shift` bits (shift >= 1). Stochastic rounding compares the
+ * top `shift` bits of the 64-bit number sr_bits * 2^32 (the element's 32-bit draw, lowpi_sr_bits,
+ * then zeros) with the discarded bits and rounds up when they are below: with probability
+ * discarded / 2^shift, to within 2^-32. */
 LOWPI_HD uint64_t lowpi_round_shift(uint64_t m, int shift, uint32_t neg, lowp_round r,
-                                    uint64_t seed, uint64_t offset, uint64_t index) {
+                                    uint32_t sr_bits) {
   if (shift >= 64) {
     /* m < 2^24 is far below half a step: only RU moves it; stochastic rounding would go up
      * with probability below 2^-40 and is defined to go down. */
@@ -122,7 +123,7 @@ LOWPI_HD uint64_t lowpi_round_shift(uint64_t m, int shift, uint32_t neg, lowp_ro
   case LOWP_ROUND_RU:
     return kept + (uint64_t)(!neg && low != 0);
   case LOWP_ROUND_SR:
-    return kept + (uint64_t)((lowpi_random64(seed, offset, index) >> (64 - shift)) < low);
+    return kept + (uint64_t)((((uint64_t)sr_bits << 32) >> (64 - shift)) < low);
   case LOWP_ROUND_RNE:
   default: {
     /* ml_dtypes RoundBitsToNearestEven: add (kept & 1) + half - 1, then truncate. */
@@ -133,7 +134,7 @@ LOWPI_HD uint64_t lowpi_round_shift(uint64_t m, int shift, uint32_t neg, lowp_ro
 }
 
 LOWPI_HD uint32_t lowpi_encode_float(lowpi_fmt f, float x, lowp_round r, lowp_overflow ovf,
-                                     uint64_t seed, uint64_t offset, uint64_t index) {
+                                     uint32_t sr_bits) {
   uint32_t bits = lowpi_f32_bits(x);
   uint32_t neg = bits >> 31;
   uint32_t abs_bits = bits & 0x7FFFFFFFu;
@@ -182,13 +183,13 @@ LOWPI_HD uint32_t lowpi_encode_float(lowpi_fmt f, float x, lowp_round r, lowp_ov
      * (2^-127, 2^-126) round to 2^-126 there.) Nothing lies below the smallest code. */
     if (base < -1)
       return 0u;
-    uint64_t aligned = lowpi_round_shift(mant, 23, neg, r, seed, offset, index);
+    uint64_t aligned = lowpi_round_shift(mant, 23, neg, r, sr_bits);
     uint64_t mag = aligned + (uint64_t)base; /* the implicit bit adds the 1 back */
     return mag > lowpi_max_mag(f) ? lowpi_encode_overflow(f, neg, ovf, r, 0) : (uint32_t)mag;
   }
   int denormal = base < 0 ? -base : 0;
   int shift = (23 - f.man_bits) + denormal;
-  uint64_t aligned = lowpi_round_shift(mant, shift, neg, r, seed, offset, index);
+  uint64_t aligned = lowpi_round_shift(mant, shift, neg, r, sr_bits);
   uint64_t mag = aligned + ((uint64_t)(base > 0 ? base : 0) << f.man_bits);
   if (mag > lowpi_max_mag(f))
     return lowpi_encode_overflow(f, neg, ovf, r, 0);
@@ -196,8 +197,7 @@ LOWPI_HD uint32_t lowpi_encode_float(lowpi_fmt f, float x, lowp_round r, lowp_ov
 }
 
 /* Symmetric integers: round to an integer, clamp to [-max, max], two's complement code. */
-LOWPI_HD uint32_t lowpi_encode_int(lowpi_fmt f, float x, lowp_round r, uint64_t seed,
-                                   uint64_t offset, uint64_t index) {
+LOWPI_HD uint32_t lowpi_encode_int(lowpi_fmt f, float x, lowp_round r, uint32_t sr_bits) {
   int32_t maxv = (1 << (f.bits - 1)) - 1;
   uint32_t bits = lowpi_f32_bits(x);
   uint32_t neg = bits >> 31;
@@ -213,7 +213,7 @@ LOWPI_HD uint32_t lowpi_encode_int(lowpi_fmt f, float x, lowp_round r, uint64_t 
     uint64_t mant = exp_field ? (0x800000u | (abs_bits & 0x7FFFFFu)) : (abs_bits & 0x7FFFFFu);
     int e = exp_field ? (int)exp_field - 150 : -149; /* value = mant * 2^e */
     int shift = -e;                                  /* 1 <= shift <= 149 */
-    uint64_t q = lowpi_round_shift(mant, shift, neg, r, seed, offset, index);
+    uint64_t q = lowpi_round_shift(mant, shift, neg, r, sr_bits);
     v = q > (uint64_t)maxv ? maxv : (int32_t)q;
   }
   int32_t s = neg ? -v : v;
@@ -246,7 +246,7 @@ LOWPI_HD float lowpi_nf4_value(uint32_t code) {
  * does); RZ/RU/SR pick between the two. Shared by lowpi_encode_nf4 and the loop-free search of
  * format/cast_fast32.h. */
 LOWPI_HD uint32_t lowpi_nf4_round(float x, uint32_t lo, float a, float b, lowp_round r,
-                                  uint64_t seed, uint64_t offset, uint64_t index) {
+                                  uint32_t sr_bits) {
   if (x == a)
     return lo;
   switch (r) {
@@ -257,7 +257,7 @@ LOWPI_HD uint32_t lowpi_nf4_round(float x, uint32_t lo, float a, float b, lowp_r
   case LOWP_ROUND_SR: {
     /* P(up) = (x - a) / (b - a), evaluated in double (exact enough: 53-bit). */
     double p = ((double)x - (double)a) / ((double)b - (double)a);
-    double u = (double)(lowpi_random64(seed, offset, index) >> 11) * 0x1p-53;
+    double u = (double)sr_bits * 0x1p-32;
     return u < p ? lo + 1u : lo;
   }
   case LOWP_ROUND_RNE:
@@ -270,8 +270,7 @@ LOWPI_HD uint32_t lowpi_nf4_round(float x, uint32_t lo, float a, float b, lowp_r
 
 /* Codebook: lowpi_nf4_round between the neighbours found by a linear search. Values beyond the
  * ends clamp to them; NaN gives the zero code. */
-LOWPI_HD uint32_t lowpi_encode_nf4(float x, lowp_round r, uint64_t seed, uint64_t offset,
-                                   uint64_t index) {
+LOWPI_HD uint32_t lowpi_encode_nf4(float x, lowp_round r, uint32_t sr_bits) {
   if (x != x)
     return 7u;
   if (x <= -1.0f)
@@ -281,17 +280,25 @@ LOWPI_HD uint32_t lowpi_encode_nf4(float x, lowp_round r, uint64_t seed, uint64_
   uint32_t lo = 0;
   while (lo < 14u && lowpi_nf4_value(lo + 1u) <= x)
     lo++;
-  return lowpi_nf4_round(x, lo, lowpi_nf4_value(lo), lowpi_nf4_value(lo + 1u), r, seed, offset,
-                         index);
+  return lowpi_nf4_round(x, lo, lowpi_nf4_value(lo), lowpi_nf4_value(lo + 1u), r, sr_bits);
 }
 
+/* The code of x with the stochastic-rounding draw sr_bits given (lowpi_sr_bits of the element;
+ * ignored by the other roundings): for callers that draw four elements' bits at once. */
+LOWPI_HD uint32_t lowpi_encode_drawn(lowpi_fmt f, float x, lowp_round r, lowp_overflow ovf,
+                                     uint32_t sr_bits) {
+  if (f.kind == LOWP_KIND_INT)
+    return lowpi_encode_int(f, x, r, sr_bits);
+  if (f.kind == LOWP_KIND_CODEBOOK)
+    return lowpi_encode_nf4(x, r, sr_bits);
+  return lowpi_encode_float(f, x, r, ovf, sr_bits);
+}
+
+/* The code of x, element `index` of the stream (seed, offset) for stochastic rounding. */
 LOWPI_HD uint32_t lowpi_encode(lowpi_fmt f, float x, lowp_round r, lowp_overflow ovf, uint64_t seed,
                                uint64_t offset, uint64_t index) {
-  if (f.kind == LOWP_KIND_INT)
-    return lowpi_encode_int(f, x, r, seed, offset, index);
-  if (f.kind == LOWP_KIND_CODEBOOK)
-    return lowpi_encode_nf4(x, r, seed, offset, index);
-  return lowpi_encode_float(f, x, r, ovf, seed, offset, index);
+  return lowpi_encode_drawn(f, x, r, ovf,
+                            r == LOWP_ROUND_SR ? lowpi_sr_bits(seed, offset, index) : 0u);
 }
 
 /* Decode: exact, since every code of every format is a float32 value (or NaN). */

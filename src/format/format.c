@@ -95,9 +95,12 @@ void lowpi_encode_scalar(lowp_format format, const float *x, size_t n, void *cod
                          const lowp_cast_opts *o, size_t first_index) {
   lowpi_fmt f = lowpi_fmt_of(format);
   int bytes = format_table[format].storage_bytes;
+  lowpi_sr_cursor sr = {o->seed, o->offset, 0, {{0}}, 0};
+  const int draws = o->round == LOWP_ROUND_SR;
   for (size_t i = 0; i < n; i++)
     store_code(codes, bytes, i,
-               lowpi_encode(f, x[i], o->round, o->overflow, o->seed, o->offset, first_index + i));
+               lowpi_encode_drawn(f, x[i], o->round, o->overflow,
+                                  draws ? lowpi_sr_next(&sr, first_index + i) : 0u));
 }
 
 void lowpi_decode_scalar(lowp_format format, const void *codes, size_t n, float *x) {

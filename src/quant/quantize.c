@@ -162,6 +162,7 @@ static size_t encode_elements(const float *x, lowp_qdata *d, const lowp_qconfig 
   for (size_t i = 0; i < R; i++) {
     const float *row = x + i * C;
     const float *row_enc = enc + (i / br) * SC;
+    lowpi_sr_cursor sr = {seed, offset, 0, {{0}}, 0}; /* the draws, one Philox call per four */
     for (size_t j0 = 0; j0 < C; j0 += bc) { /* block by block: no division per element */
       const float e = row_enc[j0 / bc];
       const size_t j1 = j0 + bc < C ? j0 + bc : C;
@@ -171,7 +172,8 @@ static size_t encode_elements(const float *x, lowp_qdata *d, const lowp_qconfig 
           y = lowpi_bits_f32(0x7FC00000u);
         /* Scaled magnitude beyond the largest finite value: the cast clips it (NaN is not). */
         saturated += lowpi_abs_bits(y) > lowpi_f32_bits(fmax) && lowpi_abs_bits(y) <= 0x7F800000u;
-        uint32_t code = lowpi_encode(f, y, rnd, LOWP_OVERFLOW_SATURATE, seed, offset, i * C + j);
+        const uint32_t sr_bits = rnd == LOWP_ROUND_SR ? lowpi_sr_next(&sr, i * C + j) : 0u;
+        const uint32_t code = lowpi_encode_drawn(f, y, rnd, LOWP_OVERFLOW_SATURATE, sr_bits);
         store_code(d->codes, bytes, i * C + j, code);
       }
     }

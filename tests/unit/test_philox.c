@@ -1,5 +1,6 @@
 /* Philox-4x32-10 against the published Random123 known-answer vectors (kat_vectors,
- * "philox4x32 10"), and the word layout lowpi_random64 builds from (seed, offset, index). */
+ * "philox4x32 10"), and the word layouts lowpi_random64 and lowpi_sr_bits build from (seed,
+ * offset, index). */
 #include "format/philox.h"
 #include "testutil.h"
 
@@ -40,10 +41,33 @@ static void test_random64_layout(void **state) {
   assert_int_equal(lowpi_random64(~0ull, ~0ull, ~0ull), 0x41c83b0e408f276dull);
 }
 
+/* lowpi_sr_bits: word index % 4 of the block at counter (index / 4 lo, hi, offset lo, hi), key
+ * = seed (lo, hi). The third KAT's counter is (g lo, g hi, offset lo, hi) for the group g below:
+ * its four words are the draws of elements 4g .. 4g + 3; the first KAT's those of 0 .. 3. */
+static void test_sr_bits_layout(void **state) {
+  (void)state;
+  const uint64_t seed = 0x299f31d0a4093822ull, offset = 0x0370734413198a2eull;
+  const uint64_t g = 0x85a308d3243f6a88ull & (~0ull >> 2); /* index 4g + k fits 64 bits */
+  const kat *t = &KATS[2];
+  lowpi_u32x4 ctr = {{(uint32_t)g, (uint32_t)(g >> 32), t->ctr[2], t->ctr[3]}};
+  const lowpi_u32x4 want = lowpi_philox4x32_10(ctr, t->key[0], t->key[1]);
+  for (uint32_t k = 0; k < 4; k++) {
+    assert_int_equal(lowpi_sr_bits(seed, offset, 4 * g + k), want.v[k]);
+    assert_int_equal(lowpi_sr_bits(0, 0, k), KATS[0].out[k]);
+    assert_int_equal(lowpi_sr_block(0, 0, 0).v[k], KATS[0].out[k]);
+  }
+  /* the third KAT itself: group 0x85a308d3243f6a88 (its index 4 g overflows; the group is
+   * what the counter holds) */
+  const lowpi_u32x4 b = lowpi_sr_block(seed, offset, 0x85a308d3243f6a88ull);
+  for (int w = 0; w < 4; w++)
+    assert_int_equal(b.v[w], t->out[w]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_known_answers),
       cmocka_unit_test(test_random64_layout),
+      cmocka_unit_test(test_sr_bits_layout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
