@@ -1034,21 +1034,19 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
   int z16 = 0;
   LOWPI_TRY(head_forward(g, targets && !(train && g->teacher_logits), n, &z16));
   g->have_forward = 1;
-  if (targets && z16) { /* the loss and, training, dlogits from the bf16 logits, in place */
-    LOWPI_TRY(lowpi_cuda_crossentropy_bf16(a->losses, train ? a->dlogits16 : NULL, a->dlogits16,
-                                           a->targets, n, V, loss_scale / (float)N));
-    LOWPI_TRY(lowpi_cuda_mean(a->loss, a->losses, N));
-    g->have_dlogits = train;
-  } else if (targets) { /* training: dlogits too, in the same pass over the logits */
+  if (targets) { /* training: dlogits too, in the same pass over the logits */
+    const float dloss = loss_scale / (float)N;
     float *dl32 = train && !g->head_bf16 ? a->logits : NULL;
     uint16_t *dl16 = train && g->head_bf16 ? a->dlogits16 : NULL;
-    if (train && g->teacher_logits) /* distillation: the soft-target loss, the same one pass */
+    if (z16) /* from the bf16 logits, dlogits in their place */
+      LOWPI_TRY(
+          lowpi_cuda_crossentropy_bf16(a->losses, dl16, a->dlogits16, a->targets, n, V, dloss));
+    else if (train && g->teacher_logits) /* distillation: the soft-target loss, the same pass */
       LOWPI_TRY(lowpi_cuda_crossentropy_soft(a->losses, dl32, dl16, a->logits, g->teacher_logits,
                                              a->targets, n, V, g->distill_temp, g->distill_alpha,
-                                             loss_scale / (float)N));
+                                             dloss));
     else
-      LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, dl32, dl16, a->logits, a->targets, n, V,
-                                        loss_scale / (float)N));
+      LOWPI_TRY(lowpi_cuda_crossentropy(a->losses, dl32, dl16, a->logits, a->targets, n, V, dloss));
     LOWPI_TRY(lowpi_cuda_mean(a->loss, a->losses, N));
     g->have_dlogits = train;
   }

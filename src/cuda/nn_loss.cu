@@ -294,10 +294,10 @@ lowp_status lowpi_cuda_crossentropy_bf16(float *losses, uint16_t *dlogits, const
   LOWPI_NN_REQUIRE(N >= 0 && V > 0, "lowpi_cuda_crossentropy_bf16", "bad shape N %d V %d", N, V);
   if (N == 0)
     return LOWP_OK;
-  if ((size_t)V <= 2 * (size_t)cached_max_v())
+  const size_t bytes = ((size_t)V * 2 + 15) / 16 * 16; /* the cached row, whole uint4s */
+  if (bytes <= (size_t)cached_max_v() * sizeof(float))
     crossentropy_bf16_kernel<true, kCachedThreads>
-        <<<(unsigned)N, kCachedThreads, ((size_t)V * 2 + 15) / 16 * 16>>>(losses, dlogits, logits,
-                                                                          targets, V, dloss);
+        <<<(unsigned)N, kCachedThreads, bytes>>>(losses, dlogits, logits, targets, V, dloss);
   else
     crossentropy_bf16_kernel<false, kRowThreads>
         <<<(unsigned)N, kRowThreads>>>(losses, dlogits, logits, targets, V, dloss);

@@ -21,9 +21,14 @@ typedef struct {
 } lowpi_u32x4;
 
 LOWPI_HD uint32_t lowpi_mulhilo32(uint32_t a, uint32_t b, uint32_t *hi) {
+#ifdef __CUDA_ARCH__
+  *hi = __umulhi(a, b); /* the two 32-bit halves: no 64-bit product in the PTX */
+  return a * b;
+#else
   uint64_t p = (uint64_t)a * (uint64_t)b;
   *hi = (uint32_t)(p >> 32);
   return (uint32_t)p;
+#endif
 }
 
 /* Ten rounds of Philox-4x32 on counter ctr with key (k0, k1). */
