@@ -162,7 +162,8 @@ static size_t encode_elements(const float *x, lowp_qdata *d, const lowp_qconfig 
   for (size_t i = 0; i < R; i++) {
     const float *row = x + i * C;
     const float *row_enc = enc + (i / br) * SC;
-    lowpi_sr_cursor sr = {seed, offset, 0, {{0}}, 0}; /* the draws, one Philox call per four */
+    /* stochastic rounding's draws: one Philox call per four elements */
+    lowpi_sr_cursor sr = {seed, offset, 0, {{0}}, 0};
     for (size_t j0 = 0; j0 < C; j0 += bc) { /* block by block: no division per element */
       const float e = row_enc[j0 / bc];
       const size_t j1 = j0 + bc < C ? j0 + bc : C;
