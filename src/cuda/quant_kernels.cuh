@@ -191,6 +191,32 @@ template <int FF, int RR> __host__ __device__ constexpr bool lowpi_is_hw_fp8() {
  * time, whose rule then runs in 32-bit arithmetic (format/cast_fast32.h: equal to the scalar
  * rule, stochastic rounding included); lowpi_kAny: f / rnd at run time through the scalar
  * rule lowpi_encode itself (the generic path). */
+/* Stochastic rounding into e4m3 / e5m2 / e2m1 (saturating) without the scalar rule's branches,
+ * where the `shift` discarded bits of |y|'s mantissa lie inside the float32 mantissa (shift <=
+ * 23: |y| at least the format's smallest subnormal): adding 2^shift - 1 - t (t: the top `shift`
+ * bits of the draw) to |y|'s bits and clearing the low `shift` bits carries into the kept bits
+ * (and on into the exponent) exactly when t < the discarded bits, which is the scalar rule's
+ * rounding up; the result is a value of the format, or beyond its largest (+Inf at worst), which
+ * the saturating RNE cast clips as the rule does, so that cast gives its code. *code and 1, or
+ * 0 for zero, NaN, Inf and |y| below the smallest subnormal (the scalar rule then). */
+template <int FF>
+__device__ __forceinline__ bool lowpi_sr_fast(float y, uint32_t sr_bits, uint32_t *code) {
+  constexpr int M = FF == LOWP_E4M3 ? 3 : FF == LOWP_E5M2 ? 2 : 1;       /* mantissa bits */
+  constexpr int EMIN = FF == LOWP_E4M3 ? -6 : FF == LOWP_E5M2 ? -14 : 0; /* 1 - bias */
+  const uint32_t u = lowpi_f32_bits(y), ab = u & 0x7FFFFFFFu;
+  const int e = (int)(ab >> 23) - 127;
+  const int shift = 23 - M + (e < EMIN ? EMIN - e : 0);
+  if (ab - 1u >= 0x7F7FFFFFu || shift > 23) /* 0, Inf, NaN; below the smallest subnormal */
+    return false;
+  const uint32_t mask = (1u << shift) - 1u, t = sr_bits >> (32 - shift);
+  const float r = lowpi_bits_f32(((ab + (mask - t)) & ~mask) | (u & 0x80000000u));
+  if constexpr (FF == LOWP_E2M1)
+    *code = lowpi_e2m1_rne_sat(r);
+  else
+    *code = lowpi_fp8_pair<FF>(r, 0.0f) & 0xFFu;
+  return true;
+}
+
 template <int FF, int RR>
 __device__ __forceinline__ uint32_t lowpi_qencode_drawn(const lowpi_fmt &f, float y, lowp_round rnd,
                                                         uint32_t sr_bits) {
@@ -203,6 +229,11 @@ __device__ __forceinline__ uint32_t lowpi_qencode_drawn(const lowpi_fmt &f, floa
   } else {
     if ((lowpi_f32_bits(y) & 0x7FFFFFFFu) > 0x7F800000u)
       y = lowpi_bits_f32(0x7FC00000u);
+    if constexpr (RR == LOWP_ROUND_SR && (FF == LOWP_E4M3 || FF == LOWP_E5M2 || FF == LOWP_E2M1)) {
+      uint32_t code;
+      if (lowpi_sr_fast<FF>(y, sr_bits, &code))
+        return code;
+    }
     if constexpr (FF == lowpi_kAny || RR == lowpi_kAny)
       return lowpi_encode_drawn(f, y, rnd, LOWP_OVERFLOW_SATURATE, sr_bits);
     else

@@ -258,11 +258,15 @@ int main(void) {
   if (skip)
     return skip;
   const size_t big = gc_small() ? 513 : 4097;
-  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},    {1, 33},    {1, 200},
-                              {65, 31},   {17, 130},  {48, 36},   {96, 132},  {129, 257},
-                              {130, 257}, {257, 130}, {128, 128}, {192, 256}, {256, 384},
-                              {big, 257}, {257, big}};
-  const size_t nshapes = sizeof shapes / sizeof shapes[0], maxn = big * 257;
+  /* tall: whole 128 x 128 tiles, more than the grid's blocks (264 on an H100): each block
+   * takes several, reusing its shared staging of the transposed codes */
+  const size_t tall = gc_small() ? 256 : 4096;
+  const size_t shapes[][2] = {{1, 1},     {1, 17},    {17, 1},     {1, 33},    {1, 200},
+                              {65, 31},   {17, 130},  {48, 36},    {96, 132},  {129, 257},
+                              {130, 257}, {257, 130}, {128, 128},  {192, 256}, {256, 384},
+                              {big, 257}, {257, big}, {tall, 2048}};
+  const size_t nshapes = sizeof shapes / sizeof shapes[0];
+  const size_t maxn = big * 257 > tall * 2048 ? big * 257 : tall * 2048;
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_x0, (maxn + 4) * sizeof(float)));
   d_x = d_x0;
   h_x = malloc(maxn * sizeof(float));
