@@ -1300,6 +1300,24 @@ static void test_attention(shape s, lowp_format compute) {
     free(host[i]);
 }
 
+/* The GPU's losses (d_loss) against the CPU's (loss) of logits z (N, V), targets tg: the bound
+ * of test_crossentropy (rel for the sum, plus logf's and the subtraction's rounding). got: N
+ * floats of scratch. */
+static void check_ce_loss(const char *what, const float *d_loss, const float *loss, const float *z,
+                          const int32_t *tg, int N, int V, double rel, float *got) {
+  download(got, d_loss, (size_t)N);
+  cmp c;
+  cmp_begin(&c, what);
+  for (int i = 0; i < N; i++) {
+    float maxv = -INFINITY;
+    for (int v = 0; v < V; v++)
+      maxv = fmaxf(maxv, z[(size_t)i * V + v]);
+    const double zt = fabs((double)z[(size_t)i * V + tg[i]] - maxv);
+    cmp_one(&c, (size_t)i, got[i], loss[i], rel + 0x1p-21 * (2 * fabs(loss[i]) + zt));
+  }
+  cmp_end(&c);
+}
+
 /* Cross-entropy from bf16 logits (lowpi_cuda_crossentropy_bf16): the CPU's fp32 cross-entropy of
  * the codes' values (exact in fp32) is the oracle, with test_crossentropy's bounds (they hold
  * for any order of the sum); the bf16 gradient adds its own RNE rounding, at most bf16's unit
@@ -1335,17 +1353,8 @@ static void test_crossentropy_bf16(shape s) {
   int32_t *d_tg = dtokens(tg, (size_t)N);
   const double rel = 0x1p-22 + (2.0 * V + 8) * U;
   if (GC_OK(lowpi_cuda_crossentropy_bf16(d_loss, d_dz, d_z, d_tg, N, V, dloss))) {
-    download(got, d_loss, (size_t)N);
+    check_ce_loss("crossentropy bf16 loss", d_loss, loss, z, tg, N, V, rel, got);
     cmp c;
-    cmp_begin(&c, "crossentropy bf16 loss");
-    for (int i = 0; i < N; i++) {
-      float maxv = -INFINITY;
-      for (int v = 0; v < V; v++)
-        maxv = fmaxf(maxv, z[(size_t)i * V + v]);
-      const double zt = fabs((double)z[(size_t)i * V + tg[i]] - maxv);
-      cmp_one(&c, (size_t)i, got[i], loss[i], rel + 0x1p-21 * (2 * fabs(loss[i]) + zt));
-    }
-    cmp_end(&c);
     GC_REQUIRE(lowp_cuda_memcpy(dz16, d_dz, NV * 2, LOWP_CUDA_D2H));
     cmp_begin(&c, "crossentropy bf16 dlogits");
     for (size_t i = 0; i < NV; i++) {
@@ -1405,17 +1414,8 @@ static void test_crossentropy(shape s) {
   if (!dz16 || !want16)
     exit(1);
   if (GC_OK(lowpi_cuda_crossentropy(d_loss, d_dz, d_dz16, d_z, d_tg, N, V, dloss))) {
-    download(got, d_loss, (size_t)N);
+    check_ce_loss("crossentropy loss", d_loss, loss, z, tg, N, V, rel, got);
     cmp c;
-    cmp_begin(&c, "crossentropy loss");
-    for (int i = 0; i < N; i++) {
-      float maxv = -INFINITY;
-      for (int v = 0; v < V; v++)
-        maxv = fmaxf(maxv, z[(size_t)i * V + v]);
-      const double zt = fabs((double)z[(size_t)i * V + tg[i]] - maxv);
-      cmp_one(&c, (size_t)i, got[i], loss[i], rel + 0x1p-21 * (2 * fabs(loss[i]) + zt));
-    }
-    cmp_end(&c);
     download(got, d_dz, NV);
     cmp_begin(&c, "crossentropy dlogits");
     for (size_t i = 0; i < NV; i++)
