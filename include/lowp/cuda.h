@@ -55,7 +55,8 @@ lowp_status lowp_cuda_synchronize(void);
 /* ---------------------------------------------------------------------------------------------
  * Element casts and amax on device buffers: the semantics of lowp_encode / lowp_decode
  * (include/lowp/format.h), bit for bit, for every format, rounding and overflow mode
- * (stochastic rounding draws Philox at each element's global index 0..n-1, as the CPU does).
+ * (stochastic rounding draws lowpi_sr_bits at each element's global index 0..n-1, as the CPU
+ * does).
  * x and codes are device pointers; codes holds unpacked codes of storage_bytes each.
  * Buffers aligned to 16 bytes take a vectorized path; others work too, more slowly. */
 lowp_status lowp_cuda_encode(lowp_format format, const float *x, size_t n, void *codes,

@@ -2,7 +2,7 @@
  *
  * Every kernel computes codes with the scalar rules of src/format/cast_scalar.h (the same
  * header the CPU uses, compiled for the device), so the results are the CPU's bit for bit,
- * stochastic rounding included: element i draws Philox at its global index i. The variants
+ * stochastic rounding included: element i draws lowpi_sr_bits at its global index i. The variants
  * differ only in how they move memory and in what the compiler can fold:
  *   generic  one element per thread per step, the format passed at run time (any input);
  *   vec      format, rounding and overflow are template arguments (the format's branches fold
@@ -70,15 +70,6 @@ __device__ __forceinline__ uint32_t encode_one(lowpi_fmt f, float x, uint32_t sr
     return lowpi_encode_fast_drawn(f, x, R, O, sr_bits);
 }
 
-/* Stochastic rounding's draws of elements i0 .. i0 + 3 (i0 a multiple of 4): one Philox call. */
-template <lowp_round R>
-__device__ __forceinline__ lowpi_u32x4 draws4(uint64_t seed, uint64_t offset, uint64_t i0) {
-  if constexpr (R == LOWP_ROUND_SR)
-    return lowpi_sr_block(seed, offset, i0 >> 2);
-  else
-    return lowpi_u32x4{{0u, 0u, 0u, 0u}};
-}
-
 /* VEC codes of BYTES each packed little-endian into four 32-bit words (one uint4). */
 template <lowp_format F, lowp_round R, lowp_overflow O>
 __global__ void encode_vec(const float *__restrict__ x, size_t n, void *__restrict__ codes,
@@ -103,11 +94,13 @@ __global__ void encode_vec(const float *__restrict__ x, size_t n, void *__restri
     uint32_t w[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int q = 0; q < VEC / 4; q++) { /* VEC is a multiple of 4: so is each quad's index */
-      const lowpi_u32x4 r = draws4<R>(seed, offset, v * VEC + 4 * (size_t)q);
+      uint32_t r[4] = {0u, 0u, 0u, 0u};
+      if constexpr (R == LOWP_ROUND_SR) /* one Philox call for the four */
+        lowpi_sr_bits4(r, seed, offset, v * VEC + 4 * (size_t)q);
 #pragma unroll
       for (int k = 0; k < 4; k++) {
         const int j = 4 * q + k;
-        const uint32_t c = encode_one<F, R, O>(f, in[j], r.v[k]);
+        const uint32_t c = encode_one<F, R, O>(f, in[j], r[k]);
         w[j / PER_WORD] |= c << (8 * BYTES * (j % PER_WORD));
       }
     }

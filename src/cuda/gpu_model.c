@@ -396,7 +396,8 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->lnf_stats, 2 * N * 4},
       /* a bf16 head's loss takes bf16 logits (head_forward): its fp32 ones made on first need */
       {(void **)&a->logits, g->head_bf16 ? 0 : N * V * 4},
-      /* the head's dY in bf16, which its GEMMs take as they are; else the cast's scratch */
+      /* a bf16 head's logits for the loss, then in place its dY (head_forward), which its GEMMs
+       * take as they are */
       {(void **)&a->dlogits16, g->head_bf16 ? N * V * 2 : 0},
       {(void **)&a->losses, N * 4},
       {(void **)&a->loss, 16},

@@ -254,25 +254,15 @@ __device__ __forceinline__ uint32_t lowpi_qencode(const lowpi_fmt &f, float y, l
       f, y, rnd, lowpi_draws<RR>(rnd) ? lowpi_sr_bits(seed, offset, index) : 0u);
 }
 
-/* The stochastic-rounding draws r[0..4) of elements index0 .. index0 + 3 (lowpi_sr_bits): one
- * Philox call where index0 is a multiple of 4 (the four words of its block), else four; zeros
+/* The stochastic-rounding draws r[0..4) of elements index0 .. index0 + 3 (lowpi_sr_bits4); zeros
  * where RR / rnd draw nothing. */
 template <int RR>
 __device__ __forceinline__ void lowpi_sr_draw4(uint32_t (&r)[4], lowp_round rnd, uint64_t seed,
                                                uint64_t offset, uint64_t index0) {
-  if (!lowpi_draws<RR>(rnd)) {
+  if (lowpi_draws<RR>(rnd))
+    lowpi_sr_bits4(r, seed, offset, index0);
+  else
     r[0] = r[1] = r[2] = r[3] = 0u;
-  } else if ((index0 & 3u) == 0) {
-    const lowpi_u32x4 b = lowpi_sr_block(seed, offset, index0 >> 2);
-    r[0] = b.v[0];
-    r[1] = b.v[1];
-    r[2] = b.v[2];
-    r[3] = b.v[3];
-  } else {
-#pragma unroll
-    for (int k = 0; k < 4; k++)
-      r[k] = lowpi_sr_bits(seed, offset, index0 + (uint64_t)k);
-  }
 }
 
 /* 16 one-byte codes of y[0..16) (consecutive elements from index0) packed into w[4]. */

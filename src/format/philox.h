@@ -71,6 +71,21 @@ LOWPI_HD uint32_t lowpi_sr_bits(uint64_t seed, uint64_t offset, uint64_t index) 
   return k == 0u ? b.v[0] : k == 1u ? b.v[1] : k == 2u ? b.v[2] : b.v[3];
 }
 
+/* r[k] = lowpi_sr_bits of elements index0 + k, k < 4: one Philox call where index0 is a multiple
+ * of 4 (the four words of its block), else four. */
+LOWPI_HD void lowpi_sr_bits4(uint32_t r[4], uint64_t seed, uint64_t offset, uint64_t index0) {
+  if ((index0 & 3u) == 0) {
+    const lowpi_u32x4 b = lowpi_sr_block(seed, offset, index0 >> 2);
+    r[0] = b.v[0];
+    r[1] = b.v[1];
+    r[2] = b.v[2];
+    r[3] = b.v[3];
+  } else {
+    for (int k = 0; k < 4; k++)
+      r[k] = lowpi_sr_bits(seed, offset, index0 + (uint64_t)k);
+  }
+}
+
 /* lowpi_sr_bits along a run of elements (the CPU's loops): the block of the last group drawn is
  * kept, so consecutive indices cost one Philox call per four. Start with {seed, offset}. */
 typedef struct {

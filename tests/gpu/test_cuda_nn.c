@@ -1318,6 +1318,15 @@ static void check_ce_loss(const char *what, const float *d_loss, const float *lo
   cmp_end(&c);
 }
 
+/* A cross-entropy case: logits z (N, V) in [-4, 4] with one huge logit in row 0 (exp without the
+ * max would overflow) and targets tg (N). */
+static void ce_inputs(float *z, int32_t *tg, int N, int V) {
+  fill(z, (size_t)N * V, -4, 4);
+  z[V / 2] = 80.0f;
+  for (int i = 0; i < N; i++)
+    tg[i] = (int32_t)(gc_uniform() * V);
+}
+
 /* Cross-entropy from bf16 logits (lowpi_cuda_crossentropy_bf16): the CPU's fp32 cross-entropy of
  * the codes' values (exact in fp32) is the oracle, with test_crossentropy's bounds (they hold
  * for any order of the sum); the bf16 gradient adds its own RNE rounding, at most bf16's unit
@@ -1332,16 +1341,13 @@ static void test_crossentropy_bf16(shape s) {
   int32_t *tg = malloc((size_t)N * sizeof(int32_t));
   if (!z16 || !dz16 || !tg)
     exit(1);
-  fill(z, NV, -4, 4);
-  z[V / 2] = 80.0f; /* row 0: a huge logit */
+  ce_inputs(z, tg, N, V);
   const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
   GC_REQUIRE(lowp_encode(LOWP_BF16, z, NV, z16, &rne));
   for (size_t i = 0; i < NV; i++) { /* the codes' values: the top half of an fp32 */
     const uint32_t u = (uint32_t)z16[i] << 16;
     memcpy(&z[i], &u, sizeof u);
   }
-  for (int i = 0; i < N; i++)
-    tg[i] = (int32_t)(gc_uniform() * V);
   lowpi_crossentropy_forward(loss, probs, z, tg, N, V);
   lowpi_crossentropy_backward(dz, probs, tg, N, V, dloss);
 
@@ -1399,10 +1405,7 @@ static void test_crossentropy(shape s) {
   int32_t *tg = malloc((size_t)N * sizeof(int32_t));
   if (!tg)
     exit(1);
-  fill(z, NV, -4, 4);
-  z[V / 2] = 80.0f; /* row 0: a huge logit (exp without the max would overflow) */
-  for (int i = 0; i < N; i++)
-    tg[i] = (int32_t)(gc_uniform() * V);
+  ce_inputs(z, tg, N, V);
   lowpi_crossentropy_forward(loss, probs, z, tg, N, V);
   lowpi_crossentropy_backward(dz, probs, tg, N, V, dloss);
 
