@@ -44,8 +44,8 @@ static float *d_block_scales; /* ones: enough for 1x128 scales of (16384, 8192) 
 
 /* Median milliseconds of one block-scaled fp8 GEMM (fp32 output). */
 static float time_block(lowpi_fp8_block_kind kb, int m, int n, int k) {
-  const lowpi_fp8_block_operand a = {d_a, LOWP_E4M3, d_block_scales, LOWPI_FP8_BLOCK_1X128};
-  const lowpi_fp8_block_operand b = {d_b, LOWP_E4M3, d_block_scales, kb};
+  const lowpi_fp8_block_operand a = {d_a, LOWP_E4M3, d_block_scales, LOWPI_FP8_BLOCK_1X128, NULL};
+  const lowpi_fp8_block_operand b = {d_b, LOWP_E4M3, d_block_scales, kb, NULL};
   float ms[REPS];
   for (int i = 0; i < WARMUP; i++)
     CHECK(lowpi_cuda_gemm_fp8_block(d_c, LOWP_FP32, &a, &b, m, n, k, 0.0f));

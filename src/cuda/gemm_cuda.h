@@ -73,7 +73,8 @@ lowp_status lowpi_cuda_gemm_epilogue(void *c, const void *a, const void *b, int 
  * decode multipliers of its blocks (value = decode(code) * scale, lowp_cuda_qdata's `scales`)
  * in lowp's layout: row-major over the block grid, (rows, ceil(K / 128)) for 1x128 blocks along
  * K, (ceil(rows / 128), ceil(K / 128)) for 128x128 blocks. The GEMM rearranges the scales into
- * cuBLASLt's layout itself (a copy of a few KiB). */
+ * cuBLASLt's layout itself (a copy of a few KiB, one launch), unless lt_scales gives them so
+ * already (1x128: the scale of row r's block kb at [kb * rows + r]; lowpi_both_extras). */
 typedef enum { LOWPI_FP8_BLOCK_1X128 = 1, LOWPI_FP8_BLOCK_128X128 = 2 } lowpi_fp8_block_kind;
 
 typedef struct {
@@ -81,6 +82,7 @@ typedef struct {
   lowp_format format;        /* LOWP_E4M3 or LOWP_E5M2 */
   const float *scales;       /* device, lowp's block-grid layout (above) */
   lowpi_fp8_block_kind kind; /* 1x128 or 128x128 blocks */
+  const float *lt_scales;    /* 1x128 (may be NULL): the scales in cuBLASLt's layout (above) */
 } lowpi_fp8_block_operand;
 
 /* 1 if the current device runs lowpi_cuda_gemm_fp8_block natively: compute capability 9.0

@@ -63,6 +63,13 @@ typedef struct {
   int valid;
 } amax_mirror;
 
+/* A device scratch buffer that grows on demand (the step's shapes are fixed, so it settles
+ * after the first step). */
+typedef struct {
+  void *ptr;
+  size_t bytes;
+} scratch;
+
 typedef struct {
   op_state op[LOWP_OP_COUNT];
   int index;
@@ -107,14 +114,13 @@ typedef struct {
   lowp_cuda_qtensor xb;
   int xb_on, xb_valid, dyb_on, dyb_valid;
   const float *xb_src, *dyb_src;
+  /* fp8-block's extras of those passes (both_extras): the kept X^T's scales in cuBLASLt's
+   * layout (xb_lt, valid with xb when xb_lt_ok), the WGRAD_DY buffer's likewise (in g->lt,
+   * dyb_lt_ok); the bias gradient that the dgrad's pass over dY adds (dyb_dbias; done: it did) */
+  scratch xb_lt;
+  int xb_lt_ok, dyb_lt_ok, dyb_dbias_done;
+  float *dyb_dbias;
 } lin_state;
-
-/* A device scratch buffer that grows on demand (the step's shapes are fixed, so it settles
- * after the first step). */
-typedef struct {
-  void *ptr;
-  size_t bytes;
-} scratch;
 
 struct lowpi_gpu_linears {
   int nlin;
@@ -124,12 +130,14 @@ struct lowpi_gpu_linears {
   lowp_format compute;
   lowp_cuda_delayed **delayed; /* every delayed state (in lin), in the CPU executor's order */
   size_t ndelayed;
-  scratch tmp[4];   /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes (or the
-                       transposes of the native fp8 paths) */
-  scratch rot;      /* a Hadamard-rotated copy for the clipping masks */
-  scratch vec;      /* a bias gradient written by a GEMM's epilogue, before it is added */
-  scratch vec16;    /* a bf16 bias or bias gradient for the bf16-output epilogues (epi_vec_bf16) */
-  int epi_vec_bf16; /* cuBLASLt refused fp32 vectors with a bf16 D (GELU, qkv): bf16 */
+  scratch tmp[4]; /* per operand: [0, 1] transposes / fp32 values, [2, 3] codes (or the
+                     transposes of the native fp8 paths) */
+  scratch rot;    /* a Hadamard-rotated copy for the clipping masks */
+  scratch vec;    /* a bias gradient written by a GEMM's epilogue, before it is added */
+  scratch vec16;  /* a bf16 bias or bias gradient for the bf16-output epilogues (epi_vec_bf16) */
+  scratch lt[LOWP_OP_COUNT]; /* per slot: 1x128 scales in cuBLASLt's layout (both_extras) */
+  scratch db_ws;             /* the workspace of the bias gradient in dY's both-ways pass */
+  int epi_vec_bf16;          /* cuBLASLt refused fp32 vectors with a bf16 D (GELU, qkv): bf16 */
   int bgrad_off; /* cuBLASLt refused the wgrad's bias-gradient epilogue: column sums from then on */
   qbuf qbufs[MAX_QBUFS];
   int nqbufs;
@@ -360,7 +368,11 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
     lowp_cuda_qtensor_free(&g->lin[i].xq);
     lowp_cuda_qtensor_free(&g->lin[i].wk);
     lowp_cuda_qtensor_free(&g->lin[i].xb);
+    lowp_cuda_free(g->lin[i].xb_lt.ptr);
   }
+  for (int i = 0; i < LOWP_OP_COUNT; i++)
+    lowp_cuda_free(g->lt[i].ptr);
+  lowp_cuda_free(g->db_ws.ptr);
   lowp_cuda_free(g->rot.ptr);
   lowp_cuda_free(g->vec.ptr);
   lowp_cuda_free(g->vec16.ptr);
@@ -671,6 +683,8 @@ typedef struct {
                                  scales (lowp's layout) */
   lowpi_fp8_block_kind block; /* RUN_FP8_BLOCK: the blocks; else 0 */
   int trans;                  /* stored with the reduction down the columns */
+  const float *lt_scale;      /* RUN_FP8_BLOCK, 1x128 (may be NULL): the scales in cuBLASLt's
+                                 layout too (lowpi_both_extras) */
 } operand;
 
 /* ------------------------------------------------------------------------------------------
@@ -715,7 +729,7 @@ static lowp_status dequant_operand(lowpi_gpu_linears *g, int which, const lowp_c
   LOWPI_TRY(
       scratch_get(&g->tmp[bf16 ? 2 + which : which], q->rows * q->cols * (bf16 ? 2 : 4), &vals));
   LOWPI_TRY(lowp_cuda_dequantize(q, vals, bf16 ? LOWP_BF16 : LOWP_FP32));
-  *out = (operand){vals, bf16 ? LOWP_BF16 : LOWP_FP32, NULL, (lowpi_fp8_block_kind)0, 0};
+  *out = (operand){vals, bf16 ? LOWP_BF16 : LOWP_FP32, NULL, (lowpi_fp8_block_kind)0, 0, NULL};
   return LOWP_OK;
 }
 
@@ -743,6 +757,7 @@ static int xb_keeps(const lowpi_gpu_linears *g, const lin_state *ls) {
 /* The start of a forward: the kept X^T is this forward's once the fprop has made it. */
 static void xb_begin(const lowpi_gpu_linears *g, lin_state *ls) {
   ls->xb_valid = 0;
+  ls->xb_lt_ok = 0;
   ls->xb_on = xb_keeps(g, ls);
 }
 
@@ -750,6 +765,9 @@ static void xb_begin(const lowpi_gpu_linears *g, lin_state *ls) {
  * column-wise half: as it is where it runs block-scaled, else its dequantized values). */
 static void dyb_begin(const lowpi_gpu_linears *g, lin_state *ls) {
   ls->dyb_valid = 0;
+  ls->dyb_lt_ok = 0;
+  ls->dyb_dbias = NULL;
+  ls->dyb_dbias_done = 0;
   ls->dyb_on = !(g->plain & LOWPI_GPU_PLAIN_BLOCK_T) &&
                both_ok(&ls->op[LOWP_OP_DGRAD_DY], &ls->op[LOWP_OP_WGRAD_DY]) &&
                !takes_owner_values(&ls->op[LOWP_OP_WGRAD_DY]);
@@ -766,11 +784,47 @@ static uint64_t slot_offset(const lowpi_gpu_linears *g, const lin_state *ls, low
   return (g->step << 16) ^ ((uint64_t)ls->index << 3) ^ (uint64_t)slot;
 }
 
-/* The block-scaled operand of slot's tensor q (its row-wise data). */
-static operand block_operand(const lin_state *ls, lowp_operand slot, const lowp_cuda_qtensor *q) {
+/* The block-scaled operand of slot's tensor q (its row-wise data; lt: its scales in cuBLASLt's
+ * layout too, or NULL). */
+static operand block_operand(const lin_state *ls, lowp_operand slot, const lowp_cuda_qtensor *q,
+                             const float *lt) {
   const op_state *o = &ls->op[slot];
-  return (operand){q->rowwise.codes, o->cfg.format, (const float *)q->rowwise.scales, block_kind(o),
-                   0};
+  return (operand){
+      q->rowwise.codes, o->cfg.format, (const float *)q->rowwise.scales, block_kind(o), 0, lt};
+}
+
+/* The extras of fp8-block's both-ways pass of x (rows, cols) into row (may be NULL) and col
+ * (lowpi_both_extras), where the pass takes them: the 1x128 scales in cuBLASLt's layout too,
+ * row's into slot's g->lt, col's into col_lt (no relayout before the GEMMs), and (dbias not
+ * NULL) the bias gradient dbias += x's column sums. *on = 0 (ex zeroed) where it does not. */
+static lowp_status both_extras(lowpi_gpu_linears *g, lowp_operand slot, lowp_cuda_qtensor *row,
+                               lowp_cuda_qtensor *col, scratch *col_lt, float *dbias, size_t rows,
+                               size_t cols, lowpi_both_extras *ex, int *on) {
+  memset(ex, 0, sizeof *ex);
+  *on = 0;
+  const int lt = !(g->plain & LOWPI_GPU_PLAIN_BLOCK_LT);
+  if (g->plain & LOWPI_GPU_PLAIN_BLOCK_DB)
+    dbias = NULL;
+  if ((!lt && !dbias) || !lowpi_cuda_quantize_both_ex_ok(row, col))
+    return LOWP_OK;
+  void *p;
+  if (lt && row) {
+    LOWPI_TRY(scratch_get(&g->lt[slot], (cols + 127) / 128 * rows * sizeof(float), &p));
+    ex->row_lt = (float *)p;
+  }
+  if (lt) {
+    LOWPI_TRY(scratch_get(col_lt, (rows + 127) / 128 * cols * sizeof(float), &p));
+    ex->col_lt = (float *)p;
+  }
+  if (dbias) {
+    ex->workspace_bytes = lowpi_cuda_quantize_both_ex_workspace(rows, cols);
+    LOWPI_TRY(scratch_get(&g->db_ws, ex->workspace_bytes, &ex->workspace));
+    ex->dbias = dbias;
+  }
+  g->counts.block_lt += (unsigned long long)lt;
+  g->counts.block_dbias += (unsigned long long)(dbias != NULL);
+  *on = 1;
+  return LOWP_OK;
 }
 
 /* The linear's own buffer for the kept X^T (C, N). */
@@ -803,17 +857,18 @@ static lowp_status both_values(lowpi_gpu_linears *g, const lin_state *ls, lowp_o
   lowp_qconfig rc = ls->op[slot].cfg;
   rc.offset = slot_offset(g, ls, slot);
   LOWPI_TRY(lowpi_cuda_quantize_both_values(x, rows, cols, &rc, vals, f, col));
-  *out = (operand){vals, f, NULL, (lowpi_fp8_block_kind)0, 0};
+  *out = (operand){vals, f, NULL, (lowpi_fp8_block_kind)0, 0, NULL};
   return LOWP_OK;
 }
 
-/* Operand `which` of GEMM `run` from slot's quantized tensor q: as it is for the block-scaled
- * GEMM, else (the emulation: mxfp8, or fp8-block after a refusal) its dequantized values,
- * which are the emulation's operand. */
+/* Operand `which` of GEMM `run` from slot's quantized tensor q (lt: its scales in cuBLASLt's
+ * layout too, or NULL): as it is for the block-scaled GEMM, else (the emulation: mxfp8, or
+ * fp8-block after a refusal) its dequantized values, which are the emulation's operand. */
 static lowp_status q_operand(lowpi_gpu_linears *g, const lin_state *ls, lowp_operand slot,
-                             int which, const lowp_cuda_qtensor *q, gemm_run run, operand *out) {
+                             int which, const lowp_cuda_qtensor *q, const float *lt, gemm_run run,
+                             operand *out) {
   if (run == RUN_FP8_BLOCK) {
-    *out = block_operand(ls, slot, q);
+    *out = block_operand(ls, slot, q, lt);
     return LOWP_OK;
   }
   return dequant_operand(g, which, q, run, out);
@@ -826,7 +881,7 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
                                       int k_along_cols, operand *out, int *done) {
   *done = 0;
   if (slot == LOWP_OP_WGRAD_X && !k_along_cols && xb_kept(ls, x, rows, cols)) {
-    LOWPI_TRY(q_operand(g, ls, slot, 1, &ls->xb, run, out));
+    LOWPI_TRY(q_operand(g, ls, slot, 1, &ls->xb, ls->xb_lt_ok ? ls->xb_lt.ptr : NULL, run, out));
     g->counts.x_block_kept++;
     *done = 1;
     return LOWP_OK;
@@ -849,8 +904,17 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
     if (run == RUN_FP8_BLOCK) {
       LOWPI_TRY(qbuf_get(g, slot, &o->cfg, rows, cols, &row));
       row->cfg.offset = slot_offset(g, ls, slot);
-      LOWPI_TRY(lowpi_cuda_quantize_both(x, rows, cols, row, col));
-      *out = block_operand(ls, slot, row);
+      lowpi_both_extras ex;
+      int on;
+      LOWPI_TRY(both_extras(g, slot, row, col, fprop ? &ls->xb_lt : &g->lt[other],
+                            fprop ? NULL : ls->dyb_dbias, rows, cols, &ex, &on));
+      LOWPI_TRY(lowpi_cuda_quantize_both_ex(x, rows, cols, row, col, on ? &ex : NULL));
+      *out = block_operand(ls, slot, row, ex.row_lt);
+      if (fprop)
+        ls->xb_lt_ok = ex.col_lt != NULL;
+      else
+        ls->dyb_lt_ok = ex.col_lt != NULL;
+      ls->dyb_dbias_done |= !fprop && ex.dbias;
     } else {
       LOWPI_TRY(both_values(g, ls, slot, run, x, rows, cols, col, out));
     }
@@ -873,14 +937,21 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
   if (!made && ((g->plain & LOWPI_GPU_PLAIN_BLOCK_T) || !both_ok(o, o)))
     return LOWP_OK;
   LOWPI_TRY(qbuf_get(g, slot, &o->cfg, cols, rows, &col));
+  const float *lt = NULL;
   if (made) {
     ls->dyb_valid = 0;
+    lt = ls->dyb_lt_ok ? g->lt[slot].ptr : NULL;
   } else { /* the column-wise half alone */
     col->cfg.offset = slot_offset(g, ls, slot);
-    LOWPI_TRY(lowpi_cuda_quantize_both(x, rows, cols, NULL, col));
+    lowpi_both_extras ex;
+    int on = 0;
+    if (run == RUN_FP8_BLOCK)
+      LOWPI_TRY(both_extras(g, slot, NULL, col, &g->lt[slot], NULL, rows, cols, &ex, &on));
+    LOWPI_TRY(lowpi_cuda_quantize_both_ex(x, rows, cols, NULL, col, on ? &ex : NULL));
+    lt = on ? ex.col_lt : NULL;
     g->counts.block_t++;
   }
-  LOWPI_TRY(q_operand(g, ls, slot, slot == LOWP_OP_WGRAD_DY ? 0 : 1, col, run, out));
+  LOWPI_TRY(q_operand(g, ls, slot, slot == LOWP_OP_WGRAD_DY ? 0 : 1, col, lt, run, out));
   *done = 1;
   return LOWP_OK;
 }
@@ -907,7 +978,7 @@ static lowp_status owner_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_opera
   void *vals;
   LOWPI_TRY(scratch_get(&g->tmp[which], n * sizeof(float), &vals));
   LOWPI_TRY(lowp_cuda_fake_quant((float *)vals, x, q, o->spec.hadamard, g->had_seed));
-  *out = (operand){vals, LOWP_FP32, NULL, (lowpi_fp8_block_kind)0, 1};
+  *out = (operand){vals, LOWP_FP32, NULL, (lowpi_fp8_block_kind)0, 1, NULL};
   if (run == RUN_BF16) { /* the values are exact in bf16 (run_of: bf16_exact) */
     void *codes;
     LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
@@ -934,7 +1005,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   op_state *o = &ls->op[slot];
   const size_t n = rows * cols;
   if (x_bf16 && run == RUN_BF16 && is_bf16_rne_cast(o)) {
-    *out = (operand){x_bf16, LOWP_BF16, NULL, (lowpi_fp8_block_kind)0, !k_along_cols};
+    *out = (operand){x_bf16, LOWP_BF16, NULL, (lowpi_fp8_block_kind)0, !k_along_cols, NULL};
     return LOWP_OK;
   }
   if (takes_owner_values(o))
@@ -947,8 +1018,12 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
                         ls->index);
     ls->xq_src = x;
     ls->xq_valid = 1;
-    *out = (operand){ls->xq.rowwise.codes, o->cfg.format, (const float *)ls->xq.rowwise.scales,
-                     (lowpi_fp8_block_kind)0, 0};
+    *out = (operand){ls->xq.rowwise.codes,
+                     o->cfg.format,
+                     (const float *)ls->xq.rowwise.scales,
+                     (lowpi_fp8_block_kind)0,
+                     0,
+                     NULL};
     g->counts.x8_produced++;
     return LOWP_OK;
   }
@@ -965,6 +1040,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   out->scale = NULL;
   out->block = (lowpi_fp8_block_kind)0;
   out->trans = !k_along_cols;
+  out->lt_scale = NULL;
   /* An element cast with RNE does not care about the layout; everything else draws random
    * numbers or forms blocks along the reduction dimension: bring x to (R, K), K-major. */
   const int layout_free = o->kind == LOWPI_OPERAND_NONE ||
@@ -1092,8 +1168,8 @@ static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int
   if (a->block && c_in)
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: a block-scaled GEMM with a separate C");
   if (a->block) { /* both K-major (make_operand transposed them before quantizing) */
-    const lowpi_fp8_block_operand ba = {a->ptr, a->format, a->scale, a->block};
-    const lowpi_fp8_block_operand bb = {b->ptr, b->format, b->scale, b->block};
+    const lowpi_fp8_block_operand ba = {a->ptr, a->format, a->scale, a->block, a->lt_scale};
+    const lowpi_fp8_block_operand bb = {b->ptr, b->format, b->scale, b->block, b->lt_scale};
     return lowpi_cuda_gemm_fp8_block(c, LOWP_FP32, &ba, &bb, M, N, K, beta);
   }
   lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(a->format, b->format, LOWP_FP32);
@@ -1265,7 +1341,7 @@ static lowp_status given_weight(lowpi_gpu_linears *g, lin_state *ls, lowp_operan
                                       (const unsigned char *)ls->wq_codes, (int)OC, (int)C));
   else
     LOWPI_TRY(lowp_cuda_memcpy(q->rowwise.codes, ls->wq_codes, OC * C, LOWP_CUDA_D2D));
-  *out = (operand){q->rowwise.codes, o->cfg.format, ls->wq_scale, (lowpi_fp8_block_kind)0, 0};
+  *out = (operand){q->rowwise.codes, o->cfg.format, ls->wq_scale, (lowpi_fp8_block_kind)0, 0, NULL};
   return LOWP_OK;
 }
 
@@ -1489,8 +1565,12 @@ static lowp_status kept_operand(lowpi_gpu_linears *g, const lin_state *ls, lowp_
   LOWPI_TRY(qbuf_get(g, slot, &o->cfg, (size_t)cols, (size_t)rows, &q));
   LOWPI_TRY(lowpi_cuda_transpose_u8((unsigned char *)q->rowwise.codes,
                                     (const unsigned char *)kept->rowwise.codes, rows, cols));
-  *out = (operand){q->rowwise.codes, o->cfg.format, (const float *)kept->rowwise.scales,
-                   (lowpi_fp8_block_kind)0, 0};
+  *out = (operand){q->rowwise.codes,
+                   o->cfg.format,
+                   (const float *)kept->rowwise.scales,
+                   (lowpi_fp8_block_kind)0,
+                   0,
+                   NULL};
   return LOWP_OK;
 }
 
@@ -1576,10 +1656,18 @@ static lowp_status dy_cast_transpose(lowpi_gpu_linears *g, lin_state *ls, lowpi_
     LOWPI_TRY(lowpi_cuda_cast_transpose_dbias(dout.f32, N, OC, qd, NULL, qw,
                                               given ? dout.amax : NULL, given, dbias, ws, bytes));
   g->counts.dy_dgelu += (unsigned long long)(gelu_pre != NULL);
-  *d = (operand){qd->rowwise.codes, od->cfg.format, (const float *)qd->rowwise.scales,
-                 (lowpi_fp8_block_kind)0, 0};
-  *w = (operand){qw->rowwise.codes, ow->cfg.format, (const float *)qw->rowwise.scales,
-                 (lowpi_fp8_block_kind)0, 0};
+  *d = (operand){qd->rowwise.codes,
+                 od->cfg.format,
+                 (const float *)qd->rowwise.scales,
+                 (lowpi_fp8_block_kind)0,
+                 0,
+                 NULL};
+  *w = (operand){qw->rowwise.codes,
+                 ow->cfg.format,
+                 (const float *)qw->rowwise.scales,
+                 (lowpi_fp8_block_kind)0,
+                 0,
+                 NULL};
   g->counts.dy_cast_t++;
   g->counts.dy_amax_given += (unsigned long long)given;
   *ok = 1;
@@ -1590,14 +1678,24 @@ unsigned lowpi_gpu_plain_from_env(void) {
   static const struct {
     const char *name;
     unsigned flag;
-  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},       {"x8", LOWPI_GPU_PLAIN_X8},
-               {"amax", LOWPI_GPU_PLAIN_AMAX},       {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
-               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX}, {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
-               {"xb", LOWPI_GPU_PLAIN_XB},           {"wmirror", LOWPI_GPU_PLAIN_W16},
-               {"x8p", LOWPI_GPU_PLAIN_X8P},         {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
-               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},   {"w8", LOWPI_GPU_PLAIN_W8},
-               {"res", LOWPI_GPU_PLAIN_RES},         {"dgelu_t", LOWPI_GPU_PLAIN_DGELU_T},
-               {"z16", LOWPI_GPU_PLAIN_Z16},         {"all", ~0u}};
+  } names[] = {{"bias", LOWPI_GPU_PLAIN_BIAS},
+               {"x8", LOWPI_GPU_PLAIN_X8},
+               {"amax", LOWPI_GPU_PLAIN_AMAX},
+               {"cast_t", LOWPI_GPU_PLAIN_CAST_T},
+               {"dy_amax", LOWPI_GPU_PLAIN_DY_AMAX},
+               {"block_t", LOWPI_GPU_PLAIN_BLOCK_T},
+               {"xb", LOWPI_GPU_PLAIN_XB},
+               {"wmirror", LOWPI_GPU_PLAIN_W16},
+               {"x8p", LOWPI_GPU_PLAIN_X8P},
+               {"both_tile", LOWPI_GPU_PLAIN_BOTH_TILE},
+               {"ln_bwd", LOWPI_GPU_PLAIN_LN_BWD},
+               {"w8", LOWPI_GPU_PLAIN_W8},
+               {"res", LOWPI_GPU_PLAIN_RES},
+               {"dgelu_t", LOWPI_GPU_PLAIN_DGELU_T},
+               {"z16", LOWPI_GPU_PLAIN_Z16},
+               {"block_lt", LOWPI_GPU_PLAIN_BLOCK_LT},
+               {"block_db", LOWPI_GPU_PLAIN_BLOCK_DB},
+               {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;
   while (env && *env) {
@@ -1894,6 +1992,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
     LOWPI_TRY(dgrad_dgelu(g, ls, dg, dout, weight, N, C, OC, &dy));
     run_d = RUN_BF16;
   }
+  ls->dyb_dbias = dbias; /* the bias gradient in dY's both-ways pass, where that runs */
   if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W;
                * W's bf16 codes from the fprop where it cast them (w16_fill) */
     const int cached = ls->w16_src == weight && w16_cacheable(g, ls, N, C, OC);
@@ -1913,6 +2012,9 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
     g->counts.w_reused += (unsigned long long)cached;
     g->counts.w_fp8_reused += (unsigned long long)w8;
   }
+  ls->dyb_dbias = NULL;
+  if (ls->dyb_dbias_done)
+    dbias = NULL; /* done */
   { /* wgrad: dW (OC, C) += dY^T X: both reductions (N) run down the columns. dY's operand
      * comes from the dgrad's where that gives the same values (reuse_dy). Nothing between
      * the two GEMMs touches the dgrad's A buffers (scratch 0 and 2, the DGRAD_DY qbuf): the

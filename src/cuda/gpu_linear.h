@@ -153,10 +153,14 @@ enum {
                                      not made in fc's dY cast (lowpi_gpu_linear_backward_gelu_dy) */
   LOWPI_GPU_PLAIN_Z16 = 16384,    /* "z16": a bf16 LM head's logits written in fp32 for the loss,
                                      not in bf16 (gpu_model.c, head_forward) */
+  LOWPI_GPU_PLAIN_BLOCK_LT = 32768, /* "block_lt": the block GEMMs relay out the 1x128 scales,
+                                       not given them so by the both-ways pass */
+  LOWPI_GPU_PLAIN_BLOCK_DB = 65536, /* "block_db": fp8-block's bias gradients by column sums of
+                                       their own, not in dY's both-ways pass */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t, z16 (or "all").
+ * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t, z16, block_lt, block_db (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
@@ -341,6 +345,9 @@ typedef struct {
   unsigned long long x_both;        /* fprops that quantized X both ways and kept the wgrad's
                                        1xN X^T codes (lowpi_gpu_linear_keeps_x8) */
   unsigned long long x_block_kept;  /* wgrads that took those kept X^T codes */
+  unsigned long long block_lt;      /* both-ways passes that wrote the 1x128 scales in cuBLASLt's
+                                       layout too (lowpi_both_extras) */
+  unsigned long long block_dbias;   /* bias gradients taken in dY's both-ways pass */
   unsigned long long block_t;       /* 1xN operands whose blocks run down the tensor's columns
                                        (the wgrad's, blocks along N; an MX dgrad's W^T) quantized
                                        straight from their untransposed fp32 values: no fp32

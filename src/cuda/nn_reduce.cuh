@@ -89,10 +89,10 @@ __global__ void lowpi_colsum_partial(float *__restrict__ partials, int N, int C,
   }
 }
 
+/* Stage 2 alone (its callers' first stage may use other chunks): `chunks` partials per column. */
 template <int NQ>
 __global__ void lowpi_colsum_final(float *dst0, float *dst1, const float *__restrict__ partials,
-                                   int N, int C) {
-  const size_t chunks = lowpi_colsum_chunks(N);
+                                   size_t chunks, int C) {
   const size_t warp = lowpi_global_tid() / 32, warps = lowpi_grid_stride() / 32;
   const unsigned lane = threadIdx.x % 32;
   for (size_t c = warp; c < (size_t)C; c += warps) { /* warp-uniform loop */
@@ -128,7 +128,7 @@ lowp_status lowpi_colsum(float *dst0, float *dst1, int N, int C, Term term, void
       <<<lowpi_cuda_blocks(work, lowpi_kThreads), lowpi_kThreads>>>(partials, N, C, term);
   LOWPI_CUDA_CHECK_LAUNCH();
   lowpi_colsum_final<NQ><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
-      dst0, dst1, partials, N, C);
+      dst0, dst1, partials, lowpi_colsum_chunks(N), C);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -27,6 +27,7 @@
 
 #include "cuda/cast_fast.cuh"
 #include "cuda/cuda_common.h"
+#include "cuda/nn_reduce.cuh"
 #include "cuda/quant_cuda.h"
 #include "cuda/quant_kernels.cuh"
 
@@ -56,6 +57,9 @@ struct side {
   uint64_t seed, offset;
   float *amax, *tensor_scale;
   unsigned long long *nsat;
+  /* (reg_kernel; may be NULL) the fp32 scales again in cuBLASLt's VEC128 layout, which its
+   * block-scaled GEMM reads: the scale of line r's block kb at [kb * lines + r] */
+  float *lt_scales;
 };
 
 /* The amax key of the block that holds part k of a line, from the parts' keys m: the block
@@ -545,8 +549,13 @@ __global__ void __launch_bounds__(kThreadsT, 3)
  * - a column's 128 values (its one column-wise block) lie in the 16 row bands: each thread's
  *   8-row key goes through shared memory (ckey), one thread per column takes their max and the
  *   scale, and each thread encodes its 8 rows of each of its columns into one 8-byte store.
- * Two barriers a tile, 8.5 KB of shared memory, two blocks an SM (128 registers, a few values
+ * Two barriers a tile, 16.5 KB of shared memory, two blocks an SM (128 registers, a few values
  * spilled: faster on the H100 than 16 warps of 8 x 4 values, with or without spills).
+ * For the training step (lowpi_cuda_quantize_both_ex) it also writes each side's scales again
+ * in the layout cuBLASLt's block-scaled GEMM reads (side.lt_scales: no relayout launch before
+ * the GEMM), and x's column sums, a bias gradient (partials: each thread sums its band's 8 rows
+ * in order, one thread per column the 16 bands' sums in order, into the tile's partial sum;
+ * lowpi_colsum_final adds the tiles' partials: the order is fixed by R alone).
  * Codes, scales, statistics and the random streams' indices are both_kernel's, bit for bit
  * (the same scale rule on the same amax keys, the same encode per element and index). */
 constexpr unsigned kRegTile = 128, kRegBands = 16; /* 16 row bands of 8 rows */
@@ -555,8 +564,9 @@ constexpr unsigned kFlagVecCol8 = 8u;              /* the column side's 8-byte s
 template <int FF, int RR>
 __global__ void __launch_bounds__(kThreadsT, 2)
     reg_kernel(const float *__restrict__ x, size_t R, size_t K, side row, side col, lowpi_fmt f,
-               lowp_round rnd, unsigned flags) {
+               lowp_round rnd, unsigned flags, float *__restrict__ partials) {
   __shared__ uint32_t ckey[kRegBands][kRegTile]; /* each band's amax key of each column */
+  __shared__ float csum[kRegBands][kRegTile];    /* each band's sum of each column (partials) */
   __shared__ float cenc[kRegTile];               /* each column's encode multiplier */
   const unsigned lane = threadIdx.x % 32, hl = lane % 16, rb = 2u * (threadIdx.x / 32) + lane / 16;
   const size_t tiles_c = (K + kRegTile - 1) / kRegTile;
@@ -610,8 +620,11 @@ __global__ void __launch_bounds__(kThreadsT, 2)
         sc.code = (uint8_t)__shfl_sync(0xFFFFFFFFu, (unsigned)all.code, src);
         if (r >= nr) /* half-warp-uniform */
           continue;
-        if (hl == 0)
+        if (hl == 0) {
           lowpi_store_scale(row.p, row.scales, (r0 + r) * row.scale_cols + (c0 >> 7), sc);
+          if (row.lt_scales)
+            row.lt_scales[(c0 >> 7) * R + r0 + r] = sc.dec;
+        }
 #pragma unroll
         for (unsigned h = 0; h < 2; h++) {
           const unsigned cl = 64u * h + 4u * hl;
@@ -642,10 +655,15 @@ __global__ void __launch_bounds__(kThreadsT, 2)
 #pragma unroll
       for (unsigned q = 0; q < 4; q++) {
         uint32_t key = 0;
+        float sum = 0.0f; /* the band's rows in order (padding adds zeros) */
 #pragma unroll
-        for (unsigned i = 0; i < 8; i++)
+        for (unsigned i = 0; i < 8; i++) {
           key = max(key, lowpi_abs_key(v[i][h][q]));
+          sum += v[i][h][q];
+        }
         ckey[rb][64u * h + 4u * hl + q] = key;
+        if (partials)
+          csum[rb][64u * h + 4u * hl + q] = sum;
       }
     __syncthreads(); /* every band's keys (and the last tile's cenc read) */
     if (threadIdx.x < kRegTile) {
@@ -656,10 +674,20 @@ __global__ void __launch_bounds__(kThreadsT, 2)
         key = max(key, ckey[b][j]);
       const lowpi_block_scale sc = lowpi_qblock_scale(col.p, lowpi_bits_f32(key), 1.0f);
       cenc[j] = sc.enc;
-      if (j < nc)
+      if (j < nc) {
         lowpi_store_scale(col.p, col.scales, (c0 + j) * col.scale_cols + (r0 >> 7), sc);
+        if (col.lt_scales)
+          col.lt_scales[(r0 >> 7) * K + c0 + j] = sc.dec;
+        if (partials) { /* the tile's column sum: the 16 bands in order */
+          float sum = 0.0f;
+#pragma unroll
+          for (unsigned b = 0; b < kRegBands; b++)
+            sum += csum[b][j];
+          partials[tr * K + c0 + j] = sum;
+        }
+      }
     }
-    __syncthreads();             /* cenc (and ckey read: the next tile may write it) */
+    __syncthreads();             /* cenc (and ckey, csum read: the next tile may write them) */
     const unsigned rr = 8u * rb; /* the band's first row */
     if (rr >= nr)
       continue;
@@ -807,7 +835,7 @@ lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, co
 /* Launch reg_kernel<FF, RR> as launch_tiled does tiled_kernel (static shared memory). */
 template <int FF, int RR>
 lowp_status launch_reg(const float *x, size_t R, size_t K, const side &row, const side &col,
-                       const lowp_qconfig *c) {
+                       const lowp_qconfig *c, float *partials) {
   static int per_sm = 0;
   unsigned flags = 0;
   if (K % 4 == 0 && ((uintptr_t)x & 15u) == 0)
@@ -821,8 +849,8 @@ lowp_status launch_reg(const float *x, size_t R, size_t K, const side &row, cons
     return LOWP_OK;
   unsigned blocks = 0;
   LOWPI_TRY(tile_grid(reg_kernel<FF, RR>, 0, &per_sm, tiles, &blocks));
-  reg_kernel<FF, RR>
-      <<<blocks, kThreadsT>>>(x, R, K, row, col, lowpi_fmt_of(c->format), c->round, flags);
+  reg_kernel<FF, RR><<<blocks, kThreadsT>>>(x, R, K, row, col, lowpi_fmt_of(c->format), c->round,
+                                            flags, partials);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -847,24 +875,30 @@ bool use_line_kernel() {
   return env || lowpi_cuda_quant_generic();
 }
 
-/* Both sides from x (R, K) under config c (the shared format and rounding). */
+/* Blocks of 128 down the columns take the register tile where the rows' are codes of 128 too
+ * (or not wanted). */
+bool takes_reg(const side &sr, const side &sc) {
+  return sc.codes && sc.shift == 2 && !use_line_kernel() && !sr.vals &&
+         (!sr.codes || sr.shift == 2);
+}
+
+/* Both sides from x (R, K) under config c (the shared format and rounding); partials (NULL, or
+ * with takes_reg: the column sums' workspace) as reg_kernel's. */
 lowp_status run_both(const float *x, size_t R, size_t K, const side &sr, const side &sc,
-                     const lowp_qconfig *c) {
+                     const lowp_qconfig *c, float *partials = nullptr) {
   reset_stats<<<1, 1>>>(sr, sc);
   LOWPI_CUDA_CHECK_LAUNCH();
-  /* blocks of 128 down the columns: the register tile where the rows' are codes of 128 too (or
-   * not wanted), else both_kernel (launch_tiled_any) */
+  /* else both_kernel (launch_tiled_any) */
   const bool col128 = sc.codes && sc.shift == 2;
-  const bool reg = col128 && !use_line_kernel() && !sr.vals && (!sr.codes || sr.shift == 2);
   const bool line = use_line_kernel() || col128;
-  if (reg) {
+  if (takes_reg(sr, sc)) {
     if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
-      return launch_reg<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
+      return launch_reg<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c, partials);
     if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)
-      return launch_reg<LOWP_E5M2, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
+      return launch_reg<LOWP_E5M2, LOWP_ROUND_RNE>(x, R, K, sr, sc, c, partials);
     if (c->round == LOWP_ROUND_SR && c->format == LOWP_E4M3)
-      return launch_reg<LOWP_E4M3, LOWP_ROUND_SR>(x, R, K, sr, sc, c);
-    return launch_reg<lowpi_kAny, lowpi_kAny>(x, R, K, sr, sc, c);
+      return launch_reg<LOWP_E4M3, LOWP_ROUND_SR>(x, R, K, sr, sc, c, partials);
+    return launch_reg<lowpi_kAny, lowpi_kAny>(x, R, K, sr, sc, c, partials);
   }
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
     return line ? launch<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c)
@@ -886,6 +920,22 @@ const char *const kSame = "the two tensors need the same format and rounding";
 
 extern "C" lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t K,
                                                 lowp_cuda_qtensor *row, lowp_cuda_qtensor *col) {
+  return lowpi_cuda_quantize_both_ex(x, R, K, row, col, NULL);
+}
+
+extern "C" int lowpi_cuda_quantize_both_ex_ok(const lowp_cuda_qtensor *row,
+                                              const lowp_cuda_qtensor *col) {
+  const side sr = side_of((lowp_cuda_qtensor *)row), sc = side_of((lowp_cuda_qtensor *)col);
+  return takes_reg(sr, sc) && !sc.byte_scale && !(sr.codes && sr.byte_scale);
+}
+
+extern "C" size_t lowpi_cuda_quantize_both_ex_workspace(size_t R, size_t K) {
+  return (R + kRegTile - 1) / kRegTile * K * sizeof(float);
+}
+
+extern "C" lowp_status lowpi_cuda_quantize_both_ex(const float *x, size_t R, size_t K,
+                                                   lowp_cuda_qtensor *row, lowp_cuda_qtensor *col,
+                                                   const lowpi_both_extras *ex) {
   if (!x || (!row && !col))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quantize_both: NULL argument");
   if ((uintptr_t)x & 3u)
@@ -896,7 +946,39 @@ extern "C" lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t
     LOWPI_TRY(check_tensor(col, 1, R, K));
   if (row && col && (row->cfg.format != col->cfg.format || row->cfg.round != col->cfg.round))
     return lowpi_fail(LOWP_ERR_UNSUPPORTED, "lowpi_cuda_quantize_both: %s", kSame);
-  return run_both(x, R, K, side_of(row), side_of(col), row ? &row->cfg : &col->cfg);
+  side sr = side_of(row), sc = side_of(col);
+  float *partials = nullptr;
+  if (ex) {
+    if (!lowpi_cuda_quantize_both_ex_ok(row, col))
+      return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                        "lowpi_cuda_quantize_both_ex: the scales' GEMM layout and the column sums "
+                        "need the register-tile kernel (blocks of 128 with fp32 scales, a "
+                        "column-wise tensor)");
+    if ((ex->row_lt && !row) || (((uintptr_t)ex->row_lt | (uintptr_t)ex->col_lt) & 3u))
+      return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                        "lowpi_cuda_quantize_both_ex: a misaligned scale copy, or one for no "
+                        "tensor");
+    sr.lt_scales = ex->row_lt;
+    sc.lt_scales = ex->col_lt;
+    if (ex->dbias) {
+      const size_t need = lowpi_cuda_quantize_both_ex_workspace(R, K);
+      if (!ex->workspace || ex->workspace_bytes < need ||
+          (((uintptr_t)ex->workspace | (uintptr_t)ex->dbias) & 3u))
+        return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                          "lowpi_cuda_quantize_both_ex: workspace of %zu bytes, needs %zu "
+                          "(4-byte aligned, as dbias)",
+                          ex->workspace_bytes, need);
+      partials = (float *)ex->workspace;
+    }
+  }
+  LOWPI_TRY(run_both(x, R, K, sr, sc, row ? &row->cfg : &col->cfg, partials));
+  if (partials && R > 0 && K > 0) {
+    /* the tiles' partials in the column sums' second stage (nn_reduce.cuh) */
+    lowpi_colsum_final<1><<<lowpi_cuda_blocks(K * 32, lowpi_kThreads), lowpi_kThreads>>>(
+        ex->dbias, nullptr, partials, (R + kRegTile - 1) / kRegTile, (int)K);
+    LOWPI_CUDA_CHECK_LAUNCH();
+  }
+  return LOWP_OK;
 }
 
 extern "C" lowp_status lowpi_cuda_quantize_both_values(const float *x, size_t R, size_t K,

@@ -118,6 +118,31 @@ lowp_status lowpi_fp8_out_check(const char *fn, const lowpi_fp8_out *o8, const f
  * (one warp per line: the same bits, slower) for A/B timing. */
 lowp_status lowpi_cuda_quantize_both(const float *x, size_t R, size_t K, lowp_cuda_qtensor *row,
                                      lowp_cuda_qtensor *col);
+/* What the training step's both-ways pass of fp8-block's X and dY adds
+ * (lowpi_cuda_quantize_both_ex):
+ * - row_lt, col_lt (may be NULL): the row-wise / column-wise tensor's fp32 block scales again,
+ *   in the layout of cuBLASLt's VEC128 scale mode (gemm_cuda.h: the scale of line r's block kb
+ *   at [kb * lines + r], lines R for the row-wise tensor, K for the column-wise), so that the
+ *   block-scaled GEMM relays nothing out (lowpi_fp8_block_operand.lt_scales);
+ * - dbias (may be NULL): dbias (K) += the column sums of x, a bias gradient, in an order fixed
+ *   by R alone (each 128-row tile's columns summed by 8-row bands, then the bands, then the
+ *   tiles as lowpi_colsum's second stage does); workspace of
+ *   lowpi_cuda_quantize_both_ex_workspace(R, K) bytes. */
+typedef struct {
+  float *row_lt, *col_lt;
+  float *dbias;
+  void *workspace;
+  size_t workspace_bytes;
+} lowpi_both_extras;
+/* lowpi_cuda_quantize_both, and (ex not NULL) what ex asks; that needs
+ * lowpi_cuda_quantize_both_ex_ok(row, col), else LOWP_ERR_UNSUPPORTED with nothing written. */
+lowp_status lowpi_cuda_quantize_both_ex(const float *x, size_t R, size_t K, lowp_cuda_qtensor *row,
+                                        lowp_cuda_qtensor *col, const lowpi_both_extras *ex);
+/* Whether lowpi_cuda_quantize_both_ex takes extras for these tensors: the register-tile kernel
+ * runs (a column-wise tensor with blocks of 128; the row-wise one, if any, too) with fp32 scales
+ * (tensors that lowpi_cuda_quantize_both takes, or NULL). */
+int lowpi_cuda_quantize_both_ex_ok(const lowp_cuda_qtensor *row, const lowp_cuda_qtensor *col);
+size_t lowpi_cuda_quantize_both_ex_workspace(size_t R, size_t K);
 /* lowpi_cuda_quantize_both with the row-wise half as values: y (R, K), bf16 or fp32 (y_format),
  * receives lowp_cuda_dequantize of what lowp_cuda_quantize(x, q, 0) writes for a tensor q of
  * config row_cfg (codes decoded times the stored block scale, rounded to bf16 where wanted),

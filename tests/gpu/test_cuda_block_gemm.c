@@ -158,9 +158,9 @@ static void run_case(const block_case *t) {
   GC_REQUIRE(lowp_cuda_memcpy(dc, c0_codes, nc * (size_t)bc, LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memcpy(demu, c0, nc * sizeof(float), LOWP_CUDA_H2D));
   const lowpi_fp8_block_operand oa = {a.q.rowwise.codes, t->fa, (const float *)a.q.rowwise.scales,
-                                      t->ka};
+                                      t->ka, NULL};
   const lowpi_fp8_block_operand ob = {b.q.rowwise.codes, t->fb, (const float *)b.q.rowwise.scales,
-                                      t->kb};
+                                      t->kb, NULL};
   char what[160];
   snprintf(what, sizeof what, "%s %s x %s %s -> %s, %d x %d x %d, beta %g%s",
            lowp_format_get(t->fa)->name, kind_name(t->ka), lowp_format_get(t->fb)->name,
@@ -218,8 +218,8 @@ static void run_case(const block_case *t) {
 static void test_bad_args(void) {
   void *d = NULL;
   GC_REQUIRE(lowp_cuda_malloc(&d, 1 << 20));
-  lowpi_fp8_block_operand a = {d, LOWP_E4M3, (const float *)d, LOWPI_FP8_BLOCK_1X128};
-  lowpi_fp8_block_operand b = {d, LOWP_E4M3, (const float *)d, LOWPI_FP8_BLOCK_128X128};
+  lowpi_fp8_block_operand a = {d, LOWP_E4M3, (const float *)d, LOWPI_FP8_BLOCK_1X128, NULL};
+  lowpi_fp8_block_operand b = {d, LOWP_E4M3, (const float *)d, LOWPI_FP8_BLOCK_128X128, NULL};
   lowpi_fp8_block_operand a2 = b;
   GC_CHECK(lowpi_cuda_gemm_fp8_block(d, LOWP_FP32, &a2, &b, 16, 16, 128, 0) == LOWP_ERR_INVALID_ARG,
            "128x128 by 128x128 accepted");
@@ -267,7 +267,7 @@ int main(void) {
     }
     void *d = NULL;
     GC_REQUIRE(lowp_cuda_malloc(&d, 1 << 16));
-    lowpi_fp8_block_operand a = {d, LOWP_E4M3, (const float *)d, LOWPI_FP8_BLOCK_1X128};
+    lowpi_fp8_block_operand a = {d, LOWP_E4M3, (const float *)d, LOWPI_FP8_BLOCK_1X128, NULL};
     GC_CHECK(lowpi_cuda_gemm_fp8_block(d, LOWP_FP32, &a, &a, 16, 16, 16, 0) == LOWP_ERR_UNSUPPORTED,
              "not sm_90, yet the block GEMM did not refuse: %s", lowp_last_error());
     lowp_cuda_free(d);

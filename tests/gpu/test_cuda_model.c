@@ -55,6 +55,33 @@ static double rel_diff(const float *got, const float *want, size_t n, int *finit
   return w > 0 ? sqrt(d / w) : sqrt(d);
 }
 
+/* The number of gradients of a (g_fast) that differ from b's: every tensor bit for bit, except
+ * (bias_tol > 0) the biases ("*.bias"), each within bias_tol normwise. The first differences
+ * are printed; *worst: the largest bias difference. */
+static long grads_differ(lowp_model *m, const char *what, const float *a, const float *b,
+                         double bias_tol, double *worst) {
+  long bad = 0;
+  *worst = 0.0;
+  for (size_t t = 0; t < lowp_model_num_tensors(m); t++) {
+    lowp_tensor_info ti;
+    GC_REQUIRE(lowp_model_tensor(m, t, &ti));
+    const size_t len = strlen(ti.name);
+    if (bias_tol > 0 && len > 5 && !strcmp(ti.name + len - 5, ".bias")) {
+      int finite;
+      const double d = rel_diff(a + ti.offset, b + ti.offset, ti.numel, &finite);
+      *worst = finite && d > *worst ? d : *worst;
+      if ((!finite || d > bias_tol) && bad++ < 5)
+        fprintf(stderr, "  %s %s: bias gradient rel %.2e (> %.0e)\n", what, ti.name, d, bias_tol);
+      continue;
+    }
+    for (size_t i = ti.offset; i < ti.offset + ti.numel; i++)
+      if (!same_float(a[i], b[i]) && bad++ < 5)
+        fprintf(stderr, "  %s %s grad[%zu]: %.9g, %.9g the other way\n", what, ti.name,
+                i - ti.offset, (double)a[i], (double)b[i]);
+  }
+  return bad;
+}
+
 /* same_as_plain's other plain way: X's and W's fp8 codes not kept for the backward */
 static const unsigned kKeptOff = LOWPI_GPU_PLAIN_W8 | LOWPI_GPU_PLAIN_X8;
 
@@ -94,16 +121,24 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
                "amaxes, cast %llu dY in one pass (%llu amaxes given)",
                recipe_name, cn.bias_folded, cn.x_fp8_reused, cn.w_fp8_reused, cn.amax_given,
                cn.dy_cast_t, cn.dy_amax_given);
-      GC_CHECK(cn.dy_both == 0 && cn.x_both == 0 && cn.x_block_kept == 0 && cn.block_t == 0,
+      GC_CHECK(cn.dy_both == 0 && cn.x_both == 0 && cn.x_block_kept == 0 && cn.block_t == 0 &&
+                   cn.block_lt == 0 && cn.block_dbias == 0,
                "%s: the plain model quantized %llu dY and %llu X both ways, took %llu kept X^T, "
-               "quantized %llu operands transposed",
-               recipe_name, cn.dy_both, cn.x_both, cn.x_block_kept, cn.block_t);
+               "quantized %llu operands transposed, %llu with the GEMM's scales, %llu bias "
+               "gradients",
+               recipe_name, cn.dy_both, cn.x_both, cn.x_block_kept, cn.block_t, cn.block_lt,
+               cn.block_dbias);
     }
-    long bad = 0;
-    for (size_t i = 0; i < np; i++)
-      if (!same_float(g_fast[i], g_plain[i]) && bad++ < 5)
-        fprintf(stderr, "  %s grad[%zu]: %.9g with the shortcuts, %.9g without\n", recipe_name, i,
-                (double)g_fast[i], (double)g_plain[i]);
+    /* fp8-block's bias gradients: the plain step's by column sums, the fast one's from dY's
+     * both-ways pass, the same values summed in another order (a few ulp of each sum; the
+     * pass's sums against float64: test_cuda_quant_both), so 1e-5 normwise, which a wrong
+     * column, tile or row would exceed; every other gradient bit for bit */
+    double worst;
+    const long bad = grads_differ(m, recipe_name, g_fast, g_plain,
+                                  strcmp(recipe_name, "fp8-block") ? 0.0 : 1e-5, &worst);
+    if (!strcmp(recipe_name, "fp8-block"))
+      printf("  %s: bias gradients from dY's both-ways pass vs column sums: rel %.2e at most\n",
+             recipe_name, worst);
     GC_CHECK(bad == 0 && isfinite(loss_fast) && same_float(loss_fast, loss_plain),
              "%s: %ld gradients (loss %.9g vs %.9g) differ from the plain step's", recipe_name, bad,
              (double)loss_fast, (double)loss_plain);
@@ -486,6 +521,14 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
         GC_CHECK(cn.dy_both > 0 && cn.x_both > 0 && cn.x_block_kept == cn.x_both,
                  "llama fp8-block: dY both ways %llu, X both ways %llu, kept X^T taken %llu",
                  cn.dy_both, cn.x_both, cn.x_block_kept);
+      /* each of those passes wrote its 1x128 scales in cuBLASLt's layout too, and each dY pass
+       * took the bias gradient (llama's linears have no bias) */
+      GC_CHECK(cn.block_lt == cn.dy_both + cn.x_both + cn.block_t &&
+                   cn.block_dbias == (arch == LOWP_ARCH_GPT2 ? cn.dy_both : 0),
+               "%s fp8-block: %llu passes wrote the scales in cuBLASLt's layout (want %llu), "
+               "%llu took the bias gradient",
+               arch ? "llama" : "gpt2", cn.block_lt, cn.dy_both + cn.x_both + cn.block_t,
+               cn.block_dbias);
     } else if (!strcmp(recipe_name, "mxfp8")) {
       if (arch == LOWP_ARCH_GPT2)
         GC_CHECK(cn.dy_both == per_run && cn.x_both == per_run && cn.x_block_kept == per_run &&
@@ -1405,8 +1448,11 @@ static void test_linear_xb(const char *recipe_name) {
   const float *x = d_in, *w = d_in + nx, *bias = w + nw, *dy = bias + OC;
   lowpi_gpu_gemm_counts c[5];
   lowpi_gpu_linears_counts(g, &c[0]);
-  static const unsigned plains[4] = {LOWPI_GPU_PLAIN_BLOCK_T | LOWPI_GPU_PLAIN_XB,
-                                     LOWPI_GPU_PLAIN_XB, 0, 0};
+  /* the bias gradient by column sums every way (same_as_plain checks dY's pass's) */
+  static const unsigned plains[4] = {LOWPI_GPU_PLAIN_BLOCK_T | LOWPI_GPU_PLAIN_XB |
+                                         LOWPI_GPU_PLAIN_BLOCK_DB,
+                                     LOWPI_GPU_PLAIN_XB | LOWPI_GPU_PLAIN_BLOCK_DB,
+                                     LOWPI_GPU_PLAIN_BLOCK_DB, LOWPI_GPU_PLAIN_BLOCK_DB};
   for (int way = 0; way < 4; way++) {
     GC_REQUIRE(lowp_cuda_malloc((void **)&d_out[way], nout * sizeof(float)));
     GC_REQUIRE(lowp_cuda_memset(d_out[way], 0, nout * sizeof(float)));

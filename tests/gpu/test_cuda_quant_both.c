@@ -139,6 +139,100 @@ static void test_values(const lowp_qconfig *cr, lowp_cuda_qtensor *gr, lowp_cuda
   lowp_qtensor_free(&got_c);
 }
 
+/* The training step's extras (lowpi_cuda_quantize_both_ex), where the register-tile kernel
+ * takes them (else refused, nothing written): the codes and scales still the CPU's; the scales
+ * again in cuBLASLt's VEC128 layout, each the CPU's scale bit for bit; dbias += x's column
+ * sums against float64 sums of the same floats, within gamma_k (sum |x| + |dbias|) for the
+ * longest chain of fp32 additions an element goes through (k = 8 rows of a band + 16 bands +
+ * a lane's tiles + 5 butterfly levels + the +=); a column with a NaN must give NaN, one with
+ * an Inf (and no NaN) that Inf. Both tensors, then the column-wise alone. */
+static void test_extras(const case_cfg *cc, lowp_cuda_qtensor *gr, lowp_cuda_qtensor *gcol,
+                        const lowp_qtensor *want_r, const lowp_qtensor *want_c, size_t R, size_t K,
+                        int special) {
+  char what[200];
+  const int ok = lowpi_cuda_quantize_both_ex_ok(gr, gcol);
+  const int want_ok =
+      !strcmp(g_kernel, "tiled:") && cc->mode == LOWP_SCALING_BLOCK_1D && cc->block == 128;
+  GC_CHECK(ok == want_ok, "%s %s: quantize_both_ex_ok %d, want %d", g_kernel, cc->name, ok,
+           want_ok);
+  const size_t tiles = (R + 127) / 128, kb = (K + 127) / 128, ws_bytes = tiles * K * 4;
+  GC_CHECK(lowpi_cuda_quantize_both_ex_workspace(R, K) == ws_bytes,
+           "quantize_both_ex_workspace(%zu, %zu) %zu, want %zu", R, K,
+           lowpi_cuda_quantize_both_ex_workspace(R, K), ws_bytes);
+  float *d_lt[2], *d_db, *d_ws, *h_lt = malloc((kb * R + tiles * K) * sizeof(float)),
+                                *h_db0 = malloc(K * sizeof(float)),
+                                *h_db = malloc(K * sizeof(float));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_lt[0], kb * R * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_lt[1], tiles * K * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_db, K * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_ws, ws_bytes));
+  for (size_t j = 0; j < K; j++) /* dbias accumulates: a start of its own per column */
+    h_db0[j] = (float)((double)j * 0.25 - 3.0);
+  lowp_qtensor got;
+  for (int way = 0; way < 2; way++) { /* both, the column-wise alone */
+    lowp_cuda_qtensor *row = way ? NULL : gr;
+    GC_REQUIRE(lowp_cuda_memset(gr->rowwise.codes, 0xA5, R * K));
+    GC_REQUIRE(lowp_cuda_memset(gcol->rowwise.codes, 0xA5, R * K));
+    GC_REQUIRE(lowp_cuda_memset(d_lt[0], 0xA5, kb * R * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_memset(d_lt[1], 0xA5, tiles * K * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_memcpy(d_db, h_db0, K * sizeof(float), LOWP_CUDA_H2D));
+    const lowpi_both_extras ex = {row ? d_lt[0] : NULL, d_lt[1], d_db, d_ws, ws_bytes};
+    const lowp_status st = lowpi_cuda_quantize_both_ex(d_x, R, K, row, gcol, &ex);
+    snprintf(what, sizeof what, "%s %s %zux%zu%s extras, %s", g_kernel, cc->name, R, K,
+             special ? " (zero block, nan, inf)" : "", way ? "column-wise alone" : "both");
+    if (!ok) {
+      GC_CHECK(st == LOWP_ERR_UNSUPPORTED, "%s: not refused (%d)", what, (int)st);
+      continue;
+    }
+    if (!GC_OK(st))
+      continue;
+    for (int t = way; t < 2; t++) { /* the tensors as without extras, their scales again */
+      const lowp_qtensor *want = t ? want_c : want_r;
+      const size_t lines = t ? K : R, blocks = t ? tiles : kb;
+      GC_REQUIRE(lowp_qtensor_init(&got, &want->cfg, want->rows, want->cols));
+      if (GC_OK(lowp_cuda_qtensor_to_host(t ? gcol : gr, &got)))
+        gc_same_qtensor(what, want, &got);
+      lowp_qtensor_free(&got);
+      GC_REQUIRE(lowp_cuda_memcpy(h_lt, d_lt[t], lines * blocks * sizeof(float), LOWP_CUDA_D2H));
+      size_t bad = 0;
+      for (size_t r = 0; r < lines; r++)
+        for (size_t b = 0; b < blocks; b++) {
+          const float w = ((const float *)want->rowwise.scales)[r * want->rowwise.scale_cols + b];
+          if (!same_float(h_lt[b * lines + r], w) && bad++ < 3)
+            fprintf(stderr,
+                    "  %s: %s scale (line %zu, block %zu) in cuBLASLt's layout %a, want %a\n", what,
+                    t ? "column-wise" : "row-wise", r, b, (double)h_lt[b * lines + r], (double)w);
+        }
+      GC_CHECK(bad == 0, "%s: %zu scales in cuBLASLt's layout differ", what, bad);
+    }
+    GC_REQUIRE(lowp_cuda_memcpy(h_db, d_db, K * sizeof(float), LOWP_CUDA_D2H));
+    const double k = 8 + 16 + (double)((tiles + 31) / 32) + 5 + 1, gamma = k * 0x1p-24 * 1.01;
+    size_t bad = 0;
+    for (size_t j = 0; j < K; j++) {
+      double sum = h_db0[j], mag = fabs((double)h_db0[j]);
+      for (size_t i = 0; i < R; i++) {
+        sum += (double)h_x[i * K + j];
+        mag += fabs((double)h_x[i * K + j]);
+      }
+      const float g = h_db[j];
+      const int good = isnan(sum)   ? isnan(g)
+                       : isinf(sum) ? g == (float)sum
+                                    : !isnan(g) && fabs((double)g - sum) <= gamma * mag;
+      if (!good && bad++ < 3)
+        fprintf(stderr, "  %s: dbias[%zu] %.9g, want %.9g within %.3g\n", what, j, (double)g, sum,
+                gamma * mag);
+    }
+    GC_CHECK(bad == 0, "%s: %zu of %zu bias-gradient sums out of bounds", what, bad, K);
+  }
+  lowp_cuda_free(d_lt[0]);
+  lowp_cuda_free(d_lt[1]);
+  lowp_cuda_free(d_db);
+  lowp_cuda_free(d_ws);
+  free(h_lt);
+  free(h_db0);
+  free(h_db);
+}
+
 static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
   char what[200];
   const lowp_qconfig cr = mk(cc, 1234, 99), cc_ = mk(cc, 4321, 7);
@@ -177,6 +271,7 @@ static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
     }
   }
   test_values(&cr, &gr, &gcol, &want_r, &want_c, cc->name, R, K);
+  test_extras(cc, &gr, &gcol, &want_r, &want_c, R, K, special);
   lowp_cuda_qtensor_free(&gr);
   lowp_cuda_qtensor_free(&gcol);
   lowp_qtensor_free(&want_r);
