@@ -647,7 +647,19 @@ lowp_status lowpi_cuda_gemm_fp8_block(void *c, lowp_format c_format,
                                       const lowpi_fp8_block_operand *a,
                                       const lowpi_fp8_block_operand *b, int m, int n, int k,
                                       float beta) {
+  return lowpi_cuda_gemm_fp8_block_epilogue(c, c_format, a, b, m, n, k, beta, NULL);
+}
+
+lowp_status lowpi_cuda_gemm_fp8_block_epilogue(void *c, lowp_format c_format,
+                                               const lowpi_fp8_block_operand *a,
+                                               const lowpi_fp8_block_operand *b, int m, int n,
+                                               int k, float beta, const lowpi_gemm_epilogue *epi) {
   LOWPI_TRY(check_block(c, c_format, a, b, m, n, k));
+  if (epi && (epi->kind != LOWPI_EPI_BIAS || !epi->vec || epi->vec_format != LOWP_BF16 ||
+              epi->aux || c_format != LOWP_BF16 || beta != 0.0f || ((uintptr_t)epi->vec & 15u)))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_gemm_fp8_block_epilogue: a bias epilogue alone, its vector "
+                      "bf16 and 16-byte aligned, a bf16 output and beta 0");
   if (!lowpi_cuda_fp8_block_supported())
     return lowpi_fail(LOWP_ERR_UNSUPPORTED,
                       "lowpi_cuda_gemm_fp8_block: needs an sm_90 device and cuBLASLt >= 12.9 "
@@ -679,6 +691,19 @@ lowp_status lowpi_cuda_gemm_fp8_block(void *c, lowp_format c_format,
                                         sizeof mode_b);
   if (st != CUBLAS_STATUS_SUCCESS)
     return refused(st, "the scale modes", m, n, k);
+  if (epi) { /* cuBLASLt adds the vector along the rows of its column-major D (n, m) */
+    const cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_BIAS;
+    const cudaDataType_t vec_type = CUDA_R_16BF;
+    st = cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e);
+    if (st == CUBLAS_STATUS_SUCCESS)
+      st = cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &epi->vec,
+                                          sizeof epi->vec);
+    if (st == CUBLAS_STATUS_SUCCESS)
+      st = cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &vec_type,
+                                          sizeof vec_type);
+    if (st != CUBLAS_STATUS_SUCCESS)
+      return refused(st, "the bias epilogue", m, n, k);
+  }
   LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
                                                   &lt_a_scale, sizeof lt_a_scale));
   LOWPI_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
@@ -702,6 +727,10 @@ lowp_status lowpi_cuda_gemm_fp8_block(void *c, lowp_format c_format,
   key.batch = 1;
   key.block_a = a->kind;
   key.block_b = b->kind;
+  if (epi) {
+    key.epi = (int)epi->kind | 16 | 32; /* with a bf16 vector, as run_gemm's */
+    key.align_vec = alignment_of(epi->vec, 0);
+  }
   key.align[0] = alignment_of(b->codes, (uint64_t)k);
   key.align[1] = alignment_of(a->codes, (uint64_t)k);
   key.align[2] = alignment_of(c, (uint64_t)n * (uint64_t)lowp_format_get(c_format)->storage_bytes);

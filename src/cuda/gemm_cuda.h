@@ -99,6 +99,13 @@ lowp_status lowpi_cuda_gemm_fp8_block(void *c, lowp_format c_format,
                                       const lowpi_fp8_block_operand *a,
                                       const lowpi_fp8_block_operand *b, int m, int n, int k,
                                       float beta);
+/* lowpi_cuda_gemm_fp8_block with epi (may be NULL): a BIAS epilogue alone, its vector bf16
+ * (cuBLASLt's fp8 kernels take the bias in D's type), into a bf16 c, beta 0: c = bf16(a b^T +
+ * bias) in one pass. LOWP_ERR_UNSUPPORTED (nothing written) where cuBLASLt refuses it. */
+lowp_status lowpi_cuda_gemm_fp8_block_epilogue(void *c, lowp_format c_format,
+                                               const lowpi_fp8_block_operand *a,
+                                               const lowpi_fp8_block_operand *b, int m, int n,
+                                               int k, float beta, const lowpi_gemm_epilogue *epi);
 
 #ifdef __cplusplus
 }

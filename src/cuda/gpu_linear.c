@@ -1789,8 +1789,9 @@ lowp_status lowpi_gpu_linear_forward_residual(lowpi_gpu_linears *g, int lin, flo
 }
 
 /* The run of linear lin's fprop where it can write its output in bf16 through an epilogue of
- * `kind` (forward_bf16_out): a bf16 linear (RUN_BF16), or, for the bias alone, a native
- * per-tensor fp8 one (RUN_FP8: fp8-current, fp8-delayed); else RUN_FP32 (it cannot). */
+ * `kind` (forward_bf16_out): a bf16 linear (RUN_BF16), or, for the bias alone, a native fp8
+ * one (RUN_FP8: fp8-current, fp8-delayed; RUN_FP8_BLOCK: fp8-block); else RUN_FP32 (it
+ * cannot). */
 static gemm_run bf16_out_run(const lowpi_gpu_linears *g, int lin, lowpi_gemm_epilogue_kind kind,
                              int N, int C, int OC) {
   if (lin < 0 || lin >= g->nlin)
@@ -1799,7 +1800,7 @@ static gemm_run bf16_out_run(const lowpi_gpu_linears *g, int lin, lowpi_gemm_epi
     return RUN_BF16;
   const lin_state *ls = &g->lin[lin];
   const gemm_run run = run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
-  return run == RUN_FP8 && kind == LOWPI_EPI_BIAS ? RUN_FP8 : RUN_FP32;
+  return (run == RUN_FP8 || run == RUN_FP8_BLOCK) && kind == LOWPI_EPI_BIAS ? run : RUN_FP32;
 }
 
 int lowpi_gpu_linear_bf16_out(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
@@ -1834,7 +1835,7 @@ static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_ep
   o.a_scale = x.scale;
   o.b_scale = w.scale;
   /* the fp32 bias, or its bf16 rounding where cuBLASLt wants D's type (always with fp8) */
-  int vec_bf16 = g->epi_vec_bf16 || run == RUN_FP8;
+  int vec_bf16 = g->epi_vec_bf16 || run == RUN_FP8 || run == RUN_FP8_BLOCK;
   lowp_status st;
   for (;;) {
     lowpi_gemm_epilogue epi = {kind, (void *)bias, LOWP_FP32, pre};
@@ -1842,7 +1843,14 @@ static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_ep
       LOWPI_TRY(bias16(g, ls, bias, (size_t)OC, &epi.vec));
       epi.vec_format = LOWP_BF16;
     }
-    st = lowpi_cuda_gemm_epilogue(out, x.ptr, w.ptr, N, OC, C, &o, &epi);
+    if (run == RUN_FP8_BLOCK) {
+      const lowpi_fp8_block_operand bx = {x.ptr, x.format, x.scale, x.block, x.lt_scale};
+      const lowpi_fp8_block_operand bw = {w.ptr, w.format, w.scale, w.block, w.lt_scale};
+      st = lowpi_cuda_gemm_fp8_block_epilogue(out, LOWP_BF16, &bx, &bw, N, OC, C, 0.0f,
+                                              bias ? &epi : NULL);
+    } else {
+      st = lowpi_cuda_gemm_epilogue(out, x.ptr, w.ptr, N, OC, C, &o, &epi);
+    }
     if (st != LOWP_ERR_UNSUPPORTED || !bias || vec_bf16)
       break;
     g->epi_vec_bf16 = vec_bf16 = 1; /* the fp32 vector refused: try bf16 */

@@ -15,6 +15,10 @@
  *     accumulate each 128-long block with about 14 bits (DeepSeek-V3 report) before the scaled
  *     fp32 promotion, so 128 additions stay under 2^-7 of the sum of magnitudes;
  *   - no NaN or Inf anywhere.
+ * With a bias (lowpi_cuda_gemm_fp8_block_epilogue: bf16 output, the bias in bf16, as the
+ * fp8-block recipe's qkv and fc write theirs) the reference and the emulation add the bias's
+ * values. Should cuBLASLt refuse the epilogue, the test says so (the recipe then adds the bias
+ * in a pass of its own).
  * On an sm_90 device the native path must be there: lowpi_cuda_fp8_block_supported() = 0 or a
  * refusal by cuBLASLt fails the test (an old cuBLASLt would silently make fp8-block slow).
  * Elsewhere (no Hopper) it checks that the call refuses cleanly and exits 77. */
@@ -32,6 +36,7 @@ typedef struct {
   lowp_format fa, fb, fc;
   float beta;
   lowp_scale_format sf; /* the operands' scale format */
+  int bias;             /* a bf16 bias added in the epilogue (bf16 output, beta 0) */
 } block_case;
 
 static const char *kind_name(lowpi_fp8_block_kind k) {
@@ -134,6 +139,20 @@ static void run_case(const block_case *t) {
   lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_SATURATE, 0, 0};
   GC_REQUIRE(lowp_encode(t->fc, c0, nc, c0_codes, &rne));
   GC_REQUIRE(lowp_decode(t->fc, c0_codes, nc, c0));
+  /* the bias: bf16 values of the products' magnitudes (0 without one) */
+  float *bias = calloc((size_t)n, sizeof(float));
+  uint16_t *bias16 = malloc((size_t)n * 2);
+  void *dbias = NULL;
+  if (!bias || !bias16)
+    exit(1);
+  if (t->bias) {
+    for (int j = 0; j < n; j++)
+      bias[j] = (float)((2 * gc_uniform() - 1) * 1e3);
+    GC_REQUIRE(lowp_encode(LOWP_BF16, bias, (size_t)n, bias16, &rne));
+    GC_REQUIRE(lowp_decode(LOWP_BF16, bias16, (size_t)n, bias));
+    GC_REQUIRE(lowp_cuda_malloc(&dbias, (size_t)n * 2));
+    GC_REQUIRE(lowp_cuda_memcpy(dbias, bias16, (size_t)n * 2, LOWP_CUDA_H2D));
+  }
 
   /* float64 reference and the per-element bound */
   const double out_ulp = t->fc == LOWP_BF16 ? 0x1p-8 : 0x1p-22;
@@ -147,7 +166,7 @@ static void run_case(const block_case *t) {
         sa += fabs(p);
       }
       const size_t ij = (size_t)i * n + j;
-      ref[ij] = s + (double)t->beta * c0[ij];
+      ref[ij] = s + (double)t->beta * c0[ij] + bias[j];
       bound[ij] = 0x1p-7 * sa + out_ulp * fabs(ref[ij]) + 1e-30;
     }
 
@@ -162,18 +181,25 @@ static void run_case(const block_case *t) {
   const lowpi_fp8_block_operand ob = {b.q.rowwise.codes, t->fb, (const float *)b.q.rowwise.scales,
                                       t->kb, NULL};
   char what[160];
-  snprintf(what, sizeof what, "%s %s x %s %s -> %s, %d x %d x %d, beta %g%s",
+  snprintf(what, sizeof what, "%s %s x %s %s -> %s, %d x %d x %d, beta %g%s%s",
            lowp_format_get(t->fa)->name, kind_name(t->ka), lowp_format_get(t->fb)->name,
            kind_name(t->kb), lowp_format_get(t->fc)->name, m, n, k, (double)t->beta,
-           t->sf == LOWP_SCALE_FP32 ? ", fp32 scales" : "");
-  lowp_status st = lowpi_cuda_gemm_fp8_block(dc, t->fc, &oa, &ob, m, n, k, t->beta);
-  GC_CHECK(st == LOWP_OK, "%s: native block-scaled GEMM failed (%s): %s", what, lowp_status_str(st),
-           lowp_last_error());
+           t->sf == LOWP_SCALE_FP32 ? ", fp32 scales" : "", t->bias ? ", bf16 bias" : "");
+  const lowpi_gemm_epilogue epi = {LOWPI_EPI_BIAS, dbias, LOWP_BF16, NULL};
+  lowp_status st = lowpi_cuda_gemm_fp8_block_epilogue(dc, t->fc, &oa, &ob, m, n, k, t->beta,
+                                                      t->bias ? &epi : NULL);
+  if (t->bias && st == LOWP_ERR_UNSUPPORTED)
+    printf("  %s: cuBLASLt refuses the bias epilogue (%s)\n", what, lowp_last_error());
+  else
+    GC_CHECK(st == LOWP_OK, "%s: native block-scaled GEMM failed (%s): %s", what,
+             lowp_status_str(st), lowp_last_error());
   lowp_cuda_gemm_opts o32 = lowp_cuda_gemm_defaults(LOWP_FP32, LOWP_FP32, LOWP_FP32);
   o32.beta = t->beta;
   if (st == LOWP_OK && GC_OK(lowp_cuda_gemm(demu, a.dvals, b.dvals, m, n, k, &o32))) {
     download(got, dc, t->fc, nc);
     download(emu, demu, LOWP_FP32, nc);
+    for (size_t i = 0; i < nc; i++) /* the emulation's bias, added after */
+      emu[i] += bias[i % (size_t)n];
     int finite = 1, shown = 0;
     size_t bad = 0;
     for (size_t i = 0; i < nc; i++) {
@@ -205,6 +231,9 @@ static void run_case(const block_case *t) {
   }
   lowp_cuda_free(dc);
   lowp_cuda_free(demu);
+  lowp_cuda_free(dbias);
+  free(bias);
+  free(bias16);
   free_qoperand(&a);
   free_qoperand(&b);
   free(c0);
@@ -238,6 +267,13 @@ static void test_bad_args(void) {
   GC_CHECK(lowpi_cuda_gemm_fp8_block(d, LOWP_FP32, &odd, &b, 16, 16, 128, 0) ==
                LOWP_ERR_INVALID_ARG,
            "misaligned A accepted");
+  const lowpi_gemm_epilogue epi = {LOWPI_EPI_BIAS, d, LOWP_BF16, NULL};
+  GC_CHECK(lowpi_cuda_gemm_fp8_block_epilogue(d, LOWP_FP32, &a, &b, 16, 16, 128, 0, &epi) ==
+               LOWP_ERR_INVALID_ARG,
+           "a bias epilogue into fp32 accepted");
+  GC_CHECK(lowpi_cuda_gemm_fp8_block_epilogue(d, LOWP_BF16, &a, &b, 16, 16, 128, 1, &epi) ==
+               LOWP_ERR_INVALID_ARG,
+           "a bias epilogue with beta 1 accepted");
   lowpi_fp8_block_operand bf = a;
   bf.format = LOWP_BF16;
   GC_CHECK(lowpi_cuda_gemm_fp8_block(d, LOWP_FP32, &bf, &b, 16, 16, 128, 0) == LOWP_ERR_INVALID_ARG,
@@ -279,20 +315,23 @@ int main(void) {
   const lowp_format E4 = LOWP_E4M3, E5 = LOWP_E5M2, F32 = LOWP_FP32, BF = LOWP_BF16;
   const lowp_scale_format P2 = LOWP_SCALE_FP32_POW2;
   const block_case cases[] = {
-      {16, 16, 16, V, V, E4, E4, F32, 0, P2},
+      {16, 16, 16, V, V, E4, E4, F32, 0, P2, 0},
       /* partial blocks everywhere: K = 3 * 128 + 16, rows not multiples of 128 */
-      {272, 208, 400, V, V, E4, E4, F32, 0, P2},
-      {272, 208, 400, V, B, E4, E4, F32, 0, P2},
-      {272, 208, 400, B, V, E4, E4, F32, 1, P2},
-      {272, 208, 400, V, B, E4, E4, F32, 1, LOWP_SCALE_FP32},
-      {144, 96, 1296, V, B, E5, E4, F32, 0, P2},
-      {144, 96, 1296, B, V, E4, E5, F32, 1, P2},
-      {144, 96, 1296, V, V, E5, E4, F32, 0, P2},
-      {208, 144, 528, V, B, E4, E4, BF, 1, P2},
+      {272, 208, 400, V, V, E4, E4, F32, 0, P2, 0},
+      {272, 208, 400, V, B, E4, E4, F32, 0, P2, 0},
+      {272, 208, 400, B, V, E4, E4, F32, 1, P2, 0},
+      {272, 208, 400, V, B, E4, E4, F32, 1, LOWP_SCALE_FP32, 0},
+      {144, 96, 1296, V, B, E5, E4, F32, 0, P2, 0},
+      {144, 96, 1296, B, V, E4, E5, F32, 1, P2, 0},
+      {144, 96, 1296, V, V, E5, E4, F32, 0, P2, 0},
+      {208, 144, 528, V, B, E4, E4, BF, 1, P2, 0},
       /* the fp8-block recipe's GEMMs at a GPT-2-like width (fprop / dgrad 1x128 by 128x128,
        * wgrad 1x128 by 1x128) */
-      {512, 640, 1280, V, B, E4, E4, F32, 0, P2},
-      {640, 384, 1024, V, V, E4, E4, F32, 1, P2},
+      {512, 640, 1280, V, B, E4, E4, F32, 0, P2, 0},
+      {640, 384, 1024, V, V, E4, E4, F32, 1, P2, 0},
+      /* fp8-block's qkv and fc: bf16 out with the bias in the epilogue */
+      {272, 208, 400, V, B, E4, E4, BF, 0, P2, 1},
+      {512, 640, 1280, V, B, E4, E4, BF, 0, P2, 1},
   };
   const size_t ncases = sizeof cases / sizeof cases[0];
   for (size_t i = 0; i < ncases; i++) {
