@@ -475,19 +475,23 @@ lowp_status lowpi_cuda_gemm_epilogue(void *c, const void *a, const void *b, int 
       o->a_format == LOWP_BF16 && o->b_format == LOWP_BF16 &&
       (gelu ? o->c_format == LOWP_BF16 : (o->c_format == LOWP_FP32 || o->c_format == LOWP_BF16)) &&
       (epi->vec_format == LOWP_FP32 || epi->vec_format == LOWP_BF16);
-  /* fp8 operands: the bias (GELU_AUX, BIAS) into a bf16 D, the vector in D's type (cuBLASLt's
-   * FP8 table: bf16; fp32 only with an fp32 D); lowp_cuda_gemm's fp8 rules otherwise */
-  const int fp8_ok = fp8 && (epi->kind == LOWPI_EPI_GELU_AUX || epi->kind == LOWPI_EPI_BIAS) &&
-                     o->c_format == LOWP_BF16 && epi->vec_format == LOWP_BF16;
+  /* fp8 operands: the bias (GELU_AUX, BIAS) into a bf16 D, or (BIAS) an fp32 D that may add C
+   * (the residual), the vector bf16 (cuBLASLt's FP8 table); lowp_cuda_gemm's fp8 rules
+   * otherwise */
+  const int fp8_ok = fp8 && epi->vec_format == LOWP_BF16 &&
+                     (((epi->kind == LOWPI_EPI_GELU_AUX || epi->kind == LOWPI_EPI_BIAS) &&
+                       o->c_format == LOWP_BF16) ||
+                      (epi->kind == LOWPI_EPI_BIAS && o->c_format == LOWP_FP32));
   if (!bf16_ok && !fp8_ok)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowpi_cuda_gemm_epilogue: bf16 x bf16 operands, output bf16 (GELU) or "
                       "fp32/bf16 (bias gradient), an fp32 or bf16 vector; or fp8 operands with "
-                      "GELU or a bias into bf16, a bf16 vector; got %s x %s -> %s, vector %s",
+                      "GELU or a bias into bf16 (a bias into fp32 too), a bf16 vector; got %s x %s "
+                      "-> %s, vector %s",
                       fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format),
                       fmt_name(epi->vec_format));
   if ((vec_required && !epi->vec) || (gelu && !epi->aux) || (!gelu && epi->aux) || o->bias ||
-      (epi->kind == LOWPI_EPI_BIAS && o->beta != 0.0f))
+      (epi->kind == LOWPI_EPI_BIAS && o->beta != 0.0f && o->c_format != LOWP_FP32))
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowpi_cuda_gemm_epilogue: epilogue %d with the wrong buffers (vector %s, "
                       "aux %s, opts bias %s)",
@@ -647,19 +651,25 @@ lowp_status lowpi_cuda_gemm_fp8_block(void *c, lowp_format c_format,
                                       const lowpi_fp8_block_operand *a,
                                       const lowpi_fp8_block_operand *b, int m, int n, int k,
                                       float beta) {
-  return lowpi_cuda_gemm_fp8_block_epilogue(c, c_format, a, b, m, n, k, beta, NULL);
+  return lowpi_cuda_gemm_fp8_block_epilogue(c, c_format, a, b, m, n, k, beta, NULL, NULL);
 }
 
 lowp_status lowpi_cuda_gemm_fp8_block_epilogue(void *c, lowp_format c_format,
                                                const lowpi_fp8_block_operand *a,
                                                const lowpi_fp8_block_operand *b, int m, int n,
-                                               int k, float beta, const lowpi_gemm_epilogue *epi) {
+                                               int k, float beta, const void *c_in,
+                                               const lowpi_gemm_epilogue *epi) {
   LOWPI_TRY(check_block(c, c_format, a, b, m, n, k));
+  if ((uintptr_t)c_in & 15u)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gemm_fp8_block: a misaligned C");
   if (epi && (epi->kind != LOWPI_EPI_BIAS || !epi->vec || epi->vec_format != LOWP_BF16 ||
-              epi->aux || c_format != LOWP_BF16 || beta != 0.0f || ((uintptr_t)epi->vec & 15u)))
+              epi->aux || (c_format == LOWP_BF16 && (beta != 0.0f || c_in))))
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
-                      "lowpi_cuda_gemm_fp8_block_epilogue: a bias epilogue alone, its vector "
-                      "bf16 and 16-byte aligned, a bf16 output and beta 0");
+                      "lowpi_cuda_gemm_fp8_block_epilogue: a bias epilogue alone with a bf16 "
+                      "vector; into bf16 only with beta 0 and no C");
+  if (epi && ((uintptr_t)epi->vec & 15u)) /* the caller's fallback: the bias in a pass */
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_gemm_fp8_block_epilogue: the bias must be 16-byte aligned");
   if (!lowpi_cuda_fp8_block_supported())
     return lowpi_fail(LOWP_ERR_UNSUPPORTED,
                       "lowpi_cuda_gemm_fp8_block: needs an sm_90 device and cuBLASLt >= 12.9 "
@@ -734,13 +744,18 @@ lowp_status lowpi_cuda_gemm_fp8_block_epilogue(void *c, lowp_format c_format,
   key.align[0] = alignment_of(b->codes, (uint64_t)k);
   key.align[1] = alignment_of(a->codes, (uint64_t)k);
   key.align[2] = alignment_of(c, (uint64_t)n * (uint64_t)lowp_format_get(c_format)->storage_bytes);
+  if (c_in) { /* C and D take one alignment preference: the smaller (as run_gemm) */
+    const uint32_t in =
+        alignment_of(c_in, (uint64_t)n * (uint64_t)lowp_format_get(c_format)->storage_bytes);
+    key.align[2] = in < key.align[2] ? in : key.align[2];
+  }
   cublasLtMatmulAlgo_t algo;
   st = find_algo(s->handle, call, key, &algo);
   if (st != CUBLAS_STATUS_SUCCESS)
     return refused(st, "cublasLtMatmulAlgoGetHeuristic", m, n, k);
   const float alpha = 1.0f;
-  st = cublasLtMatmul(s->handle, call.op, &alpha, b->codes, call.a, a->codes, call.b, &beta, c,
-                      call.c, c, call.c, &algo, s->workspace, kWorkspaceBytes, 0);
+  st = cublasLtMatmul(s->handle, call.op, &alpha, b->codes, call.a, a->codes, call.b, &beta,
+                      c_in ? c_in : c, call.c, c, call.c, &algo, s->workspace, kWorkspaceBytes, 0);
   if (st != CUBLAS_STATUS_SUCCESS)
     return refused(st, "cublasLtMatmul", m, n, k);
   return LOWP_OK;

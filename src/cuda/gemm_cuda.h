@@ -99,13 +99,16 @@ lowp_status lowpi_cuda_gemm_fp8_block(void *c, lowp_format c_format,
                                       const lowpi_fp8_block_operand *a,
                                       const lowpi_fp8_block_operand *b, int m, int n, int k,
                                       float beta);
-/* lowpi_cuda_gemm_fp8_block with epi (may be NULL): a BIAS epilogue alone, its vector bf16
- * (cuBLASLt's fp8 kernels take the bias in D's type), into a bf16 c, beta 0: c = bf16(a b^T +
- * bias) in one pass. LOWP_ERR_UNSUPPORTED (nothing written) where cuBLASLt refuses it. */
+/* lowpi_cuda_gemm_fp8_block with C read from c_in (may be NULL: c itself; 16-byte aligned, c's
+ * layout and format) and epi (may be NULL): a BIAS epilogue alone with a bf16 vector (the one
+ * type cuBLASLt's fp8 kernels take with a bf16 or fp32 D), 16-byte aligned: c = a b^T + beta C
+ * + bias in one pass; into a bf16 c only with beta 0 and no c_in. LOWP_ERR_UNSUPPORTED (nothing
+ * written) where cuBLASLt refuses it or the vector is misaligned. */
 lowp_status lowpi_cuda_gemm_fp8_block_epilogue(void *c, lowp_format c_format,
                                                const lowpi_fp8_block_operand *a,
                                                const lowpi_fp8_block_operand *b, int m, int n,
-                                               int k, float beta, const lowpi_gemm_epilogue *epi);
+                                               int k, float beta, const void *c_in,
+                                               const lowpi_gemm_epilogue *epi);
 
 #ifdef __cplusplus
 }

@@ -1145,7 +1145,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
 }
 
 /* c (M, N) [+]= A B^T (+ bias (N), may be NULL) with A (M, K), B (N, K) as the operands say;
- * c_in (may be NULL): beta reads C from there instead (lowp_cuda_gemm_opts), not fp8 blocks.
+ * c_in (may be NULL): beta reads C from there instead (lowp_cuda_gemm_opts).
  * The bias goes into the GEMM's epilogue where cuBLASLt takes it (bf16/fp16/fp32 operands, an
  * aligned bias: the same fp32 addition, one pass over c less), else a separate pass adds it.
  * The fp8 GEMMs (per-tensor and block-scaled) add it separately: with an fp32 D, cuBLASLt's
@@ -1159,18 +1159,38 @@ static int epilogue_takes_bias(const operand *a, const operand *b, const float *
 }
 
 static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int N, int K,
-                        float beta, const float *c_in, const float *bias) {
+                        float beta, const float *c_in, const float *bias, const void *bias16) {
   const int epilogue_bias = epilogue_takes_bias(a, b, bias);
+  if (bias && bias16 && !epilogue_bias && (a->block || a->scale)) {
+    /* an fp8 GEMM adding the residual (c_in): the bias's bf16 codes in its epilogue, the one
+     * vector type cuBLASLt's fp8 kernels take with an fp32 output (gemm_residual_bias) */
+    const lowpi_gemm_epilogue epi = {LOWPI_EPI_BIAS, (void *)bias16, LOWP_BF16, NULL};
+    lowp_status st;
+    if (a->block) {
+      const lowpi_fp8_block_operand ba = {a->ptr, a->format, a->scale, a->block, a->lt_scale};
+      const lowpi_fp8_block_operand bb = {b->ptr, b->format, b->scale, b->block, b->lt_scale};
+      st = lowpi_cuda_gemm_fp8_block_epilogue(c, LOWP_FP32, &ba, &bb, M, N, K, beta, c_in, &epi);
+    } else {
+      lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(a->format, b->format, LOWP_FP32);
+      o.trans_a = a->trans;
+      o.trans_b = b->trans;
+      o.a_scale = a->scale;
+      o.b_scale = b->scale;
+      o.beta = beta;
+      o.c_in = c_in;
+      st = lowpi_cuda_gemm_epilogue(c, a->ptr, b->ptr, M, N, K, &o, &epi);
+    }
+    if (st != LOWP_ERR_UNSUPPORTED) /* refused (nothing written): the fp32 bias in a pass */
+      return st;
+  }
   if (bias && !epilogue_bias) {
-    LOWPI_TRY(gemm(c, a, b, M, N, K, beta, c_in, NULL));
+    LOWPI_TRY(gemm(c, a, b, M, N, K, beta, c_in, NULL, NULL));
     return lowpi_cuda_add_bias(c, bias, M, N);
   }
-  if (a->block && c_in)
-    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: a block-scaled GEMM with a separate C");
   if (a->block) { /* both K-major (make_operand transposed them before quantizing) */
     const lowpi_fp8_block_operand ba = {a->ptr, a->format, a->scale, a->block, a->lt_scale};
     const lowpi_fp8_block_operand bb = {b->ptr, b->format, b->scale, b->block, b->lt_scale};
-    return lowpi_cuda_gemm_fp8_block(c, LOWP_FP32, &ba, &bb, M, N, K, beta);
+    return lowpi_cuda_gemm_fp8_block_epilogue(c, LOWP_FP32, &ba, &bb, M, N, K, beta, c_in, NULL);
   }
   lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(a->format, b->format, LOWP_FP32);
   o.trans_a = a->trans;
@@ -1226,8 +1246,8 @@ typedef struct {
 static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm which, float *c,
                                const gemm_input *ia, const gemm_input *ib, const operand *given,
                                const operand *given_b, int M, int N, int K, float beta,
-                               const float *c_in, const float *bias, float *bias_grad,
-                               gemm_run *run_out, operand *a_out) {
+                               const float *c_in, const float *bias, const void *bias16,
+                               float *bias_grad, gemm_run *run_out, operand *a_out) {
   const op_state *oa = &ls->op[slot_of(which, LOWPI_OPERAND_A)];
   const op_state *ob = &ls->op[slot_of(which, LOWPI_OPERAND_B)];
   for (;;) {
@@ -1252,9 +1272,9 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
     if (bias_grad) {
       st = gemm_bgrad(g, c, &a, &b, M, N, K, beta, bias_grad);
       if (st == LOWP_ERR_UNSUPPORTED) /* refused, nothing written: the plain GEMM instead */
-        st = gemm(c, &a, &b, M, N, K, beta, c_in, bias);
+        st = gemm(c, &a, &b, M, N, K, beta, c_in, bias, bias16);
     } else {
-      st = gemm(c, &a, &b, M, N, K, beta, c_in, bias);
+      st = gemm(c, &a, &b, M, N, K, beta, c_in, bias, bias16);
     }
     if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given && !given_b) {
       g->block_native = 0;
@@ -1720,6 +1740,10 @@ static int bias_in_epilogue(gemm_run run, const float *bias) {
   return run != RUN_FP8 && run != RUN_FP8_BLOCK && ((uintptr_t)bias & 15u) == 0;
 }
 
+static int is_fp8_run(gemm_run run) {
+  return run == RUN_FP8 || run == RUN_FP8_BLOCK;
+}
+
 /* What every fprop does first: forget the amaxes and kept codes of the layer's previous
  * forward (set again as X and W are quantized: shared_amax, ls->xq), decide what the backward
  * keeps, and bring the bf16 weight cache up to date where the linear has one (*cache). */
@@ -1759,8 +1783,13 @@ static lowp_status fprop(lowpi_gpu_linears *g, int lin, float *out, const float 
   if (given)
     LOWPI_TRY(given_weight(g, ls, LOWP_OP_FPROP_W, (size_t)OC, (size_t)C, &wq));
   gemm_run run = RUN_FP32;
+  void *b16 = NULL; /* an fp8 GEMM adding the residual takes the bias in bf16 (gemm) */
+  if (residual && bias &&
+      is_fp8_run(run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C)))
+    LOWPI_TRY(bias16(g, ls, bias, (size_t)OC, &b16));
   LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, given ? &wq : NULL, N, OC, C,
-                        residual ? 1.0f : 0.0f, residual, bias, NULL, &run, NULL));
+                        residual ? 1.0f : 0.0f, residual, bias, b16, NULL, &run, NULL));
+  g->counts.epi_bf16_vec += (unsigned long long)(b16 != NULL);
   g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], run, inp.bf16);
   g->counts.residual_added += (unsigned long long)(residual != NULL);
   return LOWP_OK;
@@ -1781,8 +1810,9 @@ lowp_status lowpi_gpu_linear_forward_residual(lowpi_gpu_linears *g, int lin, flo
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's residual add in place", lin);
   const lin_state *ls = &g->lin[lin];
   const gemm_run run = run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
-  /* a GEMM whose epilogue takes the bias (not fp8: see gemm) adds both, in one order */
-  *added = !(g->plain & LOWPI_GPU_PLAIN_RES) && bias_in_epilogue(run, bias);
+  /* a GEMM whose epilogue takes the bias adds both, in one order; an fp8 GEMM with the bias's
+   * bf16 codes (gemm) */
+  *added = !(g->plain & LOWPI_GPU_PLAIN_RES) && (bias_in_epilogue(run, bias) || is_fp8_run(run));
   if (*added)
     return fprop(g, lin, sum, residual, inp, weight, bias, N, C, OC, NULL);
   return fprop(g, lin, branch, NULL, inp, weight, bias, N, C, OC, bias_left);
@@ -1846,7 +1876,7 @@ static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_ep
     if (run == RUN_FP8_BLOCK) {
       const lowpi_fp8_block_operand bx = {x.ptr, x.format, x.scale, x.block, x.lt_scale};
       const lowpi_fp8_block_operand bw = {w.ptr, w.format, w.scale, w.block, w.lt_scale};
-      st = lowpi_cuda_gemm_fp8_block_epilogue(out, LOWP_BF16, &bx, &bw, N, OC, C, 0.0f,
+      st = lowpi_cuda_gemm_fp8_block_epilogue(out, LOWP_BF16, &bx, &bw, N, OC, C, 0.0f, NULL,
                                               bias ? &epi : NULL);
     } else {
       st = lowpi_cuda_gemm_epilogue(out, x.ptr, w.ptr, N, OC, C, &o, &epi);
@@ -2016,7 +2046,8 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
     if (w8)
       LOWPI_TRY(kept_operand(g, ls, LOWP_OP_DGRAD_W, &ls->wk, OC, C, &wq));
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, cast_t ? &cast_d : NULL,
-                          given || w8 ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, NULL, &run_d, &dy));
+                          given || w8 ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, NULL, NULL, &run_d,
+                          &dy));
     g->counts.w_reused += (unsigned long long)cached;
     g->counts.w_fp8_reused += (unsigned long long)w8;
   }
@@ -2062,7 +2093,8 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
                           cast_t   ? &cast_w
                           : reused ? &given
                                    : NULL,
-                          x8 ? &given_x : NULL, OC, C, N, 1.0f, NULL, NULL, bg, &run_w, NULL));
+                          x8 ? &given_x : NULL, OC, C, N, 1.0f, NULL, NULL, NULL, bg, &run_w,
+                          NULL));
     g->counts.dy_reused += (unsigned long long)reused;
     g->counts.x_fp8_reused += (unsigned long long)x8;
     g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_WGRAD_X], run_w, inp.bf16);

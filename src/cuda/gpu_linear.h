@@ -205,12 +205,14 @@ lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *
                                           lowpi_gpu_act inp, const float *weight, const float *bias,
                                           int N, int C, int OC, const float **bias_left);
 /* A linear whose output goes into the residual stream: where its GEMM takes the bias in its
- * epilogue (not the fp8 GEMMs: see gemm() in gpu_linear.c), sum (N, OC) = residual + X W^T +
- * bias in that GEMM, which reads residual as its C (beta 1: no pass of its own for the add), and
- * *added = 1; else as lowpi_gpu_linear_forward_fold into branch (N, OC), *added = 0, and the
- * caller adds residual (and *bias_left). cuBLASLt adds the bias, then C: the bits of the GEMM
- * with its bias followed by the add (test_cuda_model, against LOWPI_GPU_PLAIN_RES, which turns
- * it off). residual != sum. */
+ * epilogue (bf16 and fp32 operands: the fp32 bias; the fp8 GEMMs, per-tensor and block-scaled:
+ * its bf16 codes, the one vector type their fp32 output takes, 2^-8 |b| at most from it; see
+ * gemm() in gpu_linear.c), sum (N, OC) = residual + X W^T + bias in that GEMM, which reads
+ * residual as its C (beta 1: no pass of its own for the add), and *added = 1; else as
+ * lowpi_gpu_linear_forward_fold into branch (N, OC), *added = 0, and the caller adds residual
+ * (and *bias_left). The sums are the plain way's (LOWPI_GPU_PLAIN_RES turns it off) within the
+ * fp32 roundings of another order of the additions (and the bias's bf16 rounding):
+ * test_cuda_model's test_linear_residual. residual != sum. */
 lowp_status lowpi_gpu_linear_forward_residual(lowpi_gpu_linears *g, int lin, float *sum,
                                               const float *residual, float *branch,
                                               lowpi_gpu_act inp, const float *weight,

@@ -186,7 +186,7 @@ static void run_case(const block_case *t) {
            kind_name(t->kb), lowp_format_get(t->fc)->name, m, n, k, (double)t->beta,
            t->sf == LOWP_SCALE_FP32 ? ", fp32 scales" : "", t->bias ? ", bf16 bias" : "");
   const lowpi_gemm_epilogue epi = {LOWPI_EPI_BIAS, dbias, LOWP_BF16, NULL};
-  lowp_status st = lowpi_cuda_gemm_fp8_block_epilogue(dc, t->fc, &oa, &ob, m, n, k, t->beta,
+  lowp_status st = lowpi_cuda_gemm_fp8_block_epilogue(dc, t->fc, &oa, &ob, m, n, k, t->beta, NULL,
                                                       t->bias ? &epi : NULL);
   if (t->bias && st == LOWP_ERR_UNSUPPORTED)
     printf("  %s: cuBLASLt refuses the bias epilogue (%s)\n", what, lowp_last_error());
@@ -267,11 +267,12 @@ static void test_bad_args(void) {
   GC_CHECK(lowpi_cuda_gemm_fp8_block(d, LOWP_FP32, &odd, &b, 16, 16, 128, 0) ==
                LOWP_ERR_INVALID_ARG,
            "misaligned A accepted");
-  const lowpi_gemm_epilogue epi = {LOWPI_EPI_BIAS, d, LOWP_BF16, NULL};
-  GC_CHECK(lowpi_cuda_gemm_fp8_block_epilogue(d, LOWP_FP32, &a, &b, 16, 16, 128, 0, &epi) ==
+  const lowpi_gemm_epilogue epi = {LOWPI_EPI_BIAS, d, LOWP_BF16, NULL},
+                            bad = {LOWPI_EPI_BIAS, d, LOWP_FP32, NULL};
+  GC_CHECK(lowpi_cuda_gemm_fp8_block_epilogue(d, LOWP_FP32, &a, &b, 16, 16, 128, 0, NULL, &bad) ==
                LOWP_ERR_INVALID_ARG,
-           "a bias epilogue into fp32 accepted");
-  GC_CHECK(lowpi_cuda_gemm_fp8_block_epilogue(d, LOWP_BF16, &a, &b, 16, 16, 128, 1, &epi) ==
+           "a bias epilogue with an fp32 vector accepted");
+  GC_CHECK(lowpi_cuda_gemm_fp8_block_epilogue(d, LOWP_BF16, &a, &b, 16, 16, 128, 1, NULL, &epi) ==
                LOWP_ERR_INVALID_ARG,
            "a bias epilogue with beta 1 accepted");
   lowpi_fp8_block_operand bf = a;

@@ -115,8 +115,9 @@ static void same_as_plain(lowp_model *m, const lowp_recipe *recipe, const char *
                recipe_name, cn.amax_reused, cn.x_fp8_reused, cn.w_fp8_reused);
     } else {
       GC_CHECK(cn.bias_folded == 0 && cn.x_fp8_reused == 0 && cn.w_fp8_reused == 0 &&
-                   cn.residual_added == 0 && cn.amax_given == 0 && cn.dy_cast_t == 0 &&
-                   cn.dy_amax_given == 0 && cn.x8_produced == 0,
+                   (cn.residual_added == 0 || !(plain & LOWPI_GPU_PLAIN_RES)) &&
+                   cn.amax_given == 0 && cn.dy_cast_t == 0 && cn.dy_amax_given == 0 &&
+                   cn.x8_produced == 0,
                "%s: the plain model folded %llu biases, reused %llu X and %llu W codes, took %llu "
                "amaxes, cast %llu dY in one pass (%llu amaxes given)",
                recipe_name, cn.bias_folded, cn.x_fp8_reused, cn.w_fp8_reused, cn.amax_given,
@@ -330,6 +331,7 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   /* the GPU first (it copies the parameters), then the CPU on the same model */
   lowpi_gpu_model *gm = NULL;
   float loss_gpu = NAN, loss_cpu = NAN;
+  int fp8_gemms = 0; /* fp8 GEMMs ran (per-tensor or block-scaled) */
   if (GC_OK(lowpi_gpu_model_create(&gm, m, &recipe, 7, B, T))) {
     lowpi_gpu_model_set_gelu_fusion(gm, gelu_mode <= 1, gelu_mode == 0);
     for (int rep = 0; rep < 2; rep++) {
@@ -352,6 +354,7 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
     /* which paths ran: fp8-block natively on Hopper; dY quantized once for the LM head */
     lowpi_gpu_gemm_counts cn;
     lowpi_gpu_linears_counts(lowpi_gpu_model_linears(gm), &cn);
+    fp8_gemms = cn.runs[3] + cn.runs[LOWPI_GEMM_RUN_FP8_BLOCK] > 0;
     printf("  %s %s: GEMMs fp32 %llu, bf16 %llu, fp16 %llu, fp8 %llu, fp8 blocks %llu (refused "
            "%llu); dY reused %llu, amax reused %llu\n",
            arch ? "llama" : "gpt2", recipe_name, cn.runs[0], cn.runs[1], cn.runs[2], cn.runs[3],
@@ -381,8 +384,11 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
     const unsigned long long nlin = 4ull * (unsigned long long)cfg.n_layer + 1;
     const int flash = lowpi_cuda_flash_attention_supported(cfg.n_embd, cfg.n_head);
     /* attproj and fc_proj add the residual in their GEMM (two per layer and run) where it takes
-     * their bias: the bf16 and fp32 recipes (not the fp8 GEMMs); same_as_plain checks the bits */
-    const int res_gemm = !strcmp(recipe_name, "bf16") || !strcmp(recipe_name, "fp32");
+     * their bias: the bf16 and fp32 recipes, and the fp8 GEMMs with the bias in bf16
+     * (test_linear_residual checks them) */
+    const int res_gemm = !strcmp(recipe_name, "bf16") || !strcmp(recipe_name, "fp32") ||
+                         !strcmp(recipe_name, "fp8-current") ||
+                         !strcmp(recipe_name, "fp8-delayed") || !strcmp(recipe_name, "fp8-block");
     GC_CHECK(!res_gemm || cn.residual_added == 2ull * 2 * (unsigned)cfg.n_layer,
              "%s %s: %llu residual adds in the GEMM (want %llu)", arch ? "llama" : "gpt2",
              recipe_name, cn.residual_added, 2ull * 2 * (unsigned)cfg.n_layer);
@@ -408,16 +414,17 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
     GC_CHECK(cn.amax_reused == 0, "%s %s: %llu amaxes shared", arch ? "llama" : "gpt2", recipe_name,
              cn.amax_reused);
     /* the per-tensor fp8 GEMMs write gpt2's qkv and fc outputs in bf16 with their biases in the
-     * epilogue (the flash attention's and GELU's inputs) and leave attproj's and fc_proj's
-     * biases to the next kernel (the residual add); per layer and run (2 here) */
+     * epilogue (the flash attention's and GELU's inputs), and attproj and fc_proj add theirs
+     * with the residual in the GEMM: no bias is left to the next kernel; per layer and run (2
+     * here) */
     printf("  %s %s: bias folded %llu, outputs in bf16 %llu (%llu epilogues refused)\n",
            arch ? "llama" : "gpt2", recipe_name, cn.bias_folded, cn.out_bf16, cn.epi_refused);
     const char *epi_env = getenv("LOWP_GPU_EPILOGUES"); /* some turned off by hand */
     if (arch == LOWP_ARCH_GPT2 && !(epi_env && *epi_env && strcmp(epi_env, "all")) &&
         (!strcmp(recipe_name, "fp8-current") || !strcmp(recipe_name, "fp8-delayed"))) {
       const unsigned long long half = 2ull * 2 * (unsigned)cfg.n_layer;
-      GC_CHECK(cn.epi_refused == 0 && cn.out_bf16 == half && cn.bias_folded == half,
-               "gpt2 %s: %llu biases folded, %llu fprops in bf16 (want %llu each), %llu "
+      GC_CHECK(cn.epi_refused == 0 && cn.out_bf16 == half && cn.bias_folded == 0,
+               "gpt2 %s: %llu biases folded (want 0), %llu fprops in bf16 (want %llu), %llu "
                "epilogues refused (%s)",
                recipe_name, cn.bias_folded, cn.out_bf16, half, cn.epi_refused, lowp_last_error());
     }
@@ -550,11 +557,13 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   }
   const int ran = gm != NULL;
   lowpi_gpu_model_free(gm);
-  /* all but the two-pass norm backward and the fp32 logits (not the same bits: two_pass_norms
-   * and fp32_logits check them) */
+  /* all but the two-pass norm backward, the fp32 logits and the fp8 GEMMs' residual add (not
+   * the same bits: two_pass_norms, fp32_logits and test_linear_residual check them; cuBLASLt's
+   * fp8 kernels that read C may sum in another order) */
   if (ran)
     same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode,
-                  ~(unsigned)(LOWPI_GPU_PLAIN_LN_BWD | LOWPI_GPU_PLAIN_Z16));
+                  ~(unsigned)(LOWPI_GPU_PLAIN_LN_BWD | LOWPI_GPU_PLAIN_Z16 |
+                              (fp8_gemms ? LOWPI_GPU_PLAIN_RES : 0u)));
   if (ran && !strcmp(recipe_name, "fp8-current"))
     same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode, kKeptOff);
   if (ran && !strcmp(recipe_name, "bf16"))
@@ -1590,6 +1599,91 @@ static void test_peak_memory(void) {
 
 #endif
 
+/* attproj (lin 1) adding the residual in its GEMM (lowpi_gpu_linear_forward_residual: added)
+ * against the plain way (LOWPI_GPU_PLAIN_RES: the GEMM into branch, then residual + branch and
+ * the bias the caller is left), from random X, W, a bias of magnitude up to 4 and a residual,
+ * N = C = OC = 256 (native fp8 shapes, whole 128-blocks), each way on linears of its own (the
+ * same delayed scales). The sums may differ by the fp32 roundings of the two orders of the
+ * additions and of the two GEMM kernels (2^-20 of the sum of the products' and the terms'
+ * magnitudes, products from the fp32 operands with 2^-3 to spare for their quantization) and,
+ * fp8 (per-tensor and blocks: the epilogue takes the bias's bf16 codes), by the bias's rounding
+ * to bf16 (2^-8 |b|); leaving the bias out, or adding it twice, would miss by |b|. Both ways
+ * must report the path they took. */
+static void test_linear_residual(const char *recipe_name) {
+  const int N = 256, C = 256, OC = 256, lin = 1;
+  const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+  const int bias16 = strcmp(recipe_name, "bf16") != 0; /* the fp8 GEMMs' bf16 bias */
+  lowp_recipe recipe;
+  lowpi_gpu_linears *gw[2] = {NULL, NULL};
+  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)) ||
+      !GC_OK(lowpi_gpu_linears_create(&gw[0], &recipe, 1, 7)) ||
+      !GC_OK(lowpi_gpu_linears_create(&gw[1], &recipe, 1, 7))) {
+    lowpi_gpu_linears_free(gw[0]);
+    return;
+  }
+  const size_t nh = nx + nw + OC + ny;
+  float *h = malloc(nh * sizeof(float)), *got[2] = {malloc(ny * 4), malloc(ny * 4)};
+  float *hb = malloc(ny * 4);
+  if (!h || !got[0] || !got[1] || !hb)
+    exit(1);
+  for (size_t i = 0; i < nh; i++)
+    h[i] = (float)(gc_uniform() * 4 - 2);
+  for (int j = 0; j < OC; j++) /* a bias with bits below bf16's */
+    h[nx + nw + j] = (float)((gc_uniform() * 2 - 1) * 4.0 * (1.0 + 0x1p-12));
+  float *d_in = NULL, *d_sum = NULL, *d_branch = NULL;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_in, nh * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_sum, ny * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_branch, ny * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_memcpy(d_in, h, nh * sizeof(float), LOWP_CUDA_H2D));
+  const float *x = d_in, *w = x + nx, *bias = w + nw, *res = bias + OC;
+  const float *hx = h, *hw = h + nx, *hbias = h + nx + nw, *hres = hbias + OC;
+  int added[2] = {-1, -1};
+  for (int way = 0; way < 2; way++) { /* 0 plain, 1 in the GEMM */
+    lowpi_gpu_linears *g = gw[way];
+    lowpi_gpu_linears_set_plain(g, way ? 0 : LOWPI_GPU_PLAIN_RES);
+    lowpi_gpu_linears_set_step(g, 0);
+    const float *left = NULL;
+    if (!GC_OK(lowpi_gpu_linear_forward_residual(g, lin, d_sum, res, d_branch, lowpi_act_f32(x), w,
+                                                 bias, N, C, OC, &left, &added[way])))
+      continue;
+    if (added[way]) {
+      GC_REQUIRE(lowp_cuda_memcpy(got[way], d_sum, ny * 4, LOWP_CUDA_D2H));
+    } else { /* the caller's add: residual + branch (+ the bias left), in fp32 */
+      GC_REQUIRE(lowp_cuda_memcpy(hb, d_branch, ny * 4, LOWP_CUDA_D2H));
+      for (size_t i = 0; i < ny; i++)
+        got[way][i] = hres[i] + (left ? hb[i] + hbias[i % OC] : hb[i]);
+    }
+    GC_REQUIRE(lowpi_gpu_linears_end_step(g));
+  }
+  GC_CHECK(added[0] == 0 && added[1] == 1, "%s: residual added in the GEMM %d plain, %d fused",
+           recipe_name, added[0], added[1]);
+  size_t bad = 0;
+  for (size_t i = 0; i < ny; i++) {
+    const size_t r = i / OC, j = i % OC;
+    double mag = fabs((double)hres[i]) + fabs((double)hbias[j]);
+    for (int k = 0; k < C; k++)
+      mag += 1.125 * fabs((double)hx[r * C + k] * hw[j * C + k]);
+    const double d = fabs((double)got[1][i] - got[0][i]),
+                 bound = (bias16 ? 0x1p-8 * fabs((double)hbias[j]) : 0.0) + 0x1p-20 * mag;
+    if (!(d <= bound) && bad++ < 4) /* NaN fails */
+      fprintf(stderr, "  %s: residual sum [%zu, %zu] %.9g in the GEMM, %.9g plain (bound %.3g)\n",
+              recipe_name, r, j, (double)got[1][i], (double)got[0][i], bound);
+  }
+  GC_CHECK(bad == 0, "%s: %zu of %zu residual sums in the GEMM differ from the plain way's",
+           recipe_name, bad, ny);
+  printf("linear %d of %s: the residual added in the GEMM, within the bound of the plain way's\n",
+         lin, recipe_name);
+  lowp_cuda_free(d_in);
+  lowp_cuda_free(d_sum);
+  lowp_cuda_free(d_branch);
+  lowpi_gpu_linears_free(gw[0]);
+  lowpi_gpu_linears_free(gw[1]);
+  free(h);
+  free(got[0]);
+  free(got[1]);
+  free(hb);
+}
+
 int main(void) {
 #ifndef LOWP_HAVE_CUDA
   printf("test_cuda_model: skipped: lowp was built without CUDA\n");
@@ -1627,6 +1721,10 @@ int main(void) {
   test_linear_cast_t_delayed();
   test_linear_xb("fp8-block");
   test_linear_xb("mxfp8");
+  test_linear_residual("bf16");
+  test_linear_residual("fp8-current");
+  test_linear_residual("fp8-delayed");
+  test_linear_residual("fp8-block");
   test_peak_memory();
   for (int arch = 0; arch < 2; arch++)
     for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)
