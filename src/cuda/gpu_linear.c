@@ -1098,7 +1098,8 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   /* LOWPI_OPERAND_QUANT: the tensor (R, K) that src holds (or, untransposed, the transpose of x) */
   lowp_cuda_qtensor *q = NULL;
   const int keep = slot == LOWP_OP_FPROP_X && run == RUN_FP8 && ls->xq_on;
-  const int keep_w = slot == LOWP_OP_FPROP_W && run == RUN_FP8 && ls->wk_on;
+  const int keep_w =
+      slot == LOWP_OP_FPROP_W && (run == RUN_FP8 || run == RUN_FP8_BLOCK) && ls->wk_on;
   if (keep) /* the wgrad takes these codes (x8_keeps): into the linear's own buffer */
     LOWPI_TRY(xq_get(ls, &o->cfg, R, K, &q));
   else if (keep_w) /* the dgrad takes these (w8_keeps) */
@@ -1253,7 +1254,7 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
   for (;;) {
     gemm_run run = run_of(g, oa, ob, M, N, K);
     operand a, b;
-    if (given_b && run != RUN_FP8)
+    if (given_b && run != RUN_FP8 && run != RUN_FP8_BLOCK)
       return lowpi_fail(LOWP_ERR_INTERNAL,
                         "gpu recipe: linear %d's weight was given as fp8 codes, but its %s GEMM "
                         "(%d x %d x %d) does not run in fp8",
@@ -1276,9 +1277,10 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
     } else {
       st = gemm(c, &a, &b, M, N, K, beta, c_in, bias, bias16);
     }
-    if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given && !given_b) {
+    if (st == LOWP_ERR_UNSUPPORTED && run == RUN_FP8_BLOCK && !given && (!given_b || ib->x)) {
       g->block_native = 0;
       g->counts.block_refused++;
+      given_b = NULL; /* W's kept block codes: W is quantized again for the emulation */
       continue;
     }
     LOWPI_TRY(st);
@@ -1585,13 +1587,30 @@ static lowp_status kept_operand(lowpi_gpu_linears *g, const lin_state *ls, lowp_
   LOWPI_TRY(qbuf_get(g, slot, &o->cfg, (size_t)cols, (size_t)rows, &q));
   LOWPI_TRY(lowpi_cuda_transpose_u8((unsigned char *)q->rowwise.codes,
                                     (const unsigned char *)kept->rowwise.codes, rows, cols));
-  *out = (operand){q->rowwise.codes,
-                   o->cfg.format,
-                   (const float *)kept->rowwise.scales,
-                   (lowpi_fp8_block_kind)0,
-                   0,
-                   NULL};
+  const lowpi_fp8_block_kind block = block_kind(o);
+  const float *scales = (const float *)kept->rowwise.scales;
+  if (block == LOWPI_FP8_BLOCK_128X128) { /* the block grid transposed with the codes */
+    LOWPI_TRY(lowpi_cuda_transpose((float *)q->rowwise.scales, scales,
+                                   (int)kept->rowwise.scale_rows, (int)kept->rowwise.scale_cols));
+    scales = (const float *)q->rowwise.scales;
+  }
+  *out = (operand){q->rowwise.codes, o->cfg.format, scales, block, 0, NULL};
   return LOWP_OK;
+}
+
+/* Whether quantizers a and b give one tensor the same 128x128-block codes and scales in either
+ * layout (fp8-block's W and W^T): blocks of 128 x 128 hold the same values transposed, so the
+ * same amax and scale, and with RNE each value the same code. The same format, scale format and
+ * scale rule, no Hadamard rotation, no clipping mask. */
+static int same_block2d_codes(const op_state *a, const op_state *b) {
+  for (int i = 0; i < 2; i++) {
+    const op_state *o = i ? b : a;
+    if (block_kind(o) != LOWPI_FP8_BLOCK_128X128 || o->cfg.round != LOWP_ROUND_RNE ||
+        o->spec.clip_mask_ste)
+      return 0;
+  }
+  return a->cfg.format == b->cfg.format && a->cfg.scale_format == b->cfg.scale_format &&
+         a->cfg.mx_rule == b->cfg.mx_rule;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1603,12 +1622,18 @@ static lowp_status kept_operand(lowpi_gpu_linears *g, const lin_state *ls, lowp_
  * optimizer changes W only after the backward. The fprop then quantizes W into the linear's own
  * buffer (1 byte per weight: ls->wk; 708 MB for GPT-2 774M, which fp8 training holds in place
  * of bf16 training's 2-byte weight copies) and the dgrad transposes those bytes, where it read
- * the fp32 W (4 bytes per weight) and quantized it transposed. */
+ * the fp32 W (4 bytes per weight) and quantized it transposed. Likewise 128x128 blocks
+ * (fp8-block's W: same_block2d_codes), whose scale grid the dgrad transposes too. */
 static int w8_keeps(const lowpi_gpu_linears *g, const lin_state *ls, int N, int C, int OC) {
   const op_state *f = &ls->op[LOWP_OP_FPROP_W], *d = &ls->op[LOWP_OP_DGRAD_W];
-  return !(g->plain & LOWPI_GPU_PLAIN_W8) && same_fp8_codes(f, d) &&
-         run_of(g, &ls->op[LOWP_OP_FPROP_X], f, N, OC, C) == RUN_FP8 &&
-         run_of(g, &ls->op[LOWP_OP_DGRAD_DY], d, N, C, OC) == RUN_FP8;
+  if (g->plain & LOWPI_GPU_PLAIN_W8)
+    return 0;
+  if (same_fp8_codes(f, d))
+    return run_of(g, &ls->op[LOWP_OP_FPROP_X], f, N, OC, C) == RUN_FP8 &&
+           run_of(g, &ls->op[LOWP_OP_DGRAD_DY], d, N, C, OC) == RUN_FP8;
+  return same_block2d_codes(f, d) &&
+         run_of(g, &ls->op[LOWP_OP_FPROP_X], f, N, OC, C) == RUN_FP8_BLOCK &&
+         run_of(g, &ls->op[LOWP_OP_DGRAD_DY], d, N, C, OC) == RUN_FP8_BLOCK;
 }
 
 /* ------------------------------------------------------------------------------------------

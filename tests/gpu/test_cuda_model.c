@@ -441,6 +441,12 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
                    cn.w_fp8_reused == 2ull * 4 * (unsigned)cfg.n_layer,
                "gpt2 %s: %llu wgrads took X's kept fp8 codes, %llu dgrads W's (want %llu each)",
                recipe_name, cn.x_fp8_reused, cn.w_fp8_reused, 2ull * 4 * (unsigned)cfg.n_layer);
+    /* fp8-block's W in 128x128 blocks: the dgrad transposes the fprop's codes and scale grid */
+    if (arch == LOWP_ARCH_GPT2 && !strcmp(recipe_name, "fp8-block") &&
+        lowpi_cuda_fp8_block_supported())
+      GC_CHECK(cn.w_fp8_reused == 2ull * 4 * (unsigned)cfg.n_layer,
+               "gpt2 fp8-block: %llu dgrads took W's kept block codes (want %llu)", cn.w_fp8_reused,
+               2ull * 4 * (unsigned)cfg.n_layer);
     /* fp8-delayed's dY (wgrad.dy shares dgrad.dy's state: one scale) goes to both GEMMs and the
      * bias gradient in one fused pass: every block linear, two runs; the wgrad takes dY from
      * the dgrad nowhere else but the head (its bf16 dY). Checked bit for bit against the plain
