@@ -1162,46 +1162,37 @@ static int epilogue_takes_bias(const operand *a, const operand *b, const float *
 static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int N, int K,
                         float beta, const float *c_in, const float *bias, const void *bias16) {
   const int epilogue_bias = epilogue_takes_bias(a, b, bias);
-  if (bias && bias16 && !epilogue_bias && (a->block || a->scale)) {
-    /* an fp8 GEMM adding the residual (c_in): the bias's bf16 codes in its epilogue, the one
-     * vector type cuBLASLt's fp8 kernels take with an fp32 output (gemm_residual_bias) */
-    const lowpi_gemm_epilogue epi = {LOWPI_EPI_BIAS, (void *)bias16, LOWP_BF16, NULL};
-    lowp_status st;
-    if (a->block) {
-      const lowpi_fp8_block_operand ba = {a->ptr, a->format, a->scale, a->block, a->lt_scale};
-      const lowpi_fp8_block_operand bb = {b->ptr, b->format, b->scale, b->block, b->lt_scale};
-      st = lowpi_cuda_gemm_fp8_block_epilogue(c, LOWP_FP32, &ba, &bb, M, N, K, beta, c_in, &epi);
-    } else {
-      lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(a->format, b->format, LOWP_FP32);
-      o.trans_a = a->trans;
-      o.trans_b = b->trans;
-      o.a_scale = a->scale;
-      o.b_scale = b->scale;
-      o.beta = beta;
-      o.c_in = c_in;
-      st = lowpi_cuda_gemm_epilogue(c, a->ptr, b->ptr, M, N, K, &o, &epi);
-    }
-    if (st != LOWP_ERR_UNSUPPORTED) /* refused (nothing written): the fp32 bias in a pass */
-      return st;
-  }
-  if (bias && !epilogue_bias) {
+  /* an fp8 GEMM adding the residual (c_in, bias16 given): the bias's bf16 codes in its
+   * epilogue, the one vector type cuBLASLt's fp8 kernels take with an fp32 output */
+  const int epi16 = bias && bias16 && !epilogue_bias && (a->block || a->scale);
+  if (bias && !epilogue_bias && !epi16) {
     LOWPI_TRY(gemm(c, a, b, M, N, K, beta, c_in, NULL, NULL));
     return lowpi_cuda_add_bias(c, bias, M, N);
   }
+  const lowpi_gemm_epilogue epi = {LOWPI_EPI_BIAS, (void *)bias16, LOWP_BF16, NULL};
+  lowp_status st;
   if (a->block) { /* both K-major (make_operand transposed them before quantizing) */
     const lowpi_fp8_block_operand ba = {a->ptr, a->format, a->scale, a->block, a->lt_scale};
     const lowpi_fp8_block_operand bb = {b->ptr, b->format, b->scale, b->block, b->lt_scale};
-    return lowpi_cuda_gemm_fp8_block_epilogue(c, LOWP_FP32, &ba, &bb, M, N, K, beta, c_in, NULL);
+    st = lowpi_cuda_gemm_fp8_block_epilogue(c, LOWP_FP32, &ba, &bb, M, N, K, beta, c_in,
+                                            epi16 ? &epi : NULL);
+  } else {
+    lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(a->format, b->format, LOWP_FP32);
+    o.trans_a = a->trans;
+    o.trans_b = b->trans;
+    o.a_scale = a->scale;
+    o.b_scale = b->scale;
+    o.beta = beta;
+    o.c_in = c_in;
+    o.bias = epilogue_bias ? bias : NULL;
+    st = epi16 ? lowpi_cuda_gemm_epilogue(c, a->ptr, b->ptr, M, N, K, &o, &epi)
+               : lowp_cuda_gemm(c, a->ptr, b->ptr, M, N, K, &o);
   }
-  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(a->format, b->format, LOWP_FP32);
-  o.trans_a = a->trans;
-  o.trans_b = b->trans;
-  o.a_scale = a->scale;
-  o.b_scale = b->scale;
-  o.beta = beta;
-  o.c_in = c_in;
-  o.bias = epilogue_bias ? bias : NULL;
-  return lowp_cuda_gemm(c, a->ptr, b->ptr, M, N, K, &o);
+  if (epi16 && st == LOWP_ERR_UNSUPPORTED) { /* refused, nothing written: the fp32 bias after */
+    LOWPI_TRY(gemm(c, a, b, M, N, K, beta, c_in, NULL, NULL));
+    return lowpi_cuda_add_bias(c, bias, M, N);
+  }
+  return st;
 }
 
 /* c (M, N) [+]= A B^T with both operands bf16, and bias_grad (M) = the sums of A's values over
