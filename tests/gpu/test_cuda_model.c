@@ -1603,8 +1603,6 @@ static void test_peak_memory(void) {
   free(tg);
 }
 
-#endif
-
 /* attproj (lin 1) adding the residual in its GEMM (lowpi_gpu_linear_forward_residual: added)
  * against the plain way (LOWPI_GPU_PLAIN_RES: the GEMM into branch, then residual + branch and
  * the bias the caller is left), from random X, W, a bias of magnitude up to 4 and a residual,
@@ -1689,6 +1687,8 @@ static void test_linear_residual(const char *recipe_name) {
   free(got[1]);
   free(hb);
 }
+
+#endif
 
 int main(void) {
 #ifndef LOWP_HAVE_CUDA
