@@ -655,15 +655,17 @@ __global__ void __launch_bounds__(kThreadsT, 2)
 #pragma unroll
       for (unsigned q = 0; q < 4; q++) {
         uint32_t key = 0;
-        float sum = 0.0f; /* the band's rows in order (padding adds zeros) */
 #pragma unroll
-        for (unsigned i = 0; i < 8; i++) {
+        for (unsigned i = 0; i < 8; i++)
           key = max(key, lowpi_abs_key(v[i][h][q]));
-          sum += v[i][h][q];
-        }
         ckey[rb][64u * h + 4u * hl + q] = key;
-        if (partials)
+        if (partials) { /* the band's rows in order (padding adds zeros) */
+          float sum = 0.0f;
+#pragma unroll
+          for (unsigned i = 0; i < 8; i++)
+            sum += v[i][h][q];
           csum[rb][64u * h + 4u * hl + q] = sum;
+        }
       }
     __syncthreads(); /* every band's keys (and the last tile's cenc read) */
     if (threadIdx.x < kRegTile) {
