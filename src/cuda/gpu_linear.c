@@ -687,6 +687,21 @@ typedef struct {
                                  layout too (lowpi_both_extras) */
 } operand;
 
+/* A block-scaled operand as lowpi_cuda_gemm_fp8_block takes it. */
+static lowpi_fp8_block_operand block_gemm_operand(const operand *o) {
+  return (lowpi_fp8_block_operand){o->ptr, o->format, o->scale, o->block, o->lt_scale};
+}
+
+/* cuBLASLt's options for a (M, K) x b (N, K)^T into c_format, as the operands say. */
+static lowp_cuda_gemm_opts gemm_opts(const operand *a, const operand *b, lowp_format c_format) {
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(a->format, b->format, c_format);
+  o.trans_a = a->trans;
+  o.trans_b = b->trans;
+  o.a_scale = a->scale;
+  o.b_scale = b->scale;
+  return o;
+}
+
 /* ------------------------------------------------------------------------------------------
  * 1xN blocks both ways. DeepSeek-V3's recipe (fp8-block) quantizes X and dY with 1x128 blocks,
  * the MX recipes (mxfp8) every operand with 1x32 blocks, along each GEMM's reduction dimension:
@@ -796,12 +811,11 @@ static operand block_operand(const lin_state *ls, lowp_operand slot, const lowp_
 /* The extras of fp8-block's both-ways pass of x (rows, cols) into row (may be NULL) and col
  * (lowpi_both_extras), where the pass takes them: the 1x128 scales in cuBLASLt's layout too,
  * row's into slot's g->lt, col's into col_lt (no relayout before the GEMMs), and (dbias not
- * NULL) the bias gradient dbias += x's column sums. *on = 0 (ex zeroed) where it does not. */
+ * NULL) the bias gradient dbias += x's column sums. ex is left empty where it does not. */
 static lowp_status both_extras(lowpi_gpu_linears *g, lowp_operand slot, lowp_cuda_qtensor *row,
                                lowp_cuda_qtensor *col, scratch *col_lt, float *dbias, size_t rows,
-                               size_t cols, lowpi_both_extras *ex, int *on) {
+                               size_t cols, lowpi_both_extras *ex) {
   memset(ex, 0, sizeof *ex);
-  *on = 0;
   const int lt = !(g->plain & LOWPI_GPU_PLAIN_BLOCK_LT);
   if (g->plain & LOWPI_GPU_PLAIN_BLOCK_DB)
     dbias = NULL;
@@ -823,7 +837,6 @@ static lowp_status both_extras(lowpi_gpu_linears *g, lowp_operand slot, lowp_cud
   }
   g->counts.block_lt += (unsigned long long)lt;
   g->counts.block_dbias += (unsigned long long)(dbias != NULL);
-  *on = 1;
   return LOWP_OK;
 }
 
@@ -905,10 +918,9 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
       LOWPI_TRY(qbuf_get(g, slot, &o->cfg, rows, cols, &row));
       row->cfg.offset = slot_offset(g, ls, slot);
       lowpi_both_extras ex;
-      int on;
       LOWPI_TRY(both_extras(g, slot, row, col, fprop ? &ls->xb_lt : &g->lt[other],
-                            fprop ? NULL : ls->dyb_dbias, rows, cols, &ex, &on));
-      LOWPI_TRY(lowpi_cuda_quantize_both_ex(x, rows, cols, row, col, on ? &ex : NULL));
+                            fprop ? NULL : ls->dyb_dbias, rows, cols, &ex));
+      LOWPI_TRY(lowpi_cuda_quantize_both_ex(x, rows, cols, row, col, &ex));
       *out = block_operand(ls, slot, row, ex.row_lt);
       if (fprop)
         ls->xb_lt_ok = ex.col_lt != NULL;
@@ -943,12 +955,11 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
     lt = ls->dyb_lt_ok ? g->lt[slot].ptr : NULL;
   } else { /* the column-wise half alone */
     col->cfg.offset = slot_offset(g, ls, slot);
-    lowpi_both_extras ex;
-    int on = 0;
+    lowpi_both_extras ex = {0};
     if (run == RUN_FP8_BLOCK)
-      LOWPI_TRY(both_extras(g, slot, NULL, col, &g->lt[slot], NULL, rows, cols, &ex, &on));
-    LOWPI_TRY(lowpi_cuda_quantize_both_ex(x, rows, cols, NULL, col, on ? &ex : NULL));
-    lt = on ? ex.col_lt : NULL;
+      LOWPI_TRY(both_extras(g, slot, NULL, col, &g->lt[slot], NULL, rows, cols, &ex));
+    LOWPI_TRY(lowpi_cuda_quantize_both_ex(x, rows, cols, NULL, col, &ex));
+    lt = ex.col_lt;
     g->counts.block_t++;
   }
   LOWPI_TRY(q_operand(g, ls, slot, slot == LOWP_OP_WGRAD_DY ? 0 : 1, col, lt, run, out));
@@ -1153,7 +1164,9 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
  * fp8 kernels take the bias in bf16 only (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
  * "fp8 kernels with an output type of CUDA_R_32F" are the exception to "the bias has D's
  * type"; the FP8 table of cublasLtMatmul lists BF16), and a bias rounded to bf16 would change
- * the result: the CPU adds the fp32 bias to the fp32 product. */
+ * the result: the CPU adds the fp32 bias to the fp32 product. Except where the GEMM adds the
+ * residual (c_in) and bias16, the bias's bf16 codes, is given: then those go into the epilogue
+ * (lowpi_gpu_linear_forward_residual), 2^-8 |b| at most from the fp32 bias. */
 static int epilogue_takes_bias(const operand *a, const operand *b, const float *bias) {
   return bias && !a->block && !a->scale && !b->scale && a->format != LOWP_E4M3 &&
          a->format != LOWP_E5M2 && ((uintptr_t)bias & 15u) == 0;
@@ -1172,16 +1185,11 @@ static lowp_status gemm(float *c, const operand *a, const operand *b, int M, int
   const lowpi_gemm_epilogue epi = {LOWPI_EPI_BIAS, (void *)bias16, LOWP_BF16, NULL};
   lowp_status st;
   if (a->block) { /* both K-major (make_operand transposed them before quantizing) */
-    const lowpi_fp8_block_operand ba = {a->ptr, a->format, a->scale, a->block, a->lt_scale};
-    const lowpi_fp8_block_operand bb = {b->ptr, b->format, b->scale, b->block, b->lt_scale};
+    const lowpi_fp8_block_operand ba = block_gemm_operand(a), bb = block_gemm_operand(b);
     st = lowpi_cuda_gemm_fp8_block_epilogue(c, LOWP_FP32, &ba, &bb, M, N, K, beta, c_in,
                                             epi16 ? &epi : NULL);
   } else {
-    lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(a->format, b->format, LOWP_FP32);
-    o.trans_a = a->trans;
-    o.trans_b = b->trans;
-    o.a_scale = a->scale;
-    o.b_scale = b->scale;
+    lowp_cuda_gemm_opts o = gemm_opts(a, b, LOWP_FP32);
     o.beta = beta;
     o.c_in = c_in;
     o.bias = epilogue_bias ? bias : NULL;
@@ -1752,12 +1760,12 @@ lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, 
 /* Where the fprop GEMM `run` adds the bias: in cuBLASLt's epilogue (the operands' types of
  * gemm()'s epilogue_takes_bias: not fp8, and a 16-byte aligned bias), else in a pass of its
  * own, which the caller may fold into its next kernel (bias_left). */
-static int bias_in_epilogue(gemm_run run, const float *bias) {
-  return run != RUN_FP8 && run != RUN_FP8_BLOCK && ((uintptr_t)bias & 15u) == 0;
-}
-
 static int is_fp8_run(gemm_run run) {
   return run == RUN_FP8 || run == RUN_FP8_BLOCK;
+}
+
+static int bias_in_epilogue(gemm_run run, const float *bias) {
+  return !is_fp8_run(run) && ((uintptr_t)bias & 15u) == 0;
 }
 
 /* What every fprop does first: forget the amaxes and kept codes of the layer's previous
@@ -1846,7 +1854,7 @@ static gemm_run bf16_out_run(const lowpi_gpu_linears *g, int lin, lowpi_gemm_epi
     return RUN_BF16;
   const lin_state *ls = &g->lin[lin];
   const gemm_run run = run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C);
-  return (run == RUN_FP8 || run == RUN_FP8_BLOCK) && kind == LOWPI_EPI_BIAS ? run : RUN_FP32;
+  return is_fp8_run(run) && kind == LOWPI_EPI_BIAS ? run : RUN_FP32;
 }
 
 int lowpi_gpu_linear_bf16_out(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
@@ -1875,13 +1883,9 @@ static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_ep
   else
     LOWPI_TRY(make_operand(g, ls, LOWPI_GEMM_FPROP, LOWPI_OPERAND_B, run, weight,
                            cache ? ls->w16_cur : NULL, NULL, (size_t)OC, (size_t)C, 1, &w));
-  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(x.format, w.format, LOWP_BF16);
-  o.trans_a = x.trans;
-  o.trans_b = w.trans;
-  o.a_scale = x.scale;
-  o.b_scale = w.scale;
+  const lowp_cuda_gemm_opts o = gemm_opts(&x, &w, LOWP_BF16);
   /* the fp32 bias, or its bf16 rounding where cuBLASLt wants D's type (always with fp8) */
-  int vec_bf16 = g->epi_vec_bf16 || run == RUN_FP8 || run == RUN_FP8_BLOCK;
+  int vec_bf16 = g->epi_vec_bf16 || is_fp8_run(run);
   lowp_status st;
   for (;;) {
     lowpi_gemm_epilogue epi = {kind, (void *)bias, LOWP_FP32, pre};
@@ -1890,8 +1894,7 @@ static lowp_status forward_bf16_out(lowpi_gpu_linears *g, int lin, lowpi_gemm_ep
       epi.vec_format = LOWP_BF16;
     }
     if (run == RUN_FP8_BLOCK) {
-      const lowpi_fp8_block_operand bx = {x.ptr, x.format, x.scale, x.block, x.lt_scale};
-      const lowpi_fp8_block_operand bw = {w.ptr, w.format, w.scale, w.block, w.lt_scale};
+      const lowpi_fp8_block_operand bx = block_gemm_operand(&x), bw = block_gemm_operand(&w);
       st = lowpi_cuda_gemm_fp8_block_epilogue(out, LOWP_BF16, &bx, &bw, N, OC, C, 0.0f, NULL,
                                               bias ? &epi : NULL);
     } else {

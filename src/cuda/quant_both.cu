@@ -950,6 +950,8 @@ extern "C" lowp_status lowpi_cuda_quantize_both_ex(const float *x, size_t R, siz
     return lowpi_fail(LOWP_ERR_UNSUPPORTED, "lowpi_cuda_quantize_both: %s", kSame);
   side sr = side_of(row), sc = side_of(col);
   float *partials = nullptr;
+  if (ex && !ex->row_lt && !ex->col_lt && !ex->dbias)
+    ex = nullptr; /* nothing asked */
   if (ex) {
     if (!lowpi_cuda_quantize_both_ex_ok(row, col))
       return lowpi_fail(LOWP_ERR_UNSUPPORTED,

@@ -134,8 +134,9 @@ typedef struct {
   void *workspace;
   size_t workspace_bytes;
 } lowpi_both_extras;
-/* lowpi_cuda_quantize_both, and (ex not NULL) what ex asks; that needs
- * lowpi_cuda_quantize_both_ex_ok(row, col), else LOWP_ERR_UNSUPPORTED with nothing written. */
+/* lowpi_cuda_quantize_both, and (ex not NULL) what ex asks (an ex that asks nothing is none);
+ * that needs lowpi_cuda_quantize_both_ex_ok(row, col), else LOWP_ERR_UNSUPPORTED with nothing
+ * written. */
 lowp_status lowpi_cuda_quantize_both_ex(const float *x, size_t R, size_t K, lowp_cuda_qtensor *row,
                                         lowp_cuda_qtensor *col, const lowpi_both_extras *ex);
 /* Whether lowpi_cuda_quantize_both_ex takes extras for these tensors: the register-tile kernel

@@ -317,6 +317,13 @@ static void test_args(void) {
   GC_CHECK(lowpi_cuda_quantize_both(d_x, 17, 130, &a, &m) == LOWP_OK,
            "a 1x128 row-wise and an MX column-wise tensor of one format: refused (%s)",
            lowp_last_error());
+  const lowpi_both_extras none = {NULL, NULL, NULL, NULL, 0},
+                          lt = {NULL, (float *)d_v[0], NULL, NULL, 0};
+  GC_CHECK(lowpi_cuda_quantize_both_ex(d_x, 17, 130, &a, &m, &none) == LOWP_OK,
+           "extras that ask nothing with an MX column-wise tensor: refused (%s)",
+           lowp_last_error());
+  GC_CHECK(lowpi_cuda_quantize_both_ex(d_x, 17, 130, &a, &m, &lt) == LOWP_ERR_UNSUPPORTED,
+           "the GEMM's scale layout for an MX column-wise tensor: not refused");
   GC_CHECK(lowpi_cuda_quantize_both_values(d_x, 17, 130, &c, d_v[0], LOWP_FP16, NULL) ==
                LOWP_ERR_UNSUPPORTED,
            "values in fp16: not refused");
