@@ -137,6 +137,7 @@ struct lowpi_gpu_linears {
   scratch vec16;  /* a bf16 bias or bias gradient for the bf16-output epilogues (epi_vec_bf16) */
   scratch lt[LOWP_OP_COUNT]; /* per slot: 1x128 scales in cuBLASLt's layout (both_extras) */
   scratch db_ws;             /* the workspace of the bias gradient in dY's both-ways pass */
+  scratch c32;               /* a bf16 dX's fp32 product where the GEMM cannot write bf16 */
   int epi_vec_bf16;          /* cuBLASLt refused fp32 vectors with a bf16 D (GELU, qkv): bf16 */
   int bgrad_off; /* cuBLASLt refused the wgrad's bias-gradient epilogue: column sums from then on */
   qbuf qbufs[MAX_QBUFS];
@@ -373,6 +374,7 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
   for (int i = 0; i < LOWP_OP_COUNT; i++)
     lowp_cuda_free(g->lt[i].ptr);
   lowp_cuda_free(g->db_ws.ptr);
+  lowp_cuda_free(g->c32.ptr);
   lowp_cuda_free(g->rot.ptr);
   lowp_cuda_free(g->vec.ptr);
   lowp_cuda_free(g->vec16.ptr);
@@ -1225,6 +1227,26 @@ static lowp_status gemm_bgrad(lowpi_gpu_linears *g, float *c, const operand *a, 
   return st;
 }
 
+/* c (M, N) = A B^T as bf16 RNE codes (a dgrad's dX for a bf16 consumer): written so by the GEMM
+ * where it takes a bf16 D (bf16 and fp8 operands: cuBLASLt rounds its fp32 sums to nearest even,
+ * as lowp_cuda_encode does), else the fp32 product in scratch, then the cast. */
+static lowp_status gemm_bf16_out(lowpi_gpu_linears *g, uint16_t *c, const operand *a,
+                                 const operand *b, int M, int N, int K) {
+  if (a->block) {
+    const lowpi_fp8_block_operand ba = block_gemm_operand(a), bb = block_gemm_operand(b);
+    return lowpi_cuda_gemm_fp8_block_epilogue(c, LOWP_BF16, &ba, &bb, M, N, K, 0.0f, NULL, NULL);
+  }
+  if (a->format == LOWP_BF16 || a->format == LOWP_E4M3 || a->format == LOWP_E5M2) {
+    const lowp_cuda_gemm_opts o = gemm_opts(a, b, LOWP_BF16);
+    return lowp_cuda_gemm(c, a->ptr, b->ptr, M, N, K, &o);
+  }
+  const size_t n = (size_t)M * (size_t)N;
+  void *f;
+  LOWPI_TRY(scratch_get(&g->c32, n * sizeof(float), &f));
+  LOWPI_TRY(gemm((float *)f, a, b, M, N, K, 0.0f, NULL, NULL, NULL));
+  return lowp_cuda_encode(LOWP_BF16, (const float *)f, n, c, NULL);
+}
+
 /* One GEMM input: x (rows, cols), its reduction dimension along the columns (k_along_cols) or
  * down them. */
 typedef struct {
@@ -1241,12 +1263,13 @@ typedef struct {
  * run time (LOWP_ERR_UNSUPPORTED: nothing was written) runs again as the emulation, and the
  * block GEMMs stay emulated from then on (counts.block_refused says so); the operands are made
  * anew, which gives the same values (the quantization is a function of the step, the layer
- * and the slot). given_b: B likewise (or NULL). c_in: gemm's. *run_out: how it ran; *a_out: the
- * A operand it used (may be NULL). */
+ * and the slot). given_b: B likewise (or NULL). c_in: gemm's. c16 (in place of c; beta 0, no
+ * bias): the product as bf16 codes (gemm_bf16_out). *run_out: how it ran; *a_out: the A operand
+ * it used (may be NULL). */
 static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm which, float *c,
-                               const gemm_input *ia, const gemm_input *ib, const operand *given,
-                               const operand *given_b, int M, int N, int K, float beta,
-                               const float *c_in, const float *bias, const void *bias16,
+                               uint16_t *c16, const gemm_input *ia, const gemm_input *ib,
+                               const operand *given, const operand *given_b, int M, int N, int K,
+                               float beta, const float *c_in, const float *bias, const void *bias16,
                                float *bias_grad, gemm_run *run_out, operand *a_out) {
   const op_state *oa = &ls->op[slot_of(which, LOWPI_OPERAND_A)];
   const op_state *ob = &ls->op[slot_of(which, LOWPI_OPERAND_B)];
@@ -1269,7 +1292,9 @@ static lowp_status linear_gemm(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm w
       LOWPI_TRY(make_operand(g, ls, which, LOWPI_OPERAND_B, run, ib->x, ib->bf16, ib->amax,
                              ib->rows, ib->cols, ib->k_along_cols, &b));
     lowp_status st;
-    if (bias_grad) {
+    if (c16) {
+      st = gemm_bf16_out(g, c16, &a, &b, M, N, K);
+    } else if (bias_grad) {
       st = gemm_bgrad(g, c, &a, &b, M, N, K, beta, bias_grad);
       if (st == LOWP_ERR_UNSUPPORTED) /* refused, nothing written: the plain GEMM instead */
         st = gemm(c, &a, &b, M, N, K, beta, c_in, bias, bias16);
@@ -1674,13 +1699,13 @@ int lowpi_gpu_linear_wants_dy_amax(const lowpi_gpu_linears *g, int lin, int N, i
 /* dY's operands for the dgrad (*d, (N, OC)) and the wgrad (*w, (OC, N)), both K-major, and
  * dbias (may be NULL) += its column sums, in one pass where cast_t_applies (*ok; else nothing
  * is done). Into the buffers the plain way quantizes into (the slots' qbufs). gelu_pre (may be
- * NULL; delayed scaling): dY is GELU's backward of dout.f32 at that bf16 input, made in the pass
- * (lowpi_cuda_dgelu_cast_transpose_dbias). */
+ * NULL; delayed scaling): dY is GELU's backward of dout (dout.f32, else its bf16 codes dout.bf16)
+ * at that bf16 input, made in the pass (lowpi_cuda_dgelu_cast_transpose_dbias). */
 static lowp_status dy_cast_transpose(lowpi_gpu_linears *g, lin_state *ls, lowpi_gpu_act dout,
                                      const uint16_t *gelu_pre, float *dbias, int N, int C, int OC,
                                      operand *d, operand *w, int *ok) {
   *ok = 0;
-  if (!dout.f32 || !cast_t_applies(g, ls, N, C, OC))
+  if (!(dout.f32 || (gelu_pre && dout.bf16)) || !cast_t_applies(g, ls, N, C, OC))
     return LOWP_OK;
   const op_state *od = &ls->op[LOWP_OP_DGRAD_DY], *ow = &ls->op[LOWP_OP_WGRAD_DY];
   lowp_cuda_qtensor *qd = NULL, *qw = NULL;
@@ -1694,8 +1719,8 @@ static lowp_status dy_cast_transpose(lowpi_gpu_linears *g, lin_state *ls, lowpi_
     LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
   const int given = dout.amax && !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX) && !od->delayed;
   if (gelu_pre)
-    LOWPI_TRY(
-        lowpi_cuda_dgelu_cast_transpose_dbias(dout.f32, gelu_pre, N, OC, qd, qw, dbias, ws, bytes));
+    LOWPI_TRY(lowpi_cuda_dgelu_cast_transpose_dbias(dout.f32, dout.f32 ? NULL : dout.bf16, gelu_pre,
+                                                    N, OC, qd, qw, dbias, ws, bytes));
   else
     LOWPI_TRY(lowpi_cuda_cast_transpose_dbias(dout.f32, N, OC, qd, NULL, qw,
                                               given ? dout.amax : NULL, given, dbias, ws, bytes));
@@ -1739,6 +1764,7 @@ unsigned lowpi_gpu_plain_from_env(void) {
                {"z16", LOWPI_GPU_PLAIN_Z16},
                {"block_lt", LOWPI_GPU_PLAIN_BLOCK_LT},
                {"block_db", LOWPI_GPU_PLAIN_BLOCK_DB},
+               {"dx16", LOWPI_GPU_PLAIN_DX16},
                {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;
@@ -1811,8 +1837,8 @@ static lowp_status fprop(lowpi_gpu_linears *g, int lin, float *out, const float 
   if (residual && bias &&
       is_fp8_run(run_of(g, &ls->op[LOWP_OP_FPROP_X], &ls->op[LOWP_OP_FPROP_W], N, OC, C)))
     LOWPI_TRY(bias16(g, ls, bias, (size_t)OC, &b16));
-  LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, &x, &w, NULL, given ? &wq : NULL, N, OC, C,
-                        residual ? 1.0f : 0.0f, residual, bias, b16, NULL, &run, NULL));
+  LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_FPROP, out, NULL, &x, &w, NULL, given ? &wq : NULL, N, OC,
+                        C, residual ? 1.0f : 0.0f, residual, bias, b16, NULL, &run, NULL));
   g->counts.epi_bf16_vec += (unsigned long long)(b16 != NULL);
   g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], run, inp.bf16);
   g->counts.residual_added += (unsigned long long)(residual != NULL);
@@ -2025,18 +2051,32 @@ static lowp_status dgrad_dgelu(lowpi_gpu_linears *g, lin_state *ls, const lowpi_
   return LOWP_OK;
 }
 
-/* lowpi_gpu_linear_backward, or with dg: lowpi_gpu_linear_backward_dgelu. */
-static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lowpi_gpu_dgelu *dg,
-                            const uint16_t *gelu_pre, float *dweight, float *dbias,
-                            lowpi_gpu_act dout, lowpi_gpu_act inp, const float *weight, int N,
-                            int C, int OC) {
-  // dinp (N, C), dweight (OC, C), dbias (OC), dout (N, OC), inp (N, C), weight (OC, C)
+/* Whether linear ls's dgrad may write dX as bf16 codes (lowpi_gpu_linear_backward_dx16): for
+ * recipes whose high precision is bf16 (their dX goes on to bf16 or fp8 operands, or to kernels
+ * that read it rounded to bf16), not where the straight-through estimator masks dX (an fp32
+ * gradient) nor with LOWPI_GPU_PLAIN_DX16. */
+static int dx16_applies(const lowpi_gpu_linears *g, const lin_state *ls) {
+  return !(g->plain & LOWPI_GPU_PLAIN_DX16) && g->compute == LOWP_BF16 &&
+         !ls->op[LOWP_OP_FPROP_X].spec.clip_mask_ste;
+}
+
+/* lowpi_gpu_linear_backward, or with dg: lowpi_gpu_linear_backward_dgelu; dinp16 (in place of
+ * dinp): lowpi_gpu_linear_backward_dx16. */
+static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, uint16_t *dinp16,
+                            const lowpi_gpu_dgelu *dg, const uint16_t *gelu_pre, float *dweight,
+                            float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
+                            const float *weight, int N, int C, int OC) {
+  // dinp (N, C) or dinp16 (N, C), dweight (OC, C), dbias (OC), dout (N, OC), inp (N, C),
+  // weight (OC, C)
   lin_state *ls = &g->lin[lin];
   operand dy, cast_d, cast_w; /* cast_*: dY's operands from the fused pass (dy_cast_transpose) */
   gemm_run run_d = RUN_FP32;
+  const int dgrad = dinp || dinp16;
+  if (dinp16 && (dinp || !dx16_applies(g, ls)))
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's dX in bf16", lin);
   dyb_begin(g, ls);
   int cast_t = 0;
-  if (dinp && !dg) {
+  if (dgrad && !dg) {
     LOWPI_TRY(dy_cast_transpose(g, ls, dout, gelu_pre, dbias, N, C, OC, &cast_d, &cast_w, &cast_t));
     if (cast_t)
       dbias = NULL; /* done */
@@ -2044,14 +2084,14 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
   if (gelu_pre && !cast_t) /* (lowpi_gpu_linear_backward_gelu_dy checks before) */
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's dY from GELU's backward", lin);
   if (dg) {
-    if (!lowpi_gpu_linear_is_bf16(g, lin) || dinp)
+    if (!lowpi_gpu_linear_is_bf16(g, lin) || dgrad)
       return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: GELU's backward fused into linear %d", lin);
     LOWPI_TRY(dgrad_dgelu(g, ls, dg, dout, weight, N, C, OC, &dy));
     run_d = RUN_BF16;
   }
   ls->dyb_dbias = dbias; /* the bias gradient in dY's both-ways pass, where that runs */
-  if (dinp) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W;
-               * W's bf16 codes from the fprop where it cast them (w16_fill) */
+  if (dgrad) { /* dgrad: dX (N, C) = dY (N, OC) . W (OC, C): B's reduction (OC) runs down W;
+                * W's bf16 codes from the fprop where it cast them (w16_fill) */
     const int cached = ls->w16_src == weight && w16_cacheable(g, ls, N, C, OC);
     const gemm_input a = {dout.f32, dout.bf16, NULL, (size_t)N, (size_t)OC, 1},
                      b = {weight, cached ? ls->w16_cur : NULL, NULL, (size_t)OC, (size_t)C, 0};
@@ -2064,7 +2104,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
       LOWPI_TRY(given_weight(g, ls, LOWP_OP_DGRAD_W, (size_t)OC, (size_t)C, &wq));
     if (w8)
       LOWPI_TRY(kept_operand(g, ls, LOWP_OP_DGRAD_W, &ls->wk, OC, C, &wq));
-    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, &a, &b, cast_t ? &cast_d : NULL,
+    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, dinp16, &a, &b, cast_t ? &cast_d : NULL,
                           given || w8 ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, NULL, NULL, &run_d,
                           &dy));
     g->counts.w_reused += (unsigned long long)cached;
@@ -2092,7 +2132,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
                         lin);
     if (x8)
       LOWPI_TRY(kept_operand(g, ls, LOWP_OP_WGRAD_X, &ls->xq, N, C, &given_x));
-    if (!cast_t && (dinp || dg)) {
+    if (!cast_t && (dgrad || dg)) {
       const gemm_run run_w =
           run_of(g, &ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);
       LOWPI_TRY(reuse_dy(g, ls, &dy, run_d, run_w, (size_t)N, (size_t)OC, &given, &reused));
@@ -2108,7 +2148,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
       bg = (float *)p;
     }
     gemm_run run_w = RUN_FP32;
-    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_WGRAD, dweight, &a, &b,
+    LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_WGRAD, dweight, NULL, &a, &b,
                           cast_t   ? &cast_w
                           : reused ? &given
                                    : NULL,
@@ -2138,13 +2178,27 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, const lo
   }
   /* the straight-through estimator's clipping masks (Quartet), as the CPU's grad hook */
   LOWPI_TRY(mask_gradient(g, ls, 0, dinp, (size_t)N, (size_t)C));
+  g->counts.dx16 += (unsigned long long)(dinp16 != NULL);
   return mask_gradient(g, ls, 1, dweight, (size_t)OC, (size_t)C);
 }
 
 lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
                                       float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
                                       const float *weight, int N, int C, int OC) {
-  return backward(g, lin, dinp, NULL, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
+  return backward(g, lin, dinp, NULL, NULL, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
+int lowpi_gpu_linear_dx16(const lowpi_gpu_linears *g, int lin) {
+  return lin >= 0 && lin < g->nlin && dx16_applies(g, &g->lin[lin]);
+}
+
+lowp_status lowpi_gpu_linear_backward_dx16(lowpi_gpu_linears *g, int lin, uint16_t *dinp16,
+                                           float *dweight, float *dbias, lowpi_gpu_act dout,
+                                           lowpi_gpu_act inp, const float *weight, int N, int C,
+                                           int OC) {
+  if (!dinp16)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu recipe: linear %d's bf16 dX: NULL buffer", lin);
+  return backward(g, lin, NULL, dinp16, NULL, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
 lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
@@ -2153,20 +2207,20 @@ lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
                                             const float *weight, int N, int C, int OC) {
   if (!dg || !dg->dpre || !dg->pre)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu recipe: fused GELU backward without buffers");
-  return backward(g, lin, NULL, dg, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
+  return backward(g, lin, NULL, NULL, dg, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
 lowp_status lowpi_gpu_linear_backward_gelu_dy(lowpi_gpu_linears *g, int lin, float *dinp,
-                                              float *dweight, float *dbias, const float *dout,
+                                              float *dweight, float *dbias, lowpi_gpu_act dout,
                                               const uint16_t *pre, lowpi_gpu_act inp,
                                               const float *weight, int N, int C, int OC) {
-  if (!dout || !pre || !dinp)
+  if (!(dout.f32 || dout.bf16) || !pre || !dinp)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu recipe: GELU's dY without buffers");
   if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_DGELU_T) ||
       !cast_t_applies(g, &g->lin[lin], N, C, OC) || !g->lin[lin].op[LOWP_OP_DGRAD_DY].delayed)
     return LOWP_ERR_UNSUPPORTED; /* (no message: the caller makes dY itself) */
-  const lowpi_gpu_act dy = {dout, NULL, NULL};
-  return backward(g, lin, dinp, NULL, pre, dweight, dbias, dy, inp, weight, N, C, OC);
+  const lowpi_gpu_act dy = {dout.f32, dout.f32 ? NULL : dout.bf16, NULL};
+  return backward(g, lin, dinp, NULL, NULL, pre, dweight, dbias, dy, inp, weight, N, C, OC);
 }
 
 #endif /* LOWP_HAVE_CUDA */

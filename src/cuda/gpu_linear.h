@@ -157,10 +157,15 @@ enum {
                                        not given them so by the both-ways pass */
   LOWPI_GPU_PLAIN_BLOCK_DB = 65536, /* "block_db": fp8-block's bias gradients by column sums of
                                        their own, not in dY's both-ways pass */
+  LOWPI_GPU_PLAIN_DX16 = 131072,    /* "dx16": the dgrads write dX in fp32 for every consumer, not
+                                       as bf16 codes (lowpi_gpu_linear_dx16 0): NOT the same bits
+                                       where the consumer computes with the values (GELU's and
+                                       the norms' backwards), so the tests that want the plain
+                                       way's bits leave it out */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t, z16, block_lt, block_db (or "all").
+ * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t, z16, block_lt, block_db, dx16 (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
@@ -229,6 +234,18 @@ lowp_status lowpi_gpu_linear_forward_residual(lowpi_gpu_linears *g, int lin, flo
 lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
                                       float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
                                       const float *weight, int N, int C, int OC);
+/* The same writing dinp16 (N, C), dX as bf16 RNE codes, in place of the fp32 dinp, where
+ * lowpi_gpu_linear_dx16 says it may (recipes whose high precision is bf16; no straight-through
+ * mask on X; not LOWPI_GPU_PLAIN_DX16): bf16 autocast's dgrad output, for a consumer that reads
+ * bf16 (the flash attention's backward, which rounds dout to bf16 anyway: the same bits) or
+ * computes in fp32 from it (GELU's backward, before fc's dY is rounded to its own format: one
+ * rounding more, 2^-9 relative). Half the bytes written and read. The GEMM writes the codes where
+ * it runs in bf16 or fp8, else its fp32 product is cast. */
+int lowpi_gpu_linear_dx16(const lowpi_gpu_linears *g, int lin);
+lowp_status lowpi_gpu_linear_backward_dx16(lowpi_gpu_linears *g, int lin, uint16_t *dinp16,
+                                           float *dweight, float *dbias, lowpi_gpu_act dout,
+                                           lowpi_gpu_act inp, const float *weight, int N, int C,
+                                           int OC);
 
 /* Whether the fused GEMM epilogues of kind "bgrad" (the bias gradients in the wgrads), "gelu"
  * (GELU in fc's fprop), "dgelu" (GELU's backward in fc_proj's dgrad), "qkv" (GPT-2's qkv in
@@ -284,13 +301,14 @@ lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
                                             lowpi_gpu_act dout, lowpi_gpu_act inp,
                                             const float *weight, int N, int C, int OC);
 /* lowpi_gpu_linear_backward of linear lin (GPT-2's fc) whose dY is GELU's backward, gelu'(pre)
- * dout (dout (N, OC) fp32: fc_proj's dX; pre (N, OC) bf16: GELU's input), made inside dY's
+ * dout (dout (N, OC): fc_proj's dX, dout.f32 or else its bf16 codes dout.bf16; pre (N, OC) bf16:
+ * GELU's input), made inside dY's
  * cast-transpose and never written in fp32 (lowpi_cuda_dgelu_cast_transpose_dbias): the bits of
  * lowpi_cuda_gelu_backward_from_bf16 followed by lowpi_gpu_linear_backward. Only where dY takes
  * the one-pass cast under delayed scaling (fp8-delayed) and LOWPI_GPU_PLAIN_DGELU_T is off; else
  * LOWP_ERR_UNSUPPORTED with nothing done, and the caller makes dY itself. */
 lowp_status lowpi_gpu_linear_backward_gelu_dy(lowpi_gpu_linears *g, int lin, float *dinp,
-                                              float *dweight, float *dbias, const float *dout,
+                                              float *dweight, float *dbias, lowpi_gpu_act dout,
                                               const uint16_t *pre, lowpi_gpu_act inp,
                                               const float *weight, int N, int C, int OC);
 
@@ -350,6 +368,7 @@ typedef struct {
   unsigned long long block_lt;      /* both-ways passes that wrote the 1x128 scales in cuBLASLt's
                                        layout too (lowpi_both_extras) */
   unsigned long long block_dbias;   /* bias gradients taken in dY's both-ways pass */
+  unsigned long long dx16;          /* dgrads that wrote dX as bf16 codes (backward_dx16) */
   unsigned long long block_t;       /* 1xN operands whose blocks run down the tensor's columns
                                        (the wgrad's, blocks along N; an MX dgrad's W^T) quantized
                                        straight from their untransposed fp32 values: no fp32

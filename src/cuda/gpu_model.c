@@ -774,17 +774,27 @@ static lowp_status attention_forward(lowpi_gpu_model *g, int l, float *out, cons
                                       g->compute, a->work, a->work_bytes);
 }
 
-static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, const float *dout,
+/* dout: attproj's dX, fp32 or (the fused kernels alone) its bf16 codes (attproj_dx16). */
+static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, lowpi_gpu_act dout,
                                       const float *qkv, const uint16_t *qkv16, const float *out,
                                       int B, int T) {
   const int C = g->cfg.n_embd, NH = g->cfg.n_head;
   gpu_acts *a = &g->a;
   if (g->flash)
     return lowpi_cuda_flash_attention_backward_amax(
-        dinp, qkv_dy(g, l).bf16 ? g->a.db16 : NULL, qkv_dy(g, l).amax, dout, qkv16 ? NULL : qkv,
-        qkv16, out, a->lse + (size_t)l * B * NH * T, B, T, C, NH, a->work, a->work_bytes);
-  return lowpi_cuda_attention_backward(dinp, dout, qkv, a->att + (size_t)l * B * NH * T * T, B, T,
-                                       C, NH, g->compute, a->work, a->work_bytes);
+        dinp, qkv_dy(g, l).bf16 ? g->a.db16 : NULL, qkv_dy(g, l).amax, dout.f32, dout.bf16,
+        qkv16 ? NULL : qkv, qkv16, out, a->lse + (size_t)l * B * NH * T, B, T, C, NH, a->work,
+        a->work_bytes);
+  if (!dout.f32)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu model: the batched attention's dout in bf16");
+  return lowpi_cuda_attention_backward(dinp, dout.f32, qkv, a->att + (size_t)l * B * NH * T * T, B,
+                                       T, C, NH, g->compute, a->work, a->work_bytes);
+}
+
+/* attproj's dX in bf16 (lowpi_gpu_linear_backward_dx16) where the fused attention's backward
+ * reads it: it rounds dout to bf16 anyway (the same bits), from half the bytes. */
+static int attproj_dx16(const lowpi_gpu_model *g, int l) {
+  return g->flash && lowpi_gpu_linear_dx16(g->lin, 4 * l + 1);
 }
 
 /* A training forward: every linear whose input the model does not keep (act_store's fwd_only)
@@ -861,23 +871,32 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
       return st;
     g->dgelu_off = 1;
   }
-  LOWPI_TRY(lowpi_gpu_linear_backward(g->lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
-                                      dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l), w->fcprojw,
-                                      n, FC, C)); // da (N, FC)
+  /* fc_proj's dX (N, FC) in da: as bf16 codes (lowpi_gpu_linear_backward_dx16) where GELU's
+   * backward reads it with the bf16 input (pre): half the bytes written and read */
+  uint16_t *da16 =
+      pre && lowpi_gpu_linear_dx16(g->lin, 4 * l + 3) ? (uint16_t *)(void *)a->da : NULL;
+  if (da16)
+    LOWPI_TRY(lowpi_gpu_linear_backward_dx16(g->lin, 4 * l + 3, da16, gr->fcprojw, gr->fcprojb,
+                                             dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l),
+                                             w->fcprojw, n, FC, C));
+  else
+    LOWPI_TRY(lowpi_gpu_linear_backward(g->lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
+                                        dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l), w->fcprojw,
+                                        n, FC, C));
+  const lowpi_gpu_act dx = {da16 ? NULL : a->da, da16, NULL};
   const int fc16 = pre && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2);
   if (pre &&
       !fc16) { /* fp8-delayed: GELU's backward made inside fc's dY cast-transpose; da
                 * (fc_proj's dX) is read by that cast before fc's dgrad writes its dX there */
-    const lowp_status st =
-        lowpi_gpu_linear_backward_gelu_dy(g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, a->da, pre,
-                                          act_bwd(&a->ln2, l), w->fcw, n, C, FC);
+    const lowp_status st = lowpi_gpu_linear_backward_gelu_dy(
+        g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, dx, pre, act_bwd(&a->ln2, l), w->fcw, n, C, FC);
     if (st != LOWP_ERR_UNSUPPORTED)
       return st;
   }
   float *amax = fc16 ? NULL : dy_amax_for(g, 4 * l + 2, 1); /* for fc's fused dY cast */
   if (pre)
     LOWPI_TRY(lowpi_cuda_gelu_backward_from_bf16(fc16 ? NULL : a->db, fc16 ? dpre : NULL, amax,
-                                                 a->da, pre, nfc));
+                                                 dx.f32, dx.bf16, pre, nfc));
   else
     LOWPI_TRY(
         lowpi_cuda_gelu_backward_amax(a->db, amax, a->da, a->fch + (size_t)l * nfc, NULL, nfc, FC));
@@ -1101,11 +1120,19 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
                                           act_bwd(&a->ln2, l), w->fcw, n, C, FC)); // da (N, C)
     }
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n, 1,
-                            4 * l + 1)); // dres = d(mid), attproj's dY
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
-                                        dres_for(g, 4 * l + 1), atty_in, w->attprojw, n, C,
-                                        C));                                   // da = d(atty)
-    LOWPI_TRY(attention_backward(g, l, a->db, a->da, qkv, qkv16, atty, B, T)); // db (N, 3C)
+                            4 * l + 1));  // dres = d(mid), attproj's dY
+    const int att16 = attproj_dx16(g, l); /* d(atty) in bf16 */
+    if (att16)
+      LOWPI_TRY(lowpi_gpu_linear_backward_dx16(lin, 4 * l + 1, (uint16_t *)(void *)a->da,
+                                               gr->attprojw, gr->attprojb, dres_for(g, 4 * l + 1),
+                                               atty_in, w->attprojw, n, C, C));
+    else
+      LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
+                                          dres_for(g, 4 * l + 1), atty_in, w->attprojw, n, C,
+                                          C)); // da = d(atty)
+    const lowpi_gpu_act datty = {att16 ? NULL : a->da, att16 ? (uint16_t *)(void *)a->da : NULL,
+                                 NULL};
+    LOWPI_TRY(attention_backward(g, l, a->db, datty, qkv, qkv16, atty, B, T)); // db (N, 3C)
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
     LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, qkv_dy(g, l),

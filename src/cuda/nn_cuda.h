@@ -145,12 +145,14 @@ lowp_status lowpi_cuda_bias_to_bf16(uint16_t *out, const float *inp, const float
  * fc1's output in the activation type): lowpi_cuda_gelu_forward_amax writing also inp_bf16 (n)
  * = the bf16 RNE codes of inp + bias; the backward from those codes, writing dinp in fp32 or
  * (dinp_bf16) its bf16 RNE codes alone, for a bf16 consumer (exactly one of the two), and
- * dinp_amax (may be NULL) as lowpi_cuda_gelu_backward_amax does (of the fp32 values). */
+ * dinp_amax (may be NULL) as lowpi_cuda_gelu_backward_amax does (of the fp32 values), from
+ * dout in fp32 or its bf16 codes dout_bf16 (a dgrad's bf16 output; exactly one). */
 lowp_status lowpi_cuda_gelu_forward_keep(float *out, uint16_t *out_bf16, float *amax,
                                          uint16_t *inp_bf16, const float *inp, const float *bias,
                                          size_t n, int OC);
 lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
-                                               const float *dout, const uint16_t *inp, size_t n);
+                                               const float *dout, const uint16_t *dout_bf16,
+                                               const uint16_t *inp, size_t n);
 /* GELU's forward from inp (n), the bf16 codes of its input (an fp8 fc GEMM's bf16 output with
  * its bias, kept as they are for the backward): out / out_bf16 (either may be NULL, not both)
  * and amax (may be NULL) as lowpi_cuda_gelu_forward_amax, of the codes' values. */
@@ -238,7 +240,9 @@ lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, 
  * float (may be NULL), over the fp32 values written, as lowp_cuda_amax computes it (the same
  * bits, NaN included): for the per-tensor current scaling of the linear that quantizes them next
  * (lowpi_gpu_act.amax). The backward's dinp_bf16 (may be NULL; 4-byte aligned): also the bf16
- * RNE codes of dinp (as lowp_cuda_encode's), for a bf16 qkv linear's dY. */
+ * RNE codes of dinp (as lowp_cuda_encode's), for a bf16 qkv linear's dY. dout_bf16: dout as
+ * bf16 codes (an attproj dgrad's bf16 output), in place of dout (exactly one): the same bits as
+ * dout holding their values, since the kernels take dout rounded to bf16 anyway. */
 lowp_status lowpi_cuda_flash_attention_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,
                                                     float *lse, const float *inp,
                                                     const uint16_t *inp_bf16, int B, int T, int C,
@@ -246,10 +250,10 @@ lowp_status lowpi_cuda_flash_attention_forward_amax(float *out, uint16_t *out_bf
                                                     size_t workspace_bytes);
 lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, uint16_t *dinp_bf16,
                                                      float *dinp_amax, const float *dout,
-                                                     const float *inp, const uint16_t *inp_bf16,
-                                                     const float *out, const float *lse, int B,
-                                                     int T, int C, int NH, void *workspace,
-                                                     size_t workspace_bytes);
+                                                     const uint16_t *dout_bf16, const float *inp,
+                                                     const uint16_t *inp_bf16, const float *out,
+                                                     const float *lse, int B, int T, int C, int NH,
+                                                     void *workspace, size_t workspace_bytes);
 
 /* Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target] and, when dlogits is
  * not NULL, dlogits = (softmax - onehot) * dloss (dlogits may equal logits: in place), and when

@@ -260,9 +260,11 @@ __global__ void to_heads_bf16_kernel(bf16 *__restrict__ dst, const float *__rest
 
 /* D (B, NH, T) = sum over the head's hs columns of bf16(dout) * out, one warp per row, in a
  * fixed order (lane-strided partial sums, then the butterfly); the same read of dout writes
- * its bf16 codes head-major into do16 (B, NH, T, hs), what the backward kernels load. */
+ * its bf16 codes head-major into do16 (B, NH, T, hs), what the backward kernels load. DY:
+ * dout's type, float or bf16 (a dgrad's bf16 output: its codes as they are, the same bits). */
+template <typename DY>
 __global__ void rowdot_kernel(float *__restrict__ D, bf16 *__restrict__ do16,
-                              const float *__restrict__ dout, const float *__restrict__ out, int T,
+                              const DY *__restrict__ dout, const float *__restrict__ out, int T,
                               int C, int NH, size_t nrows) {
   const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = (int)(threadIdx.x % 32), hs = C / NH;
@@ -274,7 +276,11 @@ __global__ void rowdot_kernel(float *__restrict__ D, bf16 *__restrict__ do16,
   bf16 *dst = do16 + row * (size_t)hs; /* row = (b NH + h) T + t: head-major */
   float sum = 0.0f;
   for (int c = lane; c < hs; c += 32) {
-    const bf16 d = round_bf16(dout[off + c]);
+    bf16 d;
+    if constexpr (sizeof(DY) == 2)
+      d = dout[off + c];
+    else
+      d = round_bf16(dout[off + c]);
     dst[c] = d;
     sum += __bfloat162float(d) * out[off + c];
   }
@@ -825,21 +831,21 @@ lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, 
                                                 const uint16_t *inp_bf16, const float *out,
                                                 const float *lse, int B, int T, int C, int NH,
                                                 void *workspace, size_t workspace_bytes) {
-  return lowpi_cuda_flash_attention_backward_amax(dinp, NULL, NULL, dout, inp, inp_bf16, out, lse,
-                                                  B, T, C, NH, workspace, workspace_bytes);
+  return lowpi_cuda_flash_attention_backward_amax(dinp, NULL, NULL, dout, NULL, inp, inp_bf16, out,
+                                                  lse, B, T, C, NH, workspace, workspace_bytes);
 }
 
 lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, uint16_t *dinp_bf16,
                                                      float *dinp_amax, const float *dout,
-                                                     const float *inp, const uint16_t *inp_bf16,
-                                                     const float *out, const float *lse, int B,
-                                                     int T, int C, int NH, void *workspace,
-                                                     size_t workspace_bytes) {
+                                                     const uint16_t *dout_bf16, const float *inp,
+                                                     const uint16_t *inp_bf16, const float *out,
+                                                     const float *lse, int B, int T, int C, int NH,
+                                                     void *workspace, size_t workspace_bytes) {
   // dinp (B, T, 3C), dinp_amax (1), dout (B, T, C), inp (B, T, 3C), inp_bf16 (B, T, 3C),
   // out (B, T, C), lse (B, NH, T)
   const char *fn = "lowpi_cuda_flash_attention_backward";
-  if (!dinp || !dout || (!inp && !inp_bf16) || !out || !lse)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  if (!dinp || !dout == !dout_bf16 || (!inp && !inp_bf16) || !out || !lse)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer, or dout twice", fn);
   if (((uintptr_t)dinp_bf16 & 3u) != 0) /* two codes per 32-bit store (C is even) */
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: dinp_bf16 not 4-byte aligned", fn);
   const int bf16_inp = inp_bf16 != NULL;
@@ -847,7 +853,8 @@ lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, uint16_t *dinp
   LOWPI_TRY(check_args(fn, B, T, C, NH, bf16_inp, workspace, workspace_bytes, &ws));
   LOWPI_TRY(zero_amax(fn, dinp_amax));
   unsigned *amax = (unsigned *)dinp_amax;
-  LOWPI_TRY(check_aligned(fn, "dout", dout));
+  if (dout)
+    LOWPI_TRY(check_aligned(fn, "dout", dout));
   const int HS = C / NH;
   const flash_layout L = layout_of(B, T, C, NH, bf16_inp);
   qkv_src src;
@@ -864,8 +871,12 @@ lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, uint16_t *dinp
   float *D = (float *)(ws + L.d);
   const size_t rows = (size_t)B * NH * T;
   const unsigned warps = lowpi_kThreads / 32;
-  rowdot_kernel<<<(unsigned)((rows + warps - 1) / warps), lowpi_kThreads>>>(D, dy, dout, out, T, C,
-                                                                            NH, rows);
+  const unsigned rd_blocks = (unsigned)((rows + warps - 1) / warps);
+  if (dout_bf16)
+    rowdot_kernel<<<rd_blocks, lowpi_kThreads>>>(D, dy, (const bf16 *)dout_bf16, out, T, C, NH,
+                                                 rows);
+  else
+    rowdot_kernel<<<rd_blocks, lowpi_kThreads>>>(D, dy, dout, out, T, C, NH, rows);
   LOWPI_CUDA_CHECK_LAUNCH();
   switch (HS) {
   case 16:

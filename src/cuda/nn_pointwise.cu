@@ -63,11 +63,12 @@ __global__ void bias_to_bf16_kernel(uint16_t *__restrict__ out, const float *__r
 }
 
 /* GELU's backward from its input's bf16 codes (what the forward kept), writing dinp in fp32 or
- * as bf16 RNE codes alone (a bf16 consumer), four values per thread where VEC (aligned). */
-template <bool VEC, bool BF16_OUT>
-__global__ void
-gelu_backward_from_bf16_kernel(void *__restrict__ dinp, const float *__restrict__ dout,
-                               const uint16_t *__restrict__ inp, size_t n, unsigned *amax) {
+ * as bf16 RNE codes alone (a bf16 consumer), four values per thread where VEC (aligned); dout
+ * of type DY: fp32, or bf16 codes (uint16_t: a dgrad's bf16 output). */
+template <bool VEC, bool BF16_OUT, typename DY>
+__global__ void gelu_backward_from_bf16_kernel(void *__restrict__ dinp, const DY *__restrict__ dout,
+                                               const uint16_t *__restrict__ inp, size_t n,
+                                               unsigned *amax) {
   const size_t nv = (n + 3) / 4;
   uint32_t mx = 0;
   for (size_t v = lowpi_global_tid(); v < nv; v += lowpi_grid_stride()) {
@@ -75,14 +76,25 @@ gelu_backward_from_bf16_kernel(void *__restrict__ dinp, const float *__restrict_
     float d[4] = {0, 0, 0, 0}, o[4];
     uint16_t x16[4] = {0, 0, 0, 0};
     if (VEC && m == 4) {
-      const float4 d4 = reinterpret_cast<const float4 *>(dout)[v];
+      if constexpr (sizeof(DY) == 2) { /* dout's bf16 codes */
+        const uint2 d4 = reinterpret_cast<const uint2 *>(dout)[v];
+        d[0] = __uint_as_float(d4.x << 16), d[1] = __uint_as_float(d4.x & 0xffff0000u);
+        d[2] = __uint_as_float(d4.y << 16), d[3] = __uint_as_float(d4.y & 0xffff0000u);
+      } else {
+        const float4 d4 = reinterpret_cast<const float4 *>(dout)[v];
+        d[0] = d4.x, d[1] = d4.y, d[2] = d4.z, d[3] = d4.w;
+      }
       const uint2 x4 = reinterpret_cast<const uint2 *>(inp)[v];
-      d[0] = d4.x, d[1] = d4.y, d[2] = d4.z, d[3] = d4.w;
       x16[0] = (uint16_t)x4.x, x16[1] = (uint16_t)(x4.x >> 16);
       x16[2] = (uint16_t)x4.y, x16[3] = (uint16_t)(x4.y >> 16);
     } else {
-      for (size_t k = 0; k < m; k++)
-        d[k] = dout[i0 + k], x16[k] = inp[i0 + k];
+      for (size_t k = 0; k < m; k++) {
+        if constexpr (sizeof(DY) == 2)
+          d[k] = __uint_as_float((uint32_t)dout[i0 + k] << 16);
+        else
+          d[k] = dout[i0 + k];
+        x16[k] = inp[i0 + k];
+      }
     }
     for (int k = 0; k < 4; k++)
       o[k] = gelu_grad(__uint_as_float((uint32_t)x16[k] << 16)) * d[k];
@@ -352,11 +364,31 @@ lowp_status lowpi_cuda_bias_to_bf16(uint16_t *out, const float *inp, const float
   return LOWP_OK;
 }
 
+/* gelu_backward_from_bf16_kernel's launch for dout of type DY: fp32 out or bf16, vec or not. */
+template <typename DY>
+static void gelu_backward_from_bf16(void *d, bool f32_out, bool vec, const DY *dout,
+                                    const uint16_t *inp, size_t n, unsigned *amax) {
+  const unsigned blocks = blocks_for((n + 3) / 4);
+  if (f32_out && vec)
+    gelu_backward_from_bf16_kernel<true, false, DY>
+        <<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
+  else if (f32_out)
+    gelu_backward_from_bf16_kernel<false, false, DY>
+        <<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
+  else if (vec)
+    gelu_backward_from_bf16_kernel<true, true, DY>
+        <<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
+  else
+    gelu_backward_from_bf16_kernel<false, true, DY>
+        <<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
+}
+
 lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
-                                               const float *dout, const uint16_t *inp, size_t n) {
-  // dinp (n) or dinp_bf16 (n), dinp_amax (1), dout (n), inp (n) bf16
-  LOWPI_NN_REQUIRE(n == 0 || (!dinp != !dinp_bf16 && dout && inp),
-                   "lowpi_cuda_gelu_backward_from_bf16", "NULL buffer, or two outputs");
+                                               const float *dout, const uint16_t *dout_bf16,
+                                               const uint16_t *inp, size_t n) {
+  // dinp (n) or dinp_bf16 (n), dinp_amax (1), dout (n) or dout_bf16 (n), inp (n) bf16
+  LOWPI_NN_REQUIRE(n == 0 || (!dinp != !dinp_bf16 && !dout != !dout_bf16 && inp),
+                   "lowpi_cuda_gelu_backward_from_bf16", "NULL buffer, or two outputs or inputs");
   LOWPI_NN_REQUIRE(((uintptr_t)dinp_amax & 3u) == 0, "lowpi_cuda_gelu_backward_from_bf16",
                    "misaligned amax");
   if (dinp_amax)
@@ -366,16 +398,11 @@ lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16,
   unsigned *amax = (unsigned *)dinp_amax;
   void *d = dinp ? (void *)dinp : (void *)dinp_bf16;
   const bool vec = ((uintptr_t)d & (dinp ? 15u : 7u)) == 0 && ((uintptr_t)dout & 15u) == 0 &&
-                   ((uintptr_t)inp & 7u) == 0;
-  const unsigned blocks = blocks_for((n + 3) / 4);
-  if (dinp && vec)
-    gelu_backward_from_bf16_kernel<true, false><<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
-  else if (dinp)
-    gelu_backward_from_bf16_kernel<false, false><<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
-  else if (vec)
-    gelu_backward_from_bf16_kernel<true, true><<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
+                   ((uintptr_t)dout_bf16 & 7u) == 0 && ((uintptr_t)inp & 7u) == 0;
+  if (dout_bf16)
+    gelu_backward_from_bf16<uint16_t>(d, dinp != NULL, vec, dout_bf16, inp, n, amax);
   else
-    gelu_backward_from_bf16_kernel<false, true><<<blocks, lowpi_kThreads>>>(d, dout, inp, n, amax);
+    gelu_backward_from_bf16<float>(d, dinp != NULL, vec, dout, inp, n, amax);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -42,9 +42,10 @@ struct ct_out {
  * into amax_out, o.amax_copy and o.amax_t (zeroed before) and the state's history (o.hist: the
  * record, lowpi_flush_counts's rule); else (TENSOR) the scale comes from the amax given.
  * DGELU (DELAYED only): the tensor is gelu'(pre) x, GELU's backward (pre: its bf16 input, (R,
- * C)), made here as gelu_backward_from_bf16_kernel makes it. */
-template <int FF, bool DELAYED, bool DGELU = false>
-__global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t R, size_t C,
+ * C)), made here as gelu_backward_from_bf16_kernel makes it. In: x's type, float or bf16 codes
+ * (uint16_t: a dgrad's bf16 output). vec: x, pre and the codes 16-byte aligned, C % 16 == 0. */
+template <int FF, bool DELAYED, bool DGELU = false, typename In = float>
+__global__ void cast_transpose_dbias_kernel(const In *__restrict__ x, size_t R, size_t C,
                                             const float *__restrict__ amax, lowpi_qparams p,
                                             lowpi_fmt f, ct_out o, unsigned *amax_out, int vec,
                                             int vec_t, const uint16_t *__restrict__ pre) {
@@ -77,12 +78,13 @@ __global__ void cast_transpose_dbias_kernel(const float *__restrict__ x, size_t 
       const size_t valid = has ? (C - j0 < 16 ? C - j0 : 16) : 0;
       float y[16];
       lowpi_load16(x + (has ? i * C + j0 : 0), has && vec, valid, y);
-      if (DGELU && has) /* (past valid: y is 0, and so the product) */
+      if (DGELU && has) { /* (past valid: y is 0, and so the product) */
+        float x0[16];
+        lowpi_load16(pre + i * C + j0, vec, valid, x0);
 #pragma unroll
-        for (int k = 0; k < 16; k++) {
-          const uint16_t b = (size_t)k < valid ? pre[i * C + j0 + k] : (uint16_t)0;
-          y[k] = gelu_grad(__uint_as_float((uint32_t)b << 16)) * y[k];
-        }
+        for (int k = 0; k < 16; k++)
+          y[k] = gelu_grad(x0[k]) * y[k];
+      }
 #pragma unroll
       for (int k = 0; k < 16; k++)
         tile[row][16 * part + k] = y[k];
@@ -188,13 +190,14 @@ size_t lowpi_cuda_cast_transpose_dbias_workspace(int R, int C) {
   return R > 0 && C > 0 ? lowpi_colsum_workspace(1, R, C) : 0;
 }
 
-/* lowpi_cuda_cast_transpose_dbias, or (pre not NULL) lowpi_cuda_dgelu_cast_transpose_dbias. */
-static lowp_status cast_transpose(const float *x, const uint16_t *pre, int R, int C,
-                                  lowp_cuda_qtensor *q, void *codes_t, lowp_cuda_qtensor *qt,
+/* lowpi_cuda_cast_transpose_dbias, or (pre not NULL) lowpi_cuda_dgelu_cast_transpose_dbias (x
+ * or its bf16 codes x16). */
+static lowp_status cast_transpose(const float *x, const uint16_t *x16, const uint16_t *pre, int R,
+                                  int C, lowp_cuda_qtensor *q, void *codes_t, lowp_cuda_qtensor *qt,
                                   float *amax, int amax_known, float *dbias, void *workspace,
                                   size_t workspace_bytes) {
   // x (R, C), pre (R, C), q (R, C), codes_t (C, R), qt (C, R), dbias (C)
-  if (!x || !q || !q->rowwise.codes || (!codes_t && !qt))
+  if (!x == !x16 || !q || !q->rowwise.codes || (!codes_t && !qt))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_cast_transpose_dbias: NULL argument");
   if (R <= 0 || C <= 0 || q->rows != (size_t)R || q->cols != (size_t)C)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
@@ -220,7 +223,11 @@ static lowp_status cast_transpose(const float *x, const uint16_t *pre, int R, in
                       "lowpi_cuda_cast_transpose_dbias: the transposed tensor is not the %d x %d "
                       "quantization of the same configuration",
                       C, R);
-  if (((uintptr_t)x & 3u) || ((uintptr_t)amax & 3u) || ((uintptr_t)dbias & 3u))
+  if (x16 && !pre)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_cast_transpose_dbias: bf16 input with GELU's backward only");
+  if (((uintptr_t)x & 3u) || ((uintptr_t)x16 & 1u) || ((uintptr_t)pre & 1u) ||
+      ((uintptr_t)amax & 3u) || ((uintptr_t)dbias & 3u))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_cast_transpose_dbias: misaligned buffer");
   if (amax_known && !amax)
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
@@ -260,30 +267,35 @@ static lowp_status cast_transpose(const float *x, const uint16_t *pre, int R, in
                     dbias ? (float *)workspace : nullptr,
                     delayed ? q->delayed->history : nullptr};
   const lowpi_qparams p = lowpi_qparams_of(&q->cfg, q->delayed);
-  const int vec = C % 16 == 0 && aligned16(x) && aligned16(d->codes);
+  const int vec =
+      C % 16 == 0 && aligned16(x ? (const void *)x : x16) && aligned16(pre) && aligned16(d->codes);
   const int vec_t = R % 16 == 0 && aligned16(ct);
   const size_t tiles = (((size_t)R + kTile - 1) / kTile) * (((size_t)C + kTile - 1) / kTile);
   const size_t cap = (size_t)lowpi_cuda_sm_count() * 8; /* 8 resident blocks of 256 per SM */
   const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
   const lowpi_fmt f = lowpi_fmt_of(q->cfg.format);
   unsigned *track = delayed ? (unsigned *)d->amax : nullptr;
-#define LOWPI_CT(FF, DL, DG)                                                                       \
+#define LOWPI_CT(FF, DL, DG, X)                                                                    \
   cast_transpose_dbias_kernel<FF, DL, DG>                                                          \
-      <<<blocks, lowpi_kThreads>>>(x, (size_t)R, (size_t)C, from, p, f, o, track, vec, vec_t, pre)
-  if (q->cfg.format == LOWP_E4M3) {
+      <<<blocks, lowpi_kThreads>>>(X, (size_t)R, (size_t)C, from, p, f, o, track, vec, vec_t, pre)
+  if (x16 && q->cfg.format == LOWP_E4M3)
+    LOWPI_CT(LOWP_E4M3, true, true, x16);
+  else if (x16)
+    LOWPI_CT(LOWP_E5M2, true, true, x16);
+  else if (q->cfg.format == LOWP_E4M3) {
     if (pre)
-      LOWPI_CT(LOWP_E4M3, true, true);
+      LOWPI_CT(LOWP_E4M3, true, true, x);
     else if (delayed)
-      LOWPI_CT(LOWP_E4M3, true, false);
+      LOWPI_CT(LOWP_E4M3, true, false, x);
     else
-      LOWPI_CT(LOWP_E4M3, false, false);
+      LOWPI_CT(LOWP_E4M3, false, false, x);
   } else {
     if (pre)
-      LOWPI_CT(LOWP_E5M2, true, true);
+      LOWPI_CT(LOWP_E5M2, true, true, x);
     else if (delayed)
-      LOWPI_CT(LOWP_E5M2, true, false);
+      LOWPI_CT(LOWP_E5M2, true, false, x);
     else
-      LOWPI_CT(LOWP_E5M2, false, false);
+      LOWPI_CT(LOWP_E5M2, false, false, x);
   }
 #undef LOWPI_CT
   LOWPI_CUDA_CHECK_LAUNCH();
@@ -299,17 +311,19 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                                             void *codes_t, lowp_cuda_qtensor *qt, float *amax,
                                             int amax_known, float *dbias, void *workspace,
                                             size_t workspace_bytes) {
-  return cast_transpose(x, NULL, R, C, q, codes_t, qt, amax, amax_known, dbias, workspace,
+  return cast_transpose(x, NULL, NULL, R, C, q, codes_t, qt, amax, amax_known, dbias, workspace,
                         workspace_bytes);
 }
 
-lowp_status lowpi_cuda_dgelu_cast_transpose_dbias(const float *dout, const uint16_t *pre, int R,
-                                                  int C, lowp_cuda_qtensor *q,
-                                                  lowp_cuda_qtensor *qt, float *dbias,
-                                                  void *workspace, size_t workspace_bytes) {
+lowp_status lowpi_cuda_dgelu_cast_transpose_dbias(const float *dout, const uint16_t *dout_bf16,
+                                                  const uint16_t *pre, int R, int C,
+                                                  lowp_cuda_qtensor *q, lowp_cuda_qtensor *qt,
+                                                  float *dbias, void *workspace,
+                                                  size_t workspace_bytes) {
   if (!pre)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_dgelu_cast_transpose_dbias: NULL pre");
-  return cast_transpose(dout, pre, R, C, q, NULL, qt, NULL, 0, dbias, workspace, workspace_bytes);
+  return cast_transpose(dout, dout_bf16, pre, R, C, q, NULL, qt, NULL, 0, dbias, workspace,
+                        workspace_bytes);
 }
 
 lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *o8) {

@@ -72,13 +72,15 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                                             int amax_known, float *dbias, void *workspace,
                                             size_t workspace_bytes);
 /* The same for fc's dY of a GPT-2 under delayed scaling, made in the pass from fc_proj's dX
- * dout (R, C) and GELU's bf16 input pre (R, C): the tensor quantized (and summed into dbias) is
- * gelu'(pre) dout, with lowpi_cuda_gelu_backward_from_bf16's bits, never written in fp32. q, qt
- * as above, mode DELAYED only (else LOWP_ERR_UNSUPPORTED). */
-lowp_status lowpi_cuda_dgelu_cast_transpose_dbias(const float *dout, const uint16_t *pre, int R,
-                                                  int C, lowp_cuda_qtensor *q,
-                                                  lowp_cuda_qtensor *qt, float *dbias,
-                                                  void *workspace, size_t workspace_bytes);
+ * dout (R, C), or its bf16 codes dout_bf16 (one of the two), and GELU's bf16 input pre (R, C):
+ * the tensor quantized (and summed into dbias) is gelu'(pre) dout, with
+ * lowpi_cuda_gelu_backward_from_bf16's bits, never written in fp32. q, qt as above, mode
+ * DELAYED only (else LOWP_ERR_UNSUPPORTED). */
+lowp_status lowpi_cuda_dgelu_cast_transpose_dbias(const float *dout, const uint16_t *dout_bf16,
+                                                  const uint16_t *pre, int R, int C,
+                                                  lowp_cuda_qtensor *q, lowp_cuda_qtensor *qt,
+                                                  float *dbias, void *workspace,
+                                                  size_t workspace_bytes);
 /* A producer's output written as fp8 codes alone (the next linear's X, quantized where it is
  * made: norm -> fp8, GELU -> fp8): codes[i] = the saturating RNE cast of y[i] * *enc to fmt
  * (LOWP_E4M3 or LOWP_E5M2), what lowp_cuda_quantize writes under per-tensor delayed scaling

@@ -322,6 +322,27 @@ __device__ __forceinline__ void lowpi_load16(const float *src, bool vec, size_t 
   }
 }
 
+/* lowpi_load16 from bf16 codes (their fp32 values: exact); vec: all 16 there, 16-byte aligned. */
+__device__ __forceinline__ void lowpi_load16(const uint16_t *src, bool vec, size_t valid,
+                                             float *y) {
+  if (vec) {
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      const uint4 t = ((const uint4 *)src)[j];
+      const uint32_t w[4] = {t.x, t.y, t.z, t.w};
+#pragma unroll
+      for (int k = 0; k < 4; k++) {
+        y[8 * j + 2 * k] = __uint_as_float(w[k] << 16);
+        y[8 * j + 2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < 16; k++)
+      y[k] = (size_t)k < valid ? __uint_as_float((uint32_t)src[k] << 16) : 0.0f;
+  }
+}
+
 /* The codes of the scaled values y[0..valid) at element idx0 on: one 16-byte store when vec
  * (one-byte codes of 16 values, idx0 a multiple of 16), else one code at a time. */
 template <int FF, int RR>

@@ -274,10 +274,12 @@ static void test_delayed_shape(lowp_format f, size_t R, size_t C, int special) {
  * fp8-delayed from fc_proj's dX and GELU's bf16 input) against the two passes it replaces, each
  * checked against the CPU on its own (lowpi_cuda_gelu_backward_from_bf16 in test_cuda_nn, the
  * cast-transpose above): from the same delayed state, the same codes and scales both ways, the
- * same bias gradient and the same history, bit for bit. */
-static void test_dgelu_shape(lowp_format f, size_t R, size_t C) {
+ * same bias gradient and the same history, bit for bit. dout16: dout holds bf16 values and the
+ * fused pass reads their codes (fc_proj's dX as a bf16 dgrad writes it). */
+static void test_dgelu_shape(lowp_format f, size_t R, size_t C, int dout16) {
   char what[192];
-  snprintf(what, sizeof what, "dgelu %s %zux%zu", lowp_format_get(f)->name, R, C);
+  snprintf(what, sizeof what, "dgelu %s %zux%zu%s", lowp_format_get(f)->name, R, C,
+           dout16 ? " from bf16" : "");
   const size_t n = R * C;
   lowp_delayed_scaling hd, back[2];
   GC_REQUIRE(lowp_delayed_init(&hd, f, 4, LOWP_AMAX_MAX, 0));
@@ -296,9 +298,10 @@ static void test_dgelu_shape(lowp_format f, size_t R, size_t C) {
     GC_REQUIRE(lowp_cuda_qtensor_init(&qt[w], &cfg, C, R));
     q[w].delayed = qt[w].delayed = &dd[w];
   }
-  uint16_t *h_pre = malloc(n * sizeof(uint16_t)), *d_pre = NULL;
+  uint16_t *h_pre = malloc(n * sizeof(uint16_t)), *h_x16 = malloc(n * sizeof(uint16_t));
+  uint16_t *d_pre = NULL, *d_x16 = NULL;
   float *d_dy = NULL;
-  if (!h_pre)
+  if (!h_pre || !h_x16)
     exit(1);
   make_input(h_x, R, C, 0); /* GELU's input, from -4 to 4 */
   for (size_t i = 0; i < n; i++)
@@ -306,19 +309,25 @@ static void test_dgelu_shape(lowp_format f, size_t R, size_t C) {
   const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
   GC_REQUIRE(lowp_encode(LOWP_BF16, h_x, n, h_pre, &rne));
   make_input(h_x, R, C, 0); /* dout */
+  GC_REQUIRE(lowp_encode(LOWP_BF16, h_x, n, h_x16, &rne));
+  if (dout16) /* its values the codes' */
+    GC_REQUIRE(lowp_decode(LOWP_BF16, h_x16, n, h_x));
   for (size_t j = 0; j < C; j++)
     h_init[j] = (float)(gc_uniform() * 2 - 1);
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_pre, n * sizeof(uint16_t)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_x16, n * sizeof(uint16_t)));
+  GC_REQUIRE(lowp_cuda_memcpy(d_x16, h_x16, n * sizeof(uint16_t), LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_dy, n * sizeof(float)));
   GC_REQUIRE(lowp_cuda_memcpy(d_pre, h_pre, n * sizeof(uint16_t), LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, n * sizeof(float), LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memcpy(d_db_plain, h_init, C * sizeof(float), LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memcpy(d_db, h_init, C * sizeof(float), LOWP_CUDA_H2D));
-  if (GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_dy, NULL, NULL, d_x, d_pre, n)) &&
+  if (GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_dy, NULL, NULL, d_x, NULL, d_pre, n)) &&
       GC_OK(lowpi_cuda_cast_transpose_dbias(d_dy, (int)R, (int)C, &q[0], NULL, &qt[0], NULL, 0,
                                             d_db_plain, d_ws, ws_bytes)) &&
-      GC_OK(lowpi_cuda_dgelu_cast_transpose_dbias(d_x, d_pre, (int)R, (int)C, &q[1], &qt[1], d_db,
-                                                  d_ws, ws_bytes))) {
+      GC_OK(lowpi_cuda_dgelu_cast_transpose_dbias(dout16 ? NULL : d_x, dout16 ? d_x16 : NULL, d_pre,
+                                                  (int)R, (int)C, &q[1], &qt[1], d_db, d_ws,
+                                                  ws_bytes))) {
     lowp_qtensor h[2][2];
     for (int w = 0; w < 2; w++)
       for (int k = 0; k < 2; k++) {
@@ -356,8 +365,10 @@ static void test_dgelu_shape(lowp_format f, size_t R, size_t C) {
   }
   lowp_delayed_free(&hd);
   lowp_cuda_free(d_pre);
+  lowp_cuda_free(d_x16);
   lowp_cuda_free(d_dy);
   free(h_pre);
+  free(h_x16);
 }
 
 /* Bad arguments: a clear error, no crash. */
@@ -521,7 +532,8 @@ int main(void) {
           test_delayed_shape(fmts[k], shapes[s][0], shapes[s][1], special);
   for (size_t s = 0; s < nshapes; s++)
     for (int k = 0; k < 2; k++)
-      test_dgelu_shape(fmts[k], shapes[s][0], shapes[s][1]);
+      for (int dout16 = 0; dout16 < 2; dout16++)
+        test_dgelu_shape(fmts[k], shapes[s][0], shapes[s][1], dout16);
   test_errors();
   test_producers(17, 33, 0);
   test_producers(64, 96, 1);

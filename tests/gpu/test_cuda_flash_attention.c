@@ -271,8 +271,8 @@ static void test_amax(shape s, const float *d_x, const float *d_dy, const float 
     check_amax("flash forward: out", d_amax, d_outa, n1, 0);
   }
   GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, 2 * 4));
-  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxa, NULL, d_amax, d_dy, d_x, NULL, d_out,
-                                                     d_lse, B, T, C, NH, ws, ws_bytes))) {
+  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxa, NULL, d_amax, d_dy, NULL, d_x, NULL,
+                                                     d_out, d_lse, B, T, C, NH, ws, ws_bytes))) {
     same_words("amax run: dinp", d_dxa, d_dx, n3, 4);
     check_amax("flash backward: dinp", d_amax, d_dxa, n3, 0);
   }
@@ -280,8 +280,8 @@ static void test_amax(shape s, const float *d_x, const float *d_dy, const float 
   GC_REQUIRE(lowp_cuda_memcpy(d_dyn, d_dy, n1 * 4, LOWP_CUDA_D2D));
   GC_REQUIRE(lowp_cuda_memcpy(d_dyn + n1 / 2, &nan, 4, LOWP_CUDA_H2D));
   GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, 2 * 4));
-  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxa, NULL, d_amax, d_dyn, d_x, NULL, d_out,
-                                                     d_lse, B, T, C, NH, ws, ws_bytes)))
+  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxa, NULL, d_amax, d_dyn, NULL, d_x, NULL,
+                                                     d_out, d_lse, B, T, C, NH, ws, ws_bytes)))
     check_amax("flash backward, a NaN in dout: dinp", d_amax, d_dxa, n3, 1);
   void *dev[] = {ws, d_outa, d_lsea, d_dxa, d_amax, d_dyn};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
@@ -319,8 +319,9 @@ static void test_bf16_input(shape s, const float *x, const float *d_dy, const fl
    * amaxes as the model takes them (GPT-2's qkv in bf16) */
   if (GC_OK(lowpi_cuda_flash_attention_forward_amax(d_outb, d_o16b, d_amax, d_lseb, NULL, d_x16, B,
                                                     T, C, NH, ws, ws_bytes)) &&
-      GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxb, d_dx16, d_amax + 2, d_dy, NULL, d_x16,
-                                                     d_outb, d_lseb, B, T, C, NH, ws, ws_bytes)) &&
+      GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxb, d_dx16, d_amax + 2, d_dy, NULL, NULL,
+                                                     d_x16, d_outb, d_lseb, B, T, C, NH, ws,
+                                                     ws_bytes)) &&
       GC_OK(lowp_cuda_encode(LOWP_BF16, d_dxb, n3, d_dx16_want, &rne))) {
     check_amax("bf16 input: out", d_amax, d_outb, n1, 0);
     check_amax("bf16 input: dinp", d_amax + 2, d_dxb, n3, 0);
@@ -330,10 +331,23 @@ static void test_bf16_input(shape s, const float *x, const float *d_dy, const fl
     same_words("bf16 input: dinp", d_dxb, d_dx, n3, 4);
     same_words("bf16 input: dinp bf16", d_dx16, d_dx16_want, n3, 2);
   }
-  GC_CHECK(lowpi_cuda_flash_attention_backward_amax(d_dxb, d_dx16 + 1, NULL, d_dy, NULL, d_x16,
+  /* dout as bf16 codes (attproj's dX from a bf16 dgrad): the kernels round dout to bf16 anyway,
+   * so lowp_cuda_encode's codes of it give the fp32 dout's dinp, bit for bit */
+  uint16_t *d_dy16 = dmem(n1 * 2);
+  GC_REQUIRE(lowp_cuda_memset(d_dxb, 0xFF, n3 * 4));
+  if (GC_OK(lowp_cuda_encode(LOWP_BF16, d_dy, n1, d_dy16, &rne)) &&
+      GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxb, NULL, NULL, NULL, d_dy16, NULL, d_x16,
+                                                     d_outb, d_lseb, B, T, C, NH, ws, ws_bytes)))
+    same_words("bf16 dout: dinp", d_dxb, d_dx, n3, 4);
+  GC_CHECK(lowpi_cuda_flash_attention_backward_amax(d_dxb, NULL, NULL, d_dy, d_dy16, NULL, d_x16,
                                                     d_outb, d_lseb, B, T, C, NH, ws,
                                                     ws_bytes) == LOWP_ERR_INVALID_ARG,
+           "bf16 dout: dout given twice accepted");
+  GC_CHECK(lowpi_cuda_flash_attention_backward_amax(d_dxb, d_dx16 + 1, NULL, d_dy, NULL, NULL,
+                                                    d_x16, d_outb, d_lseb, B, T, C, NH, ws,
+                                                    ws_bytes) == LOWP_ERR_INVALID_ARG,
            "bf16 input: a misaligned dinp_bf16 accepted");
+  lowp_cuda_free(d_dy16);
   void *dev[] = {ws, d_x16, d_o16b, d_outb, d_lseb, d_dxb, d_amax, d_dx16, d_dx16_want};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     lowp_cuda_free(dev[i]);

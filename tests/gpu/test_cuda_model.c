@@ -178,6 +178,41 @@ static void two_pass_norms(lowp_model *m, const lowp_recipe *recipe, const char 
   free(g2);
 }
 
+/* The dgrads' dX in fp32 (LOWPI_GPU_PLAIN_DX16) against the default's bf16 dX for the consumers
+ * that take it (g_16, loss_16; gelu_mode as run_case's). The forward is the same (the loss bit
+ * for bit). attproj's bf16 dX changes nothing (the flash backward rounds it so anyway), fc_proj's
+ * is rounded once more before GELU's backward (2^-9 relative to each value), so the gradients
+ * move by about that where fc's dY is bf16 (bound 2^-6 normwise), and by the codes such a change
+ * flips where it is fp8 (a fraction ~2^-9 / 2^-4 of them, by an ulp of 2^-3 or 2^-2: bound 1e-1,
+ * the CPU comparison's); a wrong or stale buffer moves them by O(1). */
+static void dx16_off(lowp_model *m, const lowp_recipe *recipe, const char *what, const int32_t *in,
+                     const int32_t *tg, int B, int T, const float *g_16, float loss_16,
+                     int gelu_mode, double bound) {
+  const size_t np = lowp_model_num_params(m);
+  lowpi_gpu_model *gm = NULL;
+  float *g2 = malloc(np * sizeof(float)), loss2 = NAN;
+  if (!g2)
+    exit(1);
+  if (GC_OK(lowpi_gpu_model_create_plain(&gm, m, recipe, 7, B, T, 0, LOWPI_GPU_PLAIN_DX16)) &&
+      (lowpi_gpu_model_set_gelu_fusion(gm, gelu_mode <= 1, gelu_mode == 0), 1) &&
+      GC_OK(lowpi_gpu_model_forward(gm, in, tg, B, T, 1.0f)) &&
+      GC_OK(lowpi_gpu_model_backward(gm)) &&
+      GC_OK(lowp_cuda_memcpy(g2, lowpi_gpu_model_grads(gm), np * sizeof(float), LOWP_CUDA_D2H)) &&
+      GC_OK(lowp_cuda_memcpy(&loss2, lowpi_gpu_model_loss(gm), sizeof(float), LOWP_CUDA_D2H))) {
+    lowpi_gpu_gemm_counts cn;
+    lowpi_gpu_linears_counts(lowpi_gpu_model_linears(gm), &cn);
+    int finite;
+    const double d = rel_diff(g_16, g2, np, &finite);
+    printf("  %s: bf16 dX against fp32: gradients rel %.2e (bound %.1e)\n", what, d, bound);
+    GC_CHECK(cn.dx16 == 0 && finite && same_float(loss_16, loss2) && d <= bound,
+             "%s: bf16 dX: gradients rel %.2e from the fp32 dX's (bound %.1e), loss %.9g vs "
+             "%.9g, %llu bf16 dX with dx16 off",
+             what, d, bound, (double)loss_16, (double)loss2, cn.dx16);
+  }
+  lowpi_gpu_model_free(gm);
+  free(g2);
+}
+
 /* The bf16 LM head's loss from its fp32 logits (LOWPI_GPU_PLAIN_Z16) against the default, from
  * bf16 logits (g_16, loss_16). Each logit z moves by at most 2^-8 |z| (bf16's unit roundoff)
  * when rounded to bf16, so each row's log-sum-exp and z[target] by at most 2^-8 max |z| each:
@@ -285,6 +320,16 @@ static void producer_amaxes(const lowp_model_config *cfg, const lowpi_gpu_linear
     }
 }
 
+/* The recipes whose gradients go through 4-bit codes (looser bounds against the CPU). */
+static int fp4_recipe(const char *name) {
+  static const char *const fp4[] = {"nvfp4",         "mxfp4-quartet", "qat-nvfp4",      "qat-mxfp4",
+                                    "qat-h32-nvfp4", "qat-q-nvfp4",   "qat-q-h32-mxfp4"};
+  for (size_t i = 0; i < sizeof fp4 / sizeof fp4[0]; i++)
+    if (!strcmp(name, fp4[i]))
+      return 1;
+  return 0;
+}
+
 static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   lowp_model_config cfg;
   lowp_model_config_default(&cfg, arch);
@@ -332,6 +377,7 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   lowpi_gpu_model *gm = NULL;
   float loss_gpu = NAN, loss_cpu = NAN;
   int fp8_gemms = 0; /* fp8 GEMMs ran (per-tensor or block-scaled) */
+  int dx16 = 0;      /* dgrads wrote bf16 dX */
   if (GC_OK(lowpi_gpu_model_create(&gm, m, &recipe, 7, B, T))) {
     lowpi_gpu_model_set_gelu_fusion(gm, gelu_mode <= 1, gelu_mode == 0);
     for (int rep = 0; rep < 2; rep++) {
@@ -560,16 +606,37 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
                arch ? "llama" : "gpt2", recipe_name, cn.dy_both, cn.x_both, cn.x_block_kept,
                cn.block_t);
     }
+    /* bf16 dX (lowpi_gpu_linear_backward_dx16) where the recipe's high precision is bf16:
+     * GPT-2's attproj under the flash attention and fc_proj where GELU's backward runs from its
+     * bf16 input (not in fc_proj's epilogue), every block, two runs */
+    const int bf16_hp = lowpi_gpu_linears_compute(lowpi_gpu_model_linears(gm)) == LOWP_BF16;
+    const unsigned long long lin2 = 2ull * (unsigned)cfg.n_layer; /* attproj, fc_proj */
+    printf("  %s %s: dX in bf16 %llu\n", arch ? "llama" : "gpt2", recipe_name, cn.dx16);
+    dx16 = cn.dx16 > 0;
+    if (arch == LOWP_ARCH_GPT2 && flash && bf16_hp && !strncmp(recipe_name, "fp8", 3))
+      GC_CHECK(cn.dx16 == 2 * lin2, "gpt2 %s: %llu dgrads wrote bf16 dX (want %llu)", recipe_name,
+               cn.dx16, 2 * lin2);
+    else if (arch == LOWP_ARCH_GPT2 && flash && !strcmp(recipe_name, "bf16")) /* fc_proj's */
+      GC_CHECK(cn.dx16 >= lin2 && cn.dx16 <= 2 * lin2, /* epilogue: none of its own */
+               "gpt2 bf16: %llu dgrads wrote bf16 dX (want %llu to %llu)", cn.dx16, lin2, 2 * lin2);
+    else if (!bf16_hp)
+      GC_CHECK(cn.dx16 == 0, "%s %s: %llu bf16 dX without a bf16 high precision",
+               arch ? "llama" : "gpt2", recipe_name, cn.dx16);
   }
   const int ran = gm != NULL;
   lowpi_gpu_model_free(gm);
-  /* all but the two-pass norm backward, the fp32 logits and the fp8 GEMMs' residual add (not
-   * the same bits: two_pass_norms, fp32_logits and test_linear_residual check them; cuBLASLt's
-   * fp8 kernels that read C may sum in another order) */
+  /* all but the two-pass norm backward, the fp32 logits, the bf16 dX and the fp8 GEMMs' residual
+   * add (not the same bits: two_pass_norms, fp32_logits, dx16_off and test_linear_residual check
+   * them; cuBLASLt's fp8 kernels that read C may sum in another order) */
   if (ran)
     same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode,
-                  ~(unsigned)(LOWPI_GPU_PLAIN_LN_BWD | LOWPI_GPU_PLAIN_Z16 |
+                  ~(unsigned)(LOWPI_GPU_PLAIN_LN_BWD | LOWPI_GPU_PLAIN_Z16 | LOWPI_GPU_PLAIN_DX16 |
                               (fp8_gemms ? LOWPI_GPU_PLAIN_RES : 0u)));
+  if (ran && dx16)
+    dx16_off(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode,
+             !strcmp(recipe_name, "bf16") ? 0x1p-6
+             : fp4_recipe(recipe_name)    ? 2.5e-1
+                                          : 1e-1);
   if (ran && !strcmp(recipe_name, "fp8-current"))
     same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode, kKeptOff);
   if (ran && !strcmp(recipe_name, "bf16"))
@@ -586,10 +653,7 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
   const float *g_cpu = lowp_model_grads(m);
 
   int fp32 = !strcmp(recipe_name, "fp32");
-  int fp4 = !strcmp(recipe_name, "nvfp4") || !strcmp(recipe_name, "mxfp4-quartet") ||
-            !strcmp(recipe_name, "qat-nvfp4") || !strcmp(recipe_name, "qat-mxfp4") ||
-            !strcmp(recipe_name, "qat-h32-nvfp4") || !strcmp(recipe_name, "qat-q-nvfp4") ||
-            !strcmp(recipe_name, "qat-q-h32-mxfp4");
+  int fp4 = fp4_recipe(recipe_name);
   double tol_loss = fp32 ? 1e-5 : 2e-2, tol_grad = fp32 ? 1e-4 : fp4 ? 2.5e-1 : 1e-1;
   double dl = fabs((double)loss_gpu - loss_cpu) / fabs((double)loss_cpu);
   int finite;
@@ -1688,6 +1752,106 @@ static void test_linear_residual(const char *recipe_name) {
   free(hb);
 }
 
+/* A linear's dgrad writing dX as bf16 codes (lowpi_gpu_linear_backward_dx16) against the fp32
+ * dX of the same backward (two linears from the same seed, forward then backward): the weight
+ * and bias gradients bit for bit (the wgrad does not see dX); each code within one bf16 rounding
+ * of the fp32 dX, 2^-8 |dX|, plus 2^-20 of the products' magnitudes (cuBLASLt may sum in another
+ * order for a bf16 D); where the GEMM cannot write bf16 (nvfp4's fp32 emulation) the fp32
+ * product is cast: lowp_encode's RNE codes of the fp32 dX exactly. */
+static void test_linear_dx16(const char *recipe_name) {
+  const int N = 256, C = 256, OC = 256, lin = 1;
+  const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+  const int cast = !strcmp(recipe_name, "nvfp4");
+  lowp_recipe recipe;
+  lowpi_gpu_linears *gw[2] = {NULL, NULL};
+  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)) ||
+      !GC_OK(lowpi_gpu_linears_create(&gw[0], &recipe, 1, 7)) ||
+      !GC_OK(lowpi_gpu_linears_create(&gw[1], &recipe, 1, 7))) {
+    lowpi_gpu_linears_free(gw[0]);
+    return;
+  }
+  GC_CHECK(lowpi_gpu_linear_dx16(gw[1], lin), "%s: no bf16 dX", recipe_name);
+  const size_t nh = nx + nw + OC + ny;
+  float *h = malloc(nh * sizeof(float)), *dx = malloc(nx * 4), *dx16v = malloc(nx * 4);
+  float *gw_h[2] = {malloc((nw + OC) * 4), malloc((nw + OC) * 4)};
+  uint16_t *codes = malloc(nx * 2), *want = malloc(nx * 2);
+  if (!h || !dx || !dx16v || !gw_h[0] || !gw_h[1] || !codes || !want)
+    exit(1);
+  for (size_t i = 0; i < nh; i++)
+    h[i] = (float)(gc_uniform() * 4 - 2);
+  float *d_in = NULL, *d_out = NULL, *d_dx = NULL, *d_grad = NULL;
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_in, nh * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_out, ny * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_dx, nx * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_grad, 2 * (nw + OC) * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_memcpy(d_in, h, nh * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memset(d_grad, 0, 2 * (nw + OC) * sizeof(float)));
+  const float *x = d_in, *w = x + nx, *bias = w + nw, *dy = bias + OC;
+  int ran = 1;
+  for (int way = 0; way < 2 && ran; way++) { /* 0: fp32 dX, 1: bf16 */
+    lowpi_gpu_linears *g = gw[way];
+    float *dw = d_grad + (size_t)way * (nw + OC), *db = dw + nw;
+    lowpi_gpu_linears_set_step(g, 0);
+    GC_REQUIRE(lowp_cuda_memset(d_dx, 0xFF, nx * sizeof(float))); /* NaN */
+    ran =
+        GC_OK(lowpi_gpu_linear_forward(g, lin, d_out, lowpi_act_f32(x), w, bias, N, C, OC)) &&
+        GC_OK(way ? lowpi_gpu_linear_backward_dx16(g, lin, (uint16_t *)(void *)d_dx, dw, db,
+                                                   lowpi_act_f32(dy), lowpi_act_f32(x), w, N, C, OC)
+                  : lowpi_gpu_linear_backward(g, lin, d_dx, dw, db, lowpi_act_f32(dy),
+                                              lowpi_act_f32(x), w, N, C, OC)) &&
+        GC_OK(lowpi_gpu_linears_end_step(g));
+    if (ran && way)
+      GC_REQUIRE(lowp_cuda_memcpy(codes, d_dx, nx * 2, LOWP_CUDA_D2H));
+    else if (ran)
+      GC_REQUIRE(lowp_cuda_memcpy(dx, d_dx, nx * 4, LOWP_CUDA_D2H));
+    if (ran)
+      GC_REQUIRE(lowp_cuda_memcpy(gw_h[way], dw, (nw + OC) * 4, LOWP_CUDA_D2H));
+  }
+  if (ran) {
+    lowpi_gpu_gemm_counts cn;
+    lowpi_gpu_linears_counts(gw[1], &cn);
+    const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+    GC_REQUIRE(lowp_encode(LOWP_BF16, dx, nx, want, &rne));
+    GC_REQUIRE(lowp_decode(LOWP_BF16, codes, nx, dx16v));
+    const float *hw = h + nx, *hdy = h + nx + nw + OC;
+    size_t bad = 0, exact = 0, gbad = 0;
+    for (size_t i = 0; i < nx; i++) {
+      const size_t r = i / C, k = i % C;
+      double mag = 0.0;
+      for (int j = 0; j < OC; j++)
+        mag += 1.125 * fabs((double)hdy[r * OC + j] * hw[(size_t)j * C + k]);
+      const double d = fabs((double)dx16v[i] - dx[i]),
+                   bound = 0x1p-8 * fabs((double)dx[i]) + 0x1p-20 * mag;
+      exact += codes[i] == want[i];
+      if (!(d <= bound) && bad++ < 4) /* NaN fails */
+        fprintf(stderr, "  %s: dX[%zu, %zu] bf16 %.9g, fp32 %.9g (bound %.3g)\n", recipe_name, r, k,
+                (double)dx16v[i], (double)dx[i], bound);
+    }
+    for (size_t i = 0; i < nw + OC; i++)
+      gbad += !same_float(gw_h[0][i], gw_h[1][i]) || !isfinite(gw_h[1][i]);
+    printf("linear %d of %s: bf16 dX %zu of %zu codes the RNE of the fp32 dX's, %zu beyond the "
+           "bound; weight and bias gradients %zu differ\n",
+           lin, recipe_name, exact, nx, bad, gbad);
+    GC_CHECK(bad == 0 && gbad == 0 && (!cast || exact == nx) && cn.dx16 == 1,
+             "%s: bf16 dX: %zu codes beyond the bound, %zu of %zu the fp32 dX's RNE, %zu weight "
+             "or bias gradients differ, %llu bf16 dX counted",
+             recipe_name, bad, exact, nx, gbad, cn.dx16);
+  }
+  lowp_cuda_free(d_in);
+  lowp_cuda_free(d_out);
+  lowp_cuda_free(d_dx);
+  lowp_cuda_free(d_grad);
+  lowpi_gpu_linears_free(gw[0]);
+  lowpi_gpu_linears_free(gw[1]);
+  free(h);
+  free(dx);
+  free(dx16v);
+  free(gw_h[0]);
+  free(gw_h[1]);
+  free(codes);
+  free(want);
+}
+
 #endif
 
 int main(void) {
@@ -1731,6 +1895,10 @@ int main(void) {
   test_linear_residual("fp8-current");
   test_linear_residual("fp8-delayed");
   test_linear_residual("fp8-block");
+  static const char *const dx16_recipes[] = {"bf16",      "fp8-current", "fp8-delayed",
+                                             "fp8-block", "mxfp8",       "nvfp4"};
+  for (size_t i = 0; i < sizeof dx16_recipes / sizeof dx16_recipes[0]; i++)
+    test_linear_dx16(dx16_recipes[i]);
   test_peak_memory();
   for (int arch = 0; arch < 2; arch++)
     for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++)

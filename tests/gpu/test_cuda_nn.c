@@ -1624,15 +1624,16 @@ static void check_codes(const char *what, const uint16_t *d_codes, const uint16_
  * lowp_encode's bf16 RNE of y + b (the CPU's fp32 addition) bit for bit, and the outputs those of
  * the kernel that keeps nothing; lowpi_cuda_bias_to_bf16 writes the same codes; the backward from
  * the codes gives the plain backward's bits on their fp32 values (fp32 output) and lowp_encode's
- * bf16 of those bits (bf16 output), on aligned and unaligned buffers (vector and scalar paths). */
+ * bf16 of those bits (bf16 output), on aligned and unaligned buffers (vector and scalar paths);
+ * from a bf16 dout (a dgrad's bf16 output) the plain backward's bits on its codes' values. */
 static void test_gelu_bf16_input(shape s) {
   const int N = s.B * s.T, OC = 4 * s.C + 3;
   const size_t n = (size_t)N * OC;
   printf("  gelu keeping its bf16 input: N %d OC %d\n", N, OC);
   float *y = hbuf(n), *b = hbuf((size_t)OC), *g = hbuf(n), *yb = hbuf(n), *vals = hbuf(n);
-  float *got = hbuf(n);
-  uint16_t *codes = malloc(n * 2), *want16 = malloc(n * 2);
-  if (!codes || !want16)
+  float *got = hbuf(n), *gv = hbuf(n);
+  uint16_t *codes = malloc(n * 2), *want16 = malloc(n * 2), *g16 = malloc(n * 2);
+  if (!codes || !want16 || !g16)
     exit(1);
   fill(y, n, -4, 4);
   fill(b, (size_t)OC, -1, 1);
@@ -1642,7 +1643,11 @@ static void test_gelu_bf16_input(shape s) {
   const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
   GC_REQUIRE(lowp_encode(LOWP_BF16, yb, n, codes, &rne));
   GC_REQUIRE(lowp_decode(LOWP_BF16, codes, n, vals));
-  float *d_y = dcopy(y, n), *d_b = dcopy(b, (size_t)OC), *d_g = dcopy(g, n);
+  GC_REQUIRE(lowp_encode(LOWP_BF16, g, n, g16, &rne)); /* dout as a bf16 dgrad writes it */
+  GC_REQUIRE(lowp_decode(LOWP_BF16, g16, n, gv));
+  float *d_y = dcopy(y, n), *d_b = dcopy(b, (size_t)OC), *d_g = dcopy(g, n), *d_gv = dcopy(gv, n);
+  uint16_t *d_g16 = dcodes(n);
+  GC_REQUIRE(lowp_cuda_memcpy(d_g16, g16, n * 2, LOWP_CUDA_H2D));
   float *d_vals = dcopy(vals, n), *d_want = dpoison(n), *d_got = dpoison(n);
   uint16_t *d_keep = dcodes(n), *d_cast = dcodes(n), *d_c16 = dcodes(n);
   if (GC_OK(lowpi_cuda_gelu_forward_bias(d_want, NULL, d_y, d_b, n, OC)) &&
@@ -1657,10 +1662,10 @@ static void test_gelu_bf16_input(shape s) {
     poison(d_want, n);
     poison(d_got, n);
     if (!GC_OK(lowpi_cuda_gelu_backward(d_want + off, d_g + off, d_vals + off, m)) ||
-        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_got + off, NULL, NULL, d_g + off, d_keep + off,
-                                                  m)) ||
-        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(NULL, d_c16 + off, NULL, d_g + off, d_keep + off,
-                                                  m)))
+        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_got + off, NULL, NULL, d_g + off, NULL,
+                                                  d_keep + off, m)) ||
+        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(NULL, d_c16 + off, NULL, d_g + off, NULL,
+                                                  d_keep + off, m)))
       continue;
     check_same(off ? "gelu backward from bf16, unaligned" : "gelu backward from bf16", d_got + off,
                d_want + off, m);
@@ -1668,10 +1673,25 @@ static void test_gelu_bf16_input(shape s) {
     GC_REQUIRE(lowp_encode(LOWP_BF16, got, m, want16, &rne));
     check_codes(off ? "gelu backward to bf16, unaligned" : "gelu backward to bf16", d_c16 + off,
                 want16, m);
+    /* dout's bf16 codes: the plain backward on their values, both outputs */
+    poison(d_want, n);
+    poison(d_got, n);
+    if (!GC_OK(lowpi_cuda_gelu_backward(d_want + off, d_gv + off, d_vals + off, m)) ||
+        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_got + off, NULL, NULL, NULL, d_g16 + off,
+                                                  d_keep + off, m)) ||
+        !GC_OK(lowpi_cuda_gelu_backward_from_bf16(NULL, d_c16 + off, NULL, NULL, d_g16 + off,
+                                                  d_keep + off, m)))
+      continue;
+    check_same(off ? "gelu backward, bf16 dout, unaligned" : "gelu backward, bf16 dout",
+               d_got + off, d_want + off, m);
+    download(got, d_want + off, m);
+    GC_REQUIRE(lowp_encode(LOWP_BF16, got, m, want16, &rne));
+    check_codes(off ? "gelu backward bf16 to bf16, unaligned" : "gelu backward bf16 to bf16",
+                d_c16 + off, want16, m);
   }
   /* its amax (fc's dY's, for the fused fp8 cast): the bits of lowp_cuda_amax over its output */
   float *d_amax = dpoison(2), am[2] = {0, 0};
-  if (GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_got, NULL, d_amax, d_g, d_keep, n)) &&
+  if (GC_OK(lowpi_cuda_gelu_backward_from_bf16(d_got, NULL, d_amax, d_g, NULL, d_keep, n)) &&
       GC_OK(lowp_cuda_amax(d_got, n, d_amax + 1))) {
     GC_REQUIRE(lowp_cuda_memcpy(am, d_amax, sizeof am, LOWP_CUDA_D2H));
     GC_CHECK(am[0] > 0 && f32_bits(am[0]) == f32_bits(am[1]),
@@ -1679,20 +1699,25 @@ static void test_gelu_bf16_input(shape s) {
              (double)am[1]);
   }
   lowp_cuda_free(d_amax);
-  GC_CHECK(lowpi_cuda_gelu_backward_from_bf16(d_got, d_c16, NULL, d_g, d_keep, n) ==
+  GC_CHECK(lowpi_cuda_gelu_backward_from_bf16(d_got, d_c16, NULL, d_g, NULL, d_keep, n) ==
                LOWP_ERR_INVALID_ARG,
            "gelu backward from bf16 accepted two outputs");
-  float *bufs[] = {d_y, d_b, d_g, d_vals, d_want, d_got};
+  GC_CHECK(lowpi_cuda_gelu_backward_from_bf16(d_got, NULL, NULL, d_g, d_g16, d_keep, n) ==
+               LOWP_ERR_INVALID_ARG,
+           "gelu backward from bf16 accepted two douts");
+  float *bufs[] = {d_y, d_b, d_g, d_gv, d_vals, d_want, d_got};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     lowp_cuda_free(bufs[i]);
   lowp_cuda_free(d_keep);
   lowp_cuda_free(d_cast);
   lowp_cuda_free(d_c16);
-  float *hb[] = {y, b, g, yb, vals, got};
+  lowp_cuda_free(d_g16);
+  float *hb[] = {y, b, g, yb, vals, got, gv};
   for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++)
     free(hb[i]);
   free(codes);
   free(want16);
+  free(g16);
 }
 
 static void run_shape(shape s) {
