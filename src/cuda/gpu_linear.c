@@ -1691,6 +1691,15 @@ int lowpi_gpu_linear_casts_dy(const lowpi_gpu_linears *g, int lin, int N, int C,
   return lin >= 0 && lin < g->nlin && cast_t_applies(g, &g->lin[lin], N, C, OC);
 }
 
+int lowpi_gpu_linear_takes_dy16(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
+  if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_DX16))
+    return 0;
+  const lin_state *ls = &g->lin[lin];
+  return lowpi_gpu_linear_is_bf16(g, lin) ||
+         (cast_t_applies(g, ls, N, C, OC) &&
+          (ls->op[LOWP_OP_DGRAD_DY].delayed || !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX)));
+}
+
 int lowpi_gpu_linear_wants_dy_amax(const lowpi_gpu_linears *g, int lin, int N, int C, int OC) {
   return !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX) && lowpi_gpu_linear_casts_dy(g, lin, N, C, OC) &&
          !g->lin[lin].op[LOWP_OP_DGRAD_DY].delayed; /* (delayed scaling knows its scale) */
@@ -1699,15 +1708,21 @@ int lowpi_gpu_linear_wants_dy_amax(const lowpi_gpu_linears *g, int lin, int N, i
 /* dY's operands for the dgrad (*d, (N, OC)) and the wgrad (*w, (OC, N)), both K-major, and
  * dbias (may be NULL) += its column sums, in one pass where cast_t_applies (*ok; else nothing
  * is done). Into the buffers the plain way quantizes into (the slots' qbufs). gelu_pre (may be
- * NULL; delayed scaling): dY is GELU's backward of dout (dout.f32, else its bf16 codes dout.bf16)
- * at that bf16 input, made in the pass (lowpi_cuda_dgelu_cast_transpose_dbias). */
+ * NULL; delayed scaling): dY is GELU's backward of dout at that bf16 input, made in the pass
+ * (lowpi_cuda_dgelu_cast_transpose_dbias). dout: dout.f32, else its bf16 codes dout.bf16
+ * (lowpi_gpu_linear_takes_dy16; current scaling then needs dout.amax). */
 static lowp_status dy_cast_transpose(lowpi_gpu_linears *g, lin_state *ls, lowpi_gpu_act dout,
                                      const uint16_t *gelu_pre, float *dbias, int N, int C, int OC,
                                      operand *d, operand *w, int *ok) {
   *ok = 0;
-  if (!(dout.f32 || (gelu_pre && dout.bf16)) || !cast_t_applies(g, ls, N, C, OC))
+  if (!(dout.f32 || dout.bf16) || !cast_t_applies(g, ls, N, C, OC))
     return LOWP_OK;
   const op_state *od = &ls->op[LOWP_OP_DGRAD_DY], *ow = &ls->op[LOWP_OP_WGRAD_DY];
+  const int given = dout.amax && !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX) && !od->delayed;
+  const uint16_t *x16 = dout.f32 ? NULL : dout.bf16; /* the codes alone (takes_dy16) */
+  if (x16 && !gelu_pre && !od->delayed && !given)
+    return lowpi_fail(LOWP_ERR_INTERNAL, "gpu recipe: linear %d's bf16 dY without its amax",
+                      ls->index);
   lowp_cuda_qtensor *qd = NULL, *qw = NULL;
   LOWPI_TRY(qbuf_get(g, LOWP_OP_DGRAD_DY, &od->cfg, (size_t)N, (size_t)OC, &qd));
   LOWPI_TRY(qbuf_get(g, LOWP_OP_WGRAD_DY, &ow->cfg, (size_t)OC, (size_t)N, &qw));
@@ -1717,14 +1732,17 @@ static lowp_status dy_cast_transpose(lowpi_gpu_linears *g, lin_state *ls, lowpi_
   const size_t bytes = dbias ? lowpi_cuda_cast_transpose_dbias_workspace(N, OC) : 0;
   if (dbias)
     LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
-  const int given = dout.amax && !(g->plain & LOWPI_GPU_PLAIN_DY_AMAX) && !od->delayed;
   if (gelu_pre)
-    LOWPI_TRY(lowpi_cuda_dgelu_cast_transpose_dbias(dout.f32, dout.f32 ? NULL : dout.bf16, gelu_pre,
-                                                    N, OC, qd, qw, dbias, ws, bytes));
+    LOWPI_TRY(lowpi_cuda_dgelu_cast_transpose_dbias(dout.f32, x16, gelu_pre, N, OC, qd, qw, dbias,
+                                                    ws, bytes));
+  else if (x16)
+    LOWPI_TRY(lowpi_cuda_cast_transpose_dbias_bf16(
+        x16, N, OC, qd, NULL, qw, given ? dout.amax : NULL, given, dbias, ws, bytes));
   else
     LOWPI_TRY(lowpi_cuda_cast_transpose_dbias(dout.f32, N, OC, qd, NULL, qw,
                                               given ? dout.amax : NULL, given, dbias, ws, bytes));
   g->counts.dy_dgelu += (unsigned long long)(gelu_pre != NULL);
+  g->counts.dy16 += (unsigned long long)(x16 != NULL);
   *d = (operand){qd->rowwise.codes,
                  od->cfg.format,
                  (const float *)qd->rowwise.scales,

@@ -157,10 +157,11 @@ enum {
                                        not given them so by the both-ways pass */
   LOWPI_GPU_PLAIN_BLOCK_DB = 65536, /* "block_db": fp8-block's bias gradients by column sums of
                                        their own, not in dY's both-ways pass */
-  LOWPI_GPU_PLAIN_DX16 = 131072,    /* "dx16": the dgrads write dX in fp32 for every consumer, not
-                                       as bf16 codes (lowpi_gpu_linear_dx16 0): NOT the same bits
-                                       where the consumer computes with the values (GELU's and
-                                       the norms' backwards), so the tests that want the plain
+  LOWPI_GPU_PLAIN_DX16 = 131072,    /* "dx16": the dgrads and the flash backward write their dX
+                                       in fp32 for every consumer, not as bf16 codes
+                                       (lowpi_gpu_linear_dx16, _takes_dy16 0): NOT the same bits
+                                       where the consumer computes with the values (GELU's
+                                       backward, fp8 casts), so the tests that want the plain
                                        way's bits leave it out */
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
@@ -183,6 +184,11 @@ int lowpi_gpu_linear_casts_dy(const lowpi_gpu_linears *g, int lin, int N, int C,
 /* Whether that fused pass would take dY's amax from its producer (lowpi_gpu_act.amax of dout):
  * then the producer (a norm's backward, GELU's backward) computes it as it writes dY. */
 int lowpi_gpu_linear_wants_dy_amax(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
+/* Whether linear lin's backward (N rows) takes dY as bf16 codes alone (dout.f32 NULL, dout.bf16):
+ * a bf16 linear (its GEMMs read the codes), or that fused pass under delayed scaling or with
+ * dY's amax given (of the codes' values: current scaling), which then reads half the bytes
+ * (lowpi_cuda_cast_transpose_dbias_bf16). Not with LOWPI_GPU_PLAIN_DX16. */
+int lowpi_gpu_linear_takes_dy16(const lowpi_gpu_linears *g, int lin, int N, int C, int OC);
 
 /* Quantization fused into X's producer (norm -> fp8, GELU -> fp8): where linear lin's fprop (N
  * rows, C inputs, OC outputs) would quantize X with per-tensor delayed fp8 scaling (RNE, no
@@ -369,6 +375,7 @@ typedef struct {
                                        layout too (lowpi_both_extras) */
   unsigned long long block_dbias;   /* bias gradients taken in dY's both-ways pass */
   unsigned long long dx16;          /* dgrads that wrote dX as bf16 codes (backward_dx16) */
+  unsigned long long dy16;          /* fused dY casts that read bf16 codes alone (takes_dy16) */
   unsigned long long block_t;       /* 1xN operands whose blocks run down the tensor's columns
                                        (the wgrad's, blocks along N; an MX dgrad's W^T) quantized
                                        straight from their untransposed fp32 values: no fp32

@@ -284,11 +284,20 @@ static int dres16_wanted(const lowpi_gpu_model *g) {
   return 0;
 }
 
-/* Whether the flash backward also writes dqkv in bf16 (db16): GPT-2 (no RoPE between it and the
- * qkv linear) where some block's qkv linear is bf16. */
-static int db16_wanted(const lowpi_gpu_model *g) {
+/* Whether layer l's qkv linear takes its dY (n rows) as the flash backward's bf16 codes alone
+ * (lowpi_gpu_linear_takes_dy16: a bf16 linear, or fp8-current's and fp8-delayed's one-pass dY
+ * cast, which then reads half the bytes): GPT-2, no RoPE between the two. */
+static int qkv_dy16(const lowpi_gpu_model *g, int l, int n) {
+  const int C = g->cfg.n_embd;
+  return g->flash && g->cfg.arch == LOWP_ARCH_GPT2 &&
+         lowpi_gpu_linear_takes_dy16(g->lin, 4 * l, n, C, 3 * C);
+}
+
+/* Whether the flash backward writes dqkv in bf16 too or alone (db16; n rows): GPT-2 (no RoPE
+ * between it and the qkv linear) where some block's qkv linear is bf16 or takes bf16 codes. */
+static int db16_wanted(const lowpi_gpu_model *g, int n) {
   for (int l = 0; g->flash && g->cfg.arch == LOWP_ARCH_GPT2 && l < g->cfg.n_layer; l++)
-    if (lowpi_gpu_linear_is_bf16(g->lin, 4 * l))
+    if (lowpi_gpu_linear_is_bf16(g->lin, 4 * l) || qkv_dy16(g, l, n))
       return 1;
   return 0;
 }
@@ -346,15 +355,17 @@ static float *x_amax_for(const lowpi_gpu_model *g, int lin) {
   return g->a.x_amax + lin % 4;
 }
 
-/* The qkv linear's dY (db) in layer l's backward, with its amax from the flash backward that
- * writes it where it is the dY as written (GPT-2: llama's RoPE backward comes between, and the
- * linear computes the amax of the rotated values itself); attention_backward takes the amax
- * from here. */
+/* The qkv linear's dY (db, db16 or both) in layer l's backward, with its amax from the flash
+ * backward that writes it where it is the dY as written (GPT-2: llama's RoPE backward comes
+ * between, and the linear computes the amax of the rotated values itself); attention_backward
+ * writes what this says. */
 static lowpi_gpu_act qkv_dy(const lowpi_gpu_model *g, int l) {
-  const int direct = g->flash && g->cfg.arch == LOWP_ARCH_GPT2;
-  const int bf16 = direct && g->a.db16 && lowpi_gpu_linear_is_bf16(g->lin, 4 * l);
-  return (lowpi_gpu_act){g->a.db, bf16 ? g->a.db16 : NULL,
-                         direct ? dy_amax_for(g, 4 * l, 1) : NULL};
+  const int direct = g->flash && g->cfg.arch == LOWP_ARCH_GPT2 && g->a.db16;
+  const int only16 = direct && qkv_dy16(g, l, g->B * g->T);
+  const int bf16 = only16 || (direct && lowpi_gpu_linear_is_bf16(g->lin, 4 * l));
+  return (lowpi_gpu_act){only16 ? NULL : g->a.db, bf16 ? g->a.db16 : NULL,
+                         g->flash && g->cfg.arch == LOWP_ARCH_GPT2 ? dy_amax_for(g, 4 * l, 1)
+                                                                   : NULL};
 }
 
 /* Layer l's input to linear lin in the forward (act_at), with its amax from the producer where
@@ -405,7 +416,7 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
       {(void **)&a->dy_amax, 16},
       {(void **)&a->dres, N * C * 4},
       {(void **)&a->dres16, dres16_wanted(g) ? N * C * 2 : 0},
-      {(void **)&a->db16, db16_wanted(g) ? N * 3 * C * 2 : 0},
+      {(void **)&a->db16, db16_wanted(g, (int)N) ? N * 3 * C * 2 : 0},
       {(void **)&a->da, N * W * 4},
       {(void **)&a->db, N * W * 4},
       {(void **)&a->inputs, N * 4},
@@ -780,11 +791,13 @@ static lowp_status attention_backward(lowpi_gpu_model *g, int l, float *dinp, lo
                                       int B, int T) {
   const int C = g->cfg.n_embd, NH = g->cfg.n_head;
   gpu_acts *a = &g->a;
-  if (g->flash)
-    return lowpi_cuda_flash_attention_backward_amax(
-        dinp, qkv_dy(g, l).bf16 ? g->a.db16 : NULL, qkv_dy(g, l).amax, dout.f32, dout.bf16,
-        qkv16 ? NULL : qkv, qkv16, out, a->lse + (size_t)l * B * NH * T, B, T, C, NH, a->work,
-        a->work_bytes);
+  if (g->flash) { /* dinp, its bf16 codes or both (qkv_dy) */
+    const lowpi_gpu_act d = qkv_dy(g, l);
+    return lowpi_cuda_flash_attention_backward_amax(d.f32 ? dinp : NULL, d.bf16 ? g->a.db16 : NULL,
+                                                    d.amax, dout.f32, dout.bf16, qkv16 ? NULL : qkv,
+                                                    qkv16, out, a->lse + (size_t)l * B * NH * T, B,
+                                                    T, C, NH, a->work, a->work_bytes);
+  }
   if (!dout.f32)
     return lowpi_fail(LOWP_ERR_INTERNAL, "gpu model: the batched attention's dout in bf16");
   return lowpi_cuda_attention_backward(dinp, dout.f32, qkv, a->att + (size_t)l * B * NH * T * T, B,

@@ -240,7 +240,9 @@ lowp_status lowpi_cuda_flash_attention_backward(float *dinp, const float *dout, 
  * float (may be NULL), over the fp32 values written, as lowp_cuda_amax computes it (the same
  * bits, NaN included): for the per-tensor current scaling of the linear that quantizes them next
  * (lowpi_gpu_act.amax). The backward's dinp_bf16 (may be NULL; 4-byte aligned): also the bf16
- * RNE codes of dinp (as lowp_cuda_encode's), for a bf16 qkv linear's dY. dout_bf16: dout as
+ * RNE codes of dinp (as lowp_cuda_encode's), for a bf16 qkv linear's dY; or those alone (dinp
+ * NULL: the qkv linear's dY in bf16, half the bytes), dinp_amax then over the codes' values (the
+ * rounding of the fp32 values' amax: what a quantizer of the codes finds). dout_bf16: dout as
  * bf16 codes (an attproj dgrad's bf16 output), in place of dout (exactly one): the same bits as
  * dout holding their values, since the kernels take dout rounded to bf16 anyway. */
 lowp_status lowpi_cuda_flash_attention_forward_amax(float *out, uint16_t *out_bf16, float *out_amax,

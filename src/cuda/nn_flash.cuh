@@ -96,11 +96,18 @@ __device__ __forceinline__ void store_frags(Out *dst, size_t ld, int t0, int T,
   }
 }
 
+/* lowpi_abs_key of x, or (r16) of its bf16 RNE value (what store_pair writes as a code). */
+__device__ __forceinline__ uint32_t abs_key(float x, bool r16) {
+  return lowpi_abs_key(r16 ? __uint_as_float(lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(x) << 16) : x);
+}
+
 /* The max of lowpi_abs_key over the accumulators that store_frags writes (rows t0 + g and
- * t0 + g + 8 below T): this lane's part of the amax of the fp32 values stored. */
+ * t0 + g + 8 below T): this lane's part of the amax of the fp32 values stored, or (r16) of their
+ * bf16 RNE values (where the bf16 codes alone are stored; RNE is monotonic, so this is the
+ * rounding of the fp32 amax). */
 template <int HS>
 __device__ __forceinline__ uint32_t frags_abs_key(int t0, int T, const float (&acc)[HS / 8][4],
-                                                  int lane) {
+                                                  int lane, bool r16 = false) {
   const int g = lane / 4;
   uint32_t m = 0;
 #pragma unroll
@@ -109,7 +116,7 @@ __device__ __forceinline__ uint32_t frags_abs_key(int t0, int T, const float (&a
       continue;
 #pragma unroll
     for (int n = 0; n < HS / 8; n++)
-      m = max(m, max(lowpi_abs_key(acc[n][2 * i]), lowpi_abs_key(acc[n][2 * i + 1])));
+      m = max(m, max(abs_key(acc[n][2 * i], r16), abs_key(acc[n][2 * i + 1], r16)));
   }
   return m;
 }

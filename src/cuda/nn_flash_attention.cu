@@ -549,16 +549,18 @@ __global__ void __launch_bounds__(kThreads)
 
   const int b = bh / NH, h = bh % NH;
   const size_t at = (size_t)b * T * 3 * C + (size_t)h * HS;
-  store_frags<HS>(dinp + at + C, 3 * (size_t)C, k0 + wr, T, dk, lane);
-  store_frags<HS>(dinp + at + 2 * C, 3 * (size_t)C, k0 + wr, T, dv, lane);
+  if (dinp) { /* block-uniform */
+    store_frags<HS>(dinp + at + C, 3 * (size_t)C, k0 + wr, T, dk, lane);
+    store_frags<HS>(dinp + at + 2 * C, 3 * (size_t)C, k0 + wr, T, dv, lane);
+  }
   if (dinp16) { /* block-uniform: the same values' bf16 codes */
     store_frags<HS>(dinp16 + at + C, 3 * (size_t)C, k0 + wr, T, dk, lane);
     store_frags<HS>(dinp16 + at + 2 * C, 3 * (size_t)C, k0 + wr, T, dv, lane);
   }
   if (amax) /* block-uniform: dinp's amax (flash_backward_q_kernel's) */
-    lowpi_block_max_atomic(
-        max(frags_abs_key<HS>(k0 + wr, T, dk, lane), frags_abs_key<HS>(k0 + wr, T, dv, lane)),
-        amax);
+    lowpi_block_max_atomic(max(frags_abs_key<HS>(k0 + wr, T, dk, lane, !dinp),
+                               frags_abs_key<HS>(k0 + wr, T, dv, lane, !dinp)),
+                           amax);
 }
 
 /* dQ: block (b * NH + h, query tile); warp w owns queries q0 + 16 w .. + 15. dinp's dq at
@@ -626,14 +628,16 @@ __global__ void __launch_bounds__(kThreads)
 
   const int b = bh / NH, h = bh % NH;
   const size_t at = (size_t)b * T * 3 * C + (size_t)h * HS;
-  store_frags<HS>(dinp + at, 3 * (size_t)C, q0 + wr, T, dq, lane);
+  if (dinp) /* block-uniform */
+    store_frags<HS>(dinp + at, 3 * (size_t)C, q0 + wr, T, dq, lane);
   if (dinp16) /* block-uniform */
     store_frags<HS>(dinp16 + at, 3 * (size_t)C, q0 + wr, T, dq, lane);
   /* amax (may be NULL; zeroed before): max |dinp| over the dq, dk and dv both kernels store, as
-   * lowp_cuda_amax computes it (lowpi_block_max_atomic of lowpi_abs_key: the same bits), for
-   * the per-tensor current scaling of the qkv linear's dY (lowpi_gpu_act.amax) */
+   * lowp_cuda_amax computes it (lowpi_block_max_atomic of lowpi_abs_key: the same bits; of the
+   * bf16 codes' values where they alone are stored), for the per-tensor current scaling of the
+   * qkv linear's dY (lowpi_gpu_act.amax) */
   if (amax) /* block-uniform */
-    lowpi_block_max_atomic(frags_abs_key<HS>(q0 + wr, T, dq, lane), amax);
+    lowpi_block_max_atomic(frags_abs_key<HS>(q0 + wr, T, dq, lane, !dinp), amax);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -844,7 +848,7 @@ lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, uint16_t *dinp
   // dinp (B, T, 3C), dinp_amax (1), dout (B, T, C), inp (B, T, 3C), inp_bf16 (B, T, 3C),
   // out (B, T, C), lse (B, NH, T)
   const char *fn = "lowpi_cuda_flash_attention_backward";
-  if (!dinp || !dout == !dout_bf16 || (!inp && !inp_bf16) || !out || !lse)
+  if (!(dinp || dinp_bf16) || !dout == !dout_bf16 || (!inp && !inp_bf16) || !out || !lse)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer, or dout twice", fn);
   if (((uintptr_t)dinp_bf16 & 3u) != 0) /* two codes per 32-bit store (C is even) */
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: dinp_bf16 not 4-byte aligned", fn);

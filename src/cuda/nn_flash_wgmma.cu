@@ -229,14 +229,16 @@ __device__ __forceinline__ void two_products_t(float (&x)[kN][4], uint64_t a, ui
   products_end(x, y);
 }
 
-/* Stores a warp's 16 rows (r0 + ..) of acc at dst (fp32) and dst16 (bf16 codes, may be NULL),
- * rows ld apart, and returns this lane's key of their amax (lowp_cuda_amax's rule). */
+/* Stores a warp's 16 rows (r0 + ..) of acc at dst (fp32) and dst16 (bf16 codes), either NULL
+ * (not both), rows ld apart, and returns this lane's key of their amax (lowp_cuda_amax's rule;
+ * of the codes' values where they alone are stored). */
 __device__ __forceinline__ uint32_t store_rows(float *dst, uint16_t *dst16, size_t ld, int r0,
                                                int T, const float (&acc)[kN][4], int lane) {
-  store_frags<kHs>(dst, ld, r0, T, acc, lane);
+  if (dst)
+    store_frags<kHs>(dst, ld, r0, T, acc, lane);
   if (dst16)
     store_frags<kHs>(dst16, ld, r0, T, acc, lane);
-  return frags_abs_key<kHs>(r0, T, acc, lane);
+  return frags_abs_key<kHs>(r0, T, acc, lane, !dst);
 }
 
 __device__ __forceinline__ void warp_max_atomic(uint32_t key, unsigned *amax, int lane) {
@@ -393,10 +395,12 @@ __global__ void __launch_bounds__(kBlock, 3)
 
   const int b = bh / NH, h = bh % NH;
   const size_t at = (size_t)b * T * 3 * C + (size_t)h * kHs;
+  float *d32 = dinp ? dinp + at : NULL;
   uint16_t *d16 = dinp16 ? dinp16 + at : NULL;
   const uint32_t key = max(
-      store_rows(dinp + at + C, d16 ? d16 + C : NULL, 3 * (size_t)C, k0 + wr, T, dk, lane),
-      store_rows(dinp + at + 2 * C, d16 ? d16 + 2 * C : NULL, 3 * (size_t)C, k0 + wr, T, dv, lane));
+      store_rows(d32 ? d32 + C : NULL, d16 ? d16 + C : NULL, 3 * (size_t)C, k0 + wr, T, dk, lane),
+      store_rows(d32 ? d32 + 2 * C : NULL, d16 ? d16 + 2 * C : NULL, 3 * (size_t)C, k0 + wr, T, dv,
+                 lane));
   if (amax)
     warp_max_atomic(key, amax, lane);
 }
@@ -464,8 +468,8 @@ __global__ void __launch_bounds__(kBlock, 4)
 
   const int b = bh / NH, h = bh % NH;
   const size_t at = (size_t)b * T * 3 * C + (size_t)h * kHs;
-  const uint32_t key =
-      store_rows(dinp + at, dinp16 ? dinp16 + at : NULL, 3 * (size_t)C, q0 + wr, T, dq, lane);
+  const uint32_t key = store_rows(dinp ? dinp + at : NULL, dinp16 ? dinp16 + at : NULL,
+                                  3 * (size_t)C, q0 + wr, T, dq, lane);
   if (amax)
     warp_max_atomic(key, amax, lane);
 }

@@ -223,9 +223,9 @@ static lowp_status cast_transpose(const float *x, const uint16_t *x16, const uin
                       "lowpi_cuda_cast_transpose_dbias: the transposed tensor is not the %d x %d "
                       "quantization of the same configuration",
                       C, R);
-  if (x16 && !pre)
-    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "lowpi_cuda_cast_transpose_dbias: bf16 input with GELU's backward only");
+  if (x16 && !delayed && !amax_known)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG,
+                      "lowpi_cuda_cast_transpose_dbias_bf16: current scaling needs the amax given");
   if (((uintptr_t)x & 3u) || ((uintptr_t)x16 & 1u) || ((uintptr_t)pre & 1u) ||
       ((uintptr_t)amax & 3u) || ((uintptr_t)dbias & 3u))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_cast_transpose_dbias: misaligned buffer");
@@ -278,11 +278,21 @@ static lowp_status cast_transpose(const float *x, const uint16_t *x16, const uin
 #define LOWPI_CT(FF, DL, DG, X)                                                                    \
   cast_transpose_dbias_kernel<FF, DL, DG>                                                          \
       <<<blocks, lowpi_kThreads>>>(X, (size_t)R, (size_t)C, from, p, f, o, track, vec, vec_t, pre)
-  if (x16 && q->cfg.format == LOWP_E4M3)
-    LOWPI_CT(LOWP_E4M3, true, true, x16);
-  else if (x16)
-    LOWPI_CT(LOWP_E5M2, true, true, x16);
-  else if (q->cfg.format == LOWP_E4M3) {
+  if (x16 && q->cfg.format == LOWP_E4M3) {
+    if (pre)
+      LOWPI_CT(LOWP_E4M3, true, true, x16);
+    else if (delayed)
+      LOWPI_CT(LOWP_E4M3, true, false, x16);
+    else
+      LOWPI_CT(LOWP_E4M3, false, false, x16);
+  } else if (x16) {
+    if (pre)
+      LOWPI_CT(LOWP_E5M2, true, true, x16);
+    else if (delayed)
+      LOWPI_CT(LOWP_E5M2, true, false, x16);
+    else
+      LOWPI_CT(LOWP_E5M2, false, false, x16);
+  } else if (q->cfg.format == LOWP_E4M3) {
     if (pre)
       LOWPI_CT(LOWP_E4M3, true, true, x);
     else if (delayed)
@@ -312,6 +322,15 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                                             int amax_known, float *dbias, void *workspace,
                                             size_t workspace_bytes) {
   return cast_transpose(x, NULL, NULL, R, C, q, codes_t, qt, amax, amax_known, dbias, workspace,
+                        workspace_bytes);
+}
+
+lowp_status lowpi_cuda_cast_transpose_dbias_bf16(const uint16_t *x, int R, int C,
+                                                 lowp_cuda_qtensor *q, void *codes_t,
+                                                 lowp_cuda_qtensor *qt, float *amax, int amax_known,
+                                                 float *dbias, void *workspace,
+                                                 size_t workspace_bytes) {
+  return cast_transpose(NULL, x, NULL, R, C, q, codes_t, qt, amax, amax_known, dbias, workspace,
                         workspace_bytes);
 }
 

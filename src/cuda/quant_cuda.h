@@ -71,6 +71,14 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                                             void *codes_t, lowp_cuda_qtensor *qt, float *amax,
                                             int amax_known, float *dbias, void *workspace,
                                             size_t workspace_bytes);
+/* The same from x's bf16 codes (a gradient written in bf16: the flash backward's dqkv), their
+ * values quantized and summed; current scaling needs amax_known (of the codes' values), else
+ * LOWP_ERR_INVALID_ARG. */
+lowp_status lowpi_cuda_cast_transpose_dbias_bf16(const uint16_t *x, int R, int C,
+                                                 lowp_cuda_qtensor *q, void *codes_t,
+                                                 lowp_cuda_qtensor *qt, float *amax, int amax_known,
+                                                 float *dbias, void *workspace,
+                                                 size_t workspace_bytes);
 /* The same for fc's dY of a GPT-2 under delayed scaling, made in the pass from fc_proj's dX
  * dout (R, C), or its bf16 codes dout_bf16 (one of the two), and GELU's bf16 input pre (R, C):
  * the tensor quantized (and summed into dbias) is gelu'(pre) dout, with

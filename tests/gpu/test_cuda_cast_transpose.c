@@ -371,6 +371,98 @@ static void test_dgelu_shape(lowp_format f, size_t R, size_t C, int dout16) {
   free(h_x16);
 }
 
+/* From bf16 codes (lowpi_cuda_cast_transpose_dbias_bf16: the flash backward's dqkv in bf16)
+ * against the fp32 path on the codes' values (checked against the CPU above): current scaling
+ * with the amax given, and delayed scaling from one state; the same codes and scales both
+ * ways, bias gradient and recorded history, bit for bit. Current scaling without the amax is
+ * refused. */
+static void test_bf16_shape(lowp_format f, size_t R, size_t C, int delayed) {
+  char what[192];
+  snprintf(what, sizeof what, "bf16 %s %s %zux%zu", delayed ? "delayed" : "current",
+           lowp_format_get(f)->name, R, C);
+  const size_t n = R * C;
+  lowp_delayed_scaling hd, back[2];
+  GC_REQUIRE(lowp_delayed_init(&hd, f, 4, LOWP_AMAX_MAX, 0));
+  const float hist[4] = {0.0f, 0.5f, 0.9f, 0.1f};
+  memcpy(hd.history, hist, sizeof hist);
+  lowp_delayed_update(&hd);
+  lowp_qconfig cfg = mk(f);
+  if (delayed) {
+    cfg.mode = LOWP_SCALING_DELAYED;
+    cfg.delayed = &hd;
+  }
+  lowp_cuda_delayed dd[2];
+  lowp_cuda_qtensor q[2], qt[2];
+  for (int w = 0; w < 2; w++) {
+    GC_REQUIRE(lowp_delayed_init(&back[w], f, 4, LOWP_AMAX_MAX, 0));
+    GC_REQUIRE(lowp_cuda_delayed_from_host(&dd[w], &hd));
+    GC_REQUIRE(lowp_cuda_qtensor_init(&q[w], &cfg, R, C));
+    GC_REQUIRE(lowp_cuda_qtensor_init(&qt[w], &cfg, C, R));
+    q[w].delayed = qt[w].delayed = delayed ? &dd[w] : NULL;
+  }
+  uint16_t *h16 = malloc(n * sizeof(uint16_t)), *d16 = NULL;
+  if (!h16)
+    exit(1);
+  make_input(h_x, R, C, 0);
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  GC_REQUIRE(lowp_encode(LOWP_BF16, h_x, n, h16, &rne));
+  GC_REQUIRE(lowp_decode(LOWP_BF16, h16, n, h_x)); /* the codes' values */
+  for (size_t j = 0; j < C; j++)
+    h_init[j] = (float)(gc_uniform() * 2 - 1);
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d16, n * sizeof(uint16_t)));
+  GC_REQUIRE(lowp_cuda_memcpy(d16, h16, n * sizeof(uint16_t), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_x, h_x, n * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_db_plain, h_init, C * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_db, h_init, C * sizeof(float), LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_amax(d_x, n, d_amax)); /* (current: what the producer gives) */
+  if (GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q[0], NULL, &qt[0], d_amax,
+                                            !delayed, d_db_plain, d_ws, ws_bytes)) &&
+      GC_OK(lowpi_cuda_cast_transpose_dbias_bf16(d16, (int)R, (int)C, &q[1], NULL, &qt[1], d_amax,
+                                                 !delayed, d_db, d_ws, ws_bytes))) {
+    lowp_qtensor h[2][2];
+    for (int w = 0; w < 2; w++)
+      for (int k = 0; k < 2; k++) {
+        GC_REQUIRE(lowp_qtensor_init(&h[w][k], &cfg, k ? C : R, k ? R : C));
+        GC_OK(lowp_cuda_qtensor_to_host(k ? &qt[w] : &q[w], &h[w][k]));
+      }
+    char w2[224];
+    snprintf(w2, sizeof w2, "%s: row-wise", what);
+    gc_same_qtensor(w2, &h[0][0], &h[1][0]);
+    snprintf(w2, sizeof w2, "%s: transposed", what);
+    gc_same_qtensor(w2, &h[0][1], &h[1][1]);
+    GC_REQUIRE(lowp_cuda_memcpy(h_db_plain, d_db_plain, C * sizeof(float), LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H));
+    size_t bad = 0;
+    for (size_t j = 0; j < C; j++)
+      bad += !same_float(h_db[j], h_db_plain[j]) || !isfinite(h_db[j]);
+    GC_CHECK(bad == 0, "%s: %zu of %zu bias gradients non-finite or unlike the fp32 path's", what,
+             bad, C);
+    int same = 1;
+    for (int w = 0; w < 2; w++)
+      GC_OK(lowp_cuda_delayed_to_host(&dd[w], &back[w]));
+    for (int i = 0; i < 4; i++)
+      same = same && same_float(back[0].history[i], back[1].history[i]);
+    GC_CHECK(same && (!delayed || back[1].history[0] > 0), "%s: history[0] %a, the fp32 path's %a",
+             what, (double)back[1].history[0], (double)back[0].history[0]);
+    for (int w = 0; w < 2; w++)
+      for (int k = 0; k < 2; k++)
+        lowp_qtensor_free(&h[w][k]);
+  }
+  if (!delayed)
+    GC_CHECK(lowpi_cuda_cast_transpose_dbias_bf16(d16, (int)R, (int)C, &q[1], NULL, &qt[1], NULL, 0,
+                                                  NULL, NULL, 0) == LOWP_ERR_INVALID_ARG,
+             "%s: current scaling without the amax was not refused", what);
+  for (int w = 0; w < 2; w++) {
+    lowp_cuda_qtensor_free(&q[w]);
+    lowp_cuda_qtensor_free(&qt[w]);
+    lowp_cuda_delayed_free(&dd[w]);
+    lowp_delayed_free(&back[w]);
+  }
+  lowp_delayed_free(&hd);
+  lowp_cuda_free(d16);
+  free(h16);
+}
+
 /* Bad arguments: a clear error, no crash. */
 static void test_errors(void) {
   lowp_qconfig cfg = mk(LOWP_E4M3), sr = mk(LOWP_E4M3);
@@ -534,6 +626,10 @@ int main(void) {
     for (int k = 0; k < 2; k++)
       for (int dout16 = 0; dout16 < 2; dout16++)
         test_dgelu_shape(fmts[k], shapes[s][0], shapes[s][1], dout16);
+  for (size_t s = 0; s < nshapes; s++)
+    for (int k = 0; k < 2; k++)
+      for (int delayed = 0; delayed < 2; delayed++)
+        test_bf16_shape(fmts[k], shapes[s][0], shapes[s][1], delayed);
   test_errors();
   test_producers(17, 33, 0);
   test_producers(64, 96, 1);

@@ -339,6 +339,25 @@ static void test_bf16_input(shape s, const float *x, const float *d_dy, const fl
       GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxb, NULL, NULL, NULL, d_dy16, NULL, d_x16,
                                                      d_outb, d_lseb, B, T, C, NH, ws, ws_bytes)))
     same_words("bf16 dout: dinp", d_dxb, d_dx, n3, 4);
+  /* dinp's bf16 codes alone (GPT-2's qkv dY in bf16): the codes of the run that wrote both, and
+   * the amax of their values (the quantizer of the codes reads those) */
+  uint16_t *d_only16 = dmem(n3 * 2);
+  float *d_vals = dmem(n3 * 4);
+  GC_REQUIRE(lowp_cuda_memset(d_only16, 0xFF, n3 * 2));
+  GC_REQUIRE(lowp_cuda_memset(d_amax, 0xFF, 2 * 4));
+  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(NULL, d_only16, d_amax, d_dy, NULL, NULL,
+                                                     d_x16, d_outb, d_lseb, B, T, C, NH, ws,
+                                                     ws_bytes)) &&
+      GC_OK(lowp_cuda_decode(LOWP_BF16, d_only16, n3, d_vals))) {
+    same_words("bf16 dinp alone", d_only16, d_dx16_want, n3, 2);
+    check_amax("bf16 dinp alone: its values", d_amax, d_vals, n3, 0);
+  }
+  lowp_cuda_free(d_only16);
+  lowp_cuda_free(d_vals);
+  GC_CHECK(lowpi_cuda_flash_attention_backward_amax(NULL, NULL, NULL, d_dy, NULL, NULL, d_x16,
+                                                    d_outb, d_lseb, B, T, C, NH, ws,
+                                                    ws_bytes) == LOWP_ERR_INVALID_ARG,
+           "no dinp at all accepted");
   GC_CHECK(lowpi_cuda_flash_attention_backward_amax(d_dxb, NULL, NULL, d_dy, d_dy16, NULL, d_x16,
                                                     d_outb, d_lseb, B, T, C, NH, ws,
                                                     ws_bytes) == LOWP_ERR_INVALID_ARG,

@@ -178,21 +178,23 @@ static void two_pass_norms(lowp_model *m, const lowp_recipe *recipe, const char 
   free(g2);
 }
 
-/* The dgrads' dX in fp32 (LOWPI_GPU_PLAIN_DX16) against the default's bf16 dX for the consumers
- * that take it (g_16, loss_16; gelu_mode as run_case's). The forward is the same (the loss bit
- * for bit). attproj's bf16 dX changes nothing (the flash backward rounds it so anyway), fc_proj's
- * is rounded once more before GELU's backward (2^-9 relative to each value), so the gradients
- * move by about that where fc's dY is bf16 (bound 2^-6 normwise), and by the codes such a change
- * flips where it is fp8 (a fraction ~2^-9 / 2^-4 of them, by an ulp of 2^-3 or 2^-2: bound 1e-1,
- * the CPU comparison's); a wrong or stale buffer moves them by O(1). */
-static void dx16_off(lowp_model *m, const lowp_recipe *recipe, const char *what, const int32_t *in,
-                     const int32_t *tg, int B, int T, const float *g_16, float loss_16,
-                     int gelu_mode, double bound) {
+/* The dgrads' and the flash backward's dX in fp32 (LOWPI_GPU_PLAIN_DX16) against the default's
+ * bf16 codes for the consumers that take them (g_16, loss_16; gelu_mode as run_case's). The
+ * forward is the same (the loss bit for bit). attproj's bf16 dX changes nothing (the flash
+ * backward rounds it so anyway), nor does a bf16 qkv linear's dY in bf16 alone (its GEMMs and
+ * bias gradient read the codes anyway); fc_proj's dX, and the fp8 casts' dqkv, are rounded once
+ * more (2^-9 relative to each value), so the gradients move by about that where fc's dY is bf16
+ * (bound 2^-6 normwise), and by the codes such a change flips where it is fp8 (a fraction ~2^-9
+ * / 2^-4 of them, by an ulp of 2^-3 or 2^-2: bound 1e-1, the CPU comparison's); a wrong or stale
+ * buffer moves them by O(1). Its gradients into g2 (np) and loss, for same_as_plain; 0: it could
+ * not run. */
+static int dx16_off(lowp_model *m, const lowp_recipe *recipe, const char *what, const int32_t *in,
+                    const int32_t *tg, int B, int T, const float *g_16, float loss_16,
+                    int gelu_mode, double bound, float *g2, float *loss_out) {
   const size_t np = lowp_model_num_params(m);
   lowpi_gpu_model *gm = NULL;
-  float *g2 = malloc(np * sizeof(float)), loss2 = NAN;
-  if (!g2)
-    exit(1);
+  float loss2 = NAN;
+  int ran = 0;
   if (GC_OK(lowpi_gpu_model_create_plain(&gm, m, recipe, 7, B, T, 0, LOWPI_GPU_PLAIN_DX16)) &&
       (lowpi_gpu_model_set_gelu_fusion(gm, gelu_mode <= 1, gelu_mode == 0), 1) &&
       GC_OK(lowpi_gpu_model_forward(gm, in, tg, B, T, 1.0f)) &&
@@ -204,13 +206,15 @@ static void dx16_off(lowp_model *m, const lowp_recipe *recipe, const char *what,
     int finite;
     const double d = rel_diff(g_16, g2, np, &finite);
     printf("  %s: bf16 dX against fp32: gradients rel %.2e (bound %.1e)\n", what, d, bound);
-    GC_CHECK(cn.dx16 == 0 && finite && same_float(loss_16, loss2) && d <= bound,
+    GC_CHECK(cn.dx16 == 0 && cn.dy16 == 0 && finite && same_float(loss_16, loss2) && d <= bound,
              "%s: bf16 dX: gradients rel %.2e from the fp32 dX's (bound %.1e), loss %.9g vs "
-             "%.9g, %llu bf16 dX with dx16 off",
-             what, d, bound, (double)loss_16, (double)loss2, cn.dx16);
+             "%.9g, %llu bf16 dX and %llu bf16 dY casts with dx16 off",
+             what, d, bound, (double)loss_16, (double)loss2, cn.dx16, cn.dy16);
+    *loss_out = loss2;
+    ran = 1;
   }
   lowpi_gpu_model_free(gm);
-  free(g2);
+  return ran;
 }
 
 /* The bf16 LM head's loss from its fp32 logits (LOWPI_GPU_PLAIN_Z16) against the default, from
@@ -612,7 +616,7 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
     const int bf16_hp = lowpi_gpu_linears_compute(lowpi_gpu_model_linears(gm)) == LOWP_BF16;
     const unsigned long long lin2 = 2ull * (unsigned)cfg.n_layer; /* attproj, fc_proj */
     printf("  %s %s: dX in bf16 %llu\n", arch ? "llama" : "gpt2", recipe_name, cn.dx16);
-    dx16 = cn.dx16 > 0;
+    dx16 = cn.dx16 > 0 || cn.dy16 > 0;
     if (arch == LOWP_ARCH_GPT2 && flash && bf16_hp && !strncmp(recipe_name, "fp8", 3))
       GC_CHECK(cn.dx16 == 2 * lin2, "gpt2 %s: %llu dgrads wrote bf16 dX (want %llu)", recipe_name,
                cn.dx16, 2 * lin2);
@@ -622,21 +626,40 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
     else if (!bf16_hp)
       GC_CHECK(cn.dx16 == 0, "%s %s: %llu bf16 dX without a bf16 high precision",
                arch ? "llama" : "gpt2", recipe_name, cn.dx16);
+    /* the fused dY casts from bf16 codes alone: qkv's (the flash backward's dqkv in bf16) under
+     * fp8-current and fp8-delayed, and fc's (fc_proj's bf16 dX, GELU's backward in the cast)
+     * under fp8-delayed */
+    const unsigned long long L2 = 2ull * (unsigned)cfg.n_layer;
+    printf("  %s %s: dY casts from bf16 %llu\n", arch ? "llama" : "gpt2", recipe_name, cn.dy16);
+    if (arch == LOWP_ARCH_GPT2 && flash)
+      GC_CHECK(cn.dy16 == (!strcmp(recipe_name, "fp8-delayed")   ? 2 * L2
+                           : !strcmp(recipe_name, "fp8-current") ? L2
+                                                                 : cn.dy16),
+               "gpt2 %s: %llu dY casts from bf16 codes", recipe_name, cn.dy16);
+    else
+      GC_CHECK(cn.dy16 == 0, "%s %s: %llu dY casts from bf16 codes (want 0)",
+               arch ? "llama" : "gpt2", recipe_name, cn.dy16);
   }
   const int ran = gm != NULL;
   lowpi_gpu_model_free(gm);
-  /* all but the two-pass norm backward, the fp32 logits, the bf16 dX and the fp8 GEMMs' residual
-   * add (not the same bits: two_pass_norms, fp32_logits, dx16_off and test_linear_residual check
-   * them; cuBLASLt's fp8 kernels that read C may sum in another order) */
+  /* The plain way, every shortcut off but the two-pass norm backward, the fp32 logits and the
+   * fp8 GEMMs' residual add (not the same bits: two_pass_norms, fp32_logits and
+   * test_linear_residual check them; cuBLASLt's fp8 kernels that read C may sum in another
+   * order), against this step with the bf16 dX off (dx16_off bounds that difference): the fused
+   * dY casts read bf16 dqkv where the plain quantization reads fp32. */
+  float *g_ref = g_gpu, loss_ref = loss_gpu, *g_off = dx16 ? malloc(np * sizeof(float)) : NULL;
+  if (ran && dx16 && g_off &&
+      dx16_off(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode,
+               !strcmp(recipe_name, "bf16") ? 0x1p-6
+               : fp4_recipe(recipe_name)    ? 2.5e-1
+                                            : 1e-1,
+               g_off, &loss_ref))
+    g_ref = g_off;
   if (ran)
-    same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode,
-                  ~(unsigned)(LOWPI_GPU_PLAIN_LN_BWD | LOWPI_GPU_PLAIN_Z16 | LOWPI_GPU_PLAIN_DX16 |
+    same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_ref, loss_ref, gelu_mode,
+                  ~(unsigned)(LOWPI_GPU_PLAIN_LN_BWD | LOWPI_GPU_PLAIN_Z16 |
                               (fp8_gemms ? LOWPI_GPU_PLAIN_RES : 0u)));
-  if (ran && dx16)
-    dx16_off(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode,
-             !strcmp(recipe_name, "bf16") ? 0x1p-6
-             : fp4_recipe(recipe_name)    ? 2.5e-1
-                                          : 1e-1);
+  free(g_off);
   if (ran && !strcmp(recipe_name, "fp8-current"))
     same_as_plain(m, &recipe, recipe_name, in, tg, B, T, g_gpu, loss_gpu, gelu_mode, kKeptOff);
   if (ran && !strcmp(recipe_name, "bf16"))
@@ -995,11 +1018,15 @@ static void test_trainer_mirror(lowp_arch arch, const char *recipe_name, lowp_op
 }
 
 /* STEPS training steps of recipe_name from the same model and tokens, the usual way (counts
- * cn[0]) and with the shortcuts `plain` off (cn[1]): the losses must have the same bits, and so
- * the parameters and optimizer states (same_trained). Returns 0 when a step could not run (a
+ * cn[0]) and with the shortcuts `plain` off (cn[1]), both with dx16 off: the fp32 gradients
+ * between the layers, since the fused dY casts read bf16 codes where the plain quantization
+ * reads fp32 (dx16_off bounds that difference): the losses must have the same bits, and so the
+ * parameters and optimizer states (same_trained). Returns 0 when a step could not run (a
  * failure already reported). */
 static int trainer_two_ways(lowp_arch arch, const char *recipe_name, const char *plain,
                             const char *label, lowpi_gpu_gemm_counts cn[2]) {
+  char off[96];
+  snprintf(off, sizeof off, "%s,dx16", plain);
   lowp_model_config cfg;
   trainer_config(arch, &cfg);
   enum { STEPS = 3 };
@@ -1018,7 +1045,7 @@ static int trainer_two_ways(lowp_arch arch, const char *recipe_name, const char 
   memset(ts, 0, sizeof ts);
   int ok = 1;
   for (int way = 0; way < 2 && ok; way++) {
-    ok = trainer_open(&ts[way], &cfg, &recipe, LOWP_OPT_STATE_FP32, way ? plain : NULL, B, T);
+    ok = trainer_open(&ts[way], &cfg, &recipe, LOWP_OPT_STATE_FP32, way ? off : "dx16", B, T);
     for (int s = 0; s < STEPS && ok; s++) {
       lowpi_gpu_step_result r;
       ok = trainer_step(&ts[way], &recipe, s, 0, tok + 2 * s * N, N, &r);
@@ -1035,10 +1062,10 @@ static int trainer_two_ways(lowp_arch arch, const char *recipe_name, const char 
     for (int s = 0; s < STEPS; s++)
       GC_CHECK(f32_bits(loss[0][s]) == f32_bits(loss[1][s]) && isfinite(loss[0][s]),
                "%s: step %d: loss %.9g, %.9g with LOWP_GPU_PLAIN=%s", label, s, (double)loss[0][s],
-               (double)loss[1][s], plain);
+               (double)loss[1][s], off);
     same_trained(label, ts);
     printf("%s: %d steps, the same bits as LOWP_GPU_PLAIN=%s (loss %.4f -> %.4f)\n", label, STEPS,
-           plain, (double)loss[0][0], (double)loss[0][STEPS - 1]);
+           off, (double)loss[0][0], (double)loss[0][STEPS - 1]);
   }
   for (int way = 0; way < 2; way++)
     trainer_close(&ts[way]);
