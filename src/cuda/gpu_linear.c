@@ -2229,16 +2229,17 @@ lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
 }
 
 lowp_status lowpi_gpu_linear_backward_gelu_dy(lowpi_gpu_linears *g, int lin, float *dinp,
-                                              float *dweight, float *dbias, lowpi_gpu_act dout,
-                                              const uint16_t *pre, lowpi_gpu_act inp,
-                                              const float *weight, int N, int C, int OC) {
-  if (!(dout.f32 || dout.bf16) || !pre || !dinp)
+                                              uint16_t *dinp16, float *dweight, float *dbias,
+                                              lowpi_gpu_act dout, const uint16_t *pre,
+                                              lowpi_gpu_act inp, const float *weight, int N, int C,
+                                              int OC) {
+  if (!(dout.f32 || dout.bf16) || !pre || !dinp == !dinp16)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu recipe: GELU's dY without buffers");
   if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_DGELU_T) ||
       !cast_t_applies(g, &g->lin[lin], N, C, OC) || !g->lin[lin].op[LOWP_OP_DGRAD_DY].delayed)
     return LOWP_ERR_UNSUPPORTED; /* (no message: the caller makes dY itself) */
   const lowpi_gpu_act dy = {dout.f32, dout.f32 ? NULL : dout.bf16, NULL};
-  return backward(g, lin, dinp, NULL, NULL, pre, dweight, dbias, dy, inp, weight, N, C, OC);
+  return backward(g, lin, dinp, dinp16, NULL, pre, dweight, dbias, dy, inp, weight, N, C, OC);
 }
 
 #endif /* LOWP_HAVE_CUDA */

@@ -244,9 +244,10 @@ lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp
  * lowpi_gpu_linear_dx16 says it may (recipes whose high precision is bf16; no straight-through
  * mask on X; not LOWPI_GPU_PLAIN_DX16): bf16 autocast's dgrad output, for a consumer that reads
  * bf16 (the flash attention's backward, which rounds dout to bf16 anyway: the same bits) or
- * computes in fp32 from it (GELU's backward, before fc's dY is rounded to its own format: one
- * rounding more, 2^-9 relative). Half the bytes written and read. The GEMM writes the codes where
- * it runs in bf16 or fp8, else its fp32 product is cast. */
+ * computes in fp32 from it (GELU's backward, the norms' fused backward: one rounding more, 2^-9
+ * relative, before the next linear's dY is rounded to its own format). Half the bytes written
+ * and read. The GEMM writes the codes where it runs in bf16 or fp8, else its fp32 product is
+ * cast. */
 int lowpi_gpu_linear_dx16(const lowpi_gpu_linears *g, int lin);
 lowp_status lowpi_gpu_linear_backward_dx16(lowpi_gpu_linears *g, int lin, uint16_t *dinp16,
                                            float *dweight, float *dbias, lowpi_gpu_act dout,
@@ -308,15 +309,16 @@ lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
                                             const float *weight, int N, int C, int OC);
 /* lowpi_gpu_linear_backward of linear lin (GPT-2's fc) whose dY is GELU's backward, gelu'(pre)
  * dout (dout (N, OC): fc_proj's dX, dout.f32 or else its bf16 codes dout.bf16; pre (N, OC) bf16:
- * GELU's input), made inside dY's
- * cast-transpose and never written in fp32 (lowpi_cuda_dgelu_cast_transpose_dbias): the bits of
- * lowpi_cuda_gelu_backward_from_bf16 followed by lowpi_gpu_linear_backward. Only where dY takes
- * the one-pass cast under delayed scaling (fp8-delayed) and LOWPI_GPU_PLAIN_DGELU_T is off; else
- * LOWP_ERR_UNSUPPORTED with nothing done, and the caller makes dY itself. */
+ * GELU's input), made inside dY's cast-transpose and never written in fp32
+ * (lowpi_cuda_dgelu_cast_transpose_dbias): the bits of lowpi_cuda_gelu_backward_from_bf16
+ * followed by lowpi_gpu_linear_backward, or (dinp16 in place of dinp) _backward_dx16. Only where
+ * dY takes the one-pass cast under delayed scaling (fp8-delayed) and LOWPI_GPU_PLAIN_DGELU_T is
+ * off; else LOWP_ERR_UNSUPPORTED with nothing done, and the caller makes dY itself. */
 lowp_status lowpi_gpu_linear_backward_gelu_dy(lowpi_gpu_linears *g, int lin, float *dinp,
-                                              float *dweight, float *dbias, lowpi_gpu_act dout,
-                                              const uint16_t *pre, lowpi_gpu_act inp,
-                                              const float *weight, int N, int C, int OC);
+                                              uint16_t *dinp16, float *dweight, float *dbias,
+                                              lowpi_gpu_act dout, const uint16_t *pre,
+                                              lowpi_gpu_act inp, const float *weight, int N, int C,
+                                              int OC);
 
 /* Delayed-scaling states, in the order of the CPU recipe executor's (checkpoints go through
  * it): copy the GPU's states into the host executor's, or the host's onto the GPU. */

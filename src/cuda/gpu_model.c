@@ -708,15 +708,43 @@ static lowp_status residual_norm_forward(const lowpi_gpu_model *g, const act_sto
   return norm_forward(g, s, l, lin, stats, res, w, b, N);
 }
 
+/* Whether linear lin (the head, fc, qkv: a norm's output is its X) writes its dX, which the
+ * norm's backward reads (da), as bf16 codes (lowpi_gpu_linear_backward_dx16): half the bytes
+ * written and read, where the fused norm backward runs (not the two passes: LN_BWD). */
+static int norm_dx16(const lowpi_gpu_model *g, int lin) {
+  return !(g->plain & LOWPI_GPU_PLAIN_LN_BWD) && lowpi_gpu_linear_dx16(g->lin, lin) &&
+         lowpi_cuda_norm_backward_takes_bf16(g->cfg.n_embd);
+}
+
+/* Linear lin's backward whose dX (N, C) goes to a norm's backward: into da, in fp32 or bf16
+ * (norm_dx16). */
+static lowp_status backward_to_norm(lowpi_gpu_model *g, int lin, float *dweight, float *dbias,
+                                    lowpi_gpu_act dout, lowpi_gpu_act inp, const float *weight,
+                                    int N, int C, int OC) {
+  if (norm_dx16(g, lin))
+    return lowpi_gpu_linear_backward_dx16(g->lin, lin, (uint16_t *)(void *)g->a.da, dweight, dbias,
+                                          dout, inp, weight, N, C, OC);
+  return lowpi_gpu_linear_backward(g->lin, lin, g->a.da, dweight, dbias, dout, inp, weight, N, C,
+                                   OC);
+}
+
 /* dinp written (accumulate 0) or, for the blocks' norms, added to the residual stream's
  * gradient (accumulate 1: model.c's norm backward + residual backward, in one pass). dinp is
  * always dres: its bf16 codes go to dres16 where that exists (dres_for), its amax where linear
- * dy_lin (the next to take dres as its dY; -1: none) wants it (dy_amax_for). */
+ * dy_lin (the next to take dres as its dY; -1: none) wants it (dy_amax_for). dout: linear
+ * dx_lin's dX, as bf16 codes where it wrote them so (norm_dx16). */
 static lowp_status norm_backward(lowpi_gpu_model *g, float *dinp, float *dw, float *db,
                                  const float *dout, const float *inp, const float *w,
-                                 const float *stats, int N, int accumulate, int dy_lin) {
+                                 const float *stats, int N, int accumulate, int dy_lin,
+                                 int dx_lin) {
   const lowp_model_config *c = &g->cfg;
   float *amax = dy_amax_for(g, dy_lin, 0);
+  if (norm_dx16(g, dx_lin)) {
+    const int ln = c->arch == LOWP_ARCH_GPT2;
+    return lowpi_cuda_norm_backward_bf16(
+        dinp, g->a.dres16, amax, dw, ln ? db : NULL, (const uint16_t *)(const void *)dout, inp, w,
+        ln ? stats : NULL, stats + N, N, c->n_embd, accumulate, g->a.work, g->a.work_bytes);
+  }
   const int two_pass = (g->plain & LOWPI_GPU_PLAIN_LN_BWD) != 0; /* A/B timing */
   if (c->arch == LOWP_ARCH_GPT2)
     return (two_pass ? lowpi_cuda_layernorm_backward_two_pass : lowpi_cuda_layernorm_backward_amax)(
@@ -877,8 +905,8 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
         act_bwd(&a->fch_act, l), w->fcprojw, n, FC, C);
     if (st == LOWP_OK) {
       const lowpi_gpu_act dy = {NULL, dpre, NULL}; /* fc's bias gradient came with it */
-      return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, NULL, dy,
-                                       act_bwd(&a->ln2, l), w->fcw, n, C, FC);
+      return backward_to_norm(g, 4 * l + 2, gr->fcw, NULL, dy, act_bwd(&a->ln2, l), w->fcw, n, C,
+                              FC);
     }
     if (st != LOWP_ERR_UNSUPPORTED)
       return st;
@@ -901,8 +929,10 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
   if (pre &&
       !fc16) { /* fp8-delayed: GELU's backward made inside fc's dY cast-transpose; da
                 * (fc_proj's dX) is read by that cast before fc's dgrad writes its dX there */
+    const int fc_dx16 = norm_dx16(g, 4 * l + 2); /* fc's dX (da) as bf16 codes */
     const lowp_status st = lowpi_gpu_linear_backward_gelu_dy(
-        g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, dx, pre, act_bwd(&a->ln2, l), w->fcw, n, C, FC);
+        g->lin, 4 * l + 2, fc_dx16 ? NULL : a->da, fc_dx16 ? (uint16_t *)(void *)a->da : NULL,
+        gr->fcw, gr->fcb, dx, pre, act_bwd(&a->ln2, l), w->fcw, n, C, FC);
     if (st != LOWP_ERR_UNSUPPORTED)
       return st;
   }
@@ -915,8 +945,8 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
         lowpi_cuda_gelu_backward_amax(a->db, amax, a->da, a->fch + (size_t)l * nfc, NULL, nfc, FC));
   const lowpi_gpu_act dy =
       fc16 ? (lowpi_gpu_act){NULL, dpre, NULL} : (lowpi_gpu_act){a->db, NULL, amax};
-  return lowpi_gpu_linear_backward(g->lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, dy,
-                                   act_bwd(&a->ln2, l), w->fcw, n, C, FC);
+  return backward_to_norm(g, 4 * l + 2, gr->fcw, gr->fcb, dy, act_bwd(&a->ln2, l), w->fcw, n, C,
+                          FC);
 }
 
 /* The LM head's forward. For the plain cross-entropy (loss) under a bf16 head, the logits in
@@ -1104,10 +1134,10 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
 
   /* the forward left dlogits: in bf16 for a bf16 head, else in place of the logits */
   const lowpi_gpu_act dlogits = {g->head_bf16 ? NULL : a->logits, a->dlogits16, NULL};
-  LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * L, a->da, g->g.head, NULL, dlogits,
-                                      act_at(&a->lnf, 0), g->p.head, n, C, V));
+  LOWPI_TRY(
+      backward_to_norm(g, 4 * L, g->g.head, NULL, dlogits, act_at(&a->lnf, 0), g->p.head, n, C, V));
   LOWPI_TRY(norm_backward(g, a->dres, g->g.lnfw, g->g.lnfb, a->da, a->res + (size_t)L * NC,
-                          g->p.lnfw, a->lnf_stats, n, 0, 4 * L - 1)); /* for fc_proj's dY */
+                          g->p.lnfw, a->lnf_stats, n, 0, 4 * L - 1, 4 * L)); /* fc_proj's dY */
   for (int l = L - 1; l >= 0; l--) {
     lowpi_layer_ptrs wl, gl;
     LOWPI_TRY(block_params(g, l, 1, &wl));
@@ -1129,12 +1159,12 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
       /* fc's dY, with its amax from SwiGLU's backward */
       const lowpi_gpu_act dfc = {a->db, NULL, dy_amax_for(g, 4 * l + 2, 1)};
       LOWPI_TRY(lowpi_cuda_swiglu_backward_amax(a->db, dfc.amax, a->da, fch, n, F)); // (N, FC)
-      LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 2, a->da, gr->fcw, gr->fcb, dfc,
-                                          act_bwd(&a->ln2, l), w->fcw, n, C, FC)); // da (N, C)
+      LOWPI_TRY(backward_to_norm(g, 4 * l + 2, gr->fcw, gr->fcb, dfc, act_bwd(&a->ln2, l), w->fcw,
+                                 n, C, FC)); // da (N, C)
     }
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n, 1,
-                            4 * l + 1));  // dres = d(mid), attproj's dY
-    const int att16 = attproj_dx16(g, l); /* d(atty) in bf16 */
+                            4 * l + 1, 4 * l + 2)); // dres = d(mid), attproj's dY
+    const int att16 = attproj_dx16(g, l);           /* d(atty) in bf16 */
     if (att16)
       LOWPI_TRY(lowpi_gpu_linear_backward_dx16(lin, 4 * l + 1, (uint16_t *)(void *)a->da,
                                                gr->attprojw, gr->attprojb, dres_for(g, 4 * l + 1),
@@ -1148,11 +1178,11 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     LOWPI_TRY(attention_backward(g, l, a->db, datty, qkv, qkv16, atty, B, T)); // db (N, 3C)
     if (!gpt2)
       LOWPI_TRY(lowpi_cuda_rope_backward(a->db, a->db, B, T, C, NH, c->rope_theta));
-    LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l, a->da, gr->qkvw, gr->qkvb, qkv_dy(g, l),
-                                        act_bwd(&a->ln1, l), w->qkvw, n, C, 3 * C)); // da = d(ln1)
-    LOWPI_TRY(norm_backward(g, a->dres, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n, 1,
-                            4 * l - 1)); // dres = d(x), the previous block's fc_proj's dY
-    if (g->shard >= 2)                   /* block l's gradients are final: start their reduction */
+    LOWPI_TRY(backward_to_norm(g, 4 * l, gr->qkvw, gr->qkvb, qkv_dy(g, l), act_bwd(&a->ln1, l),
+                               w->qkvw, n, C, 3 * C)); // da = d(ln1)
+    LOWPI_TRY(norm_backward(g, a->dres, gr->ln1w, gr->ln1b, a->da, x, w->ln1w, st1, n, 1, 4 * l - 1,
+                            4 * l)); // dres = d(x), the previous block's fc_proj's dY
+    if (g->shard >= 2)               /* block l's gradients are final: start their reduction */
       LOWPI_TRY(g->hooks.ready(g->hooks.user, l));
     else if (g->grads_ready)
       LOWPI_TRY(g->grads_ready(g->grads_ready_user, l));

@@ -106,6 +106,16 @@ lowp_status lowpi_cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float 
  * always take the two passes (A/B timing: LOWP_GPU_PLAIN=ln_bwd; tests): the same dinp up to
  * the order of the row sums, the parameter gradients up to the order of the column sums.
  * Deterministic either way. */
+/* The fused backwards from dout's bf16 codes (a dgrad's bf16 output): LayerNorm where mean is
+ * given (and dbias), else RMSNorm; the bits of the _amax entry points given those codes' fp32
+ * values. Only where the fused pass runs: lowpi_cuda_norm_backward_takes_bf16(C), else
+ * LOWP_ERR_UNSUPPORTED. */
+int lowpi_cuda_norm_backward_takes_bf16(int C);
+lowp_status lowpi_cuda_norm_backward_bf16(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                          float *dweight, float *dbias, const uint16_t *dout,
+                                          const float *inp, const float *weight, const float *mean,
+                                          const float *rstd, int N, int C, int accumulate,
+                                          void *workspace, size_t workspace_bytes);
 lowp_status lowpi_cuda_layernorm_backward_two_pass(float *dinp, uint16_t *dinp_bf16,
                                                    float *dinp_amax, float *dweight, float *dbias,
                                                    const float *dout, const float *inp,

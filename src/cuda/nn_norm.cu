@@ -350,7 +350,8 @@ struct bwd_args {
   int N, C;
   bool accumulate;
   unsigned *amax;
-  bool wide; /* VEC 4: every row pointer 16-byte aligned (dinp_bf16 8-byte) */
+  bool wide;              /* VEC 4: every row pointer 16-byte aligned (dinp_bf16, dout16 8-byte) */
+  const uint16_t *dout16; /* dout's bf16 codes in its place (the fused kernel alone), or NULL */
 };
 
 /* VEC consecutive floats: one 16-byte access where `wide` (the caller checked the alignment),
@@ -369,6 +370,22 @@ __device__ __forceinline__ void load_vec(float (&v)[VEC], const float *p, bool w
   }
   for (int j = 0; j < VEC; j++)
     v[j] = p[j];
+}
+/* load_vec from bf16 codes (their fp32 values): one 8-byte access where `wide`. */
+template <int VEC>
+__device__ __forceinline__ void load_vec(float (&v)[VEC], const uint16_t *p, bool wide) {
+  if constexpr (VEC == 4) {
+    if (wide) {
+      const uint2 t = *reinterpret_cast<const uint2 *>(p);
+      v[0] = __uint_as_float(t.x << 16);
+      v[1] = __uint_as_float(t.x & 0xffff0000u);
+      v[2] = __uint_as_float(t.y << 16);
+      v[3] = __uint_as_float(t.y & 0xffff0000u);
+      return;
+    }
+  }
+  for (int j = 0; j < VEC; j++)
+    v[j] = __uint_as_float((uint32_t)p[j] << 16);
 }
 template <int VEC>
 __device__ __forceinline__ void store_vec(float *p, const float (&v)[VEC], bool wide) {
@@ -449,7 +466,10 @@ __global__ void __launch_bounds__(lowpi_kThreads, (K * VEC <= 24 ? 3 : 2))
       float x[VEC], g[VEC], w[VEC], tw[VEC];
       if (c0 < C) {
         load_vec<VEC>(x, a.inp + row + c0, a.wide);
-        load_vec<VEC>(g, a.dout + row + c0, a.wide);
+        if (a.dout16) /* kernel-uniform */
+          load_vec<VEC>(g, a.dout16 + row + c0, a.wide);
+        else
+          load_vec<VEC>(g, a.dout + row + c0, a.wide);
         load_vec<VEC>(w, a.weight + c0, a.wide);
       }
 #pragma unroll
@@ -638,9 +658,9 @@ lowp_status norm_backward(bwd_args a, float *dweight, float *dbias, void *worksp
                           size_t workspace_bytes, bool two_pass) {
   const char *fn = RMS ? kRmsBwd : kLnBwd;
   const int N = a.N, C = a.C;
-  if (!a.dinp || !dweight || (!RMS && !dbias) || !a.dout || !a.inp || !a.weight ||
+  if (!a.dinp || !dweight || (!RMS && !dbias) || !a.dout == !a.dout16 || !a.inp || !a.weight ||
       (!RMS && !a.mean) || !a.rstd)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer, or dout twice", fn);
   if (N < 0 || C <= 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: bad shape N %d C %d", fn, N, C);
   if (!aligned(a.amax, 4))
@@ -650,8 +670,11 @@ lowp_status norm_backward(bwd_args a, float *dweight, float *dbias, void *worksp
   if (N == 0)
     return LOWP_OK;
   const bwd_plan p = two_pass ? bwd_plan{0, 0} : plan_backward(C);
+  if (a.dout16 && p.k == 0)
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED, "%s: bf16 dout where the fused pass runs alone (C %d)",
+                      fn, C);
   a.wide = p.vec == 4 && aligned(a.dinp, 16) && aligned(a.dout, 16) && aligned(a.inp, 16) &&
-           aligned(a.weight, 16) && aligned(a.dinp_bf16, 8);
+           aligned(a.weight, 16) && aligned(a.dinp_bf16, 8) && aligned(a.dout16, 8);
   if (p.k == 0) {
     if (RMS) {
       const rmsnorm_terms terms = {a.dout, a.inp, a.rstd, C};
@@ -776,7 +799,8 @@ static lowp_status layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *d
                       C,
                       accumulate != 0,
                       (unsigned *)dinp_amax,
-                      false};
+                      false,
+                      nullptr};
   return norm_backward<false>(a, dweight, dbias, workspace, workspace_bytes, two_pass);
 }
 
@@ -814,11 +838,42 @@ static lowp_status rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *din
                                     int accumulate, void *workspace, size_t workspace_bytes,
                                     bool two_pass) {
   // dinp (N, C), dinp_amax (1), dweight (C), dout (N, C), inp (N, C), rstd (N)
-  const bwd_args a = {dinp, dinp_bf16, nullptr,         dout,
-                      inp,  weight,    nullptr,         rstd,
-                      N,    C,         accumulate != 0, (unsigned *)dinp_amax,
-                      false};
+  const bwd_args a = {dinp,  dinp_bf16, nullptr,         dout,
+                      inp,   weight,    nullptr,         rstd,
+                      N,     C,         accumulate != 0, (unsigned *)dinp_amax,
+                      false, nullptr};
   return norm_backward<true>(a, dweight, nullptr, workspace, workspace_bytes, two_pass);
+}
+
+int lowpi_cuda_norm_backward_takes_bf16(int C) {
+  return C > 0 && plan_backward(C).k != 0;
+}
+
+lowp_status lowpi_cuda_norm_backward_bf16(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
+                                          float *dweight, float *dbias, const uint16_t *dout,
+                                          const float *inp, const float *weight, const float *mean,
+                                          const float *rstd, int N, int C, int accumulate,
+                                          void *workspace, size_t workspace_bytes) {
+  // dinp (N, C), dinp_amax (1), dweight (C), dbias (C), dout (N, C) bf16, inp (N, C),
+  // mean (N), rstd (N)
+  if (!dout)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_norm_backward_bf16: NULL dout");
+  const bwd_args a = {dinp,
+                      dinp_bf16,
+                      nullptr,
+                      nullptr,
+                      inp,
+                      weight,
+                      mean,
+                      rstd,
+                      N,
+                      C,
+                      accumulate != 0,
+                      (unsigned *)dinp_amax,
+                      false,
+                      dout};
+  return mean ? norm_backward<false>(a, dweight, dbias, workspace, workspace_bytes, false)
+              : norm_backward<true>(a, dweight, nullptr, workspace, workspace_bytes, false);
 }
 
 lowp_status lowpi_cuda_rmsnorm_backward_amax(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,

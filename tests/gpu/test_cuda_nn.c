@@ -620,6 +620,82 @@ static void norm_inputs(float *d[kNormInputs], int N, int C, int nan_row) {
   }
 }
 
+/* The fused backward from dout's bf16 codes (lowpi_cuda_norm_backward_bf16: a dgrad's bf16
+ * output) against the fp32 entry point given the codes' values: dinp (accumulated), its bf16
+ * codes, the amax and the parameter gradients bit for bit, aligned and one code off (scalar
+ * loads); a C without the fused pass is refused. */
+static void test_norm_backward_bf16(int N, int C, int rms) {
+  const size_t NC = (size_t)N * C;
+  printf("  %s backward from bf16 dout: N %d C %d\n", rms ? "rmsnorm" : "layernorm", N, C);
+  float *x = hbuf(NC), *w = hbuf(C), *b = hbuf(C), *g = hbuf(NC), *y0 = hbuf(NC), *p0 = hbuf(C);
+  uint16_t *g16 = malloc(NC * 2);
+  if (!g16)
+    exit(1);
+  fill(x, NC, -2, 3);
+  fill(w, C, 0.5, 1.5);
+  fill(b, C, -0.5, 0.5);
+  fill(g, NC, -1, 1);
+  fill(y0, NC, -1, 1); /* the residual gradient it adds to */
+  fill(p0, C, -1, 1);
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  GC_REQUIRE(lowp_encode(LOWP_BF16, g, NC, g16, &rne));
+  GC_REQUIRE(lowp_decode(LOWP_BF16, g16, NC, g));
+  float *d_x = dcopy(x, NC), *d_w = dcopy(w, C), *d_b = dcopy(b, C), *d_g = dcopy(g, NC);
+  float *d_mean = dpoison(N), *d_rstd = dpoison(N), *d_out = dpoison(NC), *d_amax = dpoison(2);
+  float *d_y[2] = {dcopy(y0, NC), dcopy(y0, NC)}, *d_dw[2] = {dcopy(p0, C), dcopy(p0, C)};
+  float *d_db[2] = {dcopy(p0, C), dcopy(p0, C)};
+  uint16_t *d_g16 = dcodes(NC + 1), *d_c[2] = {dcodes(NC), dcodes(NC)};
+  const size_t ws_bytes = lowpi_cuda_norm_backward_workspace(N, C);
+  void *ws = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&ws, ws_bytes));
+  GC_REQUIRE(
+      rms ? lowpi_cuda_rmsnorm_forward(d_out, NULL, d_rstd, d_x, d_w, N, C, 1e-5f)
+          : lowpi_cuda_layernorm_forward(d_out, NULL, d_mean, d_rstd, d_x, d_w, d_b, N, C, 1e-5f));
+  GC_CHECK(lowpi_cuda_norm_backward_takes_bf16(C), "C %d: no bf16 dout", C);
+  for (int off = 0; off < 2; off++) { /* off 1: the codes 2 bytes off 8-byte alignment */
+    GC_REQUIRE(lowp_cuda_memcpy(d_g16 + off, g16, NC * 2, LOWP_CUDA_H2D));
+    upload(d_y[0], y0, NC);
+    upload(d_y[1], y0, NC);
+    for (int k = 0; k < 2; k++) {
+      upload(d_dw[k], p0, (size_t)C);
+      upload(d_db[k], p0, (size_t)C);
+    }
+    const lowp_status st =
+        rms ? lowpi_cuda_rmsnorm_backward_amax(d_y[0], d_c[0], d_amax, d_dw[0], d_g, d_x, d_w,
+                                               d_rstd, N, C, 1, ws, ws_bytes)
+            : lowpi_cuda_layernorm_backward_amax(d_y[0], d_c[0], d_amax, d_dw[0], d_db[0], d_g, d_x,
+                                                 d_w, d_mean, d_rstd, N, C, 1, ws, ws_bytes);
+    if (!GC_OK(st) || !GC_OK(lowpi_cuda_norm_backward_bf16(
+                          d_y[1], d_c[1], d_amax + 1, d_dw[1], rms ? NULL : d_db[1], d_g16 + off,
+                          d_x, d_w, rms ? NULL : d_mean, d_rstd, N, C, 1, ws, ws_bytes)))
+      continue;
+    check_same(off ? "bf16 dout, unaligned: dinp" : "bf16 dout: dinp", d_y[1], d_y[0], NC);
+    check_same_codes("bf16 dout: dinp's codes", d_c[1], d_c[0], NC);
+    check_same("bf16 dout: dweight", d_dw[1], d_dw[0], (size_t)C);
+    if (!rms)
+      check_same("bf16 dout: dbias", d_db[1], d_db[0], (size_t)C);
+    check_same("bf16 dout: amax", d_amax + 1, d_amax, 1);
+  }
+  const int wide = 1027; /* odd and past 256: the two passes */
+  GC_CHECK(!lowpi_cuda_norm_backward_takes_bf16(wide) &&
+               lowpi_cuda_norm_backward_bf16(d_y[1], NULL, NULL, d_dw[1], rms ? NULL : d_db[1],
+                                             d_g16, d_x, d_w, rms ? NULL : d_mean, d_rstd, 1, wide,
+                                             0, ws, ws_bytes) == LOWP_ERR_UNSUPPORTED,
+           "C %d: bf16 dout not refused where the two passes run", wide);
+  float *dev[] = {d_x,    d_w,    d_b,    d_g,     d_mean,  d_rstd,  d_out,
+                  d_amax, d_y[0], d_y[1], d_dw[0], d_dw[1], d_db[0], d_db[1]};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    lowp_cuda_free(dev[i]);
+  lowp_cuda_free(d_g16);
+  lowp_cuda_free(d_c[0]);
+  lowp_cuda_free(d_c[1]);
+  lowp_cuda_free(ws);
+  float *hb[] = {x, w, b, g, y0, p0};
+  for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++)
+    free(hb[i]);
+  free(g16);
+}
+
 static void test_norm_amax(int N, int C, int rms, int nan_row) {
   const size_t NC = (size_t)N * C;
   char what[96];
@@ -1797,6 +1873,10 @@ int main(void) {
     test_norm_amax(0, 64, rms, -1);
     test_norm_amax(37, 1284, rms, 20);
     test_norm_amax(37, 33, rms, 36);
+    test_norm_backward_bf16(37, 64, rms);
+    test_norm_backward_bf16(29, 1280, rms);
+    test_norm_backward_bf16(23, 36, rms); /* VEC 4, a partial vector row */
+    test_norm_backward_bf16(19, 33, rms); /* VEC 1 */
     /* the same written as fp8 codes alone (norm -> fp8): K 2, 24, 40 (774M), from memory */
     const int f8_cols[] = {33, 768, 1280, 2100};
     for (int j = 0; j < 4; j++)
