@@ -259,9 +259,10 @@ __global__ void to_heads_bf16_kernel(bf16 *__restrict__ dst, const float *__rest
 }
 
 /* D (B, NH, T) = sum over the head's hs columns of bf16(dout) * out, one warp per row, in a
- * fixed order (lane-strided partial sums, then the butterfly); the same read of dout writes
- * its bf16 codes head-major into do16 (B, NH, T, hs), what the backward kernels load. DY:
- * dout's type, float or bf16 (a dgrad's bf16 output: its codes as they are, the same bits). */
+ * fixed order (each lane's two consecutive columns, lane-strided, then the butterfly); the same
+ * read of dout writes its bf16 codes head-major into do16 (B, NH, T, hs), what the backward
+ * kernels load. Two columns a lane: 4- and 8-byte accesses (hs and C are even). DY: dout's type,
+ * float or bf16 (a dgrad's bf16 output: its codes as they are, the same bits). */
 template <typename DY>
 __global__ void rowdot_kernel(float *__restrict__ D, bf16 *__restrict__ do16,
                               const DY *__restrict__ dout, const float *__restrict__ out, int T,
@@ -275,14 +276,15 @@ __global__ void rowdot_kernel(float *__restrict__ D, bf16 *__restrict__ do16,
   const size_t off = (b * (size_t)T + t) * (size_t)C + h * (size_t)hs;
   bf16 *dst = do16 + row * (size_t)hs; /* row = (b NH + h) T + t: head-major */
   float sum = 0.0f;
-  for (int c = lane; c < hs; c += 32) {
-    bf16 d;
+  for (int c = 2 * lane; c < hs; c += 64) {
+    __nv_bfloat162 d;
     if constexpr (sizeof(DY) == 2)
-      d = dout[off + c];
+      d = *reinterpret_cast<const __nv_bfloat162 *>(dout + off + c);
     else
-      d = round_bf16(dout[off + c]);
-    dst[c] = d;
-    sum += __bfloat162float(d) * out[off + c];
+      d = __nv_bfloat162(round_bf16(dout[off + c]), round_bf16(dout[off + c + 1]));
+    *reinterpret_cast<__nv_bfloat162 *>(dst + c) = d;
+    const float2 o = *reinterpret_cast<const float2 *>(out + off + c);
+    sum += __bfloat162float(d.x) * o.x + __bfloat162float(d.y) * o.y;
   }
   sum = lowpi_warp_sum(sum);
   if (lane == 0)
@@ -852,6 +854,8 @@ lowp_status lowpi_cuda_flash_attention_backward_amax(float *dinp, uint16_t *dinp
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer, or dout twice", fn);
   if (((uintptr_t)dinp_bf16 & 3u) != 0) /* two codes per 32-bit store (C is even) */
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: dinp_bf16 not 4-byte aligned", fn);
+  if (((uintptr_t)dout_bf16 & 3u) != 0 || ((uintptr_t)out & 7u) != 0) /* rowdot's pairs */
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: dout_bf16 or out misaligned (4, 8 bytes)", fn);
   const int bf16_inp = inp_bf16 != NULL;
   uint8_t *ws = NULL;
   LOWPI_TRY(check_args(fn, B, T, C, NH, bf16_inp, workspace, workspace_bytes, &ws));
