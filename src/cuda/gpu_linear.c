@@ -2181,18 +2181,15 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, uint16_t
       dbias = NULL; /* done */
     }
   }
-  if (dbias) {
-    const float *d32 = dout.f32;
-    if (!d32) { /* dY in bf16 alone and no epilogue took the sums: those of its values */
-      void *vals;
-      LOWPI_TRY(scratch_get(&g->tmp[1], (size_t)N * OC * sizeof(float), &vals));
-      LOWPI_TRY(lowp_cuda_decode(LOWP_BF16, dout.bf16, (size_t)N * OC, (float *)vals));
-      d32 = (const float *)vals;
-    }
+  if (dbias) { /* no epilogue took the sums: those of the bf16 dY where the GEMMs multiply
+                * its codes (as the epilogue's), else of the fp32 dY */
+    const uint16_t *d16 =
+        dout.bf16 && (!dout.f32 || is_bf16_rne_cast(&ls->op[LOWP_OP_WGRAD_DY])) ? dout.bf16 : NULL;
     void *ws;
     size_t bytes = lowpi_cuda_bias_backward_workspace(N, OC);
     LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
-    LOWPI_TRY(lowpi_cuda_bias_backward(dbias, d32, N, OC, ws, bytes));
+    LOWPI_TRY(d16 ? lowpi_cuda_bias_backward_bf16(dbias, d16, N, OC, ws, bytes)
+                  : lowpi_cuda_bias_backward(dbias, dout.f32, N, OC, ws, bytes));
   }
   /* the straight-through estimator's clipping masks (Quartet), as the CPU's grad hook */
   LOWPI_TRY(mask_gradient(g, ls, 0, dinp, (size_t)N, (size_t)C));

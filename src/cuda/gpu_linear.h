@@ -233,7 +233,9 @@ lowp_status lowpi_gpu_linear_forward_residual(lowpi_gpu_linears *g, int lin, flo
  * Where both wgrad operands are bf16 casts, dbias comes from the wgrad's epilogue: the sums of
  * the bf16 dY (what the GEMM multiplies, as PyTorch's bf16 autocast sums its bf16 gradient)
  * rather than of the fp32 dout, accumulated in fp32; dout.f32 is then not needed for it. If
- * cuBLASLt refuses that epilogue, the column sums of dout.f32 run (counts.epi_refused).
+ * cuBLASLt refuses that epilogue (counts.epi_refused) or it is off (LOWP_GPU_EPILOGUES), column
+ * sums of the same bf16 codes run (lowpi_cuda_bias_backward_bf16; cuBLASLt's kernel was faster
+ * on an H100: bench/RESULTS.md).
  * inp and weight must hold the values that the layer's last forward saw in those buffers (the
  * model's backward does: activations are kept, weights change after it): per-tensor current
  * scaling takes their amax from the forward (see shared_amax in gpu_linear.c). */

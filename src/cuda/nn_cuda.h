@@ -197,6 +197,9 @@ lowp_status lowpi_cuda_residual_backward(float *dresidual, const float *dbranch,
 size_t lowpi_cuda_bias_backward_workspace(int N, int OC);
 lowp_status lowpi_cuda_bias_backward(float *dbias, const float *dout, int N, int OC,
                                      void *workspace, size_t workspace_bytes);
+/* The same over the values of dout's bf16 codes (a bf16 linear's dY as its GEMMs take it). */
+lowp_status lowpi_cuda_bias_backward_bf16(float *dbias, const uint16_t *dout, int N, int OC,
+                                          void *workspace, size_t workspace_bytes);
 
 /* Causal self-attention on qkv (B, T, 3C) -> out (B, T, C), as nn/nn.h, computed with batched
  * GEMMs (Q K^T, softmax in fp32, P V). `compute` is LOWP_FP32 (fp32 GEMMs, no TF32) or

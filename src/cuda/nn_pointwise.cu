@@ -268,6 +268,13 @@ struct bias_terms {
     t[0] = dout[(size_t)n * OC + c];
   }
 };
+struct bias16_terms { /* the values of bf16 codes */
+  const uint16_t *dout;
+  int OC;
+  __device__ void operator()(int n, int c, float *t) const {
+    t[0] = __uint_as_float((uint32_t)dout[(size_t)n * OC + c] << 16);
+  }
+};
 
 unsigned blocks_for(size_t n) {
   return lowpi_cuda_blocks(n, lowpi_kThreads);
@@ -538,4 +545,17 @@ lowp_status lowpi_cuda_bias_backward(float *dbias, const float *dout, int N, int
   const bias_terms terms = {dout, OC};
   return lowpi_colsum<1>(dbias, nullptr, N, OC, terms, workspace, workspace_bytes,
                          "lowpi_cuda_bias_backward");
+}
+
+lowp_status lowpi_cuda_bias_backward_bf16(float *dbias, const uint16_t *dout, int N, int OC,
+                                          void *workspace, size_t workspace_bytes) {
+  // dbias (OC), dout (N, OC) bf16
+  LOWPI_NN_REQUIRE(dbias && dout, "lowpi_cuda_bias_backward_bf16", "NULL buffer");
+  LOWPI_NN_REQUIRE(N >= 0 && OC >= 0, "lowpi_cuda_bias_backward_bf16", "bad shape N %d OC %d", N,
+                   OC);
+  if (N == 0 || OC == 0)
+    return LOWP_OK;
+  const bias16_terms terms = {dout, OC};
+  return lowpi_colsum<1>(dbias, nullptr, N, OC, terms, workspace, workspace_bytes,
+                         "lowpi_cuda_bias_backward_bf16");
 }
