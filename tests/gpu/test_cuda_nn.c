@@ -1225,6 +1225,27 @@ static void test_pointwise(shape s) {
     check_colsum("bias dbias (+=)", got2, want2, abs_sum, N, OC);
     check_same("bias dbias, two runs", d_db, d_db2, (size_t)OC);
   }
+  { /* from bf16 codes: the fp32 sums of the codes' values, bit for bit (the same order) */
+    const size_t nx = (size_t)N * OC;
+    uint16_t *h16 = malloc(nx * 2), *d16 = dcodes(nx);
+    float *v = hbuf(nx);
+    if (!h16)
+      exit(1);
+    const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+    GC_REQUIRE(lowp_encode(LOWP_BF16, x, nx, h16, &rne));
+    GC_REQUIRE(lowp_decode(LOWP_BF16, h16, nx, v));
+    GC_REQUIRE(lowp_cuda_memcpy(d16, h16, nx * 2, LOWP_CUDA_H2D));
+    float *d_v = dcopy(v, nx);
+    upload(d_db, want2, (size_t)OC); /* (any start: both add to it) */
+    upload(d_db2, want2, (size_t)OC);
+    if (GC_OK(lowpi_cuda_bias_backward(d_db, d_v, N, OC, ws, ws_bytes)) &&
+        GC_OK(lowpi_cuda_bias_backward_bf16(d_db2, d16, N, OC, ws, ws_bytes)))
+      check_same("bias dbias from bf16 codes", d_db2, d_db, (size_t)OC);
+    lowp_cuda_free(d_v);
+    lowp_cuda_free(d16);
+    free(h16);
+    free(v);
+  }
   free(abs_sum);
   lowp_cuda_free(ws);
   lowp_cuda_free(d_db);
