@@ -780,6 +780,26 @@ lowp_status lowpi_cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, floa
                                             workspace_bytes);
 }
 
+/* The backwards' arguments (dout or its bf16 codes dout16; mean NULL for RMSNorm). */
+static bwd_args bwd_of(float *dinp, uint16_t *dinp_bf16, float *dinp_amax, const float *dout,
+                       const uint16_t *dout16, const float *inp, const float *weight,
+                       const float *mean, const float *rstd, int N, int C, int accumulate) {
+  return bwd_args{dinp,
+                  dinp_bf16,
+                  nullptr,
+                  dout,
+                  inp,
+                  weight,
+                  mean,
+                  rstd,
+                  N,
+                  C,
+                  accumulate != 0,
+                  (unsigned *)dinp_amax,
+                  false,
+                  dout16};
+}
+
 static lowp_status layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
                                       float *dweight, float *dbias, const float *dout,
                                       const float *inp, const float *weight, const float *mean,
@@ -787,20 +807,8 @@ static lowp_status layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *d
                                       void *workspace, size_t workspace_bytes, bool two_pass) {
   // dinp (N, C), dinp_amax (1), dweight (C), dbias (C), dout (N, C), inp (N, C), mean (N),
   // rstd (N)
-  const bwd_args a = {dinp,
-                      dinp_bf16,
-                      nullptr,
-                      dout,
-                      inp,
-                      weight,
-                      mean,
-                      rstd,
-                      N,
-                      C,
-                      accumulate != 0,
-                      (unsigned *)dinp_amax,
-                      false,
-                      nullptr};
+  const bwd_args a =
+      bwd_of(dinp, dinp_bf16, dinp_amax, dout, nullptr, inp, weight, mean, rstd, N, C, accumulate);
   return norm_backward<false>(a, dweight, dbias, workspace, workspace_bytes, two_pass);
 }
 
@@ -838,10 +846,8 @@ static lowp_status rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *din
                                     int accumulate, void *workspace, size_t workspace_bytes,
                                     bool two_pass) {
   // dinp (N, C), dinp_amax (1), dweight (C), dout (N, C), inp (N, C), rstd (N)
-  const bwd_args a = {dinp,  dinp_bf16, nullptr,         dout,
-                      inp,   weight,    nullptr,         rstd,
-                      N,     C,         accumulate != 0, (unsigned *)dinp_amax,
-                      false, nullptr};
+  const bwd_args a = bwd_of(dinp, dinp_bf16, dinp_amax, dout, nullptr, inp, weight, nullptr, rstd,
+                            N, C, accumulate);
   return norm_backward<true>(a, dweight, nullptr, workspace, workspace_bytes, two_pass);
 }
 
@@ -858,20 +864,8 @@ lowp_status lowpi_cuda_norm_backward_bf16(float *dinp, uint16_t *dinp_bf16, floa
   // mean (N), rstd (N)
   if (!dout)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_norm_backward_bf16: NULL dout");
-  const bwd_args a = {dinp,
-                      dinp_bf16,
-                      nullptr,
-                      nullptr,
-                      inp,
-                      weight,
-                      mean,
-                      rstd,
-                      N,
-                      C,
-                      accumulate != 0,
-                      (unsigned *)dinp_amax,
-                      false,
-                      dout};
+  const bwd_args a =
+      bwd_of(dinp, dinp_bf16, dinp_amax, nullptr, dout, inp, weight, mean, rstd, N, C, accumulate);
   return mean ? norm_backward<false>(a, dweight, dbias, workspace, workspace_bytes, false)
               : norm_backward<true>(a, dweight, nullptr, workspace, workspace_bytes, false);
 }

@@ -180,6 +180,33 @@ bool cast_t_config(const lowp_qconfig *c) {
          !c->columnwise;
 }
 
+/* cast_transpose_dbias_kernel for x of type In, its format (e4m3 or e5m2), delayed scaling and
+ * GELU's backward (pre) picked at run time. */
+template <typename In>
+void launch_ct(const In *x, bool e4m3, bool delayed, const uint16_t *pre, unsigned blocks, size_t R,
+               size_t C, const float *from, const lowpi_qparams &p, const lowpi_fmt &f,
+               const ct_out &o, unsigned *track, int vec, int vec_t) {
+#define LOWPI_CT(FF, DL, DG)                                                                       \
+  cast_transpose_dbias_kernel<FF, DL, DG, In>                                                      \
+      <<<blocks, lowpi_kThreads>>>(x, R, C, from, p, f, o, track, vec, vec_t, pre)
+  if (e4m3) {
+    if (pre)
+      LOWPI_CT(LOWP_E4M3, true, true);
+    else if (delayed)
+      LOWPI_CT(LOWP_E4M3, true, false);
+    else
+      LOWPI_CT(LOWP_E4M3, false, false);
+  } else {
+    if (pre)
+      LOWPI_CT(LOWP_E5M2, true, true);
+    else if (delayed)
+      LOWPI_CT(LOWP_E5M2, true, false);
+    else
+      LOWPI_CT(LOWP_E5M2, false, false);
+  }
+#undef LOWPI_CT
+}
+
 } // namespace
 
 int lowpi_cuda_cast_transpose_supported(const lowp_qconfig *cfg) {
@@ -275,39 +302,12 @@ static lowp_status cast_transpose(const float *x, const uint16_t *x16, const uin
   const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
   const lowpi_fmt f = lowpi_fmt_of(q->cfg.format);
   unsigned *track = delayed ? (unsigned *)d->amax : nullptr;
-#define LOWPI_CT(FF, DL, DG, X)                                                                    \
-  cast_transpose_dbias_kernel<FF, DL, DG>                                                          \
-      <<<blocks, lowpi_kThreads>>>(X, (size_t)R, (size_t)C, from, p, f, o, track, vec, vec_t, pre)
-  if (x16 && q->cfg.format == LOWP_E4M3) {
-    if (pre)
-      LOWPI_CT(LOWP_E4M3, true, true, x16);
-    else if (delayed)
-      LOWPI_CT(LOWP_E4M3, true, false, x16);
-    else
-      LOWPI_CT(LOWP_E4M3, false, false, x16);
-  } else if (x16) {
-    if (pre)
-      LOWPI_CT(LOWP_E5M2, true, true, x16);
-    else if (delayed)
-      LOWPI_CT(LOWP_E5M2, true, false, x16);
-    else
-      LOWPI_CT(LOWP_E5M2, false, false, x16);
-  } else if (q->cfg.format == LOWP_E4M3) {
-    if (pre)
-      LOWPI_CT(LOWP_E4M3, true, true, x);
-    else if (delayed)
-      LOWPI_CT(LOWP_E4M3, true, false, x);
-    else
-      LOWPI_CT(LOWP_E4M3, false, false, x);
-  } else {
-    if (pre)
-      LOWPI_CT(LOWP_E5M2, true, true, x);
-    else if (delayed)
-      LOWPI_CT(LOWP_E5M2, true, false, x);
-    else
-      LOWPI_CT(LOWP_E5M2, false, false, x);
-  }
-#undef LOWPI_CT
+  if (x16)
+    launch_ct(x16, q->cfg.format == LOWP_E4M3, delayed, pre, blocks, (size_t)R, (size_t)C, from, p,
+              f, o, track, vec, vec_t);
+  else
+    launch_ct(x, q->cfg.format == LOWP_E4M3, delayed, pre, blocks, (size_t)R, (size_t)C, from, p, f,
+              o, track, vec, vec_t);
   LOWPI_CUDA_CHECK_LAUNCH();
   if (dbias) { /* lowpi_colsum's second stage, as it launches it */
     lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(

@@ -270,6 +270,55 @@ static void test_delayed_shape(lowp_format f, size_t R, size_t C, int special) {
   lowp_delayed_free(&back);
 }
 
+/* Two runs of a cast-transpose of one tensor, the reference way (q[0], qt[0], d_db_plain, dd[0])
+ * and the one under test ([1], d_db, dd[1]): the same codes and scales both ways, bias gradient
+ * (finite: a NaN fails, even on both sides) and delayed-state history (recorded where
+ * recorded), bit for bit. `ref` names the reference way in the messages. */
+static void same_two_ways(const char *what, const char *ref, const lowp_qconfig *cfg, size_t R,
+                          size_t C, lowp_cuda_qtensor q[2], lowp_cuda_qtensor qt[2],
+                          lowp_cuda_delayed dd[2], lowp_delayed_scaling back[2], int recorded) {
+  lowp_qtensor h[2][2];
+  for (int w = 0; w < 2; w++)
+    for (int k = 0; k < 2; k++) {
+      GC_REQUIRE(lowp_qtensor_init(&h[w][k], cfg, k ? C : R, k ? R : C));
+      GC_OK(lowp_cuda_qtensor_to_host(k ? &qt[w] : &q[w], &h[w][k]));
+    }
+  char w2[224];
+  snprintf(w2, sizeof w2, "%s: row-wise", what);
+  gc_same_qtensor(w2, &h[0][0], &h[1][0]);
+  snprintf(w2, sizeof w2, "%s: transposed", what);
+  gc_same_qtensor(w2, &h[0][1], &h[1][1]);
+  GC_REQUIRE(lowp_cuda_memcpy(h_db_plain, d_db_plain, C * sizeof(float), LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H));
+  size_t bad = 0;
+  for (size_t j = 0; j < C; j++)
+    bad += !same_float(h_db[j], h_db_plain[j]) || !isfinite(h_db[j]);
+  GC_CHECK(bad == 0, "%s: %zu of %zu bias gradients non-finite or unlike %s", what, bad, C, ref);
+  int same = 1;
+  for (int w = 0; w < 2; w++)
+    GC_OK(lowp_cuda_delayed_to_host(&dd[w], &back[w]));
+  for (int i = 0; i < 4; i++)
+    same = same && same_float(back[0].history[i], back[1].history[i]);
+  /* (recorded: the amax went into history[0], non-zero unless every value is 0: awkward inputs
+   * of one element may be) */
+  GC_CHECK(same && (!recorded || back[1].history[0] > 0 || h[0][0].rowwise.amax == 0.0f),
+           "%s: history[0] %a, %s %a", what, (double)back[1].history[0], ref,
+           (double)back[0].history[0]);
+  for (int w = 0; w < 2; w++)
+    for (int k = 0; k < 2; k++)
+      lowp_qtensor_free(&h[w][k]);
+}
+
+static void free_two_ways(lowp_cuda_qtensor q[2], lowp_cuda_qtensor qt[2], lowp_cuda_delayed dd[2],
+                          lowp_delayed_scaling back[2]) {
+  for (int w = 0; w < 2; w++) {
+    lowp_cuda_qtensor_free(&q[w]);
+    lowp_cuda_qtensor_free(&qt[w]);
+    lowp_cuda_delayed_free(&dd[w]);
+    lowp_delayed_free(&back[w]);
+  }
+}
+
 /* GELU's backward made inside the cast (lowpi_cuda_dgelu_cast_transpose_dbias: fc's dY of
  * fp8-delayed from fc_proj's dX and GELU's bf16 input) against the two passes it replaces, each
  * checked against the CPU on its own (lowpi_cuda_gelu_backward_from_bf16 in test_cuda_nn, the
@@ -328,41 +377,9 @@ static void test_dgelu_shape(lowp_format f, size_t R, size_t C, int dout16) {
       GC_OK(lowpi_cuda_dgelu_cast_transpose_dbias(dout16 ? NULL : d_x, dout16 ? d_x16 : NULL, d_pre,
                                                   (int)R, (int)C, &q[1], &qt[1], d_db, d_ws,
                                                   ws_bytes))) {
-    lowp_qtensor h[2][2];
-    for (int w = 0; w < 2; w++)
-      for (int k = 0; k < 2; k++) {
-        GC_REQUIRE(lowp_qtensor_init(&h[w][k], &cfg, k ? C : R, k ? R : C));
-        GC_OK(lowp_cuda_qtensor_to_host(k ? &qt[w] : &q[w], &h[w][k]));
-      }
-    char w2[224];
-    snprintf(w2, sizeof w2, "%s: row-wise", what);
-    gc_same_qtensor(w2, &h[0][0], &h[1][0]);
-    snprintf(w2, sizeof w2, "%s: transposed", what);
-    gc_same_qtensor(w2, &h[0][1], &h[1][1]);
-    GC_REQUIRE(lowp_cuda_memcpy(h_db_plain, d_db_plain, C * sizeof(float), LOWP_CUDA_D2H));
-    GC_REQUIRE(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H));
-    size_t bad = 0;
-    for (size_t j = 0; j < C; j++) /* (finite inputs: a NaN is a failure, even on both sides) */
-      bad += !same_float(h_db[j], h_db_plain[j]) || !isfinite(h_db[j]);
-    GC_CHECK(bad == 0, "%s: %zu of %zu bias gradients non-finite or unlike the two passes'", what,
-             bad, C);
-    int same = 1;
-    for (int w = 0; w < 2; w++)
-      GC_OK(lowp_cuda_delayed_to_host(&dd[w], &back[w]));
-    for (int i = 0; i < 4; i++)
-      same = same && same_float(back[0].history[i], back[1].history[i]);
-    GC_CHECK(same && back[1].history[0] > 0, "%s: history[0] %a, the two passes' %a", what,
-             (double)back[1].history[0], (double)back[0].history[0]);
-    for (int w = 0; w < 2; w++)
-      for (int k = 0; k < 2; k++)
-        lowp_qtensor_free(&h[w][k]);
+    same_two_ways(what, "the two passes'", &cfg, R, C, q, qt, dd, back, 1);
   }
-  for (int w = 0; w < 2; w++) {
-    lowp_cuda_qtensor_free(&q[w]);
-    lowp_cuda_qtensor_free(&qt[w]);
-    lowp_cuda_delayed_free(&dd[w]);
-    lowp_delayed_free(&back[w]);
-  }
+  free_two_ways(q, qt, dd, back);
   lowp_delayed_free(&hd);
   lowp_cuda_free(d_pre);
   lowp_cuda_free(d_x16);
@@ -419,45 +436,13 @@ static void test_bf16_shape(lowp_format f, size_t R, size_t C, int delayed) {
                                             !delayed, d_db_plain, d_ws, ws_bytes)) &&
       GC_OK(lowpi_cuda_cast_transpose_dbias_bf16(d16, (int)R, (int)C, &q[1], NULL, &qt[1], d_amax,
                                                  !delayed, d_db, d_ws, ws_bytes))) {
-    lowp_qtensor h[2][2];
-    for (int w = 0; w < 2; w++)
-      for (int k = 0; k < 2; k++) {
-        GC_REQUIRE(lowp_qtensor_init(&h[w][k], &cfg, k ? C : R, k ? R : C));
-        GC_OK(lowp_cuda_qtensor_to_host(k ? &qt[w] : &q[w], &h[w][k]));
-      }
-    char w2[224];
-    snprintf(w2, sizeof w2, "%s: row-wise", what);
-    gc_same_qtensor(w2, &h[0][0], &h[1][0]);
-    snprintf(w2, sizeof w2, "%s: transposed", what);
-    gc_same_qtensor(w2, &h[0][1], &h[1][1]);
-    GC_REQUIRE(lowp_cuda_memcpy(h_db_plain, d_db_plain, C * sizeof(float), LOWP_CUDA_D2H));
-    GC_REQUIRE(lowp_cuda_memcpy(h_db, d_db, C * sizeof(float), LOWP_CUDA_D2H));
-    size_t bad = 0;
-    for (size_t j = 0; j < C; j++)
-      bad += !same_float(h_db[j], h_db_plain[j]) || !isfinite(h_db[j]);
-    GC_CHECK(bad == 0, "%s: %zu of %zu bias gradients non-finite or unlike the fp32 path's", what,
-             bad, C);
-    int same = 1;
-    for (int w = 0; w < 2; w++)
-      GC_OK(lowp_cuda_delayed_to_host(&dd[w], &back[w]));
-    for (int i = 0; i < 4; i++)
-      same = same && same_float(back[0].history[i], back[1].history[i]);
-    GC_CHECK(same && (!delayed || back[1].history[0] > 0), "%s: history[0] %a, the fp32 path's %a",
-             what, (double)back[1].history[0], (double)back[0].history[0]);
-    for (int w = 0; w < 2; w++)
-      for (int k = 0; k < 2; k++)
-        lowp_qtensor_free(&h[w][k]);
+    same_two_ways(what, "the fp32 path's", &cfg, R, C, q, qt, dd, back, delayed);
   }
   if (!delayed)
     GC_CHECK(lowpi_cuda_cast_transpose_dbias_bf16(d16, (int)R, (int)C, &q[1], NULL, &qt[1], NULL, 0,
                                                   NULL, NULL, 0) == LOWP_ERR_INVALID_ARG,
              "%s: current scaling without the amax was not refused", what);
-  for (int w = 0; w < 2; w++) {
-    lowp_cuda_qtensor_free(&q[w]);
-    lowp_cuda_qtensor_free(&qt[w]);
-    lowp_cuda_delayed_free(&dd[w]);
-    lowp_delayed_free(&back[w]);
-  }
+  free_two_ways(q, qt, dd, back);
   lowp_delayed_free(&hd);
   lowp_cuda_free(d16);
   free(h16);

@@ -1697,6 +1697,19 @@ static void test_peak_memory(void) {
   free(tg);
 }
 
+/* Two sets of linears (a 1-block model's) of recipe_name from the same seed: 0 (nothing left
+ * allocated) when either cannot be made. */
+static int two_linears(const char *recipe_name, lowpi_gpu_linears *gw[2]) {
+  lowp_recipe recipe;
+  if (GC_OK(lowp_recipe_preset(recipe_name, &recipe)) &&
+      GC_OK(lowpi_gpu_linears_create(&gw[0], &recipe, 1, 7)) &&
+      GC_OK(lowpi_gpu_linears_create(&gw[1], &recipe, 1, 7)))
+    return 1;
+  lowpi_gpu_linears_free(gw[0]);
+  gw[0] = NULL;
+  return 0;
+}
+
 /* attproj (lin 1) adding the residual in its GEMM (lowpi_gpu_linear_forward_residual: added)
  * against the plain way (LOWPI_GPU_PLAIN_RES: the GEMM into branch, then residual + branch and
  * the bias the caller is left), from random X, W, a bias of magnitude up to 4 and a residual,
@@ -1711,14 +1724,9 @@ static void test_linear_residual(const char *recipe_name) {
   const int N = 256, C = 256, OC = 256, lin = 1;
   const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
   const int bias16 = strcmp(recipe_name, "bf16") != 0; /* the fp8 GEMMs' bf16 bias */
-  lowp_recipe recipe;
   lowpi_gpu_linears *gw[2] = {NULL, NULL};
-  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)) ||
-      !GC_OK(lowpi_gpu_linears_create(&gw[0], &recipe, 1, 7)) ||
-      !GC_OK(lowpi_gpu_linears_create(&gw[1], &recipe, 1, 7))) {
-    lowpi_gpu_linears_free(gw[0]);
+  if (!two_linears(recipe_name, gw))
     return;
-  }
   const size_t nh = nx + nw + OC + ny;
   float *h = malloc(nh * sizeof(float)), *got[2] = {malloc(ny * 4), malloc(ny * 4)};
   float *hb = malloc(ny * 4);
@@ -1792,14 +1800,9 @@ static void test_linear_dx16(const char *recipe_name) {
   const int N = 256, C = 256, OC = 256, lin = 1;
   const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
   const int cast = !strcmp(recipe_name, "nvfp4");
-  lowp_recipe recipe;
   lowpi_gpu_linears *gw[2] = {NULL, NULL};
-  if (!GC_OK(lowp_recipe_preset(recipe_name, &recipe)) ||
-      !GC_OK(lowpi_gpu_linears_create(&gw[0], &recipe, 1, 7)) ||
-      !GC_OK(lowpi_gpu_linears_create(&gw[1], &recipe, 1, 7))) {
-    lowpi_gpu_linears_free(gw[0]);
+  if (!two_linears(recipe_name, gw))
     return;
-  }
   GC_CHECK(lowpi_gpu_linear_dx16(gw[1], lin), "%s: no bf16 dX", recipe_name);
   const size_t nh = nx + nw + OC + ny;
   float *h = malloc(nh * sizeof(float)), *dx = malloc(nx * 4), *dx16v = malloc(nx * 4);
