@@ -716,16 +716,22 @@ static int norm_dx16(const lowpi_gpu_model *g, int lin) {
          lowpi_cuda_norm_backward_takes_bf16(g->cfg.n_embd);
 }
 
-/* Linear lin's backward whose dX (N, C) goes to a norm's backward: into da, in fp32 or bf16
- * (norm_dx16). */
-static lowp_status backward_to_norm(lowpi_gpu_model *g, int lin, float *dweight, float *dbias,
-                                    lowpi_gpu_act dout, lowpi_gpu_act inp, const float *weight,
-                                    int N, int C, int OC) {
-  if (norm_dx16(g, lin))
+/* Linear lin's backward with its dX (N, C) into da: as bf16 codes where dx16, else fp32. */
+static lowp_status backward_into_da(lowpi_gpu_model *g, int lin, int dx16, float *dweight,
+                                    float *dbias, lowpi_gpu_act dout, lowpi_gpu_act inp,
+                                    const float *weight, int N, int C, int OC) {
+  if (dx16)
     return lowpi_gpu_linear_backward_dx16(g->lin, lin, (uint16_t *)(void *)g->a.da, dweight, dbias,
                                           dout, inp, weight, N, C, OC);
   return lowpi_gpu_linear_backward(g->lin, lin, g->a.da, dweight, dbias, dout, inp, weight, N, C,
                                    OC);
+}
+
+/* Linear lin's backward whose dX goes to a norm's backward (norm_dx16 says in which format). */
+static lowp_status backward_to_norm(lowpi_gpu_model *g, int lin, float *dweight, float *dbias,
+                                    lowpi_gpu_act dout, lowpi_gpu_act inp, const float *weight,
+                                    int N, int C, int OC) {
+  return backward_into_da(g, lin, norm_dx16(g, lin), dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
 /* dinp written (accumulate 0) or, for the blocks' norms, added to the residual stream's
@@ -914,17 +920,10 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
   }
   /* fc_proj's dX (N, FC) in da: as bf16 codes (lowpi_gpu_linear_backward_dx16) where GELU's
    * backward reads it with the bf16 input (pre): half the bytes written and read */
-  uint16_t *da16 =
-      pre && lowpi_gpu_linear_dx16(g->lin, 4 * l + 3) ? (uint16_t *)(void *)a->da : NULL;
-  if (da16)
-    LOWPI_TRY(lowpi_gpu_linear_backward_dx16(g->lin, 4 * l + 3, da16, gr->fcprojw, gr->fcprojb,
-                                             dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l),
-                                             w->fcprojw, n, FC, C));
-  else
-    LOWPI_TRY(lowpi_gpu_linear_backward(g->lin, 4 * l + 3, a->da, gr->fcprojw, gr->fcprojb,
-                                        dres_for(g, 4 * l + 3), act_bwd(&a->fch_act, l), w->fcprojw,
-                                        n, FC, C));
-  const lowpi_gpu_act dx = {da16 ? NULL : a->da, da16, NULL};
+  const int da16 = pre && lowpi_gpu_linear_dx16(g->lin, 4 * l + 3);
+  LOWPI_TRY(backward_into_da(g, 4 * l + 3, da16, gr->fcprojw, gr->fcprojb, dres_for(g, 4 * l + 3),
+                             act_bwd(&a->fch_act, l), w->fcprojw, n, FC, C));
+  const lowpi_gpu_act dx = {da16 ? NULL : a->da, da16 ? (uint16_t *)(void *)a->da : NULL, NULL};
   const int fc16 = pre && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2);
   if (pre &&
       !fc16) { /* fp8-delayed: GELU's backward made inside fc's dY cast-transpose; da
@@ -1165,14 +1164,9 @@ lowp_status lowpi_gpu_model_backward(lowpi_gpu_model *g) {
     LOWPI_TRY(norm_backward(g, a->dres, gr->ln2w, gr->ln2b, a->da, mid, w->ln2w, st2, n, 1,
                             4 * l + 1, 4 * l + 2)); // dres = d(mid), attproj's dY
     const int att16 = attproj_dx16(g, l);           /* d(atty) in bf16 */
-    if (att16)
-      LOWPI_TRY(lowpi_gpu_linear_backward_dx16(lin, 4 * l + 1, (uint16_t *)(void *)a->da,
-                                               gr->attprojw, gr->attprojb, dres_for(g, 4 * l + 1),
-                                               atty_in, w->attprojw, n, C, C));
-    else
-      LOWPI_TRY(lowpi_gpu_linear_backward(lin, 4 * l + 1, a->da, gr->attprojw, gr->attprojb,
-                                          dres_for(g, 4 * l + 1), atty_in, w->attprojw, n, C,
-                                          C)); // da = d(atty)
+    LOWPI_TRY(backward_into_da(g, 4 * l + 1, att16, gr->attprojw, gr->attprojb,
+                               dres_for(g, 4 * l + 1), atty_in, w->attprojw, n, C,
+                               C)); // da = d(atty)
     const lowpi_gpu_act datty = {att16 ? NULL : a->da, att16 ? (uint16_t *)(void *)a->da : NULL,
                                  NULL};
     LOWPI_TRY(attention_backward(g, l, a->db, datty, qkv, qkv16, atty, B, T)); // db (N, 3C)
