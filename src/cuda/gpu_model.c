@@ -360,12 +360,11 @@ static float *x_amax_for(const lowpi_gpu_model *g, int lin) {
  * between, and the linear computes the amax of the rotated values itself); attention_backward
  * writes what this says. */
 static lowpi_gpu_act qkv_dy(const lowpi_gpu_model *g, int l) {
-  const int direct = g->flash && g->cfg.arch == LOWP_ARCH_GPT2 && g->a.db16;
-  const int only16 = direct && qkv_dy16(g, l, g->B * g->T);
-  const int bf16 = only16 || (direct && lowpi_gpu_linear_is_bf16(g->lin, 4 * l));
+  const int direct = g->flash && g->cfg.arch == LOWP_ARCH_GPT2;
+  const int only16 = direct && g->a.db16 && qkv_dy16(g, l, g->B * g->T);
+  const int bf16 = only16 || (direct && g->a.db16 && lowpi_gpu_linear_is_bf16(g->lin, 4 * l));
   return (lowpi_gpu_act){only16 ? NULL : g->a.db, bf16 ? g->a.db16 : NULL,
-                         g->flash && g->cfg.arch == LOWP_ARCH_GPT2 ? dy_amax_for(g, 4 * l, 1)
-                                                                   : NULL};
+                         direct ? dy_amax_for(g, 4 * l, 1) : NULL};
 }
 
 /* Layer l's input to linear lin in the forward (act_at), with its amax from the producer where

@@ -309,6 +309,20 @@ static void same_two_ways(const char *what, const char *ref, const lowp_qconfig 
       lowp_qtensor_free(&h[w][k]);
 }
 
+/* Two device tensors of cfg both ways (q (R, C), qt (C, R)), each pair with its own copy of the
+ * delayed state hd where cfg is delayed scaling, and a host state to read each back into. */
+static void init_two_ways(const lowp_qconfig *cfg, const lowp_delayed_scaling *hd, size_t R,
+                          size_t C, lowp_cuda_qtensor q[2], lowp_cuda_qtensor qt[2],
+                          lowp_cuda_delayed dd[2], lowp_delayed_scaling back[2]) {
+  for (int w = 0; w < 2; w++) {
+    GC_REQUIRE(lowp_delayed_init(&back[w], cfg->format, 4, LOWP_AMAX_MAX, 0));
+    GC_REQUIRE(lowp_cuda_delayed_from_host(&dd[w], hd));
+    GC_REQUIRE(lowp_cuda_qtensor_init(&q[w], cfg, R, C));
+    GC_REQUIRE(lowp_cuda_qtensor_init(&qt[w], cfg, C, R));
+    q[w].delayed = qt[w].delayed = cfg->mode == LOWP_SCALING_DELAYED ? &dd[w] : NULL;
+  }
+}
+
 static void free_two_ways(lowp_cuda_qtensor q[2], lowp_cuda_qtensor qt[2], lowp_cuda_delayed dd[2],
                           lowp_delayed_scaling back[2]) {
   for (int w = 0; w < 2; w++) {
@@ -335,18 +349,12 @@ static void test_dgelu_shape(lowp_format f, size_t R, size_t C, int dout16) {
   const float hist[4] = {0.0f, 0.25f, 0.7f, 0.1f}; /* a scale of fmax / 0.7 after the update */
   memcpy(hd.history, hist, sizeof hist);
   lowp_delayed_update(&hd);
-  lowp_cuda_delayed dd[2];
   lowp_qconfig cfg = mk(f);
   cfg.mode = LOWP_SCALING_DELAYED;
   cfg.delayed = &hd;
+  lowp_cuda_delayed dd[2];
   lowp_cuda_qtensor q[2], qt[2];
-  for (int w = 0; w < 2; w++) {
-    GC_REQUIRE(lowp_delayed_init(&back[w], f, 4, LOWP_AMAX_MAX, 0));
-    GC_REQUIRE(lowp_cuda_delayed_from_host(&dd[w], &hd));
-    GC_REQUIRE(lowp_cuda_qtensor_init(&q[w], &cfg, R, C));
-    GC_REQUIRE(lowp_cuda_qtensor_init(&qt[w], &cfg, C, R));
-    q[w].delayed = qt[w].delayed = &dd[w];
-  }
+  init_two_ways(&cfg, &hd, R, C, q, qt, dd, back);
   uint16_t *h_pre = malloc(n * sizeof(uint16_t)), *h_x16 = malloc(n * sizeof(uint16_t));
   uint16_t *d_pre = NULL, *d_x16 = NULL;
   float *d_dy = NULL;
@@ -410,13 +418,7 @@ static void test_bf16_shape(lowp_format f, size_t R, size_t C, int delayed) {
   }
   lowp_cuda_delayed dd[2];
   lowp_cuda_qtensor q[2], qt[2];
-  for (int w = 0; w < 2; w++) {
-    GC_REQUIRE(lowp_delayed_init(&back[w], f, 4, LOWP_AMAX_MAX, 0));
-    GC_REQUIRE(lowp_cuda_delayed_from_host(&dd[w], &hd));
-    GC_REQUIRE(lowp_cuda_qtensor_init(&q[w], &cfg, R, C));
-    GC_REQUIRE(lowp_cuda_qtensor_init(&qt[w], &cfg, C, R));
-    q[w].delayed = qt[w].delayed = delayed ? &dd[w] : NULL;
-  }
+  init_two_ways(&cfg, &hd, R, C, q, qt, dd, back);
   uint16_t *h16 = malloc(n * sizeof(uint16_t)), *d16 = NULL;
   if (!h16)
     exit(1);
