@@ -27,13 +27,13 @@
  * the codes and scales written and read back too.
  *
  * Then quantization both ways (lowpi_cuda_quantize_both, src/cuda/quant_both.cu) at the GPT-2
- * training step's shapes, 16384 x 768 and 16384 x 3072 fp32: fp8-block's 1x128 e4m3 with
- * power-of-two fp32 scales (row-wise and column-wise codes), and mxfp8's 1x32 e4m3 with e8m0
- * scales, both as codes both ways and as the row-wise half's bf16 values with the column-wise
- * codes (lowpi_cuda_quantize_both_values: what mxfp8's emulated GEMMs take on Hopper). Variant
- * "tiled" is the default kernel, "line" the older one (one warp per line, taken under
- * lowpi_cuda_quant_set_generic(1)), in the same run. Bytes counted: the fp32 input read once,
- * plus the row-wise codes (or bf16 values) and scales, plus the column-wise codes and scales
+ * training step's shapes, 16384 x 768 and 16384 x 3072 fp32, and at 256 MiB (16384 x 4096):
+ * fp8-block's 1x128 e4m3 with power-of-two fp32 scales (row-wise and column-wise codes), and
+ * mxfp8's 1x32 e4m3 with e8m0 scales, both as codes both ways and as the row-wise half's bf16
+ * values with the column-wise codes (lowpi_cuda_quantize_both_values: what mxfp8's emulated GEMMs
+ * take on Hopper). Variant "tiled" is the default kernel, "line" the older one (one warp per line,
+ * taken under lowpi_cuda_quant_set_generic(1)), in the same run. Bytes counted: the fp32 input read
+ * once, plus the row-wise codes (or bf16 values) and scales, plus the column-wise codes and scales
  * written; "of copy" against a d2d copy of the input measured at the same shape (2 x 4 bytes
  * per value). (The API takes fp32 input only: there is no bf16-input variant to time.) */
 #include <stdio.h>
@@ -176,8 +176,8 @@ static void bench_both(void) {
       {"both mx e4m3 1x32", OP_BOTH, mx},
       {"both mx 1x32 bf16 values", OP_BOTH_VALUES, mx},
   };
-  const size_t shapes[2][2] = {{16384, 768}, {16384, 3072}};
-  for (int s = 0; s < 2; s++) {
+  const size_t shapes[3][2] = {{16384, 768}, {16384, 3072}, {16384, 4096}};
+  for (int s = 0; s < 3; s++) {
     rows = shapes[s][0];
     cols = shapes[s][1];
     const size_t n = rows * cols;

@@ -1,8 +1,8 @@
 /* What the two flash-attention forwards share (nn_flash_attention.cu: mma.sync, every head
  * size; nn_flash_wgmma.cu: Hopper's wgmma, head size 64): the bf16 rounding, the 16-byte
- * asynchronous copies, the online softmax on a warp's 16 x 64 score fragments and the stores
- * of the output fragments. The accumulator layout of mma.sync m16n8k16 is also each warp's
- * part of a wgmma m64nNk16 accumulator, so the same code serves both. */
+ * asynchronous copies (cp_async.cuh), the online softmax on a warp's 16 x 64 score fragments and
+ * the stores of the output fragments. The accumulator layout of mma.sync m16n8k16 is also each
+ * warp's part of a wgmma m64nNk16 accumulator, so the same code serves both. */
 #ifndef LOWPI_NN_FLASH_CUH
 #define LOWPI_NN_FLASH_CUH
 
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cuda/cast_fast.cuh"
+#include "cuda/cp_async.cuh"
 #include "cuda/quant_kernels.cuh"
 
 /* Where the kernels read the bf16 q, k, v: row t of head (b, h) of part p at p + b * b_stride
@@ -45,26 +46,6 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   uint32_t u;
   memcpy(&u, &v, sizeof u);
   return u;
-}
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p) {
-  return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-/* 16 bytes global -> shared, asynchronous; src_bytes 0 writes zeros (rows past T). */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(src_bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-/* Wait until at most N of this thread's committed groups are still in flight. */
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 /* Two adjacent columns of an accumulator row: fp32 values, or their bf16 RNE codes

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "cuda/cast_fast.cuh"
+#include "cuda/cp_async.cuh"
 #include "cuda/cuda_common.h"
 #include "cuda/nn_reduce.cuh"
 #include "cuda/quant_cuda.h"
@@ -542,15 +543,21 @@ __global__ void __launch_bounds__(kThreadsT, 3)
  * 128 x 128 tile, held in registers, not shared memory: thread (warp w, lane l) holds the 8 x 8
  * values of rows 8 rb.. (rb = 2 w + l / 16, its row band) and columns 64 h + 4 (l % 16) + q
  * (h < 2, q < 4), so that
- * - a half-warp's loads read 256 contiguous bytes (float4), all 16 of a thread issued at once;
+ * - a half-warp's loads read 256 contiguous bytes (float4);
  * - a row's 128 values (its one row-wise block) lie in one half-warp: its amax by 4 shuffles,
  *   its scale computed by one lane (lane i of the half-warp: row i of the band) and shuffled
  *   to the others; its codes go out as 32-bit stores (64 contiguous bytes per half-warp);
  * - a column's 128 values (its one column-wise block) lie in the 16 row bands: each thread's
  *   8-row key goes through shared memory (ckey), one thread per column takes their max and the
- *   scale, and each thread encodes its 8 rows of each of its columns into one 8-byte store.
- * Two barriers a tile, 16.5 KB of shared memory, two blocks an SM (128 registers, a few values
- * spilled: faster on the H100 than 16 warps of 8 x 4 values, with or without spills).
+ *   scale, and each thread encodes its 8 rows of each of its columns; lanes l and l + 16 (bands
+ *   2 w and 2 w + 1) swap half their codes, so that each stores 16 consecutive bytes of a
+ *   transposed row (8-byte stores in partial tiles).
+ * The loads stay in flight while a tile is encoded: where x's rows allow 16-byte copies, each
+ * thread copies its 16 float4 of the block's next tile into its own slots of shared memory
+ * (cp.async) once it holds the current tile's in registers (no barrier: no thread reads another's
+ * slots); without the copies the loads of a tile waited for the encode of the last (Nsight
+ * Compute: 59% of the DRAM's bandwidth, issue slots 37% busy, two blocks an SM).
+ * Two barriers a tile, 85 KB of shared memory, two blocks an SM (128 registers).
  * For the training step (lowpi_cuda_quantize_both_ex) it also writes each side's scales again
  * in the layout cuBLASLt's block-scaled GEMM reads (side.lt_scales: no relayout launch before
  * the GEMM), and x's column sums, a bias gradient (partials: each thread sums its band's 8 rows
@@ -559,36 +566,103 @@ __global__ void __launch_bounds__(kThreadsT, 3)
  * Codes, scales, statistics and the random streams' indices are both_kernel's, bit for bit
  * (the same scale rule on the same amax keys, the same encode per element and index). */
 constexpr unsigned kRegTile = 128, kRegBands = 16; /* 16 row bands of 8 rows */
-constexpr unsigned kFlagVecCol8 = 8u;              /* the column side's 8-byte stores */
+constexpr unsigned kRegSlots = 16;                 /* float4 a thread holds: 8 rows x 2 halves */
+constexpr size_t kRegSmem = (size_t)kRegSlots * kThreadsT * 16; /* the next tile: 64 KB */
+/* ckey and csum rows: column c at c + c / 32, the pitch 2 mod 32, so that the 32 lanes' stores
+ * of columns 4 (l % 16) + q in bands rb and rb + 1 fall on 32 distinct banks */
+constexpr unsigned kRegPitch = kRegTile + kRegTile / 32 + 30;
+constexpr unsigned kFlagVecCol8 = 8u, kFlagVecCol16 = 16u; /* the column side's wide stores */
+
+__device__ __forceinline__ unsigned key_slot(unsigned c) {
+  return c + c / 32u;
+}
+
+/* Start the copies of this thread's 16 float4 of tile t into its slots of stage (zeros past
+ * x's edges; x's rows 16-byte aligned: kFlagVecIn). */
+__device__ __forceinline__ void reg_fetch(float4 *stage, const float *__restrict__ x, size_t R,
+                                          size_t K, size_t t, size_t tiles_c, unsigned rb,
+                                          unsigned hl) {
+  const size_t tr = t / tiles_c, r0 = tr * kRegTile, c0 = (t - tr * tiles_c) * kRegTile;
+#pragma unroll
+  for (unsigned i = 0; i < 8; i++)
+#pragma unroll
+    for (unsigned h = 0; h < 2; h++) {
+      const size_t r = r0 + 8u * rb + i, c = c0 + 64u * h + 4u * hl;
+      const unsigned nv = r < R && c < K ? (K - c < 4 ? (unsigned)(K - c) : 4u) : 0u;
+      cp_async16(&stage[(2u * i + h) * kThreadsT + threadIdx.x], nv ? x + r * K + c : x,
+                 (int)(4u * nv));
+    }
+  cp_async_commit();
+}
 
 template <int FF, int RR>
 __global__ void __launch_bounds__(kThreadsT, 2)
     reg_kernel(const float *__restrict__ x, size_t R, size_t K, side row, side col, lowpi_fmt f,
                lowp_round rnd, unsigned flags, float *__restrict__ partials) {
-  __shared__ uint32_t ckey[kRegBands][kRegTile]; /* each band's amax key of each column */
-  __shared__ float csum[kRegBands][kRegTile];    /* each band's sum of each column (partials) */
-  __shared__ float cenc[kRegTile];               /* each column's encode multiplier */
+  extern __shared__ float4 stage[];               /* [kRegSlots][kThreadsT]: the next tile */
+  __shared__ uint32_t ckey[kRegBands][kRegPitch]; /* each band's amax key of each column */
+  __shared__ float csum[kRegBands][kRegPitch];    /* each band's sum of each column (partials) */
+  __shared__ __align__(16) float cenc[kRegTile];  /* each column's encode multiplier */
   const unsigned lane = threadIdx.x % 32, hl = lane % 16, rb = 2u * (threadIdx.x / 32) + lane / 16;
   const size_t tiles_c = (K + kRegTile - 1) / kRegTile;
   const size_t tiles = tiles_c * ((R + kRegTile - 1) / kRegTile);
+  const bool piped = (flags & kFlagVecIn) != 0;
   unsigned long long sat_r = 0, sat_c = 0;
   uint32_t tmax = 0;
+  if (piped && blockIdx.x < tiles)
+    reg_fetch(stage, x, R, K, blockIdx.x, tiles_c, rb, hl);
   for (size_t t = blockIdx.x; t < tiles; t += gridDim.x) { /* block-uniform */
     const size_t tr = t / tiles_c, r0 = tr * kRegTile, c0 = (t - tr * tiles_c) * kRegTile;
     const unsigned nr = (unsigned)(R - r0 < (size_t)kRegTile ? R - r0 : (size_t)kRegTile);
     const unsigned nc = (unsigned)(K - c0 < (size_t)kRegTile ? K - c0 : (size_t)kRegTile);
     float v[8][2][4]; /* [i][h][q]: row 8 rb + i, column 64 h + 4 hl + q of the tile */
+    if (piped) {
+      cp_async_wait<0>();
 #pragma unroll
-    for (unsigned i = 0; i < 8; i++)
+      for (unsigned i = 0; i < 8; i++)
 #pragma unroll
-      for (unsigned h = 0; h < 2; h++) {
-        const unsigned r = 8u * rb + i, cl = 64u * h + 4u * hl;
-        const unsigned nv = cl < nc ? (nc - cl < 4u ? nc - cl : 4u) : 0u;
-        if (r < nr && nv)
-          load4(v[i][h], x, r0 + r, K, c0 + cl, nv, flags & kFlagVecIn);
-        else
-          v[i][h][0] = v[i][h][1] = v[i][h][2] = v[i][h][3] = 0.0f;
+        for (unsigned h = 0; h < 2; h++) {
+          const float4 q = stage[(2u * i + h) * kThreadsT + threadIdx.x];
+          v[i][h][0] = q.x;
+          v[i][h][1] = q.y;
+          v[i][h][2] = q.z;
+          v[i][h][3] = q.w;
+        }
+    } else {
+#pragma unroll
+      for (unsigned i = 0; i < 8; i++)
+#pragma unroll
+        for (unsigned h = 0; h < 2; h++) {
+          const unsigned r = 8u * rb + i, cl = 64u * h + 4u * hl;
+          const unsigned nv = cl < nc ? (nc - cl < 4u ? nc - cl : 4u) : 0u;
+          if (r < nr && nv)
+            load4(v[i][h], x, r0 + r, K, c0 + cl, nv, false);
+          else
+            v[i][h][0] = v[i][h][1] = v[i][h][2] = v[i][h][3] = 0.0f;
+        }
+    }
+    /* columns: the band's key (and sum) of each of the thread's 8 columns */
+#pragma unroll
+    for (unsigned h = 0; h < 2; h++)
+#pragma unroll
+      for (unsigned q = 0; q < 4; q++) {
+        const unsigned s = key_slot(64u * h + 4u * hl + q);
+        uint32_t key = 0;
+#pragma unroll
+        for (unsigned i = 0; i < 8; i++)
+          key = max(key, lowpi_abs_key(v[i][h][q]));
+        ckey[rb][s] = key;
+        if (partials) { /* the band's rows in order (padding adds zeros) */
+          float sum = 0.0f;
+#pragma unroll
+          for (unsigned i = 0; i < 8; i++)
+            sum += v[i][h][q];
+          csum[rb][s] = sum;
+        }
       }
+    /* the stores above took every value out of the slots: they may take the next tile's */
+    if (piped && t + gridDim.x < tiles)
+      reg_fetch(stage, x, R, K, t + gridDim.x, tiles_c, rb, hl);
     /* rows: each row's amax over its half-warp (padding is zero: key 0) */
     uint32_t rkey[8];
 #pragma unroll
@@ -649,31 +723,13 @@ __global__ void __launch_bounds__(kThreadsT, 2)
         }
       }
     }
-    /* columns: the bands' keys, then one thread per column its block's scale */
-#pragma unroll
-    for (unsigned h = 0; h < 2; h++)
-#pragma unroll
-      for (unsigned q = 0; q < 4; q++) {
-        uint32_t key = 0;
-#pragma unroll
-        for (unsigned i = 0; i < 8; i++)
-          key = max(key, lowpi_abs_key(v[i][h][q]));
-        ckey[rb][64u * h + 4u * hl + q] = key;
-        if (partials) { /* the band's rows in order (padding adds zeros) */
-          float sum = 0.0f;
-#pragma unroll
-          for (unsigned i = 0; i < 8; i++)
-            sum += v[i][h][q];
-          csum[rb][64u * h + 4u * hl + q] = sum;
-        }
-      }
-    __syncthreads(); /* every band's keys (and the last tile's cenc read) */
-    if (threadIdx.x < kRegTile) {
+    __syncthreads();              /* every band's keys (and the last tile's cenc read) */
+    if (threadIdx.x < kRegTile) { /* one thread per column: its block's scale */
       const unsigned j = threadIdx.x;
       uint32_t key = 0;
 #pragma unroll
       for (unsigned b = 0; b < kRegBands; b++)
-        key = max(key, ckey[b][j]);
+        key = max(key, ckey[b][key_slot(j)]);
       const lowpi_block_scale sc = lowpi_qblock_scale(col.p, lowpi_bits_f32(key), 1.0f);
       cenc[j] = sc.enc;
       if (j < nc) {
@@ -684,7 +740,7 @@ __global__ void __launch_bounds__(kThreadsT, 2)
           float sum = 0.0f;
 #pragma unroll
           for (unsigned b = 0; b < kRegBands; b++)
-            sum += csum[b][j];
+            sum += csum[b][key_slot(j)];
           partials[tr * K + c0 + j] = sum;
         }
       }
@@ -694,34 +750,57 @@ __global__ void __launch_bounds__(kThreadsT, 2)
     if (rr >= nr)
       continue;
     const unsigned nv = nr - rr < 8u ? nr - rr : 8u;
+    const bool wide = (flags & kFlagVecCol16) && nr == kRegTile; /* block-uniform */
 #pragma unroll
-    for (unsigned h = 0; h < 2; h++)
+    for (unsigned h = 0; h < 2; h++) {
+      const float4 e4 = *(const float4 *)&cenc[64u * h + 4u * hl];
+      const float enc[4] = {e4.x, e4.y, e4.z, e4.w};
+      uint2 w[4]; /* column 64 h + 4 hl + q: the band's 8 codes */
 #pragma unroll
       for (unsigned q = 0; q < 4; q++) {
-        const unsigned j = 64u * h + 4u * hl + q;
-        if (j >= nc)
-          continue;
-        const float enc = cenc[j];
         float y0[4], y1[4];
 #pragma unroll
         for (unsigned i = 0; i < 4; i++) {
-          y0[i] = v[i][h][q] * enc;
-          y1[i] = v[4 + i][h][q] * enc;
+          y0[i] = v[i][h][q] * enc[q];
+          y1[i] = v[4 + i][h][q] * enc[q];
           if (i < nv)
             sat_c += lowpi_saturates(y0[i], col.p.fmax_bits);
           if (4 + i < nv)
             sat_c += lowpi_saturates(y1[i], col.p.fmax_bits);
         }
+        const size_t idx0 = (c0 + 64u * h + 4u * hl + q) * R + r0 + rr;
+        w[q].x = encode4<FF, RR>(y0, f, rnd, col.seed, col.offset, idx0);
+        w[q].y = encode4<FF, RR>(y1, f, rnd, col.seed, col.offset, idx0 + 4);
+      }
+      if (wide) { /* lane l < 16 stores columns q 0, 1 of both bands, lane l + 16 columns 2, 3 */
+        const bool low = lane < 16;
+#pragma unroll
+        for (unsigned q = 0; q < 2; q++) {
+          const uint2 send = low ? w[q + 2] : w[q];
+          const uint2 got = make_uint2(__shfl_xor_sync(0xFFFFFFFFu, send.x, 16),
+                                       __shfl_xor_sync(0xFFFFFFFFu, send.y, 16));
+          const unsigned j = 64u * h + 4u * hl + q + (low ? 0u : 2u);
+          if (j < nc)
+            *(uint4 *)(col.codes + (c0 + j) * R + r0 + 16u * (threadIdx.x / 32)) =
+                low ? make_uint4(w[q].x, w[q].y, got.x, got.y)
+                    : make_uint4(got.x, got.y, w[q + 2].x, w[q + 2].y);
+        }
+        continue;
+      }
+#pragma unroll
+      for (unsigned q = 0; q < 4; q++) {
+        const unsigned j = 64u * h + 4u * hl + q;
+        if (j >= nc)
+          continue;
         const size_t idx0 = (c0 + j) * R + r0 + rr;
-        const uint32_t w0 = encode4<FF, RR>(y0, f, rnd, col.seed, col.offset, idx0);
-        const uint32_t w1 = encode4<FF, RR>(y1, f, rnd, col.seed, col.offset, idx0 + 4);
         if ((flags & kFlagVecCol8) && nv == 8) {
-          *(uint2 *)(col.codes + idx0) = make_uint2(w0, w1);
+          *(uint2 *)(col.codes + idx0) = w[q];
         } else {
           for (unsigned i = 0; i < nv; i++)
-            col.codes[idx0 + i] = (uint8_t)((i < 4 ? w0 : w1) >> (8 * (i % 4)));
+            col.codes[idx0 + i] = (uint8_t)((i < 4 ? w[q].x : w[q].y) >> (8 * (i % 4)));
         }
       }
+    }
   }
   flush_stats(row, col, sat_r, sat_c, tmax);
 }
@@ -834,7 +913,7 @@ lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, co
   return LOWP_OK;
 }
 
-/* Launch reg_kernel<FF, RR> as launch_tiled does tiled_kernel (static shared memory). */
+/* Launch reg_kernel<FF, RR> as launch_tiled does tiled_kernel. */
 template <int FF, int RR>
 lowp_status launch_reg(const float *x, size_t R, size_t K, const side &row, const side &col,
                        const lowp_qconfig *c, float *partials) {
@@ -846,13 +925,15 @@ lowp_status launch_reg(const float *x, size_t R, size_t K, const side &row, cons
     flags |= kFlagVecRow;
   if (R % 8 == 0 && ((uintptr_t)col.codes & 7u) == 0)
     flags |= kFlagVecCol8;
+  if (R % 16 == 0 && ((uintptr_t)col.codes & 15u) == 0)
+    flags |= kFlagVecCol16;
   const size_t tiles = ((R + kRegTile - 1) / kRegTile) * ((K + kRegTile - 1) / kRegTile);
   if (tiles == 0) /* an empty x: the statistics reset alone */
     return LOWP_OK;
   unsigned blocks = 0;
-  LOWPI_TRY(tile_grid(reg_kernel<FF, RR>, 0, &per_sm, tiles, &blocks));
-  reg_kernel<FF, RR><<<blocks, kThreadsT>>>(x, R, K, row, col, lowpi_fmt_of(c->format), c->round,
-                                            flags, partials);
+  LOWPI_TRY(tile_grid(reg_kernel<FF, RR>, kRegSmem, &per_sm, tiles, &blocks));
+  reg_kernel<FF, RR><<<blocks, kThreadsT, kRegSmem>>>(x, R, K, row, col, lowpi_fmt_of(c->format),
+                                                      c->round, flags, partials);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
