@@ -557,7 +557,10 @@ __global__ void __launch_bounds__(kThreadsT, 3)
  * (cp.async) once it holds the current tile's in registers (no barrier: no thread reads another's
  * slots); without the copies the loads of a tile waited for the encode of the last (Nsight
  * Compute: 59% of the DRAM's bandwidth, issue slots 37% busy, two blocks an SM).
- * Two barriers a tile, 85 KB of shared memory, two blocks an SM (128 registers).
+ * With two blocks an SM the instructions per value set the pace: the amax keys are maxes of
+ * |v|'s bits (NaN made canonical once a line), and a block's values are counted for saturation
+ * only where its amax times its multiplier may saturate (lowpi_may_saturate).
+ * Two barriers a tile, 86 KB of shared memory, two blocks an SM (128 registers).
  * For the training step (lowpi_cuda_quantize_both_ex) it also writes each side's scales again
  * in the layout cuBLASLt's block-scaled GEMM reads (side.lt_scales: no relayout launch before
  * the GEMM), and x's column sums, a bias gradient (partials: each thread sums its band's 8 rows
@@ -599,15 +602,16 @@ template <int FF, int RR>
 __global__ void __launch_bounds__(kThreadsT, 2)
     reg_kernel(const float *__restrict__ x, size_t R, size_t K, side row, side col, lowpi_fmt f,
                lowp_round rnd, unsigned flags, float *__restrict__ partials) {
-  extern __shared__ float4 stage[];               /* [kRegSlots][kThreadsT]: the next tile */
-  __shared__ uint32_t ckey[kRegBands][kRegPitch]; /* each band's amax key of each column */
-  __shared__ float csum[kRegBands][kRegPitch];    /* each band's sum of each column (partials) */
-  __shared__ __align__(16) float cenc[kRegTile];  /* each column's encode multiplier */
+  extern __shared__ float4 stage[];                 /* [kRegSlots][kThreadsT]: the next tile */
+  __shared__ uint32_t ckey[kRegBands][kRegPitch];   /* each band's amax key of each column */
+  __shared__ float csum[kRegBands][kRegPitch];      /* each band's sum of each column (partials) */
+  __shared__ __align__(16) float cenc[kRegTile];    /* each column's encode multiplier */
+  __shared__ __align__(16) unsigned csat[kRegTile]; /* whether its values may saturate */
   const unsigned lane = threadIdx.x % 32, hl = lane % 16, rb = 2u * (threadIdx.x / 32) + lane / 16;
   const size_t tiles_c = (K + kRegTile - 1) / kRegTile;
   const size_t tiles = tiles_c * ((R + kRegTile - 1) / kRegTile);
   const bool piped = (flags & kFlagVecIn) != 0;
-  unsigned long long sat_r = 0, sat_c = 0;
+  unsigned sat_r = 0, sat_c = 0; /* a thread's counts: at most 64 a tile and side */
   uint32_t tmax = 0;
   if (piped && blockIdx.x < tiles)
     reg_fetch(stage, x, R, K, blockIdx.x, tiles_c, rb, hl);
@@ -641,7 +645,8 @@ __global__ void __launch_bounds__(kThreadsT, 2)
             v[i][h][0] = v[i][h][1] = v[i][h][2] = v[i][h][3] = 0.0f;
         }
     }
-    /* columns: the band's key (and sum) of each of the thread's 8 columns */
+    /* columns: the band's key (and sum) of each of the thread's 8 columns; the keys are maxes of
+     * |v|'s bits, NaN made canonical once at the end (lowpi_key_of_max) */
 #pragma unroll
     for (unsigned h = 0; h < 2; h++)
 #pragma unroll
@@ -650,8 +655,8 @@ __global__ void __launch_bounds__(kThreadsT, 2)
         uint32_t key = 0;
 #pragma unroll
         for (unsigned i = 0; i < 8; i++)
-          key = max(key, lowpi_abs_key(v[i][h][q]));
-        ckey[rb][s] = key;
+          key = max(key, lowpi_f32_bits(v[i][h][q]) & 0x7FFFFFFFu);
+        ckey[rb][s] = lowpi_key_of_max(key);
         if (partials) { /* the band's rows in order (padding adds zeros) */
           float sum = 0.0f;
 #pragma unroll
@@ -672,11 +677,11 @@ __global__ void __launch_bounds__(kThreadsT, 2)
       for (unsigned h = 0; h < 2; h++)
 #pragma unroll
         for (unsigned q = 0; q < 4; q++)
-          key = max(key, lowpi_abs_key(v[i][h][q]));
+          key = max(key, lowpi_f32_bits(v[i][h][q]) & 0x7FFFFFFFu);
 #pragma unroll
       for (unsigned o = 8; o > 0; o >>= 1)
         key = max(key, __shfl_xor_sync(0xFFFFFFFFu, key, o));
-      rkey[i] = key;
+      rkey[i] = lowpi_key_of_max(key);
       tmax = max(tmax, key);
     }
     if (row.codes) {
@@ -685,13 +690,17 @@ __global__ void __launch_bounds__(kThreadsT, 2)
       for (unsigned i = 0; i < 8; i++)
         mine = hl == i ? rkey[i] : mine;
       const lowpi_block_scale all = lowpi_qblock_scale(row.p, lowpi_bits_f32(mine), 1.0f);
+      /* the code, and above it whether the row's values may saturate (else no count) */
+      const unsigned tag = all.code | (unsigned)lowpi_may_saturate(mine, all.enc, row.p.fmax_bits)
+                                          << 8;
 #pragma unroll
       for (unsigned i = 0; i < 8; i++) {
         const unsigned r = 8u * rb + i, src = (lane & 16u) + i;
         lowpi_block_scale sc;
         sc.enc = __shfl_sync(0xFFFFFFFFu, all.enc, src);
         sc.dec = __shfl_sync(0xFFFFFFFFu, all.dec, src);
-        sc.code = (uint8_t)__shfl_sync(0xFFFFFFFFu, (unsigned)all.code, src);
+        const unsigned got = __shfl_sync(0xFFFFFFFFu, tag, src);
+        sc.code = (uint8_t)got;
         if (r >= nr) /* half-warp-uniform */
           continue;
         if (hl == 0) {
@@ -709,7 +718,7 @@ __global__ void __launch_bounds__(kThreadsT, 2)
 #pragma unroll
           for (unsigned q = 0; q < 4; q++) {
             y[q] = v[i][h][q] * sc.enc;
-            if (q < nv)
+            if ((got >> 8) && q < nv)
               sat_r += lowpi_saturates(y[q], row.p.fmax_bits);
           }
           const size_t idx0 = (r0 + r) * K + c0 + cl;
@@ -732,6 +741,7 @@ __global__ void __launch_bounds__(kThreadsT, 2)
         key = max(key, ckey[b][key_slot(j)]);
       const lowpi_block_scale sc = lowpi_qblock_scale(col.p, lowpi_bits_f32(key), 1.0f);
       cenc[j] = sc.enc;
+      csat[j] = lowpi_may_saturate(key, sc.enc, col.p.fmax_bits);
       if (j < nc) {
         lowpi_store_scale(col.p, col.scales, (c0 + j) * col.scale_cols + (r0 >> 7), sc);
         if (col.lt_scales)
@@ -754,7 +764,9 @@ __global__ void __launch_bounds__(kThreadsT, 2)
 #pragma unroll
     for (unsigned h = 0; h < 2; h++) {
       const float4 e4 = *(const float4 *)&cenc[64u * h + 4u * hl];
+      const uint4 s4 = *(const uint4 *)&csat[64u * h + 4u * hl];
       const float enc[4] = {e4.x, e4.y, e4.z, e4.w};
+      const unsigned may[4] = {s4.x, s4.y, s4.z, s4.w};
       uint2 w[4]; /* column 64 h + 4 hl + q: the band's 8 codes */
 #pragma unroll
       for (unsigned q = 0; q < 4; q++) {
@@ -763,11 +775,12 @@ __global__ void __launch_bounds__(kThreadsT, 2)
         for (unsigned i = 0; i < 4; i++) {
           y0[i] = v[i][h][q] * enc[q];
           y1[i] = v[4 + i][h][q] * enc[q];
-          if (i < nv)
-            sat_c += lowpi_saturates(y0[i], col.p.fmax_bits);
-          if (4 + i < nv)
-            sat_c += lowpi_saturates(y1[i], col.p.fmax_bits);
         }
+        if (may[q])
+#pragma unroll
+          for (unsigned i = 0; i < 4; i++)
+            sat_c += (i < nv ? lowpi_saturates(y0[i], col.p.fmax_bits) : 0u) +
+                     (4 + i < nv ? lowpi_saturates(y1[i], col.p.fmax_bits) : 0u);
         const size_t idx0 = (c0 + 64u * h + 4u * hl + q) * R + r0 + rr;
         w[q].x = encode4<FF, RR>(y0, f, rnd, col.seed, col.offset, idx0);
         w[q].y = encode4<FF, RR>(y1, f, rnd, col.seed, col.offset, idx0 + 4);
