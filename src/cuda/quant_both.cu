@@ -549,9 +549,9 @@ __global__ void __launch_bounds__(kThreadsT, 3)
  *   to the others; its codes go out as 32-bit stores (64 contiguous bytes per half-warp);
  * - a column's 128 values (its one column-wise block) lie in the 16 row bands: each thread's
  *   8-row key goes through shared memory (ckey), one thread per column takes their max and the
- *   scale, and each thread encodes its 8 rows of each of its columns; lanes l and l + 16 (bands
- *   2 w and 2 w + 1) swap half their codes, so that each stores 16 consecutive bytes of a
- *   transposed row (8-byte stores in partial tiles).
+ *   scale, and each thread encodes its 8 rows of each of its columns; in full tiles the codes
+ *   go through shared memory (tcodes), so that each warp stores whole 128-byte lines of the
+ *   transpose (8-byte stores from the registers in partial tiles).
  * The loads stay in flight while a tile is encoded: where x's rows allow 16-byte copies, each
  * thread copies its 16 float4 of the block's next tile into its own slots of shared memory
  * (cp.async) once it holds the current tile's in registers (no barrier: no thread reads another's
@@ -560,7 +560,7 @@ __global__ void __launch_bounds__(kThreadsT, 3)
  * With two blocks an SM the instructions per value set the pace: the amax keys are maxes of
  * |v|'s bits (NaN made canonical once a line), and a block's values are counted for saturation
  * only where its amax times its multiplier may saturate (lowpi_may_saturate).
- * Two barriers a tile, 86 KB of shared memory, two blocks an SM (128 registers).
+ * Three barriers a tile, 103 KB of shared memory, two blocks an SM (128 registers).
  * For the training step (lowpi_cuda_quantize_both_ex) it also writes each side's scales again
  * in the layout cuBLASLt's block-scaled GEMM reads (side.lt_scales: no relayout launch before
  * the GEMM), and x's column sums, a bias gradient (partials: each thread sums its band's 8 rows
@@ -607,6 +607,10 @@ __global__ void __launch_bounds__(kThreadsT, 2)
   __shared__ float csum[kRegBands][kRegPitch];      /* each band's sum of each column (partials) */
   __shared__ __align__(16) float cenc[kRegTile];    /* each column's encode multiplier */
   __shared__ __align__(16) unsigned csat[kRegTile]; /* whether its values may saturate */
+  /* full tiles: the transposed codes, line j's 8-byte chunk c (rows 8 c..) at c ^ ((j / 4) % 16),
+   * so that a half-warp's 16 chunk stores and the 8 lanes' 16-byte loads of a line meet no bank
+   * conflict */
+  __shared__ __align__(16) uint8_t tcodes[kRegTile * kRegTile];
   const unsigned lane = threadIdx.x % 32, hl = lane % 16, rb = 2u * (threadIdx.x / 32) + lane / 16;
   const size_t tiles_c = (K + kRegTile - 1) / kRegTile;
   const size_t tiles = tiles_c * ((R + kRegTile - 1) / kRegTile);
@@ -785,19 +789,10 @@ __global__ void __launch_bounds__(kThreadsT, 2)
         w[q].x = encode4<FF, RR>(y0, f, rnd, col.seed, col.offset, idx0);
         w[q].y = encode4<FF, RR>(y1, f, rnd, col.seed, col.offset, idx0 + 4);
       }
-      if (wide) { /* lane l < 16 stores columns q 0, 1 of both bands, lane l + 16 columns 2, 3 */
-        const bool low = lane < 16;
+      if (wide) { /* into the staged transposed tile: chunk rb of line j at rb ^ hl */
 #pragma unroll
-        for (unsigned q = 0; q < 2; q++) {
-          const uint2 send = low ? w[q + 2] : w[q];
-          const uint2 got = make_uint2(__shfl_xor_sync(0xFFFFFFFFu, send.x, 16),
-                                       __shfl_xor_sync(0xFFFFFFFFu, send.y, 16));
-          const unsigned j = 64u * h + 4u * hl + q + (low ? 0u : 2u);
-          if (j < nc)
-            *(uint4 *)(col.codes + (c0 + j) * R + r0 + 16u * (threadIdx.x / 32)) =
-                low ? make_uint4(w[q].x, w[q].y, got.x, got.y)
-                    : make_uint4(got.x, got.y, w[q + 2].x, w[q + 2].y);
-        }
+        for (unsigned q = 0; q < 4; q++)
+          *(uint2 *)&tcodes[(64u * h + 4u * hl + q) * kRegTile + 8u * (rb ^ hl)] = w[q];
         continue;
       }
 #pragma unroll
@@ -812,6 +807,19 @@ __global__ void __launch_bounds__(kThreadsT, 2)
           for (unsigned i = 0; i < nv; i++)
             col.codes[idx0 + i] = (uint8_t)((i < 4 ? w[q].x : w[q].y) >> (8 * (i % 4)));
         }
+      }
+    }
+    if (wide) {        /* whole 128-byte lines of the transpose, 8 lanes a line */
+      __syncthreads(); /* the staged tile (its last reads came before this tile's first barrier) */
+      const unsigned piece = lane % 8;
+#pragma unroll
+      for (unsigned k = 0; k < 4; k++) {
+        const unsigned j = 16u * (threadIdx.x / 32) + 4u * k + lane / 8, sw = (j >> 2) & 15u;
+        uint4 d = *(const uint4 *)&tcodes[j * kRegTile + 16u * (piece ^ (sw >> 1))];
+        if (sw & 1u) /* the pair's chunks were stored swapped */
+          d = make_uint4(d.z, d.w, d.x, d.y);
+        if (j < nc)
+          *(uint4 *)(col.codes + (c0 + j) * R + r0 + 16u * piece) = d;
       }
     }
   }
