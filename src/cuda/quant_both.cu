@@ -686,7 +686,7 @@ __global__ void __launch_bounds__(kThreadsT, 2)
       for (unsigned o = 8; o > 0; o >>= 1)
         key = max(key, __shfl_xor_sync(0xFFFFFFFFu, key, o));
       rkey[i] = lowpi_key_of_max(key);
-      tmax = max(tmax, key);
+      tmax = max(tmax, rkey[i]);
     }
     if (row.codes) {
       uint32_t mine = 0; /* lane i of the half-warp: row i's scale */
