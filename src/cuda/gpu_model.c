@@ -894,7 +894,8 @@ static lowp_status fc_gelu_forward_fused(lowpi_gpu_model *g, int l, const lowpi_
  * epilogue where the forward was fused and "dgelu" is on; else fc_proj's plain backward and one
  * kernel from its fp32 dX and GELU's input to fc's dY: from the bf16 input (fch16), in bf16
  * alone for a bf16 fc (the CPU's RNE cast of the fp32 product; its bias gradient from the
- * wgrad's epilogue), else (and from an fp32 input) in fp32. (The epilogue is slower on an H100:
+ * wgrad's epilogue) and for fp8-current's fc, whose fused dY cast reads the codes; else (and
+ * from an fp32 input) in fp32. (The epilogue is slower on an H100:
  * cuBLASLt runs it as a kernel of its own after the GEMM, bench/RESULTS.md.) da: fc's dX (N, C). */
 static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer_ptrs *w,
                                     const lowpi_layer_ptrs *gr, int n) {
@@ -935,14 +936,18 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
       return st;
   }
   float *amax = fc16 ? NULL : dy_amax_for(g, 4 * l + 2, 1); /* for fc's fused dY cast */
+  /* fp8-current: fc's dY in bf16 alone where that cast reads the codes, with their values' amax
+   * (lowpi_gpu_linear_takes_dy16): half the bytes written and read, one rounding more */
+  const int dy16 =
+      fc16 || (pre && amax && lowpi_gpu_linear_takes_dy16(g->lin, 4 * l + 2, n, C, FC));
   if (pre)
-    LOWPI_TRY(lowpi_cuda_gelu_backward_from_bf16(fc16 ? NULL : a->db, fc16 ? dpre : NULL, amax,
+    LOWPI_TRY(lowpi_cuda_gelu_backward_from_bf16(dy16 ? NULL : a->db, dy16 ? dpre : NULL, amax,
                                                  dx.f32, dx.bf16, pre, nfc));
   else
     LOWPI_TRY(
         lowpi_cuda_gelu_backward_amax(a->db, amax, a->da, a->fch + (size_t)l * nfc, NULL, nfc, FC));
   const lowpi_gpu_act dy =
-      fc16 ? (lowpi_gpu_act){NULL, dpre, NULL} : (lowpi_gpu_act){a->db, NULL, amax};
+      dy16 ? (lowpi_gpu_act){NULL, dpre, amax} : (lowpi_gpu_act){a->db, NULL, amax};
   return backward_to_norm(g, 4 * l + 2, gr->fcw, gr->fcb, dy, act_bwd(&a->ln2, l), w->fcw, n, C,
                           FC);
 }

@@ -155,8 +155,9 @@ lowp_status lowpi_cuda_bias_to_bf16(uint16_t *out, const float *inp, const float
  * fc1's output in the activation type): lowpi_cuda_gelu_forward_amax writing also inp_bf16 (n)
  * = the bf16 RNE codes of inp + bias; the backward from those codes, writing dinp in fp32 or
  * (dinp_bf16) its bf16 RNE codes alone, for a bf16 consumer (exactly one of the two), and
- * dinp_amax (may be NULL) as lowpi_cuda_gelu_backward_amax does (of the fp32 values), from
- * dout in fp32 or its bf16 codes dout_bf16 (a dgrad's bf16 output; exactly one). */
+ * dinp_amax (may be NULL) as lowpi_cuda_gelu_backward_amax does, of the values written (the
+ * fp32 values, or the codes' values: what a cast from the codes reads), from dout in fp32 or
+ * its bf16 codes dout_bf16 (a dgrad's bf16 output; exactly one). */
 lowp_status lowpi_cuda_gelu_forward_keep(float *out, uint16_t *out_bf16, float *amax,
                                          uint16_t *inp_bf16, const float *inp, const float *bias,
                                          size_t n, int OC);

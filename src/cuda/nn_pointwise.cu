@@ -98,13 +98,13 @@ __global__ void gelu_backward_from_bf16_kernel(void *__restrict__ dinp, const DY
     }
     for (int k = 0; k < 4; k++)
       o[k] = gelu_grad(__uint_as_float((uint32_t)x16[k] << 16)) * d[k];
-    for (size_t k = 0; k < m; k++)
-      mx = max(mx, lowpi_abs_key(o[k]));
-    if (BF16_OUT) {
+    if (BF16_OUT) { /* the amax of the codes' values: what a cast from the codes reads */
       uint16_t *out = static_cast<uint16_t *>(dinp);
       uint32_t c[4];
       for (int k = 0; k < 4; k++)
         c[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(o[k]);
+      for (size_t k = 0; k < m; k++)
+        mx = max(mx, lowpi_abs_key(__uint_as_float(c[k] << 16)));
       if (VEC && m == 4)
         reinterpret_cast<uint2 *>(out)[v] = make_uint2(c[0] | c[1] << 16, c[2] | c[3] << 16);
       else
@@ -112,6 +112,8 @@ __global__ void gelu_backward_from_bf16_kernel(void *__restrict__ dinp, const DY
           out[i0 + k] = (uint16_t)c[k];
     } else {
       float *out = static_cast<float *>(dinp);
+      for (size_t k = 0; k < m; k++)
+        mx = max(mx, lowpi_abs_key(o[k]));
       if (VEC && m == 4)
         reinterpret_cast<float4 *>(out)[v] = make_float4(o[0], o[1], o[2], o[3]);
       else

@@ -1795,6 +1795,18 @@ static void test_gelu_bf16_input(shape s) {
              "gelu backward from bf16: amax %.9g, lowp_cuda_amax %.9g", (double)am[0],
              (double)am[1]);
   }
+  /* with bf16 output, the amax of the codes' values: max |v| over the decoded codes, on the host */
+  if (GC_OK(lowpi_cuda_gelu_backward_from_bf16(NULL, d_c16, d_amax, d_g, NULL, d_keep, n))) {
+    GC_REQUIRE(lowp_cuda_memcpy(want16, d_c16, n * 2, LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_decode(LOWP_BF16, want16, n, got));
+    float host = 0.0f;
+    for (size_t i = 0; i < n; i++)
+      host = fabsf(got[i]) > host ? fabsf(got[i]) : host;
+    GC_REQUIRE(lowp_cuda_memcpy(am, d_amax, sizeof am[0], LOWP_CUDA_D2H));
+    GC_CHECK(host > 0 && f32_bits(am[0]) == f32_bits(host),
+             "gelu backward from bf16 to bf16: amax %.9g, of the codes' values %.9g", (double)am[0],
+             (double)host);
+  }
   lowp_cuda_free(d_amax);
   GC_CHECK(lowpi_cuda_gelu_backward_from_bf16(d_got, d_c16, NULL, d_g, NULL, d_keep, n) ==
                LOWP_ERR_INVALID_ARG,
