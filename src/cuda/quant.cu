@@ -212,18 +212,54 @@ __global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bama
   }
 }
 
-/* codes[i] = cast(x[i] * enc[0]) for the whole tensor, 16 values per thread; amax (if not
- * NULL) gets the tensor's amax in the same pass (NONE and DELAYED know their scale before).
+/* Where a one-scale cast takes its multipliers: enc and dec, written before (scales_kernel), or,
+ * from not NULL (current scaling), the scale computed in the cast from the amax at from, by
+ * scales_kernel's rule (every block the same bits), block 0 also writing what scales_kernel
+ * writes (the stored scale, enc, tensor_scale, the amax's copy): no launch of its own before
+ * the cast, as cast_transpose_dbias_kernel takes its scale. */
+struct cast_scale {
+  const float *enc, *dec; /* given (from NULL; dec NULL where unused: 1) */
+  const float *from;      /* the amax (TENSOR), or NULL */
+  lowpi_qparams p;
+  void *scales;
+  float *enc_out, *tensor_scale, *amax_copy; /* (amax_copy may be NULL) */
+};
+
+/* The multipliers of o, encode e and decode d (block 0 writes o's outputs where from). */
+__device__ __forceinline__ void take_scale(const cast_scale &o, float &e, float &d) {
+  if (!o.from) {
+    e = *o.enc;
+    d = o.dec ? *o.dec : 1.0f;
+    return;
+  }
+  const float a = *o.from;
+  const lowpi_block_scale s = lowpi_qblock_scale(o.p, a, 1.0f);
+  e = s.enc;
+  d = s.dec;
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    lowpi_store_scale(o.p, o.scales, 0, s);
+    *o.enc_out = s.enc;
+    *o.tensor_scale = s.enc;
+    if (o.amax_copy)
+      *o.amax_copy = a;
+  }
+}
+
+/* codes[i] = cast(x[i] * enc) for the whole tensor, 16 values per thread (enc: cast_scale's);
+ * amax (if not NULL) gets the tensor's amax in the same pass (NONE and DELAYED know their
+ * scale before).
  * VALS (fake quantization): codes is an fp32 output that receives decode(code) * dec[0] (emit16)
  * instead; it may be x itself (each value is read by the one thread that then writes it). */
 template <int FF, int RR, bool VALS>
 __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restrict__ codes,
                             int bytes, lowpi_fmt f, lowp_round rnd, uint64_t seed, uint64_t offset,
-                            const float *__restrict__ enc, const float *__restrict__ dec,
-                            uint32_t fmax_bits, int vec, unsigned long long *__restrict__ nsat,
-                            float *__restrict__ amax, float *__restrict__ hist) {
-  const float e = *enc;
-  const float d = VALS ? *dec : 1.0f;
+                            cast_scale sc, uint32_t fmax_bits, int vec,
+                            unsigned long long *__restrict__ nsat, float *__restrict__ amax,
+                            float *__restrict__ hist) {
+  float e, d;
+  take_scale(sc, e, d);
+  if (!VALS)
+    d = 1.0f;
   const unsigned lane = threadIdx.x % 32;
   unsigned long long sat = 0;
   uint32_t m = 0;
@@ -272,11 +308,12 @@ static_assert(lowpi_kThreads == 4 * kTileT, "encode_flat_t: 4 threads per row of
 template <int FF, int RR>
 __global__ void encode_flat_t(const float *__restrict__ x, size_t R, size_t C,
                               void *__restrict__ codes, int bytes, lowpi_fmt f, lowp_round rnd,
-                              uint64_t seed, uint64_t offset, const float *__restrict__ enc,
-                              uint32_t fmax_bits, int vec, unsigned long long *__restrict__ nsat,
+                              uint64_t seed, uint64_t offset, cast_scale sc, uint32_t fmax_bits,
+                              int vec, unsigned long long *__restrict__ nsat,
                               float *__restrict__ amax, float *__restrict__ hist) {
   __shared__ float tile[kTileT][kTileT + 1]; /* + 1: the column reads spread over the banks */
-  const float e = *enc;
+  float e, unused;
+  take_scale(sc, e, unused);
   const size_t tiles_c = (C + kTileT - 1) / kTileT, tiles = tiles_c * ((R + kTileT - 1) / kTileT);
   const unsigned lc = threadIdx.x % kTileT, lr = threadIdx.x / kTileT; /* loads: 64 x 4 */
   const unsigned tj = threadIdx.x / 4, part = threadIdx.x % 4;         /* stores: 64 rows x 4 */
@@ -995,10 +1032,20 @@ int g_generic = 0;
 /* The one-scale cast of d's tensor from x: x holds it (d->rows, d->cols), or, x_t, its
  * transpose (d->cols, d->rows), read tile by tile (encode_flat_t). vals (not x_t): fake
  * quantization, the values of the codes into vals (fp32, may be x) instead of the codes. hist
- * (may be NULL; amax given): a delayed state's history, where the amax is recorded too. */
+ * (may be NULL; amax given): a delayed state's history, where the amax is recorded too. from
+ * (may be NULL: scales_kernel wrote the scale before): current scaling's amax, the scale taken
+ * from it in the cast (cast_scale), amax_copy (may be NULL) receiving it. */
 lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, const lowp_qconfig *c,
                         const lowpi_qparams &p, uint64_t offset, float *amax, float *vals = NULL,
-                        float *hist = NULL) {
+                        float *hist = NULL, const float *from = NULL, float *amax_copy = NULL) {
+  const cast_scale sc = {enc_of(d),
+                         vals ? (const float *)d->scales : NULL,
+                         from,
+                         p,
+                         d->scales,
+                         enc_of(d),
+                         d->tensor_scale,
+                         amax_copy};
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const size_t n = d->rows * d->cols;
@@ -1010,7 +1057,7 @@ lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, cons
     const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
 #define LOWPI_FLAT_T(FF, RR)                                                                       \
   encode_flat_t<FF, RR><<<blocks, lowpi_kThreads>>>(x, xr, xc, d->codes, bytes, f, c->round,       \
-                                                    c->seed, offset, enc_of(d), p.fmax_bits, vec,  \
+                                                    c->seed, offset, sc, p.fmax_bits, vec,         \
                                                     d->n_saturated, amax, hist)
     LOWPI_DISPATCH(LOWPI_FLAT_T);
 #undef LOWPI_FLAT_T
@@ -1020,9 +1067,9 @@ lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, cons
   const int vec = aligned16(x) && (!vals || aligned16(vals));
   const unsigned blocks = lowpi_cuda_blocks((n + 15) / 16, lowpi_kThreads);
 #define LOWPI_FLAT_V(FF, RR, VALS, DST)                                                            \
-  encode_flat<FF, RR, VALS><<<blocks, lowpi_kThreads>>>(                                           \
-      x, n, DST, bytes, f, c->round, c->seed, offset, enc_of(d), (const float *)d->scales,         \
-      p.fmax_bits, vec, d->n_saturated, amax, hist)
+  encode_flat<FF, RR, VALS><<<blocks, lowpi_kThreads>>>(x, n, DST, bytes, f, c->round, c->seed,    \
+                                                        offset, sc, p.fmax_bits, vec,              \
+                                                        d->n_saturated, amax, hist)
 #define LOWPI_FLAT(FF, RR)                                                                         \
   do {                                                                                             \
     if (vals)                                                                                      \
@@ -1200,7 +1247,7 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
   }
   /* amax, tensor_scale (rewritten below) and n_saturated: one launch (d->amax starts it) */
   LOWPI_CUDA_TRY(cudaMemsetAsync(d->amax, 0, sizeof(stats_block), 0));
-  if (c->mode == LOWP_SCALING_TENSOR) { /* current scaling: amax, scale, then the cast */
+  if (c->mode == LOWP_SCALING_TENSOR) { /* current scaling: the amax, then the cast (its scale) */
     float *from = d->amax, *copy = amax;
     if (amax && amax_known) { /* the same tensor's amax, computed before: one read saved */
       from = amax;
@@ -1208,10 +1255,7 @@ lowp_status quantize_one(const float *x, lowp_cuda_qdata *d, const lowp_qconfig 
     } else {
       LOWPI_TRY(lowp_cuda_amax(x, R * C, d->amax));
     }
-    scales_kernel<<<1, 32>>>(p, (const uint32_t *)from, 1, from, d->scales, enc_of(d),
-                             d->tensor_scale, copy, NULL);
-    LOWPI_CUDA_CHECK_LAUNCH();
-    return launch_flat(x, x_t, d, c, p, offset, NULL, vals);
+    return launch_flat(x, x_t, d, c, p, offset, NULL, vals, NULL, from, copy);
   }
   const bool tiles = !rowblock && tile_blocks(d);
   if (rowblock || tiles) {
