@@ -17,6 +17,14 @@ static __device__ __forceinline__ void cp_async16(void *dst, const void *src, in
                : "memory");
 }
 
+/* 4 bytes global -> shared, asynchronous, cached in L1 (values that several blocks read);
+ * src_bytes 0 writes a zero. */
+static __device__ __forceinline__ void cp_async4(void *dst, const void *src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(src_bytes)
+               : "memory");
+}
+
 static __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }

@@ -224,9 +224,7 @@ __device__ __forceinline__ void load_stats_async(float *s_lse, float *s_d, const
   const int r = (int)threadIdx.x % kTile, in = q0 + r < T;
   const float *src = ((int)threadIdx.x < kTile ? lse : D) + (in ? q0 + r : 0);
   float *dst = ((int)threadIdx.x < kTile ? s_lse : s_d) + r;
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(in ? 4 : 0)
-               : "memory");
+  cp_async4(dst, src, in ? 4 : 0);
 }
 
 } // namespace

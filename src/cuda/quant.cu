@@ -184,6 +184,24 @@ __device__ __forceinline__ void emit16(const float *y, bool vec, size_t valid, v
 
 /* ---- per-tensor ---------------------------------------------------------------------------- */
 
+/* Block 0's scale s (from the tensor's amax a; s_enc: NVFP4's) stored as scales_kernel stores
+ * it, with the tensor-wide values: tensor_scale and (amax_copy not NULL) a. */
+__device__ __forceinline__ void store_first_scale(const lowpi_qparams &p,
+                                                  const lowpi_block_scale &s, float s_enc, float a,
+                                                  void *scales, float *enc, float *tensor_scale,
+                                                  float *amax_copy) {
+  lowpi_store_scale(p, scales, 0, s);
+  enc[0] = s.enc;
+  if (amax_copy) /* one block (TENSOR): its amax also goes there */
+    *amax_copy = a;
+  float ts = 1.0f;
+  if (p.mode == LOWP_SCALING_NVFP4)
+    ts = s_enc;
+  else if (p.mode == LOWP_SCALING_TENSOR || p.mode == LOWP_SCALING_DELAYED)
+    ts = s.enc;
+  *tensor_scale = ts;
+}
+
 /* Scales of nb blocks from their amax bits (bamax), as compute_scales; thread 0 also writes
  * tensor_scale and (zero not NULL) zeroes that stats block's amax and count. */
 __global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bamax, size_t nb,
@@ -193,17 +211,12 @@ __global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bama
   const float s_enc = p.mode == LOWP_SCALING_NVFP4 ? lowpi_nvfp4_s_enc(*tamax) : 1.0f;
   for (size_t b = lowpi_global_tid(); b < nb; b += lowpi_grid_stride()) {
     lowpi_block_scale s = lowpi_qblock_scale(p, lowpi_bits_f32(bamax[b]), s_enc);
-    lowpi_store_scale(p, scales, b, s);
-    enc[b] = s.enc;
-    if (b == 0) {
-      if (amax_copy) /* one block (TENSOR): its amax also goes there */
-        *amax_copy = lowpi_bits_f32(bamax[0]);
-      float ts = 1.0f;
-      if (p.mode == LOWP_SCALING_NVFP4)
-        ts = s_enc;
-      else if (p.mode == LOWP_SCALING_TENSOR || p.mode == LOWP_SCALING_DELAYED)
-        ts = s.enc;
-      *tensor_scale = ts;
+    if (b > 0) {
+      lowpi_store_scale(p, scales, b, s);
+      enc[b] = s.enc;
+    } else {
+      store_first_scale(p, s, s_enc, lowpi_bits_f32(bamax[0]), scales, enc, tensor_scale,
+                        amax_copy);
       if (zero) { /* (NONE, DELAYED: bamax unused) the counters of the cast that follows */
         zero->amax = 0.0f;
         zero->n_saturated = 0;
@@ -212,37 +225,31 @@ __global__ void scales_kernel(lowpi_qparams p, const uint32_t *__restrict__ bama
   }
 }
 
-/* Where a one-scale cast takes its multipliers: enc and dec, written before (scales_kernel), or,
- * from not NULL (current scaling), the scale computed in the cast from the amax at from, by
- * scales_kernel's rule (every block the same bits), block 0 also writing what scales_kernel
- * writes (the stored scale, enc, tensor_scale, the amax's copy): no launch of its own before
- * the cast, as cast_transpose_dbias_kernel takes its scale. */
+/* Where a one-scale cast takes its multipliers: the encode multiplier enc[0] and the stored
+ * (decode) scale, written before by scales_kernel, or, from not NULL (current scaling), the
+ * scale computed in the cast from the amax at from, by scales_kernel's rule (every block the
+ * same bits), block 0 also storing it as scales_kernel does (store_first_scale): no launch of
+ * its own before the cast, as cast_transpose_dbias_kernel takes its scale. */
 struct cast_scale {
-  const float *enc, *dec; /* given (from NULL; dec NULL where unused: 1) */
-  const float *from;      /* the amax (TENSOR), or NULL */
+  const float *from; /* the amax (TENSOR), or NULL */
   lowpi_qparams p;
   void *scales;
-  float *enc_out, *tensor_scale, *amax_copy; /* (amax_copy may be NULL) */
+  float *enc, *tensor_scale, *amax_copy; /* (amax_copy may be NULL) */
 };
 
-/* The multipliers of o, encode e and decode d (block 0 writes o's outputs where from). */
-__device__ __forceinline__ void take_scale(const cast_scale &o, float &e, float &d) {
+/* The multipliers of o: encode e and (want_dec, else 1) decode d. */
+__device__ __forceinline__ void take_scale(const cast_scale &o, bool want_dec, float &e, float &d) {
   if (!o.from) {
     e = *o.enc;
-    d = o.dec ? *o.dec : 1.0f;
+    d = want_dec ? *(const float *)o.scales : 1.0f;
     return;
   }
   const float a = *o.from;
   const lowpi_block_scale s = lowpi_qblock_scale(o.p, a, 1.0f);
   e = s.enc;
-  d = s.dec;
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
-    lowpi_store_scale(o.p, o.scales, 0, s);
-    *o.enc_out = s.enc;
-    *o.tensor_scale = s.enc;
-    if (o.amax_copy)
-      *o.amax_copy = a;
-  }
+  d = want_dec ? s.dec : 1.0f;
+  if (blockIdx.x == 0 && threadIdx.x == 0)
+    store_first_scale(o.p, s, 1.0f, a, o.scales, o.enc, o.tensor_scale, o.amax_copy);
 }
 
 /* codes[i] = cast(x[i] * enc) for the whole tensor, 16 values per thread (enc: cast_scale's);
@@ -257,9 +264,7 @@ __global__ void encode_flat(const float *__restrict__ x, size_t n, void *__restr
                             unsigned long long *__restrict__ nsat, float *__restrict__ amax,
                             float *__restrict__ hist) {
   float e, d;
-  take_scale(sc, e, d);
-  if (!VALS)
-    d = 1.0f;
+  take_scale(sc, VALS, e, d);
   const unsigned lane = threadIdx.x % 32;
   unsigned long long sat = 0;
   uint32_t m = 0;
@@ -313,7 +318,7 @@ __global__ void encode_flat_t(const float *__restrict__ x, size_t R, size_t C,
                               float *__restrict__ amax, float *__restrict__ hist) {
   __shared__ float tile[kTileT][kTileT + 1]; /* + 1: the column reads spread over the banks */
   float e, unused;
-  take_scale(sc, e, unused);
+  take_scale(sc, false, e, unused);
   const size_t tiles_c = (C + kTileT - 1) / kTileT, tiles = tiles_c * ((R + kTileT - 1) / kTileT);
   const unsigned lc = threadIdx.x % kTileT, lr = threadIdx.x / kTileT; /* loads: 64 x 4 */
   const unsigned tj = threadIdx.x / 4, part = threadIdx.x % 4;         /* stores: 64 rows x 4 */
@@ -1038,14 +1043,7 @@ int g_generic = 0;
 lowp_status launch_flat(const float *x, bool x_t, const lowp_cuda_qdata *d, const lowp_qconfig *c,
                         const lowpi_qparams &p, uint64_t offset, float *amax, float *vals = NULL,
                         float *hist = NULL, const float *from = NULL, float *amax_copy = NULL) {
-  const cast_scale sc = {enc_of(d),
-                         vals ? (const float *)d->scales : NULL,
-                         from,
-                         p,
-                         d->scales,
-                         enc_of(d),
-                         d->tensor_scale,
-                         amax_copy};
+  const cast_scale sc = {from, p, d->scales, enc_of(d), d->tensor_scale, amax_copy};
   const lowpi_fmt f = lowpi_fmt_of(c->format);
   const int bytes = lowp_format_get(c->format)->storage_bytes;
   const size_t n = d->rows * d->cols;
