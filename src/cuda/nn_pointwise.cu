@@ -1,7 +1,7 @@
 /* Elementwise layers on the GPU (nn/activation.c, nn/rope.c, nn/residual.c) and the linear
  * layer's bias gradient. Each kernel writes the CPU's expression in the CPU's order (the build
  * uses -fmad=false: no FMA contraction), so the results are the CPU's bits wherever the math
- * functions agree: residual exactly; GELU and SwiGLU up to CUDA's tanhf / expf, which differ
+ * functions agree: residual exactly; GELU and SwiGLU up to the GPU's tanh (nn_gelu.cuh) / expf, which differ
  * from glibc's by an ulp or two at some inputs; RoPE computes its powf / cosf / sinf in double
  * and rounds once, i.e. correctly rounded, which is what glibc returns but in rare hard cases. */
 #include "cuda/cast_fast.cuh"
@@ -31,7 +31,7 @@ __global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float 
     if (inp_bf16) /* the input kept for the backward */
       inp_bf16[i] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(x);
     float cube = 0.044715f * x * x * x;
-    const float y = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+    const float y = 0.5f * x * (1.0f + gelu_tanh(GELU_SCALE * (x + cube)));
     lowpi_store_out(out, out_bf16, i, y);
     m = max(m, lowpi_abs_key(y));
   }
@@ -152,7 +152,7 @@ gelu_forward_from_bf16_kernel(float *__restrict__ out, uint16_t *__restrict__ ou
     for (int k = 0; k < 4; k++) {
       const float x = __uint_as_float((uint32_t)x16[k] << 16);
       const float cube = 0.044715f * x * x * x; /* gelu_forward_kernel's expression */
-      y[k] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+      y[k] = 0.5f * x * (1.0f + gelu_tanh(GELU_SCALE * (x + cube)));
     }
     for (size_t k = 0; k < m; k++)
       mx = max(mx, lowpi_abs_key(y[k]));
