@@ -90,7 +90,13 @@ lowp_status lowp_cuda_amax(const float *x, size_t n, float *amax);
  * fp8 needs the default layout (no trans), M, N, K multiples of 16 and 16-byte-aligned
  * pointers; pad the tensors otherwise. a_scale and b_scale are device pointers to one float
  * each, the dequantization scales (value = code * scale, Transformer Engine's scale_inv);
- * NULL means 1 and is the only choice for non-fp8 operands. */
+ * NULL means 1 and is the only choice for non-fp8 operands.
+ *
+ * Algorithm: the first call of each shape (formats, layout, sizes, alignments) times up to
+ * eight of cuBLASLt's candidates on its own operands (it waits for the GPU once) and keeps the
+ * fastest whose output has the same bits as cuBLASLt's first pick, so the choice never changes
+ * the numbers; calls that accumulate into their own output (beta != 0 without c_in) take the
+ * first pick. LOWP_GEMM_TUNE=0 turns the timing off. */
 typedef struct {
   lowp_format a_format, b_format, c_format;
   int trans_a, trans_b;

@@ -7,7 +7,9 @@
  * transb = N: the "TN" layout that Hopper's fp8 tensor cores require.
  * lowpi_cuda_gemm_strided_batched (cuda/gemm_cuda.h) runs the same product over a batch of
  * matrices at fixed strides; lowp_cuda_gemm is its batch of one. */
+#include <atomic>
 #include <mutex>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -25,6 +27,7 @@ struct lt_state {
   void *workspace;
   float *block_scales[2]; /* the block GEMM's scales in cuBLASLt's layout (grown on demand) */
   size_t block_scales_n[2];
+  unsigned long long *hash; /* the tuner's output hash (find_algo) */
 };
 constexpr int kMaxDevices = 64;
 lt_state g_state[kMaxDevices];
@@ -42,6 +45,8 @@ lowp_status get_state(lt_state **out) {
     cublasLtHandle_t h = NULL;
     LOWPI_CUBLAS_TRY(cublasLtCreate(&h));
     lowp_status st = lowp_cuda_malloc(&s->workspace, kWorkspaceBytes);
+    if (st == LOWP_OK && (st = lowp_cuda_malloc((void **)&s->hash, sizeof *s->hash)) != LOWP_OK)
+      lowp_cuda_free(s->workspace);
     if (st != LOWP_OK) {
       cublasLtDestroy(h);
       return st;
@@ -149,9 +154,137 @@ void remember_algo(const algo_key &key, const cublasLtMatmulAlgo_t &algo) {
   e.used = true;
 }
 
-/* The heuristic's first algorithm for the call (cached per key): CUBLAS_STATUS_NOT_SUPPORTED
- * when it has none. The preference allows our workspace and promises the key's alignments. */
-cublasStatus_t find_algo(cublasLtHandle_t handle, lt_call &call, const algo_key &key,
+/* One call's arguments, to run it with any algorithm while tuning, and what it writes (D, and
+ * the epilogue's aux matrix or vector where it writes one), to compare algorithms' bits. */
+struct gemm_run {
+  cublasLtHandle_t handle;
+  const lt_call *call;
+  const void *alpha, *beta, *a, *b, *c_in;
+  void *d, *workspace;
+  const void *out[3];
+  size_t out_bytes[3];
+  cublasStatus_t operator()(const cublasLtMatmulAlgo_t *algo) const {
+    return cublasLtMatmul(handle, call->op, alpha, a, call->a, b, call->b, beta, c_in, call->c, d,
+                          call->c, algo, workspace, kWorkspaceBytes, 0);
+  }
+};
+
+/* An order-independent 64-bit hash of n bytes (a sum of mixed (index, word) pairs): equal
+ * outputs hash equal whatever the blocks' order; a differing word changes it but for a 2^-64
+ * chance. */
+__device__ __forceinline__ unsigned long long mix64(unsigned long long z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+__global__ void hash_kernel(const unsigned char *p, size_t n, unsigned long long *out) {
+  unsigned long long h = 0;
+  const size_t words = (n + 3) / 4;
+  for (size_t w = lowpi_global_tid(); w < words; w += lowpi_grid_stride()) {
+    uint32_t v = 0;
+    for (size_t j = 0; j < 4 && 4 * w + j < n; j++) /* byte loads: any alignment and length */
+      v |= (uint32_t)p[4 * w + j] << (8 * j);
+    h += mix64(((unsigned long long)w << 32) ^ v ^ 0x9E3779B97F4A7C15ull);
+  }
+  for (int o = 16; o > 0; o /= 2)
+    h += __shfl_xor_sync(0xFFFFFFFFu, h, o);
+  if ((threadIdx.x & 31) == 0)
+    atomicAdd(out, h);
+}
+
+/* The hash of everything run writes, on the host (false on any CUDA error). */
+bool hash_outputs(const gemm_run &run, unsigned long long *scratch, unsigned long long *h) {
+  if (cudaMemsetAsync(scratch, 0, sizeof *scratch, 0) != cudaSuccess)
+    return false;
+  for (int i = 0; i < 3; i++)
+    if (run.out[i] && run.out_bytes[i])
+      hash_kernel<<<512, 256>>>((const unsigned char *)run.out[i], run.out_bytes[i], scratch);
+  return cudaGetLastError() == cudaSuccess &&
+         cudaMemcpy(h, scratch, sizeof *h, cudaMemcpyDeviceToHost) == cudaSuccess;
+}
+
+/* Milliseconds of the fastest of kTuneRuns runs of run with algo (a negative value when it
+ * fails). */
+constexpr int kTuneRuns = 3;
+float time_algo(const gemm_run &run, const cublasLtMatmulAlgo_t *algo, cudaEvent_t ev[2]) {
+  float best = -1.0f;
+  for (int r = 0; r < kTuneRuns; r++) {
+    float ms = 0.0f;
+    if (cudaEventRecord(ev[0], 0) != cudaSuccess || run(algo) != CUBLAS_STATUS_SUCCESS ||
+        cudaEventRecord(ev[1], 0) != cudaSuccess || cudaEventSynchronize(ev[1]) != cudaSuccess ||
+        cudaEventElapsedTime(&ms, ev[0], ev[1]) != cudaSuccess)
+      return -1.0f;
+    best = best < 0.0f || ms < best ? ms : best;
+  }
+  return best;
+}
+
+/* Whether algo splits the sum over k (then sums the parts in another order): such a candidate
+ * can match the first pick's bits on degenerate data (zeros) and not on the next call's. */
+bool splits_k(const cublasLtMatmulAlgo_t &algo) {
+  int32_t split = 1;
+  size_t written = 0;
+  return cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split,
+                                              sizeof split, &written) != CUBLAS_STATUS_SUCCESS ||
+         split > 1;
+}
+
+/* Tuning: cuBLASLt's heuristic ranks its algorithms by a model, and on an H100 its first pick
+ * is up to 14% slower than another of its top eight at GPT-2's bf16 shapes (bench/RESULTS.md,
+ * fifteenth session). So the first call of a key runs the top kTuneCandidates on the call's own
+ * operands and keeps the fastest (by 1% at least) of those whose outputs have the first pick's
+ * bits, hash for hash: the choice changes the speed, never the numbers, so results stay the
+ * same from process to process (docs/determinism.md). Index of the chosen one in heur. */
+constexpr int kTuneCandidates = 8;
+std::atomic<int> g_tuned{0}, g_retuned{0}; /* keys tuned, and of those given another algorithm */
+int tune(const gemm_run &run, const cublasLtMatmulHeuristicResult_t *heur, int found,
+         unsigned long long *scratch) {
+  cudaEvent_t ev[2] = {NULL, NULL};
+  int best = 0;
+  unsigned long long want = 0;
+  float best_ms = -1.0f;
+  if (cudaEventCreate(&ev[0]) == cudaSuccess && cudaEventCreate(&ev[1]) == cudaSuccess &&
+      (best_ms = time_algo(run, &heur[0].algo, ev)) >= 0.0f && hash_outputs(run, scratch, &want)) {
+    for (int i = 1; i < found; i++) {
+      unsigned long long h = 0;
+      const float ms = time_algo(run, &heur[i].algo, ev);
+      if (ms >= 0.0f && ms < 0.99f * best_ms && !splits_k(heur[i].algo) &&
+          hash_outputs(run, scratch, &h) && h == want) {
+        best = i;
+        best_ms = ms;
+      }
+    }
+  }
+  (void)cudaGetLastError(); /* a candidate's refusal is no error of the call */
+  g_tuned++;
+  g_retuned += best != 0;
+  for (cudaEvent_t e : ev)
+    if (e)
+      cudaEventDestroy(e);
+  return best;
+}
+
+/* Tuning is on unless LOWP_GEMM_TUNE=0. A call is tuned only where running it again changes
+ * nothing it reads (no accumulation into its own output) and the stream is not being captured
+ * into a graph (timing needs the host to wait). */
+std::atomic<int> g_tuning{-1}; /* lowpi_cuda_gemm_tuning's setting; -1: LOWP_GEMM_TUNE's */
+bool may_tune(const gemm_run &run) {
+  static const bool env_on = [] {
+    const char *env = getenv("LOWP_GEMM_TUNE");
+    return !(env && !strcmp(env, "0"));
+  }();
+  const int set = g_tuning.load();
+  const bool on = set < 0 ? env_on : set != 0;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  const bool reads_d = *(const float *)run.beta != 0.0f && run.c_in == run.d;
+  return on && !reads_d && cudaStreamIsCapturing(0, &cap) == cudaSuccess &&
+         cap == cudaStreamCaptureStatusNone;
+}
+
+/* The call's algorithm (cached per key): the heuristic's first, or the fastest with its bits
+ * (tune); CUBLAS_STATUS_NOT_SUPPORTED when there is none. The preference allows our workspace
+ * and promises the key's alignments. */
+cublasStatus_t find_algo(lt_state *s, lt_call &call, const algo_key &key, const gemm_run &run,
                          cublasLtMatmulAlgo_t *algo) {
   if (cached_algo(key, algo))
     return CUBLAS_STATUS_SUCCESS;
@@ -166,16 +299,17 @@ cublasStatus_t find_algo(cublasLtHandle_t handle, lt_call &call, const algo_key 
   for (int i = 0; i < 4 && st == CUBLAS_STATUS_SUCCESS; i++)
     st = cublasLtMatmulPreferenceSetAttribute(call.pref, align_attr[i], &key.align[i < 2 ? i : 2],
                                               sizeof(uint32_t));
-  cublasLtMatmulHeuristicResult_t heur;
+  cublasLtMatmulHeuristicResult_t heur[kTuneCandidates];
+  const bool tuned = may_tune(run);
   int found = 0;
   if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulAlgoGetHeuristic(handle, call.op, call.a, call.b, call.c, call.c, call.pref,
-                                        1, &heur, &found);
+    st = cublasLtMatmulAlgoGetHeuristic(s->handle, call.op, call.a, call.b, call.c, call.c,
+                                        call.pref, tuned ? kTuneCandidates : 1, heur, &found);
   if (st != CUBLAS_STATUS_SUCCESS)
     return st;
   if (found == 0)
     return CUBLAS_STATUS_NOT_SUPPORTED;
-  *algo = heur.algo;
+  *algo = heur[found > 1 ? tune(run, heur, found, s->hash) : 0].algo;
   remember_algo(key, *algo);
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -226,6 +360,20 @@ lowp_status check_types(const lowp_cuda_gemm_opts *o, int m, int n, int k, const
 }
 
 } // namespace
+
+void lowpi_cuda_gemm_tuning_counts(int *tuned, int *retuned) {
+  *tuned = g_tuned.load();
+  *retuned = g_retuned.load();
+}
+
+void lowpi_cuda_gemm_tuning(int on) {
+  g_tuning.store(on < 0 ? -1 : on != 0);
+  g_tuned = 0;
+  g_retuned = 0;
+  std::lock_guard<std::mutex> lock(g_algo_mutex);
+  for (algo_entry &e : g_algos)
+    e.used = false;
+}
 
 lowp_cuda_gemm_opts lowp_cuda_gemm_defaults(lowp_format a_format, lowp_format b_format,
                                             lowp_format c_format) {
@@ -426,8 +574,27 @@ static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n,
     const uint32_t in = alignment_of(o->c_in, (uint64_t)n * (uint64_t)eb_c);
     key.align[2] = in < key.align[2] ? in : key.align[2];
   }
+  const int fmt_aux = is_fp8(o->a_format) ? 2 : eb_c; /* fp8 kernels' aux: bf16 */
+  const size_t vec_bytes = epi && epi->vec_format == LOWP_BF16 ? 2 : 4;
+  const bool writes_aux = epi && epi->kind == LOWPI_EPI_GELU_AUX;
+  const bool writes_vec =
+      epi && epi->vec && (epi->kind == LOWPI_EPI_BGRAD_A || epi->kind == LOWPI_EPI_DGELU);
+  const gemm_run run = {
+      s->handle,
+      &call,
+      &o->alpha,
+      &o->beta,
+      b,
+      a,
+      o->c_in ? o->c_in : c,
+      c,
+      s->workspace,
+      {c, writes_aux ? epi->aux : NULL, writes_vec ? epi->vec : NULL},
+      {((size_t)(batch - 1) * (size_t)stride_c + (size_t)m * (size_t)n) * (size_t)eb_c,
+       (size_t)m * (size_t)n * (size_t)fmt_aux,
+       (size_t)(epi && epi->kind == LOWPI_EPI_BGRAD_A ? m : n) * vec_bytes}};
   cublasLtMatmulAlgo_t algo;
-  const cublasStatus_t found = find_algo(s->handle, call, key, &algo);
+  const cublasStatus_t found = find_algo(s, call, key, run, &algo);
   if (epi && found != CUBLAS_STATUS_SUCCESS)
     return epi_refused(found, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
   if (found == CUBLAS_STATUS_NOT_SUPPORTED)
@@ -437,9 +604,7 @@ static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n,
                       fmt_name(o->a_format), fmt_name(o->b_format), fmt_name(o->c_format), m, n, k,
                       o->trans_a, o->trans_b);
   LOWPI_CUBLAS_TRY(found);
-  const cublasStatus_t ran = cublasLtMatmul(s->handle, call.op, &o->alpha, b, call.a, a, call.b,
-                                            &o->beta, o->c_in ? o->c_in : c, call.c, c, call.c,
-                                            &algo, s->workspace, kWorkspaceBytes, 0);
+  const cublasStatus_t ran = run(&algo);
   if (epi && ran != CUBLAS_STATUS_SUCCESS) /* checked before launching: nothing written */
     return epi_refused(ran, "cublasLtMatmul", __FILE__, __LINE__);
   LOWPI_CUBLAS_TRY(ran);
@@ -749,13 +914,23 @@ lowp_status lowpi_cuda_gemm_fp8_block_epilogue(void *c, lowp_format c_format,
         alignment_of(c_in, (uint64_t)n * (uint64_t)lowp_format_get(c_format)->storage_bytes);
     key.align[2] = in < key.align[2] ? in : key.align[2];
   }
+  const float alpha = 1.0f;
+  const gemm_run run = {s->handle,
+                        &call,
+                        &alpha,
+                        &beta,
+                        b->codes,
+                        a->codes,
+                        c_in ? c_in : c,
+                        c,
+                        s->workspace,
+                        {c, NULL, NULL},
+                        {(size_t)m * (size_t)n * (size_t)lowp_format_get(c_format)->storage_bytes}};
   cublasLtMatmulAlgo_t algo;
-  st = find_algo(s->handle, call, key, &algo);
+  st = find_algo(s, call, key, run, &algo);
   if (st != CUBLAS_STATUS_SUCCESS)
     return refused(st, "cublasLtMatmulAlgoGetHeuristic", m, n, k);
-  const float alpha = 1.0f;
-  st = cublasLtMatmul(s->handle, call.op, &alpha, b->codes, call.a, a->codes, call.b, &beta,
-                      c_in ? c_in : c, call.c, c, call.c, &algo, s->workspace, kWorkspaceBytes, 0);
+  st = run(&algo);
   if (st != CUBLAS_STATUS_SUCCESS)
     return refused(st, "cublasLtMatmul", m, n, k);
   return LOWP_OK;

@@ -18,6 +18,15 @@ lowp_status lowpi_cuda_gemm_strided_batched(void *c, const void *a, const void *
                                             int k, const lowp_cuda_gemm_opts *opts, int batch,
                                             int64_t stride_a, int64_t stride_b, int64_t stride_c);
 
+/* The GEMMs' algorithm tuning (gemm.cu's tune): on (1), off (0: cuBLASLt's first pick), or -1
+ * for the LOWP_GEMM_TUNE variable's setting (on unless "0"). Forgets every algorithm chosen, so
+ * the next call of each shape chooses again. For tests and A/B runs. */
+void lowpi_cuda_gemm_tuning(int on);
+
+/* Since the last lowpi_cuda_gemm_tuning call (or the process's start): the shapes tuned, and
+ * how many of them run another algorithm than cuBLASLt's first pick. */
+void lowpi_cuda_gemm_tuning_counts(int *tuned, int *retuned);
+
 /* ---- Fused epilogues of the bf16 GEMMs (cuBLASLt's), in lowp's row-major terms ----
  *
  * C (m, n) = A B^T as lowp_cuda_gemm (bf16 x bf16 operands, batch 1, no opts->bias), and:

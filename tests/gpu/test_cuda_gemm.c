@@ -591,6 +591,71 @@ static void test_epilogues(int big) {
 }
 #endif
 
+#ifdef LOWP_HAVE_CUDA
+/* The algorithm tuning (include/lowp/cuda.h): each GEMM of GPT-2 124M's shapes where an H100's
+ * cuBLASLt has a faster algorithm than its first pick (bench/RESULTS.md, fifteenth session) gives
+ * the same bytes, output and bias gradient, tuned as with cuBLASLt's first pick (tuning off):
+ * the tuner must keep only candidates of the same bits. Also counts that it ran. */
+static void check_tuning_case(const char *what, lowp_format f, int m, int n, int k, int wgrad) {
+  const size_t na = (size_t)m * k, nb = (size_t)n * k, nc = (size_t)m * n;
+  float *va = malloc(na * 4), *vb = malloc(nb * 4);
+  if (!va || !vb)
+    exit(1);
+  const int fp8 = f != LOWP_BF16;
+  void *da = operand_codes(f, na, 1.0, 1.0f, va), *db = operand_codes(f, nb, 1.0, 1.0f, vb);
+  const lowp_format cf = wgrad ? LOWP_FP32 : LOWP_BF16; /* the training's dW is fp32 */
+  const size_t cb = (size_t)lowp_format_get(cf)->storage_bytes;
+  void *dc = NULL, *dvec = NULL;
+  GC_REQUIRE(lowp_cuda_malloc(&dc, nc * cb));
+  GC_REQUIRE(lowp_cuda_malloc(&dvec, (size_t)m * 4));
+  unsigned char *out[2][2];
+  lowp_cuda_gemm_opts o = lowp_cuda_gemm_defaults(f, f, cf);
+  o.trans_a = o.trans_b = wgrad; /* dW = dY^T X: both stored (tokens, features) */
+  const lowpi_gemm_epilogue epi = {LOWPI_EPI_BGRAD_A, dvec, LOWP_FP32, NULL};
+  for (int tuned = 0; tuned < 2; tuned++) {
+    lowpi_cuda_gemm_tuning(tuned);
+    GC_REQUIRE(lowp_cuda_memset(dc, 0xFF, nc * cb));
+    GC_REQUIRE(lowp_cuda_memset(dvec, 0xFF, (size_t)m * 4));
+    out[tuned][0] = malloc(nc * cb);
+    out[tuned][1] = malloc((size_t)m * 4);
+    if (!out[tuned][0] || !out[tuned][1])
+      exit(1);
+    if (wgrad)
+      GC_REQUIRE(lowpi_cuda_gemm_epilogue(dc, da, db, m, n, k, &o, &epi));
+    else
+      GC_REQUIRE(lowp_cuda_gemm(dc, da, db, m, n, k, &o));
+    GC_REQUIRE(lowp_cuda_memcpy(out[tuned][0], dc, nc * cb, LOWP_CUDA_D2H));
+    GC_REQUIRE(lowp_cuda_memcpy(out[tuned][1], dvec, (size_t)m * 4, LOWP_CUDA_D2H));
+  }
+  int tuned = 0, retuned = 0;
+  lowpi_cuda_gemm_tuning_counts(&tuned, &retuned);
+  printf("  tuning %s %s %d x %d x %d: %s\n", what, fp8 ? "e4m3" : "bf16", m, n, k,
+         retuned ? "another algorithm than cuBLASLt's first" : "cuBLASLt's first");
+  GC_CHECK(tuned == 1, "tuning %s: %d shapes tuned, want 1", what, tuned);
+  GC_CHECK(!memcmp(out[0][0], out[1][0], nc * cb), "tuning %s: the output's bits changed", what);
+  GC_CHECK(!wgrad || !memcmp(out[0][1], out[1][1], (size_t)m * 4),
+           "tuning %s: the bias gradient's bits changed", what);
+  for (int t = 0; t < 2; t++)
+    for (int j = 0; j < 2; j++)
+      free(out[t][j]);
+  lowpi_cuda_gemm_tuning(-1);
+  lowp_cuda_free(da);
+  lowp_cuda_free(db);
+  lowp_cuda_free(dc);
+  lowp_cuda_free(dvec);
+  free(va);
+  free(vb);
+}
+
+static void test_tuning(int big) {
+  const int t = big ? 16384 : 1024; /* tokens */
+  check_tuning_case("fc forward", LOWP_BF16, t, 3072, 768, 0);
+  check_tuning_case("qkv forward", LOWP_BF16, t, 2304, 768, 0);
+  check_tuning_case("fc wgrad + bias gradient", LOWP_BF16, 3072, 768, t, 1);
+  check_tuning_case("proj forward", LOWP_E4M3, t, 768, 768, 0);
+}
+#endif
+
 static void test_bad_args(void) {
   void *d = NULL;
   GC_REQUIRE(lowp_cuda_malloc(&d, 1 << 20));
@@ -695,6 +760,7 @@ int main(void) {
   test_bad_args();
 #ifdef LOWP_HAVE_CUDA
   test_epilogues(big);
+  test_tuning(big);
 #endif
   GC_OK(lowp_cuda_synchronize());
   return gc_finish("test_cuda_gemm");
