@@ -96,6 +96,8 @@ typedef struct {
   lowp_cuda_qtensor xq;
   int xq_on, xq_valid;
   int x8_given; /* xq holds the next fprop's X codes, written by X's producer (x8_target) */
+  int xq_t;     /* xq holds X^T (C, N), the wgrad's operand, made with the fprop's codes by
+                   GELU's cast-transpose (lowpi_gpu_linear_gelu_x8t), which put those in g->x8t */
   const float *xq_src;
   /* The fprop's fp8 codes of W (OC, C), kept for the dgrad likewise (see "W's fp8 codes kept
    * for the dgrad"); wk_src: the weight buffer they were quantized from. */
@@ -138,7 +140,8 @@ struct lowpi_gpu_linears {
   scratch lt[LOWP_OP_COUNT]; /* per slot: 1x128 scales in cuBLASLt's layout (both_extras) */
   scratch db_ws;             /* the workspace of the bias gradient in dY's both-ways pass */
   scratch c32;               /* a bf16 dX's fp32 product where the GEMM cannot write bf16 */
-  int epi_vec_bf16;          /* cuBLASLt refused fp32 vectors with a bf16 D (GELU, qkv): bf16 */
+  scratch x8t;      /* the fprop's X codes that GELU's cast-transpose wrote (lin_state's xq_t) */
+  int epi_vec_bf16; /* cuBLASLt refused fp32 vectors with a bf16 D (GELU, qkv): bf16 */
   int bgrad_off; /* cuBLASLt refused the wgrad's bias-gradient epilogue: column sums from then on */
   qbuf qbufs[MAX_QBUFS];
   int nqbufs;
@@ -375,6 +378,7 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
     lowp_cuda_free(g->lt[i].ptr);
   lowp_cuda_free(g->db_ws.ptr);
   lowp_cuda_free(g->c32.ptr);
+  lowp_cuda_free(g->x8t.ptr);
   lowp_cuda_free(g->rot.ptr);
   lowp_cuda_free(g->vec.ptr);
   lowp_cuda_free(g->vec16.ptr);
@@ -447,6 +451,7 @@ size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
   size_t b = 0;
   for (int i = 0; i < 4; i++)
     b += g->tmp[i].bytes;
+  b += g->x8t.bytes;
   for (int i = 0; i < g->nlin; i++)
     b += g->lin[i].w16_n * sizeof(uint16_t) + g->lin[i].xq.rows * g->lin[i].xq.cols +
          g->lin[i].wk.rows * g->lin[i].wk.cols + g->lin[i].xb.rows * g->lin[i].xb.cols;
@@ -675,6 +680,40 @@ static int quantize_transposed(const op_state *o, gemm_run run) {
          !o->spec.hadamard && !o->spec.clip_mask_ste &&
          (o->cfg.mode == LOWP_SCALING_TENSOR || o->cfg.mode == LOWP_SCALING_NONE ||
           o->cfg.mode == LOWP_SCALING_DELAYED);
+}
+
+/* Whether the fprop quantizes the X it keeps for the wgrad (x8_keeps) both ways in one pass
+ * (lowpi_cuda_cast_transpose_dbias, x_both_ways): per-tensor delayed scaling, or current
+ * scaling with X's amax from its producer, as cast_t configurations (fp8, RNE, fp32 scales), no
+ * Hadamard rotation or clipping mask; not with LOWPI_GPU_PLAIN_X8T. */
+static int x_cast_t(const lowpi_gpu_linears *g, const op_state *o, const float *x_amax) {
+  return !(g->plain & LOWPI_GPU_PLAIN_X8T) && lowpi_cuda_cast_transpose_supported(&o->cfg) &&
+         !o->spec.hadamard && !o->spec.clip_mask_ste &&
+         (o->cfg.mode == LOWP_SCALING_DELAYED ||
+          (x_amax && current_scaling(o) && !(g->plain & LOWPI_GPU_PLAIN_AMAX)));
+}
+
+/* The fprop's X (R, K) quantized into q's scales and amax (as quantize_operand would) with its
+ * codes in g->x8t (*codes) and their transpose, the wgrad's X^T, into q's codes (xq_t): one read
+ * of X, and no byte transpose in the backward. */
+static lowp_status x_both_ways(lowpi_gpu_linears *g, lin_state *ls, lowp_cuda_qtensor *q,
+                               const float *x, float *x_amax, size_t R, size_t K,
+                               const void **codes) {
+  void *c;
+  LOWPI_TRY(scratch_get(&g->x8t, R * K, &c));
+  lowp_cuda_qtensor rowwise = *q;
+  rowwise.rowwise.codes = c;
+  const int known = x_amax && q->cfg.mode != LOWP_SCALING_DELAYED;
+  LOWPI_TRY(lowpi_cuda_cast_transpose_dbias(x, (int)R, (int)K, &rowwise, q->rowwise.codes, NULL,
+                                            known ? x_amax : NULL, known, NULL, NULL, 0));
+  if (known) {
+    ls->amax_x[0] = NULL;
+    g->counts.amax_given++;
+  }
+  ls->xq_t = 1;
+  g->counts.x_cast_t++;
+  *codes = c;
+  return LOWP_OK;
 }
 
 /* One GEMM operand as the GEMM takes it. */
@@ -1031,7 +1070,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
                         ls->index);
     ls->xq_src = x;
     ls->xq_valid = 1;
-    *out = (operand){ls->xq.rowwise.codes,
+    *out = (operand){ls->xq_t ? g->x8t.ptr : ls->xq.rowwise.codes,
                      o->cfg.format,
                      (const float *)ls->xq.rowwise.scales,
                      (lowpi_fp8_block_kind)0,
@@ -1122,7 +1161,13 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   q->cfg.offset = offset;
   q->delayed = o->delayed ? o->ds : NULL;
   if (run == RUN_FP8 || run == RUN_FP8_BLOCK) { /* codes and decode scales to the tensor cores */
-    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct, x_amax));
+    const void *codes = q->rowwise.codes;
+    if (keep && !direct && x_cast_t(g, o, x_amax)) {
+      LOWPI_TRY(x_both_ways(g, ls, q, x, x_amax, R, K, &codes));
+    } else {
+      LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct, x_amax));
+      ls->xq_t = keep ? 0 : ls->xq_t;
+    }
     if (keep) {
       ls->xq_src = x;
       ls->xq_valid = 1;
@@ -1132,7 +1177,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
       ls->wk_valid = 1;
     }
     LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
-    out->ptr = q->rowwise.codes;
+    out->ptr = codes;
     out->format = o->cfg.format;
     out->scale = (const float *)q->rowwise.scales;
     out->block = run == RUN_FP8_BLOCK ? block_kind(o) : (lowpi_fp8_block_kind)0;
@@ -1575,9 +1620,11 @@ int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin) {
          current_scaling(&g->lin[lin].op[LOWP_OP_FPROP_X]);
 }
 
-lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int C, int OC,
-                                       lowpi_fp8_out *o8, float **amax, int *ok) {
-  *ok = 0;
+/* The kept buffer xq where linear lin's X producer may write the fprop's codes (the conditions
+ * of lowpi_gpu_linear_x8_target), its delayed state set; NULL where it may not. */
+static lowp_status x8_buffer(lowpi_gpu_linears *g, int lin, int N, int C, int OC,
+                             lowp_cuda_qtensor **q) {
+  *q = NULL;
   if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_X8P))
     return LOWP_OK;
   lin_state *ls = &g->lin[lin];
@@ -1585,12 +1632,43 @@ lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int
   if (!f->delayed || !x8_keeps(g, ls, N, C, OC) ||
       !lowpi_cuda_cast_transpose_supported(&f->cfg)) /* (fp8, RNE, fp32 scales) */
     return LOWP_OK;
+  LOWPI_TRY(xq_get(ls, &f->cfg, (size_t)N, (size_t)C, q));
+  (*q)->delayed = f->ds;
+  return LOWP_OK;
+}
+
+lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int C, int OC,
+                                       lowpi_fp8_out *o8, float **amax, int *ok) {
   lowp_cuda_qtensor *q;
-  LOWPI_TRY(xq_get(ls, &f->cfg, (size_t)N, (size_t)C, &q));
-  q->delayed = f->ds;
+  *ok = 0;
+  LOWPI_TRY(x8_buffer(g, lin, N, C, OC, &q));
+  if (!q)
+    return LOWP_OK;
   LOWPI_TRY(lowpi_cuda_quant_delayed_begin(q, o8));
   *amax = q->rowwise.amax;
-  ls->x8_given = 1;
+  g->lin[lin].x8_given = 1;
+  g->lin[lin].xq_t = 0;
+  *ok = 1;
+  return LOWP_OK;
+}
+
+lowp_status lowpi_gpu_linear_gelu_x8t(lowpi_gpu_linears *g, int lin, const uint16_t *pre, int N,
+                                      int C, int OC, int *ok) {
+  lowp_cuda_qtensor *q;
+  *ok = 0;
+  if (g->plain & LOWPI_GPU_PLAIN_X8T)
+    return LOWP_OK;
+  LOWPI_TRY(x8_buffer(g, lin, N, C, OC, &q));
+  if (!q)
+    return LOWP_OK;
+  void *codes;
+  LOWPI_TRY(scratch_get(&g->x8t, (size_t)N * (size_t)C, &codes));
+  lowp_cuda_qtensor rowwise = *q; /* q's scales, amax and counter; the codes into x8t */
+  rowwise.rowwise.codes = codes;
+  LOWPI_TRY(lowpi_cuda_gelu_cast_transpose(pre, N, C, &rowwise, q->rowwise.codes));
+  g->lin[lin].x8_given = 1;
+  g->lin[lin].xq_t = 1;
+  g->counts.x8t_produced++;
   *ok = 1;
   return LOWP_OK;
 }
@@ -1619,6 +1697,18 @@ static lowp_status kept_operand(lowpi_gpu_linears *g, const lin_state *ls, lowp_
     scales = (const float *)q->rowwise.scales;
   }
   *out = (operand){q->rowwise.codes, o->cfg.format, scales, block, 0, NULL};
+  return LOWP_OK;
+}
+
+/* The wgrad's X^T where the fprop's X producer wrote it into xq (xq_t): its codes as they are,
+ * with the fprop's decode scale (x8_keeps: the same per-tensor codes both ways). */
+static lowp_status xt_operand(const lin_state *ls, operand *out) {
+  *out = (operand){ls->xq.rowwise.codes,
+                   ls->op[LOWP_OP_WGRAD_X].cfg.format,
+                   (const float *)ls->xq.rowwise.scales,
+                   (lowpi_fp8_block_kind)0,
+                   0,
+                   NULL};
   return LOWP_OK;
 }
 
@@ -1783,6 +1873,7 @@ unsigned lowpi_gpu_plain_from_env(void) {
                {"block_lt", LOWPI_GPU_PLAIN_BLOCK_LT},
                {"block_db", LOWPI_GPU_PLAIN_BLOCK_DB},
                {"dx16", LOWPI_GPU_PLAIN_DX16},
+               {"x8t", LOWPI_GPU_PLAIN_X8T},
                {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;
@@ -2149,7 +2240,8 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, uint16_t
                         "as fp8 codes by its forward in this step",
                         lin);
     if (x8)
-      LOWPI_TRY(kept_operand(g, ls, LOWP_OP_WGRAD_X, &ls->xq, N, C, &given_x));
+      LOWPI_TRY(ls->xq_t ? xt_operand(ls, &given_x)
+                         : kept_operand(g, ls, LOWP_OP_WGRAD_X, &ls->xq, N, C, &given_x));
     if (!cast_t && (dgrad || dg)) {
       const gemm_run run_w =
           run_of(g, &ls->op[LOWP_OP_WGRAD_DY], &ls->op[LOWP_OP_WGRAD_X], OC, C, N);

@@ -157,6 +157,9 @@ enum {
                                        not given them so by the both-ways pass */
   LOWPI_GPU_PLAIN_BLOCK_DB = 65536, /* "block_db": fp8-block's bias gradients by column sums of
                                        their own, not in dY's both-ways pass */
+  LOWPI_GPU_PLAIN_X8T = 262144,     /* "x8t": fc_proj's X^T for the wgrad transposed from the
+                                        fprop's kept codes, not written with them by GELU's
+                                        cast-transpose (lowpi_gpu_linear_gelu_x8t 0) */
   LOWPI_GPU_PLAIN_DX16 = 131072,    /* "dx16": the dgrads and the flash backward write their dX
                                        in fp32 for every consumer, not as bf16 codes
                                        (lowpi_gpu_linear_dx16, _takes_dy16 0): NOT the same bits
@@ -166,7 +169,8 @@ enum {
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t, z16, block_lt, block_db, dx16 (or "all").
+ * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t, z16, block_lt, block_db, dx16, x8t (or
+ * "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's
@@ -201,6 +205,13 @@ int lowpi_gpu_linear_takes_dy16(const lowpi_gpu_linears *g, int lin, int N, int 
  * of the values the producer would have written: the same bits. Else *ok = 0. */
 lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int C, int OC,
                                        lowpi_fp8_out *o8, float **amax, int *ok);
+/* The same for GELU's output (fc_proj's X of a GPT-2) from its bf16 input pre (N, C), made here
+ * in one pass both ways (lowpi_cuda_gelu_cast_transpose): the fprop's codes, and their transpose
+ * kept for the wgrad in place of a byte transpose of them (the same codes), *ok = 1; else
+ * (lowpi_gpu_linear_x8_target would not, or LOWPI_GPU_PLAIN_X8T) *ok = 0 and nothing is
+ * written. Counts x8t_produced. */
+lowp_status lowpi_gpu_linear_gelu_x8t(lowpi_gpu_linears *g, int lin, const uint16_t *pre, int N,
+                                      int C, int OC, int *ok);
 
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
@@ -344,6 +355,10 @@ typedef struct {
   unsigned long long amax_given;    /* fprops that took X's amax from its producer */
   unsigned long long x8_produced;   /* fprops whose X codes its producer wrote
                                        (lowpi_gpu_linear_x8_target) */
+  unsigned long long x8t_produced;  /* of those, with X^T too (lowpi_gpu_linear_gelu_x8t) */
+  unsigned long long x_cast_t;      /* fprops that quantized X both ways in one pass, keeping X^T
+                                       for the wgrad (per-tensor, current scaling with X's amax
+                                       given, or delayed) */
   unsigned long long x_fp8_reused;  /* wgrads that took X^T as the byte transpose of the fprop's
                                        kept fp8 codes (lowpi_gpu_linear_keeps_x8) */
   unsigned long long w_fp8_reused;  /* dgrads that took W^T as the byte transpose of the fprop's

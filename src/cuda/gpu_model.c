@@ -1056,10 +1056,13 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
                                   &pre_done));
       lowpi_fp8_out o8;
       float *a8;
-      int x8 = 0;
-      if (pre_done)
+      int x8 = 0, x8t = 0;
+      if (pre_done) /* fc_proj's X as fp8 codes alone: with X^T, else one way */
+        LOWPI_TRY(lowpi_gpu_linear_gelu_x8t(g->lin, 4 * l + 3, pre, n, F, C, &x8t));
+      if (pre_done && !x8t)
         LOWPI_TRY(x8_target(g, 4 * l + 3, &o8, &a8, &x8));
-      if (x8) { /* fc_proj's X as fp8 codes alone */
+      if (x8t) {
+      } else if (x8) {
         LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, a8, pre, N * (size_t)F));
       } else if (pre_done) {
         LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax,

@@ -1,7 +1,7 @@
 /* GPT-2's GELU (the tanh approximation, nn/activation.c's expressions operation by operation)
- * on the GPU: its tanh, and its derivative, shared by the GELU forward and backward
- * (nn_pointwise.cu) and the dY cast-transpose that makes fc's dY from fc_proj's dX in the same
- * pass (quant_cast_transpose.cu), so all give the same bits. */
+ * on the GPU: its tanh, the function and its derivative, shared by the GELU forward and backward
+ * (nn_pointwise.cu) and the cast-transposes that make fc_proj's X or fc's dY in the same pass
+ * (quant_cast_transpose.cu), so all give the same bits. */
 #ifndef LOWPI_NN_GELU_CUH
 #define LOWPI_NN_GELU_CUH
 
@@ -21,6 +21,11 @@ __device__ __forceinline__ float gelu_tanh(float u) {
   float r;
   asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(e + 1.0f));
   return copysignf(__fmaf_rn(r, -2.0f, 1.0f), u);
+}
+
+__device__ __forceinline__ float gelu_fwd(float x) {
+  const float cube = 0.044715f * x * x * x;
+  return 0.5f * x * (1.0f + gelu_tanh(GELU_SCALE * (x + cube)));
 }
 
 __device__ __forceinline__ float gelu_grad(float x) {

@@ -1,9 +1,10 @@
 /* Elementwise layers on the GPU (nn/activation.c, nn/rope.c, nn/residual.c) and the linear
  * layer's bias gradient. Each kernel writes the CPU's expression in the CPU's order (the build
  * uses -fmad=false: no FMA contraction), so the results are the CPU's bits wherever the math
- * functions agree: residual exactly; GELU and SwiGLU up to the GPU's tanh (nn_gelu.cuh) / expf, which differ
- * from glibc's by an ulp or two at some inputs; RoPE computes its powf / cosf / sinf in double
- * and rounds once, i.e. correctly rounded, which is what glibc returns but in rare hard cases. */
+ * functions agree: residual exactly; GELU and SwiGLU up to the GPU's tanh (nn_gelu.cuh) / expf,
+ * which differ from glibc's by an ulp or two at some inputs; RoPE computes its powf / cosf / sinf
+ * in double and rounds once, i.e. correctly rounded, which is what glibc returns but in rare hard
+ * cases. */
 #include "cuda/cast_fast.cuh"
 #include "cuda/nn_cuda.h"
 #include "cuda/nn_gelu.cuh"
@@ -30,8 +31,7 @@ __global__ void gelu_forward_kernel(float *out, uint16_t *out_bf16, const float 
     float x = with_bias(inp, bias, OC, i);
     if (inp_bf16) /* the input kept for the backward */
       inp_bf16[i] = (uint16_t)lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(x);
-    float cube = 0.044715f * x * x * x;
-    const float y = 0.5f * x * (1.0f + gelu_tanh(GELU_SCALE * (x + cube)));
+    const float y = gelu_fwd(x);
     lowpi_store_out(out, out_bf16, i, y);
     m = max(m, lowpi_abs_key(y));
   }
@@ -151,8 +151,7 @@ gelu_forward_from_bf16_kernel(float *__restrict__ out, uint16_t *__restrict__ ou
     }
     for (int k = 0; k < 4; k++) {
       const float x = __uint_as_float((uint32_t)x16[k] << 16);
-      const float cube = 0.044715f * x * x * x; /* gelu_forward_kernel's expression */
-      y[k] = 0.5f * x * (1.0f + gelu_tanh(GELU_SCALE * (x + cube)));
+      y[k] = gelu_fwd(x);
     }
     for (size_t k = 0; k < m; k++)
       mx = max(mx, lowpi_abs_key(y[k]));
@@ -277,6 +276,77 @@ struct bias16_terms { /* the values of bf16 codes */
     t[0] = __uint_as_float((uint32_t)dout[(size_t)n * OC + c] << 16);
   }
 };
+
+/* Eight values of a row from p (16-byte aligned): bf16 codes' values, or fp32. */
+__device__ __forceinline__ void load8(const uint16_t *p, float v[8]) {
+  const uint4 w = *reinterpret_cast<const uint4 *>(p);
+  const uint32_t u[4] = {w.x, w.y, w.z, w.w};
+  for (int k = 0; k < 4; k++) {
+    v[2 * k] = __uint_as_float(u[k] << 16);
+    v[2 * k + 1] = __uint_as_float(u[k] & 0xFFFF0000u);
+  }
+}
+__device__ __forceinline__ void load8(const float *p, float v[8]) {
+  const float4 a = reinterpret_cast<const float4 *>(p)[0],
+               b = reinterpret_cast<const float4 *>(p)[1];
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+
+/* lowpi_colsum's first stage for the bias gradient with eight columns a thread (one 16-byte
+ * load of bf16 codes, or two of fp32, a row): the same chunks of rows, each summed in row order
+ * from 0, so the same partials bit for bit as lowpi_colsum_partial over bias_terms /
+ * bias16_terms, whose 2- and 4-byte loads a thread kept the kernel from the copy's pace. Needs
+ * OC % 8 == 0 and dout 16-byte aligned. */
+template <class T>
+__global__ void bias_partials8_kernel(float *__restrict__ partials, const T *__restrict__ dout,
+                                      int N, int OC) {
+  const size_t chunks = lowpi_colsum_chunks(N), groups = (size_t)OC / 8;
+  for (size_t idx = lowpi_global_tid(); idx < chunks * groups; idx += lowpi_grid_stride()) {
+    const size_t chunk = idx / groups, c0 = (idx % groups) * 8;
+    const int n0 = (int)chunk * lowpi_kColsumRows;
+    const int n1 = n0 + lowpi_kColsumRows < N ? n0 + lowpi_kColsumRows : N;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll 4
+    for (int n = n0; n < n1; n++) {
+      float v[8];
+      load8(dout + (size_t)n * OC + c0, v);
+      for (int k = 0; k < 8; k++)
+        acc[k] += v[k];
+    }
+    float4 *out = reinterpret_cast<float4 *>(partials + chunk * (size_t)OC + c0);
+    out[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    out[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+  }
+}
+
+/* The bias gradient dbias (OC) += column sums of dout (N, OC): lowpi_colsum, eight columns a
+ * thread where the layout allows. */
+template <class T, class Terms>
+lowp_status bias_backward(const char *fn, float *dbias, const T *dout, int N, int OC,
+                          void *workspace, size_t workspace_bytes) {
+  if (!dbias || !dout)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  if (N < 0 || OC < 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: bad shape N %d OC %d", fn, N, OC);
+  if (N == 0 || OC == 0)
+    return LOWP_OK;
+  const Terms terms = {dout, OC};
+  if (OC % 8 || ((uintptr_t)dout & 15u) || ((uintptr_t)workspace & 15u))
+    return lowpi_colsum<1>(dbias, nullptr, N, OC, terms, workspace, workspace_bytes, fn);
+  const size_t need = lowpi_colsum_workspace(1, N, OC), chunks = lowpi_colsum_chunks(N);
+  if (workspace_bytes < need)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: workspace of %zu bytes, needs %zu", fn,
+                      workspace_bytes, need);
+  float *partials = (float *)workspace;
+  bias_partials8_kernel<T>
+      <<<lowpi_cuda_blocks(chunks * (size_t)(OC / 8), lowpi_kThreads), lowpi_kThreads>>>(
+          partials, dout, N, OC);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)OC * 32, lowpi_kThreads), lowpi_kThreads>>>(
+      dbias, nullptr, partials, chunks, OC);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
 
 unsigned blocks_for(size_t n) {
   return lowpi_cuda_blocks(n, lowpi_kThreads);
@@ -540,24 +610,13 @@ size_t lowpi_cuda_bias_backward_workspace(int N, int OC) {
 lowp_status lowpi_cuda_bias_backward(float *dbias, const float *dout, int N, int OC,
                                      void *workspace, size_t workspace_bytes) {
   // dbias (OC), dout (N, OC)
-  LOWPI_NN_REQUIRE(dbias && dout, "lowpi_cuda_bias_backward", "NULL buffer");
-  LOWPI_NN_REQUIRE(N >= 0 && OC >= 0, "lowpi_cuda_bias_backward", "bad shape N %d OC %d", N, OC);
-  if (N == 0 || OC == 0)
-    return LOWP_OK;
-  const bias_terms terms = {dout, OC};
-  return lowpi_colsum<1>(dbias, nullptr, N, OC, terms, workspace, workspace_bytes,
-                         "lowpi_cuda_bias_backward");
+  return bias_backward<float, bias_terms>("lowpi_cuda_bias_backward", dbias, dout, N, OC, workspace,
+                                          workspace_bytes);
 }
 
 lowp_status lowpi_cuda_bias_backward_bf16(float *dbias, const uint16_t *dout, int N, int OC,
                                           void *workspace, size_t workspace_bytes) {
   // dbias (OC), dout (N, OC) bf16
-  LOWPI_NN_REQUIRE(dbias && dout, "lowpi_cuda_bias_backward_bf16", "NULL buffer");
-  LOWPI_NN_REQUIRE(N >= 0 && OC >= 0, "lowpi_cuda_bias_backward_bf16", "bad shape N %d OC %d", N,
-                   OC);
-  if (N == 0 || OC == 0)
-    return LOWP_OK;
-  const bias16_terms terms = {dout, OC};
-  return lowpi_colsum<1>(dbias, nullptr, N, OC, terms, workspace, workspace_bytes,
-                         "lowpi_cuda_bias_backward_bf16");
+  return bias_backward<uint16_t, bias16_terms>("lowpi_cuda_bias_backward_bf16", dbias, dout, N, OC,
+                                               workspace, workspace_bytes);
 }

@@ -38,18 +38,23 @@ struct ct_out {
   float *hist;                       /* DELAYED: the state's history (the record) */
 };
 
+/* What the kernel quantizes: x itself, GELU's backward gelu'(pre) x (pre: GELU's bf16 input, (R,
+ * C); fc's dY from fc_proj's dX), or GELU's forward gelu(x) (x: its bf16 input; fc_proj's X),
+ * made as gelu_backward_from_bf16_kernel / gelu_forward_from_bf16_kernel make them. */
+enum ct_op { CT_PLAIN, CT_DGELU, CT_GELU };
+
 /* DELAYED: the scale is the state's (p.d_scale), and the amax of x is taken in the same pass
  * into amax_out, o.amax_copy and o.amax_t (zeroed before) and the state's history (o.hist: the
- * record, lowpi_flush_counts's rule); else (TENSOR) the scale comes from the amax given.
- * DGELU (DELAYED only): the tensor is gelu'(pre) x, GELU's backward (pre: its bf16 input, (R,
- * C)), made here as gelu_backward_from_bf16_kernel makes it. In: x's type, float or bf16 codes
- * (uint16_t: a dgrad's bf16 output). vec: x, pre and the codes 16-byte aligned, C % 16 == 0. */
-template <int FF, bool DELAYED, bool DGELU = false, typename In = float>
+ * record, lowpi_flush_counts's rule); else (TENSOR) the scale comes from the amax given (so
+ * DELAYED for the GELU ops: their amax is taken in the pass). In: x's type, float or bf16 codes
+ * (uint16_t: a dgrad's bf16 output, GELU's input). vec: x, pre and the codes 16-byte aligned,
+ * C % 16 == 0. */
+template <int FF, bool DELAYED, ct_op OP = CT_PLAIN, typename In = float>
 __global__ void cast_transpose_dbias_kernel(const In *__restrict__ x, size_t R, size_t C,
                                             const float *__restrict__ amax, lowpi_qparams p,
                                             lowpi_fmt f, ct_out o, unsigned *amax_out, int vec,
                                             int vec_t, const uint16_t *__restrict__ pre) {
-  static_assert(DELAYED || !DGELU, "the GELU backward's amax is taken in the pass");
+  static_assert(DELAYED || OP == CT_PLAIN, "the GELU ops' amax is taken in the pass");
   __shared__ float tile[kTile][kTile + 1]; /* + 1: the column reads spread over the banks */
   const float a = DELAYED ? 0.0f : *amax;
   const lowpi_block_scale s = lowpi_qblock_scale(p, a, 1.0f); /* scales_kernel's rule */
@@ -78,13 +83,17 @@ __global__ void cast_transpose_dbias_kernel(const In *__restrict__ x, size_t R, 
       const size_t valid = has ? (C - j0 < 16 ? C - j0 : 16) : 0;
       float y[16];
       lowpi_load16(x + (has ? i * C + j0 : 0), has && vec, valid, y);
-      if (DGELU && has) { /* (past valid: y is 0, and so the product) */
+      if (OP == CT_DGELU && has) { /* (past valid: y is 0, and so the product) */
         float x0[16];
         lowpi_load16(pre + i * C + j0, vec, valid, x0);
 #pragma unroll
         for (int k = 0; k < 16; k++)
           y[k] = gelu_grad(x0[k]) * y[k];
       }
+      if (OP == CT_GELU) /* (past valid: gelu(0) = 0) */
+#pragma unroll
+        for (int k = 0; k < 16; k++)
+          y[k] = gelu_fwd(y[k]);
 #pragma unroll
       for (int k = 0; k < 16; k++)
         tile[row][16 * part + k] = y[k];
@@ -181,29 +190,29 @@ bool cast_t_config(const lowp_qconfig *c) {
 }
 
 /* cast_transpose_dbias_kernel for x of type In, its format (e4m3 or e5m2), delayed scaling and
- * GELU's backward (pre) picked at run time. */
+ * the op picked at run time (the GELU ops: delayed, and GELU's forward from bf16 only). */
 template <typename In>
-void launch_ct(const In *x, bool e4m3, bool delayed, const uint16_t *pre, unsigned blocks, size_t R,
-               size_t C, const float *from, const lowpi_qparams &p, const lowpi_fmt &f,
+void launch_ct(const In *x, bool e4m3, bool delayed, ct_op op, const uint16_t *pre, unsigned blocks,
+               size_t R, size_t C, const float *from, const lowpi_qparams &p, const lowpi_fmt &f,
                const ct_out &o, unsigned *track, int vec, int vec_t) {
-#define LOWPI_CT(FF, DL, DG)                                                                       \
-  cast_transpose_dbias_kernel<FF, DL, DG, In>                                                      \
+#define LOWPI_CT(FF, DL, OP)                                                                       \
+  cast_transpose_dbias_kernel<FF, DL, OP, In>                                                      \
       <<<blocks, lowpi_kThreads>>>(x, R, C, from, p, f, o, track, vec, vec_t, pre)
+#define LOWPI_CT_OPS(FF)                                                                           \
+  if (op == CT_DGELU)                                                                              \
+    LOWPI_CT(FF, true, CT_DGELU);                                                                  \
+  else if (op == CT_GELU && sizeof(In) == 2)                                                       \
+    LOWPI_CT(FF, true, CT_GELU);                                                                   \
+  else if (delayed)                                                                                \
+    LOWPI_CT(FF, true, CT_PLAIN);                                                                  \
+  else                                                                                             \
+    LOWPI_CT(FF, false, CT_PLAIN)
   if (e4m3) {
-    if (pre)
-      LOWPI_CT(LOWP_E4M3, true, true);
-    else if (delayed)
-      LOWPI_CT(LOWP_E4M3, true, false);
-    else
-      LOWPI_CT(LOWP_E4M3, false, false);
+    LOWPI_CT_OPS(LOWP_E4M3);
   } else {
-    if (pre)
-      LOWPI_CT(LOWP_E5M2, true, true);
-    else if (delayed)
-      LOWPI_CT(LOWP_E5M2, true, false);
-    else
-      LOWPI_CT(LOWP_E5M2, false, false);
+    LOWPI_CT_OPS(LOWP_E5M2);
   }
+#undef LOWPI_CT_OPS
 #undef LOWPI_CT
 }
 
@@ -217,12 +226,12 @@ size_t lowpi_cuda_cast_transpose_dbias_workspace(int R, int C) {
   return R > 0 && C > 0 ? lowpi_colsum_workspace(1, R, C) : 0;
 }
 
-/* lowpi_cuda_cast_transpose_dbias, or (pre not NULL) lowpi_cuda_dgelu_cast_transpose_dbias (x
- * or its bf16 codes x16). */
-static lowp_status cast_transpose(const float *x, const uint16_t *x16, const uint16_t *pre, int R,
-                                  int C, lowp_cuda_qtensor *q, void *codes_t, lowp_cuda_qtensor *qt,
-                                  float *amax, int amax_known, float *dbias, void *workspace,
-                                  size_t workspace_bytes) {
+/* lowpi_cuda_cast_transpose_dbias, lowpi_cuda_dgelu_cast_transpose_dbias (op CT_DGELU, pre) or
+ * lowpi_cuda_gelu_cast_transpose (op CT_GELU, x16 GELU's input), of x or its bf16 codes x16. */
+static lowp_status cast_transpose(const float *x, const uint16_t *x16, ct_op op,
+                                  const uint16_t *pre, int R, int C, lowp_cuda_qtensor *q,
+                                  void *codes_t, lowp_cuda_qtensor *qt, float *amax, int amax_known,
+                                  float *dbias, void *workspace, size_t workspace_bytes) {
   // x (R, C), pre (R, C), q (R, C), codes_t (C, R), qt (C, R), dbias (C)
   if (!x == !x16 || !q || !q->rowwise.codes || (!codes_t && !qt))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_cast_transpose_dbias: NULL argument");
@@ -235,10 +244,13 @@ static lowp_status cast_transpose(const float *x, const uint16_t *x16, const uin
                       "lowpi_cuda_cast_transpose_dbias: only fp8 (e4m3, e5m2) per-tensor current "
                       "or delayed scaling with RNE, fp32 scales and no column-wise copy");
   const bool delayed = q->cfg.mode == LOWP_SCALING_DELAYED;
-  if (pre && !delayed)
+  if (op != CT_PLAIN && !delayed)
     return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "lowpi_cuda_dgelu_cast_transpose_dbias: delayed scaling only (the amax of "
-                      "the GELU backward is taken in the pass)");
+                      "lowpi_cuda_%sgelu_cast_transpose: delayed scaling only (the amax of GELU's "
+                      "output is taken in the pass)",
+                      op == CT_DGELU ? "d" : "");
+  if ((op == CT_DGELU) != (pre != NULL) || (op == CT_GELU && !x16))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_cast_transpose_dbias: bad GELU input");
   if (delayed && (!q->delayed || q->delayed->format != q->cfg.format))
     return lowpi_fail(LOWP_ERR_INVALID_ARG,
                       "lowpi_cuda_cast_transpose_dbias: delayed scaling needs the tensor's "
@@ -303,11 +315,11 @@ static lowp_status cast_transpose(const float *x, const uint16_t *x16, const uin
   const lowpi_fmt f = lowpi_fmt_of(q->cfg.format);
   unsigned *track = delayed ? (unsigned *)d->amax : nullptr;
   if (x16)
-    launch_ct(x16, q->cfg.format == LOWP_E4M3, delayed, pre, blocks, (size_t)R, (size_t)C, from, p,
-              f, o, track, vec, vec_t);
+    launch_ct(x16, q->cfg.format == LOWP_E4M3, delayed, op, pre, blocks, (size_t)R, (size_t)C, from,
+              p, f, o, track, vec, vec_t);
   else
-    launch_ct(x, q->cfg.format == LOWP_E4M3, delayed, pre, blocks, (size_t)R, (size_t)C, from, p, f,
-              o, track, vec, vec_t);
+    launch_ct(x, q->cfg.format == LOWP_E4M3, delayed, op, pre, blocks, (size_t)R, (size_t)C, from,
+              p, f, o, track, vec, vec_t);
   LOWPI_CUDA_CHECK_LAUNCH();
   if (dbias) { /* lowpi_colsum's second stage, as it launches it */
     lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
@@ -321,8 +333,8 @@ lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_c
                                             void *codes_t, lowp_cuda_qtensor *qt, float *amax,
                                             int amax_known, float *dbias, void *workspace,
                                             size_t workspace_bytes) {
-  return cast_transpose(x, NULL, NULL, R, C, q, codes_t, qt, amax, amax_known, dbias, workspace,
-                        workspace_bytes);
+  return cast_transpose(x, NULL, CT_PLAIN, NULL, R, C, q, codes_t, qt, amax, amax_known, dbias,
+                        workspace, workspace_bytes);
 }
 
 lowp_status lowpi_cuda_cast_transpose_dbias_bf16(const uint16_t *x, int R, int C,
@@ -330,8 +342,8 @@ lowp_status lowpi_cuda_cast_transpose_dbias_bf16(const uint16_t *x, int R, int C
                                                  lowp_cuda_qtensor *qt, float *amax, int amax_known,
                                                  float *dbias, void *workspace,
                                                  size_t workspace_bytes) {
-  return cast_transpose(NULL, x, NULL, R, C, q, codes_t, qt, amax, amax_known, dbias, workspace,
-                        workspace_bytes);
+  return cast_transpose(NULL, x, CT_PLAIN, NULL, R, C, q, codes_t, qt, amax, amax_known, dbias,
+                        workspace, workspace_bytes);
 }
 
 lowp_status lowpi_cuda_dgelu_cast_transpose_dbias(const float *dout, const uint16_t *dout_bf16,
@@ -341,8 +353,15 @@ lowp_status lowpi_cuda_dgelu_cast_transpose_dbias(const float *dout, const uint1
                                                   size_t workspace_bytes) {
   if (!pre)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_dgelu_cast_transpose_dbias: NULL pre");
-  return cast_transpose(dout, dout_bf16, pre, R, C, q, NULL, qt, NULL, 0, dbias, workspace,
-                        workspace_bytes);
+  return cast_transpose(dout, dout_bf16, CT_DGELU, pre, R, C, q, NULL, qt, NULL, 0, dbias,
+                        workspace, workspace_bytes);
+}
+
+lowp_status lowpi_cuda_gelu_cast_transpose(const uint16_t *pre, int R, int C, lowp_cuda_qtensor *q,
+                                           void *codes_t) {
+  if (!pre)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gelu_cast_transpose: NULL pre");
+  return cast_transpose(NULL, pre, CT_GELU, NULL, R, C, q, codes_t, NULL, NULL, 0, NULL, NULL, 0);
 }
 
 lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *o8) {

@@ -396,6 +396,69 @@ static void test_dgelu_shape(lowp_format f, size_t R, size_t C, int dout16) {
   free(h_x16);
 }
 
+/* GELU's forward made inside the cast (lowpi_cuda_gelu_cast_transpose: fc_proj's X of
+ * fp8-delayed and its transpose from GELU's bf16 input) against the two passes it replaces,
+ * each checked against the CPU on its own (lowpi_cuda_gelu_forward_from_bf16 in test_cuda_nn,
+ * the cast-transpose above): from the same delayed state, the same row-wise codes, scales and
+ * amax, the same transposed codes and the same history, bit for bit. */
+static void test_gelu_shape(lowp_format f, size_t R, size_t C) {
+  char what[192];
+  snprintf(what, sizeof what, "gelu %s %zux%zu", lowp_format_get(f)->name, R, C);
+  const size_t n = R * C;
+  lowp_delayed_scaling hd, back[2];
+  GC_REQUIRE(lowp_delayed_init(&hd, f, 4, LOWP_AMAX_MAX, 0));
+  const float hist[4] = {0.0f, 0.25f, 0.7f, 0.1f}; /* a scale of fmax / 0.7: some values clip */
+  memcpy(hd.history, hist, sizeof hist);
+  lowp_delayed_update(&hd);
+  lowp_qconfig cfg = mk(f);
+  cfg.mode = LOWP_SCALING_DELAYED;
+  cfg.delayed = &hd;
+  lowp_cuda_delayed dd[2];
+  lowp_cuda_qtensor q[2], qt[2];
+  init_two_ways(&cfg, &hd, R, C, q, qt, dd, back);
+  uint16_t *h_pre = malloc(n * sizeof(uint16_t)), *d_pre = NULL;
+  uint8_t *h_t[2] = {malloc(n), malloc(n)};
+  if (!h_pre || !h_t[0] || !h_t[1])
+    exit(1);
+  make_input(h_x, R, C, 0); /* GELU's input, from -4 to 4 */
+  for (size_t i = 0; i < n; i++)
+    h_x[i] *= 4.0f;
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  GC_REQUIRE(lowp_encode(LOWP_BF16, h_x, n, h_pre, &rne));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_pre, n * sizeof(uint16_t)));
+  GC_REQUIRE(lowp_cuda_memcpy(d_pre, h_pre, n * sizeof(uint16_t), LOWP_CUDA_H2D));
+  if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(d_x, NULL, NULL, d_pre, n)) &&
+      GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q[0], NULL, &qt[0], NULL, 0, NULL,
+                                            NULL, 0)) &&
+      GC_OK(lowpi_cuda_gelu_cast_transpose(d_pre, (int)R, (int)C, &q[1], qt[1].rowwise.codes))) {
+    lowp_qtensor h[2];
+    for (int w = 0; w < 2; w++) {
+      GC_REQUIRE(lowp_qtensor_init(&h[w], &cfg, R, C));
+      GC_OK(lowp_cuda_qtensor_to_host(&q[w], &h[w]));
+      GC_REQUIRE(lowp_cuda_memcpy(h_t[w], qt[w].rowwise.codes, n, LOWP_CUDA_D2H));
+      GC_OK(lowp_cuda_delayed_to_host(&dd[w], &back[w]));
+    }
+    char w2[224];
+    snprintf(w2, sizeof w2, "%s: row-wise", what);
+    gc_same_qtensor(w2, &h[0], &h[1]);
+    GC_CHECK(!memcmp(h_t[0], h_t[1], n), "%s: the transposed codes differ", what);
+    int same = 1;
+    for (int i = 0; i < 4; i++)
+      same = same && same_float(back[0].history[i], back[1].history[i]);
+    GC_CHECK(same && (back[1].history[0] > 0 || h[0].rowwise.amax == 0.0f),
+             "%s: history[0] %a, the two passes' %a", what, (double)back[1].history[0],
+             (double)back[0].history[0]);
+    for (int w = 0; w < 2; w++)
+      lowp_qtensor_free(&h[w]);
+  }
+  free_two_ways(q, qt, dd, back);
+  lowp_delayed_free(&hd);
+  lowp_cuda_free(d_pre);
+  free(h_pre);
+  free(h_t[0]);
+  free(h_t[1]);
+}
+
 /* From bf16 codes (lowpi_cuda_cast_transpose_dbias_bf16: the flash backward's dqkv in bf16)
  * against the fp32 path on the codes' values (checked against the CPU above): current scaling
  * with the amax given, and delayed scaling from one state; the same codes and scales both
@@ -617,6 +680,9 @@ int main(void) {
     for (int k = 0; k < 2; k++)
       for (int delayed = 0; delayed < 2; delayed++)
         test_bf16_shape(fmts[k], shapes[s][0], shapes[s][1], delayed);
+  for (size_t s = 0; s < nshapes; s++)
+    for (int k = 0; k < 2; k++)
+      test_gelu_shape(fmts[k], shapes[s][0], shapes[s][1]);
   test_errors();
   test_producers(17, 33, 0);
   test_producers(64, 96, 1);

@@ -515,6 +515,10 @@ static void run_case(lowp_arch arch, const char *recipe_name, int gelu_mode) {
                "gpt2 fp8-delayed: %llu X codes written by their producers (want %llu%s%llu)",
                cn.x8_produced, default_epi ? hi : lo, default_epi ? "" : " to ",
                default_epi ? 0 : hi);
+      /* fc_proj's with X^T too, in GELU's cast-transpose (the wgrad takes it as it is) */
+      GC_CHECK(!default_epi || cn.x8t_produced == 2ull * (unsigned)cfg.n_layer,
+               "gpt2 fp8-delayed: %llu X^T written by GELU's cast-transpose (want %llu)",
+               cn.x8t_produced, 2ull * (unsigned)cfg.n_layer);
     } else {
       GC_CHECK(strcmp(recipe_name, "fp8-delayed") ? cn.x8_produced == 0 : 1,
                "%s %s: %llu X codes written by their producers (want 0: not delayed scaling)",
@@ -1080,36 +1084,43 @@ static int trainer_two_ways(lowp_arch arch, const char *recipe_name, const char 
  * GELU's / SwiGLU's) against LOWP_GPU_PLAIN=amax,dy_amax (every per-tensor current scaling
  * computes its own amax by a pass of its own): the amax is exact, so 3 fp8-current training steps
  * from the same model and tokens must give bit-identical losses, parameters and optimizer states;
- * the producers' amaxes must have been taken (and none the plain way). */
+ * the producers' amaxes must have been taken (and none the plain way), and with them the fprops'
+ * X quantized both ways in one pass (the plain way: cast, then the backward's byte transpose). */
 static void test_trainer_amax(lowp_arch arch) {
   char label[64];
   snprintf(label, sizeof label, "trainer amax %s fp8-current",
            arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama");
   lowpi_gpu_gemm_counts cn[2];
   if (trainer_two_ways(arch, "fp8-current", "amax,dy_amax", label, cn))
-    GC_CHECK(cn[0].amax_given > 0 && cn[0].dy_amax_given > 0 && cn[1].amax_given == 0 &&
-                 cn[1].dy_amax_given == 0,
-             "%s: X / dY amaxes given %llu / %llu, the plain way %llu / %llu (want > 0, 0)", label,
-             cn[0].amax_given, cn[0].dy_amax_given, cn[1].amax_given, cn[1].dy_amax_given);
+    GC_CHECK(cn[0].amax_given > 0 && cn[0].dy_amax_given > 0 && cn[0].x_cast_t > 0 &&
+                 cn[1].amax_given == 0 && cn[1].dy_amax_given == 0 && cn[1].x_cast_t == 0,
+             "%s: X / dY amaxes given %llu / %llu, X both ways %llu, the plain way %llu / %llu, "
+             "%llu (want > 0, 0)",
+             label, cn[0].amax_given, cn[0].dy_amax_given, cn[0].x_cast_t, cn[1].amax_given,
+             cn[1].dy_amax_given, cn[1].x_cast_t);
 }
 
 /* fp8-delayed's records: the amax each quantization records into its state's history is taken
- * by the kernel that makes the codes (the norm and GELU producers' of X, the dY cast-transpose's,
- * the encodes of W: lowpi_flush_counts), and the next steps' scales come from it. Against
- * LOWP_GPU_PLAIN=x8p,cast_t (X and dY quantized by lowp_cuda_quantize's path), 3 steps must give
- * the same bits, the cast-transpose and (GPT-2) the producers having run (and not the plain
+ * by the kernel that makes the codes (the norm and GELU producers' of X, GELU's with X^T in its
+ * cast-transpose, the dY cast-transpose's, the encodes of W: lowpi_flush_counts), and the next
+ * steps' scales come from it. Against
+ * LOWP_GPU_PLAIN=x8p,cast_t,x8t (X and dY quantized by lowp_cuda_quantize's path), 3 steps must
+ * give the same bits, the cast-transpose and (GPT-2) the producers having run (and not the plain
  * way). */
 static void test_trainer_delayed_records(lowp_arch arch) {
   char label[64];
   snprintf(label, sizeof label, "trainer records %s fp8-delayed",
            arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama");
   lowpi_gpu_gemm_counts cn[2];
-  if (trainer_two_ways(arch, "fp8-delayed", "x8p,cast_t", label, cn))
-    GC_CHECK((cn[0].x8_produced > 0 || arch != LOWP_ARCH_GPT2) && cn[0].dy_cast_t > 0 &&
-                 cn[1].x8_produced == 0 && cn[1].dy_cast_t == 0,
-             "%s: X codes produced %llu, dY cast-transposed %llu; the plain way %llu, %llu (want "
-             "> 0, 0)",
-             label, cn[0].x8_produced, cn[0].dy_cast_t, cn[1].x8_produced, cn[1].dy_cast_t);
+  if (trainer_two_ways(arch, "fp8-delayed", "x8p,cast_t,x8t", label, cn))
+    GC_CHECK((cn[0].x8_produced > 0 || arch != LOWP_ARCH_GPT2) &&
+                 (cn[0].x8t_produced > 0 || arch != LOWP_ARCH_GPT2) && cn[0].dy_cast_t > 0 &&
+                 cn[1].x8_produced == 0 && cn[1].x8t_produced == 0 && cn[1].x_cast_t == 0 &&
+                 cn[1].dy_cast_t == 0,
+             "%s: X codes produced %llu (%llu with X^T), dY cast-transposed %llu; the plain way "
+             "%llu (%llu), %llu (want > 0, 0)",
+             label, cn[0].x8_produced, cn[0].x8t_produced, cn[0].dy_cast_t, cn[1].x8_produced,
+             cn[1].x8t_produced, cn[1].dy_cast_t);
 }
 
 /* One linear of fp8-current or fp8-delayed (lin of a 1-block model; the latter's wgrad.x shares

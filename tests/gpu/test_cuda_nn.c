@@ -8,9 +8,10 @@
  *     check (two runs, same bits; in-place against out-of-place);
  *   - elementwise with a derived bound, because the math functions differ: the GPU's tanh
  *     (src/cuda/nn_gelu.cuh) is within 2^-22 of tanh, CUDA's expf within 2 ulp, glibc's within
- *     1-2 ulp, so GELU / SwiGLU differ by a few ulp where they disagree; RoPE's GPU angles are correctly rounded and glibc's sinf/cosf/powf are not
- *     always (about 1% of cos/sin values differ by an ulp: checked on glibc 2.36), so a pair
- *     may differ by an ulp of its sine or cosine, or of its angle;
+ *     1-2 ulp, so GELU / SwiGLU differ by a few ulp where they disagree; RoPE's GPU angles are
+ * correctly rounded and glibc's sinf/cosf/powf are not always (about 1% of cos/sin values differ by
+ * an ulp: checked on glibc 2.36), so a pair may differ by an ulp of its sine or cosine, or of its
+ * angle;
  *   - column sums (dweight, dbias): the terms are computed identically (same inputs, same
  *     operations, no FMA), only the order of the sum differs: |got - want| <=
  *     2 (N + 2) u (sum |terms| + |initial|), twice Higham's bound gamma_{N+1} for a sum of
@@ -1224,6 +1225,18 @@ static void test_pointwise(shape s) {
     download(got2, d_db, (size_t)OC);
     check_colsum("bias dbias (+=)", got2, want2, abs_sum, N, OC);
     check_same("bias dbias, two runs", d_db, d_db2, (size_t)OC);
+  }
+  { /* dout 4 bytes past a 16-byte boundary takes lowpi_colsum's one column a thread; aligned
+     * (OC % 8 == 0 here) takes eight a thread: the same sums, bit for bit */
+    const size_t nx = (size_t)N * OC;
+    float *d_off = (float *)dbytes((nx + 4) * 4);
+    GC_REQUIRE(lowp_cuda_memcpy(d_off + 1, x, nx * 4, LOWP_CUDA_H2D));
+    upload(d_db, want2, (size_t)OC);
+    upload(d_db2, want2, (size_t)OC);
+    if (GC_OK(lowpi_cuda_bias_backward(d_db, d_x, N, OC, ws, ws_bytes)) &&
+        GC_OK(lowpi_cuda_bias_backward(d_db2, d_off + 1, N, OC, ws, ws_bytes)))
+      check_same("bias dbias, eight columns a thread and one", d_db, d_db2, (size_t)OC);
+    lowp_cuda_free(d_off);
   }
   { /* from bf16 codes: the fp32 sums of the codes' values, bit for bit (the same order) */
     const size_t nx = (size_t)N * OC;
