@@ -96,13 +96,15 @@ typedef struct {
   lowp_cuda_qtensor xq;
   int xq_on, xq_valid;
   int x8_given; /* xq holds the next fprop's X codes, written by X's producer (x8_target) */
-  int xq_t;     /* xq holds X^T (C, N), the wgrad's operand, made with the fprop's codes by
-                   GELU's cast-transpose (lowpi_gpu_linear_gelu_x8t), which put those in g->x8t */
+  int xq_t;     /* xq holds X^T (C, N), the wgrad's operand, made with the fprop's codes (which
+                   went to g->x8t) by GELU's cast-transpose (lowpi_gpu_linear_gelu_x8t) or the
+                   fprop's quantization (both_ways) */
   const float *xq_src;
   /* The fprop's fp8 codes of W (OC, C), kept for the dgrad likewise (see "W's fp8 codes kept
    * for the dgrad"); wk_src: the weight buffer they were quantized from. */
   lowp_cuda_qtensor wk;
   int wk_on, wk_valid;
+  int wk_t; /* wk holds W^T (C, OC), the dgrad's operand (both_ways; the fprop's in g->w8t) */
   const float *wk_src;
   /* ZeRO-3's fp8 weight gathering (lowpi_gpu_linears_give_weight_fp8): this step's W as codes
    * (OC, C) and decode scale, for the weight buffer wq_src; NULL: none given. */
@@ -140,7 +142,8 @@ struct lowpi_gpu_linears {
   scratch lt[LOWP_OP_COUNT]; /* per slot: 1x128 scales in cuBLASLt's layout (both_extras) */
   scratch db_ws;             /* the workspace of the bias gradient in dY's both-ways pass */
   scratch c32;               /* a bf16 dX's fp32 product where the GEMM cannot write bf16 */
-  scratch x8t;      /* the fprop's X codes that GELU's cast-transpose wrote (lin_state's xq_t) */
+  scratch x8t;      /* the fprop's X codes where the kept buffer holds X^T (lin_state's xq_t) */
+  scratch w8t;      /* the fprop's W codes where the kept buffer holds W^T (lin_state's wk_t) */
   int epi_vec_bf16; /* cuBLASLt refused fp32 vectors with a bf16 D (GELU, qkv): bf16 */
   int bgrad_off; /* cuBLASLt refused the wgrad's bias-gradient epilogue: column sums from then on */
   qbuf qbufs[MAX_QBUFS];
@@ -379,6 +382,7 @@ void lowpi_gpu_linears_free(lowpi_gpu_linears *g) {
   lowp_cuda_free(g->db_ws.ptr);
   lowp_cuda_free(g->c32.ptr);
   lowp_cuda_free(g->x8t.ptr);
+  lowp_cuda_free(g->w8t.ptr);
   lowp_cuda_free(g->rot.ptr);
   lowp_cuda_free(g->vec.ptr);
   lowp_cuda_free(g->vec16.ptr);
@@ -451,7 +455,7 @@ size_t lowpi_gpu_linears_scratch_bytes(const lowpi_gpu_linears *g) {
   size_t b = 0;
   for (int i = 0; i < 4; i++)
     b += g->tmp[i].bytes;
-  b += g->x8t.bytes;
+  b += g->x8t.bytes + g->w8t.bytes;
   for (int i = 0; i < g->nlin; i++)
     b += g->lin[i].w16_n * sizeof(uint16_t) + g->lin[i].xq.rows * g->lin[i].xq.cols +
          g->lin[i].wk.rows * g->lin[i].wk.cols + g->lin[i].xb.rows * g->lin[i].xb.cols;
@@ -640,12 +644,23 @@ static void shared_amax(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot, 
  * forward and the backward where shared_amax says, or given by X's producer (x_amax, may be
  * NULL: lowpi_gpu_act.amax) for the fprop's X. (That amax is not shared with the wgrad's X,
  * which takes the fprop's codes where it quantizes alike: lowpi_gpu_linear_keeps_x8.) */
+/* lowpi_cuda_quantize_ex's quantization of x into q, and with codes_t (not NULL: x given as
+ * (rows, cols), not transposed) the transpose's codes there too in the same pass (both_ways). */
+static lowp_status quantize_into(lowp_cuda_qtensor *q, const float *x, int x_t, float *amax,
+                                 int known, void *codes_t) {
+  if (!codes_t)
+    return lowpi_cuda_quantize_ex(x, q, x_t, amax, known);
+  return lowpi_cuda_cast_transpose_dbias(x, (int)q->rows, (int)q->cols, q, codes_t, NULL, amax,
+                                         known, NULL, NULL, 0);
+}
+
 static lowp_status quantize_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot,
-                                    lowp_cuda_qtensor *q, const float *x, int x_t, float *x_amax) {
+                                    lowp_cuda_qtensor *q, const float *x, int x_t, float *x_amax,
+                                    void *codes_t) {
   const size_t n = q->rows * q->cols;
   if (x_amax && slot == LOWP_OP_FPROP_X && current_scaling(&ls->op[slot]) &&
       !(g->plain & LOWPI_GPU_PLAIN_AMAX)) {
-    LOWPI_TRY(lowpi_cuda_quantize_ex(x, q, x_t, x_amax, 1));
+    LOWPI_TRY(quantize_into(q, x, x_t, x_amax, 1, codes_t));
     ls->amax_x[0] = NULL;
     g->counts.amax_given++;
     return LOWP_OK;
@@ -653,7 +668,7 @@ static lowp_status quantize_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_op
   float *amax;
   int known;
   shared_amax(g, ls, slot, x, n, &amax, &known);
-  LOWPI_TRY(lowpi_cuda_quantize_ex(x, q, x_t, amax, known));
+  LOWPI_TRY(quantize_into(q, x, x_t, amax, known, codes_t));
   if (amax && amax == ls->wa.amax) { /* the optimizer's: current from now on */
     ls->wa.valid = 1;
     g->counts.w_amax_kept += (unsigned long long)known;
@@ -682,38 +697,15 @@ static int quantize_transposed(const op_state *o, gemm_run run) {
           o->cfg.mode == LOWP_SCALING_DELAYED);
 }
 
-/* Whether the fprop quantizes the X it keeps for the wgrad (x8_keeps) both ways in one pass
- * (lowpi_cuda_cast_transpose_dbias, x_both_ways): per-tensor delayed scaling, or current
- * scaling with X's amax from its producer, as cast_t configurations (fp8, RNE, fp32 scales), no
- * Hadamard rotation or clipping mask; not with LOWPI_GPU_PLAIN_X8T. */
-static int x_cast_t(const lowpi_gpu_linears *g, const op_state *o, const float *x_amax) {
+/* Whether the fprop's quantization of an operand it keeps for the backward (X for the wgrad:
+ * x8_keeps; W for the dgrad: w8_keeps) writes the backward's transposed codes in the same pass
+ * (lowpi_cuda_cast_transpose_dbias), which the backward then takes as they are, in place of a
+ * byte transpose of the kept codes (the same codes): per-tensor current or delayed fp8 scaling
+ * as the pass implements it (RNE, fp32 scales), no Hadamard rotation or clipping mask; not with
+ * LOWPI_GPU_PLAIN_X8T. */
+static int both_ways(const lowpi_gpu_linears *g, const op_state *o) {
   return !(g->plain & LOWPI_GPU_PLAIN_X8T) && lowpi_cuda_cast_transpose_supported(&o->cfg) &&
-         !o->spec.hadamard && !o->spec.clip_mask_ste &&
-         (o->cfg.mode == LOWP_SCALING_DELAYED ||
-          (x_amax && current_scaling(o) && !(g->plain & LOWPI_GPU_PLAIN_AMAX)));
-}
-
-/* The fprop's X (R, K) quantized into q's scales and amax (as quantize_operand would) with its
- * codes in g->x8t (*codes) and their transpose, the wgrad's X^T, into q's codes (xq_t): one read
- * of X, and no byte transpose in the backward. */
-static lowp_status x_both_ways(lowpi_gpu_linears *g, lin_state *ls, lowp_cuda_qtensor *q,
-                               const float *x, float *x_amax, size_t R, size_t K,
-                               const void **codes) {
-  void *c;
-  LOWPI_TRY(scratch_get(&g->x8t, R * K, &c));
-  lowp_cuda_qtensor rowwise = *q;
-  rowwise.rowwise.codes = c;
-  const int known = x_amax && q->cfg.mode != LOWP_SCALING_DELAYED;
-  LOWPI_TRY(lowpi_cuda_cast_transpose_dbias(x, (int)R, (int)K, &rowwise, q->rowwise.codes, NULL,
-                                            known ? x_amax : NULL, known, NULL, NULL, 0));
-  if (known) {
-    ls->amax_x[0] = NULL;
-    g->counts.amax_given++;
-  }
-  ls->xq_t = 1;
-  g->counts.x_cast_t++;
-  *codes = c;
-  return LOWP_OK;
+         !o->spec.hadamard && !o->spec.clip_mask_ste;
 }
 
 /* One GEMM operand as the GEMM takes it. */
@@ -1161,23 +1153,27 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   q->cfg.offset = offset;
   q->delayed = o->delayed ? o->ds : NULL;
   if (run == RUN_FP8 || run == RUN_FP8_BLOCK) { /* codes and decode scales to the tensor cores */
-    const void *codes = q->rowwise.codes;
-    if (keep && !direct && x_cast_t(g, o, x_amax)) {
-      LOWPI_TRY(x_both_ways(g, ls, q, x, x_amax, R, K, &codes));
-    } else {
-      LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct, x_amax));
-      ls->xq_t = keep ? 0 : ls->xq_t;
+    /* kept both ways: this fprop's codes into scratch, the kept buffer gets the transpose's */
+    lowp_cuda_qtensor fwd = *q;
+    void *codes_t = NULL;
+    if ((keep || keep_w) && !direct && run == RUN_FP8 && both_ways(g, o)) {
+      LOWPI_TRY(scratch_get(keep ? &g->x8t : &g->w8t, R * K, &fwd.rowwise.codes));
+      codes_t = q->rowwise.codes;
+      g->counts.both_ways++;
     }
+    LOWPI_TRY(quantize_operand(g, ls, slot, &fwd, src, direct, x_amax, codes_t));
     if (keep) {
       ls->xq_src = x;
       ls->xq_valid = 1;
+      ls->xq_t = codes_t != NULL;
     }
     if (keep_w) {
       ls->wk_src = x;
       ls->wk_valid = 1;
+      ls->wk_t = codes_t != NULL;
     }
     LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
-    out->ptr = codes;
+    out->ptr = fwd.rowwise.codes;
     out->format = o->cfg.format;
     out->scale = (const float *)q->rowwise.scales;
     out->block = run == RUN_FP8_BLOCK ? block_kind(o) : (lowpi_fp8_block_kind)0;
@@ -1186,7 +1182,7 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   if (run == RUN_BF16) { /* the dequantized values, exact in bf16 (bf16_exact) */
     void *codes;
     LOWPI_TRY(scratch_get(&g->tmp[2 + which], n * 2, &codes));
-    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct, x_amax));
+    LOWPI_TRY(quantize_operand(g, ls, slot, q, src, direct, x_amax, NULL));
     LOWPI_TRY(lowp_cuda_dequantize(q, codes, LOWP_BF16));
     LOWPI_TRY(record_clip_mask(g, ls, slot, o, q, src, R, K));
     out->ptr = codes;
@@ -1669,6 +1665,7 @@ lowp_status lowpi_gpu_linear_gelu_x8t(lowpi_gpu_linears *g, int lin, const uint1
   g->lin[lin].x8_given = 1;
   g->lin[lin].xq_t = 1;
   g->counts.x8t_produced++;
+  g->counts.both_ways++;
   *ok = 1;
   return LOWP_OK;
 }
@@ -1700,12 +1697,14 @@ static lowp_status kept_operand(lowpi_gpu_linears *g, const lin_state *ls, lowp_
   return LOWP_OK;
 }
 
-/* The wgrad's X^T where the fprop's X producer wrote it into xq (xq_t): its codes as they are,
- * with the fprop's decode scale (x8_keeps: the same per-tensor codes both ways). */
-static lowp_status xt_operand(const lin_state *ls, operand *out) {
-  *out = (operand){ls->xq.rowwise.codes,
-                   ls->op[LOWP_OP_WGRAD_X].cfg.format,
-                   (const float *)ls->xq.rowwise.scales,
+/* Slot's operand where the fprop left its transpose's codes in kept (xq_t, wk_t): the codes as
+ * they are, with the fprop's decode scale (x8_keeps, w8_keeps: the same per-tensor codes both
+ * ways). */
+static lowp_status transposed_operand(const lin_state *ls, lowp_operand slot,
+                                      const lowp_cuda_qtensor *kept, operand *out) {
+  *out = (operand){kept->rowwise.codes,
+                   ls->op[slot].cfg.format,
+                   (const float *)kept->rowwise.scales,
                    (lowpi_fp8_block_kind)0,
                    0,
                    NULL};
@@ -2212,7 +2211,8 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, uint16_t
     if (given)
       LOWPI_TRY(given_weight(g, ls, LOWP_OP_DGRAD_W, (size_t)OC, (size_t)C, &wq));
     if (w8)
-      LOWPI_TRY(kept_operand(g, ls, LOWP_OP_DGRAD_W, &ls->wk, OC, C, &wq));
+      LOWPI_TRY(ls->wk_t ? transposed_operand(ls, LOWP_OP_DGRAD_W, &ls->wk, &wq)
+                         : kept_operand(g, ls, LOWP_OP_DGRAD_W, &ls->wk, OC, C, &wq));
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, dinp16, &a, &b, cast_t ? &cast_d : NULL,
                           given || w8 ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, NULL, NULL, &run_d,
                           &dy));
@@ -2240,7 +2240,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, uint16_t
                         "as fp8 codes by its forward in this step",
                         lin);
     if (x8)
-      LOWPI_TRY(ls->xq_t ? xt_operand(ls, &given_x)
+      LOWPI_TRY(ls->xq_t ? transposed_operand(ls, LOWP_OP_WGRAD_X, &ls->xq, &given_x)
                          : kept_operand(g, ls, LOWP_OP_WGRAD_X, &ls->xq, N, C, &given_x));
     if (!cast_t && (dgrad || dg)) {
       const gemm_run run_w =

@@ -157,9 +157,10 @@ enum {
                                        not given them so by the both-ways pass */
   LOWPI_GPU_PLAIN_BLOCK_DB = 65536, /* "block_db": fp8-block's bias gradients by column sums of
                                        their own, not in dY's both-ways pass */
-  LOWPI_GPU_PLAIN_X8T = 262144,     /* "x8t": fc_proj's X^T for the wgrad transposed from the
-                                        fprop's kept codes, not written with them by GELU's
-                                        cast-transpose (lowpi_gpu_linear_gelu_x8t 0) */
+  LOWPI_GPU_PLAIN_X8T = 262144,     /* "x8t": the wgrad's X^T and the dgrad's W^T transposed from
+                                        the fprop's kept codes, not written with them by GELU's
+                                        cast-transpose (lowpi_gpu_linear_gelu_x8t 0) or the
+                                        fprop's quantization (counts.both_ways) */
   LOWPI_GPU_PLAIN_DX16 = 131072,    /* "dx16": the dgrads and the flash backward write their dX
                                        in fp32 for every consumer, not as bf16 codes
                                        (lowpi_gpu_linear_dx16, _takes_dy16 0): NOT the same bits
@@ -356,9 +357,8 @@ typedef struct {
   unsigned long long x8_produced;   /* fprops whose X codes its producer wrote
                                        (lowpi_gpu_linear_x8_target) */
   unsigned long long x8t_produced;  /* of those, with X^T too (lowpi_gpu_linear_gelu_x8t) */
-  unsigned long long x_cast_t;      /* fprops that quantized X both ways in one pass, keeping X^T
-                                       for the wgrad (per-tensor, current scaling with X's amax
-                                       given, or delayed) */
+  unsigned long long both_ways;     /* fprop quantizations of a kept X or W that wrote the
+                                       backward's transpose in the same pass (GELU's included) */
   unsigned long long x_fp8_reused;  /* wgrads that took X^T as the byte transpose of the fprop's
                                        kept fp8 codes (lowpi_gpu_linear_keeps_x8) */
   unsigned long long w_fp8_reused;  /* dgrads that took W^T as the byte transpose of the fprop's

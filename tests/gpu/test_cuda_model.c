@@ -1081,23 +1081,25 @@ static int trainer_two_ways(lowp_arch arch, const char *recipe_name, const char 
 }
 
 /* The producers' amaxes (the norm forwards', the flash attention's, GELU's; the norm backwards',
- * GELU's / SwiGLU's) against LOWP_GPU_PLAIN=amax,dy_amax (every per-tensor current scaling
+ * GELU's / SwiGLU's) against LOWP_GPU_PLAIN=amax,dy_amax,x8t (every per-tensor current scaling
  * computes its own amax by a pass of its own): the amax is exact, so 3 fp8-current training steps
  * from the same model and tokens must give bit-identical losses, parameters and optimizer states;
- * the producers' amaxes must have been taken (and none the plain way), and with them the fprops'
- * X quantized both ways in one pass (the plain way: cast, then the backward's byte transpose). */
+ * the producers' amaxes must have been taken (and none the plain way), and the fprops' kept X
+ * and W quantized both ways in one pass (the plain way: cast, then the backward's byte
+ * transposes). */
 static void test_trainer_amax(lowp_arch arch) {
   char label[64];
   snprintf(label, sizeof label, "trainer amax %s fp8-current",
            arch == LOWP_ARCH_GPT2 ? "gpt2" : "llama");
   lowpi_gpu_gemm_counts cn[2];
-  if (trainer_two_ways(arch, "fp8-current", "amax,dy_amax", label, cn))
-    GC_CHECK(cn[0].amax_given > 0 && cn[0].dy_amax_given > 0 && cn[0].x_cast_t > 0 &&
-                 cn[1].amax_given == 0 && cn[1].dy_amax_given == 0 && cn[1].x_cast_t == 0,
-             "%s: X / dY amaxes given %llu / %llu, X both ways %llu, the plain way %llu / %llu, "
-             "%llu (want > 0, 0)",
-             label, cn[0].amax_given, cn[0].dy_amax_given, cn[0].x_cast_t, cn[1].amax_given,
-             cn[1].dy_amax_given, cn[1].x_cast_t);
+  if (trainer_two_ways(arch, "fp8-current", "amax,dy_amax,x8t", label, cn))
+    GC_CHECK(
+        cn[0].amax_given > 0 && cn[0].dy_amax_given > 0 && cn[0].both_ways > 0 &&
+            cn[1].amax_given == 0 && cn[1].dy_amax_given == 0 && cn[1].both_ways == 0,
+        "%s: X / dY amaxes given %llu / %llu, X / W both ways %llu, the plain way %llu / %llu, "
+        "%llu (want > 0, 0)",
+        label, cn[0].amax_given, cn[0].dy_amax_given, cn[0].both_ways, cn[1].amax_given,
+        cn[1].dy_amax_given, cn[1].both_ways);
 }
 
 /* fp8-delayed's records: the amax each quantization records into its state's history is taken
@@ -1115,7 +1117,7 @@ static void test_trainer_delayed_records(lowp_arch arch) {
   if (trainer_two_ways(arch, "fp8-delayed", "x8p,cast_t,x8t", label, cn))
     GC_CHECK((cn[0].x8_produced > 0 || arch != LOWP_ARCH_GPT2) &&
                  (cn[0].x8t_produced > 0 || arch != LOWP_ARCH_GPT2) && cn[0].dy_cast_t > 0 &&
-                 cn[1].x8_produced == 0 && cn[1].x8t_produced == 0 && cn[1].x_cast_t == 0 &&
+                 cn[1].x8_produced == 0 && cn[1].x8t_produced == 0 && cn[1].both_ways == 0 &&
                  cn[1].dy_cast_t == 0,
              "%s: X codes produced %llu (%llu with X^T), dY cast-transposed %llu; the plain way "
              "%llu (%llu), %llu (want > 0, 0)",
