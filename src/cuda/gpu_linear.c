@@ -1616,11 +1616,9 @@ int lowpi_gpu_linear_wants_amax(const lowpi_gpu_linears *g, int lin) {
          current_scaling(&g->lin[lin].op[LOWP_OP_FPROP_X]);
 }
 
-/* The kept buffer xq where linear lin's X producer may write the fprop's codes (the conditions
- * of lowpi_gpu_linear_x8_target), its delayed state set; NULL where it may not. */
-static lowp_status x8_buffer(lowpi_gpu_linears *g, int lin, int N, int C, int OC,
-                             lowp_cuda_qtensor **q) {
-  *q = NULL;
+lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int C, int OC,
+                                       lowpi_fp8_out *o8, float **amax, int *ok) {
+  *ok = 0;
   if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_X8P))
     return LOWP_OK;
   lin_state *ls = &g->lin[lin];
@@ -1628,42 +1626,42 @@ static lowp_status x8_buffer(lowpi_gpu_linears *g, int lin, int N, int C, int OC
   if (!f->delayed || !x8_keeps(g, ls, N, C, OC) ||
       !lowpi_cuda_cast_transpose_supported(&f->cfg)) /* (fp8, RNE, fp32 scales) */
     return LOWP_OK;
-  LOWPI_TRY(xq_get(ls, &f->cfg, (size_t)N, (size_t)C, q));
-  (*q)->delayed = f->ds;
-  return LOWP_OK;
-}
-
-lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int C, int OC,
-                                       lowpi_fp8_out *o8, float **amax, int *ok) {
   lowp_cuda_qtensor *q;
-  *ok = 0;
-  LOWPI_TRY(x8_buffer(g, lin, N, C, OC, &q));
-  if (!q)
-    return LOWP_OK;
+  LOWPI_TRY(xq_get(ls, &f->cfg, (size_t)N, (size_t)C, &q));
+  q->delayed = f->ds;
   LOWPI_TRY(lowpi_cuda_quant_delayed_begin(q, o8));
   *amax = q->rowwise.amax;
-  g->lin[lin].x8_given = 1;
-  g->lin[lin].xq_t = 0;
+  ls->x8_given = 1;
+  ls->xq_t = 0;
   *ok = 1;
   return LOWP_OK;
 }
 
 lowp_status lowpi_gpu_linear_gelu_x8t(lowpi_gpu_linears *g, int lin, const uint16_t *pre, int N,
                                       int C, int OC, int *ok) {
-  lowp_cuda_qtensor *q;
   *ok = 0;
-  if (g->plain & LOWPI_GPU_PLAIN_X8T)
+  if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_X8T))
     return LOWP_OK;
-  LOWPI_TRY(x8_buffer(g, lin, N, C, OC, &q));
-  if (!q)
+  lin_state *ls = &g->lin[lin];
+  const op_state *f = &ls->op[LOWP_OP_FPROP_X];
+  const int delayed = f->delayed && !(g->plain & LOWPI_GPU_PLAIN_X8P);
+  const int current = current_scaling(f) && !(g->plain & LOWPI_GPU_PLAIN_AMAX);
+  if ((!delayed && !current) || !x8_keeps(g, ls, N, C, OC) || !both_ways(g, f))
     return LOWP_OK;
-  void *codes;
-  LOWPI_TRY(scratch_get(&g->x8t, (size_t)N * (size_t)C, &codes));
-  lowp_cuda_qtensor rowwise = *q; /* q's scales, amax and counter; the codes into x8t */
-  rowwise.rowwise.codes = codes;
-  LOWPI_TRY(lowpi_cuda_gelu_cast_transpose(pre, N, C, &rowwise, q->rowwise.codes));
-  g->lin[lin].x8_given = 1;
-  g->lin[lin].xq_t = 1;
+  lowp_cuda_qtensor *q;
+  LOWPI_TRY(xq_get(ls, &f->cfg, (size_t)N, (size_t)C, &q));
+  q->delayed = delayed ? f->ds : NULL;
+  lowp_cuda_qtensor fwd = *q; /* q's scales, amax and counter; the fprop's codes into x8t */
+  LOWPI_TRY(scratch_get(&g->x8t, (size_t)N * (size_t)C, &fwd.rowwise.codes));
+  float *amax = NULL;
+  if (current) { /* GELU twice rather than its fp32 output written and read: the amax first */
+    amax = q->rowwise.amax;
+    LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16(NULL, NULL, amax, pre, (size_t)N * (size_t)C));
+    g->counts.amax_given++;
+  }
+  LOWPI_TRY(lowpi_cuda_gelu_cast_transpose(pre, N, C, &fwd, q->rowwise.codes, amax));
+  ls->x8_given = 1;
+  ls->xq_t = 1;
   g->counts.x8t_produced++;
   g->counts.both_ways++;
   *ok = 1;

@@ -208,9 +208,11 @@ lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int
                                        lowpi_fp8_out *o8, float **amax, int *ok);
 /* The same for GELU's output (fc_proj's X of a GPT-2) from its bf16 input pre (N, C), made here
  * in one pass both ways (lowpi_cuda_gelu_cast_transpose): the fprop's codes, and their transpose
- * kept for the wgrad in place of a byte transpose of them (the same codes), *ok = 1; else
- * (lowpi_gpu_linear_x8_target would not, or LOWPI_GPU_PLAIN_X8T) *ok = 0 and nothing is
- * written. Counts x8t_produced. */
+ * kept for the wgrad in place of a byte transpose of them (the same codes), *ok = 1. Delayed
+ * scaling as lowpi_gpu_linear_x8_target; per-tensor current scaling too, GELU's amax taken by a
+ * first pass that writes nothing else (GELU made twice from its bf16 input rather than written
+ * in fp32 and read back: the same codes and scale). Else (or LOWPI_GPU_PLAIN_X8T) *ok = 0 and
+ * nothing is written. Counts x8t_produced. */
 lowp_status lowpi_gpu_linear_gelu_x8t(lowpi_gpu_linears *g, int lin, const uint16_t *pre, int N,
                                       int C, int OC, int *ok);
 

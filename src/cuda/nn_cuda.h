@@ -165,8 +165,9 @@ lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16,
                                                const float *dout, const uint16_t *dout_bf16,
                                                const uint16_t *inp, size_t n);
 /* GELU's forward from inp (n), the bf16 codes of its input (an fp8 fc GEMM's bf16 output with
- * its bias, kept as they are for the backward): out / out_bf16 (either may be NULL, not both)
- * and amax (may be NULL) as lowpi_cuda_gelu_forward_amax, of the codes' values. */
+ * its bias, kept as they are for the backward): out / out_bf16 and amax as
+ * lowpi_cuda_gelu_forward_amax (any may be NULL, not all three: the amax alone is the first
+ * pass of a current-scaled cast that makes GELU again, lowpi_cuda_gelu_cast_transpose). */
 lowp_status lowpi_cuda_gelu_forward_from_bf16(float *out, uint16_t *out_bf16, float *amax,
                                               const uint16_t *inp, size_t n);
 /* The same writing its output as o8's fp8 codes alone (lowpi_fp8_out), amax required. */

@@ -490,7 +490,7 @@ lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16,
 static lowp_status gelu_from_bf16(const char *fn, float *out, uint16_t *out_bf16,
                                   const lowpi_fp8_out &o8, uint32_t fmax_bits, float *amax,
                                   const uint16_t *inp, size_t n) {
-  if (n && !((out || out_bf16 || o8.codes) && inp))
+  if (n && !((out || out_bf16 || o8.codes || amax) && inp))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
   if (((uintptr_t)amax & 3u) != 0)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: misaligned amax", fn);

@@ -45,8 +45,8 @@ enum ct_op { CT_PLAIN, CT_DGELU, CT_GELU };
 
 /* DELAYED: the scale is the state's (p.d_scale), and the amax of x is taken in the same pass
  * into amax_out, o.amax_copy and o.amax_t (zeroed before) and the state's history (o.hist: the
- * record, lowpi_flush_counts's rule); else (TENSOR) the scale comes from the amax given (so
- * DELAYED for the GELU ops: their amax is taken in the pass). In: x's type, float or bf16 codes
+ * record, lowpi_flush_counts's rule); else (TENSOR) the scale comes from the amax given (of
+ * GELU's output for CT_GELU; not for CT_DGELU, DELAYED only). In: x's type, float or bf16 codes
  * (uint16_t: a dgrad's bf16 output, GELU's input). vec: x, pre and the codes 16-byte aligned,
  * C % 16 == 0. */
 template <int FF, bool DELAYED, ct_op OP = CT_PLAIN, typename In = float>
@@ -54,7 +54,7 @@ __global__ void cast_transpose_dbias_kernel(const In *__restrict__ x, size_t R, 
                                             const float *__restrict__ amax, lowpi_qparams p,
                                             lowpi_fmt f, ct_out o, unsigned *amax_out, int vec,
                                             int vec_t, const uint16_t *__restrict__ pre) {
-  static_assert(DELAYED || OP == CT_PLAIN, "the GELU ops' amax is taken in the pass");
+  static_assert(DELAYED || OP != CT_DGELU, "the GELU backward's amax is taken in the pass");
   __shared__ float tile[kTile][kTile + 1]; /* + 1: the column reads spread over the banks */
   const float a = DELAYED ? 0.0f : *amax;
   const lowpi_block_scale s = lowpi_qblock_scale(p, a, 1.0f); /* scales_kernel's rule */
@@ -190,7 +190,7 @@ bool cast_t_config(const lowp_qconfig *c) {
 }
 
 /* cast_transpose_dbias_kernel for x of type In, its format (e4m3 or e5m2), delayed scaling and
- * the op picked at run time (the GELU ops: delayed, and GELU's forward from bf16 only). */
+ * the op picked at run time (GELU's backward delayed only, its forward from bf16 only). */
 template <typename In>
 void launch_ct(const In *x, bool e4m3, bool delayed, ct_op op, const uint16_t *pre, unsigned blocks,
                size_t R, size_t C, const float *from, const lowpi_qparams &p, const lowpi_fmt &f,
@@ -201,8 +201,10 @@ void launch_ct(const In *x, bool e4m3, bool delayed, ct_op op, const uint16_t *p
 #define LOWPI_CT_OPS(FF)                                                                           \
   if (op == CT_DGELU)                                                                              \
     LOWPI_CT(FF, true, CT_DGELU);                                                                  \
-  else if (op == CT_GELU && sizeof(In) == 2)                                                       \
+  else if (op == CT_GELU && sizeof(In) == 2 && delayed)                                            \
     LOWPI_CT(FF, true, CT_GELU);                                                                   \
+  else if (op == CT_GELU && sizeof(In) == 2)                                                       \
+    LOWPI_CT(FF, false, CT_GELU);                                                                  \
   else if (delayed)                                                                                \
     LOWPI_CT(FF, true, CT_PLAIN);                                                                  \
   else                                                                                             \
@@ -244,11 +246,10 @@ static lowp_status cast_transpose(const float *x, const uint16_t *x16, ct_op op,
                       "lowpi_cuda_cast_transpose_dbias: only fp8 (e4m3, e5m2) per-tensor current "
                       "or delayed scaling with RNE, fp32 scales and no column-wise copy");
   const bool delayed = q->cfg.mode == LOWP_SCALING_DELAYED;
-  if (op != CT_PLAIN && !delayed)
+  if (op == CT_DGELU && !delayed)
     return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                      "lowpi_cuda_%sgelu_cast_transpose: delayed scaling only (the amax of GELU's "
-                      "output is taken in the pass)",
-                      op == CT_DGELU ? "d" : "");
+                      "lowpi_cuda_dgelu_cast_transpose_dbias: delayed scaling only (the amax of "
+                      "the GELU backward is taken in the pass)");
   if ((op == CT_DGELU) != (pre != NULL) || (op == CT_GELU && !x16))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_cast_transpose_dbias: bad GELU input");
   if (delayed && (!q->delayed || q->delayed->format != q->cfg.format))
@@ -358,10 +359,11 @@ lowp_status lowpi_cuda_dgelu_cast_transpose_dbias(const float *dout, const uint1
 }
 
 lowp_status lowpi_cuda_gelu_cast_transpose(const uint16_t *pre, int R, int C, lowp_cuda_qtensor *q,
-                                           void *codes_t) {
+                                           void *codes_t, float *amax) {
   if (!pre)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_gelu_cast_transpose: NULL pre");
-  return cast_transpose(NULL, pre, CT_GELU, NULL, R, C, q, codes_t, NULL, NULL, 0, NULL, NULL, 0);
+  return cast_transpose(NULL, pre, CT_GELU, NULL, R, C, q, codes_t, NULL, amax, amax != NULL, NULL,
+                        NULL, 0);
 }
 
 lowp_status lowpi_cuda_quant_delayed_begin(lowp_cuda_qtensor *q, lowpi_fp8_out *o8) {

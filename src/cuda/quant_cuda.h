@@ -89,13 +89,14 @@ lowp_status lowpi_cuda_dgelu_cast_transpose_dbias(const float *dout, const uint1
                                                   lowp_cuda_qtensor *q, lowp_cuda_qtensor *qt,
                                                   float *dbias, void *workspace,
                                                   size_t workspace_bytes);
-/* The same for fc_proj's X of a GPT-2 under delayed scaling, made in the pass from GELU's bf16
- * input pre (R, C): the tensor quantized is gelu(pre), with lowpi_cuda_gelu_forward_from_bf16's
- * bits, into q's codes (R, C) and their transpose codes_t (C, R), the wgrad's X^T; its amax into
- * q's and recorded into the state's history, as lowpi_cuda_gelu_forward_from_bf16_fp8 does. No
- * bias gradient. Mode DELAYED only (else LOWP_ERR_UNSUPPORTED). */
+/* The same for fc_proj's X of a GPT-2, made in the pass from GELU's bf16 input pre (R, C): the
+ * tensor quantized is gelu(pre), with lowpi_cuda_gelu_forward_from_bf16's bits, into q's codes
+ * (R, C) and their transpose codes_t (C, R), the wgrad's X^T. Delayed scaling takes its amax
+ * into q's and records it into the state's history, as lowpi_cuda_gelu_forward_from_bf16_fp8
+ * does (amax ignored); current scaling needs the amax given (GELU's: a first pass of
+ * lowpi_cuda_gelu_forward_from_bf16 with the amax alone). No bias gradient. */
 lowp_status lowpi_cuda_gelu_cast_transpose(const uint16_t *pre, int R, int C, lowp_cuda_qtensor *q,
-                                           void *codes_t);
+                                           void *codes_t, float *amax);
 /* A producer's output written as fp8 codes alone (the next linear's X, quantized where it is
  * made: norm -> fp8, GELU -> fp8): codes[i] = the saturating RNE cast of y[i] * *enc to fmt
  * (LOWP_E4M3 or LOWP_E5M2), what lowp_cuda_quantize writes under per-tensor delayed scaling

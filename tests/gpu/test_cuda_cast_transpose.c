@@ -396,14 +396,16 @@ static void test_dgelu_shape(lowp_format f, size_t R, size_t C, int dout16) {
   free(h_x16);
 }
 
-/* GELU's forward made inside the cast (lowpi_cuda_gelu_cast_transpose: fc_proj's X of
- * fp8-delayed and its transpose from GELU's bf16 input) against the two passes it replaces,
- * each checked against the CPU on its own (lowpi_cuda_gelu_forward_from_bf16 in test_cuda_nn,
- * the cast-transpose above): from the same delayed state, the same row-wise codes, scales and
- * amax, the same transposed codes and the same history, bit for bit. */
-static void test_gelu_shape(lowp_format f, size_t R, size_t C) {
+/* GELU's forward made inside the cast (lowpi_cuda_gelu_cast_transpose: fc_proj's X and its
+ * transpose from GELU's bf16 input) against the two passes it replaces, each checked against the
+ * CPU on its own (lowpi_cuda_gelu_forward_from_bf16 in test_cuda_nn, the cast-transpose above):
+ * the same row-wise codes, scales and amax, the same transposed codes and, delayed (from the
+ * same state), the same history, bit for bit. Current scaling takes GELU's amax from a first
+ * pass that writes it alone. */
+static void test_gelu_shape(lowp_format f, size_t R, size_t C, int delayed) {
   char what[192];
-  snprintf(what, sizeof what, "gelu %s %zux%zu", lowp_format_get(f)->name, R, C);
+  snprintf(what, sizeof what, "gelu %s %zux%zu %s", lowp_format_get(f)->name, R, C,
+           delayed ? "delayed" : "current");
   const size_t n = R * C;
   lowp_delayed_scaling hd, back[2];
   GC_REQUIRE(lowp_delayed_init(&hd, f, 4, LOWP_AMAX_MAX, 0));
@@ -411,8 +413,10 @@ static void test_gelu_shape(lowp_format f, size_t R, size_t C) {
   memcpy(hd.history, hist, sizeof hist);
   lowp_delayed_update(&hd);
   lowp_qconfig cfg = mk(f);
-  cfg.mode = LOWP_SCALING_DELAYED;
-  cfg.delayed = &hd;
+  if (delayed) {
+    cfg.mode = LOWP_SCALING_DELAYED;
+    cfg.delayed = &hd;
+  }
   lowp_cuda_delayed dd[2];
   lowp_cuda_qtensor q[2], qt[2];
   init_two_ways(&cfg, &hd, R, C, q, qt, dd, back);
@@ -427,10 +431,13 @@ static void test_gelu_shape(lowp_format f, size_t R, size_t C) {
   GC_REQUIRE(lowp_encode(LOWP_BF16, h_x, n, h_pre, &rne));
   GC_REQUIRE(lowp_cuda_malloc((void **)&d_pre, n * sizeof(uint16_t)));
   GC_REQUIRE(lowp_cuda_memcpy(d_pre, h_pre, n * sizeof(uint16_t), LOWP_CUDA_H2D));
+  /* (current: the reference takes its own amax pass over GELU's fp32 output) */
   if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(d_x, NULL, NULL, d_pre, n)) &&
       GC_OK(lowpi_cuda_cast_transpose_dbias(d_x, (int)R, (int)C, &q[0], NULL, &qt[0], NULL, 0, NULL,
                                             NULL, 0)) &&
-      GC_OK(lowpi_cuda_gelu_cast_transpose(d_pre, (int)R, (int)C, &q[1], qt[1].rowwise.codes))) {
+      (delayed || GC_OK(lowpi_cuda_gelu_forward_from_bf16(NULL, NULL, d_amax, d_pre, n))) &&
+      GC_OK(lowpi_cuda_gelu_cast_transpose(d_pre, (int)R, (int)C, &q[1], qt[1].rowwise.codes,
+                                           delayed ? NULL : d_amax))) {
     lowp_qtensor h[2];
     for (int w = 0; w < 2; w++) {
       GC_REQUIRE(lowp_qtensor_init(&h[w], &cfg, R, C));
@@ -445,7 +452,7 @@ static void test_gelu_shape(lowp_format f, size_t R, size_t C) {
     int same = 1;
     for (int i = 0; i < 4; i++)
       same = same && same_float(back[0].history[i], back[1].history[i]);
-    GC_CHECK(same && (back[1].history[0] > 0 || h[0].rowwise.amax == 0.0f),
+    GC_CHECK(same && (!delayed || back[1].history[0] > 0 || h[0].rowwise.amax == 0.0f),
              "%s: history[0] %a, the two passes' %a", what, (double)back[1].history[0],
              (double)back[0].history[0]);
     for (int w = 0; w < 2; w++)
@@ -539,6 +546,11 @@ static void test_errors(void) {
   GC_CHECK(lowpi_cuda_cast_transpose_dbias(d_x, 32, 48, &q, d_ct, NULL, NULL, 1, NULL, NULL, 0) ==
                LOWP_ERR_INVALID_ARG,
            "amax known without an amax was not refused");
+  uint16_t *d_pre = NULL; /* GELU's forward from bf16, current scaling: the amax must be given */
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_pre, 32 * 48 * sizeof(uint16_t)));
+  GC_CHECK(lowpi_cuda_gelu_cast_transpose(d_pre, 32, 48, &q, d_ct, NULL) == LOWP_ERR_INVALID_ARG,
+           "GELU's cast-transpose with current scaling and no amax was not refused");
+  lowp_cuda_free(d_pre);
   lowp_qconfig dl = mk(LOWP_E4M3);
   dl.mode = LOWP_SCALING_DELAYED;
   lowp_cuda_qtensor qd;
@@ -682,7 +694,8 @@ int main(void) {
         test_bf16_shape(fmts[k], shapes[s][0], shapes[s][1], delayed);
   for (size_t s = 0; s < nshapes; s++)
     for (int k = 0; k < 2; k++)
-      test_gelu_shape(fmts[k], shapes[s][0], shapes[s][1]);
+      for (int delayed = 0; delayed < 2; delayed++)
+        test_gelu_shape(fmts[k], shapes[s][0], shapes[s][1], delayed);
   test_errors();
   test_producers(17, 33, 0);
   test_producers(64, 96, 1);
