@@ -1871,6 +1871,7 @@ unsigned lowpi_gpu_plain_from_env(void) {
                {"block_db", LOWPI_GPU_PLAIN_BLOCK_DB},
                {"dx16", LOWPI_GPU_PLAIN_DX16},
                {"x8t", LOWPI_GPU_PLAIN_X8T},
+               {"gelu_db", LOWPI_GPU_PLAIN_GELU_DB},
                {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;

@@ -161,6 +161,10 @@ enum {
                                         the fprop's kept codes, not written with them by GELU's
                                         cast-transpose (lowpi_gpu_linear_gelu_x8t 0) or the
                                         fprop's quantization (counts.both_ways) */
+  LOWPI_GPU_PLAIN_GELU_DB = 524288, /* "gelu_db": a bf16 fc's bias gradient from its dY by the
+                                       linear (cuBLASLt's epilogue), not summed by GELU's
+                                       backward as it writes dY (the same sums in another
+                                       order) */
   LOWPI_GPU_PLAIN_DX16 = 131072,    /* "dx16": the dgrads and the flash backward write their dX
                                        in fp32 for every consumer, not as bf16 codes
                                        (lowpi_gpu_linear_dx16, _takes_dy16 0): NOT the same bits
@@ -170,8 +174,8 @@ enum {
 };
 /* The shortcuts that the environment variable LOWP_GPU_PLAIN turns off, for A/B timing
  * (bench_gpu_train): a comma-separated list of bias, x8, amax, cast_t, dy_amax, block_t, xb,
- * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t, z16, block_lt, block_db, dx16, x8t (or
- * "all").
+ * wmirror, x8p, both_tile, w8, ln_bwd, res, dgelu_t, z16, block_lt, block_db, dx16, x8t,
+ * gelu_db (or "all").
  * lowpi_gpu_model_create_plain ORs them into its own. Unknown names are ignored. */
 unsigned lowpi_gpu_plain_from_env(void);
 /* Whether linear lin's fprop quantizes X with per-tensor current scaling and would take X's

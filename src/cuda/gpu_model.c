@@ -387,6 +387,7 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
                : lowpi_cuda_attention_workspace(B, T, (int)C, (int)NH, g->compute);
   a->work_bytes = max3(lowpi_cuda_embedding_backward_workspace(B, T, (int)V),
                        lowpi_cuda_norm_backward_workspace((int)N, (int)C), att_work);
+  a->work_bytes = max3(a->work_bytes, lowpi_cuda_bias_backward_workspace((int)N, (int)FC), 0);
   struct {
     void **ptr;
     size_t bytes;
@@ -940,6 +941,13 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
    * (lowpi_gpu_linear_takes_dy16): half the bytes written and read, one rounding more */
   const int dy16 =
       fc16 || (pre && amax && lowpi_gpu_linear_takes_dy16(g->lin, 4 * l + 2, n, C, FC));
+  if (fc16 && gr->fcb && !(g->plain & LOWPI_GPU_PLAIN_GELU_DB)) {
+    /* a bf16 fc: its bias gradient summed as GELU's backward writes its dY, not read back */
+    LOWPI_TRY(lowpi_cuda_gelu_backward_dbias_bf16(dpre, gr->fcb, dx.f32, dx.bf16, pre, n, FC,
+                                                  a->work, a->work_bytes));
+    const lowpi_gpu_act dy = {NULL, dpre, NULL};
+    return backward_to_norm(g, 4 * l + 2, gr->fcw, NULL, dy, act_bwd(&a->ln2, l), w->fcw, n, C, FC);
+  }
   if (pre)
     LOWPI_TRY(lowpi_cuda_gelu_backward_from_bf16(dy16 ? NULL : a->db, dy16 ? dpre : NULL, amax,
                                                  dx.f32, dx.bf16, pre, nfc));

@@ -164,6 +164,13 @@ lowp_status lowpi_cuda_gelu_forward_keep(float *out, uint16_t *out_bf16, float *
 lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16, float *dinp_amax,
                                                const float *dout, const uint16_t *dout_bf16,
                                                const uint16_t *inp, size_t n);
+/* The same into bf16 codes dinp_bf16 (N, C), for a bf16 linear, with that linear's bias
+ * gradient in the same pass: dbias (C) += the column sums of the codes' values, with
+ * lowpi_cuda_bias_backward_bf16's bits (its workspace) rather than a read of dinp_bf16 after. */
+lowp_status lowpi_cuda_gelu_backward_dbias_bf16(uint16_t *dinp_bf16, float *dbias,
+                                                const float *dout, const uint16_t *dout_bf16,
+                                                const uint16_t *inp, int N, int C, void *workspace,
+                                                size_t workspace_bytes);
 /* GELU's forward from inp (n), the bf16 codes of its input (an fp8 fc GEMM's bf16 output with
  * its bias, kept as they are for the backward): out / out_bf16 and amax as
  * lowpi_cuda_gelu_forward_amax (any may be NULL, not all three: the amax alone is the first

@@ -319,6 +319,41 @@ __global__ void bias_partials8_kernel(float *__restrict__ partials, const T *__r
   }
 }
 
+/* GELU's backward into bf16 codes (gelu_backward_from_bf16_kernel's, BF16_OUT) with their
+ * column sums, the bias gradient of the linear before GELU: bias_partials8_kernel's partials of
+ * the codes' values (those of lowpi_cuda_bias_backward_bf16 over dinp, bit for bit) from the
+ * values as they are made, not read back. The same layout rules. */
+template <typename DY>
+__global__ void gelu_backward_dbias8_kernel(uint16_t *__restrict__ dinp,
+                                            float *__restrict__ partials,
+                                            const DY *__restrict__ dout,
+                                            const uint16_t *__restrict__ inp, int N, int C) {
+  const size_t chunks = lowpi_colsum_chunks(N), groups = (size_t)C / 8;
+  for (size_t idx = lowpi_global_tid(); idx < chunks * groups; idx += lowpi_grid_stride()) {
+    const size_t chunk = idx / groups, c0 = (idx % groups) * 8;
+    const int n0 = (int)chunk * lowpi_kColsumRows;
+    const int n1 = n0 + lowpi_kColsumRows < N ? n0 + lowpi_kColsumRows : N;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll 2
+    for (int n = n0; n < n1; n++) {
+      const size_t off = (size_t)n * C + c0;
+      float d[8], x[8];
+      load8(dout + off, d);
+      load8(inp + off, x);
+      uint32_t c[8];
+      for (int k = 0; k < 8; k++) {
+        c[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(gelu_grad(x[k]) * d[k]);
+        acc[k] += __uint_as_float(c[k] << 16);
+      }
+      *reinterpret_cast<uint4 *>(dinp + off) =
+          make_uint4(c[0] | c[1] << 16, c[2] | c[3] << 16, c[4] | c[5] << 16, c[6] | c[7] << 16);
+    }
+    float4 *out = reinterpret_cast<float4 *>(partials + chunk * (size_t)C + c0);
+    out[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    out[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+  }
+}
+
 /* The bias gradient dbias (OC) += column sums of dout (N, OC): lowpi_colsum, eight columns a
  * thread where the layout allows. */
 template <class T, class Terms>
@@ -482,6 +517,44 @@ lowp_status lowpi_cuda_gelu_backward_from_bf16(float *dinp, uint16_t *dinp_bf16,
     gelu_backward_from_bf16<uint16_t>(d, dinp != NULL, vec, dout_bf16, inp, n, amax);
   else
     gelu_backward_from_bf16<float>(d, dinp != NULL, vec, dout, inp, n, amax);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
+}
+
+lowp_status lowpi_cuda_gelu_backward_dbias_bf16(uint16_t *dinp_bf16, float *dbias,
+                                                const float *dout, const uint16_t *dout_bf16,
+                                                const uint16_t *inp, int N, int C, void *workspace,
+                                                size_t workspace_bytes) {
+  // dinp_bf16 (N, C), dbias (C), dout (N, C) or dout_bf16 (N, C), inp (N, C) bf16
+  const char *fn = "lowpi_cuda_gelu_backward_dbias_bf16";
+  if (!dinp_bf16 || !dbias || !dout == !dout_bf16 || !inp)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: NULL buffer, or two inputs", fn);
+  if (N < 0 || C < 0)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: bad shape N %d C %d", fn, N, C);
+  const size_t n = (size_t)N * (size_t)C, need = lowpi_cuda_bias_backward_workspace(N, C);
+  if (workspace_bytes < need || (need && !workspace))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: workspace of %zu bytes, needs %zu", fn,
+                      workspace_bytes, need);
+  const uintptr_t any = (uintptr_t)dinp_bf16 | (uintptr_t)dout | (uintptr_t)dout_bf16 |
+                        (uintptr_t)inp | (uintptr_t)workspace;
+  if (C % 8 || (any & 15u)) { /* the two passes, the same bits */
+    LOWPI_TRY(lowpi_cuda_gelu_backward_from_bf16(NULL, dinp_bf16, NULL, dout, dout_bf16, inp, n));
+    return lowpi_cuda_bias_backward_bf16(dbias, dinp_bf16, N, C, workspace, workspace_bytes);
+  }
+  if (n == 0)
+    return LOWP_OK;
+  float *partials = (float *)workspace;
+  const size_t chunks = lowpi_colsum_chunks(N);
+  const unsigned blocks = lowpi_cuda_blocks(chunks * (size_t)(C / 8), lowpi_kThreads);
+  if (dout_bf16)
+    gelu_backward_dbias8_kernel<uint16_t>
+        <<<blocks, lowpi_kThreads>>>(dinp_bf16, partials, dout_bf16, inp, N, C);
+  else
+    gelu_backward_dbias8_kernel<float>
+        <<<blocks, lowpi_kThreads>>>(dinp_bf16, partials, dout, inp, N, C);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
+      dbias, nullptr, partials, chunks, C);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

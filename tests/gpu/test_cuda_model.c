@@ -265,9 +265,10 @@ static void fp32_logits(lowp_model *m, const lowp_recipe *recipe, const char *wh
  * gelu_mode: 0 both fused (the default), 1 the forward fused and the backward not (the fallback
  * after cuBLASLt refuses the backward's epilogue, or with it turned off: fc_proj's fp32 dX and
  * the bf16 GELU input to fc's bf16 dY in one kernel, lowpi_cuda_gelu_backward_from_bf16), 2
- * neither. Per step (n_layer L): GELU epilogues 2L / L / 0, bias-gradient epilogues 3L / 4L /
- * 4L (fc's own when its dY is not made by fc_proj's epilogue); none when cuBLASLt refused (the
- * unfused paths then run, checked by the same gradients). */
+ * neither. Per step (n_layer L): GELU epilogues 2L / L / 0, bias-gradient epilogues 3L in every
+ * mode (fc's comes with its dY: from fc_proj's epilogue, else summed by GELU's backward,
+ * lowpi_cuda_gelu_backward_dbias_bf16); none when cuBLASLt refused (the unfused paths then run,
+ * checked by the same gradients). */
 static void check_epilogues(lowp_arch arch, const char *recipe_name, int gelu_mode, int n_layer,
                             int reps, const lowpi_gpu_gemm_counts *cn) {
   const char *an = arch ? "llama" : "gpt2";
@@ -285,7 +286,7 @@ static void check_epilogues(lowp_arch arch, const char *recipe_name, int gelu_mo
   }
   const unsigned long long L = (unsigned long long)n_layer, R = (unsigned long long)reps;
   const unsigned long long want_gelu = arch ? 0 : R * L * (gelu_mode == 0 ? 2 : gelu_mode == 1);
-  const unsigned long long want_bgrad = arch ? 0 : R * L * (gelu_mode == 0 ? 3 : 4);
+  const unsigned long long want_bgrad = arch ? 0 : R * L * 3;
   GC_CHECK(cn->gelu_fused == want_gelu && cn->bgrad_fused == want_bgrad,
            "%s bf16 (GELU mode %d): %llu GELU epilogues (want %llu), %llu bias-gradient "
            "epilogues (want %llu)",

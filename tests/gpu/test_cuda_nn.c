@@ -1730,6 +1730,71 @@ static void check_codes(const char *what, const uint16_t *d_codes, const uint16_
   free(got);
 }
 
+/* GELU's backward into bf16 with the bias gradient of the linear before it
+ * (lowpi_cuda_gelu_backward_dbias_bf16: a bf16 fc) against the two passes it replaces, each
+ * checked above (lowpi_cuda_gelu_backward_from_bf16 to bf16, lowpi_cuda_bias_backward_bf16 on
+ * its output): the same codes and the same sums added to the same start, bit for bit, from dout
+ * in fp32 and in bf16; aligned (eight columns a thread) and one element off (the two passes). */
+static void test_gelu_dbias(shape s) {
+  const int N = s.B * s.T, C = 4 * s.C; /* a multiple of 8 */
+  const size_t n = (size_t)N * C;
+  printf("  gelu backward with the bias gradient: N %d C %d\n", N, C);
+  float *x = hbuf(n + 1), *g = hbuf(n + 1), *init = hbuf((size_t)C);
+  uint16_t *x16 = malloc((n + 1) * 2), *g16 = malloc((n + 1) * 2);
+  if (!x16 || !g16)
+    exit(1);
+  fill(x, n + 1, -4, 4);
+  fill(g, n + 1, -1, 1);
+  fill(init, (size_t)C, -1, 1);
+  const lowp_cast_opts rne = {LOWP_ROUND_RNE, LOWP_OVERFLOW_NATIVE, 0, 0};
+  GC_REQUIRE(lowp_encode(LOWP_BF16, x, n + 1, x16, &rne));
+  GC_REQUIRE(lowp_encode(LOWP_BF16, g, n + 1, g16, &rne));
+  uint16_t *d_x16 = dcodes(n + 1), *d_g16 = dcodes(n + 1), *d_a = dcodes(n + 1),
+           *d_b = dcodes(n + 1);
+  GC_REQUIRE(lowp_cuda_memcpy(d_x16, x16, (n + 1) * 2, LOWP_CUDA_H2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_g16, g16, (n + 1) * 2, LOWP_CUDA_H2D));
+  float *d_g = dcopy(g, n + 1), *d_db = dcopy(init, (size_t)C), *d_db2 = dcopy(init, (size_t)C);
+  const size_t ws_bytes = lowpi_cuda_bias_backward_workspace(N, C);
+  void *ws = dbytes(ws_bytes + 16);
+  for (int off = 0; off < 2; off++)
+    for (int from16 = 0; from16 < 2; from16++) {
+      char what[96];
+      snprintf(what, sizeof what, "gelu backward + dbias%s%s", from16 ? ", bf16 dout" : "",
+               off ? ", one element off" : "");
+      upload(d_db, init, (size_t)C);
+      upload(d_db2, init, (size_t)C);
+      const float *dout = from16 ? NULL : d_g + off;
+      const uint16_t *dout16 = from16 ? d_g16 + off : NULL;
+      if (GC_OK(lowpi_cuda_gelu_backward_from_bf16(NULL, d_a + off, NULL, dout, dout16, d_x16 + off,
+                                                   n)) &&
+          GC_OK(lowpi_cuda_bias_backward_bf16(d_db, d_a + off, N, C, ws, ws_bytes)) &&
+          GC_OK(lowpi_cuda_gelu_backward_dbias_bf16(d_b + off, d_db2, dout, dout16, d_x16 + off, N,
+                                                    C, ws, ws_bytes))) {
+        char w2[128];
+        snprintf(w2, sizeof w2, "%s: codes", what);
+        check_same_codes(w2, d_b + off, d_a + off, n);
+        snprintf(w2, sizeof w2, "%s: bias gradient", what);
+        check_same(w2, d_db2, d_db, (size_t)C);
+      }
+    }
+  GC_CHECK(lowpi_cuda_gelu_backward_dbias_bf16(d_b, d_db2, d_g, NULL, d_x16, N, C, ws,
+                                               ws_bytes - 4) == LOWP_ERR_INVALID_ARG,
+           "gelu backward + dbias accepted a small workspace");
+  lowp_cuda_free(ws);
+  lowp_cuda_free(d_x16);
+  lowp_cuda_free(d_g16);
+  lowp_cuda_free(d_a);
+  lowp_cuda_free(d_b);
+  lowp_cuda_free(d_g);
+  lowp_cuda_free(d_db);
+  lowp_cuda_free(d_db2);
+  free(x);
+  free(g);
+  free(init);
+  free(x16);
+  free(g16);
+}
+
 /* GELU with its input kept in bf16 (GPT-2 on the GPU, gpu_model.c): the kept codes are
  * lowp_encode's bf16 RNE of y + b (the CPU's fp32 addition) bit for bit, and the outputs those of
  * the kernel that keeps nothing; lowpi_cuda_bias_to_bf16 writes the same codes; the backward from
@@ -1850,6 +1915,7 @@ static void run_shape(shape s) {
   test_pointwise(s);
   test_bias_fold(s);
   test_gelu_bf16_input(s);
+  test_gelu_dbias(s);
   test_rope(s);
   test_attention(s, LOWP_FP32);
   test_attention(s, LOWP_BF16);
