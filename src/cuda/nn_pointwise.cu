@@ -292,42 +292,13 @@ __device__ __forceinline__ void load8(const float *p, float v[8]) {
   v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
 
-/* lowpi_colsum's first stage for the bias gradient with eight columns a thread (one 16-byte
- * load of bf16 codes, or two of fp32, a row): the same chunks of rows, each summed in row order
- * from 0, so the same partials bit for bit as lowpi_colsum_partial over bias_terms /
- * bias16_terms, whose 2- and 4-byte loads a thread kept the kernel from the copy's pace. Needs
- * OC % 8 == 0 and dout 16-byte aligned. */
-template <class T>
-__global__ void bias_partials8_kernel(float *__restrict__ partials, const T *__restrict__ dout,
-                                      int N, int OC) {
-  const size_t chunks = lowpi_colsum_chunks(N), groups = (size_t)OC / 8;
-  for (size_t idx = lowpi_global_tid(); idx < chunks * groups; idx += lowpi_grid_stride()) {
-    const size_t chunk = idx / groups, c0 = (idx % groups) * 8;
-    const int n0 = (int)chunk * lowpi_kColsumRows;
-    const int n1 = n0 + lowpi_kColsumRows < N ? n0 + lowpi_kColsumRows : N;
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-#pragma unroll 4
-    for (int n = n0; n < n1; n++) {
-      float v[8];
-      load8(dout + (size_t)n * OC + c0, v);
-      for (int k = 0; k < 8; k++)
-        acc[k] += v[k];
-    }
-    float4 *out = reinterpret_cast<float4 *>(partials + chunk * (size_t)OC + c0);
-    out[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
-    out[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
-  }
-}
-
-/* GELU's backward into bf16 codes (gelu_backward_from_bf16_kernel's, BF16_OUT) with their
- * column sums, the bias gradient of the linear before GELU: bias_partials8_kernel's partials of
- * the codes' values (those of lowpi_cuda_bias_backward_bf16 over dinp, bit for bit) from the
- * values as they are made, not read back. The same layout rules. */
-template <typename DY>
-__global__ void gelu_backward_dbias8_kernel(uint16_t *__restrict__ dinp,
-                                            float *__restrict__ partials,
-                                            const DY *__restrict__ dout,
-                                            const uint16_t *__restrict__ inp, int N, int C) {
+/* lowpi_colsum's first stage with eight columns a thread: row(n, c0, v) gives the eight values
+ * of row n from column c0 (one 16-byte load of bf16 codes, or two of fp32, where the values are
+ * read), summed in the same chunks of rows, each in row order from 0: the same partials bit for
+ * bit as lowpi_colsum_partial's one column a thread, whose 2- and 4-byte loads were fewer bytes
+ * in flight. Needs C % 8 == 0 and 16-byte aligned rows. */
+template <class Row>
+__global__ void colsum8_kernel(float *__restrict__ partials, int N, int C, Row row) {
   const size_t chunks = lowpi_colsum_chunks(N), groups = (size_t)C / 8;
   for (size_t idx = lowpi_global_tid(); idx < chunks * groups; idx += lowpi_grid_stride()) {
     const size_t chunk = idx / groups, c0 = (idx % groups) * 8;
@@ -336,22 +307,60 @@ __global__ void gelu_backward_dbias8_kernel(uint16_t *__restrict__ dinp,
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll 2
     for (int n = n0; n < n1; n++) {
-      const size_t off = (size_t)n * C + c0;
-      float d[8], x[8];
-      load8(dout + off, d);
-      load8(inp + off, x);
-      uint32_t c[8];
-      for (int k = 0; k < 8; k++) {
-        c[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(gelu_grad(x[k]) * d[k]);
-        acc[k] += __uint_as_float(c[k] << 16);
-      }
-      *reinterpret_cast<uint4 *>(dinp + off) =
-          make_uint4(c[0] | c[1] << 16, c[2] | c[3] << 16, c[4] | c[5] << 16, c[6] | c[7] << 16);
+      float v[8];
+      row(n, c0, v);
+      for (int k = 0; k < 8; k++)
+        acc[k] += v[k];
     }
     float4 *out = reinterpret_cast<float4 *>(partials + chunk * (size_t)C + c0);
     out[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
     out[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
   }
+}
+
+/* The bias gradient's rows: dout's values (bias_terms / bias16_terms eight at a time). */
+template <class T> struct bias_rows8 {
+  const T *dout;
+  int C;
+  __device__ void operator()(int n, size_t c0, float v[8]) const {
+    load8(dout + (size_t)n * C + c0, v);
+  }
+};
+
+/* GELU's backward into bf16 codes (gelu_backward_from_bf16_kernel's, BF16_OUT), written as they
+ * are made, their values summed: the bias gradient of the linear before GELU, the sums
+ * lowpi_cuda_bias_backward_bf16 would read back from dinp, bit for bit. */
+template <class DY> struct gelu_backward_rows8 {
+  uint16_t *dinp;
+  const DY *dout;
+  const uint16_t *inp;
+  int C;
+  __device__ void operator()(int n, size_t c0, float v[8]) const {
+    const size_t off = (size_t)n * C + c0;
+    float d[8], x[8];
+    load8(dout + off, d);
+    load8(inp + off, x);
+    uint32_t c[8];
+    for (int k = 0; k < 8; k++) {
+      c[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(gelu_grad(x[k]) * d[k]);
+      v[k] = __uint_as_float(c[k] << 16);
+    }
+    *reinterpret_cast<uint4 *>(dinp + off) =
+        make_uint4(c[0] | c[1] << 16, c[2] | c[3] << 16, c[4] | c[5] << 16, c[6] | c[7] << 16);
+  }
+};
+
+/* colsum8_kernel's pass, then lowpi_colsum's second stage into dbias. */
+template <class Row> lowp_status colsum8(float *dbias, int N, int C, Row row, float *partials) {
+  const size_t chunks = lowpi_colsum_chunks(N);
+  colsum8_kernel<Row>
+      <<<lowpi_cuda_blocks(chunks * (size_t)(C / 8), lowpi_kThreads), lowpi_kThreads>>>(partials, N,
+                                                                                        C, row);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
+      dbias, nullptr, partials, chunks, C);
+  LOWPI_CUDA_CHECK_LAUNCH();
+  return LOWP_OK;
 }
 
 /* The bias gradient dbias (OC) += column sums of dout (N, OC): lowpi_colsum, eight columns a
@@ -368,19 +377,11 @@ lowp_status bias_backward(const char *fn, float *dbias, const T *dout, int N, in
   const Terms terms = {dout, OC};
   if (OC % 8 || ((uintptr_t)dout & 15u) || ((uintptr_t)workspace & 15u))
     return lowpi_colsum<1>(dbias, nullptr, N, OC, terms, workspace, workspace_bytes, fn);
-  const size_t need = lowpi_colsum_workspace(1, N, OC), chunks = lowpi_colsum_chunks(N);
+  const size_t need = lowpi_colsum_workspace(1, N, OC);
   if (workspace_bytes < need)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: workspace of %zu bytes, needs %zu", fn,
                       workspace_bytes, need);
-  float *partials = (float *)workspace;
-  bias_partials8_kernel<T>
-      <<<lowpi_cuda_blocks(chunks * (size_t)(OC / 8), lowpi_kThreads), lowpi_kThreads>>>(
-          partials, dout, N, OC);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)OC * 32, lowpi_kThreads), lowpi_kThreads>>>(
-      dbias, nullptr, partials, chunks, OC);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
+  return colsum8(dbias, N, OC, bias_rows8<T>{dout, OC}, (float *)workspace);
 }
 
 unsigned blocks_for(size_t n) {
@@ -543,20 +544,11 @@ lowp_status lowpi_cuda_gelu_backward_dbias_bf16(uint16_t *dinp_bf16, float *dbia
   }
   if (n == 0)
     return LOWP_OK;
-  float *partials = (float *)workspace;
-  const size_t chunks = lowpi_colsum_chunks(N);
-  const unsigned blocks = lowpi_cuda_blocks(chunks * (size_t)(C / 8), lowpi_kThreads);
   if (dout_bf16)
-    gelu_backward_dbias8_kernel<uint16_t>
-        <<<blocks, lowpi_kThreads>>>(dinp_bf16, partials, dout_bf16, inp, N, C);
-  else
-    gelu_backward_dbias8_kernel<float>
-        <<<blocks, lowpi_kThreads>>>(dinp_bf16, partials, dout, inp, N, C);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
-      dbias, nullptr, partials, chunks, C);
-  LOWPI_CUDA_CHECK_LAUNCH();
-  return LOWP_OK;
+    return colsum8(dbias, N, C, gelu_backward_rows8<uint16_t>{dinp_bf16, dout_bf16, inp, C},
+                   (float *)workspace);
+  return colsum8(dbias, N, C, gelu_backward_rows8<float>{dinp_bf16, dout, inp, C},
+                 (float *)workspace);
 }
 
 /* fmax_bits: o8's (lowpi_fp8_out_check), where o8.codes is not NULL. */

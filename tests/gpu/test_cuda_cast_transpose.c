@@ -333,6 +333,21 @@ static void free_two_ways(lowp_cuda_qtensor q[2], lowp_cuda_qtensor qt[2], lowp_
   }
 }
 
+/* A delayed state hd of format f whose history holds hist (its scale updated from it), and the
+ * configuration of f that scales with it (delayed) or with the tensor's own amax (not). */
+static lowp_qconfig state_and_config(lowp_format f, int delayed, const float hist[4],
+                                     lowp_delayed_scaling *hd) {
+  GC_REQUIRE(lowp_delayed_init(hd, f, 4, LOWP_AMAX_MAX, 0));
+  memcpy(hd->history, hist, 4 * sizeof(float));
+  lowp_delayed_update(hd);
+  lowp_qconfig cfg = mk(f);
+  if (delayed) {
+    cfg.mode = LOWP_SCALING_DELAYED;
+    cfg.delayed = hd;
+  }
+  return cfg;
+}
+
 /* GELU's backward made inside the cast (lowpi_cuda_dgelu_cast_transpose_dbias: fc's dY of
  * fp8-delayed from fc_proj's dX and GELU's bf16 input) against the two passes it replaces, each
  * checked against the CPU on its own (lowpi_cuda_gelu_backward_from_bf16 in test_cuda_nn, the
@@ -345,13 +360,8 @@ static void test_dgelu_shape(lowp_format f, size_t R, size_t C, int dout16) {
            dout16 ? " from bf16" : "");
   const size_t n = R * C;
   lowp_delayed_scaling hd, back[2];
-  GC_REQUIRE(lowp_delayed_init(&hd, f, 4, LOWP_AMAX_MAX, 0));
   const float hist[4] = {0.0f, 0.25f, 0.7f, 0.1f}; /* a scale of fmax / 0.7 after the update */
-  memcpy(hd.history, hist, sizeof hist);
-  lowp_delayed_update(&hd);
-  lowp_qconfig cfg = mk(f);
-  cfg.mode = LOWP_SCALING_DELAYED;
-  cfg.delayed = &hd;
+  const lowp_qconfig cfg = state_and_config(f, 1, hist, &hd);
   lowp_cuda_delayed dd[2];
   lowp_cuda_qtensor q[2], qt[2];
   init_two_ways(&cfg, &hd, R, C, q, qt, dd, back);
@@ -408,15 +418,8 @@ static void test_gelu_shape(lowp_format f, size_t R, size_t C, int delayed) {
            delayed ? "delayed" : "current");
   const size_t n = R * C;
   lowp_delayed_scaling hd, back[2];
-  GC_REQUIRE(lowp_delayed_init(&hd, f, 4, LOWP_AMAX_MAX, 0));
   const float hist[4] = {0.0f, 0.25f, 0.7f, 0.1f}; /* a scale of fmax / 0.7: some values clip */
-  memcpy(hd.history, hist, sizeof hist);
-  lowp_delayed_update(&hd);
-  lowp_qconfig cfg = mk(f);
-  if (delayed) {
-    cfg.mode = LOWP_SCALING_DELAYED;
-    cfg.delayed = &hd;
-  }
+  const lowp_qconfig cfg = state_and_config(f, delayed, hist, &hd);
   lowp_cuda_delayed dd[2];
   lowp_cuda_qtensor q[2], qt[2];
   init_two_ways(&cfg, &hd, R, C, q, qt, dd, back);
@@ -477,15 +480,8 @@ static void test_bf16_shape(lowp_format f, size_t R, size_t C, int delayed) {
            lowp_format_get(f)->name, R, C);
   const size_t n = R * C;
   lowp_delayed_scaling hd, back[2];
-  GC_REQUIRE(lowp_delayed_init(&hd, f, 4, LOWP_AMAX_MAX, 0));
   const float hist[4] = {0.0f, 0.5f, 0.9f, 0.1f};
-  memcpy(hd.history, hist, sizeof hist);
-  lowp_delayed_update(&hd);
-  lowp_qconfig cfg = mk(f);
-  if (delayed) {
-    cfg.mode = LOWP_SCALING_DELAYED;
-    cfg.delayed = &hd;
-  }
+  const lowp_qconfig cfg = state_and_config(f, delayed, hist, &hd);
   lowp_cuda_delayed dd[2];
   lowp_cuda_qtensor q[2], qt[2];
   init_two_ways(&cfg, &hd, R, C, q, qt, dd, back);
