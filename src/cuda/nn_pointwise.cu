@@ -277,84 +277,79 @@ struct bias16_terms { /* the values of bf16 codes */
   }
 };
 
-/* Eight values of a row from p (16-byte aligned): bf16 codes' values, or fp32. */
-__device__ __forceinline__ void load8(const uint16_t *p, float v[8]) {
-  const uint4 w = *reinterpret_cast<const uint4 *>(p);
-  const uint32_t u[4] = {w.x, w.y, w.z, w.w};
-  for (int k = 0; k < 4; k++) {
-    v[2 * k] = __uint_as_float(u[k] << 16);
-    v[2 * k + 1] = __uint_as_float(u[k] & 0xFFFF0000u);
-  }
+/* Four values of a row from p (8-byte aligned bf16 codes' values, or 16-byte aligned fp32). */
+__device__ __forceinline__ void load4(const uint16_t *p, float v[4]) {
+  const uint2 w = *reinterpret_cast<const uint2 *>(p);
+  v[0] = __uint_as_float(w.x << 16), v[1] = __uint_as_float(w.x & 0xFFFF0000u);
+  v[2] = __uint_as_float(w.y << 16), v[3] = __uint_as_float(w.y & 0xFFFF0000u);
 }
-__device__ __forceinline__ void load8(const float *p, float v[8]) {
-  const float4 a = reinterpret_cast<const float4 *>(p)[0],
-               b = reinterpret_cast<const float4 *>(p)[1];
-  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+__device__ __forceinline__ void load4(const float *p, float v[4]) {
+  const float4 a = *reinterpret_cast<const float4 *>(p);
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
 }
 
-/* lowpi_colsum's first stage with eight columns a thread: row(n, c0, v) gives the eight values
- * of row n from column c0 (one 16-byte load of bf16 codes, or two of fp32, where the values are
+/* lowpi_colsum's first stage with four columns a thread: row(n, c0, v) gives the four values of
+ * row n from column c0 (one 8-byte load of bf16 codes, or 16 of fp32, where the values are
  * read), summed in the same chunks of rows, each in row order from 0: the same partials bit for
  * bit as lowpi_colsum_partial's one column a thread, whose 2- and 4-byte loads were fewer bytes
- * in flight. Needs C % 8 == 0 and 16-byte aligned rows. */
+ * in flight. (Eight columns a thread filled 0.7 of the GPU at GPT-2's shapes.) Needs C % 4 == 0
+ * and 16-byte aligned rows. */
 template <class Row>
-__global__ void colsum8_kernel(float *__restrict__ partials, int N, int C, Row row) {
-  const size_t chunks = lowpi_colsum_chunks(N), groups = (size_t)C / 8;
+__global__ void colsum4_kernel(float *__restrict__ partials, int N, int C, Row row) {
+  const size_t chunks = lowpi_colsum_chunks(N), groups = (size_t)C / 4;
   for (size_t idx = lowpi_global_tid(); idx < chunks * groups; idx += lowpi_grid_stride()) {
-    const size_t chunk = idx / groups, c0 = (idx % groups) * 8;
+    const size_t chunk = idx / groups, c0 = (idx % groups) * 4;
     const int n0 = (int)chunk * lowpi_kColsumRows;
     const int n1 = n0 + lowpi_kColsumRows < N ? n0 + lowpi_kColsumRows : N;
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-#pragma unroll 2
+    float acc[4] = {0, 0, 0, 0};
+#pragma unroll 4
     for (int n = n0; n < n1; n++) {
-      float v[8];
+      float v[4];
       row(n, c0, v);
-      for (int k = 0; k < 8; k++)
+      for (int k = 0; k < 4; k++)
         acc[k] += v[k];
     }
-    float4 *out = reinterpret_cast<float4 *>(partials + chunk * (size_t)C + c0);
-    out[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
-    out[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+    *reinterpret_cast<float4 *>(partials + chunk * (size_t)C + c0) =
+        make_float4(acc[0], acc[1], acc[2], acc[3]);
   }
 }
 
-/* The bias gradient's rows: dout's values (bias_terms / bias16_terms eight at a time). */
-template <class T> struct bias_rows8 {
+/* The bias gradient's rows: dout's values (bias_terms / bias16_terms four at a time). */
+template <class T> struct bias_rows4 {
   const T *dout;
   int C;
-  __device__ void operator()(int n, size_t c0, float v[8]) const {
-    load8(dout + (size_t)n * C + c0, v);
+  __device__ void operator()(int n, size_t c0, float v[4]) const {
+    load4(dout + (size_t)n * C + c0, v);
   }
 };
 
 /* GELU's backward into bf16 codes (gelu_backward_from_bf16_kernel's, BF16_OUT), written as they
  * are made, their values summed: the bias gradient of the linear before GELU, the sums
  * lowpi_cuda_bias_backward_bf16 would read back from dinp, bit for bit. */
-template <class DY> struct gelu_backward_rows8 {
+template <class DY> struct gelu_backward_rows4 {
   uint16_t *dinp;
   const DY *dout;
   const uint16_t *inp;
   int C;
-  __device__ void operator()(int n, size_t c0, float v[8]) const {
+  __device__ void operator()(int n, size_t c0, float v[4]) const {
     const size_t off = (size_t)n * C + c0;
-    float d[8], x[8];
-    load8(dout + off, d);
-    load8(inp + off, x);
-    uint32_t c[8];
-    for (int k = 0; k < 8; k++) {
+    float d[4], x[4];
+    load4(dout + off, d);
+    load4(inp + off, x);
+    uint32_t c[4];
+    for (int k = 0; k < 4; k++) {
       c[k] = lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(gelu_grad(x[k]) * d[k]);
       v[k] = __uint_as_float(c[k] << 16);
     }
-    *reinterpret_cast<uint4 *>(dinp + off) =
-        make_uint4(c[0] | c[1] << 16, c[2] | c[3] << 16, c[4] | c[5] << 16, c[6] | c[7] << 16);
+    *reinterpret_cast<uint2 *>(dinp + off) = make_uint2(c[0] | c[1] << 16, c[2] | c[3] << 16);
   }
 };
 
-/* colsum8_kernel's pass, then lowpi_colsum's second stage into dbias. */
-template <class Row> lowp_status colsum8(float *dbias, int N, int C, Row row, float *partials) {
+/* colsum4_kernel's pass, then lowpi_colsum's second stage into dbias. */
+template <class Row> lowp_status colsum4(float *dbias, int N, int C, Row row, float *partials) {
   const size_t chunks = lowpi_colsum_chunks(N);
-  colsum8_kernel<Row>
-      <<<lowpi_cuda_blocks(chunks * (size_t)(C / 8), lowpi_kThreads), lowpi_kThreads>>>(partials, N,
+  colsum4_kernel<Row>
+      <<<lowpi_cuda_blocks(chunks * (size_t)(C / 4), lowpi_kThreads), lowpi_kThreads>>>(partials, N,
                                                                                         C, row);
   LOWPI_CUDA_CHECK_LAUNCH();
   lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
@@ -363,7 +358,7 @@ template <class Row> lowp_status colsum8(float *dbias, int N, int C, Row row, fl
   return LOWP_OK;
 }
 
-/* The bias gradient dbias (OC) += column sums of dout (N, OC): lowpi_colsum, eight columns a
+/* The bias gradient dbias (OC) += column sums of dout (N, OC): lowpi_colsum, four columns a
  * thread where the layout allows. */
 template <class T, class Terms>
 lowp_status bias_backward(const char *fn, float *dbias, const T *dout, int N, int OC,
@@ -375,13 +370,13 @@ lowp_status bias_backward(const char *fn, float *dbias, const T *dout, int N, in
   if (N == 0 || OC == 0)
     return LOWP_OK;
   const Terms terms = {dout, OC};
-  if (OC % 8 || ((uintptr_t)dout & 15u) || ((uintptr_t)workspace & 15u))
+  if (OC % 4 || ((uintptr_t)dout & 15u) || ((uintptr_t)workspace & 15u))
     return lowpi_colsum<1>(dbias, nullptr, N, OC, terms, workspace, workspace_bytes, fn);
   const size_t need = lowpi_colsum_workspace(1, N, OC);
   if (workspace_bytes < need)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: workspace of %zu bytes, needs %zu", fn,
                       workspace_bytes, need);
-  return colsum8(dbias, N, OC, bias_rows8<T>{dout, OC}, (float *)workspace);
+  return colsum4(dbias, N, OC, bias_rows4<T>{dout, OC}, (float *)workspace);
 }
 
 unsigned blocks_for(size_t n) {
@@ -538,16 +533,16 @@ lowp_status lowpi_cuda_gelu_backward_dbias_bf16(uint16_t *dinp_bf16, float *dbia
                       workspace_bytes, need);
   const uintptr_t any = (uintptr_t)dinp_bf16 | (uintptr_t)dout | (uintptr_t)dout_bf16 |
                         (uintptr_t)inp | (uintptr_t)workspace;
-  if (C % 8 || (any & 15u)) { /* the two passes, the same bits */
+  if (C % 4 || (any & 15u)) { /* the two passes, the same bits */
     LOWPI_TRY(lowpi_cuda_gelu_backward_from_bf16(NULL, dinp_bf16, NULL, dout, dout_bf16, inp, n));
     return lowpi_cuda_bias_backward_bf16(dbias, dinp_bf16, N, C, workspace, workspace_bytes);
   }
   if (n == 0)
     return LOWP_OK;
   if (dout_bf16)
-    return colsum8(dbias, N, C, gelu_backward_rows8<uint16_t>{dinp_bf16, dout_bf16, inp, C},
+    return colsum4(dbias, N, C, gelu_backward_rows4<uint16_t>{dinp_bf16, dout_bf16, inp, C},
                    (float *)workspace);
-  return colsum8(dbias, N, C, gelu_backward_rows8<float>{dinp_bf16, dout, inp, C},
+  return colsum4(dbias, N, C, gelu_backward_rows4<float>{dinp_bf16, dout, inp, C},
                  (float *)workspace);
 }
 

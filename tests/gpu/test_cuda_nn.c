@@ -1227,7 +1227,7 @@ static void test_pointwise(shape s) {
     check_same("bias dbias, two runs", d_db, d_db2, (size_t)OC);
   }
   { /* dout 4 bytes past a 16-byte boundary takes lowpi_colsum's one column a thread; aligned
-     * (OC % 8 == 0 here) takes eight a thread: the same sums, bit for bit */
+     * (OC % 4 == 0 here) takes four a thread: the same sums, bit for bit */
     const size_t nx = (size_t)N * OC;
     float *d_off = (float *)dbytes((nx + 4) * 4);
     GC_REQUIRE(lowp_cuda_memcpy(d_off + 1, x, nx * 4, LOWP_CUDA_H2D));
@@ -1235,7 +1235,7 @@ static void test_pointwise(shape s) {
     upload(d_db2, want2, (size_t)OC);
     if (GC_OK(lowpi_cuda_bias_backward(d_db, d_x, N, OC, ws, ws_bytes)) &&
         GC_OK(lowpi_cuda_bias_backward(d_db2, d_off + 1, N, OC, ws, ws_bytes)))
-      check_same("bias dbias, eight columns a thread and one", d_db, d_db2, (size_t)OC);
+      check_same("bias dbias, four columns a thread and one", d_db, d_db2, (size_t)OC);
     lowp_cuda_free(d_off);
   }
   { /* from bf16 codes: the fp32 sums of the codes' values, bit for bit (the same order) */
@@ -1734,7 +1734,7 @@ static void check_codes(const char *what, const uint16_t *d_codes, const uint16_
  * (lowpi_cuda_gelu_backward_dbias_bf16: a bf16 fc) against the two passes it replaces, each
  * checked above (lowpi_cuda_gelu_backward_from_bf16 to bf16, lowpi_cuda_bias_backward_bf16 on
  * its output): the same codes and the same sums added to the same start, bit for bit, from dout
- * in fp32 and in bf16; aligned (eight columns a thread) and one element off (the two passes). */
+ * in fp32 and in bf16; aligned (four columns a thread) and one element off (the two passes). */
 static void test_gelu_dbias(shape s) {
   const int N = s.B * s.T, C = 4 * s.C; /* a multiple of 8 */
   const size_t n = (size_t)N * C;
