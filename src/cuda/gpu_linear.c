@@ -640,10 +640,6 @@ static void shared_amax(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot, 
   *known = ls->amax_x[which] == x && ls->amax_n[which] == n;
 }
 
-/* lowp_cuda_quantize(x, q, x_t) for the operand of `slot`, the amax shared between the
- * forward and the backward where shared_amax says, or given by X's producer (x_amax, may be
- * NULL: lowpi_gpu_act.amax) for the fprop's X. (That amax is not shared with the wgrad's X,
- * which takes the fprop's codes where it quantizes alike: lowpi_gpu_linear_keeps_x8.) */
 /* lowpi_cuda_quantize_ex's quantization of x into q, and with codes_t (not NULL: x given as
  * (rows, cols), not transposed) the transpose's codes there too in the same pass (both_ways). */
 static lowp_status quantize_into(lowp_cuda_qtensor *q, const float *x, int x_t, float *amax,
@@ -654,6 +650,11 @@ static lowp_status quantize_into(lowp_cuda_qtensor *q, const float *x, int x_t, 
                                          known, NULL, NULL, 0);
 }
 
+/* lowp_cuda_quantize(x, q, x_t) for the operand of `slot`, the amax shared between the
+ * forward and the backward where shared_amax says, or given by X's producer (x_amax, may be
+ * NULL: lowpi_gpu_act.amax) for the fprop's X. (That amax is not shared with the wgrad's X,
+ * which takes the fprop's codes where it quantizes alike: lowpi_gpu_linear_keeps_x8.) codes_t:
+ * quantize_into's. */
 static lowp_status quantize_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot,
                                     lowp_cuda_qtensor *q, const float *x, int x_t, float *x_amax,
                                     void *codes_t) {
