@@ -387,7 +387,8 @@ static lowp_status alloc_acts(lowpi_gpu_model *g, int B, int T) {
                : lowpi_cuda_attention_workspace(B, T, (int)C, (int)NH, g->compute);
   a->work_bytes = max3(lowpi_cuda_embedding_backward_workspace(B, T, (int)V),
                        lowpi_cuda_norm_backward_workspace((int)N, (int)C), att_work);
-  a->work_bytes = max3(a->work_bytes, lowpi_cuda_bias_backward_workspace((int)N, (int)FC), 0);
+  a->work_bytes = /* and the bias gradient fused into GELU's backward */
+      max3(a->work_bytes, lowpi_cuda_bias_backward_workspace((int)N, (int)FC), 0);
   struct {
     void **ptr;
     size_t bytes;
@@ -1070,6 +1071,7 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
       if (pre_done && !x8t)
         LOWPI_TRY(x8_target(g, 4 * l + 3, &o8, &a8, &x8));
       if (x8t) {
+        /* written both ways by GELU's cast-transpose: nothing more to make */
       } else if (x8) {
         LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, a8, pre, N * (size_t)F));
       } else if (pre_done) {

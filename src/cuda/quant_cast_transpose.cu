@@ -199,12 +199,17 @@ void launch_ct(const In *x, bool e4m3, bool delayed, ct_op op, const uint16_t *p
   cast_transpose_dbias_kernel<FF, DL, OP, In>                                                      \
       <<<blocks, lowpi_kThreads>>>(x, R, C, from, p, f, o, track, vec, vec_t, pre)
 #define LOWPI_CT_OPS(FF)                                                                           \
+  if constexpr (sizeof(In) == 2) { /* GELU's forward reads its bf16 input */                       \
+    if (op == CT_GELU) {                                                                           \
+      if (delayed)                                                                                 \
+        LOWPI_CT(FF, true, CT_GELU);                                                               \
+      else                                                                                         \
+        LOWPI_CT(FF, false, CT_GELU);                                                              \
+      return;                                                                                      \
+    }                                                                                              \
+  }                                                                                                \
   if (op == CT_DGELU)                                                                              \
     LOWPI_CT(FF, true, CT_DGELU);                                                                  \
-  else if (op == CT_GELU && sizeof(In) == 2 && delayed)                                            \
-    LOWPI_CT(FF, true, CT_GELU);                                                                   \
-  else if (op == CT_GELU && sizeof(In) == 2)                                                       \
-    LOWPI_CT(FF, false, CT_GELU);                                                                  \
   else if (delayed)                                                                                \
     LOWPI_CT(FF, true, CT_PLAIN);                                                                  \
   else                                                                                             \
