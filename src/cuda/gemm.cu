@@ -574,7 +574,7 @@ static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n,
     const uint32_t in = alignment_of(o->c_in, (uint64_t)n * (uint64_t)eb_c);
     key.align[2] = in < key.align[2] ? in : key.align[2];
   }
-  const int fmt_aux = is_fp8(o->a_format) ? 2 : eb_c; /* fp8 kernels' aux: bf16 */
+  const int aux_bytes = is_fp8(o->a_format) ? 2 : eb_c; /* fp8 kernels' aux: bf16 */
   const size_t vec_bytes = epi && epi->vec_format == LOWP_BF16 ? 2 : 4;
   const bool writes_aux = epi && epi->kind == LOWPI_EPI_GELU_AUX;
   const bool writes_vec =
@@ -591,7 +591,7 @@ static lowp_status run_gemm(void *c, const void *a, const void *b, int m, int n,
       s->workspace,
       {c, writes_aux ? epi->aux : NULL, writes_vec ? epi->vec : NULL},
       {((size_t)(batch - 1) * (size_t)stride_c + (size_t)m * (size_t)n) * (size_t)eb_c,
-       (size_t)m * (size_t)n * (size_t)fmt_aux,
+       (size_t)m * (size_t)n * (size_t)aux_bytes,
        (size_t)(epi && epi->kind == LOWPI_EPI_BGRAD_A ? m : n) * vec_bytes}};
   cublasLtMatmulAlgo_t algo;
   const cublasStatus_t found = find_algo(s, call, key, run, &algo);

@@ -352,8 +352,7 @@ template <class Row> lowp_status colsum4(float *dbias, int N, int C, Row row, fl
       <<<lowpi_cuda_blocks(chunks * (size_t)(C / 4), lowpi_kThreads), lowpi_kThreads>>>(partials, N,
                                                                                         C, row);
   LOWPI_CUDA_CHECK_LAUNCH();
-  lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
-      dbias, nullptr, partials, chunks, C);
+  lowpi_colsum_final_launch<1>(dbias, nullptr, partials, chunks, C);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
@@ -373,7 +372,7 @@ lowp_status bias_backward(const char *fn, float *dbias, const T *dout, int N, in
   if (OC % 4 || ((uintptr_t)dout & 15u) || ((uintptr_t)workspace & 15u))
     return lowpi_colsum<1>(dbias, nullptr, N, OC, terms, workspace, workspace_bytes, fn);
   const size_t need = lowpi_colsum_workspace(1, N, OC);
-  if (workspace_bytes < need)
+  if (workspace_bytes < need || !workspace)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "%s: workspace of %zu bytes, needs %zu", fn,
                       workspace_bytes, need);
   return colsum4(dbias, N, OC, bias_rows4<T>{dout, OC}, (float *)workspace);

@@ -109,6 +109,14 @@ __global__ void lowpi_colsum_final(float *dst0, float *dst1, const float *__rest
   }
 }
 
+/* Stage 2 launched over C columns (a warp a column). */
+template <int NQ>
+inline void lowpi_colsum_final_launch(float *dst0, float *dst1, const float *partials,
+                                      size_t chunks, int C) {
+  lowpi_colsum_final<NQ><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
+      dst0, dst1, partials, chunks, C);
+}
+
 /* Both stages; `fn` names the caller in the error message. dst1 is used when NQ == 2. */
 template <int NQ, class Term>
 lowp_status lowpi_colsum(float *dst0, float *dst1, int N, int C, Term term, void *workspace,
@@ -127,8 +135,7 @@ lowp_status lowpi_colsum(float *dst0, float *dst1, int N, int C, Term term, void
   lowpi_colsum_partial<NQ, Term>
       <<<lowpi_cuda_blocks(work, lowpi_kThreads), lowpi_kThreads>>>(partials, N, C, term);
   LOWPI_CUDA_CHECK_LAUNCH();
-  lowpi_colsum_final<NQ><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
-      dst0, dst1, partials, lowpi_colsum_chunks(N), C);
+  lowpi_colsum_final_launch<NQ>(dst0, dst1, partials, lowpi_colsum_chunks(N), C);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }

@@ -1080,8 +1080,8 @@ extern "C" lowp_status lowpi_cuda_quantize_both_ex(const float *x, size_t R, siz
   LOWPI_TRY(run_both(x, R, K, sr, sc, row ? &row->cfg : &col->cfg, partials));
   if (partials && R > 0 && K > 0) {
     /* the tiles' partials in the column sums' second stage (nn_reduce.cuh) */
-    lowpi_colsum_final<1><<<lowpi_cuda_blocks(K * 32, lowpi_kThreads), lowpi_kThreads>>>(
-        ex->dbias, nullptr, partials, (R + kRegTile - 1) / kRegTile, (int)K);
+    lowpi_colsum_final_launch<1>(ex->dbias, nullptr, partials, (R + kRegTile - 1) / kRegTile,
+                                 (int)K);
     LOWPI_CUDA_CHECK_LAUNCH();
   }
   return LOWP_OK;

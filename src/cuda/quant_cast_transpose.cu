@@ -328,8 +328,8 @@ static lowp_status cast_transpose(const float *x, const uint16_t *x16, ct_op op,
               p, f, o, track, vec, vec_t);
   LOWPI_CUDA_CHECK_LAUNCH();
   if (dbias) { /* lowpi_colsum's second stage, as it launches it */
-    lowpi_colsum_final<1><<<lowpi_cuda_blocks((size_t)C * 32, lowpi_kThreads), lowpi_kThreads>>>(
-        dbias, nullptr, (const float *)workspace, lowpi_colsum_chunks(R), C);
+    lowpi_colsum_final_launch<1>(dbias, nullptr, (const float *)workspace, lowpi_colsum_chunks(R),
+                                 C);
     LOWPI_CUDA_CHECK_LAUNCH();
   }
   return LOWP_OK;
