@@ -35,7 +35,15 @@
  * taken under lowpi_cuda_quant_set_generic(1)), in the same run. Bytes counted: the fp32 input read
  * once, plus the row-wise codes (or bf16 values) and scales, plus the column-wise codes and scales
  * written; "of copy" against a d2d copy of the input measured at the same shape (2 x 4 bytes
- * per value). (The API takes fp32 input only: there is no bf16-input variant to time.) */
+ * per value). (The API takes fp32 input only: there is no bf16-input variant to time.)
+ *
+ * Then the per-tensor fp8 cast-transpose (lowpi_cuda_cast_transpose_dbias and its bf16 and
+ * GELU-backward forms, src/cuda/quant_cast_transpose.cu: the fp8 recipes' X, W and dY both ways)
+ * at GPT-2 774M's shapes (8192 x 1280, 8192 x 3840, 8192 x 5120) and at 256 MiB of fp32: the
+ * input read once (4 or 2 bytes a value, GELU's bf16 input too for the backward) and the codes
+ * both ways written (2 bytes); "of copy" against the d2d copy of the fp32 input at that shape.
+ *
+ *     build/bench_cuda_quant ct      (the cast-transpose table alone) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +77,8 @@ static lowp_cuda_event *ev_start, *ev_stop;
 static float *d_in, *d_out, *d_amax;
 static size_t rows, cols;
 static lowp_cuda_delayed delayed;
-static lowp_cuda_qtensor col_t; /* the both-ways rows' column-wise tensor (cols, rows) */
+static lowp_cuda_qtensor col_t;    /* the both-ways rows' column-wise tensor (cols, rows) */
+static lowp_cuda_delayed delayed5; /* the cast-transpose rows' e5m2 state */
 
 static void run_once(const bench_case *c, lowp_cuda_qtensor *q) {
   switch (c->op) {
@@ -219,9 +228,114 @@ static void bench_both(void) {
   }
 }
 
-int main(void) {
+/* The cast-transpose rows (see the top comment). */
+typedef enum { CT_COPY, CT_DELAYED, CT_AMAX, CT_BF16, CT_DBIAS, CT_DGELU } ct_kind;
+
+static void bench_cast_transpose(void) {
+  static const struct {
+    const char *name;
+    ct_kind op;
+    lowp_format fmt;
+  } cases[] = {
+      {"d2d copy (fp32)", CT_COPY, LOWP_FP32},
+      {"ct e4m3 delayed", CT_DELAYED, LOWP_E4M3},
+      {"ct e4m3 amax given", CT_AMAX, LOWP_E4M3},
+      {"ct e4m3 delayed bf16 in", CT_BF16, LOWP_E4M3},
+      {"ct e5m2 delayed + dbias", CT_DBIAS, LOWP_E5M2},
+      {"ct e5m2 dgelu + dbias bf16", CT_DGELU, LOWP_E5M2},
+  };
+  const size_t shapes[4][2] = {{8192, 1280}, {8192, 3840}, {8192, 5120}, {16384, 4096}};
+  for (int s = 0; s < 4; s++) {
+    const int R = (int)shapes[s][0], C = (int)shapes[s][1];
+    const size_t n = (size_t)R * (size_t)C;
+    float *x, *y, *amax, *dbias;
+    uint16_t *x16, *pre;
+    void *ws;
+    const size_t ws_bytes = lowpi_cuda_cast_transpose_dbias_workspace(R, C);
+    CHECK(lowp_cuda_malloc((void **)&x, n * 4));
+    CHECK(lowp_cuda_malloc((void **)&y, n * 4));
+    CHECK(lowp_cuda_malloc((void **)&x16, n * 2));
+    CHECK(lowp_cuda_malloc((void **)&pre, n * 2));
+    CHECK(lowp_cuda_malloc((void **)&amax, sizeof(float)));
+    CHECK(lowp_cuda_malloc((void **)&dbias, (size_t)C * 4));
+    CHECK(lowp_cuda_malloc(&ws, ws_bytes));
+    CHECK(lowp_cuda_memset(x, 0x3C, n * 4)); /* 0.0115 */
+    CHECK(lowp_cuda_memset(x16, 0x3C, n * 2));
+    CHECK(lowp_cuda_memset(pre, 0x3C, n * 2));
+    CHECK(lowp_cuda_amax(x, n, amax));
+    printf("\ncast-transpose, %d x %d (GB/s: the input read once + both codes written)\n", R, C);
+    printf("%-28s %9s %9s %8s\n", "operation", "ms", "GB/s", "of copy");
+    double copy_gbs = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+      const ct_kind op = cases[k].op;
+      lowp_qconfig cfg =
+          mk(cases[k].fmt, op == CT_AMAX ? LOWP_SCALING_TENSOR : LOWP_SCALING_DELAYED, 0,
+             LOWP_SCALE_FP32, LOWP_ROUND_RNE);
+      lowp_cuda_qtensor q, qt;
+      memset(&q, 0, sizeof q);
+      memset(&qt, 0, sizeof qt);
+      if (op != CT_COPY) {
+        CHECK(lowp_cuda_qtensor_init(&q, &cfg, (size_t)R, (size_t)C));
+        CHECK(lowp_cuda_qtensor_init(&qt, &cfg, (size_t)C, (size_t)R));
+        q.delayed = cfg.format == LOWP_E4M3 ? &delayed : &delayed5;
+      }
+      float ms[REPS];
+      for (int i = 0; i < WARMUP + REPS; i++) {
+        if (i >= WARMUP)
+          CHECK(lowp_cuda_event_record(ev_start));
+        switch (op) {
+        case CT_COPY:
+          CHECK(lowp_cuda_memcpy(y, x, n * 4, LOWP_CUDA_D2D));
+          break;
+        case CT_DELAYED:
+        case CT_AMAX:
+          CHECK(lowpi_cuda_cast_transpose_dbias(x, R, C, &q, NULL, &qt, amax, op == CT_AMAX, NULL,
+                                                NULL, 0));
+          break;
+        case CT_BF16:
+          CHECK(lowpi_cuda_cast_transpose_dbias_bf16(x16, R, C, &q, NULL, &qt, NULL, 0, NULL, NULL,
+                                                     0));
+          break;
+        case CT_DBIAS:
+          CHECK(lowpi_cuda_cast_transpose_dbias(x, R, C, &q, NULL, &qt, NULL, 0, dbias, ws,
+                                                ws_bytes));
+          break;
+        case CT_DGELU:
+          CHECK(lowpi_cuda_dgelu_cast_transpose_dbias(NULL, x16, pre, R, C, &q, &qt, dbias, ws,
+                                                      ws_bytes));
+          break;
+        }
+        if (i >= WARMUP) {
+          CHECK(lowp_cuda_event_record(ev_stop));
+          CHECK(lowp_cuda_event_elapsed_ms(ev_start, ev_stop, &ms[i - WARMUP]));
+        }
+      }
+      const float med = bc_median(ms, REPS);
+      /* the input: fp32, bf16, or GELU's backward's two bf16 inputs (dY and pre) */
+      const double in_b = op == CT_COPY ? 8.0 : op == CT_BF16 ? 2.0 : 4.0;
+      const double bytes = (double)n * (in_b + (op == CT_COPY ? 0.0 : 2.0));
+      const double gbs = bytes / (med * 1e-3) / 1e9;
+      if (op == CT_COPY)
+        copy_gbs = gbs;
+      printf("%-28s %9.3f %9.1f %7.1f%%\n", cases[k].name, (double)med, gbs,
+             100.0 * gbs / copy_gbs);
+      lowp_cuda_qtensor_free(&q);
+      lowp_cuda_qtensor_free(&qt);
+    }
+    CHECK(lowp_cuda_free(x));
+    CHECK(lowp_cuda_free(y));
+    CHECK(lowp_cuda_free(x16));
+    CHECK(lowp_cuda_free(pre));
+    CHECK(lowp_cuda_free(amax));
+    CHECK(lowp_cuda_free(dbias));
+    CHECK(lowp_cuda_free(ws));
+  }
+}
+
+int main(int argc, char **argv) {
   if (!bc_have_gpu("bench_cuda_quant"))
     return 0;
+  const int ct_only = argc > 1 && strcmp(argv[1], "ct") == 0;
   char desc[256];
   CHECK(lowp_cuda_describe(desc, sizeof desc));
   printf("bench_cuda_quant: %s\nmedian of %d runs; GB/s = (fp32 read + codes and scales "
@@ -292,8 +406,9 @@ int main(void) {
   CHECK(lowp_cuda_event_create(&ev_start));
   CHECK(lowp_cuda_event_create(&ev_stop));
   CHECK(lowp_cuda_delayed_init(&delayed, LOWP_E4M3, 1024, LOWP_AMAX_MAX, 0));
+  CHECK(lowp_cuda_delayed_init(&delayed5, LOWP_E5M2, 1024, LOWP_AMAX_MAX, 0));
   const size_t sizes_mib[2] = {256, 16};
-  for (int s = 0; s < 2; s++) {
+  for (int s = 0; s < (ct_only ? 0 : 2); s++) {
     cols = 4096;
     rows = sizes_mib[s] * 1024 * 1024 / 4 / cols;
     const size_t n = rows * cols;
@@ -335,8 +450,11 @@ int main(void) {
     CHECK(lowp_cuda_free(d_out));
     CHECK(lowp_cuda_free(d_amax));
   }
-  bench_both();
+  if (!ct_only)
+    bench_both();
+  bench_cast_transpose();
   lowp_cuda_delayed_free(&delayed);
+  lowp_cuda_delayed_free(&delayed5);
   lowp_cuda_event_destroy(ev_start);
   lowp_cuda_event_destroy(ev_stop);
   return 0;

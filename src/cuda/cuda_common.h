@@ -54,4 +54,13 @@ unsigned lowpi_cuda_blocks(size_t work, unsigned threads);
 /* The current device's SM count (cached per device). */
 int lowpi_cuda_sm_count(void);
 
+/* Blocks for a grid-stride loop over `tiles` items of `kernel` (launched with `threads` a block
+ * and `smem` bytes of dynamic shared memory): as many as the GPU holds at once (the occupancy
+ * the runtime computes for the kernel, asked once per kernel and configuration), at most
+ * `tiles`, at least 1. A fixed 8 blocks an SM is a second, part-empty wave for a kernel of more
+ * than 32 registers a thread: the blocks of that wave loop over their tiles with the SMs a third
+ * or more idle. */
+lowp_status lowpi_cuda_resident_blocks(const void *kernel, unsigned threads, size_t smem,
+                                       size_t tiles, unsigned *blocks);
+
 #endif

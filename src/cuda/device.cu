@@ -59,6 +59,40 @@ int lowpi_cuda_sm_count(void) {
   return cached[dev];
 }
 
+lowp_status lowpi_cuda_resident_blocks(const void *kernel, unsigned threads, size_t smem,
+                                       size_t tiles, unsigned *blocks) {
+  struct known {
+    const void *kernel;
+    int dev;
+    unsigned threads;
+    size_t smem;
+    int per_sm;
+  };
+  static std::mutex lock_cache;
+  static known cache[256]; /* the kernels and configurations asked so far */
+  static int used;
+  int dev = 0, per_sm = 0;
+  LOWPI_CUDA_TRY(cudaGetDevice(&dev));
+  {
+    std::lock_guard<std::mutex> lock(lock_cache);
+    for (int i = 0; i < used && !per_sm; i++)
+      if (cache[i].kernel == kernel && cache[i].dev == dev && cache[i].threads == threads &&
+          cache[i].smem == smem)
+        per_sm = cache[i].per_sm;
+  }
+  if (!per_sm) {
+    LOWPI_CUDA_TRY(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, smem));
+    per_sm = per_sm > 0 ? per_sm : 1;
+    std::lock_guard<std::mutex> lock(lock_cache);
+    if (used < (int)(sizeof cache / sizeof cache[0]))
+      cache[used++] = known{kernel, dev, threads, smem, per_sm};
+  }
+  const size_t cap = (size_t)lowpi_cuda_sm_count() * (size_t)per_sm;
+  *blocks = (unsigned)(tiles == 0 ? 1 : tiles < cap ? tiles : cap);
+  return LOWP_OK;
+}
+
 unsigned lowpi_cuda_blocks(size_t work, unsigned threads) {
   size_t need = (work + threads - 1) / threads;
   size_t cap = (size_t)lowpi_cuda_sm_count() * 8; /* 8 blocks of 256 = full occupancy per SM */

@@ -33,7 +33,7 @@ struct ct_out {
   float *scale, *scale_t;            /* decode multipliers (scale_t may be NULL) */
   float *tscale, *tscale_t;          /* encode multipliers (tensor_scale) */
   float *amax_copy, *amax_t;         /* where the amax is also written (either may be NULL) */
-  unsigned long long *nsat, *nsat_t; /* saturation counters (zeroed before; nsat_t may be NULL) */
+  unsigned long long *nsat, *nsat_t; /* saturation counts (set: g_totals; nsat_t may be NULL) */
   float *partials;                   /* lowpi_colsum_chunks(R) x C, or NULL: no column sums */
   float *hist;                       /* DELAYED: the state's history (the record) */
 };
@@ -43,18 +43,68 @@ struct ct_out {
  * made as gelu_backward_from_bf16_kernel / gelu_forward_from_bf16_kernel make them. */
 enum ct_op { CT_PLAIN, CT_DGELU, CT_GELU };
 
+/* The counters every launch's blocks add into (the amax key and the saturation count) and the
+ * blocks done: the last block to finish writes the totals where they go and zeroes these for
+ * the next launch, in place of a launch before each pass that zeroed the outputs. Launches
+ * are ordered (one stream), so no two share them. */
+struct ct_totals {
+  unsigned amax;
+  unsigned long long sat;
+  unsigned done;
+};
+__device__ ct_totals g_totals;
+
+/* A thread's 16 values of a tile row as loaded (vec), 16-byte words not yet converted: the
+ * loads of the next tile are issued before this tile is encoded and nothing waits on them
+ * until the next iteration. */
+template <typename In> struct raw16 { uint4 w[sizeof(In)]; /* 16 values of sizeof(In) bytes */ };
+
+template <typename In>
+__device__ __forceinline__ void fetch16(raw16<In> &r, const In *__restrict__ src, bool has) {
+#pragma unroll
+  for (unsigned j = 0; j < sizeof(In); j++)
+    r.w[j] = has ? ((const uint4 *)src)[j] : make_uint4(0u, 0u, 0u, 0u);
+}
+
+/* lowpi_load16's values from the words */
+__device__ __forceinline__ void unpack16(const raw16<float> &r, float *y) {
+#pragma unroll
+  for (unsigned j = 0; j < 4; j++) {
+    y[4 * j] = __uint_as_float(r.w[j].x);
+    y[4 * j + 1] = __uint_as_float(r.w[j].y);
+    y[4 * j + 2] = __uint_as_float(r.w[j].z);
+    y[4 * j + 3] = __uint_as_float(r.w[j].w);
+  }
+}
+__device__ __forceinline__ void unpack16(const raw16<uint16_t> &r, float *y) {
+#pragma unroll
+  for (unsigned j = 0; j < 2; j++) {
+    const uint32_t w[4] = {r.w[j].x, r.w[j].y, r.w[j].z, r.w[j].w};
+#pragma unroll
+    for (unsigned k = 0; k < 4; k++) {
+      y[8 * j + 2 * k] = __uint_as_float(w[k] << 16);
+      y[8 * j + 2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+    }
+  }
+}
+
 /* DELAYED: the scale is the state's (p.d_scale), and the amax of x is taken in the same pass
- * into amax_out, o.amax_copy and o.amax_t (zeroed before) and the state's history (o.hist: the
- * record, lowpi_flush_counts's rule); else (TENSOR) the scale comes from the amax given (of
- * GELU's output for CT_GELU; not for CT_DGELU, DELAYED only). In: x's type, float or bf16 codes
+ * into amax_out, o.amax_copy and o.amax_t and the state's history (o.hist: the record,
+ * lowpi_flush_counts's rule); else (TENSOR) the scale comes from the amax given (of GELU's
+ * output for CT_GELU; not for CT_DGELU, DELAYED only). In: x's type, float or bf16 codes
  * (uint16_t: a dgrad's bf16 output, GELU's input). vec: x, pre and the codes 16-byte aligned,
- * C % 16 == 0. */
-template <int FF, bool DELAYED, ct_op OP = CT_PLAIN, typename In = float>
+ * C % 16 == 0 (a thread's 16 values of a row are all in x or all past its edge). PIPE (vec):
+ * the next tile's loads in flight while this one is encoded (raw16); it pays for fp32 input
+ * (bench_cuda_quant ct, H100: 80% -> 86% of the copy), not for bf16 or GELU's backward, whose
+ * extra registers cost more occupancy than the loads gain (79% -> 70%, 64% -> 52%). */
+template <int FF, bool DELAYED, ct_op OP = CT_PLAIN, typename In = float,
+          bool PIPE = sizeof(In) == 4 && OP != CT_DGELU>
 __global__ void cast_transpose_dbias_kernel(const In *__restrict__ x, size_t R, size_t C,
                                             const float *__restrict__ amax, lowpi_qparams p,
                                             lowpi_fmt f, ct_out o, unsigned *amax_out, int vec,
                                             int vec_t, const uint16_t *__restrict__ pre) {
   static_assert(DELAYED || OP != CT_DGELU, "the GELU backward's amax is taken in the pass");
+  static_assert(!PIPE || OP != CT_DGELU, "PIPE fetches x alone");
   __shared__ float tile[kTile][kTile + 1]; /* + 1: the column reads spread over the banks */
   const float a = DELAYED ? 0.0f : *amax;
   const lowpi_block_scale s = lowpi_qblock_scale(p, a, 1.0f); /* scales_kernel's rule */
@@ -74,22 +124,44 @@ __global__ void cast_transpose_dbias_kernel(const In *__restrict__ x, size_t R, 
   const size_t tiles_c = (C + kTile - 1) / kTile, tiles = tiles_c * ((R + kTile - 1) / kTile);
   const unsigned row = threadIdx.x / 4, part = threadIdx.x % 4; /* 16 values of a tile row */
   unsigned long long sat = 0;
+  /* where this thread's 16 values of tile b start: row i, column j0 (false: past x's edge) */
+  auto at = [&](size_t b, size_t *i, size_t *j0) {
+    *i = (b / tiles_c) * kTile + row;
+    *j0 = (b % tiles_c) * kTile + 16 * part;
+    return *i < R && *j0 < C;
+  };
+  raw16<In> next; /* PIPE: the values of the block's next tile, in flight */
+  if (PIPE && vec && blockIdx.x < tiles) {
+    size_t i, j0;
+    const bool has = at(blockIdx.x, &i, &j0);
+    fetch16(next, x + i * C + j0, has);
+  }
   for (size_t b = blockIdx.x; b < tiles; b += gridDim.x) { /* block-uniform */
     const size_t r0 = (b / tiles_c) * kTile, c0 = (b % tiles_c) * kTile;
-    __syncthreads(); /* the previous tile has been read */
-    {                /* row-wise: load, encode, park */
-      const size_t i = r0 + row, j0 = c0 + 16 * part;
-      const bool has = i < R && j0 < C;
-      const size_t valid = has ? (C - j0 < 16 ? C - j0 : 16) : 0;
-      float y[16];
-      lowpi_load16(x + (has ? i * C + j0 : 0), has && vec, valid, y);
-      if (OP == CT_DGELU && has) { /* (past valid: y is 0, and so the product) */
-        float x0[16];
-        lowpi_load16(pre + i * C + j0, vec, valid, x0);
+    float y[16];
+    float x0[16]; /* CT_DGELU: GELU's input */
+    size_t i, j0;
+    const bool has = at(b, &i, &j0);
+    const size_t e = has ? i * C + j0 : 0; /* the first value's element index */
+    const size_t valid = has ? (C - j0 < 16 ? C - j0 : 16) : 0;
+    if (PIPE && vec) { /* this tile's values, then the next tile's loads issued */
+      unpack16(next, y);
+      size_t in, jn;
+      if (b + gridDim.x < tiles) {
+        const bool has_n = at(b + gridDim.x, &in, &jn);
+        fetch16(next, x + in * C + jn, has_n);
+      }
+    } else {
+      lowpi_load16(x + e, has && vec, valid, y);
+      if (OP == CT_DGELU)
+        lowpi_load16(pre + e, has && vec, valid, x0);
+    }
+    __syncthreads();      /* the previous tile has been read */
+    {                     /* row-wise: encode, park */
+      if (OP == CT_DGELU) /* (past valid: y is 0, and so the product) */
 #pragma unroll
         for (int k = 0; k < 16; k++)
           y[k] = gelu_grad(x0[k]) * y[k];
-      }
       if (OP == CT_GELU) /* (past valid: gelu(0) = 0) */
 #pragma unroll
         for (int k = 0; k < 16; k++)
@@ -100,26 +172,26 @@ __global__ void cast_transpose_dbias_kernel(const In *__restrict__ x, size_t R, 
       if (has) {
 #pragma unroll
         for (int k = 0; k < 16; k++) {
-          if (DELAYED) /* (past valid: lowpi_load16's zeros) */
+          if (DELAYED) /* (past valid: zeros) */
             m = max(m, lowpi_abs_key(y[k]));
           y[k] = y[k] * s.enc;
           sat += (size_t)k < valid ? lowpi_saturates(y[k], p.fmax_bits) : 0u;
         }
         lowpi_store_codes16<FF, LOWP_ROUND_RNE>(y, vec, valid, o.codes, 1, f, LOWP_ROUND_RNE, 0, 0,
-                                                i * C + j0);
+                                                e);
       }
     }
     __syncthreads();
     { /* transposed: row j of the transpose (column j of x), from column i0 */
       const size_t j = c0 + row, i0 = r0 + 16 * part;
       if (j < C && i0 < R) {
-        const size_t valid = R - i0 < 16 ? R - i0 : 16;
-        float y[16];
+        const size_t valid_t = R - i0 < 16 ? R - i0 : 16;
+        float yt[16];
 #pragma unroll
         for (int k = 0; k < 16; k++)
-          y[k] = tile[16 * part + k][row] * s.enc;
-        lowpi_store_codes16<FF, LOWP_ROUND_RNE>(y, vec_t, valid, o.codes_t, 1, f, LOWP_ROUND_RNE, 0,
-                                                0, j * R + i0);
+          yt[k] = tile[16 * part + k][row] * s.enc;
+        lowpi_store_codes16<FF, LOWP_ROUND_RNE>(yt, vec_t, valid_t, o.codes_t, 1, f, LOWP_ROUND_RNE,
+                                                0, 0, j * R + i0);
       }
     }
     if (o.partials && threadIdx.x < kChunks * kTile) { /* one column of one chunk per thread */
@@ -135,20 +207,31 @@ __global__ void cast_transpose_dbias_kernel(const In *__restrict__ x, size_t R, 
       }
     }
   }
-  if (DELAYED) {
+  if (DELAYED)
     m = lowpi_block_max(m);
-    if (threadIdx.x == 0 && m) {
-      float *const to[] = {(float *)amax_out, o.amax_copy, o.amax_t, o.hist};
-      for (float *p : to)
-        if (p)
-          atomicMax((unsigned *)p, m);
-    }
-  }
   sat = lowpi_block_sum(sat);
-  if (threadIdx.x == 0 && sat) {
-    atomicAdd(o.nsat, sat);
-    if (o.nsat_t)
-      atomicAdd(o.nsat_t, sat);
+  if (threadIdx.x == 0) {
+    if (DELAYED && m)
+      atomicMax(&g_totals.amax, m);
+    if (sat)
+      atomicAdd(&g_totals.sat, sat);
+    __threadfence();                                      /* this block's adds before its count */
+    if (atomicAdd(&g_totals.done, 1u) == gridDim.x - 1) { /* the last: every block's adds are in */
+      const unsigned mt = atomicExch(&g_totals.amax, 0u);
+      const unsigned long long st = atomicExch(&g_totals.sat, 0ull);
+      g_totals.done = 0;
+      if (DELAYED) {
+        unsigned *const to[] = {amax_out, (unsigned *)o.amax_copy, (unsigned *)o.amax_t};
+        for (unsigned *p : to)
+          if (p)
+            *p = mt;
+        if (o.hist && mt)
+          atomicMax((unsigned *)o.hist, mt);
+      }
+      *o.nsat = st;
+      if (o.nsat_t)
+        *o.nsat_t = st;
+    }
   }
 }
 
@@ -164,19 +247,6 @@ __global__ void delayed_scales_kernel(const float *__restrict__ scale,
   *nsat = 0;
 }
 
-/* The counters a cast-transpose accumulates into, zeroed in one launch (any may be NULL). */
-__global__ void zero_counters_kernel(float *a0, float *a1, float *a2, unsigned long long *n0,
-                                     unsigned long long *n1) {
-  float *const a[] = {a0, a1, a2};
-  unsigned long long *const n[] = {n0, n1};
-  for (float *p : a)
-    if (p)
-      *p = 0.0f;
-  for (unsigned long long *p : n)
-    if (p)
-      *p = 0;
-}
-
 bool aligned16(const void *p) {
   return ((uintptr_t)p & 15u) == 0;
 }
@@ -190,35 +260,38 @@ bool cast_t_config(const lowp_qconfig *c) {
 }
 
 /* cast_transpose_dbias_kernel for x of type In, its format (e4m3 or e5m2), delayed scaling and
- * the op picked at run time (GELU's backward delayed only, its forward from bf16 only). */
+ * the op picked at run time (GELU's backward delayed only, its forward from bf16 only), on as
+ * many blocks as the GPU holds at once. */
 template <typename In>
-void launch_ct(const In *x, bool e4m3, bool delayed, ct_op op, const uint16_t *pre, unsigned blocks,
-               size_t R, size_t C, const float *from, const lowpi_qparams &p, const lowpi_fmt &f,
-               const ct_out &o, unsigned *track, int vec, int vec_t) {
-#define LOWPI_CT(FF, DL, OP)                                                                       \
-  cast_transpose_dbias_kernel<FF, DL, OP, In>                                                      \
-      <<<blocks, lowpi_kThreads>>>(x, R, C, from, p, f, o, track, vec, vec_t, pre)
+lowp_status launch_ct(const In *x, bool e4m3, bool delayed, ct_op op, const uint16_t *pre, size_t R,
+                      size_t C, const float *from, const lowpi_qparams &p, const lowpi_fmt &f,
+                      const ct_out &o, unsigned *track, int vec, int vec_t) {
+  const size_t tiles = ((R + kTile - 1) / kTile) * ((C + kTile - 1) / kTile);
+  auto go = [&](auto kernel) {
+    unsigned blocks = 0;
+    LOWPI_TRY(lowpi_cuda_resident_blocks((const void *)kernel, lowpi_kThreads, 0, tiles, &blocks));
+    kernel<<<blocks, lowpi_kThreads>>>(x, R, C, from, p, f, o, track, vec, vec_t, pre);
+    LOWPI_CUDA_CHECK_LAUNCH();
+    return LOWP_OK;
+  };
+#define LOWPI_CT(FF, DL, OP) return go(cast_transpose_dbias_kernel<FF, DL, OP, In>)
 #define LOWPI_CT_OPS(FF)                                                                           \
   if constexpr (sizeof(In) == 2) { /* GELU's forward reads its bf16 input */                       \
     if (op == CT_GELU) {                                                                           \
       if (delayed)                                                                                 \
         LOWPI_CT(FF, true, CT_GELU);                                                               \
-      else                                                                                         \
-        LOWPI_CT(FF, false, CT_GELU);                                                              \
-      return;                                                                                      \
+      LOWPI_CT(FF, false, CT_GELU);                                                                \
     }                                                                                              \
   }                                                                                                \
   if (op == CT_DGELU)                                                                              \
     LOWPI_CT(FF, true, CT_DGELU);                                                                  \
-  else if (delayed)                                                                                \
+  if (delayed)                                                                                     \
     LOWPI_CT(FF, true, CT_PLAIN);                                                                  \
-  else                                                                                             \
-    LOWPI_CT(FF, false, CT_PLAIN)
+  LOWPI_CT(FF, false, CT_PLAIN)
   if (e4m3) {
     LOWPI_CT_OPS(LOWP_E4M3);
-  } else {
-    LOWPI_CT_OPS(LOWP_E5M2);
   }
+  LOWPI_CT_OPS(LOWP_E5M2);
 #undef LOWPI_CT_OPS
 #undef LOWPI_CT
 }
@@ -294,11 +367,6 @@ static lowp_status cast_transpose(const float *x, const uint16_t *x16, ct_op op,
   } else if (!delayed) {
     LOWPI_TRY(lowp_cuda_amax(x, (size_t)R * (size_t)C, d->amax));
   }
-  /* the saturation counts, and the amaxes the delayed kernel raises: one launch */
-  zero_counters_kernel<<<1, 1>>>(delayed ? d->amax : nullptr, delayed ? copy : nullptr,
-                                 delayed && qt ? qt->rowwise.amax : nullptr, d->n_saturated,
-                                 qt ? qt->rowwise.n_saturated : nullptr);
-  LOWPI_CUDA_CHECK_LAUNCH();
   const ct_out o = {(uint8_t *)d->codes,
                     ct,
                     (float *)d->scales,
@@ -315,18 +383,14 @@ static lowp_status cast_transpose(const float *x, const uint16_t *x16, ct_op op,
   const int vec =
       C % 16 == 0 && aligned16(x ? (const void *)x : x16) && aligned16(pre) && aligned16(d->codes);
   const int vec_t = R % 16 == 0 && aligned16(ct);
-  const size_t tiles = (((size_t)R + kTile - 1) / kTile) * (((size_t)C + kTile - 1) / kTile);
-  const size_t cap = (size_t)lowpi_cuda_sm_count() * 8; /* 8 resident blocks of 256 per SM */
-  const unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
   const lowpi_fmt f = lowpi_fmt_of(q->cfg.format);
   unsigned *track = delayed ? (unsigned *)d->amax : nullptr;
   if (x16)
-    launch_ct(x16, q->cfg.format == LOWP_E4M3, delayed, op, pre, blocks, (size_t)R, (size_t)C, from,
-              p, f, o, track, vec, vec_t);
+    LOWPI_TRY(launch_ct(x16, q->cfg.format == LOWP_E4M3, delayed, op, pre, (size_t)R, (size_t)C,
+                        from, p, f, o, track, vec, vec_t));
   else
-    launch_ct(x, q->cfg.format == LOWP_E4M3, delayed, op, pre, blocks, (size_t)R, (size_t)C, from,
-              p, f, o, track, vec, vec_t);
-  LOWPI_CUDA_CHECK_LAUNCH();
+    LOWPI_TRY(launch_ct(x, q->cfg.format == LOWP_E4M3, delayed, op, pre, (size_t)R, (size_t)C, from,
+                        p, f, o, track, vec, vec_t));
   if (dbias) { /* lowpi_colsum's second stage, as it launches it */
     lowpi_colsum_final_launch<1>(dbias, nullptr, (const float *)workspace, lowpi_colsum_chunks(R),
                                  C);
