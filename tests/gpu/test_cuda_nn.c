@@ -1060,6 +1060,19 @@ static void test_gelu_from_bf16(const float *x, size_t n) {
                "%s: amax %.9g (0x%08x), lowp_cuda_amax %.9g (0x%08x)", what, (double)am[0],
                f32_bits(am[0]), (double)am[1], f32_bits(am[1]));
     }
+    /* the amax alone (fp8-current's first pass; aligned: its own kernel): the bits of
+     * lowp_cuda_amax over the outputs above, of them all and of all but the last 5 (a tail past
+     * the kernel's groups of 8) */
+    for (int cut = 0; cut < 2; cut++) {
+      const size_t mm = cut && m > 5 ? m - 5 : m;
+      if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(NULL, NULL, d_amax, d_codes + shift, mm)) &&
+          GC_OK(lowp_cuda_amax(d_y + shift, mm, d_amax + 1))) {
+        GC_REQUIRE(lowp_cuda_memcpy(am, d_amax, sizeof am, LOWP_CUDA_D2H));
+        GC_CHECK(am[0] > 0 && f32_bits(am[0]) == f32_bits(am[1]),
+                 "%s, amax alone of %zu: 0x%08x, lowp_cuda_amax 0x%08x", what, mm, f32_bits(am[0]),
+                 f32_bits(am[1]));
+      }
+    }
   }
   /* GELU writing fc_proj's X as fp8 codes alone, aligned and misaligned; e4m3 with a scale that
    * clips the values beyond 1.5, e5m2 with one that clips none */
@@ -1077,6 +1090,12 @@ static void test_gelu_from_bf16(const float *x, size_t n) {
     GC_CHECK(isnan(am[0]) && f32_bits(am[0]) == f32_bits(am[1]),
              "gelu from bf16 with a NaN: amax %.9g (0x%08x), lowp_cuda_amax 0x%08x", (double)am[0],
              f32_bits(am[0]), f32_bits(am[1]));
+  }
+  if (GC_OK(lowpi_cuda_gelu_forward_from_bf16(NULL, NULL, d_amax, d_codes, n))) {
+    GC_REQUIRE(lowp_cuda_memcpy(am, d_amax, sizeof am[0], LOWP_CUDA_D2H));
+    GC_CHECK(isnan(am[0]) && f32_bits(am[0]) == f32_bits(am[1]),
+             "gelu from bf16 with a NaN: amax alone 0x%08x, lowp_cuda_amax 0x%08x", f32_bits(am[0]),
+             f32_bits(am[1]));
   }
   check_gelu_fp8(" with a NaN", d_codes, d_y, d_amax, n, LOWP_E4M3, 448.0f / 1.5f);
   GC_CHECK(lowpi_cuda_gelu_forward_from_bf16(NULL, NULL, NULL, d_codes, n) == LOWP_ERR_INVALID_ARG,
