@@ -23,6 +23,7 @@
  * raise a block's amax nor are stored: the CPU's rule for a partial last block; blocks wholly
  * past a line's end have no scale (the tensor's scale_cols end there). */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cuda/cast_fast.cuh"
@@ -139,29 +140,29 @@ encode_line(const float (&v)[4], unsigned lane, unsigned valid, const side &s, c
   }
 }
 
-/* The block's statistics onto the sides': one amax (the same values both ways) and a
- * saturation count per side; every thread of the block calls it. */
+__device__ lowpi_grid_stats g_stats; /* lowpi_grid_stats_add's, for every launch here */
+
+/* The block's statistics onto the sides' (every thread of the block calls it): one amax (the
+ * same values both ways) and a saturation count per side, totalled over the grid and written
+ * by the last block, with tensor_scale 1 (BLOCK_1D's), as lowp_cuda_quantize leaves them. */
 __device__ void flush_stats(const side &row, const side &col, unsigned long long sat_r,
                             unsigned long long sat_c, uint32_t tmax) {
   sat_r = lowpi_block_sum(sat_r);
   sat_c = lowpi_block_sum(sat_c);
   tmax = lowpi_block_max(tmax);
-  if (threadIdx.x == 0) { /* a side of values alone has no stats */
-    if (tmax) {
-      if (row.codes)
-        atomicMax((unsigned *)row.amax, tmax);
-      if (col.codes)
-        atomicMax((unsigned *)col.amax, tmax);
-    }
-    if (sat_r && row.codes)
-      atomicAdd(row.nsat, sat_r);
-    if (sat_c && col.codes)
-      atomicAdd(col.nsat, sat_c);
+  unsigned long long st[2] = {sat_r, sat_c};
+  if (threadIdx.x == 0 && lowpi_grid_stats_add(&g_stats, &tmax, st)) {
+    const side *s[2] = {&row, &col};
+    for (int i = 0; i < 2; i++)
+      if (s[i]->codes) { /* a side of values alone has no stats */
+        *(uint32_t *)s[i]->amax = tmax;
+        *s[i]->nsat = st[i];
+        *s[i]->tensor_scale = 1.0f;
+      }
   }
 }
 
-/* The stats of both sides zeroed (amax, saturation count) and tensor_scale 1 (BLOCK_1D's), as
- * lowp_cuda_quantize leaves them; before the tile kernel's atomics. */
+/* flush_stats's outputs for an empty x (no kernel runs). */
 __global__ void reset_stats(side row, side col) {
   const side *s[2] = {&row, &col};
   for (int i = 0; i < 2; i++)
@@ -924,8 +925,6 @@ lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, co
   if (R % 16 == 0 && ((uintptr_t)col.codes & 15u) == 0)
     flags |= kFlagVecCol;
   const size_t tiles = ((R + TR - 1) / TR) * ((K + kColsT - 1) / kColsT);
-  if (tiles == 0) /* an empty x: the statistics reset alone */
-    return LOWP_OK;
   unsigned blocks = 0;
   LOWPI_TRY(tile_grid(tiled_kernel<FF, RR, TR>, smem, &per_sm, tiles, &blocks));
   tiled_kernel<FF, RR, TR>
@@ -949,8 +948,6 @@ lowp_status launch_reg(const float *x, size_t R, size_t K, const side &row, cons
   if (R % 16 == 0 && ((uintptr_t)col.codes & 15u) == 0)
     flags |= kFlagVecCol16;
   const size_t tiles = ((R + kRegTile - 1) / kRegTile) * ((K + kRegTile - 1) / kRegTile);
-  if (tiles == 0) /* an empty x: the statistics reset alone */
-    return LOWP_OK;
   unsigned blocks = 0;
   LOWPI_TRY(tile_grid(reg_kernel<FF, RR>, kRegSmem, &per_sm, tiles, &blocks));
   reg_kernel<FF, RR><<<blocks, kThreadsT, kRegSmem>>>(x, R, K, row, col, lowpi_fmt_of(c->format),
@@ -990,8 +987,11 @@ bool takes_reg(const side &sr, const side &sc) {
  * with takes_reg: the column sums' workspace) as reg_kernel's. */
 lowp_status run_both(const float *x, size_t R, size_t K, const side &sr, const side &sc,
                      const lowp_qconfig *c, float *partials = nullptr) {
-  reset_stats<<<1, 1>>>(sr, sc);
-  LOWPI_CUDA_CHECK_LAUNCH();
+  if (R == 0 || K == 0) { /* no tiles: the statistics reset alone */
+    reset_stats<<<1, 1>>>(sr, sc);
+    LOWPI_CUDA_CHECK_LAUNCH();
+    return LOWP_OK;
+  }
   /* else both_kernel (launch_tiled_any) */
   const bool col128 = sc.codes && sc.shift == 2;
   const bool line = use_line_kernel() || col128;

@@ -33,7 +33,7 @@ struct ct_out {
   float *scale, *scale_t;            /* decode multipliers (scale_t may be NULL) */
   float *tscale, *tscale_t;          /* encode multipliers (tensor_scale) */
   float *amax_copy, *amax_t;         /* where the amax is also written (either may be NULL) */
-  unsigned long long *nsat, *nsat_t; /* saturation counts (set: g_totals; nsat_t may be NULL) */
+  unsigned long long *nsat, *nsat_t; /* saturation counts (set: g_stats; nsat_t may be NULL) */
   float *partials;                   /* lowpi_colsum_chunks(R) x C, or NULL: no column sums */
   float *hist;                       /* DELAYED: the state's history (the record) */
 };
@@ -43,16 +43,7 @@ struct ct_out {
  * made as gelu_backward_from_bf16_kernel / gelu_forward_from_bf16_kernel make them. */
 enum ct_op { CT_PLAIN, CT_DGELU, CT_GELU };
 
-/* The counters every launch's blocks add into (the amax key and the saturation count) and the
- * blocks done: the last block to finish writes the totals where they go and zeroes these for
- * the next launch, in place of a launch before each pass that zeroed the outputs. Launches
- * are ordered (one stream), so no two share them. */
-struct ct_totals {
-  unsigned amax;
-  unsigned long long sat;
-  unsigned done;
-};
-__device__ ct_totals g_totals;
+__device__ lowpi_grid_stats g_stats; /* lowpi_grid_stats_add's, for every launch here */
 
 /* A thread's 16 values of a tile row as loaded (vec), 16-byte words not yet converted: the
  * loads of the next tile are issued before this tile is encoded and nothing waits on them
@@ -211,26 +202,19 @@ __global__ void cast_transpose_dbias_kernel(const In *__restrict__ x, size_t R, 
     m = lowpi_block_max(m);
   sat = lowpi_block_sum(sat);
   if (threadIdx.x == 0) {
-    if (DELAYED && m)
-      atomicMax(&g_totals.amax, m);
-    if (sat)
-      atomicAdd(&g_totals.sat, sat);
-    __threadfence();                                      /* this block's adds before its count */
-    if (atomicAdd(&g_totals.done, 1u) == gridDim.x - 1) { /* the last: every block's adds are in */
-      const unsigned mt = atomicExch(&g_totals.amax, 0u);
-      const unsigned long long st = atomicExch(&g_totals.sat, 0ull);
-      g_totals.done = 0;
+    unsigned long long st[2] = {sat, 0};
+    if (lowpi_grid_stats_add(&g_stats, &m, st)) { /* the last block: the totals */
       if (DELAYED) {
         unsigned *const to[] = {amax_out, (unsigned *)o.amax_copy, (unsigned *)o.amax_t};
         for (unsigned *p : to)
           if (p)
-            *p = mt;
-        if (o.hist && mt)
-          atomicMax((unsigned *)o.hist, mt);
+            *p = m;
+        if (o.hist && m)
+          atomicMax((unsigned *)o.hist, m);
       }
-      *o.nsat = st;
+      *o.nsat = st[0];
       if (o.nsat_t)
-        *o.nsat_t = st;
+        *o.nsat_t = st[0];
     }
   }
 }

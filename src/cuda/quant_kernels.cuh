@@ -361,6 +361,36 @@ __device__ __forceinline__ void lowpi_store_codes16(const float *y, bool vec, si
   }
 }
 
+/* A quantize kernel's statistics (the amax key, a saturation count for each of two outputs)
+ * totalled over its grid: each block adds its own, and the last block to finish gets the
+ * totals, writes them out and zeroes these for the next launch: no launch before the kernel to
+ * zero the outputs its atomics would add into. Each kernel file keeps its own, a __device__
+ * variable (zero when the module loads); launches that share one are ordered on one stream. */
+struct lowpi_grid_stats {
+  uint32_t amax;
+  unsigned long long sat[2];
+  unsigned done; /* blocks finished */
+};
+
+/* Thread 0 of each block, with its block's amax key and counts: true in the last block to
+ * finish, *amax and sat[] then holding the grid's totals. */
+__device__ __forceinline__ bool lowpi_grid_stats_add(lowpi_grid_stats *g, uint32_t *amax,
+                                                     unsigned long long sat[2]) {
+  if (*amax)
+    atomicMax(&g->amax, *amax);
+  for (int i = 0; i < 2; i++)
+    if (sat[i])
+      atomicAdd(&g->sat[i], sat[i]);
+  __threadfence(); /* this block's adds before its count */
+  if (atomicAdd(&g->done, 1u) != gridDim.x - 1)
+    return false;
+  *amax = atomicExch(&g->amax, 0u); /* every block's adds are in */
+  for (int i = 0; i < 2; i++)
+    sat[i] = atomicExch(&g->sat[i], 0ull);
+  atomicExch(&g->done, 0u);
+  return true;
+}
+
 /* Block-wide max of a uint32 (blockDim.x a multiple of 32, at most 1024); thread 0 gets it. */
 __device__ __forceinline__ uint32_t lowpi_block_max(uint32_t v) {
   __shared__ uint32_t part[32];
