@@ -186,6 +186,34 @@ lowp_status lowpi_cuda_quantize_both_values(const float *x, size_t R, size_t K,
   return no_cuda("lowpi_cuda_quantize_both_values");
 }
 
+size_t lowpi_cuda_cast_transpose_dbias_workspace(int R, int C) {
+  (void)R, (void)C;
+  return 0;
+}
+
+lowp_status lowpi_cuda_cast_transpose_dbias(const float *x, int R, int C, lowp_cuda_qtensor *q,
+                                            void *codes_t, lowp_cuda_qtensor *qt, float *amax,
+                                            int amax_known, float *dbias, void *workspace,
+                                            size_t workspace_bytes) {
+  return no_cuda("lowpi_cuda_cast_transpose_dbias");
+}
+
+lowp_status lowpi_cuda_cast_transpose_dbias_bf16(const uint16_t *x, int R, int C,
+                                                 lowp_cuda_qtensor *q, void *codes_t,
+                                                 lowp_cuda_qtensor *qt, float *amax, int amax_known,
+                                                 float *dbias, void *workspace,
+                                                 size_t workspace_bytes) {
+  return no_cuda("lowpi_cuda_cast_transpose_dbias_bf16");
+}
+
+lowp_status lowpi_cuda_dgelu_cast_transpose_dbias(const float *dout, const uint16_t *dout_bf16,
+                                                  const uint16_t *pre, int R, int C,
+                                                  lowp_cuda_qtensor *q, lowp_cuda_qtensor *qt,
+                                                  float *dbias, void *workspace,
+                                                  size_t workspace_bytes) {
+  return no_cuda("lowpi_cuda_dgelu_cast_transpose_dbias");
+}
+
 lowp_status lowp_cuda_dequantize(const lowp_cuda_qtensor *q, void *y, lowp_format out_format) {
   return no_cuda("lowp_cuda_dequantize");
 }
