@@ -137,8 +137,8 @@ __global__ void cast_transpose_dbias_kernel(const In *__restrict__ x, size_t R, 
     const size_t valid = has ? (C - j0 < 16 ? C - j0 : 16) : 0;
     if (PIPE && vec) { /* this tile's values, then the next tile's loads issued */
       unpack16(next, y);
-      size_t in, jn;
       if (b + gridDim.x < tiles) {
+        size_t in, jn;
         const bool has_n = at(b + gridDim.x, &in, &jn);
         fetch16(next, x + in * C + jn, has_n);
       }
