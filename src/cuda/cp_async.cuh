@@ -17,6 +17,13 @@ static __device__ __forceinline__ void cp_async16(void *dst, const void *src, in
                : "memory");
 }
 
+/* 8 bytes global -> shared, asynchronous (.cg takes 16 bytes alone); src_bytes as cp_async16's. */
+static __device__ __forceinline__ void cp_async8(void *dst, const void *src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(src_bytes)
+               : "memory");
+}
+
 /* 4 bytes global -> shared, asynchronous, cached in L1 (values that several blocks read);
  * src_bytes 0 writes a zero. */
 static __device__ __forceinline__ void cp_async4(void *dst, const void *src, int src_bytes) {

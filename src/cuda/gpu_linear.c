@@ -124,6 +124,15 @@ typedef struct {
   scratch xb_lt;
   int xb_lt_ok, dyb_lt_ok, dyb_dbias_done;
   float *dyb_dbias;
+  /* fp8-block: a producer's pass deferred into the both-ways pass that reads its output (see
+   * "GELU inside the both-ways pass" below): defer_x's values are defer's (GELU's forward or
+   * backward), not written; defer_used: that pass made them; defer_stale: its inputs were
+   * overwritten since (fc's dgrad writes its dX over fc_proj's), so they can no longer be
+   * written */
+  lowpi_both_input defer;
+  float *defer_x;
+  size_t defer_n;
+  int defer_used, defer_stale;
 } lin_state;
 
 struct lowpi_gpu_linears {
@@ -921,6 +930,57 @@ static lowp_status q_operand(lowpi_gpu_linears *g, const lin_state *ls, lowp_ope
   return dequant_operand(g, which, q, run, out);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * GELU inside the both-ways pass (fp8-block). GPT-2's fc_proj X is GELU's output and fc's dY is
+ * GELU's backward of fc_proj's dX: each written in fp32 by its own kernel and read back by the
+ * both-ways quantization. Instead the model defers the producer (lowpi_gpu_linear_defer_gelu,
+ * lowpi_gpu_linear_backward_gelu_dy) and that pass makes the values from the producer's bf16
+ * inputs (lowpi_cuda_quantize_both_in): the same codes, scales and bias gradient. Any other
+ * reader of the buffer (an emulated GEMM after cuBLASLt refused a block-scaled one, a shortcut
+ * turned off) has the producer write it first (deferred_write), so the deferral never changes
+ * a value. */
+
+/* Whether slot's both-ways pass of x takes the deferred producer: the block-scaled GEMM, both
+ * ways in the register-tile kernel, the bias gradient (if any) in the pass. */
+static int defer_fusable(const lowpi_gpu_linears *g, const lin_state *ls, lowp_operand slot,
+                         gemm_run run, const float *x, int k_along_cols) {
+  if (!x || x != ls->defer_x || ls->defer_used || run != RUN_FP8_BLOCK || !k_along_cols)
+    return 0;
+  if (slot == LOWP_OP_FPROP_X)
+    return ls->xb_on && ls->defer.op == LOWPI_BOTH_GELU;
+  return slot == LOWP_OP_DGRAD_DY && ls->dyb_on && ls->defer.op == LOWPI_BOTH_DGELU &&
+         (!ls->dyb_dbias || !(g->plain & LOWPI_GPU_PLAIN_BLOCK_DB));
+}
+
+/* Whether WGRAD_DY's operand of x is the column-wise half of the dgrad's both-ways pass. */
+static int dy_made(const lin_state *ls, lowp_operand slot, const float *x) {
+  return slot == LOWP_OP_WGRAD_DY && ls->dyb_valid && x == ls->dyb_src;
+}
+
+/* The deferred producer writes its output (defer_x) after all: for a reader other than the
+ * both-ways pass. */
+static lowp_status deferred_write(lin_state *ls) {
+  if (ls->defer_stale)
+    return lowpi_fail(LOWP_ERR_INTERNAL,
+                      "gpu recipe: linear %d's GELU values were made inside its quantization and "
+                      "their inputs are gone",
+                      ls->index);
+  const lowpi_both_input d = ls->defer;
+  float *x = ls->defer_x;
+  ls->defer_x = NULL;
+  return d.op == LOWPI_BOTH_GELU
+             ? lowpi_cuda_gelu_forward_from_bf16(x, NULL, NULL, d.pre, ls->defer_n)
+             : lowpi_cuda_gelu_backward_from_bf16(x, NULL, NULL, NULL, d.dx16, d.pre, ls->defer_n);
+}
+
+/* The end of the linear's call that took the deferral: written if no pass made it. */
+static lowp_status defer_end(lin_state *ls) {
+  const lowp_status st = ls->defer_x && !ls->defer_used ? deferred_write(ls) : LOWP_OK;
+  ls->defer_x = NULL;
+  ls->defer_used = ls->defer_stale = 0;
+  return st;
+}
+
 /* make_operand's shortcut for the operands above: *done = 1 and *out set where it applies
  * (slot's tensor x (rows, cols), its reduction along the columns when k_along_cols). */
 static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_operand slot,
@@ -954,7 +1014,11 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
       lowpi_both_extras ex;
       LOWPI_TRY(both_extras(g, slot, row, col, fprop ? &ls->xb_lt : &g->lt[other],
                             fprop ? NULL : ls->dyb_dbias, rows, cols, &ex));
-      LOWPI_TRY(lowpi_cuda_quantize_both_ex(x, rows, cols, row, col, &ex));
+      const int fused = defer_fusable(g, ls, slot, run, x, k_along_cols);
+      const lowpi_both_input in = fused ? ls->defer : (lowpi_both_input){LOWPI_BOTH_X, x, 0, 0};
+      LOWPI_TRY(lowpi_cuda_quantize_both_in(&in, rows, cols, row, col, &ex));
+      ls->defer_used |= fused;
+      g->counts.gelu_both += (unsigned long long)fused;
       *out = block_operand(ls, slot, row, ex.row_lt);
       if (fprop)
         ls->xb_lt_ok = ex.col_lt != NULL;
@@ -979,13 +1043,12 @@ static lowp_status block_both_operand(lowpi_gpu_linears *g, lin_state *ls, lowp_
   if (k_along_cols ||
       (slot != LOWP_OP_WGRAD_DY && slot != LOWP_OP_WGRAD_X && slot != LOWP_OP_DGRAD_W))
     return LOWP_OK;
-  const int made = slot == LOWP_OP_WGRAD_DY && ls->dyb_valid && x == ls->dyb_src; /* the dgrad's */
+  const int made = dy_made(ls, slot, x); /* the dgrad's */
   if (!made && ((g->plain & LOWPI_GPU_PLAIN_BLOCK_T) || !both_ok(o, o)))
     return LOWP_OK;
   LOWPI_TRY(qbuf_get(g, slot, &o->cfg, cols, rows, &col));
   const float *lt = NULL;
-  if (made) {
-    ls->dyb_valid = 0;
+  if (made) { /* (still valid for the emulation's retry after a refusal: its values) */
     lt = ls->dyb_lt_ok ? g->lt[slot].ptr : NULL;
   } else { /* the column-wise half alone */
     col->cfg.offset = slot_offset(g, ls, slot);
@@ -1049,6 +1112,9 @@ static lowp_status make_operand(lowpi_gpu_linears *g, lin_state *ls, lowpi_gemm 
   lowp_operand slot = slot_of(gemm, which);
   op_state *o = &ls->op[slot];
   const size_t n = rows * cols;
+  if (x && x == ls->defer_x && !defer_fusable(g, ls, slot, run, x, k_along_cols) &&
+      !dy_made(ls, slot, x)) /* a reader of x other than the pass that makes it */
+    LOWPI_TRY(deferred_write(ls));
   if (x_bf16 && run == RUN_BF16 && is_bf16_rne_cast(o)) {
     *out = (operand){x_bf16, LOWP_BF16, NULL, (lowpi_fp8_block_kind)0, !k_along_cols, NULL};
     return LOWP_OK;
@@ -1873,6 +1939,7 @@ unsigned lowpi_gpu_plain_from_env(void) {
                {"dx16", LOWPI_GPU_PLAIN_DX16},
                {"x8t", LOWPI_GPU_PLAIN_X8T},
                {"gelu_db", LOWPI_GPU_PLAIN_GELU_DB},
+               {"gelu_b", LOWPI_GPU_PLAIN_GELU_B},
                {"all", ~0u}};
   const char *env = getenv("LOWP_GPU_PLAIN");
   unsigned plain = 0;
@@ -1950,7 +2017,7 @@ static lowp_status fprop(lowpi_gpu_linears *g, int lin, float *out, const float 
   g->counts.epi_bf16_vec += (unsigned long long)(b16 != NULL);
   g->counts.x_bf16 += (unsigned long long)takes_bf16(&ls->op[LOWP_OP_FPROP_X], run, inp.bf16);
   g->counts.residual_added += (unsigned long long)(residual != NULL);
-  return LOWP_OK;
+  return defer_end(ls);
 }
 
 lowp_status lowpi_gpu_linear_forward_fold(lowpi_gpu_linears *g, int lin, float *out,
@@ -2216,6 +2283,7 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, uint16_t
     LOWPI_TRY(linear_gemm(g, ls, LOWPI_GEMM_DGRAD, dinp, dinp16, &a, &b, cast_t ? &cast_d : NULL,
                           given || w8 ? &wq : NULL, N, C, OC, 0.0f, NULL, NULL, NULL, NULL, &run_d,
                           &dy));
+    ls->defer_stale = ls->defer_used; /* dX may be written over the deferred GELU's input */
     g->counts.w_reused += (unsigned long long)cached;
     g->counts.w_fp8_reused += (unsigned long long)w8;
   }
@@ -2277,6 +2345,8 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, uint16_t
                 * its codes (as the epilogue's), else of the fp32 dY */
     const uint16_t *d16 =
         dout.bf16 && (!dout.f32 || is_bf16_rne_cast(&ls->op[LOWP_OP_WGRAD_DY])) ? dout.bf16 : NULL;
+    if (!d16 && dout.f32 == ls->defer_x)
+      LOWPI_TRY(deferred_write(ls));
     void *ws;
     size_t bytes = lowpi_cuda_bias_backward_workspace(N, OC);
     LOWPI_TRY(scratch_get(&g->tmp[0], bytes, &ws));
@@ -2286,7 +2356,8 @@ static lowp_status backward(lowpi_gpu_linears *g, int lin, float *dinp, uint16_t
   /* the straight-through estimator's clipping masks (Quartet), as the CPU's grad hook */
   LOWPI_TRY(mask_gradient(g, ls, 0, dinp, (size_t)N, (size_t)C));
   g->counts.dx16 += (unsigned long long)(dinp16 != NULL);
-  return mask_gradient(g, ls, 1, dweight, (size_t)OC, (size_t)C);
+  LOWPI_TRY(mask_gradient(g, ls, 1, dweight, (size_t)OC, (size_t)C));
+  return defer_end(ls);
 }
 
 lowp_status lowpi_gpu_linear_backward(lowpi_gpu_linears *g, int lin, float *dinp, float *dweight,
@@ -2317,15 +2388,62 @@ lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
   return backward(g, lin, NULL, NULL, dg, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
+/* Whether linear lin's fprop X (N, C) or dgrad dY (N, OC) (dy) goes both ways through the
+ * register-tile kernel into block-scaled GEMMs (the fprop's or dgrad's and the wgrad's): where a
+ * deferred GELU may be made in that pass. */
+static int gelu_both_applies(const lowpi_gpu_linears *g, const lin_state *ls, int dy, int N, int C,
+                             int OC) {
+  const lowp_operand s0 = dy ? LOWP_OP_DGRAD_DY : LOWP_OP_FPROP_X,
+                     s1 = dy ? LOWP_OP_WGRAD_DY : LOWP_OP_WGRAD_X;
+  const op_state *a = &ls->op[s0], *b = &ls->op[s1];
+  if ((g->plain & LOWPI_GPU_PLAIN_GELU_B) || block_kind(a) != LOWPI_FP8_BLOCK_1X128 ||
+      block_kind(b) != LOWPI_FP8_BLOCK_1X128 || takes_owner_values(b) ||
+      (dy ? (g->plain & LOWPI_GPU_PLAIN_BLOCK_T) || !both_ok(a, b) : !xb_keeps(g, ls)))
+    return 0;
+  const op_state *w0 = &ls->op[dy ? LOWP_OP_DGRAD_W : LOWP_OP_FPROP_W];
+  return (dy ? run_of(g, a, w0, N, C, OC) : run_of(g, a, w0, N, OC, C)) == RUN_FP8_BLOCK &&
+         (dy ? run_of(g, b, &ls->op[LOWP_OP_WGRAD_X], OC, C, N)
+             : run_of(g, &ls->op[LOWP_OP_WGRAD_DY], b, OC, C, N)) == RUN_FP8_BLOCK;
+}
+
+lowp_status lowpi_gpu_linear_defer_gelu(lowpi_gpu_linears *g, int lin, float *x,
+                                        const uint16_t *pre, int N, int C, int OC, int *ok) {
+  *ok = 0;
+  if (!x || !pre)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu recipe: GELU deferred without buffers");
+  if (lin < 0 || lin >= g->nlin || !gelu_both_applies(g, &g->lin[lin], 0, N, C, OC))
+    return LOWP_OK;
+  lin_state *ls = &g->lin[lin];
+  ls->defer = (lowpi_both_input){LOWPI_BOTH_GELU, NULL, NULL, pre};
+  ls->defer_x = x;
+  ls->defer_n = (size_t)N * (size_t)C;
+  ls->defer_used = ls->defer_stale = 0;
+  *ok = 1;
+  return LOWP_OK;
+}
+
 lowp_status lowpi_gpu_linear_backward_gelu_dy(lowpi_gpu_linears *g, int lin, float *dinp,
                                               uint16_t *dinp16, float *dweight, float *dbias,
-                                              lowpi_gpu_act dout, const uint16_t *pre,
+                                              lowpi_gpu_act dout, const uint16_t *pre, float *dy32,
                                               lowpi_gpu_act inp, const float *weight, int N, int C,
                                               int OC) {
   if (!(dout.f32 || dout.bf16) || !pre || !dinp == !dinp16)
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu recipe: GELU's dY without buffers");
-  if (lin < 0 || lin >= g->nlin || (g->plain & LOWPI_GPU_PLAIN_DGELU_T) ||
-      !cast_t_applies(g, &g->lin[lin], N, C, OC) || !g->lin[lin].op[LOWP_OP_DGRAD_DY].delayed)
+  if (lin < 0 || lin >= g->nlin)
+    return LOWP_ERR_UNSUPPORTED;
+  lin_state *ls = &g->lin[lin];
+  if (dy32 && !dout.f32 && gelu_both_applies(g, ls, 1, N, C, OC)) {
+    /* fp8-block: dY made in its both-ways pass from dout's bf16 codes (dy32: where it is
+     * written should another reader want it) */
+    ls->defer = (lowpi_both_input){LOWPI_BOTH_DGELU, NULL, dout.bf16, pre};
+    ls->defer_x = dy32;
+    ls->defer_n = (size_t)N * (size_t)OC;
+    ls->defer_used = ls->defer_stale = 0;
+    const lowpi_gpu_act dy = {dy32, NULL, NULL};
+    return backward(g, lin, dinp, dinp16, NULL, NULL, dweight, dbias, dy, inp, weight, N, C, OC);
+  }
+  if ((g->plain & LOWPI_GPU_PLAIN_DGELU_T) || !cast_t_applies(g, ls, N, C, OC) ||
+      !ls->op[LOWP_OP_DGRAD_DY].delayed)
     return LOWP_ERR_UNSUPPORTED; /* (no message: the caller makes dY itself) */
   const lowpi_gpu_act dy = {dout.f32, dout.f32 ? NULL : dout.bf16, NULL};
   return backward(g, lin, dinp, dinp16, NULL, pre, dweight, dbias, dy, inp, weight, N, C, OC);

@@ -165,6 +165,9 @@ enum {
                                        linear (cuBLASLt's epilogue), not summed by GELU's
                                        backward as it writes dY (the same sums in another
                                        order) */
+  LOWPI_GPU_PLAIN_GELU_B = 1048576, /* "gelu_b": fp8-block's fc_proj X and fc dY written in
+                                        fp32 by GELU's kernels and read back, not made in their
+                                        both-ways pass (lowpi_gpu_linear_defer_gelu) */
   LOWPI_GPU_PLAIN_DX16 = 131072,    /* "dx16": the dgrads and the flash backward write their dX
                                        in fp32 for every consumer, not as bf16 codes
                                        (lowpi_gpu_linear_dx16, _takes_dy16 0): NOT the same bits
@@ -219,6 +222,15 @@ lowp_status lowpi_gpu_linear_x8_target(lowpi_gpu_linears *g, int lin, int N, int
  * nothing is written. Counts x8t_produced. */
 lowp_status lowpi_gpu_linear_gelu_x8t(lowpi_gpu_linears *g, int lin, const uint16_t *pre, int N,
                                       int C, int OC, int *ok);
+/* The same for 1x128 block scaling (fp8-block): where linear lin's fprop quantizes X both ways
+ * (the register-tile pass) for block-scaled GEMMs, that pass makes GELU's output from its bf16
+ * input pre (N, C) itself (lowpi_cuda_quantize_both_in): *ok = 1, and x (N, C), the fprop's
+ * inp.f32, is left unwritten, but written by GELU's forward should anything else read it in that
+ * fprop (an emulated GEMM after a refusal). The same codes, scales and bits as GELU's output
+ * written and quantized. Else (or LOWPI_GPU_PLAIN_GELU_B) *ok = 0: the caller writes x. Counts
+ * gelu_both where the pass made it. */
+lowp_status lowpi_gpu_linear_defer_gelu(lowpi_gpu_linears *g, int lin, float *x,
+                                        const uint16_t *pre, int N, int C, int OC, int *ok);
 
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC, may be NULL); device pointers. */
 lowp_status lowpi_gpu_linear_forward(lowpi_gpu_linears *g, int lin, float *out, lowpi_gpu_act inp,
@@ -333,10 +345,13 @@ lowp_status lowpi_gpu_linear_backward_dgelu(lowpi_gpu_linears *g, int lin,
  * (lowpi_cuda_dgelu_cast_transpose_dbias): the bits of lowpi_cuda_gelu_backward_from_bf16
  * followed by lowpi_gpu_linear_backward, or (dinp16 in place of dinp) _backward_dx16. Only where
  * dY takes the one-pass cast under delayed scaling (fp8-delayed) and LOWPI_GPU_PLAIN_DGELU_T is
- * off; else LOWP_ERR_UNSUPPORTED with nothing done, and the caller makes dY itself. */
+ * off; or (dy32 (N, OC) given, dout in bf16) where dY goes both ways into block-scaled GEMMs
+ * (fp8-block, lowpi_gpu_linear_defer_gelu's conditions), made in that pass, dy32 written only
+ * should another reader want dY. Else LOWP_ERR_UNSUPPORTED with nothing done, and the caller
+ * makes dY itself. */
 lowp_status lowpi_gpu_linear_backward_gelu_dy(lowpi_gpu_linears *g, int lin, float *dinp,
                                               uint16_t *dinp16, float *dweight, float *dbias,
-                                              lowpi_gpu_act dout, const uint16_t *pre,
+                                              lowpi_gpu_act dout, const uint16_t *pre, float *dy32,
                                               lowpi_gpu_act inp, const float *weight, int N, int C,
                                               int OC);
 
@@ -391,6 +406,8 @@ typedef struct {
                                       (lowpi_gpu_linear_casts_dy) */
   unsigned long long dy_amax_given; /* of those, the ones that took dY's amax from its producer */
   unsigned long long dy_dgelu;      /* of those, the ones that made dY from GELU's backward */
+  unsigned long long gelu_both;     /* both-ways passes that made GELU's forward or backward
+                                       themselves (lowpi_gpu_linear_defer_gelu, _backward_gelu_dy) */
   unsigned long long dy_both;       /* dgrads whose 1xN dY was quantized both ways in one pass,
                                        the wgrad's dY^T codes with it (lowpi_cuda_quantize_both) */
   unsigned long long x_both;        /* fprops that quantized X both ways and kept the wgrad's

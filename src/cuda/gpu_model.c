@@ -928,12 +928,13 @@ static lowp_status fc_gelu_backward(lowpi_gpu_model *g, int l, const lowpi_layer
   const lowpi_gpu_act dx = {da16 ? NULL : a->da, da16 ? (uint16_t *)(void *)a->da : NULL, NULL};
   const int fc16 = pre && lowpi_gpu_linear_is_bf16(g->lin, 4 * l + 2);
   if (pre &&
-      !fc16) { /* fp8-delayed: GELU's backward made inside fc's dY cast-transpose; da
-                * (fc_proj's dX) is read by that cast before fc's dgrad writes its dX there */
+      !fc16) { /* fp8-delayed: GELU's backward made inside fc's dY cast-transpose, fp8-block:
+                * inside its both-ways pass (db: where it goes should anything else read it); da
+                * (fc_proj's dX) is read by that pass before fc's dgrad writes its dX there */
     const int fc_dx16 = norm_dx16(g, 4 * l + 2); /* fc's dX (da) as bf16 codes */
     const lowp_status st = lowpi_gpu_linear_backward_gelu_dy(
         g->lin, 4 * l + 2, fc_dx16 ? NULL : a->da, fc_dx16 ? (uint16_t *)(void *)a->da : NULL,
-        gr->fcw, gr->fcb, dx, pre, act_bwd(&a->ln2, l), w->fcw, n, C, FC);
+        gr->fcw, gr->fcb, dx, pre, a->db, act_bwd(&a->ln2, l), w->fcw, n, C, FC);
     if (st != LOWP_ERR_UNSUPPORTED)
       return st;
   }
@@ -1075,8 +1076,14 @@ lowp_status lowpi_gpu_model_forward(lowpi_gpu_model *g, const int32_t *inputs,
       } else if (x8) {
         LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16_fp8(&o8, a8, pre, N * (size_t)F));
       } else if (pre_done) {
-        LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16(a->fch_act.f32[l], a->fch_act.bf16[l], fin.amax,
-                                                    pre, N * (size_t)F));
+        /* fp8-block: GELU made in fc_proj's both-ways pass, its output not written */
+        int deferred = 0;
+        if (fin.f32 && !fin.bf16 && !fin.amax)
+          LOWPI_TRY(lowpi_gpu_linear_defer_gelu(g->lin, 4 * l + 3, a->fch_act.f32[l], pre, n, F, C,
+                                                &deferred));
+        if (!deferred)
+          LOWPI_TRY(lowpi_cuda_gelu_forward_from_bf16(a->fch_act.f32[l], a->fch_act.bf16[l],
+                                                      fin.amax, pre, N * (size_t)F));
       } else {
         /* fc's output into scratch where GELU keeps its bf16 input (the bias may go into GELU
          * then), else kept (with its bias) for the backward */

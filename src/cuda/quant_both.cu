@@ -29,6 +29,7 @@
 #include "cuda/cast_fast.cuh"
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_common.h"
+#include "cuda/nn_gelu.cuh"
 #include "cuda/nn_reduce.cuh"
 #include "cuda/quant_cuda.h"
 #include "cuda/quant_kernels.cuh"
@@ -571,7 +572,10 @@ __global__ void __launch_bounds__(kThreadsT, 3)
  * (the same scale rule on the same amax keys, the same encode per element and index). */
 constexpr unsigned kRegTile = 128, kRegBands = 16; /* 16 row bands of 8 rows */
 constexpr unsigned kRegSlots = 16;                 /* float4 a thread holds: 8 rows x 2 halves */
-constexpr size_t kRegSmem = (size_t)kRegSlots * kThreadsT * 16; /* the next tile: 64 KB */
+/* the stage of the next tile: 64 KB for fp32 x */
+template <class In> constexpr size_t reg_smem() {
+  return (size_t)kRegSlots * kThreadsT * In::kBytes;
+}
 /* ckey and csum rows: column c at c + c / 32, the pitch 2 mod 32, so that the 32 lanes' stores
  * of columns 4 (l % 16) + q in bands rb and rb + 1 fall on 32 distinct banks */
 constexpr unsigned kRegPitch = kRegTile + kRegTile / 32 + 30;
@@ -581,11 +585,104 @@ __device__ __forceinline__ unsigned key_slot(unsigned c) {
   return c + c / 32u;
 }
 
-/* Start the copies of this thread's 16 float4 of tile t into its slots of stage (zeros past
- * x's edges; x's rows 16-byte aligned: kFlagVecIn). */
-__device__ __forceinline__ void reg_fetch(float4 *stage, const float *__restrict__ x, size_t R,
-                                          size_t K, size_t t, size_t tiles_c, unsigned rb,
-                                          unsigned hl) {
+/* What reg_kernel reads (lowpi_both_input): x's fp32 values (in_x), or the fp32 values a
+ * producer would have written for it to read, made in the pass instead: GELU's forward of its
+ * bf16 input (in_gelu) or GELU's backward of dx's bf16 codes at that input (in_dgelu),
+ * nn_gelu.cuh's expressions as the unfused kernels' (nn_pointwise.cu), so the same codes. Each
+ * thread takes a tile's values as 16 pieces (row, 4 columns); past x's edges they are zeros
+ * (gelu(0) = 0, and a zero dx gives 0). With kFlagVecIn (every row's pieces aligned for the vector
+ * copies) the block's next tile is fetched into the stage (cp.async), kBytes a piece: slot s of
+ * thread t at bytes (s * kThreadsT + t) * kBytes. */
+struct in_x {
+  const float *x;
+  static constexpr unsigned kBytes = 16;
+  static constexpr bool kPlain = true;
+  __host__ bool vec(size_t K) const {
+    return K % 4 == 0 && ((uintptr_t)x & 15u) == 0;
+  }
+  __device__ void fetch(uint8_t *slot, size_t i, size_t K, size_t c, unsigned nv) const {
+    cp_async16(slot, nv ? x + i * K + c : x, (int)(4u * nv));
+  }
+  __device__ void staged(const uint8_t *slot, float (&v)[4]) const {
+    const float4 q = *(const float4 *)slot;
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+  }
+  __device__ void load(float (&v)[4], size_t i, size_t K, size_t c, unsigned nv) const {
+    load4(v, x, i, K, c, nv, false);
+  }
+};
+
+/* Four bf16 codes at p (nv of them real, the rest zero) as floats. */
+__device__ __forceinline__ void load_bf16x4(float (&v)[4], const uint16_t *p, unsigned nv) {
+#pragma unroll
+  for (unsigned k = 0; k < 4; k++)
+    v[k] = k < nv ? __uint_as_float((uint32_t)p[k] << 16) : 0.0f;
+}
+
+__device__ __forceinline__ void unpack_bf16x4(float (&v)[4], uint2 w) {
+  v[0] = __uint_as_float(w.x << 16), v[1] = __uint_as_float(w.x & 0xffff0000u);
+  v[2] = __uint_as_float(w.y << 16), v[3] = __uint_as_float(w.y & 0xffff0000u);
+}
+
+struct in_gelu {
+  const uint16_t *pre;
+  static constexpr unsigned kBytes = 8;
+  static constexpr bool kPlain = false;
+  __host__ bool vec(size_t K) const {
+    return K % 4 == 0 && ((uintptr_t)pre & 7u) == 0;
+  }
+  __device__ void fetch(uint8_t *slot, size_t i, size_t K, size_t c, unsigned nv) const {
+    cp_async8(slot, nv ? pre + i * K + c : pre, (int)(2u * nv));
+  }
+  __device__ void staged(const uint8_t *slot, float (&v)[4]) const {
+    unpack_bf16x4(v, *(const uint2 *)slot);
+#pragma unroll
+    for (unsigned k = 0; k < 4; k++)
+      v[k] = gelu_fwd(v[k]);
+  }
+  __device__ void load(float (&v)[4], size_t i, size_t K, size_t c, unsigned nv) const {
+    load_bf16x4(v, pre + i * K + c, nv);
+#pragma unroll
+    for (unsigned k = 0; k < 4; k++)
+      v[k] = gelu_fwd(v[k]);
+  }
+};
+
+struct in_dgelu {
+  const uint16_t *dx, *pre;
+  static constexpr unsigned kBytes = 16; /* dx's 8 bytes, then GELU's input's */
+  static constexpr bool kPlain = false;
+  __host__ bool vec(size_t K) const {
+    return K % 4 == 0 && (((uintptr_t)dx | (uintptr_t)pre) & 7u) == 0;
+  }
+  __device__ void fetch(uint8_t *slot, size_t i, size_t K, size_t c, unsigned nv) const {
+    cp_async8(slot, nv ? dx + i * K + c : dx, (int)(2u * nv));
+    cp_async8(slot + 8, nv ? pre + i * K + c : pre, (int)(2u * nv));
+  }
+  __device__ void staged(const uint8_t *slot, float (&v)[4]) const {
+    const uint4 w = *(const uint4 *)slot;
+    float x[4];
+    unpack_bf16x4(v, make_uint2(w.x, w.y));
+    unpack_bf16x4(x, make_uint2(w.z, w.w));
+#pragma unroll
+    for (unsigned k = 0; k < 4; k++)
+      v[k] = gelu_grad(x[k]) * v[k];
+  }
+  __device__ void load(float (&v)[4], size_t i, size_t K, size_t c, unsigned nv) const {
+    float x[4];
+    load_bf16x4(v, dx + i * K + c, nv);
+    load_bf16x4(x, pre + i * K + c, nv);
+#pragma unroll
+    for (unsigned k = 0; k < 4; k++)
+      v[k] = gelu_grad(x[k]) * v[k];
+  }
+};
+
+/* Start the copies of this thread's 16 pieces of tile t into its slots of stage (zeros past
+ * x's edges). */
+template <class In>
+__device__ __forceinline__ void reg_fetch(uint8_t *stage, const In &in, size_t R, size_t K,
+                                          size_t t, size_t tiles_c, unsigned rb, unsigned hl) {
   const size_t tr = t / tiles_c, r0 = tr * kRegTile, c0 = (t - tr * tiles_c) * kRegTile;
 #pragma unroll
   for (unsigned i = 0; i < 8; i++)
@@ -593,17 +690,16 @@ __device__ __forceinline__ void reg_fetch(float4 *stage, const float *__restrict
     for (unsigned h = 0; h < 2; h++) {
       const size_t r = r0 + 8u * rb + i, c = c0 + 64u * h + 4u * hl;
       const unsigned nv = r < R && c < K ? (K - c < 4 ? (unsigned)(K - c) : 4u) : 0u;
-      cp_async16(&stage[(2u * i + h) * kThreadsT + threadIdx.x], nv ? x + r * K + c : x,
-                 (int)(4u * nv));
+      in.fetch(stage + ((2u * i + h) * kThreadsT + threadIdx.x) * In::kBytes, r, K, c, nv);
     }
   cp_async_commit();
 }
 
-template <int FF, int RR>
+template <int FF, int RR, class In>
 __global__ void __launch_bounds__(kThreadsT, 2)
-    reg_kernel(const float *__restrict__ x, size_t R, size_t K, side row, side col, lowpi_fmt f,
-               lowp_round rnd, unsigned flags, float *__restrict__ partials) {
-  extern __shared__ float4 stage[];                 /* [kRegSlots][kThreadsT]: the next tile */
+    reg_kernel(In in, size_t R, size_t K, side row, side col, lowpi_fmt f, lowp_round rnd,
+               unsigned flags, float *__restrict__ partials) {
+  extern __shared__ __align__(16) uint8_t stage[];  /* [kRegSlots][kThreadsT]: the next tile */
   __shared__ uint32_t ckey[kRegBands][kRegPitch];   /* each band's amax key of each column */
   __shared__ float csum[kRegBands][kRegPitch];      /* each band's sum of each column (partials) */
   __shared__ __align__(16) float cenc[kRegTile];    /* each column's encode multiplier */
@@ -615,11 +711,11 @@ __global__ void __launch_bounds__(kThreadsT, 2)
   const unsigned lane = threadIdx.x % 32, hl = lane % 16, rb = 2u * (threadIdx.x / 32) + lane / 16;
   const size_t tiles_c = (K + kRegTile - 1) / kRegTile;
   const size_t tiles = tiles_c * ((R + kRegTile - 1) / kRegTile);
-  const bool piped = (flags & kFlagVecIn) != 0;
-  unsigned sat_r = 0, sat_c = 0; /* a thread's counts: at most 64 a tile and side */
+  const bool piped = (flags & kFlagVecIn) != 0; /* (the stage holds kBytes a piece) */
+  unsigned sat_r = 0, sat_c = 0;                /* a thread's counts: at most 64 a tile and side */
   uint32_t tmax = 0;
   if (piped && blockIdx.x < tiles)
-    reg_fetch(stage, x, R, K, blockIdx.x, tiles_c, rb, hl);
+    reg_fetch(stage, in, R, K, blockIdx.x, tiles_c, rb, hl);
   for (size_t t = blockIdx.x; t < tiles; t += gridDim.x) { /* block-uniform */
     const size_t tr = t / tiles_c, r0 = tr * kRegTile, c0 = (t - tr * tiles_c) * kRegTile;
     const unsigned nr = (unsigned)(R - r0 < (size_t)kRegTile ? R - r0 : (size_t)kRegTile);
@@ -630,13 +726,8 @@ __global__ void __launch_bounds__(kThreadsT, 2)
 #pragma unroll
       for (unsigned i = 0; i < 8; i++)
 #pragma unroll
-        for (unsigned h = 0; h < 2; h++) {
-          const float4 q = stage[(2u * i + h) * kThreadsT + threadIdx.x];
-          v[i][h][0] = q.x;
-          v[i][h][1] = q.y;
-          v[i][h][2] = q.z;
-          v[i][h][3] = q.w;
-        }
+        for (unsigned h = 0; h < 2; h++)
+          in.staged(stage + ((2u * i + h) * kThreadsT + threadIdx.x) * In::kBytes, v[i][h]);
     } else {
 #pragma unroll
       for (unsigned i = 0; i < 8; i++)
@@ -645,7 +736,7 @@ __global__ void __launch_bounds__(kThreadsT, 2)
           const unsigned r = 8u * rb + i, cl = 64u * h + 4u * hl;
           const unsigned nv = cl < nc ? (nc - cl < 4u ? nc - cl : 4u) : 0u;
           if (r < nr && nv)
-            load4(v[i][h], x, r0 + r, K, c0 + cl, nv, false);
+            in.load(v[i][h], r0 + r, K, c0 + cl, nv);
           else
             v[i][h][0] = v[i][h][1] = v[i][h][2] = v[i][h][3] = 0.0f;
         }
@@ -672,7 +763,7 @@ __global__ void __launch_bounds__(kThreadsT, 2)
       }
     /* the stores above took every value out of the slots: they may take the next tile's */
     if (piped && t + gridDim.x < tiles)
-      reg_fetch(stage, x, R, K, t + gridDim.x, tiles_c, rb, hl);
+      reg_fetch(stage, in, R, K, t + gridDim.x, tiles_c, rb, hl);
     /* rows: each row's amax over its half-warp (padding is zero: key 0) */
     uint32_t rkey[8];
 #pragma unroll
@@ -896,7 +987,7 @@ lowp_status check_tensor(const lowp_cuda_qtensor *q, int i, size_t R, size_t K) 
 template <typename Kernel>
 lowp_status tile_grid(Kernel kernel, size_t smem, int *per_sm, size_t tiles, unsigned *blocks) {
   if (*per_sm == 0) {
-    if (smem > 48u * 1024u)
+    if (smem > 0) /* (past 48 KB with the static shared memory: opted in whatever the size) */
       LOWPI_CUDA_TRY(
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     int n = 0;
@@ -933,13 +1024,13 @@ lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, co
   return LOWP_OK;
 }
 
-/* Launch reg_kernel<FF, RR> as launch_tiled does tiled_kernel. */
-template <int FF, int RR>
-lowp_status launch_reg(const float *x, size_t R, size_t K, const side &row, const side &col,
+/* Launch reg_kernel<FF, RR, In> as launch_tiled does tiled_kernel. */
+template <int FF, int RR, class In>
+lowp_status launch_reg(const In &in, size_t R, size_t K, const side &row, const side &col,
                        const lowp_qconfig *c, float *partials) {
   static int per_sm = 0;
   unsigned flags = 0;
-  if (K % 4 == 0 && ((uintptr_t)x & 15u) == 0)
+  if (in.vec(K))
     flags |= kFlagVecIn;
   if (K % 4 == 0 && ((uintptr_t)row.codes & 3u) == 0)
     flags |= kFlagVecRow;
@@ -948,12 +1039,28 @@ lowp_status launch_reg(const float *x, size_t R, size_t K, const side &row, cons
   if (R % 16 == 0 && ((uintptr_t)col.codes & 15u) == 0)
     flags |= kFlagVecCol16;
   const size_t tiles = ((R + kRegTile - 1) / kRegTile) * ((K + kRegTile - 1) / kRegTile);
+  constexpr size_t smem = reg_smem<In>();
   unsigned blocks = 0;
-  LOWPI_TRY(tile_grid(reg_kernel<FF, RR>, kRegSmem, &per_sm, tiles, &blocks));
-  reg_kernel<FF, RR><<<blocks, kThreadsT, kRegSmem>>>(x, R, K, row, col, lowpi_fmt_of(c->format),
+  LOWPI_TRY(tile_grid(reg_kernel<FF, RR, In>, smem, &per_sm, tiles, &blocks));
+  reg_kernel<FF, RR, In><<<blocks, kThreadsT, smem>>>(in, R, K, row, col, lowpi_fmt_of(c->format),
                                                       c->round, flags, partials);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
+}
+
+/* reg_kernel for config c: specialised for fp8 with RNE (and, from x itself, e4m3 with
+ * stochastic rounding), else the generic encoder. */
+template <class In>
+lowp_status run_reg(const In &in, size_t R, size_t K, const side &sr, const side &sc,
+                    const lowp_qconfig *c, float *partials) {
+  if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
+    return launch_reg<LOWP_E4M3, LOWP_ROUND_RNE>(in, R, K, sr, sc, c, partials);
+  if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)
+    return launch_reg<LOWP_E5M2, LOWP_ROUND_RNE>(in, R, K, sr, sc, c, partials);
+  if constexpr (In::kPlain)
+    if (c->round == LOWP_ROUND_SR && c->format == LOWP_E4M3)
+      return launch_reg<LOWP_E4M3, LOWP_ROUND_SR>(in, R, K, sr, sc, c, partials);
+  return launch_reg<lowpi_kAny, lowpi_kAny>(in, R, K, sr, sc, c, partials);
 }
 
 /* The tiled kernel takes 64-row tiles: column-wise blocks of 32 or 64. Blocks of 128 take
@@ -995,15 +1102,8 @@ lowp_status run_both(const float *x, size_t R, size_t K, const side &sr, const s
   /* else both_kernel (launch_tiled_any) */
   const bool col128 = sc.codes && sc.shift == 2;
   const bool line = use_line_kernel() || col128;
-  if (takes_reg(sr, sc)) {
-    if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
-      return launch_reg<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c, partials);
-    if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)
-      return launch_reg<LOWP_E5M2, LOWP_ROUND_RNE>(x, R, K, sr, sc, c, partials);
-    if (c->round == LOWP_ROUND_SR && c->format == LOWP_E4M3)
-      return launch_reg<LOWP_E4M3, LOWP_ROUND_SR>(x, R, K, sr, sc, c, partials);
-    return launch_reg<lowpi_kAny, lowpi_kAny>(x, R, K, sr, sc, c, partials);
-  }
+  if (takes_reg(sr, sc))
+    return run_reg(in_x{x}, R, K, sr, sc, c, partials);
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
     return line ? launch<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c)
                 : launch_tiled_any<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
@@ -1040,26 +1140,38 @@ extern "C" size_t lowpi_cuda_quantize_both_ex_workspace(size_t R, size_t K) {
 extern "C" lowp_status lowpi_cuda_quantize_both_ex(const float *x, size_t R, size_t K,
                                                    lowp_cuda_qtensor *row, lowp_cuda_qtensor *col,
                                                    const lowpi_both_extras *ex) {
-  if (!x || (!row && !col))
+  const lowpi_both_input in = {LOWPI_BOTH_X, x, NULL, NULL};
+  return lowpi_cuda_quantize_both_in(&in, R, K, row, col, ex);
+}
+
+extern "C" lowp_status lowpi_cuda_quantize_both_in(const lowpi_both_input *in, size_t R, size_t K,
+                                                   lowp_cuda_qtensor *row, lowp_cuda_qtensor *col,
+                                                   const lowpi_both_extras *ex) {
+  const bool plain = in && in->op == LOWPI_BOTH_X;
+  if (!in || (!row && !col) ||
+      (plain ? !in->x : !in->pre || (in->op == LOWPI_BOTH_DGELU && !in->dx16)))
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quantize_both: NULL argument");
-  if ((uintptr_t)x & 3u)
-    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quantize_both: misaligned float buffer");
+  if (in->op != LOWPI_BOTH_X && in->op != LOWPI_BOTH_GELU && in->op != LOWPI_BOTH_DGELU)
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quantize_both: input kind %d", (int)in->op);
+  if (plain ? ((uintptr_t)in->x & 3u) : (((uintptr_t)in->pre | (uintptr_t)in->dx16) & 1u))
+    return lowpi_fail(LOWP_ERR_INVALID_ARG, "lowpi_cuda_quantize_both: misaligned input buffer");
   if (row)
     LOWPI_TRY(check_tensor(row, 0, R, K));
   if (col)
     LOWPI_TRY(check_tensor(col, 1, R, K));
   if (row && col && (row->cfg.format != col->cfg.format || row->cfg.round != col->cfg.round))
     return lowpi_fail(LOWP_ERR_UNSUPPORTED, "lowpi_cuda_quantize_both: %s", kSame);
-  side sr = side_of(row), sc = side_of(col);
-  float *partials = nullptr;
   if (ex && !ex->row_lt && !ex->col_lt && !ex->dbias)
     ex = nullptr; /* nothing asked */
+  if ((ex || !plain) && !lowpi_cuda_quantize_both_ex_ok(row, col))
+    return lowpi_fail(LOWP_ERR_UNSUPPORTED,
+                      "lowpi_cuda_quantize_both_%s: %s need the register-tile kernel (blocks of "
+                      "128 with fp32 scales, a column-wise tensor)",
+                      plain ? "ex" : "in",
+                      plain ? "the scales' GEMM layout and the column sums" : "GELU's passes");
+  side sr = side_of(row), sc = side_of(col);
+  float *partials = nullptr;
   if (ex) {
-    if (!lowpi_cuda_quantize_both_ex_ok(row, col))
-      return lowpi_fail(LOWP_ERR_UNSUPPORTED,
-                        "lowpi_cuda_quantize_both_ex: the scales' GEMM layout and the column sums "
-                        "need the register-tile kernel (blocks of 128 with fp32 scales, a "
-                        "column-wise tensor)");
     if ((ex->row_lt && !row) || (((uintptr_t)ex->row_lt | (uintptr_t)ex->col_lt) & 3u))
       return lowpi_fail(LOWP_ERR_INVALID_ARG,
                         "lowpi_cuda_quantize_both_ex: a misaligned scale copy, or one for no "
@@ -1077,7 +1189,13 @@ extern "C" lowp_status lowpi_cuda_quantize_both_ex(const float *x, size_t R, siz
       partials = (float *)ex->workspace;
     }
   }
-  LOWPI_TRY(run_both(x, R, K, sr, sc, row ? &row->cfg : &col->cfg, partials));
+  const lowp_qconfig *c = row ? &row->cfg : &col->cfg;
+  if (R == 0 || K == 0 || plain)
+    LOWPI_TRY(run_both(in->x, R, K, sr, sc, c, partials));
+  else if (in->op == LOWPI_BOTH_GELU)
+    LOWPI_TRY(run_reg(in_gelu{in->pre}, R, K, sr, sc, c, partials));
+  else
+    LOWPI_TRY(run_reg(in_dgelu{in->dx16, in->pre}, R, K, sr, sc, c, partials));
   if (partials && R > 0 && K > 0) {
     /* the tiles' partials in the column sums' second stage (nn_reduce.cuh) */
     lowpi_colsum_final_launch<1>(ex->dbias, nullptr, partials, (R + kRegTile - 1) / kRegTile,

@@ -157,6 +157,24 @@ typedef struct {
  * written. */
 lowp_status lowpi_cuda_quantize_both_ex(const float *x, size_t R, size_t K, lowp_cuda_qtensor *row,
                                         lowp_cuda_qtensor *col, const lowpi_both_extras *ex);
+/* The values lowpi_cuda_quantize_both_in quantizes: x's (LOWPI_BOTH_X), or those that GELU's
+ * forward of its bf16 input pre (LOWPI_BOTH_GELU: nn_cuda.h's lowpi_cuda_gelu_forward_from_bf16)
+ * or its backward of the gradient's bf16 codes dx16 at pre (LOWPI_BOTH_DGELU:
+ * lowpi_cuda_gelu_backward_from_bf16) would write in fp32, made in the pass instead of written
+ * and read back: the codes, scales, statistics and column sums of quantizing those, bit for bit
+ * (fp8-block's fc_proj X and fc dY). */
+typedef enum { LOWPI_BOTH_X, LOWPI_BOTH_GELU, LOWPI_BOTH_DGELU } lowpi_both_op;
+typedef struct {
+  lowpi_both_op op;
+  const float *x;       /* LOWPI_BOTH_X */
+  const uint16_t *dx16; /* LOWPI_BOTH_DGELU */
+  const uint16_t *pre;  /* LOWPI_BOTH_GELU, LOWPI_BOTH_DGELU */
+} lowpi_both_input;
+/* lowpi_cuda_quantize_both_ex of what in gives; GELU's passes need
+ * lowpi_cuda_quantize_both_ex_ok(row, col) (else LOWP_ERR_UNSUPPORTED, nothing written). */
+lowp_status lowpi_cuda_quantize_both_in(const lowpi_both_input *in, size_t R, size_t K,
+                                        lowp_cuda_qtensor *row, lowp_cuda_qtensor *col,
+                                        const lowpi_both_extras *ex);
 /* Whether lowpi_cuda_quantize_both_ex takes extras for these tensors: the register-tile kernel
  * runs (a column-wise tensor with blocks of 128; the row-wise one, if any, too) with fp32 scales
  * (tensors that lowpi_cuda_quantize_both takes, or NULL). */

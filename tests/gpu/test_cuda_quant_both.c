@@ -22,7 +22,9 @@
  * zeros and subnormals; a second pass adds a whole zero block both ways, NaN and Inf (an MX
  * block with either gets the NaN scale). The row-wise half as values
  * (lowpi_cuda_quantize_both_values, fp32 and bf16): lowp_cuda_dequantize of the row-wise codes
- * bit for bit, and the CPU's lowp_dequantize. Then the argument checks (shapes, configs).
+ * bit for bit, and the CPU's lowp_dequantize. GELU's forward and backward made inside the
+ * pass (lowpi_cuda_quantize_both_in) against GELU's kernel then the pass (test_gelu_inputs).
+ * Then the argument checks (shapes, configs).
  * LOWP_GPU_TEST_SMALL=1 runs five of the configs (compute-sanitizer's time). Every config runs
  * the default tiled kernel (tiles of 128 rows where the column-wise blocks are 128 long, else
  * 64); the five configs run again on the older kernel (one warp per line,
@@ -32,6 +34,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cuda/nn_cuda.h"
 #include "cuda/quant_cuda.h"
 #include "gpu_check.h"
 
@@ -285,6 +288,145 @@ static void test_shape(const case_cfg *cc, size_t R, size_t K, int special) {
   lowp_qtensor_free(&got_c);
 }
 
+/* GELU's passes made inside the both-ways pass (lowpi_cuda_quantize_both_in: fp8-block's fc_proj
+ * X and fc dY) against the two passes they replace, each checked against the CPU on its own
+ * (lowpi_cuda_gelu_forward_from_bf16 / _backward_from_bf16 in test_cuda_nn; the both-ways pass
+ * of fp32 x above): GELU's fp32 output written, then lowpi_cuda_quantize_both_ex of it. Compared
+ * bit for bit: both tensors' codes, scales and statistics, the scales in cuBLASLt's layout and the
+ * bias gradient (the same sums in the same order). Configs: fp8-block's e4m3 (and e5m2, and e4m3
+ * with stochastic rounding: the three kernels the inputs take); shapes with whole and partial
+ * tiles, K a multiple of 4 (the staged copies) and not, and buffers 2 bytes off their 8-byte
+ * alignment (the loads); GELU's input over [-8, 8] with outliers of 300 (GELU's backward of
+ * them: 0 or dx), dx over 16 binades; a NaN in each, an Inf in dx. */
+static void test_gelu_inputs(void) {
+  static const size_t shapes[][2] = {{256, 384}, {129, 257}, {300, 132}, {128, 130}, {1, 1}};
+  const case_cfg cases[] = {{"fp8-block128 e4m3 pow2 rne", LOWP_E4M3, LOWP_SCALING_BLOCK_1D, 128,
+                             LOWP_SCALE_FP32_POW2, LOWP_MX_FLOOR, LOWP_ROUND_RNE},
+                            {"1x128 e5m2 fp32 rne", LOWP_E5M2, LOWP_SCALING_BLOCK_1D, 128,
+                             LOWP_SCALE_FP32, LOWP_MX_FLOOR, LOWP_ROUND_RNE},
+                            {"1x128 e4m3 pow2 sr", LOWP_E4M3, LOWP_SCALING_BLOCK_1D, 128,
+                             LOWP_SCALE_FP32_POW2, LOWP_MX_FLOOR, LOWP_ROUND_SR}};
+  const size_t maxn = 300 * 384 + 8;
+  uint16_t *h16 = malloc(2 * maxn * sizeof(uint16_t)), *d16;
+  float *d_vals, *d_lt[2][2], *d_db[2], *d_ws, *h_a = malloc(maxn * sizeof(float)),
+                                               *h_b = malloc(maxn * sizeof(float));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d16, 2 * maxn * sizeof(uint16_t)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_vals, maxn * sizeof(float)));
+  GC_REQUIRE(lowp_cuda_malloc((void **)&d_ws, maxn * sizeof(float)));
+  for (int k = 0; k < 2; k++) {
+    GC_REQUIRE(lowp_cuda_malloc((void **)&d_lt[k][0], maxn * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_malloc((void **)&d_lt[k][1], maxn * sizeof(float)));
+    GC_REQUIRE(lowp_cuda_malloc((void **)&d_db[k], 384 * sizeof(float)));
+  }
+  if (!h16 || !h_a || !h_b) {
+    fprintf(stderr, "out of host memory\n");
+    exit(1);
+  }
+  for (size_t i = 0; i < maxn; i++) { /* [0, maxn): GELU's input, [maxn, 2 maxn): dx */
+    const float pre = gc_uniform() < 0.01 ? (gc_uniform() < 0.5 ? -300.0f : 300.0f)
+                                          : (float)(16.0 * gc_uniform() - 8.0);
+    const float dx = (float)((2.0 * gc_uniform() - 1.0) * ldexp(1.0, (int)(16 * gc_uniform()) - 8));
+    h16[i] = (uint16_t)(f32_bits(pre) >> 16);
+    h16[maxn + i] = (uint16_t)(f32_bits(dx) >> 16);
+  }
+  h16[maxn / 3] = 0x7FC0;        /* NaN */
+  h16[maxn + maxn / 2] = 0x7FC0; /* NaN */
+  h16[maxn + maxn / 5] = 0x7F80; /* +Inf */
+  GC_REQUIRE(lowp_cuda_memcpy(d16, h16, 2 * maxn * sizeof(uint16_t), LOWP_CUDA_H2D));
+  char what[200];
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+      for (int op = 0; op < 2; op++)
+        for (int off = 0; off < 2; off++) { /* aligned; one bf16 past 8-byte alignment */
+          const size_t R = shapes[si][0], K = shapes[si][1], n = R * K;
+          const uint16_t *pre = d16 + off, *dx = d16 + maxn + off;
+          const lowp_qconfig cr = mk(&cases[ci], 11, 3), cc_ = mk(&cases[ci], 12, 5);
+          lowp_cuda_qtensor q[2][2]; /* [want, got][row-wise, column-wise] */
+          for (int k = 0; k < 2; k++) {
+            GC_REQUIRE(lowp_cuda_qtensor_init(&q[k][0], &cr, R, K));
+            GC_REQUIRE(lowp_cuda_qtensor_init(&q[k][1], &cc_, K, R));
+            GC_REQUIRE(lowp_cuda_memset(q[k][0].rowwise.codes, 0xA5, n));
+            GC_REQUIRE(lowp_cuda_memset(q[k][1].rowwise.codes, 0x5A, n));
+            GC_REQUIRE(lowp_cuda_memset(d_lt[k][0], 0xA5, maxn * sizeof(float)));
+            GC_REQUIRE(lowp_cuda_memset(d_lt[k][1], 0xA5, maxn * sizeof(float)));
+            GC_REQUIRE(lowp_cuda_memset(d_db[k], 0, 384 * sizeof(float)));
+          }
+          snprintf(what, sizeof what, "%s %s %zux%zu%s", op ? "GELU backward" : "GELU forward",
+                   cases[ci].name, R, K, off ? " (misaligned)" : "");
+          const size_t ws = lowpi_cuda_quantize_both_ex_workspace(R, K);
+          lowpi_both_extras ex[2];
+          for (int k = 0; k < 2; k++)
+            ex[k] = (lowpi_both_extras){d_lt[k][0], d_lt[k][1], d_db[k], d_ws, ws};
+          const lowpi_both_input in = {op ? LOWPI_BOTH_DGELU : LOWPI_BOTH_GELU, NULL,
+                                       op ? dx : NULL, pre};
+          if (!GC_OK(op ? lowpi_cuda_gelu_backward_from_bf16(d_vals, NULL, NULL, NULL, dx, pre, n)
+                        : lowpi_cuda_gelu_forward_from_bf16(d_vals, NULL, NULL, pre, n)) ||
+              !GC_OK(lowpi_cuda_quantize_both_ex(d_vals, R, K, &q[0][0], &q[0][1], &ex[0])) ||
+              !GC_OK(lowpi_cuda_quantize_both_in(&in, R, K, &q[1][0], &q[1][1], &ex[1])))
+            continue;
+          for (int t = 0; t < 2; t++) {
+            lowp_qtensor want, got;
+            GC_REQUIRE(lowp_qtensor_init(&want, t ? &cc_ : &cr, t ? K : R, t ? R : K));
+            GC_REQUIRE(lowp_qtensor_init(&got, t ? &cc_ : &cr, t ? K : R, t ? R : K));
+            if (GC_OK(lowp_cuda_qtensor_to_host(&q[0][t], &want)) &&
+                GC_OK(lowp_cuda_qtensor_to_host(&q[1][t], &got))) {
+              char w2[240];
+              snprintf(w2, sizeof w2, "%s: %s", what, t ? "column-wise" : "row-wise");
+              gc_same_qtensor(w2, &want, &got);
+            }
+            lowp_qtensor_free(&want);
+            lowp_qtensor_free(&got);
+          }
+          const size_t nv[3] = {(K + 127) / 128 * R, (R + 127) / 128 * K, K};
+          const float *dv[3][2] = {
+              {d_lt[0][0], d_lt[1][0]}, {d_lt[0][1], d_lt[1][1]}, {d_db[0], d_db[1]}};
+          static const char *const names[3] = {"row-wise GEMM scales", "column-wise GEMM scales",
+                                               "bias gradient"};
+          for (int v = 0; v < 3; v++) {
+            GC_REQUIRE(lowp_cuda_memcpy(h_a, dv[v][0], nv[v] * sizeof(float), LOWP_CUDA_D2H));
+            GC_REQUIRE(lowp_cuda_memcpy(h_b, dv[v][1], nv[v] * sizeof(float), LOWP_CUDA_D2H));
+            size_t bad = 0;
+            for (size_t i = 0; i < nv[v]; i++)
+              if (f32_bits(h_a[i]) != f32_bits(h_b[i]) && bad++ < 3)
+                fprintf(stderr, "  %s: %s[%zu] %a, want %a\n", what, names[v], i, (double)h_b[i],
+                        (double)h_a[i]);
+            GC_CHECK(bad == 0, "%s: %zu of %zu %s differ", what, bad, nv[v], names[v]);
+          }
+          for (int k = 0; k < 2; k++) {
+            lowp_cuda_qtensor_free(&q[k][0]);
+            lowp_cuda_qtensor_free(&q[k][1]);
+          }
+        }
+  /* refused where the register-tile kernel does not run (MX, no column-wise tensor) */
+  const case_cfg mxc = {"mxfp8",         LOWP_E4M3,     LOWP_SCALING_MX, 32,
+                        LOWP_SCALE_E8M0, LOWP_MX_RCEIL, LOWP_ROUND_RNE};
+  const lowp_qconfig mc = mk(&mxc, 1, 2), bc = mk(&cases[0], 1, 2);
+  lowp_cuda_qtensor a, b;
+  GC_REQUIRE(lowp_cuda_qtensor_init(&a, &mc, 64, 64));
+  GC_REQUIRE(lowp_cuda_qtensor_init(&b, &bc, 64, 64));
+  const lowpi_both_input gin = {LOWPI_BOTH_GELU, NULL, NULL, d16},
+                         none = {LOWPI_BOTH_DGELU, NULL, NULL, d16};
+  GC_CHECK(lowpi_cuda_quantize_both_in(&gin, 64, 64, NULL, &a, NULL) == LOWP_ERR_UNSUPPORTED,
+           "GELU's pass into MX codes not refused");
+  GC_CHECK(lowpi_cuda_quantize_both_in(&gin, 64, 64, &b, NULL, NULL) == LOWP_ERR_UNSUPPORTED,
+           "GELU's pass without a column-wise tensor not refused");
+  GC_CHECK(lowpi_cuda_quantize_both_in(&none, 64, 64, NULL, &b, NULL) == LOWP_ERR_INVALID_ARG,
+           "GELU's backward without dx not refused");
+  lowp_cuda_qtensor_free(&a);
+  lowp_cuda_qtensor_free(&b);
+  lowp_cuda_free(d16);
+  lowp_cuda_free(d_vals);
+  lowp_cuda_free(d_ws);
+  for (int k = 0; k < 2; k++) {
+    lowp_cuda_free(d_lt[k][0]);
+    lowp_cuda_free(d_lt[k][1]);
+    lowp_cuda_free(d_db[k]);
+  }
+  free(h16);
+  free(h_a);
+  free(h_b);
+}
+
 /* Bad arguments get an error, not a launch; the configs taken and refused. */
 static void test_args(void) {
   const case_cfg cc = {
@@ -427,6 +569,7 @@ int main(void) {
   lowpi_cuda_quant_set_generic(0);
   g_kernel = "tiled:";
   GC_CHECK(g_sat_128 > 0, "no 1x128 case saturated: the saturation counts went untested");
+  test_gelu_inputs();
   test_args();
   lowp_cuda_free(d_x0);
   free(h_x);
