@@ -8,9 +8,9 @@
  *    with and without bf16 master weights; steps with and without clipping, bf16 gradients and
  *    loss scaling: after every step the parameters (gaps included) and the state blob must be
  *    identical byte for byte (the kernel's vector path: the whole chunks of the tensors at
- *    16-byte boundaries, 4095 and 70000; its scalar path: the rest); NaN and Inf steps are skipped
- * on the device (nothing changes, the step count stays); a download continues on the CPU and an
- * upload on the GPU exactly.
+ *    16-byte boundaries, 4095 and 70000; its scalar path: the rest); NaN and Inf steps are
+ *    skipped on the device (nothing changes, the step count stays); a download continues on
+ *    the CPU and an upload on the GPU exactly.
  *  - the bf16 mirror (lowpi_cuda_adamw_set_mirror) of four of the tensors, at odd offsets with
  *    gaps: after every step (a skipped one included, for every state kind) each mirrored value
  *    is the CPU's lowpi_encode (bf16, RNE, native overflow) of the downloaded parameter and
