@@ -607,16 +607,20 @@ struct in_x {
     const float4 q = *(const float4 *)slot;
     v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
   }
-  __device__ void load(float (&v)[4], size_t i, size_t K, size_t c, unsigned nv) const {
-    load4(v, x, i, K, c, nv, false);
+  __device__ void fill(uint8_t *slot, size_t i, size_t K, size_t c, unsigned nv) const {
+    float4 q = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const float *p = x + i * K + c;
+    q.x = nv > 0 ? p[0] : 0.0f, q.y = nv > 1 ? p[1] : 0.0f;
+    q.z = nv > 2 ? p[2] : 0.0f, q.w = nv > 3 ? p[3] : 0.0f;
+    *(float4 *)slot = q;
   }
 };
 
-/* Four bf16 codes at p (nv of them real, the rest zero) as floats. */
-__device__ __forceinline__ void load_bf16x4(float (&v)[4], const uint16_t *p, unsigned nv) {
-#pragma unroll
-  for (unsigned k = 0; k < 4; k++)
-    v[k] = k < nv ? __uint_as_float((uint32_t)p[k] << 16) : 0.0f;
+/* Four bf16 codes at p (nv of them real, the rest zero codes) packed as the copies stage them. */
+__device__ __forceinline__ uint2 load_bf16x4(const uint16_t *p, unsigned nv) {
+  const uint32_t c0 = nv > 0 ? p[0] : 0u, c1 = nv > 1 ? p[1] : 0u, c2 = nv > 2 ? p[2] : 0u,
+                 c3 = nv > 3 ? p[3] : 0u;
+  return make_uint2(c0 | c1 << 16, c2 | c3 << 16);
 }
 
 __device__ __forceinline__ void unpack_bf16x4(float (&v)[4], uint2 w) {
@@ -640,11 +644,8 @@ struct in_gelu {
     for (unsigned k = 0; k < 4; k++)
       v[k] = gelu_fwd(v[k]);
   }
-  __device__ void load(float (&v)[4], size_t i, size_t K, size_t c, unsigned nv) const {
-    load_bf16x4(v, pre + i * K + c, nv);
-#pragma unroll
-    for (unsigned k = 0; k < 4; k++)
-      v[k] = gelu_fwd(v[k]);
+  __device__ void fill(uint8_t *slot, size_t i, size_t K, size_t c, unsigned nv) const {
+    *(uint2 *)slot = load_bf16x4(pre + i * K + c, nv);
   }
 };
 
@@ -668,13 +669,9 @@ struct in_dgelu {
     for (unsigned k = 0; k < 4; k++)
       v[k] = gelu_grad(x[k]) * v[k];
   }
-  __device__ void load(float (&v)[4], size_t i, size_t K, size_t c, unsigned nv) const {
-    float x[4];
-    load_bf16x4(v, dx + i * K + c, nv);
-    load_bf16x4(x, pre + i * K + c, nv);
-#pragma unroll
-    for (unsigned k = 0; k < 4; k++)
-      v[k] = gelu_grad(x[k]) * v[k];
+  __device__ void fill(uint8_t *slot, size_t i, size_t K, size_t c, unsigned nv) const {
+    const uint2 d = load_bf16x4(dx + i * K + c, nv), x = load_bf16x4(pre + i * K + c, nv);
+    *(uint4 *)slot = make_uint4(d.x, d.y, x.x, x.y);
   }
 };
 
@@ -723,24 +720,20 @@ __global__ void __launch_bounds__(kThreadsT, 2)
     float v[8][2][4]; /* [i][h][q]: row 8 rb + i, column 64 h + 4 hl + q of the tile */
     if (piped) {
       cp_async_wait<0>();
-#pragma unroll
-      for (unsigned i = 0; i < 8; i++)
-#pragma unroll
-        for (unsigned h = 0; h < 2; h++)
-          in.staged(stage + ((2u * i + h) * kThreadsT + threadIdx.x) * In::kBytes, v[i][h]);
-    } else {
-#pragma unroll
-      for (unsigned i = 0; i < 8; i++)
-#pragma unroll
-        for (unsigned h = 0; h < 2; h++) {
-          const unsigned r = 8u * rb + i, cl = 64u * h + 4u * hl;
-          const unsigned nv = cl < nc ? (nc - cl < 4u ? nc - cl : 4u) : 0u;
-          if (r < nr && nv)
-            in.load(v[i][h], r0 + r, K, c0 + cl, nv);
-          else
-            v[i][h][0] = v[i][h][1] = v[i][h][2] = v[i][h][3] = 0.0f;
-        }
+    } else { /* rows not aligned for the copies: this tile's pieces put in the stage by plain
+              * loads (one loop, not unrolled: the kernel's code stays in the instruction cache) */
+#pragma unroll 1
+      for (unsigned sl = 0; sl < kRegSlots; sl++) {
+        const unsigned r = 8u * rb + sl / 2u, cl = 64u * (sl % 2u) + 4u * hl;
+        const unsigned nv = r < nr && cl < nc ? (nc - cl < 4u ? nc - cl : 4u) : 0u;
+        in.fill(stage + (sl * kThreadsT + threadIdx.x) * In::kBytes, r0 + r, K, c0 + cl, nv);
+      }
     }
+#pragma unroll
+    for (unsigned i = 0; i < 8; i++)
+#pragma unroll
+      for (unsigned h = 0; h < 2; h++)
+        in.staged(stage + ((2u * i + h) * kThreadsT + threadIdx.x) * In::kBytes, v[i][h]);
     /* columns: the band's key (and sum) of each of the thread's 8 columns; the keys are maxes of
      * |v|'s bits, NaN made canonical once at the end (lowpi_key_of_max) */
 #pragma unroll
@@ -822,6 +815,7 @@ __global__ void __launch_bounds__(kThreadsT, 2)
           if ((flags & kFlagVecRow) && nv == 4) {
             *(uint32_t *)(row.codes + idx0) = w;
           } else {
+#pragma unroll 1
             for (unsigned q = 0; q < nv; q++)
               row.codes[idx0 + q] = (uint8_t)(w >> (8 * q));
           }
@@ -896,6 +890,7 @@ __global__ void __launch_bounds__(kThreadsT, 2)
         if ((flags & kFlagVecCol8) && nv == 8) {
           *(uint2 *)(col.codes + idx0) = w[q];
         } else {
+#pragma unroll 1
           for (unsigned i = 0; i < nv; i++)
             col.codes[idx0 + i] = (uint8_t)((i < 4 ? w[q].x : w[q].y) >> (8 * (i % 4)));
         }
