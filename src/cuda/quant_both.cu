@@ -734,8 +734,8 @@ __global__ void __launch_bounds__(kThreadsT, 2)
 #pragma unroll
       for (unsigned h = 0; h < 2; h++)
         in.staged(stage + ((2u * i + h) * kThreadsT + threadIdx.x) * In::kBytes, v[i][h]);
-    /* columns: the band's key (and sum) of each of the thread's 8 columns; the keys are maxes of
-     * |v|'s bits, NaN made canonical once at the end (lowpi_key_of_max) */
+        /* columns: the band's key (and sum) of each of the thread's 8 columns; the keys are maxes
+         * of |v|'s bits, NaN made canonical once at the end (lowpi_key_of_max) */
 #pragma unroll
     for (unsigned h = 0; h < 2; h++)
 #pragma unroll
@@ -779,26 +779,24 @@ __global__ void __launch_bounds__(kThreadsT, 2)
       for (unsigned i = 0; i < 8; i++)
         mine = hl == i ? rkey[i] : mine;
       const lowpi_block_scale all = lowpi_qblock_scale(row.p, lowpi_bits_f32(mine), 1.0f);
-      /* the code, and above it whether the row's values may saturate (else no count) */
-      const unsigned tag = all.code | (unsigned)lowpi_may_saturate(mine, all.enc, row.p.fmax_bits)
-                                          << 8;
+      /* whether the row's values may saturate (else no count) */
+      const unsigned may = lowpi_may_saturate(mine, all.enc, row.p.fmax_bits);
+      if (hl < 8u && 8u * rb + hl < nr) { /* row hl's scale by its lane: one store in the code */
+        const size_t r = r0 + 8u * rb + hl;
+        lowpi_store_scale(row.p, row.scales, r * row.scale_cols + (c0 >> 7), all);
+        if (row.lt_scales)
+          row.lt_scales[(c0 >> 7) * R + r] = all.dec;
+      }
 #pragma unroll
       for (unsigned i = 0; i < 8; i++) {
+        /* the shuffles where the warp is converged (a branch around them would have the
+         * compiler guard each for divergence: code that pushed the kernel out of the
+         * instruction cache), then rows past the tile's (half-warp-uniform) skipped */
         const unsigned r = 8u * rb + i, src = (lane & 16u) + i;
-        lowpi_block_scale sc;
-        sc.enc = __shfl_sync(0xFFFFFFFFu, all.enc, src);
-        sc.dec = __shfl_sync(0xFFFFFFFFu, all.dec, src);
-        const unsigned got = __shfl_sync(0xFFFFFFFFu, tag, src);
-        sc.code = (uint8_t)got;
-        if (r >= nr) /* half-warp-uniform */
-          continue;
-        if (hl == 0) {
-          lowpi_store_scale(row.p, row.scales, (r0 + r) * row.scale_cols + (c0 >> 7), sc);
-          if (row.lt_scales)
-            row.lt_scales[(c0 >> 7) * R + r0 + r] = sc.dec;
-        }
+        const float enc = __shfl_sync(0xFFFFFFFFu, all.enc, src);
+        const unsigned got = __shfl_sync(0xFFFFFFFFu, may, src);
 #pragma unroll
-        for (unsigned h = 0; h < 2; h++) {
+        for (unsigned h = 0; h < 2 && r < nr; h++) {
           const unsigned cl = 64u * h + 4u * hl;
           if (cl >= nc)
             continue;
@@ -806,8 +804,8 @@ __global__ void __launch_bounds__(kThreadsT, 2)
           float y[4];
 #pragma unroll
           for (unsigned q = 0; q < 4; q++) {
-            y[q] = v[i][h][q] * sc.enc;
-            if ((got >> 8) && q < nv)
+            y[q] = v[i][h][q] * enc;
+            if (got) /* (the padding's zeros never count) */
               sat_r += lowpi_saturates(y[q], row.p.fmax_bits);
           }
           const size_t idx0 = (r0 + r) * K + c0 + cl;
@@ -845,14 +843,14 @@ __global__ void __launch_bounds__(kThreadsT, 2)
         }
       }
     }
-    __syncthreads();             /* cenc (and ckey, csum read: the next tile may write them) */
-    const unsigned rr = 8u * rb; /* the band's first row */
-    if (rr >= nr)
-      continue;
-    const unsigned nv = nr - rr < 8u ? nr - rr : 8u;
+    __syncthreads(); /* cenc (and ckey, csum read: the next tile may write them) */
+    /* the band's first row (bands past the tile's encode nothing: no jump to the next tile,
+     * whose shuffles would then need the divergence guards) */
+    const unsigned rr = 8u * rb;
+    const unsigned nv = rr < nr ? (nr - rr < 8u ? nr - rr : 8u) : 0u;
     const bool wide = (flags & kFlagVecCol16) && nr == kRegTile; /* block-uniform */
 #pragma unroll
-    for (unsigned h = 0; h < 2; h++) {
+    for (unsigned h = 0; h < 2 && nv; h++) {
       const float4 e4 = *(const float4 *)&cenc[64u * h + 4u * hl];
       const uint4 s4 = *(const uint4 *)&csat[64u * h + 4u * hl];
       const float enc[4] = {e4.x, e4.y, e4.z, e4.w};
@@ -869,8 +867,8 @@ __global__ void __launch_bounds__(kThreadsT, 2)
         if (may[q])
 #pragma unroll
           for (unsigned i = 0; i < 4; i++)
-            sat_c += (i < nv ? lowpi_saturates(y0[i], col.p.fmax_bits) : 0u) +
-                     (4 + i < nv ? lowpi_saturates(y1[i], col.p.fmax_bits) : 0u);
+            sat_c += lowpi_saturates(y0[i], col.p.fmax_bits) + /* (padding: zeros) */
+                     lowpi_saturates(y1[i], col.p.fmax_bits);
         const size_t idx0 = (c0 + 64u * h + 4u * hl + q) * R + r0 + rr;
         w[q].x = encode4<FF, RR>(y0, f, rnd, col.seed, col.offset, idx0);
         w[q].y = encode4<FF, RR>(y1, f, rnd, col.seed, col.offset, idx0 + 4);

@@ -152,8 +152,8 @@ __device__ __forceinline__ void lowpi_store_scale(const lowpi_qparams &p, void *
 
 /* Clipped by the saturating cast: scaled magnitude beyond fmt_max (NaN is not counted). */
 __device__ __forceinline__ unsigned lowpi_saturates(float y, uint32_t fmax_bits) {
-  uint32_t a = lowpi_f32_bits(y) & 0x7FFFFFFFu;
-  return a > fmax_bits && a <= 0x7F800000u;
+  /* |y|'s bits in (fmax_bits, Inf's] as one unsigned compare (fmax_bits is finite) */
+  return (lowpi_f32_bits(y) & 0x7FFFFFFFu) - (fmax_bits + 1u) < 0x7F800000u - fmax_bits;
 }
 
 template <int FF> __device__ __forceinline__ uint32_t lowpi_fp8_pair(float a, float b) {
