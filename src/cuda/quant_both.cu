@@ -65,6 +65,15 @@ struct side {
   float *lt_scales;
 };
 
+/* lowpi_qblock_scale for the modes taken here (quantize_both_ok: 1xN blocks with fp32 or
+ * power-of-two scales, MX): the same scales without the other modes' code, which the kernels
+ * inlined at each call (code that kept them out of the instruction cache). */
+__device__ __forceinline__ lowpi_block_scale both_scale(const lowpi_qparams &p, float a) {
+  if (p.mode == LOWP_SCALING_MX)
+    return lowpi_scale_mx(a, p.fmax, p.emax, (lowp_mx_rule)p.mx_rule);
+  return p.is_int ? lowpi_scale_int(a, p.fmax) : lowpi_scale_float(a, p.fmax, p.pow2);
+}
+
 /* The amax key of the block that holds part k of a line, from the parts' keys m: the block
  * of 32 << shift values, parts k >> shift << shift on. k is a constant once unrolled. */
 __device__ __forceinline__ uint32_t block_key(const uint32_t (&m)[4], int k, unsigned shift) {
@@ -108,14 +117,14 @@ encode_line(const float (&v)[4], unsigned lane, unsigned valid, const side &s, c
 #pragma unroll
   for (int k = 0; k < 4; k++)
     tmax = max(tmax, m[k]);
-  lowpi_block_scale sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(block_key(m, 0, s.shift)), 1.0f);
+  lowpi_block_scale sc = both_scale(s.p, lowpi_bits_f32(block_key(m, 0, s.shift)));
   float sv = stored_scale(s, sc);
 #pragma unroll
   for (int k = 0; k < 4; k++) {
     const unsigned part0 = 32u * (unsigned)k;          /* the part's first element */
     if (((unsigned)k & ((1u << s.shift) - 1u)) == 0) { /* the first part of a block */
       if (k > 0) {
-        sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(block_key(m, k, s.shift)), 1.0f);
+        sc = both_scale(s.p, lowpi_bits_f32(block_key(m, k, s.shift)));
         sv = stored_scale(s, sc);
       }
       if (s.codes && lane == 0 && part0 < valid) /* a block past the line's end has no scale */
@@ -333,7 +342,7 @@ __device__ __forceinline__ lowpi_block_scale batch_scales(const uint32_t (&bkey)
     if (lane / nb == k)
       mine = t;
   }
-  return lowpi_qblock_scale(s.p, lowpi_bits_f32(mine), 1.0f);
+  return both_scale(s.p, lowpi_bits_f32(mine));
 }
 
 /* Row k's scale for this lane's block, from batch_scales' lanes. */
@@ -366,8 +375,7 @@ __device__ __forceinline__ void encode_row4(const float (&v)[4], const lowpi_blo
 #pragma unroll
   for (unsigned k = 0; k < 4; k++) {
     y[k] = v[k] * sc.enc;
-    if (k < nv)
-      sat += lowpi_saturates(y[k], s.p.fmax_bits);
+    sat += lowpi_saturates(y[k], s.p.fmax_bits); /* (the padding's zeros never count) */
   }
   const size_t idx0 = i * K + c0 + cl;
   const uint32_t w = encode4<FF, RR>(y, f, rnd, s.seed, s.offset, idx0);
@@ -376,6 +384,7 @@ __device__ __forceinline__ void encode_row4(const float (&v)[4], const lowpi_blo
     if (full) {
       *(uint32_t *)(s.codes + idx0) = w;
     } else {
+#pragma unroll 1
       for (unsigned k = 0; k < nv; k++)
         s.codes[idx0 + k] = (uint8_t)(w >> (8 * k));
     }
@@ -426,7 +435,7 @@ __device__ __forceinline__ void encode_col32(const float *tile, const uint32_t *
   uint32_t bkey = 0;
   for (unsigned q = 0; q < per; q++)
     bkey = max(bkey, seg[(first + q) * kColsT + j]);
-  const lowpi_block_scale sc = lowpi_qblock_scale(s.p, lowpi_bits_f32(bkey), 1.0f);
+  const lowpi_block_scale sc = both_scale(s.p, lowpi_bits_f32(bkey));
   const size_t row0 = r0 + 32u * sg; /* the segment's first row of x */
   if (sg == first)
     lowpi_store_scale(s.p, s.scales, (c0 + j) * s.scale_cols + (row0 >> (5u + s.shift)), sc);
@@ -437,8 +446,7 @@ __device__ __forceinline__ void encode_col32(const float *tile, const uint32_t *
 #pragma unroll
     for (unsigned k = 0; k < 16; k++) {
       y[k] = tile[(32u * sg + 16u * h + k) * kColsT + j] * sc.enc;
-      if (16u * h + k < nv)
-        sat += lowpi_saturates(y[k], s.p.fmax_bits);
+      sat += lowpi_saturates(y[k], s.p.fmax_bits); /* (the padding's zeros never count) */
     }
     uint32_t w[4];
 #pragma unroll
@@ -506,12 +514,12 @@ __global__ void __launch_bounds__(kThreadsT, 3)
         continue;
       const lowpi_block_scale scales = batch_scales(bkey, lane, row);
 #pragma unroll
-      for (unsigned k = 0; k < 8; k++) {
+      for (unsigned k = 0; k < 8; k++) { /* (the shuffles where the warp is converged) */
         const unsigned r = 64u * b + 8u * k + warp;
-        if (r >= nr) /* warp-uniform */
-          break;
-        encode_row4<FF, RR>(v[k], scale_of_row(scales, k, lane, row), lane, r0 + r, K, c0, nc, row,
-                            f, rnd, flags & kFlagVecRow, sat_r);
+        const lowpi_block_scale sc = scale_of_row(scales, k, lane, row);
+        if (r < nr) /* warp-uniform */
+          encode_row4<FF, RR>(v[k], sc, lane, r0 + r, K, c0, nc, row, f, rnd, flags & kFlagVecRow,
+                              sat_r);
       }
     }
     if (!has_col)
@@ -778,7 +786,7 @@ __global__ void __launch_bounds__(kThreadsT, 2)
 #pragma unroll
       for (unsigned i = 0; i < 8; i++)
         mine = hl == i ? rkey[i] : mine;
-      const lowpi_block_scale all = lowpi_qblock_scale(row.p, lowpi_bits_f32(mine), 1.0f);
+      const lowpi_block_scale all = both_scale(row.p, lowpi_bits_f32(mine));
       /* whether the row's values may saturate (else no count) */
       const unsigned may = lowpi_may_saturate(mine, all.enc, row.p.fmax_bits);
       if (hl < 8u && 8u * rb + hl < nr) { /* row hl's scale by its lane: one store in the code */
@@ -827,7 +835,7 @@ __global__ void __launch_bounds__(kThreadsT, 2)
 #pragma unroll
       for (unsigned b = 0; b < kRegBands; b++)
         key = max(key, ckey[b][key_slot(j)]);
-      const lowpi_block_scale sc = lowpi_qblock_scale(col.p, lowpi_bits_f32(key), 1.0f);
+      const lowpi_block_scale sc = both_scale(col.p, lowpi_bits_f32(key));
       cenc[j] = sc.enc;
       csat[j] = lowpi_may_saturate(key, sc.enc, col.p.fmax_bits);
       if (j < nc) {
