@@ -973,6 +973,14 @@ static lowp_status deferred_write(lin_state *ls) {
              : lowpi_cuda_gelu_backward_from_bf16(x, NULL, NULL, NULL, d.dx16, d.pre, ls->defer_n);
 }
 
+/* The linear's next call defers the producer that makes x (n values) from in. */
+static void defer_set(lin_state *ls, lowpi_both_input in, float *x, size_t n) {
+  ls->defer = in;
+  ls->defer_x = x;
+  ls->defer_n = n;
+  ls->defer_used = ls->defer_stale = 0;
+}
+
 /* The end of the linear's call that took the deferral: written if no pass made it. */
 static lowp_status defer_end(lin_state *ls) {
   const lowp_status st = ls->defer_x && !ls->defer_used ? deferred_write(ls) : LOWP_OK;
@@ -2413,11 +2421,8 @@ lowp_status lowpi_gpu_linear_defer_gelu(lowpi_gpu_linears *g, int lin, float *x,
     return lowpi_fail(LOWP_ERR_INVALID_ARG, "gpu recipe: GELU deferred without buffers");
   if (lin < 0 || lin >= g->nlin || !gelu_both_applies(g, &g->lin[lin], 0, N, C, OC))
     return LOWP_OK;
-  lin_state *ls = &g->lin[lin];
-  ls->defer = (lowpi_both_input){LOWPI_BOTH_GELU, NULL, NULL, pre};
-  ls->defer_x = x;
-  ls->defer_n = (size_t)N * (size_t)C;
-  ls->defer_used = ls->defer_stale = 0;
+  defer_set(&g->lin[lin], (lowpi_both_input){LOWPI_BOTH_GELU, NULL, NULL, pre}, x,
+            (size_t)N * (size_t)C);
   *ok = 1;
   return LOWP_OK;
 }
@@ -2435,10 +2440,8 @@ lowp_status lowpi_gpu_linear_backward_gelu_dy(lowpi_gpu_linears *g, int lin, flo
   if (dy32 && !dout.f32 && gelu_both_applies(g, ls, 1, N, C, OC)) {
     /* fp8-block: dY made in its both-ways pass from dout's bf16 codes (dy32: where it is
      * written should another reader want it) */
-    ls->defer = (lowpi_both_input){LOWPI_BOTH_DGELU, NULL, dout.bf16, pre};
-    ls->defer_x = dy32;
-    ls->defer_n = (size_t)N * (size_t)OC;
-    ls->defer_used = ls->defer_stale = 0;
+    defer_set(ls, (lowpi_both_input){LOWPI_BOTH_DGELU, NULL, dout.bf16, pre}, dy32,
+              (size_t)N * (size_t)OC);
     const lowpi_gpu_act dy = {dy32, NULL, NULL};
     return backward(g, lin, dinp, dinp16, NULL, NULL, dweight, dbias, dy, inp, weight, N, C, OC);
   }
