@@ -598,9 +598,10 @@ __device__ __forceinline__ unsigned key_slot(unsigned c) {
  * bf16 input (in_gelu) or GELU's backward of dx's bf16 codes at that input (in_dgelu),
  * nn_gelu.cuh's expressions as the unfused kernels' (nn_pointwise.cu), so the same codes. Each
  * thread takes a tile's values as 16 pieces (row, 4 columns); past x's edges they are zeros
- * (gelu(0) = 0, and a zero dx gives 0). With kFlagVecIn (every row's pieces aligned for the vector
- * copies) the block's next tile is fetched into the stage (cp.async), kBytes a piece: slot s of
- * thread t at bytes (s * kThreadsT + t) * kBytes. */
+ * (gelu(0) = 0, and a zero dx gives 0). Every piece goes through the stage, kBytes a piece (slot
+ * s of thread t at bytes (s * kThreadsT + t) * kBytes): with kFlagVecIn (every row's pieces
+ * aligned for the vector copies) the block's next tile is fetched there by cp.async (fetch) while
+ * this one is encoded, else this tile's by plain loads (fill); staged() makes the values. */
 struct in_x {
   const float *x;
   static constexpr unsigned kBytes = 16;
