@@ -23,7 +23,6 @@
  * raise a block's amax nor are stored: the CPU's rule for a partial last block; blocks wholly
  * past a line's end have no scale (the tensor's scale_cols end there). */
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cuda/cast_fast.cuh"
@@ -617,11 +616,9 @@ struct in_x {
     v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
   }
   __device__ void fill(uint8_t *slot, size_t i, size_t K, size_t c, unsigned nv) const {
-    float4 q = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     const float *p = x + i * K + c;
-    q.x = nv > 0 ? p[0] : 0.0f, q.y = nv > 1 ? p[1] : 0.0f;
-    q.z = nv > 2 ? p[2] : 0.0f, q.w = nv > 3 ? p[3] : 0.0f;
-    *(float4 *)slot = q;
+    *(float4 *)slot = make_float4(nv > 0 ? p[0] : 0.0f, nv > 1 ? p[1] : 0.0f, nv > 2 ? p[2] : 0.0f,
+                                  nv > 3 ? p[3] : 0.0f);
   }
 };
 
@@ -632,9 +629,10 @@ __device__ __forceinline__ uint2 load_bf16x4(const uint16_t *p, unsigned nv) {
   return make_uint2(c0 | c1 << 16, c2 | c3 << 16);
 }
 
+/* The four bf16 codes of w (as load_bf16x4 packs them) as floats. */
 __device__ __forceinline__ void unpack_bf16x4(float (&v)[4], uint2 w) {
-  v[0] = __uint_as_float(w.x << 16), v[1] = __uint_as_float(w.x & 0xffff0000u);
-  v[2] = __uint_as_float(w.y << 16), v[3] = __uint_as_float(w.y & 0xffff0000u);
+  lowpi_bf16x2_floats(w.x, v);
+  lowpi_bf16x2_floats(w.y, v + 2);
 }
 
 struct in_gelu {
@@ -739,12 +737,13 @@ __global__ void __launch_bounds__(kThreadsT, 2)
       }
     }
 #pragma unroll
-    for (unsigned i = 0; i < 8; i++)
+    for (unsigned i = 0; i < 8; i++) {
 #pragma unroll
       for (unsigned h = 0; h < 2; h++)
         in.staged(stage + ((2u * i + h) * kThreadsT + threadIdx.x) * In::kBytes, v[i][h]);
-        /* columns: the band's key (and sum) of each of the thread's 8 columns; the keys are maxes
-         * of |v|'s bits, NaN made canonical once at the end (lowpi_key_of_max) */
+    }
+    /* columns: the band's key (and sum) of each of the thread's 8 columns; the keys are maxes of
+     * |v|'s bits, NaN made canonical once at the end (lowpi_key_of_max) */
 #pragma unroll
     for (unsigned h = 0; h < 2; h++)
 #pragma unroll

@@ -72,10 +72,8 @@ __device__ __forceinline__ void unpack16(const raw16<uint16_t> &r, float *y) {
   for (unsigned j = 0; j < 2; j++) {
     const uint32_t w[4] = {r.w[j].x, r.w[j].y, r.w[j].z, r.w[j].w};
 #pragma unroll
-    for (unsigned k = 0; k < 4; k++) {
-      y[8 * j + 2 * k] = __uint_as_float(w[k] << 16);
-      y[8 * j + 2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
-    }
+    for (unsigned k = 0; k < 4; k++)
+      lowpi_bf16x2_floats(w[k], y + 8 * j + 2 * k);
   }
 }
 

@@ -322,6 +322,12 @@ __device__ __forceinline__ void lowpi_load16(const float *src, bool vec, size_t 
   }
 }
 
+/* The two bf16 codes of a 32-bit word (the lower first) as floats (exact): y[0], y[1]. */
+__device__ __forceinline__ void lowpi_bf16x2_floats(uint32_t w, float *y) {
+  y[0] = __uint_as_float(w << 16);
+  y[1] = __uint_as_float(w & 0xffff0000u);
+}
+
 /* lowpi_load16 from bf16 codes (their fp32 values: exact); vec: all 16 there, 16-byte aligned. */
 __device__ __forceinline__ void lowpi_load16(const uint16_t *src, bool vec, size_t valid,
                                              float *y) {
@@ -331,10 +337,8 @@ __device__ __forceinline__ void lowpi_load16(const uint16_t *src, bool vec, size
       const uint4 t = ((const uint4 *)src)[j];
       const uint32_t w[4] = {t.x, t.y, t.z, t.w};
 #pragma unroll
-      for (int k = 0; k < 4; k++) {
-        y[8 * j + 2 * k] = __uint_as_float(w[k] << 16);
-        y[8 * j + 2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
-      }
+      for (int k = 0; k < 4; k++)
+        lowpi_bf16x2_floats(w[k], y + 8 * j + 2 * k);
     }
   } else {
 #pragma unroll
