@@ -8,7 +8,7 @@ the JSON lines of both to bench/compare_table.py, which prints them side by side
 
     python3 bench/torch_gpt2.py [--models gpt2-124m,gpt2-350m,gpt2-774m] [--modes bf16,fp8]
         [--batch 16[,8,...]] [--seq 1024] [--vocab 50304] [--steps 20] [--warmup 5]
-        [--compile model|regional|none] [--peak-tflops 989]
+        [--compile model|regional|none] [--peak-tflops 989] [--profile N]
 
 Model: nanoGPT's GPT-2 (wte + wpe, pre-LayerNorm blocks with biases, causal attention through
 F.scaled_dot_product_attention, GELU(tanh) MLP, LM head tied to wte), initialized like nanoGPT
@@ -184,6 +184,21 @@ def first_line(e):
     return (f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0])[:300]
 
 
+def profile_step(step, top):
+    """Prints on stderr where one step's GPU time goes: the top kernels by total time."""
+    from torch.profiler import profile, ProfilerActivity
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    events.sort(key=lambda e: -e.device_time_total)
+    total = sum(e.device_time_total for e in events)
+    print(f"  one step's kernels: {total / 1e3:.2f} ms", file=sys.stderr)
+    for e in events[:top]:
+        print(f"  {e.device_time_total / 1e3:8.3f} ms {e.count:5d}x  {e.key[:100]}",
+              file=sys.stderr)
+
+
 def bench(args, name, mode, B, rec):
     """Trains one configuration and fills rec with its figures."""
     L, H, C = MODELS[name]
@@ -241,6 +256,8 @@ def bench(args, name, mode, B, rec):
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
 
+    if args.profile:
+        profile_step(step, args.profile)
     loss_first, loss_last = losses[0].item(), losses[-1].item()
     nan = not all(math.isfinite(v) for v in torch.stack(losses).float().tolist())
     tokens_per_s = B * T * args.steps / dt
@@ -267,6 +284,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--compile", choices=["model", "regional", "none"], default="model")
     ap.add_argument("--peak-tflops", type=float, default=989.0)
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after timing, profile one step and print its N longest kernels")
     args = ap.parse_args()
     models = args.models.split(",")
     modes = args.modes.split(",")

@@ -61,14 +61,22 @@ __device__ __forceinline__ uint32_t swizzled(int r, int c) {
   return (uint32_t)(r * kRowBytes + ((c ^ (r & 7)) << 4));
 }
 
-/* Rows [t0, t0 + rows) of a (T, 64) bf16 matrix (rows ld elements apart) into a swizzled tile,
- * asynchronously (the caller commits and waits); rows at or past T are zeros. */
+/* Rows [t0, t0 + 64) of a (T, 64) bf16 matrix (rows ld elements apart) into a swizzled tile,
+ * asynchronously (the caller commits and waits); rows at or past T are zeros. Thread i copies
+ * 16-byte chunk i % 8 of rows i / 8 + 16 j: every j has the same swizzle (the row % 8), so the
+ * four copies are one address and a stride (a loop over chunk indices spent ~20 instructions of
+ * index arithmetic and bounds on each, a quarter of the forward's instructions a key tile). */
 __device__ __forceinline__ void load_rows(unsigned char *dst, const bf16 *__restrict__ src,
-                                          size_t ld, int t0, int T, int rows) {
-  for (int idx = (int)threadIdx.x; idx < rows * 8; idx += kBlock) {
-    const int r = idx / 8, c = idx % 8;
-    const bool in = t0 + r < T;
-    cp_async16(dst + swizzled(r, c), src + (size_t)(in ? t0 + r : 0) * ld + c * 8, in ? 16 : 0);
+                                          size_t ld, int t0, int T) {
+  static_assert(kBlock == 16 * 8 && kTile % 16 == 0, "a block copies 16 rows a step");
+  const int r = (int)threadIdx.x / 8, c = (int)threadIdx.x % 8;
+  const bool full = t0 + kTile <= T;
+  unsigned char *d = dst + swizzled(r, c);
+  const bf16 *s = src + (size_t)(t0 + r) * ld + c * 8;
+#pragma unroll
+  for (int j = 0; j < kTile / 16; j++) {
+    const bool in = full || t0 + r + 16 * j < T;
+    cp_async16(d + j * 16 * kRowBytes, in ? s + (size_t)j * 16 * ld : src, in ? 16 : 0);
   }
 }
 
@@ -268,9 +276,9 @@ __global__ void __launch_bounds__(kBlock)
   const size_t head = head_offset(src, bh, NH);
   const bf16 *k16 = src.k + head, *v16 = src.v + head;
   if (!inp)
-    load_rows(s_q, src.q + head, src.ld, q0, T, kTile);
-  load_rows(s_k, k16, src.ld, 0, T, kTile);
-  load_rows(s_v, v16, src.ld, 0, T, kTile);
+    load_rows(s_q, src.q + head, src.ld, q0, T);
+  load_rows(s_k, k16, src.ld, 0, T);
+  load_rows(s_v, v16, src.ld, 0, T);
   cp_async_commit();
   if (inp)
     load_rows_f32(s_q, inp + (size_t)b * T * 3 * C + (size_t)h * kHs, 3 * (size_t)C, q0, T, kTile);
@@ -282,8 +290,8 @@ __global__ void __launch_bounds__(kBlock)
   for (int kt = 0; kt <= qt; kt++) {
     const int buf = kt & 1;
     if (kt < qt) { /* the next K, V into the other buffer (free since the last barrier) */
-      load_rows(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, (kt + 1) * kTile, T, kTile);
-      load_rows(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, (kt + 1) * kTile, T, kTile);
+      load_rows(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, (kt + 1) * kTile, T);
+      load_rows(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, (kt + 1) * kTile, T);
       cp_async_commit();
     }
     tiles_ready(kt < qt);
@@ -352,10 +360,10 @@ __global__ void __launch_bounds__(kBlock, 3)
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32), wr = warp * 16;
   const float no_stats[2] = {0.0f, 0.0f}; /* (the row statistics are per column here) */
 
-  load_rows(s_k, k16, src.ld, k0, T, kTile);
-  load_rows(s_v, v16, src.ld, k0, T, kTile);
-  load_rows(s_q, q16, src.ld, k0, T, kTile); /* the first query tile: qt = kt */
-  load_rows(s_do, do16, kHs, k0, T, kTile);
+  load_rows(s_k, k16, src.ld, k0, T);
+  load_rows(s_v, v16, src.ld, k0, T);
+  load_rows(s_q, q16, src.ld, k0, T); /* the first query tile: qt = kt */
+  load_rows(s_do, do16, kHs, k0, T);
   load_stats_async<kBlock>(s_lse, s_d, lse_h, D_h, k0, T);
   cp_async_commit();
   const uint64_t dk_a = sw128_desc(s_k), dv_a = sw128_desc(s_v);
@@ -366,8 +374,8 @@ __global__ void __launch_bounds__(kBlock, 3)
   for (int qt = kt; qt < nt; qt++) { /* causal: earlier query tiles see none of these keys */
     const int q0 = qt * kTile, buf = (qt - kt) & 1;
     if (qt + 1 < nt) { /* prefetch the next Q, dO, lse, D into the other buffer */
-      load_rows(s_q + (buf ^ 1) * kKvBytes, q16, src.ld, q0 + kTile, T, kTile);
-      load_rows(s_do + (buf ^ 1) * kKvBytes, do16, kHs, q0 + kTile, T, kTile);
+      load_rows(s_q + (buf ^ 1) * kKvBytes, q16, src.ld, q0 + kTile, T);
+      load_rows(s_do + (buf ^ 1) * kKvBytes, do16, kHs, q0 + kTile, T);
       load_stats_async<kBlock>(s_lse + (buf ^ 1) * kTile, s_d + (buf ^ 1) * kTile, lse_h, D_h,
                                q0 + kTile, T);
       cp_async_commit();
@@ -425,10 +433,10 @@ __global__ void __launch_bounds__(kBlock, 4)
   const int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
   const int wr = warp * 16, g = lane / 4;
 
-  load_rows(s_q, q16, src.ld, q0, T, kTile);
-  load_rows(s_do, do16, kHs, q0, T, kTile);
-  load_rows(s_k, k16, src.ld, 0, T, kTile);
-  load_rows(s_v, v16, src.ld, 0, T, kTile);
+  load_rows(s_q, q16, src.ld, q0, T);
+  load_rows(s_do, do16, kHs, q0, T);
+  load_rows(s_k, k16, src.ld, 0, T);
+  load_rows(s_v, v16, src.ld, 0, T);
   cp_async_commit();
   float r_lse[2], r_d[2]; /* the lane's two query rows (lse in base 2: times log2(e)) */
 #pragma unroll
@@ -444,8 +452,8 @@ __global__ void __launch_bounds__(kBlock, 4)
   for (int kt = 0; kt <= qt; kt++) {
     const int k0 = kt * kTile, buf = kt & 1;
     if (kt < qt) { /* prefetch the next K, V into the other buffer */
-      load_rows(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, k0 + kTile, T, kTile);
-      load_rows(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, k0 + kTile, T, kTile);
+      load_rows(s_k + (buf ^ 1) * kKvBytes, k16, src.ld, k0 + kTile, T);
+      load_rows(s_v + (buf ^ 1) * kKvBytes, v16, src.ld, k0 + kTile, T);
       cp_async_commit();
     }
     tiles_ready(kt < qt);
