@@ -57,11 +57,32 @@ int tu_run(const char *cmd, char *out, size_t out_len) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The directories tu_tmpdir made, removed when the test program exits. */
+enum { MAX_TMPDIRS = 64 };
+static char tmpdirs[MAX_TMPDIRS][512];
+static int ntmpdirs;
+
+static void remove_tmpdirs(void) {
+  if (getenv("LOWP_TEST_KEEP_TMP"))
+    return;
+  for (int i = 0; i < ntmpdirs; i++) {
+    char cmd[sizeof tmpdirs[0] + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%.511s'", tmpdirs[i]);
+    if (system(cmd) != 0)
+      fprintf(stderr, "could not remove %s\n", tmpdirs[i]);
+  }
+}
+
 void tu_tmpdir(char *buf, size_t len) {
   const char *base = getenv("TMPDIR");
   snprintf(buf, len, "%s/lowp-test-XXXXXX", base && *base ? base : "/tmp");
   if (!mkdtemp(buf))
     fail_msg("mkdtemp failed");
+  if (ntmpdirs == MAX_TMPDIRS || strlen(buf) >= sizeof tmpdirs[0])
+    fail_msg("more than %d temporary directories, or too long a name: %s", MAX_TMPDIRS, buf);
+  if (ntmpdirs == 0)
+    atexit(remove_tmpdirs);
+  memcpy(tmpdirs[ntmpdirs++], buf, strlen(buf) + 1);
 }
 
 void tu_write_file(const char *path, const void *data, size_t size) {

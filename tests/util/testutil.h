@@ -23,7 +23,8 @@ int tu_same_float(float a, float b);
 /* Run a shell command; returns its exit status (or -1), stdout+stderr into out (may be NULL). */
 int tu_run(const char *cmd, char *out, size_t out_len);
 
-/* A fresh temporary directory for a test (mkdtemp under $TMPDIR or /tmp). */
+/* A fresh temporary directory for a test (mkdtemp under $TMPDIR or /tmp), removed with its
+ * contents when the test program exits (kept where LOWP_TEST_KEEP_TMP is set). */
 void tu_tmpdir(char *buf, size_t len);
 
 /* Write bytes to a file; fails the test on error. */
