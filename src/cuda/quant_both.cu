@@ -4,10 +4,10 @@
  * for the second), bit for bit. N is 32, 64 or 128: DeepSeek-V3's 1x128 (fp32 scales) and OCP
  * MX's 1x32 (e8m0 scales), the same code.
  *
- * Three kernels make the same bits: tiled_kernel (column-wise blocks of 32 or 64), reg_kernel
- * (blocks of 128 both ways, or down the columns alone), each with its own comment below, and the
- * older both_kernel, described here: the rest (128 down the columns with another row side), and
- * every case for A/B timing (use_line_kernel).
+ * Three kernels make the same bits: reg_kernel (blocks of 128 or of 32 both ways, or down the
+ * columns alone), tiled_kernel (column-wise blocks of 64, and 32 with another row side), each
+ * with its own comment below, and the older both_kernel, described here: the rest (128 down the
+ * columns with another row side), and every case for A/B timing (use_line_kernel).
  *
  * both_kernel: one CUDA block (8 warps) per 128 x 128 tile of x: 128 x 128 holds whole blocks
  * both ways (N divides 128). The tile goes through shared memory (128 x 129 floats: the
@@ -548,7 +548,9 @@ __global__ void __launch_bounds__(kThreadsT, 3)
 
 /* ------------------------------------------------------------------------------------------
  * The register-tile kernel: blocks of 128 both ways (DeepSeek's 1x128 for X and dY, the column
- * side 128-long; the row side 128-long too, as codes, or absent). One block of 8 warps per
+ * side 128-long; the row side 128-long too, as codes, or absent), or of 32 both ways (MX, LB 5:
+ * a row's four blocks in 8 lanes each, a column's in 4 bands each; reg_rows and the column
+ * blocks' loop say where it differs). One block of 8 warps per
  * 128 x 128 tile, held in registers, not shared memory: thread (warp w, lane l) holds the 8 x 8
  * values of rows 8 rb.. (rb = 2 w + l / 16, its row band) and columns 64 h + 4 (l % 16) + q
  * (h < 2, q < 4), so that
@@ -587,6 +589,8 @@ template <class In> constexpr size_t reg_smem() {
  * of columns 4 (l % 16) + q in bands rb and rb + 1 fall on 32 distinct banks */
 constexpr unsigned kRegPitch = kRegTile + kRegTile / 32 + 30;
 constexpr unsigned kFlagVecCol8 = 8u, kFlagVecCol16 = 16u; /* the column side's wide stores */
+/* MX: a side's e8m0 codes 4-byte aligned at every tile's first (one word per line a tile) */
+constexpr unsigned kFlagScales4Row = 32u, kFlagScales4Col = 64u;
 
 __device__ __forceinline__ unsigned key_slot(unsigned c) {
   return c + c / 32u;
@@ -699,15 +703,120 @@ __device__ __forceinline__ void reg_fetch(uint8_t *stage, const In &in, size_t R
   cp_async_commit();
 }
 
-template <int FF, int RR, class In>
+/* reg_kernel's row-wise side of a tile: the amax keys of the rows' blocks (each 128-long row
+ * lies in one half-warp, lane hl holding columns 4 hl.. and 64 + 4 hl..: a block of 128 is the
+ * whole half-warp, one of 32 its 8 lanes hl / 8 of half h), into tmax; where row.codes, their
+ * scales and codes. A block's scale is computed by one lane (128: lane i, row i of the band; 32:
+ * lane i + 8 g, row i's blocks in lanes group g, both halves) and shuffled to the others. */
+template <int LB, int FF, int RR>
+__device__ __forceinline__ void
+reg_rows(const float (&v)[8][2][4], size_t r0, size_t c0, unsigned nr, unsigned nc, size_t K,
+         size_t R, const side &row, const lowpi_fmt &f, lowp_round rnd, unsigned flags,
+         unsigned lane, unsigned hl, unsigned rb, unsigned &sat_r, uint32_t &tmax) {
+  constexpr unsigned kHalves = LB == 7 ? 1 : 2; /* distinct blocks among a lane's two halves */
+  uint32_t rkey[8][kHalves];
+#pragma unroll
+  for (unsigned i = 0; i < 8; i++)
+#pragma unroll
+    for (unsigned hb = 0; hb < kHalves; hb++) {
+      uint32_t key = 0;
+#pragma unroll
+      for (unsigned h = 0; h < 2; h++)
+#pragma unroll
+        for (unsigned q = 0; q < 4; q++)
+          if (LB == 7 || h == hb)
+            key = max(key, lowpi_f32_bits(v[i][h][q]) & 0x7FFFFFFFu);
+#pragma unroll
+      for (unsigned o = LB == 7 ? 8 : 4; o > 0; o >>= 1)
+        key = max(key, __shfl_xor_sync(0xFFFFFFFFu, key, o));
+      rkey[i][hb] = lowpi_key_of_max(key);
+      tmax = max(tmax, rkey[i][hb]);
+    }
+  if (!row.codes)
+    return;
+  const unsigned me = hl % 8, g = LB == 7 ? 0u : hl / 8; /* the lane's row and group */
+  /* MX's four e8m0 codes of a row in one 32-bit store, where the tile spans 128 columns */
+  const bool packed = LB == 5 && (flags & kFlagScales4Row) && nc == kRegTile;
+  lowpi_block_scale sc[kHalves];
+  unsigned may[kHalves]; /* whether the block's values may saturate (else no count) */
+#pragma unroll
+  for (unsigned hb = 0; hb < kHalves; hb++) {
+    uint32_t mine = 0;
+#pragma unroll
+    for (unsigned i = 0; i < 8; i++)
+      mine = me == i ? rkey[i][hb] : mine;
+    sc[hb] = both_scale(row.p, lowpi_bits_f32(mine));
+    may[hb] = lowpi_may_saturate(mine, sc[hb].enc, row.p.fmax_bits);
+    /* one store in the code: row me's block (128: the lanes hl < 8; a block past the row's end
+     * has no scale; packed below) */
+    const unsigned b = LB == 7 ? 0u : 2u * hb + g;
+    if ((LB == 5 || hl < 8u) && 8u * rb + me < nr && (b << LB) < nc && !packed) {
+      const size_t r = r0 + 8u * rb + me;
+      lowpi_store_scale(row.p, row.scales, r * row.scale_cols + (c0 >> LB) + b, sc[hb]);
+      if (row.lt_scales)
+        row.lt_scales[(c0 >> LB) * R + r] = sc[hb].dec;
+    }
+  }
+  if constexpr (LB == 5) { /* blocks g and 2 + g of row me: bytes g and 2 + g of its word */
+    const uint32_t mine = sc[0].code | (uint32_t)sc[kHalves - 1].code << 16;
+    const uint32_t word = mine | __shfl_down_sync(0xFFFFFFFFu, mine, 8) << 8;
+    if (packed && hl < 8u && 8u * rb + me < nr)
+      *(uint32_t *)((uint8_t *)row.scales + (r0 + 8u * rb + me) * row.scale_cols + (c0 >> LB)) =
+          word;
+  }
+#pragma unroll
+  for (unsigned i = 0; i < 8; i++) {
+    /* the shuffles where the warp is converged (a branch around them would have the compiler
+     * guard each for divergence: code that pushed the kernel out of the instruction cache),
+     * then rows past the tile's (half-warp-uniform) skipped */
+    const unsigned r = 8u * rb + i, src = (lane & 16u) + 8u * g + i;
+    float enc[kHalves];
+    unsigned got[kHalves];
+#pragma unroll
+    for (unsigned hb = 0; hb < kHalves; hb++) {
+      enc[hb] = __shfl_sync(0xFFFFFFFFu, sc[hb].enc, src);
+      got[hb] = __shfl_sync(0xFFFFFFFFu, may[hb], src);
+    }
+#pragma unroll
+    for (unsigned h = 0; h < 2 && r < nr; h++) {
+      const unsigned cl = 64u * h + 4u * hl, hb = LB == 7 ? 0u : h;
+      if (cl >= nc)
+        continue;
+      const unsigned nv = nc - cl < 4u ? nc - cl : 4u;
+      float y[4];
+#pragma unroll
+      for (unsigned q = 0; q < 4; q++) {
+        y[q] = v[i][h][q] * enc[hb];
+        if (got[hb]) /* (the padding's zeros never count) */
+          sat_r += lowpi_saturates(y[q], row.p.fmax_bits);
+      }
+      const size_t idx0 = (r0 + r) * K + c0 + cl;
+      const uint32_t w = encode4<FF, RR>(y, f, rnd, row.seed, row.offset, idx0);
+      if ((flags & kFlagVecRow) && nv == 4) {
+        *(uint32_t *)(row.codes + idx0) = w;
+      } else {
+#pragma unroll 1
+        for (unsigned q = 0; q < nv; q++)
+          row.codes[idx0 + q] = (uint8_t)(w >> (8 * q));
+      }
+    }
+  }
+}
+
+template <int LB, int FF, int RR, class In>
 __global__ void __launch_bounds__(kThreadsT, 2)
     reg_kernel(In in, size_t R, size_t K, side row, side col, lowpi_fmt f, lowp_round rnd,
                unsigned flags, float *__restrict__ partials) {
-  extern __shared__ __align__(16) uint8_t stage[];  /* [kRegSlots][kThreadsT]: the next tile */
-  __shared__ uint32_t ckey[kRegBands][kRegPitch];   /* each band's amax key of each column */
-  __shared__ float csum[kRegBands][kRegPitch];      /* each band's sum of each column (partials) */
-  __shared__ __align__(16) float cenc[kRegTile];    /* each column's encode multiplier */
-  __shared__ __align__(16) unsigned csat[kRegTile]; /* whether its values may saturate */
+  static_assert(LB == 7 || LB == 5, "blocks of 128 or 32 both ways");
+  constexpr unsigned kColBlocks = kRegTile >> LB;  /* a column's blocks in a tile */
+  extern __shared__ __align__(16) uint8_t stage[]; /* [kRegSlots][kThreadsT]: the next tile */
+  __shared__ uint32_t ckey[kRegBands][kRegPitch];  /* each band's amax key of each column */
+  __shared__ float csum[kRegBands][kRegPitch];     /* each band's sum of each column (partials) */
+  /* each column block's encode multiplier and whether its values may saturate: block b of
+   * column j at b * kRegTile + j */
+  __shared__ __align__(16) float cenc[kColBlocks * kRegTile];
+  __shared__ __align__(16) unsigned csat[kColBlocks * kRegTile];
+  __shared__ uint8_t ccode[kColBlocks * kRegTile]; /* (MX, whole tiles) the blocks' e8m0 codes */
   /* full tiles: the transposed codes, line j's 8-byte chunk c (rows 8 c..) at c ^ ((j / 4) % 16),
    * so that a half-warp's 16 chunk stores and the 8 lanes' 16-byte loads of a line meet no bank
    * conflict */
@@ -765,93 +874,46 @@ __global__ void __launch_bounds__(kThreadsT, 2)
     /* the stores above took every value out of the slots: they may take the next tile's */
     if (piped && t + gridDim.x < tiles)
       reg_fetch(stage, in, R, K, t + gridDim.x, tiles_c, rb, hl);
-    /* rows: each row's amax over its half-warp (padding is zero: key 0) */
-    uint32_t rkey[8];
-#pragma unroll
-    for (unsigned i = 0; i < 8; i++) {
-      uint32_t key = 0;
-#pragma unroll
-      for (unsigned h = 0; h < 2; h++)
-#pragma unroll
-        for (unsigned q = 0; q < 4; q++)
-          key = max(key, lowpi_f32_bits(v[i][h][q]) & 0x7FFFFFFFu);
-#pragma unroll
-      for (unsigned o = 8; o > 0; o >>= 1)
-        key = max(key, __shfl_xor_sync(0xFFFFFFFFu, key, o));
-      rkey[i] = lowpi_key_of_max(key);
-      tmax = max(tmax, rkey[i]);
-    }
-    if (row.codes) {
-      uint32_t mine = 0; /* lane i of the half-warp: row i's scale */
-#pragma unroll
-      for (unsigned i = 0; i < 8; i++)
-        mine = hl == i ? rkey[i] : mine;
-      const lowpi_block_scale all = both_scale(row.p, lowpi_bits_f32(mine));
-      /* whether the row's values may saturate (else no count) */
-      const unsigned may = lowpi_may_saturate(mine, all.enc, row.p.fmax_bits);
-      if (hl < 8u && 8u * rb + hl < nr) { /* row hl's scale by its lane: one store in the code */
-        const size_t r = r0 + 8u * rb + hl;
-        lowpi_store_scale(row.p, row.scales, r * row.scale_cols + (c0 >> 7), all);
-        if (row.lt_scales)
-          row.lt_scales[(c0 >> 7) * R + r] = all.dec;
-      }
-#pragma unroll
-      for (unsigned i = 0; i < 8; i++) {
-        /* the shuffles where the warp is converged (a branch around them would have the
-         * compiler guard each for divergence: code that pushed the kernel out of the
-         * instruction cache), then rows past the tile's (half-warp-uniform) skipped */
-        const unsigned r = 8u * rb + i, src = (lane & 16u) + i;
-        const float enc = __shfl_sync(0xFFFFFFFFu, all.enc, src);
-        const unsigned got = __shfl_sync(0xFFFFFFFFu, may, src);
-#pragma unroll
-        for (unsigned h = 0; h < 2 && r < nr; h++) {
-          const unsigned cl = 64u * h + 4u * hl;
-          if (cl >= nc)
-            continue;
-          const unsigned nv = nc - cl < 4u ? nc - cl : 4u;
-          float y[4];
-#pragma unroll
-          for (unsigned q = 0; q < 4; q++) {
-            y[q] = v[i][h][q] * enc;
-            if (got) /* (the padding's zeros never count) */
-              sat_r += lowpi_saturates(y[q], row.p.fmax_bits);
-          }
-          const size_t idx0 = (r0 + r) * K + c0 + cl;
-          const uint32_t w = encode4<FF, RR>(y, f, rnd, row.seed, row.offset, idx0);
-          if ((flags & kFlagVecRow) && nv == 4) {
-            *(uint32_t *)(row.codes + idx0) = w;
-          } else {
+    reg_rows<LB, FF, RR>(v, r0, c0, nr, nc, K, R, row, f, rnd, flags, lane, hl, rb, sat_r, tmax);
+    __syncthreads(); /* every band's keys (and the last tile's cenc read) */
+    /* one thread per column block: its scale (128: threads 0-127, one block a column; 32: every
+     * thread, blocks threadIdx.x / 128 and + 2 of column threadIdx.x % 128; MX's four e8m0 codes
+     * of a column stored as one word after the barrier, where the tile spans 128 rows) */
+    const bool cpacked = LB == 5 && (flags & kFlagScales4Col) && nr == kRegTile; /* uniform */
 #pragma unroll 1
-            for (unsigned q = 0; q < nv; q++)
-              row.codes[idx0 + q] = (uint8_t)(w >> (8 * q));
-          }
-        }
+    for (unsigned bi = threadIdx.x; bi < kColBlocks * kRegTile; bi += kThreadsT) {
+      const unsigned j = bi % kRegTile, b = bi / kRegTile, bands = kRegBands / kColBlocks;
+      uint32_t key = 0;
+#pragma unroll
+      for (unsigned k = 0; k < bands; k++)
+        key = max(key, ckey[b * bands + k][key_slot(j)]);
+      const lowpi_block_scale sc = both_scale(col.p, lowpi_bits_f32(key));
+      cenc[bi] = sc.enc;
+      csat[bi] = lowpi_may_saturate(key, sc.enc, col.p.fmax_bits);
+      if (cpacked) {
+        ccode[bi] = (uint8_t)sc.code;
+      } else if (j < nc && (b << LB) < nr) { /* a block past the line's end has no scale */
+        lowpi_store_scale(col.p, col.scales, (c0 + j) * col.scale_cols + (r0 >> LB) + b, sc);
+        if (col.lt_scales)
+          col.lt_scales[(r0 >> LB) * K + c0 + j] = sc.dec;
       }
     }
-    __syncthreads();              /* every band's keys (and the last tile's cenc read) */
-    if (threadIdx.x < kRegTile) { /* one thread per column: its block's scale */
+    if (partials && threadIdx.x < kRegTile && threadIdx.x < nc) { /* the tile's column sum: the
+                                                                   * 16 bands in order */
       const unsigned j = threadIdx.x;
-      uint32_t key = 0;
+      float sum = 0.0f;
 #pragma unroll
       for (unsigned b = 0; b < kRegBands; b++)
-        key = max(key, ckey[b][key_slot(j)]);
-      const lowpi_block_scale sc = both_scale(col.p, lowpi_bits_f32(key));
-      cenc[j] = sc.enc;
-      csat[j] = lowpi_may_saturate(key, sc.enc, col.p.fmax_bits);
-      if (j < nc) {
-        lowpi_store_scale(col.p, col.scales, (c0 + j) * col.scale_cols + (r0 >> 7), sc);
-        if (col.lt_scales)
-          col.lt_scales[(r0 >> 7) * K + c0 + j] = sc.dec;
-        if (partials) { /* the tile's column sum: the 16 bands in order */
-          float sum = 0.0f;
-#pragma unroll
-          for (unsigned b = 0; b < kRegBands; b++)
-            sum += csum[b][key_slot(j)];
-          partials[tr * K + c0 + j] = sum;
-        }
-      }
+        sum += csum[b][key_slot(j)];
+      partials[tr * K + c0 + j] = sum;
     }
     __syncthreads(); /* cenc (and ckey, csum read: the next tile may write them) */
+    if (cpacked && threadIdx.x < nc) {
+      const unsigned j = threadIdx.x;
+      *(uint32_t *)((uint8_t *)col.scales + (c0 + j) * col.scale_cols + (r0 >> LB)) =
+          ccode[j] | (uint32_t)ccode[kRegTile + j] << 8 | (uint32_t)ccode[2 * kRegTile + j] << 16 |
+          (uint32_t)ccode[3 * kRegTile + j] << 24;
+    }
     /* the band's first row (bands past the tile's encode nothing: no jump to the next tile,
      * whose shuffles would then need the divergence guards) */
     const unsigned rr = 8u * rb;
@@ -859,8 +921,9 @@ __global__ void __launch_bounds__(kThreadsT, 2)
     const bool wide = (flags & kFlagVecCol16) && nr == kRegTile; /* block-uniform */
 #pragma unroll
     for (unsigned h = 0; h < 2 && nv; h++) {
-      const float4 e4 = *(const float4 *)&cenc[64u * h + 4u * hl];
-      const uint4 s4 = *(const uint4 *)&csat[64u * h + 4u * hl];
+      const unsigned cb = (rb >> (LB - 3)) * kRegTile + 64u * h + 4u * hl; /* the band's block */
+      const float4 e4 = *(const float4 *)&cenc[cb];
+      const uint4 s4 = *(const uint4 *)&csat[cb];
       const float enc[4] = {e4.x, e4.y, e4.z, e4.w};
       const unsigned may[4] = {s4.x, s4.y, s4.z, s4.w};
       uint2 w[4]; /* column 64 h + 4 hl + q: the band's 8 codes */
@@ -1025,8 +1088,8 @@ lowp_status launch_tiled(const float *x, size_t R, size_t K, const side &row, co
   return LOWP_OK;
 }
 
-/* Launch reg_kernel<FF, RR, In> as launch_tiled does tiled_kernel. */
-template <int FF, int RR, class In>
+/* Launch reg_kernel<LB, FF, RR, In> as launch_tiled does tiled_kernel. */
+template <int LB, int FF, int RR, class In>
 lowp_status launch_reg(const In &in, size_t R, size_t K, const side &row, const side &col,
                        const lowp_qconfig *c, float *partials) {
   static int per_sm = 0;
@@ -1039,32 +1102,38 @@ lowp_status launch_reg(const In &in, size_t R, size_t K, const side &row, const 
     flags |= kFlagVecCol8;
   if (R % 16 == 0 && ((uintptr_t)col.codes & 15u) == 0)
     flags |= kFlagVecCol16;
+  if (row.codes && row.byte_scale && row.scale_cols % 4 == 0 && ((uintptr_t)row.scales & 3u) == 0)
+    flags |= kFlagScales4Row;
+  if (col.byte_scale && col.scale_cols % 4 == 0 && ((uintptr_t)col.scales & 3u) == 0)
+    flags |= kFlagScales4Col;
   const size_t tiles = ((R + kRegTile - 1) / kRegTile) * ((K + kRegTile - 1) / kRegTile);
   constexpr size_t smem = reg_smem<In>();
   unsigned blocks = 0;
-  LOWPI_TRY(tile_grid(reg_kernel<FF, RR, In>, smem, &per_sm, tiles, &blocks));
-  reg_kernel<FF, RR, In><<<blocks, kThreadsT, smem>>>(in, R, K, row, col, lowpi_fmt_of(c->format),
-                                                      c->round, flags, partials);
+  LOWPI_TRY(tile_grid(reg_kernel<LB, FF, RR, In>, smem, &per_sm, tiles, &blocks));
+  reg_kernel<LB, FF, RR, In><<<blocks, kThreadsT, smem>>>(
+      in, R, K, row, col, lowpi_fmt_of(c->format), c->round, flags, partials);
   LOWPI_CUDA_CHECK_LAUNCH();
   return LOWP_OK;
 }
 
-/* reg_kernel for config c: specialised for fp8 with RNE (and, from x itself, e4m3 with
- * stochastic rounding), else the generic encoder. */
-template <class In>
+/* reg_kernel for config c, blocks of 1 << LB: specialised for fp8 with RNE (and, from x itself,
+ * e4m3 with stochastic rounding), else the generic encoder. */
+template <int LB, class In>
 lowp_status run_reg(const In &in, size_t R, size_t K, const side &sr, const side &sc,
                     const lowp_qconfig *c, float *partials) {
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
-    return launch_reg<LOWP_E4M3, LOWP_ROUND_RNE>(in, R, K, sr, sc, c, partials);
+    return launch_reg<LB, LOWP_E4M3, LOWP_ROUND_RNE>(in, R, K, sr, sc, c, partials);
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E5M2)
-    return launch_reg<LOWP_E5M2, LOWP_ROUND_RNE>(in, R, K, sr, sc, c, partials);
+    return launch_reg<LB, LOWP_E5M2, LOWP_ROUND_RNE>(in, R, K, sr, sc, c, partials);
   if constexpr (In::kPlain)
     if (c->round == LOWP_ROUND_SR && c->format == LOWP_E4M3)
-      return launch_reg<LOWP_E4M3, LOWP_ROUND_SR>(in, R, K, sr, sc, c, partials);
-  return launch_reg<lowpi_kAny, lowpi_kAny>(in, R, K, sr, sc, c, partials);
+      return launch_reg<LB, LOWP_E4M3, LOWP_ROUND_SR>(in, R, K, sr, sc, c, partials);
+  return launch_reg<LB, lowpi_kAny, lowpi_kAny>(in, R, K, sr, sc, c, partials);
 }
 
-/* The tiled kernel takes 64-row tiles: column-wise blocks of 32 or 64. Blocks of 128 take
+/* The tiled kernel takes 64-row tiles: column-wise blocks of 64, and of 32 where the row side
+ * is not 32-long codes (reg_block_log: the register tile, MX e4m3 both ways at 16384 x 4096 57%
+ * -> 83% of the copy on the H100). Blocks of 128 take
  * reg_kernel (run_both): 128-row tiles of the tiled kernel were no faster than both_kernel
  * (16384 x 768, 1x128 e4m3: 0.089 against 0.087 ms), the register tile is (0.063-0.065 ms,
  * 16384 x 3072 0.194 against 0.296 ms: bench_cuda_quant, "both ways", H100). */
@@ -1084,11 +1153,15 @@ bool use_line_kernel() {
   return env || lowpi_cuda_quant_generic();
 }
 
-/* Blocks of 128 down the columns take the register tile where the rows' are codes of 128 too
- * (or not wanted). */
+/* Blocks of 128 or of 32 down the columns take the register tile where the rows' are codes of
+ * the same length (or not wanted): the block's log2 (reg_kernel's LB), else 0. */
+int reg_block_log(const side &sr, const side &sc) {
+  const bool ok = sc.codes && (sc.shift == 2 || sc.shift == 0) && !use_line_kernel() && !sr.vals &&
+                  (!sr.codes || sr.shift == sc.shift);
+  return ok ? 5 + (int)sc.shift : 0;
+}
 bool takes_reg(const side &sr, const side &sc) {
-  return sc.codes && sc.shift == 2 && !use_line_kernel() && !sr.vals &&
-         (!sr.codes || sr.shift == 2);
+  return reg_block_log(sr, sc) == 7;
 }
 
 /* Both sides from x (R, K) under config c (the shared format and rounding); partials (NULL, or
@@ -1104,7 +1177,9 @@ lowp_status run_both(const float *x, size_t R, size_t K, const side &sr, const s
   const bool col128 = sc.codes && sc.shift == 2;
   const bool line = use_line_kernel() || col128;
   if (takes_reg(sr, sc))
-    return run_reg(in_x{x}, R, K, sr, sc, c, partials);
+    return run_reg<7>(in_x{x}, R, K, sr, sc, c, partials);
+  if (reg_block_log(sr, sc) == 5)
+    return run_reg<5>(in_x{x}, R, K, sr, sc, c, nullptr);
   if (c->round == LOWP_ROUND_RNE && c->format == LOWP_E4M3)
     return line ? launch<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c)
                 : launch_tiled_any<LOWP_E4M3, LOWP_ROUND_RNE>(x, R, K, sr, sc, c);
@@ -1194,9 +1269,9 @@ extern "C" lowp_status lowpi_cuda_quantize_both_in(const lowpi_both_input *in, s
   if (R == 0 || K == 0 || plain)
     LOWPI_TRY(run_both(in->x, R, K, sr, sc, c, partials));
   else if (in->op == LOWPI_BOTH_GELU)
-    LOWPI_TRY(run_reg(in_gelu{in->pre}, R, K, sr, sc, c, partials));
+    LOWPI_TRY(run_reg<7>(in_gelu{in->pre}, R, K, sr, sc, c, partials));
   else
-    LOWPI_TRY(run_reg(in_dgelu{in->dx16, in->pre}, R, K, sr, sc, c, partials));
+    LOWPI_TRY(run_reg<7>(in_dgelu{in->dx16, in->pre}, R, K, sr, sc, c, partials));
   if (partials && R > 0 && K > 0) {
     /* the tiles' partials in the column sums' second stage (nn_reduce.cuh) */
     lowpi_colsum_final_launch<1>(ex->dbias, nullptr, partials, (R + kRegTile - 1) / kRegTile,
