@@ -58,15 +58,20 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return u;
 }
 
-/* Two adjacent columns of an accumulator row: fp32 values, or their bf16 RNE codes
- * (lowpi_bf16_rne, NaN kept: lowp_cuda_encode's) in one 32-bit store. */
+/* The bf16 RNE codes of lo and hi (lowpi_bf16_rne, NaN kept: lowp_cuda_encode's), lo in the
+ * low half. */
+__device__ __forceinline__ uint32_t rne_pair(float lo, float hi) {
+  return lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(lo) | lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(hi) << 16;
+}
+
+/* Two adjacent columns of an accumulator row: fp32 values, or their bf16 codes (rne_pair) in one
+ * 32-bit store. */
 __device__ __forceinline__ void store_pair(float *p, float a, float b) {
   p[0] = a;
   p[1] = b;
 }
 __device__ __forceinline__ void store_pair(uint16_t *p, float a, float b) {
-  *reinterpret_cast<uint32_t *>(p) =
-      lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(a) | lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(b) << 16;
+  *reinterpret_cast<uint32_t *>(p) = rne_pair(a, b);
 }
 
 /* Write a warp's accumulators (16 x HS; rows r0 + g and r0 + g + 8) to rows of dst (ld

@@ -314,12 +314,8 @@ __global__ void rowdot8_kernel(float *__restrict__ D, bf16 *__restrict__ do16,
     } else {
       const float4 x = *reinterpret_cast<const float4 *>(dout + off);
       const float4 y = *reinterpret_cast<const float4 *>(dout + off + 4);
-      const auto pair = [](float lo, float hi) { /* round_bf16's codes, NaN kept */
-                                                 return lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(lo) |
-                                                        lowpi_bf16_rne<LOWP_OVERFLOW_NATIVE>(hi)
-                                                            << 16;
-      };
-      d = make_uint4(pair(x.x, x.y), pair(x.z, x.w), pair(y.x, y.y), pair(y.z, y.w));
+      d = make_uint4(rne_pair(x.x, x.y), rne_pair(x.z, x.w), rne_pair(y.x, y.y),
+                     rne_pair(y.z, y.w)); /* round_bf16's codes, NaN kept */
     }
     *reinterpret_cast<uint4 *>(do16 + row * (size_t)hs + c) = d;
     const float4 o0 = *reinterpret_cast<const float4 *>(out + off);
