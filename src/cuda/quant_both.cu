@@ -898,8 +898,8 @@ __global__ void __launch_bounds__(kThreadsT, 2)
           col.lt_scales[(r0 >> LB) * K + c0 + j] = sc.dec;
       }
     }
-    if (partials && threadIdx.x < kRegTile && threadIdx.x < nc) { /* the tile's column sum: the
-                                                                   * 16 bands in order */
+    /* the tile's column sum: the 16 bands in order */
+    if (partials && threadIdx.x < kRegTile && threadIdx.x < nc) {
       const unsigned j = threadIdx.x;
       float sum = 0.0f;
 #pragma unroll
