@@ -236,6 +236,27 @@ static void same_words(const char *what, const void *d_got, const void *d_want, 
   free(b);
 }
 
+/* n floats of two device buffers within tol of each other, normwise (||got - want|| / ||want||),
+ * every value finite. */
+static void close_norm(const char *what, const float *d_got, const float *d_want, size_t n,
+                       double tol) {
+  float *a = hmem(n * 4), *b = hmem(n * 4);
+  GC_REQUIRE(lowp_cuda_memcpy(a, d_got, n * 4, LOWP_CUDA_D2H));
+  GC_REQUIRE(lowp_cuda_memcpy(b, d_want, n * 4, LOWP_CUDA_D2H));
+  double diff = 0, norm = 0;
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    bad += !isfinite(a[i]);
+    diff += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    norm += (double)b[i] * b[i];
+  }
+  const double rel = sqrt(diff) / (sqrt(norm) > 0 ? sqrt(norm) : 1.0);
+  GC_CHECK(bad == 0 && rel <= tol, "%s: %zu non-finite, normwise difference %.3g (bound %.1g)",
+           what, bad, rel, tol);
+  free(a);
+  free(b);
+}
+
 /* amax[0] (written by a kernel, the buffer poisoned before) against lowp_cuda_amax of the n
  * values at d_x into amax[1]: the same bits (NaN included), and a NaN exactly when want_nan. */
 static void check_amax(const char *what, float *d_amax, const float *d_x, size_t n, int want_nan) {
@@ -339,6 +360,22 @@ static void test_bf16_input(shape s, const float *x, const float *d_dy, const fl
       GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxb, NULL, NULL, NULL, d_dy16, NULL, d_x16,
                                                      d_outb, d_lseb, B, T, C, NH, ws, ws_bytes)))
     same_words("bf16 dout: dinp", d_dxb, d_dx, n3, 4);
+  /* dout's codes and out 4 and 8 bytes past a 16-byte boundary: D and dO's head-major copy by the
+   * pair kernel (rowdot_kernel; aligned buffers take rowdot8_kernel). D's sums come in another
+   * order (a few 2^-24 relative), which now and then flips dS's bf16 rounding (2^-8 of a term):
+   * dinp within 1e-3 of the aligned run's, normwise, where a wrong D is off by O(1) */
+  uint16_t *d_dy16u = dmem(n1 * 2 + 16);
+  float *d_outu = dmem(n1 * 4 + 16), *d_dxu = dmem(n3 * 4);
+  GC_REQUIRE(lowp_cuda_memset(d_dxu, 0xFF, n3 * 4));
+  GC_REQUIRE(lowp_cuda_memcpy(d_dy16u + 2, d_dy16, n1 * 2, LOWP_CUDA_D2D));
+  GC_REQUIRE(lowp_cuda_memcpy(d_outu + 2, d_outb, n1 * 4, LOWP_CUDA_D2D));
+  if (GC_OK(lowpi_cuda_flash_attention_backward_amax(d_dxu, NULL, NULL, NULL, d_dy16u + 2, NULL,
+                                                     d_x16, d_outu + 2, d_lseb, B, T, C, NH, ws,
+                                                     ws_bytes)))
+    close_norm("bf16 dout and out off 16-byte alignment: dinp", d_dxu, d_dx, n3, 1e-3);
+  lowp_cuda_free(d_dy16u);
+  lowp_cuda_free(d_outu);
+  lowp_cuda_free(d_dxu);
   /* dinp's bf16 codes alone (GPT-2's qkv dY in bf16): the codes of the run that wrote both, and
    * the amax of their values (the quantizer of the codes reads those) */
   uint16_t *d_only16 = dmem(n3 * 2);
