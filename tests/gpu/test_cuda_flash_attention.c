@@ -23,7 +23,8 @@
  *   (c) the bf16-input variant (inp_bf16 = the RNE codes of inp, read in place, inp NULL, the
  *       smaller workspace of exactly lowpi_cuda_flash_attention_workspace(..., 1) bytes) against
  *       the fp32-input run: out, its bf16 codes, lse and dinp bit for bit (the kernels round q,
- *       k, v to bf16 anyway, so nothing may differ).
+ *       k, v to bf16 anyway, so nothing may differ); and with dout's codes and out off 16-byte
+ *       alignment (the backward's D by its unaligned kernel) within 1e-3 of it, normwise.
  * Head size 64 runs on Hopper's wgmma kernels (src/cuda/nn_flash_wgmma.cu) on an sm_90 device
  * (checked), and again on the mma.sync kernels with LOWP_FLASH=mma: both against (a) - (c). */
 #include <math.h>
