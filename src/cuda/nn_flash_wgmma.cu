@@ -102,7 +102,7 @@ __device__ __forceinline__ void load_rows_f32(unsigned char *dst, const float *_
  * streamed tiles), so that the few heads the resident blocks stream at a time are served from L2.
  * With a grid of (head, tile), the ~500 resident blocks of the longest tiles streamed every
  * head's K and V at once (48 MiB at GPT-2 124M's shape, L2's size) and half the reads missed
- * (ncu: L2 hit rate 53-55% in the backward kernels, 74-80% grouped; the kernels 7-9% faster). */
+ * (ncu: L2 hit rate 53-55% in the backward kernels, 74-80% grouped; the kernels 5-8% faster). */
 struct block_work {
   int bh, rank;
 };
