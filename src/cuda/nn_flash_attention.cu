@@ -321,12 +321,14 @@ __global__ void rowdot8_kernel(float *__restrict__ D, bf16 *__restrict__ do16,
     const float4 o0 = *reinterpret_cast<const float4 *>(out + off);
     const float4 o1 = *reinterpret_cast<const float4 *>(out + off + 4);
     const float o[8] = {o0.x, o0.y, o0.z, o0.w, o1.x, o1.y, o1.z, o1.w};
-    const uint32_t w[4] = {d.x, d.y, d.z, d.w};
+    float dv[8];
+    lowpi_bf16x2_floats(d.x, dv);
+    lowpi_bf16x2_floats(d.y, dv + 2);
+    lowpi_bf16x2_floats(d.z, dv + 4);
+    lowpi_bf16x2_floats(d.w, dv + 6);
 #pragma unroll
-    for (int k = 0; k < 4; k++) {
-      sum += __uint_as_float(w[k] << 16) * o[2 * k];
-      sum += __uint_as_float(w[k] & 0xFFFF0000u) * o[2 * k + 1];
-    }
+    for (int k = 0; k < 8; k++)
+      sum += dv[k] * o[k];
   }
   for (int m = lanes / 2; m > 0; m /= 2) /* lanes is a power of two here: 2, 4, 8 or 16 */
     sum += __shfl_xor_sync(0xFFFFFFFFu, sum, m);

@@ -62,15 +62,19 @@ enum { MAX_TMPDIRS = 64 };
 static char tmpdirs[MAX_TMPDIRS][512];
 static int ntmpdirs;
 
+/* `rm -rf dir`'s exit status (tu_run's). */
+static int remove_dir(const char *dir) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%.580s'", dir);
+  return tu_run(cmd, NULL, 0);
+}
+
 static void remove_tmpdirs(void) {
   if (getenv("LOWP_TEST_KEEP_TMP"))
     return;
-  for (int i = 0; i < ntmpdirs; i++) {
-    char cmd[sizeof tmpdirs[0] + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%.511s'", tmpdirs[i]);
-    if (system(cmd) != 0)
+  for (int i = 0; i < ntmpdirs; i++)
+    if (remove_dir(tmpdirs[i]) != 0)
       fprintf(stderr, "could not remove %s\n", tmpdirs[i]);
-  }
 }
 
 void tu_tmpdir(char *buf, size_t len) {
@@ -129,7 +133,5 @@ int tu_dir_entries(const char *dir) {
 }
 
 void tu_rm_dir(const char *dir) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  assert_int_equal(tu_run(cmd, NULL, 0), 0);
+  assert_int_equal(remove_dir(dir), 0);
 }
