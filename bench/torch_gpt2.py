@@ -293,9 +293,10 @@ def main():
     bad = [m for m in models if m not in MODELS] + [m for m in modes if m not in ("bf16", "fp8")]
     if len(batches) != len(args.batch.split(",")):
         bad.append(args.batch)
-    if bad or args.warmup < 1 or args.steps < 1 or min(batches, default=0) < 1:
+    if (bad or args.warmup < 1 or args.steps < 1 or min(batches, default=0) < 1
+            or args.profile < 0):
         ap.error(f"bad value(s) {bad}: models are {list(MODELS)}, modes bf16 and fp8, "
-                 "warmup, steps and batch at least 1")
+                 "warmup, steps and batch at least 1, profile at least 0")
     if not torch.cuda.is_available():
         sys.exit("torch_gpt2.py: no CUDA device")
     device = torch.cuda.get_device_name()
